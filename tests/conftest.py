@@ -1,0 +1,26 @@
+"""Shared pytest wiring: service fixtures and the --run-slow switch."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = [
+    "tests.services.seaweedfs",
+    "tests.services.sshd",
+    "tests.services.postgres",
+    "tests.services.memcached",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the long fault-injection and soak tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    deselected = [item for item in items if "slow" in item.keywords]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if "slow" not in item.keywords]

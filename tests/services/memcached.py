@@ -1,0 +1,1 @@
+"""Placeholder: the memcached fixture is being written."""

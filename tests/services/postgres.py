@@ -1,0 +1,1 @@
+"""Placeholder: the postgres fixture is being written."""

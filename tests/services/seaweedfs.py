@@ -1,0 +1,1 @@
+"""Placeholder: the seaweedfs fixture is being written."""

@@ -1,0 +1,1 @@
+"""Placeholder: the sshd fixture is being written."""
