@@ -235,14 +235,14 @@ class _Reader:
     """Reads one INI file, remembering every problem instead of stopping at the first."""
 
     def __init__(self, path: Path, parser: configparser.RawConfigParser):
-        self.path = path
+        self.file = path
         self.base = path.parent
         self.parser = parser
         self.problems: list[ConfigProblem] = []
         self.warnings: list[str] = []
 
     def problem(self, section: str, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(str(self.path), section, key, message))
+        self.problems.append(ConfigProblem(str(self.file), section, key, message))
 
     def raw(self, section: str, key: str, default: str | None = None) -> str | None:
         if self.parser.has_option(section, key):
@@ -266,10 +266,13 @@ class _Reader:
             return ""
         return text
 
-    def path(self, section: str, key: str, *, required: bool = False) -> Path | None:
+    def path(self, section: str, key: str, *, required: bool = False,
+             follow_links: bool = True) -> Path | None:
         text = self.required(section, key) if required else self.raw(section, key)
         if not text:
             return None
+        if not follow_links:  # the path names a symlink itself (failover `link`): keep it
+            return Path(os.path.abspath(self.base / os.path.expanduser(text)))
         return (self.base / os.path.expanduser(text)).resolve()
 
     def check_keys(self, section: str, allowed: set[str]) -> None:
@@ -472,7 +475,8 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         heartbeat_target=r.raw(s, "heartbeat_target", "") or "",
         max_heartbeat_age=r.get(s, "max_heartbeat_age", parse_duration, 60.0),
         mode=mode,
-        link=r.path(s, "link"), readonly=r.path(s, "readonly"), readwrite=r.path(s, "readwrite"),
+        link=r.path(s, "link", follow_links=False),
+        readonly=r.path(s, "readonly"), readwrite=r.path(s, "readwrite"),
         flag=r.path(s, "flag"),
         message=r.raw(s, "message", "") or FailoverConfig.message,
         memcached=r.get(s, "memcached", _parse_memcached, ()),
@@ -535,11 +539,11 @@ def _warn_if_secret_readable(r: _Reader) -> None:
              for sec in r.parser.sections() for k in ("database", "primary_database")
              if r.parser.has_option(sec, k))
     try:
-        mode = r.path.stat().st_mode
+        mode = r.file.stat().st_mode
     except OSError:
         return
     if has_secret and mode & 0o077:
-        r.warnings.append(f"{r.path} holds a secret but is readable by others "
+        r.warnings.append(f"{r.file} holds a secret but is readable by others "
                           f"(mode {mode & 0o777:o}); chmod 600 it")
 
 
@@ -581,7 +585,7 @@ def _build(r: _Reader) -> Config:
     _warn_if_secret_readable(r)
     if r.problems:
         raise ConfigError(r.problems)
-    return Config(path=r.path, mirrord=settings, sources=tuple(sources), targets=targets,
+    return Config(path=r.file, mirrord=settings, sources=tuple(sources), targets=targets,
                   reconcile=reconcile, failover=failover, warnings=tuple(r.warnings))
 
 

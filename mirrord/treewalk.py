@@ -72,10 +72,10 @@ def _walk_dir(dirpath: bytes, rel: str, include_dirs: bool,
             continue  # vanished between listing and stat
         if stat_mod.S_ISDIR(st.st_mode):
             if include_dirs:
-                yield Entry(relpath, 0, st.st_mtime, is_dir=True)
+                yield Entry(relpath, 0, st.st_mtime, is_dir=True, mtime_ns=st.st_mtime_ns)
             yield from _walk_dir(entry.path, relpath, include_dirs, excluded, errors)
         elif stat_mod.S_ISREG(st.st_mode):
-            yield Entry(relpath, st.st_size, st.st_mtime)
+            yield Entry(relpath, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns)
 
 
 def _child_key(entry: os.DirEntry) -> bytes:

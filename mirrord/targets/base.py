@@ -41,6 +41,7 @@ class Entry:
     is_dir: bool = False
     digest: str | None = None
     token: str | None = None   # an opaque change token from the target (S3 ETag), if any
+    mtime_ns: int = 0          # exact source mtime where known (source walks)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Features:
     mtime_precision: float = 1e-6    # seconds; mtimes within this are equal
     list_mtime: bool = True          # list() reports the kept source mtime (S3: server time)
     batch_size: int = 1              # how many SyncItems one worker task hands to sync()
+    needs_local_file: bool = True    # sync() reads SyncItem.local (rsync reads the source itself)
 
 
 @dataclass(frozen=True)

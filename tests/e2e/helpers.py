@@ -1,0 +1,125 @@
+"""Running the real `mirrord` process and comparing a source with its targets byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirrord import config as config_mod
+from mirrord import targets as target_registry
+from mirrord.treewalk import walk
+
+MIRRORD = str(Path(sys.executable).with_name("mirrord"))
+
+
+def source_files(root: Path, excluded=None) -> dict[str, bytes]:
+    out = {}
+    for entry in walk(str(root), excluded=excluded, include_dirs=False):
+        try:
+            out[entry.path] = (root / entry.path).read_bytes()
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def target_files(target) -> dict[str, bytes]:
+    out = {}
+    for entry in target.list():
+        if entry.is_dir:
+            continue
+        data = target.read(entry.path)
+        if data is not None:
+            out[entry.path] = data
+    return out
+
+
+def diff(src: dict[str, bytes], dst: dict[str, bytes]) -> dict[str, list[str]]:
+    return {
+        "missing": sorted(set(src) - set(dst))[:20],
+        "extra": sorted(set(dst) - set(src))[:20],
+        "different": sorted(p for p in set(src) & set(dst) if src[p] != dst[p])[:20],
+    }
+
+
+def wait_converged(root: Path, target, *, timeout: float = 60.0, excluded=None,
+                   prefix: str = "") -> dict[str, bytes]:
+    """Poll until the target holds exactly the source's files (bounded; no timing asserted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        src = source_files(root, excluded)
+        if prefix:
+            src = {f"{prefix}/{k}": v for k, v in src.items()}
+        try:
+            dst = target_files(target)
+        except Exception as exc:  # noqa: BLE001 - a target still coming back: keep polling
+            dst = {"<listing failed>": str(exc).encode()}
+        if src == dst:
+            return dst
+        if time.monotonic() > deadline:
+            raise AssertionError(f"target {target.name} did not converge: {diff(src, dst)}")
+        time.sleep(0.2)
+
+
+@dataclass
+class Mirrord:
+    """A `mirrord run` subprocess on a config file."""
+
+    config: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+    env: dict = field(default_factory=dict)
+
+    def start(self) -> "Mirrord":
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([MIRRORD, "-c", str(self.config), "run"], stdout=logf,
+                                     stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+                                     start_new_session=True)
+        logf.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mirrord exited {self.proc.returncode}:\n{self.log.read_text()}")
+            if "msg=running" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"mirrord did not start:\n{self.log.read_text()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=60)
+
+    def stop(self) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        return self.kill(signal.SIGTERM)
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([MIRRORD, "-c", str(self.config), *args], capture_output=True,
+                             text=True, timeout=120)
+        if check and res.returncode != 0:
+            raise AssertionError(f"mirrord {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def status(self) -> dict:
+        return json.loads(self.cli("status", "--json").stdout)
+
+
+def open_targets(config_path: Path) -> dict:
+    cfg = config_mod.load(config_path)
+    out = {}
+    for name, tcfg in cfg.targets.items():
+        t = target_registry.create(tcfg)
+        t.open()
+        out[name] = t
+    return out

@@ -1,0 +1,185 @@
+"""Metrics through the real HTTP endpoint on a loopback port, parsed with prometheus_client.parser."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mirrord import metrics as metrics_module
+from mirrord.metrics import LATENCY_BUCKETS, Metrics
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def served(clock):
+    metrics = Metrics(clock=clock)
+    host, port = metrics.serve("127.0.0.1", 0)
+    yield metrics, f"http://{host}:{port}/metrics"
+    metrics.close()
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.status == 200
+        text = resp.read().decode()
+    return parse(text)
+
+
+def parse(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def families(text: str) -> dict[str, str]:
+    return {f.name: f.type for f in text_string_to_metric_families(text)}
+
+
+def test_serve_binds_a_free_loopback_port(served):
+    metrics, url = served
+    assert url.startswith("http://127.0.0.1:")
+    assert not url.endswith(":0/metrics")
+    scrape(url)
+
+
+def test_pending_gauges(served):
+    metrics, url = served
+    metrics.set_pending("s3", 12, 4096, 3.5)
+    metrics.set_pending("host", 0, 0, -1.0)  # a clock step never shows a negative age
+    got = scrape(url)
+    assert got[("mirrord_pending_operations", (("target", "s3"),))] == 12
+    assert got[("mirrord_pending_bytes", (("target", "s3"),))] == 4096
+    assert got[("mirrord_oldest_pending_seconds", (("target", "s3"),))] == 3.5
+    assert got[("mirrord_oldest_pending_seconds", (("target", "host"),))] == 0
+
+
+def test_operations_and_latency_histogram(served):
+    metrics, url = served
+    metrics.shipped("s3", "put", 0.004)
+    metrics.shipped("s3", "put", 0.2)
+    metrics.shipped("s3", "delete", None)  # no latency known: counted, not observed
+    metrics.failed("s3", "move")
+    got = scrape(url)
+    ops = "mirrord_operations_total"
+    assert got[(ops, (("kind", "put"), ("outcome", "shipped"), ("target", "s3")))] == 2
+    assert got[(ops, (("kind", "delete"), ("outcome", "shipped"), ("target", "s3")))] == 1
+    assert got[(ops, (("kind", "move"), ("outcome", "failed"), ("target", "s3")))] == 1
+    lat = "mirrord_replication_latency_seconds"
+    assert got[(lat + "_count", (("target", "s3"),))] == 2
+    assert got[(lat + "_sum", (("target", "s3"),))] == pytest.approx(0.204)
+    assert got[(lat + "_bucket", (("le", "0.005"), ("target", "s3")))] == 1
+    assert got[(lat + "_bucket", (("le", "0.25"), ("target", "s3")))] == 2
+    assert got[(lat + "_bucket", (("le", "60.0"), ("target", "s3")))] == 2
+    assert LATENCY_BUCKETS[0] == 0.005 and LATENCY_BUCKETS[-1] == 60.0
+
+
+def test_add_target_creates_zero_series(served):
+    metrics, url = served
+    metrics.add_target("local")
+    got = scrape(url)
+    for kind in ("put", "delete", "move", "mkdir"):
+        for outcome in ("shipped", "failed"):
+            key = ("mirrord_operations_total",
+                   (("kind", kind), ("outcome", outcome), ("target", "local")))
+            assert got[key] == 0
+    assert got[("mirrord_pending_operations", (("target", "local"),))] == 0
+    assert got[("mirrord_replication_latency_seconds_count", (("target", "local"),))] == 0
+
+
+def test_watcher_counters(served):
+    metrics, url = served
+    metrics.overflow()
+    metrics.overflow()
+    metrics.watch_error()
+    metrics.set_watched_dirs(42)
+    got = scrape(url)
+    assert got[("mirrord_inotify_overflows_total", ())] == 2
+    assert got[("mirrord_watch_errors_total", ())] == 1
+    assert got[("mirrord_watched_directories", ())] == 42
+
+
+def test_reconcile_results_replace_the_previous_pass(served):
+    metrics, url = served
+    metrics.reconcile_done("s3", 1_700_000_100.0, 12.5,
+                           {"compared": 100, "missing": 3, "errors": 1, "bytes": 9000})
+    got = scrape(url)
+    t = (("target", "s3"),)
+    assert got[("mirrord_reconcile_last_run_timestamp_seconds", t)] == 1_700_000_100.0
+    assert got[("mirrord_reconcile_duration_seconds", t)] == 12.5
+    assert got[("mirrord_reconcile_bytes", t)] == 9000
+    assert got[("mirrord_reconcile_files", (("result", "missing"), ("target", "s3")))] == 3
+    assert ("mirrord_reconcile_files", (("result", "bytes"), ("target", "s3"))) not in got
+
+    metrics.reconcile_done("s3", 1_700_003_700.0, 2.0, {"compared": 103})
+    got = scrape(url)
+    assert got[("mirrord_reconcile_files", (("result", "compared"), ("target", "s3")))] == 103
+    assert got[("mirrord_reconcile_files", (("result", "missing"), ("target", "s3")))] == 0
+    assert got[("mirrord_reconcile_files", (("result", "errors"), ("target", "s3")))] == 0
+    assert got[("mirrord_reconcile_bytes", t)] == 0
+
+
+def test_heartbeat_age_is_computed_at_scrape_time(served, clock):
+    metrics, url = served
+    assert not any(name == "mirrord_heartbeat_age_seconds" for name, _ in scrape(url))
+    metrics.heartbeat_written("s3", clock.now - 2)
+    key = ("mirrord_heartbeat_age_seconds", (("target", "s3"),))
+    assert scrape(url)[key] == 2
+    clock.now += 60
+    assert scrape(url)[key] == 62
+
+
+def test_every_documented_metric_has_the_right_type():
+    metrics = Metrics()
+    metrics.add_target("s3")
+    metrics.reconcile_done("s3", 1.0, 1.0, {"compared": 1})
+    metrics.heartbeat_written("s3", 1.0)
+    types = {name: kind for name, kind in families(metrics.render().decode()).items()
+             if not name.endswith("_created")}  # prometheus_client's creation-time series
+    assert types == {
+        "mirrord_pending_operations": "gauge",
+        "mirrord_pending_bytes": "gauge",
+        "mirrord_oldest_pending_seconds": "gauge",
+        "mirrord_operations": "counter",
+        "mirrord_replication_latency_seconds": "histogram",
+        "mirrord_inotify_overflows": "counter",
+        "mirrord_watch_errors": "counter",
+        "mirrord_watched_directories": "gauge",
+        "mirrord_reconcile_last_run_timestamp_seconds": "gauge",
+        "mirrord_reconcile_duration_seconds": "gauge",
+        "mirrord_reconcile_files": "gauge",
+        "mirrord_reconcile_bytes": "gauge",
+        "mirrord_heartbeat_age_seconds": "gauge",
+    }
+    doc = metrics_module.__doc__
+    for name in types:
+        shown = name + "_total" if types[name] == "counter" else name
+        assert f"`{shown}" in doc, f"{shown} is not documented in mirrord/metrics.py"
+
+
+def test_two_instances_do_not_collide():
+    a, b = Metrics(), Metrics()
+    a.overflow()
+    assert parse(a.render().decode())[("mirrord_inotify_overflows_total", ())] == 1
+    assert parse(b.render().decode())[("mirrord_inotify_overflows_total", ())] == 0
+
+
+def test_serve_twice_is_refused(served):
+    metrics, _url = served
+    with pytest.raises(RuntimeError):
+        metrics.serve("127.0.0.1", 0)
