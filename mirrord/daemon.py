@@ -123,6 +123,7 @@ class Daemon:
         self.shipper: Shipper | None = None
         self.scanner = Scanner(self.proposals, self.wake, self.stop_requested)
         self.next_heartbeat = 0.0
+        self.heartbeats_in_flight: set[str] = set()
         self.next_state_save = 0.0
         self.last_watchdog = 0.0
         self.lock_fd: int | None = None
@@ -465,7 +466,9 @@ class Daemon:
                    "host": self.cfg.mirrord.hostname, "target": name, "pending": pending,
                    "oldest_pending_age": round(max(0.0, oldest), 3),
                    "interval": self.cfg.mirrord.heartbeat_interval}
-            self.shipper.submit_task(name, _heartbeat_writer(target, doc, self.metrics))
+            if name not in self.heartbeats_in_flight:
+                self.heartbeats_in_flight.add(name)
+                self.shipper.submit_task(name, self._heartbeat_writer(target, doc))
             if self.metrics is not None:
                 self.metrics.set_pending(name, pending, b.pending_bytes if b else 0, oldest)
         self.journal.set_state("daemon", {
@@ -475,6 +478,19 @@ class Daemon:
             "journal_errors": self.counters.journal_errors,
             "watched_directories": sum(w.watched for w in self.watchers.values()),
             "heartbeat_interval": self.cfg.mirrord.heartbeat_interval})
+
+    def _heartbeat_writer(self, target: Target, doc: dict) -> Callable[[], None]:
+        """A worker task; at most one per target is queued, so a hung target does not pile up."""
+        def write() -> None:
+            try:
+                target.write_meta("heartbeat.json", json.dumps(doc).encode())
+                if self.metrics is not None:
+                    self.metrics.heartbeat_written(target.name, doc["unix"])
+            except MirrordError as exc:
+                log.warning(kv(msg="heartbeat not written", target=target.name, error=str(exc)))
+            finally:
+                self.heartbeats_in_flight.discard(target.name)
+        return write
 
     # ------------------------------------------------------------ stop
     def _install_signals(self) -> None:
@@ -508,18 +524,6 @@ class Daemon:
             except Exception:  # noqa: BLE001
                 log.debug("closing target failed", exc_info=True)
         log.info(kv(msg="stopped"))
-
-
-def _heartbeat_writer(target: Target, doc: dict, metrics) -> Callable[[], None]:
-    def write() -> None:
-        try:
-            target.write_meta("heartbeat.json", json.dumps(doc).encode())
-        except MirrordError as exc:
-            log.warning(kv(msg="heartbeat not written", target=target.name, error=str(exc)))
-            return
-        if metrics is not None:
-            metrics.heartbeat_written(target.name, doc["unix"])
-    return write
 
 
 def _iso(ts: float) -> str:

@@ -177,7 +177,7 @@ class Journal:
     """The write side of the state database, used by one thread (the daemon's main loop)."""
 
     def __init__(self, path: Path, routes: dict[str, tuple[str, ...]], *,
-                 clock=time.time, check: bool = True):
+                 clock=time.time, check: bool = True, reset_claims: bool = True):
         self.path = Path(path)
         self.routes = dict(routes)
         self.clock = clock
@@ -187,7 +187,8 @@ class Journal:
         if existed and check:
             self._check_integrity()
         self._migrate()
-        self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+        if reset_claims:  # False: another process (a running daemon) owns the claims
+            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
         self._barriers: dict[int, tuple[str, str, tuple[bytes, ...]]] = {}
         self._load_barriers()
 

@@ -55,7 +55,7 @@ def _iso_to_unix(text: str) -> float:
 
 
 def read(cfg: Config, name: str) -> Heartbeat | None:
-    """The heartbeat on target `name`, None when there is none; MirrordError/ValueError on trouble."""
+    """The heartbeat on target `name`, None when absent; MirrordError/ValueError on trouble."""
     target = targets.create(cfg.targets[name])
     try:
         target.open()
@@ -86,8 +86,8 @@ def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age:
                       f"the last heartbeat on {target} (from {hb.host or '?'}, {hb.time}) is "
                       f"{age:.1f}s old, above max_heartbeat_age {limit}: uploads may be missing",
                       severity=severity, data=data)
-    pending = Check("heartbeat.pending", hb.pending == 0,
-                    f"{hb.pending}" + (f" (oldest {hb.oldest_pending_age:.1f}s)" if hb.pending else ""),
+    oldest = f" (oldest {hb.oldest_pending_age:.1f}s)" if hb.pending else ""
+    pending = Check("heartbeat.pending", hb.pending == 0, f"{hb.pending}{oldest}",
                     "0", f"{hb.pending} change(s) not yet shipped to {target} when the heartbeat "
                     "was written", severity=severity,
                     data={"pending": hb.pending, "oldest_pending_age": hb.oldest_pending_age})

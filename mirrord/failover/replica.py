@@ -99,14 +99,24 @@ def judge(st: ReplicaStatus, max_lag: float) -> list[Check]:
 
 def _receiver_check(st: ReplicaStatus) -> Check:
     data = {"pid": st.receiver_pid, "status": st.receiver_status}
-    if st.receiver_pid is None:
-        return Check("replica.wal_receiver", False, "none", "streaming",
-                     "no WAL receiver: the replica is not receiving WAL from the primary", data=data)
-    if st.receiver_status is None:
+    if st.receiver_pid is not None and st.receiver_status is None:
         return Check("replica.wal_receiver", True, f"pid {st.receiver_pid} (status hidden: "
                      "grant pg_read_all_stats to see it)", "streaming", data=data)
-    return Check("replica.wal_receiver", st.receiver_status == "streaming", st.receiver_status,
-                 "streaming", f"the WAL receiver is {st.receiver_status}, not streaming", data=data)
+    if st.receiver_status == "streaming":
+        return Check("replica.wal_receiver", True, "streaming", "streaming", data=data)
+    value = st.receiver_status or "none"
+    return Check("replica.wal_receiver", False, value, "streaming",
+                 f"the replica is not receiving WAL from the primary ({_last_replay(st)}); "
+                 "expected when the primary is down: judge whether that is recent enough",
+                 data=data)
+
+
+def _last_replay(st: ReplicaStatus) -> str:
+    if st.last_replay is None:
+        return "no transaction replayed yet"
+    ago = (st.now - st.last_replay).total_seconds()
+    return f"last replayed transaction committed {st.last_replay.isoformat(timespec='seconds')}, " \
+           f"{ago:.0f}s ago"
 
 
 def _lag_check(st: ReplicaStatus, max_lag: float) -> Check:
@@ -151,7 +161,8 @@ def protect(conninfo: str) -> None:
         pass
 
 
-def connect(conninfo: str, *, connect_timeout: float, statement_timeout: float) -> psycopg.Connection:
+def connect(conninfo: str, *, connect_timeout: float,
+            statement_timeout: float) -> psycopg.Connection:
     protect(conninfo)
     conn = psycopg.connect(conninfo, connect_timeout=max(2, math.ceil(connect_timeout)),
                            autocommit=True, application_name="mirrord-failover")

@@ -47,6 +47,8 @@ class Check:
     def to_json(self) -> dict:
         doc = asdict(self)
         doc["status"] = self.status
+        if self.ok:
+            doc["message"] = ""   # the message explains a failure only
         return doc
 
 
@@ -60,14 +62,15 @@ class Step:
     status: str = PLANNED
     detail: str = ""   # what happened (or why not)
     finish: str = ""   # how to do it by hand if it did not happen
+    kind: str = ""     # "flip", "flush" or "reload": which executor runs it
+    server: tuple[str, int] | None = None   # for "flush"
 
     @property
     def failed(self) -> bool:
         return self.status in (FAILED, SKIPPED)
 
     def line(self) -> str:
-        text = f"  {self.status:<10} {self.name:<28} {self.action}"
-        return text + (f"  -- {self.detail}" if self.detail else "")
+        return f"  {self.status:<10} {self.name:<28} {self.detail or self.action}"
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -132,6 +132,7 @@ class PgPair:
         """recovery_min_apply_delay on the replica: commits are received but applied late."""
         self.replica.sql(f"ALTER SYSTEM SET recovery_min_apply_delay = '{int(seconds * 1000)}ms'")
         self.replica.sql("SELECT pg_reload_conf()")
+        time.sleep(0.3)   # the startup process picks the setting up asynchronously
 
     def write(self, rows: int = 1) -> str:
         """Commit a write on the primary; returns the primary's WAL position after it."""

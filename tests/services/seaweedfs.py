@@ -239,7 +239,8 @@ class SeaweedFS:
 
     # ------------------------------------------------------------ for tests
     def new_bucket(self) -> str:
-        """Create and return a fresh, empty bucket with a unique name."""
+        """Create and return a fresh, empty bucket with a unique name (~0.1-0.3 s each;
+        SeaweedFS also grows a volume on a bucket's first write, ~0.2 s)."""
         name = f"t{self._tag}-{next(self._names):04d}"
         self.client().create_bucket(Bucket=name)
         return name

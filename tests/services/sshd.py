@@ -85,6 +85,8 @@ class SshServer:
         _keygen(self.key_path)
         authorized = self.base / "authorized_keys"
         authorized.write_bytes(Path(f"{self.key_path}.pub").read_bytes())
+        home = self.base / "home"
+        home.mkdir()
         host_pub = Path(f"{host_key}.pub").read_text().split()
         self.known_hosts.write_text(f"[{self.host}]:{self.port} {host_pub[0]} {host_pub[1]}\n")
         self._config.write_text("\n".join([
@@ -102,6 +104,9 @@ class SshServer:
             "PrintMotd no",
             "UseDNS no",
             "LogLevel INFO",
+            # An empty HOME for sessions: a mirror account has a plain shell, while the
+            # developer's ~/.bashrc here (pyenv init) costs ~90 ms per session.
+            f"SetEnv HOME={home}",
             "",
         ]))
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
@@ -138,8 +143,10 @@ class SshServer:
         if self._proc is None:
             return
         doomed = _descendants(self._proc.pid)
-        if self._proc.poll() is None:
-            self._proc.kill()
+        try:
+            os.killpg(self._proc.pid, signal.SIGKILL)   # its own process group (new session)
+        except ProcessLookupError:
+            pass
         self._proc.wait()
         for pid in doomed:
             try:

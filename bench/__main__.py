@@ -1,0 +1,129 @@
+"""`python -m bench [--quick | --full] [--only NAME ...]`: mirrord beside its peers.
+
+Prints a Markdown table and writes it to bench/results/latest.md, with every
+raw figure in bench/results/latest.json. Exit status is 0 when the suite ran
+(whatever the figures say) and 1 when a workload crashed outright; a failed
+run of one tool is recorded in the notes and does not stop the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench.common import PROFILES, Context, fmt, fmt_runs, median, tool_version
+
+# name -> module; run in this order (latency first: it is issue 2's requirement)
+WORKLOADS = {
+    "latency": "bench.latency",
+    "burst": "bench.burst_s3",
+    "initial": "bench.initial_sync",
+    "startup": "bench.startup",
+    "reconcile": "bench.reconcile_bench",
+    "large": "bench.large_file",
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (CI smoke)")
+    mode.add_argument("--full", action="store_true", help="the sizes named in issue 6")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help=f"run only these workloads (repeatable or comma list): {', '.join(WORKLOADS)}")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default: per mode)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="where latest.md / latest.json go")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    return p.parse_args(argv)
+
+
+def selected(args: argparse.Namespace) -> list[str]:
+    names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"unknown workload(s): {', '.join(unknown)} (known: {', '.join(WORKLOADS)})")
+    return [n for n in WORKLOADS if not names or n in names]
+
+
+def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
+    lines = [
+        f"# mirrord benchmark ({ctx.profile.name} mode, {ctx.reps} repetition(s))", "",
+        f"- when: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; took {time.monotonic() - started:.0f} s",
+        f"- machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average at end {os.getloadavg()[0]:.2f}",
+        f"- peers: {tool_version(['lsyncd', '--version'])}; {tool_version(['rclone', 'version'])}; "
+        f"{tool_version(['rsync', '--version'])}",
+        "- figures: median of the repetitions (min–max in brackets); ratio = mirrord ÷ peer, "
+        "so **≤ 1.00 means mirrord is at least as good** (times, memory). Peers ran in the same "
+        "run, alternating A/B then B/A; loopback services only.",
+        "",
+        "| workload | case | metric | mirrord | peer | peer figure | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in ctx.rows:
+        ratio = r.ratio()
+        mark = "" if ratio != ratio else (" ✓" if (ratio <= 1.0) == r.lower_is_better or ratio == 1.0 else " ✗")
+        lines.append(f"| {r.workload} | {r.case} | {r.metric} | {fmt_runs(r.mirrord)} | "
+                     f"{r.peer or '–'} | {fmt_runs(r.other)} | {fmt(ratio)}{mark} |")
+    notes = [(r, n) for r in ctx.rows for n in dict.fromkeys(r.notes)]
+    if notes or crashed:
+        lines += ["", "Notes:"]
+        lines += [f"- {r.workload} / {r.case}: {n}" for r, n in notes]
+        lines += [f"- {name}: crashed: {err}" for name, err in crashed.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
+    names = selected(args)
+    ctx = Context(profile, reps=args.reps, keep=args.keep)
+    started = time.monotonic()
+    crashed: dict[str, str] = {}
+    # SIGTERM behaves like Ctrl-C: the finally block below stops every child
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    ctx.log(f"mode {profile.name}, {ctx.reps} rep(s), workloads: {', '.join(names)}; "
+            f"scratch {ctx.base}")
+    try:
+        for name in names:
+            try:
+                module = importlib.import_module(WORKLOADS[name])
+            except ImportError as exc:
+                ctx.log(f"{name}: not available ({exc}); skipped")
+                continue
+            ctx.log(f"== {name}")
+            try:
+                module.run(ctx)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one workload's crash does not stop the rest
+                traceback.print_exc()
+                crashed[name] = f"{type(exc).__name__}: {exc}"[:300]
+    except KeyboardInterrupt:
+        ctx.log("interrupted; stopping every child process")
+        crashed["suite"] = "interrupted"
+    finally:
+        ctx.close()
+    table = render(ctx, started, crashed)
+    print("\n" + table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.md").write_text(table)
+    (args.out / "latest.json").write_text(json.dumps({
+        "mode": profile.name, "reps": ctx.reps, "workloads": names,
+        "seconds": round(time.monotonic() - started, 1), "crashed": crashed,
+        "rows": [r.as_dict() for r in ctx.rows]}, indent=2, ensure_ascii=False) + "\n")
+    return 1 if crashed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

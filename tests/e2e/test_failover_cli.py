@@ -1,0 +1,109 @@
+"""The installed `mirrord` console script, run as a real process: exit codes 0, 1, 3 and 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.services.postgres import PASSWORD
+
+MIRRORD = Path(sys.executable).with_name("mirrord")
+
+
+def run(ini: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(MIRRORD), "-c", str(ini), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def ini(tmp_path, pg, memcached) -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name in ("readonly.php", "readwrite.php"):
+        (etc / name).write_text(name)
+    os.symlink("readwrite.php", etc / "active.php")
+    meta = tmp_path / "mirror" / ".mirrord"
+    meta.mkdir(parents=True)
+    now = time.time()
+    (meta / "heartbeat.json").write_text(json.dumps({
+        "version": 1, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), "unix": now,
+        "host": "primary", "target": "mirror", "pending": 0, "oldest_pending_age": 0.0,
+        "interval": 5.0}))
+    path = tmp_path / "mirrord.ini"
+    path.write_text(f"""
+[mirrord]
+state_dir = {tmp_path / 'state'}
+
+[target:mirror]
+type = local
+path = {tmp_path / 'mirror'}
+
+[failover]
+database = {pg.replica_conninfo}
+primary_database = {pg.primary_conninfo}
+heartbeat_target = mirror
+link = etc/active.php
+readonly = etc/readonly.php
+readwrite = etc/readwrite.php
+memcached = {memcached.config_value}
+reload_command = true
+""")
+    path.chmod(0o600)
+    return path
+
+
+def test_failover_exit_0_then_failback(ini):
+    proc = run(ini, "failover")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mirrord failover: done" in proc.stdout
+    link = ini.parent / "etc" / "active.php"
+    assert os.readlink(link) == str(ini.parent / "etc" / "readonly.php")
+    proc = run(ini, "failback")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert os.readlink(link) == "readwrite.php"
+    assert PASSWORD not in proc.stdout + proc.stderr
+
+
+def test_refused_exit_3(ini, pg):
+    pg.pause_replay()
+    proc = run(ini, "failover")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "mirrord: refused: replica.replay_paused (value paused, limit not paused)" in proc.stderr
+    assert os.readlink(ini.parent / "etc" / "active.php") == "readwrite.php"
+
+
+def test_step_failure_exit_1(ini, memcached):
+    memcached.stop(0)
+    proc = run(ini, "failover")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"NOT done:  memcached {memcached.name(0)}" in proc.stdout
+
+
+def test_bad_config_exit_2(ini):
+    ini.write_text(ini.read_text().replace("link = etc/active.php", "mode = bogus"))
+    proc = run(ini, "failover")
+    assert proc.returncode == 2
+    assert "[failover] mode: must be symlink or flagfile, got 'bogus'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_switchover_without_primary_database_is_a_config_error(ini):
+    ini.write_text("\n".join(line for line in ini.read_text().splitlines()
+                             if not line.startswith("primary_database")))
+    proc = run(ini, "switchover", "--dry-run")
+    assert proc.returncode == 2
+    assert "[failover] primary_database: is required by switchover" in proc.stderr
+
+
+def test_no_failover_section_is_a_config_error(tmp_path):
+    ini = tmp_path / "mirrord.ini"
+    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n")
+    proc = run(ini, "failback")
+    assert proc.returncode == 2
+    assert "[failover]: this command needs a [failover] section" in proc.stderr

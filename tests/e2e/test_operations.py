@@ -1,0 +1,143 @@
+"""Operating the real daemon: metrics endpoint, systemd notify protocol, damaged state."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mirrord.targets.local import LocalTarget
+from tests.e2e.helpers import MIRRORD, Mirrord, wait_converged
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _config(tmp_path, extra: str = "") -> os.PathLike:
+    (tmp_path / "src").mkdir(exist_ok=True)
+    cfg = tmp_path / "m.ini"
+    cfg.write_text(f"""
+[mirrord]
+state_dir = ./state
+heartbeat_interval = 200ms
+{extra}
+[source:s]
+path = ./src
+targets = t
+[target:t]
+type = local
+path = ./dst
+""")
+    return cfg
+
+
+def _scrape(port: int) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
+def test_metrics_endpoint_counts_shipped_files(tmp_path):
+    port = _free_port()
+    cfg = _config(tmp_path, f"metrics_listen = 127.0.0.1:{port}")
+    daemon = Mirrord(cfg, tmp_path / "log").start()
+    try:
+        for i in range(10):
+            (tmp_path / "src" / f"f{i}").write_text(str(i))
+        wait_converged(tmp_path / "src", LocalTarget("t", tmp_path / "dst"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = _scrape(port)
+            if m.get("mirrord_operations_total{kind=put,outcome=shipped,target=t}", 0) >= 10 \
+                    and "mirrord_heartbeat_age_seconds{target=t}" in m:
+                break
+            time.sleep(0.2)
+        assert m["mirrord_operations_total{kind=put,outcome=shipped,target=t}"] >= 10
+        assert m["mirrord_replication_latency_seconds_count{target=t}"] >= 10
+        assert m["mirrord_pending_operations{target=t}"] == 0
+        assert m["mirrord_watched_directories{}"] >= 1
+        assert m["mirrord_heartbeat_age_seconds{target=t}"] < 30
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_systemd_notify_ready_and_watchdog(tmp_path):
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(30)
+    cfg = _config(tmp_path)
+    daemon = Mirrord(cfg, tmp_path / "log",
+                     env={"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
+    daemon.start()
+    try:
+        messages: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ("READY=1" in messages and "WATCHDOG=1" in messages):
+            messages.extend(sock.recv(4096).decode().split("\n"))
+        assert "READY=1" in messages and "WATCHDOG=1" in messages
+    finally:
+        assert daemon.stop() == 0
+        sock.close()
+
+
+def test_damaged_journal_refuses_to_start(tmp_path):
+    cfg = _config(tmp_path)
+    daemon = Mirrord(cfg, tmp_path / "log").start()
+    (tmp_path / "src" / "a").write_text("a")
+    wait_converged(tmp_path / "src", LocalTarget("t", tmp_path / "dst"))
+    assert daemon.stop() == 0
+    db = tmp_path / "state" / "journal.db"
+    data = bytearray(db.read_bytes())
+    assert len(data) > 4096
+    data[100:4096 * 2] = os.urandom(4096 * 2 - 100)   # header and first pages destroyed
+    db.write_bytes(bytes(data))
+    res = subprocess.run([MIRRORD, "-c", str(cfg), "run"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert "damaged" in res.stderr and "refusing to start" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert db.read_bytes() == bytes(data)   # never silently replaced by an empty journal
+
+
+@pytest.mark.parametrize("value", ["../escape", ".mirrord"])
+def test_dest_that_escapes_is_a_config_error(tmp_path, value):
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("targets = t", f"targets = t\ndest = {value}"))
+    res = subprocess.run([MIRRORD, "-c", str(cfg), "check-config"], capture_output=True, text=True)
+    assert res.returncode == 2 and "[source:s] dest" in res.stderr
+
+
+def test_renames_arrive_as_renames_not_copies(tmp_path):
+    """On a local target a rename keeps the inode; a re-upload would make a new file."""
+    cfg = _config(tmp_path)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "dir" / "sub").mkdir(parents=True)
+    (src / "dir" / "sub" / "file.bin").write_bytes(os.urandom(4096))
+    (src / "single.bin").write_bytes(os.urandom(4096))
+    daemon = Mirrord(cfg, tmp_path / "log").start()
+    try:
+        target = LocalTarget("t", dst)
+        wait_converged(src, target)
+        file_ino = (dst / "single.bin").stat().st_ino
+        dir_ino = (dst / "dir").stat().st_ino
+        inner_ino = (dst / "dir" / "sub" / "file.bin").stat().st_ino
+        (src / "single.bin").rename(src / "renamed.bin")
+        (src / "dir").rename(src / "moved-dir")
+        wait_converged(src, target)
+        assert (dst / "renamed.bin").stat().st_ino == file_ino
+        assert (dst / "moved-dir").stat().st_ino == dir_ino
+        assert (dst / "moved-dir" / "sub" / "file.bin").stat().st_ino == inner_ino
+    finally:
+        assert daemon.stop() == 0

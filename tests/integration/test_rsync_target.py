@@ -1,0 +1,277 @@
+"""rsync-specific promises, against the real sshd fixture (the "remote" is this machine).
+
+The conformance suite (tests/targets) checks the Target contract; these check what
+only the rsync target can get wrong: names that look like options or hold control
+characters, one rsync and no new SSH handshake per batch, outages, symlinks at the
+source, a full disk on the receiver, and a listing that matches a local walk.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mirrord import targets
+from mirrord.config import RsyncOptions, TargetConfig
+from mirrord.errors import NotFound, RetryableError
+from mirrord.targets.base import SyncItem
+from mirrord.treewalk import entry_key, walk
+
+MTIME_NS = 1_600_000_000_123_456_789
+
+TRICKY = [
+    "-e", "--rsh=x", "--delete", "-rf", "--files-from=-", ":colon", "new\nline", "tab\there",
+    "trailing space ", "*", "$(touch pwned)", "a'b\"c", "back\\slash", "\u00fcnic\u00f6de",
+    os.fsdecode(b"latin1-caf\xe9-\xff.bin"),   # not UTF-8: surrogateescape round trip
+]
+
+
+def make_target(sshd, root: Path | None = None, **overrides):
+    opts = dict(host=sshd.host, port=sshd.port, user=sshd.user, path=str(root or sshd.new_root()),
+                ssh_key=sshd.key_path, known_hosts=sshd.known_hosts, strict_host_key_checking="yes")
+    opts.update(overrides)
+    return targets.create(TargetConfig(name="host", type="rsync", workers=2, rsync=RsyncOptions(**opts)))
+
+
+@pytest.fixture
+def rsync_target(sshd):
+    t = make_target(sshd)
+    t.open()
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    root = tmp_path / "src"
+    root.mkdir()
+    return root
+
+
+def write(src: Path, rel: str, data: bytes, mtime_ns: int = MTIME_NS) -> SyncItem:
+    full = src / rel   # surrogateescape str: pathlib hands the original bytes to the OS
+    full.parent.mkdir(parents=True, exist_ok=True)
+    full.write_bytes(data)
+    os.utime(full, ns=(mtime_ns, mtime_ns))
+    return item(src, rel)
+
+
+def item(src: Path, rel: str, kind: str = "file", *, dest: str = "", tree: bool = False) -> SyncItem:
+    path = f"{dest}/{rel}" if dest else rel
+    return SyncItem(path, kind, os.path.join(src, rel), tree=tree,
+                    source_root=str(src), source_rel=rel)
+
+
+def remote(t) -> Path:
+    return Path(t.opts.path)
+
+
+def accepted_logins(sshd) -> int:
+    return sshd.log_path.read_text(errors="replace").count("Accepted publickey")
+
+
+def ok(results) -> None:
+    errors = [(r.item.path, r.error) for r in results if r.error is not None]
+    assert not errors
+
+
+# ---------------------------------------------------------------- names
+
+
+def test_option_like_and_control_character_names_are_files(rsync_target, src, tmp_path):
+    ok(rsync_target.sync([write(src, name, os.fsencode(name) * 2) for name in TRICKY]))
+    on_disk = sorted(os.listdir(os.fsencode(remote(rsync_target))))
+    assert on_disk == sorted([b".mirrord"] + [os.fsencode(n) for n in TRICKY])
+    for name in TRICKY:
+        assert rsync_target.read(name) == os.fsencode(name) * 2
+        st = os.stat(remote(rsync_target) / name)
+        assert st.st_mtime_ns == MTIME_NS   # rsync keeps nanoseconds
+    assert not Path(os.getcwd(), "pwned").exists() and not (Path.home() / "pwned").exists()
+    listed = [e.path for e in rsync_target.list()]
+    assert sorted(listed, key=os.fsencode) == listed and set(listed) == set(TRICKY)
+
+
+def test_tricky_names_through_every_single_operation(rsync_target, tmp_path):
+    local = tmp_path / "payload"
+    local.write_bytes(b"payload")
+    for name in TRICKY:
+        rsync_target.put(name, str(local), size=7, mtime=1.0)
+        assert rsync_target.stat(name).size == 7
+        assert rsync_target.checksum(name) is not None
+        rsync_target.move(name, name + ".moved")
+        assert rsync_target.read(name + ".moved") == b"payload"
+        rsync_target.delete(name + ".moved")
+        assert rsync_target.stat(name + ".moved") is None
+    assert os.listdir(remote(rsync_target)) == [".mirrord"]
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_500_files_in_one_rsync_over_the_existing_connection(rsync_target, sshd, src):
+    items = [write(src, f"d{i % 7}/f{i:03d}.bin", os.urandom(512 + i)) for i in range(500)]
+    logins, runs = accepted_logins(sshd), rsync_target.rsync_runs
+    start = time.monotonic()
+    results = rsync_target.sync(items)
+    elapsed = time.monotonic() - start
+    ok(results)
+    assert rsync_target.rsync_runs - runs == 1
+    assert accepted_logins(sshd) == logins, "a batch must not open a new SSH connection"
+    for it in items[::50]:
+        st = os.stat(remote(rsync_target) / it.path)
+        assert st.st_size == os.stat(src / it.source_rel).st_size and st.st_mtime_ns == MTIME_NS
+    assert [r.entry.size for r in results] == [os.stat(src / it.source_rel).st_size for it in items]
+    print(f"500 files in one sync(): {elapsed * 1000:.0f} ms")
+
+
+def test_dest_prefix_and_mixed_kinds_in_one_batch(rsync_target, src):
+    rsync_target.sync([write(src, "gone.txt", b"x"), write(src, "keep/old", b"x")])
+    (src / "gone.txt").unlink()
+    (src / "newdir").mkdir()
+    batch = [write(src, "a/b/c.txt", b"abc", ), item(src, "newdir", "dir"), item(src, "gone.txt", "absent")]
+    ok(rsync_target.sync([SyncItem(f"pre fix/{i.path}", i.kind, i.local, source_root=i.source_root,
+                                   source_rel=i.source_rel) for i in batch]))
+    ok(rsync_target.sync(batch))
+    files = {e.path: e for e in rsync_target.list()}
+    assert files["pre fix/a/b/c.txt"].size == 3 and files["a/b/c.txt"].size == 3
+    assert files["pre fix/newdir"].is_dir and files["newdir"].is_dir
+    assert "gone.txt" not in files and "keep/old" in files
+
+
+def test_file_replaces_a_non_empty_directory_and_back(rsync_target, src):
+    ok(rsync_target.sync([write(src, "x/inner/deep", b"1")]))
+    (src / "x/inner/deep").unlink()
+    (src / "x/inner").rmdir()
+    (src / "x").rmdir()
+    ok(rsync_target.sync([write(src, "x", b"now a file")]))
+    assert rsync_target.read("x") == b"now a file"
+    (src / "x").unlink()
+    ok(rsync_target.sync([write(src, "x/y", b"a file under a dir again")]))
+    assert rsync_target.read("x/y") == b"a file under a dir again"
+
+
+def test_tree_items_remove_everything_below(rsync_target, src):
+    ok(rsync_target.sync([write(src, p, b"1") for p in ["t/a", "t/b/c", "t/b/d/e", "tt/keep", "u/x", "u/y/z"]]))
+    for p in ["t/a", "t/b/c", "t/b/d/e", "u/x", "u/y/z"]:
+        (src / p).unlink()
+    for d in ["t/b/d", "t/b", "t", "u/y"]:
+        (src / d).rmdir()
+    ok(rsync_target.sync([item(src, "t", "absent", tree=True), item(src, "u", "dir", tree=True)]))
+    listed = {e.path: e.is_dir for e in rsync_target.list()}
+    assert listed == {"tt": True, "tt/keep": False, "u": True}
+    rsync_target.delete("tt", tree=True)
+    assert {e.path for e in rsync_target.list()} == {"u"}
+
+
+# ---------------------------------------------------------------- symlinks
+
+
+def test_symlinks_at_the_source_are_never_followed(rsync_target, src, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"do not ship me")
+    rsync_target.sync([write(src, "link.txt", b"old content"), write(src, "inner/real", b"r")])
+    (src / "link.txt").unlink()
+    (src / "link.txt").symlink_to(outside / "secret")
+    (src / "dirlink").symlink_to(outside)
+    (src / "inner/up").symlink_to("../../outside")
+    items = [item(src, "link.txt"), item(src, "dirlink/secret"), item(src, "inner/up/secret"),
+             item(src, "dirlink", "dir"), item(src, "inner/real")]
+    results = rsync_target.sync(items)
+    ok(results)
+    listed = {e.path for e in rsync_target.list()}
+    assert listed == {"inner", "inner/real"}   # the symlinked file counts as deleted
+    blobs = [p.read_bytes() for p in remote(rsync_target).rglob("*") if p.is_file()]
+    assert b"do not ship me" not in blobs
+    assert not any(p.is_symlink() for p in remote(rsync_target).rglob("*"))
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_outage_is_retryable_quickly_and_recovers(sshd, src):
+    t = make_target(sshd, connect_timeout=2.0)
+    t.open()
+    try:
+        ok(t.sync([write(src, "before", b"1")]))
+        sshd.stop()
+        try:
+            start = time.monotonic()
+            results = t.sync([write(src, "during", b"2"), write(src, "during2", b"3")])
+            assert all(isinstance(r.error, RetryableError) for r in results)
+            with pytest.raises(RetryableError):
+                list(t.list())
+            with pytest.raises(RetryableError):
+                t.stat("before")
+            assert time.monotonic() - start < 2.0 * 3 + 10   # bounded by ConnectTimeout, not hung
+        finally:
+            sshd.start()
+        ok(t.sync([item(src, "during"), item(src, "during2")]))
+        assert {e.path for e in t.list()} == {"before", "during", "during2"}
+    finally:
+        t.close()
+
+
+def test_receiver_disk_full_is_retryable(sshd, src):
+    root = sshd.new_root()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(root)], check=True)
+    try:
+        t = make_target(sshd, root)
+        t.open()
+        try:
+            results = t.sync([write(src, "big", os.urandom(1 << 20)), write(src, "small", b"s")])
+            assert all(isinstance(r.error, RetryableError) for r in results)
+            assert "disk full" in str(results[0].error)
+            assert os.listdir(root / ".mirrord/rsync-tmp") == []   # no partial file left behind
+            assert t.stat("big") is None
+        finally:
+            t.close()
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+def test_missing_source_root_deletes_nothing(rsync_target, src, tmp_path):
+    ok(rsync_target.sync([write(src, "keep", b"k")]))
+    unmounted = str(tmp_path / "unmounted")
+    gone = [SyncItem("keep", "absent", source_root=unmounted, source_rel="keep"),
+            SyncItem("keep", "absent", tree=True, source_root=unmounted, source_rel="keep")]
+    assert all(isinstance(r.error, RetryableError) for r in rsync_target.sync(gone))
+    assert rsync_target.read("keep") == b"k"
+    with pytest.raises(NotFound):
+        rsync_target.move("nope", "there")
+
+
+# ---------------------------------------------------------------- listing
+
+
+def test_list_of_2000_entries_equals_a_local_walk(sshd):
+    root = sshd.new_root()
+    names = ["a", "a.b", "a-b", "A", "a0", "z z", "-x", "tab\tt", "nl\nn", os.fsdecode(b"\xff\xfe")]
+    count = 0
+    for i in range(40):
+        d = root / names[i % len(names)] / f"sub{i:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        count += 1
+        for j in range(49):
+            p = d / f"{names[j % len(names)]}{j}"
+            p.write_bytes(b"x" * j)
+            ns = MTIME_NS + i * 1_000_003 + j
+            os.utime(p, ns=(ns, ns))
+            count += 1
+    t = make_target(sshd, root)
+    t.open()
+    try:
+        listed = list(t.list())
+        local = list(walk(str(root), excluded=lambda rel: rel == ".mirrord"))
+        assert len(listed) >= 2000
+        assert listed == local
+        assert [entry_key(e) for e in listed] == sorted(entry_key(e) for e in listed)
+        prefix = names[9]
+        assert list(t.list(prefix)) == [e for e in local if e.path == prefix or e.path.startswith(prefix + "/")]
+        assert list(t.list("no/such/prefix")) == []
+    finally:
+        t.close()
