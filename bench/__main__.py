@@ -64,7 +64,7 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         f"- peers: {tool_version(['lsyncd', '--version'])}; {tool_version(['rclone', 'version'])}; "
         f"{tool_version(['rsync', '--version'])}",
         "- figures: median of the repetitions (min–max in brackets); ratio = mirrord ÷ peer, "
-        "so **≤ 1.00 means mirrord is at least as good** (times, memory). Peers ran in the same "
+        "so **≤ 1.00 means mirrord is at least as good** for times and memory (for MiB/s, ≥ 1.00; ✓/✗ mark which). Peers ran in the same "
         "run, alternating A/B then B/A; loopback services only.",
         "",
         "| workload | case | metric | mirrord | peer | peer figure | ratio |",
@@ -75,7 +75,7 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         mark = "" if ratio != ratio else (" ✓" if (ratio <= 1.0) == r.lower_is_better or ratio == 1.0 else " ✗")
         lines.append(f"| {r.workload} | {r.case} | {r.metric} | {fmt_runs(r.mirrord)} | "
                      f"{r.peer or '–'} | {fmt_runs(r.other)} | {fmt(ratio)}{mark} |")
-    notes = [(r, n) for r in ctx.rows for n in dict.fromkeys(r.notes)]
+    notes = [(r, " ".join(n.split())) for r in ctx.rows for n in dict.fromkeys(r.notes)]
     if notes or crashed:
         lines += ["", "Notes:"]
         lines += [f"- {r.workload} / {r.case}: {n}" for r, n in notes]
@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                 module = importlib.import_module(WORKLOADS[name])
             except ImportError as exc:
                 ctx.log(f"{name}: not available ({exc}); skipped")
+                continue
+            if not callable(getattr(module, "run", None)):
+                ctx.log(f"{name}: {WORKLOADS[name]} has no run(ctx); skipped")
                 continue
             ctx.log(f"== {name}")
             try:

@@ -463,9 +463,11 @@ class Mirrord:
         self.argv = (argv_prefix or []) + [MIRRORD, "-c", str(config), "run"]
         self.proc: Proc | None = None
         self.t_start = 0.0
+        self.offset = 0          # where this run's lines begin in a log shared by restarts
 
     def start(self, *, wait: bool = True, timeout: float = 600.0) -> float:
         """Start; with wait, block until `msg=running`. Returns seconds from exec to running."""
+        self.offset = self.log.stat().st_size if self.log.exists() else 0
         self.t_start = time.monotonic()
         self.proc = Proc(self.ctx, self.argv, log=self.log, env=self.env)
         if not wait:
@@ -474,11 +476,17 @@ class Mirrord:
 
     def wait_running(self, timeout: float = 600.0) -> float:
         assert self.proc is not None
-        return wait_for_text(self.proc, "msg=running", timeout=timeout)
+        return wait_for_text(self.proc, "msg=running", timeout=timeout, offset=self.offset)
 
     def wait_catchup(self, timeout: float = 600.0) -> float:
         assert self.proc is not None
-        return wait_for_text(self.proc, "catch-up done", timeout=timeout)
+        return wait_for_text(self.proc, "catch-up done", timeout=timeout, offset=self.offset)
+
+    def run_log(self) -> str:
+        """This run's part of the log."""
+        with open(self.log, "rb") as fh:
+            fh.seek(self.offset)
+            return fh.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -526,7 +534,7 @@ class Lsyncd:
     def wait_started(self, timeout: float = 3600.0) -> float:
         """Its initial full rsync has finished."""
         assert self.proc is not None
-        return wait_for_text(self.proc, "finished.", timeout=timeout)
+        return wait_for_text(self.proc, "Startup of", timeout=timeout)
 
     def stop(self) -> None:
         if self.proc is not None:

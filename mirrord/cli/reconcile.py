@@ -176,7 +176,7 @@ class _Session:
         # With a daemon running, its claims are its own: never reset them.
         self.journal = Journal(journal_file(self.cfg), routes, check=False,
                                reset_claims=not self.daemon)
-        if self.daemon and not self.quiet:
+        if self.daemon:
             print("mirrord: a daemon is running: queueing repairs for it to ship",
                   file=sys.stderr)
 

@@ -300,7 +300,8 @@ class RsyncTarget(Target):
             self._conn.cleanup()
 
     # ------------------------------------------------------------ remote commands
-    def _run(self, script: bytes, data: bytes = b"", timeout: float = SHORT_TIMEOUT) -> subprocess.CompletedProcess:
+    def _run(self, script: bytes, data: bytes = b"",
+             timeout: float = SHORT_TIMEOUT) -> subprocess.CompletedProcess:
         """Run a shell script on the mirror host (cd'ed into the root when it exists)."""
         self._ensure_master()
         argv = self._client_argv() + [self.opts.host, script]
@@ -523,7 +524,8 @@ class RsyncTarget(Target):
         for w in wants:
             item = items[w.index]
             error = errors.get(w.index)
-            results[w.index] = SyncResult(item, error=error) if error else SyncResult(item, w.entry(item.path))
+            results[w.index] = (SyncResult(item, error=error) if error
+                                else SyncResult(item, w.entry(item.path)))
 
     def _rsync(self, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool):
         o = self.opts
@@ -548,12 +550,13 @@ class RsyncTarget(Target):
         with self._sessions:
             return subprocess.run(argv, input=b"\0".join(rels) + b"\0", capture_output=True)
 
-    def _verify(self, dest: bytes, wants: list[_Want], proc: subprocess.CompletedProcess) -> dict[int, Exception]:
+    def _verify(self, dest: bytes, wants: list[_Want],
+                proc: subprocess.CompletedProcess) -> dict[int, Exception]:
         """After a partial failure: one remote stat of the group says which items failed."""
         prefix = b"./" + dest + b"/" if dest else b"./"
         try:
             check = self._run(self._in_root(_STAT_MANY), b"\0".join(prefix + w.rel for w in wants) + b"\0")
-        except RetryableError as exc:
+        except (RetryableError, PermanentError) as exc:
             return {w.index: exc for w in wants}
         remote: dict[bytes, tuple[bytes, int, int]] = {}
         for rec in filter(None, check.stdout.split(b"\0")):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,20 @@ def test_tricky_names_through_every_single_operation(rsync_target, tmp_path):
     assert os.listdir(remote(rsync_target)) == [".mirrord"]
 
 
+def test_put_from_an_open_descriptor(rsync_target, tmp_path):
+    f = tmp_path / "opened"
+    f.write_bytes(b"read through /proc/self/fd")
+    os.utime(f, ns=(MTIME_NS, MTIME_NS))
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        f.unlink()   # only the descriptor is left
+        entry = rsync_target.put("via/fd", f"/proc/self/fd/{fd}", size=26, mtime=MTIME_NS / 1e9)
+    finally:
+        os.close(fd)
+    assert entry.size == 26 and rsync_target.read("via/fd") == b"read through /proc/self/fd"
+    assert rsync_target.stat("via/fd").mtime_ns == MTIME_NS
+
+
 # ---------------------------------------------------------------- batches
 
 
@@ -126,6 +141,17 @@ def test_500_files_in_one_rsync_over_the_existing_connection(rsync_target, sshd,
         assert st.st_size == os.stat(src / it.source_rel).st_size and st.st_mtime_ns == MTIME_NS
     assert [r.entry.size for r in results] == [os.stat(src / it.source_rel).st_size for it in items]
     print(f"500 files in one sync(): {elapsed * 1000:.0f} ms")
+
+
+def test_concurrent_workers_share_one_connection(rsync_target, sshd, src):
+    batches = [[write(src, f"w{w}/b{b}/f{i}", b"%d" % i) for i in range(5)]
+               for w in range(12) for b in range(3)]
+    logins = accepted_logins(sshd)
+    with ThreadPoolExecutor(max_workers=12) as pool:   # more than sshd's MaxSessions (10)
+        for results in pool.map(rsync_target.sync, batches):
+            ok(results)
+    assert accepted_logins(sshd) == logins
+    assert sum(1 for e in rsync_target.list() if not e.is_dir) == 12 * 3 * 5
 
 
 def test_dest_prefix_and_mixed_kinds_in_one_batch(rsync_target, src):
@@ -155,7 +181,8 @@ def test_file_replaces_a_non_empty_directory_and_back(rsync_target, src):
 
 
 def test_tree_items_remove_everything_below(rsync_target, src):
-    ok(rsync_target.sync([write(src, p, b"1") for p in ["t/a", "t/b/c", "t/b/d/e", "tt/keep", "u/x", "u/y/z"]]))
+    paths = ["t/a", "t/b/c", "t/b/d/e", "tt/keep", "u/x", "u/y/z"]
+    ok(rsync_target.sync([write(src, p, b"1") for p in paths]))
     for p in ["t/a", "t/b/c", "t/b/d/e", "u/x", "u/y/z"]:
         (src / p).unlink()
     for d in ["t/b/d", "t/b", "t", "u/y"]:
@@ -271,7 +298,8 @@ def test_list_of_2000_entries_equals_a_local_walk(sshd):
         assert listed == local
         assert [entry_key(e) for e in listed] == sorted(entry_key(e) for e in listed)
         prefix = names[9]
-        assert list(t.list(prefix)) == [e for e in local if e.path == prefix or e.path.startswith(prefix + "/")]
+        below = [e for e in local if e.path == prefix or e.path.startswith(prefix + "/")]
+        assert list(t.list(prefix)) == below
         assert list(t.list("no/such/prefix")) == []
     finally:
         t.close()

@@ -1,0 +1,107 @@
+"""6. One large file to S3 (multipart), mirrord vs rclone copy; throughput.
+
+The file (random bytes) is written once to a staging directory on the same
+filesystem as the source. Per repetition, on a fresh bucket each, alternating:
+- mirrord: the daemon runs on an empty source (S3 target, default config:
+  multipart from 64 MiB, 16 MiB parts); the clock starts and the file is
+  renamed into the tree (the write-then-rename pattern: a moved-in file is
+  shipped at once); the clock stops when HeadObject shows the full size.
+- rclone: `rclone copy FILE remote:bucket/prefix` (defaults: 5 MiB parts,
+  4 concurrent), until it exits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from bench.common import (Context, Mirrord, Proc, have, mirrord_config, rclone_env, s3_client,
+                          s3_target_ini)
+
+NAME = "large"
+TIMEOUT = 3600.0
+
+
+def make_file(path: Path, size: int) -> None:
+    block = os.urandom(8 << 20)
+    with open(path, "wb") as fh:
+        left = size
+        while left > 0:
+            n = min(left, len(block))
+            fh.write(block[:n])
+            left -= n
+            block = block[1:] + block[:1]   # no two parts alike
+
+
+def run_mirrord(ctx: Context, big: Path, size: int) -> float:
+    work = ctx.fresh_dir("large-m")
+    src = work / "src"
+    src.mkdir()
+    bucket = ctx.seaweed().new_bucket()
+    cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=src,
+                         target_ini=s3_target_ini(ctx, bucket, "large/"))
+    client = s3_client(ctx)
+    moved = big.with_name(big.name + ".moved")
+    m = Mirrord(ctx, cfg)
+    try:
+        m.start()
+        m.wait_catchup(60)
+        os.link(big, moved)               # keep the original for the next run
+        t0 = time.monotonic()
+        os.rename(moved, src / "big.bin")
+        while True:
+            try:
+                if client.head_object(Bucket=bucket, Key="large/big.bin")["ContentLength"] == size:
+                    return time.monotonic() - t0
+            except client.exceptions.ClientError:
+                pass
+            if time.monotonic() - t0 > TIMEOUT or not m.proc.alive():
+                raise RuntimeError(f"the object never appeared: {m.proc.log_text()[-1500:]}")
+            time.sleep(0.05)
+    finally:
+        m.stop()
+
+
+def run_rclone(ctx: Context, big: Path, size: int) -> float:
+    work = ctx.fresh_dir("large-r")
+    bucket = ctx.seaweed().new_bucket()
+    t0 = time.monotonic()
+    proc = Proc(ctx, ["rclone", "copy", str(big), f"BENCH:{bucket}/large"], log=work / "rclone.log",
+                env=rclone_env(ctx))
+    try:
+        rc = proc.popen.wait(TIMEOUT)
+    finally:
+        proc.stop()
+    secs = time.monotonic() - t0
+    if rc != 0:
+        raise RuntimeError(f"rclone exited {rc}: {proc.log_text()[-1500:]}")
+    head = s3_client(ctx).head_object(Bucket=bucket, Key="large/big.bin")
+    if head["ContentLength"] != size:
+        raise RuntimeError(f"rclone stored {head['ContentLength']} of {size} bytes")
+    return secs
+
+
+def run(ctx: Context) -> None:
+    size = ctx.profile.large_file
+    big = ctx.fresh_dir("large-stage") / "big.bin"
+    make_file(big, size)
+    case = f"one {size / 2**20:,.0f} MiB file, multipart"
+    row = ctx.row("6 large file to S3", case, "seconds", "rclone copy (defaults)")
+    mibs = ctx.row("6 large file to S3", case, "MiB/s (higher is better)", "rclone copy (defaults)",
+                   lower_is_better=False)
+    rclone_ok = have("rclone")
+    for rep in range(ctx.reps):
+        order = ["mirrord", "rclone"] if rep % 2 == 0 else ["rclone", "mirrord"]
+        for tool in order:
+            if tool == "rclone" and not rclone_ok:
+                continue
+            try:
+                secs = run_mirrord(ctx, big, size) if tool == "mirrord" else run_rclone(ctx, big, size)
+            except Exception as exc:  # noqa: BLE001 - recorded, the suite goes on
+                ctx.log(f"large {tool}: FAILED {exc}")
+                row.notes.append(f"{tool} rep {rep + 1} failed: {str(exc)[:200]}")
+                continue
+            ctx.log(f"large {tool} rep {rep + 1}: {secs:.2f} s ({size / 2**20 / secs:.0f} MiB/s)")
+            (row.mirrord if tool == "mirrord" else row.other).append(secs)
+            (mibs.mirrord if tool == "mirrord" else mibs.other).append(size / 2**20 / secs)

@@ -1,0 +1,133 @@
+"""Catch-up: compare a source tree with what the state database says was shipped.
+
+Run at start (changes made while the daemon was stopped, or lost in a crash
+between an inotify event and its journal commit) and after an inotify
+overflow. One streaming walk of the source is merged with one ordered read of
+the `shipped` table per target; memory stays flat however large the tree.
+It only proposes changes; the daemon's main thread writes them to the journal.
+
+Deletes are proposed only when the walk is trustworthy: never for paths below
+a directory that could not be read, never when the source root is empty while
+the database says files were shipped (an unmounted mount point looks empty).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from mirrord import journal
+from mirrord.config import SourceConfig
+from mirrord.journal import Change
+from mirrord.targets.base import Entry
+from mirrord.treewalk import WalkErrors, entry_key, walk
+
+log = logging.getLogger("mirrord.catchup")
+CHUNK = 500
+
+
+@dataclass
+class CatchUpResult:
+    source: str
+    files: int = 0
+    proposed: dict[str, int] = field(default_factory=dict)
+    refused_deletes: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Shipped:
+    """One target's ordered shipped rows, advanced in step with the walk."""
+
+    def __init__(self, rows: Iterator[tuple[bytes, int, int, str | None]]):
+        self.rows = rows
+        self.head = next(rows, None)
+
+    def take_before(self, key: bytes) -> Iterator[bytes]:
+        while self.head is not None and self.head[0] < key:
+            yield self.head[0]
+            self.head = next(self.rows, None)
+
+    def take_equal(self, key: bytes) -> tuple[int, int] | None:
+        if self.head is not None and self.head[0] == key:
+            found = (self.head[1], self.head[2])
+            self.head = next(self.rows, None)
+            return found
+        return None
+
+
+def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
+             emit: Callable[[list[Change]], None], *, stop: threading.Event | None = None,
+             directories: dict[str, bool] | None = None) -> CatchUpResult:
+    """Propose the changes that bring every target's shipped state up to the source."""
+    started = time.monotonic()
+    result = CatchUpResult(source.name)
+    conn = journal.connect(db_path, readonly=True)
+    try:
+        shipped = {t: _Shipped(journal.iter_shipped(conn, t, source.name)) for t in targets}
+        had_shipped = any(s.head is not None for s in shipped.values())
+        errors = WalkErrors([])
+        batch: list[Change] = []
+        deletes: dict[str, list[bytes]] = {t: [] for t in targets}
+
+        def propose(change: Change) -> None:
+            batch.append(change)
+            key = change.kind
+            result.proposed[key] = result.proposed.get(key, 0) + 1
+            if len(batch) >= CHUNK:
+                emit(list(batch))
+                batch.clear()
+
+        for entry in walk(str(source.path), excluded=source.excluded, errors=errors):
+            if stop is not None and stop.is_set():
+                return result
+            result.files += not entry.is_dir
+            key = entry_key(entry)
+            for t, rows in shipped.items():
+                deletes[t].extend(rows.take_before(key))
+                before = rows.take_equal(key)
+                if entry.is_dir and not (directories or {}).get(t, True):
+                    continue
+                if before is None or (not entry.is_dir and before != (entry.size, entry.mtime_ns)):
+                    propose(_change_for(source.name, entry, t))
+        for t, rows in shipped.items():
+            deletes[t].extend(rows.take_before(b"\xff" * 8))
+        result.unreadable = list(errors.unreadable)
+        if result.files == 0 and had_shipped:
+            result.refused_deletes = sum(len(d) for d in deletes.values())
+            log.error("source %s is empty but %d shipped paths are recorded: refusing to delete "
+                      "(unmounted?)", source.path, result.refused_deletes)
+        else:
+            for t, keys in deletes.items():
+                for key in keys:
+                    if _below_unreadable(key, errors):
+                        result.refused_deletes += 1
+                        continue
+                    path = key.rstrip(b"/").decode("utf-8", "surrogateescape")
+                    propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
+                                   time=time.time(), targets=(t,)))
+        if batch:
+            emit(list(batch))
+    finally:
+        conn.close()
+        result.seconds = time.monotonic() - started
+    return result
+
+
+def _change_for(source: str, entry: Entry, target: str) -> Change:
+    kind = "mkdir" if entry.is_dir else "put"
+    return Change(source, entry.path, kind, size=entry.size, time=time.time(), targets=(target,))
+
+
+def _below_unreadable(key: bytes, errors: WalkErrors) -> bool:
+    for where, _why in errors.unreadable:
+        if where == ".":
+            return True
+        prefix = where.encode("utf-8", "surrogateescape") + b"/"
+        if key.startswith(prefix) or key == prefix:
+            return True
+    return False

@@ -1,0 +1,88 @@
+"""Entry point: parse arguments, load the config once, dispatch, map errors to exit codes.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (message
+names file, section and key; never a traceback), 3 a refused precondition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from mirrord import __version__
+from mirrord.config import Config, find_config, load
+from mirrord.errors import ConfigError, FailoverRefused, FatalError, JournalError, MirrordError
+from mirrord.logsetup import setup_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+# subcommand name -> module under mirrord.cli (each module registers one or more parsers)
+COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover"]
+
+log = logging.getLogger("mirrord")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep one line, no usage dump
+        sys.stderr.write(f"mirrord: {message}\n(see mirrord --help)\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mirrord", description="Keeps a read-only mirror ready to take over.")
+    parser.add_argument("-c", "--config", help="config file (default: $MIRRORD_CONFIG, "
+                        "./mirrord.ini, /etc/mirrord/mirrord.ini)")
+    parser.add_argument("--version", action="version", version=f"mirrord {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"mirrord.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"mirrord.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    path = find_config(args.config)
+    cfg = load(path)
+    for warning in cfg.warnings:
+        print(f"mirrord: warning: {warning}", file=sys.stderr)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        cfg = load_config(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"mirrord: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(cfg.mirrord.log_level, cfg.mirrord.log_format,
+                  verbose=getattr(args, "verbose", False))
+    try:
+        return int(args.func(args, cfg))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"mirrord: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except FailoverRefused as exc:
+        print(f"mirrord: refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (JournalError, FatalError) as exc:
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except MirrordError as exc:
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE

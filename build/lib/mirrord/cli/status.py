@@ -1,0 +1,122 @@
+"""`mirrord status`: pending changes, oldest pending age, last shipped, failures, per target.
+
+Reads the state database read-only, so it works whether the daemon runs or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from mirrord import journal
+from mirrord.config import Config
+from mirrord.daemon import journal_path, lock_path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("status", help="show the backlog and health per target")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def daemon_running(cfg: Config) -> int | None:
+    """The pid holding the daemon lock, or None."""
+    import fcntl
+
+    path = lock_path(cfg)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return int(os.read(fd, 32).decode().strip() or 0) or -1
+        except ValueError:
+            return -1
+    finally:
+        os.close(fd)
+    return None
+
+
+def collect(cfg: Config) -> dict:
+    now = time.time()
+    doc: dict = {"config": str(cfg.path), "time": now, "daemon_pid": daemon_running(cfg),
+                 "targets": {}, "daemon": None, "sources": {}}
+    path = journal_path(cfg)
+    if not path.exists():
+        doc["note"] = f"no state database yet at {path}"
+        return doc
+    db = journal.connect(path, readonly=True)
+    try:
+        names = list(cfg.targets)
+        for name, b in journal.read_backlog(db, names).items():
+            extra = b.extra
+            doc["targets"][name] = {
+                "pending": b.pending, "pending_bytes": b.pending_bytes,
+                "oldest_pending_age": round(now - b.oldest, 3) if b.oldest else 0.0,
+                "failing": b.failing, "shipped": extra.get("shipped", 0),
+                "failed": extra.get("failed", 0), "last_shipped_path": extra.get("last_path"),
+                "last_shipped_at": extra.get("last_at"), "last_error": extra.get("last_error"),
+                "last_error_at": extra.get("last_error_at"),
+                "last_reconcile": journal.read_state(db, f"reconcile:{name}"),
+            }
+        doc["daemon"] = journal.read_state(db, "daemon")
+        for src in cfg.sources:
+            doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}")}
+    finally:
+        db.close()
+    return doc
+
+
+def _age(ts: float | None, now: float) -> str:
+    if not ts:
+        return "-"
+    secs = max(0.0, now - ts)
+    if secs < 120:
+        return f"{secs:.1f}s ago"
+    if secs < 7200:
+        return f"{secs / 60:.0f}m ago"
+    return f"{secs / 3600:.1f}h ago"
+
+
+def render(doc: dict) -> str:
+    now = doc["time"]
+    lines = []
+    pid = doc.get("daemon_pid")
+    d = doc.get("daemon") or {}
+    state = f"running (pid {pid})" if pid else "not running"
+    lines.append(f"daemon: {state}" + (f", last update {_age(d.get('updated'), now)}" if d else ""))
+    if d:
+        lines.append(f"  watched directories {d.get('watched_directories', 0)}, inotify overflows "
+                     f"{d.get('overflows', 0)}, watch errors {d.get('watch_errors', 0)}, "
+                     f"journal errors {d.get('journal_errors', 0)}")
+    if doc.get("note"):
+        lines.append(doc["note"])
+    header = f"{'TARGET':<12} {'PENDING':>8} {'OLDEST':>9} {'FAILING':>8} {'SHIPPED':>9} {'FAILED':>7}  LAST SHIPPED"
+    lines.append(header)
+    for name, t in doc["targets"].items():
+        oldest = f"{t['oldest_pending_age']:.1f}s" if t["pending"] else "-"
+        last = t["last_shipped_path"] or "-"
+        lines.append(f"{name:<12} {t['pending']:>8} {oldest:>9} {t['failing']:>8} {t['shipped']:>9} "
+                     f"{t['failed']:>7}  {last} ({_age(t['last_shipped_at'], now)})")
+        if t.get("last_error"):
+            lines.append(f"{'':<12} last error {_age(t['last_error_at'], now)}: {t['last_error']}")
+        rec = t.get("last_reconcile")
+        if rec:
+            lines.append(f"{'':<12} last reconcile {_age(rec.get('finished_at') or rec.get('at'), now)}: "
+                         + ", ".join(f"{k} {v}" for k, v in (rec.get('counts') or {}).items()))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    doc = collect(cfg)
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(render(doc))
+    return 0

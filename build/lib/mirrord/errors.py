@@ -1,0 +1,65 @@
+"""The exception hierarchy: what kind of failure it is decides what happens next.
+
+Retryable target errors are retried with backoff; permanent ones are recorded on
+the journal row and retried rarely; configuration errors stop the program with
+exit code 2 before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MirrordError(Exception):
+    """Base of every error mirrord raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with the configuration, located precisely."""
+
+    file: str
+    section: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"[{self.section}]" if self.section else "(file)"
+        key = f" {self.key}" if self.key else ""
+        return f"{self.file}: {where}{key}: {self.message}"
+
+
+class ConfigError(MirrordError):
+    """The configuration is unusable; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class TargetError(MirrordError):
+    """A target operation failed."""
+
+
+class RetryableError(TargetError):
+    """Transient: network trouble, 5xx, throttling, disk full. Retry with backoff."""
+
+
+class PermanentError(TargetError):
+    """Will not succeed by retrying soon: bad name for this target, permission denied."""
+
+
+class NotFound(TargetError):
+    """The object a move or read needed is not on the target."""
+
+
+class JournalError(MirrordError):
+    """The journal cannot be opened or is damaged; never start empty over it."""
+
+
+class FailoverRefused(MirrordError):
+    """A failover precondition failed (exit code 3)."""
+
+
+class FatalError(MirrordError):
+    """Stop the program with exit code 1 and this message."""

@@ -1,0 +1,94 @@
+"""The file mirror's heartbeat, read from the heartbeat target and judged.
+
+The daemon on the primary writes `<target root>/.mirrord/heartbeat.json`
+every heartbeat_interval: when it was written, by which host, and how many
+changes were not yet shipped to that target. Failover only reads it, through
+the target interface, never writes the mirror. Age is measured against this
+host's clock (the two hosts are expected to keep NTP time).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from mirrord import targets
+from mirrord.config import Config
+from mirrord.errors import MirrordError
+from mirrord.failover.result import FAIL, Check
+
+HEARTBEAT = "heartbeat.json"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    unix: float
+    time: str
+    host: str
+    target: str
+    pending: int
+    oldest_pending_age: float
+    interval: float
+
+
+def parse(data: bytes) -> Heartbeat:
+    """The heartbeat document; ValueError when it is not one."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"heartbeat is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("version") != 1:
+        raise ValueError("heartbeat has no version 1 document")
+    try:
+        unix = float(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
+        return Heartbeat(unix=unix, time=str(doc.get("time", "")), host=str(doc.get("host", "")),
+                         target=str(doc.get("target", "")), pending=int(doc.get("pending", 0)),
+                         oldest_pending_age=float(doc.get("oldest_pending_age") or 0.0),
+                         interval=float(doc.get("interval") or 0.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"heartbeat field missing or malformed: {exc}") from None
+
+
+def _iso_to_unix(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def read(cfg: Config, name: str) -> Heartbeat | None:
+    """The heartbeat on target `name`, None when absent; MirrordError/ValueError on trouble."""
+    target = targets.create(cfg.targets[name])
+    try:
+        target.open()
+        data = target.read_meta(HEARTBEAT)
+    finally:
+        target.close()
+    return None if data is None else parse(data)
+
+
+def fetch(cfg: Config, name: str) -> tuple[Heartbeat | None, str]:
+    """(heartbeat, error text): never raises for an unreachable target or a bad file."""
+    try:
+        return read(cfg, name), ""
+    except (MirrordError, ValueError, OSError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age: float,
+          severity: str = FAIL) -> list[Check]:
+    """Age and pending checks; `severity` is WARN for failover (the primary is gone)."""
+    limit = f"{max_age:g}s"
+    if hb is None:
+        why = error or f"no {HEARTBEAT} on target {target}: is mirrord running on the primary?"
+        return [Check("heartbeat.age", False, "none", limit, why, severity=severity)]
+    age = now - hb.unix
+    data = {"unix": hb.unix, "time": hb.time, "host": hb.host, "age": round(age, 3)}
+    age_check = Check("heartbeat.age", age <= max_age, f"{age:.1f}s", limit,
+                      f"the last heartbeat on {target} (from {hb.host or '?'}, {hb.time}) is "
+                      f"{age:.1f}s old, above max_heartbeat_age {limit}: uploads may be missing",
+                      severity=severity, data=data)
+    oldest = f" (oldest {hb.oldest_pending_age:.1f}s)" if hb.pending else ""
+    pending = Check("heartbeat.pending", hb.pending == 0, f"{hb.pending}{oldest}",
+                    "0", f"{hb.pending} change(s) not yet shipped to {target} when the heartbeat "
+                    "was written", severity=severity,
+                    data={"pending": hb.pending, "oldest_pending_age": hb.oldest_pending_age})
+    return [age_check, pending]

@@ -1,0 +1,299 @@
+"""failover, switchover and failback: check, plan, change, report, log.
+
+Every command runs all of its checks first and prints one line per check
+(ok / FAIL / WARN, measured value, limit). A failed check refuses the run
+(FailoverRefused, exit 3) before anything changes, unless --force covers it
+(failover only, and only the replica checks). --dry-run stops after printing
+the plan. Otherwise the steps run (steps.py) and any failure after the flip
+began gives exit 1 with an account of what was done and what was not.
+
+Every run, refused or not, appends one JSON line to state_dir/failover.log.
+Nothing here prints or logs a conninfo: replica.describe() shows host, port,
+dbname and user only, and every log line is passed through redact().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
+
+from mirrord.config import Config, FailoverConfig
+from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused
+from mirrord.failover import appconfig, heartbeat, replica, steps
+from mirrord.failover.result import WARN, Check, Step
+from mirrord.logsetup import redact
+
+LOG_NAME = "failover.log"
+LOCK_NAME = "failover.lock"
+
+
+@dataclass
+class Clock:
+    """Injectable time: wall clock for ages, monotonic for deadlines, sleep for waits."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class Run:
+    command: str
+    dry_run: bool
+    force: bool = False
+    checks: list[Check] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    outcome: str = ""
+    exit_code: int = 0
+    started: float = field(default_factory=time.time)
+
+    @property
+    def refusals(self) -> list[Check]:
+        return [c for c in self.checks if c.refuses]
+
+
+class Procedure:
+    def __init__(self, cfg: Config, *, out: TextIO | None = None, clock: Clock | None = None):
+        if cfg.failover is None:
+            raise ConfigError([ConfigProblem(str(cfg.path), "failover", "",
+                                             "this command needs a [failover] section")])
+        self.cfg: Config = cfg
+        self.fo: FailoverConfig = cfg.failover
+        self.out = out or sys.stdout
+        self.clock = clock or Clock()
+        self.switch = appconfig.from_config(self.fo, cfg.mirrord.state_dir)
+        for conninfo in (self.fo.database, self.fo.primary_database):
+            replica.protect(conninfo)
+
+    # ------------------------------------------------------------ commands
+    def failover(self, *, dry_run: bool = False, force: bool = False) -> int:
+        """The primary is gone: check the replica, warn about the file mirror, flip."""
+        with self._exclusive(dry_run):
+            return self._failover(Run("failover", dry_run, force))
+
+    def switchover(self, *, dry_run: bool = False) -> int:
+        """Planned: the primary is up; wait until replica and file mirror have everything."""
+        with self._exclusive(dry_run):
+            return self._switchover(Run("switchover", dry_run))
+
+    def failback(self, *, dry_run: bool = False) -> int:
+        """Back to the read-write configuration (the primary must be reachable if configured)."""
+        with self._exclusive(dry_run):
+            return self._failback(Run("failback", dry_run))
+
+    @contextlib.contextmanager
+    def _exclusive(self, dry_run: bool) -> Iterator[None]:
+        """One changing run at a time on this host (a dry run changes nothing: no lock)."""
+        if dry_run:
+            yield
+            return
+        state_dir = self.cfg.mirrord.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FailoverRefused("another failover, switchover or failback is running "
+                                      f"(it holds {state_dir / LOCK_NAME})") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def _failover(self, run: Run) -> int:
+        run.checks += self._replica_checks()
+        run.checks += self._heartbeat_now(severity=WARN)
+        run.checks += self.switch.precheck(True)
+        if run.force:
+            for check in run.checks:
+                if check.name.startswith("replica.") and not check.ok:
+                    check.forced = True
+        return self._conclude(run, readonly=True, undo="mirrord failback")
+
+    def _switchover(self, run: Run) -> int:
+        dry_run = run.dry_run
+        if not self.fo.primary_database:
+            raise ConfigError([ConfigProblem(str(self.cfg.path), "failover", "primary_database",
+                                             "is required by switchover (the primary's conninfo)")])
+        first_hb = self._fetch_heartbeat()
+        run.checks += self._replica_checks()
+        run.checks += self.switch.precheck(True)
+        primary_check, target = replica.primary_position(self.fo.primary_database,
+                                                         **self._timeouts())
+        run.checks.append(primary_check)
+        if not run.refusals and target is not None:
+            if dry_run:
+                run.checks += self._switchover_preview(target)
+            else:
+                self._out(f"mirrord switchover: waiting (at most {self.fo.switchover_timeout:g}s) "
+                          "for the replica and the file mirror to catch up")
+                deadline = self.clock.monotonic() + self.fo.switchover_timeout
+                run.checks.append(self._wait_replica(target, deadline))
+                if run.checks[-1].ok:
+                    run.checks += self._wait_heartbeat(first_hb, deadline)
+        return self._conclude(run, readonly=True, undo="mirrord failback")
+
+    def _failback(self, run: Run) -> int:
+        if self.fo.primary_database:
+            run.checks.append(replica.primary_position(self.fo.primary_database,
+                                                       **self._timeouts())[0])
+        else:
+            run.checks.append(Check("primary.connect", True, "not checked", "-",
+                                    data={"reason": "primary_database is not set"}))
+        run.checks += self.switch.precheck(False)
+        return self._conclude(run, readonly=False, undo="mirrord failover")
+
+    # ------------------------------------------------------------ checks
+    def _timeouts(self) -> dict:
+        return {"connect_timeout": self.fo.connect_timeout,
+                "statement_timeout": self.fo.statement_timeout}
+
+    def _replica_checks(self) -> list[Check]:
+        return replica.check_replica(self.fo.database, max_lag=self.fo.max_replay_lag,
+                                     **self._timeouts())
+
+    def _fetch_heartbeat(self) -> tuple[heartbeat.Heartbeat | None, str]:
+        if not self.fo.heartbeat_target:
+            return None, ""
+        return heartbeat.fetch(self.cfg, self.fo.heartbeat_target)
+
+    def _heartbeat_now(self, *, severity: str) -> list[Check]:
+        if not self.fo.heartbeat_target:
+            return [Check("heartbeat.age", True, "not checked", "-",
+                          data={"reason": "heartbeat_target is not set"})]
+        hb, error = self._fetch_heartbeat()
+        return heartbeat.judge(hb, error, target=self.fo.heartbeat_target, now=self.clock.wall(),
+                               max_age=self.fo.max_heartbeat_age, severity=severity)
+
+    def _switchover_preview(self, target: int) -> list[Check]:
+        ok, replayed, error = replica.wait_replayed(self.fo.database, target,
+                                                    deadline=self.clock.monotonic(),
+                                                    **self._timeouts())
+        limit = f"would wait up to {self.fo.switchover_timeout:g}s"
+        checks = [Check("switchover.replica_caught_up", ok,
+                        f"replayed {_lsn(replayed)} of {replica.format_lsn(target)}", limit,
+                        error or "not yet caught up", severity=WARN)]
+        return checks + self._heartbeat_now(severity=WARN)
+
+    def _wait_replica(self, target: int, deadline: float) -> Check:
+        t0 = self.clock.monotonic()
+        ok, replayed, error = replica.wait_replayed(
+            self.fo.database, target, deadline=deadline, monotonic=self.clock.monotonic,
+            sleep=self.clock.sleep, **self._timeouts())
+        waited = self.clock.monotonic() - t0
+        behind = "" if replayed is None else f", {max(0, target - replayed)} B behind"
+        return Check("switchover.replica_caught_up", ok,
+                     f"replayed {_lsn(replayed)} of {replica.format_lsn(target)} "
+                     f"after {waited:.1f}s{'' if ok else behind}",
+                     f"within switchover_timeout {self.fo.switchover_timeout:g}s",
+                     error or "the replica did not replay the primary's WAL position in time",
+                     data={"waited": round(waited, 3), "target": replica.format_lsn(target),
+                           "replayed": _lsn(replayed)})
+
+    def _wait_heartbeat(self, first: tuple[heartbeat.Heartbeat | None, str],
+                        deadline: float) -> list[Check]:
+        """Wait for a heartbeat newer than the one seen at the start, fresh and with 0 pending."""
+        if not self.fo.heartbeat_target:
+            return self._heartbeat_now(severity=WARN)
+        seen = first[0].unix if first[0] is not None else None
+        t0 = self.clock.monotonic()
+        while True:
+            hb, error = self._fetch_heartbeat()
+            checks = heartbeat.judge(hb, error, target=self.fo.heartbeat_target,
+                                     now=self.clock.wall(), max_age=self.fo.max_heartbeat_age)
+            new = hb is not None and (seen is None or hb.unix > seen)
+            if (new and all(c.ok for c in checks)) or self.clock.monotonic() >= deadline:
+                break
+            self.clock.sleep(min(1.0, max(0.1, (hb.interval if hb else 1.0) / 4)))
+        waited = self.clock.monotonic() - t0
+        checks.append(Check("heartbeat.new", new, f"{'yes' if new else 'no'} after {waited:.1f}s",
+                            "a heartbeat written after the switchover began",
+                            "no new heartbeat arrived before switchover_timeout: "
+                            "is mirrord running on the primary?",
+                            data={"waited": round(waited, 3)}))
+        return checks
+
+    # ------------------------------------------------------------ conclusion
+    def _conclude(self, run: Run, *, readonly: bool, undo: str) -> int:
+        self._out(f"mirrord {run.command}: checks")
+        for check in run.checks:
+            self._out(check.line())
+        run.steps = steps.build_plan(self.fo, self.switch, readonly=readonly)
+        if run.refusals:
+            return self._refuse(run)
+        if run.dry_run:
+            self._out(f"mirrord {run.command}: plan (dry run: nothing was changed)")
+            for step in run.steps:
+                self._out(step.line())
+            return self._finish(run, "dry-run", 0)
+        self._out(f"mirrord {run.command}: steps")
+        steps.execute(run.steps, self.fo, self.switch, readonly=readonly)
+        for step in run.steps:
+            self._out(step.line())
+        if any(step.failed for step in run.steps):
+            self._out(f"mirrord {run.command}: INCOMPLETE (exit 1): a step failed after the "
+                      "flip began")
+            for line in steps.account(run.steps, undo=undo, again=f"mirrord {run.command}"):
+                self._out(line)
+            return self._finish(run, "failed", 1)
+        self._out(f"mirrord {run.command}: done")
+        return self._finish(run, "done", 0)
+
+    def _refuse(self, run: Run) -> int:
+        self._out(f"mirrord {run.command}: plan (not carried out)")
+        for step in run.steps:
+            self._out(step.line())
+        refusals = run.refusals
+        self._finish(run, "refused", 3)
+        hint = "; rerun with --force to accept" if run.command == "failover" and any(
+            c.name.startswith("replica.") for c in refusals) else ""
+        raise FailoverRefused("; ".join(c.summary() for c in refusals) + hint)
+
+    def _finish(self, run: Run, outcome: str, code: int) -> int:
+        run.outcome, run.exit_code = outcome, code
+        try:
+            append_log(self.cfg.mirrord.state_dir, run, self.cfg.mirrord.hostname)
+        except OSError as exc:
+            print(f"mirrord: warning: cannot append to {self.cfg.mirrord.state_dir / LOG_NAME}: "
+                  f"{exc}", file=sys.stderr)
+        return code
+
+    def _out(self, line: str) -> None:
+        print(redact(line), file=self.out, flush=True)
+
+
+def _lsn(value: int | None) -> str:
+    return "nothing" if value is None else replica.format_lsn(value)
+
+
+def log_record(run: Run, host: str = "") -> dict:
+    host = host or socket.gethostname()
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(run.started))
+        + f".{int(run.started * 1000) % 1000:03d}Z",
+        "command": run.command, "dry_run": run.dry_run, "force": run.force,
+        "host": host, "outcome": run.outcome, "exit": run.exit_code,
+        "duration": round(time.time() - run.started, 3),
+        "checks": [c.to_json() for c in run.checks],
+        "steps": [s.to_json() for s in run.steps],
+    }
+
+
+def append_log(state_dir: Path, run: Run, host: str = "") -> None:
+    """One JSON line per run, appended and fsynced; redacted as a last line of defence."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    line = redact(json.dumps(log_record(run, host), ensure_ascii=False, default=str)) + "\n"
+    fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

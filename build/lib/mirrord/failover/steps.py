@@ -1,0 +1,95 @@
+"""The changes a run makes, in order: flip the app config, flush each memcached, reload.
+
+`build_plan` only describes; `execute` carries the plan out and never stops
+half-way on a flush or reload failure: every server is still flushed and the
+reload still runs, and each failed step says how to finish it by hand. Only a
+failed flip stops the rest (nothing else is worth doing then).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from mirrord.config import FailoverConfig
+from mirrord.failover import cache
+from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
+from mirrord.failover.result import DONE, FAILED, SKIPPED, UNCHANGED, Step
+from mirrord.logsetup import redact
+
+RELOAD_TIMEOUT = 120.0
+OUTPUT_TAIL = 2000
+
+
+def build_plan(fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSwitch, *,
+               readonly: bool) -> list[Step]:
+    direction = "read-only" if readonly else "read-write"
+    steps = [Step("app config", switch.describe(readonly), kind="flip",
+                  finish=f"make the application use its {direction} configuration by hand")]
+    for host, port in fo.memcached:
+        steps.append(Step(f"memcached {cache.name(host, port)}",
+                          "flush_all, verified with a sentinel key", kind="flush",
+                          server=(host, port), finish=cache.flush_command(host, port)))
+    if fo.reload_command:
+        steps.append(Step("reload", f"run {fo.reload_command}", kind="reload",
+                          finish=f"run {fo.reload_command} by hand"))
+    return steps
+
+
+def execute(steps: list[Step], fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSwitch, *,
+            readonly: bool) -> None:
+    """Run the plan in order, recording each step's outcome on the step itself."""
+    for step in steps:
+        if step.kind == "flip":
+            _flip(step, switch, readonly)
+            if step.status == FAILED:
+                for rest in steps[1:]:
+                    rest.status, rest.detail = SKIPPED, "not attempted: the flip failed"
+                return
+        elif step.kind == "flush":
+            assert step.server is not None
+            result = cache.flush_server(*step.server)
+            step.status, step.detail = (DONE if result.ok else FAILED), result.detail
+        elif step.kind == "reload":
+            _reload(step, fo.reload_command)
+
+
+def _flip(step: Step, switch: SymlinkSwitch | FlagFileSwitch, readonly: bool) -> None:
+    try:
+        changed, detail = switch.apply(readonly)
+    except OSError as exc:
+        step.status, step.detail = FAILED, f"{type(exc).__name__}: {exc}"
+        return
+    step.status, step.detail = (DONE if changed else UNCHANGED), detail
+
+
+def _reload(step: Step, command: str) -> None:
+    try:
+        proc = subprocess.run(shlex.split(command), capture_output=True, text=True,
+                              timeout=RELOAD_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, ValueError) as exc:
+        step.status, step.detail = FAILED, f"could not run: {exc}"
+        return
+    except subprocess.TimeoutExpired:
+        step.status, step.detail = FAILED, f"still running after {RELOAD_TIMEOUT:g}s; killed"
+        return
+    output = redact(" | ".join(line for line in (proc.stdout + proc.stderr).splitlines() if line))
+    if len(output) > OUTPUT_TAIL:
+        output = "..." + output[-OUTPUT_TAIL:]
+    if proc.returncode != 0:
+        step.status = FAILED
+        step.detail = f"exit {proc.returncode}; " + (f"output: {output}" if output else "no output")
+    else:
+        step.status, step.detail = DONE, "exit 0" + (f"; output: {output}" if output else "")
+
+
+def account(steps: list[Step], *, undo: str, again: str) -> list[str]:
+    """What was done, what was not, and how to finish or undo: for a run that failed part-way."""
+    done = [f"{s.name}: {s.detail}" for s in steps if s.status in (DONE, UNCHANGED)]
+    missing = [s for s in steps if s.failed]
+    lines = ["  done:      " + ("; ".join(done) or "nothing")]
+    lines += [f"  NOT done:  {s.name}: {s.detail}" for s in missing]
+    lines += [f"  to finish: {s.name}: {s.finish}" for s in missing if s.finish]
+    lines.append(f"  or fix the cause and run `{again}` again (repeating it is harmless)")
+    lines.append(f"  to undo:   {undo}")
+    return lines

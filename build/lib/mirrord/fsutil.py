@@ -1,0 +1,74 @@
+"""Durable, confined file-system operations.
+
+atomic_write: temp file in the same directory, fsync, rename, fsync the
+directory, so a crash leaves the old file or the new one, never a mix.
+open_beneath: open a relative path without following a symlink anywhere on
+the way, so a file name (or a parent replaced by a symlink) can never make
+mirrord read or write outside the tree it was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Iterator
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def fsync_dir(path: str | bytes) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
+                 fsync: bool = True) -> None:
+    """Replace `path` with `data` atomically (and durably when fsync)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".mirrord-tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(directory)
+
+
+@contextlib.contextmanager
+def open_dir_beneath(root: str | bytes, reldir: str) -> Iterator[int]:
+    """A descriptor of root/reldir, refusing symlinks in any component."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in [p for p in reldir.split("/") if p]:
+            if part in (".", ".."):
+                raise PermissionError(f"unsafe component {part!r} in {reldir!r}")
+            nfd = os.open(os.fsencode(part), _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def open_file_beneath(root: str | bytes, relpath: str) -> int:
+    """Open root/relpath read-only, following no symlink; the caller closes the fd.
+
+    Raises FileNotFoundError when absent, OSError(ELOOP/ENOTDIR) when a
+    symlink stands anywhere on the way: callers treat that as 'absent'.
+    """
+    head, _, name = relpath.rpartition("/")
+    with open_dir_beneath(root, head) as dfd:
+        return os.open(os.fsencode(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)

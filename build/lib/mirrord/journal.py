@@ -1,0 +1,526 @@
+"""The durable change journal (SQLite, WAL) and the record of what was shipped.
+
+One row per (target, source, path): several changes to a path coalesce into
+the latest, so a path is never worked on by two workers at once and its
+changes apply in order. Every op is state-based — the shipper looks at the
+source when it runs — so coalescing never loses information.
+
+Moves keep their order with a `wait_for` link: after `mv A B` the row for A
+(delete) waits for the row for B (move A->B), so a new A cannot be shipped and
+then moved away. Directory ops (a directory moved, or deleted with its tree)
+are barriers: rows below their paths enqueued after them wait for them.
+
+Only the daemon's main thread writes; readers (status, catch-up scans) open
+their own read-only connections. A change is safe once `enqueue` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from mirrord.errors import JournalError
+
+SCHEMA_VERSION = 1
+RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ops (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    path BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    src BLOB,
+    is_dir INTEGER NOT NULL DEFAULT 0,
+    tree INTEGER NOT NULL DEFAULT 0,
+    tree_seq INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 1,
+    claimed INTEGER NOT NULL DEFAULT 0,
+    wait_for INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    first_seen REAL NOT NULL,
+    event_time REAL NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (target, source, path)
+);
+CREATE INDEX IF NOT EXISTS ops_ready ON ops (target, claimed, next_try, id);
+CREATE INDEX IF NOT EXISTS ops_wait ON ops (wait_for) WHERE wait_for IS NOT NULL;
+CREATE TABLE IF NOT EXISTS shipped (
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    key BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    token TEXT,
+    PRIMARY KEY (target, source, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS target_stats (
+    target TEXT PRIMARY KEY,
+    shipped INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    last_path BLOB,
+    last_kind TEXT,
+    last_at REAL,
+    last_error TEXT,
+    last_error_at REAL
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _b(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def _s(blob: bytes) -> str:
+    return os.fsdecode(bytes(blob))
+
+
+def ship_key(path: str, is_dir: bool) -> bytes:
+    """The `shipped` table key: path bytes, directories as 'path/' (mirrord.treewalk.entry_key)."""
+    return _b(path) + (b"/" if is_dir else b"")
+
+
+def _prefix_upper(prefix: bytes) -> bytes:
+    """Smallest byte string greater than every string starting with `prefix` + b'/'."""
+    return prefix + b"0"  # '0' is the byte after '/'
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something that happened at a source path, as the watcher or a scan saw it."""
+
+    source: str
+    path: str
+    kind: str                       # put | delete | mkdir
+    tree: bool = False              # remove everything at/below path first
+    size: int = 0
+    time: float = 0.0
+    targets: tuple[str, ...] | None = None   # None: every target of the source
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Op:
+    """A claimed row: what a worker should do, frozen at claim time."""
+
+    id: int
+    seq: int
+    target: str
+    source: str
+    path: str
+    kind: str
+    src: str | None
+    is_dir: bool
+    tree: bool
+    attempts: int
+    event_time: float
+    src_shipped: tuple[int, int] | None = None   # (size, mtime_ns) of src as last shipped
+
+
+@dataclass
+class Outcome:
+    """A worker's answer for one Op; `error` None means done."""
+
+    op: Op
+    shipped_kind: str = ""          # put | delete | mkdir | move | skip
+    size: int = 0
+    mtime_ns: int = 0
+    token: str | None = None
+    is_dir: bool = False
+    error: str | None = None
+    permanent: bool = False
+    rescan: bool = False            # a directory must be walked and re-sent (move fell back)
+
+
+@dataclass
+class TargetBacklog:
+    target: str
+    pending: int = 0
+    pending_bytes: int = 0
+    oldest: float | None = None
+    failing: int = 0
+    last_error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the state database; a damaged file raises JournalError, never starts empty."""
+    if readonly:
+        uri = f"file:{path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise JournalError(f"state database {path} is damaged ({exc}); refusing to start. "
+                           f"Move it aside to start over: every source will be re-checked "
+                           f"against every target.") from None
+    return conn
+
+
+class Journal:
+    """The write side of the state database, used by one thread (the daemon's main loop)."""
+
+    def __init__(self, path: Path, routes: dict[str, tuple[str, ...]], *,
+                 clock=time.time, check: bool = True, reset_claims: bool = True):
+        self.path = Path(path)
+        self.routes = dict(routes)
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        self.db = connect(self.path)
+        if existed and check:
+            self._check_integrity()
+        self._migrate()
+        if reset_claims:  # False: another process (a running daemon) owns the claims
+            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+        self._barriers: dict[int, tuple[str, str, tuple[bytes, ...]]] = {}
+        self._load_barriers()
+
+    # ------------------------------------------------------------ setup
+    def _check_integrity(self) -> None:
+        try:
+            rows = self.db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            rows = [(str(exc),)]
+        if rows != [("ok",)]:
+            detail = "; ".join(str(r[0]) for r in rows[:3])
+            self.db.close()
+            raise JournalError(f"state database {self.path} is damaged ({detail}); refusing to "
+                               f"start. Move it aside to start over: every source will be "
+                               f"re-checked against every target.")
+
+    def _migrate(self) -> None:
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(f"state database {self.path} has schema {version}, newer "
+                                   f"than this mirrord ({SCHEMA_VERSION}); refusing to start")
+            self.db.executescript(_SCHEMA)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"state database {self.path} is damaged ({exc}); refusing to start") from None
+
+    def _load_barriers(self) -> None:
+        rows = self.db.execute(
+            "SELECT id, target, source, path, src FROM ops WHERE is_dir = 1 AND (kind = 'move' OR tree = 1)")
+        for oid, target, source, path, src in rows:
+            self._barriers[oid] = (target, source, tuple(bytes(p) for p in (path, src) if p is not None))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ transactions
+    def transaction(self):
+        return _Txn(self.db)
+
+    # ------------------------------------------------------------ enqueue
+    def targets_of(self, change_targets: tuple[str, ...] | None, source: str) -> tuple[str, ...]:
+        routed = self.routes.get(source, ())
+        if change_targets is None:
+            return routed
+        return tuple(t for t in change_targets if t in routed)
+
+    def enqueue(self, changes: Iterable[Change]) -> int:
+        """Record changes durably (one transaction); returns how many rows were touched."""
+        n = 0
+        with self.transaction():
+            for ch in changes:
+                for target in self.targets_of(ch.targets, ch.source):
+                    self._upsert(target, ch.source, _b(ch.path), ch.kind, tree=ch.tree,
+                                 is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
+                                 when=ch.time or self.clock(), delay=ch.delay)
+                    n += 1
+        return n
+
+    def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
+        best = None
+        for bid, (btarget, bsource, bpaths) in self._barriers.items():
+            if bid == own or btarget != target or bsource != source:
+                continue
+            if any(path == p or path.startswith(p + b"/") for p in bpaths):
+                if best is None or bid > best:
+                    best = bid
+        return best
+
+    def _waits_on(self, start: int, row: int) -> bool:
+        """True when `start` (transitively) waits for `row`: linking row -> start would cycle."""
+        seen = 0
+        cur: int | None = start
+        while cur is not None and seen < 1000:
+            if cur == row:
+                return True
+            found = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (cur,)).fetchone()
+            cur = found[0] if found else None
+            seen += 1
+        return False
+
+    def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
+                is_dir: bool, size: int, when: float, delay: float = 0.0,
+                src: bytes | None = None, wait_for: int | None = None) -> int:
+        row = self.db.execute(
+            "SELECT id, seq, wait_for FROM ops WHERE target = ? AND source = ? AND path = ?",
+            (target, source, path)).fetchone()
+        if row is None:
+            barrier = self._covering_barrier(target, source, path, None)
+            waits = wait_for if wait_for is not None else barrier
+            cur = self.db.execute(
+                "INSERT INTO ops (target, source, path, kind, src, is_dir, tree, tree_seq, seq, "
+                "wait_for, next_try, first_seen, event_time, size) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                (target, source, path, kind, src, int(is_dir), int(tree), 1 if tree else 0,
+                 waits, when + delay if delay else 0, when, when, size))
+            oid = cur.lastrowid
+        else:
+            oid, seq, waits = row
+            barrier = self._covering_barrier(target, source, path, oid)
+            if barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
+                waits = barrier
+            self.db.execute(
+                "UPDATE ops SET kind = ?, src = ?, is_dir = ?, tree = MAX(tree, ?), "
+                "tree_seq = CASE WHEN ? THEN seq + 1 ELSE tree_seq END, seq = seq + 1, "
+                "wait_for = ?, attempts = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
+                (kind, src, int(is_dir), int(tree), int(tree), waits,
+                 when + delay if delay else 0, when, size, oid))
+        if is_dir and (kind == "move" or tree):
+            self._barriers[oid] = (target, source, tuple(p for p in (path, src) if p is not None))
+        else:
+            self._barriers.pop(oid, None)
+        return oid
+
+    def _has_rows_at_or_below(self, target: str, source: str, path: bytes, is_dir: bool) -> bool:
+        if self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ?",
+                           (target, source, path)).fetchone():
+            return True
+        if is_dir and self.db.execute(
+                "SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? LIMIT 1",
+                (target, source, path + b"/", _prefix_upper(path))).fetchone():
+            return True
+        return self._covering_barrier(target, source, path, None) is not None
+
+    def enqueue_move(self, source: str, src: str, dst: str, *, is_dir: bool,
+                     when: float | None = None, targets: tuple[str, ...] | None = None) -> list[str]:
+        """Record a rename inside the tree. Returns the targets on which it could not be kept
+        as a move (pending work in the way): for those, src is deleted and dst must be
+        re-sent — the caller scans dst when it is a directory."""
+        when = when or self.clock()
+        bsrc, bdst = _b(src), _b(dst)
+        fallback: list[str] = []
+        with self.transaction():
+            for target in self.targets_of(targets, source):
+                busy = (self._has_rows_at_or_below(target, source, bsrc, is_dir)
+                        or self._has_rows_at_or_below(target, source, bdst, is_dir))
+                if busy:
+                    fallback.append(target)
+                    self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir,
+                                 size=0, when=when)
+                    self._upsert(target, source, bdst, "mkdir" if is_dir else "put", tree=False,
+                                 is_dir=is_dir, size=0, when=when)
+                    continue
+                mid = self._upsert(target, source, bdst, "move", tree=False, is_dir=is_dir,
+                                   size=0, when=when, src=bsrc)
+                self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir, size=0,
+                             when=when, wait_for=mid)
+        return fallback
+
+    # ------------------------------------------------------------ claim / ack
+    def claim(self, target: str, limit: int, *, now: float | None = None) -> list[Op]:
+        """Up to `limit` ready ops for one target, marked in flight."""
+        now = self.clock() if now is None else now
+        rows = self.db.execute(
+            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
+            "WHERE target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL "
+            "ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
+        ops = []
+        with self.transaction():
+            for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
+                self.db.execute("UPDATE ops SET claimed = ? WHERE id = ?", (seq, oid))
+                src_shipped = None
+                if kind == "move" and src is not None and not is_dir:
+                    found = self.db.execute(
+                        "SELECT size, mtime_ns FROM shipped WHERE target = ? AND source = ? AND key = ?",
+                        (target, source, bytes(src))).fetchone()
+                    src_shipped = tuple(found) if found else None
+                ops.append(Op(oid, seq, target, source, _s(path), kind,
+                              _s(src) if src is not None else None, bool(is_dir), bool(tree),
+                              attempts, event_time, src_shipped))
+        return ops
+
+    def ack(self, outcomes: Iterable[Outcome]) -> None:
+        """Record what the workers did, in one transaction."""
+        now = self.clock()
+        with self.transaction():
+            for out in outcomes:
+                if out.error is None:
+                    self._done(out, now)
+                else:
+                    self._failed(out, now)
+
+    def _done(self, out: Outcome, now: float) -> None:
+        op = out.op
+        self._record_shipped(out)
+        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None and row[0] == op.seq:
+            self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
+            self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ?", (op.id,))
+            self._barriers.pop(op.id, None)
+        elif row is not None:
+            # changed again while in flight: keep the newer change, drop what is now done
+            self.db.execute(
+                "UPDATE ops SET claimed = 0, src = CASE WHEN kind = 'move' THEN src ELSE NULL END, "
+                "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
+            if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
+                self._barriers.pop(op.id, None)
+        self.db.execute(
+            "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
+            "VALUES (?, 1, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET shipped = shipped + 1, "
+            "last_path = excluded.last_path, last_kind = excluded.last_kind, last_at = excluded.last_at",
+            (op.target, _b(op.path), out.shipped_kind or op.kind, now))
+
+    def _record_shipped(self, out: Outcome) -> None:
+        """Keep `shipped` equal to what the target now holds for this path."""
+        op = out.op
+        t, s, path = op.target, op.source, _b(op.path)
+        if op.tree or out.shipped_kind in ("put", "move"):
+            self._forget_tree(t, s, path)  # nothing of ours stands below path any more
+        if out.shipped_kind == "move" and op.src is not None:
+            self._move_shipped(t, s, _b(op.src), path, op.is_dir)
+        if out.shipped_kind in ("put", "move") and not out.is_dir:
+            self._set_shipped(t, s, path, path + b"/", out.size, out.mtime_ns, out.token)
+        elif out.shipped_kind in ("mkdir", "move"):
+            self._set_shipped(t, s, path + b"/", path, 0, out.mtime_ns, None)
+        elif out.shipped_kind == "delete":
+            self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key IN (?, ?)",
+                            (t, s, path, path + b"/"))
+
+    def _set_shipped(self, t: str, s: str, key: bytes, other: bytes, size: int, mtime_ns: int,
+                     token: str | None) -> None:
+        self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
+        self.db.execute("INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (t, s, key, size, mtime_ns, token))
+
+    def _forget_tree(self, t: str, s: str, path: bytes) -> None:
+        self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
+                        (t, s, path + b"/", _prefix_upper(path)))
+
+    def _move_shipped(self, t: str, s: str, src: bytes, dst: bytes, is_dir: bool) -> None:
+        if not is_dir:
+            self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, src))
+            return
+        rows = self.db.execute(
+            "SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
+            "AND key >= ? AND key < ?", (t, s, src + b"/", _prefix_upper(src))).fetchall()
+        self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
+                        (t, s, src + b"/", _prefix_upper(src)))
+        self.db.executemany(
+            "INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token) VALUES (?, ?, ?, ?, ?, ?)",
+            [(t, s, dst + bytes(k)[len(src):], size, m, tok) for k, size, m, tok in rows])
+
+    def _failed(self, out: Outcome, now: float) -> None:
+        op = out.op
+        attempts = op.attempts + 1
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
+        delay = delay * (0.75 + random.random() / 2)
+        if out.permanent:
+            delay = max(delay, PERMANENT_RETRY)
+        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None and row[0] == op.seq:
+            self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ? "
+                            "WHERE id = ?", (attempts, now + delay, out.error, op.id))
+        elif row is not None:
+            self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?", (out.error, op.id))
+        self.db.execute(
+            "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
+            "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
+            "last_error_at = excluded.last_error_at", (op.target, f"{op.path}: {out.error}", now))
+
+    def release_claims(self) -> None:
+        """Forget in-flight marks (at shutdown, for work that did not finish)."""
+        self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+
+    # ------------------------------------------------------------ state
+    def set_state(self, key: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_state(self, key: str, default: object = None) -> object:
+        return read_state(self.db, key, default)
+
+    def backlog(self, now: float | None = None) -> dict[str, TargetBacklog]:
+        return read_backlog(self.db, list(dict.fromkeys(t for ts in self.routes.values() for t in ts)))
+
+    def shipped_entries(self, target: str, source: str) -> Iterator[tuple[bytes, int, int, str | None]]:
+        return iter_shipped(self.db, target, source)
+
+
+class _Txn:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.outer = False
+
+    def __enter__(self):
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.outer:
+            return False
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+        return False
+
+
+# ---------------------------------------------------------------- read side
+
+def read_state(db: sqlite3.Connection, key: str, default: object = None) -> object:
+    row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return default if row is None else json.loads(row[0])
+
+
+def read_backlog(db: sqlite3.Connection, targets: list[str]) -> dict[str, TargetBacklog]:
+    out = {t: TargetBacklog(t) for t in targets}
+    for target, n, nbytes, oldest, failing in db.execute(
+            "SELECT target, COUNT(*), SUM(size), MIN(first_seen), SUM(attempts > 0) FROM ops GROUP BY target"):
+        b = out.setdefault(target, TargetBacklog(target))
+        b.pending, b.pending_bytes, b.oldest, b.failing = n, nbytes or 0, oldest, failing or 0
+    for row in db.execute("SELECT target, shipped, failed, last_path, last_kind, last_at, last_error, "
+                          "last_error_at FROM target_stats"):
+        b = out.setdefault(row[0], TargetBacklog(row[0]))
+        b.extra = {"shipped": row[1], "failed": row[2],
+                   "last_path": _s(row[3]) if row[3] is not None else None,
+                   "last_kind": row[4], "last_at": row[5], "last_error": row[6], "last_error_at": row[7]}
+        b.last_error = row[6]
+    return out
+
+
+def iter_shipped(db: sqlite3.Connection, target: str, source: str,
+                 prefix: bytes = b"") -> Iterator[tuple[bytes, int, int, str | None]]:
+    """(key, size, mtime_ns, token) in key order: the merge partner of a source walk."""
+    if prefix:
+        cur = db.execute("SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
+                         "AND key >= ? AND key < ? ORDER BY key",
+                         (target, source, prefix + b"/", _prefix_upper(prefix)))
+    else:
+        cur = db.execute("SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
+                         "ORDER BY key", (target, source))
+    while batch := cur.fetchmany(1000):
+        for key, size, mtime_ns, token in batch:
+            yield bytes(key), size, mtime_ns, token

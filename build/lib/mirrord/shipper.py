@@ -1,0 +1,246 @@
+"""Bounded workers that apply claimed journal ops to targets.
+
+Each target has its own pool of `workers` threads, so a target that is down
+only slows itself. A worker looks at the source *when it runs* (ops are
+state-based): a regular file is sent, a directory is created, anything else
+(absent, symlink, special file) is removed from the target. Every exception
+is caught and becomes an Outcome on the op — nothing escapes a thread.
+
+Source files are opened beneath the source root without following any
+symlink (mirrord.fsutil), and handed to targets as /proc/self/fd/N, so the
+bytes shipped are those of the file that was checked.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import stat as stat_mod
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from mirrord.config import SourceConfig
+from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.fsutil import open_file_beneath
+from mirrord.journal import Op, Outcome
+from mirrord.logsetup import kv, redact
+from mirrord.targets.base import SyncItem, SyncResult, Target, join
+
+log = logging.getLogger("mirrord.shipper")
+
+_ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
+
+
+class SourceGuard:
+    """Refuses deletes when a source root is missing, replaced or unmounted.
+
+    The root's device and inode are remembered at start; if either changes
+    (an NFS mount went away and the empty mount point shows), every 'absent'
+    would be a lie, so deletes wait until the root is back.
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        st = os.stat(root)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def healthy(self) -> bool:
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False
+        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
+
+
+@dataclass
+class Observed:
+    """What the source holds at a path right now."""
+
+    kind: str              # file | dir | absent
+    size: int = 0
+    mtime: float = 0.0
+    mtime_ns: int = 0
+    fd: int | None = None
+
+
+def observe(root: str, rel: str, *, keep_open: bool) -> Observed:
+    """Look at root/rel without following symlinks; PermissionError propagates."""
+    try:
+        fd = open_file_beneath(root, rel) if rel else os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno in _ABSENT_ERRNOS:
+            return Observed("absent")
+        raise
+    st = os.fstat(fd)
+    if stat_mod.S_ISREG(st.st_mode):
+        if keep_open:
+            return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd)
+        os.close(fd)
+        return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns)
+    os.close(fd)
+    if stat_mod.S_ISDIR(st.st_mode):
+        return Observed("dir", 0, st.st_mtime, st.st_mtime_ns)
+    return Observed("absent")  # fifos, sockets, devices are not mirrored
+
+
+class Shipper:
+    """Runs claimed ops on per-target thread pools; results come back through `completed()`."""
+
+    def __init__(self, targets: dict[str, Target], sources: Sequence[SourceConfig],
+                 workers: dict[str, int], *, wake: Callable[[], None] = lambda: None,
+                 guards: dict[str, SourceGuard] | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None):
+        self.targets = targets
+        self.sources = {s.name: s for s in sources}
+        self.workers = workers
+        self.wake = wake
+        self.guards = guards or {}
+        self.on_outcome = on_outcome
+        self.pools = {name: ThreadPoolExecutor(max_workers=workers[name],
+                                               thread_name_prefix=f"ship-{name}")
+                      for name in targets}
+        self.inflight = {name: 0 for name in targets}
+        self._done: queue.SimpleQueue[tuple[str, list[Outcome]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ main-thread side
+    def capacity(self, target: str) -> int:
+        """How many ops the target's free workers can take now."""
+        free = self.workers[target] - self.inflight[target]
+        return max(0, free) * self.targets[target].features.batch_size
+
+    def submit(self, target: str, ops: list[Op]) -> None:
+        size = self.targets[target].features.batch_size
+        for i in range(0, len(ops), size):
+            batch = ops[i:i + size]
+            self.inflight[target] += 1
+            self.pools[target].submit(self._run_batch, target, batch)
+
+    def completed(self) -> list[Outcome]:
+        """Outcomes of finished batches (call from the main thread)."""
+        out: list[Outcome] = []
+        while True:
+            try:
+                target, outcomes = self._done.get_nowait()
+            except queue.Empty:
+                return out
+            self.inflight[target] -= 1
+            out.extend(outcomes)
+
+    def busy(self) -> bool:
+        return any(self.inflight.values())
+
+    def submit_task(self, target: str, fn: Callable[[], None]) -> None:
+        """Run a side task (heartbeat) on the target's pool without holding an op slot."""
+        self.pools[target].submit(self._guarded, fn)
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        for pool in self.pools.values():
+            pool.shutdown(wait=wait, cancel_futures=True)
+
+    @staticmethod
+    def _guarded(fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - a side task must never kill a worker
+            log.exception("side task failed")
+
+    # ------------------------------------------------------------ worker side
+    def _run_batch(self, target_name: str, ops: list[Op]) -> None:
+        try:
+            outcomes = self.run_ops(self.targets[target_name], ops)
+        except BaseException as exc:  # noqa: BLE001 - recorded on every op of the batch
+            log.exception(kv(msg="batch failed", target=target_name))
+            outcomes = [Outcome(op, error=f"internal error: {exc!r}") for op in ops]
+        self._done.put((target_name, outcomes))
+        self.wake()
+
+    def run_ops(self, target: Target, ops: list[Op]) -> list[Outcome]:
+        """Apply ops to one target; one Outcome per op, whatever happens."""
+        outcomes: list[Outcome] = []
+        items: list[SyncItem] = []
+        pending: list[tuple[Op, Observed]] = []
+        try:
+            for op in ops:
+                src = self.sources[op.source]
+                try:
+                    if op.kind == "move":
+                        moved = self._try_move(target, op, src)
+                        if moved is not None:
+                            outcomes.append(moved)
+                            continue
+                    seen = self._observe_for(op, src, target)
+                except PermissionError as exc:
+                    outcomes.append(Outcome(op, error=f"unreadable at the source: {exc.strerror}",
+                                            permanent=True))
+                    continue
+                except (RetryableError, PermanentError) as exc:
+                    outcomes.append(_error(op, exc))
+                    continue
+                items.append(self._item(op, src, seen))
+                pending.append((op, seen))
+            if items:
+                results = target.sync(items)
+                outcomes.extend(self._outcome(op, seen, res) for (op, seen), res in zip(pending, results))
+        finally:
+            for _op, seen in pending:
+                if seen.fd is not None:
+                    os.close(seen.fd)
+        if self.on_outcome is not None:
+            for out in outcomes:
+                self.on_outcome(out)
+        return outcomes
+
+    def _observe_for(self, op: Op, src: SourceConfig, target: Target) -> Observed:
+        seen = observe(str(src.path), op.path, keep_open=target.features.needs_local_file)
+        if seen.kind == "absent":
+            guard = self.guards.get(src.name)
+            if guard is not None and not guard.healthy():
+                raise RetryableError(f"source root {src.path} is missing, replaced or unmounted: "
+                                     f"not deleting {op.path!r} until it is back")
+        return seen
+
+    @staticmethod
+    def _item(op: Op, src: SourceConfig, seen: Observed) -> SyncItem:
+        return SyncItem(
+            path=join(src.dest, op.path), kind=seen.kind,
+            local=f"/proc/self/fd/{seen.fd}" if seen.fd is not None else "",
+            size=seen.size, mtime=seen.mtime, tree=op.tree,
+            source_root=str(src.path), source_rel=op.path)
+
+    @staticmethod
+    def _outcome(op: Op, seen: Observed, res: SyncResult) -> Outcome:
+        if res.error is not None:
+            return _error(op, res.error)
+        if seen.kind == "file":
+            entry = res.entry
+            return Outcome(op, "put", size=seen.size, mtime_ns=seen.mtime_ns,
+                           token=entry.token if entry is not None else None)
+        if seen.kind == "dir":
+            return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True)
+        return Outcome(op, "delete")
+
+    def _try_move(self, target: Target, op: Op, src: SourceConfig) -> Outcome | None:
+        """Rename on the target when that gives the right result; None: send instead."""
+        assert op.src is not None
+        seen = observe(str(src.path), op.path, keep_open=False)
+        if seen.kind == "absent" or (seen.kind == "dir") != op.is_dir:
+            return None
+        if not op.is_dir and op.src_shipped != (seen.size, seen.mtime_ns):
+            return None  # the target's copy of src is not what dst holds now
+        try:
+            target.move(join(src.dest, op.src), join(src.dest, op.path))
+        except NotFound:
+            return Outcome(op, "mkdir", is_dir=True, rescan=True) if op.is_dir else None
+        except (RetryableError, PermanentError) as exc:
+            return _error(op, exc)
+        return Outcome(op, "move", size=seen.size, mtime_ns=seen.mtime_ns, is_dir=op.is_dir)
+
+
+def _error(op: Op, exc: BaseException) -> Outcome:
+    permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
+    return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent)

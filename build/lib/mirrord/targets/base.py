@@ -1,0 +1,221 @@
+"""The one interface every mirror target implements, and how each method fails.
+
+The engine (shipper, reconciler, failover) only ever talks to a target through
+this class; SDKs (boto3, ssh/rsync) live only in their own target module.
+
+Paths are relative to the target root, '/'-separated, never empty, never
+starting with '/', never containing '.' or '..' components. Everything a
+target lists or stats excludes mirrord's own area `.mirrord/` at the root.
+
+Failure contract (checked by tests/targets/test_conformance.py on every target):
+- Network trouble, timeouts, throttling (SlowDown), 5xx, a full disk: raise
+  RetryableError. The shipper retries with backoff; nothing is dropped.
+- Anything retrying will not fix soon (a name the target cannot store, access
+  denied): raise PermanentError. Recorded on the journal row and retried rarely.
+- Absence is not an error for stat/delete/read_meta: they return None / do nothing.
+  move() raises NotFound when the source is absent.
+- put() is atomic: a reader of the target sees the old object or the complete
+  new one, never a partial file, and a failed put leaves no partial object.
+- No credential ever appears in an exception message.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from mirrord.errors import PermanentError, RetryableError
+
+META_DIR = ".mirrord"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object on a target (or in a source tree)."""
+
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool = False
+    digest: str | None = None
+    token: str | None = None   # an opaque change token from the target (S3 ETag), if any
+    mtime_ns: int = 0          # exact source mtime where known (source walks)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a target can do cheaply; the engine adapts instead of asking the type."""
+
+    server_side_move: bool = False   # move() avoids re-sending the bytes
+    directories: bool = True         # empty directories exist (local, rsync), or not (s3)
+    mtime_precision: float = 1e-6    # seconds; mtimes within this are equal
+    list_mtime: bool = True          # list() reports the kept source mtime (S3: server time)
+    batch_size: int = 1              # how many SyncItems one worker task hands to sync()
+    needs_local_file: bool = True    # sync() reads SyncItem.local (rsync reads the source itself)
+
+
+@dataclass(frozen=True)
+class SyncItem:
+    """Make `path` on the target match what the source holds right now.
+
+    `kind` is what the shipper saw at the source just before calling:
+    'file' (regular file at `local`, with `size` and `mtime`), 'dir', or 'absent'.
+    `tree` asks that, before anything else, every object at or below `path`
+    is removed (a directory was deleted or moved out of the tree).
+    """
+
+    path: str
+    kind: str
+    local: str = ""
+    size: int = 0
+    mtime: float = 0.0
+    tree: bool = False
+    source_root: str = ""   # the watched tree's root, for targets that read the source themselves
+    source_rel: str = ""    # `path` relative to source_root (path = dest + '/' + source_rel)
+
+
+@dataclass
+class SyncResult:
+    """What happened to one SyncItem: `error` is None on success."""
+
+    item: SyncItem
+    entry: Entry | None = None
+    error: Exception | None = None
+
+
+class Target(abc.ABC):
+    """A place mirrord writes to. Instances are shared by worker threads."""
+
+    type: str = "?"
+    features: Features = Features()
+
+    def __init__(self, name: str):
+        self.name = name
+
+    # -- lifecycle
+    def open(self) -> None:
+        """Connect and check the target is usable; RetryableError if not reachable."""
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+
+    def describe(self) -> str:
+        """Where this target points, for logs; never includes a credential."""
+        return f"{self.type}:{self.name}"
+
+    # -- listing
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[Entry]:
+        """Every file (and, with features.directories, every directory) at or below `prefix`,
+        recursively, in mirrord.treewalk.entry_key order (bytes of the path, a directory as
+        'path/'), streamed
+        without holding the whole listing. `.mirrord/` is never listed.
+        A listing that cannot be completed raises; it never ends early silently."""
+
+    @abc.abstractmethod
+    def stat(self, path: str) -> Entry | None:
+        """The entry at `path`, or None when absent."""
+
+    # -- changes
+    @abc.abstractmethod
+    def put(self, path: str, local: str, *, size: int, mtime: float) -> Entry:
+        """Store the local file at `path` atomically, keeping `mtime`. `local` is a path the
+        target may open (often /proc/self/fd/N of a file the shipper opened safely).
+        On targets with directories, a directory standing at `path` is replaced and
+        missing parents are created (files standing in their way are removed)."""
+
+    @abc.abstractmethod
+    def delete(self, path: str, *, tree: bool = False) -> None:
+        """Remove the file at `path`; with tree, also everything below `path`. Idempotent."""
+
+    def mkdir(self, path: str) -> None:
+        """Create a directory (and parents) where directories exist; replaces a file at `path`."""
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename a file or directory tree on the target. NotFound if `src` is absent.
+        Only called when features.server_side_move is true."""
+        raise PermanentError(f"{self.describe()}: move is not supported")
+
+    def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
+        """Apply a batch of SyncItems; one result per item, in order, errors captured per item.
+        Targets that can batch (rsync) override this."""
+        return [self._sync_one(item) for item in items]
+
+    def _sync_one(self, item: SyncItem) -> SyncResult:
+        try:
+            if item.tree:
+                self.delete(item.path, tree=True)
+            if item.kind == "file":
+                return SyncResult(item, self.put(item.path, item.local, size=item.size, mtime=item.mtime))
+            if item.kind == "dir":
+                if self.features.directories:
+                    self.mkdir(item.path)
+                else:
+                    self.delete(item.path)
+                return SyncResult(item, Entry(item.path, 0, item.mtime, is_dir=True))
+            self.delete(item.path, tree=item.tree)
+            return SyncResult(item)
+        except (RetryableError, PermanentError) as exc:
+            return SyncResult(item, error=exc)
+        except OSError as exc:
+            return SyncResult(item, error=classify_oserror(exc))
+
+    @abc.abstractmethod
+    def read(self, path: str) -> bytes | None:
+        """The whole content of the file at `path`, None when absent (verification and tests)."""
+
+    # -- mirrord's own area
+    @abc.abstractmethod
+    def write_meta(self, name: str, data: bytes) -> None:
+        """Atomically write `<root>/.mirrord/<name>` (the heartbeat)."""
+
+    @abc.abstractmethod
+    def read_meta(self, name: str) -> bytes | None:
+        """Read `<root>/.mirrord/<name>`, None when absent."""
+
+    # -- optional
+    def checksum(self, path: str) -> str | None:
+        """A content hash comparable with mirrord.treewalk.file_digest, or None if unavailable."""
+        return None
+
+
+RETRYABLE_ERRNOS = {
+    "ENOSPC", "EDQUOT", "EIO", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH",
+    "ENETUNREACH", "EAGAIN", "EBUSY", "ESTALE", "EROFS", "ENOTCONN", "EPIPE", "EMFILE", "ENFILE",
+    "ENOENT", "ENOTDIR", "EINTR",
+}
+
+
+def classify_oserror(exc: OSError) -> Exception:
+    """Map an OSError on a target to Retryable or Permanent (disk full is retryable)."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(exc.errno or 0, "")
+    msg = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    if name in RETRYABLE_ERRNOS:
+        return RetryableError(f"{name}: {msg}")
+    return PermanentError(f"{name or 'error'}: {msg}")
+
+
+def check_relpath(path: str) -> str:
+    """Refuse anything that could escape a target root; return the path unchanged."""
+    if not path or path.startswith("/") or "\0" in path:
+        raise PermanentError(f"unsafe path {path!r}")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise PermanentError(f"unsafe path {path!r}")
+    if parts[0] == META_DIR:
+        raise PermanentError(f"{path!r} is inside mirrord's own area {META_DIR}/")
+    return path
+
+
+def join(*parts: str) -> str:
+    """Join relative path pieces with '/', skipping empty ones."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def fs_path(path: str) -> bytes:
+    """The bytes of a relative path for OS calls (surrogateescape round-trips odd names)."""
+    return os.fsencode(path)

@@ -1,0 +1,249 @@
+"""A directory target: local disk or an NFS mount.
+
+Writes are atomic (temp file beside the destination, fsync, rename, fsync the
+directory), mtimes are kept, and nothing is ever written outside the root:
+paths are checked, and a parent that resolves outside the root is refused.
+A full disk or a vanished mount is retryable; everything else permanent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat as stat_mod
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from mirrord.config import TargetConfig
+from mirrord.errors import NotFound, PermanentError
+from mirrord.fsutil import atomic_write, fsync_dir
+from mirrord.targets.base import META_DIR, Entry, Features, Target, check_relpath, classify_oserror
+from mirrord.treewalk import WalkErrors, file_digest, walk
+
+TMP_PREFIX = ".mirrord-tmp-"
+
+
+class LocalTarget(Target):
+    type = "local"
+    features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,
+                        batch_size=8)
+
+    def __init__(self, name: str, root: str | os.PathLike[str], *, fsync: bool = True):
+        super().__init__(name)
+        self.root = os.path.abspath(os.fspath(root))
+        self._real_root = os.path.realpath(self.root)
+        self.fsync = fsync
+
+    @classmethod
+    def from_config(cls, cfg: TargetConfig) -> "LocalTarget":
+        assert cfg.local is not None
+        return cls(cfg.name, cfg.local.path, fsync=cfg.local.fsync)
+
+    def describe(self) -> str:
+        return f"local:{self.name}({self.root})"
+
+    def open(self) -> None:
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            if not os.path.isdir(self.root):
+                raise PermanentError(f"{self.describe()}: root is not a directory")
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        self._real_root = os.path.realpath(self.root)
+
+    # ------------------------------------------------------------ helpers
+    def _abs(self, path: str) -> bytes:
+        return os.fsencode(os.path.join(self.root, check_relpath(path)))
+
+    def _confined_parent(self, full: bytes) -> bytes:
+        """Create the parent directories of `full`, replacing files in the way; refuse escapes."""
+        parent = os.path.dirname(full)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            self._clear_files_on_the_way(parent)
+            os.makedirs(parent, exist_ok=True)
+        real = os.path.realpath(parent)
+        root = os.fsencode(self._real_root)
+        if real != root and not real.startswith(root + b"/"):
+            raise PermanentError(f"{self.describe()}: {os.fsdecode(parent)!r} resolves outside the root")
+        return parent
+
+    def _clear_files_on_the_way(self, parent: bytes) -> None:
+        rel = os.path.relpath(parent, os.fsencode(self.root))
+        cur = os.fsencode(self.root)
+        for part in rel.split(b"/"):
+            cur = os.path.join(cur, part)
+            with contextlib.suppress(FileNotFoundError):
+                if not stat_mod.S_ISDIR(os.lstat(cur).st_mode):
+                    os.unlink(cur)
+
+    @staticmethod
+    def _remove_any(full: bytes) -> None:
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return
+        if stat_mod.S_ISDIR(st.st_mode):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+
+    # ------------------------------------------------------------ listing
+    def list(self, prefix: str = "") -> Iterator[Entry]:
+        base = os.path.join(self.root, prefix) if prefix else self.root
+        if prefix:
+            st = self.stat(prefix)
+            if st is None:
+                return
+            if not st.is_dir:
+                yield st
+                return
+            yield st
+        errors = WalkErrors([])
+        yield from walk(base, prefix=prefix.strip("/"), excluded=self._own, errors=errors)
+        if errors:
+            where, why = errors.unreadable[0]
+            raise PermanentError(f"{self.describe()}: cannot list {where!r}: {why}")
+
+    @staticmethod
+    def _own(relpath: str) -> bool:
+        name = relpath.rsplit("/", 1)[-1]
+        return relpath == META_DIR or name.startswith(TMP_PREFIX)
+
+    def stat(self, path: str) -> Entry | None:
+        try:
+            st = os.lstat(self._abs(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        if stat_mod.S_ISDIR(st.st_mode):
+            return Entry(path, 0, st.st_mtime, is_dir=True)
+        if stat_mod.S_ISREG(st.st_mode):
+            return Entry(path, st.st_size, st.st_mtime)
+        return None
+
+    # ------------------------------------------------------------ changes
+    def put(self, path: str, local: str, *, size: int, mtime: float) -> Entry:
+        full = self._abs(path)
+        try:
+            parent = self._confined_parent(full)
+            tmp = self._copy_to_temp(local, parent, mtime)
+            try:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                os.replace(tmp, full)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            if self.fsync:
+                fsync_dir(parent)
+            st = os.lstat(full)
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        return Entry(path, st.st_size, st.st_mtime)
+
+    def _copy_to_temp(self, local: str, parent: bytes, mtime: float) -> bytes:
+        with open(local, "rb") as src:
+            mode = stat_mod.S_IMODE(os.fstat(src.fileno()).st_mode) or 0o644
+            fd, tmp = tempfile.mkstemp(prefix=os.fsencode(TMP_PREFIX), dir=parent)
+            try:
+                with os.fdopen(fd, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                    dst.flush()
+                    if self.fsync:
+                        os.fsync(dst.fileno())
+                os.chmod(tmp, mode)
+                mtime_ns = int(round(mtime * 1e9))
+                os.utime(tmp, ns=(mtime_ns, mtime_ns))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        return tmp
+
+    def delete(self, path: str, *, tree: bool = False) -> None:
+        full = self._abs(path)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        try:
+            if stat_mod.S_ISDIR(st.st_mode):
+                if tree:
+                    shutil.rmtree(full)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(full)  # only when empty: files below have their own rows
+            else:
+                os.unlink(full)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+
+    def mkdir(self, path: str) -> None:
+        full = self._abs(path)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if not stat_mod.S_ISDIR(os.lstat(full).st_mode):
+                    os.unlink(full)
+            self._confined_parent(os.path.join(full, b"x"))
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+
+    def move(self, src: str, dst: str) -> None:
+        sfull, dfull = self._abs(src), self._abs(dst)
+        try:
+            if not os.path.lexists(sfull):
+                raise NotFound(f"{src!r} is not on {self.describe()}")
+            self._confined_parent(dfull)
+            self._remove_any(dfull)
+            os.rename(sfull, dfull)
+            if self.fsync:
+                fsync_dir(os.path.dirname(dfull))
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise NotFound(f"{src!r} is not on {self.describe()}") from None
+            raise classify_oserror(exc) from None
+
+    # ------------------------------------------------------------ meta
+    def write_meta(self, name: str, data: bytes) -> None:
+        meta = Path(self.root, META_DIR)
+        try:
+            meta.mkdir(parents=True, exist_ok=True)
+            atomic_write(meta / name, data, fsync=self.fsync)
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+
+    def read_meta(self, name: str) -> bytes | None:
+        try:
+            return Path(self.root, META_DIR, name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            with open(self._abs(path), "rb") as fh:
+                return fh.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+
+    def checksum(self, path: str) -> str | None:
+        try:
+            return file_digest(self._abs(path))
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise classify_oserror(exc) from None

@@ -1,0 +1,277 @@
+"""The Ansible roles and playbooks: lint, syntax, and a real run against this machine.
+
+Both roles are applied with `ansible-playbook -c local` into scratch paths under
+a temporary directory (no system user is created: the daemon's user is the
+one running the tests, and service management is off), twice, and the second
+run must change nothing. The installed `mirrord` then accepts both rendered
+configuration files, and systemd accepts the rendered units.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = ROOT / "ansible"
+BIN = Path(sys.executable).parent
+PLAYBOOKS = ["site.yml", "failover.yml", "switchover.yml", "failback.yml"]
+FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def ansible_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"),
+        "ANSIBLE_HOME": str(home),
+        "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+        "ANSIBLE_REMOTE_TEMP": str(home / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    })
+    env.pop("MIRRORD_CONFIG", None)
+    return env
+
+
+def run(cmd: list[str], *, env: dict[str, str], cwd: Path = ANSIBLE_DIR,
+        timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=timeout)
+
+
+def test_ansible_lint_production_profile(tmp_path):
+    env = ansible_env(tmp_path / "ansible-home")
+    env["ANSIBLE_LINT_SKIP_SCHEMA_UPDATE"] = "1"
+    result = run([str(BIN / "ansible-lint"), "--offline", "--profile", "production", "--nocolor"],
+                 env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Passed" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS)
+def test_playbook_syntax(playbook, tmp_path):
+    result = run([str(BIN / "ansible-playbook"), "-i", "inventory.example.ini", "--syntax-check", playbook],
+                 env=ansible_env(tmp_path / "ansible-home"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ the real run
+
+
+@dataclass
+class Deployment:
+    base: Path
+    runs: list[subprocess.CompletedProcess[str]]
+    seconds: list[float]
+
+    @property
+    def venv(self) -> Path:
+        return self.base / "venv"
+
+    def path(self, *parts: str) -> Path:
+        return self.base.joinpath(*parts)
+
+
+def _common_vars(base: Path, side: str) -> dict:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    return {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "mirrord_install_source": str(ROOT),
+        "mirrord_python": sys.executable,
+        "mirrord_venv": str(base / "venv"),
+        "mirrord_manage_user": False,
+        "mirrord_user": user,
+        "mirrord_group": group,
+        "mirrord_config_owner": user,
+        "mirrord_config_owner_group": group,
+        "mirrord_config_dir": str(base / side / "etc"),
+        "mirrord_config_path": str(base / side / "etc" / "mirrord.ini"),
+        "mirrord_state_dir": str(base / side / "state"),
+        "mirrord_systemd_dir": str(base / side / "units"),
+        "mirrord_manage_services": False,
+    }
+
+
+def _primary_play(base: Path) -> dict:
+    return {
+        "name": "Primary",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": ["mirrord"],
+        "vars": {
+            **_common_vars(base, "primary"),
+            "mirrord_settings": {"workers": 4, "heartbeat_interval": "2s", "log_level": "info",
+                                 "log_format": "json", "metrics_listen": "127.0.0.1:9464"},
+            "mirrord_sources": [{"name": "uploads", "path": str(base / "uploads"),
+                                 "targets": ["local", "s3", "host"],
+                                 "exclude": ["*.tmp", "*.part", ".*.swp", "*~", ".nfs*"]}],
+            "mirrord_targets": [
+                {"name": "local", "type": "local", "path": str(base / "mirror"), "fsync": True},
+                {"name": "s3", "type": "s3", "bucket": "mirror", "prefix": "uploads/",
+                 "endpoint_url": "http://127.0.0.1:8333", "region": "us-east-1",
+                 "access_key_id": "AKIDEXAMPLE", "secret_access_key": "not-a-real-secret"},
+                {"name": "host", "type": "rsync", "host": "mirror.example.org", "port": 22,
+                 "user": "mirrord", "path": "/srv/mirror/uploads", "ssh_key_content": FAKE_KEY},
+            ],
+            "mirrord_reconcile": {"every": "1h", "delete": True, "max_delete": "5%"},
+            "mirrord_read_write_paths": [str(base / "extra")],
+        },
+    }
+
+
+def _mirror_play(base: Path) -> dict:
+    wiki = base / "wiki"
+    return {
+        "name": "Mirror",
+        "hosts": "localhost",
+        "gather_facts": False,
+        "roles": ["mirrord_mirror"],
+        "vars": {
+            **_common_vars(base, "mirror"),
+            "mirrord_mirror_targets": [{"name": "mirror", "type": "local", "path": str(base / "mirror")}],
+            "mirrord_mirror_failover": {
+                "database": "host=127.0.0.1 port=5433 dbname=wiki user=mirrord",
+                "max_replay_lag": "30s",
+                "heartbeat_target": "mirror",
+                "max_heartbeat_age": "60s",
+                "mode": "symlink",
+                "link": str(wiki / "active.php"),
+                "readonly": str(wiki / "readonly.php"),
+                "readwrite": str(wiki / "readwrite.php"),
+                "memcached": ["127.0.0.1:11211", "127.0.0.1:11212"],
+            },
+            "mirrord_mirror_readonly_content": "<?php $wgReadOnly = 'mirror';\n",
+            "mirrord_mirror_readwrite_content": "<?php $wgReadOnly = false;\n",
+            "mirrord_mirror_app_config_owner": pwd.getpwuid(os.getuid()).pw_name,
+            "mirrord_mirror_app_config_group": grp.getgrgid(os.getgid()).gr_name,
+            "mirrord_mirror_operators": ["deploy", "%wikiops"],
+            "mirrord_mirror_sudoers_file": str(base / "sudoers.d" / "mirrord"),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory) -> Deployment:
+    base = tmp_path_factory.mktemp("deploy")
+    for d in ("uploads", "mirror", "extra", "sudoers.d"):
+        (base / d).mkdir()
+    playbook = base / "playbook.yml"
+    playbook.write_text(json.dumps([_primary_play(base), _mirror_play(base)], indent=2))
+    env = ansible_env(base / "ansible-home")
+    env["ANSIBLE_ROLES_PATH"] = str(ANSIBLE_DIR / "roles")
+    runs, seconds = [], []
+    for _ in range(2):
+        start = time.monotonic()
+        runs.append(run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)],
+                        env=env, cwd=base))
+        seconds.append(time.monotonic() - start)
+    return Deployment(base=base, runs=runs, seconds=seconds)
+
+
+def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    m = re.search(r"^localhost\s+:\s+(.*)$", result.stdout, re.MULTILINE)
+    assert m, result.stdout + result.stderr
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
+
+
+def test_first_run_succeeds(deployment):
+    first = deployment.runs[0]
+    assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+    counts = recap(first)
+    assert counts["failed"] == 0 and counts["unreachable"] == 0
+    assert counts["changed"] > 0
+
+
+def test_second_run_changes_nothing(deployment):
+    second = deployment.runs[1]
+    assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
+    counts = recap(second)
+    changed = re.findall(r"^changed: .*$", second.stdout, re.MULTILINE)
+    assert counts["changed"] == 0, changed
+    assert counts["failed"] == 0
+
+
+@pytest.mark.parametrize("side", ["primary", "mirror"])
+def test_installed_mirrord_accepts_the_rendered_config(deployment, side):
+    config = deployment.path(side, "etc", "mirrord.ini")
+    result = subprocess.run([str(deployment.venv / "bin" / "mirrord"), "-c", str(config), "check-config"],
+                            text=True, capture_output=True, timeout=120,
+                            env={**os.environ, "MIRRORD_CONFIG": ""})
+    assert result.returncode == 0, config.read_text() + result.stdout + result.stderr
+    assert "warning" not in result.stderr.lower(), result.stderr
+
+
+def test_rendered_config_holds_every_section(deployment):
+    text = deployment.path("primary", "etc", "mirrord.ini").read_text()
+    for line in ("[mirrord]", f"state_dir = {deployment.path('primary', 'state')}",
+                 "log_format = json", "metrics_listen = 127.0.0.1:9464", "[source:uploads]",
+                 "targets = local, s3, host", "exclude = *.tmp, *.part, .*.swp, *~, .nfs*",
+                 "[target:local]", "fsync = yes", "[target:s3]", "[target:host]",
+                 f"ssh_key = {deployment.path('primary', 'etc', 'ssh', 'host')}",
+                 "[reconcile]", "max_delete = 5%"):
+        assert line in text.splitlines(), (line, text)
+    assert "ssh_key_content" not in text and "[failover]" not in text
+    mirror = deployment.path("mirror", "etc", "mirrord.ini").read_text()
+    assert "[failover]" in mirror
+    assert "memcached = 127.0.0.1:11211, 127.0.0.1:11212" in mirror.splitlines()
+
+
+def test_secrets_are_private(deployment):
+    key = deployment.path("primary", "etc", "ssh", "host")
+    assert key.read_text() == FAKE_KEY
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(deployment.path("primary", "etc", "mirrord.ini").stat().st_mode) == 0o600
+    assert stat.S_IMODE(deployment.path("primary", "state").stat().st_mode) == 0o750
+
+
+def test_mirror_app_config_link_points_at_readwrite(deployment):
+    link = deployment.path("wiki", "active.php")
+    assert link.is_symlink()
+    assert os.readlink(link) == str(deployment.path("wiki", "readwrite.php"))
+    assert deployment.path("wiki", "readonly.php").read_text().startswith("<?php")
+
+
+def test_sudoers_drop_in_is_valid(deployment):
+    sudoers = deployment.path("sudoers.d", "mirrord")
+    assert stat.S_IMODE(sudoers.stat().st_mode) == 0o440
+    text = sudoers.read_text()
+    mirrord = f"{deployment.venv}/bin/mirrord -c {deployment.path('mirror', 'etc', 'mirrord.ini')}"
+    assert f"{mirrord} failover --force" in text
+    assert "deploy ALL=(root) NOPASSWD: MIRRORD_FAILOVER" in text
+    assert "%wikiops ALL=(root) NOPASSWD: MIRRORD_FAILOVER" in text
+    check = subprocess.run(["/usr/sbin/visudo", "-cf", str(sudoers)], text=True, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_rendered_units_pass_systemd_analyze_verify(deployment):
+    units = deployment.path("primary", "units")
+    names = ["mirrord.service", "mirrord-reconcile.service", "mirrord-reconcile.timer"]
+    text = (units / "mirrord.service").read_text()
+    assert f"ExecStart={deployment.venv}/bin/mirrord -c {deployment.path('primary', 'etc', 'mirrord.ini')} run" in text
+    assert f"ReadWritePaths={deployment.path('primary', 'state')}" in text
+    assert f"ReadWritePaths=-{deployment.path('mirror')}" in text
+    assert f"ReadWritePaths=-{deployment.path('extra')}" in text
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: make test installs Debian's systemd package"
+    result = subprocess.run([analyze, "verify", *[f"./{n}" for n in names]], cwd=units,
+                            text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+def test_report_durations(deployment, capsys):
+    with capsys.disabled():
+        print(f"\nansible runs: first {deployment.seconds[0]:.0f}s, second {deployment.seconds[1]:.0f}s")
