@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import PROFILES, Context, fmt, fmt_runs, median, tool_version
+from bench.common import PROFILES, Context, Row, fmt, fmt_runs, tool_version
 
 # name -> module; run in this order (latency first: it is issue 2's requirement)
 WORKLOADS = {
@@ -27,7 +27,7 @@ WORKLOADS = {
     "burst": "bench.burst_s3",
     "initial": "bench.initial_sync",
     "startup": "bench.startup",
-    "reconcile": "bench.reconcile_bench",
+    "reconcile": "bench.reconcile_wrap",   # runs bench/reconcile_bench.py (not ours)
     "large": "bench.large_file",
 }
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=None, help="repetitions (default: per mode)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.md / latest.json go")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of other workloads found in OUT/latest.json")
     return p.parse_args(argv)
 
 
@@ -83,6 +85,21 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_previous(ctx: Context, path: Path) -> None:
+    """Put back earlier rows of workloads this run did not measure (same mode only)."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if old.get("mode") != ctx.profile.name:
+        return
+    fresh = {r.workload for r in ctx.rows}
+    kept = [Row(d["workload"], d["case"], d["metric"], d["peer"], d["mirrord"], d["other"],
+                d.get("lower_is_better", True), d.get("notes", []) + ["(from an earlier run)"])
+            for d in old.get("rows", []) if d["workload"] not in fresh]
+    ctx.rows[:] = sorted(kept + ctx.rows, key=lambda r: r.workload)   # stable: order within kept
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
@@ -117,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         crashed["suite"] = "interrupted"
     finally:
         ctx.close()
+    if args.merge:
+        merge_previous(ctx, args.out / "latest.json")
     table = render(ctx, started, crashed)
     print("\n" + table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -304,7 +304,8 @@ _FAILOVER_KEYS = {"database", "primary_database", "max_replay_lag", "heartbeat_t
 def _read_mirrord(r: _Reader) -> MirrordSettings:
     s = "mirrord"
     if not r.parser.has_section(s):
-        return MirrordSettings(state_dir=(r.base / "state").resolve())
+        return MirrordSettings(state_dir=(r.base / "state").resolve(),
+                               hostname=socket.gethostname())
     r.check_keys(s, _MIRRORD_KEYS)
     level = r.get(s, "log_level", str.lower, "info")
     if level not in LOG_LEVELS:

@@ -71,4 +71,7 @@ def open_file_beneath(root: str | bytes, relpath: str) -> int:
     """
     head, _, name = relpath.rpartition("/")
     with open_dir_beneath(root, head) as dfd:
-        return os.open(os.fsencode(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+        # (no effect on regular files; callers fstat and skip anything else)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        return os.open(os.fsencode(name), flags, dir_fd=dfd)

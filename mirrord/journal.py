@@ -274,8 +274,9 @@ class Journal:
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
                 src: bytes | None = None, wait_for: int | None = None) -> int:
         row = self.db.execute(
-            "SELECT id, seq, wait_for FROM ops WHERE target = ? AND source = ? AND path = ?",
+            "SELECT id, seq, wait_for, tree FROM ops WHERE target = ? AND source = ? AND path = ?",
             (target, source, path)).fetchone()
+        tree_after = tree  # the row keeps a pending tree removal (tree = MAX(tree, ?))
         if row is None:
             barrier = self._covering_barrier(target, source, path, None)
             waits = wait_for if wait_for is not None else barrier
@@ -287,7 +288,8 @@ class Journal:
                  waits, when + delay if delay else 0, when, when, size))
             oid = cur.lastrowid
         else:
-            oid, seq, waits = row
+            oid, seq, waits, old_tree = row
+            tree_after = tree or bool(old_tree)
             barrier = self._covering_barrier(target, source, path, oid)
             if barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
                 waits = barrier
@@ -297,7 +299,7 @@ class Journal:
                 "wait_for = ?, attempts = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
                 (kind, src, int(is_dir), int(tree), int(tree), waits,
                  when + delay if delay else 0, when, size, oid))
-        if is_dir and (kind == "move" or tree):
+        if is_dir and (kind == "move" or tree_after):
             self._barriers[oid] = (target, source, tuple(p for p in (path, src) if p is not None))
         else:
             self._barriers.pop(oid, None)

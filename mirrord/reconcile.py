@@ -310,7 +310,7 @@ class _Pass:
             if self._not_ours(rel, key):
                 skip = key if e.is_dir else skip
                 continue
-            yield dataclasses.replace(e, path=rel)
+            yield Entry(rel, e.size, e.mtime, e.is_dir, e.digest, e.token, e.mtime_ns)
 
     def _not_ours(self, rel: str, key: bytes) -> bool:
         """Target entries this source must neither compare nor delete."""

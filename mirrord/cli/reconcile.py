@@ -148,6 +148,7 @@ class _Session:
         self.lock_fd: int | None = None
         self.daemon = False
         self.wake = threading.Event()
+        self.stop = threading.Event()     # set on Ctrl-C: the pass ends without deleting
 
     def close(self) -> None:
         self.progress.close()
@@ -256,7 +257,7 @@ class _Session:
             try:
                 box["result"] = reconcile_pass(
                     self.cfg, target, src, emit=proposals.put, emit_deletes=deletes.extend,
-                    delete=self.delete, checksum=self.checksum,
+                    delete=self.delete, checksum=self.checksum, stop=self.stop,
                     progress=lambda r: live.setdefault("r", r))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
                 box["error"] = exc
@@ -266,14 +267,18 @@ class _Session:
         thread = threading.Thread(target=job, name="reconcile", daemon=True)
         thread.start()
         self.progress.restart()
-        while thread.is_alive() or not proposals.empty():
-            try:
-                self._take(proposals.get(timeout=0.05), target.name, report, runner)
-            except queue.Empty:
-                pass
-            if runner is not None:
-                runner.pump()
-            self._draw(target.name, live.get("r"), runner)
+        try:
+            while thread.is_alive() or not proposals.empty():
+                try:
+                    self._take(proposals.get(timeout=0.05), target.name, report, runner)
+                except queue.Empty:
+                    pass
+                if runner is not None:
+                    runner.pump()
+                self._draw(target.name, live.get("r"), runner)
+        except BaseException:
+            self.stop.set()
+            raise
         thread.join()
         if "error" in box:
             raise box["error"]  # type: ignore[misc]

@@ -84,13 +84,23 @@ class Deployment:
         return self.base.joinpath(*parts)
 
 
+def _copy_source(dest: Path) -> None:
+    """The project as an sdist would hold it: pip builds a directory in place, and
+    its build/ output must not land in the working tree under test."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "mirrord", dest / "mirrord",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
 def _common_vars(base: Path, side: str) -> dict:
     user = pwd.getpwuid(os.getuid()).pw_name
     group = grp.getgrgid(os.getgid()).gr_name
     return {
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
-        "mirrord_install_source": str(ROOT),
+        "mirrord_install_source": str(base / "src"),
         "mirrord_python": sys.executable,
         "mirrord_venv": str(base / "venv"),
         "mirrord_manage_user": False,
@@ -169,6 +179,7 @@ def deployment(tmp_path_factory) -> Deployment:
     base = tmp_path_factory.mktemp("deploy")
     for d in ("uploads", "mirror", "extra", "sudoers.d"):
         (base / d).mkdir()
+    _copy_source(base / "src")
     playbook = base / "playbook.yml"
     playbook.write_text(json.dumps([_primary_play(base), _mirror_play(base)], indent=2))
     env = ansible_env(base / "ansible-home")

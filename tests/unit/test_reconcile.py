@@ -313,3 +313,47 @@ def test_progress_draws_only_on_a_terminal():
     p.close()
     assert tty.getvalue().endswith("\r")
     assert format_line("x", 0, 0.0, {}) == "x: 0 (0/s)  0s"
+
+
+# ---------------------------------------------------------------- the command's runner
+
+def test_runner_ships_its_rows_and_reports_failures(tmp_path):
+    from mirrord.cli.reconcile import Runner
+    from mirrord.errors import PermanentError
+
+    src = source(tmp_path, {"a": b"1", "b": b"22"})
+    t = MemoryTarget()
+    journal = Journal(tmp_path / "journal.db", {"up": ("memory",)})
+    wake = threading.Event()
+    shipper = Shipper({"memory": t}, [src], {"memory": 2}, wake=wake.set)
+    try:
+        runner = Runner(journal, shipper, "memory", wake)
+        runner.add([Change("up", "a", "put", size=1, targets=("memory",))])
+        runner.wait(None)
+        assert runner.take_bytes() == 1 and runner.done == 1 and not runner.failed
+        assert t.files["a"][0] == b"1"
+        t.fail_with = PermanentError("access denied")
+        runner.add([Change("up", "b", "delete", targets=("memory",))])
+        runner.wait(None)
+        assert runner.failed_deletes == 1 and "access denied" in runner.failed[0]
+        assert not shipper.busy()
+    finally:
+        shipper.shutdown()
+        journal.close()
+
+
+def test_daemon_running_reads_the_daemon_lock_without_taking_it(tmp_path):
+    import fcntl
+
+    from mirrord.cli.reconcile import daemon_running
+
+    assert not daemon_running(tmp_path)
+    fd = os.open(tmp_path / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    assert not daemon_running(tmp_path)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert daemon_running(tmp_path)
+    finally:
+        os.close(fd)
+    assert not daemon_running(tmp_path)

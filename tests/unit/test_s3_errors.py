@@ -145,3 +145,12 @@ def test_mtime_metadata_round_trips_exactly(mtime):
     text = format_mtime(mtime)
     assert float(text) == mtime
     assert "e" not in text and text.count(".") == 1 and len(text.split(".")[1]) == 9
+
+
+@pytest.mark.parametrize("endpoint,mode", [
+    ("", "flat"), ("https://s3.eu-west-1.amazonaws.com", "flat"), ("http://127.0.0.1:8333", "walk"),
+    ("https://notamazonaws.com", "walk"), ("https://minio.example.org", "walk"),
+])
+def test_flat_listing_only_where_byte_order_is_documented(endpoint, mode):
+    t = S3Target("s3", S3Options(bucket="bucket", endpoint_url=endpoint))
+    assert t.list_mode == mode

@@ -1,7 +1,0 @@
-"""Switching the site to its read-only mirror and back.
-
-replica.py asks PostgreSQL, heartbeat.py reads the file mirror's heartbeat,
-appconfig.py flips the application's configuration, cache.py flushes
-memcached, steps.py runs the changes in order and procedure.py ties them into
-the failover, switchover and failback commands.
-"""

@@ -1,0 +1,474 @@
+"""The journal on a real SQLite file: coalescing, in-flight changes, moves, barriers,
+backoff, the `shipped` record, and refusing damaged or newer databases."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mirrord import journal as journal_mod
+from mirrord.errors import JournalError
+from mirrord.journal import (PERMANENT_RETRY, RETRY_MAX, Change, Journal, Outcome,
+                             iter_shipped, ship_key)
+
+S, T = "up", "t"
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def j(tmp_path: Path, clock: Clock) -> Journal:
+    jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=clock)
+    yield jr
+    jr.close()
+
+
+def put(path: str, **kw) -> Change:
+    return Change(S, path, "put", **kw)
+
+
+def rows(j: Journal) -> dict[str, tuple]:
+    """path -> (kind, src, is_dir, tree, wait_for path or None, claimed)."""
+    ids = {oid: bytes(p).decode() for oid, p in j.db.execute("SELECT id, path FROM ops")}
+    out = {}
+    for oid, path, kind, src, is_dir, tree, wait, claimed in j.db.execute(
+            "SELECT id, path, kind, src, is_dir, tree, wait_for, claimed FROM ops"):
+        out[bytes(path).decode()] = (kind, bytes(src).decode() if src is not None else None,
+                                     bool(is_dir), bool(tree), ids.get(wait), bool(claimed))
+    return out
+
+
+def shipped(j: Journal) -> dict[str, tuple[int, int]]:
+    return {k.decode(): (size, m) for k, size, m, _tok in iter_shipped(j.db, T, S)}
+
+
+def done(op, kind: str, *, size: int = 0, mtime_ns: int = 0, is_dir: bool = False) -> Outcome:
+    return Outcome(op, kind, size=size, mtime_ns=mtime_ns, is_dir=is_dir)
+
+
+def claim_all(j: Journal, clock: Clock) -> dict[str, object]:
+    return {op.path: op for op in j.claim(T, 100, now=clock.now + 10_000)}
+
+
+# ------------------------------------------------------------------ coalescing
+
+
+def test_several_changes_to_one_path_coalesce_to_the_latest(j):
+    j.enqueue([put("a"), Change(S, "a", "delete"), put("a", size=5)])
+    j.enqueue([Change(S, "a", "delete")])
+    assert rows(j) == {"a": ("delete", None, False, False, None, False)}
+    (op,) = j.claim(T, 10)
+    assert (op.path, op.kind) == ("a", "delete")
+
+
+def test_changes_are_routed_to_the_source_targets_only(tmp_path, clock):
+    jr = Journal(tmp_path / "j.db", {S: ("t", "u"), "other": ("v",)}, clock=clock)
+    assert jr.enqueue([put("a")]) == 2
+    assert jr.enqueue([put("b", targets=("u", "v"))]) == 1   # v is not a target of S
+    assert [op.path for op in jr.claim("t", 10)] == ["a"]
+    assert sorted(op.path for op in jr.claim("u", 10)) == ["a", "b"]
+    assert jr.claim("v", 10) == []
+    jr.close()
+
+
+def test_a_claimed_row_is_not_claimed_twice(j):
+    j.enqueue([put("a"), put("b")])
+    first = j.claim(T, 1)
+    second = j.claim(T, 10)
+    assert [op.path for op in first] == ["a"]
+    assert [op.path for op in second] == ["b"]
+    assert j.claim(T, 10) == []
+
+
+def test_delay_holds_a_change_back(j, clock):
+    j.enqueue([put("a", delay=5.0)])
+    assert j.claim(T, 10) == []
+    clock.now += 5.0
+    assert [op.path for op in j.claim(T, 10)] == ["a"]
+
+
+# ------------------------------------------------------------------ in flight
+
+
+def test_a_change_while_claimed_survives_the_ack(j):
+    j.enqueue([put("a", size=1)])
+    (op,) = j.claim(T, 10)
+    j.enqueue([Change(S, "a", "delete")])        # arrives while the worker runs
+    j.ack([done(op, "put", size=1, mtime_ns=7)])
+    assert rows(j) == {"a": ("delete", None, False, False, None, False)}
+    (again,) = j.claim(T, 10)
+    assert again.kind == "delete" and again.seq > op.seq
+    j.ack([done(again, "delete")])
+    assert rows(j) == {} and shipped(j) == {}
+
+
+def test_ack_clears_tree_only_when_no_newer_tree_request(j):
+    j.enqueue([Change(S, "d", "delete", tree=True)])
+    (op,) = j.claim(T, 10)
+    j.enqueue([Change(S, "d", "mkdir")])          # not a tree request: tree is done by the ack
+    j.ack([done(op, "delete")])
+    assert rows(j)["d"][:4] == ("mkdir", None, True, False)
+
+    (op2,) = j.claim(T, 10)
+    assert not op2.tree
+    j.enqueue([Change(S, "d", "delete", tree=True)])   # a newer tree request while in flight
+    j.ack([done(op2, "mkdir", is_dir=True)])
+    assert rows(j)["d"][:4] == ("delete", None, True, True)
+
+
+def test_failure_of_an_outdated_claim_does_not_back_off_the_newer_change(j, clock):
+    j.enqueue([put("a")])
+    (op,) = j.claim(T, 10)
+    j.enqueue([put("a", size=3)])
+    j.ack([Outcome(op, error="boom")])
+    (again,) = j.claim(T, 10)                    # ready at once: the new change is untried
+    assert again.attempts == 0
+
+
+def test_release_claims_makes_in_flight_rows_claimable(j):
+    j.enqueue([put("a"), put("b")])
+    assert len(j.claim(T, 10)) == 2
+    assert j.claim(T, 10) == []
+    j.release_claims()
+    assert sorted(op.path for op in j.claim(T, 10)) == ["a", "b"]
+
+
+def test_claims_are_reset_when_the_journal_is_reopened(tmp_path, clock):
+    path = tmp_path / "j.db"
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr.enqueue([put("a")])
+    assert len(jr.claim(T, 10)) == 1
+    jr.close()   # as after a crash: the claim was never acked
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    assert [op.path for op in jr.claim(T, 10)] == ["a"]
+    jr.close()
+
+
+# ------------------------------------------------------------------ moves
+
+
+def test_move_of_fresh_paths_is_a_move_row_and_a_delete_waiting_for_it(j):
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == []
+    assert rows(j) == {"b": ("move", "a", False, False, None, False),
+                       "a": ("delete", None, False, False, "b", False)}
+    (op,) = j.claim(T, 10)                         # the delete waits
+    assert (op.path, op.kind, op.src) == ("b", "move", "a")
+    j.ack([done(op, "move")])
+    (op2,) = j.claim(T, 10)
+    assert (op2.path, op2.kind) == ("a", "delete")
+
+
+def test_move_carries_what_was_shipped_for_its_source(j):
+    j.enqueue([put("a")])
+    (op,) = j.claim(T, 10)
+    j.ack([done(op, "put", size=4, mtime_ns=99)])
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    (mv,) = j.claim(T, 10)
+    assert mv.src_shipped == (4, 99)
+
+
+@pytest.mark.parametrize("pending", ["a", "b"])
+def test_move_with_pending_work_on_either_side_falls_back(j, pending):
+    j.enqueue([put(pending)])
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == [T]
+    assert rows(j) == {"a": ("delete", None, False, False, None, False),
+                       "b": ("put", None, False, False, None, False)}
+
+
+def test_directory_move_with_pending_work_below_falls_back(j):
+    j.enqueue([put("d/x")])
+    assert j.enqueue_move(S, "d", "e", is_dir=True) == [T]
+    r = rows(j)
+    assert r["d"][:4] == ("delete", None, True, True)
+    assert r["e"][:4] == ("mkdir", None, True, False)
+
+
+def test_rows_below_a_moved_directory_wait_for_the_move(j):
+    j.enqueue_move(S, "d", "e", is_dir=True)
+    j.enqueue([put("e/x"), put("d/y"), put("f")])
+    r = rows(j)
+    assert r["e/x"][4] == "e"
+    assert r["d/y"][4] == "d"     # the delete of d (itself waiting for the move)
+    assert r["f"][4] is None
+    assert sorted(claim_all(j, Clock())) == ["e", "f"]
+
+
+def test_rows_below_a_deleted_tree_wait_for_it(j):
+    j.enqueue([Change(S, "d", "delete", tree=True), put("d/x")])
+    assert rows(j)["d/x"][4] == "d"
+    (op,) = j.claim(T, 10)
+    assert op.path == "d" and op.tree
+    j.ack([done(op, "delete")])
+    assert [op.path for op in j.claim(T, 10)] == ["d/x"]
+
+
+def test_a_deleted_tree_recreated_still_holds_back_what_is_written_below(j):
+    # rm -r d; mkdir d; echo > d/x -- the row for d still removes the old tree first,
+    # so d/x must not be shipped before it (it would be deleted by it).
+    j.enqueue([Change(S, "d", "delete", tree=True)])
+    j.enqueue([Change(S, "d", "mkdir")])
+    j.enqueue([put("d/x")])
+    assert rows(j)["d"][3] is True
+    assert rows(j)["d/x"][4] == "d"
+    assert [op.path for op in j.claim(T, 10)] == ["d"]
+
+
+def test_a_tree_delete_in_flight_still_holds_back_writes_below_after_mkdir(j):
+    j.enqueue([Change(S, "d", "delete", tree=True)])
+    (op,) = j.claim(T, 10)
+    j.enqueue([Change(S, "d", "mkdir"), put("d/x")])
+    assert j.claim(T, 10) == []            # d/x waits for the tree delete in flight
+    j.ack([done(op, "delete")])
+    (again,) = j.claim(T, 10)              # d again (mkdir, no tree any more)
+    assert again.path == "d" and not again.tree
+    j.ack([done(again, "mkdir", is_dir=True)])
+    assert [o.path for o in j.claim(T, 10)] == ["d/x"]
+
+
+def test_barriers_survive_a_restart(tmp_path, clock):
+    path = tmp_path / "j.db"
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr.enqueue_move(S, "d", "e", is_dir=True)
+    jr.close()
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr.enqueue([put("e/x")])
+    assert rows(jr)["e/x"][4] == "e"
+    jr.close()
+
+
+def _assert_no_cycles(j: Journal) -> None:
+    waits = dict(j.db.execute("SELECT id, wait_for FROM ops"))
+    for start in waits:
+        seen, cur = set(), start
+        while cur is not None:
+            assert cur not in seen, f"wait_for cycle through row {cur}: {rows(j)}"
+            seen.add(cur)
+            cur = waits.get(cur)
+
+
+@pytest.mark.parametrize("is_dir", [False, True])
+def test_swapping_back_and_forth_never_makes_a_wait_cycle(j, is_dir):
+    j.enqueue_move(S, "a", "b", is_dir=is_dir)
+    j.enqueue_move(S, "b", "a", is_dir=is_dir)
+    _assert_no_cycles(j)
+    j.enqueue_move(S, "a", "c", is_dir=is_dir)
+    j.enqueue_move(S, "c", "b", is_dir=is_dir)
+    _assert_no_cycles(j)
+    assert j.claim(T, 10), "something must be ready"
+
+
+def test_nested_directory_moves_never_make_a_wait_cycle(j):
+    j.enqueue_move(S, "d", "e", is_dir=True)
+    j.enqueue([put("e/x"), Change(S, "d", "mkdir")])
+    j.enqueue_move(S, "e/x", "d/x", is_dir=False)
+    j.enqueue_move(S, "e", "d/e", is_dir=True)
+    _assert_no_cycles(j)
+    # draining everything in order must be possible
+    for _ in range(20):
+        ops = j.claim(T, 100)
+        if not ops:
+            break
+        j.ack([done(op, "delete") for op in ops])
+    assert rows(j) == {}
+
+
+# ------------------------------------------------------------------ failures
+
+
+def test_retryable_failures_back_off_growing_up_to_a_cap(j, clock):
+    j.enqueue([put("a")])
+    delays = []
+    for _ in range(12):
+        (op,) = j.claim(T, 1, now=clock.now + 10_000)
+        j.ack([Outcome(op, error="RetryableError: down")])
+        next_try = j.db.execute("SELECT next_try FROM ops").fetchone()[0]
+        delays.append(next_try - clock.now)
+    assert delays[0] < 1.0
+    assert delays[4] > delays[0] * 4
+    assert max(delays) <= RETRY_MAX * 1.25
+    assert delays[-1] >= RETRY_MAX * 0.75
+    attempts, err = j.db.execute("SELECT attempts, last_error FROM ops").fetchone()
+    assert attempts == 12 and "down" in err
+
+
+def test_a_permanent_failure_waits_long(j, clock):
+    j.enqueue([put("a")])
+    (op,) = j.claim(T, 1)
+    j.ack([Outcome(op, error="PermanentError: bad name", permanent=True)])
+    assert j.claim(T, 10, now=clock.now + PERMANENT_RETRY * 0.99) == []
+    assert len(j.claim(T, 10, now=clock.now + PERMANENT_RETRY * 1.01)) == 1
+
+
+def test_a_new_change_retries_a_failed_path_at_once(j, clock):
+    j.enqueue([put("a")])
+    (op,) = j.claim(T, 1)
+    j.ack([Outcome(op, error="x", permanent=True)])
+    j.enqueue([put("a")])
+    assert len(j.claim(T, 10)) == 1
+
+
+def test_backlog_counts_pending_and_failures(j, clock):
+    j.enqueue([put("a", size=10), put("b", size=5)])
+    ops = j.claim(T, 10)
+    j.ack([done(ops[0], "put"), Outcome(ops[1], error="down")])
+    b = j.backlog()[T]
+    assert b.pending == 1 and b.pending_bytes == 5 and b.failing == 1
+    assert b.extra["shipped"] == 1 and b.extra["failed"] == 1
+    assert "down" in b.last_error
+
+
+# ------------------------------------------------------------------ shipped record
+
+
+def _ship(j: Journal, clock: Clock, changes, outcomes_by_path) -> None:
+    j.enqueue(changes)
+    ops = claim_all(j, clock)
+    j.ack([outcomes_by_path[p](op) for p, op in ops.items()])
+
+
+def test_shipped_follows_puts_deletes_and_mkdirs(j, clock):
+    _ship(j, clock, [Change(S, "d", "mkdir"), put("d/x"), put("y")], {
+        "d": lambda op: done(op, "mkdir", mtime_ns=1, is_dir=True),
+        "d/x": lambda op: done(op, "put", size=3, mtime_ns=2),
+        "y": lambda op: done(op, "put", size=4, mtime_ns=3)})
+    assert shipped(j) == {"d/": (0, 1), "d/x": (3, 2), "y": (4, 3)}
+    _ship(j, clock, [Change(S, "y", "delete")], {"y": lambda op: done(op, "delete")})
+    assert shipped(j) == {"d/": (0, 1), "d/x": (3, 2)}
+    _ship(j, clock, [Change(S, "d", "delete", tree=True)], {"d": lambda op: done(op, "delete")})
+    assert shipped(j) == {}
+
+
+def test_shipped_file_replaced_by_directory_and_back(j, clock):
+    _ship(j, clock, [put("p")], {"p": lambda op: done(op, "put", size=1, mtime_ns=1)})
+    _ship(j, clock, [Change(S, "p", "mkdir")], {"p": lambda op: done(op, "mkdir", is_dir=True)})
+    assert shipped(j) == {"p/": (0, 0)}
+    _ship(j, clock, [put("p/q")], {"p/q": lambda op: done(op, "put", size=2, mtime_ns=2)})
+    _ship(j, clock, [Change(S, "p", "delete", tree=True)],
+          {"p": lambda op: done(op, "put", size=5, mtime_ns=5)})   # a file stands there now
+    assert shipped(j) == {"p": (5, 5)}
+
+
+def test_shipped_follows_a_file_move(j, clock):
+    _ship(j, clock, [put("a")], {"a": lambda op: done(op, "put", size=3, mtime_ns=9)})
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    (mv,) = j.claim(T, 10)
+    j.ack([done(mv, "move", size=3, mtime_ns=9)])
+    assert shipped(j) == {"b": (3, 9)}
+    (dl,) = j.claim(T, 10)
+    j.ack([done(dl, "delete")])
+    assert shipped(j) == {"b": (3, 9)}
+
+
+def test_shipped_rewrites_the_prefix_of_a_moved_directory(j, clock):
+    _ship(j, clock, [Change(S, "d", "mkdir"), put("d/x"), put("d/s/y"), put("d-z"), put("dz")], {
+        "d": lambda op: done(op, "mkdir", is_dir=True),
+        "d/x": lambda op: done(op, "put", size=1, mtime_ns=1),
+        "d/s/y": lambda op: done(op, "put", size=2, mtime_ns=2),
+        "d-z": lambda op: done(op, "put", size=3, mtime_ns=3),
+        "dz": lambda op: done(op, "put", size=4, mtime_ns=4)})
+    j.enqueue_move(S, "d", "e", is_dir=True)
+    (mv,) = j.claim(T, 10)
+    j.ack([done(mv, "move", is_dir=True, mtime_ns=5)])
+    assert shipped(j) == {"d-z": (3, 3), "dz": (4, 4), "e/": (0, 5), "e/s/y": (2, 2),
+                          "e/x": (1, 1)}
+
+
+def test_ship_key_marks_directories():
+    assert ship_key("a/b", False) == b"a/b"
+    assert ship_key("a/b", True) == b"a/b/"
+
+
+# ------------------------------------------------------------------ damaged / newer databases
+
+
+def _populated(path: Path) -> None:
+    jr = Journal(path, {S: (T,)})
+    jr.enqueue([put(f"dir{i // 50}/file-{i:05d}-" + "x" * 60, size=i) for i in range(3000)])
+    jr.close()
+
+
+def test_a_damaged_database_is_refused_with_a_clear_message(tmp_path):
+    path = tmp_path / "journal.db"
+    _populated(path)
+    size = path.stat().st_size
+    assert size > 64 * 1024
+    with open(path, "r+b") as fh:        # overwrite pages in the middle of the file
+        fh.seek(size // 2)
+        fh.write(b"\xde\xad\xbe\xef" * 4096)
+    with pytest.raises(JournalError) as info:
+        Journal(path, {S: (T,)})
+    msg = str(info.value)
+    assert str(path) in msg and "damaged" in msg and "refusing to start" in msg
+    assert path.stat().st_size == size      # not replaced by an empty database
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    path = tmp_path / "journal.db"
+    path.write_bytes(b"this is not a database, just some text\n" * 200)
+    before = path.read_bytes()
+    with pytest.raises(JournalError, match="damaged"):
+        Journal(path, {S: (T,)})
+    assert path.read_bytes() == before
+
+
+def test_a_truncated_header_is_refused(tmp_path):
+    path = tmp_path / "journal.db"
+    _populated(path)
+    with open(path, "r+b") as fh:
+        fh.write(b"\0" * 100)           # the SQLite header is gone
+    with pytest.raises(JournalError):
+        Journal(path, {S: (T,)})
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "journal.db"
+    Journal(path, {S: (T,)}).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {journal_mod.SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="newer"):
+        Journal(path, {S: (T,)})
+
+
+def test_an_empty_file_starts_a_fresh_journal(tmp_path):
+    path = tmp_path / "journal.db"
+    path.write_bytes(b"")
+    jr = Journal(path, {S: (T,)})
+    jr.enqueue([put("a")])
+    assert len(jr.claim(T, 10)) == 1
+    jr.close()
+
+
+def test_enqueued_changes_survive_reopening(tmp_path):
+    path = tmp_path / "journal.db"
+    jr = Journal(path, {S: (T,)})
+    jr.enqueue([put("a"), put("b")])
+    jr.set_state("k", {"v": 1})
+    jr.close()
+    jr = Journal(path, {S: (T,)})
+    assert sorted(op.path for op in jr.claim(T, 10)) == ["a", "b"]
+    assert jr.get_state("k") == {"v": 1}
+    jr.close()
+
+
+def test_odd_path_bytes_round_trip(j, clock):
+    name = b"caf\xe9 -e %+\n".decode("utf-8", "surrogateescape")
+    j.enqueue([put(name)])
+    (op,) = j.claim(T, 10)
+    assert op.path == name
+    j.ack([done(op, "put", size=1, mtime_ns=1)])
+    assert list(iter_shipped(j.db, T, S))[0][0] == b"caf\xe9 -e %+\n"
