@@ -99,8 +99,9 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         result.unreadable = list(errors.unreadable)
         if result.files == 0 and had_shipped:
             result.refused_deletes = sum(len(d) for d in deletes.values())
-            log.error("source %s is empty but %d shipped paths are recorded: refusing to delete "
-                      "(unmounted?)", source.path, result.refused_deletes)
+            if result.refused_deletes:  # nothing to refuse (e.g. only directories): no alarm
+                log.error("source %s is empty but %d shipped paths are recorded: refusing to "
+                          "delete (unmounted?)", source.path, result.refused_deletes)
         else:
             for t, keys in deletes.items():
                 for key in keys:

@@ -221,7 +221,10 @@ class Shipper:
             return Outcome(op, "put", size=seen.size, mtime_ns=seen.mtime_ns,
                            token=entry.token if entry is not None else None)
         if seen.kind == "dir":
-            return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True)
+            # a tree op just cleared everything below a path that is a directory again:
+            # what the source holds below it now must be re-sent (the rows that sent it
+            # may have run before this op, e.g. a stale catch-up delete)
+            return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree)
         return Outcome(op, "delete")
 
     def _try_move(self, target: Target, op: Op, src: SourceConfig) -> Outcome | None:

@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = ROOT / "ansible"
 BIN = Path(sys.executable).parent
 PLAYBOOKS = ["site.yml", "failover.yml", "switchover.yml", "failback.yml"]
+# Two full playbook runs (one of them a pip install) on a shared two-core machine.
+pytestmark = pytest.mark.timeout(1500)
 FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
 
 
@@ -281,6 +283,12 @@ def test_rendered_units_pass_systemd_analyze_verify(deployment):
     result = subprocess.run([analyze, "verify", *[f"./{n}" for n in names]], cwd=units,
                             text=True, capture_output=True, timeout=120)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), result.stdout + result.stderr
+
+
+def test_units_ship_as_package_data(deployment):
+    found = list(deployment.venv.glob("lib/python3*/site-packages/mirrord/systemd/*"))
+    assert sorted(p.name for p in found) == sorted(
+        ["mirrord.service", "mirrord-reconcile.service", "mirrord-reconcile.timer"])
 
 
 def test_report_durations(deployment, capsys):

@@ -1,0 +1,352 @@
+"""The recursive inotify watcher on a real tree: what it reports for writes, renames,
+moves in and out, new directories, deletes, hard links, symlinks, excluded paths, and
+that a full event queue or the watch limit is reported, never silent.
+
+Every wait is a bounded poll for an event; "nothing else was reported" is checked by
+writing a sentinel file last and reading up to its event (inotify keeps order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mirrord.config import SourceConfig
+from mirrord.watch.inotify import FsEvent, TreeWatcher
+
+SYSCTL = Path("/proc/sys/fs/inotify")
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    r = tmp_path / "src"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def watcher(root):
+    excluded = SourceConfig("up", root, ("t",), exclude=("*.tmp", ".*.swp", "cache")).excluded
+    w = TreeWatcher(str(root), excluded)
+    assert w.start() == []
+    yield w
+    w.close()
+
+
+def read_until(w: TreeWatcher, done, *, rounds: int = 300) -> list[FsEvent]:
+    """Read events until `done(events)` holds (a bounded poll, ~30 s at most)."""
+    events: list[FsEvent] = []
+    for _ in range(rounds):
+        events += w.read(100)
+        if done(events):
+            return events
+    raise AssertionError(f"expected event never came; got {events}")
+
+
+_sentinels = iter(range(1_000_000))
+
+
+def settle(w: TreeWatcher, root: Path) -> list[FsEvent]:
+    """Every event for what was done so far (a sentinel write marks the end), sentinel removed,
+    held MOVED_FROMs expired."""
+    name = f"zz-sentinel-{next(_sentinels)}"
+    (root / name).write_bytes(b"")
+    events = read_until(w, lambda evs: any(e.path == name for e in evs))
+    events += read_until(w, lambda _evs: not w.pending_moves)
+    return [e for e in events if not e.path.startswith("zz-sentinel-")]
+
+
+def kinds(events: list[FsEvent]) -> list[tuple]:
+    return [(e.kind, e.path) + ((e.src,) if e.src else ()) for e in events]
+
+
+# ------------------------------------------------------------------ writes
+
+
+def test_a_file_is_reported_on_close_after_write_not_on_create(watcher, root):
+    fh = open(root / "f.jpg", "wb")
+    fh.write(b"half")
+    fh.flush()
+    assert settle(watcher, root) == []          # created and written, not closed: nothing
+    fh.write(b" and the rest")
+    fh.close()
+    assert kinds(settle(watcher, root)) == [("write", "f.jpg")]
+
+
+def test_overwrite_in_place_is_a_write(watcher, root):
+    (root / "f").write_bytes(b"1")
+    settle(watcher, root)
+    with open(root / "f", "r+b") as fh:
+        fh.write(b"2")
+    assert kinds(settle(watcher, root)) == [("write", "f")]
+
+
+def test_write_temp_then_rename_reports_only_the_final_name(watcher, root):
+    (root / "d").mkdir()
+    settle(watcher, root)
+    (root / "d" / "upload.tmp").write_bytes(b"image bytes")   # excluded while written
+    os.rename(root / "d" / "upload.tmp", root / "d" / "photo.jpg")
+    assert kinds(settle(watcher, root)) == [("write", "d/photo.jpg")]
+
+
+def test_a_rename_into_an_excluded_name_is_a_delete(watcher, root):
+    (root / "f").write_bytes(b"1")
+    settle(watcher, root)
+    os.rename(root / "f", root / "f.tmp")
+    assert kinds(settle(watcher, root)) == [("delete", "f")]
+
+
+def test_excluded_paths_are_never_reported(watcher, root):
+    (root / "cache").mkdir()
+    (root / "cache" / "x").write_bytes(b"1")
+    (root / "a.tmp").write_bytes(b"1")
+    (root / ".a.swp").write_bytes(b"1")
+    (root / "sub").mkdir()
+    (root / "sub" / "b.tmp").write_bytes(b"1")
+    os.unlink(root / "a.tmp")
+    assert kinds(settle(watcher, root)) == [("mkdir", "sub")]
+    assert "cache" not in watcher.path_wd
+
+
+def test_a_hard_link_is_reported_on_create(watcher, root, tmp_path):
+    (root / "orig").write_bytes(b"data")
+    settle(watcher, root)
+    os.link(root / "orig", root / "linked")
+    events = settle(watcher, root)
+    assert ("write", "linked") in kinds(events)
+    assert all(e.path == "linked" for e in events)
+
+
+# ------------------------------------------------------------------ renames and moves
+
+
+def test_a_file_rename_inside_the_tree_is_a_move(watcher, root):
+    (root / "a").mkdir()
+    (root / "a" / "f").write_bytes(b"1")
+    settle(watcher, root)
+    os.rename(root / "a" / "f", root / "g")
+    events = settle(watcher, root)
+    assert events == [FsEvent("move", "g", src="a/f", is_dir=False)]
+
+
+def test_a_directory_rename_is_a_move_and_its_watches_follow(watcher, root):
+    (root / "d" / "s").mkdir(parents=True)
+    (root / "d" / "s" / "f").write_bytes(b"1")
+    settle(watcher, root)
+    os.rename(root / "d", root / "e")
+    assert settle(watcher, root) == [FsEvent("move", "e", src="d", is_dir=True)]
+    (root / "e" / "s" / "new").write_bytes(b"2")
+    os.rename(root / "e" / "s" / "f", root / "e" / "s" / "g")
+    assert kinds(settle(watcher, root)) == [("write", "e/s/new"), ("move", "e/s/g", "e/s/f")]
+    assert "e/s" in watcher.path_wd and "d/s" not in watcher.path_wd
+
+
+def test_a_file_moved_out_of_the_tree_is_a_delete(watcher, root, tmp_path):
+    (root / "f").write_bytes(b"1")
+    settle(watcher, root)
+    os.rename(root / "f", tmp_path / "outside")
+    assert kinds(settle(watcher, root)) == [("delete", "f")]
+
+
+def test_a_directory_moved_out_is_an_rmtree_and_no_longer_watched(watcher, root, tmp_path):
+    (root / "d" / "s").mkdir(parents=True)
+    settle(watcher, root)
+    os.rename(root / "d", tmp_path / "away")
+    events = settle(watcher, root)
+    assert events == [FsEvent("rmtree", "d", is_dir=True)]
+    (tmp_path / "away" / "s" / "later").write_bytes(b"x")   # outside now: never reported
+    assert settle(watcher, root) == []
+    assert not any(p == "d" or p.startswith("d/") for p in watcher.path_wd)
+
+
+def test_a_file_moved_in_is_a_write(watcher, root, tmp_path):
+    (tmp_path / "incoming").write_bytes(b"1")
+    os.rename(tmp_path / "incoming", root / "arrived")
+    assert kinds(settle(watcher, root)) == [("write", "arrived")]
+
+
+def test_a_directory_moved_in_is_mkdir_plus_its_contents_and_watched(watcher, root, tmp_path):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "a").write_bytes(b"1")
+    (tmp_path / "pkg" / "sub" / "b").write_bytes(b"2")
+    os.rename(tmp_path / "pkg", root / "pkg")
+    got = set(kinds(settle(watcher, root)))
+    assert got == {("mkdir", "pkg"), ("mkdir", "pkg/sub"), ("write", "pkg/a"),
+                   ("write", "pkg/sub/b")}
+    (root / "pkg" / "sub" / "c").write_bytes(b"3")
+    assert kinds(settle(watcher, root)) == [("write", "pkg/sub/c")]
+
+
+def test_files_written_before_a_new_directory_was_watched_are_reported(watcher, root):
+    subprocess.run(["sh", "-c", "mkdir -p a/b/c && echo 1 > a/b/c/f && echo 2 > a/b/g "
+                                "&& echo 3 > a/h && mkdir a/b/c/d && echo 4 > a/b/c/d/i"],
+                   cwd=root, check=True)
+    got = set(kinds(settle(watcher, root)))
+    assert {("mkdir", "a"), ("mkdir", "a/b"), ("mkdir", "a/b/c"), ("mkdir", "a/b/c/d"),
+            ("write", "a/b/c/f"), ("write", "a/b/g"), ("write", "a/h"),
+            ("write", "a/b/c/d/i")} <= got
+    assert {k for k, _p in got} <= {"mkdir", "write"}
+    for d in ("a", "a/b", "a/b/c", "a/b/c/d"):
+        assert d in watcher.path_wd
+
+
+# ------------------------------------------------------------------ deletes
+
+
+def test_deletes_are_reported(watcher, root):
+    (root / "f").write_bytes(b"1")
+    (root / "d" / "s").mkdir(parents=True)
+    (root / "d" / "s" / "x").write_bytes(b"1")
+    settle(watcher, root)
+    os.unlink(root / "f")
+    shutil.rmtree(root / "d")
+    events = kinds(settle(watcher, root))
+    assert events == [("delete", "f"), ("delete", "d/s/x"), ("rmtree", "d/s"), ("rmtree", "d")]
+    assert set(watcher.path_wd) == {""}
+
+
+# ------------------------------------------------------------------ symlinks
+
+
+def test_symlinks_are_never_followed(root, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "f").write_bytes(b"1")
+    (root / "real").mkdir()
+    (root / "link-at-start").symlink_to(outside)
+    w = TreeWatcher(str(root))
+    try:
+        assert w.start() == []
+        assert set(w.path_wd) == {"", "real"}
+        (root / "real" / "link-later").symlink_to(outside)
+        (outside / "g").write_bytes(b"2")
+        (outside / "deep" / "h").write_bytes(b"3")
+        assert settle(w, root) == []
+        assert set(w.path_wd) == {"", "real"}
+        # a symlink renamed in from outside is reported (the shipper treats it as absent)
+        # but never watched or scanned
+        os.symlink(outside, tmp_path / "lnk")
+        os.rename(tmp_path / "lnk", root / "moved-link")
+        events = settle(w, root)
+        assert all(e.path == "moved-link" for e in events)
+        assert set(w.path_wd) == {"", "real"}
+    finally:
+        w.close()
+
+
+def test_rewatch_adds_a_watch_that_went_missing(root):
+    (root / "d" / "e").mkdir(parents=True)
+    w = TreeWatcher(str(root))
+    try:
+        w.start()
+        assert set(w.path_wd) == {"", "d", "d/e"}
+        w.inotify.rm_watch(w.path_wd["d/e"])        # lost behind the watcher's back
+        read_until(w, lambda _evs: "d/e" not in w.path_wd)
+        assert w.rewatch() == []
+        assert set(w.path_wd) == {"", "d", "d/e"} and w.watched == 3
+        (root / "d" / "e" / "f").write_bytes(b"1")
+        assert kinds(settle(w, root)) == [("write", "d/e/f")]
+    finally:
+        w.close()
+
+
+def test_the_root_going_away_is_reported(root, tmp_path):
+    w = TreeWatcher(str(root))
+    try:
+        w.start()
+        os.rename(root, tmp_path / "moved-root")
+        events = read_until(w, lambda evs: any(e.kind == "lost" for e in evs))
+        assert any(e.kind == "lost" and e.path == "" for e in events)
+    finally:
+        w.close()
+
+
+# ------------------------------------------------------------------ limits (global sysctls)
+
+
+@contextlib.contextmanager
+def lowered(name: str, value: int):
+    """Lower a global inotify sysctl for as short a time as possible; always restored."""
+    path = SYSCTL / name
+    old = path.read_text().strip()
+    path.write_text(f"{value}\n")
+    try:
+        yield
+    finally:
+        path.write_text(f"{old}\n")
+
+
+def test_queue_overflow_is_reported(root):
+    # the queue size is fixed when the inotify instance is created: lower it only for that
+    with lowered("max_queued_events", 32):
+        w = TreeWatcher(str(root))
+    try:
+        w.start()
+        for i in range(200):                 # far more events than the queue holds, unread
+            (root / f"f{i}").write_bytes(b"x")
+        events = read_until(w, lambda evs: any(e.kind == "overflow" for e in evs))
+        assert w.overflows >= 1
+        ev = next(e for e in events if e.kind == "overflow")
+        assert "max_queued_events" in ev.detail
+        # the watches are still in place after an overflow
+        assert w.rewatch() == []
+        (root / "after").write_bytes(b"y")
+        read_until(w, lambda evs: any(e.path == "after" for e in evs))
+    finally:
+        w.close()
+
+
+def _root_watches_in_use() -> int:
+    n = 0
+    for info in glob.glob("/proc/[0-9]*/fdinfo/*"):
+        try:
+            with open(info) as fh:
+                n += sum(1 for line in fh if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return n
+
+
+def test_hitting_the_watch_limit_is_reported_never_silent(root):
+    for i in range(12):
+        (root / f"d{i}" / "sub").mkdir(parents=True)
+    w = TreeWatcher(str(root))
+    try:
+        limit = _root_watches_in_use() + 3
+        with lowered("max_user_watches", limit):
+            events = w.start()
+        errors = [e for e in events if e.kind == "watch_error"]
+        assert errors, f"no watch_error with max_user_watches={limit}; watched {w.watched}"
+        assert w.watch_errors == len(errors)
+        assert all("max_user_watches" in e.detail for e in errors)
+        unwatched = {e.path for e in errors}
+        assert unwatched.isdisjoint(w.path_wd)
+        for d in (f"d{i}" for i in range(12)):   # each directory is watched, or reported
+            assert d in w.path_wd or d in unwatched   # (with everything below it)
+            if f"{d}/sub" not in w.path_wd:
+                assert d in unwatched or f"{d}/sub" in unwatched
+        assert w.rewatch() == []                 # limit restored: everything gets its watch
+        assert w.watched == 25
+    finally:
+        w.close()
+
+
+def test_the_watch_limit_on_a_new_directory_is_reported(root):
+    w = TreeWatcher(str(root))
+    try:
+        w.start()
+        limit = _root_watches_in_use()
+        with lowered("max_user_watches", limit):
+            (root / "new").mkdir()
+            events = read_until(w, lambda evs: any(e.kind in ("watch_error", "mkdir")
+                                                   for e in evs))
+        assert [e.kind for e in events if e.path == "new"] == ["watch_error"]
+        assert w.watch_errors == 1
+    finally:
+        w.close()

@@ -1,0 +1,167 @@
+"""Shared pieces of the fault-injection suite (issue 7).
+
+Every scenario runs the real `mirrord run` process against all three real
+targets (a local directory, S3 through SeaweedFS, a mirror host through rsync
+over sshd), injects one fault, and ends with a byte-for-byte comparison of the
+source with every target. Global state a test changes (inotify sysctls,
+mounts) is restored in `finally`, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tests.e2e.helpers import Mirrord, open_targets, wait_converged
+
+EXCLUDE = "*.tmp, *.part, .*.swp, *~"
+SYSCTL = Path("/proc/sys/fs/inotify")
+
+
+def excluded(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatchcase(name, p.strip()) for p in EXCLUDE.split(","))
+
+
+def write_config(tmp: Path, seaweedfs, sshd, *, source: Path | None = None,
+                 state_dir: str = "./state", local_path: str = "./mirror",
+                 extra: str = "", mode: int = 0o600) -> Path:
+    """A config with the three real targets, each on a fresh root/bucket."""
+    src = source or tmp / "src"
+    src.mkdir(exist_ok=True)
+    bucket = seaweedfs.new_bucket()
+    host_root = sshd.new_root()
+    cfg = tmp / "mirrord.ini"
+    cfg.write_text(f"""
+[mirrord]
+state_dir = {state_dir}
+workers = 4
+heartbeat_interval = 500ms
+{extra}
+
+[source:uploads]
+path = {src}
+targets = local, s3, host
+exclude = {EXCLUDE}
+
+[target:local]
+type = local
+path = {local_path}
+
+[target:s3]
+type = s3
+bucket = {bucket}
+prefix = up/
+endpoint_url = {seaweedfs.endpoint_url}
+region = {seaweedfs.region}
+access_key_id = {seaweedfs.access_key}
+secret_access_key = {seaweedfs.secret_key}
+addressing_style = path
+
+[target:host]
+type = rsync
+host = {sshd.host}
+port = {sshd.port}
+user = {sshd.user}
+path = {host_root}
+ssh_key = {sshd.key_path}
+known_hosts = {sshd.known_hosts}
+strict_host_key_checking = yes
+""")
+    cfg.chmod(mode)
+    return cfg
+
+
+class Env:
+    """One test's source, daemon and open targets."""
+
+    def __init__(self, tmp: Path, cfg: Path):
+        self.tmp = tmp
+        self.cfg = cfg
+        self.src = tmp / "src"
+        self.log = tmp / "mirrord.log"
+        self.daemon = Mirrord(cfg, self.log)
+        self.targets = open_targets(cfg)
+
+    def converge(self, timeout: float = 180.0, *, skip: Callable[[str], bool] | None = None) -> None:
+        """Every target holds exactly the source's files (bounded polling)."""
+        def ex(path: str) -> bool:
+            return excluded(path) or (skip is not None and skip(path))
+        for target in self.targets.values():
+            wait_converged(self.src, target, timeout=timeout, excluded=ex)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.daemon.stop()
+        for t in self.targets.values():
+            t.close()
+
+
+@pytest.fixture
+def env(tmp_path, seaweedfs, sshd) -> Iterator[Env]:
+    e = Env(tmp_path, write_config(tmp_path, seaweedfs, sshd))
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@contextlib.contextmanager
+def sysctl(name: str, value: int) -> Iterator[int]:
+    """Set /proc/sys/fs/inotify/<name> for the block; the old value always comes back."""
+    path = SYSCTL / name
+    old = path.read_text().strip()
+    try:
+        path.write_text(f"{value}\n")
+        yield int(old)
+    finally:
+        path.write_text(f"{old}\n")
+        assert path.read_text().strip() == old
+
+
+def _mounted(path: Path) -> bool:
+    target = str(path.resolve())
+    with open("/proc/self/mounts") as fh:
+        return any(line.split()[1] == target for line in fh)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs at `path`, always unmounted afterwards (lazily if still busy)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        umount(path)
+
+
+def umount(path: Path) -> None:
+    if not _mounted(path):
+        return
+    for attempt in range(50):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def poll(check: Callable[[], object], *, timeout: float = 60.0, what: str = "condition",
+         interval: float = 0.2):
+    """Return check()'s first truthy value; fail after `timeout` (bounded wait, not a timing assert)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

@@ -1,0 +1,105 @@
+"""Durable writes and opening paths beneath a root without following any symlink."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+
+import pytest
+
+from mirrord.fsutil import atomic_write, fsync_dir, open_dir_beneath, open_file_beneath
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "f"
+    atomic_write(target, b"one")
+    atomic_write(target, b"two", mode=0o600)
+    assert target.read_bytes() == b"two"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["f"]
+    atomic_write(target, b"three", fsync=False)
+    assert target.read_bytes() == b"three"
+
+
+def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "f"
+    atomic_write(target, b"old")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "d", b"cannot replace a directory")
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")   # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["d", "f"]
+
+
+def test_fsync_dir(tmp_path):
+    fsync_dir(str(tmp_path))
+    fsync_dir(os.fsencode(str(tmp_path)))
+
+
+def test_open_file_beneath_reads_the_file(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_bytes(b"data")
+    fd = open_file_beneath(str(tmp_path), "a/b/f")
+    try:
+        assert os.read(fd, 10) == b"data"
+    finally:
+        os.close(fd)
+
+
+def test_open_file_beneath_refuses_a_symlinked_file_or_parent(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside / "secret")
+    (root / "dlink").symlink_to(outside)
+    for rel in ("link", "dlink/secret"):
+        with pytest.raises(OSError) as info:
+            os.close(open_file_beneath(str(root), rel))
+        assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    with pytest.raises(FileNotFoundError):
+        open_file_beneath(str(root), "missing")
+
+
+def test_open_file_beneath_refuses_dot_dot(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(PermissionError):
+        open_file_beneath(str(tmp_path / "root"), "../f")
+    with pytest.raises(PermissionError):
+        with open_dir_beneath(str(tmp_path / "root"), "./x"):
+            pass
+
+
+def test_open_file_beneath_does_not_block_on_a_fifo(tmp_path):
+    os.mkfifo(tmp_path / "p")
+    result = []
+    t = threading.Thread(target=lambda: result.append(open_file_beneath(str(tmp_path), "p")),
+                         daemon=True)
+    t.start()
+    t.join(30)
+    if t.is_alive():
+        os.close(os.open(tmp_path / "p", os.O_WRONLY | os.O_NONBLOCK))   # let it go
+        pytest.fail("opening a FIFO blocked")
+    fd = result[0]
+    try:
+        assert stat.S_ISFIFO(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+
+
+def test_open_dir_beneath_closes_its_descriptors(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        with open_dir_beneath(str(tmp_path), "a/b") as fd:
+            assert stat.S_ISDIR(os.fstat(fd).st_mode)
+    with pytest.raises(FileNotFoundError):
+        with open_dir_beneath(str(tmp_path), "a/missing"):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -1,0 +1,82 @@
+"""Walking a source tree: byte order with directories as 'name/', streaming, no symlinks
+followed, excluded subtrees skipped, unreadable directories recorded (never raised)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mirrord.targets.base import Entry
+from mirrord.treewalk import WalkErrors, entry_key, file_digest, path_key, walk
+
+
+def make(root: Path, files: list[str], dirs: list[str] = ()) -> None:
+    for d in dirs:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_bytes(f.encode())
+
+
+def test_the_walk_is_in_entry_key_order(tmp_path):
+    names = ["a-b", "a.c", "a/x", "a/y/z", "a0", "a!", "b", "a/-", "a/.h", "é", "a b", "Z"]
+    make(tmp_path, names, ["empty"])
+    entries = list(walk(str(tmp_path)))
+    keys = [entry_key(e) for e in entries]
+    assert keys == sorted(keys)
+    assert {e.path for e in entries if not e.is_dir} == set(names)
+    assert {e.path for e in entries if e.is_dir} == {"a", "a/y", "empty"}
+
+
+def test_entries_carry_size_and_exact_mtime(tmp_path):
+    make(tmp_path, ["f"])
+    os.utime(tmp_path / "f", ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+    (e,) = list(walk(str(tmp_path)))
+    assert (e.path, e.size, e.mtime_ns, e.is_dir) == ("f", 1, 1_500_000_000_123_456_789, False)
+
+
+def test_without_directories_and_with_a_prefix(tmp_path):
+    make(tmp_path, ["d/x", "y"])
+    assert [e.path for e in walk(str(tmp_path), include_dirs=False)] == ["d/x", "y"]
+    assert [e.path for e in walk(str(tmp_path / "d"), prefix="sub/d")] == ["sub/d/x"]
+
+
+def test_symlinks_and_special_files_are_not_walked(tmp_path):
+    outside = tmp_path / "outside"
+    make(outside, ["secret"])
+    src = tmp_path / "src"
+    make(src, ["real"])
+    (src / "dirlink").symlink_to(outside)
+    (src / "filelink").symlink_to(outside / "secret")
+    os.mkfifo(src / "fifo")
+    assert [e.path for e in walk(str(src))] == ["real"]
+
+
+def test_excluded_entries_are_skipped_with_everything_below(tmp_path):
+    make(tmp_path, ["cache/a", "cache/b/c", "keep/x.tmp", "keep/y"])
+    got = [e.path for e in walk(str(tmp_path),
+                                excluded=lambda p: p == "cache" or p.endswith(".tmp"))]
+    assert got == ["keep", "keep/y"]
+
+
+def test_unreadable_or_missing_directories_are_recorded_not_raised(tmp_path):
+    errors = WalkErrors([])
+    assert list(walk(str(tmp_path / "missing"), errors=errors)) == []
+    assert errors and errors.unreadable[0][0] == "."
+    assert not WalkErrors([])
+
+
+def test_non_utf8_names_round_trip(tmp_path):
+    raw = os.fsencode(str(tmp_path)) + b"/caf\xe9"
+    with open(raw, "wb") as fh:
+        fh.write(b"x")
+    (e,) = list(walk(str(tmp_path)))
+    assert path_key(e.path) == b"caf\xe9"
+    assert entry_key(Entry("d", 0, 0, is_dir=True)) == b"d/"
+
+
+def test_file_digest_is_sha256(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    assert file_digest(str(tmp_path / "f")) == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    assert file_digest(str(tmp_path / "f"), chunk=1) == file_digest(os.fsencode(str(tmp_path / "f")))
