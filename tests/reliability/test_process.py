@@ -75,10 +75,10 @@ def test_sigstop_until_the_inotify_queue_overflows(env):
     env.converge()
     env.daemon.proc.send_signal(signal.SIGSTOP)
     try:
-        for i in range(400):
-            d = env.src / f"stopped{i % 8}"
-            d.mkdir(exist_ok=True)
-            (d / f"f{i:03d}").write_bytes(random.randbytes(256))
+        for i in range(400):   # in watched directories: new ones get no watch while stopped
+            (env.src / f"stopped{i:03d}").write_bytes(random.randbytes(256))
+        (env.src / "newdir" / "deeper").mkdir(parents=True)
+        (env.src / "newdir" / "deeper" / "inside").write_text("inside")
         (env.src / "before3").unlink()
         (env.src / "before4").rename(env.src / "renamed4")
     finally:
