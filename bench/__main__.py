@@ -68,6 +68,11 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         "- figures: median of the repetitions (min–max in brackets); ratio = mirrord ÷ peer, "
         "so **≤ 1.00 means mirrord is at least as good** for times and memory (for MiB/s, ≥ 1.00; ✓/✗ mark which). Peers ran in the same "
         "run, alternating A/B then B/A; loopback services only.",
+    ]
+    merged = getattr(ctx, "merged", [])
+    if merged:
+        lines.append(f"- rows kept from an earlier run of this mode (--merge): {', '.join(merged)}")
+    lines += [
         "",
         "| workload | case | metric | mirrord | peer | peer figure | ratio |",
         "|---|---|---|---|---|---|---|",
@@ -95,8 +100,9 @@ def merge_previous(ctx: Context, path: Path) -> None:
         return
     fresh = {r.workload for r in ctx.rows}
     kept = [Row(d["workload"], d["case"], d["metric"], d["peer"], d["mirrord"], d["other"],
-                d.get("lower_is_better", True), d.get("notes", []) + ["(from an earlier run)"])
+                d.get("lower_is_better", True), d.get("notes", []))
             for d in old.get("rows", []) if d["workload"] not in fresh]
+    ctx.merged = sorted({r.workload for r in kept})
     ctx.rows[:] = sorted(kept + ctx.rows, key=lambda r: r.workload)   # stable: order within kept
 
 

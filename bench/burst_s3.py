@@ -26,6 +26,9 @@ POLL = 0.1
 TIMEOUT = 600.0
 
 
+
+TRANSFERS = 16   # the same concurrency for both: rclone --transfers, mirrord workers
+
 def wait_keys(client, bucket: str, prefix: str, n: int, t0: float, proc: Proc | None = None) -> tuple[float, float | None]:
     """Seconds from t0 until `n` keys are listed; also when `proc` exited (if given)."""
     exited = None
@@ -69,7 +72,7 @@ def run_rclone(ctx: Context, stage, n: int) -> tuple[float, float | None]:
     client = s3_client(ctx)
     t0 = time.monotonic()
     proc = Proc(ctx, ["rclone", "copy", str(stage), f"BENCH:{bucket}/burst/tree",
-                      "--transfers", "16"], log=work / "rclone.log", env=rclone_env(ctx))
+                      "--transfers", str(TRANSFERS)], log=work / "rclone.log", env=rclone_env(ctx))
     try:
         return wait_keys(client, bucket, "burst/tree/", n, t0, proc)
     finally:
@@ -84,7 +87,7 @@ def run(ctx: Context) -> None:
     make_tree(stage, n, 50, size=fixed(4096))
     case = f"{n:,} files × 4 KiB, cp -r into the watched tree"
     row = ctx.row("2 burst to S3", case, "seconds until all listed",
-                  "rclone copy --transfers 16")
+                  f"rclone copy --transfers {TRANSFERS}")
     rclone_ok = have("rclone")
     if not rclone_ok:
         row.notes.append("rclone not installed: peer skipped")
@@ -93,7 +96,7 @@ def run(ctx: Context) -> None:
         for tool in order:
             try:
                 if tool == "mirrord":
-                    secs = run_mirrord(ctx, stage, n)
+                    secs = run_mirrord(ctx, stage, n, workers=TRANSFERS)
                     row.mirrord.append(secs)
                     ctx.log(f"burst mirrord rep {rep + 1}: {secs:.2f} s ({n / secs:.0f} files/s)")
                 elif rclone_ok:

@@ -115,6 +115,10 @@ def rsync_to_host(ctx: Context, tree: Path, n: int) -> float:
     return secs
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
 def run(ctx: Context) -> None:
     p = ctx.profile
     tree = ctx.fresh_dir("init-tree") / "tree"
@@ -122,7 +126,7 @@ def run(ctx: Context) -> None:
     ctx.log(f"initial: making {p.initial_files:,} files in {p.initial_dirs:,} dirs")
     total = make_tree(tree, p.initial_files, p.initial_dirs,
                       size=log_uniform(p.initial_min, p.initial_max), seed=3)
-    desc = (f"{p.initial_files:,} files {p.initial_min >> 10} KiB–{p.initial_max >> 10} KiB "
+    desc = (f"{p.initial_files:,} files {_size(p.initial_min)}–{_size(p.initial_max)} "
             f"({total / 2**20:,.0f} MiB), {p.initial_dirs:,} dirs")
     pairs = [
         ("to S3", "rclone copy --transfers 16", mirrord_to_s3, rclone_to_s3, have("rclone")),

@@ -18,6 +18,7 @@ import queue
 import resource
 import select
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class Daemon:
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.proposals: queue.Queue[list[Change]] = queue.Queue(maxsize=SCAN_QUEUE_CHUNKS)
         self.unwritten: list[Change] = []
+        self.unacked: list[Outcome] = []   # outcomes held while the journal cannot be written
         self.watchers: dict[str, TreeWatcher] = {}
         self.targets: dict[str, Target] = {}
         self.journal: Journal | None = None
@@ -328,13 +330,21 @@ class Daemon:
                          error=str(exc), held=len(self.unwritten)))
 
     def _ack(self, outcomes: list[Outcome]) -> None:
+        outcomes = self.unacked + outcomes
         if not outcomes:
             return
         assert self.journal is not None
         try:
             self.journal.ack(outcomes)
-        except Exception as exc:  # noqa: BLE001 - unacked work is redone after restart
+            self.unacked = []
+        except sqlite3.OperationalError as exc:  # disk full, I/O error: hold and retry, else
+            self._journal_failed(exc)            # the rows stay claimed (never dispatched
+            self.unacked = outcomes              # again) until the next start
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: never block every later ack on it
+            log.exception(kv(msg="cannot record finished work; redone after restart", ops=len(outcomes)))
             self._journal_failed(exc)
+            self.unacked = []
             return
         for out in outcomes:
             if out.rescan:
@@ -380,7 +390,7 @@ class Daemon:
     def _timeout(self) -> float:
         deadlines = [w.next_deadline() for w in self.watchers.values()]
         soonest = min((d for d in deadlines if d is not None), default=None)
-        timeout = 0.5 if (self.shipper.busy() or self.unwritten) else 1.0
+        timeout = 0.5 if (self.shipper.busy() or self.unwritten or self.unacked) else 1.0
         if soonest is not None:
             timeout = min(timeout, max(0.0, soonest - time.monotonic()))
         return timeout
@@ -427,7 +437,7 @@ class Daemon:
                 log.info(kv(msg="catch-up done", source=source, reason=reason, files=res.files,
                             proposed=json.dumps(res.proposed), refused_deletes=res.refused_deletes,
                             unreadable=len(res.unreadable), seconds=round(res.seconds, 3)))
-                self.journal.set_state(f"catchup:{source}", {
+                self._set_state(f"catchup:{source}", {
                     "at": time.time(), "reason": reason, "files": res.files,
                     "proposed": res.proposed, "refused_deletes": res.refused_deletes,
                     "unreadable": res.unreadable[:20], "seconds": res.seconds})
@@ -439,7 +449,11 @@ class Daemon:
             room = self.shipper.capacity(name)
             if room <= 0:
                 continue
-            ops = self.journal.claim(name, room)
+            try:
+                ops = self.journal.claim(name, room)
+            except Exception as exc:  # noqa: BLE001 - journal unwritable: dispatch next cycle
+                self._journal_failed(exc)
+                return
             if ops:
                 self.shipper.submit(name, ops)
 
@@ -471,13 +485,19 @@ class Daemon:
                 self.shipper.submit_task(name, self._heartbeat_writer(target, doc))
             if self.metrics is not None:
                 self.metrics.set_pending(name, pending, b.pending_bytes if b else 0, oldest)
-        self.journal.set_state("daemon", {
+        self._set_state("daemon", {
             "pid": os.getpid(), "host": self.cfg.mirrord.hostname, "updated": now,
             "started": self.counters.started_at, "overflows": self.counters.overflows,
             "watch_errors": self.counters.watch_errors, "root_lost": self.counters.root_lost,
             "journal_errors": self.counters.journal_errors,
             "watched_directories": sum(w.watched for w in self.watchers.values()),
             "heartbeat_interval": self.cfg.mirrord.heartbeat_interval})
+
+    def _set_state(self, key: str, value: object) -> None:
+        try:
+            self.journal.set_state(key, value)
+        except Exception as exc:  # noqa: BLE001 - status only; never worth stopping for
+            self._journal_failed(exc)
 
     def _heartbeat_writer(self, target: Target, doc: dict) -> Callable[[], None]:
         """A worker task; at most one per target is queued, so a hung target does not pile up."""
@@ -514,7 +534,10 @@ class Daemon:
             self.shipper.shutdown(wait=False)
         if self.journal is not None:
             self._record([])
-            self.journal.release_claims()
+            try:
+                self.journal.release_claims()
+            except Exception as exc:  # noqa: BLE001 - claims are reset at the next start anyway
+                self._journal_failed(exc)
             self.journal.close()
         for watcher in self.watchers.values():
             watcher.close()

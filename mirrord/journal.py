@@ -85,6 +85,14 @@ def _s(blob: bytes) -> str:
     return os.fsdecode(bytes(blob))
 
 
+def _text(message: str | None) -> str | None:
+    """A message safe for a TEXT column: a path that is not UTF-8 reaches us
+    surrogate-escaped, which sqlite3 refuses to bind (failing the whole ack)."""
+    if message is None:
+        return None
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def ship_key(path: str, is_dir: bool) -> bytes:
     """The `shipped` table key: path bytes, directories as 'path/' (mirrord.treewalk.entry_key)."""
     return _b(path) + (b"/" if is_dir else b"")
@@ -443,13 +451,14 @@ class Journal:
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
         if row is not None and row[0] == op.seq:
             self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ? "
-                            "WHERE id = ?", (attempts, now + delay, out.error, op.id))
+                            "WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
         elif row is not None:
-            self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?", (out.error, op.id))
+            self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?",
+                            (_text(out.error), op.id))
         self.db.execute(
             "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
             "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
-            "last_error_at = excluded.last_error_at", (op.target, f"{op.path}: {out.error}", now))
+            "last_error_at = excluded.last_error_at", (op.target, _text(f"{op.path}: {out.error}"), now))
 
     def release_claims(self) -> None:
         """Forget in-flight marks (at shutdown, for work that did not finish)."""

@@ -114,7 +114,10 @@ class Shipper:
         return max(0, free) * self.targets[target].features.batch_size
 
     def submit(self, target: str, ops: list[Op]) -> None:
-        size = self.targets[target].features.batch_size
+        """Spread ops evenly over the free workers (at most batch_size each), so one worker
+        never serialises a batch while another sits idle."""
+        free = max(1, self.workers[target] - self.inflight[target])
+        size = max(1, min(self.targets[target].features.batch_size, -(-len(ops) // free)))
         for i in range(0, len(ops), size):
             batch = ops[i:i + size]
             self.inflight[target] += 1

@@ -8,6 +8,7 @@ import logging
 from mirrord.config import Config
 from mirrord.daemon import Daemon
 from mirrord.logsetup import kv
+from mirrord.reconcile_schedule import attach
 
 log = logging.getLogger("mirrord")
 
@@ -29,11 +30,5 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         host, port = metrics.serve(*cfg.mirrord.metrics_listen)
         log.info(kv(msg="metrics", listen=f"{host}:{port}"))
     daemon = Daemon(cfg, metrics=metrics)
-    try:
-        from mirrord.reconcile_schedule import attach
-
-        attach(daemon)
-    except ModuleNotFoundError as exc:
-        if exc.name != "mirrord.reconcile_schedule":
-            raise
+    attach(daemon)
     return daemon.run()

@@ -77,6 +77,7 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
+from botocore.handlers import add_expect_header
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import (CredentialRetrievalError, HTTPClientError, IncompleteReadError,
@@ -203,7 +204,7 @@ def classify(exc: BaseException, where: str) -> TargetError:
 class S3Target(Target):
     type = "s3"
     features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
-                        list_mtime=False, batch_size=4)
+                        list_mtime=False, batch_size=1)   # small puts: one per worker at a time
 
     def __init__(self, name: str, opts: S3Options, *, workers: int = 8,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
@@ -263,8 +264,12 @@ class S3Target(Target):
             aws_access_key_id=o.access_key_id or None,
             aws_secret_access_key=o.secret_access_key or None,
             region_name=o.region or None)
-        return session.client("s3", endpoint_url=o.endpoint_url or None,
-                              verify=o.ca_bundle or None, config=config)
+        client = session.client("s3", endpoint_url=o.endpoint_url or None,
+                                verify=o.ca_bundle or None, config=config)
+        # PutObject bodies are small and in memory: `Expect: 100-continue` only adds a round
+        # trip per object (14% of a 4 KiB burst's time in the profile). UploadPart keeps it.
+        client.meta.events.unregister("before-call.s3.PutObject", add_expect_header)
+        return client
 
     def open(self) -> None:
         """Check that the bucket is there and listable with these credentials."""

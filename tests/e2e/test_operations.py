@@ -141,3 +141,28 @@ def test_renames_arrive_as_renames_not_copies(tmp_path):
         assert (dst / "moved-dir" / "sub" / "file.bin").stat().st_ino == inner_ino
     finally:
         assert daemon.stop() == 0
+
+
+def test_scheduled_reconcile_repairs_drift_on_the_target(tmp_path):
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = 1s\ndelete = yes\n")
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for i in range(5):
+        (src / f"f{i}").write_text(str(i))
+    daemon = Mirrord(cfg, tmp_path / "log").start()
+    try:
+        target = LocalTarget("t", dst)
+        wait_converged(src, target)
+        (dst / "f0").unlink()                      # lost on the mirror
+        (dst / "f1").write_text("changed by hand")  # changed on the mirror
+        (dst / "stray").write_text("not at the source")
+        wait_converged(src, target, timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            last = daemon.status()["targets"]["t"]["last_reconcile"]
+            if last and last.get("reason") == "schedule":
+                break
+            time.sleep(0.2)
+        assert last["reason"] == "schedule" and "compared" in last["counts"]
+    finally:
+        assert daemon.stop() == 0

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.e2e.helpers import Mirrord, open_targets, wait_converged
+from tests.e2e.helpers import Mirrord, diff, open_targets, source_files, target_files
 
 EXCLUDE = "*.tmp, *.part, .*.swp, *~"
 SYSCTL = Path("/proc/sys/fs/inotify")
@@ -78,6 +78,26 @@ strict_host_key_checking = yes
     return cfg
 
 
+def converge(src: Path, target, *, timeout: float = 180.0,
+             skip: Callable[[str], bool] | None = None) -> dict[str, bytes]:
+    """Poll until `target` holds exactly the source's files, byte for byte; `skip` leaves
+    paths out on both sides (what a target is known not to store)."""
+    def keep(path: str) -> bool:
+        return not excluded(path) and not (skip is not None and skip(path))
+    deadline = time.monotonic() + timeout
+    while True:
+        want = {p: d for p, d in source_files(src).items() if keep(p)}
+        try:
+            have = {p: d for p, d in target_files(target).items() if keep(p)}
+        except Exception as exc:  # noqa: BLE001 - a target still coming back: keep polling
+            have = {"<listing failed>": str(exc).encode()}
+        if want == have:
+            return have
+        if time.monotonic() > deadline:
+            raise AssertionError(f"target {target.name} did not converge: {diff(want, have)}")
+        time.sleep(0.3)
+
+
 class Env:
     """One test's source, daemon and open targets."""
 
@@ -91,10 +111,8 @@ class Env:
 
     def converge(self, timeout: float = 180.0, *, skip: Callable[[str], bool] | None = None) -> None:
         """Every target holds exactly the source's files (bounded polling)."""
-        def ex(path: str) -> bool:
-            return excluded(path) or (skip is not None and skip(path))
         for target in self.targets.values():
-            wait_converged(self.src, target, timeout=timeout, excluded=ex)
+            converge(self.src, target, timeout=timeout, skip=skip)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
