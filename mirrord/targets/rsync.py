@@ -533,8 +533,11 @@ class RsyncTarget(Target):
         host = f"[{o.host}]" if ":" in o.host else o.host
         remote = os.fsencode(f"{o.user}@{host}:" if o.user else f"{host}:") + self.root
         remote += (b"/" + dest if dest else b"") + b"/"
+        # --ignore-times: every path handed over needs sending (the engine decided so); rsync's
+        # own size+mtime quick check would skip a same-size change made within the same second.
         argv: list[str | bytes] = [
-            "rsync", "--protect-args", "--files-from=-", "--from0", "--times", "--perms",
+            "rsync", "--protect-args", "--ignore-times", "--files-from=-", "--from0", "--times",
+            "--perms",
             "--force", "--delete-missing-args", b"--temp-dir=" + self.root + b"/" + RSYNC_TMP,
             f"--timeout={max(30, math.ceil(o.connect_timeout * 3))}", "-e", rsh]
         if copy_links:

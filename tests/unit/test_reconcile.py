@@ -12,7 +12,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import pytest
 
 from mirrord.config import Config, MirrordSettings, ReconcileConfig, SourceConfig
 from mirrord.journal import Change, Journal
