@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 from mirrord import journal
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
+from mirrord.merge import Cursor
 from mirrord.targets.base import Entry
 from mirrord.treewalk import WalkErrors, entry_key, walk
 
@@ -40,26 +41,6 @@ class CatchUpResult:
     seconds: float = 0.0
 
 
-class _Shipped:
-    """One target's ordered shipped rows, advanced in step with the walk."""
-
-    def __init__(self, rows: Iterator[tuple[bytes, int, int, str | None]]):
-        self.rows = rows
-        self.head = next(rows, None)
-
-    def take_before(self, key: bytes) -> Iterator[bytes]:
-        while self.head is not None and self.head[0] < key:
-            yield self.head[0]
-            self.head = next(self.rows, None)
-
-    def take_equal(self, key: bytes) -> tuple[int, int] | None:
-        if self.head is not None and self.head[0] == key:
-            found = (self.head[1], self.head[2])
-            self.head = next(self.rows, None)
-            return found
-        return None
-
-
 def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
              emit: Callable[[list[Change]], None], *, stop: threading.Event | None = None,
              directories: dict[str, bool] | None = None) -> CatchUpResult:
@@ -68,7 +49,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
     try:
-        shipped = {t: _Shipped(journal.iter_shipped(conn, t, source.name)) for t in targets}
+        shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name), key=lambda r: r[0])
+                   for t in targets}
         had_shipped = any(s.head is not None for s in shipped.values())
         errors = WalkErrors([])
         batch: list[Change] = []
@@ -88,14 +70,16 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
             result.files += not entry.is_dir
             key = entry_key(entry)
             for t, rows in shipped.items():
-                deletes[t].extend(rows.take_before(key))
-                before = rows.take_equal(key)
+                deletes[t].extend(r[0] for r in rows.take_before(key))
+                row = rows.take_equal(key)
+                before = None if row is None else (row[1], row[2])
                 if entry.is_dir and not (directories or {}).get(t, True):
                     continue
                 if before is None or (not entry.is_dir and before != (entry.size, entry.mtime_ns)):
                     propose(_change_for(source.name, entry, t))
         for t, rows in shipped.items():
-            deletes[t].extend(rows.take_before(b"\xff" * 8))
+            while rows:   # everything left was shipped but is no longer at the source
+                deletes[t].append(rows.advance()[0])
         result.unreadable = list(errors.unreadable)
         if result.files == 0 and had_shipped:
             result.refused_deletes = sum(len(d) for d in deletes.values())
