@@ -129,17 +129,20 @@ class TreeWatcher:
                     out.append(FsEvent("watch_error", cur, detail=f"cannot list: {exc.strerror}"))
                 continue
             for entry in entries:
+                try:  # d_type from the directory listing: no stat per file (start-up on big trees)
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_file = not is_dir and scan and entry.is_file(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not (is_dir or is_file):
+                    continue
                 child = _join(cur, os.fsdecode(entry.name))
                 if self.excluded(child):
                     continue
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if stat_mod.S_ISDIR(st.st_mode):
+                if is_dir:
                     stack.append(child)
-                elif scan and stat_mod.S_ISREG(st.st_mode):
-                    out.append(FsEvent("write", child, size=st.st_size))
+                else:
+                    out.append(FsEvent("write", child))
 
     def _forget_tree(self, rel: str, *, remove: bool) -> None:
         prefix = rel + "/"
