@@ -41,6 +41,7 @@ from mirrord import journal
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
+from mirrord.logsetup import kv
 from mirrord.merge import Cursor, below, merge
 from mirrord.targets.base import META_DIR, Entry, Target, join
 from mirrord.treewalk import WalkErrors, entry_key, file_digest, walk
@@ -442,14 +443,14 @@ class _Pass:
 
     def _log(self) -> None:
         r = self.res
-        log.info("reconcile %s -> %s: compared %d, missing %d, changed %d, extra %d, deletes "
-                 "proposed %d, refused %d, %.1fs%s", r.source, r.target, r.compared, r.missing,
-                 r.changed, r.extra, r.deleted, r.refused_deletes, r.duration,
-                 f", {len(r.errors)} errors" if r.errors else "")
+        log.info(kv(msg="reconcile pass", source=r.source, target=r.target, compared=r.compared,
+                    missing=r.missing, changed=r.changed, extra=r.extra, deletes=r.deleted,
+                    refused=r.refused_deletes, seconds=round(r.duration, 3)))
         if r.delete_refusal:
-            log.error("%s", r.delete_refusal)
+            log.error(kv(msg="reconcile deletes refused", source=r.source, target=r.target,
+                         why=r.delete_refusal))
         for err in r.errors[:5]:
-            log.warning("reconcile %s -> %s: %s", r.source, r.target, err)
+            log.warning(kv(msg="reconcile error", source=r.source, target=r.target, error=err))
 
 
 def _open_readonly(db_path: Path) -> sqlite3.Connection | None:
