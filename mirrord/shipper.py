@@ -6,6 +6,7 @@ state-based): a regular file is sent, a directory is created, anything else
 (absent, symlink, special file) is removed from the target. Every exception
 is caught and becomes an Outcome on the op — nothing escapes a thread.
 
+A file still open for writing (a scan found it mid-write) is retried, never sent half.
 Source files are opened beneath the source root without following any
 symlink (mirrord.fsutil), and handed to targets as /proc/self/fd/N, so the
 bytes shipped are those of the file that was checked.
@@ -14,6 +15,7 @@ bytes shipped are those of the file that was checked.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import queue
@@ -77,6 +79,10 @@ def observe(root: str, rel: str, *, keep_open: bool) -> Observed:
         raise
     st = os.fstat(fd)
     if stat_mod.S_ISREG(st.st_mode):
+        if _open_for_writing(fd):
+            os.close(fd)
+            raise RetryableError(f"{rel!r} is still open for writing at the source: "
+                                 f"sent once it is closed, never half-written")
         if keep_open:
             return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd)
         os.close(fd)
@@ -85,6 +91,19 @@ def observe(root: str, rel: str, *, keep_open: bool) -> Observed:
     if stat_mod.S_ISDIR(st.st_mode):
         return Observed("dir", 0, st.st_mtime, st.st_mtime_ns)
     return Observed("absent")  # fifos, sockets, devices are not mirrored
+
+
+def _open_for_writing(fd: int) -> bool:
+    """True when some process holds the file open for writing: the kernel refuses a read
+    lease then. A scan (catch-up, overflow rescan, reconcile) can find a file that is still
+    being written; its close will queue it again. Cannot tell (EACCES: not our file,
+    EINVAL: NFS): False."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
 
 
 class Shipper:

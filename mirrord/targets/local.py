@@ -59,27 +59,30 @@ class LocalTarget(Target):
         return os.fsencode(os.path.join(self.root, check_relpath(path)))
 
     def _confined_parent(self, full: bytes) -> bytes:
-        """Create the parent directories of `full`, replacing files in the way; refuse escapes."""
+        """Create the parent directories of `full` one at a time, replacing a file or a
+        symlink in the way (never following it: a symlink planted in the mirror must not
+        make us create anything outside the root); refuse escapes."""
         parent = os.path.dirname(full)
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            self._clear_files_on_the_way(parent)
-            os.makedirs(parent, exist_ok=True)
+        root = os.fsencode(self.root)
+        cur = root
+        for part in os.path.relpath(parent, root).split(b"/"):
+            if part == b".":
+                continue
+            cur = os.path.join(cur, part)
+            try:
+                is_dir = stat_mod.S_ISDIR(os.lstat(cur).st_mode)
+            except FileNotFoundError:
+                is_dir = None
+            if is_dir is False:
+                os.unlink(cur)
+            if not is_dir:
+                with contextlib.suppress(FileExistsError):  # a racing worker made it
+                    os.mkdir(cur)
         real = os.path.realpath(parent)
         root = os.fsencode(self._real_root)
         if real != root and not real.startswith(root + b"/"):
             raise PermanentError(f"{self.describe()}: {os.fsdecode(parent)!r} resolves outside the root")
         return parent
-
-    def _clear_files_on_the_way(self, parent: bytes) -> None:
-        rel = os.path.relpath(parent, os.fsencode(self.root))
-        cur = os.fsencode(self.root)
-        for part in rel.split(b"/"):
-            cur = os.path.join(cur, part)
-            with contextlib.suppress(FileNotFoundError):
-                if not stat_mod.S_ISDIR(os.lstat(cur).st_mode):
-                    os.unlink(cur)
 
     @staticmethod
     def _remove_any(full: bytes) -> None:

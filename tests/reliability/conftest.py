@@ -18,7 +18,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.e2e.helpers import Mirrord, diff, open_targets, source_files, target_files
+from mirrord import config as config_mod, targets as target_registry
+from tests.e2e.helpers import Mirrord, diff, source_files, target_files
 
 EXCLUDE = "*.tmp, *.part, .*.swp, *~"
 SYSCTL = Path("/proc/sys/fs/inotify")
@@ -101,13 +102,17 @@ def converge(src: Path, target, *, timeout: float = 180.0,
 class Env:
     """One test's source, daemon and open targets."""
 
-    def __init__(self, tmp: Path, cfg: Path):
+    def __init__(self, tmp: Path, cfg: Path, *, names: tuple[str, ...] = ("local", "s3", "host")):
         self.tmp = tmp
         self.cfg = cfg
         self.src = tmp / "src"
         self.log = tmp / "mirrord.log"
         self.daemon = Mirrord(cfg, self.log)
-        self.targets = open_targets(cfg)
+        self.targets = {}
+        loaded = config_mod.load(cfg)
+        for name in names:
+            self.targets[name] = target_registry.create(loaded.targets[name])
+            self.targets[name].open()
 
     def converge(self, timeout: float = 180.0, *, skip: Callable[[str], bool] | None = None) -> None:
         """Every target holds exactly the source's files (bounded polling)."""
@@ -183,3 +188,26 @@ def poll(check: Callable[[], object], *, timeout: float = 60.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+# Root reads everything through CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH. Without them (dropped
+# from the bounding set before exec), a mode-000 file is unreadable for the daemon for real.
+NO_DAC = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+class PrefixedMirrord(Mirrord):
+    """`mirrord run` started through a command prefix (here: setpriv)."""
+
+    def __init__(self, config: Path, log: Path, prefix: list[str]):
+        super().__init__(config, log)
+        self.prefix = prefix
+
+    def start(self) -> "PrefixedMirrord":
+        import os
+        from tests.e2e.helpers import MIRRORD
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen([*self.prefix, MIRRORD, "-c", str(self.config), "run"],
+                                         stdout=logf, stderr=subprocess.STDOUT,
+                                         env={**os.environ, **self.env}, start_new_session=True)
+        self.wait_ready()
+        return self

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Env, converge, poll
+from tests.reliability.conftest import NO_DAC, Env, PrefixedMirrord, converge, poll
 
 TOKEN = "PWNED-" + secrets.token_hex(4)
 INJECTION = [f"-e touch {TOKEN}", f"--rsh=touch {TOKEN}", f"$(touch {TOKEN})", f"`touch {TOKEN}`",
@@ -151,8 +151,8 @@ def test_hostile_names_and_shapes(env, outside, sshd):
     log = env.log_text()
     assert "not valid UTF-8" in log or "UTF-8" in log, log[-2000:]
     assert "1024" in log or "too long" in log.lower()
-    for name in ("local", "host"):
-        assert poll(lambda: env.daemon.status()["targets"][name]["pending"] == 0,
+    for name in ("local", "host"):   # only the two paths inside the source's own .mirrord/
+        assert poll(lambda: env.daemon.status()["targets"][name]["pending"] == 2,
                     what=f"{name} drained")
     assert s3["last_error"]
 
@@ -166,11 +166,14 @@ def test_hostile_names_and_shapes(env, outside, sshd):
 
 
 def test_slowly_written_file_is_shipped_complete_never_half(env):
+    """Written over ~8 s while a reconcile pass (a scan, like the catch-up at start or an
+    overflow rescan) finds it half-written: no target ever holds a partial copy."""
     env.daemon.start()
     chunks = [os.urandom(1000) for _ in range(16)]
     final = b"".join(chunks)
     seen_partial: list[tuple[str, int]] = []
     done = threading.Event()
+    reconciled: list[int] = []
 
     def watch():
         while not done.is_set():
@@ -182,15 +185,61 @@ def test_slowly_written_file_is_shipped_complete_never_half(env):
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    scan = threading.Thread(target=lambda: reconciled.append(
+        env.daemon.cli("reconcile", check=False)))
     try:
         with open(env.src / "slow.bin", "wb") as fh:
-            for chunk in chunks:            # ~8 s, flushed as it goes
+            for i, chunk in enumerate(chunks):     # ~8 s, flushed as it goes
                 fh.write(chunk)
                 fh.flush()
+                if i == 2:
+                    scan.start()
                 time.sleep(0.5)
+        scan.join()
         env.converge()
     finally:
         done.set()
         watcher.join()
     assert seen_partial == []
+    assert len(reconciled) == 1, "the reconcile pass did not finish"
+    res = reconciled[0]   # 1 when it saw the file still open: "left in the journal for retry"
+    assert res.returncode == 0 or "still open for writing" in res.stdout + res.stderr, res.stdout
+    assert env.daemon.stop() == 0
+
+
+def test_unreadable_files_and_directories(env):
+    """The daemon runs without root's DAC override, so mode 000 really is unreadable.
+    Logged and counted, retried, the rest goes on; never a delete on the targets."""
+    env.daemon = PrefixedMirrord(env.cfg, env.log, NO_DAC)
+    src = env.src
+    (src / "ok.txt").write_text("readable")
+    (src / "locked.txt").write_text("unreadable for now")
+    (src / "locked-dir").mkdir()
+    (src / "locked-dir" / "inner.txt").write_text("below an unreadable directory")
+    env.daemon.start()
+    env.converge()                                     # everything there while readable
+    (src / "locked.txt").write_text("changed, then locked")
+    (src / "locked.txt").chmod(0)
+    (src / "new-locked.txt").write_text("never readable yet")
+    (src / "new-locked.txt").chmod(0)
+    (src / "locked-dir").chmod(0)
+    (src / "after.txt").write_text("the rest goes on")
+    unreadable = {"locked.txt", "new-locked.txt"}
+    for target in env.targets.values():
+        converge(src, target, skip=lambda p: p in unreadable or p.startswith("locked-dir"))
+    for name, target in env.targets.items():
+        assert target.read("locked-dir/inner.txt") == b"below an unreadable directory", name
+        assert target.read("locked.txt") == b"unreadable for now", name   # old copy kept
+    status = poll(lambda: (s := env.daemon.status()) and all(
+        t["last_error"] and "unreadable" in t["last_error"] for t in s["targets"].values()) and s,
+        what="unreadable files reported per target")
+    assert all(t["pending"] >= 2 for t in status["targets"].values())
+    env.daemon.cli("reconcile", check=False)          # a pass while still unreadable: no deletes
+    for name, target in env.targets.items():
+        assert target.read("locked-dir/inner.txt") is not None, name
+    (src / "locked.txt").chmod(0o644)
+    (src / "new-locked.txt").chmod(0o644)
+    (src / "locked-dir").chmod(0o755)
+    env.daemon.cli("reconcile")                        # chmod makes no event: a pass finds them
+    env.converge()
     assert env.daemon.stop() == 0
