@@ -14,11 +14,13 @@ bytes shipped are those of the file that was checked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
 import os
 import queue
+import signal
 import stat as stat_mod
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ from mirrord.targets.base import SyncItem, SyncResult, Target, join
 
 log = logging.getLogger("mirrord.shipper")
 
+_F_SETSIG = getattr(fcntl, "F_SETSIG", 10)   # Linux: the signal sent when a lease breaks
 _ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
 
 
@@ -97,12 +100,18 @@ def _open_for_writing(fd: int) -> bool:
     """True when some process holds the file open for writing: the kernel refuses a read
     lease then. A scan (catch-up, overflow rescan, reconcile) can find a file that is still
     being written; its close will queue it again. Cannot tell (EACCES: not our file,
-    EINVAL: NFS): False."""
+    EINVAL: NFS): False.
+
+    A writer opening the file while we hold the lease (microseconds) breaks it, and the
+    kernel signals the holder: SIGIO by default, which kills the process. F_SETSIG makes
+    it SIGWINCH, ignored by default."""
     try:
+        fcntl.fcntl(fd, _F_SETSIG, signal.SIGWINCH)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
     except OSError as exc:
         return exc.errno == errno.EAGAIN
-    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    with contextlib.suppress(OSError):   # a lease broken meanwhile is gone already
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
     return False
 
 

@@ -185,6 +185,7 @@ RETRYABLE_ERRNOS = {
     "ENOSPC", "EDQUOT", "EIO", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH",
     "ENETUNREACH", "EAGAIN", "EBUSY", "ESTALE", "EROFS", "ENOTCONN", "EPIPE", "EMFILE", "ENFILE",
     "ENOENT", "ENOTDIR", "EINTR",
+    "ENOTEMPTY",  # a tree removal raced a put below it (another worker): the retry succeeds
 }
 
 

@@ -99,6 +99,31 @@ def converge(src: Path, target, *, timeout: float = 180.0,
         time.sleep(0.3)
 
 
+class Daemon(Mirrord):
+    """Mirrord whose start() waits for *this* run's "running" line (the log file is
+    appended to across restarts, so an earlier run's line must not count)."""
+
+    def start(self) -> "Daemon":
+        self._runs_before = self._runs()
+        return super().start()
+
+    def _runs(self) -> int:
+        try:
+            return self.log.read_text(errors="replace").count("msg=running")
+        except FileNotFoundError:
+            return 0
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mirrord exited {self.proc.returncode}:\n{self.log.read_text()}")
+            if self._runs() > self._runs_before:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"mirrord did not start:\n{self.log.read_text()}")
+
+
 class Env:
     """One test's source, daemon and open targets."""
 
@@ -107,7 +132,7 @@ class Env:
         self.cfg = cfg
         self.src = tmp / "src"
         self.log = tmp / "mirrord.log"
-        self.daemon = Mirrord(cfg, self.log)
+        self.daemon = Daemon(cfg, self.log)
         self.targets = {}
         loaded = config_mod.load(cfg)
         for name in names:
@@ -195,7 +220,7 @@ def poll(check: Callable[[], object], *, timeout: float = 60.0, what: str = "con
 NO_DAC = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search"]
 
 
-class PrefixedMirrord(Mirrord):
+class PrefixedMirrord(Daemon):
     """`mirrord run` started through a command prefix (here: setpriv)."""
 
     def __init__(self, config: Path, log: Path, prefix: list[str]):
@@ -205,6 +230,7 @@ class PrefixedMirrord(Mirrord):
     def start(self) -> "PrefixedMirrord":
         import os
         from tests.e2e.helpers import MIRRORD
+        self._runs_before = self._runs()
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen([*self.prefix, MIRRORD, "-c", str(self.config), "run"],
                                          stdout=logf, stderr=subprocess.STDOUT,

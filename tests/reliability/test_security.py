@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
 
 from mirrord import config as config_mod, targets as target_registry
 from tests.e2e.helpers import MIRRORD

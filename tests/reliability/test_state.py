@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.helpers import MIRRORD
+from mirrord.targets.local import LocalTarget
+from tests.e2e.helpers import MIRRORD, Mirrord, wait_converged
 from tests.reliability.conftest import Env, poll, tmpfs, write_config
 
 
@@ -76,8 +77,6 @@ def test_damaged_journal_refuses_to_start(tmp_path, damage):
     cfg = tmp_path / "m.ini"
     cfg.write_text("[mirrord]\nstate_dir = ./state\n[source:s]\npath = ./src\ntargets = t\n"
                    "[target:t]\ntype = local\npath = ./dst\n")
-    from tests.e2e.helpers import Mirrord, wait_converged
-    from mirrord.targets.local import LocalTarget
     daemon = Mirrord(cfg, tmp_path / "log").start()
     wait_converged(src, LocalTarget("t", tmp_path / "dst"))
     assert daemon.stop() == 0
