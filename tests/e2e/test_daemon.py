@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import MIRRORD, Mirrord, open_targets, source_files, wait_converged
+from tests.e2e.helpers import write_config
 
 EXCLUDE = "*.tmp, *.part, .*.swp, *~"
 
@@ -28,54 +29,9 @@ def _excluded(path: str) -> bool:
     return any(fnmatchcase(name, p.strip()) for p in EXCLUDE.split(","))
 
 
-def write_config(tmp_path: Path, seaweedfs, sshd, *, extra: str = "") -> Path:
-    (tmp_path / "src").mkdir(exist_ok=True)
-    bucket = seaweedfs.new_bucket()
-    host_root = sshd.new_root()
-    cfg = tmp_path / "mirrord.ini"
-    cfg.write_text(f"""
-[mirrord]
-state_dir = ./state
-workers = 4
-heartbeat_interval = 500ms
-
-[source:uploads]
-path = ./src
-targets = local, s3, host
-exclude = {EXCLUDE}
-
-[target:local]
-type = local
-path = ./mirror
-
-[target:s3]
-type = s3
-bucket = {bucket}
-prefix = up/
-endpoint_url = {seaweedfs.endpoint_url}
-region = {seaweedfs.region}
-access_key_id = {seaweedfs.access_key}
-secret_access_key = {seaweedfs.secret_key}
-addressing_style = path
-
-[target:host]
-type = rsync
-host = {sshd.host}
-port = {sshd.port}
-user = {sshd.user}
-path = {host_root}
-ssh_key = {sshd.key_path}
-known_hosts = {sshd.known_hosts}
-strict_host_key_checking = yes
-{extra}
-""")
-    cfg.chmod(0o600)
-    return cfg
-
-
 @pytest.fixture
 def env(tmp_path, seaweedfs, sshd):
-    cfg = write_config(tmp_path, seaweedfs, sshd)
+    cfg = write_config(tmp_path, seaweedfs, sshd, exclude=EXCLUDE)
     daemon = Mirrord(cfg, tmp_path / "mirrord.log")
     targets = open_targets(cfg)
     yield tmp_path, daemon, targets

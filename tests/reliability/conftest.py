@@ -20,6 +20,7 @@ import pytest
 
 from mirrord import config as config_mod, targets as target_registry
 from tests.e2e.helpers import Mirrord, diff, source_files, target_files
+from tests.e2e.helpers import write_config as three_target_config
 
 EXCLUDE = "*.tmp, *.part, .*.swp, *~"
 SYSCTL = Path("/proc/sys/fs/inotify")
@@ -30,53 +31,9 @@ def excluded(path: str) -> bool:
     return any(fnmatchcase(name, p.strip()) for p in EXCLUDE.split(","))
 
 
-def write_config(tmp: Path, seaweedfs, sshd, *, source: Path | None = None,
-                 state_dir: str = "./state", local_path: str = "./mirror",
-                 extra: str = "", mode: int = 0o600) -> Path:
+def write_config(tmp: Path, seaweedfs, sshd, **kwargs) -> Path:
     """A config with the three real targets, each on a fresh root/bucket."""
-    src = source or tmp / "src"
-    src.mkdir(exist_ok=True)
-    bucket = seaweedfs.new_bucket()
-    host_root = sshd.new_root()
-    cfg = tmp / "mirrord.ini"
-    cfg.write_text(f"""
-[mirrord]
-state_dir = {state_dir}
-workers = 4
-heartbeat_interval = 500ms
-{extra}
-
-[source:uploads]
-path = {src}
-targets = local, s3, host
-exclude = {EXCLUDE}
-
-[target:local]
-type = local
-path = {local_path}
-
-[target:s3]
-type = s3
-bucket = {bucket}
-prefix = up/
-endpoint_url = {seaweedfs.endpoint_url}
-region = {seaweedfs.region}
-access_key_id = {seaweedfs.access_key}
-secret_access_key = {seaweedfs.secret_key}
-addressing_style = path
-
-[target:host]
-type = rsync
-host = {sshd.host}
-port = {sshd.port}
-user = {sshd.user}
-path = {host_root}
-ssh_key = {sshd.key_path}
-known_hosts = {sshd.known_hosts}
-strict_host_key_checking = yes
-""")
-    cfg.chmod(mode)
-    return cfg
+    return three_target_config(tmp, seaweedfs, sshd, exclude=EXCLUDE, **kwargs)
 
 
 def converge(src: Path, target, *, timeout: float = 180.0,
