@@ -278,16 +278,8 @@ class Context:
     # -- services
     def seaweed(self):
         if self._seaweed is None:
-            from tests.services.seaweedfs import SeaweedFS, pick_ports
-            server = SeaweedFS(self.fresh_dir("seaweedfs"))
-            for attempt in range(3):
-                try:
-                    server.start()
-                    break
-                except RuntimeError:
-                    if attempt == 2:
-                        raise
-                    server.ports = pick_ports()
+            from tests.services.seaweedfs import start_seaweedfs
+            server = start_seaweedfs(self.fresh_dir("seaweedfs"))
             self._seaweed = server
             self.log("SeaweedFS at", server.endpoint_url)
         return self._seaweed

@@ -246,17 +246,24 @@ class SeaweedFS:
         return name
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(tmp_path_factory):
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+def start_seaweedfs(base: Path) -> "SeaweedFS":
+    """A started server in `base`; a port taken under us between picking and binding
+    makes `start()` fail, so pick again (three tries)."""
+    server = SeaweedFS(base)
     for attempt in range(3):
         try:
             server.start()
-            break
+            return server
         except RuntimeError:
             if attempt == 2:
                 raise
-            server.ports = pick_ports()  # a port was taken under us: pick again
+            server.ports = pick_ports()
+    return server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     atexit.register(server.stop)
     try:
         yield server
