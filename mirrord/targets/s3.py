@@ -26,7 +26,10 @@ How it talks to S3:
   and that CPU is what limits small-file throughput. Short connect and read
   timeouts, one retry at most: the shipper does its own backoff.
 - Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
-  PutObject, the cheapest request. Larger ones go through s3transfer, which
+  PutObject, the cheapest request, through mirrord.targets.s3_smallput: the same
+  request signed by botocore's signer on a kept-alive connection, without the
+  SDK's per-call pipeline (0.5 instead of 2.2 ms of CPU per 4 KiB put); any
+  answer but success or "retry later" is asked again through the full client. Larger ones go through s3transfer, which
   uses multipart at or above multipart_threshold. S3 makes either atomic: a
   multipart object appears only on CompleteMultipartUpload, and s3transfer
   aborts the upload when a part fails.
@@ -66,6 +69,7 @@ key, secret or signature ever appears in one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import mimetypes
 import os
 import re
@@ -87,9 +91,12 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError, TargetError
-from mirrord.logsetup import redact, register_secret
+from mirrord.logsetup import kv, redact, register_secret
 from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
                                   classify_oserror)
+from mirrord.targets.s3_smallput import SmallPut, headers_from_args
+
+log = logging.getLogger("mirrord.targets.s3")
 
 MAX_KEY_BYTES = 1024
 SMALL_FILE = 8 << 20            # read whole and sent with one PutObject below this
@@ -226,6 +233,7 @@ class S3Target(Target):
         for secret in self._secrets:
             register_secret(secret)
         self._client: Any = None
+        self._small: SmallPut | None = None     # the lean PutObject path, made with the client
         self._lock = threading.Lock()
 
     @classmethod
@@ -269,7 +277,19 @@ class S3Target(Target):
         # PutObject bodies are small and in memory: `Expect: 100-continue` only adds a round
         # trip per object (14% of a 4 KiB burst's time in the profile). UploadPart keeps it.
         client.meta.events.unregister("before-call.s3.PutObject", add_expect_header)
+        self._small = self._make_small_put(client, session)
         return client
+
+    def _make_small_put(self, client: Any, session: Any) -> SmallPut | None:
+        try:
+            return SmallPut.for_client(client, session.get_credentials(), self.bucket,
+                                       connect_timeout=self.connect_timeout,
+                                       read_timeout=self.read_timeout,
+                                       ca_bundle=self.opts.ca_bundle)
+        except Exception as exc:  # noqa: BLE001 - the full client still works; it will say why
+            log.debug(kv(msg="lean put not used", target=self.name,
+                         error=scrub(f"{type(exc).__name__}: {exc}", self._secrets)))
+            return None
 
     def open(self) -> None:
         """Check that the bucket is there and listable with these credentials."""
@@ -279,6 +299,9 @@ class S3Target(Target):
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
+            small, self._small = self._small, None
+        if small is not None:
+            small.close()
         if client is not None:
             client.close()
 
@@ -443,9 +466,31 @@ class S3Target(Target):
 
     def _put_small(self, path: str, key: str, data: bytes, mtime: float) -> Entry:
         args = self._put_args(path, mtime, hashlib.sha256(data).hexdigest())
-        resp = self._call("put", path, self.client.put_object,
+        client = self.client
+        small = self._small
+        if small is not None:
+            try:
+                etag = small.put(key, data, headers_from_args(args))
+            except Exception as exc:  # noqa: BLE001 - every failure is classified
+                raise self._error(exc, "put", path) from None
+            if etag is not None:
+                return Entry(path, len(data), mtime, token=etag)
+        # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
+        resp = self._call("put", path, client.put_object,
                           Bucket=self.bucket, Key=key, Body=data, **args)
+        if small is not None:
+            self._give_up_small_put(path)
         return Entry(path, len(data), mtime, token=resp.get("ETag"))
+
+    def _give_up_small_put(self, path: str) -> None:
+        """The SDK stored what the lean request could not: use the SDK from now on."""
+        with self._lock:
+            small, self._small = self._small, None
+        if small is not None:
+            small.close()
+            log.warning(kv(msg="lean PutObject refused where the SDK succeeded; using the SDK "
+                               "for every put from now on (slower on bursts of small files)",
+                           target=self.name, path=path))
 
     def _put_large(self, path: str, key: str, fh: Any, args: dict[str, Any]) -> None:
         config = self._transfer_config(self.opts.multipart_threshold, self.opts.multipart_chunksize)

@@ -227,6 +227,55 @@ def test_unstorable_names_fail_alone_in_a_batch(s3, tmp_path):
     assert [e.path for e in s3.list()] == ["good/1.txt", "good/2.txt"]
 
 
+# ----------------------------------------------------------------- the lean small put
+
+
+def count_lean_puts(s3, monkeypatch) -> list[str]:
+    calls: list[str] = []
+    s3.client  # noqa: B018 - the lean path is made with the client
+    original = s3._small.put
+    monkeypatch.setattr(s3._small, "put", lambda key, *a: calls.append(key) or original(key, *a))
+    return calls
+
+
+def test_small_puts_take_the_lean_path_and_store_what_the_sdk_stores(s3, raw, bucket, tmp_path,
+                                                                      monkeypatch):
+    calls = count_lean_puts(s3, monkeypatch)
+    lean = put(s3, tmp_path, "lean/ä b+c%.png", b"same bytes")
+    assert calls == [PREFIX + "lean/ä b+c%.png"]
+    s3._small = None                                  # the same put through the SDK
+    sdk = put(s3, tmp_path, "sdk/ä b+c%.png", b"same bytes")
+    heads = [raw.head_object(Bucket=bucket, Key=PREFIX + k) for k in ("lean/ä b+c%.png",
+                                                                       "sdk/ä b+c%.png")]
+    fields = [(h["ContentType"], h["ContentLength"], h["Metadata"], h["ETag"]) for h in heads]
+    assert fields[0] == fields[1] and fields[0][0] == "image/png"
+    assert lean.token == sdk.token == heads[0]["ETag"]
+
+
+def test_a_connection_the_server_closed_is_replaced_without_an_error(s3, seaweedfs, tmp_path,
+                                                                     monkeypatch):
+    calls = count_lean_puts(s3, monkeypatch)
+    put(s3, tmp_path, "one.txt", b"1")                # this thread now keeps a connection
+    seaweedfs.stop()
+    seaweedfs.start()                                 # ... which the restart closed
+    put(s3, tmp_path, "two.txt", b"2")
+    assert s3.read("two.txt") == b"2" and len(calls) == 2 and s3._small is not None
+
+
+def test_lean_refusal_where_the_sdk_succeeds_switches_to_the_sdk(s3, seaweedfs, tmp_path, caplog):
+    from botocore.credentials import Credentials
+    s3.client  # noqa: B018
+    s3._small.credentials = Credentials(seaweedfs.access_key, "not-the-secret")
+    with caplog.at_level("WARNING", logger="mirrord.targets.s3"):
+        put(s3, tmp_path, "a.txt", b"stored anyway")
+        put(s3, tmp_path, "b.txt", b"and this")
+    assert s3.read("a.txt") == b"stored anyway" and s3.read("b.txt") == b"and this"
+    assert s3._small is None
+    warnings = [r.getMessage() for r in caplog.records if "lean PutObject" in r.getMessage()]
+    assert len(warnings) == 1 and "a.txt" in warnings[0]
+    assert seaweedfs.secret_key not in caplog.text
+
+
 # ----------------------------------------------------------------- failures
 
 
@@ -253,12 +302,17 @@ def test_server_down_is_retryable_and_bounded_then_recovers(s3, seaweedfs, tmp_p
 def test_hung_server_times_out_as_retryable(seaweedfs, bucket, tmp_path):
     t = S3Target("s3", options(seaweedfs, bucket), connect_timeout=1, read_timeout=1)
     t.open()
+    src = local_file(tmp_path, b"x")
     os.killpg(seaweedfs.proc.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
         with pytest.raises(RetryableError, match="(?i)timeout|timed out"):
             t.stat("anything")
         assert time.monotonic() - started < 6      # two attempts of 1 s and one backoff
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match="(?i)timeout|timed out"):
+            t.put("small.txt", src, size=1, mtime=MTIME)     # the lean path's own timeout
+        assert time.monotonic() - started < 6
     finally:
         os.killpg(seaweedfs.proc.pid, signal.SIGCONT)
     assert t.stat("anything") is None

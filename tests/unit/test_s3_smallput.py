@@ -1,0 +1,191 @@
+"""The lean PutObject path's own logic, against a scripted loopback HTTP server.
+
+The server here only plays back answers (status, body, whether to drop the
+connection); the signed requests are checked against a real SeaweedFS in
+tests/integration/test_s3_target.py and by the conformance suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import deque
+
+import pytest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from mirrord.errors import RetryableError
+from mirrord.targets.s3 import S3Target, classify
+from mirrord.targets.s3_smallput import SmallPut, _proxy_applies, headers_from_args
+
+SLOW_DOWN = (b"<?xml version='1.0'?><Error><Code>SlowDown</Code>"
+             b"<Message>Please reduce your request rate.</Message></Error>")
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted (status, body, close) or drops it."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.script: deque = deque()
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                self.requests.append(head)
+                buf = rest[length:]
+                action = self.script.popleft() if self.script else ("ok",)
+                if action[0] == "drop":
+                    return
+                status, body, close = (200, b"", False) if action[0] == "ok" else action[1:]
+                headers = [f"HTTP/1.1 {status} X", f"Content-Length: {len(body)}",
+                           'ETag: "abc"']
+                if close:
+                    headers.append("Connection: close")
+                conn.sendall(("\r\n".join(headers) + "\r\n\r\n").encode() + body)
+                if close:
+                    return
+
+    def close(self):
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes accept(); close() alone would not
+        self.sock.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def server():
+    s = ScriptedServer()
+    yield s
+    s.close()
+
+
+def lean(port: int) -> SmallPut:
+    return SmallPut(scheme="http", host="127.0.0.1", port=port, base_path="/bucket/",
+                    credentials=Credentials("AKIDEXAMPLE", "secret-example"), region="us-east-1",
+                    connect_timeout=2, read_timeout=2, ssl_context=None)
+
+
+def test_success_returns_the_etag_and_keeps_the_connection(server):
+    put = lean(server.port)
+    assert put.put("a/b c+%.txt", b"x", {"Content-Type": "text/plain"}) == '"abc"'
+    assert put.put("a/2", b"y", {}) == '"abc"'
+    assert server.connections == 1
+    first = server.requests[0].split(b"\r\n")
+    assert first[0] == b"PUT /bucket/a/b%20c%2B%25.txt HTTP/1.1"
+    names = {line.split(b":")[0].lower() for line in first[1:]}
+    assert {b"authorization", b"x-amz-date", b"x-amz-content-sha256", b"host"} <= names
+
+
+def test_retry_later_answers_become_client_errors_the_classifier_retries(server):
+    server.script.append(("err", 503, SLOW_DOWN, False))
+    with pytest.raises(ClientError) as info:
+        lean(server.port).put("k", b"x", {})
+    assert info.value.response["Error"]["Code"] == "SlowDown"
+    assert isinstance(classify(info.value, "put k"), RetryableError)
+
+
+@pytest.mark.parametrize("status", [301, 400, 403, 404])
+def test_any_other_answer_is_left_to_the_full_client(server, status):
+    server.script.append(("err", status, b"<Error><Code>Whatever</Code></Error>", False))
+    assert lean(server.port).put("k", b"x", {}) is None
+
+
+def test_a_stale_kept_alive_connection_is_replaced_once(server):
+    put = lean(server.port)
+    put.put("1", b"x", {})
+    server.script.append(("drop",))           # the server closed the idle connection
+    assert put.put("2", b"x", {}) == '"abc"'
+    assert server.connections == 2
+
+
+def test_a_fresh_connection_failing_is_retryable_not_retried(server):
+    server.script.extend([("drop",), ("drop",)])
+    with pytest.raises(RetryableError):
+        lean(server.port).put("1", b"x", {})
+    assert len(server.requests) == 1
+
+
+def test_connection_close_is_honoured(server):
+    put = lean(server.port)
+    server.script.append(("err", 200, b"", True))
+    put.put("1", b"x", {})
+    put.put("2", b"x", {})
+    assert server.connections == 2
+
+
+def test_nothing_listening_is_retryable(server):
+    port = server.port
+    server.close()
+    with pytest.raises(RetryableError, match="connect to 127.0.0.1"):
+        lean(port).put("1", b"x", {})
+
+
+def test_headers_from_sdk_arguments():
+    args = {"ContentType": "image/png", "Metadata": {"mtime": "1.5", "sha256": "ab"},
+            "ACL": "private", "StorageClass": "STANDARD_IA"}
+    assert headers_from_args(args) == {
+        "Content-Type": "image/png", "x-amz-meta-mtime": "1.5", "x-amz-meta-sha256": "ab",
+        "x-amz-acl": "private", "x-amz-storage-class": "STANDARD_IA"}
+    with pytest.raises(KeyError):
+        headers_from_args({"ContentMD5": "x"})    # an argument nobody mapped is a bug, loudly
+
+
+def test_a_proxy_for_the_endpoint_leaves_puts_to_the_sdk(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert not _proxy_applies("http", "s3.example.test")
+    monkeypatch.setenv("http_proxy", "http://proxy.invalid:3128")
+    assert _proxy_applies("http", "s3.example.test")
+    monkeypatch.setenv("no_proxy", "s3.example.test")
+    assert not _proxy_applies("http", "s3.example.test")
+
+
+def test_the_target_builds_the_lean_path_from_the_clients_own_url():
+    from mirrord.config import S3Options
+    t = S3Target("t", S3Options(bucket="b", endpoint_url="http://127.0.0.1:9", region="eu-west-1",
+                                access_key_id="AK", secret_access_key="SK",
+                                addressing_style="path"))
+    t.client  # noqa: B018 - builds client and lean path, no network
+    assert t._small is not None
+    assert (t._small.host, t._small.port, t._small.base_path, t._small.region) == \
+        ("127.0.0.1", 9, "/b/", "eu-west-1")
+    t.close()
+    v = S3Target("v", S3Options(bucket="mybucket", region="eu-west-1", access_key_id="AK",
+                                secret_access_key="SK", addressing_style="virtual"))
+    v.client  # noqa: B018
+    assert v._small is not None and v._small.scheme == "https" and v._small.port is None
+    assert (v._small.host, v._small.base_path) == ("mybucket.s3.eu-west-1.amazonaws.com", "/")
+    v.close()
