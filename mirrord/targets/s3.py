@@ -465,12 +465,13 @@ class S3Target(Target):
         return Entry(path, head["ContentLength"], mtime, token=head.get("ETag"))
 
     def _put_small(self, path: str, key: str, data: bytes, mtime: float) -> Entry:
-        args = self._put_args(path, mtime, hashlib.sha256(data).hexdigest())
+        digest = hashlib.sha256(data).hexdigest()
+        args = self._put_args(path, mtime, digest)
         client = self.client
         small = self._small
         if small is not None:
             try:
-                etag = small.put(key, data, headers_from_args(args))
+                etag = small.put(key, data, headers_from_args(args), sha256=digest)
             except Exception as exc:  # noqa: BLE001 - every failure is classified
                 raise self._error(exc, "put", path) from None
             if etag is not None:

@@ -122,10 +122,13 @@ class SmallPut:
                    ssl_context=context)
 
     # ------------------------------------------------------------------ requests
-    def put(self, key: str, body: bytes, headers: Mapping[str, str]) -> str | None:
-        """PutObject; the ETag, or None when the full client should answer instead."""
+    def put(self, key: str, body: bytes, headers: Mapping[str, str], *,
+            sha256: str | None = None) -> str | None:
+        """PutObject; the ETag, or None when the full client should answer instead.
+
+        `sha256`: the body's hex digest when the caller has it already (saves hashing it twice)."""
         path = self.base_path + quote(key, safe="/~")
-        signed = self._sign(path, body, headers)
+        signed = self._sign(path, body, headers, sha256)
         answer = self._send(path, body, signed)
         if 200 <= answer.status < 300:
             return answer.etag or ""
@@ -136,10 +139,13 @@ class SmallPut:
                                "ResponseMetadata": {"HTTPStatusCode": answer.status}}, "PutObject")
         return None
 
-    def _sign(self, path: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
+    def _sign(self, path: str, body: bytes, headers: Mapping[str, str],
+              sha256: str | None) -> dict[str, str]:
         request = AWSRequest(method="PUT", url=f"{self.scheme}://{self.netloc}{path}", data=body,
                              headers={**headers, "Host": self.netloc})
-        S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
+        signer = _KnownPayloadAuth if sha256 else S3SigV4Auth
+        request.context["payload_sha256"] = sha256
+        signer(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
         signed = dict(request.headers.items())
         signed["User-Agent"] = USER_AGENT
         return signed
@@ -215,6 +221,13 @@ def _exchange(conn: http.client.HTTPConnection, path: str, body: bytes,
     data = response.read()
     return _Answer(response.status, response.reason, response.getheader("ETag"), data,
                    response.will_close)
+
+
+class _KnownPayloadAuth(S3SigV4Auth):
+    """S3SigV4Auth that signs a payload digest computed beforehand instead of hashing again."""
+
+    def payload(self, request: Any) -> str:
+        return request.context["payload_sha256"]
 
 
 class _NoBody:

@@ -234,7 +234,7 @@ def count_lean_puts(s3, monkeypatch) -> list[str]:
     calls: list[str] = []
     s3.client  # noqa: B018 - the lean path is made with the client
     original = s3._small.put
-    monkeypatch.setattr(s3._small, "put", lambda key, *a: calls.append(key) or original(key, *a))
+    monkeypatch.setattr(s3._small, "put", lambda key, *a, **kw: calls.append(key) or original(key, *a, **kw))
     return calls
 
 

@@ -109,6 +109,17 @@ def test_success_returns_the_etag_and_keeps_the_connection(server):
     assert {b"authorization", b"x-amz-date", b"x-amz-content-sha256", b"host"} <= names
 
 
+def test_a_digest_the_caller_has_is_signed_not_recomputed(server):
+    import hashlib
+    body = b"payload"
+    put = lean(server.port)
+    put.put("a", body, {})
+    put.put("b", body, {}, sha256="0" * 64)        # what the caller says is what is signed
+    sent = [dict(line.split(b": ", 1) for line in r.split(b"\r\n")[1:]) for r in server.requests]
+    assert sent[0][b"X-Amz-Content-SHA256"] == hashlib.sha256(body).hexdigest().encode()
+    assert sent[1][b"X-Amz-Content-SHA256"] == b"0" * 64
+
+
 def test_retry_later_answers_become_client_errors_the_classifier_retries(server):
     server.script.append(("err", 503, SLOW_DOWN, False))
     with pytest.raises(ClientError) as info:
