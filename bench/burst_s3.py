@@ -18,8 +18,8 @@ from __future__ import annotations
 import subprocess
 import time
 
-from bench.common import (Context, Mirrord, Proc, count_keys, fixed, have, make_tree,
-                          mirrord_config, rclone_env, s3_client, s3_target_ini)
+from bench.common import (S3_TRANSFERS, Context, Mirrord, Proc, count_keys, fixed, have,
+                          make_tree, mirrord_config, rclone_env, s3_client, s3_target_ini)
 
 NAME = "burst"
 POLL = 0.1
@@ -27,7 +27,7 @@ TIMEOUT = 600.0
 
 
 
-TRANSFERS = 16   # the same concurrency for both: rclone --transfers, mirrord workers
+TRANSFERS = S3_TRANSFERS   # the same concurrency for both: rclone --transfers, mirrord workers
 
 def wait_keys(client, bucket: str, prefix: str, n: int, t0: float, proc: Proc | None = None) -> tuple[float, float | None]:
     """Seconds from t0 until `n` keys are listed; also when `proc` exited (if given)."""

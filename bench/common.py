@@ -426,6 +426,10 @@ def local_target_ini(dest: Path, *, fsync: bool = True) -> str:
     return f"type = local\npath = {dest}\nfsync = {'yes' if fsync else 'no'}"
 
 
+# S3 concurrency for both sides of every S3 comparison: rclone --transfers, mirrord workers.
+S3_TRANSFERS = 16
+
+
 def s3_target_ini(ctx: Context, bucket: str, prefix: str, *, workers: int | None = None) -> str:
     s3 = ctx.seaweed()
     body = (f"type = s3\nbucket = {bucket}\nprefix = {prefix}\nendpoint_url = {s3.endpoint_url}\n"

@@ -5,7 +5,8 @@ and a few large, in two-level directories) is made once. Per repetition, on a
 fresh bucket / remote directory each, alternating the order:
 - to S3:   mirrord started on the tree (S3 target) until a ListObjectsV2 count
            reaches N, vs `rclone copy TREE remote:bucket/prefix --transfers 16`
-           (until it exits; the count is checked after).
+           (until it exits; the count is checked after). Both at the same
+           concurrency: mirrord's S3 target runs with workers = 16.
 - to host: mirrord started on the tree (rsync target through the loopback sshd)
            until a walk of the remote directory counts N files, vs
            `rsync -a TREE/ user@host:DIR/` over the same sshd (until it exits).
@@ -20,9 +21,9 @@ import shlex
 import time
 from pathlib import Path
 
-from bench.common import (Context, Mirrord, Proc, count_files, count_keys, have, log_uniform,
-                          make_tree, mirrord_config, rclone_env, rsync_target_ini, s3_client,
-                          s3_target_ini)
+from bench.common import (S3_TRANSFERS, Context, Mirrord, Proc, count_files, count_keys, have,
+                          log_uniform, make_tree, mirrord_config, rclone_env, rsync_target_ini,
+                          s3_client, s3_target_ini)
 
 NAME = "initial"
 TIMEOUT = 3600.0
@@ -36,7 +37,7 @@ def mirrord_to_s3(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-m-s3")
     bucket = ctx.seaweed().new_bucket()
     cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=tree,
-                         target_ini=s3_target_ini(ctx, bucket, "init/"))
+                         target_ini=s3_target_ini(ctx, bucket, "init/", workers=S3_TRANSFERS))
     client = s3_client(ctx)
     m = Mirrord(ctx, cfg)
     try:
@@ -92,7 +93,8 @@ def _timed(ctx: Context, argv: list[str], log: Path, env: dict | None = None) ->
 def rclone_to_s3(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-rclone")
     bucket = ctx.seaweed().new_bucket()
-    secs = _timed(ctx, ["rclone", "copy", str(tree), f"BENCH:{bucket}/init", "--transfers", "16"],
+    secs = _timed(ctx, ["rclone", "copy", str(tree), f"BENCH:{bucket}/init", "--transfers",
+                         str(S3_TRANSFERS)],
                   work / "rclone.log", rclone_env(ctx))
     got = count_keys(s3_client(ctx), bucket, "init/")
     if got != n:
@@ -129,7 +131,7 @@ def run(ctx: Context) -> None:
     desc = (f"{p.initial_files:,} files {_size(p.initial_min)}–{_size(p.initial_max)} "
             f"({total / 2**20:,.0f} MiB), {p.initial_dirs:,} dirs")
     pairs = [
-        ("to S3", "rclone copy --transfers 16", mirrord_to_s3, rclone_to_s3, have("rclone")),
+        ("to S3", f"rclone copy --transfers {S3_TRANSFERS}", mirrord_to_s3, rclone_to_s3, have("rclone")),
         ("to host over ssh", "rsync -a over ssh", mirrord_to_host, rsync_to_host, have("rsync")),
     ]
     for where, peer, mine, theirs, peer_ok in pairs:

@@ -230,20 +230,21 @@ def test_unstorable_names_fail_alone_in_a_batch(s3, tmp_path):
 # ----------------------------------------------------------------- the lean small put
 
 
-def count_lean_puts(s3, monkeypatch) -> list[str]:
+def count_lean_calls(s3, monkeypatch, method: str = "put") -> list[str]:
     calls: list[str] = []
     s3.client  # noqa: B018 - the lean path is made with the client
-    original = s3._small.put
-    monkeypatch.setattr(s3._small, "put", lambda key, *a, **kw: calls.append(key) or original(key, *a, **kw))
+    original = getattr(s3._lean, method)
+    monkeypatch.setattr(s3._lean, method,
+                        lambda key, *a, **kw: calls.append(key) or original(key, *a, **kw))
     return calls
 
 
 def test_small_puts_take_the_lean_path_and_store_what_the_sdk_stores(s3, raw, bucket, tmp_path,
                                                                       monkeypatch):
-    calls = count_lean_puts(s3, monkeypatch)
+    calls = count_lean_calls(s3, monkeypatch)
     lean = put(s3, tmp_path, "lean/ä b+c%.png", b"same bytes")
     assert calls == [PREFIX + "lean/ä b+c%.png"]
-    s3._small = None                                  # the same put through the SDK
+    s3._lean = None                                  # the same put through the SDK
     sdk = put(s3, tmp_path, "sdk/ä b+c%.png", b"same bytes")
     heads = [raw.head_object(Bucket=bucket, Key=PREFIX + k) for k in ("lean/ä b+c%.png",
                                                                        "sdk/ä b+c%.png")]
@@ -252,26 +253,35 @@ def test_small_puts_take_the_lean_path_and_store_what_the_sdk_stores(s3, raw, bu
     assert lean.token == sdk.token == heads[0]["ETag"]
 
 
+def test_deletes_take_the_lean_path_present_or_not(s3, raw, bucket, tmp_path, monkeypatch):
+    calls = count_lean_calls(s3, monkeypatch, "delete")
+    put(s3, tmp_path, "d/a b.txt", b"1")
+    s3.delete("d/a b.txt")
+    s3.delete("d/never there.txt")
+    assert calls == [PREFIX + "d/a b.txt", PREFIX + "d/never there.txt"]
+    assert raw_keys(raw, bucket) == [] and s3._lean is not None
+
+
 def test_a_connection_the_server_closed_is_replaced_without_an_error(s3, seaweedfs, tmp_path,
                                                                      monkeypatch):
-    calls = count_lean_puts(s3, monkeypatch)
+    calls = count_lean_calls(s3, monkeypatch)
     put(s3, tmp_path, "one.txt", b"1")                # this thread now keeps a connection
     seaweedfs.stop()
     seaweedfs.start()                                 # ... which the restart closed
     put(s3, tmp_path, "two.txt", b"2")
-    assert s3.read("two.txt") == b"2" and len(calls) == 2 and s3._small is not None
+    assert s3.read("two.txt") == b"2" and len(calls) == 2 and s3._lean is not None
 
 
 def test_lean_refusal_where_the_sdk_succeeds_switches_to_the_sdk(s3, seaweedfs, tmp_path, caplog):
     from botocore.credentials import Credentials
     s3.client  # noqa: B018
-    s3._small.credentials = Credentials(seaweedfs.access_key, "not-the-secret")
+    s3._lean.credentials = Credentials(seaweedfs.access_key, "not-the-secret")
     with caplog.at_level("WARNING", logger="mirrord.targets.s3"):
         put(s3, tmp_path, "a.txt", b"stored anyway")
         put(s3, tmp_path, "b.txt", b"and this")
     assert s3.read("a.txt") == b"stored anyway" and s3.read("b.txt") == b"and this"
-    assert s3._small is None
-    warnings = [r.getMessage() for r in caplog.records if "lean PutObject" in r.getMessage()]
+    assert s3._lean is None
+    warnings = [r.getMessage() for r in caplog.records if "lean request" in r.getMessage()]
     assert len(warnings) == 1 and "a.txt" in warnings[0]
     assert seaweedfs.secret_key not in caplog.text
 
@@ -325,7 +335,7 @@ def test_deleted_bucket_is_permanent(s3, raw, bucket, tmp_path):
     src = local_file(tmp_path, b"x")
     for op in (lambda: s3.put("b.txt", src, size=1, mtime=MTIME), lambda: list(s3.list()),
                lambda: s3.read("a.txt"), lambda: s3.write_meta("heartbeat.json", b"{}"),
-               s3.open):
+               lambda: s3.delete("a.txt"), s3.open):
         with pytest.raises(PermanentError) as info:
             op()
         assert "NoSuchBucket" in str(info.value)

@@ -1,4 +1,4 @@
-"""The lean PutObject path's own logic, against a scripted loopback HTTP server.
+"""The lean PutObject/DeleteObject path's own logic, against a scripted loopback HTTP server.
 
 The server here only plays back answers (status, body, whether to drop the
 connection); the signed requests are checked against a real SeaweedFS in
@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from mirrord.errors import RetryableError
 from mirrord.targets.s3 import S3Target, classify
-from mirrord.targets.s3_smallput import SmallPut, _proxy_applies, headers_from_args
+from mirrord.targets.s3_lean import LeanRequests, _proxy_applies, headers_from_args
 
 SLOW_DOWN = (b"<?xml version='1.0'?><Error><Code>SlowDown</Code>"
              b"<Message>Please reduce your request rate.</Message></Error>")
@@ -92,8 +92,8 @@ def server():
     s.close()
 
 
-def lean(port: int) -> SmallPut:
-    return SmallPut(scheme="http", host="127.0.0.1", port=port, base_path="/bucket/",
+def lean(port: int) -> LeanRequests:
+    return LeanRequests(scheme="http", host="127.0.0.1", port=port, base_path="/bucket/",
                     credentials=Credentials("AKIDEXAMPLE", "secret-example"), region="us-east-1",
                     connect_timeout=2, read_timeout=2, ssl_context=None)
 
@@ -107,6 +107,22 @@ def test_success_returns_the_etag_and_keeps_the_connection(server):
     assert first[0] == b"PUT /bucket/a/b%20c%2B%25.txt HTTP/1.1"
     names = {line.split(b":")[0].lower() for line in first[1:]}
     assert {b"authorization", b"x-amz-date", b"x-amz-content-sha256", b"host"} <= names
+
+
+def test_delete_is_a_signed_delete_without_a_body(server):
+    put = lean(server.port)
+    server.script.append(("err", 204, b"", False))
+    assert put.delete("dir/gone file.txt") is True
+    head = server.requests[0].split(b"\r\n")
+    assert head[0] == b"DELETE /bucket/dir/gone%20file.txt HTTP/1.1"
+    headers = dict(line.split(b": ", 1) for line in head[1:])
+    assert b"Content-Length" not in headers and b"Authorization" in headers
+    server.script.append(("err", 404, b"<Error><Code>NoSuchBucket</Code></Error>", False))
+    assert put.delete("x") is False                      # the SDK says what that means
+    server.script.append(("err", 503, SLOW_DOWN, False))
+    with pytest.raises(ClientError) as info:
+        put.delete("x")
+    assert info.value.operation_name == "DeleteObject"
 
 
 def test_a_digest_the_caller_has_is_signed_not_recomputed(server):
@@ -190,13 +206,13 @@ def test_the_target_builds_the_lean_path_from_the_clients_own_url():
                                 access_key_id="AK", secret_access_key="SK",
                                 addressing_style="path"))
     t.client  # noqa: B018 - builds client and lean path, no network
-    assert t._small is not None
-    assert (t._small.host, t._small.port, t._small.base_path, t._small.region) == \
+    assert t._lean is not None
+    assert (t._lean.host, t._lean.port, t._lean.base_path, t._lean.region) == \
         ("127.0.0.1", 9, "/b/", "eu-west-1")
     t.close()
     v = S3Target("v", S3Options(bucket="mybucket", region="eu-west-1", access_key_id="AK",
                                 secret_access_key="SK", addressing_style="virtual"))
     v.client  # noqa: B018
-    assert v._small is not None and v._small.scheme == "https" and v._small.port is None
-    assert (v._small.host, v._small.base_path) == ("mybucket.s3.eu-west-1.amazonaws.com", "/")
+    assert v._lean is not None and v._lean.scheme == "https" and v._lean.port is None
+    assert (v._lean.host, v._lean.base_path) == ("mybucket.s3.eu-west-1.amazonaws.com", "/")
     v.close()

@@ -1,11 +1,14 @@
-"""PutObject of a small in-memory body as one signed request on a kept-alive connection.
+"""PutObject (small in-memory bodies) and DeleteObject as single signed requests on
+kept-alive connections.
 
 Why this exists: a burst of small files to S3 is CPU-bound, and the CPU was
 botocore's per-call pipeline (parameter handling, dozens of event hooks, endpoint
 rule evaluation, urllib3's pool and retry bookkeeping): 2.2 ms of CPU per 4 KiB
 PutObject against SeaweedFS on the reference machine, one core's worth at ~450
 puts/s. The same request signed by botocore's own SigV4 signer and sent on a
-per-thread `http.client` connection costs 0.5 ms. See README "Benchmarks".
+per-thread `http.client` connection costs 0.5 ms. A churn of short-lived files
+makes as many DeleteObjects, which cost the same through the SDK. See README
+"Benchmarks".
 
 What is not reimplemented: signing (botocore.auth.S3SigV4Auth), credentials
 (the session's provider, frozen per request so refreshable ones refresh),
@@ -14,11 +17,12 @@ client itself builds and signs, answered before it reaches the network, so they
 are exactly what botocore would use).
 
 What is left to the SDK: everything but a plain success or a plain
-"try again". `put()` returns the ETag on 2xx; raises botocore's ClientError for
+"try again". `put()` returns the ETag on 2xx (`delete()` True); raises botocore's
+ClientError for
 the codes that mean "retry later" (5xx, 408, 429, SlowDown...) so the target's
 one classifier handles them; raises RetryableError when the connection fails
 (after one retry on a fresh connection if a kept-alive one had gone stale);
-and returns None for any other answer (a redirect to another region, 403,
+and returns None (False) for any other answer (a redirect to another region, 403,
 NoSuchBucket...), on which the caller repeats the request through the full
 client, which follows redirects and produces the exact error. The caller
 switches this path off if the full client then succeeds where it did not.
@@ -71,8 +75,8 @@ def headers_from_args(args: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
-class SmallPut:
-    """Signed PutObject requests, one kept-alive connection per calling thread."""
+class LeanRequests:
+    """Signed PutObject/DeleteObject requests, one kept-alive connection per calling thread."""
 
     def __init__(self, *, scheme: str, host: str, port: int | None, base_path: str,
                  credentials: Any, region: str, connect_timeout: float, read_timeout: float,
@@ -94,7 +98,7 @@ class SmallPut:
     @classmethod
     def for_client(cls, client: Any, credentials: Any, bucket: str, *,
                    connect_timeout: float, read_timeout: float,
-                   ca_bundle: str = "") -> "SmallPut | None":
+                   ca_bundle: str = "") -> "LeanRequests | None":
         """The lean path for this client and bucket, or None where only the SDK will do.
 
         Call before the client is shared: it probes with the client's own event hooks."""
@@ -127,22 +131,23 @@ class SmallPut:
         """PutObject; the ETag, or None when the full client should answer instead.
 
         `sha256`: the body's hex digest when the caller has it already (saves hashing it twice)."""
-        path = self.base_path + quote(key, safe="/~")
-        signed = self._sign(path, body, headers, sha256)
-        answer = self._send(path, body, signed)
-        if 200 <= answer.status < 300:
-            return answer.etag or ""
-        if answer.status >= 500 or answer.status in _RETRY_STATUS:
-            code, message = _error_fields(answer.body)
-            raise ClientError({"Error": {"Code": code or str(answer.status),
-                                         "Message": message or answer.reason},
-                               "ResponseMetadata": {"HTTPStatusCode": answer.status}}, "PutObject")
-        return None
+        answer = self._request("PUT", key, body, headers, sha256)
+        return (answer.etag or "") if _succeeded(answer, "PutObject") else None
 
-    def _sign(self, path: str, body: bytes, headers: Mapping[str, str],
+    def delete(self, key: str) -> bool:
+        """DeleteObject (S3 answers 204 whether the key was there or not); False when the
+        full client should answer instead."""
+        return _succeeded(self._request("DELETE", key, None, {}, None), "DeleteObject")
+
+    def _request(self, method: str, key: str, body: bytes | None, headers: Mapping[str, str],
+                 sha256: str | None) -> "_Answer":
+        path = self.base_path + quote(key, safe="/~")
+        return self._send(method, path, body, self._sign(method, path, body, headers, sha256))
+
+    def _sign(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str],
               sha256: str | None) -> dict[str, str]:
-        request = AWSRequest(method="PUT", url=f"{self.scheme}://{self.netloc}{path}", data=body,
-                             headers={**headers, "Host": self.netloc})
+        request = AWSRequest(method=method, url=f"{self.scheme}://{self.netloc}{path}",
+                             data=body or b"", headers={**headers, "Host": self.netloc})
         signer = _KnownPayloadAuth if sha256 else S3SigV4Auth
         request.context["payload_sha256"] = sha256
         signer(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
@@ -150,7 +155,8 @@ class SmallPut:
         signed["User-Agent"] = USER_AGENT
         return signed
 
-    def _send(self, path: str, body: bytes, headers: dict[str, str]) -> "_Answer":
+    def _send(self, method: str, path: str, body: bytes | None,
+              headers: dict[str, str]) -> "_Answer":
         """One request and its whole answer; a stale kept-alive connection is replaced once."""
         conn = getattr(self._local, "conn", None)
         reused = conn is not None
@@ -158,13 +164,13 @@ class SmallPut:
             conn = self._connect()
         try:
             try:
-                answer = _exchange(conn, path, body, headers)
+                answer = _exchange(conn, method, path, body, headers)
             except _STALE:
                 if not reused:
                     raise
                 self._drop(conn)
                 conn = self._connect()
-                answer = _exchange(conn, path, body, headers)
+                answer = _exchange(conn, method, path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             self._drop(conn)
             raise RetryableError(f"{type(exc).__name__}: {exc}") from None
@@ -214,9 +220,9 @@ class _Answer(NamedTuple):
     will_close: bool
 
 
-def _exchange(conn: http.client.HTTPConnection, path: str, body: bytes,
+def _exchange(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
               headers: dict[str, str]) -> _Answer:
-    conn.request("PUT", path, body=body, headers=headers)
+    conn.request(method, path, body=body, headers=headers)
     response = conn.getresponse()
     data = response.read()
     return _Answer(response.status, response.reason, response.getheader("ETag"), data,
@@ -261,6 +267,18 @@ def probe_put_request(client: Any, bucket: str) -> tuple[str, str] | None:
     if "url" not in seen or scope is None:
         return None
     return seen["url"], scope.group(1)
+
+
+def _succeeded(answer: _Answer, operation: str) -> bool:
+    """True on 2xx; botocore's ClientError for "retry later" answers; False for the rest."""
+    if 200 <= answer.status < 300:
+        return True
+    if answer.status >= 500 or answer.status in _RETRY_STATUS:
+        code, message = _error_fields(answer.body)
+        raise ClientError({"Error": {"Code": code or str(answer.status),
+                                     "Message": message or answer.reason},
+                           "ResponseMetadata": {"HTTPStatusCode": answer.status}}, operation)
+    return False
 
 
 def _error_fields(answer: bytes) -> tuple[str, str]:
