@@ -103,6 +103,59 @@ def _prefix_upper(prefix: bytes) -> bytes:
     return prefix + b"0"  # '0' is the byte after '/'
 
 
+def _self_and_ancestors(path: bytes) -> Iterator[bytes]:
+    """b"a/b/c" -> b"a/b/c", b"a/b", b"a"."""
+    yield path
+    cut = path.rfind(b"/")
+    while cut > 0:
+        path = path[:cut]
+        yield path
+        cut = path.rfind(b"/")
+
+
+class _Barriers:
+    """Pending directory moves and tree removals: rows that later rows at or below their
+    paths must wait for. Indexed by path, so finding the one covering a path costs one
+    lookup per path component: a linear scan over every barrier made each enqueue
+    O(backlog) and a churn backlog of thousands of tree removals quadratic."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[str, str, tuple[bytes, ...]]] = {}
+        self._index: dict[tuple[str, str], dict[bytes, set[int]]] = {}
+
+    def set(self, oid: int, target: str, source: str, paths: tuple[bytes, ...]) -> None:
+        self.drop(oid)
+        self._rows[oid] = (target, source, paths)
+        index = self._index.setdefault((target, source), {})
+        for p in paths:
+            index.setdefault(p, set()).add(oid)
+
+    def drop(self, oid: int) -> None:
+        entry = self._rows.pop(oid, None)
+        if entry is None:
+            return
+        target, source, paths = entry
+        index = self._index[(target, source)]
+        for p in paths:
+            ids = index.get(p)
+            if ids is not None:
+                ids.discard(oid)
+                if not ids:
+                    del index[p]
+
+    def covering(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
+        """The newest barrier (other than `own`) at `path` or at one of its ancestors."""
+        index = self._index.get((target, source))
+        if not index:
+            return None
+        best = None
+        for p in _self_and_ancestors(path):
+            for bid in index.get(p, ()):
+                if bid != own and (best is None or bid > best):
+                    best = bid
+        return best
+
+
 @dataclass(frozen=True)
 class Change:
     """Something that happened at a source path, as the watcher or a scan saw it."""
@@ -197,7 +250,7 @@ class Journal:
         self._migrate()
         if reset_claims:  # False: another process (a running daemon) owns the claims
             self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
-        self._barriers: dict[int, tuple[str, str, tuple[bytes, ...]]] = {}
+        self._barriers = _Barriers()
         self._load_barriers()
 
     # ------------------------------------------------------------ setup
@@ -228,7 +281,7 @@ class Journal:
         rows = self.db.execute(
             "SELECT id, target, source, path, src FROM ops WHERE is_dir = 1 AND (kind = 'move' OR tree = 1)")
         for oid, target, source, path, src in rows:
-            self._barriers[oid] = (target, source, tuple(bytes(p) for p in (path, src) if p is not None))
+            self._barriers.set(oid, target, source, tuple(bytes(p) for p in (path, src) if p is not None))
 
     def close(self) -> None:
         self.db.close()
@@ -257,14 +310,7 @@ class Journal:
         return n
 
     def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
-        best = None
-        for bid, (btarget, bsource, bpaths) in self._barriers.items():
-            if bid == own or btarget != target or bsource != source:
-                continue
-            if any(path == p or path.startswith(p + b"/") for p in bpaths):
-                if best is None or bid > best:
-                    best = bid
-        return best
+        return self._barriers.covering(target, source, path, own)
 
     def _waits_on(self, start: int, row: int) -> bool:
         """True when `start` (transitively) waits for `row`: linking row -> start would cycle."""
@@ -308,9 +354,9 @@ class Journal:
                 (kind, src, int(is_dir), int(tree), int(tree), waits,
                  when + delay if delay else 0, when, size, oid))
         if is_dir and (kind == "move" or tree_after):
-            self._barriers[oid] = (target, source, tuple(p for p in (path, src) if p is not None))
+            self._barriers.set(oid, target, source, tuple(p for p in (path, src) if p is not None))
         else:
-            self._barriers.pop(oid, None)
+            self._barriers.drop(oid)
         return oid
 
     def _has_rows_at_or_below(self, target: str, source: str, path: bytes, is_dir: bool) -> bool:
@@ -388,14 +434,14 @@ class Journal:
         if row is not None and row[0] == op.seq:
             self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
             self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ?", (op.id,))
-            self._barriers.pop(op.id, None)
+            self._barriers.drop(op.id)
         elif row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
             self.db.execute(
                 "UPDATE ops SET claimed = 0, src = CASE WHEN kind = 'move' THEN src ELSE NULL END, "
                 "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
-                self._barriers.pop(op.id, None)
+                self._barriers.drop(op.id)
         self.db.execute(
             "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
             "VALUES (?, 1, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET shipped = shipped + 1, "

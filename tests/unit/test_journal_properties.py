@@ -270,3 +270,35 @@ PROPERTY = settings(max_examples=150, deadline=None, database=None,
                 ("propose", 0)])
 def test_coalesced_journal_converges_to_the_source(kind, steps):
     play(kind, steps)
+
+
+# ----------------------------------------------------------------- the barrier index
+
+_SEGMENTS = st.sampled_from([b"a", b"b", b"a b", b"a-b", b"a.b", b"\xff"])
+_PATHS = st.lists(_SEGMENTS, min_size=1, max_size=4).map(b"/".join)
+
+
+def _covering_by_scan(rows: dict, target: str, path: bytes, own) -> int | None:
+    """The definition: the newest other barrier at path or at a directory above it."""
+    found = [bid for bid, (t, paths) in rows.items()
+             if bid != own and t == target and any(path == p or path.startswith(p + b"/")
+                                                   for p in paths)]
+    return max(found, default=None)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["set", "drop"]), st.integers(1, 12),
+                          st.sampled_from(["t1", "t2"]),
+                          st.lists(_PATHS, min_size=1, max_size=2)), max_size=40),
+       _PATHS, st.sampled_from(["t1", "t2"]), st.one_of(st.none(), st.integers(1, 12)))
+@settings(max_examples=300, deadline=None)
+def test_barrier_index_finds_what_a_scan_finds(steps, path, target, own):
+    from mirrord.journal import _Barriers
+    index, rows = _Barriers(), {}
+    for action, oid, t, paths in steps:
+        if action == "set":
+            index.set(oid, t, "src", tuple(paths))
+            rows[oid] = (t, tuple(paths))
+        else:
+            index.drop(oid)
+            rows.pop(oid, None)
+    assert index.covering(target, "src", path, own) == _covering_by_scan(rows, target, path, own)
