@@ -57,11 +57,14 @@ def test_metrics_endpoint_counts_shipped_files(tmp_path):
         for i in range(10):
             (tmp_path / "src" / f"f{i}").write_text(str(i))
         wait_converged(tmp_path / "src", LocalTarget("t", tmp_path / "dst"))
+        # Gauges are refreshed by the main loop, a moment after the files arrive: poll for
+        # the whole picture (bounded), then say which part is missing.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             m = _scrape(port)
             if m.get("mirrord_operations_total{kind=put,outcome=shipped,target=t}", 0) >= 10 \
-                    and "mirrord_heartbeat_age_seconds{target=t}" in m:
+                    and "mirrord_heartbeat_age_seconds{target=t}" in m \
+                    and m.get("mirrord_pending_operations{target=t}") == 0:
                 break
             time.sleep(0.2)
         assert m["mirrord_operations_total{kind=put,outcome=shipped,target=t}"] >= 10
