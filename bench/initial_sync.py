@@ -20,6 +20,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import Callable
 
 from bench.common import (S3_TRANSFERS, Context, Mirrord, Proc, count_files, count_keys, have,
                           log_uniform, make_tree, mirrord_config, rclone_env, rsync_target_ini,
@@ -36,31 +37,23 @@ def _poll_interval(n: int) -> float:
 def mirrord_to_s3(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-m-s3")
     bucket = ctx.seaweed().new_bucket()
-    cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=tree,
-                         target_ini=s3_target_ini(ctx, bucket, "init/", workers=S3_TRANSFERS))
     client = s3_client(ctx)
-    m = Mirrord(ctx, cfg)
-    try:
-        t0 = time.monotonic()
-        m.start(wait=False)
-        while True:
-            if not m.proc.alive():
-                raise RuntimeError(f"mirrord exited: {m.proc.log_text()[-1500:]}")
-            got = count_keys(client, bucket, "init/")
-            if got >= n:
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > TIMEOUT:
-                raise RuntimeError(f"only {got} of {n} objects after {TIMEOUT:g} s")
-            time.sleep(_poll_interval(n))
-    finally:
-        m.stop()
+    return _mirrord_until(ctx, work, tree, s3_target_ini(ctx, bucket, "init/", workers=S3_TRANSFERS),
+                          lambda: count_keys(client, bucket, "init/"), n, "objects")
 
 
 def mirrord_to_host(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-m-ssh")
     root = ctx.sshd().new_root()
+    return _mirrord_until(ctx, work, tree, rsync_target_ini(ctx, root),
+                          lambda: count_files(root), n, "files")
+
+
+def _mirrord_until(ctx: Context, work: Path, tree: Path, target_ini: str,
+                   count: Callable[[], int], n: int, what: str) -> float:
+    """Seconds from exec of mirrord on `tree` until `count()` reaches n on the target."""
     cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=tree,
-                         target_ini=rsync_target_ini(ctx, root))
+                         target_ini=target_ini)
     m = Mirrord(ctx, cfg)
     try:
         t0 = time.monotonic()
@@ -68,11 +61,11 @@ def mirrord_to_host(ctx: Context, tree: Path, n: int) -> float:
         while True:
             if not m.proc.alive():
                 raise RuntimeError(f"mirrord exited: {m.proc.log_text()[-1500:]}")
-            got = count_files(root)
+            got = count()
             if got >= n:
                 return time.monotonic() - t0
             if time.monotonic() - t0 > TIMEOUT:
-                raise RuntimeError(f"only {got} of {n} files after {TIMEOUT:g} s")
+                raise RuntimeError(f"only {got} of {n} {what} after {TIMEOUT:g} s")
             time.sleep(_poll_interval(n))
     finally:
         m.stop()
