@@ -20,17 +20,14 @@ from mirrord.journal import Op, Outcome
 from mirrord.shipper import Shipper, SourceGuard, observe
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.memory import MemoryTarget
+from tests.fakes import memory_or_local_target
 
 ROOT = Path(__file__).resolve().parents[2]
 S, T = "up", "t"
 
 
 def make_target(kind: str, tmp_path: Path):
-    if kind == "memory":
-        return MemoryTarget(T)
-    t = LocalTarget(T, tmp_path / "mirror", fsync=False)
-    t.open()
-    return t
+    return memory_or_local_target(kind, T, tmp_path)
 
 
 @pytest.fixture(params=["memory", "local"])

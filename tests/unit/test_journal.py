@@ -10,18 +10,11 @@ import pytest
 
 from mirrord import journal as journal_mod
 from mirrord.errors import JournalError
+from tests.fakes import Clock
 from mirrord.journal import (PERMANENT_RETRY, RETRY_MAX, Change, Journal, Outcome,
                              iter_shipped, ship_key)
 
 S, T = "up", "t"
-
-
-class Clock:
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

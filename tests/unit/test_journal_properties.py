@@ -26,9 +26,9 @@ from mirrord.catchup import catch_up
 from mirrord.config import SourceConfig
 from mirrord.journal import Change, Journal, Op, Outcome, iter_shipped
 from mirrord.shipper import Shipper
-from mirrord.targets.local import LocalTarget
 from mirrord.targets.memory import MemoryTarget
 from mirrord.treewalk import walk
+from tests.fakes import memory_or_local_target
 
 S, T = "up", "t"
 PATHS = ["a", "b", "d", "e", "d/a", "d/b", "d/f", "e/a", "d/f/a"]
@@ -221,11 +221,7 @@ def check_converged(w: World) -> None:
 
 
 def make_target(kind: str, base: Path):
-    if kind == "memory":
-        return MemoryTarget(T)
-    t = LocalTarget(T, base / "mirror", fsync=False)
-    t.open()
-    return t
+    return memory_or_local_target(kind, T, base)
 
 
 def play(kind: str, steps) -> None:

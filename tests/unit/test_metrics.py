@@ -9,19 +9,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mirrord import metrics as metrics_module
 from mirrord.metrics import LATENCY_BUCKETS, Metrics
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import Clock
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1_700_000_000.0)
 
 
 @pytest.fixture
