@@ -474,6 +474,11 @@ class Mirrord:
         assert self.proc is not None
         return wait_for_text(self.proc, "msg=running", timeout=timeout, offset=self.offset)
 
+    def wait_watching(self, timeout: float = 600.0) -> float:
+        """When the last source's watches were all in place (`msg=watching`)."""
+        assert self.proc is not None
+        return wait_for_text(self.proc, "msg=watching", timeout=timeout, offset=self.offset)
+
     def wait_catchup(self, timeout: float = 600.0) -> float:
         assert self.proc is not None
         return wait_for_text(self.proc, "catch-up done", timeout=timeout, offset=self.offset)

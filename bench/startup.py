@@ -7,7 +7,8 @@ two-level directories) is first mirrored once by mirrord to a local directory
 (set-up, not timed), which also fills mirrord's state database; lsyncd gets a
 hard-linked copy of that mirror (same sizes and mtimes), so its initial rsync
 finds nothing to send either. Then, alternating:
-- mirrord: exec -> `msg=running` (every directory watched) -> `catch-up done`
+- mirrord: exec -> `msg=watching` (every directory watched; mirrord adds its
+  watches before it opens its state database or its targets) -> `catch-up done`
   (the tree compared with the state database). Peak RSS is VmHWM of the
   daemon read after the catch-up.
 - lsyncd: exec -> its "recursive startup rsync" log line (lsyncd adds every
@@ -53,11 +54,13 @@ def seed(ctx: Context, tree: Path, n: int) -> tuple[Path, Path]:
 def run_mirrord(ctx: Context, cfg: Path) -> dict:
     m = Mirrord(ctx, cfg)
     try:
-        running = m.start(timeout=TIMEOUT)
+        m.start(wait=False)
+        watching = m.wait_watching(TIMEOUT) - m.t_start  # one source: its watches are all in place
+        m.wait_running(TIMEOUT)
         done = m.wait_catchup(TIMEOUT) - m.t_start
         found = re.search(r'catch-up done.*?proposed=("(?:[^"\\]|\\.)*"|\S+)', m.run_log())
         proposed = found.group(1) if found else "?"
-        return {"watching": running, "checked": done, "rss": vm_hwm_mib(m.proc.pid),
+        return {"watching": watching, "checked": done, "rss": vm_hwm_mib(m.proc.pid),
                 "proposed": proposed}
     finally:
         m.stop()

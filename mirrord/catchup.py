@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -49,7 +50,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
     try:
-        shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name), key=lambda r: r[0])
+        shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name), key=itemgetter(0))
                    for t in targets}
         had_shipped = any(s.head is not None for s in shipped.values())
         errors = WalkErrors([])
@@ -70,7 +71,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
             result.files += not entry.is_dir
             key = entry_key(entry)
             for t, rows in shipped.items():
-                deletes[t].extend(r[0] for r in rows.take_before(key))
+                if rows.key is not None and rows.key < key:
+                    deletes[t].extend(r[0] for r in rows.take_before(key))
                 row = rows.take_equal(key)
                 before = None if row is None else (row[1], row[2])
                 if entry.is_dir and not (directories or {}).get(t, True):

@@ -153,15 +153,24 @@ class Daemon:
         for t in self.cfg.targets.values():
             if t.s3 is not None:
                 register_secret(t.s3.secret_access_key)
-        routes = {s.name: s.targets for s in self.cfg.sources}
-        self.journal = Journal(journal_path(self.cfg), routes)
         self._check_sources()
-        self._open_targets()
+        # Watches first: from this moment every change is queued by the kernel, so a
+        # slow journal check or an unreachable target at start costs no missed events.
+        start_events = self._start_watchers()
+        try:
+            routes = {s.name: s.targets for s in self.cfg.sources}
+            self.journal = Journal(journal_path(self.cfg), routes)
+            self._open_targets()
+        except BaseException:
+            for watcher in self.watchers.values():
+                watcher.close()
+            raise
         guards = {s.name: SourceGuard(str(s.path)) for s in self.cfg.sources}
         workers = {name: self.cfg.targets[name].workers for name in self.targets}
         self.shipper = Shipper(self.targets, self.cfg.sources, workers, wake=self.wake,
                                guards=guards, on_outcome=self._observe_outcome)
-        self._start_watchers()
+        for src in self.cfg.sources:
+            self._handle_events(src, start_events[src.name])
         self.scanner.start()
         for src in self.cfg.sources:
             self.schedule_catch_up(src, reason="start")
@@ -197,15 +206,19 @@ class Daemon:
             self.targets[name] = target
             log.info(kv(msg="target", name=name, at=target.describe()))
 
-    def _start_watchers(self) -> None:
+    def _start_watchers(self) -> dict[str, list[FsEvent]]:
+        """Watch every source; returns each source's start-up events (watch errors),
+        handled once the journal is open."""
+        events: dict[str, list[FsEvent]] = {}
         for src in self.cfg.sources:
             watcher = TreeWatcher(str(src.path), src.excluded)
-            self._handle_events(src, watcher.start())
+            events[src.name] = watcher.start()
             self.watchers[src.name] = watcher
             log.info(kv(msg="watching", source=src.name, path=str(src.path),
-                        directories=watcher.watched))
+                        directories=watcher.watched, leaves_not_listed=watcher.leaves_skipped))
         if self.metrics is not None:
             self.metrics.set_watched_dirs(sum(w.watched for w in self.watchers.values()))
+        return events
 
     # ------------------------------------------------------------ scans
     def schedule_catch_up(self, src: SourceConfig, *, reason: str) -> None:

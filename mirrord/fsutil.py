@@ -5,6 +5,8 @@ directory, so a crash leaves the old file or the new one, never a mix.
 open_beneath: open a relative path without following a symlink anywhere on
 the way, so a file name (or a parent replaced by a symlink) can never make
 mirrord read or write outside the tree it was given.
+counts_subdirs_in_nlink: whether a directory's link count can be trusted to
+say "no subdirectories" (lets a watcher skip listing leaf directories).
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import contextlib
 import os
 import tempfile
 from typing import Iterator
+
+# File systems whose directories have st_nlink == 2 + number of subdirectories. The
+# same list GNU find's leaf optimisation trusts, minus what it excludes (NFS, CIFS,
+# AFS, proc: their counts can be wrong). btrfs always says 1, so it never matches 2.
+_NLINK_COUNTS_SUBDIRS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs", "f2fs", "jfs"})
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -75,3 +82,32 @@ def open_file_beneath(root: str | bytes, relpath: str) -> int:
         # (no effect on regular files; callers fstat and skip anything else)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         return os.open(os.fsencode(name), flags, dir_fd=dfd)
+
+
+def filesystem_type(path: str | bytes, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the file system holding `path` ("ext4", "nfs4", ...), or None if unknown.
+
+    Matched by device number against the kernel's mount table, so bind mounts and
+    mount points with odd names need no path parsing. Unknown (a btrfs subvolume's
+    anonymous device, no /proc) is None: callers must then assume the worst.
+    """
+    try:
+        dev = os.stat(path).st_dev
+        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == want and "-" in fields:
+            rest = fields[fields.index("-") + 1:]
+            if rest:
+                return rest[0]
+    return None
+
+
+def counts_subdirs_in_nlink(path: str | bytes) -> bool:
+    """True when directories below `path` (on the same device) report their
+    subdirectories in st_nlink, so st_nlink == 2 proves a directory has none."""
+    return filesystem_type(path) in _NLINK_COUNTS_SUBDIRS

@@ -578,6 +578,4 @@ def iter_shipped(db: sqlite3.Connection, target: str, source: str,
     else:
         cur = db.execute("SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
                          "ORDER BY key", (target, source))
-    while batch := cur.fetchmany(1000):
-        for key, size, mtime_ns, token in batch:
-            yield bytes(key), size, mtime_ns, token
+    yield from cur   # keys are stored as BLOBs: sqlite3 returns them as bytes already

@@ -12,6 +12,11 @@ turns FsEvents into journal changes. Rules, each for a reason:
 - Queue overflow and watch-limit errors are reported as events, never dropped:
   the daemon logs them, counts them and rescans.
 - Nothing is followed through a symlink (IN_DONT_FOLLOW, lstat-based walks).
+- At start-up only directories matter, and most directories of an uploads tree
+  are leaves full of files. Where the file system counts subdirectories in a
+  directory's link count (ext4, xfs, tmpfs), a watched directory whose count
+  says "no subdirectories" is not listed at all. The count is read after the
+  watch is in place, so a subdirectory made later still arrives as an event.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Callable
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from mirrord.fsutil import counts_subdirs_in_nlink
 from mirrord.logsetup import kv
 
 log = logging.getLogger("mirrord.watch")
@@ -66,6 +72,27 @@ class TreeWatcher:
         self.pending_moves: dict[int, tuple[str, bool, float]] = {}
         self.overflows = 0
         self.watch_errors = 0
+        self.leaves_skipped = 0
+        self._leaf_dev: int | None = self._trusted_nlink_device()
+
+    def _trusted_nlink_device(self) -> int | None:
+        """The root's device when its link counts can be trusted, else None."""
+        try:
+            dev = os.stat(self.root).st_dev
+        except OSError:
+            return None
+        return dev if counts_subdirs_in_nlink(self.root) else None
+
+    def _is_leaf(self, full: str) -> bool:
+        """No subdirectory right now, by link count alone (only where that is trustworthy;
+        a directory on another device, like a mount inside the tree, is always listed)."""
+        if self._leaf_dev is None:
+            return False
+        try:
+            st = os.stat(full, follow_symlinks=False)
+        except OSError:
+            return False
+        return st.st_nlink == 2 and st.st_dev == self._leaf_dev
 
     def fileno(self) -> int:
         return self.inotify.fileno()
@@ -121,6 +148,9 @@ class TreeWatcher:
             if scan and cur:
                 out.append(FsEvent("mkdir", cur, is_dir=True))
             full = os.path.join(self.root, cur) if cur else self.root
+            if not scan and self._is_leaf(full):  # checked after the watch: see module doc
+                self.leaves_skipped += 1
+                continue
             try:
                 with os.scandir(os.fsencode(full)) as it:
                     entries = list(it)

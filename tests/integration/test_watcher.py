@@ -350,3 +350,61 @@ def test_the_watch_limit_on_a_new_directory_is_reported(root):
         assert w.watch_errors == 1
     finally:
         w.close()
+
+
+# ------------------------------------------------------------------ start-up on big trees
+
+def _tree_with_leaves(root: Path) -> set[str]:
+    dirs = {"", "a", "a/x", "a/y", "b", "b/z", "b/z/deep", "c"}
+    for d in dirs - {""}:
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for d in dirs:
+        for i in range(3):
+            (root / d / f"f{i}").write_bytes(b"x")
+    return dirs
+
+
+def test_start_watches_every_directory_and_lists_no_leaf_where_link_counts_are_trusted(root):
+    from mirrord.fsutil import counts_subdirs_in_nlink
+    dirs = _tree_with_leaves(root)
+    w = TreeWatcher(str(root))
+    try:
+        assert w.start() == []
+        assert set(w.path_wd) == dirs
+        leaves = {"a/x", "a/y", "b/z/deep", "c"}
+        # the test machine's /tmp is ext4 or tmpfs; anywhere else the walk lists every directory
+        assert w.leaves_skipped == (len(leaves) if counts_subdirs_in_nlink(str(root)) else 0)
+        # a directory made inside a leaf after start is still watched, through its event
+        (root / "c" / "new").mkdir()
+        (root / "c" / "new" / "g").write_bytes(b"1")
+        events = settle(w, root)
+        assert ("mkdir", "c/new") in kinds(events) and "c/new" in w.path_wd
+        (root / "c" / "new" / "h").write_bytes(b"2")
+        assert kinds(settle(w, root)) == [("write", "c/new/h")]
+    finally:
+        w.close()
+
+
+def test_where_link_counts_are_not_trusted_every_directory_is_listed(root, monkeypatch):
+    import mirrord.watch.inotify as inotify_mod
+    monkeypatch.setattr(inotify_mod, "counts_subdirs_in_nlink", lambda _p: False)
+    dirs = _tree_with_leaves(root)
+    w = TreeWatcher(str(root))
+    try:
+        assert w.start() == [] and set(w.path_wd) == dirs and w.leaves_skipped == 0
+    finally:
+        w.close()
+
+
+def test_a_leaf_with_a_lying_link_count_on_another_device_is_still_listed(root, tmp_path):
+    """A directory on another device (a mount inside the tree) is always listed: only
+    the root's own file system was checked. Simulated with the device check alone."""
+    dirs = _tree_with_leaves(root)
+    w = TreeWatcher(str(root))
+    try:
+        if w._leaf_dev is None:
+            pytest.skip("this file system's link counts are not trusted: nothing is skipped")
+        w._leaf_dev = w._leaf_dev + 1   # as if every directory were on another device
+        assert w.start() == [] and set(w.path_wd) == dirs and w.leaves_skipped == 0
+    finally:
+        w.close()

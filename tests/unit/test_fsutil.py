@@ -103,3 +103,34 @@ def test_open_dir_beneath_closes_its_descriptors(tmp_path):
         with open_dir_beneath(str(tmp_path), "a/missing"):
             pass
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+MOUNTINFO = """\
+22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:41 / /srv/up\\040loads rw,nosuid shared:9 - nfs4 server:/export rw,vers=4.2
+31 22 0:42 / /run/x rw - tmpfs tmpfs rw
+"""
+
+
+def test_filesystem_type_is_found_by_device_number(tmp_path, monkeypatch):
+    from mirrord import fsutil
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO)
+    for dev, want in ((os.makedev(253, 1), "ext4"), (os.makedev(0, 41), "nfs4"),
+                      (os.makedev(0, 42), "tmpfs"), (os.makedev(0, 99), None)):
+        monkeypatch.setattr(fsutil.os, "stat", lambda _p, _d=dev: os.stat_result((0,) * 2 + (_d,) + (0,) * 7))
+        assert fsutil.filesystem_type("/anything", str(info)) == want
+
+
+def test_link_counts_are_trusted_only_on_known_local_file_systems(monkeypatch):
+    from mirrord import fsutil
+    for fstype, trusted in (("ext4", True), ("xfs", True), ("tmpfs", True), ("nfs4", False),
+                            ("cifs", False), ("btrfs", False), (None, False)):
+        monkeypatch.setattr(fsutil, "filesystem_type", lambda _p, _t=fstype: _t)
+        assert fsutil.counts_subdirs_in_nlink("/x") is trusted
+
+
+def test_this_machines_own_mount_table_is_readable(tmp_path):
+    from mirrord.fsutil import filesystem_type
+    assert filesystem_type(str(tmp_path)) not in (None, "")
+    assert filesystem_type(str(tmp_path / "missing")) is None

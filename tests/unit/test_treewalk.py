@@ -80,3 +80,28 @@ def test_file_digest_is_sha256(tmp_path):
     assert file_digest(str(tmp_path / "f")) == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
     assert file_digest(str(tmp_path / "f"), chunk=1) == file_digest(os.fsencode(str(tmp_path / "f")))
+
+
+def test_a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed(tmp_path):
+    """Each level is opened with O_NOFOLLOW relative to its parent: a directory replaced
+    by a symlink between listing and descending is skipped, never walked through."""
+    outside = tmp_path / "outside"
+    make(outside, ["secret"])
+    root = tmp_path / "root"
+    make(root, ["a/f", "b/g"])
+    seen = []
+    for entry in walk(str(root), errors=(errors := WalkErrors([]))):
+        seen.append(entry.path)
+        if entry.path == "a/f":   # 'b' was listed and is about to be stat'ed and opened
+            os.rename(root / "b", tmp_path / "b-moved")
+            os.symlink(outside, root / "b")
+    assert "b/secret" not in seen and not any(p.startswith("b/") for p in seen)
+
+
+def test_an_abandoned_walk_closes_its_directories(tmp_path):
+    make(tmp_path / "r", [f"d{i}/e/f" for i in range(5)])
+    before = len(os.listdir("/proc/self/fd"))
+    it = walk(str(tmp_path / "r"))
+    next(it), next(it), next(it)
+    it.close()
+    assert len(os.listdir("/proc/self/fd")) == before
