@@ -447,6 +447,30 @@ def rsync_target_ini(ctx: Context, root: Path) -> str:
             f"strict_host_key_checking = yes")
 
 
+def _ini_value(path: Path, section: str, key: str) -> str:
+    import configparser
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read(path)
+    return cp.get(section, key)
+
+
+def journal_progress(db: Path) -> tuple[int, int]:
+    """(operations queued or in flight, operations shipped) from mirrord's state database,
+    read-only; (0, 0) until the daemon has created it."""
+    import sqlite3
+    if not db.exists():
+        return 0, 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        queued = conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0]
+        shipped = conn.execute("SELECT COALESCE(SUM(shipped), 0) FROM target_stats").fetchone()[0]
+        return queued, shipped
+    except sqlite3.OperationalError:   # tables not made yet
+        return 0, 0
+    finally:
+        conn.close()
+
+
 class Mirrord:
     """`mirrord -c CONFIG run` as a child process (its own process group)."""
 
@@ -478,6 +502,34 @@ class Mirrord:
         """When the last source's watches were all in place (`msg=watching`)."""
         assert self.proc is not None
         return wait_for_text(self.proc, "msg=watching", timeout=timeout, offset=self.offset)
+
+    def wait_shipped(self, n: int, verify: Callable[[], int], *, timeout: float,
+                     interval: float = 0.05, verify_every: float = 0.25) -> float:
+        """Seconds from exec until the daemon has shipped everything it queued (at least
+        n operations acknowledged, none queued or in flight), confirmed by `verify()`
+        (a count on the target itself) reaching n.
+
+        The journal is read, not the target, while waiting: a ListObjectsV2 of thousands
+        of keys four times a second costs SeaweedFS and the bench about a CPU-second per
+        second, load that a one-shot peer timed to its exit never pays. The target is
+        asked only once the journal says done, so the figure is still the target's truth.
+        """
+        assert self.proc is not None
+        db = Path(_ini_value(self.config, "mirrord", "state_dir")) / "journal.db"
+        last_verify = -math.inf
+        while True:
+            if not self.proc.alive():
+                raise RuntimeError(f"mirrord exited: {self.proc.log_text()[-1500:]}")
+            now = time.monotonic()
+            if now - self.t_start > timeout:
+                raise RuntimeError(f"not all {n} shipped after {timeout:g} s "
+                                   f"({verify()} on the target)")
+            queued, shipped = journal_progress(db)
+            if shipped >= n and queued == 0 and now - last_verify >= verify_every:
+                last_verify = now
+                if verify() >= n:
+                    return now - self.t_start
+            time.sleep(interval)
 
     def wait_catchup(self, timeout: float = 600.0) -> float:
         assert self.proc is not None

@@ -418,6 +418,12 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     )
 
 
+# The rsync target's worker count unless its section sets one. Measured on a first sync
+# of 5,000 files (693 MiB) over loopback ssh: 8 parallel rsync runs used 1.4-1.6x the CPU
+# of 2 (more, smaller runs; more remote sessions) and finished later, not sooner.
+RSYNC_DEFAULT_WORKERS = 2
+
+
 def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> TargetConfig:
     ttype = (r.raw(section, "type", "") or "").lower()
     if ttype not in TARGET_TYPES:
@@ -425,6 +431,8 @@ def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> T
         r.check_keys(section, _COMMON_TARGET_KEYS | set().union(*_TARGET_KEYS.values()))
         return TargetConfig(name=name, type=ttype or "?", workers=default_workers)
     r.check_keys(section, _COMMON_TARGET_KEYS | _TARGET_KEYS[ttype])
+    if ttype == "rsync":   # parallel rsync runs share one SSH connection and the CPU: see the constant
+        default_workers = min(default_workers, RSYNC_DEFAULT_WORKERS)
     workers = r.get(section, "workers", parse_positive_int, default_workers)
     opts = {"local": _read_local, "s3": _read_s3, "rsync": _read_rsync}[ttype](r, section)
     return TargetConfig(name=name, type=ttype, workers=workers, **{ttype: opts})

@@ -517,6 +517,14 @@ class Journal:
     def get_state(self, key: str, default: object = None) -> object:
         return read_state(self.db, key, default)
 
+    def has_more_ops_than(self, limit: int) -> bool:
+        """Whether more than `limit` operations are queued or in flight (any target),
+        not counting ones that already failed (they wait out a backoff, maybe for hours).
+        Stops counting at limit + 1: cheap even with a backlog of millions."""
+        row = self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE attempts = 0 LIMIT ?)",
+                              (limit + 1,)).fetchone()
+        return row[0] > limit
+
     def backlog(self, now: float | None = None) -> dict[str, TargetBacklog]:
         return read_backlog(self.db, list(dict.fromkeys(t for ts in self.routes.values() for t in ts)))
 

@@ -5,6 +5,14 @@ Passes run in the daemon's scanner thread (one job at a time) and only propose
 changes; the main thread writes them to the journal, where the shipper picks
 them up like any live change. At most one pass is queued at a time: a burst of
 overflows asks for one pass, not a hundred.
+
+A pass that falls due while a catch-up is still running, or while the journal
+holds more than BACKLOG_LIMIT operations, waits for them (up to MAX_WAIT). A
+pass compares the source with the target as it is now; during a first sync or
+after a big burst the target is missing exactly what the journal is about to
+send, so the pass would queue the whole backlog a second time (measured: the
+first sync to an ssh host sent most files twice). Waiting loses nothing: the
+pass still runs, it just compares a target that has caught up.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from mirrord.reconcile import ReconcileResult, reconcile_target, target_state
 log = logging.getLogger("mirrord.reconcile")
 
 TROUBLE_DELAY = 5.0   # let a storm of events settle before the pass that repairs it
+BACKLOG_LIMIT = 1000  # queued operations above which a due pass waits (a few seconds of work)
+MAX_WAIT = 3600.0     # a pass waits at most this long for the backlog (a target that never drains)
+RECHECK = 1.0         # seconds between looks at the backlog while waiting
 
 
 class ReconcileScheduler:
@@ -33,6 +44,8 @@ class ReconcileScheduler:
         self.queued = False
         self.due_at: float | None = None
         self.due_reason = ""
+        self.waiting_since: float | None = None
+        self.next_look = 0.0
         every = self.cfg.reconcile.every
         if every > 0:
             self.scheduler.every(max(1, int(every))).seconds.do(self.request, "schedule")
@@ -49,9 +62,35 @@ class ReconcileScheduler:
 
     def on_periodic(self, daemon) -> None:
         self.scheduler.run_pending()
-        if self.due_at is not None and not self.queued and time.monotonic() >= self.due_at:
-            reason, self.due_at = self.due_reason, None
-            self._queue(reason)
+        now = time.monotonic()
+        if self.due_at is None or self.queued or now < self.due_at or now < self.next_look:
+            return
+        busy = self._backlog_busy()
+        if busy and (self.waiting_since is None or now - self.waiting_since < MAX_WAIT):
+            if self.waiting_since is None:
+                self.waiting_since = now
+                log.info(kv(msg="reconcile pass waits for the backlog", reason=self.due_reason,
+                            busy=busy))
+            self.next_look = now + RECHECK
+            return
+        if busy:
+            log.warning(kv(msg="reconcile pass runs although the backlog has not drained",
+                           reason=self.due_reason, busy=busy, waited=round(now - self.waiting_since)))
+        reason, self.due_at, self.waiting_since = self.due_reason, None, None
+        self._queue(reason)
+
+    def _backlog_busy(self) -> str:
+        """Why a pass should not start yet ("" when it may): a catch-up still walking, or
+        more queued operations than BACKLOG_LIMIT."""
+        daemon = self.daemon
+        if daemon.catchups_pending:
+            return "catch-up running"
+        try:
+            if daemon.journal.has_more_ops_than(BACKLOG_LIMIT):
+                return f"more than {BACKLOG_LIMIT} operations queued"
+        except Exception:  # noqa: BLE001 - an unreadable journal is the daemon's problem, not ours
+            return ""
+        return ""
 
     def on_scan(self, daemon, name: str, result) -> None:
         if name != "reconcile":

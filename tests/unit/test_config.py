@@ -217,6 +217,7 @@ def test_every_key_of_every_section_parses(tmp_path):
     assert (o.multipart_threshold, o.multipart_chunksize) == (8 << 20, 5 << 20)
     assert "s3cr3tvalue" not in repr(cfg)
 
+    assert cfg.target("host").workers == 2   # rsync: at most 2 unless its section says
     r = cfg.target("host").rsync
     assert (r.host, r.port, r.user, r.path) == ("mirror.example.org", 2222, "mirrord",
                                                 "/srv/mirror/uploads")
@@ -596,3 +597,27 @@ def test_check_config_on_a_missing_file_exits_2(tmp_path):
     res = run_cli("-c", str(tmp_path / "absent.ini"), "check-config", cwd=tmp_path)
     assert res.returncode == 2
     assert "no such file" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_an_rsync_target_takes_at_most_two_workers_unless_its_section_sets_more(tmp_path):
+    body = """
+[mirrord]
+state_dir = {state}
+workers = {workers}
+
+[source:up]
+path = {src}
+targets = host
+
+[target:host]
+type = rsync
+host = mirror.example.org
+path = /srv/mirror
+{extra}
+"""
+    src = tmp_path / "src"
+    src.mkdir()
+    for workers, extra, want in ((8, "", 2), (1, "", 1), (8, "workers = 6", 6)):
+        path = tmp_path / "m.ini"
+        path.write_text(body.format(state=tmp_path / "state", workers=workers, src=src, extra=extra))
+        assert load(path).target("host").workers == want

@@ -1,0 +1,101 @@
+"""When the daemon's reconcile pass starts: after its reason, and only once the backlog
+it would otherwise duplicate has drained (or waited long enough)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mirrord import reconcile_schedule as rs
+from mirrord.journal import Change, Journal, Outcome
+from tests.fakes import Clock
+
+
+class FakeScanner:
+    def __init__(self):
+        self.jobs: list[str] = []
+
+    def add(self, name, job):
+        self.jobs.append(name)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(rs.time, "monotonic", c)
+    return c
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, clock):
+    journal = Journal(tmp_path / "journal.db", {"s": ("t",)}, clock=clock)
+    d = SimpleNamespace(cfg=SimpleNamespace(reconcile=SimpleNamespace(every=0)), journal=journal,
+                        catchups_pending=set(), scanner=FakeScanner(), targets={"t": object()},
+                        stop_requested=threading.Event())
+    yield d
+    journal.close()
+
+
+def queue_ops(journal: Journal, n: int) -> None:
+    journal.enqueue([Change("s", f"f{i}", "put", time=1.0) for i in range(n)])
+
+
+def test_a_start_pass_waits_for_the_catch_up_then_runs(daemon, clock):
+    sched = rs.ReconcileScheduler(daemon)
+    sched.request("start")
+    daemon.catchups_pending.add("s")
+    sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == []
+    daemon.catchups_pending.clear()
+    clock.now += rs.RECHECK
+    sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == ["reconcile"]
+
+
+def test_a_pass_waits_while_the_backlog_is_large_and_runs_once_it_drains(daemon, clock):
+    sched = rs.ReconcileScheduler(daemon)
+    queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
+    sched.request("overflow")
+    for _ in range(5):
+        clock.now += rs.RECHECK
+        sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == []
+    # the shipper finishes a few: at the limit the pass may start
+    ops = daemon.journal.claim("t", 1)
+    daemon.journal.ack([Outcome(op, shipped_kind="put") for op in ops])
+    clock.now += rs.RECHECK
+    sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == ["reconcile"]
+
+
+def test_failed_operations_do_not_hold_a_pass_back(daemon, clock):
+    sched = rs.ReconcileScheduler(daemon)
+    queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
+    ops = daemon.journal.claim("t", rs.BACKLOG_LIMIT + 1)
+    daemon.journal.ack([Outcome(op, error="refused") for op in ops])   # retried later, with backoff
+    sched.request("watch_error")
+    sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == ["reconcile"]
+
+
+def test_a_backlog_that_never_drains_delays_a_pass_by_max_wait_at_most(daemon, clock, caplog):
+    sched = rs.ReconcileScheduler(daemon)
+    queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
+    sched.request("schedule")
+    sched.on_periodic(daemon)
+    clock.now += rs.MAX_WAIT - 1
+    sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == []
+    clock.now += 2
+    with caplog.at_level("WARNING", logger="mirrord.reconcile"):
+        sched.on_periodic(daemon)
+    assert daemon.scanner.jobs == ["reconcile"]
+    assert "backlog has not drained" in caplog.text
+
+
+def test_the_backlog_is_counted_cheaply_up_to_the_limit(daemon):
+    queue_ops(daemon.journal, 5)
+    assert daemon.journal.has_more_ops_than(4) and not daemon.journal.has_more_ops_than(5)
