@@ -108,7 +108,7 @@ class RsyncOptions:
     rsync_path: str = "rsync"
     ssh_command: str = "ssh"
     connect_timeout: float = 10.0
-    batch_size: int = 1000
+    batch_size: int = 5000
 
 
 @dataclass(frozen=True)
@@ -414,7 +414,7 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
         rsync_path=r.raw(section, "rsync_path", "") or "rsync",
         ssh_command=r.raw(section, "ssh_command", "") or "ssh",
         connect_timeout=r.get(section, "connect_timeout", parse_duration, 10.0),
-        batch_size=r.get(section, "batch_size", parse_positive_int, 1000),
+        batch_size=r.get(section, "batch_size", parse_positive_int, 5000),
     )
 
 

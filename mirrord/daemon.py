@@ -459,16 +459,11 @@ class Daemon:
 
     def _dispatch(self) -> None:
         for name in self.targets:
-            room = self.shipper.capacity(name)
-            if room <= 0:
-                continue
             try:
-                ops = self.journal.claim(name, room)
+                self.shipper.take_work(self.journal, name)
             except Exception as exc:  # noqa: BLE001 - journal unwritable: dispatch next cycle
                 self._journal_failed(exc)
                 return
-            if ops:
-                self.shipper.submit(name, ops)
 
     def _periodic(self) -> None:
         now = time.monotonic()

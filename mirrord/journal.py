@@ -395,6 +395,13 @@ class Journal:
         return fallback
 
     # ------------------------------------------------------------ claim / ack
+    def count_ready(self, target: str, limit: int, *, now: float | None = None) -> int:
+        """How many ops claim() would hand out for `target` now, counting at most `limit`."""
+        now = self.clock() if now is None else now
+        return self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE target = ? AND claimed = 0 AND "
+            "next_try <= ? AND wait_for IS NULL LIMIT ?)", (target, now, limit)).fetchone()[0]
+
     def claim(self, target: str, limit: int, *, now: float | None = None) -> list[Op]:
         """Up to `limit` ready ops for one target, marked in flight."""
         now = self.clock() if now is None else now

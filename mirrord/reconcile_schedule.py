@@ -29,7 +29,7 @@ from mirrord.reconcile import ReconcileResult, reconcile_target, target_state
 log = logging.getLogger("mirrord.reconcile")
 
 TROUBLE_DELAY = 5.0   # let a storm of events settle before the pass that repairs it
-BACKLOG_LIMIT = 1000  # queued operations above which a due pass waits (a few seconds of work)
+BACKLOG_LIMIT = 100   # queued operations above which a due pass waits (under a second of work)
 MAX_WAIT = 3600.0     # a pass waits at most this long for the backlog (a target that never drains)
 RECHECK = 1.0         # seconds between looks at the backlog while waiting
 

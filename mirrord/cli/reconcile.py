@@ -354,11 +354,7 @@ class Runner:
         outcomes = self.shipper.completed()
         if outcomes:
             self.journal.ack(outcomes)
-        room = self.shipper.capacity(self.target)
-        if room > 0:
-            ops = self.journal.claim(self.target, room)
-            if ops:
-                self.shipper.submit(self.target, ops)
+        self.shipper.take_work(self.journal, self.target)
 
     def wait(self, timeout: float | None, *, tick=lambda: None) -> None:
         """Until every pending row finished or failed (or `timeout` seconds passed)."""

@@ -419,3 +419,38 @@ def test_a_directory_move_whose_destination_is_now_a_file_is_a_put(target, src, 
     assert out.error is None and out.shipped_kind == "put"
     assert target.read("e") == b"file now"
     sh.shutdown()
+
+
+# ------------------------------------------------------------ sharing work out
+
+def test_a_live_trickle_goes_to_the_free_workers_at_once(tmp_path, src):
+    from mirrord.shipper import BULK_SHARE
+    sh = shipper_for(MemoryTarget(T), src)            # 2 workers, batch 16
+    assert sh.capacity(T, ready=2 * BULK_SHARE - 1) == 2 * 16
+    sh.inflight[T] = 1                                 # one busy: the free one takes a full batch
+    assert sh.capacity(T, ready=5) == 16
+    sh.inflight[T] = 2
+    assert sh.capacity(T, ready=5) == 0
+    sh.shutdown()
+
+
+def test_a_bulk_backlog_keeps_a_share_for_the_busy_workers(tmp_path, src):
+    """The first worker to free up takes its share, not the whole backlog."""
+    from mirrord.journal import Change, Journal
+    from mirrord.shipper import BULK_SHARE
+    target = MemoryTarget(T)
+    target.features = target.features.__class__(**{**target.features.__dict__, "batch_size": 5000})
+    sh = shipper_for(target, src)
+    journal = Journal(tmp_path / "j.db", {S: (T,)})
+    n = 4500
+    journal.enqueue([Change(S, f"f{i}", "put", time=1.0) for i in range(n)])
+    assert n >= 2 * BULK_SHARE
+    sh.inflight[T] = 1                                 # the other worker is still busy
+    assert sh.capacity(T, ready=journal.count_ready(T, 2 * 5000)) == n // 2
+    sh.inflight[T] = 0
+    submitted = []
+    sh.submit = lambda t, ops: submitted.append(len(ops))
+    sh.take_work(journal, T)                           # both free: one equal share each
+    assert submitted == [n] and journal.count_ready(T, 10_000) == 0
+    journal.close()
+    sh.shutdown()
