@@ -160,20 +160,23 @@ class Daemon:
         try:
             routes = {s.name: s.targets for s in self.cfg.sources}
             self.journal = Journal(journal_path(self.cfg), routes)
-            self._open_targets()
+            self._create_targets()
         except BaseException:
             for watcher in self.watchers.values():
                 watcher.close()
             raise
+        # The catch-up walk only proposes changes: it runs while the targets connect
+        # (an SSH handshake, an S3 client), and its proposals wait in the scan queue.
+        self.scanner.start()
+        for src in self.cfg.sources:
+            self.schedule_catch_up(src, reason="start")
+        self._open_targets()
         guards = {s.name: SourceGuard(str(s.path)) for s in self.cfg.sources}
         workers = {name: self.cfg.targets[name].workers for name in self.targets}
         self.shipper = Shipper(self.targets, self.cfg.sources, workers, wake=self.wake,
                                guards=guards, on_outcome=self._observe_outcome)
         for src in self.cfg.sources:
             self._handle_events(src, start_events[src.name])
-        self.scanner.start()
-        for src in self.cfg.sources:
-            self.schedule_catch_up(src, reason="start")
 
     def _take_lock(self) -> None:
         self.cfg.mirrord.state_dir.mkdir(parents=True, exist_ok=True)
@@ -194,16 +197,18 @@ class Daemon:
                 raise FatalError(f"source {src.name}: {src.path} is not a directory "
                                  f"([source:{src.name}] path); refusing to start")
 
-    def _open_targets(self) -> None:
+    def _create_targets(self) -> None:
         used = dict.fromkeys(t for s in self.cfg.sources for t in s.targets)
         for name in used:
-            target = target_registry.create(self.cfg.targets[name])
+            self.targets[name] = target_registry.create(self.cfg.targets[name])
+
+    def _open_targets(self) -> None:
+        for name, target in self.targets.items():
             try:
                 target.open()
             except MirrordError as exc:
                 log.warning(kv(msg="target not reachable at start; will retry", target=name,
                                error=str(exc)))
-            self.targets[name] = target
             log.info(kv(msg="target", name=name, at=target.describe()))
 
     def _start_watchers(self) -> dict[str, list[FsEvent]]:
