@@ -447,28 +447,22 @@ def rsync_target_ini(ctx: Context, root: Path) -> str:
             f"strict_host_key_checking = yes")
 
 
-def _ini_value(path: Path, section: str, key: str) -> str:
-    import configparser
-    cp = configparser.ConfigParser(interpolation=None)
-    cp.read(path)
-    return cp.get(section, key)
-
-
 def journal_progress(db: Path) -> tuple[int, int]:
-    """(operations queued or in flight, operations shipped) from mirrord's state database,
-    read-only; (0, 0) until the daemon has created it."""
+    """(operations queued or in flight, operations shipped) over every target, read from
+    mirrord's state database with mirrord's own reader; (0, 0) until the daemon made it."""
     import sqlite3
+
+    from mirrord.journal import connect, read_backlog
     if not db.exists():
         return 0, 0
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn = connect(db, readonly=True)
     try:
-        queued = conn.execute("SELECT COUNT(*) FROM ops").fetchone()[0]
-        shipped = conn.execute("SELECT COALESCE(SUM(shipped), 0) FROM target_stats").fetchone()[0]
-        return queued, shipped
+        backlog = read_backlog(conn, []).values()
     except sqlite3.OperationalError:   # tables not made yet
         return 0, 0
     finally:
         conn.close()
+    return sum(b.pending for b in backlog), sum(b.extra.get("shipped", 0) for b in backlog)
 
 
 class Mirrord:
@@ -515,7 +509,9 @@ class Mirrord:
         asked only once the journal says done, so the figure is still the target's truth.
         """
         assert self.proc is not None
-        db = Path(_ini_value(self.config, "mirrord", "state_dir")) / "journal.db"
+        from mirrord.config import load
+        from mirrord.daemon import journal_path
+        db = journal_path(load(self.config))
         last_verify = -math.inf
         while True:
             if not self.proc.alive():

@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat as stat_mod
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable, Iterator
 
 from mirrord.targets.base import Entry
@@ -108,12 +109,8 @@ def _open_level(name: str | bytes, parent_fd: int | None, rel: str,
         os.close(fd)
         _unreadable(errors, rel, exc)
         return None
-    children.sort(key=_first)
+    children.sort(key=itemgetter(0))
     return fd, rel, iter(children)
-
-
-def _first(pair: tuple[bytes, os.DirEntry]) -> bytes:
-    return pair[0]
 
 
 def _unreadable(errors: WalkErrors | None, rel: str, exc: OSError) -> None:

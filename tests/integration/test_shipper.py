@@ -4,6 +4,7 @@ targets; the source guard; and moves kept or turned into puts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -439,7 +440,7 @@ def test_a_bulk_backlog_keeps_a_share_for_the_busy_workers(tmp_path, src):
     from mirrord.journal import Change, Journal
     from mirrord.shipper import BULK_SHARE
     target = MemoryTarget(T)
-    target.features = target.features.__class__(**{**target.features.__dict__, "batch_size": 5000})
+    target.features = dataclasses.replace(target.features, batch_size=5000)
     sh = shipper_for(target, src)
     journal = Journal(tmp_path / "j.db", {S: (T,)})
     n = 4500
