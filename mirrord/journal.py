@@ -427,14 +427,24 @@ class Journal:
     def ack(self, outcomes: Iterable[Outcome]) -> None:
         """Record what the workers did, in one transaction."""
         now = self.clock()
+        shipped: dict[str, tuple[int, Outcome]] = {}   # target -> (ops done, the last one)
         with self.transaction():
             for out in outcomes:
                 if out.error is None:
-                    self._done(out, now)
+                    self._done(out)
+                    count = shipped.get(out.op.target, (0, out))[0]
+                    shipped[out.op.target] = (count + 1, out)
                 else:
                     self._failed(out, now)
+            for target, (count, last) in shipped.items():   # one row update per batch, not per op
+                self.db.execute(
+                    "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+                    "shipped = shipped + excluded.shipped, last_path = excluded.last_path, "
+                    "last_kind = excluded.last_kind, last_at = excluded.last_at",
+                    (target, count, _b(last.op.path), last.shipped_kind or last.op.kind, now))
 
-    def _done(self, out: Outcome, now: float) -> None:
+    def _done(self, out: Outcome) -> None:
         op = out.op
         self._record_shipped(out)
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
@@ -449,11 +459,6 @@ class Journal:
                 "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
                 self._barriers.drop(op.id)
-        self.db.execute(
-            "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
-            "VALUES (?, 1, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET shipped = shipped + 1, "
-            "last_path = excluded.last_path, last_kind = excluded.last_kind, last_at = excluded.last_at",
-            (op.target, _b(op.path), out.shipped_kind or op.kind, now))
 
     def _record_shipped(self, out: Outcome) -> None:
         """Keep `shipped` equal to what the target now holds for this path."""

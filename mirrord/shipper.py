@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from mirrord.config import SourceConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.fsutil import open_file_beneath
+from mirrord.fsutil import BeneathOpener, open_file_beneath
 from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv, redact
 from mirrord.targets.base import SyncItem, SyncResult, Target, join
@@ -73,10 +73,16 @@ class Observed:
     fd: int | None = None
 
 
-def observe(root: str, rel: str, *, keep_open: bool) -> Observed:
-    """Look at root/rel without following symlinks; PermissionError propagates."""
+def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | None = None) -> Observed:
+    """Look at root/rel without following symlinks; PermissionError propagates.
+    `opener` (for root) reuses the directory a batch's previous path was in."""
     try:
-        fd = open_file_beneath(root, rel) if rel else os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        if not rel:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        elif opener is not None:
+            fd = opener.open_file(rel)
+        else:
+            fd = open_file_beneath(root, rel)
     except OSError as exc:
         if exc.errno in _ABSENT_ERRNOS:
             return Observed("absent")
@@ -132,9 +138,12 @@ class Shipper:
         self.pools = {name: ThreadPoolExecutor(max_workers=workers[name],
                                                thread_name_prefix=f"ship-{name}")
                       for name in targets}
-        self.inflight = {name: 0 for name in targets}        # batches running or queued
-        self.inflight_ops = {name: 0 for name in targets}    # the ops in them
-        self._done: queue.SimpleQueue[tuple[str, int, list[Outcome]]] = queue.SimpleQueue()
+        # batches running or queued, and the ops in them; counted down by the worker as it
+        # finishes (not when the main thread collects the outcomes), so a worker that is free
+        # is seen free while the main thread is still recording what the other one did
+        self.inflight = {name: 0 for name in targets}
+        self.inflight_ops = {name: 0 for name in targets}
+        self._done: queue.SimpleQueue[list[Outcome]] = queue.SimpleQueue()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ main-thread side
@@ -178,8 +187,9 @@ class Shipper:
         size = max(1, min(self.targets[target].features.batch_size, -(-len(ops) // free)))
         for i in range(0, len(ops), size):
             batch = ops[i:i + size]
-            self.inflight[target] += 1
-            self.inflight_ops[target] += len(batch)
+            with self._lock:
+                self.inflight[target] += 1
+                self.inflight_ops[target] += len(batch)
             self.pools[target].submit(self._run_batch, target, batch)
 
     def completed(self) -> list[Outcome]:
@@ -187,15 +197,13 @@ class Shipper:
         out: list[Outcome] = []
         while True:
             try:
-                target, n_ops, outcomes = self._done.get_nowait()
+                out.extend(self._done.get_nowait())
             except queue.Empty:
                 return out
-            self.inflight[target] -= 1
-            self.inflight_ops[target] -= n_ops
-            out.extend(outcomes)
 
     def busy(self) -> bool:
-        return any(self.inflight.values())
+        """Work running, queued, or finished with outcomes not yet collected."""
+        return any(self.inflight.values()) or not self._done.empty()
 
     def submit_task(self, target: str, fn: Callable[[], None]) -> None:
         """Run a side task (heartbeat) on the target's pool without holding an op slot."""
@@ -219,7 +227,10 @@ class Shipper:
         except BaseException as exc:  # noqa: BLE001 - recorded on every op of the batch
             log.exception(kv(msg="batch failed", target=target_name))
             outcomes = [Outcome(op, error=f"internal error: {exc!r}") for op in ops]
-        self._done.put((target_name, len(ops), outcomes))
+        self._done.put(outcomes)      # queued before the count drops: busy() never misses it
+        with self._lock:
+            self.inflight[target_name] -= 1
+            self.inflight_ops[target_name] -= len(ops)
         self.wake()
 
     def run_ops(self, target: Target, ops: list[Op]) -> list[Outcome]:
@@ -227,6 +238,7 @@ class Shipper:
         outcomes: list[Outcome] = []
         items: list[SyncItem] = []
         pending: list[tuple[Op, Observed]] = []
+        openers = {name: BeneathOpener(str(src.path)) for name, src in self.sources.items()}
         try:
             for op in ops:
                 src = self.sources[op.source]
@@ -236,7 +248,7 @@ class Shipper:
                         if moved is not None:
                             outcomes.append(moved)
                             continue
-                    seen = self._observe_for(op, src, target)
+                    seen = self._observe_for(op, src, target, openers[op.source])
                 except PermissionError as exc:
                     outcomes.append(Outcome(op, error=f"unreadable at the source: {exc.strerror}",
                                             permanent=True))
@@ -250,6 +262,8 @@ class Shipper:
                 results = target.sync(items)
                 outcomes.extend(self._outcome(op, seen, res) for (op, seen), res in zip(pending, results))
         finally:
+            for opener in openers.values():
+                opener.close()
             for _op, seen in pending:
                 if seen.fd is not None:
                     os.close(seen.fd)
@@ -258,8 +272,9 @@ class Shipper:
                 self.on_outcome(out)
         return outcomes
 
-    def _observe_for(self, op: Op, src: SourceConfig, target: Target) -> Observed:
-        seen = observe(str(src.path), op.path, keep_open=target.features.needs_local_file)
+    def _observe_for(self, op: Op, src: SourceConfig, target: Target, opener: BeneathOpener) -> Observed:
+        seen = observe(str(src.path), op.path, keep_open=target.features.needs_local_file,
+                       opener=opener)
         if seen.kind == "absent":
             guard = self.guards.get(src.name)
             if guard is not None and not guard.healthy():

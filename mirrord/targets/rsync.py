@@ -24,6 +24,7 @@ The remote side needs a POSIX login shell and GNU find/sort/mv/xargs (Debian).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -52,6 +53,13 @@ EXIT_NO_ROOT = 97           # our remote scripts: cannot cd into the target root
 SHORT_TIMEOUT = 300.0       # seconds for a remote stat/read/mkdir; dead links are caught sooner
 LONG_TIMEOUT = 3600.0       # by ServerAlive; these only stop a command hanging on the host
 DISK_FULL = (b"No space left on device", b"Disk quota exceeded")
+# OpenSSH's default ciphers with AES-GCM first. On a CPU with AES instructions it costs
+# about half the CPU of chacha20-poly1305 (ssh's first choice) on both ends: measured on a
+# 693 MiB first sync over loopback, 1.3 CPU-seconds less and 0.5 s sooner. Same set as the
+# default, so any server that took the default still agrees; an ssh_command with its own
+# -c or -o Ciphers wins (ssh keeps the first value it is given for an option).
+AES_FIRST_CIPHERS = ("aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
+                     "aes128-ctr,aes192-ctr,aes256-ctr")
 PERMANENT = (b"Permission denied", b"File name too long", b"Operation not permitted",
              b"Host key verification failed")
 
@@ -227,7 +235,10 @@ class RsyncTarget(Target):
             return f'"{text}"' if " " in text else text
 
         alive = max(1, round(o.connect_timeout / 2))
-        argv = shlex.split(o.ssh_command) + [
+        argv = shlex.split(o.ssh_command)
+        if cpu_has_aes():
+            argv += ["-o", f"Ciphers={AES_FIRST_CIPHERS}"]
+        argv += [
             "-p", str(o.port), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
             "-o", f"ConnectTimeout={max(1, math.ceil(o.connect_timeout))}",
             "-o", f"ServerAliveInterval={alive}", "-o", "ServerAliveCountMax=3",
@@ -397,10 +408,10 @@ class RsyncTarget(Target):
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
         results: list[SyncResult | None] = [None] * len(items)
         plan = _Plan()
-        roots: dict[bytes, bool] = {}
+        seen = _SourceDirs()
         for i, item in enumerate(items):
             try:
-                self._plan(i, item, plan, roots)
+                self._plan(i, item, plan, seen)
             except (PermanentError, RetryableError) as exc:
                 results[i] = SyncResult(item, error=exc)
             except OSError as exc:
@@ -414,14 +425,14 @@ class RsyncTarget(Target):
             self._apply_staged(items, results, [w for w in plan.staged if w.index not in failed])
         return [r if r is not None else SyncResult(items[i]) for i, r in enumerate(results)]
 
-    def _plan(self, i: int, item: SyncItem, plan: _Plan, roots: dict[bytes, bool]) -> None:
+    def _plan(self, i: int, item: SyncItem, plan: _Plan, seen: "_SourceDirs") -> None:
         path = os.fsencode(check_relpath(item.path))
         dest = self._dest_of(item)
         if dest is None:
             src, want = b"", self._want_staged(i, item, path)
         else:
             src = os.fsencode(os.path.abspath(item.source_root))
-            want = self._want_source(i, item, src, roots)
+            want = self._want_source(i, item, src, seen)
         # Only now, with the source looked at: a deletion never follows from an error.
         if item.tree:
             plan.deletes.append((i, path, True))
@@ -446,14 +457,14 @@ class RsyncTarget(Target):
         return None
 
     @staticmethod
-    def _want_source(i: int, item: SyncItem, src: bytes, roots: dict[bytes, bool]) -> _Want | None:
+    def _want_source(i: int, item: SyncItem, src: bytes, seen: "_SourceDirs") -> _Want | None:
         """What the source tree holds at the item's path now; None when nothing (to delete)."""
-        if src not in roots:
-            roots[src] = os.path.isdir(src)
-        if not roots[src]:
+        if src not in seen.roots:
+            seen.roots[src] = os.path.isdir(src)
+        if not seen.roots[src]:
             raise RetryableError(f"source root {item.source_root!r} is not a directory")
         rel = os.fsencode(item.source_rel.strip("/"))
-        kind, st = _source_state(src, rel)
+        kind, st = _source_state(src, rel, seen.dirs)
         return None if st is None else _Want.of(i, rel, kind, st)
 
     @staticmethod
@@ -654,16 +665,46 @@ class RsyncTarget(Target):
         return self._cat(self._meta(name), f"{META_DIR}/{name}")
 
 
-def _source_state(root: bytes, rel: bytes) -> tuple[str, os.stat_result | None]:
+@functools.cache
+def cpu_has_aes(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AES instructions (x86 'flags', arm64 'Features'): then AES-GCM
+    is the cheaper SSH cipher. Unknown is False, which leaves ssh's own order."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return "aes" in value.split()
+    except OSError:
+        pass
+    return False
+
+
+@dataclass
+class _SourceDirs:
+    """What one sync() call found at the source: roots that are directories, and parent
+    paths lstat'ed as real directories (a batch holds thousands of files in a few)."""
+
+    roots: dict[bytes, bool] = field(default_factory=dict)
+    dirs: set[bytes] = field(default_factory=set)
+
+
+def _source_state(root: bytes, rel: bytes, real_dirs: set[bytes] | None = None,
+                  ) -> tuple[str, os.stat_result | None]:
     """('file'|'dir', lstat) of root/rel, or ('absent', None) when it is missing, not a
-    regular file or directory, or reached through a symlink (never followed out of the tree)."""
+    regular file or directory, or reached through a symlink (never followed out of the tree).
+    `real_dirs`: parents already seen to be real directories in this batch (and added to)."""
     parts = rel.split(b"/")
     cur = root
     try:
         for part in parts[:-1]:
             cur = os.path.join(cur, part)
+            if real_dirs is not None and cur in real_dirs:
+                continue
             if not stat_mod.S_ISDIR(os.lstat(cur).st_mode):
                 return "absent", None
+            if real_dirs is not None:
+                real_dirs.add(cur)
         st = os.lstat(os.path.join(cur, parts[-1]))
     except (FileNotFoundError, NotADirectoryError):
         return "absent", None

@@ -186,6 +186,48 @@ path = {broken_parent}/mirror
         assert daemon.stop() == 0
 
 
+def test_targets_connect_side_by_side_at_start(tmp_path):
+    """Targets open at once, each on its own thread: two mirror hosts whose SSH connection
+    hangs (a host that drops packets) cost one connect timeout at start, not two. Both
+    connection attempts are under way before either is let go."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}").write_text(str(i))
+    release = tmp_path / "release"
+    sections = []
+    for name in ("slow1", "slow2"):
+        ssh = tmp_path / f"{name}-ssh"
+        ssh.write_text(f"#!/bin/sh\ntouch {tmp_path}/{name}-started\n"
+                       f"while [ ! -e {release} ]; do sleep 0.05; done\nexit 255\n")
+        ssh.chmod(0o755)
+        sections.append(f"[target:{name}]\ntype = rsync\nhost = 127.0.0.1\npath = /srv/mirror\n"
+                        f"ssh_command = {ssh}\nconnect_timeout = 120\n")
+    cfg = tmp_path / "m.ini"
+    cfg.write_text("[mirrord]\nstate_dir = ./state\n[source:s]\npath = ./src\n"
+                   "targets = slow1, slow2, good\n[target:good]\ntype = local\npath = ./good\n"
+                   + "".join(sections))
+    daemon = Mirrord(cfg, tmp_path / "log")
+    starting = threading.Thread(target=daemon.start)
+    starting.start()
+    try:
+        deadline = time.monotonic() + 60   # a hang guard, not a timing check
+        while not all((tmp_path / f"{n}-started").exists() for n in ("slow1", "slow2")):
+            assert time.monotonic() < deadline, "one target's connection waited for the other's"
+            time.sleep(0.05)
+        release.touch()
+        starting.join()
+        from mirrord.targets.local import LocalTarget
+
+        wait_converged(src, LocalTarget("good", tmp_path / "good"))
+        log = (tmp_path / "log").read_text()
+        assert "target=slow1" in log and "target=slow2" in log   # each named as unreachable
+    finally:
+        release.touch()
+        starting.join()
+        assert daemon.stop() == 0
+
+
 def test_missing_source_is_a_clear_runtime_error(tmp_path):
     cfg = tmp_path / "m.ini"
     cfg.write_text("[source:s]\npath = ./nope\ntargets = t\n[target:t]\ntype = local\npath = ./t\n")
