@@ -16,11 +16,14 @@ on the target (the count is repeated until it holds). Earlier versions listed
 the bucket four times a second instead: that load (about a CPU-second per
 second on this machine, shared by SeaweedFS and the bench) was paid by mirrord
 alone, since the peers are timed to their exit.
+Each copy is deleted once counted (SeaweedFS frees a deleted bucket's volumes):
+at --full the tree is ~28 GiB and four copies would not fit on the disk.
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,15 +44,21 @@ def mirrord_to_s3(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-m-s3")
     bucket = ctx.seaweed().new_bucket()
     client = s3_client(ctx)
-    return _mirrord_until(ctx, work, tree, s3_target_ini(ctx, bucket, "init/", workers=S3_TRANSFERS),
-                          lambda: count_keys(client, bucket, "init/"), n)
+    try:
+        return _mirrord_until(ctx, work, tree, s3_target_ini(ctx, bucket, "init/", workers=S3_TRANSFERS),
+                              lambda: count_keys(client, bucket, "init/"), n)
+    finally:
+        client.delete_bucket(Bucket=bucket)
 
 
 def mirrord_to_host(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-m-ssh")
     root = ctx.sshd().new_root()
-    return _mirrord_until(ctx, work, tree, rsync_target_ini(ctx, root),
-                          lambda: count_files(root), n)
+    try:
+        return _mirrord_until(ctx, work, tree, rsync_target_ini(ctx, root),
+                              lambda: count_files(root), n)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _mirrord_until(ctx: Context, work: Path, tree: Path, target_ini: str,
@@ -80,10 +89,14 @@ def _timed(ctx: Context, argv: list[str], log: Path, env: dict | None = None) ->
 def rclone_to_s3(ctx: Context, tree: Path, n: int) -> float:
     work = ctx.fresh_dir("init-rclone")
     bucket = ctx.seaweed().new_bucket()
-    secs = _timed(ctx, ["rclone", "copy", str(tree), f"BENCH:{bucket}/init", "--transfers",
-                         str(S3_TRANSFERS)],
-                  work / "rclone.log", rclone_env(ctx))
-    got = count_keys(s3_client(ctx), bucket, "init/")
+    client = s3_client(ctx)
+    try:
+        secs = _timed(ctx, ["rclone", "copy", str(tree), f"BENCH:{bucket}/init", "--transfers",
+                             str(S3_TRANSFERS)],
+                      work / "rclone.log", rclone_env(ctx))
+        got = count_keys(client, bucket, "init/")
+    finally:
+        client.delete_bucket(Bucket=bucket)
     if got != n:
         raise RuntimeError(f"rclone copied {got} of {n} objects")
     return secs
@@ -96,9 +109,12 @@ def rsync_to_host(ctx: Context, tree: Path, n: int) -> float:
     rsh = " ".join(shlex.quote(a) for a in [
         "ssh", "-p", str(ssh.port), "-i", str(ssh.key_path), "-o", f"UserKnownHostsFile={ssh.known_hosts}",
         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
-    secs = _timed(ctx, ["rsync", "-a", "-e", rsh, f"{tree}/", f"{ssh.user}@{ssh.host}:{root}/"],
-                  work / "rsync.log")
-    got = count_files(root)
+    try:
+        secs = _timed(ctx, ["rsync", "-a", "-e", rsh, f"{tree}/", f"{ssh.user}@{ssh.host}:{root}/"],
+                      work / "rsync.log")
+        got = count_files(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     if got != n:
         raise RuntimeError(f"rsync copied {got} of {n} files")
     return secs

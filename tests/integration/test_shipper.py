@@ -455,3 +455,19 @@ def test_a_bulk_backlog_keeps_a_share_for_the_busy_workers(tmp_path, src):
     assert submitted == [n] and journal.count_ready(T, 10_000) == 0
     journal.close()
     sh.shutdown()
+
+
+def test_a_worker_is_free_as_soon_as_its_batch_is_done(tmp_path, src):
+    """Counted free when it finishes, not when the main thread gets round to collecting:
+    measured, a worker freed while the main loop recorded the other's 2,000 outcomes, and
+    the whole remaining backlog went to one worker."""
+    woke = threading.Event()
+    sh = Shipper({T: MemoryTarget(T)}, [SourceConfig(S, src, (T,))], {T: 2}, wake=woke.set)
+    (src / "f").write_bytes(b"1")
+    sh.submit(T, [op("f")])
+    assert woke.wait(30)
+    assert sh.capacity(T) == 2 * MemoryTarget(T).features.batch_size   # both free, uncollected
+    assert sh.busy()                                   # but its outcome is still to be collected
+    (out,) = sh.completed()
+    assert out.error is None and not sh.busy()
+    sh.shutdown()

@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from mirrord.fsutil import atomic_write, fsync_dir, open_dir_beneath, open_file_beneath
+from mirrord.fsutil import (BeneathOpener, atomic_write, fsync_dir, open_dir_beneath,
+                            open_file_beneath)
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -103,6 +104,69 @@ def test_open_dir_beneath_closes_its_descriptors(tmp_path):
         with open_dir_beneath(str(tmp_path), "a/missing"):
             pass
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def read_all(opener: BeneathOpener, rels: list[str]) -> list[bytes]:
+    out = []
+    for rel in rels:
+        fd = opener.open_file(rel)
+        try:
+            out.append(os.read(fd, 100))
+        finally:
+            os.close(fd)
+    return out
+
+
+def test_beneath_opener_reads_many_paths_and_keeps_one_directory_open(tmp_path):
+    for d in ("a/b", "c"):
+        (tmp_path / d).mkdir(parents=True)
+    for rel in ("a/b/1", "a/b/2", "c/3", "top"):
+        (tmp_path / rel).write_bytes(rel.encode())
+    before = len(os.listdir("/proc/self/fd"))
+    rels = ["a/b/1", "a/b/2", "c/3", "top", "a/b/1"]
+    with BeneathOpener(str(tmp_path)) as opener:
+        assert read_all(opener, rels) == [r.encode() for r in rels]
+        assert len(os.listdir("/proc/self/fd")) == before + 1   # the last directory only
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_beneath_opener_refuses_what_open_file_beneath_refuses(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "ok").write_bytes(b"ok")
+    (root / "link").symlink_to(outside / "secret")
+    (root / "dlink").symlink_to(outside)
+    with BeneathOpener(str(root)) as opener:
+        for rel in ("link", "dlink/secret"):
+            with pytest.raises(OSError) as info:
+                os.close(opener.open_file(rel))
+            assert info.value.errno in (errno.ELOOP, errno.ENOTDIR)
+        with pytest.raises(PermissionError):
+            opener.open_file("../outside/secret")
+        with pytest.raises(FileNotFoundError):
+            opener.open_file("missing/x")
+        assert read_all(opener, ["d/ok"]) == [b"ok"]   # a failure leaves it usable
+
+
+def test_beneath_opener_sees_a_directory_replaced_by_a_symlink_in_the_next_batch(tmp_path):
+    """The directory kept open is the one opened first; a new opener (the next batch)
+    looks again, so a directory swapped for a symlink is refused from then on."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_bytes(b"outside")
+    root = tmp_path / "root"
+    (root / "d").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"inside")
+    with BeneathOpener(str(root)) as opener:
+        assert read_all(opener, ["d/f"]) == [b"inside"]
+        (root / "d").rename(tmp_path / "moved")
+        (root / "d").symlink_to(outside)
+        assert read_all(opener, ["d/f"]) == [b"inside"]   # the directory it holds, never outside
+    with BeneathOpener(str(root)) as opener, pytest.raises(OSError):
+        opener.open_file("d/f")
 
 
 MOUNTINFO = """\
