@@ -209,8 +209,9 @@ class Daemon:
 
     def _start_opening_targets(self) -> list[threading.Thread]:
         """Open every target at once, each on its own thread, while the journal is checked
-        and the catch-up walks: one unreachable host (up to connect_timeout) or an SSH
-        handshake holds back neither the others nor the start. Joined before shipping."""
+        and the catch-up walks. Shipping starts once every open has returned, so a host
+        that drops packets costs its connect_timeout once, not once per target in turn;
+        the watches are already in place, so no change is missed meanwhile."""
         threads = [threading.Thread(target=self._open_target, args=(name, target),
                                     name=f"open-{name}", daemon=True)
                    for name, target in self.targets.items()]

@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -130,13 +131,20 @@ def test_beneath_opener_reads_many_paths_and_keeps_one_directory_open(tmp_path):
     assert len(os.listdir("/proc/self/fd")) == before
 
 
-def test_beneath_opener_refuses_what_open_file_beneath_refuses(tmp_path):
+def root_and_outside(tmp_path, inside: bytes) -> tuple[Path, Path]:
+    """root/d/f holding `inside`, and a directory outside root holding `f` and `secret`."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"s")
+    (outside / "f").write_bytes(b"outside")
     root = tmp_path / "root"
     (root / "d").mkdir(parents=True)
-    (root / "d" / "ok").write_bytes(b"ok")
+    (root / "d" / "f").write_bytes(inside)
+    return root, outside
+
+
+def test_beneath_opener_refuses_what_open_file_beneath_refuses(tmp_path):
+    root, outside = root_and_outside(tmp_path, b"ok")
     (root / "link").symlink_to(outside / "secret")
     (root / "dlink").symlink_to(outside)
     with BeneathOpener(str(root)) as opener:
@@ -148,18 +156,13 @@ def test_beneath_opener_refuses_what_open_file_beneath_refuses(tmp_path):
             opener.open_file("../outside/secret")
         with pytest.raises(FileNotFoundError):
             opener.open_file("missing/x")
-        assert read_all(opener, ["d/ok"]) == [b"ok"]   # a failure leaves it usable
+        assert read_all(opener, ["d/f"]) == [b"ok"]   # a failure leaves it usable
 
 
 def test_beneath_opener_sees_a_directory_replaced_by_a_symlink_in_the_next_batch(tmp_path):
     """The directory kept open is the one opened first; a new opener (the next batch)
     looks again, so a directory swapped for a symlink is refused from then on."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "f").write_bytes(b"outside")
-    root = tmp_path / "root"
-    (root / "d").mkdir(parents=True)
-    (root / "d" / "f").write_bytes(b"inside")
+    root, outside = root_and_outside(tmp_path, b"inside")
     with BeneathOpener(str(root)) as opener:
         assert read_all(opener, ["d/f"]) == [b"inside"]
         (root / "d").rename(tmp_path / "moved")
