@@ -2,9 +2,9 @@
 
 atomic_write: temp file in the same directory, fsync, rename, fsync the
 directory, so a crash leaves the old file or the new one, never a mix.
-open_beneath: open a relative path without following a symlink anywhere on
-the way, so a file name (or a parent replaced by a symlink) can never make
-mirrord read or write outside the tree it was given.
+open_file_beneath / BeneathOpener: open a relative path without following a
+symlink anywhere on the way, so a file name (or a parent replaced by a symlink)
+can never make mirrord read or write outside the tree it was given.
 counts_subdirs_in_nlink: whether a directory's link count can be trusted to
 say "no subdirectories" (lets a watcher skip listing leaf directories).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Iterator
 
 # File systems whose directories have st_nlink == 2 + number of subdirectories. The
 # same list GNU find's leaf optimisation trusts, minus what it excludes (NFS, CIFS,
@@ -70,16 +69,6 @@ def _open_dir_fd(root: str | bytes, reldir: str) -> int:
     return fd
 
 
-@contextlib.contextmanager
-def open_dir_beneath(root: str | bytes, reldir: str) -> Iterator[int]:
-    """A descriptor of root/reldir, refusing symlinks in any component."""
-    fd = _open_dir_fd(root, reldir)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
 # (no effect on regular files; callers fstat and skip anything else)
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -91,9 +80,8 @@ def open_file_beneath(root: str | bytes, relpath: str) -> int:
     Raises FileNotFoundError when absent, OSError(ELOOP/ENOTDIR) when a
     symlink stands anywhere on the way: callers treat that as 'absent'.
     """
-    head, _, name = relpath.rpartition("/")
-    with open_dir_beneath(root, head) as dfd:
-        return os.open(os.fsencode(name), _FILE_FLAGS, dir_fd=dfd)
+    with BeneathOpener(root) as opener:
+        return opener.open_file(relpath)
 
 
 class BeneathOpener:

@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS target_stats (
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# An op a worker may take now (parameters: target, now): what claim() hands out and
+# count_ready() counts, so the two can never disagree. Served by the ops_ready index.
+_READY = "target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL"
+
 
 def _b(path: str) -> bytes:
     return os.fsencode(path)
@@ -398,17 +402,15 @@ class Journal:
     def count_ready(self, target: str, limit: int, *, now: float | None = None) -> int:
         """How many ops claim() would hand out for `target` now, counting at most `limit`."""
         now = self.clock() if now is None else now
-        return self.db.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE target = ? AND claimed = 0 AND "
-            "next_try <= ? AND wait_for IS NULL LIMIT ?)", (target, now, limit)).fetchone()[0]
+        return self.db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE {_READY} LIMIT ?)",
+                               (target, now, limit)).fetchone()[0]
 
     def claim(self, target: str, limit: int, *, now: float | None = None) -> list[Op]:
         """Up to `limit` ready ops for one target, marked in flight."""
         now = self.clock() if now is None else now
         rows = self.db.execute(
             "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
-            "WHERE target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL "
-            "ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
+            f"WHERE {_READY} ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
         ops = []
         with self.transaction():
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:

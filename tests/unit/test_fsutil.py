@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.fsutil import (BeneathOpener, atomic_write, fsync_dir, open_dir_beneath,
-                            open_file_beneath)
+from mirrord.fsutil import BeneathOpener, atomic_write, fsync_dir, open_file_beneath
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -74,8 +73,7 @@ def test_open_file_beneath_refuses_dot_dot(tmp_path):
     with pytest.raises(PermissionError):
         open_file_beneath(str(tmp_path / "root"), "../f")
     with pytest.raises(PermissionError):
-        with open_dir_beneath(str(tmp_path / "root"), "./x"):
-            pass
+        open_file_beneath(str(tmp_path / "root"), "./x/f")
 
 
 def test_open_file_beneath_does_not_block_on_a_fifo(tmp_path):
@@ -95,15 +93,17 @@ def test_open_file_beneath_does_not_block_on_a_fifo(tmp_path):
         os.close(fd)
 
 
-def test_open_dir_beneath_closes_its_descriptors(tmp_path):
+def test_open_file_beneath_closes_the_directories_on_its_way(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(50):
-        with open_dir_beneath(str(tmp_path), "a/b") as fd:
+        fd = open_file_beneath(str(tmp_path), "a/b")
+        try:
             assert stat.S_ISDIR(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
     with pytest.raises(FileNotFoundError):
-        with open_dir_beneath(str(tmp_path), "a/missing"):
-            pass
+        open_file_beneath(str(tmp_path), "a/missing/f")
     assert len(os.listdir("/proc/self/fd")) == before
 
 
