@@ -21,6 +21,8 @@ import signal
 import sqlite3
 import threading
 import time
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -121,7 +123,6 @@ class Daemon:
         self.unacked: list[Outcome] = []   # outcomes held while the journal cannot be written
         self.watchers: dict[str, TreeWatcher] = {}
         self.targets: dict[str, Target] = {}
-        self.open_failures: dict[str, BaseException] = {}   # set by the open-<target> threads
         self.journal: Journal | None = None
         self.shipper: Shipper | None = None
         self.scanner = Scanner(self.proposals, self.wake, self.stop_requested)
@@ -158,15 +159,14 @@ class Daemon:
         # Watches first: from this moment every change is queued by the kernel, so a
         # slow journal check or an unreachable target at start costs no missed events.
         start_events = self._start_watchers()
-        opening: list[threading.Thread] = []
+        opening: dict[str, Future[None]] = {}
         try:
             self._create_targets()
             opening = self._start_opening_targets()
             routes = {s.name: s.targets for s in self.cfg.sources}
             self.journal = Journal(journal_path(self.cfg), routes)
         except BaseException:
-            for thread in opening:
-                thread.join()
+            futures.wait(opening.values())
             for watcher in self.watchers.values():
                 watcher.close()
             raise
@@ -207,35 +207,27 @@ class Daemon:
         for name in used:
             self.targets[name] = target_registry.create(self.cfg.targets[name])
 
-    def _start_opening_targets(self) -> list[threading.Thread]:
+    def _start_opening_targets(self) -> dict[str, Future[None]]:
         """Open every target at once, each on its own thread, while the journal is checked
         and the catch-up walks. Shipping starts once every open has returned, so a host
         that drops packets costs its connect_timeout once, not once per target in turn;
         the watches are already in place, so no change is missed meanwhile."""
-        threads = [threading.Thread(target=self._open_target, args=(name, target),
-                                    name=f"open-{name}", daemon=True)
-                   for name, target in self.targets.items()]
-        for thread in threads:
-            thread.start()
-        return threads
+        pool = ThreadPoolExecutor(max_workers=max(1, len(self.targets)), thread_name_prefix="open")
+        opening = {name: pool.submit(target.open) for name, target in self.targets.items()}
+        pool.shutdown(wait=False)   # its threads end with their open
+        return opening
 
-    def _open_target(self, name: str, target: Target) -> None:
-        try:
-            target.open()
-        except MirrordError as exc:
-            log.warning(kv(msg="target not reachable at start; will retry", target=name,
-                           error=str(exc)))
-        except BaseException as exc:  # noqa: BLE001 - raised again on the main thread
-            self.open_failures[name] = exc
-            return
-        log.info(kv(msg="target", name=name, at=target.describe()))
-
-    def _finish_opening_targets(self, threads: list[threading.Thread]) -> None:
-        """Wait for the opens; a bug (not a reachability error) in one stops the start."""
-        for thread in threads:
-            thread.join()
-        for exc in self.open_failures.values():
-            raise exc
+    def _finish_opening_targets(self, opening: dict[str, Future[None]]) -> None:
+        """Wait for the opens. An unreachable target is retried later; anything else (a
+        bug, not a reachability error) stops the start."""
+        for name, opened in opening.items():
+            exc = opened.exception()
+            if isinstance(exc, MirrordError):
+                log.warning(kv(msg="target not reachable at start; will retry", target=name,
+                               error=str(exc)))
+            elif exc is not None:
+                raise exc
+            log.info(kv(msg="target", name=name, at=self.targets[name].describe()))
 
     def _start_watchers(self) -> dict[str, list[FsEvent]]:
         """Watch every source; returns each source's start-up events (watch errors),
