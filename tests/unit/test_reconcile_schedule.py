@@ -43,6 +43,14 @@ def queue_ops(journal: Journal, n: int) -> None:
     journal.enqueue([Change("s", f"f{i}", "put", time=1.0) for i in range(n)])
 
 
+def requested_over_a_backlog(daemon, reason: str) -> rs.ReconcileScheduler:
+    """A scheduler asked for a pass while one operation more than the limit is queued."""
+    sched = rs.ReconcileScheduler(daemon)
+    queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
+    sched.request(reason)
+    return sched
+
+
 def test_a_start_pass_waits_for_the_catch_up_then_runs(daemon, clock):
     sched = rs.ReconcileScheduler(daemon)
     sched.request("start")
@@ -56,9 +64,7 @@ def test_a_start_pass_waits_for_the_catch_up_then_runs(daemon, clock):
 
 
 def test_a_pass_waits_while_the_backlog_is_large_and_runs_once_it_drains(daemon, clock):
-    sched = rs.ReconcileScheduler(daemon)
-    queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
-    sched.request("overflow")
+    sched = requested_over_a_backlog(daemon, "overflow")
     for _ in range(5):
         clock.now += rs.RECHECK
         sched.on_periodic(daemon)
@@ -82,9 +88,7 @@ def test_failed_operations_do_not_hold_a_pass_back(daemon, clock):
 
 
 def test_a_backlog_that_never_drains_delays_a_pass_by_max_wait_at_most(daemon, clock, caplog):
-    sched = rs.ReconcileScheduler(daemon)
-    queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
-    sched.request("schedule")
+    sched = requested_over_a_backlog(daemon, "schedule")
     sched.on_periodic(daemon)
     clock.now += rs.MAX_WAIT - 1
     sched.on_periodic(daemon)
