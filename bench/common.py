@@ -510,8 +510,7 @@ class Mirrord:
         """
         assert self.proc is not None
         from mirrord.config import load
-        from mirrord.daemon import journal_path
-        db = journal_path(load(self.config))
+        db = load(self.config).mirrord.journal_path
         last_verify = -math.inf
         while True:
             if not self.proc.alive():

@@ -40,6 +40,11 @@ class MirrordSettings:
     metrics_listen: tuple[str, int] | None = None
     hostname: str = ""
 
+    @property
+    def journal_path(self) -> Path:
+        """The state database: written by the daemon and `mirrord reconcile`, read by status."""
+        return self.state_dir / "journal.db"
+
 
 @dataclass(frozen=True)
 class SourceConfig:

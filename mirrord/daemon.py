@@ -45,10 +45,6 @@ MAX_JOURNAL_BACKLOG = 200_000   # changes kept in memory while the journal canno
 STOP_GRACE = 30.0               # seconds to let in-flight work finish on SIGTERM
 
 
-def journal_path(cfg: Config) -> Path:
-    return cfg.mirrord.state_dir / "journal.db"
-
-
 def lock_path(cfg: Config) -> Path:
     return cfg.mirrord.state_dir / "daemon.lock"
 
@@ -164,7 +160,7 @@ class Daemon:
             self._create_targets()
             opening = self._start_opening_targets()
             routes = {s.name: s.targets for s in self.cfg.sources}
-            self.journal = Journal(journal_path(self.cfg), routes)
+            self.journal = Journal(self.cfg.mirrord.journal_path, routes)
         except BaseException:
             futures.wait(opening.values())
             for watcher in self.watchers.values():
@@ -249,7 +245,7 @@ class Daemon:
             return
         self.catchups_pending.add(src.name)
         dirs = {t: self.targets[t].features.directories for t in src.targets if t in self.targets}
-        db = journal_path(self.cfg)
+        db = self.cfg.mirrord.journal_path
 
         def job(emit):
             result = catch_up(db, src, list(src.targets), emit, stop=self.stop_requested,

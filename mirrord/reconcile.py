@@ -98,11 +98,6 @@ class ReconcileResult:
         return doc
 
 
-def journal_file(cfg: Config) -> Path:
-    """Where the state database lives (the same file the daemon uses)."""
-    return cfg.mirrord.state_dir / "journal.db"
-
-
 def reconcile_target(cfg: Config, target: Target, *, emit: Emit, emit_deletes: Emit | None = None,
                      **options) -> list[ReconcileResult]:
     """One pass for every source that mirrors to `target` (see reconcile_pass)."""
@@ -125,7 +120,7 @@ def reconcile_pass(cfg: Config, target: Target, source: SourceConfig, *, emit: E
               checksum=rc.checksum if checksum is None else checksum,
               max_delete=rc.max_delete, max_delete_percent=rc.max_delete_percent,
               other_dests=_other_dests(cfg, target.name, source), stop=stop, progress=progress)
-    return p.run(db_path or journal_file(cfg))
+    return p.run(db_path or cfg.mirrord.journal_path)
 
 
 def target_state(results: list[ReconcileResult], *, when: float | None = None) -> dict:

@@ -32,7 +32,7 @@ from mirrord.errors import MirrordError
 from mirrord.journal import Change, Journal
 from mirrord.logsetup import register_secret
 from mirrord.progress import Progress
-from mirrord.reconcile import ReconcileResult, journal_file, reconcile_pass
+from mirrord.reconcile import ReconcileResult, reconcile_pass
 from mirrord.shipper import Shipper, SourceGuard
 from mirrord.targets.base import Target
 
@@ -175,7 +175,7 @@ class _Session:
         self.daemon = daemon_running(state_dir)
         routes = {s.name: s.targets for s in self.cfg.sources}
         # With a daemon running, its claims are its own: never reset them.
-        self.journal = Journal(journal_file(self.cfg), routes, check=False,
+        self.journal = Journal(self.cfg.mirrord.journal_path, routes, check=False,
                                reset_claims=not self.daemon)
         if self.daemon:
             print("mirrord: a daemon is running: queueing repairs for it to ship",

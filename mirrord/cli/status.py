@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 from mirrord import journal
 from mirrord.config import Config
-from mirrord.daemon import journal_path, lock_path
+from mirrord.daemon import lock_path
 
 
 def add_parser(sub) -> None:
@@ -47,7 +46,7 @@ def collect(cfg: Config) -> dict:
     now = time.time()
     doc: dict = {"config": str(cfg.path), "time": now, "daemon_pid": daemon_running(cfg),
                  "targets": {}, "daemon": None, "sources": {}}
-    path = journal_path(cfg)
+    path = cfg.mirrord.journal_path
     if not path.exists():
         doc["note"] = f"no state database yet at {path}"
         return doc
