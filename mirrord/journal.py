@@ -166,7 +166,7 @@ class Change:
 
     source: str
     path: str
-    kind: str                       # put | delete | mkdir
+    kind: str                       # put | delete | mkdir | attr (mode/mtime only: see Journal)
     tree: bool = False              # remove everything at/below path first
     size: int = 0
     time: float = 0.0
@@ -190,6 +190,7 @@ class Op:
     attempts: int
     event_time: float
     src_shipped: tuple[int, int] | None = None   # (size, mtime_ns) of src as last shipped
+    shipped: tuple[int, int, int | None] | None = None   # attr ops: (size, mtime_ns, mode) of path as last shipped
 
 
 @dataclass
@@ -202,6 +203,7 @@ class Outcome:
     mtime_ns: int = 0
     token: str | None = None
     is_dir: bool = False
+    mode: int | None = None         # permission bits shipped (None: target does not keep them)
     error: str | None = None
     permanent: bool = False
     rescan: bool = False            # a directory must be walked and re-sent (move fell back)

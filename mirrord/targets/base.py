@@ -42,6 +42,7 @@ class Entry:
     digest: str | None = None
     token: str | None = None   # an opaque change token from the target (S3 ETag), if any
     mtime_ns: int = 0          # exact source mtime where known (source walks)
+    mode: int | None = None    # permission bits (stat.S_IMODE), None where not known or not kept
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Features:
     list_mtime: bool = True          # list() reports the kept source mtime (S3: server time)
     batch_size: int = 1              # how many SyncItems one worker task hands to sync()
     needs_local_file: bool = True    # sync() reads SyncItem.local (rsync reads the source itself)
+    keeps_mode: bool = True          # permission bits are kept (local, rsync: the inode; s3: metadata)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class SyncItem:
     'file' (regular file at `local`, with `size` and `mtime`), 'dir', or 'absent'.
     `tree` asks that, before anything else, every object at or below `path`
     is removed (a directory was deleted or moved out of the tree).
+    `mode` is the source's permission bits (stat.S_IMODE) and `mtime_ns` its exact
+    mtime in nanoseconds (0: use `mtime`). `meta_only` (kind 'file' only) says the
+    target already holds these bytes: only mode and mtime need setting (a chmod,
+    a utime), never a re-send of the body.
     """
 
     path: str
@@ -74,6 +80,9 @@ class SyncItem:
     tree: bool = False
     source_root: str = ""   # the watched tree's root, for targets that read the source themselves
     source_rel: str = ""    # `path` relative to source_root (path = dest + '/' + source_rel)
+    mode: int | None = None
+    mtime_ns: int = 0
+    meta_only: bool = False
 
 
 @dataclass

@@ -26,31 +26,18 @@ import logging
 import os
 import stat as stat_mod
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from mirrord.fsutil import counts_subdirs_in_nlink
-from mirrord.logsetup import kv
+from mirrord.watch.events import FsEvent, describe  # noqa: F401 - re-exported
 
 log = logging.getLogger("mirrord.watch")
 
 WATCH_MASK = (F.CLOSE_WRITE | F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO
               | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.ONLYDIR | F.EXCL_UNLINK)
-
-
-@dataclass(frozen=True)
-class FsEvent:
-    """kind: write | delete | mkdir | rmtree | move | overflow | watch_error | lost."""
-
-    kind: str
-    path: str = ""
-    src: str | None = None
-    is_dir: bool = False
-    size: int = 0
-    detail: str = ""
 
 
 def _join(parent: str, name: str) -> str:
@@ -291,6 +278,3 @@ class TreeWatcher:
             self._rename_tree(src, rel)
         out.append(FsEvent("move", rel, src=src, is_dir=is_dir))
 
-
-def describe(event: FsEvent) -> str:
-    return kv(event=event.kind, path=event.path, src=event.src or "", dir=event.is_dir)
