@@ -1,13 +1,34 @@
-"""`mirrord check-config`: validate the file and print what was understood (secrets masked)."""
+"""`mirrord check-config`: validate the file and print what was understood (secrets masked).
+
+Also shows what each exclude pattern matches, on a fixed list of paths typical of a
+MediaWiki uploads tree and on the first paths of the real source (breadth first,
+bounded), so a pattern that excludes nothing or too much is seen before it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
+from collections import deque
 from pathlib import Path
 
-from mirrord.config import Config
+from mirrord.config import Config, SourceConfig
+from mirrord.exclude import compile_excludes
+
+# Directories end with '/'. MediaWiki's upload layout: hashed a/ab/ originals,
+# thumb/ (regenerable, most of the files), temp/ (stashed uploads), lockdir/
+# (FileBackend locks), archive/ (old versions); plus editor and NFS leftovers.
+SAMPLES = (
+    "a/ab/Example.jpg", "thumb/", "thumb/a/ab/Example.jpg/120px-Example.jpg",
+    "temp/", "temp/a/ab/x.jpg", "lockdir/", "lockdir/x.lock",
+    "archive/a/ab/20260101000000!Example.jpg", "deep/dir/temp/y.png", "cache/x.jpg",
+    "a/cache/x.jpg", ".nfs000123", "x.tmp", "a/ab/.Example.jpg.swp", "a/ab/Example.jpg~",
+    "a/ab/Example.jpg.part",
+)
+WALK_LIMIT = 200   # real paths looked at per source: check-config must stay instant
+SHOWN = 5          # real paths printed per pattern
 
 
 def add_parser(sub) -> None:
@@ -34,15 +55,67 @@ def _plain(value):
     return value
 
 
+def real_samples(root: Path, limit: int = WALK_LIMIT) -> list[str]:
+    """Up to `limit` relative paths below `root`, breadth first so top-level
+    directories (thumb/, temp/) come before the depths of a/ab/; directories end
+    with '/'. Symlinks are not followed; unreadable directories are skipped."""
+    out: list[str] = []
+    todo = deque([""])
+    while todo and len(out) < limit:
+        rel = todo.popleft()
+        try:
+            with os.scandir(root / rel if rel else root) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries[:limit - len(out)]:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                out.append(path + "/")
+                todo.append(path)
+            elif entry.is_file(follow_symlinks=False):
+                out.append(path)
+    return out
+
+
+def _matching(patterns: tuple[str, ...], paths: list[str] | tuple[str, ...]) -> list[str]:
+    matcher = compile_excludes(patterns)
+    return [p for p in paths if matcher.excluded(p.rstrip("/"), is_dir=p.endswith("/"))]
+
+
+def exclude_preview(src: SourceConfig) -> list[dict]:
+    """Per pattern: the sample and real paths it matches on its own. A `!` pattern
+    lists what it re-includes (what it matches without the `!`)."""
+    real = real_samples(src.path) if src.exclude and src.path.is_dir() else []
+    out = []
+    for pattern in src.exclude:
+        negated = pattern.startswith("!")
+        alone = (pattern[1:] if negated else pattern,)
+        out.append({"pattern": pattern, "effect": "re-includes" if negated else "excludes",
+                    "samples": _matching(alone, SAMPLES), "real": _matching(alone, real),
+                    "real_checked": len(real)})
+    return out
+
+
 def summary(cfg: Config) -> dict:
     return {
         "config": str(cfg.path),
         "mirrord": _plain(cfg.mirrord),
-        "sources": [_plain(s) for s in cfg.sources],
+        "sources": [dict(_plain(s), exclude_preview=exclude_preview(s)) if s.exclude else _plain(s)
+                    for s in cfg.sources],
         "targets": {name: _plain(t) for name, t in cfg.targets.items()},
         "reconcile": _plain(cfg.reconcile),
         "failover": _plain(cfg.failover) if cfg.failover else None,
     }
+
+
+def _preview_line(item: dict) -> str:
+    real = item["real"]
+    shown = ", ".join(real[:SHOWN]) + (", ..." if len(real) > SHOWN else "")
+    return (f"exclude {item['pattern']!r} {item['effect']} {len(item['samples'])} of "
+            f"{len(SAMPLES)} samples ({', '.join(item['samples']) or 'none'}); "
+            f"{len(real)} of the first {item['real_checked']} real paths"
+            + (f" ({shown})" if real else ""))
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -55,10 +128,12 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     print(f"  state_dir {m.state_dir}, workers {m.workers}, heartbeat every {m.heartbeat_interval:g}s, "
           f"log {m.log_level}/{m.log_format}"
           + (f", metrics on {m.metrics_listen[0]}:{m.metrics_listen[1]}" if m.metrics_listen else ""))
-    for s in cfg.sources:
+    for s, shown in zip(cfg.sources, doc["sources"]):
         dest = f" under {s.dest!r}" if s.dest else ""
         excl = f", excluding {', '.join(s.exclude)}" if s.exclude else ""
         print(f"  source {s.name}: {s.path} -> {', '.join(s.targets)}{dest}{excl}")
+        for item in shown.get("exclude_preview", ()):
+            print("    " + _preview_line(item))
     for name, t in cfg.targets.items():
         opts = doc["targets"][name].get(t.type, {})
         where = ", ".join(f"{k}={v}" for k, v in opts.items())

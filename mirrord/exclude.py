@@ -1,0 +1,95 @@
+"""Exclude patterns: gitignore syntax, compiled once, matched against relative paths.
+
+Operators write excludes the way rsync and .gitignore read them, so the syntax
+is gitignore's (https://git-scm.com/docs/gitignore, "PATTERN FORMAT"), matched
+by pathspec's GitIgnoreSpec rather than by hand-written fnmatch rules:
+
+- a pattern without a `/` (other than a trailing one) matches a name at any
+  depth: `*.tmp`, `.nfs*`, `cache`;
+- a trailing `/` matches directories only: `thumb/`, `lockdir/`;
+- a leading or middle `/` anchors at the source root: `/temp`, `cache/*.jpg`;
+- `**` crosses directories: `**/cache/`, `a/**/b`;
+- `!` re-includes what an earlier pattern excluded, except below an excluded
+  directory (gitignore: "It is not possible to re-include a file if a parent
+  directory of that file is excluded"; mirrord never descends into one either).
+
+A path is excluded when one of its ancestor directories is, or when the path
+itself is. Callers that know a path is a directory say so (`is_dir=True`):
+a directory-only pattern cannot match a path whose kind is not given.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pathspec import GitIgnoreSpec
+
+# Directory verdicts remembered per matcher: a walk or a burst of events asks
+# about the same few parent directories over and over.
+_DIR_CACHE_SIZE = 4096
+
+
+class PatternError(ValueError):
+    """An exclude pattern that pathspec refuses or that could match nothing."""
+
+
+def check_pattern(pattern: str) -> None:
+    """Raise PatternError (naming the pattern) when it is invalid or a no-op.
+
+    pathspec raises ValueError for some invalid patterns (`!` alone, a lone
+    trailing backslash), re.error for a reversed range (`[z-a]`), and silently
+    discards others as Git does (an unclosed `[`, `/` alone, a `#` comment):
+    those would exclude nothing while looking as if they did, so they are
+    refused too.
+    """
+    try:
+        spec = GitIgnoreSpec.from_lines([pattern])
+    except (ValueError, re.error) as exc:
+        raise PatternError(f"invalid pattern {pattern!r}: {exc}") from None
+    if not spec.patterns or spec.patterns[0].include is None:
+        raise PatternError(f"pattern {pattern!r} matches nothing (an unclosed '[', a bare '/' "
+                           f"or a '#' comment); escape a literal with '\\'")
+
+
+class ExcludeMatcher:
+    """A compiled exclude list; `excluded(relpath, is_dir=...)` is the question callers ask."""
+
+    def __init__(self, patterns: tuple[str, ...]):
+        """Compile `patterns` (gitignore syntax, in order; later ones win).
+
+        Raises PatternError for the first pattern pathspec refuses.
+        """
+        for pattern in patterns:
+            check_pattern(pattern)
+        self.patterns = patterns
+        self._spec = GitIgnoreSpec.from_lines(patterns) if patterns else None
+        self._dir_excluded = lru_cache(maxsize=_DIR_CACHE_SIZE)(self._dir_excluded_uncached)
+
+    def excluded(self, relpath: str, *, is_dir: bool = False) -> bool:
+        """True when `relpath` ('a/b/c.jpg', relative to the source root, no leading
+        or trailing '/') or one of its ancestor directories is excluded.
+
+        `is_dir` says that `relpath` itself is a directory; only then can a
+        directory-only pattern (`thumb/`) match the path itself. Ancestors are
+        directories by definition, so `thumb/a.jpg` is excluded either way.
+        """
+        if self._spec is None:
+            return False
+        parent, sep, _name = relpath.rpartition("/")
+        if sep and self._dir_excluded(parent):
+            return True
+        return self._spec.match_file(relpath + "/" if is_dir else relpath)
+
+    def _dir_excluded_uncached(self, relpath: str) -> bool:
+        # The trailing '/' is how pathspec is told the path is a directory.
+        parent, sep, _name = relpath.rpartition("/")
+        if sep and self._dir_excluded(parent):
+            return True
+        return self._spec.match_file(relpath + "/")
+
+
+@lru_cache(maxsize=64)
+def compile_excludes(patterns: tuple[str, ...]) -> ExcludeMatcher:
+    """One shared matcher per distinct pattern list (config reloads, tests)."""
+    return ExcludeMatcher(patterns)
