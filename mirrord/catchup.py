@@ -6,6 +6,16 @@ overflow. One streaming walk of the source is merged with one ordered read of
 the `shipped` table per target; memory stays flat however large the tree.
 It only proposes changes; the daemon's main thread writes them to the journal.
 
+It compares what the live stream ships: size, mtime_ns and mode (the mode
+only where the target keeps it). Size or mtime differ: 'put' (the content may
+have changed). Mode alone: 'attr' (only mode and mtime are sent). A directory
+whose mode differs: 'mkdir' (which carries the mode). So a chmod made while
+the daemon was stopped is repaired at start.
+
+A subtree catch-up (`subtree`) walks one directory and reads only the shipped
+rows below it: cheap for a small directory the watcher cannot watch (it is
+checked every few seconds), and it never proposes anything outside it.
+
 Deletes are proposed only when the walk is trustworthy: never for paths below
 a directory that could not be read, never when the source root is empty while
 the database says files were shipped (an unmounted mount point looks empty).
@@ -19,13 +29,13 @@ import time
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from mirrord import journal
+from mirrord.compare import against_shipped
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
 from mirrord.merge import Cursor
-from mirrord.targets.base import Entry
 from mirrord.treewalk import WalkErrors, entry_key, walk
 
 log = logging.getLogger("mirrord.catchup")
@@ -44,13 +54,21 @@ class CatchUpResult:
 
 def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
              emit: Callable[[list[Change]], None], *, stop: threading.Event | None = None,
-             directories: dict[str, bool] | None = None) -> CatchUpResult:
-    """Propose the changes that bring every target's shipped state up to the source."""
+             directories: dict[str, bool] | None = None, modes: dict[str, bool] | None = None,
+             subtree: str = "") -> CatchUpResult:
+    """Propose (through `emit`, in chunks of Changes) what brings every target's shipped
+    state up to the source. `directories` / `modes`: per target, whether it keeps empty
+    directories / permission bits (Features.directories / keeps_mode; default: yes, and a
+    mode never recorded is then not compared). `subtree` (a relative directory path):
+    walk only source.path/subtree and compare only the shipped rows below it; deletes are
+    proposed only below it. A source that cannot be read raises nothing: it is recorded
+    in the result and no delete is proposed for it."""
     started = time.monotonic()
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
+    prefix = subtree.strip("/").encode("utf-8", "surrogateescape")
     try:
-        shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name), key=itemgetter(0))
+        shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name, prefix), key=itemgetter(0))
                    for t in targets}
         had_shipped = any(s.head is not None for s in shipped.values())
         errors = WalkErrors([])
@@ -65,7 +83,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 emit(list(batch))
                 batch.clear()
 
-        for entry in walk(str(source.path), excluded=source.excluded, errors=errors):
+        for entry in walk(str(source.path), excluded=source.excluded, errors=errors,
+                          below=subtree.strip("/")):
             if stop is not None and stop.is_set():
                 return result
             result.files += not entry.is_dir
@@ -74,16 +93,19 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 if rows.key is not None and rows.key < key:
                     deletes[t].extend(r[0] for r in rows.take_before(key))
                 row = rows.take_equal(key)
-                before = None if row is None else (row[1], row[2])
                 if entry.is_dir and not (directories or {}).get(t, True):
                     continue
-                if before is None or (not entry.is_dir and before != (entry.size, entry.mtime_ns)):
-                    propose(_change_for(source.name, entry, t))
+                kind = against_shipped(entry, row, keeps_mode=(modes or {}).get(t))
+                if kind is not None:
+                    propose(Change(source.name, entry.path, kind, size=entry.size,
+                                   time=time.time(), targets=(t,)))
         for t, rows in shipped.items():
             while rows:   # everything left was shipped but is no longer at the source
                 deletes[t].append(rows.advance()[0])
         result.unreadable = list(errors.unreadable)
-        if result.files == 0 and had_shipped:
+        # an unmounted source root looks empty; a subtree that is empty was emptied (its
+        # root missing or unreadable is caught by the unreadable rule below)
+        if result.files == 0 and had_shipped and not prefix:
             result.refused_deletes = sum(len(d) for d in deletes.values())
             if result.refused_deletes:  # nothing to refuse (e.g. only directories): no alarm
                 log.error("source %s is empty but %d shipped paths are recorded: refusing to "
@@ -103,11 +125,6 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         conn.close()
         result.seconds = time.monotonic() - started
     return result
-
-
-def _change_for(source: str, entry: Entry, target: str) -> Change:
-    kind = "mkdir" if entry.is_dir else "put"
-    return Change(source, entry.path, kind, size=entry.size, time=time.time(), targets=(target,))
 
 
 def _below_unreadable(key: bytes, errors: WalkErrors) -> bool:

@@ -5,6 +5,13 @@ the latest, so a path is never worked on by two workers at once and its
 changes apply in order. Every op is state-based — the shipper looks at the
 source when it runs — so coalescing never loses information.
 
+An 'attr' change (only the mode or mtime changed: chmod, utime) never
+weakens a pending op: arriving on a row that holds a put, move, delete or
+mkdir it keeps that kind (which, state-based, ships the metadata too); a put,
+delete or mkdir arriving on an 'attr' row replaces it. claim() hands an attr
+op the path's shipped (size, mtime_ns, mode), so the shipper can send the
+metadata alone. `shipped.mode` (schema 2) is NULL where not known.
+
 Moves keep their order with a `wait_for` link: after `mv A B` the row for A
 (delete) waits for the row for B (move A->B), so a new A cannot be shipped and
 then moved away. Directory ops (a directory moved, or deleted with its tree)
@@ -25,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
 from mirrord.errors import JournalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: shipped.mode (permission bits; NULL = not known)
 RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
 
 _SCHEMA = """
@@ -61,6 +69,7 @@ CREATE TABLE IF NOT EXISTS shipped (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     token TEXT,
+    mode INTEGER,
     PRIMARY KEY (target, source, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS target_stats (
@@ -75,6 +84,7 @@ CREATE TABLE IF NOT EXISTS target_stats (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
 
 # An op a worker may take now (parameters: target, now): what claim() hands out and
 # count_ready() counts, so the two can never disagree. Served by the ops_ready index.
@@ -189,7 +199,7 @@ class Op:
     tree: bool
     attempts: int
     event_time: float
-    src_shipped: tuple[int, int] | None = None   # (size, mtime_ns) of src as last shipped
+    src_shipped: tuple[int, int, int | None] | None = None   # moves: (size, mtime_ns, mode) of src as last shipped
     shipped: tuple[int, int, int | None] | None = None   # attr ops: (size, mtime_ns, mode) of path as last shipped
 
 
@@ -198,7 +208,7 @@ class Outcome:
     """A worker's answer for one Op; `error` None means done."""
 
     op: Op
-    shipped_kind: str = ""          # put | delete | mkdir | move | skip
+    shipped_kind: str = ""          # put | meta | delete | mkdir | move | skip
     size: int = 0
     mtime_ns: int = 0
     token: str | None = None
@@ -278,10 +288,21 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalError(f"state database {self.path} has schema {version}, newer "
                                    f"than this mirrord ({SCHEMA_VERSION}); refusing to start")
+            if version == 1:
+                self._to_v2()
             self.db.executescript(_SCHEMA)
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"state database {self.path} is damaged ({exc}); refusing to start") from None
+
+    def _to_v2(self) -> None:
+        """Version 1 -> 2 in place: `shipped` gains `mode`, NULL on every old row (not
+        known: catch-up and reconcile then send the mode once, never the body again)."""
+        with self.transaction():
+            cols = [r[1] for r in self.db.execute("PRAGMA table_info(shipped)")]
+            if "mode" not in cols:
+                self.db.execute("ALTER TABLE shipped ADD COLUMN mode INTEGER")
+            self.db.execute("PRAGMA user_version = 2")
 
     def _load_barriers(self) -> None:
         rows = self.db.execute(
@@ -334,8 +355,8 @@ class Journal:
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
                 src: bytes | None = None, wait_for: int | None = None) -> int:
         row = self.db.execute(
-            "SELECT id, seq, wait_for, tree FROM ops WHERE target = ? AND source = ? AND path = ?",
-            (target, source, path)).fetchone()
+            "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
+            "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
         tree_after = tree  # the row keeps a pending tree removal (tree = MAX(tree, ?))
         if row is None:
             barrier = self._covering_barrier(target, source, path, None)
@@ -348,7 +369,12 @@ class Journal:
                  waits, when + delay if delay else 0, when, when, size))
             oid = cur.lastrowid
         else:
-            oid, seq, waits, old_tree = row
+            oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = row
+            if kind == "attr" and old_kind != "attr":
+                # a pending put / move / delete / mkdir is stronger and state-based anyway: it
+                # ships the mode and mtime too. seq still moves on, so an op of the row that
+                # is in flight (it may have looked before the chmod) runs once more.
+                kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
             tree_after = tree or bool(old_tree)
             barrier = self._covering_barrier(target, source, path, oid)
             if barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
@@ -417,16 +443,22 @@ class Journal:
         with self.transaction():
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
                 self.db.execute("UPDATE ops SET claimed = ? WHERE id = ?", (seq, oid))
-                src_shipped = None
+                src_shipped = shipped = None
                 if kind == "move" and src is not None and not is_dir:
-                    found = self.db.execute(
-                        "SELECT size, mtime_ns FROM shipped WHERE target = ? AND source = ? AND key = ?",
-                        (target, source, bytes(src))).fetchone()
-                    src_shipped = tuple(found) if found else None
+                    src_shipped = self._shipped_meta(target, source, bytes(src))
+                elif kind == "attr":
+                    shipped = self._shipped_meta(target, source, bytes(path))
                 ops.append(Op(oid, seq, target, source, _s(path), kind,
                               _s(src) if src is not None else None, bool(is_dir), bool(tree),
-                              attempts, event_time, src_shipped))
+                              attempts, event_time, src_shipped, shipped))
         return ops
+
+    def _shipped_meta(self, target: str, source: str, key: bytes) -> tuple[int, int, int | None] | None:
+        """(size, mtime_ns, mode) of the file `key` as last shipped, None if never shipped."""
+        found = self.db.execute(
+            "SELECT size, mtime_ns, mode FROM shipped WHERE target = ? AND source = ? AND key = ?",
+            (target, source, key)).fetchone()
+        return tuple(found) if found else None
 
     def ack(self, outcomes: Iterable[Outcome]) -> None:
         """Record what the workers did, in one transaction."""
@@ -473,18 +505,22 @@ class Journal:
         if out.shipped_kind == "move" and op.src is not None:
             self._move_shipped(t, s, _b(op.src), path, op.is_dir)
         if out.shipped_kind in ("put", "move") and not out.is_dir:
-            self._set_shipped(t, s, path, path + b"/", out.size, out.mtime_ns, out.token)
+            self._set_shipped(t, s, path, path + b"/", out.size, out.mtime_ns, out.token, out.mode)
+        elif out.shipped_kind == "meta":   # mode / mtime set in place: same body, same token
+            self.db.execute("UPDATE shipped SET mtime_ns = ?, mode = ?, token = COALESCE(?, token) "
+                            "WHERE target = ? AND source = ? AND key = ?",
+                            (out.mtime_ns, out.mode, out.token, t, s, path))
         elif out.shipped_kind in ("mkdir", "move"):
-            self._set_shipped(t, s, path + b"/", path, 0, out.mtime_ns, None)
+            self._set_shipped(t, s, path + b"/", path, 0, out.mtime_ns, None, out.mode)
         elif out.shipped_kind == "delete":
             self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key IN (?, ?)",
                             (t, s, path, path + b"/"))
 
     def _set_shipped(self, t: str, s: str, key: bytes, other: bytes, size: int, mtime_ns: int,
-                     token: str | None) -> None:
+                     token: str | None, mode: int | None) -> None:
         self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
-        self.db.execute("INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (t, s, key, size, mtime_ns, token))
+        self.db.execute("INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, "
+                        "mode) VALUES (?, ?, ?, ?, ?, ?, ?)", (t, s, key, size, mtime_ns, token, mode))
 
     def _forget_tree(self, t: str, s: str, path: bytes) -> None:
         self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
@@ -495,13 +531,14 @@ class Journal:
             self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, src))
             return
         rows = self.db.execute(
-            "SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
+            "SELECT key, size, mtime_ns, token, mode FROM shipped WHERE target = ? AND source = ? "
             "AND key >= ? AND key < ?", (t, s, src + b"/", _prefix_upper(src))).fetchall()
         self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
                         (t, s, src + b"/", _prefix_upper(src)))
         self.db.executemany(
-            "INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token) VALUES (?, ?, ?, ?, ?, ?)",
-            [(t, s, dst + bytes(k)[len(src):], size, m, tok) for k, size, m, tok in rows])
+            "INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, mode) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(t, s, dst + bytes(k)[len(src):], size, m, tok, mode) for k, size, m, tok, mode in rows])
 
     def _failed(self, out: Outcome, now: float) -> None:
         op = out.op
@@ -544,7 +581,7 @@ class Journal:
     def backlog(self, now: float | None = None) -> dict[str, TargetBacklog]:
         return read_backlog(self.db, list(dict.fromkeys(t for ts in self.routes.values() for t in ts)))
 
-    def shipped_entries(self, target: str, source: str) -> Iterator[tuple[bytes, int, int, str | None]]:
+    def shipped_entries(self, target: str, source: str) -> Iterator[ShippedRow]:
         return iter_shipped(self.db, target, source)
 
 
@@ -593,13 +630,14 @@ def read_backlog(db: sqlite3.Connection, targets: list[str]) -> dict[str, Target
 
 
 def iter_shipped(db: sqlite3.Connection, target: str, source: str,
-                 prefix: bytes = b"") -> Iterator[tuple[bytes, int, int, str | None]]:
-    """(key, size, mtime_ns, token) in key order: the merge partner of a source walk."""
+                 prefix: bytes = b"") -> Iterator[ShippedRow]:
+    """(key, size, mtime_ns, token, mode) in key order: the merge partner of a source walk.
+    `mode` is None where not known (rows from schema 1) or not kept by the target.
+    With `prefix` (a directory's path bytes, no trailing '/'): only the rows strictly below it."""
+    cols = "SELECT key, size, mtime_ns, token, mode FROM shipped WHERE target = ? AND source = ? "
     if prefix:
-        cur = db.execute("SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
-                         "AND key >= ? AND key < ? ORDER BY key",
+        cur = db.execute(cols + "AND key > ? AND key < ? ORDER BY key",
                          (target, source, prefix + b"/", _prefix_upper(prefix)))
     else:
-        cur = db.execute("SELECT key, size, mtime_ns, token FROM shipped WHERE target = ? AND source = ? "
-                         "ORDER BY key", (target, source))
+        cur = db.execute(cols + "ORDER BY key", (target, source))
     yield from cur   # keys are stored as BLOBs: sqlite3 returns them as bytes already

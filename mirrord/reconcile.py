@@ -4,8 +4,16 @@ A pass merges ONE streaming walk of the source with ONE streaming listing of
 the target (and, for targets whose listing does not carry the source mtime,
 the ordered `shipped` rows of the state database), key by key, in
 mirrord.treewalk.entry_key order. Memory stays at a few items per stream plus
-the list of extra entries waiting to be deleted. Nothing is stat'ed or HEAD'ed
-per object in the default mode.
+the list of extra entries waiting to be deleted.
+
+It compares what the live stream ships: size, mtime and mode (the mode only
+where the target keeps it, Features.keeps_mode), directories' modes included
+where the target has directories. Size or mtime differ: a 'put'; the mode
+alone: an 'attr' (a file) or a 'mkdir' (a directory), counted as `changed`
+with reason 'mode'. Local and rsync listings carry mode and mtime. An S3
+listing carries neither: an object whose ETag is the one we shipped is judged
+by its `shipped` row; only the others are HEAD'ed (stat: metadata mtime and
+mode), in parallel within a bounded window, as checksum mode hashes.
 
 Differences become journal Changes handed to `emit` (repairs, as found) and
 `emit_deletes` (once, at the end, after every repair was proposed). The pass
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from mirrord import journal
+from mirrord.compare import NEEDS_STAT, ShippedRow, against_listing, against_stat, change_kind
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
@@ -50,8 +59,8 @@ log = logging.getLogger("mirrord.reconcile")
 
 CHUNK = 500                 # changes per emit() call
 PROGRESS_EVERY = 2000       # merged keys between progress callbacks
-CHECKSUM_WORKERS = 8        # concurrent content hashes in checksum mode
-CHECKSUM_WINDOW = 64        # hashes in flight at most
+CHECKSUM_WORKERS = 8        # concurrent content hashes / HEADs
+CHECKSUM_WINDOW = 64        # hashes / HEADs in flight at most
 STATE_KEY = "reconcile:{target}"
 
 Emit = Callable[[list[Change]], None]
@@ -182,13 +191,15 @@ class _Pass:
         self.root = str(source.path)
         self.features = target.features
         self.tolerance = max(target.features.mtime_precision, 1e-6) + 1e-6
+        self.modes = target.features.keeps_mode
         self.res = ReconcileResult(target.name, source.name)
         self.batch: list[Change] = []
         self.extras: list[_Extra] = []
         self.extra_dir: bytes | None = None
         self.source_entries = 0
         self.pool: ThreadPoolExecutor | None = None
-        self.window: collections.deque[tuple[Entry, Future]] = collections.deque()
+        # entries waiting for a worker's answer (a content hash, a HEAD), and how to judge it
+        self.window: collections.deque[tuple[Entry, Future, Callable]] = collections.deque()
 
     # ------------------------------------------------------------ the pass
     def run(self, db_path: Path) -> ReconcileResult:
@@ -224,8 +235,6 @@ class _Pass:
             if not self.features.list_mtime:
                 conn = _open_readonly(db_path)
             shipped = Cursor(self._shipped_rows(conn), lambda row: row[0])
-            if self.checksum:
-                self.pool = ThreadPoolExecutor(CHECKSUM_WORKERS, thread_name_prefix="reconcile-sum")
             for n, (key, (s, t)) in enumerate(merge(src, tgt)):
                 if self.stop.is_set():
                     return False
@@ -250,7 +259,7 @@ class _Pass:
                 self.res.errors.append(f"source directory {where!r} could not be read: {why}")
 
     def _compare(self, key: bytes, s: Entry | None, t: Entry | None,
-                 h: tuple[bytes, int, int, str | None] | None) -> None:
+                 h: ShippedRow | None) -> None:
         if s is not None:
             self.source_entries += 1
             self.res.compared += not s.is_dir
@@ -258,9 +267,13 @@ class _Pass:
             self.res.target_entries += 1
         if s is not None and t is not None:
             if s.is_dir:
+                if self.modes and t.mode is not None and t.mode != s.mode:
+                    self._send(s, "changed", "mode")
                 return
             reason = self._differs(s, t, h)
-            if reason is not None:
+            if reason == NEEDS_STAT:
+                self._later(s, self._stat, self._judge_stat)
+            elif reason is not None:
                 self._send(s, "changed", reason)
             elif self.checksum:
                 self._check_content(s)
@@ -269,27 +282,18 @@ class _Pass:
         elif t is not None:
             self._extra(key, t)
 
-    def _differs(self, s: Entry, t: Entry, h: tuple[bytes, int, int, str | None] | None) -> str | None:
-        """Why the target's copy is not the source's, or None when it is (no extra request)."""
-        if s.size != t.size:
-            return "size"
-        if self.features.list_mtime:
-            if abs(t.mtime - s.mtime_ns / 1e9) > self.tolerance:
-                return "mtime"
-            return None
-        # The listing carries the server's upload time, not the source mtime (S3): judge by
-        # what we shipped. Same token (ETag) as shipped, and shipped from this very source state.
-        if h is not None and h[3] is not None and t.token is not None:
-            if t.token != h[3]:
-                return "changed on the target"
-            if (h[1], h[2]) != (s.size, s.mtime_ns):
-                return "changed at the source"
-            return None
-        # Never shipped by this state database: an upload older than the source is stale
-        # (the server's time has whole seconds: LastModified).
-        if t.mtime + 1.0 < s.mtime_ns / 1e9:
-            return "older on the target"
-        return None
+    def _differs(self, s: Entry, t: Entry, h: ShippedRow | None) -> str | None:
+        return against_listing(s, t, h, list_mtime=self.features.list_mtime,
+                               keeps_mode=self.modes, tolerance=self.tolerance)
+
+    def _stat(self, s: Entry) -> Entry | None:
+        return self.target.stat(join(self.source.dest, s.path))
+
+    def _judge_stat(self, s: Entry, t: Entry | None) -> str | None:
+        reason = against_stat(s, t, keeps_mode=self.modes, tolerance=self.tolerance)
+        if reason is None and self.checksum:
+            self._check_content(s, settle=False)
+        return reason
 
     # ------------------------------------------------------------ listings
     def _target_entries(self) -> Iterator[Entry]:
@@ -306,7 +310,7 @@ class _Pass:
             if self._not_ours(rel, key):
                 skip = key if e.is_dir else skip
                 continue
-            yield Entry(rel, e.size, e.mtime, e.is_dir, e.digest, e.token, e.mtime_ns)
+            yield Entry(rel, e.size, e.mtime, e.is_dir, e.digest, e.token, e.mtime_ns, e.mode)
 
     def _not_ours(self, rel: str, key: bytes) -> bool:
         """Target entries this source must neither compare nor delete."""
@@ -324,9 +328,10 @@ class _Pass:
             self.res.missing += 1
         else:
             self.res.changed += 1
-        self.res.bytes += s.size
         log.debug("%s %s on %s: %s", what, s.path, self.target.name, reason)
-        kind = "mkdir" if s.is_dir else "put"
+        kind = change_kind(s, reason)            # 'attr' and 'mkdir' send no body
+        if kind == "put":
+            self.res.bytes += s.size
         self.batch.append(Change(self.source.name, s.path, kind, size=s.size, time=time.time(),
                                  targets=(self.target.name,)))
         if len(self.batch) >= CHUNK:
@@ -349,22 +354,33 @@ class _Pass:
         self.extras.append(_Extra(t.path, t.is_dir))
 
     # ------------------------------------------------------------ checksum mode
-    def _check_content(self, s: Entry) -> None:
-        assert self.pool is not None
-        self.window.append((s, self.pool.submit(self._content_differs, s)))
-        if len(self.window) >= CHECKSUM_WINDOW:
+    def _check_content(self, s: Entry, *, settle: bool = True) -> None:
+        self._later(s, self._content_differs, self._judge_content, settle=settle)
+
+    def _judge_content(self, s: Entry, differs: bool) -> str | None:
+        self.res.checksummed += 1
+        return "content" if differs else None
+
+    def _later(self, s: Entry, work: Callable, judge: Callable, *, settle: bool = True) -> None:
+        """Run work(s) on the pool; judge(s, answer) -> reason (or None) once it is done.
+        At most CHECKSUM_WINDOW are in flight: memory and requests stay bounded."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(CHECKSUM_WORKERS, thread_name_prefix="reconcile-sum")
+        self.window.append((s, self.pool.submit(work, s), judge))
+        if settle and len(self.window) >= CHECKSUM_WINDOW:
             self._settle()
 
     def _settle(self) -> None:
-        s, fut = self.window.popleft()
+        s, fut, judge = self.window.popleft()
         try:
-            differs = fut.result()
+            answer = fut.result()
         except (MirrordError, OSError) as exc:
-            self.res.errors.append(f"checksum of {s.path!r}: {type(exc).__name__}: {exc}")
+            what = "checksum" if judge == self._judge_content else "stat"
+            self.res.errors.append(f"{what} of {s.path!r}: {type(exc).__name__}: {exc}")
             return
-        self.res.checksummed += 1
-        if differs:
-            self._send(s, "changed", "content")
+        reason = judge(s, answer)
+        if reason is not None:
+            self._send(s, "missing" if reason == "not on target" else "changed", reason)
 
     def _content_differs(self, s: Entry) -> bool:
         try:

@@ -6,6 +6,11 @@ state-based): a regular file is sent, a directory is created, anything else
 (absent, symlink, special file) is removed from the target. Every exception
 is caught and becomes an Outcome on the op — nothing escapes a thread.
 
+Every item carries the source's permission bits and exact mtime (ns), and the
+Outcome says what mode the target now holds. An 'attr' op (only mode or mtime
+changed) sends just those when the target holds the same bytes
+(SyncItem.meta_only), and nothing when they already match what was shipped.
+
 A file still open for writing (a scan found it mid-write) is retried, never sent half.
 Source files are opened beneath the source root without following any
 symlink (mirrord.fsutil), and handed to targets as /proc/self/fd/N, so the
@@ -14,112 +19,26 @@ bytes shipped are those of the file that was checked.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
 import queue
-import signal
-import stat as stat_mod
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from mirrord.config import SourceConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.fsutil import BeneathOpener, open_file_beneath
+from mirrord.fsutil import BeneathOpener
 from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv, redact
+from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.targets.base import SyncItem, SyncResult, Target, join
+
+__all__ = ["BULK_SHARE", "Observed", "Shipper", "SourceGuard", "observe"]
 
 log = logging.getLogger("mirrord.shipper")
 
-_F_SETSIG = getattr(fcntl, "F_SETSIG", 10)   # Linux: the signal sent when a lease breaks
-_ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
 BULK_SHARE = 100   # ready ops per worker from which a backlog is shared out over every worker
-
-
-class SourceGuard:
-    """Refuses deletes when a source root is missing, replaced or unmounted.
-
-    The root's device and inode are remembered at start; if either changes
-    (an NFS mount went away and the empty mount point shows), every 'absent'
-    would be a lie, so deletes wait until the root is back.
-    """
-
-    def __init__(self, root: str):
-        self.root = root
-        st = os.stat(root)
-        self.identity = (st.st_dev, st.st_ino)
-
-    def healthy(self) -> bool:
-        try:
-            st = os.stat(self.root)
-        except OSError:
-            return False
-        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
-
-
-@dataclass
-class Observed:
-    """What the source holds at a path right now."""
-
-    kind: str              # file | dir | absent
-    size: int = 0
-    mtime: float = 0.0
-    mtime_ns: int = 0
-    fd: int | None = None
-
-
-def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | None = None) -> Observed:
-    """Look at root/rel without following symlinks; PermissionError propagates.
-    `opener` (for root) reuses the directory a batch's previous path was in."""
-    try:
-        if not rel:
-            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        elif opener is not None:
-            fd = opener.open_file(rel)
-        else:
-            fd = open_file_beneath(root, rel)
-    except OSError as exc:
-        if exc.errno in _ABSENT_ERRNOS:
-            return Observed("absent")
-        raise
-    st = os.fstat(fd)
-    if stat_mod.S_ISREG(st.st_mode):
-        if _open_for_writing(fd):
-            os.close(fd)
-            raise RetryableError(f"{rel!r} is still open for writing at the source: "
-                                 f"sent once it is closed, never half-written")
-        if keep_open:
-            return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd)
-        os.close(fd)
-        return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns)
-    os.close(fd)
-    if stat_mod.S_ISDIR(st.st_mode):
-        return Observed("dir", 0, st.st_mtime, st.st_mtime_ns)
-    return Observed("absent")  # fifos, sockets, devices are not mirrored
-
-
-def _open_for_writing(fd: int) -> bool:
-    """True when some process holds the file open for writing: the kernel refuses a read
-    lease then. A scan (catch-up, overflow rescan, reconcile) can find a file that is still
-    being written; its close will queue it again. Cannot tell (EACCES: not our file,
-    EINVAL: NFS): False.
-
-    A writer opening the file while we hold the lease (microseconds) breaks it, and the
-    kernel signals the holder: SIGIO by default, which kills the process. F_SETSIG makes
-    it SIGWINCH, ignored by default."""
-    try:
-        fcntl.fcntl(fd, _F_SETSIG, signal.SIGWINCH)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-    except OSError as exc:
-        return exc.errno == errno.EAGAIN
-    with contextlib.suppress(OSError):   # a lease broken meanwhile is gone already
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    return False
 
 
 class Shipper:
@@ -256,11 +175,19 @@ class Shipper:
                 except (RetryableError, PermanentError) as exc:
                     outcomes.append(_error(op, exc))
                     continue
-                items.append(self._item(op, src, seen))
+                meta_only = _meta_only(op, seen, target)
+                if meta_only is None:   # an attr op that finds nothing to change
+                    if seen.fd is not None:
+                        os.close(seen.fd)
+                    outcomes.append(Outcome(op, "skip"))
+                    continue
+                items.append(self._item(op, src, seen, meta_only=meta_only))
                 pending.append((op, seen))
             if items:
                 results = target.sync(items)
-                outcomes.extend(self._outcome(op, seen, res) for (op, seen), res in zip(pending, results))
+                keeps_mode = target.features.keeps_mode
+                outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)
+                                for (op, seen), res in zip(pending, results))
         finally:
             for opener in openers.values():
                 opener.close()
@@ -283,26 +210,30 @@ class Shipper:
         return seen
 
     @staticmethod
-    def _item(op: Op, src: SourceConfig, seen: Observed) -> SyncItem:
+    def _item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = False) -> SyncItem:
         return SyncItem(
             path=join(src.dest, op.path), kind=seen.kind,
             local=f"/proc/self/fd/{seen.fd}" if seen.fd is not None else "",
             size=seen.size, mtime=seen.mtime, tree=op.tree,
-            source_root=str(src.path), source_rel=op.path)
+            source_root=str(src.path), source_rel=op.path,
+            mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only)
 
     @staticmethod
-    def _outcome(op: Op, seen: Observed, res: SyncResult) -> Outcome:
+    def _outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:
         if res.error is not None:
             return _error(op, res.error)
+        mode = seen.mode if keeps_mode else None   # `shipped` records what the target holds
         if seen.kind == "file":
             entry = res.entry
-            return Outcome(op, "put", size=seen.size, mtime_ns=seen.mtime_ns,
+            return Outcome(op, "meta" if res.item.meta_only else "put", size=seen.size,
+                           mtime_ns=seen.mtime_ns, mode=mode,
                            token=entry.token if entry is not None else None)
         if seen.kind == "dir":
             # a tree op just cleared everything below a path that is a directory again:
             # what the source holds below it now must be re-sent (the rows that sent it
             # may have run before this op, e.g. a stale catch-up delete)
-            return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree)
+            return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree,
+                           mode=mode)
         return Outcome(op, "delete")
 
     def _try_move(self, target: Target, op: Op, src: SourceConfig) -> Outcome | None:
@@ -311,15 +242,45 @@ class Shipper:
         seen = observe(str(src.path), op.path, keep_open=False)
         if seen.kind == "absent" or (seen.kind == "dir") != op.is_dir:
             return None
-        if not op.is_dir and op.src_shipped != (seen.size, seen.mtime_ns):
-            return None  # the target's copy of src is not what dst holds now
+        mode = seen.mode if target.features.keeps_mode else None
+        if not op.is_dir and op.src_shipped != (seen.size, seen.mtime_ns, mode):
+            # the target's copy of src is not what dst holds now: other bytes, another
+            # mtime, or another mode (a rename keeps the inode's mode; a mode never recorded,
+            # schema 1, is not known to match): send dst whole instead
+            return None
         try:
             target.move(join(src.dest, op.src), join(src.dest, op.path))
         except NotFound:
-            return Outcome(op, "mkdir", is_dir=True, rescan=True) if op.is_dir else None
+            return self._make_moved_dir(target, op, src, seen) if op.is_dir else None
         except (RetryableError, PermanentError) as exc:
             return _error(op, exc)
-        return Outcome(op, "move", size=seen.size, mtime_ns=seen.mtime_ns, is_dir=op.is_dir)
+        return Outcome(op, "move", size=seen.size, mtime_ns=seen.mtime_ns, is_dir=op.is_dir,
+                       mode=mode)
+
+    def _make_moved_dir(self, target: Target, op: Op, src: SourceConfig, seen: Observed) -> Outcome:
+        """A directory renamed before its old name reached the target: create it at dst
+        (with its mode), then have what is inside it re-sent. An empty directory has no
+        contents for the rescan to yield: without the mkdir it was recorded as done and
+        never created (bug: renamed empty directory missing on the mirror)."""
+        (res,) = target.sync([self._item(op, src, seen)])
+        out = self._outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
+        out.rescan = out.error is None
+        return out
+
+
+def _meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
+    """For an 'attr' op (only mode or mtime changed at the source): True when the target
+    already holds these bytes (same size as shipped) and only mode and mtime need setting,
+    None when even those match what was shipped (nothing to do: e.g. a hard link's link
+    count changed), False otherwise: send in full, like a put (no shipped row, other size,
+    a directory, absent). Any other op: False."""
+    if op.kind != "attr" or op.tree or seen.kind != "file" or op.shipped is None:
+        return False
+    size, mtime_ns, mode = op.shipped
+    if size != seen.size:
+        return False
+    now = (seen.size, seen.mtime_ns, seen.mode if target.features.keeps_mode else None)
+    return None if now == (size, mtime_ns, mode) else True
 
 
 def _error(op: Op, exc: BaseException) -> Outcome:

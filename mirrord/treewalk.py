@@ -8,6 +8,7 @@ Walks never follow symlinks: a symlink is not a file to mirror.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat as stat_mod
@@ -44,13 +45,18 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
          excluded: Callable[[str], bool] | None = None,
-         errors: WalkErrors | None = None) -> Iterator[Entry]:
+         errors: WalkErrors | None = None, below: str = "") -> Iterator[Entry]:
     """Yield files (and directories) below `root` in path_key order, streaming.
 
-    `prefix` is prepended to every yielded path (a relative sub-path). Entries
+    `prefix` is prepended to every yielded path (a relative sub-path). `below`
+    (a relative directory path) walks only root/below, reached without following
+    a symlink in any component, yielding paths that start with `below/`; the
+    directory itself is not yielded, and its absence is an unreadable `below`. Entries
     for which `excluded(relpath)` is true are skipped with everything below.
     Unreadable directories are recorded in `errors` (and skipped), never raised,
     so the caller can decide that this pass must not delete anything.
+    Each Entry carries the exact `mtime_ns` and the permission bits `mode`
+    (stat.S_IMODE) of the lstat the walk makes anyway: no extra system call.
 
     Each directory is opened once and its entries are stat'ed relative to it
     (fstatat), not by full path: start-up and reconcile stat every file, and a
@@ -60,7 +66,7 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
     """
     stack: list[tuple[int, str, Iterator[tuple[bytes, os.DirEntry]]]] = []
     try:
-        level = _open_level(os.fsencode(root), None, prefix, errors)
+        level = _open_start(os.fsencode(root), below, prefix, errors)
         if level is None:
             return
         stack.append(level)
@@ -76,19 +82,48 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
                     continue  # vanished between listing and stat
                 if stat_mod.S_ISDIR(st.st_mode):
                     if include_dirs:
-                        yield Entry(relpath, 0, st.st_mtime, is_dir=True, mtime_ns=st.st_mtime_ns)
+                        yield Entry(relpath, 0, st.st_mtime, is_dir=True, mtime_ns=st.st_mtime_ns,
+                                    mode=stat_mod.S_IMODE(st.st_mode))
                     level = _open_level(entry.name, fd, relpath, errors)
                     if level is not None:
                         stack.append(level)
                         break  # descend; this level's iterator resumes afterwards
                 elif stat_mod.S_ISREG(st.st_mode):
-                    yield Entry(relpath, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns)
+                    yield Entry(relpath, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns,
+                                mode=stat_mod.S_IMODE(st.st_mode))
             else:
                 os.close(fd)
                 stack.pop()
     finally:
         for fd, _rel, _children in stack:
             os.close(fd)
+
+
+def _open_start(root: bytes, below: str, prefix: str,
+                errors: WalkErrors | None) -> tuple[int, str, Iterator[tuple[bytes, os.DirEntry]]] | None:
+    """The first level of a walk: root itself, or root/below reached component by component
+    with O_NOFOLLOW (a symlink planted in the path must not take the walk elsewhere)."""
+    if not below:
+        return _open_level(root, None, prefix, errors)
+    rel = f"{prefix}/{below}" if prefix else below
+    try:
+        fd = os.open(root, _DIR_FLAGS)
+    except OSError as exc:
+        _unreadable(errors, rel, exc)
+        return None
+    try:
+        for part in below.split("/"):
+            if part in ("", ".", ".."):   # never climb out of root
+                raise OSError(errno.EINVAL, f"unsafe component {part!r}")
+            nfd = os.open(os.fsencode(part), _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return _open_level(".", fd, rel, errors)
+    except OSError as exc:
+        _unreadable(errors, rel, exc)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _open_level(name: str | bytes, parent_fd: int | None, rel: str,

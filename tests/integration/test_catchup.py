@@ -243,7 +243,8 @@ def test_deletes_below_an_unreadable_directory_are_refused(env):
         os.chmod(env.root / "locked", 0o755)
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
-    assert doc["changes"] == [["delete", "gone"]]
+    # chmod 0 is itself a change of the directory's mode: proposed like any other
+    assert doc["changes"] == [["delete", "gone"], ["mkdir", "locked"]]
     assert doc["refused"] == 3       # locked/a, locked/sub/, locked/sub/b
     assert [u[0] for u in doc["unreadable"]] == ["locked"]
 

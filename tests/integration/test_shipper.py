@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -62,6 +63,10 @@ def seed(target, path: str, data: bytes, tmp_path: Path) -> None:
     f = tmp_path / f"seed-{abs(hash(path))}"
     f.write_bytes(data)
     target.put(path, str(f), size=len(data), mtime=1.0)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def has_dir(target, path: str) -> bool:
@@ -284,7 +289,7 @@ def test_a_failing_move_is_an_error_outcome(src):
     st = os.stat(src / "b")
     target.fail_with = RetryableError("connection refused")
     sh = shipper_for(target, src)
-    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(1, st.st_mtime_ns))])
+    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(1, st.st_mtime_ns, mode_of(src / "b")))])
     assert out.error and "connection refused" in out.error and not out.permanent
     sh.shutdown()
 
@@ -343,9 +348,10 @@ def test_a_move_is_kept_when_the_shipped_record_matches(target, src, tmp_path):
     (src / "b").write_bytes(b"content")
     st = os.stat(src / "b")
     sh = shipper_for(target, src)
-    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(7, st.st_mtime_ns))])
+    shipped = (7, st.st_mtime_ns, mode_of(src / "b"))
+    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=shipped)])
     assert out.error is None and out.shipped_kind == "move"
-    assert (out.size, out.mtime_ns) == (7, st.st_mtime_ns)
+    assert (out.size, out.mtime_ns, out.mode) == shipped
     assert target.read("b") == b"content" and target.read("a") is None
     sh.shutdown()
 
@@ -354,7 +360,7 @@ def test_a_move_falls_back_to_a_put_when_the_file_changed(target, src, tmp_path)
     seed(target, "a", b"old content", tmp_path)
     (src / "b").write_bytes(b"new")
     sh = shipper_for(target, src)
-    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(11, 12345))])
+    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(11, 12345, 0o644))])
     assert out.error is None and out.shipped_kind == "put"
     assert target.read("b") == b"new"
     assert target.read("a") == b"old content"   # its own delete row removes it
@@ -374,7 +380,7 @@ def test_a_move_whose_source_is_missing_on_the_target_is_a_put(target, src):
     (src / "b").write_bytes(b"new")
     st = os.stat(src / "b")
     sh = shipper_for(target, src)
-    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(3, st.st_mtime_ns))])
+    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(3, st.st_mtime_ns, mode_of(src / "b")))])
     assert out.error is None and out.shipped_kind == "put"
     assert target.read("b") == b"new"
     sh.shutdown()
@@ -383,7 +389,7 @@ def test_a_move_whose_source_is_missing_on_the_target_is_a_put(target, src):
 def test_a_move_whose_destination_is_gone_becomes_a_delete(target, src, tmp_path):
     seed(target, "b", b"stale", tmp_path)
     sh = shipper_for(target, src)
-    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(1, 1))])
+    (out,) = sh.run_ops(target, [op("b", "move", src="a", src_shipped=(1, 1, 0o644))])
     assert out.error is None and out.shipped_kind == "delete"
     assert target.read("b") is None
     sh.shutdown()

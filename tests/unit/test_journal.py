@@ -45,7 +45,7 @@ def rows(j: Journal) -> dict[str, tuple]:
 
 
 def shipped(j: Journal) -> dict[str, tuple[int, int]]:
-    return {k.decode(): (size, m) for k, size, m, _tok in iter_shipped(j.db, T, S)}
+    return {k.decode(): (size, m) for k, size, m, _tok, _mode in iter_shipped(j.db, T, S)}
 
 
 def done(op, kind: str, *, size: int = 0, mtime_ns: int = 0, is_dir: bool = False) -> Outcome:
@@ -170,7 +170,7 @@ def test_move_carries_what_was_shipped_for_its_source(j):
     j.ack([done(op, "put", size=4, mtime_ns=99)])
     j.enqueue_move(S, "a", "b", is_dir=False)
     (mv,) = j.claim(T, 10)
-    assert mv.src_shipped == (4, 99)
+    assert mv.src_shipped == (4, 99, None)   # mode not reported: not known
 
 
 @pytest.mark.parametrize("pending", ["a", "b"])

@@ -213,7 +213,7 @@ def check_converged(w: World) -> None:
     if isinstance(w.target, MemoryTarget):   # no directories on this target
         want = {p: v for p, v in want.items() if v is not None}
     assert got == want
-    rec = {bytes(k).decode(): (size, m) for k, size, m, _t in iter_shipped(w.journal.db, T, S)}
+    rec = {bytes(k).decode(): (size, m) for k, size, m, _t, _mode in iter_shipped(w.journal.db, T, S)}
     files = {e.path: (e.size, e.mtime_ns) for e in walk(str(w.root)) if not e.is_dir}
     assert {k: v for k, v in rec.items() if not k.endswith("/")} == files
     dirs = {e.path + "/" for e in walk(str(w.root)) if e.is_dir}

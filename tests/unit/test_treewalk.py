@@ -35,6 +35,14 @@ def test_entries_carry_size_and_exact_mtime(tmp_path):
     assert (e.path, e.size, e.mtime_ns, e.is_dir) == ("f", 1, 1_500_000_000_123_456_789, False)
 
 
+def test_entries_carry_the_permission_bits_of_files_and_directories(tmp_path):
+    make(tmp_path, ["d/f"])
+    os.chmod(tmp_path / "d" / "f", 0o4640)
+    os.chmod(tmp_path / "d", 0o2750)
+    got = {e.path: e.mode for e in walk(str(tmp_path))}
+    assert got == {"d": 0o2750, "d/f": 0o4640}
+
+
 def test_without_directories_and_with_a_prefix(tmp_path):
     make(tmp_path, ["d/x", "y"])
     assert [e.path for e in walk(str(tmp_path), include_dirs=False)] == ["d/x", "y"]
@@ -105,3 +113,25 @@ def test_an_abandoned_walk_closes_its_directories(tmp_path):
     next(it), next(it), next(it)
     it.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_below_walks_one_subtree_with_full_paths(tmp_path):
+    make(tmp_path, ["a/x", "a/s/y", "ab", "b/z"])
+    got = [(e.path, e.is_dir) for e in walk(str(tmp_path), below="a")]
+    assert got == [("a/s", True), ("a/s/y", False), ("a/x", False)]
+
+
+def test_below_never_follows_a_symlink_on_the_way(tmp_path):
+    make(tmp_path / "outside", ["secret"])
+    (tmp_path / "root").mkdir()
+    os.symlink(tmp_path / "outside", tmp_path / "root" / "link")
+    errors = WalkErrors([])
+    assert list(walk(str(tmp_path / "root"), below="link", errors=errors)) == []
+    assert [w for w, _why in errors.unreadable] == ["link"]
+
+
+def test_a_missing_or_unsafe_below_is_unreadable_not_raised(tmp_path):
+    errors = WalkErrors([])
+    assert list(walk(str(tmp_path), below="nope/x", errors=errors)) == []
+    assert list(walk(str(tmp_path), below="../etc", errors=errors)) == []
+    assert [w for w, _why in errors.unreadable] == ["nope/x", "../etc"]

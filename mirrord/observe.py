@@ -1,0 +1,108 @@
+"""Looking at a source path the way a worker must before shipping it.
+
+`observe` opens the path beneath the source root without following any
+symlink and reports what stands there now (a file with its size, exact mtime
+and mode, a directory, or nothing), refusing a file still open for writing.
+`SourceGuard` tells when a source root is missing, replaced or unmounted, so
+that an 'absent' is not believed. Split out of mirrord.shipper, which imports
+both from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import stat as stat_mod
+from dataclasses import dataclass
+
+from mirrord.errors import RetryableError
+from mirrord.fsutil import BeneathOpener, open_file_beneath
+
+_F_SETSIG = getattr(fcntl, "F_SETSIG", 10)   # Linux: the signal sent when a lease breaks
+_ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
+
+
+class SourceGuard:
+    """Refuses deletes when a source root is missing, replaced or unmounted.
+
+    The root's device and inode are remembered at start; if either changes
+    (an NFS mount went away and the empty mount point shows), every 'absent'
+    would be a lie, so deletes wait until the root is back.
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        st = os.stat(root)
+        self.identity = (st.st_dev, st.st_ino)
+
+    def healthy(self) -> bool:
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return False
+        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
+
+
+@dataclass
+class Observed:
+    """What the source holds at a path right now."""
+
+    kind: str              # file | dir | absent
+    size: int = 0
+    mtime: float = 0.0
+    mtime_ns: int = 0
+    fd: int | None = None
+    mode: int | None = None   # permission bits (stat.S_IMODE of the fstat); None when absent
+
+
+def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | None = None) -> Observed:
+    """Look at root/rel without following symlinks; PermissionError propagates.
+    `opener` (for root) reuses the directory a batch's previous path was in."""
+    try:
+        if not rel:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        elif opener is not None:
+            fd = opener.open_file(rel)
+        else:
+            fd = open_file_beneath(root, rel)
+    except OSError as exc:
+        if exc.errno in _ABSENT_ERRNOS:
+            return Observed("absent")
+        raise
+    st = os.fstat(fd)
+    mode = stat_mod.S_IMODE(st.st_mode)
+    if stat_mod.S_ISREG(st.st_mode):
+        if _open_for_writing(fd):
+            os.close(fd)
+            raise RetryableError(f"{rel!r} is still open for writing at the source: "
+                                 f"sent once it is closed, never half-written")
+        if keep_open:
+            return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd, mode)
+        os.close(fd)
+        return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, mode=mode)
+    os.close(fd)
+    if stat_mod.S_ISDIR(st.st_mode):
+        return Observed("dir", 0, st.st_mtime, st.st_mtime_ns, mode=mode)
+    return Observed("absent")  # fifos, sockets, devices are not mirrored
+
+
+def _open_for_writing(fd: int) -> bool:
+    """True when some process holds the file open for writing: the kernel refuses a read
+    lease then. A scan (catch-up, overflow rescan, reconcile) can find a file that is still
+    being written; its close will queue it again. Cannot tell (EACCES: not our file,
+    EINVAL: NFS): False.
+
+    A writer opening the file while we hold the lease (microseconds) breaks it, and the
+    kernel signals the holder: SIGIO by default, which kills the process. F_SETSIG makes
+    it SIGWINCH, ignored by default."""
+    try:
+        fcntl.fcntl(fd, _F_SETSIG, signal.SIGWINCH)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError as exc:
+        return exc.errno == errno.EAGAIN
+    with contextlib.suppress(OSError):   # a lease broken meanwhile is gone already
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    return False
