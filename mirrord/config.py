@@ -9,15 +9,19 @@ works whatever the current directory is. Nothing here talks to a service.
 from __future__ import annotations
 
 import configparser
-import fnmatch
+import dataclasses
 import os
 import re
+import shlex
 import socket
+import urllib.parse
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from mirrord.errors import ConfigError, ConfigProblem
+from mirrord.exclude import ExcludeMatcher, PatternError, check_pattern, compile_excludes
 
 DEFAULT_PATHS = ("./mirrord.ini", "/etc/mirrord/mirrord.ini")
 TARGET_TYPES = ("local", "s3", "rsync")
@@ -54,17 +58,19 @@ class SourceConfig:
     exclude: tuple[str, ...] = ()
     dest: str = ""
 
-    def excluded(self, relpath: str) -> bool:
-        """True when a relative path (or any of its components) matches an exclude pattern."""
-        if not self.exclude:
-            return False
-        parts = relpath.split("/")
-        for pattern in self.exclude:
-            if fnmatch.fnmatchcase(relpath, pattern):
-                return True
-            if "/" not in pattern and any(fnmatch.fnmatchcase(p, pattern) for p in parts):
-                return True
-        return False
+    @cached_property  # frozen without slots: cached_property writes __dict__ directly
+    def _excluder(self) -> ExcludeMatcher:
+        return compile_excludes(self.exclude)
+
+    def excluded(self, relpath: str, *, is_dir: bool = False) -> bool:
+        """True when `relpath` (relative to `path`, '/'-separated) or one of its ancestor
+        directories matches `exclude` (gitignore syntax: see mirrord/exclude.py).
+
+        Pass `is_dir=True` when `relpath` is a directory, or a directory-only pattern
+        (`thumb/`) cannot match the path itself. Raises PatternError for a pattern
+        that load() would have refused (only when built by hand, as in tests).
+        """
+        return self._excluder.excluded(relpath, is_dir=is_dir)
 
 
 @dataclass(frozen=True)
@@ -138,11 +144,30 @@ class FailoverConfig:
     readwrite: Path | None = None
     flag: Path | None = None
     message: str = "Read-only: the site is served from its mirror."
-    memcached: tuple[tuple[str, int], ...] = ()
+    # each server is (host, port) over TCP or an absolute UNIX socket path (str)
+    memcached: tuple[tuple[str, int] | str, ...] = ()
     reload_command: str = ""
     connect_timeout: float = 5.0
     statement_timeout: float = 5.0
     switchover_timeout: float = 300.0
+    max_clock_skew: float = 5.0     # seconds two hosts' clocks may differ before it is flagged
+    hooks: tuple[tuple[str, str], ...] = ()    # (pre_failover, "cmd args"), ... as configured
+    hook_timeout: float = 30.0
+    check_url: str = ""
+    check_pattern: str = ""
+    check_timeout: float = 10.0
+
+    def hook(self, name: str) -> str:
+        """The command configured for hook `name` (e.g. "pre_failover"), "" when none."""
+        return dict(self.hooks).get(name, "")
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """[health]: where `mirrord health` listens on the mirror host, how often it checks."""
+
+    listen: tuple[str, int] = ("127.0.0.1", 9188)
+    interval: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +179,7 @@ class Config:
     reconcile: ReconcileConfig
     failover: FailoverConfig | None
     warnings: tuple[str, ...] = ()
+    health: HealthConfig = HealthConfig()
 
     def target(self, name: str) -> TargetConfig:
         return self.targets[name]
@@ -300,10 +326,14 @@ _TARGET_KEYS = {
               "batch_size"},
 }
 _RECONCILE_KEYS = {"every", "delete", "max_delete", "checksum"}
+HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",
+              "pre_failback", "post_failback")
+_HEALTH_KEYS = {"listen", "interval"}
 _FAILOVER_KEYS = {"database", "primary_database", "max_replay_lag", "heartbeat_target",
                   "max_heartbeat_age", "mode", "link", "readonly", "readwrite", "flag", "message",
                   "memcached", "reload_command", "connect_timeout", "statement_timeout",
-                  "switchover_timeout"}
+                  "switchover_timeout", "max_clock_skew", "hook_timeout", "check_url",
+                  "check_pattern", "check_timeout"} | set(HOOK_NAMES)
 
 
 def _read_mirrord(r: _Reader) -> MirrordSettings:
@@ -342,6 +372,17 @@ def _normalise_dest(r: _Reader, section: str, text: str) -> str:
     return dest
 
 
+def _read_exclude(r: _Reader, section: str) -> tuple[str, ...]:
+    """The `exclude` comma list; each pattern pathspec refuses is its own problem."""
+    patterns = r.get(section, "exclude", parse_list, ())
+    for pattern in patterns:
+        try:
+            check_pattern(pattern)
+        except PatternError as exc:
+            r.problem(section, "exclude", str(exc))
+    return patterns
+
+
 def _read_source(r: _Reader, section: str, name: str) -> SourceConfig:
     r.check_keys(section, _SOURCE_KEYS)
     targets = r.get(section, "targets", parse_list, ())
@@ -351,7 +392,7 @@ def _read_source(r: _Reader, section: str, name: str) -> SourceConfig:
         name=name,
         path=r.path(section, "path", required=True) or Path("/nonexistent"),
         targets=targets,
-        exclude=r.get(section, "exclude", parse_list, ()),
+        exclude=_read_exclude(r, section),
         dest=_normalise_dest(r, section, r.raw(section, "dest", "") or ""),
     )
 
@@ -472,8 +513,96 @@ def _read_reconcile(r: _Reader) -> ReconcileConfig:
     )
 
 
-def _parse_memcached(text: str) -> tuple[tuple[str, int], ...]:
-    return tuple(parse_hostport(item, 11211) for item in parse_list(text))
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def parse_memcached_server(item: str) -> tuple[str, int] | str:
+    """One memcached server: 'host:port', 'host' (port 11211), '[v6addr]:port', or an
+    absolute UNIX socket path ('/run/memcached/memcached.sock', as memcached -s takes it).
+
+    Returns (host, port) or the path; ValueError for anything else (a relative path, a bare
+    IPv6 address without brackets, a port out of range), so check-config refuses what the
+    flush could not reach (a socket path once passed as a host name on port 11211)."""
+    if item.startswith("/"):
+        if "\0" in item or item.endswith("/"):
+            raise ValueError(f"not a socket path: {item!r}")
+        return os.path.normpath(item)
+    if "/" in item:
+        raise ValueError(f"{item!r}: a UNIX socket path must be absolute")
+    if item.startswith("["):
+        addr, closed, port = item[1:].partition("]")
+        port = port[1:] if port.startswith(":") else ("11211" if not port else "x")
+        try:
+            if not closed:
+                raise OSError("no closing bracket")
+            socket.inet_pton(socket.AF_INET6, addr)
+        except OSError:
+            raise ValueError(f"{item!r}: not an IPv6 address in brackets") from None
+        text = f"[{addr}]:{port}"
+    elif item.count(":") > 1:
+        raise ValueError(f"{item!r}: write an IPv6 address in brackets, like [::1]:11211")
+    else:
+        text = item
+    host, port_no = parse_hostport(text, 11211)
+    if ":" not in host and not _HOSTNAME.match(host):
+        raise ValueError(f"{item!r}: not a host name or address")
+    return host, port_no
+
+
+def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:
+    """A comma-separated list of servers; see parse_memcached_server."""
+    problems, servers = [], []
+    for item in parse_list(text):
+        try:
+            servers.append(parse_memcached_server(item))
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems) + " (use host:port, [v6addr]:port or an absolute "
+                         "socket path)")
+    return tuple(servers)
+
+
+def _read_hooks(r: _Reader, s: str) -> tuple[tuple[str, str], ...]:
+    """Hook commands, split like argv (shlex) here so a bad quote is a config error."""
+    hooks = []
+    for name in HOOK_NAMES:
+        text = r.raw(s, name, "") or ""
+        if not text:
+            continue
+        try:
+            if not shlex.split(text):
+                raise ValueError("empty command")
+        except ValueError as exc:
+            r.problem(s, name, f"cannot split into a command line: {exc}")
+            continue
+        hooks.append((name, text))
+    return tuple(hooks)
+
+
+def _read_check(r: _Reader, s: str) -> tuple[str, str]:
+    url = r.raw(s, "check_url", "") or ""
+    pattern = r.raw(s, "check_pattern", "") or ""
+    if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        r.problem(s, "check_url", f"must be an http:// or https:// URL, got {url!r}")
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            r.problem(s, "check_pattern", f"not a regular expression: {exc}")
+        if not url:
+            r.problem(s, "check_pattern", "needs check_url (the page the pattern is matched in)")
+    return url, pattern
+
+
+def _read_health(r: _Reader) -> HealthConfig:
+    s = "health"
+    if not r.parser.has_section(s):
+        return HealthConfig()
+    r.check_keys(s, _HEALTH_KEYS)
+    return HealthConfig(listen=r.get(s, "listen", parse_hostport, HealthConfig.listen),
+                        interval=r.get(s, "interval", parse_duration, 2.0))
 
 
 def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConfig | None:
@@ -498,7 +627,13 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         connect_timeout=r.get(s, "connect_timeout", parse_duration, 5.0),
         statement_timeout=r.get(s, "statement_timeout", parse_duration, 5.0),
         switchover_timeout=r.get(s, "switchover_timeout", parse_duration, 300.0),
+        max_clock_skew=r.get(s, "max_clock_skew", parse_duration, 5.0),
+        hooks=_read_hooks(r, s),
+        hook_timeout=r.get(s, "hook_timeout", parse_duration, 30.0),
+        check_timeout=r.get(s, "check_timeout", parse_duration, 10.0),
     )
+    url, pattern = _read_check(r, s)
+    cfg = dataclasses.replace(cfg, check_url=url, check_pattern=pattern)
     if not cfg.database:
         r.problem(s, "database", "is required: the replica's libpq conninfo")
     if cfg.heartbeat_target and cfg.heartbeat_target not in targets:
@@ -584,7 +719,7 @@ def _build(r: _Reader) -> Config:
     targets: dict[str, TargetConfig] = {}
     for section in r.parser.sections():
         kind, _, name = section.partition(":")
-        if kind in ("mirrord", "reconcile", "failover") and not name:
+        if kind in ("mirrord", "reconcile", "failover", "health") and not name:
             continue
         if kind == "target" and name:
             targets[name] = _read_target(r, section, name, settings.workers)
@@ -592,15 +727,17 @@ def _build(r: _Reader) -> Config:
             sources.append(_read_source(r, section, name))
         else:
             r.problem(section, "", "unknown section (known: [mirrord], [source:NAME], "
-                      "[target:NAME], [reconcile], [failover])")
+                      "[target:NAME], [reconcile], [failover], [health])")
     _check_cross_references(r, sources, targets)
     reconcile = _read_reconcile(r)
     failover = _read_failover(r, targets)
+    health = _read_health(r)
     _warn_if_secret_readable(r)
     if r.problems:
         raise ConfigError(r.problems)
     return Config(path=r.file, mirrord=settings, sources=tuple(sources), targets=targets,
-                  reconcile=reconcile, failover=failover, warnings=tuple(r.warnings))
+                  reconcile=reconcile, failover=failover, warnings=tuple(r.warnings),
+                  health=health)
 
 
 def find_config(explicit: str | None) -> Path:

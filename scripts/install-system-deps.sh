@@ -12,6 +12,7 @@ have memcached || need+=(memcached)
 have /usr/lib/postgresql/15/bin/initdb || need+=(postgresql-15)
 have systemd-analyze || need+=(systemd)
 have /usr/sbin/visudo || need+=(sudo)   # the Ansible test validates the sudoers drop-in
+have promtool || need+=(prometheus)    # promtool check rules: the shipped alert rules
 for extra in "$@"; do
   case "$extra" in
     bench) have lsyncd || need+=(lsyncd); have rclone || need+=(rclone) ;;

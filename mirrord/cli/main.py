@@ -19,7 +19,7 @@ from mirrord.logsetup import setup_logging
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
 # subcommand name -> module under mirrord.cli (each module registers one or more parsers)
-COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover"]
+COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover", "health"]
 
 log = logging.getLogger("mirrord")
 

@@ -6,11 +6,16 @@ and read back before flush_all and must be gone after it, so a server that
 accepted the command but kept its items is caught too. A server that is down,
 or started with -F (flush_all disabled), is reported by name; the others are
 still flushed.
+
+A server is (host, port) over TCP or an absolute UNIX socket path (memcached
+-s); pymemcache's Client takes either form, and the same sentinel proof runs
+over both.
 """
 
 from __future__ import annotations
 
 import secrets
+import shlex
 import socket
 from dataclasses import dataclass
 
@@ -18,6 +23,8 @@ from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheClientError, MemcacheError
 
 TIMEOUT = 3.0
+
+Server = tuple[str, int] | str     # (host, port) or an absolute UNIX socket path
 
 
 @dataclass(frozen=True)
@@ -27,20 +34,25 @@ class FlushResult:
     detail: str
 
 
-def name(host: str, port: int) -> str:
+def name(server: Server) -> str:
+    """'host:port', '[v6addr]:port' or 'unix:/path' (the form memcached tools print)."""
+    if isinstance(server, str):
+        return f"unix:{server}"
+    host, port = server
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def flush_server(host: str, port: int, *, timeout: float = TIMEOUT) -> FlushResult:
-    server = name(host, port)
-    client = Client((host, port), connect_timeout=timeout, timeout=timeout, default_noreply=False)
+def flush_server(server: Server, *, timeout: float = TIMEOUT) -> FlushResult:
+    """flush_all on one server, proven with a sentinel key; never raises for a dead server."""
+    label = name(server)
+    client = Client(server, connect_timeout=timeout, timeout=timeout, default_noreply=False)
     key = f"mirrord-failover-sentinel-{secrets.token_hex(8)}"
     try:
-        return FlushResult(server, *_flush_and_verify(client, key))
+        return FlushResult(label, *_flush_and_verify(client, key))
     except MemcacheClientError as exc:
-        return FlushResult(server, False, f"refused: {_text(exc)} (flush_all disabled with -F?)")
+        return FlushResult(label, False, f"refused: {_text(exc)} (flush_all disabled with -F?)")
     except (MemcacheError, OSError, socket.timeout) as exc:
-        return FlushResult(server, False, f"unreachable: {exc}")
+        return FlushResult(label, False, f"unreachable: {exc}")
     finally:
         client.close()
 
@@ -61,6 +73,11 @@ def _text(exc: Exception) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
-def flush_command(host: str, port: int) -> str:
-    """How to flush this server by hand."""
-    return f"printf 'flush_all\\r\\nquit\\r\\n' | nc {host} {port}"
+def flush_command(server: Server) -> str:
+    """How to flush this server by hand, with netcat-openbsd (nc -U for a UNIX socket;
+    nc takes an IPv6 address without brackets)."""
+    send = "printf 'flush_all\\r\\nquit\\r\\n' | nc"
+    if isinstance(server, str):
+        return f"{send} -U {shlex.quote(server)}"
+    host, port = server
+    return f"{send} {shlex.quote(host)} {port}"

@@ -4,7 +4,8 @@ The daemon on the primary writes `<target root>/.mirrord/heartbeat.json`
 every heartbeat_interval: when it was written, by which host, and how many
 changes were not yet shipped to that target. Failover only reads it, through
 the target interface, never writes the mirror. Age is measured against this
-host's clock (the two hosts are expected to keep NTP time).
+host's clock, a comparison across two hosts' clocks: skew.py tolerates
+[failover] max_clock_skew and flags a heartbeat dated further in the future.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from mirrord import targets
 from mirrord.config import Config
 from mirrord.errors import MirrordError
+from mirrord.failover import skew
 from mirrord.failover.result import FAIL, Check
 
 HEARTBEAT = "heartbeat.json"
@@ -74,21 +76,36 @@ def fetch(cfg: Config, name: str) -> tuple[Heartbeat | None, str]:
 
 
 def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age: float,
-          severity: str = FAIL) -> list[Check]:
-    """Age and pending checks; `severity` is WARN for failover (the primary is gone)."""
+          severity: str = FAIL, max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
+    """Age and pending checks; `severity` is WARN for failover (the primary is gone).
+
+    `now` is this host's Unix time in seconds; a heartbeat dated more than `max_skew`
+    seconds after it fails heartbeat.age with the measured skew (skew.py)."""
     limit = f"{max_age:g}s"
     if hb is None:
         why = error or f"no {HEARTBEAT} on target {target}: is mirrord running on the primary?"
         return [Check("heartbeat.age", False, "none", limit, why, severity=severity)]
-    age = now - hb.unix
-    data = {"unix": hb.unix, "time": hb.time, "host": hb.host, "age": round(age, 3)}
-    age_check = Check("heartbeat.age", age <= max_age, f"{age:.1f}s", limit,
-                      f"the last heartbeat on {target} (from {hb.host or '?'}, {hb.time}) is "
-                      f"{age:.1f}s old, above max_heartbeat_age {limit}: uploads may be missing",
-                      severity=severity, data=data)
+    age = skew.age(now, hb.unix, max_skew)
+    data = {"unix": hb.unix, "time": hb.time, "host": hb.host, "age": _round(age.seconds),
+            "ahead": round(age.ahead, 3)}
+    if age.seconds is None:
+        whose = f"the last heartbeat on {target} (from {hb.host or '?'}, {hb.time})"
+        age_check = Check("heartbeat.age", False, f"dated {age.ahead:.1f}s ahead", limit,
+                          skew.skew_text(age.ahead, max_skew, whose=whose, judge="this host"),
+                          severity=severity, data=data)
+    else:
+        ahead = f" (dated {age.ahead:.1f}s ahead, within max_clock_skew)" if age.ahead else ""
+        age_check = Check("heartbeat.age", age.seconds <= max_age, f"{age.seconds:.1f}s{ahead}",
+                          limit, f"the last heartbeat on {target} (from {hb.host or '?'}, "
+                          f"{hb.time}) is {age.seconds:.1f}s old, above max_heartbeat_age "
+                          f"{limit}: uploads may be missing", severity=severity, data=data)
     oldest = f" (oldest {hb.oldest_pending_age:.1f}s)" if hb.pending else ""
     pending = Check("heartbeat.pending", hb.pending == 0, f"{hb.pending}{oldest}",
                     "0", f"{hb.pending} change(s) not yet shipped to {target} when the heartbeat "
                     "was written", severity=severity,
                     data={"pending": hb.pending, "oldest_pending_age": hb.oldest_pending_age})
     return [age_check, pending]
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
-import socket
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Iterator, TextIO
 
 from mirrord.config import Config, FailoverConfig
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused
-from mirrord.failover import appconfig, heartbeat, replica, steps
-from mirrord.failover.result import WARN, Check, Step
+from mirrord.failover import appconfig, heartbeat, hooks, readiness, replica, steps
+from mirrord.failover.result import LOG_NAME, WARN, Check, Run, Step, append_log
 from mirrord.logsetup import redact
 
-LOG_NAME = "failover.log"
 LOCK_NAME = "failover.lock"
 
 
@@ -42,22 +38,6 @@ class Clock:
     wall: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-
-
-@dataclass
-class Run:
-    command: str
-    dry_run: bool
-    force: bool = False
-    checks: list[Check] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-    outcome: str = ""
-    exit_code: int = 0
-    started: float = field(default_factory=time.time)
-
-    @property
-    def refusals(self) -> list[Check]:
-        return [c for c in self.checks if c.refuses]
 
 
 class Procedure:
@@ -108,10 +88,16 @@ class Procedure:
         finally:
             os.close(fd)
 
+    def failover_checks(self, *, max_replay_lag: float | None = None,
+                        max_heartbeat_age: float | None = None) -> list[Check]:
+        """Every check `mirrord failover` runs (readiness.measure, then readiness.judge);
+        limits in seconds default to [failover]."""
+        m = readiness.measure(self.cfg, self.switch, wall=self.clock.wall)
+        return readiness.judge(m, self.cfg, now=self.clock.wall(),
+                               max_replay_lag=max_replay_lag, max_heartbeat_age=max_heartbeat_age)
+
     def _failover(self, run: Run) -> int:
-        run.checks += self._replica_checks()
-        run.checks += self._heartbeat_now(severity=WARN)
-        run.checks += self.switch.precheck(True)
+        run.checks += self.failover_checks()
         if run.force:
             for check in run.checks:
                 if check.name.startswith("replica.") and not check.ok:
@@ -126,9 +112,9 @@ class Procedure:
         first_hb = self._fetch_heartbeat()
         run.checks += self._replica_checks()
         run.checks += self.switch.precheck(True)
-        primary_check, target = replica.primary_position(self.fo.primary_database,
-                                                         **self._timeouts())
-        run.checks.append(primary_check)
+        primary_checks, target = replica.primary_position(self.fo.primary_database,
+                                                          **self._primary_args())
+        run.checks += primary_checks
         if not run.refusals and target is not None:
             if dry_run:
                 run.checks += self._switchover_preview(target)
@@ -143,8 +129,8 @@ class Procedure:
 
     def _failback(self, run: Run) -> int:
         if self.fo.primary_database:
-            run.checks.append(replica.primary_position(self.fo.primary_database,
-                                                       **self._timeouts())[0])
+            run.checks += replica.primary_position(self.fo.primary_database,
+                                                   **self._primary_args())[0]
         else:
             run.checks.append(Check("primary.connect", True, "not checked", "-",
                                     data={"reason": "primary_database is not set"}))
@@ -156,22 +142,27 @@ class Procedure:
         return {"connect_timeout": self.fo.connect_timeout,
                 "statement_timeout": self.fo.statement_timeout}
 
-    def _replica_checks(self) -> list[Check]:
-        return replica.check_replica(self.fo.database, max_lag=self.fo.max_replay_lag,
-                                     **self._timeouts())
+    def _primary_args(self) -> dict:
+        return {**self._timeouts(), "max_skew": self.fo.max_clock_skew, "wall": self.clock.wall}
+
+    def _replica_checks(self, max_lag: float | None = None) -> list[Check]:
+        lag = self.fo.max_replay_lag if max_lag is None else max_lag
+        return replica.check_replica(self.fo.database, max_lag=lag,
+                                     max_skew=self.fo.max_clock_skew, **self._timeouts())
 
     def _fetch_heartbeat(self) -> tuple[heartbeat.Heartbeat | None, str]:
         if not self.fo.heartbeat_target:
             return None, ""
         return heartbeat.fetch(self.cfg, self.fo.heartbeat_target)
 
-    def _heartbeat_now(self, *, severity: str) -> list[Check]:
+    def _heartbeat_now(self, *, severity: str, max_age: float | None = None) -> list[Check]:
         if not self.fo.heartbeat_target:
             return [Check("heartbeat.age", True, "not checked", "-",
                           data={"reason": "heartbeat_target is not set"})]
         hb, error = self._fetch_heartbeat()
         return heartbeat.judge(hb, error, target=self.fo.heartbeat_target, now=self.clock.wall(),
-                               max_age=self.fo.max_heartbeat_age, severity=severity)
+                               max_age=self.fo.max_heartbeat_age if max_age is None else max_age,
+                               severity=severity, max_skew=self.fo.max_clock_skew)
 
     def _switchover_preview(self, target: int) -> list[Check]:
         ok, replayed, error = replica.wait_replayed(self.fo.database, target,
@@ -208,7 +199,8 @@ class Procedure:
         while True:
             hb, error = self._fetch_heartbeat()
             checks = heartbeat.judge(hb, error, target=self.fo.heartbeat_target,
-                                     now=self.clock.wall(), max_age=self.fo.max_heartbeat_age)
+                                     now=self.clock.wall(), max_age=self.fo.max_heartbeat_age,
+                                     max_skew=self.fo.max_clock_skew)
             new = hb is not None and (seen is None or hb.unix > seen)
             if (new and all(c.ok for c in checks)) or self.clock.monotonic() >= deadline:
                 break
@@ -226,16 +218,24 @@ class Procedure:
         self._out(f"mirrord {run.command}: checks")
         for check in run.checks:
             self._out(check.line())
-        run.steps = steps.build_plan(self.fo, self.switch, readonly=readonly)
+        pre = f"pre_{run.command}"
+        run.steps = steps.build_plan(self.fo, self.switch, readonly=readonly,
+                                     post_hook=f"post_{run.command}")
         if run.refusals:
             return self._refuse(run)
         if run.dry_run:
+            if self.fo.hook(pre):   # listed, not run
+                run.steps.insert(0, Step(f"hook {pre}", f"run {self.fo.hook(pre)} (a non-zero "
+                                         "exit refuses the switch)", kind="hook", hook=pre))
             self._out(f"mirrord {run.command}: plan (dry run: nothing was changed)")
             for step in run.steps:
                 self._out(step.line())
             return self._finish(run, "dry-run", 0)
+        env = self._hook_env(run)
+        if self.fo.hook(pre) and self._pre_hook(run, pre, env).refuses:
+            return self._refuse(run)
         self._out(f"mirrord {run.command}: steps")
-        steps.execute(run.steps, self.fo, self.switch, readonly=readonly)
+        steps.execute(run.steps, self.fo, self.switch, readonly=readonly, hook_env=env)
         for step in run.steps:
             self._out(step.line())
         if any(step.failed for step in run.steps):
@@ -247,6 +247,24 @@ class Procedure:
         self._out(f"mirrord {run.command}: done")
         return self._finish(run, "done", 0)
 
+    def _hook_env(self, run: Run) -> dict[str, str]:
+        """MIRRORD_* for the hooks, from the measurements this run's checks made."""
+        data = {c.name: c.data for c in run.checks}
+        return hooks.environment(action=run.command, dry_run=run.dry_run, forced=run.force,
+                                 replay_lag=data.get("replica.replay_lag", {}).get("seconds"),
+                                 heartbeat_age=data.get("heartbeat.age", {}).get("age"), hook="")
+
+    def _pre_hook(self, run: Run, name: str, env: dict[str, str]) -> Check:
+        """Run the pre hook as one more check: non-zero refuses (exit 3) unless --force."""
+        result = hooks.run(name, self.fo.hook(name), {**env, "MIRRORD_HOOK": name},
+                           timeout=self.fo.hook_timeout)
+        check = Check(f"hook.{name}", result.ok, result.detail, "exit 0",
+                      f"the {name} hook refused the switch", forced=run.force and not result.ok,
+                      data={"exit": result.returncode, "output": result.output})
+        run.checks.append(check)
+        self._out(check.line())
+        return check
+
     def _refuse(self, run: Run) -> int:
         self._out(f"mirrord {run.command}: plan (not carried out)")
         for step in run.steps:
@@ -254,7 +272,7 @@ class Procedure:
         refusals = run.refusals
         self._finish(run, "refused", 3)
         hint = "; rerun with --force to accept" if run.command == "failover" and any(
-            c.name.startswith("replica.") for c in refusals) else ""
+            c.name.startswith(("replica.", "hook.")) for c in refusals) else ""
         raise FailoverRefused("; ".join(c.summary() for c in refusals) + hint)
 
     def _finish(self, run: Run, outcome: str, code: int) -> int:
@@ -274,26 +292,3 @@ def _lsn(value: int | None) -> str:
     return "nothing" if value is None else replica.format_lsn(value)
 
 
-def log_record(run: Run, host: str = "") -> dict:
-    host = host or socket.gethostname()
-    return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(run.started))
-        + f".{int(run.started * 1000) % 1000:03d}Z",
-        "command": run.command, "dry_run": run.dry_run, "force": run.force,
-        "host": host, "outcome": run.outcome, "exit": run.exit_code,
-        "duration": round(time.time() - run.started, 3),
-        "checks": [c.to_json() for c in run.checks],
-        "steps": [s.to_json() for s in run.steps],
-    }
-
-
-def append_log(state_dir: Path, run: Run, host: str = "") -> None:
-    """One JSON line per run, appended and fsynced; redacted as a last line of defence."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    line = redact(json.dumps(log_record(run, host), ensure_ascii=False, default=str)) + "\n"
-    fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,6 +22,7 @@ from typing import Callable
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from mirrord.failover import skew
 from mirrord.failover.result import Check
 from mirrord.logsetup import redact, register_secret
 
@@ -79,8 +80,13 @@ class ReplicaStatus:
     receiver_status: str | None    # None when hidden (role lacks pg_read_all_stats)
 
 
-def judge(st: ReplicaStatus, max_lag: float) -> list[Check]:
-    """One Check per replica precondition, each with its measured value and limit."""
+def judge(st: ReplicaStatus, max_lag: float,
+          max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
+    """One Check per replica precondition, each with its measured value and limit.
+
+    `max_lag` and `max_skew` are seconds; a last replayed commit stamped (by the
+    primary's clock) more than `max_skew` after the replica's now() fails the lag check
+    as clock skew rather than passing as lag 0."""
     checks = [Check("replica.in_recovery", st.in_recovery, _yes(st.in_recovery), "yes",
                     "the database is not a standby (promoted, or not the replica?)")]
     if not st.in_recovery:
@@ -89,7 +95,7 @@ def judge(st: ReplicaStatus, max_lag: float) -> list[Check]:
     paused = st.pause_state != "not paused"
     checks.append(Check("replica.replay_paused", not paused, st.pause_state, "not paused",
                         "WAL replay is paused; run SELECT pg_wal_replay_resume() on the replica"))
-    checks.append(_lag_check(st, max_lag))
+    checks.append(_lag_check(st, max_lag, max_skew))
     lag_bytes = replay_lag_bytes(st.receive_lsn, st.replay_lsn)
     checks.append(Check("replica.replay_lag_bytes", True,
                         "unknown" if lag_bytes is None else f"{lag_bytes} B", "-",
@@ -115,21 +121,35 @@ def _last_replay(st: ReplicaStatus) -> str:
     if st.last_replay is None:
         return "no transaction replayed yet"
     ago = (st.now - st.last_replay).total_seconds()
+    when = f"{ago:.0f}s ago" if ago >= 0 else f"{-ago:.0f}s in the future of the replica's clock"
     return f"last replayed transaction committed {st.last_replay.isoformat(timespec='seconds')}, " \
-           f"{ago:.0f}s ago"
+           f"{when}"
 
 
-def _lag_check(st: ReplicaStatus, max_lag: float) -> Check:
+def _lag_check(st: ReplicaStatus, max_lag: float, max_skew: float) -> Check:
     lag = replay_lag_seconds(st.receive_lsn, st.replay_lsn, st.now, st.last_replay)
     data = {"seconds": lag, "receive_lsn": _lsn_text(st.receive_lsn),
             "replay_lsn": _lsn_text(st.replay_lsn),
             "last_replay": st.last_replay.isoformat() if st.last_replay else None}
     limit = f"{max_lag:g}s"
+    if st.last_replay is not None and not _all_replayed(st):   # lag from two hosts' clocks
+        age = skew.age(st.now.timestamp(), st.last_replay.timestamp(), max_skew)
+        if age.skewed():
+            data["seconds"], data["ahead"] = None, round(age.ahead, 3)
+            return Check("replica.replay_lag", False, f"dated {age.ahead:.1f}s ahead", limit,
+                         skew.skew_text(age.ahead, max_skew, whose="the last replayed commit "
+                                        "(stamped by the primary's clock)",
+                                        judge="the replica's now()"), data=data)
     if lag is None:
         return Check("replica.replay_lag", False, "unknown", limit,
                      "WAL is waiting to be replayed and no transaction was replayed yet", data=data)
     return Check("replica.replay_lag", lag <= max_lag, f"{lag:.1f}s", limit,
                  f"replay lag {lag:.1f}s is above max_replay_lag {limit}", data=data)
+
+
+def _all_replayed(st: ReplicaStatus) -> bool:
+    return st.receive_lsn is not None and st.replay_lsn is not None \
+        and st.receive_lsn <= st.replay_lsn
 
 
 def _yes(flag: bool) -> str:
@@ -188,39 +208,68 @@ def read_status(conn: psycopg.Connection) -> ReplicaStatus:
                          row[0] if row else None, row[1] if row else None)
 
 
-def check_replica(conninfo: str, *, connect_timeout: float, statement_timeout: float,
-                  max_lag: float) -> list[Check]:
-    """Connect to the replica and judge it; an unreachable replica is one failed check."""
+@dataclass(frozen=True)
+class Reading:
+    """One look at the replica: its status, or why it could not be read."""
+
+    where: str                      # host:port/dbname user=..., never the password
+    status: ReplicaStatus | None
+    error: str = ""
+
+
+def read_replica(conninfo: str, *, connect_timeout: float, statement_timeout: float) -> Reading:
+    """Connect and read the status; never raises for an unreachable or failing server."""
     where = describe(conninfo)
     try:
         with connect(conninfo, connect_timeout=connect_timeout,
                      statement_timeout=statement_timeout) as conn:
-            status = read_status(conn)
+            return Reading(where, read_status(conn))
     except psycopg.Error as exc:
+        return Reading(where, None, error_text(exc))
+
+
+def judge_reading(reading: Reading, *, max_lag: float,
+                  max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
+    """The checks of one reading (pure); an unreachable replica is one failed check."""
+    if reading.status is None:
         return [Check("replica.connect", False, "unreachable", "reachable",
-                      f"{where}: {error_text(exc)}")]
-    return [Check("replica.connect", True, where, "reachable")] + judge(status, max_lag)
+                      f"{reading.where}: {reading.error}")]
+    return [Check("replica.connect", True, reading.where, "reachable")] + \
+        judge(reading.status, max_lag, max_skew)
 
 
-def primary_position(conninfo: str, *, connect_timeout: float,
-                     statement_timeout: float) -> tuple[Check, int | None]:
-    """The primary's current WAL position, as a check (reachable and not in recovery)."""
+def check_replica(conninfo: str, *, connect_timeout: float, statement_timeout: float,
+                  max_lag: float, max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
+    """Connect to the replica and judge it (read_replica, then judge_reading)."""
+    reading = read_replica(conninfo, connect_timeout=connect_timeout,
+                           statement_timeout=statement_timeout)
+    return judge_reading(reading, max_lag=max_lag, max_skew=max_skew)
+
+
+def primary_position(conninfo: str, *, connect_timeout: float, statement_timeout: float,
+                     max_skew: float = skew.DEFAULT_MAX_SKEW,
+                     wall: Callable[[], float] = time.time) -> tuple[list[Check], int | None]:
+    """The primary's current WAL position, as checks: reachable and not in recovery, and
+    its clock against this host's (`wall`, Unix seconds), in either direction (WARN)."""
     where = describe(conninfo)
     try:
         with connect(conninfo, connect_timeout=connect_timeout,
                      statement_timeout=statement_timeout) as conn:
-            in_rec, lsn = conn.execute(
+            sent = wall()
+            in_rec, lsn, remote = conn.execute(
                 "SELECT pg_is_in_recovery(), "
-                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END"
+                "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, "
+                "extract(epoch FROM clock_timestamp())::float8"
             ).fetchone()
+            clock = skew.clock_check("clock.primary", where, remote, sent, wall(), max_skew)
     except psycopg.Error as exc:
-        return Check("primary.connect", False, "unreachable", "reachable",
-                     f"{where}: {error_text(exc)}; if the primary is gone, use failover"), None
+        return [Check("primary.connect", False, "unreachable", "reachable",
+                      f"{where}: {error_text(exc)}; if the primary is gone, use failover")], None
     if in_rec:
-        return Check("primary.connect", False, "in recovery", "a primary",
-                     f"{where} is a standby, not the primary"), None
-    return Check("primary.connect", True, f"{where} at {lsn}", "reachable",
-                 data={"lsn": lsn}), parse_lsn(lsn)
+        return [Check("primary.connect", False, "in recovery", "a primary",
+                      f"{where} is a standby, not the primary")], None
+    return [Check("primary.connect", True, f"{where} at {lsn}", "reachable",
+                  data={"lsn": lsn}), clock], parse_lsn(lsn)
 
 
 def wait_replayed(conninfo: str, target: int, *, connect_timeout: float, statement_timeout: float,

@@ -9,9 +9,17 @@ touching any service.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mirrord.logsetup import redact
 
 FAIL, WARN = "fail", "warn"
+LOG_NAME = "failover.log"
 
 
 @dataclass
@@ -62,8 +70,9 @@ class Step:
     status: str = PLANNED
     detail: str = ""   # what happened (or why not)
     finish: str = ""   # how to do it by hand if it did not happen
-    kind: str = ""     # "flip", "flush" or "reload": which executor runs it
-    server: tuple[str, int] | None = None   # for "flush"
+    kind: str = ""     # "flip", "flush", "reload", "check" or "hook": which executor runs it
+    server: tuple[str, int] | str | None = None   # for "flush": (host, port) or a socket path
+    hook: str = ""     # for "hook": its name, e.g. "post_failover"
 
     @property
     def failed(self) -> bool:
@@ -74,3 +83,57 @@ class Step:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class Run:
+    command: str
+    dry_run: bool
+    force: bool = False
+    checks: list[Check] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    outcome: str = ""
+    exit_code: int = 0
+    started: float = field(default_factory=time.time)
+
+    @property
+    def refusals(self) -> list[Check]:
+        return [c for c in self.checks if c.refuses]
+
+
+def log_record(run: Run, host: str = "") -> dict:
+    host = host or socket.gethostname()
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(run.started))
+        + f".{int(run.started * 1000) % 1000:03d}Z",
+        "command": run.command, "dry_run": run.dry_run, "force": run.force,
+        "host": host, "outcome": run.outcome, "exit": run.exit_code,
+        "duration": round(time.time() - run.started, 3),
+        "checks": [c.to_json() for c in run.checks],
+        "steps": [s.to_json() for s in run.steps],
+    }
+
+
+def append_log(state_dir: Path, run: Run, host: str = "") -> None:
+    """One JSON line per run, appended and fsynced; redacted as a last line of defence.
+
+    Each string is redacted before serialising: redacting the serialised line could eat
+    a closing quote (`password=x"` -> `password=***`) and leave a line that is not JSON."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_redacted(log_record(run, host)), ensure_ascii=False, default=str) + "\n"
+    fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _redacted(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value

@@ -1,9 +1,11 @@
-"""The changes a run makes, in order: flip the app config, flush each memcached, reload.
+"""The changes a run makes, in order: flip the app config, flush each memcached, reload,
+check the site answers (check_url), run the post hook.
 
 `build_plan` only describes; `execute` carries the plan out and never stops
 half-way on a flush or reload failure: every server is still flushed and the
 reload still runs, and each failed step says how to finish it by hand. Only a
-failed flip stops the rest (nothing else is worth doing then).
+failed flip stops the rest (nothing else is worth doing then). The post hook
+runs last, so its failure is reported after everything else ran.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import shlex
 import subprocess
 
 from mirrord.config import FailoverConfig
-from mirrord.failover import cache
+from mirrord.failover import cache, hooks, sitecheck
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
 from mirrord.failover.result import DONE, FAILED, SKIPPED, UNCHANGED, Step
 from mirrord.logsetup import redact
@@ -22,23 +24,33 @@ OUTPUT_TAIL = 2000
 
 
 def build_plan(fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSwitch, *,
-               readonly: bool) -> list[Step]:
+               readonly: bool, post_hook: str = "") -> list[Step]:
+    """The steps, described only; `post_hook` names the hook to run last (e.g. post_failover)."""
     direction = "read-only" if readonly else "read-write"
     steps = [Step("app config", switch.describe(readonly), kind="flip",
                   finish=f"make the application use its {direction} configuration by hand")]
-    for host, port in fo.memcached:
-        steps.append(Step(f"memcached {cache.name(host, port)}",
+    for server in fo.memcached:
+        steps.append(Step(f"memcached {cache.name(server)}",
                           "flush_all, verified with a sentinel key", kind="flush",
-                          server=(host, port), finish=cache.flush_command(host, port)))
+                          server=server, finish=cache.flush_command(server)))
     if fo.reload_command:
         steps.append(Step("reload", f"run {fo.reload_command}", kind="reload",
                           finish=f"run {fo.reload_command} by hand"))
+    if fo.check_url:
+        match = f" and match {fo.check_pattern!r}" if fo.check_pattern else ""
+        steps.append(Step("check_url", f"GET {fo.check_url}{match}", kind="check",
+                          finish=f"open {fo.check_url} and see the site answers {direction}"))
+    if post_hook and fo.hook(post_hook):
+        steps.append(Step(f"hook {post_hook}", f"run {fo.hook(post_hook)}", kind="hook",
+                          hook=post_hook, finish=f"run {fo.hook(post_hook)} by hand"))
     return steps
 
 
 def execute(steps: list[Step], fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSwitch, *,
-            readonly: bool) -> None:
-    """Run the plan in order, recording each step's outcome on the step itself."""
+            readonly: bool, hook_env: dict[str, str] | None = None) -> None:
+    """Run the plan in order, recording each step's outcome on the step itself.
+
+    `hook_env` is the MIRRORD_* environment given to a hook step (hooks.environment)."""
     for step in steps:
         if step.kind == "flip":
             _flip(step, switch, readonly)
@@ -48,10 +60,18 @@ def execute(steps: list[Step], fo: FailoverConfig, switch: SymlinkSwitch | FlagF
                 return
         elif step.kind == "flush":
             assert step.server is not None
-            result = cache.flush_server(*step.server)
+            result = cache.flush_server(step.server)
             step.status, step.detail = (DONE if result.ok else FAILED), result.detail
         elif step.kind == "reload":
             _reload(step, fo.reload_command)
+        elif step.kind == "check":
+            ok, step.detail = sitecheck.check(fo.check_url, fo.check_pattern,
+                                              timeout=fo.check_timeout)
+            step.status = DONE if ok else FAILED
+        elif step.kind == "hook":
+            env = {**(hook_env or {}), "MIRRORD_HOOK": step.hook}
+            result = hooks.run(step.hook, fo.hook(step.hook), env, timeout=fo.hook_timeout)
+            step.status, step.detail = (DONE if result.ok else FAILED), result.detail
 
 
 def _flip(step: Step, switch: SymlinkSwitch | FlagFileSwitch, readonly: bool) -> None:

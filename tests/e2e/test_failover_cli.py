@@ -107,3 +107,57 @@ def test_no_failover_section_is_a_config_error(tmp_path):
     proc = run(ini, "failback")
     assert proc.returncode == 2
     assert "[failover]: this command needs a [failover] section" in proc.stderr
+
+
+def test_check_config_rejects_a_memcached_value_it_could_not_flush(ini):
+    ini.write_text(ini.read_text().replace("memcached = ", "memcached = memcached.sock/x, "))
+    proc = run(ini, "check-config")
+    assert proc.returncode == 2
+    assert f"{ini}: [failover] memcached: 'memcached.sock/x': a UNIX socket path must be " \
+           "absolute" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_health_service_serves_ready_and_stops_on_sigterm(ini):
+    import signal
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ini.write_text(ini.read_text() + f"\n[health]\nlisten = 127.0.0.1:{port}\ninterval = 1s\n")
+    proc = subprocess.Popen([str(MIRRORD), "-c", str(ini), "health"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                code, _ = _get(f"http://127.0.0.1:{port}/live")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.1)
+        assert code == 200
+        code, body = _get(f"http://127.0.0.1:{port}/ready")
+        assert code == 200 and json.loads(body)["ready"] is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert PASSWORD not in out + err
+
+
+def test_health_without_failover_section_is_a_config_error(tmp_path):
+    ini = tmp_path / "mirrord.ini"
+    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n\n[health]\nlisten = 127.0.0.1:1\n")
+    proc = run(ini, "health")
+    assert proc.returncode == 2 and "[failover]: mirrord health needs a [failover]" in proc.stderr

@@ -288,9 +288,22 @@ def test_rendered_units_pass_systemd_analyze_verify(deployment):
 def test_units_ship_as_package_data(deployment):
     found = list(deployment.venv.glob("lib/python3*/site-packages/mirrord/systemd/*"))
     assert sorted(p.name for p in found) == sorted(
-        ["mirrord.service", "mirrord-reconcile.service", "mirrord-reconcile.timer"])
+        ["mirrord.service", "mirrord-reconcile.service", "mirrord-reconcile.timer",
+         "mirrord-health.service"])
 
 
 def test_report_durations(deployment, capsys):
     with capsys.disabled():
         print(f"\nansible runs: first {deployment.seconds[0]:.0f}s, second {deployment.seconds[1]:.0f}s")
+
+
+def test_mirror_health_unit_is_rendered_and_verified(deployment):
+    units = deployment.path("mirror", "units")
+    text = (units / "mirrord-health.service").read_text()
+    config = deployment.path("mirror", "etc", "mirrord.ini")
+    assert f"ExecStart={deployment.venv}/bin/mirrord -c {config} health" in text
+    assert f"ReadWritePaths={deployment.path('mirror', 'state')}" in text
+    result = subprocess.run([shutil.which("systemd-analyze"), "verify", "./mirrord-health.service"],
+                            cwd=units, text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), \
+        result.stdout + result.stderr

@@ -20,7 +20,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "ansible" / "roles" / "mirrord"
-UNITS = ["mirrord.service", "mirrord-reconcile.service", "mirrord-reconcile.timer"]
+MIRROR_ROLE = ROOT / "ansible" / "roles" / "mirrord_mirror"
+ROLE_UNITS = ["mirrord.service", "mirrord-reconcile.service", "mirrord-reconcile.timer"]
+UNITS = ROLE_UNITS + ["mirrord-health.service"]     # the health unit: mirrord_mirror role
 SHIPPED_BIN = "/opt/mirrord/venv/bin/mirrord"
 
 
@@ -125,9 +127,26 @@ def _resolve(env: jinja2.Environment, value, context: dict):
     return value
 
 
-@pytest.mark.parametrize("name", UNITS)
+@pytest.mark.parametrize("name", ROLE_UNITS)
 def test_template_with_role_defaults_renders_the_shipped_unit(name):
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"),
                              trim_blocks=True, undefined=jinja2.StrictUndefined)
     rendered = env.get_template(f"{name}.j2").render(role_defaults())
     assert unit_lines(rendered) == unit_lines(shipped(name))
+
+
+def test_health_unit_contract():
+    service = parse_unit(shipped("mirrord-health.service"))["Service"]
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    assert service["ExecStart"] == f"{SHIPPED_BIN} -c /etc/mirrord/mirrord.ini health"
+    assert service["Restart"] == "on-failure"
+    assert service["User"] == service["Group"] == "mirrord"
+    assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"
+    assert service["CapabilityBoundingSet"] == ""
+
+
+def test_mirror_role_template_renders_the_shipped_health_unit():
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(MIRROR_ROLE / "templates"),
+                             trim_blocks=True, undefined=jinja2.StrictUndefined)
+    rendered = env.get_template("mirrord-health.service.j2").render(role_defaults())
+    assert unit_lines(rendered) == unit_lines(shipped("mirrord-health.service"))

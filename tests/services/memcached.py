@@ -5,14 +5,21 @@
 `.start(i, disable_flush=True)` (memcached -F: flush_all refused). The
 function-scoped `memcached` fixture restarts any server a test stopped or
 reconfigured. Every process is killed at session end.
+
+`memcached_socket` (function scope) is one more real memcached listening only
+on a UNIX socket (memcached -s PATH), `.path` and `.config_value`; killed and
+its directory removed after the test.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import pytest
@@ -109,3 +116,52 @@ def memcached(memcached_pair: MemcachedPair) -> MemcachedPair:
     memcached_pair.healthy()
     yield memcached_pair
     memcached_pair.healthy()
+
+
+@dataclass
+class MemcachedSocket:
+    path: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def config_value(self) -> str:
+        return str(self.path)
+
+    def start(self) -> None:
+        # -a 0666: the socket's mode, so the test (root or not) can connect after -u nobody
+        argv = [MEMCACHED, "-s", str(self.path), "-a", "0666", "-m", "16", "-c", "64"]
+        if os.geteuid() == 0:
+            argv += ["-u", "nobody"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memcached -s {self.path} exited: "
+                                   f"{self.proc.stderr.read().decode(errors='replace')}")
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(self.path))
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise TimeoutError(f"memcached on {self.path} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def memcached_socket():
+    """A real memcached on a UNIX socket only (no TCP port)."""
+    base = Path(tempfile.mkdtemp(prefix="mirrord-mc-"))
+    base.chmod(0o777)   # memcached creates the socket after dropping to nobody
+    server = MemcachedSocket(base / "memcached.sock")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

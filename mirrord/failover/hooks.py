@@ -1,0 +1,81 @@
+"""Site-specific commands around the switch: [failover] pre_/post_ failover, switchover, failback.
+
+A hook is one command line, split like argv with shlex and run without a
+shell (no word splitting or globbing surprises, nothing to inject), with
+stdin closed and a timeout ([failover] hook_timeout, default 30 s). It gets
+the caller's environment plus MIRRORD_* variables saying what is happening, so
+one script can serve every hook (the pattern of Patroni's callbacks and
+keepalived's notify scripts). Its output is kept (tail only), redacted, and
+ends up in the log and in failover.log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+
+from mirrord.logsetup import kv, redact
+
+OUTPUT_TAIL = 2000
+log = logging.getLogger("mirrord.failover")
+
+
+@dataclass(frozen=True)
+class HookResult:
+    name: str          # e.g. "pre_failover"
+    ok: bool
+    detail: str        # "exit 0; output: ..." or why it failed
+    returncode: int | None
+    output: str        # redacted, tail only
+
+
+def environment(*, action: str, dry_run: bool, forced: bool, replay_lag: float | None,
+                heartbeat_age: float | None, hook: str) -> dict[str, str]:
+    """The MIRRORD_* variables a hook sees; seconds as decimals, "" when not measured."""
+    def seconds(value: float | None) -> str:
+        return "" if value is None else f"{value:.3f}"
+    return {"MIRRORD_ACTION": action, "MIRRORD_HOOK": hook,
+            "MIRRORD_DRY_RUN": "1" if dry_run else "0", "MIRRORD_FORCED": "1" if forced else "0",
+            "MIRRORD_REPLAY_LAG_SECONDS": seconds(replay_lag),
+            "MIRRORD_HEARTBEAT_AGE_SECONDS": seconds(heartbeat_age)}
+
+
+def run(name: str, command: str, env: dict[str, str], *, timeout: float) -> HookResult:
+    """Run hook `name`; never raises: a missing program, a timeout or a non-zero exit is ok=False.
+
+    `env` is added to this process's environment. The child is killed after `timeout`
+    seconds (subprocess.run kills and reaps it)."""
+    try:
+        proc = subprocess.run(shlex.split(command), capture_output=True, text=True,
+                              errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
+                              env={**os.environ, **env})
+    except (OSError, ValueError) as exc:
+        return _logged(HookResult(name, False, f"could not run: {exc}", None, ""))
+    except subprocess.TimeoutExpired as exc:
+        out = _tail(_text(exc.stdout) + _text(exc.stderr))
+        return _logged(HookResult(name, False, f"still running after {timeout:g}s (hook_timeout);"
+                                  f" killed" + (f"; output: {out}" if out else ""), None, out))
+    out = _tail(proc.stdout + proc.stderr)
+    detail = f"exit {proc.returncode}" + (f"; output: {out}" if out else "; no output")
+    return _logged(HookResult(name, proc.returncode == 0, detail, proc.returncode, out))
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def _tail(output: str) -> str:
+    text = redact(" | ".join(line for line in output.splitlines() if line.strip()))
+    return text if len(text) <= OUTPUT_TAIL else "..." + text[-OUTPUT_TAIL:]
+
+
+def _logged(result: HookResult) -> HookResult:
+    level = logging.INFO if result.ok else logging.WARNING
+    log.log(level, redact(kv(event="failover_hook", hook=result.name, ok=result.ok,
+                             exit=result.returncode, output=result.output or "-")))
+    return result

@@ -1,0 +1,71 @@
+"""The checks `mirrord failover` runs, split into measuring and judging.
+
+`measure` talks to the replica, reads the file mirror's heartbeat and looks at
+the app config; `judge` turns one Measurement into Checks for given limits
+(pure and cheap). `mirrord failover` does both at once; `mirrord health`
+measures at most once per [health] interval and judges every request with its
+own limits, so /ready answers with the same checks, code and words as
+`mirrord failover --dry-run`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+from mirrord.config import Config
+from mirrord.failover import heartbeat, replica
+from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
+from mirrord.failover.result import FAIL, WARN, Check
+
+
+@dataclass(frozen=True)
+class Measurement:
+    replica: replica.Reading
+    heartbeat: heartbeat.Heartbeat | None
+    heartbeat_error: str          # why there is no heartbeat (unreadable target, bad file)
+    app: tuple[Check, ...]        # the app config prechecks for the read-only direction
+    taken: float                  # Unix time (this host) when the measurement began
+
+
+def measure(cfg: Config, switch: SymlinkSwitch | FlagFileSwitch, *,
+            wall=time.time) -> Measurement:
+    """One look at everything failover depends on; bounded by [failover] connect_timeout
+    and statement_timeout for the database, never raises for an unreachable service."""
+    fo = cfg.failover
+    assert fo is not None
+    taken = wall()
+    reading = replica.read_replica(fo.database, connect_timeout=fo.connect_timeout,
+                                   statement_timeout=fo.statement_timeout)
+    hb, error = (heartbeat.fetch(cfg, fo.heartbeat_target) if fo.heartbeat_target
+                 else (None, ""))
+    return Measurement(reading, hb, error, tuple(switch.precheck(True)), taken)
+
+
+def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | None = None,
+          max_heartbeat_age: float | None = None) -> list[Check]:
+    """The failover checks for measurement `m` at Unix time `now` (this host's clock).
+
+    Limits are seconds and default to [failover]; a stale heartbeat is only a warning
+    (when the primary dies its heartbeat stops, exactly when the mirror must take over)
+    unless `max_heartbeat_age` is given, which makes the heartbeat checks strict."""
+    fo = cfg.failover
+    assert fo is not None
+    lag = fo.max_replay_lag if max_replay_lag is None else max_replay_lag
+    checks = replica.judge_reading(m.replica, max_lag=lag, max_skew=fo.max_clock_skew)
+    if not fo.heartbeat_target:
+        checks.append(Check("heartbeat.age", True, "not checked", "-",
+                            data={"reason": "heartbeat_target is not set"}))
+    else:
+        strict = max_heartbeat_age is not None
+        checks += heartbeat.judge(m.heartbeat, m.heartbeat_error, target=fo.heartbeat_target,
+                                  now=now, severity=FAIL if strict else WARN,
+                                  max_age=max_heartbeat_age if strict else fo.max_heartbeat_age,
+                                  max_skew=fo.max_clock_skew)
+    return checks + [copy.deepcopy(c) for c in m.app]
+
+
+def ready(checks: list[Check]) -> bool:
+    """True when failover would go ahead without --force: no check refuses."""
+    return not any(c.refuses for c in checks)

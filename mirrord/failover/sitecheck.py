@@ -1,0 +1,38 @@
+"""The last step of a switch: fetch [failover] check_url and match check_pattern in the body.
+
+It proves the site answers in the mode just switched to, e.g. MediaWiki's
+`api.php?action=query&meta=siteinfo&format=json` reports "readonly" while
+$wgReadOnly is set. Fetched with urllib (the standard library) and a timeout
+([failover] check_timeout, default 10 s); any HTTP status >= 400 fails.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+
+from mirrord.logsetup import redact
+
+BODY_LIMIT = 1 << 20      # read at most 1 MiB: the pattern is meant for a small API answer
+SHOWN = 300               # characters of the body quoted in a failure message
+
+
+def check(url: str, pattern: str, *, timeout: float) -> tuple[bool, str]:
+    """(ok, what was fetched and seen); never raises."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            status = resp.status
+            body = resp.read(BODY_LIMIT).decode(resp.headers.get_content_charset() or "utf-8",
+                                                errors="replace")
+    except urllib.error.HTTPError as exc:
+        return False, redact(f"GET {url}: HTTP {exc.code} {exc.reason}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, redact(f"GET {url}: {reason}")
+    seen = " ".join(body[:SHOWN].split())
+    if pattern and not re.search(pattern, body):
+        return False, redact(f"GET {url}: HTTP {status}, body does not match {pattern!r}; "
+                             f"body starts: {seen!r}")
+    matched = f", body matches {pattern!r}" if pattern else ""
+    return True, redact(f"GET {url}: HTTP {status}{matched}")

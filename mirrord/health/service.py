@@ -1,0 +1,173 @@
+"""The HTTP side of `mirrord health`: /live, /ready and /metrics on [health] listen.
+
+- GET /live: 200 while the service answers; no dependency is checked.
+- GET /ready: 200 when `mirrord failover` would go ahead now without --force,
+  else 503; the JSON body lists every check (readiness.judge: the same checks
+  and words as `mirrord failover --dry-run`). A stale heartbeat is a warning
+  only, unless the query gives max_heartbeat_age. Query limits, e.g.
+  `/ready?max_replay_lag=10s&max_heartbeat_age=30s`, make those checks strict
+  for that request (durations as in the INI file). A bad query is 400.
+- HEAD and OPTIONS on /ready and /live: the same status, no body (HAProxy's
+  `option httpchk` sends OPTIONS by default).
+- GET /metrics: Prometheus text format, judged with the [failover] limits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import time
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from mirrord.config import Config, parse_duration
+from mirrord.failover import appconfig, readiness
+from mirrord.failover.result import Check
+from mirrord.health.runner import Runner
+
+log = logging.getLogger("mirrord.health")
+QUERY_LIMITS = {"max_replay_lag": "max_replay_lag", "max_heartbeat_age": "max_heartbeat_age"}
+
+
+def run_timeout(cfg: Config) -> float:
+    """Seconds one check run may take: libpq's connect_timeout (at least 2 s, as
+    replica.connect rounds it) plus one statement_timeout plus 1 s for the heartbeat."""
+    fo = cfg.failover
+    assert fo is not None
+    return max(2, math.ceil(fo.connect_timeout)) + fo.statement_timeout + 1.0
+
+
+class Health:
+    """Measurements (through one Runner), their judgement, and the metrics."""
+
+    def __init__(self, cfg: Config, *, wall=time.time, measure=None):
+        assert cfg.failover is not None
+        self.cfg, self.wall = cfg, wall
+        switch = appconfig.from_config(cfg.failover, cfg.mirrord.state_dir)
+        self.timeout = run_timeout(cfg)
+        self.runner = Runner(measure or (lambda: readiness.measure(cfg, switch, wall=wall)),
+                             interval=cfg.health.interval, timeout=self.timeout)
+        self.registry = CollectorRegistry()
+        self._lag = Gauge("mirrord_replica_replay_lag_seconds", "Seconds the replica's replay "
+                          "is behind (0 when all received WAL is replayed; NaN when unknown)",
+                          registry=self.registry)
+        self._lag_bytes = Gauge("mirrord_replica_replay_lag_bytes", "Bytes of WAL received but "
+                                "not yet replayed (NaN when unknown)", registry=self.registry)
+        self._hb_age = Gauge("mirrord_mirror_heartbeat_age_seconds", "Age of the file mirror's "
+                             "heartbeat on this host's clock (NaN when absent or skewed)",
+                             registry=self.registry)
+        self._pending = Gauge("mirrord_mirror_pending_operations", "Changes not yet shipped to "
+                              "the mirror when its heartbeat was written", registry=self.registry)
+        self._ready = Gauge("mirrord_ready", "1 when mirrord failover would go ahead without "
+                            "--force; failing_check names the first check that refuses",
+                            ["failing_check"], registry=self.registry)
+
+    def checks(self, **limits: float) -> tuple[bool, list[Check], float | None]:
+        """(ready, checks, Unix time of the measurement) for limits in seconds."""
+        m, why = self.runner.get()
+        if m is None:
+            return False, [Check("health.checks", False, "no result",
+                                 f"within {self.timeout:g}s", why)], None
+        checks = readiness.judge(m, self.cfg, now=self.wall(), **limits)
+        return readiness.ready(checks), checks, m.taken
+
+    def ready_doc(self, **limits: float) -> tuple[bool, dict]:
+        ok, checks, taken = self.checks(**limits)
+        return ok, {
+            "ready": ok, "limits": {k: v for k, v in limits.items()},
+            "measured_at": taken, "interval": self.cfg.health.interval,
+            "checks": [c.to_json() for c in checks],
+            "failing": [c.summary() for c in checks if c.refuses],
+            "warnings": [c.summary() for c in checks if not c.ok and not c.refuses],
+        }
+
+    def metrics(self) -> bytes:
+        ok, checks, _ = self.checks()
+        data = {c.name: c.data for c in checks}
+        self._lag.set(_num(data.get("replica.replay_lag", {}).get("seconds")))
+        self._lag_bytes.set(_num(data.get("replica.replay_lag_bytes", {}).get("bytes")))
+        self._hb_age.set(_num(data.get("heartbeat.age", {}).get("age")))
+        self._pending.set(_num(data.get("heartbeat.pending", {}).get("pending")))
+        self._ready.clear()
+        failing = next((c.name for c in checks if c.refuses), "")
+        self._ready.labels(failing_check=failing).set(1 if ok else 0)
+        return generate_latest(self.registry)
+
+
+def _num(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def parse_limits(query: str) -> dict[str, float]:
+    """?max_replay_lag=10s&max_heartbeat_age=30s -> seconds; ValueError names the bad part."""
+    limits = {}
+    for key, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
+        if key not in QUERY_LIMITS:
+            raise ValueError(f"unknown query parameter {key!r} (known: "
+                             f"{', '.join(QUERY_LIMITS)})")
+        limits[QUERY_LIMITS[key]] = parse_duration(values[-1])
+    return limits
+
+
+class Handler(BaseHTTPRequestHandler):
+    health: Health            # set on the subclass make_server builds
+    server_version = "mirrord-health"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+        self._answer(body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(body=False)
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._answer(body=False)
+
+    def _answer(self, *, body: bool) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/live":
+            return self._send(200, b"live\n", "text/plain; charset=utf-8", body)
+        if url.path == "/metrics" and self.command == "GET":
+            return self._send(200, self.health.metrics(), CONTENT_TYPE_LATEST, body)
+        if url.path != "/ready":
+            return self._send(404, b"not found: /live, /ready, /metrics\n", "text/plain", body)
+        try:
+            limits = parse_limits(url.query)
+        except ValueError as exc:
+            return self._json(400, {"error": str(exc)}, body)
+        ok, doc = self.health.ready_doc(**limits)
+        self._json(200 if ok else 503, doc, body)
+
+    def _json(self, code: int, doc: dict, body: bool) -> None:
+        data = json.dumps(doc, indent=1, default=str).encode() + b"\n"
+        self._send(code, data, "application/json", body)
+
+    def _send(self, code: int, data: bytes, ctype: str, body: bool) -> None:
+        self.send_response(code, HTTPStatus(code).phrase)
+        self.send_header("Cache-Control", "no-store")
+        if self.command == "OPTIONS":
+            self.send_header("Allow", "GET, HEAD, OPTIONS")
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data) if body else 0))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, fmt: str, *args) -> None:
+        log.debug("health %s", fmt % args)
+
+
+def make_server(health: Health, host: str, port: int) -> ThreadingHTTPServer:
+    """Bound and listening (port 0 picks a free one); OSError when the address is taken."""
+    handler = type("BoundHandler", (Handler,), {"health": health})
+    server_cls = ThreadingHTTPServer
+    if ":" in host:
+        server_cls = type("ThreadingHTTPServer6", (ThreadingHTTPServer,),
+                          {"address_family": socket.AF_INET6})
+    server = server_cls((host, port), handler)
+    server.daemon_threads = True
+    return server
