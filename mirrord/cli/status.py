@@ -10,9 +10,8 @@ import json
 import os
 import time
 
-from mirrord import journal
+from mirrord import journal, locks
 from mirrord.config import Config
-from mirrord.daemon import lock_path
 
 
 def add_parser(sub) -> None:
@@ -22,24 +21,8 @@ def add_parser(sub) -> None:
 
 
 def daemon_running(cfg: Config) -> int | None:
-    """The pid holding the daemon lock, or None."""
-    import fcntl
-
-    path = lock_path(cfg)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            return int(os.read(fd, 32).decode().strip() or 0) or -1
-        except ValueError:
-            return -1
-    finally:
-        os.close(fd)
-    return None
+    """The pid holding the daemon lock (-1 when not known), or None (mirrord.locks)."""
+    return locks.holder(cfg.mirrord.state_dir, locks.DAEMON)
 
 
 def collect(cfg: Config) -> dict:
@@ -83,6 +66,20 @@ def _age(ts: float | None, now: float) -> str:
     return f"{secs / 3600:.1f}h ago"
 
 
+def _source_lines(name: str, h: dict) -> list[str]:
+    """What an operator must know about a source: unwatched directories (degraded until
+    every watch is in place) and a file system whose other clients raise no events."""
+    lines = []
+    if h.get("unwatched_directories"):
+        first = ", ".join(h.get("unwatched_paths") or [])
+        lines.append(f"  source {name}: DEGRADED: {h['unwatched_directories']} directories not "
+                     f"watched (retried; rescanned every few seconds meanwhile): {first}")
+    if h.get("remote_writes_unseen"):
+        lines.append(f"  source {name}: on {h.get('fstype')}: changes by other clients of this "
+                     f"file system are mirrored only by reconcile")
+    return lines
+
+
 def render(doc: dict) -> str:
     now = doc["time"]
     lines = []
@@ -93,7 +90,10 @@ def render(doc: dict) -> str:
     if d:
         lines.append(f"  watched directories {d.get('watched_directories', 0)}, inotify overflows "
                      f"{d.get('overflows', 0)}, watch errors {d.get('watch_errors', 0)}, "
-                     f"journal errors {d.get('journal_errors', 0)}")
+                     f"journal errors {d.get('journal_errors', 0)}, main-loop errors "
+                     f"{d.get('cycle_errors', 0)}")
+    for name, h in (d.get("sources") or {}).items():
+        lines.extend(_source_lines(name, h))
     if doc.get("note"):
         lines.append(doc["note"])
     header = f"{'TARGET':<12} {'PENDING':>8} {'OLDEST':>9} {'FAILING':>8} {'SHIPPED':>9} {'FAILED':>7}  LAST SHIPPED"

@@ -1,5 +1,8 @@
 """The file mirror's heartbeat, read from the heartbeat target and judged.
 
+The document type itself (fields, parse) is mirrord.heartbeat, shared with the
+daemon that writes it.
+
 The daemon on the primary writes `<target root>/.mirrord/heartbeat.json`
 every heartbeat_interval: when it was written, by which host, and how many
 changes were not yet shipped to that target. Failover only reads it, through
@@ -10,50 +13,15 @@ host's clock, a comparison across two hosts' clocks: skew.py tolerates
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import datetime
-
-from mirrord import targets
+from mirrord import heartbeat as heartbeat_doc, targets
 from mirrord.config import Config
 from mirrord.errors import MirrordError
 from mirrord.failover import skew
 from mirrord.failover.result import FAIL, Check
 
-HEARTBEAT = "heartbeat.json"
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    unix: float
-    time: str
-    host: str
-    target: str
-    pending: int
-    oldest_pending_age: float
-    interval: float
-
-
-def parse(data: bytes) -> Heartbeat:
-    """The heartbeat document; ValueError when it is not one."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"heartbeat is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("version") != 1:
-        raise ValueError("heartbeat has no version 1 document")
-    try:
-        unix = float(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
-        return Heartbeat(unix=unix, time=str(doc.get("time", "")), host=str(doc.get("host", "")),
-                         target=str(doc.get("target", "")), pending=int(doc.get("pending", 0)),
-                         oldest_pending_age=float(doc.get("oldest_pending_age") or 0.0),
-                         interval=float(doc.get("interval") or 0.0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"heartbeat field missing or malformed: {exc}") from None
-
-
-def _iso_to_unix(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+HEARTBEAT = heartbeat_doc.NAME
+Heartbeat = heartbeat_doc.Heartbeat
+parse = heartbeat_doc.parse
 
 
 def read(cfg: Config, name: str) -> Heartbeat | None:

@@ -15,20 +15,17 @@ dbname and user only, and every log line is passed through redact().
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, TextIO
 
+from mirrord import locks
 from mirrord.config import Config, FailoverConfig
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused
 from mirrord.failover import appconfig, heartbeat, hooks, readiness, replica, steps
 from mirrord.failover.result import LOG_NAME, WARN, Check, Run, Step, append_log
 from mirrord.logsetup import redact
-
-LOCK_NAME = "failover.lock"
 
 
 @dataclass
@@ -76,17 +73,13 @@ class Procedure:
             yield
             return
         state_dir = self.cfg.mirrord.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise FailoverRefused("another failover, switchover or failback is running "
-                                      f"(it holds {state_dir / LOCK_NAME})") from None
+            lock = locks.take(state_dir, locks.FAILOVER, mode=0o600)
+        except locks.Busy as exc:
+            raise FailoverRefused("another failover, switchover or failback is running "
+                                  f"(pid {exc.pid or '?'} holds {exc.path})") from None
+        with lock:
             yield
-        finally:
-            os.close(fd)
 
     def failover_checks(self, *, max_replay_lag: float | None = None,
                         max_heartbeat_age: float | None = None) -> list[Check]:

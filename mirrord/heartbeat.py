@@ -1,0 +1,87 @@
+"""The heartbeat document: one type, written by the daemon and read by failover and health.
+
+The daemon on the primary rewrites `<target root>/.mirrord/heartbeat.json` on every
+target each `[mirrord] heartbeat_interval` seconds; the mirror host reads it (through
+the target interface, never writing the mirror) to know how fresh the file mirror
+is. Version 1 fields, all present in every document this code writes:
+
+- `version` (1), `time` (ISO 8601 UTC, ms), `unix` (seconds since the epoch, float):
+  when it was written, by the primary's clock (the reader allows for skew);
+- `host`, `target`: who wrote it, for which target;
+- `pending` (int), `oldest_pending_age` (seconds): changes not yet on this target;
+- `interval` (seconds): how often it is rewritten;
+- `degraded` (bool), `unwatched_directories` (int): a source of this target has
+  directories that could not be watched (rescanned meanwhile);
+- `state` (str, optional): the target's named state (initial_sync, catching_up,
+  in_sync, degraded, stalled) where the writer knows it.
+
+Readers accept older documents that lack the optional fields.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+NAME = "heartbeat.json"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One heartbeat; times in seconds."""
+
+    unix: float
+    time: str
+    host: str
+    target: str
+    pending: int = 0
+    oldest_pending_age: float = 0.0
+    interval: float = 0.0
+    degraded: bool = False
+    unwatched_directories: int = 0
+    state: str = ""
+
+    @classmethod
+    def now(cls, *, host: str, target: str, clock=time.time, **fields) -> "Heartbeat":
+        """A heartbeat dated by `clock` (seconds since the epoch)."""
+        unix = clock()
+        return cls(unix=unix, time=iso(unix), host=host, target=target, **fields)
+
+    def to_json(self) -> bytes:
+        """The document as written to the target (UTF-8 JSON, `version` first)."""
+        doc = {"version": VERSION, **asdict(self)}
+        doc["oldest_pending_age"] = round(max(0.0, self.oldest_pending_age), 3)
+        return json.dumps(doc).encode()
+
+
+def parse(data: bytes) -> Heartbeat:
+    """The heartbeat in `data`; ValueError naming what is wrong when it is not one."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"heartbeat is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        raise ValueError(f"heartbeat has no version {VERSION} document")
+    try:
+        unix = float(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
+        return Heartbeat(
+            unix=unix, time=str(doc.get("time", "")), host=str(doc.get("host", "")),
+            target=str(doc.get("target", "")), pending=int(doc.get("pending", 0)),
+            oldest_pending_age=float(doc.get("oldest_pending_age") or 0.0),
+            interval=float(doc.get("interval") or 0.0), degraded=bool(doc.get("degraded", False)),
+            unwatched_directories=int(doc.get("unwatched_directories", 0)),
+            state=str(doc.get("state", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"heartbeat field missing or malformed: {exc}") from None
+
+
+def iso(ts: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC with milliseconds: 2026-11-29T09:41:15.123Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def _iso_to_unix(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
