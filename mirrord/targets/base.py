@@ -13,7 +13,7 @@ Failure contract (checked by tests/targets/test_conformance.py on every target):
 - Anything retrying will not fix soon (a name the target cannot store, access
   denied): raise PermanentError. Recorded on the journal row and retried rarely.
 - Absence is not an error for stat/delete/read_meta: they return None / do nothing.
-  move() raises NotFound when the source is absent.
+  move() and set_meta() raise NotFound when the path is absent.
 - put() is atomic: a reader of the target sees the old object or the complete
   new one, never a partial file, and a failed put leaves no partial object.
 - No credential ever appears in an exception message.
@@ -24,9 +24,10 @@ from __future__ import annotations
 import abc
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Iterator, Sequence
 
-from mirrord.errors import PermanentError, RetryableError
+from mirrord.errors import NotFound, PermanentError, RetryableError
 
 META_DIR = ".mirrord"
 
@@ -129,18 +130,33 @@ class Target(abc.ABC):
 
     # -- changes
     @abc.abstractmethod
-    def put(self, path: str, local: str, *, size: int, mtime: float) -> Entry:
-        """Store the local file at `path` atomically, keeping `mtime`. `local` is a path the
-        target may open (often /proc/self/fd/N of a file the shipper opened safely).
+    def put(self, path: str, local: str, *, size: int, mtime: float,
+            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+        """Store the local file at `path` atomically, keeping its mtime and permission bits.
+        `local` is a path the target may open (often /proc/self/fd/N of a file the shipper
+        opened safely); `size` in bytes; `mtime` in seconds, `mtime_ns` the exact mtime in
+        nanoseconds (0: derived from `mtime`, see exact_ns); `mode` the permission bits
+        (stat.S_IMODE; None: the local file's own). Returns the stored entry.
         On targets with directories, a directory standing at `path` is replaced and
         missing parents are created (files standing in their way are removed)."""
+
+    def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
+        """Set the permission bits (`mode`, stat.S_IMODE; None leaves them) and the mtime
+        (nanoseconds since the epoch) of the file at `path` without re-sending its bytes
+        (a chmod or utime at the source). Returns the entry as now stored.
+        NotFound when no file is at `path` (also a directory on a target without
+        directories): the caller then sends the whole file (see _sync_one)."""
+        raise PermanentError(f"{self.describe()}: set_meta is not supported")
 
     @abc.abstractmethod
     def delete(self, path: str, *, tree: bool = False) -> None:
         """Remove the file at `path`; with tree, also everything below `path`. Idempotent."""
 
-    def mkdir(self, path: str) -> None:
-        """Create a directory (and parents) where directories exist; replaces a file at `path`."""
+    def mkdir(self, path: str, *, mode: int | None = None) -> None:
+        """Create a directory (and parents) where directories exist; replaces a file at `path`.
+        `mode` (stat.S_IMODE) is set on `path` itself, also when it already exists (a chmod of
+        a directory at the source arrives as a mkdir); parents created on the way get the
+        target's default (they have their own items). None leaves the mode as it comes."""
 
     def move(self, src: str, dst: str) -> None:
         """Rename a file or directory tree on the target. NotFound if `src` is absent.
@@ -157,19 +173,33 @@ class Target(abc.ABC):
             if item.tree:
                 self.delete(item.path, tree=True)
             if item.kind == "file":
-                return SyncResult(item, self.put(item.path, item.local, size=item.size, mtime=item.mtime))
+                return SyncResult(item, self._sync_file(item))
             if item.kind == "dir":
                 if self.features.directories:
-                    self.mkdir(item.path)
+                    self.mkdir(item.path, mode=item.mode)
                 else:
                     self.delete(item.path)
-                return SyncResult(item, Entry(item.path, 0, item.mtime, is_dir=True))
+                return SyncResult(item, Entry(item.path, 0, item.mtime, is_dir=True,
+                                              mtime_ns=item.mtime_ns, mode=item.mode))
             self.delete(item.path, tree=item.tree)
             return SyncResult(item)
-        except (RetryableError, PermanentError) as exc:
+        except (RetryableError, PermanentError, NotFound) as exc:
             return SyncResult(item, error=exc)
         except OSError as exc:
             return SyncResult(item, error=classify_oserror(exc))
+
+    def _sync_file(self, item: SyncItem) -> Entry:
+        """A 'file' item: set_meta when only metadata changed; a full put when asked, or when
+        the target lost the file (set_meta's NotFound) and the item has the local file."""
+        ns = exact_ns(item.mtime, item.mtime_ns)
+        if item.meta_only:
+            try:
+                return self.set_meta(item.path, mode=item.mode, mtime_ns=ns)
+            except NotFound:
+                if not item.local:
+                    raise
+        return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
+                        mtime_ns=ns, mode=item.mode)
 
     @abc.abstractmethod
     def read(self, path: str) -> bytes | None:
@@ -219,6 +249,51 @@ def check_relpath(path: str) -> str:
     if parts[0] == META_DIR:
         raise PermanentError(f"{path!r} is inside mirrord's own area {META_DIR}/")
     return path
+
+
+def exact_ns(mtime: float, mtime_ns: int = 0) -> int:
+    """`mtime_ns` when given (non-zero), else the float `mtime` (seconds) rounded to the nearest
+    nanosecond from its exact binary value (Decimal(float) is exact; mtime * 1e9 is not)."""
+    if mtime_ns:
+        return mtime_ns
+    return int((Decimal(mtime) * 1_000_000_000).to_integral_value())
+
+
+def put_ns(mtime: float, mtime_ns: int, st: os.stat_result) -> int:
+    """The mtime (ns) put() keeps: `mtime_ns` when given; else the local file's own st_mtime_ns
+    when `mtime` is that time as a float (the old call, put(..., mtime=st.st_mtime), loses
+    nothing); else exact_ns(mtime)."""
+    if mtime_ns:
+        return mtime_ns
+    if ns_to_float(st.st_mtime_ns) == mtime:
+        return st.st_mtime_ns
+    return exact_ns(mtime)
+
+
+def ns_to_float(ns: int) -> float:
+    """Seconds as a float, computed exactly as os.stat computes st_mtime from st_mtime_ns."""
+    sec, nsec = divmod(ns, 10**9)
+    return float(sec) + nsec * 1e-9
+
+
+def format_ns(ns: int) -> str:
+    """Nanoseconds as decimal seconds with 9 places ("1600000000.250000000"), exactly."""
+    sign = "-" if ns < 0 else ""
+    sec, nsec = divmod(abs(ns), 10**9)
+    return f"{sign}{sec}.{nsec:09d}"
+
+
+def parse_ns(text: str | bytes) -> int:
+    """Decimal seconds ("1600000000.25", find's %T@) as nanoseconds, without float rounding
+    (digits past the 9th are dropped). ValueError when not a decimal number."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    text = text.strip()
+    sign = -1 if text.startswith("-") else 1
+    sec, _, frac = text.lstrip("+-").partition(".")
+    if not (sec or frac) or not (sec or "0").isdigit() or not (frac or "0").isdigit():
+        raise ValueError(f"not decimal seconds: {text!r}")
+    return sign * (int(sec or "0") * 10**9 + int(frac[:9].ljust(9, "0")))
 
 
 def join(*parts: str) -> str:

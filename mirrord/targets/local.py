@@ -1,7 +1,8 @@
 """A directory target: local disk or an NFS mount.
 
 Writes are atomic (temp file beside the destination, fsync, rename, fsync the
-directory), mtimes are kept, and nothing is ever written outside the root:
+directory), nanosecond mtimes and permission bits are kept (set_meta changes just
+those, on the same inode), and nothing is ever written outside the root:
 paths are checked, and a parent that resolves outside the root is refused.
 A full disk or a vanished mount is retryable; everything else permanent.
 """
@@ -20,7 +21,8 @@ from typing import Iterator
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
 from mirrord.fsutil import atomic_write, fsync_dir
-from mirrord.targets.base import META_DIR, Entry, Features, Target, check_relpath, classify_oserror
+from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
+                                  classify_oserror, put_ns)
 from mirrord.treewalk import WalkErrors, file_digest, walk
 
 TMP_PREFIX = ".mirrord-tmp-"
@@ -28,8 +30,9 @@ TMP_PREFIX = ".mirrord-tmp-"
 
 class LocalTarget(Target):
     type = "local"
+    # utimensat keeps nanoseconds on ext4/xfs/tmpfs; the 1 us tolerance is for NFS mounts
     features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,
-                        batch_size=8)
+                        batch_size=8, keeps_mode=True)
 
     def __init__(self, name: str, root: str | os.PathLike[str], *, fsync: bool = True):
         super().__init__(name)
@@ -84,6 +87,19 @@ class LocalTarget(Target):
             raise PermanentError(f"{self.describe()}: {os.fsdecode(parent)!r} resolves outside the root")
         return parent
 
+    def _inside(self, real: bytes) -> bool:
+        root = os.fsencode(self._real_root)
+        return real == root or real.startswith(root + b"/")
+
+    @staticmethod
+    def _entry(path: str, st: os.stat_result) -> Entry | None:
+        mode = stat_mod.S_IMODE(st.st_mode)
+        if stat_mod.S_ISDIR(st.st_mode):
+            return Entry(path, 0, st.st_mtime, is_dir=True, mtime_ns=st.st_mtime_ns, mode=mode)
+        if stat_mod.S_ISREG(st.st_mode):
+            return Entry(path, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns, mode=mode)
+        return None
+
     @staticmethod
     def _remove_any(full: bytes) -> None:
         try:
@@ -107,6 +123,7 @@ class LocalTarget(Target):
                 return
             yield st
         errors = WalkErrors([])
+        # the walk's entries carry mode and mtime_ns from the lstat it makes anyway
         yield from walk(base, prefix=prefix.strip("/"), excluded=self._own, errors=errors)
         if errors:
             where, why = errors.unreadable[0]
@@ -124,18 +141,15 @@ class LocalTarget(Target):
             return None
         except OSError as exc:
             raise classify_oserror(exc) from None
-        if stat_mod.S_ISDIR(st.st_mode):
-            return Entry(path, 0, st.st_mtime, is_dir=True)
-        if stat_mod.S_ISREG(st.st_mode):
-            return Entry(path, st.st_size, st.st_mtime)
-        return None
+        return self._entry(path, st)
 
     # ------------------------------------------------------------ changes
-    def put(self, path: str, local: str, *, size: int, mtime: float) -> Entry:
+    def put(self, path: str, local: str, *, size: int, mtime: float,
+            mtime_ns: int = 0, mode: int | None = None) -> Entry:
         full = self._abs(path)
         try:
             parent = self._confined_parent(full)
-            tmp = self._copy_to_temp(local, parent, mtime)
+            tmp = self._copy_to_temp(local, parent, mtime, mtime_ns, mode)
             try:
                 if os.path.isdir(full) and not os.path.islink(full):
                     shutil.rmtree(full)
@@ -149,11 +163,14 @@ class LocalTarget(Target):
             st = os.lstat(full)
         except OSError as exc:
             raise classify_oserror(exc) from None
-        return Entry(path, st.st_size, st.st_mtime)
+        return self._entry(path, st)
 
-    def _copy_to_temp(self, local: str, parent: bytes, mtime: float) -> bytes:
+    def _copy_to_temp(self, local: str, parent: bytes, mtime: float, mtime_ns: int,
+                      mode: int | None) -> bytes:
         with open(local, "rb") as src:
-            mode = stat_mod.S_IMODE(os.fstat(src.fileno()).st_mode) or 0o644
+            st = os.fstat(src.fileno())
+            mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
+            mtime_ns = put_ns(mtime, mtime_ns, st)
             fd, tmp = tempfile.mkstemp(prefix=os.fsencode(TMP_PREFIX), dir=parent)
             try:
                 with os.fdopen(fd, "wb") as dst:
@@ -161,8 +178,7 @@ class LocalTarget(Target):
                     dst.flush()
                     if self.fsync:
                         os.fsync(dst.fileno())
-                os.chmod(tmp, mode)
-                mtime_ns = int(round(mtime * 1e9))
+                os.chmod(tmp, mode)   # mkstemp made it 0600; exactly the source's bits, no umask
                 os.utime(tmp, ns=(mtime_ns, mtime_ns))
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -192,15 +208,49 @@ class LocalTarget(Target):
         except OSError as exc:
             raise classify_oserror(exc) from None
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, *, mode: int | None = None) -> None:
         full = self._abs(path)
         try:
             with contextlib.suppress(FileNotFoundError):
                 if not stat_mod.S_ISDIR(os.lstat(full).st_mode):
                     os.unlink(full)
-            self._confined_parent(os.path.join(full, b"x"))
+            self._confined_parent(os.path.join(full, b"x"))   # checks `full` is inside the root
+            if mode is not None:
+                fd = os.open(full, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
+                try:   # chmod through the descriptor: a symlink swapped in is not followed
+                    os.chmod(f"/proc/self/fd/{fd}", mode)
+                finally:
+                    os.close(fd)
         except OSError as exc:
             raise classify_oserror(exc) from None
+
+    def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
+        """chmod and utimensat (ns) on the file itself, through an O_PATH|O_NOFOLLOW descriptor:
+        a symlink at `path` is never followed (NotFound, so the caller re-sends the file), and
+        a path whose parents resolve outside the root is refused (PermanentError)."""
+        full = self._abs(path)
+        try:
+            fd = os.open(full, os.O_PATH | os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{path!r} is not on {self.describe()}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:   # a symlink stands at `path` (where O_PATH refuses it)
+                raise NotFound(f"{path!r} is not a file on {self.describe()}") from None
+            raise classify_oserror(exc) from None
+        try:
+            if not self._inside(os.fsencode(os.readlink(f"/proc/self/fd/{fd}"))):
+                raise PermanentError(f"{self.describe()}: {path!r} resolves outside the root")
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):   # a symlink, a directory...
+                raise NotFound(f"{path!r} is not a file on {self.describe()}")
+            via = f"/proc/self/fd/{fd}"   # the inode we checked, whatever the path points at now
+            if mode is not None:
+                os.chmod(via, mode)
+            os.utime(via, ns=(mtime_ns, mtime_ns))
+            return self._entry(path, os.fstat(fd))
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        finally:
+            os.close(fd)
 
     def move(self, src: str, dst: str) -> None:
         sfull, dfull = self._abs(src), self._abs(dst)

@@ -18,6 +18,13 @@ run as one remote command before the rsync, and `--delete-missing-args`
 deletes whatever vanished in between. When rsync reports partial failure,
 one remote stat of the group decides which items failed.
 
+Metadata-only items (a chmod or touch at the source) and set_meta() go through
+one remote script per batch (mirrord.targets.rsync_remote: chmod + touch to the
+nanosecond, same inode); an item whose file the host lost is sent whole by the
+batch's rsync run. Directory items carry their mode (-p); staged runs (items
+without a source tree) use --no-implied-dirs, so the 0755 staging parents never
+overwrite the modes of directories that exist on the host.
+
 The remote side needs a POSIX login shell and GNU find/sort/mv/xargs (Debian).
 """
 
@@ -43,6 +50,11 @@ from mirrord.config import RsyncOptions, TargetConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.base import (
     META_DIR, Entry, Features, SyncItem, SyncResult, Target, check_relpath, classify_oserror,
+    exact_ns, ns_to_float, put_ns,
+)
+from mirrord.targets.rsync_remote import (
+    DELETE, META_SCRIPT, MKDIRS, NOLINK, PRINTF, STAT_MANY, MetaDone, classify_stderr,
+    meta_record, parse_answers, parse_record, q, record_entry, tail,
 )
 
 RSYNC_TMP = b".mirrord/rsync-tmp"
@@ -52,7 +64,6 @@ EXIT_ABSENT = 100           # our remote scripts: the path is not there
 EXIT_NO_ROOT = 97           # our remote scripts: cannot cd into the target root
 SHORT_TIMEOUT = 300.0       # seconds for a remote stat/read/mkdir; dead links are caught sooner
 LONG_TIMEOUT = 3600.0       # by ServerAlive; these only stop a command hanging on the host
-DISK_FULL = (b"No space left on device", b"Disk quota exceeded")
 # OpenSSH's default ciphers with AES-GCM first. On a CPU with AES instructions it costs
 # about half the CPU of chacha20-poly1305 (ssh's first choice) on both ends: measured on a
 # 693 MiB first sync over loopback, 1.3 CPU-seconds less and 0.75-1 s sooner. Same set as the
@@ -60,88 +71,6 @@ DISK_FULL = (b"No space left on device", b"Disk quota exceeded")
 # -c or -o Ciphers wins (ssh keeps the first value it is given for an option).
 AES_FIRST_CIPHERS = ("aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
                      "aes128-ctr,aes192-ctr,aes256-ctr")
-PERMANENT = (b"Permission denied", b"File name too long", b"Operation not permitted",
-             b"Host key verification failed")
-
-# Listing records: "TYPE MTIME SIZE ./path" (directories as "./path/" so they sort before
-# their contents); sorted on the remote by the path bytes, i.e. in entry_key order.
-_PRINTF = (rb"\( -type d -printf 'd %T@ 0 %p/\0' \) -o \( -type f -printf 'f %T@ %s %p\0' \)")
-
-_MKDIRS = rb"""mkdirs() {
-  [ -d "$1" ] && [ ! -L "$1" ] && return 0
-  mkdir -p -- "$1" 2>/dev/null && return 0
-  set -f; o=$IFS; IFS=/; c=.
-  for n in ${1#./}; do
-    c="$c/$n"
-    if [ -L "$c" ] || { [ -e "$c" ] && [ ! -d "$c" ]; }; then rm -f -- "$c"; fi
-  done
-  IFS=$o; set +f
-  mkdir -p -- "$1"
-}
-"""
-
-# Records on stdin: b"T./path" (remove the tree) or b"F./path" (remove a file or an empty
-# directory). Prints the records that failed, NUL-terminated.
-_DELETE = rb"""xargs -0 -r sh -c '
-for r; do
-  p=${r#?}
-  case $r in
-  T*) rm -rf -- "$p" || printf "%s\0" "$r" ;;
-  *) if [ -d "$p" ] && [ ! -L "$p" ]; then rmdir -- "$p" 2>/dev/null
-     else rm -f -- "$p" || printf "%s\0" "$r"; fi ;;
-  esac
-done' sh
-"""
-
-# Paths on stdin (NUL-separated); prints a listing record for each that exists.
-_STAT_MANY = rb"""xargs -0 -r sh -c 'find "$@" -maxdepth 0 \( -type d -printf "d %T@ 0 %p\0" \) \
-  -o \( -type f -printf "f %T@ %s %p\0" \) 2>/dev/null; exit 0' sh
-"""
-
-
-def q(value: bytes) -> bytes:
-    """Quote bytes as one word for a POSIX shell."""
-    if value and re.fullmatch(rb"[A-Za-z0-9_@%+=:,./-]+", value):
-        return value
-    return b"'" + value.replace(b"'", b"'\"'\"'") + b"'"
-
-
-def _tail(text: bytes, limit: int = 400) -> str:
-    text = text.strip()
-    if len(text) > limit:
-        text = b"..." + text[-limit:]
-    return text.decode("utf-8", "replace")
-
-
-def _parse_ns(text: bytes) -> int:
-    sec, _, frac = text.partition(b".")
-    ns = int((frac[:9] or b"0").ljust(9, b"0"))
-    return int(sec) * 10**9 + (-ns if sec.startswith(b"-") else ns)
-
-
-def _ns_to_float(ns: int) -> float:
-    sec, nsec = divmod(ns, 10**9)
-    return float(sec) + nsec * 1e-9   # exactly how os.stat computes st_mtime
-
-
-def _parse_record(rec: bytes) -> tuple[bytes, bytes, int, int]:
-    """b'f MTIME SIZE ./path' -> (kind, path without './' or trailing '/', size, mtime_ns)."""
-    kind, mtime, size, path = rec.split(b" ", 3)
-    if path.startswith(b"./"):
-        path = path[2:]
-    if kind == b"d" and path.endswith(b"/"):
-        path = path[:-1]
-    return kind, path, int(size), _parse_ns(mtime)
-
-
-def _classify(stderr: bytes, what: str) -> Exception:
-    if any(m in stderr for m in DISK_FULL):
-        return RetryableError(f"{what}: disk full: {_tail(stderr)}")
-    if any(m in stderr for m in PERMANENT):
-        return PermanentError(f"{what}: {_tail(stderr)}")
-    return RetryableError(f"{what}: {_tail(stderr) or 'failed'}")
-
-
 @dataclass
 class _Conn:
     """What a finaliser must clean up if the target is dropped without close()."""
@@ -180,14 +109,28 @@ class _Want:
     size: int
     mtime_ns: int
     local: str = ""             # staging only: the file to copy
+    mode: int | None = None     # permission bits
+    fixup: bool = False         # staging only: mode/mtime asked differ from the local file's
 
     @classmethod
     def of(cls, index: int, rel: bytes, kind: str, st: os.stat_result, local: str = "") -> "_Want":
-        return cls(index, rel, kind, st.st_size if kind == "file" else 0, st.st_mtime_ns, local)
+        return cls(index, rel, kind, st.st_size if kind == "file" else 0, st.st_mtime_ns, local,
+                   stat_mod.S_IMODE(st.st_mode))
 
     def entry(self, path: str) -> Entry:
-        return Entry(path, self.size, _ns_to_float(self.mtime_ns), is_dir=self.kind == "dir",
-                     mtime_ns=self.mtime_ns)
+        return Entry(path, self.size, ns_to_float(self.mtime_ns), is_dir=self.kind == "dir",
+                     mtime_ns=self.mtime_ns, mode=self.mode)
+
+
+@dataclass
+class _Meta:
+    """A metadata-only item: set mode and mtime at `path`; `send` it whole if the host lost it."""
+
+    index: int
+    path: bytes                 # target path
+    mode: int | None
+    mtime_ns: int
+    send: tuple[tuple[bytes, bytes], _Want] | None   # (group key or (b"", b"") staged, want)
 
 
 @dataclass
@@ -195,6 +138,7 @@ class _Plan:
     deletes: list[tuple[int, bytes, bool]] = field(default_factory=list)   # index, target path, tree
     groups: dict[tuple[bytes, bytes], list[_Want]] = field(default_factory=dict)
     staged: list[_Want] = field(default_factory=list)
+    metas: list[_Meta] = field(default_factory=list)
 
 
 class RsyncTarget(Target):
@@ -289,7 +233,7 @@ class RsyncTarget(Target):
         self._conn.stop_master()
         with open(log_path, "rb") as fh:
             why = fh.read()
-        raise _classify(why, f"{self.describe()}: cannot connect")
+        raise classify_stderr(why, f"{self.describe()}: cannot connect")
 
     def open(self) -> None:
         root = q(self.root)
@@ -299,10 +243,10 @@ class RsyncTarget(Target):
                   b"%s --version | head -n 1" % (root, tmp, tmp, os.fsencode(self.opts.rsync_path)))
         proc = self._run(script)
         if proc.returncode != 0:
-            raise _classify(proc.stderr, f"{self.describe()}: cannot prepare the target root")
+            raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
         m = re.search(rb"protocol version (\d+)", proc.stdout)
         if m is None:
-            raise PermanentError(f"{self.describe()}: no rsync on the mirror host: {_tail(proc.stderr)}")
+            raise PermanentError(f"{self.describe()}: no rsync on the mirror host: {tail(proc.stderr)}")
         if int(m.group(1)) < 31:   # rsync < 3.1 keeps whole seconds only
             self.features = self._features(1.0)
 
@@ -322,9 +266,9 @@ class RsyncTarget(Target):
             except subprocess.TimeoutExpired:
                 raise RetryableError(f"{self.describe()}: remote command timed out") from None
         if proc.returncode == 255:
-            raise _classify(proc.stderr, f"{self.describe()}: ssh failed")
+            raise classify_stderr(proc.stderr, f"{self.describe()}: ssh failed")
         if proc.returncode == EXIT_NO_ROOT:
-            raise RetryableError(f"{self.describe()}: the target root is not there: {_tail(proc.stderr)}")
+            raise RetryableError(f"{self.describe()}: the target root is not there: {tail(proc.stderr)}")
         return proc
 
     def _in_root(self, body: bytes) -> bytes:
@@ -336,7 +280,7 @@ class RsyncTarget(Target):
 
     def _check(self, proc: subprocess.CompletedProcess, what: str) -> None:
         if proc.returncode != 0:
-            raise _classify(proc.stderr, f"{self.describe()}: {what}")
+            raise classify_stderr(proc.stderr, f"{self.describe()}: {what}")
 
     # ------------------------------------------------------------ listing
     def list(self, prefix: str = "") -> Iterator[Entry]:
@@ -344,11 +288,11 @@ class RsyncTarget(Target):
         if prefix:
             start = self._rel(prefix)
             body = (b"[ -e %s ] || [ -L %s ] || { printf 'F 0\\0E 0\\0'; exit 0; }\n" % (start, start)
-                    + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, _PRINTF))
+                    + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, PRINTF))
         else:
             body = (b"exec 3>&1\n{ find . -mindepth 1 \\( -path ./.mirrord -prune \\) -o %s; "
-                    b"printf 'F %%s\\0' $? >&3; }" % _PRINTF)
-        body += b" | LC_ALL=C sort -z -t ' ' -k 4\nprintf 'E %s\\0' $?\n"
+                    b"printf 'F %%s\\0' $? >&3; }" % PRINTF)
+        body += b" | LC_ALL=C sort -z -t ' ' -k 5\nprintf 'E %s\\0' $?\n"
         yield from self._stream(self._in_root(body))
 
     def _stream(self, script: bytes) -> Iterator[Entry]:
@@ -378,8 +322,9 @@ class RsyncTarget(Target):
                         self._list_failed(proc, err, rec)
                     ended = rec[:1] == b"E"
                     continue
-                kind, path, size, ns = _parse_record(rec)
-                yield Entry(os.fsdecode(path), size, _ns_to_float(ns), is_dir=kind == b"d", mtime_ns=ns)
+                kind, path, size, ns, mode = parse_record(rec)
+                yield Entry(os.fsdecode(path), size, ns_to_float(ns), is_dir=kind == b"d",
+                            mtime_ns=ns, mode=mode)
         if not ended:
             self._list_failed(proc, err, b"the listing ended early")
 
@@ -391,18 +336,17 @@ class RsyncTarget(Target):
         stderr = err.read()
         if proc.returncode == EXIT_NO_ROOT:
             raise RetryableError(f"{self.describe()}: the target root is not there")
-        raise _classify(stderr or why, f"{self.describe()}: listing failed ({why.decode(errors='replace')})")
+        raise classify_stderr(stderr or why, f"{self.describe()}: listing failed ({why.decode(errors='replace')})")
 
     def stat(self, path: str) -> Entry | None:
         p = self._rel(path)
         proc = self._run(self._in_root(
-            b"if [ -L %s ] || [ ! -e %s ]; then exit 0; fi\nfind %s -maxdepth 0 %s" % (p, p, p, _PRINTF)))
+            b"if [ -L %s ] || [ ! -e %s ]; then exit 0; fi\nfind %s -maxdepth 0 %s" % (p, p, p, PRINTF)))
         self._check(proc, f"cannot stat {path!r}")
         out = proc.stdout.rstrip(b"\0")
         if not out:
             return None
-        kind, _, size, ns = _parse_record(out)
-        return Entry(path, size, _ns_to_float(ns), is_dir=kind == b"d", mtime_ns=ns)
+        return record_entry(path, out)
 
     # ------------------------------------------------------------ batches
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
@@ -419,11 +363,45 @@ class RsyncTarget(Target):
         failed = self._apply_deletes(plan.deletes)
         for index, exc in failed.items():
             results[index] = SyncResult(items[index], error=exc)
+        plan.metas = [m for m in plan.metas if m.index not in failed]
+        if plan.metas:
+            self._apply_metas(items, results, plan)
         for (src, dest), wants in plan.groups.items():
             self._apply_group(items, results, src, dest, [w for w in wants if w.index not in failed])
         if plan.staged:
             self._apply_staged(items, results, [w for w in plan.staged if w.index not in failed])
         return [r if r is not None else SyncResult(items[i]) for i, r in enumerate(results)]
+
+    def _apply_metas(self, items, results, plan: _Plan) -> None:
+        """Run the metadata script for every meta-only item at once; an item whose file is
+        not on the host joins the batch's rsync run (or fails NotFound with nothing to send)."""
+        answers, why = self._run_metas([(m.index, m.path, m.mode, m.mtime_ns) for m in plan.metas])
+        for m in plan.metas:
+            item, got = items[m.index], answers.get(m.index, "E")
+            if isinstance(got, MetaDone):
+                entry = Entry(item.path, got.size, ns_to_float(got.mtime_ns),
+                              mtime_ns=got.mtime_ns, mode=got.mode)
+                results[m.index] = SyncResult(item, entry)
+            elif got == "A" and m.send is not None:
+                key, want = m.send
+                (plan.staged if key == (b"", b"") else plan.groups.setdefault(key, [])).append(want)
+            elif got == "A":
+                results[m.index] = SyncResult(item, error=NotFound(
+                    f"{item.path!r} is not a file on {self.describe()}"))
+            else:
+                results[m.index] = SyncResult(item, error=why)
+
+    def _run_metas(self, records: list[tuple[int, bytes, int | None, int]]
+                   ) -> tuple[dict[int, MetaDone | str], Exception]:
+        """One remote script for all (index, path, mode, mtime_ns): answers by index, and the
+        error to report for the indexes that failed or were not answered."""
+        data = b"".join(meta_record(*r) + b"\0" for r in records)
+        try:
+            proc = self._run(self._in_root(META_SCRIPT), data, timeout=LONG_TIMEOUT)
+        except (RetryableError, PermanentError) as exc:
+            return {}, exc
+        return parse_answers(proc.stdout), classify_stderr(
+            proc.stderr, f"{self.describe()}: cannot set mode/mtime")
 
     def _plan(self, i: int, item: SyncItem, plan: _Plan, seen: _SourceDirs) -> None:
         path = os.fsencode(check_relpath(item.path))
@@ -436,6 +414,14 @@ class RsyncTarget(Target):
         # Only now, with the source looked at: a deletion never follows from an error.
         if item.tree:
             plan.deletes.append((i, path, True))
+        if item.meta_only and item.kind == "file" and (want is None or want.kind == "file"):
+            if want is not None or dest is None:   # staged without `local`: nothing to send
+                key = (b"", b"") if dest is None else (src, dest)
+                mode, ns = ((want.mode, want.mtime_ns) if want is not None   # source's, or asked
+                            else (item.mode, exact_ns(item.mtime, item.mtime_ns)))
+                send = None if want is None else (key, want)
+                plan.metas.append(_Meta(i, path, mode, ns, send))
+                return
         if want is None:
             if not item.tree:
                 plan.deletes.append((i, path, False))
@@ -471,6 +457,8 @@ class RsyncTarget(Target):
     def _want_staged(i: int, item: SyncItem, path: bytes) -> _Want | None:
         """An item without a source tree: `local` is the file (often /proc/self/fd/N)."""
         if item.kind == "file":
+            if item.meta_only and not item.local:
+                return None
             local = item.local
             if local.startswith("/proc/self/"):
                 local = f"/proc/{os.getpid()}/{local[len('/proc/self/'):]}"
@@ -478,9 +466,17 @@ class RsyncTarget(Target):
             st = os.stat(local)
             if not stat_mod.S_ISREG(st.st_mode):
                 raise PermanentError(f"{item.local!r} is not a regular file")
-            return _Want.of(i, path, "file", st, local)
+            want = _Want.of(i, path, "file", st, local)
+            # put(mode=, mtime=) may ask for other attributes than the file has: rsync copies
+            # the file's, then the metadata script sets the ones asked for
+            mode = want.mode if item.mode is None else item.mode
+            ns = put_ns(item.mtime, item.mtime_ns, st) if (item.mtime or item.mtime_ns) else want.mtime_ns
+            if (mode, ns) != (want.mode, want.mtime_ns):
+                want.mode, want.mtime_ns, want.fixup = mode, ns, True
+            return want
         if item.kind == "dir":
-            return _Want(i, path, "dir", 0, round(item.mtime * 1e9))
+            return _Want(i, path, "dir", 0, exact_ns(item.mtime, item.mtime_ns),
+                         mode=0o755 if item.mode is None else item.mode)
         return None
 
     def _apply_deletes(self, deletes: list[tuple[int, bytes, bool]]) -> dict[int, Exception]:
@@ -488,14 +484,14 @@ class RsyncTarget(Target):
             return {}
         records = {(b"T" if tree else b"F") + b"./" + path: i for i, path, tree in deletes}
         try:
-            proc = self._run(self._in_root(_DELETE), b"\0".join(records) + b"\0", timeout=LONG_TIMEOUT)
+            proc = self._run(self._in_root(DELETE), b"\0".join(records) + b"\0", timeout=LONG_TIMEOUT)
         except (RetryableError, PermanentError) as exc:
             return {i: exc for i in records.values()}
         failed = [r for r in proc.stdout.split(b"\0") if r in records]
         if proc.returncode != 0 and not failed:
-            exc = _classify(proc.stderr, f"{self.describe()}: delete failed")
+            exc = classify_stderr(proc.stderr, f"{self.describe()}: delete failed")
             return {i: exc for i in records.values()}
-        return {records[r]: _classify(proc.stderr, f"{self.describe()}: cannot delete "
+        return {records[r]: classify_stderr(proc.stderr, f"{self.describe()}: cannot delete "
                                       f"{os.fsdecode(r[3:])!r}") for r in failed}
 
     def _apply_staged(self, items, results, wants: list[_Want]) -> None:
@@ -514,6 +510,12 @@ class RsyncTarget(Target):
             self._apply_group(items, results, base, b"", staged, copy_links=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        fix = [w for w in staged if w.fixup and results[w.index].error is None]
+        if fix:
+            answers, why = self._run_metas([(w.index, w.rel, w.mode, w.mtime_ns) for w in fix])
+            for w in fix:
+                if not isinstance(answers.get(w.index), MetaDone):
+                    results[w.index] = SyncResult(items[w.index], error=why)
 
     def _apply_group(self, items, results, src: bytes, dest: bytes, wants: list[_Want], *,
                      copy_links: bool = False) -> None:
@@ -528,7 +530,7 @@ class RsyncTarget(Target):
             errors = {w.index: classify_oserror(exc) for w in wants}
         else:
             if proc.returncode in RETRY_EXIT:
-                exc = RetryableError(f"{self.describe()}: rsync exit {proc.returncode}: {_tail(proc.stderr)}")
+                exc = RetryableError(f"{self.describe()}: rsync exit {proc.returncode}: {tail(proc.stderr)}")
                 errors = {w.index: exc for w in wants}
             elif proc.returncode != 0:
                 errors = self._verify(dest, wants, proc)
@@ -552,7 +554,9 @@ class RsyncTarget(Target):
             "--force", "--delete-missing-args", b"--temp-dir=" + self.root + b"/" + RSYNC_TMP,
             f"--timeout={max(30, math.ceil(o.connect_timeout * 3))}", "-e", rsh]
         if copy_links:
-            argv.append("--copy-links")
+            # staged: the staging parents are 0755 stand-ins; never push their modes/mtimes
+            # onto directories on the host (missing ones are made with the host's defaults)
+            argv += ["--copy-links", "--no-implied-dirs"]
         if dest:
             argv.append("--mkpath")
         if o.rsync_path != "rsync":
@@ -569,12 +573,12 @@ class RsyncTarget(Target):
         """After a partial failure: one remote stat of the group says which items failed."""
         prefix = b"./" + dest + b"/" if dest else b"./"
         try:
-            check = self._run(self._in_root(_STAT_MANY), b"\0".join(prefix + w.rel for w in wants) + b"\0")
+            check = self._run(self._in_root(STAT_MANY), b"\0".join(prefix + w.rel for w in wants) + b"\0")
         except (RetryableError, PermanentError) as exc:
             return {w.index: exc for w in wants}
         remote: dict[bytes, tuple[bytes, int, int]] = {}
         for rec in filter(None, check.stdout.split(b"\0")):
-            kind, path, size, ns = _parse_record(rec)
+            kind, path, size, ns, _mode = parse_record(rec)
             remote[path] = (kind, size, ns)
         slack = max(self.features.mtime_precision, 1e-6) * 1e9
         errors: dict[int, Exception] = {}
@@ -586,14 +590,24 @@ class RsyncTarget(Target):
                 ok = (got is not None and got[0] == b"f" and got[1] == w.size
                       and abs(got[2] - w.mtime_ns) <= slack)
             if not ok:
-                errors[w.index] = _classify(proc.stderr, f"{self.describe()}: rsync exit "
+                errors[w.index] = classify_stderr(proc.stderr, f"{self.describe()}: rsync exit "
                                             f"{proc.returncode}, {os.fsdecode(w.rel)!r} not transferred")
         return errors
 
     # ------------------------------------------------------------ single changes
-    def put(self, path: str, local: str, *, size: int, mtime: float) -> Entry:
+    def put(self, path: str, local: str, *, size: int, mtime: float,
+            mtime_ns: int = 0, mode: int | None = None) -> Entry:
         check_relpath(path)
-        result = self.sync([SyncItem(path, "file", local, size, mtime)])[0]
+        return self._one(SyncItem(path, "file", local, size, mtime, mode=mode, mtime_ns=mtime_ns))
+
+    def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
+        """chmod + touch to the nanosecond on the host (rsync_remote.META_SCRIPT), same inode; NotFound when
+        no regular file is there (or a symlink is on the way)."""
+        check_relpath(path)
+        return self._one(SyncItem(path, "file", mode=mode, mtime_ns=mtime_ns, meta_only=True))
+
+    def _one(self, item: SyncItem) -> Entry:
+        result = self.sync([item])[0]
         if result.error is not None:
             raise result.error
         return result.entry
@@ -607,10 +621,13 @@ class RsyncTarget(Target):
                     b"rm -f -- %s" % (p, p, p, p))
         self._check(self._run(self._in_root(body), timeout=LONG_TIMEOUT), f"cannot delete {path!r}")
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, *, mode: int | None = None) -> None:
         p = self._rel(path)
-        body = _MKDIRS + (b"if [ -L %s ] || { [ -e %s ] && [ ! -d %s ]; }; then rm -f -- %s; fi\n"
+        body = MKDIRS + NOLINK + (b"if [ -L %s ] || { [ -e %s ] && [ ! -d %s ]; }; then rm -f -- %s; fi\n"
                           b"mkdirs %s" % (p, p, p, p, p))
+        if mode is not None:   # chmod follows symlinks: none may be on the way; no umask applies
+            body += (b" && { nolink %s || { echo 'a symlink is on the way' >&2; exit 1; }; }"
+                     b" && chmod %o %s" % (p, mode, p))
         self._check(self._run(self._in_root(body)), f"cannot create directory {path!r}")
 
     def move(self, src: str, dst: str) -> None:
@@ -620,7 +637,7 @@ class RsyncTarget(Target):
         parent = dst.rpartition("/")[0]
         body = b"[ -e %s ] || [ -L %s ] || exit %d\n" % (s, s, EXIT_ABSENT)
         if parent:
-            body += _MKDIRS + b"mkdirs %s || exit 1\n" % self._rel(parent)
+            body += MKDIRS + b"mkdirs %s || exit 1\n" % self._rel(parent)
         body += b"rm -rf -- %s && mv -T -- %s %s" % (d, s, d)
         proc = self._run(self._in_root(body), timeout=LONG_TIMEOUT)
         if proc.returncode == EXIT_ABSENT:
@@ -718,6 +735,7 @@ def _stage(base: bytes, w: _Want) -> None:
     full = os.path.join(base, w.rel)
     if w.kind == "dir":
         _makedirs(base, w.rel)
+        os.chmod(full, 0o755 if w.mode is None else w.mode)   # rsync -p sends it
         os.utime(full, ns=(w.mtime_ns, w.mtime_ns))
     else:
         _makedirs(base, os.path.dirname(w.rel))

@@ -7,8 +7,10 @@ This is the only module that imports boto3. What it stores:
   valid UTF-8 (it reaches us surrogate-escaped) or whose key would exceed 1024
   bytes cannot be stored: PermanentError naming that file, nothing else affected.
 - Content-Type from the file name (mimetypes); metadata `mtime` (source mtime,
-  seconds since the epoch as a decimal string with 9 places: the key and format
-  rclone uses, and exact for a Python float), and `sha256` (hex of the content:
+  seconds since the epoch as a decimal string with 9 places, formatted from the
+  integer nanoseconds: the key and format rclone uses, exact to the nanosecond),
+  `mode` (permission bits as rclone's local backend writes its `mode` metadata:
+  octal, unix style, file type included, "0100644"), and `sha256` (hex of the content:
   3 us per 4 KiB file, ~1.7 GB/s on larger ones, so checksum() can verify
   without downloading). Objects are private: an ACL is sent only when `acl` is
   configured; `storage_class` likewise.
@@ -34,6 +36,12 @@ How it talks to S3:
   uses multipart at or above multipart_threshold. S3 makes either atomic: a
   multipart object appears only on CompleteMultipartUpload, and s3transfer
   aborts the upload when a part fails.
+- set_meta() (a chmod or touch at the source) is a CopyObject of the object onto
+  itself with MetadataDirective=REPLACE carrying the new `mtime`/`mode` and the
+  kept `sha256`, Content-Type, ACL and storage class: the body is never sent again.
+  S3 requires REPLACE for a self-copy ("a copy request ... to itself ... must
+  change metadata", CopyObject docs), and CopySourceIfMatch with the ETag just
+  read makes sure the sha256 we keep belongs to the bytes being copied.
 - move() is server-side: CopyObject (metadata kept) then delete; a "directory"
   is every key below `src/`, copied in parallel then deleted in batches. Objects
   above 5 GiB use a multipart copy. A directory move is not atomic, but is safe
@@ -74,6 +82,7 @@ import logging
 import mimetypes
 import os
 import re
+import stat as stat_mod
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator
@@ -94,7 +103,7 @@ from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError, TargetError
 from mirrord.logsetup import kv, redact, register_secret
 from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
-                                  classify_oserror)
+                                  classify_oserror, format_ns, ns_to_float, parse_ns, put_ns)
 from mirrord.targets.s3_lean import LeanRequests, headers_from_args
 
 log = logging.getLogger("mirrord.targets.s3")
@@ -147,9 +156,23 @@ def is_aws(endpoint_url: str) -> bool:
     return host.endswith(".amazonaws.com")
 
 
-def format_mtime(mtime: float) -> str:
-    """Seconds since the epoch as rclone writes them; float() of it is exactly `mtime`."""
-    return f"{mtime:.9f}"
+def format_mtime(mtime_ns: int) -> str:
+    """Nanoseconds since the epoch as rclone's `mtime` metadata: decimal seconds, 9 places."""
+    return format_ns(mtime_ns)
+
+
+def format_mode(mode: int) -> str:
+    """Permission bits as rclone's `mode` metadata: octal, unix style, with the regular-file
+    type bits (rclone backend/local/metadata.go: example "0100664")."""
+    return f"0{stat_mod.S_IFREG | stat_mod.S_IMODE(mode):o}"
+
+
+def parse_mode(text: str | None) -> int | None:
+    """The permission bits of a `mode` metadata value ("0100644", "644"); None if absent or bad."""
+    try:
+        return stat_mod.S_IMODE(int(text, 8)) if text else None
+    except ValueError:
+        return None
 
 
 def shown(path: str) -> str:
@@ -341,9 +364,12 @@ class S3Target(Target):
         except PermanentError:
             return None
 
-    def _put_args(self, path: str, mtime: float, digest: str) -> dict[str, Any]:
-        args: dict[str, Any] = {"ContentType": content_type(path),
-                                "Metadata": {"mtime": format_mtime(mtime), "sha256": digest}}
+    def _put_args(self, path: str, mtime_ns: int, digest: str, mode: int) -> dict[str, Any]:
+        meta = {"mtime": format_mtime(mtime_ns), "mode": format_mode(mode), "sha256": digest}
+        return self._object_args(content_type(path), meta)
+
+    def _object_args(self, ctype: str, meta: dict[str, str]) -> dict[str, Any]:
+        args: dict[str, Any] = {"ContentType": ctype, "Metadata": meta}
         if self.opts.acl:
             args["ACL"] = self.opts.acl
         if self.opts.storage_class:
@@ -356,11 +382,17 @@ class S3Target(Target):
                               preferred_transfer_client="classic")
 
     @staticmethod
-    def _meta_mtime(head: dict[str, Any]) -> float:
+    def _head_entry(path: str, head: dict[str, Any]) -> Entry:
+        """The entry a HEAD describes: mtime exactly from the `mtime` metadata (else the
+        server's LastModified, mtime_ns 0), mode from `mode` (None when absent)."""
+        meta = head.get("Metadata") or {}
         try:
-            return float(head.get("Metadata", {})["mtime"])
+            ns = parse_ns(meta["mtime"])
+            mtime = ns_to_float(ns)
         except (KeyError, ValueError, TypeError):
-            return head["LastModified"].timestamp()
+            ns, mtime = 0, head["LastModified"].timestamp()
+        return Entry(path, head["ContentLength"], mtime, token=head.get("ETag"), mtime_ns=ns,
+                     mode=parse_mode(meta.get("mode")))
 
     # ------------------------------------------------------------ listing
     def list(self, prefix: str = "") -> Iterator[Entry]:
@@ -438,7 +470,7 @@ class S3Target(Target):
         head = None if key is None else self._head(path, key)
         if head is None:
             return None
-        return Entry(path, head["ContentLength"], self._meta_mtime(head), token=head.get("ETag"))
+        return self._head_entry(path, head)
 
     def checksum(self, path: str) -> str | None:
         """The sha256 stored at put time; None for objects mirrord did not write."""
@@ -447,27 +479,32 @@ class S3Target(Target):
         return None if head is None else head.get("Metadata", {}).get("sha256")
 
     # ------------------------------------------------------------ changes
-    def put(self, path: str, local: str, *, size: int, mtime: float) -> Entry:
+    def put(self, path: str, local: str, *, size: int, mtime: float,
+            mtime_ns: int = 0, mode: int | None = None) -> Entry:
         key = self._key(path)
         small = min(SMALL_FILE, self.opts.multipart_threshold)
         try:
             with open(local, "rb") as fh:
-                if os.fstat(fh.fileno()).st_size < small:
+                st = os.fstat(fh.fileno())
+                ns = put_ns(mtime, mtime_ns, st)
+                mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
+                if st.st_size < small:
                     data = fh.read()
-                    return self._put_small(path, key, data, mtime)
+                    return self._put_small(path, key, data, ns, mode)
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()
                 fh.seek(0)
-                self._put_large(path, key, fh, self._put_args(path, mtime, digest))
+                self._put_large(path, key, fh, self._put_args(path, ns, digest, mode))
         except OSError as exc:
             raise classify_oserror(exc) from None
         head = self._head(path, key)
         if head is None:
             raise RetryableError(f"{self.describe()}: put {shown(path)}: not there after upload")
-        return Entry(path, head["ContentLength"], mtime, token=head.get("ETag"))
+        return self._head_entry(path, head)
 
-    def _put_small(self, path: str, key: str, data: bytes, mtime: float) -> Entry:
+    def _put_small(self, path: str, key: str, data: bytes, ns: int, mode: int) -> Entry:
         digest = hashlib.sha256(data).hexdigest()
-        args = self._put_args(path, mtime, digest)
+        args = self._put_args(path, ns, digest, mode)
+        mtime = ns_to_float(ns)
         client = self.client
         lean = self._lean
         if lean is not None:
@@ -476,13 +513,13 @@ class S3Target(Target):
             except Exception as exc:  # noqa: BLE001 - every failure is classified
                 raise self._error(exc, "put", path) from None
             if etag is not None:
-                return Entry(path, len(data), mtime, token=etag)
+                return Entry(path, len(data), mtime, token=etag, mtime_ns=ns, mode=mode)
         # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
         resp = self._call("put", path, client.put_object,
                           Bucket=self.bucket, Key=key, Body=data, **args)
         if lean is not None:
             self._give_up_lean("put", path)
-        return Entry(path, len(data), mtime, token=resp.get("ETag"))
+        return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
 
     def _give_up_lean(self, op: str, path: str) -> None:
         """The SDK did what the lean request could not: use the SDK from now on."""
@@ -542,8 +579,28 @@ class S3Target(Target):
                         f"first {shown(first.get('Key', ''))}: {code}: {first.get('Message', '')}")
                 raise (RetryableError if is_retryable(code, 0) else PermanentError)(text)
 
-    def mkdir(self, path: str) -> None:
+    def mkdir(self, path: str, *, mode: int | None = None) -> None:
         """S3 has no directories: nothing to do."""
+
+    def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
+        """Replace the `mtime` (and, unless None, `mode`) metadata by copying the object onto
+        itself (see the module docstring); NotFound when no object is at `path`;
+        RetryableError when the object changed between our HEAD and the copy (412)."""
+        key = self._key_or_none(path)
+        head = None if key is None else self._head(path, key)
+        if head is None:
+            raise NotFound(f"{shown(path)} is not on {self.describe()}")
+        meta = dict(head.get("Metadata") or {})
+        meta["mtime"] = format_mtime(mtime_ns)
+        if mode is not None:
+            meta["mode"] = format_mode(mode)
+        ctype = head.get("ContentType") or content_type(path)
+        extra = self._object_args(ctype, meta)
+        extra["MetadataDirective"] = "REPLACE"
+        size = head["ContentLength"]
+        etag = self._copy_to(path, key, key, size, extra, if_match=head.get("ETag"))
+        return Entry(path, size, ns_to_float(mtime_ns), token=etag or head.get("ETag"),
+                     mtime_ns=mtime_ns, mode=parse_mode(meta.get("mode")))
 
     def move(self, src: str, dst: str) -> None:
         skey = self._key_or_none(src)
@@ -577,28 +634,43 @@ class S3Target(Target):
         return moves
 
     def _copy(self, src: str, key: str, new: str, size: int) -> None:
-        source = {"Bucket": self.bucket, "Key": key}
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"MetadataDirective": "COPY"}   # mtime, mode, sha256 kept
         if self.opts.acl:
             extra["ACL"] = self.opts.acl
         if self.opts.storage_class:
             extra["StorageClass"] = self.opts.storage_class
+        self._copy_to(src, key, new, size, extra)
+
+    def _copy_to(self, src: str, key: str, new: str, size: int, extra: dict[str, Any], *,
+                 if_match: str | None = None) -> str | None:
+        """CopyObject `key` -> `new` with `extra` arguments (multipart above copy_limit);
+        the new ETag when the server says it. A vanished source is NotFound."""
+        source = {"Bucket": self.bucket, "Key": key}
+        op = "move" if key != new else "set_meta"
         try:
             if size <= self.copy_limit:
-                self.client.copy_object(Bucket=self.bucket, Key=new, CopySource=source,
-                                        MetadataDirective="COPY", **extra)
-                return
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-            extra.update(Metadata=head.get("Metadata", {}), MetadataDirective="REPLACE",
-                         ContentType=head.get("ContentType", "application/octet-stream"))
+                cond = {"CopySourceIfMatch": if_match} if if_match else {}
+                resp = self.client.copy_object(Bucket=self.bucket, Key=new, CopySource=source,
+                                               **cond, **extra)
+                return (resp.get("CopyObjectResult") or {}).get("ETag")
+            if extra.get("MetadataDirective") != "REPLACE":
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+                extra = dict(extra, Metadata=head.get("Metadata", {}), MetadataDirective="REPLACE",
+                             ContentType=head.get("ContentType", "application/octet-stream"))
+            if if_match:
+                extra = dict(extra, CopySourceIfMatch=if_match)   # each UploadPartCopy checks it
             config = self._transfer_config(self.copy_limit, max(self.opts.multipart_chunksize,
                                                                  min(self.copy_limit, 1 << 30)))
             self.client.copy(source, self.bucket, new, ExtraArgs=extra, Config=config)
+            return None
         except Exception as exc:  # noqa: BLE001
             if is_not_found(exc):
                 raise NotFound(f"{shown(key[len(self.root):])} vanished from "
-                               f"{self.describe()} during a move") from None
-            raise self._error(exc, "move", src) from None
+                               f"{self.describe()} during a {op}") from None
+            if isinstance(exc, ClientError) and error_code(exc)[1] == 412:
+                raise RetryableError(f"{self.describe()}: {op} {shown(src)}: the object changed "
+                                     "while its metadata was being set") from None
+            raise self._error(exc, op, src) from None
 
     # ------------------------------------------------------------ reading
     def read(self, path: str) -> bytes | None:

@@ -234,6 +234,8 @@ def test_outage_is_retryable_quickly_and_recovers(sshd, src):
                 list(t.list())
             with pytest.raises(RetryableError):
                 t.stat("before")
+            with pytest.raises(RetryableError):
+                t.set_meta("before", mode=0o600, mtime_ns=MTIME_NS)
             assert time.monotonic() - start < 2.0 * 3 + 10   # bounded by ConnectTimeout, not hung
         finally:
             sshd.start()
@@ -303,3 +305,104 @@ def test_list_of_2000_entries_equals_a_local_walk(sshd):
         assert list(t.list("no/such/prefix")) == []
     finally:
         t.close()
+
+
+# ------------------------------------------------------------ modes and metadata-only items
+
+def meta_item(src: Path, rel: str) -> SyncItem:
+    st = os.lstat(src / rel)
+    return SyncItem(rel, "file", "", st.st_size, st.st_mtime, source_root=str(src), source_rel=rel,
+                    mode=st.st_mode & 0o7777, mtime_ns=st.st_mtime_ns, meta_only=True)
+
+
+def test_meta_only_batch_is_one_remote_command_on_the_same_inodes(rsync_target, src, monkeypatch):
+    names = [f"f{i:02d} {'x' * i}" for i in range(30)]
+    ok(rsync_target.sync([write(src, n, n.encode()) for n in names]))
+    inodes = {n: os.lstat(remote(rsync_target) / n).st_ino for n in names}
+    for i, n in enumerate(names):
+        os.chmod(src / n, 0o600 if i % 2 else 0o644)
+        os.utime(src / n, ns=(MTIME_NS + i, MTIME_NS + i))
+    runs, calls = rsync_target.rsync_runs, []
+    real_run = rsync_target._run
+    monkeypatch.setattr(rsync_target, "_run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    ok(rsync_target.sync([meta_item(src, n) for n in names]))
+    assert rsync_target.rsync_runs == runs and len(calls) == 1   # no rsync, one ssh session
+    for i, n in enumerate(names):
+        st = os.lstat(remote(rsync_target) / n)
+        assert (st.st_ino, st.st_mode & 0o7777, st.st_mtime_ns) == \
+            (inodes[n], 0o600 if i % 2 else 0o644, MTIME_NS + i)
+
+
+def test_meta_only_item_the_host_lost_is_sent_whole_in_the_same_batch(rsync_target, src):
+    ok(rsync_target.sync([write(src, "a", b"aaa"), write(src, "b", b"bbb")]))
+    (remote(rsync_target) / "b").unlink()
+    os.chmod(src / "b", 0o600)
+    os.chmod(src / "a", 0o600)
+    runs = rsync_target.rsync_runs
+    ok(rsync_target.sync([meta_item(src, "a"), meta_item(src, "b")]))
+    assert rsync_target.rsync_runs == runs + 1
+    assert (remote(rsync_target) / "b").read_bytes() == b"bbb"
+    assert {n: os.lstat(remote(rsync_target) / n).st_mode & 0o777 for n in "ab"} == {"a": 0o600, "b": 0o600}
+
+
+def test_meta_only_item_whose_source_vanished_deletes(rsync_target, src):
+    ok(rsync_target.sync([write(src, "v", b"v")]))
+    it = meta_item(src, "v")
+    (src / "v").unlink()
+    ok(rsync_target.sync([it]))
+    assert not (remote(rsync_target) / "v").exists()
+
+
+def test_source_directory_modes_arrive_exactly(rsync_target, src):
+    (src / "images" / "a" / "b").mkdir(parents=True)
+    for d, mode in [("images", 0o750), ("images/a", 0o775), ("images/a/b", 0o700)]:
+        os.chmod(src / d, mode)
+    ok(rsync_target.sync([item(src, "images", "dir"), item(src, "images/a/b", "dir"),
+                          write(src, "images/a/b/f.png", b"png")]))
+    modes = {d: os.lstat(remote(rsync_target) / d).st_mode & 0o7777
+             for d in ("images", "images/a", "images/a/b")}
+    assert modes == {"images": 0o750, "images/a": 0o775, "images/a/b": 0o700}   # 0775: no umask
+    os.chmod(src / "images", 0o755)   # a chmod of a directory arrives as a dir item
+    ok(rsync_target.sync([item(src, "images", "dir")]))
+    assert os.lstat(remote(rsync_target) / "images").st_mode & 0o7777 == 0o755
+
+
+def test_set_meta_and_mkdir_never_follow_a_symlink_out_of_the_root(rsync_target, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "d").mkdir(parents=True)
+    (outside / "f").write_bytes(b"secret")
+    os.chmod(outside / "f", 0o600)
+    os.symlink(outside, remote(rsync_target) / "link")
+    os.symlink(outside / "f", remote(rsync_target) / "flink")
+    for path in ("link/f", "flink"):
+        with pytest.raises(NotFound):
+            rsync_target.set_meta(path, mode=0o644, mtime_ns=MTIME_NS)
+    assert os.lstat(outside / "f").st_mode & 0o777 == 0o600
+    before = os.lstat(outside / "d").st_mode & 0o777
+    with pytest.raises(Exception):
+        rsync_target.mkdir("link/d", mode=0o700)
+    assert os.lstat(outside / "d").st_mode & 0o777 == before
+
+
+def test_list_and_stat_report_modes(rsync_target, src):
+    os.chmod(write(src, "x", b"1").local, 0o640)
+    (src / "dd").mkdir()
+    os.chmod(src / "dd", 0o750)
+    ok(rsync_target.sync([item(src, "x"), item(src, "dd", "dir")]))
+    got = {e.path: (e.mode, e.mtime_ns if not e.is_dir else None) for e in rsync_target.list()}
+    assert got == {"x": (0o640, MTIME_NS), "dd": (0o750, None)}
+    assert rsync_target.stat("x").mode == 0o640
+
+
+def test_set_meta_on_tricky_names_in_one_batch(rsync_target, src):
+    names = TRICKY + ["d/*", "sub dir/x y"]
+    ok(rsync_target.sync([write(src, n, b"t") for n in names]))
+    for n in names:
+        os.chmod(src / n, 0o600)
+        os.utime(src / n, ns=(MTIME_NS + 7, MTIME_NS + 7))
+    results = rsync_target.sync([meta_item(src, n) for n in names])
+    ok(results)
+    for n in names:
+        st = os.lstat(remote(rsync_target) / n)
+        assert (st.st_mode & 0o777, st.st_mtime_ns) == (0o600, MTIME_NS + 7), n
+    assert all(r.entry.mode == 0o600 and r.entry.mtime_ns == MTIME_NS + 7 for r in results)

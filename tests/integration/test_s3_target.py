@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from mirrord.config import S3Options
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.base import SyncItem, exact_ns
 from mirrord.targets.s3 import S3Target, format_mtime
 from mirrord.treewalk import entry_key, file_digest
 
@@ -88,7 +88,7 @@ def test_mtime_and_sha256_metadata_match_the_source(s3, raw, bucket, tmp_path):
     src = local_file(tmp_path, b"content" * 100)
     entry = s3.put("dir/f.txt", src, size=700, mtime=os.stat(src).st_mtime)
     meta = raw.head_object(Bucket=bucket, Key=PREFIX + "dir/f.txt")["Metadata"]
-    assert meta["mtime"] == format_mtime(os.stat(src).st_mtime)
+    assert meta["mtime"] == format_mtime(os.stat(src).st_mtime_ns)
     assert float(meta["mtime"]) == os.stat(src).st_mtime == MTIME
     assert meta["sha256"] == file_digest(src) == s3.checksum("dir/f.txt")
     assert s3.stat("dir/f.txt").mtime == MTIME
@@ -104,7 +104,7 @@ def test_multipart_above_the_threshold_and_not_below(s3, raw, bucket, tmp_path):
     assert "-" not in small.token
     assert entry.size == len(big) and entry.token == head["ETag"]
     assert raw.get_object(Bucket=bucket, Key=PREFIX + "big/blob.bin")["Body"].read() == big
-    assert head["Metadata"]["mtime"] == format_mtime(MTIME)
+    assert head["Metadata"]["mtime"] == format_mtime(exact_ns(MTIME))
     assert head["Metadata"]["sha256"] == s3.checksum("big/blob.bin")
     assert head["ContentType"] == "application/octet-stream"
     # no multipart upload is left behind
@@ -179,7 +179,7 @@ def test_move_keeps_metadata_and_content_type(s3, raw, bucket, tmp_path):
     assert sorted(raw_keys(raw, bucket)) == [PREFIX + "new/pic.png", PREFIX + "new/sub/doc.pdf"]
     head = raw.head_object(Bucket=bucket, Key=PREFIX + "new/sub/doc.pdf")
     assert head["ContentType"] == "application/pdf"
-    assert head["Metadata"]["mtime"] == format_mtime(MTIME + 1)
+    assert head["Metadata"]["mtime"] == format_mtime(exact_ns(MTIME + 1))
     assert s3.stat("new/pic.png").mtime == MTIME
     with pytest.raises(NotFound):
         s3.move("old", "again")
@@ -192,7 +192,7 @@ def test_move_above_the_copy_limit_uses_multipart_copy(s3, raw, bucket, tmp_path
     s3.move("huge.bin", "moved/huge.bin")
     head = raw.head_object(Bucket=bucket, Key=PREFIX + "moved/huge.bin")
     assert "-" in head["ETag"]
-    assert head["Metadata"]["mtime"] == format_mtime(MTIME)
+    assert head["Metadata"]["mtime"] == format_mtime(exact_ns(MTIME))
     assert head["Metadata"]["sha256"] == file_digest(tmp_path / str(abs(hash("huge.bin"))))
     assert raw.get_object(Bucket=bucket, Key=PREFIX + "moved/huge.bin")["Body"].read() == data
     assert s3.stat("huge.bin") is None
@@ -297,7 +297,8 @@ def test_server_down_is_retryable_and_bounded_then_recovers(s3, seaweedfs, tmp_p
         ops = [lambda: s3.put("x.txt", src, size=6, mtime=MTIME), lambda: s3.stat("before.txt"),
                lambda: s3.read("before.txt"), lambda: list(s3.list()),
                lambda: s3.delete("before.txt"), lambda: s3.move("before.txt", "after.txt"),
-               lambda: s3.write_meta("heartbeat.json", b"{}"), s3.open]
+               lambda: s3.write_meta("heartbeat.json", b"{}"), s3.open,
+               lambda: s3.set_meta("before.txt", mode=0o600, mtime_ns=1)]
         for op in ops:
             started = time.monotonic()
             with pytest.raises(RetryableError):
@@ -358,3 +359,93 @@ def test_bad_credentials_are_permanent_and_never_shown(seaweedfs, bucket, tmp_pa
             assert cred not in text
         assert exc.__cause__ is None and exc.__suppress_context__
     assert t.describe() == f"s3:s3(s3://{bucket}/{PREFIX})"
+
+
+# ----------------------------------------------------------------- modes and set_meta
+
+NS = 1_650_000_000_123_456_789
+
+
+def mode_file(tmp_path, data: bytes, mode: int, name: str = "m") -> str:
+    p = tmp_path / name
+    p.write_bytes(data)
+    os.chmod(p, mode)
+    os.utime(p, ns=(NS, NS))
+    return str(p)
+
+
+def count_requests(s3) -> list[str]:
+    """Every operation the SDK client sends (the lean path is counted separately)."""
+    ops: list[str] = []
+    s3.client.meta.events.register("before-call.s3", lambda model, **_: ops.append(model.name))
+    return ops
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_mode_and_exact_mtime_are_stored_as_rclone_does(s3, raw, bucket, tmp_path, lean):
+    if not lean:
+        s3.client  # noqa: B018 - made with the client
+        s3._lean = None
+    s3.put("p.txt", mode_file(tmp_path, b"x", 0o640), size=1, mtime=NS / 1e9, mtime_ns=NS)
+    meta = raw.head_object(Bucket=bucket, Key=PREFIX + "p.txt")["Metadata"]
+    assert meta["mode"] == "0100640"                  # rclone: octal, unix style, type bits
+    assert meta["mtime"] == "1650000000.123456789"    # 9 places, from the integer ns
+    st = s3.stat("p.txt")
+    assert (st.mode, st.mtime_ns) == (0o640, NS)
+
+
+def test_set_meta_is_one_self_copy_keeping_sha256_and_content_type(s3, raw, bucket, tmp_path,
+                                                                   monkeypatch):
+    s3.put("doc.pdf", mode_file(tmp_path, b"%PDF body", 0o644), size=9, mtime=NS / 1e9)
+    before = raw.head_object(Bucket=bucket, Key=PREFIX + "doc.pdf")
+    lean_puts = count_lean_calls(s3, monkeypatch)
+    ops = count_requests(s3)
+    entry = s3.set_meta("doc.pdf", mode=0o600, mtime_ns=NS + 5)
+    assert ops == ["HeadObject", "CopyObject"] and lean_puts == []   # the body is not re-sent
+    head = raw.head_object(Bucket=bucket, Key=PREFIX + "doc.pdf")
+    assert head["Metadata"] == dict(before["Metadata"], mode="0100600",
+                                    mtime="1650000000.123456794")
+    assert head["ContentType"] == "application/pdf" and head["ETag"] == before["ETag"]
+    assert (entry.mode, entry.mtime_ns) == (0o600, NS + 5)
+    s3.set_meta("doc.pdf", mode=0o644, mtime_ns=NS)
+    st = s3.stat("doc.pdf")
+    assert (st.mode, st.mtime_ns) == (0o644, NS)
+    assert s3.read("doc.pdf") == b"%PDF body"
+    assert s3.checksum("doc.pdf") == before["Metadata"]["sha256"]
+
+
+def test_set_meta_above_the_copy_limit_uses_multipart_copy(s3, raw, bucket, tmp_path):
+    data = os.urandom(11 << 20)
+    s3.put("huge.bin", mode_file(tmp_path, data, 0o644), size=len(data), mtime=NS / 1e9)
+    s3.copy_limit = 5 << 20        # stands in for CopyObject's 5 GiB limit
+    s3.set_meta("huge.bin", mode=0o600, mtime_ns=NS + 1)
+    head = raw.head_object(Bucket=bucket, Key=PREFIX + "huge.bin")
+    assert head["Metadata"]["mode"] == "0100600"
+    assert head["Metadata"]["sha256"] == file_digest(tmp_path / "m")
+    assert s3.stat("huge.bin").mtime_ns == NS + 1
+    assert raw.get_object(Bucket=bucket, Key=PREFIX + "huge.bin")["Body"].read() == data
+
+
+def test_move_keeps_the_mode(s3, tmp_path):
+    s3.put("a", mode_file(tmp_path, b"1", 0o600), size=1, mtime=NS / 1e9)
+    s3.move("a", "b")
+    assert s3.stat("b").mode == 0o600
+
+
+def test_objects_without_mode_metadata_report_none(s3, raw, bucket):
+    raw.put_object(Bucket=bucket, Key=PREFIX + "foreign", Body=b"f")
+    st = s3.stat("foreign")
+    assert st.mode is None and st.mtime_ns == 0
+    assert [e.mode for e in s3.list()] == [None]
+
+
+def test_set_meta_never_labels_new_bytes_with_the_old_sha256(s3, raw, bucket, tmp_path,
+                                                              monkeypatch):
+    s3.put("race", mode_file(tmp_path, b"old", 0o644), size=3, mtime=NS / 1e9)
+    stale = raw.head_object(Bucket=bucket, Key=PREFIX + "race")
+    s3.put("race", mode_file(tmp_path, b"new bytes", 0o644, name="n"), size=9, mtime=NS / 1e9)
+    monkeypatch.setattr(s3, "_head", lambda path, key: stale)   # HEAD, then a put, then the copy
+    with pytest.raises(RetryableError, match="changed"):
+        s3.set_meta("race", mode=0o600, mtime_ns=NS)
+    monkeypatch.undo()
+    assert s3.checksum("race") == file_digest(tmp_path / "n") and s3.stat("race").mode == 0o644

@@ -17,7 +17,9 @@ from urllib3.exceptions import ProtocolError
 
 from mirrord.config import S3Options
 from mirrord.errors import PermanentError, RetryableError
-from mirrord.targets.s3 import S3Target, classify, content_type, format_mtime
+from mirrord.targets.base import exact_ns, parse_ns
+from mirrord.targets.s3 import (S3Target, classify, content_type, format_mode, format_mtime,
+                                parse_mode)
 
 ACCESS = "AKIAEXAMPLEACCESS123"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -142,9 +144,29 @@ def test_content_type_from_the_name_only(name, ctype):
 
 @pytest.mark.parametrize("mtime", [1_600_000_000.25, 1_700_000_123.123456789, 0.0, -1.5, 2.0 ** 33 + 0.1])
 def test_mtime_metadata_round_trips_exactly(mtime):
-    text = format_mtime(mtime)
+    text = format_mtime(exact_ns(mtime))
     assert float(text) == mtime
     assert "e" not in text and text.count(".") == 1 and len(text.split(".")[1]) == 9
+
+
+@pytest.mark.parametrize("ns,text", [
+    (1_600_000_000_123_456_789, "1600000000.123456789"),   # a float would end ...456717
+    (0, "0.000000000"), (-1_500_000_000, "-1.500000000"), (-1, "-0.000000001"),
+])
+def test_mtime_metadata_is_formatted_and_parsed_from_integer_nanoseconds(ns, text):
+    assert format_mtime(ns) == text
+    assert parse_ns(text) == ns
+
+
+@pytest.mark.parametrize("mode,text", [(0o644, "0100644"), (0o600, "0100600"), (0o4755, "0104755")])
+def test_mode_metadata_is_rclones_octal_with_type_bits(mode, text):
+    assert format_mode(mode) == text
+    assert parse_mode(text) == mode
+
+
+@pytest.mark.parametrize("text", [None, "", "rw-r--r--", "9"])
+def test_unreadable_mode_metadata_is_none(text):
+    assert parse_mode(text) is None
 
 
 @pytest.mark.parametrize("endpoint,mode", [

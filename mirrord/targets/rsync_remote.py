@@ -1,0 +1,170 @@
+"""The shell the rsync target runs on the mirror host, and the parsing of what it prints.
+
+Every script runs cd'ed into the target root (RsyncTarget._in_root) under a POSIX
+sh with GNU find/xargs/touch (Debian). Paths never reach the shell as code: they
+arrive on stdin, NUL-separated through xargs -0, or quoted by q(). Listing and
+stat records are find(1) -printf lines "TYPE MTIME SIZE MODE ./path" (%T@ with
+nanoseconds, %s bytes, %m octal permission bits).
+
+Metadata-only updates (a chmod or touch at the source must not re-send the file):
+META_SCRIPT takes one NUL-terminated record per file on stdin,
+
+    b"INDEX MODE SECONDS.NANOSECONDS ./path"      MODE octal, or "-" to leave it
+
+and answers one NUL-terminated record per file:
+
+    b"INDEX f MTIME SIZE MODE"   done; the file as find(1) now reports it (%T@ %s %m)
+    b"INDEX A"                   no regular file there (or a symlink on the way): absent
+    b"INDEX E"                   chmod/touch failed (the reason is on stderr)
+
+Exactness: `touch -m -d @SECONDS.NANOSECONDS` (GNU touch, coreutils "Date input
+formats": "@" seconds with a fraction) sets the mtime to the nanosecond, as
+utimensat does; chmod takes the octal mode as is, so no umask applies. Safety:
+neither chmod (which follows symlinks) nor touch runs when any component of the
+path is a symlink: a symlink planted on the mirror cannot make us change
+anything outside the root.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mirrord.errors import PermanentError, RetryableError
+from mirrord.targets.base import Entry, format_ns, ns_to_float, parse_ns
+
+DISK_FULL = (b"No space left on device", b"Disk quota exceeded")
+PERMANENT = (b"Permission denied", b"File name too long", b"Operation not permitted",
+             b"Host key verification failed")
+
+
+# Listing records: "TYPE MTIME SIZE MODE ./path" (MODE octal permission bits, find's %m;
+# directories as "./path/" so they sort before their contents); sorted on the remote by
+# the path bytes, i.e. in entry_key order.
+PRINTF = (rb"\( -type d -printf 'd %T@ 0 %m %p/\0' \) -o \( -type f -printf 'f %T@ %s %m %p\0' \)")
+
+MKDIRS = rb"""mkdirs() {
+  [ -d "$1" ] && [ ! -L "$1" ] && return 0
+  mkdir -p -- "$1" 2>/dev/null && return 0
+  set -f; o=$IFS; IFS=/; c=.
+  for n in ${1#./}; do
+    c="$c/$n"
+    if [ -L "$c" ] || { [ -e "$c" ] && [ ! -d "$c" ]; }; then rm -f -- "$c"; fi
+  done
+  IFS=$o; set +f
+  mkdir -p -- "$1"
+}
+"""
+
+NOLINK = rb"""nolink() {
+  c=.; o=$IFS; IFS=/; set -f
+  for n in ${1#./}; do c="$c/$n"; if [ -L "$c" ]; then IFS=$o; set +f; return 1; fi; done
+  IFS=$o; set +f
+}
+"""
+
+# Records on stdin: b"T./path" (remove the tree) or b"F./path" (remove a file or an empty
+# directory). Prints the records that failed, NUL-terminated.
+DELETE = rb"""xargs -0 -r sh -c '
+for r; do
+  p=${r#?}
+  case $r in
+  T*) rm -rf -- "$p" || printf "%s\0" "$r" ;;
+  *) if [ -d "$p" ] && [ ! -L "$p" ]; then rmdir -- "$p" 2>/dev/null
+     else rm -f -- "$p" || printf "%s\0" "$r"; fi ;;
+  esac
+done' sh
+"""
+
+# Paths on stdin (NUL-separated); prints a listing record for each that exists.
+STAT_MANY = rb"""xargs -0 -r sh -c 'find "$@" -maxdepth 0 \( -type d -printf "d %T@ 0 %m %p\0" \) \
+  -o \( -type f -printf "f %T@ %s %m %p\0" \) 2>/dev/null; exit 0' sh
+"""
+
+
+def q(value: bytes) -> bytes:
+    """Quote bytes as one word for a POSIX shell."""
+    if value and re.fullmatch(rb"[A-Za-z0-9_@%+=:,./-]+", value):
+        return value
+    return b"'" + value.replace(b"'", b"'\"'\"'") + b"'"
+
+
+def tail(text: bytes, limit: int = 400) -> str:
+    """The last `limit` bytes of a command's output, as text for a message."""
+    text = text.strip()
+    if len(text) > limit:
+        text = b"..." + text[-limit:]
+    return text.decode("utf-8", "replace")
+
+
+def parse_record(rec: bytes) -> tuple[bytes, bytes, int, int, int]:
+    """b'f MTIME SIZE MODE ./path' -> (kind, path without './' or trailing '/', size,
+    mtime_ns, mode)."""
+    kind, mtime, size, mode, path = rec.split(b" ", 4)
+    if path.startswith(b"./"):
+        path = path[2:]
+    if kind == b"d" and path.endswith(b"/"):
+        path = path[:-1]
+    return kind, path, int(size), parse_ns(mtime), int(mode, 8)
+
+
+def record_entry(path: str, rec: bytes) -> Entry:
+    """The Entry for one listing/stat record, named `path`."""
+    kind, _, size, ns, mode = parse_record(rec)
+    return Entry(path, size, ns_to_float(ns), is_dir=kind == b"d", mtime_ns=ns, mode=mode)
+
+
+def classify_stderr(stderr: bytes, what: str) -> Exception:
+    """What a failed remote command or rsync run is: a full disk is Retryable, a refusal
+    that retrying cannot fix (PERMANENT) Permanent, anything else (network) Retryable.
+    The message is `what` and the end of stderr (ssh/rsync never print credentials)."""
+    if any(m in stderr for m in DISK_FULL):
+        return RetryableError(f"{what}: disk full: {tail(stderr)}")
+    if any(m in stderr for m in PERMANENT):
+        return PermanentError(f"{what}: {tail(stderr)}")
+    return RetryableError(f"{what}: {tail(stderr) or 'failed'}")
+
+
+META_SCRIPT = rb"""xargs -0 -r sh -c '
+for r; do
+  i=${r%% *}; r=${r#* }; m=${r%% *}; r=${r#* }; t=${r%% *}; p=${r#* }
+  c=.; bad=; o=$IFS; IFS=/; set -f
+  for n in ${p#./}; do c="$c/$n"; [ -L "$c" ] && bad=1; done
+  IFS=$o; set +f
+  if [ -n "$bad" ] || [ ! -f "$p" ]; then printf "%s A\0" "$i"; continue; fi
+  if { [ "$m" = - ] || chmod -- "$m" "$p"; } && touch -c -m -d "@$t" -- "$p" &&
+     find "$p" -maxdepth 0 -printf "$i f %T@ %s %m\0"; then :; else printf "%s E\0" "$i"; fi
+done' sh
+"""
+
+
+@dataclass(frozen=True)
+class MetaDone:
+    """A record the script applied: the file's size (bytes), mtime (ns) and mode now."""
+
+    size: int
+    mtime_ns: int
+    mode: int
+
+
+def meta_record(index: int, path: bytes, mode: int | None, mtime_ns: int) -> bytes:
+    """One stdin record for `path` (relative to the root, bytes, no leading './')."""
+    m = b"-" if mode is None else b"%o" % mode
+    return b"%d %s %s ./%s" % (index, m, format_ns(mtime_ns).encode("ascii"), path)
+
+
+def parse_answers(stdout: bytes) -> dict[int, MetaDone | str]:
+    """INDEX -> MetaDone, or "A" (absent) / "E" (failed). Indexes the script did not answer
+    for (it was cut short) are missing: the caller treats them as failed."""
+    out: dict[int, MetaDone | str] = {}
+    for rec in filter(None, stdout.split(b"\0")):
+        fields = rec.split(b" ")
+        try:
+            index = int(fields[0])
+            if fields[1] == b"f" and len(fields) == 5:
+                out[index] = MetaDone(int(fields[3]), parse_ns(fields[2]), int(fields[4], 8))
+            elif fields[1] in (b"A", b"E") and len(fields) == 2:
+                out[index] = fields[1].decode()
+        except (IndexError, ValueError):
+            continue   # not one of ours (a stray line): the index stays unanswered
+    return out
