@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import signal
@@ -19,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import PROFILES, Context, Row, fmt, fmt_runs, tool_version
+from bench.common import PROFILES, Context, Row, fmt, fmt_runs, median, tool_version
 
 # name -> module; run in this order (latency first: it is issue 2's requirement)
 WORKLOADS = {
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=None, help="repetitions (default: per mode)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.md / latest.json go")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--s3-workers", type=int, default=None, metavar="N",
+                   help="mirrord's S3 `workers` in the burst and initial-sync arms "
+                        "(default: mirrord's own default, as issue 15's goals are set)")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other workloads found in OUT/latest.json")
     return p.parse_args(argv)
@@ -73,21 +77,37 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
     if merged:
         lines.append(f"- rows kept from an earlier run of this mode (--merge): {', '.join(merged)}")
     lines += [
+        "- CPU columns: CPU seconds per 1,000 files (medians) of the tool's process tree, then "
+        "of the server (SeaweedFS) during that tool's arm, read from /proc (wait4 for a peer "
+        "that exits) in the same run; CPU ratio = mirrord's own ÷ the peer's own.",
         "",
-        "| workload | case | metric | mirrord | peer | peer figure | ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | case | metric | mirrord | peer | peer figure | ratio "
+        "| mirrord CPU s/1k files (own / server) | peer CPU s/1k files (own / server) | CPU ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in ctx.rows:
         ratio = r.ratio()
         mark = "" if ratio != ratio else (" ✓" if (ratio <= 1.0) == r.lower_is_better or ratio == 1.0 else " ✗")
         lines.append(f"| {r.workload} | {r.case} | {r.metric} | {fmt_runs(r.mirrord)} | "
-                     f"{r.peer or '–'} | {fmt_runs(r.other)} | {fmt(ratio)}{mark} |")
+                     f"{r.peer or '–'} | {fmt_runs(r.other)} | {fmt(ratio)}{mark} | "
+                     f"{_cpu_cells(r)} |")
     notes = [(r, " ".join(n.split())) for r in ctx.rows for n in dict.fromkeys(r.notes)]
     if notes or crashed:
         lines += ["", "Notes:"]
         lines += [f"- {r.workload} / {r.case}: {n}" for r, n in notes]
         lines += [f"- {name}: crashed: {err}" for name, err in crashed.items()]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_cells(r: Row) -> str:
+    """The three CPU cells of a row: 'own / server' for each side, then own ÷ own."""
+    def cell(side: str) -> str:
+        if not r.cpu.get(side):
+            return "–"
+        return f"{fmt(median(r.cpu[side]))} / {fmt(median(r.cpu.get('server_' + side, [])))}"
+    m, p = median(r.cpu.get("mirrord", [])), median(r.cpu.get("other", []))
+    ratio = m / p if not (math.isnan(m) or math.isnan(p)) and p > 0 else math.nan
+    return f"{cell('mirrord')} | {cell('other')} | {fmt(ratio)}"
 
 
 def merge_previous(ctx: Context, path: Path) -> None:
@@ -100,7 +120,7 @@ def merge_previous(ctx: Context, path: Path) -> None:
         return
     fresh = {r.workload for r in ctx.rows}
     kept = [Row(d["workload"], d["case"], d["metric"], d["peer"], d["mirrord"], d["other"],
-                d.get("lower_is_better", True), d.get("notes", []))
+                d.get("lower_is_better", True), d.get("notes", []), d.get("cpu_s_per_1k_files", {}))
             for d in old.get("rows", []) if d["workload"] not in fresh]
     ctx.merged = sorted({r.workload for r in kept})
     ctx.rows[:] = sorted(kept + ctx.rows, key=lambda r: r.workload)   # stable: order within kept
@@ -120,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     names = selected(args)
-    ctx = Context(profile, reps=args.reps, keep=args.keep)
+    ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers)
     compile_mirrord(ctx)
     started = time.monotonic()
     crashed: dict[str, str] = {}

@@ -106,6 +106,10 @@ class Row:
     other: list[float] = field(default_factory=list)
     lower_is_better: bool = True
     notes: list[str] = field(default_factory=list)
+    # CPU seconds per 1,000 files, one figure per repetition (bench/ack.py record()):
+    # "mirrord" / "other" for the tool's process tree, "server_mirrord" / "server_other"
+    # for the server's during that tool's arm. Empty for rows that do not measure CPU.
+    cpu: dict[str, list[float]] = field(default_factory=dict)
 
     def ratio(self) -> float:
         m, p = median(self.mirrord), median(self.other)
@@ -119,7 +123,9 @@ class Row:
                 "mirrord_median": _nan_none(median(self.mirrord)),
                 "other_median": _nan_none(median(self.other)),
                 "ratio": _nan_none(self.ratio()), "lower_is_better": self.lower_is_better,
-                "notes": self.notes}
+                "notes": self.notes,
+                "cpu_s_per_1k_files": {k: [round(v, 6) for v in vals] for k, vals in self.cpu.items()},
+                "cpu_s_per_1k_files_median": {k: _nan_none(median(v)) for k, v in self.cpu.items()}}
 
 
 def _nan_none(x: float) -> float | None:
@@ -241,15 +247,19 @@ class Context:
     """One benchmark run: a scratch directory, lazily started services, every child process."""
 
     def __init__(self, profile: Profile, *, reps: int | None = None, keep: bool = False,
-                 verbose: bool = True):
+                 verbose: bool = True, s3_workers: int | None = None, seaweed=None):
+        """seaweed: an already running tests.services.seaweedfs.SeaweedFS to use (a test's
+        fixture); the context then neither starts one nor stops it."""
         self.profile = profile
         self.reps = reps or profile.reps
+        self.s3_workers = s3_workers   # mirrord's S3 `workers`; None: its default
         self.keep = keep
         self.verbose = verbose
         self.base = Path(tempfile.mkdtemp(prefix="mirrord-bench-"))
         self.procs: list[Proc] = []
         self.rows: list[Row] = []
-        self._seaweed = None
+        self._seaweed = seaweed
+        self._own_seaweed = seaweed is None
         self._sshd = None
         self._counter = 0
         self.started = time.monotonic()
@@ -300,7 +310,7 @@ class Context:
         if self._sshd is not None:
             with contextlib.suppress(Exception):
                 self._sshd.stop()
-        if self._seaweed is not None:
+        if self._seaweed is not None and self._own_seaweed:
             with contextlib.suppress(Exception):
                 self._seaweed.stop()
         if not self.keep:
@@ -335,17 +345,6 @@ def rclone_env(ctx: Context, remote: str = "BENCH") -> dict:
 
 def s3_client(ctx: Context):
     return ctx.seaweed().client()
-
-
-def count_keys(client, bucket: str, prefix: str) -> int:
-    n = 0
-    kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
-    while True:
-        page = client.list_objects_v2(**kwargs)
-        n += sum(1 for o in page.get("Contents", ()) if "/.mirrord/" not in "/" + o["Key"])
-        if not page.get("IsTruncated"):
-            return n
-        kwargs["ContinuationToken"] = page["NextContinuationToken"]
 
 
 def wait_until(pred: Callable[[], bool], *, timeout: float, interval: float) -> float | None:
@@ -447,24 +446,6 @@ def rsync_target_ini(ctx: Context, root: Path) -> str:
             f"strict_host_key_checking = yes")
 
 
-def journal_progress(db: Path) -> tuple[int, int]:
-    """(operations queued or in flight, operations shipped) over every target, read from
-    mirrord's state database with mirrord's own reader; (0, 0) until the daemon made it."""
-    import sqlite3
-
-    from mirrord.journal import connect, read_backlog
-    if not db.exists():
-        return 0, 0
-    conn = connect(db, readonly=True)
-    try:
-        backlog = read_backlog(conn, []).values()
-    except sqlite3.OperationalError:   # tables not made yet
-        return 0, 0
-    finally:
-        conn.close()
-    return sum(b.pending for b in backlog), sum(b.extra.get("shipped", 0) for b in backlog)
-
-
 class Mirrord:
     """`mirrord -c CONFIG run` as a child process (its own process group)."""
 
@@ -497,34 +478,10 @@ class Mirrord:
         assert self.proc is not None
         return wait_for_text(self.proc, "msg=watching", timeout=timeout, offset=self.offset)
 
-    def wait_shipped(self, n: int, verify: Callable[[], int], *, timeout: float,
-                     interval: float = 0.05, verify_every: float = 0.25) -> float:
-        """Seconds from exec until the daemon has shipped everything it queued (at least
-        n operations acknowledged, none queued or in flight), confirmed by `verify()`
-        (a count on the target itself) reaching n.
-
-        The journal is read, not the target, while waiting: a ListObjectsV2 of thousands
-        of keys four times a second costs SeaweedFS and the bench about a CPU-second per
-        second, load that a one-shot peer timed to its exit never pays. The target is
-        asked only once the journal says done, so the figure is still the target's truth.
-        """
-        assert self.proc is not None
+    def journal_path(self) -> Path:
+        """Its state database, where the daemon's own config puts it."""
         from mirrord.config import load
-        db = load(self.config).mirrord.journal_path
-        last_verify = -math.inf
-        while True:
-            if not self.proc.alive():
-                raise RuntimeError(f"mirrord exited: {self.proc.log_text()[-1500:]}")
-            now = time.monotonic()
-            if now - self.t_start > timeout:
-                raise RuntimeError(f"not all {n} shipped after {timeout:g} s "
-                                   f"({verify()} on the target)")
-            queued, shipped = journal_progress(db)
-            if shipped >= n and queued == 0 and now - last_verify >= verify_every:
-                last_verify = now
-                if verify() >= n:
-                    return now - self.t_start
-            time.sleep(interval)
+        return load(self.config).mirrord.journal_path
 
     def wait_catchup(self, timeout: float = 600.0) -> float:
         assert self.proc is not None

@@ -14,6 +14,13 @@ Pairs, alternated A/B then B/A across repetitions, each run on fresh dirs:
 - ssh:    mirrord (rsync target)                      vs lsyncd default.rsyncssh, delay = 0
 Both tools are fully started (mirrord: running and catch-up done; lsyncd: its
 initial rsync finished) before the first file is written.
+
+To S3 (issue 15's new row, first rate only), mirrord alone: `rclone copy` run
+per change is not a fair peer, so the row is read against the goal p99 < 100 ms.
+Arrival is the SeaweedFS filer's own commit time of each object, read from its
+metadata log after the run (bench/filer_events.py): no observer, no poller, no
+load on the server while mirrord works; close times are wall-clock (time.time)
+on the same host, the clock the filer stamps with.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from pathlib import Path
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from bench.ack import acked_now, wait_mirrord
 from bench.common import (Context, Lsyncd, Mirrord, have, local_target_ini, mirrord_config,
-                          percentile, rsync_target_ini, wait_until)
+                          percentile, rsync_target_ini, s3_target_ini, wait_until)
+from bench.filer_events import appeared
 
 NAME = "latency"
 SIZE = 4096
@@ -65,8 +74,10 @@ class Arrivals(threading.Thread):
         self.inotify.close()
 
 
-def write_files(directory: Path, rate: int, seconds: float) -> dict[str, float]:
-    """Write rate*seconds files of 4 KiB on schedule; returns name -> close time."""
+def write_files(directory: Path, rate: int, seconds: float,
+                clock=time.monotonic) -> dict[str, float]:
+    """Write rate*seconds files of 4 KiB on schedule; returns name -> close time (`clock()`,
+    seconds)."""
     payload = os.urandom(SIZE)
     closed: dict[str, float] = {}
     n = int(rate * seconds)
@@ -82,7 +93,7 @@ def write_files(directory: Path, rate: int, seconds: float) -> dict[str, float]:
             os.write(fd, payload[:8] + i.to_bytes(8, "big") + payload[16:])
         finally:
             os.close(fd)
-        closed[name] = time.monotonic()
+        closed[name] = clock()
     return closed
 
 
@@ -122,6 +133,34 @@ def run_mirrord(ctx: Context, transport: str, rate: int, seconds: float) -> dict
         return measure(dest / "live", src / "live", rate, seconds)
     finally:
         m.stop()
+
+
+def run_mirrord_s3(ctx: Context, rate: int, seconds: float) -> dict:
+    """mirrord (S3 target, default config) on a live stream; latencies from the filer's log."""
+    work = ctx.fresh_dir(f"lat-m-s3-{rate}")
+    src = work / "src"
+    (src / "live").mkdir(parents=True)
+    bucket = ctx.seaweed().new_bucket()
+    cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=src,
+                         target_ini=s3_target_ini(ctx, bucket, "lat/"))
+    m = Mirrord(ctx, cfg)
+    try:
+        m.start()
+        m.wait_catchup(60)
+        acked = acked_now(m)
+        started = time.time()
+        closed = write_files(src / "live", rate, seconds, clock=time.time)
+        try:   # its own acknowledgement says when to look; stragglers show as missing
+            wait_mirrord(m, len(closed), acked_before=acked, timeout=SETTLE)
+        except RuntimeError as exc:
+            ctx.log(f"latency s3: {exc}")
+    finally:
+        m.stop()
+    seen = appeared(ctx.seaweed(), bucket, "lat/live/", SIZE, since_s=time.time() - started,
+                    log=work / "filer-events.json")
+    lat = [(seen[n] - t) * 1000 for n, t in closed.items() if n in seen]
+    return {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "max": max(lat, default=math.nan),
+            "missing": len(closed) - len(lat), "unobserved_but_present": 0, "files": len(closed)}
 
 
 def run_lsyncd(ctx: Context, transport: str, rate: int, seconds: float) -> dict:
@@ -173,3 +212,27 @@ def run(ctx: Context) -> None:
                     if res["missing"]:
                         rows["p99"].notes.append(f"{tool} rep {rep + 1}: {res['missing']} of "
                                                  f"{res['files']} files not seen within {SETTLE:g} s")
+    run_s3(ctx, *ctx.profile.latency_rates[0])
+
+
+def run_s3(ctx: Context, rate: int, seconds: float) -> None:
+    """The S3 case: mirrord only, at the first (lower) rate."""
+    case = f"s3: {rate} files/s × {seconds:g} s, 4 KiB"
+    rows = {k: ctx.row("1 live latency", case, f"{k} ms", "") for k in ("p50", "p99")}
+    rows["p99"].notes.append("no peer (rclone copy per change is not a fair one); goal p99 < 100 ms; "
+                             "arrival = the SeaweedFS filer's commit time, read after the run")
+    for rep in range(ctx.reps):
+        try:
+            res = run_mirrord_s3(ctx, rate, seconds)
+        except Exception as exc:  # noqa: BLE001 - recorded, the suite goes on
+            ctx.log(f"latency {case} mirrord: FAILED {exc}")
+            rows["p99"].notes.append(f"mirrord rep {rep + 1} failed: {str(exc)[:200]}")
+            continue
+        ctx.log(f"latency {case} mirrord rep {rep + 1}: p50 {res['p50']:.1f} ms, "
+                f"p99 {res['p99']:.1f} ms, max {res['max']:.1f} ms, "
+                f"missing {res['missing']}/{res['files']}")
+        for k in ("p50", "p99"):
+            rows[k].mirrord.append(res[k])
+        if res["missing"]:
+            rows["p99"].notes.append(f"mirrord rep {rep + 1}: {res['missing']} of {res['files']} "
+                                     f"files not on the target within {SETTLE:g} s")

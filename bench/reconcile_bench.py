@@ -13,9 +13,16 @@ RUNS times on the same in-sync tree:
 and the medians, their ratio, and mirrord's peak RSS (ru_maxrss of the child,
 from wait4) are reported. Then 1% drift: 1% of the files are rewritten at the
 source and each tool repairs its own fresh 1% for real (`mirrord reconcile`,
-`rclone sync`), alternating, median of RUNS. rclone is configured entirely by
-environment (RCLONE_CONFIG_BENCH_*), with AWS_CA_BUNDLE unset (Debian's rclone
-refuses to start with it).
+`rclone sync`), alternating which goes first, median of RUNS. rclone is
+configured entirely by environment (RCLONE_CONFIG_BENCH_*), with AWS_CA_BUNDLE
+unset (Debian's rclone refuses to start with it).
+
+Both tools are one-shot: each is timed to its own exit (its acknowledgement)
+and nothing else talks to SeaweedFS meanwhile (issue 15). Each run also reports
+CPU seconds, per 1,000 files of the tree, of the tool (wait4's rusage: the
+process and its reaped children) and of SeaweedFS (its process tree in /proc,
+before and after; bench/cpu.py). After each repair, ONE listing must show every
+key at its size, and the drifted keys with the ETag (MD5) of their new content.
 
   .venv/bin/python bench/reconcile_bench.py                # 100,000 files (the figure)
   .venv/bin/python bench/reconcile_bench.py --files 2000   # quick, for CI
@@ -24,6 +31,7 @@ refuses to start with it).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import tree_cpu  # noqa: E402
 from tests.services.seaweedfs import SeaweedFS  # noqa: E402  (the fixture's server code)
 
 MIRRORD = str(Path(sys.executable).with_name("mirrord"))
@@ -83,25 +92,78 @@ def rclone_env(weed: SeaweedFS) -> dict[str, str]:
 
 def timed(argv: list[str], env: dict | None = None) -> tuple[float, int, str]:
     """Wall seconds, peak RSS in MiB and stdout of one child process."""
+    seconds, rss, text, _cpu = measured(argv, env)
+    return seconds, rss, text
+
+
+def measured(argv: list[str], env: dict | None = None,
+             server_pid: int | None = None) -> tuple[float, int, str, dict]:
+    """Run one child to its exit: wall seconds, peak RSS in MiB, stdout, and CPU seconds
+    {"tool": user + system of the child and its reaped children (wait4),
+     "server": of `server_pid`'s process tree over the same span (NaN when None)}.
+    Raises RuntimeError (with the output's tail) when it exits non-zero."""
     out = tempfile.TemporaryFile()
+    server0 = tree_cpu(server_pid) if server_pid else float("nan")
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)
     _pid, status, usage = os.wait4(proc.pid, 0)
     seconds = time.monotonic() - started
+    server = (tree_cpu(server_pid) if server_pid else float("nan")) - server0
     proc.returncode = os.waitstatus_to_exitcode(status)
     out.seek(0)
     text = out.read().decode(errors="replace")
     if proc.returncode not in (0,):
         raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {text[-2000:]}")
-    return seconds, usage.ru_maxrss // 1024, text
+    return seconds, usage.ru_maxrss // 1024, text, {"tool": usage.ru_utime + usage.ru_stime,
+                                                    "server": server}
 
 
-def drift(paths: list[Path], start: int, count: int) -> None:
+def confirm(client, bucket: str, src: Path, size: int, drifted: list[Path], who: str) -> None:
+    """One listing of the prefix: every source file present at `size` bytes, and each
+    drifted file's ETag equal to the MD5 of its new content (a single-part PutObject's
+    ETag is its MD5, RFC 1864 / S3 PutObject docs). Raises RuntimeError otherwise."""
+    got: dict[str, tuple[int, str]] = {}
+    kwargs = {"Bucket": bucket, "Prefix": PREFIX + "/", "MaxKeys": 1000}
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        for o in page.get("Contents", ()):
+            rel = o["Key"][len(PREFIX) + 1:]
+            if "/.mirrord/" not in "/" + rel:
+                got[rel] = (o["Size"], o["ETag"].strip('"'))
+        if not page.get("IsTruncated"):
+            break
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+    want = {p.relative_to(src).as_posix() for p in src.rglob("*.bin")}
+    wrong = [k for k in want if got.get(k, (None,))[0] != size]
+    if set(got) != want or wrong:
+        raise RuntimeError(f"{who} exited 0, but the bucket lists {len(got)} of {len(want)} "
+                           f"keys, {len(wrong)} missing or of the wrong size: {sorted(wrong)[:3]}")
+    stale = [p for p in drifted
+             if got[p.relative_to(src).as_posix()][1] != hashlib.md5(p.read_bytes()).hexdigest()]
+    if stale:
+        raise RuntimeError(f"{who}: {len(stale)} drifted files still have their old ETag, "
+                           f"e.g. {stale[0].relative_to(src)}")
+
+
+def _r(values: list[float]) -> list[float]:
+    return [round(v, 4) for v in values]
+
+
+def _add_cpu(into: dict[str, list[float]], who: str, cpu: dict, files: int) -> None:
+    """Append one run's CPU seconds per 1,000 files of the tree (tool, then server)."""
+    into[who].append(round(cpu["tool"] * 1000 / files, 4))
+    into["server_" + who].append(round(cpu["server"] * 1000 / files, 4))
+
+
+def drift(paths: list[Path], start: int, count: int) -> list[Path]:
+    """Flip the first byte of `count` files spread over the tree; returns them."""
     step = max(1, len(paths) // count)
-    for p in paths[start::step][:count]:
+    changed = paths[start::step][:count]
+    for p in changed:
         data = bytearray(p.read_bytes())
         data[0] ^= 0xFF
         p.write_bytes(bytes(data))
+    return changed
 
 
 def main() -> int:
@@ -139,30 +201,44 @@ def run(args, base: Path, weed: SeaweedFS) -> int:
     mirrord_dry = [MIRRORD, "-c", str(ini), "reconcile", "--dry-run", "--json"]
     rclone_dry = ["rclone", "sync", "--dry-run", str(src), f"bench:{bucket}/{PREFIX}",
                   "--checkers", "16"]
+    weed_pid = weed.proc.pid
     m_times, r_times, rss = [], [], []
+    dry_cpu = {"mirrord": [], "rclone": [], "server_mirrord": [], "server_rclone": []}
     for i in range(args.runs):
-        s, peak, out = timed(mirrord_dry)
+        s, peak, out, cpu = measured(mirrord_dry, None, weed_pid)
         doc = json.loads(out)["targets"]["s3"]
         assert doc["missing"] == doc["changed"] == doc["extra"] == 0, doc
         m_times.append(s)
         rss.append(peak)
-        s, _peak, _ = timed(rclone_dry, env)
+        _add_cpu(dry_cpu, "mirrord", cpu, args.files)
+        s, _peak, _, cpu = measured(rclone_dry, env, weed_pid)
         r_times.append(s)
+        _add_cpu(dry_cpu, "rclone", cpu, args.files)
         print(f"  run {i + 1}: mirrord {m_times[-1]:.2f}s ({peak} MiB)  rclone {s:.2f}s", flush=True)
 
     count = max(1, args.files // 100)
+    client = weed.client()
     md, rd = [], []
+    fix_cpu = {"mirrord": [], "rclone": [], "server_mirrord": [], "server_rclone": []}
+    mirrord_fix = [MIRRORD, "-c", str(ini), "reconcile", "--json"]
+    rclone_fix = ["rclone", "sync", str(src), f"bench:{bucket}/{PREFIX}",
+                  "--checkers", "16", "--transfers", "16"]
     for i in range(args.runs):
-        drift(paths, 2 * i, count)
-        s, _peak, out = timed([MIRRORD, "-c", str(ini), "reconcile", "--json"])
-        assert json.loads(out)["targets"]["s3"]["changed"] == count, out
-        md.append(s)
-        drift(paths, 2 * i + 1, count)
-        s, _peak, _ = timed(["rclone", "sync", str(src), f"bench:{bucket}/{PREFIX}",
-                             "--checkers", "16", "--transfers", "16"], env)
-        rd.append(s)
-        timed([MIRRORD, "-c", str(ini), "reconcile", "--json"])   # mirrord learns rclone's uploads
-        print(f"  drift {i + 1}: mirrord {md[-1]:.2f}s  rclone {s:.2f}s", flush=True)
+        order = ("mirrord", "rclone") if i % 2 == 0 else ("rclone", "mirrord")
+        for who in order:   # each repairs its own fresh 1 %, A/B then B/A
+            changed = drift(paths, 2 * i + (who == "rclone"), count)
+            if who == "mirrord":
+                s, _peak, out, cpu = measured(mirrord_fix, None, weed_pid)
+                assert json.loads(out)["targets"]["s3"]["changed"] == count, out
+                md.append(s)
+            else:
+                s, _peak, _, cpu = measured(rclone_fix, env, weed_pid)
+                rd.append(s)
+            confirm(client, bucket, src, args.size, changed, who)
+            _add_cpu(fix_cpu, who, cpu, args.files)
+            if who == "rclone":   # untimed: mirrord's state database learns rclone's uploads
+                timed(mirrord_fix)
+        print(f"  drift {i + 1}: mirrord {md[-1]:.2f}s  rclone {rd[-1]:.2f}s", flush=True)
 
     result = {
         "files": args.files, "runs": args.runs,
@@ -170,10 +246,14 @@ def run(args, base: Path, weed: SeaweedFS) -> int:
                             "rclone_median_s": round(statistics.median(r_times), 3),
                             "ratio_mirrord_over_rclone": round(statistics.median(m_times)
                                                                / statistics.median(r_times), 3),
-                            "mirrord_peak_rss_mib": max(rss)},
+                            "mirrord_peak_rss_mib": max(rss),
+                            "mirrord_s": _r(m_times), "rclone_s": _r(r_times),
+                            "cpu_s_per_1k_files": dry_cpu},
         "one_percent_drift": {"changed": count,
                               "mirrord_median_s": round(statistics.median(md), 3),
-                              "rclone_median_s": round(statistics.median(rd), 3)},
+                              "rclone_median_s": round(statistics.median(rd), 3),
+                              "mirrord_s": _r(md), "rclone_s": _r(rd),
+                              "cpu_s_per_1k_files": fix_cpu},
     }
     print(json.dumps(result, indent=2))
     ok = result["in_sync_dry_run"]["ratio_mirrord_over_rclone"] <= 1.0 and max(rss) < 200

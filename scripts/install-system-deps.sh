@@ -13,9 +13,11 @@ have /usr/lib/postgresql/15/bin/initdb || need+=(postgresql-15)
 have systemd-analyze || need+=(systemd)
 have /usr/sbin/visudo || need+=(sudo)   # the Ansible test validates the sudoers drop-in
 have promtool || need+=(prometheus)    # promtool check rules: the shipped alert rules
+have bindfs || need+=(bindfs)          # a FUSE source: writes by "another client" raise no event
+have rclone || need+=(rclone)          # the bench smoke test runs the S3 peer's arm
 for extra in "$@"; do
   case "$extra" in
-    bench) have lsyncd || need+=(lsyncd); have rclone || need+=(rclone) ;;
+    bench) have lsyncd || need+=(lsyncd) ;;
   esac
 done
 
