@@ -1,27 +1,27 @@
 """Recursive inotify watching of one source tree, turned into typed file events.
 
-Kernel events are translated here and nothing else is decided: the daemon
-turns FsEvents into journal changes. Rules, each for a reason:
-- A file is reported on close-after-write or on being renamed into the tree,
-  never on create, so half-written files are never shipped (a hard link,
-  which has no close, is reported on create).
-- A new directory is watched first and scanned second, so files written into
-  it before its watch existed are still reported.
-- MOVED_FROM is held for a short window to pair with its MOVED_TO by cookie;
-  unpaired halves become a delete (moved out) or a create (moved in).
-- Queue overflow and watch-limit errors are reported as events, never dropped:
-  the daemon logs them, counts them and rescans.
-- Nothing is followed through a symlink (IN_DONT_FOLLOW, lstat-based walks).
-- At start-up only directories matter, and most directories of an uploads tree
-  are leaves full of files. Where the file system counts subdirectories in a
-  directory's link count (ext4, xfs, tmpfs), a watched directory whose count
-  says "no subdirectories" is not listed at all. The count is read after the
-  watch is in place, so a subdirectory made later still arrives as an event.
+Kernel events are translated here and nothing else is decided: the daemon turns
+FsEvents into journal changes. Where each watch stands is watch/placing.py's job.
+Rules, each for a reason:
+- A held MOVED_FROM holds the directory's node itself, detached: its events are
+  reported under no path; paired, it is one node move (the kernel confirming, through
+  add_watch, that the node stands at the new name); expired, exactly that node's
+  watches are removed, never whatever now stands at the old path. A MOVED_TO whose
+  source has no node is a new directory there, and its source gets an rmtree.
+  Whatever arrives at a name (CREATE, MOVED_TO) first settles a held MOVED_FROM of that
+  name, so its delete never follows the new arrival.
+- A file is reported on close-after-write, on being renamed or linked into the tree,
+  or once it has been quiet for `quiet` seconds after an IN_MODIFY with no close
+  (truncate(2) by path, writes through a long-lived fd); never on create, so
+  half-written files are not shipped (a hard link, which has no close, is reported on
+  create). IN_ATTRIB (chmod, chown, utime) is an "attr" event.
+- A new directory is watched first and scanned second, so files written into it
+  before its watch existed are still reported.
+- Queue overflow is reported as an event, never dropped: the daemon rescans.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat as stat_mod
@@ -31,55 +31,55 @@ from typing import Callable
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
-from mirrord.fsutil import counts_subdirs_in_nlink
 from mirrord.watch.events import FsEvent, describe  # noqa: F401 - re-exported
+from mirrord.watch.placing import WATCH_MASK, WatchPlaces, join  # noqa: F401 - re-exported
+from mirrord.watch.tree import Node
+from mirrord.watch.unwatched import LIMIT_FILE, Unwatched
 
 log = logging.getLogger("mirrord.watch")
 
-WATCH_MASK = (F.CLOSE_WRITE | F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO
-              | F.DELETE_SELF | F.MOVE_SELF | F.DONT_FOLLOW | F.ONLYDIR | F.EXCL_UNLINK)
+
+class Held:
+    """An unpaired MOVED_FROM: where it left (parent node, name) and, for a watched
+    directory, its node (detached while held); `dirty` carries a pending IN_MODIFY."""
+
+    __slots__ = ("parent", "name", "node", "is_dir", "t", "dirty", "present")
+
+    def __init__(self, parent: Node, name: str, node: Node | None, is_dir: bool, t: float,
+                 dirty: float | None):
+        self.parent, self.name, self.node = parent, name, node
+        self.is_dir, self.t, self.dirty = is_dir, t, dirty
+        self.present = False     # the name still held a watched directory when it left
 
 
-def _join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
+class TreeWatcher(WatchPlaces):
+    """Watches every directory below `root`; `read()` returns FsEvents with relative paths.
 
-
-class TreeWatcher:
-    """Watches every directory below `root`; `read()` returns FsEvents with relative paths."""
+    excluded(rel) -> True for paths never reported or watched; move_window, quiet,
+    rescan_every, retry_first, retry_cap: seconds (see the module docs); clock:
+    monotonic seconds; inotify: an inotify_simple.INotify-like object (tests replay
+    recorded kernel events through it); limit_file: where max_user_watches is read."""
 
     def __init__(self, root: str, excluded: Callable[[str], bool] | None = None, *,
-                 move_window: float = 0.05, clock: Callable[[], float] = time.monotonic):
-        self.root = os.path.abspath(root)
-        self.excluded = excluded or (lambda _p: False)
-        self.move_window = move_window
+                 move_window: float = 0.05, clock: Callable[[], float] = time.monotonic,
+                 quiet: float = 0.2, rescan_every: float = 5.0, retry_first: float = 1.0,
+                 retry_cap: float = 60.0, inotify=None, limit_file: str = LIMIT_FILE):
+        failed = Unwatched(clock, first=retry_first, cap=retry_cap, rescan_every=rescan_every,
+                           limit_file=limit_file)
+        super().__init__(root, excluded, inotify if inotify is not None else INotify(), failed,
+                         move_window)
+        self.quiet = quiet
         self.clock = clock
-        self.inotify = INotify()
-        self.wd_path: dict[int, str] = {}
-        self.path_wd: dict[str, int] = {}
-        self.pending_moves: dict[int, tuple[str, bool, float]] = {}
+        self.held: dict[int, Held] = {}                   # cookie -> held MOVED_FROM
+        self.held_at: dict[tuple[Node, str], int] = {}    # (parent, name) -> cookie
+        self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
         self.overflows = 0
-        self.watch_errors = 0
-        self.leaves_skipped = 0
-        self._leaf_dev: int | None = self._trusted_nlink_device()
 
-    def _trusted_nlink_device(self) -> int | None:
-        """The root's device when its link counts can be trusted, else None."""
-        try:
-            dev = os.stat(self.root).st_dev
-        except OSError:
-            return None
-        return dev if counts_subdirs_in_nlink(self.root) else None
-
-    def _is_leaf(self, full: str) -> bool:
-        """No subdirectory right now, by link count alone (only where that is trustworthy;
-        a directory on another device, like a mount inside the tree, is always listed)."""
-        if self._leaf_dev is None:
-            return False
-        try:
-            st = os.stat(full, follow_symlinks=False)
-        except OSError:
-            return False
-        return st.st_nlink == 2 and st.st_dev == self._leaf_dev
+    def _claim(self, node: Node) -> None:
+        super()._claim(node)
+        for held in self.held.values():
+            if held.node is node:
+                held.node = None
 
     def fileno(self) -> int:
         return self.inotify.fileno()
@@ -88,130 +88,91 @@ class TreeWatcher:
         self.inotify.close()
 
     @property
-    def watched(self) -> int:
-        return len(self.wd_path)
+    def pending_moves(self) -> dict[int, Held]:
+        return self.held
 
-    # ------------------------------------------------------------ watches
     def start(self) -> list[FsEvent]:
         """Watch the whole tree; returns watch_error events (the caller's scan covers files)."""
-        events: list[FsEvent] = []
-        self._add_tree("", scan=False, out=events)
-        return events
+        return self.rewatch()
 
-    def rewatch(self) -> list[FsEvent]:
-        """Add any watch that is missing (after an overflow); inotify reuses existing ones."""
-        events: list[FsEvent] = []
-        self._add_tree("", scan=False, out=events)
-        return events
-
-    def _add_watch(self, rel: str, out: list[FsEvent]) -> bool:
-        full = os.path.join(self.root, rel) if rel else self.root
-        try:
-            wd = self.inotify.add_watch(os.fsencode(full), WATCH_MASK)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                self.watch_errors += 1
-                out.append(FsEvent("watch_error", rel, detail="inotify watch limit reached "
-                                   "(fs.inotify.max_user_watches)"))
-            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                self.watch_errors += 1
-                out.append(FsEvent("watch_error", rel, detail=exc.strerror or str(exc)))
-            return False
-        old = self.wd_path.get(wd)
-        if old is not None and old != rel:
-            self.path_wd.pop(old, None)
-        self.wd_path[wd] = rel
-        self.path_wd[rel] = wd
-        return True
-
-    def _add_tree(self, rel: str, *, scan: bool, out: list[FsEvent]) -> None:
-        """Watch `rel` then walk it: subdirectories get watched, and with scan every
-        file and directory found is reported (they may predate the watch)."""
-        stack = [rel]
-        while stack:
-            cur = stack.pop()
-            if not self._add_watch(cur, out):
-                continue
-            if scan and cur:
-                out.append(FsEvent("mkdir", cur, is_dir=True))
-            full = os.path.join(self.root, cur) if cur else self.root
-            if not scan and self._is_leaf(full):  # checked after the watch: see module doc
-                self.leaves_skipped += 1
-                continue
-            try:
-                with os.scandir(os.fsencode(full)) as it:
-                    entries = list(it)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-                    out.append(FsEvent("watch_error", cur, detail=f"cannot list: {exc.strerror}"))
-                continue
-            for entry in entries:
-                try:  # d_type from the directory listing: no stat per file (start-up on big trees)
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    is_file = not is_dir and scan and entry.is_file(follow_symlinks=False)
-                except OSError:
-                    continue
-                if not (is_dir or is_file):
-                    continue
-                child = _join(cur, os.fsdecode(entry.name))
-                if self.excluded(child):
-                    continue
-                if is_dir:
-                    stack.append(child)
-                else:
-                    out.append(FsEvent("write", child))
-
-    def _forget_tree(self, rel: str, *, remove: bool) -> None:
-        prefix = rel + "/"
-        for path in [p for p in self.path_wd if p == rel or p.startswith(prefix)]:
-            wd = self.path_wd.pop(path)
-            self.wd_path.pop(wd, None)
-            if remove:
-                try:
-                    self.inotify.rm_watch(wd)
-                except OSError:
-                    pass
-
-    def _rename_tree(self, src: str, dst: str) -> None:
-        prefix = src + "/"
-        moved = [(p, wd) for p, wd in self.path_wd.items() if p == src or p.startswith(prefix)]
-        for path, _wd in moved:
-            del self.path_wd[path]
-        for path, wd in moved:
-            new = dst + path[len(src):]
-            self.path_wd[new] = wd
-            self.wd_path[wd] = new
-
-    # ------------------------------------------------------------ events
     def next_deadline(self) -> float | None:
-        """When the oldest unpaired MOVED_FROM must be settled (monotonic seconds)."""
-        if not self.pending_moves:
-            return None
-        return min(t for _p, _d, t in self.pending_moves.values()) + self.move_window
+        """When read() next has timed work (monotonic seconds): a held MOVED_FROM or a
+        set-aside node to settle, a modified file gone quiet, an unwatched retry or rescan."""
+        times = [h.t + self.move_window for h in self.held.values()]
+        if self.limbo:
+            times.append(min(self.limbo.values()) + self.move_window)
+        if self.dirty:
+            times.append(min(self.dirty.values()) + self.quiet)
+        retry = self.failed.next_deadline()
+        if retry is not None:
+            times.append(retry)
+        return min(times) if times else None
 
     def read(self, timeout_ms: int = 0) -> list[FsEvent]:
+        """Events read within `timeout_ms` milliseconds, plus whatever timed work is due."""
         out: list[FsEvent] = []
-        for ev in self.inotify.read(timeout=timeout_ms):
+        events = self.inotify.read(timeout=timeout_ms)
+        self._now = self.clock()
+        for ev in events:
             self._translate(ev, out)
-        self._expire_moves(out, force=False)
+        self._find_missed(out)
+        self._expire(out, force=False)
+        self._retry(out)
+        if self.recheck:
+            self._flush_rechecks(out)
         return out
 
     def settle(self) -> list[FsEvent]:
-        """Turn every held MOVED_FROM into a delete (at shutdown or when its window passed)."""
+        """Everything timed, now: held MOVED_FROMs become deletes, quiet-pending files
+        writes (at shutdown, or in tests)."""
         out: list[FsEvent] = []
-        self._expire_moves(out, force=True)
+        self._now = self.clock()
+        self._find_missed(out)
+        self._expire(out, force=True)
+        if self.recheck:
+            self._flush_rechecks(out)
         return out
 
-    def _expire_moves(self, out: list[FsEvent], *, force: bool) -> None:
-        now = self.clock()
-        for cookie, (rel, is_dir, t) in list(self.pending_moves.items()):
+    def _expire(self, out: list[FsEvent], *, force: bool) -> None:
+        now = self._now
+        for cookie, held in list(self.held.items()):
+            if force or now - held.t >= self.move_window:
+                self._drop_held(cookie, out)
+        for node, t in list(self.limbo.items()):
             if force or now - t >= self.move_window:
-                del self.pending_moves[cookie]
-                if is_dir:
-                    self._forget_tree(rel, remove=True)
-                    out.append(FsEvent("rmtree", rel, is_dir=True))
-                else:
-                    out.append(FsEvent("delete", rel))
+                del self.limbo[node]
+                if node.parent is None:
+                    self._forget(node)
+        for key, t in list(self.dirty.items()) if self.dirty else ():
+            if force or now - t >= self.quiet:
+                del self.dirty[key]
+                prel = self.tree.path(key[0])
+                rel = None if prel is None else join(prel, key[1])
+                if rel is not None and not self.excluded(rel):
+                    out.append(FsEvent("write", rel))
+
+    def _drop_held(self, cookie: int, out: list[FsEvent]) -> None:
+        """A MOVED_FROM whose pair never came: moved out of the tree, a delete."""
+        held = self.held.pop(cookie)
+        if self.held_at.get((held.parent, held.name)) == cookie:
+            del self.held_at[(held.parent, held.name)]
+        if held.node is not None:
+            self._forget(held.node)
+        prel = self.tree.path(held.parent)
+        if prel is None:
+            return
+        if held.present:      # what stands at the name was reported: compare, never delete
+            out.append(FsEvent("rescan", join(prel, held.name), is_dir=True))
+        else:
+            out.append(FsEvent("rmtree" if held.is_dir else "delete", join(prel, held.name),
+                               is_dir=held.is_dir))
+
+    def _settle_at(self, parent: Node, name: str, cookie: int, out: list[FsEvent]) -> None:
+        """Something arrives at parent/name: what left that name before is gone for good,
+        and its delete must go out before the arrival."""
+        held_cookie = self.held_at.get((parent, name))
+        if held_cookie is not None and held_cookie != cookie:
+            self._drop_held(held_cookie, out)
 
     def _translate(self, ev, out: list[FsEvent]) -> None:
         mask = ev.mask
@@ -220,61 +181,171 @@ class TreeWatcher:
             out.append(FsEvent("overflow", detail="inotify event queue overflowed "
                                "(fs.inotify.max_queued_events)"))
             return
-        parent = self.wd_path.get(ev.wd)
+        node = self.tree.by_wd.get(ev.wd)
         if mask & F.IGNORED:
-            if parent is not None:
-                self.wd_path.pop(ev.wd, None)
-                if self.path_wd.get(parent) == ev.wd:
-                    del self.path_wd[parent]
+            self._ignored(node)
             return
-        if parent is None:
+        if node is None:
+            return
+        if mask & F.MODIFY:   # one per write(2): a dict update and nothing else
+            self.dirty[(node, ev.name)] = self._now
+            return
+        prel = self.tree.path(node)
+        if prel is None:      # below a detached directory: a rescan covers it if it returns
+            self.tree.top(node).touched = True
             return
         if mask & (F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT):
-            if parent == "":
+            if node is self.tree.root:
                 out.append(FsEvent("lost", "", detail="the source root was deleted, moved "
                                    "or unmounted"))
             return
-        if not ev.name:
+        if not ev.name:       # IN_ATTRIB on a directory itself also reaches its parent's watch
             return
-        rel = _join(parent, ev.name)
+        name = ev.name
+        rel = join(prel, name)
         if self.excluded(rel):
             return
         is_dir = bool(mask & F.ISDIR)
-        if mask & F.CREATE:
-            self._created(rel, is_dir, out)
-        elif mask & F.CLOSE_WRITE:
+        if self.missed and mask & (F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO):
+            self.missed.pop((node, name), None)
+        if mask & F.CLOSE_WRITE:
+            self.dirty.pop((node, name), None)
             out.append(FsEvent("write", rel))
+        elif mask & F.ATTRIB:
+            out.append(FsEvent("attr", rel, is_dir=is_dir))
+        elif mask & F.CREATE:
+            self._settle_at(node, name, 0, out)
+            self._created(node, name, rel, is_dir, out)
         elif mask & F.DELETE:
-            if is_dir:
-                self._forget_tree(rel, remove=False)
-            out.append(FsEvent("rmtree" if is_dir else "delete", rel, is_dir=is_dir))
+            self._deleted(node, name, rel, is_dir, out)
         elif mask & F.MOVED_FROM:
-            self.pending_moves[ev.cookie] = (rel, is_dir, self.clock())
+            self._moved_from(node, name, is_dir, ev.cookie, out)
         elif mask & F.MOVED_TO:
-            self._moved_to(rel, is_dir, ev.cookie, out)
+            self._settle_at(node, name, ev.cookie, out)
+            self._moved_to(node, name, rel, is_dir, ev.cookie, out)
 
-    def _created(self, rel: str, is_dir: bool, out: list[FsEvent]) -> None:
+    def _ignored(self, node: Node | None) -> None:
+        """The kernel removed a watch (deleted directory, rm_watch, unmount)."""
+        if node is not None:
+            for orphan in self.tree.forget_wd(node.wd):
+                self.limbo[orphan] = self._now
+            self.limbo.pop(node, None)
+            for held in self.held.values():
+                if held.node is node:
+                    held.node = None
+        if self.failed.entries:     # a watch was freed: an unwatched directory may fit now
+            self.failed.retry_all_now()
+
+    def _created(self, parent: Node, name: str, rel: str, is_dir: bool,
+                 out: list[FsEvent]) -> None:
         if is_dir:
-            self._add_tree(rel, scan=True, out=out)
+            self._new_dir(parent, name, rel, out)
             return
         try:
-            st = os.lstat(os.path.join(self.root, rel))
+            st = os.lstat(self._full(rel))
         except OSError:
             return
         if stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
             out.append(FsEvent("write", rel, size=st.st_size))  # a hard link: no close will follow
 
-    def _moved_to(self, rel: str, is_dir: bool, cookie: int, out: list[FsEvent]) -> None:
-        held = self.pending_moves.pop(cookie, None)
-        if held is None:  # moved in from outside the tree: a create
-            if is_dir:
-                self._add_tree(rel, scan=True, out=out)
-            else:
-                out.append(FsEvent("write", rel))
-            return
-        src, _src_is_dir, _t = held
+    def _deleted(self, parent: Node, name: str, rel: str, is_dir: bool,
+                 out: list[FsEvent]) -> None:
+        self.dirty.pop((parent, name), None)
         if is_dir:
-            self._forget_tree(rel, remove=False)  # a directory replaced by the move
-            self._rename_tree(src, rel)
-        out.append(FsEvent("move", rel, src=src, is_dir=is_dir))
+            child = parent.children.get(name)
+            if child is not None:   # its IN_IGNORED follows; until then its place is unknown
+                self._set_aside(child)
+            self.failed.discard((parent, name))
+        out.append(FsEvent("rmtree" if is_dir else "delete", rel, is_dir=is_dir))
 
+    def _moved_from(self, parent: Node, name: str, is_dir: bool, cookie: int,
+                    out: list[FsEvent]) -> None:
+        self._settle_at(parent, name, cookie, out)
+        key = (parent, name)
+        node = parent.children.get(name) if is_dir else None
+        present = False
+        if node is not None:   # the kernel says what stands at the old name by now
+            there = self._place(parent, name, join(self.tree.path(parent) or "", name), out)
+            self.missed.pop(key, None)
+            if there is node:  # still there: something else left (renameat2 RENAME_EXCHANGE,
+                node, present = None, True   # a name reused within the batch)
+                self.recheck[key] = None
+            else:
+                self.limbo.pop(node, None)
+                self.tree.detach(node)
+        if is_dir:
+            self.failed.discard(key)
+        held = Held(parent, name, node, is_dir, self._now, self.dirty.pop(key, None))
+        held.present = present
+        self.held[cookie] = held
+        self.held_at[key] = cookie
+
+    def _moved_to(self, parent: Node, name: str, rel: str, is_dir: bool, cookie: int,
+                  out: list[FsEvent]) -> None:
+        held = self.held.pop(cookie, None)
+        if held is not None and self.held_at.get((held.parent, held.name)) == cookie:
+            del self.held_at[(held.parent, held.name)]
+        src = None
+        if held is not None:
+            sprel = self.tree.path(held.parent)
+            src = None if sprel is None else join(sprel, held.name)
+        if not is_dir:
+            stale = parent.children.get(name)
+            if stale is not None:     # a file renamed over a directory name
+                self._set_aside(stale)
+            out.append(FsEvent("move", rel, src=src) if src is not None else FsEvent("write", rel))
+            if held is not None and held.dirty is not None:
+                self.dirty[(parent, name)] = held.dirty
+            return
+        self._dir_arrived(parent, name, rel, held, src, out)
+
+    def _dir_arrived(self, parent: Node, name: str, rel: str, held: Held | None,
+                     src: str | None, out: list[FsEvent]) -> None:
+        """MOVED_TO of a directory: a rename when the kernel confirms the held node is
+        what now stands at rel, else a new directory here (and src re-checked)."""
+        moved = held.node if held is not None else None
+        before = parent.children.get(name)
+        node = self._place(parent, name, rel, out)
+        if moved is not None and node is None and moved.parent is None:
+            stale = self.tree.attach(moved, parent, name)   # moved on again: its events follow
+            if stale is not None:
+                self.limbo[stale] = self._now
+            node = moved
+        if moved is not None and node is moved:
+            if src is None:
+                out.append(FsEvent("mkdir", rel, is_dir=True))
+                self._walk(moved, rel, scan=True, out=out)
+                return
+            out.append(FsEvent("move", rel, src=src, is_dir=True))
+            if moved.touched:        # events came while it was held: they were not reported
+                moved.touched = False
+                self._walk(moved, rel, scan=False, out=out)
+                out.append(FsEvent("rescan", rel, is_dir=True))
+            return
+        if moved is not None and src is not None:
+            self._recheck(held, moved, src, out)
+        elif src is not None and held.present:
+            self.recheck[(held.parent, held.name)] = None
+        elif src is not None:
+            out.append(FsEvent("rmtree", src, is_dir=True))
+        if node is not None:
+            if before is not None and before is not node:   # renamed over an empty directory:
+                out.append(FsEvent("rmtree", rel, is_dir=True))   # what was shipped below goes
+            self._scan_new(node, rel, out)
+
+    def _recheck(self, held: Held, moved: Node, src: str, out: list[FsEvent]) -> None:
+        """A held directory did not arrive where its MOVED_TO said: ask the kernel what
+        stands at its old name."""
+        there = self._place(held.parent, held.name, src, out)
+        if there is moved:
+            if moved.touched:
+                moved.touched = False
+                self._walk(moved, src, scan=False, out=out)
+                out.append(FsEvent("rescan", src, is_dir=True))
+            return
+        out.append(FsEvent("rmtree", src, is_dir=True))
+        if moved.parent is None:
+            self.limbo[moved] = self._now
+        if there is not None:
+            out.append(FsEvent("mkdir", src, is_dir=True))
+            self._walk(there, src, scan=True, out=out)

@@ -1,0 +1,50 @@
+"""Which watcher backend a source gets: `[source:NAME] watcher = auto | inotify | fanotify`.
+
+fanotify (mirrord.watch.fanotify) puts ONE mark on the source's file system: no
+watch per directory, no fs.inotify.max_user_watches, nothing to walk at start and
+an unlimited event queue. It needs CAP_SYS_ADMIN (the mark, the unlimited queue)
+and CAP_DAC_READ_SEARCH (open_by_handle_at) — fanotify_init(2), fanotify_mark(2) —
+and Linux 5.17 or newer for FAN_RENAME. inotify (mirrord.watch.inotify) needs
+nothing but pays per directory. `auto` takes fanotify when the kernel and the
+process's capabilities allow it, else inotify, and says which and why. The default
+is inotify until the fanotify backend passes the whole exact-stream scenario suite.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mirrord.config import SourceConfig
+from mirrord.errors import FatalError
+from mirrord.logsetup import kv
+from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
+from mirrord.watch.inotify import TreeWatcher
+
+log = logging.getLogger("mirrord.watch")
+
+
+def open_watcher(src: SourceConfig) -> TreeWatcher | FanotifyWatcher:
+    """A started-to-be watcher for `src` (call .start() on it), chosen by `src.watcher`.
+
+    Raises FatalError when `watcher = fanotify` is asked for and is not available here
+    (the message says why: kernel, capability)."""
+    backend, why = choose(src)
+    log.info(kv(msg="watcher", source=src.name, backend=backend, why=why))
+    if backend == "fanotify":
+        return FanotifyWatcher(str(src.path), src.excluded)
+    return TreeWatcher(str(src.path), src.excluded)
+
+
+def choose(src: SourceConfig) -> tuple[str, str]:
+    """(backend, reason) for `src`; FatalError for an explicit fanotify that cannot work."""
+    if src.watcher == "inotify":
+        return "inotify", "[source] watcher = inotify"
+    ok, why = fanotify_available(str(src.path))
+    if src.watcher == "fanotify":
+        if not ok:
+            raise FatalError(f"source {src.name}: [source:{src.name}] watcher = fanotify, but "
+                             f"fanotify is not available here: {why}")
+        return "fanotify", "[source] watcher = fanotify"
+    if ok:
+        return "fanotify", "auto: fanotify is available (one mark for the whole file system)"
+    return "inotify", f"auto: fanotify not available ({why})"
