@@ -57,6 +57,7 @@ class SourceConfig:
     targets: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     dest: str = ""
+    watcher: str = "inotify"  # inotify | fanotify | auto (mirrord.watch.select)
 
     @cached_property  # frozen without slots: cached_property writes __dict__ directly
     def _excluder(self) -> ExcludeMatcher:
@@ -314,7 +315,8 @@ class _Reader:
 
 _MIRRORD_KEYS = {"state_dir", "workers", "heartbeat_interval", "log_level", "log_format",
                  "metrics_listen", "hostname"}
-_SOURCE_KEYS = {"path", "targets", "exclude", "dest"}
+_SOURCE_KEYS = {"path", "targets", "exclude", "dest", "watcher"}
+WATCHERS = ("auto", "inotify", "fanotify")
 _COMMON_TARGET_KEYS = {"type", "workers"}
 _TARGET_KEYS = {
     "local": {"path", "fsync"},
@@ -394,7 +396,16 @@ def _read_source(r: _Reader, section: str, name: str) -> SourceConfig:
         targets=targets,
         exclude=_read_exclude(r, section),
         dest=_normalise_dest(r, section, r.raw(section, "dest", "") or ""),
+        watcher=_read_watcher(r, section),
     )
+
+
+def _read_watcher(r: _Reader, section: str) -> str:
+    value = (r.raw(section, "watcher", "inotify") or "inotify").strip().lower()
+    if value not in WATCHERS:
+        r.problem(section, "watcher", f"must be one of {', '.join(WATCHERS)}, not {value!r}")
+        return "inotify"
+    return value
 
 
 def _read_local(r: _Reader, section: str) -> LocalOptions:
