@@ -1,0 +1,161 @@
+"""Reading the mirror host's sections: [failover] (memcached servers, hooks, the
+site check) and [health].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import socket
+import urllib.parse
+
+from mirrord.config.model import FailoverConfig, HealthConfig, TargetConfig
+from mirrord.config.values import _Reader, parse_duration, parse_hostport, parse_list
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",
+              "pre_failback", "post_failback")
+_HEALTH_KEYS = {"listen", "interval"}
+_FAILOVER_KEYS = {"database", "primary_database", "max_replay_lag", "heartbeat_target",
+                  "max_heartbeat_age", "mode", "link", "readonly", "readwrite", "flag", "message",
+                  "memcached", "reload_command", "connect_timeout", "statement_timeout",
+                  "switchover_timeout", "max_clock_skew", "hook_timeout", "check_url",
+                  "check_pattern", "check_timeout"} | set(HOOK_NAMES)
+
+
+
+def parse_memcached_server(item: str) -> tuple[str, int] | str:
+    """One memcached server: 'host:port', 'host' (port 11211), '[v6addr]:port', or an
+    absolute UNIX socket path ('/run/memcached/memcached.sock', as memcached -s takes it).
+
+    Returns (host, port) or the path; ValueError for anything else (a relative path, a bare
+    IPv6 address without brackets, a port out of range), so check-config refuses what the
+    flush could not reach (a socket path once passed as a host name on port 11211)."""
+    if item.startswith("/"):
+        if "\0" in item or item.endswith("/"):
+            raise ValueError(f"not a socket path: {item!r}")
+        return os.path.normpath(item)
+    if "/" in item:
+        raise ValueError(f"{item!r}: a UNIX socket path must be absolute")
+    if item.startswith("["):
+        addr, closed, port = item[1:].partition("]")
+        port = port[1:] if port.startswith(":") else ("11211" if not port else "x")
+        try:
+            if not closed:
+                raise OSError("no closing bracket")
+            socket.inet_pton(socket.AF_INET6, addr)
+        except OSError:
+            raise ValueError(f"{item!r}: not an IPv6 address in brackets") from None
+        text = f"[{addr}]:{port}"
+    elif item.count(":") > 1:
+        raise ValueError(f"{item!r}: write an IPv6 address in brackets, like [::1]:11211")
+    else:
+        text = item
+    host, port_no = parse_hostport(text, 11211)
+    if ":" not in host and not _HOSTNAME.match(host):
+        raise ValueError(f"{item!r}: not a host name or address")
+    return host, port_no
+
+
+def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:
+    """A comma-separated list of servers; see parse_memcached_server."""
+    problems, servers = [], []
+    for item in parse_list(text):
+        try:
+            servers.append(parse_memcached_server(item))
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems) + " (use host:port, [v6addr]:port or an absolute "
+                         "socket path)")
+    return tuple(servers)
+
+
+def _read_hooks(r: _Reader, s: str) -> tuple[tuple[str, str], ...]:
+    """Hook commands, split like argv (shlex) here so a bad quote is a config error."""
+    hooks = []
+    for name in HOOK_NAMES:
+        text = r.raw(s, name, "") or ""
+        if not text:
+            continue
+        try:
+            if not shlex.split(text):
+                raise ValueError("empty command")
+        except ValueError as exc:
+            r.problem(s, name, f"cannot split into a command line: {exc}")
+            continue
+        hooks.append((name, text))
+    return tuple(hooks)
+
+
+def _read_check(r: _Reader, s: str) -> tuple[str, str]:
+    url = r.raw(s, "check_url", "") or ""
+    pattern = r.raw(s, "check_pattern", "") or ""
+    if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        r.problem(s, "check_url", f"must be an http:// or https:// URL, got {url!r}")
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            r.problem(s, "check_pattern", f"not a regular expression: {exc}")
+        if not url:
+            r.problem(s, "check_pattern", "needs check_url (the page the pattern is matched in)")
+    return url, pattern
+
+
+def _read_health(r: _Reader) -> HealthConfig:
+    s = "health"
+    if not r.parser.has_section(s):
+        return HealthConfig()
+    r.check_keys(s, _HEALTH_KEYS)
+    return HealthConfig(listen=r.get(s, "listen", parse_hostport, HealthConfig.listen),
+                        interval=r.get(s, "interval", parse_duration, 2.0))
+
+
+def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConfig | None:
+    s = "failover"
+    if not r.parser.has_section(s):
+        return None
+    r.check_keys(s, _FAILOVER_KEYS)
+    mode = r.get(s, "mode", str.lower, "symlink")
+    cfg = FailoverConfig(
+        database=r.raw(s, "database", "") or "",
+        primary_database=r.raw(s, "primary_database", "") or "",
+        max_replay_lag=r.get(s, "max_replay_lag", parse_duration, 30.0),
+        heartbeat_target=r.raw(s, "heartbeat_target", "") or "",
+        max_heartbeat_age=r.get(s, "max_heartbeat_age", parse_duration, 60.0),
+        mode=mode,
+        link=r.path(s, "link", follow_links=False),
+        readonly=r.path(s, "readonly"), readwrite=r.path(s, "readwrite"),
+        flag=r.path(s, "flag"),
+        message=r.raw(s, "message", "") or FailoverConfig.message,
+        memcached=r.get(s, "memcached", _parse_memcached, ()),
+        reload_command=r.raw(s, "reload_command", "") or "",
+        connect_timeout=r.get(s, "connect_timeout", parse_duration, 5.0),
+        statement_timeout=r.get(s, "statement_timeout", parse_duration, 5.0),
+        switchover_timeout=r.get(s, "switchover_timeout", parse_duration, 300.0),
+        max_clock_skew=r.get(s, "max_clock_skew", parse_duration, 5.0),
+        hooks=_read_hooks(r, s),
+        hook_timeout=r.get(s, "hook_timeout", parse_duration, 30.0),
+        check_timeout=r.get(s, "check_timeout", parse_duration, 10.0),
+    )
+    url, pattern = _read_check(r, s)
+    cfg = dataclasses.replace(cfg, check_url=url, check_pattern=pattern)
+    if not cfg.database:
+        r.problem(s, "database", "is required: the replica's libpq conninfo")
+    if cfg.heartbeat_target and cfg.heartbeat_target not in targets:
+        r.problem(s, "heartbeat_target", f"names no [target:{cfg.heartbeat_target}] section")
+    if mode == "symlink":
+        for key in ("link", "readonly", "readwrite"):
+            if getattr(cfg, key) is None:
+                r.problem(s, key, "is required with mode = symlink")
+    elif mode == "flagfile":
+        if cfg.flag is None:
+            r.problem(s, "flag", "is required with mode = flagfile")
+    else:
+        r.problem(s, "mode", f"must be symlink or flagfile, got {mode!r}")
+    return cfg
