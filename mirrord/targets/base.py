@@ -16,6 +16,11 @@ Failure contract (checked by tests/targets/test_conformance.py on every target):
   move() and set_meta() raise NotFound when the path is absent.
 - put() is atomic: a reader of the target sees the old object or the complete
   new one, never a partial file, and a failed put leaves no partial object.
+  What a put killed mid-way (kill -9, power loss) left (a temp file, an open
+  multipart upload) is removed by the next open(), unless another mirrord
+  process on this host has the target open (mirrord.targets.sweep).
+- No name is special but `.mirrord` at the root: any other path a user can
+  give a file is stored, listed and deleted like every other.
 - No credential ever appears in an exception message.
 """
 
@@ -106,7 +111,8 @@ class Target(abc.ABC):
 
     # -- lifecycle
     def open(self) -> None:
-        """Connect and check the target is usable; RetryableError if not reachable."""
+        """Connect and check the target is usable; RetryableError if not reachable. When no
+        other mirrord process here has the target open, remove what interrupted puts left."""
 
     def close(self) -> None:
         """Release connections; safe to call twice."""

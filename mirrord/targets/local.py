@@ -1,10 +1,19 @@
 """A directory target: local disk or an NFS mount.
 
-Writes are atomic (temp file beside the destination, fsync, rename, fsync the
-directory), nanosecond mtimes and permission bits are kept (set_meta changes just
-those, on the same inode), and nothing is ever written outside the root:
-paths are checked, and a parent that resolves outside the root is refused.
-A full disk or a vanished mount is retryable; everything else permanent.
+Writes are atomic: the bytes go to a temp file in the target's own area
+`<root>/.mirrord/tmp/`, are fsynced and renamed into place (then the directory
+is fsynced), so no user file name can ever collide with a temp file and the
+listing hides nothing but `.mirrord/` at the root. Nanosecond mtimes and
+permission bits are kept (set_meta changes just those, on the same inode), and
+nothing is ever written outside the root: paths are checked, and a parent that
+resolves outside the root is refused. A full disk or a vanished mount is
+retryable; everything else permanent.
+
+Staging (mirrord.targets.local_stage) is per file system: a destination on
+another mount below the root gets its temp file beside it, recorded first by a
+marker under `.mirrord/tmp/`. open() sweeps `.mirrord/tmp/` (and the files its
+markers name) when no other mirrord process has this target open
+(mirrord.targets.sweep), so a crash mid-copy leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,18 +23,17 @@ import errno
 import os
 import shutil
 import stat as stat_mod
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
-from mirrord.fsutil import atomic_write, fsync_dir
+from mirrord.fsutil import fsync_dir
 from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
-                                  classify_oserror, put_ns)
+                                  classify_oserror)
+from mirrord.targets.local_stage import Staging
+from mirrord.targets.sweep import OpenLock
 from mirrord.treewalk import WalkErrors, file_digest, walk
-
-TMP_PREFIX = ".mirrord-tmp-"
 
 
 class LocalTarget(Target):
@@ -39,6 +47,8 @@ class LocalTarget(Target):
         self.root = os.path.abspath(os.fspath(root))
         self._real_root = os.path.realpath(self.root)
         self.fsync = fsync
+        self._staging = Staging(self.root, fsync=fsync)
+        self._open_lock = OpenLock(f"local:{self._real_root}", os.path.join(self.root, META_DIR))
 
     @classmethod
     def from_config(cls, cfg: TargetConfig) -> "LocalTarget":
@@ -49,13 +59,28 @@ class LocalTarget(Target):
         return f"local:{self.name}({self.root})"
 
     def open(self) -> None:
+        """Create the root and `.mirrord/tmp/`; when no other mirrord process has this target
+        open, remove what an interrupted put left there (sweep)."""
         try:
             os.makedirs(self.root, exist_ok=True)
             if not os.path.isdir(self.root):
                 raise PermanentError(f"{self.describe()}: root is not a directory")
+            self._real_root = os.path.realpath(self.root)
         except OSError as exc:
             raise classify_oserror(exc) from None
-        self._real_root = os.path.realpath(self.root)
+        try:
+            self._staging.prepare()
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise classify_oserror(exc) from None
+            return   # read-only to us (failover reading the heartbeat): nothing to sweep
+        try:
+            self._open_lock.hold(self._staging.sweep)
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+
+    def close(self) -> None:
+        self._open_lock.release()
 
     # ------------------------------------------------------------ helpers
     def _abs(self, path: str) -> bytes:
@@ -131,8 +156,8 @@ class LocalTarget(Target):
 
     @staticmethod
     def _own(relpath: str) -> bool:
-        name = relpath.rsplit("/", 1)[-1]
-        return relpath == META_DIR or name.startswith(TMP_PREFIX)
+        """Only mirrord's area at the root is not listed; every other name is a user's."""
+        return relpath == META_DIR
 
     def stat(self, path: str) -> Entry | None:
         try:
@@ -149,42 +174,13 @@ class LocalTarget(Target):
         full = self._abs(path)
         try:
             parent = self._confined_parent(full)
-            tmp = self._copy_to_temp(local, parent, mtime, mtime_ns, mode)
-            try:
-                if os.path.isdir(full) and not os.path.islink(full):
-                    shutil.rmtree(full)
-                os.replace(tmp, full)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            self._staging.install(local, full, parent, mtime=mtime, mtime_ns=mtime_ns, mode=mode)
             if self.fsync:
                 fsync_dir(parent)
             st = os.lstat(full)
         except OSError as exc:
             raise classify_oserror(exc) from None
         return self._entry(path, st)
-
-    def _copy_to_temp(self, local: str, parent: bytes, mtime: float, mtime_ns: int,
-                      mode: int | None) -> bytes:
-        with open(local, "rb") as src:
-            st = os.fstat(src.fileno())
-            mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
-            mtime_ns = put_ns(mtime, mtime_ns, st)
-            fd, tmp = tempfile.mkstemp(prefix=os.fsencode(TMP_PREFIX), dir=parent)
-            try:
-                with os.fdopen(fd, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-                    dst.flush()
-                    if self.fsync:
-                        os.fsync(dst.fileno())
-                os.chmod(tmp, mode)   # mkstemp made it 0600; exactly the source's bits, no umask
-                os.utime(tmp, ns=(mtime_ns, mtime_ns))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        return tmp
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         full = self._abs(path)
@@ -269,10 +265,11 @@ class LocalTarget(Target):
 
     # ------------------------------------------------------------ meta
     def write_meta(self, name: str, data: bytes) -> None:
-        meta = Path(self.root, META_DIR)
+        """Atomically replace `.mirrord/<name>`, staged in .mirrord/tmp like every put."""
+        meta = os.path.join(os.fsencode(self.root), META_DIR.encode())
         try:
-            meta.mkdir(parents=True, exist_ok=True)
-            atomic_write(meta / name, data, fsync=self.fsync)
+            os.makedirs(meta, exist_ok=True)
+            self._staging.write(os.path.join(meta, os.fsencode(name)), data)
         except OSError as exc:
             raise classify_oserror(exc) from None
 

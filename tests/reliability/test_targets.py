@@ -109,7 +109,7 @@ def test_local_target_disk_full_then_space_freed(tmp_path, seaweedfs, sshd):
             subprocess.run(["mount", "-o", "remount,size=16m", str(mnt)], check=True)
             e.converge(timeout=300)                         # retried with backoff, then drained
             assert e.daemon.stop() == 0
-            assert not [n for n in os.listdir(mnt) if n.startswith(".mirrord-tmp-")]
+            assert os.listdir(mnt / ".mirrord" / "tmp") == []   # no staged copy left behind
         finally:
             e.close()
 

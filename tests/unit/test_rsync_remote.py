@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mirrord.errors import PermanentError, RetryableError
-from mirrord.targets.rsync_remote import (MetaDone, classify_stderr, meta_record, parse_answers,
+from mirrord.targets.rsync.remote import (MetaDone, classify_stderr, meta_record, parse_answers,
                                           parse_record)
 
 

@@ -7,8 +7,7 @@ import subprocess
 import pytest
 
 from mirrord.config import RsyncOptions
-from mirrord.targets import rsync
-from mirrord.targets.rsync import AES_FIRST_CIPHERS, RsyncTarget, cpu_has_aes
+from mirrord.targets.rsync import AES_FIRST_CIPHERS, RsyncTarget, connection, cpu_has_aes
 
 
 def write(tmp_path, text: str) -> str:
@@ -30,8 +29,8 @@ def test_cpu_without_aes_or_unreadable_keeps_ssh_order(tmp_path):
 
 
 def ssh_argv(monkeypatch, *, aes: bool, ssh_command: str = "ssh") -> list[str]:
-    monkeypatch.setattr(rsync, "cpu_has_aes", lambda: aes)
-    return RsyncTarget("t", RsyncOptions(host="h", path="/m", ssh_command=ssh_command))._ssh_base()
+    monkeypatch.setattr(connection, "cpu_has_aes", lambda: aes)
+    return RsyncTarget("t", RsyncOptions(host="h", path="/m", ssh_command=ssh_command)).conn.ssh_base()
 
 
 def effective(argv: list[str], option: str) -> str:

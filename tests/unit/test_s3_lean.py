@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from mirrord.errors import RetryableError
 from mirrord.targets.s3 import S3Target, classify
-from mirrord.targets.s3_lean import LeanRequests, _proxy_applies, headers_from_args
+from mirrord.targets.s3.lean import LeanRequests, _proxy_applies, headers_from_args
 
 SLOW_DOWN = (b"<?xml version='1.0'?><Error><Code>SlowDown</Code>"
              b"<Message>Please reduce your request rate.</Message></Error>")

@@ -1,6 +1,6 @@
 """The shell the rsync target runs on the mirror host, and the parsing of what it prints.
 
-Every script runs cd'ed into the target root (RsyncTarget._in_root) under a POSIX
+Every script runs cd'ed into the target root (RsyncTarget.in_root) under a POSIX
 sh with GNU find/xargs/touch (Debian). Paths never reach the shell as code: they
 arrive on stdin, NUL-separated through xargs -0, or quoted by q(). Listing and
 stat records are find(1) -printf lines "TYPE MTIME SIZE MODE ./path" (%T@ with
@@ -32,6 +32,13 @@ from dataclasses import dataclass
 
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.base import Entry, format_ns, ns_to_float, parse_ns
+
+RSYNC_TMP = b".mirrord/rsync-tmp"   # rsync's --temp-dir and write_meta's temp files, swept at open()
+RETRY_EXIT = {5, 10, 12, 14, 20, 21, 22, 30, 35, 255}   # rsync: connection, protocol start, timeout, signals
+EXIT_ABSENT = 100           # our remote scripts: the path is not there
+EXIT_NO_ROOT = 97           # our remote scripts: cannot cd into the target root
+LONG_TIMEOUT = 3600.0       # seconds; dead links are caught sooner by ServerAlive: this only
+                            # stops a command (a big tree removal, a batch) hanging on the host
 
 DISK_FULL = (b"No space left on device", b"Disk quota exceeded")
 PERMANENT = (b"Permission denied", b"File name too long", b"Operation not permitted",
@@ -80,6 +87,18 @@ done' sh
 STAT_MANY = rb"""xargs -0 -r sh -c 'find "$@" -maxdepth 0 \( -type d -printf "d %T@ 0 %m %p\0" \) \
   -o \( -type f -printf "f %T@ %s %m %p\0" \) 2>/dev/null; exit 0' sh
 """
+
+
+def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool) -> bytes:
+    """open(): create the root and RSYNC_TMP, print rsync's version line; with `sweep`,
+    also remove everything in RSYNC_TMP (rsync's partial temp files, write_meta's) and the
+    `.mirrord/.meta.*` temp files older versions wrote. Exit 1 when the root cannot be made."""
+    tmp = q(root + b"/" + RSYNC_TMP)
+    script = b"mkdir -p -- %s %s || exit 1\n" % (q(root), tmp)
+    if sweep:
+        script += (b"find %s -mindepth 1 -delete || exit 1\n"
+                   b"rm -f -- %s/.mirrord/.meta.*\n" % (tmp, q(root)))
+    return script + b"%s --version | head -n 1" % rsync_path
 
 
 def q(value: bytes) -> bytes:

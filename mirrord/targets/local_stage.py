@@ -1,0 +1,185 @@
+"""Where the local target writes a file before it is renamed into place, and the sweep
+of what an interrupted write left.
+
+A put copies the source into a temp file under the target's own area
+`<root>/.mirrord/tmp/` (same file system as the root, so rename(2) is atomic and
+no user file name can ever collide with a temp name), fsyncs it, gives it its
+mode and mtime and renames it over the destination. rename(2) cannot cross
+mounts (EXDEV): a destination on another mount below the root (or another mount
+of the same file system, which has the same device number) gets its temp file
+beside it instead, named `.mirrord-stage-<random>`, and a marker file naming it
+(`.mirrord/tmp/beside-*`) is written and synced before that temp file exists.
+So whatever a crash cuts short is found by sweep(): everything in
+`.mirrord/tmp/` and each file a marker names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat as stat_mod
+import tempfile
+
+from mirrord.errors import PermanentError
+from mirrord.fsutil import fsync_dir
+from mirrord.targets.base import META_DIR, check_relpath, put_ns
+
+STAGE_DIR = META_DIR + "/tmp"        # temp files while they are written
+BESIDE_PREFIX = ".mirrord-stage-"    # a temp file beside its destination (another mount)
+MARKER_PREFIX = "beside-"            # in STAGE_DIR: names the beside temp file being written
+
+
+class Staging:
+    """Temp files of one local target rooted at `root` (absolute); `fsync` as configured."""
+
+    def __init__(self, root: str, *, fsync: bool):
+        self.root = os.fsencode(root)
+        self.dir = os.path.join(self.root, STAGE_DIR.encode())
+        self.fsync = fsync
+        self._dev: int | None = None
+
+    def prepare(self) -> None:
+        """Create `.mirrord/tmp/` and note its device. OSError as the file system says."""
+        os.makedirs(self.dir, exist_ok=True)
+        self._dev = os.stat(self.dir).st_dev
+
+    # ------------------------------------------------------------ writing
+    def install(self, local: str, full: bytes, parent: bytes, *, mtime: float, mtime_ns: int,
+                mode: int | None) -> None:
+        """Copy the file at `local` to a temp file and rename it over `full` (in `parent`,
+        which exists), with `mode` (None: the local file's) and the mtime put_ns() picks.
+        A directory at `full` is replaced. OSError on failure; no temp file is left."""
+        if self._dev is None:   # put() before open()
+            self.prepare()
+        beside = os.stat(parent).st_dev != self._dev
+        try:
+            self._install(local, full, parent, beside, mtime, mtime_ns, mode)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV or beside:
+                raise
+            # the same device number on another mount (a bind mount): rename(2) still refuses
+            self._install(local, full, parent, True, mtime, mtime_ns, mode)
+
+    def _install(self, local: str, full: bytes, parent: bytes, beside: bool, mtime: float,
+                 mtime_ns: int, mode: int | None) -> None:
+        marker = None
+        if beside:
+            marker, fd, tmp = self._temp_beside(parent)
+        else:
+            fd, tmp = self._temp()
+        try:
+            self._copy(fd, local, tmp, mtime, mtime_ns, mode)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            os.replace(tmp, full)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        finally:
+            if marker is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(marker)
+
+    def write(self, dest: bytes, data: bytes, *, mode: int = 0o644) -> None:
+        """Atomically replace `dest` (on the root's file system, e.g. `.mirrord/heartbeat.json`)
+        with `data`, staged like a put. OSError on failure; no temp file is left."""
+        fd, tmp = self._temp()
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                if self.fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if self.fsync:
+            fsync_dir(os.path.dirname(dest))
+
+    def _temp(self, prefix: str = "tmp") -> tuple[int, bytes]:
+        """A new temp file in `.mirrord/tmp/` (recreated if someone removed it)."""
+        try:
+            return tempfile.mkstemp(prefix=prefix.encode(), dir=self.dir)
+        except FileNotFoundError:
+            os.makedirs(self.dir, exist_ok=True)
+            return tempfile.mkstemp(prefix=prefix.encode(), dir=self.dir)
+
+    def _temp_beside(self, parent: bytes) -> tuple[bytes, int, bytes]:
+        """(marker, fd, temp path) for a new temp file in `parent`."""
+        while True:
+            tmp = os.path.join(parent, (BESIDE_PREFIX + secrets.token_hex(8)).encode())
+            mfd, marker = self._temp(MARKER_PREFIX)
+            try:
+                with os.fdopen(mfd, "wb") as fh:
+                    fh.write(os.path.relpath(tmp, self.root))
+                    if self.fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:   # a user's file has this very name: pick another
+                os.unlink(marker)
+                continue
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(marker)
+                raise
+            return marker, fd, tmp
+
+    def _copy(self, fd: int, local: str, tmp: bytes, mtime: float, mtime_ns: int,
+              mode: int | None) -> None:
+        """Write `local`'s bytes into the open temp file `fd` (closed here), then give the
+        temp file the mode and mtime the destination must have."""
+        with os.fdopen(fd, "wb") as dst, open(local, "rb") as src:
+            st = os.fstat(src.fileno())
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            if self.fsync:
+                os.fsync(dst.fileno())
+        mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
+        os.chmod(tmp, mode)   # the temp file was made 0600; exactly the source's bits, no umask
+        ns = put_ns(mtime, mtime_ns, st)
+        os.utime(tmp, ns=(ns, ns))
+
+    # ------------------------------------------------------------ after a crash
+    def sweep(self) -> int:
+        """Remove every temp file an interrupted write left: all of `.mirrord/tmp/` and the
+        temp file each marker there names. Only while no write runs on this target
+        (LocalTarget.open makes sure). Returns how many entries of `.mirrord/tmp/` went."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            full = os.path.join(self.dir, name)
+            if name.startswith(MARKER_PREFIX.encode()):
+                self._remove_beside(full)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full)
+                else:
+                    os.unlink(full)
+        return len(names)
+
+    def _remove_beside(self, marker: bytes) -> None:
+        """Unlink the temp file `marker` names if it is one of ours: a regular file with the
+        reserved prefix, inside the root, no symlink among its parents."""
+        try:
+            with open(marker, "rb") as fh:
+                rel = check_relpath(os.fsdecode(fh.read()))
+            full = os.path.join(self.root, os.fsencode(rel))
+            if not os.path.basename(full).startswith(BESIDE_PREFIX.encode()):
+                return
+            real_root = os.path.realpath(self.root)
+            if not os.path.realpath(os.path.dirname(full)).startswith(real_root + b"/"):
+                return
+            if stat_mod.S_ISREG(os.lstat(full).st_mode):
+                os.unlink(full)
+        except (OSError, PermanentError, ValueError):
+            return   # gone already, or not a path we could have written: leave it

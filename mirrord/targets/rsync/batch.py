@@ -1,0 +1,212 @@
+"""Applying one planned rsync batch on the mirror host.
+
+Deletions and tree removals run first as one remote command; then the
+metadata-only items as one remote script (mirrord.targets.rsync.remote:
+chmod + touch to the nanosecond, same inode; an item whose file the host lost
+joins the batch's rsync run); then ONE rsync per group:
+`--files-from=- --from0 --protect-args` with the NUL-separated relative paths
+on stdin, so a file name is never an option or shell word. No -r (a directory
+item creates just the directory), no -l/-D (a symlink is never followed or
+copied), -t -p keep nanosecond mtimes and permissions, temp files go to
+`.mirrord/rsync-tmp` and are renamed into place (atomic, never listed, swept
+at open()), and `--delete-missing-args` deletes whatever vanished in between.
+Staged runs (items without a source tree) use --no-implied-dirs, so the 0755
+staging parents never overwrite the modes of directories on the host. When
+rsync reports partial failure, one remote stat of the group decides which
+items failed. Every error is captured on its item's SyncResult.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from typing import TYPE_CHECKING, Sequence
+
+from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.targets.base import Entry, SyncItem, SyncResult, classify_oserror, ns_to_float
+from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
+from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RETRY_EXIT, RSYNC_TMP,
+                                          STAT_MANY, MetaDone, classify_stderr, meta_record,
+                                          parse_answers, parse_record, tail)
+
+if TYPE_CHECKING:
+    from mirrord.targets.rsync.target import RsyncTarget
+
+
+class BatchRunner:
+    """Runs sync() batches for one RsyncTarget (its connection, root and options)."""
+
+    def __init__(self, target: "RsyncTarget"):
+        self.t = target
+
+    def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
+        """One result per item, in order; see the module docstring for the order of work."""
+        results: list[SyncResult | None] = [None] * len(items)
+        plan = Plan()
+        seen = SourceDirs()
+        for i, item in enumerate(items):
+            try:
+                plan_item(i, item, plan, seen)
+            except (PermanentError, RetryableError) as exc:
+                results[i] = SyncResult(item, error=exc)
+            except OSError as exc:
+                results[i] = SyncResult(item, error=classify_oserror(exc))
+        failed = self._apply_deletes(plan.deletes)
+        for index, exc in failed.items():
+            results[index] = SyncResult(items[index], error=exc)
+        plan.metas = [m for m in plan.metas if m.index not in failed]
+        if plan.metas:
+            self._apply_metas(items, results, plan)
+        for (src, dest), wants in plan.groups.items():
+            self._apply_group(items, results, src, dest, [w for w in wants if w.index not in failed])
+        if plan.staged:
+            self._apply_staged(items, results, [w for w in plan.staged if w.index not in failed])
+        return [r if r is not None else SyncResult(items[i]) for i, r in enumerate(results)]
+
+    def _apply_metas(self, items, results, plan: Plan) -> None:
+        """Run the metadata script for every meta-only item at once; an item whose file is
+        not on the host joins the batch's rsync run (or fails NotFound with nothing to send)."""
+        answers, why = self._run_metas([(m.index, m.path, m.mode, m.mtime_ns) for m in plan.metas])
+        for m in plan.metas:
+            item, got = items[m.index], answers.get(m.index, "E")
+            if isinstance(got, MetaDone):
+                entry = Entry(item.path, got.size, ns_to_float(got.mtime_ns),
+                              mtime_ns=got.mtime_ns, mode=got.mode)
+                results[m.index] = SyncResult(item, entry)
+            elif got == "A" and m.send is not None:
+                key, want = m.send
+                (plan.staged if key == (b"", b"") else plan.groups.setdefault(key, [])).append(want)
+            elif got == "A":
+                results[m.index] = SyncResult(item, error=NotFound(
+                    f"{item.path!r} is not a file on {self.t.describe()}"))
+            else:
+                results[m.index] = SyncResult(item, error=why)
+
+    def _run_metas(self, records: list[tuple[int, bytes, int | None, int]]
+                   ) -> tuple[dict[int, MetaDone | str], Exception]:
+        """One remote script for all (index, path, mode, mtime_ns): answers by index, and the
+        error to report for the indexes that failed or were not answered."""
+        data = b"".join(meta_record(*r) + b"\0" for r in records)
+        try:
+            proc = self.t.conn.run(self.t.in_root(META_SCRIPT), data, timeout=LONG_TIMEOUT)
+        except (RetryableError, PermanentError) as exc:
+            return {}, exc
+        return parse_answers(proc.stdout), classify_stderr(
+            proc.stderr, f"{self.t.describe()}: cannot set mode/mtime")
+
+    def _apply_deletes(self, deletes: list[tuple[int, bytes, bool]]) -> dict[int, Exception]:
+        if not deletes:
+            return {}
+        records = {(b"T" if tree else b"F") + b"./" + path: i for i, path, tree in deletes}
+        try:
+            proc = self.t.conn.run(self.t.in_root(DELETE), b"\0".join(records) + b"\0", timeout=LONG_TIMEOUT)
+        except (RetryableError, PermanentError) as exc:
+            return {i: exc for i in records.values()}
+        failed = [r for r in proc.stdout.split(b"\0") if r in records]
+        if proc.returncode != 0 and not failed:
+            exc = classify_stderr(proc.stderr, f"{self.t.describe()}: delete failed")
+            return {i: exc for i in records.values()}
+        return {records[r]: classify_stderr(proc.stderr, f"{self.t.describe()}: cannot delete "
+                                      f"{os.fsdecode(r[3:])!r}") for r in failed}
+
+    def _apply_staged(self, items, results, wants: list[Want]) -> None:
+        """Items that do not name their source: stage symlinks to `local`, rsync with -L."""
+        staging = tempfile.mkdtemp(prefix="stage-", dir=self.t.conn.private_dir())
+        try:
+            base = os.fsencode(staging)
+            staged = []
+            for w in wants:
+                try:
+                    stage(base, w)
+                except OSError as exc:
+                    results[w.index] = SyncResult(items[w.index], error=classify_oserror(exc))
+                else:
+                    staged.append(w)
+            self._apply_group(items, results, base, b"", staged, copy_links=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        fix = [w for w in staged if w.fixup and results[w.index].error is None]
+        if fix:
+            answers, why = self._run_metas([(w.index, w.rel, w.mode, w.mtime_ns) for w in fix])
+            for w in fix:
+                if not isinstance(answers.get(w.index), MetaDone):
+                    results[w.index] = SyncResult(items[w.index], error=why)
+
+    def _apply_group(self, items, results, src: bytes, dest: bytes, wants: list[Want], *,
+                     copy_links: bool = False) -> None:
+        if not wants:
+            return
+        errors: dict[int, Exception] = {}
+        try:
+            proc = self._rsync(src, dest, [w.rel for w in wants], copy_links=copy_links)
+        except (RetryableError, PermanentError) as exc:
+            errors = {w.index: exc for w in wants}
+        except OSError as exc:   # no rsync binary here
+            errors = {w.index: classify_oserror(exc) for w in wants}
+        else:
+            if proc.returncode in RETRY_EXIT:
+                exc = RetryableError(f"{self.t.describe()}: rsync exit {proc.returncode}: {tail(proc.stderr)}")
+                errors = {w.index: exc for w in wants}
+            elif proc.returncode != 0:
+                errors = self._verify(dest, wants, proc)
+        for w in wants:
+            item = items[w.index]
+            error = errors.get(w.index)
+            results[w.index] = (SyncResult(item, error=error) if error
+                                else SyncResult(item, w.entry(item.path)))
+
+    def _rsync(self, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool):
+        o = self.t.opts
+        rsh = " ".join(shlex.quote(a) for a in self.t.conn.client_argv())
+        host = f"[{o.host}]" if ":" in o.host else o.host
+        remote = os.fsencode(f"{o.user}@{host}:" if o.user else f"{host}:") + self.t.root
+        remote += (b"/" + dest if dest else b"") + b"/"
+        # --ignore-times: every path handed over needs sending (the engine decided so); rsync's
+        # own size+mtime quick check would skip a same-size change made within the same second.
+        argv: list[str | bytes] = [
+            "rsync", "--protect-args", "--ignore-times", "--files-from=-", "--from0", "--times",
+            "--perms",
+            "--force", "--delete-missing-args", b"--temp-dir=" + self.t.root + b"/" + RSYNC_TMP,
+            f"--timeout={max(30, math.ceil(o.connect_timeout * 3))}", "-e", rsh]
+        if copy_links:
+            # staged: the staging parents are 0755 stand-ins; never push their modes/mtimes
+            # onto directories on the host (missing ones are made with the host's defaults)
+            argv += ["--copy-links", "--no-implied-dirs"]
+        if dest:
+            argv.append("--mkpath")
+        if o.rsync_path != "rsync":
+            argv.append(f"--rsync-path={o.rsync_path}")
+        argv += ["--", src + b"/", remote]
+        self.t.count_rsync_run()
+        with self.t.conn.session():
+            return subprocess.run(argv, input=b"\0".join(rels) + b"\0", capture_output=True)
+
+    def _verify(self, dest: bytes, wants: list[Want],
+                proc: subprocess.CompletedProcess) -> dict[int, Exception]:
+        """After a partial failure: one remote stat of the group says which items failed."""
+        prefix = b"./" + dest + b"/" if dest else b"./"
+        try:
+            check = self.t.conn.run(self.t.in_root(STAT_MANY), b"\0".join(prefix + w.rel for w in wants) + b"\0")
+        except (RetryableError, PermanentError) as exc:
+            return {w.index: exc for w in wants}
+        remote: dict[bytes, tuple[bytes, int, int]] = {}
+        for rec in filter(None, check.stdout.split(b"\0")):
+            kind, path, size, ns, _mode = parse_record(rec)
+            remote[path] = (kind, size, ns)
+        slack = max(self.t.features.mtime_precision, 1e-6) * 1e9
+        errors: dict[int, Exception] = {}
+        for w in wants:
+            got = remote.get((prefix + w.rel)[2:])
+            if w.kind == "dir":
+                ok = got is not None and got[0] == b"d"
+            else:
+                ok = (got is not None and got[0] == b"f" and got[1] == w.size
+                      and abs(got[2] - w.mtime_ns) <= slack)
+            if not ok:
+                errors[w.index] = classify_stderr(proc.stderr, f"{self.t.describe()}: rsync exit "
+                                            f"{proc.returncode}, {os.fsdecode(w.rel)!r} not transferred")
+        return errors

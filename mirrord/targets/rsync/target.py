@@ -1,0 +1,263 @@
+"""The rsync-over-SSH target: a mirror host reached through one persistent SSH connection.
+
+This module is the Target itself: single operations (stat, put, set_meta,
+delete, mkdir, move, read, checksum, the heartbeat in `.mirrord/`) as remote
+commands, the streamed listing, and open()/close(). Its parts live beside it:
+connection.py (the ssh master and its sessions), remote.py (the shell run on
+the host and the parsing of what it prints), plan.py and batch.py (sync():
+one rsync per group of items). open() also removes, in the same remote
+command, what interrupted transfers left in `.mirrord/rsync-tmp`, when no
+other mirrord process here has this target open (mirrord.targets.sweep).
+
+The remote side needs a POSIX login shell and GNU find/sort/mv/xargs (Debian).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from typing import Iterator, Sequence
+
+from mirrord.config import RsyncOptions, TargetConfig
+from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
+                                  check_relpath, ns_to_float)
+from mirrord.targets.rsync.batch import BatchRunner
+from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
+from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
+                                          PRINTF, RSYNC_TMP, classify_stderr, parse_record,
+                                          prepare_script, q, record_entry, tail)
+from mirrord.targets.sweep import OpenLock
+
+
+class RsyncTarget(Target):
+    type = "rsync"
+
+    def __init__(self, name: str, opts: RsyncOptions):
+        super().__init__(name)
+        self.opts = opts
+        self.root = os.fsencode(opts.path.rstrip("/") or "/")
+        self.features = self._features(1e-6)
+        self.rsync_runs = 0                       # rsync processes started (tests, status)
+        self.conn = SshConnection(opts, self.describe())
+        self._count_lock = threading.Lock()
+        self._open_lock = OpenLock(f"rsync:{opts.user}@{opts.host}:{opts.port}:{opts.path}")
+
+    def _features(self, precision: float) -> Features:
+        # rsync reads the source tree itself (source_root/source_rel): no open fds needed
+        return Features(server_side_move=True, directories=True, mtime_precision=precision,
+                        batch_size=self.opts.batch_size, needs_local_file=False)
+
+    @classmethod
+    def from_config(cls, cfg: TargetConfig) -> "RsyncTarget":
+        assert cfg.rsync is not None
+        return cls(cfg.name, cfg.rsync)
+
+    def describe(self) -> str:
+        o = self.opts
+        user = f"{o.user}@" if o.user else ""
+        return f"rsync:{self.name}({user}{o.host}:{o.port}:{o.path})"
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self) -> None:
+        """Create the root and `.mirrord/rsync-tmp` on the host and check its rsync; when no
+        other mirrord process here has this target open, the same remote command removes
+        what interrupted transfers left in `.mirrord/rsync-tmp` (mirrord.targets.sweep)."""
+        if not self._open_lock.hold(lambda: self._prepare(sweep=True)):
+            self._prepare(sweep=False)
+
+    def _prepare(self, *, sweep: bool) -> None:
+        script = prepare_script(self.root, os.fsencode(self.opts.rsync_path), sweep=sweep)
+        proc = self._run(script)
+        if proc.returncode != 0:
+            raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
+        m = re.search(rb"protocol version (\d+)", proc.stdout)
+        if m is None:
+            raise PermanentError(f"{self.describe()}: no rsync on the mirror host: {tail(proc.stderr)}")
+        if int(m.group(1)) < 31:   # rsync < 3.1 keeps whole seconds only
+            self.features = self._features(1.0)
+
+    def close(self) -> None:
+        self.conn.close()
+        self._open_lock.release()
+
+    def count_rsync_run(self) -> None:
+        with self._count_lock:
+            self.rsync_runs += 1
+
+    # ------------------------------------------------------------ remote commands
+    def _run(self, script: bytes, data: bytes = b"",
+             timeout: float = SHORT_TIMEOUT) -> subprocess.CompletedProcess:
+        return self.conn.run(script, data, timeout)
+
+    def in_root(self, body: bytes) -> bytes:
+        """`body` run cd'ed into the target root (exit EXIT_NO_ROOT when it is not there)."""
+        return b"cd -- %s || exit %d\n%s" % (q(self.root), EXIT_NO_ROOT, body)
+
+    @staticmethod
+    def _rel(path: str) -> bytes:
+        return q(b"./" + os.fsencode(check_relpath(path)))
+
+    def _check(self, proc: subprocess.CompletedProcess, what: str) -> None:
+        if proc.returncode != 0:
+            raise classify_stderr(proc.stderr, f"{self.describe()}: {what}")
+
+    # ------------------------------------------------------------ listing
+    def list(self, prefix: str = "") -> Iterator[Entry]:
+        prefix = prefix.strip("/")
+        if prefix:
+            start = self._rel(prefix)
+            body = (b"[ -e %s ] || [ -L %s ] || { printf 'F 0\\0E 0\\0'; exit 0; }\n" % (start, start)
+                    + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, PRINTF))
+        else:
+            body = (b"exec 3>&1\n{ find . -mindepth 1 \\( -path ./.mirrord -prune \\) -o %s; "
+                    b"printf 'F %%s\\0' $? >&3; }" % PRINTF)
+        body += b" | LC_ALL=C sort -z -t ' ' -k 5\nprintf 'E %s\\0' $?\n"
+        yield from self._stream(self.in_root(body))
+
+    def _stream(self, script: bytes) -> Iterator[Entry]:
+        argv = self.conn.client_argv() + [self.opts.host, script]
+        with self.conn.session(), tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=err, bufsize=0)
+            try:
+                yield from self._parse_stream(proc, err)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.stdout.close()
+                proc.wait()
+
+    def _parse_stream(self, proc: subprocess.Popen, err) -> Iterator[Entry]:
+        rest, ended = b"", False
+        while not ended:
+            chunk = proc.stdout.read(1 << 16)
+            if not chunk:
+                break
+            *records, rest = (rest + chunk).split(b"\0")
+            for rec in records:
+                if rec[:2] in (b"F ", b"E "):
+                    if rec[2:] != b"0":
+                        self._list_failed(proc, err, rec)
+                    ended = rec[:1] == b"E"
+                    continue
+                kind, path, size, ns, mode = parse_record(rec)
+                yield Entry(os.fsdecode(path), size, ns_to_float(ns), is_dir=kind == b"d",
+                            mtime_ns=ns, mode=mode)
+        if not ended:
+            self._list_failed(proc, err, b"the listing ended early")
+
+    def _list_failed(self, proc: subprocess.Popen, err, why: bytes) -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        err.seek(0)
+        stderr = err.read()
+        if proc.returncode == EXIT_NO_ROOT:
+            raise RetryableError(f"{self.describe()}: the target root is not there")
+        raise classify_stderr(stderr or why, f"{self.describe()}: listing failed ({why.decode(errors='replace')})")
+
+    def stat(self, path: str) -> Entry | None:
+        p = self._rel(path)
+        proc = self._run(self.in_root(
+            b"if [ -L %s ] || [ ! -e %s ]; then exit 0; fi\nfind %s -maxdepth 0 %s" % (p, p, p, PRINTF)))
+        self._check(proc, f"cannot stat {path!r}")
+        out = proc.stdout.rstrip(b"\0")
+        if not out:
+            return None
+        return record_entry(path, out)
+
+    # ------------------------------------------------------------ batches
+    def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
+        return BatchRunner(self).sync(items)   # made per call: no target <-> runner cycle
+
+    # ------------------------------------------------------------ single changes
+    def put(self, path: str, local: str, *, size: int, mtime: float,
+            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+        check_relpath(path)
+        return self._one(SyncItem(path, "file", local, size, mtime, mode=mode, mtime_ns=mtime_ns))
+
+    def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
+        """chmod + touch to the nanosecond on the host (remote.META_SCRIPT), same inode; NotFound when
+        no regular file is there (or a symlink is on the way)."""
+        check_relpath(path)
+        return self._one(SyncItem(path, "file", mode=mode, mtime_ns=mtime_ns, meta_only=True))
+
+    def _one(self, item: SyncItem) -> Entry:
+        result = self.sync([item])[0]
+        if result.error is not None:
+            raise result.error
+        return result.entry
+
+    def delete(self, path: str, *, tree: bool = False) -> None:
+        p = self._rel(path)
+        if tree:
+            body = b"rm -rf -- %s" % p   # may be a big tree: no short timeout below
+        else:
+            body = (b"if [ -d %s ] && [ ! -L %s ]; then rmdir -- %s 2>/dev/null; exit 0; fi\n"
+                    b"rm -f -- %s" % (p, p, p, p))
+        self._check(self._run(self.in_root(body), timeout=LONG_TIMEOUT), f"cannot delete {path!r}")
+
+    def mkdir(self, path: str, *, mode: int | None = None) -> None:
+        p = self._rel(path)
+        body = MKDIRS + NOLINK + (b"if [ -L %s ] || { [ -e %s ] && [ ! -d %s ]; }; then rm -f -- %s; fi\n"
+                          b"mkdirs %s" % (p, p, p, p, p))
+        if mode is not None:   # chmod follows symlinks: none may be on the way; no umask applies
+            body += (b" && { nolink %s || { echo 'a symlink is on the way' >&2; exit 1; }; }"
+                     b" && chmod %o %s" % (p, mode, p))
+        self._check(self._run(self.in_root(body)), f"cannot create directory {path!r}")
+
+    def move(self, src: str, dst: str) -> None:
+        s, d = self._rel(src), self._rel(dst)
+        if dst == src or dst.startswith(src + "/"):
+            raise PermanentError(f"{self.describe()}: cannot move {src!r} into itself")
+        parent = dst.rpartition("/")[0]
+        body = b"[ -e %s ] || [ -L %s ] || exit %d\n" % (s, s, EXIT_ABSENT)
+        if parent:
+            body += MKDIRS + b"mkdirs %s || exit 1\n" % self._rel(parent)
+        body += b"rm -rf -- %s && mv -T -- %s %s" % (d, s, d)
+        proc = self._run(self.in_root(body), timeout=LONG_TIMEOUT)
+        if proc.returncode == EXIT_ABSENT:
+            raise NotFound(f"{src!r} is not on {self.describe()}")
+        self._check(proc, f"cannot move {src!r} to {dst!r}")
+
+    def read(self, path: str) -> bytes | None:
+        return self._cat(self._rel(path), path)
+
+    def _cat(self, p: bytes, what: str) -> bytes | None:
+        proc = self._run(self.in_root(
+            b"[ -f %s ] && [ ! -L %s ] || exit %d\nexec cat -- %s" % (p, p, EXIT_ABSENT, p)))
+        if proc.returncode == EXIT_ABSENT:
+            return None
+        self._check(proc, f"cannot read {what!r}")
+        return proc.stdout
+
+    def checksum(self, path: str) -> str | None:
+        p = self._rel(path)
+        proc = self._run(self.in_root(
+            b"[ -f %s ] && [ ! -L %s ] || exit %d\nsha256sum < %s" % (p, p, EXIT_ABSENT, p)))
+        if proc.returncode in (EXIT_ABSENT, 127):   # absent, or no sha256sum on the host
+            return None
+        self._check(proc, f"cannot checksum {path!r}")
+        return proc.stdout.split()[0].decode("ascii")
+
+    # ------------------------------------------------------------ meta
+    @staticmethod
+    def _meta(name: str) -> bytes:
+        if not name or "/" in name or name in (".", "..") or "\0" in name:
+            raise PermanentError(f"bad meta name {name!r}")
+        return q(b"./" + META_DIR.encode() + b"/" + os.fsencode(name))
+
+    def write_meta(self, name: str, data: bytes) -> None:
+        target = self._meta(name)
+        body = (b"mkdir -p %s && t=$(mktemp %s/meta.XXXXXX) || exit 1\n" % (RSYNC_TMP, RSYNC_TMP)
+                + b"if cat >\"$t\" && chmod 644 \"$t\" && mv -f -- \"$t\" %s; then exit 0; fi\n"
+                b"rm -f -- \"$t\"; exit 1" % target)
+        self._check(self._run(self.in_root(body), bytes(data)), f"cannot write {META_DIR}/{name}")
+
+    def read_meta(self, name: str) -> bytes | None:
+        return self._cat(self._meta(name), f"{META_DIR}/{name}")
+

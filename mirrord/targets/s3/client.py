@@ -1,0 +1,87 @@
+"""The S3 target's connection: one botocore client, and the lean transport beside it.
+
+How it talks to S3:
+
+- One botocore client per target, shared by every worker thread (clients are
+  thread-safe; sessions are not, so the session is only used, under a lock, to
+  build the client). Its pool holds enough connections for all workers.
+  Checksums only where S3 requires them (no CRC of every body) and no
+  client-side parameter validation (every request is built here; keys are
+  checked for UTF-8 and length before sending): together ~0.7 ms less CPU per
+  small put than boto3's defaults (2.3 -> 1.6 ms, measured against SeaweedFS),
+  and that CPU is what limits small-file throughput. Short connect and read
+  timeouts, one retry at most: the shipper does its own backoff.
+- Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
+  PutObject, the cheapest request. That request and DeleteObject go through
+  mirrord.targets.s3.lean: signed by botocore's signer, sent on a kept-alive
+  connection, without the SDK's per-call pipeline (0.5 instead of 2.2 ms of CPU
+  per 4 KiB put); any answer but success or "retry later" is asked again through
+  the full client, which then answers for good. Larger ones go through s3transfer, which
+  uses multipart at or above multipart_threshold. S3 makes either atomic: a
+  multipart object appears only on CompleteMultipartUpload, and s3transfer
+  aborts the upload when a part fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.handlers import add_expect_header
+
+from mirrord.config import S3Options
+from mirrord.logsetup import kv
+from mirrord.targets.s3.errors import scrub
+from mirrord.targets.s3.lean import LeanRequests
+
+log = logging.getLogger("mirrord.targets.s3")
+
+SMALL_FILE = 8 << 20            # read whole and sent with one PutObject below this
+TRANSFER_CONCURRENCY = 4        # parts in flight per large upload
+
+
+def make_client(opts: S3Options, *, workers: int, connect_timeout: float, read_timeout: float,
+                name: str, secrets: list[str]) -> tuple[Any, LeanRequests | None]:
+    """A botocore S3 client for `opts` (timeouts in seconds, a pool for `workers` threads)
+    and the lean transport made from it, or None where it cannot be used. `name` and
+    `secrets` are for the debug line saying why (credentials masked)."""
+    o = opts
+    config = Config(
+        region_name=o.region or None,
+        connect_timeout=connect_timeout, read_timeout=read_timeout,
+        retries={"mode": "standard", "total_max_attempts": 2},
+        max_pool_connections=max(10, workers + 2 * TRANSFER_CONCURRENCY),
+        tcp_keepalive=True,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        parameter_validation=False,   # we build every request ourselves; saves ~15% CPU a put
+        s3={"addressing_style": o.addressing_style},
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=o.access_key_id or None,
+        aws_secret_access_key=o.secret_access_key or None,
+        region_name=o.region or None)
+    client = session.client("s3", endpoint_url=o.endpoint_url or None,
+                            verify=o.ca_bundle or None, config=config)
+    # PutObject bodies are small and in memory: `Expect: 100-continue` only adds a round
+    # trip per object (14% of a 4 KiB burst's time in the profile). UploadPart keeps it.
+    client.meta.events.unregister("before-call.s3.PutObject", add_expect_header)
+    try:
+        lean = LeanRequests.for_client(client, session.get_credentials(), o.bucket,
+                                       connect_timeout=connect_timeout,
+                                       read_timeout=read_timeout, ca_bundle=o.ca_bundle)
+    except Exception as exc:  # noqa: BLE001 - the full client still works; it will say why
+        log.debug(kv(msg="lean requests not used", target=name,
+                     error=scrub(f"{type(exc).__name__}: {exc}", secrets)))
+        lean = None
+    return client, lean
+
+
+def transfer_config(threshold: int, chunksize: int) -> TransferConfig:
+    """s3transfer's settings: multipart at or above `threshold` bytes, `chunksize` parts."""
+    return TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunksize,
+                          max_concurrency=TRANSFER_CONCURRENCY,
+                          preferred_transfer_client="classic")

@@ -1,0 +1,107 @@
+"""How the S3 target classifies what boto3, botocore and urllib3 raise, and how its
+messages stay free of credentials.
+
+Errors (mirrord.targets.base states the contract):
+
+| what                                                          | raised         |
+|---------------------------------------------------------------|----------------|
+| connection refused/reset, timeouts, EndpointConnectionError,  | RetryableError |
+| a broken response stream, HTTP 5xx, 408, 429, SlowDown,       |                |
+| Throttling, RequestTimeout, InternalError, ServiceUnavailable |                |
+| NoSuchBucket, AccessDenied, InvalidAccessKeyId,               | PermanentError |
+| SignatureDoesNotMatch, KeyTooLongError, InvalidArgument, any  |                |
+| other 4xx, missing credentials, a name that is not UTF-8 or   |                |
+| whose key is longer than 1024 bytes                           |                |
+| 404 / NoSuchKey on stat, read, read_meta, delete (HEAD has no | None / nothing |
+| body, so stat cannot tell a deleted bucket from a missing key)|                |
+| nothing at the source of a move                               | NotFound       |
+
+Messages say which target, operation and path; they are built from the error
+code and message only, and every configured credential is masked, so no access
+key, secret or signature ever appears in one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from botocore.exceptions import ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import (CredentialRetrievalError, HTTPClientError, IncompleteReadError,
+                                 NoCredentialsError, ParamValidationError,
+                                 PartialCredentialsError)
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from mirrord.errors import PermanentError, RetryableError, TargetError
+from mirrord.logsetup import redact
+from mirrord.targets.base import classify_oserror
+
+RETRYABLE_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequests",
+    "TooManyRequestsException", "RequestLimitExceeded", "RequestThrottled",
+    "RequestThrottledException", "BandwidthLimitExceeded", "RequestTimeout",
+    "RequestTimeoutException", "InternalError", "ServiceUnavailable", "ServiceUnavailableException",
+    "OperationAborted", "PriorRequestNotComplete", "EC2ThrottledException",
+})
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# mimetypes gives no type for compressed files ("x.gz" -> (None, 'gzip')): name the container.
+
+_SIGNED = re.compile(r"(?i)(signature\w*|credential|awsaccesskeyid|x-amz-security-token|"
+                     r"security-?token|access-?key-?id)\s*=\s*[^&\s,;\"']+")
+
+
+def shown(path: str) -> str:
+    """A path quoted for a message; one that is not UTF-8 is shown as its bytes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return repr(os.fsencode(path))
+    return repr(path)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """Mask credentials and request signatures in a message (belt and braces)."""
+    text = _SIGNED.sub(r"\1=***", redact(text))
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def error_code(exc: ClientError) -> tuple[str, int]:
+    err = exc.response.get("Error") or {}
+    meta = exc.response.get("ResponseMetadata") or {}
+    return str(err.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and error_code(exc)[0] in NOT_FOUND_CODES
+
+
+def is_retryable(code: str, status: int) -> bool:
+    return code in RETRYABLE_CODES or status >= 500 or status in (408, 429)
+
+
+def classify(exc: BaseException, where: str) -> TargetError:
+    """Map anything boto3/botocore/urllib3 raises to Retryable or Permanent.
+
+    The message is built from the error code and S3's message only (never the
+    request, its headers or str() of a botocore exception with its kwargs)."""
+    if isinstance(exc, TargetError):
+        return exc
+    if isinstance(exc, ClientError):
+        code, status = error_code(exc)
+        message = str((exc.response.get("Error") or {}).get("Message") or "")
+        text = f"{where}: {code or 'error'} (HTTP {status})" + (f": {message}" if message else "")
+        return (RetryableError if is_retryable(code, status) else PermanentError)(text)
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError, ParamValidationError)):
+        return PermanentError(f"{where}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (BotoConnectionError, HTTPClientError, IncompleteReadError,
+                        CredentialRetrievalError, Urllib3Error, ConnectionError, TimeoutError)):
+        return RetryableError(f"{where}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, OSError):
+        err = classify_oserror(exc)
+        return type(err)(f"{where}: {err}")
+    return PermanentError(f"{where}: {type(exc).__name__}: {exc}")  # other BotoCoreError, bugs
+
+

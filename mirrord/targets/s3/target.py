@@ -1,0 +1,312 @@
+"""The S3 target (`type = s3`): one bucket (and an optional key prefix) through boto3.
+
+This module is the Target: stat, put, delete, reading and mirrord's own area
+`prefix + ".mirrord/"`. Its parts live beside it: keys.py (which paths S3 can
+store, the metadata formats), errors.py (classification, credential-free
+messages), listing.py (listing order, multipart uploads a crash left open),
+copy.py (move and set_meta as server-side copies), client.py and lean.py (the
+botocore client and the lean transport for small puts and deletes).
+
+Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
+PutObject (the lean transport first); larger ones go through s3transfer, which
+uses multipart at or above multipart_threshold. S3 makes either atomic: a
+multipart object appears only on CompleteMultipartUpload, s3transfer aborts the
+upload when a part fails, and open() aborts the uploads a crash left open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat as stat_mod
+import threading
+from typing import Any, Callable, Iterator
+
+from boto3.s3.transfer import create_transfer_manager
+
+from mirrord.config import S3Options, TargetConfig
+from mirrord.errors import PermanentError, RetryableError, TargetError
+from mirrord.logsetup import kv, register_secret
+from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
+                                  classify_oserror, ns_to_float, put_ns)
+from mirrord.targets.s3 import copy, listing
+from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
+from mirrord.targets.s3.errors import (NOT_FOUND_CODES, classify, is_not_found, is_retryable,
+                                       scrub, shown)
+from mirrord.targets.s3.keys import content_type, head_entry, key_for, put_args
+from mirrord.targets.s3.lean import LeanRequests, headers_from_args
+from mirrord.targets.sweep import OpenLock
+
+log = logging.getLogger("mirrord.targets.s3")
+
+COPY_LIMIT = 5 << 30            # CopyObject's limit; above it a multipart copy
+DELETE_BATCH = 1000             # DeleteObjects takes at most this many keys
+
+
+class S3Target(Target):
+    type = "s3"
+    features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
+                        list_mtime=False, batch_size=1)   # small puts: one per worker at a time
+
+    def __init__(self, name: str, opts: S3Options, *, workers: int = 8,
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 list_mode: str = "auto"):
+        super().__init__(name)
+        self.opts = opts
+        self.bucket = opts.bucket
+        self.root = opts.prefix                      # "" or ends with "/"
+        self.workers = max(1, workers)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        if list_mode == "auto":
+            list_mode = "flat" if listing.is_aws(opts.endpoint_url) else "walk"
+        if list_mode not in ("flat", "walk"):
+            raise ValueError(f"list_mode must be auto, flat or walk, not {list_mode!r}")
+        self.list_mode = list_mode
+        self.copy_limit = COPY_LIMIT
+        self._secrets = [s for s in (opts.access_key_id, opts.secret_access_key) if s]
+        for secret in self._secrets:
+            register_secret(secret)
+        self._client: Any = None
+        self._lean: LeanRequests | None = None   # the lean put/delete path, made with the client
+        self._lock = threading.Lock()
+        self._open_lock = OpenLock(f"s3:{opts.endpoint_url}/{opts.bucket}/{opts.prefix}")
+
+    @classmethod
+    def from_config(cls, cfg: TargetConfig) -> "S3Target":
+        assert cfg.s3 is not None
+        return cls(cfg.name, cfg.s3, workers=cfg.workers)
+
+    def describe(self) -> str:
+        return f"s3:{self.name}(s3://{self.bucket}/{self.root})"
+
+    # ------------------------------------------------------------ connection
+    @property
+    def client(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            if self._client is None:
+                self._client, self._lean = make_client(
+                    self.opts, workers=self.workers, connect_timeout=self.connect_timeout,
+                    read_timeout=self.read_timeout, name=self.name, secrets=self._secrets)
+            return self._client
+
+    def open(self) -> None:
+        """Check that the bucket is there and listable with these credentials; when no
+        other mirrord process here has this target open, abort the multipart uploads a
+        crash left open under the prefix (mirrord.targets.sweep)."""
+        self._call("open", "", self.client.list_objects_v2,
+                   Bucket=self.bucket, Prefix=self.root + META_DIR + "/", MaxKeys=1)
+        self._open_lock.hold(self.abort_open_uploads)
+
+    def abort_open_uploads(self) -> int:
+        """listing.abort_open_uploads: abort the multipart uploads under the prefix; how many."""
+        return listing.abort_open_uploads(self)
+
+    def close(self) -> None:
+        self._open_lock.release()
+        with self._lock:
+            client, self._client = self._client, None
+            lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
+        if client is not None:
+            client.close()
+
+    # ------------------------------------------------------------ helpers
+    def _error(self, exc: BaseException, op: str, path: str) -> TargetError:
+        err = classify(exc, f"{self.describe()}: {op} {shown(path)}" if path
+                       else f"{self.describe()}: {op}")
+        text = str(err)
+        clean = scrub(text, self._secrets)
+        return err if clean == text else type(err)(clean)
+
+    def _call(self, op: str, path: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified
+            raise self._error(exc, op, path) from None
+
+    def _key(self, path: str) -> str:
+        """The key for a path we are asked to store; PermanentError if S3 cannot hold it."""
+        return key_for(self.root, path, self.describe())
+
+    def _key_or_none(self, path: str) -> str | None:
+        """The key for a path we look up or delete; None when no such key can exist."""
+        check_relpath(path)
+        try:
+            return self._key(path)
+        except PermanentError:
+            return None
+
+    # ------------------------------------------------------------ listing
+    def list(self, prefix: str = "") -> Iterator[Entry]:
+        return listing.list_entries(self, prefix)
+
+    def _head(self, path: str, key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                return None
+            raise self._error(exc, "stat", path) from None
+
+    def stat(self, path: str) -> Entry | None:
+        key = self._key_or_none(path)
+        head = None if key is None else self._head(path, key)
+        if head is None:
+            return None
+        return head_entry(path, head)
+
+    def checksum(self, path: str) -> str | None:
+        """The sha256 stored at put time; None for objects mirrord did not write."""
+        key = self._key_or_none(path)
+        head = None if key is None else self._head(path, key)
+        return None if head is None else head.get("Metadata", {}).get("sha256")
+
+    # ------------------------------------------------------------ changes
+    def put(self, path: str, local: str, *, size: int, mtime: float,
+            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+        key = self._key(path)
+        small = min(SMALL_FILE, self.opts.multipart_threshold)
+        try:
+            with open(local, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                ns = put_ns(mtime, mtime_ns, st)
+                mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
+                if st.st_size < small:
+                    data = fh.read()
+                    return self._put_small(path, key, data, ns, mode)
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                fh.seek(0)
+                self._put_large(path, key, fh, put_args(self.opts, path, ns, digest, mode))
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        head = self._head(path, key)
+        if head is None:
+            raise RetryableError(f"{self.describe()}: put {shown(path)}: not there after upload")
+        return head_entry(path, head)
+
+    def _put_small(self, path: str, key: str, data: bytes, ns: int, mode: int) -> Entry:
+        digest = hashlib.sha256(data).hexdigest()
+        args = put_args(self.opts, path, ns, digest, mode)
+        mtime = ns_to_float(ns)
+        client = self.client
+        lean = self._lean
+        if lean is not None:
+            try:
+                etag = lean.put(key, data, headers_from_args(args), sha256=digest)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified
+                raise self._error(exc, "put", path) from None
+            if etag is not None:
+                return Entry(path, len(data), mtime, token=etag, mtime_ns=ns, mode=mode)
+        # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
+        resp = self._call("put", path, client.put_object,
+                          Bucket=self.bucket, Key=key, Body=data, **args)
+        if lean is not None:
+            self._give_up_lean("put", path)
+        return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
+
+    def _give_up_lean(self, op: str, path: str) -> None:
+        """The SDK did what the lean request could not: use the SDK from now on."""
+        with self._lock:
+            lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
+            log.warning(kv(msg="lean request refused where the SDK succeeded; using the SDK "
+                               "for every put and delete from now on (slower on bursts)",
+                           target=self.name, op=op, path=path))
+
+    def _put_large(self, path: str, key: str, fh: Any, args: dict[str, Any]) -> None:
+        config = transfer_config(self.opts.multipart_threshold, self.opts.multipart_chunksize)
+        try:
+            with create_transfer_manager(self.client, config) as manager:
+                manager.upload(fh, self.bucket, key, extra_args=args).result()
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "put", path) from None
+
+    def delete(self, path: str, *, tree: bool = False) -> None:
+        key = self._key_or_none(path)
+        if key is not None:
+            self._delete_one(path, key)
+        if tree:
+            below = self.root + path + "/"
+            try:
+                below.encode("utf-8")
+            except UnicodeEncodeError:
+                return  # nothing can be stored below a name S3 cannot hold
+            for page in listing.pages(self, "delete", Prefix=below):
+                self._delete_keys(path, [o["Key"] for o in page.get("Contents", ())])
+
+    def _delete_one(self, path: str, key: str) -> None:
+        client = self.client
+        lean = self._lean
+        try:
+            if lean is not None and lean.delete(key):
+                return
+            client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:  # noqa: BLE001
+            if not is_not_found(exc):
+                raise self._error(exc, "delete", path) from None
+            return
+        if lean is not None:
+            self._give_up_lean("delete", path)
+
+    def _delete_keys(self, path: str, keys: list[str]) -> None:
+        for i in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": k} for k in keys[i:i + DELETE_BATCH]]
+            resp = self._call("delete", path, self.client.delete_objects, Bucket=self.bucket,
+                              Delete={"Objects": batch, "Quiet": True})
+            errors = [e for e in resp.get("Errors", ()) if e.get("Code") not in NOT_FOUND_CODES]
+            if errors:
+                first = errors[0]
+                code = str(first.get("Code", ""))
+                text = (f"{self.describe()}: delete {shown(path)}: {len(errors)} keys not deleted, "
+                        f"first {shown(first.get('Key', ''))}: {code}: {first.get('Message', '')}")
+                raise (RetryableError if is_retryable(code, 0) else PermanentError)(text)
+
+    def mkdir(self, path: str, *, mode: int | None = None) -> None:
+        """S3 has no directories: nothing to do."""
+
+    def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
+        """copy.set_meta: new `mtime` (and, unless None, `mode`) metadata by a self-copy;
+        NotFound when no object is at `path`; RetryableError when it changed meanwhile."""
+        return copy.set_meta(self, path, mode=mode, mtime_ns=mtime_ns)
+
+    def move(self, src: str, dst: str) -> None:
+        copy.move(self, src, dst)
+
+    # ------------------------------------------------------------ reading
+    def read(self, path: str) -> bytes | None:
+        key = self._key_or_none(path)
+        return None if key is None else self._get(path, key)
+
+    def _get(self, path: str, key: str) -> bytes | None:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            with resp["Body"] as body:
+                return body.read()
+        except Exception as exc:  # noqa: BLE001
+            if is_not_found(exc):
+                return None
+            raise self._error(exc, "read", path) from None
+
+    # ------------------------------------------------------------ mirrord's own area
+    def _meta_key(self, name: str) -> str:
+        if not name or "/" in name or name in (".", ".."):
+            raise PermanentError(f"{self.describe()}: bad meta name {name!r}")
+        return f"{self.root}{META_DIR}/{name}"
+
+    def write_meta(self, name: str, data: bytes) -> None:
+        args: dict[str, Any] = {"ContentType": content_type(name)}
+        if self.opts.acl:
+            args["ACL"] = self.opts.acl
+        self._call("write_meta", f"{META_DIR}/{name}", self.client.put_object,
+                   Bucket=self.bucket, Key=self._meta_key(name), Body=bytes(data), **args)
+
+    def read_meta(self, name: str) -> bytes | None:
+        return self._get(f"{META_DIR}/{name}", self._meta_key(name))
+
