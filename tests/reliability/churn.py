@@ -1,7 +1,9 @@
 """Random file-system churn the way users and applications make it.
 
 Creates, overwrites in place, write-then-rename, renames of files and of whole
-directories, deletes of files and of trees, new nested directories. Errors
+directories, deletes of files and of trees, new nested directories, directories
+built under a temporary name and published by a rename, permission-only and
+mtime-only changes of files and directories, truncates by path. Errors
 from racing another writer (a path gone under us) are part of the game and
 ignored. Run as a module for separate writer processes:
 
@@ -19,7 +21,10 @@ import time
 from pathlib import Path
 
 OPS = ("create", "create", "create", "overwrite", "append", "upload", "rename_file",
-       "rename_dir", "mkdir", "delete", "rmtree")
+       "rename_dir", "mkdir", "publish", "delete", "rmtree", "chmod", "chmod_dir", "utime",
+       "truncate")
+FILE_MODES = (0o600, 0o640, 0o644, 0o664)
+DIR_MODES = (0o700, 0o750, 0o755)
 
 
 class Churn:
@@ -99,6 +104,29 @@ class Churn:
         d.mkdir()
         for _ in range(self.rng.randint(0, 3)):
             (d / self._name()).write_bytes(self._data())
+
+    def _publish(self, files, dirs):
+        """Build a directory under a temporary name, then rename it into place at once."""
+        parent = self.rng.choice(dirs)
+        tmp = parent / self._name(".building")
+        tmp.mkdir()
+        for _ in range(self.rng.randint(0, 2)):
+            (tmp / self._name()).write_bytes(self._data())
+        os.rename(tmp, parent / self._name(""))
+
+    def _chmod(self, files, dirs):
+        os.chmod(self.rng.choice(files), self.rng.choice(FILE_MODES))
+
+    def _chmod_dir(self, files, dirs):
+        os.chmod(self.rng.choice([d for d in dirs if d != self.root]), self.rng.choice(DIR_MODES))
+
+    def _utime(self, files, dirs):
+        when = self.rng.randrange(1_000_000_000, 1_700_000_000) * 10**9 + self.rng.randrange(10**9)
+        os.utime(self.rng.choice(files), ns=(when, when))
+
+    def _truncate(self, files, dirs):
+        path = self.rng.choice(files)
+        os.truncate(path, self.rng.randrange(0, max(1, path.stat().st_size)))
 
     def _delete(self, files, dirs):
         self.rng.choice(files).unlink()

@@ -1,0 +1,160 @@
+"""The live stream alone makes every target exact: the real `mirrord run` against a local
+directory, S3 (SeaweedFS) and a mirror host (rsync over sshd), no reconcile in between.
+
+Each test performs one kind of operation that users found left a mirror different
+from the source (a directory swapped with one from outside, created and renamed at
+once, a permission-only or mtime-only change, a truncate by path, directory modes,
+empty directories), waits for the backlog to drain, checks every target is exact
+(tests/exactness.py: bytes, mtime, mode, the set of directories), and then that a
+reconcile dry run proposes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.exactness import wait_exact
+from tests.reliability.conftest import Env, excluded, poll, write_config
+
+
+@pytest.fixture
+def env(tmp_path, seaweedfs, sshd):
+    cfg = write_config(tmp_path, seaweedfs, sshd)
+    # reconcile only on demand: whatever arrives, arrives by the live stream
+    cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = off\n")
+    e = Env(tmp_path, cfg)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def drained(env: Env) -> bool:
+    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
+    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
+
+
+def start(env: Env) -> None:
+    """Start the daemon and wait for the reconcile pass that follows every start, so no
+    later repair can hide what the live stream missed."""
+    env.daemon.start()
+    poll(lambda: all(t.get("last_reconcile") for t in env.daemon.status()["targets"].values()),
+         timeout=120, what="the start-up reconcile pass")
+
+
+def assert_exact(env: Env, *, timeout: float = 90.0) -> None:
+    """Every target equals the source exactly, then a reconcile dry run finds nothing."""
+    poll(lambda: drained(env), timeout=timeout, what="the backlog drained")
+    for target in env.targets.values():
+        wait_exact(env.src, target, timeout=timeout, excluded=excluded)
+    plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
+    proposed = {name: (t.get("would_send", []), t.get("would_delete", []))
+                for name, t in plan["targets"].items()
+                if t.get("would_send") or t.get("would_delete")}
+    assert proposed == {}, f"the live stream left work for reconcile: {proposed}"
+
+
+def write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.write_bytes(data)
+    os.chmod(path, mode)
+
+
+def test_directory_swapped_with_one_from_outside(env, tmp_path):
+    outside = tmp_path / "elsewhere"
+    (outside / "staging").mkdir(parents=True)
+    write(outside / "staging" / "new.jpg", b"staged")
+    gallery = env.src / "gallery"
+    gallery.mkdir()
+    write(gallery / "old.jpg", b"old")
+    start(env)
+    assert_exact(env)
+    os.rename(gallery, outside / "x")
+    os.rename(outside / "staging", gallery)
+    write(outside / "x" / "written-after-moving-out.jpg", b"not ours")
+    poll(lambda: drained(env), timeout=60, what="the swap shipped")
+    write(gallery / "later.jpg", b"later")
+    assert_exact(env)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_directory_created_and_renamed_at_once(env, busy):
+    start(env)
+    if busy:   # a burst in flight while the directory is published
+        burst = env.src / "burst"
+        burst.mkdir()
+        for i in range(300):
+            write(burst / f"f{i:04d}.bin", os.urandom(2048))
+    (env.src / "incoming").mkdir()
+    os.rename(env.src / "incoming", env.src / "2026-11")
+    write(env.src / "2026-11" / "a.jpg", b"published")
+    (env.src / "empty-tmp").mkdir()
+    os.rename(env.src / "empty-tmp", env.src / "empty-published")
+    assert_exact(env)
+
+
+def test_permission_only_changes(env):
+    write(env.src / "private.jpg", b"p" * 100, 0o600)
+    write(env.src / "public.jpg", b"q" * 100, 0o644)
+    start(env)
+    assert_exact(env)
+    os.chmod(env.src / "private.jpg", 0o644)
+    os.chmod(env.src / "public.jpg", 0o600)   # hidden on the primary: hidden on the mirror
+    assert_exact(env)
+
+
+def test_mtime_only_change(env):
+    write(env.src / "a.png", b"a" * 50)
+    start(env)
+    assert_exact(env)
+    os.utime(env.src / "a.png", ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+    assert_exact(env)
+
+
+def test_truncate_by_path(env):
+    write(env.src / "log.txt", b"x" * 10_000)
+    start(env)
+    assert_exact(env)
+    os.truncate(env.src / "log.txt", 1234)
+    assert_exact(env)
+
+
+def test_directory_modes_and_empty_directories(env, tmp_path):
+    start(env)
+    old = os.umask(0o027)
+    try:
+        (env.src / "a" / "b").mkdir(parents=True)     # 0750 under umask 027 (MediaWiki)
+        write(env.src / "a" / "b" / "f.jpg", b"f", 0o640)
+        (env.src / "empty").mkdir()
+        (env.src / "gone").mkdir()
+    finally:
+        os.umask(old)
+    outside = tmp_path / "outside-empty"
+    outside.mkdir()
+    os.chmod(outside, 0o711)
+    assert_exact(env)
+    os.rename(outside, env.src / "moved-in-empty")
+    os.rename(env.src / "empty", env.src / "renamed-empty")
+    os.chmod(env.src / "a", 0o700)
+    (env.src / "gone").rmdir()
+    assert_exact(env)
+    shutil.rmtree(env.src / "a")
+    assert_exact(env)
+
+
+def test_hard_link_rename_over_and_rename_again(env):
+    write(env.src / "orig.jpg", b"o" * 10)
+    write(env.src / "victim.jpg", b"v" * 10)
+    start(env)
+    assert_exact(env)
+    os.link(env.src / "orig.jpg", env.src / "link.jpg")
+    os.rename(env.src / "orig.jpg", env.src / "victim.jpg")
+    (env.src / "d1").mkdir()
+    write(env.src / "d1" / "in.jpg", b"in")
+    os.rename(env.src / "d1", env.src / "d2")
+    os.rename(env.src / "d2", env.src / "d3")
+    assert_exact(env)
