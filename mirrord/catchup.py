@@ -24,12 +24,13 @@ the database says files were shipped (an unmounted mount point looks empty).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from mirrord import journal
 from mirrord.compare import against_shipped
@@ -135,3 +136,21 @@ def _below_unreadable(key: bytes, errors: WalkErrors) -> bool:
         if key.startswith(prefix) or key == prefix:
             return True
     return False
+
+
+def resend_subtree(source: SourceConfig, rel: str, targets: tuple[str, ...]) -> Iterator[list[Change]]:
+    """Chunks of Changes that send the whole directory `rel` again to `targets`: what an
+    outcome's rescan asks for (a move that could not be kept as a move, a tree delete
+    that found a directory again). Used by the daemon's scanner and by the reconcile
+    command alike, so both honour the request."""
+    batch: list[Change] = []
+    root = os.path.join(str(source.path), rel)
+    for entry in walk(root, prefix=rel, excluded=source.excluded):
+        kind = "mkdir" if entry.is_dir else "put"
+        batch.append(Change(source.name, entry.path, kind, size=entry.size, time=time.time(),
+                            targets=targets))
+        if len(batch) >= CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,52 +1,52 @@
 """`mirrord run`: watcher -> journal -> shipper -> targets, in one boring main loop.
 
-The main thread owns the journal. Each cycle it waits (select) on the inotify
-descriptors and a wake-up pipe that workers, scanners and signals write to,
-then: records new changes, records finished work, hands ready ops to free
-workers, writes heartbeats, runs scheduled jobs. Signal handlers only set a
-flag. Scanners (catch-up, subtree re-sends, reconcile) run in a background
-thread and only *propose* changes through a bounded queue.
+The main thread owns the journal, through the Pipeline (mirrord.pipeline). Each
+cycle it waits (select) on the inotify descriptors and a wake-up pipe that
+workers, scanners and signals write to, then: turns watcher events into
+changes, records the scanner's proposals, records finished work, hands ready
+ops to free workers, writes heartbeats, runs the scheduled hooks. Each step is
+guarded on its own; only FATAL errors end the loop. Signal handlers only set a
+flag. The jobs around the loop live beside it: start-up (mirrord.daemon_start),
+watcher events (mirrord.daemon_events), scans and their results
+(mirrord.daemon_scans, run on mirrord.scanner's thread), heartbeats, status and
+metrics (mirrord.daemon_status), reconcile passes (mirrord.reconcile.schedule).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
+import functools
 import logging
 import os
 import queue
-import resource
 import select
 import signal
-import sqlite3
 import threading
 import time
 from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from mirrord import notify, targets as target_registry
-from mirrord.catchup import catch_up
+from mirrord import daemon_start as start, notify
 from mirrord.config import Config, SourceConfig
-from mirrord.errors import FatalError, MirrordError
+from mirrord.daemon_events import EventRouter
+from mirrord.daemon_scans import ReconcileHost, Scans
+from mirrord.daemon_status import Reporter, source_health
+from mirrord.errors import FatalError, JournalError
 from mirrord.journal import Change, Journal, Outcome
 from mirrord.logsetup import kv, register_secret
+from mirrord.pipeline import Pipeline
+from mirrord.scanner import SCAN_QUEUE_CHUNKS, Proposal, Scanner
 from mirrord.shipper import Shipper, SourceGuard
+from mirrord.target_state import TargetStates, ever_in_sync_from
 from mirrord.targets.base import Target
-from mirrord.treewalk import walk
 from mirrord.watch.inotify import FsEvent, TreeWatcher
 
 log = logging.getLogger("mirrord.daemon")
 
-SCAN_QUEUE_CHUNKS = 20          # proposals held in memory at most: 20 x 500 changes
-MAX_JOURNAL_BACKLOG = 200_000   # changes kept in memory while the journal cannot be written
 STOP_GRACE = 30.0               # seconds to let in-flight work finish on SIGTERM
-
-
-def lock_path(cfg: Config) -> Path:
-    return cfg.mirrord.state_dir / "daemon.lock"
+# Errors that end the daemon (exit non-zero: systemd restarts it) instead of being survived.
+FATAL = (FatalError, JournalError, MemoryError)
 
 
 @dataclass
@@ -55,56 +55,13 @@ class Counters:
     watch_errors: int = 0
     root_lost: int = 0
     journal_errors: int = 0
+    cycle_errors: int = 0
     started_at: float = field(default_factory=time.time)
 
 
-class Scanner(threading.Thread):
-    """Runs scan jobs one at a time; each job proposes changes through `proposals`."""
-
-    def __init__(self, proposals: "queue.Queue[list[Change]]", wake: Callable[[], None],
-                 stop: threading.Event):
-        super().__init__(name="scanner", daemon=True)
-        self.jobs: queue.Queue[tuple[str, Callable[[Callable[[list[Change]], None]], object]]] = queue.Queue()
-        self.proposals = proposals
-        self.wake = wake
-        self.stop = stop
-        self.results: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
-        self.busy = False
-
-    def add(self, name: str, job: Callable[[Callable[[list[Change]], None]], object]) -> None:
-        self.jobs.put((name, job))
-
-    def emit(self, changes: list[Change]) -> None:
-        while not self.stop.is_set():
-            try:
-                self.proposals.put(changes, timeout=0.5)
-                self.wake()
-                return
-            except queue.Full:
-                continue
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                name, job = self.jobs.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self.busy = True
-            try:
-                self.results.put((name, job(self.emit)))
-            except Exception as exc:  # noqa: BLE001 - a failed scan is logged, never fatal
-                log.exception(kv(msg="scan failed", job=name))
-                self.results.put((name, exc))
-            finally:
-                self.busy = False
-                self.wake()
-
-    def idle(self) -> bool:
-        return not self.busy and self.jobs.empty() and self.proposals.empty()
-
-
 class Daemon:
-    """One mirror daemon: owns the journal, the watchers, the shipper and the schedule."""
+    """One mirror daemon: owns the journal (via its Pipeline), the watchers, the shipper
+    and the schedule hooks."""
 
     def __init__(self, cfg: Config, *, metrics=None):
         if not cfg.sources:
@@ -114,20 +71,23 @@ class Daemon:
         self.counters = Counters()
         self.stop_requested = threading.Event()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.proposals: queue.Queue[list[Change]] = queue.Queue(maxsize=SCAN_QUEUE_CHUNKS)
-        self.unwritten: list[Change] = []
-        self.unacked: list[Outcome] = []   # outcomes held while the journal cannot be written
+        self.proposals: queue.Queue[Proposal] = queue.Queue(maxsize=SCAN_QUEUE_CHUNKS)
         self.watchers: dict[str, TreeWatcher] = {}
         self.targets: dict[str, Target] = {}
         self.journal: Journal | None = None
         self.shipper: Shipper | None = None
+        self.pipeline: Pipeline | None = None
+        self.target_states: TargetStates | None = None
         self.scanner = Scanner(self.proposals, self.wake, self.stop_requested)
+        self.reporter = Reporter(self)
+        self.events = EventRouter(self)
+        self.scans = Scans(self)
         self.next_heartbeat = 0.0
-        self.heartbeats_in_flight: set[str] = set()
-        self.next_state_save = 0.0
         self.last_watchdog = 0.0
-        self.lock_fd: int | None = None
+        self.lock = None
         self.catchups_pending: set[str] = set()
+        self.subtree_checks_pending: set[tuple[str, str]] = set()
+        self.source_fs: dict[str, str | None] = {}
         # extension points (reconcile scheduling): called from the main thread only
         self.trouble_hooks: list[Callable[["Daemon", SourceConfig, str], None]] = []
         self.scan_hooks: list[Callable[["Daemon", str, object], None]] = []
@@ -146,21 +106,23 @@ class Daemon:
 
     # ------------------------------------------------------------ set-up
     def setup(self) -> None:
-        self._take_lock()
-        _raise_fd_limit()
+        self.lock = start.take_lock(self.cfg)
+        start.raise_fd_limit()
         for t in self.cfg.targets.values():
             if t.s3 is not None:
                 register_secret(t.s3.secret_access_key)
-        self._check_sources()
-        # Watches first: from this moment every change is queued by the kernel, so a
-        # slow journal check or an unreachable target at start costs no missed events.
+        start.check_sources(self.cfg)
         start_events = self._start_watchers()
         opening: dict[str, Future[None]] = {}
         try:
-            self._create_targets()
-            opening = self._start_opening_targets()
+            self.targets.update(start.create_targets(self.cfg))
+            opening = start.start_opening(self.targets)
             routes = {s.name: s.targets for s in self.cfg.sources}
             self.journal = Journal(self.cfg.mirrord.journal_path, routes)
+            self.target_states = TargetStates(routes, targets=self.cfg.targets, ever_in_sync=(
+                ever_in_sync_from(self.journal.get_state("daemon"))))
+            if self.metrics is not None:
+                self.metrics.set_live_window(self.cfg.mirrord.heartbeat_interval)
         except BaseException:
             futures.wait(opening.values())
             for watcher in self.watchers.values():
@@ -171,231 +133,65 @@ class Daemon:
         self.scanner.start()
         for src in self.cfg.sources:
             self.schedule_catch_up(src, reason="start")
-        self._finish_opening_targets(opening)
+        start.finish_opening(opening, self.targets)
         guards = {s.name: SourceGuard(str(s.path)) for s in self.cfg.sources}
         workers = {name: self.cfg.targets[name].workers for name in self.targets}
         self.shipper = Shipper(self.targets, self.cfg.sources, workers, wake=self.wake,
-                               guards=guards, on_outcome=self._observe_outcome)
+                               guards=guards, on_outcome=self.reporter.observe)
+        self.pipeline = Pipeline(self.journal, self.shipper, idle=self._wait,
+                                 on_rescan=self.scans.rescan, on_lost=self.scans.journal_lost,
+                                 on_journal_error=self._count_journal_error)
         for src in self.cfg.sources:
             self._handle_events(src, start_events[src.name])
-
-    def _take_lock(self) -> None:
-        self.cfg.mirrord.state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(self.cfg), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise FatalError(f"another mirrord daemon is running on state_dir "
-                             f"{self.cfg.mirrord.state_dir}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.lock_fd = fd
-
-    def _check_sources(self) -> None:
-        for src in self.cfg.sources:
-            if not src.path.is_dir():
-                raise FatalError(f"source {src.name}: {src.path} is not a directory "
-                                 f"([source:{src.name}] path); refusing to start")
-
-    def _create_targets(self) -> None:
-        used = dict.fromkeys(t for s in self.cfg.sources for t in s.targets)
-        for name in used:
-            self.targets[name] = target_registry.create(self.cfg.targets[name])
-
-    def _start_opening_targets(self) -> dict[str, Future[None]]:
-        """Open every target at once, each on its own thread, while the journal is checked
-        and the catch-up walks. Shipping starts once every open has returned, so a host
-        that drops packets costs its connect_timeout once, not once per target in turn;
-        the watches are already in place, so no change is missed meanwhile."""
-        pool = ThreadPoolExecutor(max_workers=max(1, len(self.targets)), thread_name_prefix="open")
-        opening = {name: pool.submit(target.open) for name, target in self.targets.items()}
-        pool.shutdown(wait=False)   # its threads end with their open
-        return opening
-
-    def _finish_opening_targets(self, opening: dict[str, Future[None]]) -> None:
-        """Wait for the opens. An unreachable target is retried later; anything else (a
-        bug, not a reachability error) stops the start."""
-        for name, opened in opening.items():
-            exc = opened.exception()
-            if isinstance(exc, MirrordError):
-                log.warning(kv(msg="target not reachable at start; will retry", target=name,
-                               error=str(exc)))
-            elif exc is not None:
-                raise exc
-            log.info(kv(msg="target", name=name, at=self.targets[name].describe()))
 
     def _start_watchers(self) -> dict[str, list[FsEvent]]:
         """Watch every source; returns each source's start-up events (watch errors),
         handled once the journal is open."""
         events: dict[str, list[FsEvent]] = {}
         for src in self.cfg.sources:
-            watcher = TreeWatcher(str(src.path), src.excluded)
-            events[src.name] = watcher.start()
-            self.watchers[src.name] = watcher
-            log.info(kv(msg="watching", source=src.name, path=str(src.path),
-                        directories=watcher.watched, leaves_not_listed=watcher.leaves_skipped))
+            self.watchers[src.name], events[src.name] = start.start_watcher(src)
+            self.source_fs[src.name] = start.source_fs(src)
         if self.metrics is not None:
             self.metrics.set_watched_dirs(sum(w.watched for w in self.watchers.values()))
         return events
 
     # ------------------------------------------------------------ scans
     def schedule_catch_up(self, src: SourceConfig, *, reason: str) -> None:
-        if src.name in self.catchups_pending:
-            return
-        self.catchups_pending.add(src.name)
-        dirs = {t: self.targets[t].features.directories for t in src.targets if t in self.targets}
-        db = self.cfg.mirrord.journal_path
+        """Queue a catch-up of `src` (at most one per source at a time)."""
+        self.scans.catch_up(src, reason=reason)
 
-        def job(emit):
-            result = catch_up(db, src, list(src.targets), emit, stop=self.stop_requested,
-                              directories=dirs)
-            return ("catchup", src.name, reason, result)
-
-        self.scanner.add(f"catchup:{src.name}", job)
+    def schedule_subtree_check(self, src: SourceConfig, rel: str) -> None:
+        """Compare one subtree with what was shipped (at most one per subtree queued)."""
+        self.scans.subtree_check(src, rel)
 
     def schedule_subtree(self, src: SourceConfig, rel: str, targets: tuple[str, ...]) -> None:
         """Re-send a whole directory (a move that could not be kept as a move)."""
+        self.scans.subtree(src, rel, targets)
 
-        def job(emit):
-            batch: list[Change] = []
-            root = os.path.join(str(src.path), rel)
-            for entry in walk(root, prefix=rel, excluded=src.excluded):
-                kind = "mkdir" if entry.is_dir else "put"
-                batch.append(Change(src.name, entry.path, kind, size=entry.size,
-                                    time=time.time(), targets=targets))
-                if len(batch) >= 500:
-                    emit(batch)
-                    batch = []
-            if batch:
-                emit(batch)
-            return ("subtree", src.name, rel, None)
-
-        self.scanner.add(f"subtree:{src.name}:{rel}", job)
+    def reconcile_host(self) -> ReconcileHost:
+        """The narrow view the reconcile schedule gets of this daemon."""
+        return ReconcileHost(self)
 
     # ------------------------------------------------------------ events
     def _handle_events(self, src: SourceConfig, events: list[FsEvent]) -> None:
-        now = time.time()
-        changes: list[Change] = []
-        for ev in events:
-            if ev.kind == "write":
-                changes.append(Change(src.name, ev.path, "put", size=ev.size, time=now))
-            elif ev.kind == "delete":
-                changes.append(Change(src.name, ev.path, "delete", time=now))
-            elif ev.kind == "mkdir":
-                changes.append(Change(src.name, ev.path, "mkdir", time=now))
-            elif ev.kind == "rmtree":
-                changes.append(Change(src.name, ev.path, "delete", tree=True, time=now))
-            elif ev.kind == "move":
-                self._record(changes)
-                changes = []
-                self._move(src, ev, now)
-            else:
-                self._trouble(src, ev)
-        self._record(changes)
+        self.events.handle(src, events)
 
-    def _move(self, src: SourceConfig, ev: FsEvent, now: float) -> None:
-        assert ev.src is not None and self.journal is not None
-        try:
-            fallback = self.journal.enqueue_move(src.name, ev.src, ev.path, is_dir=ev.is_dir, when=now)
-        except Exception as exc:  # noqa: BLE001 - journal full or broken: keep as plain changes
-            self._journal_failed(exc)
-            self.unwritten.append(Change(src.name, ev.src, "delete", tree=ev.is_dir, time=now))
-            self.unwritten.append(Change(src.name, ev.path, "mkdir" if ev.is_dir else "put", time=now))
-            if ev.is_dir:
-                self.schedule_subtree(src, ev.path, src.targets)
-            return
-        if fallback and ev.is_dir:
-            self.schedule_subtree(src, ev.path, tuple(fallback))
-
-    def _trouble(self, src: SourceConfig, ev: FsEvent) -> None:
-        if ev.kind == "overflow":
-            self.counters.overflows += 1
-            if self.metrics is not None:
-                self.metrics.overflow()
-            log.warning(kv(msg="inotify overflow: events were lost; rescanning", source=src.name,
-                           detail=ev.detail, overflows=self.counters.overflows))
-            self._handle_events(src, self.watchers[src.name].rewatch())
-            self.schedule_catch_up(src, reason="overflow")
-            self._after_trouble(src, "overflow")
-        elif ev.kind == "watch_error":
-            self.counters.watch_errors += 1
-            if self.metrics is not None:
-                self.metrics.watch_error()
-            log.error(kv(msg="cannot watch a directory: changes below it are caught only by "
-                             "reconcile", source=src.name, path=ev.path, detail=ev.detail))
-            self._after_trouble(src, "watch_error")
-        elif ev.kind == "lost":
-            self.counters.root_lost += 1
-            log.error(kv(msg="source root lost; watching stops until it is back", source=src.name,
-                         path=str(src.path), detail=ev.detail))
-
-    def _after_trouble(self, src: SourceConfig, reason: str) -> None:
-        for hook in self.trouble_hooks:
-            hook(self, src, reason)
-
-    # ------------------------------------------------------------ journal writes
-    def _record(self, changes: list[Change]) -> None:
-        if not changes and not self.unwritten:
-            return
-        assert self.journal is not None
-        pending = self.unwritten + changes
-        try:
-            self.journal.enqueue(pending)
-            self.unwritten = []
-        except Exception as exc:  # noqa: BLE001 - disk full / I/O error: hold and retry
-            self._journal_failed(exc)
-            if len(pending) > MAX_JOURNAL_BACKLOG:
-                log.error(kv(msg="journal unwritable too long: dropping held changes; a full "
-                                 "rescan will follow once it is writable", held=len(pending)))
-                self.unwritten = []
-                for src in self.cfg.sources:
-                    self.catchups_pending.discard(src.name)
-                    self.schedule_catch_up(src, reason="journal-recovered")
-            else:
-                self.unwritten = pending
-
-    def _journal_failed(self, exc: Exception) -> None:
-        self.counters.journal_errors += 1
-        if self.counters.journal_errors in (1, 10, 100) or self.counters.journal_errors % 1000 == 0:
-            log.error(kv(msg="cannot write the journal; holding changes in memory and retrying",
-                         error=str(exc), held=len(self.unwritten)))
+    # ------------------------------------------------------------ journal
+    def _record(self, changes: list[Change], ticket=None) -> None:
+        self.pipeline.record(changes, ticket)
 
     def _ack(self, outcomes: list[Outcome]) -> None:
-        outcomes = self.unacked + outcomes
-        if not outcomes:
-            return
-        assert self.journal is not None
-        try:
-            self.journal.ack(outcomes)
-            self.unacked = []
-        except sqlite3.OperationalError as exc:  # disk full, I/O error: hold and retry, else
-            self._journal_failed(exc)            # the rows stay claimed (never dispatched
-            self.unacked = outcomes              # again) until the next start
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug: never block every later ack on it
-            log.exception(kv(msg="cannot record finished work; redone after restart", ops=len(outcomes)))
-            self._journal_failed(exc)
-            self.unacked = []
-            return
-        failed: dict[tuple[str, int, str], list[str]] = {}
-        for out in outcomes:
-            if out.rescan:
-                self.schedule_subtree(self.cfg.source(out.op.source), out.op.path, (out.op.target,))
-            if out.error is not None and out.op.attempts in (0, 3, 10):
-                failed.setdefault((out.op.target, out.op.attempts + 1, out.error), []).append(out.op.path)
-        for (target, attempt, error), paths in failed.items():
-            log_retrying(target, attempt, error, paths)
+        self.pipeline.ack(outcomes)
 
-    def _observe_outcome(self, out: Outcome) -> None:
-        """Worker-thread hook: metrics only (thread-safe), never the journal."""
-        if self.metrics is None:
-            return
-        kind = out.shipped_kind or out.op.kind
-        if out.error is None:
-            self.metrics.shipped(out.op.target, kind, max(0.0, time.time() - out.op.event_time))
-        else:
-            self.metrics.failed(out.op.target, kind)
+    def _count_journal_error(self, _exc: Exception) -> None:
+        self.counters.journal_errors += 1
+
+    def set_state(self, key: str, value: object) -> None:
+        """Write a status row; a journal error is counted, never worth stopping for."""
+        try:
+            self.journal.set_state(key, value)
+        except Exception as exc:  # noqa: BLE001 - status only
+            self.pipeline.journal_failed(exc)
 
     # ------------------------------------------------------------ cycle
     def run(self) -> int:
@@ -412,19 +208,59 @@ class Daemon:
         return 0
 
     def run_cycle(self) -> None:
-        self._wait(self._timeout())
-        self._read_watchers()
-        self._take_proposals()
-        self._record([])
-        self._ack(self.shipper.completed())
-        self._collect_scans()
-        self._dispatch()
-        self._periodic()
+        """One turn of the loop. Each step is guarded on its own (Patroni's run_cycle is
+        the model): an exception in one (a hook writing state on a full disk, a bug in
+        a scan's result) is logged with the step's name, counted in status and metrics,
+        and the other steps and later cycles go on. Only FATAL errors end the daemon,
+        non-zero, so systemd restarts it."""
+        for name, step in self._cycle_steps:
+            try:
+                step()
+            except FATAL:
+                raise
+            except Exception as exc:  # noqa: BLE001 - survive any one step's error
+                self._step_failed(name, exc)
+
+    @property
+    def _cycle_steps(self) -> list[tuple[str, Callable[[], None]]]:
+        steps = [("wait", lambda: self._wait(self._timeout())),
+                 ("read watchers", self._read_watchers),
+                 ("record scans", self._take_proposals),
+                 ("record changes", lambda: self._record([])),
+                 ("record outcomes", lambda: self._ack(self.shipper.completed())),
+                 ("collect scans", self._collect_scans),
+                 ("dispatch", self._dispatch),
+                 ("heartbeat", self._maybe_heartbeat),
+                 ("watchdog", self._watchdog)]
+        steps += [(f"hook {getattr(h, '__qualname__', h)}", functools.partial(h, self))
+                  for h in self.periodic_hooks]
+        return steps
+
+    def _guarded(self, name: str, fn: Callable[..., object], *args: object) -> None:
+        """Run one hook; its error is counted and logged like a failed cycle step."""
+        try:
+            fn(*args)
+        except FATAL:
+            raise
+        except Exception as exc:  # noqa: BLE001 - survive any one hook's error
+            self._step_failed(name, exc)
+
+    def _step_failed(self, step: str, exc: Exception) -> None:
+        self.counters.cycle_errors += 1
+        n = self.counters.cycle_errors
+        if self.metrics is not None:
+            self.metrics.cycle_error(step)
+        if n <= 10 or n % 100 == 0:   # a step failing every turn must not flood the log
+            log.error(kv(msg="cycle step failed; carrying on", step=step, errors=n,
+                         error=f"{type(exc).__name__}: {exc}"), exc_info=n <= 3)
+        if step == "read watchers":   # events taken from the kernel may be lost: look again
+            for src in self.cfg.sources:
+                self.schedule_catch_up(src, reason="cycle-error")
 
     def _timeout(self) -> float:
         deadlines = [w.next_deadline() for w in self.watchers.values()]
         soonest = min((d for d in deadlines if d is not None), default=None)
-        timeout = 0.5 if (self.shipper.busy() or self.unwritten or self.unacked) else 1.0
+        timeout = 0.5 if (self.pipeline.busy() or self.pipeline.tickets) else 1.0
         if soonest is not None:
             timeout = min(timeout, max(0.0, soonest - time.monotonic()))
         return timeout
@@ -454,95 +290,41 @@ class Daemon:
         2 x 2,000 files, then the last 1,057 alone while the other worker idled (1.1 s)."""
         for _ in range(SCAN_QUEUE_CHUNKS):
             try:
-                chunk = self.proposals.get_nowait()
+                chunk, ticket = self.proposals.get_nowait()
             except queue.Empty:
                 return
-            self._record(chunk)
+            self._record(chunk, ticket)
 
     def _collect_scans(self) -> None:
-        while True:
-            try:
-                name, result = self.scanner.results.get_nowait()
-            except queue.Empty:
-                return
-            if name.startswith("catchup:"):
-                self.catchups_pending.discard(name.split(":", 1)[1])
-            if isinstance(result, Exception):
-                continue
-            if isinstance(result, tuple) and result[0] == "catchup":
-                _, source, reason, res = result
-                log.info(kv(msg="catch-up done", source=source, reason=reason, files=res.files,
-                            proposed=json.dumps(res.proposed), refused_deletes=res.refused_deletes,
-                            unreadable=len(res.unreadable), seconds=round(res.seconds, 3)))
-                self._set_state(f"catchup:{source}", {
-                    "at": time.time(), "reason": reason, "files": res.files,
-                    "proposed": res.proposed, "refused_deletes": res.refused_deletes,
-                    "unreadable": res.unreadable[:20], "seconds": res.seconds})
-            for hook in self.scan_hooks:
-                hook(self, name, result)
+        self.scans.collect()
 
     def _dispatch(self) -> None:
-        for name in self.targets:
-            try:
-                self.shipper.take_work(self.journal, name)
-            except Exception as exc:  # noqa: BLE001 - journal unwritable: dispatch next cycle
-                self._journal_failed(exc)
-                return
+        self.pipeline.dispatch()
+        self.pipeline.poll_tickets()   # rows a reconcile pass on the scanner thread waits for
 
-    def _periodic(self) -> None:
+    def _maybe_heartbeat(self) -> None:
         now = time.monotonic()
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + self.cfg.mirrord.heartbeat_interval
             self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        self.reporter.beat()
+
+    def _watchdog(self) -> None:
+        """Tell systemd the loop turns (WatchdogSec): sent every cycle that reaches it,
+        whatever the other steps did."""
+        now = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.loop_turned(now)
         interval = notify.watchdog_interval()
         if interval and now - self.last_watchdog >= interval / 2:
             self.last_watchdog = now
             notify.notify("WATCHDOG=1")
-        for hook in self.periodic_hooks:
-            hook(self)
 
-    def _heartbeat(self) -> None:
-        backlog = self.journal.backlog()
-        now = time.time()
-        for name, target in self.targets.items():
-            b = backlog.get(name)
-            pending = b.pending if b else 0
-            oldest = (now - b.oldest) if (b and b.oldest) else 0.0
-            doc = {"version": 1, "time": _iso(now), "unix": now,
-                   "host": self.cfg.mirrord.hostname, "target": name, "pending": pending,
-                   "oldest_pending_age": round(max(0.0, oldest), 3),
-                   "interval": self.cfg.mirrord.heartbeat_interval}
-            if name not in self.heartbeats_in_flight:
-                self.heartbeats_in_flight.add(name)
-                self.shipper.submit_task(name, self._heartbeat_writer(target, doc))
-            if self.metrics is not None:
-                self.metrics.set_pending(name, pending, b.pending_bytes if b else 0, oldest)
-        self._set_state("daemon", {
-            "pid": os.getpid(), "host": self.cfg.mirrord.hostname, "updated": now,
-            "started": self.counters.started_at, "overflows": self.counters.overflows,
-            "watch_errors": self.counters.watch_errors, "root_lost": self.counters.root_lost,
-            "journal_errors": self.counters.journal_errors,
-            "watched_directories": sum(w.watched for w in self.watchers.values()),
-            "heartbeat_interval": self.cfg.mirrord.heartbeat_interval})
-
-    def _set_state(self, key: str, value: object) -> None:
-        try:
-            self.journal.set_state(key, value)
-        except Exception as exc:  # noqa: BLE001 - status only; never worth stopping for
-            self._journal_failed(exc)
-
-    def _heartbeat_writer(self, target: Target, doc: dict) -> Callable[[], None]:
-        """A worker task; at most one per target is queued, so a hung target does not pile up."""
-        def write() -> None:
-            try:
-                target.write_meta("heartbeat.json", json.dumps(doc).encode())
-                if self.metrics is not None:
-                    self.metrics.heartbeat_written(target.name, doc["unix"])
-            except MirrordError as exc:
-                log.warning(kv(msg="heartbeat not written", target=target.name, error=str(exc)))
-            finally:
-                self.heartbeats_in_flight.discard(target.name)
-        return write
+    def source_health(self) -> dict[str, dict]:
+        """Per source: watched / unwatched directories, file system (mirrord.daemon_status)."""
+        return source_health(self.watchers, self.source_fs)
 
     # ------------------------------------------------------------ stop
     def _install_signals(self) -> None:
@@ -554,22 +336,19 @@ class Daemon:
         """Finish or persist in-flight work, then release everything."""
         notify.notify("STOPPING=1")
         self.stop_requested.set()
-        for name, watcher in self.watchers.items():
-            self._handle_events(self.cfg.source(name), watcher.read(0) + watcher.settle())
-        self._take_proposals()
+        if self.pipeline is not None:
+            for name, watcher in self.watchers.items():
+                self._handle_events(self.cfg.source(name), watcher.read(0) + watcher.settle())
+            self._take_proposals()
+            self.pipeline.drain(STOP_GRACE)
         if self.shipper is not None:
-            deadline = time.monotonic() + STOP_GRACE
-            while self.shipper.busy() and time.monotonic() < deadline:
-                self._wait(0.2)
-                self._ack(self.shipper.completed())
-            self._ack(self.shipper.completed())
             self.shipper.shutdown(wait=False)
         if self.journal is not None:
-            self._record([])
             try:
                 self.journal.release_claims()
             except Exception as exc:  # noqa: BLE001 - claims are reset at the next start anyway
-                self._journal_failed(exc)
+                if self.pipeline is not None:
+                    self.pipeline.journal_failed(exc)
             self.journal.close()
         for watcher in self.watchers.values():
             watcher.close()
@@ -578,24 +357,6 @@ class Daemon:
                 target.close()
             except Exception:  # noqa: BLE001
                 log.debug("closing target failed", exc_info=True)
+        if self.lock is not None:
+            self.lock.close()
         log.info(kv(msg="stopped"))
-
-
-def log_retrying(target: str, attempt: int, error: str, paths: list[str]) -> None:
-    """One warning per distinct error, not per path: a failed batch of 5,000 files (the
-    link dropped) is one line naming the count and the first paths, not 5,000 lines."""
-    if len(paths) == 1:
-        log.warning(kv(msg="retrying", target=target, path=paths[0], attempt=attempt, error=error))
-    else:
-        log.warning(kv(msg="retrying", target=target, ops=len(paths), first=", ".join(paths[:3]),
-                       attempt=attempt, error=error))
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

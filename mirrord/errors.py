@@ -49,6 +49,13 @@ class PermanentError(TargetError):
     """Will not succeed by retrying soon: bad name for this target, permission denied."""
 
 
+class SourceBusy(RetryableError):
+    """The source file is still open for writing (a read lease was refused): it is sent once
+    the writer closes it, never half-written. A wait, not a failure: the journal counts it
+    apart (target_stats.busy; `mirrord status` shows "waiting for writers"), so a web app's
+    lock files (opened, locked, removed, then closed) do not show as FAILED."""
+
+
 class NotFound(TargetError):
     """The object a move or read needed is not on the target."""
 

@@ -12,6 +12,10 @@ delete or mkdir arriving on an 'attr' row replaces it. claim() hands an attr
 op the path's shipped (size, mtime_ns, mode), so the shipper can send the
 metadata alone. `shipped.mode` (schema 2) is NULL where not known.
 
+A source file still open for writing (SourceBusy) is a wait, not a failure
+(schema 3): its row is marked `busy` and counted in `target_stats.busy`, not
+in `failed`; status shows such rows as waiting for writers, not as failing.
+
 Moves keep their order with a `wait_for` link: after `mv A B` the row for A
 (delete) waits for the row for B (move A->B), so a new A cannot be shipped and
 then moved away. Directory ops (a directory moved, or deleted with its tree)
@@ -35,7 +39,7 @@ from typing import Iterable, Iterator
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
 from mirrord.errors import JournalError
 
-SCHEMA_VERSION = 2   # 2: shipped.mode (permission bits; NULL = not known)
+SCHEMA_VERSION = 3   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
 RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
 
 _SCHEMA = """
@@ -58,6 +62,7 @@ CREATE TABLE IF NOT EXISTS ops (
     first_seen REAL NOT NULL,
     event_time REAL NOT NULL,
     size INTEGER NOT NULL DEFAULT 0,
+    busy INTEGER NOT NULL DEFAULT 0,
     UNIQUE (target, source, path)
 );
 CREATE INDEX IF NOT EXISTS ops_ready ON ops (target, claimed, next_try, id);
@@ -80,7 +85,8 @@ CREATE TABLE IF NOT EXISTS target_stats (
     last_kind TEXT,
     last_at REAL,
     last_error TEXT,
-    last_error_at REAL
+    last_error_at REAL,
+    busy INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -217,6 +223,18 @@ class Outcome:
     error: str | None = None
     permanent: bool = False
     rescan: bool = False            # a directory must be walked and re-sent (move fell back)
+    busy: bool = False              # error: the source file is still open for writing (a wait)
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Where a queued row stands (Journal.row_states); a row that is gone was done."""
+
+    attempts: int
+    claimed: bool
+    next_try: float                 # wall-clock seconds
+    last_error: str | None
+    busy: bool
 
 
 @dataclass
@@ -226,6 +244,7 @@ class TargetBacklog:
     pending_bytes: int = 0
     oldest: float | None = None
     failing: int = 0
+    waiting: int = 0                # rows waiting for a writer to close the file (busy)
     last_error: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -290,6 +309,8 @@ class Journal:
                                    f"than this mirrord ({SCHEMA_VERSION}); refusing to start")
             if version == 1:
                 self._to_v2()
+            if version in (1, 2):
+                self._to_v3()
             self.db.executescript(_SCHEMA)
             self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -303,6 +324,16 @@ class Journal:
             if "mode" not in cols:
                 self.db.execute("ALTER TABLE shipped ADD COLUMN mode INTEGER")
             self.db.execute("PRAGMA user_version = 2")
+
+    def _to_v3(self) -> None:
+        """Version 2 -> 3 in place: `ops.busy` and `target_stats.busy` (a file still open
+        for writing is a wait, counted apart from failures), 0 on every old row."""
+        with self.transaction():
+            for table in ("ops", "target_stats"):
+                cols = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
+                if cols and "busy" not in cols:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN busy INTEGER NOT NULL DEFAULT 0")
+            self.db.execute("PRAGMA user_version = 3")
 
     def _load_barriers(self) -> None:
         rows = self.db.execute(
@@ -382,7 +413,7 @@ class Journal:
             self.db.execute(
                 "UPDATE ops SET kind = ?, src = ?, is_dir = ?, tree = MAX(tree, ?), "
                 "tree_seq = CASE WHEN ? THEN seq + 1 ELSE tree_seq END, seq = seq + 1, "
-                "wait_for = ?, attempts = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
+                "wait_for = ?, attempts = 0, busy = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
                 (kind, src, int(is_dir), int(tree), int(tree), waits,
                  when + delay if delay else 0, when, size, oid))
         if is_dir and (kind == "move" or tree_after):
@@ -442,6 +473,9 @@ class Journal:
         ops = []
         with self.transaction():
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
+                barrier = bool(is_dir and (kind == "move" or tree))
+                if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
+                    continue
                 self.db.execute("UPDATE ops SET claimed = ? WHERE id = ?", (seq, oid))
                 src_shipped = shipped = None
                 if kind == "move" and src is not None and not is_dir:
@@ -452,6 +486,29 @@ class Journal:
                               _s(src) if src is not None else None, bool(is_dir), bool(tree),
                               attempts, event_time, src_shipped, shipped))
         return ops
+
+    def _overlaps_inflight(self, oid: int, target: str, source: str, path: bytes,
+                           src: bytes | None, barrier: bool) -> bool:
+        """Whether the row must wait for work in flight on an overlapping path.
+
+        A directory op (a tree removal, a directory move) and an op below its path must
+        never run at the same time, whichever was queued first: a put that observed its
+        file just before the source tree was removed would otherwise finish after the
+        tree removal and leave the file and its parent directories on the target (found
+        by the churn test). Rows queued after a barrier already wait for it (wait_for);
+        this covers the rows queued before it. The range check runs only for barriers."""
+        if barrier:
+            for p in (path, bytes(src) if src is not None else None):
+                if p is not None and self.db.execute(
+                        "SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? "
+                        "AND path < ? AND claimed != 0 LIMIT 1",
+                        (target, source, p + b"/", _prefix_upper(p))).fetchone():
+                    return True
+        cover = self._barriers.covering(target, source, path, oid)
+        if cover is None:
+            return False
+        row = self.db.execute("SELECT claimed FROM ops WHERE id = ?", (cover,)).fetchone()
+        return bool(row and row[0])
 
     def _shipped_meta(self, target: str, source: str, key: bytes) -> tuple[int, int, int | None] | None:
         """(size, mtime_ns, mode) of the file `key` as last shipped, None if never shipped."""
@@ -543,14 +600,17 @@ class Journal:
     def _failed(self, out: Outcome, now: float) -> None:
         op = out.op
         attempts = op.attempts + 1
+        if out.busy:
+            self._busy(out, now, attempts)
+            return
         delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
         delay = delay * (0.75 + random.random() / 2)
         if out.permanent:
             delay = max(delay, PERMANENT_RETRY)
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
         if row is not None and row[0] == op.seq:
-            self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ? "
-                            "WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
+            self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
+                            "busy = 0 WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
         elif row is not None:
             self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?",
                             (_text(out.error), op.id))
@@ -558,6 +618,34 @@ class Journal:
             "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
             "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
             "last_error_at = excluded.last_error_at", (op.target, _text(f"{op.path}: {out.error}"), now))
+
+    def _busy(self, out: Outcome, now: float, attempts: int) -> None:
+        """A file still open for writing: retried with the usual backoff, but counted as a
+        wait (target_stats.busy), never as a failure, and not made the target's last error."""
+        op = out.op
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
+        self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
+                        "busy = 1 WHERE id = ? AND seq = ?",
+                        (attempts, now + delay, _text(out.error), op.id, op.seq))
+        self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
+        self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
+                        "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))
+
+    def row_states(self, target: str, source: str, paths: Iterable[bytes]) -> dict[bytes, RowState]:
+        """Where the rows of `target` / `source` at `paths` (path bytes) stand; a path with no
+        row is absent from the answer (acked: done). Asked 500 paths per query (SQLite's
+        host-parameter limit is 999 on older builds)."""
+        wanted = list(paths)
+        found: dict[bytes, RowState] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            rows = self.db.execute(
+                "SELECT path, attempts, claimed, next_try, last_error, busy FROM ops "
+                f"WHERE target = ? AND source = ? AND path IN ({','.join('?' * len(chunk))})",
+                (target, source, *chunk))
+            for path, attempts, claimed, next_try, error, busy in rows:
+                found[bytes(path)] = RowState(attempts, bool(claimed), next_try, error, bool(busy))
+        return found
 
     def release_claims(self) -> None:
         """Forget in-flight marks (at shutdown, for work that did not finish)."""
@@ -615,16 +703,19 @@ def read_state(db: sqlite3.Connection, key: str, default: object = None) -> obje
 
 def read_backlog(db: sqlite3.Connection, targets: list[str]) -> dict[str, TargetBacklog]:
     out = {t: TargetBacklog(t) for t in targets}
-    for target, n, nbytes, oldest, failing in db.execute(
-            "SELECT target, COUNT(*), SUM(size), MIN(first_seen), SUM(attempts > 0) FROM ops GROUP BY target"):
+    for target, n, nbytes, oldest, failing, waiting in db.execute(
+            "SELECT target, COUNT(*), SUM(size), MIN(first_seen), SUM(attempts > 0 AND busy = 0), "
+            "SUM(busy) FROM ops GROUP BY target"):
         b = out.setdefault(target, TargetBacklog(target))
-        b.pending, b.pending_bytes, b.oldest, b.failing = n, nbytes or 0, oldest, failing or 0
+        b.pending, b.pending_bytes, b.oldest = n, nbytes or 0, oldest
+        b.failing, b.waiting = failing or 0, waiting or 0
     for row in db.execute("SELECT target, shipped, failed, last_path, last_kind, last_at, last_error, "
-                          "last_error_at FROM target_stats"):
+                          "last_error_at, busy FROM target_stats"):
         b = out.setdefault(row[0], TargetBacklog(row[0]))
         b.extra = {"shipped": row[1], "failed": row[2],
                    "last_path": _s(row[3]) if row[3] is not None else None,
-                   "last_kind": row[4], "last_at": row[5], "last_error": row[6], "last_error_at": row[7]}
+                   "last_kind": row[4], "last_at": row[5], "last_error": row[6], "last_error_at": row[7],
+                   "busy": row[8]}
         b.last_error = row[6]
     return out
 

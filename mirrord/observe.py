@@ -18,7 +18,7 @@ import signal
 import stat as stat_mod
 from dataclasses import dataclass
 
-from mirrord.errors import RetryableError
+from mirrord.errors import SourceBusy
 from mirrord.fsutil import BeneathOpener, open_file_beneath
 
 _F_SETSIG = getattr(fcntl, "F_SETSIG", 10)   # Linux: the signal sent when a lease breaks
@@ -77,7 +77,7 @@ def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | Non
     if stat_mod.S_ISREG(st.st_mode):
         if _open_for_writing(fd):
             os.close(fd)
-            raise RetryableError(f"{rel!r} is still open for writing at the source: "
+            raise SourceBusy(f"{rel!r} is still open for writing at the source: "
                                  f"sent once it is closed, never half-written")
         if keep_open:
             return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd, mode)

@@ -11,7 +11,9 @@ Outcome says what mode the target now holds. An 'attr' op (only mode or mtime
 changed) sends just those when the target holds the same bytes
 (SyncItem.meta_only), and nothing when they already match what was shipped.
 
-A file still open for writing (a scan found it mid-write) is retried, never sent half.
+A file still open for writing (a scan found it mid-write) is retried, never sent half;
+its Outcome is marked `busy`: a wait, not a failure. Each target's pool comes from an
+injectable executor factory (mirrord.executors: threads, or serial for tests).
 Source files are opened beneath the source root without following any
 symlink (mirrord.fsutil), and handed to targets as /proc/self/fd/N, so the
 bytes shipped are those of the file that was checked.
@@ -23,18 +25,19 @@ import logging
 import os
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 from mirrord.config import SourceConfig
-from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.errors import NotFound, PermanentError, RetryableError, SourceBusy
+from mirrord.executors import ExecutorFactory, SerialExecutor, serial, thread_pool
 from mirrord.fsutil import BeneathOpener
 from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv, redact
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.targets.base import SyncItem, SyncResult, Target, join
 
-__all__ = ["BULK_SHARE", "Observed", "Shipper", "SourceGuard", "observe"]
+__all__ = ["BULK_SHARE", "Observed", "SerialExecutor", "Shipper", "SourceGuard", "observe",
+           "serial", "thread_pool"]
 
 log = logging.getLogger("mirrord.shipper")
 
@@ -42,21 +45,23 @@ BULK_SHARE = 100   # ready ops per worker from which a backlog is shared out ove
 
 
 class Shipper:
-    """Runs claimed ops on per-target thread pools; results come back through `completed()`."""
+    """Runs claimed ops on per-target pools; results come back through `completed()`.
+
+    `executor(target, workers)` makes each target's pool: `thread_pool` (the default)
+    or `serial` (tests: every batch runs inside submit, on the caller's thread)."""
 
     def __init__(self, targets: dict[str, Target], sources: Sequence[SourceConfig],
                  workers: dict[str, int], *, wake: Callable[[], None] = lambda: None,
                  guards: dict[str, SourceGuard] | None = None,
-                 on_outcome: Callable[[Outcome], None] | None = None):
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 executor: ExecutorFactory = thread_pool):
         self.targets = targets
         self.sources = {s.name: s for s in sources}
         self.workers = workers
         self.wake = wake
         self.guards = guards or {}
         self.on_outcome = on_outcome
-        self.pools = {name: ThreadPoolExecutor(max_workers=workers[name],
-                                               thread_name_prefix=f"ship-{name}")
-                      for name in targets}
+        self.pools = {name: executor(name, workers[name]) for name in targets}
         # batches running or queued, and the ops in them; counted down by the worker as it
         # finishes (not when the main thread collects the outcomes), so a worker that is free
         # is seen free while the main thread is still recording what the other one did
@@ -285,4 +290,5 @@ def _meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
 
 def _error(op: Op, exc: BaseException) -> Outcome:
     permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
-    return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent)
+    return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
+                   busy=isinstance(exc, SourceBusy))

@@ -8,7 +8,7 @@ import logging
 from mirrord.config import Config
 from mirrord.daemon import Daemon
 from mirrord.logsetup import kv
-from mirrord.reconcile_schedule import attach
+from mirrord.reconcile.schedule import attach
 
 log = logging.getLogger("mirrord")
 

@@ -92,7 +92,8 @@ class OpenLock:
                     sweep()
                 # converting EX -> SH is not atomic (flock(2)): another opener may take EX
                 # in between and sweep, which is harmless: we have not started anything yet
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not _try_shared(fd):
+                    _share_later(fd, self.identity)
             except BaseException:
                 os.close(fd)
                 raise
@@ -106,3 +107,22 @@ class OpenLock:
         if fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _try_shared(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _share_later(fd: int, identity: str) -> None:
+    """Another opener is sweeping right now (it holds the lock exclusively while it
+    connects, which can take a connect timeout): never make this open() wait for it.
+    Take the shared lock on a thread once the sweep is over; until then a third opener
+    could sweep too, which costs at most a retried upload of ours, never data."""
+    def wait() -> None:
+        with contextlib.suppress(OSError):   # closed meanwhile (close() before the sweep ended)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Thread(target=wait, name=f"open-lock {identity[:40]}", daemon=True).start()

@@ -63,7 +63,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(site):
     (site / "mirror/old").mkdir(parents=True)
     (site / "mirror/old/x").write_bytes(b"x")
     res = mirrord(site / "mirrord.ini", "reconcile", "--dry-run")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 1, res.stderr       # not in sync: there is work to do
     assert "would send mirror: a.txt" in res.stdout
     assert "would send mirror: d/e/c.txt" in res.stdout
     assert "would delete mirror: old/" in res.stdout
@@ -71,7 +71,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(site):
     assert not (site / "state/journal.db").exists()
     res = mirrord(site / "mirrord.ini", "reconcile", "--dry-run", "--json")
     doc = json.loads(res.stdout)
-    assert doc["dry_run"] is True
+    assert doc["dry_run"] is True and doc["in_sync"] is False and res.returncode == 1
     t = doc["targets"]["mirror"]
     assert (t["missing"], t["extra"], t["deleted"]) == (5, 2, 2)
     assert "a.txt" in t["would_send"] and t["would_delete"] == ["old/"]
@@ -94,6 +94,7 @@ def test_repair_summary_json_and_status_record(site):
         row = db.execute("SELECT value FROM kv WHERE key = 'reconcile:mirror'").fetchone()
     state = json.loads(row[0])
     assert state["changed"] == 1 and state["in_sync"] is True and state["at"] > 0
+    assert state["reason"] == "command" and state["finished_at"] >= state["at"]
 
 
 def test_unrepairable_target_exits_1(site):

@@ -26,6 +26,7 @@ from mirrord.catchup import catch_up
 from mirrord.config import SourceConfig
 from mirrord.journal import Change, Journal, Op, Outcome, iter_shipped
 from mirrord.shipper import Shipper
+from mirrord.targets.base import META_DIR
 from mirrord.targets.memory import MemoryTarget
 from mirrord.treewalk import walk
 from tests.fakes import memory_or_local_target
@@ -204,7 +205,9 @@ def source_state(root: Path) -> dict[str, bytes | None]:
 def target_state(target) -> dict[str, bytes | None]:
     if isinstance(target, MemoryTarget):
         return {p: data for p, (data, _m) in target.files.items()}
-    return source_state(Path(target.root))
+    # the target's reserved area (staging, heartbeats) is not part of the mirror
+    return {p: v for p, v in source_state(Path(target.root)).items()
+            if p.split("/", 1)[0] != META_DIR}
 
 
 def check_converged(w: World) -> None:

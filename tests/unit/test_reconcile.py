@@ -17,7 +17,7 @@ from mirrord.config import Config, MirrordSettings, ReconcileConfig, SourceConfi
 from mirrord.journal import Change, Journal
 from mirrord.merge import Cursor, below, merge
 from mirrord.progress import Progress, format_line
-from mirrord.reconcile import reconcile_pass, target_state
+from mirrord.reconcile import reconcile_pass
 from mirrord.shipper import Shipper
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.memory import MemoryTarget
@@ -286,13 +286,34 @@ def test_put_for_a_file_deleted_at_the_source_meanwhile_becomes_a_delete(tmp_pat
 
 # ---------------------------------------------------------------- status document, progress
 
-def test_target_state_document(tmp_path):
+def test_the_summary_document_has_one_shape(tmp_path):
+    from mirrord.reconcile.result import COUNTS, PassSummary, state_counts
+
     src = source(tmp_path, {"a": b"1"})
     t = MemoryTarget()
     res, _ = run_pass(make_cfg(tmp_path, [src]), t, src)
-    doc = target_state([res], when=123.0)
-    assert doc["at"] == 123.0 and doc["missing"] == 1 and doc["in_sync"] is True
+    summary = PassSummary("memory", "schedule", started_at=123.0)
+    summary.add(res)
+    summary.finish(0.5)
+    doc = summary.to_state()
+    assert doc["at"] == 123.0 and doc["missing"] == 1 and doc["reason"] == "schedule"
+    assert doc["delete_refusal"] == [] and doc["finished_at"] >= 123.0
+    assert set(COUNTS) <= set(doc) and "would_send" not in doc
+    assert state_counts(doc)["missing"] == 1
+    # a record from before this shape (the daemon's, counts nested) still reads
+    assert state_counts({"counts": {"compared": 3, "missing": 1}}) == {"compared": 3, "missing": 1}
     json.dumps(doc)
+
+
+def test_a_dry_run_with_differences_is_not_in_sync():
+    from mirrord.reconcile.result import PassSummary
+
+    assert PassSummary("t", dry_run=True).in_sync
+    assert not PassSummary("t", dry_run=True, missing=1).in_sync
+    assert not PassSummary("t", dry_run=True, deleted=2).in_sync
+    assert PassSummary("t", dry_run=True, extra=2, kept_extra=2).in_sync   # delete off
+    assert PassSummary("t", missing=1).in_sync              # repaired by the pass
+    assert not PassSummary("t", errors=["x"]).in_sync
 
 
 def test_progress_draws_only_on_a_terminal():
@@ -314,45 +335,13 @@ def test_progress_draws_only_on_a_terminal():
     assert format_line("x", 0, 0.0, {}) == "x: 0 (0/s)  0s"
 
 
-# ---------------------------------------------------------------- the command's runner
-
-def test_runner_ships_its_rows_and_reports_failures(tmp_path):
-    from mirrord.cli.reconcile import Runner
-    from mirrord.errors import PermanentError
-
-    src = source(tmp_path, {"a": b"1", "b": b"22"})
-    t = MemoryTarget()
-    journal = Journal(tmp_path / "journal.db", {"up": ("memory",)})
-    wake = threading.Event()
-    shipper = Shipper({"memory": t}, [src], {"memory": 2}, wake=wake.set)
-    try:
-        runner = Runner(journal, shipper, "memory", wake)
-        runner.add([Change("up", "a", "put", size=1, targets=("memory",))])
-        runner.wait(None)
-        assert runner.take_bytes() == 1 and runner.done == 1 and not runner.failed
-        assert t.files["a"][0] == b"1"
-        t.fail_with = PermanentError("access denied")
-        runner.add([Change("up", "b", "delete", targets=("memory",))])
-        runner.wait(None)
-        assert runner.failed_deletes == 1 and "access denied" in runner.failed[0]
-        assert not shipper.busy()
-    finally:
-        shipper.shutdown()
-        journal.close()
+# ---------------------------------------------------------------- the daemon lock
 
 
-def test_daemon_running_reads_the_daemon_lock_without_taking_it(tmp_path):
-    import fcntl
+def test_the_daemon_lock_is_read_without_taking_it(tmp_path):
+    from mirrord import locks
 
-    from mirrord.cli.reconcile import daemon_running
-
-    assert not daemon_running(tmp_path)
-    fd = os.open(tmp_path / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    assert not daemon_running(tmp_path)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    try:
-        assert daemon_running(tmp_path)
-    finally:
-        os.close(fd)
-    assert not daemon_running(tmp_path)
+    assert locks.holder(tmp_path, locks.DAEMON) is None
+    with locks.take(tmp_path, locks.DAEMON):
+        assert locks.holder(tmp_path, locks.DAEMON) is not None
+    assert locks.holder(tmp_path, locks.DAEMON) is None

@@ -10,7 +10,7 @@ import stat
 import threading
 from pathlib import Path
 
-from mirrord import reconcile as reconcile_mod
+from mirrord.reconcile import window as reconcile_mod
 from mirrord.journal import Change, Journal, Outcome
 from mirrord.targets.base import Entry, Features, Target
 from mirrord.targets.local import LocalTarget

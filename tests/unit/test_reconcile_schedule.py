@@ -9,34 +9,50 @@ from types import SimpleNamespace
 
 import pytest
 
-from mirrord import reconcile_schedule as rs
+from mirrord.reconcile import schedule as rs
 from mirrord.journal import Change, Journal, Outcome
 from tests.fakes import Clock
 
 
-class FakeScanner:
-    def __init__(self):
-        self.jobs: list[str] = []
+class FakeHost:
+    """The scheduler's whole view of a daemon (rs.Host), over a real journal."""
 
-    def add(self, name, job):
-        self.jobs.append(name)
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.catchups_pending: set[str] = set()
+        self.targets = {"t": object()}
+        self.stop = threading.Event()
+        self.scanner = SimpleNamespace(jobs=[])
+        self.recorded: list = []
+
+    def backlog_over(self, limit: int) -> bool:
+        return self.journal.has_more_ops_than(limit)
+
+    def catching_up(self) -> bool:
+        return bool(self.catchups_pending)
+
+    def add_scan(self, name, job) -> None:
+        self.scanner.jobs.append(name)
+
+    def record(self, summary) -> None:
+        self.recorded.append(summary)
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(rs.time, "monotonic", c)
-    return c
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
 def daemon(tmp_path: Path, clock):
     journal = Journal(tmp_path / "journal.db", {"s": ("t",)}, clock=clock)
-    d = SimpleNamespace(cfg=SimpleNamespace(reconcile=SimpleNamespace(every=0)), journal=journal,
-                        catchups_pending=set(), scanner=FakeScanner(), targets={"t": object()},
-                        stop_requested=threading.Event())
-    yield d
+    yield FakeHost(journal)
     journal.close()
+
+
+def scheduler(host: FakeHost, clock: Clock) -> rs.ReconcileScheduler:
+    return rs.ReconcileScheduler(SimpleNamespace(reconcile=SimpleNamespace(every=0)), host,
+                                 clock=clock)
 
 
 def queue_ops(journal: Journal, n: int) -> None:
@@ -45,14 +61,14 @@ def queue_ops(journal: Journal, n: int) -> None:
 
 def requested_over_a_backlog(daemon, reason: str) -> rs.ReconcileScheduler:
     """A scheduler asked for a pass while one operation more than the limit is queued."""
-    sched = rs.ReconcileScheduler(daemon)
+    sched = scheduler(daemon, daemon.journal.clock)
     queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
     sched.request(reason)
     return sched
 
 
 def test_a_start_pass_waits_for_the_catch_up_then_runs(daemon, clock):
-    sched = rs.ReconcileScheduler(daemon)
+    sched = scheduler(daemon, daemon.journal.clock)
     sched.request("start")
     daemon.catchups_pending.add("s")
     sched.on_periodic(daemon)
@@ -78,7 +94,7 @@ def test_a_pass_waits_while_the_backlog_is_large_and_runs_once_it_drains(daemon,
 
 
 def test_failed_operations_do_not_hold_a_pass_back(daemon, clock):
-    sched = rs.ReconcileScheduler(daemon)
+    sched = scheduler(daemon, daemon.journal.clock)
     queue_ops(daemon.journal, rs.BACKLOG_LIMIT + 1)
     ops = daemon.journal.claim("t", rs.BACKLOG_LIMIT + 1)
     daemon.journal.ack([Outcome(op, error="refused") for op in ops])   # retried later, with backoff

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from mirrord.daemon import log_retrying
+from mirrord.pipeline import log_retrying
 
 
 def test_a_failed_batch_is_one_line(caplog):

@@ -1,10 +1,16 @@
 """Reconcile passes inside the daemon: on the `[reconcile] every` schedule, after a
-restart, after an inotify overflow and after a watch-limit error.
+restart and after an inotify overflow. (A directory that cannot be watched needs no
+pass: the watcher retries its watch and asks for a rescan of that subtree until the
+watch holds.)
 
-Passes run in the daemon's scanner thread (one job at a time) and only propose
-changes; the main thread writes them to the journal, where the shipper picks
-them up like any live change. At most one pass is queued at a time: a burst of
+Passes run in the daemon's scanner thread (one job at a time) as a reconcile
+Session (mirrord.reconcile.session): they only propose changes, which the main
+thread records and ships like any live change, and send deletes only once the
+pass's repairs succeeded. At most one pass is queued at a time: a burst of
 overflows asks for one pass, not a hundred.
+
+The scheduler sees the daemon only through `Host`: the backlog size, whether a
+catch-up runs, a way to queue a scan, the targets, and where a summary goes.
 
 A pass that falls due while a catch-up is still running, or while the journal
 holds more than BACKLOG_LIMIT operations, waits for them (up to MAX_WAIT). A
@@ -18,13 +24,17 @@ pass still runs, it just compares a target that has caught up.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from typing import Callable, Protocol
 
 import schedule
 
-from mirrord.config import SourceConfig
+from mirrord.config import Config, SourceConfig
 from mirrord.logsetup import kv
-from mirrord.reconcile import ReconcileResult, reconcile_target, target_state
+from mirrord.reconcile.result import PassSummary
+from mirrord.reconcile.session import Outbox, Session
+from mirrord.targets.base import Target
 
 log = logging.getLogger("mirrord.reconcile")
 
@@ -32,14 +42,33 @@ TROUBLE_DELAY = 5.0   # let a storm of events settle before the pass that repair
 BACKLOG_LIMIT = 100   # queued operations above which a due pass waits (under a second of work)
 MAX_WAIT = 3600.0     # a pass waits at most this long for the backlog (a target that never drains)
 RECHECK = 1.0         # seconds between looks at the backlog while waiting
+REPAIR_WAIT = 600.0   # seconds a pass waits for its repairs before refusing its deletes
+
+
+class Host(Protocol):
+    """What the scheduler needs from the daemon, and nothing more."""
+
+    targets: dict[str, Target]
+    stop: threading.Event
+
+    def backlog_over(self, limit: int) -> bool:
+        """More than `limit` operations queued (not counting failed ones waiting out a backoff)."""
+
+    def catching_up(self) -> bool:
+        """A catch-up walk is queued or running."""
+
+    def add_scan(self, name: str, job: Callable[[Outbox], object]) -> None:
+        """Run job(outbox) on the scanner thread; its return value comes back to on_scan."""
+
+    def record(self, summary: PassSummary) -> None:
+        """Store (and count) a finished pass's summary, on the main thread."""
 
 
 class ReconcileScheduler:
     """Decides when the daemon runs a pass, and records what each pass found."""
 
-    def __init__(self, daemon):
-        self.daemon = daemon
-        self.cfg = daemon.cfg
+    def __init__(self, cfg: Config, host: Host, *, clock: Callable[[], float] = time.monotonic):
+        self.cfg, self.host, self.clock = cfg, host, clock
         self.scheduler = schedule.Scheduler()
         self.queued = False
         self.due_at: float | None = None
@@ -52,17 +81,19 @@ class ReconcileScheduler:
 
     def request(self, reason: str, *, delay: float = 0.0) -> None:
         """Ask for one pass over every target (coalesced with one already asked for)."""
-        when = time.monotonic() + delay
+        when = self.clock() + delay
         if self.due_at is None or when < self.due_at:
             self.due_at, self.due_reason = when, reason
 
     # -- daemon hooks (main thread)
     def on_trouble(self, daemon, src: SourceConfig, reason: str) -> None:
+        if reason == "watch_error":
+            return   # the watcher retries the watch and rescans that subtree until it holds
         self.request(reason, delay=TROUBLE_DELAY)
 
     def on_periodic(self, daemon) -> None:
         self.scheduler.run_pending()
-        now = time.monotonic()
+        now = self.clock()
         if self.due_at is None or self.queued or now < self.due_at or now < self.next_look:
             return
         busy = self._backlog_busy()
@@ -82,11 +113,10 @@ class ReconcileScheduler:
     def _backlog_busy(self) -> str:
         """Why a pass should not start yet ("" when it may): a catch-up still walking, or
         more queued operations than BACKLOG_LIMIT."""
-        daemon = self.daemon
-        if daemon.catchups_pending:
+        if self.host.catching_up():
             return "catch-up running"
         try:
-            if daemon.journal.has_more_ops_than(BACKLOG_LIMIT):
+            if self.host.backlog_over(BACKLOG_LIMIT):
                 return f"more than {BACKLOG_LIMIT} operations queued"
         except Exception:  # noqa: BLE001 - an unreadable journal is the daemon's problem, not ours
             return ""
@@ -98,48 +128,32 @@ class ReconcileScheduler:
         self.queued = False
         if isinstance(result, Exception):
             return
-        _kind, reason, per_target = result
-        for target, results in per_target.items():
-            self._record(target, reason, results)
+        for summary in result[2]:
+            self.host.record(summary)
 
     # -- the pass
     def _queue(self, reason: str) -> None:
         self.queued = True
-        daemon = self.daemon
-        targets = dict(daemon.targets)
-        stop = daemon.stop_requested
+        targets = dict(self.host.targets)
+        stop = self.host.stop
         log.info(kv(msg="reconcile pass queued", reason=reason, targets=",".join(targets)))
 
-        def job(emit):
-            per_target: dict[str, list[ReconcileResult]] = {}
-            for name, target in targets.items():
+        def job(outbox: Outbox):
+            session = Session(self.cfg, outbox=outbox, reason=reason, wait=REPAIR_WAIT, stop=stop)
+            summaries: list[PassSummary] = []
+            for target in targets.values():
                 if stop.is_set():
                     break
-                per_target[name] = reconcile_target(self.cfg, target, emit=emit, stop=stop)
-            return ("reconcile", reason, per_target)
+                summaries.append(session.run_target(target))
+            return ("reconcile", reason, summaries)
 
-        daemon.scanner.add("reconcile", job)
-
-    def _record(self, target: str, reason: str, results: list[ReconcileResult]) -> None:
-        doc = target_state(results)
-        doc["reason"] = reason
-        doc["finished_at"] = time.time()
-        doc["counts"] = {k: doc[k] for k in ("compared", "missing", "changed", "extra", "deleted")}
-        self.daemon.journal.set_state(f"reconcile:{target}", doc)
-        level = logging.INFO if doc["in_sync"] else logging.WARNING
-        log.log(level, kv(msg="reconcile pass done", target=target, reason=reason,
-                          seconds=round(doc["duration"], 3), **doc["counts"],
-                          refused_deletes=doc["refused_deletes"],
-                          errors=len(doc["errors"]), delete_refusal=doc["delete_refusal"] or ""))
-        metrics = self.daemon.metrics
-        if metrics is not None:
-            counts = dict(doc["counts"], errors=len(doc["errors"]), bytes=doc["bytes"])
-            metrics.reconcile_done(target, doc["finished_at"], doc["duration"], counts)
+        self.host.add_scan("reconcile", job)
 
 
 def attach(daemon) -> ReconcileScheduler:
-    """Wire reconcile scheduling into a Daemon; a pass follows every start."""
-    sched = ReconcileScheduler(daemon)
+    """Wire reconcile scheduling into a Daemon (its hooks, and `daemon.reconcile_host()`
+    as the Host); a pass follows every start."""
+    sched = ReconcileScheduler(daemon.cfg, daemon.reconcile_host())
     daemon.trouble_hooks.append(sched.on_trouble)
     daemon.periodic_hooks.append(sched.on_periodic)
     daemon.scan_hooks.append(sched.on_scan)

@@ -1,4 +1,4 @@
-"""The reconciler: one full compare-and-repair pass of a source tree against a target.
+"""The reconcile engine: one full compare pass of a source tree against a target.
 
 A pass merges ONE streaming walk of the source with ONE streaming listing of
 the target (and, for targets whose listing does not carry the source mtime,
@@ -20,28 +20,17 @@ Differences become journal Changes handed to `emit` (repairs, as found) and
 never writes the journal itself, so the daemon (from its scanner thread) and
 the `mirrord reconcile` command share it.
 
-Safety, learned from the mass-delete bugs of lsyncd, mc mirror and rclone:
-deletes are proposed only when the whole pass is trustworthy. Any unreadable
-source directory, a target listing that failed, a missing / empty / replaced
-source root, or more deletes than `[reconcile] max_delete` allows: nothing is
-deleted on this pass, and the result says why. Right before a delete is
-proposed the source path is looked at again (lstat): a file created meanwhile
-is kept. A delete or put that loses a race later is still safe, because the
-shipper is state-based: it ships whatever the source holds when it runs.
+Which extras may be deleted, and when none may, is mirrord.reconcile.deletes.
+The session (mirrord.reconcile.session) runs the pass and ships its proposals.
 """
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import hashlib
 import logging
 import os
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -52,59 +41,17 @@ from mirrord.errors import MirrordError
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor, below, merge
+from mirrord.reconcile.deletes import CHUNK, DeletePlan, root_identity
+from mirrord.reconcile.result import ReconcileResult
+from mirrord.reconcile.window import Window, content_differs
 from mirrord.targets.base import META_DIR, Entry, Target, join
-from mirrord.treewalk import WalkErrors, entry_key, file_digest, walk
+from mirrord.treewalk import WalkErrors, entry_key, walk
 
 log = logging.getLogger("mirrord.reconcile")
 
-CHUNK = 500                 # changes per emit() call
 PROGRESS_EVERY = 2000       # merged keys between progress callbacks
-CHECKSUM_WORKERS = 8        # concurrent content hashes / HEADs
-CHECKSUM_WINDOW = 64        # hashes / HEADs in flight at most
-STATE_KEY = "reconcile:{target}"
 
 Emit = Callable[[list[Change]], None]
-
-
-@dataclass
-class ReconcileResult:
-    """What one pass of one source against one target found and proposed.
-
-    Counts are entries: files, plus directories on targets that keep them;
-    `compared` counts source files. `deleted` and `bytes` are what the pass
-    *proposed*; the caller knows when they are done.
-    """
-
-    target: str
-    source: str
-    started_at: float = 0.0
-    duration: float = 0.0
-    compared: int = 0
-    target_entries: int = 0
-    missing: int = 0
-    changed: int = 0
-    extra: int = 0
-    deleted: int = 0
-    kept_extra: int = 0          # extras left alone because delete is off
-    refused_deletes: int = 0     # extras not deleted because the pass was not trustworthy
-    reappeared: int = 0          # extras that exist at the source again by delete time
-    checksummed: int = 0
-    bytes: int = 0
-    errors: list[str] = field(default_factory=list)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
-    delete_refusal: str | None = None
-    complete: bool = False       # both listings were merged to the end
-
-    @property
-    def clean(self) -> bool:
-        """True when everything found can be repaired: no error, no refused delete."""
-        return self.complete and not self.errors and not self.refused_deletes
-
-    def to_state(self) -> dict:
-        doc = dataclasses.asdict(self)
-        doc["unreadable"] = [list(u) for u in self.unreadable[:20]]
-        doc["errors"] = self.errors[:20]
-        return doc
 
 
 def reconcile_target(cfg: Config, target: Target, *, emit: Emit, emit_deletes: Emit | None = None,
@@ -132,18 +79,6 @@ def reconcile_pass(cfg: Config, target: Target, source: SourceConfig, *, emit: E
     return p.run(db_path or cfg.mirrord.journal_path)
 
 
-def target_state(results: list[ReconcileResult], *, when: float | None = None) -> dict:
-    """The document `mirrord status` shows for a target's last pass (Journal.set_state)."""
-    keys = ("compared", "missing", "changed", "extra", "deleted", "refused_deletes", "bytes")
-    doc: dict = {k: sum(getattr(r, k) for r in results) for k in keys}
-    doc["at"] = when if when is not None else min((r.started_at for r in results), default=time.time())
-    doc["duration"] = sum(r.duration for r in results)
-    doc["errors"] = [e for r in results for e in r.errors][:20]
-    doc["delete_refusal"] = next((r.delete_refusal for r in results if r.delete_refusal), None)
-    doc["in_sync"] = all(r.clean for r in results)
-    return doc
-
-
 def _other_dests(cfg: Config, target: str, source: SourceConfig) -> tuple[str, ...]:
     """Areas of this target that belong to other sources nested below this one's dest."""
     mine = source.dest.strip("/")
@@ -159,21 +94,6 @@ def _other_dests(cfg: Config, target: str, source: SourceConfig) -> tuple[str, .
     return tuple(out)
 
 
-def _root_identity(root: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(root)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if os.path.isdir(root) else None
-
-
-@dataclass
-class _Extra:
-    path: str
-    is_dir: bool
-    count: int = 1   # entries it stands for (a directory: itself and everything below)
-
-
 class _Pass:
     """One merge of a source walk with a target listing (and the shipped rows)."""
 
@@ -183,8 +103,9 @@ class _Pass:
                  progress: Callable[[ReconcileResult], None] | None):
         self.target, self.source = target, source
         self.emit, self.emit_deletes = emit, emit_deletes
-        self.delete, self.checksum = delete, checksum
-        self.max_delete, self.max_delete_percent = max_delete, max_delete_percent
+        self.checksum = checksum
+        self.deletes = DeletePlan(delete=delete, max_delete=max_delete,
+                                  max_delete_percent=max_delete_percent)
         self.other = tuple(os.fsencode(d) + b"/" for d in other_dests if d)
         self.stop = stop or threading.Event()
         self.progress = progress
@@ -194,19 +115,15 @@ class _Pass:
         self.modes = target.features.keeps_mode
         self.res = ReconcileResult(target.name, source.name)
         self.batch: list[Change] = []
-        self.extras: list[_Extra] = []
-        self.extra_dir: bytes | None = None
         self.source_entries = 0
-        self.pool: ThreadPoolExecutor | None = None
-        # entries waiting for a worker's answer (a content hash, a HEAD), and how to judge it
-        self.window: collections.deque[tuple[Entry, Future, Callable]] = collections.deque()
+        self.window = Window(self._answered, self._lookup_failed)   # hashes and HEADs
 
     # ------------------------------------------------------------ the pass
     def run(self, db_path: Path) -> ReconcileResult:
         res = self.res
         res.started_at = time.time()
         started = time.monotonic()
-        identity = _root_identity(self.root)
+        identity = root_identity(self.root)
         try:
             if identity is None:
                 res.errors.append(f"source root {self.root} is missing or not a directory")
@@ -216,8 +133,7 @@ class _Pass:
                     res.errors.append("stopped before the end of the pass")
             self._finish_deletes(identity)
         finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+            self.window.close()
             res.duration = time.monotonic() - started
         if self.progress is not None:
             self.progress(res)
@@ -243,8 +159,7 @@ class _Pass:
                 self._compare(key, s, t, shipped.take_equal(key))
                 if self.progress is not None and n % PROGRESS_EVERY == 0:
                     self.progress(self.res)
-            while self.window:
-                self._settle()
+            self.window.drain()
             self._flush()
             return True
         except (MirrordError, OSError, sqlite3.Error) as exc:
@@ -272,7 +187,7 @@ class _Pass:
                 return
             reason = self._differs(s, t, h)
             if reason == NEEDS_STAT:
-                self._later(s, self._stat, self._judge_stat)
+                self.window.add(s, self._stat, self._judge_stat)
             elif reason is not None:
                 self._send(s, "changed", reason)
             elif self.checksum:
@@ -344,113 +259,41 @@ class _Pass:
 
     def _extra(self, key: bytes, t: Entry) -> None:
         self.res.extra += 1
-        if self.extra_dir is not None and key.startswith(self.extra_dir):
-            if self.extras:
-                self.extras[-1].count += 1  # removed with its extra parent directory
-            return
-        self.extra_dir = key if t.is_dir else None
-        if self.max_delete_percent is None and self.res.extra > self.max_delete:
-            return  # over the cap: the deletes will be refused; stop remembering them
-        self.extras.append(_Extra(t.path, t.is_dir))
+        self.deletes.add(key, t.path, t.is_dir)
 
     # ------------------------------------------------------------ checksum mode
     def _check_content(self, s: Entry, *, settle: bool = True) -> None:
-        self._later(s, self._content_differs, self._judge_content, settle=settle)
+        self.window.add(s, lambda e: content_differs(self.target, self.root, self.source.dest, e),
+                        self._judge_content, settle=settle)
 
     def _judge_content(self, s: Entry, differs: bool) -> str | None:
         self.res.checksummed += 1
         return "content" if differs else None
 
-    def _later(self, s: Entry, work: Callable, judge: Callable, *, settle: bool = True) -> None:
-        """Run work(s) on the pool; judge(s, answer) -> reason (or None) once it is done.
-        At most CHECKSUM_WINDOW are in flight: memory and requests stay bounded."""
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(CHECKSUM_WORKERS, thread_name_prefix="reconcile-sum")
-        self.window.append((s, self.pool.submit(work, s), judge))
-        if settle and len(self.window) >= CHECKSUM_WINDOW:
-            self._settle()
+    def _lookup_failed(self, s: Entry, judge: Callable, exc: Exception) -> None:
+        what = "checksum" if judge == self._judge_content else "stat"
+        self.res.errors.append(f"{what} of {s.path!r}: {type(exc).__name__}: {exc}")
 
-    def _settle(self) -> None:
-        s, fut, judge = self.window.popleft()
-        try:
-            answer = fut.result()
-        except (MirrordError, OSError) as exc:
-            what = "checksum" if judge == self._judge_content else "stat"
-            self.res.errors.append(f"{what} of {s.path!r}: {type(exc).__name__}: {exc}")
-            return
-        reason = judge(s, answer)
-        if reason is not None:
-            self._send(s, "missing" if reason == "not on target" else "changed", reason)
-
-    def _content_differs(self, s: Entry) -> bool:
-        try:
-            mine = file_digest(os.path.join(self.root, s.path))
-        except FileNotFoundError:
-            return False  # gone at the source meanwhile: the live stream deals with it
-        remote_path = join(self.source.dest, s.path)
-        theirs = self.target.checksum(remote_path)
-        if theirs is None:
-            data = self.target.read(remote_path)
-            if data is None:
-                return True
-            theirs = hashlib.sha256(data).hexdigest()
-        return theirs != mine
+    def _answered(self, s: Entry, reason: str) -> None:
+        self._send(s, "missing" if reason == "not on target" else "changed", reason)
 
     # ------------------------------------------------------------ deletes
     def _finish_deletes(self, identity: tuple[int, int] | None) -> None:
-        res, total = self.res, self.res.extra
-        if not total:
+        res, plan = self.res, self.deletes
+        if not plan.total:
             return
-        if not self.delete:
-            res.kept_extra = total
+        if not plan.delete:
+            res.kept_extra = plan.total
             return
-        reason = self._refusal(identity, total)
+        reason = plan.refusal(where=f"target {self.target.name!r} (source {self.source.name!r})",
+                              complete=res.complete, unreadable=res.unreadable, root=self.root,
+                              identity=identity, source_entries=self.source_entries,
+                              target_entries=res.target_entries)
         if reason is not None:
-            res.refused_deletes, res.delete_refusal = total, reason
+            res.refused_deletes, res.delete_refusal = plan.total, reason
             return
-        changes = []
-        for extra in self.extras:
-            if os.path.lexists(os.path.join(self.root, extra.path)):
-                res.reappeared += extra.count   # created at the source during the pass: keep
-                continue
-            res.deleted += extra.count
-            changes.append(Change(self.source.name, extra.path, "delete", tree=extra.is_dir,
-                                  time=time.time(), targets=(self.target.name,)))
-        for i in range(0, len(changes), CHUNK):
-            self.emit_deletes(changes[i:i + CHUNK])
-
-    def _refusal(self, identity: tuple[int, int] | None, total: int) -> str | None:
-        """Why nothing may be deleted on this pass, or None."""
-        where = f"target {self.target.name!r} (source {self.source.name!r})"
-        if not self.res.complete:
-            return f"the pass did not complete: not deleting {total} extra entries on {where}"
-        if self.res.unreadable:
-            first, why = self.res.unreadable[0]
-            return (f"{len(self.res.unreadable)} source directories could not be read (first: "
-                    f"{first!r}: {why}): not deleting {total} extra entries on {where} this pass")
-        if identity is None or _root_identity(self.root) != identity:
-            return (f"source root {self.root} changed during the pass (unmounted or replaced?): "
-                    f"not deleting {total} extra entries on {where}")
-        if self.source_entries == 0:
-            return (f"source root {self.root} is empty (unmounted?) while {where} holds "
-                    f"{total} entries: not deleting anything")
-        return self._over_cap(where, total)
-
-    def _over_cap(self, where: str, total: int) -> str | None:
-        if self.max_delete_percent is not None:
-            allowed = int(self.max_delete_percent / 100 * self.res.target_entries)
-            if total > allowed:
-                share = 100 * total / max(1, self.res.target_entries)
-                return (f"refusing to delete {total} of {self.res.target_entries} entries "
-                        f"({share:.1f}%) on {where}: more than [reconcile] max_delete = "
-                        f"{self.max_delete_percent:g}%; nothing deleted this pass (check the "
-                        f"source, then raise max_delete or use --no-delete)")
-            return None
-        if total > self.max_delete:
-            return (f"refusing to delete {total} entries on {where}: more than [reconcile] "
-                    f"max_delete = {self.max_delete}; nothing deleted this pass (check the "
-                    f"source, then raise max_delete or use --no-delete)")
-        return None
+        res.deleted, res.reappeared = plan.propose(source=self.source.name, target=self.target.name,
+                                                   root=self.root, emit=self.emit_deletes)
 
     def _log(self) -> None:
         r = self.res

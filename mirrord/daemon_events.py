@@ -1,0 +1,88 @@
+"""Watcher events -> journal changes, and what the daemon does about watch trouble.
+
+Writes, attribute changes, deletes, new directories and removed trees become
+Changes recorded through the daemon's Pipeline; a rename is recorded as a move
+(a directory the move could not be kept for is walked and re-sent); a subtree
+the watcher could not follow is checked by a subtree catch-up. Overflow (events
+lost), watch errors and a lost source root are counted, logged, and handed to
+the trouble hooks (the reconcile schedule); an overflow also re-watches the tree
+and schedules a catch-up. Runs on the main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mirrord.config import SourceConfig
+from mirrord.journal import Change
+from mirrord.logsetup import kv
+from mirrord.watch.inotify import FsEvent
+
+log = logging.getLogger("mirrord.daemon")
+
+
+class EventRouter:
+    """Handles one source's batch of watcher events for a Daemon (`d`)."""
+
+    def __init__(self, daemon):
+        self.d = daemon
+
+    def handle(self, src: SourceConfig, events: list[FsEvent]) -> None:
+        now = time.time()
+        changes: list[Change] = []
+        for ev in events:
+            if ev.kind == "write":
+                changes.append(Change(src.name, ev.path, "put", size=ev.size, time=now))
+            elif ev.kind == "attr":
+                changes.append(Change(src.name, ev.path, "attr", time=now))
+            elif ev.kind == "delete":
+                changes.append(Change(src.name, ev.path, "delete", time=now))
+            elif ev.kind == "mkdir":
+                changes.append(Change(src.name, ev.path, "mkdir", time=now))
+            elif ev.kind == "rmtree":
+                changes.append(Change(src.name, ev.path, "delete", tree=True, time=now))
+            elif ev.kind == "move":
+                self.d._record(changes)
+                changes = []
+                self._move(src, ev, now)
+            elif ev.kind == "rescan":
+                self.d.schedule_subtree_check(src, ev.path)
+            else:
+                self._trouble(src, ev)
+        self.d._record(changes)
+
+    def _move(self, src: SourceConfig, ev: FsEvent, now: float) -> None:
+        assert ev.src is not None and self.d.pipeline is not None
+        fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir, when=now)
+        if fallback and ev.is_dir:
+            self.d.schedule_subtree(src, ev.path, fallback)
+
+    def _trouble(self, src: SourceConfig, ev: FsEvent) -> None:
+        if ev.kind == "overflow":
+            self.d.counters.overflows += 1
+            if self.d.metrics is not None:
+                self.d.metrics.overflow()
+            log.warning(kv(msg="inotify overflow: events were lost; rescanning", source=src.name,
+                           detail=ev.detail, overflows=self.d.counters.overflows))
+            self.handle(src, self.d.watchers[src.name].rewatch())
+            self.d.schedule_catch_up(src, reason="overflow")
+            self._after_trouble(src, "overflow")
+        elif ev.kind == "watch_error":
+            self.d.counters.watch_errors += 1
+            if self.d.metrics is not None:
+                self.d.metrics.watch_error()
+            log.error(kv(msg="cannot watch a directory: retrying with backoff; until then its "
+                             "subtree is rescanned every few seconds and the source shows as "
+                             "degraded", source=src.name, path=ev.path, detail=ev.detail))
+            self._after_trouble(src, "watch_error")
+        elif ev.kind == "lost":
+            self.d.counters.root_lost += 1
+            log.error(kv(msg="source root lost; watching stops until it is back", source=src.name,
+                         path=str(src.path), detail=ev.detail))
+
+    def _after_trouble(self, src: SourceConfig, reason: str) -> None:
+        for hook in self.d.trouble_hooks:
+            self.d._guarded(f"trouble hook {getattr(hook, '__qualname__', hook)}", hook, self.d,
+                            src, reason)
+

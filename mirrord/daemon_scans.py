@@ -1,0 +1,125 @@
+"""The daemon's scans: which are queued (catch-up, subtree check, subtree re-send), what
+is done with their results (catch-up summaries to the state, then the scan hooks), and
+the narrow Host through which the reconcile schedule queues its passes.
+
+At most one catch-up per source and one check per subtree is queued at a time: a
+storm of overflows or rescan requests costs one walk each, not hundreds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+
+from mirrord.config import SourceConfig
+from mirrord.logsetup import kv
+from mirrord.reconcile import session as reconcile_session
+from mirrord.reconcile.result import PassSummary
+from mirrord.scanner import catch_up_job, subtree_job
+
+log = logging.getLogger("mirrord.daemon")
+
+
+class Scans:
+    """Queues scan jobs on a Daemon's (`d`) scanner and takes their results, on the main thread."""
+
+    def __init__(self, daemon):
+        self.d = daemon
+
+    def _scan_options(self, src: SourceConfig) -> dict:
+        """Per target of `src`: whether it keeps directories and permission bits (a row
+        shipped before modes were recorded then counts as different, and gets its mode
+        sent once)."""
+        mine = [t for t in src.targets if t in self.d.targets]
+        return {"directories": {t: self.d.targets[t].features.directories for t in mine},
+                "modes": {t: self.d.targets[t].features.keeps_mode for t in mine}}
+
+    def catch_up(self, src: SourceConfig, *, reason: str) -> None:
+        if src.name in self.d.catchups_pending:
+            return
+        self.d.catchups_pending.add(src.name)
+        self.d.scanner.add(f"catchup:{src.name}", catch_up_job(
+            self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested, kind="catchup",
+            detail=reason, **self._scan_options(src)))
+
+    def subtree_check(self, src: SourceConfig, rel: str) -> None:
+        """Compare one subtree with what was shipped (a directory that is not watched yet,
+        or whose events may have been lost); at most one check per subtree is queued."""
+        key = (src.name, rel)
+        if key in self.d.subtree_checks_pending:
+            return
+        self.d.subtree_checks_pending.add(key)
+        check = catch_up_job(self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested,
+                             kind="subtree-check", detail=rel, subtree=rel,
+                             **self._scan_options(src))
+
+        def job(emit):
+            try:
+                return check(emit)
+            finally:
+                self.d.subtree_checks_pending.discard(key)
+
+        self.d.scanner.add(f"subtree-check:{src.name}:{rel}", job)
+
+    def subtree(self, src: SourceConfig, rel: str, targets: tuple[str, ...]) -> None:
+        """Re-send a whole directory (a move that could not be kept as a move)."""
+        self.d.scanner.add(f"subtree:{src.name}:{rel}", subtree_job(src, rel, targets))
+
+    def rescan(self, out) -> None:
+        """An outcome asks for its directory to be walked and re-sent (Pipeline.on_rescan)."""
+        self.subtree(self.d.cfg.source(out.op.source), out.op.path, (out.op.target,))
+
+    def journal_lost(self) -> None:
+        """Held changes were dropped (the journal was unwritable too long): look again."""
+        for src in self.d.cfg.sources:
+            self.d.catchups_pending.discard(src.name)
+            self.catch_up(src, reason="journal-recovered")
+
+    def collect(self) -> None:
+        while True:
+            try:
+                name, result = self.d.scanner.results.get_nowait()
+            except queue.Empty:
+                return
+            if name.startswith("catchup:"):
+                self.d.catchups_pending.discard(name.split(":", 1)[1])
+            if isinstance(result, Exception):
+                continue
+            if isinstance(result, tuple) and result[0] == "catchup":
+                _, source, reason, res = result
+                log.info(kv(msg="catch-up done", source=source, reason=reason, files=res.files,
+                            proposed=json.dumps(res.proposed), refused_deletes=res.refused_deletes,
+                            unreadable=len(res.unreadable), seconds=round(res.seconds, 3)))
+                self.d.set_state(f"catchup:{source}", {
+                    "at": time.time(), "reason": reason, "files": res.files,
+                    "proposed": res.proposed, "refused_deletes": res.refused_deletes,
+                    "unreadable": res.unreadable[:20], "seconds": res.seconds})
+            for hook in self.d.scan_hooks:   # each on its own: one failing must not starve the rest
+                self.d._guarded(f"scan hook {getattr(hook, '__qualname__', hook)}", hook, self.d,
+                                name, result)
+
+
+class ReconcileHost:
+    """mirrord.reconcile.schedule.Host over a Daemon: nothing else of it is reachable."""
+
+    def __init__(self, daemon):
+        self._d = daemon
+        self.targets = daemon.targets
+        self.stop = daemon.stop_requested
+
+    def backlog_over(self, limit: int) -> bool:
+        return self._d.journal.has_more_ops_than(limit)
+
+    def catching_up(self) -> bool:
+        return bool(self._d.catchups_pending)
+
+    def add_scan(self, name: str, job) -> None:
+        self._d.scanner.add(name, job)
+
+    def record(self, summary: PassSummary) -> None:
+        try:
+            reconcile_session.record(self._d.journal, summary, metrics=self._d.metrics)
+        except Exception as exc:  # noqa: BLE001 - status only; the pass itself is done
+            self._d.pipeline.journal_failed(exc)

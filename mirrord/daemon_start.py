@@ -1,0 +1,96 @@
+"""Bringing a daemon up: the lock, the sources checked and watched, the targets opened.
+
+Watches go in first: from that moment every change is queued by the kernel, so
+a slow journal check or an unreachable target at start costs no missed events.
+Targets open all at once, each on its own thread (a host that drops packets
+costs its connect_timeout once, not once per target in turn).
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from mirrord import locks, targets as target_registry
+from mirrord.config import Config, SourceConfig
+from mirrord.errors import FatalError, MirrordError
+from mirrord.fsutil import filesystem_type, remote_writes_unseen
+from mirrord.logsetup import kv
+from mirrord.targets.base import Target
+from mirrord.watch.inotify import FsEvent, TreeWatcher
+
+log = logging.getLogger("mirrord.daemon")
+
+
+def take_lock(cfg: Config) -> locks.Lock:
+    """The daemon lock on state_dir; FatalError naming the holder when another daemon has it."""
+    try:
+        return locks.take(cfg.mirrord.state_dir, locks.DAEMON)
+    except locks.Busy as exc:
+        raise FatalError(f"another mirrord daemon is running on state_dir "
+                         f"{cfg.mirrord.state_dir} (pid {exc.pid or '?'})") from None
+
+
+def check_sources(cfg: Config) -> None:
+    """FatalError when a source root is not a directory (never mirror an empty mount point)."""
+    for src in cfg.sources:
+        if not src.path.is_dir():
+            raise FatalError(f"source {src.name}: {src.path} is not a directory "
+                             f"([source:{src.name}] path); refusing to start")
+
+
+def create_targets(cfg: Config) -> dict[str, Target]:
+    """Every target some source routes to, created (not opened), by name."""
+    used = dict.fromkeys(t for s in cfg.sources for t in s.targets)
+    return {name: target_registry.create(cfg.targets[name]) for name in used}
+
+
+def start_opening(targets: dict[str, Target]) -> dict[str, Future[None]]:
+    """Open every target at once, each on its own thread, while the journal is checked and
+    the catch-up walks; shipping starts once every open has returned."""
+    pool = ThreadPoolExecutor(max_workers=max(1, len(targets)), thread_name_prefix="open")
+    opening = {name: pool.submit(target.open) for name, target in targets.items()}
+    pool.shutdown(wait=False)   # its threads end with their open
+    return opening
+
+
+def finish_opening(opening: dict[str, Future[None]], targets: dict[str, Target]) -> None:
+    """Wait for the opens. An unreachable target (MirrordError) is retried later; anything
+    else (a bug, not a reachability error) is raised and stops the start."""
+    for name, opened in opening.items():
+        exc = opened.exception()
+        if isinstance(exc, MirrordError):
+            log.warning(kv(msg="target not reachable at start; will retry", target=name,
+                           error=str(exc)))
+        elif exc is not None:
+            raise exc
+        log.info(kv(msg="target", name=name, at=targets[name].describe()))
+
+
+def start_watcher(src: SourceConfig) -> tuple[TreeWatcher, list[FsEvent]]:
+    """Watch one source; returns the watcher and its start-up events (watch errors)."""
+    watcher = TreeWatcher(str(src.path), src.excluded)
+    events = watcher.start()
+    log.info(kv(msg="watching", source=src.name, path=str(src.path),
+                directories=watcher.watched, leaves_not_listed=watcher.leaves_skipped))
+    return watcher, events
+
+
+def source_fs(src: SourceConfig) -> str | None:
+    """The source's file system type; warns when other clients' writes to it raise no
+    event here (NFS, CIFS, FUSE): those reach the targets only through reconcile."""
+    fstype = filesystem_type(str(src.path))
+    if remote_writes_unseen(fstype):
+        log.warning(kv(msg="source is on a network or FUSE file system: changes made by "
+                           "other clients of it raise no event here and are mirrored only "
+                           "by reconcile ([reconcile] every)", source=src.name, fstype=fstype,
+                       path=str(src.path)))
+    return fstype
+
+
+def raise_fd_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: workers hold source files open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

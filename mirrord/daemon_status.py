@@ -1,0 +1,116 @@
+"""What the daemon reports: per-source health, heartbeats on the targets, the `daemon`
+state row `mirrord status` reads, and the metrics (gauges, and per-outcome counters).
+
+A heartbeat is written by a worker of its target's pool (a side task, never an
+op slot); at most one per target is in flight, so a hung target does not pile
+them up. Failover reads them (mirrord.heartbeat).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable
+
+from mirrord.errors import MirrordError
+from mirrord.fsutil import remote_writes_unseen
+from mirrord.heartbeat import NAME as HEARTBEAT_NAME, Heartbeat
+from mirrord.journal import Outcome
+from mirrord.logsetup import kv
+from mirrord.targets.base import Target
+
+log = logging.getLogger("mirrord.daemon")
+
+
+def source_health(watchers: dict, source_fs: dict[str, str | None]) -> dict[str, dict]:
+    """Per source: whether every directory is watched, and whether the file system raises
+    events for every writer. `degraded` while any directory is unwatched."""
+    out: dict[str, dict] = {}
+    for name, watcher in watchers.items():
+        unwatched = watcher.unwatched
+        fstype = source_fs.get(name)
+        out[name] = {"state": "degraded" if unwatched else "ok",
+                     "watched_directories": watcher.watched,
+                     "unwatched_directories": unwatched,
+                     "unwatched_paths": watcher.unwatched_paths(20) if unwatched else [],
+                     "fstype": fstype, "remote_writes_unseen": remote_writes_unseen(fstype)}
+    return out
+
+
+class Reporter:
+    """Writes heartbeats and the daemon's state row; `daemon` is read, never changed."""
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+        self.in_flight: set[str] = set()
+
+    def beat(self) -> None:
+        d = self.daemon
+        cfg, metrics = d.cfg, d.metrics
+        backlog = d.journal.backlog()
+        now = time.time()
+        sources = d.source_health()
+        states = d.target_states.update(backlog, now=now, sources=sources,
+                                        scanning=d.catchups_pending)
+        if metrics is not None:
+            metrics.set_target_states(states)
+        for name, target in d.targets.items():
+            b = backlog.get(name)
+            pending = b.pending if b else 0
+            oldest = (now - b.oldest) if (b and b.oldest) else 0.0
+            unwatched = sum(h["unwatched_directories"] for s, h in sources.items()
+                            if name in cfg.source(s).targets)
+            doc = Heartbeat.now(host=cfg.mirrord.hostname, target=name, clock=lambda: now,
+                                pending=pending, oldest_pending_age=oldest,
+                                interval=cfg.mirrord.heartbeat_interval,
+                                degraded=unwatched > 0, unwatched_directories=unwatched,
+                                state=states[name].state)
+            if name not in self.in_flight:
+                self.in_flight.add(name)
+                d.shipper.submit_task(name, self._writer(target, doc))
+            if metrics is not None:
+                metrics.set_pending(name, pending, b.pending_bytes if b else 0, oldest)
+        c = d.counters
+        d.set_state("daemon", {
+            "pid": os.getpid(), "host": cfg.mirrord.hostname, "updated": now,
+            "started": c.started_at, "overflows": c.overflows, "watch_errors": c.watch_errors,
+            "root_lost": c.root_lost, "journal_errors": c.journal_errors,
+            "cycle_errors": c.cycle_errors,
+            "watched_directories": sum(w.watched for w in d.watchers.values()),
+            "unwatched_directories": sum(h["unwatched_directories"] for h in sources.values()),
+            "sources": sources, "heartbeat_interval": cfg.mirrord.heartbeat_interval,
+            "target_states": d.target_states.to_json()})
+        if metrics is not None:
+            metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
+            for name, h in sources.items():
+                metrics.set_unwatched_dirs(name, h["unwatched_directories"])
+
+    def observe(self, out: Outcome) -> None:
+        """Worker-thread hook (Shipper.on_outcome): metrics only (thread-safe), never the
+        journal. A file still open for writing (busy) is a wait, not a failure."""
+        metrics = self.daemon.metrics
+        if metrics is None:
+            return
+        kind = out.shipped_kind or out.op.kind
+        if kind == "skip" or out.busy:   # nothing differed / waiting for a writer
+            return
+        if out.error is None:
+            metrics.shipped(out.op.target, kind, max(0.0, time.time() - out.op.event_time))
+        else:
+            metrics.failed(out.op.target, kind)
+
+    def _writer(self, target: Target, doc: Heartbeat) -> Callable[[], None]:
+        """A worker task writing one heartbeat document."""
+        metrics = self.daemon.metrics
+
+        def write() -> None:
+            try:
+                target.write_meta(HEARTBEAT_NAME, doc.to_json())
+                if metrics is not None:
+                    metrics.heartbeat_written(target.name, doc.unix)
+            except MirrordError as exc:
+                log.warning(kv(msg="heartbeat not written", target=target.name, error=str(exc)))
+            finally:
+                self.in_flight.discard(target.name)
+        return write

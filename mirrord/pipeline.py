@@ -1,0 +1,238 @@
+"""The one shipping loop: record -> claim -> ship -> ack, for the daemon and `mirrord reconcile`.
+
+A Pipeline is driven by the one thread that owns the journal (the daemon's
+main loop, or the reconcile command's). It records changes and moves, holding
+them in memory and retrying while the journal cannot be written (disk full,
+I/O error); it records the shipper's outcomes the same way, hands a
+directory a move could not keep to `on_rescan`, logs one line per distinct
+retried error, and gives ready rows to the shipper's free workers. Nothing
+else claims or acks rows. With no shipper (a daemon is running and ships),
+it only records and waits.
+
+A Ticket (mirrord.tickets) names rows someone waits for; the pipeline tracks
+it once its changes are recorded and resolves its rows from the journal
+(poll_tickets), so a pass on the daemon's scanner thread can wait for rows the
+main thread ships (mirrord.reconcile.session).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Callable
+
+from mirrord.journal import Change, Journal, Outcome
+from mirrord.logsetup import kv
+from mirrord.shipper import Shipper
+from mirrord.tickets import MAX_ATTEMPTS, Ticket
+
+__all__ = ["MAX_ATTEMPTS", "MAX_JOURNAL_BACKLOG", "Pipeline", "Ticket", "log_retrying"]
+
+log = logging.getLogger("mirrord.pipeline")
+
+MAX_JOURNAL_BACKLOG = 200_000   # changes held in memory while the journal cannot be written
+RETRY_LOG_AT = (0, 3, 10)   # attempts (before this one) whose failure is logged
+
+
+class Pipeline:
+    """Records, ships (when it has a shipper) and acks, on the journal owner's thread."""
+
+    def __init__(self, journal: Journal, shipper: Shipper | None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 idle: Callable[[float], None] = time.sleep,
+                 on_rescan: Callable[[Outcome], None] = lambda out: None,
+                 on_lost: Callable[[], None] = lambda: None,
+                 on_journal_error: Callable[[Exception], None] = lambda exc: None):
+        """`clock` (seconds, monotonic) paces ticket polls and timeouts; `idle(seconds)`
+        waits between turns of wait() (the command: its wake-up event; tests: advance a
+        fake clock). `on_rescan(outcome)`: a directory to walk and re-send; `on_lost()`:
+        held changes were dropped (a full rescan must follow); `on_journal_error(exc)`:
+        count it (status)."""
+        self.journal, self.shipper = journal, shipper
+        self.clock, self.idle = clock, idle
+        self.on_rescan, self.on_lost, self.on_journal_error = on_rescan, on_lost, on_journal_error
+        self.unwritten: list[Change] = []
+        self.unwritten_tickets: list[tuple[Ticket, list[Change]]] = []
+        self.unacked: list[Outcome] = []   # outcomes held while the journal cannot be written
+        self.tickets: list[Ticket] = []
+        self.journal_errors = 0
+        self._next_poll = 0.0
+
+    @property
+    def holding(self) -> bool:
+        """Changes or outcomes wait in memory for the journal."""
+        return bool(self.unwritten or self.unacked)
+
+    def busy(self) -> bool:
+        return self.holding or (self.shipper is not None and self.shipper.busy())
+
+    # ------------------------------------------------------------ record
+    def record(self, changes: list[Change], ticket: Ticket | None = None) -> None:
+        """Write changes (and those held before) in one transaction; on a journal error
+        hold them and retry next time. Past MAX_JOURNAL_BACKLOG held changes they are
+        dropped and `on_lost` asks for a full rescan (memory must stay bounded)."""
+        if ticket is not None and changes:
+            self.unwritten_tickets.append((ticket, changes))
+        if not changes and not self.unwritten:
+            return
+        pending = self.unwritten + changes
+        try:
+            self.journal.enqueue(pending)
+        except Exception as exc:  # noqa: BLE001 - disk full / I/O error: hold and retry
+            self.journal_failed(exc, held=len(pending))
+            if len(pending) <= MAX_JOURNAL_BACKLOG:
+                self.unwritten = pending
+                return
+            log.error(kv(msg="journal unwritable too long: dropping held changes; a full "
+                             "rescan will follow once it is writable", held=len(pending)))
+            self.unwritten = []
+            for held_ticket, held in self._take_tickets():
+                held_ticket.lost(held, "dropped: the journal could not be written")
+            self.on_lost()
+            return
+        self.unwritten = []
+        for held_ticket, held in self._take_tickets():
+            held_ticket.recorded(held)
+            if held_ticket not in self.tickets:
+                self.tickets.append(held_ticket)
+
+    def give_up_held(self, why: str) -> int:
+        """Drop the changes held for an unwritable journal (a command that cannot wait
+        for ever); their tickets count them as failed. Returns how many were dropped."""
+        dropped = len(self.unwritten)
+        self.unwritten = []
+        for held_ticket, held in self._take_tickets():
+            held_ticket.lost(held, why)
+        return dropped
+
+    def _take_tickets(self) -> list[tuple[Ticket, list[Change]]]:
+        out, self.unwritten_tickets = self.unwritten_tickets, []
+        return out
+
+    def record_move(self, source: str, src: str, dst: str, *, is_dir: bool,
+                    when: float) -> tuple[str, ...]:
+        """Record a rename; returns the targets where it could not be kept as a move (a
+        directory there must be walked and re-sent). On a journal error the move is held
+        as a delete of `src` plus a put / mkdir of `dst`, for every target."""
+        try:
+            return tuple(self.journal.enqueue_move(source, src, dst, is_dir=is_dir, when=when))
+        except Exception as exc:  # noqa: BLE001 - journal full or broken: keep as plain changes
+            self.journal_failed(exc, held=len(self.unwritten) + 2)
+            self.unwritten.append(Change(source, src, "delete", tree=is_dir, time=when))
+            self.unwritten.append(Change(source, dst, "mkdir" if is_dir else "put", time=when))
+            return self.journal.targets_of(None, source)
+
+    def journal_failed(self, exc: Exception, *, held: int | None = None) -> None:
+        self.journal_errors += 1
+        self.on_journal_error(exc)
+        n = self.journal_errors
+        if n in (1, 10, 100) or n % 1000 == 0:
+            log.error(kv(msg="cannot write the journal; holding changes in memory and retrying",
+                         error=str(exc), held=len(self.unwritten) if held is None else held))
+
+    # ------------------------------------------------------------ outcomes
+    def pump(self) -> None:
+        """One turn: retry held changes, record finished work, dispatch, resolve tickets."""
+        self.record([])
+        self.ack(self.shipper.completed() if self.shipper is not None else [])
+        self.dispatch()
+        self.poll_tickets()
+
+    def ack(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes (and those held); rows of a failed ack stay claimed, so they are
+        never dispatched twice, until it succeeds (or the next start releases them)."""
+        outcomes = self.unacked + outcomes
+        if not outcomes:
+            return
+        try:
+            self.journal.ack(outcomes)
+            self.unacked = []
+        except sqlite3.OperationalError as exc:   # disk full, I/O error: hold and retry
+            self.journal_failed(exc)
+            self.unacked = outcomes
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: never block every later ack on it
+            log.exception(kv(msg="cannot record finished work; redone after restart",
+                             ops=len(outcomes)))
+            self.journal_failed(exc)
+            self.unacked = []
+            return
+        failed: dict[tuple[str, int, str], list[str]] = {}
+        for out in outcomes:
+            if out.rescan:
+                self.on_rescan(out)
+            if out.error is not None and not out.busy and out.op.attempts in RETRY_LOG_AT:
+                failed.setdefault((out.op.target, out.op.attempts + 1, out.error), []).append(out.op.path)
+        for (target, attempt, error), paths in failed.items():
+            log_retrying(target, attempt, error, paths)
+
+    def dispatch(self) -> None:
+        """Hand ready rows to each target's free workers (no shipper: nothing to do)."""
+        if self.shipper is None:
+            return
+        for name in self.shipper.targets:
+            try:
+                self.shipper.take_work(self.journal, name)
+            except Exception as exc:  # noqa: BLE001 - journal unwritable: dispatch next turn
+                self.journal_failed(exc)
+                return
+
+    # ------------------------------------------------------------ waiting
+    def poll_tickets(self, *, force: bool = False) -> None:
+        """Resolve the tracked tickets' rows from the journal; paced (every 50 ms plus
+        1 ms per 20 rows pending), since a big pass may wait for 100,000 rows."""
+        now = self.clock()
+        if not self.tickets or (now < self._next_poll and not force):
+            return
+        wall = self.journal.clock()
+        waiting = 0
+        try:
+            for ticket in self.tickets:
+                for source, paths in ticket.recorded_keys().items():
+                    ticket.resolve(source, self.journal.row_states(ticket.target, source, paths),
+                                   paths, now=wall)
+                waiting += ticket.pending
+        except sqlite3.Error as exc:
+            self.journal_failed(exc)
+        self.tickets = [t for t in self.tickets if not t.settled()]
+        self._next_poll = now + 0.05 + waiting / 20000
+
+    def wait(self, ticket: Ticket, timeout: float | None = None, *,
+             tick: Callable[[], None] = lambda: None) -> bool:
+        """On the journal owner's thread: pump until every row of `ticket` settled (True)
+        or `timeout` seconds passed (False: the rest count as failed, still queued)."""
+        deadline = None if timeout is None else self.clock() + timeout
+        while not ticket.settled():
+            self.pump()
+            self.poll_tickets(force=True)
+            if ticket.settled():
+                break
+            if deadline is not None and self.clock() >= deadline:
+                ticket.give_up(f"still queued after {timeout:.0f}s (the daemon will ship it)")
+                return False
+            tick()
+            self.idle(0.05)
+        return True
+
+    def drain(self, grace: float) -> None:
+        """Before stop: record held changes, let in-flight work finish for up to `grace`
+        seconds and record it; what is left is released at close."""
+        self.record([])
+        if self.shipper is not None:
+            deadline = self.clock() + grace
+            while self.shipper.busy() and self.clock() < deadline:
+                self.idle(0.2)
+                self.ack(self.shipper.completed())
+            self.ack(self.shipper.completed())
+        self.record([])
+
+
+def log_retrying(target: str, attempt: int, error: str, paths: list[str]) -> None:
+    """One warning per distinct error, not per path: a failed batch of 5,000 files (the
+    link dropped) is one line naming the count and the first paths, not 5,000 lines."""
+    if len(paths) == 1:
+        log.warning(kv(msg="retrying", target=target, path=paths[0], attempt=attempt, error=error))
+    else:
+        log.warning(kv(msg="retrying", target=target, ops=len(paths), first=", ".join(paths[:3]),
+                       attempt=attempt, error=error))

@@ -1,0 +1,202 @@
+"""The reconcile command's run: the lock, the journal, and each target's pass driven
+through the shipping Pipeline (mirrord.pipeline), as the daemon drives it.
+
+A Session runs the pass on a pass thread and only proposes; this module's main
+thread records the proposals, ships them (with its own Shipper when no daemon
+holds the daemon lock; otherwise the daemon ships and we wait up to
+DAEMON_WAIT seconds), honours an outcome's request to re-send a directory, and
+holds changes while the journal cannot be written (up to JOURNAL_PATIENCE
+seconds; then they count as failed repairs, and no delete goes out).
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import sys
+import threading
+import time
+
+from mirrord import locks, targets as target_registry
+from mirrord.catchup import resend_subtree
+from mirrord.config import Config
+from mirrord.errors import MirrordError
+from mirrord.journal import Journal, Outcome
+from mirrord.pipeline import Pipeline, Ticket
+from mirrord.progress import Progress
+from mirrord.reconcile import session as session_mod
+from mirrord.reconcile.result import PassSummary
+from mirrord.shipper import Shipper, SourceGuard
+
+DAEMON_WAIT = 900.0      # seconds to wait for a running daemon to ship our rows
+SETTLE_GRACE = 600.0     # seconds our workers may take to finish what they hold at the end
+JOURNAL_PATIENCE = 60.0  # seconds changes are held for an unwritable journal before giving up
+
+
+class Command:
+    """One `mirrord reconcile` run: the reconcile lock and the journal, then the targets one
+    after another. `run(names)` returns one PassSummary per target (and has stored it
+    as `reconcile:{target}` unless a dry run); close() releases the lock and journal.
+    Raises MirrordError when another reconcile holds the lock, JournalError when the
+    journal is damaged."""
+
+    def __init__(self, cfg: Config, *, dry_run: bool, delete: bool, checksum: bool, quiet: bool):
+        self.cfg, self.dry_run, self.delete, self.checksum, self.quiet = cfg, dry_run, delete, checksum, quiet
+        self.progress = Progress(enabled=None if not quiet else False)
+        self.journal: Journal | None = None
+        self.lock: locks.Lock | None = None
+        self.daemon = False
+        self.wake = threading.Event()
+        self.stop = threading.Event()     # set on Ctrl-C: the pass ends without deleting
+
+    def close(self) -> None:
+        self.progress.close()
+        if self.journal is not None:
+            self.journal.close()
+        if self.lock is not None:
+            self.lock.close()
+
+    def run(self, names: list[str]) -> list[PassSummary]:
+        if not self.dry_run:
+            self._open_journal()
+        return [self._target(name) for name in names]
+
+    def _open_journal(self) -> None:
+        state_dir = self.cfg.mirrord.state_dir
+        try:
+            self.lock = locks.take(state_dir, locks.RECONCILE)
+        except locks.Busy as exc:
+            raise MirrordError(f"another mirrord reconcile is running on state_dir {state_dir} "
+                               f"(pid {exc.pid or '?'})") from None
+        self.daemon = locks.holder(state_dir, locks.DAEMON) is not None
+        routes = {s.name: s.targets for s in self.cfg.sources}
+        # With a daemon running, its claims are its own: never reset them.
+        self.journal = Journal(self.cfg.mirrord.journal_path, routes, check=False,
+                               reset_claims=not self.daemon)
+        if self.daemon:
+            print("mirrord: a daemon is running: queueing repairs for it to ship", file=sys.stderr)
+
+    def _target(self, name: str) -> PassSummary:
+        try:
+            target = target_registry.create(self.cfg.targets[name])
+            target.open()
+        except (MirrordError, OSError) as exc:
+            summary = PassSummary(name, dry_run=self.dry_run)
+            summary.errors.append(f"cannot open target {name}: {exc}")
+            return summary
+        shipper = pipeline = None
+        try:
+            if self.journal is not None:
+                if not self.daemon:
+                    shipper = self._shipper(name, target)
+                pipeline = Pipeline(self.journal, shipper, idle=self._idle,
+                                    on_rescan=lambda out: self._rescan(pipeline, rescans, out))
+            rescans = Ticket(name)   # directories an outcome asked to walk and re-send
+            proposals: queue.Queue = queue.Queue(maxsize=20)
+            session = session_mod.Session(
+                self.cfg, outbox=None if pipeline is None else lambda ch, t: proposals.put((ch, t)),
+                reason="command", delete=self.delete, checksum=self.checksum, stop=self.stop,
+                wait=DAEMON_WAIT if self.daemon else None, say=self._say)
+            summary = self._drive(session, target, pipeline, proposals, rescans)
+        finally:
+            if shipper is not None:
+                shipper.shutdown(wait=True)
+            target.close()
+            self.progress.close()
+        if self.journal is not None:
+            try:
+                session_mod.record(self.journal, summary)
+            except sqlite3.Error as exc:   # the summary is printed anyway
+                print(f"mirrord: cannot store the summary in {self.journal.path}: {exc}",
+                      file=sys.stderr)
+        return summary
+
+    def _shipper(self, name: str, target) -> Shipper:
+        guards = {}
+        for src in self.cfg.sources_for(name):
+            try:
+                guards[src.name] = SourceGuard(str(src.path))
+            except OSError:
+                pass  # a missing root: the pass reports it, and deletes are refused
+        return Shipper({name: target}, self.cfg.sources, {name: self.cfg.targets[name].workers},
+                       wake=self.wake.set, guards=guards)
+
+    def _drive(self, session, target, pipeline: Pipeline | None, proposals: queue.Queue,
+               rescans: Ticket) -> PassSummary:
+        """Run the session on a pass thread; record and ship its proposals here meanwhile,
+        and until the re-sends that outcomes asked for are done too."""
+        box: dict[str, object] = {}
+
+        def job() -> None:
+            try:
+                box["summary"] = session.run_target(target)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=job, name="reconcile", daemon=True)
+        thread.start()
+        self.progress.restart()
+        held_since: float | None = None
+        try:
+            while thread.is_alive() or not proposals.empty() or not rescans.settled():
+                try:
+                    changes, ticket = proposals.get(timeout=0.05)
+                    pipeline.record(changes, ticket)
+                except queue.Empty:
+                    pass
+                if pipeline is not None:
+                    pipeline.pump()
+                    held_since = self._patience(pipeline, held_since)
+                self._draw(target.name, session)
+            if pipeline is not None:
+                pipeline.drain(SETTLE_GRACE)   # rows of others our workers took: record them
+        except BaseException:
+            self.stop.set()
+            raise
+        thread.join()
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        summary: PassSummary = box["summary"]  # type: ignore[assignment]
+        summary.errors.extend(rescans.failed)
+        return summary
+
+    @staticmethod
+    def _patience(pipeline: Pipeline, held_since: float | None) -> float | None:
+        """Hold changes for an unwritable journal (disk full) as the daemon does, but not
+        for ever: after JOURNAL_PATIENCE seconds they count as failed repairs."""
+        if not pipeline.unwritten:
+            return None
+        now = time.monotonic()
+        if held_since is None:
+            return now
+        if now - held_since > JOURNAL_PATIENCE:
+            pipeline.give_up_held(f"not recorded: the journal could not be written for "
+                                  f"{JOURNAL_PATIENCE:.0f}s")
+            return None
+        return held_since
+
+    def _rescan(self, pipeline: Pipeline, rescans: Ticket, out: Outcome) -> None:
+        """A directory must be walked and re-sent (a tree op found a directory there again,
+        a move could not be kept): as the daemon does, and waited for before the end."""
+        src = self.cfg.source(out.op.source)
+        for chunk in resend_subtree(src, out.op.path, (out.op.target,)):
+            rescans.propose(chunk)
+            pipeline.record(chunk, rescans)
+
+    def _idle(self, seconds: float) -> None:
+        self.wake.wait(seconds)
+        self.wake.clear()
+
+    def _draw(self, name: str, session) -> None:
+        res, ticket = session.live, session.ticket
+        if res is None:
+            return
+        counts = {"missing": res.missing, "changed": res.changed, "extra": res.extra}
+        if ticket is not None and not self.dry_run:
+            counts.update(shipped=ticket.done, queued=ticket.pending)
+        self.progress.update(f"{name} compared", res.compared, **counts)
+
+    def _say(self, line: str) -> None:
+        if not self.quiet:
+            self.progress.close()
+            print(line)

@@ -1,0 +1,120 @@
+"""Which extra target entries a reconcile pass may delete, and when it must delete none.
+
+Learned from the mass-delete bugs of lsyncd, mc mirror and rclone: a pass
+proposes deletes only when the whole pass is trustworthy. Nothing is deleted
+when the merge did not complete (stopped, a listing failed), a source
+directory could not be read, the source root is missing, empty or was
+replaced during the pass (an unmounted mount point looks empty), or there are
+more extras than `[reconcile] max_delete` (a count, or a percentage of the
+target's entries) allows. Right before a delete is proposed the source path
+is looked at again (lstat): a file created meanwhile is kept.
+
+The session (mirrord.reconcile.session) adds the last rule: deletes go out only
+after every repair of the pass succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from mirrord.journal import Change
+
+CHUNK = 500   # changes per emit() call
+
+
+def root_identity(root: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the source root, None when it is missing or not a directory."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if os.path.isdir(root) else None
+
+
+@dataclass
+class Extra:
+    path: str
+    is_dir: bool
+    count: int = 1   # entries it stands for (a directory: itself and everything below)
+
+
+class DeletePlan:
+    """The extras one pass found, and the rules that decide whether they go.
+
+    `delete` off: extras are only counted (`kept_extra`). `max_delete` (entries) or
+    `max_delete_percent` (of the target's entries, when set) caps a pass."""
+
+    def __init__(self, *, delete: bool, max_delete: int, max_delete_percent: float | None):
+        self.delete = delete
+        self.max_delete, self.max_delete_percent = max_delete, max_delete_percent
+        self.extras: list[Extra] = []
+        self.total = 0
+        self._dir: bytes | None = None
+
+    def add(self, key: bytes, path: str, is_dir: bool) -> None:
+        """One extra target entry, in listing order (`key`: mirrord.treewalk.entry_key)."""
+        self.total += 1
+        if self._dir is not None and key.startswith(self._dir):
+            if self.extras:
+                self.extras[-1].count += 1  # removed with its extra parent directory
+            return
+        self._dir = key if is_dir else None
+        if self.max_delete_percent is None and self.total > self.max_delete:
+            return  # over the cap: the deletes will be refused; stop remembering them
+        self.extras.append(Extra(path, is_dir))
+
+    def refusal(self, *, where: str, complete: bool, unreadable: list[tuple[str, str]],
+                root: str, identity: tuple[int, int] | None, source_entries: int,
+                target_entries: int) -> str | None:
+        """Why nothing may be deleted on this pass (one sentence naming `where`), or None."""
+        total = self.total
+        if not complete:
+            return f"the pass did not complete: not deleting {total} extra entries on {where}"
+        if unreadable:
+            first, why = unreadable[0]
+            return (f"{len(unreadable)} source directories could not be read (first: "
+                    f"{first!r}: {why}): not deleting {total} extra entries on {where} this pass")
+        if identity is None or root_identity(root) != identity:
+            return (f"source root {root} changed during the pass (unmounted or replaced?): "
+                    f"not deleting {total} extra entries on {where}")
+        if source_entries == 0:
+            return (f"source root {root} is empty (unmounted?) while {where} holds "
+                    f"{total} entries: not deleting anything")
+        return self._over_cap(where, target_entries)
+
+    def _over_cap(self, where: str, target_entries: int) -> str | None:
+        total = self.total
+        if self.max_delete_percent is not None:
+            allowed = int(self.max_delete_percent / 100 * target_entries)
+            if total > allowed:
+                share = 100 * total / max(1, target_entries)
+                return (f"refusing to delete {total} of {target_entries} entries "
+                        f"({share:.1f}%) on {where}: more than [reconcile] max_delete = "
+                        f"{self.max_delete_percent:g}%; nothing deleted this pass (check the "
+                        f"source, then raise max_delete or use --no-delete)")
+            return None
+        if total > self.max_delete:
+            return (f"refusing to delete {total} entries on {where}: more than [reconcile] "
+                    f"max_delete = {self.max_delete}; nothing deleted this pass (check the "
+                    f"source, then raise max_delete or use --no-delete)")
+        return None
+
+    def propose(self, *, source: str, target: str, root: str,
+                emit: Callable[[list[Change]], None]) -> tuple[int, int]:
+        """Emit the deletes (CHUNK at a time), skipping paths that exist at the source
+        again; returns (entries deleted, entries that reappeared)."""
+        deleted = reappeared = 0
+        changes = []
+        for extra in self.extras:
+            if os.path.lexists(os.path.join(root, extra.path)):
+                reappeared += extra.count   # created at the source during the pass: keep
+                continue
+            deleted += extra.count
+            changes.append(Change(source, extra.path, "delete", tree=extra.is_dir,
+                                  time=time.time(), targets=(target,)))
+        for i in range(0, len(changes), CHUNK):
+            emit(changes[i:i + CHUNK])
+        return deleted, reappeared
