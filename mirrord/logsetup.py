@@ -14,7 +14,12 @@ import sys
 import time
 
 _SECRET_PATTERNS = [
-    (re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE), r"\1***"),
+    # libpq's password='quoted value' or a bare value. A bare value ends at whitespace or a
+    # quote: `\S+` also ate the closing quote of a key="host=... password=x" log field and left
+    # the line unbalanced. A backslash-escaped quote followed by another character of the value
+    # (kv()'s json.dumps of a password holding a quote) stays part of it: no tail leaks.
+    (re.compile(r"""(password\s*=\s*)('[^']*'|(?:[^\s"'\\]|\\["'](?=[^\s"'\\]))+)""", re.IGNORECASE),
+     r"\1***"),
     (re.compile(r"(secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(aws_secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(Signature=|X-Amz-Signature=|Credential=)[^&\s]+"), r"\1***"),

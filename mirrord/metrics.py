@@ -4,7 +4,18 @@ Everything lives on a `CollectorRegistry` owned by one `Metrics` object, never
 on prometheus_client's global registry, so tests and two daemons in one
 process do not collide. The daemon calls the small methods below; it never
 touches prometheus_client itself. Enabled by `metrics_listen = HOST:PORT` in
-`[mirrord]`.
+`[mirrord]`, which serves (the same HTTP handling as `mirrord health` on the
+mirror host, mirrord/health/service.py):
+
+- GET /metrics: the text exposition format.
+- GET /live: 200 when the main loop turned within the last WatchdogSec (when
+  systemd's watchdog is on) or 2 x heartbeat_interval (at least 5 s); else
+  503, also before the first turn (while watches are placed and targets opened).
+- GET /ready: 200 when every target is `in_sync` (mirrord/target_state.py),
+  else 503 (also before the first heartbeat decided any); the JSON body lists
+  each target's state, lag_seconds and reason.
+- HEAD and OPTIONS on /live and /ready: the same status without a body
+  (HAProxy's `option httpchk` sends OPTIONS).
 
 Metrics (all names carry the `mirrord_` prefix):
 
@@ -15,7 +26,7 @@ Metrics (all names carry the `mirrord_` prefix):
 - `mirrord_oldest_pending_seconds{target}` (gauge): age of the oldest pending
   change; 0 when nothing is pending. The replication-lag alert watches this.
 - `mirrord_operations_total{target,kind,outcome}` (counter): changes applied to
-  a target; kind is put, delete, move or mkdir; outcome is shipped or failed
+  a target; kind is put, meta (mode and mtime only), delete, move or mkdir; outcome is shipped or failed
   (a failed attempt that is retried later counts once per attempt).
 - `mirrord_replication_latency_seconds{target}` (histogram): seconds from a
   file's close (or rename into the tree) to its arrival on the target; buckets
@@ -26,6 +37,11 @@ Metrics (all names carry the `mirrord_` prefix):
   (watch limit reached, permission denied, directory vanished).
 - `mirrord_watched_directories` (gauge): directories currently under an
   inotify watch.
+- `mirrord_unwatched_directories{source}` (gauge): directories of the source
+  that could not be watched; their watches are retried and their subtrees
+  rescanned every few seconds meanwhile. The source is degraded while > 0.
+- `mirrord_cycle_errors_total{step}` (counter): errors in a step of the main
+  loop; the daemon logs them and carries on.
 - `mirrord_reconcile_last_run_timestamp_seconds{target}` (gauge): Unix time at
   which the last reconcile pass for the target finished.
 - `mirrord_reconcile_duration_seconds{target}` (gauge): how long that pass took.
@@ -36,35 +52,40 @@ Metrics (all names carry the `mirrord_` prefix):
 - `mirrord_heartbeat_age_seconds{target}` (gauge): seconds since the daemon
   last wrote the target's heartbeat file, computed when scraped; absent until
   the first heartbeat.
+- `mirrord_target_state{target,state}` (gauge): 1 for the target's current
+  state, 0 for the others; state is initial_sync, catching_up, in_sync,
+  degraded or stalled (rules in mirrord/target_state.py). Absent until the
+  first heartbeat.
+- `mirrord_replication_lag_seconds{target}` (gauge): age of the oldest change
+  not yet on the target, 0 when idle, as of the last heartbeat.
 
-A suggested alert on replication lag:
-
-    - alert: MirrordReplicationLag
-      expr: mirrord_oldest_pending_seconds > 300 or mirrord_heartbeat_age_seconds > 120
-      for: 5m
+Alert rules and a Grafana dashboard built on these: deploy/prometheus/ and
+deploy/grafana/ (e.g. `mirrord_target_state{state="in_sync"} == 0` for 5m).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+import urllib.parse
+from http.server import ThreadingHTTPServer
 from typing import Callable, Iterable, Mapping
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-KINDS = ("put", "delete", "move", "mkdir")
+from mirrord import notify
+from mirrord.target_state import IN_SYNC, STATES, TargetState
+
+KINDS = ("put", "meta", "delete", "move", "mkdir")
 OUTCOMES = ("shipped", "failed")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RECONCILE_BYTES_KEY = "bytes"
+LIVE_WITHIN = 10.0   # seconds: 2 x the default heartbeat_interval, until set_live_window()
+LIVE_FLOOR = 5.0     # seconds: the shortest /live window set_live_window() picks
 
 
 class _HeartbeatAge(Collector):
@@ -98,9 +119,14 @@ class _HeartbeatAge(Collector):
 class Metrics:
     """The daemon's metrics on their own registry; every method is safe from any thread."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time):
+    def __init__(self, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.registry = CollectorRegistry(auto_describe=True)
-        self._server = None
+        self._server: ThreadingHTTPServer | None = None
+        self._monotonic = monotonic
+        self._turned: float | None = None
+        self.live_within = LIVE_WITHIN
+        self._states: dict[str, TargetState] = {}
         self._reconcile_results: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._build(self.registry)
@@ -124,10 +150,17 @@ class Metrics:
                                   t, buckets=LATENCY_BUCKETS, registry=r)
         self._overflows = Counter("mirrord_inotify_overflows",
                                   "inotify event-queue overflows (each one triggers a rescan)", registry=r)
+        self._cycle_errors = Counter("mirrord_cycle_errors",
+                                     "Errors in a step of the daemon's main loop (survived: the "
+                                     "loop goes on)", ["step"], registry=r)
         self._watch_errors = Counter("mirrord_watch_errors",
                                      "inotify watches that could not be added", registry=r)
         self._watched = Gauge("mirrord_watched_directories",
                               "Directories under an inotify watch", registry=r)
+        self._unwatched = Gauge("mirrord_unwatched_directories",
+                                "Directories of the source that could not be watched (retried, "
+                                "and rescanned every few seconds until they are); the source is "
+                                "degraded while this is above 0", ["source"], registry=r)
         self._rec_last = Gauge("mirrord_reconcile_last_run_timestamp_seconds",
                                "Unix time the last reconcile pass for the target finished", t, registry=r)
         self._rec_duration = Gauge("mirrord_reconcile_duration_seconds",
@@ -137,6 +170,11 @@ class Metrics:
                                 ["target", "result"], registry=r)
         self._rec_bytes = Gauge("mirrord_reconcile_bytes",
                                 "Bytes the last reconcile pass queued for upload", t, registry=r)
+        self._state = Gauge("mirrord_target_state",
+                            "1 for the target's current state (initial_sync, catching_up, in_sync, "
+                            "degraded, stalled), 0 for the others", ["target", "state"], registry=r)
+        self._lag = Gauge("mirrord_replication_lag_seconds",
+                          "Age of the oldest change not yet on the target (0 when idle)", t, registry=r)
 
     # ------------------------------------------------------------ journal / shipper
 
@@ -166,11 +204,17 @@ class Metrics:
     def overflow(self) -> None:
         self._overflows.inc()
 
+    def cycle_error(self, step: str) -> None:
+        self._cycle_errors.labels(step).inc()
+
     def watch_error(self) -> None:
         self._watch_errors.inc()
 
     def set_watched_dirs(self, n: int) -> None:
         self._watched.set(n)
+
+    def set_unwatched_dirs(self, source: str, n: int) -> None:
+        self._unwatched.labels(source).set(n)
 
     # ----------------------------------------------------------- reconcile, heartbeat
 
@@ -192,6 +236,56 @@ class Metrics:
     def heartbeat_written(self, target: str, at: float) -> None:
         self._heartbeat.written(target, at)
 
+    # ------------------------------------------------------- target states, liveness
+
+    def set_target_states(self, states: Mapping[str, TargetState]) -> None:
+        """Publish each target's state and lag (TargetStates.update()) to the gauges and /ready."""
+        for target, st in states.items():
+            for name in STATES:
+                self._state.labels(target, name).set(1 if name == st.state else 0)
+            self._lag.labels(target).set(max(0.0, st.lag_seconds))
+        with self._lock:
+            self._states = dict(states)
+
+    def ready(self) -> tuple[bool, dict]:
+        """(every target in_sync, the /ready body: {"ready", "targets": {t: state, lag, reason}})."""
+        with self._lock:
+            states = dict(self._states)
+        ok = bool(states) and all(st.state == IN_SYNC for st in states.values())
+        doc: dict = {"ready": ok, "targets": {t: {"state": st.state,
+                                                  "lag_seconds": round(st.lag_seconds, 3),
+                                                  "reason": st.reason}
+                                              for t, st in sorted(states.items())}}
+        if not states:
+            doc["note"] = "no target state yet: the daemon has not written its first heartbeat"
+        return ok, doc
+
+    def set_live_window(self, heartbeat_interval: float, watchdog_sec: float | None = None) -> float:
+        """/live's window in seconds: WatchdogSec when systemd's watchdog is on (by default read
+        from $WATCHDOG_USEC, sd_watchdog_enabled(3)), else 2 x heartbeat_interval (at least
+        LIVE_FLOOR)."""
+        if watchdog_sec is None:
+            half = notify.watchdog_interval()     # notify pings at half of WatchdogSec
+            watchdog_sec = 2 * half if half else None
+        # at least LIVE_FLOOR: an idle loop waits up to 1 s for events per turn, so a short
+        # heartbeat_interval must not make /live flap
+        self.live_within = watchdog_sec or max(LIVE_FLOOR, 2 * heartbeat_interval)
+        return self.live_within
+
+    def loop_turned(self, now: float) -> None:
+        """The daemon's main loop completed a cycle at `now` (time.monotonic() seconds)."""
+        self._turned = now
+
+    def live(self) -> tuple[bool, str]:
+        """(the loop turned within live_within seconds, a one-line explanation)."""
+        turned = self._turned
+        if turned is None:
+            return False, "main loop has not turned yet (starting)\n"
+        age = max(0.0, self._monotonic() - turned)
+        ok = age <= self.live_within
+        verdict = "turned" if ok else "STUCK: last turned"
+        return ok, f"main loop {verdict} {age:.1f}s ago (limit {self.live_within:g}s)\n"
+
     # ---------------------------------------------------------------- exposition
 
     def render(self) -> bytes:
@@ -199,10 +293,17 @@ class Metrics:
         return generate_latest(self.registry)
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
-        """Start the HTTP endpoint on a daemon thread; returns the bound address (port 0 picks one)."""
+        """Start the HTTP endpoint (/metrics, /live, /ready) on a daemon thread; returns the
+        bound address (port 0 picks one). OSError when the address cannot be bound."""
         if self._server is not None:
             raise RuntimeError("metrics endpoint already started")
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        server_cls = ThreadingHTTPServer
+        if ":" in host:   # an IPv6 literal: http.server binds AF_INET unless told
+            server_cls = type("ThreadingHTTPServer6", (ThreadingHTTPServer,),
+                              {"address_family": socket.AF_INET6})
+        server = server_cls((host, port), _handler(self))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         self._server = server
         bound = server.server_address
         return str(bound[0]), int(bound[1])
@@ -213,3 +314,29 @@ class Metrics:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _handler(metrics: Metrics) -> type:
+    """A request handler for `metrics`: mirrord health's Handler (its GET/HEAD/OPTIONS, headers
+    and JSON bodies), answering the primary's paths. Imported here, not at the top, so a
+    daemon without metrics_listen never loads the mirror host's modules."""
+    from mirrord.health.service import Handler
+
+    class PrimaryHandler(Handler):
+        server_version = "mirrord"
+
+        def _answer(self, *, body: bool) -> None:
+            path = urllib.parse.urlsplit(self.path).path
+            if path == "/metrics" and self.command == "GET":
+                # the format the scraper's Accept asks for (text 0.0.4 by default, or OpenMetrics)
+                encode, ctype = choose_encoder(self.headers.get("Accept", ""))
+                return self._send(200, encode(metrics.registry), ctype, body)
+            if path == "/live":
+                ok, text = metrics.live()
+                return self._send(200 if ok else 503, text.encode(), "text/plain; charset=utf-8", body)
+            if path == "/ready":
+                ok, doc = metrics.ready()
+                return self._json(200 if ok else 503, doc, body)
+            return self._send(404, b"not found: /metrics, /live, /ready\n", "text/plain", body)
+
+    return PrimaryHandler

@@ -1,4 +1,4 @@
-"""`mirrord status`: pending changes, oldest pending age, last shipped, failures, per target.
+"""`mirrord status`: state, lag, pending changes, oldest pending age, last shipped, failures, per target.
 
 Reads the state database read-only, so it works whether the daemon runs or not.
 """
@@ -12,6 +12,7 @@ import time
 
 from mirrord import journal, locks
 from mirrord.config import Config
+from mirrord.reconcile.result import state_counts
 
 
 def add_parser(sub) -> None:
@@ -42,17 +43,33 @@ def collect(cfg: Config) -> dict:
                 "pending": b.pending, "pending_bytes": b.pending_bytes,
                 "oldest_pending_age": round(now - b.oldest, 3) if b.oldest else 0.0,
                 "failing": b.failing, "shipped": extra.get("shipped", 0),
-                "failed": extra.get("failed", 0), "last_shipped_path": extra.get("last_path"),
+                "failed": extra.get("failed", 0), "waiting": b.waiting, "busy": extra.get("busy", 0),
+                "last_shipped_path": extra.get("last_path"),
                 "last_shipped_at": extra.get("last_at"), "last_error": extra.get("last_error"),
                 "last_error_at": extra.get("last_error_at"),
                 "last_reconcile": journal.read_state(db, f"reconcile:{name}"),
             }
         doc["daemon"] = journal.read_state(db, "daemon")
+        stored = (doc["daemon"] or {}).get("target_states") or {}
+        for name, t in doc["targets"].items():
+            t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None))
         for src in cfg.sources:
             doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}")}
     finally:
         db.close()
     return doc
+
+
+def target_state(stored: dict | None, *, running: bool) -> dict:
+    """A target's `state`, `lag_seconds` and `state_reason` from the daemon's state document
+    ("target_states": {target: mirrord.target_state.TargetState.to_json()}). `unknown` when
+    the daemon is not running (a stored state is stale once it stops) or has not decided yet."""
+    if not stored or not running:
+        last = f"; last known {stored.get('state')}" if stored else ""
+        why = "daemon not running" if not running else "no heartbeat yet"
+        return {"state": "unknown", "lag_seconds": None, "state_reason": why + last}
+    return {"state": stored.get("state", "unknown"), "lag_seconds": stored.get("lag_seconds"),
+            "state_reason": stored.get("reason", "")}
 
 
 def _age(ts: float | None, now: float) -> str:
@@ -96,19 +113,27 @@ def render(doc: dict) -> str:
         lines.extend(_source_lines(name, h))
     if doc.get("note"):
         lines.append(doc["note"])
-    header = f"{'TARGET':<12} {'PENDING':>8} {'OLDEST':>9} {'FAILING':>8} {'SHIPPED':>9} {'FAILED':>7}  LAST SHIPPED"
+    header = (f"{'TARGET':<12} {'STATE':<12} {'LAG':>7} {'PENDING':>8} {'OLDEST':>9} {'FAILING':>8} "
+              f"{'SHIPPED':>9} {'FAILED':>7}  LAST SHIPPED")
     lines.append(header)
     for name, t in doc["targets"].items():
         oldest = f"{t['oldest_pending_age']:.1f}s" if t["pending"] else "-"
         last = t["last_shipped_path"] or "-"
-        lines.append(f"{name:<12} {t['pending']:>8} {oldest:>9} {t['failing']:>8} {t['shipped']:>9} "
+        lag = f"{t['lag_seconds']:.1f}s" if t.get("lag_seconds") is not None else "-"
+        lines.append(f"{name:<12} {t.get('state', 'unknown'):<12} {lag:>7} {t['pending']:>8} "
+                     f"{oldest:>9} {t['failing']:>8} {t['shipped']:>9} "
                      f"{t['failed']:>7}  {last} ({_age(t['last_shipped_at'], now)})")
+        if t.get("state") != "in_sync" and t.get("state_reason"):
+            lines.append(f"{'':<12} {t['state']}: {t['state_reason']}")
         if t.get("last_error"):
             lines.append(f"{'':<12} last error {_age(t['last_error_at'], now)}: {t['last_error']}")
+        if t.get("waiting"):   # a file still open for writing: retried, not failed
+            lines.append(f"{'':<12} waiting for writers: {t['waiting']} files still open for "
+                         f"writing at the source (sent once closed)")
         rec = t.get("last_reconcile")
         if rec:
             lines.append(f"{'':<12} last reconcile {_age(rec.get('finished_at') or rec.get('at'), now)}: "
-                         + ", ".join(f"{k} {v}" for k, v in (rec.get('counts') or {}).items()))
+                         + ", ".join(f"{k} {v}" for k, v in state_counts(rec).items()))
     return "\n".join(lines)
 
 

@@ -172,6 +172,7 @@ def _mirror_play(base: Path) -> dict:
             "mirrord_mirror_app_config_group": grp.getgrgid(os.getgid()).gr_name,
             "mirrord_mirror_operators": ["deploy", "%wikiops"],
             "mirrord_mirror_sudoers_file": str(base / "sudoers.d" / "mirrord"),
+            "mirrord_mirror_health": {"listen": "127.0.0.1:9189", "interval": "3s"},
         },
     }
 
@@ -241,6 +242,10 @@ def test_rendered_config_holds_every_section(deployment):
     mirror = deployment.path("mirror", "etc", "mirrord.ini").read_text()
     assert "[failover]" in mirror
     assert "memcached = 127.0.0.1:11211, 127.0.0.1:11212" in mirror.splitlines()
+    assert "[health]" not in text
+    lines = mirror.splitlines()
+    health = lines.index("[health]")
+    assert lines[health + 1:health + 3] == ["interval = 3s", "listen = 127.0.0.1:9189"], mirror
 
 
 def test_secrets_are_private(deployment):
@@ -307,3 +312,32 @@ def test_mirror_health_unit_is_rendered_and_verified(deployment):
                             cwd=units, text=True, capture_output=True, timeout=120)
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), \
         result.stdout + result.stderr
+
+
+def test_a_config_change_restarts_the_health_service():
+    """The INI template's task notifies a topic the mirrord role's handler listens on: mirrord
+    health reads [failover] and [health] only at start (the run above has no systemd to show it)."""
+    import yaml
+
+    role = ANSIBLE_DIR / "roles" / "mirrord"
+    tasks = yaml.safe_load((role / "tasks" / "config.yml").read_text())
+    task = next(t for t in tasks if t.get("ansible.builtin.template", {}).get("src") == "mirrord.ini.j2")
+    handlers = yaml.safe_load((role / "handlers" / "main.yml").read_text())
+    restart = [h for h in handlers if h.get("listen") in task["notify"]
+               and h["ansible.builtin.systemd_service"]["name"] == "mirrord-health.service"]
+    assert len(restart) == 1, (task["notify"], handlers)
+    assert restart[0]["ansible.builtin.systemd_service"]["state"] == "restarted"
+    assert "mirrord_health_enabled" in restart[0]["when"]
+
+
+def test_role_accepts_every_failover_and_health_key():
+    """The role's argument specs reject unknown sub-keys, so a key mirrord reads but the spec
+    lacks (a hook, check_url) would fail the play before the INI is written."""
+    import yaml
+
+    from mirrord.config import _FAILOVER_KEYS, _HEALTH_KEYS
+
+    spec = yaml.safe_load((ANSIBLE_DIR / "roles" / "mirrord" / "meta" / "argument_specs.yml")
+                          .read_text())["argument_specs"]["main"]["options"]
+    assert set(spec["mirrord_failover"]["options"]) == set(_FAILOVER_KEYS)
+    assert set(spec["mirrord_health"]["options"]) == set(_HEALTH_KEYS)

@@ -74,5 +74,22 @@ def test_both_hosts_are_covered():
     names = {name for expr in expressions() for name in NAME.findall(expr)}
     assert {"mirrord_ready", "mirrord_replica_replay_lag_seconds",
             "mirrord_mirror_heartbeat_age_seconds", "mirrord_oldest_pending_seconds",
-            "mirrord_inotify_overflows_total", "mirrord_reconcile_last_run_timestamp_seconds"} \
-        <= names
+            "mirrord_inotify_overflows_total", "mirrord_reconcile_last_run_timestamp_seconds",
+            "mirrord_target_state", "mirrord_replication_lag_seconds"} <= names
+
+
+def test_not_in_sync_alert_is_on_the_named_state():
+    rules = yaml.safe_load(RULES.read_text())
+    rule = next(r for g in rules["groups"] for r in g["rules"]
+                if r["alert"] == "MirrordTargetNotInSync")
+    assert 'mirrord_target_state{state="in_sync"} == 0' in rule["expr"]
+    assert rule["for"] == "5m"
+
+
+def test_dashboard_shows_state_and_lag_per_target():
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    assert panels["Target state"]["targets"][0]["expr"] == "mirrord_target_state == 1"
+    assert panels["Replication lag per target"]["targets"][0]["expr"] == \
+        "mirrord_replication_lag_seconds"
+    ids = [p["id"] for p in panels.values()]
+    assert len(ids) == len(set(ids)) == len(json.loads(DASHBOARD.read_text())["panels"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirrord import metrics as metrics_module
 from mirrord.metrics import LATENCY_BUCKETS, Metrics
+from mirrord.target_state import CATCHING_UP, IN_SYNC, STATES, TargetState
 from tests.fakes import Clock
 
 
@@ -153,16 +155,42 @@ def test_every_documented_metric_has_the_right_type():
         "mirrord_inotify_overflows": "counter",
         "mirrord_watch_errors": "counter",
         "mirrord_watched_directories": "gauge",
+        "mirrord_unwatched_directories": "gauge",
+        "mirrord_cycle_errors": "counter",
         "mirrord_reconcile_last_run_timestamp_seconds": "gauge",
         "mirrord_reconcile_duration_seconds": "gauge",
         "mirrord_reconcile_files": "gauge",
         "mirrord_reconcile_bytes": "gauge",
         "mirrord_heartbeat_age_seconds": "gauge",
+        "mirrord_target_state": "gauge",
+        "mirrord_replication_lag_seconds": "gauge",
     }
     doc = metrics_module.__doc__
     for name in types:
         shown = name + "_total" if types[name] == "counter" else name
         assert f"`{shown}" in doc, f"{shown} is not documented in mirrord/metrics.py"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("### Metrics"):readme.index("## Benchmarks")]
+    for name in types:
+        shown = name + "_total" if types[name] == "counter" else name
+        assert f"| `{shown}" in table, f"{shown} is missing from the README's Metrics table"
+
+
+def test_target_state_is_one_hot_and_lag_follows(served):
+    metrics, url = served
+    metrics.set_target_states({"s3": TargetState(CATCHING_UP, 42.5, "x", True),
+                               "host": TargetState(IN_SYNC, 0.0, "nothing pending", True)})
+    got = scrape(url)
+    for state in STATES:
+        assert got[("mirrord_target_state", (("state", state), ("target", "s3")))] == \
+            (1 if state == CATCHING_UP else 0)
+    assert got[("mirrord_target_state", (("state", IN_SYNC), ("target", "host")))] == 1
+    assert got[("mirrord_replication_lag_seconds", (("target", "s3"),))] == 42.5
+    metrics.set_target_states({"s3": TargetState(IN_SYNC, 0.0, "nothing pending", True)})
+    got = scrape(url)
+    assert got[("mirrord_target_state", (("state", CATCHING_UP), ("target", "s3")))] == 0
+    assert got[("mirrord_target_state", (("state", IN_SYNC), ("target", "s3")))] == 1
+    assert got[("mirrord_replication_lag_seconds", (("target", "s3"),))] == 0
 
 
 def test_two_instances_do_not_collide():
