@@ -40,7 +40,8 @@ from mirrord.scanner import SCAN_QUEUE_CHUNKS, Proposal, Scanner
 from mirrord.shipper import Shipper, SourceGuard
 from mirrord.target_state import TargetStates, ever_in_sync_from
 from mirrord.targets.base import Target
-from mirrord.watch.inotify import FsEvent, TreeWatcher
+from mirrord.watch.events import FsEvent
+from mirrord.watch.select import Watcher
 
 log = logging.getLogger("mirrord.daemon")
 
@@ -72,7 +73,7 @@ class Daemon:
         self.stop_requested = threading.Event()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.proposals: queue.Queue[Proposal] = queue.Queue(maxsize=SCAN_QUEUE_CHUNKS)
-        self.watchers: dict[str, TreeWatcher] = {}
+        self.watchers: dict[str, Watcher] = {}
         self.targets: dict[str, Target] = {}
         self.journal: Journal | None = None
         self.shipper: Shipper | None = None

@@ -18,7 +18,8 @@ from mirrord.errors import FatalError, MirrordError
 from mirrord.fsutil import filesystem_type, remote_writes_unseen
 from mirrord.logsetup import kv
 from mirrord.targets.base import Target
-from mirrord.watch.inotify import FsEvent, TreeWatcher
+from mirrord.watch.events import FsEvent
+from mirrord.watch.select import Watcher, open_watcher
 
 log = logging.getLogger("mirrord.daemon")
 
@@ -68,9 +69,10 @@ def finish_opening(opening: dict[str, Future[None]], targets: dict[str, Target])
         log.info(kv(msg="target", name=name, at=targets[name].describe()))
 
 
-def start_watcher(src: SourceConfig) -> tuple[TreeWatcher, list[FsEvent]]:
-    """Watch one source; returns the watcher and its start-up events (watch errors)."""
-    watcher = TreeWatcher(str(src.path), src.excluded)
+def start_watcher(src: SourceConfig) -> tuple[Watcher, list[FsEvent]]:
+    """Watch one source with the backend its `watcher` key picks (mirrord.watch.select);
+    returns the watcher and its start-up events (watch errors)."""
+    watcher = open_watcher(src)
     events = watcher.start()
     log.info(kv(msg="watching", source=src.name, path=str(src.path),
                 directories=watcher.watched, leaves_not_listed=watcher.leaves_skipped))

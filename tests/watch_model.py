@@ -5,6 +5,7 @@ tree compared with the real directories."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from mirrord.watch.events import FsEvent
@@ -69,10 +70,12 @@ def real_dirs(root: Path) -> set[str]:
     return {""} | {p for p in disk(root) if os.path.isdir(root / p) and not os.path.islink(root / p)}
 
 
-def read_until(w, done, *, rounds: int = 300) -> list[FsEvent]:
-    """Read events until `done(events)` holds (a bounded poll, ~30 s at most)."""
+def read_until(w, done, *, seconds: float = 30.0) -> list[FsEvent]:
+    """Read events until `done(events)` holds (a bounded poll on wall time: fanotify's
+    mark sees the whole file system, so read(100) may return at once, many times)."""
     events: list[FsEvent] = []
-    for _ in range(rounds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         events += w.read(100)
         if done(events):
             return events

@@ -1,34 +1,31 @@
 """Whole-file-system fanotify watching of one source tree, turned into typed file events.
 
-The same job and the same FsEvents as the inotify TreeWatcher, with one mark
-(FAN_MARK_FILESYSTEM) instead of one watch per directory: nothing to place at
-start, no watch limit, and an unlimited queue where the process may have one.
+The same job and FsEvents as the inotify TreeWatcher, with one mark
+(FAN_MARK_FILESYSTEM) instead of a watch per directory: nothing to place at
+start, no watch limit, an unlimited queue where the process may have one.
 Rules, each for a reason:
-- Events name a directory by file handle and a child by name
-  (FAN_REPORT_DFID_NAME, plus FAN_REPORT_TARGET_FID for the child's own handle).
-  fanotify_paths.DirPaths maps a directory handle to its path below the root,
-  or to None (outside, excluded, gone), once per directory: the mark sees every
-  change on the file system (other programs, SQLite, tests), and an outside
-  event then costs one dict lookup. A new directory's handle comes with its
-  FAN_CREATE, so it is learned without any system call.
-- A directory rename that touches the tree clears that map (every cached
-  descendant's path changed; each directory seen again costs one resolution).
-  A deleted directory's entry is dropped. Events queued before a rename but
-  resolved after it get today's path (a handle has no history): the result is
-  right for the final state, and may repeat a write or a mkdir.
-- FAN_RENAME carries both ends, so moves need no pairing window: a rename
-  out of the tree (or to an excluded name) is a delete, into it a create.
-- Files are reported on close-after-write, on being renamed in, on a hard link
-  being made, and after FAN_MODIFY with no close for `quiet` seconds
-  (a writer that keeps the file open); never on create alone.
-- The kernel merges queued events for the same object, so one event can carry
-  several bits (CREATE|MODIFY|CLOSE_WRITE): each bit is handled, in order.
-- The root (or a directory above it) deleted or renamed is "lost": paths
-  resolved later would no longer be below the root. fanotify reports no
-  unmount, so the root's (st_dev, st_ino) is also checked every
-  `root_check` seconds: unmounted, or mounted over, is "lost" too.
-- A file system mounted below the root is not seen by the mark: start()
-  reports each such mount point as a watch_error and counts it as unwatched.
+- Events name a directory by handle and a child by name (FAN_REPORT_DFID_NAME,
+  plus FAN_REPORT_TARGET_FID). fanotify_paths.DirPaths maps a handle to its
+  path below the root, or None (outside, excluded, gone), once per directory,
+  so an event from elsewhere on the file system costs one dict lookup.
+- A handle is resolved when the event is READ, not when it happened (it has no
+  history). So: a directory rename touching the tree clears the map; an end of
+  a rename that is outside or gone ships the other end as it stands on disk
+  (fanotify_scan.as_it_stands), never a blind delete; the two FAN_RENAMEs of a
+  renameat2(RENAME_EXCHANGE) ship both names as they stand; and a delete or
+  rename out of a directory that was gone when read makes the next directory
+  renamed into the tree rescanned (it may have been renamed over that one), as
+  is a directory renamed after events below its new name were resolved (until
+  the queue is next found empty). The result is right for the final state and
+  may repeat a write or a mkdir.
+- Files are reported on close-after-write, on being renamed in, on a hard link,
+  and after FAN_MODIFY (or a create with no close: an O_TMPFILE linked in, whose
+  close is reported under its "#<inode>" name) quiet for `quiet` seconds.
+- The kernel merges queued events for one object: each bit is handled, in order.
+- The root or a directory above it deleted or renamed is "lost"; fanotify reports
+  no unmount, so the root's (st_dev, st_ino) is checked every `root_check` s.
+- A file system mounted below the root is not seen by the mark: start() reports
+  each mount point as a watch_error and counts it as unwatched.
 """
 
 from __future__ import annotations
@@ -42,15 +39,12 @@ from typing import Callable
 from mirrord.watch import fanotify_sys as S
 from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify_paths import DirPaths
+from mirrord.watch.fanotify_scan import as_it_stands, dir_events, join, tmpfile_name
 from mirrord.watch.fanotify_probe import (MARK_MASK, fanotify_available,  # noqa: F401
                                           mounts_below, open_group)
 
 READ_SIZE = 256 * 1024
 MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the loop forever
-
-
-def _join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
 
 
 class FanotifyWatcher:
@@ -80,6 +74,10 @@ class FanotifyWatcher:
         self.leaves_skipped = 0
         self.dropped = 0            # events dropped as outside the root or excluded
         self._lost = False
+        self._last_move: tuple[str, str] | None = None   # (src, dst) of the last move in the tree
+        # a delete or rename out of a directory was read after that directory was gone;
+        # cleared once the queue is drained (whatever replaced it has been read by then)
+        self._lost_departures = False
         self.root_check = root_check
         self._root_id: tuple[int, int] | None = None
         self._next_check = 0.0
@@ -156,7 +154,9 @@ class FanotifyWatcher:
             for _ in range(MAX_READS):
                 try:
                     buf = os.read(self.fd, READ_SIZE)
-                except BlockingIOError:
+                except BlockingIOError:     # drained: every rename queued before a lookup
+                    self._lost_departures = False   # has been handled by now
+                    self.paths.resolved.clear()
                     break
                 for ev in S.parse(buf):
                     self._translate(ev, out)
@@ -192,6 +192,8 @@ class FanotifyWatcher:
             return
         parent = self.paths.rel(ev.dfid) if ev.dfid is not None else None
         if parent is None:
+            if mask & S.FAN_DELETE and self.paths.vanished(ev.dfid):
+                self._lost_departures = True   # in a directory gone by now: see _renamed
             if mask & S.FAN_ONDIR and ev.fid is not None:
                 if mask & S.FAN_CREATE:
                     self.paths.remember(ev.fid, None)    # outside too: its events cost no lookup
@@ -199,9 +201,13 @@ class FanotifyWatcher:
                     self._report_lost("deleted", out)
             self.dropped += 1
             return
-        if ev.name == b"." or not ev.name:
-            return      # an event on a directory itself (chmod of a directory): nothing to ship
-        rel = _join(parent, os.fsdecode(ev.name))
+        if ev.name == b"." or not ev.name:   # an event on a directory itself: the record
+            if mask & S.FAN_ATTRIB and mask & S.FAN_ONDIR and parent:   # names it, not its
+                out.append(FsEvent("attr", parent, is_dir=True))         # parent (fanotify(7))
+            return
+        rel = join(parent, os.fsdecode(ev.name))
+        if ev.name[:1] == b"#" and tmpfile_name(self.root, rel):
+            return
         if self.excluded(rel):
             self.dropped += 1
             return
@@ -233,24 +239,55 @@ class FanotifyWatcher:
             st = os.lstat(os.path.join(self.root, rel))
         except OSError:
             return
-        if stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        if not stat_mod.S_ISREG(st.st_mode):
+            return
+        if st.st_nlink > 1:
             out.append(FsEvent("write", rel, size=st.st_size))  # a hard link: no close follows
+        else:   # an O_TMPFILE linked in (linkat(2)): its close names "#<ino>", not this name
+            self.modified.setdefault(rel, self.clock())         # so it is due once quiet
 
     def _renamed(self, ev: S.RawEvent, out: list[FsEvent]) -> None:
         if self.paths.is_root_or_above(ev.fid):
             self._report_lost("moved", out)
             return
+        lost_before = self._lost_departures
         src = self._end(ev.old_dfid, ev.old_name)
         dst = self._end(ev.dfid, ev.name)
+        is_dir = bool(ev.mask & S.FAN_ONDIR)
+        # events queued before this rename but resolved after it got paths below dst
+        # already (today's): what they reported there is compared again afterwards
+        resolved_below = is_dir and src is not None and dst is not None and any(
+            p == dst or p.startswith(dst + "/") for p in self.paths.resolved)
+        src_gone, dst_gone = self.paths.vanished(ev.old_dfid), self.paths.vanished(ev.dfid)
+        if src is None and src_gone:
+            self._lost_departures = True   # left a directory gone by now: see below
+        if is_dir and (src is not None or dst is not None):
+            self.paths.clear()      # every cached path below the renamed directory changed
+            if dst is not None and ev.fid is not None:
+                self.paths.remember(ev.fid, dst)
+        elif is_dir and (src_gone or dst_gone or ev.fid in self.paths.dirs
+                         and self.paths.dirs[ev.fid] is not None):  # type: ignore[index]
+            self.paths.forget_inside()  # an end gone by now may have been in the tree
         if src is None and dst is None:
             self.dropped += 1
             return
-        is_dir = bool(ev.mask & S.FAN_ONDIR)
-        if is_dir:
-            self.paths.clear()     # every cached path below the renamed directory changed
-            if dst is not None and ev.fid is not None:
-                self.paths.remember(ev.fid, dst)
+        self._moved(src, dst, is_dir, out)
+        if resolved_below or is_dir and dst is not None and lost_before:
+            # (lost_before) maybe a rename over a directory emptied just before: the deletes
+            # and renames that emptied it named a directory gone by the time they were read
+            # (no path), and FAN_RENAME says nothing of the victim. Either way what was
+            # shipped below dst is compared again (for every such rename until the queue
+            # is drained: which one was renamed over is not known)
+            out.append(FsEvent("rescan", dst, is_dir=True))
+
+    def _moved(self, src: str | None, dst: str | None, is_dir: bool,
+               out: list[FsEvent]) -> None:
         if src is not None and dst is not None:
+            if self._last_move == (dst, src):   # renameat2(RENAME_EXCHANGE): two FAN_RENAMEs,
+                self._last_move = None          # a->b then b->a; (or a rename straight back)
+                out.extend(as_it_stands(self.root, p, is_dir) for p in (dst, src))
+                return
+            self._last_move = (src, dst)
             if src in self.modified:
                 self.modified[dst] = self.modified.pop(src)
             out.append(FsEvent("move", dst, src=src, is_dir=is_dir))
@@ -259,9 +296,12 @@ class FanotifyWatcher:
                 self._new_dir(dst, None, out)
             else:
                 out.append(FsEvent("write", dst))
-        else:                       # moved out of the root: gone
+        else:   # moved out of the root, or into a directory gone by now: src is shipped
+            # as it stands, never deleted blindly: paths are resolved when read, not when
+            # renamed, so something may already stand at src again (the first half of a
+            # renameat2 exchange whose other end has left the tree since)
             self.modified.pop(src, None)  # type: ignore[arg-type]
-            out.append(FsEvent("rmtree", src, is_dir=True) if is_dir else FsEvent("delete", src))
+            out.append(as_it_stands(self.root, src, is_dir))  # type: ignore[arg-type]
 
     def _end(self, dfid: bytes | None, name: bytes | None) -> str | None:
         if dfid is None or not name:
@@ -269,7 +309,7 @@ class FanotifyWatcher:
         parent = self.paths.rel(dfid)
         if parent is None:
             return None
-        rel = _join(parent, os.fsdecode(name))
+        rel = join(parent, os.fsdecode(name))
         return None if self.excluded(rel) else rel
 
     def _report_lost(self, how: str, out: list[FsEvent]) -> None:
@@ -283,25 +323,4 @@ class FanotifyWatcher:
         with contents, or filled before this event was read)."""
         if fid is not None:
             self.paths.remember(fid, rel)
-        stack = [rel]
-        while stack:
-            cur = stack.pop()
-            out.append(FsEvent("mkdir", cur, is_dir=True))
-            try:
-                with os.scandir(os.fsencode(os.path.join(self.root, cur))) as it:
-                    entries = list(it)
-            except OSError:
-                continue    # gone again, or replaced by a file: its own events follow
-            for entry in entries:
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                    is_file = not is_dir and entry.is_file(follow_symlinks=False)
-                except OSError:
-                    continue
-                child = _join(cur, os.fsdecode(entry.name))
-                if not (is_dir or is_file) or self.excluded(child):
-                    continue
-                if is_dir:
-                    stack.append(child)
-                else:
-                    out.append(FsEvent("write", child))
+        out.extend(dir_events(self.root, self.excluded, rel))

@@ -41,6 +41,9 @@ class DirPaths:
         self.chain: dict[bytes, str] = {}           # the root's and its ancestors' handles
         self.dev: int | None = None
         self.lookups = 0        # resolutions through open_by_handle_at (cache misses)
+        self.gone: set[bytes] = set()   # handles of directories that no longer existed
+        self.resolved: set[str] = set()  # paths learned by lookup since the owner last
+        #                                  found its queue empty (today's, not the event's)
         self.clears = 0
 
     def learn_root(self) -> os.stat_result:
@@ -76,7 +79,11 @@ class DirPaths:
         except OSError as exc:
             log.warning("cannot resolve a directory handle: %s", exc.strerror)
             return None
+        if path is None:
+            self.gone.add(handle)   # deleted, or replaced by a rename over it, before this read
         rel = self._relative(path)
+        if rel is not None:
+            self.resolved.add(rel)
         self.remember(handle, rel)
         return rel
 
@@ -85,11 +92,25 @@ class DirPaths:
             self.clear()
         self.dirs[handle] = rel
 
+    def vanished(self, handle: bytes | None) -> bool:
+        """True when `handle` named a directory that was gone when it was looked up: its
+        path is unknown, and it may have been below the root."""
+        return handle in self.gone
+
     def forget(self, handle: bytes | None) -> None:
         self.dirs.pop(handle, None)  # type: ignore[arg-type]
 
+    def forget_inside(self) -> None:
+        """Drop every cached path below the root, keep what is known to be outside: for a
+        directory that left a place that is gone by now (it may have been in the tree)
+        for another place outside it, where its cached descendants cannot follow."""
+        self.dirs = {h: p for h, p in self.dirs.items() if p is None}
+        self.dirs.update({h: ("" if p == self.root else None) for h, p in self.chain.items()})
+        self.gone = set()
+
     def clear(self) -> None:
         self.clears += 1
+        self.gone = set()
         self.dirs = {h: ("" if p == self.root else None) for h, p in self.chain.items()}
 
     def _resolve(self, handle: bytes) -> str | None:

@@ -247,6 +247,8 @@ class TreeWatcher(WatchPlaces):
             return
         if stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
             out.append(FsEvent("write", rel, size=st.st_size))  # a hard link: no close will follow
+        elif stat_mod.S_ISREG(st.st_mode):   # an O_TMPFILE linked in (linkat(2)) gets no close
+            self.dirty.setdefault((parent, name), self._now)    # under this name: due once quiet
 
     def _deleted(self, parent: Node, name: str, rel: str, is_dir: bool,
                  out: list[FsEvent]) -> None:

@@ -165,14 +165,21 @@ class WatchPlaces:
         its events said so, one name reused within the batch, renameat2 RENAME_EXCHANGE):
         what the events reported there may be out of date, so each gets a rescan once
         the whole batch is handled."""
-        paths = set()
+        paths: dict[str, tuple[Node, str]] = {}
         for parent, name in self.recheck:
             prel = self.tree.path(parent)
             if prel is not None:
-                paths.add(join(prel, name))
+                paths[join(prel, name)] = (parent, name)
         self.recheck.clear()
         for rel in sorted(paths):
             out.append(FsEvent("rescan", rel, is_dir=True))
+            # a directory that arrived there unseen (its add_watch answered with another
+            # node's wd, e.g. moved in and then exchanged in one batch) gets its watches
+            # too, not only a rescan (found by tests/integration/test_watch_hypothesis.py)
+            if os.path.isdir(self._full(rel)) and not os.path.islink(self._full(rel)):
+                node = self._place(*paths[rel], rel, out)
+                if node is not None:
+                    self._walk(node, rel, scan=False, out=out)
 
     def _claim(self, node: Node) -> None:
         """`node` was found by add_watch: whatever waited for its place stops waiting."""

@@ -22,8 +22,10 @@ from mirrord.watch.inotify import TreeWatcher
 
 log = logging.getLogger("mirrord.watch")
 
+Watcher = TreeWatcher | FanotifyWatcher   # both yield mirrord.watch.events.FsEvent
 
-def open_watcher(src: SourceConfig) -> TreeWatcher | FanotifyWatcher:
+
+def open_watcher(src: SourceConfig) -> Watcher:
     """A started-to-be watcher for `src` (call .start() on it), chosen by `src.watcher`.
 
     Raises FatalError when `watcher = fanotify` is asked for and is not available here

@@ -1,8 +1,9 @@
-"""Random sequences of directory and file operations against the real kernel: after
-every step (a burst of 1-4 operations done faster than the watcher reads, then drained
-up to a sentinel and settled) the watcher's tree equals the real directories, each wd
-watching that very inode, and a state-based target model fed with the reported events
-equals the real tree."""
+"""Random sequences of directory and file operations against the real kernel, for both
+watcher backends (inotify, fanotify): after every step (a burst of 1-4 operations done
+faster than the watcher reads, then drained up to a sentinel and settled) the watcher's
+map agrees with the kernel (inotify: its tree equals the real directories, each wd
+watching that very inode; fanotify: each cached handle resolves to its path), and a
+state-based target model fed with the reported events equals the real tree."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mirrord.watch.inotify import TreeWatcher
-from tests.watch_model import apply, disk, kernel_agrees, real_dirs, settle
+from tests.watch_backends import BACKENDS, agrees, make
+from tests.watch_model import apply, disk, real_dirs, settle
 
 NAMES = ("a", "b", "c")     # few names: renames over existing names, reuse of old names
 OPS = ("mkdir", "rmtree", "rename_within", "rename_out", "rename_in", "swap", "create_file",
@@ -93,12 +95,13 @@ def run(root: Path, outside: Path, step: tuple, serial: int) -> None:
 
 @settings(max_examples=int(os.environ.get("WATCH_HYPOTHESIS_EXAMPLES", "30")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(op, min_size=1, max_size=4), min_size=1, max_size=6))
-def test_the_watch_tree_follows_any_sequence_of_changes(steps):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_watch_tree_follows_any_sequence_of_changes(backend, steps):
     with tempfile.TemporaryDirectory() as tmp:
         root, outside = Path(tmp) / "src", Path(tmp) / "outside"
         (root / "a" / "b").mkdir(parents=True)
         outside.mkdir()
-        w = TreeWatcher(str(root))
+        w = make(backend, root)
         try:
             assert w.start() == []
             model = disk(root)
@@ -109,7 +112,7 @@ def test_the_watch_tree_follows_any_sequence_of_changes(steps):
                     run(root, outside, step, serial)
                 events = settle(w, root)
                 model = apply(model, events, root)
-                kernel_agrees(w, root)
+                agrees(w, root)
                 assert model == disk(root), events
         finally:
             w.close()

@@ -62,6 +62,10 @@ def test_fuse_source_is_flagged_and_reconcile_repairs_other_clients_writes(fuse_
     (backing / "seed.jpg").write_bytes(b"rewritten by another client")
     poll(lambda: env.targets["local"].read("through-the-mount.jpg") == b"seen live",
          what="the local write through the mount mirrored live")
+    # A network or FUSE mount shows another client's writes only once its attribute and
+    # page caches expire (NFS: actimeo; FUSE: attr_timeout): reconcile repairs what it sees.
+    poll(lambda: (env.src / "seed.jpg").read_bytes() == b"rewritten by another client"
+         and (env.src / "other-client.jpg").exists(), what="the mount shows the other writes")
     res = env.daemon.cli("reconcile", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     for target in env.targets.values():

@@ -1,0 +1,72 @@
+"""What the fanotify watcher reports by looking at the tree itself, not at an event.
+
+fanotify names a directory by handle, and the handle is turned into a path when
+the event is read, not when it happened; a directory moved in arrives with no
+events for what it already holds. These helpers say what stands on disk now, as
+FsEvents, for the cases where that is the only truth to be had.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from typing import Callable
+
+from mirrord.watch.events import FsEvent
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+def tmpfile_name(root: str, rel: str) -> bool:
+    """True for the name the kernel gives an open(O_TMPFILE) file's dentry ("#" and its
+    inode number: d_tmpfile() in fs/dcache.c) when nothing stands at it. The file's
+    writes and close are reported under that name, even after linkat(2) gave it a real
+    one, so an event for it ships nothing."""
+    name = rel.rsplit("/", 1)[-1]
+    return (name[:1] == "#" and name[1:].isdigit()
+            and not os.path.lexists(os.path.join(root, rel)))
+
+
+def as_it_stands(root: str, rel: str, is_dir: bool) -> FsEvent:
+    """The event that ships `rel` as it is on disk now: a directory is rescanned (compared
+    with what was shipped), anything else written, a name with nothing at it deleted
+    (`is_dir`: what stood there was a directory, so its tree goes)."""
+    try:
+        st = os.lstat(os.path.join(root, rel))
+    except OSError:
+        return FsEvent("rmtree", rel, is_dir=True) if is_dir else FsEvent("delete", rel)
+    if stat_mod.S_ISDIR(st.st_mode):
+        return FsEvent("rescan", rel, is_dir=True)
+    return FsEvent("write", rel)
+
+
+def dir_events(root: str, excluded: Callable[[str], bool], rel: str) -> list[FsEvent]:
+    """A mkdir for the directory `rel` and for every directory below it, a write for every
+    regular file (symlinks, devices and excluded paths left out, never followed): what a
+    directory moved in, or filled before its FAN_CREATE was read, already holds."""
+    out: list[FsEvent] = []
+    stack = [rel]
+    while stack:
+        cur = stack.pop()
+        out.append(FsEvent("mkdir", cur, is_dir=True))
+        try:
+            with os.scandir(os.fsencode(os.path.join(root, cur))) as it:
+                entries = list(it)
+        except OSError:
+            continue    # gone again, or replaced by a file: its own events follow
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_file = not is_dir and entry.is_file(follow_symlinks=False)
+            except OSError:
+                continue
+            child = join(cur, os.fsdecode(entry.name))
+            if not (is_dir or is_file) or excluded(child):
+                continue
+            if is_dir:
+                stack.append(child)
+            else:
+                out.append(FsEvent("write", child))
+    return out
