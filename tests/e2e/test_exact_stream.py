@@ -6,7 +6,7 @@ from the source (a directory swapped with one from outside, created and renamed 
 once, a permission-only or mtime-only change, a truncate by path, directory modes,
 empty directories), waits for the backlog to drain, checks every target is exact
 (tests/exactness.py: bytes, mtime, mode, the set of directories), and then that a
-reconcile dry run proposes nothing.
+reconcile dry run proposes nothing. Every test runs once per watcher backend.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from tests.exactness import wait_exact
 from tests.reliability.conftest import Env, excluded, poll, write_config
 
 
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
+@pytest.fixture(params=["inotify", "fanotify"])
+def env(request, tmp_path, seaweedfs, sshd):
     cfg = write_config(tmp_path, seaweedfs, sshd)
-    # reconcile only on demand: whatever arrives, arrives by the live stream
-    cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = off\n")
+    # reconcile only on demand: whatever arrives, arrives by the live stream; each
+    # watcher backend in turn (mirrord.watch.select)
+    text = cfg.read_text().replace("[source:uploads]\n",
+                                   f"[source:uploads]\nwatcher = {request.param}\n")
+    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
     e = Env(tmp_path, cfg)
     try:
         yield e

@@ -45,13 +45,16 @@ def _soak(env: Env, seconds: float, writers: int, *, drain: float = 240.0) -> di
     return {"steps": steps, "missed_by_live_stream": missed}
 
 
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
-    """The three real targets; reconcile only on demand, so nothing but the live stream
-    (and the pass that follows the start, before the churn) can make them exact."""
+@pytest.fixture(params=["inotify", "fanotify"])
+def env(request, tmp_path, seaweedfs, sshd):
+    """The three real targets, each watcher backend in turn; reconcile only on demand, so
+    nothing but the live stream (and the pass that follows the start, before the churn)
+    can make them exact."""
     from tests.reliability.conftest import write_config
     cfg = write_config(tmp_path, seaweedfs, sshd)
-    cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = off\n")
+    text = cfg.read_text().replace("[source:uploads]\n",
+                                   f"[source:uploads]\nwatcher = {request.param}\n")
+    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
     e = Env(tmp_path, cfg)
     try:
         yield e

@@ -38,7 +38,8 @@ def user_watches(uid: int = 0) -> int:
 @pytest.fixture
 def env(tmp_path, seaweedfs, sshd):
     cfg = write_config(tmp_path, seaweedfs, sshd)
-    cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = off\n")
+    text = cfg.read_text().replace("[source:uploads]\n", "[source:uploads]\nwatcher = inotify\n")
+    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
     e = Env(tmp_path, cfg)
     try:
         yield e
