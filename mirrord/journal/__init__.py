@@ -1,0 +1,46 @@
+"""The durable change journal (SQLite, WAL) and the record of what was shipped.
+
+One row per (target, source, path): several changes to a path coalesce into
+the latest, so a path is never worked on by two workers at once and its
+changes apply in order. Every op is state-based — the shipper looks at the
+source when it runs — so coalescing never loses information.
+
+An 'attr' change (only the mode or mtime changed: chmod, utime) never
+weakens a pending op: arriving on a row that holds a put, move, delete or
+mkdir it keeps that kind (which, state-based, ships the metadata too); a put,
+delete or mkdir arriving on an 'attr' row replaces it. claim() hands an attr
+op the path's shipped (size, mtime_ns, mode), so the shipper can send the
+metadata alone. `shipped.mode` (schema 2) is NULL where not known.
+
+A source file still open for writing (SourceBusy) is a wait, not a failure
+(schema 3): its row is marked `busy` and counted in `target_stats.busy`, not
+in `failed`; status shows such rows as waiting for writers, not as failing.
+
+Moves keep their order with a `wait_for` link: after `mv A B` the row for A
+(delete) waits for the row for B (move A->B), so a new A cannot be shipped and
+then moved away. Directory ops (a directory moved, or deleted with its tree)
+are barriers: rows below their paths enqueued after them wait for them.
+
+Only the daemon's main thread writes; readers (status, catch-up scans) open
+their own read-only connections. A change is safe once `enqueue` returns.
+
+records.py   Change, Op, Outcome, RowState, TargetBacklog; path bytes <-> str, ship_key
+schema.py    the tables, connect(), the integrity check, migrations (user_version), transactions
+barriers.py  pending directory moves / tree removals and the in-flight overlap rule
+shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
+read.py      read-only queries: read_state, read_backlog, iter_shipped, row states
+enqueue.py   the write side, in: enqueue, enqueue_move (coalescing, wait_for links)
+claims.py    the write side, out: claim, ack, failures and their backoff
+writer.py    Journal: opens the database and combines the two sides
+"""
+
+from mirrord.journal.barriers import _Barriers
+from mirrord.journal.claims import PERMANENT_RETRY, RETRY_BASE, RETRY_MAX
+from mirrord.journal.read import iter_shipped, read_backlog, read_state
+from mirrord.journal.records import Change, Op, Outcome, RowState, TargetBacklog, ship_key
+from mirrord.journal.schema import SCHEMA_VERSION, connect
+from mirrord.journal.writer import Journal
+
+__all__ = ["Change", "Journal", "Op", "Outcome", "PERMANENT_RETRY", "RETRY_BASE", "RETRY_MAX",
+           "RowState", "SCHEMA_VERSION", "TargetBacklog", "connect", "iter_shipped",
+           "read_backlog", "read_state", "ship_key"]

@@ -1,0 +1,100 @@
+"""Directory barriers: which rows must wait for a pending directory move or tree removal.
+
+A directory op (a directory moved, or deleted with its tree) is a barrier: rows
+at or below its paths enqueued after it wait for it (their `wait_for`), and no
+op overlapping it may be in flight at the same time (overlaps_inflight).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterator
+
+from mirrord.journal.records import _prefix_upper
+
+
+def _self_and_ancestors(path: bytes) -> Iterator[bytes]:
+    """b"a/b/c" -> b"a/b/c", b"a/b", b"a"."""
+    yield path
+    cut = path.rfind(b"/")
+    while cut > 0:
+        path = path[:cut]
+        yield path
+        cut = path.rfind(b"/")
+
+
+class _Barriers:
+    """Pending directory moves and tree removals: rows that later rows at or below their
+    paths must wait for. Indexed by path, so finding the one covering a path costs one
+    lookup per path component: a linear scan over every barrier made each enqueue
+    O(backlog) and a churn backlog of thousands of tree removals quadratic."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[str, str, tuple[bytes, ...]]] = {}
+        self._index: dict[tuple[str, str], dict[bytes, set[int]]] = {}
+
+    def set(self, oid: int, target: str, source: str, paths: tuple[bytes, ...]) -> None:
+        self.drop(oid)
+        self._rows[oid] = (target, source, paths)
+        index = self._index.setdefault((target, source), {})
+        for p in paths:
+            index.setdefault(p, set()).add(oid)
+
+    def drop(self, oid: int) -> None:
+        entry = self._rows.pop(oid, None)
+        if entry is None:
+            return
+        target, source, paths = entry
+        index = self._index[(target, source)]
+        for p in paths:
+            ids = index.get(p)
+            if ids is not None:
+                ids.discard(oid)
+                if not ids:
+                    del index[p]
+
+    def covering(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
+        """The newest barrier (other than `own`) at `path` or at one of its ancestors."""
+        index = self._index.get((target, source))
+        if not index:
+            return None
+        best = None
+        for p in _self_and_ancestors(path):
+            for bid in index.get(p, ()):
+                if bid != own and (best is None or bid > best):
+                    best = bid
+        return best
+
+
+def load_barriers(db: sqlite3.Connection) -> _Barriers:
+    """The barriers of the rows queued in `db` (at start: they outlive a restart)."""
+    barriers = _Barriers()
+    rows = db.execute(
+        "SELECT id, target, source, path, src FROM ops WHERE is_dir = 1 AND (kind = 'move' OR tree = 1)")
+    for oid, target, source, path, src in rows:
+        barriers.set(oid, target, source, tuple(bytes(p) for p in (path, src) if p is not None))
+    return barriers
+
+
+def overlaps_inflight(db: sqlite3.Connection, barriers: _Barriers, oid: int, target: str,
+                      source: str, path: bytes, src: bytes | None, barrier: bool) -> bool:
+    """Whether the row must wait for work in flight on an overlapping path.
+
+    A directory op (a tree removal, a directory move) and an op below its path must
+    never run at the same time, whichever was queued first: a put that observed its
+    file just before the source tree was removed would otherwise finish after the
+    tree removal and leave the file and its parent directories on the target (found
+    by the churn test). Rows queued after a barrier already wait for it (wait_for);
+    this covers the rows queued before it. The range check runs only for barriers."""
+    if barrier:
+        for p in (path, bytes(src) if src is not None else None):
+            if p is not None and db.execute(
+                    "SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? "
+                    "AND path < ? AND claimed != 0 LIMIT 1",
+                    (target, source, p + b"/", _prefix_upper(p))).fetchone():
+                return True
+    cover = barriers.covering(target, source, path, oid)
+    if cover is None:
+        return False
+    row = db.execute("SELECT claimed FROM ops WHERE id = ?", (cover,)).fetchone()
+    return bool(row and row[0])

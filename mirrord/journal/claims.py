@@ -1,0 +1,147 @@
+"""The journal's shipping side: claim ready rows for workers, ack what they did.
+
+claim() marks a row in flight with its seq; ack() deletes it only when its seq
+is unchanged, so a change that arrived while the op was in flight is kept and
+runs next. A failure backs off exponentially with jitter (RETRY_BASE doubling
+up to RETRY_MAX seconds; a permanent error waits at least PERMANENT_RETRY); a
+source file still open for writing (busy) is a wait, not a failure.
+Mixed into Journal (mirrord.journal.writer); only the daemon's main thread calls it.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from typing import Callable, Iterable
+
+from mirrord.journal.barriers import _Barriers, overlaps_inflight
+from mirrord.journal.read import shipped_meta
+from mirrord.journal.records import Op, Outcome, _b, _s, _text
+from mirrord.journal.shipped import record_shipped
+
+RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
+
+# An op a worker may take now (parameters: target, now): what claim() hands out and
+# count_ready() counts, so the two can never disagree. Served by the ops_ready index.
+_READY = "target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL"
+
+
+class ClaimAckMixin:
+    """Journal's claim / ack methods; Journal provides db, clock, _barriers, transaction()."""
+
+    db: sqlite3.Connection
+    clock: Callable[[], float]
+    _barriers: _Barriers
+
+    def count_ready(self, target: str, limit: int, *, now: float | None = None) -> int:
+        """How many ops claim() would hand out for `target` now, counting at most `limit`."""
+        now = self.clock() if now is None else now
+        return self.db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE {_READY} LIMIT ?)",
+                               (target, now, limit)).fetchone()[0]
+
+    def claim(self, target: str, limit: int, *, now: float | None = None) -> list[Op]:
+        """Up to `limit` ready ops for one target, marked in flight."""
+        now = self.clock() if now is None else now
+        rows = self.db.execute(
+            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
+            f"WHERE {_READY} ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
+        ops = []
+        with self.transaction():
+            for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
+                barrier = bool(is_dir and (kind == "move" or tree))
+                if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
+                    continue
+                self.db.execute("UPDATE ops SET claimed = ? WHERE id = ?", (seq, oid))
+                src_shipped = shipped = None
+                if kind == "move" and src is not None and not is_dir:
+                    src_shipped = self._shipped_meta(target, source, bytes(src))
+                elif kind == "attr":
+                    shipped = self._shipped_meta(target, source, bytes(path))
+                ops.append(Op(oid, seq, target, source, _s(path), kind,
+                              _s(src) if src is not None else None, bool(is_dir), bool(tree),
+                              attempts, event_time, src_shipped, shipped))
+        return ops
+
+    def _overlaps_inflight(self, oid: int, target: str, source: str, path: bytes,
+                           src: bytes | None, barrier: bool) -> bool:
+        """Whether the row must wait for work in flight on an overlapping path (the rule
+        and why: mirrord.journal.barriers.overlaps_inflight)."""
+        return overlaps_inflight(self.db, self._barriers, oid, target, source, path, src, barrier)
+
+    def _shipped_meta(self, target: str, source: str, key: bytes) -> tuple[int, int, int | None] | None:
+        """(size, mtime_ns, mode) of the file `key` as last shipped, None if never shipped."""
+        return shipped_meta(self.db, target, source, key)
+
+    def ack(self, outcomes: Iterable[Outcome]) -> None:
+        """Record what the workers did, in one transaction."""
+        now = self.clock()
+        shipped: dict[str, tuple[int, Outcome]] = {}   # target -> (ops done, the last one)
+        with self.transaction():
+            for out in outcomes:
+                if out.error is None:
+                    self._done(out)
+                    count = shipped.get(out.op.target, (0, out))[0]
+                    shipped[out.op.target] = (count + 1, out)
+                else:
+                    self._failed(out, now)
+            for target, (count, last) in shipped.items():   # one row update per batch, not per op
+                self.db.execute(
+                    "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+                    "shipped = shipped + excluded.shipped, last_path = excluded.last_path, "
+                    "last_kind = excluded.last_kind, last_at = excluded.last_at",
+                    (target, count, _b(last.op.path), last.shipped_kind or last.op.kind, now))
+
+    def _done(self, out: Outcome) -> None:
+        op = out.op
+        record_shipped(self.db, out)
+        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None and row[0] == op.seq:
+            self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
+            self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ?", (op.id,))
+            self._barriers.drop(op.id)
+        elif row is not None:
+            # changed again while in flight: keep the newer change, drop what is now done
+            self.db.execute(
+                "UPDATE ops SET claimed = 0, src = CASE WHEN kind = 'move' THEN src ELSE NULL END, "
+                "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
+            if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
+                self._barriers.drop(op.id)
+
+    def _failed(self, out: Outcome, now: float) -> None:
+        op = out.op
+        attempts = op.attempts + 1
+        if out.busy:
+            self._busy(out, now, attempts)
+            return
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
+        delay = delay * (0.75 + random.random() / 2)
+        if out.permanent:
+            delay = max(delay, PERMANENT_RETRY)
+        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None and row[0] == op.seq:
+            self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
+                            "busy = 0 WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
+        elif row is not None:
+            self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?",
+                            (_text(out.error), op.id))
+        self.db.execute(
+            "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
+            "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
+            "last_error_at = excluded.last_error_at", (op.target, _text(f"{op.path}: {out.error}"), now))
+
+    def _busy(self, out: Outcome, now: float, attempts: int) -> None:
+        """A file still open for writing: retried with the usual backoff, but counted as a
+        wait (target_stats.busy), never as a failure, and not made the target's last error."""
+        op = out.op
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
+        self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
+                        "busy = 1 WHERE id = ? AND seq = ?",
+                        (attempts, now + delay, _text(out.error), op.id, op.seq))
+        self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
+        self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
+                        "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))
+
+    def release_claims(self) -> None:
+        """Forget in-flight marks (at shutdown, for work that did not finish)."""
+        self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")

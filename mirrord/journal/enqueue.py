@@ -1,0 +1,134 @@
+"""The journal's enqueue side: changes and renames in, coalesced into one row per path.
+
+A later change to a path updates its row (seq moves on) instead of adding one;
+an 'attr' change never weakens a pending op. A rename becomes a move row plus a
+delete row that waits for it (wait_for), or, with pending work in the way, a
+delete and a re-send. Rows below a pending directory barrier wait for it.
+Mixed into Journal (mirrord.journal.writer), whose db, routes, clock and
+barriers it uses; only the daemon's main thread calls it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable, Iterable
+
+from mirrord.journal.barriers import _Barriers
+from mirrord.journal.records import Change, _b, _prefix_upper
+
+
+class EnqueueMixin:
+    """Journal's enqueue methods; Journal provides db, routes, clock, _barriers, transaction()."""
+
+    db: sqlite3.Connection
+    routes: dict[str, tuple[str, ...]]
+    clock: Callable[[], float]
+    _barriers: _Barriers
+
+    def targets_of(self, change_targets: tuple[str, ...] | None, source: str) -> tuple[str, ...]:
+        routed = self.routes.get(source, ())
+        if change_targets is None:
+            return routed
+        return tuple(t for t in change_targets if t in routed)
+
+    def enqueue(self, changes: Iterable[Change]) -> int:
+        """Record changes durably (one transaction); returns how many rows were touched."""
+        n = 0
+        with self.transaction():
+            for ch in changes:
+                for target in self.targets_of(ch.targets, ch.source):
+                    self._upsert(target, ch.source, _b(ch.path), ch.kind, tree=ch.tree,
+                                 is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
+                                 when=ch.time or self.clock(), delay=ch.delay)
+                    n += 1
+        return n
+
+    def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
+        return self._barriers.covering(target, source, path, own)
+
+    def _waits_on(self, start: int, row: int) -> bool:
+        """True when `start` (transitively) waits for `row`: linking row -> start would cycle."""
+        seen = 0
+        cur: int | None = start
+        while cur is not None and seen < 1000:
+            if cur == row:
+                return True
+            found = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (cur,)).fetchone()
+            cur = found[0] if found else None
+            seen += 1
+        return False
+
+    def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
+                is_dir: bool, size: int, when: float, delay: float = 0.0,
+                src: bytes | None = None, wait_for: int | None = None) -> int:
+        row = self.db.execute(
+            "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
+            "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
+        tree_after = tree  # the row keeps a pending tree removal (tree = MAX(tree, ?))
+        if row is None:
+            barrier = self._covering_barrier(target, source, path, None)
+            waits = wait_for if wait_for is not None else barrier
+            cur = self.db.execute(
+                "INSERT INTO ops (target, source, path, kind, src, is_dir, tree, tree_seq, seq, "
+                "wait_for, next_try, first_seen, event_time, size) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                (target, source, path, kind, src, int(is_dir), int(tree), 1 if tree else 0,
+                 waits, when + delay if delay else 0, when, when, size))
+            oid = cur.lastrowid
+        else:
+            oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = row
+            if kind == "attr" and old_kind != "attr":
+                # a pending put / move / delete / mkdir is stronger and state-based anyway: it
+                # ships the mode and mtime too. seq still moves on, so an op of the row that
+                # is in flight (it may have looked before the chmod) runs once more.
+                kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
+            tree_after = tree or bool(old_tree)
+            barrier = self._covering_barrier(target, source, path, oid)
+            if barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
+                waits = barrier
+            self.db.execute(
+                "UPDATE ops SET kind = ?, src = ?, is_dir = ?, tree = MAX(tree, ?), "
+                "tree_seq = CASE WHEN ? THEN seq + 1 ELSE tree_seq END, seq = seq + 1, "
+                "wait_for = ?, attempts = 0, busy = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
+                (kind, src, int(is_dir), int(tree), int(tree), waits,
+                 when + delay if delay else 0, when, size, oid))
+        if is_dir and (kind == "move" or tree_after):
+            self._barriers.set(oid, target, source, tuple(p for p in (path, src) if p is not None))
+        else:
+            self._barriers.drop(oid)
+        return oid
+
+    def _has_rows_at_or_below(self, target: str, source: str, path: bytes, is_dir: bool) -> bool:
+        if self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ?",
+                           (target, source, path)).fetchone():
+            return True
+        if is_dir and self.db.execute(
+                "SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? LIMIT 1",
+                (target, source, path + b"/", _prefix_upper(path))).fetchone():
+            return True
+        return self._covering_barrier(target, source, path, None) is not None
+
+    def enqueue_move(self, source: str, src: str, dst: str, *, is_dir: bool,
+                     when: float | None = None, targets: tuple[str, ...] | None = None) -> list[str]:
+        """Record a rename inside the tree. Returns the targets on which it could not be kept
+        as a move (pending work in the way): for those, src is deleted and dst must be
+        re-sent — the caller scans dst when it is a directory."""
+        when = when or self.clock()
+        bsrc, bdst = _b(src), _b(dst)
+        fallback: list[str] = []
+        with self.transaction():
+            for target in self.targets_of(targets, source):
+                busy = (self._has_rows_at_or_below(target, source, bsrc, is_dir)
+                        or self._has_rows_at_or_below(target, source, bdst, is_dir))
+                if busy:
+                    fallback.append(target)
+                    self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir,
+                                 size=0, when=when)
+                    self._upsert(target, source, bdst, "mkdir" if is_dir else "put", tree=False,
+                                 is_dir=is_dir, size=0, when=when)
+                    continue
+                mid = self._upsert(target, source, bdst, "move", tree=False, is_dir=is_dir,
+                                   size=0, when=when, src=bsrc)
+                self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir, size=0,
+                             when=when, wait_for=mid)
+        return fallback

@@ -1,0 +1,80 @@
+"""The read side of the state database: queries that never write.
+
+Readers in other processes or threads (`mirrord status`, catch-up scans,
+reconcile) call these on their own read-only connection (connect(readonly=True));
+the Journal calls them on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Iterable, Iterator
+
+from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
+from mirrord.journal.records import RowState, TargetBacklog, _prefix_upper, _s
+
+
+def read_state(db: sqlite3.Connection, key: str, default: object = None) -> object:
+    row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return default if row is None else json.loads(row[0])
+
+
+def read_backlog(db: sqlite3.Connection, targets: list[str]) -> dict[str, TargetBacklog]:
+    out = {t: TargetBacklog(t) for t in targets}
+    for target, n, nbytes, oldest, failing, waiting in db.execute(
+            "SELECT target, COUNT(*), SUM(size), MIN(first_seen), SUM(attempts > 0 AND busy = 0), "
+            "SUM(busy) FROM ops GROUP BY target"):
+        b = out.setdefault(target, TargetBacklog(target))
+        b.pending, b.pending_bytes, b.oldest = n, nbytes or 0, oldest
+        b.failing, b.waiting = failing or 0, waiting or 0
+    for row in db.execute("SELECT target, shipped, failed, last_path, last_kind, last_at, last_error, "
+                          "last_error_at, busy FROM target_stats"):
+        b = out.setdefault(row[0], TargetBacklog(row[0]))
+        b.extra = {"shipped": row[1], "failed": row[2],
+                   "last_path": _s(row[3]) if row[3] is not None else None,
+                   "last_kind": row[4], "last_at": row[5], "last_error": row[6], "last_error_at": row[7],
+                   "busy": row[8]}
+        b.last_error = row[6]
+    return out
+
+
+def iter_shipped(db: sqlite3.Connection, target: str, source: str,
+                 prefix: bytes = b"") -> Iterator[ShippedRow]:
+    """(key, size, mtime_ns, token, mode) in key order: the merge partner of a source walk.
+    `mode` is None where not known (rows from schema 1) or not kept by the target.
+    With `prefix` (a directory's path bytes, no trailing '/'): only the rows strictly below it."""
+    cols = "SELECT key, size, mtime_ns, token, mode FROM shipped WHERE target = ? AND source = ? "
+    if prefix:
+        cur = db.execute(cols + "AND key > ? AND key < ? ORDER BY key",
+                         (target, source, prefix + b"/", _prefix_upper(prefix)))
+    else:
+        cur = db.execute(cols + "ORDER BY key", (target, source))
+    yield from cur   # keys are stored as BLOBs: sqlite3 returns them as bytes already
+
+
+def shipped_meta(db: sqlite3.Connection, target: str, source: str,
+                 key: bytes) -> tuple[int, int, int | None] | None:
+    """(size, mtime_ns, mode) of the file `key` as last shipped, None if never shipped."""
+    found = db.execute(
+        "SELECT size, mtime_ns, mode FROM shipped WHERE target = ? AND source = ? AND key = ?",
+        (target, source, key)).fetchone()
+    return tuple(found) if found else None
+
+
+def row_states(db: sqlite3.Connection, target: str, source: str,
+               paths: Iterable[bytes]) -> dict[bytes, RowState]:
+    """Where the rows of `target` / `source` at `paths` (path bytes) stand; a path with no
+    row is absent from the answer (acked: done). Asked 500 paths per query (SQLite's
+    host-parameter limit is 999 on older builds)."""
+    wanted = list(paths)
+    found: dict[bytes, RowState] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        rows = db.execute(
+            "SELECT path, attempts, claimed, next_try, last_error, busy FROM ops "
+            f"WHERE target = ? AND source = ? AND path IN ({','.join('?' * len(chunk))})",
+            (target, source, *chunk))
+        for path, attempts, claimed, next_try, error, busy in rows:
+            found[bytes(path)] = RowState(attempts, bool(claimed), next_try, error, bool(busy))
+    return found

@@ -1,0 +1,111 @@
+"""The journal's records and its path encoding.
+
+Change goes in (what the watcher or a scan saw), Op comes out of claim() (what a
+worker should do), Outcome goes back in through ack() (what the worker did);
+RowState and TargetBacklog are what readers are told. Paths are stored as BLOBs
+of their os.fsencode() bytes, so a name that is not UTF-8 keeps its exact bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _b(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def _s(blob: bytes) -> str:
+    return os.fsdecode(bytes(blob))
+
+
+def _text(message: str | None) -> str | None:
+    """A message safe for a TEXT column: a path that is not UTF-8 reaches us
+    surrogate-escaped, which sqlite3 refuses to bind (failing the whole ack)."""
+    if message is None:
+        return None
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def ship_key(path: str, is_dir: bool) -> bytes:
+    """The `shipped` table key: path bytes, directories as 'path/' (mirrord.treewalk.entry_key)."""
+    return _b(path) + (b"/" if is_dir else b"")
+
+
+def _prefix_upper(prefix: bytes) -> bytes:
+    """Smallest byte string greater than every string starting with `prefix` + b'/'."""
+    return prefix + b"0"  # '0' is the byte after '/'
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something that happened at a source path, as the watcher or a scan saw it."""
+
+    source: str
+    path: str
+    kind: str                       # put | delete | mkdir | attr (mode/mtime only: see Journal)
+    tree: bool = False              # remove everything at/below path first
+    size: int = 0
+    time: float = 0.0
+    targets: tuple[str, ...] | None = None   # None: every target of the source
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Op:
+    """A claimed row: what a worker should do, frozen at claim time."""
+
+    id: int
+    seq: int
+    target: str
+    source: str
+    path: str
+    kind: str
+    src: str | None
+    is_dir: bool
+    tree: bool
+    attempts: int
+    event_time: float
+    src_shipped: tuple[int, int, int | None] | None = None   # moves: (size, mtime_ns, mode) of src as last shipped
+    shipped: tuple[int, int, int | None] | None = None   # attr ops: (size, mtime_ns, mode) of path as last shipped
+
+
+@dataclass
+class Outcome:
+    """A worker's answer for one Op; `error` None means done."""
+
+    op: Op
+    shipped_kind: str = ""          # put | meta | delete | mkdir | move | skip
+    size: int = 0
+    mtime_ns: int = 0
+    token: str | None = None
+    is_dir: bool = False
+    mode: int | None = None         # permission bits shipped (None: target does not keep them)
+    error: str | None = None
+    permanent: bool = False
+    rescan: bool = False            # a directory must be walked and re-sent (move fell back)
+    busy: bool = False              # error: the source file is still open for writing (a wait)
+
+
+@dataclass(frozen=True)
+class RowState:
+    """Where a queued row stands (Journal.row_states); a row that is gone was done."""
+
+    attempts: int
+    claimed: bool
+    next_try: float                 # wall-clock seconds
+    last_error: str | None
+    busy: bool
+
+
+@dataclass
+class TargetBacklog:
+    target: str
+    pending: int = 0
+    pending_bytes: int = 0
+    oldest: float | None = None
+    failing: int = 0
+    waiting: int = 0                # rows waiting for a writer to close the file (busy)
+    last_error: str | None = None
+    extra: dict = field(default_factory=dict)

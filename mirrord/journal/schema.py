@@ -1,0 +1,166 @@
+"""The state database itself: its schema, opening it, checking it, migrating it.
+
+The schema is versioned with SQLite's `PRAGMA user_version`; an older database
+is migrated in place (v1 -> v2 -> v3), a newer one is refused. A damaged file
+raises JournalError and is never silently replaced by an empty one: starting
+empty would re-check every source against every target without saying why.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from mirrord.errors import JournalError
+
+SCHEMA_VERSION = 3   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ops (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    path BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    src BLOB,
+    is_dir INTEGER NOT NULL DEFAULT 0,
+    tree INTEGER NOT NULL DEFAULT 0,
+    tree_seq INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 1,
+    claimed INTEGER NOT NULL DEFAULT 0,
+    wait_for INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL DEFAULT 0,
+    last_error TEXT,
+    first_seen REAL NOT NULL,
+    event_time REAL NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    busy INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (target, source, path)
+);
+CREATE INDEX IF NOT EXISTS ops_ready ON ops (target, claimed, next_try, id);
+CREATE INDEX IF NOT EXISTS ops_wait ON ops (wait_for) WHERE wait_for IS NOT NULL;
+CREATE TABLE IF NOT EXISTS shipped (
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    key BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    token TEXT,
+    mode INTEGER,
+    PRIMARY KEY (target, source, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS target_stats (
+    target TEXT PRIMARY KEY,
+    shipped INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    last_path BLOB,
+    last_kind TEXT,
+    last_at REAL,
+    last_error TEXT,
+    last_error_at REAL,
+    busy INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the state database; a damaged file raises JournalError, never starts empty."""
+    if readonly:
+        uri = f"file:{path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise JournalError(f"state database {path} is damaged ({exc}); refusing to start. "
+                           f"Move it aside to start over: every source will be re-checked "
+                           f"against every target.") from None
+    return conn
+
+
+def check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """PRAGMA quick_check on the database at `path`; anything but 'ok' closes `db` and
+    raises JournalError naming the file and the first three problems."""
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        rows = [(str(exc),)]
+    if rows != [("ok",)]:
+        detail = "; ".join(str(r[0]) for r in rows[:3])
+        db.close()
+        raise JournalError(f"state database {path} is damaged ({detail}); refusing to "
+                           f"start. Move it aside to start over: every source will be "
+                           f"re-checked against every target.")
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the database at `path` to SCHEMA_VERSION (creating the tables when new).
+    Raises JournalError when its schema is newer than this mirrord, or it is damaged."""
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(f"state database {path} has schema {version}, newer "
+                               f"than this mirrord ({SCHEMA_VERSION}); refusing to start")
+        if version == 1:
+            _to_v2(db)
+        if version in (1, 2):
+            _to_v3(db)
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"state database {path} is damaged ({exc}); refusing to start") from None
+
+
+def _to_v2(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2 in place: `shipped` gains `mode`, NULL on every old row (not
+    known: catch-up and reconcile then send the mode once, never the body again)."""
+    with transaction(db):
+        cols = [r[1] for r in db.execute("PRAGMA table_info(shipped)")]
+        if "mode" not in cols:
+            db.execute("ALTER TABLE shipped ADD COLUMN mode INTEGER")
+        db.execute("PRAGMA user_version = 2")
+
+
+def _to_v3(db: sqlite3.Connection) -> None:
+    """Version 2 -> 3 in place: `ops.busy` and `target_stats.busy` (a file still open
+    for writing is a wait, counted apart from failures), 0 on every old row."""
+    with transaction(db):
+        for table in ("ops", "target_stats"):
+            cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+            if cols and "busy" not in cols:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN busy INTEGER NOT NULL DEFAULT 0")
+        db.execute("PRAGMA user_version = 3")
+
+
+def transaction(db: sqlite3.Connection) -> _Txn:
+    """A context manager: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception). Nested
+    inside an open transaction it does nothing, so the outermost one decides."""
+    return _Txn(db)
+
+
+class _Txn:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.outer = False
+
+    def __enter__(self):
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.outer:
+            return False
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+        return False

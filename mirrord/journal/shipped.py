@@ -1,0 +1,61 @@
+"""The record of what was shipped: keeps the `shipped` table equal to what a target holds.
+
+One row per (target, source, key); the key is the path bytes, a directory's with
+a trailing '/' (ship_key). Catch-up and reconcile merge a source walk with these
+rows (iter_shipped), so a row here is what spares a file from being sent again.
+Called inside ack()'s transaction, one Outcome that succeeded at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from mirrord.journal.records import Outcome, _b, _prefix_upper
+
+
+def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
+    """Keep `shipped` equal to what the target now holds for this path."""
+    op = out.op
+    t, s, path = op.target, op.source, _b(op.path)
+    if op.tree or out.shipped_kind in ("put", "move"):
+        _forget_tree(db, t, s, path)  # nothing of ours stands below path any more
+    if out.shipped_kind == "move" and op.src is not None:
+        _move_shipped(db, t, s, _b(op.src), path, op.is_dir)
+    if out.shipped_kind in ("put", "move") and not out.is_dir:
+        _set_shipped(db, t, s, path, path + b"/", out.size, out.mtime_ns, out.token, out.mode)
+    elif out.shipped_kind == "meta":   # mode / mtime set in place: same body, same token
+        db.execute("UPDATE shipped SET mtime_ns = ?, mode = ?, token = COALESCE(?, token) "
+                   "WHERE target = ? AND source = ? AND key = ?",
+                   (out.mtime_ns, out.mode, out.token, t, s, path))
+    elif out.shipped_kind in ("mkdir", "move"):
+        _set_shipped(db, t, s, path + b"/", path, 0, out.mtime_ns, None, out.mode)
+    elif out.shipped_kind == "delete":
+        db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key IN (?, ?)",
+                   (t, s, path, path + b"/"))
+
+
+def _set_shipped(db: sqlite3.Connection, t: str, s: str, key: bytes, other: bytes, size: int,
+                 mtime_ns: int, token: str | None, mode: int | None) -> None:
+    db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
+    db.execute("INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, "
+               "mode) VALUES (?, ?, ?, ?, ?, ?, ?)", (t, s, key, size, mtime_ns, token, mode))
+
+
+def _forget_tree(db: sqlite3.Connection, t: str, s: str, path: bytes) -> None:
+    db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
+               (t, s, path + b"/", _prefix_upper(path)))
+
+
+def _move_shipped(db: sqlite3.Connection, t: str, s: str, src: bytes, dst: bytes, is_dir: bool) -> None:
+    if not is_dir:
+        db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, src))
+        return
+    rows = db.execute(
+        "SELECT key, size, mtime_ns, token, mode FROM shipped WHERE target = ? AND source = ? "
+        "AND key >= ? AND key < ?", (t, s, src + b"/", _prefix_upper(src))).fetchall()
+    db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
+               (t, s, src + b"/", _prefix_upper(src)))
+    db.executemany(
+        "INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, mode) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(t, s, dst + bytes(k)[len(src):], size, m, tok, mode) for k, size, m, tok, mode in rows])

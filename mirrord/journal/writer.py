@@ -1,0 +1,76 @@
+"""The Journal object: the one writer of the state database, and what it is built from.
+
+Opening a Journal checks and migrates the database (schema.py), forgets the
+claims of a previous run and reloads the directory barriers (barriers.py). Its
+methods come from two mixins split by job, enqueue (enqueue.py) and claim / ack
+(claims.py), plus the small kv state and the read-side calls on its own
+connection kept here. Only the daemon's main thread writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
+from mirrord.journal import read, schema
+from mirrord.journal.barriers import load_barriers
+from mirrord.journal.claims import ClaimAckMixin
+from mirrord.journal.enqueue import EnqueueMixin
+from mirrord.journal.records import RowState, TargetBacklog
+
+
+class Journal(EnqueueMixin, ClaimAckMixin):
+    """The write side of the state database, used by one thread (the daemon's main loop)."""
+
+    def __init__(self, path: Path, routes: dict[str, tuple[str, ...]], *,
+                 clock=time.time, check: bool = True, reset_claims: bool = True):
+        self.path = Path(path)
+        self.routes = dict(routes)
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        self.db = schema.connect(self.path)
+        if existed and check:
+            schema.check_integrity(self.db, self.path)
+        schema.migrate(self.db, self.path)
+        if reset_claims:  # False: another process (a running daemon) owns the claims
+            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+        self._barriers = load_barriers(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------ transactions
+    def transaction(self):
+        return schema.transaction(self.db)
+
+    # ------------------------------------------------------------ rows
+    def row_states(self, target: str, source: str, paths: Iterable[bytes]) -> dict[bytes, RowState]:
+        """Where the rows of `target` / `source` at `paths` (path bytes) stand; a path with no
+        row is absent from the answer (acked: done). Asked 500 paths per query (SQLite's
+        host-parameter limit is 999 on older builds)."""
+        return read.row_states(self.db, target, source, paths)
+
+    # ------------------------------------------------------------ state
+    def set_state(self, key: str, value: object) -> None:
+        self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_state(self, key: str, default: object = None) -> object:
+        return read.read_state(self.db, key, default)
+
+    def has_more_ops_than(self, limit: int) -> bool:
+        """Whether more than `limit` operations are queued or in flight (any target),
+        not counting ones that already failed (they wait out a backoff, maybe for hours).
+        Stops counting at limit + 1: cheap even with a backlog of millions."""
+        row = self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE attempts = 0 LIMIT ?)",
+                              (limit + 1,)).fetchone()
+        return row[0] > limit
+
+    def backlog(self, now: float | None = None) -> dict[str, TargetBacklog]:
+        return read.read_backlog(self.db, list(dict.fromkeys(t for ts in self.routes.values() for t in ts)))
+
+    def shipped_entries(self, target: str, source: str) -> Iterator[ShippedRow]:
+        return read.iter_shipped(self.db, target, source)
