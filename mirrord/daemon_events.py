@@ -54,6 +54,13 @@ class EventRouter:
 
     def _move(self, src: SourceConfig, ev: FsEvent, now: float) -> None:
         assert ev.src is not None and self.d.pipeline is not None
+        if ev.is_dir and src.excludes_depend_on_path:
+            # `cache/*.jpg` excludes cache/x.jpg but not cache2/x.jpg: what the targets hold
+            # below the old name is not what belongs below the new one. Remove and re-send.
+            self.d._record([Change(src.name, ev.src, "delete", tree=True, time=now),
+                            Change(src.name, ev.path, "mkdir", time=now)])
+            self.d.schedule_subtree(src, ev.path, src.targets)
+            return
         fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir, when=now)
         if fallback and ev.is_dir:
             self.d.schedule_subtree(src, ev.path, fallback)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Callable
 
 from pathspec import GitIgnoreSpec
 
@@ -66,6 +67,13 @@ class ExcludeMatcher:
         self._spec = GitIgnoreSpec.from_lines(patterns) if patterns else None
         self._dir_excluded = lru_cache(maxsize=_DIR_CACHE_SIZE)(self._dir_excluded_uncached)
 
+    @property
+    def path_dependent(self) -> bool:
+        """True when a pattern depends on more than a name: a '/' inside it (`cache/*.jpg`,
+        `/temp`, `a/**/b`). Renaming a directory can then change what is excluded below
+        it, so a directory move cannot be replayed as a move on the targets."""
+        return any("/" in p.lstrip("!").rstrip("/") for p in self.patterns)
+
     def excluded(self, relpath: str, *, is_dir: bool = False) -> bool:
         """True when `relpath` ('a/b/c.jpg', relative to the source root, no leading
         or trailing '/') or one of its ancestor directories is excluded.
@@ -87,6 +95,16 @@ class ExcludeMatcher:
         if sep and self._dir_excluded(parent):
             return True
         return self._spec.match_file(relpath + "/")
+
+
+def excluded_entry(excluded: Callable[[str], bool], relpath: str, is_dir: bool) -> bool:
+    """Ask an `excluded(relpath)` callable about a path, saying whether it is a directory.
+
+    A directory is also asked as 'relpath/' (the trailing '/' is how a directory is
+    spelled in every listing mirrord merges, and what gitignore's directory-only
+    patterns match: `thumb/`). Any callable works: one that does not know the
+    convention is asked the plain path too."""
+    return excluded(relpath) or (is_dir and excluded(relpath + "/"))
 
 
 @lru_cache(maxsize=64)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterator
 
+from mirrord.exclude import excluded_entry
 from mirrord.targets.base import Entry
 
 
@@ -72,9 +73,9 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
         stack.append(level)
         while stack:
             fd, rel, children = stack[-1]
-            for _key, entry in children:
+            for key, entry in children:
                 relpath = f"{rel}/{entry.name}" if rel else entry.name
-                if excluded is not None and excluded(relpath):
+                if excluded is not None and excluded_entry(excluded, relpath, key[-1:] == b"/"):
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)

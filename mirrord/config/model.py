@@ -50,6 +50,12 @@ class SourceConfig:
     def _excluder(self) -> ExcludeMatcher:
         return compile_excludes(self.exclude)
 
+    @property
+    def excludes_depend_on_path(self) -> bool:
+        """Whether renaming a directory can change what is excluded below it (a pattern
+        with a '/' inside: mirrord.exclude.ExcludeMatcher.path_dependent)."""
+        return self._excluder.path_dependent
+
     def excluded(self, relpath: str, *, is_dir: bool = False) -> bool:
         """True when `relpath` (relative to `path`, '/'-separated) or one of its ancestor
         directories matches `exclude` (gitignore syntax: see mirrord/exclude.py).

@@ -35,9 +35,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from mirrord import journal
-from mirrord.compare import NEEDS_STAT, ShippedRow, against_listing, against_stat, change_kind
+from mirrord.compare import (
+    NEEDS_STAT,
+    ShippedRow,
+    against_listing,
+    against_stat,
+    change_kind,
+)
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
+from mirrord.exclude import excluded_entry
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor, below, merge
@@ -230,7 +237,7 @@ class _Pass:
     def _not_ours(self, rel: str, key: bytes) -> bool:
         """Target entries this source must neither compare nor delete."""
         return (rel.split("/", 1)[0] == META_DIR or below(key, self.other)
-                or self.source.excluded(rel))
+                or excluded_entry(self.source.excluded, rel, key.endswith(b"/")))
 
     def _shipped_rows(self, conn: sqlite3.Connection | None) -> Iterator[tuple]:
         if conn is None:

@@ -36,12 +36,17 @@ import stat as stat_mod
 import time
 from typing import Callable
 
+from mirrord.exclude import excluded_entry
 from mirrord.watch import fanotify_sys as S
 from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify_paths import DirPaths
+from mirrord.watch.fanotify_probe import (  # noqa: F401
+    MARK_MASK,
+    fanotify_available,
+    mounts_below,
+    open_group,
+)
 from mirrord.watch.fanotify_scan import as_it_stands, dir_events, join, tmpfile_name
-from mirrord.watch.fanotify_probe import (MARK_MASK, fanotify_available,  # noqa: F401
-                                          mounts_below, open_group)
 
 READ_SIZE = 256 * 1024
 MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the loop forever
@@ -208,7 +213,7 @@ class FanotifyWatcher:
         rel = join(parent, os.fsdecode(ev.name))
         if ev.name[:1] == b"#" and tmpfile_name(self.root, rel):
             return
-        if self.excluded(rel):
+        if excluded_entry(self.excluded, rel, bool(mask & S.FAN_ONDIR)):
             self.dropped += 1
             return
         if mask & S.FAN_ONDIR:
@@ -251,9 +256,9 @@ class FanotifyWatcher:
             self._report_lost("moved", out)
             return
         lost_before = self._lost_departures
-        src = self._end(ev.old_dfid, ev.old_name)
-        dst = self._end(ev.dfid, ev.name)
         is_dir = bool(ev.mask & S.FAN_ONDIR)
+        src = self._end(ev.old_dfid, ev.old_name, is_dir)
+        dst = self._end(ev.dfid, ev.name, is_dir)
         # events queued before this rename but resolved after it got paths below dst
         # already (today's): what they reported there is compared again afterwards
         resolved_below = is_dir and src is not None and dst is not None and any(
@@ -303,14 +308,14 @@ class FanotifyWatcher:
             self.modified.pop(src, None)  # type: ignore[arg-type]
             out.append(as_it_stands(self.root, src, is_dir))  # type: ignore[arg-type]
 
-    def _end(self, dfid: bytes | None, name: bytes | None) -> str | None:
+    def _end(self, dfid: bytes | None, name: bytes | None, is_dir: bool) -> str | None:
         if dfid is None or not name:
             return None
         parent = self.paths.rel(dfid)
         if parent is None:
             return None
         rel = join(parent, os.fsdecode(name))
-        return None if self.excluded(rel) else rel
+        return None if excluded_entry(self.excluded, rel, is_dir) else rel
 
     def _report_lost(self, how: str, out: list[FsEvent]) -> None:
         if not self._lost:

@@ -21,6 +21,7 @@ import logging
 import os
 from typing import Callable
 
+from mirrord.exclude import excluded_entry
 from mirrord.watch import fanotify_sys as S
 
 log = logging.getLogger("mirrord.watch")
@@ -135,4 +136,4 @@ class DirPaths:
         if not path.startswith(self._prefix):
             return None
         rel = path[len(self._prefix):]
-        return None if self.excluded(rel) else rel
+        return None if excluded_entry(self.excluded, rel, True) else rel   # directories only

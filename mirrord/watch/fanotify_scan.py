@@ -12,6 +12,7 @@ import os
 import stat as stat_mod
 from typing import Callable
 
+from mirrord.exclude import excluded_entry
 from mirrord.watch.events import FsEvent
 
 
@@ -63,7 +64,7 @@ def dir_events(root: str, excluded: Callable[[str], bool], rel: str) -> list[FsE
             except OSError:
                 continue
             child = join(cur, os.fsdecode(entry.name))
-            if not (is_dir or is_file) or excluded(child):
+            if not (is_dir or is_file) or excluded_entry(excluded, child, is_dir):
                 continue
             if is_dir:
                 stack.append(child)

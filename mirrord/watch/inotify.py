@@ -31,6 +31,7 @@ from typing import Callable
 from inotify_simple import INotify
 from inotify_simple import flags as F
 
+from mirrord.exclude import excluded_entry
 from mirrord.watch.events import FsEvent, describe  # noqa: F401 - re-exported
 from mirrord.watch.placing import WATCH_MASK, WatchPlaces, join  # noqa: F401 - re-exported
 from mirrord.watch.tree import Node
@@ -203,9 +204,9 @@ class TreeWatcher(WatchPlaces):
             return
         name = ev.name
         rel = join(prel, name)
-        if self.excluded(rel):
-            return
         is_dir = bool(mask & F.ISDIR)
+        if excluded_entry(self.excluded, rel, is_dir):
+            return
         if self.missed and mask & (F.CREATE | F.DELETE | F.MOVED_FROM | F.MOVED_TO):
             self.missed.pop((node, name), None)
         if mask & F.CLOSE_WRITE:

@@ -23,6 +23,7 @@ from typing import Callable
 
 from inotify_simple import flags as F
 
+from mirrord.exclude import excluded_entry
 from mirrord.fsutil import counts_subdirs_in_nlink
 from mirrord.watch.events import FsEvent
 from mirrord.watch.tree import Node, WatchTree
@@ -216,7 +217,7 @@ class WatchPlaces:
                     continue
                 name = os.fsdecode(entry.name)
                 child = join(cur, name)
-                if self.excluded(child):
+                if excluded_entry(self.excluded, child, is_dir):
                     continue
                 if not is_dir:
                     out.append(FsEvent("write", child))

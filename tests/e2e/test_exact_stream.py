@@ -161,3 +161,75 @@ def test_hard_link_rename_over_and_rename_again(env):
     os.rename(env.src / "d1", env.src / "d2")
     os.rename(env.src / "d2", env.src / "d3")
     assert_exact(env)
+
+
+def test_hard_link_then_original_removed_at_once(env):
+    """`link a b; unlink a` back to back (Maildir's rename-without-overwrite): by the time
+    the create of b is handled its link count is 1 again, and no close will follow."""
+    start(env)
+    write(env.src / "a1.jpg", b"linked content")
+    os.link(env.src / "a1.jpg", env.src / "b1.jpg")
+    os.unlink(env.src / "a1.jpg")
+    assert_exact(env)
+
+
+def test_o_tmpfile_linked_into_the_tree(env):
+    """open(O_TMPFILE) + linkat(AT_EMPTY_PATH): the file gets its name with no create-then-
+    close, its close names the kernel's '#inode' entry."""
+    import ctypes
+    start(env)
+    fd = os.open(env.src, os.O_TMPFILE | os.O_WRONLY, 0o640)
+    try:
+        os.write(fd, b"born nameless")
+        libc = ctypes.CDLL(None, use_errno=True)
+        AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
+        if libc.linkat(fd, b"", AT_FDCWD, os.fsencode(env.src / "named.jpg"), AT_EMPTY_PATH):
+            raise OSError(ctypes.get_errno(), "linkat")
+    finally:
+        os.close(fd)
+    assert_exact(env)
+
+
+@pytest.fixture
+def excluding_env(env):
+    """The same daemon, with operators' exclude patterns: a directory-only name, an
+    anchored path, a path pattern."""
+    text = env.cfg.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("exclude = "))
+    env.cfg.write_text(text.replace(line, "exclude = *.tmp, thumb/, /temp, cache/*.jpg"))
+    return env
+
+
+def _excluded(env):
+    from mirrord import config as config_mod
+    return config_mod.load(env.cfg).source("uploads").excluded
+
+
+def test_excluded_directories_and_renames_across_excludes(excluding_env):
+    env = excluding_env
+    for d in ("a/thumb", "temp", "cache", "pics", "sub"):
+        (env.src / d).mkdir(parents=True)
+    write(env.src / "a" / "thumb" / "t1.jpg", b"thumb")
+    write(env.src / "temp" / "x.jpg", b"temp")
+    write(env.src / "cache" / "c.jpg", b"cache")
+    write(env.src / "pics" / "p.jpg", b"pic")
+    write(env.src / "sub" / "s.jpg", b"sub")
+    start(env)
+    excluded = _excluded(env)
+    assert_exact_with(env, excluded)
+    os.rename(env.src / "a" / "thumb", env.src / "a" / "notthumb")   # excluded -> included
+    os.rename(env.src / "cache", env.src / "cache2")                 # path pattern no longer applies
+    os.rename(env.src / "pics", env.src / "thumb")                   # included -> excluded
+    os.rename(env.src / "sub", env.src / "cache")                    # path pattern now applies
+    (env.src / "b" / "thumb").mkdir(parents=True)                    # never an empty thumb/ on a target
+    write(env.src / "b" / "thumb" / "t2.jpg", b"t2")
+    assert_exact_with(env, excluded)
+
+
+def assert_exact_with(env: Env, excluded) -> None:
+    poll(lambda: drained(env), timeout=90, what="the backlog drained")
+    for target in env.targets.values():
+        wait_exact(env.src, target, timeout=90, excluded=excluded)
+    plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
+    assert all(not t.get("would_send") and not t.get("would_delete")
+               for t in plan["targets"].values()), plan

@@ -141,3 +141,23 @@ def test_check_config_json_shows_what_each_pattern_matches(tmp_path):
     lines = [line.strip() for line in res.stdout.splitlines() if "exclude '" in line]
     assert len(lines) == 4 and lines[0].startswith("exclude 'thumb/' excludes 2 of ")
     assert "4 of the first 7 real paths (thumb/, thumb/a/, thumb/a/ab/, thumb/a/ab/120px-x.jpg)" in lines[0]
+
+
+def test_callers_that_know_a_directory_ask_with_its_trailing_slash():
+    """Found by trying it: `thumb/` never matched the directory itself, so an empty thumb/
+    reached the targets and a renamed thumb/ took its unshipped files' place."""
+    from mirrord.exclude import compile_excludes, excluded_entry
+    m = compile_excludes(("thumb/", "*.tmp"))
+    assert excluded_entry(m.excluded, "a/thumb", True)
+    assert not excluded_entry(m.excluded, "a/thumb", False)         # a file named thumb
+    assert excluded_entry(m.excluded, "x.tmp", False)
+    names = []
+    assert not excluded_entry(lambda p: names.append(p) or False, "d", True)   # any callable
+    assert names == ["d", "d/"]
+
+
+def test_path_patterns_make_directory_renames_change_what_is_excluded():
+    from mirrord.exclude import compile_excludes
+    assert not compile_excludes(("*.tmp", "thumb/", ".nfs*", "!keep.tmp")).path_dependent
+    for pattern in ("cache/*.jpg", "/temp", "a/**/b", "!/keep"):
+        assert compile_excludes((pattern,)).path_dependent, pattern
