@@ -44,7 +44,7 @@ class SourceConfig:
     targets: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     dest: str = ""
-    watcher: str = "auto"  # auto | inotify | fanotify (mirrord.watch.select)
+    watcher: str = "inotify"  # inotify | fanotify | auto (mirrord.watch.select)
 
     @cached_property  # frozen without slots: cached_property writes __dict__ directly
     def _excluder(self) -> ExcludeMatcher:

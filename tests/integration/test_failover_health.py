@@ -118,6 +118,10 @@ def test_a_stale_heartbeat_warns_and_fails_only_with_a_query_limit(site, service
 
 
 def test_a_replay_lag_query_limit_is_strict_for_that_request(pg, service):
+    # The replica measures lag from the last commit it replayed: make that one recent,
+    # or the idle time before this test (a slow, loaded run) counts against 30 s too.
+    pg.write()
+    pg.wait_caught_up()
     pg.set_apply_delay(30)
     pg.write()
     doc = service.wait_ready(503, "?max_replay_lag=0.5s")
