@@ -19,18 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, poll, write_config
+from tests.reliability.conftest import Env, excluded, live_only_config, poll
 
 
 @pytest.fixture(params=["inotify", "fanotify"])
 def env(request, tmp_path, seaweedfs, sshd):
-    cfg = write_config(tmp_path, seaweedfs, sshd)
-    # reconcile only on demand: whatever arrives, arrives by the live stream; each
-    # watcher backend in turn (mirrord.watch.select)
-    text = cfg.read_text().replace("[source:uploads]\n",
-                                   f"[source:uploads]\nwatcher = {request.param}\n")
-    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
-    e = Env(tmp_path, cfg)
+    # reconcile only on demand; each watcher backend in turn (mirrord.watch.select)
+    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param))
     try:
         yield e
     finally:

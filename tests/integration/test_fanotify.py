@@ -25,6 +25,7 @@ from mirrord.config import SourceConfig
 from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
 from mirrord.watch.inotify import TreeWatcher
+from tests.watch_model import read_until
 
 
 @pytest.fixture
@@ -43,17 +44,6 @@ def watcher(root):
     assert w.start() == []
     yield w
     w.close()
-
-
-def read_until(w, done, *, seconds: float = 30.0) -> list[FsEvent]:
-    """Read events until `done(events)` holds (a bounded poll on wall time)."""
-    events: list[FsEvent] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        events += w.read(100)
-        if done(events):
-            return events
-    raise AssertionError(f"expected event never came; got {events}")
 
 
 _sentinels = iter(range(1_000_000))

@@ -16,12 +16,12 @@ import glob
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from mirrord.config import SourceConfig
+from tests.watch_model import read_until
 from mirrord.watch.inotify import FsEvent, TreeWatcher
 from tests.watch_backends import known_dirs
 
@@ -41,17 +41,6 @@ def watcher(root, make_watcher):
     w = make_watcher(root, excluded)
     assert w.start() == []
     return w        # make_watcher closes it
-
-
-def read_until(w, done, *, seconds: float = 30.0) -> list[FsEvent]:
-    """Read events until `done(events)` holds (a bounded poll on wall time)."""
-    events: list[FsEvent] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        events += w.read(100)
-        if done(events):
-            return events
-    raise AssertionError(f"expected event never came; got {events}")
 
 
 _sentinels = iter(range(1_000_000))

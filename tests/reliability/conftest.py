@@ -110,6 +110,18 @@ class Env:
             t.close()
 
 
+def live_only_config(tmp: Path, seaweedfs, sshd, *, watcher: str | None = None) -> Path:
+    """The three-target config with `[reconcile] every = off` (only the pass that follows
+    every start runs: whatever arrives later arrives by the live stream) and, when given,
+    `[source] watcher = ...`."""
+    cfg = write_config(tmp, seaweedfs, sshd)
+    text = cfg.read_text()
+    if watcher is not None:
+        text = text.replace("[source:uploads]\n", f"[source:uploads]\nwatcher = {watcher}\n")
+    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
+    return cfg
+
+
 @pytest.fixture
 def env(tmp_path, seaweedfs, sshd) -> Iterator[Env]:
     e = Env(tmp_path, write_config(tmp_path, seaweedfs, sshd))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, poll
+from tests.reliability.conftest import Env, excluded, live_only_config, poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,12 +52,7 @@ def env(request, tmp_path, seaweedfs, sshd):
     """The three real targets, each watcher backend in turn; reconcile only on demand, so
     nothing but the live stream (and the pass that follows the start, before the churn)
     can make them exact."""
-    from tests.reliability.conftest import write_config
-    cfg = write_config(tmp_path, seaweedfs, sshd)
-    text = cfg.read_text().replace("[source:uploads]\n",
-                                   f"[source:uploads]\nwatcher = {request.param}\n")
-    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
-    e = Env(tmp_path, cfg)
+    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param))
     try:
         yield e
     finally:

@@ -20,7 +20,7 @@ from typing import Iterator
 import pytest
 
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, poll, umount, write_config
+from tests.reliability.conftest import Env, excluded, live_only_config, poll, umount
 
 
 @contextlib.contextmanager
@@ -39,9 +39,7 @@ def fuse_env(tmp_path, seaweedfs, sshd):
     backing.mkdir()
     (backing / "seed.jpg").write_bytes(b"seed")
     with bindfs(backing, tmp_path / "src"):
-        cfg = write_config(tmp_path, seaweedfs, sshd)
-        cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = off\n")
-        e = Env(tmp_path, cfg)
+        e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd))
         try:
             yield e, backing
         finally:
@@ -81,9 +79,7 @@ def test_a_write_through_mmap_arrives_when_the_writer_lets_go(tmp_path, seaweedf
     import mmap
     import os
 
-    cfg = write_config(tmp_path, seaweedfs, sshd)
-    cfg.write_text(cfg.read_text() + "\n[reconcile]\nevery = off\n")
-    env = Env(tmp_path, cfg)
+    env = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd))
     try:
         path = env.src / "mapped.bin"
         path.write_bytes(b"\0" * 8192)

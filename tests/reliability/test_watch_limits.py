@@ -12,7 +12,7 @@ import os
 import pytest
 
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, poll, sysctl, write_config
+from tests.reliability.conftest import Env, excluded, live_only_config, poll, sysctl
 
 SLACK = 8        # watches our daemon may still add: far fewer than the tree's directories
 DIRS = 60
@@ -37,10 +37,7 @@ def user_watches(uid: int = 0) -> int:
 
 @pytest.fixture
 def env(tmp_path, seaweedfs, sshd):
-    cfg = write_config(tmp_path, seaweedfs, sshd)
-    text = cfg.read_text().replace("[source:uploads]\n", "[source:uploads]\nwatcher = inotify\n")
-    cfg.write_text(text + "\n[reconcile]\nevery = off\n")
-    e = Env(tmp_path, cfg)
+    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher="inotify"))
     try:
         yield e
     finally:
