@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING, TypeAlias
+
 from mirrord.config import SourceConfig
 from mirrord.errors import FatalError
 from mirrord.logsetup import kv
-from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
 from mirrord.watch.inotify import TreeWatcher
+
+if TYPE_CHECKING:   # loaded only when asked for: ctypes and libc cost ~10 ms at start-up
+    from mirrord.watch.fanotify import FanotifyWatcher
 
 log = logging.getLogger("mirrord.watch")
 
-Watcher = TreeWatcher | FanotifyWatcher   # both yield mirrord.watch.events.FsEvent
+Watcher: TypeAlias = "TreeWatcher | FanotifyWatcher"   # both yield mirrord.watch.events.FsEvent
 
 
 def open_watcher(src: SourceConfig) -> Watcher:
@@ -35,6 +39,7 @@ def open_watcher(src: SourceConfig) -> Watcher:
     backend, why = choose(src)
     log.info(kv(msg="watcher", source=src.name, backend=backend, why=why))
     if backend == "fanotify":
+        from mirrord.watch.fanotify import FanotifyWatcher
         return FanotifyWatcher(str(src.path), src.excluded)
     return TreeWatcher(str(src.path), src.excluded)
 
@@ -43,6 +48,7 @@ def choose(src: SourceConfig) -> tuple[str, str]:
     """(backend, reason) for `src`; FatalError for an explicit fanotify that cannot work."""
     if src.watcher == "inotify":
         return "inotify", "[source] watcher = inotify"
+    from mirrord.watch.fanotify import fanotify_available
     ok, why = fanotify_available(str(src.path))
     if src.watcher == "fanotify":
         if not ok:
