@@ -31,12 +31,16 @@ def fsync_dir(path: str | bytes) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644,
-                 fsync: bool = True) -> None:
-    """Replace `path` with `data` atomically (and durably when fsync)."""
+def atomic_write(path: str | os.PathLike[str] | bytes, data: bytes, *, mode: int = 0o644,
+                 fsync: bool = True, temp_dir: str | bytes | None = None) -> None:
+    """Replace `path` with `data` atomically (and durably when fsync).
+
+    The temp file is made in `temp_dir` (default: beside `path`), which must be on the
+    same file system: os.replace(2) cannot cross one."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".mirrord-tmp-", dir=directory)
+    prefix = b".mirrord-tmp-" if isinstance(path, bytes) else ".mirrord-tmp-"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory if temp_dir is None else temp_dir)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -24,7 +24,7 @@ import stat as stat_mod
 import tempfile
 
 from mirrord.errors import PermanentError
-from mirrord.fsutil import fsync_dir
+from mirrord.fsutil import atomic_write
 from mirrord.targets.base import META_DIR, check_relpath, put_ns
 
 STAGE_DIR = META_DIR + "/tmp"        # temp files while they are written
@@ -87,21 +87,8 @@ class Staging:
     def write(self, dest: bytes, data: bytes, *, mode: int = 0o644) -> None:
         """Atomically replace `dest` (on the root's file system, e.g. `.mirrord/heartbeat.json`)
         with `data`, staged like a put. OSError on failure; no temp file is left."""
-        fd, tmp = self._temp()
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                if self.fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        if self.fsync:
-            fsync_dir(os.path.dirname(dest))
+        os.makedirs(self.dir, exist_ok=True)      # recreated if someone removed it
+        atomic_write(dest, data, mode=mode, fsync=self.fsync, temp_dir=self.dir)
 
     def _temp(self, prefix: str = "tmp") -> tuple[int, bytes]:
         """A new temp file in `.mirrord/tmp/` (recreated if someone removed it)."""
