@@ -105,3 +105,21 @@ def kernel_agrees(w, root: Path) -> None:
     for rel, wd in w.path_wd.items():
         assert w.inotify.add_watch(os.fsencode(root / rel if rel else root), WATCH_MASK) == wd, rel
     assert all(w.tree.path(n) is not None for n in w.tree.by_wd.values())
+
+
+def inotify_watches_in_use(uid: int | None = None) -> int:
+    """inotify watches held right now (by processes of `uid`, when given: the limit
+    fs.inotify.max_user_watches is per user), counted from /proc/PID/fdinfo."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if uid is not None and os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                    total += sum(line.startswith("inotify wd:") for line in fh)
+        except OSError:
+            continue
+    return total

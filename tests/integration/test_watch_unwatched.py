@@ -5,13 +5,12 @@ short a time as possible and always restored."""
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 
 import pytest
 
 from mirrord.watch.inotify import TreeWatcher
-from tests.watch_model import kernel_agrees, read_until, settle
+from tests.watch_model import inotify_watches_in_use, kernel_agrees, read_until, settle
 
 LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
 
@@ -23,23 +22,13 @@ def root(tmp_path) -> Path:
     return r
 
 
-def watches_in_use() -> int:
-    n = 0
-    for info in glob.glob("/proc/[0-9]*/fdinfo/*"):
-        try:
-            with open(info) as fh:
-                n += sum(1 for line in fh if line.startswith("inotify wd:"))
-        except OSError:
-            continue
-    return n
-
 
 def test_unwatched_directories_are_rescanned_then_watched_once_the_limit_is_raised(root):
     w = TreeWatcher(str(root), rescan_every=0.3, retry_first=0.1, retry_cap=0.2)
     old = LIMIT.read_text().strip()
     try:
         assert w.start() == []
-        LIMIT.write_text(f"{watches_in_use() + 2}\n")
+        LIMIT.write_text(f"{inotify_watches_in_use() + 2}\n")
         for i in range(6):
             (root / f"d{i}" / "sub").mkdir(parents=True)
             (root / f"d{i}" / "sub" / "seed").write_bytes(b"x")

@@ -12,7 +12,6 @@ writing a sentinel file last and reading up to its event (both kernels keep orde
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.config import SourceConfig
-from tests.watch_model import read_until
+from tests.watch_model import inotify_watches_in_use, read_until
 from mirrord.watch.inotify import FsEvent, TreeWatcher
 from tests.watch_backends import known_dirs
 
@@ -321,16 +320,6 @@ def test_queue_overflow_is_reported(root, make_watcher, backend):
     read_until(w, lambda evs: any(e.path == "after" for e in evs))
 
 
-def _root_watches_in_use() -> int:
-    n = 0
-    for info in glob.glob("/proc/[0-9]*/fdinfo/*"):
-        try:
-            with open(info) as fh:
-                n += sum(1 for line in fh if line.startswith("inotify wd:"))
-        except OSError:
-            continue
-    return n
-
 
 def test_hitting_the_watch_limit_is_reported_never_silent(root):
     """inotify only (fanotify has no per-directory watch: see the new-directory case above
@@ -339,7 +328,7 @@ def test_hitting_the_watch_limit_is_reported_never_silent(root):
         (root / f"d{i}" / "sub").mkdir(parents=True)
     w = TreeWatcher(str(root))
     try:
-        limit = _root_watches_in_use() + 3
+        limit = inotify_watches_in_use() + 3
         with lowered("max_user_watches", limit):
             events = w.start()
         errors = [e for e in events if e.kind == "watch_error"]
@@ -364,7 +353,7 @@ def test_the_watch_limit_on_a_new_directory_is_reported(root, make_watcher, back
     directory is a mkdir and what is written in it is seen (the point of issue 18)."""
     w = make_watcher(root)
     w.start()
-    limit = _root_watches_in_use()
+    limit = inotify_watches_in_use()
     with lowered("max_user_watches", limit):
         (root / "new").mkdir()
         events = read_until(w, lambda evs: any(e.kind in ("watch_error", "mkdir")

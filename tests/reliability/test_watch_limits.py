@@ -7,32 +7,16 @@ with no restart and no reconcile (scheduled passes are off here)."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from tests.exactness import wait_exact
+from tests.watch_model import inotify_watches_in_use
 from tests.reliability.conftest import Env, excluded, live_only_config, poll, sysctl
 
 SLACK = 8        # watches our daemon may still add: far fewer than the tree's directories
 DIRS = 60
 
-
-def user_watches(uid: int = 0) -> int:
-    """inotify watches held right now by processes of `uid` (the limit is per user)."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != uid:
-                continue
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
-                    total += sum(line.startswith("inotify wd:") for line in fh)
-        except OSError:
-            continue
-    return total
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def test_unwatched_directories_are_degraded_rescanned_and_retried(env):
         d = env.src / f"d{i:03d}" / "sub"
         d.mkdir(parents=True)
         (d / "seed").write_text(str(i))
-    with sysctl("max_user_watches", user_watches() + SLACK):
+    with sysctl("max_user_watches", inotify_watches_in_use(uid=0) + SLACK):
         env.daemon.start()
         text = poll(lambda: "cannot watch a directory" in env.log_text() and env.log_text(),
                     what="watch error logged")
