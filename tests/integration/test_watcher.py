@@ -11,7 +11,6 @@ writing a sentinel file last and reading up to its event (both kernels keep orde
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -20,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from mirrord.config import SourceConfig
+from tests.reliability.conftest import sysctl
 from tests.watch_model import inotify_watches_in_use, read_until
 from mirrord.watch.inotify import FsEvent, TreeWatcher
 from tests.watch_backends import known_dirs
 
-SYSCTL = Path("/proc/sys/fs/inotify")
 
 
 @pytest.fixture
@@ -283,24 +282,13 @@ def test_the_root_going_away_is_reported(root, tmp_path, make_watcher, how):
 # ------------------------------------------------------------------ limits (global sysctls)
 
 
-@contextlib.contextmanager
-def lowered(name: str, value: int):
-    """Lower a global inotify sysctl for as short a time as possible; always restored."""
-    path = SYSCTL / name
-    old = path.read_text().strip()
-    path.write_text(f"{value}\n")
-    try:
-        yield
-    finally:
-        path.write_text(f"{old}\n")
-
 
 def test_queue_overflow_is_reported(root, make_watcher, backend):
     # inotify: the queue size is fixed when the instance is created: lower it only for
     # that. fanotify: a bounded queue (what a process without CAP_SYS_ADMIN gets instead
     # of FAN_UNLIMITED_QUEUE) holds 16,384 events (fs.fanotify.max_queued_events)
     if backend == "inotify":
-        with lowered("max_queued_events", 32):
+        with sysctl("max_queued_events", 32):
             w = make_watcher(root)
         n = 200
     else:
@@ -329,7 +317,7 @@ def test_hitting_the_watch_limit_is_reported_never_silent(root):
     w = TreeWatcher(str(root))
     try:
         limit = inotify_watches_in_use() + 3
-        with lowered("max_user_watches", limit):
+        with sysctl("max_user_watches", limit):
             events = w.start()
         errors = [e for e in events if e.kind == "watch_error"]
         assert errors, f"no watch_error with max_user_watches={limit}; watched {w.watched}"
@@ -354,7 +342,7 @@ def test_the_watch_limit_on_a_new_directory_is_reported(root, make_watcher, back
     w = make_watcher(root)
     w.start()
     limit = inotify_watches_in_use()
-    with lowered("max_user_watches", limit):
+    with sysctl("max_user_watches", limit):
         (root / "new").mkdir()
         events = read_until(w, lambda evs: any(e.kind in ("watch_error", "mkdir")
                                                for e in evs))
