@@ -25,7 +25,6 @@ from mirrord.watch.inotify import FsEvent, TreeWatcher
 from tests.watch_backends import known_dirs
 
 
-
 @pytest.fixture
 def root(tmp_path) -> Path:
     r = tmp_path / "src"
