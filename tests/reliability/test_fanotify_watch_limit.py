@@ -20,7 +20,7 @@ from mirrord.watch.fanotify import fanotify_available
 from mirrord.watch.inotify import TreeWatcher
 from tests.exactness import wait_exact
 from tests.reliability.conftest import Env, excluded, poll, sysctl
-from tests.reliability.test_watch_limits import user_watches
+from tests.watch_model import inotify_watches_in_use
 
 DIRS = 60       # new directories, each with a subdirectory: 120 > the lowered limit
 SLACK = 8       # watches other processes of this user may add meanwhile
@@ -84,7 +84,7 @@ def _shipped(env: Env) -> int:
 
 def test_fanotify_mirrors_every_new_directory_live_past_the_inotify_watch_limit(env):
     local = env.targets["local"]
-    with sysctl("max_user_watches", user_watches() + SLACK):
+    with sysctl("max_user_watches", inotify_watches_in_use(uid=0) + SLACK):
         env.daemon.start()
         assert "backend=fanotify" in env.log_text(), (
             "the daemon ignored watcher = fanotify: it must build its watcher with "
