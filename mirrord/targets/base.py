@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.trash.model import Kept
 
 META_DIR = ".mirrord"
 
@@ -89,6 +90,7 @@ class SyncItem:
     mode: int | None = None
     mtime_ns: int = 0
     meta_only: bool = False
+    when: float = 0.0       # the change's time (journal event time, seconds): the trash stamp
 
 
 @dataclass
@@ -219,6 +221,61 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def read_meta(self, name: str) -> bytes | None:
         """Read `<root>/.mirrord/<name>`, None when absent."""
+
+    # -- the trash (keep_deleted; mirrord.trash.model names the places)
+    def keep(self, path: str, *, stamp: str, coming: str) -> int:
+        """Before `path` becomes `coming` ('file': a put overwrites it; 'dir': a mkdir; 'absent':
+        a delete, with everything below it), keep what that change would destroy, with its
+        bytes, mtime and mode, under TRASH/<stamp>.<why>/<path> (mirrord.trash.model):
+        a file and coming 'file': why 'overwritten', the file stays in place for the put
+        (local: hard link; rsync: remote ln; S3: server-side copy); a file and coming 'dir' or
+        'absent': 'deleted' (local/rsync: renamed into the trash, the delete then finds
+        nothing); a directory and coming 'file' or 'absent': every file below it,
+        'dir-removed' (local/rsync: one rename of the directory); a directory and coming
+        'dir', or nothing at `path`: nothing. Never a copy of the body where a rename or a
+        link will do. Idempotent per stamp: a place already holding a kept entry is never
+        replaced, so a retry after kill -9 keeps nothing twice. Returns the bytes kept (0:
+        nothing, also on S3 with bucket versioning, where the noncurrent version is kept).
+        Fails like put (RetryableError / PermanentError)."""
+        raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
+
+    def keep_many(self, requests: Sequence[tuple[str, str, str]]) -> list[Exception | None]:
+        """keep() for many (path, stamp, coming) requests; one error or None per request, in
+        order. Targets with a round trip per call (rsync) do the batch in one."""
+        out: list[Exception | None] = []
+        for path, stamp, coming in requests:
+            try:
+                self.keep(path, stamp=stamp, coming=coming)
+                out.append(None)
+            except (RetryableError, PermanentError, NotFound) as exc:
+                out.append(exc)
+            except OSError as exc:
+                out.append(classify_oserror(exc))
+        return out
+
+    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
+        """Every kept version whose path is `prefix` or below it (all when empty), any order."""
+        raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
+
+    def trash_purge(self, kept: Sequence[Kept]) -> None:
+        """Remove these kept versions for good (retention); absent ones are not an error."""
+        raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
+
+    def trash_restore(self, kept: Kept, path: str) -> Entry:
+        """Put the kept bytes back at `path` on the target, atomically, with the kept mtime
+        and mode (server-side where the target can); the kept entry stays. The caller keeps
+        what `path` holds first. Returns the entry now at `path`."""
+        raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
+
+    def trash_fetch(self, kept: Kept, local: str) -> None:
+        """Write the kept bytes to the local file `local` (created or truncated); the caller
+        sets mtime and mode (`mirrord undelete --to-source`)."""
+        raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
+
+    def trash_mode(self) -> str:
+        """How this target keeps: 'rename' (local, rsync), 'copy' (S3) or 'versioning'
+        (an S3 bucket with versioning enabled, seen at open); for the log and status."""
+        return "none"
 
     # -- optional
     def checksum(self, path: str) -> str | None:
