@@ -29,11 +29,15 @@ from __future__ import annotations
 import abc
 import os
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.targets.mtime import exact_ns, format_ns, ns_to_float, parse_ns, put_ns
 from mirrord.trash.model import Kept
+
+__all__ = ["META_DIR", "Entry", "Features", "SyncItem", "SyncResult", "Target", "check_relpath",
+           "classify_oserror", "exact_ns", "format_ns", "fs_path", "join", "ns_to_float",
+           "parse_ns", "put_ns"]
 
 META_DIR = ".mirrord"
 
@@ -312,51 +316,6 @@ def check_relpath(path: str) -> str:
     if parts[0] == META_DIR:
         raise PermanentError(f"{path!r} is inside mirrord's own area {META_DIR}/")
     return path
-
-
-def exact_ns(mtime: float, mtime_ns: int = 0) -> int:
-    """`mtime_ns` when given (non-zero), else the float `mtime` (seconds) rounded to the nearest
-    nanosecond from its exact binary value (Decimal(float) is exact; mtime * 1e9 is not)."""
-    if mtime_ns:
-        return mtime_ns
-    return int((Decimal(mtime) * 1_000_000_000).to_integral_value())
-
-
-def put_ns(mtime: float, mtime_ns: int, st: os.stat_result) -> int:
-    """The mtime (ns) put() keeps: `mtime_ns` when given; else the local file's own st_mtime_ns
-    when `mtime` is that time as a float (the old call, put(..., mtime=st.st_mtime), loses
-    nothing); else exact_ns(mtime)."""
-    if mtime_ns:
-        return mtime_ns
-    if ns_to_float(st.st_mtime_ns) == mtime:
-        return st.st_mtime_ns
-    return exact_ns(mtime)
-
-
-def ns_to_float(ns: int) -> float:
-    """Seconds as a float, computed exactly as os.stat computes st_mtime from st_mtime_ns."""
-    sec, nsec = divmod(ns, 10**9)
-    return float(sec) + nsec * 1e-9
-
-
-def format_ns(ns: int) -> str:
-    """Nanoseconds as decimal seconds with 9 places ("1600000000.250000000"), exactly."""
-    sign = "-" if ns < 0 else ""
-    sec, nsec = divmod(abs(ns), 10**9)
-    return f"{sign}{sec}.{nsec:09d}"
-
-
-def parse_ns(text: str | bytes) -> int:
-    """Decimal seconds ("1600000000.25", find's %T@) as nanoseconds, without float rounding
-    (digits past the 9th are dropped). ValueError when not a decimal number."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii")
-    text = text.strip()
-    sign = -1 if text.startswith("-") else 1
-    sec, _, frac = text.lstrip("+-").partition(".")
-    if not (sec or frac) or not (sec or "0").isdigit() or not (frac or "0").isdigit():
-        raise ValueError(f"not decimal seconds: {text!r}")
-    return sign * (int(sec or "0") * 10**9 + int(frac[:9].ljust(9, "0")))
 
 
 def join(*parts: str) -> str:
