@@ -36,6 +36,9 @@ WORKLOADS = {
 # a tree of its own, which the smoke test's time budget (test_bench_smoke.py) has no room for
 OPT_IN = {"watchers"}
 RESULTS = Path(__file__).resolve().parent / "results"
+# where --keep-deleted applies: mirrord's arm writes to an S3 or rsync target (bench/common.py
+# s3_target_ini, rsync_target_ini); the other workloads would mislabel or ignore it
+KEEP_DELETED_WORKLOADS = ("burst", "initial")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--watch-tree", default=None, metavar="FILES:DIRS",
                    help="the watchers workload's start-up tree (issue 18: 1000000:200000; "
                         "default per mode: quick 20000:4000, default 100000:20000)")
+    p.add_argument("--keep-deleted", nargs="?", const="7d", default=None, metavar="DURATION",
+                   help="run mirrord's targets with `keep_deleted = DURATION` (default 7d); "
+                        f"only with --only {','.join(KEEP_DELETED_WORKLOADS)}; rows are labelled, "
+                        "so with --merge they stand beside the rows without it")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other workloads found in OUT/latest.json")
     return p.parse_args(argv)
@@ -80,6 +87,9 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         "so **≤ 1.00 means mirrord is at least as good** for times and memory (for MiB/s, ≥ 1.00; ✓/✗ mark which). Peers ran in the same "
         "run, alternating A/B then B/A; loopback services only.",
     ]
+    if ctx.keep_deleted:
+        lines.append(f"- mirrord's targets ran with `keep_deleted = {ctx.keep_deleted}` (rows "
+                     "labelled so); the peers keep nothing")
     merged = getattr(ctx, "merged", [])
     if merged:
         lines.append(f"- rows kept from an earlier run of this mode (--merge): {', '.join(merged)}")
@@ -147,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     names = selected(args)
-    ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers)
+    if args.keep_deleted and not set(names) <= set(KEEP_DELETED_WORKLOADS):
+        raise SystemExit(f"--keep-deleted applies to {', '.join(KEEP_DELETED_WORKLOADS)} only: "
+                         f"add --only {','.join(KEEP_DELETED_WORKLOADS)}")
+    ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers,
+                  keep_deleted=args.keep_deleted)
     if args.watch_tree:
         files, _, dirs = args.watch_tree.partition(":")
         ctx.watch_tree = (int(files), int(dirs))

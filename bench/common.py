@@ -247,12 +247,16 @@ class Context:
     """One benchmark run: a scratch directory, lazily started services, every child process."""
 
     def __init__(self, profile: Profile, *, reps: int | None = None, keep: bool = False,
-                 verbose: bool = True, s3_workers: int | None = None, seaweed=None):
+                 verbose: bool = True, s3_workers: int | None = None, seaweed=None,
+                 keep_deleted: str | None = None):
         """seaweed: an already running tests.services.seaweedfs.SeaweedFS to use (a test's
-        fixture); the context then neither starts one nor stops it."""
+        fixture); the context then neither starts one nor stops it. keep_deleted: a duration
+        ("7d") given to mirrord's S3 and rsync targets (`keep_deleted =`); every row of the
+        run is then labelled with it, so its figures stand beside those without it."""
         self.profile = profile
         self.reps = reps or profile.reps
         self.s3_workers = s3_workers   # mirrord's S3 `workers`; None: its default
+        self.keep_deleted = keep_deleted
         self.keep = keep
         self.verbose = verbose
         self.base = Path(tempfile.mkdtemp(prefix="mirrord-bench-"))
@@ -280,6 +284,8 @@ class Context:
         return row
 
     def row(self, workload: str, case: str, metric: str, peer: str, **kw) -> Row:
+        if self.keep_deleted:   # a workload of its own: --merge keeps the rows without it
+            workload = f"{workload}, keep_deleted = {self.keep_deleted}"
         for r in self.rows:
             if (r.workload, r.case, r.metric, r.peer) == (workload, case, metric, peer):
                 return r
@@ -436,14 +442,19 @@ def s3_target_ini(ctx: Context, bucket: str, prefix: str, *, workers: int | None
             f"secret_access_key = {s3.secret_key}\naddressing_style = path")
     if workers:
         body += f"\nworkers = {workers}"
-    return body
+    return body + keep_deleted_ini(ctx)
 
 
 def rsync_target_ini(ctx: Context, root: Path) -> str:
     ssh = ctx.sshd()
     return (f"type = rsync\nhost = {ssh.host}\nport = {ssh.port}\nuser = {ssh.user}\n"
             f"path = {root}\nssh_key = {ssh.key_path}\nknown_hosts = {ssh.known_hosts}\n"
-            f"strict_host_key_checking = yes")
+            f"strict_host_key_checking = yes") + keep_deleted_ini(ctx)
+
+
+def keep_deleted_ini(ctx: Context) -> str:
+    """The target's `keep_deleted` line when the run asks for it (--keep-deleted), else ''."""
+    return f"\nkeep_deleted = {ctx.keep_deleted}" if ctx.keep_deleted else ""
 
 
 class Mirrord:

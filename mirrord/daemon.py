@@ -29,6 +29,7 @@ from typing import Callable
 
 from mirrord import daemon_start as start, notify
 from mirrord.config import Config, SourceConfig
+from mirrord.daemon_alarm import AlarmWatch
 from mirrord.daemon_events import EventRouter
 from mirrord.daemon_scans import ReconcileHost, Scans
 from mirrord.daemon_status import Reporter, source_health
@@ -39,6 +40,7 @@ from mirrord.pipeline import Pipeline
 from mirrord.scanner import SCAN_QUEUE_CHUNKS, Proposal, Scanner
 from mirrord.shipper import Shipper, SourceGuard
 from mirrord.target_state import TargetStates, ever_in_sync_from
+from mirrord.trash import keeper
 from mirrord.targets.base import Target
 from mirrord.watch.events import FsEvent
 from mirrord.watch.select import Watcher
@@ -82,6 +84,7 @@ class Daemon:
         self.scanner = Scanner(self.proposals, self.wake, self.stop_requested)
         self.reporter = Reporter(self)
         self.events = EventRouter(self)
+        self.alarms = AlarmWatch(self)   # live mass-change alarm, held deletes (daemon_alarm.py)
         self.scans = Scans(self)
         self.next_heartbeat = 0.0
         self.last_watchdog = 0.0
@@ -89,6 +92,8 @@ class Daemon:
         self.catchups_pending: set[str] = set()
         self.subtree_checks_pending: set[tuple[str, str]] = set()
         self.source_fs: dict[str, str | None] = {}
+        self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on
+        self.trash: dict = {}   # target -> its last retention Summary (mirrord.trash.retention)
         # extension points (reconcile scheduling): called from the main thread only
         self.trouble_hooks: list[Callable[["Daemon", SourceConfig, str], None]] = []
         self.scan_hooks: list[Callable[["Daemon", str, object], None]] = []
@@ -117,6 +122,7 @@ class Daemon:
         opening: dict[str, Future[None]] = {}
         try:
             self.targets.update(start.create_targets(self.cfg))
+            self.keep = keeper.policies(self.cfg, self.targets)   # ConfigError: cannot keep
             opening = start.start_opening(self.targets)
             routes = {s.name: s.targets for s in self.cfg.sources}
             self.journal = Journal(self.cfg.mirrord.journal_path, routes)
@@ -138,7 +144,10 @@ class Daemon:
         guards = {s.name: SourceGuard(str(s.path)) for s in self.cfg.sources}
         workers = {name: self.cfg.targets[name].workers for name in self.targets}
         self.shipper = Shipper(self.targets, self.cfg.sources, workers, wake=self.wake,
-                               guards=guards, on_outcome=self.reporter.observe)
+                               guards=guards, on_outcome=self.reporter.observe,
+                               keep=self.keep)
+        if self.keep:   # trash retention: at start, then every retention.INTERVAL
+            self.periodic_hooks.append(self.scans.retention)
         self.pipeline = Pipeline(self.journal, self.shipper, idle=self._wait,
                                  on_rescan=self.scans.rescan, on_lost=self.scans.journal_lost,
                                  on_journal_error=self._count_journal_error)
@@ -229,6 +238,7 @@ class Daemon:
                  ("record scans", self._take_proposals),
                  ("record changes", lambda: self._record([])),
                  ("record outcomes", lambda: self._ack(self.shipper.completed())),
+                 ("alarms", lambda: self.alarms.tick()),
                  ("collect scans", self._collect_scans),
                  ("dispatch", self._dispatch),
                  ("heartbeat", self._maybe_heartbeat),

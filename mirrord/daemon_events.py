@@ -43,13 +43,19 @@ class EventRouter:
             elif ev.kind == "rmtree":
                 changes.append(Change(src.name, ev.path, "delete", tree=True, time=now))
             elif ev.kind == "move":
-                self.d._record(changes)
+                self._record(src, changes)
                 changes = []
                 self._move(src, ev, now)
             elif ev.kind == "rescan":
                 self.d.schedule_subtree_check(src, ev.path)
             else:
                 self._trouble(src, ev)
+        self._record(src, changes)
+
+    def _record(self, src: SourceConfig, changes: list[Change]) -> None:
+        """Count the batch for the mass-change alarm first: when it fires with pause on, the
+        hold is in the journal before these deletes are (mirrord.daemon_alarm)."""
+        self.d.alarms.observe(src, changes)
         self.d._record(changes)
 
     def _move(self, src: SourceConfig, ev: FsEvent, now: float) -> None:

@@ -18,6 +18,7 @@ from mirrord.logsetup import kv
 from mirrord.reconcile import session as reconcile_session
 from mirrord.reconcile.result import PassSummary
 from mirrord.scanner import catch_up_job, subtree_job
+from mirrord.trash import retention
 
 log = logging.getLogger("mirrord.daemon")
 
@@ -27,6 +28,30 @@ class Scans:
 
     def __init__(self, daemon):
         self.d = daemon
+        self.retention_due: dict[str, float] = {}   # target -> monotonic time of its next run
+        self.retention_queued: set[str] = set()
+
+    def retention(self, _daemon=None) -> None:
+        """Queue a trash retention run (mirrord.trash.retention) for each keeping target that
+        is due: at start, then every retention.INTERVAL seconds, at most one queued per
+        target. A periodic hook (main thread); the run itself is on the scanner thread."""
+        now = time.monotonic()
+        for name in self.d.keep:
+            if name in self.retention_queued or now < self.retention_due.get(name, 0.0):
+                continue
+            self.retention_queued.add(name)
+            self.retention_due[name] = now + retention.INTERVAL
+            target, cfg, stop = self.d.targets[name], self.d.cfg, self.d.stop_requested
+            self.d.scanner.add(f"retention:{name}", lambda _emit, t=target: (
+                "retention", t.name, retention.run_for(cfg, t, stop=stop)))
+
+    def _retention_done(self, name: str, summary: retention.Summary) -> None:
+        """Store a run's summary as `trash:{target}` (status), for the heartbeat and metrics."""
+        self.d.trash[name] = summary
+        self.d.set_state(f"trash:{name}", summary.to_state())
+        if self.d.metrics is not None:
+            self.d.metrics.set_trash(name, files=summary.files, bytes_=summary.bytes,
+                                     oldest=summary.oldest, purged=summary.purged)
 
     def _scan_options(self, src: SourceConfig) -> dict:
         """Per target of `src`: whether it keeps directories and permission bits (a row
@@ -85,6 +110,10 @@ class Scans:
                 return
             if name.startswith("catchup:"):
                 self.d.catchups_pending.discard(name.split(":", 1)[1])
+            if name.startswith("retention:"):
+                self.retention_queued.discard(name.split(":", 1)[1])
+                if isinstance(result, tuple) and result[2] is not None:
+                    self._retention_done(result[1], result[2])
             if isinstance(result, Exception):
                 continue
             if isinstance(result, tuple) and result[0] == "catchup":

@@ -38,6 +38,15 @@ def source_health(watchers: dict, source_fs: dict[str, str | None]) -> dict[str,
     return out
 
 
+def trash_fields(summary) -> dict:
+    """Heartbeat fields for a target's trash from its last retention run
+    (mirrord.trash.retention.Summary; None: it keeps nothing, or no run yet)."""
+    if summary is None:
+        return {}
+    return {"trash_files": summary.files, "trash_bytes": summary.bytes,
+            "trash_oldest": summary.oldest}
+
+
 class Reporter:
     """Writes heartbeats and the daemon's state row; `daemon` is read, never changed."""
 
@@ -65,7 +74,7 @@ class Reporter:
                                 pending=pending, oldest_pending_age=oldest,
                                 interval=cfg.mirrord.heartbeat_interval,
                                 degraded=unwatched > 0, unwatched_directories=unwatched,
-                                state=states[name].state)
+                                state=states[name].state, **trash_fields(d.trash.get(name)))
             if name not in self.in_flight:
                 self.in_flight.add(name)
                 d.shipper.submit_task(name, self._writer(target, doc))
@@ -80,7 +89,7 @@ class Reporter:
             "watched_directories": sum(w.watched for w in d.watchers.values()),
             "unwatched_directories": sum(h["unwatched_directories"] for h in sources.values()),
             "sources": sources, "heartbeat_interval": cfg.mirrord.heartbeat_interval,
-            "target_states": d.target_states.to_json()})
+            "target_states": d.target_states.to_json(), "alarms": d.alarms.to_json()})
         if metrics is not None:
             metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
             for name, h in sources.items():

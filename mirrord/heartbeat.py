@@ -13,7 +13,10 @@ is. Version 1 fields, all present in every document this code writes:
 - `degraded` (bool), `unwatched_directories` (int): a source of this target has
   directories that could not be watched (rescanned meanwhile);
 - `state` (str, optional): the target's named state (initial_sync, catching_up,
-  in_sync, degraded, stalled) where the writer knows it.
+  in_sync, degraded, stalled) where the writer knows it;
+- `trash_files` (int), `trash_bytes` (int), `trash_oldest` (seconds since the epoch, or
+  null), optional: what the target's trash holds (`keep_deleted`) as of the last
+  retention run; 0 / null when it keeps nothing or has not been looked at yet.
 
 Readers accept older documents that lack the optional fields.
 """
@@ -43,6 +46,9 @@ class Heartbeat:
     degraded: bool = False
     unwatched_directories: int = 0
     state: str = ""
+    trash_files: int = 0
+    trash_bytes: int = 0
+    trash_oldest: float | None = None
 
     @classmethod
     def now(cls, *, host: str, target: str, clock=time.time, **fields) -> "Heartbeat":
@@ -73,7 +79,10 @@ def parse(data: bytes) -> Heartbeat:
             oldest_pending_age=float(doc.get("oldest_pending_age") or 0.0),
             interval=float(doc.get("interval") or 0.0), degraded=bool(doc.get("degraded", False)),
             unwatched_directories=int(doc.get("unwatched_directories", 0)),
-            state=str(doc.get("state", "")))
+            state=str(doc.get("state", "")),
+            trash_files=int(doc.get("trash_files") or 0),
+            trash_bytes=int(doc.get("trash_bytes") or 0),
+            trash_oldest=float(doc["trash_oldest"]) if doc.get("trash_oldest") else None)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"heartbeat field missing or malformed: {exc}") from None
 

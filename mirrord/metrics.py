@@ -49,6 +49,11 @@ Metrics (all names carry the `mirrord_` prefix):
   result is compared, missing, changed, extra, deleted, errors (and any other
   count the pass reports); a result absent from a later pass drops to 0.
 - `mirrord_reconcile_bytes{target}` (gauge): bytes that pass queued for upload.
+- `mirrord_trash_files{target}`, `mirrord_trash_bytes{target}` (gauges): files and
+  bytes kept in the target's trash (`keep_deleted`) after the last retention run;
+  `mirrord_trash_oldest_timestamp_seconds{target}` (gauge): Unix time of the oldest
+  kept change (0 when the trash is empty); `mirrord_trash_purged_total{target}`
+  (counter): kept files purged by retention. Absent for targets that do not keep.
 - `mirrord_heartbeat_age_seconds{target}` (gauge): seconds since the daemon
   last wrote the target's heartbeat file, computed when scraped; absent until
   the first heartbeat.
@@ -58,6 +63,14 @@ Metrics (all names carry the `mirrord_` prefix):
   first heartbeat.
 - `mirrord_replication_lag_seconds{target}` (gauge): age of the oldest change
   not yet on the target, 0 when idle, as of the last heartbeat.
+- `mirrord_mass_change_alarm{source}` (gauge): 1 while the source's live
+  mass-change alarm fires (more than `alarm_deletes` deletes or overwrites within
+  `alarm_window`: mirrord/alarm.py), back to 0 once the window slides under it.
+- `mirrord_mass_changes_in_window{source}` (gauge): deletes and overwrites
+  counted within the source's `alarm_window`.
+- `mirrord_mass_change_alarms_total{source}` (counter): times the alarm fired.
+- `mirrord_deletes_held{source}` (gauge): 1 while the source's deletes are held
+  (`pause_on_alarm = yes`), until `mirrord resume-deletes`.
 
 Alert rules and a Grafana dashboard built on these: deploy/prometheus/ and
 deploy/grafana/ (e.g. `mirrord_target_state{state="in_sync"} == 0` for 5m).
@@ -175,6 +188,28 @@ class Metrics:
                             "degraded, stalled), 0 for the others", ["target", "state"], registry=r)
         self._lag = Gauge("mirrord_replication_lag_seconds",
                           "Age of the oldest change not yet on the target (0 when idle)", t, registry=r)
+        self._trash_files = Gauge("mirrord_trash_files",
+                                  "Files kept in the target's trash (keep_deleted)", t, registry=r)
+        self._trash_bytes = Gauge("mirrord_trash_bytes",
+                                  "Bytes kept in the target's trash (keep_deleted)", t, registry=r)
+        self._trash_oldest = Gauge("mirrord_trash_oldest_timestamp_seconds",
+                                   "Unix time of the oldest change kept in the target's trash "
+                                   "(0 when empty)", t, registry=r)
+        self._trash_purged = Counter("mirrord_trash_purged",
+                                     "Kept files purged from the target's trash by retention",
+                                     t, registry=r)
+        src = ["source"]
+        self._alarm = Gauge("mirrord_mass_change_alarm",
+                            "1 while more than alarm_deletes deletes or overwrites happened on the "
+                            "source within alarm_window", src, registry=r)
+        self._alarm_count = Gauge("mirrord_mass_changes_in_window",
+                                  "Deletes and overwrites on the source within alarm_window", src,
+                                  registry=r)
+        self._alarms = Counter("mirrord_mass_change_alarms",
+                               "Times the source's mass-change alarm fired", src, registry=r)
+        self._held = Gauge("mirrord_deletes_held",
+                           "1 while the source's deletes are held after an alarm (until "
+                           "mirrord resume-deletes)", src, registry=r)
 
     # ------------------------------------------------------------ journal / shipper
 
@@ -199,6 +234,15 @@ class Metrics:
     def failed(self, target: str, kind: str) -> None:
         self._ops.labels(target, kind, "failed").inc()
 
+    def set_trash(self, target: str, *, files: int, bytes_: int, oldest: float | None,
+                  purged: int = 0) -> None:
+        """The target's trash after a retention run (mirrord.trash.retention.Summary):
+        files and bytes kept, the oldest kept change (seconds; None: empty), files purged."""
+        self._trash_files.labels(target).set(files)
+        self._trash_bytes.labels(target).set(bytes_)
+        self._trash_oldest.labels(target).set(oldest or 0.0)
+        self._trash_purged.labels(target).inc(purged)
+
     # ------------------------------------------------------------------- watcher
 
     def overflow(self) -> None:
@@ -215,6 +259,16 @@ class Metrics:
 
     def set_unwatched_dirs(self, source: str, n: int) -> None:
         self._unwatched.labels(source).set(n)
+
+    def set_alarm(self, source: str, *, active: bool, count: int, held: bool) -> None:
+        """The source's mass-change alarm (mirrord.daemon_alarm): firing, changes counted in
+        the window, deletes held."""
+        self._alarm.labels(source).set(1 if active else 0)
+        self._alarm_count.labels(source).set(count)
+        self._held.labels(source).set(1 if held else 0)
+
+    def alarm_fired(self, source: str) -> None:
+        self._alarms.labels(source).inc()
 
     # ----------------------------------------------------------- reconcile, heartbeat
 

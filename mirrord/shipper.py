@@ -35,6 +35,8 @@ from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv, redact
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.targets.base import SyncItem, SyncResult, Target, join
+from mirrord.trash import keeper
+from mirrord.trash.keeper import KeepPolicy
 
 __all__ = ["BULK_SHARE", "Observed", "SerialExecutor", "Shipper", "SourceGuard", "observe",
            "serial", "thread_pool"]
@@ -48,14 +50,18 @@ class Shipper:
     """Runs claimed ops on per-target pools; results come back through `completed()`.
 
     `executor(target, workers)` makes each target's pool: `thread_pool` (the default)
-    or `serial` (tests: every batch runs inside submit, on the caller's thread)."""
+    or `serial` (tests: every batch runs inside submit, on the caller's thread).
+    `keep`: the targets with keep_deleted on (mirrord.trash.keeper.policies): before a
+    batch reaches one, what it would delete or overwrite is kept first."""
 
     def __init__(self, targets: dict[str, Target], sources: Sequence[SourceConfig],
                  workers: dict[str, int], *, wake: Callable[[], None] = lambda: None,
                  guards: dict[str, SourceGuard] | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 executor: ExecutorFactory = thread_pool):
+                 executor: ExecutorFactory = thread_pool,
+                 keep: dict[str, KeepPolicy] | None = None):
         self.targets = targets
+        self.keep = keep or {}
         self.sources = {s.name: s for s in sources}
         self.workers = workers
         self.wake = wake
@@ -189,7 +195,7 @@ class Shipper:
                 items.append(self._item(op, src, seen, meta_only=meta_only))
                 pending.append((op, seen))
             if items:
-                results = target.sync(items)
+                results = self._sync(target, items)
                 keeps_mode = target.features.keeps_mode
                 outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)
                                 for (op, seen), res in zip(pending, results))
@@ -203,6 +209,17 @@ class Shipper:
             for out in outcomes:
                 self.on_outcome(out)
         return outcomes
+
+    def _sync(self, target: Target, items: list[SyncItem]) -> list[SyncResult]:
+        """target.sync(items), after keeping what they destroy where keep_deleted is on: an
+        item whose keep failed is not synced, its result is that error (retried)."""
+        if target.name not in self.keep:
+            return target.sync(items)
+        kept = keeper.keep_items(target, items)
+        ready = [item for item, err in zip(items, kept) if err is None]
+        done = iter(target.sync(ready) if ready else [])
+        return [next(done) if err is None else SyncResult(item, error=err)
+                for item, err in zip(items, kept)]
 
     def _observe_for(self, op: Op, src: SourceConfig, target: Target, opener: BeneathOpener) -> Observed:
         seen = observe(str(src.path), op.path, keep_open=target.features.needs_local_file,
@@ -221,7 +238,7 @@ class Shipper:
             local=f"/proc/self/fd/{seen.fd}" if seen.fd is not None else "",
             size=seen.size, mtime=seen.mtime, tree=op.tree,
             source_root=str(src.path), source_rel=op.path,
-            mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only)
+            mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time)
 
     @staticmethod
     def _outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:
@@ -254,6 +271,9 @@ class Shipper:
             # schema 1, is not known to match): send dst whole instead
             return None
         try:
+            if target.name in self.keep:   # the move replaces what dst holds: keep it first
+                keeper.keep_move_dst(target, join(src.dest, op.path), is_dir=op.is_dir,
+                                     when=op.event_time)
             target.move(join(src.dest, op.src), join(src.dest, op.path))
         except NotFound:
             return self._make_moved_dir(target, op, src, seen) if op.is_dir else None
@@ -267,7 +287,7 @@ class Shipper:
         (with its mode), then have what is inside it re-sent. An empty directory has no
         contents for the rescan to yield: without the mkdir it was recorded as done and
         never created (bug: renamed empty directory missing on the mirror)."""
-        (res,) = target.sync([self._item(op, src, seen)])
+        (res,) = self._sync(target, [self._item(op, src, seen)])
         out = self._outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
         out.rescan = out.error is None
         return out

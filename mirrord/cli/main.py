@@ -19,7 +19,8 @@ from mirrord.logsetup import setup_logging
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
 # subcommand name -> module under mirrord.cli (each module registers one or more parsers)
-COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover", "health"]
+COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover", "health",
+                   "trash", "resume"]
 
 log = logging.getLogger("mirrord")
 

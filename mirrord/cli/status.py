@@ -12,6 +12,7 @@ import time
 
 from mirrord import journal, locks
 from mirrord.config import Config
+from mirrord.journal.holds import read_holds
 from mirrord.reconcile.result import state_counts
 
 
@@ -48,16 +49,29 @@ def collect(cfg: Config) -> dict:
                 "last_shipped_at": extra.get("last_at"), "last_error": extra.get("last_error"),
                 "last_error_at": extra.get("last_error_at"),
                 "last_reconcile": journal.read_state(db, f"reconcile:{name}"),
+                "trash": journal.read_state(db, f"trash:{name}"),
             }
         doc["daemon"] = journal.read_state(db, "daemon")
         stored = (doc["daemon"] or {}).get("target_states") or {}
         for name, t in doc["targets"].items():
             t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None))
+        held = {h.source: h.to_json() for h in read_holds(db)}
+        alarms = (doc["daemon"] or {}).get("alarms") or {} if doc["daemon_pid"] is not None else {}
         for src in cfg.sources:
-            doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}")}
+            doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}"),
+                                        **alarm_state(alarms.get(src.name), held.get(src.name))}
     finally:
         db.close()
     return doc
+
+
+def alarm_state(alarm: dict | None, held: dict | None) -> dict:
+    """A source's mass-change alarm (the running daemon's state row: mirrord.daemon_alarm)
+    and its held deletes (the journal's holds table, so shown with the daemon stopped too).
+    `alarm` is "alarm" while it fires or deletes are held, else "ok"."""
+    firing = bool(alarm and alarm.get("state") == "alarm")
+    return {"alarm": "alarm" if firing or held else "ok", "alarm_detail": alarm,
+            "deletes_held": held}
 
 
 def target_state(stored: dict | None, *, running: bool) -> dict:
@@ -97,6 +111,20 @@ def _source_lines(name: str, h: dict) -> list[str]:
     return lines
 
 
+def _alarm_lines(name: str, h: dict) -> list[str]:
+    """The mass-change alarm: firing (count in the window) and held deletes (how to resume)."""
+    lines = []
+    a, held = h.get("alarm_detail") or {}, h.get("deletes_held")
+    if a.get("state") == "alarm":
+        lines.append(f"  source {name}: alarm: {a.get('count')} deletes or overwrites within "
+                     f"{a.get('alarm_window', 0):g}s (alarm_deletes = {a.get('alarm_deletes')})")
+    if held:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(held["since"]))
+        lines.append(f"  source {name}: alarm: {held['waiting']} deletes held since {since}; "
+                     f"ship them: mirrord resume-deletes --source {name}")
+    return lines
+
+
 def render(doc: dict) -> str:
     now = doc["time"]
     lines = []
@@ -111,6 +139,8 @@ def render(doc: dict) -> str:
                      f"{d.get('cycle_errors', 0)}")
     for name, h in (d.get("sources") or {}).items():
         lines.extend(_source_lines(name, h))
+    for name, h in (doc.get("sources") or {}).items():
+        lines.extend(_alarm_lines(name, h))
     if doc.get("note"):
         lines.append(doc["note"])
     header = (f"{'TARGET':<12} {'STATE':<12} {'LAG':>7} {'PENDING':>8} {'OLDEST':>9} {'FAILING':>8} "
@@ -134,7 +164,22 @@ def render(doc: dict) -> str:
         if rec:
             lines.append(f"{'':<12} last reconcile {_age(rec.get('finished_at') or rec.get('at'), now)}: "
                          + ", ".join(f"{k} {v}" for k, v in state_counts(rec).items()))
+        trash = t.get("trash")
+        if trash:
+            lines.append(f"{'':<12} {_trash_line(trash, now)}")
     return "\n".join(lines)
+
+
+def _trash_line(trash: dict, now: float) -> str:
+    """The keep_deleted line: files and bytes kept, the oldest kept change, as of the last
+    retention run (mirrord.trash.retention.Summary.to_state)."""
+    oldest = trash.get("oldest")
+    text = (f"trash: {trash.get('files', 0)} files, {trash.get('bytes', 0)} bytes kept"
+            + (f", oldest {_age(oldest, now)}" if oldest else "")
+            + f" (checked {_age(trash.get('at'), now)})")
+    if trash.get("error"):
+        text += f"; retention error: {trash['error']}"
+    return text
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

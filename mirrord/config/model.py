@@ -12,6 +12,7 @@ from mirrord.exclude import ExcludeMatcher, compile_excludes
 
 DEFAULT_PATHS = ("./mirrord.ini", "/etc/mirrord/mirrord.ini")
 TARGET_TYPES = ("local", "s3", "rsync")
+KEEPING_TYPES = ("local", "s3", "rsync")   # target types that implement Target.keep (trash)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_KEYS = {"secret_access_key", "access_key_id"}
 
@@ -45,6 +46,11 @@ class SourceConfig:
     exclude: tuple[str, ...] = ()
     dest: str = ""
     watcher: str = "inotify"  # inotify | fanotify | auto (mirrord.watch.select)
+    # the live mass-change alarm (mirrord.alarm): more than alarm_deletes deletes or
+    # overwrites within alarm_window seconds; pause_on_alarm holds deletes until resumed
+    alarm_deletes: int = 1000
+    alarm_window: float = 60.0
+    pause_on_alarm: bool = False
 
     @cached_property  # frozen without slots: cached_property writes __dict__ directly
     def _excluder(self) -> ExcludeMatcher:
@@ -77,6 +83,12 @@ class TargetConfig:
     local: LocalOptions | None = None
     s3: S3Options | None = None
     rsync: RsyncOptions | None = None
+    # keep_deleted (mirrord.trash): seconds a deleted or overwritten file is kept in the
+    # target's trash, 0 = off; the cap is keep_deleted_max bytes, or keep_deleted_max_percent
+    # of the target's mirrored bytes when that is None
+    keep_deleted: float = 0.0
+    keep_deleted_max: int | None = None
+    keep_deleted_max_percent: float | None = 20.0
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import socket
 from pathlib import Path
 
 from mirrord.config.model import (
-    LOG_LEVELS, LocalOptions, MirrordSettings, ReconcileConfig, RsyncOptions, S3Options,
-    SourceConfig, TARGET_TYPES, TargetConfig,
+    KEEPING_TYPES, LOG_LEVELS, LocalOptions, MirrordSettings, ReconcileConfig, RsyncOptions,
+    S3Options, SourceConfig, TARGET_TYPES, TargetConfig,
 )
 from mirrord.config.values import (
     _Reader, parse_bool, parse_duration, parse_every, parse_hostport, parse_list,
@@ -19,9 +19,10 @@ from mirrord.exclude import PatternError, check_pattern
 
 _MIRRORD_KEYS = {"state_dir", "workers", "heartbeat_interval", "log_level", "log_format",
                  "metrics_listen", "hostname"}
-_SOURCE_KEYS = {"path", "targets", "exclude", "dest", "watcher"}
+_SOURCE_KEYS = {"path", "targets", "exclude", "dest", "watcher", "alarm_deletes", "alarm_window",
+                "pause_on_alarm"}
 WATCHERS = ("auto", "inotify", "fanotify")
-_COMMON_TARGET_KEYS = {"type", "workers"}
+_COMMON_TARGET_KEYS = {"type", "workers", "keep_deleted", "keep_deleted_max"}
 _TARGET_KEYS = {
     "local": {"path", "fsync"},
     "s3": {"bucket", "prefix", "endpoint_url", "region", "access_key_id", "secret_access_key",
@@ -93,7 +94,19 @@ def _read_source(r: _Reader, section: str, name: str) -> SourceConfig:
         exclude=_read_exclude(r, section),
         dest=_normalise_dest(r, section, r.raw(section, "dest", "") or ""),
         watcher=_read_watcher(r, section),
+        **_read_alarm(r, section),
     )
+
+
+def _read_alarm(r: _Reader, section: str) -> dict:
+    """alarm_deletes (a count, at least 1), alarm_window (a duration > 0), pause_on_alarm."""
+    window = r.get(section, "alarm_window", parse_duration, 60.0)
+    if window <= 0:
+        r.problem(section, "alarm_window", "must be greater than zero (e.g. 1m)")
+        window = 60.0
+    return {"alarm_deletes": r.get(section, "alarm_deletes", parse_positive_int, 1000),
+            "alarm_window": window,
+            "pause_on_alarm": r.get(section, "pause_on_alarm", parse_bool, False)}
 
 
 def _read_watcher(r: _Reader, section: str) -> str:
@@ -188,7 +201,35 @@ def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> T
         default_workers = min(default_workers, RSYNC_DEFAULT_WORKERS)
     workers = r.get(section, "workers", parse_positive_int, default_workers)
     opts = {"local": _read_local, "s3": _read_s3, "rsync": _read_rsync}[ttype](r, section)
-    return TargetConfig(name=name, type=ttype, workers=workers, **{ttype: opts})
+    window, cap, percent = _read_keep(r, section, ttype)
+    return TargetConfig(name=name, type=ttype, workers=workers, **{ttype: opts},
+                        keep_deleted=window, keep_deleted_max=cap,
+                        keep_deleted_max_percent=percent)
+
+
+def _read_keep(r: _Reader, section: str, ttype: str) -> tuple[float, int | None, float | None]:
+    """keep_deleted (a duration; 0, off or no: off, the default) and keep_deleted_max (a
+    percentage of the target's mirrored bytes, default 20%, or a size like 50G) ->
+    (window seconds, cap bytes or None, cap percent or None)."""
+    window = r.get(section, "keep_deleted", parse_every, 0.0)
+    if window and ttype not in KEEPING_TYPES:
+        r.problem(section, "keep_deleted", f"a {ttype} target cannot keep deleted files")
+    text = r.raw(section, "keep_deleted_max", "") or ""
+    if not text:
+        return window, None, 20.0
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError(f"percentage out of range: {text!r}")
+            return window, None, percent
+        cap = parse_size(text)
+        if cap <= 0:
+            raise ValueError("must be greater than zero")
+        return window, cap, None
+    except ValueError as exc:
+        r.problem(section, "keep_deleted_max", f"{exc} (a percentage like 20% or a size like 50G)")
+        return window, None, 20.0
 
 
 def _read_reconcile(r: _Reader) -> ReconcileConfig:

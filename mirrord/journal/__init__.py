@@ -28,6 +28,7 @@ records.py   Change, Op, Outcome, RowState, TargetBacklog; path bytes <-> str, s
 schema.py    the tables, connect(), the integrity check, migrations (user_version), transactions
 barriers.py  pending directory moves / tree removals and the in-flight overlap rule
 shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
+holds.py     sources whose deletes are held after a mass-change alarm (schema 4), the claim filter
 read.py      read-only queries: read_state, read_backlog, iter_shipped, row states
 enqueue.py   the write side, in: enqueue, enqueue_move (coalescing, wait_for links)
 claims.py    the write side, out: claim, ack, failures and their backoff

@@ -4,7 +4,8 @@ claim() marks a row in flight with its seq; ack() deletes it only when its seq
 is unchanged, so a change that arrived while the op was in flight is kept and
 runs next. A failure backs off exponentially with jitter (RETRY_BASE doubling
 up to RETRY_MAX seconds; a permanent error waits at least PERMANENT_RETRY); a
-source file still open for writing (busy) is a wait, not a failure.
+source file still open for writing (busy) is a wait, not a failure. The deletes of
+a source on hold (mirrord.journal.holds) are not claimed at all until resumed.
 Mixed into Journal (mirrord.journal.writer); only the daemon's main thread calls it.
 """
 
@@ -15,6 +16,7 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord.journal.barriers import _Barriers, overlaps_inflight
+from mirrord.journal.holds import HELD_SQL
 from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _s, _text
 from mirrord.journal.shipped import record_shipped
@@ -22,8 +24,9 @@ from mirrord.journal.shipped import record_shipped
 RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
 
 # An op a worker may take now (parameters: target, now): what claim() hands out and
-# count_ready() counts, so the two can never disagree. Served by the ops_ready index.
-_READY = "target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL"
+# count_ready() counts, so the two can never disagree. Served by the ops_ready index;
+# the deletes of a source on hold (a mass-change alarm: holds.py) are left where they are.
+_READY = f"target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL AND {HELD_SQL}"
 
 
 class ClaimAckMixin:

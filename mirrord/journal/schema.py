@@ -1,7 +1,7 @@
 """The state database itself: its schema, opening it, checking it, migrating it.
 
 The schema is versioned with SQLite's `PRAGMA user_version`; an older database
-is migrated in place (v1 -> v2 -> v3), a newer one is refused. A damaged file
+is migrated in place (v1 -> v2 -> v3 -> v4), a newer one is refused. A damaged file
 raises JournalError and is never silently replaced by an empty one: starting
 empty would re-check every source against every target without saying why.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from mirrord.errors import JournalError
 
-SCHEMA_VERSION = 3   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
+SCHEMA_VERSION = 4   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
+#                      4: holds (sources whose deletes are held after a mass-change alarm)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops (
@@ -62,6 +63,11 @@ CREATE TABLE IF NOT EXISTS target_stats (
     busy INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (
+    source TEXT PRIMARY KEY,
+    since REAL NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
 """
 
 
@@ -112,6 +118,8 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
             _to_v2(db)
         if version in (1, 2):
             _to_v3(db)
+        if version in (1, 2, 3):
+            _to_v4(db)
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
@@ -137,6 +145,15 @@ def _to_v3(db: sqlite3.Connection) -> None:
             if cols and "busy" not in cols:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN busy INTEGER NOT NULL DEFAULT 0")
         db.execute("PRAGMA user_version = 3")
+
+
+def _to_v4(db: sqlite3.Connection) -> None:
+    """Version 3 -> 4 in place: the `holds` table (mirrord.journal.holds), empty: no
+    source's deletes were held before this version existed."""
+    with transaction(db):
+        db.execute("CREATE TABLE IF NOT EXISTS holds (source TEXT PRIMARY KEY, since REAL NOT NULL, "
+                   "reason TEXT NOT NULL DEFAULT '')")
+        db.execute("PRAGMA user_version = 4")
 
 
 def transaction(db: sqlite3.Connection) -> _Txn:

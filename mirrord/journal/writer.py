@@ -10,12 +10,13 @@ connection kept here. Only the daemon's main thread writes.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
-from mirrord.journal import read, schema
+from mirrord.journal import holds, read, schema
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
@@ -74,3 +75,29 @@ class Journal(EnqueueMixin, ClaimAckMixin):
 
     def shipped_entries(self, target: str, source: str) -> Iterator[ShippedRow]:
         return read.iter_shipped(self.db, target, source)
+
+    # ------------------------------------------------------------ held deletes (alarm)
+    def hold_deletes(self, source: str, *, reason: str, since: float | None = None) -> bool:
+        """Hold `source`'s deletes until resume_deletes() (mirrord.journal.holds); False when
+        they already were. Raises sqlite3.Error when the hold cannot be written."""
+        return holds.hold(self.db, source, since=self.clock() if since is None else since,
+                          reason=reason)
+
+    def resume_deletes(self, source: str | None = None) -> list[holds.Hold]:
+        """Lift the hold on `source` (None: all); returns what was lifted."""
+        return holds.release(self.db, source)
+
+    def held_sources(self) -> set[str]:
+        return holds.held_sources(self.db)
+
+    def overwrites(self, source: str, path: str) -> bool:
+        """Whether a target of `source` already holds the file `path` (a write replaces it)."""
+        return read.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))
+
+    def files_removed_with(self, source: str, path: str) -> int:
+        """Files below the directory `path` a tree removal takes off the source's first
+        target beyond the deletes already queued (0 when none are known)."""
+        routed = self.routes.get(source, ())
+        if not routed:
+            return 0
+        return read.files_below_unremoved(self.db, routed[0], source, os.fsencode(path))

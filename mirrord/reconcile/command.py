@@ -27,6 +27,7 @@ from mirrord.progress import Progress
 from mirrord.reconcile import session as session_mod
 from mirrord.reconcile.result import PassSummary
 from mirrord.shipper import Shipper, SourceGuard
+from mirrord.trash import keeper
 
 DAEMON_WAIT = 900.0      # seconds to wait for a running daemon to ship our rows
 SETTLE_GRACE = 600.0     # seconds our workers may take to finish what they hold at the end
@@ -106,6 +107,8 @@ class Command:
         if self.journal is not None:
             try:
                 session_mod.record(self.journal, summary)
+                if name in session.trash:   # what `mirrord status` shows of the trash
+                    self.journal.set_state(f"trash:{name}", session.trash[name].to_state())
             except sqlite3.Error as exc:   # the summary is printed anyway
                 print(f"mirrord: cannot store the summary in {self.journal.path}: {exc}",
                       file=sys.stderr)
@@ -119,7 +122,8 @@ class Command:
             except OSError:
                 pass  # a missing root: the pass reports it, and deletes are refused
         return Shipper({name: target}, self.cfg.sources, {name: self.cfg.targets[name].workers},
-                       wake=self.wake.set, guards=guards)
+                       wake=self.wake.set, guards=guards,
+                       keep=keeper.policies(self.cfg, {name: target}))
 
     def _drive(self, session, target, pipeline: Pipeline | None, proposals: queue.Queue,
                rescans: Ticket) -> PassSummary:

@@ -33,6 +33,7 @@ from mirrord.pipeline import Ticket
 from mirrord.reconcile.engine import reconcile_pass
 from mirrord.reconcile.result import STATE_KEY, PassSummary, ReconcileResult
 from mirrord.targets.base import Target
+from mirrord.trash import retention
 
 log = logging.getLogger("mirrord.reconcile")
 
@@ -56,6 +57,7 @@ class Session:
         self.say = say
         self.live: ReconcileResult | None = None   # the pass running now (progress display)
         self.ticket: Ticket | None = None          # the rows it waits for now
+        self.trash: dict[str, retention.Summary] = {}   # target -> retention run after its pass
 
     def run_target(self, target: Target) -> PassSummary:
         """Every source of the opened `target`, one pass each; never raises for target or
@@ -67,6 +69,10 @@ class Session:
                 summary.errors.append(f"stopped before source {src.name}")
                 break
             self._source(target, src, summary)
+        if self.outbox is not None and not self.stop.is_set():   # every real pass purges too
+            kept = retention.run_for(self.cfg, target, stop=self.stop)
+            if kept is not None:
+                self.trash[target.name] = kept
         summary.finish(time.monotonic() - started)
         return summary
 

@@ -32,11 +32,12 @@ from mirrord.fsutil import fsync_dir
 from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
                                   classify_oserror)
 from mirrord.targets.local_stage import Staging
+from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.treewalk import WalkErrors, file_digest, walk
 
 
-class LocalTarget(Target):
+class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local_trash
     type = "local"
     # utimensat keeps nanoseconds on ext4/xfs/tmpfs; the 1 us tolerance is for NFS mounts
     features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,

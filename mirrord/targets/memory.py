@@ -6,7 +6,9 @@ fail (`fail_with`) to test backoff and isolation without patching anything.
 `files` maps a path to a Stored value: it unpacks as (data, mtime) like the plain
 tuples tests put there, and also carries the exact mtime_ns and mode (a plain
 (data, mtime) tuple put there by a test reads as mode None, mtime_ns from mtime).
-Directories are not kept (Features.directories is False).
+Directories are not kept (Features.directories is False): files below a path are a
+directory there. `trash` maps a trash key (mirrord.trash.model.trash_rel) to the Stored
+value kept (keep_deleted), moved or shared as the local target renames or links it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import threading
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.base import (Entry, Features, Target, check_relpath, exact_ns, ns_to_float,
                                   put_ns)
+from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, parse_trash_rel,
+                                 trash_rel)
 from mirrord.treewalk import entry_key
 
 
@@ -46,6 +50,7 @@ class MemoryTarget(Target):
         super().__init__(name)
         self.files: dict[str, tuple[bytes, float]] = {}   # Stored values (see module doc)
         self.meta: dict[str, bytes] = {}
+        self.trash: dict[str, tuple[bytes, float]] = {}   # trash key (TRASH/...) -> Stored
         self.fail_with: Exception | None = None
         self.calls: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -133,6 +138,76 @@ class MemoryTarget(Target):
     def _remove_tree(self, path: str) -> None:
         for p in [p for p in self.files if p.startswith(path + "/")]:
             del self.files[p]
+
+    # -- the trash, as the local target keeps it (rename / link, never a copy of the body)
+    def trash_mode(self) -> str:
+        return "rename"
+
+    def keep(self, path: str, *, stamp: str, coming: str) -> int:
+        """Move (or for 'overwritten' share) `path`'s Stored value into `self.trash` under its
+        trash key; files below `path` are a directory ('dir-removed'). A key already kept is
+        never replaced. Returns the bytes kept. Contract: Target.keep."""
+        check_relpath(path)
+        if coming not in ("file", "dir", "absent"):
+            raise PermanentError(f"keep {path!r}: coming must be file, dir or absent")
+        self._check("keep", path)
+        with self._lock:
+            if path in self.files:
+                why = OVERWRITTEN if coming == "file" else DELETED
+                return self._keep_one(path, stamp, why, stay=coming == "file")
+            below = [p for p in self.files if p.startswith(path + "/")]
+            if not below or coming == "dir":
+                return 0
+            return sum(self._keep_one(p, stamp, DIR_REMOVED, stay=False) for p in below)
+
+    def _keep_one(self, path: str, stamp: str, why: str, *, stay: bool) -> int:
+        key = trash_rel(stamp, why, path)
+        if key in self.trash:
+            return 0   # kept by an earlier try: the delete that follows removes the original
+        item = self.files[path] if stay else self.files.pop(path)
+        self.trash[key] = item
+        return len(item[0])
+
+    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
+        prefix = prefix.strip("/")
+        with self._lock:
+            kept = list(self.trash.items())
+        for key, item in kept:
+            stamp, why, path = parse_trash_rel(key[len(TRASH) + 1:])
+            if not prefix or path == prefix or path.startswith(prefix + "/"):
+                e = _entry(path, item)
+                yield Kept(path, stamp, why, e.size, e.mtime_ns, key, e.mode)
+
+    def trash_purge(self, kept: Sequence[Kept]) -> None:
+        self._check("trash_purge", "")
+        with self._lock:
+            for k in kept:
+                self.trash.pop(k.key, None)
+
+    def trash_restore(self, kept: Kept, path: str) -> Entry:
+        """The kept value back at `path` (the kept entry stays). NotFound when no longer kept;
+        PermanentError when files lie below `path` (a directory stands there)."""
+        check_relpath(path)
+        self._check("trash_restore", path)
+        with self._lock:
+            item = self._kept_item(kept)
+            if any(p.startswith(path + "/") for p in self.files):
+                raise PermanentError(f"cannot restore {kept.path!r} onto the directory {path!r}")
+            self.files[path] = item
+        return _entry(path, item)
+
+    def trash_fetch(self, kept: Kept, local: str) -> None:
+        self._check("trash_fetch", kept.path)
+        with self._lock:
+            data = self._kept_item(kept)[0]
+        with open(local, "wb") as fh:
+            fh.write(data)
+
+    def _kept_item(self, kept: Kept) -> tuple:
+        item = self.trash.get(kept.key)
+        if item is None:
+            raise NotFound(f"{kept.key!r} is not kept on {self.describe()}")
+        return item
 
 
 __all__ = ["MemoryTarget", "PermanentError", "RetryableError"]

@@ -164,6 +164,14 @@ def test_every_documented_metric_has_the_right_type():
         "mirrord_heartbeat_age_seconds": "gauge",
         "mirrord_target_state": "gauge",
         "mirrord_replication_lag_seconds": "gauge",
+        "mirrord_trash_files": "gauge",
+        "mirrord_trash_bytes": "gauge",
+        "mirrord_trash_oldest_timestamp_seconds": "gauge",
+        "mirrord_trash_purged": "counter",
+        "mirrord_mass_change_alarm": "gauge",
+        "mirrord_mass_changes_in_window": "gauge",
+        "mirrord_mass_change_alarms": "counter",
+        "mirrord_deletes_held": "gauge",
     }
     doc = metrics_module.__doc__
     for name in types:

@@ -3,7 +3,8 @@ persistent SSH connection.
 
 target.py is the Target; connection.py the ssh master and its sessions (and
 the cipher choice); remote.py the shell run on the host and the parsing of
-what it prints; plan.py and batch.py the batched sync() (one rsync per group).
+what it prints; plan.py and batch.py the batched sync() (one rsync per group); trash.py
+keep_deleted (the trash under .mirrord/trash on the host).
 """
 
 from mirrord.targets.rsync.connection import AES_FIRST_CIPHERS, cpu_has_aes

@@ -117,7 +117,8 @@ class SshConnection:
             "-o", f"ControlPath={esc(self.ctl_path())}",
         ]
         if o.ssh_key:
-            argv += ["-o", "IdentitiesOnly=yes", "-i", esc(o.ssh_key)]
+            # -i is a plain argument (no config-line dequoting): only %-tokens need escaping
+            argv += ["-o", "IdentitiesOnly=yes", "-i", str(o.ssh_key).replace("%", "%%")]
         if o.known_hosts:
             argv += ["-o", f"UserKnownHostsFile={esc(o.known_hosts)}"]
         if o.user:

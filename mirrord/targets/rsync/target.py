@@ -5,7 +5,7 @@ delete, mkdir, move, read, checksum, the heartbeat in `.mirrord/`) as remote
 commands, the streamed listing, and open()/close(). Its parts live beside it:
 connection.py (the ssh master and its sessions), remote.py (the shell run on
 the host and the parsing of what it prints), plan.py and batch.py (sync():
-one rsync per group of items). open() also removes, in the same remote
+one rsync per group of items), trash.py (keep_deleted). open() also removes, in the same remote
 command, what interrupted transfers left in `.mirrord/rsync-tmp`, when no
 other mirrord process here has this target open (mirrord.targets.sweep).
 
@@ -30,7 +30,9 @@ from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
                                           PRINTF, RSYNC_TMP, classify_stderr, parse_record,
                                           prepare_script, q, record_entry, tail)
+from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
+from mirrord.trash.model import Kept
 
 
 class RsyncTarget(Target):
@@ -173,6 +175,32 @@ class RsyncTarget(Target):
     # ------------------------------------------------------------ batches
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
         return BatchRunner(self).sync(items)   # made per call: no target <-> runner cycle
+
+    # ------------------------------------------------------------ the trash (trash.py)
+    def keep(self, path: str, *, stamp: str, coming: str) -> int:
+        got = RsyncTrash(self).keep_batch([(path, stamp, coming)])[0]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def keep_many(self, requests: Sequence[tuple[str, str, str]]) -> list[Exception | None]:
+        """keep() for the whole batch in one remote script (trash.KEEP_SCRIPT)."""
+        return [g if isinstance(g, Exception) else None for g in RsyncTrash(self).keep_batch(requests)]
+
+    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
+        return RsyncTrash(self).list(prefix)
+
+    def trash_purge(self, kept: Sequence[Kept]) -> None:
+        RsyncTrash(self).purge(kept)
+
+    def trash_restore(self, kept: Kept, path: str) -> Entry:
+        return RsyncTrash(self).restore(kept, path)
+
+    def trash_fetch(self, kept: Kept, local: str) -> None:
+        RsyncTrash(self).fetch(kept, local)
+
+    def trash_mode(self) -> str:
+        return "rename"
 
     # ------------------------------------------------------------ single changes
     def put(self, path: str, local: str, *, size: int, mtime: float,

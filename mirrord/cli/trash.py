@@ -1,0 +1,250 @@
+"""`mirrord trash` (list what targets keep) and `mirrord undelete` (put kept versions back).
+
+Both work on the targets directly (Target.trash_list / trash_restore / trash_fetch),
+daemon running or not. `undelete` restores onto the targets; with --to-source it
+writes into the primary's source tree instead, and the daemon mirrors that to every
+target like any other change (one writer per target path, no race with the daemon;
+a path refused at the source is left alone everywhere). Without --target they use every target with keep_deleted on,
+and say which on stderr. PATH: a target-relative path or directory prefix, or an
+absolute path inside a source tree (mapped through that source's `dest`).
+
+Exit codes: 0 done; 1 something failed, was refused or matched nothing;
+2 usage or configuration error (one line, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mirrord import targets as target_registry
+from mirrord.config import Config
+from mirrord.errors import MirrordError, PermanentError
+from mirrord.logsetup import register_secret
+from mirrord.targets.base import Target, check_relpath
+from mirrord.trash import listing, restore
+from mirrord.trash.model import WHY_TEXT, Kept
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("trash", help="list the versions targets keep (keep_deleted)",
+                       description="List kept versions: path, time of the change (UTC), size, "
+                                   "why; newest first per path.")
+    p.add_argument("--target", metavar="NAME", help="only this target (default: every target "
+                   "with keep_deleted on)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("path", nargs="?", default="", metavar="PATH",
+                   help="only at or below this path (target-relative, or inside a source tree)")
+    p.set_defaults(func=run_trash)
+    u = sub.add_parser("undelete", help="put kept versions back on the target (and the source)",
+                       description="For each file at or below PATH, put back the newest kept "
+                                   "version whose change is at or before TIME (default now).")
+    u.add_argument("--target", metavar="NAME", help="only this target (default: every target "
+                   "with keep_deleted on)")
+    when = u.add_mutually_exclusive_group()
+    when.add_argument("--at", metavar="TIME", help="newest version changed at or before TIME "
+                      "(ISO 8601, e.g. 2026-11-29T12:00:00Z, or ago: 30m, 2h, 1d)")
+    when.add_argument("--before", metavar="TIME", help="newest version changed before TIME")
+    u.add_argument("--since", metavar="TIME", help="ignore versions changed before TIME (so a "
+                   "directory brings back only what one mistake removed)")
+    u.add_argument("--to-source", action="store_true", help="write it into the source tree "
+                   "instead (the daemon then mirrors it to every target)")
+    u.add_argument("--force", action="store_true", help="with --to-source: overwrite a newer "
+                   "file in the source tree")
+    u.add_argument("--dry-run", action="store_true", help="print what would happen, change nothing")
+    u.add_argument("paths", nargs="+", metavar="PATH")
+    u.set_defaults(func=run_undelete)
+
+
+def keeps(cfg: Config, name: str) -> bool:
+    """Whether [target:NAME] has keep_deleted on (seconds > 0)."""
+    return cfg.targets[name].keep_deleted > 0
+
+
+def selected(cfg: Config, name: str | None) -> list[str]:
+    """The targets a command works on; listing.UsageError naming the file and section."""
+    if name is not None:
+        if name not in cfg.targets:
+            known = ", ".join(cfg.targets) or "none"
+            raise listing.UsageError(f"{cfg.path}: --target {name}: there is no [target:{name}] "
+                                     f"section (targets: {known})")
+        return [name]
+    names = [n for n in cfg.targets if keeps(cfg, n)]
+    if not names:
+        raise listing.UsageError(f"{cfg.path}: no [target:*] section has keep_deleted on; "
+                                 f"name one with --target")
+    return names
+
+
+def _announce(args: argparse.Namespace, names: list[str]) -> None:
+    """Say which targets were chosen when the operator did not name one (stderr)."""
+    if args.target is None:
+        print(f"mirrord: targets that keep deleted files: {', '.join(names)}", file=sys.stderr)
+
+
+def _open(cfg: Config, names: list[str]) -> dict[str, Target]:
+    opened: dict[str, Target] = {}
+    try:
+        for name in names:
+            tcfg = cfg.targets[name]
+            if tcfg.s3 is not None:
+                register_secret(tcfg.s3.secret_access_key)
+            target = target_registry.create(tcfg)
+            target.open()
+            opened[name] = target
+    except BaseException:
+        _close(opened)
+        raise
+    return opened
+
+
+def _close(opened: dict[str, Target]) -> None:
+    for target in opened.values():
+        target.close()
+
+
+def _usage(exc: listing.UsageError) -> int:
+    print(f"mirrord: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_trash(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        names = selected(cfg, args.target)
+        prefixes = {n: listing.target_path(cfg, n, args.path) for n in names}
+    except listing.UsageError as exc:
+        return _usage(exc)
+    _announce(args, names)
+    opened = _open(cfg, names)
+    try:
+        found = {n: (t.trash_mode(), listing.kept_under(t, [prefixes[n]]))
+                 for n, t in opened.items()}
+    finally:
+        _close(opened)
+    if args.json:
+        print(json.dumps(_trash_doc(found), indent=2))
+    else:
+        print("\n".join(_trash_lines(found)))
+    return EXIT_OK
+
+
+def _trash_doc(found: dict) -> dict:
+    targets = {n: {"trash_mode": mode, "count": len(kept), "bytes": sum(k.size for k in kept),
+                   "entries": [listing.as_dict(k) for k in kept]}
+               for n, (mode, kept) in found.items()}
+    return {"targets": targets, "count": sum(t["count"] for t in targets.values()),
+            "bytes": sum(t["bytes"] for t in targets.values())}
+
+
+def _trash_lines(found: dict) -> list[str]:
+    lines = []
+    for name, (mode, kept) in found.items():
+        total = sum(k.size for k in kept)
+        lines.append(f"target {name} ({mode}): {len(kept)} kept versions, "
+                     f"{listing.human_size(total)}")
+        if kept:
+            lines.append(f"  {'CHANGED (UTC)':<27} {'SIZE':>12}  {'WHY':<17}  PATH")
+        for k in kept:
+            lines.append(f"  {listing.iso(k.when):<27} {listing.human_size(k.size):>12}  "
+                         f"{WHY_TEXT.get(k.why, k.why):<17}  {k.path}")
+    count = sum(len(kept) for _, kept in found.values())
+    size = sum(k.size for _, kept in found.values() for k in kept)
+    lines.append(f"total: {count} kept versions, {listing.human_size(size)}")
+    return lines
+
+
+def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
+    try:
+        if args.force and not args.to_source:
+            raise listing.UsageError("--force only applies with --to-source")
+        names = selected(cfg, args.target)
+        bounds = {key: listing.parse_time(getattr(args, key))
+                  for key in ("at", "before", "since") if getattr(args, key)}
+        prefixes = {n: [listing.target_path(cfg, n, p) for p in args.paths] for n in names}
+    except listing.UsageError as exc:
+        return _usage(exc)
+    _announce(args, names)
+    opened = _open(cfg, names)
+    try:
+        chosen = {n: listing.choose(listing.kept_under(t, prefixes[n]), **bounds)
+                  for n, t in opened.items()}
+        if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
+            outcomes = _restore_sources(cfg, opened, chosen, force=args.force,
+                                        dry_run=args.dry_run)
+        else:
+            outcomes = _restore_targets(cfg, opened, chosen, dry_run=args.dry_run)
+    finally:
+        _close(opened)
+    for o in outcomes:
+        print(_outcome_line(o))
+    unmatched = _unmatched(args.paths, prefixes, chosen)
+    for path in unmatched:
+        print(f"mirrord: nothing kept at or below {path!r} in the time asked "
+              f"(targets: {', '.join(names)})", file=sys.stderr)
+    return EXIT_OK if not unmatched and all(o.ok for o in outcomes) else EXIT_FAILURE
+
+
+def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict,
+                     *, dry_run: bool) -> list[restore.Outcome]:
+    out = []
+    for name, target in opened.items():
+        for path in sorted(chosen[name]):
+            kept = chosen[name][path]
+            try:
+                out.append(restore.restore_on_target(target, kept, keep_first=keeps(cfg, name),
+                                                     dry_run=dry_run))
+            except (MirrordError, OSError) as exc:
+                out.append(restore.Outcome("failed", f"{name}:{path}", kept, str(exc)))
+    return out
+
+
+def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
+                     *, force: bool, dry_run: bool) -> list[restore.Outcome]:
+    """Each path once, from the target holding its newest chosen version."""
+    best: dict[str, tuple[str, Kept]] = {}
+    for name in opened:
+        for path, kept in chosen[name].items():
+            if path not in best or kept.when > best[path][1].when:
+                best[path] = (name, kept)
+    out = []
+    for path in sorted(best):
+        name, kept = best[path]
+        try:   # a name read from a target's trash never leads outside the source tree
+            place = listing.source_place(cfg, name, check_relpath(path))
+        except PermanentError as exc:
+            out.append(restore.Outcome("refused", f"{name}:{path}", kept, str(exc)))
+            continue
+        if place is None:
+            out.append(restore.Outcome("refused", f"{name}:{path}", kept,
+                                       "no [source:*] of this target maps to this path"))
+            continue
+        try:
+            out.append(restore.restore_to_source(opened[name], kept, place[1], force=force,
+                                                 dry_run=dry_run))
+        except (MirrordError, OSError) as exc:
+            out.append(restore.Outcome("failed", place[1], kept, str(exc)))
+    return out
+
+
+def _unmatched(args: list[str], prefixes: dict[str, list[str]], chosen: dict) -> list[str]:
+    """The PATH arguments no chosen version lies at or below, on any target."""
+    out = []
+    for i, arg in enumerate(args):
+        if not any(_under(path, prefixes[n][i]) for n in chosen for path in chosen[n]):
+            out.append(arg)
+    return out
+
+
+def _under(path: str, prefix: str) -> bool:
+    return not prefix or path == prefix or path.startswith(prefix + "/")
+
+
+def _outcome_line(o: restore.Outcome) -> str:
+    k = o.kept
+    what = (f"version of {listing.iso(k.when)} ({WHY_TEXT.get(k.why, k.why)}, "
+            f"{listing.human_size(k.size)})")
+    line = f"{o.action}: {o.where} <- {what}"
+    return f"{line}: {o.detail}" if o.detail else line

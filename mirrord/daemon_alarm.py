@@ -1,0 +1,170 @@
+"""What the daemon does about mass changes on a source: count them, raise the alarm, hold deletes.
+
+The daemon's event router hands every batch of live changes to `observe()`
+before it is recorded. Counted per source (mirrord.alarm keeps the sliding
+window):
+
+- a delete of a file: 1 (an `rm -rf` arrives as one delete per file, then one
+  per directory);
+- a directory removal (a tree delete): the files the journal's `shipped` table
+  knows below it whose own delete is not queued or in this batch, at least 1 -
+  so `rm -rf d` counts each file once and `mv d /elsewhere` (one event for the
+  whole subtree) counts the files it takes away;
+- an overwrite: a write (`put`, not an attribute change) to a file a target of
+  the source already holds - one primary-key lookup in `shipped` per target at
+  record time, before anything is shipped (at ack time the damage would already
+  be on the target). Renames over an existing file are not counted.
+
+Scans (catch-up, reconcile) are not counted: reconcile has `max_delete`.
+When the count goes over `alarm_deletes` within `alarm_window` the alarm fires:
+one error line, a metric, a status line; with `pause_on_alarm = yes` the
+source's deletes are held in the journal (mirrord.journal.holds) before the
+batch that fired it is recorded, so at most `alarm_deletes` deletes got through.
+The alarm clears itself once the window slides back under the threshold; a hold
+stays until `mirrord resume-deletes`, which another process writes: `tick()`
+notices it (once a second) and logs one line. Runs on the main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from mirrord.alarm import AlarmSettings, SourceAlarm
+from mirrord.config import SourceConfig
+from mirrord.journal import Change
+from mirrord.logsetup import kv
+
+log = logging.getLogger("mirrord.daemon")
+
+HOLDS_CHECK = 1.0   # seconds between looks at the journal for holds lifted by resume-deletes
+
+
+def _ancestors(path: str):
+    cut = path.rfind("/")
+    while cut > 0:
+        path = path[:cut]
+        yield path
+        cut = path.rfind("/")
+
+
+class AlarmWatch:
+    """The mass-change alarms of a Daemon (`d`): one SourceAlarm per source, and the holds."""
+
+    def __init__(self, daemon, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time):
+        self.d = daemon
+        self.clock, self.wall = clock, wall
+        self.alarms = {s.name: SourceAlarm(s.name, AlarmSettings(s.alarm_deletes, s.alarm_window,
+                                                                 s.pause_on_alarm), clock=clock)
+                       for s in daemon.cfg.sources}
+        self.fired_at: dict[str, float] = {}   # source -> Unix time of the last firing
+        self.held: set[str] = set()            # sources whose deletes are held, as last seen
+        self._looked = False                   # the journal's holds read once (after a restart)
+        self.unwritten: set[str] = set()       # holds the journal could not take yet
+        self._next_check = 0.0
+
+    # ------------------------------------------------------------ counting
+    def observe(self, src: SourceConfig, changes: list[Change]) -> None:
+        """Count a batch of live changes of `src` before it is recorded; fire when over."""
+        self._write_holds()
+        alarm = self.alarms.get(src.name)
+        if alarm is None or not changes:
+            return
+        n = self._count(src.name, changes)
+        if n and alarm.add(n):
+            self._fired(src, alarm)
+        self._publish(src.name)
+
+    def _count(self, source: str, changes: list[Change]) -> int:
+        journal = self.d.journal
+        below: dict[str, int] = {}    # directory -> deletes counted below it in this batch
+        total = 0
+        for ch in changes:
+            if ch.kind == "delete":
+                n = 1
+                if ch.tree:
+                    n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0))
+                for parent in _ancestors(ch.path):
+                    below[parent] = below.get(parent, 0) + n
+            elif ch.kind == "put" and journal.overwrites(source, ch.path):
+                n = 1
+            else:
+                continue
+            total += n
+        return total
+
+    def _fired(self, src: SourceConfig, alarm: SourceAlarm) -> None:
+        s = alarm.settings
+        self.fired_at[src.name] = self.wall()
+        action = (f"deletes held until `mirrord resume-deletes --source {src.name}`" if s.pause
+                  else "deletes go on (pause_on_alarm = no)")
+        log.error(kv(msg="mass-change alarm: too many deletes or overwrites", source=src.name,
+                     count=alarm.count(), alarm_deletes=s.threshold, alarm_window=f"{s.window:g}s",
+                     action=action))
+        if self.d.metrics is not None:
+            self.d.metrics.alarm_fired(src.name)
+        if s.pause:
+            self.unwritten.add(src.name)
+            self._write_holds()
+        self.d.next_heartbeat = 0.0    # the status row shows it at the end of this cycle
+
+    def _write_holds(self) -> None:
+        """Write the holds not yet in the journal; a journal error is counted and retried."""
+        for source in sorted(self.unwritten):
+            alarm = self.alarms[source]
+            reason = (f"mass-change alarm: {alarm.count()} deletes or overwrites within "
+                      f"{alarm.settings.window:g}s (alarm_deletes = {alarm.settings.threshold})")
+            try:
+                self.d.journal.hold_deletes(source, reason=reason, since=self.fired_at.get(source))
+            except Exception as exc:  # noqa: BLE001 - disk full: keep trying, deletes flow meanwhile
+                self.d.pipeline.journal_failed(exc)
+                return
+            self.unwritten.discard(source)
+            self.held.add(source)
+
+    # ------------------------------------------------------------ each cycle
+    def tick(self) -> None:
+        """Slide the windows (an alarm clears by itself), and once a second notice holds
+        lifted by `mirrord resume-deletes` (another process)."""
+        self._write_holds()
+        for name, alarm in self.alarms.items():
+            if alarm.update():
+                log.warning(kv(msg="mass-change alarm cleared", source=name, count=alarm.count(),
+                               alarm_deletes=alarm.settings.threshold))
+        now = self.clock()
+        if now >= self._next_check:
+            self._next_check = now + HOLDS_CHECK
+            self._check_holds()
+        for name in self.alarms:
+            self._publish(name)
+
+    def _check_holds(self) -> None:
+        held = self.d.journal.held_sources()
+        if not self._looked:   # first look: holds that outlived a restart
+            self._looked = True
+            for source in sorted(held - self.held):
+                log.error(kv(msg="deletes are held after a mass-change alarm", source=source,
+                             action=f"mirrord resume-deletes --source {source}"))
+        else:
+            for source in sorted(self.held - held - self.unwritten):
+                log.warning(kv(msg="deletes resumed (mirrord resume-deletes)", source=source))
+        self.held = held
+
+    def _publish(self, source: str) -> None:
+        if self.d.metrics is not None:
+            alarm = self.alarms[source]
+            self.d.metrics.set_alarm(source, active=alarm.active, count=alarm.count(),
+                                     held=source in self.held or source in self.unwritten)
+
+    def to_json(self) -> dict:
+        """Per source, for the daemon's state row: state ('alarm' or 'ok'), count in the window,
+        settings, times fired, last firing (Unix seconds) and whether deletes are held."""
+        out = {}
+        for name, alarm in self.alarms.items():
+            doc = alarm.to_json()
+            doc["fired_at"] = self.fired_at.get(name)
+            doc["deletes_held"] = name in self.held or name in self.unwritten
+            out[name] = doc
+        return out

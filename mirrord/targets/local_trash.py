@@ -1,0 +1,272 @@
+"""keep_deleted on a local target: keeping by rename or hard link in `<root>/.mirrord/trash/`.
+
+The trash is on the root's own file system, so nothing is ever copied to keep it:
+a file about to be overwritten gets a second name there (link(2); the put then
+renames a new inode over the original, leaving the kept inode alone), a file or a
+whole directory about to be deleted is moved there (one rename(2), however many files
+a directory holds). A link or a rename keeps the inode, so the kept mtime (ns) and
+mode are the file's own. Layout and names: mirrord.trash.model.
+
+Every path is reached through directory descriptors opened without following a
+symlink (mirrord.fsutil), so neither a symlink planted in the mirror nor one swapped
+in meanwhile can make keep() move, or restore/fetch read, anything outside the root.
+A symlink standing at the kept path itself is kept as the symlink (never followed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat as stat_mod
+from typing import Iterator, Sequence
+
+from mirrord.errors import NotFound, PermanentError
+from mirrord.fsutil import _open_dir_fd, open_file_beneath
+from mirrord.targets.base import Entry, check_relpath, classify_oserror, ns_to_float
+from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, entry_dir,
+                                 parse_entry_dir, parse_trash_rel)
+
+COMINGS = ("file", "dir", "absent")
+
+
+class LocalTrash:
+    """The Target trash methods for LocalTarget (which provides root, fsync, stat, put,
+    describe). Contract: mirrord.targets.base.Target.keep and the trash_* methods."""
+
+    root: str
+    fsync: bool
+
+    def trash_mode(self) -> str:
+        return "rename"
+
+    # ------------------------------------------------------------ keep
+    def keep(self, path: str, *, stamp: str, coming: str) -> int:
+        """Link ('overwritten') or rename ('deleted', 'dir-removed') `path` into
+        TRASH/<stamp>.<why>/<path>; returns the bytes kept, 0 when nothing is there, when a
+        directory stays a directory, or when that place already holds a kept entry (a retry).
+        PermanentError for a bad path or `coming`; OSError classified as put's."""
+        check_relpath(path)
+        if coming not in COMINGS:
+            raise PermanentError(f"keep {path!r}: coming must be one of {COMINGS}, not {coming!r}")
+        head, _, name = path.rpartition("/")
+        try:
+            src = _open_dir_fd(self.root, head)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return 0   # no directory there, or a symlink in the way: nothing of the mirror's
+            raise classify_oserror(exc) from None
+        try:
+            return self._keep_at(src, head, os.fsencode(name), stamp, coming)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:   # link(2) and rename(2) cannot cross a mount
+                raise PermanentError(f"{self.describe()}: cannot keep {path!r}: it is on another "
+                                     f"mount than {TRASH}/ (keep_deleted keeps by rename "
+                                     "or link, never by copy)") from None
+            raise classify_oserror(exc) from None
+        finally:
+            os.close(src)
+
+    def _keep_at(self, src: int, head: str, name: bytes, stamp: str, coming: str) -> int:
+        try:
+            st = os.lstat(name, dir_fd=src)
+        except FileNotFoundError:
+            return 0
+        is_dir = stat_mod.S_ISDIR(st.st_mode)
+        if is_dir and coming == "dir":
+            return 0
+        why = DIR_REMOVED if is_dir else OVERWRITTEN if coming == "file" else DELETED
+        dst = self._trash_parent(stamp, why, head)
+        try:
+            return self._move_in(src, dst, name, st, why)
+        except OSError:
+            self._prune(entry_dir(stamp, why), head)   # leave no empty place behind
+            raise
+        finally:
+            os.close(dst)
+
+    def _move_in(self, src: int, dst: int, name: bytes, st: os.stat_result, why: str) -> int:
+        """Link or rename `name` from directory `src` into `dst`; the bytes newly kept."""
+        if why == OVERWRITTEN:
+            try:   # linkat without AT_SYMLINK_FOLLOW: a symlink is linked as itself
+                os.link(name, name, src_dir_fd=src, dst_dir_fd=dst, follow_symlinks=False)
+            except FileExistsError:
+                return 0   # kept by an earlier try of this change: never replaced
+        else:
+            # rename(2) would replace an existing file or empty directory: check first (one
+            # worker per path at a time, so nothing races this); the delete that follows
+            # removes the original, whose bytes are kept already
+            if _exists(name, dst):
+                return 0
+            os.rename(name, name, src_dir_fd=src, dst_dir_fd=dst)
+        if self.fsync:
+            os.fsync(dst)
+            if why != OVERWRITTEN:
+                os.fsync(src)
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return st.st_size
+        return sum(s.st_size for _, s in _files_below(_fd_path(dst) + b"/" + name, b""))
+
+    def _trash_parent(self, stamp: str, why: str, head: str) -> int:
+        """A descriptor of TRASH/<stamp>.<why>/<head>, created where missing."""
+        rel = f"{TRASH}/{entry_dir(stamp, why)}" + (f"/{head}" if head else "")
+        os.makedirs(os.path.join(os.fsencode(self.root), os.fsencode(rel)), exist_ok=True)
+        return _open_dir_fd(self.root, rel)
+
+    # ------------------------------------------------------------ list
+    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
+        """One Kept per kept file (or symlink) whose original path is `prefix` or below it;
+        a directory prefix matches everything below it. Streams; any order."""
+        prefix = prefix.strip("/")
+        if prefix:
+            check_relpath(prefix)
+        base = os.path.join(os.fsencode(self.root), os.fsencode(TRASH))
+        try:
+            with os.scandir(base) as it:
+                entries = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        for entry in entries:
+            parsed = parse_entry_dir(os.fsdecode(entry))
+            if parsed is not None:
+                yield from self._list_entry(base, entry, parsed, prefix)
+
+    def _list_entry(self, base: bytes, entry: bytes, parsed: tuple[str, str],
+                    prefix: str) -> Iterator[Kept]:
+        stamp, why = parsed
+        head, _, name = prefix.rpartition("/")
+        top = os.path.join(base, entry)
+        try:   # reach the prefix without following a symlink kept in the trash
+            fd = _open_dir_fd(top, head)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return
+            raise classify_oserror(exc) from None
+        try:
+            st = os.lstat(os.fsencode(name), dir_fd=fd) if name else os.fstat(fd)
+        except FileNotFoundError:
+            return
+        finally:
+            os.close(fd)
+        where = os.fsencode(prefix)
+        found = (_files_below(os.path.join(top, where) if prefix else top, where)
+                 if stat_mod.S_ISDIR(st.st_mode) else [(where, st)])
+        for rel, fst in found:
+            path = os.fsdecode(rel)
+            mode = stat_mod.S_IMODE(fst.st_mode)
+            yield Kept(path, stamp, why, fst.st_size, fst.st_mtime_ns,
+                       f"{TRASH}/{os.fsdecode(entry)}/{path}", mode)
+
+    # ------------------------------------------------------------ purge
+    def trash_purge(self, kept: Sequence[Kept]) -> None:
+        """Unlink each kept file, then every directory it leaves empty up to and including
+        its '<stamp>.<why>' directory. Absent ones are skipped. OSError classified."""
+        for k in kept:
+            entry, path = _split_key(k)
+            head, _, name = path.rpartition("/")
+            try:
+                fd = _open_dir_fd(self.root, f"{TRASH}/{entry}/{head}".rstrip("/"))
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue
+                raise classify_oserror(exc) from None
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.fsencode(name), dir_fd=fd)
+            except OSError as exc:
+                raise classify_oserror(exc) from None
+            finally:
+                os.close(fd)
+            self._prune(entry, head)
+
+    def _prune(self, entry: str, head: str) -> None:
+        """rmdir TRASH/<entry>/<head> and its parents up to TRASH/<entry>, while empty."""
+        parts = [entry] + (head.split("/") if head else [])
+        base = os.path.join(os.fsencode(self.root), os.fsencode(TRASH))
+        while parts:
+            try:
+                os.rmdir(os.path.join(base, os.fsencode("/".join(parts))))
+            except OSError:
+                return   # not empty (other kept files), or already gone
+            parts.pop()
+
+    # ------------------------------------------------------------ restore, fetch
+    def trash_restore(self, kept: Kept, path: str) -> Entry:
+        """Stage a copy of the kept file in .mirrord/tmp and rename it onto `path` (put), with
+        the kept mtime (ns) and mode; the kept file stays. NotFound when it is no longer
+        kept; PermanentError when it is not a regular file or a directory stands at `path`."""
+        check_relpath(path)
+        fd, st = self._open_kept(kept)
+        try:
+            here = self.stat(path)
+            if here is not None and here.is_dir:
+                raise PermanentError(f"{self.describe()}: cannot restore {kept.path!r} onto "
+                                     f"the directory {path!r}")
+            ns = kept.mtime_ns or st.st_mtime_ns
+            mode = stat_mod.S_IMODE(st.st_mode) if kept.mode is None else kept.mode
+            return self.put(path, f"/proc/self/fd/{fd}", size=st.st_size,
+                            mtime=ns_to_float(ns), mtime_ns=ns, mode=mode)
+        finally:
+            os.close(fd)
+
+    def trash_fetch(self, kept: Kept, local: str) -> None:
+        """Copy the kept bytes into `local` (created or truncated). NotFound / PermanentError
+        as trash_restore; OSError writing `local` is raised as it is (a local file)."""
+        fd, _ = self._open_kept(kept)
+        with os.fdopen(fd, "rb") as src, open(local, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+    def _open_kept(self, kept: Kept) -> tuple[int, os.stat_result]:
+        """(descriptor, fstat) of the regular file `kept` names, opened beneath the root."""
+        entry, path = _split_key(kept)
+        try:
+            fd = open_file_beneath(self.root, f"{TRASH}/{entry}/{path}")
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise NotFound(f"{kept.key!r} is not kept on {self.describe()}") from None
+            if exc.errno == errno.ELOOP:
+                raise PermanentError(f"{kept.key!r} is a symlink, not a kept file") from None
+            raise classify_oserror(exc) from None
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise PermanentError(f"{kept.key!r} on {self.describe()} is not a regular file")
+        return fd, st
+
+
+def _split_key(kept: Kept) -> tuple[str, str]:
+    """('<stamp>.<why>', path) of a Kept's key; PermanentError when it is not a trash key."""
+    rel = kept.key[len(TRASH) + 1:] if kept.key.startswith(TRASH + "/") else ""
+    parsed = parse_trash_rel(rel)
+    if parsed is None or any(p in ("", ".", "..") for p in parsed[2].split("/")):
+        raise PermanentError(f"{kept.key!r} is not a place in the trash ({TRASH}/)")
+    return rel.partition("/")[0], parsed[2]
+
+
+def _exists(name: bytes, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _fd_path(fd: int) -> bytes:
+    """The path the kernel has for an open directory (it follows renames)."""
+    return os.fsencode(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+def _files_below(top: bytes, rel: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    """(relative path, lstat) of every non-directory below `top`, `rel` prefixed; symlinked
+    directories are not entered."""
+    with os.scandir(top) as it:
+        entries = list(it)
+    for e in entries:
+        sub = rel + b"/" + e.name if rel else e.name
+        if e.is_dir(follow_symlinks=False):
+            yield from _files_below(e.path, sub)
+        else:
+            yield sub, e.stat(follow_symlinks=False)

@@ -1,0 +1,112 @@
+"""What to keep before a batch reaches a target with `keep_deleted` on (the keep-before-delete
+rule), and the per-target policy that turns it on.
+
+The shipper is the one place every delete and overwrite goes through (live stream,
+catch-up, reconcile repairs and deletes, moves), so it asks this module, just before
+Target.sync(), to keep what each item would destroy (Target.keep_many: one round trip on
+rsync). An item whose keep failed is not synced: its result is that error, so the row is
+retried and nothing is deleted or overwritten unkept. The stamp is derived from the
+change's journal event time (SyncItem.when), so a retry after a kill -9 between keeping
+and deleting names the same trash place and the target keeps nothing twice
+(mirrord.trash.model). Targets without the option pay nothing: the shipper never calls in.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from mirrord.config import Config, TargetConfig
+from mirrord.errors import ConfigError, ConfigProblem
+from mirrord.targets.base import SyncItem, Target
+from mirrord.trash.model import stamp_of
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    """One target's `keep_deleted`: `window` seconds (> 0), and the size cap: `cap_bytes`,
+    or `cap_percent` of the target's mirrored bytes when cap_bytes is None."""
+
+    window: float
+    cap_bytes: int | None = None
+    cap_percent: float | None = 20.0
+
+    def cap(self, mirrored_bytes: int) -> int | None:
+        """The cap in bytes for a target mirroring `mirrored_bytes` bytes (None: no cap)."""
+        if self.cap_bytes is not None:
+            return self.cap_bytes
+        if self.cap_percent is None or mirrored_bytes <= 0:
+            return None   # nothing mirrored (or not known): a percentage of it would purge all
+        return int(mirrored_bytes * self.cap_percent / 100)
+
+    @classmethod
+    def of(cls, tcfg: TargetConfig) -> "KeepPolicy | None":
+        """The policy of a [target:NAME] section, None when keep_deleted is off."""
+        if tcfg.keep_deleted <= 0:
+            return None
+        return cls(tcfg.keep_deleted, tcfg.keep_deleted_max, tcfg.keep_deleted_max_percent)
+
+
+def policies(cfg: Config, targets: Mapping[str, Target]) -> dict[str, KeepPolicy]:
+    """The policy of each of `targets` that keeps. ConfigError naming [target:NAME]
+    keep_deleted when such a target's type does not implement Target.keep (checked on the
+    created object: the config cannot see which class a type maps to)."""
+    out: dict[str, KeepPolicy] = {}
+    problems: list[ConfigProblem] = []
+    for name, target in targets.items():
+        policy = KeepPolicy.of(cfg.targets[name])
+        if policy is None:
+            continue
+        if type(target).keep is Target.keep:
+            problems.append(ConfigProblem(str(cfg.path), f"target:{name}", "keep_deleted",
+                                          f"a {target.type} target cannot keep deleted files"))
+        out[name] = policy
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def coming(item: SyncItem) -> str | None:
+    """What `item.path` becomes on the target ('file', 'dir', 'absent'), as Target.keep asks
+    it; None when nothing can be destroyed (only mode and mtime change: meta_only).
+
+    A tree item first removes everything at and below the path (SyncItem.tree), so unless
+    a file comes (keep then sees a directory there and keeps all of it, or a file and
+    links it), it is 'absent': 'dir' would keep nothing of a directory standing there,
+    whose contents the tree removal destroys."""
+    if item.kind == "file":
+        return None if item.meta_only else "file"
+    if item.kind == "dir" and not item.tree:
+        return "dir"
+    return "absent"
+
+
+def stamp_for(when: float) -> str:
+    """The trash stamp of a change at `when` (seconds); a row with no event time (0, never
+    from the journal) gets now, which still keeps, only not idempotently."""
+    return stamp_of(when if when > 0 else time.time())
+
+
+def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | None]:
+    """Keep what each item would destroy; one error (or None) per item, in order. Items that
+    need no keep are not sent to the target. Never raises for target trouble."""
+    wanted = [(i, item) for i, item in enumerate(items) if coming(item) is not None]
+    errors: list[Exception | None] = [None] * len(items)
+    if not wanted:
+        return errors
+    requests = [(item.path, stamp_for(item.when), coming(item) or "") for _, item in wanted]
+    try:
+        answers = target.keep_many(requests)
+    except Exception as exc:  # noqa: BLE001 - a target bug must not delete unkept: fail the batch
+        answers = [exc] * len(requests)
+    for (i, _item), err in zip(wanted, answers):
+        errors[i] = err
+    return errors
+
+
+def keep_move_dst(target: Target, dst: str, *, is_dir: bool, when: float) -> None:
+    """Before Target.move(src, dst): keep what `dst` holds, which the move replaces. A
+    directory moved there replaces a whole tree (local: the old dst is removed first), so
+    it asks 'absent' (everything below is kept), a file 'file'. Raises what keep raises."""
+    target.keep(dst, stamp=stamp_for(when), coming="absent" if is_dir else "file")

@@ -1,0 +1,148 @@
+"""Putting one kept version back: onto its target, and (`--to-source`) into the primary's
+source tree; the work of `mirrord undelete` for one file.
+
+On the target: what stands at the path now is kept first (Target.keep, coming 'file',
+stamped now) when the target keeps deleted files, so an undelete is itself undoable;
+then Target.trash_restore puts the kept bytes back atomically with their mtime and mode.
+
+In the source tree: the bytes are fetched into a temp file in the destination's own
+directory, given the kept mode and exact mtime (ns), synced and renamed over the
+path (rename(2) is atomic within a directory: the watcher and the web app see the
+old file or the whole restored one). A file there that differs and was modified
+after the kept version's change is newer work of someone's: it is refused unless
+`force`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat as stat_mod
+import tempfile
+import time
+from dataclasses import dataclass
+
+from mirrord.fsutil import fsync_dir
+from mirrord.targets.base import Target, exact_ns
+from mirrord.trash.model import Kept, stamp_of
+
+TEMP_PREFIX = ".mirrord-undelete-"   # a restore killed mid-way leaves at most this temp file
+# A version kept by S3 bucket versioning is stamped with the LastModified of what replaced
+# it, which some servers (SeaweedFS) give in whole seconds: the change may lie up to a
+# second after its stamp, and a file damaged in that second must not count as newer.
+VERSION_SLACK_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one restore did: `action` is 'restored', 'written', 'unchanged' (already in
+    place), 'refused', 'failed' or, in a dry run, 'would restore' / 'would write';
+    `where` names the target or the source file; `detail` says why, for the operator."""
+
+    action: str
+    where: str
+    kept: Kept
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.action not in ("refused", "failed")
+
+
+def same_as_kept(target: Target, kept: Kept) -> bool:
+    """Whether the target already holds this version at its path (a file of the kept size
+    and mtime, within the target's mtime precision): restoring again changes nothing."""
+    entry = target.stat(kept.path)
+    if entry is None or entry.is_dir or entry.size != kept.size:
+        return False
+    precision_ns = int(target.features.mtime_precision * 1e9)
+    return abs(exact_ns(entry.mtime, entry.mtime_ns) - kept.mtime_ns) <= precision_ns
+
+
+def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: bool = False,
+                      now: float | None = None) -> Outcome:
+    """Put `kept` back at kept.path on `target`. With `keep_first` (the target has
+    keep_deleted on) what stands there now is kept first, stamped `now` (seconds; default
+    the clock). Returns the Outcome; raises what Target.keep / trash_restore raise
+    (RetryableError, PermanentError)."""
+    where = f"{target.name}:{kept.path}"
+    if same_as_kept(target, kept):
+        return Outcome("unchanged", where, kept, "already holds this version")
+    if dry_run:
+        return Outcome("would restore", where, kept)
+    if keep_first:
+        stamp = stamp_of(time.time() if now is None else now)
+        target.keep(kept.path, stamp=stamp, coming="file")
+    target.trash_restore(kept, kept.path)
+    return Outcome("restored", where, kept)
+
+
+def refusal(path: str, kept: Kept, *, force: bool) -> str | None:
+    """Why writing `kept` over the source file `path` is refused, or None when it may be
+    written. A directory there is always refused; a regular file that differs (size or
+    mtime) and was modified after the kept version's change (for a versioned S3 kept
+    version: more than VERSION_SLACK_NS after its stamp) needs `force`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat_mod.S_ISDIR(st.st_mode):
+        return "a directory stands there"
+    if not stat_mod.S_ISREG(st.st_mode) and not force:
+        return "something other than a regular file stands there (use --force)"
+    changed_ns = round(kept.when * 1e9) + (VERSION_SLACK_NS if kept.version else 0)
+    if st.st_mtime_ns > changed_ns and not force:
+        return (f"the file there is newer (modified after the change this version was kept "
+                f"at) and differs: use --force to overwrite it")
+    return None
+
+
+def source_unchanged(path: str, kept: Kept) -> bool:
+    """Whether the source file already is this version (same size and exact mtime)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat_mod.S_ISREG(st.st_mode) and st.st_size == kept.size \
+        and st.st_mtime_ns == kept.mtime_ns
+
+
+def restore_to_source(target: Target, kept: Kept, path: str, *, force: bool = False,
+                      dry_run: bool = False) -> Outcome:
+    """Write `kept` (fetched from `target`) to the absolute source path `path`, atomically,
+    with the kept mode (0644 when the target did not keep one) and exact mtime; missing
+    parent directories are created. Refused (not raised) when `refusal` says so. Raises
+    OSError from the file system and what Target.trash_fetch raises."""
+    if source_unchanged(path, kept):
+        return Outcome("unchanged", path, kept, "already holds this version")
+    why = refusal(path, kept, force=force)
+    if why:
+        return Outcome("refused", path, kept, why)
+    if dry_run:
+        return Outcome("would write", path, kept)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
+    try:
+        os.close(fd)
+        target.trash_fetch(kept, tmp)
+        _seal(tmp, kept)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(parent)
+    return Outcome("written", path, kept)
+
+
+def _seal(tmp: str, kept: Kept) -> None:
+    """Mode, exact mtime and fsync on the fetched temp file before it is renamed in place
+    (utime after the last write: a write would move the mtime again)."""
+    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, kept.mode if kept.mode is not None else 0o644)
+        os.utime(fd, ns=(kept.mtime_ns, kept.mtime_ns))
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,150 @@
+"""The live mass-change alarm through the real `mirrord run` process and a local target:
+an rm -rf over the threshold with pause_on_alarm holds the deletes while a new file is
+still mirrored; status shows `alarm`; `mirrord resume-deletes` lets them through."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import Mirrord, wait_converged
+from mirrord import config as config_mod
+from mirrord import targets as target_registry
+
+FILES, THRESHOLD = 50, 10
+
+
+def _config(tmp: Path, *, pause: bool) -> Path:
+    (tmp / "src").mkdir()
+    cfg = tmp / "mirrord.ini"
+    cfg.write_text(f"""
+[mirrord]
+state_dir = ./state
+workers = 2
+heartbeat_interval = 200ms
+
+[source:uploads]
+path = ./src
+targets = local
+alarm_deletes = {THRESHOLD}
+alarm_window = 10m
+pause_on_alarm = {"yes" if pause else "no"}
+
+[target:local]
+type = local
+path = ./mirror
+""")
+    return cfg
+
+
+@pytest.fixture
+def setup(tmp_path, request):
+    cfg = _config(tmp_path, pause=getattr(request, "param", True))
+    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
+    target = target_registry.create(config_mod.load(cfg).targets["local"])
+    target.open()
+    yield tmp_path, daemon, target
+    daemon.stop()
+    target.close()
+
+
+def poll(what: str, check, daemon: Mirrord, timeout: float = 60.0):
+    """Poll `check()` until it returns something truthy (bounded; no timing asserted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached\n{daemon.log.read_text(errors='replace')}")
+        time.sleep(0.1)
+
+
+def _batch_files(target) -> set[str]:
+    return {e.path for e in target.list() if not e.is_dir and e.path.startswith("batch/")}
+
+
+def test_rm_rf_over_the_threshold_holds_deletes_until_resumed(setup):
+    tmp, daemon, target = setup
+    src = tmp / "src"
+    (src / "batch").mkdir()
+    for i in range(FILES):
+        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x" * i)
+    daemon.start()
+    wait_converged(src, target)
+    for i in range(5):                                 # under the threshold: shipped at once
+        (src / "batch" / f"f{i:02}.jpg").unlink()
+    wait_converged(src, target)
+    assert daemon.status()["sources"]["uploads"]["alarm"] == "ok"
+
+    shutil.rmtree(src / "batch")                       # 45 more deletes, then the directory
+    (src / "new.txt").write_bytes(b"created meanwhile")
+
+    def held():
+        doc = daemon.status()["sources"]["uploads"]
+        h = doc.get("deletes_held")
+        # every delete recorded: the ones held, plus the ones shipped before the hold
+        shipped = FILES - len(_batch_files(target))
+        firing = (doc["alarm_detail"] or {}).get("state") == "alarm"   # the daemon's state row
+        return doc if firing and h and h["waiting"] + shipped == FILES + 1 else None
+
+    doc = poll("deletes held", held, daemon)
+    assert doc["alarm"] == "alarm"
+    poll("new file mirrored", lambda: target.read("new.txt") == b"created meanwhile", daemon)
+    # a later create goes out too, after the held deletes were recorded: the shipper is not
+    # merely slow, the deletes are held
+    (src / "later.txt").write_bytes(b"later")
+    poll("later file mirrored", lambda: target.read("later.txt") == b"later", daemon)
+    remaining = _batch_files(target)
+    assert len(remaining) >= FILES - THRESHOLD        # at most alarm_deletes got through
+    assert daemon.status()["sources"]["uploads"]["deletes_held"]["waiting"] == len(remaining) + 1
+
+    text = daemon.cli("status").stdout
+    assert "alarm" in text and "mirrord resume-deletes --source uploads" in text
+
+    # a restart keeps the hold: its catch-up finds the same deletes and they stay held
+    assert daemon.stop() == 0
+    daemon.start()
+    poll("restart: hold logged", lambda: "deletes are held after a mass-change alarm"
+         in daemon.log.read_text(), daemon)
+    (src / "after-restart.txt").write_bytes(b"r")
+    poll("file after restart mirrored", lambda: target.read("after-restart.txt") == b"r", daemon)
+    assert _batch_files(target) == remaining
+    assert daemon.status()["sources"]["uploads"]["alarm"] == "alarm"
+
+    wrong = daemon.cli("resume-deletes", "--source", "nope", check=False)
+    assert wrong.returncode == 2 and "[source:nope]" in wrong.stderr
+    assert _batch_files(target) == remaining          # still held
+
+    out = daemon.cli("resume-deletes", "--source", "uploads").stdout
+    assert f"deletes resumed for source uploads: {len(remaining) + 1} held deletes" in out
+    wait_converged(src, target)
+    poll("resume logged", lambda: "deletes resumed" in daemon.log.read_text(), daemon)
+    log = daemon.log.read_text()
+    assert log.count("mass-change alarm: too many") == 1          # one line, not one per delete
+    assert daemon.status()["sources"]["uploads"]["deletes_held"] is None
+    again = daemon.cli("resume-deletes").stdout
+    assert "no deletes were held" in again
+
+
+@pytest.mark.parametrize("setup", [False], indirect=True)
+def test_without_pause_the_alarm_fires_and_deletes_go_on(setup):
+    tmp, daemon, target = setup
+    src = tmp / "src"
+    (src / "batch").mkdir()
+    for i in range(FILES):
+        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"y")
+    daemon.start()
+    wait_converged(src, target)
+    shutil.rmtree(src / "batch")
+    wait_converged(src, target)                        # every delete went out
+    def counted():   # the state row is written each heartbeat: poll until it has every delete
+        doc = daemon.status()["sources"]["uploads"]
+        return doc if (doc["alarm_detail"] or {}).get("count") == FILES + 1 else None
+
+    doc = poll("every delete counted", counted, daemon)
+    assert doc["alarm"] == "alarm" and doc["deletes_held"] is None
+    assert daemon.log.read_text().count("mass-change alarm: too many") == 1

@@ -1,0 +1,209 @@
+"""Held deletes on a real SQLite journal: what is claimed while a source's deletes are held,
+ordering against directory barriers, surviving a reopen, migrating a schema-3 database,
+and the lookups the alarm counts with."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mirrord.journal import SCHEMA_VERSION, Change, Journal, Outcome, connect
+from mirrord.journal.holds import PARKED, read_holds, release
+from tests.fakes import Clock
+
+S, OTHER, T = "up", "other", "t"
+LATER = 1e12   # claim "now": past every backoff
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "journal.db"
+
+
+@pytest.fixture
+def j(path: Path, clock: Clock) -> Journal:
+    jr = Journal(path, {S: (T,), OTHER: (T,)}, clock=clock)
+    yield jr
+    jr.close()
+
+
+def ch(path: str, kind: str, source: str = S, **kw) -> Change:
+    return Change(source, path, kind, **kw)
+
+
+def claimed(j: Journal) -> dict[str, object]:
+    return {op.path: op for op in j.claim(T, 1000, now=LATER)}
+
+
+def ack(j: Journal, *ops, kind: str | None = None) -> None:
+    j.ack([Outcome(op, kind or op.kind, is_dir=op.is_dir) for op in ops])
+
+
+def test_held_deletes_are_not_claimed_while_everything_else_is(j):
+    j.enqueue([ch("gone.txt", "delete"), ch("new.txt", "put"), ch("d", "mkdir"),
+               ch("chmod.txt", "attr"), ch("o.txt", "delete", source=OTHER)])
+    assert j.hold_deletes(S, reason="test") is True
+    assert j.hold_deletes(S, reason="again") is False        # the first hold is kept
+    assert j.count_ready(T, 100, now=LATER) == 4               # claim and count agree
+    got = claimed(j)
+    assert set(got) == {"new.txt", "d", "chmod.txt", "o.txt"}   # another source's delete goes
+    ack(j, *got.values())
+    assert claimed(j) == {}
+    (h,) = read_holds(j.db)
+    assert (h.source, h.reason, h.waiting) == (S, "test", 1)
+
+
+def test_resume_releases_the_held_deletes(j):
+    j.enqueue([ch(f"f{i}", "delete") for i in range(5)])
+    j.hold_deletes(S, reason="test")
+    assert claimed(j) == {}
+    (lifted,) = j.resume_deletes(S)
+    assert (lifted.source, lifted.waiting) == (S, 5)
+    assert set(claimed(j)) == {f"f{i}" for i in range(5)}
+    assert j.resume_deletes(S) == []                            # nothing held any more
+
+
+def test_resume_one_source_leaves_the_other_held(j):
+    j.enqueue([ch("a", "delete"), ch("b", "delete", source=OTHER)])
+    j.hold_deletes(S, reason="x")
+    j.hold_deletes(OTHER, reason="y")
+    assert [h.source for h in j.resume_deletes(OTHER)] == [OTHER]
+    assert set(claimed(j)) == {"b"}
+    assert j.held_sources() == {S}
+
+
+def test_a_file_recreated_over_a_held_delete_is_shipped(j):
+    j.enqueue([ch("x.jpg", "delete")])
+    j.hold_deletes(S, reason="test")
+    j.enqueue([ch("x.jpg", "put")])          # coalesces: the row is a put now, the source has it
+    assert set(claimed(j)) == {"x.jpg"}
+
+
+def test_a_held_tree_removal_keeps_later_rows_below_it_waiting(j):
+    """A put below a removed directory, recorded after the removal, must not overtake it:
+    shipped first, it would be deleted by the removal once resumed."""
+    j.enqueue([ch("old/early.txt", "put")])                     # before the removal
+    j.enqueue([ch("old", "delete", tree=True)])
+    j.hold_deletes(S, reason="test")
+    j.enqueue([ch("old", "mkdir"), ch("old/late.txt", "put"), ch("elsewhere.txt", "put")])
+    got = claimed(j)
+    # the removal (now "remove the tree, then mkdir": tree = 1) is held; the row queued
+    # before it may go; the one queued after waits for it; elsewhere is untouched
+    assert set(got) == {"old/early.txt", "elsewhere.txt"}
+    ack(j, *got.values())
+    assert claimed(j) == {}
+    j.resume_deletes()
+    got = claimed(j)
+    assert set(got) == {"old"} and got["old"].tree               # the removal first...
+    ack(j, got["old"])
+    assert set(claimed(j)) == {"old/late.txt"}                   # ...then what came after
+
+
+def test_a_put_claimed_before_a_held_removal_still_blocks_it_until_acked(j):
+    """The in-flight overlap rule (barriers.overlaps_inflight) holds after a resume too."""
+    j.enqueue([ch("d/f.txt", "put")])
+    (op,) = claimed(j).values()
+    j.enqueue([ch("d", "delete", tree=True)])
+    j.hold_deletes(S, reason="test")
+    assert claimed(j) == {}
+    j.resume_deletes(S)
+    assert claimed(j) == {}                   # d/f.txt still in flight: the removal waits
+    ack(j, op)
+    assert set(claimed(j)) == {"d"}
+
+
+def test_the_hold_survives_a_restart(path, clock):
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr.enqueue([ch("a", "delete")])
+    jr.hold_deletes(S, reason="alarm", since=123.0)
+    jr.close()
+    again = Journal(path, {S: (T,)}, clock=clock)
+    try:
+        assert again.held_sources() == {S}
+        assert again.claim(T, 10, now=LATER) == []
+        (h,) = again.resume_deletes()
+        assert (h.since, h.reason, h.waiting) == (123.0, "alarm", 1)
+        assert [op.path for op in again.claim(T, 10, now=LATER)] == ["a"]
+    finally:
+        again.close()
+
+
+def test_a_hold_lifted_by_another_connection_is_seen_at_the_next_claim(j, path):
+    """`mirrord resume-deletes` writes from another process while the daemon runs."""
+    j.enqueue([ch("a", "delete")])
+    j.hold_deletes(S, reason="x")
+    assert claimed(j) == {}
+    other = connect(path)
+    try:
+        assert [h.source for h in release(other, S)] == [S]
+    finally:
+        other.close()
+    j.enqueue([ch("b", "delete")])            # recorded after the resume: due at once
+    assert set(claimed(j)) == {"a", "b"}
+
+
+def test_held_rows_are_parked_out_of_the_claim_scan_and_due_again_on_resume(j):
+    j.enqueue([ch("early", "delete")])
+    j.hold_deletes(S, reason="x")
+    j.enqueue([ch("late", "delete"), ch("d", "delete", tree=True), ch("kept", "put")])
+    j.enqueue([ch("early", "attr")])          # an attr change keeps the delete: still parked
+    parked = {bytes(p).decode() for (p,) in j.db.execute(
+        "SELECT path FROM ops WHERE next_try = ?", (PARKED,))}
+    assert parked == {"early", "late", "d"}
+    j.resume_deletes()
+    assert j.db.execute("SELECT COUNT(*) FROM ops WHERE next_try = ?", (PARKED,)).fetchone()[0] == 0
+    assert set(claimed(j)) == {"early", "late", "d", "kept"}
+
+
+def make_v3(path: Path, clock: Clock) -> None:
+    """A schema-3 database with a pending delete: today's tables without `holds`."""
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr.enqueue([ch("pending.txt", "delete")])
+    jr.db.execute("DROP TABLE holds")
+    jr.db.execute("PRAGMA user_version = 3")
+    jr.close()
+
+
+def test_a_schema_3_database_is_migrated_and_keeps_its_rows(path, clock):
+    make_v3(path, clock)
+    ro = connect(path, readonly=True)          # status on an old file: no holds, no error
+    try:
+        assert read_holds(ro) == []
+    finally:
+        ro.close()
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    try:
+        assert jr.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert jr.held_sources() == set()
+        jr.hold_deletes(S, reason="x")
+        assert jr.claim(T, 10, now=LATER) == []
+        jr.resume_deletes()
+        assert [op.path for op in jr.claim(T, 10, now=LATER)] == ["pending.txt"]
+    finally:
+        jr.close()
+
+
+def test_overwrites_and_files_removed_with(j):
+    j.enqueue([ch("d", "mkdir"), ch("d/a", "put"), ch("d/b", "put"), ch("d/s/c", "put"),
+               ch("top", "put")])
+    got = claimed(j)
+    j.ack([Outcome(op, op.kind, is_dir=op.is_dir, size=1) for op in got.values()])
+    assert j.overwrites(S, "d/a") and j.overwrites(S, "top")
+    assert not j.overwrites(S, "d/new") and not j.overwrites(S, "d")   # a directory is no file
+    assert j.files_removed_with(S, "d") == 3                  # d/a, d/b, d/s/c; not d/ itself
+    j.enqueue([ch("d/a", "delete")])                          # already counted on its own
+    assert j.files_removed_with(S, "d") == 2
+    assert j.files_removed_with(S, "nothing") == 0
+
+
+def test_an_unwritable_hold_raises(j):
+    j.db.execute("DROP TABLE holds")
+    with pytest.raises(sqlite3.OperationalError):
+        j.hold_deletes(S, reason="x")
