@@ -57,14 +57,25 @@ def atomic_write(path: str | os.PathLike[str] | bytes, data: bytes, *, mode: int
         fsync_dir(directory)
 
 
-def _open_dir_fd(root: str | bytes, reldir: str) -> int:
-    """A descriptor of root/reldir, refusing symlinks in any component; the caller closes it."""
+def open_dir_beneath(root: str | bytes, reldir: str, *, create: bool = False,
+                     mode: int = 0o755) -> int:
+    """A descriptor of root/reldir, refusing a symlink in any component (O_NOFOLLOW at each
+    step, openat(2)), so nothing a user of the tree planted can lead outside `root`. With
+    `create`, missing components are made (mkdirat, `mode` before the umask). The caller
+    closes it. Raises FileNotFoundError (absent, without create), OSError ELOOP/ENOTDIR (a
+    symlink or a file on the way), PermissionError for a '.' or '..' component."""
     fd = os.open(root, _DIR_FLAGS)
     try:
         for part in [p for p in reldir.split("/") if p]:
             if part in (".", ".."):
                 raise PermissionError(f"unsafe component {part!r} in {reldir!r}")
-            nfd = os.open(os.fsencode(part), _DIR_FLAGS, dir_fd=fd)
+            name = os.fsencode(part)
+            if create:
+                try:
+                    os.mkdir(name, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass
+            nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = nfd
     except BaseException:
@@ -107,7 +118,7 @@ class BeneathOpener:
         head, _, name = relpath.rpartition("/")
         if head != self._head:
             self.close()
-            self._fd = _open_dir_fd(self.root, head)
+            self._fd = open_dir_beneath(self.root, head)
             self._head = head
         return os.open(os.fsencode(name), _FILE_FLAGS, dir_fd=self._fd)
 

@@ -15,6 +15,7 @@ Exit codes: 0 done; 1 something failed, was refused or matched nothing;
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 
@@ -222,10 +223,10 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
                                        "no [source:*] of this target maps to this path"))
             continue
         try:
-            out.append(restore.restore_to_source(opened[name], kept, place[1], force=force,
+            out.append(restore.restore_to_source(opened[name], kept, *place[1:], force=force,
                                                  dry_run=dry_run))
         except (MirrordError, OSError) as exc:
-            out.append(restore.Outcome("failed", place[1], kept, str(exc)))
+            out.append(restore.Outcome("failed", os.path.join(*place[1:]), kept, str(exc)))
     return out
 
 

@@ -272,8 +272,9 @@ class Target(abc.ABC):
         raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
 
     def trash_fetch(self, kept: Kept, local: str) -> None:
-        """Write the kept bytes to the local file `local` (created or truncated); the caller
-        sets mtime and mode (`mirrord undelete --to-source`)."""
+        """Write the kept bytes to the local file `local`, opened with open(local, 'wb') (it
+        may be /proc/self/fd/N of a temp file the caller made beneath the source root; never
+        write beside it and rename); the caller sets mtime and mode (`undelete --to-source`)."""
         raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
 
     def trash_mode(self) -> str:

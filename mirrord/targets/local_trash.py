@@ -23,7 +23,7 @@ import stat as stat_mod
 from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError
-from mirrord.fsutil import _open_dir_fd, open_file_beneath
+from mirrord.fsutil import open_dir_beneath, open_file_beneath
 from mirrord.targets.base import Entry, check_relpath, classify_oserror, ns_to_float
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, entry_dir,
                                  parse_entry_dir, parse_trash_rel)
@@ -52,7 +52,7 @@ class LocalTrash:
             raise PermanentError(f"keep {path!r}: coming must be one of {COMINGS}, not {coming!r}")
         head, _, name = path.rpartition("/")
         try:
-            src = _open_dir_fd(self.root, head)
+            src = open_dir_beneath(self.root, head)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return 0   # no directory there, or a symlink in the way: nothing of the mirror's
@@ -112,7 +112,7 @@ class LocalTrash:
         """A descriptor of TRASH/<stamp>.<why>/<head>, created where missing."""
         rel = f"{TRASH}/{entry_dir(stamp, why)}" + (f"/{head}" if head else "")
         os.makedirs(os.path.join(os.fsencode(self.root), os.fsencode(rel)), exist_ok=True)
-        return _open_dir_fd(self.root, rel)
+        return open_dir_beneath(self.root, rel)
 
     # ------------------------------------------------------------ list
     def trash_list(self, prefix: str = "") -> Iterator[Kept]:
@@ -140,7 +140,7 @@ class LocalTrash:
         head, _, name = prefix.rpartition("/")
         top = os.path.join(base, entry)
         try:   # reach the prefix without following a symlink kept in the trash
-            fd = _open_dir_fd(top, head)
+            fd = open_dir_beneath(top, head)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return
@@ -168,7 +168,7 @@ class LocalTrash:
             entry, path = _split_key(k)
             head, _, name = path.rpartition("/")
             try:
-                fd = _open_dir_fd(self.root, f"{TRASH}/{entry}/{head}".rstrip("/"))
+                fd = open_dir_beneath(self.root, f"{TRASH}/{entry}/{head}".rstrip("/"))
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     continue

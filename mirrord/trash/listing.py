@@ -84,8 +84,8 @@ def _from_source(cfg: Config, target: str, arg: str) -> str:
                      f"[target:{target}]")
 
 
-def source_place(cfg: Config, target: str, path: str) -> tuple[str, str] | None:
-    """(source name, absolute path in its tree) where the target file `path` comes from:
+def source_place(cfg: Config, target: str, path: str) -> tuple[str, str, str] | None:
+    """(source name, source root, path below it) where the target file `path` comes from:
     the [source:*] listing `target` whose `dest` is the longest prefix of `path`; None when
     no source of `target` maps to it (e.g. `dest = a` and the path is 'b/x')."""
     best = None
@@ -98,7 +98,7 @@ def source_place(cfg: Config, target: str, path: str) -> tuple[str, str] | None:
     if best is None or path == best.dest:
         return None
     rel = path[len(best.dest) + 1:] if best.dest else path
-    return best.name, os.path.join(str(best.path), rel)
+    return best.name, str(best.path), rel
 
 
 def kept_under(target: Target, prefixes: Iterable[str]) -> list[Kept]:

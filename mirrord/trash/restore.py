@@ -16,13 +16,14 @@ after the kept version's change is newer work of someone's: it is refused unless
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import stat as stat_mod
-import tempfile
 import time
 from dataclasses import dataclass
 
-from mirrord.fsutil import fsync_dir
+from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.base import Target, exact_ns
 from mirrord.trash.model import Kept, stamp_of
 
@@ -86,6 +87,10 @@ def refusal(path: str, kept: Kept, *, force: bool) -> str | None:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
+    return _refusal(st, kept, force=force)
+
+
+def _refusal(st: os.stat_result, kept: Kept, *, force: bool) -> str | None:
     if stat_mod.S_ISDIR(st.st_mode):
         return "a directory stands there"
     if not stat_mod.S_ISREG(st.st_mode) and not force:
@@ -97,52 +102,71 @@ def refusal(path: str, kept: Kept, *, force: bool) -> str | None:
     return None
 
 
-def source_unchanged(path: str, kept: Kept) -> bool:
+def _unchanged(st: os.stat_result | None, kept: Kept) -> bool:
     """Whether the source file already is this version (same size and exact mtime)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    return stat_mod.S_ISREG(st.st_mode) and st.st_size == kept.size \
+    return st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size == kept.size \
         and st.st_mtime_ns == kept.mtime_ns
 
 
-def restore_to_source(target: Target, kept: Kept, path: str, *, force: bool = False,
+def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force: bool = False,
                       dry_run: bool = False) -> Outcome:
-    """Write `kept` (fetched from `target`) to the absolute source path `path`, atomically,
-    with the kept mode (0644 when the target did not keep one) and exact mtime; missing
-    parent directories are created. Refused (not raised) when `refusal` says so. Raises
-    OSError from the file system and what Target.trash_fetch raises."""
-    if source_unchanged(path, kept):
-        return Outcome("unchanged", path, kept, "already holds this version")
-    why = refusal(path, kept, force=force)
-    if why:
-        return Outcome("refused", path, kept, why)
-    if dry_run:
-        return Outcome("would write", path, kept)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=parent)
+    """Write `kept` (fetched from `target`) to `rel` ('/'-separated) below the source root
+    `root`, atomically, with the kept mode (0644 when the target did not keep one) and
+    exact mtime; missing parent directories are created. Every component is opened below
+    `root` without following a symlink (mirrord.fsutil.open_dir_beneath): the upload tree
+    is written by the web app's users, and a symlink planted there must not lead a restore
+    run as root outside it. Refused (not raised) when a symlink or a file stands on the
+    way, or when `_refusal` says so. Raises OSError from the file system and what
+    Target.trash_fetch raises."""
+    path = os.path.join(root, rel)
+    head, _, name = rel.rpartition("/")
     try:
-        os.close(fd)
-        target.trash_fetch(kept, tmp)
-        _seal(tmp, kept)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        dfd = open_dir_beneath(root, head, create=not dry_run)
+    except FileNotFoundError:
+        if dry_run:   # the parents are made by the real run
+            return Outcome("would write", path, kept)
         raise
-    fsync_dir(parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
+            return Outcome("refused", path, kept,
+                           "a symlink or a file stands on the way below the source root")
+        raise
+    try:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if _unchanged(st, kept):
+            return Outcome("unchanged", path, kept, "already holds this version")
+        why = None if st is None else _refusal(st, kept, force=force)
+        if why:
+            return Outcome("refused", path, kept, why)
+        if dry_run:
+            return Outcome("would write", path, kept)
+        _write_beneath(target, kept, dfd, name)
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
     return Outcome("written", path, kept)
 
 
-def _seal(tmp: str, kept: Kept) -> None:
-    """Mode, exact mtime and fsync on the fetched temp file before it is renamed in place
-    (utime after the last write: a write would move the mtime again)."""
-    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+def _write_beneath(target: Target, kept: Kept, dfd: int, name: str) -> None:
+    """Fetch into a new temp file in the directory `dfd` (O_EXCL, O_NOFOLLOW), set mode and
+    exact mtime after the last write (a write would move the mtime again), fsync, and
+    rename it over `name` in the same directory (rename(2) is atomic there: the watcher
+    and the web app see the old file or the whole restored one)."""
+    tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dfd)
     try:
+        target.trash_fetch(kept, f"/proc/self/fd/{fd}")
         os.fchmod(fd, kept.mode if kept.mode is not None else 0o644)
         os.utime(fd, ns=(kept.mtime_ns, kept.mtime_ns))
         os.fsync(fd)
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dfd)
+        raise
     finally:
         os.close(fd)

@@ -89,8 +89,8 @@ def test_paths_are_target_relative_or_mapped_from_a_source_tree(cfg, tmp_path):
 
 
 def test_source_place_takes_the_source_with_the_longest_dest(cfg, tmp_path):
-    assert listing.source_place(cfg, "t", "site/up/a/b.jpg") == ("up", str(tmp_path / "src/a/b.jpg"))
-    assert listing.source_place(cfg, "t", "site/logo.png") == ("media", str(tmp_path / "media/logo.png"))
+    assert listing.source_place(cfg, "t", "site/up/a/b.jpg") == ("up", str(tmp_path / "src"), "a/b.jpg")
+    assert listing.source_place(cfg, "t", "site/logo.png") == ("media", str(tmp_path / "media"), "logo.png")
     assert listing.source_place(cfg, "t", "other/x") is None
 
 
@@ -152,17 +152,24 @@ def _deleted(tmp_path) -> tuple[MemoryTarget, Kept, Path]:
     return t, listing.choose(t.trash_list())["d/e/f.bin"], tmp_path / "src" / "d" / "e" / "f.bin"
 
 
+def _src(dest: Path) -> tuple[str, str]:
+    """(source root, path below it) of a _deleted() destination src/d/e/f.bin."""
+    root = dest.parents[2]
+    root.mkdir(exist_ok=True)
+    return str(root), "d/e/f.bin"
+
+
 def test_to_source_writes_bytes_mtime_and_mode_atomically(tmp_path):
     t, kept, dest = _deleted(tmp_path)
-    assert restore.restore_to_source(t, kept, str(dest), dry_run=True).action == "would write"
+    assert restore.restore_to_source(t, kept, *_src(dest), dry_run=True).action == "would write"
     assert not dest.parent.exists()
-    out = restore.restore_to_source(t, kept, str(dest))
+    out = restore.restore_to_source(t, kept, *_src(dest))
     assert out.action == "written"
     st = dest.stat()
     assert dest.read_bytes() == b"\x00kept bytes\xff"
     assert st.st_mtime_ns == int((T0 - 100) * NS) and st.st_mode & 0o777 == 0o604
     assert os.listdir(dest.parent) == ["f.bin"]       # no temp file left beside it
-    assert restore.restore_to_source(t, kept, str(dest)).action == "unchanged"
+    assert restore.restore_to_source(t, kept, *_src(dest)).action == "unchanged"
 
 
 def test_to_source_refuses_a_newer_file_unless_forced(tmp_path):
@@ -170,10 +177,10 @@ def test_to_source_refuses_a_newer_file_unless_forced(tmp_path):
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"new work")
     os.utime(dest, ns=(int((T0 + 1) * NS),) * 2)        # modified after the delete
-    out = restore.restore_to_source(t, kept, str(dest))
+    out = restore.restore_to_source(t, kept, *_src(dest))
     assert out.action == "refused" and "--force" in out.detail and not out.ok
     assert dest.read_bytes() == b"new work"
-    assert restore.restore_to_source(t, kept, str(dest), force=True).action == "written"
+    assert restore.restore_to_source(t, kept, *_src(dest), force=True).action == "written"
     assert dest.read_bytes() == b"\x00kept bytes\xff"
 
 
@@ -183,15 +190,45 @@ def test_to_source_overwrites_a_file_older_than_the_change(tmp_path):
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"damaged")
     os.utime(dest, ns=(int((T0 - 1) * NS),) * 2)
-    assert restore.restore_to_source(t, kept, str(dest)).action == "written"
+    assert restore.restore_to_source(t, kept, *_src(dest)).action == "written"
     assert dest.read_bytes() == b"\x00kept bytes\xff"
 
 
 def test_to_source_never_replaces_a_directory(tmp_path):
     t, kept, dest = _deleted(tmp_path)
     dest.mkdir(parents=True)
-    out = restore.restore_to_source(t, kept, str(dest), force=True)
+    out = restore.restore_to_source(t, kept, *_src(dest), force=True)
     assert out.action == "refused" and dest.is_dir()
+
+
+def test_to_source_never_follows_a_symlink_planted_in_the_tree(tmp_path):
+    """The upload tree is written by the web app's users; a restore runs as root. A symlink
+    standing for a parent directory, or at the file itself, must not lead the write out."""
+    t, kept, dest = _deleted(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root, rel = _src(dest)
+    (dest.parents[1]).mkdir()
+    os.symlink(outside, dest.parent)                      # src/d/e -> outside
+    out = restore.restore_to_source(t, kept, root, rel, force=True)
+    assert out.action == "refused" and "symlink" in out.detail
+    assert os.listdir(outside) == []
+    os.unlink(dest.parent)
+    dest.parent.mkdir()
+    os.symlink(outside / "f.bin", dest)                   # the file itself is a symlink
+    assert restore.restore_to_source(t, kept, root, rel).action == "refused"
+    out = restore.restore_to_source(t, kept, root, rel, force=True)
+    assert out.action == "written" and not dest.is_symlink()   # the link is replaced, not followed
+    assert dest.read_bytes() == b"\x00kept bytes\xff" and os.listdir(outside) == []
+
+
+def test_to_source_refuses_a_file_standing_for_a_parent(tmp_path):
+    t, kept, dest = _deleted(tmp_path)
+    root, rel = _src(dest)
+    (dest.parents[1]).mkdir()
+    dest.parent.write_bytes(b"a file where a directory should be")
+    out = restore.restore_to_source(t, kept, root, rel)
+    assert out.action == "refused" and dest.parent.read_bytes().startswith(b"a file")
 
 
 # ----------------------------------------------------------------- the commands
