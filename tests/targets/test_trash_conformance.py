@@ -1,9 +1,11 @@
 """The keep_deleted promises of mirrord.targets.base.Target (keep, trash_*), on every target.
 
 Runs unchanged against memory, local, rsync (real sshd) and s3 (real SeaweedFS). Where
-something is kept is only ever looked at through trash_list(), never through raw paths,
-so an S3 bucket with versioning (noncurrent versions as the kept copies) passes the same
-suite. Each test simulates the engine: keep(), then the change itself (put / delete).
+something is kept is only ever looked at through trash_list(), never through raw paths.
+A versioned S3 bucket keeps differently by contract (keep() copies nothing and returns
+0; a version's stamp is the server's time of the change, in whole seconds on SeaweedFS):
+tests/targets/test_s3_trash.py holds its suite. Each test simulates the engine: keep(),
+then the change itself (put / delete).
 """
 
 from __future__ import annotations

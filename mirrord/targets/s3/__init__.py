@@ -2,7 +2,9 @@
 
 target.py is the Target; keys.py which paths S3 can store and the metadata
 formats; errors.py the classification of failures; listing.py the listing and
-the multipart uploads a crash left open; copy.py move and set_meta; client.py
+the multipart uploads a crash left open; copy.py move and set_meta; trash.py
+keep_deleted (keep, trash list/purge/restore/fetch); versioning.py bucket versioning
+(the noncurrent versions as the kept copies); client.py
 the botocore client and lean.py the lean transport for small puts and deletes.
 """
 

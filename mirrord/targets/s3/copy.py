@@ -84,20 +84,26 @@ def _moves(t: "S3Target", src: str, skey: str, dst: str, dkey: str) -> list[tupl
         moves.append((key, new, size))
     return moves
 
-def _copy(t: "S3Target", src: str, key: str, new: str, size: int) -> None:
+def _copy(t: "S3Target", src: str, key: str, new: str, size: int, *, op: str = "move",
+          version: str | None = None) -> None:
+    """CopyObject `key` (its `version` if given) -> `new`, metadata kept (also used by the
+    trash: keep and restore, named by `op` in errors)."""
     extra: dict[str, Any] = {"MetadataDirective": "COPY"}   # mtime, mode, sha256 kept
     if t.opts.acl:
         extra["ACL"] = t.opts.acl
     if t.opts.storage_class:
         extra["StorageClass"] = t.opts.storage_class
-    _copy_to(t, src, key, new, size, extra)
+    _copy_to(t, src, key, new, size, extra, op=op, version=version)
 
 def _copy_to(t: "S3Target", src: str, key: str, new: str, size: int, extra: dict[str, Any], *,
-             if_match: str | None = None) -> str | None:
-    """CopyObject `key` -> `new` with `extra` arguments (multipart above copy_limit);
-    the new ETag when the server says it. A vanished source is NotFound."""
+             if_match: str | None = None, op: str = "", version: str | None = None) -> str | None:
+    """CopyObject `key` (version `version`, if given) -> `new` with `extra` arguments
+    (multipart above copy_limit); the new ETag when the server says it. A vanished
+    source is NotFound; `op` names the operation in messages."""
     source = {"Bucket": t.bucket, "Key": key}
-    op = "move" if key != new else "set_meta"
+    versioned = {"VersionId": version} if version else {}
+    source.update(versioned)
+    op = op or ("move" if key != new else "set_meta")
     try:
         if size <= t.copy_limit:
             cond = {"CopySourceIfMatch": if_match} if if_match else {}
@@ -105,7 +111,7 @@ def _copy_to(t: "S3Target", src: str, key: str, new: str, size: int, extra: dict
                                            **cond, **extra)
             return (resp.get("CopyObjectResult") or {}).get("ETag")
         if extra.get("MetadataDirective") != "REPLACE":
-            head = t.client.head_object(Bucket=t.bucket, Key=key)
+            head = t.client.head_object(Bucket=t.bucket, Key=key, **versioned)
             extra = dict(extra, Metadata=head.get("Metadata", {}), MetadataDirective="REPLACE",
                          ContentType=head.get("ContentType", "application/octet-stream"))
         if if_match:

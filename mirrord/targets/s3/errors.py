@@ -15,6 +15,8 @@ Errors (mirrord.targets.base states the contract):
 | 404 / NoSuchKey on stat, read, read_meta, delete (HEAD has no | None / nothing |
 | body, so stat cannot tell a deleted bucket from a missing key)|                |
 | nothing at the source of a move                               | NotFound       |
+| a purged kept copy or version (NoSuchKey, NoSuchVersion) on   | NotFound       |
+| trash restore or fetch                                        |                |
 
 Messages say which target, operation and path; they are built from the error
 code and message only, and every configured credential is masked, so no access
@@ -44,7 +46,7 @@ RETRYABLE_CODES = frozenset({
     "RequestTimeoutException", "InternalError", "ServiceUnavailable", "ServiceUnavailableException",
     "OperationAborted", "PriorRequestNotComplete", "EC2ThrottledException",
 })
-NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})   # a purged version
 # mimetypes gives no type for compressed files ("x.gz" -> (None, 'gzip')): name the container.
 
 _SIGNED = re.compile(r"(?i)(signature\w*|credential|awsaccesskeyid|x-amz-security-token|"

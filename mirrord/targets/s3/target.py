@@ -4,7 +4,8 @@ This module is the Target: stat, put, delete, reading and mirrord's own area
 `prefix + ".mirrord/"`. Its parts live beside it: keys.py (which paths S3 can
 store, the metadata formats), errors.py (classification, credential-free
 messages), listing.py (listing order, multipart uploads a crash left open),
-copy.py (move and set_meta as server-side copies), client.py and lean.py (the
+copy.py (move and set_meta as server-side copies), trash.py and versioning.py
+(keep_deleted: keep, list, purge, restore, fetch), client.py and lean.py (the
 botocore client and the lean transport for small puts and deletes).
 
 Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
@@ -30,7 +31,7 @@ from mirrord.errors import PermanentError, RetryableError, TargetError
 from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
                                   classify_oserror, ns_to_float, put_ns)
-from mirrord.targets.s3 import copy, listing
+from mirrord.targets.s3 import copy, listing, trash, versioning
 from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
 from mirrord.targets.s3.errors import (NOT_FOUND_CODES, classify, is_not_found, is_retryable,
                                        scrub, shown)
@@ -65,6 +66,9 @@ class S3Target(Target):
             raise ValueError(f"list_mode must be auto, flat or walk, not {list_mode!r}")
         self.list_mode = list_mode
         self.copy_limit = COPY_LIMIT
+        self.delete_batch = DELETE_BATCH   # keys per DeleteObjects (tests make it small)
+        self._trash_mode = versioning.COPY
+        self._meta_versions: dict[str, str] | None = {}   # versioning: write_meta's last
         self._secrets = [s for s in (opts.access_key_id, opts.secret_access_key) if s]
         for secret in self._secrets:
             register_secret(secret)
@@ -101,6 +105,7 @@ class S3Target(Target):
         self._call("open", "", self.client.list_objects_v2,
                    Bucket=self.bucket, Prefix=self.root + META_DIR + "/", MaxKeys=1)
         self._open_lock.hold(self.abort_open_uploads)
+        self._trash_mode = versioning.detect_mode(self)
 
     def abort_open_uploads(self) -> int:
         """listing.abort_open_uploads: abort the multipart uploads under the prefix; how many."""
@@ -256,17 +261,35 @@ class S3Target(Target):
             self._give_up_lean("delete", path)
 
     def _delete_keys(self, path: str, keys: list[str]) -> None:
-        for i in range(0, len(keys), DELETE_BATCH):
-            batch = [{"Key": k} for k in keys[i:i + DELETE_BATCH]]
-            resp = self._call("delete", path, self.client.delete_objects, Bucket=self.bucket,
+        self._delete_objects("delete", [{"Key": k} for k in keys], path)
+
+    def _delete_objects(self, op: str, objects: list[dict[str, str]], path: str = "") -> None:
+        """DeleteObjects `objects` ({"Key"[, "VersionId"]}) in batches of delete_batch;
+        absent ones are not an error, any other per-key error raises (classified)."""
+        for i in range(0, len(objects), self.delete_batch):
+            batch = objects[i:i + self.delete_batch]
+            resp = self._call(op, path, self.client.delete_objects, Bucket=self.bucket,
                               Delete={"Objects": batch, "Quiet": True})
             errors = [e for e in resp.get("Errors", ()) if e.get("Code") not in NOT_FOUND_CODES]
             if errors:
                 first = errors[0]
                 code = str(first.get("Code", ""))
-                text = (f"{self.describe()}: delete {shown(path)}: {len(errors)} keys not deleted, "
+                where = f"{op} {shown(path)}" if path else op
+                text = (f"{self.describe()}: {where}: {len(errors)} keys not deleted, "
                         f"first {shown(first.get('Key', ''))}: {code}: {first.get('Message', '')}")
                 raise (RetryableError if is_retryable(code, 0) else PermanentError)(text)
+
+    # ------------------------------------------------------------ the trash
+    # trash.py's functions take the target first, so they are this class's methods as they are
+    keep = trash.keep
+    trash_list = trash.trash_list
+    trash_purge = trash.trash_purge
+    trash_restore = trash.trash_restore
+    trash_fetch = trash.trash_fetch
+
+    def trash_mode(self) -> str:
+        """'versioning' when open() found bucket versioning enabled, else 'copy'."""
+        return self._trash_mode
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
         """S3 has no directories: nothing to do."""
@@ -304,8 +327,10 @@ class S3Target(Target):
         args: dict[str, Any] = {"ContentType": content_type(name)}
         if self.opts.acl:
             args["ACL"] = self.opts.acl
-        self._call("write_meta", f"{META_DIR}/{name}", self.client.put_object,
-                   Bucket=self.bucket, Key=self._meta_key(name), Body=bytes(data), **args)
+        resp = self._call("write_meta", f"{META_DIR}/{name}", self.client.put_object,
+                          Bucket=self.bucket, Key=self._meta_key(name), Body=bytes(data), **args)
+        if self._trash_mode == versioning.VERSIONING:
+            versioning.drop_replaced(self, self._meta_key(name), resp.get("VersionId"))
 
     def read_meta(self, name: str) -> bytes | None:
         return self._get(f"{META_DIR}/{name}", self._meta_key(name))

@@ -1,0 +1,203 @@
+"""The S3 target's trash (keep_deleted): keep, list, purge, restore and fetch kept files.
+
+Two ways to keep, chosen at open() by GetBucketVersioning (versioning.detect_mode):
+
+- 'copy' (versioning off or suspended): keep() is a server-side CopyObject of
+  `prefix + path` to `prefix + .mirrord/trash/<stamp>.<why>/<path>` with
+  MetadataDirective=COPY, so mtime, mode, sha256 and Content-Type stay with the
+  kept bytes; above the 5 GiB CopyObject limit the multipart copy of copy.py.
+  A directory ('dir-removed') is every key below `path/`, copied in parallel.
+  Idempotent per stamp: the copy carries `If-None-Match: *` (S3 conditional
+  writes; SeaweedFS 4.x honours it on CopyObject and answers 412), so a retry
+  after kill -9 never replaces the kept old bytes with the new ones; the multipart
+  copy, which cannot carry the condition, HEADs the trash key first.
+- 'versioning' (bucket versioning Enabled): the noncurrent version S3 keeps
+  anyway is the kept copy; keep() copies nothing. trash_list reads
+  ListObjectVersions: every version that is not the newest of its key, stamped
+  with the time it stopped being current (LastModified of the next newer version
+  or delete marker), why 'deleted' when that next newer one is a delete marker,
+  else 'overwritten' (versioning.py); Kept.key is the object's own path, Kept.version
+  its VersionId. Entries a 'copy' period left under .mirrord/trash/ are listed too,
+  so retention still purges them.
+
+Neither ListObjectsV2 nor ListObjectVersions returns user metadata, so each kept
+file's mtime and mode come from a HEAD, at most HEAD_WINDOW in flight. Purges
+are DeleteObjects batches (S3Target.delete_batch keys, 1000 at most: the S3 API
+limit), with VersionId for versions. Failures are classified by errors.classify.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+
+from botocore.exceptions import ClientError
+
+from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.targets.base import Entry
+from mirrord.targets.s3 import copy
+from mirrord.targets.s3.errors import error_code, is_not_found, shown
+from mirrord.targets.s3.keys import MAX_KEY_BYTES, head_entry, key_for
+from mirrord.targets.s3.listing import pages
+from mirrord.targets.s3.versioning import VERSIONING, file_ns, kept_version, noncurrent, under
+from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept,
+                                 parse_entry_dir, parse_trash_rel, trash_rel)
+
+if TYPE_CHECKING:
+    from mirrord.targets.s3.target import S3Target
+
+HEAD_WINDOW = 8                 # HEADs in flight while listing the trash
+COMINGS = ("file", "dir", "absent")
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ keep
+def keep(t: "S3Target", path: str, *, stamp: str, coming: str) -> int:
+    """Target.keep for S3 (see the module docstring); the bytes copied into the trash.
+    A file is looked up with one HEAD (its size is the answer, and it picks the copy kind);
+    only when no object is at `path` are the keys below `path/` listed (a directory). An
+    object at `path` and keys below it at once (S3 allows it, a mirror never makes it):
+    only the object is kept."""
+    if coming not in COMINGS:
+        raise PermanentError(f"{t.describe()}: keep: coming must be one of {COMINGS}, "
+                             f"not {coming!r}")
+    if parse_entry_dir(f"{stamp}.{DELETED}") is None:
+        raise PermanentError(f"{t.describe()}: keep: not a trash stamp: {stamp!r}")
+    key = t._key(path)   # a name S3 cannot hold: PermanentError, as put() says
+    if t.trash_mode() == VERSIONING:
+        return 0
+    head = t._head(path, key)
+    if head is not None:
+        why = OVERWRITTEN if coming == "file" else DELETED
+        return _keep_one(t, path, key, stamp, why, head["ContentLength"])
+    if coming == "dir":
+        return 0
+    kept = 0
+    with ThreadPoolExecutor(max_workers=min(copy.MOVE_CONCURRENCY, t.workers)) as pool:
+        for page in pages(t, "keep", Prefix=key + "/"):
+            objs = [o for o in page.get("Contents", ()) if not o["Key"].endswith("/")]
+            kept += sum(pool.map(lambda o: _keep_one(t, o["Key"][len(t.root):], o["Key"],
+                                                     stamp, DIR_REMOVED, o["Size"]), objs))
+    return kept
+
+
+def _keep_one(t: "S3Target", path: str, key: str, stamp: str, why: str, size: int) -> int:
+    """Copy `key` (the file `path`) to its trash key unless one is there; bytes copied."""
+    tkey = t.root + trash_rel(stamp, why, path)
+    if len(tkey.encode("utf-8")) > MAX_KEY_BYTES:
+        raise PermanentError(f"{t.describe()}: keep {shown(path)}: its trash key would be "
+                             f"{len(tkey.encode('utf-8'))} bytes, S3 allows {MAX_KEY_BYTES}")
+    if size > t.copy_limit:
+        if t._head(path, tkey) is not None:
+            return 0
+        try:
+            copy._copy(t, path, key, tkey, size, op="keep")
+        except NotFound:
+            return 0   # deleted meanwhile: nothing left to keep
+        return size
+    extra: dict[str, Any] = {"MetadataDirective": "COPY", "IfNoneMatch": "*"}
+    if t.opts.acl:
+        extra["ACL"] = t.opts.acl
+    if t.opts.storage_class:
+        extra["StorageClass"] = t.opts.storage_class
+    try:
+        t.client.copy_object(Bucket=t.bucket, Key=tkey,
+                             CopySource={"Bucket": t.bucket, "Key": key}, **extra)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified
+        if is_not_found(exc):
+            return 0   # deleted between the HEAD (or listing) and the copy
+        if isinstance(exc, ClientError) and error_code(exc)[1] == 412:
+            return 0   # If-None-Match: kept under this stamp already (a retried change)
+        raise t._error(exc, "keep", path) from None
+    return size
+
+
+# ------------------------------------------------------------------ list
+def trash_list(t: "S3Target", prefix: str = "") -> Iterator[Kept]:
+    """Target.trash_list: the copies under .mirrord/trash/, then (versioning) the
+    noncurrent versions, of `prefix` and below; each HEADed for mtime and mode."""
+    prefix = prefix.strip("/")
+    yield from _bounded(lambda c: _kept_copy(t, *c), _copied(t, prefix))
+    if t.trash_mode() == VERSIONING:
+        yield from _bounded(lambda c: kept_version(t, *c), noncurrent(t, prefix))
+
+
+def _copied(t: "S3Target", prefix: str) -> Iterator[tuple[str, str, str, str]]:
+    """(key, stamp, why, path) of every kept copy whose path is at or below `prefix`."""
+    base = t.root + TRASH + "/"
+    for page in pages(t, "trash list", Prefix=base):
+        for obj in page.get("Contents", ()):
+            parsed = parse_trash_rel(obj["Key"][len(base):])
+            if parsed is not None and under(parsed[2], prefix):
+                yield (obj["Key"],) + parsed
+
+
+def _kept_copy(t: "S3Target", key: str, stamp: str, why: str, path: str) -> Kept | None:
+    head = t._head(path, key)
+    if head is None:
+        return None   # purged since the listing
+    entry = head_entry(path, head)
+    return Kept(path, stamp, why, entry.size, file_ns(entry), key[len(t.root):], entry.mode)
+
+
+def _bounded(fn: Callable[[Any], T | None], items: Iterable[Any]) -> Iterator[T]:
+    """fn over items in order, HEAD_WINDOW at a time, None results dropped."""
+    with ThreadPoolExecutor(max_workers=HEAD_WINDOW, thread_name_prefix="s3-trash") as pool:
+        window: deque = deque()
+        for item in items:
+            window.append(pool.submit(fn, item))
+            if len(window) >= HEAD_WINDOW:
+                result = window.popleft().result()
+                if result is not None:
+                    yield result
+        while window:
+            result = window.popleft().result()
+            if result is not None:
+                yield result
+
+
+# ------------------------------------------------------------------ purge, restore, fetch
+def _source(t: "S3Target", kept: Kept) -> str:
+    """The key a Kept names; PermanentError for a copy outside the trash (a purge or restore
+    must never be pointed at a live file)."""
+    if kept.version is None and not kept.key.startswith(TRASH + "/"):
+        raise PermanentError(f"{t.describe()}: {shown(kept.key)} is not in the trash")
+    return key_for(t.root, kept.key, t.describe()) if kept.version else t.root + kept.key
+
+
+def trash_purge(t: "S3Target", kept: Iterable[Kept]) -> None:
+    """DeleteObjects in batches; a version by its VersionId. Absent ones are no error."""
+    objects: list[dict[str, str]] = []
+    for k in kept:
+        obj = {"Key": _source(t, k)}
+        if k.version:
+            obj["VersionId"] = k.version
+        objects.append(obj)
+    t._delete_objects("trash purge", objects)
+
+
+def trash_restore(t: "S3Target", kept: Kept, path: str) -> Entry:
+    """CopyObject from the kept copy or version to `path`, metadata kept (one atomic
+    server-side copy; multipart above copy_limit, completed atomically too). NotFound
+    when the kept entry is gone."""
+    dst = t._key(path)
+    copy._copy(t, path, _source(t, kept), dst, kept.size, op="restore", version=kept.version)
+    head = t._head(path, dst)
+    if head is None:
+        raise RetryableError(f"{t.describe()}: restore {shown(path)}: not there after the copy")
+    return head_entry(path, head)
+
+
+def trash_fetch(t: "S3Target", kept: Kept, local: str) -> None:
+    """GetObject (of the version, if any) streamed into `local`. NotFound when gone."""
+    args = {"VersionId": kept.version} if kept.version else {}
+    try:
+        resp = t.client.get_object(Bucket=t.bucket, Key=_source(t, kept), **args)
+        with resp["Body"] as body, open(local, "wb") as fh:
+            shutil.copyfileobj(body, fh, 1 << 20)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified
+        if is_not_found(exc):
+            raise NotFound(f"{shown(kept.key)} is no longer kept on {t.describe()}") from None
+        raise t._error(exc, "trash fetch", kept.path) from None
