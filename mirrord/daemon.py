@@ -145,7 +145,7 @@ class Daemon:
         workers = {name: self.cfg.targets[name].workers for name in self.targets}
         self.shipper = Shipper(self.targets, self.cfg.sources, workers, wake=self.wake,
                                guards=guards, on_outcome=self.reporter.observe,
-                               keep=self.keep)
+                               keep=self.keep, held=self.alarms.holds)
         if self.keep:   # trash retention: at start, then every retention.INTERVAL
             self.periodic_hooks.append(self.scans.retention)
         self.pipeline = Pipeline(self.journal, self.shipper, idle=self._wait,

@@ -152,6 +152,11 @@ class AlarmWatch:
                 log.warning(kv(msg="deletes resumed (mirrord resume-deletes)", source=source))
         self.held = held
 
+    def holds(self, source: str) -> bool:
+        """Whether `source`'s deletes are held (as last seen, or waiting to be written); read
+        by the shipper's worker threads (a set membership test: safe without a lock)."""
+        return source in self.held or source in self.unwritten
+
     def _publish(self, source: str) -> None:
         if self.d.metrics is not None:
             alarm = self.alarms[source]

@@ -43,6 +43,8 @@ __all__ = ["BULK_SHARE", "Observed", "SerialExecutor", "Shipper", "SourceGuard",
 
 log = logging.getLogger("mirrord.shipper")
 
+HELD_DELETE = ("deletes of this source are held after a mass-change alarm "
+               "(mirrord resume-deletes)")
 BULK_SHARE = 100   # ready ops per worker from which a backlog is shared out over every worker
 
 
@@ -57,6 +59,7 @@ class Shipper:
     def __init__(self, targets: dict[str, Target], sources: Sequence[SourceConfig],
                  workers: dict[str, int], *, wake: Callable[[], None] = lambda: None,
                  guards: dict[str, SourceGuard] | None = None,
+                 held: Callable[[str], bool] = lambda source: False,
                  on_outcome: Callable[[Outcome], None] | None = None,
                  executor: ExecutorFactory = thread_pool,
                  keep: dict[str, KeepPolicy] | None = None):
@@ -66,6 +69,7 @@ class Shipper:
         self.workers = workers
         self.wake = wake
         self.guards = guards or {}
+        self.held = held   # held(source): its deletes are held after a mass-change alarm
         self.on_outcome = on_outcome
         self.pools = {name: executor(name, workers[name]) for name in targets}
         # batches running or queued, and the ops in them; counted down by the worker as it
@@ -179,6 +183,11 @@ class Shipper:
                             outcomes.append(moved)
                             continue
                     seen = self._observe_for(op, src, target, openers[op.source])
+                    if seen.kind == "absent" and op.kind != "delete" and self.held(op.source):
+                        # a put claimed before its file was removed would run as a delete;
+                        # the hold covers it too: retried, done as a delete once resumed
+                        outcomes.append(Outcome(op, error=HELD_DELETE))
+                        continue
                 except PermissionError as exc:
                     outcomes.append(Outcome(op, error=f"unreadable at the source: {exc.strerror}",
                                             permanent=True))

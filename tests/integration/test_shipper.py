@@ -477,3 +477,27 @@ def test_a_worker_is_free_as_soon_as_its_batch_is_done(tmp_path, src):
     (out,) = sh.completed()
     assert out.error is None and not sh.busy()
     sh.shutdown()
+
+
+# ------------------------------------------------------------------ held deletes
+
+
+def test_a_put_whose_file_is_gone_waits_while_the_sources_deletes_are_held(target, src, tmp_path):
+    """A put claimed just before its file was removed runs as a delete (ops look at the
+    source when they run). While a mass-change alarm holds the source's deletes, that
+    delete is held too: an error (retried), and the target keeps the file until resume."""
+    seed(target, "gone.jpg", b"old", tmp_path)
+    (src / "new.jpg").write_bytes(b"new")
+    held = {S}
+    sc = SourceConfig(S, src, (T,))
+    sh = Shipper({T: target}, [sc], {T: 2}, held=lambda source: source in held)
+    gone, new = sh.run_ops(target, [op("gone.jpg"), op("new.jpg")])
+    assert gone.error is not None and "held" in gone.error and not gone.permanent
+    assert target.read("gone.jpg") == b"old"
+    assert new.error is None and target.read("new.jpg") == b"new"   # creates go on
+    (delete,) = sh.run_ops(target, [op("gone2.jpg", "delete")])
+    assert delete.error is None    # a delete row itself is held at claim, never here
+    held.clear()                   # mirrord resume-deletes
+    (retry,) = sh.run_ops(target, [op("gone.jpg")])
+    assert retry.error is None and retry.shipped_kind == "delete"
+    assert target.stat("gone.jpg") is None
