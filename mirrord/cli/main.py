@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from mirrord import __version__
@@ -86,4 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
+        return EXIT_FAILURE
+    except BrokenPipeError:
+        # `mirrord trash | head`: the reader left; say nothing more (Python's own advice:
+        # point stdout at devnull so the interpreter's final flush does not raise again)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE

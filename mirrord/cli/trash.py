@@ -163,7 +163,7 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
             raise listing.UsageError("--force only applies with --to-source")
         names = selected(cfg, args.target)
         bounds = {key: listing.parse_time(getattr(args, key))
-                  for key in ("at", "before", "since") if getattr(args, key)}
+                  for key in ("at", "before", "since") if getattr(args, key) is not None}
         prefixes = {n: [listing.target_path(cfg, n, p) for p in args.paths] for n in names}
     except listing.UsageError as exc:
         return _usage(exc)

@@ -77,6 +77,13 @@ class LocalTrash:
         if is_dir and coming == "dir":
             return 0
         why = DIR_REMOVED if is_dir else OVERWRITTEN if coming == "file" else DELETED
+        if why == OVERWRITTEN and stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            # already linked into the trash by an earlier try of this overwrite whose put did
+            # not happen (a put replaces the inode, and the mirror holds no hard links of its
+            # own: each file is put separately): kept, under whatever stamp that try had. A
+            # kill -9 between keep and put, then a restart whose catch-up records the change
+            # again with a new time, would otherwise keep it twice.
+            return 0
         dst = self._trash_parent(stamp, why, head)
         try:
             return self._move_in(src, dst, name, st, why)

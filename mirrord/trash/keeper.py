@@ -90,19 +90,44 @@ def stamp_for(when: float) -> str:
 
 def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | None]:
     """Keep what each item would destroy; one error (or None) per item, in order. Items that
-    need no keep are not sent to the target. Never raises for target trouble."""
+    need no keep are not sent to the target. Never raises for target trouble.
+
+    On targets with directories a put or mkdir also creates the item's missing parents, and
+    a FILE standing where a parent must go is removed on the way (LocalTarget's confined
+    parent walk, rsync's --mkpath): so each parent is asked too, coming 'dir' (a file there
+    is kept as 'deleted', a directory costs one lstat and keeps nothing), once per batch,
+    shallowest first. An item whose parent could not be kept fails with that error. (Bug
+    found by trying it: `rm d; mkdir d; echo > d/z` shipped the put of d/z first and the
+    file d vanished from the mirror unkept.)"""
     wanted = [(i, item) for i, item in enumerate(items) if coming(item) is not None]
     errors: list[Exception | None] = [None] * len(items)
     if not wanted:
         return errors
-    requests = [(item.path, stamp_for(item.when), coming(item) or "") for _, item in wanted]
+    parents: dict[str, str] = {}     # parent path -> stamp (of the first item needing it)
+    if target.features.directories:
+        for _, item in wanted:
+            if coming(item) != "absent":
+                for parent in _parents(item.path):
+                    parents.setdefault(parent, stamp_for(item.when))
+    order = sorted(parents, key=lambda p: (p.count("/"), p))
+    requests = [(p, parents[p], "dir") for p in order]
+    requests += [(item.path, stamp_for(item.when), coming(item) or "") for _, item in wanted]
     try:
         answers = target.keep_many(requests)
     except Exception as exc:  # noqa: BLE001 - a target bug must not delete unkept: fail the batch
         answers = [exc] * len(requests)
-    for (i, _item), err in zip(wanted, answers):
+    failed_parent = {p: err for p, err in zip(order, answers) if err is not None}
+    for (i, item), err in zip(wanted, answers[len(order):]):
+        if err is None and failed_parent and coming(item) != "absent":
+            err = next((failed_parent[p] for p in _parents(item.path) if p in failed_parent), None)
         errors[i] = err
     return errors
+
+
+def _parents(path: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b']."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
 
 
 def keep_move_dst(target: Target, dst: str, *, is_dir: bool, when: float) -> None:

@@ -38,6 +38,11 @@ def parse_time(text: str, *, now: float | None = None) -> float:
     mirrord.config.values.parse_duration). UsageError when it is none of these."""
     text = text.strip()
     now = time.time() if now is None else now
+    if text.replace(".", "", 1).isdigit():
+        # '1764417600' would read as that many seconds ago (parse_duration's bare seconds):
+        # an operator pasting a Unix time would silently match nothing
+        raise UsageError(f"not a time: {text!r}: give a unit for a time ago (90s, 30m, 2h, "
+                         f"1d) or an ISO 8601 time (2026-11-29T12:00:00Z)")
     try:
         return now - parse_duration(text)
     except ValueError:

@@ -51,18 +51,28 @@ class Plan:
     oldest: float | None = None
 
 
-def plan(kepts: Iterable[Kept], *, now: float, window: float, cap: int | None) -> Plan:
+CAP_GRACE = 3600.0   # seconds: the cap never purges what changed this recently
+
+
+def plan(kepts: Iterable[Kept], *, now: float, window: float, cap: int | None,
+         grace: float = CAP_GRACE) -> Plan:
     """Which kept files to purge at `now` (seconds since the epoch): every one whose change
     is more than `window` seconds old, then, oldest first, until the rest is at most `cap`
-    bytes (None: no cap)."""
+    bytes (None: no cap). The cap never purges a change younger than `grace` seconds, nor
+    any file of the newest change: what an `rm -rf` took a minute ago (thousands of
+    per-file deletes, each its own stamp) is what the operator is about to undelete, and
+    purging part of it would restore half a directory. The trash may then stay over its
+    cap for up to `grace` (the warning says so). (Found by trying it: one big file
+    deleted a second ago, alone over the cap, was purged at the next run.)"""
     entries = sorted(kepts, key=lambda k: (k.when, k.key))
     cutoff = now - window
     expired = [k for k in entries if k.when < cutoff]
     left = entries[len(expired):]   # sorted by time: the expired ones come first
     total = sum(k.size for k in left)
     over = 0
-    if cap is not None:
-        while over < len(left) and total > cap:
+    if cap is not None and left:
+        protect = min(now - grace, left[-1].when)   # younger, or the newest change: kept
+        while over < len(left) and total > cap and left[over].when < protect:
             total -= left[over].size
             over += 1
     rest = left[over:]
@@ -112,6 +122,11 @@ def run(target: Target, policy: KeepPolicy, *, mirrored_bytes: int,
             log.warning(kv(msg="trash over its cap: purging entries still in their window",
                            target=target.name, purged=todo.over_cap, cap=policy.cap(mirrored_bytes),
                            window=policy.window))
+        cap = policy.cap(mirrored_bytes)
+        if cap is not None and todo.bytes > cap:
+            log.warning(kv(msg="trash over its cap, kept anyway: all that is left changed "
+                               "within the last hour or is the newest change",
+                           target=target.name, bytes=todo.bytes, cap=cap))
         for i in range(0, len(todo.purge), BATCH):
             if i:
                 wait(PAUSE)

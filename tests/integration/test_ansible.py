@@ -130,10 +130,12 @@ def _primary_play(base: Path) -> dict:
                                  "log_format": "json", "metrics_listen": "127.0.0.1:9464"},
             "mirrord_sources": [{"name": "uploads", "path": str(base / "uploads"),
                                  "targets": ["local", "s3", "host"],
-                                 "exclude": ["*.tmp", "*.part", ".*.swp", "*~", ".nfs*"]}],
+                                 "exclude": ["*.tmp", "*.part", ".*.swp", "*~", ".nfs*"],
+                                 "alarm_deletes": 500, "alarm_window": "30s", "pause_on_alarm": True}],
             "mirrord_targets": [
-                {"name": "local", "type": "local", "path": str(base / "mirror"), "fsync": True},
-                {"name": "s3", "type": "s3", "bucket": "mirror", "prefix": "uploads/",
+                {"name": "local", "type": "local", "path": str(base / "mirror"), "fsync": True,
+                 "keep_deleted": "7d", "keep_deleted_max": "50G"},
+                {"name": "s3", "type": "s3", "bucket": "mirror", "prefix": "uploads/", "keep_deleted": "1d",
                  "endpoint_url": "http://127.0.0.1:8333", "region": "us-east-1",
                  "access_key_id": "AKIDEXAMPLE", "secret_access_key": "not-a-real-secret"},
                 {"name": "host", "type": "rsync", "host": "mirror.example.org", "port": 22,
@@ -248,6 +250,27 @@ def test_rendered_config_holds_every_section(deployment):
     assert lines[health + 1:health + 3] == ["interval = 3s", "listen = 127.0.0.1:9189"], mirror
 
 
+def _section(text: str, name: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(f"[{name}]") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
+    return [line for line in lines[start:end] if line]
+
+
+def test_rendered_config_holds_the_keep_and_alarm_keys_only_where_set(deployment):
+    """keep_deleted(_max) per target and the mass-change alarm keys per source are
+    written when the play sets them and left out otherwise (mirrord's defaults apply)."""
+    text = deployment.path("primary", "etc", "mirrord.ini").read_text()
+    source = _section(text, "source:uploads")
+    assert {"alarm_deletes = 500", "alarm_window = 30s", "pause_on_alarm = yes"} <= set(source), text
+    assert {"keep_deleted = 7d", "keep_deleted_max = 50G"} <= set(_section(text, "target:local")), text
+    s3 = _section(text, "target:s3")
+    assert "keep_deleted = 1d" in s3 and not any(k.startswith("keep_deleted_max") for k in s3), text
+    assert not any(k.startswith("keep_deleted") for k in _section(text, "target:host")), text
+    mirror = deployment.path("mirror", "etc", "mirrord.ini").read_text()
+    assert "keep_deleted" not in mirror and "alarm_" not in mirror, mirror
+
+
 def test_secrets_are_private(deployment):
     key = deployment.path("primary", "etc", "ssh", "host")
     assert key.read_text() == FAKE_KEY
@@ -341,3 +364,23 @@ def test_role_accepts_every_failover_and_health_key():
                           .read_text())["argument_specs"]["main"]["options"]
     assert set(spec["mirrord_failover"]["options"]) == set(_FAILOVER_KEYS)
     assert set(spec["mirrord_health"]["options"]) == set(_HEALTH_KEYS)
+
+
+@pytest.mark.parametrize("role, sources, targets", [
+    ("mirrord", "mirrord_sources", "mirrord_targets"),
+    ("mirrord_mirror", "mirrord_mirror_sources", "mirrord_mirror_targets"),
+])
+def test_role_accepts_every_source_and_target_key(role, sources, targets):
+    """Likewise for [source:NAME] and [target:NAME]: a key such as keep_deleted or
+    pause_on_alarm that the spec lacked would fail the play."""
+    import yaml
+
+    from mirrord.config import _COMMON_TARGET_KEYS, _SOURCE_KEYS, _TARGET_KEYS
+
+    spec = yaml.safe_load((ANSIBLE_DIR / "roles" / role / "meta" / "argument_specs.yml")
+                          .read_text())["argument_specs"]["main"]["options"]
+    assert set(spec[sources]["options"]) == set(_SOURCE_KEYS) | {"name"}
+    ini_keys = set(_COMMON_TARGET_KEYS).union(*_TARGET_KEYS.values())
+    assert set(spec[targets]["options"]) == ini_keys | {"name", "ssh_key_src", "ssh_key_content"}
+    assert spec[sources]["options"]["pause_on_alarm"]["type"] == "bool"
+    assert spec[sources]["options"]["alarm_deletes"]["type"] == "int"

@@ -203,3 +203,17 @@ def test_a_file_on_another_mount_is_refused_clearly_and_left_in_place(local, tmp
         assert local.read("mnt/f") == b"on tmpfs"
         assert list(local.trash_list()) == []
         assert os.listdir(on_disk(local, TRASH)) == [], "no empty place is left behind"
+
+
+def test_an_overwrite_kept_by_an_earlier_try_is_not_kept_again_under_a_new_stamp(local, tmp_path):
+    """kill -9 between keep and put, then a restart: the catch-up records the change again
+    with a new time, so the retry has another stamp. The file's second link says it is
+    kept already (the put that follows a keep replaces the inode): nothing kept twice."""
+    put(local, tmp_path, "k.txt", b"old")
+    assert local.keep("k.txt", stamp=STAMP, coming="file") == 3
+    later = stamp_of(1_700_000_100.0)
+    assert local.keep("k.txt", stamp=later, coming="file") == 0
+    assert [(k.stamp, k.why) for k in local.trash_list()] == [(STAMP, OVERWRITTEN)]
+    put(local, tmp_path, "k.txt", b"new")        # the retried put: a new inode, one link
+    assert local.keep("k.txt", stamp=later, coming="file") == 3   # the next overwrite keeps
+    assert sorted(k.stamp for k in local.trash_list()) == [STAMP, later]

@@ -258,3 +258,18 @@ def test_no_key_in_error_messages(sshd, tmp_path):
             assert str(key) not in m and "unauthorised" not in m and secret not in m
     finally:
         t.close()
+
+
+def test_an_overwrite_kept_by_an_earlier_try_is_not_kept_again_under_a_new_stamp(t, tmp_path):
+    """As on the local target: a retry after a restart has a new stamp; the file's second
+    link says it is kept already."""
+    write(t, "k.txt", b"old")
+    assert t.keep("k.txt", stamp=STAMP, coming="file") == 3
+    later = stamp_of(1_700_000_100.0)
+    assert t.keep("k.txt", stamp=later, coming="file") == 0
+    assert [(k.stamp, k.why) for k in t.trash_list()] == [(STAMP, "overwritten")]
+    new = tmp_path / "new"
+    new.write_bytes(b"new")
+    t.put("k.txt", str(new), size=3, mtime=new.stat().st_mtime)
+    assert t.keep("k.txt", stamp=later, coming="file") == 3
+    assert sorted(k.stamp for k in t.trash_list()) == [STAMP, later]

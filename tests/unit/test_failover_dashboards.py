@@ -93,3 +93,26 @@ def test_dashboard_shows_state_and_lag_per_target():
         "mirrord_replication_lag_seconds"
     ids = [p["id"] for p in panels.values()]
     assert len(ids) == len(set(ids)) == len(json.loads(DASHBOARD.read_text())["panels"])
+
+
+def test_deletes_alarm_and_trash_are_covered():
+    """Issue 17: the mass-change alarm pages, held deletes warn, and the dashboard shows the
+    alarm per source and the trash per target (the rules' behaviour: test_deletion_alerts.py)."""
+    rules = yaml.safe_load(RULES.read_text())
+    by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    assert by_name["MirrordMassChangeAlarm"]["labels"]["severity"] == "critical"
+    assert "Recovering from a mistake on the primary" in \
+        by_name["MirrordMassChangeAlarm"]["annotations"]["runbook"]
+    assert by_name["MirrordDeletesHeld"]["for"] == "30m"
+    assert by_name["MirrordDeletesHeld"]["labels"]["severity"] == "warning"
+    panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"]}
+    alarm = [t["expr"] for t in panels["Mass-change alarm per source"]["targets"]]
+    assert alarm == ["mirrord_mass_change_alarm", "mirrord_deletes_held"]
+    trash = panels["Trash size per target"]
+    assert trash["targets"][0]["expr"] == "mirrord_trash_bytes"
+    assert trash["fieldConfig"]["defaults"]["unit"] == "bytes"
+    names = {name for expr in expressions() for name in NAME.findall(expr)}
+    assert {"mirrord_trash_files", "mirrord_trash_bytes", "mirrord_trash_oldest_timestamp_seconds",
+            "mirrord_trash_purged_total", "mirrord_mass_change_alarm",
+            "mirrord_mass_changes_in_window", "mirrord_mass_change_alarms_total",
+            "mirrord_deletes_held"} <= names

@@ -39,7 +39,9 @@ COMINGS = ("file", "dir", "absent")
 # stdin: b"INDEX COMING STAMP ./path" records, NUL-terminated. Answers, NUL-terminated:
 #   b"INDEX K BYTES"   kept, BYTES = the bytes of the file(s) now in the trash
 #   b"INDEX N"         nothing to keep (nothing there, a dir coming 'dir', a symlink on the
-#                      way, an empty directory) or already kept under this stamp (a retry)
+#                      way, an empty directory) or already kept under this stamp (a retry),
+#                      or an overwrite of a file with a second link (kept by an earlier try
+#                      under another stamp: see LocalTrash._keep_at)
 #   b"INDEX E TEXT"    failed; TEXT is what the command printed on stderr
 KEEP_SCRIPT = rb"""mkdir -p ./.mirrord/trash || exit 1
 td=$(find ./.mirrord/trash -maxdepth 0 -printf %D) || exit 1
@@ -56,10 +58,12 @@ for r; do
   else w=; fi
   d=./.mirrord/trash/$s.$w/${p#./}
   if [ -z "$w" ] || [ -e "$d" ] || [ -L "$d" ]; then printf "%s N\0" "$i"; continue; fi
-  x=$(find "$p" -maxdepth 0 -printf "%D %s")
+  x=$(find "$p" -maxdepth 0 -printf "%D %n %s")
   if [ "${x%% *}" != "$td" ]; then
     printf "%s E %s\0" "$i" "not on the file system of .mirrord/trash: keeping it would copy"; continue
   fi
+  x=${x#* }; l=${x%% *}
+  if [ "$w" = overwritten ] && [ "$l" -gt 1 ]; then printf "%s N\0" "$i"; continue; fi
   e=$( { [ -d "${d%/*}" ] || mkdir -p -- "${d%/*}"; } 2>&1 && case $w in
       (overwritten) ln -- "$p" "$d" 2>&1 ;;
       (deleted) ln -- "$p" "$d" 2>&1 && rm -f -- "$p" 2>&1 ;;
