@@ -16,11 +16,14 @@ Rules, each for a reason:
   rename out of a directory that was gone when read makes the next directory
   renamed into the tree rescanned (it may have been renamed over that one), as
   is a directory renamed after events below its new name were resolved (until
-  the queue is next found empty). The result is right for the final state and
-  may repeat a write or a mkdir.
+  the queue is next found empty, or a read comes back short). Those events were
+  reported under the new name BEFORE the move: they are reported again, as they
+  stand on disk, after it (fanotify_late; the churn test's extra directory). The
+  result is right for the final state and may repeat a write or a mkdir.
 - Files are reported on close-after-write, on being renamed in, on a hard link,
   and after FAN_MODIFY (or a create with no close: an O_TMPFILE linked in, whose
-  close is reported under its "#<inode>" name) quiet for `quiet` seconds.
+  close is reported under its "#<inode>" name) quiet for `quiet` seconds, named
+  by its directory's path at that time (fanotify_quiet: renamed in between).
 - The kernel merges queued events for one object: each bit is handled, in order.
 - The root or a directory above it deleted or renamed is "lost"; fanotify reports
   no unmount, so the root's (st_dev, st_ino) is checked every `root_check` s.
@@ -39,7 +42,9 @@ from typing import Callable
 from mirrord.exclude import excluded_entry
 from mirrord.watch import fanotify_sys as S
 from mirrord.watch.events import FsEvent
+from mirrord.watch.fanotify_late import LateReports
 from mirrord.watch.fanotify_paths import DirPaths
+from mirrord.watch.fanotify_quiet import QuietFiles
 from mirrord.watch.fanotify_probe import (  # noqa: F401
     MARK_MASK,
     fanotify_available,
@@ -50,6 +55,10 @@ from mirrord.watch.fanotify_scan import as_it_stands, dir_events, join, tmpfile_
 
 READ_SIZE = 256 * 1024
 MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the loop forever
+# the longest event we ask for (metadata, OLD_ and NEW_DFID_NAME, FID: two 128-byte handles
+# and two 255-byte names, with headers) is under 1 KiB: a read that leaves this much of
+# the buffer unused found the queue empty
+MAX_EVENT_LEN = 4096
 
 
 class FanotifyWatcher:
@@ -71,7 +80,9 @@ class FanotifyWatcher:
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
         self.paths = DirPaths(self.root, self.excluded, max_entries=max_cached_dirs)
-        self.modified: dict[str, float] = {}        # rel -> clock() of last FAN_MODIFY
+        self.late = LateReports(self.root, self.excluded)   # see fanotify_late
+        self.quiet_files = QuietFiles()     # modified without a close (fanotify_quiet)
+        self.modified = self.quiet_files.times  # rel -> clock() of last FAN_MODIFY
         self.pending_moves: dict = {}               # always empty: kept for API parity
         self.mounts: list[str] = []                 # mount points below the root (rel)
         self.overflows = 0
@@ -80,9 +91,6 @@ class FanotifyWatcher:
         self.dropped = 0            # events dropped as outside the root or excluded
         self._lost = False
         self._last_move: tuple[str, str] | None = None   # (src, dst) of the last move in the tree
-        # a delete or rename out of a directory was read after that directory was gone;
-        # cleared once the queue is drained (whatever replaced it has been read by then)
-        self._lost_departures = False
         self.root_check = root_check
         self._root_id: tuple[int, int] | None = None
         self._next_check = 0.0
@@ -160,14 +168,29 @@ class FanotifyWatcher:
                 try:
                     buf = os.read(self.fd, READ_SIZE)
                 except BlockingIOError:     # drained: every rename queued before a lookup
-                    self._lost_departures = False   # has been handled by now
-                    self.paths.resolved.clear()
+                    self._close_window(None)    # has been handled by now
                     break
+                # a short read found the queue empty (the kernel stops copying only then or
+                # when the next event does not fit: fanotify_read(), fs/notify/fanotify/
+                # fanotify_user.c): once this buffer is handled, so is every rename queued
+                # before the lookups and reports made so far. On a busy file system the
+                # queue is seldom found empty, and the window would never close.
+                cut = self.late.advance() if len(buf) <= READ_SIZE - MAX_EVENT_LEN else None
+                self.paths.gen = self.late.gen
                 for ev in S.parse(buf):
+                    n = len(out)
                     self._translate(ev, out)
+                    if len(out) > n:    # most events, from outside the root, report nothing
+                        self.late.note(out[n:])
+                if cut is not None:     # no break: what a batch holds the journal keeps in
+                    self._close_window(cut)     # order, so fewer splits are safer
         self._expire_modified(out, force=False)
         self._check_root(out)
         return out
+
+    def _close_window(self, gen: int | None) -> None:
+        self.paths.forget_resolved_upto(gen)
+        self.late.close(gen)
 
     def settle(self) -> list[FsEvent]:
         """Every file still modified-without-close as a write (at shutdown)."""
@@ -176,13 +199,12 @@ class FanotifyWatcher:
         return out
 
     def _expire_modified(self, out: list[FsEvent], *, force: bool) -> None:
-        if not self.modified:
-            return
-        now = self.clock()
-        for rel, t in list(self.modified.items()):
-            if force or now - t >= self.quiet:
-                del self.modified[rel]
-                out.append(FsEvent("write", rel))
+        if self.modified:
+            due = [FsEvent("write", rel) for rel in self.quiet_files.due(
+                self.clock(), self.quiet, force=force, dir_path=self.paths.rel,
+                excluded=self.excluded)]
+            self.late.note(due)     # named by a lookup made now: may precede its move
+            out.extend(due)
 
     def _translate(self, ev: S.RawEvent, out: list[FsEvent]) -> None:
         mask = ev.mask
@@ -198,7 +220,7 @@ class FanotifyWatcher:
         parent = self.paths.rel(ev.dfid) if ev.dfid is not None else None
         if parent is None:
             if mask & S.FAN_DELETE and self.paths.vanished(ev.dfid):
-                self._lost_departures = True   # in a directory gone by now: see _renamed
+                self.late.lost_departure = self.late.gen  # in a directory gone by now
             if mask & S.FAN_ONDIR and ev.fid is not None:
                 if mask & S.FAN_CREATE:
                     self.paths.remember(ev.fid, None)    # outside too: its events cost no lookup
@@ -223,23 +245,23 @@ class FanotifyWatcher:
                 self.paths.forget(ev.fid)
                 out.append(FsEvent("rmtree", rel, is_dir=True))
             return
-        self._file_event(mask, rel, out)
+        self._file_event(mask, rel, ev.dfid, out)
 
-    def _file_event(self, mask: int, rel: str, out: list[FsEvent]) -> None:
+    def _file_event(self, mask: int, rel: str, dfid: bytes | None, out: list[FsEvent]) -> None:
         if mask & S.FAN_CREATE and not mask & S.FAN_CLOSE_WRITE:
-            self._hard_link(rel, out)
+            self._hard_link(rel, dfid, out)
         if mask & S.FAN_CLOSE_WRITE:
-            self.modified.pop(rel, None)
+            self.quiet_files.drop(rel)
             out.append(FsEvent("write", rel))
         elif mask & S.FAN_MODIFY:
-            self.modified[rel] = self.clock()
+            self.quiet_files.touch(rel, dfid, self.clock())
         elif mask & S.FAN_ATTRIB and not mask & S.FAN_CREATE:
             out.append(FsEvent("attr", rel))
         if mask & S.FAN_DELETE:
-            self.modified.pop(rel, None)
+            self.quiet_files.drop(rel)
             out.append(FsEvent("delete", rel))
 
-    def _hard_link(self, rel: str, out: list[FsEvent]) -> None:
+    def _hard_link(self, rel: str, dfid: bytes | None, out: list[FsEvent]) -> None:
         try:
             st = os.lstat(os.path.join(self.root, rel))
         except OSError:
@@ -249,23 +271,24 @@ class FanotifyWatcher:
         if st.st_nlink > 1:
             out.append(FsEvent("write", rel, size=st.st_size))  # a hard link: no close follows
         else:   # an O_TMPFILE linked in (linkat(2)): its close names "#<ino>", not this name
-            self.modified.setdefault(rel, self.clock())         # so it is due once quiet
+            self.quiet_files.touch(rel, dfid, self.clock(), keep=True)  # due once quiet
 
     def _renamed(self, ev: S.RawEvent, out: list[FsEvent]) -> None:
         if self.paths.is_root_or_above(ev.fid):
             self._report_lost("moved", out)
             return
-        lost_before = self._lost_departures
+        lost_before = self.late.lost_departure is not None
         is_dir = bool(ev.mask & S.FAN_ONDIR)
         src = self._end(ev.old_dfid, ev.old_name, is_dir)
         dst = self._end(ev.dfid, ev.name, is_dir)
         # events queued before this rename but resolved after it got paths below dst
-        # already (today's): what they reported there is compared again afterwards
-        resolved_below = is_dir and src is not None and dst is not None and any(
-            p == dst or p.startswith(dst + "/") for p in self.paths.resolved)
+        # already (today's), and were reported BEFORE it: they are reported again after
+        # it (fanotify_late), and what was shipped below dst is compared again
+        late = is_dir and dst is not None and self.paths.resolved_at_or_below(dst)
+        resolved_below = late and src is not None
         src_gone, dst_gone = self.paths.vanished(ev.old_dfid), self.paths.vanished(ev.dfid)
         if src is None and src_gone:
-            self._lost_departures = True   # left a directory gone by now: see below
+            self.late.lost_departure = self.late.gen   # left a directory gone by now: below
         if is_dir and (src is not None or dst is not None):
             self.paths.clear()      # every cached path below the renamed directory changed
             if dst is not None and ev.fid is not None:
@@ -276,7 +299,9 @@ class FanotifyWatcher:
         if src is None and dst is None:
             self.dropped += 1
             return
-        self._moved(src, dst, is_dir, out)
+        self._moved(src, dst, is_dir, out, ev.dfid)
+        if late:
+            out.extend(self.late.after_move(dst))   # type: ignore[arg-type]
         if resolved_below or is_dir and dst is not None and lost_before:
             # (lost_before) maybe a rename over a directory emptied just before: the deletes
             # and renames that emptied it named a directory gone by the time they were read
@@ -286,15 +311,14 @@ class FanotifyWatcher:
             out.append(FsEvent("rescan", dst, is_dir=True))
 
     def _moved(self, src: str | None, dst: str | None, is_dir: bool,
-               out: list[FsEvent]) -> None:
+               out: list[FsEvent], dst_dfid: bytes | None = None) -> None:
         if src is not None and dst is not None:
             if self._last_move == (dst, src):   # renameat2(RENAME_EXCHANGE): two FAN_RENAMEs,
                 self._last_move = None          # a->b then b->a; (or a rename straight back)
                 out.extend(as_it_stands(self.root, p, is_dir) for p in (dst, src))
                 return
             self._last_move = (src, dst)
-            if src in self.modified:
-                self.modified[dst] = self.modified.pop(src)
+            self.quiet_files.moved(src, dst, dst_dfid, is_dir=is_dir)
             out.append(FsEvent("move", dst, src=src, is_dir=is_dir))
         elif dst is not None:       # moved in from outside the root: a create
             if is_dir:
@@ -305,7 +329,7 @@ class FanotifyWatcher:
             # as it stands, never deleted blindly: paths are resolved when read, not when
             # renamed, so something may already stand at src again (the first half of a
             # renameat2 exchange whose other end has left the tree since)
-            self.modified.pop(src, None)  # type: ignore[arg-type]
+            self.quiet_files.drop(src)  # type: ignore[arg-type]
             out.append(as_it_stands(self.root, src, is_dir))  # type: ignore[arg-type]
 
     def _end(self, dfid: bytes | None, name: bytes | None, is_dir: bool) -> str | None:

@@ -43,8 +43,11 @@ class DirPaths:
         self.dev: int | None = None
         self.lookups = 0        # resolutions through open_by_handle_at (cache misses)
         self.gone: set[bytes] = set()   # handles of directories that no longer existed
-        self.resolved: set[str] = set()  # paths learned by lookup since the owner last
-        #                                  found its queue empty (today's, not the event's)
+        # paths learned by lookup (today's, not the event's) -> the owner's read
+        # generation `gen` at the time; the owner forgets them once every event queued
+        # before that lookup has been read (forget_resolved_upto)
+        self.resolved: dict[str, int] = {}
+        self.gen = 0
         self.clears = 0
 
     def learn_root(self) -> os.stat_result:
@@ -84,9 +87,18 @@ class DirPaths:
             self.gone.add(handle)   # deleted, or replaced by a rename over it, before this read
         rel = self._relative(path)
         if rel is not None:
-            self.resolved.add(rel)
+            self.resolved[rel] = self.gen
         self.remember(handle, rel)
         return rel
+
+    def resolved_at_or_below(self, top: str) -> bool:
+        """True when a lookup of the open window gave `top` or a path below it."""
+        return any(p == top or p.startswith(top + "/") for p in self.resolved)
+
+    def forget_resolved_upto(self, gen: int | None) -> None:
+        """Forget lookups made in generations up to `gen` (None: all of them)."""
+        self.resolved = {} if gen is None else {
+            p: g for p, g in self.resolved.items() if g > gen}
 
     def remember(self, handle: bytes, rel: str | None) -> None:
         if len(self.dirs) >= self.max_entries:

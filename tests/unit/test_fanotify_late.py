@@ -1,0 +1,87 @@
+"""LateReports (mirrord/watch/fanotify_late.py): what the fanotify watcher reports again
+after a directory move whose new path was resolved late, and when it forgets.
+
+A real tmp tree stands for the source as it is when the move is read; the reports
+noted before are what the watcher said while resolving handles to today's paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirrord.watch import fanotify_late
+from mirrord.watch.events import FsEvent
+from mirrord.watch.fanotify_late import LateReports
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    (tmp_path / "Q" / "Y" / "deep").mkdir(parents=True)
+    (tmp_path / "Q" / "Y" / "deep" / "g.jpg").write_bytes(b"g")
+    (tmp_path / "Q" / "f.jpg").write_bytes(b"f")
+    (tmp_path / "Q" / "skip.tmp").write_bytes(b"t")
+    (tmp_path / "other").mkdir()
+    return tmp_path
+
+
+def late(root: Path) -> LateReports:
+    return LateReports(str(root), lambda rel: rel.endswith(".tmp"))
+
+
+def test_what_was_reported_below_the_new_path_is_reported_again_as_it_stands(root):
+    lr = late(root)
+    lr.note([FsEvent("rmtree", "Q/X", is_dir=True),      # gone: the churn's extra directory
+             FsEvent("delete", "Q/old.jpg"),             # gone, a file
+             FsEvent("write", "Q/f.jpg"),                # there: written again
+             FsEvent("mkdir", "Q/Y", is_dir=True),       # there: with what is inside
+             FsEvent("write", "Q/Y/deep/g.jpg"),         # inside Q/Y: listed with it, once
+             FsEvent("move", "Q/B", src="Q/A", is_dir=True),   # both ends are paths below Q
+             FsEvent("write", "other/h.jpg"),            # not below Q
+             FsEvent("mkdir", "Q", is_dir=True)])        # Q itself: named by its parent
+    out = lr.after_move("Q")
+    assert out == [FsEvent("rmtree", "Q/A", is_dir=True),
+                   FsEvent("rmtree", "Q/B", is_dir=True),
+                   FsEvent("rmtree", "Q/X", is_dir=True),
+                   FsEvent("mkdir", "Q/Y", is_dir=True),
+                   FsEvent("mkdir", "Q/Y/deep", is_dir=True),
+                   FsEvent("write", "Q/Y/deep/g.jpg"),
+                   FsEvent("write", "Q/f.jpg"),
+                   FsEvent("delete", "Q/old.jpg")]
+
+
+def test_a_name_reported_once_as_a_directory_stays_one():
+    lr = LateReports("/nonexistent-root", lambda _r: False)
+    lr.note([FsEvent("rmtree", "Q/X", is_dir=True)])
+    lr.note([FsEvent("attr", "Q/X")])            # a later report without is_dir
+    assert lr.after_move("Q") == [FsEvent("rmtree", "Q/X", is_dir=True)]
+
+
+def test_nothing_noted_below_gives_nothing(root):
+    lr = late(root)
+    lr.note([FsEvent("write", "Qx/f.jpg"), FsEvent("overflow")])   # a sibling sharing a prefix
+    assert lr.after_move("Q") == []
+
+
+def test_close_forgets_generations_up_to_the_cut_and_keeps_later_ones():
+    lr = LateReports("/nonexistent-root", lambda _r: False)
+    lr.note([FsEvent("delete", "Q/before")])
+    lr.lost_departure = lr.gen
+    cut = lr.advance()          # a short read: everything queued before it is in hand
+    lr.note([FsEvent("delete", "Q/during")])    # reported while handling that read
+    lr.close(cut)
+    assert set(lr.noted) == {"Q/during"} and lr.lost_departure is None
+    lr.lost_departure = lr.gen
+    lr.close(cut)               # the departure was read after the cut: kept
+    assert lr.lost_departure == lr.gen
+    lr.close(None)              # the queue found empty: everything settled
+    assert lr.noted == {} and lr.lost_departure is None
+
+
+def test_past_the_cap_the_window_is_forgotten_and_counted(monkeypatch):
+    monkeypatch.setattr(fanotify_late, "MAX_NOTED", 3)
+    lr = LateReports("/nonexistent-root", lambda _r: False)
+    lr.note([FsEvent("delete", f"Q/{i}") for i in range(3)])
+    lr.note([FsEvent("delete", "Q/last")])
+    assert set(lr.noted) == {"Q/last"} and lr.overfull == 1
