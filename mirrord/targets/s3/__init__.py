@@ -5,7 +5,8 @@ formats; errors.py the classification of failures; listing.py the listing and
 the multipart uploads a crash left open; copy.py move and set_meta; trash.py
 keep_deleted (keep, trash list/purge/restore/fetch); versioning.py bucket versioning
 (the noncurrent versions as the kept copies); client.py
-the botocore client and lean.py the lean transport for small puts and deletes.
+the botocore client, lean.py the lean transport for small puts and deletes and
+endpoint.py where it sends them; batch.py sync(), with a batch's deletes in DeleteObjects.
 """
 
 from mirrord.targets.s3.errors import classify, scrub, shown

@@ -29,31 +29,28 @@ switches this path off if the full client then succeeds where it did not.
 
 It is not used (`for_client` returns None) when a proxy applies to the
 endpoint, when there are no credentials, or when the URL prefix cannot be
-derived: the full client handles those.
+derived (mirrord.targets.s3.endpoint): the full client handles those.
 """
 
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import ssl
 import threading
-import urllib.request
 from typing import Any, Mapping, NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
 from mirrord import __version__
 from mirrord.errors import RetryableError
+from mirrord.targets.s3.endpoint import (  # noqa: F401 - _proxy_applies: tests use it here
+    _proxy_applies, ca_bundle_path, endpoint_for)
 
-PROBE_KEY = "mirrord-probe-key"
 USER_AGENT = f"mirrord/{__version__}"
-# Authorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/REGION/s3/aws4_request, ...
-_SCOPE = re.compile(r"AWS4-HMAC-SHA256 Credential=[^/,]+/\d{8}/([^/,]+)/s3/aws4_request")
 _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 # Answers the full client would also only retry: surfaced as ClientError for classify().
@@ -102,28 +99,16 @@ class LeanRequests:
         """The lean path for this client and bucket, or None where only the SDK will do.
 
         Call before the client is shared: it probes with the client's own event hooks."""
-        if credentials is None:
-            return None
-        probe = probe_put_request(client, bucket)
-        if probe is None:
-            return None
-        url, region = probe
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.path.endswith("/" + PROBE_KEY):
-            return None
-        if parts.query or _proxy_applies(parts.scheme, parts.hostname or ""):
+        end = endpoint_for(client, credentials, bucket)
+        if end is None:
             return None
         context = None
-        if parts.scheme == "https":
-            # the bundle botocore would use: the configured one, else $AWS_CA_BUNDLE, else the system's
-            context = ssl.create_default_context(
-                cafile=ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None)
-        default_port = 443 if parts.scheme == "https" else 80
-        port = parts.port if parts.port not in (None, default_port) else None
-        return cls(scheme=parts.scheme, host=parts.hostname or "", port=port,
-                   base_path=parts.path[: -len(PROBE_KEY)], credentials=credentials,
-                   region=region, connect_timeout=connect_timeout, read_timeout=read_timeout,
-                   ssl_context=context)
+        if end.scheme == "https":
+            # the bundle botocore would use (endpoint.ca_bundle_path), else the system's
+            context = ssl.create_default_context(cafile=ca_bundle_path(ca_bundle) or None)
+        return cls(scheme=end.scheme, host=end.host, port=end.port, base_path=end.base_path,
+                   credentials=credentials, region=end.region, connect_timeout=connect_timeout,
+                   read_timeout=read_timeout, ssl_context=context)
 
     # ------------------------------------------------------------------ requests
     def put(self, key: str, body: bytes, headers: Mapping[str, str], *,
@@ -236,48 +221,21 @@ class _KnownPayloadAuth(S3SigV4Auth):
         return request.context["payload_sha256"]
 
 
-class _NoBody:
-    def stream(self, **_: Any) -> Any:
-        return iter([b""])
-
-
-def probe_put_request(client: Any, bucket: str) -> tuple[str, str] | None:
-    """(URL, signing region) of the PutObject request this client would send, sent nowhere.
-
-    The request goes through every hook of the client (endpoint rules, addressing
-    style, signing) and is answered by a `before-send` handler, the hook botocore
-    provides for answering a request without the network. None when it is not
-    plainly SigV4-signed (S3 Express, SigV4a...), which only the SDK can do."""
-    seen: dict[str, Any] = {}
-
-    def answer(request: Any, **_: Any) -> AWSResponse:
-        seen["url"] = request.url
-        seen["auth"] = request.headers.get("Authorization") or b""
-        return AWSResponse(request.url, 200, {}, _NoBody())
-
-    event = "before-send.s3.PutObject"
-    client.meta.events.register_first(event, answer)
-    try:
-        client.put_object(Bucket=bucket, Key=PROBE_KEY, Body=b"")
-    finally:
-        client.meta.events.unregister(event, answer)
-    auth = seen.get("auth", b"")
-    auth = auth.decode("ascii", "replace") if isinstance(auth, bytes) else str(auth)
-    scope = _SCOPE.match(auth)
-    if "url" not in seen or scope is None:
-        return None
-    return seen["url"], scope.group(1)
-
-
 def _succeeded(answer: _Answer, operation: str) -> bool:
-    """True on 2xx; botocore's ClientError for "retry later" answers; False for the rest."""
-    if 200 <= answer.status < 300:
+    return succeeded(answer.status, answer.reason, answer.body, operation)
+
+
+def succeeded(status: int, reason: str, body: bytes, operation: str) -> bool:
+    """True on 2xx; botocore's ClientError (S3's Code and Message only, never the request)
+    for "retry later" answers (5xx, 408, 429); False for the rest, which the full client
+    asks again and answers for good."""
+    if 200 <= status < 300:
         return True
-    if answer.status >= 500 or answer.status in _RETRY_STATUS:
-        code, message = _error_fields(answer.body)
-        raise ClientError({"Error": {"Code": code or str(answer.status),
-                                     "Message": message or answer.reason},
-                           "ResponseMetadata": {"HTTPStatusCode": answer.status}}, operation)
+    if status >= 500 or status in _RETRY_STATUS:
+        code, message = _error_fields(body)
+        raise ClientError({"Error": {"Code": code or str(status),
+                                     "Message": message or reason},
+                           "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
     return False
 
 
@@ -289,7 +247,3 @@ def _error_fields(answer: bytes) -> tuple[str, str]:
             message.group(1).decode("utf-8", "replace") if message else "")
 
 
-def _proxy_applies(scheme: str, host: str) -> bool:
-    """Whether the environment routes requests to host through a proxy (botocore honours it)."""
-    proxies = urllib.request.getproxies()
-    return bool(proxies.get(scheme)) and not urllib.request.proxy_bypass(host)

@@ -5,8 +5,9 @@ This module is the Target: stat, put, delete, reading and mirrord's own area
 store, the metadata formats), errors.py (classification, credential-free
 messages), listing.py (listing order, multipart uploads a crash left open),
 copy.py (move and set_meta as server-side copies), trash.py and versioning.py
-(keep_deleted: keep, list, purge, restore, fetch), client.py and lean.py (the
-botocore client and the lean transport for small puts and deletes).
+(keep_deleted: keep, list, purge, restore, fetch), client.py, lean.py and
+endpoint.py (the botocore client and the lean transport for small puts and
+deletes), batch.py (sync(): a batch's plain deletes in DeleteObjects calls).
 
 Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
 PutObject (the lean transport first); larger ones go through s3transfer, which
@@ -22,16 +23,16 @@ import logging
 import os
 import stat as stat_mod
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from boto3.s3.transfer import create_transfer_manager
 
 from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import PermanentError, RetryableError, TargetError
 from mirrord.logsetup import kv, register_secret
-from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
-                                  classify_oserror, ns_to_float, put_ns)
-from mirrord.targets.s3 import copy, listing, trash, versioning
+from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
+                                  check_relpath, classify_oserror, ns_to_float, put_ns)
+from mirrord.targets.s3 import batch, copy, listing, trash, versioning
 from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
 from mirrord.targets.s3.errors import (NOT_FOUND_CODES, classify, is_not_found, is_retryable,
                                        scrub, shown)
@@ -43,12 +44,15 @@ log = logging.getLogger("mirrord.targets.s3")
 
 COPY_LIMIT = 5 << 30            # CopyObject's limit; above it a multipart copy
 DELETE_BATCH = 1000             # DeleteObjects takes at most this many keys
+BATCH = 16                      # SyncItems per worker task (features.batch_size)
 
 
 class S3Target(Target):
     type = "s3"
+    # A worker still sends one put at a time; batches let a run of deletes share one
+    # DeleteObjects (batch.py). A live trickle is spread one op per free worker anyway.
     features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
-                        list_mtime=False, batch_size=1)   # small puts: one per worker at a time
+                        list_mtime=False, batch_size=BATCH)
 
     def __init__(self, name: str, opts: S3Options, *, workers: int = 8,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
@@ -232,6 +236,10 @@ class S3Target(Target):
                 manager.upload(fh, self.bucket, key, extra_args=args).result()
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc, "put", path) from None
+
+    def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
+        """batch.sync: the batch's plain deletes in DeleteObjects calls, the rest in order."""
+        return batch.sync(self, items)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         key = self._key_or_none(path)
