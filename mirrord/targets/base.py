@@ -67,6 +67,7 @@ class Features:
     batch_size: int = 1              # how many SyncItems one worker task hands to sync()
     needs_local_file: bool = True    # sync() reads SyncItem.local (rsync reads the source itself)
     keeps_mode: bool = True          # permission bits are kept (local, rsync: the inode; s3: metadata)
+    cheap_stat: bool = False         # stat() is a local syscall, not a round trip (local)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     type = "local"
     # utimensat keeps nanoseconds on ext4/xfs/tmpfs; the 1 us tolerance is for NFS mounts
     features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,
-                        batch_size=8, keeps_mode=True)
+                        batch_size=8, keeps_mode=True, cheap_stat=True)
 
     def __init__(self, name: str, root: str | os.PathLike[str], *, fsync: bool = True):
         super().__init__(name)

@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 from mirrord.config import Config, TargetConfig
 from mirrord.errors import ConfigError, ConfigProblem
-from mirrord.targets.base import SyncItem, Target
+from mirrord.targets.base import SyncItem, Target, exact_ns
 from mirrord.trash.model import stamp_of
 
 
@@ -99,7 +99,8 @@ def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | No
     shallowest first. An item whose parent could not be kept fails with that error. (Bug
     found by trying it: `rm d; mkdir d; echo > d/z` shipped the put of d/z first and the
     file d vanished from the mirror unkept.)"""
-    wanted = [(i, item) for i, item in enumerate(items) if coming(item) is not None]
+    wanted = [(i, item) for i, item in enumerate(items)
+              if coming(item) is not None and not _holds_already(target, item)]
     errors: list[Exception | None] = [None] * len(items)
     if not wanted:
         return errors
@@ -122,6 +123,22 @@ def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | No
             err = next((failed_parent[p] for p in _parents(item.path) if p in failed_parent), None)
         errors[i] = err
     return errors
+
+
+def _holds_already(target: Target, item: SyncItem) -> bool:
+    """Whether a put would rewrite what the target already holds (same size and exact mtime,
+    the mirror's own test of "in sync"): nothing is destroyed, so nothing is kept. Asked
+    only where stat() costs a syscall, not a round trip (Features.cheap_stat). A second put
+    of one version happens when a pass lists the target while the first is in flight;
+    without this the trash got a copy of the new version as 'overwritten'."""
+    if item.kind != "file" or item.meta_only or item.tree or not target.features.cheap_stat:
+        return False
+    try:
+        entry = target.stat(item.path)
+    except Exception:  # noqa: BLE001 - keep() will meet the same trouble and report it
+        return False
+    return (entry is not None and not entry.is_dir and entry.size == item.size
+            and exact_ns(entry.mtime, entry.mtime_ns) == exact_ns(item.mtime, item.mtime_ns))
 
 
 def _parents(path: str) -> list[str]:

@@ -304,3 +304,26 @@ def test_the_cap_is_a_size_or_a_share_of_what_is_mirrored():
     assert KeepPolicy(60.0, None, 20.0).cap(1000) == 200
     assert KeepPolicy(60.0, None, 20.0).cap(0) is None   # unknown: never "purge everything"
     assert KeepPolicy(60.0, None, None).cap(1000) is None
+
+
+def test_a_put_of_the_version_the_target_holds_keeps_nothing(tmp_path):
+    """A pass that listed the target while a put was in flight queues the same version
+    again; on a target with a cheap stat (local) the second put destroys nothing, so the
+    trash gets no copy of the new version as 'overwritten'. Another version is kept."""
+    from mirrord.targets.local import LocalTarget
+    from mirrord.trash import keeper
+
+    t = LocalTarget("t", tmp_path / "mirror", fsync=False)
+    t.open()
+    f = tmp_path / "v2"
+    f.write_bytes(b"version two")
+    st = f.stat()
+    t.put("a.jpg", str(f), size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns)
+    same = SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
+                    mtime_ns=st.st_mtime_ns, when=1_700_000_000.0)
+    assert keeper.keep_items(t, [same]) == [None]
+    assert list(t.trash_list()) == []
+    other = SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
+                     mtime_ns=st.st_mtime_ns + 1, when=1_700_000_001.0)
+    assert keeper.keep_items(t, [other]) == [None]
+    assert [k.why for k in t.trash_list()] == ["overwritten"]
