@@ -7,12 +7,15 @@ symlink anywhere on the way, so a file name (or a parent replaced by a symlink)
 can never make mirrord read or write outside the tree it was given.
 counts_subdirs_in_nlink: whether a directory's link count can be trusted to
 say "no subdirectories" (lets a watcher skip listing leaf directories).
+remove_tree: rmtree that does not stop at an entry taken away under it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import sys
 import tempfile
 
 # File systems whose directories have st_nlink == 2 + number of subdirectories. The
@@ -29,6 +32,27 @@ def fsync_dir(path: str | bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_tree(path: str | bytes) -> None:
+    """Remove the directory tree `path` (a directory, not a symlink to one), going on past
+    entries that are gone by the time it gets to them; `path` absent is no error.
+
+    CPython 3.11's shutil.rmtree raises at the first FileNotFoundError and leaves what it
+    had not reached yet: a local target's tree removal that lost an entry to another
+    worker's delete stopped there, and the caller, taking FileNotFoundError for "already
+    gone", reported a directory still on the mirror as removed (churn test).
+    Raises OSError for anything else (EACCES, EROFS, EIO...)."""
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=_skip_gone)
+    else:
+        shutil.rmtree(path, onerror=_skip_gone)
+
+
+def _skip_gone(_func, _path, exc) -> None:
+    err = exc[1] if isinstance(exc, tuple) else exc   # onerror: exc_info; onexc: the exception
+    if not isinstance(err, FileNotFoundError):
+        raise err
 
 
 def atomic_write(path: str | os.PathLike[str] | bytes, data: bytes, *, mode: int = 0o644,

@@ -55,15 +55,14 @@ class _Barriers:
 
     def covering(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
         """The newest barrier (other than `own`) at `path` or at one of its ancestors."""
+        return max(self.all_covering(target, source, path, own), default=None)
+
+    def all_covering(self, target: str, source: str, path: bytes, own: int | None) -> list[int]:
+        """Every barrier (other than `own`) at `path` or at one of its ancestors."""
         index = self._index.get((target, source))
         if not index:
-            return None
-        best = None
-        for p in _self_and_ancestors(path):
-            for bid in index.get(p, ()):
-                if bid != own and (best is None or bid > best):
-                    best = bid
-        return best
+            return []
+        return [bid for p in _self_and_ancestors(path) for bid in index.get(p, ()) if bid != own]
 
 
 def load_barriers(db: sqlite3.Connection) -> _Barriers:
@@ -83,18 +82,35 @@ def overlaps_inflight(db: sqlite3.Connection, barriers: _Barriers, oid: int, tar
     A directory op (a tree removal, a directory move) and an op below its path must
     never run at the same time, whichever was queued first: a put that observed its
     file just before the source tree was removed would otherwise finish after the
-    tree removal and leave the file and its parent directories on the target (found
-    by the churn test). Rows queued after a barrier already wait for it (wait_for);
-    this covers the rows queued before it. The range check runs only for barriers."""
+    tree removal and leave the file and its parent directories on the target, and a
+    delete below it takes entries from under rmtree (found by the churn test: twice in
+    a row left an empty directory on the local mirror that no shipped row named). Every
+    barrier over the row counts, not only the newest: `rm -r P` turns an old row of P
+    into its tree removal while newer rows below it (P/sub) are barriers too, so the
+    newest one is not in flight while P's is. A move's source end counts as much as
+    its destination: the move takes what stands at `src` away on the target (and a
+    tree removal above a moved directory would follow its contents to the new name).
+    Rows queued after a barrier already wait for it (wait_for); this covers the rows
+    queued before it. The range checks run only for barriers."""
     if barrier:
         for p in (path, bytes(src) if src is not None else None):
-            if p is not None and db.execute(
-                    "SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? "
-                    "AND path < ? AND claimed != 0 LIMIT 1",
-                    (target, source, p + b"/", _prefix_upper(p))).fetchone():
+            if p is not None and _claimed_below(db, target, source, p):
                 return True
-    cover = barriers.covering(target, source, path, oid)
-    if cover is None:
-        return False
-    row = db.execute("SELECT claimed FROM ops WHERE id = ?", (cover,)).fetchone()
-    return bool(row and row[0])
+    cover = [bid for p in (path, bytes(src) if src is not None else None) if p is not None
+             for bid in barriers.all_covering(target, source, p, oid)]
+    return bool(cover) and db.execute(
+        f"SELECT 1 FROM ops WHERE id IN ({','.join('?' * len(cover))}) AND claimed != 0 LIMIT 1",
+        cover).fetchone() is not None
+
+
+def _claimed_below(db: sqlite3.Connection, target: str, source: str, p: bytes) -> bool:
+    """A row in flight whose path is below `p`, or a move in flight whose source is `p` or
+    below it. The second query reads only the rows in flight (ops_ready: target, claimed)."""
+    upper = _prefix_upper(p)
+    if db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? "
+                  "AND path < ? AND claimed != 0 LIMIT 1",
+                  (target, source, p + b"/", upper)).fetchone():
+        return True
+    return db.execute("SELECT 1 FROM ops WHERE target = ? AND claimed > 0 AND source = ? "
+                      "AND src IS NOT NULL AND (src = ? OR (src > ? AND src < ?)) LIMIT 1",
+                      (target, source, p, p + b"/", upper)).fetchone() is not None

@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat as stat_mod
 from pathlib import Path
 from typing import Iterator
 
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
-from mirrord.fsutil import fsync_dir
+from mirrord.fsutil import fsync_dir, remove_tree
 from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
                                   classify_oserror)
 from mirrord.targets.local_stage import Staging
@@ -133,7 +132,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except FileNotFoundError:
             return
         if stat_mod.S_ISDIR(st.st_mode):
-            shutil.rmtree(full)
+            remove_tree(full)
         else:
             os.unlink(full)
 
@@ -194,7 +193,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         try:
             if stat_mod.S_ISDIR(st.st_mode):
                 if tree:
-                    shutil.rmtree(full)
+                    remove_tree(full)
                 else:
                     with contextlib.suppress(OSError):
                         os.rmdir(full)  # only when empty: files below have their own rows
