@@ -48,8 +48,8 @@ def _soak(env: Env, seconds: float, writers: int, *, drain: float = 240.0) -> di
 # fanotify's churn once left one directory behind under load (issue 18). Two causes were
 # found and fixed (mirrord/watch/fanotify_late.py: an rmdir read under the new name of a
 # directory renamed before the read; fanotify_quiet.py: a quiet write named by the old
-# path of a renamed directory). fanotify is the default (`auto`): its churn runs in every
-# `make test`, so a rare miss left shows up.
+# path of a renamed directory). Its churn runs in every `make test`, so a rare miss left
+# shows up.
 @pytest.fixture(params=["inotify", "fanotify"])
 def env(request, tmp_path, seaweedfs, sshd):
     """The three real targets, each watcher backend in turn; reconcile only on demand, so
