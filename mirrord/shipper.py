@@ -88,8 +88,12 @@ class Shipper:
             return
         ready = None
         batch = self.targets[target].features.batch_size
-        if batch > 1:   # only batching targets share a backlog out; count no further than useful
-            ready = journal.count_ready(target, self.workers[target] * batch)
+        workers = self.workers[target]
+        # only batching targets share a backlog out; count no further than useful, and not at
+        # all when even a full count could not reach the bulk share (S3: 16 per batch, 8
+        # workers: a query per loop turn whose answer could never change the capacity)
+        if batch > 1 and workers * batch + self.inflight_ops[target] >= workers * BULK_SHARE:
+            ready = journal.count_ready(target, workers * batch)
         ops = journal.claim(target, self.capacity(target, ready))
         if ops:
             self.submit(target, ops)
@@ -221,10 +225,11 @@ class Shipper:
 
     def _sync(self, target: Target, items: list[SyncItem]) -> list[SyncResult]:
         """target.sync(items), after keeping what they destroy where keep_deleted is on: an
-        item whose keep failed is not synced, its result is that error (retried)."""
+        item whose keep failed is not synced, its result is that error (retried). The items
+        synced are the keeper's (a plain put may come back marked to keep by condition)."""
         if target.name not in self.keep:
             return target.sync(items)
-        kept = keeper.keep_items(target, items)
+        items, kept = keeper.prepare(target, items)
         ready = [item for item, err in zip(items, kept) if err is None]
         done = iter(target.sync(ready) if ready else [])
         return [next(done) if err is None else SyncResult(item, error=err)

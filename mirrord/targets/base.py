@@ -68,6 +68,11 @@ class Features:
     needs_local_file: bool = True    # sync() reads SyncItem.local (rsync reads the source itself)
     keeps_mode: bool = True          # permission bits are kept (local, rsync: the inode; s3: metadata)
     cheap_stat: bool = False         # stat() is a local syscall, not a round trip (local)
+    # A plain put keeps what it overwrites itself, only when something is there
+    # (SyncItem.keep_stamp): S3 in 'copy' trash mode, by a conditional write
+    # (If-None-Match: *; AWS "conditional writes", 2024). The keeper then asks no
+    # keep() before such an item, saving a lookup per new file.
+    keep_by_condition: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class SyncItem:
     mtime in nanoseconds (0: use `mtime`). `meta_only` (kind 'file' only) says the
     target already holds these bytes: only mode and mtime need setting (a chmod,
     a utime), never a re-send of the body.
+    `keep_stamp` (set by mirrord.trash.keeper only, for a plain put on a target with
+    features.keep_by_condition): keep_deleted is on and nothing was kept before; the
+    target keeps what the put would overwrite under this trash stamp, as keep(path,
+    stamp=keep_stamp, coming='file') would, and fails the item (nothing overwritten)
+    when it cannot. None: the put keeps nothing itself.
     """
 
     path: str
@@ -96,6 +106,7 @@ class SyncItem:
     mtime_ns: int = 0
     meta_only: bool = False
     when: float = 0.0       # the change's time (journal event time, seconds): the trash stamp
+    keep_stamp: str | None = None   # keep what the put overwrites, under this stamp (above)
 
 
 @dataclass

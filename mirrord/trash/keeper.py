@@ -9,12 +9,18 @@ retried and nothing is deleted or overwritten unkept. The stamp is derived from 
 change's journal event time (SyncItem.when), so a retry after a kill -9 between keeping
 and deleting names the same trash place and the target keeps nothing twice
 (mirrord.trash.model). Targets without the option pay nothing: the shipper never calls in.
+
+A target that keeps by condition (Features.keep_by_condition: S3 in 'copy' mode) is asked
+nothing before a plain put: the item goes to sync() marked with its stamp
+(SyncItem.keep_stamp) and the put itself keeps what it finds in its way (a put that
+succeeds on "nothing there" has nothing to keep). On S3 that saved a HEAD and a listing per
+new file: 3.6 times the wall time of a burst of new files with keep_deleted on (issue 17).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from mirrord.config import Config, TargetConfig
@@ -88,6 +94,24 @@ def stamp_for(when: float) -> str:
     return stamp_of(when if when > 0 else time.time())
 
 
+def prepare(target: Target,
+            items: Sequence[SyncItem]) -> tuple[list[SyncItem], list[Exception | None]]:
+    """The items as Target.sync() should get them, and one error (or None) per item, in
+    order: keep_items() for every item but the plain puts a target keeps by condition, which
+    come back marked with their stamp instead (SyncItem.keep_stamp). An item with an error
+    must not be synced. Never raises for target trouble."""
+    marked = [replace(item, keep_stamp=stamp_for(item.when)) if by_condition(target, item)
+              else item for item in items]
+    return marked, keep_items(target, marked)
+
+
+def by_condition(target: Target, item: SyncItem) -> bool:
+    """Whether the put of `item` keeps what it overwrites itself (Features.keep_by_condition):
+    a whole file, not a tree item (its removal of everything below is kept beforehand)."""
+    return (target.features.keep_by_condition and item.kind == "file" and not item.meta_only
+            and not item.tree)
+
+
 def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | None]:
     """Keep what each item would destroy; one error (or None) per item, in order. Items that
     need no keep are not sent to the target. Never raises for target trouble.
@@ -98,12 +122,11 @@ def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | No
     is kept as 'deleted', a directory costs one lstat and keeps nothing), once per batch,
     shallowest first. An item whose parent could not be kept fails with that error. (Bug
     found by trying it: `rm d; mkdir d; echo > d/z` shipped the put of d/z first and the
-    file d vanished from the mirror unkept.)"""
+    file d vanished from the mirror unkept.) An item marked with a keep_stamp (prepare())
+    is not kept here, only its parents are."""
     wanted = [(i, item) for i, item in enumerate(items)
               if coming(item) is not None and not _holds_already(target, item)]
     errors: list[Exception | None] = [None] * len(items)
-    if not wanted:
-        return errors
     parents: dict[str, str] = {}     # parent path -> stamp (of the first item needing it)
     if target.features.directories:
         for _, item in wanted:
@@ -111,14 +134,19 @@ def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | No
                 for parent in _parents(item.path):
                     parents.setdefault(parent, stamp_for(item.when))
     order = sorted(parents, key=lambda p: (p.count("/"), p))
+    here = [(i, item) for i, item in wanted if item.keep_stamp is None]   # the rest keep in put
     requests = [(p, parents[p], "dir") for p in order]
-    requests += [(item.path, stamp_for(item.when), coming(item) or "") for _, item in wanted]
+    requests += [(item.path, stamp_for(item.when), coming(item) or "") for _, item in here]
+    if not requests:
+        return errors
     try:
         answers = target.keep_many(requests)
     except Exception as exc:  # noqa: BLE001 - a target bug must not delete unkept: fail the batch
         answers = [exc] * len(requests)
     failed_parent = {p: err for p, err in zip(order, answers) if err is not None}
-    for (i, item), err in zip(wanted, answers[len(order):]):
+    own = dict(zip((i for i, _ in here), answers[len(order):]))
+    for i, item in wanted:
+        err = own.get(i)
         if err is None and failed_parent and coming(item) != "absent":
             err = next((failed_parent[p] for p in _parents(item.path) if p in failed_parent), None)
         errors[i] = err

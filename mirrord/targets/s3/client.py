@@ -15,8 +15,9 @@ How it talks to S3:
   PutObject, the cheapest request. That request and DeleteObject go through
   mirrord.targets.s3.lean: signed by botocore's signer, sent on a kept-alive
   connection, without the SDK's per-call pipeline (0.5 instead of 2.2 ms of CPU
-  per 4 KiB put); any answer but success or "retry later" is asked again through
-  the full client, which then answers for good. Larger ones go through s3transfer, which
+  per 4 KiB put); any answer but success, "retry later" or 412 (a conditional
+  put's condition failed) is asked again through the full client, which then
+  answers for good. Larger ones go through s3transfer, which
   uses multipart at or above multipart_threshold. S3 makes either atomic: a
   multipart object appears only on CompleteMultipartUpload, and s3transfer
   aborts the upload when a part fails.

@@ -12,6 +12,11 @@ Errors (mirrord.targets.base states the contract):
 | SignatureDoesNotMatch, KeyTooLongError, InvalidArgument, any  |                |
 | other 4xx, missing credentials, a name that is not UTF-8 or   |                |
 | whose key is longer than 1024 bytes                           |                |
+| 412 to a conditional write (the key is not as its condition   | Precondition-  |
+| said; only puts that keep by condition send one, and they     | Failed, a      |
+| catch it: conditional.py)                                     | PermanentError |
+| 409 ConditionalRequestConflict (a conditional write raced     | RetryableError |
+| another write of the key: AWS says retry)                     |                |
 | 404 / NoSuchKey on stat, read, read_meta, delete (HEAD has no | None / nothing |
 | body, so stat cannot tell a deleted bucket from a missing key)|                |
 | nothing at the source of a move                               | NotFound       |
@@ -45,12 +50,20 @@ RETRYABLE_CODES = frozenset({
     "RequestThrottledException", "BandwidthLimitExceeded", "RequestTimeout",
     "RequestTimeoutException", "InternalError", "ServiceUnavailable", "ServiceUnavailableException",
     "OperationAborted", "PriorRequestNotComplete", "EC2ThrottledException",
+    # 409 to a conditional write that raced another write or delete of the key; "retry"
+    # (AWS S3 User Guide, "How to prevent object overwrites with conditional writes")
+    "ConditionalRequestConflict",
 })
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchVersion"})   # a purged version
 # mimetypes gives no type for compressed files ("x.gz" -> (None, 'gzip')): name the container.
 
 _SIGNED = re.compile(r"(?i)(signature\w*|credential|awsaccesskeyid|x-amz-security-token|"
                      r"security-?token|access-?key-?id)\s*=\s*[^&\s,;\"']+")
+
+
+class PreconditionFailed(PermanentError):
+    """HTTP 412 to a conditional request (If-None-Match / If-Match): the key is not as the
+    condition said. Permanent if it ever escapes: repeating the same request gets 412 again."""
 
 
 def shown(path: str) -> str:
@@ -95,6 +108,8 @@ def classify(exc: BaseException, where: str) -> TargetError:
         code, status = error_code(exc)
         message = str((exc.response.get("Error") or {}).get("Message") or "")
         text = f"{where}: {code or 'error'} (HTTP {status})" + (f": {message}" if message else "")
+        if status == 412 or code == "PreconditionFailed":
+            return PreconditionFailed(text)
         return (RetryableError if is_retryable(code, status) else PermanentError)(text)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError, ParamValidationError)):
         return PermanentError(f"{where}: {type(exc).__name__}: {exc}")

@@ -16,15 +16,17 @@ endpoint, addressing style and signing region (taken once from a PutObject the
 client itself builds and signs, answered before it reaches the network, so they
 are exactly what botocore would use).
 
-What is left to the SDK: everything but a plain success or a plain
-"try again". `put()` returns the ETag on 2xx (`delete()` True); raises botocore's
-ClientError for
-the codes that mean "retry later" (5xx, 408, 429, SlowDown...) so the target's
-one classifier handles them; raises RetryableError when the connection fails
-(after one retry on a fresh connection if a kept-alive one had gone stale);
-and returns None (False) for any other answer (a redirect to another region, 403,
-NoSuchBucket...), on which the caller repeats the request through the full
-client, which follows redirects and produces the exact error. The caller
+What is left to the SDK: everything but a plain success, a plain "try again"
+or a failed condition. `put()` returns the ETag on 2xx (`delete()` True); raises
+botocore's ClientError for the codes that mean "retry later" (5xx, 408, 429,
+SlowDown...) so the target's one classifier handles them, and for 412
+PreconditionFailed (a conditional put, If-None-Match / If-Match, found the key
+otherwise: its own answer, which the SDK would only repeat, sending the body
+again); raises RetryableError when the connection fails (after one retry on a
+fresh connection if a kept-alive one had gone stale); and returns None (False)
+for any other answer (a redirect to another region, 403, NoSuchBucket...), on
+which the caller repeats the request through the full client, which follows
+redirects and produces the exact error. The caller
 switches this path off if the full client then succeeds where it did not.
 
 It is not used (`for_client` returns None) when a proxy applies to the
@@ -55,6 +57,7 @@ _CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
 _MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
 # Answers the full client would also only retry: surfaced as ClientError for classify().
 _RETRY_STATUS = frozenset({408, 429})
+PRECONDITION_FAILED = 412   # a condition the request carried failed (RFC 9110 15.5.13)
 # A kept-alive connection the server has closed fails like this before any answer.
 _STALE = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected,
           http.client.BadStatusLine, http.client.CannotSendRequest)
@@ -62,7 +65,8 @@ _STALE = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected,
 
 # PutObject parameters as boto3 takes them -> the headers they become on the wire.
 _ARG_HEADERS = {"ContentType": "Content-Type", "ACL": "x-amz-acl",
-                "StorageClass": "x-amz-storage-class"}
+                "StorageClass": "x-amz-storage-class",
+                "IfNoneMatch": "If-None-Match", "IfMatch": "If-Match"}   # conditional writes
 
 
 def headers_from_args(args: Mapping[str, Any]) -> dict[str, str]:
@@ -114,6 +118,8 @@ class LeanRequests:
     def put(self, key: str, body: bytes, headers: Mapping[str, str], *,
             sha256: str | None = None) -> str | None:
         """PutObject; the ETag, or None when the full client should answer instead.
+        `headers` may carry a condition (If-None-Match: *, If-Match: ETag); a 412 raises
+        ClientError PreconditionFailed (see succeeded()).
 
         `sha256`: the body's hex digest when the caller has it already (saves hashing it twice)."""
         answer = self._request("PUT", key, body, headers, sha256)
@@ -227,11 +233,12 @@ def _succeeded(answer: _Answer, operation: str) -> bool:
 
 def succeeded(status: int, reason: str, body: bytes, operation: str) -> bool:
     """True on 2xx; botocore's ClientError (S3's Code and Message only, never the request)
-    for "retry later" answers (5xx, 408, 429); False for the rest, which the full client
-    asks again and answers for good."""
+    for "retry later" answers (5xx, 408, 429) and for 412 (a conditional request's
+    condition failed: the caller decides, no second request); False for the rest, which
+    the full client asks again and answers for good."""
     if 200 <= status < 300:
         return True
-    if status >= 500 or status in _RETRY_STATUS:
+    if status >= 500 or status in _RETRY_STATUS or status == PRECONDITION_FAILED:
         code, message = _error_fields(body)
         raise ClientError({"Error": {"Code": code or str(status),
                                      "Message": message or reason},

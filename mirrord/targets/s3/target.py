@@ -5,7 +5,8 @@ This module is the Target: stat, put, delete, reading and mirrord's own area
 store, the metadata formats), errors.py (classification, credential-free
 messages), listing.py (listing order, multipart uploads a crash left open),
 copy.py (move and set_meta as server-side copies), trash.py and versioning.py
-(keep_deleted: keep, list, purge, restore, fetch), client.py, lean.py and
+(keep_deleted: keep, list, purge, restore, fetch), conditional.py (a put that keeps
+what it overwrites, SyncItem.keep_stamp), client.py, lean.py and
 endpoint.py (the botocore client and the lean transport for small puts and
 deletes), batch.py (sync(): a batch's plain deletes in DeleteObjects calls).
 
@@ -23,6 +24,7 @@ import logging
 import os
 import stat as stat_mod
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Iterator, Sequence
 
 from boto3.s3.transfer import create_transfer_manager
@@ -31,8 +33,9 @@ from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import PermanentError, RetryableError, TargetError
 from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
-                                  check_relpath, classify_oserror, ns_to_float, put_ns)
-from mirrord.targets.s3 import batch, copy, listing, trash, versioning
+                                  check_relpath, classify_oserror, exact_ns, ns_to_float,
+                                  put_ns)
+from mirrord.targets.s3 import batch, conditional, copy, listing, trash, versioning
 from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
 from mirrord.targets.s3.errors import (NOT_FOUND_CODES, classify, is_not_found, is_retryable,
                                        scrub, shown)
@@ -51,8 +54,10 @@ class S3Target(Target):
     type = "s3"
     # A worker still sends one put at a time; batches let a run of deletes share one
     # DeleteObjects (batch.py). A live trickle is spread one op per free worker anyway.
+    # keep_by_condition: in 'copy' trash mode; open() turns it off for versioning, where
+    # keep() costs no request at all.
     features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
-                        list_mtime=False, batch_size=BATCH)
+                        list_mtime=False, batch_size=BATCH, keep_by_condition=True)
 
     def __init__(self, name: str, opts: S3Options, *, workers: int = 8,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
@@ -110,6 +115,8 @@ class S3Target(Target):
                    Bucket=self.bucket, Prefix=self.root + META_DIR + "/", MaxKeys=1)
         self._open_lock.hold(self.abort_open_uploads)
         self._trash_mode = versioning.detect_mode(self)
+        self.features = replace(type(self).features,
+                                keep_by_condition=self._trash_mode != versioning.VERSIONING)
 
     def abort_open_uploads(self) -> int:
         """listing.abort_open_uploads: abort the multipart uploads under the prefix; how many."""
@@ -178,9 +185,12 @@ class S3Target(Target):
 
     # ------------------------------------------------------------ changes
     def put(self, path: str, local: str, *, size: int, mtime: float,
-            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+            mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
+        """Target.put; with `keep_stamp` (SyncItem.keep_stamp) what the put replaces is kept
+        under that stamp first, found by the put itself (conditional.py)."""
         key = self._key(path)
         small = min(SMALL_FILE, self.opts.multipart_threshold)
+        keeping = keep_stamp is not None and self._trash_mode != versioning.VERSIONING
         try:
             with open(local, "rb") as fh:
                 st = os.fstat(fh.fileno())
@@ -188,9 +198,15 @@ class S3Target(Target):
                 mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
                 if st.st_size < small:
                     data = fh.read()
+                    if keeping:
+                        return conditional.put_keeping(
+                            self, path, key, str(keep_stamp),
+                            lambda cond: self._put_small(path, key, data, ns, mode, cond))
                     return self._put_small(path, key, data, ns, mode)
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()
                 fh.seek(0)
+                if keeping:
+                    conditional.keep_before(self, path, key, str(keep_stamp))
                 self._put_large(path, key, fh, put_args(self.opts, path, ns, digest, mode))
         except OSError as exc:
             raise classify_oserror(exc) from None
@@ -199,9 +215,12 @@ class S3Target(Target):
             raise RetryableError(f"{self.describe()}: put {shown(path)}: not there after upload")
         return head_entry(path, head)
 
-    def _put_small(self, path: str, key: str, data: bytes, ns: int, mode: int) -> Entry:
+    def _put_small(self, path: str, key: str, data: bytes, ns: int, mode: int,
+                   condition: dict[str, str] | None = None) -> Entry:
+        """One PutObject (lean first); `condition`: IfNoneMatch / IfMatch, whose 412 raises
+        PreconditionFailed from either path, never asked again through the SDK."""
         digest = hashlib.sha256(data).hexdigest()
-        args = put_args(self.opts, path, ns, digest, mode)
+        args = {**put_args(self.opts, path, ns, digest, mode), **(condition or {})}
         mtime = ns_to_float(ns)
         client = self.client
         lean = self._lean
@@ -240,6 +259,14 @@ class S3Target(Target):
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
         """batch.sync: the batch's plain deletes in DeleteObjects calls, the rest in order."""
         return batch.sync(self, items)
+
+    def _sync_file(self, item: SyncItem) -> Entry:
+        """Target._sync_file; a whole-file item with a keep_stamp puts keeping (put())."""
+        if item.keep_stamp is None or item.meta_only:
+            return super()._sync_file(item)
+        return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
+                        mtime_ns=exact_ns(item.mtime, item.mtime_ns), mode=item.mode,
+                        keep_stamp=item.keep_stamp)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         key = self._key_or_none(path)

@@ -11,6 +11,8 @@ Two ways to keep, chosen at open() by GetBucketVersioning (versioning.detect_mod
   writes; SeaweedFS 4.x honours it on CopyObject and answers 412), so a retry
   after kill -9 never replaces the kept old bytes with the new ones; the multipart
   copy, which cannot carry the condition, HEADs the trash key first.
+  A plain put does not call keep(): it keeps by condition (conditional.py), through
+  keep_overwritten, which never lists `path/` (a put destroys no other key).
 - 'versioning' (bucket versioning Enabled): the noncurrent version S3 keeps
   anyway is the kept copy; keep() copies nothing. trash_list reads
   ListObjectVersions: every version that is not the newest of its key, stamped
@@ -63,8 +65,7 @@ def keep(t: "S3Target", path: str, *, stamp: str, coming: str) -> int:
     if coming not in COMINGS:
         raise PermanentError(f"{t.describe()}: keep: coming must be one of {COMINGS}, "
                              f"not {coming!r}")
-    if parse_entry_dir(f"{stamp}.{DELETED}") is None:
-        raise PermanentError(f"{t.describe()}: keep: not a trash stamp: {stamp!r}")
+    check_stamp(t, stamp)
     key = t._key(path)   # a name S3 cannot hold: PermanentError, as put() says
     if t.trash_mode() == VERSIONING:
         return 0
@@ -81,6 +82,23 @@ def keep(t: "S3Target", path: str, *, stamp: str, coming: str) -> int:
             kept += sum(pool.map(lambda o: _keep_one(t, o["Key"][len(t.root):], o["Key"],
                                                      stamp, DIR_REMOVED, o["Size"]), objs))
     return kept
+
+
+def check_stamp(t: "S3Target", stamp: str) -> None:
+    """PermanentError unless `stamp` is a trash stamp (mirrord.trash.model)."""
+    if parse_entry_dir(f"{stamp}.{DELETED}") is None:
+        raise PermanentError(f"{t.describe()}: keep: not a trash stamp: {stamp!r}")
+
+
+def keep_overwritten(t: "S3Target", path: str, key: str, stamp: str,
+                     head: dict[str, Any] | None) -> int:
+    """Keep the object `head` (a HEAD of `key`, None: nothing there) describes as
+    'overwritten' before a put of `path` replaces it; the bytes copied. Never lists the
+    keys below `path/`: on S3 a put destroys no key but its own (there are no directories),
+    so this is keep(coming='file') for a put that is not a tree item. Raises like keep()."""
+    if head is None or t.trash_mode() == VERSIONING:
+        return 0
+    return _keep_one(t, path, key, stamp, OVERWRITTEN, head["ContentLength"])
 
 
 def _keep_one(t: "S3Target", path: str, key: str, stamp: str, why: str, size: int) -> int:
