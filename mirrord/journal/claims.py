@@ -48,7 +48,9 @@ class ClaimAckMixin:
         rows = self.db.execute(
             "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
             f"WHERE {_READY} ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
-        ops = []
+        ops: list[Op] = []
+        if not rows:   # nothing ready: no empty write transaction (BEGIN IMMEDIATE + COMMIT)
+            return ops
         with self.transaction():
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
                 barrier = bool(is_dir and (kind == "move" or tree))
@@ -79,14 +81,17 @@ class ClaimAckMixin:
         """Record what the workers did, in one transaction."""
         now = self.clock()
         shipped: dict[str, tuple[int, Outcome]] = {}   # target -> (ops done, the last one)
+        finished: list[int] = []   # rows deleted: whoever waited for them waits no more
         with self.transaction():
             for out in outcomes:
                 if out.error is None:
-                    self._done(out)
+                    if self._done(out):
+                        finished.append(out.op.id)
                     count = shipped.get(out.op.target, (0, out))[0]
                     shipped[out.op.target] = (count + 1, out)
                 else:
                     self._failed(out, now)
+            self._release_waiters(finished)
             for target, (count, last) in shipped.items():   # one row update per batch, not per op
                 self.db.execute(
                     "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
@@ -95,21 +100,33 @@ class ClaimAckMixin:
                     "last_kind = excluded.last_kind, last_at = excluded.last_at",
                     (target, count, _b(last.op.path), last.shipped_kind or last.op.kind, now))
 
-    def _done(self, out: Outcome) -> None:
+    def _done(self, out: Outcome) -> bool:
+        """Record one op done; True when its row is gone (no change arrived meanwhile)."""
         op = out.op
         record_shipped(self.db, out)
-        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
-        if row is not None and row[0] == op.seq:
-            self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
-            self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ?", (op.id,))
+        # one statement for the usual case (the row unchanged since claim: delete it); the
+        # SELECT is needed only when it was not deleted
+        if self.db.execute("DELETE FROM ops WHERE id = ? AND seq = ?", (op.id, op.seq)).rowcount:
             self._barriers.drop(op.id)
-        elif row is not None:
+            return True
+        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
             self.db.execute(
                 "UPDATE ops SET claimed = 0, src = CASE WHEN kind = 'move' THEN src ELSE NULL END, "
                 "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
                 self._barriers.drop(op.id)
+        return False
+
+    def _release_waiters(self, ids: list[int]) -> None:
+        """Rows that waited for the deleted rows `ids` (wait_for) are free to go: one
+        statement per 500 ids (SQLite's host-parameter limit is 999 on older builds)
+        instead of one per op, in the ack's transaction."""
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            self.db.execute(f"UPDATE ops SET wait_for = NULL WHERE wait_for IN "
+                            f"({','.join('?' * len(chunk))})", chunk)
 
     def _failed(self, out: Outcome, now: float) -> None:
         op = out.op

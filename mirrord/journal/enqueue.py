@@ -62,23 +62,25 @@ class EnqueueMixin:
     def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
                 src: bytes | None = None, wait_for: int | None = None) -> int:
-        row = self.db.execute(
-            "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
-            "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
-        tree_after = tree or bool(row and row[3])  # a pending tree removal stays (MAX(tree, ?))
-        if row is None:
-            next_try = self._due(source, kind, tree_after, when, delay)
-            barrier = self._covering_barrier(target, source, path, None)
-            waits = wait_for if wait_for is not None else barrier
-            cur = self.db.execute(
-                "INSERT INTO ops (target, source, path, kind, src, is_dir, tree, tree_seq, seq, "
-                "wait_for, next_try, first_seen, event_time, size) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
-                (target, source, path, kind, src, int(is_dir), int(tree), 1 if tree else 0,
-                 waits, next_try, when, when, size))
+        # A new path (most of a burst) is one INSERT; a path with a row already (the INSERT
+        # did nothing) is read and coalesced into it.
+        barrier = self._covering_barrier(target, source, path, None)
+        cur = self.db.execute(
+            "INSERT INTO ops (target, source, path, kind, src, is_dir, tree, tree_seq, seq, "
+            "wait_for, next_try, first_seen, event_time, size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (target, source, path) DO NOTHING",
+            (target, source, path, kind, src, int(is_dir), int(tree), 1 if tree else 0,
+             wait_for if wait_for is not None else barrier,
+             self._due(source, kind, tree, when, delay), when, when, size))
+        tree_after = tree
+        if cur.rowcount:
             oid = cur.lastrowid
         else:
-            oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = row
+            oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = self.db.execute(
+                "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
+                "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
+            tree_after = tree or bool(old_tree)  # a pending tree removal stays (MAX(tree, ?))
             if kind == "attr" and old_kind != "attr":
                 # a pending put / move / delete / mkdir is stronger and state-based anyway: it
                 # ships the mode and mtime too. seq still moves on, so an op of the row that

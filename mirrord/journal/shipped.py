@@ -22,7 +22,8 @@ def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
     if out.shipped_kind == "move" and op.src is not None:
         _move_shipped(db, t, s, _b(op.src), path, op.is_dir)
     if out.shipped_kind in ("put", "move") and not out.is_dir:
-        _set_shipped(db, t, s, path, path + b"/", out.size, out.mtime_ns, out.token, out.mode)
+        # _forget_tree above already took the directory key path + b"/" (its range starts there)
+        _set_shipped(db, t, s, path, None, out.size, out.mtime_ns, out.token, out.mode)
     elif out.shipped_kind == "meta":   # mode / mtime set in place: same body, same token
         db.execute("UPDATE shipped SET mtime_ns = ?, mode = ?, token = COALESCE(?, token) "
                    "WHERE target = ? AND source = ? AND key = ?",
@@ -34,9 +35,12 @@ def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
                    (t, s, path, path + b"/"))
 
 
-def _set_shipped(db: sqlite3.Connection, t: str, s: str, key: bytes, other: bytes, size: int,
-                 mtime_ns: int, token: str | None, mode: int | None) -> None:
-    db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
+def _set_shipped(db: sqlite3.Connection, t: str, s: str, key: bytes, other: bytes | None,
+                 size: int, mtime_ns: int, token: str | None, mode: int | None) -> None:
+    """Record `key`; `other` (the same path as the other kind, file <-> directory) is
+    removed first, unless None: the caller has removed it already."""
+    if other is not None:
+        db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
     db.execute("INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, "
                "mode) VALUES (?, ?, ?, ?, ?, ?, ?)", (t, s, key, size, mtime_ns, token, mode))
 

@@ -501,3 +501,23 @@ def test_a_put_whose_file_is_gone_waits_while_the_sources_deletes_are_held(targe
     (retry,) = sh.run_ops(target, [op("gone.jpg")])
     assert retry.error is None and retry.shipped_kind == "delete"
     assert target.stat("gone.jpg") is None
+
+
+def test_a_small_batch_target_takes_full_batches_without_counting_the_backlog(tmp_path, src):
+    """With batches of 16 and 2 workers, even a full count (32) plus the ops in flight can
+    never reach the bulk share (2 x BULK_SHARE), so take_work does not ask the journal to
+    count (a query per loop turn whose answer could not matter) and claims a full batch per
+    free worker, as before."""
+    from mirrord.journal import Change, Journal
+    sh = shipper_for(MemoryTarget(T), src)            # 2 workers, batch 16
+    journal = Journal(tmp_path / "j.db", {S: (T,)})
+    journal.enqueue([Change(S, f"f{i}", "put", time=1.0) for i in range(500)])
+    asked = []
+    count_ready = journal.count_ready
+    journal.count_ready = lambda *a, **k: asked.append(a) or count_ready(*a, **k)
+    submitted = []
+    sh.submit = lambda t, ops: submitted.append(len(ops))
+    sh.take_work(journal, T)
+    assert submitted == [2 * 16] and asked == []
+    journal.close()
+    sh.shutdown()

@@ -212,3 +212,31 @@ def test_serve_twice_is_refused(served):
     metrics, _url = served
     with pytest.raises(RuntimeError):
         metrics.serve("127.0.0.1", 0)
+
+
+def test_operations_counted_from_many_worker_threads_lose_nothing(served):
+    """shipped() / failed() keep each label set's child after the first call (labels() was a
+    measurable part of a worker's time per file); eight workers racing on the first call of
+    the same labels must still count every op, and other labels stay apart."""
+    import threading
+    metrics, url = served
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(500):
+            metrics.shipped("s3", "put", 0.01)
+        metrics.failed("s3", "put")
+        metrics.shipped("s3", "delete")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = scrape(url)
+    ops = "mirrord_operations_total"
+    assert got[(ops, (("kind", "put"), ("outcome", "shipped"), ("target", "s3")))] == 4000
+    assert got[(ops, (("kind", "put"), ("outcome", "failed"), ("target", "s3")))] == 8
+    assert got[(ops, (("kind", "delete"), ("outcome", "shipped"), ("target", "s3")))] == 8
+    assert got[("mirrord_replication_latency_seconds_count", (("target", "s3"),))] == 4000
