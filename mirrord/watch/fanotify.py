@@ -12,14 +12,16 @@ Rules, each for a reason:
   history). So: a directory rename touching the tree clears the map; an end of
   a rename that is outside or gone ships the other end as it stands on disk
   (fanotify_scan.as_it_stands), never a blind delete; the two FAN_RENAMEs of a
-  renameat2(RENAME_EXCHANGE) ship both names as they stand; and a delete or
-  rename out of a directory that was gone when read makes the next directory
-  renamed into the tree rescanned (it may have been renamed over that one), as
-  is a directory renamed after events below its new name were resolved (until
-  the queue is next found empty, or a read comes back short). Those events were
-  reported under the new name BEFORE the move: they are reported again, as they
-  stand on disk, after it (fanotify_late; the churn test's extra directory). The
-  result is right for the final state and may repeat a write or a mkdir.
+  renameat2(RENAME_EXCHANGE) ship both names as they stand; a delete or rename
+  out of a directory that was gone when read makes the next directory renamed
+  into the tree rescanned if that rename replaced a directory (FAN_ATTRIB on it:
+  fanotify_late.renamed_in; a directory removed elsewhere on the file system
+  must not turn a move into a re-send). Events below a directory renamed after
+  they were resolved (until the queue is next found empty, or a read comes back
+  short) were named by the new path BEFORE the move: those not yet returned are
+  taken back, and all are reported again, as they stand on disk, after it
+  (fanotify_late; the churn test's extra directory); only when some were
+  returned already is the directory rescanned too.
 - Files are reported on close-after-write, on being renamed in, on a hard link,
   and after FAN_MODIFY (or a create with no close: an O_TMPFILE linked in, whose
   close is reported under its "#<inode>" name) quiet for `quiet` seconds, named
@@ -163,6 +165,7 @@ class FanotifyWatcher:
     def read(self, timeout_ms: int = 0) -> list[FsEvent]:
         """Events read within `timeout_ms` milliseconds (0: only what is queued now)."""
         out: list[FsEvent] = []
+        self.late.batch.clear()
         if self._poll.poll(timeout_ms):
             for _ in range(MAX_READS):
                 try:
@@ -221,6 +224,9 @@ class FanotifyWatcher:
         if parent is None:
             if mask & S.FAN_DELETE and self.paths.vanished(ev.dfid):
                 self.late.lost_departure = self.late.gen  # in a directory gone by now
+            elif (mask & S.FAN_ATTRIB and mask & S.FAN_ONDIR and ev.name == b"."
+                    and self.paths.vanished(ev.dfid)):
+                out.extend(self.late.replaced())    # a directory renamed over (_renamed)
             if mask & S.FAN_ONDIR and ev.fid is not None:
                 if mask & S.FAN_CREATE:
                     self.paths.remember(ev.fid, None)    # outside too: its events cost no lookup
@@ -282,10 +288,12 @@ class FanotifyWatcher:
         src = self._end(ev.old_dfid, ev.old_name, is_dir)
         dst = self._end(ev.dfid, ev.name, is_dir)
         # events queued before this rename but resolved after it got paths below dst
-        # already (today's), and were reported BEFORE it: they are reported again after
-        # it (fanotify_late), and what was shipped below dst is compared again
+        # already (today's): they are reported after it (fanotify_late), and what was
+        # shipped below dst is compared again if some were returned before it
         late = is_dir and dst is not None and self.paths.resolved_at_or_below(dst)
         resolved_below = late and src is not None
+        if late:    # not yet returned: taken back, reported after the move (after_move)
+            resolved_below = self.late.take_back(dst, out) and resolved_below
         src_gone, dst_gone = self.paths.vanished(ev.old_dfid), self.paths.vanished(ev.dfid)
         if src is None and src_gone:
             self.late.lost_departure = self.late.gen   # left a directory gone by now: below
@@ -302,13 +310,13 @@ class FanotifyWatcher:
         self._moved(src, dst, is_dir, out, ev.dfid)
         if late:
             out.extend(self.late.after_move(dst))   # type: ignore[arg-type]
-        if resolved_below or is_dir and dst is not None and lost_before:
-            # (lost_before) maybe a rename over a directory emptied just before: the deletes
-            # and renames that emptied it named a directory gone by the time they were read
-            # (no path), and FAN_RENAME says nothing of the victim. Either way what was
-            # shipped below dst is compared again (for every such rename until the queue
-            # is drained: which one was renamed over is not known)
+        if resolved_below:      # what was shipped below dst is compared again
             out.append(FsEvent("rescan", dst, is_dir=True))
+        elif is_dir and dst is not None and lost_before:
+            # maybe a rename over a directory emptied just before: the deletes and renames
+            # that emptied it named a directory gone by the time they were read (no path),
+            # and FAN_RENAME says nothing of the victim; its FAN_ATTRIB does (renamed_in)
+            out.extend(self.late.renamed_in(dst))
 
     def _moved(self, src: str | None, dst: str | None, is_dir: bool,
                out: list[FsEvent], dst_dfid: bytes | None = None) -> None:
@@ -318,6 +326,7 @@ class FanotifyWatcher:
                 out.extend(as_it_stands(self.root, p, is_dir) for p in (dst, src))
                 return
             self._last_move = (src, dst)
+            self.late.drop_replaced(dst, is_dir, out)
             self.quiet_files.moved(src, dst, dst_dfid, is_dir=is_dir)
             out.append(FsEvent("move", dst, src=src, is_dir=is_dir))
         elif dst is not None:       # moved in from outside the root: a create

@@ -16,7 +16,9 @@ a directory rename is read whose new path was resolved late, what was reported
 below it is reported again after the move, as it stands on disk now
 (`after_move`): those changes are recorded after the move and wait for it (a
 directory move is a barrier in the journal), so the order is right whatever the
-timing. The window closes once every event queued before the last lookup has been
+timing. Those still in the read() call under way are taken out from before the
+move (`take_back`): left there, work pending below Q when the move is recorded
+makes the journal re-send Q whole instead of moving it. The window closes once every event queued before the last lookup has been
 read (the queue found empty, or a short read: see FanotifyWatcher.read).
 """
 
@@ -27,7 +29,7 @@ import stat as stat_mod
 from typing import Callable
 
 from mirrord.watch.events import FsEvent
-from mirrord.watch.fanotify_scan import dir_events
+from mirrord.watch.fanotify_scan import as_it_stands, dir_events
 
 MAX_NOTED = 50_000      # paths; past it the oldest window is forgotten (see note())
 
@@ -40,10 +42,16 @@ class LateReports:
         self.root = root
         self.excluded = excluded
         self.noted: dict[str, tuple[int, bool]] = {}
+        self.batch: set[str] = set()    # paths noted in the owner's read() call under way
         self.gen = 0
         # the generation in which a delete or rename out of a directory was read after that
         # directory was gone (None: none in the window): see FanotifyWatcher._renamed
         self.lost_departure: int | None = None
+        # directories renamed into the tree while a departure was lost, waiting for the
+        # sign that they replaced a directory (renamed_in / replaced), and the generation
+        # in which that sign came first (None: not seen in the window)
+        self.over: list[str] = []
+        self.victim: int | None = None
         self.overfull = 0       # windows forgotten because MAX_NOTED was reached
 
     def note(self, events: list[FsEvent]) -> None:
@@ -57,12 +65,51 @@ class LateReports:
                 continue
             is_dir = ev.is_dir or self.noted.get(ev.path, (0, False))[1]
             self.noted[ev.path] = (self.gen, is_dir)
+            self.batch.add(ev.path)
             if ev.src:
                 self.noted[ev.src] = (self.gen, is_dir or self.noted.get(ev.src, (0, False))[1])
+                self.batch.add(ev.src)
 
     def below(self, dst: str) -> list[str]:
         prefix = dst + "/"
         return sorted(p for p in self.noted if p.startswith(prefix))
+
+    def take_back(self, dst: str, out: list[FsEvent]) -> bool:
+        """Remove from `out` (the read() call's events, not yet returned) every event below
+        `dst`, a directory just read as renamed there: they were named by today's path
+        but happened before the move, and after_move reports them again after it. Left in,
+        a change recorded below dst before the move makes the journal keep the move as a
+        delete plus a re-send of the whole directory (Journal.enqueue_move: work pending
+        at dst). Returns True when something reported below dst was returned earlier (the
+        journal may hold it already: what was shipped below dst must be compared again)."""
+        prefix = dst + "/"
+        kept: list[FsEvent] = []
+        for e in out:
+            inside = [p.startswith(prefix) for p in (e.path, e.src) if p]
+            if not any(inside):
+                kept.append(e)
+            elif not all(inside):   # a move across dst's edge: its other end stays, as it
+                other = e.src if inside[0] else e.path      # stands (the inside end comes
+                kept.append(as_it_stands(self.root, other, e.is_dir))   # after the move)
+        out[:] = kept
+        return any(p not in self.batch for p in self.below(dst))
+
+    @staticmethod
+    def drop_replaced(dst: str, is_dir: bool, out: list[FsEvent]) -> None:
+        """Remove from `out` (the read() call's events, not yet returned) what a rename to
+        `dst`, read now, replaces: a write, attr or delete of the file at `dst`; for a
+        directory, a mkdir, write or attr at or below it (a directory made and listed
+        before the rename was read lists what the rename brought: "mkdir new; mv a
+        new/a"). Left in, they make the journal keep the move as a delete plus a re-send
+        (Journal.enqueue_move: work pending at dst). Deletes below a directory stay: the
+        directory replaced was emptied by them. Moves stay (their source end counts)."""
+        prefix = dst + "/"
+        if is_dir:
+            out[:] = [e for e in out if e.src or e.kind not in ("mkdir", "write", "attr")
+                      or not (e.path == dst or e.path.startswith(prefix))]
+        else:
+            out[:] = [e for e in out if e.src or e.path != dst
+                      or e.kind not in ("write", "attr", "delete")]
 
     def after_move(self, dst: str) -> list[FsEvent]:
         """What was reported below `dst` (a directory just reported as moved there), as it
@@ -86,6 +133,31 @@ class LateReports:
                 out.append(FsEvent("write", rel))
         return out
 
+    def renamed_in(self, dst: str) -> list[FsEvent]:
+        """A directory renamed to `dst` while a delete or rename out of a directory gone by
+        now was read (`lost_departure`): that directory may be the one `dst` replaced, its
+        emptying unreported (no path). A rename over a directory is followed by FAN_ATTRIB
+        on the replaced one (fsnotify_move() -> fsnotify_link_count(target), fs/namei.c),
+        read with its handle gone: only with that sign is `dst` rescanned. Without it the
+        lost departure was elsewhere on the file system (a directory emptied and removed
+        by another program), and a rescan would only race the move: a subtree check that
+        runs before the move is shipped re-sends every file below `dst`."""
+        if self.victim is not None:
+            return [FsEvent("rescan", dst, is_dir=True)]
+        self.over.append(dst)
+        return []
+
+    def replaced(self) -> list[FsEvent]:
+        """A directory's own FAN_ATTRIB read after it was gone: the sign of a rename over
+        it. Rescans every directory renamed in that waited for it (renamed_in), or, when
+        it comes first (merged into an earlier event of that directory), lets the next
+        one be rescanned at once."""
+        out = [FsEvent("rescan", d, is_dir=True) for d in self.over]
+        self.over = []
+        if not out:
+            self.victim = self.gen
+        return out
+
     def advance(self) -> int:
         """Open a new generation; returns the one before (for forget_upto)."""
         self.gen += 1
@@ -97,3 +169,8 @@ class LateReports:
         self.noted = {} if gen is None else {p: v for p, v in self.noted.items() if v[0] > gen}
         if self.lost_departure is not None and (gen is None or self.lost_departure <= gen):
             self.lost_departure = None
+        if self.victim is not None and (gen is None or self.victim <= gen):
+            self.victim = None
+        # a rename's FAN_ATTRIB on the directory it replaced is queued with it: once the
+        # queue was read past the rename, a directory still waiting replaced nothing
+        self.over = []

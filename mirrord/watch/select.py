@@ -6,13 +6,17 @@ an unlimited event queue. It needs CAP_SYS_ADMIN (the mark, the unlimited queue)
 and CAP_DAC_READ_SEARCH (open_by_handle_at) — fanotify_init(2), fanotify_mark(2) —
 and Linux 5.17 or newer for FAN_RENAME. inotify (mirrord.watch.inotify) needs
 nothing but pays per directory. `auto` takes fanotify when the kernel and the
-process's capabilities allow it, else inotify, and says which and why. The default
-(mirrord.config) is still inotify: the churn test on fanotify left a directory behind
-once in four runs on a loaded machine. Its cause (an rmdir read under the new name of a
-directory renamed before the read, reported before that rename's move: fanotify_late)
-and a second one found while reproducing it (a write quiet after FAN_MODIFY named by the
-old path of a renamed directory: fanotify_quiet) are fixed, with
-tests/integration/test_fanotify_late_paths.py.
+process's capabilities allow it, else inotify, and says which and why; it is the
+default (mirrord.config). Watcher faults found under load are fixed: the churn
+test's leftover directory (an rmdir read under the new name of a directory renamed
+before the read: fanotify_late; a write quiet after FAN_MODIFY named by the old path:
+fanotify_quiet; tests/integration/test_fanotify_late_paths.py) and a directory rename
+re-sent because a directory removed elsewhere on the file system made the watcher ask
+for a rescan of it (fanotify_late.renamed_in;
+tests/integration/test_fanotify_renames_delayed.py). What remains is the journal's: a
+rename recorded while rows at its ends are still queued or in flight is kept as a
+delete plus a re-send (Journal.enqueue_move); on a loaded machine the e2e rename test
+(tests/e2e/test_operations.py) still meets it now and then, with either backend.
 """
 
 from __future__ import annotations

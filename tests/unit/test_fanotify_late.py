@@ -85,3 +85,35 @@ def test_past_the_cap_the_window_is_forgotten_and_counted(monkeypatch):
     lr.note([FsEvent("delete", f"Q/{i}") for i in range(3)])
     lr.note([FsEvent("delete", "Q/last")])
     assert set(lr.noted) == {"Q/last"} and lr.overfull == 1
+
+
+def test_a_directory_renamed_in_is_rescanned_only_with_the_sign_of_a_replaced_one():
+    """renamed_in(): FAN_ATTRIB on the directory a rename replaced (replaced()) is the sign;
+    a lost departure alone (a directory removed elsewhere) asks for nothing."""
+    lr = LateReports("/nonexistent", lambda _r: False)
+    assert lr.renamed_in("Q") == []                 # waits for the sign...
+    assert lr.replaced() == [FsEvent("rescan", "Q", is_dir=True)]   # ...which comes after
+    assert lr.renamed_in("R") == [] and lr.over == ["R"]
+    lr.close(None)                                  # the queue was read past the rename:
+    assert lr.over == [] and lr.replaced() == []    # R replaced nothing
+    assert lr.renamed_in("S") == [FsEvent("rescan", "S", is_dir=True)]  # sign came first
+    lr.close(None)
+    assert lr.victim is None and lr.renamed_in("T") == []
+
+
+def test_take_back_keeps_what_is_outside_and_the_outer_end_of_a_move_across(root):
+    """Events below Q still in the read() call are taken out (after_move reports them after
+    the move); a move across Q's edge leaves its outer end, as it stands on disk."""
+    lr = late(root)
+    out = [FsEvent("write", "Q/f.jpg"), FsEvent("write", "other/x"),
+           FsEvent("move", "Q/Y/in.jpg", src="gone.jpg"),      # renamed in: src gone
+           FsEvent("move", "other", src="Q/old", is_dir=True),  # renamed out: dst stands
+           FsEvent("move", "Q/b", src="Q/a"), FsEvent("write", "Q2/f")]
+    lr.note(out)
+    assert lr.take_back("Q", out) is False          # all of it was in this read() call
+    assert out == [FsEvent("write", "other/x"), FsEvent("delete", "gone.jpg"),
+                   FsEvent("rescan", "other", is_dir=True), FsEvent("write", "Q2/f")]
+    lr.batch.clear()                                # a later read() call
+    lr.note([FsEvent("write", "Q/f.jpg")])
+    lr.batch.clear()
+    assert lr.take_back("Q", []) is True            # returned before: Q is compared again
