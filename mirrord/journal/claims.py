@@ -56,6 +56,8 @@ class ClaimAckMixin:
                 barrier = bool(is_dir and (kind == "move" or tree))
                 if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
                     continue
+                if kind == "move" and src is not None and self._in_flight(target, source, bytes(src)):
+                    continue   # what was at src is still being shipped: move it once it has been
                 self.db.execute("UPDATE ops SET claimed = ? WHERE id = ?", (seq, oid))
                 src_shipped = shipped = None
                 if kind == "move" and src is not None and not is_dir:
@@ -72,6 +74,12 @@ class ClaimAckMixin:
         """Whether the row must wait for work in flight on an overlapping path (the rule
         and why: mirrord.journal.barriers.overlaps_inflight)."""
         return overlaps_inflight(self.db, self._barriers, oid, target, source, path, src, barrier)
+
+    def _in_flight(self, target: str, source: str, path: bytes) -> bool:
+        """Whether the row at `path` is claimed: an op on it is at a worker (a move's source
+        end whose put was in flight when the rename was recorded: enqueue_move)."""
+        return self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
+                               "AND claimed != 0", (target, source, path)).fetchone() is not None
 
     def _shipped_meta(self, target: str, source: str, key: bytes) -> tuple[int, int, int | None] | None:
         """(size, mtime_ns, mode) of the file `key` as last shipped, None if never shipped."""

@@ -38,11 +38,19 @@ class EnqueueMixin:
         with self.transaction():
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
+                    if ch.repair and self._row_kind(target, ch.source, _b(ch.path)) not in (None, "attr"):
+                        continue
                     self._upsert(target, ch.source, _b(ch.path), ch.kind, tree=ch.tree,
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
                                  when=ch.time or self.clock(), delay=ch.delay)
                     n += 1
         return n
+
+    def _row_kind(self, target: str, source: str, path: bytes) -> str | None:
+        """The kind of the row at `path` (pending or in flight), None when there is none."""
+        row = self.db.execute("SELECT kind FROM ops WHERE target = ? AND source = ? AND path = ?",
+                              (target, source, path)).fetchone()
+        return row[0] if row else None
 
     def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
         return self._barriers.covering(target, source, path, own)
@@ -88,7 +96,9 @@ class EnqueueMixin:
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
             next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, oid)
-            if barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
+            if wait_for is not None:   # a move's source end (its row was in flight): the move
+                waits = wait_for
+            elif barrier is not None and barrier > oid and waits is None and not self._waits_on(barrier, oid):
                 waits = barrier
             self.db.execute(
                 "UPDATE ops SET kind = ?, src = ?, is_dir = ?, tree = MAX(tree, ?), "
@@ -110,9 +120,20 @@ class EnqueueMixin:
             return PARKED
         return when + delay if delay else 0
 
-    def _has_rows_at_or_below(self, target: str, source: str, path: bytes, is_dir: bool) -> bool:
-        if self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ?",
-                           (target, source, path)).fetchone():
+    def _pending_at_or_below(self, target: str, source: str, path: bytes, is_dir: bool) -> bool:
+        """Whether a move at `path` cannot be kept as a move: a row at the path or below it,
+        or a directory barrier over it.
+
+        For a file, a row in flight (claimed) does not count: the move is recorded and
+        claim() holds it back until that op is acked; the ack records what it shipped, which
+        the move then checks against the source (Op.src_shipped), so the result is exact
+        whatever the op did. Counting it turned a file renamed right after it reached the
+        target, before its ack was recorded, into a delete and a second send (found by
+        tests/e2e/test_operations.py under load, with either watcher backend). A directory
+        has no such check for what lies below it, so any row there still counts."""
+        in_flight_ok = "" if is_dir else " AND claimed = 0"
+        if self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ?"
+                           + in_flight_ok, (target, source, path)).fetchone():
             return True
         if is_dir and self.db.execute(
                 "SELECT 1 FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? LIMIT 1",
@@ -130,8 +151,8 @@ class EnqueueMixin:
         fallback: list[str] = []
         with self.transaction():
             for target in self.targets_of(targets, source):
-                busy = (self._has_rows_at_or_below(target, source, bsrc, is_dir)
-                        or self._has_rows_at_or_below(target, source, bdst, is_dir))
+                busy = (self._pending_at_or_below(target, source, bsrc, is_dir)
+                        or self._pending_at_or_below(target, source, bdst, is_dir))
                 if busy:
                     fallback.append(target)
                     self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir,

@@ -50,6 +50,11 @@ class Change:
     time: float = 0.0
     targets: tuple[str, ...] | None = None   # None: every target of the source
     delay: float = 0.0
+    # A reconcile pass's proposal: left alone when the path has a row already (anything but
+    # an 'attr' one), which ships the source's state as it is when it runs. Recorded anyway,
+    # it moved an op in flight on (seq) and the same file went twice (found under load: the
+    # start pass listed a target while the catch-up's puts were in flight).
+    repair: bool = False
 
 
 @dataclass(frozen=True)

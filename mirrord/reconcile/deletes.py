@@ -114,7 +114,7 @@ class DeletePlan:
                 continue
             deleted += extra.count
             changes.append(Change(source, extra.path, "delete", tree=extra.is_dir,
-                                  time=time.time(), targets=(target,)))
+                                  time=time.time(), targets=(target,), repair=True))
         for i in range(0, len(changes), CHUNK):
             emit(changes[i:i + CHUNK])
         return deleted, reappeared

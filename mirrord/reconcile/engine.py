@@ -255,7 +255,7 @@ class _Pass:
         if kind == "put":
             self.res.bytes += s.size
         self.batch.append(Change(self.source.name, s.path, kind, size=s.size, time=time.time(),
-                                 targets=(self.target.name,)))
+                                 targets=(self.target.name,), repair=True))
         if len(self.batch) >= CHUNK:
             self._flush()
 

@@ -1,0 +1,109 @@
+"""A rename recorded while an op on one of its ends is in flight stays a move, and a
+reconcile's proposal never sends again what is already queued or in flight.
+
+Found under load by tests/e2e/test_operations.py (either watcher backend): a file renamed
+right after it reached the target, before its ack was recorded, became a delete plus a
+second send; and the start reconcile pass, listing the target while the catch-up's puts
+were in flight, moved those rows on so the same files went twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirrord.journal import Change, Journal, Outcome
+from tests.fakes import Clock
+
+S, T = "up", "t"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def j(tmp_path: Path, clock: Clock) -> Journal:
+    jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=clock)
+    yield jr
+    jr.close()
+
+
+def kinds(ops) -> list[tuple[str, str]]:
+    return sorted((op.path, op.kind) for op in ops)
+
+
+def ack(j: Journal, ops, kind: str = "put", **kw) -> None:
+    j.ack([Outcome(op, kind, **kw) for op in ops])
+
+
+def test_a_file_renamed_while_its_put_is_in_flight_is_a_move_after_the_put(j):
+    j.enqueue([Change(S, "a", "put")])
+    inflight = j.claim(T, 10)
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == []    # kept as a move
+    assert j.claim(T, 10) == []          # the move waits for the put of its source end
+    ack(j, inflight, size=4, mtime_ns=7)
+    (mv,) = j.claim(T, 10)
+    assert (mv.path, mv.kind, mv.src) == ("b", "move", "a")
+    assert mv.src_shipped == (4, 7, None)   # what the put shipped: the move checks it
+    ack(j, [mv], "move", size=4, mtime_ns=7)
+    (rm,) = j.claim(T, 10)
+    assert (rm.path, rm.kind) == ("a", "delete")
+
+
+def test_a_rename_over_a_file_whose_put_is_in_flight_waits_for_that_put(j):
+    j.enqueue([Change(S, "b", "put")])
+    inflight = j.claim(T, 10)
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == []
+    assert j.claim(T, 10) == []          # b's row is the one in flight: not claimed twice
+    ack(j, inflight)
+    (mv,) = j.claim(T, 10)
+    assert (mv.path, mv.kind, mv.src) == ("b", "move", "a")
+
+
+def test_a_chain_of_renames_with_the_first_in_flight_is_two_moves(j):
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == []
+    (first,) = j.claim(T, 10)
+    assert (first.path, first.kind) == ("b", "move")
+    assert j.enqueue_move(S, "b", "c", is_dir=False) == []
+    assert j.claim(T, 10) == []          # b -> c waits for a -> b
+    ack(j, [first], "move", size=1, mtime_ns=1)
+    (second,) = j.claim(T, 10)
+    assert (second.path, second.kind, second.src) == ("c", "move", "b")
+    assert second.src_shipped == (1, 1, None)
+    ack(j, [second], "move", size=1, mtime_ns=1)
+    assert kinds(j.claim(T, 10)) == [("b", "delete")]   # then a's delete, after b's
+
+
+def test_a_rename_with_a_pending_put_still_falls_back(j):
+    j.enqueue([Change(S, "a", "put")])           # never claimed: the target has no a
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == [T]
+
+
+def test_a_directory_with_work_in_flight_below_still_falls_back(j):
+    j.enqueue([Change(S, "d/x", "put")])
+    j.claim(T, 10)
+    assert j.enqueue_move(S, "d", "e", is_dir=True) == [T]   # no check covers what is below
+
+
+def test_a_repair_leaves_a_put_in_flight_alone(j):
+    j.enqueue([Change(S, "a", "put")])
+    inflight = j.claim(T, 10)
+    assert j.enqueue([Change(S, "a", "put", targets=(T,), repair=True)]) == 0
+    ack(j, inflight)
+    assert j.claim(T, 10) == []                   # the row is gone: sent once
+
+
+def test_a_live_change_still_moves_an_op_in_flight_on(j):
+    j.enqueue([Change(S, "a", "put")])
+    inflight = j.claim(T, 10)
+    j.enqueue([Change(S, "a", "put")])            # the file changed again: send it again
+    ack(j, inflight)
+    assert kinds(j.claim(T, 10)) == [("a", "put")]
+
+
+def test_a_repair_strengthens_a_pending_attr_and_is_recorded_where_no_row_is(j):
+    j.enqueue([Change(S, "a", "attr")])
+    assert j.enqueue([Change(S, "a", "put", repair=True), Change(S, "b", "put", repair=True)]) == 2
+    assert kinds(j.claim(T, 10)) == [("a", "put"), ("b", "put")]
