@@ -20,7 +20,8 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import PROFILES, Context, Row, fmt, fmt_runs, median, tool_version
+from bench.common import (PROFILES, TARGET_KINDS, Context, Row, fmt, fmt_runs, median,
+                          tool_version)
 
 # name -> module; run in this order (latency first: it is issue 2's requirement)
 WORKLOADS = {
@@ -36,8 +37,9 @@ WORKLOADS = {
 # a tree of its own, which the smoke test's time budget (test_bench_smoke.py) has no room for
 OPT_IN = {"watchers"}
 RESULTS = Path(__file__).resolve().parent / "results"
-# where --keep-deleted applies: mirrord's arm writes to an S3 or rsync target (bench/common.py
-# s3_target_ini, rsync_target_ini); the other workloads would mislabel or ignore it
+# where --keep-deleted applies: mirrord's arm writes to an S3, rsync or local target
+# (bench/common.py s3_target_ini, rsync_target_ini, local_target_ini(ctx=)); the other
+# workloads would mislabel or ignore it
 KEEP_DELETED_WORKLOADS = ("burst", "initial")
 
 
@@ -62,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run mirrord's targets with `keep_deleted = DURATION` (default 7d); "
                         f"only with --only {','.join(KEEP_DELETED_WORKLOADS)}; rows are labelled, "
                         "so with --merge they stand beside the rows without it")
+    p.add_argument("--keep-paired", nargs="?", const="7d", default=None, metavar="DURATION",
+                   help="run mirrord twice per repetition, without and with `keep_deleted = "
+                        "DURATION` (default 7d), back to back: paired figures of what keeping "
+                        f"costs; only with --only {','.join(KEEP_DELETED_WORKLOADS)}")
+    p.add_argument("--targets", default=",".join(TARGET_KINDS), metavar="LIST",
+                   help="which targets the burst and initial-sync workloads run "
+                        f"(comma list of {', '.join(TARGET_KINDS)}; default all)")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other workloads found in OUT/latest.json")
     return p.parse_args(argv)
@@ -87,6 +96,10 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         "so **≤ 1.00 means mirrord is at least as good** for times and memory (for MiB/s, ≥ 1.00; ✓/✗ mark which). Peers ran in the same "
         "run, alternating A/B then B/A; loopback services only.",
     ]
+    if ctx.keep_paired:
+        lines.append(f"- --keep-paired: mirrord ran without and with `keep_deleted = "
+                     f"{ctx.keep_paired}` back to back in each repetition (rows labelled so), "
+                     "the arms' order rotating; the peer's figures are the same on both rows")
     if ctx.keep_deleted:
         lines.append(f"- mirrord's targets ran with `keep_deleted = {ctx.keep_deleted}` (rows "
                      "labelled so); the peers keep nothing")
@@ -157,11 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full" if args.full else "default"]
     names = selected(args)
-    if args.keep_deleted and not set(names) <= set(KEEP_DELETED_WORKLOADS):
-        raise SystemExit(f"--keep-deleted applies to {', '.join(KEEP_DELETED_WORKLOADS)} only: "
+    if (args.keep_deleted or args.keep_paired) and not set(names) <= set(KEEP_DELETED_WORKLOADS):
+        raise SystemExit(f"--keep-deleted and --keep-paired apply to "
+                         f"{', '.join(KEEP_DELETED_WORKLOADS)} only: "
                          f"add --only {','.join(KEEP_DELETED_WORKLOADS)}")
+    if args.keep_deleted and args.keep_paired:
+        raise SystemExit("--keep-deleted and --keep-paired: give one (--keep-paired runs both)")
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if not targets or set(targets) - set(TARGET_KINDS):
+        raise SystemExit(f"--targets: a comma list of {', '.join(TARGET_KINDS)}, "
+                         f"not {args.targets!r}")
     ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers,
-                  keep_deleted=args.keep_deleted)
+                  keep_deleted=args.keep_deleted, targets=targets, keep_paired=args.keep_paired)
     if args.watch_tree:
         files, _, dirs = args.watch_tree.partition(":")
         ctx.watch_tree = (int(files), int(dirs))

@@ -17,6 +17,7 @@ import ctypes
 import math
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,11 @@ class Profile:
     # 6. one large file to S3
     large_file: int
 
+
+# the targets the burst and initial-sync workloads compare on (--targets): mirrord's S3
+# target vs rclone, its rsync target over the loopback sshd vs rsync over ssh, its local
+# target vs a local rsync
+TARGET_KINDS = ("s3", "ssh", "local")
 
 PROFILES = {
     "quick": Profile("quick", reps=1, latency_rates=((200, 2.0), (1000, 1.0)),
@@ -248,15 +254,21 @@ class Context:
 
     def __init__(self, profile: Profile, *, reps: int | None = None, keep: bool = False,
                  verbose: bool = True, s3_workers: int | None = None, seaweed=None,
-                 keep_deleted: str | None = None):
+                 keep_deleted: str | None = None, targets: Iterable[str] = TARGET_KINDS,
+                 keep_paired: str | None = None):
         """seaweed: an already running tests.services.seaweedfs.SeaweedFS to use (a test's
         fixture); the context then neither starts one nor stops it. keep_deleted: a duration
         ("7d") given to mirrord's S3 and rsync targets (`keep_deleted =`); every row of the
-        run is then labelled with it, so its figures stand beside those without it."""
+        run is then labelled with it, so its figures stand beside those without it. targets:
+        which of TARGET_KINDS the burst and initial-sync workloads run arms for. keep_paired:
+        a duration: those workloads run mirrord both without and with `keep_deleted =` it,
+        back to back in each repetition (bench/pairs.py), one row each."""
         self.profile = profile
         self.reps = reps or profile.reps
         self.s3_workers = s3_workers   # mirrord's S3 `workers`; None: its default
         self.keep_deleted = keep_deleted
+        self.targets = frozenset(targets)
+        self.keep_paired = keep_paired
         self.keep = keep
         self.verbose = verbose
         self.base = Path(tempfile.mkdtemp(prefix="mirrord-bench-"))
@@ -272,6 +284,11 @@ class Context:
     def log(self, *parts: object) -> None:
         if self.verbose:
             print(f"[{time.monotonic() - self.started:7.1f}s]", *parts, flush=True)
+
+    @staticmethod
+    def load() -> float:
+        """The 1-minute load average now (the machine is shared: quoted with each figure)."""
+        return os.getloadavg()[0]
 
     def fresh_dir(self, name: str) -> Path:
         self._counter += 1
@@ -427,8 +444,10 @@ def mirrord_config(path: Path, *, state: Path, source: Path, target_ini: str,
     return path
 
 
-def local_target_ini(dest: Path, *, fsync: bool = True) -> str:
-    return f"type = local\npath = {dest}\nfsync = {'yes' if fsync else 'no'}"
+def local_target_ini(dest: Path, *, fsync: bool = True, ctx: Context | None = None) -> str:
+    """A local target's body; with `ctx`, its `keep_deleted` line when the run asks for it."""
+    body = f"type = local\npath = {dest}\nfsync = {'yes' if fsync else 'no'}"
+    return body + (keep_deleted_ini(ctx) if ctx is not None else "")
 
 
 # S3 concurrency for both sides of every S3 comparison: rclone --transfers, mirrord workers.
@@ -450,6 +469,21 @@ def rsync_target_ini(ctx: Context, root: Path) -> str:
     return (f"type = rsync\nhost = {ssh.host}\nport = {ssh.port}\nuser = {ssh.user}\n"
             f"path = {root}\nssh_key = {ssh.key_path}\nknown_hosts = {ssh.known_hosts}\n"
             f"strict_host_key_checking = yes") + keep_deleted_ini(ctx)
+
+
+def rsync_rsh(ctx: Context) -> str:
+    """rsync's `-e` for the loopback sshd: its port, key and pinned host key, no prompts."""
+    ssh = ctx.sshd()
+    return " ".join(shlex.quote(a) for a in [
+        "ssh", "-p", str(ssh.port), "-i", str(ssh.key_path), "-o",
+        f"UserKnownHostsFile={ssh.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes"])
+
+
+def sshd_pid(ctx: Context) -> int:
+    """The loopback sshd's pid: its process tree runs every remote command and rsync
+    server, so its CPU is the mirror host's side of an ssh arm (bench/cpu.py tree_cpu)."""
+    return ctx.sshd()._proc.pid
 
 
 def keep_deleted_ini(ctx: Context) -> str:

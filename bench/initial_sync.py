@@ -2,11 +2,15 @@
 
 The tree (sizes spread on a log scale between the profile's bounds, many small
 and a few large, in two-level directories) is made once. Per repetition, on a
-fresh bucket / remote directory each, alternating the order:
+fresh bucket / remote directory each, the arms' order rotating (bench/pairs.py):
 - to S3:   mirrord started on the tree (S3 target; its default `workers` unless
            --s3-workers) vs `rclone copy TREE remote:bucket/prefix --transfers 16`.
 - to host: mirrord started on the tree (rsync target through the loopback sshd)
-           vs `rsync -a TREE/ user@host:DIR/` over the same sshd.
+           vs `rsync -a TREE/ user@host:DIR/` over the same sshd; the server CPU
+           column is the sshd's process tree (remote scripts, rsync's receiver).
+- to local: mirrord started on the tree (local target, fsync = no, as rsync does
+           not fsync either) vs `rsync -a TREE/ DIR/` on the same file system.
+--targets picks which of the three run.
 mirrord's time starts at exec and includes its start-up; it ends when its state
 database acknowledges every file (bench/ack.py); the peers' end at their exit.
 Nothing lists the target while a tool works (issue 15: a listing poller costs
@@ -19,16 +23,17 @@ at --full the tree is ~28 GiB and four copies would not fit on the disk.
 
 from __future__ import annotations
 
-import shlex
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from bench.ack import (Arm, Meter, confirm, cpu_summary, record, run_to_exit, s3_sizes,
-                       tree_sizes, wait_mirrord)
-from bench.common import (S3_TRANSFERS, Context, Mirrord, have, log_uniform, make_tree,
-                          mirrord_config, rclone_env, rsync_target_ini, s3_client, s3_target_ini)
+from bench.ack import Arm, Meter, confirm, run_to_exit, s3_sizes, tree_sizes, wait_mirrord
+from bench.common import (S3_TRANSFERS, Context, Mirrord, have, local_target_ini, log_uniform,
+                          make_tree, mirrord_config, rclone_env, rsync_rsh, rsync_target_ini,
+                          s3_client, s3_target_ini, sshd_pid)
 from bench.cpu import tree_cpu
+from bench.pairs import Pair, run_pair
 
 NAME = "initial"
 TIMEOUT = 3600.0
@@ -52,9 +57,20 @@ def mirrord_to_host(ctx: Context, tree: Path, expected: dict[str, int]) -> Arm:
     root = ctx.sshd().new_root()
     try:
         return _mirrord_until(ctx, work, tree, rsync_target_ini(ctx, root),
-                              lambda: tree_sizes(root), expected, None)
+                              lambda: tree_sizes(root), expected, sshd_pid(ctx))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def mirrord_to_local(ctx: Context, tree: Path, expected: dict[str, int]) -> Arm:
+    work = ctx.fresh_dir("init-m-local")
+    dest = work / "dest"
+    dest.mkdir()
+    try:
+        return _mirrord_until(ctx, work, tree, local_target_ini(dest, fsync=False, ctx=ctx),
+                              lambda: tree_sizes(dest), expected, None)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
 
 
 def _mirrord_until(ctx: Context, work: Path, tree: Path, target_ini: str,
@@ -96,15 +112,26 @@ def rsync_to_host(ctx: Context, tree: Path, expected: dict[str, int]) -> Arm:
     work = ctx.fresh_dir("init-rsync")
     ssh = ctx.sshd()
     root = ssh.new_root()
-    rsh = " ".join(shlex.quote(a) for a in [
-        "ssh", "-p", str(ssh.port), "-i", str(ssh.key_path), "-o", f"UserKnownHostsFile={ssh.known_hosts}",
-        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
     try:
-        arm = run_to_exit(ctx, ["rsync", "-a", "-e", rsh, f"{tree}/", f"{ssh.user}@{ssh.host}:{root}/"],
-                          log=work / "rsync.log", env=None, meter=Meter(None), timeout=TIMEOUT)
+        arm = run_to_exit(ctx, ["rsync", "-a", "-e", rsync_rsh(ctx), f"{tree}/",
+                                f"{ssh.user}@{ssh.host}:{root}/"],
+                          log=work / "rsync.log", env=None, meter=Meter(sshd_pid(ctx)),
+                          timeout=TIMEOUT)
         confirm(lambda: tree_sizes(root), expected, "rsync")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    return arm
+
+
+def rsync_to_local(ctx: Context, tree: Path, expected: dict[str, int]) -> Arm:
+    work = ctx.fresh_dir("init-rsync-local")
+    dest = work / "dest"
+    try:
+        arm = run_to_exit(ctx, ["rsync", "-a", f"{tree}/", f"{dest}/"], log=work / "rsync.log",
+                          env=None, meter=Meter(None), timeout=TIMEOUT)
+        confirm(lambda: tree_sizes(dest), expected, "rsync")
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
     return arm
 
 
@@ -124,30 +151,15 @@ def run(ctx: Context) -> None:
     desc = (f"{p.initial_files:,} files {_size(p.initial_min)}–{_size(p.initial_max)} "
             f"({total / 2**20:,.0f} MiB), {p.initial_dirs:,} dirs")
     pairs = [
-        (f"to S3 (mirrord {workers})", f"rclone copy --transfers {S3_TRANSFERS}",
-         mirrord_to_s3, rclone_to_s3, have("rclone")),
-        ("to host over ssh", "rsync -a over ssh", mirrord_to_host, rsync_to_host, have("rsync")),
+        ("s3", f"to S3 (mirrord {workers})", f"rclone copy --transfers {S3_TRANSFERS}",
+         mirrord_to_s3, rclone_to_s3, "rclone"),
+        ("ssh", "to host over ssh", "rsync -a over ssh", mirrord_to_host, rsync_to_host, "rsync"),
+        ("local", "to a local directory (fsync = no)", "rsync -a (local)", mirrord_to_local,
+         rsync_to_local, "rsync"),
     ]
-    for where, peer, mine, theirs, peer_ok in pairs:
-        row = ctx.row("3 initial sync", f"{where}: {desc}", "seconds to own ack", peer)
-        for rep in range(ctx.reps):
-            order = [("mirrord", mine), ("peer", theirs)]
-            if rep % 2:
-                order.reverse()
-            for who, fn in order:
-                if who == "peer" and not peer_ok:
-                    continue
-                try:
-                    arm = fn(ctx, tree, expected)
-                except Exception as exc:  # noqa: BLE001 - recorded, the suite goes on
-                    ctx.log(f"initial {where} {who}: FAILED {exc}")
-                    row.notes.append(f"{who} rep {rep + 1} failed: {str(exc)[:200]}")
-                    continue
-                record(row, "mirrord" if who == "mirrord" else "other", arm, p.initial_files)
-                ctx.log(f"initial {where} {who if who == 'mirrord' else peer} rep {rep + 1}: "
-                        f"{arm.seconds:.2f} s ({p.initial_files / arm.seconds:.0f} files/s, "
-                        f"{total / 2**20 / arm.seconds:.0f} MiB/s); CPU {arm.tool_cpu:.2f} s, "
-                        f"server {arm.server_cpu:.2f} s")
-        for side in ("mirrord", "other"):
-            if row.cpu.get(side):
-                ctx.log(f"initial {where} {side} median: {cpu_summary(row, side)}")
+    for kind, where, peer, mine, theirs, tool in pairs:
+        if kind in ctx.targets:
+            run_pair(ctx, Pair("3 initial sync", f"{where}: {desc}", peer,
+                               partial(mine, tree=tree, expected=expected),
+                               partial(theirs, tree=tree, expected=expected), tool, have(tool),
+                               p.initial_files), f"initial {kind}")

@@ -28,8 +28,8 @@ from typing import Iterator
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
 from mirrord.fsutil import fsync_dir, remove_tree
-from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
-                                  classify_oserror)
+from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, Target, check_relpath,
+                                  classify_oserror, exact_ns)
 from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.sweep import OpenLock
@@ -38,9 +38,10 @@ from mirrord.treewalk import WalkErrors, file_digest, walk
 
 class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local_trash
     type = "local"
-    # utimensat keeps nanoseconds on ext4/xfs/tmpfs; the 1 us tolerance is for NFS mounts
+    # utimensat keeps nanoseconds on ext4/xfs/tmpfs; the 1 us tolerance is for NFS mounts.
+    # keep_by_condition: a put keeps what it replaces itself (put(keep_stamp=), issue 17)
     features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,
-                        batch_size=8, keeps_mode=True, cheap_stat=True)
+                        batch_size=8, keeps_mode=True, cheap_stat=True, keep_by_condition=True)
 
     def __init__(self, name: str, root: str | os.PathLike[str], *, fsync: bool = True):
         super().__init__(name)
@@ -170,10 +171,14 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     # ------------------------------------------------------------ changes
     def put(self, path: str, local: str, *, size: int, mtime: float,
-            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+            mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
+        """Target.put; with `keep_stamp` (SyncItem.keep_stamp) what stands at `path` is kept
+        first (LocalTrash._keep_in_put); a keep that fails raises, nothing is overwritten."""
         full = self._abs(path)
         try:
             parent = self._confined_parent(full)
+            if keep_stamp is not None:
+                self._keep_in_put(path, full, keep_stamp, size, exact_ns(mtime, mtime_ns))
             self._staging.install(local, full, parent, mtime=mtime, mtime_ns=mtime_ns, mode=mode)
             if self.fsync:
                 fsync_dir(parent)
@@ -181,6 +186,14 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except OSError as exc:
             raise classify_oserror(exc) from None
         return self._entry(path, st)
+
+    def _sync_file(self, item: SyncItem) -> Entry:
+        """Target._sync_file; a whole-file item with a keep_stamp puts keeping (put())."""
+        if item.keep_stamp is None or item.meta_only:
+            return super()._sync_file(item)
+        return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
+                        mtime_ns=exact_ns(item.mtime, item.mtime_ns), mode=item.mode,
+                        keep_stamp=item.keep_stamp)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         full = self._abs(path)

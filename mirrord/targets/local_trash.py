@@ -22,9 +22,10 @@ import shutil
 import stat as stat_mod
 from typing import Iterator, Sequence
 
-from mirrord.errors import NotFound, PermanentError
+from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.fsutil import open_dir_beneath, open_file_beneath
 from mirrord.targets.base import Entry, check_relpath, classify_oserror, ns_to_float
+from mirrord.targets.local_dirs import DirCache
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, entry_dir,
                                  parse_entry_dir, parse_trash_rel)
 
@@ -67,6 +68,45 @@ class LocalTrash:
             raise classify_oserror(exc) from None
         finally:
             os.close(src)
+
+    def keep_many(self, requests: Sequence[tuple[str, str, str]]) -> list[Exception | None]:
+        """Target.keep_many. The parents the keeper asks first (coming 'dir') are looked at
+        through one descriptor per directory (DirCache): a directory or nothing there costs one
+        lstat, not a keep() walk from the root (issue 17). Anything else goes to keep(), and
+        the descriptors are dropped first (a keep may move a directory into the trash)."""
+        out: list[Exception | None] = []
+        dirs: DirCache | None = DirCache(self.root)
+        try:
+            for path, stamp, coming in requests:
+                try:
+                    check_relpath(path)
+                    if coming != "dir" or dirs is None or not dirs.dir_or_nothing(path):
+                        if dirs is not None:
+                            dirs.close()
+                            dirs = None
+                        self.keep(path, stamp=stamp, coming=coming)
+                    out.append(None)
+                except (PermanentError, NotFound, RetryableError) as exc:
+                    out.append(exc)
+                except OSError as exc:
+                    out.append(classify_oserror(exc))
+        finally:
+            if dirs is not None:
+                dirs.close()
+        return out
+
+    def _keep_in_put(self, path: str, full: bytes, stamp: str, size: int, ns: int) -> None:
+        """A put's own keep (Features.keep_by_condition): one lstat of `full`, and keep(path,
+        coming='file') only when something other than this very version (a regular file of
+        `size` bytes, mtime `ns`) is there: the keeper's "holds already" rule. Called after
+        the put's parent walk; a file where a parent goes was kept as a parent 'dir' first."""
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if stat_mod.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == ns:
+            return
+        self.keep(path, stamp=stamp, coming="file")
 
     def _keep_at(self, src: int, head: str, name: bytes, stamp: str, coming: str) -> int:
         try:

@@ -184,7 +184,7 @@ class RsyncTarget(Target):
         return got
 
     def keep_many(self, requests: Sequence[tuple[str, str, str]]) -> list[Exception | None]:
-        """keep() for the whole batch in one remote script (trash.KEEP_SCRIPT)."""
+        """keep() for the whole batch in one remote script (trash.keep_script)."""
         return [g if isinstance(g, Exception) else None for g in RsyncTrash(self).keep_batch(requests)]
 
     def trash_list(self, prefix: str = "") -> Iterator[Kept]:

@@ -20,6 +20,7 @@ so a planted link cannot make us move anything outside the root.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import tempfile
@@ -36,19 +37,21 @@ if TYPE_CHECKING:
 
 COMINGS = ("file", "dir", "absent")
 
-# stdin: b"INDEX COMING STAMP ./path" records, NUL-terminated. Answers, NUL-terminated:
+# Records b"INDEX COMING STAMP ./path", as sh arguments ("$@"): run by keep_script(), which
+# passes a small batch on the command line and a large one NUL-terminated on stdin through
+# xargs -0. Answers, NUL-terminated:
 #   b"INDEX K BYTES"   kept, BYTES = the bytes of the file(s) now in the trash
 #   b"INDEX N"         nothing to keep (nothing there, a dir coming 'dir', a symlink on the
 #                      way, an empty directory) or already kept under this stamp (a retry),
 #                      or an overwrite of a file with a second link (kept by an earlier try
 #                      under another stamp: see LocalTrash._keep_at)
 #   b"INDEX E TEXT"    failed; TEXT is what the command printed on stderr
-KEEP_SCRIPT = rb"""mkdir -p ./.mirrord/trash || exit 1
-td=$(find ./.mirrord/trash -maxdepth 0 -printf %D) || exit 1
-export td
-xargs -0 -r sh -c '
+# Cost (issue 17): a path with nothing at it (every new file) is answered by two builtin
+# tests; mkdir and find of the trash (two execs) run only once something is kept.
+KEEP_BODY = rb"""td=
 for r; do
   i=${r%% *}; r=${r#* }; c=${r%% *}; r=${r#* }; s=${r%% *}; p=${r#* }
+  if [ ! -e "$p" ] && [ ! -L "$p" ]; then printf "%s N\0" "$i"; continue; fi
   n=.; bad=; o=$IFS; IFS=/; set -f
   for x in ${p#./}; do n="$n/$x"; [ -L "$n" ] && bad=1; done
   IFS=$o; set +f
@@ -58,6 +61,10 @@ for r; do
   else w=; fi
   d=./.mirrord/trash/$s.$w/${p#./}
   if [ -z "$w" ] || [ -e "$d" ] || [ -L "$d" ]; then printf "%s N\0" "$i"; continue; fi
+  if [ -z "$td" ]; then
+    e=$(mkdir -p ./.mirrord/trash 2>&1) && td=$(find ./.mirrord/trash -maxdepth 0 -printf %D 2>&1) ||
+      { printf "%s E %s\0" "$i" "$e$td"; td=; continue; }
+  fi
   x=$(find "$p" -maxdepth 0 -printf "%D %n %s")
   if [ "${x%% *}" != "$td" ]; then
     printf "%s E %s\0" "$i" "not on the file system of .mirrord/trash: keeping it would copy"; continue
@@ -73,8 +80,23 @@ for r; do
     x=$(find "$d" -type f -printf "%s\n" | awk "{ t += \$1 } END { printf \"%.0f\", t }")
   else x=${x#* }; fi
   printf "%s K %s\0" "$i" "$x"
-done' sh
-"""
+done"""
+assert b"'" not in KEEP_BODY   # it runs as sh -c '...'
+# records up to this many bytes (quoted) ride on the command line (one exec on the host, not
+# xargs and sh); far below Linux's 128 KiB cap on one argument (MAX_ARG_STRLEN), which the
+# whole remote command is to the login shell's -c
+ARGS_LIMIT = 32 << 10
+
+
+def keep_script(records: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """(script, stdin) running KEEP_BODY over `records` (each b"INDEX COMING STAMP ./path",
+    no NUL): on the command line when they are small, else on stdin through xargs -0."""
+    words = [q(r) for r in records]
+    if sum(len(w) + 1 for w in words) <= ARGS_LIMIT:
+        return b"exec sh -c '" + KEEP_BODY + b"' sh " + b" ".join(words) + b"\n", b""
+    return (b"xargs -0 -r sh -c '" + KEEP_BODY + b"' sh\n",
+            b"".join(r + b"\0" for r in records))
+
 
 # stdin: paths relative to .mirrord/trash ('<stamp>.<why>/<path>'), NUL-terminated; removes
 # each and the directories it leaves empty (up to the stamp directory); prints what failed.
@@ -102,15 +124,16 @@ class RsyncTrash:
         records = []
         for i, (path, stamp, coming) in enumerate(requests):
             try:
-                records.append(b"%d %s %s ./%s\0" % (i, _coming(coming), _stamp(stamp),
-                                                     os.fsencode(check_relpath(path))))
+                records.append(b"%d %s %s ./%s" % (i, _coming(coming), _stamp(stamp),
+                                                  os.fsencode(check_relpath(path))))
             except PermanentError as exc:
                 out[i] = exc
         if not records:
             return out
         sent = [int(r.split(b" ", 1)[0]) for r in records]
+        script, data = keep_script(records)
         try:
-            proc = self.t.conn.run(self.t.in_root(KEEP_SCRIPT), b"".join(records), timeout=LONG_TIMEOUT)
+            proc = self.t.conn.run(self.t.in_root(script), data, timeout=LONG_TIMEOUT)
         except (RetryableError, PermanentError) as exc:
             for i in sent:
                 out[i] = exc
@@ -234,8 +257,10 @@ def _coming(coming: str) -> bytes:
     return coming.encode("ascii")
 
 
+@functools.lru_cache(maxsize=256)
 def _stamp(stamp: str) -> bytes:
-    """A stamp made by mirrord.trash.model.stamp_of (no space, no '/': safe in a record)."""
+    """A stamp made by mirrord.trash.model.stamp_of (no space, no '/': safe in a record).
+    Cached: a batch repeats a few stamps over and over, and strptime costs ~12 us a call."""
     try:
         stamp_time(stamp)
     except (TypeError, ValueError):
@@ -261,7 +286,7 @@ def _glob_escape(value: bytes) -> bytes:
 
 
 def _answers(stdout: bytes) -> dict[int, tuple[bytes, bytes]]:
-    """INDEX -> (b'K', bytes) / (b'N', b'') / (b'E', stderr text) from KEEP_SCRIPT's output."""
+    """INDEX -> (b'K', bytes) / (b'N', b'') / (b'E', stderr text) from KEEP_BODY's output."""
     out: dict[int, tuple[bytes, bytes]] = {}
     for rec in filter(None, stdout.split(b"\0")):
         fields = rec.split(b" ", 2)
