@@ -214,7 +214,9 @@ class Target(abc.ABC):
 
     def _sync_file(self, item: SyncItem) -> Entry:
         """A 'file' item: set_meta when only metadata changed; a full put when asked, or when
-        the target lost the file (set_meta's NotFound) and the item has the local file."""
+        the target lost the file (set_meta's NotFound) and the item has the local file. An
+        item with a keep_stamp (meta_only never has one) is put with put(keep_stamp=...),
+        which a keep_by_condition target accepts: it keeps what the put overwrites."""
         ns = exact_ns(item.mtime, item.mtime_ns)
         if item.meta_only:
             try:
@@ -222,6 +224,9 @@ class Target(abc.ABC):
             except NotFound:
                 if not item.local:
                     raise
+        if item.keep_stamp is not None:   # only on features.keep_by_condition targets
+            return self.put(item.path, item.local, size=item.size, mtime=item.mtime,  # type: ignore[call-arg]
+                            mtime_ns=ns, mode=item.mode, keep_stamp=item.keep_stamp)
         return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
                         mtime_ns=ns, mode=item.mode)
 

@@ -28,7 +28,7 @@ from typing import Iterator
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
 from mirrord.fsutil import fsync_dir, remove_tree
-from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, Target, check_relpath,
+from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
                                   classify_oserror, exact_ns)
 from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
@@ -186,14 +186,6 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except OSError as exc:
             raise classify_oserror(exc) from None
         return self._entry(path, st)
-
-    def _sync_file(self, item: SyncItem) -> Entry:
-        """Target._sync_file; a whole-file item with a keep_stamp puts keeping (put())."""
-        if item.keep_stamp is None or item.meta_only:
-            return super()._sync_file(item)
-        return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
-                        mtime_ns=exact_ns(item.mtime, item.mtime_ns), mode=item.mode,
-                        keep_stamp=item.keep_stamp)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         full = self._abs(path)

@@ -124,15 +124,17 @@ def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | No
     found by trying it: `rm d; mkdir d; echo > d/z` shipped the put of d/z first and the
     file d vanished from the mirror unkept.) An item marked with a keep_stamp (prepare())
     is not kept here, only its parents are."""
-    wanted = [(i, item) for i, item in enumerate(items)
-              if coming(item) is not None and not _holds_already(target, item)]
+    # a marked item's put makes the "already holds it" test itself (targets keep_by_condition)
+    wanted = [(i, item) for i, item in enumerate(items) if coming(item) is not None
+              and (item.keep_stamp is not None or not _holds_already(target, item))]
     errors: list[Exception | None] = [None] * len(items)
     parents: dict[str, str] = {}     # parent path -> stamp (of the first item needing it)
     if target.features.directories:
         for _, item in wanted:
             if coming(item) != "absent":
+                stamp = item.keep_stamp or stamp_for(item.when)   # once per item, not per parent
                 for parent in _parents(item.path):
-                    parents.setdefault(parent, stamp_for(item.when))
+                    parents.setdefault(parent, stamp)
     order = sorted(parents, key=lambda p: (p.count("/"), p))
     here = [(i, item) for i, item in wanted if item.keep_stamp is None]   # the rest keep in put
     requests = [(p, parents[p], "dir") for p in order]

@@ -97,8 +97,8 @@ def _refusal(st: os.stat_result, kept: Kept, *, force: bool) -> str | None:
         return "something other than a regular file stands there (use --force)"
     changed_ns = round(kept.when * 1e9) + (VERSION_SLACK_NS if kept.version else 0)
     if st.st_mtime_ns > changed_ns and not force:
-        return (f"the file there is newer (modified after the change this version was kept "
-                f"at) and differs: use --force to overwrite it")
+        return ("the file there is newer (modified after the change this version was kept "
+                "at) and differs: use --force to overwrite it")
     return None
 
 

@@ -47,12 +47,14 @@ class ByCondition(MemoryTarget):
         self.synced.extend(items)
         return super().sync(items)
 
-    def _sync_file(self, item):
-        if item.keep_stamp is not None and item.path in self.files:
+    def put(self, path, local, *, keep_stamp=None, **kw):
+        """Target.put as a keep_by_condition target takes it (Target._sync_file passes the
+        item's keep_stamp): keep what stands at `path` first, or fail without putting."""
+        if keep_stamp is not None and path in self.files:
             if self.refuse:
                 raise PermanentError("EACCES: trash not writable")
-            self.keep(item.path, stamp=item.keep_stamp, coming="file")
-        return super()._sync_file(item)
+            self.keep(path, stamp=keep_stamp, coming="file")
+        return super().put(path, local, **kw)
 
 
 class WithDirs(ByCondition):

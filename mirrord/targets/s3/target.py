@@ -33,7 +33,7 @@ from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import PermanentError, RetryableError, TargetError
 from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
-                                  check_relpath, classify_oserror, exact_ns, ns_to_float,
+                                  check_relpath, classify_oserror, ns_to_float,
                                   put_ns)
 from mirrord.targets.s3 import batch, conditional, copy, listing, trash, versioning
 from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
@@ -259,14 +259,6 @@ class S3Target(Target):
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
         """batch.sync: the batch's plain deletes in DeleteObjects calls, the rest in order."""
         return batch.sync(self, items)
-
-    def _sync_file(self, item: SyncItem) -> Entry:
-        """Target._sync_file; a whole-file item with a keep_stamp puts keeping (put())."""
-        if item.keep_stamp is None or item.meta_only:
-            return super()._sync_file(item)
-        return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
-                        mtime_ns=exact_ns(item.mtime, item.mtime_ns), mode=item.mode,
-                        keep_stamp=item.keep_stamp)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         key = self._key_or_none(path)
