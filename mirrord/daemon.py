@@ -35,7 +35,7 @@ from mirrord.daemon_scans import ReconcileHost, Scans
 from mirrord.daemon_status import Reporter, source_health
 from mirrord.errors import FatalError, JournalError
 from mirrord.journal import Change, Journal, Outcome
-from mirrord.logsetup import kv, register_secret
+from mirrord.logsetup import kv
 from mirrord.pipeline import Pipeline
 from mirrord.scanner import SCAN_QUEUE_CHUNKS, Proposal, Scanner
 from mirrord.shipper import Shipper, SourceGuard
@@ -66,11 +66,12 @@ class Daemon:
     """One mirror daemon: owns the journal (via its Pipeline), the watchers, the shipper
     and the schedule hooks."""
 
-    def __init__(self, cfg: Config, *, metrics=None):
+    def __init__(self, cfg: Config, *, metrics=None, watching: start.Watching | None = None):
         if not cfg.sources:
             raise FatalError(f"{cfg.path}: no [source:NAME] section: nothing to watch")
         self.cfg = cfg
         self.metrics = metrics
+        self.watching = watching   # sources already watched (start.watch_sources), or None
         self.counters = Counters()
         self.stop_requested = threading.Event()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -112,13 +113,13 @@ class Daemon:
 
     # ------------------------------------------------------------ set-up
     def setup(self) -> None:
-        self.lock = start.take_lock(self.cfg)
-        start.raise_fd_limit()
-        for t in self.cfg.targets.values():
-            if t.s3 is not None:
-                register_secret(t.s3.secret_access_key)
-        start.check_sources(self.cfg)
-        start_events = self._start_watchers()
+        watching, self.watching = self.watching or start.watch_sources(self.cfg), None
+        self.lock = watching.lock
+        self.watchers.update(watching.watchers)
+        self.source_fs.update(watching.source_fs)
+        start_events = watching.events
+        if self.metrics is not None:
+            self.metrics.set_watched_dirs(sum(w.watched for w in self.watchers.values()))
         opening: dict[str, Future[None]] = {}
         try:
             self.targets.update(start.create_targets(self.cfg))
@@ -153,17 +154,6 @@ class Daemon:
                                  on_journal_error=self._count_journal_error)
         for src in self.cfg.sources:
             self._handle_events(src, start_events[src.name])
-
-    def _start_watchers(self) -> dict[str, list[FsEvent]]:
-        """Watch every source; returns each source's start-up events (watch errors),
-        handled once the journal is open."""
-        events: dict[str, list[FsEvent]] = {}
-        for src in self.cfg.sources:
-            self.watchers[src.name], events[src.name] = start.start_watcher(src)
-            self.source_fs[src.name] = start.source_fs(src)
-        if self.metrics is not None:
-            self.metrics.set_watched_dirs(sum(w.watched for w in self.watchers.values()))
-        return events
 
     # ------------------------------------------------------------ scans
     def schedule_catch_up(self, src: SourceConfig, *, reason: str) -> None:

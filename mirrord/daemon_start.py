@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import resource
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from mirrord import locks, targets as target_registry
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import FatalError, MirrordError
 from mirrord.fsutil import filesystem_type, remote_writes_unseen
-from mirrord.logsetup import kv
+from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import Target
 from mirrord.watch.events import FsEvent
 from mirrord.watch.select import Watcher, open_watcher
@@ -67,6 +68,47 @@ def finish_opening(opening: dict[str, Future[None]], targets: dict[str, Target])
         elif exc is not None:
             raise exc
         log.info(kv(msg="target", name=name, at=targets[name].describe()))
+
+
+@dataclass
+class Watching:
+    """What a start holds once every source is watched: the daemon lock, each source's
+    watcher and start-up events (watch errors), and its file system type; by source name."""
+
+    lock: locks.Lock
+    watchers: dict[str, Watcher]
+    events: dict[str, list[FsEvent]]
+    source_fs: dict[str, str | None]
+
+    def close(self) -> None:
+        """Give up a start that will not run: watchers closed, lock released."""
+        for watcher in self.watchers.values():
+            watcher.close()
+        self.lock.close()
+
+
+def watch_sources(cfg: Config) -> Watching:
+    """The first steps of a start, in the order that loses no event: the lock, the fd
+    limit, the S3 secrets registered for redaction, the sources checked, then every
+    source watched. `mirrord run` calls this before it imports the rest of the daemon
+    (the journal, shipper, targets' SDKs), so the kernel queues changes from the
+    earliest moment (issue 18: time to watching). Raises FatalError (lock held, a source
+    not a directory, a watcher that cannot start); nothing is left held then."""
+    lock = take_lock(cfg)
+    watching = Watching(lock, {}, {}, {})
+    try:
+        raise_fd_limit()
+        for t in cfg.targets.values():
+            if t.s3 is not None:
+                register_secret(t.s3.secret_access_key)
+        check_sources(cfg)
+        for src in cfg.sources:
+            watching.watchers[src.name], watching.events[src.name] = start_watcher(src)
+            watching.source_fs[src.name] = source_fs(src)
+    except BaseException:
+        watching.close()
+        raise
+    return watching
 
 
 def start_watcher(src: SourceConfig) -> tuple[Watcher, list[FsEvent]]:

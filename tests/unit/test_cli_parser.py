@@ -1,0 +1,50 @@
+"""The command line parser imports only the command it runs (mirrord.cli.main
+command_module): every subcommand must be reachable that way, and a word that is not a
+command still gets the full parser's answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mirrord.cli import main as cli
+
+
+def _choices(parser) -> set[str]:
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    return set(sub.choices)
+
+
+def test_every_registered_command_is_mapped_to_the_module_that_registers_it():
+    assert _choices(cli.build_parser()) == set(cli.COMMANDS)
+    for command, module in cli.COMMANDS.items():
+        assert command in _choices(cli.build_parser(module)), (command, module)
+
+
+@pytest.mark.parametrize("argv, module", [
+    (["run"], "run"),
+    (["-c", "status", "run", "-v"], "run"),          # a config file named like a command
+    (["--config", "x.ini", "undelete", "a"], "trash"),
+    (["--config=x.ini", "resume-deletes"], "resume"),
+    (["switchover", "--dry-run"], "failover"),
+    (["--help"], None),
+    (["bogus"], None),
+    ([], None),
+])
+def test_the_command_word_is_found_past_the_global_options(argv, module):
+    assert cli.command_module(argv) == module
+
+
+def test_mirrord_run_imports_no_other_command_before_it_watches(tmp_path):
+    """Parsing `run` loads neither the daemon, the journal, reconcile nor the trash
+    commands: those come after the sources are watched (cli/run.py)."""
+    code = ("import sys; from mirrord.cli import main as m; m.build_parser(m.command_module(['run']))"
+            ".parse_args(['run']); print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert "mirrord.cli.run" in loaded
+    for heavy in ("mirrord.daemon", "mirrord.journal", "mirrord.reconcile", "mirrord.cli.trash",
+                  "mirrord.cli.status", "boto3", "psycopg"):
+        assert heavy not in loaded, heavy
