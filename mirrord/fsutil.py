@@ -18,6 +18,8 @@ import shutil
 import sys
 import tempfile
 
+from mirrord.errors import SourceBusy
+
 # File systems whose directories have st_nlink == 2 + number of subdirectories. The
 # same list GNU find's leaf optimisation trusts, minus what it excludes (NFS, CIFS,
 # AFS, proc: their counts can be wrong). btrfs always says 1, so it never matches 2.
@@ -199,3 +201,21 @@ def counts_subdirs_in_nlink(path: str | bytes) -> bool:
     """True when directories below `path` (on the same device) report their
     subdirectories in st_nlink, so st_nlink == 2 proves a directory has none."""
     return filesystem_type(path) in _NLINK_COUNTS_SUBDIRS
+
+
+def check_read_whole(fd: int, before: os.stat_result, read: int, size: int) -> None:
+    """Raise SourceBusy (mirrord.errors) unless the file open at `fd` still is what
+    `before` (its fstat when the read began) describes, all of it was read (`read`
+    bytes) and it has the `size` (bytes) the caller was told it has (the shipper's
+    observe(): a truncation between that look and the target's open shows here): the
+    same size, mtime and ctime. A target calls this after reading a body and
+    before making it visible (the local target's rename, S3's PutObject), so a file
+    truncated and rewritten in place while it was read never reaches the mirror torn
+    (found by trying it: 0-byte versions the source never closed). Timestamps are as fine
+    as the file system keeps them."""
+    after = os.fstat(fd)
+    if read != before.st_size or read != size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+            before.st_size, before.st_mtime_ns, before.st_ctime_ns):
+        raise SourceBusy(f"the source file changed while it was read ({size} bytes when "
+                         f"observed, {before.st_size} when the read began, {read} read, "
+                         f"{after.st_size} now): sent again once it is quiet")

@@ -56,6 +56,7 @@ class Observed:
     mtime_ns: int = 0
     fd: int | None = None
     mode: int | None = None   # permission bits (stat.S_IMODE of the fstat); None when absent
+    ctime_ns: int = 0         # inode change time (any write, truncate, chmod moves it)
 
 
 def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | None = None) -> Observed:
@@ -80,9 +81,11 @@ def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | Non
             raise SourceBusy(f"{rel!r} is still open for writing at the source: "
                                  f"sent once it is closed, never half-written")
         if keep_open:
-            return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd, mode)
+            return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd, mode,
+                            st.st_ctime_ns)
         os.close(fd)
-        return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, mode=mode)
+        return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, mode=mode,
+                        ctime_ns=st.st_ctime_ns)
     os.close(fd)
     if stat_mod.S_ISDIR(st.st_mode):
         return Observed("dir", 0, st.st_mtime, st.st_mtime_ns, mode=mode)
@@ -106,3 +109,22 @@ def _open_for_writing(fd: int) -> bool:
     with contextlib.suppress(OSError):   # a lease broken meanwhile is gone already
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
     return False
+
+
+def changed_since(seen: Observed, root: str, rel: str) -> bool:
+    """Whether the file `seen` describes is no longer what was observed: another size,
+    mtime or ctime (fstat of the descriptor kept open, else lstat of root/rel), or gone.
+
+    Asked after a target stored the file: the read lease is released once observe() has
+    looked, so a writer may truncate and rewrite the file while the target reads it (a
+    PHP script rewriting a file in place). Such a send is not recorded as shipped; it is
+    retried as a wait (SourceBusy) and the writer's close sends the final version
+    (found by trying it: the trash of keep_deleted held 0-byte versions the source never
+    closed). Timestamps are as fine as the file system keeps them (ext4: the kernel's
+    coarse clock), so two versions of one size written within one tick look alike."""
+    try:
+        st = os.fstat(seen.fd) if seen.fd is not None else os.lstat(os.path.join(root, rel))
+    except OSError:
+        return True
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (seen.size, seen.mtime_ns,
+                                                            seen.ctime_ns)

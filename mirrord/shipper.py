@@ -33,7 +33,7 @@ from mirrord.executors import ExecutorFactory, SerialExecutor, serial, thread_po
 from mirrord.fsutil import BeneathOpener
 from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv, redact
-from mirrord.observe import Observed, SourceGuard, observe
+from mirrord.observe import Observed, SourceGuard, changed_since, observe
 from mirrord.targets.base import SyncItem, SyncResult, Target, join
 from mirrord.trash import keeper
 from mirrord.trash.keeper import KeepPolicy
@@ -208,7 +208,8 @@ class Shipper:
                 items.append(self._item(op, src, seen, meta_only=meta_only))
                 pending.append((op, seen))
             if items:
-                results = self._sync(target, items)
+                results = [_unchanged(seen, res) for (_op, seen), res
+                           in zip(pending, self._sync(target, items))]
                 keeps_mode = target.features.keeps_mode
                 outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)
                                 for (op, seen), res in zip(pending, results))
@@ -305,6 +306,19 @@ class Shipper:
         out = self._outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
         out.rescan = out.error is None
         return out
+
+
+def _unchanged(seen: Observed, res: SyncResult) -> SyncResult:
+    """`res`, or a SourceBusy error when the file it sent changed while it was being sent
+    (observe.changed_since): then what the target got is not recorded as shipped, and the
+    row is retried as a wait, not a failure."""
+    item = res.item
+    if (res.error is None and item.kind == "file" and not item.meta_only
+            and changed_since(seen, item.source_root, item.source_rel)):
+        return SyncResult(item, error=SourceBusy(
+            f"{item.source_rel!r} changed at the source while it was being sent: sent again "
+            f"once it is quiet"))
+    return res
 
 
 def _meta_only(op: Op, seen: Observed, target: Target) -> bool | None:

@@ -179,7 +179,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             parent = self._confined_parent(full)
             if keep_stamp is not None:
                 self._keep_in_put(path, full, keep_stamp, size, exact_ns(mtime, mtime_ns))
-            self._staging.install(local, full, parent, mtime=mtime, mtime_ns=mtime_ns, mode=mode)
+            self._staging.install(local, full, parent, mtime=mtime, mtime_ns=mtime_ns, mode=mode,
+                                 size=size)
             if self.fsync:
                 fsync_dir(parent)
             st = os.lstat(full)

@@ -24,7 +24,7 @@ import stat as stat_mod
 import tempfile
 
 from mirrord.errors import PermanentError
-from mirrord.fsutil import atomic_write
+from mirrord.fsutil import atomic_write, check_read_whole
 from mirrord.targets.base import META_DIR, check_relpath, put_ns
 
 STAGE_DIR = META_DIR + "/tmp"        # temp files while they are written
@@ -48,30 +48,32 @@ class Staging:
 
     # ------------------------------------------------------------ writing
     def install(self, local: str, full: bytes, parent: bytes, *, mtime: float, mtime_ns: int,
-                mode: int | None) -> None:
+                mode: int | None, size: int) -> None:
         """Copy the file at `local` to a temp file and rename it over `full` (in `parent`,
         which exists), with `mode` (None: the local file's) and the mtime put_ns() picks.
-        A directory at `full` is replaced. OSError on failure; no temp file is left."""
+        A directory at `full` is replaced. OSError on failure; no temp file is left;
+        SourceBusy when the file is not `size` bytes or changed while it was copied
+        (fsutil.check_read_whole): nothing is renamed into place then."""
         if self._dev is None:   # put() before open()
             self.prepare()
         beside = os.stat(parent).st_dev != self._dev
         try:
-            self._install(local, full, parent, beside, mtime, mtime_ns, mode)
+            self._install(local, full, parent, beside, mtime, mtime_ns, mode, size)
         except OSError as exc:
             if exc.errno != errno.EXDEV or beside:
                 raise
             # the same device number on another mount (a bind mount): rename(2) still refuses
-            self._install(local, full, parent, True, mtime, mtime_ns, mode)
+            self._install(local, full, parent, True, mtime, mtime_ns, mode, size)
 
     def _install(self, local: str, full: bytes, parent: bytes, beside: bool, mtime: float,
-                 mtime_ns: int, mode: int | None) -> None:
+                 mtime_ns: int, mode: int | None, size: int) -> None:
         marker = None
         if beside:
             marker, fd, tmp = self._temp_beside(parent)
         else:
             fd, tmp = self._temp()
         try:
-            self._copy(fd, local, tmp, mtime, mtime_ns, mode)
+            self._copy(fd, local, tmp, mtime, mtime_ns, mode, size)
             if os.path.isdir(full) and not os.path.islink(full):
                 shutil.rmtree(full)
             os.replace(tmp, full)
@@ -120,13 +122,14 @@ class Staging:
             return marker, fd, tmp
 
     def _copy(self, fd: int, local: str, tmp: bytes, mtime: float, mtime_ns: int,
-              mode: int | None) -> None:
+              mode: int | None, size: int) -> None:
         """Write `local`'s bytes into the open temp file `fd` (closed here), then give the
         temp file the mode and mtime the destination must have."""
         with os.fdopen(fd, "wb") as dst, open(local, "rb") as src:
             st = os.fstat(src.fileno())
             shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
+            check_read_whole(src.fileno(), st, dst.tell(), size)
             if self.fsync:
                 os.fsync(dst.fileno())
         mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode

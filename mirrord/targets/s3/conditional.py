@@ -40,6 +40,7 @@ from mirrord.errors import RetryableError
 from mirrord.targets.base import Entry
 from mirrord.targets.s3 import trash
 from mirrord.targets.s3.errors import PreconditionFailed, shown
+from mirrord.targets.s3.keys import head_entry
 
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
@@ -49,12 +50,16 @@ NOTHING_THERE = {"IfNoneMatch": "*"}
 
 
 def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
-                send: Callable[[dict[str, str]], Entry]) -> Entry:
+                send: Callable[[dict[str, str]], Entry], *, version: tuple[int, int]) -> Entry:
     """Put `path` (at `key`) by `send(condition)`, keeping what it replaces under `stamp`
     first (see the module docstring). `send` takes put_object keyword arguments, the
-    condition (IfNoneMatch / IfMatch), and raises PreconditionFailed on a 412.
-    Returns what send returns; raises what the HEAD, the keep or send raise
-    (RetryableError / PermanentError), and RetryableError after TRIES failed conditions."""
+    condition (IfNoneMatch / IfMatch), and raises PreconditionFailed on a 412. `version`
+    is (size in bytes, mtime in ns) of what is sent: an object that already is this
+    version is replaced without being kept (nothing is destroyed; a second send of one
+    version, e.g. a catch-up after a restart, kept a useless copy that counted against
+    keep_deleted_max). Returns what send returns; raises what the HEAD, the keep or send
+    raise (RetryableError / PermanentError), and RetryableError after TRIES failed
+    conditions."""
     trash.check_stamp(t, stamp)     # a bad stamp fails before anything is sent
     condition = NOTHING_THERE
     for _ in range(TRIES):
@@ -66,15 +71,26 @@ def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
         if head is None:            # no object (see 2. above): nothing to keep
             condition = {}
             continue
-        trash.keep_overwritten(t, path, key, stamp, head)
+        if not _is_version(path, head, version):
+            trash.keep_overwritten(t, path, key, stamp, head)
         condition = {"IfMatch": head["ETag"]}
     raise RetryableError(f"{t.describe()}: put {shown(path)}: the object changed while it "
                          f"was being kept, {TRIES} times (another writer?)")
 
 
-def keep_before(t: "S3Target", path: str, key: str, stamp: str) -> None:
+def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
+                version: tuple[int, int]) -> None:
     """Keep what stands at `key` before an unconditional put of a large file (see the
-    module docstring): one HEAD, and a copy only when an object is there. Raises like
-    keep()."""
+    module docstring): one HEAD, and a copy only when an object other than `version`
+    (size, mtime ns: see put_keeping) is there. Raises like keep()."""
     trash.check_stamp(t, stamp)
-    trash.keep_overwritten(t, path, key, stamp, t._head(path, key))
+    head = t._head(path, key)
+    if head is not None and not _is_version(path, head, version):
+        trash.keep_overwritten(t, path, key, stamp, head)
+
+
+def _is_version(path: str, head: dict, version: tuple[int, int]) -> bool:
+    """Whether the HEADed object holds `version` (size, mtime ns from its mtime metadata):
+    the mirror's own test of "in sync" (rsync's quick check)."""
+    entry = head_entry(path, head)
+    return entry.mtime_ns != 0 and (entry.size, entry.mtime_ns) == version

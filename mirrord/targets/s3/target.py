@@ -31,6 +31,7 @@ from boto3.s3.transfer import create_transfer_manager
 
 from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import PermanentError, RetryableError, TargetError
+from mirrord.fsutil import check_read_whole
 from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
                                   check_relpath, classify_oserror, ns_to_float,
@@ -198,15 +199,18 @@ class S3Target(Target):
                 mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
                 if st.st_size < small:
                     data = fh.read()
+                    check_read_whole(fh.fileno(), st, len(data), size)   # never a torn body
                     if keeping:
                         return conditional.put_keeping(
                             self, path, key, str(keep_stamp),
-                            lambda cond: self._put_small(path, key, data, ns, mode, cond))
+                            lambda cond: self._put_small(path, key, data, ns, mode, cond),
+                            version=(len(data), ns))
                     return self._put_small(path, key, data, ns, mode)
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()
                 fh.seek(0)
                 if keeping:
-                    conditional.keep_before(self, path, key, str(keep_stamp))
+                    conditional.keep_before(self, path, key, str(keep_stamp),
+                                            version=(st.st_size, ns))
                 self._put_large(path, key, fh, put_args(self.opts, path, ns, digest, mode))
         except OSError as exc:
             raise classify_oserror(exc) from None
