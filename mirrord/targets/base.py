@@ -73,6 +73,11 @@ class Features:
     # (If-None-Match: *; AWS "conditional writes", 2024). The keeper then asks no
     # keep() before such an item, saving a lookup per new file.
     keep_by_condition: bool = False
+    # With keep_by_condition: a marked put also keeps, before it creates them, each of its
+    # parents as keep(parent, coming='dir') would (a FILE standing where a parent goes is
+    # removed by the put: `rm d; mkdir d; echo > d/z`), so the keeper asks no keep_many for
+    # them either: rsync, in the run's own ssh session (rsync/inrun.py, issue 17).
+    keeps_parents_in_put: bool = False
 
 
 @dataclass(frozen=True)

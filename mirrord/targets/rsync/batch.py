@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.base import Entry, SyncItem, SyncResult, classify_oserror, ns_to_float
+from mirrord.targets.rsync.inrun import Keeps, run_errors, wrapper
 from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
 from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RETRY_EXIT, RSYNC_TMP,
                                           STAT_MANY, MetaDone, classify_stderr, meta_record,
                                           parse_answers, parse_record, tail)
+from mirrord.targets.rsync.trash import RsyncTrash
 
 if TYPE_CHECKING:
     from mirrord.targets.rsync.target import RsyncTarget
@@ -55,7 +57,9 @@ class BatchRunner:
                 results[i] = SyncResult(item, error=exc)
             except OSError as exc:
                 results[i] = SyncResult(item, error=classify_oserror(exc))
-        failed = self._apply_deletes(plan.deletes)
+        # a marked put whose source vanished is a delete: kept first, as the keeper would
+        failed = self._keep_first(items, [i for i, _, _ in plan.deletes])
+        failed.update(self._apply_deletes([d for d in plan.deletes if d[0] not in failed]))
         for index, exc in failed.items():
             results[index] = SyncResult(items[index], error=exc)
         plan.metas = [m for m in plan.metas if m.index not in failed]
@@ -136,30 +140,61 @@ class BatchRunner:
                 if not isinstance(answers.get(w.index), MetaDone):
                     results[w.index] = SyncResult(items[w.index], error=why)
 
+    def _keep_first(self, items, indexes: list[int]) -> dict[int, Exception]:
+        """Keep what the marked ones of these items need (inrun.Keeps) in one keep_batch
+        round trip; item index -> error for those whose keep failed (not to be sent)."""
+        keeps = Keeps.of(items, indexes)
+        if not keeps.requests:
+            return {}
+        return keeps.item_errors(RsyncTrash(self.t).keep_batch(keeps.requests))
+
     def _apply_group(self, items, results, src: bytes, dest: bytes, wants: list[Want], *,
                      copy_links: bool = False) -> None:
+        """One rsync run for `wants`; marked items (SyncItem.keep_stamp) keep what the run
+        destroys inside its own ssh session (inrun.wrapper), or, when their records are
+        too long for a command line, in one keep_batch round trip first."""
         if not wants:
             return
+        keeps = Keeps.of(items, [w.index for w in wants])
+        wrap: bytes | None = None
         errors: dict[int, Exception] = {}
-        try:
-            proc = self._rsync(src, dest, [w.rel for w in wants], copy_links=copy_links)
-        except (RetryableError, PermanentError) as exc:
-            errors = {w.index: exc for w in wants}
-        except OSError as exc:   # no rsync binary here
-            errors = {w.index: classify_oserror(exc) for w in wants}
-        else:
-            if proc.returncode in RETRY_EXIT:
-                exc = RetryableError(f"{self.t.describe()}: rsync exit {proc.returncode}: {tail(proc.stderr)}")
-                errors = {w.index: exc for w in wants}
-            elif proc.returncode != 0:
-                errors = self._verify(dest, wants, proc)
+        if keeps.requests:
+            wrap, errors = wrapper(keeps, self.t.root, os.fsencode(self.t.opts.rsync_path))
+            if wrap is None:
+                errors = self._keep_first(items, [w.index for w in wants])
+        send = [w for w in wants if w.index not in errors]   # a keep failed: not sent
+        if send:
+            errors.update(self._run_group(dest, send, src, copy_links, keeps if wrap else None, wrap))
         for w in wants:
             item = items[w.index]
             error = errors.get(w.index)
             results[w.index] = (SyncResult(item, error=error) if error
                                 else SyncResult(item, w.entry(item.path)))
 
-    def _rsync(self, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool):
+    def _run_group(self, dest: bytes, wants: list[Want], src: bytes, copy_links: bool,
+                   keeps: Keeps | None, wrap: bytes | None) -> dict[int, Exception]:
+        """Run rsync for `wants` (with the keep wrapper `wrap`); item index -> error."""
+        try:
+            proc = self._rsync(src, dest, [w.rel for w in wants], copy_links=copy_links,
+                               rsync_path=wrap)
+        except (RetryableError, PermanentError) as exc:
+            return {w.index: exc for w in wants}
+        except OSError as exc:   # no rsync binary here
+            return {w.index: classify_oserror(exc) for w in wants}
+        if proc.returncode == 0:
+            return {}
+        if keeps is not None:   # a failed keep stopped the run before its receiver started
+            kept = run_errors(keeps, proc.stderr, [w.index for w in wants], self.t.describe())
+            if kept is not None:
+                return kept
+        if proc.returncode in RETRY_EXIT:
+            exc = RetryableError(f"{self.t.describe()}: rsync exit {proc.returncode}: {tail(proc.stderr)}")
+            return {w.index: exc for w in wants}
+        return self._verify(dest, wants, proc)
+
+    def _rsync(self, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool,
+               rsync_path: bytes | None = None):
+        """One rsync run; `rsync_path` replaces the target's own (inrun.wrapper)."""
         o = self.t.opts
         rsh = " ".join(shlex.quote(a) for a in self.t.conn.client_argv())
         host = f"[{o.host}]" if ":" in o.host else o.host
@@ -178,7 +213,9 @@ class BatchRunner:
             argv += ["--copy-links", "--no-implied-dirs"]
         if dest:
             argv.append("--mkpath")
-        if o.rsync_path != "rsync":
+        if rsync_path is not None:
+            argv.append(b"--rsync-path=" + rsync_path)
+        elif o.rsync_path != "rsync":
             argv.append(f"--rsync-path={o.rsync_path}")
         argv += ["--", src + b"/", remote]
         self.t.count_rsync_run()

@@ -49,9 +49,12 @@ class RsyncTarget(Target):
         self._open_lock = OpenLock(f"rsync:{opts.user}@{opts.host}:{opts.port}:{opts.path}")
 
     def _features(self, precision: float) -> Features:
-        # rsync reads the source tree itself (source_root/source_rel): no open fds needed
+        # rsync reads the source tree itself (source_root/source_rel): no open fds needed;
+        # keep_deleted: a put keeps what it overwrites, and its parents, inside its rsync run
+        # (--rsync-path, inrun.py): no keep round trip per batch (issue 17)
         return Features(server_side_move=True, directories=True, mtime_precision=precision,
-                        batch_size=self.opts.batch_size, needs_local_file=False)
+                        batch_size=self.opts.batch_size, needs_local_file=False,
+                        keep_by_condition=True, keeps_parents_in_put=True)
 
     @classmethod
     def from_config(cls, cfg: TargetConfig) -> "RsyncTarget":
