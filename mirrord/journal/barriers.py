@@ -2,7 +2,12 @@
 
 A directory op (a directory moved, or deleted with its tree) is a barrier: rows
 at or below its paths enqueued after it wait for it (their `wait_for`), and no
-op overlapping it may be in flight at the same time (overlaps_inflight).
+op overlapping it may be in flight at the same time (overlaps_inflight). A tree
+removal stays a barrier when a file takes the directory's place (`rmdir d; echo > d`
+coalesces into a put of d that first removes the tree): counting only directory rows
+let a put below d run beside it, in one batch even, so the trash kept one version of
+d/x twice (linked as overwritten, then renamed in with its directory), and a stale put
+below could bring the directory back over the new file.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def load_barriers(db: sqlite3.Connection) -> _Barriers:
     """The barriers of the rows queued in `db` (at start: they outlive a restart)."""
     barriers = _Barriers()
     rows = db.execute(
-        "SELECT id, target, source, path, src FROM ops WHERE is_dir = 1 AND (kind = 'move' OR tree = 1)")
+        "SELECT id, target, source, path, src FROM ops WHERE tree = 1 OR (is_dir = 1 AND kind = 'move')")
     for oid, target, source, path, src in rows:
         barriers.set(oid, target, source, tuple(bytes(p) for p in (path, src) if p is not None))
     return barriers

@@ -53,7 +53,7 @@ class ClaimAckMixin:
             return ops
         with self.transaction():
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
-                barrier = bool(is_dir and (kind == "move" or tree))
+                barrier = bool(tree or (is_dir and kind == "move"))
                 if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
                     continue
                 if kind == "move" and src is not None and self._in_flight(target, source, bytes(src)):

@@ -105,7 +105,7 @@ class EnqueueMixin:
                 "tree_seq = CASE WHEN ? THEN seq + 1 ELSE tree_seq END, seq = seq + 1, "
                 "wait_for = ?, attempts = 0, busy = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
                 (kind, src, int(is_dir), int(tree), int(tree), waits, next_try, when, size, oid))
-        if is_dir and (kind == "move" or tree_after):
+        if tree_after or (is_dir and kind == "move"):   # barriers.py: why a tree put is one
             self._barriers.set(oid, target, source, tuple(p for p in (path, src) if p is not None))
         else:
             self._barriers.drop(oid)

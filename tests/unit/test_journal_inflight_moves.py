@@ -107,3 +107,34 @@ def test_a_repair_strengthens_a_pending_attr_and_is_recorded_where_no_row_is(j):
     j.enqueue([Change(S, "a", "attr")])
     assert j.enqueue([Change(S, "a", "put", repair=True), Change(S, "b", "put", repair=True)]) == 2
     assert kinds(j.claim(T, 10)) == [("a", "put"), ("b", "put")]
+
+
+def test_a_tree_removal_that_became_a_file_put_never_runs_beside_a_put_below(j):
+    """`rmdir d; echo > d` while a put of d/x is queued: one row for d, a put that first
+    removes the tree. It stays a barrier (barriers.py), so d/x and d never go out together
+    (a tester's dir flip kept one version of d/x twice, in one batch)."""
+    j.enqueue([Change(S, "d/x", "put")])
+    j.enqueue([Change(S, "d/x", "delete"), Change(S, "d", "delete", tree=True),
+               Change(S, "d", "put")])
+    first = j.claim(T, 10)
+    assert kinds(first) == [("d/x", "delete")]          # d waits while it is in flight
+    ack(j, first, "delete")
+    (second,) = j.claim(T, 10)
+    assert (second.path, second.kind, second.tree) == ("d", "put", True)
+    j.enqueue([Change(S, "d/y", "put")])                # below the tree put in flight: waits
+    assert j.claim(T, 10) == []
+    ack(j, [second])
+    assert kinds(j.claim(T, 10)) == [("d/y", "put")]
+
+
+def test_a_tree_put_is_still_a_barrier_after_a_restart(tmp_path, clock):
+    path = tmp_path / "state" / "journal.db"
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr.enqueue([Change(S, "d", "delete", tree=True), Change(S, "d", "put")])
+    jr.close()
+    jr = Journal(path, {S: (T,)}, clock=clock)
+    try:
+        jr.enqueue([Change(S, "d/y", "put")])
+        assert kinds(jr.claim(T, 10)) == [("d", "put")]   # d/y waits for the tree put
+    finally:
+        jr.close()
