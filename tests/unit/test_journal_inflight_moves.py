@@ -8,26 +8,15 @@ were in flight, moved those rows on so the same files went twice."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 
 from mirrord.journal import Change, Journal, Outcome
-from tests.fakes import Clock
 
 S, T = "up", "t"
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def j(tmp_path: Path, clock: Clock) -> Journal:
-    jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=clock)
-    yield jr
-    jr.close()
+# the journal on a real SQLite file, with a fake clock: the fixtures of test_journal.py
+from tests.unit.test_journal import clock, j  # noqa: E402,F401  (pytest fixtures)
 
 
 def kinds(ops) -> list[tuple[str, str]]:
