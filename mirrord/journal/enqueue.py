@@ -38,7 +38,7 @@ class EnqueueMixin:
         with self.transaction():
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
-                    if ch.repair and self._row_kind(target, ch.source, _b(ch.path)) not in (None, "attr"):
+                    if ch.repair and self._in_flight_kind(target, ch.source, _b(ch.path)) not in (None, "attr"):
                         continue
                     self._upsert(target, ch.source, _b(ch.path), ch.kind, tree=ch.tree,
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
@@ -46,10 +46,13 @@ class EnqueueMixin:
                     n += 1
         return n
 
-    def _row_kind(self, target: str, source: str, path: bytes) -> str | None:
-        """The kind of the row at `path` (pending or in flight), None when there is none."""
-        row = self.db.execute("SELECT kind FROM ops WHERE target = ? AND source = ? AND path = ?",
-                              (target, source, path)).fetchone()
+    def _in_flight_kind(self, target: str, source: str, path: bytes) -> str | None:
+        """The kind of the row at `path` when an op of it is in flight (claimed), else None.
+        A row waiting to run is not skipped: recording over it costs no second send, and it
+        takes a row out of a failure's backoff (a reconcile re-queues the held backlog at
+        once: tests/reliability/test_targets.py, the bucket deleted under the daemon)."""
+        row = self.db.execute("SELECT kind FROM ops WHERE target = ? AND source = ? AND path = ? "
+                              "AND claimed != 0", (target, source, path)).fetchone()
         return row[0] if row else None
 
     def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:

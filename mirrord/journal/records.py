@@ -50,10 +50,11 @@ class Change:
     time: float = 0.0
     targets: tuple[str, ...] | None = None   # None: every target of the source
     delay: float = 0.0
-    # A reconcile pass's proposal: left alone when the path has a row already (anything but
-    # an 'attr' one), which ships the source's state as it is when it runs. Recorded anyway,
-    # it moved an op in flight on (seq) and the same file went twice (found under load: the
-    # start pass listed a target while the catch-up's puts were in flight).
+    # A reconcile pass's proposal: left alone when an op of the path is in flight (anything
+    # but an 'attr' one), which ships the source's state as it was when it ran. Recorded
+    # anyway, it moved that op on (seq) and the same file went twice (found under load: the
+    # start pass listed a target while the catch-up's puts were in flight). A row waiting
+    # (or backing off after failures) is recorded over as before: it runs at once.
     repair: bool = False
 
 

@@ -127,3 +127,14 @@ def test_a_tree_put_is_still_a_barrier_after_a_restart(tmp_path, clock):
         assert kinds(jr.claim(T, 10)) == [("d", "put")]   # d/y waits for the tree put
     finally:
         jr.close()
+
+
+def test_a_repair_takes_a_failed_row_out_of_its_backoff(j, clock):
+    """A reconcile re-queues what waits after failures at once (the bucket recreated
+    under a running daemon): only ops in flight are left alone."""
+    j.enqueue([Change(S, "a", "put")])
+    (op,) = j.claim(T, 10)
+    j.ack([Outcome(op, error="NoSuchBucket", permanent=True)])
+    assert j.claim(T, 10) == []                                     # backing off
+    assert j.enqueue([Change(S, "a", "put", repair=True)]) == 1
+    assert kinds(j.claim(T, 10)) == [("a", "put")]
