@@ -91,7 +91,7 @@ class Daemon:
         self.last_watchdog = 0.0
         self.lock = None
         self.catchups_pending: set[str] = set()
-        self.subtree_checks_pending: set[tuple[str, str]] = set()
+        self.subtree_checks_pending: set[tuple[str, str, tuple[str, ...] | None]] = set()
         self.source_fs: dict[str, str | None] = {}
         self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on
         self.trash: dict = {}   # target -> its last retention Summary (mirrord.trash.retention)
@@ -150,7 +150,8 @@ class Daemon:
         if self.keep:   # trash retention: at start, then every retention.INTERVAL
             self.periodic_hooks.append(self.scans.retention)
         self.pipeline = Pipeline(self.journal, self.shipper, idle=self._wait,
-                                 on_rescan=self.scans.rescan, on_lost=self.scans.journal_lost,
+                                 on_rescan=self.scans.rescan, on_check=self.scans.check_moved,
+                                 on_lost=self.scans.journal_lost,
                                  on_journal_error=self._count_journal_error)
         for src in self.cfg.sources:
             self._handle_events(src, start_events[src.name])

@@ -69,22 +69,24 @@ class Scans:
             self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested, kind="catchup",
             detail=reason, **self._scan_options(src)))
 
-    def subtree_check(self, src: SourceConfig, rel: str) -> None:
-        """Compare one subtree with what was shipped (a directory that is not watched yet,
-        or whose events may have been lost); at most one check per subtree is queued."""
-        key = (src.name, rel)
+    def subtree_check(self, src: SourceConfig, rel: str,
+                      targets: tuple[str, ...] | None = None) -> None:
+        """Compare one subtree with what was shipped to `targets` (default: all of the
+        source's): a directory that is not watched yet, whose events may have been lost, or
+        that was just moved on a target. At most one check per subtree and targets waits in
+        the queue; a request made while one runs queues another, since the running one may
+        have read the shipped rows before whatever asked for the check was recorded."""
+        key = (src.name, rel, targets)
         if key in self.d.subtree_checks_pending:
             return
         self.d.subtree_checks_pending.add(key)
         check = catch_up_job(self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested,
-                             kind="subtree-check", detail=rel, subtree=rel,
+                             kind="subtree-check", detail=rel, subtree=rel, targets=targets,
                              **self._scan_options(src))
 
         def job(emit):
-            try:
-                return check(emit)
-            finally:
-                self.d.subtree_checks_pending.discard(key)
+            self.d.subtree_checks_pending.discard(key)
+            return check(emit)
 
         self.d.scanner.add(f"subtree-check:{src.name}:{rel}", job)
 
@@ -95,6 +97,11 @@ class Scans:
     def rescan(self, out) -> None:
         """An outcome asks for its directory to be walked and re-sent (Pipeline.on_rescan)."""
         self.subtree(self.d.cfg.source(out.op.source), out.op.path, (out.op.target,))
+
+    def check_moved(self, out) -> None:
+        """A directory was moved on a target (Outcome.check, Pipeline.on_check): compare
+        what lies below its new name with what was shipped there, on that target only."""
+        self.subtree_check(self.d.cfg.source(out.op.source), out.op.path, (out.op.target,))
 
     def journal_lost(self) -> None:
         """Held changes were dropped (the journal was unwritable too long): look again."""

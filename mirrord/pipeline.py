@@ -42,16 +42,21 @@ class Pipeline:
                  clock: Callable[[], float] = time.monotonic,
                  idle: Callable[[float], None] = time.sleep,
                  on_rescan: Callable[[Outcome], None] = lambda out: None,
+                 on_check: Callable[[Outcome], None] = lambda out: None,
                  on_lost: Callable[[], None] = lambda: None,
                  on_journal_error: Callable[[Exception], None] = lambda exc: None):
         """`clock` (seconds, monotonic) paces ticket polls and timeouts; `idle(seconds)`
         waits between turns of wait() (the command: its wake-up event; tests: advance a
-        fake clock). `on_rescan(outcome)`: a directory to walk and re-send; `on_lost()`:
+        fake clock). `on_rescan(outcome)`: a directory to walk and re-send; `on_check(outcome)`:
+        a directory moved on its target, to compare with the source (Outcome.check; the
+        daemon queues a subtree check, `mirrord reconcile` needs none: its pass compares the
+        whole target listing with the source); `on_lost()`:
         held changes were dropped (a full rescan must follow); `on_journal_error(exc)`:
         count it (status)."""
         self.journal, self.shipper = journal, shipper
         self.clock, self.idle = clock, idle
         self.on_rescan, self.on_lost, self.on_journal_error = on_rescan, on_lost, on_journal_error
+        self.on_check = on_check
         self.unwritten: list[Change] = []
         self.unwritten_tickets: list[tuple[Ticket, list[Change]]] = []
         self.unacked: list[Outcome] = []   # outcomes held while the journal cannot be written
@@ -162,6 +167,8 @@ class Pipeline:
         for out in outcomes:
             if out.rescan:
                 self.on_rescan(out)
+            elif out.check:
+                self.on_check(out)
             if out.error is not None and not out.busy and out.op.attempts in RETRY_LOG_AT:
                 failed.setdefault((out.op.target, out.op.attempts + 1, out.error), []).append(out.op.path)
         for (target, attempt, error), paths in failed.items():

@@ -81,12 +81,14 @@ class Scanner(threading.Thread):
 
 def catch_up_job(db: Path, src: SourceConfig, *, stop: threading.Event,
                  directories: dict[str, bool], modes: dict[str, bool], kind: str,
-                 detail: str, subtree: str = "") -> Job:
-    """A catch-up of `src` (or of one `subtree`) against the shipped rows; returns
-    (kind, source name, detail, CatchUpResult)."""
+                 detail: str, subtree: str = "", targets: tuple[str, ...] | None = None) -> Job:
+    """A catch-up of `src` (or of one `subtree`) against the shipped rows of `targets`
+    (default: all of the source's); returns (kind, source name, detail, CatchUpResult)."""
+    names = list(src.targets if targets is None else targets)
+
     def job(emit: Emit):
         return (kind, src.name, detail,
-                catch_up(db, src, list(src.targets), emit, stop=stop, directories=directories,
+                catch_up(db, src, names, emit, stop=stop, directories=directories,
                          modes=modes, subtree=subtree))
     return job
 

@@ -91,6 +91,7 @@ class Outcome:
     error: str | None = None
     permanent: bool = False
     rescan: bool = False            # a directory must be walked and re-sent (move fell back)
+    check: bool = False             # a directory moved on the target: compare below it (subtree check)
     busy: bool = False              # error: the source file is still open for writing (a wait)
 
 
