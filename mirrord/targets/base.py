@@ -160,12 +160,15 @@ class Target(abc.ABC):
     # -- changes
     @abc.abstractmethod
     def put(self, path: str, local: str, *, size: int, mtime: float,
-            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+            mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
         """Store the local file at `path` atomically, keeping its mtime and permission bits.
         `local` is a path the target may open (often /proc/self/fd/N of a file the shipper
         opened safely); `size` in bytes; `mtime` in seconds, `mtime_ns` the exact mtime in
         nanoseconds (0: derived from `mtime`, see exact_ns); `mode` the permission bits
-        (stat.S_IMODE; None: the local file's own). Returns the stored entry.
+        (stat.S_IMODE; None: the local file's own). `keep_stamp` (SyncItem.keep_stamp): keep
+        what the put replaces under that trash stamp first, in the put itself; given only
+        to targets whose Features.keep_by_condition is true (keeper.prepare), and any other
+        target raises PermanentError on it. Returns the stored entry.
         On targets with directories, a directory standing at `path` is replaced and
         missing parents are created (files standing in their way are removed)."""
 
@@ -229,11 +232,8 @@ class Target(abc.ABC):
             except NotFound:
                 if not item.local:
                     raise
-        if item.keep_stamp is not None:   # only on features.keep_by_condition targets
-            return self.put(item.path, item.local, size=item.size, mtime=item.mtime,  # type: ignore[call-arg]
-                            mtime_ns=ns, mode=item.mode, keep_stamp=item.keep_stamp)
         return self.put(item.path, item.local, size=item.size, mtime=item.mtime,
-                        mtime_ns=ns, mode=item.mode)
+                        mtime_ns=ns, mode=item.mode, keep_stamp=item.keep_stamp)
 
     @abc.abstractmethod
     def read(self, path: str) -> bytes | None:
@@ -327,6 +327,14 @@ def classify_oserror(exc: OSError) -> Exception:
     if name in RETRYABLE_ERRNOS:
         return RetryableError(f"{name}: {msg}")
     return PermanentError(f"{name or 'error'}: {msg}")
+
+
+def refuse_keep_stamp(target: Target, keep_stamp: str | None) -> None:
+    """PermanentError when a put is given a keep_stamp by a target that cannot keep in its
+    put (Features.keep_by_condition false): keeper.prepare never does; a caller that did
+    would have the version it overwrites lost unkept."""
+    if keep_stamp is not None:
+        raise PermanentError(f"{target.describe()}: cannot keep what a put replaces")
 
 
 def check_relpath(path: str) -> str:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.base import (Entry, Features, Target, check_relpath, exact_ns, ns_to_float,
-                                  put_ns)
+                                  put_ns, refuse_keep_stamp)
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, parse_trash_rel,
                                  trash_rel)
 from mirrord.treewalk import entry_key
@@ -74,8 +74,9 @@ class MemoryTarget(Target):
         return None if item is None else _entry(path, item)
 
     def put(self, path: str, local: str, *, size: int, mtime: float,
-            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+            mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
         check_relpath(path)
+        refuse_keep_stamp(self, keep_stamp)
         self._check("put", path)
         with open(local, "rb") as fh:
             data = fh.read()

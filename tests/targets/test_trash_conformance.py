@@ -266,3 +266,21 @@ def test_keep_many_keeps_each_and_reports_per_request(target, tmp_path):
     assert {(k.path, k.why) for k in target.trash_list()} == {("m/1", DELETED),
                                                               ("m/2", OVERWRITTEN)}
     assert target.trash_mode() in ("rename", "copy", "versioning")
+
+
+def test_a_put_with_a_keep_stamp_keeps_what_it_replaces_or_is_refused(target, tmp_path):
+    """Target.put(keep_stamp=...): a target that keeps in its put (keep_by_condition)
+    keeps the version it replaces under that stamp; any other refuses the put whole, so
+    the version it would replace is never lost unkept."""
+    put(target, tmp_path, "d/a.txt", b"old bytes")
+    new = source(tmp_path, b"new bytes", ns=NS + 10**9)
+    args = dict(size=9, mtime=ns_to_float(NS + 10**9), mtime_ns=NS + 10**9, mode=0o640)
+    if not target.features.keep_by_condition:
+        with pytest.raises(PermanentError):
+            target.put("d/a.txt", new, keep_stamp=STAMP, **args)
+        assert target.read("d/a.txt") == b"old bytes" and kept(target) == {}
+        return
+    target.put("d/a.txt", new, keep_stamp=STAMP, **args)
+    assert target.read("d/a.txt") == b"new bytes"
+    k = kept(target)["d/a.txt"]
+    assert k.stamp == STAMP and fetched(target, k, tmp_path) == b"old bytes"

@@ -54,7 +54,7 @@ class ListOnly(Target):
             with self._lock:
                 self.running -= 1
 
-    def put(self, path, local, *, size, mtime, mtime_ns=0, mode=None):
+    def put(self, path, local, *, size, mtime, mtime_ns=0, mode=None, keep_stamp=None):
         raise AssertionError("reconcile never writes")
 
     def delete(self, path, *, tree=False):

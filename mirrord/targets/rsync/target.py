@@ -207,9 +207,10 @@ class RsyncTarget(Target):
 
     # ------------------------------------------------------------ single changes
     def put(self, path: str, local: str, *, size: int, mtime: float,
-            mtime_ns: int = 0, mode: int | None = None) -> Entry:
+            mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
         check_relpath(path)
-        return self._one(SyncItem(path, "file", local, size, mtime, mode=mode, mtime_ns=mtime_ns))
+        return self._one(SyncItem(path, "file", local, size, mtime, mode=mode, mtime_ns=mtime_ns,
+                                  keep_stamp=keep_stamp))
 
     def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
         """chmod + touch to the nanosecond on the host (remote.META_SCRIPT), same inode; NotFound when
