@@ -20,7 +20,7 @@ from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.base import SyncItem
 from mirrord.targets.rsync import batch as rbatch
 from mirrord.targets.rsync import inrun
-from mirrord.targets.rsync import trash as rtrash
+from mirrord.targets.rsync import keep_script as kscript
 from mirrord.targets.rsync.target import RsyncTarget
 from mirrord.trash import keeper
 from mirrord.trash.model import TRASH, stamp_of, trash_rel
@@ -154,14 +154,15 @@ def test_a_permanent_keep_failure_is_permanent(t, tmp_path, monkeypatch):
     assert (root(t) / "over.txt").read_bytes() == b"old"
 
 
-@pytest.mark.parametrize("count, in_run", [(700, True), (1000, False)], ids=["fits", "too-long"])
+@pytest.mark.parametrize("count, in_run", [(620, True), (1000, False)], ids=["fits", "too-long"])
 def test_records_past_the_command_line_budget_are_kept_in_one_round_trip_first(
         t, tmp_path, monkeypatch, count, in_run):
-    """700 paths of 140 bytes make a wrapper just below WRAP_LIMIT (it runs: the real login
-    shell takes it); 1,000 pass it, and one keep_batch round trip keeps them first."""
+    """620 paths of 140 bytes, each record with the version sent (SIZE:NS), make a wrapper
+    just below WRAP_LIMIT (it runs: the real login shell takes it); 1,000 pass it, and one
+    keep_batch round trip keeps them first."""
     long = "n" * 136
     files = {f"d/{long}{i}": b"%d" % i for i in range(count)}
-    assert (sum(len(p) + 14 for p in files) > inrun.WRAP_LIMIT) == (not in_run)
+    assert (sum(len(p) + 36 for p in files) > inrun.WRAP_LIMIT) == (not in_run)
     write(t, f"d/{long}0", b"old zero")
     src = source(tmp_path, files)
     scripts, argvs = count_runs(t, monkeypatch), rsync_argvs(monkeypatch)
@@ -190,7 +191,7 @@ def test_each_item_is_kept_under_its_own_stamp(t, tmp_path):
     for p in whens:
         write(t, p, b"old " + p.encode())
     src = source(tmp_path, {p: b"new" for p in whens})
-    words = [r.split(b" ")[2] for r in rtrash.keep_records(
+    words = [r.split(b" ")[2] for r in kscript.keep_records(
         [(p, stamp_of(w), "file") for p, w in whens.items()], [None] * 5, compact=True)]
     assert words[1:4] == [stamp_of(WHEN + 3600).encode(), b"=", b"+" + stamp_of(WHEN + 3600.5)[-7:].encode()]
     assert ship(t, src, list(whens), whens) == [None] * 5

@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from mirrord.targets.rsync import keep_script as kscript
 from mirrord.targets.rsync import trash as rtrash
 from mirrord.trash.model import TRASH, trash_rel, stamp_of
 from tests.targets.test_rsync_trash import count_runs, root, t, write  # noqa: F401 - t: fixture
@@ -20,11 +21,11 @@ STAMP = stamp_of(1_700_000_000.25)
 
 
 def test_a_small_batch_is_on_the_command_line_and_a_large_one_on_stdin():
-    small, data = rtrash.keep_script([b"0 file " + STAMP.encode() + b" ./a b'c"])
+    small, data = kscript.keep_script([b"0 file " + STAMP.encode() + b" ./a b'c"])
     assert data == b"" and small.startswith(b"exec sh -c '") and b"xargs" not in small
     assert b"'0 file " + STAMP.encode() + b" ./a b'\"'\"'c'" in small   # quoted, one word
     many = [b"%d file %s ./%s" % (i, STAMP.encode(), b"x" * 100) for i in range(400)]
-    large, data = rtrash.keep_script(many)
+    large, data = kscript.keep_script(many)
     assert large.startswith(b"xargs -0 -r sh -c '") and b"x" * 100 not in large
     assert data == b"".join(r + b"\0" for r in many)
 
@@ -38,7 +39,7 @@ def test_both_ways_keep_alike_in_one_round_trip(t, monkeypatch, pad):
     requests = [(f"d/{name}over", STAMP, "file"), (f"d/{name}gone", STAMP, "absent")]
     requests += [(f"d/{name}new{i}", STAMP, "file") for i in range(400)]
     records = sum(len(p) + 40 for p, _, _ in requests)
-    assert (records > rtrash.ARGS_LIMIT) == bool(pad)
+    assert (records > kscript.ARGS_LIMIT) == bool(pad)
     scripts = count_runs(t, monkeypatch)
     assert t.keep_many(requests) == [None] * len(requests)
     assert len(scripts) == 1 and (b"xargs" in scripts[0]) == bool(pad)

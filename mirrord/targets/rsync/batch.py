@@ -140,10 +140,12 @@ class BatchRunner:
                 if not isinstance(answers.get(w.index), MetaDone):
                     results[w.index] = SyncResult(items[w.index], error=why)
 
-    def _keep_first(self, items, indexes: list[int]) -> dict[int, Exception]:
-        """Keep what the marked ones of these items need (inrun.Keeps) in one keep_batch
-        round trip; item index -> error for those whose keep failed (not to be sent)."""
-        keeps = Keeps.of(items, indexes)
+    def _keep_first(self, items, indexes: list[int],
+                    versions: dict[int, tuple[int, int]] | None = None) -> dict[int, Exception]:
+        """Keep what the marked ones of these items need (inrun.Keeps, `versions`: what
+        each sends) in one keep_batch round trip; item index -> error for those whose keep
+        failed (not to be sent)."""
+        keeps = Keeps.of(items, indexes, versions)
         if not keeps.requests:
             return {}
         return keeps.item_errors(RsyncTrash(self.t).keep_batch(keeps.requests))
@@ -155,13 +157,14 @@ class BatchRunner:
         too long for a command line, in one keep_batch round trip first."""
         if not wants:
             return
-        keeps = Keeps.of(items, [w.index for w in wants])
+        versions = {w.index: self._version(w) for w in wants if w.kind == "file"}
+        keeps = Keeps.of(items, [w.index for w in wants], versions)
         wrap: bytes | None = None
         errors: dict[int, Exception] = {}
         if keeps.requests:
             wrap, errors = wrapper(keeps, self.t.root, os.fsencode(self.t.opts.rsync_path))
             if wrap is None:
-                errors = self._keep_first(items, [w.index for w in wants])
+                errors = self._keep_first(items, [w.index for w in wants], versions)
         send = [w for w in wants if w.index not in errors]   # a keep failed: not sent
         if send:
             errors.update(self._run_group(dest, send, src, copy_links, keeps if wrap else None, wrap))
@@ -170,6 +173,15 @@ class BatchRunner:
             error = errors.get(w.index)
             results[w.index] = (SyncResult(item, error=error) if error
                                 else SyncResult(item, w.entry(item.path)))
+
+    def _version(self, w: Want) -> tuple[int, int]:
+        """(size in bytes, mtime in ns) the host holds once `w` is sent: the plan's look at
+        the source (staged: with the mtime asked for). A receiver keeping whole seconds
+        (rsync < 3.1, mtime_precision 1.0) stores the mtime cut to the second."""
+        ns = w.mtime_ns
+        if self.t.features.mtime_precision >= 1:
+            ns -= ns % 1_000_000_000
+        return w.size, ns
 
     def _run_group(self, dest: bytes, wants: list[Want], src: bytes, copy_links: bool,
                    keeps: Keeps | None, wrap: bytes | None) -> dict[int, Exception]:

@@ -18,6 +18,10 @@ to our rsync's stderr. Its exit status is 0 only when every keep succeeded, and 
 starts the receiver only then: when a keep fails nothing of the run is transferred, so
 nothing is overwritten unkept. The same stamp names the same trash place, so a retry
 after kill -9 keeps nothing twice (KEEP_BODY's existing-entry and link-count checks).
+Each item's record carries the version the run sends (size, mtime ns: batch.py takes it
+from the plan's look at the source): a file that already is that version is not kept
+(a re-send after a lost ack, or a reconcile re-queue, filled the trash with copies of
+the very version being sent).
 
 The records ride on the command line, which the login shell gets as one argument
 (Linux caps one at 128 KiB, MAX_ARG_STRLEN): a run whose wrapper passes WRAP_LIMIT
@@ -29,18 +33,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from mirrord.errors import RetryableError
 from mirrord.targets.base import SyncItem
 from mirrord.targets.rsync.remote import classify_stderr, q
-from mirrord.targets.rsync.trash import KEEP_BODY, keep_records
+from mirrord.targets.rsync.keep_script import KEEP_BODY, keep_records
 
 # The whole remote command reaches the login shell as ONE argument of `sh -c` (and our ssh
 # as one argv element): Linux caps one at 128 KiB (MAX_ARG_STRLEN). The wrapper may take
 # 112 KiB of it; the rest is for rsync's --server arguments (the root, twice, in --temp-dir
 # and the destination; PATH_MAX is 4 KiB). Stamps repeat as "=" (keep_records(compact=)),
-# so a record is the path and ~12 bytes more (index, 'file'/'dir', '=', './', spaces).
+# so a record is the path and ~35 bytes more (index, 'dir' or the version sent,
+# SIZE:NS, ~22 bytes, '=', './', spaces, quotes).
 WRAP_LIMIT = 112 << 10
 FAILED = re.compile(rb"(?:^|[\0\n])(\d+) E ([^\0]*)\0")   # KEEP_BODY's failure records
 
@@ -49,14 +54,16 @@ FAILED = re.compile(rb"(?:^|[\0\n])(\d+) E ([^\0]*)\0")   # KEEP_BODY's failure 
 class Keeps:
     """The keep requests of one rsync run and, per item index, the requests it needs."""
 
-    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    requests: list[tuple] = field(default_factory=list)   # trash.keep_records' requests
     needs: dict[int, list[int]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, items: Sequence[SyncItem], indexes: Sequence[int]) -> "Keeps":
+    def of(cls, items: Sequence[SyncItem], indexes: Sequence[int],
+           versions: Mapping[int, tuple[int, int]] | None = None) -> "Keeps":
         """The requests for the marked ones of `items[i] for i in indexes`: parents
         ('dir', the stamp of the first item needing it) shallowest first, then each item
-        ('file'), each (path, coming) once."""
+        ('file', with versions[i], the (size in bytes, mtime in ns) the run sends, when
+        given: that very version standing there is not kept), each (path, coming) once."""
         marked = [i for i in indexes if items[i].keep_stamp is not None]
         parents: dict[str, str] = {}
         for i in marked:
@@ -71,7 +78,9 @@ class Keeps:
             path = items[i].path
             if (path, "file") not in place:
                 place[(path, "file")] = len(out.requests)
-                out.requests.append((path, str(items[i].keep_stamp), "file"))
+                request = (path, str(items[i].keep_stamp), "file")
+                version = (versions or {}).get(i)
+                out.requests.append(request if version is None else request + (version,))
             out.needs[i] = [place[(p, "dir")] for p in _parents(path)] + [place[(path, "file")]]
         return out
 

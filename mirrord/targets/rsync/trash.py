@@ -3,7 +3,8 @@
 RsyncTrash does, for one RsyncTarget, what mirrord.targets.base.Target.keep,
 keep_many and trash_* promise, each as ONE remote command over the target's
 ssh connection (a whole keep batch in one round trip, like remote.META_SCRIPT);
-a batch's marked puts run KEEP_BODY inside their rsync run instead (inrun.py).
+a batch's marked puts run KEEP_BODY (keep_script.py) inside their rsync run instead
+(inrun.py).
 Paths never reach the shell as code: keep records are quoted words or arrive on
 stdin through xargs -0, single paths are quoted by remote.q().
 
@@ -14,7 +15,9 @@ removed directory is ONE `mv` of the directory. `ln` fails with EXDEV instead
 of copying; before a directory `mv` (GNU mv copies on EXDEV) the device numbers
 (find %D) of the path and of the trash are compared. A place already holding
 a kept entry is never replaced (`ln` refuses an existing name; the script
-checks first), so a retry with the same stamp keeps nothing twice. A symlink
+checks first), so a retry with the same stamp keeps nothing twice. A put's request
+may carry the version it sends (size, mtime ns): a regular file that already is that
+version is not kept (nothing is destroyed; issue 17, as on S3 and local). A symlink
 anywhere on the path means nothing is there (list() never shows one either),
 so a planted link cannot make us move anything outside the root.
 """
@@ -22,89 +25,19 @@ so a planted link cannot make us move anything outside the root.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import tempfile
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.base import Entry, check_relpath, classify_oserror, format_ns, parse_ns
+from mirrord.targets.rsync.keep_script import _answers, keep_records, keep_script
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, LONG_TIMEOUT, MKDIRS, NOLINK, RSYNC_TMP,
                                           classify_stderr, q, record_entry)
 from mirrord.trash.model import TRASH, Kept, parse_trash_rel
 
 if TYPE_CHECKING:
     from mirrord.targets.rsync.target import RsyncTarget
-
-COMINGS = ("file", "dir", "absent")
-STAMP_SHAPE = re.compile(r"\d{8}T\d{6}\.\d{6}Z")   # mirrord.trash.model.stamp_of's _FMT
-
-# Records b"INDEX COMING STAMP ./path" (STAMP "=": the previous record's; "+SUFFIX": the
-# previous record's with its last 7 characters replaced), as sh arguments ("$@"): run by
-# keep_script(), which
-# passes a small batch on the command line and a large one NUL-terminated on stdin through
-# xargs -0, or by inrun.wrapper() ahead of an rsync receiver. Answers, NUL-terminated:
-#   b"INDEX K BYTES"   kept, BYTES = the bytes of the file(s) now in the trash      (on fd 3)
-#   b"INDEX N"         nothing to keep (nothing there, a dir coming 'dir', a symlink on the
-#                      way, an empty directory) or already kept under this stamp (a retry),
-#                      or an overwrite of a file with a second link (kept by an earlier try
-#                      under another stamp: see LocalTrash._keep_at)                (on fd 3)
-#   b"INDEX E TEXT"    failed; TEXT is what the command printed on stderr           (on fd 1)
-# The exit status is 0 only when no request failed (inrun.wrapper starts rsync on it).
-# Cost (issue 17): a path with nothing at it (every new file) is answered by two builtin
-# tests; mkdir and find of the trash (two execs) run only once something is kept.
-KEEP_BODY = rb"""td= f=
-no() { printf "%s N\0" "$i" >&3; }
-err() { printf "%s E %s\0" "$i" "$1"; f=1; }
-for r; do
-  i=${r%% *}; r=${r#* }; c=${r%% *}; r=${r#* }; x=${r%% *}; p=${r#* }
-  case $x in (=) ;; (+*) s=${s%???????}${x#+} ;; (*) s=$x ;; esac
-  if [ ! -e "$p" ] && [ ! -L "$p" ]; then no; continue; fi
-  n=.; bad=; o=$IFS; IFS=/; set -f
-  for x in ${p#./}; do n="$n/$x"; [ -L "$n" ] && bad=1; done
-  IFS=$o; set +f
-  if [ -n "$bad" ]; then w=
-  elif [ -f "$p" ]; then if [ "$c" = file ]; then w=overwritten; else w=deleted; fi
-  elif [ -d "$p" ] && [ "$c" != dir ] && [ -n "$(find "$p" -type f -print -quit)" ]; then w=dir-removed
-  else w=; fi
-  d=./.mirrord/trash/$s.$w/${p#./}
-  if [ -z "$w" ] || [ -e "$d" ] || [ -L "$d" ]; then no; continue; fi
-  if [ -z "$td" ]; then
-    e=$(mkdir -p ./.mirrord/trash 2>&1) && td=$(find ./.mirrord/trash -maxdepth 0 -printf %D 2>&1) ||
-      { err "$e$td"; td=; continue; }
-  fi
-  x=$(find "$p" -maxdepth 0 -printf "%D %n %s")
-  if [ "${x%% *}" != "$td" ]; then
-    err "not on the file system of .mirrord/trash: keeping it would copy"; continue
-  fi
-  x=${x#* }; l=${x%% *}
-  if [ "$w" = overwritten ] && [ "$l" -gt 1 ]; then no; continue; fi
-  e=$( { [ -d "${d%/*}" ] || mkdir -p -- "${d%/*}"; } 2>&1 && case $w in
-      (overwritten) ln -- "$p" "$d" 2>&1 ;;
-      (deleted) ln -- "$p" "$d" 2>&1 && rm -f -- "$p" 2>&1 ;;
-      (*) mv -T -- "$p" "$d" 2>&1 ;;
-    esac) || { err "$e"; continue; }
-  if [ "$w" = dir-removed ]; then
-    x=$(find "$d" -type f -printf "%s\n" | awk "{ t += \$1 } END { printf \"%.0f\", t }")
-  else x=${x#* }; fi
-  printf "%s K %s\0" "$i" "$x" >&3
-done
-[ -z "$f" ]"""
-assert b"'" not in KEEP_BODY   # it runs as sh -c '...'
-# records up to this many bytes (quoted) ride on the command line (one exec on the host, not
-# xargs and sh); far below Linux's 128 KiB cap on one argument (MAX_ARG_STRLEN), which the
-# whole remote command is to the login shell's -c
-ARGS_LIMIT = 32 << 10
-
-
-def keep_script(records: Sequence[bytes]) -> tuple[bytes, bytes]:
-    """(script, stdin) running KEEP_BODY over `records` (each b"INDEX COMING STAMP ./path",
-    no NUL): on the command line when they are small, else on stdin through xargs -0."""
-    words = [q(r) for r in records]
-    if sum(len(w) + 1 for w in words) <= ARGS_LIMIT:
-        return b"exec sh -c '" + KEEP_BODY + b"' sh " + b" ".join(words) + b" 3>&1\n", b""
-    return (b"xargs -0 -r sh -c '" + KEEP_BODY + b"' sh 3>&1\n",
-            b"".join(r + b"\0" for r in records))
 
 
 # stdin: paths relative to .mirrord/trash ('<stamp>.<why>/<path>'), NUL-terminated; removes
@@ -116,31 +49,6 @@ for r; do
   rmdir -p --ignore-fail-on-non-empty -- "${r%/*}" 2>/dev/null
 done' sh
 """
-
-
-def keep_records(requests: Sequence[tuple[str, str, str]], out: list, *,
-                 compact: bool = False) -> list[bytes]:
-    """KEEP_BODY's record b"INDEX COMING STAMP ./path" for each (path, stamp, coming)
-    request, INDEX its place in `requests`; a bad request gets its PermanentError in
-    out[INDEX] instead (it fails alone, before anything runs remotely). `compact` (only for
-    ONE sh run over all the records: xargs may split them over several): a stamp is
-    written as what changed since the previous record's, b"=" or b"+" and its last 7
-    characters (the microseconds; a batch's event times share the second)."""
-    records, last = [], b""
-    for i, (path, stamp, coming) in enumerate(requests):
-        try:
-            word = _stamp(stamp)
-            field = word
-            if compact and word == last:
-                field = b"="
-            elif compact and len(word) == len(last) and word[:-7] == last[:-7]:
-                field = b"+" + word[-7:]
-            records.append(b"%d %s %s ./%s" % (i, _coming(coming), field,
-                                              os.fsencode(check_relpath(path))))
-            last = word
-        except PermanentError as exc:
-            out[i] = exc
-    return records
 
 
 class RsyncTrash:
@@ -279,21 +187,6 @@ class RsyncTrash:
             raise classify_stderr(proc.stderr, f"{self.t.describe()}: cannot fetch {kept.key!r}")
 
 
-def _coming(coming: str) -> bytes:
-    if coming not in COMINGS:
-        raise PermanentError(f"keep: coming must be one of {COMINGS}, not {coming!r}")
-    return coming.encode("ascii")
-
-
-def _stamp(stamp: str) -> bytes:
-    """A stamp made by mirrord.trash.model.stamp_of (no space, no '/': safe in a record).
-    Its shape is checked (STAMP_SHAPE), not parsed: each event time makes a stamp of its
-    own, and strptime costs ~12 us a call."""
-    if not isinstance(stamp, str) or not STAMP_SHAPE.fullmatch(stamp):
-        raise PermanentError(f"keep: {stamp!r} is not a trash stamp")
-    return stamp.encode("ascii")
-
-
 def _trash_rel(kept: Kept) -> bytes:
     """kept.key relative to TRASH, refused unless it is '<stamp>.<why>/<safe path>'."""
     key = kept.key
@@ -310,20 +203,3 @@ def _glob_escape(value: bytes) -> bytes:
         value = value.replace(c, b"\\" + c)
     return value
 
-
-def _answers(stdout: bytes) -> dict[int, tuple[bytes, bytes]]:
-    """INDEX -> (b'K', bytes) / (b'N', b'') / (b'E', stderr text) from KEEP_BODY's output."""
-    out: dict[int, tuple[bytes, bytes]] = {}
-    for rec in filter(None, stdout.split(b"\0")):
-        fields = rec.split(b" ", 2)
-        try:
-            index = int(fields[0])
-            if fields[1] == b"K" and len(fields) == 3 and fields[2].isdigit():
-                out[index] = (b"K", fields[2])
-            elif fields[1] == b"N" and len(fields) == 2:
-                out[index] = (b"N", b"")
-            elif fields[1] == b"E":
-                out[index] = (b"E", fields[2] if len(fields) == 3 else b"")
-        except (IndexError, ValueError):
-            continue   # a stray line: the index stays unanswered
-    return out
