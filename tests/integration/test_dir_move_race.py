@@ -28,19 +28,14 @@ from mirrord.journal import Change, Journal, Outcome
 from mirrord.pipeline import Pipeline
 from mirrord.shipper import Shipper
 from tests.exactness import differences, slack_ns, source_snapshot, target_snapshot
-from tests.targets.conftest import make_local, make_rsync, make_s3
+from tests.targets.conftest import make_local, make_target
 
 S = "up"
 
 
 @pytest.fixture(params=["local", "rsync", "s3"])
 def target(request, tmp_path):
-    if request.param == "local":
-        t = make_local(tmp_path)
-    elif request.param == "rsync":
-        t = make_rsync(request.getfixturevalue("sshd"))
-    else:
-        t = make_s3(request.getfixturevalue("seaweedfs"))
+    t = make_target(request.param, request, tmp_path)
     t.open()
     yield t
     t.close()

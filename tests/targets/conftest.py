@@ -41,17 +41,21 @@ def make_rsync(sshd):
     return targets.create(cfg)
 
 
+def make_target(kind: str, request, tmp_path):
+    """A fresh, unopened target of `kind` (memory, local, rsync, s3); the services it needs
+    come from `request`'s fixtures (sshd, seaweedfs)."""
+    if kind == "memory":
+        return MemoryTarget()
+    if kind == "local":
+        return make_local(tmp_path)
+    if kind == "rsync":
+        return make_rsync(request.getfixturevalue("sshd"))
+    return make_s3(request.getfixturevalue("seaweedfs"))
+
+
 @pytest.fixture(params=["memory", "local", "rsync", "s3"])
 def target(request, tmp_path):
-    kind = request.param
-    if kind == "memory":
-        t = MemoryTarget()
-    elif kind == "local":
-        t = make_local(tmp_path)
-    elif kind == "rsync":
-        t = make_rsync(request.getfixturevalue("sshd"))
-    else:
-        t = make_s3(request.getfixturevalue("seaweedfs"))
+    t = make_target(request.param, request, tmp_path)
     t.open()
     yield t
     t.close()
