@@ -39,9 +39,11 @@ from mirrord.treewalk import WalkErrors, file_digest, walk
 class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local_trash
     type = "local"
     # utimensat keeps nanoseconds on ext4/xfs/tmpfs; the 1 us tolerance is for NFS mounts.
-    # keep_by_condition: a put keeps what it replaces itself (put(keep_stamp=), issue 17)
+    # keep_by_condition: a put keeps what it replaces itself (put(keep_stamp=), issue 17),
+    # and keeps_parents_in_put: the files in its parents' way too
     features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,
-                        batch_size=8, keeps_mode=True, cheap_stat=True, keep_by_condition=True)
+                        batch_size=8, keeps_mode=True, cheap_stat=True, keep_by_condition=True,
+                        keeps_parents_in_put=True)
 
     def __init__(self, name: str, root: str | os.PathLike[str], *, fsync: bool = True):
         super().__init__(name)
@@ -87,10 +89,13 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def _abs(self, path: str) -> bytes:
         return os.fsencode(os.path.join(self.root, check_relpath(path)))
 
-    def _confined_parent(self, full: bytes) -> bytes:
+    def _confined_parent(self, full: bytes, keep_stamp: str | None = None) -> bytes:
         """Create the parent directories of `full` one at a time, replacing a file or a
         symlink in the way (never following it: a symlink planted in the mirror must not
-        make us create anything outside the root); refuse escapes."""
+        make us create anything outside the root); refuse escapes. With `keep_stamp` (a
+        marked put: Features.keeps_parents_in_put) what is replaced is kept first, as
+        keeper.keep_items would ask ('dir' coming: `rm d; mkdir d; echo > d/z`), from the
+        lstat this walk makes anyway: no keep_many ahead of the batch."""
         parent = os.path.dirname(full)
         root = os.fsencode(self.root)
         cur = root
@@ -103,7 +108,11 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             except FileNotFoundError:
                 is_dir = None
             if is_dir is False:
-                os.unlink(cur)
+                if keep_stamp is not None:
+                    self.keep(os.fsdecode(os.path.relpath(cur, root)), stamp=keep_stamp,
+                              coming="dir")
+                with contextlib.suppress(FileNotFoundError):   # kept: moved into the trash
+                    os.unlink(cur)
             if not is_dir:
                 with contextlib.suppress(FileExistsError):  # a racing worker made it
                     os.mkdir(cur)
@@ -176,7 +185,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         first (LocalTrash._keep_in_put); a keep that fails raises, nothing is overwritten."""
         full = self._abs(path)
         try:
-            parent = self._confined_parent(full)
+            parent = self._confined_parent(full, keep_stamp)
             if keep_stamp is not None:
                 self._keep_in_put(path, full, keep_stamp, size, exact_ns(mtime, mtime_ns))
             self._staging.install(local, full, parent, mtime=mtime, mtime_ns=mtime_ns, mode=mode,
