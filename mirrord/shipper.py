@@ -12,7 +12,8 @@ changed) sends just those when the target holds the same bytes
 (SyncItem.meta_only), and nothing when they already match what was shipped.
 
 A file still open for writing (a scan found it mid-write) is retried, never sent half;
-its Outcome is marked `busy`: a wait, not a failure. Each target's pool comes from an
+its Outcome is marked `busy`: a wait, not a failure. So is a file that changed while it
+was sent, and a file's delete that finds the file back (mirrord.ship_rules). Each target's pool comes from an
 injectable executor factory (mirrord.executors: threads, or serial for tests).
 Source files are opened beneath the source root without following any
 symlink (mirrord.fsutil), and handed to targets as /proc/self/fd/N, so the
@@ -28,12 +29,13 @@ import threading
 from typing import Callable, Sequence
 
 from mirrord.config import SourceConfig
-from mirrord.errors import NotFound, PermanentError, RetryableError, SourceBusy
+from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.executors import ExecutorFactory, SerialExecutor, serial, thread_pool
 from mirrord.fsutil import BeneathOpener
 from mirrord.journal import Journal, Op, Outcome
-from mirrord.logsetup import kv, redact
-from mirrord.observe import Observed, SourceGuard, changed_since, observe
+from mirrord.logsetup import kv
+from mirrord.observe import Observed, SourceGuard, observe
+from mirrord.ship_rules import error_outcome, meta_only, not_yet, unchanged
 from mirrord.targets.base import SyncItem, SyncResult, Target, join
 from mirrord.trash import keeper
 from mirrord.trash.keeper import KeepPolicy
@@ -187,6 +189,7 @@ class Shipper:
                             outcomes.append(moved)
                             continue
                     seen = self._observe_for(op, src, target, openers[op.source])
+                    not_yet(op, seen)
                     if seen.kind == "absent" and op.kind != "delete" and self.held(op.source):
                         # a put claimed before its file was removed would run as a delete;
                         # the hold covers it too: retried, done as a delete once resumed
@@ -197,18 +200,18 @@ class Shipper:
                                             permanent=True))
                     continue
                 except (RetryableError, PermanentError) as exc:
-                    outcomes.append(_error(op, exc))
+                    outcomes.append(error_outcome(op, exc))
                     continue
-                meta_only = _meta_only(op, seen, target)
-                if meta_only is None:   # an attr op that finds nothing to change
+                only_meta = meta_only(op, seen, target)
+                if only_meta is None:   # an attr op that finds nothing to change
                     if seen.fd is not None:
                         os.close(seen.fd)
                     outcomes.append(Outcome(op, "skip"))
                     continue
-                items.append(self._item(op, src, seen, meta_only=meta_only))
+                items.append(self._item(op, src, seen, meta_only=only_meta))
                 pending.append((op, seen))
             if items:
-                results = [_unchanged(seen, res) for (_op, seen), res
+                results = [unchanged(seen, res) for (_op, seen), res
                            in zip(pending, self._sync(target, items))]
                 keeps_mode = target.features.keeps_mode
                 outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)
@@ -258,7 +261,7 @@ class Shipper:
     @staticmethod
     def _outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:
         if res.error is not None:
-            return _error(op, res.error)
+            return error_outcome(op, res.error)
         mode = seen.mode if keeps_mode else None   # `shipped` records what the target holds
         if seen.kind == "file":
             entry = res.entry
@@ -293,7 +296,7 @@ class Shipper:
         except NotFound:
             return self._make_moved_dir(target, op, src, seen) if op.is_dir else None
         except (RetryableError, PermanentError) as exc:
-            return _error(op, exc)
+            return error_outcome(op, exc)
         # A directory move carries what the target held below src, and that can lack a file
         # that was there at the rename: an op below src that looked at the source after the
         # rename but was acked before the move was recorded ran as a delete (its file had
@@ -313,37 +316,3 @@ class Shipper:
         out = self._outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
         out.rescan = out.error is None
         return out
-
-
-def _unchanged(seen: Observed, res: SyncResult) -> SyncResult:
-    """`res`, or a SourceBusy error when the file it sent changed while it was being sent
-    (observe.changed_since): then what the target got is not recorded as shipped, and the
-    row is retried as a wait, not a failure."""
-    item = res.item
-    if (res.error is None and item.kind == "file" and not item.meta_only
-            and changed_since(seen, item.source_root, item.source_rel)):
-        return SyncResult(item, error=SourceBusy(
-            f"{item.source_rel!r} changed at the source while it was being sent: sent again "
-            f"once it is quiet"))
-    return res
-
-
-def _meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
-    """For an 'attr' op (only mode or mtime changed at the source): True when the target
-    already holds these bytes (same size as shipped) and only mode and mtime need setting,
-    None when even those match what was shipped (nothing to do: e.g. a hard link's link
-    count changed), False otherwise: send in full, like a put (no shipped row, other size,
-    a directory, absent). Any other op: False."""
-    if op.kind != "attr" or op.tree or seen.kind != "file" or op.shipped is None:
-        return False
-    size, mtime_ns, mode = op.shipped
-    if size != seen.size:
-        return False
-    now = (seen.size, seen.mtime_ns, seen.mode if target.features.keeps_mode else None)
-    return None if now == (size, mtime_ns, mode) else True
-
-
-def _error(op: Op, exc: BaseException) -> Outcome:
-    permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
-    return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
-                   busy=isinstance(exc, SourceBusy))

@@ -1,7 +1,8 @@
 """Directory barriers: which rows must wait for a pending directory move or tree removal.
 
 A directory op (a directory moved, or deleted with its tree) is a barrier: rows
-at or below its paths enqueued after it wait for it (their `wait_for`), and no
+at or below its paths enqueued after it wait for it (their `wait_for`; below a tree
+removal, those enqueued before it too: EnqueueMixin._wait_below), and no
 op overlapping it may be in flight at the same time (overlaps_inflight). A tree
 removal stays a barrier when a file takes the directory's place (`rmdir d; echo > d`
 coalesces into a put of d that first removes the tree): counting only directory rows
@@ -95,8 +96,10 @@ def overlaps_inflight(db: sqlite3.Connection, barriers: _Barriers, oid: int, tar
     newest one is not in flight while P's is. A move's source end counts as much as
     its destination: the move takes what stands at `src` away on the target (and a
     tree removal above a moved directory would follow its contents to the new name).
-    Rows queued after a barrier already wait for it (wait_for); this covers the rows
-    queued before it. The range checks run only for barriers."""
+    Rows queued after a barrier already wait for it (wait_for), and so do the rows queued
+    before a tree removal (EnqueueMixin._wait_below); this covers the rows already in
+    flight when it came, and those queued before a directory move. The range checks run
+    only for barriers."""
     if barrier:
         for p in (path, bytes(src) if src is not None else None):
             if p is not None and _claimed_below(db, target, source, p):

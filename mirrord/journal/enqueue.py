@@ -3,7 +3,8 @@
 A later change to a path updates its row (seq moves on) instead of adding one;
 an 'attr' change never weakens a pending op. A rename becomes a move row plus a
 delete row that waits for it (wait_for), or, with pending work in the way, a
-delete and a re-send. Rows below a pending directory barrier wait for it.
+delete and a re-send. Rows below a pending directory barrier wait for it, and
+a tree removal makes the rows below it queued before it wait for it too.
 Mixed into Journal (mirrord.journal.writer), whose db, routes, clock and
 barriers it uses; only the daemon's main thread calls it.
 """
@@ -110,9 +111,38 @@ class EnqueueMixin:
                 (kind, src, int(is_dir), int(tree), int(tree), waits, next_try, when, size, oid))
         if tree_after or (is_dir and kind == "move"):   # barriers.py: why a tree put is one
             self._barriers.set(oid, target, source, tuple(p for p in (path, src) if p is not None))
+            if tree:
+                self._wait_below(target, source, path, oid)
         else:
             self._barriers.drop(oid)
         return oid
+
+    def _wait_below(self, target: str, source: str, path: bytes, oid: int) -> None:
+        """Rows below `path` queued before its tree removal (row `oid`) wait for it, as rows
+        queued after it do (their wait_for; those waiting for something else keep that).
+
+        An op is state-based: it ships what the source holds when its worker looks, which
+        may be what came after the removal (`rm d/x; rmdir d; mkdir d; echo > d/x`: the
+        delete of d/x, queued first and claimed first, sent the NEW d/x ahead of d's tree
+        removal, which then kept it with its directory as 'dir-removed'; the row's next op
+        sent it again and its later removal kept it a second time: issue 17's dir flip,
+        tests/integration/test_tree_removal_waits_below.py). Run after the removal, such an
+        op finds the target cleared below `path` and does what the source needs now. A row
+        `oid` waits for (transitively) is left alone: linking it would be a cycle."""
+        ahead: set[int] = set()
+        cur = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (oid,)).fetchone()[0]
+        while cur is not None and cur not in ahead and len(ahead) < 1000:
+            ahead.add(cur)
+            row = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (cur,)).fetchone()
+            cur = row[0] if row else None
+        ids = [rid for (rid,) in self.db.execute(
+            "SELECT id FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? "
+            "AND wait_for IS NULL", (target, source, path + b"/", _prefix_upper(path)))
+            if rid not in ahead]
+        for i in range(0, len(ids), 500):   # SQLite's host-parameter limit: 999 on older builds
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(f"UPDATE ops SET wait_for = ? WHERE id IN ({marks})", (oid, *chunk))
 
     def _due(self, source: str, kind: str, tree: bool, when: float, delay: float) -> float:
         """A row's next_try: now (0), after its delay, or PARKED while it is a delete of a

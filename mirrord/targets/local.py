@@ -111,8 +111,12 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                 if keep_stamp is not None:
                     self.keep(os.fsdecode(os.path.relpath(cur, root)), stamp=keep_stamp,
                               coming="dir")
-                with contextlib.suppress(FileNotFoundError):   # kept: moved into the trash
+                try:
                     os.unlink(cur)
+                except FileNotFoundError:   # kept: moved into the trash
+                    pass
+                except IsADirectoryError:   # a racing worker (a mkdir of it, a put below it)
+                    is_dir = True           # made it a directory meanwhile: what we need
             if not is_dir:
                 with contextlib.suppress(FileExistsError):  # a racing worker made it
                     os.mkdir(cur)

@@ -219,3 +219,24 @@ def test_a_parent_whose_keep_fails_leaves_the_file_in_the_way_standing(local, tm
         (res,) = local.sync([item])
         assert isinstance(res.error, PermanentError)
         assert local.read("mnt/d") == b"a file on another mount"
+
+
+def test_a_parent_made_a_directory_by_a_racing_worker_during_its_keep_is_used(local, src,
+                                                                             monkeypatch):
+    """The file where a parent goes is kept; before the walk unlinks it, another worker (a
+    mkdir of that directory, a put beside) has put a directory there: the walk goes on
+    into it. Seen under the dir flip (e2e test_dir_flip_keeps_once): the unlink's EISDIR
+    failed the put as permanent, and its row waited ten minutes."""
+    os.makedirs(on_disk(local, "p"))
+    Path(on_disk(local, "p/d")).write_bytes(b"the file d was")
+    write(src, "p/d/z", b"z inside d")
+    real_keep = local.keep
+
+    def keep_then_a_racing_mkdir(path, **kw):
+        n = real_keep(path, **kw)
+        os.mkdir(on_disk(local, path))        # the other worker's mkdir lands now
+        return n
+    monkeypatch.setattr(local, "keep", keep_then_a_racing_mkdir)
+    assert ship(local, src, "p/d/z")[0].error is None
+    assert local.read("p/d/z") == b"z inside d"
+    assert trash_files(local) == {f"{STAMP}.deleted/p/d"}

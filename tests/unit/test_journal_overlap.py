@@ -163,8 +163,14 @@ def test_a_delete_below_a_tree_removal_in_flight_waits_behind_a_newer_removal_ab
     j.enqueue([Change(S, "a", "attr")])
     j.enqueue([Change(S, "a/b/x.jpg", "delete"), Change(S, "a/b", "delete", tree=True),
                Change(S, "a", "delete", tree=True)])
-    inner = j.claim(T, 1)
+    # every row below a tree removal waits for it, queued before it or after
+    # (EnqueueMixin._wait_below): a/ goes first, then a/b, then x.jpg, never two together
+    outer = j.claim(T, 1)
+    assert paths(outer) == ["a"]
+    assert j.claim(T, 10) == []              # a/b and x.jpg's delete wait for a/
+    done(j, outer, "delete")
+    inner = j.claim(T, 10)
     assert paths(inner) == ["a/b"]
-    assert j.claim(T, 10) == []              # x.jpg's delete and a/ wait for a/b
+    assert j.claim(T, 10) == []              # x.jpg's delete waits for a/b
     done(j, inner, "delete")
     assert paths(j.claim(T, 10)) == ["a/b/x.jpg"]

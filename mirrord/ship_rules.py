@@ -1,0 +1,71 @@
+"""What a worker's look at the source decides for one op, beside sending it.
+
+- unchanged: a file that changed while it was being sent is a wait (SourceBusy), not
+  recorded as shipped (observe.changed_since);
+- not_yet: a file's delete that finds the file back waits once for the change that
+  brought it (its event is still to be read);
+- meta_only: an 'attr' op needs only mode and mtime set, nothing at all, or a full put;
+- error_outcome: an exception becomes the op's Outcome (permanent, busy or retried).
+Pure functions of the op, what was observed and what the target answered: the Shipper
+(mirrord.shipper) calls them on its workers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mirrord.errors import PermanentError, RetryableError, SourceBusy
+from mirrord.journal import Op, Outcome
+from mirrord.logsetup import redact
+from mirrord.observe import Observed, changed_since
+from mirrord.targets.base import SyncResult, Target
+
+
+def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
+    """`res`, or a SourceBusy error when the file it sent changed while it was being sent
+    (observe.changed_since): then what the target got is not recorded as shipped, and the
+    row is retried as a wait, not a failure."""
+    item = res.item
+    if (res.error is None and item.kind == "file" and not item.meta_only
+            and changed_since(seen, item.source_root, item.source_rel)):
+        return SyncResult(item, error=SourceBusy(
+            f"{item.source_rel!r} changed at the source while it was being sent: sent again "
+            f"once it is quiet"))
+    return res
+
+
+def not_yet(op: Op, seen: Observed) -> None:
+    """Raise SourceBusy (seen.fd closed) when a file's delete (not a tree's) finds a file on
+    its first try: the file came back after the delete was recorded, and that change is
+    still to be read (its event is queued). The row runs again once it is read (seq moves
+    on), or on its next try if it never is. Sent now, ahead of what that read brings, the
+    file could stand on the target under a directory whose removal comes in the same read
+    (`rm d/x` read and claimed, then `rmdir d; mkdir d; echo > d/x`): the removal kept it
+    with its directory, the put sent it again, and its next removal kept it a second time
+    (issue 17's dir flip; tests/integration/test_tree_removal_waits_below.py)."""
+    if op.kind == "delete" and not op.tree and seen.kind == "file" and op.attempts == 0:
+        if seen.fd is not None:
+            os.close(seen.fd)
+        raise SourceBusy(f"{op.path!r} is back at the source after its delete was recorded: "
+                         "sent once that change is read")
+
+
+def meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
+    """For an 'attr' op (only mode or mtime changed at the source): True when the target
+    already holds these bytes (same size as shipped) and only mode and mtime need setting,
+    None when even those match what was shipped (nothing to do: e.g. a hard link's link
+    count changed), False otherwise: send in full, like a put (no shipped row, other size,
+    a directory, absent). Any other op: False."""
+    if op.kind != "attr" or op.tree or seen.kind != "file" or op.shipped is None:
+        return False
+    size, mtime_ns, mode = op.shipped
+    if size != seen.size:
+        return False
+    now = (seen.size, seen.mtime_ns, seen.mode if target.features.keeps_mode else None)
+    return None if now == (size, mtime_ns, mode) else True
+
+
+def error_outcome(op: Op, exc: BaseException) -> Outcome:
+    permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
+    return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
+                   busy=isinstance(exc, SourceBusy))
