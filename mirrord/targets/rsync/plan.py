@@ -3,7 +3,9 @@ how it will be applied.
 
 Each item is looked at in the source tree first (a symlink anywhere on the path
 makes the path absent: rsync would follow a symlinked parent), and only then is
-a deletion planned, so a deletion never follows from an error. The plan groups
+a deletion planned, so a deletion never follows from an error. An item whose source
+now holds a file or directory of another kind than the shipper saw (SyncItem.kind,
+what the keeper kept for) fails SourceBusy with nothing done. The plan groups
 items by (source root, dest prefix): one rsync run per group; items without a
 source tree (put() of a file given by path, often /proc/self/fd/N) are staged
 as symlinks and sent by one `--copy-links` run; metadata-only items (a chmod or
@@ -16,7 +18,7 @@ import os
 import stat as stat_mod
 from dataclasses import dataclass, field
 
-from mirrord.errors import PermanentError, RetryableError
+from mirrord.errors import PermanentError, RetryableError, SourceBusy
 from mirrord.targets.base import Entry, SyncItem, check_relpath, exact_ns, ns_to_float, put_ns
 
 @dataclass
@@ -71,6 +73,13 @@ def plan_item(i: int, item: SyncItem, plan: Plan, seen: SourceDirs) -> None:
     else:
         src = os.fsencode(os.path.abspath(item.source_root))
         want = want_source(i, item, src, seen)
+        if want is not None and want.kind != item.kind:
+            # The shipper saw another kind (SyncItem.kind) and kept for it: sending what came
+            # after its look sent a file its delete had just kept, ahead of a tree removal
+            # that kept it again (issue 17's dir flip), or replaced a directory unkept
+            # (--force). That change's own event runs the row again: a wait, nothing done.
+            raise SourceBusy(f"{item.source_rel!r} is a {want.kind} at the source now, not "
+                             f"{item.kind!r} as seen: sent once that change is read")
     # Only now, with the source looked at: a deletion never follows from an error.
     if item.tree:
         plan.deletes.append((i, path, True))
