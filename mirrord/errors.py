@@ -50,10 +50,13 @@ class PermanentError(TargetError):
 
 
 class SourceBusy(RetryableError):
-    """The source file is still open for writing (a read lease was refused): it is sent once
-    the writer closes it, never half-written. A wait, not a failure: the journal counts it
-    apart (target_stats.busy; `mirrord status` shows "waiting for writers"), so a web app's
-    lock files (opened, locked, removed, then closed) do not show as FAILED."""
+    """The source is not ready to be shipped as the op saw it: a file still open for writing
+    (a read lease was refused: sent once the writer closes it, never half-written), a file
+    that changed while it was being sent, a delete that finds its file back, or (rsync) a
+    path that holds another kind than the shipper saw (mirrord.ship_rules, the rsync plan).
+    The change that explains it runs the row again. A wait, not a failure: the journal
+    counts it apart (target_stats.busy; `mirrord status` shows "waiting for writers"), so a
+    web app's lock files (opened, locked, removed, then closed) do not show as FAILED."""
 
 
 class NotFound(TargetError):

@@ -158,7 +158,7 @@ def render(doc: dict) -> str:
             lines.append(f"{'':<12} last error {_age(t['last_error_at'], now)}: {t['last_error']}")
         if t.get("waiting"):   # a file still open for writing: retried, not failed
             lines.append(f"{'':<12} waiting for writers: {t['waiting']} files still open for "
-                         f"writing at the source (sent once closed)")
+                         f"writing or changing at the source (sent once quiet)")
         rec = t.get("last_reconcile")
         if rec:
             lines.append(f"{'':<12} last reconcile {_age(rec.get('finished_at') or rec.get('at'), now)}: "
