@@ -76,10 +76,12 @@ def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | Non
     st = os.fstat(fd)
     mode = stat_mod.S_IMODE(st.st_mode)
     if stat_mod.S_ISREG(st.st_mode):
-        if _open_for_writing(fd):
+        closed = _stat_closed(fd)
+        if closed is None:
             os.close(fd)
             raise SourceBusy(f"{rel!r} is still open for writing at the source: "
                                  f"sent once it is closed, never half-written")
+        st, mode = closed, stat_mod.S_IMODE(closed.st_mode)
         if keep_open:
             return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd, mode,
                             st.st_ctime_ns)
@@ -92,23 +94,30 @@ def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | Non
     return Observed("absent")  # fifos, sockets, devices are not mirrored
 
 
-def _open_for_writing(fd: int) -> bool:
-    """True when some process holds the file open for writing: the kernel refuses a read
-    lease then. A scan (catch-up, overflow rescan, reconcile) can find a file that is still
-    being written; its close will queue it again. Cannot tell (EACCES: not our file,
-    EINVAL: NFS): False.
+def _stat_closed(fd: int) -> os.stat_result | None:
+    """The file's fstat taken while a read lease is held, so it describes a closed version:
+    None when some process holds the file open for writing (the kernel refuses a read
+    lease then, fcntl(2) F_SETLEASE). A scan (catch-up, overflow rescan, reconcile) can
+    find a file that is still being written; its close will queue it again. Cannot tell
+    (EACCES: not our file, EINVAL: NFS): a plain fstat.
 
-    A writer opening the file while we hold the lease (microseconds) breaks it, and the
-    kernel signals the holder: SIGIO by default, which kills the process. F_SETSIG makes
-    it SIGWINCH, ignored by default."""
+    The stat is taken under the lease, not before it: one taken before could see a
+    rewrite in place between its O_TRUNC and its write (0 bytes) whose writer closed just
+    before the lease, and a later truncation to 0 bytes then matched it in every check
+    of the read (a 0-byte version the source never closed reached the local mirror:
+    tests/e2e/test_rewrite_in_place.py, in CI). A writer opening the file while we hold
+    the lease (microseconds) breaks it, and the kernel signals the holder: SIGIO by
+    default, which kills the process. F_SETSIG makes it SIGWINCH, ignored by default."""
     try:
         fcntl.fcntl(fd, _F_SETSIG, signal.SIGWINCH)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
     except OSError as exc:
-        return exc.errno == errno.EAGAIN
-    with contextlib.suppress(OSError):   # a lease broken meanwhile is gone already
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    return False
+        return None if exc.errno == errno.EAGAIN else os.fstat(fd)
+    try:
+        return os.fstat(fd)
+    finally:
+        with contextlib.suppress(OSError):   # a lease broken meanwhile is gone already
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
 
 def changed_since(seen: Observed, root: str, rel: str) -> bool:

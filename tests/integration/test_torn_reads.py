@@ -149,3 +149,36 @@ def test_a_file_truncated_between_observe_and_the_copy_is_refused_by_its_size(tm
     with pytest.raises(SourceBusy):
         target.put("f", str(src / "f"), size=len(OLD), mtime=2.0)   # observed: len(OLD)
     assert (mirror / "f").read_bytes() == OLD
+
+
+def test_observe_describes_a_closed_version_even_when_its_writer_closes_during_the_look(
+        tmp_path, monkeypatch):
+    """A rewrite in place is between its O_TRUNC and its write when observe() first
+    fstats the file (0 bytes), and its writer closes before the read lease is asked for:
+    what observe() reports must be the closed version, taken under the lease, not the
+    0 bytes seen before it. Seen in CI (tests/e2e/test_rewrite_in_place.py): a later
+    truncation to 0 bytes matched that stale size in every check of the read, and the
+    local mirror held a 0-byte version the source never closed."""
+    f = tmp_path / "f"
+    f.write_bytes(OLD)
+    writer = open(f, "wb")                      # O_TRUNC: 0 bytes, open for writing
+    real_fstat = os.fstat
+    first = []
+
+    def fstat_then_the_writer_closes(fd):
+        st = real_fstat(fd)
+        if not first:
+            first.append(st)
+            writer.write(NEW)                   # the writer finishes right after this look
+            writer.close()
+        return st
+
+    monkeypatch.setattr(os, "fstat", fstat_then_the_writer_closes)
+    seen = observe(str(tmp_path), "f", keep_open=True)
+    monkeypatch.undo()
+    try:
+        assert first and first[0].st_size == 0   # the first look did see the truncated file
+        assert (seen.kind, seen.size) == ("file", len(NEW))
+        assert seen.mtime_ns == os.stat(f).st_mtime_ns
+    finally:
+        os.close(seen.fd)
