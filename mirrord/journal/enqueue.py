@@ -12,7 +12,7 @@ barriers it uses; only the daemon's main thread calls it.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from mirrord.journal.barriers import _Barriers
 from mirrord.journal.holds import PARKED, is_held
@@ -61,15 +61,17 @@ class EnqueueMixin:
 
     def _waits_on(self, start: int, row: int) -> bool:
         """True when `start` (transitively) waits for `row`: linking row -> start would cycle."""
-        seen = 0
+        return row in self._wait_chain(start)
+
+    def _wait_chain(self, start: int) -> Iterator[int]:
+        """`start`, then the row it waits for, and so on (wait_for links), at most 1,000."""
         cur: int | None = start
-        while cur is not None and seen < 1000:
-            if cur == row:
-                return True
+        for _ in range(1000):
+            if cur is None:
+                return
+            yield cur
             found = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (cur,)).fetchone()
             cur = found[0] if found else None
-            seen += 1
-        return False
 
     def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
@@ -129,12 +131,7 @@ class EnqueueMixin:
         tests/integration/test_tree_removal_waits_below.py). Run after the removal, such an
         op finds the target cleared below `path` and does what the source needs now. A row
         `oid` waits for (transitively) is left alone: linking it would be a cycle."""
-        ahead: set[int] = set()
-        cur = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (oid,)).fetchone()[0]
-        while cur is not None and cur not in ahead and len(ahead) < 1000:
-            ahead.add(cur)
-            row = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (cur,)).fetchone()
-            cur = row[0] if row else None
+        ahead = set(self._wait_chain(oid))   # oid itself is not below `path`: harmless
         ids = [rid for (rid,) in self.db.execute(
             "SELECT id FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? "
             "AND wait_for IS NULL", (target, source, path + b"/", _prefix_upper(path)))
