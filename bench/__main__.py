@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", default=",".join(TARGET_KINDS), metavar="LIST",
                    help="which targets the burst and initial-sync workloads run "
                         f"(comma list of {', '.join(TARGET_KINDS)}; default all)")
+    p.add_argument("--watcher", choices=("inotify", "fanotify", "auto"), default=None,
+                   help="mirrord's `[source] watcher =` in the burst, initial-sync, latency and "
+                        "start-up workloads (default: mirrord's own); rows are labelled")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other workloads found in OUT/latest.json")
     return p.parse_args(argv)
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--targets: a comma list of {', '.join(TARGET_KINDS)}, "
                          f"not {args.targets!r}")
     ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers,
-                  keep_deleted=args.keep_deleted, targets=targets, keep_paired=args.keep_paired)
+                  keep_deleted=args.keep_deleted, targets=targets, keep_paired=args.keep_paired,
+                  watcher=args.watcher)
     if args.watch_tree:
         files, _, dirs = args.watch_tree.partition(":")
         ctx.watch_tree = (int(files), int(dirs))

@@ -80,7 +80,7 @@ def _mirrord_burst(ctx: Context, name: str, stage: Path, expected: dict[str, int
     src = work / "src"
     src.mkdir()
     cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=src,
-                         target_ini=target_ini)
+                         target_ini=target_ini, watcher=ctx.watcher)
     m = Mirrord(ctx, cfg)
     try:
         m.start()

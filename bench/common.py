@@ -255,15 +255,18 @@ class Context:
     def __init__(self, profile: Profile, *, reps: int | None = None, keep: bool = False,
                  verbose: bool = True, s3_workers: int | None = None, seaweed=None,
                  keep_deleted: str | None = None, targets: Iterable[str] = TARGET_KINDS,
-                 keep_paired: str | None = None):
+                 keep_paired: str | None = None, watcher: str | None = None):
         """seaweed: an already running tests.services.seaweedfs.SeaweedFS to use (a test's
         fixture); the context then neither starts one nor stops it. keep_deleted: a duration
         ("7d") given to mirrord's S3 and rsync targets (`keep_deleted =`); every row of the
         run is then labelled with it, so its figures stand beside those without it. targets:
         which of TARGET_KINDS the burst and initial-sync workloads run arms for. keep_paired:
         a duration: those workloads run mirrord both without and with `keep_deleted =` it,
-        back to back in each repetition (bench/pairs.py), one row each."""
+        back to back in each repetition (bench/pairs.py), one row each. watcher: mirrord's
+        `[source] watcher =` in the workloads that start its daemon (None: its default); every
+        row of the run is then labelled with it."""
         self.profile = profile
+        self.watcher = watcher
         self.reps = reps or profile.reps
         self.s3_workers = s3_workers   # mirrord's S3 `workers`; None: its default
         self.keep_deleted = keep_deleted
@@ -303,6 +306,8 @@ class Context:
     def row(self, workload: str, case: str, metric: str, peer: str, **kw) -> Row:
         if self.keep_deleted:   # a workload of its own: --merge keeps the rows without it
             workload = f"{workload}, keep_deleted = {self.keep_deleted}"
+        if self.watcher:
+            workload = f"{workload}, watcher = {self.watcher}"
         for r in self.rows:
             if (r.workload, r.case, r.metric, r.peer) == (workload, case, metric, peer):
                 return r
@@ -431,15 +436,19 @@ def fixed(n: int) -> Callable[[random.Random], int]:
 
 
 def mirrord_config(path: Path, *, state: Path, source: Path, target_ini: str,
-                   workers: int | None = None, extra_mirrord: str = "") -> Path:
-    """A config with one source `b` mirrored to one target `t` (target_ini: its body)."""
+                   workers: int | None = None, extra_mirrord: str = "",
+                   watcher: str | None = None) -> Path:
+    """A config with one source `b` mirrored to one target `t` (target_ini: its body);
+    watcher: the source's `watcher =` (None: mirrord's default)."""
     lines = ["[mirrord]", f"state_dir = {state}", "heartbeat_interval = 5s", "log_level = info"]
     if workers:
         lines.append(f"workers = {workers}")
     if extra_mirrord:
         lines.append(extra_mirrord)
-    lines += ["", "[source:b]", f"path = {source}", "targets = t", "",
-              "[target:t]", target_ini.strip(), ""]
+    lines += ["", "[source:b]", f"path = {source}", "targets = t"]
+    if watcher:
+        lines.append(f"watcher = {watcher}")
+    lines += ["", "[target:t]", target_ini.strip(), ""]
     path.write_text("\n".join(lines))
     return path
 

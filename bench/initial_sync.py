@@ -79,7 +79,7 @@ def _mirrord_until(ctx: Context, work: Path, tree: Path, target_ini: str,
     """mirrord from exec on `tree` to its journal's acknowledgement of every file,
     then one `listing()` of the target must equal `expected`."""
     cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=tree,
-                         target_ini=target_ini)
+                         target_ini=target_ini, watcher=ctx.watcher)
     m = Mirrord(ctx, cfg)
     meter = Meter(server_pid)
     try:

@@ -125,7 +125,8 @@ def run_mirrord(ctx: Context, transport: str, rate: int, seconds: float) -> dict
     else:
         dest = ctx.sshd().new_root()
         target = rsync_target_ini(ctx, dest)
-    cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=src, target_ini=target)
+    cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=src, target_ini=target,
+                         watcher=ctx.watcher)
     m = Mirrord(ctx, cfg)
     try:
         m.start()
@@ -142,7 +143,7 @@ def run_mirrord_s3(ctx: Context, rate: int, seconds: float) -> dict:
     (src / "live").mkdir(parents=True)
     bucket = ctx.seaweed().new_bucket()
     cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=src,
-                         target_ini=s3_target_ini(ctx, bucket, "lat/"))
+                         target_ini=s3_target_ini(ctx, bucket, "lat/"), watcher=ctx.watcher)
     m = Mirrord(ctx, cfg)
     try:
         m.start()

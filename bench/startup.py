@@ -36,7 +36,8 @@ def seed(ctx: Context, tree: Path, n: int) -> tuple[Path, Path]:
     work = ctx.fresh_dir("startup-m")
     dest = work / "mirror"
     cfg = mirrord_config(work / "mirrord.ini", state=work / "state", source=tree,
-                         target_ini=local_target_ini(dest, fsync=False))
+                         target_ini=local_target_ini(dest, fsync=False),
+                         watcher=ctx.watcher)
     m = Mirrord(ctx, cfg)
     t0 = time.monotonic()
     try:

@@ -45,7 +45,7 @@ class SourceConfig:
     targets: tuple[str, ...]
     exclude: tuple[str, ...] = ()
     dest: str = ""
-    watcher: str = "inotify"  # auto | inotify | fanotify (mirrord.watch.select: why inotify)
+    watcher: str = "auto"  # auto | inotify | fanotify (mirrord.watch.select)
     # the live mass-change alarm (mirrord.alarm): more than alarm_deletes deletes or
     # overwrites within alarm_window seconds; pause_on_alarm holds deletes until resumed
     alarm_deletes: int = 1000

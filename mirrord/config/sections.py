@@ -110,7 +110,7 @@ def _read_alarm(r: _Reader, section: str) -> dict:
 
 
 def _read_watcher(r: _Reader, section: str) -> str:
-    value = (r.raw(section, "watcher", "inotify") or "inotify").strip().lower()
+    value = (r.raw(section, "watcher", "auto") or "auto").strip().lower()
     if value not in WATCHERS:
         r.problem(section, "watcher", f"must be one of {', '.join(WATCHERS)}, not {value!r}")
         return "inotify"

@@ -44,6 +44,7 @@ from typing import Callable
 from mirrord.exclude import excluded_entry
 from mirrord.watch import fanotify_sys as S
 from mirrord.watch.events import FsEvent
+from mirrord.watch.fanotify_ignore import OutsideIgnores
 from mirrord.watch.fanotify_late import LateReports
 from mirrord.watch.fanotify_paths import DirPaths
 from mirrord.watch.fanotify_quiet import QuietFiles
@@ -72,7 +73,8 @@ class FanotifyWatcher:
     def __init__(self, root: str, excluded: Callable[[str], bool] | None = None, *,
                  move_window: float = 0.05, clock: Callable[[], float] = time.monotonic,
                  quiet: float = 0.2, max_cached_dirs: int = 200_000,
-                 unlimited_queue: bool = True, root_check: float = 1.0):
+                 unlimited_queue: bool = True, root_check: float = 1.0,
+                 ignore_outside: bool = True):
         self.root = os.path.abspath(root)
         self.excluded = excluded or (lambda _p: False)
         self.move_window = move_window      # unused: FAN_RENAME needs no pairing window
@@ -96,6 +98,8 @@ class FanotifyWatcher:
         self.root_check = root_check
         self._root_id: tuple[int, int] | None = None
         self._next_check = 0.0
+        self.ignore_outside = ignore_outside    # kernel ignore marks (fanotify_ignore)
+        self.ignores: OutsideIgnores | None = None
 
     # ------------------------------------------------------------ life cycle
     def fileno(self) -> int:
@@ -129,6 +133,8 @@ class FanotifyWatcher:
         scan covers files. Raises OSError when the mark or the root's handle is refused."""
         S.fanotify_mark(self.fd, S.FAN_MARK_ADD | S.FAN_MARK_FILESYSTEM, MARK_MASK, self.root)
         st = self.paths.learn_root()
+        if self.ignore_outside:
+            self.ignores = OutsideIgnores(self.fd, self.root, st.st_dev)
         self._root_id, self._next_check = (st.st_dev, st.st_ino), self.clock() + self.root_check
         self.mounts = [os.path.relpath(p, self.root) for p in mounts_below(self.root)]
         self.watch_errors += len(self.mounts)
@@ -172,6 +178,8 @@ class FanotifyWatcher:
                     buf = os.read(self.fd, READ_SIZE)
                 except BlockingIOError:     # drained: every rename queued before a lookup
                     self._close_window(None)    # has been handled by now
+                    if self.ignores is not None:
+                        self.ignores.drained()
                     break
                 # a short read found the queue empty (the kernel stops copying only then or
                 # when the next event does not fit: fanotify_read(), fs/notify/fanotify/
@@ -179,6 +187,8 @@ class FanotifyWatcher:
                 # before the lookups and reports made so far. On a busy file system the
                 # queue is seldom found empty, and the window would never close.
                 cut = self.late.advance() if len(buf) <= READ_SIZE - MAX_EVENT_LEN else None
+                if cut is not None and self.ignores is not None:
+                    self.ignores.drained()  # before the marks this buffer's events place
                 self.paths.gen = self.late.gen
                 for ev in S.parse(buf):
                     n = len(out)
@@ -214,6 +224,8 @@ class FanotifyWatcher:
         if mask & S.FAN_Q_OVERFLOW:
             self.overflows += 1
             self.paths.clear()  # a lost directory rename would leave stale paths cached
+            if self.ignores is not None:    # and may have brought a marked directory in
+                self.ignores.flush()
             out.append(FsEvent("overflow", detail="fanotify event queue overflowed "
                                "(fs.fanotify.max_queued_events)"))
             return
@@ -222,6 +234,8 @@ class FanotifyWatcher:
             return
         parent = self.paths.rel(ev.dfid) if ev.dfid is not None else None
         if parent is None:
+            if self.ignores is not None:
+                self.ignores.seen(ev.dfid, mask)    # next time the kernel drops these
             if mask & S.FAN_DELETE and self.paths.vanished(ev.dfid):
                 self.late.lost_departure = self.late.gen  # in a directory gone by now
             elif (mask & S.FAN_ATTRIB and mask & S.FAN_ONDIR and ev.name == b"."
@@ -331,6 +345,8 @@ class FanotifyWatcher:
             out.append(FsEvent("move", dst, src=src, is_dir=is_dir))
         elif dst is not None:       # moved in from outside the root: a create
             if is_dir:
+                if self.ignores is not None:    # what the kernel dropped below it since:
+                    self.ignores.entered()      # its marks off, then the scan sees it
                 self._new_dir(dst, None, out)
             else:
                 out.append(FsEvent("write", dst))

@@ -42,7 +42,11 @@ FAN_MARK_ADD = 0x01
 FAN_MARK_REMOVE = 0x02
 FAN_MARK_DONT_FOLLOW = 0x04
 FAN_MARK_ONLYDIR = 0x08
+FAN_MARK_IGNORED_SURV_MODIFY = 0x40
+FAN_MARK_FLUSH = 0x80
 FAN_MARK_FILESYSTEM = 0x100
+FAN_MARK_EVICTABLE = 0x200      # Linux 5.19: the inode mark does not pin the inode
+FAN_MARK_IGNORE = 0x400         # Linux 6.0: ignore mask with FAN_ONDIR/FAN_EVENT_ON_CHILD
 # event bits
 FAN_MODIFY = 0x2
 FAN_ATTRIB = 0x4
@@ -56,6 +60,7 @@ FAN_MOVE_SELF = 0x800
 FAN_Q_OVERFLOW = 0x4000
 FAN_FS_ERROR = 0x8000
 FAN_RENAME = 0x10000000
+FAN_EVENT_ON_CHILD = 0x08000000
 FAN_ONDIR = 0x40000000
 # info record types
 FAN_EVENT_INFO_TYPE_FID = 1
@@ -200,11 +205,14 @@ def fanotify_init(flags: int, event_f_flags: int = os.O_RDONLY) -> int:
     return _check(_libc.fanotify_init(flags, event_f_flags), "fanotify_init")
 
 
-def fanotify_mark(fd: int, flags: int, mask: int, path: str | bytes,
+def fanotify_mark(fd: int, flags: int, mask: int, path: str | bytes | None,
                   dirfd: int = AT_FDCWD) -> None:
-    """Add or remove a mark (fanotify_mark(2)); raises OSError (EXDEV: a file system
-    or subvolume whose handles cannot be reported, ENODEV/EOPNOTSUPP: no file handles)."""
-    _check(_libc.fanotify_mark(fd, flags, mask, dirfd, os.fsencode(path)), "fanotify_mark")
+    """Add or remove a mark (fanotify_mark(2)); path None marks what `dirfd` is open on
+    (an O_PATH fd is refused: EBADF). Raises OSError (EXDEV: a file system or subvolume
+    whose handles cannot be reported, ENODEV/EOPNOTSUPP: no file handles, EINVAL: a
+    flag this kernel lacks)."""
+    _check(_libc.fanotify_mark(fd, flags, mask, dirfd,
+                               None if path is None else os.fsencode(path)), "fanotify_mark")
 
 
 def name_to_handle(path: str | bytes) -> bytes:

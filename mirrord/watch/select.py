@@ -6,19 +6,20 @@ an unlimited event queue. It needs CAP_SYS_ADMIN (the mark, the unlimited queue)
 and CAP_DAC_READ_SEARCH (open_by_handle_at) — fanotify_init(2), fanotify_mark(2) —
 and Linux 5.17 or newer for FAN_RENAME. inotify (mirrord.watch.inotify) needs
 nothing but pays per directory. `auto` takes fanotify when the kernel and the
-process's capabilities allow it, else inotify, and says which and why. The default
-is `inotify` (mirrord.config): a file-system mark reports every write on the whole file
-system, the daemon's own journal and whatever else writes there (a database, an S3
-server), and reading and dropping those cost mirrord 0.2 ms of CPU per uploaded file in
-the S3 burst (+20% wall time, README "Watchers: inotify and fanotify"); fanotify is
-for trees too big for inotify. Watcher faults found under load are fixed: the churn
-test's leftover directory (an rmdir read under the new name of a directory renamed
-before the read: fanotify_late; a write quiet after FAN_MODIFY named by the old path:
-fanotify_quiet; tests/integration/test_fanotify_late_paths.py) and a directory rename
-re-sent because a directory removed elsewhere on the file system made the watcher ask
-for a rescan of it (fanotify_late.renamed_in;
-tests/integration/test_fanotify_renames_delayed.py). A file renamed while its put is
-in flight stays a move with either backend (Journal.enqueue_move).
+process's capabilities allow it, else inotify, and says which and why; it is the
+default (mirrord.config). A file-system mark reports every change on the whole file
+system (the daemon's own journal, a database, an S3 server): the watcher puts a kernel
+ignore mark on each busy directory outside the root (fanotify_ignore), so those cost a
+few system calls once, not a read per write (they cost 0.2 ms of CPU per uploaded file
+in the S3 burst without it, README "Watchers: inotify and fanotify"). Watcher faults
+found under load are fixed: the churn test's leftover directory (an rmdir read under
+the new name of a directory renamed before the read: fanotify_late; a write quiet
+after FAN_MODIFY named by the old path: fanotify_quiet;
+tests/integration/test_fanotify_late_paths.py) and a directory rename re-sent because
+a directory removed elsewhere on the file system made the watcher ask for a rescan of
+it (fanotify_late.renamed_in; tests/integration/test_fanotify_renames_delayed.py). A
+file renamed while its put is in flight stays a move with either backend
+(Journal.enqueue_move).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The daemon's main loop survives any one step's error (Patroni's run_cycle model).
 
-The real Daemon runs in-process (a thread) on a real source tree with inotify and a
-local target; a failure is injected into each hook and each step, and the daemon
+The real Daemon runs in-process (a thread) on a real source tree with its default
+watcher and a local target; a failure is injected into each hook and each step, and the daemon
 must go on mirroring, count the errors, and end only on a fatal error.
 """
 

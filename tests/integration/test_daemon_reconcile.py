@@ -1,6 +1,6 @@
 """The daemon's scheduled reconcile passes keep the same safety rules and write the same
 summary as `mirrord reconcile` (issue 14): deletes only after the pass's repairs
-succeeded. The real Daemon in-process (a thread), real inotify, a local target."""
+succeeded. The real Daemon in-process (a thread), the default watcher, a local target."""
 
 from __future__ import annotations
 
