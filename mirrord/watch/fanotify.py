@@ -75,7 +75,9 @@ class FanotifyWatcher:
                  quiet: float = 0.2, max_cached_dirs: int = 200_000,
                  unlimited_queue: bool = True, root_check: float = 1.0,
                  ignore_outside: bool = True):
-        self.root = os.path.abspath(root)
+        # the real path: handles resolve (readlink of /proc/self/fd) to it, never to a
+        # path through a symlink, which would put every directory of the tree "outside"
+        self.root = os.path.realpath(root)
         self.excluded = excluded or (lambda _p: False)
         self.move_window = move_window      # unused: FAN_RENAME needs no pairing window
         self.clock = clock
@@ -319,6 +321,8 @@ class FanotifyWatcher:
                          and self.paths.dirs[ev.fid] is not None):  # type: ignore[index]
             self.paths.forget_inside()  # an end gone by now may have been in the tree
         if src is None and dst is None:
+            if is_dir and self.ignores is not None:     # into an excluded part of the tree?
+                self.ignores.moved_below(ev.dfid)
             self.dropped += 1
             return
         self._moved(src, dst, is_dir, out, ev.dfid)

@@ -20,7 +20,9 @@ Rules, each for a reason:
   it). Its children's events in between were dropped by the kernel, so the watcher
   calls `entered()` before it scans the newcomer: every marked directory now at or
   below the root loses its mark first, and the scan made after it sees what the
-  dropped events would have said.
+  dropped events would have said. One moved into an excluded part of the tree can
+  become part of it by a rename inside the tree (`exclude = a/cache`, then root/a
+  renamed): `moved_below()` takes its mark off when it arrives there.
 - A queue overflow may have hidden such a rename: `flush()` takes every mark off.
 - A directory is marked by `seen()` when one of the events a mark would stop reaches
   this process. Marks are FAN_MARK_EVICTABLE (Linux 5.19): they do not pin the
@@ -81,16 +83,20 @@ class OutsideIgnores:
         if (not self.enabled or handle is None or not mask & _IGNORABLE
                 or mask & (S.FAN_ONDIR | S.FAN_RENAME) or handle in self.unmarkable):
             return
-        if handle in self.marked:
-            if self.marked[handle] == self.epoch:
-                return          # queued before the mark was placed
-            del self.marked[handle]     # evicted: mark it again
+        # marked before: evicted, or queued between the read that placed the mark and the
+        # mark (drained() since): the kernel mark may still be on
+        was_marked = handle in self.marked
+        if was_marked and self.marked[handle] == self.epoch:
+            return          # queued before the mark was placed
         fd = self._open(handle)
         if fd is None:
+            self.marked.pop(handle, None)
             self._cannot(handle)
             return
         try:
             if not self._outside(os.readlink(f"/proc/self/fd/{fd}")):
+                if was_marked:  # moved in (its rename not read yet): the mark comes off
+                    self._unmark(handle, fd)    # here, entered() will not know of it
                 self._cannot(handle)
                 return
             if len(self.marked) >= self.max_marks:
@@ -104,11 +110,14 @@ class OutsideIgnores:
                 log.info("fanotify: this kernel has no FAN_MARK_IGNORE (Linux 6.0): events "
                          "from outside the source are dropped by mirrord, not by the kernel")
             else:
+                if was_marked:
+                    self._unmark(handle, fd)
                 self._cannot(handle)
             return
         finally:
             os.close(fd)
         self.marks_added += 1
+        self.marked.pop(handle, None)   # newest last: _make_room unmarks the oldest
         self.marked[handle] = self.epoch
 
     def drained(self) -> None:
@@ -131,6 +140,26 @@ class OutsideIgnores:
                 self._unmark(handle, fd)
             finally:
                 os.close(fd)
+
+    def moved_below(self, dfid: bytes | None) -> None:
+        """A directory from outside was renamed into `dfid`, a directory not in the tree:
+        when that one is at or below the root (an excluded part of the tree), the newcomer
+        is in the root now and may become part of the tree by a rename inside it (a path-
+        dependent exclude such as `a/cache`: root/a renamed to root/b), which never calls
+        entered(): take the marks of what is now below the root off here."""
+        if not self.marked or dfid is None:
+            return
+        fd = self._open(dfid)
+        if fd is None:
+            return
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        if path == self.root or path.startswith(self._prefix):
+            self.entered()
 
     def flush(self) -> None:
         """Take every ignore mark off (after an overflow: a rename into the tree may be

@@ -6,7 +6,8 @@ an unlimited event queue. It needs CAP_SYS_ADMIN (the mark, the unlimited queue)
 and CAP_DAC_READ_SEARCH (open_by_handle_at) — fanotify_init(2), fanotify_mark(2) —
 and Linux 5.17 or newer for FAN_RENAME. inotify (mirrord.watch.inotify) needs
 nothing but pays per directory. `auto` takes fanotify when the kernel and the
-process's capabilities allow it, else inotify, and says which and why; it is the
+process's capabilities allow it and nothing is mounted below the root (the mark does
+not see into another file system), else inotify, and says which and why; it is the
 default (mirrord.config). A file-system mark reports every change on the whole file
 system (the daemon's own journal, a database, an S3 server): the watcher puts a kernel
 ignore mark on each busy directory outside the root (fanotify_ignore), so those cost a
@@ -66,5 +67,10 @@ def choose(src: SourceConfig) -> tuple[str, str]:
                              f"fanotify is not available here: {why}")
         return "fanotify", "[source] watcher = fanotify"
     if ok:
+        from mirrord.watch.fanotify import mounts_below
+        below = mounts_below(str(src.path))
+        if below:   # the filesystem mark does not see into them; inotify watches them
+            return "inotify", (f"auto: a file system is mounted below the root ({below[0]}): "
+                               f"fanotify's mark would not see it")
         return "fanotify", "auto: fanotify is available (one mark for the whole file system)"
     return "inotify", f"auto: fanotify not available ({why})"
