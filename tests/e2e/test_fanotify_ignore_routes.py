@@ -6,7 +6,6 @@ came before it), then checks the target is exact with bounded polls."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

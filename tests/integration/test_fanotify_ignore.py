@@ -13,55 +13,32 @@ from __future__ import annotations
 
 import errno
 import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from mirrord.config import SourceConfig
 from mirrord.watch import fanotify_ignore as ignore_mod
 from mirrord.watch import fanotify_sys as S
-from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
+from tests.fanotify_marks import (
+    counting_watcher,
+    fanotify_root,
+    handle,
+    kinds,
+    write_many,
+)
 from tests.watch_model import settle
 
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    r = tmp_path / "src"
-    r.mkdir()
-    ok, why = fanotify_available(str(r))
-    assert ok, f"fanotify is not available here: {why}"
-    return r
+    return fanotify_root(tmp_path)
 
 
 @pytest.fixture
 def watcher(root):
-    excluded = SourceConfig("up", root, ("t",), exclude=("cache",)).excluded
-    w = FanotifyWatcher(str(root), excluded)
-    assert w.start() == []
-    w.read_from = Counter()     # directory handle -> events read that name it
-    translate = w._translate
-
-    def counting(ev, out):
-        w.read_from[ev.dfid] += 1
-        translate(ev, out)
-    w._translate = counting
+    w = counting_watcher(root)
     yield w
     w.close()
-
-
-def handle(path: Path) -> bytes:
-    return S.name_to_handle(str(path))
-
-
-def kinds(events) -> set[tuple]:
-    return {(e.kind, e.path) for e in events}
-
-
-def write_many(d: Path, n: int) -> None:
-    for i in range(n):
-        with open(d / f"f{i % 20}", "ab") as f:
-            f.write(b"x" * 100)
 
 
 def test_a_busy_directory_outside_is_stopped_in_the_kernel(watcher, root, tmp_path):

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from mirrord.config import SourceConfig
 from mirrord.watch import fanotify_sys as S
-from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
+from tests.fanotify_marks import (
+    counting_watcher,
+    fanotify_root,
+    handle,
+    kinds,
+    write_many,
+)
 from tests.watch_model import read_until, settle
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -30,46 +34,14 @@ def exchange(a: Path, b: Path) -> None:
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    r = tmp_path / "src"
-    r.mkdir()
-    ok, why = fanotify_available(str(r))
-    assert ok, f"fanotify is not available here: {why}"
-    return r
-
-
-def make_watcher(root: Path, exclude=("cache",), **kw) -> FanotifyWatcher:
-    excluded = SourceConfig("up", root, ("t",), exclude=exclude).excluded
-    w = FanotifyWatcher(str(root), excluded, **kw)
-    assert w.start() == []
-    w.read_from = Counter()
-    translate = w._translate
-
-    def counting(ev, out):
-        w.read_from[ev.dfid] += 1
-        translate(ev, out)
-    w._translate = counting
-    return w
+    return fanotify_root(tmp_path)
 
 
 @pytest.fixture
 def watcher(root):
-    w = make_watcher(root)
+    w = counting_watcher(root)
     yield w
     w.close()
-
-
-def handle(path: Path) -> bytes:
-    return S.name_to_handle(str(path))
-
-
-def kinds(events) -> set[tuple]:
-    return {(e.kind, e.path) for e in events}
-
-
-def write_many(d: Path, n: int) -> None:
-    for i in range(n):
-        with open(d / f"f{i % 20}", "ab") as f:
-            f.write(b"x" * 100)
 
 
 def busy_outside(tmp_path: Path, w, root: Path, name: str = "out") -> Path:
@@ -92,7 +64,7 @@ def test_marked_dir_enters_via_excluded_dir_made_included_by_ancestor_rename(roo
     """Path-dependent exclude `a/cache`: a marked directory moved into root/a/cache is
     dropped (excluded, no entered()); renaming root/a to root/b makes b/cache/m part of
     the tree by a move inside the tree, which never calls entered(): the mark stays."""
-    w = make_watcher(root, exclude=("a/cache",))
+    w = counting_watcher(root, exclude=("a/cache",))
     try:
         (root / "a" / "cache").mkdir(parents=True)
         settle(w, root)
@@ -116,7 +88,7 @@ def test_symlinked_root_subdirectories_are_reported_and_never_marked(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     root = tmp_path / "link" / "src"
     (root / "sub").mkdir()      # there before the start: its path is looked up by handle
-    w = make_watcher(root)
+    w = counting_watcher(root)
     try:
         write_many(root / "sub", 3)
         got = kinds(settle(w, root))
@@ -136,7 +108,7 @@ def test_a_dir_written_while_being_marked_then_moved_in_keeps_no_mark(root, tmp_
     now and gives up, leaving the kernel mark on; the rename's entered() no longer
     knows it. Every later write below root/m was dropped by the kernel."""
     from mirrord.watch import fanotify_ignore as ignore_mod
-    w = make_watcher(root)
+    w = counting_watcher(root)
     try:
         out = tmp_path / "out"
         out.mkdir()
@@ -281,7 +253,7 @@ def test_deleted_marked_dir_and_a_new_dir_in_the_tree(watcher, root, tmp_path):
 
 
 def test_overflow_of_a_bounded_queue_with_a_marked_dir_moved_in(root, tmp_path):
-    w = make_watcher(root, unlimited_queue=False)
+    w = counting_watcher(root, unlimited_queue=False)
     try:
         out = busy_outside(tmp_path, w, root)
         limit = int(open("/proc/sys/fs/fanotify/max_queued_events").read())
@@ -302,7 +274,7 @@ def test_overflow_of_a_bounded_queue_with_a_marked_dir_moved_in(root, tmp_path):
 
 
 def test_mark_limit_then_a_marked_dir_moves_in(root, tmp_path):
-    w = make_watcher(root)
+    w = counting_watcher(root)
     try:
         w.ignores.max_marks = 8
         dirs = [busy_outside(tmp_path, w, root, f"d{i}") for i in range(3)]
