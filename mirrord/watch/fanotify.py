@@ -77,7 +77,7 @@ class FanotifyWatcher(RenameEvents):
                  move_window: float = 0.05, clock: Callable[[], float] = time.monotonic,
                  quiet: float = 0.2, max_cached_dirs: int = 200_000,
                  unlimited_queue: bool = True, root_check: float = 1.0,
-                 ignore_outside: bool = True):
+                 ignore_outside: bool = True, group: tuple[int, bool] | None = None):
         # the real path: handles resolve (readlink of /proc/self/fd) to it, never to a
         # path through a symlink, which would put every directory of the tree "outside"
         self.root = os.path.realpath(root)
@@ -85,7 +85,9 @@ class FanotifyWatcher(RenameEvents):
         self.move_window = move_window      # unused: FAN_RENAME needs no pairing window
         self.clock = clock
         self.quiet = quiet
-        self.fd, self.unlimited = open_group(unlimited=unlimited_queue)
+        # group: (fd, unlimited) from fanotify_probe.probe_group, taken over (closed with
+        # the watcher); otherwise a group of its own
+        self.fd, self.unlimited = group or open_group(unlimited=unlimited_queue)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
         self.paths = DirPaths(self.root, self.excluded, max_entries=max_cached_dirs)

@@ -26,7 +26,7 @@ file renamed while its put is in flight stays a move with either backend
 from __future__ import annotations
 
 import logging
-
+import os
 from typing import TYPE_CHECKING, TypeAlias
 
 from mirrord.config import SourceConfig
@@ -47,30 +47,31 @@ def open_watcher(src: SourceConfig) -> Watcher:
 
     Raises FatalError when `watcher = fanotify` is asked for and is not available here
     (the message says why: kernel, capability)."""
-    backend, why = choose(src)
+    backend, why, group = choose(src)
     log.info(kv(msg="watcher", source=src.name, backend=backend, why=why))
     if backend == "fanotify":
         from mirrord.watch.fanotify import FanotifyWatcher
-        return FanotifyWatcher(str(src.path), src.excluded)
+        return FanotifyWatcher(str(src.path), src.excluded, group=group)
     return TreeWatcher(str(src.path), src.excluded)
 
 
-def choose(src: SourceConfig) -> tuple[str, str]:
-    """(backend, reason) for `src`; FatalError for an explicit fanotify that cannot work."""
+def choose(src: SourceConfig) -> tuple[str, str, tuple[int, bool] | None]:
+    """(backend, reason, the probe's fanotify group for a FanotifyWatcher to use or None);
+    FatalError for an explicit fanotify that cannot work."""
     if src.watcher == "inotify":
-        return "inotify", "[source] watcher = inotify"
-    from mirrord.watch.fanotify import fanotify_available
-    ok, why = fanotify_available(str(src.path))
+        return "inotify", "[source] watcher = inotify", None
+    from mirrord.watch.fanotify_probe import mounts_below, probe_group
+    group, why = probe_group(str(src.path))
     if src.watcher == "fanotify":
-        if not ok:
+        if group is None:
             raise FatalError(f"source {src.name}: [source:{src.name}] watcher = fanotify, but "
                              f"fanotify is not available here: {why}")
-        return "fanotify", "[source] watcher = fanotify"
-    if ok:
-        from mirrord.watch.fanotify import mounts_below
-        below = mounts_below(str(src.path))
-        if below:   # the filesystem mark does not see into them; inotify watches them
-            return "inotify", (f"auto: a file system is mounted below the root ({below[0]}): "
-                               f"fanotify's mark would not see it")
-        return "fanotify", "auto: fanotify is available (one mark for the whole file system)"
-    return "inotify", f"auto: fanotify not available ({why})"
+        return "fanotify", "[source] watcher = fanotify", group
+    if group is None:
+        return "inotify", f"auto: fanotify not available ({why})", None
+    below = mounts_below(str(src.path))
+    if below:   # the filesystem mark does not see into them; inotify watches them
+        os.close(group[0])
+        return "inotify", (f"auto: a file system is mounted below the root ({below[0]}): "
+                           f"fanotify's mark would not see it"), None
+    return "fanotify", "auto: fanotify is available (one mark for the whole file system)", group
