@@ -13,8 +13,9 @@ Rules, each for a reason:
   clears the map; an end of a rename that is outside or gone ships the other end
   as it stands on disk (fanotify_scan.as_it_stands), never a blind delete; the
   two FAN_RENAMEs of a renameat2(RENAME_EXCHANGE) ship both names as they stand;
-  a delete or rename out of a directory that was gone when read makes the next directory renamed
-  into the tree rescanned if that rename replaced a directory (FAN_ATTRIB on it:
+  a delete or rename out of a directory that was gone when read makes the next
+  directory renamed into the tree rescanned if that rename replaced a directory
+  (FAN_ATTRIB on it:
   fanotify_late.renamed_in; a directory removed elsewhere on the file system
   must not turn a move into a re-send). Events below a directory renamed after
   they were resolved (until the queue is next found empty, or a read comes back

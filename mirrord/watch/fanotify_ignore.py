@@ -88,13 +88,14 @@ class OutsideIgnores:
         was_marked = handle in self.marked
         if was_marked and self.marked[handle] == self.epoch:
             return          # queued before the mark was placed
-        fd = self._open(handle)
-        if fd is None:
+        opened = self._open_at(handle)
+        if opened is None:
             self.marked.pop(handle, None)
             self._cannot(handle)
             return
+        fd, path = opened
         try:
-            if not self._outside(os.readlink(f"/proc/self/fd/{fd}")):
+            if not self._outside(path):
                 if was_marked:  # moved in (its rename not read yet): the mark comes off
                     self._unmark(handle, fd)    # here, entered() will not know of it
                 self._cannot(handle)
@@ -129,15 +130,14 @@ class OutsideIgnores:
         """A directory came into the tree from outside: take the mark off every marked
         directory that is now at or below the root (or gone), before the caller scans."""
         for handle in list(self.marked):
-            fd = self._open(handle)
-            if fd is None:
+            opened = self._open_at(handle)
+            if opened is None:
                 del self.marked[handle]
                 continue
+            fd, path = opened
             try:
-                if not self._outside(os.readlink(f"/proc/self/fd/{fd}")):
+                if not self._outside(path):
                     self._unmark(handle, fd)
-            except OSError:
-                self._unmark(handle, fd)
             finally:
                 os.close(fd)
 
@@ -149,16 +149,11 @@ class OutsideIgnores:
         entered(): take the marks of what is now below the root off here."""
         if not self.marked or dfid is None:
             return
-        fd = self._open(dfid)
-        if fd is None:
+        opened = self._open_at(dfid)
+        if opened is None:
             return
-        try:
-            path = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return
-        finally:
-            os.close(fd)
-        if path == self.root or path.startswith(self._prefix):
+        os.close(opened[0])
+        if opened[1] == self.root or opened[1].startswith(self._prefix):
             self.entered()
 
     def flush(self) -> None:
@@ -196,6 +191,17 @@ class OutsideIgnores:
             return None
         finally:
             os.close(mount_fd)
+
+    def _open_at(self, handle: bytes) -> tuple[int, str] | None:
+        """_open(), with where the directory is now (its /proc/self/fd link: "" when it
+        cannot be read, which no path check takes for outside or below the root)."""
+        fd = self._open(handle)
+        if fd is None:
+            return None
+        try:
+            return fd, os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return fd, ""
 
     def _cannot(self, handle: bytes) -> None:
         if len(self.unmarkable) >= 4 * self.max_marks:

@@ -25,16 +25,13 @@ from mirrord.config import SourceConfig
 from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
 from mirrord.watch.inotify import TreeWatcher
+from tests.fanotify_marks import fanotify_root
 from tests.watch_model import read_until
 
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    r = tmp_path / "src"
-    r.mkdir()
-    ok, why = fanotify_available(str(r))
-    assert ok, f"fanotify is not available here: {why}"
-    return r
+    return fanotify_root(tmp_path)
 
 
 @pytest.fixture

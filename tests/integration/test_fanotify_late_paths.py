@@ -25,17 +25,14 @@ from typing import Callable
 import pytest
 
 from mirrord.watch.events import FsEvent
-from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
+from mirrord.watch.fanotify import FanotifyWatcher
+from tests.fanotify_marks import fanotify_root
 from tests.watch_model import apply, disk, read_until, settle
 
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    r = tmp_path / "src"
-    r.mkdir()
-    ok, why = fanotify_available(str(r))
-    assert ok, f"fanotify is not available here: {why}"
-    return r
+    return fanotify_root(tmp_path)
 
 
 def shipped_one_by_one(model: set[str], events: list[FsEvent], root: Path) -> set[str]:

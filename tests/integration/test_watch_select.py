@@ -15,9 +15,10 @@ import pytest
 
 from mirrord.config import SourceConfig
 from mirrord.errors import FatalError
-from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
+from mirrord.watch.fanotify import FanotifyWatcher
 from mirrord.watch.inotify import TreeWatcher
 from mirrord.watch.select import choose, open_watcher
+from tests.fanotify_marks import fanotify_root
 
 
 def fanotify_fds() -> set[int]:
@@ -34,11 +35,7 @@ def fanotify_fds() -> set[int]:
 
 @pytest.fixture
 def src(tmp_path) -> Path:
-    s = tmp_path / "src"
-    s.mkdir()
-    ok, why = fanotify_available(str(s))
-    assert ok, f"fanotify is not available here: {why}"
-    return s
+    return fanotify_root(tmp_path)
 
 
 @pytest.mark.parametrize("watcher", ["auto", "fanotify"])
