@@ -528,9 +528,11 @@ class Mirrord:
         return wait_for_text(self.proc, "msg=running", timeout=timeout, offset=self.offset)
 
     def wait_watching(self, timeout: float = 600.0) -> float:
-        """When the last source's watches were all in place (`msg=watching`)."""
+        """When the last source's watches were all in place (`msg=watching`); polled every
+        2 ms: the figure is tens of milliseconds, a 10 ms poll would add 5 on average."""
         assert self.proc is not None
-        return wait_for_text(self.proc, "msg=watching", timeout=timeout, offset=self.offset)
+        return wait_for_text(self.proc, "msg=watching", timeout=timeout, offset=self.offset,
+                             poll=0.002)
 
     def journal_path(self) -> Path:
         """Its state database, where the daemon's own config puts it."""
@@ -586,9 +588,10 @@ class Lsyncd:
         self.proc = Proc(self.ctx, ["lsyncd", "-nodaemon", str(self.conf)], log=self.log)
 
     def wait_watching(self, timeout: float = 3600.0) -> float:
-        """Watches are added before lsyncd starts its initial rsync (it logs that line)."""
+        """Watches are added before lsyncd starts its initial rsync (it logs that line);
+        polled every 2 ms, like mirrord's."""
         assert self.proc is not None
-        return wait_for_text(self.proc, "startup rsync", timeout=timeout)
+        return wait_for_text(self.proc, "startup rsync", timeout=timeout, poll=0.002)
 
     def wait_started(self, timeout: float = 3600.0) -> float:
         """Its initial full rsync has finished."""

@@ -12,15 +12,18 @@ import logging
 import resource
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mirrord import locks, targets as target_registry
+from mirrord import locks
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import FatalError, MirrordError
 from mirrord.fsutil import filesystem_type, remote_writes_unseen
 from mirrord.logsetup import kv, register_secret
-from mirrord.targets.base import Target
 from mirrord.watch.events import FsEvent
 from mirrord.watch.select import Watcher, open_watcher
+
+if TYPE_CHECKING:   # the targets are imported once the sources are watched (issue 18)
+    from mirrord.targets.base import Target
 
 log = logging.getLogger("mirrord.daemon")
 
@@ -44,6 +47,8 @@ def check_sources(cfg: Config) -> None:
 
 def create_targets(cfg: Config) -> dict[str, Target]:
     """Every target some source routes to, created (not opened), by name."""
+    from mirrord import targets as target_registry   # after the watches: see watch_sources
+
     used = dict.fromkeys(t for s in cfg.sources for t in s.targets)
     return {name: target_registry.create(cfg.targets[name]) for name in used}
 

@@ -22,13 +22,22 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from pathspec import GitIgnoreSpec
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 # Directory verdicts remembered per matcher: a walk or a burst of events asks
 # about the same few parent directories over and over.
 _DIR_CACHE_SIZE = 4096
+
+
+def _spec_class() -> type[GitIgnoreSpec]:
+    """pathspec's GitIgnoreSpec, imported on first use: a source without excludes never
+    needs it, and its import (about 20 ms here) would delay the daemon's first watch
+    (issue 18: time to watching)."""
+    from pathspec import GitIgnoreSpec
+    return GitIgnoreSpec
 
 
 class PatternError(ValueError):
@@ -45,7 +54,7 @@ def check_pattern(pattern: str) -> None:
     refused too.
     """
     try:
-        spec = GitIgnoreSpec.from_lines([pattern])
+        spec = _spec_class().from_lines([pattern])
     except (ValueError, re.error) as exc:
         raise PatternError(f"invalid pattern {pattern!r}: {exc}") from None
     if not spec.patterns or spec.patterns[0].include is None:
@@ -64,7 +73,7 @@ class ExcludeMatcher:
         for pattern in patterns:
             check_pattern(pattern)
         self.patterns = patterns
-        self._spec = GitIgnoreSpec.from_lines(patterns) if patterns else None
+        self._spec = _spec_class().from_lines(patterns) if patterns else None
         self._dir_excluded = lru_cache(maxsize=_DIR_CACHE_SIZE)(self._dir_excluded_uncached)
 
     @property

@@ -21,7 +21,6 @@ unchanged, the argument open_by_handle_at(2) wants.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
@@ -176,7 +175,10 @@ _FID_TYPES = frozenset({FAN_EVENT_INFO_TYPE_FID, FAN_EVENT_INFO_TYPE_DFID_NAME,
                         FAN_EVENT_INFO_TYPE_NEW_DFID_NAME})
 
 # ------------------------------------------------------------------ system calls
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# dlopen(NULL): the symbols of the running process, which has libc loaded. Not
+# ctypes.util.find_library("c"): on Linux that runs `ldconfig -p` in a child process,
+# a fork and an exec before the first watch (issue 18: time to watching).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.fanotify_init.argtypes = [ctypes.c_uint, ctypes.c_uint]
 _libc.fanotify_init.restype = ctypes.c_int
 _libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int,

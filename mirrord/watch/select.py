@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, TypeAlias
 from mirrord.config import SourceConfig
 from mirrord.errors import FatalError
 from mirrord.logsetup import kv
-from mirrord.watch.inotify import TreeWatcher
 
-if TYPE_CHECKING:   # loaded only when asked for: ctypes and libc cost ~10 ms at start-up
-    from mirrord.watch.fanotify import FanotifyWatcher
+if TYPE_CHECKING:   # only the backend a source gets is imported: each costs milliseconds
+    from mirrord.watch.fanotify import FanotifyWatcher   # of start-up (issue 18)
+    from mirrord.watch.inotify import TreeWatcher
 
 log = logging.getLogger("mirrord.watch")
 
@@ -52,6 +52,7 @@ def open_watcher(src: SourceConfig) -> Watcher:
     if backend == "fanotify":
         from mirrord.watch.fanotify import FanotifyWatcher
         return FanotifyWatcher(str(src.path), src.excluded, group=group)
+    from mirrord.watch.inotify import TreeWatcher
     return TreeWatcher(str(src.path), src.excluded)
 
 
