@@ -7,6 +7,7 @@ changes, records the scanner's proposals, records finished work, hands ready
 ops to free workers, writes heartbeats, runs the scheduled hooks. Each step is
 guarded on its own; only FATAL errors end the loop. Signal handlers only set a
 flag. The jobs around the loop live beside it: start-up (mirrord.daemon_start),
+the parts wired up before the loop and taken apart after it (mirrord.daemon_lifecycle),
 watcher events (mirrord.daemon_events), scans and their results
 (mirrord.daemon_scans, run on mirrord.scanner's thread), heartbeats, status and
 metrics (mirrord.daemon_status), reconcile passes (mirrord.reconcile.schedule).
@@ -22,12 +23,12 @@ import select
 import signal
 import threading
 import time
-from concurrent import futures
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mirrord import daemon_start as start, notify
+from mirrord import daemon_lifecycle as lifecycle
+from mirrord import daemon_start as start
+from mirrord import notify
 from mirrord.config import Config, SourceConfig
 from mirrord.daemon_alarm import AlarmWatch
 from mirrord.daemon_events import EventRouter
@@ -38,16 +39,15 @@ from mirrord.journal import Change, Journal, Outcome
 from mirrord.logsetup import kv
 from mirrord.pipeline import Pipeline
 from mirrord.scanner import SCAN_QUEUE_CHUNKS, Proposal, Scanner
-from mirrord.shipper import Shipper, SourceGuard
-from mirrord.target_state import TargetStates, ever_in_sync_from
-from mirrord.trash import keeper
+from mirrord.shipper import Shipper
+from mirrord.target_state import TargetStates
 from mirrord.targets.base import Target
+from mirrord.trash import keeper
 from mirrord.watch.events import FsEvent
 from mirrord.watch.select import Watcher
 
 log = logging.getLogger("mirrord.daemon")
 
-STOP_GRACE = 30.0               # seconds to let in-flight work finish on SIGTERM
 # Errors that end the daemon (exit non-zero: systemd restarts it) instead of being survived.
 FATAL = (FatalError, JournalError, MemoryError)
 
@@ -113,48 +113,8 @@ class Daemon:
 
     # ------------------------------------------------------------ set-up
     def setup(self) -> None:
-        watching, self.watching = self.watching or start.watch_sources(self.cfg), None
-        self.lock = watching.lock
-        self.watchers.update(watching.watchers)
-        self.source_fs.update(watching.source_fs)
-        start_events = watching.events
-        if self.metrics is not None:
-            self.metrics.set_watched_dirs(sum(w.watched for w in self.watchers.values()))
-        opening: dict[str, Future[None]] = {}
-        try:
-            self.targets.update(start.create_targets(self.cfg))
-            self.keep = keeper.policies(self.cfg, self.targets)   # ConfigError: cannot keep
-            opening = start.start_opening(self.targets)
-            routes = {s.name: s.targets for s in self.cfg.sources}
-            self.journal = Journal(self.cfg.mirrord.journal_path, routes)
-            self.target_states = TargetStates(routes, targets=self.cfg.targets, ever_in_sync=(
-                ever_in_sync_from(self.journal.get_state("daemon"))))
-            if self.metrics is not None:
-                self.metrics.set_live_window(self.cfg.mirrord.heartbeat_interval)
-        except BaseException:
-            futures.wait(opening.values())
-            for watcher in self.watchers.values():
-                watcher.close()
-            raise
-        # The catch-up walk only proposes changes: it runs while the targets connect
-        # (an SSH handshake, an S3 client), and its proposals wait in the scan queue.
-        self.scanner.start()
-        for src in self.cfg.sources:
-            self.schedule_catch_up(src, reason="start")
-        start.finish_opening(opening, self.targets)
-        guards = {s.name: SourceGuard(str(s.path)) for s in self.cfg.sources}
-        workers = {name: self.cfg.targets[name].workers for name in self.targets}
-        self.shipper = Shipper(self.targets, self.cfg.sources, workers, wake=self.wake,
-                               guards=guards, on_outcome=self.reporter.observe,
-                               keep=self.keep, held=self.alarms.holds)
-        if self.keep:   # trash retention: at start, then every retention.INTERVAL
-            self.periodic_hooks.append(self.scans.retention)
-        self.pipeline = Pipeline(self.journal, self.shipper, idle=self._wait,
-                                 on_rescan=self.scans.rescan, on_check=self.scans.check_moved,
-                                 on_lost=self.scans.journal_lost,
-                                 on_journal_error=self._count_journal_error)
-        for src in self.cfg.sources:
-            self._handle_events(src, start_events[src.name])
+        """Targets, journal, shipper and Pipeline wired up (mirrord.daemon_lifecycle)."""
+        lifecycle.setup(self)
 
     # ------------------------------------------------------------ scans
     def schedule_catch_up(self, src: SourceConfig, *, reason: str) -> None:
@@ -335,30 +295,5 @@ class Daemon:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
     def shutdown(self) -> None:
-        """Finish or persist in-flight work, then release everything."""
-        notify.notify("STOPPING=1")
-        self.stop_requested.set()
-        if self.pipeline is not None:
-            for name, watcher in self.watchers.items():
-                self._handle_events(self.cfg.source(name), watcher.read(0) + watcher.settle())
-            self._take_proposals()
-            self.pipeline.drain(STOP_GRACE)
-        if self.shipper is not None:
-            self.shipper.shutdown(wait=False)
-        if self.journal is not None:
-            try:
-                self.journal.release_claims()
-            except Exception as exc:  # noqa: BLE001 - claims are reset at the next start anyway
-                if self.pipeline is not None:
-                    self.pipeline.journal_failed(exc)
-            self.journal.close()
-        for watcher in self.watchers.values():
-            watcher.close()
-        for target in self.targets.values():
-            try:
-                target.close()
-            except Exception:  # noqa: BLE001
-                log.debug("closing target failed", exc_info=True)
-        if self.lock is not None:
-            self.lock.close()
-        log.info(kv(msg="stopped"))
+        """Finish or persist in-flight work, then release everything (mirrord.daemon_lifecycle)."""
+        lifecycle.shutdown(self)

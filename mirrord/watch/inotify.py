@@ -1,15 +1,9 @@
 """Recursive inotify watching of one source tree, turned into typed file events.
 
 Kernel events are translated here and nothing else is decided: the daemon turns
-FsEvents into journal changes. Where each watch stands is watch/placing.py's job.
+FsEvents into journal changes. Where each watch stands is watch/placing.py's job;
+how the two halves of a rename are paired by cookie is watch/inotify_moves.py's.
 Rules, each for a reason:
-- A held MOVED_FROM holds the directory's node itself, detached: its events are
-  reported under no path; paired, it is one node move (the kernel confirming, through
-  add_watch, that the node stands at the new name); expired, exactly that node's
-  watches are removed, never whatever now stands at the old path. A MOVED_TO whose
-  source has no node is a new directory there, and its source gets an rmtree.
-  Whatever arrives at a name (CREATE, MOVED_TO) first settles a held MOVED_FROM of that
-  name, so its delete never follows the new arrival.
 - A file is reported on close-after-write, on being renamed or linked into the tree,
   or once it has been quiet for `quiet` seconds after an IN_MODIFY with no close
   (truncate(2) by path, writes through a long-lived fd); never on create, so
@@ -33,6 +27,7 @@ from inotify_simple import flags as F
 
 from mirrord.exclude import excluded_entry
 from mirrord.watch.events import FsEvent, describe  # noqa: F401 - re-exported
+from mirrord.watch.inotify_moves import Held, MovePairing
 from mirrord.watch.placing import WATCH_MASK, WatchPlaces, join  # noqa: F401 - re-exported
 from mirrord.watch.tree import Node
 from mirrord.watch.unwatched import LIMIT_FILE, Unwatched
@@ -40,20 +35,7 @@ from mirrord.watch.unwatched import LIMIT_FILE, Unwatched
 log = logging.getLogger("mirrord.watch")
 
 
-class Held:
-    """An unpaired MOVED_FROM: where it left (parent node, name) and, for a watched
-    directory, its node (detached while held); `dirty` carries a pending IN_MODIFY."""
-
-    __slots__ = ("parent", "name", "node", "is_dir", "t", "dirty", "present")
-
-    def __init__(self, parent: Node, name: str, node: Node | None, is_dir: bool, t: float,
-                 dirty: float | None):
-        self.parent, self.name, self.node = parent, name, node
-        self.is_dir, self.t, self.dirty = is_dir, t, dirty
-        self.present = False     # the name still held a watched directory when it left
-
-
-class TreeWatcher(WatchPlaces):
+class TreeWatcher(MovePairing, WatchPlaces):
     """Watches every directory below `root`; `read()` returns FsEvents with relative paths.
 
     excluded(rel) -> True for paths never reported or watched; move_window, quiet,
@@ -152,29 +134,6 @@ class TreeWatcher(WatchPlaces):
                 if rel is not None and not self.excluded(rel):
                     out.append(FsEvent("write", rel))
 
-    def _drop_held(self, cookie: int, out: list[FsEvent]) -> None:
-        """A MOVED_FROM whose pair never came: moved out of the tree, a delete."""
-        held = self.held.pop(cookie)
-        if self.held_at.get((held.parent, held.name)) == cookie:
-            del self.held_at[(held.parent, held.name)]
-        if held.node is not None:
-            self._forget(held.node)
-        prel = self.tree.path(held.parent)
-        if prel is None:
-            return
-        if held.present:      # what stands at the name was reported: compare, never delete
-            out.append(FsEvent("rescan", join(prel, held.name), is_dir=True))
-        else:
-            out.append(FsEvent("rmtree" if held.is_dir else "delete", join(prel, held.name),
-                               is_dir=held.is_dir))
-
-    def _settle_at(self, parent: Node, name: str, cookie: int, out: list[FsEvent]) -> None:
-        """Something arrives at parent/name: what left that name before is gone for good,
-        and its delete must go out before the arrival."""
-        held_cookie = self.held_at.get((parent, name))
-        if held_cookie is not None and held_cookie != cookie:
-            self._drop_held(held_cookie, out)
-
     def _translate(self, ev, out: list[FsEvent]) -> None:
         mask = ev.mask
         if mask & F.Q_OVERFLOW:
@@ -260,95 +219,3 @@ class TreeWatcher(WatchPlaces):
                 self._set_aside(child)
             self.failed.discard((parent, name))
         out.append(FsEvent("rmtree" if is_dir else "delete", rel, is_dir=is_dir))
-
-    def _moved_from(self, parent: Node, name: str, is_dir: bool, cookie: int,
-                    out: list[FsEvent]) -> None:
-        self._settle_at(parent, name, cookie, out)
-        key = (parent, name)
-        node = parent.children.get(name) if is_dir else None
-        present = False
-        if node is not None:   # the kernel says what stands at the old name by now
-            there = self._place(parent, name, join(self.tree.path(parent) or "", name), out)
-            self.missed.pop(key, None)
-            if there is node:  # still there: something else left (renameat2 RENAME_EXCHANGE,
-                node, present = None, True   # a name reused within the batch)
-                self.recheck[key] = None
-            else:
-                self.limbo.pop(node, None)
-                self.tree.detach(node)
-        if is_dir:
-            self.failed.discard(key)
-        held = Held(parent, name, node, is_dir, self._now, self.dirty.pop(key, None))
-        held.present = present
-        self.held[cookie] = held
-        self.held_at[key] = cookie
-
-    def _moved_to(self, parent: Node, name: str, rel: str, is_dir: bool, cookie: int,
-                  out: list[FsEvent]) -> None:
-        held = self.held.pop(cookie, None)
-        if held is not None and self.held_at.get((held.parent, held.name)) == cookie:
-            del self.held_at[(held.parent, held.name)]
-        src = None
-        if held is not None:
-            sprel = self.tree.path(held.parent)
-            src = None if sprel is None else join(sprel, held.name)
-        if not is_dir:
-            stale = parent.children.get(name)
-            if stale is not None:     # a file renamed over a directory name
-                self._set_aside(stale)
-            out.append(FsEvent("move", rel, src=src) if src is not None else FsEvent("write", rel))
-            if held is not None and held.dirty is not None:
-                self.dirty[(parent, name)] = held.dirty
-            return
-        self._dir_arrived(parent, name, rel, held, src, out)
-
-    def _dir_arrived(self, parent: Node, name: str, rel: str, held: Held | None,
-                     src: str | None, out: list[FsEvent]) -> None:
-        """MOVED_TO of a directory: a rename when the kernel confirms the held node is
-        what now stands at rel, else a new directory here (and src re-checked)."""
-        moved = held.node if held is not None else None
-        before = parent.children.get(name)
-        node = self._place(parent, name, rel, out)
-        if moved is not None and node is None and moved.parent is None:
-            stale = self.tree.attach(moved, parent, name)   # moved on again: its events follow
-            if stale is not None:
-                self.limbo[stale] = self._now
-            node = moved
-        if moved is not None and node is moved:
-            if src is None:
-                out.append(FsEvent("mkdir", rel, is_dir=True))
-                self._walk(moved, rel, scan=True, out=out)
-                return
-            out.append(FsEvent("move", rel, src=src, is_dir=True))
-            if moved.touched:        # events came while it was held: they were not reported
-                moved.touched = False
-                self._walk(moved, rel, scan=False, out=out)
-                out.append(FsEvent("rescan", rel, is_dir=True))
-            return
-        if moved is not None and src is not None:
-            self._recheck(held, moved, src, out)
-        elif src is not None and held.present:
-            self.recheck[(held.parent, held.name)] = None
-        elif src is not None:
-            out.append(FsEvent("rmtree", src, is_dir=True))
-        if node is not None:
-            if before is not None and before is not node:   # renamed over an empty directory:
-                out.append(FsEvent("rmtree", rel, is_dir=True))   # what was shipped below goes
-            self._scan_new(node, rel, out)
-
-    def _recheck(self, held: Held, moved: Node, src: str, out: list[FsEvent]) -> None:
-        """A held directory did not arrive where its MOVED_TO said: ask the kernel what
-        stands at its old name."""
-        there = self._place(held.parent, held.name, src, out)
-        if there is moved:
-            if moved.touched:
-                moved.touched = False
-                self._walk(moved, src, scan=False, out=out)
-                out.append(FsEvent("rescan", src, is_dir=True))
-            return
-        out.append(FsEvent("rmtree", src, is_dir=True))
-        if moved.parent is None:
-            self.limbo[moved] = self._now
-        if there is not None:
-            out.append(FsEvent("mkdir", src, is_dir=True))
-            self._walk(there, src, scan=True, out=out)

@@ -1,0 +1,118 @@
+"""A daemon's parts put together once its sources are watched, and taken apart at stop.
+
+`setup` runs before the main loop (mirrord.daemon): the targets are created and
+opened (each on its own thread, mirrord.daemon_start), the journal and the target
+states are opened, the scanner's catch-up walks start, then the shipper and the
+Pipeline are built and the watchers' start-up events handled. `shutdown` runs
+after it: what the watchers and the scan queue still hold is recorded, in-flight
+work gets STOP_GRACE to finish, claims are released and everything is closed.
+Both run on the main thread; the journal is never touched from another one.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+from mirrord import daemon_start as start
+from mirrord import notify
+from mirrord.journal import Journal
+from mirrord.logsetup import kv
+from mirrord.pipeline import Pipeline
+from mirrord.shipper import Shipper, SourceGuard
+from mirrord.target_state import TargetStates, ever_in_sync_from
+from mirrord.trash import keeper
+
+if TYPE_CHECKING:
+    from mirrord.daemon import Daemon
+
+log = logging.getLogger("mirrord.daemon")
+
+STOP_GRACE = 30.0               # seconds to let in-flight work finish on SIGTERM
+
+
+def setup(d: Daemon) -> None:
+    """Bring `d` from watched sources (d.watching, or watched now) to a running
+    Pipeline. Raises FatalError from start.watch_sources, ConfigError when a target
+    cannot keep deleted files (mirrord.trash.keeper), JournalError when the state
+    database is damaged or newer, and what a target's open raises other than
+    MirrordError (an unreachable target is only logged and retried later); an
+    error before the opens are awaited closes the watchers first."""
+    watching, d.watching = d.watching or start.watch_sources(d.cfg), None
+    d.lock = watching.lock
+    d.watchers.update(watching.watchers)
+    d.source_fs.update(watching.source_fs)
+    start_events = watching.events
+    if d.metrics is not None:
+        d.metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
+    opening: dict[str, Future[None]] = {}
+    try:
+        d.targets.update(start.create_targets(d.cfg))
+        d.keep = keeper.policies(d.cfg, d.targets)   # ConfigError: cannot keep
+        opening = start.start_opening(d.targets)
+        routes = {s.name: s.targets for s in d.cfg.sources}
+        d.journal = Journal(d.cfg.mirrord.journal_path, routes)
+        d.target_states = TargetStates(routes, targets=d.cfg.targets, ever_in_sync=(
+            ever_in_sync_from(d.journal.get_state("daemon"))))
+        if d.metrics is not None:
+            d.metrics.set_live_window(d.cfg.mirrord.heartbeat_interval)
+    except BaseException:
+        futures.wait(opening.values())
+        for watcher in d.watchers.values():
+            watcher.close()
+        raise
+    # The catch-up walk only proposes changes: it runs while the targets connect
+    # (an SSH handshake, an S3 client), and its proposals wait in the scan queue.
+    d.scanner.start()
+    for src in d.cfg.sources:
+        d.schedule_catch_up(src, reason="start")
+    start.finish_opening(opening, d.targets)
+    guards = {s.name: SourceGuard(str(s.path)) for s in d.cfg.sources}
+    workers = {name: d.cfg.targets[name].workers for name in d.targets}
+    d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
+                        guards=guards, on_outcome=d.reporter.observe,
+                        keep=d.keep, held=d.alarms.holds)
+    if d.keep:   # trash retention: at start, then every retention.INTERVAL
+        d.periodic_hooks.append(d.scans.retention)
+    d.pipeline = Pipeline(d.journal, d.shipper, idle=d._wait,
+                          on_rescan=d.scans.rescan, on_check=d.scans.check_moved,
+                          on_lost=d.scans.journal_lost,
+                          on_journal_error=d._count_journal_error)
+    for src in d.cfg.sources:
+        d._handle_events(src, start_events[src.name])
+
+
+def shutdown(d: Daemon) -> None:
+    """Finish or persist `d`'s in-flight work, then release everything: up to
+    STOP_GRACE seconds for running ops, claims handed back to the journal (they are
+    reset at the next start anyway, so a journal error here is counted and logged), then
+    the journal, watchers, targets and the daemon lock closed. Raises nothing a
+    target's close raises (logged at debug)."""
+    notify.notify("STOPPING=1")
+    d.stop_requested.set()
+    if d.pipeline is not None:
+        for name, watcher in d.watchers.items():
+            d._handle_events(d.cfg.source(name), watcher.read(0) + watcher.settle())
+        d._take_proposals()
+        d.pipeline.drain(STOP_GRACE)
+    if d.shipper is not None:
+        d.shipper.shutdown(wait=False)
+    if d.journal is not None:
+        try:
+            d.journal.release_claims()
+        except Exception as exc:  # noqa: BLE001 - claims are reset at the next start anyway
+            if d.pipeline is not None:
+                d.pipeline.journal_failed(exc)
+        d.journal.close()
+    for watcher in d.watchers.values():
+        watcher.close()
+    for target in d.targets.values():
+        try:
+            target.close()
+        except Exception:   # closing is best effort: logged, the stop goes on
+            log.debug("closing target failed", exc_info=True)
+    if d.lock is not None:
+        d.lock.close()
+    log.info(kv(msg="stopped"))
