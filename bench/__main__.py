@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--watch-tree", default=None, metavar="FILES:DIRS",
                    help="the watchers workload's start-up tree (issue 18: 1000000:200000; "
                         "default per mode: quick 20000:4000, default 100000:20000)")
+    p.add_argument("--watch-parts", default="cost,sustained,startup", metavar="PARTS",
+                   help="which parts of the watchers workload run, a comma list of "
+                        "cost, sustained, startup (default: all three)")
     p.add_argument("--keep-deleted", nargs="?", const="7d", default=None, metavar="DURATION",
                    help="run mirrord's targets with `keep_deleted = DURATION` (default 7d); "
                         f"only with --only {','.join(KEEP_DELETED_WORKLOADS)}; rows are labelled, "
@@ -183,12 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     if not targets or set(targets) - set(TARGET_KINDS):
         raise SystemExit(f"--targets: a comma list of {', '.join(TARGET_KINDS)}, "
                          f"not {args.targets!r}")
+    watch_parts = {p.strip() for p in args.watch_parts.split(",") if p.strip()}
+    if not watch_parts or watch_parts - {"cost", "sustained", "startup"}:
+        raise SystemExit(f"--watch-parts: a comma list of cost, sustained, startup, "
+                         f"not {args.watch_parts!r}")
     ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers,
                   keep_deleted=args.keep_deleted, targets=targets, keep_paired=args.keep_paired,
                   watcher=args.watcher)
     if args.watch_tree:
         files, _, dirs = args.watch_tree.partition(":")
         ctx.watch_tree = (int(files), int(dirs))
+    ctx.watch_parts = watch_parts
     compile_mirrord(ctx)
     started = time.monotonic()
     crashed: dict[str, str] = {}

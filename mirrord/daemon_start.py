@@ -47,7 +47,8 @@ def check_sources(cfg: Config) -> None:
 
 def create_targets(cfg: Config) -> dict[str, Target]:
     """Every target some source routes to, created (not opened), by name."""
-    from mirrord import targets as target_registry   # after the watches: see watch_sources
+    # imported here, after the watches are in place: see watch_sources
+    from mirrord import targets as target_registry
 
     used = dict.fromkeys(t for s in cfg.sources for t in s.targets)
     return {name: target_registry.create(cfg.targets[name]) for name in used}

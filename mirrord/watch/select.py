@@ -33,8 +33,9 @@ from mirrord.config import SourceConfig
 from mirrord.errors import FatalError
 from mirrord.logsetup import kv
 
-if TYPE_CHECKING:   # only the backend a source gets is imported: each costs milliseconds
-    from mirrord.watch.fanotify import FanotifyWatcher   # of start-up (issue 18)
+# Only the backend a source gets is imported: each costs milliseconds of start-up (issue 18).
+if TYPE_CHECKING:
+    from mirrord.watch.fanotify import FanotifyWatcher
     from mirrord.watch.inotify import TreeWatcher
 
 log = logging.getLogger("mirrord.watch")

@@ -224,3 +224,30 @@ def test_filer_log_gives_each_objects_first_full_size_commit(seaweedfs, tmp_path
     # the filer stamps each commit with the host's wall clock (CLOCK_REALTIME)
     assert all(before - 0.01 <= t <= after + 0.01 for t in seen.values()), (before, seen, after)
     assert seen["a.bin"] <= seen["b.bin"]
+
+
+@pytest.mark.parametrize("parts, ran", [("startup", ["startup"]),
+                                        ("cost,sustained", ["cost", "sustained"]),
+                                        (None, ["cost", "sustained", "startup"])])
+def test_watchers_runs_only_the_parts_asked_for(monkeypatch, parts, ran):
+    """`--watch-parts startup` measures the big tree's start-up without the sustained rates."""
+    from bench import watchers
+    called = []
+    monkeypatch.setattr(watchers, "cpu_per_create", lambda ctx: called.append("cost"))
+    monkeypatch.setattr(watchers, "sustained", lambda ctx: called.append("sustained"))
+    monkeypatch.setattr(watchers, "startup", lambda ctx, files, dirs: called.append("startup"))
+
+    class Ctx:
+        profile = PROFILES["quick"]
+        watch_parts = set(parts.split(",")) if parts else None
+
+    watchers.run(Ctx())
+    assert called == ran
+
+
+def test_watch_parts_refuses_an_unknown_part():
+    out = subprocess.run([sys.executable, "-m", "bench", "--only", "watchers", "--watch-parts",
+                          "startup,bogus"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert out.returncode != 0
+    assert "--watch-parts" in out.stderr and "'startup,bogus'" in out.stderr

@@ -50,7 +50,7 @@ def loaded_at_watching(tmp_path, *, watcher: str, exclude: str = "") -> set[str]
                    f"[source:s]\npath = {src}\ntargets = t\nwatcher = {watcher}\n"
                    + (f"exclude = {exclude}\n" if exclude else "")
                    + f"[target:t]\ntype = local\npath = {tmp_path / 'dst'}\n")
-    out = subprocess.run([sys.executable, "-c", CHILD, str(cfg)], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, str(cfg)], capture_output=True, check=False,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     return set(out.stdout.split())
