@@ -11,7 +11,7 @@ directory: the mkdir carries the mode).
 
 from __future__ import annotations
 
-from mirrord.targets.base import Entry
+from mirrord.targets.model import Entry
 
 # A row of the `shipped` table as mirrord.journal.iter_shipped yields it.
 ShippedRow = tuple[bytes, int, int, str | None, int | None]

@@ -18,7 +18,8 @@ from mirrord.errors import PermanentError, RetryableError, SourceBusy
 from mirrord.journal import Op, Outcome
 from mirrord.logsetup import redact
 from mirrord.observe import Observed, changed_since
-from mirrord.targets.base import SyncResult, Target
+from mirrord.targets.base import Target
+from mirrord.targets.model import SyncResult
 
 
 def unchanged(seen: Observed, res: SyncResult) -> SyncResult:

@@ -36,7 +36,9 @@ from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.ship_rules import error_outcome, meta_only, not_yet, unchanged
-from mirrord.targets.base import SyncItem, SyncResult, Target, join
+from mirrord.targets.base import Target
+from mirrord.targets.model import SyncItem, SyncResult
+from mirrord.targets.paths import join
 from mirrord.trash import keeper
 from mirrord.trash.keeper import KeepPolicy
 

@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Callable, Iterator
 
 from mirrord.exclude import excluded_entry
-from mirrord.targets.base import Entry
+from mirrord.targets.model import Entry
 
 
 def path_key(path: str) -> bytes:

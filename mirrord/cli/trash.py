@@ -23,7 +23,8 @@ from mirrord import targets as target_registry
 from mirrord.config import Config
 from mirrord.errors import MirrordError, PermanentError
 from mirrord.logsetup import register_secret
-from mirrord.targets.base import Target, check_relpath
+from mirrord.targets.base import Target
+from mirrord.targets.paths import check_relpath
 from mirrord.trash import listing, restore
 from mirrord.trash.model import WHY_TEXT, Kept
 

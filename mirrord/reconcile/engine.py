@@ -51,7 +51,9 @@ from mirrord.merge import Cursor, below, merge
 from mirrord.reconcile.deletes import CHUNK, DeletePlan, root_identity
 from mirrord.reconcile.result import ReconcileResult
 from mirrord.reconcile.window import Window, content_differs
-from mirrord.targets.base import META_DIR, Entry, Target, join
+from mirrord.targets.base import Target
+from mirrord.targets.model import Entry
+from mirrord.targets.paths import META_DIR, join
 from mirrord.treewalk import WalkErrors, entry_key, walk
 
 log = logging.getLogger("mirrord.reconcile")

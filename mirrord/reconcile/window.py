@@ -12,7 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from mirrord.errors import MirrordError
-from mirrord.targets.base import Entry, Target, join
+from mirrord.targets.base import Target
+from mirrord.targets.model import Entry
+from mirrord.targets.paths import join
 from mirrord.treewalk import file_digest
 
 CHECKSUM_WORKERS = 8        # concurrent content hashes / HEADs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from mirrord.config import TargetConfig
-from mirrord.targets.base import Entry, Features, SyncItem, SyncResult, Target
+from mirrord.targets.base import Target
 
 _MODULES = {
     "local": ("mirrord.targets.local", "LocalTarget"),
@@ -25,4 +25,4 @@ def create(cfg: TargetConfig) -> Target:
     return cls.from_config(cfg)
 
 
-__all__ = ["Entry", "Features", "SyncItem", "SyncResult", "Target", "create"]
+__all__ = ["create"]

@@ -28,8 +28,11 @@ from typing import Iterator
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
 from mirrord.fsutil import fsync_dir, remove_tree
-from mirrord.targets.base import (META_DIR, Entry, Features, Target, check_relpath,
-                                  classify_oserror, exact_ns)
+from mirrord.targets.base import Target
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry, Features
+from mirrord.targets.mtime import exact_ns
+from mirrord.targets.paths import META_DIR, check_relpath
 from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.sweep import OpenLock

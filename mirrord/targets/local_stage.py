@@ -25,7 +25,8 @@ import tempfile
 
 from mirrord.errors import PermanentError
 from mirrord.fsutil import atomic_write, check_read_whole
-from mirrord.targets.base import META_DIR, check_relpath, put_ns
+from mirrord.targets.mtime import put_ns
+from mirrord.targets.paths import META_DIR, check_relpath
 
 STAGE_DIR = META_DIR + "/tmp"        # temp files while they are written
 BESIDE_PREFIX = ".mirrord-stage-"    # a temp file beside its destination (another mount)

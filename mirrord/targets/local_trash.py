@@ -24,7 +24,10 @@ from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.fsutil import open_dir_beneath, open_file_beneath
-from mirrord.targets.base import Entry, check_relpath, classify_oserror, ns_to_float
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry
+from mirrord.targets.mtime import ns_to_float
+from mirrord.targets.paths import check_relpath
 from mirrord.targets.local_dirs import DirCache
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, entry_dir,
                                  parse_entry_dir, parse_trash_rel)

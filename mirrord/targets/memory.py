@@ -19,8 +19,11 @@ import threading
 from typing import Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import (Entry, Features, Target, check_relpath, exact_ns, ns_to_float,
-                                  put_ns, refuse_keep_stamp)
+from mirrord.targets.base import Target
+from mirrord.targets.failures import refuse_keep_stamp
+from mirrord.targets.model import Entry, Features
+from mirrord.targets.mtime import exact_ns, ns_to_float, put_ns
+from mirrord.targets.paths import check_relpath
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, parse_trash_rel,
                                  trash_rel)
 from mirrord.treewalk import entry_key

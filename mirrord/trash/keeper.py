@@ -27,7 +27,9 @@ from typing import Mapping, Sequence
 
 from mirrord.config import Config, TargetConfig
 from mirrord.errors import ConfigError, ConfigProblem
-from mirrord.targets.base import SyncItem, Target, exact_ns
+from mirrord.targets.base import Target
+from mirrord.targets.model import SyncItem
+from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import stamp_of
 
 

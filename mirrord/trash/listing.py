@@ -17,7 +17,8 @@ from typing import Iterable
 
 from mirrord.config import Config
 from mirrord.config.values import parse_duration
-from mirrord.targets.base import META_DIR, Target, join
+from mirrord.targets.base import Target
+from mirrord.targets.paths import META_DIR, join
 from mirrord.trash.model import WHY_TEXT, Kept, stamp_time
 
 

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 
 from mirrord.fsutil import open_dir_beneath
-from mirrord.targets.base import Target, exact_ns
+from mirrord.targets.base import Target
+from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import Kept, stamp_of
 
 TEMP_PREFIX = ".mirrord-undelete-"   # a restore killed mid-way leaves at most this temp file

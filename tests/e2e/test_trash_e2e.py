@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.targets.base import exact_ns
+from mirrord.targets.mtime import exact_ns
 from tests.exactness import slack_ns, wait_exact
 from tests.reliability.conftest import Env, excluded, live_only_config, poll
 

@@ -19,7 +19,7 @@ import pytest
 from mirrord import targets
 from mirrord.config import RsyncOptions, TargetConfig
 from mirrord.errors import NotFound, RetryableError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.treewalk import entry_key, walk
 
 MTIME_NS = 1_600_000_000_123_456_789

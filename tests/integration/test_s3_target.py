@@ -18,7 +18,8 @@ from botocore.exceptions import ClientError
 
 from mirrord.config import S3Options
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import SyncItem, exact_ns
+from mirrord.targets.model import SyncItem
+from mirrord.targets.mtime import exact_ns
 from mirrord.targets.s3 import S3Target, format_mtime
 from mirrord.treewalk import entry_key, file_digest
 

@@ -16,9 +16,9 @@ import pytest
 from mirrord.config import SourceConfig
 from mirrord.journal import Op
 from mirrord.shipper import Shipper
-from mirrord.targets.base import Features
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.memory import MemoryTarget
+from mirrord.targets.model import Features
 from tests.fakes import memory_or_local_target
 
 S, T = "up", "t"

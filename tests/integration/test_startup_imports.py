@@ -36,9 +36,17 @@ else:
 
 # Needed only once the daemon runs: the journal, the shipper, the targets and their SDKs,
 # the metrics server, reconcile.
-NEVER_BEFORE_WATCHING = ("mirrord.daemon", "mirrord.journal", "mirrord.targets", "mirrord.shipper",
+# A package stands for its submodules too; mirrord.metrics for its satellites (metrics_*).
+NEVER_BEFORE_WATCHING = ("mirrord.daemon", "mirrord.daemon_lifecycle", "mirrord.journal",
+                         "mirrord.targets", "mirrord.shipper", "mirrord.pipeline",
                          "mirrord.reconcile", "mirrord.metrics", "sqlite3", "boto3", "botocore",
                          "prometheus_client", "psycopg", "schedule")
+
+
+def too_early(loaded: set[str]) -> set[str]:
+    return {m for m in loaded for late in NEVER_BEFORE_WATCHING
+            if m == late or m.startswith(late + ".")
+            or (late == "mirrord.metrics" and m.startswith("mirrord.metrics_"))}
 
 
 def loaded_at_watching(tmp_path, *, watcher: str, exclude: str = "") -> set[str]:
@@ -60,8 +68,7 @@ def loaded_at_watching(tmp_path, *, watcher: str, exclude: str = "") -> set[str]
 def test_nothing_the_daemon_needs_later_is_imported_before_the_watch(tmp_path, watcher):
     loaded = loaded_at_watching(tmp_path, watcher=watcher)
     assert "mirrord.watch.select" in loaded     # the probe saw a real start
-    for late in NEVER_BEFORE_WATCHING:
-        assert late not in loaded, late
+    assert not too_early(loaded)
 
 
 def test_only_the_chosen_backend_is_imported(tmp_path):

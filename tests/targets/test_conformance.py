@@ -11,7 +11,7 @@ import os
 import pytest
 
 from mirrord.errors import NotFound, PermanentError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.treewalk import entry_key, file_digest
 
 AWKWARD_NAMES = [

@@ -13,7 +13,8 @@ import os
 import pytest
 
 from mirrord.errors import NotFound
-from mirrord.targets.base import SyncItem, ns_to_float
+from mirrord.targets.model import SyncItem
+from mirrord.targets.mtime import ns_to_float
 
 NS = 1_600_000_000_123_456_789      # not representable as a float: exactness shows
 NS2 = 1_700_000_000_987_654_321

@@ -21,7 +21,8 @@ from mirrord.errors import PermanentError
 from mirrord.executors import serial
 from mirrord.journal import Op
 from mirrord.shipper import Shipper
-from mirrord.targets.base import SyncItem, ns_to_float
+from mirrord.targets.model import SyncItem
+from mirrord.targets.mtime import ns_to_float
 from mirrord.trash.keeper import KeepPolicy
 from mirrord.trash.model import DIR_REMOVED, OVERWRITTEN, TRASH, stamp_of, trash_rel
 

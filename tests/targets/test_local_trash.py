@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.errors import PermanentError
-from mirrord.targets.base import ns_to_float
+from mirrord.targets.mtime import ns_to_float
 from mirrord.trash.model import DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, stamp_of, trash_rel
 
 from .conftest import make_local

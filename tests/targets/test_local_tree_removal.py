@@ -4,7 +4,7 @@ mirror as removed.
 
 Found by the churn test (inotify, under load): rmtree listed a directory, another worker's
 delete took a file from under it, CPython 3.11's rmtree stopped at that FileNotFoundError
-and LocalTarget.delete took it for "already gone"; twice in a row (Target._sync_one tries
+and LocalTarget.delete took it for "already gone"; twice in a row (itemwise.sync_one tries
 once more) left an empty directory on the mirror that no shipped row named. The removal is
 made to land between rmtree's listing and its unlink by wrapping os.scandir: no timing.
 """

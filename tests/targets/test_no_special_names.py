@@ -14,7 +14,8 @@ import os
 
 import pytest
 
-from mirrord.targets.base import SyncItem, ns_to_float
+from mirrord.targets.model import SyncItem
+from mirrord.targets.mtime import ns_to_float
 
 NS = 1_600_000_000_123_456_789
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.errors import PermanentError, RetryableError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.targets.rsync import batch as rbatch
 from mirrord.targets.rsync import inrun
 from mirrord.targets.rsync import keep_script as kscript

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from mirrord.errors import SourceBusy
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.trash import keeper
 from tests.targets.test_rsync_keep_in_run import WHEN, kept_files, source
 from tests.targets.test_rsync_trash import root, t, write  # noqa: F401 - t: fixture

@@ -19,7 +19,7 @@ import pytest
 from mirrord import targets
 from mirrord.config import RsyncOptions, TargetConfig
 from mirrord.errors import NotFound, PermanentError, TargetError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.trash.model import TRASH, trash_rel, stamp_of
 from tests.targets.conftest import make_rsync
 

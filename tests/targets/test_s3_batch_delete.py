@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from mirrord.config import S3Options, SourceConfig
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.journal import Op
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.shipper import Shipper
 from mirrord.targets.s3 import S3Target
 from tests.targets.conftest import make_s3

@@ -23,7 +23,7 @@ from mirrord.errors import RetryableError
 from mirrord.journal import Op
 from mirrord.shipper import Shipper, serial
 from mirrord.targets import create
-from mirrord.targets.base import ns_to_float
+from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.s3 import conditional
 from mirrord.trash.keeper import KeepPolicy
 from mirrord.trash.model import DIR_REMOVED, OVERWRITTEN, stamp_of, trash_rel

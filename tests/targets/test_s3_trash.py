@@ -19,7 +19,7 @@ import pytest
 from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets import create
-from mirrord.targets.base import ns_to_float
+from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.s3 import versioning
 from mirrord.trash.model import DELETED, OVERWRITTEN, Kept, stamp_of, stamp_time, trash_rel
 

@@ -15,7 +15,7 @@ import os
 import pytest
 
 from mirrord.errors import NotFound, PermanentError
-from mirrord.targets.base import ns_to_float
+from mirrord.targets.mtime import ns_to_float
 from mirrord.trash.model import DELETED, DIR_REMOVED, OVERWRITTEN, stamp_of
 
 NS = 1_600_000_000_123_456_789

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirrord.compare import NEEDS_STAT, against_listing, against_shipped, against_stat, etag
-from mirrord.targets.base import Entry
+from mirrord.targets.model import Entry
 
 NS = 1_700_000_000_123_456_789
 SRC = Entry("f", 5, NS / 1e9, mtime_ns=NS, mode=0o644)

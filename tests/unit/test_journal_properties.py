@@ -26,8 +26,8 @@ from mirrord.catchup import catch_up
 from mirrord.config import SourceConfig
 from mirrord.journal import Change, Journal, Op, Outcome, iter_shipped
 from mirrord.shipper import Shipper
-from mirrord.targets.base import META_DIR
 from mirrord.targets.memory import MemoryTarget
+from mirrord.targets.paths import META_DIR
 from mirrord.treewalk import walk
 from tests.fakes import memory_or_local_target
 

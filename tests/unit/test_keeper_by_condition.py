@@ -15,8 +15,8 @@ from mirrord.config import SourceConfig
 from mirrord.errors import PermanentError
 from mirrord.journal import Op
 from mirrord.shipper import Shipper, serial
-from mirrord.targets.base import SyncItem
 from mirrord.targets.memory import MemoryTarget
+from mirrord.targets.model import SyncItem
 from mirrord.trash import keeper
 from mirrord.trash.keeper import KeepPolicy
 from mirrord.trash.model import OVERWRITTEN, stamp_of, trash_rel
@@ -48,7 +48,7 @@ class ByCondition(MemoryTarget):
         return super().sync(items)
 
     def put(self, path, local, *, keep_stamp=None, **kw):
-        """Target.put as a keep_by_condition target takes it (Target._sync_file passes the
+        """Target.put as a keep_by_condition target takes it (itemwise.sync_one passes the
         item's keep_stamp): keep what stands at `path` first, or fail without putting."""
         if keep_stamp is not None and path in self.files:
             if self.refuse:

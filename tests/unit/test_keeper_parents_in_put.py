@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mirrord.errors import RetryableError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.targets.rsync.inrun import Keeps, run_errors
 from mirrord.trash import keeper
 from mirrord.trash.model import stamp_of

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirrord import metrics as metrics_module
-from mirrord.metrics import LATENCY_BUCKETS, Metrics
+from mirrord import metrics_families
+from mirrord.metrics import Metrics
+from mirrord.metrics_families import LATENCY_BUCKETS
 from mirrord.target_state import CATCHING_UP, IN_SYNC, STATES, TargetState
 from tests.fakes import Clock
 
@@ -173,10 +174,10 @@ def test_every_documented_metric_has_the_right_type():
         "mirrord_mass_change_alarms": "counter",
         "mirrord_deletes_held": "gauge",
     }
-    doc = metrics_module.__doc__
+    doc = metrics_families.__doc__
     for name in types:
         shown = name + "_total" if types[name] == "counter" else name
-        assert f"`{shown}" in doc, f"{shown} is not documented in mirrord/metrics.py"
+        assert f"`{shown}" in doc, f"{shown} is not documented in mirrord/metrics_families.py"
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     table = readme[readme.index("### Metrics"):readme.index("## Benchmarks")]
     for name in types:

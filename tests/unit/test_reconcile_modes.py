@@ -12,7 +12,8 @@ from pathlib import Path
 
 from mirrord.reconcile import window as reconcile_mod
 from mirrord.journal import Change, Journal, Outcome
-from mirrord.targets.base import Entry, Features, Target
+from mirrord.targets.base import Target
+from mirrord.targets.model import Entry, Features
 from mirrord.targets.local import LocalTarget
 from tests.unit.test_reconcile import make_cfg, run_pass, source
 

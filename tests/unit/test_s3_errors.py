@@ -17,7 +17,7 @@ from urllib3.exceptions import ProtocolError
 
 from mirrord.config import S3Options
 from mirrord.errors import PermanentError, RetryableError
-from mirrord.targets.base import exact_ns, parse_ns
+from mirrord.targets.mtime import exact_ns, parse_ns
 from mirrord.targets.s3 import (S3Target, classify, content_type, format_mode, format_mtime,
                                 parse_mode)
 

@@ -94,8 +94,8 @@ def test_time_formats_an_operator_types(text, expected):
 import os  # noqa: E402
 import time  # noqa: E402
 
-from mirrord.targets.base import SyncItem  # noqa: E402
 from mirrord.targets.local import LocalTarget  # noqa: E402
+from mirrord.targets.model import SyncItem  # noqa: E402
 from mirrord.trash import keeper  # noqa: E402
 
 

@@ -15,8 +15,9 @@ from mirrord.config import SourceConfig, load
 from mirrord.errors import ConfigError, PermanentError, RetryableError
 from mirrord.journal import Op
 from mirrord.shipper import Shipper, serial
-from mirrord.targets.base import SyncItem, Target
+from mirrord.targets.base import Target
 from mirrord.targets.memory import MemoryTarget
+from mirrord.targets.model import SyncItem
 from mirrord.trash import keeper
 from mirrord.trash.keeper import KeepPolicy
 from mirrord.trash.model import DELETED, DIR_REMOVED, OVERWRITTEN, stamp_of, trash_rel

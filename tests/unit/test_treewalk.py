@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mirrord.targets.base import Entry
+from mirrord.targets.model import Entry
 from mirrord.treewalk import WalkErrors, entry_key, file_digest, path_key, walk
 
 

@@ -27,7 +27,9 @@ import tempfile
 from typing import TYPE_CHECKING, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import Entry, SyncItem, SyncResult, classify_oserror, ns_to_float
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry, SyncItem, SyncResult
+from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.rsync.inrun import Keeps, run_errors, wrapper
 from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
 from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RETRY_EXIT, RSYNC_TMP,

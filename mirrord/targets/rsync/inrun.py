@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from mirrord.errors import RetryableError
-from mirrord.targets.base import SyncItem
+from mirrord.targets.model import SyncItem
 from mirrord.targets.rsync.remote import classify_stderr, q
 from mirrord.targets.rsync.keep_script import KEEP_BODY, keep_records
 

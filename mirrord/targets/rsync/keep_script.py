@@ -15,7 +15,7 @@ import re
 from typing import Sequence
 
 from mirrord.errors import PermanentError
-from mirrord.targets.base import check_relpath
+from mirrord.targets.paths import check_relpath
 from mirrord.targets.rsync.remote import q
 
 COMINGS = ("file", "dir", "absent")

@@ -19,7 +19,9 @@ import stat as stat_mod
 from dataclasses import dataclass, field
 
 from mirrord.errors import PermanentError, RetryableError, SourceBusy
-from mirrord.targets.base import Entry, SyncItem, check_relpath, exact_ns, ns_to_float, put_ns
+from mirrord.targets.model import Entry, SyncItem
+from mirrord.targets.mtime import exact_ns, ns_to_float, put_ns
+from mirrord.targets.paths import check_relpath
 
 @dataclass
 class Want:

@@ -31,7 +31,8 @@ import re
 from dataclasses import dataclass
 
 from mirrord.errors import PermanentError, RetryableError
-from mirrord.targets.base import Entry, format_ns, ns_to_float, parse_ns
+from mirrord.targets.model import Entry
+from mirrord.targets.mtime import format_ns, ns_to_float, parse_ns
 
 RSYNC_TMP = b".mirrord/rsync-tmp"   # rsync's --temp-dir and write_meta's temp files, swept at open()
 RETRY_EXIT = {5, 10, 12, 14, 20, 21, 22, 30, 35, 255}   # rsync: connection, protocol start, timeout, signals

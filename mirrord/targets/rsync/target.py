@@ -23,8 +23,10 @@ from typing import Iterator, Sequence
 
 from mirrord.config import RsyncOptions, TargetConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
-                                  check_relpath, ns_to_float)
+from mirrord.targets.base import Target
+from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
+from mirrord.targets.mtime import ns_to_float
+from mirrord.targets.paths import META_DIR, check_relpath
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,

@@ -30,7 +30,10 @@ import tempfile
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import Entry, check_relpath, classify_oserror, format_ns, parse_ns
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry
+from mirrord.targets.mtime import format_ns, parse_ns
+from mirrord.targets.paths import check_relpath
 from mirrord.targets.rsync.keep_script import _answers, keep_records, keep_script
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, LONG_TIMEOUT, MKDIRS, NOLINK, RSYNC_TMP,
                                           classify_stderr, q, record_entry)

@@ -10,7 +10,7 @@ Which items go in: kind 'absent' without `tree` (a file deleted at the source),
 whose path appears once in the batch (so no other item of the batch has an order
 to keep with it); and only when there are at least two of them (one is cheaper
 as DeleteObject through the lean transport). Everything else goes through
-Target._sync_one, in order.
+mirrord.targets.itemwise.sync_one, in order.
 
 Per-key results, as delete() would give them: a key S3 reports NoSuchKey for,
 or a path no key can exist for, is deleted (delete is idempotent); a per-key
@@ -26,7 +26,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
 from mirrord.errors import PermanentError, RetryableError
-from mirrord.targets.base import SyncItem, SyncResult
+from mirrord.targets.itemwise import sync_one
+from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.targets.s3.errors import NOT_FOUND_CODES, is_retryable, scrub, shown
 
 if TYPE_CHECKING:
@@ -42,11 +43,11 @@ def sync(t: "S3Target", items: Sequence[SyncItem]) -> list[SyncResult]:
     counts = Counter(item.path for item in items)
     batched = [i for i, item in enumerate(items) if plain_delete(item) and counts[item.path] == 1]
     if len(batched) < 2:
-        return [t._sync_one(item) for item in items]
+        return [sync_one(t, item) for item in items]
     errors = delete_paths(t, [items[i].path for i in batched])
     results: dict[int, SyncResult] = {i: SyncResult(items[i], error=err)
                                       for i, err in zip(batched, errors)}
-    return [results[i] if i in results else t._sync_one(item) for i, item in enumerate(items)]
+    return [results[i] if i in results else sync_one(t, item) for i, item in enumerate(items)]
 
 
 def delete_paths(t: "S3Target", paths: Sequence[str]) -> list[Exception | None]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from mirrord.errors import RetryableError
-from mirrord.targets.base import Entry
+from mirrord.targets.model import Entry
 from mirrord.targets.s3 import trash
 from mirrord.targets.s3.errors import PreconditionFailed, shown
 from mirrord.targets.s3.keys import head_entry

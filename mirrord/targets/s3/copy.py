@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import Entry, ns_to_float
+from mirrord.targets.model import Entry
+from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
 from mirrord.targets.s3.client import transfer_config
 from mirrord.targets.s3.listing import pages

@@ -42,7 +42,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from mirrord.errors import PermanentError, RetryableError, TargetError
 from mirrord.logsetup import redact
-from mirrord.targets.base import classify_oserror
+from mirrord.targets.failures import classify_oserror
 
 RETRYABLE_CODES = frozenset({
     "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "TooManyRequests",

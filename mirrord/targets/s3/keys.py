@@ -24,7 +24,9 @@ from typing import Any
 
 from mirrord.config import S3Options
 from mirrord.errors import PermanentError
-from mirrord.targets.base import Entry, check_relpath, format_ns, ns_to_float, parse_ns
+from mirrord.targets.model import Entry
+from mirrord.targets.mtime import format_ns, ns_to_float, parse_ns
+from mirrord.targets.paths import check_relpath
 from mirrord.targets.s3.errors import shown
 
 MAX_KEY_BYTES = 1024

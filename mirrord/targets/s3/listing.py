@@ -29,7 +29,8 @@ from botocore.exceptions import ClientError
 
 from mirrord.errors import PermanentError, TargetError
 from mirrord.logsetup import kv
-from mirrord.targets.base import META_DIR, Entry
+from mirrord.targets.model import Entry
+from mirrord.targets.paths import META_DIR
 from mirrord.targets.s3.errors import NOT_FOUND_CODES, error_code, shown
 
 if TYPE_CHECKING:

@@ -33,9 +33,11 @@ from mirrord.config import S3Options, TargetConfig
 from mirrord.errors import PermanentError, RetryableError, TargetError
 from mirrord.fsutil import check_read_whole
 from mirrord.logsetup import kv, register_secret
-from mirrord.targets.base import (META_DIR, Entry, Features, SyncItem, SyncResult, Target,
-                                  check_relpath, classify_oserror, ns_to_float,
-                                  put_ns)
+from mirrord.targets.base import Target
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
+from mirrord.targets.mtime import ns_to_float, put_ns
+from mirrord.targets.paths import META_DIR, check_relpath
 from mirrord.targets.s3 import batch, conditional, copy, listing, trash, versioning
 from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
 from mirrord.targets.s3.errors import (NOT_FOUND_CODES, classify, is_not_found, is_retryable,

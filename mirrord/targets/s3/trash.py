@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from botocore.exceptions import ClientError
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
-from mirrord.targets.base import Entry
+from mirrord.targets.model import Entry
 from mirrord.targets.s3 import copy
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
 from mirrord.targets.s3.keys import MAX_KEY_BYTES, head_entry, key_for

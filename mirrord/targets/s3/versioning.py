@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 
 from mirrord.errors import PermanentError
 from mirrord.logsetup import kv
-from mirrord.targets.base import META_DIR, Entry
+from mirrord.targets.model import Entry
+from mirrord.targets.paths import META_DIR
 from mirrord.targets.s3.errors import error_code, is_not_found
 from mirrord.targets.s3.keys import head_entry
 from mirrord.trash.model import DELETED, OVERWRITTEN, Kept, stamp_of

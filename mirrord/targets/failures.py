@@ -1,0 +1,42 @@
+"""Raising the target failure contract's errors (mirrord.targets.base) from what went wrong.
+
+An OSError on a target becomes RetryableError (disk full, a dropped connection, a
+race with another worker: retrying fixes it) or PermanentError (everything else);
+a keep_stamp given to a target that cannot keep in its put is refused.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from mirrord.errors import PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    from mirrord.targets.base import Target
+
+RETRYABLE_ERRNOS = {
+    "ENOSPC", "EDQUOT", "EIO", "ETIMEDOUT", "ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH",
+    "ENETUNREACH", "EAGAIN", "EBUSY", "ESTALE", "EROFS", "ENOTCONN", "EPIPE", "EMFILE", "ENFILE",
+    "ENOENT", "ENOTDIR", "EINTR",
+    "ENOTEMPTY",  # a tree removal raced a put below it (another worker): the retry succeeds
+}
+
+
+def classify_oserror(exc: OSError) -> Exception:
+    """Map an OSError on a target to the error to raise or record: RetryableError when its
+    errno is in RETRYABLE_ERRNOS (disk full is retryable), else PermanentError; the message
+    is the errno name, strerror and the file name the OSError carries."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    msg = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    if name in RETRYABLE_ERRNOS:
+        return RetryableError(f"{name}: {msg}")
+    return PermanentError(f"{name or 'error'}: {msg}")
+
+
+def refuse_keep_stamp(target: Target, keep_stamp: str | None) -> None:
+    """PermanentError when a put is given a keep_stamp by a target that cannot keep in its
+    put (Features.keep_by_condition false): keeper.prepare never does; a caller that did
+    would have the version it overwrites lost unkept."""
+    if keep_stamp is not None:
+        raise PermanentError(f"{target.describe()}: cannot keep what a put replaces")

@@ -1,0 +1,39 @@
+"""Relative paths on a target: the safety check, joining, OS bytes, and mirrord's own area.
+
+Paths are relative to the target root, '/'-separated, never empty, never starting
+with '/', never containing '.' or '..' components (check_relpath refuses the rest).
+`.mirrord/` at the root (META_DIR) is mirrord's: the heartbeat, staged transfers,
+the trash; no user path may enter it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mirrord.errors import PermanentError
+
+META_DIR = ".mirrord"
+
+
+def check_relpath(path: str) -> str:
+    """Refuse anything that could escape a target root; return the path unchanged.
+    PermanentError for an empty or absolute path, a NUL byte, an empty, '.' or '..'
+    component, or a path below META_DIR at the root."""
+    if not path or path.startswith("/") or "\0" in path:
+        raise PermanentError(f"unsafe path {path!r}")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise PermanentError(f"unsafe path {path!r}")
+    if parts[0] == META_DIR:
+        raise PermanentError(f"{path!r} is inside mirrord's own area {META_DIR}/")
+    return path
+
+
+def join(*parts: str) -> str:
+    """Join relative path pieces with '/', skipping empty ones."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def fs_path(path: str) -> bytes:
+    """The bytes of a relative path for OS calls (surrogateescape round-trips odd names)."""
+    return os.fsencode(path)
