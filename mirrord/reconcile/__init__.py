@@ -1,6 +1,7 @@
 """Reconcile: compare a source with a target and repair the difference.
 
 engine.py    one pass: merge a source walk with a target listing -> repairs, extras
+listings.py  the target listing as one source sees it, and the shipped rows, for a pass
 deletes.py   which extras may be deleted, and when none may (the delete-safety rules)
 window.py    bounded parallel lookups (content hashes, HEADs) for the engine
 result.py    ReconcileResult (one source) and PassSummary (one target: the one shape

@@ -4,7 +4,8 @@ A pass merges ONE streaming walk of the source with ONE streaming listing of
 the target (and, for targets whose listing does not carry the source mtime,
 the ordered `shipped` rows of the state database), key by key, in
 mirrord.treewalk.entry_key order. Memory stays at a few items per stream plus
-the list of extra entries waiting to be deleted.
+the list of extra entries waiting to be deleted. The target listing as this
+source sees it, and the shipped rows, are mirrord.reconcile.listings.
 
 It compares what the live stream ships: size, mtime and mode (the mode only
 where the target keeps it, Features.keeps_mode), directories' modes included
@@ -31,10 +32,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Iterator
 
-from mirrord import journal
 from mirrord.compare import (
     NEEDS_STAT,
     ShippedRow,
@@ -44,16 +44,21 @@ from mirrord.compare import (
 )
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
-from mirrord.exclude import excluded_entry
 from mirrord.journal import Change
 from mirrord.logsetup import kv
-from mirrord.merge import Cursor, below, merge
+from mirrord.merge import Cursor, merge
 from mirrord.reconcile.deletes import CHUNK, DeletePlan, root_identity
+from mirrord.reconcile.listings import (
+    open_readonly,
+    other_dests,
+    shipped_rows,
+    target_entries,
+)
 from mirrord.reconcile.result import ReconcileResult
 from mirrord.reconcile.window import Window, content_differs
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry
-from mirrord.targets.paths import META_DIR, join
+from mirrord.targets.paths import join
 from mirrord.treewalk import WalkErrors, entry_key, walk
 
 log = logging.getLogger("mirrord.reconcile")
@@ -84,23 +89,8 @@ def reconcile_pass(cfg: Config, target: Target, source: SourceConfig, *, emit: E
               delete=rc.delete if delete is None else delete,
               checksum=rc.checksum if checksum is None else checksum,
               max_delete=rc.max_delete, max_delete_percent=rc.max_delete_percent,
-              other_dests=_other_dests(cfg, target.name, source), stop=stop, progress=progress)
+              other_dests=other_dests(cfg, target.name, source), stop=stop, progress=progress)
     return p.run(db_path or cfg.mirrord.journal_path)
-
-
-def _other_dests(cfg: Config, target: str, source: SourceConfig) -> tuple[str, ...]:
-    """Areas of this target that belong to other sources nested below this one's dest."""
-    mine = source.dest.strip("/")
-    out = []
-    for other in cfg.sources_for(target):
-        dest = other.dest.strip("/")
-        if other.name == source.name or dest == mine:
-            continue
-        if not mine:
-            out.append(dest)
-        elif dest.startswith(mine + "/"):
-            out.append(dest[len(mine) + 1:])
-    return tuple(out)
 
 
 class _Pass:
@@ -156,10 +146,11 @@ class _Pass:
         try:
             src = Cursor(walk(self.root, include_dirs=self.features.directories,
                               excluded=self.source.excluded, errors=errors), entry_key)
-            tgt = Cursor(self._target_entries(), entry_key)
+            tgt = Cursor(target_entries(self.target, self.source, self.other), entry_key)
             if not self.features.list_mtime:
-                conn = _open_readonly(db_path)
-            shipped = Cursor(self._shipped_rows(conn), lambda row: row[0])
+                conn = open_readonly(db_path)
+            shipped = Cursor(shipped_rows(conn, self.target.name, self.source.name),
+                             lambda row: row[0])
             for n, (key, (s, t)) in enumerate(merge(src, tgt)):
                 if self.stop.is_set():
                     return False
@@ -218,33 +209,6 @@ class _Pass:
         if reason is None and self.checksum:
             self._check_content(s, settle=False)
         return reason
-
-    # ------------------------------------------------------------ listings
-    def _target_entries(self) -> Iterator[Entry]:
-        dest = self.source.dest.strip("/")
-        cut = len(dest) + 1 if dest else 0
-        skip: bytes | None = None
-        for e in self.target.list(dest):
-            if dest and not e.path.startswith(dest + "/"):
-                continue  # the dest directory itself
-            rel = e.path[cut:]
-            key = os.fsencode(rel) + (b"/" if e.is_dir else b"")
-            if skip is not None and key.startswith(skip):
-                continue
-            if self._not_ours(rel, key):
-                skip = key if e.is_dir else skip
-                continue
-            yield Entry(rel, e.size, e.mtime, e.is_dir, e.digest, e.token, e.mtime_ns, e.mode)
-
-    def _not_ours(self, rel: str, key: bytes) -> bool:
-        """Target entries this source must neither compare nor delete."""
-        return (rel.split("/", 1)[0] == META_DIR or below(key, self.other)
-                or excluded_entry(self.source.excluded, rel, key.endswith(b"/")))
-
-    def _shipped_rows(self, conn: sqlite3.Connection | None) -> Iterator[tuple]:
-        if conn is None:
-            return iter(())
-        return journal.iter_shipped(conn, self.target.name, self.source.name)
 
     # ------------------------------------------------------------ proposals
     def _send(self, s: Entry, what: str, reason: str) -> None:
@@ -314,16 +278,3 @@ class _Pass:
                          why=r.delete_refusal))
         for err in r.errors[:5]:
             log.warning(kv(msg="reconcile error", source=r.source, target=r.target, error=err))
-
-
-def _open_readonly(db_path: Path) -> sqlite3.Connection | None:
-    """The state database for reading, or None when there is none yet (nothing shipped)."""
-    if not Path(db_path).exists():
-        return None
-    conn = journal.connect(Path(db_path), readonly=True)
-    try:
-        conn.execute("SELECT 1 FROM shipped LIMIT 1")
-    except sqlite3.OperationalError:
-        conn.close()
-        return None
-    return conn

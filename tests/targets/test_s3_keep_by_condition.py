@@ -24,7 +24,7 @@ from mirrord.journal import Op
 from mirrord.shipper import Shipper, serial
 from mirrord.targets import create
 from mirrord.targets.mtime import ns_to_float
-from mirrord.targets.s3 import conditional
+from mirrord.targets.s3 import conditional, upload
 from mirrord.trash.keeper import KeepPolicy
 from mirrord.trash.model import DIR_REMOVED, OVERWRITTEN, stamp_of, trash_rel
 
@@ -164,15 +164,15 @@ def test_a_retry_after_the_keep_but_before_the_put_keeps_nothing_twice(s3, src, 
                                                                        tmp_path, monkeypatch):
     seed(s3, tmp_path, "a.txt", b"old")
     write(src, "a.txt", b"new")
-    real = s3._put_small
+    real = upload.put_small
     dropped: list[dict] = []
 
-    def dies_before_the_second_put(path, key, data, ns, mode, condition=None):
+    def dies_before_the_second_put(t, path, key, data, ns, mode, condition=None):
         if condition and "IfMatch" in condition and not dropped:
             dropped.append(condition)     # as if killed (or the connection lost) right here
             raise RetryableError("connection reset")
-        return real(path, key, data, ns, mode, condition)
-    monkeypatch.setattr(s3, "_put_small", dies_before_the_second_put)
+        return real(t, path, key, data, ns, mode, condition)
+    monkeypatch.setattr(upload, "put_small", dies_before_the_second_put)
     first = ship(s3, src, "a.txt")
     assert first.error and "connection reset" in first.error and not first.permanent
     assert dropped and raw(seaweedfs, s3, "a.txt")["Body"].read() == b"old"

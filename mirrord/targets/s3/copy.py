@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
+from mirrord.targets.s3 import deletes
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
 from mirrord.targets.s3.client import transfer_config
 from mirrord.targets.s3.listing import pages
@@ -66,7 +67,7 @@ def move(t: "S3Target", src: str, dst: str) -> None:
         with ThreadPoolExecutor(max_workers=min(MOVE_CONCURRENCY, t.workers)) as pool:
             for future in [pool.submit(_copy, t, src, *m) for m in moves]:
                 future.result()
-    t._delete_keys(src, [m[0] for m in moves])
+    deletes.delete_keys(t, src, [m[0] for m in moves])
 
 def _moves(t: "S3Target", src: str, skey: str, dst: str, dkey: str) -> list[tuple[str, str, int]]:
     """(source key, destination key, size) for the object at src and every key below it."""

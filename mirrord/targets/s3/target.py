@@ -1,49 +1,36 @@
 """The S3 target (`type = s3`): one bucket (and an optional key prefix) through boto3.
 
-This module is the Target: stat, put, delete, reading and mirrord's own area
+This module is the Target: its connection, stat, reading and mirrord's own area
 `prefix + ".mirrord/"`. Its parts live beside it: keys.py (which paths S3 can
 store, the metadata formats), errors.py (classification, credential-free
 messages), listing.py (listing order, multipart uploads a crash left open),
-copy.py (move and set_meta as server-side copies), trash.py and versioning.py
+upload.py (put), deletes.py (delete: DeleteObject and DeleteObjects), copy.py
+(move and set_meta as server-side copies), trash.py and versioning.py
 (keep_deleted: keep, list, purge, restore, fetch), conditional.py (a put that keeps
 what it overwrites, SyncItem.keep_stamp), client.py, lean.py and
 endpoint.py (the botocore client and the lean transport for small puts and
 deletes), batch.py (sync(): a batch's plain deletes in DeleteObjects calls).
-
-Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
-PutObject (the lean transport first); larger ones go through s3transfer, which
-uses multipart at or above multipart_threshold. S3 makes either atomic: a
-multipart object appears only on CompleteMultipartUpload, s3transfer aborts the
-upload when a part fails, and open() aborts the uploads a crash left open.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import stat as stat_mod
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Iterator, Sequence
-
-from boto3.s3.transfer import create_transfer_manager
+from typing import Any
 
 from mirrord.config import S3Options, TargetConfig
-from mirrord.errors import PermanentError, RetryableError, TargetError
-from mirrord.fsutil import check_read_whole
+from mirrord.errors import PermanentError, TargetError
 from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import Target
-from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
-from mirrord.targets.mtime import ns_to_float, put_ns
 from mirrord.targets.paths import META_DIR, check_relpath
-from mirrord.targets.s3 import batch, conditional, copy, listing, trash, versioning
-from mirrord.targets.s3.client import SMALL_FILE, make_client, transfer_config
-from mirrord.targets.s3.errors import (NOT_FOUND_CODES, classify, is_not_found, is_retryable,
-                                       scrub, shown)
-from mirrord.targets.s3.keys import content_type, head_entry, key_for, put_args
-from mirrord.targets.s3.lean import LeanRequests, headers_from_args
+from mirrord.targets.s3 import batch, copy, deletes, listing, trash, upload, versioning
+from mirrord.targets.s3.client import make_client
+from mirrord.targets.s3.errors import classify, is_not_found, scrub, shown
+from mirrord.targets.s3.keys import content_type, head_entry, key_for
+from mirrord.targets.s3.lean import LeanRequests
 from mirrord.targets.sweep import OpenLock
 
 log = logging.getLogger("mirrord.targets.s3")
@@ -90,7 +77,7 @@ class S3Target(Target):
         self._open_lock = OpenLock(f"s3:{opts.endpoint_url}/{opts.bucket}/{opts.prefix}")
 
     @classmethod
-    def from_config(cls, cfg: TargetConfig) -> "S3Target":
+    def from_config(cls, cfg: TargetConfig) -> S3Target:
         assert cfg.s3 is not None
         return cls(cfg.name, cfg.s3, workers=cfg.workers)
 
@@ -134,6 +121,16 @@ class S3Target(Target):
             lean.close()
         if client is not None:
             client.close()
+
+    def _give_up_lean(self, op: str, path: str) -> None:
+        """The SDK did what the lean request could not: use the SDK from now on."""
+        with self._lock:
+            lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
+            log.warning(kv(msg="lean request refused where the SDK succeeded; using the SDK "
+                               "for every put and delete from now on (slower on bursts)",
+                           target=self.name, op=op, path=path))
 
     # ------------------------------------------------------------ helpers
     def _error(self, exc: BaseException, op: str, path: str) -> TargetError:
@@ -189,128 +186,18 @@ class S3Target(Target):
     # ------------------------------------------------------------ changes
     def put(self, path: str, local: str, *, size: int, mtime: float,
             mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
-        """Target.put; with `keep_stamp` (SyncItem.keep_stamp) what the put replaces is kept
-        under that stamp first, found by the put itself (conditional.py)."""
-        key = self._key(path)
-        small = min(SMALL_FILE, self.opts.multipart_threshold)
-        keeping = keep_stamp is not None and self._trash_mode != versioning.VERSIONING
-        try:
-            with open(local, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                ns = put_ns(mtime, mtime_ns, st)
-                mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
-                if st.st_size < small:
-                    data = fh.read()
-                    check_read_whole(fh.fileno(), st, len(data), size)   # never a torn body
-                    if keeping:
-                        return conditional.put_keeping(
-                            self, path, key, str(keep_stamp),
-                            lambda cond: self._put_small(path, key, data, ns, mode, cond),
-                            version=(len(data), ns))
-                    return self._put_small(path, key, data, ns, mode)
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
-                fh.seek(0)
-                if keeping:
-                    conditional.keep_before(self, path, key, str(keep_stamp),
-                                            version=(st.st_size, ns))
-                self._put_large(path, key, fh, put_args(self.opts, path, ns, digest, mode))
-        except OSError as exc:
-            raise classify_oserror(exc) from None
-        head = self._head(path, key)
-        if head is None:
-            raise RetryableError(f"{self.describe()}: put {shown(path)}: not there after upload")
-        return head_entry(path, head)
-
-    def _put_small(self, path: str, key: str, data: bytes, ns: int, mode: int,
-                   condition: dict[str, str] | None = None) -> Entry:
-        """One PutObject (lean first); `condition`: IfNoneMatch / IfMatch, whose 412 raises
-        PreconditionFailed from either path, never asked again through the SDK."""
-        digest = hashlib.sha256(data).hexdigest()
-        args = {**put_args(self.opts, path, ns, digest, mode), **(condition or {})}
-        mtime = ns_to_float(ns)
-        client = self.client
-        lean = self._lean
-        if lean is not None:
-            try:
-                etag = lean.put(key, data, headers_from_args(args), sha256=digest)
-            except Exception as exc:  # noqa: BLE001 - every failure is classified
-                raise self._error(exc, "put", path) from None
-            if etag is not None:
-                return Entry(path, len(data), mtime, token=etag, mtime_ns=ns, mode=mode)
-        # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
-        resp = self._call("put", path, client.put_object,
-                          Bucket=self.bucket, Key=key, Body=data, **args)
-        if lean is not None:
-            self._give_up_lean("put", path)
-        return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
-
-    def _give_up_lean(self, op: str, path: str) -> None:
-        """The SDK did what the lean request could not: use the SDK from now on."""
-        with self._lock:
-            lean, self._lean = self._lean, None
-        if lean is not None:
-            lean.close()
-            log.warning(kv(msg="lean request refused where the SDK succeeded; using the SDK "
-                               "for every put and delete from now on (slower on bursts)",
-                           target=self.name, op=op, path=path))
-
-    def _put_large(self, path: str, key: str, fh: Any, args: dict[str, Any]) -> None:
-        config = transfer_config(self.opts.multipart_threshold, self.opts.multipart_chunksize)
-        try:
-            with create_transfer_manager(self.client, config) as manager:
-                manager.upload(fh, self.bucket, key, extra_args=args).result()
-        except Exception as exc:  # noqa: BLE001
-            raise self._error(exc, "put", path) from None
+        """upload.put: one PutObject below min(multipart_threshold, 8 MiB), else s3transfer;
+        with `keep_stamp` what the put replaces is kept first (conditional.py)."""
+        return upload.put(self, path, local, size=size, mtime=mtime, mtime_ns=mtime_ns,
+                          mode=mode, keep_stamp=keep_stamp)
 
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:
         """batch.sync: the batch's plain deletes in DeleteObjects calls, the rest in order."""
         return batch.sync(self, items)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
-        key = self._key_or_none(path)
-        if key is not None:
-            self._delete_one(path, key)
-        if tree:
-            below = self.root + path + "/"
-            try:
-                below.encode("utf-8")
-            except UnicodeEncodeError:
-                return  # nothing can be stored below a name S3 cannot hold
-            for page in listing.pages(self, "delete", Prefix=below):
-                self._delete_keys(path, [o["Key"] for o in page.get("Contents", ())])
-
-    def _delete_one(self, path: str, key: str) -> None:
-        client = self.client
-        lean = self._lean
-        try:
-            if lean is not None and lean.delete(key):
-                return
-            client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:  # noqa: BLE001
-            if not is_not_found(exc):
-                raise self._error(exc, "delete", path) from None
-            return
-        if lean is not None:
-            self._give_up_lean("delete", path)
-
-    def _delete_keys(self, path: str, keys: list[str]) -> None:
-        self._delete_objects("delete", [{"Key": k} for k in keys], path)
-
-    def _delete_objects(self, op: str, objects: list[dict[str, str]], path: str = "") -> None:
-        """DeleteObjects `objects` ({"Key"[, "VersionId"]}) in batches of delete_batch;
-        absent ones are not an error, any other per-key error raises (classified)."""
-        for i in range(0, len(objects), self.delete_batch):
-            batch = objects[i:i + self.delete_batch]
-            resp = self._call(op, path, self.client.delete_objects, Bucket=self.bucket,
-                              Delete={"Objects": batch, "Quiet": True})
-            errors = [e for e in resp.get("Errors", ()) if e.get("Code") not in NOT_FOUND_CODES]
-            if errors:
-                first = errors[0]
-                code = str(first.get("Code", ""))
-                where = f"{op} {shown(path)}" if path else op
-                text = (f"{self.describe()}: {where}: {len(errors)} keys not deleted, "
-                        f"first {shown(first.get('Key', ''))}: {code}: {first.get('Message', '')}")
-                raise (RetryableError if is_retryable(code, 0) else PermanentError)(text)
+        """deletes.delete: DeleteObject, and with `tree` every key below in DeleteObjects."""
+        deletes.delete(self, path, tree=tree)
 
     # ------------------------------------------------------------ the trash
     # trash.py's functions take the target first, so they are this class's methods as they are

@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.model import Entry
-from mirrord.targets.s3 import copy
+from mirrord.targets.s3 import copy, deletes
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
 from mirrord.targets.s3.keys import MAX_KEY_BYTES, head_entry, key_for
 from mirrord.targets.s3.listing import pages
@@ -193,7 +193,7 @@ def trash_purge(t: "S3Target", kept: Iterable[Kept]) -> None:
         if k.version:
             obj["VersionId"] = k.version
         objects.append(obj)
-    t._delete_objects("trash purge", objects)
+    deletes.delete_objects(t, "trash purge", objects)
 
 
 def trash_restore(t: "S3Target", kept: Kept, path: str) -> Entry:

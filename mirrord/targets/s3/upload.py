@@ -1,0 +1,103 @@
+"""The S3 target's put(): a local file to one object, whole or not at all.
+
+Files below min(multipart_threshold, 8 MiB) are read whole and sent with one
+PutObject (the lean transport first, mirrord.targets.s3.lean); larger ones go
+through s3transfer, which uses multipart at or above multipart_threshold. S3
+makes either atomic: a multipart object appears only on
+CompleteMultipartUpload, s3transfer aborts the upload when a part fails, and
+S3Target.open() aborts the uploads a crash left open (listing.py). With
+SyncItem.keep_stamp what the put replaces is kept first (conditional.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_mod
+from typing import TYPE_CHECKING, Any
+
+from boto3.s3.transfer import create_transfer_manager
+
+from mirrord.errors import RetryableError
+from mirrord.fsutil import check_read_whole
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry
+from mirrord.targets.mtime import ns_to_float, put_ns
+from mirrord.targets.s3 import conditional, versioning
+from mirrord.targets.s3.client import SMALL_FILE, transfer_config
+from mirrord.targets.s3.errors import shown
+from mirrord.targets.s3.keys import head_entry, put_args
+from mirrord.targets.s3.lean import headers_from_args
+
+if TYPE_CHECKING:
+    from mirrord.targets.s3.target import S3Target
+
+
+def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
+        mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
+    """Target.put; with `keep_stamp` (SyncItem.keep_stamp) what the put replaces is kept
+    under that stamp first, found by the put itself (conditional.py)."""
+    key = t._key(path)
+    small = min(SMALL_FILE, t.opts.multipart_threshold)
+    keeping = keep_stamp is not None and t._trash_mode != versioning.VERSIONING
+    try:
+        with open(local, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            ns = put_ns(mtime, mtime_ns, st)
+            mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
+            if st.st_size < small:
+                data = fh.read()
+                check_read_whole(fh.fileno(), st, len(data), size)   # never a torn body
+                if keeping:
+                    return conditional.put_keeping(
+                        t, path, key, str(keep_stamp),
+                        lambda cond: put_small(t, path, key, data, ns, mode, cond),
+                        version=(len(data), ns))
+                return put_small(t, path, key, data, ns, mode)
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            fh.seek(0)
+            if keeping:
+                conditional.keep_before(t, path, key, str(keep_stamp),
+                                        version=(st.st_size, ns))
+            _put_large(t, path, key, fh, put_args(t.opts, path, ns, digest, mode))
+    except OSError as exc:
+        raise classify_oserror(exc) from None
+    head = t._head(path, key)
+    if head is None:
+        raise RetryableError(f"{t.describe()}: put {shown(path)}: not there after upload")
+    return head_entry(path, head)
+
+
+def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,
+              condition: dict[str, str] | None = None) -> Entry:
+    """One PutObject (lean first); `condition`: IfNoneMatch / IfMatch, whose 412 raises
+    PreconditionFailed from either path, never asked again through the SDK."""
+    digest = hashlib.sha256(data).hexdigest()
+    args = {**put_args(t.opts, path, ns, digest, mode), **(condition or {})}
+    mtime = ns_to_float(ns)
+    client = t.client
+    lean = t._lean
+    if lean is not None:
+        try:
+            etag = lean.put(key, data, headers_from_args(args), sha256=digest)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified
+            raise t._error(exc, "put", path) from None
+        if etag is not None:
+            return Entry(path, len(data), mtime, token=etag, mtime_ns=ns, mode=mode)
+    # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
+    resp = t._call("put", path, client.put_object,
+                   Bucket=t.bucket, Key=key, Body=data, **args)
+    if lean is not None:
+        t._give_up_lean("put", path)
+    return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
+
+
+def _put_large(t: S3Target, path: str, key: str, fh: Any, args: dict[str, Any]) -> None:
+    """Upload the open file `fh` to `key` through s3transfer (multipart at or above
+    multipart_threshold) with put_object `args`; raises the classified error."""
+    config = transfer_config(t.opts.multipart_threshold, t.opts.multipart_chunksize)
+    try:
+        with create_transfer_manager(t.client, config) as manager:
+            manager.upload(fh, t.bucket, key, extra_args=args).result()
+    except Exception as exc:  # noqa: BLE001
+        raise t._error(exc, "put", path) from None
