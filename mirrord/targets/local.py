@@ -5,9 +5,10 @@ Writes are atomic: the bytes go to a temp file in the target's own area
 is fsynced), so no user file name can ever collide with a temp file and the
 listing hides nothing but `.mirrord/` at the root. Nanosecond mtimes and
 permission bits are kept (set_meta changes just those, on the same inode), and
-nothing is ever written outside the root: paths are checked, and a parent that
-resolves outside the root is refused. A full disk or a vanished mount is
-retryable; everything else permanent.
+nothing is ever written outside the root: paths are checked, and a put, mkdir or
+move reaches its directory by descriptor from the root, following no symlink
+(mirrord.targets.local_parents; a symlink or file in the way is replaced). A full
+disk or a vanished mount is retryable; everything else permanent.
 
 Staging (mirrord.targets.local_stage) is per file system: a destination on
 another mount below the root gets its temp file beside it, recorded first by a
@@ -27,14 +28,15 @@ from typing import Iterator
 
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
-from mirrord.fsutil import fsync_dir, remove_tree
+from mirrord.fsutil import remove_tree
 from mirrord.targets.base import Target
 from mirrord.targets.failures import classify_oserror
+from mirrord.targets.local_parents import fsync_at, open_parent
+from mirrord.targets.local_stage import Staging
+from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns
 from mirrord.targets.paths import META_DIR, check_relpath
-from mirrord.targets.local_stage import Staging
-from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.treewalk import WalkErrors, file_digest, walk
 
@@ -92,42 +94,18 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def _abs(self, path: str) -> bytes:
         return os.fsencode(os.path.join(self.root, check_relpath(path)))
 
-    def _confined_parent(self, full: bytes, keep_stamp: str | None = None) -> bytes:
-        """Create the parent directories of `full` one at a time, replacing a file or a
-        symlink in the way (never following it: a symlink planted in the mirror must not
-        make us create anything outside the root); refuse escapes. With `keep_stamp` (a
-        marked put: Features.keeps_parents_in_put) what is replaced is kept first, as
-        keeper.keep_items would ask ('dir' coming: `rm d; mkdir d; echo > d/z`), from the
-        lstat this walk makes anyway: no keep_many ahead of the batch."""
-        parent = os.path.dirname(full)
-        root = os.fsencode(self.root)
-        cur = root
-        for part in os.path.relpath(parent, root).split(b"/"):
-            if part == b".":
-                continue
-            cur = os.path.join(cur, part)
-            try:
-                is_dir = stat_mod.S_ISDIR(os.lstat(cur).st_mode)
-            except FileNotFoundError:
-                is_dir = None
-            if is_dir is False:
-                if keep_stamp is not None:
-                    self.keep(os.fsdecode(os.path.relpath(cur, root)), stamp=keep_stamp,
-                              coming="dir")
-                try:
-                    os.unlink(cur)
-                except FileNotFoundError:   # kept: moved into the trash
-                    pass
-                except IsADirectoryError:   # a racing worker (a mkdir of it, a put below it)
-                    is_dir = True           # made it a directory meanwhile: what we need
-            if not is_dir:
-                with contextlib.suppress(FileExistsError):  # a racing worker made it
-                    os.mkdir(cur)
-        real = os.path.realpath(parent)
-        root = os.fsencode(self._real_root)
-        if real != root and not real.startswith(root + b"/"):
-            raise PermanentError(f"{self.describe()}: {os.fsdecode(parent)!r} resolves outside the root")
-        return parent
+    def _open_parent(self, path: str, keep_stamp: str | None = None) -> int:
+        """An O_PATH descriptor of the directory that `path` (checked, relative) goes in,
+        its components made where missing and a file or symlink in the way replaced, none
+        ever followed (local_parents.open_parent), from the root as resolved at open(). With
+        `keep_stamp` (a marked put: Features.keeps_parents_in_put) what is replaced is kept
+        first, as keeper.keep_items would ask ('dir' coming: `rm d; mkdir d; echo > d/z`),
+        where the walk finds it: no keep_many ahead of the batch. The caller closes it."""
+        keep = None
+        if keep_stamp is not None:
+            def keep(rel: str) -> None:
+                self.keep(rel, stamp=keep_stamp, coming="dir")
+        return open_parent(self._real_root, path.rpartition("/")[0], keep)
 
     def _inside(self, real: bytes) -> bool:
         root = os.fsencode(self._real_root)
@@ -189,17 +167,22 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def put(self, path: str, local: str, *, size: int, mtime: float,
             mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
         """Target.put; with `keep_stamp` (SyncItem.keep_stamp) what stands at `path` is kept
-        first (LocalTrash._keep_in_put); a keep that fails raises, nothing is overwritten."""
-        full = self._abs(path)
+        first (LocalTrash._keep_in_put); a keep that fails raises, nothing is overwritten.
+        Everything after the parent walk is relative to its descriptor (fchmod, futimens,
+        renameat), so a parent swapped for a symlink meanwhile redirects nothing; the Entry
+        is the fstat of the file renamed into place."""
+        check_relpath(path)
         try:
-            parent = self._confined_parent(full, keep_stamp)
-            if keep_stamp is not None:
-                self._keep_in_put(path, full, keep_stamp, size, exact_ns(mtime, mtime_ns))
-            self._staging.install(local, full, parent, mtime=mtime, mtime_ns=mtime_ns, mode=mode,
-                                 size=size)
-            if self.fsync:
-                fsync_dir(parent)
-            st = os.lstat(full)
+            parent = self._open_parent(path, keep_stamp)
+            try:
+                if keep_stamp is not None:
+                    self._keep_in_put(path, parent, keep_stamp, size, exact_ns(mtime, mtime_ns))
+                st = self._staging.install(local, parent, path, mtime=mtime, mtime_ns=mtime_ns,
+                                           mode=mode, size=size)
+                if self.fsync:
+                    fsync_at(parent)
+            finally:
+                os.close(parent)
         except OSError as exc:
             raise classify_oserror(exc) from None
         return self._entry(path, st)
@@ -227,18 +210,14 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             raise classify_oserror(exc) from None
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
-        full = self._abs(path)
+        check_relpath(path)
         try:
-            with contextlib.suppress(FileNotFoundError):
-                if not stat_mod.S_ISDIR(os.lstat(full).st_mode):
-                    os.unlink(full)
-            self._confined_parent(os.path.join(full, b"x"))   # checks `full` is inside the root
-            if mode is not None:
-                fd = os.open(full, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
-                try:   # chmod through the descriptor: a symlink swapped in is not followed
+            fd = open_parent(self._real_root, path)   # made, a file or symlink in its way replaced
+            try:   # chmod through the descriptor: a symlink swapped in is not followed
+                if mode is not None:   # (fchmod refuses an O_PATH descriptor: EBADF)
                     os.chmod(f"/proc/self/fd/{fd}", mode)
-                finally:
-                    os.close(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise classify_oserror(exc) from None
 
@@ -275,11 +254,14 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         try:
             if not os.path.lexists(sfull):
                 raise NotFound(f"{src!r} is not on {self.describe()}")
-            self._confined_parent(dfull)
-            self._remove_any(dfull)
-            os.rename(sfull, dfull)
-            if self.fsync:
-                fsync_dir(os.path.dirname(dfull))
+            parent = self._open_parent(dst)
+            try:
+                self._remove_any(dfull)
+                os.rename(sfull, os.path.basename(dfull), dst_dir_fd=parent)
+                if self.fsync:
+                    fsync_at(parent)
+            finally:
+                os.close(parent)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 raise NotFound(f"{src!r} is not on {self.describe()}") from None

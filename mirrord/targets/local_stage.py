@@ -3,8 +3,10 @@ of what an interrupted write left.
 
 A put copies the source into a temp file under the target's own area
 `<root>/.mirrord/tmp/` (same file system as the root, so rename(2) is atomic and
-no user file name can ever collide with a temp name), fsyncs it, gives it its
-mode and mtime and renames it over the destination. rename(2) cannot cross
+no user file name can ever collide with a temp name), gives it its mode and mtime
+through its descriptor, fsyncs it and renames it over the destination, relative to
+the descriptor of the destination's directory (mirrord.targets.local_parents), so no
+symlink swapped in on the way can redirect it. rename(2) cannot cross
 mounts (EXDEV): a destination on another mount below the root (or another mount
 of the same file system, which has the same device number) gets its temp file
 beside it instead, named `.mirrord-stage-<random>`, and a marker file naming it
@@ -48,44 +50,46 @@ class Staging:
         self._dev = os.stat(self.dir).st_dev
 
     # ------------------------------------------------------------ writing
-    def install(self, local: str, full: bytes, parent: bytes, *, mtime: float, mtime_ns: int,
-                mode: int | None, size: int) -> None:
-        """Copy the file at `local` to a temp file and rename it over `full` (in `parent`,
-        which exists), with `mode` (None: the local file's) and the mtime put_ns() picks.
-        A directory at `full` is replaced. OSError on failure; no temp file is left;
-        SourceBusy when the file is not `size` bytes or changed while it was copied
+    def install(self, local: str, parent: int, path: str, *, mtime: float, mtime_ns: int,
+                mode: int | None, size: int) -> os.stat_result:
+        """Copy the file at `local` to a temp file and rename it onto `path` (relative to the
+        root) in its directory `parent` (a descriptor: LocalTarget's parent walk), with
+        `mode` (None: the local file's) and the mtime put_ns() picks; returns the new
+        file's fstat. A directory at `path` is replaced. OSError on failure; no temp file is
+        left; SourceBusy when the file is not `size` bytes or changed while it was copied
         (fsutil.check_read_whole): nothing is renamed into place then."""
         if self._dev is None:   # put() before open()
             self.prepare()
-        beside = os.stat(parent).st_dev != self._dev
+        beside = os.fstat(parent).st_dev != self._dev
         try:
-            self._install(local, full, parent, beside, mtime, mtime_ns, mode, size)
+            return self._install(local, parent, path, beside, mtime, mtime_ns, mode, size)
         except OSError as exc:
             if exc.errno != errno.EXDEV or beside:
                 raise
             # the same device number on another mount (a bind mount): rename(2) still refuses
-            self._install(local, full, parent, True, mtime, mtime_ns, mode, size)
+            return self._install(local, parent, path, True, mtime, mtime_ns, mode, size)
 
-    def _install(self, local: str, full: bytes, parent: bytes, beside: bool, mtime: float,
-                 mtime_ns: int, mode: int | None, size: int) -> None:
+    def _install(self, local: str, parent: int, path: str, beside: bool, mtime: float,
+                 mtime_ns: int, mode: int | None, size: int) -> os.stat_result:
         marker = None
-        if beside:
-            marker, fd, tmp = self._temp_beside(parent)
-        else:
+        if beside:   # the temp file by name in `parent`
+            marker, fd, tmp = self._temp_beside(parent, path)
+            tmp_dir: int | None = parent
+        else:        # the temp file by its path in .mirrord/tmp/
             fd, tmp = self._temp()
+            tmp_dir = None
         try:
-            self._copy(fd, local, tmp, mtime, mtime_ns, mode, size)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full)
-            os.replace(tmp, full)
+            st = self._copy(fd, local, mtime, mtime_ns, mode, size)
+            _replace(tmp, tmp_dir, os.fsencode(path.rpartition("/")[2]), parent)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=tmp_dir)
             raise
         finally:
             if marker is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(marker)
+        return st
 
     def write(self, dest: bytes, data: bytes, *, mode: int = 0o644) -> None:
         """Atomically replace `dest` (on the root's file system, e.g. `.mirrord/heartbeat.json`)
@@ -101,18 +105,22 @@ class Staging:
             os.makedirs(self.dir, exist_ok=True)
             return tempfile.mkstemp(prefix=prefix.encode(), dir=self.dir)
 
-    def _temp_beside(self, parent: bytes) -> tuple[bytes, int, bytes]:
-        """(marker, fd, temp path) for a new temp file in `parent`."""
+    def _temp_beside(self, parent: int, path: str) -> tuple[bytes, int, bytes]:
+        """(marker, fd, temp name in `parent`) for a new temp file beside `path`, whose
+        directory `parent` is; the marker, naming it relative to the root, is written (and
+        synced) before the temp file exists."""
+        head = path.rpartition("/")[0]
         while True:
-            tmp = os.path.join(parent, (BESIDE_PREFIX + secrets.token_hex(8)).encode())
+            tmp = (BESIDE_PREFIX + secrets.token_hex(8)).encode()
             mfd, marker = self._temp(MARKER_PREFIX)
             try:
                 with os.fdopen(mfd, "wb") as fh:
-                    fh.write(os.path.relpath(tmp, self.root))
+                    fh.write(os.fsencode(head) + b"/" + tmp if head else tmp)
                     if self.fsync:
                         fh.flush()
                         os.fsync(fh.fileno())
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600,
+                             dir_fd=parent)
             except FileExistsError:   # a user's file has this very name: pick another
                 os.unlink(marker)
                 continue
@@ -122,21 +130,27 @@ class Staging:
                 raise
             return marker, fd, tmp
 
-    def _copy(self, fd: int, local: str, tmp: bytes, mtime: float, mtime_ns: int,
-              mode: int | None, size: int) -> None:
-        """Write `local`'s bytes into the open temp file `fd` (closed here), then give the
-        temp file the mode and mtime the destination must have."""
+    def _copy(self, fd: int, local: str, mtime: float, mtime_ns: int, mode: int | None,
+              size: int) -> os.stat_result:
+        """Write `local`'s bytes into the open temp file `fd` (closed here), give it the
+        mode and mtime the destination must have (fchmod, futimens: on the descriptor, no
+        path resolved again) and return its fstat, which the destination will have."""
         with os.fdopen(fd, "wb") as dst, open(local, "rb") as src:
             st = os.fstat(src.fileno())
             shutil.copyfileobj(src, dst, 1 << 20)
             dst.flush()
             check_read_whole(src.fileno(), st, dst.tell(), size)
-            if self.fsync:
-                os.fsync(dst.fileno())
-        mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
-        os.chmod(tmp, mode)   # the temp file was made 0600; exactly the source's bits, no umask
-        ns = put_ns(mtime, mtime_ns, st)
-        os.utime(tmp, ns=(ns, ns))
+            out = dst.fileno()
+            # the temp file was made 0600; exactly the source's bits, no umask
+            os.chmod(out, stat_mod.S_IMODE(st.st_mode) if mode is None else mode)
+            ns = put_ns(mtime, mtime_ns, st)
+            # before the close, and still safe on NFS: the client writes dirty pages to the
+            # server before a SETATTR (fs/nfs/inode.c nfs_setattr), so no WRITE after it
+            # (not even close-to-open's flush) can move the mtime again
+            os.utime(out, ns=(ns, ns))
+            if self.fsync:   # after the chmod and utime: they are made durable too
+                os.fsync(out)
+            return os.fstat(out)
 
     # ------------------------------------------------------------ after a crash
     def sweep(self) -> int:
@@ -174,3 +188,14 @@ class Staging:
                 os.unlink(full)
         except (OSError, PermanentError, ValueError):
             return   # gone already, or not a path we could have written: leave it
+
+
+def _replace(tmp: bytes, tmp_dir: int | None, name: bytes, parent: int) -> None:
+    """rename(2) the temp file `tmp` (relative to `tmp_dir`, None: a path) onto `name` in
+    directory `parent`; a directory standing there (EISDIR, rename(2)) is removed first,
+    found by the rename itself rather than by a look ahead of every put."""
+    try:
+        os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=parent)
+    except IsADirectoryError:
+        shutil.rmtree(name, dir_fd=parent)
+        os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=parent)

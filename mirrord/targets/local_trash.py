@@ -25,12 +25,20 @@ from typing import Iterator, Sequence
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.fsutil import open_dir_beneath, open_file_beneath
 from mirrord.targets.failures import classify_oserror
+from mirrord.targets.local_dirs import DirCache
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.paths import check_relpath
-from mirrord.targets.local_dirs import DirCache
-from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, entry_dir,
-                                 parse_entry_dir, parse_trash_rel)
+from mirrord.trash.model import (
+    DELETED,
+    DIR_REMOVED,
+    OVERWRITTEN,
+    TRASH,
+    Kept,
+    entry_dir,
+    parse_entry_dir,
+    parse_trash_rel,
+)
 
 COMINGS = ("file", "dir", "absent")
 
@@ -40,6 +48,11 @@ class LocalTrash:
     describe). Contract: mirrord.targets.base.Target.keep and the trash_* methods."""
 
     root: str
+    # The root as resolved at open(): the descriptor walks below (open_dir_beneath) refuse a
+    # symlink at every step, the root's own last component included, so a root configured
+    # through a symlink (/srv/mirror -> /data/mirror) walked from `root` met ELOOP, which a
+    # keep took for "nothing there": the file was then overwritten or removed unkept.
+    _real_root: str
     fsync: bool
 
     def trash_mode(self) -> str:
@@ -56,7 +69,7 @@ class LocalTrash:
             raise PermanentError(f"keep {path!r}: coming must be one of {COMINGS}, not {coming!r}")
         head, _, name = path.rpartition("/")
         try:
-            src = open_dir_beneath(self.root, head)
+            src = open_dir_beneath(self._real_root, head)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return 0   # no directory there, or a symlink in the way: nothing of the mirror's
@@ -78,7 +91,7 @@ class LocalTrash:
         lstat, not a keep() walk from the root (issue 17). Anything else goes to keep(), and
         the descriptors are dropped first (a keep may move a directory into the trash)."""
         out: list[Exception | None] = []
-        dirs: DirCache | None = DirCache(self.root)
+        dirs: DirCache | None = DirCache(self._real_root)
         try:
             for path, stamp, coming in requests:
                 try:
@@ -98,13 +111,14 @@ class LocalTrash:
                 dirs.close()
         return out
 
-    def _keep_in_put(self, path: str, full: bytes, stamp: str, size: int, ns: int) -> None:
-        """A put's own keep (Features.keep_by_condition): one lstat of `full`, and keep(path,
-        coming='file') only when something other than this very version (a regular file of
-        `size` bytes, mtime `ns`) is there: the keeper's "holds already" rule. Called after
-        the put's parent walk; a file where a parent goes was kept as a parent 'dir' first."""
+    def _keep_in_put(self, path: str, parent: int, stamp: str, size: int, ns: int) -> None:
+        """A put's own keep (Features.keep_by_condition): one lstat of `path` in its directory
+        `parent` (a descriptor from the put's parent walk), and keep(path, coming='file')
+        only when something other than this very version (a regular file of `size` bytes,
+        mtime `ns`) is there: the keeper's "holds already" rule. A file where a parent goes
+        was kept as a parent 'dir' by the walk first."""
         try:
-            st = os.lstat(full)
+            st = os.lstat(os.fsencode(path.rpartition("/")[2]), dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
             return
         if stat_mod.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == ns:
@@ -162,7 +176,7 @@ class LocalTrash:
         """A descriptor of TRASH/<stamp>.<why>/<head>, created where missing."""
         rel = f"{TRASH}/{entry_dir(stamp, why)}" + (f"/{head}" if head else "")
         os.makedirs(os.path.join(os.fsencode(self.root), os.fsencode(rel)), exist_ok=True)
-        return open_dir_beneath(self.root, rel)
+        return open_dir_beneath(self._real_root, rel)
 
     # ------------------------------------------------------------ list
     def trash_list(self, prefix: str = "") -> Iterator[Kept]:
@@ -218,7 +232,7 @@ class LocalTrash:
             entry, path = _split_key(k)
             head, _, name = path.rpartition("/")
             try:
-                fd = open_dir_beneath(self.root, f"{TRASH}/{entry}/{head}".rstrip("/"))
+                fd = open_dir_beneath(self._real_root, f"{TRASH}/{entry}/{head}".rstrip("/"))
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     continue
@@ -273,7 +287,7 @@ class LocalTrash:
         """(descriptor, fstat) of the regular file `kept` names, opened beneath the root."""
         entry, path = _split_key(kept)
         try:
-            fd = open_file_beneath(self.root, f"{TRASH}/{entry}/{path}")
+            fd = open_file_beneath(self._real_root, f"{TRASH}/{entry}/{path}")
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 raise NotFound(f"{kept.key!r} is not kept on {self.describe()}") from None

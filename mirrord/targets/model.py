@@ -46,7 +46,7 @@ class Features:
     # parents as keep(parent, coming='dir') would (a FILE standing where a parent goes is
     # removed by the put: `rm d; mkdir d; echo > d/z`), so the keeper asks no keep_many for
     # them either: rsync, in the run's own ssh session (rsync/inrun.py, issue 17); local,
-    # in the put's own parent walk (LocalTarget._confined_parent).
+    # in the put's own parent walk (LocalTarget._open_parent).
     keeps_parents_in_put: bool = False
 
 

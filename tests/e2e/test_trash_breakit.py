@@ -129,7 +129,7 @@ def test_a_file_rewritten_many_times_in_a_burst_loses_no_version_that_reached_th
 def test_a_directory_replaced_by_a_file_and_back_keeps_both(site):
     """Fails when the put of d/z.jpg reaches the target before the mkdir of d (the order
     depends on timing: failed 1 of 2 runs here): the file `d` is then unlinked unkept by
-    LocalTarget._confined_parent. Deterministic reproduction: tests/unit/
+    LocalTarget._open_parent. Deterministic reproduction: tests/unit/
     test_trash_breakit.py::test_a_file_in_the_way_of_a_new_parent_directory_is_kept_before_it_is_removed."""
     d = site.src / "d"
     d.mkdir()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mirrord import targets
+from mirrord.config import LocalOptions, TargetConfig
 from mirrord.errors import PermanentError
 from mirrord.targets.mtime import ns_to_float
 from mirrord.trash.model import DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, stamp_of, trash_rel
@@ -217,3 +219,39 @@ def test_an_overwrite_kept_by_an_earlier_try_is_not_kept_again_under_a_new_stamp
     put(local, tmp_path, "k.txt", b"new")        # the retried put: a new inode, one link
     assert local.keep("k.txt", stamp=later, coming="file") == 3   # the next overwrite keeps
     assert sorted(k.stamp for k in local.trash_list()) == [STAMP, later]
+
+
+@pytest.fixture
+def via_symlink(tmp_path):
+    """A local target whose configured root is a symlink to the real directory
+    (/srv/mirror -> /data/mirror): the root itself is the operator's, and is followed."""
+    real = tmp_path / "data-mirror"
+    real.mkdir()
+    os.symlink(real, tmp_path / "mirror")
+    # a TargetConfig made in code, not by the INI loader (which resolves paths)
+    t = targets.create(TargetConfig(name="local", type="local", workers=4,
+                                    local=LocalOptions(path=tmp_path / "mirror")))
+    assert t.root == str(tmp_path / "mirror")
+    t.open()
+    yield t, real
+    t.close()
+
+
+def test_a_root_reached_through_a_symlink_keeps_what_is_deleted_and_overwritten(via_symlink,
+                                                                                 tmp_path):
+    """Found by a read-through: the descriptor walks refused the root's own symlink (ELOOP),
+    which keep() took for "nothing there", so the file went unkept."""
+    t, real = via_symlink
+    put(t, tmp_path, "x/o.txt", b"old")
+    put(t, tmp_path, "x/d.txt", b"gone")
+    assert t.keep("x/o.txt", stamp=STAMP, coming="file") == 3
+    assert t.keep("x/d.txt", stamp=STAMP, coming="absent") == 4
+    assert (real / trash_rel(STAMP, OVERWRITTEN, "x/o.txt")).read_bytes() == b"old"
+    assert (real / trash_rel(STAMP, DELETED, "x/d.txt")).read_bytes() == b"gone"
+    assert not (real / "x/d.txt").exists()
+    assert {k.path for k in t.trash_list()} == {"x/o.txt", "x/d.txt"}
+    assert t.keep_many([("x", STAMP, "dir")]) == [None]   # a directory stays: nothing to keep
+    kept = next(k for k in t.trash_list() if k.path == "x/d.txt")
+    fd, st = t._open_kept(kept)
+    os.close(fd)
+    assert st.st_size == 4

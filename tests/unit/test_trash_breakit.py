@@ -103,7 +103,7 @@ def test_a_file_in_the_way_of_a_new_parent_directory_is_kept_before_it_is_remove
     """On the primary `d` was a file, then `rm d; mkdir d; echo > d/z.jpg`. The put of
     d/z.jpg reaches the target while the file `d` still stands there (the mkdir row of `d`
     need not come first): keep_items only keeps item.path (d/z.jpg: nothing there), and
-    LocalTarget._confined_parent unlinks the file `d` to make the directory. The file's
+    LocalTarget._open_parent unlinks the file `d` to make the directory. The file's
     only copy on the mirror is gone, unkept. Every file a sync removes must be kept."""
     mirror, src = tmp_path / "m", tmp_path / "s"
     mirror.mkdir()
