@@ -203,8 +203,9 @@ class LocalTrash:
         stamp, why = parsed
         head, _, name = prefix.rpartition("/")
         top = os.path.join(base, entry)
-        try:   # reach the prefix without following a symlink kept in the trash
-            fd = open_dir_beneath(top, head)
+        try:   # reach the prefix without following a symlink (the entry's own included)
+            fd = open_dir_beneath(self._real_root,
+                                  "/".join(filter(None, (TRASH, os.fsdecode(entry), head))))
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return

@@ -201,3 +201,34 @@ def test_this_machines_own_mount_table_is_readable(tmp_path):
     from mirrord.fsutil import filesystem_type
     assert filesystem_type(str(tmp_path)) not in (None, "")
     assert filesystem_type(str(tmp_path / "missing")) is None
+
+
+def test_a_root_given_through_a_symlink_is_followed_and_nothing_below_it_is(tmp_path):
+    """The root is the caller's (configured): refused, every path below a symlinked root
+    looked absent, which the shipper reads as deleted. Below it, symlinks still refuse."""
+    real = tmp_path / "data"
+    (real / "a").mkdir(parents=True)
+    (real / "a" / "f").write_bytes(b"x")
+    os.symlink(real, tmp_path / "uploads")
+    os.symlink(real / "a", real / "link")
+    fd = open_file_beneath(str(tmp_path / "uploads"), "a/f")
+    try:
+        assert os.read(fd, 1) == b"x"
+    finally:
+        os.close(fd)
+    with BeneathOpener(str(tmp_path / "uploads")) as opener:
+        os.close(opener.open_file("a/f"))
+        with pytest.raises(OSError) as exc:
+            opener.open_file("link/f")
+        assert exc.value.errno in (errno.ELOOP, errno.ENOTDIR)
+
+
+def test_a_file_below_a_symlinked_source_root_is_observed_not_absent(tmp_path):
+    """What the shipper does with it: "absent" would ship a delete of a file that is there."""
+    from mirrord.observe import observe
+    real = tmp_path / "data"
+    (real / "a").mkdir(parents=True)
+    (real / "a" / "f").write_bytes(b"xyz")
+    os.symlink(real, tmp_path / "uploads")
+    seen = observe(str(tmp_path / "uploads"), "a/f", keep_open=False)
+    assert (seen.kind, seen.size) == ("file", 3)
