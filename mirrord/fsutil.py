@@ -36,9 +36,10 @@ def fsync_dir(path: str | bytes) -> None:
         os.close(fd)
 
 
-def remove_tree(path: str | bytes) -> None:
-    """Remove the directory tree `path` (a directory, not a symlink to one), going on past
-    entries that are gone by the time it gets to them; `path` absent is no error.
+def remove_tree(path: str | bytes, *, dir_fd: int | None = None) -> None:
+    """Remove the directory tree `path` (a directory, not a symlink to one; relative to the
+    directory descriptor `dir_fd` when given, which may be O_PATH), going on past entries
+    that are gone by the time it gets to them; `path` absent is no error.
 
     CPython 3.11's shutil.rmtree raises at the first FileNotFoundError and leaves what it
     had not reached yet: a local target's tree removal that lost an entry to another
@@ -46,9 +47,9 @@ def remove_tree(path: str | bytes) -> None:
     gone", reported a directory still on the mirror as removed (churn test).
     Raises OSError for anything else (EACCES, EROFS, EIO...)."""
     if sys.version_info >= (3, 12):
-        shutil.rmtree(path, onexc=_skip_gone)
+        shutil.rmtree(path, onexc=_skip_gone, dir_fd=dir_fd)
     else:
-        shutil.rmtree(path, onerror=_skip_gone)
+        shutil.rmtree(path, onerror=_skip_gone, dir_fd=dir_fd)
 
 
 def _skip_gone(_func, _path, exc) -> None:

@@ -163,8 +163,9 @@ def _child_key(entry: os.DirEntry) -> bytes:
     return name + b"/" if is_dir else name
 
 
-def file_digest(path: str | bytes, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a local file, hex; the digest every target's checksum() is compared with."""
+def file_digest(path: str | bytes | int, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a local file (a path, or an open descriptor, which is closed), hex; the
+    digest every target's checksum() is compared with."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

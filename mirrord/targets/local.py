@@ -19,7 +19,6 @@ markers name) when no other mirrord process has this target open
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat as stat_mod
@@ -28,10 +27,9 @@ from typing import Iterator
 
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
-from mirrord.fsutil import remove_tree
+from mirrord.targets import local_parents as beneath
 from mirrord.targets.base import Target
 from mirrord.targets.failures import classify_oserror
-from mirrord.targets.local_parents import fsync_at, open_parent
 from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
@@ -105,7 +103,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         if keep_stamp is not None:
             def keep(rel: str) -> None:
                 self.keep(rel, stamp=keep_stamp, coming="dir")
-        return open_parent(self._real_root, path.rpartition("/")[0], keep)
+        return beneath.open_parent(self._real_root, path.rpartition("/")[0], keep)
 
     def _inside(self, real: bytes) -> bool:
         root = os.fsencode(self._real_root)
@@ -119,17 +117,6 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         if stat_mod.S_ISREG(st.st_mode):
             return Entry(path, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns, mode=mode)
         return None
-
-    @staticmethod
-    def _remove_any(full: bytes) -> None:
-        try:
-            st = os.lstat(full)
-        except FileNotFoundError:
-            return
-        if stat_mod.S_ISDIR(st.st_mode):
-            remove_tree(full)
-        else:
-            os.unlink(full)
 
     # ------------------------------------------------------------ listing
     def list(self, prefix: str = "") -> Iterator[Entry]:
@@ -156,12 +143,10 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     def stat(self, path: str) -> Entry | None:
         try:
-            st = os.lstat(self._abs(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            st = beneath.lstat_at(self._real_root, check_relpath(path))
         except OSError as exc:
             raise classify_oserror(exc) from None
-        return self._entry(path, st)
+        return None if st is None else self._entry(path, st)
 
     # ------------------------------------------------------------ changes
     def put(self, path: str, local: str, *, size: int, mtime: float,
@@ -180,7 +165,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                 st = self._staging.install(local, parent, path, mtime=mtime, mtime_ns=mtime_ns,
                                            mode=mode, size=size)
                 if self.fsync:
-                    fsync_at(parent)
+                    beneath.fsync_at(parent)
             finally:
                 os.close(parent)
         except OSError as exc:
@@ -188,22 +173,18 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         return self._entry(path, st)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
-        full = self._abs(path)
+        """Target.delete, below a directory reached by descriptor (local_parents.find_dir):
+        a symlink planted at a parent is never followed, so nothing outside the root is
+        removed; a symlink or file on the way means nothing of the mirror's is there."""
+        head, _, name = check_relpath(path).rpartition("/")
         try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        except OSError as exc:
-            raise classify_oserror(exc) from None
-        try:
-            if stat_mod.S_ISDIR(st.st_mode):
-                if tree:
-                    remove_tree(full)
-                else:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(full)  # only when empty: files below have their own rows
-            else:
-                os.unlink(full)
+            parent = beneath.find_dir(self._real_root, head)
+            if parent is None:
+                return
+            try:
+                beneath.remove_at(parent, os.fsencode(name), tree=tree)
+            finally:
+                os.close(parent)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -212,7 +193,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
         check_relpath(path)
         try:
-            fd = open_parent(self._real_root, path)   # made, a file or symlink in its way replaced
+            # made where missing, a file or symlink in its way replaced
+            fd = beneath.open_parent(self._real_root, path)
             try:   # chmod through the descriptor: a symlink swapped in is not followed
                 if mode is not None:   # (fchmod refuses an O_PATH descriptor: EBADF)
                     os.chmod(f"/proc/self/fd/{fd}", mode)
@@ -250,18 +232,28 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             os.close(fd)
 
     def move(self, src: str, dst: str) -> None:
-        sfull, dfull = self._abs(src), self._abs(dst)
+        """Target.move: rename(2) from the source's directory to the destination's, both
+        reached by descriptor (the destination's made as a put makes it); what stands at
+        `dst` is removed first, a directory with everything below it. NotFound when nothing
+        of the mirror's is at `src`."""
+        shead, _, sname = check_relpath(src).rpartition("/")
+        dname = os.fsencode(check_relpath(dst).rpartition("/")[2])
         try:
-            if not os.path.lexists(sfull):
+            sdir = beneath.find_dir(self._real_root, shead)
+            if sdir is None:
                 raise NotFound(f"{src!r} is not on {self.describe()}")
-            parent = self._open_parent(dst)
             try:
-                self._remove_any(dfull)
-                os.rename(sfull, os.path.basename(dfull), dst_dir_fd=parent)
-                if self.fsync:
-                    fsync_at(parent)
+                os.lstat(os.fsencode(sname), dir_fd=sdir)   # FileNotFoundError: NotFound below
+                parent = self._open_parent(dst)
+                try:
+                    beneath.remove_at(parent, dname, tree=True)
+                    os.rename(os.fsencode(sname), dname, src_dir_fd=sdir, dst_dir_fd=parent)
+                    if self.fsync:
+                        beneath.fsync_at(parent)
+                finally:
+                    os.close(parent)
             finally:
-                os.close(parent)
+                os.close(sdir)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 raise NotFound(f"{src!r} is not on {self.describe()}") from None
@@ -286,8 +278,13 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             raise classify_oserror(exc) from None
 
     def read(self, path: str) -> bytes | None:
+        """The bytes of the regular file at `path`, or None (absent, a directory, a symlink:
+        never followed, nor one at a parent). OSError classified."""
         try:
-            with open(self._abs(path), "rb") as fh:
+            fd = beneath.open_file(self._real_root, check_relpath(path))
+            if fd is None:
+                return None
+            with open(fd, "rb") as fh:
                 return fh.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
@@ -296,7 +293,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     def checksum(self, path: str) -> str | None:
         try:
-            return file_digest(self._abs(path))
+            fd = beneath.open_file(self._real_root, check_relpath(path))
+            return None if fd is None else file_digest(fd)
         except (FileNotFoundError, IsADirectoryError):
             return None
         except OSError as exc:

@@ -1,5 +1,6 @@
-"""The local target's walk from its root to the directory a put, mkdir or move writes in,
-by directory descriptor.
+"""The local target's walks from its root by directory descriptor: to the directory a put,
+mkdir or move writes in (open_parent), and to what stat, read, checksum, delete and a
+move's source look at or remove (find_dir, lstat_at, open_file, remove_at).
 
 Each component is opened from its parent's descriptor (openat(2) with O_NOFOLLOW and
 O_DIRECTORY), so no symlink on the way is ever followed: one planted in the mirror, or
@@ -20,7 +21,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat as stat_mod
 from collections.abc import Callable
+
+from mirrord.fsutil import remove_tree
 
 # O_PATH: only search permission is needed on each directory, as for the calls by path it
 # replaces (a mirrored directory of mode 0311 stays writable to a non-root daemon); every
@@ -57,6 +61,87 @@ def open_parent(root: str | bytes, reldir: str,
         os.close(fd)
         raise
     return fd
+
+
+def find_dir(root: str | bytes, reldir: str) -> int | None:
+    """An O_PATH descriptor of the existing directory root/reldir ('': the root), walked as
+    open_parent walks but making and replacing nothing; None when a component is missing
+    or is not a directory (a file, a symlink: never followed), so nothing of the mirror's
+    can be there. For the calls that read or remove (stat, read, checksum, delete, a move's
+    source): by path, a symlink planted at a parent (`a -> /etc`) made delete('a/passwd')
+    unlink /etc/passwd. The caller closes it. PermissionError for an unsafe component;
+    OSError as the file system says otherwise (EACCES...)."""
+    fd = os.open(root, WALK_FLAGS)
+    try:
+        for part in reldir.split("/") if reldir else []:
+            if part in ("", ".", ".."):
+                raise PermissionError(f"unsafe component {part!r} in {reldir!r}")
+            try:
+                nfd = os.open(os.fsencode(part), WALK_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in _IN_THE_WAY or exc.errno == errno.ENOENT:
+                    os.close(fd)
+                    return None
+                raise
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lstat_at(root: str | bytes, path: str) -> os.stat_result | None:
+    """lstat of root/path reached by find_dir; None when absent or when a symlink or a file
+    stands at a parent. OSError as the file system says otherwise."""
+    head, _, name = path.rpartition("/")
+    parent = find_dir(root, head)
+    if parent is None:
+        return None
+    try:
+        return os.lstat(os.fsencode(name), dir_fd=parent)
+    except FileNotFoundError:
+        return None
+    finally:
+        os.close(parent)
+
+
+def open_file(root: str | bytes, path: str) -> int | None:
+    """A read-only descriptor of root/path reached by find_dir and opened with O_NOFOLLOW;
+    None when a symlink stands at a parent or at `path` itself. The caller closes it.
+    FileNotFoundError when absent; OSError as the file system says otherwise."""
+    head, _, name = path.rpartition("/")
+    parent = find_dir(root, head)
+    if parent is None:
+        return None
+    try:
+        return os.open(os.fsencode(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       dir_fd=parent)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:   # a symlink at `path`
+            return None
+        raise
+    finally:
+        os.close(parent)
+
+
+def remove_at(fd: int, name: bytes, *, tree: bool) -> None:
+    """Remove `name` in directory `fd`, never following a symlink: a file or symlink is
+    unlinked; a directory is removed with everything below it when `tree`, else only when
+    empty (rmdir; not empty: left, its files have their own rows). Absent: nothing to do.
+    OSError as the file system says (EACCES, EROFS, EIO...)."""
+    try:
+        st = os.lstat(name, dir_fd=fd)
+    except FileNotFoundError:
+        return
+    if not stat_mod.S_ISDIR(st.st_mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=fd)
+    elif tree:
+        remove_tree(name, dir_fd=fd)
+    else:
+        with contextlib.suppress(OSError):   # not empty, or gone meanwhile
+            os.rmdir(name, dir_fd=fd)
 
 
 def _step(fd: int, parts: list[str], i: int, keep: Callable[[str], object] | None) -> int:

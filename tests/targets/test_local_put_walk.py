@@ -12,6 +12,7 @@ worker's step inside the call that would lose it; the threaded one uses bounded 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from mirrord.errors import NotFound
 from mirrord.targets import local_parents, local_stage
 from mirrord.targets.mtime import ns_to_float
 from mirrord.trash.model import DELETED, DIR_REMOVED, TRASH, stamp_of, trash_rel
@@ -138,6 +140,50 @@ def test_mkdir_and_move_replace_a_symlinked_parent_too(local, tmp_path, outside)
     put(local, tmp_path, "x", b"moved in")
     local.move("x", "ln/sub/x")
     assert snapshot(outside) == before and local.read("ln/sub/x") == b"moved in"
+
+
+# ------------------------------------------------------------------ reading and removing
+@pytest.mark.parametrize("tree", [False, True])
+def test_a_delete_below_a_symlinked_parent_removes_nothing_outside(local, outside, tree):
+    """By path, delete('ln/victim') unlinked outside/victim (and a tree delete of 'ln/sub'
+    removed outside/sub): a symlink planted in the mirror led the removal out of the root."""
+    before = snapshot(outside)
+    os.symlink(outside, on_disk(local, "ln"))
+    local.delete("ln/victim")
+    local.delete("ln/sub", tree=tree)
+    assert snapshot(outside) == before
+    assert on_disk(local, "ln").is_symlink()   # not the mirror's to remove through a parent
+
+
+def test_stat_read_and_checksum_never_follow_a_symlink(local, tmp_path, outside):
+    os.symlink(outside, on_disk(local, "ln"))
+    os.symlink(outside / "victim", on_disk(local, "lf"))
+    put(local, tmp_path, "real", b"mine")
+    for path in ("ln/victim", "lf"):
+        assert local.read(path) is None and local.checksum(path) is None
+    assert local.stat("ln/victim") is None
+    assert local.stat("lf") is None   # a symlink is no Entry (files and directories only)
+    assert local.read("real") == b"mine" and local.stat("real").size == 4
+    assert local.checksum("real") == hashlib.sha256(b"mine").hexdigest()
+    assert local.read("absent") is None and local.checksum("ln") is None
+
+
+def test_a_move_from_below_a_symlinked_parent_takes_nothing_from_outside(local, outside):
+    before = snapshot(outside)
+    os.symlink(outside, on_disk(local, "ln"))
+    with pytest.raises(NotFound):
+        local.move("ln/victim", "stolen")
+    assert snapshot(outside) == before and not on_disk(local, "stolen").exists()
+
+
+def test_a_move_replaces_what_stands_at_the_destination(local, tmp_path, outside):
+    put(local, tmp_path, "a/f", b"moving")
+    put(local, tmp_path, "d/old/x", b"in the way")
+    os.symlink(outside, on_disk(local, "d/ln"))
+    local.move("a/f", "d/old")
+    local.move("d/old", "d/ln")   # the symlink at the destination is replaced, not followed
+    assert local.read("d/ln") == b"moving" and not on_disk(local, "d/ln").is_symlink()
+    assert not on_disk(local, "d/old").exists() and (outside / "victim").exists()
 
 
 # ------------------------------------------------------------------ files in the way
