@@ -18,7 +18,7 @@ import pytest
 
 from mirrord import targets
 from mirrord.config import RsyncOptions, TargetConfig
-from mirrord.errors import NotFound, PermanentError, TargetError
+from mirrord.errors import NotFound, PermanentError
 from mirrord.targets.model import SyncItem
 from mirrord.trash.model import TRASH, trash_rel, stamp_of
 from tests.targets.conftest import make_rsync
@@ -186,9 +186,10 @@ def test_a_symlink_on_the_way_keeps_nothing(t, tmp_path):
     write(t, "k", b"kept")
     t.keep("k", stamp=STAMP, coming="absent")
     [k] = t.trash_list()
-    with pytest.raises(TargetError, match="a symlink is on the way"):
-        t.trash_restore(k, "link/secret")   # never written through the link
-    assert (outside / "secret").read_bytes() == b"not ours"
+    t.trash_restore(k, "link/secret")   # the link is replaced, as a put replaces it
+    assert (outside / "secret").read_bytes() == b"not ours"   # never written through it
+    assert not (root(t) / "link").is_symlink()
+    assert (root(t) / "link" / "secret").read_bytes() == b"kept"
 
 
 def test_the_trash_is_never_listed_stated_or_deleted(t):

@@ -33,7 +33,8 @@ from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.rsync.inrun import Keeps, run_errors, wrapper
 from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
 from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RETRY_EXIT, RSYNC_TMP,
-                                          STAT_MANY, MetaDone, classify_stderr, meta_record,
+                                          STAT_MANY, UNLINK_PARENTS, MetaDone, classify_stderr,
+                                          meta_record,
                                           parse_answers, parse_record, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 
@@ -186,8 +187,11 @@ class BatchRunner:
         return w.size, ns
 
     def _run_group(self, dest: bytes, wants: list[Want], src: bytes, copy_links: bool,
-                   keeps: Keeps | None, wrap: bytes | None) -> dict[int, Exception]:
-        """Run rsync for `wants` (with the keep wrapper `wrap`); item index -> error."""
+                   keeps: Keeps | None, wrap: bytes | None, *,
+                   again: bool = True) -> dict[int, Exception]:
+        """Run rsync for `wants` (with the keep wrapper `wrap`); item index -> error. Items
+        that failed below a symlink planted where a parent goes are sent once more (`again`)
+        once it is removed; their keeps were made by the first run."""
         try:
             proc = self._rsync(src, dest, [w.rel for w in wants], copy_links=copy_links,
                                rsync_path=wrap)
@@ -204,7 +208,24 @@ class BatchRunner:
         if proc.returncode in RETRY_EXIT:
             exc = RetryableError(f"{self.t.describe()}: rsync exit {proc.returncode}: {tail(proc.stderr)}")
             return {w.index: exc for w in wants}
-        return self._verify(dest, wants, proc)
+        errors: dict[int, Exception | None] = dict(self._verify(dest, wants, proc))
+        retry = [w for w in wants if w.index in errors and b"/" in w.rel] if again else []
+        if retry and self._unlink_parents(dest, retry):   # sent once more: the way is clear
+            errors.update(dict.fromkeys((w.index for w in retry), None))
+            errors.update(self._run_group(dest, retry, src, copy_links, None, None, again=False))
+        return {i: e for i, e in errors.items() if e is not None}
+
+    def _unlink_parents(self, dest: bytes, wants: list[Want]) -> bool:
+        """Remove the symlinks standing where these items' parent directories go (planted
+        on the host: rsync's receiver will not follow them, and the items failed); True
+        when one was removed. A removal that fails leaves the items' errors as they are."""
+        prefix = b"./" + dest + b"/" if dest else b"./"
+        try:
+            proc = self.t.conn.run(self.t.in_root(UNLINK_PARENTS),
+                                   b"\0".join(prefix + w.rel for w in wants) + b"\0")
+        except (RetryableError, PermanentError):
+            return False
+        return proc.returncode == 0 and bool(proc.stdout.strip(b"\0"))
 
     def _rsync(self, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool,
                rsync_path: bytes | None = None):

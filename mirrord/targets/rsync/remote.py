@@ -51,19 +51,25 @@ PERMANENT = (b"Permission denied", b"File name too long", b"Operation not permit
 # the path bytes, i.e. in entry_key order.
 PRINTF = (rb"\( -type d -printf 'd %T@ 0 %m %p/\0' \) -o \( -type f -printf 'f %T@ %s %m %p\0' \)")
 
+# mkdirs ./a/b: make every component a directory, one at a time, replacing a symlink or a
+# file standing in the way (never `mkdir -p`, which follows a symlinked component out of
+# the root: a symlink planted on the mirror host, ln -> /etc, made `mkdirs ./ln/x` create
+# /etc/x and the move that followed write there).
 MKDIRS = rb"""mkdirs() {
-  [ -d "$1" ] && [ ! -L "$1" ] && return 0
-  mkdir -p -- "$1" 2>/dev/null && return 0
   set -f; o=$IFS; IFS=/; c=.
   for n in ${1#./}; do
     c="$c/$n"
     if [ -L "$c" ] || { [ -e "$c" ] && [ ! -d "$c" ]; }; then rm -f -- "$c"; fi
+    [ -d "$c" ] || mkdir -- "$c" 2>/dev/null || [ -d "$c" ] || { IFS=$o; set +f; return 1; }
   done
   IFS=$o; set +f
-  mkdir -p -- "$1"
 }
 """
 
+# nolink ./a/b: fails when any component, the last included, is a symlink. Every command
+# that reads or removes by path asks it first (of the path, or of its parent for a removal
+# of a symlink itself): sh, cat, find, rm and mv all follow a symlinked parent, so one
+# planted on the mirror host (ln -> /etc) made delete('ln/passwd') remove /etc/passwd.
 NOLINK = rb"""nolink() {
   c=.; o=$IFS; IFS=/; set -f
   for n in ${1#./}; do c="$c/$n"; if [ -L "$c" ]; then IFS=$o; set +f; return 1; fi; done
@@ -71,11 +77,20 @@ NOLINK = rb"""nolink() {
 }
 """
 
+# The same walk inside the xargs scripts below (functions do not cross `sh -c`): sets
+# bad=1 when a component of $d is a symlink.
+_LINKED = rb"""bad=; c=.; o=$IFS; IFS=/; set -f
+  for n in ${d#./}; do c="$c/$n"; [ -L "$c" ] && bad=1; done
+  IFS=$o; set +f"""
+
 # Records on stdin: b"T./path" (remove the tree) or b"F./path" (remove a file or an empty
-# directory). Prints the records that failed, NUL-terminated.
+# directory). Prints the records that failed, NUL-terminated. Below a symlinked parent
+# nothing of the mirror's can be: nothing is removed there, and that is no failure.
 DELETE = rb"""xargs -0 -r sh -c '
 for r; do
-  p=${r#?}
+  p=${r#?}; d=${p%/*}
+  """ + _LINKED + rb"""
+  [ -n "$bad" ] && continue
   case $r in
   T*) rm -rf -- "$p" || printf "%s\0" "$r" ;;
   *) if [ -d "$p" ] && [ ! -L "$p" ]; then rmdir -- "$p" 2>/dev/null
@@ -84,9 +99,27 @@ for r; do
 done' sh
 """
 
-# Paths on stdin (NUL-separated); prints a listing record for each that exists.
-STAT_MANY = rb"""xargs -0 -r sh -c 'find "$@" -maxdepth 0 \( -type d -printf "d %T@ 0 %m %p\0" \) \
-  -o \( -type f -printf "f %T@ %s %m %p\0" \) 2>/dev/null; exit 0' sh
+# Paths on stdin (NUL-separated); prints a listing record for each that exists and has no
+# symlink on the way (nor is one).
+STAT_MANY = rb"""xargs -0 -r sh -c 'for d; do
+  """ + _LINKED + rb"""
+  [ -n "$bad" ] || find "$d" -maxdepth 0 \( -type d -printf "d %T@ 0 %m %p\0" \) \
+    -o \( -type f -printf "f %T@ %s %m %p\0" \) 2>/dev/null
+done; exit 0' sh
+"""
+
+# Paths on stdin (NUL-separated), before a put's rsync run is tried again: a symlink
+# standing where a parent directory goes is removed (rsync's receiver refuses to follow
+# it: "Too many levels of symbolic links", and the put would fail on every retry). Prints
+# each path it removed, NUL-terminated.
+UNLINK_PARENTS = rb"""xargs -0 -r sh -c 'for p; do
+  c=.; o=$IFS; IFS=/; set -f
+  for n in ${p#./}; do
+    c="$c/$n"; [ "$c" = "$p" ] && break
+    [ -L "$c" ] && rm -f -- "$c" && printf "%s\0" "$c"
+  done
+  IFS=$o; set +f
+done; exit 0' sh
 """
 
 

@@ -169,8 +169,8 @@ class RsyncTarget(Target):
 
     def stat(self, path: str) -> Entry | None:
         p = self._rel(path)
-        proc = self._run(self.in_root(
-            b"if [ -L %s ] || [ ! -e %s ]; then exit 0; fi\nfind %s -maxdepth 0 %s" % (p, p, p, PRINTF)))
+        proc = self._run(self.in_root(NOLINK + (
+            b"if ! nolink %s || [ ! -e %s ]; then exit 0; fi\nfind %s -maxdepth 0 %s" % (p, p, p, PRINTF))))
         self._check(proc, f"cannot stat {path!r}")
         out = proc.stdout.rstrip(b"\0")
         if not out:
@@ -228,17 +228,18 @@ class RsyncTarget(Target):
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         p = self._rel(path)
+        head = self._rel(path.rpartition("/")[0]) if "/" in path else b"."
+        body = NOLINK + b"nolink %s || exit 0\n" % head   # a symlinked parent: none of ours
         if tree:
-            body = b"rm -rf -- %s" % p   # may be a big tree: no short timeout below
+            body += b"rm -rf -- %s" % p   # may be a big tree: no short timeout below
         else:
-            body = (b"if [ -d %s ] && [ ! -L %s ]; then rmdir -- %s 2>/dev/null; exit 0; fi\n"
-                    b"rm -f -- %s" % (p, p, p, p))
+            body += (b"if [ -d %s ] && [ ! -L %s ]; then rmdir -- %s 2>/dev/null; exit 0; fi\n"
+                     b"rm -f -- %s" % (p, p, p, p))
         self._check(self._run(self.in_root(body), timeout=LONG_TIMEOUT), f"cannot delete {path!r}")
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
         p = self._rel(path)
-        body = MKDIRS + NOLINK + (b"if [ -L %s ] || { [ -e %s ] && [ ! -d %s ]; }; then rm -f -- %s; fi\n"
-                          b"mkdirs %s" % (p, p, p, p, p))
+        body = MKDIRS + NOLINK + b"mkdirs %s" % p   # replaces a symlink or file in the way
         if mode is not None:   # chmod follows symlinks: none may be on the way; no umask applies
             body += (b" && { nolink %s || { echo 'a symlink is on the way' >&2; exit 1; }; }"
                      b" && chmod %o %s" % (p, mode, p))
@@ -249,7 +250,7 @@ class RsyncTarget(Target):
         if dst == src or dst.startswith(src + "/"):
             raise PermanentError(f"{self.describe()}: cannot move {src!r} into itself")
         parent = dst.rpartition("/")[0]
-        body = b"[ -e %s ] || [ -L %s ] || exit %d\n" % (s, s, EXIT_ABSENT)
+        body = NOLINK + b"nolink %s && [ -e %s ] || exit %d\n" % (s, s, EXIT_ABSENT)
         if parent:
             body += MKDIRS + b"mkdirs %s || exit 1\n" % self._rel(parent)
         body += b"rm -rf -- %s && mv -T -- %s %s" % (d, s, d)
@@ -262,8 +263,8 @@ class RsyncTarget(Target):
         return self._cat(self._rel(path), path)
 
     def _cat(self, p: bytes, what: str) -> bytes | None:
-        proc = self._run(self.in_root(
-            b"[ -f %s ] && [ ! -L %s ] || exit %d\nexec cat -- %s" % (p, p, EXIT_ABSENT, p)))
+        proc = self._run(self.in_root(NOLINK + (
+            b"nolink %s && [ -f %s ] || exit %d\nexec cat -- %s" % (p, p, EXIT_ABSENT, p))))
         if proc.returncode == EXIT_ABSENT:
             return None
         self._check(proc, f"cannot read {what!r}")
@@ -271,8 +272,8 @@ class RsyncTarget(Target):
 
     def checksum(self, path: str) -> str | None:
         p = self._rel(path)
-        proc = self._run(self.in_root(
-            b"[ -f %s ] && [ ! -L %s ] || exit %d\nsha256sum < %s" % (p, p, EXIT_ABSENT, p)))
+        proc = self._run(self.in_root(NOLINK + (
+            b"nolink %s && [ -f %s ] || exit %d\nsha256sum < %s" % (p, p, EXIT_ABSENT, p))))
         if proc.returncode in (EXIT_ABSENT, 127):   # absent, or no sha256sum on the host
             return None
         self._check(proc, f"cannot checksum {path!r}")
