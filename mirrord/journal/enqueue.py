@@ -189,9 +189,31 @@ class EnqueueMixin:
                                  size=0, when=when)
                     self._upsert(target, source, bdst, "mkdir" if is_dir else "put", tree=False,
                                  is_dir=is_dir, size=0, when=when)
+                    if is_dir:
+                        self._rerun_in_flight(target, source, bdst, when)
                     continue
                 mid = self._upsert(target, source, bdst, "move", tree=False, is_dir=is_dir,
                                    size=0, when=when, src=bsrc)
                 self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir, size=0,
                              when=when, wait_for=mid)
         return fallback
+
+    def _rerun_in_flight(self, target: str, source: str, path: bytes, when: float) -> None:
+        """Every row in flight below `path`, a directory that another one just took the
+        place of, runs once more after its ack (its seq moves on), a directory's as a tree
+        op (cleared on the target, made, its contents re-sent).
+
+        The subtree re-send after a move that could not be kept compares the source with
+        `shipped`, which does not hold yet what these rows are sending: a row that looked
+        at the source before the rename shipped the old directory's file or subdirectory,
+        and its ack then recorded it as shipped where the source has something else or
+        nothing, for good (`mv --exchange D1 D2` while D2/sub was being sent left D2/sub
+        and D2/sub/deep.txt on the targets: tests/e2e/test_exchange_in_flight.py).
+        Run again, each row does what the source holds now."""
+        rows = self.db.execute(
+            "SELECT path, kind, src, is_dir, size FROM ops WHERE target = ? AND source = ? "
+            "AND claimed != 0 AND path > ? AND path < ?",
+            (target, source, path + b"/", _prefix_upper(path))).fetchall()
+        for row_path, kind, src, is_dir, size in rows:
+            self._upsert(target, source, row_path, kind, tree=bool(is_dir) and kind != "move",
+                         is_dir=bool(is_dir), size=size, when=when, src=src)

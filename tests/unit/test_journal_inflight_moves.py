@@ -135,3 +135,33 @@ def test_a_repair_takes_a_failed_row_out_of_its_backoff(j, clock):
     assert j.claim(T, 10) == []                                     # backing off
     assert j.enqueue([Change(S, "a", "put", repair=True)]) == 1
     assert kinds(j.claim(T, 10)) == [("a", "put")]
+
+
+def test_rows_in_flight_below_a_directory_another_one_replaced_run_once_more(j):
+    """`mv --exchange D1 D2` while D2/sub and D2/sub/deep were being sent: the move cannot
+    be kept (work below D2), and the subtree re-send compares with `shipped`, which those
+    rows have not reached yet. After their ack they must run again, the directory's as a
+    tree op, so what they sent of the old D2 does not stay on the target
+    (tests/e2e/test_exchange_in_flight.py)."""
+    j.enqueue([Change(S, "D1/one", "put"), Change(S, "D2/sub", "mkdir"),
+               Change(S, "D2/sub/deep", "put")])
+    inflight = [op for op in j.claim(T, 10) if op.path.startswith("D2/")]
+    assert len(inflight) == 2
+    assert j.enqueue_move(S, "D1", "D2", is_dir=True) == [T]   # busy: delete, mkdir, re-send
+    j.ack([Outcome(op, "mkdir" if op.path == "D2/sub" else "put", size=6, mtime_ns=1,
+                   is_dir=op.path == "D2/sub") for op in inflight])
+    again = {op.path: op for op in j.claim(T, 10)}
+    assert again["D2/sub"].tree            # its row was not removed by the ack: a tree op now
+    assert "D2/sub/deep" not in again      # below it: waits for that tree op
+    j.ack([Outcome(op, "delete") for op in again.values()])
+    (deep,) = [op for op in j.claim(T, 10) if op.path == "D2/sub/deep"]
+    assert deep.kind == "put" and not deep.tree   # runs once more: ships what is there now
+
+
+def test_rows_in_flight_elsewhere_are_not_run_again(j):
+    j.enqueue([Change(S, "D2x/f", "put"), Change(S, "other/f", "put")])
+    inflight = j.claim(T, 10)
+    j.enqueue([Change(S, "D2/f", "put")])
+    assert j.enqueue_move(S, "D1", "D2", is_dir=True) == [T]
+    ack(j, inflight)
+    assert not {op.path for op in j.claim(T, 10)} & {"D2x/f", "other/f"}
