@@ -85,17 +85,20 @@ def atomic_write(path: str | os.PathLike[str] | bytes, data: bytes, *, mode: int
 
 
 def open_dir_beneath(root: str | bytes, reldir: str, *, create: bool = False,
-                     mode: int = 0o755) -> int:
+                     mode: int = 0o755, search_only: bool = False) -> int:
     """A descriptor of root/reldir, refusing a symlink in any component of `reldir`
     (O_NOFOLLOW at each step, openat(2)), so nothing a user of the tree planted can lead
     outside `root`. `root` itself is the caller's (a configured source or target root) and
     is followed when it is a symlink (/srv/uploads -> /data/uploads): refused, every path
     below it looked absent, which a shipper reads as "deleted" and a keep as "nothing to
     keep" (the local trash kept nothing behind a symlinked root). With
-    `create`, missing components are made (mkdirat, `mode` before the umask). The caller
-    closes it. Raises FileNotFoundError (absent, without create), OSError ELOOP/ENOTDIR (a
+    `create`, missing components are made (mkdirat, `mode` before the umask). With
+    `search_only` the descriptors are O_PATH: each directory needs search permission only
+    (a mirrored 0311 directory), and the one returned serves *at calls, not reads. The
+    caller closes it. Raises FileNotFoundError (absent, without create), OSError ELOOP/ENOTDIR (a
     symlink or a file on the way), PermissionError for a '.' or '..' component."""
-    fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    flags = (_DIR_FLAGS & ~os.O_RDONLY) | os.O_PATH if search_only else _DIR_FLAGS
+    fd = os.open(root, flags & ~os.O_NOFOLLOW)
     try:
         for part in [p for p in reldir.split("/") if p]:
             if part in (".", ".."):
@@ -106,7 +109,7 @@ def open_dir_beneath(root: str | bytes, reldir: str, *, create: bool = False,
                     os.mkdir(name, mode, dir_fd=fd)
                 except FileExistsError:
                     pass
-            nfd = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            nfd = os.open(name, flags, dir_fd=fd)
             os.close(fd)
             fd = nfd
     except BaseException:

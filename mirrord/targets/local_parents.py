@@ -24,7 +24,7 @@ import os
 import stat as stat_mod
 from collections.abc import Callable
 
-from mirrord.fsutil import remove_tree
+from mirrord.fsutil import open_dir_beneath, remove_tree
 
 # O_PATH: only search permission is needed on each directory, as for the calls by path it
 # replaces (a mirrored directory of mode 0311 stays writable to a non-root daemon); every
@@ -71,24 +71,12 @@ def find_dir(root: str | bytes, reldir: str) -> int | None:
     source): by path, a symlink planted at a parent (`a -> /etc`) made delete('a/passwd')
     unlink /etc/passwd. The caller closes it. PermissionError for an unsafe component;
     OSError as the file system says otherwise (EACCES...)."""
-    fd = os.open(root, WALK_FLAGS)
     try:
-        for part in reldir.split("/") if reldir else []:
-            if part in ("", ".", ".."):
-                raise PermissionError(f"unsafe component {part!r} in {reldir!r}")
-            try:
-                nfd = os.open(os.fsencode(part), WALK_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in _IN_THE_WAY or exc.errno == errno.ENOENT:
-                    os.close(fd)
-                    return None
-                raise
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
+        return open_dir_beneath(root, reldir, search_only=True)
+    except OSError as exc:
+        if exc.errno in _IN_THE_WAY or exc.errno == errno.ENOENT:
+            return None
         raise
-    return fd
 
 
 def lstat_at(root: str | bytes, path: str) -> os.stat_result | None:

@@ -21,11 +21,9 @@ import platform
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.test_exact_stream import drained, start
+from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, live_only_config, poll
+from tests.reliability.conftest import excluded, poll
 
 SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276}[platform.machine()]   # glibc has no wrapper
 RENAME_EXCHANGE = 2                                                  # rename(2)
@@ -42,15 +40,6 @@ def exchange(a: Path, b: Path) -> None:
 def write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-
-
-@pytest.fixture(params=["inotify", "fanotify"])
-def env(request, tmp_path, seaweedfs, sshd):
-    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param))
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 def test_directories_exchanged_while_a_new_subdirectory_is_in_flight(env):

@@ -26,20 +26,12 @@ from mirrord.targets import local_parents, local_stage
 from mirrord.targets.mtime import ns_to_float
 from mirrord.trash.model import DELETED, DIR_REMOVED, TRASH, stamp_of, trash_rel
 
-from .conftest import make_local
 from .test_local_staging import all_files, tmpfs
+from .test_local_trash import local  # noqa: F401 - the fixture
 
 NS = 1_600_000_000_123_456_789
 STAMP = stamp_of(1_700_000_000.5)
 _names = itertools.count()
-
-
-@pytest.fixture
-def local(tmp_path):
-    t = make_local(tmp_path)
-    t.open()
-    yield t
-    t.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from mirrord.errors import NotFound
 
 from .conftest import make_target
 from .test_conformance import put
+from .test_local_put_walk import outside, snapshot  # noqa: F401 - outside: the fixture
 
 KINDS = ["local", "rsync"]
 
@@ -36,25 +37,6 @@ def dir_target(request, tmp_path):
 
 def root_of(t) -> Path:
     return Path(os.fsdecode(t.root))
-
-
-@pytest.fixture
-def outside(tmp_path) -> Path:
-    d = tmp_path / "outside"
-    (d / "sub").mkdir(parents=True)
-    (d / "sub" / "deep").write_bytes(b"deep")
-    (d / "victim").write_bytes(b"must stay")
-    return d
-
-
-def snapshot(d: Path) -> dict[str, bytes | None]:
-    out: dict[str, bytes | None] = {}
-    for top, dirs, names in os.walk(d):
-        for n in dirs:
-            out[os.path.relpath(os.path.join(top, n), d)] = None
-        for n in names:
-            out[os.path.relpath(os.path.join(top, n), d)] = Path(top, n).read_bytes()
-    return out
 
 
 def plant(t, rel: str, to: Path) -> None:
