@@ -60,14 +60,13 @@ class EventRouter:
 
     def _move(self, src: SourceConfig, ev: FsEvent, now: float) -> None:
         assert ev.src is not None and self.d.pipeline is not None
-        if ev.is_dir and src.excludes_depend_on_path:
-            # `cache/*.jpg` excludes cache/x.jpg but not cache2/x.jpg: what the targets hold
-            # below the old name is not what belongs below the new one. Remove and re-send.
-            self.d._record([Change(src.name, ev.src, "delete", tree=True, time=now),
-                            Change(src.name, ev.path, "mkdir", time=now)])
-            self.d.schedule_subtree(src, ev.path, src.targets)
-            return
-        fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir, when=now)
+        # `cache/*.jpg` excludes cache/x.jpg but not cache2/x.jpg: with such excludes what the
+        # targets hold below a directory's old name is not what belongs below the new one, so
+        # it is never kept as a move: removed and re-sent, like a move with work in the way
+        # (which also runs the rows in flight below the new name again: Journal.enqueue_move)
+        as_move = not (ev.is_dir and src.excludes_depend_on_path)
+        fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir,
+                                               when=now, as_move=as_move)
         if fallback and ev.is_dir:
             self.d.schedule_subtree(src, ev.path, fallback)
 

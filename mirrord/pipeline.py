@@ -116,12 +116,14 @@ class Pipeline:
         return out
 
     def record_move(self, source: str, src: str, dst: str, *, is_dir: bool,
-                    when: float) -> tuple[str, ...]:
+                    when: float, as_move: bool = True) -> tuple[str, ...]:
         """Record a rename; returns the targets where it could not be kept as a move (a
         directory there must be walked and re-sent). On a journal error the move is held
-        as a delete of `src` plus a put / mkdir of `dst`, for every target."""
+        as a delete of `src` plus a put / mkdir of `dst`, for every target. `as_move` False:
+        never kept as a move (Journal.enqueue_move)."""
         try:
-            return tuple(self.journal.enqueue_move(source, src, dst, is_dir=is_dir, when=when))
+            return tuple(self.journal.enqueue_move(source, src, dst, is_dir=is_dir, when=when,
+                                                   as_move=as_move))
         except Exception as exc:  # noqa: BLE001 - journal full or broken: keep as plain changes
             self.journal_failed(exc, held=len(self.unwritten) + 2)
             self.unwritten.append(Change(source, src, "delete", tree=is_dir, time=when))

@@ -172,16 +172,18 @@ class EnqueueMixin:
         return self._covering_barrier(target, source, path, None) is not None
 
     def enqueue_move(self, source: str, src: str, dst: str, *, is_dir: bool,
-                     when: float | None = None, targets: tuple[str, ...] | None = None) -> list[str]:
+                     when: float | None = None, targets: tuple[str, ...] | None = None,
+                     as_move: bool = True) -> list[str]:
         """Record a rename inside the tree. Returns the targets on which it could not be kept
-        as a move (pending work in the way): for those, src is deleted and dst must be
-        re-sent — the caller scans dst when it is a directory."""
+        as a move (pending work in the way, or `as_move` False: the caller knows the targets'
+        copy cannot be reused, e.g. excludes that depend on the path): for those, src is
+        deleted and dst must be re-sent — the caller scans dst when it is a directory."""
         when = when or self.clock()
         bsrc, bdst = _b(src), _b(dst)
         fallback: list[str] = []
         with self.transaction():
             for target in self.targets_of(targets, source):
-                busy = (self._pending_at_or_below(target, source, bsrc, is_dir)
+                busy = (not as_move or self._pending_at_or_below(target, source, bsrc, is_dir)
                         or self._pending_at_or_below(target, source, bdst, is_dir))
                 if busy:
                     fallback.append(target)

@@ -21,9 +21,11 @@ import platform
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture
 from tests.exactness import wait_exact
-from tests.reliability.conftest import excluded, poll
+from tests.reliability.conftest import Env, excluded, live_only_config, poll
 
 SYS_RENAMEAT2 = {"x86_64": 316, "aarch64": 276}[platform.machine()]   # glibc has no wrapper
 RENAME_EXCHANGE = 2                                                  # rename(2)
@@ -50,6 +52,36 @@ def test_directories_exchanged_while_a_new_subdirectory_is_in_flight(env):
         write(rel / "D2" / "two.txt", b"two")
         write(rel / "D2" / "sub" / "deep.txt", os.urandom(6 << 20))
         time.sleep(0.1)   # the events are read and the sends have started
+        exchange(rel / "D1", rel / "D2")
+    poll(lambda: drained(env), timeout=120, what="the backlog drained")
+    for target in env.targets.values():
+        wait_exact(env.src, target, timeout=60, excluded=excluded)
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def env_path_excludes(request, tmp_path, seaweedfs, sshd):
+    """The same config with an exclude that depends on the path (`/keep-out/*.tmp`): a
+    directory move is then always a tree removal and a re-send (daemon_events._move)."""
+    cfg = live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param)
+    text = cfg.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("exclude ="))
+    cfg.write_text(text.replace(line, line + ", /keep-out/*.tmp", 1))
+    e = Env(tmp_path, cfg)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def test_the_same_exchange_with_path_dependent_excludes(env_path_excludes):
+    env = env_path_excludes
+    start(env)
+    for i in range(3):
+        rel = env.src / f"release{i}"
+        write(rel / "D1" / "one.txt", b"one")
+        write(rel / "D2" / "two.txt", b"two")
+        write(rel / "D2" / "sub" / "deep.txt", os.urandom(6 << 20))
+        time.sleep(0.1)
         exchange(rel / "D1", rel / "D2")
     poll(lambda: drained(env), timeout=120, what="the backlog drained")
     for target in env.targets.values():
