@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from pathlib import Path
 from typing import Iterator
 
 from mirrord.config import TargetConfig
@@ -262,16 +261,20 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     # ------------------------------------------------------------ meta
     def write_meta(self, name: str, data: bytes) -> None:
         """Atomically replace `.mirrord/<name>`, staged in .mirrord/tmp like every put."""
-        meta = os.path.join(os.fsencode(self.root), META_DIR.encode())
-        try:
-            os.makedirs(meta, exist_ok=True)
+        meta = os.path.join(os.fsencode(self._real_root), META_DIR.encode())
+        try:   # write() makes .mirrord/ a real directory first (Staging._own_area)
             self._staging.write(os.path.join(meta, os.fsencode(name)), data)
         except OSError as exc:
             raise classify_oserror(exc) from None
 
     def read_meta(self, name: str) -> bytes | None:
+        """The bytes of `.mirrord/<name>`, or None (absent; a symlink: never followed)."""
         try:
-            return Path(self.root, META_DIR, name).read_bytes()
+            fd = beneath.open_file(self._real_root, f"{META_DIR}/{name}")
+            if fd is None:
+                return None
+            with open(fd, "rb") as fh:
+                return fh.read()
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -27,6 +27,7 @@ import tempfile
 
 from mirrord.errors import PermanentError
 from mirrord.fsutil import atomic_write, check_read_whole
+from mirrord.targets.local_parents import open_parent
 from mirrord.targets.mtime import put_ns
 from mirrord.targets.paths import META_DIR, check_relpath
 
@@ -46,8 +47,15 @@ class Staging:
 
     def prepare(self) -> None:
         """Create `.mirrord/tmp/` and note its device. OSError as the file system says."""
-        os.makedirs(self.dir, exist_ok=True)
+        self._own_area()
         self._dev = os.stat(self.dir).st_dev
+
+    def _own_area(self) -> None:
+        """Make `.mirrord/` and `.mirrord/tmp/` real directories, one component at a time
+        from the resolved root, replacing a symlink or a file standing there: mirrord's own
+        area is never a user's, and a symlink planted at either led the sweep (which empties
+        `.mirrord/tmp/`), every temp file and the heartbeat outside the root."""
+        os.close(open_parent(os.path.realpath(self.root), STAGE_DIR))
 
     # ------------------------------------------------------------ writing
     def install(self, local: str, parent: int, path: str, *, mtime: float, mtime_ns: int,
@@ -94,7 +102,7 @@ class Staging:
     def write(self, dest: bytes, data: bytes, *, mode: int = 0o644) -> None:
         """Atomically replace `dest` (on the root's file system, e.g. `.mirrord/heartbeat.json`)
         with `data`, staged like a put. OSError on failure; no temp file is left."""
-        os.makedirs(self.dir, exist_ok=True)      # recreated if someone removed it
+        self._own_area()      # recreated if someone removed it (or planted a symlink there)
         atomic_write(dest, data, mode=mode, fsync=self.fsync, temp_dir=self.dir)
 
     def _temp(self, prefix: str = "tmp") -> tuple[int, bytes]:
@@ -102,7 +110,7 @@ class Staging:
         try:
             return tempfile.mkstemp(prefix=prefix.encode(), dir=self.dir)
         except FileNotFoundError:
-            os.makedirs(self.dir, exist_ok=True)
+            self._own_area()
             return tempfile.mkstemp(prefix=prefix.encode(), dir=self.dir)
 
     def _temp_beside(self, parent: int, path: str) -> tuple[bytes, int, bytes]:

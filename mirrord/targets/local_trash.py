@@ -175,8 +175,9 @@ class LocalTrash:
     def _trash_parent(self, stamp: str, why: str, head: str) -> int:
         """A descriptor of TRASH/<stamp>.<why>/<head>, created where missing."""
         rel = f"{TRASH}/{entry_dir(stamp, why)}" + (f"/{head}" if head else "")
-        os.makedirs(os.path.join(os.fsencode(self.root), os.fsencode(rel)), exist_ok=True)
-        return open_dir_beneath(self._real_root, rel)
+        # made one component at a time, never through a symlink (one planted at .mirrord/trash
+        # had the keeps made outside the root): ELOOP/ENOTDIR then, and nothing is kept
+        return open_dir_beneath(self._real_root, rel, create=True)
 
     # ------------------------------------------------------------ list
     def trash_list(self, prefix: str = "") -> Iterator[Kept]:
@@ -186,13 +187,20 @@ class LocalTrash:
         if prefix:
             check_relpath(prefix)
         base = os.path.join(os.fsencode(self.root), os.fsencode(TRASH))
+        try:   # by descriptor: a symlink planted at .mirrord/trash lists nothing
+            fd = open_dir_beneath(self._real_root, TRASH)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return
+            raise classify_oserror(exc) from None
         try:
-            with os.scandir(base) as it:
-                entries = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
-        except FileNotFoundError:
-            return
+            with os.scandir(fd) as it:
+                entries = sorted(os.fsencode(e.name) for e in it
+                                 if e.is_dir(follow_symlinks=False))
         except OSError as exc:
             raise classify_oserror(exc) from None
+        finally:
+            os.close(fd)
         for entry in entries:
             parsed = parse_entry_dir(os.fsdecode(entry))
             if parsed is not None:
@@ -250,10 +258,13 @@ class LocalTrash:
     def _prune(self, entry: str, head: str) -> None:
         """rmdir TRASH/<entry>/<head> and its parents up to TRASH/<entry>, while empty."""
         parts = [entry] + (head.split("/") if head else [])
-        base = os.path.join(os.fsencode(self.root), os.fsencode(TRASH))
-        while parts:
+        while parts:   # each rmdir in its parent, reached by descriptor (no symlink followed)
             try:
-                os.rmdir(os.path.join(base, os.fsencode("/".join(parts))))
+                fd = open_dir_beneath(self._real_root, "/".join([TRASH] + parts[:-1]))
+                try:
+                    os.rmdir(os.fsencode(parts[-1]), dir_fd=fd)
+                finally:
+                    os.close(fd)
             except OSError:
                 return   # not empty (other kept files), or already gone
             parts.pop()

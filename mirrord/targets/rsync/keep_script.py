@@ -64,6 +64,7 @@ for r; do
     if [ "$v" = "$z:$m" ] || [ "$l" -gt 1 ]; then no; continue; fi
   fi
   if [ -z "$td" ]; then
+    if [ -L ./.mirrord ] || [ -L ./.mirrord/trash ]; then err "a symlink stands at .mirrord/trash"; continue; fi
     e=$(mkdir -p ./.mirrord/trash 2>&1) && td=$(find ./.mirrord/trash -maxdepth 0 -printf %D 2>&1) ||
       { err "$e$td"; td=; continue; }
   fi

@@ -127,11 +127,14 @@ def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool) -> bytes:
     """open(): create the root and RSYNC_TMP, print rsync's version line; with `sweep`,
     also remove everything in RSYNC_TMP (rsync's partial temp files, write_meta's) and the
     `.mirrord/.meta.*` temp files older versions wrote. Exit 1 when the root cannot be made."""
-    tmp = q(root + b"/" + RSYNC_TMP)
-    script = b"mkdir -p -- %s %s || exit 1\n" % (q(root), tmp)
+    # .mirrord/ and its temp area are made one component at a time in the root, a symlink
+    # or file standing there replaced (MKDIRS): mirrord's own area is never a user's, and
+    # one planted at .mirrord led the sweep below (it empties the temp area) outside the root
+    script = (b"mkdir -p -- %s && cd -- %s || exit 1\n" % (q(root), q(root)) + MKDIRS
+              + b"mkdirs ./%s || exit 1\n" % RSYNC_TMP)
     if sweep:
-        script += (b"find %s -mindepth 1 -delete || exit 1\n"
-                   b"rm -f -- %s/.mirrord/.meta.*\n" % (tmp, q(root)))
+        script += (b"find ./%s -mindepth 1 -delete || exit 1\n"
+                   b"rm -f -- ./.mirrord/.meta.*\n" % RSYNC_TMP)
     return script + b"%s --version | head -n 1" % rsync_path
 
 
