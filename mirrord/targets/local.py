@@ -88,9 +88,6 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         self._open_lock.release()
 
     # ------------------------------------------------------------ helpers
-    def _abs(self, path: str) -> bytes:
-        return os.fsencode(os.path.join(self.root, check_relpath(path)))
-
     def _open_parent(self, path: str, keep_stamp: str | None = None) -> int:
         """An O_PATH descriptor of the directory that `path` (checked, relative) goes in,
         its components made where missing and a file or symlink in the way replaced, none
@@ -104,10 +101,6 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                 self.keep(rel, stamp=keep_stamp, coming="dir")
         return beneath.open_parent(self._real_root, path.rpartition("/")[0], keep)
 
-    def _inside(self, real: bytes) -> bool:
-        root = os.fsencode(self._real_root)
-        return real == root or real.startswith(root + b"/")
-
     @staticmethod
     def _entry(path: str, st: os.stat_result) -> Entry | None:
         mode = stat_mod.S_IMODE(st.st_mode)
@@ -119,7 +112,10 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     # ------------------------------------------------------------ listing
     def list(self, prefix: str = "") -> Iterator[Entry]:
-        base = os.path.join(self.root, prefix) if prefix else self.root
+        """Target.list; below `prefix` the walk starts from the root and reaches the prefix
+        without following a symlink (treewalk.walk's `below`): by path, one swapped in at
+        the prefix after its stat listed what lay outside the root."""
+        prefix = prefix.strip("/")
         if prefix:
             st = self.stat(prefix)
             if st is None:
@@ -130,9 +126,11 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             yield st
         errors = WalkErrors([])
         # the walk's entries carry mode and mtime_ns from the lstat it makes anyway
-        yield from walk(base, prefix=prefix.strip("/"), excluded=self._own, errors=errors)
+        yield from walk(self._real_root, below=prefix, excluded=self._own, errors=errors)
         if errors:
             where, why = errors.unreadable[0]
+            if where == prefix and self.stat(prefix) is None:
+                return   # the prefix went (or is a symlink now) since its stat: nothing there
             raise PermanentError(f"{self.describe()}: cannot list {where!r}: {why}")
 
     @staticmethod
@@ -203,21 +201,24 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             raise classify_oserror(exc) from None
 
     def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
-        """chmod and utimensat (ns) on the file itself, through an O_PATH|O_NOFOLLOW descriptor:
-        a symlink at `path` is never followed (NotFound, so the caller re-sends the file), and
-        a path whose parents resolve outside the root is refused (PermanentError)."""
-        full = self._abs(path)
+        """chmod and utimensat (ns) on the file itself, through an O_PATH|O_NOFOLLOW descriptor
+        opened in its directory, reached by descriptor (local_parents.find_dir): a symlink at
+        `path` or at a parent is never followed (NotFound, so the caller re-sends the file;
+        by path, a parent symlinked to another directory of the mirror changed that file)."""
+        head, _, name = check_relpath(path).rpartition("/")
         try:
-            fd = os.open(full, os.O_PATH | os.O_NOFOLLOW)
-        except (FileNotFoundError, NotADirectoryError):
+            parent = beneath.find_dir(self._real_root, head)
+            if parent is None:
+                raise NotFound(f"{path!r} is not on {self.describe()}")
+            try:
+                fd = os.open(os.fsencode(name), os.O_PATH | os.O_NOFOLLOW, dir_fd=parent)
+            finally:
+                os.close(parent)
+        except FileNotFoundError:
             raise NotFound(f"{path!r} is not on {self.describe()}") from None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:   # a symlink stands at `path` (where O_PATH refuses it)
-                raise NotFound(f"{path!r} is not a file on {self.describe()}") from None
             raise classify_oserror(exc) from None
         try:
-            if not self._inside(os.fsencode(os.readlink(f"/proc/self/fd/{fd}"))):
-                raise PermanentError(f"{self.describe()}: {path!r} resolves outside the root")
             if not stat_mod.S_ISREG(os.fstat(fd).st_mode):   # a symlink, a directory...
                 raise NotFound(f"{path!r} is not a file on {self.describe()}")
             via = f"/proc/self/fd/{fd}"   # the inode we checked, whatever the path points at now
@@ -256,6 +257,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 raise NotFound(f"{src!r} is not on {self.describe()}") from None
+            if exc.errno == errno.EXDEV:   # dst on another mount below the root: rename(2) cannot
+                raise NotFound(f"{dst!r} is on another mount than {src!r}: sent instead") from None
             raise classify_oserror(exc) from None
 
     # ------------------------------------------------------------ meta

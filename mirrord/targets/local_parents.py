@@ -164,8 +164,14 @@ def _clear(fd: int, name: bytes, rel: str, keep: Callable[[str], object] | None)
 def fsync_at(fd: int) -> None:
     """fsync(2) the directory an O_PATH descriptor `fd` refers to (an O_PATH descriptor
     itself cannot be synced: EBADF), through a read-only descriptor of '.' opened from it.
-    OSError as the file system says."""
-    rfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    A directory the process may not read (mode 0311, a drop box, for a daemon not running
+    as root) cannot be opened so and is not synced: the rename in it has happened, and
+    reporting it as failed gave the row up for good. OSError as the file system says
+    otherwise."""
+    try:
+        rfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    except PermissionError:
+        return
     try:
         os.fsync(rfd)
     finally:

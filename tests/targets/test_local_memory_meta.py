@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mirrord.errors import NotFound, PermanentError
+from mirrord.errors import NotFound
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.memory import MemoryTarget
 
@@ -37,9 +37,11 @@ def test_set_meta_never_follows_a_symlink_at_the_path(local, outside):
     assert os.lstat(outside / "f").st_mode & 0o777 == 0o600
 
 
-def test_set_meta_refuses_a_parent_that_resolves_outside_the_root(local, outside):
+def test_set_meta_never_reaches_through_a_parent_symlinked_outside_the_root(local, outside):
+    """NotFound, so the shipper sends the file whole and the put replaces the link
+    (tests/targets/test_set_meta_symlinked_parent.py); never the outside file's mode."""
     os.symlink(outside, os.path.join(local.root, "dlink"))
-    with pytest.raises(PermanentError):
+    with pytest.raises(NotFound):
         local.set_meta("dlink/f", mode=0o644, mtime_ns=NS)
     assert os.lstat(outside / "f").st_mode & 0o777 == 0o600
 

@@ -32,10 +32,10 @@ from mirrord.targets.model import Entry, SyncItem, SyncResult
 from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.rsync.inrun import Keeps, run_errors, wrapper
 from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
-from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RETRY_EXIT, RSYNC_TMP,
-                                          STAT_MANY, UNLINK_PARENTS, MetaDone, classify_stderr,
-                                          meta_record,
-                                          parse_answers, parse_record, tail)
+from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, MKDIRS, RETRY_EXIT,
+                                          RSYNC_TMP, STAT_MANY, UNLINK_PARENTS, MetaDone,
+                                          classify_stderr, meta_record, parse_answers,
+                                          parse_record, q, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 
 if TYPE_CHECKING:
@@ -160,6 +160,11 @@ class BatchRunner:
         too long for a command line, in one keep_batch round trip first."""
         if not wants:
             return
+        if dest and not self._dest_made(dest):
+            exc = RetryableError(f"{self.t.describe()}: cannot make the directory {os.fsdecode(dest)!r}")
+            for w in wants:
+                results[w.index] = SyncResult(items[w.index], error=exc)
+            return
         versions = {w.index: self._version(w) for w in wants if w.kind == "file"}
         keeps = Keeps.of(items, [w.index for w in wants], versions)
         wrap: bytes | None = None
@@ -214,6 +219,24 @@ class BatchRunner:
             errors.update(dict.fromkeys((w.index for w in retry), None))
             errors.update(self._run_group(dest, retry, src, copy_links, None, None, again=False))
         return {i: e for i, e in errors.items() if e is not None}
+
+    def _dest_made(self, dest: bytes) -> bool:
+        """Make a source's `dest` directory (`[source] dest`) a real directory on the host,
+        one component at a time (remote.MKDIRS: a symlink or file in the way is replaced),
+        once per open() of the target. rsync's receiver changes into its destination
+        argument, <root>/<dest>/, following a symlink planted there: the batch wrote outside
+        the root and reported success (tests/targets/test_dest_prefix_planted.py). False
+        when it cannot be made."""
+        if dest in self.t.dests_made:
+            return True
+        try:
+            proc = self.t.conn.run(self.t.in_root(MKDIRS + b"mkdirs %s" % q(b"./" + dest)))
+        except (RetryableError, PermanentError):
+            return False
+        if proc.returncode != 0:
+            return False
+        self.t.dests_made.add(dest)
+        return True
 
     def _unlink_parents(self, dest: bytes, wants: list[Want]) -> bool:
         """Remove the symlinks standing where these items' parent directories go (planted

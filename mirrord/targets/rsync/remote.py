@@ -108,15 +108,19 @@ STAT_MANY = rb"""xargs -0 -r sh -c 'for d; do
 done; exit 0' sh
 """
 
-# Paths on stdin (NUL-separated), before a put's rsync run is tried again: a symlink
-# standing where a parent directory goes is removed (rsync's receiver refuses to follow
-# it: "Too many levels of symbolic links", and the put would fail on every retry). Prints
-# each path it removed, NUL-terminated.
+# Paths on stdin (NUL-separated), before a put's rsync run is tried again: a symlink or a
+# file standing where a parent directory goes is removed, as the local target replaces it
+# (rsync's receiver will not follow the one, "Too many levels of symbolic links", and a
+# staged run, --no-implied-dirs, cannot make a directory over the other: the put failed
+# on every retry; with keep_deleted the run's keep wrapper kept it first, inrun.py).
+# Prints each path it removed, NUL-terminated.
 UNLINK_PARENTS = rb"""xargs -0 -r sh -c 'for p; do
   c=.; o=$IFS; IFS=/; set -f
   for n in ${p#./}; do
     c="$c/$n"; [ "$c" = "$p" ] && break
-    [ -L "$c" ] && rm -f -- "$c" && printf "%s\0" "$c"
+    if [ -L "$c" ] || { [ -e "$c" ] && [ ! -d "$c" ]; }; then
+      rm -f -- "$c" && printf "%s\0" "$c"
+    fi
   done
   IFS=$o; set +f
 done; exit 0' sh

@@ -49,6 +49,8 @@ class RsyncTarget(Target):
         self.conn = SshConnection(opts, self.describe())
         self._count_lock = threading.Lock()
         self._open_lock = OpenLock(f"rsync:{opts.user}@{opts.host}:{opts.port}:{opts.path}")
+        # the sources' dest directories made real since open() (BatchRunner._dest_made)
+        self.dests_made: set[bytes] = set()
 
     def _features(self, precision: float) -> Features:
         # rsync reads the source tree itself (source_root/source_rel): no open fds needed;
@@ -73,6 +75,7 @@ class RsyncTarget(Target):
         """Create the root and `.mirrord/rsync-tmp` on the host and check its rsync; when no
         other mirrord process here has this target open, the same remote command removes
         what interrupted transfers left in `.mirrord/rsync-tmp` (mirrord.targets.sweep)."""
+        self.dests_made.clear()
         if not self._open_lock.hold(lambda: self._prepare(sweep=True)):
             self._prepare(sweep=False)
 
@@ -116,8 +119,9 @@ class RsyncTarget(Target):
     def list(self, prefix: str = "") -> Iterator[Entry]:
         prefix = prefix.strip("/")
         if prefix:
-            start = self._rel(prefix)
-            body = (b"[ -e %s ] || [ -L %s ] || { printf 'F 0\\0E 0\\0'; exit 0; }\n" % (start, start)
+            start = self._rel(prefix)   # nothing of ours below a symlink (nolink): none listed
+            body = (NOLINK + b"nolink %s && [ -e %s ] || { printf 'F 0\\0E 0\\0'; exit 0; }\n"
+                    % (start, start)
                     + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, PRINTF))
         else:
             body = (b"exec 3>&1\n{ find . -mindepth 1 \\( -path ./.mirrord -prune \\) -o %s; "
