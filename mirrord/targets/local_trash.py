@@ -26,6 +26,7 @@ from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.fsutil import open_dir_beneath, open_file_beneath
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.local_dirs import DirCache
+from mirrord.targets.local_trash_list import files_below, list_kept
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.paths import check_relpath
@@ -36,7 +37,6 @@ from mirrord.trash.model import (
     TRASH,
     Kept,
     entry_dir,
-    parse_entry_dir,
     parse_trash_rel,
 )
 
@@ -170,7 +170,7 @@ class LocalTrash:
                 os.fsync(src)
         if not stat_mod.S_ISDIR(st.st_mode):
             return st.st_size
-        return sum(s.st_size for _, s in _files_below(_fd_path(dst) + b"/" + name, b""))
+        return sum(s.st_size for _, s in files_below(_fd_path(dst) + b"/" + name, b""))
 
     def _trash_parent(self, stamp: str, why: str, head: str) -> int:
         """A descriptor of TRASH/<stamp>.<why>/<head>, created where missing."""
@@ -182,56 +182,9 @@ class LocalTrash:
     # ------------------------------------------------------------ list
     def trash_list(self, prefix: str = "") -> Iterator[Kept]:
         """One Kept per kept file (or symlink) whose original path is `prefix` or below it;
-        a directory prefix matches everything below it. Streams; any order."""
-        prefix = prefix.strip("/")
-        if prefix:
-            check_relpath(prefix)
-        base = os.path.join(os.fsencode(self.root), os.fsencode(TRASH))
-        try:   # by descriptor: a symlink planted at .mirrord/trash lists nothing
-            fd = open_dir_beneath(self._real_root, TRASH)
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                return
-            raise classify_oserror(exc) from None
-        try:
-            with os.scandir(fd) as it:
-                entries = sorted(os.fsencode(e.name) for e in it
-                                 if e.is_dir(follow_symlinks=False))
-        except OSError as exc:
-            raise classify_oserror(exc) from None
-        finally:
-            os.close(fd)
-        for entry in entries:
-            parsed = parse_entry_dir(os.fsdecode(entry))
-            if parsed is not None:
-                yield from self._list_entry(base, entry, parsed, prefix)
-
-    def _list_entry(self, base: bytes, entry: bytes, parsed: tuple[str, str],
-                    prefix: str) -> Iterator[Kept]:
-        stamp, why = parsed
-        head, _, name = prefix.rpartition("/")
-        top = os.path.join(base, entry)
-        try:   # reach the prefix without following a symlink (the entry's own included)
-            fd = open_dir_beneath(self._real_root,
-                                  "/".join(filter(None, (TRASH, os.fsdecode(entry), head))))
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
-                return
-            raise classify_oserror(exc) from None
-        try:
-            st = os.lstat(os.fsencode(name), dir_fd=fd) if name else os.fstat(fd)
-        except FileNotFoundError:
-            return
-        finally:
-            os.close(fd)
-        where = os.fsencode(prefix)
-        found = (_files_below(os.path.join(top, where) if prefix else top, where)
-                 if stat_mod.S_ISDIR(st.st_mode) else [(where, st)])
-        for rel, fst in found:
-            path = os.fsdecode(rel)
-            mode = stat_mod.S_IMODE(fst.st_mode)
-            yield Kept(path, stamp, why, fst.st_size, fst.st_mtime_ns,
-                       f"{TRASH}/{os.fsdecode(entry)}/{path}", mode)
+        a directory prefix matches everything below it. Streams; any order
+        (local_trash_list.list_kept)."""
+        return list_kept(self.root, self._real_root, prefix)
 
     # ------------------------------------------------------------ purge
     def trash_purge(self, kept: Sequence[Kept]) -> None:
@@ -333,16 +286,3 @@ def _exists(name: bytes, dir_fd: int) -> bool:
 def _fd_path(fd: int) -> bytes:
     """The path the kernel has for an open directory (it follows renames)."""
     return os.fsencode(os.readlink(f"/proc/self/fd/{fd}"))
-
-
-def _files_below(top: bytes, rel: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
-    """(relative path, lstat) of every non-directory below `top`, `rel` prefixed; symlinked
-    directories are not entered."""
-    with os.scandir(top) as it:
-        entries = list(it)
-    for e in entries:
-        sub = rel + b"/" + e.name if rel else e.name
-        if e.is_dir(follow_symlinks=False):
-            yield from _files_below(e.path, sub)
-        else:
-            yield sub, e.stat(follow_symlinks=False)
