@@ -50,14 +50,14 @@ from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify_ignore import OutsideIgnores
 from mirrord.watch.fanotify_late import LateReports
 from mirrord.watch.fanotify_paths import DirPaths
-from mirrord.watch.fanotify_quiet import QuietFiles
-from mirrord.watch.fanotify_renames import RenameEvents
 from mirrord.watch.fanotify_probe import (  # noqa: F401
     MARK_MASK,
     fanotify_available,
     mounts_below,
     open_group,
 )
+from mirrord.watch.fanotify_quiet import QuietFiles
+from mirrord.watch.fanotify_renames import RenameEvents
 from mirrord.watch.fanotify_scan import dir_events, join, tmpfile_name
 
 READ_SIZE = 256 * 1024
@@ -102,7 +102,8 @@ class FanotifyWatcher(RenameEvents):
         self.leaves_skipped = 0
         self.dropped = 0            # events dropped as outside the root or excluded
         self._lost = False
-        self._last_move: tuple[str, str] | None = None   # (src, dst) of the last move in the tree
+        # (src, dst, is_dir) of the last move in the tree: a RENAME_EXCHANGE's first half
+        self._last_move: tuple[str, str, bool] | None = None
         self.root_check = root_check
         self._root_id: tuple[int, int] | None = None
         self._next_check = 0.0

@@ -71,11 +71,11 @@ class RenameEvents:
     def _moved(self, src: str | None, dst: str | None, is_dir: bool,
                out: list[FsEvent], dst_dfid: bytes | None = None) -> None:
         if src is not None and dst is not None:
-            if self._last_move == (dst, src):   # renameat2(RENAME_EXCHANGE): two FAN_RENAMEs,
-                self._last_move = None          # a->b then b->a; (or a rename straight back)
-                out.extend(as_it_stands(self.root, p, is_dir) for p in (dst, src))
+            last, self._last_move = self._last_move, (src, dst, is_dir)
+            if last is not None and last[:2] == (dst, src):   # renameat2(RENAME_EXCHANGE): two
+                self._last_move = None      # FAN_RENAMEs, a->b then b->a (or a rename back)
+                out.extend(self._exchanged(dst, last[2], src, is_dir))
                 return
-            self._last_move = (src, dst)
             self.late.drop_replaced(dst, is_dir, out)
             self.quiet_files.moved(src, dst, dst_dfid, is_dir=is_dir)
             out.append(FsEvent("move", dst, src=src, is_dir=is_dir))
@@ -92,6 +92,20 @@ class RenameEvents:
             # renameat2 exchange whose other end has left the tree since)
             self.quiet_files.drop(src)  # type: ignore[arg-type]
             out.append(as_it_stands(self.root, src, is_dir))  # type: ignore[arg-type]
+
+    def _exchanged(self, a: str, a_was_dir: bool, b: str, b_was_dir: bool) -> list[FsEvent]:
+        """Names `a` and `b` swapped their objects (`a_was_dir`: what stood at `a` before was
+        a directory): each is shipped as it stands, and a name where a directory stood and
+        a file stands now has that directory's tree removed first. The first half was
+        already reported as a move of a file onto a name that held a directory, which an
+        object store keeps beside it (`D` put, `D/x` left: found with S3 and this watcher,
+        tests/e2e/test_exchange_shapes_in_flight.py)."""
+        out: list[FsEvent] = []
+        for name, was_dir, now_dir in ((a, a_was_dir, b_was_dir), (b, b_was_dir, a_was_dir)):
+            if was_dir and not now_dir:
+                out.append(FsEvent("rmtree", name, is_dir=True))
+            out.append(as_it_stands(self.root, name, now_dir))
+        return out
 
     def _end(self, dfid: bytes | None, name: bytes | None, is_dir: bool) -> str | None:
         if dfid is None or not name:

@@ -23,21 +23,12 @@ import time
 
 import pytest
 
-from tests.e2e.test_exact_stream import drained, start
+from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture (both watchers)
 from tests.e2e.test_exchange_in_flight import exchange, write
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, live_only_config, poll
+from tests.reliability.conftest import excluded, poll
 
 BIG = 6 << 20
-
-
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
-    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher="inotify"))
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 def file_dir(rel):

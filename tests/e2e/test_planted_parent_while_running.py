@@ -18,17 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_exact_stream import drained, start
-from tests.reliability.conftest import Env, live_only_config, poll
-
-
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
-    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher="inotify"))
-    try:
-        yield e
-    finally:
-        e.close()
+from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture (both watchers)
+from tests.reliability.conftest import Env, poll
 
 
 def roots(env: Env) -> list[Path]:
