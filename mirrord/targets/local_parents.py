@@ -95,22 +95,29 @@ def lstat_at(root: str | bytes, path: str) -> os.stat_result | None:
 
 
 def open_file(root: str | bytes, path: str) -> int | None:
-    """A read-only descriptor of root/path reached by find_dir and opened with O_NOFOLLOW;
-    None when a symlink stands at a parent or at `path` itself. The caller closes it.
-    FileNotFoundError when absent; OSError as the file system says otherwise."""
+    """A read-only descriptor of the regular file root/path, reached by find_dir and
+    opened with O_NOFOLLOW|O_NONBLOCK; None when a symlink stands at a parent or at `path`,
+    or when `path` is no regular file (a FIFO planted in the mirror made read() and the
+    heartbeat's read_meta wait for a writer for good; O_NONBLOCK: the open itself does not
+    wait). The caller closes it. FileNotFoundError when absent; OSError as the file
+    system says otherwise."""
     head, _, name = path.rpartition("/")
     parent = find_dir(root, head)
     if parent is None:
         return None
     try:
-        return os.open(os.fsencode(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                       dir_fd=parent)
+        fd = os.open(os.fsencode(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NONBLOCK, dir_fd=parent)
     except OSError as exc:
         if exc.errno == errno.ELOOP:   # a symlink at `path`
             return None
         raise
     finally:
         os.close(parent)
+    if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def remove_at(fd: int, name: bytes, *, tree: bool) -> None:

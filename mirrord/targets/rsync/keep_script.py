@@ -71,6 +71,10 @@ for r; do
   if [ "$dv" != "$td" ]; then
     err "not on the file system of .mirrord/trash: keeping it would copy"; continue
   fi
+  n=.; bad=; o=$IFS; IFS=/; set -f
+  for x in ${d#./}; do n="$n/$x"; [ -L "$n" ] && bad=1; done
+  IFS=$o; set +f
+  if [ -n "$bad" ]; then err "a symlink stands in the trash at ${d%/*}"; continue; fi
   e=$( { [ -d "${d%/*}" ] || mkdir -p -- "${d%/*}"; } 2>&1 && case $w in
       (overwritten) ln -- "$p" "$d" 2>&1 ;;
       (deleted) ln -- "$p" "$d" 2>&1 && rm -f -- "$p" 2>&1 ;;

@@ -291,9 +291,16 @@ class RsyncTarget(Target):
         return q(b"./" + META_DIR.encode() + b"/" + os.fsencode(name))
 
     def write_meta(self, name: str, data: bytes) -> None:
+        """Atomically replace `.mirrord/<name>` (the heartbeat every few seconds): the own
+        area is made real first (mkdirs: a symlink planted at .mirrord after open() had the
+        heartbeat written outside), a directory standing at the name is removed, and the
+        rename is `mv -T` (a plain `mv` moved the file INTO a directory or a symlink to one
+        there: the heartbeat went outside, or was lost, with success reported)."""
         target = self._meta(name)
-        body = (b"mkdir -p %s && t=$(mktemp %s/meta.XXXXXX) || exit 1\n" % (RSYNC_TMP, RSYNC_TMP)
-                + b"if cat >\"$t\" && chmod 644 \"$t\" && mv -f -- \"$t\" %s; then exit 0; fi\n"
+        body = (MKDIRS + b"mkdirs ./%s && t=$(mktemp ./%s/meta.XXXXXX) || exit 1\n"
+                % (RSYNC_TMP, RSYNC_TMP)
+                + b"if [ -d %s ] && [ ! -L %s ]; then rm -rf -- %s; fi\n" % (target, target, target)
+                + b"if cat >\"$t\" && chmod 644 \"$t\" && mv -T -f -- \"$t\" %s; then exit 0; fi\n"
                 b"rm -f -- \"$t\"; exit 1" % target)
         self._check(self._run(self.in_root(body), bytes(data)), f"cannot write {META_DIR}/{name}")
 

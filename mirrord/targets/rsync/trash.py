@@ -45,9 +45,18 @@ if TYPE_CHECKING:
 
 # stdin: paths relative to .mirrord/trash ('<stamp>.<why>/<path>'), NUL-terminated; removes
 # each and the directories it leaves empty (up to the stamp directory); prints what failed.
-PURGE_SCRIPT = rb"""cd ./.mirrord/trash 2>/dev/null || exit 0
+# Nothing is removed through a symlink: not at .mirrord or .mirrord/trash (cd would follow
+# it), nor at a component of the kept path (a link planted in an entry led outside).
+EXIT_DIR = 101   # restore: a directory stands at the path (remote.EXIT_ABSENT is 100)
+
+PURGE_SCRIPT = rb"""{ [ -L ./.mirrord ] || [ -L ./.mirrord/trash ]; } && exit 0
+cd ./.mirrord/trash 2>/dev/null || exit 0
 xargs -0 -r sh -c '
 for r; do
+  d=./${r%/*}; bad=; c=.; o=$IFS; IFS=/; set -f
+  for n in ${d#./}; do c="$c/$n"; [ -L "$c" ] && bad=1; done
+  IFS=$o; set +f
+  [ -n "$bad" ] && continue
   rm -f -- "./$r" || printf "%s\0" "$r"
   rmdir -p --ignore-fail-on-non-empty -- "${r%/*}" 2>/dev/null
 done' sh
@@ -150,7 +159,7 @@ class RsyncTrash:
         at open()), set the kept mode and mtime, then mv it over `path`: atomic."""
         src, p = q(b"./%s/%s" % (TRASH.encode(), _trash_rel(kept))), self.t._rel(path)
         parent = path.rpartition("/")[0]
-        body = b"[ -f %s ] && [ ! -L %s ] || exit %d\n" % (src, src, EXIT_ABSENT) + MKDIRS + NOLINK
+        body = NOLINK + (b"nolink %s && [ -f %s ] || exit %d\n" % (src, src, EXIT_ABSENT)) + MKDIRS
         if parent:
             up = self.t._rel(parent)   # mkdirs removes files in the way, like put()
             body += (b"mkdirs %s || exit 1\n"
@@ -158,14 +167,22 @@ class RsyncTrash:
         fix = b"touch -c -m -d @%s -- \"$t\"" % format_ns(kept.mtime_ns).encode()
         if kept.mode is not None:
             fix += b" && chmod %o \"$t\"" % kept.mode
-        body += (b"mkdir -p %s && t=$(mktemp %s/restore.XXXXXX) || exit 1\n" % (RSYNC_TMP, RSYNC_TMP)
-                 + b"if cp -p -- %s \"$t\" && %s && { [ ! -d %s ] || [ -L %s ] || rm -rf -- %s; }"
-                 b" && mv -T -f -- \"$t\" %s; then\n" % (src, fix, p, p, p, p)
+        body += (b"mkdirs ./%s && t=$(mktemp ./%s/restore.XXXXXX) || exit 1\n" % (RSYNC_TMP, RSYNC_TMP)
+                 # a directory at `path` is replaced only when empty: what is below it was not
+                 # kept (undelete runs where keep_deleted may be off); `rm -rf` removed it
+                 + b"if [ -d %s ] && [ ! -L %s ] && ! rmdir -- %s 2>/dev/null; then "
+                 b"echo 'a directory stands there' >&2; rm -f -- \"$t\"; exit %d; fi\n"
+                 % (p, p, p, EXIT_DIR)
+                 + b"if cp -p -- %s \"$t\" && %s && mv -T -f -- \"$t\" %s; then\n"
+                 % (src, fix, p)
                  + b"  exec find %s -maxdepth 0 -printf 'f %%T@ %%s %%m %%p'\nfi\n"
                  b"rm -f -- \"$t\"; exit 1" % p)
         proc = self.t.conn.run(self.t.in_root(body), timeout=LONG_TIMEOUT)
         if proc.returncode == EXIT_ABSENT:
             raise NotFound(f"{kept.key!r} is not in the trash on {self.t.describe()}")
+        if proc.returncode == EXIT_DIR:
+            raise PermanentError(f"{self.t.describe()}: cannot restore {kept.path!r} onto the "
+                                 f"directory {path!r}")
         if proc.returncode != 0 or not proc.stdout:
             raise classify_stderr(proc.stderr, f"{self.t.describe()}: cannot restore {path!r}")
         return record_entry(path, proc.stdout)
@@ -173,7 +190,7 @@ class RsyncTrash:
     def fetch(self, kept: Kept, local: str) -> None:
         """`cat` the kept file on the host straight into `local` (created or truncated)."""
         src = q(b"./%s/%s" % (TRASH.encode(), _trash_rel(kept)))
-        script = self.t.in_root(b"[ -f %s ] && [ ! -L %s ] || exit %d\nexec cat -- %s"
+        script = self.t.in_root(NOLINK + b"nolink %s && [ -f %s ] || exit %d\nexec cat -- %s"
                                 % (src, src, EXIT_ABSENT, src))
         argv = self.t.conn.client_argv() + [self.t.opts.host, script]
         try:
