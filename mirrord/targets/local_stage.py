@@ -54,7 +54,11 @@ class Staging:
         """Make `.mirrord/` and `.mirrord/tmp/` real directories, one component at a time
         from the resolved root, replacing a symlink or a file standing there: mirrord's own
         area is never a user's, and a symlink planted at either led the sweep (which empties
-        `.mirrord/tmp/`), every temp file and the heartbeat outside the root."""
+        `.mirrord/tmp/`), every temp file and the heartbeat outside the root. The root is
+        made first when missing, as LocalTarget.open makes it: a target whose root could
+        not be made at start (a file in its parent's place) recovers by the heartbeat's
+        write once the outage ends (tests/e2e/test_daemon.py)."""
+        os.makedirs(self.root, exist_ok=True)
         os.close(open_parent(os.path.realpath(self.root), STAGE_DIR))
 
     # ------------------------------------------------------------ writing
