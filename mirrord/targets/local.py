@@ -272,8 +272,17 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     def read_meta(self, name: str) -> bytes | None:
         """The bytes of `.mirrord/<name>`, or None (absent; a symlink: never followed)."""
+        return self._read_file(f"{META_DIR}/{name}")
+
+    def read(self, path: str) -> bytes | None:
+        return self._read_file(check_relpath(path))
+
+    def _read_file(self, rel: str) -> bytes | None:
+        """The bytes of the regular file at `rel`, or None (absent, not a regular file, a
+        symlink at it or at a parent: never followed; local_parents.open_file). OSError
+        classified."""
         try:
-            fd = beneath.open_file(self._real_root, f"{META_DIR}/{name}")
+            fd = beneath.open_file(self._real_root, rel)
             if fd is None:
                 return None
             with open(fd, "rb") as fh:
@@ -283,25 +292,11 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except OSError as exc:
             raise classify_oserror(exc) from None
 
-    def read(self, path: str) -> bytes | None:
-        """The bytes of the regular file at `path`, or None (absent, a directory, a symlink:
-        never followed, nor one at a parent). OSError classified."""
-        try:
-            fd = beneath.open_file(self._real_root, check_relpath(path))
-            if fd is None:
-                return None
-            with open(fd, "rb") as fh:
-                return fh.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            raise classify_oserror(exc) from None
-
     def checksum(self, path: str) -> str | None:
         try:
             fd = beneath.open_file(self._real_root, check_relpath(path))
             return None if fd is None else file_digest(fd)
-        except (FileNotFoundError, IsADirectoryError):
+        except FileNotFoundError:
             return None
         except OSError as exc:
             raise classify_oserror(exc) from None

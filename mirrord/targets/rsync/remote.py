@@ -77,9 +77,9 @@ NOLINK = rb"""nolink() {
 }
 """
 
-# The same walk inside the xargs scripts below (functions do not cross `sh -c`): sets
+# The same walk inside xargs scripts (here, trash.PURGE_SCRIPT; functions do not cross `sh -c`): sets
 # bad=1 when a component of $d is a symlink.
-_LINKED = rb"""bad=; c=.; o=$IFS; IFS=/; set -f
+LINKED = rb"""bad=; c=.; o=$IFS; IFS=/; set -f
   for n in ${d#./}; do c="$c/$n"; [ -L "$c" ] && bad=1; done
   IFS=$o; set +f"""
 
@@ -89,7 +89,7 @@ _LINKED = rb"""bad=; c=.; o=$IFS; IFS=/; set -f
 DELETE = rb"""xargs -0 -r sh -c '
 for r; do
   p=${r#?}; d=${p%/*}
-  """ + _LINKED + rb"""
+  """ + LINKED + rb"""
   [ -n "$bad" ] && continue
   case $r in
   T*) rm -rf -- "$p" || printf "%s\0" "$r" ;;
@@ -102,7 +102,7 @@ done' sh
 # Paths on stdin (NUL-separated); prints a listing record for each that exists and has no
 # symlink on the way (nor is one).
 STAT_MANY = rb"""xargs -0 -r sh -c 'for d; do
-  """ + _LINKED + rb"""
+  """ + LINKED + rb"""
   [ -n "$bad" ] || find "$d" -maxdepth 0 \( -type d -printf "d %T@ 0 %m %p\0" \) \
     -o \( -type f -printf "f %T@ %s %m %p\0" \) 2>/dev/null
 done; exit 0' sh

@@ -35,8 +35,8 @@ from mirrord.targets.model import Entry
 from mirrord.targets.mtime import format_ns, parse_ns
 from mirrord.targets.paths import check_relpath
 from mirrord.targets.rsync.keep_script import _answers, keep_records, keep_script
-from mirrord.targets.rsync.remote import (EXIT_ABSENT, LONG_TIMEOUT, MKDIRS, NOLINK, RSYNC_TMP,
-                                          classify_stderr, q, record_entry)
+from mirrord.targets.rsync.remote import (EXIT_ABSENT, LINKED, LONG_TIMEOUT, MKDIRS, NOLINK,
+                                          RSYNC_TMP, classify_stderr, q, record_entry)
 from mirrord.trash.model import TRASH, Kept, parse_trash_rel
 
 if TYPE_CHECKING:
@@ -53,9 +53,7 @@ PURGE_SCRIPT = rb"""{ [ -L ./.mirrord ] || [ -L ./.mirrord/trash ]; } && exit 0
 cd ./.mirrord/trash 2>/dev/null || exit 0
 xargs -0 -r sh -c '
 for r; do
-  d=./${r%/*}; bad=; c=.; o=$IFS; IFS=/; set -f
-  for n in ${d#./}; do c="$c/$n"; [ -L "$c" ] && bad=1; done
-  IFS=$o; set +f
+  d=./${r%/*}; """ + LINKED + rb"""
   [ -n "$bad" ] && continue
   rm -f -- "./$r" || printf "%s\0" "$r"
   rmdir -p --ignore-fail-on-non-empty -- "${r%/*}" 2>/dev/null
