@@ -28,31 +28,23 @@ import pytest
 
 from mirrord.errors import PermanentError, RetryableError
 
-from .conftest import make_target
 from .test_conformance import put
-from .test_local_put_walk import snapshot
-from .test_planted_symlinks import root_of
+from .test_local_put_walk import outside, snapshot  # noqa: F401 - outside: the fixture
+from .test_planted_symlinks import dir_target, root_of  # noqa: F401 - dir_target: the fixture
 
 STAMP = "20260101T000000.000000Z"
 
 
-@pytest.mark.parametrize("kind", ["local", "rsync"])
 @pytest.mark.parametrize("at", ["", "/d"])
-def test_a_keep_writes_nothing_through_a_symlink_in_the_trash(kind, at, request, tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "victim").write_bytes(b"must stay")
-    t = make_target(kind, request, tmp_path)
-    t.open()
-    try:
-        put(t, tmp_path, "d/f", b"the mirror's")
-        link = root_of(t) / ".mirrord" / "trash" / f"{STAMP}.deleted{at}"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(outside, link)
-        before = snapshot(outside)
-        # refusing to keep (an error) is acceptable; writing outside is not
-        with contextlib.suppress(PermanentError, RetryableError):
-            t.keep("d/f", stamp=STAMP, coming="absent")
-        assert snapshot(outside) == before
-    finally:
-        t.close()
+def test_a_keep_writes_nothing_through_a_symlink_in_the_trash(dir_target, at, tmp_path,
+                                                              outside):
+    t = dir_target
+    put(t, tmp_path, "d/f", b"the mirror's")
+    link = root_of(t) / ".mirrord" / "trash" / f"{STAMP}.deleted{at}"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, link)
+    before = snapshot(outside)
+    # refusing to keep (an error) is acceptable; writing outside is not
+    with contextlib.suppress(PermanentError, RetryableError):
+        t.keep("d/f", stamp=STAMP, coming="absent")
+    assert snapshot(outside) == before

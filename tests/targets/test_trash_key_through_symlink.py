@@ -38,6 +38,15 @@ STAMP = "20260101T000000.000000Z"
 REFUSED = (NotFound, PermanentError, RetryableError)
 
 
+def kept_deleted(t, tmp_path):
+    """`d/f` put, kept as deleted and deleted: its Kept."""
+    put(t, tmp_path, "d/f", b"kept bytes")
+    assert t.keep("d/f", stamp=STAMP, coming="absent") > 0
+    t.delete("d/f")
+    [kept] = list(t.trash_list("d/f"))
+    return kept
+
+
 @pytest.fixture(params=["local", "rsync"])
 def planted(request, tmp_path):
     """(target, kept, outside): `d/f` kept as deleted, then its trash parent made a link."""
@@ -47,10 +56,7 @@ def planted(request, tmp_path):
     t = make_target(request.param, request, tmp_path)
     t.open()
     try:
-        put(t, tmp_path, "d/f", b"kept bytes")
-        assert t.keep("d/f", stamp=STAMP, coming="absent") > 0
-        t.delete("d/f")
-        [kept] = list(t.trash_list("d/f"))
+        kept = kept_deleted(t, tmp_path)
         kept_dir = (root_of(t) / kept.key).parent
         shutil.rmtree(kept_dir)
         os.symlink(outside, kept_dir)
@@ -90,10 +96,7 @@ def test_purge_removes_nothing_through_a_symlinked_trash(kind, request, tmp_path
     t = make_target(kind, request, tmp_path)
     t.open()
     try:
-        put(t, tmp_path, "d/f", b"kept bytes")
-        assert t.keep("d/f", stamp=STAMP, coming="absent") > 0
-        t.delete("d/f")
-        [kept] = list(t.trash_list("d/f"))
+        kept = kept_deleted(t, tmp_path)
         trash = root_of(t) / ".mirrord" / "trash"
         outside = tmp_path / "outside"
         shutil.copytree(trash, outside, symlinks=True)

@@ -25,52 +25,33 @@ from __future__ import annotations
 import contextlib
 import os
 
-import pytest
-
 from mirrord.errors import PermanentError, RetryableError
 
-from .conftest import make_target
-from .test_local_put_walk import snapshot
-from .test_planted_symlinks import root_of
+from .test_local_put_walk import outside, snapshot  # noqa: F401 - outside: the fixture
+from .test_planted_symlinks import dir_target, root_of  # noqa: F401 - dir_target: the fixture
 
 
-@pytest.mark.parametrize("kind", ["local", "rsync"])
-def test_write_meta_writes_nothing_through_a_symlinked_meta_file(kind, request, tmp_path):
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "victim").write_bytes(b"must stay")
-    t = make_target(kind, request, tmp_path)
-    t.open()
-    try:
-        os.symlink(outside, root_of(t) / ".mirrord" / "heartbeat.json")
-        before = snapshot(outside)
-        # refusing (an error) would be acceptable; writing outside is not
-        with contextlib.suppress(PermanentError, RetryableError):
-            t.write_meta("heartbeat.json", b'{"beat": 1}')
-        assert snapshot(outside) == before
-    finally:
-        t.close()
+def test_write_meta_writes_nothing_through_a_symlinked_meta_file(dir_target, outside):
+    os.symlink(outside, root_of(dir_target) / ".mirrord" / "heartbeat.json")
+    before = snapshot(outside)
+    # refusing (an error) would be acceptable; writing outside is not
+    with contextlib.suppress(PermanentError, RetryableError):
+        dir_target.write_meta("heartbeat.json", b'{"beat": 1}')
+    assert snapshot(outside) == before
 
 
-@pytest.mark.parametrize("kind", ["local", "rsync"])
-def test_write_meta_over_a_directory_is_written_or_refused(kind, request, tmp_path):
+def test_write_meta_over_a_directory_is_written_or_refused(dir_target):
     """A directory at the meta name: write_meta either replaces it (read_meta then returns
     the bytes) or raises; returning as if done while nothing can be read back is the fault."""
-    t = make_target(kind, request, tmp_path)
-    t.open()
+    (root_of(dir_target) / ".mirrord" / "heartbeat.json").mkdir()
     try:
-        (root_of(t) / ".mirrord" / "heartbeat.json").mkdir()
-        try:
-            t.write_meta("heartbeat.json", b'{"beat": 2}')
-        except (PermanentError, RetryableError):
-            return   # refused, and said so
-        assert t.read_meta("heartbeat.json") == b'{"beat": 2}'
-    finally:
-        t.close()
+        dir_target.write_meta("heartbeat.json", b'{"beat": 2}')
+    except (PermanentError, RetryableError):
+        return   # refused, and said so
+    assert dir_target.read_meta("heartbeat.json") == b'{"beat": 2}'
 
 
-@pytest.mark.parametrize("kind", ["local", "rsync"])
-def test_write_meta_after_meta_dir_planted_while_open(kind, request, tmp_path):
+def test_write_meta_after_meta_dir_planted_while_open(dir_target, tmp_path, outside):
     """`.mirrord -> /elsewhere` planted AFTER open() (the daemon writes the heartbeat every
     heartbeat_interval for as long as it runs, so open() making `.mirrord/` real once does
     not cover it). Local holds: Staging.write makes `.mirrord/` real on every write
@@ -78,18 +59,10 @@ def test_write_meta_after_meta_dir_planted_while_open(kind, request, tmp_path):
     `mv` by path, so the temp file's directory and the heartbeat are written in
     /elsewhere (diagnosis: rsync write_meta trusts open()'s MKDIRS; it wants the same
     `mkdirs ./.mirrord/rsync-tmp` in its own script)."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "victim").write_bytes(b"must stay")
-    t = make_target(kind, request, tmp_path)
-    t.open()
-    try:
-        meta = root_of(t) / ".mirrord"
-        meta.rename(tmp_path / "old-meta")
-        os.symlink(outside, meta)
-        before = snapshot(outside)
-        with contextlib.suppress(PermanentError, RetryableError):
-            t.write_meta("heartbeat.json", b'{"beat": 3}')
-        assert snapshot(outside) == before
-    finally:
-        t.close()
+    meta = root_of(dir_target) / ".mirrord"
+    meta.rename(tmp_path / "old-meta")
+    os.symlink(outside, meta)
+    before = snapshot(outside)
+    with contextlib.suppress(PermanentError, RetryableError):
+        dir_target.write_meta("heartbeat.json", b'{"beat": 3}')
+    assert snapshot(outside) == before
