@@ -26,7 +26,8 @@ Rules, each for a reason:
 - Files are reported on close-after-write, on being renamed in, on a hard link,
   and after FAN_MODIFY (or a create with no close: an O_TMPFILE linked in, whose
   close is reported under its "#<inode>" name) quiet for `quiet` seconds, named
-  by its directory's path at that time (fanotify_quiet: renamed in between).
+  by its directory's path at that time (fanotify_quiet: renamed in between;
+  fanotify_files turns a file's event bits into FsEvents).
 - The kernel merges queued events for one object: each bit is handled, in order.
 - The root or a directory above it deleted or renamed is "lost"; fanotify reports
   no unmount, so the root's (st_dev, st_ino) is checked every `root_check` s.
@@ -40,13 +41,13 @@ from __future__ import annotations
 
 import os
 import select
-import stat as stat_mod
 import time
 from typing import Callable
 
 from mirrord.exclude import excluded_entry
 from mirrord.watch import fanotify_sys as S
 from mirrord.watch.events import FsEvent
+from mirrord.watch.fanotify_files import FileEvents
 from mirrord.watch.fanotify_ignore import OutsideIgnores
 from mirrord.watch.fanotify_late import LateReports
 from mirrord.watch.fanotify_paths import DirPaths
@@ -68,7 +69,7 @@ MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the 
 MAX_EVENT_LEN = 4096
 
 
-class FanotifyWatcher(RenameEvents):
+class FanotifyWatcher(FileEvents, RenameEvents):
     """Watches everything below `root` through one filesystem mark; `read()` returns
     FsEvents with relative paths. Raises OSError from the constructor when no fanotify
     group can be opened and from start() when the mark or handles are refused
@@ -220,14 +221,6 @@ class FanotifyWatcher(RenameEvents):
         self._expire_modified(out, force=True)
         return out
 
-    def _expire_modified(self, out: list[FsEvent], *, force: bool) -> None:
-        if self.modified:
-            due = [FsEvent("write", rel) for rel in self.quiet_files.due(
-                self.clock(), self.quiet, force=force, dir_path=self.paths.rel,
-                excluded=self.excluded)]
-            self.late.note(due)     # named by a lookup made now: may precede its move
-            out.extend(due)
-
     def _translate(self, ev: S.RawEvent, out: list[FsEvent]) -> None:
         mask = ev.mask
         if mask & S.FAN_Q_OVERFLOW:
@@ -275,32 +268,6 @@ class FanotifyWatcher(RenameEvents):
                 out.append(FsEvent("rmtree", rel, is_dir=True))
             return
         self._file_event(mask, rel, ev.dfid, out)
-
-    def _file_event(self, mask: int, rel: str, dfid: bytes | None, out: list[FsEvent]) -> None:
-        if mask & S.FAN_CREATE and not mask & S.FAN_CLOSE_WRITE:
-            self._hard_link(rel, dfid, out)
-        if mask & S.FAN_CLOSE_WRITE:
-            self.quiet_files.drop(rel)
-            out.append(FsEvent("write", rel))
-        elif mask & S.FAN_MODIFY:
-            self.quiet_files.touch(rel, dfid, self.clock())
-        elif mask & S.FAN_ATTRIB and not mask & S.FAN_CREATE:
-            out.append(FsEvent("attr", rel))
-        if mask & S.FAN_DELETE:
-            self.quiet_files.drop(rel)
-            out.append(FsEvent("delete", rel))
-
-    def _hard_link(self, rel: str, dfid: bytes | None, out: list[FsEvent]) -> None:
-        try:
-            st = os.lstat(os.path.join(self.root, rel))
-        except OSError:
-            return
-        if not stat_mod.S_ISREG(st.st_mode):
-            return
-        if st.st_nlink > 1:
-            out.append(FsEvent("write", rel, size=st.st_size))  # a hard link: no close follows
-        else:   # an O_TMPFILE linked in (linkat(2)): its close names "#<ino>", not this name
-            self.quiet_files.touch(rel, dfid, self.clock(), keep=True)  # due once quiet
 
     def _report_lost(self, how: str, out: list[FsEvent]) -> None:
         if not self._lost:
