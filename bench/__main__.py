@@ -9,6 +9,7 @@ run of one tool is recorded in the notes and does not stop the suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
@@ -16,12 +17,14 @@ import os
 import platform
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 from bench.common import (PROFILES, TARGET_KINDS, Context, Row, fmt, fmt_runs, median,
                           tool_version)
+from bench.scratch import JournaledImage, describe, unjournaled_ext4
 
 # name -> module; run in this order (latency first: it is issue 2's requirement)
 WORKLOADS = {
@@ -77,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--watcher", choices=("inotify", "fanotify", "auto"), default=None,
                    help="mirrord's `[source] watcher =` in the burst, initial-sync, latency and "
                         "start-up workloads (default: mirrord's own); rows are labelled")
+    p.add_argument("--scratch", type=Path, default=None, metavar="DIR",
+                   help="where the run's files go (default: the system's temporary directory)")
+    p.add_argument("--scratch-image", default=None, metavar="SIZE",
+                   help="run on a journaled ext4 of SIZE (e.g. 40G: a sparse image under the "
+                        "scratch directory, loop-mounted for the run; root only), as an upload "
+                        "volume has; see bench/scratch.py for why")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other workloads found in OUT/latest.json")
     return p.parse_args(argv)
@@ -96,6 +105,7 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         f"- when: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; took {time.monotonic() - started:.0f} s",
         f"- machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"load average at end {os.getloadavg()[0]:.2f}",
+        scratch_line(getattr(ctx, "scratch_fs", "unknown")),
         f"- peers: {tool_version(['lsyncd', '--version'])}; {tool_version(['rclone', 'version'])}; "
         f"{tool_version(['rsync', '--version'])}",
         "- figures: median of the repetitions (min–max in brackets); ratio = mirrord ÷ peer, "
@@ -133,6 +143,14 @@ def render(ctx: Context, started: float, crashed: dict[str, str]) -> str:
         lines += [f"- {r.workload} / {r.case}: {n}" for r, n in notes]
         lines += [f"- {name}: crashed: {err}" for name, err in crashed.items()]
     return "\n".join(lines) + "\n"
+
+
+def scratch_line(fs: str) -> str:
+    """The header line saying on what file system the run's figures were taken."""
+    warn = ("; creating files after a tree was removed costs up to 10× there, so rows "
+            "that create files are inflated (bench/scratch.py)"
+            if fs.startswith("ext4 without") else "")
+    return f"- scratch: {fs}{warn}"
 
 
 def _cpu_cells(r: Row) -> str:
@@ -190,9 +208,26 @@ def main(argv: list[str] | None = None) -> int:
     if not watch_parts or watch_parts - {"cost", "sustained", "startup"}:
         raise SystemExit(f"--watch-parts: a comma list of cost, sustained, startup, "
                          f"not {args.watch_parts!r}")
+    with contextlib.ExitStack() as stack:
+        scratch = args.scratch
+        if args.scratch_image:
+            scratch = stack.enter_context(JournaledImage(
+                args.scratch_image, args.scratch or Path(tempfile.gettempdir())))
+        return run_suite(args, profile, names, targets, watch_parts, scratch)
+
+
+def run_suite(args: argparse.Namespace, profile, names: list[str], targets: list[str],
+              watch_parts: set[str], scratch: Path | None) -> int:
+    """Run the named workloads in one Context under `scratch`; print and write the table.
+    Returns 1 when a workload crashed outright, else 0."""
     ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers,
                   keep_deleted=args.keep_deleted, targets=targets, keep_paired=args.keep_paired,
-                  watcher=args.watcher)
+                  watcher=args.watcher, scratch=scratch)
+    ctx.scratch_fs = describe(ctx.base)
+    if unjournaled_ext4(ctx.base):
+        ctx.log(f"warning: the scratch is {ctx.scratch_fs}: creating files after a tree was "
+                "removed costs up to 10x there (bench/scratch.py); --scratch-image 40G "
+                "gives the run a journaled ext4")
     if args.watch_tree:
         files, _, dirs = args.watch_tree.partition(":")
         ctx.watch_tree = (int(files), int(dirs))
@@ -203,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM behaves like Ctrl-C: the finally block below stops every child
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     ctx.log(f"mode {profile.name}, {ctx.reps} rep(s), workloads: {', '.join(names)}; "
-            f"scratch {ctx.base}")
+            f"scratch {ctx.base} on {ctx.scratch_fs}")
     try:
         for name in names:
             try:

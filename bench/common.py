@@ -255,7 +255,8 @@ class Context:
     def __init__(self, profile: Profile, *, reps: int | None = None, keep: bool = False,
                  verbose: bool = True, s3_workers: int | None = None, seaweed=None,
                  keep_deleted: str | None = None, targets: Iterable[str] = TARGET_KINDS,
-                 keep_paired: str | None = None, watcher: str | None = None):
+                 keep_paired: str | None = None, watcher: str | None = None,
+                 scratch: Path | None = None):
         """seaweed: an already running tests.services.seaweedfs.SeaweedFS to use (a test's
         fixture); the context then neither starts one nor stops it. keep_deleted: a duration
         ("7d") given to mirrord's S3 and rsync targets (`keep_deleted =`); every row of the
@@ -264,7 +265,8 @@ class Context:
         a duration: those workloads run mirrord both without and with `keep_deleted =` it,
         back to back in each repetition (bench/pairs.py), one row each. watcher: mirrord's
         `[source] watcher =` in the workloads that start its daemon (None: its default); every
-        row of the run is then labelled with it."""
+        row of the run is then labelled with it. scratch: the directory the run's own scratch
+        directory is made in (None: the system's temporary directory)."""
         self.profile = profile
         self.watcher = watcher
         self.reps = reps or profile.reps
@@ -274,7 +276,7 @@ class Context:
         self.keep_paired = keep_paired
         self.keep = keep
         self.verbose = verbose
-        self.base = Path(tempfile.mkdtemp(prefix="mirrord-bench-"))
+        self.base = Path(tempfile.mkdtemp(prefix="mirrord-bench-", dir=scratch))
         self.procs: list[Proc] = []
         self.rows: list[Row] = []
         self._seaweed = seaweed
