@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 NAME = "heartbeat.json"
 VERSION = 1
@@ -93,4 +93,10 @@ def iso(ts: float) -> str:
 
 
 def _iso_to_unix(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    """`time` (ISO 8601) -> seconds since the epoch. A stamp without an offset is UTC, as
+    this document's `time` always is: datetime.timestamp() would take a naive one as this
+    host's local time and misjudge a fresh heartbeat by the host's UTC offset."""
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()

@@ -9,13 +9,15 @@ import os
 import re
 import shlex
 import socket
-import urllib.parse
 
+from mirrord.config.addresses import (
+    _HOSTNAME,
+    check_url_problem,
+    conninfo_problem,
+    parse_listen,
+)
 from mirrord.config.model import FailoverConfig, HealthConfig, TargetConfig
 from mirrord.config.values import _Reader, parse_duration, parse_hostport, parse_list
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
 HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",
               "pre_failback", "post_failback")
@@ -26,6 +28,8 @@ _FAILOVER_KEYS = {"database", "primary_database", "max_replay_lag", "heartbeat_t
                   "switchover_timeout", "max_clock_skew", "hook_timeout", "check_url",
                   "check_pattern", "check_timeout"} | set(HOOK_NAMES)
 
+
+_POSITIVE = ("connect_timeout", "statement_timeout", "hook_timeout", "check_timeout")
 
 
 def parse_memcached_server(item: str) -> tuple[str, int] | str:
@@ -75,28 +79,40 @@ def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:
     return tuple(servers)
 
 
+def _read_command(r: _Reader, s: str, key: str) -> str:
+    """A command line (a hook, reload_command), split like argv (shlex) here as at use, so
+    a bad quote is a config error, not a step that fails after the flip; "" when unset."""
+    text = r.raw(s, key, "") or ""
+    if not text:
+        return ""
+    try:
+        if not shlex.split(text):
+            raise ValueError("empty command")
+    except ValueError as exc:
+        r.problem(s, key, f"cannot split into a command line: {exc}")
+        return ""
+    return text
+
+
 def _read_hooks(r: _Reader, s: str) -> tuple[tuple[str, str], ...]:
-    """Hook commands, split like argv (shlex) here so a bad quote is a config error."""
-    hooks = []
-    for name in HOOK_NAMES:
-        text = r.raw(s, name, "") or ""
-        if not text:
-            continue
-        try:
-            if not shlex.split(text):
-                raise ValueError("empty command")
-        except ValueError as exc:
-            r.problem(s, name, f"cannot split into a command line: {exc}")
-            continue
-        hooks.append((name, text))
-    return tuple(hooks)
+    """Hook commands, each read by _read_command."""
+    return tuple((name, cmd) for name in HOOK_NAMES if (cmd := _read_command(r, s, name)))
+
+
+def _read_conninfo(r: _Reader, s: str, key: str) -> str:
+    text = r.raw(s, key, "") or ""
+    problem = conninfo_problem(text) if text else ""
+    if problem:
+        r.problem(s, key, problem)
+    return text
 
 
 def _read_check(r: _Reader, s: str) -> tuple[str, str]:
     url = r.raw(s, "check_url", "") or ""
     pattern = r.raw(s, "check_pattern", "") or ""
-    if url and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        r.problem(s, "check_url", f"must be an http:// or https:// URL, got {url!r}")
+    problem = check_url_problem(url) if url else ""
+    if problem:
+        r.problem(s, "check_url", problem)
     if pattern:
         try:
             re.compile(pattern)
@@ -112,7 +128,7 @@ def _read_health(r: _Reader) -> HealthConfig:
     if not r.parser.has_section(s):
         return HealthConfig()
     r.check_keys(s, _HEALTH_KEYS)
-    return HealthConfig(listen=r.get(s, "listen", parse_hostport, HealthConfig.listen),
+    return HealthConfig(listen=r.get(s, "listen", parse_listen, HealthConfig.listen),
                         interval=r.get(s, "interval", parse_duration, 2.0))
 
 
@@ -123,18 +139,21 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
     r.check_keys(s, _FAILOVER_KEYS)
     mode = r.get(s, "mode", str.lower, "symlink")
     cfg = FailoverConfig(
-        database=r.raw(s, "database", "") or "",
-        primary_database=r.raw(s, "primary_database", "") or "",
+        database=_read_conninfo(r, s, "database"),
+        primary_database=_read_conninfo(r, s, "primary_database"),
         max_replay_lag=r.get(s, "max_replay_lag", parse_duration, 30.0),
         heartbeat_target=r.raw(s, "heartbeat_target", "") or "",
         max_heartbeat_age=r.get(s, "max_heartbeat_age", parse_duration, 60.0),
         mode=mode,
         link=r.path(s, "link", follow_links=False),
-        readonly=r.path(s, "readonly"), readwrite=r.path(s, "readwrite"),
+        # as written, never resolved: the link must name `readonly` itself, so a deploy that
+        # repoints a symlinked readonly (releases/N/...) is followed, not frozen at load
+        readonly=r.path(s, "readonly", follow_links=False),
+        readwrite=r.path(s, "readwrite", follow_links=False),
         flag=r.path(s, "flag"),
         message=r.raw(s, "message", "") or FailoverConfig.message,
         memcached=r.get(s, "memcached", _parse_memcached, ()),
-        reload_command=r.raw(s, "reload_command", "") or "",
+        reload_command=_read_command(r, s, "reload_command"),
         connect_timeout=r.get(s, "connect_timeout", parse_duration, 5.0),
         statement_timeout=r.get(s, "statement_timeout", parse_duration, 5.0),
         switchover_timeout=r.get(s, "switchover_timeout", parse_duration, 300.0),
@@ -145,6 +164,9 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
     )
     url, pattern = _read_check(r, s)
     cfg = dataclasses.replace(cfg, check_url=url, check_pattern=pattern)
+    for key in _POSITIVE:     # 0 would time out every connection, statement, hook or fetch
+        if r.raw(s, key) and getattr(cfg, key) <= 0:
+            r.problem(s, key, "must be greater than zero")
     if not cfg.database:
         r.problem(s, "database", "is required: the replica's libpq conninfo")
     if cfg.heartbeat_target and cfg.heartbeat_target not in targets:

@@ -7,12 +7,13 @@ import re
 import socket
 from pathlib import Path
 
+from mirrord.config.addresses import parse_listen
 from mirrord.config.model import (
     KEEPING_TYPES, LOG_LEVELS, LocalOptions, MirrordSettings, ReconcileConfig, RsyncOptions,
     S3Options, SourceConfig, TARGET_TYPES, TargetConfig,
 )
 from mirrord.config.values import (
-    _Reader, parse_bool, parse_duration, parse_every, parse_hostport, parse_list,
+    _Reader, parse_bool, parse_duration, parse_every, parse_list,
     parse_positive_int, parse_size,
 )
 from mirrord.exclude import PatternError, check_pattern
@@ -56,7 +57,7 @@ def _read_mirrord(r: _Reader) -> MirrordSettings:
         heartbeat_interval=interval,
         log_level=level,
         log_format=fmt,
-        metrics_listen=r.get(s, "metrics_listen", parse_hostport, None),
+        metrics_listen=r.get(s, "metrics_listen", parse_listen, None),
         hostname=r.get(s, "hostname", str, "") or socket.gethostname(),
     )
 

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class Switch:
         except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
+
+    def record_for(self, key: str, value: str) -> dict | None:
+        """The record when it is this mode's, for this link or flag (`key` == `value`)."""
+        rec = self.load_record()
+        return rec if rec and rec.get("mode") == getattr(self, "mode", None) \
+            and rec.get(key) == value else None
 
     def save_record(self, doc: dict) -> None:
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,13 +117,35 @@ class SymlinkSwitch(Switch):
                             f"{full} does not exist: the link would dangle"))
         return checks
 
+    def _record(self) -> dict | None:
+        return self.record_for("link", str(self.link))
+
+    def _ours(self, cur: bytes | None) -> bool:
+        """The link points at a read-only config: today's `readonly`, or the one a
+        failover recorded pointing it at (`readonly` may have changed in the INI since)."""
+        if cur is None:
+            return False
+        rec = self._record()
+        return self.points_at(cur, self.readonly) or bool(rec and rec.get("flipped_to")
+                                                          == _b64(cur))
+
     def _failback_target(self, cur: bytes | None) -> bytes | Path:
-        rec = self.load_record()
-        if (rec and rec.get("mode") == self.mode and rec.get("link") == str(self.link)
-                and rec.get("target") is not None and cur is not None
-                and self.points_at(cur, self.readonly)):
+        rec = self._record()
+        if rec and rec.get("target") is not None and self._ours(cur):
             return _unb64(rec["target"])
         return self.readwrite
+
+    def writable(self) -> list[Check]:
+        """Whether this process may make the new link beside `link` and rename it over: a
+        changing run checks it before its pre hook (exit 3, nothing changed) instead of
+        failing at the flip, after the hook ran (exit 1). Not part of precheck: /ready runs
+        as a user that only reads (mirrord-health.service), never the one that flips."""
+        parent = self.link.parent
+        ok = os.access(parent, os.W_OK | os.X_OK)
+        return [Check("app.link_dir", ok, str(parent), "writable by this user",
+                      f"cannot create the new link in {parent} (not writable by uid "
+                      f"{os.geteuid()}, or a read-only file system): run as the user that may "
+                      "change the application config")]
 
     # ------------------------------------------------------------ changing
     def describe(self, readonly: bool) -> str:
@@ -126,7 +155,7 @@ class SymlinkSwitch(Switch):
             cur = self.current()
         except OSError:
             return f"point {self.link} back at {self.readwrite} (now: {self.state()})"
-        if cur is not None and not self.points_at(cur, self.readonly):
+        if cur is not None and not self._ours(cur):
             return f"leave {self.link} alone: it is not read-only (now: {self.state()})"
         goal = self._failback_target(cur)
         how = "as before the failover" if isinstance(goal, bytes) else "the readwrite config"
@@ -140,14 +169,19 @@ class SymlinkSwitch(Switch):
         cur = self.current()
         if cur is not None and self.points_at(cur, self.readonly):
             return False, f"{self.link} already points at {os.fsdecode(cur)}"
-        self.save_record({"mode": self.mode, "link": str(self.link), "target": _b64(cur)})
+        if not self._ours(cur):   # else keep what the first failover recorded as the original
+            self.save_record({"mode": self.mode, "link": str(self.link), "target": _b64(cur),
+                              "flipped_to": _b64(os.fsencode(self.readonly))})
+        else:
+            self.save_record({**(self._record() or {}),
+                              "flipped_to": _b64(os.fsencode(self.readonly))})
         self._swap(os.fsencode(self.readonly))
         was = "absent" if cur is None else os.fsdecode(cur)
         return True, f"{self.link} -> {self.readonly} (was {was}; recorded in {self.record_path})"
 
     def _to_readwrite(self) -> tuple[bool, str]:
         cur = self.current()
-        if cur is not None and not self.points_at(cur, self.readonly):
+        if cur is not None and not self._ours(cur):
             self.drop_record()
             return False, (f"{self.link} already points at {os.fsdecode(cur)}, "
                            "not the read-only config")
@@ -211,28 +245,54 @@ class FlagFileSwitch(Switch):
                                 "a file or absent", f"{self.flag} cannot be read"))
         return checks
 
+    def writable(self) -> list[Check]:
+        """Nothing beyond precheck's app.flag_dir, which already asks for write access."""
+        return []
+
     def describe(self, readonly: bool) -> str:
         verb = "create" if readonly else "remove (or restore what was there before)"
         return f"{verb} {self.flag} (now: {self.state()})"
+
+    def _record(self) -> dict | None:
+        return self.record_for("flag", str(self.flag))
+
+    def _ours(self, cur: bytes | None) -> bool:
+        """The flag holds today's message, or the one a failover recorded writing
+        (`message` may have changed in the INI since)."""
+        rec = self._record()
+        return cur is not None and (cur == self.content
+                                    or bool(rec and rec.get("written") == _b64(cur)))
+
+    def _owner(self) -> dict:
+        try:
+            st = os.stat(self.flag)
+        except FileNotFoundError:
+            return {}
+        return {"perm": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
 
     def apply(self, readonly: bool) -> tuple[bool, str]:
         cur = self.current()
         if readonly:
             if cur == self.content:
                 return False, f"{self.flag} already holds the read-only message"
-            self.save_record({"mode": self.mode, "flag": str(self.flag), "content": _b64(cur)})
+            rec = self._record() if self._ours(cur) else None   # keep the first original
+            self.save_record({**(rec or {"mode": self.mode, "flag": str(self.flag),
+                                         "content": _b64(cur), **self._owner()}),
+                              "written": _b64(self.content)})
             atomic_write(self.flag, self.content)
             return True, f"wrote {self.flag}"
         if cur is None:
             self.drop_record()
             return False, f"{self.flag} is already absent"
-        if cur != self.content:
+        if not self._ours(cur):
             self.drop_record()
             return False, f"{self.flag} was not written by failover; left alone"
-        rec = self.load_record()
-        before = _unb64(rec.get("content")) if rec and rec.get("flag") == str(self.flag) else None
-        if before is not None:
-            atomic_write(self.flag, before)
+        rec = self._record()
+        before = _unb64(rec.get("content")) if rec else None
+        if before is not None:   # with its permissions and owner: it may be 0600 www-data
+            atomic_write(self.flag, before, mode=rec.get("perm", 0o644))
+            with contextlib.suppress(KeyError, PermissionError):
+                os.chown(self.flag, rec["uid"], rec["gid"])
             self.drop_record()
             return True, f"restored {self.flag} as it was before the failover ({len(before)} bytes)"
         self.flag.unlink()

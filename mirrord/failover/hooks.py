@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import subprocess
 from dataclasses import dataclass
 
+from mirrord.failover import command
 from mirrord.logsetup import kv, redact
 
 OUTPUT_TAIL = 2000
@@ -43,30 +43,23 @@ def environment(*, action: str, dry_run: bool, forced: bool, replay_lag: float |
             "MIRRORD_HEARTBEAT_AGE_SECONDS": seconds(heartbeat_age)}
 
 
-def run(name: str, command: str, env: dict[str, str], *, timeout: float) -> HookResult:
+def run(name: str, command_line: str, env: dict[str, str], *, timeout: float) -> HookResult:
     """Run hook `name`; never raises: a missing program, a timeout or a non-zero exit is ok=False.
 
-    `env` is added to this process's environment. The child is killed after `timeout`
-    seconds (subprocess.run kills and reaps it)."""
+    `env` is added to this process's environment. After `timeout` seconds the hook and
+    every process it started in its session are killed (command.run: output bounded, a
+    background child holding the output does not count as the hook running)."""
     try:
-        proc = subprocess.run(shlex.split(command), capture_output=True, text=True,
-                              errors="replace", timeout=timeout, stdin=subprocess.DEVNULL,
-                              env={**os.environ, **env})
+        done = command.run(shlex.split(command_line), env={**os.environ, **env},
+                           timeout=timeout)
     except (OSError, ValueError) as exc:
         return _logged(HookResult(name, False, f"could not run: {exc}", None, ""))
-    except subprocess.TimeoutExpired as exc:
-        out = _tail(_text(exc.stdout) + _text(exc.stderr))
+    out = _tail(done.output)
+    if done.timed_out:
         return _logged(HookResult(name, False, f"still running after {timeout:g}s (hook_timeout);"
                                   f" killed" + (f"; output: {out}" if out else ""), None, out))
-    out = _tail(proc.stdout + proc.stderr)
-    detail = f"exit {proc.returncode}" + (f"; output: {out}" if out else "; no output")
-    return _logged(HookResult(name, proc.returncode == 0, detail, proc.returncode, out))
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
+    detail = f"exit {done.returncode}" + (f"; output: {out}" if out else "; no output")
+    return _logged(HookResult(name, done.returncode == 0, detail, done.returncode, out))
 
 
 def _tail(output: str) -> str:

@@ -78,6 +78,10 @@ class Procedure:
         except locks.Busy as exc:
             raise FailoverRefused("another failover, switchover or failback is running "
                                   f"(pid {exc.pid or '?'} holds {exc.path})") from None
+        except OSError as exc:   # e.g. state_dir not writable by this user: nothing changed
+            raise FailoverRefused(f"cannot take {state_dir / locks.FAILOVER}: "
+                                  f"{exc.strerror or exc}; [mirrord] state_dir must be "
+                                  "writable by the user running this command") from None
         with lock:
             yield
 
@@ -194,7 +198,9 @@ class Procedure:
             checks = heartbeat.judge(hb, error, target=self.fo.heartbeat_target,
                                      now=self.clock.wall(), max_age=self.fo.max_heartbeat_age,
                                      max_skew=self.fo.max_clock_skew)
-            new = hb is not None and (seen is None or hb.unix > seen)
+            # "new" is a different stamp, not a later one: stamps are the primary's clock,
+            # which NTP may have stepped back since the first one (then none is ever later)
+            new = hb is not None and (seen is None or hb.unix != seen)
             if (new and all(c.ok for c in checks)) or self.clock.monotonic() >= deadline:
                 break
             self.clock.sleep(min(1.0, max(0.1, (hb.interval if hb else 1.0) / 4)))
@@ -224,6 +230,12 @@ class Procedure:
             for step in run.steps:
                 self._out(step.line())
             return self._finish(run, "dry-run", 0)
+        writable = self.switch.writable()   # as the user flipping: before anything runs
+        for check in writable:
+            self._out(check.line())
+        run.checks += writable
+        if run.refusals:
+            return self._refuse(run)
         env = self._hook_env(run)
         if self.fo.hook(pre) and self._pre_hook(run, pre, env).refuses:
             return self._refuse(run)

@@ -22,7 +22,7 @@ from typing import Callable
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from mirrord.failover import skew
+from mirrord.failover import pgconn, skew
 from mirrord.failover.result import Check
 from mirrord.logsetup import redact, register_secret
 
@@ -96,6 +96,7 @@ def judge(st: ReplicaStatus, max_lag: float,
     checks.append(Check("replica.replay_paused", not paused, st.pause_state, "not paused",
                         "WAL replay is paused; run SELECT pg_wal_replay_resume() on the replica"))
     checks.append(_lag_check(st, max_lag, max_skew))
+    checks += _idle_commit_clock(st, max_skew)
     lag_bytes = replay_lag_bytes(st.receive_lsn, st.replay_lsn)
     checks.append(Check("replica.replay_lag_bytes", True,
                         "unknown" if lag_bytes is None else f"{lag_bytes} B", "-",
@@ -147,6 +148,17 @@ def _lag_check(st: ReplicaStatus, max_lag: float, max_skew: float) -> Check:
                  f"replay lag {lag:.1f}s is above max_replay_lag {limit}", data=data)
 
 
+def _idle_commit_clock(st: ReplicaStatus, max_skew: float) -> list[Check]:
+    """All replayed: lag 0 whatever the stamps say, but a last commit dated beyond max_skew
+    ahead still shows the primary's clock is off: a warning, never silence."""
+    if st.last_replay is None or not _all_replayed(st):
+        return []
+    return skew.ahead_warning("replica.commit_clock", st.now.timestamp(),
+                              st.last_replay.timestamp(), max_skew,
+                              whose="the last replayed commit (stamped by the primary's clock)",
+                              judge="the replica's now()")
+
+
 def _all_replayed(st: ReplicaStatus) -> bool:
     return st.receive_lsn is not None and st.replay_lsn is not None \
         and st.receive_lsn <= st.replay_lsn
@@ -183,9 +195,13 @@ def protect(conninfo: str) -> None:
 
 def connect(conninfo: str, *, connect_timeout: float,
             statement_timeout: float) -> psycopg.Connection:
+    """Connected within connect_timeout; each statement then answers within
+    statement_timeout + 1 s, or psycopg.OperationalError (pgconn.BoundedConnection)."""
     protect(conninfo)
-    conn = psycopg.connect(conninfo, connect_timeout=max(2, math.ceil(connect_timeout)),
-                           autocommit=True, application_name="mirrord-failover")
+    conn = pgconn.BoundedConnection.connect(
+        conninfo, connect_timeout=max(2, math.ceil(connect_timeout)), autocommit=True,
+        application_name="mirrord-failover")
+    conn.answer_timeout = statement_timeout + 1.0
     conn.execute("SELECT set_config('statement_timeout', %s, false)",
                  (f"{max(1, int(statement_timeout * 1000))}ms",))
     return conn

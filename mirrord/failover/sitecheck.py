@@ -3,15 +3,20 @@
 It proves the site answers in the mode just switched to, e.g. MediaWiki's
 `api.php?action=query&meta=siteinfo&format=json` reports "readonly" while
 $wgReadOnly is set. Fetched with urllib (the standard library) and a timeout
-([failover] check_timeout, default 10 s); any HTTP status >= 400 fails.
+([failover] check_timeout, default 10 s); any HTTP status >= 400 fails, and
+so does an answer that is not HTTP at all (a check_url on the wrong port:
+memcached answers `ERROR`, http.client raises BadStatusLine, which is no
+OSError and once escaped the failover mid-way, after the flip).
 """
 
 from __future__ import annotations
 
+import http.client
 import re
 import urllib.error
 import urllib.request
 
+from mirrord.config.addresses import shown_url
 from mirrord.logsetup import redact
 
 BODY_LIMIT = 1 << 20      # read at most 1 MiB: the pattern is meant for a small API answer
@@ -19,20 +24,26 @@ SHOWN = 300               # characters of the body quoted in a failure message
 
 
 def check(url: str, pattern: str, *, timeout: float) -> tuple[bool, str]:
-    """(ok, what was fetched and seen); never raises."""
+    """(ok, what was fetched and seen); never raises: an unreachable site, an HTTP error,
+    an answer that is not HTTP (http.client.HTTPException) or a URL urllib cannot use
+    (http.client.InvalidURL, ValueError) is (False, why). A user:password@ in `url` is
+    never shown (check-config refuses it; this is the last line of defence)."""
+    shown = shown_url(url)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             status = resp.status
             body = resp.read(BODY_LIMIT).decode(resp.headers.get_content_charset() or "utf-8",
                                                 errors="replace")
     except urllib.error.HTTPError as exc:
-        return False, redact(f"GET {url}: HTTP {exc.code} {exc.reason}")
+        return False, redact(f"GET {shown}: HTTP {exc.code} {exc.reason}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return False, redact(f"GET {url}: {reason}")
+        return False, redact(f"GET {shown}: {reason}")
+    except http.client.HTTPException as exc:
+        return False, redact(f"GET {shown}: not an HTTP answer ({type(exc).__name__}: {exc})")
     seen = " ".join(body[:SHOWN].split())
     if pattern and not re.search(pattern, body):
-        return False, redact(f"GET {url}: HTTP {status}, body does not match {pattern!r}; "
+        return False, redact(f"GET {shown}: HTTP {status}, body does not match {pattern!r}; "
                              f"body starts: {seen!r}")
     matched = f", body matches {pattern!r}" if pattern else ""
-    return True, redact(f"GET {url}: HTTP {status}{matched}")
+    return True, redact(f"GET {shown}: HTTP {status}{matched}")

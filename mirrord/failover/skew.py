@@ -63,3 +63,16 @@ def clock_check(name: str, where: str, remote: float, sent: float, received: flo
                  f"(max_clock_skew {max_skew:g}s): heartbeat ages and replay lag are off by as "
                  "much; check NTP on both hosts (chronyc tracking, timedatectl)",
                  severity=WARN, data={"offset": round(off, 6), "uncertainty": round(unc, 6)})
+
+
+def ahead_warning(name: str, now: float, stamp: float, max_skew: float, *, whose: str,
+                  judge: str) -> list[Check]:
+    """[] when `stamp` (Unix seconds, another host's clock) is not more than `max_skew`
+    ahead of `now`; else one WARN check with the measured skew. For a stamp whose age
+    decides nothing (an idle primary's last commit) but whose clock still matters."""
+    ahead = age(now, stamp, max_skew)
+    if not ahead.skewed():
+        return []
+    return [Check(name, False, f"dated {ahead.ahead:.1f}s ahead", f"±{max_skew:g}s",
+                  skew_text(ahead.ahead, max_skew, whose=whose, judge=judge), severity=WARN,
+                  data={"ahead": round(ahead.ahead, 3)})]

@@ -11,10 +11,9 @@ runs last, so its failure is reported after everything else ran.
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 from mirrord.config import FailoverConfig
-from mirrord.failover import cache, hooks, sitecheck
+from mirrord.failover import cache, command, hooks, sitecheck
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
 from mirrord.failover.result import DONE, FAILED, SKIPPED, UNCHANGED, Step
 from mirrord.logsetup import redact
@@ -50,28 +49,40 @@ def execute(steps: list[Step], fo: FailoverConfig, switch: SymlinkSwitch | FlagF
             readonly: bool, hook_env: dict[str, str] | None = None) -> None:
     """Run the plan in order, recording each step's outcome on the step itself.
 
-    `hook_env` is the MIRRORD_* environment given to a hook step (hooks.environment)."""
+    `hook_env` is the MIRRORD_* environment given to a hook step (hooks.environment).
+    Never raises for a step: an exception a step did not foresee is that step FAILED
+    (with its type and message), so the rest still runs, the account is printed and
+    failover.log gets its line (a check_url answered by a non-HTTP server once escaped
+    as a traceback after the flip, with no record of what was done)."""
     for step in steps:
-        if step.kind == "flip":
-            _flip(step, switch, readonly)
-            if step.status == FAILED:
-                for rest in steps[1:]:
-                    rest.status, rest.detail = SKIPPED, "not attempted: the flip failed"
-                return
-        elif step.kind == "flush":
-            assert step.server is not None
-            result = cache.flush_server(step.server)
-            step.status, step.detail = (DONE if result.ok else FAILED), result.detail
-        elif step.kind == "reload":
-            _reload(step, fo.reload_command)
-        elif step.kind == "check":
-            ok, step.detail = sitecheck.check(fo.check_url, fo.check_pattern,
-                                              timeout=fo.check_timeout)
-            step.status = DONE if ok else FAILED
-        elif step.kind == "hook":
-            env = {**(hook_env or {}), "MIRRORD_HOOK": step.hook}
-            result = hooks.run(step.hook, fo.hook(step.hook), env, timeout=fo.hook_timeout)
-            step.status, step.detail = (DONE if result.ok else FAILED), result.detail
+        try:
+            _run_step(step, fo, switch, readonly, hook_env or {})
+        except Exception as exc:   # noqa: BLE001 (reported on the step, see above)
+            step.status, step.detail = FAILED, redact(f"{type(exc).__name__}: {exc}")
+        if step.kind == "flip" and step.status == FAILED:
+            for rest in steps[1:]:
+                rest.status, rest.detail = SKIPPED, "not attempted: the flip failed"
+            return
+
+
+def _run_step(step: Step, fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSwitch,
+              readonly: bool, hook_env: dict[str, str]) -> None:
+    if step.kind == "flip":
+        _flip(step, switch, readonly)
+    elif step.kind == "flush":
+        assert step.server is not None
+        result = cache.flush_server(step.server)
+        step.status, step.detail = (DONE if result.ok else FAILED), result.detail
+    elif step.kind == "reload":
+        _reload(step, fo.reload_command)
+    elif step.kind == "check":
+        ok, step.detail = sitecheck.check(fo.check_url, fo.check_pattern,
+                                          timeout=fo.check_timeout)
+        step.status = DONE if ok else FAILED
+    elif step.kind == "hook":
+        env = {**hook_env, "MIRRORD_HOOK": step.hook}
+        result = hooks.run(step.hook, fo.hook(step.hook), env, timeout=fo.hook_timeout)
+        step.status, step.detail = (DONE if result.ok else FAILED), result.detail
 
 
 def _flip(step: Step, switch: SymlinkSwitch | FlagFileSwitch, readonly: bool) -> None:
@@ -83,24 +94,23 @@ def _flip(step: Step, switch: SymlinkSwitch | FlagFileSwitch, readonly: bool) ->
     step.status, step.detail = (DONE if changed else UNCHANGED), detail
 
 
-def _reload(step: Step, command: str) -> None:
+def _reload(step: Step, command_line: str) -> None:
     try:
-        proc = subprocess.run(shlex.split(command), capture_output=True, text=True,
-                              timeout=RELOAD_TIMEOUT, stdin=subprocess.DEVNULL)
+        done = command.run(shlex.split(command_line), env=None, timeout=RELOAD_TIMEOUT)
     except (OSError, ValueError) as exc:
         step.status, step.detail = FAILED, f"could not run: {exc}"
         return
-    except subprocess.TimeoutExpired:
-        step.status, step.detail = FAILED, f"still running after {RELOAD_TIMEOUT:g}s; killed"
-        return
-    output = redact(" | ".join(line for line in (proc.stdout + proc.stderr).splitlines() if line))
+    output = redact(" | ".join(line for line in done.output.splitlines() if line))
     if len(output) > OUTPUT_TAIL:
         output = "..." + output[-OUTPUT_TAIL:]
-    if proc.returncode != 0:
+    shown = f"output: {output}" if output else "no output"
+    if done.timed_out:
         step.status = FAILED
-        step.detail = f"exit {proc.returncode}; " + (f"output: {output}" if output else "no output")
+        step.detail = f"still running after {RELOAD_TIMEOUT:g}s; killed; {shown}"
+    elif done.returncode != 0:
+        step.status, step.detail = FAILED, f"exit {done.returncode}; {shown}"
     else:
-        step.status, step.detail = DONE, "exit 0" + (f"; output: {output}" if output else "")
+        step.status, step.detail = DONE, "exit 0" + (f"; {shown}" if output else "")
 
 
 def account(steps: list[Step], *, undo: str, again: str) -> list[str]:
