@@ -95,6 +95,9 @@ class Run:
     outcome: str = ""
     exit_code: int = 0
     started: float = field(default_factory=time.time)
+    # the duration is measured on the monotonic clock: a clock stepped by NTP during a
+    # failover (the wall clock) once made it negative in failover.log
+    started_monotonic: float = field(default_factory=time.monotonic)
 
     @property
     def refusals(self) -> list[Check]:
@@ -108,7 +111,7 @@ def log_record(run: Run, host: str = "") -> dict:
         + f".{int(run.started * 1000) % 1000:03d}Z",
         "command": run.command, "dry_run": run.dry_run, "force": run.force,
         "host": host, "outcome": run.outcome, "exit": run.exit_code,
-        "duration": round(time.time() - run.started, 3),
+        "duration": round(time.monotonic() - run.started_monotonic, 3),
         "checks": [c.to_json() for c in run.checks],
         "steps": [s.to_json() for s in run.steps],
     }

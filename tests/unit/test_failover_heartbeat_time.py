@@ -30,3 +30,17 @@ def test_a_time_without_unix_is_utc_whatever_the_local_zone(local_zone, suffix):
     assert abs(hb.unix - now) < 0.01
     age, _pending = heartbeat.judge(hb, "", target="mirror", now=now + 2, max_age=60)
     assert age.ok and age.data["age"] == pytest.approx(2, abs=0.01)
+
+
+def test_a_wall_clock_stepped_back_during_a_run_leaves_its_duration_positive(monkeypatch):
+    """failover.log's duration is measured on the monotonic clock: NTP stepping the wall
+    clock back an hour mid-run once made it negative."""
+    import time
+
+    from mirrord.failover.result import Run, log_record
+
+    run = Run("failover", dry_run=False)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600.0)
+    record = log_record(run, host="mirror")
+    assert 0.0 <= record["duration"] < 60.0
