@@ -1,0 +1,149 @@
+"""The replica's preconditions judged from what was read (pure: no server, no clock).
+
+Lag in seconds is measured the way repmgr does it: zero when everything received has
+been replayed (an idle primary writes no transactions, so the last replayed
+transaction may be old without the replica being behind), else the replica's now()
+minus the last replayed transaction's commit time. That commit time is stamped by the
+primary's clock, so a stamp ahead of the replica's now() by more than max_clock_skew is
+flagged as clock skew (skew), never taken as lag 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from mirrord.failover import skew
+from mirrord.failover.result import Check
+
+
+def parse_lsn(text: str | None) -> int | None:
+    """'16/B374D848' -> an integer byte position (None stays None)."""
+    if not text:
+        return None
+    hi, _, lo = text.partition("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def format_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def replay_lag_seconds(receive: int | None, replay: int | None, now: datetime,
+                       last_replay: datetime | None) -> float | None:
+    """Seconds the replica is behind, the repmgr way; None when it cannot be known."""
+    if receive is not None and replay is not None and receive <= replay:
+        return 0.0
+    if last_replay is None:
+        return None
+    return max(0.0, (now - last_replay).total_seconds())
+
+
+def replay_lag_bytes(receive: int | None, replay: int | None) -> int | None:
+    if receive is None or replay is None:
+        return None
+    return max(0, receive - replay)
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    in_recovery: bool
+    receive_lsn: int | None
+    replay_lsn: int | None
+    now: datetime
+    last_replay: datetime | None
+    pause_state: str               # 'not paused', 'pause requested' or 'paused'
+    receiver_pid: int | None
+    receiver_status: str | None    # None when hidden (role lacks pg_read_all_stats)
+
+
+def judge(st: ReplicaStatus, max_lag: float,
+          max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
+    """One Check per replica precondition, each with its measured value and limit.
+
+    `max_lag` and `max_skew` are seconds; a last replayed commit stamped (by the
+    primary's clock) more than `max_skew` after the replica's now() fails the lag check
+    as clock skew rather than passing as lag 0."""
+    checks = [Check("replica.in_recovery", st.in_recovery, _yes(st.in_recovery), "yes",
+                    "the database is not a standby (promoted, or not the replica?)")]
+    if not st.in_recovery:
+        return checks
+    checks.append(_receiver_check(st))
+    paused = st.pause_state != "not paused"
+    checks.append(Check("replica.replay_paused", not paused, st.pause_state, "not paused",
+                        "WAL replay is paused; run SELECT pg_wal_replay_resume() on the replica"))
+    checks.append(_lag_check(st, max_lag, max_skew))
+    checks += _idle_commit_clock(st, max_skew)
+    lag_bytes = replay_lag_bytes(st.receive_lsn, st.replay_lsn)
+    checks.append(Check("replica.replay_lag_bytes", True,
+                        "unknown" if lag_bytes is None else f"{lag_bytes} B", "-",
+                        data={"bytes": lag_bytes}))
+    return checks
+
+
+def _receiver_check(st: ReplicaStatus) -> Check:
+    data = {"pid": st.receiver_pid, "status": st.receiver_status}
+    if st.receiver_pid is not None and st.receiver_status is None:
+        return Check("replica.wal_receiver", True, f"pid {st.receiver_pid} (status hidden: "
+                     "grant pg_read_all_stats to see it)", "streaming", data=data)
+    if st.receiver_status == "streaming":
+        return Check("replica.wal_receiver", True, "streaming", "streaming", data=data)
+    value = st.receiver_status or "none"
+    return Check("replica.wal_receiver", False, value, "streaming",
+                 f"the replica is not receiving WAL from the primary ({_last_replay(st)}); "
+                 "expected when the primary is down: judge whether that is recent enough",
+                 data=data)
+
+
+def _last_replay(st: ReplicaStatus) -> str:
+    if st.last_replay is None:
+        return "no transaction replayed yet"
+    ago = (st.now - st.last_replay).total_seconds()
+    when = f"{ago:.0f}s ago" if ago >= 0 else f"{-ago:.0f}s in the future of the replica's clock"
+    return f"last replayed transaction committed {st.last_replay.isoformat(timespec='seconds')}, " \
+           f"{when}"
+
+
+def _lag_check(st: ReplicaStatus, max_lag: float, max_skew: float) -> Check:
+    lag = replay_lag_seconds(st.receive_lsn, st.replay_lsn, st.now, st.last_replay)
+    data = {"seconds": lag, "receive_lsn": _lsn_text(st.receive_lsn),
+            "replay_lsn": _lsn_text(st.replay_lsn),
+            "last_replay": st.last_replay.isoformat() if st.last_replay else None}
+    limit = f"{max_lag:g}s"
+    if st.last_replay is not None and not _all_replayed(st):   # lag from two hosts' clocks
+        age = skew.age(st.now.timestamp(), st.last_replay.timestamp(), max_skew)
+        if age.skewed():
+            data["seconds"], data["ahead"] = None, round(age.ahead, 3)
+            return Check("replica.replay_lag", False, f"dated {age.ahead:.1f}s ahead", limit,
+                         skew.skew_text(age.ahead, max_skew, whose="the last replayed commit "
+                                        "(stamped by the primary's clock)",
+                                        judge="the replica's now()"), data=data)
+    if lag is None:
+        return Check("replica.replay_lag", False, "unknown", limit,
+                     "WAL is waiting to be replayed and no transaction was replayed yet", data=data)
+    return Check("replica.replay_lag", lag <= max_lag, f"{lag:.1f}s", limit,
+                 f"replay lag {lag:.1f}s is above max_replay_lag {limit}", data=data)
+
+
+def _idle_commit_clock(st: ReplicaStatus, max_skew: float) -> list[Check]:
+    """All replayed: lag 0 whatever the stamps say, but a last commit dated beyond max_skew
+    ahead still shows the primary's clock is off: a warning, never silence."""
+    if st.last_replay is None or not _all_replayed(st):
+        return []
+    return skew.ahead_warning("replica.commit_clock", st.now.timestamp(),
+                              st.last_replay.timestamp(), max_skew,
+                              whose="the last replayed commit (stamped by the primary's clock)",
+                              judge="the replica's now()")
+
+
+def _all_replayed(st: ReplicaStatus) -> bool:
+    return st.receive_lsn is not None and st.replay_lsn is not None \
+        and st.receive_lsn <= st.replay_lsn
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _lsn_text(value: int | None) -> str | None:
+    return None if value is None else format_lsn(value)
