@@ -23,7 +23,9 @@ _SECRET_PATTERNS = [
     (re.compile(r"(secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(aws_secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(Signature=|X-Amz-Signature=|Credential=)[^&\s]+"), r"\1***"),
-    (re.compile(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    # user:password@ in any URL (a conninfo URI, an S3 endpoint, a check_url), up to the
+    # last '@' before the host: a password may itself hold an '@'
+    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^/\s]*@", re.IGNORECASE), r"\1***@"),
 ]
 _extra_secrets: set[str] = set()
 

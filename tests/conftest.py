@@ -24,3 +24,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if "slow" not in item.keywords]
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A test that runs the CLI in-process (main() -> setup_logging) leaves the root logger
+    writing to that test's captured stderr, closed once the test ends: a later test that
+    logs then got a '--- Logging error ---' traceback in its own output."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -121,7 +121,8 @@ def _preview_line(item: dict) -> str:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     doc = summary(cfg)
     if args.json:
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        # ASCII escapes: a source's file name that is not UTF-8 stays valid JSON ("\udcff")
+        print(json.dumps(doc, indent=2))
         return 0
     print(f"{cfg.path}: ok")
     m = cfg.mirrord

@@ -15,7 +15,7 @@ import sys
 from mirrord import __version__
 from mirrord.config import Config, find_config, load
 from mirrord.errors import ConfigError, FailoverRefused, FatalError, JournalError, MirrordError
-from mirrord.logsetup import setup_logging
+from mirrord.logsetup import redact, setup_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -36,13 +36,22 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def _config_path(text: str) -> str:
+    """-c's value; an empty one (`-c "$CONF"` with CONF unset) is a usage error: it read as
+    no -c at all and silently loaded ./mirrord.ini or /etc/mirrord/mirrord.ini instead."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line parser: every subcommand, or with `only` (a module of
     COMMAND_MODULES) just that module's, so a command imports no other command's modules
     (`mirrord run` watches its sources sooner; `mirrord status`, polled by monitoring,
     starts faster)."""
     parser = _Parser(prog="mirrord", description="Keeps a read-only mirror ready to take over.")
-    parser.add_argument("-c", "--config", help="config file (default: $MIRRORD_CONFIG, "
+    parser.add_argument("-c", "--config", type=_config_path,
+                        help="config file (default: $MIRRORD_CONFIG, "
                         "./mirrord.ini, /etc/mirrord/mirrord.ini)")
     parser.add_argument("--version", action="version", version=f"mirrord {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -78,8 +87,22 @@ def command_module(argv: list[str]) -> str | None:
     return None
 
 
+def _unencodable_names_written() -> None:
+    """A file name that is not UTF-8 (os.fsdecode's surrogates) is written as its own bytes,
+    as ls and rsync show it, and a character the output's encoding lacks as a backslash
+    escape. Under a strict stdout (LANG=en_US.UTF-8, PYTHONIOENCODING=utf-8) such a name in
+    `mirrord status`, `trash` or check-config's exclude preview was a UnicodeEncodeError
+    traceback."""
+    stream = sys.stdout
+    if stream is None or not hasattr(stream, "reconfigure") or stream.errors != "strict":
+        return
+    utf8 = stream.encoding.lower().replace("-", "") == "utf8"
+    stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _unencodable_names_written()
     parser = build_parser(command_module(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -94,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.mirrord.log_level, cfg.mirrord.log_format,
                   verbose=getattr(args, "verbose", False))
     try:
-        return int(args.func(args, cfg))
+        code = int(args.func(args, cfg))
+        sys.stdout.flush()   # here, not at exit: a failed write is reported like any other
+        return code
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"mirrord: config error: {problem}", file=sys.stderr)
@@ -114,4 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         # `mirrord trash | head`: the reader left; say nothing more (Python's own advice:
         # point stdout at devnull so the interpreter's final flush does not raise again)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except OSError as exc:
+        # an I/O failure no command turned into a MirrordError: most often the output itself
+        # (`mirrord status --json > file` on a full disk: ENOSPC), which was a traceback.
+        # Output that could not be written is dropped, so the exit flush cannot raise again.
+        if sys.stdout is not None:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+        print(f"mirrord: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE

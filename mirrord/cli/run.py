@@ -7,6 +7,7 @@ import logging
 
 from mirrord import daemon_start
 from mirrord.config import Config
+from mirrord.errors import FatalError
 from mirrord.logsetup import kv
 
 log = logging.getLogger("mirrord")
@@ -43,6 +44,11 @@ def _metrics(cfg: Config):
         metrics = Metrics()
         for name in cfg.targets:
             metrics.add_target(name)
-        host, port = metrics.serve(*cfg.mirrord.metrics_listen)
+        try:
+            host, port = metrics.serve(*cfg.mirrord.metrics_listen)
+        except OSError as exc:   # in use, not this host's address: was a traceback
+            host, port = cfg.mirrord.metrics_listen
+            raise FatalError(f"cannot listen on {host}:{port} ([mirrord] metrics_listen in "
+                             f"{cfg.path}): {exc.strerror or exc}") from None
         log.info(kv(msg="metrics", listen=f"{host}:{port}"))
     return metrics

@@ -51,50 +51,84 @@ def shown_url(url: str) -> str:
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@", r"\1***@", url)
 
 
-def check_url_problem(url: str) -> str:
-    """Why urllib could not fetch `url` as [failover] check_url; "" when it can.
+def parse_http_url(text: str) -> str:
+    """An http:// or https:// URL urllib can fetch and boto3 can use -> the text; ValueError
+    otherwise, with a message that never repeats a credential.
 
-    Refused: a scheme other than http/https, no host, a port that is not a number in
-    1-65535, whitespace or control characters (http.client raises InvalidURL for them,
-    RFC 3986 wants them percent-encoded) and user:password@ (urllib sends no credentials
-    from the URL: http.client takes `user:password@host` as the host, and the password
-    would be printed in every plan, log line and failover.log)."""
+    Refused ([failover] check_url, an S3 target's endpoint_url): a scheme other than
+    http/https, no host, a port that is not a number in 1-65535, whitespace or control
+    characters (http.client raises InvalidURL for them; RFC 3986 wants them
+    percent-encoded) and user:password@ (neither urllib's GET nor boto3's endpoint
+    authenticates from it: http.client takes `user:password@host` as the host, and the URL
+    is printed in check-config, every plan, log line and failover.log)."""
     try:
-        parts = urllib.parse.urlsplit(url)
-        port = parts.port
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port     # ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
-        return f"not a URL ({exc}): {shown_url(url)!r}"
-    if parts.scheme not in ("http", "https"):
-        return f"must be an http:// or https:// URL, got {shown_url(url)!r}"
+        raise ValueError(f"not a URL ({exc}): {shown_url(text)!r}") from None
     if "@" in parts.netloc:
-        return ("must not hold user:password@ (urllib does not send it, and it would be "
-                "printed): give the check page its own unauthenticated URL")
-    if _CONTROL.search(url):
-        return f"contains a space or control character (percent-encode it, e.g. %20): {url!r}"
+        raise ValueError("must not carry credentials (user:password@): they are not sent, "
+                         "and would be printed wherever the URL is; give it a URL of its own "
+                         "without them")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http:// or https:// URL, got {text!r}")
+    if _CONTROL.search(text):
+        raise ValueError(f"contains a space or control character (percent-encode it, e.g. "
+                         f"%20): {text!r}")
     if not parts.hostname:
-        return f"has no host: {url!r}"
+        raise ValueError(f"is not a URL with a host: {text!r}")
     if port == 0:
-        return f"port 0 is not a port: {url!r}"
-    return ""
+        raise ValueError(f"port 0 is not a port: {text!r}")
+    return text
 
 
-def conninfo_problem(conninfo: str) -> str:
-    """Why libpq cannot parse `conninfo` (key=value pairs or a postgresql:// URI); ""
-    when it can. The message names the problem, never a value (a quoted fragment of
-    libpq's message may be part of a password, as in `password=se cret`)."""
-    # psycopg only with a [failover] section: the primary's daemon never loads it
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def _libpq_keywords() -> frozenset[str]:
+    from psycopg import pq
+    return frozenset(o.keyword.decode() for o in pq.Conninfo.get_defaults())
+
+
+def conninfo_params(conninfo: str) -> dict:
+    """libpq's own parse of `conninfo` (key=value pairs or a postgresql:// URI, through
+    psycopg's conninfo_to_dict) -> its parameters. ValueError when libpq cannot parse it,
+    with libpq's reason but every quoted fragment masked unless it is a libpq keyword:
+    libpq quotes the token it choked on, and that can be the password
+    (`password=se cret`: `missing "=" after "cret"`; a URI: `unexpected spaces found in
+    "pass word"`), which then reached failover's output and failover.log. psycopg is
+    imported here only: the primary's daemon, with no [failover] section, never loads it."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        params = conninfo_to_dict(conninfo)
+        return conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        text = " ".join(str(exc).split())
-        if not text.startswith("invalid connection option"):   # that one quotes a key
-            text = re.sub(r'"[^"]*"', '"..."', text)
-        return f"not a libpq conninfo (key=value pairs or a postgresql:// URI): {text}"
+        keywords = _libpq_keywords()
+        reason = _QUOTED.sub(lambda m: m.group(0) if m.group(1) in keywords else '"***"',
+                             " ".join(str(exc).split()))
+        raise ValueError("not a valid libpq conninfo (key=value pairs or a postgresql:// "
+                         f"URI): {reason}") from None
+
+
+def conninfo_problem(conninfo: str) -> str:
+    """Why `conninfo` cannot be used; "" when it can (conninfo_params, then each port must
+    be a number in 1-65535: libpq leaves that to connect time)."""
+    try:
+        params = conninfo_params(conninfo)
+    except ValueError as exc:
+        return str(exc)
     ports = str(params.get("port") or "")
     if ports and not all(p == "" or (p.isdigit() and 0 < int(p) < 65536)
                          for p in ports.split(",")):
         return f"port {ports!r} is not a port number (1-65535, or a comma list of them)"
     return ""
+
+
+def conninfo_password(conninfo: str) -> str:
+    """The password `conninfo` holds, "" when none (or when it cannot be parsed: the
+    file's loading reports that through conninfo_problem)."""
+    try:
+        return str(conninfo_params(conninfo).get("password") or "")
+    except ValueError:
+        return ""

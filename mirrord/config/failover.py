@@ -7,17 +7,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import shlex
 import socket
 
 from mirrord.config.addresses import (
     _HOSTNAME,
-    check_url_problem,
     conninfo_problem,
+    parse_http_url,
     parse_listen,
 )
 from mirrord.config.model import FailoverConfig, HealthConfig, TargetConfig
-from mirrord.config.values import _Reader, parse_duration, parse_hostport, parse_list
+from mirrord.config.values import (
+    _Reader, parse_command, parse_duration, parse_hostport, parse_list, parse_timeout,
+)
 
 HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",
               "pre_failback", "post_failback")
@@ -29,7 +30,6 @@ _FAILOVER_KEYS = {"database", "primary_database", "max_replay_lag", "heartbeat_t
                   "check_pattern", "check_timeout"} | set(HOOK_NAMES)
 
 
-_POSITIVE = ("connect_timeout", "statement_timeout", "hook_timeout", "check_timeout")
 
 
 def parse_memcached_server(item: str) -> tuple[str, int] | str:
@@ -79,24 +79,20 @@ def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:
     return tuple(servers)
 
 
-def _read_command(r: _Reader, s: str, key: str) -> str:
-    """A command line (a hook, reload_command), split like argv (shlex) here as at use, so
-    a bad quote is a config error, not a step that fails after the flip; "" when unset."""
-    text = r.raw(s, key, "") or ""
-    if not text:
-        return ""
-    try:
-        if not shlex.split(text):
-            raise ValueError("empty command")
-    except ValueError as exc:
-        r.problem(s, key, f"cannot split into a command line: {exc}")
-        return ""
-    return text
-
-
 def _read_hooks(r: _Reader, s: str) -> tuple[tuple[str, str], ...]:
-    """Hook commands, each read by _read_command."""
-    return tuple((name, cmd) for name in HOOK_NAMES if (cmd := _read_command(r, s, name)))
+    """Hook commands, split like argv (shlex) here so a bad quote is a config error."""
+    hooks = []
+    for name in HOOK_NAMES:
+        text = r.raw(s, name, "") or ""
+        if not text:
+            continue
+        try:
+            parse_command(text)
+        except ValueError as exc:
+            r.problem(s, name, str(exc))
+            continue
+        hooks.append((name, text))
+    return tuple(hooks)
 
 
 def _read_conninfo(r: _Reader, s: str, key: str) -> str:
@@ -110,9 +106,12 @@ def _read_conninfo(r: _Reader, s: str, key: str) -> str:
 def _read_check(r: _Reader, s: str) -> tuple[str, str]:
     url = r.raw(s, "check_url", "") or ""
     pattern = r.raw(s, "check_pattern", "") or ""
-    problem = check_url_problem(url) if url else ""
-    if problem:
-        r.problem(s, "check_url", problem)
+    if url:
+        try:
+            parse_http_url(url)
+        except ValueError as exc:
+            r.problem(s, "check_url", str(exc))
+            url = ""
     if pattern:
         try:
             re.compile(pattern)
@@ -153,30 +152,27 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         flag=r.path(s, "flag"),
         message=r.raw(s, "message", "") or FailoverConfig.message,
         memcached=r.get(s, "memcached", _parse_memcached, ()),
-        reload_command=_read_command(r, s, "reload_command"),
-        connect_timeout=r.get(s, "connect_timeout", parse_duration, 5.0),
-        statement_timeout=r.get(s, "statement_timeout", parse_duration, 5.0),
+        reload_command=r.get(s, "reload_command", parse_command, ""),
+        connect_timeout=r.get(s, "connect_timeout", parse_timeout, 5.0),
+        statement_timeout=r.get(s, "statement_timeout", parse_timeout, 5.0),
         switchover_timeout=r.get(s, "switchover_timeout", parse_duration, 300.0),
         max_clock_skew=r.get(s, "max_clock_skew", parse_duration, 5.0),
         hooks=_read_hooks(r, s),
-        hook_timeout=r.get(s, "hook_timeout", parse_duration, 30.0),
-        check_timeout=r.get(s, "check_timeout", parse_duration, 10.0),
+        hook_timeout=r.get(s, "hook_timeout", parse_timeout, 30.0),
+        check_timeout=r.get(s, "check_timeout", parse_timeout, 10.0),
     )
     url, pattern = _read_check(r, s)
     cfg = dataclasses.replace(cfg, check_url=url, check_pattern=pattern)
-    for key in _POSITIVE:     # 0 would time out every connection, statement, hook or fetch
-        if r.raw(s, key) and getattr(cfg, key) <= 0:
-            r.problem(s, key, "must be greater than zero")
     if not cfg.database:
         r.problem(s, "database", "is required: the replica's libpq conninfo")
     if cfg.heartbeat_target and cfg.heartbeat_target not in targets:
         r.problem(s, "heartbeat_target", f"names no [target:{cfg.heartbeat_target}] section")
     if mode == "symlink":
         for key in ("link", "readonly", "readwrite"):
-            if getattr(cfg, key) is None:
+            if getattr(cfg, key) is None and not r.raw(s, key):   # else already a problem
                 r.problem(s, key, "is required with mode = symlink")
     elif mode == "flagfile":
-        if cfg.flag is None:
+        if cfg.flag is None and not r.raw(s, "flag"):
             r.problem(s, "flag", "is required with mode = flagfile")
     else:
         r.problem(s, "mode", f"must be symlink or flagfile, got {mode!r}")

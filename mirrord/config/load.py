@@ -8,6 +8,7 @@ import configparser
 import os
 from pathlib import Path
 
+from mirrord.config.addresses import conninfo_password
 from mirrord.config.failover import _read_failover, _read_health
 from mirrord.config.model import Config, DEFAULT_PATHS, SECRET_KEYS, SourceConfig, TargetConfig
 from mirrord.config.sections import _read_mirrord, _read_reconcile, _read_source, _read_target
@@ -20,7 +21,7 @@ def _inside(child: Path, parent: Path) -> bool:
 
 
 def _check_cross_references(r: _Reader, sources: list[SourceConfig],
-                            targets: dict[str, TargetConfig]) -> None:
+                            targets: dict[str, TargetConfig], settings_state_dir: Path) -> None:
     names: dict[tuple[str, str], str] = {}
     for src in sources:
         section = f"source:{src.name}"
@@ -43,13 +44,26 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
     for src in sources:
         if state_dir is not None and _inside(state_dir, src.path):
             r.problem("mirrord", "state_dir", f"{state_dir} is inside the source {src.path}")
+    for t in targets.values():
+        # mirrord's files there are not mirrored files: the daemon's start-up reconcile
+        # deleted journal.db and the lock as "extra" while the daemon was using them
+        if t.local is not None and _inside(settings_state_dir, t.local.path):
+            r.problem("mirrord", "state_dir", f"{settings_state_dir} is inside [target:{t.name}] "
+                      f"path {t.local.path}: reconcile would delete it as extra")
+
+
+def _has_password(conninfo: str) -> bool:
+    return bool(conninfo_password(conninfo))
 
 
 def _warn_if_secret_readable(r: _Reader) -> None:
+    """A warning when the file holds a secret and others may read it. The conninfo's
+    password is found by libpq's own parser: `password = x` (spaces) and the URI form
+    `postgresql://user:x@host` were missed by a search for "password="."""
     has_secret = any(
         r.parser.has_option(sec, key) and r.parser.get(sec, key).strip()
         for sec in r.parser.sections() for key in SECRET_KEYS
-    ) or any("password=" in (r.parser.get(sec, k) or "")
+    ) or any(_has_password(r.parser.get(sec, k) or "")
              for sec in r.parser.sections() for k in ("database", "primary_database")
              if r.parser.has_option(sec, k))
     try:
@@ -67,7 +81,10 @@ def load(path: str | os.PathLike[str]) -> Config:
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";",), strict=True,
                                           default_section="__defaults_unused__")
     try:
-        with open(p, encoding="utf-8") as fh:
+        # utf-8-sig: a byte order mark (Windows editors write one) is not part of the
+        # first line; as utf-8 it made "[mirrord]" read as "\ufeff[mirrord]", refused as
+        # "File contains no section headers"
+        with open(p, encoding="utf-8-sig") as fh:
             parser.read_file(fh)
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(p), "", "", "no such file")]) from None
@@ -75,6 +92,9 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([ConfigProblem(str(p), "", "", f"cannot read: {exc}")]) from None
     except configparser.Error as exc:
         raise ConfigError([ConfigProblem(str(p), "", "", f"not a valid INI file: {exc}".replace("\n", " "))]) from None
+    if not parser.sections():   # empty, or comments only: a wrong file, never a setup
+        raise ConfigError([ConfigProblem(str(p), "", "", "holds no section: nothing to mirror "
+                                         "(expected [source:NAME] and [target:NAME])")])
     return _build(_Reader(p, parser))
 
 
@@ -93,7 +113,7 @@ def _build(r: _Reader) -> Config:
         else:
             r.problem(section, "", "unknown section (known: [mirrord], [source:NAME], "
                       "[target:NAME], [reconcile], [failover], [health])")
-    _check_cross_references(r, sources, targets)
+    _check_cross_references(r, sources, targets, settings.state_dir)
     reconcile = _read_reconcile(r)
     failover = _read_failover(r, targets)
     health = _read_health(r)

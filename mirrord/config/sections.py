@@ -7,14 +7,15 @@ import re
 import socket
 from pathlib import Path
 
-from mirrord.config.addresses import parse_listen
+from mirrord.config.addresses import parse_http_url, parse_listen
 from mirrord.config.model import (
     KEEPING_TYPES, LOG_LEVELS, LocalOptions, MirrordSettings, ReconcileConfig, RsyncOptions,
     S3Options, SourceConfig, TARGET_TYPES, TargetConfig,
 )
 from mirrord.config.values import (
-    _Reader, parse_bool, parse_duration, parse_every, parse_list,
-    parse_positive_int, parse_size,
+    _Reader, parse_bool, parse_command, parse_count, parse_duration, parse_every,
+    parse_list, parse_percent, parse_port, parse_positive_int,
+    parse_size, parse_timeout,
 )
 from mirrord.exclude import PatternError, check_pattern
 
@@ -34,6 +35,11 @@ _TARGET_KEYS = {
               "batch_size"},
 }
 _RECONCILE_KEYS = {"every", "delete", "max_delete", "checksum"}
+# The canned ACLs of the S3 API ("Canned ACL" in the Amazon S3 user guide): anything else
+# is a 400 InvalidArgument on every put, so a typo left every file unshipped.
+CANNED_ACLS = ("private", "public-read", "public-read-write", "aws-exec-read",
+               "authenticated-read", "bucket-owner-read", "bucket-owner-full-control",
+               "log-delivery-write")
 
 
 def _read_mirrord(r: _Reader) -> MirrordSettings:
@@ -64,7 +70,7 @@ def _read_mirrord(r: _Reader) -> MirrordSettings:
 
 def _normalise_dest(r: _Reader, section: str, text: str) -> str:
     dest = text.strip().strip("/")
-    if any(part in ("", ".", "..") for part in dest.split("/")) and dest:
+    if "\0" in dest or (any(part in ("", ".", "..") for part in dest.split("/")) and dest):
         r.problem(section, "dest", f"must be a plain relative sub-path, got {text!r}")
         return ""
     if dest.split("/")[0] == ".mirrord":
@@ -88,6 +94,10 @@ def _read_source(r: _Reader, section: str, name: str) -> SourceConfig:
     targets = r.get(section, "targets", parse_list, ())
     if not targets:
         r.problem(section, "targets", "is required: a comma list of target names")
+    for tname in sorted({t for t in targets if targets.count(t) > 1}):
+        # else the cross-reference check saw the source collide with itself and blamed `dest`
+        r.problem(section, "targets", f"names target {tname} more than once")
+    targets = tuple(dict.fromkeys(targets))
     return SourceConfig(
         name=name,
         path=r.path(section, "path", required=True) or Path("/nonexistent"),
@@ -137,20 +147,23 @@ def _read_s3(r: _Reader, section: str) -> S3Options:
     style = r.get(section, "addressing_style", str.lower, "auto")
     if style not in ("auto", "path", "virtual"):
         r.problem(section, "addressing_style", f"must be auto, path or virtual, got {style!r}")
+    acl = r.raw(section, "acl", "") or ""
+    if acl and acl not in CANNED_ACLS:
+        r.problem(section, "acl", f"not a canned ACL: {acl!r} (one of {', '.join(CANNED_ACLS)})")
     access = r.raw(section, "access_key_id", "") or ""
     secret = r.raw(section, "secret_access_key", "") or ""
     if bool(access) != bool(secret):
         r.problem(section, "secret_access_key" if access else "access_key_id",
                   "access_key_id and secret_access_key go together")
     chunk = r.get(section, "multipart_chunksize", parse_size, 16 << 20)
-    if chunk < 5 << 20:
-        r.problem(section, "multipart_chunksize", "must be at least 5MiB (an S3 limit)")
+    if not 5 << 20 <= chunk <= 5 << 30:
+        r.problem(section, "multipart_chunksize", "must be 5MiB to 5GiB (S3's part size limits)")
     return S3Options(
         bucket=bucket, prefix=prefix,
-        endpoint_url=r.raw(section, "endpoint_url", "") or "",
+        endpoint_url=r.get(section, "endpoint_url", parse_http_url, ""),
         region=r.raw(section, "region", "") or "us-east-1",
         access_key_id=access, secret_access_key=secret, addressing_style=style,
-        acl=r.raw(section, "acl", "") or "",
+        acl=acl,
         storage_class=r.raw(section, "storage_class", "") or "",
         multipart_threshold=r.get(section, "multipart_threshold", parse_size, 64 << 20),
         multipart_chunksize=chunk,
@@ -171,16 +184,14 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     strict = r.get(section, "strict_host_key_checking", str.lower, "accept-new")
     if strict not in ("yes", "no", "accept-new"):
         r.problem(section, "strict_host_key_checking", "must be yes, no or accept-new")
-    port = r.get(section, "port", int, 22)
-    if not 0 < port < 65536:
-        r.problem(section, "port", f"not a port number: {port}")
+    port = r.get(section, "port", parse_port, 22)
     return RsyncOptions(
         host=host, path=path.rstrip("/") or "/", port=port, user=user,
         ssh_key=r.path(section, "ssh_key"), known_hosts=r.path(section, "known_hosts"),
         strict_host_key_checking=strict,
         rsync_path=r.raw(section, "rsync_path", "") or "rsync",
-        ssh_command=r.raw(section, "ssh_command", "") or "ssh",
-        connect_timeout=r.get(section, "connect_timeout", parse_duration, 10.0),
+        ssh_command=r.get(section, "ssh_command", parse_command, "ssh"),
+        connect_timeout=r.get(section, "connect_timeout", parse_timeout, 10.0),
         batch_size=r.get(section, "batch_size", parse_positive_int, 5000),
     )
 
@@ -220,10 +231,7 @@ def _read_keep(r: _Reader, section: str, ttype: str) -> tuple[float, int | None,
         return window, None, 20.0
     try:
         if text.endswith("%"):
-            percent = float(text[:-1])
-            if not 0 < percent <= 100:
-                raise ValueError(f"percentage out of range: {text!r}")
-            return window, None, percent
+            return window, None, parse_percent(text, zero_ok=False)
         cap = parse_size(text)
         if cap <= 0:
             raise ValueError("must be greater than zero")
@@ -243,14 +251,10 @@ def _read_reconcile(r: _Reader) -> ReconcileConfig:
     if text:
         try:
             if text.endswith("%"):
-                percent = float(text[:-1])
-                if not 0 <= percent <= 100:
-                    raise ValueError(f"percentage out of range: {text!r}")
+                percent = parse_percent(text, zero_ok=True)
                 max_delete = 0
             else:
-                max_delete = int(text)
-                if max_delete < 0:
-                    raise ValueError(f"must not be negative: {text!r}")
+                max_delete = parse_count(text)
         except ValueError as exc:
             r.problem(s, "max_delete", f"{exc} (a count like 1000 or a percentage like 5%)")
     return ReconcileConfig(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -15,9 +17,21 @@ from mirrord.errors import ConfigProblem
 
 # ------------------------------------------------------------- value parsers
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+# re.ASCII: `\d` alone also takes other scripts' digits ('٣' read as 3)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE | re.ASCII)
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)
+_COUNT = re.compile(r"^\s*\+?(\d+)\s*$", re.ASCII)
+# The longest duration any setting may hold: threading.TIMEOUT_MAX (about 292 years on
+# Linux). Longer ones overflowed where they were used, not where they were written:
+# Event.wait and socket timeouts raise OverflowError, and `[reconcile] every = 99999999999999999999`
+# made `mirrord run` die in schedule's timedelta with a traceback.
+MAX_DURATION = threading.TIMEOUT_MAX
+# The largest count any setting may hold: a C int. Counts are multiplied together and
+# bound into SQL (workers x batch_size is a LIMIT): `workers = 99999999999999999999`
+# left the daemon logging "Python int too large to convert to SQLite INTEGER" forever.
+MAX_COUNT = 2**31 - 1
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
 
@@ -27,7 +41,19 @@ def parse_duration(text: str) -> float:
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"not a duration: {text!r} (use 500ms, 5s, 10m, 1h or plain seconds)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"too long: {text!r} (at most {MAX_DURATION / 86400 / 365:.0f} years)")
+    return seconds
+
+
+def parse_timeout(text: str) -> float:
+    """A duration that must be greater than zero (a timeout): 0 would make every
+    connect, request or hook fail at once instead of meaning "no timeout"."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"must be greater than zero, got {text!r}")
+    return seconds
 
 
 def parse_bool(text: str) -> bool:
@@ -48,10 +74,42 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) * {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
 
 
+def parse_count(text: str) -> int:
+    """A whole number of ASCII digits, 0 to MAX_COUNT -> int; ValueError otherwise (int()
+    alone also took '1_000', '٣' and numbers too large for SQLite)."""
+    m = _COUNT.match(text)
+    if not m:
+        raise ValueError(f"not a whole number: {text!r}")
+    value = int(m.group(1))
+    if value > MAX_COUNT:
+        raise ValueError(f"too large: {text!r} (at most {MAX_COUNT})")
+    return value
+
+
 def parse_positive_int(text: str) -> int:
-    value = int(text.strip())
+    """A count of at least 1 (see parse_count)."""
+    value = parse_count(text)
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_percent(text: str, *, zero_ok: bool) -> float:
+    """'5%' or '12.5%' -> 5.0 / 12.5; above 100, or 0 unless `zero_ok`, is a ValueError."""
+    m = _PERCENT.match(text)
+    if not m:
+        raise ValueError(f"not a percentage: {text!r}")
+    percent = float(m.group(1))
+    if percent > 100 or (percent == 0 and not zero_ok):
+        raise ValueError(f"percentage out of range: {text!r}")
+    return percent
+
+
+def parse_port(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    value = parse_count(text)
+    if not 0 < value < 65536:
+        raise ValueError(f"not a port number: {text!r}")
     return value
 
 
@@ -67,9 +125,22 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
             raise ValueError(f"not host:port: {text!r}")
         host, port = text, str(default_port)
     host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"not host:port: {text!r}")
     return host, int(port)
+
+
+def parse_command(text: str) -> str:
+    """A command line split like argv (shlex, as the code that runs it splits it) -> the
+    text. ValueError for an unclosed quote or no program (`''`): found here, not when the
+    command runs (`ssh_command` in `mirrord run`, `reload_command` after failover's flip)."""
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot split into a command line: {exc}") from None
+    if not argv or not argv[0]:
+        raise ValueError("cannot split into a command line: no program to run")
+    return text
 
 
 def parse_every(text: str) -> float:
@@ -92,12 +163,22 @@ class _Reader:
         self.warnings: list[str] = []
 
     def problem(self, section: str, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(str(self.file), section, key, message))
+        found = ConfigProblem(str(self.file), section, key, message)
+        if found not in self.problems:   # a key read twice is still one problem
+            self.problems.append(found)
 
     def raw(self, section: str, key: str, default: str | None = None) -> str | None:
-        if self.parser.has_option(section, key):
-            return self.parser.get(section, key).strip()
-        return default
+        """The value as written, stripped; `default` when the key is absent. A value
+        that runs onto a second line is a problem (configparser joins an indented line
+        to the key above it: a stray indent silently became part of a path or a list)."""
+        if not self.parser.has_option(section, key):
+            return default
+        text = self.parser.get(section, key).strip()
+        if "\n" in text:
+            self.problem(section, key, "continues onto the next line (an indented line "
+                         "belongs to the key above it); write the value on one line")
+            return text.split("\n", 1)[0].strip()
+        return text
 
     def get(self, section: str, key: str, conv: Callable[[str], T], default: T) -> T:
         text = self.raw(section, key)
@@ -121,9 +202,17 @@ class _Reader:
         text = self.required(section, key) if required else self.raw(section, key)
         if not text:
             return None
-        if not follow_links:  # the path names a symlink itself (failover `link`): keep it
-            return Path(os.path.abspath(self.base / os.path.expanduser(text)))
-        return (self.base / os.path.expanduser(text)).resolve()
+        try:
+            if "\0" in text:   # abspath takes it; every system call later would refuse it
+                raise ValueError("embedded null byte")
+            if not follow_links:  # the path names a symlink itself (failover `link`): keep it
+                return Path(os.path.abspath(self.base / os.path.expanduser(text)))
+            return (self.base / os.path.expanduser(text)).resolve()
+        except (ValueError, RuntimeError, OSError) as exc:
+            # ValueError: a NUL byte; RuntimeError: Path.resolve's symlink loop (3.11);
+            # OSError: a loop on later Pythons. Each was a traceback before.
+            self.problem(section, key, f"not a usable path: {text!r} ({exc})")
+            return None
 
     def check_keys(self, section: str, allowed: set[str]) -> None:
         for key in self.parser.options(section):

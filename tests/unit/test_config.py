@@ -331,7 +331,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         """)
     found = problems(path)
     expected = [
-        ("mirrord", "workers", "invalid literal"),
+        ("mirrord", "workers", "not a whole number: 'many'"),
         ("mirrord", "heartbeat_interval", "not a duration"),
         ("mirrord", "log_level", "must be one of"),
         ("mirrord", "colour", "unknown key"),
@@ -345,7 +345,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
         ("target:host", "host", "must not start with '-'"),
         ("target:host", "user", "not a valid user name"),
         ("target:host", "path", "absolute path"),
-        ("target:host", "port", "invalid literal"),
+        ("target:host", "port", "not a whole number: 'ssh'"),
         ("target:weird", "type", "must be one of local, s3, rsync"),
     ]
     for section, key, words in expected:
