@@ -22,8 +22,16 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import (PROFILES, TARGET_KINDS, Context, Row, fmt, fmt_runs, median,
-                          tool_version)
+from bench.common import (
+    PROFILES,
+    TARGET_KINDS,
+    Context,
+    Row,
+    fmt,
+    fmt_runs,
+    median,
+    tool_version,
+)
 from bench.scratch import JournaledImage, describe, unjournaled_ext4
 
 # name -> module; run in this order (latency first: it is issue 2's requirement)
@@ -63,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--watch-tree", default=None, metavar="FILES:DIRS",
                    help="the watchers workload's start-up tree (issue 18: 1000000:200000; "
                         "default per mode: quick 20000:4000, default 100000:20000)")
+    p.add_argument("--watch-rates", default=None, metavar="RATES",
+                   help="the watchers workload's sustained rates, a comma list of creates per "
+                        "second (default per mode: quick 500,2000; default 1000,4000; full "
+                        "1000,4000,10000,20000), to bracket each backend's ceiling")
     p.add_argument("--watch-parts", default="cost,sustained,startup", metavar="PARTS",
                    help="which parts of the watchers workload run, a comma list of "
                         "cost, sustained, startup (default: all three)")
@@ -232,6 +244,12 @@ def run_suite(args: argparse.Namespace, profile, names: list[str], targets: list
         files, _, dirs = args.watch_tree.partition(":")
         ctx.watch_tree = (int(files), int(dirs))
     ctx.watch_parts = watch_parts
+    if args.watch_rates:
+        try:
+            ctx.watch_rates = [int(r) for r in args.watch_rates.split(",") if r.strip()]
+        except ValueError:
+            raise SystemExit(f"--watch-rates: a comma list of whole numbers, "
+                             f"not {args.watch_rates!r}") from None
     compile_mirrord(ctx)
     started = time.monotonic()
     crashed: dict[str, str] = {}

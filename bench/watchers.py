@@ -137,8 +137,17 @@ def startup(ctx: Context, files: int, dirs: int) -> None:
                                        "mirrord inotify's, one per directory")
 
 
+def rates(ctx: Context) -> list[tuple[int, float]]:
+    """(creates per second, seconds) for each sustained run: `--watch-rates` (each for the
+    mode's first duration) to bracket the backends' ceilings, else the mode's own."""
+    chosen = getattr(ctx, "watch_rates", None)
+    if not chosen:
+        return list(RATES[ctx.profile.name])
+    return [(rate, RATES[ctx.profile.name][0][1]) for rate in chosen]
+
+
 def sustained(ctx: Context) -> None:
-    for rate, seconds in RATES[ctx.profile.name]:
+    for rate, seconds in rates(ctx):
         case = f"{rate}/s for {seconds:g} s, 1 KiB files, {rate // 10} new dirs/s, local target"
         p99 = ctx.row("7 watchers sustained", case, "p99 close-to-target ms", "mirrord inotify")
         for rep in range(ctx.reps):
