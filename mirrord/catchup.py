@@ -19,6 +19,8 @@ checked every few seconds), and it never proposes anything outside it.
 Deletes are proposed only when the walk is trustworthy: never for paths below
 a directory that could not be read, never when the source root is empty while
 the database says files were shipped (an unmounted mount point looks empty).
+Nor for a shipped path that an exclude pattern added since excludes: like a
+reconcile, which never lists excluded paths on a target, it leaves it there.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class CatchUpResult:
     files: int = 0
     proposed: dict[str, int] = field(default_factory=dict)
     refused_deletes: int = 0
+    excluded: int = 0   # shipped paths the exclude patterns now exclude: left alone
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -118,6 +121,11 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                         result.refused_deletes += 1
                         continue
                     path = key.rstrip(b"/").decode("utf-8", "surrogateescape")
+                    if source.excluded(path, is_dir=key.endswith(b"/")):
+                        # excluded since it was shipped: not ours any more, left on the
+                        # target as reconcile leaves it (its listings skip excluded paths)
+                        result.excluded += 1
+                        continue
                     propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
                                    time=time.time(), targets=(t,)))
         if batch:

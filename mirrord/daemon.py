@@ -255,6 +255,8 @@ class Daemon:
                 chunk, ticket = self.proposals.get_nowait()
             except queue.Empty:
                 return
+            if ticket is None:   # a catch-up's deletes count for the alarm (daemon_alarm.py)
+                self.alarms.observe_scan(chunk)
             self._record(chunk, ticket)
 
     def _collect_scans(self) -> None:

@@ -13,9 +13,15 @@ window):
 - an overwrite: a write (`put`, not an attribute change) to a file a target of
   the source already holds - one primary-key lookup in `shipped` per target at
   record time, before anything is shipped (at ack time the damage would already
-  be on the target). Renames over an existing file are not counted.
+  be on the target). A rename over a file a target holds counts the same (1): it
+  replaces that version on every target, and write-to-temp-then-rename-over is how
+  ransomware and scripts rewrite a tree as often as a write in place is.
 
-Scans (catch-up, reconcile) are not counted: reconcile has `max_delete`.
+A catch-up's deletes (changes made while the daemon was stopped, or lost in an overflow)
+are counted too, through `observe_scan()`: a maintenance script run with mirrord stopped
+is the same mistake as one run live, and nothing else would hold its deletes. Its
+rewrites are not: it cannot tell a touch from a rewrite without reading the file.
+Reconcile passes are not counted: reconcile has `max_delete`.
 When the count goes over `alarm_deletes` within `alarm_window` the alarm fires:
 one error line, a metric, a status line; with `pause_on_alarm = yes` the
 source's deletes are held in the journal (mirrord.journal.holds) before the
@@ -28,6 +34,7 @@ notices it (once a second) and logs one line. Runs on the main thread only.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Callable
 
@@ -74,6 +81,42 @@ class AlarmWatch:
             return
         n = self._count(src.name, changes)
         if n and alarm.add(n):
+            self._fired(src, alarm)
+        self._publish(src.name)
+
+    def observe_scan(self, changes: list[Change]) -> None:
+        """Count the file deletes of a chunk a catch-up proposed (not a reconcile pass's:
+        those come with a ticket and are `repair`s, capped by max_delete) before it is
+        recorded, so a hold it fires is in the journal before these deletes are. A catch-up
+        proposes one delete per target and one per file below a removed directory, so each
+        file counts once and a directory not at all; a path whose row is already queued
+        (a held delete seen again after a restart) was counted when it was recorded."""
+        by_source: dict[str, dict[str | None, list[str]]] = {}
+        for ch in changes:
+            if ch.kind == "delete" and not ch.tree and not ch.repair and ch.source in self.alarms:
+                target = ch.targets[0] if ch.targets else None
+                by_source.setdefault(ch.source, {}).setdefault(target, []).append(ch.path)
+        self._write_holds()
+        for name, per_target in by_source.items():
+            fresh: set[str] = set()
+            for target, paths in per_target.items():
+                queued = {} if target is None else self.d.journal.row_states(
+                    target, name, [os.fsencode(p) for p in paths])
+                fresh.update(p for p in paths if os.fsencode(p) not in queued)
+            alarm = self.alarms[name]
+            if fresh and alarm.add(len(fresh)):
+                self._fired(self.d.cfg.source(name), alarm)
+            self._publish(name)
+
+    def observe_move(self, src: SourceConfig, dst: str, *, is_dir: bool) -> None:
+        """Count a live rename of `src` onto `dst` (a path below the source root) before it
+        is recorded: an overwrite when a target of the source holds a file at `dst`. A
+        directory can only be renamed over an empty one (rename(2)): nothing replaced."""
+        self._write_holds()
+        alarm = self.alarms.get(src.name)
+        if alarm is None or is_dir or not self.d.journal.overwrites(src.name, dst):
+            return
+        if alarm.add(1):
             self._fired(src, alarm)
         self._publish(src.name)
 

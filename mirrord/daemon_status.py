@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import time
 from typing import Callable
 
@@ -53,10 +54,18 @@ class Reporter:
     def __init__(self, daemon):
         self.daemon = daemon
         self.in_flight: set[str] = set()
+        # Targets whose last heartbeat was not written. Every target counts as down until
+        # its first heartbeat of this run is: rows failed before a restart get their retry
+        # at once too, when the target is reachable.
+        self.down: set[str] | None = None
+        self.back: queue.SimpleQueue[str] = queue.SimpleQueue()   # written by workers
 
     def beat(self) -> None:
         d = self.daemon
         cfg, metrics = d.cfg, d.metrics
+        if self.down is None:
+            self.down = set(d.targets)
+        self._retry_targets_back()
         backlog = d.journal.backlog()
         now = time.time()
         sources = d.source_health()
@@ -95,6 +104,25 @@ class Reporter:
             for name, h in sources.items():
                 metrics.set_unwatched_dirs(name, h["unwatched_directories"])
 
+    def _retry_targets_back(self) -> None:
+        """Main thread: each target whose heartbeat was written again after failing has its
+        failed rows retried now (Journal.retry_now), not after each row's own backoff: a
+        target that was down (S3 or sshd stopped, a local mirror unwritable) is exact as
+        soon as it is back, whatever its errors were classed as while it was down."""
+        while True:
+            try:
+                name = self.back.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                n = self.daemon.journal.retry_now(name)
+            except Exception:
+                self.back.put(name)   # the journal cannot be written now: next heartbeat
+                raise
+            if n:
+                log.info(kv(msg="target is back: retrying its failed changes now", target=name,
+                            ops=n))
+
     def observe(self, out: Outcome) -> None:
         """Worker-thread hook (Shipper.on_outcome): metrics only (thread-safe), never the
         journal. A file still open for writing (busy) is a wait, not a failure."""
@@ -118,7 +146,12 @@ class Reporter:
                 target.write_meta(HEARTBEAT_NAME, doc.to_json())
                 if metrics is not None:
                     metrics.heartbeat_written(target.name, doc.unix)
+                if target.name in self.down:   # reachable and writable again
+                    self.down.discard(target.name)
+                    self.back.put(target.name)
+                    self.daemon.wake()
             except MirrordError as exc:
+                self.down.add(target.name)
                 log.warning(kv(msg="heartbeat not written", target=target.name, error=str(exc)))
             finally:
                 self.in_flight.discard(target.name)

@@ -142,6 +142,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     r = cfg.reconcile
     every = f"every {r.every:g}s" if r.every else "on demand only"
     cap = f"{r.max_delete_percent:g}%" if r.max_delete_percent is not None else str(r.max_delete)
+    every += ", and after every start" if r.at_start else ", never at start"
     print(f"  reconcile: {every}, delete {'yes' if r.delete else 'no'} (max {cap}), "
           f"checksum {'yes' if r.checksum else 'no'}")
     if cfg.failover:

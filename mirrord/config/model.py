@@ -131,6 +131,7 @@ class RsyncOptions:
 @dataclass(frozen=True)
 class ReconcileConfig:
     every: float = 0.0
+    at_start: bool = True   # a pass after every start of the daemon
     delete: bool = True
     max_delete: int = 1000
     max_delete_percent: float | None = None

@@ -34,7 +34,7 @@ _TARGET_KEYS = {
               "strict_host_key_checking", "rsync_path", "ssh_command", "connect_timeout",
               "batch_size"},
 }
-_RECONCILE_KEYS = {"every", "delete", "max_delete", "checksum"}
+_RECONCILE_KEYS = {"every", "at_start", "delete", "max_delete", "checksum"}
 # The canned ACLs of the S3 API ("Canned ACL" in the Amazon S3 user guide): anything else
 # is a 400 InvalidArgument on every put, so a typo left every file unshipped.
 CANNED_ACLS = ("private", "public-read", "public-read-write", "aws-exec-read",
@@ -259,6 +259,7 @@ def _read_reconcile(r: _Reader) -> ReconcileConfig:
             r.problem(s, "max_delete", f"{exc} (a count like 1000 or a percentage like 5%)")
     return ReconcileConfig(
         every=r.get(s, "every", parse_every, 0.0),
+        at_start=r.get(s, "at_start", parse_bool, True),
         delete=r.get(s, "delete", parse_bool, True),
         max_delete=max_delete,
         max_delete_percent=percent,

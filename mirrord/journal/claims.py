@@ -16,7 +16,7 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord.journal.barriers import _Barriers, overlaps_inflight
-from mirrord.journal.holds import HELD_SQL
+from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _s, _text
 from mirrord.journal.shipped import record_shipped
@@ -169,6 +169,17 @@ class ClaimAckMixin:
         self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
         self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
                         "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))
+
+    def retry_now(self, target: str) -> int:
+        """Make every row of `target` that failed and waits out a backoff (up to RETRY_MAX
+        seconds, PERMANENT_RETRY after a permanent error) ready at once; returns how many.
+        For a target that is back: a local mirror made writable again answered EPERM or
+        EACCES, permanent errors, and its backlog waited 10 minutes after it had recovered
+        (tests/reliability/test_outage_exact.py). Rows in flight, rows waiting for a writer
+        (busy) and the parked deletes of a source on hold are left as they are."""
+        return self.db.execute(
+            "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
+            "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
 
     def release_claims(self) -> None:
         """Forget in-flight marks (at shutdown, for work that did not finish)."""

@@ -3,8 +3,11 @@
 Learned from the mass-delete bugs of lsyncd, mc mirror and rclone: a pass
 proposes deletes only when the whole pass is trustworthy. Nothing is deleted
 when the merge did not complete (stopped, a listing failed), a source
-directory could not be read, the source root is missing, empty or was
-replaced during the pass (an unmounted mount point looks empty), or there are
+directory could not be read, the source root is missing or was replaced during
+the pass, or it holds no file while the target holds files below it (an
+unmounted mount point looks empty; a fresh file system mounted by mistake holds
+`lost+found/`, a boot script may re-create the tree's empty directories: the
+same rule as the catch-up's), or there are
 more extras than `[reconcile] max_delete` (a count, or a percentage of the
 target's entries) allows. Right before a delete is proposed the source path
 is looked at again (lstat): a file created meanwhile is kept.
@@ -52,11 +55,13 @@ class DeletePlan:
         self.max_delete, self.max_delete_percent = max_delete, max_delete_percent
         self.extras: list[Extra] = []
         self.total = 0
+        self.files = 0   # extra entries that are files (a directory's count includes them)
         self._dir: bytes | None = None
 
     def add(self, key: bytes, path: str, is_dir: bool) -> None:
         """One extra target entry, in listing order (`key`: mirrord.treewalk.entry_key)."""
         self.total += 1
+        self.files += not is_dir
         if self._dir is not None and key.startswith(self._dir):
             if self.extras:
                 self.extras[-1].count += 1  # removed with its extra parent directory
@@ -67,9 +72,11 @@ class DeletePlan:
         self.extras.append(Extra(path, is_dir))
 
     def refusal(self, *, where: str, complete: bool, unreadable: list[tuple[str, str]],
-                root: str, identity: tuple[int, int] | None, source_entries: int,
+                root: str, identity: tuple[int, int] | None, source_files: int,
                 target_entries: int) -> str | None:
-        """Why nothing may be deleted on this pass (one sentence naming `where`), or None."""
+        """Why nothing may be deleted on this pass (one sentence naming `where`), or None.
+        `source_files`: regular files the source walk found (directories do not count: an
+        unmounted root may still hold some)."""
         total = self.total
         if not complete:
             return f"the pass did not complete: not deleting {total} extra entries on {where}"
@@ -80,9 +87,9 @@ class DeletePlan:
         if identity is None or root_identity(root) != identity:
             return (f"source root {root} changed during the pass (unmounted or replaced?): "
                     f"not deleting {total} extra entries on {where}")
-        if source_entries == 0:
-            return (f"source root {root} is empty (unmounted?) while {where} holds "
-                    f"{total} entries: not deleting anything")
+        if source_files == 0 and self.files:
+            return (f"source root {root} is empty (unmounted?): no file, while {where} holds "
+                    f"{total} extra entries: not deleting anything")
         return self._over_cap(where, target_entries)
 
     def _over_cap(self, where: str, target_entries: int) -> str | None:

@@ -114,7 +114,6 @@ class _Pass:
         self.modes = target.features.keeps_mode
         self.res = ReconcileResult(target.name, source.name)
         self.batch: list[Change] = []
-        self.source_entries = 0
         self.window = Window(self._answered, self._lookup_failed)   # hashes and HEADs
 
     # ------------------------------------------------------------ the pass
@@ -176,8 +175,7 @@ class _Pass:
     def _compare(self, key: bytes, s: Entry | None, t: Entry | None,
                  h: ShippedRow | None) -> None:
         if s is not None:
-            self.source_entries += 1
-            self.res.compared += not s.is_dir
+            self.res.compared += not s.is_dir   # source files: the empty-root rule reads it
         if t is not None:
             self.res.target_entries += 1
         if s is not None and t is not None:
@@ -260,7 +258,7 @@ class _Pass:
             return
         reason = plan.refusal(where=f"target {self.target.name!r} (source {self.source.name!r})",
                               complete=res.complete, unreadable=res.unreadable, root=self.root,
-                              identity=identity, source_entries=self.source_entries,
+                              identity=identity, source_files=self.res.compared,
                               target_entries=res.target_entries)
         if reason is not None:
             res.refused_deletes, res.delete_refusal = plan.total, reason

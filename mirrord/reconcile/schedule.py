@@ -152,10 +152,13 @@ class ReconcileScheduler:
 
 def attach(daemon) -> ReconcileScheduler:
     """Wire reconcile scheduling into a Daemon (its hooks, and `daemon.reconcile_host()`
-    as the Host); a pass follows every start."""
+    as the Host); a pass follows every start unless `[reconcile] at_start = no` (then the
+    catch-up alone brings the targets up to the source: tests/e2e/test_stopped_changes.py
+    checks that it does)."""
     sched = ReconcileScheduler(daemon.cfg, daemon.reconcile_host())
     daemon.trouble_hooks.append(sched.on_trouble)
     daemon.periodic_hooks.append(sched.on_periodic)
     daemon.scan_hooks.append(sched.on_scan)
-    sched.request("start")
+    if daemon.cfg.reconcile.at_start:
+        sched.request("start")
     return sched

@@ -8,9 +8,9 @@ then Target.trash_restore puts the kept bytes back atomically with their mtime a
 In the source tree: the bytes are fetched into a temp file in the destination's own
 directory, given the kept mode and exact mtime (ns), synced and renamed over the
 path (rename(2) is atomic within a directory: the watcher and the web app see the
-old file or the whole restored one). A file there that differs and was modified
-after the kept version's change is newer work of someone's: it is refused unless
-`force`.
+old file or the whole restored one). A file there that differs and was modified or
+placed after the kept version's change (its mtime or its ctime, which a copy that keeps
+an old mtime cannot set back) is newer work of someone's: it is refused unless `force`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: 
 def refusal(path: str, kept: Kept, *, force: bool) -> str | None:
     """Why writing `kept` over the source file `path` is refused, or None when it may be
     written. A directory there is always refused; a regular file that differs (size or
-    mtime) and was modified after the kept version's change (for a versioned S3 kept
+    mtime) and was modified or placed (mtime or ctime) after the kept version's change
+    (for a versioned S3 kept
     version: more than VERSION_SLACK_NS after its stamp) needs `force`."""
     try:
         st = os.lstat(path)
@@ -97,7 +98,9 @@ def _refusal(st: os.stat_result, kept: Kept, *, force: bool) -> str | None:
     if not stat_mod.S_ISREG(st.st_mode) and not force:
         return "something other than a regular file stands there (use --force)"
     changed_ns = round(kept.when * 1e9) + (VERSION_SLACK_NS if kept.version else 0)
-    if st.st_mtime_ns > changed_ns and not force:
+    # the ctime too: a newer upload placed with its old mtime kept (rsync -t, tar -x,
+    # cp -p) was still put there after the change, and no one can set a ctime back
+    if max(st.st_mtime_ns, st.st_ctime_ns) > changed_ns and not force:
         return ("the file there is newer (modified after the change this version was kept "
                 "at) and differs: use --force to overwrite it")
     return None

@@ -177,6 +177,30 @@ def test_excluded_paths_are_never_proposed(tmp_path):
         env.close()
 
 
+def test_a_shipped_path_excluded_since_is_neither_deleted_nor_sent(tmp_path):
+    """An exclude pattern added between two runs: what it now excludes stays on the
+    target as a reconcile leaves it (its listings skip excluded paths); before, the
+    catch-up's delete found the file at the source and the shipper put it back."""
+    env = Env(tmp_path)
+    try:
+        env.files({"thumb/t.jpg": b"t", "x.bak": b"b", "ok": b"o"})
+        env.apply()
+        env.source = SourceConfig(S, env.root, ("t",), exclude=("thumb/", "*.bak"))
+        (env.root / "thumb" / "t.jpg").write_bytes(b"changed, excluded")
+        res, calls = env.catch_up()
+        assert [c for batch in calls for c in batch] == []
+        assert res.excluded == 3   # thumb/, thumb/t.jpg, x.bak
+        env.shipper.sources[S] = env.source   # a row queued before the pattern was added
+        env.journal.enqueue([Change(S, "thumb/t.jpg", "put"), Change(S, "x.bak", "delete")])
+        (op1, op2) = env.journal.claim("t", 10, now=1e12)
+        outs = env.shipper.run_ops(env.targets["t"], [op1, op2])
+        assert [o.shipped_kind for o in outs] == ["skip", "skip"]
+        assert env.targets["t"].read("thumb/t.jpg") == b"t"
+        assert env.targets["t"].read("x.bak") == b"b"
+    finally:
+        env.close()
+
+
 def test_each_target_gets_only_what_it_lacks(tmp_path):
     env = Env(tmp_path, targets=("t", "u"))
     try:

@@ -118,7 +118,7 @@ def test_a_directory_renamed_under_an_op_in_flight_arrives_whole(tmp_path, targe
         assert _exact(src, target) != {}
         # a check of the new name; or, where nothing at all stood below the old name (S3 has
         # no directories: the stale op took the only object), the move found nothing to move
-        # and asked for the directory to be re-sent (Shipper._make_moved_dir)
+        # and asked for the directory to be re-sent (MoveOps._make_moved_dir, ship_moves.py)
         assert [name for name, _job in daemon.jobs] in (
             [f"subtree-check:{S}:d/moved"], [f"subtree:{S}:d/moved"])
         proposed: list[Change] = []

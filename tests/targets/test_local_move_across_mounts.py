@@ -7,7 +7,7 @@ mirror's `mnt` is a mount point. The put path handles this shape (local_stage st
 beside the destination on EXDEV, tests/targets/test_local_put_walk.py's bind mount); the
 move must too: either move it (copy and remove) or say NotFound, which makes the shipper
 send the destination in full (Shipper: a file's move NotFound -> no outcome, the row runs
-as a put; a directory's -> _make_moved_dir).
+as a put; a directory's -> MoveOps._make_moved_dir).
 
 What goes wrong: rename(2) says EXDEV, classified PermanentError: the move row fails as
 permanent (error_outcome) and nothing else sends mnt/f, so the mirror lacks it while the

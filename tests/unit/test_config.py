@@ -262,6 +262,14 @@ def test_max_delete_as_a_count(tmp_path):
     assert (cfg.reconcile.max_delete, cfg.reconcile.max_delete_percent) == (25, None)
 
 
+def test_a_pass_at_start_unless_at_start_is_off(tmp_path):
+    assert load(write(tmp_path, MINIMAL)).reconcile.at_start is True
+    cfg = load(write(tmp_path, MINIMAL + "[reconcile]\nat_start = no\n"))
+    assert cfg.reconcile.at_start is False
+    found = problems(write(tmp_path, MINIMAL + "[reconcile]\nat_start = sometimes\n"))
+    assert has(found, "reconcile", "at_start", "yes/no")
+
+
 @pytest.mark.parametrize("value", ["-1", "150%", "lots", "5.5"])
 def test_bad_max_delete(tmp_path, value):
     found = problems(write(tmp_path, MINIMAL + f"[reconcile]\nmax_delete = {value}\n"))

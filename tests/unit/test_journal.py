@@ -305,6 +305,24 @@ def test_a_permanent_failure_waits_long(j, clock):
     assert len(j.claim(T, 10, now=clock.now + PERMANENT_RETRY * 1.01)) == 1
 
 
+def test_retry_now_takes_a_target_s_failed_rows_out_of_their_backoff(j, clock):
+    """A target that is back (Journal.retry_now): its failed rows run at once, whatever
+    their backoff; rows in flight, waiting for a writer or of another target are left."""
+    j.routes[S] = (T, "other")
+    j.enqueue([put("perm"), put("retry"), put("busy"), put("flying"), put("fresh")])
+    ops = {op.path: op for op in j.claim(T, 10)}
+    j.ack([Outcome(ops["perm"], error="PermanentError: EPERM", permanent=True),
+           Outcome(ops["retry"], error="RetryableError: down"),
+           Outcome(ops["busy"], error="still open", busy=True),
+           done(ops["fresh"], "put")])
+    j.ack([Outcome(op, error="down") for op in j.claim("other", 10)])
+    assert j.claim(T, 10) == []
+    assert j.retry_now(T) == 2
+    assert sorted(op.path for op in j.claim(T, 10)) == ["perm", "retry"]
+    assert j.claim("other", 10) == []   # another target's backoff is its own
+    j.release_claims()
+
+
 def test_a_new_change_retries_a_failed_path_at_once(j, clock):
     j.enqueue([put("a")])
     (op,) = j.claim(T, 1)

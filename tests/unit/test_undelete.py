@@ -7,8 +7,10 @@ The target is the MemoryTarget: its keep/trash_* pass the trash conformance suit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -185,13 +187,26 @@ def test_to_source_refuses_a_newer_file_unless_forced(tmp_path):
 
 
 def test_to_source_overwrites_a_file_older_than_the_change(tmp_path):
-    """Ransomware's case: the damaged file was written before the change was seen."""
+    """Ransomware's case: the damaged file was written before the change was seen (its
+    mtime and ctime both before the stamp)."""
     t, kept, dest = _deleted(tmp_path)
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"damaged")
-    os.utime(dest, ns=(int((T0 - 1) * NS),) * 2)
+    kept = dataclasses.replace(kept, stamp=stamp_of(time.time() + 0.01))   # seen just after
     assert restore.restore_to_source(t, kept, *_src(dest)).action == "written"
     assert dest.read_bytes() == b"\x00kept bytes\xff"
+
+
+def test_to_source_refuses_a_newer_upload_that_kept_an_old_mtime(tmp_path):
+    """A file put there after the change by a copy that keeps mtimes (rsync -t, cp -p,
+    tar -x) has an mtime before the change but a ctime after it: newer work."""
+    t, kept, dest = _deleted(tmp_path)
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"a newer upload")
+    os.utime(dest, ns=(int((T0 - 1) * NS),) * 2)          # mtime before the change (T0)
+    out = restore.restore_to_source(t, kept, *_src(dest))
+    assert out.action == "refused" and dest.read_bytes() == b"a newer upload"
+    assert restore.restore_to_source(t, kept, *_src(dest), force=True).action == "written"
 
 
 def test_to_source_never_replaces_a_directory(tmp_path):
@@ -301,15 +316,17 @@ def test_a_versioned_s3_stamp_has_a_second_of_slack(tmp_path):
     """S3 versioning stamps a version with its successor's LastModified, whole seconds on
     SeaweedFS: a file damaged within that second is not newer work."""
     t, kept, dest = _deleted(tmp_path)
-    versioned = Kept(kept.path, kept.stamp, kept.why, kept.size, kept.mtime_ns, kept.key,
-                     kept.mode, version="v1")
     dest.parent.mkdir(parents=True)
     dest.write_bytes(b"damaged")
-    os.utime(dest, ns=(int((T0 + 0.5) * NS),) * 2)
+    st = os.stat(dest)
+    damaged = max(st.st_mtime_ns, st.st_ctime_ns) / NS
+    second = stamp_of(damaged - 0.5)       # LastModified rounded down into the second before
+    versioned = dataclasses.replace(kept, stamp=second, version="v1")
     assert restore.refusal(str(dest), versioned, force=False) is None
-    assert restore.refusal(str(dest), kept, force=False) is not None
-    os.utime(dest, ns=(int((T0 + 2) * NS),) * 2)
-    assert restore.refusal(str(dest), versioned, force=False) is not None
+    assert restore.refusal(str(dest), dataclasses.replace(kept, stamp=second),
+                           force=False) is not None
+    earlier = dataclasses.replace(versioned, stamp=stamp_of(damaged - 2))
+    assert restore.refusal(str(dest), earlier, force=False) is not None
 
 
 def test_trash_text_names_each_target_and_the_total(fake, capsys):

@@ -3,6 +3,8 @@
 - set_meta() (a chmod or touch at the source) is a CopyObject of the object onto
   itself with MetadataDirective=REPLACE carrying the new `mtime`/`mode` and the
   kept `sha256`, Content-Type, ACL and storage class: the body is never sent again.
+  In a versioned bucket the version it replaced (the same bytes) is deleted, so a
+  chmod is never listed as a kept version.
   S3 requires REPLACE for a self-copy ("a copy request ... to itself ... must
   change metadata", CopyObject docs), and CopySourceIfMatch with the ETag just
   read makes sure the sha256 we keep belongs to the bytes being copied.
@@ -22,7 +24,7 @@ from botocore.exceptions import ClientError
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
-from mirrord.targets.s3 import deletes
+from mirrord.targets.s3 import deletes, versioning
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
 from mirrord.targets.s3.client import transfer_config
 from mirrord.targets.s3.listing import pages
@@ -52,6 +54,8 @@ def set_meta(t: "S3Target", path: str, *, mode: int | None, mtime_ns: int) -> En
     extra["MetadataDirective"] = "REPLACE"
     size = head["ContentLength"]
     etag = _copy_to(t, path, key, key, size, extra, if_match=head.get("ETag"))
+    if t.trash_mode() == versioning.VERSIONING and head.get("VersionId"):
+        versioning.drop_self_copied(t, key, head["VersionId"])   # same bytes: not a kept version
     return Entry(path, size, ns_to_float(mtime_ns), token=etag or head.get("ETag"),
                  mtime_ns=mtime_ns, mode=parse_mode(meta.get("mode")))
 

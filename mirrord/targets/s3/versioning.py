@@ -9,6 +9,9 @@ that are the kept copies when it is (mirrord/targets/s3/trash.py uses them).
   marker, else 'overwritten'. LastModified has whole seconds on SeaweedFS (and in
   S3's XML generally), so two changes of one path within a second share a stamp.
 - drop_replaced: write_meta's own replaced versions (the heartbeat) are deleted.
+- drop_self_copied: the version a metadata-only self-copy (set_meta: a chmod or touch)
+  replaced holds the same bytes as the new one; left behind it would be listed as an
+  'overwritten' kept version ("a chmod or touch seen live keeps nothing").
 """
 
 from __future__ import annotations
@@ -173,3 +176,17 @@ def kept_version(t: "S3Target", key: str, version: str, stamp: str, why: str,
         raise t._error(exc, "trash list", path) from None
     entry = head_entry(path, head)
     return Kept(path, stamp, why, size, file_ns(entry), path, entry.mode, version)
+
+
+def drop_self_copied(t: S3Target, key: str, version: str) -> None:
+    """Delete `version` of `key`, the one set_meta just copied onto itself with new
+    metadata (CopySourceIfMatch made sure it is the bytes now current). Best effort: a
+    failure leaves it listed as a kept version (logged at warning), never fails the
+    chmod, which is done."""
+    try:
+        t.client.delete_object(Bucket=t.bucket, Key=key, VersionId=version)
+    except Exception as exc:  # noqa: BLE001 - the metadata itself was set
+        if not is_not_found(exc):
+            log.warning(kv(msg="cannot delete the version a metadata change replaced; it "
+                               "stays listed in the trash", target=t.name,
+                           path=key[len(t.root):], error=t._error(exc, "set_meta", "")))

@@ -1,0 +1,154 @@
+"""The config changed between two runs: the catch-up alone makes every target exact.
+
+The real `mirrord run` on three real targets with no reconcile pass at all
+(`[reconcile] every = off`, `at_start = no`, the fixture of test_stopped_changes): an
+exclude pattern added (what it now excludes is neither sent nor deleted any more: a
+target's copy stays, as reconcile leaves it, since it never lists excluded paths) or
+removed (what it excluded arrives), a target added to the source (it gets everything), the source root
+moved to another path under the same name (nothing is sent twice, the changes made
+meanwhile are). Changes are made while the daemon is down too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from mirrord import config as config_mod
+from tests.e2e import test_stopped_changes as stopped
+from tests.e2e.test_stopped_changes import assert_exact, start, write
+from tests.exactness import wait_exact
+from tests.reliability.conftest import Env, live_only_config, poll
+
+
+@pytest.fixture
+def env(tmp_path, seaweedfs, sshd):
+    """The live-only daemon of test_stopped_changes: no reconcile pass at any point."""
+    cfg = live_only_config(tmp_path, seaweedfs, sshd)
+    cfg.write_text(cfg.read_text() + "at_start = no\n")
+    e = Env(tmp_path, cfg)
+    try:
+        yield e
+    finally:
+        e.close()
+
+EXCLUDE_LINE = "exclude = *.tmp, *.part, .*.swp, *~"
+
+
+def _excludes(env):
+    return config_mod.load(env.cfg).source("uploads").excluded
+
+
+def _edit(env, old: str, new: str) -> None:
+    text = env.cfg.read_text()
+    assert old in text, old
+    env.cfg.write_text(text.replace(old, new))
+
+
+def _tree(src) -> None:
+    write(src / "a.jpg", b"a")
+    write(src / "thumb" / "t.jpg", b"thumbnail")
+    write(src / "deep" / "thumb" / "t2.jpg", b"thumbnail 2")
+    write(src / "deep" / "keep.jpg", b"kept")
+    write(src / "x.bak", b"a backup")
+
+
+def _exact_outside_excludes(env, excludes) -> None:
+    """Every target equals the source on every path the excludes leave in (on both
+    sides: what they exclude is not the mirror's business)."""
+    poll(lambda: stopped.drained(env), timeout=90, what="the backlog drained")
+    for target in env.targets.values():
+        wait_exact(env.src, _Filtered(target, excludes), timeout=90, excluded=excludes)
+
+
+class _Filtered:
+    """A target seen without the paths `excludes` leaves out (tests/exactness reads it)."""
+
+    def __init__(self, target, excludes):
+        self.target, self.excludes = target, excludes
+        self.name, self.features = target.name, target.features
+
+    def list(self, prefix: str = ""):
+        return (e for e in self.target.list(prefix)
+                if not self.excludes(e.path, is_dir=e.is_dir))
+
+    def stat(self, path):
+        return self.target.stat(path)
+
+    def read(self, path):
+        return self.target.read(path)
+
+
+def test_an_exclude_added_then_removed(env):
+    _tree(env.src)
+    start(env)
+    assert_exact(env, excludes=_excludes(env))
+    env.daemon.kill(signal.SIGTERM)
+    _edit(env, EXCLUDE_LINE, EXCLUDE_LINE + ", thumb/, *.bak")
+    write(env.src / "thumb" / "t3.jpg", b"written while down, excluded now")
+    write(env.src / "thumb" / "t.jpg", b"changed while down, excluded now")
+    start(env)
+    _exact_outside_excludes(env, _excludes(env))
+    local = env.targets["local"]
+    assert local.read("thumb/t.jpg") == b"thumbnail"      # neither re-sent nor deleted
+    assert local.read("thumb/t3.jpg") is None
+    catchup = env.daemon.status()["sources"]["uploads"]["catchup"]
+    assert "delete" not in catchup["proposed"], catchup
+    env.daemon.kill(signal.SIGKILL)
+    _edit(env, EXCLUDE_LINE + ", thumb/, *.bak", EXCLUDE_LINE)
+    start(env)
+    assert_exact(env, excludes=_excludes(env))
+
+
+def test_a_target_added(env):
+    _edit(env, "targets = local, s3, host", "targets = local, s3")
+    _tree(env.src)
+    start(env)
+    assert_exact(env, names=("local", "s3"))
+    env.daemon.kill(signal.SIGKILL)
+    write(env.src / "while-down.jpg", b"down")
+    os.chmod(env.src / "a.jpg", 0o600)
+    _edit(env, "targets = local, s3", "targets = local, s3, host")
+    start(env)
+    assert_exact(env)
+
+
+def test_the_source_root_moved(env, tmp_path):
+    _tree(env.src)
+    start(env)
+    assert_exact(env)
+    env.daemon.kill(signal.SIGTERM)
+    moved = tmp_path / "moved-src"
+    os.rename(env.src, moved)
+    _edit(env, f"path = {env.src}\n", f"path = {moved}\n")
+    env.src = moved
+    write(moved / "after-move.jpg", b"new")
+    (moved / "a.jpg").unlink()
+    start(env)
+    assert_exact(env)
+    assert "msg=retrying" not in env.log_text()
+
+
+def test_a_backlog_queued_before_an_exclude_was_added_is_not_sent(env, sshd):
+    """Rows queued for the mirror host while it was down, the daemon killed, `thumb/`
+    excluded, the host back: the rows of thumb/ are dropped, not sent."""
+    _tree(env.src)
+    start(env)
+    assert_exact(env, excludes=_excludes(env))
+    sshd.stop()
+    try:
+        write(env.src / "thumb" / "queued.jpg", b"queued while the host was down")
+        write(env.src / "queued-too.jpg", b"not excluded")
+        poll(lambda: env.daemon.status()["targets"]["host"]["pending"] >= 2,
+             what="the host's backlog")
+        env.daemon.kill(signal.SIGKILL)
+        _edit(env, EXCLUDE_LINE, EXCLUDE_LINE + ", thumb/")
+    finally:
+        sshd.start()
+    start(env)
+    _exact_outside_excludes(env, _excludes(env))
+    host = env.targets["host"]
+    assert host.read("queued-too.jpg") == b"not excluded"
+    assert host.read("thumb/queued.jpg") is None
