@@ -100,8 +100,27 @@ def _unencodable_names_written() -> None:
     stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
 
 
+def _standard_fds_open() -> None:
+    """Open /dev/null on any of fds 0-2 that is closed (`mirrord run >&-`, a supervisor
+    that closed them): the next file mirrord opened took that number, so a child's output
+    (ssh, rsync) or a stray write to stdout went into it, the state database or a file
+    being shipped. open(2) returns the lowest free number, which is the one checked."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)
+    # Python sets sys.stdout / sys.stderr to None when fd 1 / 2 was closed at its start:
+    # print() then writes nothing, but a flush or a log handler raised AttributeError
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    _standard_fds_open()
     _unencodable_names_written()
     parser = build_parser(command_module(argv))
     args = parser.parse_args(argv)

@@ -83,3 +83,26 @@ def test_an_empty_config_option_is_a_usage_error_not_the_default_file(tmp_path, 
                          cwd=tmp_path, check=False, timeout=60)
     assert res.returncode == 2 and res.stdout == "", res.stdout
     assert res.stderr.startswith("mirrord: argument -c/--config: an empty path")
+
+
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_closed_stdout_never_lends_its_number_to_a_file_mirrord_opens(tmp_path, fd):
+    """`mirrord run >&-` (or 2>&-): with fd 1 closed, the next file mirrord opened took
+    number 1, so a child's output or a stray print went into it (the state database, a
+    shipped file), and the exit flush of sys.stdout (None) was a traceback. The daemon
+    opens /dev/null there first."""
+    import time
+
+    ini = _ini(tmp_path)
+    proc = subprocess.Popen([str(MIRRORD), "-c", str(ini), "run"], stdin=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, preexec_fn=lambda: os.close(fd))
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "mirror" / "caf\udce9-latin1.jpg").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "not mirrored"
+            time.sleep(0.05)
+        assert os.readlink(f"/proc/{proc.pid}/fd/{fd}") == os.devnull
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")[-2000:]
