@@ -151,7 +151,7 @@ def _trash_lines(found: dict) -> list[str]:
             lines.append(f"  {'CHANGED (UTC)':<27} {'SIZE':>12}  {'WHY':<17}  PATH")
         for k in kept:
             lines.append(f"  {listing.iso(k.when):<27} {listing.human_size(k.size):>12}  "
-                         f"{WHY_TEXT.get(k.why, k.why):<17}  {k.path}")
+                         f"{WHY_TEXT.get(k.why, k.why):<17}  {listing.shown_path(k.path)}")
     count = sum(len(kept) for _, kept in found.values())
     size = sum(k.size for _, kept in found.values() for k in kept)
     lines.append(f"total: {count} kept versions, {listing.human_size(size)}")
@@ -248,5 +248,5 @@ def _outcome_line(o: restore.Outcome) -> str:
     k = o.kept
     what = (f"version of {listing.iso(k.when)} ({WHY_TEXT.get(k.why, k.why)}, "
             f"{listing.human_size(k.size)})")
-    line = f"{o.action}: {o.where} <- {what}"
+    line = f"{o.action}: {listing.shown_path(o.where)} <- {what}"
     return f"{line}: {o.detail}" if o.detail else line

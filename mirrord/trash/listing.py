@@ -149,3 +149,15 @@ def human_size(n: int) -> str:
             return f"{n:,} B" if unit == "B" else f"{size:,.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)} | {
+    ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"}
+
+
+def shown_path(path: str) -> str:
+    """`path` for a line of text output: a backslash and every control character written
+    as an escape (a newline as \\n, others as \\xNN, as `ls -b` does), so a name holding a
+    newline cannot split its line into two entries (`--json` keeps the name as it is)."""
+    return path.translate(_CONTROL)
+

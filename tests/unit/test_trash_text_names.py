@@ -1,0 +1,39 @@
+"""`mirrord trash` and `undelete` text output: one line per kept version whatever its name.
+
+A name holding a newline printed raw split its line, so one kept version read as two
+entries (a breaker's find; `--json` was right). Names are written with a backslash and
+every control character escaped, as `ls -b` writes them."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirrord.cli.trash import _outcome_line, _trash_lines
+from mirrord.trash.listing import shown_path
+from mirrord.trash.model import Kept
+from mirrord.trash.restore import Outcome
+
+
+@pytest.mark.parametrize("name,shown", [
+    ("a\nb.jpg", "a\\nb.jpg"), ("tab\there", "tab\\there"), ("cr\r", "cr\\r"),
+    ("bell\x07", "bell\\x07"), ("del\x7f", "del\\x7f"), ("back\\slash", "back\\\\slash"),
+    ("plain/été.jpg", "plain/été.jpg"), ("caf\udce9.jpg", "caf\udce9.jpg")])
+def test_a_name_is_shown_on_one_line_and_unambiguously(name, shown):
+    assert shown_path(name) == shown and "\n" not in shown_path(name)
+
+
+def _kept(path: str) -> Kept:
+    return Kept(path=path, stamp="20261130T040000.000000Z", why="deleted", size=3,
+                mtime_ns=0, mode=0o644, key=f".mirrord/trash/x/{path}")
+
+
+def test_the_trash_listing_has_one_line_per_version_whatever_the_names():
+    kept = [_kept("two\nlines.jpg"), _kept("fine.jpg")]
+    lines = "\n".join(_trash_lines({"mirror": ("kept", kept)})).splitlines()
+    entries = [line for line in lines if line.startswith("  20")]
+    assert len(entries) == 2 and entries[0].endswith("two\\nlines.jpg")
+
+
+def test_an_undelete_outcome_is_one_line():
+    line = _outcome_line(Outcome("restored", "mirror:two\nlines.jpg", _kept("two\nlines.jpg")))
+    assert "\n" not in line and "two\\nlines.jpg" in line
