@@ -32,11 +32,6 @@ def env(request, tmp_path, seaweedfs, sshd):
         e.close()
 
 
-def drained(env: Env) -> bool:
-    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
-    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
-
-
 def start(env: Env) -> None:
     """Start the daemon and wait for the reconcile pass that follows every start, so no
     later repair can hide what the live stream missed."""
@@ -47,7 +42,7 @@ def start(env: Env) -> None:
 
 def assert_exact(env: Env, *, timeout: float = 90.0) -> None:
     """Every target equals the source exactly, then a reconcile dry run finds nothing."""
-    poll(lambda: drained(env), timeout=timeout, what="the backlog drained")
+    poll(env.drained, timeout=timeout, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=timeout, excluded=excluded)
     plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
@@ -74,7 +69,7 @@ def test_directory_swapped_with_one_from_outside(env, tmp_path):
     os.rename(gallery, outside / "x")
     os.rename(outside / "staging", gallery)
     write(outside / "x" / "written-after-moving-out.jpg", b"not ours")
-    poll(lambda: drained(env), timeout=60, what="the swap shipped")
+    poll(env.drained, timeout=60, what="the swap shipped")
     write(gallery / "later.jpg", b"later")
     assert_exact(env)
 
@@ -222,7 +217,7 @@ def test_excluded_directories_and_renames_across_excludes(excluding_env):
 
 
 def assert_exact_with(env: Env, excluded) -> None:
-    poll(lambda: drained(env), timeout=90, what="the backlog drained")
+    poll(env.drained, timeout=90, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=90, excluded=excluded)
     plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture
+from tests.e2e.test_exact_stream import env, start  # noqa: F401 - env: the fixture
 from tests.exactness import wait_exact
 from tests.reliability.conftest import Env, excluded, live_only_config, poll
 
@@ -53,7 +53,7 @@ def test_directories_exchanged_while_a_new_subdirectory_is_in_flight(env):
         write(rel / "D2" / "sub" / "deep.txt", os.urandom(6 << 20))
         time.sleep(0.1)   # the events are read and the sends have started
         exchange(rel / "D1", rel / "D2")
-    poll(lambda: drained(env), timeout=120, what="the backlog drained")
+    poll(env.drained, timeout=120, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=60, excluded=excluded)
 
@@ -83,6 +83,6 @@ def test_the_same_exchange_with_path_dependent_excludes(env_path_excludes):
         write(rel / "D2" / "sub" / "deep.txt", os.urandom(6 << 20))
         time.sleep(0.1)
         exchange(rel / "D1", rel / "D2")
-    poll(lambda: drained(env), timeout=120, what="the backlog drained")
+    poll(env.drained, timeout=120, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=60, excluded=excluded)

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture (both watchers)
+from tests.e2e.test_exact_stream import env, start  # noqa: F401 - env: the fixture (both watchers)
 from tests.e2e.test_exchange_in_flight import exchange, write
 from tests.exactness import wait_exact
 from tests.reliability.conftest import excluded, poll
@@ -76,6 +76,6 @@ def test_exact_after_renames_over_work_in_flight(env, shape):
     start(env)
     for i in range(2):
         shape(env.src / f"release{i}")
-    poll(lambda: drained(env), timeout=180, what="the backlog drained")
+    poll(env.drained, timeout=180, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=60, excluded=excluded)

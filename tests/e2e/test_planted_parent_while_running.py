@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_exact_stream import drained, env, start  # noqa: F401 - env: the fixture (both watchers)
+from tests.e2e.test_exact_stream import env, start  # noqa: F401 - env: the fixture (both watchers)
 from tests.reliability.conftest import Env, poll
 
 
@@ -36,7 +36,7 @@ def test_a_put_below_a_directory_replaced_on_the_mirror_lands_and_drains(env, tm
     (env.src / "site").mkdir(parents=True)
     (env.src / "site" / "old.txt").write_bytes(b"old")
     start(env)
-    poll(lambda: drained(env), timeout=120, what="the first send drained")
+    poll(env.drained, timeout=120, what="the first send drained")
     for root in roots(env):
         poll(lambda root=root: (root / "site" / "old.txt").exists(), timeout=60,
              what=f"site/old.txt on {root}")
@@ -46,7 +46,7 @@ def test_a_put_below_a_directory_replaced_on_the_mirror_lands_and_drains(env, tm
         else:
             (root / "site").write_bytes(b"in the way")
     (env.src / "site" / "victim").write_bytes(b"from the source")
-    poll(lambda: drained(env), timeout=120, what="the backlog drained")
+    poll(env.drained, timeout=120, what="the backlog drained")
     assert sorted(os.listdir(outside)) == ["victim"]
     assert (outside / "victim").read_bytes() == b"must stay"
     for root in roots(env):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_trash_e2e import drained, keeping_config
+from tests.e2e.test_trash_e2e import keeping_config
 from tests.exactness import wait_exact
 from tests.reliability.conftest import Env, excluded, poll
 
@@ -35,7 +35,7 @@ def env(request, tmp_path, seaweedfs, sshd):
 
 
 def settle(env: Env) -> None:
-    poll(lambda: drained(env), timeout=180, what="the backlog drained")
+    poll(env.drained, timeout=180, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=180, excluded=excluded)
 

@@ -36,11 +36,6 @@ def env(tmp_path, seaweedfs, sshd):
         e.close()
 
 
-def drained(env: Env) -> bool:
-    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
-    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
-
-
 def catchups(env: Env) -> int:
     return env.log_text().count("catch-up done") if env.log.exists() else 0
 
@@ -56,7 +51,7 @@ def assert_exact(env: Env, *, timeout: float = 90.0, names: tuple[str, ...] | No
                  excludes=excluded) -> None:
     """Every target (of `names`) equals the source exactly, as `excludes` leaves it, then a
     reconcile dry run finds nothing."""
-    poll(lambda: drained(env), timeout=timeout, what="the backlog drained")
+    poll(env.drained, timeout=timeout, what="the backlog drained")
     for name, target in env.targets.items():
         if names is None or name in names:
             wait_exact(env.src, target, timeout=timeout, excluded=excludes)

@@ -65,14 +65,9 @@ def seed(src: Path, files: dict[str, bytes]) -> None:
         os.utime(path, ns=(mtime_of(rel), mtime_of(rel)))
 
 
-def drained(env: Env) -> bool:
-    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
-    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
-
-
 def settle(env: Env) -> None:
     """The backlog is empty and every target equals the source (bytes, mtime, mode)."""
-    poll(lambda: drained(env), timeout=120, what="the backlog drained")
+    poll(env.drained, timeout=120, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=120, excluded=excluded)
 

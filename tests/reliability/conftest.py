@@ -104,6 +104,11 @@ class Env:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def drained(self) -> bool:
+        """True when no target has a change pending; fails at once if the daemon died."""
+        assert self.daemon.proc.poll() is None, self.log_text()[-3000:]
+        return all(t["pending"] == 0 for t in self.daemon.status()["targets"].values())
+
     def close(self) -> None:
         self.daemon.stop()
         for t in self.targets.values():

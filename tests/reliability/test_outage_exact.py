@@ -64,13 +64,8 @@ def _change_during_outage(src: Path) -> None:
     (src / "empty-new").mkdir()
 
 
-def _drained(env: Env) -> bool:
-    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
-    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
-
-
 def _assert_exact(env: Env, *, timeout: float = 240.0) -> None:
-    poll(lambda: _drained(env), timeout=timeout, what="the backlog drained")
+    poll(env.drained, timeout=timeout, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=timeout, excluded=excluded)
     plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)

@@ -29,11 +29,6 @@ def env(tmp_path, seaweedfs, sshd):
         e.close()
 
 
-def _drained(env: Env) -> bool:
-    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
-    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
-
-
 def _start(env: Env) -> None:
     """Start and wait for this run's start-up pass to be recorded."""
     before = env.log_text().count("reconcile pass done") if env.log.exists() else 0
@@ -43,7 +38,7 @@ def _start(env: Env) -> None:
 
 
 def _assert_exact(env: Env) -> None:
-    poll(lambda: _drained(env), timeout=120, what="the backlog drained")
+    poll(env.drained, timeout=120, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=120, excluded=excluded)
     plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)

@@ -23,13 +23,8 @@ from tests.reliability.conftest import Env, excluded, live_only_config, poll, tm
 from tests.reliability.test_state import _fill
 
 
-def _drained(env: Env) -> bool:
-    assert env.daemon.proc.poll() is None, env.log_text()[-3000:]
-    return all(t["pending"] == 0 for t in env.daemon.status()["targets"].values())
-
-
 def _assert_exact(env: Env) -> None:
-    poll(lambda: _drained(env), timeout=240, what="the backlog drained")
+    poll(env.drained, timeout=240, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, target, timeout=240, excluded=excluded)
     plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
