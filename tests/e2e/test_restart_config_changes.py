@@ -58,7 +58,7 @@ def _tree(src) -> None:
 def _exact_outside_excludes(env, excludes) -> None:
     """Every target equals the source on every path the excludes leave in (on both
     sides: what they exclude is not the mirror's business)."""
-    poll(lambda: stopped.drained(env), timeout=90, what="the backlog drained")
+    poll(env.drained, timeout=90, what="the backlog drained")
     for target in env.targets.values():
         wait_exact(env.src, _Filtered(target, excludes), timeout=90, excluded=excludes)
 

@@ -133,7 +133,7 @@ def _primary_play(base: Path) -> dict:
                                  "exclude": ["*.tmp", "*.part", ".*.swp", "*~", ".nfs*"],
                                  "alarm_deletes": 500, "alarm_window": "30s", "pause_on_alarm": True}],
             "mirrord_targets": [
-                {"name": "local", "type": "local", "path": str(base / "mirror"), "fsync": True,
+                {"name": "local", "type": "local", "path": str(base / "mirror-data"), "fsync": True,
                  "keep_deleted": "7d", "keep_deleted_max": "50G"},
                 {"name": "s3", "type": "s3", "bucket": "mirror", "prefix": "uploads/", "keep_deleted": "1d",
                  "endpoint_url": "http://127.0.0.1:8333", "region": "us-east-1",
@@ -156,7 +156,10 @@ def _mirror_play(base: Path) -> dict:
         "roles": ["mirrord_mirror"],
         "vars": {
             **_common_vars(base, "mirror"),
-            "mirrord_mirror_targets": [{"name": "mirror", "type": "local", "path": str(base / "mirror")}],
+            # the mirror's files apart from the mirror side's own state_dir (base/mirror/state):
+            # a state_dir inside a local target's path is refused (reconcile would delete it)
+            "mirrord_mirror_targets": [{"name": "mirror", "type": "local",
+                                        "path": str(base / "mirror-data")}],
             "mirrord_mirror_failover": {
                 "database": "host=127.0.0.1 port=5433 dbname=wiki user=mirrord",
                 "max_replay_lag": "30s",
@@ -182,7 +185,7 @@ def _mirror_play(base: Path) -> dict:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory) -> Deployment:
     base = tmp_path_factory.mktemp("deploy")
-    for d in ("uploads", "mirror", "extra", "sudoers.d"):
+    for d in ("uploads", "mirror", "mirror-data", "extra", "sudoers.d"):
         (base / d).mkdir()
     _copy_source(base / "src")
     playbook = base / "playbook.yml"
@@ -304,7 +307,7 @@ def test_rendered_units_pass_systemd_analyze_verify(deployment):
     text = (units / "mirrord.service").read_text()
     assert f"ExecStart={deployment.venv}/bin/mirrord -c {deployment.path('primary', 'etc', 'mirrord.ini')} run" in text
     assert f"ReadWritePaths={deployment.path('primary', 'state')}" in text
-    assert f"ReadWritePaths=-{deployment.path('mirror')}" in text
+    assert f"ReadWritePaths=-{deployment.path('mirror-data')}" in text
     assert f"ReadWritePaths=-{deployment.path('extra')}" in text
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: make test installs Debian's systemd package"
