@@ -21,7 +21,8 @@ def _inside(child: Path, parent: Path) -> bool:
 
 
 def _check_cross_references(r: _Reader, sources: list[SourceConfig],
-                            targets: dict[str, TargetConfig], settings_state_dir: Path) -> None:
+                            targets: dict[str, TargetConfig], state_dir: Path) -> None:
+    """`state_dir`: [mirrord] state_dir as read (its default when not set)."""
     names: dict[tuple[str, str], str] = {}
     for src in sources:
         section = f"source:{src.name}"
@@ -38,22 +39,15 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
                 r.problem(section, "dest", f"source {names[key]} already mirrors to target {tname} "
                           f"with dest {src.dest!r}; give each source its own dest")
             names[key] = src.name
-    state_dir = None
-    if r.parser.has_option("mirrord", "state_dir"):
-        state_dir = r.path("mirrord", "state_dir")
     for src in sources:
-        if state_dir is not None and _inside(state_dir, src.path):
+        if r.parser.has_option("mirrord", "state_dir") and _inside(state_dir, src.path):
             r.problem("mirrord", "state_dir", f"{state_dir} is inside the source {src.path}")
     for t in targets.values():
         # mirrord's files there are not mirrored files: the daemon's start-up reconcile
         # deleted journal.db and the lock as "extra" while the daemon was using them
-        if t.local is not None and _inside(settings_state_dir, t.local.path):
-            r.problem("mirrord", "state_dir", f"{settings_state_dir} is inside [target:{t.name}] "
+        if t.local is not None and _inside(state_dir, t.local.path):
+            r.problem("mirrord", "state_dir", f"{state_dir} is inside [target:{t.name}] "
                       f"path {t.local.path}: reconcile would delete it as extra")
-
-
-def _has_password(conninfo: str) -> bool:
-    return bool(conninfo_password(conninfo))
 
 
 def _warn_if_secret_readable(r: _Reader) -> None:
@@ -63,7 +57,7 @@ def _warn_if_secret_readable(r: _Reader) -> None:
     has_secret = any(
         r.parser.has_option(sec, key) and r.parser.get(sec, key).strip()
         for sec in r.parser.sections() for key in SECRET_KEYS
-    ) or any(_has_password(r.parser.get(sec, k) or "")
+    ) or any(conninfo_password(r.parser.get(sec, k) or "")
              for sec in r.parser.sections() for k in ("database", "primary_database")
              if r.parser.has_option(sec, k))
     try:

@@ -169,12 +169,10 @@ class SymlinkSwitch(Switch):
         cur = self.current()
         if cur is not None and self.points_at(cur, self.readonly):
             return False, f"{self.link} already points at {os.fsdecode(cur)}"
-        if not self._ours(cur):   # else keep what the first failover recorded as the original
-            self.save_record({"mode": self.mode, "link": str(self.link), "target": _b64(cur),
-                              "flipped_to": _b64(os.fsencode(self.readonly))})
-        else:
-            self.save_record({**(self._record() or {}),
-                              "flipped_to": _b64(os.fsencode(self.readonly))})
+        rec = self._record() if self._ours(cur) else None   # keep the first original
+        self.save_record({**(rec or {"mode": self.mode, "link": str(self.link),
+                                     "target": _b64(cur)}),
+                          "flipped_to": _b64(os.fsencode(self.readonly))})
         self._swap(os.fsencode(self.readonly))
         was = "absent" if cur is None else os.fsdecode(cur)
         return True, f"{self.link} -> {self.readonly} (was {was}; recorded in {self.record_path})"

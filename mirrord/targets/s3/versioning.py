@@ -74,14 +74,21 @@ def drop_replaced(t: "S3Target", key: str, version: str | None) -> None:
         versions[key] = version
     if not old or old == version:
         return
+    err = _delete_version(t, key, old, "write_meta")
+    if isinstance(err, PermanentError):
+        t._meta_versions = None
+        log.warning(kv(msg="cannot delete the versions write_meta replaces; they stay "
+                           "until a lifecycle rule expires them", target=t.name, error=err))
+
+
+def _delete_version(t: "S3Target", key: str, version: str, op: str) -> Exception | None:
+    """DeleteObject of one version of `key`; None when done (or already gone), else the
+    classified error (t._error): the callers' deletes are best effort."""
     try:
-        t.client.delete_object(Bucket=t.bucket, Key=key, VersionId=old)
-    except Exception as exc:  # noqa: BLE001 - the meta file itself was written
-        err = t._error(exc, "write_meta", "")
-        if not is_not_found(exc) and isinstance(err, PermanentError):
-            t._meta_versions = None
-            log.warning(kv(msg="cannot delete the versions write_meta replaces; they stay "
-                               "until a lifecycle rule expires them", target=t.name, error=err))
+        t.client.delete_object(Bucket=t.bucket, Key=key, VersionId=version)
+    except Exception as exc:  # noqa: BLE001 - classified and returned to the caller
+        return None if is_not_found(exc) else t._error(exc, op, "")
+    return None
 
 
 def under(path: str, prefix: str) -> bool:
@@ -183,10 +190,8 @@ def drop_self_copied(t: S3Target, key: str, version: str) -> None:
     metadata (CopySourceIfMatch made sure it is the bytes now current). Best effort: a
     failure leaves it listed as a kept version (logged at warning), never fails the
     chmod, which is done."""
-    try:
-        t.client.delete_object(Bucket=t.bucket, Key=key, VersionId=version)
-    except Exception as exc:  # noqa: BLE001 - the metadata itself was set
-        if not is_not_found(exc):
-            log.warning(kv(msg="cannot delete the version a metadata change replaced; it "
-                               "stays listed in the trash", target=t.name,
-                           path=key[len(t.root):], error=t._error(exc, "set_meta", "")))
+    err = _delete_version(t, key, version, "set_meta")
+    if err is not None:
+        log.warning(kv(msg="cannot delete the version a metadata change replaced; it "
+                           "stays listed in the trash", target=t.name,
+                       path=key[len(t.root):], error=err))
