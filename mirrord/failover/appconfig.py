@@ -6,70 +6,28 @@ Two ways, chosen by [failover] mode:
   name and renamed over it, so a reader always sees one link or the other.
 - flagfile: `flag` holds `message` (failover) and is removed (failback), like
   MediaWiki's $wgReadOnlyFile; written to a temp file, fsynced, renamed, and
-  the directory fsynced.
+  the directory fsynced (flagfile.FlagFileSwitch).
 
 What stood there before the failover (the link's exact target bytes, or an
 earlier flag file's content) is recorded in state_dir before anything changes,
-so failback restores it exactly. Applying the same direction twice changes
-nothing the second time.
+so failback restores it exactly (switch_record.Switch). Applying the same
+direction twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import secrets
-import stat
-import time
 from pathlib import Path
 
 from mirrord.config import FailoverConfig
+from mirrord.failover.flagfile import FlagFileSwitch
 from mirrord.failover.result import Check
-from mirrord.fsutil import atomic_write, fsync_dir
+from mirrord.failover.switch_record import RECORD, Switch, b64, unb64
+from mirrord.fsutil import fsync_dir
 
-RECORD = "failover-appconfig.json"
-
-
-class Switch:
-    """Common part: the record of what was there before, kept in state_dir."""
-
-    def __init__(self, state_dir: Path):
-        self.record_path = Path(state_dir) / RECORD
-
-    def load_record(self) -> dict | None:
-        try:
-            doc = json.loads(self.record_path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None
-        return doc if isinstance(doc, dict) else None
-
-    def record_for(self, key: str, value: str) -> dict | None:
-        """The record when it is this mode's, for this link or flag (`key` == `value`)."""
-        rec = self.load_record()
-        return rec if rec and rec.get("mode") == getattr(self, "mode", None) \
-            and rec.get(key) == value else None
-
-    def save_record(self, doc: dict) -> None:
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {**doc, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        atomic_write(self.record_path, json.dumps(doc).encode(), mode=0o600)
-
-    def drop_record(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.record_path.unlink()
-            fsync_dir(str(self.record_path.parent))
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
-
-
-def _unb64(text: str | None) -> bytes | None:
-    return None if text is None else base64.b64decode(text)
+__all__ = ["RECORD", "FlagFileSwitch", "SymlinkSwitch", "from_config"]
 
 
 class SymlinkSwitch(Switch):
@@ -127,12 +85,12 @@ class SymlinkSwitch(Switch):
             return False
         rec = self._record()
         return self.points_at(cur, self.readonly) or bool(rec and rec.get("flipped_to")
-                                                          == _b64(cur))
+                                                          == b64(cur))
 
     def _failback_target(self, cur: bytes | None) -> bytes | Path:
         rec = self._record()
         if rec and rec.get("target") is not None and self._ours(cur):
-            return _unb64(rec["target"])
+            return unb64(rec["target"])
         return self.readwrite
 
     def writable(self) -> list[Check]:
@@ -171,8 +129,8 @@ class SymlinkSwitch(Switch):
             return False, f"{self.link} already points at {os.fsdecode(cur)}"
         rec = self._record() if self._ours(cur) else None   # keep the first original
         self.save_record({**(rec or {"mode": self.mode, "link": str(self.link),
-                                     "target": _b64(cur)}),
-                          "flipped_to": _b64(os.fsencode(self.readonly))})
+                                     "target": b64(cur)}),
+                          "flipped_to": b64(os.fsencode(self.readonly))})
         self._swap(os.fsencode(self.readonly))
         was = "absent" if cur is None else os.fsdecode(cur)
         return True, f"{self.link} -> {self.readonly} (was {was}; recorded in {self.record_path})"
@@ -206,97 +164,6 @@ class SymlinkSwitch(Switch):
                 os.unlink(tmp)
             raise
         fsync_dir(parent)
-
-
-class FlagFileSwitch(Switch):
-    mode = "flagfile"
-
-    def __init__(self, flag: Path, message: str, state_dir: Path):
-        super().__init__(state_dir)
-        self.flag = Path(flag)
-        self.content = message.encode() + b"\n"
-
-    def current(self) -> bytes | None:
-        try:
-            return self.flag.read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def state(self) -> str:
-        try:
-            cur = self.current()
-        except OSError as exc:
-            return f"unreadable ({exc.strerror})"
-        if cur is None:
-            return "absent"
-        return "present (ours)" if cur == self.content else f"present ({len(cur)} bytes, not ours)"
-
-    def precheck(self, readonly: bool) -> list[Check]:
-        parent = self.flag.parent
-        writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
-        checks = [Check("app.flag_dir", writable, str(parent), "a writable directory",
-                        f"cannot create or remove {self.flag.name} in {parent}")]
-        try:
-            self.current()
-        except OSError as exc:
-            checks.append(Check("app.flag", False, f"unreadable ({exc.strerror})",
-                                "a file or absent", f"{self.flag} cannot be read"))
-        return checks
-
-    def writable(self) -> list[Check]:
-        """Nothing beyond precheck's app.flag_dir, which already asks for write access."""
-        return []
-
-    def describe(self, readonly: bool) -> str:
-        verb = "create" if readonly else "remove (or restore what was there before)"
-        return f"{verb} {self.flag} (now: {self.state()})"
-
-    def _record(self) -> dict | None:
-        return self.record_for("flag", str(self.flag))
-
-    def _ours(self, cur: bytes | None) -> bool:
-        """The flag holds today's message, or the one a failover recorded writing
-        (`message` may have changed in the INI since)."""
-        rec = self._record()
-        return cur is not None and (cur == self.content
-                                    or bool(rec and rec.get("written") == _b64(cur)))
-
-    def _owner(self) -> dict:
-        try:
-            st = os.stat(self.flag)
-        except FileNotFoundError:
-            return {}
-        return {"perm": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
-
-    def apply(self, readonly: bool) -> tuple[bool, str]:
-        cur = self.current()
-        if readonly:
-            if cur == self.content:
-                return False, f"{self.flag} already holds the read-only message"
-            rec = self._record() if self._ours(cur) else None   # keep the first original
-            self.save_record({**(rec or {"mode": self.mode, "flag": str(self.flag),
-                                         "content": _b64(cur), **self._owner()}),
-                              "written": _b64(self.content)})
-            atomic_write(self.flag, self.content)
-            return True, f"wrote {self.flag}"
-        if cur is None:
-            self.drop_record()
-            return False, f"{self.flag} is already absent"
-        if not self._ours(cur):
-            self.drop_record()
-            return False, f"{self.flag} was not written by failover; left alone"
-        rec = self._record()
-        before = _unb64(rec.get("content")) if rec else None
-        if before is not None:   # with its permissions and owner: it may be 0600 www-data
-            atomic_write(self.flag, before, mode=rec.get("perm", 0o644))
-            with contextlib.suppress(KeyError, PermissionError):
-                os.chown(self.flag, rec["uid"], rec["gid"])
-            self.drop_record()
-            return True, f"restored {self.flag} as it was before the failover ({len(before)} bytes)"
-        self.flag.unlink()
-        fsync_dir(str(self.flag.parent))
-        self.drop_record()
-        return True, f"removed {self.flag}"
 
 
 def from_config(fo: FailoverConfig, state_dir: Path) -> SymlinkSwitch | FlagFileSwitch:

@@ -1,0 +1,110 @@
+"""The flag-file switch: [failover] mode = flagfile.
+
+`flag` holds `message` while the application is read-only, like MediaWiki's
+$wgReadOnlyFile, and is removed (or given back what stood there before) at
+failback. Writes go to a temp file, fsynced, renamed over, and the directory
+fsynced (fsutil.atomic_write), so the application reads the old file or the new
+one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from mirrord.failover.result import Check
+from mirrord.failover.switch_record import Switch, b64, unb64
+from mirrord.fsutil import atomic_write, fsync_dir
+
+
+class FlagFileSwitch(Switch):
+    mode = "flagfile"
+
+    def __init__(self, flag: Path, message: str, state_dir: Path):
+        super().__init__(state_dir)
+        self.flag = Path(flag)
+        self.content = message.encode() + b"\n"
+
+    def current(self) -> bytes | None:
+        try:
+            return self.flag.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def state(self) -> str:
+        try:
+            cur = self.current()
+        except OSError as exc:
+            return f"unreadable ({exc.strerror})"
+        if cur is None:
+            return "absent"
+        return "present (ours)" if cur == self.content else f"present ({len(cur)} bytes, not ours)"
+
+    def precheck(self, readonly: bool) -> list[Check]:
+        parent = self.flag.parent
+        writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+        checks = [Check("app.flag_dir", writable, str(parent), "a writable directory",
+                        f"cannot create or remove {self.flag.name} in {parent}")]
+        try:
+            self.current()
+        except OSError as exc:
+            checks.append(Check("app.flag", False, f"unreadable ({exc.strerror})",
+                                "a file or absent", f"{self.flag} cannot be read"))
+        return checks
+
+    def writable(self) -> list[Check]:
+        """Nothing beyond precheck's app.flag_dir, which already asks for write access."""
+        return []
+
+    def describe(self, readonly: bool) -> str:
+        verb = "create" if readonly else "remove (or restore what was there before)"
+        return f"{verb} {self.flag} (now: {self.state()})"
+
+    def _record(self) -> dict | None:
+        return self.record_for("flag", str(self.flag))
+
+    def _ours(self, cur: bytes | None) -> bool:
+        """The flag holds today's message, or the one a failover recorded writing
+        (`message` may have changed in the INI since)."""
+        rec = self._record()
+        return cur is not None and (cur == self.content
+                                    or bool(rec and rec.get("written") == b64(cur)))
+
+    def _owner(self) -> dict:
+        try:
+            st = os.stat(self.flag)
+        except FileNotFoundError:
+            return {}
+        return {"perm": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+
+    def apply(self, readonly: bool) -> tuple[bool, str]:
+        cur = self.current()
+        if readonly:
+            if cur == self.content:
+                return False, f"{self.flag} already holds the read-only message"
+            rec = self._record() if self._ours(cur) else None   # keep the first original
+            self.save_record({**(rec or {"mode": self.mode, "flag": str(self.flag),
+                                         "content": b64(cur), **self._owner()}),
+                              "written": b64(self.content)})
+            atomic_write(self.flag, self.content)
+            return True, f"wrote {self.flag}"
+        if cur is None:
+            self.drop_record()
+            return False, f"{self.flag} is already absent"
+        if not self._ours(cur):
+            self.drop_record()
+            return False, f"{self.flag} was not written by failover; left alone"
+        rec = self._record()
+        before = unb64(rec.get("content")) if rec else None
+        if before is not None:   # with its permissions and owner: it may be 0600 www-data
+            atomic_write(self.flag, before, mode=rec.get("perm", 0o644))
+            with contextlib.suppress(KeyError, PermissionError):
+                os.chown(self.flag, rec["uid"], rec["gid"])
+            self.drop_record()
+            return True, f"restored {self.flag} as it was before the failover ({len(before)} bytes)"
+        self.flag.unlink()
+        fsync_dir(str(self.flag.parent))
+        self.drop_record()
+        return True, f"removed {self.flag}"
