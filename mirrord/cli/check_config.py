@@ -106,6 +106,8 @@ def summary(cfg: Config) -> dict:
         "targets": {name: _plain(t) for name, t in cfg.targets.items()},
         "reconcile": _plain(cfg.reconcile),
         "failover": _plain(cfg.failover) if cfg.failover else None,
+        # [health] was read and used by `mirrord health` but never shown
+        "health": _plain(cfg.health),
     }
 
 
@@ -118,6 +120,13 @@ def _preview_line(item: dict) -> str:
             + (f" ({shown})" if real else ""))
 
 
+def _address(hostport: tuple[str, int]) -> str:
+    """(host, port) as the config file writes it: an IPv6 address in brackets ("::1:9464"
+    read as a host "::1:9464" with no port)."""
+    host, port = hostport
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def run(args: argparse.Namespace, cfg: Config) -> int:
     doc = summary(cfg)
     if args.json:
@@ -128,7 +137,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     m = cfg.mirrord
     print(f"  state_dir {m.state_dir}, workers {m.workers}, heartbeat every {m.heartbeat_interval:g}s, "
           f"log {m.log_level}/{m.log_format}"
-          + (f", metrics on {m.metrics_listen[0]}:{m.metrics_listen[1]}" if m.metrics_listen else ""))
+          + (f", metrics on {_address(m.metrics_listen)}" if m.metrics_listen else ""))
     for s, shown in zip(cfg.sources, doc["sources"]):
         dest = f" under {s.dest!r}" if s.dest else ""
         excl = f", excluding {', '.join(s.exclude)}" if s.exclude else ""
@@ -149,4 +158,6 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         f = cfg.failover
         print(f"  failover: mode {f.mode}, heartbeat from {f.heartbeat_target or '-'}, "
               f"max lag {f.max_replay_lag:g}s, memcached {len(f.memcached)} server(s)")
+        h = cfg.health
+        print(f"  health: listen {_address(h.listen)}, checks at most every {h.interval:g}s")
     return 0

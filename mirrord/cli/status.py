@@ -54,6 +54,11 @@ def collect(cfg: Config) -> dict:
         stored = (doc["daemon"] or {}).get("target_states") or {}
         for name, t in doc["targets"].items():
             t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None))
+            if not cfg.sources_for(name):
+                # the daemon never opens it, yet its state table calls it in_sync: the shipped
+                # mirrord.ini's example s3 and rsync sections showed as in_sync under `make run`
+                t.update(state="unused", lag_seconds=None,
+                         state_reason="no [source:*] lists it in targets: never opened")
         held = {h.source: h.to_json() for h in read_holds(db)}
         alarms = (doc["daemon"] or {}).get("alarms") or {} if doc["daemon_pid"] is not None else {}
         for src in cfg.sources:

@@ -44,9 +44,8 @@ class FlagFileSwitch(Switch):
 
     def precheck(self, readonly: bool) -> list[Check]:
         parent = self.flag.parent
-        writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
-        checks = [Check("app.flag_dir", writable, str(parent), "a writable directory",
-                        f"cannot create or remove {self.flag.name} in {parent}")]
+        checks = [Check("app.flag_dir", parent.is_dir(), str(parent), "a directory",
+                        f"cannot create or remove {self.flag.name} in {parent}: no such directory")]
         try:
             self.current()
         except OSError as exc:
@@ -55,8 +54,15 @@ class FlagFileSwitch(Switch):
         return checks
 
     def writable(self) -> list[Check]:
-        """Nothing beyond precheck's app.flag_dir, which already asks for write access."""
-        return []
+        """Whether this process may create and remove the flag; as SymlinkSwitch.writable,
+        not part of precheck: under mirrord-health.service (ProtectSystem=strict) the flag's
+        directory is read-only even for root, so /ready answered 503 on every request."""
+        parent = self.flag.parent
+        ok = os.access(parent, os.W_OK | os.X_OK)
+        return [Check("app.flag_dir_writable", ok, str(parent), "writable by this user",
+                      f"cannot create or remove {self.flag.name} in {parent} (not writable by "
+                      f"uid {os.geteuid()}, or a read-only file system): run as the user that "
+                      "may change the application config")]
 
     def describe(self, readonly: bool) -> str:
         verb = "create" if readonly else "remove (or restore what was there before)"

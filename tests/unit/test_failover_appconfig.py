@@ -139,3 +139,26 @@ def test_account_names_what_was_done_and_not_and_how_to_finish():
     assert "  NOT done:  memcached h:1: unreachable" in lines
     assert "  to finish: memcached h:1: nc h 1" in lines
     assert lines[-1] == "  to undo:   mirrord failback"
+
+
+def test_an_unwritable_flag_directory_is_refused_by_the_run_not_by_ready(tmp_path):
+    """/ready and --dry-run run precheck as mirrord-health.service's user, whose
+    ProtectSystem=strict makes the flag's directory read-only even for root: a write check
+    there made /ready a 503 on every request. As with the symlink's app.link_dir, only the
+    run that flips asks for write access. chattr +i stands in for the read-only mount (both
+    make access(2) refuse W_OK, for root too)."""
+    import subprocess
+
+    flagdir = tmp_path / "images"
+    flagdir.mkdir()
+    sw = FlagFileSwitch(flagdir / "lock_readonly", "Read-only now.", tmp_path / "state")
+    assert [c.ok for c in sw.writable()] == [True]
+    subprocess.run(["chattr", "+i", str(flagdir)], check=True)
+    try:
+        assert all(c.ok for c in sw.precheck(True)), sw.precheck(True)
+        [check] = sw.writable()
+        assert (check.name, check.ok) == ("app.flag_dir_writable", False)
+    finally:
+        subprocess.run(["chattr", "-i", str(flagdir)], check=True)
+    [missing] = FlagFileSwitch(tmp_path / "nope" / "flag", "x", tmp_path / "state").precheck(True)
+    assert (missing.name, missing.ok) == ("app.flag_dir", False)

@@ -223,3 +223,31 @@ def test_status_says_unknown_when_the_daemon_is_not_running(tmp_path, clock):
     assert s3["state_reason"] == "daemon not running; last known in_sync"
     assert doc["targets"]["host"]["state_reason"] == "daemon not running"
     assert "s3           unknown" in status.render(doc)
+
+
+def test_status_calls_a_target_no_source_lists_unused(tmp_path, clock):
+    """A [target:NAME] no source names is never opened by the daemon (the example s3 and
+    rsync sections of the shipped mirrord.ini): status showed it as in_sync all the same."""
+    from mirrord import config, journal, locks
+    from mirrord.cli import status
+
+    (tmp_path / "src").mkdir()
+    ini = tmp_path / "mirrord.ini"
+    ini.write_text("[mirrord]\nstate_dir = ./state\n\n[source:uploads]\npath = ./src\n"
+                   "targets = local\n\n[target:local]\ntype = local\npath = ./m1\n\n"
+                   "[target:spare]\ntype = rsync\nhost = mirror.example.org\npath = /srv/m\n")
+    cfg = config.load(ini)
+    jr = journal.Journal(cfg.mirrord.journal_path, {"uploads": ("local",)})
+    states = TargetStates({"uploads": ["local"]}, targets=cfg.targets, ever_in_sync={"local"})
+    states.update({}, now=clock.now)
+    jr.set_state("daemon", {"pid": os.getpid(), "updated": clock.now,
+                            "target_states": states.to_json()})
+    jr.close()
+    with locks.take(cfg.mirrord.state_dir, locks.DAEMON):
+        doc = status.collect(cfg)
+    assert doc["targets"]["local"]["state"] == IN_SYNC
+    spare = doc["targets"]["spare"]
+    assert (spare["state"], spare["lag_seconds"]) == ("unused", None)
+    text = status.render(doc)
+    assert "spare        unused" in text
+    assert "unused: no [source:*] lists it in targets: never opened" in text
