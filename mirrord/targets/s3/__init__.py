@@ -3,9 +3,9 @@
 target.py is the Target; upload.py its put and deletes.py its delete; keys.py
 which paths S3 can store and the metadata formats; errors.py the classification
 of failures; listing.py the listing and the multipart uploads a crash left open;
-copy.py move and set_meta; trash.py keep_deleted (keep, trash
-list/purge/restore/fetch); versioning.py bucket versioning (the noncurrent
-versions as the kept copies); client.py the botocore client, lean.py the lean
+copy.py move and set_meta, vmove.py a move on a versioned bucket; trash.py
+keep_deleted (keep, trash list/purge/restore/fetch); versioning.py bucket
+versioning (the noncurrent versions as the kept copies); client.py the botocore client, lean.py the lean
 transport for small puts and deletes and endpoint.py where it sends them;
 batch.py sync(), with a batch's deletes in DeleteObjects.
 """

@@ -22,6 +22,10 @@ conditional writes", Aug 2024; SeaweedFS 4.x honours both conditions on PutObjec
    another writer can do (mirrord never works on one path twice at once): back to
    2, at most TRIES puts, then RetryableError (the row is retried later).
 
+On a versioned bucket (bucket versioning Enabled) the same put runs with nothing copied
+(trash.keep_overwritten keeps nothing there: the replaced version is the kept one), and
+a replaced object that was the very version sent (a re-send) is deleted after the put.
+
 A keep that fails raises its error before any put replaced anything: the item fails,
 the old object stays. Nothing here lists `path/`: a put destroys no other key.
 
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING, Callable
 
 from mirrord.errors import RetryableError
 from mirrord.targets.model import Entry
-from mirrord.targets.s3 import trash
+from mirrord.targets.s3 import trash, versioning
 from mirrord.targets.s3.errors import PreconditionFailed, shown
 from mirrord.targets.s3.keys import head_entry
 
@@ -50,43 +54,69 @@ NOTHING_THERE = {"IfNoneMatch": "*"}
 
 
 def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
-                send: Callable[[dict[str, str]], Entry], *, version: tuple[int, int]) -> Entry:
+                send: Callable[[dict[str, str]], Entry], *, version: tuple[int, int],
+                sha256: str = "") -> Entry:
     """Put `path` (at `key`) by `send(condition)`, keeping what it replaces under `stamp`
     first (see the module docstring). `send` takes put_object keyword arguments, the
     condition (IfNoneMatch / IfMatch), and raises PreconditionFailed on a 412. `version`
     is (size in bytes, mtime in ns) of what is sent: an object that already is this
     version is replaced without being kept (nothing is destroyed; a second send of one
     version, e.g. a catch-up after a restart, kept a useless copy that counted against
-    keep_deleted_max). Returns what send returns; raises what the HEAD, the keep or send
-    raise (RetryableError / PermanentError), and RetryableError after TRIES failed
-    conditions."""
+    keep_deleted_max). On a versioned bucket that replaced version is deleted after the
+    put when its sha256 metadata is `sha256` too (same_version). Returns what send
+    returns; raises what the HEAD, the keep or send raise (RetryableError /
+    PermanentError), and RetryableError after TRIES failed conditions."""
     trash.check_stamp(t, stamp)     # a bad stamp fails before anything is sent
     condition = NOTHING_THERE
+    resent: str | None = None
     for _ in range(TRIES):
         try:
-            return send(condition)
+            entry = send(condition)
         except PreconditionFailed:
             pass
+        else:
+            if resent:
+                versioning.drop_resent(t, key, resent)
+            return entry
         head = t._head(path, key)
         if head is None:            # no object (see 2. above): nothing to keep
-            condition = {}
+            condition, resent = {}, None
             continue
         if not _is_version(path, head, version):
             trash.keep_overwritten(t, path, key, stamp, head)
+        resent = same_version(t, path, head, version, sha256)
         condition = {"IfMatch": head["ETag"]}
     raise RetryableError(f"{t.describe()}: put {shown(path)}: the object changed while it "
                          f"was being kept, {TRIES} times (another writer?)")
 
 
 def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
-                version: tuple[int, int]) -> None:
+                version: tuple[int, int], sha256: str = "") -> str | None:
     """Keep what stands at `key` before an unconditional put of a large file (see the
     module docstring): one HEAD, and a copy only when an object other than `version`
-    (size, mtime ns: see put_keeping) is there. Raises like keep()."""
+    (size, mtime ns: see put_keeping) is there. Returns same_version's answer: the
+    VersionId to delete once the put is done, or None. Raises like keep()."""
     trash.check_stamp(t, stamp)
     head = t._head(path, key)
-    if head is not None and not _is_version(path, head, version):
+    if head is None:
+        return None
+    if not _is_version(path, head, version):
         trash.keep_overwritten(t, path, key, stamp, head)
+    return same_version(t, path, head, version, sha256)
+
+
+def same_version(t: S3Target, path: str, head: dict, version: tuple[int, int],
+                 sha256: str) -> str | None:
+    """On a versioned bucket, the VersionId of the HEADed object when the put about to
+    replace it sends the very same version: size, mtime (ns) and sha256 metadata. Left
+    behind it would be listed as an 'overwritten' kept version, where the other targets
+    keep nothing (README: "A put that finds the very version it sends already there ...
+    keeps nothing, on every target"). None otherwise, or when `sha256` is not known."""
+    if t.trash_mode() != versioning.VERSIONING or not sha256 or not head.get("VersionId"):
+        return None
+    same = (_is_version(path, head, version)
+            and (head.get("Metadata") or {}).get("sha256") == sha256)
+    return head["VersionId"] if same else None
 
 
 def _is_version(path: str, head: dict, version: tuple[int, int]) -> bool:

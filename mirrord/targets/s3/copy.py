@@ -12,6 +12,8 @@
   is every key below `src/`, copied in parallel then deleted in batches. Objects
   above 5 GiB (S3Target.copy_limit) use a multipart copy. A directory move is not
   atomic, but is safe to retry: nothing already at the destination is ever deleted.
+  On a versioned bucket vmove.py plans it, so that it leaves no noncurrent version
+  of the old keys behind (listed in the trash as if the user had deleted them).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from botocore.exceptions import ClientError
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
-from mirrord.targets.s3 import deletes, versioning
+from mirrord.targets.s3 import deletes, versioning, vmove
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
 from mirrord.targets.s3.client import transfer_config
 from mirrord.targets.s3.listing import pages
@@ -60,27 +62,48 @@ def set_meta(t: "S3Target", path: str, *, mode: int | None, mtime_ns: int) -> En
                  mtime_ns=mtime_ns, mode=parse_mode(meta.get("mode")))
 
 def move(t: "S3Target", src: str, dst: str) -> None:
+    """Server-side move of the object at `src`, or (none there) of every key below `src/`,
+    to `dst`; NotFound when there is neither. On a versioned bucket vmove.plan decides what
+    is copied and which versions the move leaves are deleted after the delete markers."""
     skey = t._key_or_none(src)
     dkey = t._key(dst)
-    moves = [] if skey is None else _moves(t, src, skey, dst, dkey)
+    if skey is None:
+        raise NotFound(f"{shown(src)} is not on {t.describe()}")
+    if t.trash_mode() == versioning.VERSIONING:
+        p = vmove.plan(t, src, skey, dst, dkey)
+        _copy_all(t, src, p.copies)
+        deletes.delete_keys(t, src, p.old_keys)
+        vmove.drop(t, src, p.moved)
+        return
+    moves = _moves(t, src, skey, dst, dkey)
     if not moves:
         raise NotFound(f"{shown(src)} is not on {t.describe()}")
-    if len(moves) == 1:
-        _copy(t, src, *moves[0])
-    else:
-        with ThreadPoolExecutor(max_workers=min(MOVE_CONCURRENCY, t.workers)) as pool:
-            for future in [pool.submit(_copy, t, src, *m) for m in moves]:
-                future.result()
+    _copy_all(t, src, [(key, new, size, None) for key, new, size in moves])
     deletes.delete_keys(t, src, [m[0] for m in moves])
 
+def _copy_all(t: S3Target, src: str, copies: list[tuple[str, str, int, str | None]]) -> None:
+    """_copy each (key, new key, size, version), MOVE_CONCURRENCY in flight when many."""
+    if len(copies) == 1:
+        key, new, size, version = copies[0]
+        _copy(t, src, key, new, size, version=version)
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(MOVE_CONCURRENCY, t.workers))) as pool:
+        for future in [pool.submit(_copy, t, src, key, new, size, version=version)
+                       for key, new, size, version in copies]:
+            future.result()
+
 def _moves(t: "S3Target", src: str, skey: str, dst: str, dkey: str) -> list[tuple[str, str, int]]:
-    """(source key, destination key, size) for the object at src and every key below it."""
+    """(source key, destination key, size) for the object at src, else every key below it.
+    An object at src and keys below it at once (S3 allows it, a mirror makes it only for a
+    moment: a file renamed away and a directory made at its name, whose files were sent
+    before the rename): only the object moves, the keys below belong to the directory."""
     found: list[tuple[str, int]] = []
     head = t._head(src, skey)
     if head is not None:
         found.append((skey, head["ContentLength"]))
-    for page in pages(t, "move", Prefix=skey + "/"):
-        found += [(o["Key"], o["Size"]) for o in page.get("Contents", ())]
+    else:
+        for page in pages(t, "move", Prefix=skey + "/"):
+            found += [(o["Key"], o["Size"]) for o in page.get("Contents", ())]
     moves = []
     for key, size in found:
         new = dkey + key[len(skey):]

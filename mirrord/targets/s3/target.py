@@ -5,11 +5,11 @@ This module is the Target: its connection, stat, reading and mirrord's own area
 store, the metadata formats), errors.py (classification, credential-free
 messages), listing.py (listing order, multipart uploads a crash left open),
 upload.py (put), deletes.py (delete: DeleteObject and DeleteObjects), copy.py
-(move and set_meta as server-side copies), trash.py and versioning.py
-(keep_deleted: keep, list, purge, restore, fetch), conditional.py (a put that keeps
-what it overwrites, SyncItem.keep_stamp), client.py, lean.py and
-endpoint.py (the botocore client and the lean transport for small puts and
-deletes), batch.py (sync(): a batch's plain deletes in DeleteObjects calls).
+(move and set_meta as server-side copies; vmove.py, a move on a versioned bucket),
+trash.py and versioning.py (keep_deleted: keep, list, purge, restore, fetch),
+conditional.py (a put that keeps what it overwrites, SyncItem.keep_stamp),
+client.py, lean.py and endpoint.py (the botocore client and the lean transport for
+small puts and deletes), batch.py (sync(): a batch's plain deletes in DeleteObjects).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from mirrord.config import S3Options, TargetConfig
@@ -44,8 +43,8 @@ class S3Target(Target):
     type = "s3"
     # A worker still sends one put at a time; batches let a run of deletes share one
     # DeleteObjects (batch.py). A live trickle is spread one op per free worker anyway.
-    # keep_by_condition: in 'copy' trash mode; open() turns it off for versioning, where
-    # keep() costs no request at all.
+    # keep_by_condition: in both trash modes; with versioning the put copies nothing, its
+    # conditional write only tells a re-send of the same version (conditional.py).
     features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
                         list_mtime=False, batch_size=BATCH, keep_by_condition=True)
 
@@ -105,8 +104,6 @@ class S3Target(Target):
                    Bucket=self.bucket, Prefix=self.root + META_DIR + "/", MaxKeys=1)
         self._open_lock.hold(self.abort_open_uploads)
         self._trash_mode = versioning.detect_mode(self)
-        self.features = replace(type(self).features,
-                                keep_by_condition=self._trash_mode != versioning.VERSIONING)
 
     def abort_open_uploads(self) -> int:
         """listing.abort_open_uploads: abort the multipart uploads under the prefix; how many."""

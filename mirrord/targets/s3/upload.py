@@ -39,7 +39,7 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
     under that stamp first, found by the put itself (conditional.py)."""
     key = t._key(path)
     small = min(SMALL_FILE, t.opts.multipart_threshold)
-    keeping = keep_stamp is not None and t._trash_mode != versioning.VERSIONING
+    keeping = keep_stamp is not None   # versioned too: a re-sent version is not kept
     try:
         with open(local, "rb") as fh:
             st = os.fstat(fh.fileno())
@@ -52,14 +52,17 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
                     return conditional.put_keeping(
                         t, path, key, str(keep_stamp),
                         lambda cond: put_small(t, path, key, data, ns, mode, cond),
-                        version=(len(data), ns))
+                        version=(len(data), ns), sha256=hashlib.sha256(data).hexdigest())
                 return put_small(t, path, key, data, ns, mode)
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
             fh.seek(0)
+            resent = None
             if keeping:
-                conditional.keep_before(t, path, key, str(keep_stamp),
-                                        version=(st.st_size, ns))
+                resent = conditional.keep_before(t, path, key, str(keep_stamp),
+                                                 version=(st.st_size, ns), sha256=digest)
             _put_large(t, path, key, fh, put_args(t.opts, path, ns, digest, mode))
+            if resent:
+                versioning.drop_resent(t, key, resent)
     except OSError as exc:
         raise classify_oserror(exc) from None
     head = t._head(path, key)

@@ -9,6 +9,7 @@ that are the kept copies when it is (mirrord/targets/s3/trash.py uses them).
   marker, else 'overwritten'. LastModified has whole seconds on SeaweedFS (and in
   S3's XML generally), so two changes of one path within a second share a stamp.
 - drop_replaced: write_meta's own replaced versions (the heartbeat) are deleted.
+- drop_resent: the version a put of the very same version (a re-send) replaced.
 - drop_self_copied: the version a metadata-only self-copy (set_meta: a chmod or touch)
   replaced holds the same bytes as the new one; left behind it would be listed as an
   'overwritten' kept version ("a chmod or touch seen live keeps nothing").
@@ -183,6 +184,17 @@ def kept_version(t: "S3Target", key: str, version: str, stamp: str, why: str,
         raise t._error(exc, "trash list", path) from None
     entry = head_entry(path, head)
     return Kept(path, stamp, why, size, file_ns(entry), path, entry.mode, version)
+
+
+def drop_resent(t: S3Target, key: str, version: str) -> None:
+    """Delete `version` of `key`, which a put just replaced with the very same version
+    (size, mtime, sha256: conditional.same_version). Best effort, like drop_self_copied:
+    a failure leaves it listed as a kept version (logged at warning), never fails the put."""
+    err = _delete_version(t, key, version, "put")
+    if err is not None:
+        log.warning(kv(msg="cannot delete the version a re-send of the same version "
+                           "replaced; it stays listed in the trash", target=t.name,
+                       path=key[len(t.root):], error=err))
 
 
 def drop_self_copied(t: S3Target, key: str, version: str) -> None:

@@ -1,0 +1,144 @@
+"""On an S3 bucket with versioning, mirrord's own moves keep nothing; a user's loss still does.
+
+A rename on S3 is a CopyObject to the new key and a delete of the old one; in a versioned
+bucket that delete leaves the old key's version noncurrent under a delete marker, which
+`mirrord trash` listed as a 'deleted' kept version (and `undelete` offered back: a name
+the user renamed away, its bytes a second time), and retention counted against the cap.
+The other targets keep nothing for a rename kept as a move (README, "What is kept
+where"). Each shape runs through the real daemon on a local target and a versioned
+SeaweedFS bucket side by side, and each target's `mirrord trash --json` must list the
+same (path, why): nothing for a rename, a directory rename, an exchange, a file replaced
+by a directory and back; a real delete and overwrite still listed on both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_exchange_in_flight import exchange
+from tests.e2e.test_trash_e2e import versioned_config
+from tests.exactness import wait_exact
+from tests.reliability.conftest import Env, excluded, poll
+
+
+@pytest.fixture
+def env(tmp_path, seaweedfs):
+    cfg = versioned_config(tmp_path, seaweedfs)
+    text = cfg.read_text().replace("targets = s3\n", "targets = s3, local\n")
+    cfg.write_text(text + f"""
+[target:local]
+type = local
+path = {tmp_path / 'mirror'}
+keep_deleted = 1d
+""")
+    e = Env(tmp_path, cfg, names=("s3", "local"))
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def settle(env: Env) -> None:
+    poll(env.drained, timeout=120, what="the backlog drained")
+    for target in env.targets.values():
+        wait_exact(env.src, target, timeout=120, excluded=excluded)
+
+
+def listed(env: Env) -> dict[str, list[tuple[str, str]]]:
+    """Per target: the sorted (path, why) of `mirrord trash --json` (the user's view)."""
+    doc = json.loads(env.daemon.cli("trash", "--json").stdout)
+    assert doc["targets"]["s3"]["trash_mode"] == "versioning", doc
+    return {name: sorted((e["path"], e["why"]) for e in t["entries"])
+            for name, t in doc["targets"].items()}
+
+
+def start(env: Env, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        write(env.src / rel, data)
+    env.daemon.start()
+    settle(env)
+    assert listed(env) == {"s3": [], "local": []}
+
+
+def test_file_and_directory_renames_keep_nothing(env):
+    start(env, {"a.jpg": b"photo a", "d/x.jpg": b"x", "d/y.jpg": b"y", "d/sub/z.jpg": b"z"})
+    os.rename(env.src / "a.jpg", env.src / "b.jpg")
+    settle(env)
+    os.rename(env.src / "d", env.src / "e")
+    settle(env)
+    os.rename(env.src / "e" / "sub", env.src / "moved")    # out of a renamed directory
+    settle(env)
+    assert listed(env) == {"s3": [], "local": []}
+    assert env.daemon.cli("undelete", "a.jpg", check=False).returncode == 1   # nothing kept
+
+
+def as_versions(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A versioned bucket has no 'dir-removed': each key a directory removal took is a
+    key deleted."""
+    return sorted((path, "deleted" if why == "dir-removed" else why) for path, why in rows)
+
+
+def test_exchange_keeps_what_the_local_target_keeps(env):
+    start(env, {"one.jpg": b"first", "two.jpg": b"second",
+                "D1/f.jpg": b"in D1", "D2/g.jpg": b"in D2"})
+    exchange(env.src / "one.jpg", env.src / "two.jpg")
+    settle(env)
+    exchange(env.src / "D1", env.src / "D2")
+    settle(env)
+    seen = listed(env)
+    # what the journal makes of an exchange (puts over each other, a directory replaced)
+    # is its own business; a versioned bucket must list what the local target keeps, and
+    # no version twice (the re-sends of D1/g.jpg and D2/f.jpg listed as 'overwritten')
+    assert seen["s3"] == as_versions(seen["local"]), seen
+
+
+def test_file_replaced_by_a_directory_and_back_keeps_nothing(env):
+    """On S3 a file `f` and keys below `f/` can stand at once: the move of the file `f`
+    carried the directory's f/inner.jpg along to f.bak/inner.jpg (the mirror was wrong)."""
+    start(env, {"f": b"a file called f"})
+    os.rename(env.src / "f", env.src / "f.bak")
+    write(env.src / "f" / "inner.jpg", b"inside the directory f")
+    settle(env)
+    os.rename(env.src / "f", env.src / "dir-f")
+    settle(env)
+    os.rename(env.src / "f.bak", env.src / "f")
+    settle(env)
+    assert listed(env) == {"s3": [], "local": []}
+    # back to back, the second rename finds the first pending: the journal sends it as a
+    # delete and a put (enqueue_move), which every target keeps as a delete
+    os.rename(env.src / "f", env.src / "f.bak")
+    os.rename(env.src / "dir-f", env.src / "f")
+    settle(env)
+    seen = listed(env)
+    assert seen["s3"] == as_versions(seen["local"]), seen
+
+
+def test_real_delete_and_overwrite_after_renames_stay_kept(env):
+    start(env, {"a.jpg": b"photo a", "c.jpg": b"photo c", "d/x.jpg": b"x",
+                "same.jpg": b"same bytes"})
+    os.rename(env.src / "a.jpg", env.src / "b.jpg")
+    os.rename(env.src / "d", env.src / "e")
+    settle(env)
+    (env.src / "b.jpg").unlink()                           # a loss under the new name
+    write(env.src / "c.jpg", b"overwritten c")
+    write(env.src / "same.jpg", b"same bytes")             # a rewrite: another mtime
+    shutil.rmtree(env.src / "e")
+    settle(env)
+    want = [("b.jpg", "deleted"), ("c.jpg", "overwritten"), ("e/x.jpg", "dir-removed"),
+            ("same.jpg", "overwritten")]
+    seen = listed(env)
+    assert seen["local"] == want, seen
+    assert seen["s3"] == as_versions(want), seen
+    env.daemon.cli("undelete", "b.jpg")
+    poll(lambda: env.targets["s3"].read("b.jpg") == b"photo a", timeout=60,
+         what="b.jpg restored on s3")
