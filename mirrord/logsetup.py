@@ -1,8 +1,10 @@
 """Logging: one line per event worth knowing, key=value text or JSON; never a credential.
 
 Every record passes through `redact`, which masks anything that looks like a
-secret (AWS secret keys, password= in conninfo strings), as a last line of
-defence: code should not log secrets in the first place.
+secret (AWS secret keys, password= in conninfo strings, a URL's userinfo, the
+credential options of a command line: `-u user:pass`, `--password x`, an
+Authorization header), as a last line of defence: code should not log secrets
+in the first place.
 """
 
 from __future__ import annotations
@@ -23,24 +25,78 @@ _SECRET_PATTERNS = [
     (re.compile(r"(secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(aws_secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
     (re.compile(r"(Signature=|X-Amz-Signature=|Credential=)[^&\s]+"), r"\1***"),
-    # user:password@ in any URL (a conninfo URI, an S3 endpoint, a check_url), up to the
-    # last '@' before the host: a password may itself hold an '@'
-    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^/\s]*@", re.IGNORECASE), r"\1***@"),
+    # the whole userinfo of any URL (a conninfo URI, an S3 endpoint, a check_url, a URL in a
+    # hook's command line), up to the last '@' before the host: a password may itself hold
+    # an '@', and a userinfo without ':' is a token (https://TOKEN@host/). The user name
+    # goes too: one rule for every URL shown (config.addresses.shown_url is this rule)
+    (_USERINFO := re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s]*@", re.IGNORECASE), r"\1***@"),
+    # a command line's credential options and their separate values (curl, mysql, psql
+    # wrappers): `--password x`, `--token 'x y'` (the `=` forms are caught above or below)
+    (re.compile(r"""((?<![\w-])--(?:password|passwd|pass|token|secret|api-key|apikey|"""
+                r"""access-token|auth-token)(?:\s+|=))('[^']*'|"[^"]*"|[^\s'"]+)""",
+                re.IGNORECASE), r"\1***"),
+    # curl's -u/--user and -U/--proxy-user user:password (the user is kept)
+    (re.compile(r"""((?<![\w-])(?:-u|-U|--user|--proxy-user)(?:\s+|=)?)"""
+                r"""(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([^\s:'"]*):[^\s'"]+)"""),
+     lambda m: f"{m.group(1)}{next(g for g in m.groups()[1:] if g is not None)}:***"),
+    # an HTTP Authorization header (-H 'Authorization: Bearer x'): the credentials
+    (re.compile(r"""(authorization:\s*(?:(?:basic|bearer|token|digest)\s+)?)[^\s'"]+""",
+                re.IGNORECASE), r"\1***"),
+    # NAME=value where the name ends in a credential word: PGPASSWORD=, MYSQL_PWD=,
+    # AWS_SECRET_ACCESS_KEY=, GITHUB_TOKEN=, --api-key= (an environment assignment or option;
+    # `_pwd`, not `pwd`: PWD= and OLDPWD= in an `env` dump are directories)
+    (re.compile(r"""((?<![\w-])[\w-]*(?:[_-]pwd|passwd|secret|token|api[_-]?key|access[_-]?key|"""
+                r"""secret[_-]?key|credentials?)=)('[^']*'|"[^"]*"|[^\s'"&]+)""",
+                re.IGNORECASE), r"\1***"),
 ]
+# Below this length a registered secret is masked only where it stands as a whole
+# credential field (register_secret): "abc" masked everywhere would mangle ordinary output
+# (every "a" of every line, for a password "a").
+MIN_ANYWHERE = 4
 _extra_secrets: set[str] = set()
+_short_secrets: dict[str, re.Pattern[str]] = {}
+
+
+def mask_userinfo(text: str) -> str:
+    """`text` with the userinfo of every URL in it masked whole (`scheme://***@host`): the
+    one rule for URLs in messages (redact applies it too)."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def register_secret(value: str) -> None:
-    """Mask this exact value wherever it would appear in a log line."""
-    if value and len(value) >= 4:
+    """Mask `value` (a password or key mirrord read) in everything passed through redact:
+    log lines, messages, failover.log, shown command lines.
+
+    A value of MIN_ANYWHERE characters or more is masked wherever it appears. A shorter
+    one is masked only where it stands as a whole credential field: the whole text, a
+    quoted string ('abc', "abc"), or a userinfo's password (`:abc@`); the value after a
+    credential key or option (`password=abc`, `PGPASSWORD=abc`, `--password abc`,
+    `-u user:abc`, a URL's userinfo) is masked by redact's patterns whatever it holds,
+    registered or not. A shorter secret inside other text ("abc" in "abcdef") stays: there
+    it cannot be told from ordinary text."""
+    if not value:
+        return
+    if len(value) >= MIN_ANYWHERE:
         _extra_secrets.add(value)
+    else:
+        v = re.escape(value)
+        _short_secrets[value] = re.compile(rf"""(['"]){v}\1|(?<=:){v}(?=@)|\A{v}\Z""")
+
+
+def _mask_short(found: re.Match[str]) -> str:
+    quote = found.group(1) or ""
+    return f"{quote}***{quote}"
 
 
 def redact(text: str) -> str:
+    """`text` with every credential-shaped part masked as '***' (see the patterns above and
+    register_secret)."""
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
     for secret in _extra_secrets:
         text = text.replace(secret, "***")
+    for short in _short_secrets.values():
+        text = short.sub(_mask_short, text)
     return text
 
 

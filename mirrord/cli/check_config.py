@@ -1,4 +1,5 @@
-"""`mirrord check-config`: validate the file and print what was understood (secrets masked).
+"""`mirrord check-config`: validate the file and print what was understood (secrets masked,
+command lines through config.values.shown_command).
 
 Also shows what each exclude pattern matches, on a fixed list of paths typical of a
 MediaWiki uploads tree and on the first paths of the real source (breadth first,
@@ -15,6 +16,7 @@ from collections import deque
 from pathlib import Path
 
 from mirrord.config import Config, SourceConfig
+from mirrord.config.values import shown_command
 from mirrord.exclude import compile_excludes
 
 # Directories end with '/'. MediaWiki's upload layout: hashed a/ab/ originals,
@@ -37,6 +39,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _shown(name: str, value):
+    """A command line field with its credentials masked (shown_command), else `value`."""
+    if name in ("reload_command", "ssh_command"):
+        return shown_command(value)
+    if name == "hooks":
+        return tuple((hook, shown_command(command)) for hook, command in value)
+    return value
+
+
 def _plain(value):
     if dataclasses.is_dataclass(value):
         out = {}
@@ -44,7 +55,7 @@ def _plain(value):
             v = getattr(value, f.name)
             if v is None or v == () or v == "":
                 continue
-            out[f.name] = "***" if not f.repr and v else _plain(v)
+            out[f.name] = "***" if not f.repr and v else _plain(_shown(f.name, v))
         return out
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}

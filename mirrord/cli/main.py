@@ -1,169 +1,53 @@
-"""Entry point: parse arguments, load the config once, dispatch, map errors to exit codes.
+"""Entry point of the `mirrord` console script and `python -m mirrord`: Ctrl-C is exit 130.
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error (message
-names file, section and key; never a traceback), 3 a refused precondition.
+Everything else (argument parsing, the config, the commands) is in
+mirrord.cli.dispatch, imported inside `main` rather than at the top of this
+module: the console script imports this module and then calls `main`, so a
+Ctrl-C while the imports ran (the first ~0.1 s of any command, longer for the
+SDKs) raised KeyboardInterrupt where nothing caught it and printed a
+traceback. Here it is exit 130, quietly, as a shell reports a command Ctrl-C
+stopped. SIGTERM keeps its default action until a command installs its own
+handler (`run`, `health`): the process ends by the signal, which prints
+nothing and which systemd counts as a clean stop (systemd.service(5),
+SuccessExitStatus=).
+
+The names of mirrord.cli.dispatch (build_parser, command_module, EXIT_USAGE,
+...) can still be read from this module: they are looked up there on first
+use (PEP 562 module __getattr__), not imported up front.
 """
 
-from __future__ import annotations
-
-import argparse
-import importlib
-import logging
-import os
+# Nothing imported here that the interpreter has not loaded already: this module's own
+# imports run before `main` can catch anything.
 import sys
 
-from mirrord import __version__
-from mirrord.config import Config, find_config, load
-from mirrord.errors import ConfigError, FailoverRefused, FatalError, JournalError, MirrordError
-from mirrord.logsetup import redact, setup_logging
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-
-# subcommand name -> module under mirrord.cli (each module registers one or more parsers)
-COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover", "health",
-                   "trash", "resume"]
-COMMANDS = {"run": "run", "status": "status", "check-config": "check_config",
-            "reconcile": "reconcile", "failover": "failover", "switchover": "failover",
-            "failback": "failover", "health": "health", "trash": "trash", "undelete": "trash",
-            "resume-deletes": "resume"}
-
-log = logging.getLogger("mirrord")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep one line, no usage dump
-        sys.stderr.write(f"mirrord: {message}\n(see mirrord --help)\n")
-        sys.exit(EXIT_USAGE)
-
-
-def _config_path(text: str) -> str:
-    """-c's value; an empty one (`-c "$CONF"` with CONF unset) is a usage error: it read as
-    no -c at all and silently loaded ./mirrord.ini or /etc/mirrord/mirrord.ini instead."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path")
-    return text
-
-
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line parser: every subcommand, or with `only` (a module of
-    COMMAND_MODULES) just that module's, so a command imports no other command's modules
-    (`mirrord run` watches its sources sooner; `mirrord status`, polled by monitoring,
-    starts faster)."""
-    parser = _Parser(prog="mirrord", description="Keeps a read-only mirror ready to take over.")
-    parser.add_argument("-c", "--config", type=_config_path,
-                        help="config file (default: $MIRRORD_CONFIG, "
-                        "./mirrord.ini, /etc/mirrord/mirrord.ini)")
-    parser.add_argument("--version", action="version", version=f"mirrord {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in [only] if only else COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"mirrord.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"mirrord.cli.{name}":
-                raise
-            continue
-        module.add_parser(sub)
-    return parser
-
-
-def load_config(args: argparse.Namespace) -> Config:
-    path = find_config(args.config)
-    cfg = load(path)
-    for warning in cfg.warnings:
-        print(f"mirrord: warning: {warning}", file=sys.stderr)
-    return cfg
-
-
-def command_module(argv: list[str]) -> str | None:
-    """The module of the subcommand `argv` names (its first word that is not an option or
-    the value of -c/--config), None when there is none or it is unknown: then the full
-    parser answers (help, usage errors)."""
-    words = iter(argv)
-    for word in words:
-        if word in ("-c", "--config"):
-            next(words, None)
-        elif not word.startswith("-"):
-            return COMMANDS.get(word)
-    return None
-
-
-def _unencodable_names_written() -> None:
-    """A file name that is not UTF-8 (os.fsdecode's surrogates) is written as its own bytes,
-    as ls and rsync show it, and a character the output's encoding lacks as a backslash
-    escape. Under a strict stdout (LANG=en_US.UTF-8, PYTHONIOENCODING=utf-8) such a name in
-    `mirrord status`, `trash` or check-config's exclude preview was a UnicodeEncodeError
-    traceback."""
-    stream = sys.stdout
-    if stream is None or not hasattr(stream, "reconfigure") or stream.errors != "strict":
-        return
-    utf8 = stream.encoding.lower().replace("-", "") == "utf8"
-    stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
-
-
-def _standard_fds_open() -> None:
-    """Open /dev/null on any of fds 0-2 that is closed (`mirrord run >&-`, a supervisor
-    that closed them): the next file mirrord opened took that number, so a child's output
-    (ssh, rsync) or a stray write to stdout went into it, the state database or a file
-    being shipped. open(2) returns the lowest free number, which is the one checked."""
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            os.open(os.devnull, os.O_RDWR)
-    # Python sets sys.stdout / sys.stderr to None when fd 1 / 2 was closed at its start:
-    # print() then writes nothing, but a flush or a log handler raised AttributeError
-    if sys.stdout is None:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
-    if sys.stderr is None:
-        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+EXIT_INTERRUPTED = 130      # 128 + SIGINT (bash(1), EXIT STATUS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    _standard_fds_open()
-    _unencodable_names_written()
-    parser = build_parser(command_module(argv))
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    """Run the command `argv` names (default: this process's arguments) -> exit code
+    (0 ok, 1 failure, 2 usage or config error, 3 refused, 130 interrupted by Ctrl-C).
+    Never raises KeyboardInterrupt. As the program (`argv` None), a second Ctrl-C while
+    the process exits is ignored: it would otherwise interrupt the exit with a traceback."""
+    program = argv is None
     try:
-        cfg = load_config(args)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"mirrord: config error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    setup_logging(cfg.mirrord.log_level, cfg.mirrord.log_format,
-                  verbose=getattr(args, "verbose", False))
-    try:
-        code = int(args.func(args, cfg))
-        sys.stdout.flush()   # here, not at exit: a failed write is reported like any other
-        return code
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"mirrord: config error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except FailoverRefused as exc:
-        print(f"mirrord: refused: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
-    except (JournalError, FatalError) as exc:
-        print(f"mirrord: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except MirrordError as exc:
-        print(f"mirrord: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        from mirrord.cli.dispatch import dispatch
+
+        return dispatch(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
-        return EXIT_FAILURE
-    except BrokenPipeError:
-        # `mirrord trash | head`: the reader left; say nothing more (Python's own advice:
-        # point stdout at devnull so the interpreter's final flush does not raise again)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILURE
-    except OSError as exc:
-        # an I/O failure no command turned into a MirrordError: most often the output itself
-        # (`mirrord status --json > file` on a full disk: ENOSPC), which was a traceback.
-        # Output that could not be written is dropped, so the exit flush cannot raise again.
-        if sys.stdout is not None:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
-        print(f"mirrord: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_INTERRUPTED
+    finally:
+        if program:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def __getattr__(name: str):
+    # dunder names are the import system's questions (`from ... import main` asks for
+    # __path__): answering them must not import the commands ahead of `main`
+    if not name.startswith("__"):
+        from mirrord.cli import dispatch
+
+        if hasattr(dispatch, name):
+            return getattr(dispatch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

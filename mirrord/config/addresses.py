@@ -15,6 +15,7 @@ import socket
 import urllib.parse
 
 from mirrord.config.values import parse_hostport
+from mirrord.logsetup import mask_userinfo
 
 # RFC 1123 host names (labels of letters, digits and inner hyphens; a trailing dot allowed)
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -47,8 +48,18 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def shown_url(url: str) -> str:
-    """`url` with any user:password@ masked, for messages."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@", r"\1***@", url)
+    """`url` with its userinfo (`user:password@`, `token@`) masked whole, for messages:
+    logsetup.mask_userinfo, the rule redact applies to every URL in any text."""
+    return mask_userinfo(url)
+
+
+# the authority of an absolute URL (RFC 3986 3.2), spaces included: an '@' in it is a
+# userinfo, refused before urlsplit so that no message about the URL can repeat it
+_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+
+
+_NO_CREDENTIALS = ("must not carry credentials (user:password@): they are not sent, and "
+                   "would be printed wherever the URL is; give it a URL of its own without them")
 
 
 def parse_http_url(text: str) -> str:
@@ -61,15 +72,16 @@ def parse_http_url(text: str) -> str:
     percent-encoded) and user:password@ (neither urllib's GET nor boto3's endpoint
     authenticates from it: http.client takes `user:password@host` as the host, and the URL
     is printed in check-config, every plan, log line and failover.log)."""
+    authority = _AUTHORITY.match(text)
+    if authority and "@" in authority.group(1):   # before urlsplit, whose errors show the URL
+        raise ValueError(_NO_CREDENTIALS)
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port     # ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
         raise ValueError(f"not a URL ({exc}): {shown_url(text)!r}") from None
     if "@" in parts.netloc:
-        raise ValueError("must not carry credentials (user:password@): they are not sent, "
-                         "and would be printed wherever the URL is; give it a URL of its own "
-                         "without them")
+        raise ValueError(_NO_CREDENTIALS)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"must be an http:// or https:// URL, got {text!r}")
     if _CONTROL.search(text):

@@ -5,11 +5,14 @@ reported at once; and where the config file is found.
 from __future__ import annotations
 
 import configparser
+import errno
 import os
+import stat
 from pathlib import Path
 
 from mirrord.config.addresses import conninfo_password
 from mirrord.config.failover import _read_failover, _read_health
+from mirrord.config.keypaths import S3_KEY_MAX
 from mirrord.config.model import Config, DEFAULT_PATHS, SECRET_KEYS, SourceConfig, TargetConfig
 from mirrord.config.sections import _read_mirrord, _read_reconcile, _read_source, _read_target
 from mirrord.config.values import _Reader
@@ -34,6 +37,10 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
             if t.local is not None and (_inside(t.local.path, src.path) or _inside(src.path, t.local.path)):
                 r.problem(f"target:{tname}", "path",
                           f"{t.local.path} overlaps the source {src.path}: a mirror must live outside its source")
+            if t.s3 is not None and src.dest and len(
+                    (t.s3.prefix + src.dest + "/").encode()) >= S3_KEY_MAX:
+                r.problem(section, "dest", f"with [target:{tname}] prefix it leaves no room for "
+                          f"a file name within S3's {S3_KEY_MAX}-byte key limit")
             key = (tname, src.dest)
             if key in names:
                 r.problem(section, "dest", f"source {names[key]} already mirrors to target {tname} "
@@ -69,21 +76,72 @@ def _warn_if_secret_readable(r: _Reader) -> None:
                           f"(mode {mode & 0o777:o}); chmod 600 it")
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Parse and validate a config file; raises ConfigError listing every problem."""
-    p = Path(path).absolute()
-    parser = configparser.RawConfigParser(inline_comment_prefixes=(";",), strict=True,
-                                          default_section="__defaults_unused__")
+# The largest config file read. A real one is a few KiB; the limit bounds what a wrong -c
+# costs (`-c /var/log/big.log`) and keeps configparser's whole-file parse quick.
+MAX_CONFIG_BYTES = 1 << 20
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def read_text(p: Path, *, limit: int = MAX_CONFIG_BYTES) -> str:
+    """The text of config file `p`: a regular file of at most `limit` bytes of UTF-8 (a
+    byte order mark is dropped; a NUL byte is left to the key it is in). Raises ValueError saying what it is
+    instead, FileNotFoundError when there is none, OSError when it cannot be opened.
+
+    Opened with O_NONBLOCK and checked with fstat on that descriptor, before a byte is
+    read: `-c /dev/zero` or `-c /dev/urandom` read forever, and a FIFO would block in
+    open(2) until a writer came (O_NONBLOCK: open(2) returns at once for a FIFO opened to
+    read). Checking the descriptor, not the name, leaves no window for the name to be
+    swapped between the check and the read. A socket is refused by open(2) itself (ENXIO)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and stat.S_ISSOCK(os.stat(p).st_mode):
+            raise ValueError("is a socket, not a config file") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        _refuse(fd)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limit + 1)    # the file may have grown since fstat: never read more
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit:,} bytes: not a mirrord config file")
     try:
         # utf-8-sig: a byte order mark (Windows editors write one) is not part of the
         # first line; as utf-8 it made "[mirrord]" read as "\ufeff[mirrord]", refused as
         # "File contains no section headers"
-        with open(p, encoding="utf-8-sig") as fh:
-            parser.read_file(fh)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+                         "save it as UTF-8") from None
+
+
+def _refuse(fd: int) -> None:
+    """Close `fd` (not a regular file) and raise ValueError naming what it is."""
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    kind = next((kind for test, kind in _KINDS if test(mode)), "something other than a regular file")
+    raise ValueError(f"is {kind}, not a config file")
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Parse and validate a config file; raises ConfigError listing every problem (a file
+    that is not a regular UTF-8 text file of at most MAX_CONFIG_BYTES: one, see read_text)."""
+    p = Path(path).absolute()
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";",), strict=True,
+                                          default_section="__defaults_unused__")
+    try:
+        parser.read_string(read_text(p), source=str(p))
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(p), "", "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(p), "", "", f"cannot read: {exc}")]) from None
+    except ValueError as exc:
+        raise ConfigError([ConfigProblem(str(p), "", "", str(exc))]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(p), "", "",
+                                         f"cannot read: {exc.strerror or exc}")]) from None
     except configparser.Error as exc:
         raise ConfigError([ConfigProblem(str(p), "", "", f"not a valid INI file: {exc}".replace("\n", " "))]) from None
     if not parser.sections():   # empty, or comments only: a wrong file, never a setup

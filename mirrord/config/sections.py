@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 from mirrord.config.addresses import parse_http_url, parse_listen
+from mirrord.config.keypaths import parse_s3_prefix, parse_sub_path
 from mirrord.config.model import (
     KEEPING_TYPES, LOG_LEVELS, LocalOptions, MirrordSettings, ReconcileConfig, RsyncOptions,
     S3Options, SourceConfig, TARGET_TYPES, TargetConfig,
@@ -69,9 +70,14 @@ def _read_mirrord(r: _Reader) -> MirrordSettings:
 
 
 def _normalise_dest(r: _Reader, section: str, text: str) -> str:
+    """`dest` without the '/' at its ends -> the sub-path; a problem for what
+    parse_sub_path refuses (with name_max: it is a directory on local and rsync targets)."""
     dest = text.strip().strip("/")
-    if "\0" in dest or (any(part in ("", ".", "..") for part in dest.split("/")) and dest):
-        r.problem(section, "dest", f"must be a plain relative sub-path, got {text!r}")
+    try:
+        if dest:
+            parse_sub_path(dest, name_max=True)
+    except ValueError as exc:
+        r.problem(section, "dest", f"must be a plain relative sub-path: {exc}")
         return ""
     if dest.split("/")[0] == ".mirrord":
         r.problem(section, "dest", "must not be inside .mirrord, which is mirrord's own area")
@@ -139,11 +145,7 @@ def _read_s3(r: _Reader, section: str) -> S3Options:
     bucket = r.required(section, "bucket")
     if bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
         r.problem(section, "bucket", f"not a valid bucket name: {bucket!r}")
-    prefix = r.raw(section, "prefix", "") or ""
-    if prefix.startswith("/"):
-        r.problem(section, "prefix", "must not start with '/'")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
+    prefix = r.get(section, "prefix", parse_s3_prefix, "")
     style = r.get(section, "addressing_style", str.lower, "auto")
     if style not in ("auto", "path", "virtual"):
         r.problem(section, "addressing_style", f"must be auto, path or virtual, got {style!r}")
@@ -181,6 +183,11 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     path = r.required(section, "path")
     if path and not path.startswith("/"):
         r.problem(section, "path", "must be an absolute path on the mirror host")
+    elif path.strip("/"):
+        try:   # '//' is harmless in a remote path; '..', '.' and control characters are not
+            parse_sub_path("/".join(p for p in path.split("/") if p))
+        except ValueError as exc:
+            r.problem(section, "path", f"not a usable path on the mirror host: {exc}")
     strict = r.get(section, "strict_host_key_checking", str.lower, "accept-new")
     if strict not in ("yes", "no", "accept-new"):
         r.problem(section, "strict_host_key_checking", "must be yes, no or accept-new")

@@ -14,6 +14,7 @@ from typing import Callable
 
 from mirrord.config.model import T
 from mirrord.errors import ConfigProblem
+from mirrord.logsetup import redact
 
 # ------------------------------------------------------------- value parsers
 
@@ -130,17 +131,58 @@ def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int
     return host, int(port)
 
 
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
 def parse_command(text: str) -> str:
     """A command line split like argv (shlex, as the code that runs it splits it) -> the
-    text. ValueError for an unclosed quote or no program (`''`): found here, not when the
-    command runs (`ssh_command` in `mirrord run`, `reload_command` after failover's flip)."""
+    text. ValueError for an unclosed quote, no program (`''`) or a first word that is an
+    environment assignment (`PGPASSWORD=x psql ...`: run without a shell it is taken as
+    the program's name, and fails only when run, after failover's flip for
+    reload_command); found here, not when the command runs. No message repeats the text."""
     try:
         argv = shlex.split(text)
     except ValueError as exc:
         raise ValueError(f"cannot split into a command line: {exc}") from None
     if not argv or not argv[0]:
         raise ValueError("cannot split into a command line: no program to run")
+    if _ASSIGNMENT.match(argv[0]):
+        name = argv[0].partition("=")[0]
+        raise ValueError(f"starts with the environment assignment {name}=...: commands run "
+                         f"without a shell, so write `env {name}=... program ...`")
     return text
+
+
+# options whose value is the next word and a credential (curl, mysql, psql wrappers)
+_SECRET_OPTIONS = {"--password", "--passwd", "--pass", "--token", "--secret", "--api-key",
+                   "--apikey", "--access-token", "--auth-token"}
+_USER_OPTIONS = {"-u", "-U", "--user", "--proxy-user"}    # curl: user:password
+
+
+def shown_command(text: str) -> str:
+    """A command line (a hook, reload_command, ssh_command) as it may be shown in a plan,
+    log line, check-config's output or failover.log -> the text with every credential
+    masked '***'; the text as written when it holds none.
+
+    The rule, word by word (split like argv, as it runs): the word after a credential
+    option (`--password x`, `--token x`); the password of `-u/--user/-U user:password`
+    (also `-uuser:password`); then everything redact() masks in any text (NAME=value whose
+    name ends in a credential word such as PGPASSWORD=, MYSQL_PWD=, --api-key=; a URL's
+    userinfo; password= in a conninfo; an Authorization header; registered secrets).
+    A command that cannot be split is masked by redact() alone."""
+    try:
+        argv = shlex.split(text)
+    except ValueError:
+        return redact(text)
+    shown, before = [], ""
+    for word in argv:
+        if before in _SECRET_OPTIONS:
+            word = "***"
+        elif ":" in word and (before in _USER_OPTIONS or word.startswith("-u")):
+            word = word.partition(":")[0] + ":***"     # -u user:pw, --user user:pw, -uuser:pw
+        shown.append(redact(word))
+        before = argv[len(shown) - 1]
+    return text if shown == argv else shlex.join(shown)
 
 
 def parse_every(text: str) -> float:

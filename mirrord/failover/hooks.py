@@ -53,7 +53,7 @@ def run(name: str, command_line: str, env: dict[str, str], *, timeout: float) ->
         done = command.run(shlex.split(command_line), env={**os.environ, **env},
                            timeout=timeout)
     except (OSError, ValueError) as exc:
-        return _logged(HookResult(name, False, f"could not run: {exc}", None, ""))
+        return _logged(HookResult(name, False, redact(f"could not run: {exc}"), None, ""))
     out = _tail(done.output)
     if done.timed_out:
         return _logged(HookResult(name, False, f"still running after {timeout:g}s (hook_timeout);"

@@ -22,6 +22,7 @@ from typing import Callable, Iterator, TextIO
 
 from mirrord import locks
 from mirrord.config import Config, FailoverConfig
+from mirrord.config.values import shown_command
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused
 from mirrord.failover import appconfig, heartbeat, hooks, readiness, replica, steps
 from mirrord.failover.result import LOG_NAME, WARN, Check, Run, Step, append_log
@@ -224,8 +225,9 @@ class Procedure:
             return self._refuse(run)
         if run.dry_run:
             if self.fo.hook(pre):   # listed, not run
-                run.steps.insert(0, Step(f"hook {pre}", f"run {self.fo.hook(pre)} (a non-zero "
-                                         "exit refuses the switch)", kind="hook", hook=pre))
+                shown = shown_command(self.fo.hook(pre))
+                run.steps.insert(0, Step(f"hook {pre}", f"run {shown} (a non-zero exit refuses "
+                                         "the switch)", kind="hook", hook=pre))
             self._out(f"mirrord {run.command}: plan (dry run: nothing was changed)")
             for step in run.steps:
                 self._out(step.line())

@@ -1,5 +1,6 @@
 """The changes a run makes, in order: flip the app config, flush each memcached, reload,
-check the site answers (check_url), run the post hook.
+check the site answers (check_url), run the post hook. A command line is described
+through config.values.shown_command (its credentials masked).
 
 `build_plan` only describes; `execute` carries the plan out and never stops
 half-way on a flush or reload failure: every server is still flushed and the
@@ -13,6 +14,7 @@ from __future__ import annotations
 import shlex
 
 from mirrord.config import FailoverConfig
+from mirrord.config.values import shown_command
 from mirrord.failover import cache, command, hooks, sitecheck
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
 from mirrord.failover.result import DONE, FAILED, SKIPPED, UNCHANGED, Step
@@ -33,15 +35,17 @@ def build_plan(fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSwitch, *,
                           "flush_all, verified with a sentinel key", kind="flush",
                           server=server, finish=cache.flush_command(server)))
     if fo.reload_command:
-        steps.append(Step("reload", f"run {fo.reload_command}", kind="reload",
-                          finish=f"run {fo.reload_command} by hand"))
+        shown = shown_command(fo.reload_command)
+        steps.append(Step("reload", f"run {shown}", kind="reload",
+                          finish=f"run {shown} by hand"))
     if fo.check_url:
         match = f" and match {fo.check_pattern!r}" if fo.check_pattern else ""
         steps.append(Step("check_url", f"GET {fo.check_url}{match}", kind="check",
                           finish=f"open {fo.check_url} and see the site answers {direction}"))
     if post_hook and fo.hook(post_hook):
-        steps.append(Step(f"hook {post_hook}", f"run {fo.hook(post_hook)}", kind="hook",
-                          hook=post_hook, finish=f"run {fo.hook(post_hook)} by hand"))
+        shown = shown_command(fo.hook(post_hook))
+        steps.append(Step(f"hook {post_hook}", f"run {shown}", kind="hook",
+                          hook=post_hook, finish=f"run {shown} by hand"))
     return steps
 
 
@@ -98,7 +102,7 @@ def _reload(step: Step, command_line: str) -> None:
     try:
         done = command.run(shlex.split(command_line), env=None, timeout=RELOAD_TIMEOUT)
     except (OSError, ValueError) as exc:
-        step.status, step.detail = FAILED, f"could not run: {exc}"
+        step.status, step.detail = FAILED, redact(f"could not run: {exc}")
         return
     output = redact(" | ".join(line for line in done.output.splitlines() if line))
     if len(output) > OUTPUT_TAIL:
