@@ -35,6 +35,7 @@ class Ticket:
         self.done = 0
         self.bytes = 0          # bytes of the puts done
         self.failed: list[str] = []
+        self.causes: list[tuple[str, str]] = []   # per failed[i]: (why, 'kind path') apart
         self.failed_deletes = 0
 
     def propose(self, changes: Iterable[Change]) -> None:
@@ -120,4 +121,5 @@ class Ticket:
     def _fail(self, key: Key, why: str) -> None:
         kind, _size, _rec = self._pending.pop(key, ("put", 0, False))
         self.failed.append(f"{kind} {os.fsdecode(key[1])!r}: {why}")
+        self.causes.append((why, f"{kind} {os.fsdecode(key[1])!r}"))
         self.failed_deletes += kind == "delete"

@@ -9,15 +9,24 @@ pass is done.
 
 Exit codes: 0 every target is in sync (after the pass; with --dry-run: already,
 nothing would change); 1 it is not (errors, refused or failed deletes, rows still
-queued at the timeout, or with --dry-run anything to send or delete);
-2 usage or configuration error.
+queued at the timeout, or with --dry-run anything to send or delete; or the run was
+stopped by SIGTERM or SIGINT); 2 usage or configuration error.
+
+SIGTERM (`systemctl stop`, the timer unit's TimeoutStartSec) and SIGINT (Ctrl-C) stop
+the run cleanly: no new transfer starts, those under way finish and are recorded,
+nothing is deleted, the summary is printed and stored, and a line on stderr says
+which signal stopped it. Before, SIGTERM killed the process where it stood, saying
+nothing, and Ctrl-C printed nothing either. A second signal stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 
 from mirrord.config import Config
 from mirrord.logsetup import register_secret
@@ -55,11 +64,38 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     checksum = cfg.reconcile.checksum if not args.checksum else True
     command = Command(cfg, dry_run=args.dry_run, delete=delete, checksum=checksum, quiet=args.json)
     try:
-        summaries = command.run(names)
+        with _stopped_by_signals(command):
+            summaries = command.run(names)
     finally:
         command.close()
     _print_summary(summaries, as_json=args.json, dry_run=args.dry_run, delete=delete)
+    if command.stopped_by is not None:
+        print(f"mirrord: reconcile stopped by {command.stopped_by}: transfers under way were "
+              f"finished, nothing was deleted; run it again to finish", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK if all(s.in_sync for s in summaries) else EXIT_FAILURE
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(command: Command):
+    """SIGTERM and SIGINT call command.interrupt() (a flag; the run ends cleanly); a second
+    one raises KeyboardInterrupt (stop now). The previous handlers come back afterwards.
+    Only the main thread may set handlers (signal(2) in Python): elsewhere, none is set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, _frame) -> None:
+        if command.stop.is_set():
+            raise KeyboardInterrupt
+        command.interrupt(signal.Signals(signum).name)
+
+    before = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _selected_targets(args: argparse.Namespace, cfg: Config) -> list[str] | None:

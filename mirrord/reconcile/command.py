@@ -7,6 +7,11 @@ holds the daemon lock; otherwise the daemon ships and we wait up to
 DAEMON_WAIT seconds), honours an outcome's request to re-send a directory, and
 holds changes while the journal cannot be written (up to JOURNAL_PATIENCE
 seconds; then they count as failed repairs, and no delete goes out).
+
+interrupt() (the command's SIGTERM / SIGINT handler calls it) ends the run early
+but cleanly: the pass stops merging, nothing is deleted, no further work is
+claimed, what the workers hold is finished and recorded, the summary is stored
+and printed, and targets not reached yet are reported as not compared.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class Command:
         self.lock: locks.Lock | None = None
         self.daemon = False
         self.wake = threading.Event()
-        self.stop = threading.Event()     # set on Ctrl-C: the pass ends without deleting
+        self.stop = threading.Event()     # set by interrupt(): the pass ends without deleting
+        self.stopped_by: str | None = None   # what stopped the run ('SIGTERM'), None: not stopped
 
     def close(self) -> None:
         self.progress.close()
@@ -60,7 +66,23 @@ class Command:
     def run(self, names: list[str]) -> list[PassSummary]:
         if not self.dry_run:
             self._open_journal()
-        return [self._target(name) for name in names]
+        out = []
+        for name in names:
+            if self.stop.is_set():   # stopped: do not even connect to the next targets
+                summary = PassSummary(name, dry_run=self.dry_run)
+                summary.errors.append(f"stopped by {self.stopped_by} before target {name} "
+                                      f"was compared")
+                out.append(summary)
+            else:
+                out.append(self._target(name))
+        return out
+
+    def interrupt(self, why: str) -> None:
+        """Stop the run early (safe from a signal handler: it only sets flags); `why` names
+        the cause in the summary ('SIGTERM')."""
+        if self.stopped_by is None:
+            self.stopped_by = why
+        self.stop.set()
 
     def _open_journal(self) -> None:
         state_dir = self.cfg.mirrord.state_dir
@@ -121,9 +143,14 @@ class Command:
                 guards[src.name] = SourceGuard(str(src.path))
             except OSError:
                 pass  # a missing root: the pass reports it, and deletes are refused
+        # as the daemon's workers do: a queued put whose file is gone runs as a delete, held
+        # while a mass-change alarm holds its source (only the daemon raises alarms, and it
+        # is not running: the holds read now stay true for this run)
+        held = self.journal.held_sources() if self.journal is not None else set()
         return Shipper({name: target}, self.cfg.sources, {name: self.cfg.targets[name].workers},
                        wake=self.wake.set, guards=guards,
-                       keep=keeper.policies(self.cfg, {name: target}))
+                       keep=keeper.policies(self.cfg, {name: target}),
+                       held=lambda source: source in held)
 
     def _drive(self, session, target, pipeline: Pipeline | None, proposals: queue.Queue,
                rescans: Ticket) -> PassSummary:
@@ -142,14 +169,19 @@ class Command:
         self.progress.restart()
         held_since: float | None = None
         try:
-            while thread.is_alive() or not proposals.empty() or not rescans.settled():
+            # stopped: no more waiting for re-sends, and no new claims (the rows stay queued
+            # in the journal for the daemon or the next run); the proposals still drain, so
+            # the pass thread never blocks on a full queue
+            while thread.is_alive() or not proposals.empty() or (
+                    not rescans.settled() and not self.stop.is_set()):
                 try:
                     changes, ticket = proposals.get(timeout=0.05)
                     pipeline.record(changes, ticket)
                 except queue.Empty:
                     pass
                 if pipeline is not None:
-                    pipeline.pump()
+                    if not self.stop.is_set():
+                        pipeline.pump()
                     held_since = self._patience(pipeline, held_since)
                 self._draw(target.name, session)
             if pipeline is not None:

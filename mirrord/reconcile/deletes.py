@@ -9,8 +9,12 @@ unmounted mount point looks empty; a fresh file system mounted by mistake holds
 `lost+found/`, a boot script may re-create the tree's empty directories: the
 same rule as the catch-up's), or there are
 more extras than `[reconcile] max_delete` (a count, or a percentage of the
-target's entries) allows. Right before a delete is proposed the source path
-is looked at again (lstat): a file created meanwhile is kept.
+target's entries) allows, or a mass-change alarm holds the source's deletes
+(held_refusal). Right before a delete is proposed the source path
+is looked at again (lstat, `wanted_at_source`): a file created meanwhile is kept;
+a symlink, FIFO or device there is not (never mirrored), nor a directory where
+the target holds a file (S3, which has no directories, keeps both `b` and
+`b/x`: the stale object `b` was never deleted, in every pass).
 
 The session (mirrord.reconcile.session) adds the last rule: deletes go out only
 after every repair of the pass succeeded.
@@ -19,11 +23,17 @@ after every repair of the pass succeeded.
 from __future__ import annotations
 
 import os
+import sqlite3
+import stat
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+from mirrord import journal
+from mirrord.errors import MirrordError
 from mirrord.journal import Change
+from mirrord.journal.holds import held_sources
 
 CHUNK = 500   # changes per emit() call
 
@@ -35,6 +45,44 @@ def root_identity(root: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino) if os.path.isdir(root) else None
+
+
+def held_refusal(db_path: Path, source: str, where: str, total: int) -> str | None:
+    """Why no delete may be proposed while a mass-change alarm holds `source`'s deletes
+    (the journal's `holds` table, mirrord.journal.holds; `where` names the target), or None.
+    Proposed, they were parked in the journal, and the pass waited for them for ever (the
+    command) or until its timeout (the daemon's passes). An unreadable database refuses too."""
+    if not Path(db_path).exists():
+        return None
+    try:
+        conn = journal.connect(Path(db_path), readonly=True)
+        try:
+            held = source in held_sources(conn)
+        finally:
+            conn.close()
+    except (MirrordError, sqlite3.Error) as exc:
+        return f"cannot tell whether deletes are held ({exc}): not deleting {total} extra " \
+               f"entries on {where}"
+    if not held:
+        return None
+    return (f"deletes of source {source!r} are held after a mass-change alarm (mirrord "
+            f"resume-deletes lets them go): not deleting {total} extra entries on {where}")
+
+
+def wanted_at_source(root: str, path: str, *, is_dir: bool) -> bool:
+    """Whether what the source holds at `path` now (lstat) means an extra target entry
+    there must be kept: a regular file (created during the pass: its put replaces
+    whatever the target holds), or a directory where the entry is a directory too.
+    Not a directory where the entry is a file, nor a symlink, FIFO, socket or device
+    (never mirrored: the shipper's look at the source, mirrord.observe, takes them for
+    absent, so the delete it runs is what the live stream would do)."""
+    try:
+        mode = os.lstat(os.path.join(root, path)).st_mode
+    except OSError:   # gone, or a parent is no longer a directory
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    return stat.S_ISDIR(mode) and is_dir
 
 
 @dataclass
@@ -111,12 +159,12 @@ class DeletePlan:
 
     def propose(self, *, source: str, target: str, root: str,
                 emit: Callable[[list[Change]], None]) -> tuple[int, int]:
-        """Emit the deletes (CHUNK at a time), skipping paths that exist at the source
-        again; returns (entries deleted, entries that reappeared)."""
+        """Emit the deletes (CHUNK at a time), skipping paths the source holds again
+        (wanted_at_source); returns (entries deleted, entries that reappeared)."""
         deleted = reappeared = 0
         changes = []
         for extra in self.extras:
-            if os.path.lexists(os.path.join(root, extra.path)):
+            if wanted_at_source(root, extra.path, is_dir=extra.is_dir):
                 reappeared += extra.count   # created at the source during the pass: keep
                 continue
             deleted += extra.count

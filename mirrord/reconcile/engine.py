@@ -16,6 +16,11 @@ listing carries neither: an object whose ETag is the one we shipped is judged
 by its `shipped` row; only the others are HEAD'ed (stat: metadata mtime and
 mode), in parallel within a bounded window, as checksum mode hashes.
 
+A source name the target can never hold (Target.cannot_hold: S3 and a name that is
+not UTF-8) is an error of the pass, not a repair: proposed, it failed in every pass,
+and a failed repair holds back the pass's deletes (mirrord.reconcile.session), so one
+such file kept every extra on the bucket for ever.
+
 Differences become journal Changes handed to `emit` (repairs, as found) and
 `emit_deletes` (once, at the end, after every repair was proposed). The pass
 never writes the journal itself, so the daemon (from its scanner thread) and
@@ -47,7 +52,7 @@ from mirrord.errors import MirrordError
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor, merge
-from mirrord.reconcile.deletes import CHUNK, DeletePlan, root_identity
+from mirrord.reconcile.deletes import CHUNK, DeletePlan, held_refusal, root_identity
 from mirrord.reconcile.listings import (
     open_readonly,
     other_dests,
@@ -129,7 +134,7 @@ class _Pass:
                 res.complete = self._merge_all(db_path)
                 if self.stop.is_set():
                     res.errors.append("stopped before the end of the pass")
-            self._finish_deletes(identity)
+            self._finish_deletes(identity, db_path)
         finally:
             self.window.close()
             res.duration = time.monotonic() - started
@@ -214,6 +219,12 @@ class _Pass:
             self.res.missing += 1
         else:
             self.res.changed += 1
+        refused = self.target.cannot_hold(join(self.source.dest, s.path))
+        if refused is not None:
+            # an error of the pass, not a repair: proposed, it would fail in every pass and
+            # hold back every delete (see the module docstring)
+            self.res.errors.append(f"{what} {s.path!r}: {refused}")
+            return
         log.debug("%s %s on %s: %s", what, s.path, self.target.name, reason)
         kind = change_kind(s, reason)            # 'attr' and 'mkdir' send no body
         if kind == "put":
@@ -249,17 +260,18 @@ class _Pass:
         self._send(s, "missing" if reason == "not on target" else "changed", reason)
 
     # ------------------------------------------------------------ deletes
-    def _finish_deletes(self, identity: tuple[int, int] | None) -> None:
+    def _finish_deletes(self, identity: tuple[int, int] | None, db_path: Path) -> None:
         res, plan = self.res, self.deletes
         if not plan.total:
             return
         if not plan.delete:
             res.kept_extra = plan.total
             return
-        reason = plan.refusal(where=f"target {self.target.name!r} (source {self.source.name!r})",
-                              complete=res.complete, unreadable=res.unreadable, root=self.root,
-                              identity=identity, source_files=self.res.compared,
-                              target_entries=res.target_entries)
+        where = f"target {self.target.name!r} (source {self.source.name!r})"
+        reason = held_refusal(db_path, self.source.name, where, plan.total) or plan.refusal(
+            where=where, complete=res.complete, unreadable=res.unreadable, root=self.root,
+            identity=identity, source_files=self.res.compared,
+            target_entries=res.target_entries)
         if reason is not None:
             res.refused_deletes, res.delete_refusal = plan.total, reason
             return

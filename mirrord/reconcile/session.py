@@ -38,6 +38,7 @@ from mirrord.trash import retention
 log = logging.getLogger("mirrord.reconcile")
 
 PLAN_LIMIT = 1000   # plan entries per target kept for --dry-run --json
+STOPPED = "stopped before it was shipped"
 
 Outbox = Callable[[list[Change], Ticket], None]
 
@@ -89,11 +90,13 @@ class Session:
             return
         settled = self._settle(repairs)
         summary.bytes += repairs.bytes
-        summary.errors.extend(repairs.failed)
+        summary.errors.extend(_condensed(repairs))
         if not deletes:
             return
         why = None
-        if repairs.failed:
+        if self.stop.is_set():
+            why = "the pass was stopped"
+        elif repairs.failed:
             why = f"{len(repairs.failed)} repairs failed"
         elif not settled:
             why = "the repairs did not finish (stopped, or still queued)"
@@ -106,7 +109,7 @@ class Session:
             self._propose(deletes[i:i + 500], removals, summary)
         self._settle(removals)
         summary.deleted += max(0, result.deleted - removals.failed_deletes)
-        summary.errors.extend(removals.failed)
+        summary.errors.extend(_condensed(removals))
 
     def _propose(self, changes: list[Change], ticket: Ticket, summary: PassSummary) -> None:
         if self.outbox is None:   # dry run: the plan only
@@ -130,12 +133,31 @@ class Session:
         """Wait for the ticket's rows; on stop or timeout the rest count as failed."""
         if ticket.wait(self.wait, self.stop):
             return True
-        ticket.give_up("stopped before it was shipped" if self.stop.is_set() else
+        ticket.give_up(STOPPED if self.stop.is_set() else
                        f"still queued after {self.wait:.0f}s (left in the journal; shipped later)")
         return False
 
     def _progress(self, res: ReconcileResult) -> None:
         self.live = res
+
+
+def _condensed(ticket: Ticket) -> list[str]:
+    """A ticket's failures as error lines, those with the same cause in one line: a target
+    that went down in a repair of thousands of files (or a run stopped early) printed and
+    stored one identical error per file, the first 20 of them on the terminal."""
+    by_cause: dict[str, list[str]] = {}
+    for why, what in ticket.causes:
+        by_cause.setdefault(why, []).append(what)
+    out = []
+    for why, whats in by_cause.items():
+        if why == STOPPED:
+            out.append(f"stopped: {len(whats)} changes not shipped yet (they stay queued in "
+                       f"the journal: the daemon or the next reconcile ships them)")
+        elif len(whats) == 1:
+            out.append(f"{whats[0]}: {why}")
+        else:
+            out.append(f"{len(whats)} changes failed (first: {whats[0]}): {why}")
+    return out
 
 
 def describe(change: Change) -> str:

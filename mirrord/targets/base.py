@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from mirrord.errors import PermanentError
 from mirrord.targets import itemwise
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
+from mirrord.targets.paths import check_relpath
 from mirrord.trash.model import Kept
 
 
@@ -178,6 +179,19 @@ class Target(abc.ABC):
         return "none"
 
     # -- optional
+    def cannot_hold(self, path: str) -> str | None:
+        """Why no object or file at `path` can ever exist on this target (one sentence), or
+        None when it can. Never raises, never asks the server. Reconcile proposes no repair
+        for such a name: it is an error of the pass, not a failed repair that would hold
+        back every delete of every pass (mirrord.reconcile.session). Here: what
+        paths.check_relpath refuses, e.g. a source's own `.mirrord/` at the target root
+        (a former mirror made a source); targets add their own limits (S3: UTF-8 keys)."""
+        try:
+            check_relpath(path)
+        except PermanentError as exc:
+            return str(exc)
+        return None
+
     def checksum(self, path: str) -> str | None:
         """A content hash comparable with mirrord.treewalk.file_digest, or None if unavailable."""
         return None

@@ -147,6 +147,14 @@ class S3Target(Target):
         """The key for a path we are asked to store; PermanentError if S3 cannot hold it."""
         return key_for(self.root, path, self.describe())
 
+    def cannot_hold(self, path: str) -> str | None:
+        """Not valid UTF-8, or a key over MAX_KEY_BYTES (keys.key_for)."""
+        try:
+            self._key(path)
+        except PermanentError as exc:
+            return str(exc)
+        return None
+
     def _key_or_none(self, path: str) -> str | None:
         """The key for a path we look up or delete; None when no such key can exist."""
         check_relpath(path)

@@ -1,0 +1,64 @@
+"""`mirrord reconcile` while a mass-change alarm holds a source's deletes.
+
+Before, the pass proposed its deletes anyway: the journal parked them (held until
+`mirrord resume-deletes`) and the command waited for them for ever (no daemon: no
+limit; the hourly timer unit ran until its TimeoutStartSec), the daemon's own passes
+until their timeout. Now the pass refuses its deletes with a line saying why, exits 1
+at once, and the next pass after resume-deletes deletes them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mirrord import journal
+from mirrord.journal.holds import hold
+from tests.e2e.test_reconcile_cli import files, mirrord, write_config
+
+
+def test_held_deletes_are_refused_not_waited_for(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/a").write_bytes(b"alpha")
+    ini = write_config(tmp_path)
+    assert mirrord(ini, "reconcile").returncode == 0            # the journal exists now
+    conn = journal.connect(tmp_path / "state/journal.db")
+    try:
+        assert hold(conn, "up", since=time.time(), reason="a test alarm")
+    finally:
+        conn.close()
+    (tmp_path / "mirror/stray").write_bytes(b"deleted at the source")
+    (tmp_path / "src/b").write_bytes(b"bravo")                    # repairs still go
+    res = mirrord(ini, "reconcile", "--json")                      # bounded: 120 s
+    assert res.returncode == 1, res.stdout + res.stderr
+    t = json.loads(res.stdout)["targets"]["mirror"]
+    assert t["deleted"] == 0 and t["refused_deletes"] == 1 and not t["errors"], t
+    assert "held after a mass-change alarm" in t["delete_refusal"][0], t
+    assert files(tmp_path / "mirror") == {"a": b"alpha", "b": b"bravo", "stray": b"deleted at the source"}
+    assert mirrord(ini, "resume-deletes").returncode == 0
+    res = mirrord(ini, "reconcile")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert files(tmp_path / "mirror") == files(tmp_path / "src")
+
+
+def test_a_queued_put_whose_file_is_gone_is_not_run_as_a_delete_while_held(tmp_path):
+    """A put left queued (a stopped run, a daemon stopped during an alarm) whose file was
+    deleted since runs as a delete when a worker finds it gone. The daemon's workers hold
+    that delete while the alarm holds the source; the command's own workers did not, and
+    deleted the file on the target during the hold."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/a").write_bytes(b"alpha")
+    (tmp_path / "src/b").write_bytes(b"bravo")
+    ini = write_config(tmp_path)
+    assert mirrord(ini, "reconcile").returncode == 0
+    j = journal.Journal(tmp_path / "state/journal.db", {"up": ("mirror",)})
+    try:
+        j.enqueue([journal.Change("up", "b", "put", time=time.time())])
+        assert hold(j.db, "up", since=time.time(), reason="a test alarm")
+    finally:
+        j.close()
+    (tmp_path / "src/b").unlink()                                 # the mass delete
+    (tmp_path / "src/c").write_bytes(b"charlie")                  # a repair the pass waits for
+    res = mirrord(ini, "reconcile", "--json")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert files(tmp_path / "mirror") == {"a": b"alpha", "b": b"bravo", "c": b"charlie"}
