@@ -17,7 +17,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from mirrord import daemon_start as start
-from mirrord import notify
+from mirrord import interrupted, locations, notify
+from mirrord.interrupted import Interrupted
 from mirrord.journal import Journal
 from mirrord.logsetup import kv
 from mirrord.pipeline import Pipeline
@@ -53,7 +54,10 @@ def setup(d: Daemon) -> None:
         d.keep = keeper.policies(d.cfg, d.targets)   # ConfigError: cannot keep
         opening = start.start_opening(d.targets)
         routes = {s.name: s.targets for s in d.cfg.sources}
-        d.journal = Journal(d.cfg.mirrord.journal_path, routes)
+        # claims kept: the rows the last run left in flight are read first (undo_interrupted)
+        d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
+        undo_interrupted(d)
+        locations.check(d.journal, d.cfg)   # before the catch-up reads what was shipped
         d.target_states = TargetStates(routes, targets=d.cfg.targets, ever_in_sync=(
             ever_in_sync_from(d.journal.get_state("daemon"))))
         if d.metrics is not None:
@@ -84,12 +88,28 @@ def setup(d: Daemon) -> None:
         d._handle_events(src, start_events[src.name])
 
 
+def undo_interrupted(d: Daemon) -> None:
+    """Queue the removals of what the ops the last run left in flight may have made on
+    their targets and the source no longer has (mirrord.interrupted), and release those
+    rows' claims so they run again, in one transaction: a crash in between loses neither.
+    Raises what the journal raises (sqlite3.Error)."""
+    rows = [Interrupted(*row) for row in d.journal.claimed_rows()]
+    if not rows:
+        return
+    with d.journal.transaction():
+        removals = interrupted.removals(rows, d.cfg.sources)
+        d.journal.enqueue(removals)
+        d.journal.release_claims()
+    log.info(kv(msg="ops cut short by the last stop run again", ops=len(rows),
+                parents_removed=len(removals)))
+
+
 def shutdown(d: Daemon) -> None:
     """Finish or persist `d`'s in-flight work, then release everything: up to
-    STOP_GRACE seconds for running ops, claims handed back to the journal (they are
-    reset at the next start anyway, so a journal error here is counted and logged), then
-    the journal, watchers, targets and the daemon lock closed. Raises nothing a
-    target's close raises (logged at debug)."""
+    STOP_GRACE seconds for running ops, then the journal, watchers, targets and the daemon
+    lock closed. The claims of ops still running then stay in the journal: cut short by
+    the exit like a crash's, they are undone and run again at the next start
+    (undo_interrupted). Raises nothing a target's close raises (logged at debug)."""
     notify.notify("STOPPING=1")
     d.stop_requested.set()
     if d.pipeline is not None:
@@ -100,11 +120,6 @@ def shutdown(d: Daemon) -> None:
     if d.shipper is not None:
         d.shipper.shutdown(wait=False)
     if d.journal is not None:
-        try:
-            d.journal.release_claims()
-        except Exception as exc:  # noqa: BLE001 - claims are reset at the next start anyway
-            if d.pipeline is not None:
-                d.pipeline.journal_failed(exc)
         d.journal.close()
     for watcher in d.watchers.values():
         watcher.close()

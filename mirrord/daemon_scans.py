@@ -116,6 +116,11 @@ class Scans:
             except queue.Empty:
                 return
             if name.startswith("catchup:"):
+                # its last chunks may still wait in the scan queue (put there before the
+                # result, after this turn's "record scans"): recorded first, so status never
+                # shows no catch-up and nothing pending while proposals are unrecorded. One
+                # take empties it: it holds at most SCAN_QUEUE_CHUNKS, what one take records
+                self.d._take_proposals()
                 self.d.catchups_pending.discard(name.split(":", 1)[1])
             if name.startswith("retention:"):
                 self.retention_queued.discard(name.split(":", 1)[1])

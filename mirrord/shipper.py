@@ -30,6 +30,7 @@ import queue
 import threading
 from typing import Callable, Sequence
 
+from mirrord import faults
 from mirrord.config import SourceConfig
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.executors import ExecutorFactory, SerialExecutor, serial, thread_pool
@@ -200,6 +201,7 @@ class Shipper(MoveOps):
                     if op.kind == "move":
                         moved = self._try_move(target, op, src)
                         if moved is not None:
+                            faults.point("shipped", target.name, [op.path])
                             outcomes.append(moved)
                             continue
                     seen = self._observe_for(op, src, target, openers[op.source])
@@ -227,6 +229,7 @@ class Shipper(MoveOps):
             if items:
                 results = [unchanged(seen, res) for (_op, seen), res
                            in zip(pending, self._sync(target, items))]
+                faults.point("shipped", target.name, [op.path for op, _seen in pending])
                 keeps_mode = target.features.keeps_mode
                 outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)
                                 for (op, seen), res in zip(pending, results))

@@ -55,6 +55,17 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         host-parameter limit is 999 on older builds)."""
         return read.row_states(self.db, target, source, paths)
 
+    def claimed_rows(self) -> list[tuple[str, str, str, str]]:
+        """(target, source, path, kind) of the rows marked in flight: opened with
+        reset_claims=False, what the last run left in flight (mirrord.interrupted)."""
+        return read.claimed_rows(self.db)
+
+    def forget_shipped(self, target: str, source: str) -> int:
+        """Delete the record of what `source` shipped to `target` (its location changed:
+        mirrord.locations); returns how many rows went."""
+        return self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ?",
+                               (target, source)).rowcount
+
     # ------------------------------------------------------------ state
     def set_state(self, key: str, value: object) -> None:
         self.db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))

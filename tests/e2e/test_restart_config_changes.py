@@ -12,13 +12,14 @@ meanwhile are). Changes are made while the daemon is down too.
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
 
 from mirrord import config as config_mod
-from tests.e2e import test_stopped_changes as stopped
-from tests.e2e.test_stopped_changes import assert_exact, start, write
+from mirrord import targets as target_registry
+from tests.e2e.test_stopped_changes import start, write
 from tests.exactness import wait_exact
 from tests.reliability.conftest import Env, live_only_config, poll
 
@@ -84,7 +85,7 @@ class _Filtered:
 def test_an_exclude_added_then_removed(env):
     _tree(env.src)
     start(env)
-    assert_exact(env, excludes=_excludes(env))
+    env.assert_exact(by="the catch-up", excludes=_excludes(env))
     env.daemon.kill(signal.SIGTERM)
     _edit(env, EXCLUDE_LINE, EXCLUDE_LINE + ", thumb/, *.bak")
     write(env.src / "thumb" / "t3.jpg", b"written while down, excluded now")
@@ -99,26 +100,26 @@ def test_an_exclude_added_then_removed(env):
     env.daemon.kill(signal.SIGKILL)
     _edit(env, EXCLUDE_LINE + ", thumb/, *.bak", EXCLUDE_LINE)
     start(env)
-    assert_exact(env, excludes=_excludes(env))
+    env.assert_exact(by="the catch-up", excludes=_excludes(env))
 
 
 def test_a_target_added(env):
     _edit(env, "targets = local, s3, host", "targets = local, s3")
     _tree(env.src)
     start(env)
-    assert_exact(env, names=("local", "s3"))
+    env.assert_exact(by="the catch-up", names=("local", "s3"))
     env.daemon.kill(signal.SIGKILL)
     write(env.src / "while-down.jpg", b"down")
     os.chmod(env.src / "a.jpg", 0o600)
     _edit(env, "targets = local, s3", "targets = local, s3, host")
     start(env)
-    assert_exact(env)
+    env.assert_exact(by="the catch-up")
 
 
 def test_the_source_root_moved(env, tmp_path):
     _tree(env.src)
     start(env)
-    assert_exact(env)
+    env.assert_exact(by="the catch-up")
     env.daemon.kill(signal.SIGTERM)
     moved = tmp_path / "moved-src"
     os.rename(env.src, moved)
@@ -127,7 +128,7 @@ def test_the_source_root_moved(env, tmp_path):
     write(moved / "after-move.jpg", b"new")
     (moved / "a.jpg").unlink()
     start(env)
-    assert_exact(env)
+    env.assert_exact(by="the catch-up")
     assert "msg=retrying" not in env.log_text()
 
 
@@ -136,7 +137,7 @@ def test_a_backlog_queued_before_an_exclude_was_added_is_not_sent(env, sshd):
     excluded, the host back: the rows of thumb/ are dropped, not sent."""
     _tree(env.src)
     start(env)
-    assert_exact(env, excludes=_excludes(env))
+    env.assert_exact(by="the catch-up", excludes=_excludes(env))
     sshd.stop()
     try:
         write(env.src / "thumb" / "queued.jpg", b"queued while the host was down")
@@ -152,3 +153,57 @@ def test_a_backlog_queued_before_an_exclude_was_added_is_not_sent(env, sshd):
     host = env.targets["host"]
     assert host.read("queued-too.jpg") == b"not excluded"
     assert host.read("thumb/queued.jpg") is None
+
+
+def _retarget(env, seaweedfs, sshd, what: str) -> str:
+    """Point one target (or the source's `dest`) somewhere new in the config; returns the
+    name of the target whose location changed ("" for `dest`: all of them)."""
+    cfg = config_mod.load(env.cfg)
+    if what == "local-path":
+        _edit(env, "type = local\npath = ./mirror\n", "type = local\npath = ./mirror-moved\n")
+        return "local"
+    if what == "host-path":
+        _edit(env, f"path = {cfg.targets['host'].rsync.path}\n", f"path = {sshd.new_root()}\n")
+        return "host"
+    if what == "s3-bucket":
+        _edit(env, f"bucket = {cfg.targets['s3'].s3.bucket}\n", f"bucket = {seaweedfs.new_bucket()}\n")
+        return "s3"
+    if what == "s3-prefix":
+        _edit(env, "prefix = up/\n", "prefix = moved/\n")
+        return "s3"
+    _edit(env, "[source:uploads]\n", "[source:uploads]\ndest = sub\n")
+    return ""
+
+
+@pytest.mark.parametrize("what", ["local-path", "host-path", "s3-bucket", "s3-prefix", "dest"])
+def test_a_target_location_changed_is_filled(env, seaweedfs, sshd, what):
+    """A target's location (or the source's `dest`) changed between two runs: the record
+    of what was shipped belongs to the old place, so the new one gets every file, by the
+    catch-up alone; nothing is deleted at the old place."""
+    _tree(env.src)
+    start(env)
+    env.assert_exact(by="the catch-up")
+    env.daemon.kill(signal.SIGTERM)
+    name = _retarget(env, seaweedfs, sshd, what)
+    write(env.src / "while-down.jpg", b"written while the daemon was down")
+    (env.src / "x.bak").unlink()
+    old = dict(env.targets)
+    loaded = config_mod.load(env.cfg)
+    moved = [name] if name else list(env.targets)
+    for n in moved:
+        if name:   # a new target object on the new place; the old one still reads the old
+            env.targets[n] = target_registry.create(loaded.targets[n])
+            env.targets[n].open()
+    try:
+        start(env)
+        env.assert_exact(by="the catch-up", prefix="" if name else "sub")
+        for n in moved:   # nothing deleted at the old place
+            assert old[n].read("x.bak") == b"a backup", n
+        log = env.log_text()
+        said = [line for line in log.splitlines() if "target location changed" in line]
+        assert sorted(re.search(r" target=(\S+)", line)[1] for line in said) == sorted(moved), said
+        assert seaweedfs.secret_key not in log
+    finally:
+        for n in moved:
+            if name:
+                old[n].close()

@@ -10,6 +10,7 @@ mounts) is restored in `finally`, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import time
 from fnmatch import fnmatchcase
@@ -21,6 +22,7 @@ import pytest
 from mirrord import config as config_mod, targets as target_registry
 from tests.e2e.helpers import Mirrord, diff, source_files, target_files
 from tests.e2e.helpers import write_config as three_target_config
+from tests.exactness import wait_exact
 
 EXCLUDE = "*.tmp, *.part, .*.swp, *~"
 SYSCTL = Path("/proc/sys/fs/inotify")
@@ -108,6 +110,28 @@ class Env:
         """True when no target has a change pending; fails at once if the daemon died."""
         assert self.daemon.proc.poll() is None, self.log_text()[-3000:]
         return all(t["pending"] == 0 for t in self.daemon.status()["targets"].values())
+
+    def assert_exact(self, *, timeout: float = 90.0, names: tuple[str, ...] | None = None,
+                     excludes: Callable[..., bool] = excluded, by: str = "the live stream",
+                     passes_allowed: bool = False, prefix: str = "") -> None:
+        """The one "exact" check: the backlog drained, every target (of `names`; None: all)
+        equal below `prefix` (a source's `dest`) to the source as `excludes` leaves it
+        (tests/exactness.py), then a `mirrord reconcile --dry-run` proposing nothing on
+        any target, so nothing was left for a reconcile to repair. Unless `passes_allowed` (a test whose daemon runs the
+        pass at start), no reconcile pass may have run in the daemon at all: `by` (what
+        alone was to make the targets exact) did it. Each wait is a bounded poll of
+        `timeout` seconds; AssertionError names what differs."""
+        poll(self.drained, timeout=timeout, what="the backlog drained")
+        for name, target in self.targets.items():
+            if names is None or name in names:
+                wait_exact(self.src, target, timeout=timeout, excluded=excludes, prefix=prefix)
+        plan = json.loads(self.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
+        proposed = {name: (t.get("would_send", []), t.get("would_delete", []))
+                    for name, t in plan["targets"].items()
+                    if t.get("would_send") or t.get("would_delete")}
+        assert proposed == {}, f"{by} left work for reconcile: {proposed}"
+        if not passes_allowed:
+            assert "reconcile pass queued" not in self.log_text(), f"a pass repaired what {by} missed"
 
     def close(self) -> None:
         self.daemon.stop()

@@ -13,7 +13,6 @@ the outage and starts it again before the target is back.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -22,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, live_only_config, poll
+from tests.reliability.conftest import Env, live_only_config, poll
 
 
 def _config(tmp: Path, seaweedfs, sshd) -> Path:
@@ -64,18 +62,6 @@ def _change_during_outage(src: Path) -> None:
     (src / "empty-new").mkdir()
 
 
-def _assert_exact(env: Env, *, timeout: float = 240.0) -> None:
-    poll(env.drained, timeout=timeout, what="the backlog drained")
-    for target in env.targets.values():
-        wait_exact(env.src, target, timeout=timeout, excluded=excluded)
-    plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
-    proposed = {name: (t.get("would_send", []), t.get("would_delete", []))
-                for name, t in plan["targets"].items()
-                if t.get("would_send") or t.get("would_delete")}
-    assert proposed == {}, f"the live stream left work for reconcile: {proposed}"
-    assert "reconcile pass queued" not in env.log_text()
-
-
 def _backlog_with_error(env: Env, name: str) -> None:
     def check():
         t = env.daemon.status()["targets"][name]
@@ -113,7 +99,7 @@ def _heartbeat_failures(env: Env, name: str) -> int:
 def _outage(env: Env, service, name: str, *, kill_during: bool) -> None:
     _populate(env.src)
     env.daemon.start()
-    _assert_exact(env)
+    env.assert_exact(timeout=240)
     service.stop()
     try:
         failures = _heartbeat_failures(env, name)
@@ -130,7 +116,7 @@ def _outage(env: Env, service, name: str, *, kill_during: bool) -> None:
             _heartbeat_failed(env, name, failures)
     finally:
         service.start()
-    _assert_exact(env)
+    env.assert_exact(timeout=240)
 
 
 @pytest.mark.parametrize("kill_during", [False, True], ids=["live", "killed-during"])

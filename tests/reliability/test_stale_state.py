@@ -10,14 +10,12 @@ target and removes them. `every = off`: no other pass runs.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 
 import pytest
 
-from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, live_only_config, poll
+from tests.reliability.conftest import Env, live_only_config, poll
 
 
 @pytest.fixture
@@ -37,15 +35,6 @@ def _start(env: Env) -> None:
          timeout=180, what="the start-up reconcile pass")
 
 
-def _assert_exact(env: Env) -> None:
-    poll(env.drained, timeout=120, what="the backlog drained")
-    for target in env.targets.values():
-        wait_exact(env.src, target, timeout=120, excluded=excluded)
-    plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
-    assert all(not t.get("would_send") and not t.get("would_delete")
-               for t in plan["targets"].values()), plan
-
-
 def _write(path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -57,7 +46,7 @@ def test_state_database_gone_or_stale(env, how):
     _write(env.src / "old" / "a.jpg", b"a")
     _write(env.src / "old" / "b.jpg", b"b")
     _start(env)
-    _assert_exact(env)
+    env.assert_exact(timeout=120, by="the start-up pass", passes_allowed=True)
     env.daemon.kill(signal.SIGTERM)
     saved = env.tmp / "journal-copy"
     saved.mkdir()
@@ -67,7 +56,7 @@ def test_state_database_gone_or_stale(env, how):
     _write(env.src / "later" / "c.jpg", b"c")        # shipped after the copy was taken
     (env.src / "later" / "empty").mkdir()
     _write(env.src / "old" / "a.jpg", b"a, changed")
-    _assert_exact(env)
+    env.assert_exact(timeout=120, by="the start-up pass", passes_allowed=True)
     env.daemon.kill(signal.SIGKILL)
     for f in env.tmp.joinpath("state").glob("journal.db*"):
         f.unlink()
@@ -77,4 +66,4 @@ def test_state_database_gone_or_stale(env, how):
     shutil.rmtree(env.src / "later")                  # deleted while down: extras now
     (env.src / "old" / "b.jpg").unlink()
     _start(env)
-    _assert_exact(env)
+    env.assert_exact(timeout=120, by="the start-up pass", passes_allowed=True)

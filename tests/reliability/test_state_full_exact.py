@@ -11,26 +11,14 @@ a chmod, an empty directory, checked exactly (tests/exactness.py).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 
 import pytest
 
-from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, live_only_config, poll, tmpfs
+from tests.reliability.conftest import Env, live_only_config, poll, tmpfs
 from tests.reliability.test_state import _fill
-
-
-def _assert_exact(env: Env) -> None:
-    poll(env.drained, timeout=240, what="the backlog drained")
-    for target in env.targets.values():
-        wait_exact(env.src, target, timeout=240, excluded=excluded)
-    plan = json.loads(env.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
-    assert all(not t.get("would_send") and not t.get("would_delete")
-               for t in plan["targets"].values()), plan
-    assert "reconcile pass queued" not in env.log_text()
 
 
 @pytest.mark.parametrize("recovery", ["space-freed", "sigterm-free-restart", "sigkill-free-restart"])
@@ -47,7 +35,7 @@ def test_state_disk_full(tmp_path, seaweedfs, sshd, recovery):
                     (e.src / d).mkdir(exist_ok=True)
                     (e.src / d / f"f{i}").write_bytes(os.urandom(500))
             e.daemon.start()
-            _assert_exact(e)
+            e.assert_exact(timeout=240, by="the catch-up")
             _fill(state)
             for i in range(100):
                 (e.src / "new").mkdir(exist_ok=True)
@@ -66,6 +54,6 @@ def test_state_disk_full(tmp_path, seaweedfs, sshd, recovery):
                 e.daemon.kill(sig)
                 (state / "filler").unlink()
                 e.daemon.start()
-            _assert_exact(e)
+            e.assert_exact(timeout=240, by="the catch-up")
         finally:
             e.close()

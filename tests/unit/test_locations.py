@@ -1,0 +1,104 @@
+"""mirrord.locations: a target's location (or a source's dest) changed between two runs
+voids that pair's record of what was shipped, and only that pair's; real SQLite."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from mirrord import config as config_mod
+from mirrord import locations
+from mirrord.journal import Journal
+
+BASE = """
+[mirrord]
+state_dir = {tmp}/state
+
+[source:up]
+path = {tmp}/src
+targets = disk, host, bucket
+{dest}
+
+[target:disk]
+type = local
+path = {tmp}/{disk}
+
+[target:host]
+type = rsync
+host = {host}
+path = /srv/mirror
+
+[target:bucket]
+type = s3
+bucket = bucket-one
+prefix = {prefix}
+endpoint_url = {endpoint}
+access_key_id = AKIAEXAMPLE
+secret_access_key = s3cr3t-never-logged
+"""
+
+
+def _cfg(tmp_path, **over):
+    values = {"tmp": tmp_path, "dest": "", "disk": "mirror", "host": "mirror.example",
+              "prefix": "up/", "endpoint": "https://s3.example:9000", **over}
+    (tmp_path / "src").mkdir(exist_ok=True)
+    path = tmp_path / "m.ini"
+    path.write_text(BASE.format(**values))
+    return config_mod.load(path)
+
+
+def _journal(tmp_path, cfg):
+    return Journal(cfg.mirrord.journal_path, {"up": ("disk", "host", "bucket")})
+
+
+def _ship(journal, target: str, key: bytes = b"a.jpg") -> None:
+    journal.db.execute("INSERT INTO shipped (target, source, key, size, mtime_ns) "
+                       "VALUES (?, 'up', ?, 1, 1)", (target, key))
+
+
+def _shipped(journal) -> set[str]:
+    return {t for (t,) in journal.db.execute("SELECT DISTINCT target FROM shipped")}
+
+
+@pytest.mark.parametrize("change, voided", [
+    ({"disk": "elsewhere"}, {("disk", "up")}),
+    ({"host": "other.example"}, {("host", "up")}),
+    ({"prefix": "moved/"}, {("bucket", "up")}),
+    ({"endpoint": "https://s3.other:9000"}, {("bucket", "up")}),
+    ({"dest": "dest = sub"}, {("disk", "up"), ("host", "up"), ("bucket", "up")}),
+    ({}, set()),
+])
+def test_a_changed_location_voids_only_its_record(tmp_path, change, voided):
+    first = _cfg(tmp_path)
+    j = _journal(tmp_path, first)
+    assert locations.check(j, first) == []      # a first run: recorded, nothing voided
+    for t in ("disk", "host", "bucket"):
+        _ship(j, t)
+    later = _cfg(tmp_path, **change)
+    assert set(locations.check(j, later)) == voided
+    assert _shipped(j) == {"disk", "host", "bucket"} - {t for t, _ in voided}
+    assert locations.check(j, later) == []      # the new place is the record's now
+
+
+def test_a_database_from_before_the_check_keeps_its_record(tmp_path):
+    cfg = _cfg(tmp_path)
+    j = _journal(tmp_path, cfg)
+    _ship(j, "disk")
+    assert locations.check(j, cfg) == []
+    assert _shipped(j) == {"disk"}
+
+
+def test_the_line_names_target_and_change_and_no_credential(tmp_path, caplog):
+    cfg = _cfg(tmp_path, endpoint="https://s3.example:9000/?X-Amz-Signature=sig")
+    j = _journal(tmp_path, cfg)
+    locations.check(j, cfg)
+    _ship(j, "bucket")
+    with caplog.at_level(logging.INFO, logger="mirrord.daemon"):
+        locations.check(j, _cfg(tmp_path, prefix="moved/",
+                                endpoint="https://s3.example:9000/?X-Amz-Signature=sig"))
+    lines = [r.getMessage() for r in caplog.records if "location changed" in r.getMessage()]
+    assert len(lines) == 1 and "target=bucket" in lines[0], lines
+    assert "prefix: 'up/' -> 'moved/'" in lines[0]
+    for secret in ("X-Amz-Signature", "s3cr3t-never-logged", "AKIAEXAMPLE"):
+        assert secret not in lines[0]
