@@ -58,7 +58,9 @@ def setup(d: Daemon) -> None:
         d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
         undo_interrupted(d)
         locations.check(d.journal, d.cfg)   # before the catch-up reads what was shipped
-        d.target_states = TargetStates(routes, targets=d.cfg.targets, ever_in_sync=(
+        # the targets sources route to: one no source lists is never opened, and calling it
+        # in_sync on /ready and in mirrord_target_state told other tools it mirrors something
+        d.target_states = TargetStates(routes, ever_in_sync=(
             ever_in_sync_from(d.journal.get_state("daemon"))))
         if d.metrics is not None:
             d.metrics.set_live_window(d.cfg.mirrord.heartbeat_interval)

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -133,6 +134,38 @@ def test_daemon_live_and_ready_follow_the_target_state(tmp_path):
         if aside.exists():
             dst.unlink(missing_ok=True)
             aside.rename(dst)
+        assert daemon.stop() == 0
+
+
+def test_a_target_no_source_lists_is_not_reported_in_sync(tmp_path):
+    """A [target:*] section no source lists is never opened: /ready, mirrord_target_state and
+    status must not call it in_sync (it mirrors nothing), and it must not hold /ready at 503."""
+    import json
+
+    port = _free_port()
+    cfg = _config(tmp_path, f"metrics_listen = 127.0.0.1:{port}")
+    cfg.write_text(cfg.read_text() + "[target:spare]\ntype = local\npath = ./spare\n")
+    daemon = Mirrord(cfg, tmp_path / "log").start()
+    try:
+        (tmp_path / "src" / "a.jpg").write_text("a")
+        wait_converged(tmp_path / "src", LocalTarget("t", tmp_path / "dst"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as resp:
+                    status, doc = resp.status, json.loads(resp.read())
+                break
+            except urllib.error.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("/ready never answered 200")
+        assert status == 200 and set(doc["targets"]) == {"t"}, doc
+        states = {k for k in _scrape(port) if k.startswith("mirrord_target_state{")}
+        assert states and not any("target=spare" in k for k in states), states
+        shown = json.loads(daemon.cli("status", "--json").stdout)["targets"]
+        assert shown["t"]["state"] == "in_sync" and shown["spare"]["state"] == "unused", shown
+        assert not (tmp_path / "spare").exists()
+    finally:
         assert daemon.stop() == 0
 
 
