@@ -24,22 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_stopped_changes import start, write
-from tests.reliability.conftest import Env, live_only_config, poll
+from tests.e2e.test_stopped_changes import env, start, write  # noqa: F401 (env: a fixture)
+from tests.reliability.conftest import Env, poll
 
 TARGETS = ["local", "host", "s3"]
 
-
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd) -> Iterator[Env]:
-    """test_stopped_changes' daemon: no reconcile pass at any point."""
-    cfg = live_only_config(tmp_path, seaweedfs, sshd)
-    cfg.write_text(cfg.read_text() + "at_start = no\n")
-    e = Env(tmp_path, cfg)
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 @pytest.fixture

@@ -19,21 +19,10 @@ import pytest
 
 from mirrord import config as config_mod
 from mirrord import targets as target_registry
-from tests.e2e.test_stopped_changes import start, write
+from tests.e2e.test_stopped_changes import env, start, write  # noqa: F401 (env: a fixture)
 from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, live_only_config, poll
+from tests.reliability.conftest import poll
 
-
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
-    """The live-only daemon of test_stopped_changes: no reconcile pass at any point."""
-    cfg = live_only_config(tmp_path, seaweedfs, sshd)
-    cfg.write_text(cfg.read_text() + "at_start = no\n")
-    e = Env(tmp_path, cfg)
-    try:
-        yield e
-    finally:
-        e.close()
 
 EXCLUDE_LINE = "exclude = *.tmp, *.part, .*.swp, *~"
 

@@ -14,28 +14,8 @@ import pytest
 from mirrord.errors import NotFound
 from mirrord.targets.s3 import deletes, vmove
 from mirrord.trash.model import DELETED, OVERWRITTEN
-from tests.targets.test_s3_trash import NS, put, s3_on
+from tests.targets.test_s3_trash import NS, put, s3, s3_on, vs3  # noqa: F401 (s3, vs3: fixtures)
 
-
-@pytest.fixture
-def s3(seaweedfs):
-    """A target on a bucket without versioning ('copy' trash mode)."""
-    t = s3_on(seaweedfs, seaweedfs.new_bucket())
-    t.open()
-    yield t
-    t.close()
-
-
-@pytest.fixture
-def vs3(seaweedfs):
-    """A target on a bucket with versioning enabled before open()."""
-    bucket = seaweedfs.new_bucket()
-    seaweedfs.client().put_bucket_versioning(
-        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    t = s3_on(seaweedfs, bucket)
-    t.open()
-    yield t
-    t.close()
 
 
 class Killed(Exception):
