@@ -2,11 +2,13 @@
 
 Retryable target errors are retried with backoff; permanent ones are recorded on
 the journal row and retried rarely; configuration errors stop the program with
-exit code 2 before anything runs.
+exit code 2 before anything runs. cause_of: what failures of many paths for one
+reason have in common, for grouping them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -73,3 +75,21 @@ class FailoverRefused(MirrordError):
 
 class FatalError(MirrordError):
     """Stop the program with exit code 1 and this message."""
+
+
+# A quoted word in an error text: 'x' (repr) or "x" (repr of a name holding a ', rsync's
+# and coreutils' messages)
+_QUOTED = re.compile(r"""'([^'\n]*)'|"([^"\n]*)\"""")
+
+
+def cause_of(error: str, path: str) -> str:
+    """The cause in an error text recorded for `path` (a str, relative to its source or
+    to the target): `error` with every quoted mention of that path, as it stands or below
+    a prefix ('dest/path', './path', '/root/dest/path'), replaced by '…'. Failures of many
+    files for one reason (a directory made immutable, a target down) name each its own
+    path; grouped by this text they are one log line (mirrord.pipeline.log_retrying) and
+    one line of a reconcile summary (mirrord.reconcile.session), not one per file."""
+    def unnamed(m: re.Match) -> str:
+        word = m.group(1) if m.group(1) is not None else m.group(2)
+        return "'…'" if word == path or word.endswith("/" + path) else m.group(0)
+    return _QUOTED.sub(unnamed, error)

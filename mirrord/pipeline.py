@@ -5,7 +5,7 @@ main loop, or the reconcile command's). It records changes and moves, holding
 them in memory and retrying while the journal cannot be written (disk full,
 I/O error); it records the shipper's outcomes the same way, hands a
 directory a move could not keep to `on_rescan`, logs one line per distinct
-retried error, and gives ready rows to the shipper's free workers. Nothing
+retried error (the text with each op's own path left out), and gives ready rows to the shipper's free workers. Nothing
 else claims or acks rows. With no shipper (a daemon is running and ships),
 it only records and waits.
 
@@ -22,6 +22,7 @@ import sqlite3
 import time
 from typing import Callable
 
+from mirrord.errors import cause_of
 from mirrord.journal import Change, Journal, Outcome
 from mirrord.logsetup import kv
 from mirrord.shipper import Shipper
@@ -165,15 +166,18 @@ class Pipeline:
             self.journal_failed(exc)
             self.unacked = []
             return
-        failed: dict[tuple[str, int, str], list[str]] = {}
+        # one line per cause: the error with the op's own path left out (errors.cause_of),
+        # the first op's error shown
+        failed: dict[tuple[str, int, str], tuple[str, list[str]]] = {}
         for out in outcomes:
             if out.rescan:
                 self.on_rescan(out)
             elif out.check:
                 self.on_check(out)
             if out.error is not None and not out.busy and out.op.attempts in RETRY_LOG_AT:
-                failed.setdefault((out.op.target, out.op.attempts + 1, out.error), []).append(out.op.path)
-        for (target, attempt, error), paths in failed.items():
+                key = (out.op.target, out.op.attempts + 1, cause_of(out.error, out.op.path))
+                failed.setdefault(key, (out.error, []))[1].append(out.op.path)
+        for (target, attempt, _cause), (error, paths) in failed.items():
             log_retrying(target, attempt, error, paths)
 
     def dispatch(self) -> None:
@@ -239,7 +243,8 @@ class Pipeline:
 
 def log_retrying(target: str, attempt: int, error: str, paths: list[str]) -> None:
     """One warning per distinct error, not per path: a failed batch of 5,000 files (the
-    link dropped) is one line naming the count and the first paths, not 5,000 lines."""
+    link dropped) is one line naming the count and the first paths, not 5,000 lines.
+    `error` is the first path's (the caller groups by errors.cause_of)."""
     if len(paths) == 1:
         log.warning(kv(msg="retrying", target=target, path=paths[0], attempt=attempt, error=error))
     else:

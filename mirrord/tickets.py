@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Iterable
 
+from mirrord.errors import cause_of
 from mirrord.journal import Change, RowState
 
 MAX_ATTEMPTS = 3         # failed attempts after which a waited-for row counts as not repaired
@@ -35,7 +36,8 @@ class Ticket:
         self.done = 0
         self.bytes = 0          # bytes of the puts done
         self.failed: list[str] = []
-        self.causes: list[tuple[str, str]] = []   # per failed[i]: (why, 'kind path') apart
+        # per failed[i]: (cause: why without the path, errors.cause_of; 'kind path'; why)
+        self.causes: list[tuple[str, str, str]] = []
         self.failed_deletes = 0
 
     def propose(self, changes: Iterable[Change]) -> None:
@@ -120,6 +122,7 @@ class Ticket:
 
     def _fail(self, key: Key, why: str) -> None:
         kind, _size, _rec = self._pending.pop(key, ("put", 0, False))
-        self.failed.append(f"{kind} {os.fsdecode(key[1])!r}: {why}")
-        self.causes.append((why, f"{kind} {os.fsdecode(key[1])!r}"))
+        path = os.fsdecode(key[1])
+        self.failed.append(f"{kind} {path!r}: {why}")
+        self.causes.append((cause_of(why, path), f"{kind} {path!r}", why))
         self.failed_deletes += kind == "delete"

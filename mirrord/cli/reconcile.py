@@ -124,7 +124,9 @@ def _print_summary(summaries: list[PassSummary], *, as_json: bool, dry_run: bool
             "bytes to send" if dry_run else "bytes shipped", "errors", "duration", "result")
     rows = [head]
     for s in summaries:
-        result = "in sync" if s.in_sync else ("differs" if dry_run and not s.errors else "NOT in sync")
+        # 'differs': a real run would bring it in sync; not when it would fail or refuse deletes
+        differs = dry_run and not s.errors and not s.delete_refusal
+        result = "in sync" if s.in_sync else ("differs" if differs else "NOT in sync")
         deleted = f"{s.deleted}" + (" (delete off)" if s.kept_extra else "")
         rows.append((s.target, f"{s.compared:,}", f"{s.missing:,}", f"{s.changed:,}",
                      f"{s.extra:,}", deleted, _size(s.bytes), f"{len(s.errors)}",

@@ -157,6 +157,11 @@ class DeletePlan:
                     f"source, then raise max_delete or use --no-delete)")
         return None
 
+    def described(self) -> list[str]:
+        """The extras remembered (up to the cap: see add), as a plan prints them: the path,
+        '/' after a directory (which stands for everything below it)."""
+        return [e.path + ("/" if e.is_dir else "") for e in self.extras]
+
     def propose(self, *, source: str, target: str, root: str,
                 emit: Callable[[list[Change]], None]) -> tuple[int, int]:
         """Emit the deletes (CHUNK at a time), skipping paths the source holds again

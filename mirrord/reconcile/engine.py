@@ -274,6 +274,7 @@ class _Pass:
             target_entries=res.target_entries)
         if reason is not None:
             res.refused_deletes, res.delete_refusal = plan.total, reason
+            res.refused = plan.described()   # a dry run lists them (the real run would refuse)
             return
         res.deleted, res.reappeared = plan.propose(source=self.source.name, target=self.target.name,
                                                    root=self.root, emit=self.emit_deletes)

@@ -3,7 +3,8 @@ source sees it, and the `shipped` rows of the state database.
 
 Several sources may mirror to one target, one's dest nested below another's. A
 source's pass lists the target below its own dest and leaves out, without comparing
-or deleting them: mirrord's own area (`.mirrord/`), the areas of the other sources
+or deleting them: mirrord's own area (`.mirrord/` at the target root; below a
+non-empty dest a source's own `.mirrord/` is its data), the areas of the other sources
 nested below its dest (other_dests), and what its `exclude` patterns exclude. Both
 streams come in mirrord.treewalk.entry_key order, as mirrord.merge needs them.
 """
@@ -21,7 +22,7 @@ from mirrord.exclude import excluded_entry
 from mirrord.merge import below
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry
-from mirrord.targets.paths import META_DIR
+from mirrord.targets.paths import own_area
 
 
 def other_dests(cfg: Config, target: str, source: SourceConfig) -> tuple[str, ...]:
@@ -54,15 +55,18 @@ def target_entries(target: Target, source: SourceConfig,
         key = os.fsencode(rel) + (b"/" if e.is_dir else b"")
         if skip is not None and key.startswith(skip):
             continue
-        if _not_ours(source, rel, key, other):
+        if _not_ours(source, e.path, rel, key, other):
             skip = key if e.is_dir else skip
             continue
         yield Entry(rel, e.size, e.mtime, e.is_dir, e.digest, e.token, e.mtime_ns, e.mode)
 
 
-def _not_ours(source: SourceConfig, rel: str, key: bytes, other: tuple[bytes, ...]) -> bool:
-    """Target entries this source must neither compare nor delete."""
-    return (rel.split("/", 1)[0] == META_DIR or below(key, other)
+def _not_ours(source: SourceConfig, path: str, rel: str, key: bytes,
+              other: tuple[bytes, ...]) -> bool:
+    """Target entries this source must neither compare nor delete (`path` is the target's,
+    `rel` relative to the source's dest): mirrord's own area is the root's `.mirrord/`
+    only (paths.own_area), as the shipper sees it."""
+    return (own_area(path) or below(key, other)
             or excluded_entry(source.excluded, rel, key.endswith(b"/")))
 
 

@@ -42,6 +42,7 @@ class ReconcileResult:
     errors: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     delete_refusal: str | None = None
+    refused: list[str] = field(default_factory=list)   # the extras a refusal keeps ('dir/')
     complete: bool = False       # both listings were merged to the end
 
     @property
@@ -54,6 +55,7 @@ class ReconcileResult:
         doc = dataclasses.asdict(self)
         doc["unreadable"] = [list(u) for u in self.unreadable[:KEEP_ERRORS]]
         doc["errors"] = self.errors[:KEEP_ERRORS]
+        doc["refused"] = self.refused[:KEEP_ERRORS]
         return doc
 
 
@@ -85,6 +87,7 @@ class PassSummary:
     delete_refusal: list[str] = field(default_factory=list)
     would_send: list[str] = field(default_factory=list)
     would_delete: list[str] = field(default_factory=list)
+    would_refuse: list[str] = field(default_factory=list)   # deletes a real run would refuse
 
     @property
     def in_sync(self) -> bool:
@@ -118,6 +121,7 @@ class PassSummary:
         if not self.dry_run:
             doc.pop("would_send")
             doc.pop("would_delete")
+            doc.pop("would_refuse")
         return doc
 
     def to_state(self) -> dict:

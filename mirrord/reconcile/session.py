@@ -128,6 +128,12 @@ class Session:
         summary.would_delete.extend(describe(c) for c in deletes[:PLAN_LIMIT])
         for c in deletes:
             self.say(f"would delete {target}: {describe(c)}")
+        # what a real run would refuse (its reason is in delete_refusal, printed with the
+        # summary): a dry run saying only 'differs' promised deletes the real run refuses
+        room = PLAN_LIMIT - len(summary.would_refuse)
+        summary.would_refuse.extend(result.refused[:max(0, room)])
+        for path in result.refused:
+            self.say(f"would refuse to delete {target}: {path}")
 
     def _settle(self, ticket: Ticket) -> bool:
         """Wait for the ticket's rows; on stop or timeout the rest count as failed."""
@@ -142,21 +148,23 @@ class Session:
 
 
 def _condensed(ticket: Ticket) -> list[str]:
-    """A ticket's failures as error lines, those with the same cause in one line: a target
-    that went down in a repair of thousands of files (or a run stopped early) printed and
+    """A ticket's failures as error lines, those with the same cause (the error text with
+    the failing path left out: errors.cause_of) in one line, the first one's text shown: a
+    target that went down in a repair of thousands of files (or a run stopped early) printed and
     stored one identical error per file, the first 20 of them on the terminal."""
-    by_cause: dict[str, list[str]] = {}
-    for why, what in ticket.causes:
-        by_cause.setdefault(why, []).append(what)
+    by_cause: dict[str, list[tuple[str, str]]] = {}
+    for cause, what, why in ticket.causes:   # cause: the error without its own path
+        by_cause.setdefault(cause, []).append((what, why))
     out = []
-    for why, whats in by_cause.items():
-        if why == STOPPED:
-            out.append(f"stopped: {len(whats)} changes not shipped yet (they stay queued in "
+    for cause, failures in by_cause.items():
+        what, why = failures[0]
+        if cause == STOPPED:
+            out.append(f"stopped: {len(failures)} changes not shipped yet (they stay queued in "
                        f"the journal: the daemon or the next reconcile ships them)")
-        elif len(whats) == 1:
-            out.append(f"{whats[0]}: {why}")
+        elif len(failures) == 1:
+            out.append(f"{what}: {why}")
         else:
-            out.append(f"{len(whats)} changes failed (first: {whats[0]}): {why}")
+            out.append(f"{len(failures)} changes failed (first: {what}): {why}")
     return out
 
 

@@ -23,12 +23,20 @@ RETRYABLE_ERRNOS = {
 }
 
 
-def classify_oserror(exc: OSError) -> Exception:
+def classify_oserror(exc: OSError, *paths: str) -> Exception:
     """Map an OSError on a target to the error to raise or record: RetryableError when its
-    errno is in RETRYABLE_ERRNOS (disk full is retryable), else PermanentError; the message
-    is the errno name, strerror and the file name the OSError carries."""
+    errno is in RETRYABLE_ERRNOS (disk full is retryable), else PermanentError. The message
+    is the errno name, strerror and `paths` (str, relative to the target root: the path
+    the op was asked for; a move's source and destination), quoted, or, with none given,
+    the file name the OSError carries. With paths the OSError's file names are left out:
+    they name a staging file (`.mirrord/tmp/tmpXXXX`, a new random name per put), one
+    component, or a /proc/self/fd link, and made the text of each failing file distinct
+    (errors.cause_of groups by the text with the op's own path left out)."""
     name = errno.errorcode.get(exc.errno or 0, "")
-    msg = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    if paths:
+        msg = f"{exc.strerror or exc}: " + " -> ".join(repr(p) for p in paths)
+    else:
+        msg = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if name in RETRYABLE_ERRNOS:
         return RetryableError(f"{name}: {msg}")
     return PermanentError(f"{name or 'error'}: {msg}")

@@ -44,7 +44,7 @@ def sync_one(target: Target, item: SyncItem) -> SyncResult:
     except (RetryableError, PermanentError, NotFound) as exc:
         return SyncResult(item, error=exc)
     except OSError as exc:
-        return SyncResult(item, error=classify_oserror(exc))
+        return SyncResult(item, error=classify_oserror(exc, item.path))
 
 
 def _sync_file(target: Target, item: SyncItem) -> Entry:
@@ -75,5 +75,5 @@ def keep_each(target: Target, requests: Sequence[tuple[str, str, str]]) -> list[
         except (RetryableError, PermanentError, NotFound) as exc:
             out.append(exc)
         except OSError as exc:
-            out.append(classify_oserror(exc))
+            out.append(classify_oserror(exc, path))
     return out

@@ -142,7 +142,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         try:
             st = beneath.lstat_at(self._real_root, check_relpath(path))
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
         return None if st is None else self._entry(path, st)
 
     # ------------------------------------------------------------ changes
@@ -166,7 +166,9 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             finally:
                 os.close(parent)
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            if exc.filename == local:   # the source file: its name is no staging name
+                raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
         return self._entry(path, st)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
@@ -185,7 +187,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
         check_relpath(path)
@@ -198,7 +200,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
 
     def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
         """chmod and utimensat (ns) on the file itself, through an O_PATH|O_NOFOLLOW descriptor
@@ -217,7 +219,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except FileNotFoundError:
             raise NotFound(f"{path!r} is not on {self.describe()}") from None
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
         try:
             if not stat_mod.S_ISREG(os.fstat(fd).st_mode):   # a symlink, a directory...
                 raise NotFound(f"{path!r} is not a file on {self.describe()}")
@@ -227,7 +229,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             os.utime(via, ns=(mtime_ns, mtime_ns))
             return self._entry(path, os.fstat(fd))
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
         finally:
             os.close(fd)
 
@@ -259,7 +261,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                 raise NotFound(f"{src!r} is not on {self.describe()}") from None
             if exc.errno == errno.EXDEV:   # dst on another mount below the root: rename(2) cannot
                 raise NotFound(f"{dst!r} is on another mount than {src!r}: sent instead") from None
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, src, dst) from None
 
     # ------------------------------------------------------------ meta
     def write_meta(self, name: str, data: bytes) -> None:
@@ -268,7 +270,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         try:   # write() makes .mirrord/ a real directory first (Staging._own_area)
             self._staging.write(os.path.join(meta, os.fsencode(name)), data)
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, f"{META_DIR}/{name}") from None
 
     def read_meta(self, name: str) -> bytes | None:
         """The bytes of `.mirrord/<name>`, or None (absent; a symlink: never followed)."""
@@ -290,7 +292,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, rel) from None
 
     def checksum(self, path: str) -> str | None:
         try:
@@ -299,4 +301,4 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None

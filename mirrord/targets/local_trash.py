@@ -63,7 +63,8 @@ class LocalTrash:
         """Link ('overwritten') or rename ('deleted', 'dir-removed') `path` into
         TRASH/<stamp>.<why>/<path>; returns the bytes kept, 0 when nothing is there, when a
         directory stays a directory, or when that place already holds a kept entry (a retry).
-        PermanentError for a bad path or `coming`; OSError classified as put's."""
+        PermanentError for a bad path or `coming`; OSError classified as put's (naming
+        `path`, never the trash place)."""
         check_relpath(path)
         if coming not in COMINGS:
             raise PermanentError(f"keep {path!r}: coming must be one of {COMINGS}, not {coming!r}")
@@ -73,7 +74,7 @@ class LocalTrash:
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                 return 0   # no directory there, or a symlink in the way: nothing of the mirror's
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
         try:
             return self._keep_at(src, head, os.fsencode(name), stamp, coming)
         except OSError as exc:
@@ -81,7 +82,7 @@ class LocalTrash:
                 raise PermanentError(f"{self.describe()}: cannot keep {path!r}: it is on another "
                                      f"mount than {TRASH}/ (keep_deleted keeps by rename "
                                      "or link, never by copy)") from None
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, path) from None
         finally:
             os.close(src)
 
@@ -105,7 +106,7 @@ class LocalTrash:
                 except (PermanentError, NotFound, RetryableError) as exc:
                     out.append(exc)
                 except OSError as exc:
-                    out.append(classify_oserror(exc))
+                    out.append(classify_oserror(exc, path))
         finally:
             if dirs is not None:
                 dirs.close()
@@ -198,12 +199,12 @@ class LocalTrash:
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
                     continue
-                raise classify_oserror(exc) from None
+                raise classify_oserror(exc, k.key) from None
             try:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.fsencode(name), dir_fd=fd)
             except OSError as exc:
-                raise classify_oserror(exc) from None
+                raise classify_oserror(exc, k.key) from None
             finally:
                 os.close(fd)
             self._prune(entry, head)
@@ -258,7 +259,7 @@ class LocalTrash:
                 raise NotFound(f"{kept.key!r} is not kept on {self.describe()}") from None
             if exc.errno == errno.ELOOP:
                 raise PermanentError(f"{kept.key!r} is a symlink, not a kept file") from None
-            raise classify_oserror(exc) from None
+            raise classify_oserror(exc, kept.key) from None
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
             os.close(fd)

@@ -24,9 +24,18 @@ def check_relpath(path: str) -> str:
     parts = path.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise PermanentError(f"unsafe path {path!r}")
-    if parts[0] == META_DIR:
+    if own_area(path):
         raise PermanentError(f"{path!r} is inside mirrord's own area {META_DIR}/")
     return path
+
+
+def own_area(path: str) -> bool:
+    """Whether `path` (relative to the target ROOT, not to a source's dest) is in mirrord's
+    own area: META_DIR at the root or below it. The one rule the shipper (check_relpath),
+    the targets' listings and reconcile's (mirrord.reconcile.listings) follow: a source's
+    own `.mirrord/` mirrored below a non-empty dest is a user's data like any other (the
+    pass skipped it below the dest, and re-sent it in every pass)."""
+    return path.split("/", 1)[0] == META_DIR
 
 
 def join(*parts: str) -> str:

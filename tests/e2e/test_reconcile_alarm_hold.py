@@ -62,3 +62,37 @@ def test_a_queued_put_whose_file_is_gone_is_not_run_as_a_delete_while_held(tmp_p
     res = mirrord(ini, "reconcile", "--json")
     assert res.returncode == 1, res.stdout + res.stderr
     assert files(tmp_path / "mirror") == {"a": b"alpha", "b": b"bravo", "c": b"charlie"}
+
+
+def test_a_dry_run_says_which_deletes_the_hold_would_refuse(tmp_path):
+    """The dry run printed 'differs' (as if a real run would bring the target in sync) and
+    listed no delete, while the real run refused them and said 'NOT in sync'. Now it says
+    what the real run would: the deletes it would refuse, why, and NOT in sync; exit 1."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/a").write_bytes(b"alpha")
+    ini = write_config(tmp_path)
+    assert mirrord(ini, "reconcile").returncode == 0
+    conn = journal.connect(tmp_path / "state/journal.db")
+    try:
+        assert hold(conn, "up", since=time.time(), reason="a test alarm")
+    finally:
+        conn.close()
+    (tmp_path / "mirror/stray").write_bytes(b"deleted at the source")
+    (tmp_path / "mirror/old").mkdir()
+    (tmp_path / "mirror/old/x").write_bytes(b"x")
+    res = mirrord(ini, "reconcile", "--dry-run")
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert "would refuse to delete mirror: old/" in lines, res.stdout
+    assert "would refuse to delete mirror: stray" in lines, res.stdout
+    assert not any(line.startswith("would delete") for line in lines), res.stdout
+    row = next(line for line in lines if line.startswith("mirror "))
+    assert row.endswith("NOT in sync"), res.stdout
+    assert any("held after a mass-change alarm" in line for line in lines), res.stdout
+    res = mirrord(ini, "reconcile", "--dry-run", "--json")
+    assert res.returncode == 1
+    t = json.loads(res.stdout)["targets"]["mirror"]
+    assert t["would_refuse"] == ["old/", "stray"] and t["would_delete"] == [], t
+    assert t["refused_deletes"] == 3 and "held after a mass-change alarm" in t["delete_refusal"][0]
+    assert files(tmp_path / "mirror") == {"a": b"alpha", "stray": b"deleted at the source",
+                                          "old/x": b"x"}

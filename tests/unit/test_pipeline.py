@@ -186,6 +186,23 @@ def test_retries_are_logged_once_per_distinct_error(env, caplog):
     assert "ops=3" in line and "link down" in line
 
 
+def test_errors_of_one_cause_naming_each_its_own_path_are_one_line(env, caplog):
+    """A directory made immutable fails each put with an error naming that file (the
+    target's path, below a dest here): one line per cause, not one per file; another
+    cause is a line of its own."""
+    for p in ("a", "b"):
+        env.target.refuse[p] = PermanentError(f"EPERM: Operation not permitted: 'site/{p}'")
+    env.target.refuse["d/x"] = PermanentError("ENOSPC: No space left on device: 'site/d/x'")
+    env.pipeline.record(puts("a", "b", "d/x"))
+    with caplog.at_level(logging.WARNING, logger="mirrord"):
+        env.pipeline.pump()
+        env.pipeline.pump()
+    lines = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(lines) == 2, lines
+    [eperm] = [line for line in lines if "EPERM" in line]
+    assert "ops=2" in eperm and "'site/a'" in eperm, eperm
+
+
 def test_a_file_still_open_for_writing_is_a_wait_not_a_failure(env, caplog):
     writer = open(env.src.path / "a", "ab")   # noqa: SIM115 - held open on purpose
     try:

@@ -64,3 +64,17 @@ def test_a_stopped_session_counts_what_it_left_in_one_line(tmp_path):
          "or the next reconcile ships them)")]
     assert summary.refused_deletes == 1 and summary.deleted == 0
     assert "the pass was stopped" in summary.delete_refusal[0]
+
+
+def test_failures_of_one_cause_naming_each_its_path_are_one_line(tmp_path):
+    """Each file's error names its own path (relative to the target: below a dest, here
+    'site/'): still one cause, one line, the first one's text shown."""
+    cfg, target = setup(tmp_path)
+
+    def outbox(changes, ticket):
+        for c in changes:
+            ticket.lost([c], f"PermanentError: EPERM: Operation not permitted: 'site/{c.path}'")
+
+    summary = Session(cfg, outbox=outbox, reason="command").run_target(target)
+    assert summary.errors == [("50 changes failed (first: put 'f000'): PermanentError: EPERM: "
+                               "Operation not permitted: 'site/f000'")]

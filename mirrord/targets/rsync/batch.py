@@ -24,7 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.failures import classify_oserror
@@ -34,8 +34,8 @@ from mirrord.targets.rsync.inrun import Keeps, run_errors, wrapper
 from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
 from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, MKDIRS, RETRY_EXIT,
                                           RSYNC_TMP, STAT_MANY, UNLINK_PARENTS, MetaDone,
-                                          classify_stderr, meta_record, parse_answers,
-                                          parse_record, q, tail)
+                                          classify_stderr, item_stderr, meta_record,
+                                          parse_answers, parse_record, q, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 
 if TYPE_CHECKING:
@@ -91,19 +91,24 @@ class BatchRunner:
                 results[m.index] = SyncResult(item, error=NotFound(
                     f"{item.path!r} is not a file on {self.t.describe()}"))
             else:
-                results[m.index] = SyncResult(item, error=why)
+                results[m.index] = SyncResult(item, error=why(m.path))
 
     def _run_metas(self, records: list[tuple[int, bytes, int | None, int]]
-                   ) -> tuple[dict[int, MetaDone | str], Exception]:
-        """One remote script for all (index, path, mode, mtime_ns): answers by index, and the
-        error to report for the indexes that failed or were not answered."""
+                   ) -> tuple[dict[int, MetaDone | str], Callable[[bytes], Exception]]:
+        """One remote script for all (index, path, mode, mtime_ns): answers by index, and,
+        given a record's path, the error to report for it when it failed or was not
+        answered: naming that path, with the script's stderr lines about it."""
         data = b"".join(meta_record(*r) + b"\0" for r in records)
         try:
             proc = self.t.conn.run(self.t.in_root(META_SCRIPT), data, timeout=LONG_TIMEOUT)
         except (RetryableError, PermanentError) as exc:
-            return {}, exc
-        return parse_answers(proc.stdout), classify_stderr(
-            proc.stderr, f"{self.t.describe()}: cannot set mode/mtime")
+            down: Exception = exc   # `exc` itself is unbound after the except clause
+            return {}, lambda _path: down
+
+        def why(path: bytes) -> Exception:
+            return classify_stderr(item_stderr(proc.stderr, path), f"{self.t.describe()}: "
+                                   f"cannot set mode/mtime of {os.fsdecode(path)!r}")
+        return parse_answers(proc.stdout), why
 
     def _apply_deletes(self, deletes: list[tuple[int, bytes, bool]]) -> dict[int, Exception]:
         if not deletes:
@@ -117,8 +122,8 @@ class BatchRunner:
         if proc.returncode != 0 and not failed:
             exc = classify_stderr(proc.stderr, f"{self.t.describe()}: delete failed")
             return {i: exc for i in records.values()}
-        return {records[r]: classify_stderr(proc.stderr, f"{self.t.describe()}: cannot delete "
-                                      f"{os.fsdecode(r[3:])!r}") for r in failed}
+        return {records[r]: classify_stderr(item_stderr(proc.stderr, r[3:]), f"{self.t.describe()}: "
+                                            f"cannot delete {os.fsdecode(r[3:])!r}") for r in failed}
 
     def _apply_staged(self, items, results, wants: list[Want]) -> None:
         """Items that do not name their source: stage symlinks to `local`, rsync with -L."""
@@ -141,7 +146,7 @@ class BatchRunner:
             answers, why = self._run_metas([(w.index, w.rel, w.mode, w.mtime_ns) for w in fix])
             for w in fix:
                 if not isinstance(answers.get(w.index), MetaDone):
-                    results[w.index] = SyncResult(items[w.index], error=why)
+                    results[w.index] = SyncResult(items[w.index], error=why(w.rel))
 
     def _keep_first(self, items, indexes: list[int],
                     versions: dict[int, tuple[int, int]] | None = None) -> dict[int, Exception]:
@@ -301,7 +306,8 @@ class BatchRunner:
             else:
                 ok = (got is not None and got[0] == b"f" and got[1] == w.size
                       and abs(got[2] - w.mtime_ns) <= slack)
-            if not ok:
-                errors[w.index] = classify_stderr(proc.stderr, f"{self.t.describe()}: rsync exit "
-                                            f"{proc.returncode}, {os.fsdecode(w.rel)!r} not transferred")
+            if not ok:   # rsync names it relative to its destination: <root>/<dest>/
+                errors[w.index] = classify_stderr(
+                    item_stderr(proc.stderr, w.rel), f"{self.t.describe()}: rsync exit "
+                    f"{proc.returncode}, {os.fsdecode((prefix + w.rel)[2:])!r} not transferred")
         return errors

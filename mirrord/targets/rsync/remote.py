@@ -54,13 +54,16 @@ PRINTF = (rb"\( -type d -printf 'd %T@ 0 %m %p/\0' \) -o \( -type f -printf 'f %
 # mkdirs ./a/b: make every component a directory, one at a time, replacing a symlink or a
 # file standing in the way (never `mkdir -p`, which follows a symlinked component out of
 # the root: a symlink planted on the mirror host, ln -> /etc, made `mkdirs ./ln/x` create
-# /etc/x and the move that followed write there).
+# /etc/x and the move that followed write there). mkdir's message is printed only when the
+# directory is not there after all (a racing mkdir is no failure): without it the error
+# said "failed", no cause.
 MKDIRS = rb"""mkdirs() {
   set -f; o=$IFS; IFS=/; c=.
   for n in ${1#./}; do
     c="$c/$n"
     if [ -L "$c" ] || { [ -e "$c" ] && [ ! -d "$c" ]; }; then rm -f -- "$c"; fi
-    [ -d "$c" ] || mkdir -- "$c" 2>/dev/null || [ -d "$c" ] || { IFS=$o; set +f; return 1; }
+    [ -d "$c" ] || e=$(mkdir -- "$c" 2>&1) || [ -d "$c" ] || {
+      printf '%s\n' "$e" >&2; IFS=$o; set +f; return 1; }
   done
   IFS=$o; set +f
 }
@@ -177,12 +180,37 @@ def record_entry(path: str, rec: bytes) -> Entry:
 def classify_stderr(stderr: bytes, what: str) -> Exception:
     """What a failed remote command or rsync run is: a full disk is Retryable, a refusal
     that retrying cannot fix (PERMANENT) Permanent, anything else (network) Retryable.
-    The message is `what` and the end of stderr (ssh/rsync never print credentials)."""
+    The message is `what` and the end of stderr (ssh/rsync never print credentials), its
+    staging file names replaced (unstaged)."""
+    stderr = unstaged(stderr)
     if any(m in stderr for m in DISK_FULL):
         return RetryableError(f"{what}: disk full: {tail(stderr)}")
     if any(m in stderr for m in PERMANENT):
         return PermanentError(f"{what}: {tail(stderr)}")
     return RetryableError(f"{what}: {tail(stderr) or 'failed'}")
+
+
+# A staging file of rsync's --temp-dir (or write_meta's) as rsync and coreutils quote it:
+# "/root/.mirrord/rsync-tmp/.a.XyZ12" (rsync 3.2: "a.XyZ12"), a new random name per file
+STAGED = re.compile(rb'"[^"\n]*' + re.escape(RSYNC_TMP) + rb'/[^"\n]*"')
+
+
+def unstaged(text: bytes) -> bytes:
+    """`text` with each quoted staging file name replaced by one placeholder: a random name
+    made the error of each file distinct, so the pipeline's one log line per distinct error
+    and reconcile's one line per cause became one line per file."""
+    return STAGED.sub(b'"' + RSYNC_TMP + b'/..."', text)
+
+
+def item_stderr(stderr: bytes, path: bytes) -> bytes:
+    """The lines of `stderr` (of one command or rsync run for many paths) that name `path`
+    (bytes, as the command was given it: rsync quotes it "d/x", coreutils './d/x'), or all
+    of `stderr` when none does (a cause common to the run: the link dropped). Each item's
+    error then holds its own lines, not the end of every other item's."""
+    def names(line: bytes) -> bool:
+        return any(q + path + q in line or b"/" + path + q in line for q in (b'"', b"'"))
+    mine = [line for line in stderr.splitlines() if names(line)]
+    return b"\n".join(mine) if mine else stderr
 
 
 META_SCRIPT = rb"""xargs -0 -r sh -c '
