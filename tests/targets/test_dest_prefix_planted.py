@@ -15,7 +15,7 @@ What goes wrong (found by trying it): outside/victim is overwritten with the sou
 bytes and outside/a/new is created, the results carry no error, and `uploads` is still
 the symlink.
 
-Diagnosis: mirrord/targets/rsync/batch.py BatchRunner._rsync builds the remote
+Diagnosis: mirrord/targets/rsync/batch.py BatchRunner._rsync (now transfer.run_rsync) builds the remote
 destination `<root>/<dest>/` as a path (`remote += b"/" + dest`), which rsync's receiver
 resolves by chdir(2), following every symlink in it; the dest's components are never
 checked (nolink) nor made with mkdirs first (which would also clear a file standing

@@ -18,7 +18,7 @@ import pytest
 
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.model import SyncItem
-from mirrord.targets.rsync import batch as rbatch
+from mirrord.targets.rsync import transfer as rtransfer
 from mirrord.targets.rsync import inrun
 from mirrord.targets.rsync import keep_script as kscript
 from mirrord.targets.rsync.target import RsyncTarget
@@ -65,7 +65,7 @@ def rsync_argvs(monkeypatch) -> list[list]:
             seen.append(list(argv))
         return real(argv, *a, **kw)
 
-    monkeypatch.setattr(rbatch.subprocess, "run", run)
+    monkeypatch.setattr(rtransfer.subprocess, "run", run)
     return seen
 
 

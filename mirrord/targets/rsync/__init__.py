@@ -3,8 +3,9 @@ persistent SSH connection.
 
 target.py is the Target; connection.py the ssh master and its sessions (and
 the cipher choice); remote.py the shell run on the host and the parsing of
-what it prints; plan.py and batch.py the batched sync() (one rsync per group); trash.py
-keep_deleted (the trash under .mirrord/trash on the host).
+what it prints; plan.py and batch.py the batched sync() (one rsync per group),
+transfer.py one rsync run and the remote checks around it; trash.py, inrun.py and
+keep_script.py keep_deleted (the trash under .mirrord/trash on the host).
 """
 
 from mirrord.targets.rsync.connection import AES_FIRST_CIPHERS, cpu_has_aes

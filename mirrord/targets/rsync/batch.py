@@ -13,16 +13,14 @@ at open()), and `--delete-missing-args` deletes whatever vanished in between.
 Staged runs (items without a source tree) use --no-implied-dirs, so the 0755
 staging parents never overwrite the modes of directories on the host. When
 rsync reports partial failure, one remote stat of the group decides which
-items failed. Every error is captured on its item's SyncResult.
+items failed (the remote calls around a run: transfer.py). Every error is
+captured on its item's SyncResult.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import shlex
 import shutil
-import subprocess
 import tempfile
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -32,10 +30,10 @@ from mirrord.targets.model import Entry, SyncItem, SyncResult
 from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.rsync.inrun import Keeps, run_errors, wrapper
 from mirrord.targets.rsync.plan import Plan, SourceDirs, Want, plan_item, stage
-from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, MKDIRS, RETRY_EXIT,
-                                          RSYNC_TMP, STAT_MANY, UNLINK_PARENTS, MetaDone,
-                                          classify_stderr, item_stderr, meta_record,
-                                          parse_answers, parse_record, q, tail)
+from mirrord.targets.rsync import transfer
+from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RETRY_EXIT,
+                                          MetaDone, classify_stderr, item_stderr,
+                                          meta_record, parse_answers, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 
 if TYPE_CHECKING:
@@ -165,7 +163,7 @@ class BatchRunner:
         too long for a command line, in one keep_batch round trip first."""
         if not wants:
             return
-        if dest and not self._dest_made(dest):
+        if dest and not transfer.dest_made(self.t, dest):
             exc = RetryableError(f"{self.t.describe()}: cannot make the directory {os.fsdecode(dest)!r}")
             for w in wants:
                 results[w.index] = SyncResult(items[w.index], error=exc)
@@ -203,7 +201,7 @@ class BatchRunner:
         that failed below a symlink planted where a parent goes are sent once more (`again`)
         once it is removed; their keeps were made by the first run."""
         try:
-            proc = self._rsync(src, dest, [w.rel for w in wants], copy_links=copy_links,
+            proc = transfer.run_rsync(self.t, src, dest, [w.rel for w in wants], copy_links=copy_links,
                                rsync_path=wrap)
         except (RetryableError, PermanentError) as exc:
             return {w.index: exc for w in wants}
@@ -218,96 +216,9 @@ class BatchRunner:
         if proc.returncode in RETRY_EXIT:
             exc = RetryableError(f"{self.t.describe()}: rsync exit {proc.returncode}: {tail(proc.stderr)}")
             return {w.index: exc for w in wants}
-        errors: dict[int, Exception | None] = dict(self._verify(dest, wants, proc))
+        errors: dict[int, Exception | None] = dict(transfer.verify(self.t, dest, wants, proc))
         retry = [w for w in wants if w.index in errors and b"/" in w.rel] if again else []
-        if retry and self._unlink_parents(dest, retry):   # sent once more: the way is clear
+        if retry and transfer.unlink_parents(self.t, dest, retry):   # sent once more: the way is clear
             errors.update(dict.fromkeys((w.index for w in retry), None))
             errors.update(self._run_group(dest, retry, src, copy_links, None, None, again=False))
         return {i: e for i, e in errors.items() if e is not None}
-
-    def _dest_made(self, dest: bytes) -> bool:
-        """Make a source's `dest` directory (`[source] dest`) a real directory on the host,
-        one component at a time (remote.MKDIRS: a symlink or file in the way is replaced),
-        once per open() of the target. rsync's receiver changes into its destination
-        argument, <root>/<dest>/, following a symlink planted there: the batch wrote outside
-        the root and reported success (tests/targets/test_dest_prefix_planted.py). False
-        when it cannot be made."""
-        if dest in self.t.dests_made:
-            return True
-        try:
-            proc = self.t.conn.run(self.t.in_root(MKDIRS + b"mkdirs %s" % q(b"./" + dest)))
-        except (RetryableError, PermanentError):
-            return False
-        if proc.returncode != 0:
-            return False
-        self.t.dests_made.add(dest)
-        return True
-
-    def _unlink_parents(self, dest: bytes, wants: list[Want]) -> bool:
-        """Remove the symlinks standing where these items' parent directories go (planted
-        on the host: rsync's receiver will not follow them, and the items failed); True
-        when one was removed. A removal that fails leaves the items' errors as they are."""
-        prefix = b"./" + dest + b"/" if dest else b"./"
-        try:
-            proc = self.t.conn.run(self.t.in_root(UNLINK_PARENTS),
-                                   b"\0".join(prefix + w.rel for w in wants) + b"\0")
-        except (RetryableError, PermanentError):
-            return False
-        return proc.returncode == 0 and bool(proc.stdout.strip(b"\0"))
-
-    def _rsync(self, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool,
-               rsync_path: bytes | None = None):
-        """One rsync run; `rsync_path` replaces the target's own (inrun.wrapper)."""
-        o = self.t.opts
-        rsh = " ".join(shlex.quote(a) for a in self.t.conn.client_argv())
-        host = f"[{o.host}]" if ":" in o.host else o.host
-        remote = os.fsencode(f"{o.user}@{host}:" if o.user else f"{host}:") + self.t.root
-        remote += (b"/" + dest if dest else b"") + b"/"
-        # --ignore-times: every path handed over needs sending (the engine decided so); rsync's
-        # own size+mtime quick check would skip a same-size change made within the same second.
-        argv: list[str | bytes] = [
-            "rsync", "--protect-args", "--ignore-times", "--files-from=-", "--from0", "--times",
-            "--perms",
-            "--force", "--delete-missing-args", b"--temp-dir=" + self.t.root + b"/" + RSYNC_TMP,
-            f"--timeout={max(30, math.ceil(o.connect_timeout * 3))}", "-e", rsh]
-        if copy_links:
-            # staged: the staging parents are 0755 stand-ins; never push their modes/mtimes
-            # onto directories on the host (missing ones are made with the host's defaults)
-            argv += ["--copy-links", "--no-implied-dirs"]
-        if dest:
-            argv.append("--mkpath")
-        if rsync_path is not None:
-            argv.append(b"--rsync-path=" + rsync_path)
-        elif o.rsync_path != "rsync":
-            argv.append(f"--rsync-path={o.rsync_path}")
-        argv += ["--", src + b"/", remote]
-        self.t.count_rsync_run()
-        with self.t.conn.session():
-            return subprocess.run(argv, input=b"\0".join(rels) + b"\0", capture_output=True)
-
-    def _verify(self, dest: bytes, wants: list[Want],
-                proc: subprocess.CompletedProcess) -> dict[int, Exception]:
-        """After a partial failure: one remote stat of the group says which items failed."""
-        prefix = b"./" + dest + b"/" if dest else b"./"
-        try:
-            check = self.t.conn.run(self.t.in_root(STAT_MANY), b"\0".join(prefix + w.rel for w in wants) + b"\0")
-        except (RetryableError, PermanentError) as exc:
-            return {w.index: exc for w in wants}
-        remote: dict[bytes, tuple[bytes, int, int]] = {}
-        for rec in filter(None, check.stdout.split(b"\0")):
-            kind, path, size, ns, _mode = parse_record(rec)
-            remote[path] = (kind, size, ns)
-        slack = max(self.t.features.mtime_precision, 1e-6) * 1e9
-        errors: dict[int, Exception] = {}
-        for w in wants:
-            got = remote.get((prefix + w.rel)[2:])
-            if w.kind == "dir":
-                ok = got is not None and got[0] == b"d"
-            else:
-                ok = (got is not None and got[0] == b"f" and got[1] == w.size
-                      and abs(got[2] - w.mtime_ns) <= slack)
-            if not ok:   # rsync names it relative to its destination: <root>/<dest>/
-                errors[w.index] = classify_stderr(
-                    item_stderr(proc.stderr, w.rel), f"{self.t.describe()}: rsync exit "
-                    f"{proc.returncode}, {os.fsdecode((prefix + w.rel)[2:])!r} not transferred")
-        return errors
