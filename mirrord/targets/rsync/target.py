@@ -4,10 +4,11 @@ This module is the Target itself: single operations (stat, put, set_meta,
 delete, mkdir, move, read, checksum, the heartbeat in `.mirrord/`) as remote
 commands, the streamed listing, and open()/close(). Its parts live beside it:
 connection.py (the ssh master and its sessions), remote.py (the shell run on
-the host and the parsing of what it prints), plan.py and batch.py (sync():
-one rsync per group of items), trash.py (keep_deleted). open() also removes, in the same remote
-command, what interrupted transfers left in `.mirrord/rsync-tmp`, when no
-other mirrord process here has this target open (mirrord.targets.sweep).
+the host and the parsing of what it prints), plan.py, batch.py and transfer.py
+(sync(): one rsync per group of items), trash.py (keep_deleted). open() also
+removes, in the same remote command, what interrupted transfers left in
+`.mirrord/rsync-tmp`, when no other mirrord process here has this target open
+(mirrord.targets.sweep).
 
 The remote side needs a POSIX login shell and GNU find/sort/mv/xargs (Debian).
 """
