@@ -21,6 +21,12 @@ A catch-up's deletes (changes made while the daemon was stopped, or lost in an o
 are counted too, through `observe_scan()`: a maintenance script run with mirrord stopped
 is the same mistake as one run live, and nothing else would hold its deletes. Its
 rewrites are not: it cannot tell a touch from a rewrite without reading the file.
+The tree removals queued at start for ops the last run left in flight (mirrord.interrupted)
+are counted too, through `observe_start()`, before they are recorded: each the files its
+target's `shipped` rows hold below it. Such a removal goes out while the catch-up still
+walks, so counted only by the catch-up's deletes of the same files (the directory was
+removed or renamed while the daemon was stopped) its hold came after that target had lost
+them all; the catch-up's deletes below it are then not counted a second time.
 Reconcile passes are not counted: reconcile has `max_delete`.
 When the count goes over `alarm_deletes` within `alarm_window` the alarm fires:
 one error line, a metric, a status line; with `pause_on_alarm = yes` the
@@ -71,6 +77,9 @@ class AlarmWatch:
         self._looked = False                   # the journal's holds read once (after a restart)
         self.unwritten: set[str] = set()       # holds the journal could not take yet
         self._next_check = 0.0
+        # source -> directories whose files observe_start counted: the start's catch-up
+        # proposes those files' deletes too, and they count once (until it is done)
+        self.counted_below: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------ counting
     def observe(self, src: SourceConfig, changes: list[Change]) -> None:
@@ -99,7 +108,9 @@ class AlarmWatch:
         self._write_holds()
         for name, per_target in by_source.items():
             fresh: set[str] = set()
+            counted = self.counted_below.get(name, set())
             for target, paths in per_target.items():
+                paths = [p for p in paths if not any(a in counted for a in _ancestors(p))]
                 queued = {} if target is None else self.d.journal.row_states(
                     target, name, [os.fsencode(p) for p in paths])
                 fresh.update(p for p in paths if os.fsencode(p) not in queued)
@@ -107,6 +118,25 @@ class AlarmWatch:
             if fresh and alarm.add(len(fresh)):
                 self._fired(self.d.cfg.source(name), alarm)
             self._publish(name)
+
+    def observe_start(self, changes: list[Change]) -> None:
+        """Count the tree removals queued at start (mirrord.interrupted: each for one
+        target) before they are recorded: the files that target's `shipped` rows hold
+        below each, at least 1; fire when over, so a hold is in the journal first."""
+        self._write_holds()
+        for ch in changes:
+            alarm = self.alarms.get(ch.source)
+            if alarm is None or ch.kind != "delete" or not ch.tree:
+                continue
+            n = max(1, self.d.journal.files_removed_with(ch.source, ch.path, target=ch.targets[0]))
+            self.counted_below.setdefault(ch.source, set()).add(ch.path)
+            if alarm.add(n):
+                self._fired(self.d.cfg.source(ch.source), alarm)
+            self._publish(ch.source)
+
+    def catch_up_done(self, source: str) -> None:
+        """A catch-up of `source` ended: what observe_start counted is counted no more."""
+        self.counted_below.pop(source, None)
 
     def observe_move(self, src: SourceConfig, dst: str, *, is_dir: bool) -> None:
         """Count a live rename of `src` onto `dst` (a path below the source root) before it

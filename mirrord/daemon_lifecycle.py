@@ -98,8 +98,11 @@ def undo_interrupted(d: Daemon) -> None:
     rows = [Interrupted(*row) for row in d.journal.claimed_rows()]
     if not rows:
         return
+    removals = interrupted.removals(rows, d.cfg.sources)
+    # counted by the mass-change alarm first: its hold (pause_on_alarm) must be in the
+    # journal before these are, or they go out unheld while the catch-up still walks
+    d.alarms.observe_start(removals)
     with d.journal.transaction():
-        removals = interrupted.removals(rows, d.cfg.sources)
         d.journal.enqueue(removals)
         d.journal.release_claims()
     log.info(kv(msg="ops cut short by the last stop run again", ops=len(rows),

@@ -122,6 +122,7 @@ class Scans:
                 # take empties it: it holds at most SCAN_QUEUE_CHUNKS, what one take records
                 self.d._take_proposals()
                 self.d.catchups_pending.discard(name.split(":", 1)[1])
+                self.d.alarms.catch_up_done(name.split(":", 1)[1])
             if name.startswith("retention:"):
                 self.retention_queued.discard(name.split(":", 1)[1])
                 if isinstance(result, tuple) and result[2] is not None:

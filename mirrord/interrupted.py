@@ -16,7 +16,11 @@ source any more (absent, a file, a symlink) gets a tree removal on that row's ta
 whatever stands there is not the source's. The removal is a barrier (mirrord.journal:
 the rows below it wait for it), so it cannot run after a re-sent file below it. Nothing
 is proposed for a source whose root is empty (an unmounted mount point looks empty: the
-catch-up's rule) or for an ancestor the excludes leave out. What else a transfer cut
+catch-up's rule), for an ancestor the excludes leave out, or on a target the source no
+longer routes to. Several sources may share a target, one's `dest` nested below another's
+(README, `[source]` `dest`; reconcile spares those areas: mirrord.reconcile.listings): a
+removal never takes another source's area with it, so where the highest gone parent holds
+one, the highest gone parent that holds none is removed instead. What else a transfer cut
 short leaves is the targets' own to sweep at open: `.mirrord/tmp` (local),
 `.mirrord/rsync-tmp` (rsync), incomplete multipart uploads (S3; mirrord.targets.sweep).
 """
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
+from mirrord.targets.paths import join
 
 
 @dataclass(frozen=True)
@@ -55,14 +60,17 @@ def removals(rows: Iterable[Interrupted], sources: Iterable[SourceConfig]) -> li
     now = time.time()
     for row in rows:
         src = by_name.get(row.source)
-        if src is None or "/" not in row.path or row.kind == "delete":
-            continue   # a source no longer configured; no parent to undo; a delete makes none
+        if src is None or row.target not in src.targets or "/" not in row.path or row.kind == "delete":
+            continue   # a route no longer configured; no parent to undo; a delete makes none
         if row.source not in usable:
             usable[row.source] = _has_entries(str(src.path))
         if not usable[row.source]:
             continue
         gone = _highest_gone_parent(src, row.path, looked)
         if gone is None or src.excluded(gone, is_dir=True):
+            continue
+        gone = _below_other_areas(gone, row.path, src, row.target, by_name.values())
+        if gone is None:
             continue
         out.setdefault((row.target, row.source, gone), Change(
             row.source, gone, "delete", tree=True, time=now, targets=(row.target,)))
@@ -81,6 +89,19 @@ def _highest_gone_parent(src: SourceConfig, path: str, looked: dict[tuple[str, s
             return None   # cannot tell (EACCES...): nothing is removed on a guess
         if not looked[key]:
             return rel
+    return None
+
+
+def _below_other_areas(gone: str, path: str, src: SourceConfig, target: str,
+                       sources: Iterable[SourceConfig]) -> str | None:
+    """`gone`, or the highest directory between it and `path` (exclusive) whose place on
+    `target` (below `src.dest`) holds no other source's `dest` area; None when each does."""
+    others = [s.dest for s in sources if s.name != src.name and target in s.targets and s.dest]
+    parts = path.split("/")[:-1]
+    for i in range(gone.count("/") + 1, len(parts) + 1):
+        there = join(src.dest, "/".join(parts[:i]))
+        if not any(d == there or d.startswith(there + "/") for d in others):
+            return "/".join(parts[:i])
     return None
 
 

@@ -1,8 +1,14 @@
 """Where each target's files live, as the state database last saw it.
 
 The `shipped` table records, per (target, source), what was sent; that record belongs
-to one location: a local target's `path`, a mirror host's `host` and `path`, an S3
-target's `endpoint_url`, `bucket` and `prefix`, and the source's `dest` below each. The
+to one location: a local target's `path`, a mirror host's `host`, `port` and `path`, an S3
+target's `endpoint_url`, `bucket` and `prefix`, and the source's `dest` below each. Each is
+compared as the place it names, not as spelled: a host name in any case (DNS names are
+case-insensitive: RFC 4343), an endpoint's port left out or spelled as its scheme's default
+(RFC 3986 6.2.3), and a local path as resolved at load (relative, `./`, a trailing '/', a
+symlink to the same directory) are one place; re-sending a large bucket for a spelling would
+be costly. A port is part of a host's place: port forwards (an SSH bastion, NAT) put
+different machines behind one host name. The
 catch-up at start trusts it, so with `[reconcile] at_start = no` a location changed
 between two runs was never filled: the record said everything was there already.
 
@@ -17,7 +23,8 @@ only for what is recorded. Re-sending was chosen over a listing pass: it needs n
 holds a copy gets it sent once more.
 
 A pair with rows but no stored location (a database from before this check) keeps its
-rows: the location they belong to cannot be known, and the config's is taken as it.
+rows: the location they belong to cannot be known, and the config's is taken as it. So
+does a field a stored location lacks (recorded before that field was part of it).
 """
 
 from __future__ import annotations
@@ -41,12 +48,16 @@ def location(target: TargetConfig, source: SourceConfig) -> dict[str, str]:
     if target.local is not None:
         where["path"] = str(target.local.path)
     if target.rsync is not None:
-        where.update(host=target.rsync.host, path=target.rsync.path)
+        where.update(host=target.rsync.host.lower().rstrip("."), port=str(target.rsync.port),
+                     path=target.rsync.path)
     if target.s3 is not None:
         where.update(endpoint_url=_plain_url(target.s3.endpoint_url), bucket=target.s3.bucket,
                      prefix=target.s3.prefix)
     where["dest"] = source.dest
     return where
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _plain_url(url: str) -> str:
@@ -57,7 +68,8 @@ def _plain_url(url: str) -> str:
     host = parts.hostname or ""
     if ":" in host:   # an IPv6 literal gets its brackets back
         host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
+    port = parts.port if parts.port != _DEFAULT_PORTS.get(parts.scheme) else None
+    netloc = host.rstrip(".") + (f":{port}" if port else "")
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
@@ -76,7 +88,7 @@ def check(journal: Journal, cfg: Config) -> list[tuple[str, str]]:
             for name in src.targets:
                 now = location(cfg.targets[name], src)
                 was = journal.get_state(_key(name, src.name))
-                if was is not None and was != now:
+                if was is not None and _moved(was, now):
                     rows = journal.forget_shipped(name, src.name)
                     voided.append((name, src.name))
                     log.info(kv(msg="target location changed: what was shipped there is "
@@ -85,6 +97,11 @@ def check(journal: Journal, cfg: Config) -> list[tuple[str, str]]:
                 if was != now:
                     journal.set_state(_key(name, src.name), now)
     return voided
+
+
+def _moved(was: dict, now: dict) -> bool:
+    """Whether a field both `was` and `now` hold differs (one `was` lacks is not compared)."""
+    return any(k in was and was[k] != v for k, v in now.items())
 
 
 def _changes(was: dict, now: dict) -> str:

@@ -181,6 +181,10 @@ class ClaimAckMixin:
             "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
             "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
 
-    def release_claims(self) -> None:
-        """Forget in-flight marks (at shutdown, for work that did not finish)."""
-        self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+    def release_claims(self, target: str | None = None) -> None:
+        """Forget in-flight marks (at shutdown, for work that did not finish): of `target`'s
+        rows only, or of every row (None)."""
+        if target is None:
+            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+        else:
+            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0 AND target = ?", (target,))

@@ -105,10 +105,10 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""
         return read.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))
 
-    def files_removed_with(self, source: str, path: str) -> int:
-        """Files below the directory `path` a tree removal takes off the source's first
-        target beyond the deletes already queued (0 when none are known)."""
+    def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
+        """Files below the directory `path` a tree removal takes off `target` (None: the
+        source's first target) beyond the deletes already queued (0 when none are known)."""
         routed = self.routes.get(source, ())
-        if not routed:
+        if target is None and not routed:
             return 0
-        return read.files_below_unremoved(self.db, routed[0], source, os.fsencode(path))
+        return read.files_below_unremoved(self.db, target or routed[0], source, os.fsencode(path))

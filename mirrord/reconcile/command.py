@@ -93,9 +93,12 @@ class Command:
                                f"(pid {exc.pid or '?'})") from None
         self.daemon = locks.holder(state_dir, locks.DAEMON) is not None
         routes = {s.name: s.targets for s in self.cfg.sources}
-        # With a daemon running, its claims are its own: never reset them.
+        # With a daemon running, its claims are its own: never reset them. Without one, they
+        # are what the last run left in flight: released only for a target this run passes
+        # over (_target), whose pass repairs what they left; the others' stay for the next
+        # start of the daemon to undo (mirrord.interrupted), which reads them
         self.journal = Journal(self.cfg.mirrord.journal_path, routes, check=False,
-                               reset_claims=not self.daemon)
+                               reset_claims=False)
         if self.daemon:
             print("mirrord: a daemon is running: queueing repairs for it to ship", file=sys.stderr)
 
@@ -111,6 +114,7 @@ class Command:
         try:
             if self.journal is not None:
                 if not self.daemon:
+                    self.journal.release_claims(name)
                     shipper = self._shipper(name, target)
                 pipeline = Pipeline(self.journal, shipper, idle=self._idle,
                                     on_rescan=lambda out: self._rescan(pipeline, rescans, out))

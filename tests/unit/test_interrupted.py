@@ -9,10 +9,10 @@ from mirrord.config import SourceConfig
 from mirrord.interrupted import Interrupted, removals
 
 
-def _src(tmp_path, **kw) -> SourceConfig:
-    root = tmp_path / "src"
+def _src(tmp_path, name: str = "up", **kw) -> SourceConfig:
+    root = tmp_path / name
     root.mkdir(exist_ok=True)
-    return SourceConfig(name="up", path=root, targets=("t",), **kw)
+    return SourceConfig(name=name, path=root, **{"targets": ("t",), **kw})
 
 
 def _paths(changes) -> list[tuple[str, str, bool, tuple[str, ...]]]:
@@ -20,7 +20,7 @@ def _paths(changes) -> list[tuple[str, str, bool, tuple[str, ...]]]:
 
 
 def test_the_highest_parent_gone_is_removed_as_a_tree(tmp_path):
-    src = _src(tmp_path)
+    src = _src(tmp_path, targets=("t", "t2"))
     (src.path / "kept" / "still").mkdir(parents=True)
     (src.path / "other.jpg").write_bytes(b"x")
     rows = [Interrupted("t", "up", "gone/deeper/f.jpg", "put"),
@@ -61,3 +61,38 @@ def test_an_excluded_parent_is_left(tmp_path):
     src = _src(tmp_path, exclude=("cache/",))
     (src.path / "x.jpg").write_bytes(b"x")
     assert removals([Interrupted("t", "up", "cache/f.jpg", "put")], [src]) == []
+
+
+def test_a_target_the_source_no_longer_routes_to_is_left(tmp_path):
+    """The row was in flight to t2; the source now mirrors to t alone: t2 is not its own."""
+    src = _src(tmp_path)
+    (src.path / "x.jpg").write_bytes(b"x")
+    assert removals([Interrupted("t2", "up", "gone/f.jpg", "put")], [src]) == []
+
+
+def test_another_sources_area_below_the_gone_parent_is_spared(tmp_path):
+    """`thumbs` mirrors into media/thumbs of the target `up` mirrors whole: removing `media`
+    would take thumbs' files (recorded as shipped, so never re-sent) with it."""
+    up = _src(tmp_path)
+    (up.path / "x.jpg").write_bytes(b"x")
+    thumbs = _src(tmp_path, "thumbs", dest="media/thumbs")
+    rows = [Interrupted("t", "up", "media/2024/05/f.jpg", "put"),
+            Interrupted("t", "up", "media/thumbs/f.jpg", "put")]   # inside it: nothing at all
+    assert _paths(removals(rows, [up, thumbs])) == [("media/2024", "delete", True, ("t",))]
+
+
+def test_another_sources_area_on_another_target_does_not_count(tmp_path):
+    up = _src(tmp_path)
+    (up.path / "x.jpg").write_bytes(b"x")
+    thumbs = _src(tmp_path, "thumbs", dest="media/thumbs", targets=("t2",))
+    assert _paths(removals([Interrupted("t", "up", "media/2024/f.jpg", "put")], [up, thumbs])) == [
+        ("media", "delete", True, ("t",))]
+
+
+def test_the_areas_compare_below_this_sources_dest(tmp_path):
+    up = _src(tmp_path, dest="site")
+    (up.path / "x.jpg").write_bytes(b"x")
+    thumbs = _src(tmp_path, "thumbs", dest="site/media/thumbs")
+    other = _src(tmp_path, "other", dest="media")   # not below site/: no bearing
+    assert _paths(removals([Interrupted("t", "up", "media/a/f.jpg", "put")], [up, thumbs, other])) == [
+        ("media/a", "delete", True, ("t",))]

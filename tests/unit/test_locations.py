@@ -27,7 +27,7 @@ path = {tmp}/{disk}
 [target:host]
 type = rsync
 host = {host}
-path = /srv/mirror
+{port}path = /srv/mirror
 
 [target:bucket]
 type = s3
@@ -40,9 +40,12 @@ secret_access_key = s3cr3t-never-logged
 
 
 def _cfg(tmp_path, **over):
-    values = {"tmp": tmp_path, "dest": "", "disk": "mirror", "host": "mirror.example",
+    values = {"tmp": tmp_path, "dest": "", "disk": "mirror", "host": "mirror.example", "port": "",
               "prefix": "up/", "endpoint": "https://s3.example:9000", **over}
     (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "mirror").mkdir(exist_ok=True)
+    if not (tmp_path / "link-to-mirror").is_symlink():
+        (tmp_path / "link-to-mirror").symlink_to(tmp_path / "mirror")
     path = tmp_path / "m.ini"
     path.write_text(BASE.format(**values))
     return config_mod.load(path)
@@ -67,7 +70,16 @@ def _shipped(journal) -> set[str]:
     ({"prefix": "moved/"}, {("bucket", "up")}),
     ({"endpoint": "https://s3.other:9000"}, {("bucket", "up")}),
     ({"dest": "dest = sub"}, {("disk", "up"), ("host", "up"), ("bucket", "up")}),
+    ({"port": "port = 2202\n"}, {("host", "up")}),   # a port forward to another machine
     ({}, set()),
+    # one place spelled another way: nothing re-sent
+    ({"disk": "./mirror/"}, set()),
+    ({"disk": "link-to-mirror"}, set()),
+    ({"host": "Mirror.EXAMPLE"}, set()),
+    ({"host": "mirror.example."}, set()),
+    ({"port": "port = 22\n"}, set()),
+    ({"prefix": "up"}, set()),
+    ({"endpoint": "HTTPS://S3.Example:9000/"}, set()),
 ])
 def test_a_changed_location_voids_only_its_record(tmp_path, change, voided):
     first = _cfg(tmp_path)
@@ -79,6 +91,29 @@ def test_a_changed_location_voids_only_its_record(tmp_path, change, voided):
     assert set(locations.check(j, later)) == voided
     assert _shipped(j) == {"disk", "host", "bucket"} - {t for t, _ in voided}
     assert locations.check(j, later) == []      # the new place is the record's now
+
+
+def test_an_endpoints_default_port_spelled_out_is_the_same_place(tmp_path):
+    j = _journal(tmp_path, first := _cfg(tmp_path, endpoint="https://s3.example"))
+    locations.check(j, first)
+    _ship(j, "bucket")
+    assert locations.check(j, _cfg(tmp_path, endpoint="https://s3.example:443")) == []
+    assert locations.check(j, _cfg(tmp_path, endpoint="http://s3.example:80")) == [("bucket", "up")]
+
+
+def test_a_field_the_stored_location_lacks_is_not_compared(tmp_path):
+    """A location stored before `port` was part of it: the next start re-sends nothing."""
+    cfg = _cfg(tmp_path)
+    j = _journal(tmp_path, cfg)
+    locations.check(j, cfg)
+    key = locations._key("host", "up")
+    old = dict(j.get_state(key))
+    del old["port"]
+    j.set_state(key, old)
+    _ship(j, "host")
+    assert locations.check(j, cfg) == []
+    assert j.get_state(key)["port"] == "22"     # stored whole from now on
+    assert _shipped(j) == {"host"}
 
 
 def test_a_database_from_before_the_check_keeps_its_record(tmp_path):

@@ -1,0 +1,72 @@
+"""The start-up tree removals of mirrord.interrupted pass the mass-change alarm first
+(daemon_lifecycle.undo_interrupted, daemon_alarm.AlarmWatch.observe_start): a real journal
+left with a row in flight, a real source directory; no target, no daemon."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from mirrord.config import SourceConfig
+from mirrord.daemon_alarm import AlarmWatch
+from mirrord.daemon_lifecycle import undo_interrupted
+from mirrord.journal import Change, Journal, Outcome
+
+FILES = 12
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def crashed(tmp_path):
+    """`big/` with FILES files shipped to t, a put into big/new/ in flight when the daemon
+    died, then `big/` moved out of the source: the daemon's parts as undo_interrupted and
+    AlarmWatch read them."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "keep.jpg").write_bytes(b"k")
+    src = SourceConfig("up", root, ("t",), alarm_deletes=5, pause_on_alarm=True)
+    path = tmp_path / "j.db"
+    j = Journal(path, {"up": ("t",)})
+    j.enqueue([Change("up", f"big/f{i:02}.jpg", "put") for i in range(FILES)])
+    j.ack([Outcome(op, "put", size=1) for op in j.claim("t", 1000, now=1e12)])
+    j.enqueue([Change("up", "big/new/x.jpg", "put")])
+    assert len(j.claim("t", 1000, now=1e12)) == 1   # in flight: the kill -9 comes here
+    j.close()
+    journal = Journal(path, {"up": ("t",)}, reset_claims=False)
+    d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,), source=lambda name: src),
+                        journal=journal, metrics=None, next_heartbeat=9e9,
+                        pipeline=SimpleNamespace(journal_failed=lambda exc: None))
+    d.alarms = AlarmWatch(d, clock=Clock(), wall=lambda: 1234.0)
+    yield d
+    journal.close()
+
+
+def test_a_start_up_removal_over_the_threshold_is_held_before_it_is_queued(crashed):
+    d = crashed
+    undo_interrupted(d)
+    assert d.alarms.alarms["up"].count() == FILES
+    assert d.journal.held_sources() == {"up"}
+    # the removal of big/ is held; the re-run put below it waits for the removal
+    assert [(op.path, op.kind) for op in d.journal.claim("t", 100, now=1e12)] == []
+    d.journal.resume_deletes("up")
+    assert [(op.path, op.kind, op.tree) for op in d.journal.claim("t", 100, now=1e12)] == [
+        ("big", "delete", True)]
+
+
+def test_the_start_catch_up_does_not_count_the_same_files_again(crashed):
+    d = crashed
+    undo_interrupted(d)
+    scan = [Change("up", f"big/f{i:02}.jpg", "delete", targets=("t",)) for i in range(FILES)]
+    d.alarms.observe_scan(scan)
+    assert d.alarms.alarms["up"].count() == FILES          # counted once, at the removal
+    d.alarms.catch_up_done("up")
+    d.alarms.observe_scan([Change("up", "other/a.jpg", "delete", targets=("t",)),
+                           Change("up", "big/f00.jpg", "delete", targets=("t",))])
+    assert d.alarms.alarms["up"].count() == FILES + 2      # a later catch-up counts them
