@@ -43,7 +43,7 @@ from mirrord.ship_rules import error_outcome, meta_only, not_yet, unchanged
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.targets.paths import join
-from mirrord.trash import keeper
+from mirrord.trash import keeper, swaps
 from mirrord.trash.keeper import KeepPolicy
 
 __all__ = ["BULK_SHARE", "Observed", "SerialExecutor", "Shipper", "SourceGuard", "observe",
@@ -252,7 +252,9 @@ class Shipper(MoveOps):
             return target.sync(items)
         items, kept = keeper.prepare(target, items)
         ready = [item for item, err in zip(items, kept) if err is None]
-        done = iter(target.sync(ready) if ready else [])
+        synced = target.sync(ready) if ready else []
+        swaps.settle(target, synced)   # what an exchange kept, once both names hold it
+        done = iter(synced)
         return [next(done) if err is None else SyncResult(item, error=err)
                 for item, err in zip(items, kept)]
 
@@ -273,7 +275,10 @@ class Shipper(MoveOps):
             local=f"/proc/self/fd/{seen.fd}" if seen.fd is not None else "",
             size=seen.size, mtime=seen.mtime, tree=op.tree,
             source_root=str(src.path), source_rel=op.path,
-            mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time)
+            mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time,
+            # a delete's or put's src: where the bytes the target holds at the path went
+            # (the journal's rename fallback, an exchange): mirrord.trash.keeper, swaps
+            moved_to=join(src.dest, op.src) if op.kind in ("delete", "put") and op.src else "")
 
     @staticmethod
     def _outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:

@@ -121,7 +121,8 @@ class ClaimAckMixin:
         if row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
             self.db.execute(
-                "UPDATE ops SET claimed = 0, src = CASE WHEN kind = 'move' THEN src ELSE NULL END, "
+                "UPDATE ops SET claimed = 0, src = CASE WHEN kind IN ('move', 'delete', 'put') "
+                "THEN src ELSE NULL END, "
                 "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
                 self._barriers.drop(op.id)
@@ -146,6 +147,13 @@ class ClaimAckMixin:
         delay = delay * (0.75 + random.random() / 2)
         if out.permanent:
             delay = max(delay, PERMANENT_RETRY)
+            if op.kind == "put":
+                # a rename's fallback delete of the old name waits for this put only so that
+                # its keep finds the bytes at the new name (enqueue._file_fallback,
+                # keeper.lives_on): a put that cannot succeed (a name the target cannot
+                # hold) must not hold the old name on the target; it goes now, and keeps
+                self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ? AND "
+                                "kind = 'delete' AND src = ?", (op.id, _b(op.path)))
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
         if row is not None and row[0] == op.seq:
             self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "

@@ -100,6 +100,8 @@ class EnqueueMixin:
                 # ships the mode and mtime too. seq still moves on, so an op of the row that
                 # is in flight (it may have looked before the chmod) runs once more.
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
+            elif kind == "put" and src is None and old_kind == "delete" and not old_tree:
+                src = self._went_to(path, old_src, waits)
             next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, oid)
             if wait_for is not None:   # a move's source end (its row was in flight): the move
@@ -118,6 +120,22 @@ class EnqueueMixin:
         else:
             self._barriers.drop(oid)
         return oid
+
+    def _went_to(self, path: bytes, old_src: bytes | None, waits: int | None) -> bytes | None:
+        """Where the bytes the target holds at `path` went, for a put recorded over the
+        pending delete of the file `path` (the row's src, SyncItem.moved_to): the new name
+        of the move that delete is the source end of (its wait_for row: a move from
+        `path`), else the name that delete carried (a rename's fallback). An exchange
+        (renameat2 RENAME_EXCHANGE, `mv --exchange a b`) arrives so: a move a -> b, then
+        a put of a (fanotify) or a rename back that cannot be a move (inotify), and the
+        put of a overwrites on the target the bytes now at b. Only a hint:
+        mirrord.trash.swaps checks the target before it drops anything."""
+        if waits is not None:
+            row = self.db.execute("SELECT path, kind, src FROM ops WHERE id = ?",
+                                  (waits,)).fetchone()
+            if row is not None and row[1] == "move" and row[2] is not None and bytes(row[2]) == path:
+                return bytes(row[0])
+        return None if old_src is None or bytes(old_src) == path else bytes(old_src)
 
     def _wait_below(self, target: str, source: str, path: bytes, oid: int) -> None:
         """Rows below `path` queued before its tree removal (row `oid`) wait for it, as rows
@@ -185,20 +203,74 @@ class EnqueueMixin:
             for target in self.targets_of(targets, source):
                 busy = (not as_move or self._pending_at_or_below(target, source, bsrc, is_dir)
                         or self._pending_at_or_below(target, source, bdst, is_dir))
+                if not is_dir:
+                    self._bound_for(target, source, bsrc, bdst)
                 if busy:
                     fallback.append(target)
-                    self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir,
+                    if not is_dir:
+                        self._file_fallback(target, source, bsrc, bdst, when)
+                        continue
+                    self._upsert(target, source, bsrc, "delete", tree=True, is_dir=True,
                                  size=0, when=when)
-                    self._upsert(target, source, bdst, "mkdir" if is_dir else "put", tree=False,
-                                 is_dir=is_dir, size=0, when=when)
-                    if is_dir:
-                        self._rerun_in_flight(target, source, bdst, when)
+                    self._upsert(target, source, bdst, "mkdir", tree=False, is_dir=True,
+                                 size=0, when=when)
+                    self._rerun_in_flight(target, source, bdst, when)
                     continue
                 mid = self._upsert(target, source, bdst, "move", tree=False, is_dir=is_dir,
                                    size=0, when=when, src=bsrc)
                 self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir, size=0,
                              when=when, wait_for=mid)
         return fallback
+
+    def _file_fallback(self, target: str, source: str, bsrc: bytes, bdst: bytes,
+                       when: float) -> None:
+        """A file's rename that cannot be kept as a move: a delete of `bsrc` and a put of
+        `bdst`. The delete carries the new name (its row's src: SyncItem.moved_to) and
+        waits for the put (wait_for), so that when it runs the target normally holds the
+        file's bytes under the new name and keeper.lives_on finds nothing to keep: before,
+        every target kept the old name as 'deleted' (`mirrord trash` listed a rename,
+        `undelete` made a duplicate). Waiting costs no safety: a delete that runs without
+        the put done (a cycle the wait would make, the row waiting for something else
+        already) finds the new name not holding the version and keeps, as before. A put
+        that fails permanently (a name the target cannot hold) lets the delete go at once
+        (claims._failed), which then keeps."""
+        # the put first: recorded over a's pending delete while b's row is still the move
+        # from a, it learns where a's bytes went (_went_to: `mv --exchange a b`)
+        pid = self._upsert(target, source, bdst, "put", tree=False, is_dir=False, size=0,
+                           when=when)
+        did = self._upsert(target, source, bsrc, "delete", tree=False, is_dir=False, size=0,
+                           when=when, src=bdst)
+        if not self._waits_on(pid, did):
+            self.db.execute("UPDATE ops SET wait_for = ? WHERE id = ? AND wait_for IS NULL",
+                            (pid, did))
+
+    def _bound_for(self, target: str, source: str, bsrc: bytes, bdst: bytes) -> None:
+        """A file renamed from `bsrc` to `bdst`: the deletes whose bytes were bound for
+        `bsrc` carry `bdst` now. In a chain `a -> b -> c` faster than the first move ran,
+        b's row is the move from a, and a's delete (the move's source end) waits for it;
+        or a's delete is an earlier fallback's, carrying b. Either way a's bytes end at c:
+        if the move a -> b is not made on the target (b gone from the source when it runs),
+        c is sent whole and a's delete, which runs after b's row and so after c's, finds
+        them there (keeper.lives_on); if it is made, a is gone and nothing is kept anyway.
+        Called before the rename's own rows are recorded (it reads bsrc's row as it was)."""
+        row = self.db.execute("SELECT id, kind, src FROM ops WHERE target = ? AND source = ? "
+                              "AND path = ?", (target, source, bsrc)).fetchone()
+        if row is None:
+            return
+        # both kinds of delete wait for bsrc's row (ops_wait index: no scan of the backlog),
+        # and a longer chain's earlier deletes wait for those (a -> b -> c -> d: a's for b's)
+        moved_from = bytes(row[2]) if row[1] == "move" and row[2] is not None else None
+        waited = [row[0]]
+        for _ in range(1000):   # a chain as long as the wait links' own bound (_wait_chain)
+            found = [rid for (rid,) in self.db.execute(
+                f"SELECT id FROM ops WHERE wait_for IN ({','.join('?' * len(waited))}) "
+                "AND kind = 'delete' AND tree = 0 AND (src = ? OR path = ?) AND path != ?",
+                (*waited, bsrc, moved_from, bdst))]
+            if not found:
+                return
+            self.db.executemany("UPDATE ops SET src = ? WHERE id = ?",
+                                [(bdst, rid) for rid in found])
+            waited, moved_from = found[:500], None
 
     def _rerun_in_flight(self, target: str, source: str, path: bytes, when: float) -> None:
         """Every row in flight below `path`, a directory that another one just took the

@@ -67,6 +67,14 @@ class SyncItem:
     target keeps what the put would overwrite under this trash stamp, as keep(path,
     stamp=keep_stamp, coming='file') would, and fails the item (nothing overwritten)
     when it cannot. None: the put keeps nothing itself.
+    `moved_to` (a delete the journal recorded for a rename it could not keep as a move:
+    enqueue_move's fallback) is the target path the file at `path` was renamed to at the
+    source; on a put, where the bytes it overwrites went (an exchange of two files:
+    mirrord.trash.swaps). A hint only: nothing is trusted before the target is looked at.
+    `lives_on` (set by mirrord.trash.keeper only): the keeper found that the
+    version at `path` (this Entry, as the target's stat gave it) is also held at
+    `moved_to`, so nothing is kept; a target whose delete keeps by itself (an S3 bucket
+    with versioning) removes the version its delete leaves, when it is this one.
     """
 
     path: str
@@ -82,6 +90,8 @@ class SyncItem:
     meta_only: bool = False
     when: float = 0.0       # the change's time (journal event time, seconds): the trash stamp
     keep_stamp: str | None = None   # keep what the put overwrites, under this stamp (above)
+    moved_to: str = ""              # where the bytes at `path` went (above)
+    lives_on: Entry | None = None   # the keeper's finding: nothing to keep (above)
 
 
 @dataclass

@@ -17,6 +17,14 @@ succeeds on "nothing there" has nothing to keep). On S3 that saved a HEAD and a 
 new file: 3.6 times the wall time of a burst of new files with keep_deleted on (issue 17).
 The rsync target keeps by condition too, with the item's parents (Features.
 keeps_parents_in_put), in the rsync run's own ssh session: no keep round trip per batch.
+
+A rename the journal could not keep as a move is a delete of the old name plus a put of
+the new one (journal enqueue_move's fallback); the delete carries the new name
+(SyncItem.moved_to) and runs after the put (it waits for it in the journal). Keeping the
+old name there listed mirrord's own work as a user's loss, and `undelete` brought back a
+duplicate. lives_on() is the one rule for it, asked here for every batch (live stream,
+catch-up, reconcile all ship through Shipper._sync): nothing is kept only when the
+target itself holds, at the new name, the version it holds at the old one.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Mapping, Sequence
 from mirrord.config import Config, TargetConfig
 from mirrord.errors import ConfigError, ConfigProblem
 from mirrord.targets.base import Target
-from mirrord.targets.model import SyncItem
+from mirrord.targets.model import Entry, SyncItem
 from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import stamp_of
 
@@ -104,9 +112,62 @@ def prepare(target: Target,
     order: keep_items() for every item but the plain puts a target keeps by condition, which
     come back marked with their stamp instead (SyncItem.keep_stamp). An item with an error
     must not be synced. Never raises for target trouble."""
+    marked = [_hinted(target, item) for item in items]
     marked = [replace(item, keep_stamp=stamp_for(item.when)) if by_condition(target, item)
-              else item for item in items]
+              else item for item in marked]
     return marked, keep_items(target, marked)
+
+
+def _hinted(target: Target, item: SyncItem) -> SyncItem:
+    """`item` with its moved_to hint judged: a delete marked with lives_on() when the
+    target holds its bytes at the new name too; a put's hint dropped when nothing stands
+    at its path to overwrite (nothing kept, so mirrord.trash.swaps has nothing to look for:
+    `mv log log.1; touch log` sends log after the move took it away). A stat that fails
+    leaves the hint (the put meets the same trouble; swaps looks again)."""
+    if not item.moved_to:
+        return item
+    if item.kind == "absent":
+        entry = lives_on(target, item)
+        return item if entry is None else replace(item, lives_on=entry)
+    if item.kind != "file" or item.meta_only:
+        return item
+    try:
+        there = target.stat(item.path)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return item
+    return item if there is not None and not there.is_dir else replace(item, moved_to="")
+
+
+def lives_on(target: Target, item: SyncItem) -> Entry | None:
+    """The version at `item.path` (the target's Entry) when a delete of it destroys no
+    bytes because the target holds that very version at `item.moved_to` too; None when it
+    must be kept as today: not a plain delete with a new name, anything not a file at
+    either name, another size or mtime (ns), another ETag where the target has one (S3:
+    the MD5 of the bytes for a single-part put), or any error while looking (unsure).
+
+    Why comparing the target with itself, not with the source: only the target proves the
+    bytes are still there. The journal runs such a delete after the put of the new name
+    (enqueue_move), so the put normally made it; when it has not (a crash between them,
+    the put failing, the new name rewritten with other bytes or removed at the source
+    first), the two differ and the old name is kept, as before: a kill -9 at any point
+    leaves either a kept copy or the bytes at the new name, never neither. A later delete
+    or overwrite of the new name is a user's loss of it, and keeps it then. Size and exact
+    mtime are the mirror's own test of "the same version" (compare.py, _holds_already);
+    the mode is not data: a chmod before the rename changes nothing here."""
+    if not item.moved_to or item.kind != "absent" or item.tree or item.moved_to == item.path:
+        return None
+    try:
+        old = target.stat(item.path)
+        new = target.stat(item.moved_to) if old is not None and not old.is_dir else None
+    except Exception:  # noqa: BLE001 - unsure: keep, and keep_many reports the trouble
+        return None
+    if new is None or new.is_dir or new.size != old.size:
+        return None
+    if exact_ns(new.mtime, new.mtime_ns) != exact_ns(old.mtime, old.mtime_ns):
+        return None
+    if (old.token is None) != (new.token is None) or old.token != new.token:
+        return None
+    return old
 
 
 def by_condition(target: Target, item: SyncItem) -> bool:
@@ -131,6 +192,7 @@ def keep_items(target: Target, items: Sequence[SyncItem]) -> list[Exception | No
     (Features.keeps_parents_in_put): then nothing is asked for it here."""
     # a marked item's put makes the "already holds it" test itself (targets keep_by_condition)
     wanted = [(i, item) for i, item in enumerate(items) if coming(item) is not None
+              and item.lives_on is None
               and (item.keep_stamp is not None or not _holds_already(target, item))]
     errors: list[Exception | None] = [None] * len(items)
     parents: dict[str, str] = {}     # parent path -> stamp (of the first item needing it)

@@ -115,7 +115,8 @@ def test_file_replaced_by_a_directory_and_back_keeps_nothing(env):
     settle(env)
     assert listed(env) == {"s3": [], "local": []}
     # back to back, the second rename finds the first pending: the journal sends it as a
-    # delete and a put (enqueue_move), which every target keeps as a delete
+    # put and a delete (enqueue_move), which keeps nothing where the target holds the file
+    # at its new name (keeper.lives_on; tests/e2e/test_rename_fallback_keeps_nothing.py)
     os.rename(env.src / "f", env.src / "f.bak")
     os.rename(env.src / "dir-f", env.src / "f")
     settle(env)

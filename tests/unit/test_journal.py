@@ -177,7 +177,8 @@ def test_move_carries_what_was_shipped_for_its_source(j):
 def test_move_with_pending_work_on_either_side_falls_back(j, pending):
     j.enqueue([put(pending)])
     assert j.enqueue_move(S, "a", "b", is_dir=False) == [T]
-    assert rows(j) == {"a": ("delete", None, False, False, None, False),
+    # the delete carries the new name and waits for its put (keeper.lives_on)
+    assert rows(j) == {"a": ("delete", "b", False, False, "b", False),
                        "b": ("put", None, False, False, None, False)}
 
 

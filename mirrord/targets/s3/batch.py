@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Sequence
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.itemwise import sync_one
 from mirrord.targets.model import SyncItem, SyncResult
+from mirrord.targets.s3 import versioning
 from mirrord.targets.s3.errors import NOT_FOUND_CODES, is_retryable, scrub, shown
 
 if TYPE_CHECKING:
@@ -39,15 +40,34 @@ def plain_delete(item: SyncItem) -> bool:
 
 
 def sync(t: "S3Target", items: Sequence[SyncItem]) -> list[SyncResult]:
-    """One SyncResult per item, in order; plain deletes batched (see the module docstring)."""
+    """One SyncResult per item, in order; plain deletes batched (see the module docstring).
+    On a versioned bucket a delete the keeper found nothing to keep for (SyncItem.lives_on)
+    is versioning.delete_unkept, one by one, so it leaves no noncurrent version."""
     counts = Counter(item.path for item in items)
-    batched = [i for i, item in enumerate(items) if plain_delete(item) and counts[item.path] == 1]
+    batched = [i for i, item in enumerate(items) if plain_delete(item) and counts[item.path] == 1
+               and not _unkept(t, item)]
     if len(batched) < 2:
-        return [sync_one(t, item) for item in items]
+        return [_one(t, item) for item in items]
     errors = delete_paths(t, [items[i].path for i in batched])
     results: dict[int, SyncResult] = {i: SyncResult(items[i], error=err)
                                       for i, err in zip(batched, errors)}
-    return [results[i] if i in results else sync_one(t, item) for i, item in enumerate(items)]
+    return [results[i] if i in results else _one(t, item) for i, item in enumerate(items)]
+
+
+def _unkept(t: S3Target, item: SyncItem) -> bool:
+    return item.lives_on is not None and t.trash_mode() == versioning.VERSIONING
+
+
+def _one(t: S3Target, item: SyncItem) -> SyncResult:
+    """sync_one, or versioning.delete_unkept for a delete _unkept() names."""
+    if not (plain_delete(item) and _unkept(t, item)):
+        return sync_one(t, item)
+    assert item.lives_on is not None
+    try:
+        versioning.delete_unkept(t, item.path, item.lives_on)
+    except (RetryableError, PermanentError) as exc:
+        return SyncResult(item, error=exc)
+    return SyncResult(item)
 
 
 def delete_paths(t: "S3Target", paths: Sequence[str]) -> list[Exception | None]:

@@ -13,6 +13,8 @@ that are the kept copies when it is (mirrord/targets/s3/trash.py uses them).
 - drop_self_copied: the version a metadata-only self-copy (set_meta: a chmod or touch)
   replaced holds the same bytes as the new one; left behind it would be listed as an
   'overwritten' kept version ("a chmod or touch seen live keeps nothing").
+- delete_unkept: a delete whose version the keeper found at the file's new name too
+  (SyncItem.lives_on: a rename sent as a delete and a put) leaves no version behind.
 """
 
 from __future__ import annotations
@@ -207,3 +209,26 @@ def drop_self_copied(t: S3Target, key: str, version: str) -> None:
         log.warning(kv(msg="cannot delete the version a metadata change replaced; it "
                            "stays listed in the trash", target=t.name,
                        path=key[len(t.root):], error=err))
+
+
+def delete_unkept(t: S3Target, path: str, lives_on: Entry) -> None:
+    """Delete the object at `path` (a delete marker) and then the version the marker hid,
+    when it is the one the keeper compared (`lives_on`: same ETag and size), whose bytes
+    the new name holds (mirrord.trash.keeper.lives_on). The marker goes first, so the
+    version is noncurrent when it is deleted and no older version becomes current (S3
+    User Guide, "Deleting object versions"), as vmove.py does. A kill -9 between the two
+    leaves it listed as 'deleted': an extra kept version, never a lost one. Raises as
+    delete() does; a failed version delete is logged and leaves it listed (best effort)."""
+    key = t._key_or_none(path)
+    if key is None:
+        return
+    head = t._head(path, key)
+    t.delete(path)
+    version = (head or {}).get("VersionId")
+    if (head is None or not version or version == "null" or head.get("ETag") != lives_on.token
+            or head["ContentLength"] != lives_on.size):
+        return   # another version than the one compared (or none): it stays kept
+    err = _delete_version(t, key, version, "delete")
+    if err is not None:
+        log.warning(kv(msg="cannot delete the version a rename's delete left; it stays "
+                           "listed in the trash", target=t.name, path=path, error=err))

@@ -1,0 +1,79 @@
+"""Drop the kept versions an exchange of two files made redundant (keep_deleted).
+
+`mv --exchange a b` (renameat2 RENAME_EXCHANGE) reaches the targets as two puts, each over
+the other name's old bytes: the first put has to keep what it overwrites (those bytes are
+on the target nowhere else yet), and so does the second by the same rule, though after
+both the target holds every byte it held before. `mirrord trash` listed both names as
+'overwritten' and `undelete` put a duplicate back. Skipping the first keep would leave a
+kill -9 between the two puts with those bytes neither kept nor at the other name, so the
+puts keep as always, and once the later one is done, the versions they kept are dropped
+only where the target now holds each at the other name: same size and mtime to the
+nanosecond (the mirror's own "same version", compare.py), kept under this change's
+stamp or later. A crash before the drop leaves an extra kept version, never a lost one.
+
+The journal names the other end (SyncItem.moved_to: a put recorded over the pending
+delete of a name whose bytes were renamed away, journal EnqueueMixin._went_to); the
+Shipper calls settle() after every batch a keeping target took, for the live stream,
+the catch-up and reconcile alike. Best effort: a failure is logged, never fails the put.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mirrord.logsetup import kv
+from mirrord.targets.base import Target
+from mirrord.targets.model import Entry, SyncItem, SyncResult
+from mirrord.targets.mtime import exact_ns
+from mirrord.trash.model import OVERWRITTEN, Kept, stamp_time
+
+log = logging.getLogger("mirrord.trash")
+
+
+def settle(target: Target, results: Sequence[SyncResult]) -> None:
+    """After target.sync(): for each put done whose item names where the bytes it
+    overwrote went (SyncItem.moved_to), drop the kept versions both names now hold at the
+    other one (redundant()). Never raises."""
+    for res in results:
+        item = res.item
+        if res.error is not None or item.kind != "file" or item.meta_only or not item.moved_to:
+            continue
+        try:
+            doomed = redundant(target, item)
+            if doomed:
+                target.trash_purge(doomed)
+        except Exception as exc:  # noqa: BLE001 - best effort: an extra kept version stays
+            log.warning(kv(msg="cannot drop the versions an exchange kept; they stay listed "
+                               "in the trash until retention purges them", target=target.name,
+                           path=item.path, other=item.moved_to, error=exc))
+
+
+def redundant(target: Target, item: SyncItem) -> list[Kept]:
+    """The versions kept at `item.path` or `item.moved_to` ('overwritten', stamped at the
+    change's time, whole second, or later) that the target holds right now at the other
+    name: files at both names, equal size and exact mtime. Raises what the target's stat
+    and trash_list raise."""
+    here = target.stat(item.path)
+    there = target.stat(item.moved_to)
+    if not _file(here) or not _file(there):
+        return []
+    since = int(item.when)   # a versioned bucket stamps by LastModified: whole seconds
+    out: list[Kept] = []
+    for name, other in ((item.path, there), (item.moved_to, here)):
+        assert other is not None
+        want = (other.size, exact_ns(other.mtime, other.mtime_ns))
+        out += [k for k in target.trash_list(name) if k.path == name and k.why == OVERWRITTEN
+                and (k.size, k.mtime_ns) == want and _since(k, since)]
+    return out
+
+
+def _file(entry: Entry | None) -> bool:
+    return entry is not None and not entry.is_dir
+
+
+def _since(kept: Kept, since: float) -> bool:
+    try:
+        return stamp_time(kept.stamp) >= since
+    except ValueError:
+        return False

@@ -1,0 +1,127 @@
+"""A rename the journal sends as a delete and a put keeps nothing; a real loss stays kept.
+
+Two renames back to back (a -> b -> c faster than the first move is shipped) and a rename
+whose old name has work still waiting (a chmod just before it) cannot be kept as moves:
+journal enqueue_move sends a delete of the old name and a put of the new one. Every
+target kept the old name as 'deleted' though its bytes lived on at the new name, so
+`mirrord trash` listed a rename and `undelete` brought back a duplicate. The real
+`mirrord run` daemon on a local directory, S3 in 'copy' mode and a mirror host (rsync over
+sshd), and on a versioned bucket beside a local directory: nothing is listed after such
+renames, nor after an exchange of two files (renameat2 RENAME_EXCHANGE: two puts over each
+other, both names kept as 'overwritten' before; mirrord.trash.swaps), while a delete, a rename followed by a rewrite with other bytes, and an exchange
+followed by an overwrite still keep the bytes they destroyed, on every target."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_exchange_in_flight import exchange
+from tests.e2e.test_keep_shapes import kept_versions, sha
+from tests.e2e.test_trash_e2e import keeping_config, versioned_config
+from tests.exactness import wait_exact
+from tests.reliability.conftest import Env, excluded, poll
+
+
+@pytest.fixture(params=["three", "three-inotify", "versioned"])
+def env(request, tmp_path, seaweedfs):
+    """Three targets (fanotify where the process may use it, else inotify; or inotify,
+    which reports an exchange as two moves), or a versioned bucket beside a local dir."""
+    if request.param.startswith("three"):
+        cfg = keeping_config(tmp_path, seaweedfs, request.getfixturevalue("sshd"))
+        if request.param == "three-inotify":
+            text = cfg.read_text()
+            assert "[source:uploads]\n" in text
+            cfg.write_text(text.replace("[source:uploads]\n", "[source:uploads]\nwatcher = inotify\n"))
+        names = None
+    else:
+        cfg = versioned_config(tmp_path, seaweedfs)
+        text = cfg.read_text().replace("targets = s3\n", "targets = s3, local\n")
+        cfg.write_text(text + f"\n[target:local]\ntype = local\npath = {tmp_path / 'mirror'}\n"
+                              "keep_deleted = 1d\n")
+        names = ("s3", "local")
+    e = Env(tmp_path, cfg) if names is None else Env(tmp_path, cfg, names=names)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def settle(env: Env) -> None:
+    poll(env.drained, timeout=180, what="the backlog drained")
+    for target in env.targets.values():
+        wait_exact(env.src, target, timeout=180, excluded=excluded)
+
+
+def listed(env: Env) -> dict[str, list[tuple[str, str]]]:
+    """Per target: the sorted (path, why) `mirrord trash --json` lists."""
+    doc = json.loads(env.daemon.cli("trash", "--json").stdout)
+    return {name: sorted((e["path"], e["why"]) for e in t["entries"])
+            for name, t in doc["targets"].items()}
+
+
+def start(env: Env, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        write(env.src / rel, data)
+    env.daemon.start()
+    settle(env)
+    assert all(not rows for rows in listed(env).values()), listed(env)
+
+
+N = 6
+
+
+def test_back_to_back_renames_and_a_rename_with_work_waiting_keep_nothing(env):
+    files = {f"chain/a{i}.jpg": f"chain photo {i}\n".encode() * (i + 1) for i in range(N)}
+    files |= {f"mode/x{i}.jpg": f"mode photo {i}\n".encode() * (i + 1) for i in range(N)}
+    start(env, files)
+    for i in range(N):
+        os.rename(env.src / f"chain/a{i}.jpg", env.src / f"chain/b{i}.jpg")
+        os.rename(env.src / f"chain/b{i}.jpg", env.src / f"chain/c{i}.jpg")
+    for i in range(N):
+        os.chmod(env.src / f"mode/x{i}.jpg", 0o600)      # an attr row waits at the old name
+        os.rename(env.src / f"mode/x{i}.jpg", env.src / f"mode/y{i}.jpg")
+    settle(env)
+    assert listed(env) == {name: [] for name in env.targets}
+    assert env.daemon.cli("undelete", "chain/a0.jpg", check=False).returncode == 1
+
+
+def test_exchanges_keep_nothing(env):
+    files = {f"x/one{i}.jpg": f"first {i}\n".encode() * (i + 1) for i in range(N)}
+    files |= {f"x/two{i}.jpg": f"second {i}\n".encode() * (i + 3) for i in range(N)}
+    start(env, files)
+    for i in range(N):
+        exchange(env.src / f"x/one{i}.jpg", env.src / f"x/two{i}.jpg")
+    settle(env)
+    assert listed(env) == {name: [] for name in env.targets}
+    exchange(env.src / "x/one0.jpg", env.src / "x/two0.jpg")   # and back
+    settle(env)
+    assert listed(env) == {name: [] for name in env.targets}
+
+
+def test_a_delete_a_rename_then_rewrite_and_an_exchange_then_overwrite_stay_kept(env):
+    files = {"gone.jpg": b"deleted for real", "r.jpg": b"renamed then rewritten",
+             "one.jpg": b"first of the pair", "two.jpg": b"second of the pair, longer"}
+    start(env, files)
+    (env.src / "gone.jpg").unlink()
+    os.chmod(env.src / "r.jpg", 0o600)                   # the rename falls back
+    os.rename(env.src / "r.jpg", env.src / "s.jpg")
+    write(env.src / "s.jpg", b"other bytes at the new name")
+    exchange(env.src / "one.jpg", env.src / "two.jpg")
+    settle(env)
+    write(env.src / "one.jpg", b"overwritten after the exchange")   # old two.jpg's bytes
+    settle(env)
+    kept = kept_versions(env)
+    for name, rows in kept.items():
+        digests = {digest for _path, _why, digest, _stamp, _ns in rows}
+        for rel in ("gone.jpg", "r.jpg", "two.jpg"):
+            assert sha(files[rel]) in digests, (name, rel, rows)
+        assert ("gone.jpg", "deleted") in {(p, w) for p, w, *_ in rows}, (name, rows)

@@ -1,0 +1,209 @@
+"""A rename the journal could not keep as a move (a delete of the old name and a put of the
+new one: enqueue_move's fallback) keeps nothing where the target holds the file under the
+new name, and keeps as before where it does not (mirrord.trash.keeper.lives_on).
+
+The journal half: the fallback delete carries the new name and waits for its put; in a
+chain a -> b -> c the source-end delete of a carries c. The keeper half, through the
+Shipper on a memory target: the same version at both names -> nothing kept; another
+version, nothing at the new name, or a plain delete -> kept as 'deleted'."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mirrord.journal import Change, Journal, Outcome
+from mirrord.trash.model import DELETED, OVERWRITTEN, stamp_of, trash_rel
+from tests.fakes import Clock
+from tests.unit.test_trash_keeper import WHEN, Recording, op, seed, shipper
+
+S, T = "up", "t"
+
+
+@pytest.fixture
+def j(tmp_path):
+    """The journal on a real SQLite file with a fake clock (as tests/unit/test_journal.py)."""
+    jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=Clock())
+    yield jr
+    jr.close()
+
+
+@pytest.fixture
+def src(tmp_path):
+    root = tmp_path / "src"
+    root.mkdir()
+    return root
+
+
+def claim_one(jr: Journal):
+    ops = jr.claim(T, 10)
+    assert len(ops) == 1, [(o.path, o.kind) for o in ops]
+    return ops[0]
+
+
+def test_the_fallback_delete_carries_the_new_name_and_waits_for_its_put(j):
+    j.enqueue([Change(S, "a", "attr")])              # work waiting at the old name
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == [T]
+    put = claim_one(j)                               # the delete of a waits for it
+    assert (put.path, put.kind) == ("b", "put")
+    j.ack([Outcome(put, "put", size=3, mtime_ns=5)])
+    rm = claim_one(j)
+    assert (rm.path, rm.kind, rm.src) == ("a", "delete", "b")
+
+
+def test_a_chain_faster_than_its_first_move_points_every_delete_at_the_last_name(j):
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == []      # a move, not yet claimed
+    assert j.enqueue_move(S, "b", "c", is_dir=False) == [T]     # b's row pending: fallback
+    put = claim_one(j)
+    assert (put.path, put.kind) == ("c", "put")
+    j.ack([Outcome(put, "put", size=3, mtime_ns=5)])
+    rm_b = claim_one(j)
+    assert (rm_b.path, rm_b.kind, rm_b.src) == ("b", "delete", "c")
+    j.ack([Outcome(rm_b, "delete")])
+    rm_a = claim_one(j)
+    assert (rm_a.path, rm_a.kind, rm_a.src) == ("a", "delete", "c")
+
+
+def test_a_chain_whose_first_move_is_in_flight_points_the_first_delete_at_the_last_name(j):
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == []
+    first = claim_one(j)                             # the move a -> b, in flight
+    assert j.enqueue_move(S, "b", "c", is_dir=False) == []
+    j.ack([Outcome(first, "delete")])                # b was gone at the source: not moved
+    mv = claim_one(j)
+    assert (mv.path, mv.kind, mv.src) == ("c", "move", "b")
+    j.ack([Outcome(mv, "put", size=3, mtime_ns=5)])  # nothing shipped at b: sent whole
+    rm_b = claim_one(j)
+    j.ack([Outcome(rm_b, "delete")])
+    rm_a = claim_one(j)
+    assert (rm_a.path, rm_a.kind, rm_a.src) == ("a", "delete", "c")
+
+
+def test_a_longer_chain_follows_the_bytes_to_the_end(j):
+    j.enqueue([Change(S, "a", "attr")])
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == [T]
+    assert j.enqueue_move(S, "b", "c", is_dir=False) == [T]
+    assert j.enqueue_move(S, "c", "d", is_dir=False) == [T]
+    order = []
+    for _ in range(4):
+        op_ = claim_one(j)
+        order.append((op_.path, op_.kind, op_.src))
+        j.ack([Outcome(op_, op_.kind)])
+    assert order == [("d", "put", None), ("c", "delete", "d"), ("b", "delete", "d"),
+                     ("a", "delete", "d")]
+
+
+def test_a_new_change_at_the_old_name_drops_the_new_name(j):
+    j.enqueue([Change(S, "a", "attr")])
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    j.enqueue([Change(S, "a", "delete")])            # recorded again: a plain delete now
+    put = claim_one(j)
+    j.ack([Outcome(put, "put")])
+    rm = claim_one(j)
+    assert (rm.path, rm.kind, rm.src) == ("a", "delete", None)
+
+
+def _kept(t) -> dict[str, bytes]:
+    return {k: v[0] for k, v in t.trash.items()}
+
+
+def test_the_same_version_at_the_new_name_is_not_kept(src, tmp_path):
+    t = Recording()
+    seed(t, "a.jpg", b"photo", tmp_path)
+    seed(t, "b.jpg", b"photo", tmp_path)             # the fallback's put ran first
+    (out,) = shipper(t, src).run_ops(t, [op("a.jpg", "delete", src="b.jpg")])
+    assert out.error is None and "a.jpg" not in t.files
+    assert _kept(t) == {} and t.requests == []
+
+
+def test_other_bytes_or_nothing_at_the_new_name_is_kept(src, tmp_path):
+    t = Recording()
+    seed(t, "a.jpg", b"photo", tmp_path)
+    seed(t, "b.jpg", b"rewritten", tmp_path)         # the new name rewritten since
+    seed(t, "c.jpg", b"photo", tmp_path)
+    t.put("c.jpg", str(tmp_path / "seed"), size=5, mtime=2.0)   # same bytes, other mtime
+    outs = shipper(t, src).run_ops(t, [op("a.jpg", "delete", src="b.jpg"),
+                                       op("c.jpg", "delete", src="gone.jpg")])
+    assert [o.error for o in outs] == [None, None]
+    assert _kept(t) == {trash_rel(stamp_of(WHEN), DELETED, "a.jpg"): b"photo",
+                        trash_rel(stamp_of(WHEN), DELETED, "c.jpg"): b"photo"}
+
+
+# ------------------------------------------------------------------ exchanges (trash.swaps)
+
+
+def test_an_exchange_seen_as_a_move_and_two_writes_names_the_other_end(j):
+    """fanotify: the first FAN_RENAME is a move, the second makes both names writes."""
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    j.enqueue([Change(S, "a", "put"), Change(S, "b", "put")])
+    first = claim_one(j)                             # a's put waits for b's row
+    assert (first.path, first.kind, first.src) == ("b", "put", None)
+    j.ack([Outcome(first, "put")])
+    second = claim_one(j)
+    assert (second.path, second.kind, second.src) == ("a", "put", "b")
+
+
+def test_an_exchange_seen_as_two_moves_names_the_other_end(j):
+    """inotify: a -> b, then b -> a, which cannot be a move (b's row is pending)."""
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    assert j.enqueue_move(S, "b", "a", is_dir=False) == [T]
+    first = claim_one(j)
+    assert (first.path, first.kind, first.src) == ("b", "delete", "a")   # sent as b stands
+    j.ack([Outcome(first, "put")])
+    second = claim_one(j)
+    assert (second.path, second.kind, second.src) == ("a", "put", "b")
+
+
+def _put(t, tmp_path, path: str, data: bytes, *, mtime: float) -> None:
+    f = tmp_path / "put"
+    f.write_bytes(data)
+    t.put(path, str(f), size=len(data), mtime=mtime)
+
+
+def test_an_exchange_keeps_then_drops_what_both_names_still_hold(src, tmp_path):
+    t = Recording()
+    _put(t, tmp_path, "a.jpg", b"photo a", mtime=1.0)
+    _put(t, tmp_path, "b.jpg", b"photo b, longer", mtime=2.0)
+    (src / "a.jpg").write_bytes(b"photo b, longer")
+    os.utime(src / "a.jpg", (2.0, 2.0))
+    (src / "b.jpg").write_bytes(b"photo a")
+    os.utime(src / "b.jpg", (1.0, 1.0))
+    ship = shipper(t, src)
+    (out_b,) = ship.run_ops(t, [op("b.jpg", "put", src="a.jpg")])    # b first, kept
+    assert out_b.error is None
+    assert _kept(t) == {trash_rel(stamp_of(WHEN), OVERWRITTEN, "b.jpg"): b"photo b, longer"}
+    (out_a,) = ship.run_ops(t, [op("a.jpg", "put", src="b.jpg")])
+    assert out_a.error is None
+    assert t.files["a.jpg"][0] == b"photo b, longer" and t.files["b.jpg"][0] == b"photo a"
+    assert _kept(t) == {}                           # both versions are on the target
+
+
+def test_an_overwrite_after_the_exchange_stays_kept(src, tmp_path):
+    t = Recording()
+    _put(t, tmp_path, "a.jpg", b"photo a", mtime=1.0)
+    _put(t, tmp_path, "b.jpg", b"photo b, longer", mtime=2.0)
+    (src / "a.jpg").write_bytes(b"a rewrite, not b")    # the other end's bytes never came
+    (src / "b.jpg").write_bytes(b"photo a")
+    os.utime(src / "b.jpg", (1.0, 1.0))
+    ship = shipper(t, src)
+    ship.run_ops(t, [op("b.jpg", "put", src="a.jpg")])
+    ship.run_ops(t, [op("a.jpg", "put", src="b.jpg")])
+    assert _kept(t) == {trash_rel(stamp_of(WHEN), OVERWRITTEN, "b.jpg"): b"photo b, longer"}
+
+
+def test_a_put_that_cannot_succeed_lets_the_fallback_delete_go(j):
+    """The fallback delete waits for the put of the new name only for its keep's sake: a
+    put that fails permanently (a name the target cannot hold) must not keep the old name
+    on the target for good; a retryable failure (the target down) keeps it waiting."""
+    j.enqueue([Change(S, "a", "attr")])              # work waiting at the old name
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == [T]
+    put = claim_one(j)
+    assert (put.path, put.kind) == ("b", "put")
+    j.ack([Outcome(put, error="target down")])
+    assert j.claim(T, 10) == []                      # retryable: the delete still waits
+    j.retry_now(T)
+    put = claim_one(j)
+    assert (put.path, put.kind) == ("b", "put")
+    j.ack([Outcome(put, error="cannot hold that name", permanent=True)])
+    rm = claim_one(j)                                # the put waits out its backoff
+    assert (rm.path, rm.kind, rm.src) == ("a", "delete", "b")
