@@ -9,20 +9,9 @@ import pytest
 
 from mirrord.targets.model import SyncItem
 from mirrord.trash.model import DELETED
-from tests.targets.test_s3_trash import put, s3_on
+from tests.targets.test_s3_trash import put, vs3  # noqa: F401 (vs3: a fixture)
 from tests.targets.test_s3_versioned_move import listed, versions
 
-
-@pytest.fixture
-def vs3(seaweedfs):
-    """A target on a bucket with versioning enabled before open()."""
-    bucket = seaweedfs.new_bucket()
-    seaweedfs.client().put_bucket_versioning(
-        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    t = s3_on(seaweedfs, bucket)
-    t.open()
-    yield t
-    t.close()
 
 
 def delete_item(path: str, **kw) -> SyncItem:
