@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
+from mirrord.nested import areas_below
 from mirrord.targets.paths import join
 
 
@@ -96,11 +97,9 @@ def _below_other_areas(gone: str, path: str, src: SourceConfig, target: str,
                        sources: Iterable[SourceConfig]) -> str | None:
     """`gone`, or the highest directory between it and `path` (exclusive) whose place on
     `target` (below `src.dest`) holds no other source's `dest` area; None when each does."""
-    others = [s.dest for s in sources if s.name != src.name and target in s.targets and s.dest]
     parts = path.split("/")[:-1]
     for i in range(gone.count("/") + 1, len(parts) + 1):
-        there = join(src.dest, "/".join(parts[:i]))
-        if not any(d == there or d.startswith(there + "/") for d in others):
+        if not areas_below(sources, target, join(src.dest, "/".join(parts[:i])), besides=src.name):
             return "/".join(parts[:i])
     return None
 

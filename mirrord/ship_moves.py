@@ -11,10 +11,14 @@ policies and the item and outcome builders it uses).
   ran as a delete): its Outcome asks for a check of the new name (`Outcome.check`).
 - A directory whose old name never reached the target (NotFound) is made at the new name,
   and what is inside it is re-sent.
+- So is a directory whose old or new name holds another source's area on the target
+  (mirrord.nested): a rename would carry that area along or replace it. The delete of the
+  old name that follows the move spares the area.
 """
 
 from __future__ import annotations
 
+from mirrord import nested
 from mirrord.config import SourceConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.journal import Op, Outcome
@@ -35,6 +39,9 @@ class MoveOps:
         seen = observe(str(src.path), op.path, keep_open=False)
         if seen.kind == "absent" or (seen.kind == "dir") != op.is_dir:
             return None
+        if op.is_dir and nested.holds_area(self.sources.values(), target.name,
+                                           join(src.dest, op.src), join(src.dest, op.path)):
+            return self._make_moved_dir(target, op, src, seen)   # see the module docstring
         mode = seen.mode if target.features.keeps_mode else None
         if not op.is_dir and op.src_shipped != (seen.size, seen.mtime_ns, mode):
             # the target's copy of src is not what dst holds now: other bytes, another

@@ -30,7 +30,7 @@ import queue
 import threading
 from typing import Callable, Sequence
 
-from mirrord import faults
+from mirrord import faults, nested
 from mirrord.config import SourceConfig
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.executors import ExecutorFactory, SerialExecutor, serial, thread_pool
@@ -227,8 +227,8 @@ class Shipper(MoveOps):
                 items.append(self._item(op, src, seen, meta_only=only_meta))
                 pending.append((op, seen))
             if items:
-                results = [unchanged(seen, res) for (_op, seen), res
-                           in zip(pending, self._sync(target, items))]
+                synced = nested.sync(self._sync, target, items, self.sources.values())
+                results = [unchanged(seen, res) for (_op, seen), res in zip(pending, synced)]
                 faults.point("shipped", target.name, [op.path for op, _seen in pending])
                 keeps_mode = target.features.keeps_mode
                 outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)

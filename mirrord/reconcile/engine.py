@@ -26,7 +26,9 @@ Differences become journal Changes handed to `emit` (repairs, as found) and
 never writes the journal itself, so the daemon (from its scanner thread) and
 the `mirrord reconcile` command share it.
 
-Which extras may be deleted, and when none may, is mirrord.reconcile.deletes.
+Which extras may be deleted, and when none may, is mirrord.reconcile.deletes. A
+directory that leads to another source's area nested below this one's dest is no extra:
+the shipper leaves it standing when it removes this source's tree (mirrord.nested).
 The session (mirrord.reconcile.session) runs the pass and ships its proposals.
 """
 
@@ -240,6 +242,8 @@ class _Pass:
             self.emit(batch)
 
     def _extra(self, key: bytes, t: Entry) -> None:
+        if t.is_dir and any(area.startswith(key) for area in self.other):
+            return   # leads to another source's area: not this source's to delete (mirrord.nested)
         self.res.extra += 1
         self.deletes.add(key, t.path, t.is_dir)
 
