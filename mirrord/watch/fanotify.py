@@ -103,8 +103,9 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         self.leaves_skipped = 0
         self.dropped = 0            # events dropped as outside the root or excluded
         self._lost = False
-        # (src, dst, is_dir) of the last move in the tree: a RENAME_EXCHANGE's first half
-        self._last_move: tuple[str, str, bool] | None = None
+        # (src, dst, is_dir, object FID) of the last move in the tree: a RENAME_EXCHANGE's
+        # first half (fanotify_renames._moved)
+        self._last_move: tuple[str, str, bool, bytes | None] | None = None
         self.root_check = root_check
         self._root_id: tuple[int, int] | None = None
         self._next_check = 0.0

@@ -114,14 +114,19 @@ def test_file_replaced_by_a_directory_and_back_keeps_nothing(env):
     os.rename(env.src / "f.bak", env.src / "f")
     settle(env)
     assert listed(env) == {"s3": [], "local": []}
-    # back to back, the second rename finds the first pending: the journal sends it as a
-    # put and a delete (enqueue_move), which keeps nothing where the target holds the file
-    # at its new name (keeper.lives_on; tests/e2e/test_rename_fallback_keeps_nothing.py)
+    # back to back: the file's rename is a move (f renamed back, the same file: not the
+    # second half of an exchange, fanotify_renames._same_object), and the directory's,
+    # onto f where that move is pending, may find it pending or not: each target decides
+    # (the journal's per-target busy check), so their listings may differ. Whatever the
+    # timing nothing of f is kept (its bytes are at f.bak), and the most a target keeps
+    # is what a directory's rename that cannot be a move keeps of its old name (README,
+    # "What is kept where"): dir-f/inner.jpg
     os.rename(env.src / "f", env.src / "f.bak")
     os.rename(env.src / "dir-f", env.src / "f")
     settle(env)
     seen = listed(env)
-    assert seen["s3"] == as_versions(seen["local"]), seen
+    assert set(seen["local"]) <= {("dir-f/inner.jpg", "dir-removed")}, seen
+    assert set(seen["s3"]) <= {("dir-f/inner.jpg", "deleted")}, seen
 
 
 def test_real_delete_and_overwrite_after_renames_stay_kept(env):
@@ -138,8 +143,11 @@ def test_real_delete_and_overwrite_after_renames_stay_kept(env):
     want = [("b.jpg", "deleted"), ("c.jpg", "overwritten"), ("e/x.jpg", "dir-removed"),
             ("same.jpg", "overwritten")]
     seen = listed(env)
-    assert seen["local"] == want, seen
+    # e/x.jpg is kept either way, but why is timing: its own delete ('deleted') or the
+    # removal of e's tree ('dir-removed'), whichever reaches the target first
+    assert as_versions(seen["local"]) == as_versions(want), seen
     assert seen["s3"] == as_versions(want), seen
+    assert dict(seen["local"]).get("b.jpg") == "deleted", seen
     env.daemon.cli("undelete", "b.jpg")
     poll(lambda: env.targets["s3"].read("b.jpg") == b"photo a", timeout=60,
          what="b.jpg restored on s3")

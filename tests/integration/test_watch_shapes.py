@@ -142,6 +142,25 @@ def test_exchanged(wt, root):
     wt.check()
 
 
+def test_a_file_renamed_back_is_a_move_not_an_exchange(wt, root):
+    """fanotify took a rename back (b->a after a->b, the same file) for an exchange's
+    second half and shipped both names as they stand: `mv f f.bak; mv dir-f f` read so
+    left the name f rescanned, never deleted, and the S3 object f beside f/inner.jpg
+    (tests/e2e/test_versioned_moves_keep_nothing.py)."""
+    (root / "f").write_bytes(b"a file called f")
+    wt.settle()
+    os.rename(root / "f", root / "f.bak")
+    assert kinds(wt.settle()) == [("move", "f.bak", "f")]
+    os.rename(root / "f.bak", root / "f")
+    assert kinds(wt.settle()) == [("move", "f", "f.bak")]
+    (root / "dir-f").mkdir()
+    (root / "dir-f" / "inner.jpg").write_bytes(b"inside")
+    wt.settle()
+    sh(root, "mv f f.bak && mv dir-f f")
+    assert kinds(wt.settle()) == [("move", "f.bak", "f"), ("move", "f", "dir-f")]
+    wt.check()
+
+
 def test_renamed_again_before_its_events_are_handled(wt, root):
     (root / "a" / "s").mkdir(parents=True)
     wt.settle()

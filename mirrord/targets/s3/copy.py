@@ -64,7 +64,8 @@ def set_meta(t: "S3Target", path: str, *, mode: int | None, mtime_ns: int) -> En
 def move(t: "S3Target", src: str, dst: str) -> None:
     """Server-side move of the object at `src`, or (none there) of every key below `src/`,
     to `dst`; NotFound when there is neither. On a versioned bucket vmove.plan decides what
-    is copied and which versions the move leaves are deleted after the delete markers."""
+    is copied and which versions the move leaves are deleted after the delete markers.
+    A directory's move also deletes an object at `dst` (_clear_replaced_file)."""
     skey = t._key_or_none(src)
     dkey = t._key(dst)
     if skey is None:
@@ -74,12 +75,31 @@ def move(t: "S3Target", src: str, dst: str) -> None:
         _copy_all(t, src, p.copies)
         deletes.delete_keys(t, src, p.old_keys)
         vmove.drop(t, src, p.moved)
-        return
-    moves = _moves(t, src, skey, dst, dkey)
-    if not moves:
-        raise NotFound(f"{shown(src)} is not on {t.describe()}")
-    _copy_all(t, src, [(key, new, size, None) for key, new, size in moves])
-    deletes.delete_keys(t, src, [m[0] for m in moves])
+        file = p.file
+    else:
+        moves = _moves(t, src, skey, dst, dkey)
+        if not moves:
+            raise NotFound(f"{shown(src)} is not on {t.describe()}")
+        _copy_all(t, src, [(key, new, size, None) for key, new, size in moves])
+        deletes.delete_keys(t, src, [m[0] for m in moves])
+        file = any(m[0] == skey for m in moves)
+    if not file:
+        _clear_replaced_file(t, dst, dkey)
+
+
+def _clear_replaced_file(t: S3Target, dst: str, dkey: str) -> None:
+    """After a directory's move to `dst`: delete the object standing at `dkey`, the file
+    the directory took the place of. rename(2) replaces its destination, and so does
+    Target.move on the other targets (LocalTarget.move removes what stands at dst); on S3
+    the keys below `dkey/` and an object at `dkey` can stand at once, and the file was
+    left beside the directory: an extra object no later op removed (`mv f f.bak;
+    mv dir-f f` with the first rename read as a rename back, fanotify_renames._moved:
+    tests/e2e/test_versioned_moves_keep_nothing.py under load). Its keep is the
+    shipper's, before the move (keeper.keep_move_dst); on a versioned bucket its version
+    stays below the delete marker, a kept 'deleted' version as the local target keeps
+    the file. One HEAD per directory move."""
+    if t._head(dst, dkey) is not None:
+        deletes.delete_keys(t, dst, [dkey])
 
 def _copy_all(t: S3Target, src: str, copies: list[tuple[str, str, int, str | None]]) -> None:
     """_copy each (key, new key, size, version), MOVE_CONCURRENCY in flight when many."""

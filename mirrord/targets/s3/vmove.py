@@ -61,10 +61,12 @@ class Obj:
 @dataclass(frozen=True)
 class Plan:
     """What a move does: `copies` (old key, new key, size, VersionId), the delete markers
-    to put (`old_keys`), then the versions to delete (`moved`)."""
+    to put (`old_keys`), then the versions to delete (`moved`); `file`: the object at the
+    old name moves (False: the keys below it, a directory)."""
     copies: list[tuple[str, str, int, str | None]]
     old_keys: list[str]
     moved: list[Obj]
+    file: bool = True
 
 
 def plan(t: S3Target, src: str, skey: str, dst: str, dkey: str) -> Plan:
@@ -82,7 +84,8 @@ def plan(t: S3Target, src: str, skey: str, dst: str, dkey: str) -> Plan:
         current, left = _versions(t, src, skey + "/")
         if not current:
             left += _versions(t, src, skey, only=skey)[1]
-    there = _at_dst(t, src, dkey, file=head is not None or any(o.key == skey for o in left))
+    file = head is not None or any(o.key == skey for o in left)
+    there = _at_dst(t, src, dkey, file=file)
     new = {o.key: _new_key(t, src, dst, skey, dkey, o.key) for o in current + left}
     finished = [o for o in left if there.get(new[o.key]) == (o.etag, o.size)]
     if not current and not finished:
@@ -90,7 +93,7 @@ def plan(t: S3Target, src: str, skey: str, dst: str, dkey: str) -> Plan:
     copies = [(o.key, new[o.key], o.size, o.version or None) for o in current
               if not _copied(t, src, o, new[o.key], there)]
     return Plan(copies, [o.key for o in current],
-                [o for o in current if o.version] + finished)
+                [o for o in current if o.version] + finished, file)
 
 
 def _new_key(t: S3Target, src: str, dst: str, skey: str, dkey: str, key: str) -> str:
