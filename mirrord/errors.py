@@ -34,8 +34,11 @@ class ConfigProblem:
 class ConfigError(MirrordError):
     """The configuration is unusable; carries every problem found, not just the first."""
 
-    def __init__(self, problems: list[ConfigProblem]):
+    def __init__(self, problems: list[ConfigProblem], warnings: tuple[str, ...] = ()):
         self.problems = list(problems)
+        # what was also found in a file with problems (a secret readable by others):
+        # shown beside the problems, or the operator fixed them and never saw it
+        self.warnings = tuple(warnings)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -128,6 +128,15 @@ def _standard_fds_open() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
 
 
+def _config_errors(exc: ConfigError) -> int:
+    """Print a ConfigError's problems, then its warnings, to stderr -> EXIT_USAGE."""
+    for problem in exc.problems:
+        print(f"mirrord: config error: {problem}", file=sys.stderr)
+    for warning in exc.warnings:
+        print(f"mirrord: warning: {warning}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def dispatch(argv: list[str]) -> int:
     """Run the command `argv` (the arguments after the program name) names -> its exit code.
     KeyboardInterrupt is left to the caller (mirrord.cli.main), which also sees the ones
@@ -142,9 +151,7 @@ def dispatch(argv: list[str]) -> int:
     try:
         cfg = load_config(args)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"mirrord: config error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _config_errors(exc)
     setup_logging(cfg.mirrord.log_level, cfg.mirrord.log_format,
                   verbose=getattr(args, "verbose", False))
     try:
@@ -152,9 +159,7 @@ def dispatch(argv: list[str]) -> int:
         sys.stdout.flush()   # here, not at exit: a failed write is reported like any other
         return code
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"mirrord: config error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _config_errors(exc)
     except FailoverRefused as exc:
         print(f"mirrord: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

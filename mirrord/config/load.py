@@ -171,7 +171,7 @@ def _build(r: _Reader) -> Config:
     health = _read_health(r)
     _warn_if_secret_readable(r)
     if r.problems:
-        raise ConfigError(r.problems)
+        raise ConfigError(r.problems, tuple(r.warnings))
     return Config(path=r.file, mirrord=settings, sources=tuple(sources), targets=targets,
                   reconcile=reconcile, failover=failover, warnings=tuple(r.warnings),
                   health=health)

@@ -142,6 +142,31 @@ secret_access_key = sEcReT-{os.urandom(4).hex()}
     assert "sEcReT-" not in res.stdout + res.stderr
 
 
+@pytest.mark.parametrize("mode,warns", [(0o644, True), (0o600, False)])
+def test_a_config_with_problems_still_warns_of_a_readable_secret(tmp_path, mode, warns):
+    """The warning is shown beside the problems: before, a file with any problem printed
+    only the problems, so the operator fixed them and never learnt the secret was readable."""
+    secret = f"sEcReT-{os.urandom(4).hex()}"
+    cfg = tmp_path / "m.ini"
+    cfg.write_text(f"""[source:s]
+path = ./missing-src
+targets = b
+[target:b]
+type = s3
+bucket = mirror-bucket
+access_key_id = AKIAEXAMPLE
+secret_access_key = {secret}
+workers = many
+""")
+    cfg.chmod(mode)
+    res = subprocess.run([MIRRORD, "-c", str(cfg), "check-config"], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert "config error" in res.stderr and "workers" in res.stderr
+    assert ("readable by others" in res.stderr) is warns
+    assert secret not in res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_conninfo_password_in_a_readable_config_warns(tmp_path):
     (tmp_path / "src").mkdir()
     cfg = tmp_path / "m.ini"
