@@ -5,7 +5,9 @@ Every command runs all of its checks first and prints one line per check
 (FailoverRefused, exit 3) before anything changes, unless --force covers it
 (failover only, and only the replica checks). --dry-run stops after printing
 the plan. Otherwise the steps run (steps.py) and any failure after the flip
-began gives exit 1 with an account of what was done and what was not.
+began gives exit 1 with an account of what was done and what was not. A
+switchover first waits for the replica and the file mirror to catch up
+(switchover_waits.py).
 
 Every run, refused or not, appends one JSON line to state_dir/failover.log.
 Nothing here prints or logs a conninfo: replica.describe() shows host, port,
@@ -16,26 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from dataclasses import dataclass
-from typing import Callable, Iterator, TextIO
+from typing import Iterator, TextIO
 
 from mirrord import locks
 from mirrord.config import Config, FailoverConfig
 from mirrord.config.values import shown_command
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused
-from mirrord.failover import appconfig, heartbeat, hooks, readiness, replica, steps
-from mirrord.failover.result import LOG_NAME, WARN, Check, Run, Step, append_log
+from mirrord.failover import appconfig, hooks, readiness, replica, steps
+from mirrord.failover.result import LOG_NAME, Check, Run, Step, append_log
+from mirrord.failover.switchover_waits import Clock, Waits, timeouts
 from mirrord.logsetup import redact
-
-
-@dataclass
-class Clock:
-    """Injectable time: wall clock for ages, monotonic for deadlines, sleep for waits."""
-
-    wall: Callable[[], float] = time.time
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
 
 
 class Procedure:
@@ -48,6 +40,7 @@ class Procedure:
         self.out = out or sys.stdout
         self.clock = clock or Clock()
         self.switch = appconfig.from_config(self.fo, cfg.mirrord.state_dir)
+        self.waits = Waits(cfg, self.clock)
         for conninfo in (self.fo.database, self.fo.primary_database):
             replica.protect(conninfo)
 
@@ -107,7 +100,7 @@ class Procedure:
         if not self.fo.primary_database:
             raise ConfigError([ConfigProblem(str(self.cfg.path), "failover", "primary_database",
                                              "is required by switchover (the primary's conninfo)")])
-        first_hb = self._fetch_heartbeat()
+        first_hb = self.waits.fetch_heartbeat()
         run.checks += self._replica_checks()
         run.checks += self.switch.precheck(True)
         primary_checks, target = replica.primary_position(self.fo.primary_database,
@@ -115,14 +108,14 @@ class Procedure:
         run.checks += primary_checks
         if not run.refusals and target is not None:
             if dry_run:
-                run.checks += self._switchover_preview(target)
+                run.checks += self.waits.preview(target)
             else:
                 self._out(f"mirrord switchover: waiting (at most {self.fo.switchover_timeout:g}s) "
                           "for the replica and the file mirror to catch up")
                 deadline = self.clock.monotonic() + self.fo.switchover_timeout
-                run.checks.append(self._wait_replica(target, deadline))
+                run.checks.append(self.waits.replica(target, deadline))
                 if run.checks[-1].ok:
-                    run.checks += self._wait_heartbeat(first_hb, deadline)
+                    run.checks += self.waits.heartbeat(first_hb, deadline)
         return self._conclude(run, readonly=True, undo="mirrord failback")
 
     def _failback(self, run: Run) -> int:
@@ -136,82 +129,13 @@ class Procedure:
         return self._conclude(run, readonly=False, undo="mirrord failover")
 
     # ------------------------------------------------------------ checks
-    def _timeouts(self) -> dict:
-        return {"connect_timeout": self.fo.connect_timeout,
-                "statement_timeout": self.fo.statement_timeout}
-
     def _primary_args(self) -> dict:
-        return {**self._timeouts(), "max_skew": self.fo.max_clock_skew, "wall": self.clock.wall}
+        return {**timeouts(self.fo), "max_skew": self.fo.max_clock_skew, "wall": self.clock.wall}
 
     def _replica_checks(self, max_lag: float | None = None) -> list[Check]:
         lag = self.fo.max_replay_lag if max_lag is None else max_lag
         return replica.check_replica(self.fo.database, max_lag=lag,
-                                     max_skew=self.fo.max_clock_skew, **self._timeouts())
-
-    def _fetch_heartbeat(self) -> tuple[heartbeat.Heartbeat | None, str]:
-        if not self.fo.heartbeat_target:
-            return None, ""
-        return heartbeat.fetch(self.cfg, self.fo.heartbeat_target)
-
-    def _heartbeat_now(self, *, severity: str, max_age: float | None = None) -> list[Check]:
-        if not self.fo.heartbeat_target:
-            return [Check("heartbeat.age", True, "not checked", "-",
-                          data={"reason": "heartbeat_target is not set"})]
-        hb, error = self._fetch_heartbeat()
-        return heartbeat.judge(hb, error, target=self.fo.heartbeat_target, now=self.clock.wall(),
-                               max_age=self.fo.max_heartbeat_age if max_age is None else max_age,
-                               severity=severity, max_skew=self.fo.max_clock_skew)
-
-    def _switchover_preview(self, target: int) -> list[Check]:
-        ok, replayed, error = replica.wait_replayed(self.fo.database, target,
-                                                    deadline=self.clock.monotonic(),
-                                                    **self._timeouts())
-        limit = f"would wait up to {self.fo.switchover_timeout:g}s"
-        checks = [Check("switchover.replica_caught_up", ok,
-                        f"replayed {_lsn(replayed)} of {replica.format_lsn(target)}", limit,
-                        error or "not yet caught up", severity=WARN)]
-        return checks + self._heartbeat_now(severity=WARN)
-
-    def _wait_replica(self, target: int, deadline: float) -> Check:
-        t0 = self.clock.monotonic()
-        ok, replayed, error = replica.wait_replayed(
-            self.fo.database, target, deadline=deadline, monotonic=self.clock.monotonic,
-            sleep=self.clock.sleep, **self._timeouts())
-        waited = self.clock.monotonic() - t0
-        behind = "" if replayed is None else f", {max(0, target - replayed)} B behind"
-        return Check("switchover.replica_caught_up", ok,
-                     f"replayed {_lsn(replayed)} of {replica.format_lsn(target)} "
-                     f"after {waited:.1f}s{'' if ok else behind}",
-                     f"within switchover_timeout {self.fo.switchover_timeout:g}s",
-                     error or "the replica did not replay the primary's WAL position in time",
-                     data={"waited": round(waited, 3), "target": replica.format_lsn(target),
-                           "replayed": _lsn(replayed)})
-
-    def _wait_heartbeat(self, first: tuple[heartbeat.Heartbeat | None, str],
-                        deadline: float) -> list[Check]:
-        """Wait for a heartbeat newer than the one seen at the start, fresh and with 0 pending."""
-        if not self.fo.heartbeat_target:
-            return self._heartbeat_now(severity=WARN)
-        seen = first[0].unix if first[0] is not None else None
-        t0 = self.clock.monotonic()
-        while True:
-            hb, error = self._fetch_heartbeat()
-            checks = heartbeat.judge(hb, error, target=self.fo.heartbeat_target,
-                                     now=self.clock.wall(), max_age=self.fo.max_heartbeat_age,
-                                     max_skew=self.fo.max_clock_skew)
-            # "new" is a different stamp, not a later one: stamps are the primary's clock,
-            # which NTP may have stepped back since the first one (then none is ever later)
-            new = hb is not None and (seen is None or hb.unix != seen)
-            if (new and all(c.ok for c in checks)) or self.clock.monotonic() >= deadline:
-                break
-            self.clock.sleep(min(1.0, max(0.1, (hb.interval if hb else 1.0) / 4)))
-        waited = self.clock.monotonic() - t0
-        checks.append(Check("heartbeat.new", new, f"{'yes' if new else 'no'} after {waited:.1f}s",
-                            "a heartbeat written after the switchover began",
-                            "no new heartbeat arrived before switchover_timeout: "
-                            "is mirrord running on the primary?",
-                            data={"waited": round(waited, 3)}))
-        return checks
+                                     max_skew=self.fo.max_clock_skew, **timeouts(self.fo))
 
     # ------------------------------------------------------------ conclusion
     def _conclude(self, run: Run, *, readonly: bool, undo: str) -> int:
@@ -293,9 +217,3 @@ class Procedure:
 
     def _out(self, line: str) -> None:
         print(redact(line), file=self.out, flush=True)
-
-
-def _lsn(value: int | None) -> str:
-    return "nothing" if value is None else replica.format_lsn(value)
-
-

@@ -7,8 +7,9 @@ listing hides nothing but `.mirrord/` at the root. Nanosecond mtimes and
 permission bits are kept (set_meta changes just those, on the same inode), and
 nothing is ever written outside the root: paths are checked, and a put, mkdir or
 move reaches its directory by descriptor from the root, following no symlink
-(mirrord.targets.local_parents; a symlink or file in the way is replaced). A full
-disk or a vanished mount is retryable; everything else permanent.
+(mirrord.targets.local_parents; a symlink or file in the way is replaced). List,
+stat, read and checksum look without changing anything (mirrord.targets.local_read).
+A full disk or a vanished mount is retryable; everything else permanent.
 
 Staging (mirrord.targets.local_stage) is per file system: a destination on
 another mount below the root gets its temp file beside it, recorded first by a
@@ -27,15 +28,16 @@ from typing import Iterator
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
 from mirrord.targets import local_parents as beneath
+from mirrord.targets import local_read
 from mirrord.targets.base import Target
 from mirrord.targets.failures import classify_oserror
+from mirrord.targets.local_read import entry_of
 from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns
 from mirrord.targets.paths import META_DIR, check_relpath
 from mirrord.targets.sweep import OpenLock
-from mirrord.treewalk import WalkErrors, file_digest, walk
 
 
 class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local_trash
@@ -101,49 +103,18 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                 self.keep(rel, stamp=keep_stamp, coming="dir")
         return beneath.open_parent(self._real_root, path.rpartition("/")[0], keep)
 
-    @staticmethod
-    def _entry(path: str, st: os.stat_result) -> Entry | None:
-        mode = stat_mod.S_IMODE(st.st_mode)
-        if stat_mod.S_ISDIR(st.st_mode):
-            return Entry(path, 0, st.st_mtime, is_dir=True, mtime_ns=st.st_mtime_ns, mode=mode)
-        if stat_mod.S_ISREG(st.st_mode):
-            return Entry(path, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns, mode=mode)
-        return None
-
-    # ------------------------------------------------------------ listing
+    # ------------------------------------------------------------ looking (local_read.py)
     def list(self, prefix: str = "") -> Iterator[Entry]:
-        """Target.list; below `prefix` the walk starts from the root and reaches the prefix
-        without following a symlink (treewalk.walk's `below`): by path, one swapped in at
-        the prefix after its stat listed what lay outside the root."""
-        prefix = prefix.strip("/")
-        if prefix:
-            st = self.stat(prefix)
-            if st is None:
-                return
-            if not st.is_dir:
-                yield st
-                return
-            yield st
-        errors = WalkErrors([])
-        # the walk's entries carry mode and mtime_ns from the lstat it makes anyway
-        yield from walk(self._real_root, below=prefix, excluded=self._own, errors=errors)
-        if errors:
-            where, why = errors.unreadable[0]
-            if where == prefix and self.stat(prefix) is None:
-                return   # the prefix went (or is a symlink now) since its stat: nothing there
-            raise PermanentError(f"{self.describe()}: cannot list {where!r}: {why}")
-
-    @staticmethod
-    def _own(relpath: str) -> bool:
-        """Only mirrord's area at the root is not listed; every other name is a user's."""
-        return relpath == META_DIR
+        return local_read.list_entries(self, prefix)
 
     def stat(self, path: str) -> Entry | None:
-        try:
-            st = beneath.lstat_at(self._real_root, check_relpath(path))
-        except OSError as exc:
-            raise classify_oserror(exc, path) from None
-        return None if st is None else self._entry(path, st)
+        return local_read.stat_entry(self._real_root, path)
+
+    def read(self, path: str) -> bytes | None:
+        return local_read.read_file(self._real_root, check_relpath(path))
+
+    def checksum(self, path: str) -> str | None:
+        return local_read.checksum(self._real_root, path)
 
     # ------------------------------------------------------------ changes
     def put(self, path: str, local: str, *, size: int, mtime: float,
@@ -169,7 +140,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             if exc.filename == local:   # the source file: its name is no staging name
                 raise classify_oserror(exc) from None
             raise classify_oserror(exc, path) from None
-        return self._entry(path, st)
+        return entry_of(path, st)
 
     def delete(self, path: str, *, tree: bool = False) -> None:
         """Target.delete, below a directory reached by descriptor (local_parents.find_dir):
@@ -227,7 +198,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             if mode is not None:
                 os.chmod(via, mode)
             os.utime(via, ns=(mtime_ns, mtime_ns))
-            return self._entry(path, os.fstat(fd))
+            return entry_of(path, os.fstat(fd))
         except OSError as exc:
             raise classify_oserror(exc, path) from None
         finally:
@@ -274,31 +245,4 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     def read_meta(self, name: str) -> bytes | None:
         """The bytes of `.mirrord/<name>`, or None (absent; a symlink: never followed)."""
-        return self._read_file(f"{META_DIR}/{name}")
-
-    def read(self, path: str) -> bytes | None:
-        return self._read_file(check_relpath(path))
-
-    def _read_file(self, rel: str) -> bytes | None:
-        """The bytes of the regular file at `rel`, or None (absent, not a regular file, a
-        symlink at it or at a parent: never followed; local_parents.open_file). OSError
-        classified."""
-        try:
-            fd = beneath.open_file(self._real_root, rel)
-            if fd is None:
-                return None
-            with open(fd, "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise classify_oserror(exc, rel) from None
-
-    def checksum(self, path: str) -> str | None:
-        try:
-            fd = beneath.open_file(self._real_root, check_relpath(path))
-            return None if fd is None else file_digest(fd)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise classify_oserror(exc, path) from None
+        return local_read.read_file(self._real_root, f"{META_DIR}/{name}")

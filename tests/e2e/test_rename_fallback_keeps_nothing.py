@@ -13,17 +13,16 @@ followed by an overwrite still keep the bytes they destroyed, on every target.""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
+from functools import partial
 
 import pytest
 
+from tests.e2e import keep_nothing as steps
 from tests.e2e.test_exchange_in_flight import exchange
 from tests.e2e.test_keep_shapes import kept_versions, sha
-from tests.e2e.test_trash_e2e import keeping_config, versioned_config
-from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, poll
+from tests.e2e.test_trash_e2e import keeping_config
+from tests.reliability.conftest import Env
 
 
 @pytest.fixture(params=["three", "three-inotify", "versioned"])
@@ -38,10 +37,7 @@ def env(request, tmp_path, seaweedfs):
             cfg.write_text(text.replace("[source:uploads]\n", "[source:uploads]\nwatcher = inotify\n"))
         names = None
     else:
-        cfg = versioned_config(tmp_path, seaweedfs)
-        text = cfg.read_text().replace("targets = s3\n", "targets = s3, local\n")
-        cfg.write_text(text + f"\n[target:local]\ntype = local\npath = {tmp_path / 'mirror'}\n"
-                              "keep_deleted = 1d\n")
+        cfg = steps.versioned_and_local(tmp_path, seaweedfs)
         names = ("s3", "local")
     e = Env(tmp_path, cfg) if names is None else Env(tmp_path, cfg, names=names)
     try:
@@ -50,30 +46,10 @@ def env(request, tmp_path, seaweedfs):
         e.close()
 
 
-def write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def settle(env: Env) -> None:
-    poll(env.drained, timeout=180, what="the backlog drained")
-    for target in env.targets.values():
-        wait_exact(env.src, target, timeout=180, excluded=excluded)
-
-
-def listed(env: Env) -> dict[str, list[tuple[str, str]]]:
-    """Per target: the sorted (path, why) `mirrord trash --json` lists."""
-    doc = json.loads(env.daemon.cli("trash", "--json").stdout)
-    return {name: sorted((e["path"], e["why"]) for e in t["entries"])
-            for name, t in doc["targets"].items()}
-
-
-def start(env: Env, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        write(env.src / rel, data)
-    env.daemon.start()
-    settle(env)
-    assert all(not rows for rows in listed(env).values()), listed(env)
+TIMEOUT = 180   # seconds, each bounded poll (three targets, one over ssh)
+settle = partial(steps.settle, timeout=TIMEOUT)
+start = partial(steps.start, timeout=TIMEOUT)
+listed, write = steps.listed, steps.write
 
 
 N = 6

@@ -13,29 +13,20 @@ by a directory and back; a real delete and overwrite still listed on both.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from pathlib import Path
+from functools import partial
 
 import pytest
 
+from tests.e2e import keep_nothing as steps
 from tests.e2e.test_exchange_in_flight import exchange
-from tests.e2e.test_trash_e2e import versioned_config
-from tests.exactness import wait_exact
-from tests.reliability.conftest import Env, excluded, poll
+from tests.reliability.conftest import Env, poll
 
 
 @pytest.fixture
 def env(tmp_path, seaweedfs):
-    cfg = versioned_config(tmp_path, seaweedfs)
-    text = cfg.read_text().replace("targets = s3\n", "targets = s3, local\n")
-    cfg.write_text(text + f"""
-[target:local]
-type = local
-path = {tmp_path / 'mirror'}
-keep_deleted = 1d
-""")
+    cfg = steps.versioned_and_local(tmp_path, seaweedfs)
     e = Env(tmp_path, cfg, names=("s3", "local"))
     try:
         yield e
@@ -43,31 +34,11 @@ keep_deleted = 1d
         e.close()
 
 
-def write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def settle(env: Env) -> None:
-    poll(env.drained, timeout=120, what="the backlog drained")
-    for target in env.targets.values():
-        wait_exact(env.src, target, timeout=120, excluded=excluded)
-
-
-def listed(env: Env) -> dict[str, list[tuple[str, str]]]:
-    """Per target: the sorted (path, why) of `mirrord trash --json` (the user's view)."""
-    doc = json.loads(env.daemon.cli("trash", "--json").stdout)
-    assert doc["targets"]["s3"]["trash_mode"] == "versioning", doc
-    return {name: sorted((e["path"], e["why"]) for e in t["entries"])
-            for name, t in doc["targets"].items()}
-
-
-def start(env: Env, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        write(env.src / rel, data)
-    env.daemon.start()
-    settle(env)
-    assert listed(env) == {"s3": [], "local": []}
+TIMEOUT = 120   # seconds, each bounded poll
+settle = partial(steps.settle, timeout=TIMEOUT)
+start = partial(steps.start, timeout=TIMEOUT, versioned="s3")
+listed = partial(steps.listed, versioned="s3")
+write = steps.write
 
 
 def test_file_and_directory_renames_keep_nothing(env):

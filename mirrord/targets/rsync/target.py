@@ -2,9 +2,9 @@
 
 This module is the Target itself: single operations (stat, put, set_meta,
 delete, mkdir, move, read, checksum, the heartbeat in `.mirrord/`) as remote
-commands, the streamed listing, and open()/close(). Its parts live beside it:
-connection.py (the ssh master and its sessions), remote.py (the shell run on
-the host and the parsing of what it prints), plan.py, batch.py and transfer.py
+commands, and open()/close(). Its parts live beside it: connection.py (the ssh
+master and its sessions), remote.py (the shell run on the host and the parsing
+of what it prints), listing.py (the streamed listing), plan.py, batch.py and transfer.py
 (sync(): one rsync per group of items), trash.py (keep_deleted). open() also
 removes, in the same remote command, what interrupted transfers left in
 `.mirrord/rsync-tmp`, when no other mirrord process here has this target open
@@ -18,21 +18,20 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 import threading
 from typing import Iterator, Sequence
 
 from mirrord.config import RsyncOptions, TargetConfig
-from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.errors import NotFound, PermanentError
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
-from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.paths import META_DIR, check_relpath
+from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
-                                          PRINTF, RSYNC_TMP, classify_stderr, parse_record,
-                                          prepare_script, q, record_entry, tail)
+                                          PRINTF, RSYNC_TMP, classify_stderr, prepare_script, q,
+                                          record_entry, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
@@ -116,61 +115,9 @@ class RsyncTarget(Target):
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: {what}")
 
-    # ------------------------------------------------------------ listing
+    # ------------------------------------------------------------ listing (listing.py)
     def list(self, prefix: str = "") -> Iterator[Entry]:
-        prefix = prefix.strip("/")
-        if prefix:
-            start = self._rel(prefix)   # nothing of ours below a symlink (nolink): none listed
-            body = (NOLINK + b"nolink %s && [ -e %s ] || { printf 'F 0\\0E 0\\0'; exit 0; }\n"
-                    % (start, start)
-                    + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, PRINTF))
-        else:
-            body = (b"exec 3>&1\n{ find . -mindepth 1 \\( -path ./.mirrord -prune \\) -o %s; "
-                    b"printf 'F %%s\\0' $? >&3; }" % PRINTF)
-        body += b" | LC_ALL=C sort -z -t ' ' -k 5\nprintf 'E %s\\0' $?\n"
-        yield from self._stream(self.in_root(body))
-
-    def _stream(self, script: bytes) -> Iterator[Entry]:
-        argv = self.conn.client_argv() + [self.opts.host, script]
-        with self.conn.session(), tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=err, bufsize=0)
-            try:
-                yield from self._parse_stream(proc, err)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.stdout.close()
-                proc.wait()
-
-    def _parse_stream(self, proc: subprocess.Popen, err) -> Iterator[Entry]:
-        rest, ended = b"", False
-        while not ended:
-            chunk = proc.stdout.read(1 << 16)
-            if not chunk:
-                break
-            *records, rest = (rest + chunk).split(b"\0")
-            for rec in records:
-                if rec[:2] in (b"F ", b"E "):
-                    if rec[2:] != b"0":
-                        self._list_failed(proc, err, rec)
-                    ended = rec[:1] == b"E"
-                    continue
-                kind, path, size, ns, mode = parse_record(rec)
-                yield Entry(os.fsdecode(path), size, ns_to_float(ns), is_dir=kind == b"d",
-                            mtime_ns=ns, mode=mode)
-        if not ended:
-            self._list_failed(proc, err, b"the listing ended early")
-
-    def _list_failed(self, proc: subprocess.Popen, err, why: bytes) -> None:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        err.seek(0)
-        stderr = err.read()
-        if proc.returncode == EXIT_NO_ROOT:
-            raise RetryableError(f"{self.describe()}: the target root is not there")
-        raise classify_stderr(stderr or why, f"{self.describe()}: listing failed ({why.decode(errors='replace')})")
+        return listing.list_entries(self, prefix)
 
     def stat(self, path: str) -> Entry | None:
         p = self._rel(path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
@@ -34,6 +33,7 @@ from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import format_ns, parse_ns
 from mirrord.targets.paths import check_relpath
+from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.keep_script import _answers, keep_records, keep_script
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, LINKED, LONG_TIMEOUT, MKDIRS, NOLINK,
                                           RSYNC_TMP, classify_stderr, q, record_entry)
@@ -105,7 +105,8 @@ class RsyncTrash:
             pat = b"./.mirrord/trash/*/" + _glob_escape(os.fsencode(check_relpath(prefix)))
             body += b"\\( -path %s -o -path %s \\) " % (q(pat), q(pat + b"/*"))
         body += b"-type f -printf '%s %T@ %m %P\\0'\nprintf 'E %s\\0' $?\n"
-        for rec in self._stream(self.t.in_root(body)):
+        ended_early = b"the trash listing ended early"
+        for rec in listing.records(self.t, self.t.in_root(body), ended_early):
             size, ns, mode, rel = rec.split(b" ", 3)
             parsed = parse_trash_rel(os.fsdecode(rel))
             if parsed is None:
@@ -115,29 +116,6 @@ class RsyncTrash:
                 continue
             yield Kept(path, stamp, why, int(size), parse_ns(ns), f"{TRASH}/{os.fsdecode(rel)}",
                        int(mode, 8))
-
-    def _stream(self, script: bytes) -> Iterator[bytes]:
-        """The NUL-terminated records `script` prints, up to its b'E STATUS' record."""
-        argv = self.t.conn.client_argv() + [self.t.opts.host, script]
-        with self.t.conn.session(), tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=err, bufsize=0)
-            try:
-                rest = b""
-                while chunk := proc.stdout.read(1 << 16):
-                    *records, rest = (rest + chunk).split(b"\0")
-                    for rec in records:
-                        if rec[:2] == b"E ":
-                            if rec != b"E 0":
-                                self.t._list_failed(proc, err, rec)
-                            return
-                        yield rec
-                self.t._list_failed(proc, err, b"the trash listing ended early")
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.stdout.close()
-                proc.wait()
 
     def purge(self, kept: Sequence[Kept]) -> None:
         """Remove these kept files and the trash directories they leave empty, in one script."""

@@ -190,25 +190,27 @@ def kept_version(t: "S3Target", key: str, version: str, stamp: str, why: str,
 
 def drop_resent(t: S3Target, key: str, version: str) -> None:
     """Delete `version` of `key`, which a put just replaced with the very same version
-    (size, mtime, sha256: conditional.same_version). Best effort, like drop_self_copied:
-    a failure leaves it listed as a kept version (logged at warning), never fails the put."""
-    err = _delete_version(t, key, version, "put")
-    if err is not None:
-        log.warning(kv(msg="cannot delete the version a re-send of the same version "
-                           "replaced; it stays listed in the trash", target=t.name,
-                       path=key[len(t.root):], error=err))
+    (size, mtime, sha256: conditional.same_version). Best effort (_drop): never fails
+    the put."""
+    _drop(t, key, version, "put", "a re-send of the same version replaced")
 
 
 def drop_self_copied(t: S3Target, key: str, version: str) -> None:
     """Delete `version` of `key`, the one set_meta just copied onto itself with new
-    metadata (CopySourceIfMatch made sure it is the bytes now current). Best effort: a
-    failure leaves it listed as a kept version (logged at warning), never fails the
-    chmod, which is done."""
-    err = _delete_version(t, key, version, "set_meta")
+    metadata (CopySourceIfMatch made sure it is the bytes now current). Best effort
+    (_drop): never fails the chmod, which is done."""
+    _drop(t, key, version, "set_meta", "a metadata change replaced")
+
+
+def _drop(t: S3Target, key: str, version: str, op: str, what: str) -> None:
+    """Delete `version` of `key`, a version whose bytes live on elsewhere (`what` says
+    where it came from, for the log; `op` names the operation in a classified error).
+    Best effort: a failure leaves it listed as a kept version and is logged at warning,
+    never raised, as the op that left it is done."""
+    err = _delete_version(t, key, version, op)
     if err is not None:
-        log.warning(kv(msg="cannot delete the version a metadata change replaced; it "
-                           "stays listed in the trash", target=t.name,
-                       path=key[len(t.root):], error=err))
+        log.warning(kv(msg=f"cannot delete the version {what}; it stays listed in the trash",
+                       target=t.name, path=key[len(t.root):], error=err))
 
 
 def delete_unkept(t: S3Target, path: str, lives_on: Entry) -> None:
@@ -228,7 +230,4 @@ def delete_unkept(t: S3Target, path: str, lives_on: Entry) -> None:
     if (head is None or not version or version == "null" or head.get("ETag") != lives_on.token
             or head["ContentLength"] != lives_on.size):
         return   # another version than the one compared (or none): it stays kept
-    err = _delete_version(t, key, version, "delete")
-    if err is not None:
-        log.warning(kv(msg="cannot delete the version a rename's delete left; it stays "
-                           "listed in the trash", target=t.name, path=path, error=err))
+    _drop(t, key, version, "delete", "a rename's delete left")

@@ -1,0 +1,101 @@
+"""Looking at a local target's mirror without changing it: list, stat, read, checksum.
+
+Every look starts from the root as resolved at open() and reaches its path by
+descriptor, following no symlink (mirrord.targets.local_parents; treewalk.walk's
+`below`), so a symlink planted in the mirror never shows what lies outside the root:
+a symlink at a path or at a parent reads as nothing there. The root's `.mirrord/`
+(mirrord's own area) is never listed. OSError is classified (targets.failures).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from mirrord.errors import PermanentError
+from mirrord.targets import local_parents as beneath
+from mirrord.targets.failures import classify_oserror
+from mirrord.targets.model import Entry
+from mirrord.targets.paths import META_DIR, check_relpath
+from mirrord.treewalk import WalkErrors, file_digest, walk
+
+if TYPE_CHECKING:
+    from mirrord.targets.local import LocalTarget
+
+
+def entry_of(path: str, st: os.stat_result) -> Entry | None:
+    """The Entry for `path` from its stat (mode, ns mtime); None for what is neither a
+    directory nor a regular file."""
+    mode = stat_mod.S_IMODE(st.st_mode)
+    if stat_mod.S_ISDIR(st.st_mode):
+        return Entry(path, 0, st.st_mtime, is_dir=True, mtime_ns=st.st_mtime_ns, mode=mode)
+    if stat_mod.S_ISREG(st.st_mode):
+        return Entry(path, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns, mode=mode)
+    return None
+
+
+def list_entries(t: LocalTarget, prefix: str = "") -> Iterator[Entry]:
+    """Target.list; below `prefix` the walk starts from the root and reaches the prefix
+    without following a symlink (treewalk.walk's `below`): by path, one swapped in at
+    the prefix after its stat listed what lay outside the root. PermanentError when a
+    directory cannot be read."""
+    prefix = prefix.strip("/")
+    if prefix:
+        st = t.stat(prefix)
+        if st is None:
+            return
+        if not st.is_dir:
+            yield st
+            return
+        yield st
+    errors = WalkErrors([])
+    # the walk's entries carry mode and mtime_ns from the lstat it makes anyway
+    yield from walk(t._real_root, below=prefix, excluded=_own, errors=errors)
+    if errors:
+        where, why = errors.unreadable[0]
+        if where == prefix and t.stat(prefix) is None:
+            return   # the prefix went (or is a symlink now) since its stat: nothing there
+        raise PermanentError(f"{t.describe()}: cannot list {where!r}: {why}")
+
+
+def _own(relpath: str) -> bool:
+    """Only mirrord's area at the root is not listed; every other name is a user's."""
+    return relpath == META_DIR
+
+
+def stat_entry(real_root: str, path: str) -> Entry | None:
+    """Target.stat below `real_root`: None when absent (or a symlink on the way)."""
+    try:
+        st = beneath.lstat_at(real_root, check_relpath(path))
+    except OSError as exc:
+        raise classify_oserror(exc, path) from None
+    return None if st is None else entry_of(path, st)
+
+
+def read_file(real_root: str, rel: str) -> bytes | None:
+    """The bytes of the regular file at `rel`, or None (absent, not a regular file, a
+    symlink at it or at a parent: never followed; local_parents.open_file). OSError
+    classified."""
+    try:
+        fd = beneath.open_file(real_root, rel)
+        if fd is None:
+            return None
+        with open(fd, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise classify_oserror(exc, rel) from None
+
+
+def checksum(real_root: str, path: str) -> str | None:
+    """Target.checksum: the file's digest (treewalk.file_digest), None when absent."""
+    try:
+        fd = beneath.open_file(real_root, check_relpath(path))
+        return None if fd is None else file_digest(fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise classify_oserror(exc, path) from None
