@@ -171,7 +171,8 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     _announce(args, names)
     opened = _open(cfg, names)
     try:
-        chosen = {n: listing.choose(listing.kept_under(t, prefixes[n]), **bounds)
+        chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
+                                                       since=bounds.get("since")), **bounds)
                   for n, t in opened.items()}
         if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
             outcomes = _restore_sources(cfg, opened, chosen, force=args.force,

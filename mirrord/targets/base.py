@@ -153,8 +153,15 @@ class Target(abc.ABC):
         round trip per call (rsync) do the batch in one."""
         return itemwise.keep_each(self, requests)
 
-    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
-        """Every kept version whose path is `prefix` or below it (all when empty), any order."""
+    def trash_list(self, prefix: str = "", *, since: float | None = None) -> Iterator[Kept]:
+        """Every kept version whose path is `prefix` or below it (all when empty), any order.
+        `since` (seconds since the epoch, None: no bound): versions stamped earlier than a
+        change at `since` would be (stamp < mirrord.trash.model.since_stamp(since), to the
+        microsecond) are not listed, and the target does not read them either: the trash
+        is laid out stamp first (TRASH/<stamp>.<why>/<path>), so the work is bounded by
+        what was kept since then, not by the size of the trash (swaps.redundant asks for
+        one path's versions after every exchange). ValueError for a `since` no stamp can
+        express (since_stamp)."""
         raise PermanentError(f"{self.describe()}: keep_deleted is not supported")
 
     def trash_purge(self, kept: Sequence[Kept]) -> None:

@@ -181,11 +181,11 @@ class LocalTrash:
         return open_dir_beneath(self._real_root, rel, create=True)
 
     # ------------------------------------------------------------ list
-    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
+    def trash_list(self, prefix: str = "", *, since: float | None = None) -> Iterator[Kept]:
         """One Kept per kept file (or symlink) whose original path is `prefix` or below it;
-        a directory prefix matches everything below it. Streams; any order
-        (local_trash_list.list_kept)."""
-        return list_kept(self.root, self._real_root, prefix)
+        a directory prefix matches everything below it; none stamped before `since`
+        (Target.trash_list). Streams; any order (local_trash_list.list_kept)."""
+        return list_kept(self.root, self._real_root, prefix, since=since)
 
     # ------------------------------------------------------------ purge
     def trash_purge(self, kept: Sequence[Kept]) -> None:

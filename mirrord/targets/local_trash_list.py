@@ -13,15 +13,19 @@ from collections.abc import Iterator
 from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.paths import check_relpath
-from mirrord.trash.model import TRASH, Kept, parse_entry_dir
+from mirrord.trash.model import TRASH, Kept, parse_entry_dir, since_stamp
 
 
-def list_kept(root: str, real_root: str, prefix: str = "") -> Iterator[Kept]:
+def list_kept(root: str, real_root: str, prefix: str = "", *,
+              since: float | None = None) -> Iterator[Kept]:
     """One Kept per kept file (or symlink) in the local target's trash below `root` (its
     resolved path `real_root`) whose original path is `prefix` or below it; a directory
-    prefix matches everything below it. Streams; any order. PermanentError for a bad
-    prefix; OSError classified as the target's."""
+    prefix matches everything below it. `since` (seconds since the epoch, None: no bound):
+    a '<stamp>.<why>' directory stamped earlier (trash.model.since_stamp) is skipped by
+    its name, nothing below it opened. Streams; any order. PermanentError for a bad
+    prefix; OSError classified as the target's; ValueError as since_stamp."""
     prefix = prefix.strip("/")
+    bound = since_stamp(since)
     if prefix:
         check_relpath(prefix)
     base = os.path.join(os.fsencode(root), os.fsencode(TRASH))
@@ -41,7 +45,7 @@ def list_kept(root: str, real_root: str, prefix: str = "") -> Iterator[Kept]:
         os.close(fd)
     for entry in entries:
         parsed = parse_entry_dir(os.fsdecode(entry))
-        if parsed is not None:
+        if parsed is not None and (bound is None or parsed[0] >= bound):
             yield from _list_entry(real_root, base, entry, parsed, prefix)
 
 def _list_entry(real_root: str, base: bytes, entry: bytes, parsed: tuple[str, str],

@@ -25,7 +25,7 @@ from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns, ns_to_float, put_ns
 from mirrord.targets.paths import check_relpath
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, parse_trash_rel,
-                                 trash_rel)
+                                 since_stamp, trash_rel)
 from mirrord.treewalk import entry_key
 
 
@@ -172,12 +172,15 @@ class MemoryTarget(Target):
         self.trash[key] = item
         return len(item[0])
 
-    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
+    def trash_list(self, prefix: str = "", *, since: float | None = None) -> Iterator[Kept]:
         prefix = prefix.strip("/")
+        bound = since_stamp(since)
         with self._lock:
             kept = list(self.trash.items())
         for key, item in kept:
             stamp, why, path = parse_trash_rel(key[len(TRASH) + 1:])
+            if bound is not None and stamp < bound:
+                continue
             if not prefix or path == prefix or path.startswith(prefix + "/"):
                 e = _entry(path, item)
                 yield Kept(path, stamp, why, e.size, e.mtime_ns, key, e.mode)

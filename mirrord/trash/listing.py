@@ -19,7 +19,7 @@ from mirrord.config import Config
 from mirrord.config.values import parse_duration
 from mirrord.targets.base import Target
 from mirrord.targets.paths import META_DIR, join
-from mirrord.trash.model import WHY_TEXT, Kept, stamp_time
+from mirrord.trash.model import WHY_TEXT, Kept, since_stamp, stamp_time
 
 
 class UsageError(ValueError):
@@ -107,12 +107,20 @@ def source_place(cfg: Config, target: str, path: str) -> tuple[str, str, str] | 
     return best.name, str(best.path), rel
 
 
-def kept_under(target: Target, prefixes: Iterable[str]) -> list[Kept]:
+def kept_under(target: Target, prefixes: Iterable[str], *,
+               since: float | None = None) -> list[Kept]:
     """Every version `target` keeps at or below any of `prefixes` ('' = all), once each,
-    sorted by path and newest change first. Raises what Target.trash_list raises."""
+    sorted by path and newest change first. `since` (seconds since the epoch, None: no
+    bound): the target need not list versions stamped before it (Target.trash_list, to the
+    microsecond of the stamps); choose(since=...) is the exact test. Raises what
+    Target.trash_list raises."""
+    try:
+        since_stamp(since)
+    except ValueError:   # a year no stamp holds (--since 1000000d): choose() alone bounds
+        since = None
     seen: dict[tuple[str, str, str | None], Kept] = {}
     for prefix in prefixes:
-        for k in target.trash_list(prefix):
+        for k in target.trash_list(prefix, since=since):
             seen.setdefault((k.key, k.path, k.version), k)
     return sorted(seen.values(), key=lambda k: (k.path, -k.when, k.key))
 

@@ -31,6 +31,26 @@ def stamp_of(when: float) -> str:
     return _dt.datetime.fromtimestamp(when, _dt.timezone.utc).strftime(_FMT)
 
 
+def since_stamp(since: float | None) -> str | None:
+    """The lowest stamp Target.trash_list(since=...) lists, None for no bound (`since`
+    None): stamp_of(since), the stamp a change at `since` (seconds since the epoch) gets,
+    rounded to the microsecond as stamp_of rounds. Stamps are fixed-width UTC text, most
+    significant field first (_FMT), so their text order is their time order and a kept
+    version is at or after the bound exactly when `stamp >= since_stamp(since)`; a target
+    can then seek to the bound in its own sorted listing (an S3 key's StartAfter, a
+    directory name) instead of reading every older stamp. ValueError for a `since` whose
+    year is not four digits (1000..9999): its stamp would not sort as time."""
+    if since is None:
+        return None
+    try:
+        stamp = stamp_of(since)
+    except (OverflowError, OSError) as exc:   # beyond time_t / the platform's gmtime
+        raise ValueError(f"no trash stamp sorts as the time {since!r}") from exc
+    if len(stamp) != len("20261129T123456.123456Z"):
+        raise ValueError(f"no trash stamp sorts as the time {since!r}")
+    return stamp
+
+
 def stamp_time(stamp: str) -> float:
     """Seconds since the epoch of a stamp made by stamp_of; ValueError if it is not one."""
     return _dt.datetime.strptime(stamp, _FMT).replace(tzinfo=_dt.timezone.utc).timestamp()

@@ -63,7 +63,10 @@ def redundant(target: Target, item: SyncItem) -> list[Kept]:
     for name, other in ((item.path, there), (item.moved_to, here)):
         assert other is not None
         want = (other.size, exact_ns(other.mtime, other.mtime_ns))
-        out += [k for k in target.trash_list(name) if k.path == name and k.why == OVERWRITTEN
+        # the bound reaches the target: it reads the versions kept since the change, not its
+        # whole trash (an S3 'copy' trash would be LISTed whole for every exchange's put)
+        out += [k for k in target.trash_list(name, since=since)
+                if k.path == name and k.why == OVERWRITTEN
                 and (k.size, k.mtime_ns) == want and _since(k, since)]
     return out
 
@@ -73,6 +76,7 @@ def _file(entry: Entry | None) -> bool:
 
 
 def _since(kept: Kept, since: float) -> bool:
+    """The rule itself, also for a target that lists more than since= asked."""
     try:
         return stamp_time(kept.stamp) >= since
     except ValueError:

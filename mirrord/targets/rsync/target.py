@@ -144,8 +144,8 @@ class RsyncTarget(Target):
         """keep() for the whole batch in one remote script (trash.keep_script)."""
         return [g if isinstance(g, Exception) else None for g in RsyncTrash(self).keep_batch(requests)]
 
-    def trash_list(self, prefix: str = "") -> Iterator[Kept]:
-        return RsyncTrash(self).list(prefix)
+    def trash_list(self, prefix: str = "", *, since: float | None = None) -> Iterator[Kept]:
+        return RsyncTrash(self).list(prefix, since)
 
     def trash_purge(self, kept: Sequence[Kept]) -> None:
         RsyncTrash(self).purge(kept)

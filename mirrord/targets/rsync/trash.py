@@ -37,7 +37,7 @@ from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.keep_script import _answers, keep_records, keep_script
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, LINKED, LONG_TIMEOUT, MKDIRS, NOLINK,
                                           RSYNC_TMP, classify_stderr, q, record_entry)
-from mirrord.trash.model import TRASH, Kept, parse_trash_rel
+from mirrord.trash.model import TRASH, Kept, parse_trash_rel, since_stamp
 
 if TYPE_CHECKING:
     from mirrord.targets.rsync.target import RsyncTarget
@@ -97,10 +97,20 @@ class RsyncTrash:
         return out
 
     # ------------------------------------------------------------ list / purge
-    def list(self, prefix: str = "") -> Iterator[Kept]:
-        """One remote `find` over the trash, streamed; only kept files at or below `prefix`."""
+    def list(self, prefix: str = "", since: float | None = None) -> Iterator[Kept]:
+        """One remote `find` over the trash, streamed; only kept files at or below `prefix`,
+        none stamped before `since` (seconds since the epoch; trash.model.since_stamp):
+        find prunes every older '<stamp>.<why>' directory by its name (_since_names) and
+        never descends into it, in the same one round trip."""
         prefix = prefix.strip("/")
-        body = b"[ -d ./.mirrord/trash ] || { printf 'E 0\\0'; exit 0; }\nfind ./.mirrord/trash -mindepth 2 "
+        bound = since_stamp(since)
+        body = b"[ -d ./.mirrord/trash ] || { printf 'E 0\\0'; exit 0; }\nfind ./.mirrord/trash "
+        if bound is None:
+            body += b"-mindepth 2 "
+        else:   # a top-level name not matching is pruned; below the top, as without a bound
+            names = b" -o ".join(b"-name " + q(n) for n in _since_names(bound))
+            body += (b"-mindepth 1 ! -path './.mirrord/trash/*/*' ! \\( %s \\) -prune "
+                     b"-o -path './.mirrord/trash/*/*' " % names)
         if prefix:   # a coarse pre-filter (find's * matches '/'); the exact test is below
             pat = b"./.mirrord/trash/*/" + _glob_escape(os.fsencode(check_relpath(prefix)))
             body += b"\\( -path %s -o -path %s \\) " % (q(pat), q(pat + b"/*"))
@@ -114,6 +124,8 @@ class RsyncTrash:
             stamp, why, path = parsed
             if prefix and path != prefix and not path.startswith(prefix + "/"):
                 continue
+            if bound is not None and stamp < bound:
+                continue   # not stamp-shaped where the patterns look (strptime is lenient)
             yield Kept(path, stamp, why, int(size), parse_ns(ns), f"{TRASH}/{os.fsdecode(rel)}",
                        int(mode, 8))
 
@@ -191,6 +203,20 @@ def _trash_rel(kept: Kept) -> bytes:
         raise PermanentError(f"{key!r} is not a kept file of this target")
     check_relpath(rel)   # no '', '.', '..' component, no NUL
     return os.fsencode(rel)
+
+
+def _since_names(bound: str) -> list[bytes]:
+    """find -name patterns matching exactly the names that sort at or after `bound` (a
+    stamp: fixed width, digits where stamps differ) among names shaped like stamps: `bound`
+    itself and anything after it, or `bound`'s first i characters then a greater digit
+    (one pattern per digit position: 21 at most). Digits are listed, not ranged: a range
+    in a bracket expression follows the locale's collation (POSIX 2.13.1)."""
+    out = [bound.encode() + b"*"]
+    for i, c in enumerate(bound):
+        if c.isdigit() and c != "9":
+            greater = "".join(str(d) for d in range(int(c) + 1, 10))
+            out.append(f"{bound[:i]}[{greater}]*".encode())
+    return out
 
 
 def _glob_escape(value: bytes) -> bytes:

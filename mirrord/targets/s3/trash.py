@@ -22,6 +22,11 @@ Two ways to keep, chosen at open() by GetBucketVersioning (versioning.detect_mod
   its VersionId. Entries a 'copy' period left under .mirrord/trash/ are listed too,
   so retention still purges them.
 
+trash_list(since=...) (swaps.redundant after every exchange of two files) starts the copy
+listing at that stamp (ListObjectsV2 StartAfter: the keys begin with the stamp), so it
+reads what was kept since then, not the whole trash; the noncurrent versions are listed
+by the key's prefix anyway and only filtered.
+
 Neither ListObjectsV2 nor ListObjectVersions returns user metadata, so each kept
 file's mtime and mode come from a HEAD, at most HEAD_WINDOW in flight. Purges
 are DeleteObjects batches (S3Target.delete_batch keys, 1000 at most: the S3 API
@@ -45,7 +50,7 @@ from mirrord.targets.s3.keys import MAX_KEY_BYTES, head_entry, key_for
 from mirrord.targets.s3.listing import pages
 from mirrord.targets.s3.versioning import VERSIONING, file_ns, kept_version, noncurrent, under
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept,
-                                 parse_entry_dir, parse_trash_rel, trash_rel)
+                                 parse_entry_dir, parse_trash_rel, since_stamp, trash_rel)
 
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
@@ -133,22 +138,34 @@ def _keep_one(t: "S3Target", path: str, key: str, stamp: str, why: str, size: in
 
 
 # ------------------------------------------------------------------ list
-def trash_list(t: "S3Target", prefix: str = "") -> Iterator[Kept]:
+def trash_list(t: "S3Target", prefix: str = "", *, since: float | None = None) -> Iterator[Kept]:
     """Target.trash_list: the copies under .mirrord/trash/, then (versioning) the
-    noncurrent versions, of `prefix` and below; each HEADed for mtime and mode."""
+    noncurrent versions, of `prefix` and below, none stamped before `since` (seconds since
+    the epoch; trash.model.since_stamp); each HEADed for mtime and mode."""
     prefix = prefix.strip("/")
-    yield from _bounded(lambda c: _kept_copy(t, *c), _copied(t, prefix))
+    bound = since_stamp(since)
+    yield from _bounded(lambda c: _kept_copy(t, *c), _copied(t, prefix, bound))
     if t.trash_mode() == VERSIONING:
-        yield from _bounded(lambda c: kept_version(t, *c), noncurrent(t, prefix))
+        # listed by the key's prefix (ListObjectVersions Prefix), stamped from LastModified
+        # as the listing goes: the bound can only filter here
+        versions = (v for v in noncurrent(t, prefix) if bound is None or v[2] >= bound)
+        yield from _bounded(lambda c: kept_version(t, *c), versions)
 
 
-def _copied(t: "S3Target", prefix: str) -> Iterator[tuple[str, str, str, str]]:
-    """(key, stamp, why, path) of every kept copy whose path is at or below `prefix`."""
+def _copied(t: "S3Target", prefix: str,
+            bound: str | None = None) -> Iterator[tuple[str, str, str, str]]:
+    """(key, stamp, why, path) of every kept copy whose path is at or below `prefix` and
+    whose stamp is `bound` or later (None: any). The keys start with the stamp and
+    ListObjectsV2 returns keys in UTF-8 binary order (S3 API Reference, ListObjectsV2), so
+    StartAfter at the bound skips every older stamp without reading its keys: the LIST
+    pages are those of the versions kept since then, not of the whole trash."""
     base = t.root + TRASH + "/"
-    for page in pages(t, "trash list", Prefix=base):
+    seek = {"StartAfter": base + bound} if bound is not None else {}
+    for page in pages(t, "trash list", Prefix=base, **seek):
         for obj in page.get("Contents", ()):
             parsed = parse_trash_rel(obj["Key"][len(base):])
-            if parsed is not None and under(parsed[2], prefix):
+            if parsed is not None and under(parsed[2], prefix) and (
+                    bound is None or parsed[0] >= bound):   # a server that ignores StartAfter
                 yield (obj["Key"],) + parsed
 
 
