@@ -12,12 +12,14 @@ Both run on the main thread; the journal is never touched from another one.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
+from mirrord import claimer, interrupted, locations, notify
 from mirrord import daemon_start as start
-from mirrord import interrupted, locations, notify
 from mirrord.interrupted import Interrupted
 from mirrord.journal import Journal
 from mirrord.logsetup import kv
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mirrord.daemon")
 
 STOP_GRACE = 30.0               # seconds to let in-flight work finish on SIGTERM
+ADOPT_EVERY = 5.0               # seconds between looks for rows a gone process left in flight
 
 
 def setup(d: Daemon) -> None:
@@ -57,6 +60,7 @@ def setup(d: Daemon) -> None:
         # claims kept: the rows the last run left in flight are read first (undo_interrupted)
         d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
         undo_interrupted(d)
+        others_in_flight(d)
         locations.check(d.journal, d.cfg)   # before the catch-up reads what was shipped
         # the targets sources route to: one no source lists is never opened, and calling it
         # in_sync on /ready and in mirrord_target_state told other tools it mirrors something
@@ -80,6 +84,7 @@ def setup(d: Daemon) -> None:
     d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
                         guards=guards, on_outcome=d.reporter.observe,
                         keep=d.keep, held=d.alarms.holds)
+    d.periodic_hooks.append(ClaimWatch())
     if d.keep:   # trash retention: at start, then every retention.INTERVAL
         d.periodic_hooks.append(d.scans.retention)
     d.pipeline = Pipeline(d.journal, d.shipper, idle=d._wait,
@@ -90,23 +95,55 @@ def setup(d: Daemon) -> None:
         d._handle_events(src, start_events[src.name])
 
 
-def undo_interrupted(d: Daemon) -> None:
-    """Queue the removals of what the ops the last run left in flight may have made on
-    their targets and the source no longer has (mirrord.interrupted), and release those
-    rows' claims so they run again, in one transaction: a crash in between loses neither.
-    Raises what the journal raises (sqlite3.Error)."""
-    rows = [Interrupted(*row) for row in d.journal.claimed_rows()]
+def undo_interrupted(d: Daemon, *, why: str = "ops cut short by the last stop run again") -> int:
+    """Queue the removals of what the ops a gone process left in flight (the last run, a
+    `mirrord reconcile` killed) may have made on their targets and the source no longer
+    has (mirrord.interrupted), and release those rows' claims so they run again, in one
+    transaction: a crash in between loses neither. The rows of a process still running
+    (a reconcile that started before the daemon: mirrord.claimer) are left to it.
+    Returns how many rows were released. Raises what the journal raises (sqlite3.Error)."""
+    gone = d.journal.gone_claimers()
+    rows = [Interrupted(*row) for row in d.journal.claimed_rows(gone)] if gone else []
     if not rows:
-        return
+        return 0
     removals = interrupted.removals(rows, d.cfg.sources)
     # counted by the mass-change alarm first: its hold (pause_on_alarm) must be in the
     # journal before these are, or they go out unheld while the catch-up still walks
     d.alarms.observe_start(removals)
     with d.journal.transaction():
         d.journal.enqueue(removals)
-        d.journal.release_claims()
-    log.info(kv(msg="ops cut short by the last stop run again", ops=len(rows),
-                parents_removed=len(removals)))
+        d.journal.release_claims(claimers=gone)
+    log.info(kv(msg=why, ops=len(rows), parents_removed=len(removals)))
+    return len(rows)
+
+
+class ClaimWatch:
+    """A periodic hook (Daemon.periodic_hooks): the rows another live process holds in
+    flight at the daemon's start (a `mirrord reconcile` that began while the daemon was
+    down) are its own while it runs; once it is gone without finishing them (killed),
+    they are undone like a crash's (undo_interrupted), not left claimed until the next
+    start. Looks every ADOPT_EVERY seconds, one index range per target."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock, self.next = clock, 0.0
+
+    def __call__(self, d: Daemon) -> None:
+        now = self.clock()
+        if now < self.next:
+            return
+        self.next = now + ADOPT_EVERY
+        for name in d.targets:
+            if any(not claimer.alive(c) for c in d.journal.claimers(name)):
+                undo_interrupted(d, why="ops a process that is gone left in flight run again")
+                return
+
+
+def others_in_flight(d: Daemon) -> None:
+    """Log the live processes (pids) whose rows in flight the daemon leaves to them."""
+    others = {c for c in d.journal.claimers() if c != d.journal.claimer and claimer.alive(c)}
+    if others:
+        log.info(kv(msg="rows in flight of another running mirrord process are left to it",
+                    pids=",".join(sorted(c.split(":")[0] for c in others if c))))
 
 
 def shutdown(d: Daemon) -> None:

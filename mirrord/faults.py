@@ -4,7 +4,9 @@ Off (one dictionary lookup at import, nothing per op) unless the environment var
 MIRRORD_FAULT_DIR names a directory. Then, at a point, when the file `<dir>/<point>`
 exists and one of its lines `TARGET GLOB` matches the op's target name and source-relative
 path (fnmatch, `*` for any target), the worker appends `TARGET PATH` to
-`<dir>/<point>.reached` and waits while `<dir>/<point>` exists (HOLD_MAX seconds at most).
+`<dir>/<point>.reached` and waits while `<dir>/<point>` exists and still holds a line
+matching it (HOLD_MAX seconds at most): a test lets one worker go by removing its line,
+and every one by removing the file.
 
 The one point, "shipped", sits in Shipper.run_ops after the target did an op and before
 its outcome is handed back: what the op left on the target is there (a file, the parent
@@ -31,13 +33,8 @@ def point(name: str, target: str, paths: Iterable[str]) -> None:
     if not FAULT_DIR:
         return
     rule = os.path.join(FAULT_DIR, name)
-    try:
-        with open(rule) as fh:
-            rules = [line.split(None, 1) for line in fh if line.strip()]
-    except OSError:
-        return
-    hit = [p for p in paths for r in rules if len(r) == 2
-           and fnmatchcase(target, r[0]) and fnmatchcase(p, r[1].strip())]
+    rules = _rules(rule)
+    hit = _matching(rules, target, paths)
     if not hit:
         return
     try:
@@ -46,5 +43,19 @@ def point(name: str, target: str, paths: Iterable[str]) -> None:
     except OSError:
         return
     deadline = time.monotonic() + HOLD_MAX
-    while os.path.exists(rule) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and _matching(_rules(rule), target, hit):
         time.sleep(0.05)
+
+
+def _rules(rule: str) -> list[list[str]]:
+    """The `TARGET GLOB` lines of the file `rule`; none when it is gone or unreadable."""
+    try:
+        with open(rule) as fh:
+            return [line.split(None, 1) for line in fh if line.strip()]
+    except OSError:
+        return []
+
+
+def _matching(rules: list[list[str]], target: str, paths: Iterable[str]) -> list[str]:
+    return [p for p in paths for r in rules if len(r) == 2
+            and fnmatchcase(target, r[0]) and fnmatchcase(p, r[1].strip())]

@@ -1,6 +1,8 @@
 """What ops cut short by the last stop may have left on a target, undone at the next start.
 
-A row still claimed when the daemon opens the journal was in flight when the last run
+A row still claimed when the daemon opens the journal by a process that is gone (its
+claimer, mirrord.claimer: a row a running `mirrord reconcile` holds is left to it, and
+undone only if that process dies without finishing it) was in flight when the last run
 ended (`kill -9`, a crash, a stop whose grace ran out): its op may have done part or
 all of its work on the target, and the ack that records it never came. The row runs
 again (its claim is released) and, being state-based, does what the source holds now at

@@ -55,6 +55,9 @@ class Pipeline:
         held changes were dropped (a full rescan must follow); `on_journal_error(exc)`:
         count it (status)."""
         self.journal, self.shipper = journal, shipper
+        # False: claim no more rows, only record what the workers finish (a reconcile
+        # whose shipping a daemon started meanwhile takes over: mirrord.reconcile.command)
+        self.claiming = True
         self.clock, self.idle = clock, idle
         self.on_rescan, self.on_lost, self.on_journal_error = on_rescan, on_lost, on_journal_error
         self.on_check = on_check
@@ -181,8 +184,9 @@ class Pipeline:
             log_retrying(target, attempt, error, paths)
 
     def dispatch(self) -> None:
-        """Hand ready rows to each target's free workers (no shipper: nothing to do)."""
-        if self.shipper is None:
+        """Hand ready rows to each target's free workers (no shipper, or not claiming:
+        nothing to do)."""
+        if self.shipper is None or not self.claiming:
             return
         for name in self.shipper.targets:
             try:

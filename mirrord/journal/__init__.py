@@ -21,7 +21,9 @@ Moves keep their order with a `wait_for` link: after `mv A B` the row for A
 then moved away. Directory ops (a directory moved, or deleted with its tree)
 are barriers: rows below their paths enqueued after them wait for them.
 
-Only the daemon's main thread writes; readers (status, catch-up scans) open
+A claimed row records its claimer, the process shipping it (schema 5, mirrord.claimer):
+the daemon and `mirrord reconcile` may each have rows in flight, and only a gone
+process's count as cut short. Only the daemon's main thread writes; readers (status, catch-up scans) open
 their own read-only connections. A change is safe once `enqueue` returns.
 
 records.py   Change, Op, Outcome, RowState, TargetBacklog; path bytes <-> str, ship_key

@@ -15,6 +15,7 @@ import random
 import sqlite3
 from typing import Callable, Iterable
 
+from mirrord import claimer as claimer_mod
 from mirrord.journal.barriers import _Barriers, overlaps_inflight
 from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import shipped_meta
@@ -35,6 +36,7 @@ class ClaimAckMixin:
     db: sqlite3.Connection
     clock: Callable[[], float]
     _barriers: _Barriers
+    claimer: str   # this process (mirrord.claimer.me()): recorded on every row it claims
 
     def count_ready(self, target: str, limit: int, *, now: float | None = None) -> int:
         """How many ops claim() would hand out for `target` now, counting at most `limit`."""
@@ -58,7 +60,8 @@ class ClaimAckMixin:
                     continue
                 if kind == "move" and src is not None and self._in_flight(target, source, bytes(src)):
                     continue   # what was at src is still being shipped: move it once it has been
-                self.db.execute("UPDATE ops SET claimed = ? WHERE id = ?", (seq, oid))
+                self.db.execute("UPDATE ops SET claimed = ?, claimer = ? WHERE id = ?",
+                                (seq, self.claimer, oid))
                 src_shipped = shipped = None
                 if kind == "move" and src is not None and not is_dir:
                     src_shipped = self._shipped_meta(target, source, bytes(src))
@@ -189,10 +192,35 @@ class ClaimAckMixin:
             "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
             "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
 
-    def release_claims(self, target: str | None = None) -> None:
-        """Forget in-flight marks (at shutdown, for work that did not finish): of `target`'s
-        rows only, or of every row (None)."""
+    def claimers(self, target: str | None = None) -> set[str | None]:
+        """The claimers (mirrord.claimer ids; None: a claim from before schema 5) of the
+        rows in flight, of `target` only (an index range: cheap enough for every few
+        seconds) or of every target (None: a scan of `ops`)."""
         if target is None:
-            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+            rows = self.db.execute("SELECT DISTINCT claimer FROM ops WHERE claimed != 0")
         else:
-            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0 AND target = ?", (target,))
+            rows = self.db.execute("SELECT DISTINCT claimer FROM ops WHERE target = ? AND "
+                                   "claimed > 0", (target,))
+        return {c for (c,) in rows}
+
+    def gone_claimers(self, target: str | None = None) -> set[str | None]:
+        """The claimers of rows in flight (of `target`, or all) that no longer run: whose
+        rows a crash or a kill cut short (mirrord.interrupted)."""
+        return {c for c in self.claimers(target) if not claimer_mod.alive(c)}
+
+    def release_claims(self, target: str | None = None, *,
+                       claimers: Iterable[str | None] | None = None) -> int:
+        """Forget the in-flight marks left by processes that are gone (`claimers`; None:
+        those gone now), of `target`'s rows only or of every row (None); a live
+        process's rows (the daemon's, a running reconcile's, our own) stay in flight.
+        Returns how many rows were released."""
+        gone = self.gone_claimers(target) if claimers is None else set(claimers)
+        named = [c for c in gone if c is not None]
+        where = "claimer IS NULL" if None in gone else "0"
+        if named:
+            where += f" OR claimer IN ({','.join('?' * len(named))})"
+        sql = f"UPDATE ops SET claimed = 0, claimer = NULL WHERE claimed != 0 AND ({where})"
+        if target is not None:
+            sql += " AND target = ?"
+            named.append(target)
+        return self.db.execute(sql, named).rowcount

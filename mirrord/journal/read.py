@@ -20,11 +20,11 @@ def read_state(db: sqlite3.Connection, key: str, default: object = None) -> obje
     return default if row is None else json.loads(row[0])
 
 
-def claimed_rows(db: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
-    """(target, source, path, kind) of every row marked in flight (claimed): at a start,
-    the ops the last run did not see finish (mirrord.interrupted)."""
-    return [(t, s, _s(p), k) for t, s, p, k in db.execute(
-        "SELECT target, source, path, kind FROM ops WHERE claimed != 0 ORDER BY id")]
+def claimed_rows(db: sqlite3.Connection) -> list[tuple[str, str, str, str, str | None]]:
+    """(target, source, path, kind, claimer) of every row marked in flight (claimed);
+    claimer: the process holding it (mirrord.claimer), None from before schema 5."""
+    return [(t, s, _s(p), k, c) for t, s, p, k, c in db.execute(
+        "SELECT target, source, path, kind, claimer FROM ops WHERE claimed != 0 ORDER BY id")]
 
 
 def read_backlog(db: sqlite3.Connection, targets: list[str]) -> dict[str, TargetBacklog]:

@@ -1,7 +1,7 @@
 """The state database itself: its schema, opening it, checking it, migrating it.
 
 The schema is versioned with SQLite's `PRAGMA user_version`; an older database
-is migrated in place (v1 -> v2 -> v3 -> v4), a newer one is refused. A damaged file
+is migrated in place (v1 -> v2 -> v3 -> v4 -> v5), a newer one is refused. A damaged file
 raises JournalError and is never silently replaced by an empty one: starting
 empty would re-check every source against every target without saying why.
 """
@@ -13,8 +13,10 @@ from pathlib import Path
 
 from mirrord.errors import JournalError
 
-SCHEMA_VERSION = 4   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
+SCHEMA_VERSION = 5   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
 #                      4: holds (sources whose deletes are held after a mass-change alarm)
+#                      5: ops.claimer (which process holds a row in flight: mirrord.claimer) and
+#                         shipped_aside (the record of a location left: mirrord.locations)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops (
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS ops (
     event_time REAL NOT NULL,
     size INTEGER NOT NULL DEFAULT 0,
     busy INTEGER NOT NULL DEFAULT 0,
+    claimer TEXT,
     UNIQUE (target, source, path)
 );
 CREATE INDEX IF NOT EXISTS ops_ready ON ops (target, claimed, next_try, id);
@@ -50,6 +53,17 @@ CREATE TABLE IF NOT EXISTS shipped (
     token TEXT,
     mode INTEGER,
     PRIMARY KEY (target, source, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shipped_aside (
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    location TEXT NOT NULL,
+    key BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    token TEXT,
+    mode INTEGER,
+    PRIMARY KEY (target, source, location, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS target_stats (
     target TEXT PRIMARY KEY,
@@ -120,6 +134,8 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
             _to_v3(db)
         if version in (1, 2, 3):
             _to_v4(db)
+        if version in (1, 2, 3, 4):
+            _to_v5(db)
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
@@ -154,6 +170,17 @@ def _to_v4(db: sqlite3.Connection) -> None:
         db.execute("CREATE TABLE IF NOT EXISTS holds (source TEXT PRIMARY KEY, since REAL NOT NULL, "
                    "reason TEXT NOT NULL DEFAULT '')")
         db.execute("PRAGMA user_version = 4")
+
+
+def _to_v5(db: sqlite3.Connection) -> None:
+    """Version 4 -> 5 in place: `ops.claimer`, NULL on every old row (a claim of unknown
+    holder: taken as a gone process's, as every claim was before), and `shipped_aside`
+    (created by _SCHEMA), empty: no location's record was set aside before."""
+    with transaction(db):
+        cols = [r[1] for r in db.execute("PRAGMA table_info(ops)")]
+        if cols and "claimer" not in cols:
+            db.execute("ALTER TABLE ops ADD COLUMN claimer TEXT")
+        db.execute("PRAGMA user_version = 5")
 
 
 def transaction(db: sqlite3.Connection) -> _Txn:

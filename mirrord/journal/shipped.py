@@ -3,7 +3,9 @@
 One row per (target, source, key); the key is the path bytes, a directory's with
 a trailing '/' (ship_key). Catch-up and reconcile merge a source walk with these
 rows (iter_shipped), so a row here is what spares a file from being sent again.
-Called inside ack()'s transaction, one Outcome that succeeded at a time.
+Called inside ack()'s transaction, one Outcome that succeeded at a time. A pair's rows
+set aside when its target's location changes, and brought back on a return there, live in
+`shipped_aside` (schema 5; the rule: mirrord.locations).
 """
 
 from __future__ import annotations
@@ -63,3 +65,34 @@ def _move_shipped(db: sqlite3.Connection, t: str, s: str, src: bytes, dst: bytes
         "INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, mode) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         [(t, s, dst + bytes(k)[len(src):], size, m, tok, mode) for k, size, m, tok, mode in rows])
+
+
+_COLS = "key, size, mtime_ns, token, mode"
+
+
+def set_aside(db: sqlite3.Connection, t: str, s: str, location: str) -> int:
+    """Move the `shipped` rows of (`t`, `s`) into `shipped_aside` under `location` (the
+    place they describe, mirrord.locations), replacing what was set aside for it before;
+    returns how many rows moved. One INSERT ... SELECT and one DELETE."""
+    drop_aside(db, t, s, location)
+    moved = db.execute(f"INSERT INTO shipped_aside (target, source, location, {_COLS}) "
+                       f"SELECT target, source, ?, {_COLS} FROM shipped WHERE target = ? AND "
+                       "source = ?", (location, t, s)).rowcount
+    db.execute("DELETE FROM shipped WHERE target = ? AND source = ?", (t, s))
+    return moved
+
+
+def restore_aside(db: sqlite3.Connection, t: str, s: str, location: str) -> int:
+    """Make the rows set aside for `location` the record of (`t`, `s`) again (its `shipped`
+    rows are expected gone: set_aside first); returns how many."""
+    back = db.execute(f"INSERT OR REPLACE INTO shipped (target, source, {_COLS}) SELECT target, "
+                      f"source, {_COLS} FROM shipped_aside WHERE target = ? AND source = ? AND "
+                      "location = ?", (t, s, location)).rowcount
+    drop_aside(db, t, s, location)
+    return back
+
+
+def drop_aside(db: sqlite3.Connection, t: str, s: str, location: str) -> int:
+    """Forget the rows set aside for `location`; returns how many went."""
+    return db.execute("DELETE FROM shipped_aside WHERE target = ? AND source = ? AND location = ?",
+                      (t, s, location)).rowcount

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
-from mirrord.journal import holds, read, schema
+from mirrord.journal import holds, read, schema, shipped
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
@@ -27,7 +28,12 @@ class Journal(EnqueueMixin, ClaimAckMixin):
     """The write side of the state database, used by one thread (the daemon's main loop)."""
 
     def __init__(self, path: Path, routes: dict[str, tuple[str, ...]], *,
-                 clock=time.time, check: bool = True, reset_claims: bool = True):
+                 clock=time.time, check: bool = True, reset_claims: bool = True,
+                 claimer: str | None = None):
+        """Open (create, check, migrate) the state database at `path`. `claimer`: the id
+        recorded on the rows this Journal claims (mirrord.claimer; None: this process's);
+        `reset_claims`: release at once the claims of processes that are gone. Raises
+        JournalError when the database is damaged or newer."""
         self.path = Path(path)
         self.routes = dict(routes)
         self.clock = clock
@@ -37,8 +43,9 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         if existed and check:
             schema.check_integrity(self.db, self.path)
         schema.migrate(self.db, self.path)
-        if reset_claims:  # False: another process (a running daemon) owns the claims
-            self.db.execute("UPDATE ops SET claimed = 0 WHERE claimed != 0")
+        self.claimer = claimer or claimer_mod.me()
+        if reset_claims:  # False: the caller reads them first (mirrord.interrupted)
+            self.release_claims()   # a live process's (a running daemon's) stay its own
         self._barriers = load_barriers(self.db)
 
     def close(self) -> None:
@@ -55,16 +62,25 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         host-parameter limit is 999 on older builds)."""
         return read.row_states(self.db, target, source, paths)
 
-    def claimed_rows(self) -> list[tuple[str, str, str, str]]:
-        """(target, source, path, kind) of the rows marked in flight: opened with
-        reset_claims=False, what the last run left in flight (mirrord.interrupted)."""
-        return read.claimed_rows(self.db)
+    def claimed_rows(self, claimers: set[str | None]) -> list[tuple[str, str, str, str]]:
+        """(target, source, path, kind) of the rows in flight whose claimer is one of
+        `claimers` (gone_claimers(): what a crash or a kill left in flight,
+        mirrord.interrupted)."""
+        return [row[:4] for row in read.claimed_rows(self.db) if row[4] in claimers]
 
-    def forget_shipped(self, target: str, source: str) -> int:
-        """Delete the record of what `source` shipped to `target` (its location changed:
-        mirrord.locations); returns how many rows went."""
-        return self.db.execute("DELETE FROM shipped WHERE target = ? AND source = ?",
-                               (target, source)).rowcount
+    def set_shipped_aside(self, target: str, source: str, location: str) -> int:
+        """Move the record of what `source` shipped to `target` aside under `location`
+        (the place it describes; it changed: mirrord.locations); returns how many rows."""
+        return shipped.set_aside(self.db, target, source, location)
+
+    def restore_shipped(self, target: str, source: str, location: str) -> int:
+        """Make the record set aside for `location` the pair's record again (it is back
+        there); returns how many rows."""
+        return shipped.restore_aside(self.db, target, source, location)
+
+    def drop_shipped_aside(self, target: str, source: str, location: str) -> int:
+        """Forget the record set aside for `location`; returns how many rows went."""
+        return shipped.drop_aside(self.db, target, source, location)
 
     # ------------------------------------------------------------ state
     def set_state(self, key: str, value: object) -> None:

@@ -4,7 +4,8 @@ through the shipping Pipeline (mirrord.pipeline), as the daemon drives it.
 A Session runs the pass on a pass thread and only proposes; this module's main
 thread records the proposals, ships them (with its own Shipper when no daemon
 holds the daemon lock; otherwise the daemon ships and we wait up to
-DAEMON_WAIT seconds), honours an outcome's request to re-send a directory, and
+DAEMON_WAIT seconds; a daemon that starts meanwhile takes over: _look_for_daemon),
+honours an outcome's request to re-send a directory, and
 holds changes while the journal cannot be written (up to JOURNAL_PATIENCE
 seconds; then they count as failed repairs, and no delete goes out).
 
@@ -37,6 +38,7 @@ from mirrord.trash import keeper
 DAEMON_WAIT = 900.0      # seconds to wait for a running daemon to ship our rows
 SETTLE_GRACE = 600.0     # seconds our workers may take to finish what they hold at the end
 JOURNAL_PATIENCE = 60.0  # seconds changes are held for an unwritable journal before giving up
+DAEMON_LOOK = 0.5        # seconds between looks for a daemon that started while we ship
 
 
 class Command:
@@ -55,6 +57,7 @@ class Command:
         self.wake = threading.Event()
         self.stop = threading.Event()     # set by interrupt(): the pass ends without deleting
         self.stopped_by: str | None = None   # what stopped the run ('SIGTERM'), None: not stopped
+        self._next_look = 0.0   # monotonic seconds: when to look for a daemon again
 
     def close(self) -> None:
         self.progress.close()
@@ -113,7 +116,10 @@ class Command:
         shipper = pipeline = None
         try:
             if self.journal is not None:
+                self._look_for_daemon(None, force=True)
                 if not self.daemon:
+                    # only the rows of processes that are gone (mirrord.claimer): a daemon
+                    # that started after the look above ships rows of its own already
                     self.journal.release_claims(name)
                     shipper = self._shipper(name, target)
                 pipeline = Pipeline(self.journal, shipper, idle=self._idle,
@@ -184,6 +190,7 @@ class Command:
                 except queue.Empty:
                     pass
                 if pipeline is not None:
+                    self._look_for_daemon(pipeline)
                     if not self.stop.is_set():
                         pipeline.pump()
                     held_since = self._patience(pipeline, held_since)
@@ -199,6 +206,28 @@ class Command:
         summary: PassSummary = box["summary"]  # type: ignore[assignment]
         summary.errors.extend(rescans.failed)
         return summary
+
+    def _look_for_daemon(self, pipeline: Pipeline | None, *, force: bool = False) -> None:
+        """A daemon started on our state_dir while we ship (we found none at open): from
+        now on it ships. Two processes claiming from one journal would each know only
+        their own barriers (directory moves and tree removals queued: the journal's
+        in-memory index), so ours stops claiming; what our workers hold is finished and
+        recorded, and the pass waits for the daemon to ship the rest, as when it was
+        running from the start. Looks at /proc/locks every DAEMON_LOOK seconds."""
+        if self.daemon or self.journal is None:
+            return
+        now = time.monotonic()
+        if not force and now < self._next_look:
+            return
+        self._next_look = now + DAEMON_LOOK
+        pid = locks.holder(self.cfg.mirrord.state_dir, locks.DAEMON)
+        if pid is None:
+            return
+        self.daemon = True
+        if pipeline is not None:
+            pipeline.claiming = False
+        print(f"mirrord: a daemon started (pid {pid}): it ships from now on; this run "
+              f"finishes what it holds and waits for the rest", file=sys.stderr)
 
     @staticmethod
     def _patience(pipeline: Pipeline, held_since: float | None) -> float | None:

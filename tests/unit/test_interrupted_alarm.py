@@ -33,7 +33,7 @@ def crashed(tmp_path):
     (root / "keep.jpg").write_bytes(b"k")
     src = SourceConfig("up", root, ("t",), alarm_deletes=5, pause_on_alarm=True)
     path = tmp_path / "j.db"
-    j = Journal(path, {"up": ("t",)})
+    j = Journal(path, {"up": ("t",)}, claimer="0:0")   # pid 0: the run that was killed
     j.enqueue([Change("up", f"big/f{i:02}.jpg", "put") for i in range(FILES)])
     j.ack([Outcome(op, "put", size=1) for op in j.claim("t", 1000, now=1e12)])
     j.enqueue([Change("up", "big/new/x.jpg", "put")])

@@ -22,6 +22,9 @@ def clock() -> Clock:
     return Clock()
 
 
+GONE = "0:0"   # a claimer id no process has (pid 0): a claim of a process that is gone
+
+
 @pytest.fixture
 def j(tmp_path: Path, clock: Clock) -> Journal:
     jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=clock)
@@ -131,17 +134,22 @@ def test_failure_of_an_outdated_claim_does_not_back_off_the_newer_change(j, cloc
     assert again.attempts == 0
 
 
-def test_release_claims_makes_in_flight_rows_claimable(j):
-    j.enqueue([put("a"), put("b")])
-    assert len(j.claim(T, 10)) == 2
+def test_release_claims_makes_in_flight_rows_claimable(tmp_path, clock):
+    gone = Journal(tmp_path / "j.db", {S: (T,)}, clock=clock, claimer=GONE)
+    gone.enqueue([put("a"), put("b")])
+    assert len(gone.claim(T, 10)) == 2
+    gone.close()
+    j = Journal(tmp_path / "j.db", {S: (T,)}, clock=clock, reset_claims=False)
     assert j.claim(T, 10) == []
-    j.release_claims()
+    assert j.release_claims() == 2
     assert sorted(op.path for op in j.claim(T, 10)) == ["a", "b"]
+    assert j.release_claims() == 0     # now ours, and we run: never released
+    j.close()
 
 
 def test_claims_are_reset_when_the_journal_is_reopened(tmp_path, clock):
     path = tmp_path / "j.db"
-    jr = Journal(path, {S: (T,)}, clock=clock)
+    jr = Journal(path, {S: (T,)}, clock=clock, claimer=GONE)
     jr.enqueue([put("a")])
     assert len(jr.claim(T, 10)) == 1
     jr.close()   # as after a crash: the claim was never acked

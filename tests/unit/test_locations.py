@@ -137,3 +137,56 @@ def test_the_line_names_target_and_change_and_no_credential(tmp_path, caplog):
     assert "prefix: 'up/' -> 'moved/'" in lines[0]
     for secret in ("X-Amz-Signature", "s3cr3t-never-logged", "AKIAEXAMPLE"):
         assert secret not in lines[0]
+
+
+def _rows(journal, target: str) -> list[tuple]:
+    return journal.db.execute("SELECT key, size FROM shipped WHERE target = ? ORDER BY key",
+                              (target,)).fetchall()
+
+
+def test_a_return_to_a_location_used_before_brings_its_record_back(tmp_path):
+    """A, then B, then A: A's rows come back (the catch-up then deletes at A what the
+    source lost meanwhile); B's are set aside, and come back on a return to B."""
+    a, b = _cfg(tmp_path), _cfg(tmp_path, disk="elsewhere")
+    j = _journal(tmp_path, a)
+    locations.check(j, a)
+    _ship(j, "disk", b"gone-at-source.jpg")
+    _ship(j, "disk", b"kept.jpg")
+    assert locations.check(j, b) == [("disk", "up")]
+    assert _rows(j, "disk") == []
+    _ship(j, "disk", b"sent-to-b.jpg")
+    assert locations.check(j, a) == [("disk", "up")]
+    assert _rows(j, "disk") == [(b"gone-at-source.jpg", 1), (b"kept.jpg", 1)]
+    assert _shipped(j) == {"disk"}             # the other targets' records untouched
+    assert locations.check(j, b) == [("disk", "up")]
+    assert _rows(j, "disk") == [(b"sent-to-b.jpg", 1)]
+    aside = j.db.execute("SELECT COUNT(*) FROM shipped_aside").fetchone()[0]
+    assert aside == 2                          # A's two rows, set aside once (not twice)
+
+
+def test_only_the_last_locations_left_are_kept(tmp_path):
+    """ASIDE_KEEP records per pair; a return to a place dropped is a first visit."""
+    places = [f"m{i}" for i in range(locations.ASIDE_KEEP + 2)]
+    j = _journal(tmp_path, first := _cfg(tmp_path, disk=places[0]))
+    locations.check(j, first)
+    for i, place in enumerate(places):
+        locations.check(j, _cfg(tmp_path, disk=place))
+        _ship(j, "disk", f"{place}.jpg".encode())
+    kept = j.db.execute("SELECT COUNT(DISTINCT location) FROM shipped_aside").fetchone()[0]
+    assert kept == locations.ASIDE_KEEP
+    locations.check(j, _cfg(tmp_path, disk=places[0]))   # dropped: nothing comes back
+    assert _rows(j, "disk") == []
+    locations.check(j, _cfg(tmp_path, disk=places[-2]))  # kept: its record comes back
+    assert _rows(j, "disk") == [(f"{places[-2]}.jpg".encode(), 1)]
+
+
+def test_the_return_line_says_the_record_is_restored(tmp_path, caplog):
+    a, b = _cfg(tmp_path), _cfg(tmp_path, prefix="moved/")
+    j = _journal(tmp_path, a)
+    locations.check(j, a)
+    _ship(j, "bucket")
+    locations.check(j, b)
+    with caplog.at_level(logging.INFO, logger="mirrord.daemon"):
+        locations.check(j, a)
+    (line,) = [r.getMessage() for r in caplog.records if "location changed" in r.getMessage()]
+    assert "used before" in line and "restored=1" in line and "target=bucket" in line, line
