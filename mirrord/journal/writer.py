@@ -47,13 +47,31 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         if reset_claims:  # False: the caller reads them first (mirrord.interrupted)
             self.release_claims()   # a live process's (a running daemon's) stay its own
         self._barriers = load_barriers(self.db)
+        self._seen_version = self._data_version()
 
     def close(self) -> None:
         self.db.close()
 
     # ------------------------------------------------------------ transactions
-    def transaction(self):
-        return schema.transaction(self.db)
+    def transaction(self) -> schema._Txn:
+        """BEGIN IMMEDIATE ... COMMIT (schema.transaction). Once the write lock is held, the
+        directory barriers are reloaded if another connection committed since this one last
+        looked: `mirrord reconcile` queues its repairs (tree removals and directory moves
+        among them) into a running daemon's journal, and the daemon's in-memory barriers,
+        loaded at open, did not know them, so a put below a tree removal the command
+        queued could run beside it (and be removed by it). PRAGMA data_version changes
+        exactly when another connection commits (SQLite: "PRAGMA data_version"); read under
+        the write lock, nothing can commit between the reload and this transaction's use."""
+        return _FreshTxn(self)
+
+    def _data_version(self) -> int:
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _refresh_barriers(self) -> None:
+        version = self._data_version()
+        if version != self._seen_version:
+            self._barriers = load_barriers(self.db)
+            self._seen_version = version
 
     # ------------------------------------------------------------ rows
     def row_states(self, target: str, source: str, paths: Iterable[bytes]) -> dict[bytes, RowState]:
@@ -128,3 +146,22 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         if target is None and not routed:
             return 0
         return read.files_below_unremoved(self.db, target or routed[0], source, os.fsencode(path))
+
+
+class _FreshTxn(schema._Txn):
+    """schema.transaction for a Journal: the outermost one reloads its barriers when another
+    connection committed (Journal.transaction)."""
+
+    def __init__(self, journal: Journal):
+        super().__init__(journal.db)
+        self.journal = journal
+
+    def __enter__(self):
+        super().__enter__()
+        if self.outer:
+            try:
+                self.journal._refresh_barriers()
+            except BaseException:
+                self.db.execute("ROLLBACK")   # __exit__ is not called when __enter__ raises
+                raise
+        return self
