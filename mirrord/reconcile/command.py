@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from mirrord import locks, targets as target_registry
+from mirrord import locations, locks, targets as target_registry
 from mirrord.catchup import resend_subtree
 from mirrord.config import Config
 from mirrord.errors import MirrordError
@@ -104,6 +104,13 @@ class Command:
                                reset_claims=False)
         if self.daemon:
             print("mirrord: a daemon is running: queueing repairs for it to ship", file=sys.stderr)
+        else:
+            # this run ships to the places its config names and records what it sends
+            # there: the record must belong to them first, as at the daemon's start. Else
+            # a target moved (A -> B) and reconciled before the daemon ran again had B's
+            # files recorded as A's record, set aside for A at the daemon's start: a return
+            # to A then believed A held files it never got (mirrord.locations)
+            locations.check(self.journal, self.cfg)
 
     def _target(self, name: str) -> PassSummary:
         try:

@@ -74,8 +74,13 @@ class Mirrord:
     log: Path
     proc: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
+    _log_from: int = 0   # where this run's part of the (appended) log begins
 
     def start(self) -> "Mirrord":
+        # the log is appended to across restarts: readiness is read only from what this
+        # run writes (an earlier run's "msg=running" made a restart look ready at once, and
+        # a stop sent before the daemon's signal handlers were set ended it with -15)
+        self._log_from = self.log.stat().st_size if self.log.exists() else 0
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([MIRRORD, "-c", str(self.config), "run"], stdout=logf,
                                      stderr=subprocess.STDOUT, env={**os.environ, **self.env},
@@ -89,8 +94,10 @@ class Mirrord:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"mirrord exited {self.proc.returncode}:\n{self.log.read_text()}")
-            if "msg=running" in self.log.read_text(errors="replace"):
-                return
+            with open(self.log, "rb") as fh:
+                fh.seek(self._log_from)
+                if b"msg=running" in fh.read():
+                    return
             time.sleep(0.05)
         raise AssertionError(f"mirrord did not start:\n{self.log.read_text()}")
 

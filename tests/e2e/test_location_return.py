@@ -142,3 +142,39 @@ def test_no_delete_at_a_place_returned_to_while_the_source_root_is_empty(local_a
     daemon.start()
     poll("the catch-up refused", lambda: "refusing to delete" in daemon.log.read_text(), daemon)
     assert len(_batch_files(at_a)) == FILES and at_a.read("keep.txt") == b"stays"
+
+
+def test_a_place_filled_by_mirrord_reconcile_keeps_its_own_record(local_alarm):
+    """A target moved to B and filled by `mirrord reconcile` before the daemon ran there:
+    the command records what it sends against B, so the daemon's start finds B already
+    current, and a return to A later gets only A's own record back. Before, the command
+    recorded B's files under the record stored as A's; the daemon's start set it aside
+    as A's, so the return to A took a file A never received for one it holds, and never
+    sent it (the catch-up alone, at_start = no)."""
+    tmp, cfg, daemon, at_a = local_alarm
+    src = tmp / "src"
+    (src / "batch").mkdir()
+    (src / "batch" / "f00.jpg").write_bytes(b"shipped to A")
+    daemon.start()
+    wait_converged(src, at_a)
+    assert daemon.stop() == 0
+    (src / "batch" / "only-at-b.jpg").write_bytes(b"created while stopped, sent to B only")
+    cfg.write_text(cfg.read_text().replace("path = ./mirror\n", "path = ./mirror-b\n"))
+    at_b = _reopen_at(cfg, "local")
+    try:
+        res = daemon.cli("reconcile")              # fills B, daemon down
+        assert "target location changed" in res.stderr   # the command's own check said so
+        wait_converged(src, at_b)
+        assert at_a.read("batch/only-at-b.jpg") is None
+        before = daemon.log.read_text()
+        daemon.start()
+        wait_converged(src, at_b)
+        assert daemon.stop() == 0
+        # B's record is B's already: the daemon's start finds no change to set aside
+        assert "target location changed" not in daemon.log.read_text()[len(before):]
+    finally:
+        at_b.close()
+    cfg.write_text(cfg.read_text().replace("path = ./mirror-b\n", "path = ./mirror\n"))
+    daemon.start()
+    poll("A exact by the catch-up", lambda: at_a.read("batch/only-at-b.jpg") is not None, daemon)
+    wait_converged(src, at_a)
