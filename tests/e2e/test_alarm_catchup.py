@@ -11,19 +11,13 @@ from __future__ import annotations
 import shutil
 
 from tests.e2e.helpers import wait_converged
-from tests.e2e.test_alarm_daemon import FILES, THRESHOLD, _batch_files, poll, setup  # noqa: F401
+from tests.e2e.test_alarm_daemon import FILES, THRESHOLD, _batch_files, poll, setup, shipped_batch  # noqa: F401
 
 
 def test_an_rm_rf_while_stopped_fires_the_alarm_at_start_and_holds_the_deletes(setup):  # noqa: F811
     tmp, daemon, target = setup
     src = tmp / "src"
-    (src / "batch").mkdir()
-    for i in range(FILES):
-        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x" * i)
-    (src / "keep.txt").write_bytes(b"stays")
-    daemon.start()
-    wait_converged(src, target)
-    assert daemon.stop() == 0
+    shipped_batch(src, daemon, target)
 
     shutil.rmtree(src / "batch")                 # the mistake, made while mirrord was down
     (src / "keep.txt").chmod(0o600)             # a chmod while down: proposed, never counted

@@ -63,6 +63,18 @@ def poll(what: str, check, daemon: Mirrord, timeout: float = 60.0):
         time.sleep(0.1)
 
 
+def shipped_batch(src, daemon, target) -> None:
+    """FILES files in src/batch plus src/keep.txt, shipped by one run of `daemon` to
+    `target`, then the daemon stopped cleanly (the start of the while-stopped tests)."""
+    (src / "batch").mkdir()
+    for i in range(FILES):
+        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x" * i)
+    (src / "keep.txt").write_bytes(b"stays")
+    daemon.start()
+    wait_converged(src, target)
+    assert daemon.stop() == 0
+
+
 def _batch_files(target) -> set[str]:
     return {e.path for e in target.list() if not e.is_dir and e.path.startswith("batch/")}
 

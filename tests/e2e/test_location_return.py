@@ -21,7 +21,7 @@ import pytest
 from mirrord import config as config_mod
 from mirrord import targets as target_registry
 from tests.e2e.helpers import Mirrord, wait_converged
-from tests.e2e.test_alarm_daemon import FILES, _batch_files, _config, poll
+from tests.e2e.test_alarm_daemon import FILES, _batch_files, _config, poll, shipped_batch
 from tests.e2e.test_restart_config_changes import _edit, _tree
 from tests.e2e.test_stopped_changes import env, start, write  # noqa: F401 (env: a fixture)
 
@@ -95,13 +95,7 @@ def _reopen_at(cfg, name: str):
 def _a_then_b(tmp, cfg, daemon, at_a) -> None:
     """50 files shipped to A, then the daemon run once at B (filled) and stopped."""
     src = tmp / "src"
-    (src / "batch").mkdir()
-    for i in range(FILES):
-        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x" * i)
-    (src / "keep.txt").write_bytes(b"stays")
-    daemon.start()
-    wait_converged(src, at_a)
-    assert daemon.stop() == 0
+    shipped_batch(src, daemon, at_a)
     cfg.write_text(cfg.read_text().replace("path = ./mirror\n", "path = ./mirror-b\n"))
     at_b = _reopen_at(cfg, "local")
     try:
