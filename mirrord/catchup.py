@@ -18,7 +18,8 @@ checked every few seconds), and it never proposes anything outside it.
 
 Deletes are proposed only when the walk is trustworthy: never for paths below
 a directory that could not be read, never when the source root is empty while
-the database says files were shipped (an unmounted mount point looks empty).
+the database says files were shipped (an unmounted mount point looks empty), never
+below a file system mounted below the root that went away or holds nothing (`refuse`).
 Nor for a shipped path that an exclude pattern added since excludes: like a
 reconcile, which never lists excluded paths on a target, it leaves it there.
 """
@@ -59,14 +60,16 @@ class CatchUpResult:
 def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
              emit: Callable[[list[Change]], None], *, stop: threading.Event | None = None,
              directories: dict[str, bool] | None = None, modes: dict[str, bool] | None = None,
-             subtree: str = "") -> CatchUpResult:
+             subtree: str = "", refuse: Callable[[str], str | None] | None = None) -> CatchUpResult:
     """Propose (through `emit`, in chunks of Changes) what brings every target's shipped
     state up to the source. `directories` / `modes`: per target, whether it keeps empty
     directories / permission bits (Features.directories / keeps_mode; default: yes, and a
     mode never recorded is then not compared). `subtree` (a relative directory path):
     walk only source.path/subtree and compare only the shipped rows below it; deletes are
-    proposed only below it. A source that cannot be read raises nothing: it is recorded
-    in the result and no delete is proposed for it."""
+    proposed only below it. `refuse(path)`: why a delete of that path must wait (a
+    file system mounted below the root that is gone: mirrord.submounts), or None; such
+    deletes are counted as refused, not proposed. A source that cannot be read raises
+    nothing: it is recorded in the result and no delete is proposed for it."""
     started = time.monotonic()
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
@@ -115,12 +118,18 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 log.error("source %s is empty but %d shipped paths are recorded: refusing to "
                           "delete (unmounted?)", source.path, result.refused_deletes)
         else:
+            why_refused = None
             for t, keys in deletes.items():
                 for key in keys:
                     if _below_unreadable(key, errors):
                         result.refused_deletes += 1
                         continue
                     path = key.rstrip(b"/").decode("utf-8", "surrogateescape")
+                    why = refuse(path) if refuse is not None else None
+                    if why is not None:   # below a mount that went away: no user's delete
+                        result.refused_deletes += 1
+                        why_refused = why_refused or why
+                        continue
                     if source.excluded(path, is_dir=key.endswith(b"/")):
                         # excluded since it was shipped: not ours any more, left on the
                         # target as reconcile leaves it (its listings skip excluded paths)
@@ -128,6 +137,9 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                         continue
                     propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
                                    time=time.time(), targets=(t,)))
+            if why_refused is not None:
+                log.error("%s (%d shipped paths below it kept)", why_refused,
+                          result.refused_deletes)
         if batch:
             emit(list(batch))
     finally:

@@ -93,6 +93,9 @@ class Daemon:
         self.catchups_pending: set[str] = set()
         self.subtree_checks_pending: set[tuple[str, str, tuple[str, ...] | None]] = set()
         self.source_fs: dict[str, str | None] = {}
+        self.mounts: dict = {}       # source -> SubMounts (mirrord.daemon_mounts)
+        self.mount_table = None      # submounts.MountTable, polled each turn
+        self.mounts_rescan_at = 0.0  # monotonic time of the next check below fanotify's mounts
         self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on
         self.trash: dict = {}   # target -> its last retention Summary (mirrord.trash.retention)
         # extension points (reconcile scheduling): called from the main thread only
@@ -288,7 +291,7 @@ class Daemon:
 
     def source_health(self) -> dict[str, dict]:
         """Per source: watched / unwatched directories, file system (mirrord.daemon_status)."""
-        return source_health(self.watchers, self.source_fs)
+        return source_health(self.watchers, self.source_fs, self.mounts)
 
     # ------------------------------------------------------------ stop
     def _install_signals(self) -> None:

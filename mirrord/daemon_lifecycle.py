@@ -18,7 +18,7 @@ from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from mirrord import claimer, interrupted, locations, notify
+from mirrord import claimer, daemon_mounts, interrupted, locations, notify
 from mirrord import daemon_start as start
 from mirrord.interrupted import Interrupted
 from mirrord.journal import Journal
@@ -62,6 +62,7 @@ def setup(d: Daemon) -> None:
         undo_interrupted(d)
         others_in_flight(d)
         locations.check(d.journal, d.cfg)   # before the catch-up reads what was shipped
+        daemon_mounts.setup(d)   # before the catch-up: its deletes below a lost mount wait
         # the targets sources route to: one no source lists is never opened, and calling it
         # in_sync on /ready and in mirrord_target_state told other tools it mirrors something
         d.target_states = TargetStates(routes, ever_in_sync=(
@@ -83,7 +84,7 @@ def setup(d: Daemon) -> None:
     workers = {name: d.cfg.targets[name].workers for name in d.targets}
     d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
                         guards=guards, on_outcome=d.reporter.observe,
-                        keep=d.keep, held=d.alarms.holds)
+                        keep=d.keep, held=d.alarms.holds, mounts=d.mounts)
     d.periodic_hooks.append(ClaimWatch())
     if d.keep:   # trash retention: at start, then every retention.INTERVAL
         d.periodic_hooks.append(d.scans.retention)
@@ -165,6 +166,8 @@ def shutdown(d: Daemon) -> None:
         d.journal.close()
     for watcher in d.watchers.values():
         watcher.close()
+    if d.mount_table is not None:
+        d.mount_table.close()
     for target in d.targets.values():
         try:
             target.close()

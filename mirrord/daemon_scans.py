@@ -8,6 +8,7 @@ storm of overflows or rescan requests costs one walk each, not hundreds.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -56,10 +57,12 @@ class Scans:
     def _scan_options(self, src: SourceConfig) -> dict:
         """Per target of `src`: whether it keeps directories and permission bits (a row
         shipped before modes were recorded then counts as different, and gets its mode
-        sent once)."""
+        sent once), and the rule that keeps deletes below a lost sub-mount back."""
         mine = [t for t in src.targets if t in self.d.targets]
+        mounts = getattr(self.d, "mounts", {}).get(src.name)
         return {"directories": {t: self.d.targets[t].features.directories for t in mine},
-                "modes": {t: self.d.targets[t].features.keeps_mode for t in mine}}
+                "modes": {t: self.d.targets[t].features.keeps_mode for t in mine},
+                "refuse": None if mounts is None else functools.partial(mounts.refusal, scan=True)}
 
     def catch_up(self, src: SourceConfig, *, reason: str) -> None:
         if src.name in self.d.catchups_pending:

@@ -24,14 +24,20 @@ from mirrord.targets.base import Target
 log = logging.getLogger("mirrord.daemon")
 
 
-def source_health(watchers: dict, source_fs: dict[str, str | None]) -> dict[str, dict]:
-    """Per source: whether every directory is watched, and whether the file system raises
-    events for every writer. `degraded` while any directory is unwatched."""
+def source_health(watchers: dict, source_fs: dict[str, str | None],
+                  mounts: dict | None = None) -> dict[str, dict]:
+    """Per source: whether every directory is watched, whether the file system raises
+    events for every writer, and the file systems mounted below the root that are gone
+    (`lost_mounts`, relative paths; mounts: source -> mirrord.submounts.SubMounts).
+    `degraded` while any directory is unwatched or any such mount is lost."""
     out: dict[str, dict] = {}
     for name, watcher in watchers.items():
         unwatched = watcher.unwatched
         fstype = source_fs.get(name)
-        out[name] = {"state": "degraded" if unwatched else "ok",
+        sub = (mounts or {}).get(name)
+        lost = sub.lost() if sub is not None else []
+        out[name] = {"state": "degraded" if unwatched or lost else "ok",
+                     "lost_mounts": lost,
                      "watched_directories": watcher.watched,
                      "unwatched_directories": unwatched,
                      "unwatched_paths": watcher.unwatched_paths(20) if unwatched else [],
@@ -79,10 +85,12 @@ class Reporter:
             oldest = (now - b.oldest) if (b and b.oldest) else 0.0
             unwatched = sum(h["unwatched_directories"] for s, h in sources.items()
                             if name in cfg.source(s).targets)
+            lost = any(h.get("lost_mounts") for s, h in sources.items()
+                       if name in cfg.source(s).targets)
             doc = Heartbeat.now(host=cfg.mirrord.hostname, target=name, clock=lambda: now,
                                 pending=pending, oldest_pending_age=oldest,
                                 interval=cfg.mirrord.heartbeat_interval,
-                                degraded=unwatched > 0, unwatched_directories=unwatched,
+                                degraded=unwatched > 0 or lost, unwatched_directories=unwatched,
                                 state=states[name].state, **trash_fields(d.trash.get(name)))
             if name not in self.in_flight:
                 self.in_flight.add(name)

@@ -81,15 +81,17 @@ class Scanner(threading.Thread):
 
 def catch_up_job(db: Path, src: SourceConfig, *, stop: threading.Event,
                  directories: dict[str, bool], modes: dict[str, bool], kind: str,
-                 detail: str, subtree: str = "", targets: tuple[str, ...] | None = None) -> Job:
+                 detail: str, subtree: str = "", targets: tuple[str, ...] | None = None,
+                 refuse: Callable[[str], str | None] | None = None) -> Job:
     """A catch-up of `src` (or of one `subtree`) against the shipped rows of `targets`
-    (default: all of the source's); returns (kind, source name, detail, CatchUpResult)."""
+    (default: all of the source's); returns (kind, source name, detail, CatchUpResult).
+    `refuse`: catch_up's rule for deletes below a lost sub-mount (mirrord.submounts)."""
     names = list(src.targets if targets is None else targets)
 
     def job(emit: Emit):
         return (kind, src.name, detail,
                 catch_up(db, src, names, emit, stop=stop, directories=directories,
-                         modes=modes, subtree=subtree))
+                         modes=modes, subtree=subtree, refuse=refuse))
     return job
 
 

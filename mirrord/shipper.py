@@ -40,6 +40,7 @@ from mirrord.logsetup import kv
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.ship_moves import MoveOps
 from mirrord.ship_rules import error_outcome, meta_only, not_yet, unchanged
+from mirrord.submounts import SubMounts
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.targets.paths import join
@@ -62,7 +63,9 @@ class Shipper(MoveOps):
     `executor(target, workers)` makes each target's pool: `thread_pool` (the default)
     or `serial` (tests: every batch runs inside submit, on the caller's thread).
     `keep`: the targets with keep_deleted on (mirrord.trash.keeper.policies): before a
-    batch reaches one, what it would delete or overwrite is kept first."""
+    batch reaches one, what it would delete or overwrite is kept first. `mounts`: per
+    source, the file systems mounted below its root (mirrord.submounts): a delete below
+    one that is lost is refused (retried) as one while the root itself is lost."""
 
     def __init__(self, targets: dict[str, Target], sources: Sequence[SourceConfig],
                  workers: dict[str, int], *, wake: Callable[[], None] = lambda: None,
@@ -70,8 +73,10 @@ class Shipper(MoveOps):
                  held: Callable[[str], bool] = lambda source: False,
                  on_outcome: Callable[[Outcome], None] | None = None,
                  executor: ExecutorFactory = thread_pool,
-                 keep: dict[str, KeepPolicy] | None = None):
+                 keep: dict[str, KeepPolicy] | None = None,
+                 mounts: dict[str, SubMounts] | None = None):
         self.targets = targets
+        self.mounts = mounts or {}   # source -> its remembered sub-mounts (mirrord.submounts)
         self.keep = keep or {}
         self.sources = {s.name: s for s in sources}
         self.workers = workers
@@ -266,6 +271,10 @@ class Shipper(MoveOps):
             if guard is not None and not guard.healthy():
                 raise RetryableError(f"source root {src.path} is missing, replaced or unmounted: "
                                      f"not deleting {op.path!r} until it is back")
+            mounts = self.mounts.get(src.name)
+            why = mounts.refusal(op.path) if mounts is not None else None
+            if why is not None:   # a file system gone below the root is no user's delete
+                raise RetryableError(why)
         return seen
 
     @staticmethod

@@ -24,7 +24,9 @@ The rules, first match wins (thresholds in seconds, constructor arguments):
    backoff (the backlog's `failing`: rows with attempts > 0), or a source that
    feeds the target has directories that could not be watched
    (`source_health()[source]["unwatched_directories"] > 0`: changes there are
-   found only by the rescan every few seconds, not live).
+   found only by the rescan every few seconds, not live), or a file system mounted
+   below such a source's root is gone (`lost_mounts`, mirrord.submounts: deletes
+   below it are refused until it is back).
 3. `initial_sync`: the target has never been in sync and changes are pending,
    or the catch-up walk of one of its sources is under way (`scanning`).
 4. `catching_up`: the target was in sync before, and either the lag exceeds
@@ -155,6 +157,11 @@ class TargetStates:
             return verdict(DEGRADED, "; ".join(
                 f"source {s}: {n} directories not watched (rescanned every few seconds)"
                 for s, n in unwatched.items() if n))
+        lost = {s: sources.get(s, {}).get("lost_mounts") or [] for s in feeds}
+        if any(lost.values()):
+            return verdict(DEGRADED, "; ".join(
+                f"source {s}: file system below the root not mounted at {', '.join(p)} "
+                f"(deletes below it refused until it is back)" for s, p in lost.items() if p))
         walking = [s for s in feeds if s in scanning]
         walk = f"catch-up walk of source {', '.join(walking)} under way" if walking else ""
         if target not in self._ever and (b.pending or walking):

@@ -6,10 +6,11 @@ Reads the state database read-only, so it works whether the daemon runs or not.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
-from mirrord import journal, locks
+from mirrord import journal, locks, submounts
 from mirrord.config import Config
 from mirrord.journal.holds import read_holds
 from mirrord.reconcile.result import state_counts
@@ -62,7 +63,13 @@ def collect(cfg: Config) -> dict:
         held = {h.source: h.to_json() for h in read_holds(db)}
         alarms = (doc["daemon"] or {}).get("alarms") or {} if doc["daemon_pid"] is not None else {}
         for src in cfg.sources:
+            remembered = submounts.remembered(
+                journal.read_state(db, submounts.STATE_PREFIX + src.name))
             doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}"),
+                                        "lost_mounts": submounts.SubMounts(
+                                            src.name, str(src.path), remembered,
+                                            excluded=functools.partial(src.excluded, is_dir=True),
+                                        ).lost(),
                                         **alarm_state(alarms.get(src.name), held.get(src.name))}
     finally:
         db.close()
@@ -116,8 +123,11 @@ def _source_lines(name: str, h: dict) -> list[str]:
 
 
 def _alarm_lines(name: str, h: dict) -> list[str]:
-    """The mass-change alarm: firing (count in the window) and held deletes (how to resume)."""
-    lines = []
+    """The mass-change alarm: firing (count in the window) and held deletes (how to resume);
+    file systems mounted below the root that are gone (their deletes are refused)."""
+    lines = [f"  source {name}: DEGRADED: the file system mounted at {rel} (below the root) is "
+             f"gone: deletes below it are refused until it is mounted again (retired for good: "
+             f"remove the empty mount point directory)" for rel in h.get("lost_mounts") or []]
     a, held = h.get("alarm_detail") or {}, h.get("deletes_held")
     if a.get("state") == "alarm":
         lines.append(f"  source {name}: alarm: {a.get('count')} deletes or overwrites within "

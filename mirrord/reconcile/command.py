@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from mirrord import locations, locks, targets as target_registry
+from mirrord import locations, locks, submounts, targets as target_registry
 from mirrord.catchup import resend_subtree
 from mirrord.config import Config
 from mirrord.errors import MirrordError
@@ -154,12 +154,14 @@ class Command:
         return summary
 
     def _shipper(self, name: str, target) -> Shipper:
-        guards = {}
+        guards, mounts = {}, {}
         for src in self.cfg.sources_for(name):
             try:
                 guards[src.name] = SourceGuard(str(src.path))
             except OSError:
                 pass  # a missing root: the pass reports it, and deletes are refused
+            # the daemon's rule for a file system gone below the root, with what it remembers
+            mounts[src.name] = submounts.load(self.journal, src)
         # as the daemon's workers do: a queued put whose file is gone runs as a delete, held
         # while a mass-change alarm holds its source (only the daemon raises alarms, and it
         # is not running: the holds read now stay true for this run)
@@ -167,7 +169,7 @@ class Command:
         return Shipper({name: target}, self.cfg.sources, {name: self.cfg.targets[name].workers},
                        wake=self.wake.set, guards=guards,
                        keep=keeper.policies(self.cfg, {name: target}),
-                       held=lambda source: source in held)
+                       held=lambda source: source in held, mounts=mounts)
 
     def _drive(self, session, target, pipeline: Pipeline | None, proposals: queue.Queue,
                rescans: Ticket) -> PassSummary:

@@ -7,7 +7,8 @@ directory could not be read, the source root is missing or was replaced during
 the pass, or it holds no file while the target holds files below it (an
 unmounted mount point looks empty; a fresh file system mounted by mistake holds
 `lost+found/`, a boot script may re-create the tree's empty directories: the
-same rule as the catch-up's), or there are
+same rule as the catch-up's), or an extra lies below a file system mounted below the
+root that is gone (lost_mount_refusal, mirrord.submounts), or there are
 more extras than `[reconcile] max_delete` (a count, or a percentage of the
 target's entries) allows, or a mass-change alarm holds the source's deletes
 (held_refusal). Right before a delete is proposed the source path
@@ -30,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mirrord import journal
+from mirrord import journal, submounts
+from mirrord.config import SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
 from mirrord.journal.holds import held_sources
+from mirrord.journal.read import read_state
 
 CHUNK = 500   # changes per emit() call
 
@@ -67,6 +70,34 @@ def held_refusal(db_path: Path, source: str, where: str, total: int) -> str | No
         return None
     return (f"deletes of source {source!r} are held after a mass-change alarm (mirrord "
             f"resume-deletes lets them go): not deleting {total} extra entries on {where}")
+
+
+def lost_mount_refusal(db_path: Path, source: SourceConfig, paths: list[str],
+                       where: str, total: int) -> str | None:
+    """Why no delete may be proposed because one of `paths` (extras, relative to the
+    source root) lies below a file system mounted below the root that is gone, or empty
+    (mirrord.submounts: the mount points remembered in the state database and those
+    mounted now), or None. The pass refuses all its deletes then, as for an unmounted or
+    empty root: an unmounted sub-mount looks like a user who emptied it. An unreadable
+    database knows no mount point but those mounted now."""
+    row = None
+    if Path(db_path).exists():
+        try:
+            conn = journal.connect(Path(db_path), readonly=True)
+            try:
+                row = read_state(conn, submounts.STATE_PREFIX + source.name)
+            finally:
+                conn.close()
+        except (MirrordError, sqlite3.Error):
+            row = None
+    mounts = submounts.SubMounts(source.name, str(source.path), submounts.remembered(row),
+                                 excluded=lambda rel: source.excluded(rel, is_dir=True))
+    mounts.refresh()
+    for path in paths:
+        why = mounts.refusal(path, scan=True)
+        if why is not None:
+            return f"{why}: not deleting {total} extra entries on {where}"
+    return None
 
 
 def wanted_at_source(root: str, path: str, *, is_dir: bool) -> bool:

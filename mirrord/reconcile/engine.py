@@ -54,7 +54,13 @@ from mirrord.errors import MirrordError
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor, merge
-from mirrord.reconcile.deletes import CHUNK, DeletePlan, held_refusal, root_identity
+from mirrord.reconcile.deletes import (
+    CHUNK,
+    DeletePlan,
+    held_refusal,
+    lost_mount_refusal,
+    root_identity,
+)
 from mirrord.reconcile.listings import (
     open_readonly,
     other_dests,
@@ -275,7 +281,8 @@ class _Pass:
         reason = held_refusal(db_path, self.source.name, where, plan.total) or plan.refusal(
             where=where, complete=res.complete, unreadable=res.unreadable, root=self.root,
             identity=identity, source_files=self.res.compared,
-            target_entries=res.target_entries)
+            target_entries=res.target_entries) or lost_mount_refusal(
+            db_path, self.source, [e.path for e in plan.extras], where, plan.total)
         if reason is not None:
             res.refused_deletes, res.delete_refusal = plan.total, reason
             res.refused = plan.described()   # a dry run lists them (the real run would refuse)

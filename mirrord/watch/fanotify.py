@@ -157,6 +157,17 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         """Nothing to re-add after an overflow: the one mark stays in place."""
         return []
 
+    def mounts_changed(self) -> list[FsEvent]:
+        """The mount table changed (mirrord.daemon_mounts): learn the mount points below
+        the root again; a watch_error for each new one, as start() reports them."""
+        now = [os.path.relpath(p, self.root) for p in mounts_below(self.root)]
+        new = [rel for rel in now if rel not in self.mounts]
+        self.mounts = now
+        self.watch_errors += len(new)
+        return [FsEvent("watch_error", rel, detail="another file system or a bind mount is "
+                        "mounted here; fanotify does not see below it (watcher = inotify "
+                        "does)") for rel in new]
+
     # ------------------------------------------------------------ events
     def next_deadline(self) -> float | None:
         """When read() has work without any event (monotonic s): the oldest file modified

@@ -78,6 +78,24 @@ class TreeWatcher(MovePairing, WatchPlaces):
         """Watch the whole tree; returns watch_error events (the caller's scan covers files)."""
         return self.rewatch()
 
+    def rewatch_at(self, rel: str) -> list[FsEvent]:
+        """Place the watches at directory `rel` and below it again, as rewatch() does for
+        the whole tree: a file system was mounted or unmounted there (mirrord.daemon_mounts),
+        and inotify keeps no watch across that (the old file system's watches get
+        IN_UNMOUNT and IN_IGNORED; the new one has none, and add_watch on the path now
+        names another inode). No files are reported: the caller compares the subtree.
+        A `rel` whose parent is not watched re-checks the whole tree."""
+        parent_rel, _, name = rel.rpartition("/")
+        parent = self.tree.lookup(parent_rel)
+        if parent is None or not name:
+            return self.rewatch()
+        out: list[FsEvent] = []
+        self._now = self.clock()
+        node = self._place(parent, name, rel, out)
+        if node is not None:
+            self._walk(node, rel, scan=False, out=out)
+        return out
+
     def next_deadline(self) -> float | None:
         """When read() next has timed work (monotonic seconds): a held MOVED_FROM or a
         set-aside node to settle, a modified file gone quiet, an unwatched retry or rescan."""

@@ -1,0 +1,125 @@
+"""The daemon's side of file systems mounted below a source root (mirrord.submounts).
+
+At start each source's remembered mount points are read from the state database and
+merged with the mount table, before the catch-up walks (a mount that went away while
+the daemon was stopped is known to it). Every loop turn one poll(2) of
+/proc/self/mounts says whether anything was mounted or unmounted; only then are the
+points below each root read again. A point that is new, or mounted again with another
+file system, has its watches placed again and its subtree compared with what was
+shipped: inotify keeps no watch across a mount (the watches on the old file system get
+IN_UNMOUNT and IN_IGNORED, inotify(7); the new one has none), so without this the
+changes inside it were missed until a reconcile. The deletes refused while it was
+gone are retried at once. A fanotify watcher's one mark sees no other file system: the
+mount points below its root are counted unwatched (the source is degraded) and their
+subtrees compared every RESCAN_EVERY seconds instead. Main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from mirrord import submounts
+from mirrord.logsetup import kv
+
+if TYPE_CHECKING:
+    from mirrord.config import SourceConfig
+    from mirrord.daemon import Daemon
+
+log = logging.getLogger("mirrord.daemon")
+
+RESCAN_EVERY = 5.0   # seconds between checks of what a fanotify mark cannot see (as unwatched.py)
+
+
+def setup(d: Daemon) -> None:
+    """Load and store each source's SubMounts in `d.mounts`, open the mount table and
+    add the per-turn check to `d.periodic_hooks`. Raises what the journal raises."""
+    for src in d.cfg.sources:
+        mounts = submounts.load(d.journal, src)
+        d.mounts[src.name] = mounts
+        d.journal.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
+        _log_lost(src, mounts, at="start")
+    try:
+        d.mount_table = submounts.MountTable()
+    except OSError as exc:   # no /proc: what was remembered still guards the deletes
+        log.warning(kv(msg="cannot watch the mount table; mounts below a source root are "
+                       "read only at start", error=exc.strerror))
+    d.periodic_hooks.append(tick)
+
+
+def tick(d: Daemon) -> None:
+    """If the mount table changed: read the points below each root again, re-watch and
+    compare those that came (back), retry the source's refused deletes, store the
+    result and log what is lost. Every RESCAN_EVERY seconds: compare what lies below
+    the mount points a fanotify mark cannot see. A periodic hook (main thread)."""
+    _rescan_unseen(d)
+    if d.mount_table is None or not d.mount_table.changed():
+        return
+    for src in d.cfg.sources:
+        mounts = d.mounts.get(src.name)
+        if mounts is None:
+            continue
+        before = mounts.snapshot()
+        came = mounts.refresh()
+        gone = [rel for rel in mounts.lost() if rel not in mounts.reported]
+        if came or gone:
+            _rewatch(d, src, came + gone)
+        for rel in came:
+            log.info(kv(msg="file system mounted below the source root; watching and "
+                        "comparing it", source=src.name, path=rel))
+            d.schedule_subtree_check(src, rel)
+        if came:
+            for target in src.targets:
+                if target in d.targets:
+                    d.journal.retry_now(target)
+        _log_lost(src, mounts, at="mount table changed")
+        if mounts.snapshot() != before:
+            d.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
+
+
+def lost(d: Daemon) -> dict[str, list[str]]:
+    """Per source, the remembered mount points that are lost now (for status)."""
+    return {name: m.lost() for name, m in d.mounts.items()}
+
+
+def _rewatch(d: Daemon, src: SourceConfig, points: list[str]) -> None:
+    """Place the watches a mount or unmount at `points` (relative) took away or added: an
+    inotify watcher's rewatch_at each (that subtree only: a whole rewatch lists every
+    directory of the tree); a fanotify watcher learns the mount points its mark cannot
+    see (counted unwatched)."""
+    watcher = d.watchers.get(src.name)
+    if hasattr(watcher, "rewatch_at"):
+        for rel in points:
+            d._handle_events(src, watcher.rewatch_at(rel))
+    if hasattr(watcher, "mounts_changed"):
+        d._handle_events(src, watcher.mounts_changed())
+
+
+def _rescan_unseen(d: Daemon) -> None:
+    """Queue a subtree check of each mount point a fanotify watcher reports unwatched,
+    every RESCAN_EVERY seconds: its FAN_MARK_FILESYSTEM mark sees nothing below them, so
+    without this a change there waited for a reconcile (the watch_error line promises
+    a rescan every few seconds)."""
+    now = time.monotonic()
+    if now < d.mounts_rescan_at:
+        return
+    d.mounts_rescan_at = now + RESCAN_EVERY
+    for src in d.cfg.sources:
+        watcher = d.watchers.get(src.name)
+        if getattr(watcher, "mounts_changed", None) is None:
+            continue
+        for rel in watcher.unwatched_paths(limit=1000):
+            d.schedule_subtree_check(src, rel)
+
+
+def _log_lost(src: SourceConfig, mounts: submounts.SubMounts, *, at: str) -> None:
+    """One ERROR line per mount point newly lost (a mount table that changes for other
+    reasons, on a busy host, repeats nothing)."""
+    lost = mounts.lost()
+    for rel in lost:
+        if rel not in mounts.reported:
+            log.error(kv(msg="file system below the source root is not mounted; deletes "
+                         "below it are refused until it is back", source=src.name, path=rel,
+                         at=at))
+    mounts.reported = set(lost)

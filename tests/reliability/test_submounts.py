@@ -1,0 +1,234 @@
+"""A file system mounted below a source root (a "sub-mount": src/site42 on its own tmpfs)
+that goes away is never taken for the user deleting its files, on every target, by
+every caller (live stream, catch-up, reconcile at start and by command); one that comes
+back or appears while the daemon runs is shipped and watched (mirrord.submounts,
+mirrord.daemon_mounts). Before: a restart or a reconcile while it was unmounted deleted
+the mirror's copy of everything in it, and what a mount brought in was missed.
+
+Real mounts (the suite runs as root); every mount is taken down in `finally`, lazily if
+busy, so a failing test leaves none behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import target_files
+from tests.reliability.conftest import Env, poll, tmpfs, umount, write_config
+
+SITE = "site42"
+
+
+def _config(tmp: Path, seaweedfs, sshd, *, at_start: str = "yes", watcher: str = "auto") -> Path:
+    """Three real targets; no scheduled reconcile (what arrives later arrives live)."""
+    cfg = write_config(tmp, seaweedfs, sshd)
+    text = cfg.read_text().replace("[source:uploads]\n", f"[source:uploads]\nwatcher = {watcher}\n")
+    cfg.write_text(text + f"\n[reconcile]\nevery = off\nat_start = {at_start}\n")
+    return cfg
+
+
+def _fill(root: Path, files: dict[str, bytes]) -> None:
+    """Write `files` below `root`; a tmpfs's own root (mode 1777) gets the 0755 of an
+    ordinary directory first, so only what the test changes differs."""
+    for top in {rel.split("/", 1)[0] for rel in files if "/" in rel}:
+        if (root / top).is_dir():
+            (root / top).chmod(0o755)
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+def _site_files() -> dict[str, bytes]:
+    return {f"{SITE}/{d}/f{i}.jpg": os.urandom(200) for i in range(6) for d in ("a", "b/c")}
+
+
+def _holds(env: Env, files: dict[str, bytes]) -> None:
+    """Every target holds each of `files` byte for byte (and maybe more)."""
+    for name, target in env.targets.items():
+        held = target_files(target)
+        missing = sorted(p for p, d in files.items() if held.get(p) != d)
+        assert not missing, (name, missing[:5], len(missing))
+
+
+def _all_hold(env: Env, files: dict[str, bytes]):
+    def check():
+        try:
+            _holds(env, files)
+        except AssertionError:
+            return False
+        return True
+    return check
+
+
+def _lost_mounts(env: Env) -> list[str]:
+    return env.daemon.status()["sources"]["uploads"].get("lost_mounts") or []
+
+
+@contextlib.contextmanager
+def _bound(staging: Path, at: Path) -> Iterator[Path]:
+    """`staging` bind-mounted at `at` (a file system appearing with its contents in place
+    at once), always unmounted afterwards."""
+    at.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(staging), str(at)], check=True)
+    try:
+        yield at
+    finally:
+        umount(at)
+
+
+@pytest.fixture
+def site(tmp_path, seaweedfs, sshd):
+    """(env factory, source, files): src/ holds top.txt and src/site42, its own tmpfs,
+    with files; the mount is undone whatever happens."""
+    src = tmp_path / "src"
+    src.mkdir()
+    envs: list[Env] = []
+
+    def make(at_start: str = "yes", watcher: str = "auto") -> Env:
+        envs.append(Env(tmp_path, _config(tmp_path, seaweedfs, sshd, at_start=at_start,
+                                          watcher=watcher)))
+        return envs[-1]
+    try:
+        with tmpfs(src / SITE, "8m"):
+            files = {"top.txt": b"top", **_site_files()}
+            _fill(src, files)
+            yield make, src, files
+    finally:
+        for e in envs:
+            e.close()
+        umount(src / SITE)
+
+
+def test_unmounted_while_running_keeps_the_mirror_and_a_remount_is_watched(site):
+    make, src, files = site
+    env = make()
+    env.daemon.start()
+    env.converge()
+    umount(src / SITE)                                   # shape 1: gone under the daemon
+    assert not any((src / SITE).iterdir())
+    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    (src / "after.txt").write_text("live")               # the rest still streams live
+    poll(_all_hold(env, {"after.txt": b"live"}), what="after.txt shipped")
+    res = env.daemon.cli("reconcile", check=False)       # shape 3, the daemon running
+    assert SITE in res.stdout + res.stderr, res.stdout + res.stderr
+    _holds(env, files)
+    status = env.daemon.status()
+    assert status["daemon"]["sources"]["uploads"]["state"] == "degraded"
+    assert status["daemon"]["sources"]["uploads"]["lost_mounts"] == [SITE]
+    with tmpfs(src / SITE, "8m"):                        # shape 4: back, with one file more
+        _fill(src, {**files, f"{SITE}/back.txt": b"back"})
+        poll(_all_hold(env, {f"{SITE}/back.txt": b"back"}), timeout=60,
+             what="a file the new mount brought shipped without a reconcile")
+        (src / SITE / "a" / "live.txt").write_text("in the new mount")
+        poll(_all_hold(env, {f"{SITE}/a/live.txt": b"in the new mount"}), timeout=60,
+             what="a write inside the new mount streamed live")
+        (src / SITE / "a" / "f0.jpg").unlink()           # a real delete in it goes out again
+        poll(lambda: all(f"{SITE}/a/f0.jpg" not in target_files(t)
+                         for t in env.targets.values()), what="a delete inside the new mount")
+        assert _lost_mounts(env) == []
+        env.assert_exact(passes_allowed=True)
+    env.daemon.stop()
+
+
+@pytest.mark.parametrize("at_start", ["yes", "no"])
+def test_unmounted_while_stopped_keeps_the_mirror(site, at_start):
+    make, src, files = site
+    env = make(at_start)
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(src / SITE)                                   # shape 2: gone while stopped
+    env.daemon.start()                                   # catch-up (and a pass when at_start)
+    poll(lambda: "catch-up done" in env.log_text(), what="the start's catch-up")
+    if at_start == "yes":
+        poll(lambda: "reconcile pass" in env.log_text(), what="the start's reconcile pass")
+    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    poll(env.drained, what="the backlog drained")
+    _holds(env, files)
+    assert "refused" in env.log_text() or "not mounted" in env.log_text()
+    with tmpfs(src / SITE, "8m"):                        # back while running: nothing lost
+        _fill(src, files)
+        poll(lambda: _lost_mounts(env) == [], what="the sub-mount back")
+        env.assert_exact(passes_allowed=True)
+    env.daemon.stop()
+
+
+def test_an_empty_file_system_mounted_in_its_place_deletes_nothing(site):
+    """While stopped, the mount is replaced by an empty one (mounted by mistake, or a tmpfs
+    mounted again, which may get its old st_dev back): neither the catch-up nor the start's
+    pass deletes what the mirror holds of it."""
+    make, src, files = site
+    env = make()
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(src / SITE)
+    with tmpfs(src / SITE, "8m"):
+        (src / SITE).chmod(0o755)
+        env.daemon.start()
+        poll(lambda: "catch-up done" in env.log_text(), what="the start's catch-up")
+        poll(lambda: env.log_text().count("reconcile pass done") >= 3, what="the start's passes")
+        poll(env.drained, what="the backlog drained")
+        _holds(env, files)
+        assert "is empty (mounted by mistake?)" in env.log_text()
+        env.daemon.stop()
+
+
+def test_reconcile_command_while_unmounted_deletes_nothing(site):
+    make, src, files = site
+    env = make()
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(src / SITE)
+    res = env.daemon.cli("reconcile", check=False)       # shape 3, the daemon stopped
+    assert SITE in res.stdout + res.stderr and "not deleting" in res.stdout + res.stderr, \
+        res.stdout + res.stderr
+    _holds(env, files)
+
+
+def test_retired_mount_point_is_forgotten(site):
+    """The operator retires the mount and removes its mount point: the deletes go."""
+    make, src, _files = site
+    env = make()
+    env.daemon.start()
+    env.converge()
+    umount(src / SITE)
+    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    (src / SITE).rmdir()                                 # retired for good
+    poll(lambda: all(not any(p.startswith(SITE + "/") for p in target_files(t))
+                     for t in env.targets.values()), timeout=90,
+         what="the retired mount's files deleted on every target")
+    assert _lost_mounts(env) == []
+    env.daemon.stop()
+
+
+@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
+def test_new_mount_below_the_root_is_shipped_and_watched(site, tmp_path, watcher):
+    """inotify watches the new mount; fanotify's mark cannot see it, so it is counted
+    unwatched and compared every few seconds (mirrord.daemon_mounts)."""
+    make, src, _files = site
+    env = make(watcher=watcher)
+    env.daemon.start()
+    env.converge()
+    staging = tmp_path / "staging"
+    with tmpfs(staging, "8m"):
+        staging.chmod(0o755)
+        new = {f"site43/x{i}.jpg": os.urandom(100) for i in range(5)}
+        _fill(staging, {p.split("/", 1)[1]: d for p, d in new.items()})
+        with _bound(staging, src / "site43"):            # shape 5: an operator adds a site
+            poll(_all_hold(env, new), timeout=60, what="the new mount's files shipped")
+            (src / "site43" / "y.jpg").write_bytes(b"y")
+            poll(_all_hold(env, {"site43/y.jpg": b"y"}), timeout=60,
+                 what="a write inside the new mount shipped")
+            if watcher == "fanotify":
+                health = env.daemon.status()["daemon"]["sources"]["uploads"]
+                assert "site43" in health["unwatched_paths"], health
+            env.assert_exact(passes_allowed=True)
+    env.daemon.stop()
