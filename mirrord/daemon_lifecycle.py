@@ -59,7 +59,7 @@ def setup(d: Daemon) -> None:
         routes = {s.name: s.targets for s in d.cfg.sources}
         # claims kept: the rows the last run left in flight are read first (undo_interrupted)
         d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
-        undo_interrupted(d)
+        undo_interrupted(d, at_start=True)
         others_in_flight(d)
         locations.check(d.journal, d.cfg)   # before the catch-up reads what was shipped
         daemon_mounts.setup(d)   # before the catch-up: its deletes below a lost mount wait
@@ -96,14 +96,21 @@ def setup(d: Daemon) -> None:
         d._handle_events(src, start_events[src.name])
 
 
-def undo_interrupted(d: Daemon, *, why: str = "ops cut short by the last stop run again") -> int:
+def undo_interrupted(d: Daemon, *, why: str = "ops cut short by the last stop run again",
+                     at_start: bool = False) -> int:
     """Queue the removals of what the ops a gone process left in flight (the last run, a
     `mirrord reconcile` killed) may have made on their targets and the source no longer
     has (mirrord.interrupted), and release those rows' claims so they run again, in one
     transaction: a crash in between loses neither. The rows of a process still running
     (a reconcile that started before the daemon: mirrord.claimer) are left to it.
-    Returns how many rows were released. Raises what the journal raises (sqlite3.Error)."""
+    `at_start`: the daemon has claimed nothing yet, so rows under its own claimer id are a
+    previous life's: a daemon started at boot often gets the same pid and start time (clock
+    ticks since boot) as the one that ran before a power loss, and its rows stayed in
+    flight, never shipped, until the next restart. Returns how many rows were released.
+    Raises what the journal raises (sqlite3.Error)."""
     gone = d.journal.gone_claimers()
+    if at_start and d.journal.claimer in d.journal.claimers():
+        gone.add(d.journal.claimer)
     rows = [Interrupted(*row) for row in d.journal.claimed_rows(gone)] if gone else []
     if not rows:
         return 0

@@ -37,6 +37,7 @@ class ClaimAckMixin:
     clock: Callable[[], float]
     _barriers: _Barriers
     claimer: str   # this process (mirrord.claimer.me()): recorded on every row it claims
+    _seen_version: int   # PRAGMA data_version when the barriers were last loaded (writer.py)
 
     def count_ready(self, target: str, limit: int, *, now: float | None = None) -> int:
         """How many ops claim() would hand out for `target` now, counting at most `limit`."""
@@ -47,13 +48,17 @@ class ClaimAckMixin:
     def claim(self, target: str, limit: int, *, now: float | None = None) -> list[Op]:
         """Up to `limit` ready ops for one target, marked in flight."""
         now = self.clock() if now is None else now
-        rows = self.db.execute(
-            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
-            f"WHERE {_READY} ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
+        rows = self._ready_rows(target, now, limit)
         ops: list[Op] = []
         if not rows:   # nothing ready: no empty write transaction (BEGIN IMMEDIATE + COMMIT)
             return ops
+        seen = self._seen_version
         with self.transaction():
+            if self._seen_version != seen:
+                # another process (a reconcile, the daemon) committed after the read above:
+                # it may have claimed these rows or queued a removal holding them back, so
+                # they are read again under the write lock (else shipped twice, side by side)
+                rows = self._ready_rows(target, now, limit)
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
                 barrier = bool(tree or (is_dir and kind == "move"))
                 if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
@@ -71,6 +76,12 @@ class ClaimAckMixin:
                               _s(src) if src is not None else None, bool(is_dir), bool(tree),
                               attempts, event_time, src_shipped, shipped))
         return ops
+
+    def _ready_rows(self, target: str, now: float, limit: int) -> list[tuple]:
+        """The rows claim() may hand out now, oldest retry first (at most `limit`)."""
+        return self.db.execute(
+            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
+            f"WHERE {_READY} ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
 
     def _overlaps_inflight(self, oid: int, target: str, source: str, path: bytes,
                            src: bytes | None, barrier: bool) -> bool:

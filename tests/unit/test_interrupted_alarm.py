@@ -70,3 +70,30 @@ def test_the_start_catch_up_does_not_count_the_same_files_again(crashed):
     d.alarms.observe_scan([Change("up", "other/a.jpg", "delete", targets=("t",)),
                            Change("up", "big/f00.jpg", "delete", targets=("t",))])
     assert d.alarms.alarms["up"].count() == FILES + 2      # a later catch-up counts them
+
+
+def test_rows_under_the_starting_daemons_own_id_are_a_previous_lifes(tmp_path):
+    """A power loss, then a boot: the daemon started by systemd can get the pid and start
+    time (clock ticks since boot) the last one had, so the rows that one left in flight
+    carry the new daemon's own claimer id. It has claimed nothing yet: they are undone and
+    run again, not left in flight (never shipped) until the next restart."""
+    from mirrord import claimer
+
+    root = tmp_path / "src"
+    root.mkdir()
+    src = SourceConfig("up", root, ("t",))
+    path = tmp_path / "j.db"
+    before = Journal(path, {"up": ("t",)}, claimer=claimer.me())   # the same id, last boot
+    before.enqueue([Change("up", "a.jpg", "put")])
+    assert len(before.claim("t", 10, now=1e12)) == 1
+    before.close()
+    journal = Journal(path, {"up": ("t",)}, reset_claims=False)
+    d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,), source=lambda name: src),
+                        journal=journal, metrics=None, next_heartbeat=9e9,
+                        pipeline=SimpleNamespace(journal_failed=lambda exc: None))
+    d.alarms = AlarmWatch(d, clock=Clock(), wall=lambda: 1234.0)
+    try:
+        assert undo_interrupted(d, at_start=True) == 1
+        assert [op.path for op in journal.claim("t", 10, now=1e12)] == ["a.jpg"]
+    finally:
+        journal.close()
