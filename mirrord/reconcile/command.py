@@ -58,6 +58,7 @@ class Command:
         self.stop = threading.Event()     # set by interrupt(): the pass ends without deleting
         self.stopped_by: str | None = None   # what stopped the run ('SIGTERM'), None: not stopped
         self._next_look = 0.0   # monotonic seconds: when to look for a daemon again
+        self._handed_over = False   # our shipping went to a daemon that started meanwhile
 
     def close(self) -> None:
         self.progress.close()
@@ -223,20 +224,38 @@ class Command:
         in-memory index), so ours stops claiming; what our workers hold is finished and
         recorded, and the pass waits for the daemon to ship the rest, as when it was
         running from the start. Looks at /proc/locks every DAEMON_LOOK seconds."""
-        if self.daemon or self.journal is None:
+        if self.journal is None or (self.daemon and not self._handed_over):
             return
         now = time.monotonic()
         if not force and now < self._next_look:
             return
         self._next_look = now + DAEMON_LOOK
         pid = locks.holder(self.cfg.mirrord.state_dir, locks.DAEMON)
+        if self._handed_over:
+            if pid is None:
+                self._take_back(pipeline)
+            return
         if pid is None:
             return
         self.daemon = True
-        if pipeline is not None:
+        if pipeline is not None and pipeline.shipper is not None:
             pipeline.claiming = False
+            self._handed_over = True
         print(f"mirrord: a daemon started (pid {pid}): it ships from now on; this run "
               f"finishes what it holds and waits for the rest", file=sys.stderr)
+
+    def _take_back(self, pipeline: Pipeline | None) -> None:
+        """The daemon we handed over to stopped (or died) before it shipped our rows: this
+        pass was waiting for them with no time limit (its Session was built before the
+        handover), so it waited until a signal. Ship again: release the rows the gone
+        daemon left in flight on this target (mirrord.claimer) and claim again."""
+        self.daemon = self._handed_over = False
+        if pipeline is None or pipeline.shipper is None:
+            return
+        for name in pipeline.shipper.targets:
+            self.journal.release_claims(name)
+        pipeline.claiming = True
+        print("mirrord: the daemon stopped: this run ships again", file=sys.stderr)
 
     @staticmethod
     def _patience(pipeline: Pipeline, held_since: float | None) -> float | None:

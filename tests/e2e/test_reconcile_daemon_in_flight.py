@@ -150,3 +150,47 @@ def test_a_reconcile_killed_while_the_daemon_runs_leaves_no_row_claimed(env, fau
     shutil.rmtree(env.src / "new")
     env.assert_exact(by="the catch-up")
     assert "ops a process that is gone left in flight run again" in env.log_text()
+
+
+def _claimed_count(env, target: str) -> int:
+    """How many rows of `target` are in flight (read-only connection)."""
+    db_path = config_mod.load(env.cfg).mirrord.journal_path
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        return db.execute("SELECT count(*) FROM ops WHERE target = ? AND claimed != 0",
+                          (target,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_reconcile_takes_back_its_rows_when_the_daemon_it_handed_over_to_dies(env, faults):  # noqa: F811
+    """A reconcile begun with the daemon down hands its shipping over to a daemon that
+    starts; the daemon is killed before it shipped those rows. Before, the pass waited for
+    them with no time limit (until a signal); now it ships them again itself."""
+    _shipped_once_then_stopped(env)
+    names = [f"r{i:02}.jpg" for i in range(60)]   # more than 4 workers take at once
+    for name in names:
+        write(env.src / name, os.urandom(3000))
+    hold(faults, "local", "r*.jpg")             # every worker is held once it did its batch
+    rec = _reconcile(env, faults, "--target", "local")
+    reached = faults / "shipped.reached"
+
+    def lines() -> int:
+        return len(reached.read_text().splitlines()) if reached.exists() else 0
+    try:
+        # every row the reconcile claimed has been done and its worker held; rows remain
+        poll(lambda: 0 < lines() == _claimed_count(env, "local") < len(names),
+             timeout=60, what="the reconcile's workers held with rows left queued")
+        before = lines()
+        restart_one_worker(env)                  # the reconcile hands over to it
+        poll(lambda: lines() > before, timeout=60, what="the daemon's worker held")
+        env.daemon.kill(signal.SIGKILL)          # gone before it shipped the rest
+        (faults / "shipped").unlink()            # everyone let go
+        out = _ends(rec)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+    assert "a daemon started" in out and "this run ships again" in out, out
+    for name in names:
+        assert env.targets["local"].read(name) == (env.src / name).read_bytes(), name
