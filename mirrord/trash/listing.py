@@ -116,7 +116,7 @@ def kept_under(target: Target, prefixes: Iterable[str], *,
     Target.trash_list raises."""
     try:
         since_stamp(since)
-    except ValueError:   # a year no stamp holds (--since 1000000d): choose() alone bounds
+    except ValueError:   # a year no stamp holds (a caller passing a time before year 1000 or after 9999): choose() alone bounds
         since = None
     seen: dict[tuple[str, str, str | None], Kept] = {}
     for prefix in prefixes:
