@@ -59,9 +59,11 @@ def setup(d: Daemon) -> None:
         routes = {s.name: s.targets for s in d.cfg.sources}
         # claims kept: the rows the last run left in flight are read first (undo_interrupted)
         d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
+        # before the catch-up reads what was shipped, and while the rows left in flight are
+        # still claimed: a place left marks what they may have done there (locations.py)
+        locations.check(d.journal, d.cfg)
         undo_interrupted(d, at_start=True)
         others_in_flight(d)
-        locations.check(d.journal, d.cfg)   # before the catch-up reads what was shipped
         daemon_mounts.setup(d)   # before the catch-up: its deletes below a lost mount wait
         # the targets sources route to: one no source lists is never opened, and calling it
         # in_sync on /ready and in mirrord_target_state told other tools it mirrors something

@@ -122,6 +122,9 @@ def _switch(journal: Journal, target: str, source: str, was: dict, now: dict) ->
     """Set the pair's record aside under `was`, bring back the one set aside for `now`
     (a location matches when no field both hold differs), keep ASIDE_KEEP of them."""
     aside: list[dict] = journal.get_state(_aside_key(target, source), [])
+    # rows in flight (a kill -9 before their ack) run again at the new place: what they
+    # did at the old one is marked not known in its record before it is set aside
+    journal.mark_in_flight_unsure(target, source)
     set_aside = journal.set_shipped_aside(target, source, _id(was))
     back = next((loc for loc in aside if not _moved(loc, now)), None)
     restored = journal.restore_shipped(target, source, _id(back)) if back is not None else 0

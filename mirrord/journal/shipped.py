@@ -68,6 +68,37 @@ def _move_shipped(db: sqlite3.Connection, t: str, s: str, src: bytes, dst: bytes
 
 
 _COLS = "key, size, mtime_ns, token, mode"
+UNSURE = -1   # size and mtime_ns of a record row that may or may not be on the target
+
+
+def mark_in_flight_unsure(db: sqlite3.Connection, t: str, s: str) -> int:
+    """Make the record of (`t`, `s`) say "not known" wherever a row in flight may have
+    changed the target without being recorded: each end of the row (and what is recorded
+    below it) gets size and mtime UNSURE, which no source file matches, and each parent
+    directory it may have made is recorded. Called when the pair's location changes
+    (mirrord.locations), before the record is set aside: the rows themselves then run at
+    the new place, so the old one never saw their outcome, and a put done there (kill -9
+    before its ack), its parents, a rename or a delete stayed unknown to the record a
+    return restores; the catch-up on that return now re-sends such a path where the source
+    has it and deletes it where it has not. Returns how many rows were in flight."""
+    rows = db.execute("SELECT path, src, is_dir FROM ops WHERE target = ? AND source = ? "
+                      "AND claimed != 0", (t, s)).fetchall()
+    for path, src, is_dir in rows:
+        for end in (bytes(path), bytes(src) if src is not None else None):
+            if end is None:
+                continue
+            db.execute("UPDATE shipped SET size = ?, mtime_ns = ? WHERE target = ? AND source = ? "
+                       "AND (key = ? OR (key >= ? AND key < ?))",
+                       (UNSURE, UNSURE, t, s, end, end + b"/", _prefix_upper(end)))
+            keys = [end + b"/" if is_dir else end]
+            cut = end.rfind(b"/")
+            while cut > 0:   # the parents a put or a rename made on its way
+                keys.append(end[:cut + 1])
+                cut = end.rfind(b"/", 0, cut)
+            db.executemany("INSERT OR IGNORE INTO shipped (target, source, key, size, mtime_ns, "
+                           "token, mode) VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                           [(t, s, k, UNSURE, UNSURE) for k in keys])
+    return len(rows)
 
 
 def set_aside(db: sqlite3.Connection, t: str, s: str, location: str) -> int:

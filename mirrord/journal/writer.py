@@ -91,6 +91,11 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         (the place it describes; it changed: mirrord.locations); returns how many rows."""
         return shipped.set_aside(self.db, target, source, location)
 
+    def mark_in_flight_unsure(self, target: str, source: str) -> int:
+        """Mark in the pair's record what its rows in flight may have changed on the target
+        (shipped.mark_in_flight_unsure); returns how many rows were in flight."""
+        return shipped.mark_in_flight_unsure(self.db, target, source)
+
     def restore_shipped(self, target: str, source: str, location: str) -> int:
         """Make the record set aside for `location` the pair's record again (it is back
         there); returns how many rows."""

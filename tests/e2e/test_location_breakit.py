@@ -9,7 +9,13 @@ a target moving its dest and back.
 
 from __future__ import annotations
 
+import shutil
+import signal
+
+import pytest
+
 from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.test_crash_in_flight import held, hold
 from tests.e2e.test_location_return import _reopen_at, local_alarm  # noqa: F401 (a fixture)
 from tests.reliability.conftest import poll
 
@@ -108,3 +114,68 @@ every = off
     finally:
         daemon.stop()
         target.close()
+
+
+def _crash_at_a_then_b(tmp, cfg, daemon, at_a, glob, write_at_a, after_kill) -> None:
+    """A change whose op is done at A and held before its ack (fault point "shipped"),
+    the daemon SIGKILLed there; `after_kill()` changes the source while it is down; the
+    target moved to B, filled, stopped; moved back to A and started: A must be exact."""
+    src = tmp / "src"
+    faults = tmp / "faults"
+    faults.mkdir()
+    daemon.env["MIRRORD_FAULT_DIR"] = str(faults)
+    (src / "keep.txt").write_bytes(b"stays")
+    daemon.start()
+    wait_converged(src, at_a)
+    hold(faults, "local", glob)
+    write_at_a()
+    poll(lambda: held(faults, "local", glob), timeout=60, what="op done at A, held")
+    daemon.kill(signal.SIGKILL)
+    (faults / "shipped").unlink()
+    after_kill()
+    _move(cfg, "path = ./mirror\n", "path = ./mirror-b\n")
+    at_b = _reopen_at(cfg, "local")
+    try:
+        daemon.start()
+        wait_converged(src, at_b)
+        assert daemon.stop() == 0
+    finally:
+        at_b.close()
+    _move(cfg, "path = ./mirror-b\n", "path = ./mirror\n")
+    daemon.start()
+    wait_converged(src, at_a)   # compares directories too: a parent left there fails it
+
+
+@pytest.mark.parametrize("path", ["x.jpg", "new/day/x.jpg"])
+def test_a_put_cut_short_at_a_then_gone_is_deleted_there_on_the_return(local_alarm, path):  # noqa: F811
+    """Found by a breaker: the put was done at A, never acked; the file deleted at the
+    source while down; the row ran again at B, and A's record never had it, so the return
+    left it at A for good. (Below new directories, their own mkdirs were recorded at A
+    first, and their removal on the return took the file with them.)"""
+    tmp, cfg, daemon, at_a = local_alarm
+    src = tmp / "src"
+    top = path.split("/")[0]
+
+    def write() -> None:
+        (src / path).parent.mkdir(parents=True, exist_ok=True)
+        (src / path).write_bytes(b"put at A, never acked")
+
+    def gone() -> None:
+        shutil.rmtree(src / top) if top != path else (src / path).unlink()
+    _crash_at_a_then_b(tmp, cfg, daemon, at_a, path, write, gone)
+
+
+def test_a_rename_cut_short_at_a_is_repaired_there_on_the_return(local_alarm):  # noqa: F811
+    """A rename done at A, never acked: A's record still names the old path with its
+    bytes; the source keeps the new name. The return must not trust the record's old
+    name (gone at A) nor miss the new one."""
+    tmp, cfg, daemon, at_a = local_alarm
+    src = tmp / "src"
+    (src / "old.jpg").write_bytes(b"renamed at A, never acked")
+
+    def rename() -> None:
+        (src / "old.jpg").rename(src / "moved.jpg")
+
+    def back() -> None:      # while down: the old name comes back with the same bytes
+        (src / "moved.jpg").rename(src / "old.jpg")
+    _crash_at_a_then_b(tmp, cfg, daemon, at_a, "moved.jpg", rename, back)
