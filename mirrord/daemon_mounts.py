@@ -17,10 +17,13 @@ subtrees compared every RESCAN_EVERY seconds instead. Main thread only.
 from __future__ import annotations
 
 import logging
+import os
+import stat as stat_mod
 import time
 from typing import TYPE_CHECKING
 
 from mirrord import submounts
+from mirrord.journal import Change
 from mirrord.logsetup import kv
 
 if TYPE_CHECKING:
@@ -60,20 +63,69 @@ def tick(d: Daemon) -> None:
         mounts = d.mounts.get(src.name)
         if mounts is None:
             continue
-        before = mounts.snapshot()
+        before, was_mounted = mounts.snapshot(), mounts.mounted()
         came = mounts.refresh()
-        gone = [rel for rel in mounts.lost() if rel not in mounts.reported]
-        if came or gone:
-            _rewatch(d, src, came + gone)
+        lost_now = mounts.lost()
+        gone = [rel for rel in lost_now if rel not in mounts.reported]
+        # unmounted and not lost: what shows there now (a file bind-mounted over another,
+        # a directory holding entries) is what the source holds, so it is compared too
+        left = sorted(was_mounted - mounts.mounted() - set(lost_now))
+        if came or gone or left:
+            _rewatch(d, src, came + gone + left)
         for rel in came:
             log.info(kv(msg="file system mounted below the source root; watching and "
                         "comparing it", source=src.name, path=rel))
-            d.schedule_subtree_check(src, rel)
-        if came:
-            for target in src.targets:
-                if target in d.targets:
-                    d.journal.retry_now(target)
+        for rel in came + left:
+            _compare(d, src, rel)
+        if came or left:
+            _retry(d, src)
         _log_lost(src, mounts, at="mount table changed")
+        if mounts.snapshot() != before:
+            d.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
+
+
+def _compare(d: Daemon, src: SourceConfig, rel: str) -> None:
+    """Compare what the source holds at mount point `rel` with what was shipped: a
+    directory's subtree (a scan), or the one file a file bind mount covers (a put, which
+    the shipper sends only if it differs): walking a file path found nothing, so a file
+    bind-mounted over another kept the old bytes on every target."""
+    try:
+        is_dir = stat_mod.S_ISDIR(os.lstat(os.path.join(str(src.path), rel)).st_mode)
+    except OSError:
+        is_dir = False   # gone: the put finds it absent and removes it
+    if is_dir:
+        d.schedule_subtree_check(src, rel)
+    else:
+        d._record([Change(src.name, rel, "put")])
+
+
+def _retry(d: Daemon, src: SourceConfig) -> None:
+    """Retry at once the source's targets' rows refused while a mount was away."""
+    for target in src.targets:
+        if target in d.targets:
+            d.journal.retry_now(target)
+
+
+def _recheck_lost(d: Daemon) -> None:
+    """A lost mount point can stop being lost without any mount: the operator moved the
+    data in (it holds entries now, no longer a mount) and it is forgotten. Its deletes may
+    then go, but nothing else would compare it (the live stream saw only what was written
+    there), so what the moved-in data lacks stayed on the targets until a reconcile. Each
+    point reported lost is looked at again every RESCAN_EVERY seconds (only while one is)."""
+    for src in d.cfg.sources:
+        mounts = d.mounts.get(src.name)
+        if mounts is None or not mounts.reported:
+            continue
+        before = mounts.snapshot()
+        mounts.refresh()   # forgets a retired point
+        back = sorted(mounts.reported - set(mounts.lost()))
+        for rel in back:
+            log.info(kv(msg="file system below the source root is no longer lost; comparing "
+                        "it", source=src.name, path=rel))
+            _compare(d, src, rel)
+        if back:
+            _retry(d, src)
+        _log_lost(src, mounts, at="recheck")
         if mounts.snapshot() != before:
             d.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
 
@@ -105,6 +157,7 @@ def _rescan_unseen(d: Daemon) -> None:
     if now < d.mounts_rescan_at:
         return
     d.mounts_rescan_at = now + RESCAN_EVERY
+    _recheck_lost(d)
     for src in d.cfg.sources:
         watcher = d.watchers.get(src.name)
         if getattr(watcher, "mounts_changed", None) is None:

@@ -114,6 +114,11 @@ class SubMounts:
                     del self._known[rel]
         return changed
 
+    def mounted(self) -> set[str]:
+        """The points in the mount table at the last refresh (relative paths)."""
+        with self._lock:
+            return set(self._mounted)
+
     def snapshot(self) -> dict[str, int]:
         """What is remembered now, for the state database."""
         with self._lock:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import subprocess
 import time
 from fnmatch import fnmatchcase
@@ -174,9 +176,17 @@ def sysctl(name: str, value: int) -> Iterator[int]:
 
 
 def _mounted(path: Path) -> bool:
-    target = str(path.resolve())
-    with open("/proc/self/mounts") as fh:
-        return any(line.split()[1] == target for line in fh)
+    """Whether something is mounted at `path` (a file bind mount too). /proc/self/mounts
+    writes a space, tab, newline or backslash in a mount point as an octal escape (\\040:
+    getmntent(3)), so its fields are unescaped first; a name with a space was never found,
+    and its mount was left behind."""
+    target = os.fsencode(path.resolve())
+    with open("/proc/self/mounts", "rb") as fh:
+        return any(_unescape(line.split()[1]) == target for line in fh)
+
+
+def _unescape(field: bytes) -> bytes:
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field)
 
 
 @contextlib.contextmanager

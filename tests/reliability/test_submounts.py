@@ -232,3 +232,46 @@ def test_new_mount_below_the_root_is_shipped_and_watched(site, tmp_path, watcher
                 assert "site43" in health["unwatched_paths"], health
             env.assert_exact(passes_allowed=True)
     env.daemon.stop()
+
+
+def test_data_moved_in_place_of_a_lost_mount_is_compared(site):
+    """Found by a breaker: the mount goes away and the operator moves part of its data into
+    the directory left behind. The point is forgotten (it holds files, no mount), but
+    nothing compared it, so what the moved-in data lacks stayed on every target until a
+    reconcile; now a point no longer lost is compared."""
+    make, src, files = site
+    env = make()
+    env.daemon.start()
+    env.converge()
+    umount(src / SITE)
+    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    kept = f"{SITE}/a/f0.jpg"
+    _fill(src, {kept: files[kept]})                      # only one file moved in
+    poll(lambda: _lost_mounts(env) == [], what="the point forgotten: data moved in")
+    poll(lambda: all(set(p for p in target_files(t) if p.startswith(SITE + "/")
+                         and not p.endswith("/")) <= {kept} for t in env.targets.values()),
+         timeout=90, what="what the moved-in data lacks deleted on every target")
+    env.converge()
+    env.daemon.stop()
+
+
+def test_a_file_bind_mounted_below_the_root_while_running_is_shipped(site, tmp_path):
+    """Found by a breaker: a single file bind-mounted over another below the root while the
+    daemon runs (a config file, say). Its subtree check walked nothing (a file is no
+    subtree), so the old bytes stayed on every target; and so after its unmount."""
+    make, src, _files = site
+    (src / "bound.txt").write_bytes(b"")
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"the bytes bound over it")
+    env = make()
+    env.daemon.start()
+    env.converge()
+    subprocess.run(["mount", "--bind", str(outside), str(src / "bound.txt")], check=True)
+    try:
+        poll(_all_hold(env, {"bound.txt": b"the bytes bound over it"}), timeout=60,
+             what="the bound file's bytes shipped")
+    finally:
+        umount(src / "bound.txt")
+    poll(_all_hold(env, {"bound.txt": b""}), timeout=60,
+         what="the file under it shipped again once unmounted")
+    env.daemon.stop()
