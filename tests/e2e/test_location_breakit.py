@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.helpers import Mirrord, wait_converged
 from tests.e2e.test_crash_in_flight import held, hold
-from tests.e2e.test_location_return import _reopen_at, local_alarm  # noqa: F401 (a fixture)
+from tests.e2e.test_location_return import _reopen_at, b_and_back, local_alarm  # noqa: F401 (a fixture)
 from tests.reliability.conftest import poll
 
 
@@ -39,21 +39,13 @@ def test_a_return_after_a_file_became_a_directory_and_back(local_alarm):  # noqa
     daemon.start()
     wait_converged(src, at_a)
     assert daemon.stop() == 0
-    _move(cfg, "path = ./mirror\n", "path = ./mirror-b\n")
     (src / "flip").unlink()
     (src / "flip").mkdir()
     (src / "flip" / "now.jpg").write_bytes(b"below what was a file")
     (src / "dir" / "in.jpg").unlink()
     (src / "dir").rmdir()
     (src / "dir").write_bytes(b"a file where a directory was")
-    at_b = _reopen_at(cfg, "local")
-    try:
-        daemon.start()
-        wait_converged(src, at_b)
-        assert daemon.stop() == 0
-    finally:
-        at_b.close()
-    _move(cfg, "path = ./mirror-b\n", "path = ./mirror\n")
+    b_and_back(cfg, daemon, src)
     daemon.start()
     wait_converged(src, at_a)
 
@@ -133,15 +125,7 @@ def _crash_at_a_then_b(tmp, cfg, daemon, at_a, glob, write_at_a, after_kill) -> 
     daemon.kill(signal.SIGKILL)
     (faults / "shipped").unlink()
     after_kill()
-    _move(cfg, "path = ./mirror\n", "path = ./mirror-b\n")
-    at_b = _reopen_at(cfg, "local")
-    try:
-        daemon.start()
-        wait_converged(src, at_b)
-        assert daemon.stop() == 0
-    finally:
-        at_b.close()
-    _move(cfg, "path = ./mirror-b\n", "path = ./mirror\n")
+    b_and_back(cfg, daemon, src)
     daemon.start()
     wait_converged(src, at_a)   # compares directories too: a parent left there fails it
 

@@ -96,6 +96,12 @@ def _a_then_b(tmp, cfg, daemon, at_a) -> None:
     """50 files shipped to A, then the daemon run once at B (filled) and stopped."""
     src = tmp / "src"
     shipped_batch(src, daemon, at_a)
+    b_and_back(cfg, daemon, src)
+
+
+def b_and_back(cfg, daemon, src) -> None:
+    """Point the local target at B (./mirror-b), run the daemon until B holds the source,
+    stop it cleanly, and point the target back at A (./mirror)."""
     cfg.write_text(cfg.read_text().replace("path = ./mirror\n", "path = ./mirror-b\n"))
     at_b = _reopen_at(cfg, "local")
     try:
