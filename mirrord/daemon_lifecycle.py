@@ -62,8 +62,9 @@ def setup(d: Daemon) -> None:
         # before the catch-up reads what was shipped, and while the rows left in flight are
         # still claimed: a place left marks what they may have done there (locations.py)
         locations.check(d.journal, d.cfg)
-        undo_interrupted(d, at_start=True)
-        others_in_flight(d)
+        held = d.journal.claimers()   # one look at the rows in flight serves both below
+        undo_interrupted(d, at_start=True, claimers=held)
+        others_in_flight(d, held)
         daemon_mounts.setup(d)   # before the catch-up: its deletes below a lost mount wait
         # the targets sources route to: one no source lists is never opened, and calling it
         # in_sync on /ready and in mirrord_target_state told other tools it mirrors something
@@ -99,7 +100,7 @@ def setup(d: Daemon) -> None:
 
 
 def undo_interrupted(d: Daemon, *, why: str = "ops cut short by the last stop run again",
-                     at_start: bool = False) -> int:
+                     at_start: bool = False, claimers: set[str | None] | None = None) -> int:
     """Queue the removals of what the ops a gone process left in flight (the last run, a
     `mirrord reconcile` killed) may have made on their targets and the source no longer
     has (mirrord.interrupted), and release those rows' claims so they run again, in one
@@ -108,10 +109,12 @@ def undo_interrupted(d: Daemon, *, why: str = "ops cut short by the last stop ru
     `at_start`: the daemon has claimed nothing yet, so rows under its own claimer id are a
     previous life's: a daemon started at boot often gets the same pid and start time (clock
     ticks since boot) as the one that ran before a power loss, and its rows stayed in
-    flight, never shipped, until the next restart. Returns how many rows were released.
+    flight, never shipped, until the next restart. `claimers`: Journal.claimers() when
+    the caller has read it already (None: read here). Returns how many rows were released.
     Raises what the journal raises (sqlite3.Error)."""
-    gone = d.journal.gone_claimers()
-    if at_start and d.journal.claimer in d.journal.claimers():
+    held = d.journal.claimers() if claimers is None else claimers
+    gone = {c for c in held if not claimer.alive(c)}
+    if at_start and d.journal.claimer in held:
         gone.add(d.journal.claimer)
     rows = [Interrupted(*row) for row in d.journal.claimed_rows(gone)] if gone else []
     if not rows:
@@ -148,9 +151,10 @@ class ClaimWatch:
                 return
 
 
-def others_in_flight(d: Daemon) -> None:
-    """Log the live processes (pids) whose rows in flight the daemon leaves to them."""
-    others = {c for c in d.journal.claimers() if c != d.journal.claimer and claimer.alive(c)}
+def others_in_flight(d: Daemon, held: set[str | None]) -> None:
+    """Log the live processes (pids) whose rows in flight (claimers `held`, as
+    Journal.claimers() read them) the daemon leaves to them."""
+    others = {c for c in held if c != d.journal.claimer and claimer.alive(c)}
     if others:
         log.info(kv(msg="rows in flight of another running mirrord process are left to it",
                     pids=",".join(sorted(c.split(":")[0] for c in others if c))))
