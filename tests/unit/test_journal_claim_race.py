@@ -12,25 +12,8 @@ side by side, or beside the removal that should have held it back.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from mirrord.journal import Change, Journal
-from tests.fakes import Clock
-
-S, T = "up", "t"
-
-
-@pytest.fixture
-def pair(tmp_path: Path):
-    clock = Clock()
-    path = tmp_path / "journal.db"
-    daemon = Journal(path, {S: (T,)}, clock=clock)
-    command = Journal(path, {S: (T,)}, clock=clock, reset_claims=False, claimer="1:1")
-    yield daemon, command, clock
-    command.close()
-    daemon.close()
+from tests.unit.test_journal_two_writers import S, T, pair  # noqa: F401 (pair: a fixture)
 
 
 def _before_the_write_lock(j: Journal, monkeypatch, other) -> None:
@@ -47,7 +30,7 @@ def _before_the_write_lock(j: Journal, monkeypatch, other) -> None:
     monkeypatch.setattr(j, "transaction", transaction.__get__(j))
 
 
-def test_a_row_the_other_process_claimed_meanwhile_is_not_claimed_again(pair, monkeypatch):
+def test_a_row_the_other_process_claimed_meanwhile_is_not_claimed_again(pair, monkeypatch):  # noqa: F811
     daemon, command, clock = pair
     daemon.enqueue([Change(S, "a.jpg", "put")])
     theirs = []
@@ -58,7 +41,7 @@ def test_a_row_the_other_process_claimed_meanwhile_is_not_claimed_again(pair, mo
     assert [op.path for op in mine] == []          # before: ["a.jpg"], shipped twice
 
 
-def test_a_put_below_a_tree_removal_queued_meanwhile_waits_for_it(pair, monkeypatch):
+def test_a_put_below_a_tree_removal_queued_meanwhile_waits_for_it(pair, monkeypatch):  # noqa: F811
     daemon, command, clock = pair
     daemon.enqueue([Change(S, "d/x", "put")])
     _before_the_write_lock(daemon, monkeypatch,

@@ -23,7 +23,8 @@ def pair(tmp_path: Path):
     clock = Clock()
     path = tmp_path / "journal.db"
     daemon = Journal(path, {S: (T,)}, clock=clock)
-    command = Journal(path, {S: (T,)}, clock=clock, reset_claims=False)
+    # the other process: a claimer id of its own (pid 1 with a start time it never had)
+    command = Journal(path, {S: (T,)}, clock=clock, reset_claims=False, claimer="1:1")
     yield daemon, command, clock
     command.close()
     daemon.close()
