@@ -79,9 +79,7 @@ def tick(d: Daemon) -> None:
             _compare(d, src, rel)
         if came or left:
             _retry(d, src)
-        _log_lost(src, mounts, at="mount table changed")
-        if mounts.snapshot() != before:
-            d.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
+        _settle(d, src, mounts, before, at="mount table changed")
 
 
 def _compare(d: Daemon, src: SourceConfig, rel: str) -> None:
@@ -125,9 +123,15 @@ def _recheck_lost(d: Daemon) -> None:
             _compare(d, src, rel)
         if back:
             _retry(d, src)
-        _log_lost(src, mounts, at="recheck")
-        if mounts.snapshot() != before:
-            d.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
+        _settle(d, src, mounts, before, at="recheck")
+
+
+def _settle(d: Daemon, src: SourceConfig, mounts: submounts.SubMounts,
+            before: dict[str, int], *, at: str) -> None:
+    """Log what is newly lost, and store what is remembered if it changed since `before`."""
+    _log_lost(src, mounts, at=at)
+    if mounts.snapshot() != before:
+        d.set_state(submounts.STATE_PREFIX + src.name, mounts.snapshot())
 
 
 def lost(d: Daemon) -> dict[str, list[str]]:
