@@ -32,6 +32,7 @@ from mirrord import notify
 from mirrord.config import Config, SourceConfig
 from mirrord.daemon_alarm import AlarmWatch
 from mirrord.daemon_events import EventRouter
+from mirrord.daemon_roots import Roots
 from mirrord.daemon_scans import ReconcileHost, Scans
 from mirrord.daemon_status import Reporter, source_health
 from mirrord.errors import FatalError, JournalError
@@ -87,8 +88,8 @@ class Daemon:
         self.events = EventRouter(self)
         self.alarms = AlarmWatch(self)   # live mass-change alarm, held deletes (daemon_alarm.py)
         self.scans = Scans(self)
+        self.roots = Roots()         # source roots lost, watched again once back
         self.next_heartbeat = 0.0
-        self.last_watchdog = 0.0
         self.lock = None
         self.catchups_pending: set[str] = set()
         self.subtree_checks_pending: set[tuple[str, str, tuple[str, ...] | None]] = set()
@@ -196,7 +197,7 @@ class Daemon:
                  ("collect scans", self._collect_scans),
                  ("dispatch", self._dispatch),
                  ("heartbeat", self._maybe_heartbeat),
-                 ("watchdog", self._watchdog)]
+                 ("watchdog", self.reporter.watchdog)]
         steps += [(f"hook {getattr(h, '__qualname__', h)}", functools.partial(h, self))
                   for h in self.periodic_hooks]
         return steps
@@ -273,25 +274,11 @@ class Daemon:
         now = time.monotonic()
         if now >= self.next_heartbeat:
             self.next_heartbeat = now + self.cfg.mirrord.heartbeat_interval
-            self._heartbeat()
-
-    def _heartbeat(self) -> None:
-        self.reporter.beat()
-
-    def _watchdog(self) -> None:
-        """Tell systemd the loop turns (WatchdogSec): sent every cycle that reaches it,
-        whatever the other steps did."""
-        now = time.monotonic()
-        if self.metrics is not None:
-            self.metrics.loop_turned(now)
-        interval = notify.watchdog_interval()
-        if interval and now - self.last_watchdog >= interval / 2:
-            self.last_watchdog = now
-            notify.notify("WATCHDOG=1")
+            self.reporter.beat()
 
     def source_health(self) -> dict[str, dict]:
         """Per source: watched / unwatched directories, file system (mirrord.daemon_status)."""
-        return source_health(self.watchers, self.source_fs, self.mounts)
+        return source_health(self.watchers, self.source_fs, self.mounts, self.roots.lost)
 
     # ------------------------------------------------------------ stop
     def _install_signals(self) -> None:

@@ -29,6 +29,10 @@ class EventRouter:
         self.d = daemon
 
     def handle(self, src: SourceConfig, events: list[FsEvent]) -> None:
+        """Record `events` of `src`; after a "lost" (and while its root is lost) the rest
+        are dropped: they name paths below a root that is elsewhere (daemon_roots)."""
+        if src.name in self.d.roots.lost:
+            return
         now = time.time()
         changes: list[Change] = []
         for ev in events:
@@ -50,6 +54,8 @@ class EventRouter:
                 self.d.schedule_subtree_check(src, ev.path)
             else:
                 self._trouble(src, ev)
+                if ev.kind == "lost":
+                    break
         self._record(src, changes)
 
     def _record(self, src: SourceConfig, changes: list[Change]) -> None:
@@ -89,10 +95,8 @@ class EventRouter:
                              "subtree is rescanned every few seconds and the source shows as "
                              "degraded", source=src.name, path=ev.path, detail=ev.detail))
             self._after_trouble(src, "watch_error")
-        elif ev.kind == "lost":
-            self.d.counters.root_lost += 1
-            log.error(kv(msg="source root lost; watching stops until it is back", source=src.name,
-                         path=str(src.path), detail=ev.detail))
+        elif ev.kind == "lost":   # counted and logged there
+            self.d.roots.lose(self.d, src, ev.detail or "lost")
 
     def _after_trouble(self, src: SourceConfig, reason: str) -> None:
         for hook in self.d.trouble_hooks:

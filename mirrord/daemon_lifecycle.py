@@ -79,16 +79,20 @@ def setup(d: Daemon) -> None:
         raise
     # The catch-up walk only proposes changes: it runs while the targets connect
     # (an SSH handshake, an S3 client), and its proposals wait in the scan queue.
+    for name in watching.missing:   # compared once its root is back (daemon_roots)
+        d.roots.lose(d, d.cfg.source(name), "the source root was not a directory at start")
     d.scanner.start()
     for src in d.cfg.sources:
-        d.schedule_catch_up(src, reason="start")
+        if src.name not in d.roots.lost:
+            d.schedule_catch_up(src, reason="start")
     start.finish_opening(opening, d.targets)
-    guards = {s.name: SourceGuard(str(s.path)) for s in d.cfg.sources}
+    guards = {s.name: SourceGuard(str(s.path), missing_ok=True) for s in d.cfg.sources}
     workers = {name: d.cfg.targets[name].workers for name in d.targets}
     d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
                         guards=guards, on_outcome=d.reporter.observe,
                         keep=d.keep, held=d.alarms.holds, mounts=d.mounts)
     d.periodic_hooks.append(ClaimWatch())
+    d.periodic_hooks.append(d.roots)   # a lost source root watched again once back
     if d.keep:   # trash retention: at start, then every retention.INTERVAL
         d.periodic_hooks.append(d.scans.retention)
     d.pipeline = Pipeline(d.journal, d.shipper, idle=d._wait,

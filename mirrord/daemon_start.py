@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import resource
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mirrord import locks
 from mirrord.config import Config, SourceConfig
+from mirrord.daemon_roots import AbsentRoot
 from mirrord.errors import FatalError, MirrordError
 from mirrord.fsutil import filesystem_type, remote_writes_unseen
 from mirrord.logsetup import kv, register_secret
@@ -37,12 +38,18 @@ def take_lock(cfg: Config) -> locks.Lock:
                          f"{cfg.mirrord.state_dir} (pid {exc.pid or '?'})") from None
 
 
-def check_sources(cfg: Config) -> None:
-    """FatalError when a source root is not a directory (never mirror an empty mount point)."""
-    for src in cfg.sources:
-        if not src.path.is_dir():
-            raise FatalError(f"source {src.name}: {src.path} is not a directory "
-                             f"([source:{src.name}] path); refusing to start")
+def check_sources(cfg: Config) -> list[SourceConfig]:
+    """The sources whose root is not a directory now (a mount that is away, a path not
+    made yet): they start lost and are watched once their root is back
+    (mirrord.daemon_roots), so one missing root does not stop the others. FatalError when
+    no source root is a directory (nothing to mirror: a wrong path, or the whole file
+    system away; never mirror an empty mount point)."""
+    missing = [src for src in cfg.sources if not src.path.is_dir()]
+    if missing and len(missing) == len(cfg.sources):
+        src = missing[0]
+        raise FatalError(f"source {src.name}: {src.path} is not a directory "
+                         f"([source:{src.name}] path); refusing to start")
+    return missing
 
 
 def create_targets(cfg: Config) -> dict[str, Target]:
@@ -85,6 +92,7 @@ class Watching:
     watchers: dict[str, Watcher]
     events: dict[str, list[FsEvent]]
     source_fs: dict[str, str | None]
+    missing: list[str] = field(default_factory=list)   # roots away at start (daemon_roots)
 
     def close(self) -> None:
         """Give up a start that will not run: watchers closed, lock released."""
@@ -98,8 +106,9 @@ def watch_sources(cfg: Config) -> Watching:
     limit, the S3 secrets registered for redaction, the sources checked, then every
     source watched. `mirrord run` calls this before it imports the rest of the daemon
     (the journal, shipper, targets' SDKs), so the kernel queues changes from the
-    earliest moment (issue 18: time to watching). Raises FatalError (lock held, a source
-    not a directory, a watcher that cannot start); nothing is left held then."""
+    earliest moment (issue 18: time to watching). A source whose root is missing gets an
+    AbsentRoot and is named in `missing`. Raises FatalError (lock held, no source root a
+    directory, a watcher that cannot start); nothing is left held then."""
     lock = take_lock(cfg)
     watching = Watching(lock, {}, {}, {})
     try:
@@ -107,8 +116,13 @@ def watch_sources(cfg: Config) -> Watching:
         for t in cfg.targets.values():
             if t.s3 is not None:
                 register_secret(t.s3.secret_access_key)
-        check_sources(cfg)
+        missing = {src.name for src in check_sources(cfg)}
         for src in cfg.sources:
+            if src.name in missing:   # watched once it is back (daemon_roots.Roots)
+                watching.watchers[src.name], watching.events[src.name] = AbsentRoot(), []
+                watching.source_fs[src.name] = None
+                watching.missing.append(src.name)
+                continue
             watching.watchers[src.name], watching.events[src.name] = start_watcher(src)
             watching.source_fs[src.name] = source_fs(src)
     except BaseException:

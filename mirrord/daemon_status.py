@@ -14,6 +14,7 @@ import queue
 import time
 from typing import Callable
 
+from mirrord import notify
 from mirrord.errors import MirrordError
 from mirrord.fsutil import remote_writes_unseen
 from mirrord.heartbeat import NAME as HEARTBEAT_NAME, Heartbeat
@@ -25,19 +26,23 @@ log = logging.getLogger("mirrord.daemon")
 
 
 def source_health(watchers: dict, source_fs: dict[str, str | None],
-                  mounts: dict | None = None) -> dict[str, dict]:
+                  mounts: dict | None = None,
+                  roots_lost: dict[str, str] | None = None) -> dict[str, dict]:
     """Per source: whether every directory is watched, whether the file system raises
-    events for every writer, and the file systems mounted below the root that are gone
-    (`lost_mounts`, relative paths; mounts: source -> mirrord.submounts.SubMounts).
-    `degraded` while any directory is unwatched or any such mount is lost."""
+    events for every writer, the file systems mounted below the root that are gone
+    (`lost_mounts`, relative paths; mounts: source -> mirrord.submounts.SubMounts), and
+    why its root is lost (`root_lost`, None when not; roots_lost: mirrord.daemon_roots).
+    `lost` while the root is, else `degraded` while any directory is unwatched or any
+    such mount is lost."""
     out: dict[str, dict] = {}
     for name, watcher in watchers.items():
         unwatched = watcher.unwatched
         fstype = source_fs.get(name)
         sub = (mounts or {}).get(name)
         lost = sub.lost() if sub is not None else []
-        out[name] = {"state": "degraded" if unwatched or lost else "ok",
-                     "lost_mounts": lost,
+        root = (roots_lost or {}).get(name)
+        out[name] = {"state": "lost" if root else "degraded" if unwatched or lost else "ok",
+                     "root_lost": root, "lost_mounts": lost,
                      "watched_directories": watcher.watched,
                      "unwatched_directories": unwatched,
                      "unwatched_paths": watcher.unwatched_paths(20) if unwatched else [],
@@ -65,6 +70,18 @@ class Reporter:
         # at once too, when the target is reachable.
         self.down: set[str] | None = None
         self.back: queue.SimpleQueue[str] = queue.SimpleQueue()   # written by workers
+        self.last_watchdog = 0.0
+
+    def watchdog(self) -> None:
+        """Tell systemd the loop turns (WatchdogSec, sd_notify(3)): sent every cycle that
+        reaches this step, whatever the other steps did; the loop-turned metric too."""
+        now = time.monotonic()
+        if self.daemon.metrics is not None:
+            self.daemon.metrics.loop_turned(now)
+        interval = notify.watchdog_interval()
+        if interval and now - self.last_watchdog >= interval / 2:
+            self.last_watchdog = now
+            notify.notify("WATCHDOG=1")
 
     def beat(self) -> None:
         d = self.daemon
@@ -85,7 +102,7 @@ class Reporter:
             oldest = (now - b.oldest) if (b and b.oldest) else 0.0
             unwatched = sum(h["unwatched_directories"] for s, h in sources.items()
                             if name in cfg.source(s).targets)
-            lost = any(h.get("lost_mounts") for s, h in sources.items()
+            lost = any(h.get("lost_mounts") or h.get("root_lost") for s, h in sources.items()
                        if name in cfg.source(s).targets)
             doc = Heartbeat.now(host=cfg.mirrord.hostname, target=name, clock=lambda: now,
                                 pending=pending, oldest_pending_age=oldest,

@@ -12,7 +12,8 @@ is. Version 1 fields, all present in every document this code writes:
 - `interval` (seconds): how often it is rewritten;
 - `degraded` (bool), `unwatched_directories` (int): a source of this target has
   directories that could not be watched (rescanned meanwhile), or (`degraded` alone) a
-  file system mounted below its root that is gone (mirrord.submounts);
+  file system mounted below its root that is gone (mirrord.submounts) or its root
+  itself lost (mirrord.daemon_roots);
 - `state` (str, optional): the target's named state (initial_sync, catching_up,
   in_sync, degraded, stalled) where the writer knows it;
 - `trash_files` (int), `trash_bytes` (int), `trash_oldest` (seconds since the epoch, or

@@ -33,12 +33,27 @@ class SourceGuard:
     would be a lie, so deletes wait until the root is back.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, *, missing_ok: bool = False):
+        """`root`: the source root's path. OSError when it cannot be stat'ed, unless
+        `missing_ok` (a daemon started while one root is away, mirrord.daemon_roots):
+        then the guard is unhealthy until reset() finds the root back."""
         self.root = root
-        st = os.stat(root)
+        self.identity: tuple[int, int] | None = None
+        try:
+            self.reset()
+        except OSError:
+            if not missing_ok:
+                raise
+
+    def reset(self) -> None:
+        """Take the root's identity now (it is back: renamed back, remounted, restored).
+        OSError when it cannot be stat'ed (the old identity is kept then)."""
+        st = os.stat(self.root)
         self.identity = (st.st_dev, st.st_ino)
 
     def healthy(self) -> bool:
+        if self.identity is None:
+            return False
         try:
             st = os.stat(self.root)
         except OSError:

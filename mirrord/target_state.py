@@ -26,7 +26,8 @@ The rules, first match wins (thresholds in seconds, constructor arguments):
    (`source_health()[source]["unwatched_directories"] > 0`: changes there are
    found only by the rescan every few seconds, not live), or a file system mounted
    below such a source's root is gone (`lost_mounts`, mirrord.submounts: deletes
-   below it are refused until it is back).
+   below it are refused until it is back), or such a source's root itself is lost
+   (`root_lost`, mirrord.daemon_roots: nothing of it is watched until it is back).
 3. `initial_sync`: the target has never been in sync and changes are pending,
    or the catch-up walk of one of its sources is under way (`scanning`).
 4. `catching_up`: the target was in sync before, and either the lag exceeds
@@ -157,6 +158,11 @@ class TargetStates:
             return verdict(DEGRADED, "; ".join(
                 f"source {s}: {n} directories not watched (rescanned every few seconds)"
                 for s, n in unwatched.items() if n))
+        roots = {s: sources.get(s, {}).get("root_lost") for s in feeds}
+        if any(roots.values()):
+            return verdict(DEGRADED, "; ".join(
+                f"source {s}: root lost ({why}); nothing of it is watched or deleted until "
+                f"it is back" for s, why in roots.items() if why))
         lost = {s: sources.get(s, {}).get("lost_mounts") or [] for s in feeds}
         if any(lost.values()):
             return verdict(DEGRADED, "; ".join(

@@ -109,9 +109,13 @@ def _age(ts: float | None, now: float) -> str:
 
 
 def _source_lines(name: str, h: dict) -> list[str]:
-    """What an operator must know about a source: unwatched directories (degraded until
-    every watch is in place) and a file system whose other clients raise no events."""
+    """What an operator must know about a source: a lost root (mirrord.daemon_roots),
+    unwatched directories (degraded until every watch is in place) and a file system whose
+    other clients raise no events."""
     lines = []
+    if h.get("root_lost"):
+        lines.append(f"  source {name}: LOST: {h['root_lost']}; nothing of it is "
+                     f"watched or deleted until it is back (checked every second)")
     if h.get("unwatched_directories"):
         first = ", ".join(h.get("unwatched_paths") or [])
         lines.append(f"  source {name}: DEGRADED: {h['unwatched_directories']} directories not "

@@ -1,0 +1,165 @@
+"""A source root lost while the daemon runs, or missing at its start, and its return.
+
+A root deleted, renamed away, unmounted or mounted over ends its watcher's use: the
+watcher reports "lost" (inotify: IN_DELETE_SELF, IN_MOVE_SELF or IN_UNMOUNT on the
+root's watch, inotify(7); fanotify: the root's file handle changed). Before this module
+the source went on showing `ok` in status while nothing of it was watched, and it was
+watched again only after a restart, which a root still missing refused outright, taking
+every other source down with it. Now, until the root is back:
+- its later events are dropped (a root renamed away still reports below its new place,
+  with paths that name nothing at the configured one);
+- status shows the source `lost` (`root_lost`: why), and each target it feeds is
+  `degraded` on /ready, in its heartbeat and in mirrord_target_state (target_state.py);
+- nothing of it is deleted anywhere (the shipper's SourceGuard stays unhealthy; the
+  catch-up's and reconcile's empty-root and unreadable-root rules);
+- the other sources go on.
+
+`Roots`, a periodic hook, looks every CHECK_EVERY seconds. A root is back when it is a
+directory again and either the very directory watched before (same st_dev and st_ino:
+renamed back) or not empty (remounted, restored). An empty directory of another identity
+is not back: it is what an unmount leaves, and watching it would be mirroring an empty
+mount point. Once back, the source gets a new watcher, its SourceGuard takes the root's
+new identity, and a catch-up compares the tree with what was shipped (what changed
+meanwhile goes out; its deletes keep the catch-up's own rules).
+
+A root missing at start (check_sources) is lost from the start, with an AbsentRoot in
+place of its watcher; the start is refused only when no source root is there at all.
+Runs on the main thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_mod
+import time
+from typing import TYPE_CHECKING
+
+from mirrord.logsetup import kv
+
+if TYPE_CHECKING:
+    from mirrord.config import SourceConfig
+    from mirrord.daemon import Daemon
+
+log = logging.getLogger("mirrord.daemon")
+
+CHECK_EVERY = 1.0   # seconds between looks at a lost root (one stat, maybe one listing)
+
+
+def root_back(path: str, identity: tuple[int, int] | None) -> bool:
+    """Whether the root at `path` may be watched again: a directory (symlinks followed,
+    as the config's path is) that is the one watched before (`identity`: st_dev, st_ino;
+    None: never seen) or holds something. Never raises: an unreadable root is not back."""
+    try:
+        st = os.stat(path)
+        if not stat_mod.S_ISDIR(st.st_mode):
+            return False
+        if identity is not None and (st.st_dev, st.st_ino) == identity:
+            return True
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
+
+
+class AbsentRoot:
+    """The watcher of a source whose root is missing at start: reports nothing, holds a
+    pipe that never becomes readable (the main loop's select wants a descriptor), until
+    Roots replaces it with a real watcher. The attributes the daemon reads of a watcher."""
+
+    watched = 0
+    unwatched = 0
+    leaves_skipped = 0
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe2(os.O_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def read(self, timeout_ms: int = 0) -> list:
+        return []
+
+    def settle(self) -> list:
+        return []
+
+    def rewatch(self) -> list:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def unwatched_paths(self, limit: int = 20) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Roots:
+    """The lost source roots of one daemon: `lost` maps a source name to why, and
+    calling the object (a periodic hook) brings back the roots that are back."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.lost: dict[str, str] = {}
+        self._seen: dict[str, tuple[int, int] | None] = {}   # identity when it was lost
+        self._next = 0.0
+
+    def lose(self, d: Daemon, src: SourceConfig, detail: str) -> None:
+        """Record `src`'s root as lost (`detail`: why, shown in status). Idempotent."""
+        if src.name in self.lost:
+            return
+        guard = d.shipper.guards.get(src.name) if d.shipper is not None else None
+        self.lost[src.name] = detail
+        self._seen[src.name] = guard.identity if guard is not None else None
+        d.counters.root_lost += 1
+        log.error(kv(msg="source root lost; nothing of it is watched or deleted until it is "
+                         "back (checked every second); the other sources go on",
+                     source=src.name, path=str(src.path), detail=detail))
+
+    def __call__(self, d: Daemon) -> None:
+        if not self.lost:
+            return
+        now = self.clock()
+        if now < self._next:
+            return
+        self._next = now + CHECK_EVERY
+        for name in list(self.lost):
+            src = d.cfg.source(name)
+            if root_back(str(src.path), self._seen.get(name)):
+                self._back(d, src)
+
+    def _back(self, d: Daemon, src: SourceConfig) -> None:
+        """Watch `src` again, give its guard the root's identity now, and compare it with
+        what was shipped. A watcher that cannot start leaves it lost (tried again later)."""
+        from mirrord import daemon_start as start
+
+        try:
+            watcher, events = start.start_watcher(src)
+        except Exception as exc:  # noqa: BLE001 - a FatalError or OSError at start: retry later
+            log.warning(kv(msg="source root is back but cannot be watched yet; retrying",
+                           source=src.name, error=str(exc)))
+            return
+        old = d.watchers.get(src.name)
+        d.watchers[src.name] = watcher
+        if old is not None:
+            old.close()
+        guard = d.shipper.guards.get(src.name) if d.shipper is not None else None
+        if guard is not None:
+            try:
+                guard.reset()
+            except OSError:
+                pass   # gone again: the next "lost" tells
+        d.source_fs[src.name] = start.source_fs(src)
+        del self.lost[src.name]
+        log.info(kv(msg="source root back; watching it again and comparing it with the "
+                        "targets", source=src.name, path=str(src.path)))
+        if d.metrics is not None:
+            d.metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
+        d._handle_events(src, events)
+        d.schedule_catch_up(src, reason="root-back")

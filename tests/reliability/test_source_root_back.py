@@ -1,0 +1,238 @@
+"""A source root lost while the daemon runs (unmounted, renamed away, deleted and made
+again) or missing at its start (mirrord.daemon_roots): the source shows `lost` and the
+targets it feeds `degraded` in status and in their heartbeats, nothing of it is deleted,
+the other sources go on, and once the root is back it is watched again and compared with
+the targets, with no restart. Before: status said `ok` while nothing of the source was
+watched, it was never watched again in that run, and a start with the root missing was
+refused, which stopped every other source too.
+
+Both watcher backends, real mounts (the suite runs as root), the real `mirrord run`;
+each source ships to its own local target. No reconcile runs but the one after start:
+what arrives after it arrives by the watcher or the root-back comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mirrord.targets.local import LocalTarget
+from tests.e2e.helpers import MIRRORD, target_files, wait_converged
+from tests.reliability.conftest import Daemon, poll, tmpfs, umount
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def watcher(request) -> str:
+    return request.param
+
+
+def _config(tmp: Path, watcher: str, sources: dict[str, Path]) -> Path:
+    """One local target per source (t_NAME at tmp/mirror-NAME)."""
+    text = f"[mirrord]\nstate_dir = {tmp}/state\nworkers = 2\nheartbeat_interval = 300ms\n"
+    for name, path in sources.items():
+        text += (f"[source:{name}]\npath = {path}\ntargets = t_{name}\nwatcher = {watcher}\n"
+                 f"[target:t_{name}]\ntype = local\npath = {tmp}/mirror-{name}\n")
+    cfg = tmp / "mirrord.ini"
+    cfg.write_text(text + "[reconcile]\nevery = off\n")
+    return cfg
+
+
+def _target(tmp: Path, name: str) -> LocalTarget:
+    return LocalTarget(f"t_{name}", tmp / f"mirror-{name}")
+
+
+def _fill(root: Path, files: dict[str, bytes]) -> None:
+    root.chmod(0o755)   # a tmpfs's own root is 1777
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+def _files(tag: str) -> dict[str, bytes]:
+    return {f"{tag}/{d}/f{i}.jpg": os.urandom(150) for i in range(4) for d in ("x", "y/z")}
+
+
+def _health(d: Daemon, source: str) -> dict:
+    """The running daemon's view of `source` (status --json: daemon.sources)."""
+    return (d.status().get("daemon") or {}).get("sources", {}).get(source) or {}
+
+
+def _state(d: Daemon, source: str) -> str | None:
+    return _health(d, source).get("state")
+
+
+def _heartbeat(tmp: Path, name: str) -> dict:
+    return json.loads((tmp / f"mirror-{name}" / ".mirrord" / "heartbeat.json").read_text())
+
+
+def _lost_reported(d: Daemon, tmp: Path, lost: str, fine: str) -> None:
+    """`lost` shows lost with its target degraded (status and heartbeat); `fine` does not."""
+    poll(lambda: _state(d, lost) == "lost", what=f"source {lost} shown lost")
+    assert _health(d, lost)["root_lost"], _health(d, lost)
+    poll(lambda: d.status()["targets"][f"t_{lost}"]["state"] == "degraded",
+         what=f"t_{lost} degraded")
+    st = d.status()
+    assert "root lost" in st["targets"][f"t_{lost}"]["state_reason"], st["targets"]
+    assert _state(d, fine) == "ok", st["daemon"]["sources"]
+    poll(lambda: _heartbeat(tmp, lost).get("degraded") is True, what="heartbeat degraded")
+    text = d.cli("status").stdout
+    assert f"source {lost}: LOST" in text, text
+
+
+def _other_goes_on(tmp: Path, root: Path, name: str) -> None:
+    (root / f"while-{os.urandom(3).hex()}.txt").write_bytes(os.urandom(64))
+    wait_converged(root, _target(tmp, name))
+
+
+def _watched_live(tmp: Path, root: Path, name: str) -> None:
+    """A file written now reaches the target: only a watcher can bring it (no pass runs)."""
+    (root / "live-after-back.jpg").write_bytes(b"written once the root was back")
+    wait_converged(root, _target(tmp, name))
+
+
+def test_an_unmounted_root_is_lost_and_watched_again_once_mounted(tmp_path, watcher):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    files = _files("site")
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        with tmpfs(b, "16m"):
+            _fill(b, files)
+            d.start()
+            wait_converged(b, _target(tmp_path, "b"))
+            umount(b)                                    # the empty mount point shows
+            _lost_reported(d, tmp_path, "b", "a")
+            _other_goes_on(tmp_path, a, "a")
+            assert _state(d, "b") == "lost"              # an empty mount point is not "back"
+            assert {p: v for p, v in target_files(_target(tmp_path, "b")).items()
+                    if not p.startswith(".mirrord")} == files   # nothing deleted
+        with tmpfs(b, "16m"):                            # back, with changes made meanwhile
+            changed = dict(files)
+            gone = sorted(changed)[0]
+            del changed[gone]
+            changed["site/new-while-away.jpg"] = b"new"
+            _fill(b, changed)
+            poll(lambda: _state(d, "b") == "ok", what="source b watched again")
+            wait_converged(b, _target(tmp_path, "b"))   # the comparison: new sent, gone deleted
+            _watched_live(tmp_path, b, "b")
+            (b / sorted(changed)[0]).unlink()            # deletes go out again (guard reset)
+            wait_converged(b, _target(tmp_path, "b"))
+            assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b)
+
+
+def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _fill(b, _files("site"))
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        away = tmp_path / "b.away"
+        b.rename(away)
+        _lost_reported(d, tmp_path, "b", "a")
+        (away / "written-away.jpg").write_bytes(b"while the root was elsewhere")
+        (away / "site" / "x" / "f0.jpg").unlink()       # nothing is deleted while lost
+        _other_goes_on(tmp_path, a, "a")
+        assert "site/x/f0.jpg" in target_files(_target(tmp_path, "b"))
+        assert "written-away.jpg" not in target_files(_target(tmp_path, "b"))
+        away.rename(b)                                   # the very directory: back
+        poll(lambda: _state(d, "b") == "ok", what="source b watched again")
+        wait_converged(b, _target(tmp_path, "b"))
+        _watched_live(tmp_path, b, "b")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+
+
+def test_a_root_deleted_and_made_again_empty_waits_for_content(tmp_path, watcher):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _fill(b, {"one.jpg": b"1"})
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        b.rename(tmp_path / "b.old")                     # replaced: another directory
+        b.mkdir()
+        _lost_reported(d, tmp_path, "b", "a")
+        _other_goes_on(tmp_path, a, "a")                 # a turn of checks has passed
+        assert _state(d, "b") == "lost"                  # empty and not the one watched
+        assert "one.jpg" in target_files(_target(tmp_path, "b"))
+        (b / "first.jpg").write_bytes(b"the new root's first file")
+        poll(lambda: _state(d, "b") == "ok", what="source b watched again")
+        wait_converged(b, _target(tmp_path, "b"))       # one.jpg deleted: the new root lacks it
+        _watched_live(tmp_path, b, "b")
+    finally:
+        d.stop()
+
+
+def test_a_start_with_one_root_missing_mirrors_the_others_then_it(tmp_path, watcher):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    (a / "a.jpg").write_bytes(b"a")
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(a, _target(tmp_path, "a"))
+        _lost_reported(d, tmp_path, "b", "a")
+        assert "source root lost" in d.log.read_text()
+        b.mkdir()
+        (b / "late.jpg").write_bytes(b"the root appeared")
+        poll(lambda: _state(d, "b") == "ok", what="source b watched")
+        wait_converged(b, _target(tmp_path, "b"))
+        _watched_live(tmp_path, b, "b")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+
+
+def test_a_start_with_every_root_missing_is_refused(tmp_path):
+    cfg = _config(tmp_path, "auto", {"a": tmp_path / "a", "b": tmp_path / "b"})
+    res = subprocess.run([MIRRORD, "-c", str(cfg), "run"], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode != 0
+    assert "is not a directory ([source:a] path); refusing to start" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_a_source_inside_another_sources_mount_is_lost_with_it(tmp_path, watcher):
+    """The shape a sub-mount made easy: source b's root lies on a file system mounted
+    below source a's root. Its unmount loses b (a only degrades: a lost mount); a restart
+    meanwhile runs a; the mount's return brings b back."""
+    a = tmp_path / "a"
+    a.mkdir()
+    site = a / "site42"
+    b = site / "blog"
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        with tmpfs(site, "16m"):
+            _fill(site, {"blog/post.jpg": b"post", "other.jpg": b"o"})
+            d.start()
+            wait_converged(b, _target(tmp_path, "b"))
+            umount(site)
+            poll(lambda: _state(d, "b") == "lost", what="source b lost")
+            assert d.stop() == 0
+            d.start()                                    # refused before: a stopped too
+            (a / "top.jpg").write_bytes(b"a goes on")
+            poll(lambda: "top.jpg" in target_files(_target(tmp_path, "a")), what="a mirrored")
+            assert _state(d, "b") == "lost"
+            assert "site42/blog/post.jpg" in target_files(_target(tmp_path, "a"))   # not deleted
+        with tmpfs(site, "16m"):
+            _fill(site, {"blog/post.jpg": b"post", "other.jpg": b"o"})
+            poll(lambda: _state(d, "b") == "ok", what="source b back with the mount")
+            wait_converged(b, _target(tmp_path, "b"))
+            _watched_live(tmp_path, b, "b")
+            assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(site)
