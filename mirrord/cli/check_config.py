@@ -153,6 +153,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         dest = f" under {s.dest!r}" if s.dest else ""
         excl = f", excluding {', '.join(s.exclude)}" if s.exclude else ""
         print(f"  source {s.name}: {s.path} -> {', '.join(s.targets)}{dest}{excl}")
+        if not s.path.is_dir():   # not an error: a mount that is away (mirrord.daemon_roots)
+            print(f"    warning: {s.path} is not a directory now ([source:{s.name}] path): "
+                  f"the daemon starts without this source, shown lost until it appears")
         for item in shown.get("exclude_preview", ()):
             print("    " + _preview_line(item))
     for name, t in cfg.targets.items():

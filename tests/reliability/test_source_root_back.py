@@ -203,6 +203,13 @@ def test_a_start_with_every_root_missing_is_refused(tmp_path):
     assert res.returncode != 0
     assert "is not a directory ([source:a] path); refusing to start" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+    (tmp_path / "a").mkdir()
+    res = subprocess.run([MIRRORD, "-c", str(cfg), "check-config"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (f"warning: {tmp_path / 'b'} is not a directory now ([source:b] path)"
+            in res.stdout), res.stdout
+    assert "[source:a]" not in res.stdout, res.stdout
 
 
 def test_a_source_inside_another_sources_mount_is_lost_with_it(tmp_path, watcher):
