@@ -23,7 +23,7 @@ from mirrord.config import SourceConfig
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.journal import Op, Outcome
 from mirrord.observe import Observed, observe
-from mirrord.ship_rules import error_outcome
+from mirrord.ship_rules import error_outcome, outcome, sync_item
 from mirrord.targets.base import Target
 from mirrord.targets.paths import join
 from mirrord.trash import keeper
@@ -72,7 +72,7 @@ class MoveOps:
         (with its mode), then have what is inside it re-sent. An empty directory has no
         contents for the rescan to yield: without the mkdir it was recorded as done and
         never created (bug: renamed empty directory missing on the mirror)."""
-        (res,) = self._sync(target, [self._item(op, src, seen)])
-        out = self._outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
+        (res,) = self._sync(target, [sync_item(op, src, seen)])
+        out = outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
         out.rescan = out.error is None
         return out

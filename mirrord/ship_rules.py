@@ -5,7 +5,8 @@
 - not_yet: a file's delete that finds the file back waits once for the change that
   brought it (its event is still to be read);
 - meta_only: an 'attr' op needs only mode and mtime set, nothing at all, or a full put;
-- error_outcome: an exception becomes the op's Outcome (permanent, busy or retried).
+- error_outcome: an exception becomes the op's Outcome (permanent, busy or retried);
+- sync_item, outcome: what a target is handed for an op, and what is recorded of its answer.
 Pure functions of the op, what was observed and what the target answered: the Shipper
 (mirrord.shipper) calls them on its workers.
 """
@@ -19,7 +20,9 @@ from mirrord.journal import Op, Outcome
 from mirrord.logsetup import redact
 from mirrord.observe import Observed, changed_since
 from mirrord.targets.base import Target
-from mirrord.targets.model import SyncResult
+from mirrord.config import SourceConfig
+from mirrord.targets.model import SyncItem, SyncResult
+from mirrord.targets.paths import join
 
 
 def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
@@ -70,3 +73,37 @@ def error_outcome(op: Op, exc: BaseException) -> Outcome:
     permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
     return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
                    busy=isinstance(exc, SourceBusy))
+
+
+def sync_item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = False) -> SyncItem:
+    """The SyncItem a target gets for `op` of `src`, from what the worker `seen` there
+    (a file handed over as /proc/self/fd/N: the bytes checked are the bytes sent)."""
+    return SyncItem(
+        path=join(src.dest, op.path), kind=seen.kind,
+        local=f"/proc/self/fd/{seen.fd}" if seen.fd is not None else "",
+        size=seen.size, mtime=seen.mtime, tree=op.tree,
+        source_root=str(src.path), source_rel=op.path,
+        mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time,
+        # a delete's or put's src: where the bytes the target holds at the path went
+        # (the journal's rename fallback, an exchange): mirrord.trash.keeper, swaps
+        moved_to=join(src.dest, op.src) if op.kind in ("delete", "put") and op.src else "")
+
+
+def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:
+    """The Outcome recorded for `op` once the target answered `res` for what was `seen`
+    (`keeps_mode`: the target stores permission bits, so `shipped` records them)."""
+    if res.error is not None:
+        return error_outcome(op, res.error)
+    mode = seen.mode if keeps_mode else None   # `shipped` records what the target holds
+    if seen.kind == "file":
+        entry = res.entry
+        return Outcome(op, "meta" if res.item.meta_only else "put", size=seen.size,
+                       mtime_ns=seen.mtime_ns, mode=mode,
+                       token=entry.token if entry is not None else None)
+    if seen.kind == "dir":
+        # a tree op just cleared everything below a path that is a directory again:
+        # what the source holds below it now must be re-sent (the rows that sent it
+        # may have run before this op, e.g. a stale catch-up delete)
+        return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree,
+                       mode=mode)
+    return Outcome(op, "delete")

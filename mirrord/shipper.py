@@ -39,11 +39,10 @@ from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.ship_moves import MoveOps
-from mirrord.ship_rules import error_outcome, meta_only, not_yet, unchanged
+from mirrord.ship_rules import error_outcome, meta_only, not_yet, outcome, sync_item, unchanged
 from mirrord.submounts import SubMounts
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
-from mirrord.targets.paths import join
 from mirrord.trash import keeper, swaps
 from mirrord.trash.keeper import KeepPolicy
 
@@ -229,14 +228,14 @@ class Shipper(MoveOps):
                         os.close(seen.fd)
                     outcomes.append(Outcome(op, "skip"))
                     continue
-                items.append(self._item(op, src, seen, meta_only=only_meta))
+                items.append(sync_item(op, src, seen, meta_only=only_meta))
                 pending.append((op, seen))
             if items:
                 synced = nested.sync(self._sync, target, items, self.sources.values())
                 results = [unchanged(seen, res) for (_op, seen), res in zip(pending, synced)]
                 faults.point("shipped", target.name, [op.path for op, _seen in pending])
                 keeps_mode = target.features.keeps_mode
-                outcomes.extend(self._outcome(op, seen, res, keeps_mode=keeps_mode)
+                outcomes.extend(outcome(op, seen, res, keeps_mode=keeps_mode)
                                 for (op, seen), res in zip(pending, results))
         finally:
             for opener in openers.values():
@@ -276,33 +275,3 @@ class Shipper(MoveOps):
             if why is not None:   # a file system gone below the root is no user's delete
                 raise RetryableError(why)
         return seen
-
-    @staticmethod
-    def _item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = False) -> SyncItem:
-        return SyncItem(
-            path=join(src.dest, op.path), kind=seen.kind,
-            local=f"/proc/self/fd/{seen.fd}" if seen.fd is not None else "",
-            size=seen.size, mtime=seen.mtime, tree=op.tree,
-            source_root=str(src.path), source_rel=op.path,
-            mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time,
-            # a delete's or put's src: where the bytes the target holds at the path went
-            # (the journal's rename fallback, an exchange): mirrord.trash.keeper, swaps
-            moved_to=join(src.dest, op.src) if op.kind in ("delete", "put") and op.src else "")
-
-    @staticmethod
-    def _outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:
-        if res.error is not None:
-            return error_outcome(op, res.error)
-        mode = seen.mode if keeps_mode else None   # `shipped` records what the target holds
-        if seen.kind == "file":
-            entry = res.entry
-            return Outcome(op, "meta" if res.item.meta_only else "put", size=seen.size,
-                           mtime_ns=seen.mtime_ns, mode=mode,
-                           token=entry.token if entry is not None else None)
-        if seen.kind == "dir":
-            # a tree op just cleared everything below a path that is a directory again:
-            # what the source holds below it now must be re-sent (the rows that sent it
-            # may have run before this op, e.g. a stale catch-up delete)
-            return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree,
-                           mode=mode)
-        return Outcome(op, "delete")

@@ -52,7 +52,6 @@ from mirrord.compare import (
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
-from mirrord.logsetup import kv
 from mirrord.merge import Cursor, merge
 from mirrord.reconcile.deletes import (
     CHUNK,
@@ -67,7 +66,7 @@ from mirrord.reconcile.listings import (
     shipped_rows,
     target_entries,
 )
-from mirrord.reconcile.result import ReconcileResult
+from mirrord.reconcile.result import ReconcileResult, log_pass
 from mirrord.reconcile.window import Window, content_differs
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry
@@ -148,7 +147,7 @@ class _Pass:
             res.duration = time.monotonic() - started
         if self.progress is not None:
             self.progress(res)
-        self._log()
+        log_pass(self.res)
         return res
 
     def _merge_all(self, db_path: Path) -> bool:
@@ -289,14 +288,3 @@ class _Pass:
             return
         res.deleted, res.reappeared = plan.propose(source=self.source.name, target=self.target.name,
                                                    root=self.root, emit=self.emit_deletes)
-
-    def _log(self) -> None:
-        r = self.res
-        log.info(kv(msg="reconcile pass", source=r.source, target=r.target, compared=r.compared,
-                    missing=r.missing, changed=r.changed, extra=r.extra, deletes=r.deleted,
-                    refused=r.refused_deletes, seconds=round(r.duration, 3)))
-        if r.delete_refusal:
-            log.error(kv(msg="reconcile deletes refused", source=r.source, target=r.target,
-                         why=r.delete_refusal))
-        for err in r.errors[:5]:
-            log.warning(kv(msg="reconcile error", source=r.source, target=r.target, error=err))

@@ -1,4 +1,4 @@
-"""What a reconcile pass found: per source (ReconcileResult, from the engine) and per
+"""What a reconcile pass found: per source (ReconcileResult, from the engine; log_pass) and per
 target (PassSummary: the one shape printed by `mirrord reconcile --json`, stored in
 the state database as `reconcile:{target}` and shown by `mirrord status`, whichever
 ran the pass: the command or the daemon's schedule)."""
@@ -6,13 +6,18 @@ ran the pass: the command or the daemon's schedule)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
+
+from mirrord.logsetup import kv
 
 COUNTS = ("compared", "missing", "changed", "extra", "deleted", "refused_deletes",
           "kept_extra", "bytes")
 STATE_KEY = "reconcile:{target}"
 KEEP_ERRORS = 20   # errors kept in the state database (the rest are counted in the log)
+
+log = logging.getLogger("mirrord.reconcile")   # the engine's: a pass logs as it did
 
 
 @dataclass
@@ -140,3 +145,16 @@ def state_counts(doc: dict) -> dict[str, int]:
     (before this shape the daemon nested them under "counts")."""
     nested = doc.get("counts") or {}
     return {k: doc.get(k, nested.get(k)) for k in COUNTS if k in doc or k in nested}
+
+
+def log_pass(r: ReconcileResult) -> None:
+    """Log one pass's counts (INFO), its delete refusal (ERROR) and its first five errors
+    (WARNING), as key=value lines (mirrord.logsetup.kv)."""
+    log.info(kv(msg="reconcile pass", source=r.source, target=r.target, compared=r.compared,
+                missing=r.missing, changed=r.changed, extra=r.extra, deletes=r.deleted,
+                refused=r.refused_deletes, seconds=round(r.duration, 3)))
+    if r.delete_refusal:
+        log.error(kv(msg="reconcile deletes refused", source=r.source, target=r.target,
+                     why=r.delete_refusal))
+    for err in r.errors[:5]:
+        log.warning(kv(msg="reconcile error", source=r.source, target=r.target, error=err))
