@@ -39,6 +39,13 @@ _SECRET_PATTERNS = [
     (re.compile(r"""((?<![\w-])(?:-u|-U|--user|--proxy-user)(?:\s+|=)?)"""
                 r"""(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([^\s:'"]*):[^\s'"]+)"""),
      lambda m: f"{m.group(1)}{next(g for g in m.groups()[1:] if g is not None)}:***"),
+    # a program's own password flag (config.values._PROGRAM_SECRET_FLAGS): sshpass(1) -p x
+    # and redis-cli -a x (a separate or attached value), mysql/mariadb -px (attached only:
+    # `mysql -p db` names a database); up to the end of that command (| ; &)
+    (re.compile(r"""((?<![\w-])(?:sshpass\b[^|;&\n]*?\s-p|redis-cli\b[^|;&\n]*?\s-a)\s*)"""
+                r"""('[^']*'|"[^"]*"|[^\s'"]+)"""), r"\1***"),
+    (re.compile(r"""((?<![\w-])(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|"""
+                r"""mariadb-admin)\b[^|;&\n]*?\s-p)([^\s'"]+)"""), r"\1***"),
     # an HTTP Authorization header (-H 'Authorization: Bearer x'): the credentials
     (re.compile(r"""(authorization:\s*(?:(?:basic|bearer|token|digest)\s+)?)[^\s'"]+""",
                 re.IGNORECASE), r"\1***"),

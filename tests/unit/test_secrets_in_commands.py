@@ -79,6 +79,14 @@ def test_a_long_secret_is_still_masked_anywhere(secrets):
     (f"tool --api-key={MARK}", "tool '--api-key=***'"),
     (f"curl -H 'Authorization: Bearer {MARK}' http://h/", "curl -H 'Authorization: Bearer ***' http://h/"),
     (f"psql 'host=db password={MARK}'", "psql 'host=db password=***'"),
+    # a program's own password flag, where the same flag elsewhere is a port or a database
+    (f"sshpass -p {MARK} ssh -p 2222 app reload", "sshpass -p '***' ssh -p 2222 app reload"),
+    (f"sshpass -p{MARK} ssh app reload", "sshpass '-p***' ssh app reload"),
+    (f"/usr/bin/sshpass -v -p '{MARK} x' ssh h", "/usr/bin/sshpass -v -p '***' ssh h"),
+    (f"redis-cli -h 127.0.0.1 -a {MARK} flushall", "redis-cli -h 127.0.0.1 -a '***' flushall"),
+    (f"mysql -u root -p{MARK} -e flush", "mysql -u root '-p***' -e flush"),
+    (f"sudo mariadb-admin -p{MARK} reload", "sudo mariadb-admin '-p***' reload"),
+    (f"sh -c 'sshpass -p {MARK} ssh h reload'", "sh -c 'sshpass -p *** ssh h reload'"),
 ])
 def test_a_credential_in_a_command_line_is_masked_where_it_is_shown(command, shown):
     assert shown_command(command) == shown
@@ -89,6 +97,8 @@ def test_a_credential_in_a_command_line_is_masked_where_it_is_shown(command, sho
     "systemctl reload php8.2-fpm", "ssh -o StrictHostKeyChecking=no -p 2222",
     "sudo -u www-data /usr/local/bin/purge", "sh -c 'echo \"a b\"'", "mysql -u root",
     "/usr/local/sbin/wiki-vip up", "env PWD=/srv/www OLDPWD=/ make",
+    "mysql -u root -p wiki", "scp -P 2222 -p a h:b", "rsync -p -a src/ h:dst/",
+    "redis-cli -p 6380 ping",
 ])
 def test_a_command_without_credentials_is_shown_as_written(command):
     assert shown_command(command) == command
