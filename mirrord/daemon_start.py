@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import resource
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -117,13 +118,15 @@ def watch_sources(cfg: Config) -> Watching:
             if t.s3 is not None:
                 register_secret(t.s3.secret_access_key)
         missing = {src.name for src in check_sources(cfg)}
+        remembered = remembered_mounts(cfg)
         for src in cfg.sources:
             if src.name in missing:   # watched once it is back (daemon_roots.Roots)
                 watching.watchers[src.name], watching.events[src.name] = AbsentRoot(), []
                 watching.source_fs[src.name] = None
                 watching.missing.append(src.name)
                 continue
-            watching.watchers[src.name], watching.events[src.name] = start_watcher(src)
+            watching.watchers[src.name], watching.events[src.name] = start_watcher(
+                src, remembered.get(src.name, ()))
             watching.source_fs[src.name] = source_fs(src)
     except BaseException:
         watching.close()
@@ -131,10 +134,45 @@ def watch_sources(cfg: Config) -> Watching:
     return watching
 
 
-def start_watcher(src: SourceConfig) -> tuple[Watcher, list[FsEvent]]:
-    """Watch one source with the backend its `watcher` key picks (mirrord.watch.select);
-    returns the watcher and its start-up events (watch errors)."""
-    watcher = open_watcher(src)
+def remembered_mounts(cfg: Config) -> dict[str, list[str]]:
+    """Per `auto` source, the mount points below its root the state database remembers
+    (mirrord.submounts, state row submounts:NAME) that are not mounted now: `auto` takes
+    inotify for them (mirrord.watch.select.choose). Read with sqlite3 alone, read-only,
+    before the journal is opened (time to watching: issue 18); {} when there is no state
+    database yet or it cannot be read (the journal's own open reports that)."""
+    wanted = [s for s in cfg.sources if s.watcher == "auto"]
+    path = cfg.mirrord.journal_path
+    if not wanted or not path.exists():
+        return {}
+    import json
+    import sqlite3
+
+    from mirrord.submounts import STATE_PREFIX, mounts_below, remembered
+
+    out: dict[str, list[str]] = {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            for src in wanted:
+                row = db.execute("SELECT value FROM kv WHERE key = ?",
+                                 (STATE_PREFIX + src.name,)).fetchone()
+                points = remembered(json.loads(row[0])) if row else {}
+                away = sorted(set(points) - set(mounts_below(str(src.path))))
+                if away:
+                    out[src.name] = away
+        finally:
+            db.close()
+    except (sqlite3.Error, ValueError, OSError):
+        return {}
+    return out
+
+
+def start_watcher(src: SourceConfig, remembered: Sequence[str] = ()) -> tuple[
+        Watcher, list[FsEvent]]:
+    """Watch one source with the backend its `watcher` key picks (mirrord.watch.select;
+    `remembered`: its mount points remembered and away now, remembered_mounts); returns
+    the watcher and its start-up events (watch errors)."""
+    watcher = open_watcher(src, remembered)
     events = watcher.start()
     log.info(kv(msg="watching", source=src.name, path=str(src.path),
                 directories=watcher.watched, leaves_not_listed=watcher.leaves_skipped))

@@ -6,8 +6,8 @@ an unlimited event queue. It needs CAP_SYS_ADMIN (the mark, the unlimited queue)
 and CAP_DAC_READ_SEARCH (open_by_handle_at) — fanotify_init(2), fanotify_mark(2) —
 and Linux 5.17 or newer for FAN_RENAME. inotify (mirrord.watch.inotify) needs
 nothing but pays per directory. `auto` takes fanotify when the kernel and the
-process's capabilities allow it and nothing is mounted below the root (the mark does
-not see into another file system), else inotify, and says which and why; it is the
+process's capabilities allow it and nothing is mounted below the root, now or remembered
+there (the mark does not see into another file system), else inotify, and says which and why; it is the
 default (mirrord.config). A file-system mark reports every change on the whole file
 system (the daemon's own journal, a database, an S3 server): the watcher puts a kernel
 ignore mark on each busy directory outside the root (fanotify_ignore), so those cost a
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 from mirrord.config import SourceConfig
@@ -43,12 +44,14 @@ log = logging.getLogger("mirrord.watch")
 Watcher: TypeAlias = "TreeWatcher | FanotifyWatcher"   # both yield mirrord.watch.events.FsEvent
 
 
-def open_watcher(src: SourceConfig) -> Watcher:
-    """A started-to-be watcher for `src` (call .start() on it), chosen by `src.watcher`.
+def open_watcher(src: SourceConfig, remembered: Sequence[str] = ()) -> Watcher:
+    """A started-to-be watcher for `src` (call .start() on it), chosen by `src.watcher`;
+    `remembered`: mount points below the root (relative) the state database remembers
+    (mirrord.submounts), mounted now or not (see choose).
 
     Raises FatalError when `watcher = fanotify` is asked for and is not available here
     (the message says why: kernel, capability)."""
-    backend, why, group = choose(src)
+    backend, why, group = choose(src, remembered)
     log.info(kv(msg="watcher", source=src.name, backend=backend, why=why))
     if backend == "fanotify":
         from mirrord.watch.fanotify import FanotifyWatcher
@@ -57,9 +60,13 @@ def open_watcher(src: SourceConfig) -> Watcher:
     return TreeWatcher(str(src.path), src.excluded)
 
 
-def choose(src: SourceConfig) -> tuple[str, str, tuple[int, bool] | None]:
+def choose(src: SourceConfig, remembered: Sequence[str] = ()) -> tuple[
+        str, str, tuple[int, bool] | None]:
     """(backend, reason, the probe's fanotify group for a FanotifyWatcher to use or None);
-    FatalError for an explicit fanotify that cannot work."""
+    FatalError for an explicit fanotify that cannot work. `auto` takes inotify when a file
+    system is mounted below the root now, or one is remembered there (`remembered`,
+    relative paths) and is away: fanotify's mark would not see into it once it is back,
+    and it would only be compared every 5 s until a restart."""
     if src.watcher == "inotify":
         return "inotify", "[source] watcher = inotify", None
     from mirrord.watch.fanotify_probe import mounts_below, probe_group
@@ -76,4 +83,9 @@ def choose(src: SourceConfig) -> tuple[str, str, tuple[int, bool] | None]:
         os.close(group[0])
         return "inotify", (f"auto: a file system is mounted below the root ({below[0]}): "
                            f"fanotify's mark would not see it"), None
+    if remembered:   # away now (not in the mount table), and expected back
+        os.close(group[0])
+        return "inotify", (f"auto: a file system remembered below the root is not mounted "
+                           f"now ({sorted(remembered)[0]}): fanotify's mark would not see it "
+                           f"once it is back"), None
     return "fanotify", "auto: fanotify is available (one mark for the whole file system)", group

@@ -275,3 +275,30 @@ def test_a_file_bind_mounted_below_the_root_while_running_is_shipped(site, tmp_p
     poll(_all_hold(env, {"bound.txt": b""}), timeout=60,
          what="the file under it shipped again once unmounted")
     env.daemon.stop()
+
+
+def test_auto_started_while_a_remembered_mount_is_away_watches_it_once_back(site):
+    """`auto` saw only the mount table: a daemon started while its sub-mount was away took
+    fanotify, whose mark cannot see into the mount once it is back, so it stayed unwatched
+    (degraded, compared every 5 s) until a restart. The mount points the state database
+    remembers count too now (daemon_start.remembered_mounts)."""
+    make, src, files = site
+    env = make()
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(src / SITE)
+    env.daemon.start()
+    assert "auto: a file system remembered below the root is not mounted now (site42)" in (
+        env.log_text()), env.log_text()[-2000:]
+    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    with tmpfs(src / SITE, "8m"):
+        _fill(src, {**files, f"{SITE}/back.txt": b"back"})
+        poll(_all_hold(env, {f"{SITE}/back.txt": b"back"}), timeout=60,
+             what="the returned mount's new file shipped")
+        poll(lambda: env.daemon.status()["daemon"]["sources"]["uploads"]["state"] == "ok",
+             what="the source ok: every directory of the mount watched")
+        health = env.daemon.status()["daemon"]["sources"]["uploads"]
+        assert health["unwatched_directories"] == 0, health
+        env.assert_exact(passes_allowed=True)
+    env.daemon.stop()
