@@ -140,7 +140,8 @@ class Roots:
         from mirrord import daemon_start as start
 
         try:
-            watcher, events = start.start_watcher(src)
+            watcher, events = start.start_watcher(
+                src, start.remembered_mounts(d.cfg).get(src.name, ()))
         except Exception as exc:  # noqa: BLE001 - a FatalError or OSError at start: retry later
             log.warning(kv(msg="source root is back but cannot be watched yet; retrying",
                            source=src.name, error=str(exc)))
