@@ -88,8 +88,11 @@ def _other_goes_on(tmp: Path, root: Path, name: str) -> None:
     wait_converged(root, _target(tmp, name))
 
 
-def _watched_live(tmp: Path, root: Path, name: str) -> None:
-    """A file written now reaches the target: only a watcher can bring it (no pass runs)."""
+def _back(d: Daemon, tmp: Path, root: Path, name: str) -> None:
+    """`name` shows ok again, its target converges (the comparison once back), and a file
+    written then reaches the target: only a watcher can bring it (no pass runs)."""
+    poll(lambda: _state(d, name) == "ok", what=f"source {name} watched again")
+    wait_converged(root, _target(tmp, name))
     (root / "live-after-back.jpg").write_bytes(b"written once the root was back")
     wait_converged(root, _target(tmp, name))
 
@@ -116,9 +119,7 @@ def test_an_unmounted_root_is_lost_and_watched_again_once_mounted(tmp_path, watc
             del changed[gone]
             changed["site/new-while-away.jpg"] = b"new"
             _fill(b, changed)
-            poll(lambda: _state(d, "b") == "ok", what="source b watched again")
-            wait_converged(b, _target(tmp_path, "b"))   # the comparison: new sent, gone deleted
-            _watched_live(tmp_path, b, "b")
+            _back(d, tmp_path, b, "b")
             (b / sorted(changed)[0]).unlink()            # deletes go out again (guard reset)
             wait_converged(b, _target(tmp_path, "b"))
             assert d.stop() == 0
@@ -145,9 +146,7 @@ def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
         assert "site/x/f0.jpg" in target_files(_target(tmp_path, "b"))
         assert "written-away.jpg" not in target_files(_target(tmp_path, "b"))
         away.rename(b)                                   # the very directory: back
-        poll(lambda: _state(d, "b") == "ok", what="source b watched again")
-        wait_converged(b, _target(tmp_path, "b"))
-        _watched_live(tmp_path, b, "b")
+        _back(d, tmp_path, b, "b")
         assert d.stop() == 0
     finally:
         d.stop()
@@ -169,9 +168,7 @@ def test_a_root_deleted_and_made_again_empty_waits_for_content(tmp_path, watcher
         assert _state(d, "b") == "lost"                  # empty and not the one watched
         assert "one.jpg" in target_files(_target(tmp_path, "b"))
         (b / "first.jpg").write_bytes(b"the new root's first file")
-        poll(lambda: _state(d, "b") == "ok", what="source b watched again")
-        wait_converged(b, _target(tmp_path, "b"))       # one.jpg deleted: the new root lacks it
-        _watched_live(tmp_path, b, "b")
+        _back(d, tmp_path, b, "b")
     finally:
         d.stop()
 
@@ -188,9 +185,7 @@ def test_a_start_with_one_root_missing_mirrors_the_others_then_it(tmp_path, watc
         assert "source root lost" in d.log.read_text()
         b.mkdir()
         (b / "late.jpg").write_bytes(b"the root appeared")
-        poll(lambda: _state(d, "b") == "ok", what="source b watched")
-        wait_converged(b, _target(tmp_path, "b"))
-        _watched_live(tmp_path, b, "b")
+        _back(d, tmp_path, b, "b")
         assert d.stop() == 0
     finally:
         d.stop()
@@ -236,9 +231,7 @@ def test_a_source_inside_another_sources_mount_is_lost_with_it(tmp_path, watcher
             assert "site42/blog/post.jpg" in target_files(_target(tmp_path, "a"))   # not deleted
         with tmpfs(site, "16m"):
             _fill(site, {"blog/post.jpg": b"post", "other.jpg": b"o"})
-            poll(lambda: _state(d, "b") == "ok", what="source b back with the mount")
-            wait_converged(b, _target(tmp_path, "b"))
-            _watched_live(tmp_path, b, "b")
+            _back(d, tmp_path, b, "b")
             assert d.stop() == 0
     finally:
         d.stop()
