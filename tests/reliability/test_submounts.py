@@ -105,6 +105,18 @@ def site(tmp_path, seaweedfs, sshd):
         umount(src / SITE)
 
 
+def _mirrored_then_unmounted_while_stopped(site, at_start: str = "yes"):
+    """(env, src, files): the daemon mirrored the tree, stopped, and the sub-mount went
+    away (shape 2: gone while stopped)."""
+    make, src, files = site
+    env = make(at_start)
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(src / SITE)
+    return env, src, files
+
+
 def test_unmounted_while_running_keeps_the_mirror_and_a_remount_is_watched(site):
     make, src, files = site
     env = make()
@@ -138,12 +150,7 @@ def test_unmounted_while_running_keeps_the_mirror_and_a_remount_is_watched(site)
 
 @pytest.mark.parametrize("at_start", ["yes", "no"])
 def test_unmounted_while_stopped_keeps_the_mirror(site, at_start):
-    make, src, files = site
-    env = make(at_start)
-    env.daemon.start()
-    env.converge()
-    assert env.daemon.stop() == 0
-    umount(src / SITE)                                   # shape 2: gone while stopped
+    env, src, files = _mirrored_then_unmounted_while_stopped(site, at_start)
     env.daemon.start()                                   # catch-up (and a pass when at_start)
     poll(lambda: "catch-up done" in env.log_text(), what="the start's catch-up")
     if at_start == "yes":
@@ -163,12 +170,7 @@ def test_an_empty_file_system_mounted_in_its_place_deletes_nothing(site):
     """While stopped, the mount is replaced by an empty one (mounted by mistake, or a tmpfs
     mounted again, which may get its old st_dev back): neither the catch-up nor the start's
     pass deletes what the mirror holds of it."""
-    make, src, files = site
-    env = make()
-    env.daemon.start()
-    env.converge()
-    assert env.daemon.stop() == 0
-    umount(src / SITE)
+    env, src, files = _mirrored_then_unmounted_while_stopped(site)
     with tmpfs(src / SITE, "8m"):
         (src / SITE).chmod(0o755)
         env.daemon.start()
@@ -181,12 +183,7 @@ def test_an_empty_file_system_mounted_in_its_place_deletes_nothing(site):
 
 
 def test_reconcile_command_while_unmounted_deletes_nothing(site):
-    make, src, files = site
-    env = make()
-    env.daemon.start()
-    env.converge()
-    assert env.daemon.stop() == 0
-    umount(src / SITE)
+    env, src, files = _mirrored_then_unmounted_while_stopped(site)
     res = env.daemon.cli("reconcile", check=False)       # shape 3, the daemon stopped
     assert SITE in res.stdout + res.stderr and "not deleting" in res.stdout + res.stderr, \
         res.stdout + res.stderr
@@ -282,12 +279,7 @@ def test_auto_started_while_a_remembered_mount_is_away_watches_it_once_back(site
     fanotify, whose mark cannot see into the mount once it is back, so it stayed unwatched
     (degraded, compared every 5 s) until a restart. The mount points the state database
     remembers count too now (daemon_start.remembered_mounts)."""
-    make, src, files = site
-    env = make()
-    env.daemon.start()
-    env.converge()
-    assert env.daemon.stop() == 0
-    umount(src / SITE)
+    env, src, files = _mirrored_then_unmounted_while_stopped(site)
     env.daemon.start()
     assert "auto: a file system remembered below the root is not mounted now (site42)" in (
         env.log_text()), env.log_text()[-2000:]
