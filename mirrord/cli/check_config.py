@@ -149,6 +149,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     print(f"  state_dir {m.state_dir}, workers {m.workers}, heartbeat every {m.heartbeat_interval:g}s, "
           f"log {m.log_level}/{m.log_format}"
           + (f", metrics on {_address(m.metrics_listen)}" if m.metrics_listen else ""))
+    if not cfg.sources:
+        print("  no [source:NAME] section: fine for `mirrord failover` on a mirror host; "
+              "`mirrord run` refuses it (nothing to watch)")
     for s, shown in zip(cfg.sources, doc["sources"]):
         dest = f" under {s.dest!r}" if s.dest else ""
         excl = f", excluding {', '.join(s.exclude)}" if s.exclude else ""

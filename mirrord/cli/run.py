@@ -7,7 +7,7 @@ import logging
 
 from mirrord import daemon_start
 from mirrord.config import Config
-from mirrord.errors import FatalError
+from mirrord.errors import ConfigError, ConfigProblem, FatalError
 from mirrord.logsetup import kv
 
 log = logging.getLogger("mirrord")
@@ -21,7 +21,12 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     """Watch first, then import and start the rest (journal, shipper, targets' SDKs, the
-    metrics server): the sources are watched tens of milliseconds sooner (issue 18)."""
+    metrics server): the sources are watched tens of milliseconds sooner (issue 18).
+    ConfigError (exit 2) for a config with no source: a mirror host's failover-only file is
+    valid, but a daemon on it has nothing to do."""
+    if not cfg.sources:
+        raise ConfigError([ConfigProblem(str(cfg.path), "", "", "no [source:NAME] section: "
+                                         "`mirrord run` has nothing to watch")])
     watching = daemon_start.watch_sources(cfg)
     try:
         from mirrord.daemon import Daemon

@@ -21,12 +21,14 @@ markers name) when no other mirrord process has this target open
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat as stat_mod
 from typing import Iterator
 
 from mirrord.config import TargetConfig
 from mirrord.errors import NotFound, PermanentError
+from mirrord.logsetup import kv
 from mirrord.targets import local_parents as beneath
 from mirrord.targets import local_read
 from mirrord.targets.base import Target
@@ -39,6 +41,8 @@ from mirrord.targets.mtime import exact_ns
 from mirrord.targets.paths import META_DIR, check_relpath
 from mirrord.targets.sweep import OpenLock
 
+
+log = logging.getLogger("mirrord.targets")
 
 class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local_trash
     type = "local"
@@ -66,10 +70,14 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         return f"local:{self.name}({self.root})"
 
     def open(self) -> None:
-        """Create the root and `.mirrord/tmp/`; when no other mirrord process has this target
-        open, remove what an interrupted put left there (sweep)."""
+        """Create the root (with a WARNING line: a mistyped path must not pass unseen) and
+        `.mirrord/tmp/`; when no other mirrord process has this target open, remove what an
+        interrupted put left there (sweep)."""
         try:
-            os.makedirs(self.root, exist_ok=True)
+            if not os.path.lexists(self.root):   # a typo in the path makes a new tree: say so
+                os.makedirs(self.root, exist_ok=True)
+                log.warning(kv(msg="local target root did not exist: created it", target=self.name,
+                               path=os.fsdecode(self.root)))
             if not os.path.isdir(self.root):
                 raise PermanentError(f"{self.describe()}: root is not a directory")
             self._real_root = os.path.realpath(self.root)

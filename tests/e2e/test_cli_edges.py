@@ -56,6 +56,35 @@ def test_a_config_path_that_is_no_config_file_is_one_line_and_exit_2(tmp_path):
                 assert said in line, line
 
 
+@pytest.mark.parametrize("body", ["[mirrord]\nstate_dir = state\n",
+                                  "[target:t]\ntype = local\npath = mirror\n"])
+def test_run_on_a_config_without_a_source_is_a_config_error(tmp_path, body):
+    """Found by a breaker: `run` said "nothing to watch" with exit 1 (a fault of the
+    service, to systemd) while check-config said ok. A failover-only config (a mirror
+    host's) needs no source, so check-config only says what `run` will do."""
+    ini = tmp_path / "m.ini"
+    ini.write_text(body)
+    line = _one_config_error(_run(ini, "run"), f"{ini}: (file)")
+    assert "no [source:NAME] section" in line, line
+    checked = _run(ini, "check-config")
+    assert checked.returncode == 0 and "`mirrord run` refuses it" in checked.stdout, checked
+
+
+def test_a_local_target_root_that_did_not_exist_is_created_with_a_warning(tmp_path):
+    """Found by a breaker: a mistyped local target path silently made a new tree."""
+    (tmp_path / "src").mkdir()
+    ini = tmp_path / "m.ini"
+    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path}/state\n[source:up]\npath = "
+                   f"{tmp_path}/src\ntargets = t\n[target:t]\ntype = local\npath = "
+                   f"{tmp_path}/typo/mirror\n[reconcile]\nat_start = no\n")
+    done = _run(ini, "reconcile")
+    assert done.returncode == 0, done.stderr
+    assert "local target root did not exist: created it" in done.stderr, done.stderr
+    assert f"{tmp_path}/typo/mirror" in done.stderr
+    again = _run(ini, "reconcile")
+    assert "did not exist" not in again.stderr, again.stderr
+
+
 # ------------------------------------------------------ target paths, every command
 
 
