@@ -173,6 +173,39 @@ def test_a_root_deleted_and_made_again_empty_waits_for_content(tmp_path, watcher
         d.stop()
 
 
+def test_a_root_replaced_then_put_back_leaves_the_mirror_exact(tmp_path, watcher):
+    """Found by a breaker: the root moved aside, a new non-empty directory made in its
+    place, the old one written to, then the two swapped back. The old watcher followed the
+    moved root, so its write of b was shipped from the NEW directory's b, and once the old
+    root was back nothing compared it: the target kept the wrong b for good. Now the new
+    directory is a root back (it holds files), and so is the old one when it returns."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _fill(b, {"a.jpg": b"a", "b.jpg": b"b"})
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        old = tmp_path / "b.old"
+        b.rename(old)
+        b.mkdir()
+        (b / "new.jpg").write_bytes(b"new")
+        (b / "b.jpg").write_bytes(b"NEW b")
+        (old / "b.jpg").write_bytes(b"old b, written while aside")
+        (old / "old2.jpg").write_bytes(b"old 2")
+        _back(d, tmp_path, b, "b")                       # the replacement is mirrored
+        b.rename(tmp_path / "b.new")
+        old.rename(b)                                    # the original is back
+        poll(lambda: target_files(_target(tmp_path, "b")).get("old2.jpg") == b"old 2",
+             what="the original root compared once back")
+        _back(d, tmp_path, b, "b")
+        assert target_files(_target(tmp_path, "b"))["b.jpg"] == b"old b, written while aside"
+        assert d.stop() == 0
+    finally:
+        d.stop()
+
+
 def test_a_start_with_one_root_missing_mirrors_the_others_then_it(tmp_path, watcher):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
