@@ -19,7 +19,8 @@ in `failed`; status shows such rows as waiting for writers, not as failing.
 Moves keep their order with a `wait_for` link: after `mv A B` the row for A
 (delete) waits for the row for B (move A->B), so a new A cannot be shipped and
 then moved away. Directory ops (a directory moved, or deleted with its tree)
-are barriers: rows below their paths enqueued after them wait for them.
+are barriers: rows below their paths enqueued after them wait for them; so is a
+file's move over its old name (`mv f f.bak; mkdir f; echo > f/x`: f/x waits for it).
 
 A claimed row records its claimer, the process shipping it (schema 5, mirrord.claimer):
 the daemon and `mirrord reconcile` may each have rows in flight, and only a gone
@@ -28,7 +29,7 @@ their own read-only connections. A change is safe once `enqueue` returns.
 
 records.py   Change, Op, Outcome, RowState, TargetBacklog; path bytes <-> str, ship_key
 schema.py    the tables, connect(), the integrity check, migrations (user_version), transactions
-barriers.py  pending directory moves / tree removals and the in-flight overlap rule
+barriers.py  pending directory moves / tree removals / file moves and the in-flight overlap rule
 shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
 holds.py     sources whose deletes are held after a mass-change alarm (schema 4), the claim filter
 read.py      read-only queries: read_state, read_backlog, iter_shipped, row states

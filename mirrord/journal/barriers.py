@@ -1,9 +1,17 @@
-"""Directory barriers: which rows must wait for a pending directory move or tree removal.
+"""Barriers: which rows must wait for a pending directory move, tree removal or file move.
 
 A directory op (a directory moved, or deleted with its tree) is a barrier: rows
 at or below its paths enqueued after it wait for it (their `wait_for`; below a tree
 removal, those enqueued before it too: EnqueueMixin._wait_below), and no
-op overlapping it may be in flight at the same time (overlaps_inflight). A tree
+op overlapping it may be in flight at the same time (overlaps_inflight). A file's
+move is a barrier over its old name only (barrier_paths): `mv f f.bak; mkdir f; echo >
+f/x` read together claimed the move and the put of f/x at once, and a target's workers
+ran them side by side; the put, first on a target with directories, replaced the FILE
+f in its parent's way (kept as 'deleted' with keep_deleted on, though its bytes lived on
+at f.bak), and the move then found nothing at f and sent f.bak whole, or found the new
+directory f and moved it to f.bak (tests/integration/test_move_then_directory_at_old_name.py).
+Not over its new name: a file has nothing below it, and a rename of the new name while
+the move is in flight stays a move (EnqueueMixin._pending_at_or_below). A tree
 removal stays a barrier when a file takes the directory's place (`rmdir d; echo > d`
 coalesces into a put of d that first removes the tree): counting only directory rows
 let a put below d run beside it, in one batch even, so the trash kept one version of
@@ -71,13 +79,27 @@ class _Barriers:
         return [bid for p in _self_and_ancestors(path) for bid in index.get(p, ()) if bid != own]
 
 
+def barrier_paths(path: bytes, src: bytes | None, *, kind: str, is_dir: bool,
+                  tree: bool) -> tuple[bytes, ...] | None:
+    """The paths a row (its path, its src, kind, is_dir, tree) is a barrier over: a tree
+    op's or a directory move's path and src, a file move's src (its old name: the module
+    docstring says why), None when the row is no barrier."""
+    if tree or (is_dir and kind == "move"):
+        return tuple(bytes(p) for p in (path, src) if p is not None)
+    if kind == "move" and src is not None:
+        return (bytes(src),)
+    return None
+
+
 def load_barriers(db: sqlite3.Connection) -> _Barriers:
     """The barriers of the rows queued in `db` (at start: they outlive a restart)."""
     barriers = _Barriers()
-    rows = db.execute(
-        "SELECT id, target, source, path, src FROM ops WHERE tree = 1 OR (is_dir = 1 AND kind = 'move')")
-    for oid, target, source, path, src in rows:
-        barriers.set(oid, target, source, tuple(bytes(p) for p in (path, src) if p is not None))
+    rows = db.execute("SELECT id, target, source, path, src, kind, is_dir, tree FROM ops "
+                      "WHERE tree = 1 OR kind = 'move'")
+    for oid, target, source, path, src, kind, is_dir, tree in rows:
+        paths = barrier_paths(path, src, kind=kind, is_dir=bool(is_dir), tree=bool(tree))
+        if paths:
+            barriers.set(oid, target, source, paths)
     return barriers
 
 

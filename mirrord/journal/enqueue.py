@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable, Iterable, Iterator
 
-from mirrord.journal.barriers import _Barriers
+from mirrord.journal.barriers import _Barriers, barrier_paths
 from mirrord.journal.holds import PARKED, is_held
 from mirrord.journal.records import Change, _b, _prefix_upper
 
@@ -113,8 +113,10 @@ class EnqueueMixin:
                 "tree_seq = CASE WHEN ? THEN seq + 1 ELSE tree_seq END, seq = seq + 1, "
                 "wait_for = ?, attempts = 0, busy = 0, next_try = ?, event_time = ?, size = ? WHERE id = ?",
                 (kind, src, int(is_dir), int(tree), int(tree), waits, next_try, when, size, oid))
-        if tree_after or (is_dir and kind == "move"):   # barriers.py: why a tree put is one
-            self._barriers.set(oid, target, source, tuple(p for p in (path, src) if p is not None))
+        # barriers.py: why a tree put is one, and a file move over its old name
+        paths = barrier_paths(path, src, kind=kind, is_dir=is_dir, tree=tree_after)
+        if paths:
+            self._barriers.set(oid, target, source, paths)
             if tree:
                 self._wait_below(target, source, path, oid)
         else:
