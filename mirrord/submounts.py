@@ -93,6 +93,7 @@ class SubMounts:
         self._known: dict[str, int] = {rel: dev for rel, dev in (remembered or {}).items()
                                        if not self.excluded(rel)}
         self._mounted: set[str] = set()   # the points in the mount table at the last refresh
+        self._refreshed = False           # whether _mounted was read (status alone never does)
         self.reported: set[str] = set()   # lost points already logged (mirrord.daemon_mounts)
         self._lock = threading.Lock()
 
@@ -108,6 +109,7 @@ class SubMounts:
             changed = sorted(rel for rel, dev in now.items()
                              if rel not in self._mounted or self._known.get(rel) != dev)
             self._mounted = set(now)
+            self._refreshed = True
             self._known.update(now)
             for rel in [r for r in self._known if r not in now]:
                 if self._state(rel, self._known[rel]) == "retired":
@@ -169,7 +171,9 @@ class SubMounts:
             return "lost"             # cannot tell (EIO from a hung NFS): never a delete
         if not stat_mod.S_ISDIR(st.st_mode):
             return "retired"
-        if st.st_dev == dev:
+        # a bind mount of the root's own file system keeps its st_dev once unmounted: the
+        # mount table tells then (once it was read: refresh)
+        if st.st_dev == dev and (rel in self._mounted or not self._refreshed):
             return "mounted"
         empty = _empty(full)
         if empty is None or empty:

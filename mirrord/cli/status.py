@@ -65,11 +65,11 @@ def collect(cfg: Config) -> dict:
         for src in cfg.sources:
             remembered = submounts.remembered(
                 journal.read_state(db, submounts.STATE_PREFIX + src.name))
+            mounts = submounts.SubMounts(src.name, str(src.path), remembered,
+                                         excluded=functools.partial(src.excluded, is_dir=True))
+            mounts.refresh()   # the mount table: a bind mount keeps its st_dev once unmounted
             doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}"),
-                                        "lost_mounts": submounts.SubMounts(
-                                            src.name, str(src.path), remembered,
-                                            excluded=functools.partial(src.excluded, is_dir=True),
-                                        ).lost(),
+                                        "lost_mounts": mounts.lost(),
                                         **alarm_state(alarms.get(src.name), held.get(src.name))}
     finally:
         db.close()

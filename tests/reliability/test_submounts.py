@@ -294,3 +294,34 @@ def test_auto_started_while_a_remembered_mount_is_away_watches_it_once_back(site
         assert health["unwatched_directories"] == 0, health
         env.assert_exact(passes_allowed=True)
     env.daemon.stop()
+
+
+def test_a_bind_mount_of_the_roots_own_file_system_unmounted_is_lost(site, tmp_path):
+    """Found by a breaker: a bind mount of a directory on the root's own file system keeps
+    its st_dev once unmounted, so its loss was taken for an empty file system mounted
+    there: deletes held (right), but status said in_sync, no lost_mounts, heartbeat not
+    degraded. The mount table tells now."""
+    make, src, _files = site
+    env = make()
+    staging = tmp_path / "elsewhere"                    # tmp_path: the root's file system
+    staging.mkdir()
+    (staging / "pre.jpg").write_bytes(b"pre")
+    env.daemon.start()
+    env.converge()
+    with _bound(staging, src / "bm"):
+        poll(_all_hold(env, {"bm/pre.jpg": b"pre"}), timeout=60, what="the bind mount shipped")
+        env.daemon.stop()
+        env.daemon.start()                               # remembered with its st_dev
+    poll(lambda: _lost_mounts(env) == ["bm"], what="the unmounted bind mount shown lost")
+    poll(lambda: env.daemon.status()["targets"]["local"]["state"] == "degraded",
+         what="the target degraded")
+    health = env.daemon.status()["daemon"]["sources"]["uploads"]
+    assert health["lost_mounts"] == ["bm"], health
+    _holds(env, {"bm/pre.jpg": b"pre"})                  # nothing deleted
+    assert env.daemon.stop() == 0
+    assert _lost_mounts(env) == ["bm"]                   # status with the daemon stopped too
+    with _bound(staging, src / "bm"):
+        env.daemon.start()
+        poll(lambda: _lost_mounts(env) == [], what="back: not lost")
+        env.assert_exact(passes_allowed=True)
+    env.daemon.stop()
