@@ -63,6 +63,9 @@ from mirrord.watch.fanotify_scan import dir_events, join, tmpfile_name
 
 READ_SIZE = 256 * 1024
 MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the loop forever
+# nor one call's work (a storm of directory exchanges held a call ~75 s: no heartbeat, no
+# watchdog ping); what is left stays queued in the kernel for the next call
+READ_BUDGET = 0.25      # seconds of handling per read() call, checked after each buffer
 # the longest event we ask for (metadata, OLD_ and NEW_DFID_NAME, FID: two 128-byte handles
 # and two 255-byte names, with headers) is under 1 KiB: a read that leaves this much of
 # the buffer unused found the queue empty
@@ -195,6 +198,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         out: list[FsEvent] = []
         self.late.batch.clear()
         if self._poll.poll(timeout_ms):
+            until = time.monotonic() + READ_BUDGET
             for _ in range(MAX_READS):
                 try:
                     buf = os.read(self.fd, READ_SIZE)
@@ -219,6 +223,8 @@ class FanotifyWatcher(FileEvents, RenameEvents):
                         self.late.note(out[n:])
                 if cut is not None:     # no break: what a batch holds the journal keeps in
                     self._close_window(cut)     # order, so fewer splits are safer
+                if time.monotonic() > until:
+                    break
         self._expire_modified(out, force=False)
         self._check_root(out)
         return out

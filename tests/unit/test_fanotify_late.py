@@ -117,3 +117,30 @@ def test_take_back_keeps_what_is_outside_and_the_outer_end_of_a_move_across(root
     lr.note([FsEvent("write", "Q/f.jpg")])
     lr.batch.clear()
     assert lr.take_back("Q", []) is True            # returned before: Q is compared again
+
+
+def test_below_is_what_a_scan_of_every_noted_path_finds_through_notes_and_closes():
+    """below() reads an index kept beside `noted` (a scan of every noted path once per
+    directory rename was quadratic in a storm of exchanges): the same answer as the scan,
+    through notes, moves, cuts and the cap."""
+    import random
+
+    rng = random.Random(7)
+    lr = LateReports("/nonexistent-root", lambda _r: False)
+    names = ["a", "a/b", "a/b/c", "ab", "a/bc", "x/y", "x", "a/b/c/d.jpg", "x/y/z.jpg"]
+
+    def scanned(dst: str) -> list[str]:
+        return sorted(p for p in lr.noted if p.startswith(dst + "/"))
+
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.6:
+            lr.note([FsEvent("write", rng.choice(names))])
+        elif roll < 0.8:
+            lr.note([FsEvent("move", rng.choice(names), src=rng.choice(names), is_dir=True)])
+        elif roll < 0.95:
+            lr.close(lr.advance() - rng.randint(0, 2))
+        else:
+            lr.close(None)
+        for dst in ("a", "a/b", "x", "ab", "nothing"):
+            assert lr.below(dst) == scanned(dst), (step, dst)
