@@ -42,9 +42,11 @@ class LateReports:
         self.root = root
         self.excluded = excluded
         self.noted: dict[str, tuple[int, bool]] = {}
-        # each directory -> the noted paths below it: below() was a scan of every noted
-        # path, once per directory rename (a storm of exchanges: quadratic)
-        self._under: dict[str, set[str]] = {}
+        # each directory -> the noted paths below it, built by below() only (a scan of
+        # every noted path per directory rename was quadratic in a storm of exchanges),
+        # from `_pending`, the paths noted since (None: rebuild from `noted`)
+        self._under: dict[str, set[str]] | None = None
+        self._pending: list[str] = []
         self.batch: set[str] = set()    # paths noted in the owner's read() call under way
         self.gen = 0
         # the generation in which a delete or rename out of a directory was read after that
@@ -62,31 +64,31 @@ class LateReports:
         window is forgotten and counted in `overfull`: its rescans remain the only cover."""
         if len(self.noted) >= MAX_NOTED:
             self.noted.clear()
-            self._under.clear()
+            self._under, self._pending = None, []
             self.overfull += 1
+        pending = self._pending
         for ev in events:
             if ev.kind in ("overflow", "watch_error", "lost") or not ev.path:
                 continue
             is_dir = ev.is_dir or self.noted.get(ev.path, (0, False))[1]
-            self._set(ev.path, is_dir)
+            self.noted[ev.path] = (self.gen, is_dir)
             self.batch.add(ev.path)
+            pending.append(ev.path)
             if ev.src:
-                self._set(ev.src, is_dir or self.noted.get(ev.src, (0, False))[1])
+                self.noted[ev.src] = (self.gen, is_dir or self.noted.get(ev.src, (0, False))[1])
                 self.batch.add(ev.src)
-
-    def _set(self, path: str, is_dir: bool) -> None:
-        if path not in self.noted:
-            self._index(path)
-        self.noted[path] = (self.gen, is_dir)
-
-    def _index(self, path: str) -> None:
-        head = path.rpartition("/")[0]
-        while head:
-            self._under.setdefault(head, set()).add(path)
-            head = head.rpartition("/")[0]
+                pending.append(ev.src)
 
     def below(self, dst: str) -> list[str]:
         """The noted paths strictly below the directory `dst` (relative), sorted."""
+        if self._under is None:
+            self._under, self._pending = {}, list(self.noted)
+        for path in self._pending:
+            head = path.rpartition("/")[0]
+            while head:
+                self._under.setdefault(head, set()).add(path)
+                head = head.rpartition("/")[0]
+        self._pending = []
         return sorted(self._under.get(dst, ()))
 
     def take_back(self, dst: str, out: list[FsEvent]) -> bool:
@@ -182,9 +184,7 @@ class LateReports:
         """Forget what was noted in generations up to `gen` (None: all): every event queued
         before those reports were made has been read and handled since."""
         self.noted = {} if gen is None else {p: v for p, v in self.noted.items() if v[0] > gen}
-        self._under = {}
-        for path in self.noted:
-            self._index(path)
+        self._under, self._pending = None, []
         if self.lost_departure is not None and (gen is None or self.lost_departure <= gen):
             self.lost_departure = None
         if self.victim is not None and (gen is None or self.victim <= gen):
