@@ -18,7 +18,7 @@ from concurrent import futures
 from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
-from mirrord import claimer, daemon_mounts, interrupted, locations, notify
+from mirrord import claimer, daemon_mounts, daemon_roots, interrupted, locations, notify
 from mirrord import daemon_start as start
 from mirrord.interrupted import Interrupted
 from mirrord.journal import Journal
@@ -81,6 +81,7 @@ def setup(d: Daemon) -> None:
     # (an SSH handshake, an S3 client), and its proposals wait in the scan queue.
     for name in watching.missing:   # compared once its root is back (daemon_roots)
         d.roots.lose(d, d.cfg.source(name), "the source root was not a directory at start")
+    daemon_roots.hold_empty(d, "at start")
     d.scanner.start()
     for src in d.cfg.sources:
         if src.name not in d.roots.lost:
@@ -88,6 +89,8 @@ def setup(d: Daemon) -> None:
     start.finish_opening(opening, d.targets)
     guards = {s.name: SourceGuard(str(s.path), missing_ok=True) for s in d.cfg.sources}
     workers = {name: d.cfg.targets[name].workers for name in d.targets}
+    for name in d.roots.lost:   # no delete of a lost root's paths, whatever stands there
+        guards[name].lost = True
     d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
                         guards=guards, on_outcome=d.reporter.observe,
                         keep=d.keep, held=d.alarms.holds, mounts=d.mounts)

@@ -22,7 +22,7 @@ import stat as stat_mod
 import time
 from typing import TYPE_CHECKING
 
-from mirrord import submounts
+from mirrord import daemon_roots, submounts
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 
@@ -59,6 +59,8 @@ def tick(d: Daemon) -> None:
     _rescan_unseen(d)
     if d.mount_table is None or not d.mount_table.changed():
         return
+    # a root's own file system unmounted, or another mounted over it empty: held lost
+    daemon_roots.hold_empty(d, "after a mount table change")
     for src in d.cfg.sources:
         mounts = d.mounts.get(src.name)
         if mounts is None:

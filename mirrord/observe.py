@@ -39,6 +39,9 @@ class SourceGuard:
         then the guard is unhealthy until reset() finds the root back."""
         self.root = root
         self.identity: tuple[int, int] | None = None
+        # set while the daemon holds the root lost (mirrord.daemon_roots): a file system
+        # mounted again can show the same st_dev and st_ino (tmpfs reuses both)
+        self.lost = False
         try:
             self.reset()
         except OSError:
@@ -52,7 +55,7 @@ class SourceGuard:
         self.identity = (st.st_dev, st.st_ino)
 
     def healthy(self) -> bool:
-        if self.identity is None:
+        if self.identity is None or self.lost:
             return False
         try:
             st = os.stat(self.root)

@@ -151,6 +151,12 @@ class TargetStates:
                 return verdict(STALLED, f"{b.pending} changes pending and nothing shipped for "
                                         f"{waited:.0f}s (limit {self.stalled_after:g}s)")
         unwatched = {s: int(sources.get(s, {}).get("unwatched_directories") or 0) for s in feeds}
+        # first: a lost root's refused deletes are also failing rows; this says why
+        roots = {s: sources.get(s, {}).get("root_lost") for s in feeds}
+        if any(roots.values()):
+            return verdict(DEGRADED, "; ".join(
+                f"source {s}: root lost ({why}); nothing of it is watched or deleted until "
+                f"it is back" for s, why in roots.items() if why))
         if b.failing:
             return verdict(DEGRADED, f"{b.failing} of {b.pending} pending changes failed and are "
                                      f"retried with backoff")
@@ -158,11 +164,6 @@ class TargetStates:
             return verdict(DEGRADED, "; ".join(
                 f"source {s}: {n} directories not watched (rescanned every few seconds)"
                 for s, n in unwatched.items() if n))
-        roots = {s: sources.get(s, {}).get("root_lost") for s in feeds}
-        if any(roots.values()):
-            return verdict(DEGRADED, "; ".join(
-                f"source {s}: root lost ({why}); nothing of it is watched or deleted until "
-                f"it is back" for s, why in roots.items() if why))
         lost = {s: sources.get(s, {}).get("lost_mounts") or [] for s in feeds}
         if any(lost.values()):
             return verdict(DEGRADED, "; ".join(

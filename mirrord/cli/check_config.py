@@ -157,8 +157,11 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         excl = f", excluding {', '.join(s.exclude)}" if s.exclude else ""
         print(f"  source {s.name}: {s.path} -> {', '.join(s.targets)}{dest}{excl}")
         if not s.path.is_dir():   # not an error: a mount that is away (mirrord.daemon_roots)
+            then = ("`mirrord run` refuses to start while no source root is a directory"
+                    if not any(o.path.is_dir() for o in cfg.sources) else
+                    "the daemon starts without this source, shown lost until it appears")
             print(f"    warning: {s.path} is not a directory now ([source:{s.name}] path): "
-                  f"the daemon starts without this source, shown lost until it appears")
+                  f"{then}")
         for item in shown.get("exclude_preview", ()):
             print("    " + _preview_line(item))
     for name, t in cfg.targets.items():

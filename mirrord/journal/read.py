@@ -46,6 +46,12 @@ def read_backlog(db: sqlite3.Connection, targets: list[str]) -> dict[str, Target
     return out
 
 
+def has_shipped(db: sqlite3.Connection, target: str, source: str) -> bool:
+    """Whether any path of `source` is recorded as shipped to `target` (one index probe)."""
+    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? LIMIT 1",
+                      (target, source)).fetchone() is not None
+
+
 def iter_shipped(db: sqlite3.Connection, target: str, source: str,
                  prefix: bytes = b"") -> Iterator[ShippedRow]:
     """(key, size, mtime_ns, token, mode) in key order: the merge partner of a source walk.

@@ -231,6 +231,10 @@ def test_a_start_with_every_root_missing_is_refused(tmp_path):
     assert res.returncode != 0
     assert "is not a directory ([source:a] path); refusing to start" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+    res = subprocess.run([MIRRORD, "-c", str(cfg), "check-config"], capture_output=True,
+                         text=True, timeout=60)
+    assert res.stdout.count("`mirrord run` refuses to start while no source root") == 2, (
+        res.stdout)
     (tmp_path / "a").mkdir()
     res = subprocess.run([MIRRORD, "-c", str(cfg), "check-config"], capture_output=True,
                          text=True, timeout=60)
@@ -269,3 +273,74 @@ def test_a_source_inside_another_sources_mount_is_lost_with_it(tmp_path, watcher
     finally:
         d.stop()
         umount(site)
+
+
+def _queue_rewrites(root: Path, files: dict[str, bytes]) -> None:
+    for rel in files:
+        (root / rel).write_bytes(b"v2")
+
+
+def _many_files() -> dict[str, bytes]:
+    return {f"t{d % 10}/u{d}/f{f}.jpg": b"v1" for d in range(60) for f in range(20)}
+
+
+def _nothing_deleted(tmp: Path, files: dict[str, bytes]) -> None:
+    held = target_files(_target(tmp, "b"))
+    missing = [rel for rel in files if rel not in held]
+    assert not missing, (len(missing), missing[:5])
+
+
+def test_a_restart_after_the_roots_file_system_went_away_deletes_nothing(tmp_path, watcher):
+    """Found by a breaker: stopped (SIGKILL) with changes queued, the root's file system
+    unmounted, restarted: the empty mount point was a valid root, and the queued changes
+    found their files gone and went out as deletes (20,000 files down to 560). Now an
+    empty root with files shipped from it starts lost."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    files = _many_files()
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        with tmpfs(b, "32m"):
+            _fill(b, files)
+            d.start()
+            wait_converged(b, _target(tmp_path, "b"), timeout=120)
+            _queue_rewrites(b, files)
+            d.kill()
+            umount(b)
+            d.start()
+            _lost_reported(d, tmp_path, "b", "a")
+            poll(lambda: d.status()["targets"]["t_b"]["pending"] == 0 or "not deleting"
+                 in d.log.read_text(), what="the queued changes tried")
+            _nothing_deleted(tmp_path, files)
+        with tmpfs(b, "32m"):
+            _fill(b, {rel: b"v2" for rel in files})
+            _back(d, tmp_path, b, "b")
+    finally:
+        d.stop()
+        umount(b)
+
+
+def test_an_empty_file_system_mounted_at_once_in_the_roots_place_deletes_nothing(
+        tmp_path, watcher):
+    """Found by a breaker: the root's tmpfs unmounted while changes were queued and an
+    empty tmpfs mounted at once in its place (same st_dev, inode 1): every queued change
+    found its file gone and went out as a delete, status ok."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    files = _many_files()
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        with tmpfs(b, "32m"):
+            _fill(b, files)
+            d.start()
+            wait_converged(b, _target(tmp_path, "b"), timeout=120)
+            _queue_rewrites(b, files)
+            subprocess.run(["umount", "-l", str(b)], check=True)
+        with tmpfs(b, "32m"):
+            b.chmod(0o755)
+            _lost_reported(d, tmp_path, "b", "a")
+            _other_goes_on(tmp_path, a, "a")
+            _nothing_deleted(tmp_path, files)
+    finally:
+        d.stop()
+        umount(b)
