@@ -13,9 +13,11 @@ what arrives after it arrives by the watcher or the root-back comparison.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -290,34 +292,42 @@ def _nothing_deleted(tmp: Path, files: dict[str, bytes]) -> None:
     assert not missing, (len(missing), missing[:5])
 
 
+@contextlib.contextmanager
+def _queued_on_tmpfs(tmp: Path, watcher: str) -> Iterator[tuple[Daemon, Path, Path, dict]]:
+    """(daemon, a, b, files): source b on its own tmpfs, mirrored, then every file of it
+    rewritten (changes queued); the daemon is stopped and b unmounted afterwards."""
+    a, b = tmp / "a", tmp / "b"
+    a.mkdir()
+    files = _many_files()
+    d = Daemon(_config(tmp, watcher, {"a": a, "b": b}), tmp / "log")
+    try:
+        with tmpfs(b, "32m"):
+            _fill(b, files)
+            d.start()
+            wait_converged(b, _target(tmp, "b"), timeout=120)
+            _queue_rewrites(b, files)
+            yield d, a, b, files
+    finally:
+        d.stop()
+        umount(b)
+
+
 def test_a_restart_after_the_roots_file_system_went_away_deletes_nothing(tmp_path, watcher):
     """Found by a breaker: stopped (SIGKILL) with changes queued, the root's file system
     unmounted, restarted: the empty mount point was a valid root, and the queued changes
     found their files gone and went out as deletes (20,000 files down to 560). Now an
     empty root with files shipped from it starts lost."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    files = _many_files()
-    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
-    try:
-        with tmpfs(b, "32m"):
-            _fill(b, files)
-            d.start()
-            wait_converged(b, _target(tmp_path, "b"), timeout=120)
-            _queue_rewrites(b, files)
-            d.kill()
-            umount(b)
-            d.start()
-            _lost_reported(d, tmp_path, "b", "a")
-            poll(lambda: d.status()["targets"]["t_b"]["pending"] == 0 or "not deleting"
-                 in d.log.read_text(), what="the queued changes tried")
-            _nothing_deleted(tmp_path, files)
+    with _queued_on_tmpfs(tmp_path, watcher) as (d, _a, b, files):
+        d.kill()
+        umount(b)
+        d.start()
+        _lost_reported(d, tmp_path, "b", "a")
+        poll(lambda: d.status()["targets"]["t_b"]["pending"] == 0 or "not deleting"
+             in d.log.read_text(), what="the queued changes tried")
+        _nothing_deleted(tmp_path, files)
         with tmpfs(b, "32m"):
             _fill(b, {rel: b"v2" for rel in files})
             _back(d, tmp_path, b, "b")
-    finally:
-        d.stop()
-        umount(b)
 
 
 def test_an_empty_file_system_mounted_at_once_in_the_roots_place_deletes_nothing(
@@ -325,22 +335,10 @@ def test_an_empty_file_system_mounted_at_once_in_the_roots_place_deletes_nothing
     """Found by a breaker: the root's tmpfs unmounted while changes were queued and an
     empty tmpfs mounted at once in its place (same st_dev, inode 1): every queued change
     found its file gone and went out as a delete, status ok."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    files = _many_files()
-    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
-    try:
-        with tmpfs(b, "32m"):
-            _fill(b, files)
-            d.start()
-            wait_converged(b, _target(tmp_path, "b"), timeout=120)
-            _queue_rewrites(b, files)
-            subprocess.run(["umount", "-l", str(b)], check=True)
+    with _queued_on_tmpfs(tmp_path, watcher) as (d, a, b, files):
+        subprocess.run(["umount", "-l", str(b)], check=True)
         with tmpfs(b, "32m"):
             b.chmod(0o755)
             _lost_reported(d, tmp_path, "b", "a")
             _other_goes_on(tmp_path, a, "a")
             _nothing_deleted(tmp_path, files)
-    finally:
-        d.stop()
-        umount(b)
