@@ -133,14 +133,16 @@ def test_the_deletes_at_a_place_returned_to_fire_the_alarm_and_wait(local_alarm)
 
 
 def test_no_delete_at_a_place_returned_to_while_the_source_root_is_empty(local_alarm):
-    """An empty source root (an unmounted mount point looks empty): the catch-up refuses
-    the deletes A's restored record would propose, as it does for any record."""
+    """An empty source root (an unmounted mount point looks empty): nothing A's restored
+    record would delete is deleted. The root starts lost (mirrord.daemon_roots: empty
+    while files shipped from it are recorded), so no catch-up proposes them at all."""
     tmp, cfg, daemon, at_a = local_alarm
     _a_then_b(tmp, cfg, daemon, at_a)
     for entry in (tmp / "src").iterdir():
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     daemon.start()
-    poll("the catch-up refused", lambda: "refusing to delete" in daemon.log.read_text(), daemon)
+    poll("the empty root held lost", lambda: "the source root is empty at start" in
+         daemon.log.read_text(), daemon)
     assert len(_batch_files(at_a)) == FILES and at_a.read("keep.txt") == b"stays"
 
 
