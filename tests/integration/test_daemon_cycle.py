@@ -112,7 +112,8 @@ def test_a_failing_trouble_hook_does_not_stop_the_daemon(tmp_path):
         mirrors(tmp_path, "after-trouble.jpg")
 
 
-@pytest.mark.parametrize("step", ["_collect_scans", "_dispatch", "_heartbeat", "_read_watchers"])
+@pytest.mark.parametrize("step", ["_collect_scans", "_dispatch", "_maybe_heartbeat",
+                                  "_read_watchers"])
 def test_a_step_failing_once_is_survived(tmp_path, step):
     daemon = make_daemon(tmp_path)
     real = getattr(daemon, step)
