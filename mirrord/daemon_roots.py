@@ -83,7 +83,7 @@ def hold_empty(d: Daemon, when: str) -> None:
 
 class AbsentRoot:
     """The watcher of a source whose root is missing at start: reports nothing, holds a
-    pipe that never becomes readable (the main loop's select wants a descriptor), until
+    descriptor that never becomes readable (the main loop's select wants a descriptor), until
     Roots replaces it with a real watcher. The attributes the daemon reads of a watcher."""
 
     watched = 0
@@ -91,10 +91,10 @@ class AbsentRoot:
     leaves_skipped = 0
 
     def __init__(self) -> None:
-        self._r, self._w = os.pipe2(os.O_CLOEXEC)
+        self._fd = os.eventfd(0, os.EFD_CLOEXEC)   # never written: never readable
 
     def fileno(self) -> int:
-        return self._r
+        return self._fd
 
     def read(self, timeout_ms: int = 0) -> list:
         return []
@@ -112,11 +112,10 @@ class AbsentRoot:
         return []
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass   # closed already
 
 
 class Roots:
@@ -132,7 +131,7 @@ class Roots:
         """Record `src`'s root as lost (`detail`: why, shown in status). Idempotent."""
         if src.name in self.lost:
             return
-        guard = d.shipper.guards.get(src.name) if d.shipper is not None else None
+        guard = _guard(d, src.name)
         if guard is not None:
             guard.lost = True
         self.lost[src.name] = detail
@@ -169,7 +168,7 @@ class Roots:
         d.watchers[src.name] = watcher
         if old is not None:
             old.close()
-        guard = d.shipper.guards.get(src.name) if d.shipper is not None else None
+        guard = _guard(d, src.name)
         if guard is not None:
             try:
                 guard.reset()
@@ -184,3 +183,9 @@ class Roots:
             d.metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
         d._handle_events(src, events)
         d.schedule_catch_up(src, reason="root-back")
+
+
+def _guard(d: Daemon, name: str):
+    """The shipper's SourceGuard of source `name`; None before the shipper is built (the
+    start marks the lost roots' guards itself, daemon_lifecycle)."""
+    return d.shipper.guards.get(name) if d.shipper is not None else None
