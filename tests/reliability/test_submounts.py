@@ -117,14 +117,21 @@ def _mirrored_then_unmounted_while_stopped(site, at_start: str = "yes"):
     return env, src, files
 
 
-def test_unmounted_while_running_keeps_the_mirror_and_a_remount_is_watched(site):
+def _mirrored_then_unmounted_while_running(site):
+    """(env, src, files): the daemon mirrored the tree, then the sub-mount went away under
+    it (shape 1) and status shows it lost."""
     make, src, files = site
     env = make()
     env.daemon.start()
     env.converge()
-    umount(src / SITE)                                   # shape 1: gone under the daemon
-    assert not any((src / SITE).iterdir())
+    umount(src / SITE)
     poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    return env, src, files
+
+
+def test_unmounted_while_running_keeps_the_mirror_and_a_remount_is_watched(site):
+    env, src, files = _mirrored_then_unmounted_while_running(site)
+    assert not any((src / SITE).iterdir())
     (src / "after.txt").write_text("live")               # the rest still streams live
     poll(_all_hold(env, {"after.txt": b"live"}), what="after.txt shipped")
     res = env.daemon.cli("reconcile", check=False)       # shape 3, the daemon running
@@ -192,12 +199,7 @@ def test_reconcile_command_while_unmounted_deletes_nothing(site):
 
 def test_retired_mount_point_is_forgotten(site):
     """The operator retires the mount and removes its mount point: the deletes go."""
-    make, src, _files = site
-    env = make()
-    env.daemon.start()
-    env.converge()
-    umount(src / SITE)
-    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    env, src, _files = _mirrored_then_unmounted_while_running(site)
     (src / SITE).rmdir()                                 # retired for good
     poll(lambda: all(not any(p.startswith(SITE + "/") for p in target_files(t))
                      for t in env.targets.values()), timeout=90,
@@ -236,12 +238,7 @@ def test_data_moved_in_place_of_a_lost_mount_is_compared(site):
     the directory left behind. The point is forgotten (it holds files, no mount), but
     nothing compared it, so what the moved-in data lacks stayed on every target until a
     reconcile; now a point no longer lost is compared."""
-    make, src, files = site
-    env = make()
-    env.daemon.start()
-    env.converge()
-    umount(src / SITE)
-    poll(lambda: _lost_mounts(env) == [SITE], what="the lost sub-mount shown in status")
+    env, src, files = _mirrored_then_unmounted_while_running(site)
     kept = f"{SITE}/a/f0.jpg"
     _fill(src, {kept: files[kept]})                      # only one file moved in
     poll(lambda: _lost_mounts(env) == [], what="the point forgotten: data moved in")
