@@ -143,7 +143,8 @@ class SeaweedFS:
             "-master.telemetry=false", "-s3.autoCreateBucket=false",
             # one volume per bucket: the default cap (free disk / 1GiB) runs out after ~80 buckets
             "-volume.max=2000", "-master.volumeSizeLimitMB=64",
-            f"-webdav.port={p['webdav']}",
+            # its chunk cache defaults to a new directory in /tmp per start, left behind
+            f"-webdav.port={p['webdav']}", f"-webdav.cacheDir={self.workdir / 'webdav-cache'}",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             f"-s3.localSocket={self.workdir / 's3.sock'}",
             f"-filer.localSocket={self.workdir / 'filer.sock'}",
@@ -165,7 +166,7 @@ class SeaweedFS:
         if self.proc is not None and self.proc.poll() is None:
             return
         env = dict(os.environ, AWS_ACCESS_KEY_ID=self.access_key,
-                   AWS_SECRET_ACCESS_KEY=self.secret_key)
+                   AWS_SECRET_ACCESS_KEY=self.secret_key, TMPDIR=str(self.workdir))
         env.pop("AWS_CA_BUNDLE", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
