@@ -7,6 +7,11 @@ reads our end of a pipe). Every rsync run and every remote command is a
 multiplexed session over that connection (ControlMaster=no, ControlPath): no
 handshake per batch, and at most MAX_SESSIONS at once (sshd's MaxSessions).
 
+The directory is named after our pid (mirrord-ssh-PID-XXXX): a process killed with
+SIGKILL (the OOM killer, kill -9) cannot remove its own, so the next one to make a
+directory there removes those of pids that are gone (sweep_gone), staged copies of
+uploads included. Under the systemd units PrivateTmp=yes drops them at stop anyway.
+
 Cipher choice: AES-GCM first where the CPU has AES instructions (cpu_has_aes);
 an ssh_command with its own -c or -o Ciphers wins.
 """
@@ -19,6 +24,8 @@ import math
 import os
 import shlex
 import shutil
+import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -31,6 +38,7 @@ from mirrord.config import RsyncOptions
 from mirrord.errors import RetryableError
 from mirrord.targets.rsync.remote import EXIT_NO_ROOT, classify_stderr, tail
 
+PRIVATE_PREFIX = "mirrord-ssh-"
 MAX_SESSIONS = 8            # sshd allows 10 sessions per connection by default; one is the master's
 SHORT_TIMEOUT = 300.0       # seconds for a remote stat/read/mkdir; dead links are caught sooner
 # OpenSSH's default ciphers with AES-GCM first. On a CPU with AES instructions it costs
@@ -55,6 +63,53 @@ def cpu_has_aes(cpuinfo: str = "/proc/cpuinfo") -> bool:
     except OSError:
         pass
     return False
+
+
+def sweep_gone(base: str) -> list[str]:
+    """Remove the private directories in `base` left by processes that are gone; returns
+    their paths. One is left alone unless it is a real directory of ours (same uid), named
+    PRIVATE_PREFIX + a pid with no process (kill(pid, 0): ESRCH), and its control socket,
+    if any, refuses a connection (a live master in another pid namespace sharing /tmp
+    still answers). Best effort: an OSError skips that entry."""
+    gone = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return gone
+    for entry in entries:
+        pid, _, rest = entry.name.removeprefix(PRIVATE_PREFIX).partition("-")
+        if not entry.name.startswith(PRIVATE_PREFIX) or not pid.isdigit() or not rest:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or _alive(int(pid)):
+                continue
+            if _answers(os.path.join(entry.path, "ctl")):
+                continue
+            shutil.rmtree(entry.path)
+            gone.append(entry.path)
+        except OSError:
+            continue
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -128,8 +183,10 @@ class SshConnection:
     def ctl_path(self) -> str:
         """The control socket, in the private directory (made on first use)."""
         if self._conn.dir is None:
-            base = None if len(tempfile.gettempdir()) < 40 else "/tmp"   # sockets need short paths
-            self._conn.dir = tempfile.mkdtemp(prefix="mirrord-ssh-", dir=base)
+            base = tempfile.gettempdir()
+            base = base if len(base) < 40 else "/tmp"   # sockets need short paths
+            sweep_gone(base)
+            self._conn.dir = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=base)
         return os.path.join(self._conn.dir, "ctl")
 
     def private_dir(self) -> str:
