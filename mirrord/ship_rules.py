@@ -2,8 +2,8 @@
 
 - unchanged: a file that changed while it was being sent is a wait (SourceBusy), not
   recorded as shipped (observe.changed_since);
-- not_yet: a file's delete that finds the file back waits once for the change that
-  brought it (its event is still to be read);
+- not_yet: a file's delete that finds the file back, or a put that finds it gone, waits
+  once for the change that explains it (its event is still to be read);
 - meta_only: an 'attr' op needs only mode and mtime set, nothing at all, or a full put;
 - error_outcome: an exception becomes the op's Outcome (permanent, busy or retried);
 - sync_item, outcome: what a target is handed for an op, and what is recorded of its answer.
@@ -38,20 +38,37 @@ def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
     return res
 
 
-def not_yet(op: Op, seen: Observed) -> None:
-    """Raise SourceBusy (seen.fd closed) when a file's delete (not a tree's) finds a file on
-    its first try: the file came back after the delete was recorded, and that change is
-    still to be read (its event is queued). The row runs again once it is read (seq moves
-    on), or on its next try if it never is. Sent now, ahead of what that read brings, the
-    file could stand on the target under a directory whose removal comes in the same read
-    (`rm d/x` read and claimed, then `rmdir d; mkdir d; echo > d/x`): the removal kept it
-    with its directory, the put sent it again, and its next removal kept it a second time
-    (issue 17's dir flip; tests/integration/test_tree_removal_waits_below.py)."""
-    if op.kind == "delete" and not op.tree and seen.kind == "file" and op.attempts == 0:
+def not_yet(op: Op, seen: Observed, *, keeps: bool) -> None:
+    """Raise SourceBusy (seen.fd closed) when what the worker finds at the path on an op's
+    first try is explained by a change whose event is still to be read, or was read while
+    the op ran (then seq moved on and the row runs again at once, claims._busy). Either
+    way the row runs again with that change in it.
+
+    - A file's delete (not a tree's) that finds a file: the file came back after the delete
+      was recorded. Sent now, ahead of what that read brings, the file could stand on the
+      target under a directory whose removal comes in the same read (`rm d/x` read and
+      claimed, then `rmdir d; mkdir d; echo > d/x`): the removal kept it with its directory,
+      the put sent it again, and its next removal kept it a second time (issue 17's dir
+      flip; tests/integration/test_tree_removal_waits_below.py).
+    - A put, attr or mkdir that finds nothing, on a target that keeps what deletes destroy
+      (`keeps`: keep_deleted): the path was removed or renamed since its row was queued.
+      Sent now, it was a plain delete that kept the bytes as 'deleted' though a rename had
+      them live on at the new name. The rename's row (a move's source end, or journal
+      enqueue_move's fallback) carries the new name, so its delete keeps nothing where the
+      bytes are (keeper.lives_on; `chmod x; mv x y`:
+      tests/integration/test_op_in_flight_finds_its_file_gone.py). A second try with
+      nothing read (an event lost) sends the delete. A target that keeps nothing gets the
+      delete at once: there it is exact whatever the path's later rows say."""
+    if op.attempts != 0:
+        return
+    if op.kind == "delete" and not op.tree and seen.kind == "file":
         if seen.fd is not None:
             os.close(seen.fd)
         raise SourceBusy(f"{op.path!r} is back at the source after its delete was recorded: "
                          "sent once that change is read")
+    if keeps and op.kind in ("put", "attr", "mkdir") and seen.kind == "absent":
+        raise SourceBusy(f"{op.path!r} is gone from the source since its {op.kind} was "
+                         "recorded: sent once that change is read")
 
 
 def meta_only(op: Op, seen: Observed, target: Target) -> bool | None:

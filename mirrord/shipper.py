@@ -209,7 +209,7 @@ class Shipper(MoveOps):
                             outcomes.append(moved)
                             continue
                     seen = self._observe_for(op, src, target, openers[op.source])
-                    not_yet(op, seen)
+                    not_yet(op, seen, keeps=target.name in self.keep)
                     if seen.kind == "absent" and op.kind != "delete" and self.held(op.source):
                         # a put claimed before its file was removed would run as a delete;
                         # the hold covers it too: retried, done as a delete once resumed

@@ -220,8 +220,12 @@ class EnqueueMixin:
                     continue
                 mid = self._upsert(target, source, bdst, "move", tree=False, is_dir=is_dir,
                                    size=0, when=when, src=bsrc)
+                # a file's source end carries the new name too: a move the shipper cannot
+                # make (ship_moves: the target's copy is not what dst holds, e.g. a chmod
+                # in flight at the rename) sends dst whole, and this delete then keeps
+                # nothing where dst holds the very bytes (keeper.lives_on)
                 self._upsert(target, source, bsrc, "delete", tree=is_dir, is_dir=is_dir, size=0,
-                             when=when, wait_for=mid)
+                             when=when, wait_for=mid, src=None if is_dir else bdst)
         return fallback
 
     def _file_fallback(self, target: str, source: str, bsrc: bytes, bdst: bytes,

@@ -164,7 +164,7 @@ def test_claims_are_reset_when_the_journal_is_reopened(tmp_path, clock):
 def test_move_of_fresh_paths_is_a_move_row_and_a_delete_waiting_for_it(j):
     assert j.enqueue_move(S, "a", "b", is_dir=False) == []
     assert rows(j) == {"b": ("move", "a", False, False, None, False),
-                       "a": ("delete", None, False, False, "b", False)}
+                       "a": ("delete", "b", False, False, "b", False)}   # carries b: keeps nothing if b is sent whole
     (op,) = j.claim(T, 10)                         # the delete waits
     assert (op.path, op.kind, op.src) == ("b", "move", "a")
     j.ack([done(op, "move")])

@@ -57,7 +57,7 @@ def test_attr_on_a_pending_op_keeps_the_stronger_kind(j, pending):
 def test_attr_on_a_pending_move_keeps_the_move_and_its_source(j):
     j.enqueue_move(S, "a", "b", is_dir=False)
     j.enqueue([ch("b", "attr")])
-    assert kinds(j) == {"b": ("move", "a"), "a": ("delete", None)}
+    assert kinds(j) == {"b": ("move", "a"), "a": ("delete", "b")}
 
 
 @pytest.mark.parametrize("later", ["put", "delete", "mkdir"])
