@@ -12,6 +12,12 @@ Rules, each for a reason:
 - A new directory is watched first and scanned second, so files written into it
   before its watch existed are still reported.
 - Queue overflow is reported as an event, never dropped: the daemon rescans.
+- One read() call handles at most READ_BUDGET seconds of events; the rest of what it
+  took from the kernel waits in `backlog` for the next call, ahead of anything newer,
+  and the timed work (expiring unpaired MOVED_FROMs, quiet files) waits with it, so a
+  rename split across two calls is still paired. A storm of directory exchanges among
+  writes (each exchanged directory is listed again) held one call, and with it the main
+  loop, its heartbeats and the systemd watchdog, ~2 minutes.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import os
 import stat as stat_mod
 import time
+from collections import deque
 from typing import Callable
 
 from inotify_simple import INotify
@@ -33,6 +40,8 @@ from mirrord.watch.tree import Node
 from mirrord.watch.unwatched import LIMIT_FILE, Unwatched
 
 log = logging.getLogger("mirrord.watch")
+
+READ_BUDGET = 0.25      # seconds of handling per read() call, checked after each event
 
 
 class TreeWatcher(MovePairing, WatchPlaces):
@@ -56,6 +65,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self.held: dict[int, Held] = {}                   # cookie -> held MOVED_FROM
         self.held_at: dict[tuple[Node, str], int] = {}    # (parent, name) -> cookie
         self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
+        self.backlog: deque = deque()     # kernel events taken, not yet handled (READ_BUDGET)
         self.overflows = 0
 
     def _claim(self, node: Node) -> None:
@@ -98,7 +108,10 @@ class TreeWatcher(MovePairing, WatchPlaces):
 
     def next_deadline(self) -> float | None:
         """When read() next has timed work (monotonic seconds): a held MOVED_FROM or a
-        set-aside node to settle, a modified file gone quiet, an unwatched retry or rescan."""
+        set-aside node to settle, a modified file gone quiet, an unwatched retry or rescan;
+        now while events taken from the kernel wait in the backlog."""
+        if self.backlog:
+            return self.clock()
         times = [h.t + self.move_window for h in self.held.values()]
         if self.limbo:
             times.append(min(self.limbo.values()) + self.move_window)
@@ -110,12 +123,15 @@ class TreeWatcher(MovePairing, WatchPlaces):
         return min(times) if times else None
 
     def read(self, timeout_ms: int = 0) -> list[FsEvent]:
-        """Events read within `timeout_ms` milliseconds, plus whatever timed work is due."""
+        """Events read within `timeout_ms` milliseconds, plus whatever timed work is due:
+        the backlog first (the kernel is read only once it is empty), then, while fewer
+        than READ_BUDGET seconds have passed, each event taken in order."""
         out: list[FsEvent] = []
-        events = self.inotify.read(timeout=timeout_ms)
+        if not self.backlog:
+            self.backlog.extend(self.inotify.read(timeout=timeout_ms))
         self._now = self.clock()
-        for ev in events:
-            self._translate(ev, out)
+        if self._handle_backlog(out, until=self._now + READ_BUDGET):
+            return out                    # the timed work waits for the events before it
         self._find_missed(out)
         self._expire(out, force=False)
         self._retry(out)
@@ -128,11 +144,22 @@ class TreeWatcher(MovePairing, WatchPlaces):
         writes (at shutdown, or in tests)."""
         out: list[FsEvent] = []
         self._now = self.clock()
+        self._handle_backlog(out, until=None)
         self._find_missed(out)
         self._expire(out, force=True)
         if self.recheck:
             self._flush_rechecks(out)
         return out
+
+    def _handle_backlog(self, out: list[FsEvent], *, until: float | None) -> bool:
+        """Translate backlog events in order until the clock reaches `until` (None: all of
+        them); True when some are left."""
+        backlog = self.backlog
+        while backlog:
+            self._translate(backlog.popleft(), out)
+            if until is not None and backlog and self.clock() >= until:
+                return True
+        return False
 
     def _expire(self, out: list[FsEvent], *, force: bool) -> None:
         now = self._now

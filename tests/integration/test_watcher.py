@@ -20,7 +20,8 @@ import pytest
 
 from mirrord.config import SourceConfig
 from tests.reliability.conftest import sysctl
-from tests.watch_model import inotify_watches_in_use, read_until
+from tests.watch_model import apply, disk, inotify_watches_in_use, read_until
+from tests.watch_model import settle as settle_removing_sentinel
 from mirrord.watch.inotify import FsEvent, TreeWatcher
 from tests.watch_backends import known_dirs
 
@@ -354,6 +355,57 @@ def test_the_watch_limit_on_a_new_directory_is_reported(root, make_watcher, back
     else:
         assert kinds(events) == [("mkdir", "new"), ("write", "new/f")]
         assert w.watch_errors == 0 and w.unwatched == 0
+
+
+# ------------------------------------------------------------------ a flood of events
+
+
+def one_event_or_buffer_per_call(backend: str, monkeypatch) -> None:
+    """READ_BUDGET 0: each read() call handles one event (inotify) or one 256 KiB buffer
+    of events (fanotify) and leaves the rest for the next calls."""
+    from mirrord.watch import fanotify, inotify
+    monkeypatch.setattr(inotify if backend == "inotify" else fanotify, "READ_BUDGET", 0.0)
+
+
+def test_a_read_call_stops_at_its_time_budget_and_the_rest_follows(watcher, root, backend,
+                                                                   monkeypatch):
+    """A storm of directory exchanges among writes held one call, and the daemon's main
+    loop with it, ~2 minutes (inotify) and ~96 s (fanotify): a call now stops after
+    READ_BUDGET seconds of handling, and the next calls hand back the rest, nothing lost."""
+    one_event_or_buffer_per_call(backend, monkeypatch)
+    names = [f"f{i:05d}-{'n' * 150}.jpg" for i in range(3000)]   # > one buffer of events
+    for name in names:
+        (root / name).write_bytes(b"")
+    first = watcher.read(0)
+    assert len({e.path for e in first}) < len(names), len(first)
+    got = {e.path for e in first if e.kind == "write"}
+    for _ in range(20_000):
+        got |= {e.path for e in watcher.read(100) if e.kind == "write"}
+        if got >= set(names):
+            break
+    assert got >= set(names), len(set(names) - got)
+
+
+def test_renames_split_across_read_calls_are_still_moves(watcher, root, backend, monkeypatch):
+    """A rename's two inotify events handled by two calls are paired all the same (the
+    unpaired MOVED_FROM does not expire while events wait in the backlog), and what the
+    events say, applied to a target, is the tree."""
+    n = 40
+    for i in range(n):
+        (root / f"d{i:02}").mkdir()
+        (root / f"d{i:02}" / "in.jpg").write_bytes(b"in")
+        (root / f"f{i:02}.jpg").write_bytes(b"file")
+    settle_removing_sentinel(watcher, root)
+    model = disk(root)
+    one_event_or_buffer_per_call(backend, monkeypatch)
+    subprocess.run(["sh", "-c", "for i in $(seq -w 0 39); do mv f$i.jpg g$i.jpg; "
+                    "mv d$i e$i; echo new > e$i/new.jpg; done"], cwd=root, check=True)
+    events = settle_removing_sentinel(watcher, root)
+    assert apply(model, events, root) == disk(root)
+    moves = {(e.path, e.src) for e in events if e.kind == "move"}
+    assert moves >= {(f"g{i:02}.jpg", f"f{i:02}.jpg") for i in range(n)} | {
+        (f"e{i:02}", f"d{i:02}") for i in range(n)}, kinds(events)
+    assert not [e for e in events if e.kind in ("delete", "rmtree")], kinds(events)
 
 
 # ------------------------------------------------------------------ start-up on big trees

@@ -421,3 +421,32 @@ def test_an_unwatched_directory_renamed_is_found_under_its_new_name(tmp_path):
     assert kinds(got) == [("rmtree", "u"), ("mkdir", "w")]
     assert rig.w.unwatched == 0
     rig.check()
+
+
+def test_a_rename_whose_halves_are_handled_calls_apart_is_one_move(rig, monkeypatch):
+    """READ_BUDGET: a call stops after its budget and the rest of what it took waits in
+    the backlog. Each call here handles one event and the clock passes the move window
+    between calls (a storm's pace); writes elsewhere come between the two halves. The
+    MOVED_FROM does not expire while its MOVED_TO waits in the backlog: one move, not a
+    delete of the directory and a new one (a tree re-sent, and kept where deletes keep)."""
+    from mirrord.watch import inotify
+
+    (rig.root / "d" / "s").mkdir(parents=True)
+    rig.start()
+    d = rig.wd("d")
+    monkeypatch.setattr(inotify, "READ_BUDGET", 0.0)
+    os.rename(rig.root / "d", rig.root / "e")
+    for name in ("x", "y", "z"):
+        (rig.root / name).write_bytes(b"elsewhere")
+    rig.fake.feed(pack(1, F.MOVED_FROM | D, "d", 9), pack(1, F.CLOSE_WRITE, "x"),
+                  pack(1, F.CLOSE_WRITE, "y"), pack(1, F.CLOSE_WRITE, "z"),
+                  pack(1, F.MOVED_TO | D, "e", 9))
+    got = []
+    for _ in range(10):
+        got += rig.w.read(0)
+        rig.clock.t += 1.0
+    assert kinds(got) == [("write", "x"), ("write", "y"), ("write", "z"), ("move", "e", "d")]
+    assert not rig.w.backlog and rig.w.path_wd["e"] == d
+    rig.events += got
+    rig.model = apply(rig.model, got, rig.root)
+    rig.check()
