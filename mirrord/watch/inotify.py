@@ -204,7 +204,9 @@ class TreeWatcher(MovePairing, WatchPlaces):
                 out.append(FsEvent("lost", "", detail="the source root was deleted, moved "
                                    "or unmounted"))
             return
-        if not ev.name:       # IN_ATTRIB on a directory itself also reaches its parent's watch
+        if not ev.name:       # IN_ATTRIB on a directory itself also reaches its parent's watch,
+            if mask & F.ATTRIB and node is not self.tree.root and self._mount_root(prel):
+                out.append(FsEvent("attr", prel, is_dir=True))   # but not from a mount's root
             return
         name = ev.name
         rel = join(prel, name)
@@ -228,6 +230,16 @@ class TreeWatcher(MovePairing, WatchPlaces):
         elif mask & F.MOVED_TO:
             self._settle_at(node, name, ev.cookie, out)
             self._moved_to(node, name, rel, is_dir, ev.cookie, out)
+
+    def _mount_root(self, rel: str) -> bool:
+        """Whether the directory at `rel` is the root of a file system mounted there: its
+        chmod or utime reaches only its own watch (the parent's watch is on the directory
+        the mount covers), so its mode was mirrored only by a restart's catch-up."""
+        try:
+            return os.lstat(self._full(rel)).st_dev != os.lstat(
+                self._full(rel.rpartition("/")[0])).st_dev
+        except OSError:
+            return False
 
     def _ignored(self, node: Node | None) -> None:
         """The kernel removed a watch (deleted directory, rm_watch, unmount)."""

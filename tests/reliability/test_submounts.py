@@ -322,3 +322,16 @@ def test_a_bind_mount_of_the_roots_own_file_system_unmounted_is_lost(site, tmp_p
         poll(lambda: _lost_mounts(env) == [], what="back: not lost")
         env.assert_exact(passes_allowed=True)
     env.daemon.stop()
+
+
+def test_a_mount_points_own_mode_is_mirrored_live(site):
+    """chmod of a mount point changes the mounted root's inode: inotify reports it only
+    on that root's own watch (the parent's watch is on the directory the mount covers),
+    and it was mirrored only by a restart's catch-up."""
+    make, src, files = site
+    env = make()                                  # auto: inotify, a mount is below the root
+    env.daemon.start()
+    env.converge()
+    (src / SITE).chmod(0o750)
+    (src / SITE / "a").chmod(0o700)               # an ordinary directory, for comparison
+    env.assert_exact(passes_allowed=True)
