@@ -61,6 +61,10 @@ def tick(d: Daemon) -> None:
         return
     # a root's own file system unmounted, or another mounted over it empty: held lost
     daemon_roots.hold_empty(d, "after a mount table change")
+    for src in d.cfg.sources:   # a fanotify mark: its file system gone ("lost"), mounts below
+        watcher = d.watchers.get(src.name)
+        if hasattr(watcher, "mounts_changed"):
+            d._handle_events(src, watcher.mounts_changed())
     for src in d.cfg.sources:
         mounts = d.mounts.get(src.name)
         if mounts is None:
@@ -144,14 +148,12 @@ def lost(d: Daemon) -> dict[str, list[str]]:
 def _rewatch(d: Daemon, src: SourceConfig, points: list[str]) -> None:
     """Place the watches a mount or unmount at `points` (relative) took away or added: an
     inotify watcher's rewatch_at each (that subtree only: a whole rewatch lists every
-    directory of the tree); a fanotify watcher learns the mount points its mark cannot
-    see (counted unwatched)."""
+    directory of the tree). A fanotify watcher learns the mount points its mark cannot
+    see (counted unwatched) at every change of the table, in tick."""
     watcher = d.watchers.get(src.name)
     if hasattr(watcher, "rewatch_at"):
         for rel in points:
             d._handle_events(src, watcher.rewatch_at(rel))
-    if hasattr(watcher, "mounts_changed"):
-        d._handle_events(src, watcher.mounts_changed())
 
 
 def _rescan_unseen(d: Daemon) -> None:

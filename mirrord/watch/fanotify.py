@@ -161,8 +161,13 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         return []
 
     def mounts_changed(self) -> list[FsEvent]:
-        """The mount table changed (mirrord.daemon_mounts): learn the mount points below
-        the root again; a watch_error for each new one, as start() reports them."""
+        """The mount table changed (mirrord.daemon_mounts): "lost" when the filesystem mark
+        is gone (mark_alive), else learn the mount points below the root again; a
+        watch_error for each new one, as start() reports them."""
+        out: list[FsEvent] = []
+        if self._root_id is not None and not self._lost and not self.mark_alive():
+            self._report_lost("unmounted (its file system's mark is gone)", out)
+            return out
         now = [os.path.relpath(p, self.root) for p in mounts_below(self.root)]
         new = [rel for rel in now if rel not in self.mounts]
         self.mounts = now
@@ -170,6 +175,11 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         return [FsEvent("watch_error", rel, detail="another file system or a bind mount is "
                         "mounted here; fanotify does not see below it (watcher = inotify "
                         "does)") for rel in new]
+
+    def mark_alive(self) -> bool:
+        """Whether the filesystem mark on the root's file system is still in place
+        (fanotify_sys.filesystem_marked: the kernel drops it silently with an unmount)."""
+        return S.filesystem_marked(self.fd, self._root_id[0] if self._root_id else 0)
 
     # ------------------------------------------------------------ events
     def next_deadline(self) -> float | None:

@@ -253,3 +253,19 @@ def handle_path(mount_fd: int, handle: bytes) -> str | None:
     if path.endswith(" (deleted)") or not path.startswith("/"):
         return None
     return path
+
+
+def filesystem_marked(fd: int, dev: int) -> bool:
+    """Whether the group `fd` holds a filesystem mark on the file system of `dev` (an
+    st_dev). The kernel drops such a mark with the superblock when the file system is
+    unmounted, and reports nothing; one mounted in its place at once can show the same
+    st_dev and root inode (a tmpfs: the device number is reused, its root is inode 1), so
+    a check of the root's identity misses it. proc(5): /proc/PID/fdinfo/FD of a fanotify
+    fd lists its marks, a filesystem mark as "fanotify sdev:%x ..." with the kernel's
+    dev_t (major << 20 | minor, not stat's encoding). True when it cannot be read."""
+    want = f"fanotify sdev:{(os.major(dev) << 20) | os.minor(dev):x} "
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", encoding="ascii", errors="replace") as fh:
+            return any(line.startswith(want) for line in fh)
+    except OSError:
+        return True

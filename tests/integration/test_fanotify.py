@@ -380,3 +380,25 @@ def test_one_read_call_stops_at_its_time_budget_and_the_rest_follows(watcher, ro
         if got >= set(names):
             break
     assert got >= set(names), len(set(names) - got)
+
+
+def test_the_filesystem_mark_is_seen_in_place_and_gone_with_an_unmount(watcher, root, tmp_path):
+    """fdinfo names a filesystem mark by the kernel's dev_t (major << 20 | minor), not
+    stat's encoding: the root here is on a block device (major != 0), where the two
+    differ, and a wrong reading would call every mount table change a lost root."""
+    from tests.reliability.conftest import tmpfs, umount
+
+    assert os.major(os.stat(root).st_dev) != 0, "the test wants a disk file system here"
+    assert watcher.mark_alive() and watcher.mounts_changed() == []
+    other = tmp_path / "fs"
+    with tmpfs(other, "1m"):
+        w = FanotifyWatcher(str(other), None)
+        try:
+            assert w.start() == [] and w.mark_alive()
+            umount(other)
+            assert not w.mark_alive()
+            assert [e.kind for e in w.mounts_changed()] == ["lost"]
+            assert w.mounts_changed() == []          # told once
+        finally:
+            w.close()
+    assert watcher.mark_alive()

@@ -130,6 +130,33 @@ def test_an_unmounted_root_is_lost_and_watched_again_once_mounted(tmp_path, watc
         umount(b)
 
 
+def test_a_root_unmounted_and_at_once_mounted_again_with_content_is_watched(tmp_path,
+                                                                           watcher):
+    """Another file system with files in it mounted at once where the root's was. A
+    tmpfs shows the old st_dev and root inode again, and fanotify's filesystem mark went
+    with the old superblock, unreported: nothing more was seen, status said `ok`, and
+    the mirror kept the old tree (fanotify_sys.filesystem_marked now tells, at the
+    mount table's change). Both watchers: lost, back, compared, then live again."""
+    a, b, staged = tmp_path / "a", tmp_path / "b", tmp_path / "staged"
+    a.mkdir()
+    staged.mkdir()
+    _fill(staged, {"other/fs.jpg": b"on the new file system", "site/x/f0.jpg": b"changed"})
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        with tmpfs(b, "16m"):
+            _fill(b, _files("site"))
+            d.start()
+            wait_converged(b, _target(tmp_path, "b"))
+            subprocess.run(["sh", "-c", f"umount {b} && mount -t tmpfs -o size=16m tmpfs {b} "
+                            f"&& chmod 755 {b} && cp -a {staged}/. {b}/"], check=True)
+            _back(d, tmp_path, b, "b")
+            _other_goes_on(tmp_path, a, "a")
+            assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b)
+
+
 def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
