@@ -30,7 +30,8 @@ Rules, each for a reason:
   fanotify_files turns a file's event bits into FsEvents).
 - The kernel merges queued events for one object: each bit is handled, in order.
 - The root or a directory above it deleted or renamed is "lost"; fanotify reports
-  no unmount, so the root's (st_dev, st_ino) is checked every `root_check` s.
+  no unmount, so the root's (st_dev, st_ino) is checked every `root_check` s
+  (watch/rootcheck.py) and the mark at each change of the mount table.
 - A file system mounted below the root is not seen by the mark: start() reports
   each mount point as a watch_error and counts it as unwatched.
 - Busy directories outside the root get a kernel ignore mark, so other writers'
@@ -59,6 +60,7 @@ from mirrord.watch.fanotify_probe import (  # noqa: F401
 )
 from mirrord.watch.fanotify_quiet import QuietFiles
 from mirrord.watch.fanotify_renames import RenameEvents
+from mirrord.watch.rootcheck import RootIdentity
 from mirrord.watch.fanotify_scan import dir_events, join, tmpfile_name
 
 READ_SIZE = 256 * 1024
@@ -109,9 +111,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         # (src, dst, is_dir, object FID) of the last move in the tree: a RENAME_EXCHANGE's
         # first half (fanotify_renames._moved)
         self._last_move: tuple[str, str, bool, bytes | None] | None = None
-        self.root_check = root_check
-        self._root_id: tuple[int, int] | None = None
-        self._next_check = 0.0
+        self.identity = RootIdentity(self.root, clock, root_check)
         self.ignore_outside = ignore_outside    # kernel ignore marks (fanotify_ignore)
         self.ignores: OutsideIgnores | None = None
 
@@ -126,7 +126,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
 
     @property
     def watched(self) -> int:
-        return 1 if self._root_id is not None and self.fd >= 0 else 0
+        return 1 if self.identity.known is not None and self.fd >= 0 else 0
 
     @property
     def handle_lookups(self) -> int:
@@ -149,7 +149,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         st = self.paths.learn_root()
         if self.ignore_outside:
             self.ignores = OutsideIgnores(self.fd, self.root, st.st_dev)
-        self._root_id, self._next_check = (st.st_dev, st.st_ino), self.clock() + self.root_check
+        self.identity.learn(st)
         self.mounts = [os.path.relpath(p, self.root) for p in mounts_below(self.root)]
         self.watch_errors += len(self.mounts)
         return [FsEvent("watch_error", rel, detail="another file system or a bind "
@@ -165,7 +165,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         is gone (mark_alive), else learn the mount points below the root again; a
         watch_error for each new one, as start() reports them."""
         out: list[FsEvent] = []
-        if self._root_id is not None and not self._lost and not self.mark_alive():
+        if self.identity.known is not None and not self._lost and not self.mark_alive():
             self._report_lost("unmounted (its file system's mark is gone)", out)
             return out
         now = [os.path.relpath(p, self.root) for p in mounts_below(self.root)]
@@ -179,28 +179,21 @@ class FanotifyWatcher(FileEvents, RenameEvents):
     def mark_alive(self) -> bool:
         """Whether the filesystem mark on the root's file system is still in place
         (fanotify_sys.filesystem_marked: the kernel drops it silently with an unmount)."""
-        return S.filesystem_marked(self.fd, self._root_id[0] if self._root_id else 0)
+        known = self.identity.known
+        return S.filesystem_marked(self.fd, known[0] if known is not None else 0)
 
     # ------------------------------------------------------------ events
     def next_deadline(self) -> float | None:
         """When read() has work without any event (monotonic s): the oldest file modified
         without a close is due as a write, or the root's identity is due for a check."""
         due = [min(self.modified.values()) + self.quiet] if self.modified else []
-        if self._root_id is not None and not self._lost:
-            due.append(self._next_check)
+        check = self.identity.next_deadline()
+        if check is not None and not self._lost:
+            due.append(check)
         return min(due) if due else None
 
     def _check_root(self, out: list[FsEvent]) -> None:
-        now = self.clock()
-        if self._root_id is None or self._lost or now < self._next_check:
-            return
-        self._next_check = now + self.root_check
-        try:
-            st = os.stat(self.root)
-            same = (st.st_dev, st.st_ino) == self._root_id
-        except OSError:
-            same = False
-        if not same:
+        if not self._lost and self.identity.moved_off():
             self._report_lost("unmounted, mounted over or replaced", out)
 
     def read(self, timeout_ms: int = 0) -> list[FsEvent]:

@@ -12,6 +12,10 @@ Rules, each for a reason:
 - A new directory is watched first and scanned second, so files written into it
   before its watch existed are still reported.
 - Queue overflow is reported as an event, never dropped: the daemon rescans.
+- The root deleted, renamed or unmounted is "lost" (IN_DELETE_SELF, IN_MOVE_SELF,
+  IN_UNMOUNT), and so is a root that no longer stands at its path with no event on its
+  watch (mounted over, a bind mount unmounted, a directory above it renamed): its
+  (st_dev, st_ino) is checked every `root_check` seconds (watch/rootcheck.py).
 - One read() call handles at most READ_BUDGET seconds of events; the rest of what it
   took from the kernel waits in `backlog` for the next call, ahead of anything newer,
   and the timed work (expiring unpaired MOVED_FROMs, quiet files) waits with it, so a
@@ -36,6 +40,7 @@ from mirrord.exclude import excluded_entry
 from mirrord.watch.events import FsEvent, describe  # noqa: F401 - re-exported
 from mirrord.watch.inotify_moves import Held, MovePairing
 from mirrord.watch.placing import WATCH_MASK, WatchPlaces, join  # noqa: F401 - re-exported
+from mirrord.watch.rootcheck import RootIdentity
 from mirrord.watch.tree import Node
 from mirrord.watch.unwatched import LIMIT_FILE, Unwatched
 
@@ -55,7 +60,8 @@ class TreeWatcher(MovePairing, WatchPlaces):
     def __init__(self, root: str, excluded: Callable[[str], bool] | None = None, *,
                  move_window: float = 0.05, clock: Callable[[], float] = time.monotonic,
                  quiet: float = 0.2, rescan_every: float = 5.0, retry_first: float = 1.0,
-                 retry_cap: float = 60.0, inotify=None, limit_file: str = LIMIT_FILE):
+                 retry_cap: float = 60.0, inotify=None, limit_file: str = LIMIT_FILE,
+                 root_check: float = 1.0):
         failed = Unwatched(clock, first=retry_first, cap=retry_cap, rescan_every=rescan_every,
                            limit_file=limit_file)
         super().__init__(root, excluded, inotify if inotify is not None else INotify(), failed,
@@ -66,6 +72,8 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self.held_at: dict[tuple[Node, str], int] = {}    # (parent, name) -> cookie
         self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
         self.backlog: deque = deque()     # kernel events taken, not yet handled (READ_BUDGET)
+        self.identity = RootIdentity(self.root, clock, root_check)
+        self.lost = False                 # "lost" was reported: nothing more is
         self.overflows = 0
 
     def _claim(self, node: Node) -> None:
@@ -85,7 +93,9 @@ class TreeWatcher(MovePairing, WatchPlaces):
         return self.held
 
     def start(self) -> list[FsEvent]:
-        """Watch the whole tree; returns watch_error events (the caller's scan covers files)."""
+        """Watch the whole tree; returns watch_error events (the caller's scan covers files).
+        OSError when the root cannot be looked at."""
+        self.identity.learn()
         return self.rewatch()
 
     def rewatch_at(self, rel: str) -> list[FsEvent]:
@@ -137,6 +147,9 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self._retry(out)
         if self.recheck:
             self._flush_rechecks(out)
+        if not self.lost and self.identity.moved_off():
+            self._report_lost("mounted over, unmounted (a bind mount), replaced, or a "
+                              "directory above it was renamed", out)
         return out
 
     def settle(self) -> list[FsEvent]:
@@ -201,8 +214,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
             return
         if mask & (F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT):
             if node is self.tree.root:
-                out.append(FsEvent("lost", "", detail="the source root was deleted, moved "
-                                   "or unmounted"))
+                self._report_lost("deleted, moved or unmounted", out)
             return
         if not ev.name:       # IN_ATTRIB on a directory itself also reaches its parent's watch,
             if mask & F.ATTRIB and node is not self.tree.root and self._mount_root(prel):
@@ -230,6 +242,11 @@ class TreeWatcher(MovePairing, WatchPlaces):
         elif mask & F.MOVED_TO:
             self._settle_at(node, name, ev.cookie, out)
             self._moved_to(node, name, rel, is_dir, ev.cookie, out)
+
+    def _report_lost(self, how: str, out: list[FsEvent]) -> None:
+        if not self.lost:
+            self.lost = True
+            out.append(FsEvent("lost", "", detail=f"the source root was {how}"))
 
     def _mount_root(self, rel: str) -> bool:
         """Whether the directory at `rel` is the root of a file system mounted there: its

@@ -303,6 +303,46 @@ def test_the_root_unmounted_is_lost_and_a_new_mount_is_watched_again(make_watche
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.parametrize("shape", ["mounted over", "bind mount unmounted", "parent renamed"])
+def test_the_root_gone_from_its_path_with_no_event_is_lost(make_watcher, backend, tmp_path,
+                                                          shape):
+    """Ways the root leaves its path that raise no event on a watch of it (inotify) or
+    on the filesystem mark (fanotify): a file system mounted over it, a bind-mounted
+    root unmounted (the directory it covered shows again), a directory above it renamed.
+    Both watchers check the root's identity every root_check seconds: one "lost"."""
+    parent = tmp_path / "p"
+    root = parent / "src"
+    root.mkdir(parents=True)
+    (root / "f").write_bytes(b"1")
+    mounted = []
+    if shape == "bind mount unmounted":
+        real = tmp_path / "real"
+        real.mkdir()
+        (real / "f").write_bytes(b"1")
+        subprocess.run(["mount", "--bind", str(real), str(root)], check=True)
+        mounted.append(root)
+    try:
+        w = make_watcher(root, root_check=0.1)
+        assert w.start() == []
+        (root / "g").write_bytes(b"2")
+        assert ("write", "g") in kinds(read_until(w, lambda evs: evs))
+        if shape == "mounted over":
+            subprocess.run(["mount", "-t", "tmpfs", "mirrord-test", str(root)], check=True)
+            mounted.append(root)
+            (root / "on-the-new-fs").write_bytes(b"3")
+        elif shape == "bind mount unmounted":
+            subprocess.run(["umount", str(root)], check=True)
+            mounted.clear()
+        else:
+            parent.rename(tmp_path / "p2")
+        lost = read_until(w, lambda evs: any(e.kind == "lost" for e in evs))
+        assert [e.kind for e in lost if e.kind != "write"] == ["lost"], kinds(lost)
+        assert lost[-1].path == ""
+    finally:
+        for m in mounted:
+            subprocess.run(["umount", "-l", str(m)], check=False)
+
+
 # ------------------------------------------------------------------ found by the hypothesis test
 # fanotify resolves a directory handle when the event is read, not when it happened: each
 # shape below once left the target model wrong for it (the directory named by the

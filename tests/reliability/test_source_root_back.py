@@ -157,6 +157,30 @@ def test_a_root_unmounted_and_at_once_mounted_again_with_content_is_watched(tmp_
         umount(b)
 
 
+def test_a_root_mounted_over_with_files_is_lost_then_watched_as_it_stands(tmp_path, watcher):
+    """A file system with files mounted over the root: no event reaches inotify's watch
+    of the covered directory, and status said `ok` while nothing at the path was seen
+    (watch/rootcheck.py). Now the root is lost, back at once (a non-empty directory),
+    compared and then watched live; unmounted again, the first tree is compared back."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _fill(b, _files("site"))
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        with tmpfs(b, "16m"):
+            _fill(b, {"over/it.jpg": b"on the file system mounted over the root"})
+            _back(d, tmp_path, b, "b")
+        _back(d, tmp_path, b, "b")
+        _other_goes_on(tmp_path, a, "a")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b)
+
+
 def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
