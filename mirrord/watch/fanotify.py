@@ -111,7 +111,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         # (src, dst, is_dir, object FID) of the last move in the tree: a RENAME_EXCHANGE's
         # first half (fanotify_renames._moved)
         self._last_move: tuple[str, str, bool, bytes | None] | None = None
-        self.identity = RootIdentity(self.root, clock, root_check)
+        self.identity = RootIdentity(root, clock, root_check)   # as given: a link swapped
         self.ignore_outside = ignore_outside    # kernel ignore marks (fanotify_ignore)
         self.ignores: OutsideIgnores | None = None
 

@@ -64,7 +64,11 @@ class TreeWatcher(MovePairing, WatchPlaces):
                  root_check: float = 1.0):
         failed = Unwatched(clock, first=retry_first, cap=retry_cap, rescan_every=rescan_every,
                            limit_file=limit_file)
-        super().__init__(root, excluded, inotify if inotify is not None else INotify(), failed,
+        # the real path, as the config's path is resolved at load: a root that became a
+        # symlink (a deploy's `ln -sfn release uploads`) is watched where it points, and
+        # its identity is checked at the path as given, so a swap of the link is "lost"
+        super().__init__(os.path.realpath(root), excluded,
+                         inotify if inotify is not None else INotify(), failed,
                          move_window)
         self.quiet = quiet
         self.clock = clock
@@ -72,7 +76,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self.held_at: dict[tuple[Node, str], int] = {}    # (parent, name) -> cookie
         self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
         self.backlog: deque = deque()     # kernel events taken, not yet handled (READ_BUDGET)
-        self.identity = RootIdentity(self.root, clock, root_check)
+        self.identity = RootIdentity(root, clock, root_check)
         self.lost = False                 # "lost" was reported: nothing more is
         self.overflows = 0
 

@@ -181,6 +181,36 @@ def test_a_root_mounted_over_with_files_is_lost_then_watched_as_it_stands(tmp_pa
         umount(b)
 
 
+def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watcher):
+    """`mv b b.1; ln -s b.1 b`, then the link swapped to b.2 (a deploy's release
+    switch): each time the root is lost, then back through the link, compared and
+    streamed live where it points. inotify placed no watch on a root that is a symlink
+    (IN_DONT_FOLLOW): shown degraded and rescanned every 5 s; a swapped link was not seen."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _fill(b, _files("site"))
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        b.rename(tmp_path / "b.1")
+        (tmp_path / "b.1" / "moved-with-it.jpg").write_bytes(b"in the release directory")
+        b.symlink_to(tmp_path / "b.1")
+        _back(d, tmp_path, b, "b")
+        (tmp_path / "b.2").mkdir()
+        _fill(tmp_path / "b.2", {"release/two.jpg": b"the next release"})
+        (tmp_path / "b.new").symlink_to(tmp_path / "b.2")
+        (tmp_path / "b.new").rename(b)                 # the link swapped (ln -sfn, atomic)
+        _back(d, tmp_path, b, "b")
+        (tmp_path / "b.1" / "old-release.jpg").write_bytes(b"not the root any more")
+        (b / "release" / "after.jpg").write_bytes(b"in the release the link names")
+        wait_converged(b, _target(tmp_path, "b"))
+        assert d.stop() == 0
+    finally:
+        d.stop()
+
+
 def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
