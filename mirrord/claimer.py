@@ -53,7 +53,7 @@ def alive(claimer: str | None) -> bool:
     try:
         state, now = _stat(pid)
     except FileNotFoundError:
-        return _signalable(pid)
+        return signalable(pid)
     except OSError:
         return True
     # a zombie (Z: killed, not reaped yet) runs no more; an id without a start time
@@ -61,7 +61,7 @@ def alive(claimer: str | None) -> bool:
     return state != "Z" and (not start or now == start)
 
 
-def _signalable(pid: int) -> bool:
+def signalable(pid: int) -> bool:
     """Whether `pid` exists though /proc does not show it: mounted with hidepid=2, another
     user's processes are hidden (proc(5)), a reconcile run as root from the daemon's user;
     kill(2) with signal 0 still tells: EPERM, it exists; ESRCH, it does not."""

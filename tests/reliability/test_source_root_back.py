@@ -157,11 +157,10 @@ def test_a_root_unmounted_and_at_once_mounted_again_with_content_is_watched(tmp_
         umount(b)
 
 
-def test_a_root_mounted_over_with_files_is_lost_then_watched_as_it_stands(tmp_path, watcher):
-    """A file system with files mounted over the root: no event reaches inotify's watch
-    of the covered directory, and status said `ok` while nothing at the path was seen
-    (watch/rootcheck.py). Now the root is lost, back at once (a non-empty directory),
-    compared and then watched live; unmounted again, the first tree is compared back."""
+@contextlib.contextmanager
+def _mirrored(tmp_path: Path, watcher: str) -> Iterator[tuple[Daemon, Path, Path]]:
+    """(daemon, a, b): sources a (empty) and b (site files) mirrored by a running daemon,
+    stopped (and b unmounted, if a test mounted there) whatever happens."""
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
@@ -170,15 +169,24 @@ def test_a_root_mounted_over_with_files_is_lost_then_watched_as_it_stands(tmp_pa
     try:
         d.start()
         wait_converged(b, _target(tmp_path, "b"))
+        yield d, a, b
+    finally:
+        d.stop()
+        umount(b)
+
+
+def test_a_root_mounted_over_with_files_is_lost_then_watched_as_it_stands(tmp_path, watcher):
+    """A file system with files mounted over the root: no event reaches inotify's watch
+    of the covered directory, and status said `ok` while nothing at the path was seen
+    (watch/rootcheck.py). Now the root is lost, back at once (a non-empty directory),
+    compared and then watched live; unmounted again, the first tree is compared back."""
+    with _mirrored(tmp_path, watcher) as (d, a, b):
         with tmpfs(b, "16m"):
             _fill(b, {"over/it.jpg": b"on the file system mounted over the root"})
             _back(d, tmp_path, b, "b")
         _back(d, tmp_path, b, "b")
         _other_goes_on(tmp_path, a, "a")
         assert d.stop() == 0
-    finally:
-        d.stop()
-        umount(b)
 
 
 def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watcher):
@@ -186,14 +194,7 @@ def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watch
     switch): each time the root is lost, then back through the link, compared and
     streamed live where it points. inotify placed no watch on a root that is a symlink
     (IN_DONT_FOLLOW): shown degraded and rescanned every 5 s; a swapped link was not seen."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    _fill(b, _files("site"))
-    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
-    try:
-        d.start()
-        wait_converged(b, _target(tmp_path, "b"))
+    with _mirrored(tmp_path, watcher) as (d, _a, b):
         b.rename(tmp_path / "b.1")
         (tmp_path / "b.1" / "moved-with-it.jpg").write_bytes(b"in the release directory")
         b.symlink_to(tmp_path / "b.1")
@@ -207,8 +208,6 @@ def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watch
         (b / "release" / "after.jpg").write_bytes(b"in the release the link names")
         wait_converged(b, _target(tmp_path, "b"))
         assert d.stop() == 0
-    finally:
-        d.stop()
 
 
 def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):

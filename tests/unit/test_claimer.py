@@ -32,10 +32,10 @@ def test_a_running_process_is_alive_and_a_gone_one_is_not(other):
     assert claimer.alive(claimer.me()) and claimer.alive(cid)
     pid, start = cid.split(":")
     assert not claimer.alive(f"{pid}:{int(start) + 1}")   # the pid, reused by another
-    assert claimer._signalable(proc.pid)   # what /proc hides (hidepid=2) kill(2) still sees
+    assert claimer.signalable(proc.pid)   # what /proc hides (hidepid=2) kill(2) still sees
     proc.kill()
     proc.wait()
-    assert not claimer.alive(cid) and not claimer._signalable(proc.pid)
+    assert not claimer.alive(cid) and not claimer.signalable(proc.pid)
     for bad in (None, "", "x:y", "12", "0:0"):
         assert not claimer.alive(bad)
 

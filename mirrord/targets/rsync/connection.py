@@ -34,6 +34,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Iterator
 
+from mirrord.claimer import signalable
 from mirrord.config import RsyncOptions
 from mirrord.errors import RetryableError
 from mirrord.targets.rsync.remote import EXIT_NO_ROOT, classify_stderr, tail
@@ -82,7 +83,7 @@ def sweep_gone(base: str) -> list[str]:
             continue
         try:
             st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or _alive(int(pid)):
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or signalable(int(pid)):
                 continue
             if _answers(os.path.join(entry.path, "ctl")):
                 continue
@@ -91,16 +92,6 @@ def sweep_gone(base: str) -> list[str]:
         except OSError:
             continue
     return gone
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _answers(path: str) -> bool:
