@@ -211,14 +211,7 @@ def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watch
 
 
 def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    _fill(b, _files("site"))
-    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
-    try:
-        d.start()
-        wait_converged(b, _target(tmp_path, "b"))
+    with _mirrored(tmp_path, watcher) as (d, a, b):
         away = tmp_path / "b.away"
         b.rename(away)
         _lost_reported(d, tmp_path, "b", "a")
@@ -230,8 +223,6 @@ def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
         away.rename(b)                                   # the very directory: back
         _back(d, tmp_path, b, "b")
         assert d.stop() == 0
-    finally:
-        d.stop()
 
 
 def test_a_root_deleted_and_made_again_empty_waits_for_content(tmp_path, watcher):
