@@ -361,27 +361,6 @@ def test_a_target_built_from_the_events_equals_the_tree(watcher, root, tmp_path)
         assert model == disk(root), kinds(events)
 
 
-def test_one_read_call_stops_at_its_time_budget_and_the_rest_follows(watcher, root,
-                                                                     monkeypatch):
-    """A read() call hands back what it handled within READ_BUDGET seconds (checked after
-    each 256 KiB buffer); the rest stays queued in the kernel and the next calls return it,
-    nothing lost: a storm once held one call (and the main loop) ~75 s."""
-    from mirrord.watch import fanotify as fan
-
-    monkeypatch.setattr(fan, "READ_BUDGET", 0.0)            # one buffer per call
-    names = [f"f{i:05d}-{'n' * 150}.jpg" for i in range(3000)]   # > one buffer of events
-    for name in names:
-        (root / name).write_bytes(b"")
-    first = watcher.read(0)
-    assert 0 < len(first) < len(names), len(first)
-    got = {e.path for e in first if e.kind == "write"}
-    for _ in range(200):
-        got |= {e.path for e in watcher.read(100) if e.kind == "write"}
-        if got >= set(names):
-            break
-    assert got >= set(names), len(set(names) - got)
-
-
 def test_the_filesystem_mark_is_seen_in_place_and_gone_with_an_unmount(watcher, root, tmp_path):
     """fdinfo names a filesystem mark by the kernel's dev_t (major << 20 | minor), not
     stat's encoding: the root here is on a block device (major != 0), where the two
