@@ -65,3 +65,32 @@ def test_an_op_whose_file_is_gone_for_good_deletes_it_on_its_next_try(site):  # 
     _drain(j, shipper, target)
     assert target.read("f") is None
     assert kept(target) == [("f", "deleted")]
+
+
+def test_a_file_renamed_while_its_put_is_sent_keeps_nothing(site, monkeypatch):  # noqa: F811
+    """The put of t reaches the target, then t is renamed to g before the put is checked
+    (ship_rules.unchanged: changed while sent, so not recorded as shipped) and before its
+    ack: the rename is kept as a move (the row was in flight), which finds nothing
+    recorded at t and sends g whole; its source-end delete of t then found the bytes
+    the put left at t and kept them as 'deleted' (test_alarm_rename_over's
+    '.f01.jpg.tmp', once in a full run). It carries g now: nothing is kept."""
+    src, j, shipper, target = site
+    (src / "t").write_bytes(b"written to a temp name, then renamed into place")
+    j.enqueue([Change(S, "t", "put")])
+    [op] = j.claim(T, 100)
+    real = target.sync
+
+    def sync_then_rename(items):
+        results = real(items)
+        os.rename(src / "t", src / "g")
+        return results
+
+    monkeypatch.setattr(target, "sync", sync_then_rename)
+    outcomes = shipper.run_ops(target, [op])
+    monkeypatch.setattr(target, "sync", real)
+    assert [o.busy for o in outcomes] == [True]
+    assert j.enqueue_move(S, "t", "g", is_dir=False) == []      # kept as a move
+    j.ack(outcomes)
+    _drain(j, shipper, target)
+    assert differences(source_snapshot(src), target_snapshot(target)) == {}
+    assert kept(target) == [], "t kept as deleted though its bytes live on at g"
