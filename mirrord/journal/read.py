@@ -63,7 +63,12 @@ def iter_shipped(db: sqlite3.Connection, target: str, source: str,
                          (target, source, prefix + b"/", _prefix_upper(prefix)))
     else:
         cur = db.execute(cols + "ORDER BY key", (target, source))
-    yield from cur   # keys are stored as BLOBs: sqlite3 returns them as bytes already
+    # keys are stored as BLOBs: sqlite3 returns them as bytes already. A loop, not `yield
+    # from cur`: a generator closed unfinished closes the object it delegates to, and
+    # Cursor.close() on a connection closed first (a catch-up or pass stopped early)
+    # printed "Exception ignored ... Cannot operate on a closed database" on stderr
+    for row in cur:
+        yield row
 
 
 def shipped_meta(db: sqlite3.Connection, target: str, source: str,

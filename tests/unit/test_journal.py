@@ -371,6 +371,21 @@ def test_shipped_follows_puts_deletes_and_mkdirs(j, clock):
     assert shipped(j) == {}
 
 
+def test_an_unfinished_shipped_listing_closes_quietly_after_its_connection(j, clock, tmp_path):
+    """A catch-up or a reconcile pass stopped early closes its read-only connection with
+    a listing unfinished; the generator's close then closed the cursor on a closed
+    connection and raised, printed as "Exception ignored ... Cannot operate on a closed
+    database" when a daemon stopped right after an unmount (a breaker's log)."""
+    _ship(j, clock, [put("a"), put("b")], {
+        "a": lambda op: done(op, "put", size=1, mtime_ns=1),
+        "b": lambda op: done(op, "put", size=2, mtime_ns=2)})
+    conn = journal_mod.connect(tmp_path / "state" / "journal.db", readonly=True)
+    listing = iter_shipped(conn, T, S)
+    assert next(listing)[0] == b"a"
+    conn.close()
+    listing.close()                       # raised ProgrammingError before
+
+
 def test_shipped_file_replaced_by_directory_and_back(j, clock):
     _ship(j, clock, [put("p")], {"p": lambda op: done(op, "put", size=1, mtime_ns=1)})
     _ship(j, clock, [Change(S, "p", "mkdir")], {"p": lambda op: done(op, "mkdir", is_dir=True)})
