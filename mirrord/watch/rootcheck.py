@@ -6,23 +6,53 @@ mounted over the root, when a bind-mounted root is unmounted (the directory it c
 shows again), or when a directory above the root is renamed (the path leads elsewhere
 or nowhere). Both watchers therefore compare the root's (st_dev, st_ino), learnt at
 start, with what the path shows now, every `every` seconds: one stat(2).
+
+The check runs on the daemon's main loop, so the stat is made on a thread of its own
+and waited for at most STAT_WAIT seconds: a root on an NFS server that stopped
+answering (a hard mount blocks stat(2) until it is back) must not stop the loop, and
+with it the other sources, the heartbeats and the systemd watchdog. A stat still
+hanging at the next check is waited for again, never asked twice.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Callable
+
+STAT_WAIT = 0.05   # seconds a check waits for the root's stat(2)
+
+
+class _Stat:
+    """One stat(2) of `path` on a daemon thread (it never holds up the process's exit)."""
+
+    def __init__(self, stat: Callable[[str], os.stat_result], path: str):
+        self.done = threading.Event()
+        self.seen: tuple[int, int] | None = None
+        threading.Thread(target=self._run, args=(stat, path), name="root-stat",
+                         daemon=True).start()
+
+    def _run(self, stat: Callable[[str], os.stat_result], path: str) -> None:
+        try:
+            st = stat(path)
+            self.seen = (st.st_dev, st.st_ino)
+        except OSError:
+            self.seen = None
+        self.done.set()
 
 
 class RootIdentity:
     """The (st_dev, st_ino) of `root` learnt at start, checked on `clock` (monotonic
-    seconds) every `every` seconds until it differs once."""
+    seconds) every `every` seconds until it differs once; `stat` is os.stat (tests give
+    one that hangs)."""
 
-    def __init__(self, root: str, clock: Callable[[], float], every: float = 1.0):
-        self.root, self.clock, self.every = root, clock, every
+    def __init__(self, root: str, clock: Callable[[], float], every: float = 1.0,
+                 stat: Callable[[str], os.stat_result] = os.stat):
+        self.root, self.clock, self.every, self.stat = root, clock, every, stat
         self.known: tuple[int, int] | None = None
         self.next_check = 0.0
         self.gone = False
+        self._asked: _Stat | None = None
 
     def learn(self, st: os.stat_result | None = None) -> None:
         """Take `st` (or a stat of the root now; OSError propagates) as the root's identity."""
@@ -36,14 +66,16 @@ class RootIdentity:
 
     def moved_off(self) -> bool:
         """True, once, when a check is due and the path no longer shows the directory
-        learnt (another file system, another inode, or nothing there); no check after."""
+        learnt (another file system, another inode, or nothing there); no check after.
+        False while the stat has not answered within STAT_WAIT seconds."""
         now = self.clock()
         if self.known is None or self.gone or now < self.next_check:
             return False
         self.next_check = now + self.every
-        try:
-            st = os.stat(self.root)
-            self.gone = (st.st_dev, st.st_ino) != self.known
-        except OSError:
-            self.gone = True
+        if self._asked is None:
+            self._asked = _Stat(self.stat, self.root)
+        if not self._asked.done.wait(STAT_WAIT):
+            return False
+        seen, self._asked = self._asked.seen, None
+        self.gone = seen != self.known
         return self.gone
