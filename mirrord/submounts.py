@@ -87,7 +87,7 @@ class SubMounts:
     def __init__(self, source: str, root: str, remembered: dict[str, int] | None = None, *,
                  mountinfo: str = MOUNTINFO, excluded: Callable[[str], bool] | None = None):
         self.source = source
-        self.root = os.path.realpath(root)
+        self.root = root              # as given: a symlink switched is followed (mounts_below resolves)
         self.mountinfo = mountinfo
         self.excluded = excluded or (lambda rel: False)
         self._known: dict[str, int] = {rel: dev for rel, dev in (remembered or {}).items()

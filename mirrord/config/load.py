@@ -20,7 +20,17 @@ from mirrord.errors import ConfigError, ConfigProblem
 
 
 def _inside(child: Path, parent: Path) -> bool:
+    """Whether `child` is `parent` or below it, symlinks resolved (a source's path is kept
+    as written: a link to the target's directory still overlaps it)."""
+    child, parent = _real(child), _real(parent)
     return child == parent or parent in child.parents
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):   # a symlink loop: compared as written
+        return path
 
 
 def _check_cross_references(r: _Reader, sources: list[SourceConfig],

@@ -106,7 +106,11 @@ def _read_source(r: _Reader, section: str, name: str) -> SourceConfig:
     targets = tuple(dict.fromkeys(targets))
     return SourceConfig(
         name=name,
-        path=r.path(section, "path", required=True) or Path("/nonexistent"),
+        # as written (absolute), not resolved: a root that is a symlink (`uploads ->
+        # releases/N`, switched by a deploy) is followed at each use, and a switch of it
+        # is seen (mirrord.watch.rootcheck); resolved at load, the old release stayed the
+        # root for good and the mirror drifted while status said in_sync
+        path=r.path(section, "path", required=True, as_written=True) or Path("/nonexistent"),
         targets=targets,
         exclude=_read_exclude(r, section),
         dest=_normalise_dest(r, section, r.raw(section, "dest", "") or ""),

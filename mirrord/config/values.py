@@ -257,16 +257,23 @@ class _Reader:
         return text
 
     def path(self, section: str, key: str, *, required: bool = False,
-             follow_links: bool = True) -> Path | None:
+             follow_links: bool = True, as_written: bool = False) -> Path | None:
+        """The path at section/key made absolute against the config's directory: resolved
+        (symlinks followed), or with `follow_links` False kept as written (the path names
+        a symlink itself: failover `link`), or with `as_written` resolved only to check
+        it (a symlink loop is a problem) and returned as written (a source root that is
+        a symlink a deploy switches). None, with a problem recorded, when unusable."""
         text = self.required(section, key) if required else self.raw(section, key)
         if not text:
             return None
         try:
             if "\0" in text:   # abspath takes it; every system call later would refuse it
                 raise ValueError("embedded null byte")
+            written = Path(os.path.abspath(self.base / os.path.expanduser(text)))
             if not follow_links:  # the path names a symlink itself (failover `link`): keep it
-                return Path(os.path.abspath(self.base / os.path.expanduser(text)))
-            return (self.base / os.path.expanduser(text)).resolve()
+                return written
+            resolved = (self.base / os.path.expanduser(text)).resolve()
+            return written if as_written else resolved
         except (ValueError, RuntimeError, OSError) as exc:
             # ValueError: a NUL byte; RuntimeError: Path.resolve's symlink loop (3.11);
             # OSError: a loop on later Pythons. Each was a traceback before.

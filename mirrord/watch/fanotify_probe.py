@@ -91,7 +91,7 @@ def mounts_below(root: str, mountinfo: str = "/proc/self/mountinfo") -> list[str
     only its own file system, and a bind mount's paths resolve through the root's mount,
     so nothing below any of them is reported. Field 5 of proc(5)'s mountinfo, with its
     octal escapes (\\040 for a space) undone."""
-    prefix = root.rstrip("/") + "/"
+    prefix = os.path.realpath(root).rstrip("/") + "/"   # mountinfo names real paths
     found = set()
     try:
         with open(mountinfo, "rb") as fh:

@@ -210,6 +210,43 @@ def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watch
         assert d.stop() == 0
 
 
+def test_a_root_that_is_a_symlink_at_start_follows_each_switch(tmp_path, watcher):
+    """`uploads -> releases/A` in place before the daemon starts, then switched to
+    releases/B (ln -sfn) and A removed, as release tools do. The config's path was
+    resolved at load, so A stayed the root for good: the switch was never seen, the
+    mirror drifted while status said in_sync, and once A was removed the source stayed
+    lost (a breaker, 5 of 5). The path is kept as written now and followed at each use;
+    after a restart too."""
+    a, link = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    rel_a, rel_b = tmp_path / "releases" / "A", tmp_path / "releases" / "B"
+    for rel in (rel_a, rel_b):
+        rel.mkdir(parents=True)
+    files = _files("site")
+    _fill(rel_a, files)
+    _fill(rel_b, {**{p: v for p, v in list(files.items())[2:]}, "site/new-in-b.jpg": b"B"})
+    link.symlink_to(rel_a)
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": link}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(link, _target(tmp_path, "b"))
+        for turn, rel in enumerate((rel_b, rel_a)):
+            switched = tmp_path / f"b.new{turn}"
+            switched.symlink_to(rel)
+            switched.rename(link)                        # ln -sfn, atomic
+            _back(d, tmp_path, link, "b")
+            if turn == 0:
+                assert d.stop() == 0                     # a restart with the link in place
+                d.start()
+                _back(d, tmp_path, link, "b")
+        subprocess.run(["rm", "-rf", str(rel_b)], check=True)   # the release left behind
+        _other_goes_on(tmp_path, a, "a")
+        _back(d, tmp_path, link, "b")
+        assert d.stop() == 0
+    finally:
+        d.stop()
+
+
 def test_a_root_renamed_away_and_back_is_watched_again(tmp_path, watcher):
     with _mirrored(tmp_path, watcher) as (d, a, b):
         away = tmp_path / "b.away"
