@@ -122,11 +122,15 @@ class TreeWatcher(MovePairing, WatchPlaces):
 
     def next_deadline(self) -> float | None:
         """When read() next has timed work (monotonic seconds): a held MOVED_FROM or a
-        set-aside node to settle, a modified file gone quiet, an unwatched retry or rescan;
-        now while events taken from the kernel wait in the backlog."""
+        set-aside node to settle, a modified file gone quiet, an unwatched retry or rescan,
+        the root's identity check; now while events taken from the kernel wait in the
+        backlog."""
         if self.backlog:
             return self.clock()
         times = [h.t + self.move_window for h in self.held.values()]
+        check = self.identity.next_deadline()
+        if check is not None and not self.lost:
+            times.append(check)
         if self.limbo:
             times.append(min(self.limbo.values()) + self.move_window)
         if self.dirty:

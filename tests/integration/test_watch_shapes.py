@@ -229,9 +229,9 @@ def test_writes_through_a_long_lived_fd_are_reported_once_quiet(make_watcher, ro
         fh.write(b"second")
         events += read_until(w.w, lambda evs: any(e.path == "log" for e in evs))
         assert kinds(events) == [("write", "log"), ("write", "log")]
-        # nothing is left pending; fanotify alone also checks the root's identity on a
-        # timer (it is told of no unmount), so its next_deadline() is never None
-        assert not w.w.modified if backend == "fanotify" else w.w.next_deadline() is None
+        # nothing is left pending but the root's identity check, on a timer in both
+        assert w.w.next_deadline() == w.w.identity.next_deadline()
+        assert not (w.w.modified if backend == "fanotify" else w.w.dirty)
 
 
 def test_a_hard_link_is_a_write(wt, root):
