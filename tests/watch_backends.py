@@ -45,7 +45,7 @@ def agrees(w, root: Path) -> None:
     if isinstance(w, TreeWatcher):
         kernel_agrees(w, root)
         return
-    assert not w.modified and not w._lost
+    assert not w.modified and not w.identity.lost
     mount_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for handle, rel in w.paths.dirs.items():

@@ -107,7 +107,6 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         self.watch_errors = 0
         self.leaves_skipped = 0
         self.dropped = 0            # events dropped as outside the root or excluded
-        self._lost = False
         # (src, dst, is_dir, object FID) of the last move in the tree: a RENAME_EXCHANGE's
         # first half (fanotify_renames._moved)
         self._last_move: tuple[str, str, bool, bytes | None] | None = None
@@ -165,8 +164,8 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         is gone (mark_alive), else learn the mount points below the root again; a
         watch_error for each new one, as start() reports them."""
         out: list[FsEvent] = []
-        if self.identity.known is not None and not self._lost and not self.mark_alive():
-            self._report_lost("unmounted (its file system's mark is gone)", out)
+        if self.identity.known is not None and not self.identity.lost and not self.mark_alive():
+            self.identity.report_lost("unmounted (its file system's mark is gone)", out)
             return out
         now = [os.path.relpath(p, self.root) for p in mounts_below(self.root)]
         new = [rel for rel in now if rel not in self.mounts]
@@ -188,13 +187,12 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         without a close is due as a write, or the root's identity is due for a check."""
         due = [min(self.modified.values()) + self.quiet] if self.modified else []
         check = self.identity.next_deadline()
-        if check is not None and not self._lost:
+        if check is not None:
             due.append(check)
         return min(due) if due else None
 
     def _check_root(self, out: list[FsEvent]) -> None:
-        if not self._lost and self.identity.moved_off():
-            self._report_lost("unmounted, mounted over or replaced", out)
+        self.identity.check("unmounted, mounted over or replaced", out)
 
     def read(self, timeout_ms: int = 0) -> list[FsEvent]:
         """Events read within `timeout_ms` milliseconds (0: only what is queued now)."""
@@ -268,7 +266,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
                 if mask & S.FAN_CREATE:
                     self.paths.remember(ev.fid, None)    # outside too: its events cost no lookup
                 elif mask & S.FAN_DELETE and self.paths.is_root_or_above(ev.fid):
-                    self._report_lost("deleted", out)
+                    self.identity.report_lost("deleted", out)
             self.dropped += 1
             return
         if ev.name == b"." or not ev.name:   # an event on a directory itself: the record
@@ -289,12 +287,6 @@ class FanotifyWatcher(FileEvents, RenameEvents):
                 out.append(FsEvent("rmtree", rel, is_dir=True))
             return
         self._file_event(mask, rel, ev.dfid, out)
-
-    def _report_lost(self, how: str, out: list[FsEvent]) -> None:
-        if not self._lost:
-            self._lost = True
-            out.append(FsEvent("lost", "", detail=f"the source root (or a directory above it) "
-                               f"was {how}"))
 
     def _new_dir(self, rel: str, fid: bytes | None, out: list[FsEvent]) -> None:
         """Report a new directory and everything already in it (it may have been moved in

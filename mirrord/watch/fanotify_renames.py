@@ -30,7 +30,7 @@ class RenameEvents:
 
     def _renamed(self, ev: S.RawEvent, out: list[FsEvent]) -> None:
         if self.paths.is_root_or_above(ev.fid):
-            self._report_lost("moved", out)
+            self.identity.report_lost("moved", out)
             return
         lost_before = self.late.lost_departure is not None
         is_dir = bool(ev.mask & S.FAN_ONDIR)

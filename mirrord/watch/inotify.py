@@ -77,7 +77,6 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
         self.backlog: deque = deque()     # kernel events taken, not yet handled (READ_BUDGET)
         self.identity = RootIdentity(root, clock, root_check)
-        self.lost = False                 # "lost" was reported: nothing more is
         self.overflows = 0
 
     def _claim(self, node: Node) -> None:
@@ -129,7 +128,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
             return self.clock()
         times = [h.t + self.move_window for h in self.held.values()]
         check = self.identity.next_deadline()
-        if check is not None and not self.lost:
+        if check is not None:
             times.append(check)
         if self.limbo:
             times.append(min(self.limbo.values()) + self.move_window)
@@ -155,9 +154,8 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self._retry(out)
         if self.recheck:
             self._flush_rechecks(out)
-        if not self.lost and self.identity.moved_off():
-            self._report_lost("mounted over, unmounted (a bind mount), replaced, or a "
-                              "directory above it was renamed", out)
+        self.identity.check("mounted over, unmounted (a bind mount), replaced, or renamed",
+                            out)
         return out
 
     def settle(self) -> list[FsEvent]:
@@ -222,7 +220,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
             return
         if mask & (F.DELETE_SELF | F.MOVE_SELF | F.UNMOUNT):
             if node is self.tree.root:
-                self._report_lost("deleted, moved or unmounted", out)
+                self.identity.report_lost("deleted, moved or unmounted", out)
             return
         if not ev.name:       # IN_ATTRIB on a directory itself also reaches its parent's watch,
             if mask & F.ATTRIB and node is not self.tree.root and self._mount_root(prel):
@@ -250,11 +248,6 @@ class TreeWatcher(MovePairing, WatchPlaces):
         elif mask & F.MOVED_TO:
             self._settle_at(node, name, ev.cookie, out)
             self._moved_to(node, name, rel, is_dir, ev.cookie, out)
-
-    def _report_lost(self, how: str, out: list[FsEvent]) -> None:
-        if not self.lost:
-            self.lost = True
-            out.append(FsEvent("lost", "", detail=f"the source root was {how}"))
 
     def _mount_root(self, rel: str) -> bool:
         """Whether the directory at `rel` is the root of a file system mounted there: its

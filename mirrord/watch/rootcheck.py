@@ -12,6 +12,10 @@ and waited for at most STAT_WAIT seconds: a root on an NFS server that stopped
 answering (a hard mount blocks stat(2) until it is back) must not stop the loop, and
 with it the other sources, the heartbeats and the systemd watchdog. A stat still
 hanging at the next check is waited for again, never asked twice.
+
+It is also where a watcher records that its root is lost, whichever way it learnt it
+(an event on the root's own watch, the filesystem mark gone, the identity check):
+`report_lost` appends the one "lost" event, and nothing is checked or reported after.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import os
 import threading
 from typing import Callable
+
+from mirrord.watch.events import FsEvent
 
 STAT_WAIT = 0.05   # seconds a check waits for the root's stat(2)
 
@@ -43,15 +49,15 @@ class _Stat:
 
 class RootIdentity:
     """The (st_dev, st_ino) of `root` learnt at start, checked on `clock` (monotonic
-    seconds) every `every` seconds until it differs once; `stat` is os.stat (tests give
-    one that hangs)."""
+    seconds) every `every` seconds until the root is lost; `stat` is os.stat (tests give
+    one that hangs). `lost`: the watcher reported its root lost (report_lost)."""
 
     def __init__(self, root: str, clock: Callable[[], float], every: float = 1.0,
                  stat: Callable[[str], os.stat_result] = os.stat):
         self.root, self.clock, self.every, self.stat = root, clock, every, stat
         self.known: tuple[int, int] | None = None
         self.next_check = 0.0
-        self.gone = False
+        self.lost = False
         self._asked: _Stat | None = None
 
     def learn(self, st: os.stat_result | None = None) -> None:
@@ -61,15 +67,28 @@ class RootIdentity:
         self.next_check = self.clock() + self.every
 
     def next_deadline(self) -> float | None:
-        """When the next check is due (monotonic seconds); None before learn() and once gone."""
-        return None if self.known is None or self.gone else self.next_check
+        """When the next check is due (monotonic seconds); None before learn() and once lost."""
+        return None if self.known is None or self.lost else self.next_check
+
+    def check(self, how: str, out: list[FsEvent]) -> None:
+        """Report the root lost (report_lost, with `how`) when moved_off()."""
+        if self.moved_off():
+            self.report_lost(how, out)
+
+    def report_lost(self, how: str, out: list[FsEvent]) -> None:
+        """Append to `out` the one "lost" event of this root (detail: it was `how`, e.g.
+        "deleted"); nothing when it was reported already."""
+        if not self.lost:
+            self.lost = True
+            out.append(FsEvent("lost", "", detail=f"the source root (or a directory above "
+                               f"it) was {how}"))
 
     def moved_off(self) -> bool:
-        """True, once, when a check is due and the path no longer shows the directory
-        learnt (another file system, another inode, or nothing there); no check after.
-        False while the stat has not answered within STAT_WAIT seconds."""
+        """True when a check is due and the path no longer shows the directory learnt
+        (another file system, another inode, or nothing there); False once lost, and
+        while the stat has not answered within STAT_WAIT seconds."""
         now = self.clock()
-        if self.known is None or self.gone or now < self.next_check:
+        if self.known is None or self.lost or now < self.next_check:
             return False
         self.next_check = now + self.every
         if self._asked is None:
@@ -77,5 +96,4 @@ class RootIdentity:
         if not self._asked.done.wait(STAT_WAIT):
             return False
         seen, self._asked = self._asked.seen, None
-        self.gone = seen != self.known
-        return self.gone
+        return seen != self.known

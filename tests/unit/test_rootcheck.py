@@ -24,9 +24,31 @@ def test_a_root_replaced_at_its_path_is_reported_once(tmp_path):
     root.mkdir()                                 # another directory at the path
     assert not ident.moved_off()                 # not due again yet
     clock.now += 1
-    assert ident.moved_off()
+    out: list = []
+    ident.check("replaced", out)
+    assert [(e.kind, e.detail) for e in out] == [
+        ("lost", "the source root (or a directory above it) was replaced")]
     clock.now += 1
-    assert not ident.moved_off() and ident.next_deadline() is None    # told once
+    ident.check("replaced", out)
+    assert len(out) == 1 and not ident.moved_off() and ident.next_deadline() is None  # once
+
+
+def test_lost_is_reported_once_whoever_learns_it_first(tmp_path):
+    """The root's own event (e.g. IN_DELETE_SELF) and the identity check both report
+    through report_lost: one "lost" event, and no check after it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    clock = Clock()
+    ident = RootIdentity(str(root), clock, every=1.0)
+    ident.learn()
+    out: list = []
+    ident.report_lost("deleted", out)
+    root.rmdir()
+    clock.now += 5
+    ident.check("replaced", out)
+    ident.report_lost("moved", out)
+    assert [e.detail for e in out] == ["the source root (or a directory above it) was deleted"]
+    assert ident.next_deadline() is None
 
 
 def test_a_stat_that_hangs_never_holds_up_the_check(tmp_path):
@@ -52,8 +74,10 @@ def test_a_stat_that_hangs_never_holds_up_the_check(tmp_path):
     assert not checker.is_alive(), "a check waited for the hanging stat"
     assert results == [False, False, False] and len(calls) == 1   # asked once, not again
     release.set()
+    out: list = []
     for _ in range(200):                         # the answer is taken at a later check
         clock.now += 1
-        if ident.moved_off():
+        ident.check("replaced", out)
+        if out:
             break
-    assert ident.gone and len(calls) == 1
+    assert ident.lost and len(out) == 1 and len(calls) == 1
