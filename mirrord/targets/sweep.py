@@ -22,6 +22,9 @@ be made (a read-only mirror opened to read the heartbeat), nothing is swept.
 
 Targets written to by two primaries at once are not supported anyway; a
 mirrord process on another host is not seen by this lock.
+
+The rsync target's private directories in /tmp are swept by the same rule, each
+with a lock file of its own (targets/rsync/private_dir.py; try_flock is shared).
 """
 
 from __future__ import annotations
@@ -83,16 +86,12 @@ class OpenLock:
                                error=f"{exc.strerror}: {exc.filename}"))
                 return False
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    alone = True
-                except BlockingIOError:
-                    alone = False
+                alone = try_flock(fd, fcntl.LOCK_EX)
                 if alone:
                     sweep()
                 # converting EX -> SH is not atomic (flock(2)): another opener may take EX
                 # in between and sweep, which is harmless: we have not started anything yet
-                if not _try_shared(fd):
+                if not try_flock(fd, fcntl.LOCK_SH):
                     _share_later(fd, self.identity)
             except BaseException:
                 os.close(fd)
@@ -109,9 +108,13 @@ class OpenLock:
                 os.close(fd)
 
 
-def _try_shared(fd: int) -> bool:
+def try_flock(fd: int, how: int) -> bool:
+    """flock(2) `fd` with `how` (fcntl.LOCK_EX or LOCK_SH) without waiting: whether it was
+    taken; False when another open file description holds a conflicting lock. Other
+    OSErrors (a bad fd, ENOLCK) propagate. Also what the rsync target's private-directory
+    sweep asks of a lock file (targets/rsync/private_dir.py)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False

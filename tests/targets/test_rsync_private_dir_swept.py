@@ -1,20 +1,25 @@
 """The rsync target's private directory (control socket, staged copies of uploads) left by
-a process killed with SIGKILL is removed by the next process that makes one there; one of
-a live process, of another name, or with a master still answering is left alone."""
+a process killed with SIGKILL is removed by the next process that makes one there. Whether
+its owner is gone is told by the flock its owner holds on the directory's lock file, never
+by a pid or the control socket: a held lock, a directory with no lock file yet (being made,
+or an earlier mirrord's), a lock file that is not a regular file, a symlink in place of the
+directory or of the lock file, and another uid's directory are all left alone."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
-import shutil
 import sys
 import tempfile
 import textwrap
-import time
 
-from mirrord.targets.rsync import connection
+import pytest
+
+from mirrord.targets.rsync import connection, private_dir
 from tests.targets.conftest import make_rsync
 
 CHILD = textwrap.dedent("""
@@ -30,30 +35,23 @@ CHILD = textwrap.dedent("""
     t.conn.ensure_master()
     with open(t.conn.private_dir() + "/staged-upload.jpg", "wb") as fh:
         fh.write(b"a user's bytes")
-    print(t.conn.private_dir(), flush=True)
+    print(t.conn.private_dir(), t.conn._conn.master.pid, flush=True)
     sys.stdin.read()
 """)
 
+# another process holding a lock file (argv[1]) exclusively until its stdin closes
+HOLDER = textwrap.dedent("""
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.read()
+""")
 
-def killed_child_dir(sshd, base) -> str:
-    """The private directory of a real mirrord target in a child, its master running,
-    after the child is killed with SIGKILL (no finaliser runs)."""
-    root = sshd.new_root()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(base), sshd.host, str(sshd.port), sshd.user,
-         str(root), str(sshd.key_path), str(sshd.known_hosts)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=os.getcwd()))
-    private = child.stdout.readline().strip()
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    deadline = time.monotonic() + 10   # its ssh master ends once the remote sees EOF
-    while os.path.exists(os.path.join(private, "ctl")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return private
+OLD = 1_000_000_000     # an mtime long past (2001): age is no reason to sweep
 
 
-def test_a_killed_processs_directory_is_removed_by_the_next(sshd):
+def test_a_killed_processs_directory_is_kept_while_it_lives_then_removed_by_the_next(sshd):
     base = tempfile.mkdtemp(prefix="sw", dir="/tmp")   # short: a socket path's limit
     try:
         swept_by_the_next(sshd, base)
@@ -62,9 +60,23 @@ def test_a_killed_processs_directory_is_removed_by_the_next(sshd):
 
 
 def swept_by_the_next(sshd, base: str) -> None:
-    left = killed_child_dir(sshd, base)
+    root = sshd.new_root()
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(base), sshd.host, str(sshd.port), sshd.user,
+         str(root), str(sshd.key_path), str(sshd.known_hosts)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    left, master = child.stdout.readline().split()
+    lock = os.path.join(left, private_dir.LOCK_NAME)
+    assert os.path.basename(left).startswith(private_dir.PRIVATE_PREFIX)
+    # the lock is the child's alone: its ssh master (and any rsync) never inherits it
+    held_by_master = [os.readlink(f"/proc/{master}/fd/{n}") for n in os.listdir(f"/proc/{master}/fd")]
+    assert lock not in held_by_master
+    assert connection.sweep_gone(base) == [] and os.path.exists(lock)   # alive: kept
+
+    child.send_signal(signal.SIGKILL)
+    child.wait()
     assert os.path.isdir(left) and os.listdir(left), "the kill left nothing to sweep"
-    assert os.path.basename(left).startswith(f"{connection.PRIVATE_PREFIX}")
 
     connection.tempfile.tempdir = str(base)
     t = make_rsync(sshd)
@@ -73,32 +85,168 @@ def swept_by_the_next(sshd, base: str) -> None:
         t.conn.ensure_master()
         assert not os.path.exists(left)
         assert os.listdir(base) == [os.path.basename(t.conn.private_dir())]
+        assert private_dir.LOCK_NAME in os.listdir(t.conn.private_dir())
     finally:
         connection.tempfile.tempdir = None
         t.close()
     assert os.listdir(base) == []
 
 
-def test_only_gone_processes_directories_of_ours_are_removed(tmp_path):
+def made(base, name: str, lock: str | None = private_dir.LOCK_NAME):
+    """A private directory `name` in `base` with a staged file and (unless `lock` is None)
+    an unlocked lock file of that name; its mtime long past."""
+    d = base / name
+    d.mkdir(mode=0o700)
+    (d / "staged").write_bytes(b"x")
+    if lock:
+        (d / lock).write_bytes(b"")
+    os.utime(d, (OLD, OLD))
+    return d
+
+
+def dead_pid() -> int:
     done = subprocess.Popen(["true"])
     done.wait()
-    gone = tmp_path / f"{connection.PRIVATE_PREFIX}{done.pid}-abc"
-    live = tmp_path / f"{connection.PRIVATE_PREFIX}{os.getpid()}-abc"
-    unnamed = tmp_path / f"{connection.PRIVATE_PREFIX}abcdefgh"      # no pid in the name
-    other = tmp_path / f"other-{done.pid}-abc"
-    link = tmp_path / f"{connection.PRIVATE_PREFIX}{done.pid}-lnk"
-    answering = tmp_path / f"{connection.PRIVATE_PREFIX}{done.pid}-ctl"
-    for d in (gone, live, unnamed, other, answering):
-        d.mkdir()
-        (d / "staged").write_bytes(b"x")
-    link.symlink_to(live)
+    return done.pid
+
+
+def test_an_unlocked_directory_is_removed_though_no_pid_names_it_and_its_socket_answers(tmp_path):
+    # the old sweep judged by the pid in the name and a probe of the control socket
+    unnamed = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}abcdefgh")
+    answering = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-ctl")
+    other = made(tmp_path, "other-abcdefgh")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as master:
         master.bind(str(answering / "ctl"))
         master.listen()
         removed = connection.sweep_gone(str(tmp_path))
-    assert removed == [str(gone)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        p.name for p in (live, unnamed, other, link, answering))
-    assert (live / "staged").exists()
-    # a socket nobody listens on any more is a dead master: swept
-    assert connection.sweep_gone(str(tmp_path)) == [str(answering)]
+    assert sorted(removed) == sorted([str(unnamed), str(answering)])
+    assert [p.name for p in tmp_path.iterdir()] == [other.name]
+
+
+def test_a_directory_whose_lock_another_process_holds_is_kept(tmp_path):
+    # named like a process of another pid namespace (its pid not ours to see), no socket
+    live = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-abc")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(live / private_dir.LOCK_NAME)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert connection.sweep_gone(str(tmp_path)) == []
+        assert (live / "staged").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert connection.sweep_gone(str(tmp_path)) == [str(live)]   # its owner is gone now
+
+
+def test_a_directory_with_no_lock_file_is_kept_however_old(tmp_path):
+    # being made (its maker not at its open yet), or an earlier mirrord's (pid-named)
+    bare = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-new", lock=None)
+    assert connection.sweep_gone(str(tmp_path)) == []
+    assert sorted(os.listdir(bare)) == ["staged"]
+
+
+def test_a_directory_whose_maker_died_before_linking_its_lock_is_removed(tmp_path):
+    left = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}abcdefgh", lock=private_dir.TMP_LOCK_NAME)
+    assert connection.sweep_gone(str(tmp_path)) == [str(left)]
+
+
+def test_a_directory_whose_maker_holds_its_unlinked_lock_is_kept(tmp_path):
+    being_made = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-mk",
+                      lock=private_dir.TMP_LOCK_NAME)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(being_made / private_dir.TMP_LOCK_NAME)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert connection.sweep_gone(str(tmp_path)) == []
+        assert (being_made / "staged").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("sweep", ["done", "under_way"])
+def test_a_maker_overtaken_by_a_sweep_makes_another_directory(tmp_path, monkeypatch, sweep):
+    """A sweep that takes the maker's temporary lock file between its open and its flock
+    has removed the directory (done) or still holds the lock (under way): the maker
+    gives that one up and makes another, locked; it never shares one."""
+    real_try_flock, overtaken, held = private_dir.try_flock, [], []
+
+    def late_flock(fd, how):
+        if not overtaken:
+            (first,) = [p for p in tmp_path.iterdir()]
+            overtaken.append(str(first))
+            if sweep == "done":
+                monkeypatch.setattr(private_dir, "try_flock", real_try_flock)
+                assert private_dir.sweep_gone(str(tmp_path)) == [str(first)]
+            else:
+                h = os.open(first / private_dir.TMP_LOCK_NAME, os.O_RDONLY)
+                held.append(h)
+                fcntl.flock(h, fcntl.LOCK_EX)
+        return real_try_flock(fd, how)
+
+    monkeypatch.setattr(private_dir, "try_flock", late_flock)
+    path, fd = private_dir.make_private(str(tmp_path))
+    monkeypatch.setattr(private_dir, "try_flock", real_try_flock)
+    try:
+        assert len(overtaken) == 1 and overtaken[0] != path
+        assert os.listdir(tmp_path) == [os.path.basename(path)]
+        assert os.listdir(path) == [private_dir.LOCK_NAME]
+        assert private_dir.sweep_gone(str(tmp_path)) == []          # held by fd
+    finally:
+        os.close(fd)
+        for h in held:
+            os.close(h)
+    assert private_dir.sweep_gone(str(tmp_path)) == [path]
+
+
+def test_the_lock_fd_is_not_inherited_by_children(tmp_path):
+    path, fd = private_dir.make_private(str(tmp_path))
+    try:
+        assert not os.get_inheritable(fd)
+        out = subprocess.run(["ls", "-l", "/proc/self/fd/"], close_fds=False,
+                             capture_output=True, text=True, check=True).stdout
+        assert os.path.join(path, private_dir.LOCK_NAME) not in out
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("shape", ["directory", "fifo", "socket", "symlink"])
+def test_a_lock_file_that_is_not_a_regular_file_keeps_its_directory(tmp_path, shape):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    free = outside / "free.lock"                   # a lock nobody holds: following it would sweep
+    free.write_bytes(b"")
+    base = tmp_path / "base"
+    base.mkdir()
+    d = made(base, f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-{shape}", lock=None)
+    lock = d / private_dir.LOCK_NAME
+    if shape == "directory":
+        lock.mkdir()
+    elif shape == "fifo":
+        os.mkfifo(lock)
+    elif shape == "symlink":
+        lock.symlink_to(free)
+    else:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.bind(str(lock))
+    assert connection.sweep_gone(str(base)) == []
+    assert (d / "staged").exists() and free.exists() and os.path.lexists(lock)
+
+
+def test_a_symlink_in_place_of_the_directory_is_not_followed(tmp_path):
+    target = made(tmp_path, "elsewhere")         # unlocked: following the link would sweep it
+    base = tmp_path / "base"
+    base.mkdir()
+    link = base / f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-lnk"
+    link.symlink_to(target)
+    assert connection.sweep_gone(str(base)) == []
+    assert link.is_symlink() and (target / "staged").exists()
+
+
+def test_another_uids_directory_is_not_touched(tmp_path):
+    assert os.getuid() == 0, "simulated with chown, which needs root"
+    theirs = made(tmp_path, f"{private_dir.PRIVATE_PREFIX}{dead_pid()}-uid")
+    os.chown(theirs, 65534, 65534)
+    assert connection.sweep_gone(str(tmp_path)) == []
+    assert (theirs / "staged").exists() and (theirs / private_dir.LOCK_NAME).exists()

@@ -7,10 +7,10 @@ reads our end of a pipe). Every rsync run and every remote command is a
 multiplexed session over that connection (ControlMaster=no, ControlPath): no
 handshake per batch, and at most MAX_SESSIONS at once (sshd's MaxSessions).
 
-The directory is named after our pid (mirrord-ssh-PID-XXXX): a process killed with
-SIGKILL (the OOM killer, kill -9) cannot remove its own, so the next one to make a
-directory there removes those of pids that are gone (sweep_gone), staged copies of
-uploads included. Under the systemd units PrivateTmp=yes drops them at stop anyway.
+The directory (mirrord-ssh-XXXX) holds a lock file we keep flock'ed while the
+connection lives: a process killed with SIGKILL (the OOM killer, kill -9) cannot remove
+its own, so the next one to make a directory there removes those whose lock it can
+take, staged copies of uploads included (private_dir.py: sweep_gone, make_private).
 
 Cipher choice: AES-GCM first where the CPU has AES instructions (cpu_has_aes);
 an ssh_command with its own -c or -o Ciphers wins.
@@ -24,8 +24,6 @@ import math
 import os
 import shlex
 import shutil
-import socket
-import stat
 import subprocess
 import tempfile
 import threading
@@ -34,12 +32,11 @@ import weakref
 from dataclasses import dataclass
 from typing import Iterator
 
-from mirrord.claimer import signalable
 from mirrord.config import RsyncOptions
 from mirrord.errors import RetryableError
+from mirrord.targets.rsync.private_dir import make_private, sweep_gone
 from mirrord.targets.rsync.remote import EXIT_NO_ROOT, classify_stderr, tail
 
-PRIVATE_PREFIX = "mirrord-ssh-"
 MAX_SESSIONS = 8            # sshd allows 10 sessions per connection by default; one is the master's
 SHORT_TIMEOUT = 300.0       # seconds for a remote stat/read/mkdir; dead links are caught sooner
 # OpenSSH's default ciphers with AES-GCM first. On a CPU with AES instructions it costs
@@ -66,48 +63,12 @@ def cpu_has_aes(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
-def sweep_gone(base: str) -> list[str]:
-    """Remove the private directories in `base` left by processes that are gone; returns
-    their paths. One is left alone unless it is a real directory of ours (same uid), named
-    PRIVATE_PREFIX + a pid with no process (kill(pid, 0): ESRCH), and its control socket,
-    if any, refuses a connection (a live master in another pid namespace sharing /tmp
-    still answers). Best effort: an OSError skips that entry."""
-    gone = []
-    try:
-        entries = list(os.scandir(base))
-    except OSError:
-        return gone
-    for entry in entries:
-        pid, _, rest = entry.name.removeprefix(PRIVATE_PREFIX).partition("-")
-        if not entry.name.startswith(PRIVATE_PREFIX) or not pid.isdigit() or not rest:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or signalable(int(pid)):
-                continue
-            if _answers(os.path.join(entry.path, "ctl")):
-                continue
-            shutil.rmtree(entry.path)
-            gone.append(entry.path)
-        except OSError:
-            continue
-    return gone
-
-
-def _answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
-
-
 @dataclass
 class _Conn:
     """What a finaliser must clean up if the connection is dropped without close()."""
 
     dir: str | None = None
+    lock_fd: int = -1           # the flock on dir's lock file, held until dir is removed
     master: subprocess.Popen | None = None
 
     def stop_master(self) -> None:
@@ -129,6 +90,10 @@ class _Conn:
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+        fd, self.lock_fd = self.lock_fd, -1
+        if fd >= 0:                 # only now: a sweep never sees the directory unlocked
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class SshConnection:
@@ -177,7 +142,7 @@ class SshConnection:
             base = tempfile.gettempdir()
             base = base if len(base) < 40 else "/tmp"   # sockets need short paths
             sweep_gone(base)
-            self._conn.dir = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=base)
+            self._conn.dir, self._conn.lock_fd = make_private(base)
         return os.path.join(self._conn.dir, "ctl")
 
     def private_dir(self) -> str:
