@@ -145,13 +145,13 @@ class Procedure:
         pre = f"pre_{run.command}"
         run.steps = steps.build_plan(self.fo, self.switch, readonly=readonly,
                                      post_hook=f"post_{run.command}")
+        if (run.refusals or run.dry_run) and self.fo.hook(pre):   # listed, not run
+            shown = shown_command(self.fo.hook(pre))
+            run.steps.insert(0, Step(f"hook {pre}", f"run {shown} (a non-zero exit refuses "
+                                     "the switch)", kind="hook", hook=pre))
         if run.refusals:
             return self._refuse(run)
         if run.dry_run:
-            if self.fo.hook(pre):   # listed, not run
-                shown = shown_command(self.fo.hook(pre))
-                run.steps.insert(0, Step(f"hook {pre}", f"run {shown} (a non-zero exit refuses "
-                                         "the switch)", kind="hook", hook=pre))
             self._out(f"mirrord {run.command}: plan (dry run: nothing was changed)")
             for step in run.steps:
                 self._out(step.line())

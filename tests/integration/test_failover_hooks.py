@@ -109,6 +109,17 @@ def test_dry_run_lists_hooks_without_running_them(site: Site, hook, capsys):
     assert calls(site, "pre") == [] and calls(site, "post") == []
 
 
+def test_a_dry_run_that_would_refuse_lists_the_pre_hook_too(site: Site, pg, hook, capsys):
+    """The plan printed under "plan (not carried out)" is the whole plan: the pre hook
+    included (the breaker's finding: it was listed only when the run would go ahead)."""
+    site.configure(pre_failover=hook("pre"), post_failover=hook("post"))
+    pg.pause_replay()
+    assert site.run("failover", "--dry-run") == 3
+    plan = _output(capsys).split("plan (not carried out)")[1]
+    assert "hook pre_failover" in plan and "hook post_failover" in plan
+    assert calls(site, "pre") == [] and calls(site, "post") == []
+
+
 class _Page(http.server.BaseHTTPRequestHandler):
     body = b""
 
