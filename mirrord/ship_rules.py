@@ -102,8 +102,10 @@ def sync_item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = Fa
         source_root=str(src.path), source_rel=op.path,
         mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time,
         # a delete's or put's src: where the bytes the target holds at the path went
-        # (the journal's rename fallback, an exchange): mirrord.trash.keeper, swaps
-        moved_to=join(src.dest, op.src) if op.kind in ("delete", "put") and op.src else "")
+        # (the journal's rename fallback, an exchange): mirrord.trash.keeper, swaps; a tree
+        # removal's (also under a mkdir): a directory's fallback, mirrord.trash.moved_trees
+        moved_to=join(src.dest, op.src) if op.src and (
+            op.kind in ("delete", "put") or (op.tree and op.kind == "mkdir")) else "")
 
 
 def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:

@@ -45,6 +45,7 @@ from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.trash import keeper, swaps
 from mirrord.trash.keeper import KeepPolicy
+from mirrord.trash.moved_trees import MovedTrees
 
 __all__ = ["BULK_SHARE", "Observed", "SerialExecutor", "Shipper", "SourceGuard", "observe",
            "serial", "thread_pool"]
@@ -77,6 +78,7 @@ class Shipper(MoveOps):
         self.targets = targets
         self.mounts = mounts or {}   # source -> its remembered sub-mounts (mirrord.submounts)
         self.keep = keep or {}
+        self.moved_trees = MovedTrees()   # what a directory rename's fallback kept
         self.sources = {s.name: s for s in sources}
         self.workers = workers
         self.wake = wake
@@ -258,6 +260,7 @@ class Shipper(MoveOps):
         ready = [item for item, err in zip(items, kept) if err is None]
         synced = target.sync(ready) if ready else []
         swaps.settle(target, synced)   # what an exchange kept, once both names hold it
+        self.moved_trees.settle(target, synced)   # ... and a directory rename's fallback
         done = iter(synced)
         return [next(done) if err is None else SyncResult(item, error=err)
                 for item, err in zip(items, kept)]

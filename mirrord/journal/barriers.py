@@ -85,7 +85,8 @@ def barrier_paths(path: bytes, src: bytes | None, *, kind: str, is_dir: bool,
     op's or a directory move's path and src, a file move's src (its old name: the module
     docstring says why), None when the row is no barrier."""
     if tree or (is_dir and kind == "move"):
-        return tuple(bytes(p) for p in (path, src) if p is not None)
+        # a tree removal's src is only where its bytes went (enqueue_move's fallback): no barrier
+        return tuple(bytes(p) for p in (path, src if kind == "move" else None) if p is not None)
     if kind == "move" and src is not None:
         return (bytes(src),)
     return None

@@ -102,6 +102,8 @@ class EnqueueMixin:
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
             elif kind == "put" and src is None and old_kind == "delete" and not old_tree:
                 src = self._went_to(path, old_src, waits)
+            elif src is None and kind in ("delete", "mkdir") and old_tree and old_kind != "move":
+                src = old_src   # a tree removal's new name (enqueue_move) outlives a mkdir over it
             next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, oid)
             if wait_for is not None:   # a move's source end (its row was in flight): the move
@@ -205,15 +207,16 @@ class EnqueueMixin:
             for target in self.targets_of(targets, source):
                 busy = (not as_move or self._pending_at_or_below(target, source, bsrc, is_dir)
                         or self._pending_at_or_below(target, source, bdst, is_dir))
-                if not is_dir:
-                    self._bound_for(target, source, bsrc, bdst)
+                self._bound_for(target, source, bsrc, bdst, is_dir)
                 if busy:
                     fallback.append(target)
                     if not is_dir:
                         self._file_fallback(target, source, bsrc, bdst, when)
                         continue
+                    # carries the new name: mirrord.trash.moved_trees drops what it keeps
+                    # of the files the re-send puts back there (a rotation through a temp name)
                     self._upsert(target, source, bsrc, "delete", tree=True, is_dir=True,
-                                 size=0, when=when)
+                                 size=0, when=when, src=bdst)
                     self._upsert(target, source, bdst, "mkdir", tree=False, is_dir=True,
                                  size=0, when=when)
                     self._rerun_in_flight(target, source, bdst, when)
@@ -250,15 +253,16 @@ class EnqueueMixin:
             self.db.execute("UPDATE ops SET wait_for = ? WHERE id = ? AND wait_for IS NULL",
                             (pid, did))
 
-    def _bound_for(self, target: str, source: str, bsrc: bytes, bdst: bytes) -> None:
-        """A file renamed from `bsrc` to `bdst`: the deletes whose bytes were bound for
-        `bsrc` carry `bdst` now. In a chain `a -> b -> c` faster than the first move ran,
-        b's row is the move from a, and a's delete (the move's source end) waits for it;
-        or a's delete is an earlier fallback's, carrying b. Either way a's bytes end at c:
-        if the move a -> b is not made on the target (b gone from the source when it runs),
-        c is sent whole and a's delete, which runs after b's row and so after c's, finds
-        them there (keeper.lives_on); if it is made, a is gone and nothing is kept anyway.
-        Called before the rename's own rows are recorded (it reads bsrc's row as it was)."""
+    def _bound_for(self, target: str, source: str, bsrc: bytes, bdst: bytes,
+                   is_dir: bool) -> None:
+        """A file (a directory: `is_dir`, its tree removals) renamed from `bsrc` to `bdst`:
+        the deletes whose bytes were bound for `bsrc` carry `bdst` now. In a chain
+        `a -> b -> c` faster than the first move ran, b's row is the move from a, and a's
+        delete (its source end) waits for it; or a's delete is an earlier fallback's,
+        carrying b. Either way a's bytes end at c: if the move a -> b is not made on the
+        target, c is sent whole and a's delete, run after b's row and so after c's, finds
+        them there (keeper.lives_on; a tree's: trash.moved_trees); if it is made, a is gone
+        and nothing is kept. Called before the rename's own rows are recorded."""
         row = self.db.execute("SELECT id, kind, src FROM ops WHERE target = ? AND source = ? "
                               "AND path = ?", (target, source, bsrc)).fetchone()
         if row is None:
@@ -270,8 +274,8 @@ class EnqueueMixin:
         for _ in range(1000):   # a chain as long as the wait links' own bound (_wait_chain)
             found = [rid for (rid,) in self.db.execute(
                 f"SELECT id FROM ops WHERE wait_for IN ({','.join('?' * len(waited))}) "
-                "AND kind = 'delete' AND tree = 0 AND (src = ? OR path = ?) AND path != ?",
-                (*waited, bsrc, moved_from, bdst))]
+                "AND kind IN ('delete', ?) AND tree = ? AND (src = ? OR path = ?) AND path != ?",
+                (*waited, "mkdir" if is_dir else "delete", int(is_dir), bsrc, moved_from, bdst))]
             if not found:
                 return
             self.db.executemany("UPDATE ops SET src = ? WHERE id = ?",

@@ -61,22 +61,29 @@ def redundant(target: Target, item: SyncItem) -> list[Kept]:
     since = int(item.when)   # a versioned bucket stamps by LastModified: whole seconds
     out: list[Kept] = []
     for name, other in ((item.path, there), (item.moved_to, here)):
-        assert other is not None
-        want = (other.size, exact_ns(other.mtime, other.mtime_ns))
         # the bound reaches the target: it reads the versions kept since the change, not its
         # whole trash (an S3 'copy' trash would be LISTed whole for every exchange's put)
         out += [k for k in target.trash_list(name, since=since)
                 if k.path == name and k.why == OVERWRITTEN
-                and (k.size, k.mtime_ns) == want and _since(k, since)]
+                and holds(other, k) and since_ok(k, since)]
     return out
+
+
+def holds(entry: Entry | None, kept: Kept) -> bool:
+    """Whether `entry` (what a target holds at a name now) is the version `kept`: a file of
+    the same size and mtime to the nanosecond, the mirror's own "same version" (compare.py).
+    The one rule both swaps and moved_trees drop a kept version by."""
+    return (_file(entry) and entry is not None and entry.size == kept.size
+            and exact_ns(entry.mtime, entry.mtime_ns) == kept.mtime_ns)
 
 
 def _file(entry: Entry | None) -> bool:
     return entry is not None and not entry.is_dir
 
 
-def _since(kept: Kept, since: float) -> bool:
-    """The rule itself, also for a target that lists more than since= asked."""
+def since_ok(kept: Kept, since: float) -> bool:
+    """Whether `kept` was stamped at `since` (seconds) or later: the rule itself, also for
+    a target that lists more than since= asked."""
     try:
         return stamp_time(kept.stamp) >= since
     except ValueError:

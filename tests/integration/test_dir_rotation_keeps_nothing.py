@@ -1,0 +1,142 @@
+"""Two directories swapped through a temp name keep nothing with keep_deleted on, and a file
+changed before its re-send keeps exactly what was destroyed; on the real Journal and
+Shipper, on every target type (memory, local, rsync over sshd, S3 in 'copy' mode, a
+versioned bucket).
+
+Found by a breaker: `mv d1 x; mv d2 d1; mv x d2` (20 files each) left the mirror exact
+and `mirrord trash` listing all 40 files as 'directory removed'; a burst of such renames
+kept 1,540 versions and fired the mass-change alarm. The last two renames find work
+pending and fall back to a tree removal of the old name and a re-send of the new one
+(journal enqueue_move), and each removal kept bytes the re-send puts back at the other
+name. The removal carries its new name now (the row's src) and mirrord.trash.moved_trees
+drops what it kept once the target holds that very version there. The re-send is what
+the daemon's subtree scan queues (daemon_scans.subtree): a mkdir and a put per entry.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mirrord.config import SourceConfig
+from mirrord.journal import Change, Journal
+from mirrord.shipper import Shipper, serial
+from mirrord.trash.keeper import KeepPolicy
+from tests.exactness import differences, source_snapshot, target_snapshot
+from tests.fakes import Clock
+from tests.targets.conftest import make_target
+from tests.targets.test_s3_trash import s3_on
+
+S = "up"
+N = 5
+
+
+@pytest.fixture(params=["memory", "local", "rsync", "s3", "versioned"])
+def target(request, tmp_path):
+    if request.param == "versioned":
+        seaweedfs = request.getfixturevalue("seaweedfs")
+        bucket = seaweedfs.new_bucket()
+        seaweedfs.client().put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        t = s3_on(seaweedfs, bucket)
+    else:
+        t = make_target(request.param, request, tmp_path)
+    t.open()
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, target):
+    """d1/f0..f4 and d2/f0..f4 (other bytes, other mtimes) shipped to `target` with
+    keep_deleted on: (src, journal, shipper, target). The journal's clock is a whole
+    second behind the wall clock: a versioned bucket stamps by the server's time."""
+    src = tmp_path / "src"
+    for d in ("d1", "d2"):
+        (src / d).mkdir(parents=True)
+        for i in range(N):
+            p = src / d / f"f{i}"
+            p.write_bytes(f"{d} file {i}\n".encode() * (i + 1))
+            ns = 1_700_000_000_123_456_789 + (i + (0 if d == "d1" else 100)) * 10**9
+            os.utime(p, ns=(ns, ns))
+    j = Journal(tmp_path / "journal.db", {S: (target.name,)}, clock=Clock(int(time.time()) - 1))
+    shipper = Shipper({target.name: target}, [SourceConfig(S, src, (target.name,))],
+                      {target.name: 2}, executor=serial,
+                      keep={target.name: KeepPolicy(86400.0)})
+    j.enqueue([Change(S, d, "mkdir") for d in ("d1", "d2")])
+    j.enqueue([Change(S, f"{d}/f{i}", "put") for d in ("d1", "d2") for i in range(N)])
+    drain(j, shipper, target)
+    try:
+        yield src, j, shipper, target
+    finally:
+        j.close()
+
+
+def drain(j: Journal, shipper: Shipper, target, ops=None) -> None:
+    for _ in range(30):
+        ops = ops or j.claim(target.name, 100)
+        if not ops:
+            break
+        j.ack(shipper.run_ops(target, ops))
+        ops = None
+    assert j.claim(target.name, 100) == []
+
+
+def rename(src: Path, j: Journal, a: str, b: str) -> list[str]:
+    """`mv a b` and what the daemon records for it, a re-send included when it falls back."""
+    os.rename(src / a, src / b)
+    fallback = j.enqueue_move(S, a, b, is_dir=True)
+    if fallback:
+        j.enqueue([Change(S, b, "mkdir")])
+        j.enqueue([Change(S, f"{b}/{p.name}", "put") for p in sorted((src / b).iterdir())])
+    return fallback
+
+
+def exact(src: Path, target) -> dict:
+    dirs = target.features.directories
+    slack = int(max(target.features.mtime_precision, 0) * 1e9)
+    return differences(source_snapshot(src, directories=dirs), target_snapshot(target),
+                       mtime_slack_ns=slack)
+
+
+def kept(target) -> list[tuple[str, int]]:
+    return sorted((k.path, k.size) for k in target.trash_list())
+
+
+def rotate(src: Path, j: Journal, shipper: Shipper, target, move_in_flight: bool) -> None:
+    """d1 -> x -> d2 and d2 -> d1; with `move_in_flight` the first rename's move is claimed
+    before the other two are read and shipped after (the daemon's usual order). Renamed
+    a second behind the wall clock: a versioned bucket stamps by the server's time."""
+    j.clock.now = int(time.time()) - 1
+    assert rename(src, j, "d1", "x") == []   # nothing pending: a move
+    claimed = j.claim(target.name, 100) if move_in_flight else None
+    assert rename(src, j, "d2", "d1") == [target.name]
+    assert rename(src, j, "x", "d2") == [target.name]
+    return claimed
+
+
+@pytest.mark.parametrize("move_in_flight", [False, True], ids=["read-together", "move-in-flight"])
+def test_two_directories_swapped_through_a_temp_name_keep_nothing(site, move_in_flight):
+    src, j, shipper, target = site
+    claimed = rotate(src, j, shipper, target, move_in_flight)
+    drain(j, shipper, target, claimed)
+    assert exact(src, target) == {}
+    assert kept(target) == [], "a rotation of directories kept what lives on at the other name"
+
+
+@pytest.mark.parametrize("move_in_flight", [False, True], ids=["read-together", "move-in-flight"])
+def test_a_file_changed_before_its_resend_keeps_exactly_its_old_bytes(site, move_in_flight):
+    src, j, shipper, target = site
+    claimed = rotate(src, j, shipper, target, move_in_flight)
+    old = (src / "d2" / "f3").read_bytes()             # d1/f3's bytes, re-sent to d2/f3
+    (src / "d2" / "f3").write_bytes(b"other bytes before the re-send landed")
+    j.enqueue([Change(S, "d2/f3", "put")])
+    os.unlink(src / "d1" / "f1")                        # d2/f1's bytes, never re-sent
+    j.enqueue([Change(S, "d1/f1", "delete")])
+    drain(j, shipper, target, claimed)
+    assert exact(src, target) == {}
+    sizes = sorted(size for _path, size in kept(target))
+    assert sizes == sorted([len(old), len(b"d2 file 1\n" * 2)]), kept(target)
