@@ -9,7 +9,9 @@ are consecutive or come in one read, and a move out of (into) the tree as a MOVE
   reported under no path; paired, it is one node move (the kernel confirming, through
   add_watch, that the node stands at the new name); expired, exactly that node's
   watches are removed, never whatever now stands at the old path. A MOVED_TO whose
-  source has no node is a new directory there, and its source gets an rmtree.
+  source has no node is a new directory there, and its source gets an rmtree, unless
+  the node at the new name was put there by an earlier half of the same read (the
+  kernel answers add_watch with the tree as it is now): then it is this move.
 - Whatever arrives at a name (CREATE, MOVED_TO) first settles a held MOVED_FROM of that
   name, so its delete never follows the new arrival.
 - A MOVED_FROM left unpaired for the move window (TreeWatcher expires it) was a move
@@ -133,6 +135,17 @@ class MovePairing:
             self._recheck(held, moved, src, out)
         elif src is not None and held.present:
             self.recheck[(held.parent, held.name)] = None
+        elif src is not None and node is not None and before is node:
+            # the node stood at rel already: an earlier half of this read asked the kernel,
+            # which answers with the tree as it is now, and found it here (a rotation
+            # through a temp name read at once: mv d1 x; mv d2 d1; mv x d2). The kernel
+            # paired this rename by its cookie, so it is a move: reported as an rmtree
+            # of src and a new directory, it kept every file with keep_deleted on
+            out.append(FsEvent("move", rel, src=src, is_dir=True))
+            node.touched = False
+            self._walk(node, rel, scan=False, out=out)
+            out.append(FsEvent("rescan", rel, is_dir=True))
+            return
         elif src is not None:
             out.append(FsEvent("rmtree", src, is_dir=True))
         if node is not None:

@@ -103,10 +103,6 @@ def test_a_delete_a_rename_then_rewrite_and_an_exchange_then_overwrite_stay_kept
         assert ("gone.jpg", "deleted") in {(p, w) for p, w, *_ in rows}, (name, rows)
 
 
-# not "three-inotify": read in one batch, the inotify backend reports some of these renames
-# as an rmtree of the old name and a new directory (no rename reaches the journal, so no
-# removal names where its bytes went): a watcher matter, mirrord/watch/inotify_moves.py
-@pytest.mark.parametrize("env", ["three", "versioned"], indirect=True)
 def test_two_directories_swapped_through_a_temp_name_keep_nothing(env):
     """`mv d1 x; mv d2 d1; mv x d2`: the last two renames fall back to a tree removal and a
     re-send (work pending at a name); every target listed all of both directories as

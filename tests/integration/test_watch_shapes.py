@@ -169,6 +169,29 @@ def test_renamed_again_before_its_events_are_handled(wt, root):
     wt.check()
 
 
+@pytest.mark.parametrize("script", [
+    "mv d1 x && mv d2 d1 && mv x d2",                  # two directories swapped, a temp name
+    "mv d1 d3 && mv d2 d1 && mv d3 d2 && mv d1 d9",    # swapped, then one renamed on
+])
+def test_a_rotation_read_at_once_is_moves(wt, root, script):
+    """Renames through names that earlier renames in the same read emptied are moves, not
+    a removal and a new directory: inotify asked the kernel where a directory stands while
+    handling an earlier half, and the kernel answers with the tree as it is now, so the
+    node was at the new name before its own MOVED_TO was read (reported as an rmtree and a
+    mkdir, every file was kept as 'directory removed' with keep_deleted on)."""
+    for d in ("d1", "d2"):
+        (root / d / "sub").mkdir(parents=True)
+        for i in range(3):
+            (root / d / "sub" / f"f{i}").write_bytes(d.encode())
+    wt.settle()
+    sh(root, script)
+    events = wt.settle()
+    assert not [e for e in events if e.kind in ("rmtree", "mkdir", "delete", "write")], \
+        kinds(events)
+    assert sum(e.kind == "move" for e in events) == script.count("mv ")
+    wt.check()
+
+
 def test_renamed_while_files_are_created_in_it(wt, root):
     (root / "a").mkdir()
     wt.settle()
