@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import json
 import sys
 
 from mirrord import targets as target_registry
+from mirrord.cli.output import print_json
 from mirrord.config import Config
 from mirrord.errors import MirrordError, PermanentError
 from mirrord.logsetup import register_secret
@@ -87,7 +87,9 @@ def _announce(args: argparse.Namespace, names: list[str]) -> None:
         print(f"mirrord: targets that keep deleted files: {', '.join(names)}", file=sys.stderr)
 
 
-def _open(cfg: Config, names: list[str]) -> dict[str, Target]:
+def _open(cfg: Config, names: list[str], *, readonly: bool) -> dict[str, Target]:
+    """The targets `names`, opened; `readonly` (Target.open) for the commands that only
+    look (trash, undelete --dry-run, undelete --to-source): they write nothing there."""
     opened: dict[str, Target] = {}
     try:
         for name in names:
@@ -95,7 +97,7 @@ def _open(cfg: Config, names: list[str]) -> dict[str, Target]:
             if tcfg.s3 is not None:
                 register_secret(tcfg.s3.secret_access_key)
             target = target_registry.create(tcfg)
-            target.open()
+            target.open(readonly=readonly)
             opened[name] = target
     except BaseException:
         _close(opened)
@@ -120,14 +122,14 @@ def run_trash(args: argparse.Namespace, cfg: Config) -> int:
     except listing.UsageError as exc:
         return _usage(exc)
     _announce(args, names)
-    opened = _open(cfg, names)
+    opened = _open(cfg, names, readonly=True)
     try:
         found = {n: (t.trash_mode(), listing.kept_under(t, [prefixes[n]]))
                  for n, t in opened.items()}
     finally:
         _close(opened)
     if args.json:
-        print(json.dumps(_trash_doc(found), indent=2))
+        print_json(_trash_doc(found), indent=2)
     else:
         print("\n".join(_trash_lines(found)))
     return EXIT_OK
@@ -169,7 +171,8 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     except listing.UsageError as exc:
         return _usage(exc)
     _announce(args, names)
-    opened = _open(cfg, names)
+    # --to-source only reads the targets (trash_fetch): the daemon ships what it writes
+    opened = _open(cfg, names, readonly=args.dry_run or args.to_source)
     try:
         chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
                                                        since=bounds.get("since")), **bounds)

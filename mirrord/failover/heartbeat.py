@@ -6,7 +6,9 @@ daemon that writes it.
 The daemon on the primary writes `<target root>/.mirrord/heartbeat.json`
 every heartbeat_interval: when it was written, by which host, and how many
 changes were not yet shipped to that target. Failover only reads it, through
-the target interface, never writes the mirror. Age is measured against this
+the target interface opened read-only (Target.open(readonly=True)), never writes
+the mirror: no sweep of the primary's uploads in flight, no root made where a
+mount is missing. Age is measured against this
 host's clock, a comparison across two hosts' clocks: skew.py tolerates
 [failover] max_clock_skew and flags a heartbeat dated further in the future.
 """
@@ -25,10 +27,13 @@ parse = heartbeat_doc.parse
 
 
 def read(cfg: Config, name: str) -> Heartbeat | None:
-    """The heartbeat on target `name`, None when absent; MirrordError/ValueError on trouble."""
+    """The heartbeat on target `name`, None when absent; MirrordError/ValueError on trouble
+    (a PermanentError saying so when the target's root does not exist). The target is
+    opened read-only (Target.open): this runs on the mirror host while the primary's
+    daemon may be writing, so nothing is swept, made or locked there."""
     target = targets.create(cfg.targets[name])
     try:
-        target.open()
+        target.open(readonly=True)
         data = target.read_meta(HEARTBEAT)
     finally:
         target.close()

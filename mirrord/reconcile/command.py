@@ -116,7 +116,7 @@ class Command:
     def _target(self, name: str) -> PassSummary:
         try:
             target = target_registry.create(self.cfg.targets[name])
-            target.open()
+            target.open(readonly=self.dry_run)   # a dry run only looks: no sweep, nothing made
         except (MirrordError, OSError) as exc:
             summary = PassSummary(name, dry_run=self.dry_run)
             summary.errors.append(f"cannot open target {name}: {exc}")

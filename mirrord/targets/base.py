@@ -21,7 +21,8 @@ Failure contract (checked by tests/targets/test_conformance.py on every target):
   new one, never a partial file, and a failed put leaves no partial object.
   What a put killed mid-way (kill -9, power loss) left (a temp file, an open
   multipart upload) is removed by the next open(), unless another mirrord
-  process on this host has the target open (mirrord.targets.sweep).
+  process on this host has the target open (mirrord.targets.sweep), or that
+  open() is open(readonly=True), which writes nothing at all.
 - No name is special but `.mirrord` at the root: any other path a user can
   give a file is stored, listed and deleted like every other.
 - No credential ever appears in an exception message.
@@ -49,9 +50,20 @@ class Target(abc.ABC):
         self.name = name
 
     # -- lifecycle
-    def open(self) -> None:
+    def open(self, *, readonly: bool = False) -> None:
         """Connect and check the target is usable; RetryableError if not reachable. When no
-        other mirrord process here has the target open, remove what interrupted puts left."""
+        other mirrord process here has the target open, remove what interrupted puts left.
+
+        `readonly`: open only to look (list, stat, read, read_meta, checksum, trash_list,
+        trash_fetch, trash_mode, cannot_hold; the caller never calls anything else). Nothing
+        is written to the target or for it, of any kind: no sweep (an upload or a staged
+        file seen there may belong to a daemon on another host: the mirror host's failover
+        and health read the heartbeat while the primary writes), no root or `.mirrord/`
+        made, no lock file. A root that does not exist is a PermanentError saying so (a
+        missing mount must not read as an empty mirror). The rule comes from the commands
+        that only read (failover and its --dry-run, health, trash, undelete --dry-run,
+        reconcile --dry-run): they never change the mirror. Checked on every target by
+        tests/targets/test_open_readonly.py."""
 
     def close(self) -> None:
         """Release connections; safe to call twice."""

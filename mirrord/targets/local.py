@@ -16,6 +16,7 @@ another mount below the root gets its temp file beside it, recorded first by a
 marker under `.mirrord/tmp/`. open() sweeps `.mirrord/tmp/` (and the files its
 markers name) when no other mirrord process has this target open
 (mirrord.targets.sweep), so a crash mid-copy leaves nothing behind.
+open(readonly=True) (the commands that only look) makes, sweeps and locks nothing.
 """
 
 from __future__ import annotations
@@ -69,10 +70,15 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def describe(self) -> str:
         return f"local:{self.name}({self.root})"
 
-    def open(self) -> None:
+    def open(self, *, readonly: bool = False) -> None:
         """Create the root (with a WARNING line: a mistyped path must not pass unseen) and
         `.mirrord/tmp/`; when no other mirrord process has this target open, remove what an
-        interrupted put left there (sweep)."""
+        interrupted put left there (sweep). `readonly` (Target.open): only check that the
+        root is a directory; nothing is made, swept or locked. PermanentError when it
+        does not exist (a mirror host whose mount is missing) or is no directory."""
+        if readonly:
+            self._open_readonly()
+            return
         try:
             if not os.path.lexists(self.root):   # a typo in the path makes a new tree: say so
                 os.makedirs(self.root, exist_ok=True)
@@ -93,6 +99,18 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             self._open_lock.hold(self._staging.sweep)
         except OSError as exc:
             raise classify_oserror(exc) from None
+
+    def _open_readonly(self) -> None:
+        try:
+            st = os.stat(self.root)   # follows a root configured through a symlink
+        except FileNotFoundError:
+            raise PermanentError(f"{self.describe()}: the mirror root {os.fsdecode(self.root)} "
+                                 f"does not exist (is its file system mounted?)") from None
+        except OSError as exc:
+            raise classify_oserror(exc) from None
+        if not stat_mod.S_ISDIR(st.st_mode):
+            raise PermanentError(f"{self.describe()}: root is not a directory")
+        self._real_root = os.path.realpath(self.root)
 
     def close(self) -> None:
         self._open_lock.release()

@@ -29,6 +29,11 @@ from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept,
 from mirrord.treewalk import entry_key
 
 
+# the operations that change the target: refused after open(readonly=True)
+_CHANGES = frozenset({"put", "set_meta", "delete", "move", "write_meta", "keep",
+                      "trash_purge", "trash_restore"})
+
+
 class Stored(tuple):
     """One file: (data, mtime seconds) as a 2-tuple, plus .mtime_ns and .mode attributes."""
 
@@ -56,12 +61,23 @@ class MemoryTarget(Target):
         self.trash: dict[str, tuple[bytes, float]] = {}   # trash key (TRASH/...) -> Stored
         self.fail_with: Exception | None = None
         self.calls: list[tuple[str, str]] = []
+        self.readonly = False   # opened with open(readonly=True) and not closed since
         self._lock = threading.Lock()
+
+    def open(self, *, readonly: bool = False) -> None:
+        """Target.open; after open(readonly=True) every change raises PermanentError until
+        close(), so a caller that only looks is caught writing (the contract's honest fake)."""
+        self.readonly = readonly
+
+    def close(self) -> None:
+        self.readonly = False
 
     def _check(self, op: str, path: str) -> None:
         self.calls.append((op, path))
         if self.fail_with is not None:
             raise self.fail_with
+        if self.readonly and op in _CHANGES:
+            raise PermanentError(f"{self.describe()}: {op} {path!r} on a target opened read-only")
 
     def list(self, prefix: str = "") -> Iterator[Entry]:
         self._check("list", prefix)

@@ -18,7 +18,13 @@ each its own /tmp, while PrivateDevices=yes bind-mounts the host's /dev/shm into
 the private /dev (systemd's namespace setup), and ProtectSystem=strict leaves
 /dev writable. The local target keeps its lock file in its own `.mirrord/`,
 which also covers another host mounting the same path. Where no lock file can
-be made (a read-only mirror opened to read the heartbeat), nothing is swept.
+be made (a read-only file system), nothing is swept.
+
+The lock only sees this host, so a command that only reads a target never takes
+it and never sweeps: it opens the target with open(readonly=True) (Target.open),
+which writes nothing. On the mirror host no mirrord process holds the lock (the
+daemon runs on the primary), and failover, health, trash or reconcile --dry-run
+sweeping there aborted the primary's uploads in flight.
 
 Targets written to by two primaries at once are not supported anyway; a
 mirrord process on another host is not seen by this lock.

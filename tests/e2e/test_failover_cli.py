@@ -161,3 +161,38 @@ def test_health_without_failover_section_is_a_config_error(tmp_path):
     ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n\n[health]\nlisten = 127.0.0.1:1\n")
     proc = run(ini, "health")
     assert proc.returncode == 2 and "[failover]: mirrord health needs a [failover]" in proc.stderr
+
+
+def test_a_missing_mirror_root_is_named_by_failover_and_health_and_never_created(ini):
+    """Found by a breaker: on a mirror host whose mount was missing, `failover --dry-run`
+    and every /ready poll made the mount point an empty directory (with `.mirrord/tmp/`
+    and a lock file in it), then said "is mirrord running on the primary?"."""
+    import signal
+    import socket
+    gone = ini.parent / "mnt" / "mirror"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ini.write_text(ini.read_text().replace(f"path = {ini.parent / 'mirror'}", f"path = {gone}")
+                   + f"\n[health]\nlisten = 127.0.0.1:{port}\ninterval = 1s\n")
+    said = f"the mirror root {gone} does not exist"
+    proc = run(ini, "failover", "--dry-run")
+    assert proc.returncode == 0 and said in proc.stdout, proc.stdout + proc.stderr
+    assert "is mirrord running" not in proc.stdout
+    health = subprocess.Popen([str(MIRRORD), "-c", str(ini), "health"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _, body = _get(f"http://127.0.0.1:{port}/ready")
+                break
+            except OSError:
+                assert health.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        found = {c["name"]: c for c in json.loads(body)["checks"]}
+        assert said in found["heartbeat.age"]["message"], body
+    finally:
+        health.send_signal(signal.SIGTERM)
+        health.communicate(timeout=30)
+    assert not (ini.parent / "mnt").exists()

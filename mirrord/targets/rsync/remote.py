@@ -145,6 +145,14 @@ def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool) -> bytes:
     return script + b"%s --version | head -n 1" % rsync_path
 
 
+def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
+    """open(readonly=True): exit EXIT_ABSENT when the root does not exist, 1 when it is no
+    directory (cd fails), else print rsync's version line (nothing when there is no rsync).
+    Makes and removes nothing on the host."""
+    return (b"[ -e %s ] || exit %d\ncd -- %s || exit 1\n" % (q(root), EXIT_ABSENT, q(root))
+            + b"%s --version 2>/dev/null | head -n 1; exit 0" % rsync_path)
+
+
 def q(value: bytes) -> bytes:
     """Quote bytes as one word for a POSIX shell."""
     if value and re.fullmatch(rb"[A-Za-z0-9_@%+=:,./-]+", value):

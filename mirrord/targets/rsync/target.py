@@ -8,7 +8,7 @@ of what it prints), listing.py (the streamed listing), plan.py, batch.py and tra
 (sync(): one rsync per group of items), trash.py (keep_deleted). open() also
 removes, in the same remote command, what interrupted transfers left in
 `.mirrord/rsync-tmp`, when no other mirrord process here has this target open
-(mirrord.targets.sweep).
+(mirrord.targets.sweep); open(readonly=True) makes and removes nothing on the host.
 
 The remote side needs a POSIX login shell and GNU find/sort/mv/xargs (Debian).
 """
@@ -31,7 +31,7 @@ from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
                                           PRINTF, RSYNC_TMP, classify_stderr, prepare_script, q,
-                                          record_entry, tail)
+                                          readonly_script, record_entry, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
@@ -71,22 +71,46 @@ class RsyncTarget(Target):
         return f"rsync:{self.name}({user}{o.host}:{o.port}:{o.path})"
 
     # ------------------------------------------------------------ lifecycle
-    def open(self) -> None:
+    def open(self, *, readonly: bool = False) -> None:
         """Create the root and `.mirrord/rsync-tmp` on the host and check its rsync; when no
         other mirrord process here has this target open, the same remote command removes
-        what interrupted transfers left in `.mirrord/rsync-tmp` (mirrord.targets.sweep)."""
+        what interrupted transfers left in `.mirrord/rsync-tmp` (mirrord.targets.sweep).
+        `readonly` (Target.open): the remote command only checks that the root is a
+        directory and reads rsync's version; nothing is made or swept on the host and no
+        lock file here. PermanentError when the root does not exist or is no directory.
+        (The ssh connection's private directory in this host's /tmp is made either way:
+        connection.py.)"""
         self.dests_made.clear()
-        if not self._open_lock.hold(lambda: self._prepare(sweep=True)):
+        if readonly:
+            self._prepare_readonly()
+        elif not self._open_lock.hold(lambda: self._prepare(sweep=True)):
             self._prepare(sweep=False)
+
+    def _prepare_readonly(self) -> None:
+        proc = self._run(readonly_script(self.root, os.fsencode(self.opts.rsync_path)))
+        if proc.returncode == EXIT_ABSENT:
+            raise PermanentError(f"{self.describe()}: the mirror root {self.opts.path} does not "
+                                 f"exist on {self.opts.host}")
+        if proc.returncode != 0:
+            raise classify_stderr(proc.stderr, f"{self.describe()}: cannot look at the target "
+                                               f"root (not a directory?)")
+        self._note_version(proc.stdout, readonly=True)
 
     def _prepare(self, *, sweep: bool) -> None:
         script = prepare_script(self.root, os.fsencode(self.opts.rsync_path), sweep=sweep)
         proc = self._run(script)
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
-        m = re.search(rb"protocol version (\d+)", proc.stdout)
+        self._note_version(proc.stdout, stderr=proc.stderr)
+
+    def _note_version(self, stdout: bytes, *, stderr: bytes = b"", readonly: bool = False) -> None:
+        """The mtime precision from rsync's version line; no rsync is a PermanentError
+        unless `readonly` (looking needs no rsync: find, cat)."""
+        m = re.search(rb"protocol version (\d+)", stdout)
         if m is None:
-            raise PermanentError(f"{self.describe()}: no rsync on the mirror host: {tail(proc.stderr)}")
+            if readonly:
+                return
+            raise PermanentError(f"{self.describe()}: no rsync on the mirror host: {tail(stderr)}")
         if int(m.group(1)) < 31:   # rsync < 3.1 keeps whole seconds only
             self.features = self._features(1.0)
 

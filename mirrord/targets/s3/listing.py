@@ -16,7 +16,9 @@ a crash left open under its prefix.
   "Aborting a multipart upload"). abort_open_uploads() aborts every upload
   ListMultipartUploads shows under the prefix (everything there is mirrord's);
   the target calls it at open() when no other mirrord process here has the
-  target open (mirrord.targets.sweep), so an upload in flight is never aborted.
+  target open (mirrord.targets.sweep), so an upload in flight is never aborted;
+  never at open(readonly=True), whose caller (failover, health on the mirror host)
+  cannot know whether a daemon on another host is uploading.
 """
 
 from __future__ import annotations

@@ -96,13 +96,17 @@ class S3Target(Target):
                     read_timeout=self.read_timeout, name=self.name, secrets=self._secrets)
             return self._client
 
-    def open(self) -> None:
+    def open(self, *, readonly: bool = False) -> None:
         """Check that the bucket is there and listable with these credentials; when no
         other mirrord process here has this target open, abort the multipart uploads a
-        crash left open under the prefix (mirrord.targets.sweep)."""
+        crash left open under the prefix (mirrord.targets.sweep). `readonly`
+        (Target.open): no upload is aborted and no lock file made: on the mirror host an
+        upload under the prefix is the primary's daemon's, in flight (nothing here holds
+        the lock to say so). Either way GetBucketVersioning picks the trash mode."""
         self._call("open", "", self.client.list_objects_v2,
                    Bucket=self.bucket, Prefix=self.root + META_DIR + "/", MaxKeys=1)
-        self._open_lock.hold(self.abort_open_uploads)
+        if not readonly:
+            self._open_lock.hold(self.abort_open_uploads)
         self._trash_mode = versioning.detect_mode(self)
 
     def abort_open_uploads(self) -> int:
