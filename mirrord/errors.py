@@ -72,6 +72,12 @@ class JournalError(MirrordError):
     """The journal cannot be opened or is damaged; never start empty over it."""
 
 
+class JournalUnusable(JournalError):
+    """The state database cannot be used as it stands: damaged, not a file, or it cannot be
+    opened (permissions, a read-only directory). Exit code 2: the operator fixes it
+    (mirrord.journal.opening says how, in one line)."""
+
+
 class FailoverRefused(MirrordError):
     """A failover precondition failed (exit code 3)."""
 

@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 import time
+from typing import TextIO
 
 _SECRET_PATTERNS = [
     # libpq's password='quoted value' or a bare value. A bare value ends at whitespace or a
@@ -32,14 +33,16 @@ _SECRET_PATTERNS = [
     (_USERINFO := re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s]*@", re.IGNORECASE), r"\1***@"),
     # a command line's credential options and their separate values (curl, mysql, psql
     # wrappers): `--password x`, `--token 'x y'` (the `=` forms are caught above or below)
+    # A lone `|`, `;` or `&` after the option is no value: a separator (a shell's, or the
+    # " | " that joins a command's output lines: `--password` ending one line is no password)
     (re.compile(r"""((?<![\w-])--(?:password|passwd|pass|token|secret|api-key|apikey|"""
-                r"""access-token|auth-token)(?:\s+|=))('[^']*'|"[^"]*"|[^\s'"]+)""",
+                r"""access-token|auth-token)(?:\s+|=))(?![|;&](?:\s|$))('[^']*'|"[^"]*"|[^\s'"]+)""",
                 re.IGNORECASE), r"\1***"),
     # curl's -u/--user and -U/--proxy-user user:password (the user is kept)
     (re.compile(r"""((?<![\w-])(?:-u|-U|--user|--proxy-user)(?:\s+|=)?)"""
                 r"""(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([^\s:'"]*):[^\s'"]+)"""),
      lambda m: f"{m.group(1)}{next(g for g in m.groups()[1:] if g is not None)}:***"),
-    # a program's own password flag (config.values._PROGRAM_SECRET_FLAGS): sshpass(1) -p x
+    # a program's own password flag (config.cmdline._PROGRAM_SECRET_FLAGS): sshpass(1) -p x
     # and redis-cli -a x (a separate or attached value), mysql/mariadb -px (attached only:
     # `mysql -p db` names a database); up to the end of that command (| ; &)
     (re.compile(r"""((?<![\w-])(?:sshpass\b[^|;&\n]*?\s-p|redis-cli\b[^|;&\n]*?\s-a)\s*)"""
@@ -130,8 +133,11 @@ class _JsonFormatter(logging.Formatter):
         return redact(json.dumps(doc, ensure_ascii=False))
 
 
-def setup_logging(level: str = "info", fmt: str = "text", *, verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "info", fmt: str = "text", *, verbose: bool = False,
+                  stream: TextIO | None = None) -> None:
+    """Log records at `level` and above (debug with `verbose`) as `fmt` ("text" or "json")
+    lines to `stream` (default sys.stderr), each redacted by its formatter."""
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from collections import deque
 from pathlib import Path
 
+from mirrord.cli.output import print_json
 from mirrord.config import Config, SourceConfig
 from mirrord.config.values import shown_command
 from mirrord.exclude import compile_excludes
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     doc = summary(cfg)
     if args.json:
         # ASCII escapes: a source's file name that is not UTF-8 stays valid JSON ("\udcff")
-        print(json.dumps(doc, indent=2))
+        print_json(doc, indent=2)
         return 0
     print(f"{cfg.path}: ok")
     m = cfg.mirrord

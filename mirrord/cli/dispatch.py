@@ -15,12 +15,14 @@ import os
 import sys
 
 from mirrord import __version__
+from mirrord.cli import output
 from mirrord.config import Config, find_config, load
 from mirrord.errors import (
     ConfigError,
     FailoverRefused,
     FatalError,
     JournalError,
+    JournalUnusable,
     MirrordError,
 )
 from mirrord.logsetup import redact, setup_logging
@@ -148,12 +150,21 @@ def dispatch(argv: list[str]) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    with output.redacted_streams():
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Load the config and run the command `args` names -> its exit code; every error a
+    command raises that is the operator's or the environment's is one line (see the module
+    docstring). Output is redacted by the caller (output.redacted_streams)."""
     try:
         cfg = load_config(args)
     except ConfigError as exc:
         return _config_errors(exc)
+    output.register_config_secrets(cfg)
     setup_logging(cfg.mirrord.log_level, cfg.mirrord.log_format,
-                  verbose=getattr(args, "verbose", False))
+                  verbose=getattr(args, "verbose", False), stream=output.raw(sys.stderr))
     try:
         code = int(args.func(args, cfg))
         sys.stdout.flush()   # here, not at exit: a failed write is reported like any other
@@ -163,6 +174,9 @@ def dispatch(argv: list[str]) -> int:
     except FailoverRefused as exc:
         print(f"mirrord: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except JournalUnusable as exc:   # damaged, a directory, cannot be opened: the operator's
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (JournalError, FatalError) as exc:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_FAILURE

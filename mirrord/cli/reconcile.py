@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import signal
 import sys
 import threading
 
+from mirrord.cli.output import print_json
 from mirrord.config import Config
 from mirrord.logsetup import register_secret
 from mirrord.reconcile.command import Command
@@ -118,7 +118,7 @@ def _print_summary(summaries: list[PassSummary], *, as_json: bool, dry_run: bool
     if as_json:
         doc = {"dry_run": dry_run, "delete": delete, "in_sync": all(s.in_sync for s in summaries),
                "targets": {s.target: s.as_dict() for s in summaries}}
-        print(json.dumps(doc, sort_keys=True))
+        print_json(doc, sort_keys=True)
         return
     head = ("target", "compared", "missing", "changed", "extra", "deleted",
             "bytes to send" if dry_run else "bytes shipped", "errors", "duration", "result")

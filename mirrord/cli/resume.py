@@ -19,7 +19,7 @@ import sys
 import time
 
 from mirrord.config import Config
-from mirrord.errors import JournalError
+from mirrord.errors import JournalError, JournalUnusable
 from mirrord.journal import holds, schema
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -43,10 +43,17 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if not path.exists():
         print(f"no deletes were held (no state database yet at {path})")
         return EXIT_OK
-    db = schema.connect(path)
+    try:
+        db = schema.connect(path)
+    except JournalUnusable as exc:   # damaged, or cannot be opened for writing (a read-only dir)
+        print(f"mirrord: resume-deletes: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         schema.migrate(db, path)
         lifted = holds.release(db, args.source)
+    except JournalUnusable as exc:
+        print(f"mirrord: resume-deletes: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except JournalError as exc:
         print(f"mirrord: resume-deletes: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import time
 
 from mirrord import journal, locks, submounts
+from mirrord.cli.output import print_json
 from mirrord.config import Config
 from mirrord.journal.holds import read_holds
 from mirrord.reconcile.result import state_counts
@@ -203,7 +203,7 @@ def _trash_line(trash: dict, now: float) -> str:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     doc = collect(cfg)
     if args.json:
-        print(json.dumps(doc, indent=2, default=str))
+        print_json(doc, indent=2, default=str)
     else:
         print(render(doc))
     return 0

@@ -38,7 +38,17 @@ def parse_memcached_server(item: str) -> tuple[str, int] | str:
 
     Returns (host, port) or the path; ValueError for anything else (a relative path, a bare
     IPv6 address without brackets, a port out of range), so check-config refuses what the
-    flush could not reach (a socket path once passed as a host name on port 11211)."""
+    flush could not reach (a socket path once passed as a host name on port 11211).
+    An item holding '@' (user:password@host) or a space (`host:port --password x`) is
+    refused without repeating it: it may hold a credential (the README's promise)."""
+    if "@" in item:
+        raise ValueError("credentials in a memcached address are not supported (the flush "
+                         "speaks memcached's text protocol, no authentication); remove the "
+                         "user:password@ part (the value is not shown: it may hold a password)")
+    if any(c.isspace() for c in item):
+        raise ValueError("a memcached address holds a space; options (a password flag, say) are "
+                         "not supported, write only host:port (the value is not shown: it may "
+                         "hold a password)")
     if item.startswith("/"):
         if "\0" in item or item.endswith("/"):
             raise ValueError(f"not a socket path: {item!r}")

@@ -14,7 +14,7 @@ from typing import Callable
 
 from mirrord.config.model import T
 from mirrord.errors import ConfigProblem
-from mirrord.logsetup import redact
+from mirrord.config.cmdline import command_secrets, shown_command  # noqa: F401 (re-exported)
 
 # ------------------------------------------------------------- value parsers
 
@@ -151,55 +151,6 @@ def parse_command(text: str) -> str:
         raise ValueError(f"starts with the environment assignment {name}=...: commands run "
                          f"without a shell, so write `env {name}=... program ...`")
     return text
-
-
-# options whose value is the next word and a credential (curl, mysql, psql wrappers)
-_SECRET_OPTIONS = {"--password", "--passwd", "--pass", "--token", "--secret", "--api-key",
-                   "--apikey", "--access-token", "--auth-token"}
-_USER_OPTIONS = {"-u", "-U", "--user", "--proxy-user"}    # curl: user:password
-# Short options that take a password in one program and mean something else elsewhere
-# (`ssh -p 2222` is a port): by program, "word" when the value may be the next word or
-# attached (sshpass(1) -p, redis-cli -a), "attached" when only -pPASS is one (mysql(1):
-# `-p db` prompts, and db is a database). The program is the last word naming one of
-# _PROGRAMS (so `sshpass -p x ssh -p 2222 h` masks x and keeps the port).
-_PROGRAM_SECRET_FLAGS = {
-    "sshpass": {"-p": "word"}, "redis-cli": {"-a": "word"},
-    **{name: {"-p": "attached"} for name in ("mysql", "mysqldump", "mysqladmin", "mariadb",
-                                             "mariadb-dump", "mariadb-admin")}}
-_PROGRAMS = set(_PROGRAM_SECRET_FLAGS) | {"ssh", "scp", "rsync", "sudo", "env", "sh", "bash"}
-
-
-def shown_command(text: str) -> str:
-    """A command line (a hook, reload_command, ssh_command) as it may be shown in a plan,
-    log line, check-config's output or failover.log -> the text with every credential
-    masked '***'; the text as written when it holds none.
-
-    The rule, word by word (split like argv, as it runs): the word after a credential
-    option (`--password x`, `--token x`); the password of `-u/--user/-U user:password`
-    (also `-uuser:password`); a program's own password flag (`sshpass -p x`, `redis-cli
-    -a x`, `mysql -px`: _PROGRAM_SECRET_FLAGS); then everything redact() masks in any text (NAME=value whose
-    name ends in a credential word such as PGPASSWORD=, MYSQL_PWD=, --api-key=; a URL's
-    userinfo; password= in a conninfo; an Authorization header; registered secrets).
-    A command that cannot be split is masked by redact() alone."""
-    try:
-        argv = shlex.split(text)
-    except ValueError:
-        return redact(text)
-    shown, before, program = [], "", ""
-    for word in argv:
-        flags = _PROGRAM_SECRET_FLAGS.get(program, {})
-        attached = next((f for f in flags if word.startswith(f) and len(word) > len(f)), None)
-        if before in _SECRET_OPTIONS or flags.get(before) == "word":
-            word = "***"
-        elif attached is not None:
-            word = attached + "***"                    # sshpass -pPASS, mysql -pPASS
-        elif ":" in word and (before in _USER_OPTIONS or word.startswith("-u")):
-            word = word.partition(":")[0] + ":***"     # -u user:pw, --user user:pw, -uuser:pw
-        shown.append(redact(word))
-        before = argv[len(shown) - 1]
-        if word == before and os.path.basename(word) in _PROGRAMS:
-            program = os.path.basename(word)
-    return text if shown == argv else shlex.join(shown)
 
 
 def parse_every(text: str) -> float:

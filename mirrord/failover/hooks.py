@@ -5,8 +5,9 @@ shell (no word splitting or globbing surprises, nothing to inject), with
 stdin closed and a timeout ([failover] hook_timeout, default 30 s). It gets
 the caller's environment plus MIRRORD_* variables saying what is happening, so
 one script can serve every hook (the pattern of Patroni's callbacks and
-keepalived's notify scripts). Its output is kept (tail only), redacted, and
-ends up in the log and in failover.log.
+keepalived's notify scripts). Its output is kept (tail only), redacted (the
+command line's own secret values masked by value too: config.cmdline.shown_output),
+and ends up in the log and in failover.log.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from mirrord.config.cmdline import register_command_secrets, shown_output
 from mirrord.failover import command
 from mirrord.logsetup import kv, redact
 
@@ -49,12 +51,13 @@ def run(name: str, command_line: str, env: dict[str, str], *, timeout: float) ->
     `env` is added to this process's environment. After `timeout` seconds the hook and
     every process it started in its session are killed (command.run: output bounded, a
     background child holding the output does not count as the hook running)."""
+    register_command_secrets(command_line)
     try:
         done = command.run(shlex.split(command_line), env={**os.environ, **env},
                            timeout=timeout)
     except (OSError, ValueError) as exc:
         return _logged(HookResult(name, False, redact(f"could not run: {exc}"), None, ""))
-    out = _tail(done.output)
+    out = _tail(done.output, command_line)
     if done.timed_out:
         return _logged(HookResult(name, False, f"still running after {timeout:g}s (hook_timeout);"
                                   f" killed" + (f"; output: {out}" if out else ""), None, out))
@@ -62,8 +65,8 @@ def run(name: str, command_line: str, env: dict[str, str], *, timeout: float) ->
     return _logged(HookResult(name, done.returncode == 0, detail, done.returncode, out))
 
 
-def _tail(output: str) -> str:
-    text = redact(" | ".join(line for line in output.splitlines() if line.strip()))
+def _tail(output: str, command_line: str) -> str:
+    text = shown_output(output, command_line)
     return text if len(text) <= OUTPUT_TAIL else "..." + text[-OUTPUT_TAIL:]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 
 from mirrord.config import FailoverConfig
+from mirrord.config.cmdline import register_command_secrets, shown_output
 from mirrord.config.values import shown_command
 from mirrord.failover import cache, command, hooks, sitecheck
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
@@ -99,12 +100,13 @@ def _flip(step: Step, switch: SymlinkSwitch | FlagFileSwitch, readonly: bool) ->
 
 
 def _reload(step: Step, command_line: str) -> None:
+    register_command_secrets(command_line)
     try:
         done = command.run(shlex.split(command_line), env=None, timeout=RELOAD_TIMEOUT)
     except (OSError, ValueError) as exc:
         step.status, step.detail = FAILED, redact(f"could not run: {exc}")
         return
-    output = redact(" | ".join(line for line in done.output.splitlines() if line))
+    output = shown_output(done.output, command_line)
     if len(output) > OUTPUT_TAIL:
         output = "..." + output[-OUTPUT_TAIL:]
     shown = f"output: {output}" if output else "no output"

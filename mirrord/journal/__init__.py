@@ -29,6 +29,7 @@ their own read-only connections. A change is safe once `enqueue` returns.
 
 records.py   Change, Op, Outcome, RowState, TargetBacklog; path bytes <-> str, ship_key
 schema.py    the tables, connect(), the integrity check, migrations (user_version), transactions
+opening.py   opening it read-only (a read-only state dir too), and why it cannot be opened
 barriers.py  pending directory moves / tree removals / file moves and the in-flight overlap rule
 shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
 holds.py     sources whose deletes are held after a mass-change alarm (schema 4), the claim filter

@@ -2,8 +2,8 @@
 
 The schema is versioned with SQLite's `PRAGMA user_version`; an older database
 is migrated in place (v1 -> v2 -> v3 -> v4 -> v5), a newer one is refused. A damaged file
-raises JournalError and is never silently replaced by an empty one: starting
-empty would re-check every source against every target without saying why.
+raises JournalUnusable (mirrord.journal.opening) and is never silently replaced by an
+empty one: starting empty would re-check every source against every target without saying why.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from mirrord.errors import JournalError
+from mirrord.errors import JournalError, JournalUnusable
+from mirrord.journal import opening
 
 SCHEMA_VERSION = 5   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
 #                      4: holds (sources whose deletes are held after a mass-change alarm)
@@ -86,22 +87,25 @@ CREATE TABLE IF NOT EXISTS holds (
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the state database; a damaged file raises JournalError, never starts empty."""
+    """Open the state database; a damaged file, a directory in its place or a file that
+    cannot be opened raises JournalUnusable (a JournalError: mirrord.journal.opening),
+    never starts empty. `readonly`: opening.connect_readonly (works on a read-only
+    state directory)."""
     if readonly:
-        uri = f"file:{path}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-    else:
+        return opening.connect_readonly(path)
+    if opening.not_a_file(path):
+        raise opening.unusable(path, OSError("not a file"))
+    try:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise opening.unusable(path, exc) from None
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
-        if not readonly:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise JournalError(f"state database {path} is damaged ({exc}); refusing to start. "
-                           f"Move it aside to start over: every source will be re-checked "
-                           f"against every target.") from None
+        raise opening.unusable(path, exc) from None
     return conn
 
 
@@ -115,9 +119,9 @@ def check_integrity(db: sqlite3.Connection, path: Path) -> None:
     if rows != [("ok",)]:
         detail = "; ".join(str(r[0]) for r in rows[:3])
         db.close()
-        raise JournalError(f"state database {path} is damaged ({detail}); refusing to "
-                           f"start. Move it aside to start over: every source will be "
-                           f"re-checked against every target.")
+        raise JournalUnusable(f"state database {path} is damaged ({detail}); refusing to "
+                              f"start. Move it aside to start over: every source will be "
+                              f"re-checked against every target.")
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
@@ -139,7 +143,7 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
-        raise JournalError(f"state database {path} is damaged ({exc}); refusing to start") from None
+        raise opening.unusable(path, exc) from None
 
 
 def _to_v2(db: sqlite3.Connection) -> None:

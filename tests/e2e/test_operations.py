@@ -201,7 +201,7 @@ def test_damaged_journal_refuses_to_start(tmp_path):
     data[100:4096 * 2] = os.urandom(4096 * 2 - 100)   # header and first pages destroyed
     db.write_bytes(bytes(data))
     res = subprocess.run([MIRRORD, "-c", str(cfg), "run"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1
+    assert res.returncode == 2   # an unusable state database: the operator fixes it (exit 2)
     assert "damaged" in res.stderr and "refusing to start" in res.stderr
     assert "Traceback" not in res.stderr
     assert db.read_bytes() == bytes(data)   # never silently replaced by an empty journal

@@ -95,7 +95,7 @@ def test_damaged_journal_refuses_to_start(tmp_path, damage):
     for name in ("journal.db-wal", "journal.db-shm"):
         (tmp_path / "state" / name).unlink(missing_ok=True)
     res = subprocess.run([MIRRORD, "-c", str(cfg), "run"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == 2, res.stderr   # an unusable state database: exit 2
     assert "damaged" in res.stderr and "refusing to start" in res.stderr and str(db) in res.stderr
     assert "Traceback" not in res.stderr
     assert db.read_bytes() == bytes(data)   # never silently replaced by an empty journal

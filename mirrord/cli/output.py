@@ -1,0 +1,122 @@
+"""The CLI's output: every line a command prints passes through logsetup.redact, as log lines do.
+
+dispatch installs `redacted_streams` around a command, so no print path (reconcile's
+errors, trash, undelete, status, failover's report, a config error) can show a
+credential the log would have masked: one place rather than each caller. It also
+registers the secret values the config holds (`register_config_secrets`), so they are
+masked by value wherever they turn up: a hook that echoes its own password, an ssh
+ProxyCommand whose error repeats the token it was given.
+
+Text is redacted a whole line at a time (print() writes its arguments, separators and
+end in separate calls: `--password` and its value may arrive apart). A JSON document is
+redacted string by string before it is serialised (`print_json`): redacting the
+serialised text could run a URL's userinfo rule across two strings and break the JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from mirrord.config.cmdline import register_command_secrets
+from mirrord.logsetup import redact, register_secret
+
+
+class RedactingStream:
+    """A text stream writing each complete line of what it is given through redact to `raw`.
+    A partial line waits for its end, or for flush(). Anything else (fileno, encoding,
+    isatty, ...) is `raw`'s."""
+
+    def __init__(self, raw: TextIO):
+        self.raw = raw
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            whole, _, self._pending = self._pending.rpartition("\n")
+            self.raw.write("\n".join(redact(line) for line in whole.split("\n")) + "\n")
+        return len(text)
+
+    def write_verbatim(self, text: str) -> None:
+        """Write `text` as it is (already redacted: print_json), after any pending part."""
+        self.flush()
+        self.raw.write(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            self.raw.write(redact(pending))
+        self.raw.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def raw(stream: TextIO) -> TextIO:
+    """The stream under `stream` when it is a RedactingStream, else `stream` (log lines,
+    redacted by their formatter already, go to it straight)."""
+    return stream.raw if isinstance(stream, RedactingStream) else stream
+
+
+@contextlib.contextmanager
+def redacted_streams() -> Iterator[None]:
+    """sys.stdout and sys.stderr redacted (RedactingStream) inside the block; what a
+    partial line left is written and the streams put back at its end, whatever
+    the block raised. A stream the block replaced itself (dispatch's devnull after a
+    failed write) is left as the block set it."""
+    out, err = sys.stdout, sys.stderr
+    wrapped_out, wrapped_err = RedactingStream(out), RedactingStream(err)
+    sys.stdout, sys.stderr = wrapped_out, wrapped_err
+    try:
+        yield
+    finally:
+        for wrapped, name, raw in ((wrapped_out, "stdout", out), (wrapped_err, "stderr", err)):
+            if getattr(sys, name) is wrapped:
+                setattr(sys, name, raw)
+            with contextlib.suppress(OSError, ValueError):
+                wrapped.flush()
+
+
+def print_json(doc: Any, **dumps_args: Any) -> None:
+    """Print `doc` as JSON (json.dumps with `dumps_args`) to sys.stdout, every string in it
+    (keys too) redacted first; the JSON stays valid whatever the strings held."""
+    text = json.dumps(_redacted(doc), **dumps_args) + "\n"
+    stream = sys.stdout
+    if isinstance(stream, RedactingStream):
+        stream.write_verbatim(text)
+    else:
+        stream.write(text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(k) if isinstance(k, str) else k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def register_config_secrets(cfg: Any) -> None:
+    """Register with the redaction every secret value `cfg` (a Config) holds: S3 secret
+    keys, and the values command_secrets finds in each command line (hooks,
+    reload_command, ssh_command), in the failover conninfos (password=, a URI's userinfo)
+    and in check_url's userinfo. Never raises: a value it cannot split is the config
+    check's business (redact's patterns still apply to it)."""
+    for target in cfg.targets.values():
+        if target.s3 is not None and target.s3.secret_access_key:
+            register_secret(target.s3.secret_access_key)
+        if target.rsync is not None and target.rsync.ssh_command:
+            register_command_secrets(target.rsync.ssh_command)
+    fo = cfg.failover
+    if fo is None:
+        return
+    for text in (fo.reload_command, *(cmd for _, cmd in fo.hooks), fo.database,
+                 fo.primary_database, fo.check_url):
+        if text:
+            register_command_secrets(text)
