@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mirrord.targets.local import LocalTarget
 from tests.e2e.helpers import MIRRORD, Mirrord, wait_converged
+from tests.e2e.test_exchange_in_flight import exchange
 
 
 def _free_port() -> int:
@@ -116,24 +117,23 @@ def test_daemon_live_and_ready_follow_the_target_state(tmp_path):
         assert hb["state"] == "in_sync"
         shown = json.loads(daemon.cli("status", "--json").stdout)
         assert shown["targets"]["t"]["state"] == "in_sync"
-        dst.rename(aside)                        # the target's root is now a file: every
-        dst.write_text("not a directory")        # write fails and is retried
+        aside.write_text("not a directory")      # the target's root is now a file: every
+        exchange(dst, aside)                     # write fails and is retried (one atomic
+        # swap: a rename then a write raced the daemon making the root again, IsADirectoryError)
         (tmp_path / "src" / "b.jpg").write_text("b")
         deadline = time.monotonic() + 30
         while get("/ready")[0] == 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         status, body = get("/ready")
         assert status == 503, body
-        dst.unlink()
-        aside.rename(dst)
+        exchange(dst, aside)
         deadline = time.monotonic() + 120
         while get("/ready")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert get("/ready")[0] == 200
     finally:
-        if aside.exists():
-            dst.unlink(missing_ok=True)
-            aside.rename(dst)
+        if aside.is_dir():
+            exchange(dst, aside)
         assert daemon.stop() == 0
 
 
