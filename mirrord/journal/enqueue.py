@@ -263,6 +263,10 @@ class EnqueueMixin:
         target, c is sent whole and a's delete, run after b's row and so after c's, finds
         them there (keeper.lives_on; a tree's: trash.moved_trees); if it is made, a is gone
         and nothing is kept. Called before the rename's own rows are recorded."""
+        if is_dir:   # tree rows naming bsrc need no wait link to it (ops_tree_src index)
+            self.db.execute("UPDATE ops SET src = ? WHERE target = ? AND source = ? AND tree = 1 "
+                            "AND src = ? AND kind IN ('delete', 'mkdir') AND path != ?",
+                            (bdst, target, source, bsrc, bdst))
         row = self.db.execute("SELECT id, kind, src FROM ops WHERE target = ? AND source = ? "
                               "AND path = ?", (target, source, bsrc)).fetchone()
         if row is None:

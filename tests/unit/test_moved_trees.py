@@ -154,6 +154,22 @@ def test_a_rotation_names_where_each_removals_bytes_went(j):
                         "x": ("delete", 1, "d2")}
 
 
+def test_a_rotation_then_a_rename_on_names_the_last_name(j):
+    """`mv d1 d3; mv d2 d1; mv d3 d2; mv d1 d9`: d2's old bytes went to d1, then on to d9.
+    d2's removal names d1 with no wait link to d1's row, so the chain a -> b -> c must find
+    it by its new name (it named d1, and every version it kept stayed kept)."""
+    assert j.enqueue_move(S, "d1", "d3", is_dir=True) == []
+    assert j.enqueue_move(S, "d2", "d1", is_dir=True) == [T]
+    assert j.enqueue_move(S, "d3", "d2", is_dir=True) == [T]
+    assert _rows(j)["d2"] == ("mkdir", 1, "d1")
+    assert j.enqueue_move(S, "d1", "d9", is_dir=True) == [T]
+    assert _rows(j)["d2"] == ("mkdir", 1, "d9")
+    plan = " ".join(str(r) for r in j.db.execute(
+        "EXPLAIN QUERY PLAN UPDATE ops SET src = x'00' WHERE target = 't' AND source = 's' "
+        "AND tree = 1 AND src = x'01' AND kind IN ('delete', 'mkdir') AND path != x'02'"))
+    assert "ops_tree_src" in plan, plan      # no scan of the backlog per directory rename
+
+
 def test_the_move_in_flight_keeps_the_removal_named_after_its_ack(j):
     assert j.enqueue_move(S, "d1", "x", is_dir=True) == []
     [move] = j.claim(T, 10)
