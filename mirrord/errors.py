@@ -82,6 +82,16 @@ class FailoverRefused(MirrordError):
     """A failover precondition failed (exit code 3)."""
 
 
+class StateDirError(MirrordError):
+    """[mirrord] state_dir cannot be made or written here (a file in its way, a read-only
+    file system, a directory of /proc): `path` and `reason` (the OS's words). A config
+    error, exit 2, naming the key (mirrord.cli.dispatch); it was a bare OS error, exit 1."""
+
+    def __init__(self, path: object, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
 class FatalError(MirrordError):
     """Stop the program with exit code 1 and this message."""
 

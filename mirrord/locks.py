@@ -17,6 +17,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from mirrord.errors import StateDirError
+
 DAEMON = "daemon.lock"
 RECONCILE = "reconcile.lock"
 FAILOVER = "failover.lock"
@@ -53,11 +55,16 @@ def take(state_dir: Path, name: str, *, mode: int = 0o644) -> Lock:
     """Take the exclusive lock `state_dir/name` without waiting and record our pid in it.
 
     Creates state_dir when missing. Raises Busy (with the holder's pid when it can be
-    read) when another process holds it; OSError when the file cannot be opened."""
+    read) when another process holds it; StateDirError when state_dir cannot be made or
+    the file cannot be made or opened there (its reason: the OS's words)."""
     state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / name
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        what = "cannot be made" if not state_dir.is_dir() else f"cannot hold {name}"
+        raise StateDirError(state_dir, f"{what}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -24,6 +24,7 @@ from mirrord.errors import (
     JournalError,
     JournalUnusable,
     MirrordError,
+    StateDirError,
 )
 from mirrord.logsetup import redact, setup_logging
 
@@ -171,6 +172,10 @@ def _run_command(args: argparse.Namespace) -> int:
         return code
     except ConfigError as exc:
         return _config_errors(exc)
+    except StateDirError as exc:   # a config error found by using it: exit 2, the key named
+        print(f"mirrord: config error: {cfg.path}: [mirrord] state_dir: {exc}",
+              file=sys.stderr)
+        return EXIT_USAGE
     except FailoverRefused as exc:
         print(f"mirrord: refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

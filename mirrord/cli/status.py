@@ -181,11 +181,25 @@ def render(doc: dict) -> str:
         rec = t.get("last_reconcile")
         if rec:
             lines.append(f"{'':<12} last reconcile {_age(rec.get('finished_at') or rec.get('at'), now)}: "
-                         + ", ".join(f"{k} {v}" for k, v in state_counts(rec).items()))
+                         + ", ".join(f"{k} {v}" for k, v in state_counts(rec).items())
+                         + _reconcile_verdict(rec))
         trash = t.get("trash")
         if trash:
             lines.append(f"{'':<12} {_trash_line(trash, now)}")
     return "\n".join(lines)
+
+
+def _reconcile_verdict(rec: dict) -> str:
+    """What the counts alone do not say: "; FAILED, N errors: the first" when the pass had
+    errors (a listing that failed left every count 0, which read as a clean pass), else
+    "; NOT in sync" when it found the target not in sync; "" for a clean pass."""
+    errors = rec.get("errors") or []
+    if errors:
+        first = " ".join(str(errors[0]).split())   # one line, whatever the error holds
+        count = max(int(rec.get("error_count") or 0), len(errors))   # errors is capped
+        return (f"; FAILED, {count} error{'s' if count != 1 else ''}, NOT in sync"
+                f" (first: {first})")
+    return "; NOT in sync" if rec.get("in_sync") is False else ""
 
 
 def _trash_line(trash: dict, now: float) -> str:

@@ -57,7 +57,10 @@ def add_parser(sub) -> None:
     u.add_argument("--force", action="store_true", help="with --to-source: overwrite a newer "
                    "file in the source tree")
     u.add_argument("--dry-run", action="store_true", help="print what would happen, change nothing")
-    u.add_argument("paths", nargs="+", metavar="PATH")
+    u.add_argument("--all", action="store_true", help="everything the targets keep, instead "
+                   "of PATH (an empty PATH or '.' is refused: `undelete \"$DIR\"` with DIR "
+                   "unset brought back the whole trash)")
+    u.add_argument("paths", nargs="*", metavar="PATH")
     u.set_defaults(func=run_undelete)
 
 
@@ -165,9 +168,8 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
         if args.force and not args.to_source:
             raise listing.UsageError("--force only applies with --to-source")
         names = selected(cfg, args.target)
-        bounds = {key: listing.parse_time(getattr(args, key))
-                  for key in ("at", "before", "since") if getattr(args, key) is not None}
-        prefixes = {n: [listing.target_path(cfg, n, p) for p in args.paths] for n in names}
+        bounds = _window(args)
+        prefixes = _prefixes(cfg, names, args)
     except listing.UsageError as exc:
         return _usage(exc)
     _announce(args, names)
@@ -191,6 +193,40 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
         print(f"mirrord: nothing kept at or below {path!r} in the time asked "
               f"(targets: {', '.join(names)})", file=sys.stderr)
     return EXIT_OK if not unmatched and all(o.ok for o in outcomes) else EXIT_FAILURE
+
+
+def _window(args: argparse.Namespace) -> dict[str, float]:
+    """--at / --before / --since as times (listing.parse_time); UsageError for a window no
+    version can be in (`--since 1h --before 2h`): it read as "nothing kept", exit 1."""
+    bounds = {key: listing.parse_time(getattr(args, key))
+              for key in ("at", "before", "since") if getattr(args, key) is not None}
+    since, end = bounds.get("since"), bounds.get("at", bounds.get("before"))
+    if since is not None and end is not None and (
+            since > end or (since == end and "before" in bounds)):
+        flag = "--at" if "at" in bounds else "--before"
+        raise listing.UsageError(f"--since {args.since} is not before {flag} "
+                                 f"{getattr(args, flag[2:])}: no version can be in that window")
+    return bounds
+
+
+def _prefixes(cfg: Config, names: list[str], args: argparse.Namespace) -> dict[str, list[str]]:
+    """Per target, the target path of each PATH; [""] (everything) for --all. UsageError
+    for no PATH without --all, PATH with --all, or a PATH naming a whole target (an empty
+    one, '.', './'): a shell variable left unset must not restore the whole trash."""
+    if args.all:
+        if args.paths:
+            raise listing.UsageError("--all restores everything: give it no PATH")
+        return {n: [""] for n in names}
+    if not args.paths:
+        raise listing.UsageError("undelete needs a PATH (or --all for everything kept)")
+    out = {n: [listing.target_path(cfg, n, p) for p in args.paths] for n in names}
+    for n in names:
+        for arg, prefix in zip(args.paths, out[n]):
+            if not prefix:
+                raise listing.UsageError(f"PATH {arg!r} names everything [target:{n}] keeps; "
+                                         "give a path inside it, or --all (with no PATH) "
+                                         "to restore everything")
+    return out
 
 
 def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict,

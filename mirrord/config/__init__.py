@@ -6,7 +6,9 @@ are resolved against the directory holding the config file, so the same file
 works whatever the current directory is. Nothing here talks to a service.
 
 model: the dataclasses; values: value parsers and the problem-collecting reader;
-sections / failover: one reader per section; load: the whole file.
+sections / failover: one reader per section; host: keys checked against this host
+(state_dir, ssh_command's program); overlap: targets one inside another; load: the
+whole file.
 """
 
 from mirrord.config.model import (  # noqa: F401 - the package's interface

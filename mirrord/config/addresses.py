@@ -123,9 +123,49 @@ def conninfo_params(conninfo: str) -> dict:
                          f"URI): {reason}") from None
 
 
+# The values libpq accepts for its enumerated parameters, from the PostgreSQL manual,
+# libpq "Parameter Key Words" (34.1.2); libpq checks them only when it connects, so a typo
+# (`sslmode=requir`) passed check-config and then read as "replica unreachable" in a
+# failover's precheck. ssl_*_protocol_version are compared ignoring case, as libpq does.
+# Only what libpq itself refuses when connecting is listed (not gsslib, used on Windows
+# only, nor replication, whose value the server judges).
+LIBPQ_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "sslnegotiation": ("postgres", "direct"),
+    "sslcertmode": ("disable", "allow", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby",
+                             "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "ssl_min_protocol_version": ("tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"),
+    "ssl_max_protocol_version": ("tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"),
+}
+_CASELESS = ("ssl_min_protocol_version", "ssl_max_protocol_version")
+# Integer parameters (libpq's parse_int_param: an optional sign, digits, spaces around).
+# connect_timeout is read by psycopg itself (psycopg.conninfo, `int(float(value))`: 1.5
+# is taken), so it is checked as psycopg does.
+LIBPQ_INTEGERS = ("connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                  "keepalives_count", "tcp_user_timeout")
+_INTEGER = re.compile(r"^\s*[-+]?\d+\s*$", re.ASCII)
+
+
+def _integer(key: str, value: str) -> bool:
+    if key == "connect_timeout":
+        try:
+            int(float(value))
+        except (ValueError, OverflowError):
+            return False
+        return True
+    return bool(_INTEGER.match(value))
+
+
 def conninfo_problem(conninfo: str) -> str:
-    """Why `conninfo` cannot be used; "" when it can (conninfo_params, then each port must
-    be a number in 1-65535: libpq leaves that to connect time)."""
+    """Why `conninfo` cannot be used; "" when it can: conninfo_params (libpq's own parser),
+    then the values libpq checks only at connect time: each port a number in 1-65535, an
+    enumerated parameter one of LIBPQ_CHOICES, an integer one (LIBPQ_INTEGERS) a whole
+    number. An empty value is left to libpq (its default). The message names the
+    parameter and never repeats the password."""
     try:
         params = conninfo_params(conninfo)
     except ValueError as exc:
@@ -134,6 +174,15 @@ def conninfo_problem(conninfo: str) -> str:
     if ports and not all(p == "" or (p.isdigit() and 0 < int(p) < 65536)
                          for p in ports.split(",")):
         return f"port {ports!r} is not a port number (1-65535, or a comma list of them)"
+    secret = str(params.get("password") or "")
+    for key, value in params.items():
+        value = str(value or "")
+        shown = "***" if secret and secret in value else value
+        choices = LIBPQ_CHOICES.get(key)
+        if value and choices and (value.lower() if key in _CASELESS else value) not in choices:
+            return f"{key} {shown!r} is not one libpq accepts (one of {', '.join(choices)})"
+        if value and key in LIBPQ_INTEGERS and not _integer(key, value):
+            return f"{key} {shown!r} is not a whole number"
     return ""
 
 

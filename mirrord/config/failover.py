@@ -160,7 +160,7 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         readonly=r.path(s, "readonly", follow_links=False),
         readwrite=r.path(s, "readwrite", follow_links=False),
         flag=r.path(s, "flag"),
-        message=r.raw(s, "message", "") or FailoverConfig.message,
+        message=r.get(s, "message", str, FailoverConfig.message),
         memcached=r.get(s, "memcached", _parse_memcached, ()),
         reload_command=r.get(s, "reload_command", parse_command, ""),
         connect_timeout=r.get(s, "connect_timeout", parse_timeout, 5.0),

@@ -13,6 +13,7 @@ from pathlib import Path
 from mirrord.config.addresses import conninfo_password
 from mirrord.config.failover import _read_failover, _read_health
 from mirrord.config.keypaths import S3_KEY_MAX
+from mirrord.config.overlap import check_target_overlaps
 from mirrord.config.model import Config, DEFAULT_PATHS, SECRET_KEYS, SourceConfig, TargetConfig
 from mirrord.config.sections import _read_mirrord, _read_reconcile, _read_source, _read_target
 from mirrord.config.values import _Reader
@@ -56,6 +57,7 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
                 r.problem(section, "dest", f"source {names[key]} already mirrors to target {tname} "
                           f"with dest {src.dest!r}; give each source its own dest")
             names[key] = src.name
+    check_target_overlaps(r, targets)
     for src in sources:
         if r.parser.has_option("mirrord", "state_dir") and _inside(state_dir, src.path):
             r.problem("mirrord", "state_dir", f"{state_dir} is inside the source {src.path}")
@@ -188,10 +190,16 @@ def _build(r: _Reader) -> Config:
 
 
 def find_config(explicit: str | None) -> Path:
-    """-c, else $MIRRORD_CONFIG, else ./mirrord.ini, else /etc/mirrord/mirrord.ini."""
+    """-c, else $MIRRORD_CONFIG, else ./mirrord.ini, else /etc/mirrord/mirrord.ini.
+    ConfigError when MIRRORD_CONFIG is set but empty."""
     if explicit:
         return Path(explicit)
     env = os.environ.get("MIRRORD_CONFIG")
+    if env is not None and not env.strip():
+        # `MIRRORD_CONFIG=$CONF` with CONF unset: as `-c ""`, never a silent fall back to
+        # ./mirrord.ini or /etc/mirrord/mirrord.ini (dispatch._config_path)
+        raise ConfigError([ConfigProblem("$MIRRORD_CONFIG", "", "", "is set but empty: "
+                                         "name the config file, or unset it")])
     if env:
         return Path(env)
     for candidate in DEFAULT_PATHS:

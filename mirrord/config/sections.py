@@ -14,10 +14,11 @@ from mirrord.config.model import (
     S3Options, SourceConfig, TARGET_TYPES, TargetConfig,
 )
 from mirrord.config.values import (
-    _Reader, parse_bool, parse_command, parse_count, parse_duration, parse_every,
+    _Reader, parse_bool, parse_count, parse_duration, parse_every,
     parse_list, parse_percent, parse_port, parse_positive_int,
     parse_size, parse_timeout,
 )
+from mirrord.config.host import read_ssh_command, read_state_dir
 from mirrord.exclude import PatternError, check_pattern
 
 _MIRRORD_KEYS = {"state_dir", "workers", "heartbeat_interval", "log_level", "log_format",
@@ -59,7 +60,7 @@ def _read_mirrord(r: _Reader) -> MirrordSettings:
     if interval <= 0:
         r.problem(s, "heartbeat_interval", "must be greater than zero")
     return MirrordSettings(
-        state_dir=r.path(s, "state_dir") or (r.base / "state").resolve(),
+        state_dir=read_state_dir(r),
         workers=r.get(s, "workers", parse_positive_int, 8),
         heartbeat_interval=interval,
         log_level=level,
@@ -131,7 +132,7 @@ def _read_alarm(r: _Reader, section: str) -> dict:
 
 
 def _read_watcher(r: _Reader, section: str) -> str:
-    value = (r.raw(section, "watcher", "auto") or "auto").strip().lower()
+    value = r.get(section, "watcher", str, "auto").lower()
     if value not in WATCHERS:
         r.problem(section, "watcher", f"must be one of {', '.join(WATCHERS)}, not {value!r}")
         return "inotify"
@@ -167,7 +168,7 @@ def _read_s3(r: _Reader, section: str) -> S3Options:
     return S3Options(
         bucket=bucket, prefix=prefix,
         endpoint_url=r.get(section, "endpoint_url", parse_http_url, ""),
-        region=r.raw(section, "region", "") or "us-east-1",
+        region=r.get(section, "region", str, "us-east-1"),
         access_key_id=access, secret_access_key=secret, addressing_style=style,
         acl=acl,
         storage_class=r.raw(section, "storage_class", "") or "",
@@ -200,8 +201,8 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
         host=host, path=path.rstrip("/") or "/", port=port, user=user,
         ssh_key=r.path(section, "ssh_key"), known_hosts=r.path(section, "known_hosts"),
         strict_host_key_checking=strict,
-        rsync_path=r.raw(section, "rsync_path", "") or "rsync",
-        ssh_command=r.get(section, "ssh_command", parse_command, "ssh"),
+        rsync_path=r.get(section, "rsync_path", str, "rsync"),
+        ssh_command=read_ssh_command(r, section),
         connect_timeout=r.get(section, "connect_timeout", parse_timeout, 10.0),
         batch_size=r.get(section, "batch_size", parse_positive_int, 5000),
     )
@@ -237,7 +238,7 @@ def _read_keep(r: _Reader, section: str, ttype: str) -> tuple[float, int | None,
     window = r.get(section, "keep_deleted", parse_every, 0.0)
     if window and ttype not in KEEPING_TYPES:
         r.problem(section, "keep_deleted", f"a {ttype} target cannot keep deleted files")
-    text = r.raw(section, "keep_deleted_max", "") or ""
+    text = r.get(section, "keep_deleted_max", str, "20%")
     if not text:
         return window, None, 20.0
     try:
@@ -258,7 +259,7 @@ def _read_reconcile(r: _Reader) -> ReconcileConfig:
         return ReconcileConfig()
     r.check_keys(s, _RECONCILE_KEYS)
     max_delete, percent = 1000, None
-    text = r.raw(s, "max_delete", "") or ""
+    text = r.get(s, "max_delete", str, "1000")
     if text:
         try:
             if text.endswith("%"):

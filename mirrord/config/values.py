@@ -162,6 +162,11 @@ def parse_every(text: str) -> float:
 # ------------------------------------------------------------------- reader
 
 
+# Defaults an empty value may stand for (`prefix =`, `memcached =`): nothing. Any other
+# (a count, duration, yes/no, a name) is refused empty: _Reader.empty_refused.
+EMPTY_MEANS_DEFAULT = ("", (), None)
+
+
 class _Reader:
     """Reads one INI file, remembering every problem instead of stopping at the first."""
 
@@ -191,14 +196,23 @@ class _Reader:
         return text
 
     def get(self, section: str, key: str, conv: Callable[[str], T], default: T) -> T:
+        """The value converted by `conv`; `default` when absent. Written empty, `default`
+        only when that is nothing (EMPTY_MEANS_DEFAULT), else also a problem (empty_refused).
+        A text key with a default (`watcher`): get(section, key, str, "auto")."""
         text = self.raw(section, key)
-        if text is None or text == "":
+        if not text:
+            if text == "" and default not in EMPTY_MEANS_DEFAULT:
+                self.empty_refused(section, key)
             return default
         try:
             return conv(text)
         except ValueError as exc:
             self.problem(section, key, str(exc))
             return default
+
+    def empty_refused(self, section: str, key: str) -> None:
+        """A key written empty whose default is a value (`workers =` silently meant 8)."""
+        self.problem(section, key, "is empty: write a value, or remove the line for the default")
 
     def required(self, section: str, key: str) -> str:
         text = self.raw(section, key)

@@ -23,7 +23,7 @@ from typing import Iterator, TextIO
 from mirrord import locks
 from mirrord.config import Config, FailoverConfig
 from mirrord.config.values import shown_command
-from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused
+from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused, StateDirError
 from mirrord.failover import appconfig, hooks, readiness, replica, steps
 from mirrord.failover.result import LOG_NAME, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
@@ -72,6 +72,9 @@ class Procedure:
         except locks.Busy as exc:
             raise FailoverRefused("another failover, switchover or failback is running "
                                   f"(pid {exc.pid or '?'} holds {exc.path})") from None
+        except StateDirError as exc:   # a precondition of the run, as for the app's files: 3
+            raise FailoverRefused(f"[mirrord] state_dir {exc}; state_dir must be writable by "
+                                  "the user running this command") from None
         except OSError as exc:   # e.g. state_dir not writable by this user: nothing changed
             raise FailoverRefused(f"cannot take {state_dir / locks.FAILOVER}: "
                                   f"{exc.strerror or exc}; [mirrord] state_dir must be "

@@ -130,9 +130,11 @@ class PassSummary:
         return doc
 
     def to_state(self) -> dict:
-        """The `reconcile:{target}` state document: as_dict() with at most KEEP_ERRORS errors."""
+        """The `reconcile:{target}` state document: as_dict() with at most KEEP_ERRORS errors,
+        and `error_count`, how many there were (status says it)."""
         doc = self.as_dict()
         doc["errors"] = self.errors[:KEEP_ERRORS]
+        doc["error_count"] = len(self.errors)
         return doc
 
     @property

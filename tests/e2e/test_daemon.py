@@ -201,7 +201,7 @@ def test_targets_connect_side_by_side_at_start(tmp_path):
         ssh.write_text(f"#!/bin/sh\ntouch {tmp_path}/{name}-started\n"
                        f"while [ ! -e {release} ]; do sleep 0.05; done\nexit 255\n")
         ssh.chmod(0o755)
-        sections.append(f"[target:{name}]\ntype = rsync\nhost = 127.0.0.1\npath = /srv/mirror\n"
+        sections.append(f"[target:{name}]\ntype = rsync\nhost = 127.0.0.1\npath = /srv/mirror-{name}\n"
                         f"ssh_command = {ssh}\nconnect_timeout = 120\n")
     cfg = tmp_path / "m.ini"
     cfg.write_text("[mirrord]\nstate_dir = ./state\n[source:s]\npath = ./src\n"
