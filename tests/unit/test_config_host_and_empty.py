@@ -20,7 +20,7 @@ import pytest
 
 from mirrord import locks
 from mirrord.config import load
-from mirrord.errors import ConfigError
+from tests.unit.test_config_hostile import only, problems
 
 MIRRORD = Path(sys.executable).with_name("mirrord")
 
@@ -41,17 +41,6 @@ def write(tmp_path: Path, extra: dict[str, dict[str, str]] | None = None) -> Pat
                             for s, kv in sections.items()))
     path.chmod(0o600)
     return path
-
-
-def problems(path: Path) -> list[tuple[str, str, str]]:
-    with pytest.raises(ConfigError) as info:
-        load(path)
-    assert all(p.file == str(path) for p in info.value.problems)
-    return [(p.section, p.key, p.message) for p in info.value.problems]
-
-
-def only(found, section: str, key: str, words: str) -> None:
-    assert len(found) == 1 and found[0][:2] == (section, key) and words in found[0][2], found
 
 
 def cli(path: Path | None, *argv: str, env: dict[str, str] | None = None,
