@@ -13,6 +13,8 @@ value kept (keep_deleted), moved or shared as the local target renames or links 
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import stat as stat_mod
 import threading
@@ -154,6 +156,11 @@ class MemoryTarget(Target):
         self._check("read", path)
         item = self.files.get(path)
         return None if item is None else item[0]
+
+    def checksum(self, path: str) -> str | None:
+        """Target.checksum: SHA-256 of the bytes held, None when absent."""
+        data = self.read(path)
+        return None if data is None else hashlib.sha256(data).hexdigest()
 
     def _remove_tree(self, path: str) -> None:
         for p in [p for p in self.files if p.startswith(path + "/")]:

@@ -143,7 +143,8 @@ def lives_on(target: Target, item: SyncItem) -> Entry | None:
     bytes because the target holds that very version at `item.moved_to` too; None when it
     must be kept as today: not a plain delete with a new name, anything not a file at
     either name, another size or mtime (ns), another ETag where the target has one (S3:
-    the MD5 of the bytes for a single-part put), or any error while looking (unsure).
+    the MD5 of the bytes for a single-part put), where it has none another SHA-256
+    (Target.checksum: local, rsync), or any error while looking (unsure).
 
     Why comparing the target with itself, not with the source: only the target proves the
     bytes are still there. The journal runs such a delete after the put of the new name
@@ -167,7 +168,21 @@ def lives_on(target: Target, item: SyncItem) -> Entry | None:
         return None
     if (old.token is None) != (new.token is None) or old.token != new.token:
         return None
+    if old.token is None and not _same_checksum(target, item.path, item.moved_to):
+        return None
     return old
+
+
+def _same_checksum(target: Target, a: str, b: str) -> bool:
+    """Whether the target's files at `a` and `b` have one SHA-256 (Target.checksum); False
+    when either has none or looking fails (unsure: keep). Where the target has no ETag,
+    size and mtime alone are no proof: a new name rewritten with `touch -r` before its put
+    ran holds other bytes of the same size and mtime (a breaker's `touch -r` shape)."""
+    try:
+        digest = target.checksum(a)
+        return digest is not None and digest == target.checksum(b)
+    except Exception:  # noqa: BLE001 - unsure: keep
+        return False
 
 
 def by_condition(target: Target, item: SyncItem) -> bool:

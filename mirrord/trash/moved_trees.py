@@ -38,7 +38,7 @@ from mirrord.logsetup import kv
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.trash.model import DELETED, DIR_REMOVED, Kept
-from mirrord.trash.swaps import holds, since_ok
+from mirrord.trash.swaps import holds, same_bytes, since_ok
 
 log = logging.getLogger("mirrord.trash")
 
@@ -160,11 +160,14 @@ def kept_below(target: Target, moved: Moved, rels: set[str] | None = None) -> li
 
 def redundant(target: Target, moved: Moved, kept: Sequence[Kept]) -> list[Kept]:
     """Those of `kept` (kept_below) that the target holds right now at moved.new/rel, rel
-    being the version's path below moved.old (swaps.holds: same size and mtime to the ns).
+    being the version's path below moved.old (swaps.holds: same size and mtime to the ns;
+    then swaps.same_bytes: the same SHA-256, as a chain of renames can leave other bytes
+    of the same size and mtime at the name the journal's hint gives).
     One Target.stat per path, not a listing: a listing may carry the server's time, not
-    the file's (S3). Raises what the target's stat raises."""
+    the file's (S3). Raises what the target's stat, checksum and trash_fetch raise."""
     prefix = moved.old + "/"
     there = {}
     for rel in {k.path[len(prefix):] for k in kept}:
         there[rel] = target.stat(f"{moved.new}/{rel}")
-    return [k for k in kept if holds(there[k.path[len(prefix):]], k)]
+    return [k for k in kept if holds(there[k.path[len(prefix):]], k)
+            and same_bytes(target, k, f"{moved.new}/{k.path[len(prefix):]}")]

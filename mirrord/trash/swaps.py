@@ -20,6 +20,7 @@ the catch-up and reconcile alike. Best effort: a failure is logged, never fails 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 
 from mirrord.logsetup import kv
@@ -27,6 +28,7 @@ from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, SyncItem, SyncResult
 from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import OVERWRITTEN, Kept, stamp_time
+from mirrord.treewalk import file_digest
 
 log = logging.getLogger("mirrord.trash")
 
@@ -52,20 +54,23 @@ def settle(target: Target, results: Sequence[SyncResult]) -> None:
 def redundant(target: Target, item: SyncItem) -> list[Kept]:
     """The versions kept at `item.path` or `item.moved_to` ('overwritten', stamped at the
     change's time, whole second, or later) that the target holds right now at the other
-    name: files at both names, equal size and exact mtime. Raises what the target's stat
-    and trash_list raise."""
+    name: files at both names, equal size and exact mtime, and the very bytes
+    (same_bytes). Raises what the target's stat, checksum, trash_list and trash_fetch
+    raise."""
     here = target.stat(item.path)
     there = target.stat(item.moved_to)
     if not _file(here) or not _file(there):
         return []
     since = int(item.when)   # a versioned bucket stamps by LastModified: whole seconds
     out: list[Kept] = []
-    for name, other in ((item.path, there), (item.moved_to, here)):
+    for name, other, other_path in ((item.path, there, item.moved_to),
+                                    (item.moved_to, here, item.path)):
         # the bound reaches the target: it reads the versions kept since the change, not its
         # whole trash (an S3 'copy' trash would be LISTed whole for every exchange's put)
         out += [k for k in target.trash_list(name, since=since)
                 if k.path == name and k.why == OVERWRITTEN
-                and holds(other, k) and since_ok(k, since)]
+                and holds(other, k) and since_ok(k, since)
+                and same_bytes(target, k, other_path)]
     return out
 
 
@@ -75,6 +80,22 @@ def holds(entry: Entry | None, kept: Kept) -> bool:
     The one rule both swaps and moved_trees drop a kept version by."""
     return (_file(entry) and entry is not None and entry.size == kept.size
             and exact_ns(entry.mtime, entry.mtime_ns) == kept.mtime_ns)
+
+
+def same_bytes(target: Target, kept: Kept, path: str) -> bool:
+    """Whether the file the target holds at `path` is the very bytes of `kept`: its
+    Target.checksum (SHA-256, treewalk.file_digest) equals the digest of the kept bytes
+    (fetched with trash_fetch into a temp file). False when the target has no checksum for
+    it. Asked after holds(): size and mtime alone are no proof that a kept version is
+    redundant. Files extracted from one archive, or rewritten with `touch -r`, share them
+    with other bytes, and a breaker saw a rotation drop a kept version whose bytes were
+    nowhere else any more. Raises what checksum and trash_fetch raise."""
+    want = target.checksum(path)
+    if want is None:
+        return False
+    with tempfile.NamedTemporaryFile(prefix="mirrord-kept-") as tmp:
+        target.trash_fetch(kept, tmp.name)
+        return file_digest(tmp.name) == want
 
 
 def _file(entry: Entry | None) -> bool:

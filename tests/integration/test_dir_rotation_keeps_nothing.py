@@ -140,3 +140,28 @@ def test_a_file_changed_before_its_resend_keeps_exactly_its_old_bytes(site, move
     assert exact(src, target) == {}
     sizes = sorted(size for _path, size in kept(target))
     assert sizes == sorted([len(old), len(b"d2 file 1\n" * 2)]), kept(target)
+
+
+@pytest.mark.parametrize("move_in_flight", [False, True], ids=["read-together", "move-in-flight"])
+def test_other_bytes_of_the_same_size_and_mtime_keep_the_old_ones(site, move_in_flight,
+                                                                  tmp_path):
+    """A file rewritten before its re-send landed, with its size and mtime put back
+    (`touch -r`; a tree extracted from an archive gives many files one mtime): the new
+    name then holds a version that matches the kept one by size and mtime only. The
+    bytes decide: the old ones stay kept (a breaker's rotation dropped such a version,
+    and its bytes were nowhere any more)."""
+    src, j, shipper, target = site
+    claimed = rotate(src, j, shipper, target, move_in_flight)
+    path = src / "d2" / "f3"
+    old, st = path.read_bytes(), path.stat()
+    path.write_bytes(bytes(b ^ 0x20 for b in old))     # same size, other bytes
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    j.enqueue([Change(S, "d2/f3", "put")])
+    drain(j, shipper, target, claimed)
+    assert exact(src, target) == {}
+    contents = []
+    for k in target.trash_list():
+        local = tmp_path / "fetched"
+        target.trash_fetch(k, str(local))
+        contents.append(local.read_bytes())
+    assert old in contents, "the only copy of the old bytes was dropped from the trash"

@@ -79,8 +79,9 @@ def test_other_bytes_at_the_new_name_or_no_new_name_keep(site, tmp_path):
     changed = _landed(site, tmp_path, "new/a", b"first file", NS + 1)   # another mtime
     same_size = _landed(site, tmp_path, "new/sub/b", b"SECOND FILE, LONGER", NS + 7)
     trees.settle(site, [changed, same_size])
-    # same size and mtime is the mirror's "same version" (compare.py): only the mtime tells
-    assert _kept(site) == [("old/a", DIR_REMOVED)]
+    # same size and mtime, other bytes (an archive extracted, `touch -r`): the bytes decide,
+    # so it stays kept (a breaker's rotation dropped such a version: its bytes were lost)
+    assert _kept(site) == [("old/a", DIR_REMOVED), ("old/sub/b", DIR_REMOVED)]
     plain = moved_trees.MovedTrees(clock=Clock(50.0))
     _put(site, tmp_path, "other/x", b"x bytes")
     plain.settle(site, [_remove_tree(site, "other", "")])     # rm -r: no new name

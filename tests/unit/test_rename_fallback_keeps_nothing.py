@@ -129,6 +129,32 @@ def test_other_bytes_or_nothing_at_the_new_name_is_kept(src, tmp_path):
                         trash_rel(stamp_of(WHEN), DELETED, "c.jpg"): b"photo"}
 
 
+def test_other_bytes_of_the_same_size_and_mtime_at_the_new_name_are_kept(src, tmp_path):
+    """No ETag on the target (local, rsync): size and mtime match, the bytes do not (the
+    new name rewritten with `touch -r` before its put ran): the old name is kept."""
+    t = Recording()
+    _put(t, tmp_path, "a.jpg", b"photo A", mtime=1.0)
+    _put(t, tmp_path, "b.jpg", b"photo B", mtime=1.0)
+    (out,) = shipper(t, src).run_ops(t, [op("a.jpg", "delete", src="b.jpg")])
+    assert out.error is None and "a.jpg" not in t.files
+    assert _kept(t) == {trash_rel(stamp_of(WHEN), DELETED, "a.jpg"): b"photo A"}
+
+
+def test_an_exchange_of_the_same_size_and_mtime_drops_only_what_is_held(src, tmp_path):
+    """Two puts over each other where the other end got other bytes of the same size and
+    mtime: the version kept is the only copy of its bytes, and stays."""
+    t = Recording()
+    _put(t, tmp_path, "a.jpg", b"photo a", mtime=1.0)
+    _put(t, tmp_path, "b.jpg", b"photo b", mtime=1.0)
+    for name, data in (("a.jpg", b"photo x"), ("b.jpg", b"photo a")):
+        (src / name).write_bytes(data)
+        os.utime(src / name, (1.0, 1.0))
+    ship = shipper(t, src)
+    ship.run_ops(t, [op("b.jpg", "put", src="a.jpg")])
+    ship.run_ops(t, [op("a.jpg", "put", src="b.jpg")])
+    assert _kept(t) == {trash_rel(stamp_of(WHEN), OVERWRITTEN, "b.jpg"): b"photo b"}
+
+
 # ------------------------------------------------------------------ exchanges (trash.swaps)
 
 
