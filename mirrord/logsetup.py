@@ -103,6 +103,20 @@ def redact(text: str) -> str:
     register_secret)."""
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
+    return mask_secrets(text)
+
+
+class Verbatim(str):
+    """A string that is user data, a file's path: shown as it is, with only the registered
+    secret values masked (mask_secrets), never rewritten by redact's patterns (a breaker's
+    `password=1.jpg` came out of `trash --json` as `password=***`): mirrord.cli.output."""
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with only the registered secret values masked (register_secret), none of
+    redact's patterns: for user data such as a file's path, which a pattern would rewrite
+    (a file named `password=1.jpg` listed as `password=***`, which undelete then cannot
+    find), while a credential mirrord read is still never shown."""
     for secret in _extra_secrets:
         text = text.replace(secret, "***")
     for short in _short_secrets.values():

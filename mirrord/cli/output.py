@@ -7,6 +7,10 @@ registers the secret values the config holds (`register_config_secrets`), so the
 masked by value wherever they turn up: a hook that echoes its own password, an ssh
 ProxyCommand whose error repeats the token it was given.
 
+A file's path is user data, not a message: printed with print_data or wrapped in
+Verbatim, only the registered secret values are masked in it, so `mirrord trash` lists
+`password=1.jpg` as it is named and undelete can be given what trash printed.
+
 Text is redacted a whole line at a time (print() writes its arguments, separators and
 end in separate calls: `--password` and its value may arrive apart). A JSON document is
 redacted string by string before it is serialised (`print_json`): redacting the
@@ -22,7 +26,19 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mirrord.config.cmdline import register_command_secrets
-from mirrord.logsetup import redact, register_secret
+from mirrord.logsetup import Verbatim, mask_secrets, redact, register_secret
+
+
+def print_data(text: str) -> None:
+    """Print `text`, a line of user data (paths: `mirrord trash`, undelete's outcomes), to
+    sys.stdout as it is but for the registered secret values (Verbatim's rule); any
+    message in it must be redacted by the caller."""
+    stream = sys.stdout
+    line = mask_secrets(text) + "\n"
+    if isinstance(stream, RedactingStream):
+        stream.write_verbatim(line)
+    else:
+        stream.write(line)
 
 
 class RedactingStream:
@@ -93,6 +109,8 @@ def print_json(doc: Any, **dumps_args: Any) -> None:
 
 
 def _redacted(value: Any) -> Any:
+    if isinstance(value, Verbatim):
+        return mask_secrets(value)
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):

@@ -14,6 +14,7 @@ from mirrord.cli.output import print_json
 from mirrord.config import Config
 from mirrord.journal.holds import read_holds
 from mirrord.reconcile.result import state_counts
+from mirrord.logsetup import Verbatim
 
 
 def add_parser(sub) -> None:
@@ -45,7 +46,7 @@ def collect(cfg: Config) -> dict:
                 "oldest_pending_age": round(now - b.oldest, 3) if b.oldest else 0.0,
                 "failing": b.failing, "shipped": extra.get("shipped", 0),
                 "failed": extra.get("failed", 0), "waiting": b.waiting, "busy": extra.get("busy", 0),
-                "last_shipped_path": extra.get("last_path"),
+                "last_shipped_path": _verbatim(extra.get("last_path")),
                 "last_shipped_at": extra.get("last_at"), "last_error": extra.get("last_error"),
                 "last_error_at": extra.get("last_error_at"),
                 "last_reconcile": journal.read_state(db, f"reconcile:{name}"),
@@ -221,3 +222,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     else:
         print(render(doc))
     return 0
+
+
+def _verbatim(path: str | None) -> str | None:
+    """A file's path for --json: as it is named (logsetup.Verbatim), not pattern-redacted."""
+    return None if path is None else Verbatim(path)

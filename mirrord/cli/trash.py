@@ -19,10 +19,10 @@ import os
 import sys
 
 from mirrord import targets as target_registry
-from mirrord.cli.output import print_json
+from mirrord.cli.output import print_data, print_json
 from mirrord.config import Config
 from mirrord.errors import MirrordError, PermanentError
-from mirrord.logsetup import register_secret
+from mirrord.logsetup import redact, register_secret
 from mirrord.targets.base import Target
 from mirrord.targets.paths import check_relpath
 from mirrord.trash import listing, restore
@@ -134,7 +134,7 @@ def run_trash(args: argparse.Namespace, cfg: Config) -> int:
     if args.json:
         print_json(_trash_doc(found), indent=2)
     else:
-        print("\n".join(_trash_lines(found)))
+        print_data("\n".join(_trash_lines(found)))   # paths as they are named
     return EXIT_OK
 
 
@@ -187,7 +187,7 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         _close(opened)
     for o in outcomes:
-        print(_outcome_line(o))
+        print_data(_outcome_line(o))
     unmatched = _unmatched(args.paths, prefixes, chosen)
     for path in unmatched:
         print(f"mirrord: nothing kept at or below {path!r} in the time asked "
@@ -289,4 +289,4 @@ def _outcome_line(o: restore.Outcome) -> str:
     what = (f"version of {listing.iso(k.when)} ({WHY_TEXT.get(k.why, k.why)}, "
             f"{listing.human_size(k.size)})")
     line = f"{o.action}: {listing.shown_path(o.where)} <- {what}"
-    return f"{line}: {o.detail}" if o.detail else line
+    return f"{line}: {redact(o.detail)}" if o.detail else line   # a message: redacted

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from mirrord.config import Config
 from mirrord.config.values import parse_duration
+from mirrord.logsetup import Verbatim
 from mirrord.targets.base import Target
 from mirrord.targets.paths import META_DIR, join
 from mirrord.trash.model import WHY_TEXT, Kept, since_stamp, stamp_time
@@ -143,10 +144,10 @@ def choose(kept: Iterable[Kept], *, at: float | None = None, before: float | Non
 
 def as_dict(k: Kept) -> dict:
     """One kept version for `mirrord trash --json` (times UTC ISO 8601; size in bytes)."""
-    return {"path": k.path, "changed": iso(k.when), "stamp": k.stamp, "why": k.why,
+    return {"path": Verbatim(k.path), "changed": iso(k.when), "stamp": k.stamp, "why": k.why,
             "why_text": WHY_TEXT.get(k.why, k.why), "size": k.size,
             "mtime": iso(k.mtime_ns / 1e9), "mtime_ns": k.mtime_ns, "mode": k.mode,
-            "key": k.key, "version": k.version}
+            "key": Verbatim(k.key), "version": k.version}
 
 
 def human_size(n: int) -> str:

@@ -83,3 +83,18 @@ def test_a_memcached_address_with_a_credential_is_refused_without_repeating_it(i
     message = str(info.value)
     assert "MEMSECRET" not in message and "brackets" not in message, message
     assert "not supported" in message
+
+
+def test_a_path_is_shown_as_named_but_a_registered_secret_is_still_masked(capsys):
+    """Verbatim and print_data: user data (a file's path) is not rewritten by the patterns,
+    while a credential mirrord read (register_secret) is masked even there."""
+    from mirrord.cli.output import print_data  # noqa: PLC0415
+    from mirrord.logsetup import Verbatim, register_secret
+    register_secret("Verb4timSecret")
+    output.print_json({"path": Verbatim("password=abc123.jpg"), "error": "password=abc123",
+                "other": Verbatim("dir/Verb4timSecret.jpg")})
+    doc = json.loads(capsys.readouterr().out)
+    assert doc == {"path": "password=abc123.jpg", "error": "password=***",
+                   "other": "dir/***.jpg"}
+    print_data("  x --token 12345.jpg  Verb4timSecret")
+    assert capsys.readouterr().out == "  x --token 12345.jpg  ***\n"
