@@ -74,10 +74,32 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
                                factory=_ReadOnlyConnection)
         conn.tidy_path = None if had_files or immutable else path
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        problem = not_ours(conn, path, empty_ok=False)
     except sqlite3.Error as exc:
         raise unusable(path, exc, readonly=True) from None
+    if problem is not None:
+        conn.close()
+        raise problem
     return conn
+
+
+def not_ours(conn: sqlite3.Connection, path: Path, *, empty_ok: bool) -> JournalUnusable | None:
+    """Why the database at `path` is not a mirrord state database, or None: tables but not
+    mirrord's `ops` (another program's SQLite file: a daemon would have added its tables to
+    it), or no table at all unless `empty_ok` (a writer creates them; a reader has nothing
+    to show: status read a 0-byte journal.db and failed with 'no such table: ops', a
+    traceback). Raises sqlite3.Error when the file cannot be read."""
+    tables = {name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "ops" in tables or (empty_ok and not tables):
+        return None
+    if not tables:
+        return JournalUnusable(f"the state database {path} is empty: no mirrord daemon or "
+                               f"reconcile has run with this state_dir yet")
+    shown = ", ".join(sorted(tables)[:5])
+    return JournalUnusable(f"{path} is not a mirrord state database (it holds other "
+                           f"tables: {shown}); refusing to use it. Point [mirrord] state_dir "
+                           f"at mirrord's own directory")
 
 
 class _ReadOnlyConnection(sqlite3.Connection):

@@ -103,6 +103,10 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         raise opening.unusable(path, exc) from None
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
+        foreign = opening.not_ours(conn, path, empty_ok=True)
+        if foreign is not None:   # before WAL mode: another program's file stays as it was
+            conn.close()
+            raise foreign
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.DatabaseError as exc:

@@ -89,3 +89,46 @@ def test_an_unusable_journal_is_one_line_and_exit_2(tmp_path, shape):
         assert db.read_bytes() == b"this is not a database\n" * 500   # never replaced
     else:
         assert db.is_dir() and not any(db.iterdir())
+
+
+def test_an_empty_or_foreign_state_database_is_one_line_and_left_alone(tmp_path):
+    """A 0-byte journal.db, or another program's SQLite file in its place (a breaker):
+    `status` failed with a traceback ('no such table: ops'), and `run` / `reconcile`
+    added mirrord's tables to the foreign file. Now one line, exit 2; the foreign file is
+    never written; an empty one is a new state database to a writer."""
+    import sqlite3
+    import subprocess
+    import sys
+    mirrord = Path(sys.executable).with_name("mirrord")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.jpg").write_text("a")
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = tmp_path / "m.ini"
+    cfg.write_text(f"[mirrord]\nstate_dir = {state}\n[source:up]\npath = {tmp_path / 'src'}\n"
+                   f"targets = t\n[target:t]\ntype = local\npath = {tmp_path / 'tgt'}\n"
+                   "[reconcile]\nat_start = no\n")
+    db = state / "journal.db"
+
+    def run(*args):
+        return subprocess.run([str(mirrord), "-c", str(cfg), *args], capture_output=True,
+                              text=True, timeout=120)
+
+    db.write_bytes(b"")
+    for args in (("status",), ("status", "--json")):
+        out = run(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "is empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert run("reconcile").returncode == 0          # a writer starts it: a new database
+    assert run("status").returncode == 0
+    db.unlink()
+    foreign = sqlite3.connect(db)
+    foreign.execute("CREATE TABLE foo (x)")
+    foreign.commit()
+    foreign.close()
+    before = db.read_bytes()
+    for args in (("status",), ("reconcile",), ("run",), ("resume-deletes",)):
+        out = run(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr)
+        assert "not a mirrord state database" in out.stderr, (args, out.stderr)
+    assert db.read_bytes() == before
