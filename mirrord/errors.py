@@ -54,6 +54,11 @@ class PermanentError(TargetError):
     """Will not succeed by retrying soon: bad name for this target, permission denied."""
 
 
+class MirrorRootMissing(PermanentError):
+    """A target opened read-only (Target.open) whose root does not exist: on a mirror host,
+    usually its file system not mounted. Failover refuses on it (failover.heartbeat.judge)."""
+
+
 class SourceBusy(RetryableError):
     """The source is not ready to be shipped as the op saw it: a file still open for writing
     (a read lease was refused: sent once the writer closes it, never half-written), a file

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from mirrord import heartbeat as heartbeat_doc, targets
 from mirrord.config import Config
-from mirrord.errors import MirrordError
+from mirrord.errors import MirrordError, MirrorRootMissing
 from mirrord.failover import skew
 from mirrord.failover.result import FAIL, Check
 
@@ -50,11 +50,17 @@ def fetch(cfg: Config, name: str) -> tuple[Heartbeat | None, str]:
 
 def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age: float,
           severity: str = FAIL, max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
-    """Age and pending checks; `severity` is WARN for failover (the primary is gone).
+    """Age and pending checks; `severity` is WARN for failover (the primary is gone), but
+    a mirror root that does not exist (MirrorRootMissing: a mount missing) always FAILs.
 
     `now` is this host's Unix time in seconds; a heartbeat dated more than `max_skew`
     seconds after it fails heartbeat.age with the measured skew (skew.py)."""
     limit = f"{max_age:g}s"
+    if hb is None and error.startswith(f"{MirrorRootMissing.__name__}:"):
+        # not a silent primary (which is when the mirror must take over) but no mirror at
+        # all: a switch would serve no uploads. Refused whatever the severity (a breaker)
+        return [Check("heartbeat.age", False, "none", limit,
+                      f"{error}: failing over would serve an empty mirror", severity=FAIL)]
     if hb is None:
         why = error or f"no {HEARTBEAT} on target {target}: is mirrord running on the primary?"
         return [Check("heartbeat.age", False, "none", limit, why, severity=severity)]

@@ -28,7 +28,7 @@ import stat as stat_mod
 from typing import Iterator
 
 from mirrord.config import TargetConfig
-from mirrord.errors import NotFound, PermanentError
+from mirrord.errors import MirrorRootMissing, NotFound, PermanentError
 from mirrord.logsetup import kv
 from mirrord.targets import local_parents as beneath
 from mirrord.targets import local_read
@@ -104,7 +104,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         try:
             st = os.stat(self.root)   # follows a root configured through a symlink
         except FileNotFoundError:
-            raise PermanentError(f"{self.describe()}: the mirror root {os.fsdecode(self.root)} "
+            raise MirrorRootMissing(f"{self.describe()}: the mirror root {os.fsdecode(self.root)} "
                                  f"does not exist (is its file system mounted?)") from None
         except OSError as exc:
             raise classify_oserror(exc) from None

@@ -176,8 +176,9 @@ def test_a_missing_mirror_root_is_named_by_failover_and_health_and_never_created
     ini.write_text(ini.read_text().replace(f"path = {ini.parent / 'mirror'}", f"path = {gone}")
                    + f"\n[health]\nlisten = 127.0.0.1:{port}\ninterval = 1s\n")
     said = f"the mirror root {gone} does not exist"
-    proc = run(ini, "failover", "--dry-run")
-    assert proc.returncode == 0 and said in proc.stdout, proc.stdout + proc.stderr
+    proc = run(ini, "failover", "--dry-run")   # no mirror at all refuses (a breaker)
+    assert proc.returncode == 3 and said in proc.stdout, proc.stdout + proc.stderr
+    assert "failing over would serve an empty mirror" in proc.stdout
     assert "is mirrord running" not in proc.stdout
     health = subprocess.Popen([str(MIRRORD), "-c", str(ini), "health"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -192,6 +193,7 @@ def test_a_missing_mirror_root_is_named_by_failover_and_health_and_never_created
                 time.sleep(0.1)
         found = {c["name"]: c for c in json.loads(body)["checks"]}
         assert said in found["heartbeat.age"]["message"], body
+        assert json.loads(body)["ready"] is False, body   # refused, not a warning
     finally:
         health.send_signal(signal.SIGTERM)
         health.communicate(timeout=30)

@@ -45,11 +45,13 @@ def _commands_ini(site: Site, tmp_path: Path) -> Path:
     return ini
 
 
-def _each_reading_command(site: Site, tmp_path: Path, after, *, trash_exit: int = 0) -> None:
+def _each_reading_command(site: Site, tmp_path: Path, after, *, trash_exit: int = 0,
+                          failover_exit: int = 0) -> None:
     """Run every command that only reads the mirror; call `after(name)` after each.
-    `trash_exit`: what `trash` exits with (1 when the target cannot be opened)."""
+    `trash_exit`: what `trash` exits with (1 when the target cannot be opened);
+    `failover_exit`: what failover exits with (3, refused, when the root is missing)."""
     site.mirror.close()   # the test's own open must not hold the lock for the commands
-    assert site.run("failover", "--dry-run") == 0
+    assert site.run("failover", "--dry-run") == failover_exit
     after("failover --dry-run")
     svc = Service(site)
     try:
@@ -66,7 +68,7 @@ def _each_reading_command(site: Site, tmp_path: Path, after, *, trash_exit: int 
     after("undelete --dry-run")
     cli_main.main(["-c", str(ini), "reconcile", "--dry-run"])   # a.txt is missing: 1
     after("reconcile --dry-run")
-    assert site.run("failover") == 0   # the real run reads the heartbeat the same way
+    assert site.run("failover") == failover_exit   # it reads the heartbeat the same way
     after("failover")
 
 
@@ -129,9 +131,12 @@ def test_a_missing_mirror_root_is_named_and_nothing_is_created(site, tmp_path, c
         assert not (tmp_path / "mnt").exists(), f"`{command}` created the missing root"
 
     site.mirror.close()
-    assert site.run("failover", "--dry-run") == 0   # a missing heartbeat only warns failover
+    # a silent primary only warns failover; a mirror root that is not there refuses it (a
+    # breaker: with a healthy replica it went ahead and would have served no uploads)
+    assert site.run("failover", "--dry-run") == 3
     out = capsys.readouterr().out
     assert f"the mirror root {gone} does not exist" in out, out
+    assert "failing over would serve an empty mirror" in out, out
     assert "is mirrord running on the primary" not in out
     svc = Service(site)
     try:
@@ -139,6 +144,6 @@ def test_a_missing_mirror_root_is_named_and_nothing_is_created(site, tmp_path, c
     finally:
         svc.close()
     assert f"the mirror root {gone} does not exist" in checks(doc)["heartbeat.age"]["message"]
-    _each_reading_command(site, tmp_path, after, trash_exit=1)
+    _each_reading_command(site, tmp_path, after, trash_exit=1, failover_exit=3)
     err = capsys.readouterr().err   # trash, undelete and reconcile name it too
     assert err.count(f"the mirror root {gone} does not exist") >= 3, err

@@ -22,7 +22,7 @@ import threading
 from typing import Iterator, Sequence
 
 from mirrord.config import RsyncOptions, TargetConfig
-from mirrord.errors import NotFound, PermanentError
+from mirrord.errors import MirrorRootMissing, NotFound, PermanentError
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
 from mirrord.targets.paths import META_DIR, check_relpath
@@ -89,7 +89,7 @@ class RsyncTarget(Target):
     def _prepare_readonly(self) -> None:
         proc = self._run(readonly_script(self.root, os.fsencode(self.opts.rsync_path)))
         if proc.returncode == EXIT_ABSENT:
-            raise PermanentError(f"{self.describe()}: the mirror root {self.opts.path} does not "
+            raise MirrorRootMissing(f"{self.describe()}: the mirror root {self.opts.path} does not "
                                  f"exist on {self.opts.host}")
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot look at the target "
