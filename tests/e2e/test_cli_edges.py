@@ -172,12 +172,21 @@ def test_a_credential_in_a_hook_is_never_shown(failover_ini, tmp_path):
 # ------------------------------------------------------- signals while importing
 
 
+def _sigint_default() -> None:
+    """In the child: SIGINT back to its default action. A test run started as a background
+    job (`make test &` from a script: bash ignores SIGINT there) passes SIG_IGN down, and a
+    Python started with SIGINT ignored keeps it so: Ctrl-C was lost, and these tests failed
+    under such a runner while mirrord did what a user's shell asks of it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signalled_at(ini: Path, command: str, milestone: str, signum: int) -> tuple[int, str]:
     """Run `mirrord -c ini command` with Python's import trace on stderr through a pipe of
     one page; at the trace line of `milestone` stop reading (the child then blocks on its
     next trace line, still importing) and send `signum` -> (exit code, stderr)."""
     proc = subprocess.Popen([str(MIRRORD), "-c", str(ini), command], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, PYTHONVERBOSE="1"))
+                            stderr=subprocess.PIPE, env=dict(os.environ, PYTHONVERBOSE="1"),
+                            preexec_fn=_sigint_default)
     assert proc.stderr is not None
     fcntl.fcntl(proc.stderr.fileno(), F_SETPIPE_SZ, 4096)
     seen = []
