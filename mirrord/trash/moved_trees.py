@@ -13,7 +13,8 @@ name only after the OTHER removal ran, and a removal that waited for its bytes t
 would wait for itself; and a kill -9 between an unkept removal and the re-send would lose
 the bytes. So, as for file exchanges (mirrord.trash.swaps), the removal keeps as always
 and the kept versions are dropped afterwards, each only where the target itself now holds
-that version at new/rel: same size and mtime to the nanosecond (swaps.holds), kept under
+that version at new/rel: same size, mtime to the nanosecond (swaps.holds) and SHA-256
+(swaps.same_bytes), kept under
 the removal's stamp or later. A crash at any point leaves an extra kept version, never
 none and no copy at the new name.
 

@@ -8,8 +8,8 @@ both the target holds every byte it held before. `mirrord trash` listed both nam
 kill -9 between the two puts with those bytes neither kept nor at the other name, so the
 puts keep as always, and once the later one is done, the versions they kept are dropped
 only where the target now holds each at the other name: same size and mtime to the
-nanosecond (the mirror's own "same version", compare.py), kept under this change's
-stamp or later. A crash before the drop leaves an extra kept version, never a lost one.
+nanosecond (the mirror's own "same version", compare.py) and the same SHA-256 of the
+bytes (same_bytes), kept under this change's stamp or later. A crash before the drop leaves an extra kept version, never a lost one.
 
 The journal names the other end (SyncItem.moved_to: a put recorded over the pending
 delete of a name whose bytes were renamed away, journal EnqueueMixin._went_to); the
