@@ -33,12 +33,7 @@ def print_data(text: str) -> None:
     """Print `text`, a line of user data (paths: `mirrord trash`, undelete's outcomes), to
     sys.stdout as it is but for the registered secret values (Verbatim's rule); any
     message in it must be redacted by the caller."""
-    stream = sys.stdout
-    line = mask_secrets(text) + "\n"
-    if isinstance(stream, RedactingStream):
-        stream.write_verbatim(line)
-    else:
-        stream.write(line)
+    _write_as_is(mask_secrets(text) + "\n")
 
 
 class RedactingStream:
@@ -101,6 +96,11 @@ def print_json(doc: Any, **dumps_args: Any) -> None:
     """Print `doc` as JSON (json.dumps with `dumps_args`) to sys.stdout, every string in it
     (keys too) redacted first; the JSON stays valid whatever the strings held."""
     text = json.dumps(_redacted(doc), **dumps_args) + "\n"
+    _write_as_is(text)
+
+
+def _write_as_is(text: str) -> None:
+    """Write `text`, already masked, to sys.stdout past any RedactingStream's patterns."""
     stream = sys.stdout
     if isinstance(stream, RedactingStream):
         stream.write_verbatim(text)
