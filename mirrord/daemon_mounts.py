@@ -61,6 +61,9 @@ def tick(d: Daemon) -> None:
         return
     # a root's own file system unmounted, or another mounted over it empty: held lost
     daemon_roots.hold_empty(d, "after a mount table change")
+    if d.shipper is not None:   # a root not held lost, on a mount made anew: deletes go on
+        for guard in d.shipper.guards.values():
+            guard.relearn_mount()
     for src in d.cfg.sources:   # a fanotify mark: its file system gone ("lost"), mounts below
         watcher = d.watchers.get(src.name)
         if hasattr(watcher, "mounts_changed"):

@@ -18,6 +18,7 @@ import signal
 import stat as stat_mod
 from dataclasses import dataclass
 
+from mirrord import mountid
 from mirrord.errors import SourceBusy
 from mirrord.fsutil import BeneathOpener, open_file_beneath
 
@@ -30,7 +31,12 @@ class SourceGuard:
 
     The root's device and inode are remembered at start; if either changes
     (an NFS mount went away and the empty mount point shows), every 'absent'
-    would be a lie, so deletes wait until the root is back.
+    would be a lie, so deletes wait until the root is back. So is the unique ID of the
+    mount it is on (mirrord.mountid): an empty tmpfs mounted at once in place of the
+    root's shows the same device and inode. A mount ID that changed while the device
+    and inode did not is taken again by relearn_mount(), called by the daemon's main
+    loop once it has handled the mount table change (mirrord.daemon_mounts: an empty
+    root is held lost first); until then every delete waits.
     """
 
     def __init__(self, root: str, *, missing_ok: bool = False):
@@ -39,6 +45,7 @@ class SourceGuard:
         then the guard is unhealthy until reset() finds the root back."""
         self.root = root
         self.identity: tuple[int, int] | None = None
+        self.mount: int | None = None   # mountid.mount_id of the root; None: not known
         # set while the daemon holds the root lost (mirrord.daemon_roots): a file system
         # mounted again can show the same st_dev and st_ino (tmpfs reuses both)
         self.lost = False
@@ -51,17 +58,37 @@ class SourceGuard:
     def reset(self) -> None:
         """Take the root's identity now (it is back: renamed back, remounted, restored).
         OSError when it cannot be stat'ed (the old identity is kept then)."""
+        mount = mountid.mount_id(self.root)
         st = os.stat(self.root)
-        self.identity = (st.st_dev, st.st_ino)
+        self.identity, self.mount = (st.st_dev, st.st_ino), mount
+
+    def relearn_mount(self) -> None:
+        """Take the root's mount ID again when its device and inode are still the ones
+        learnt: the same file system mounted anew (an NFS export remounted). Called by the
+        main loop after a mount table change, once an empty root was held lost. Nothing
+        when lost, or when the root cannot be stat'ed or shows another directory."""
+        if self.identity is None or self.lost:
+            return
+        try:
+            mount = mountid.mount_id(self.root)
+            st = os.stat(self.root)
+        except OSError:
+            return
+        if stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity:
+            self.mount = mount
 
     def healthy(self) -> bool:
+        """True when the root path shows the directory learnt: same device, inode and
+        mount ID (when known). False when lost, missing, or another directory or mount."""
         if self.identity is None or self.lost:
             return False
         try:
+            mount = mountid.mount_id(self.root) if self.mount is not None else None
             st = os.stat(self.root)
         except OSError:
             return False
-        return stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
+        return (stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
+                and mount == self.mount)
 
 
 @dataclass

@@ -16,7 +16,9 @@ A remembered mount point is forgotten when its directory is gone (the operator
 retired the mount and removed the mount point) or, no longer mounted, holds entries
 (the data moved in place); deletes below it then go ahead. A point that is mounted
 again with another file system (a new st_dev) and holds entries is remembered with
-its new st_dev. Only deletes and tree removals pay for the check, and only for a
+its new st_dev. A remembered point mounted anew empty (a new mount ID, mirrord.mountid:
+a tmpfs mounted again shows the st_dev it had) is held lost until it holds entries: the
+changes queued before it came must not go out as deletes. Only deletes and tree removals pay for the check, and only for a
 source with remembered mount points (a dict lookup otherwise).
 
 `MountTable` tells cheaply when the kernel's mount table changed: /proc/self/mounts
@@ -32,6 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from mirrord import mountid
 from mirrord.watch.fanotify_probe import mounts_below as mount_paths_below
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -93,6 +96,8 @@ class SubMounts:
         self._known: dict[str, int] = {rel: dev for rel, dev in (remembered or {}).items()
                                        if not self.excluded(rel)}
         self._mounted: set[str] = set()   # the points in the mount table at the last refresh
+        self._mount_ids: dict[str, int | None] = {}   # their mountid.mount_id then
+        self._held: set[str] = set()      # remembered points mounted anew empty (refresh)
         self._refreshed = False           # whether _mounted was read (status alone never does)
         self.reported: set[str] = set()   # lost points already logged (mirrord.daemon_mounts)
         self._lock = threading.Lock()
@@ -105,10 +110,15 @@ class SubMounts:
         retired points (module doc). Never raises."""
         now = {rel: dev for rel, dev in mounts_below(self.root, self.mountinfo).items()
                if not self.excluded(rel)}
+        ids = {rel: _mount_id(os.path.join(self.root, rel)) for rel in now}
         with self._lock:
             changed = sorted(rel for rel, dev in now.items()
-                             if rel not in self._mounted or self._known.get(rel) != dev)
-            self._mounted = set(now)
+                             if rel not in self._mounted or self._known.get(rel) != dev
+                             or self._mount_ids.get(rel, ids[rel]) != ids[rel])
+            for rel in changed:   # remembered, and mounted again empty: held until it holds files
+                if rel in self._known and _empty(os.path.join(self.root, rel)) is not False:
+                    self._held.add(rel)
+            self._mounted, self._mount_ids = set(now), ids
             self._refreshed = True
             self._known.update(now)
             for rel in [r for r in self._known if r not in now]:
@@ -150,7 +160,8 @@ class SubMounts:
                 full = os.path.join(self.root, point)
                 if state == "lost":
                     return (f"source {self.source}: {full} is a mount point below the source "
-                            f"root whose file system is not mounted (empty, another device): "
+                            f"root whose file system is not mounted, or is mounted anew "
+                            f"empty (mounted by mistake?): "
                             f"not deleting {rel!r} until it is back")
                 if state == "retired":
                     del self._known[point]
@@ -171,10 +182,17 @@ class SubMounts:
             return "lost"             # cannot tell (EIO from a hung NFS): never a delete
         if not stat_mod.S_ISDIR(st.st_mode):
             return "retired"
+        if rel in self._held:   # mounted anew empty: as lost until something is written there
+            if _empty(full) is not False:
+                return "lost"
+            self._held.discard(rel)
         # a bind mount of the root's own file system keeps its st_dev once unmounted: the
-        # mount table tells then (once it was read: refresh)
+        # mount table tells then (once it was read: refresh). A tmpfs unmounted and another
+        # mounted at once shows the same st_dev: the mount ID tells then (mirrord.mountid)
         if st.st_dev == dev and (rel in self._mounted or not self._refreshed):
-            return "mounted"
+            learnt = self._mount_ids.get(rel)
+            if learnt is None or _mount_id(full) == learnt:
+                return "mounted"
         empty = _empty(full)
         if empty is None or empty:
             return "lost"
@@ -189,6 +207,14 @@ def _empty(full: str) -> bool | None:
     try:
         with os.scandir(full) as it:
             return not any(True for _ in it)
+    except OSError:
+        return None
+
+
+def _mount_id(full: str) -> int | None:
+    """mountid.mount_id of `full`; None when it cannot be told (or looked up)."""
+    try:
+        return mountid.mount_id(full)
     except OSError:
         return None
 

@@ -8,6 +8,11 @@ empty one: starting empty would re-check every source against every target witho
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import os
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -113,6 +118,62 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         conn.close()
         raise opening.unusable(path, exc) from None
     return conn
+
+
+def create(path: Path) -> None:
+    """Make a new state database at `path`, tables and all, built beside it under a
+    temporary name and linked into place, so that no reader ever opens it without its
+    tables (`mirrord status`, or a tool polling the journal, at the daemon's first
+    start read a 0-byte journal.db: "is empty: no mirrord daemon has run", exit 2).
+    Nothing when `path` appears meanwhile (another process made it first: its database
+    is used). Raises JournalUnusable when the directory cannot be written."""
+    prefix = f".{path.name}.new-"
+    for leftover in path.parent.glob(glob.escape(prefix) + "*"):   # a crash while making one
+        pid = leftover.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+    aside = path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        try:
+            conn = connect(aside)
+        except JournalUnusable as exc:   # named as the operator knows it
+            raise JournalUnusable(str(exc).replace(str(aside), str(path))) from None
+        try:
+            migrate(conn, aside)
+        finally:
+            conn.close()   # the last connection: SQLite folds the WAL in and removes it
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        except OSError as exc:   # a file system without hard links: rename, if still free
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS) or path.exists():
+                raise
+            os.rename(aside, path)
+    except OSError as exc:   # the aside name left out: the operator knows journal.db
+        raise opening.unusable(path, OSError(exc.errno, exc.strerror)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            _remove_aside(aside)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True   # EPERM: another user's live process
+    return True
+
+
+def _remove_aside(aside: Path) -> None:
+    for name in (aside, Path(f"{aside}-wal"), Path(f"{aside}-shm")):
+        try:
+            name.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def check_integrity(db: sqlite3.Connection, path: Path) -> None:

@@ -39,6 +39,8 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
+        if not self.path.exists():
+            schema.create(self.path)   # readers never see it without its tables
         self.db = schema.connect(self.path)
         if existed and check:
             schema.check_integrity(self.db, self.path)

@@ -4,6 +4,7 @@ targets; the source guard; and moves kept or turned into puts."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -338,6 +339,75 @@ def test_deletes_are_refused_while_the_source_root_is_missing(src, tmp_path):
     assert out.error and not out.permanent
     assert target.read("keep") == b"precious"
     sh.shutdown()
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path):
+    path.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=755", "tmpfs", str(path)],
+                   check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_deletes_are_refused_while_an_empty_file_system_stands_in_the_roots_place(target, tmp_path):
+    """Found in CI: the root's tmpfs unmounted and an empty one mounted at once in its
+    place shows the same st_dev and inode 1, so the guard passed and the queued changes
+    went out as deletes, before the main loop saw the mount table change. The mount ID
+    differs (mirrord.mountid); until the main loop takes it again (relearn_mount, once
+    it has held an empty root lost), every delete waits."""
+    root = tmp_path / "src"
+    seed(target, "keep", b"precious", tmp_path)
+    with _tmpfs(root):
+        (root / "keep").write_bytes(b"precious")
+        sh = shipper_for(target, root, guard=True)
+        before = os.stat(root)
+        subprocess.run(["umount", "-l", str(root)], check=True)
+        with _tmpfs(root):
+            after = os.stat(root)
+            assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)  # the trap
+            assert not sh.guards[S].healthy()
+            (out,) = sh.run_ops(target, [op("keep", "delete")])
+            assert out.error and "missing, replaced or unmounted" in out.error
+            assert not out.permanent
+            assert target.read("keep") == b"precious"
+            sh.guards[S].lost = True          # what the main loop does with an empty root
+            sh.guards[S].relearn_mount()
+            assert not sh.guards[S].healthy()
+            sh.guards[S].lost = False         # a root judged the same file system again
+            sh.guards[S].relearn_mount()
+            assert sh.guards[S].healthy()
+            (out,) = sh.run_ops(target, [op("keep", "delete")])
+            assert out.error is None and target.read("keep") is None
+    sh.shutdown()
+
+
+def test_a_remount_of_the_roots_own_file_system_keeps_deletes_going(target, tmp_path):
+    """`mount -o remount` changes options, not the mount: the guard stays healthy."""
+    root = tmp_path / "src"
+    seed(target, "gone", b"old", tmp_path)
+    with _tmpfs(root):
+        sh = shipper_for(target, root, guard=True)
+        subprocess.run(["mount", "-o", "remount,size=8m", str(root)], check=True)
+        assert sh.guards[S].healthy()
+        (out,) = sh.run_ops(target, [op("gone", "delete")])
+        assert out.error is None and target.read("gone") is None
+    sh.shutdown()
+
+
+def test_relearning_the_mount_does_not_accept_another_directory(src, tmp_path):
+    """relearn_mount takes a new mount ID only for the directory learnt (same device and
+    inode): a root replaced by another directory stays refused."""
+    guard = SourceGuard(str(src))
+    os.rename(src, tmp_path / "src.away")
+    src.mkdir()
+    guard.relearn_mount()
+    assert not guard.healthy()
+    src.rmdir()
+    os.rename(tmp_path / "src.away", src)
+    assert guard.healthy()
 
 
 # ------------------------------------------------------------------ moves

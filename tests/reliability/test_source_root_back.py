@@ -157,6 +157,34 @@ def test_a_root_unmounted_and_at_once_mounted_again_with_content_is_watched(tmp_
         umount(b)
 
 
+def test_the_same_tree_mounted_again_in_the_roots_place_still_mirrors_deletes(tmp_path,
+                                                                               watcher):
+    """The root a bind mount, unmounted and the same tree bind-mounted again at once (an
+    NFS export remounted): same device and inode, a new mount ID. The delete guard takes
+    the new mount once the main loop has seen the mount table change (the root is not
+    empty): deletes made afterwards reach the target, none is refused for ever."""
+    a, b, tree = tmp_path / "a", tmp_path / "b", tmp_path / "tree"
+    for path in (a, b, tree):
+        path.mkdir()
+    _fill(tree, _files("site"))
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    subprocess.run(["mount", "--bind", str(tree), str(b)], check=True)
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        subprocess.run(["sh", "-c", f"umount {b} && mount --bind {tree} {b}"], check=True)
+        victim = next(p for p in sorted(b.rglob("*.jpg")))
+        victim.unlink()
+        (b / "after-remount.jpg").write_bytes(b"new")
+        poll(lambda: _state(d, "b") == "ok", what="source b watched")
+        wait_converged(b, _target(tmp_path, "b"))
+        assert victim.relative_to(b).as_posix() not in target_files(_target(tmp_path, "b"))
+        assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b)
+
+
 @contextlib.contextmanager
 def _mirrored(tmp_path: Path, watcher: str) -> Iterator[tuple[Daemon, Path, Path]]:
     """(daemon, a, b): sources a (empty) and b (site files) mirrored by a running daemon,

@@ -185,7 +185,7 @@ def test_an_empty_file_system_mounted_in_its_place_deletes_nothing(site):
         poll(lambda: env.log_text().count("reconcile pass done") >= 3, what="the start's passes")
         poll(env.drained, what="the backlog drained")
         _holds(env, files)
-        assert "is empty (mounted by mistake?)" in env.log_text()
+        assert "empty (mounted by mistake?)" in env.log_text()
         env.daemon.stop()
 
 
@@ -335,3 +335,63 @@ def test_a_mount_points_own_mode_is_mirrored_live(site):
     (src / SITE).chmod(0o750)
     (src / SITE / "a").chmod(0o700)               # an ordinary directory, for comparison
     env.assert_exact(passes_allowed=True)
+
+
+def _mount_tmpfs(at: Path) -> None:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=755", "tmpfs", str(at)],
+                   check=True)
+
+
+def test_an_empty_tmpfs_mounted_at_once_in_a_points_place_is_lost_before_any_refresh(tmp_path):
+    """The root's rule one level down (found in CI for the root): a sub-mount's tmpfs
+    unmounted and an empty one mounted at once shows the st_dev it had, and the point
+    was still in the mount table read last: a queued change's delete below it was let
+    through until the main loop read the table again. The mount ID tells (mirrord.mountid);
+    once the table is read, the point mounted anew empty stays held until it holds files."""
+    from mirrord.submounts import SubMounts
+
+    root = tmp_path / "src"
+    point = root / SITE
+    point.mkdir(parents=True)
+    _mount_tmpfs(point)
+    try:
+        (point / "a.jpg").write_bytes(b"shipped")
+        mounts = SubMounts("uploads", str(root))
+        assert mounts.refresh() == [SITE]
+        assert mounts.refusal(f"{SITE}/a.jpg") is None        # mounted: the user's delete goes
+        dev = os.stat(point).st_dev
+        subprocess.run(["umount", "-l", str(point)], check=True)
+        _mount_tmpfs(point)
+        assert os.stat(point).st_dev == dev                   # the trap: the same st_dev
+        assert "not mounted" in (mounts.refusal(f"{SITE}/a.jpg") or "")
+        assert mounts.lost() == [SITE]
+        assert mounts.refresh() == [SITE]                     # compared again by the daemon
+        assert "not mounted" in (mounts.refusal(f"{SITE}/a.jpg") or "")   # held while empty
+        (point / "new.jpg").write_bytes(b"written on the new file system")
+        assert mounts.refusal(f"{SITE}/a.jpg") is None        # holds files: deletes go on
+        assert mounts.lost() == []
+    finally:
+        umount(point)
+
+
+def test_a_tmpfs_mounted_anew_with_files_in_a_points_place_lets_deletes_go(tmp_path):
+    """A point mounted anew that already holds files (restored, or the same export
+    mounted again) is mounted, not lost: a delete below it goes out."""
+    from mirrord.submounts import SubMounts
+
+    root = tmp_path / "src"
+    point = root / SITE
+    point.mkdir(parents=True)
+    _mount_tmpfs(point)
+    try:
+        (point / "a.jpg").write_bytes(b"shipped")
+        mounts = SubMounts("uploads", str(root))
+        mounts.refresh()
+        subprocess.run(["sh", "-c", f"umount -l {point} && mount -t tmpfs -o size=4m,mode=755 "
+                        f"tmpfs {point} && echo restored > {point}/b.jpg"], check=True)
+        assert mounts.refusal(f"{SITE}/a.jpg") is None
+        assert mounts.refresh() == [SITE]
+        assert mounts.refusal(f"{SITE}/a.jpg") is None
+        assert mounts.lost() == []
+    finally:
+        umount(point)

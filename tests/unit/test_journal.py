@@ -508,3 +508,73 @@ def test_odd_path_bytes_round_trip(j, clock):
     assert op.path == name
     j.ack([done(op, "put", size=1, mtime_ns=1)])
     assert list(iter_shipped(j.db, T, S))[0][0] == b"caf\xe9 -e %+\n"
+
+
+# ------------------------------------------------------------------ a new database
+
+
+def test_a_new_database_is_made_aside_and_appears_with_its_tables(tmp_path, monkeypatch):
+    """Found in CI: a reader polling the journal at the daemon's first start opened a
+    0-byte journal.db ("is empty: no mirrord daemon has run", exit 2). The tables are made
+    under another name; journal.db appears once they are there."""
+    from mirrord.journal import schema
+
+    path = tmp_path / "state" / "journal.db"
+    seen = []
+    real = schema.migrate
+
+    def watching(db, at):
+        seen.append((at, path.exists()))
+        return real(db, at)
+
+    monkeypatch.setattr(schema, "migrate", watching)
+    Journal(path, {S: (T,)}).close()
+    assert seen[0][0] != path and seen[0][1] is False     # made aside, journal.db not there yet
+    conn = journal_mod.connect(path, readonly=True)        # what status opens
+    try:
+        assert conn.execute("SELECT count(*) FROM ops").fetchone() == (0,)
+    finally:
+        conn.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["journal.db"]   # nothing aside
+
+
+def test_a_database_made_meanwhile_by_another_process_is_used(tmp_path, monkeypatch):
+    """Two processes starting on a new state_dir: the second's database, made aside, is
+    dropped and the first's is used (its rows stay)."""
+    from mirrord.journal import schema
+
+    path = tmp_path / "journal.db"
+    real = schema.migrate
+    calls = []
+
+    def other_first(db, at):
+        real(db, at)
+        calls.append(at)
+        if len(calls) == 1:
+            other = Journal(path, {S: (T,)})
+            other.enqueue([Change(S, "made-by-the-other", "put")])
+            other.close()
+
+    monkeypatch.setattr(schema, "migrate", other_first)
+    j = Journal(path, {S: (T,)})
+    try:
+        assert [op.path for op in j.claim(T, 10)] == ["made-by-the-other"]
+    finally:
+        j.close()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["journal.db"]
+
+
+def test_a_new_database_in_a_read_only_directory_names_journal_db(tmp_path):
+    """root ignores permission bits: a read-only bind mount is read-only even to root."""
+    import subprocess
+
+    state = tmp_path / "state"
+    state.mkdir()
+    subprocess.run(["mount", "--bind", str(state), str(state)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(state)], check=True)
+        with pytest.raises(JournalError) as err:
+            Journal(state / "journal.db", {S: (T,)})
+    finally:
+        subprocess.run(["umount", str(state)], check=True)
+    assert str(state / "journal.db") in str(err.value) and ".new-" not in str(err.value)

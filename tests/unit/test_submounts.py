@@ -91,7 +91,9 @@ def test_refresh_remembers_new_points_and_reports_them(root, tmp_path):
     m._known["site42"] = _other_dev(root / "site42")
     assert m.refresh() == [] and m.lost() == ["site42"]
     info.write_text(line.format("/") + line.format(root / "site42"))
-    assert m.refresh() == ["site42"]                 # back (here with the same st_dev)
+    assert m.refresh() == ["site42"]                 # back (here with the same st_dev) empty:
+    assert m.lost() == ["site42"]                    # held until it holds files
+    (root / "site42" / "f.jpg").write_bytes(b"x")    # its files back
     assert m.lost() == []
 
 

@@ -1,0 +1,49 @@
+"""Which mount a path is on, by the kernel's unique mount ID (statx(2), STATX_MNT_ID_UNIQUE).
+
+A file system unmounted and another mounted in its place can show the same (st_dev,
+st_ino) at the mount point: tmpfs hands the freed anonymous device number to the next
+tmpfs and numbers its root inode 1 (a breaker's empty tmpfs, mounted at once over the
+source root's, passed the delete guard, and the changes queued before went out as
+deletes). The unique mount ID is never reused while the system runs (statx(2), Linux
+6.8+); the older STATX_MNT_ID (Linux 5.8+) is reused once freed, so only the unique one
+is taken. Python 3.11 has no os.statx, hence the call through ctypes.
+
+`mount_id(path)` is None where the kernel or the C library cannot say (an old kernel, no
+statx in libc): callers then compare (st_dev, st_ino) only, as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+AT_FDCWD = -100
+STATX_MNT_ID_UNIQUE = 0x4000   # include/uapi/linux/stat.h (Linux 6.8)
+_MNT_ID_OFFSET = 144           # struct statx: __u64 stx_mnt_id after stx_dev_minor
+_STATX_SIZE = 256
+
+# dlopen(NULL): the running process's symbols (glibc has had statx since 2.28)
+_libc = ctypes.CDLL(None, use_errno=True)
+_statx = getattr(_libc, "statx", None)
+if _statx is not None:
+    _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
+                       ctypes.c_void_p]
+    _statx.restype = ctypes.c_int
+
+
+def mount_id(path: str) -> int | None:
+    """The unique ID of the mount `path` (symlinks followed) is on, or None when this
+    kernel or C library does not give one. Raises OSError (ENOENT, EACCES...) when `path`
+    cannot be looked up."""
+    if _statx is None:
+        return None
+    buf = ctypes.create_string_buffer(_STATX_SIZE)
+    if _statx(AT_FDCWD, os.fsencode(path), 0, STATX_MNT_ID_UNIQUE, buf) != 0:
+        err = ctypes.get_errno()
+        if err == 38:   # ENOSYS: no statx(2) in this kernel
+            return None
+        raise OSError(err, os.strerror(err), path)
+    mask = int.from_bytes(buf.raw[0:4], "little")
+    if not mask & STATX_MNT_ID_UNIQUE:   # the kernel does not know the flag (before 6.8)
+        return None
+    return int.from_bytes(buf.raw[_MNT_ID_OFFSET:_MNT_ID_OFFSET + 8], "little")
