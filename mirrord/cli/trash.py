@@ -129,13 +129,26 @@ def run_trash(args: argparse.Namespace, cfg: Config) -> int:
     try:
         found = {n: (t.trash_mode(), listing.kept_under(t, [prefixes[n]]))
                  for n, t in opened.items()}
+        blind = _empty_roots(opened)
     finally:
         _close(opened)
     if args.json:
         print_json(_trash_doc(found), indent=2)
     else:
         print_data("\n".join(_trash_lines(found)))   # paths as they are named
-    return EXIT_OK
+    return EXIT_FAILURE if blind else EXIT_OK
+
+
+def _empty_roots(opened: dict[str, Target]) -> list[str]:
+    """The targets whose root holds nothing at all (Target.root_empty), each named on
+    stderr: an NFS mount missing on the mirror host shows an empty mount point, and
+    "0 kept versions" there is no answer (the caller exits 1)."""
+    names = [n for n, t in opened.items() if t.root_empty]
+    for name in names:
+        print(f"mirrord: target {name}: {opened[name].describe()}: the mirror root holds "
+              f"nothing at all, not even mirrord's .mirrord/ (is its file system "
+              f"mounted?): nothing kept can be seen there", file=sys.stderr)
+    return names
 
 
 def _trash_doc(found: dict) -> dict:
@@ -176,6 +189,7 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     # --to-source only reads the targets (trash_fetch): the daemon ships what it writes
     opened = _open(cfg, names, readonly=args.dry_run or args.to_source)
     try:
+        blind = _empty_roots(opened)
         chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
                                                        since=bounds.get("since")), **bounds)
                   for n, t in opened.items()}
@@ -192,7 +206,8 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     for path in unmatched:
         print(f"mirrord: nothing kept at or below {path!r} in the time asked "
               f"(targets: {', '.join(names)})", file=sys.stderr)
-    return EXIT_OK if not unmatched and all(o.ok for o in outcomes) else EXIT_FAILURE
+    ok = not unmatched and not blind and all(o.ok for o in outcomes)
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def _window(args: argparse.Namespace) -> dict[str, float]:

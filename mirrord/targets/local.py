@@ -110,6 +110,11 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             raise classify_oserror(exc) from None
         if not stat_mod.S_ISDIR(st.st_mode):
             raise PermanentError(f"{self.describe()}: root is not a directory")
+        try:
+            with os.scandir(self.root) as entries:
+                self.root_empty = next(entries, None) is None
+        except OSError as exc:
+            raise classify_oserror(exc) from None
         self._real_root = os.path.realpath(self.root)
 
     def close(self) -> None:

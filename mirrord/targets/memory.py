@@ -70,6 +70,7 @@ class MemoryTarget(Target):
         """Target.open; after open(readonly=True) every change raises PermanentError until
         close(), so a caller that only looks is caught writing (the contract's honest fake)."""
         self.readonly = readonly
+        self.root_empty = readonly and not (self.files or self.meta or self.trash)
 
     def close(self) -> None:
         self.readonly = False

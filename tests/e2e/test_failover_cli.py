@@ -198,3 +198,26 @@ def test_a_missing_mirror_root_is_named_by_failover_and_health_and_never_created
         health.send_signal(signal.SIGTERM)
         health.communicate(timeout=30)
     assert not (ini.parent / "mnt").exists()
+
+
+def test_an_empty_mount_point_in_place_of_the_mirror_refuses_failover(ini, tmp_path):
+    """The mirror host's NFS mount gone: the mount point stays, an empty directory. The
+    read-only open found a root, no heartbeat in it, and failover took that for a silent
+    primary (a warning) and would have switched to a mirror holding nothing. An empty root
+    (not even `.mirrord/`) is refused like a missing one, in --dry-run, the real failover
+    and /ready alike; the same root with the primary's heartbeat in it goes ahead."""
+    mirror = tmp_path / "mirror"
+    hb = (mirror / ".mirrord" / "heartbeat.json").read_bytes()
+    (mirror / ".mirrord" / "heartbeat.json").unlink()
+    (mirror / ".mirrord").rmdir()
+    said = "the mirror root is an empty directory"
+    for args in (("failover", "--dry-run"), ("failover",)):
+        proc = run(ini, *args)
+        assert proc.returncode == 3 and said in proc.stdout, proc.stdout + proc.stderr
+        assert "failing over would serve an empty mirror" in proc.stdout
+    assert os.readlink(tmp_path / "etc" / "active.php") == "readwrite.php"   # nothing flipped
+    assert list(mirror.iterdir()) == []                                      # nothing made
+    (mirror / ".mirrord").mkdir()   # the mount back: its heartbeat shows again
+    (mirror / ".mirrord" / "heartbeat.json").write_bytes(hb)
+    proc = run(ini, "failover", "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -153,6 +153,44 @@ def test_a_readonly_open_of_a_missing_root_says_so_and_makes_nothing(kind, reque
     assert lock is None or not os.path.lexists(lock)
 
 
+@pytest.mark.parametrize("kind", ["local", "rsync", "memory"])
+def test_a_readonly_open_says_whether_the_root_holds_nothing_at_all(kind, request, tmp_path):
+    """A mount point whose file system is not mounted is an empty directory, not a missing
+    one: failover read "no heartbeat" (a warning) and switched to a mirror holding nothing.
+    root_empty tells; anything at all in the root (a hidden file, `.mirrord/`) clears it."""
+    if kind == "memory":
+        t = make_target(kind, request, tmp_path)
+        root = None
+    else:
+        if kind == "local":
+            root = tmp_path / "mnt" / "mirror"
+            t = LocalTarget("local", root)
+        else:
+            sshd = request.getfixturevalue("sshd")
+            root = sshd.new_root() / "mnt" / "mirror"
+            t = targets.create(TargetConfig(name="host", type="rsync", workers=2,
+                                            rsync=RsyncOptions(
+                host=sshd.host, port=sshd.port, user=sshd.user, path=str(root),
+                ssh_key=sshd.key_path, known_hosts=sshd.known_hosts,
+                strict_host_key_checking="yes")))
+        root.mkdir(parents=True)
+    t.open(readonly=True)
+    try:
+        assert t.root_empty is True
+    finally:
+        t.close()
+    if root is None:
+        t.meta["heartbeat.json"] = b"{}"
+    else:
+        (root / ".hidden").write_bytes(b"")
+        assert _tree(root) == {".hidden": _tree(root)[".hidden"]}   # nothing else made
+    t.open(readonly=True)
+    try:
+        assert t.root_empty is False
+    finally:
+        t.close()
+
+
 def test_a_readonly_open_of_a_root_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "mirror").write_bytes(b"not a directory")
     t = LocalTarget("local", tmp_path / "mirror")

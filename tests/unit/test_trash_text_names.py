@@ -37,3 +37,27 @@ def test_the_trash_listing_has_one_line_per_version_whatever_the_names():
 def test_an_undelete_outcome_is_one_line():
     line = _outcome_line(Outcome("restored", "mirror:two\nlines.jpg", _kept("two\nlines.jpg")))
     assert "\n" not in line and "two\\nlines.jpg" in line
+
+
+@pytest.mark.parametrize("command", [["trash"], ["trash", "--json"],
+                                     ["undelete", "--dry-run", "--all"]])
+def test_an_empty_mount_point_as_the_mirror_root_is_named_not_read_as_nothing_kept(
+        tmp_path, capsys, command):
+    """The mirror host's NFS mount gone, its mount point empty: `trash` said "0 kept
+    versions", exit 0, as if nothing had been kept. The root is named on stderr, exit 1;
+    nothing is made there."""
+    from mirrord.cli import main as cli_main
+
+    mirror = tmp_path / "mnt" / "mirror"
+    mirror.mkdir(parents=True)
+    ini = tmp_path / "mirrord.ini"
+    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n\n[target:mirror]\n"
+                   f"type = local\npath = {mirror}\nkeep_deleted = 7d\n")
+    assert cli_main.main(["-c", str(ini), *command]) == 1
+    err = capsys.readouterr().err
+    assert f"target mirror: local:mirror({mirror}): the mirror root holds nothing" in err, err
+    assert "is its file system mounted?" in err
+    assert list(mirror.iterdir()) == []
+    (mirror / ".mirrord").mkdir()   # mounted: mirrord's own area there, nothing kept yet
+    assert cli_main.main(["-c", str(ini), *command]) == 0
+    assert "holds nothing" not in capsys.readouterr().err

@@ -145,11 +145,16 @@ def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool) -> bytes:
     return script + b"%s --version | head -n 1" % rsync_path
 
 
+ROOT_EMPTY = b"MIRRORD-ROOT-EMPTY"   # readonly_script's line for a root that holds nothing
+
+
 def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
     """open(readonly=True): exit EXIT_ABSENT when the root does not exist, 1 when it is no
-    directory (cd fails), else print rsync's version line (nothing when there is no rsync).
-    Makes and removes nothing on the host."""
+    directory (cd fails), else print ROOT_EMPTY on a line of its own when the root holds
+    nothing at all, then rsync's version line (nothing when there is no rsync). Makes and
+    removes nothing on the host."""
     return (b"[ -e %s ] || exit %d\ncd -- %s || exit 1\n" % (q(root), EXIT_ABSENT, q(root))
+            + b"[ -n \"$(find . -mindepth 1 -maxdepth 1 -print -quit)\" ] || echo %s\n" % ROOT_EMPTY
             + b"%s --version 2>/dev/null | head -n 1; exit 0" % rsync_path)
 
 

@@ -30,8 +30,9 @@ from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
-                                          PRINTF, RSYNC_TMP, classify_stderr, prepare_script, q,
-                                          readonly_script, record_entry, tail)
+                                          PRINTF, ROOT_EMPTY, RSYNC_TMP, classify_stderr,
+                                          prepare_script, q, readonly_script, record_entry,
+                                          tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
@@ -94,6 +95,7 @@ class RsyncTarget(Target):
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot look at the target "
                                                f"root (not a directory?)")
+        self.root_empty = ROOT_EMPTY in proc.stdout.splitlines()
         self._note_version(proc.stdout, readonly=True)
 
     def _prepare(self, *, sweep: bool) -> None:
