@@ -14,6 +14,7 @@ from mirrord.cli.output import print_json
 from mirrord.config import Config
 from mirrord.journal.holds import read_holds
 from mirrord.reconcile.result import state_counts
+from mirrord.trash.listing import shown_path
 from mirrord.logsetup import Verbatim
 
 
@@ -98,6 +99,12 @@ def target_state(stored: dict | None, *, running: bool) -> dict:
             "state_reason": stored.get("reason", "")}
 
 
+def _line(text: object) -> str:
+    """Free text (an error, a reason) on one line of the table: a multi-line error (an ssh
+    or rsync stderr, a traceback's text) split its line and read as more rows."""
+    return " ".join(str(text).split())
+
+
 def _age(ts: float | None, now: float) -> str:
     if not ts:
         return "-"
@@ -115,10 +122,10 @@ def _source_lines(name: str, h: dict) -> list[str]:
     other clients raise no events."""
     lines = []
     if h.get("root_lost"):
-        lines.append(f"  source {name}: LOST: {h['root_lost']}; nothing of it is "
+        lines.append(f"  source {name}: LOST: {_line(h['root_lost'])}; nothing of it is "
                      f"watched or deleted until it is back (checked every second)")
     if h.get("unwatched_directories"):
-        first = ", ".join(h.get("unwatched_paths") or [])
+        first = ", ".join(shown_path(p) for p in h.get("unwatched_paths") or [])
         lines.append(f"  source {name}: DEGRADED: {h['unwatched_directories']} directories not "
                      f"watched (retried; rescanned every few seconds meanwhile): {first}")
     if h.get("remote_writes_unseen"):
@@ -130,7 +137,8 @@ def _source_lines(name: str, h: dict) -> list[str]:
 def _alarm_lines(name: str, h: dict) -> list[str]:
     """The mass-change alarm: firing (count in the window) and held deletes (how to resume);
     file systems mounted below the root that are gone (their deletes are refused)."""
-    lines = [f"  source {name}: DEGRADED: the file system mounted at {rel} (below the root) is "
+    lines = [f"  source {name}: DEGRADED: the file system mounted at {shown_path(rel)} (below "
+             f"the root) is "
              f"gone: deletes below it are refused until it is mounted again (retired for good: "
              f"remove the empty mount point directory)" for rel in h.get("lost_mounts") or []]
     a, held = h.get("alarm_detail") or {}, h.get("deletes_held")
@@ -167,15 +175,16 @@ def render(doc: dict) -> str:
     lines.append(header)
     for name, t in doc["targets"].items():
         oldest = f"{t['oldest_pending_age']:.1f}s" if t["pending"] else "-"
-        last = t["last_shipped_path"] or "-"
+        last = shown_path(t["last_shipped_path"] or "-")
         lag = f"{t['lag_seconds']:.1f}s" if t.get("lag_seconds") is not None else "-"
         lines.append(f"{name:<12} {t.get('state', 'unknown'):<12} {lag:>7} {t['pending']:>8} "
                      f"{oldest:>9} {t['failing']:>8} {t['shipped']:>9} "
                      f"{t['failed']:>7}  {last} ({_age(t['last_shipped_at'], now)})")
         if t.get("state") != "in_sync" and t.get("state_reason"):
-            lines.append(f"{'':<12} {t['state']}: {t['state_reason']}")
+            lines.append(f"{'':<12} {t['state']}: {_line(t['state_reason'])}")
         if t.get("last_error"):
-            lines.append(f"{'':<12} last error {_age(t['last_error_at'], now)}: {t['last_error']}")
+            lines.append(f"{'':<12} last error {_age(t['last_error_at'], now)}: "
+                         f"{_line(t['last_error'])}")
         if t.get("waiting"):   # a file still open for writing: retried, not failed
             lines.append(f"{'':<12} waiting for writers: {t['waiting']} files still open for "
                          f"writing or changing at the source (sent once quiet)")
@@ -196,7 +205,7 @@ def _reconcile_verdict(rec: dict) -> str:
     "; NOT in sync" when it found the target not in sync; "" for a clean pass."""
     errors = rec.get("errors") or []
     if errors:
-        first = " ".join(str(errors[0]).split())   # one line, whatever the error holds
+        first = _line(errors[0])
         count = max(int(rec.get("error_count") or 0), len(errors))   # errors is capped
         return (f"; FAILED, {count} error{'s' if count != 1 else ''}, NOT in sync"
                 f" (first: {first})")
@@ -211,7 +220,7 @@ def _trash_line(trash: dict, now: float) -> str:
             + (f", oldest {_age(oldest, now)}" if oldest else "")
             + f" (checked {_age(trash.get('at'), now)})")
     if trash.get("error"):
-        text += f"; retention error: {trash['error']}"
+        text += f"; retention error: {_line(trash['error'])}"
     return text
 
 
