@@ -70,7 +70,7 @@ def tick(d: Daemon) -> None:
             d._handle_events(src, watcher.mounts_changed())
     for src in d.cfg.sources:
         mounts = d.mounts.get(src.name)
-        if mounts is None:
+        if mounts is None or src.name in d.roots.lost:   # kept as remembered: below
             continue
         before, was_mounted = mounts.snapshot(), mounts.mounted()
         came = mounts.refresh()
@@ -89,6 +89,14 @@ def tick(d: Daemon) -> None:
         if came or left:
             _retry(d, src)
         _settle(d, src, mounts, before, at="mount table changed")
+
+
+# While a source's root is lost (its own file system unmounted, say), the mount points
+# below it are not looked at: each path is missing or shows the bare mount point, so every
+# remembered point read "retired" and was forgotten, and once the root was back the
+# catch-up deleted on every target what the sub-mounts held (a breaker's nested bind
+# mounts, both watchers). They are looked at again at the next change of the mount table
+# after the root is back; meanwhile a point that shows empty is lost (SubMounts' rule).
 
 
 def _compare(d: Daemon, src: SourceConfig, rel: str) -> None:
@@ -121,7 +129,7 @@ def _recheck_lost(d: Daemon) -> None:
     point reported lost is looked at again every RESCAN_EVERY seconds (only while one is)."""
     for src in d.cfg.sources:
         mounts = d.mounts.get(src.name)
-        if mounts is None or not mounts.reported:
+        if mounts is None or not mounts.reported or src.name in d.roots.lost:
             continue
         before = mounts.snapshot()
         mounts.refresh()   # forgets a retired point

@@ -140,14 +140,14 @@ def run_trash(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _empty_roots(opened: dict[str, Target]) -> list[str]:
-    """The targets whose root holds nothing at all (Target.root_empty), each named on
+    """The targets whose root is empty (Target.root_empty), each named on
     stderr: an NFS mount missing on the mirror host shows an empty mount point, and
     "0 kept versions" there is no answer (the caller exits 1)."""
     names = [n for n, t in opened.items() if t.root_empty]
     for name in names:
-        print(f"mirrord: target {name}: {opened[name].describe()}: the mirror root holds "
-              f"nothing at all, not even mirrord's .mirrord/ (is its file system "
-              f"mounted?): nothing kept can be seen there", file=sys.stderr)
+        print(f"mirrord: target {name}: {opened[name].describe()}: the mirror root is "
+              f"empty, no mirrored file and no heartbeat (is its file system mounted?): "
+              f"nothing kept can be seen there", file=sys.stderr)
     return names
 
 
@@ -187,9 +187,17 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
         return _usage(exc)
     _announce(args, names)
     # --to-source only reads the targets (trash_fetch): the daemon ships what it writes
-    opened = _open(cfg, names, readonly=args.dry_run or args.to_source)
+    readonly = args.dry_run or args.to_source
+    if not readonly:   # looked at first: a writable open makes .mirrord/ in an empty mount point
+        looked = _open(cfg, names, readonly=True)
+        try:
+            if _empty_roots(looked):
+                return EXIT_FAILURE
+        finally:
+            _close(looked)
+    opened = _open(cfg, names, readonly=readonly)
     try:
-        blind = _empty_roots(opened)
+        blind = _empty_roots(opened) if readonly else []
         chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
                                                        since=bounds.get("since")), **bounds)
                   for n, t in opened.items()}

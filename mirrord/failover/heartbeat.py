@@ -28,8 +28,8 @@ parse = heartbeat_doc.parse
 
 def read(cfg: Config, name: str) -> Heartbeat | None:
     """The heartbeat on target `name`, None when absent; MirrordError/ValueError on trouble
-    (MirrorRootMissing when the target's root does not exist, or holds nothing at all: a
-    mount point whose file system is not mounted is an empty directory). The target is
+    (MirrorRootMissing when the target's root does not exist, or is empty: a mount point
+    whose file system is not mounted, mirrord.targets.root_check). The target is
     opened read-only (Target.open): this runs on the mirror host while the primary's
     daemon may be writing, so nothing is swept, made or locked there."""
     target = targets.create(cfg.targets[name])
@@ -38,10 +38,9 @@ def read(cfg: Config, name: str) -> Heartbeat | None:
         data = target.read_meta(HEARTBEAT)
     finally:
         target.close()
-    if data is None and target.root_empty:   # not even .mirrord/: nothing was ever mirrored there
-        raise MirrorRootMissing(f"{target.describe()}: the mirror root is an empty directory, "
-                                f"without even mirrord's .mirrord/ (is its file system "
-                                f"mounted?)")
+    if data is None and target.root_empty:   # an unmounted mount point (targets.root_check)
+        raise MirrorRootMissing(f"{target.describe()}: the mirror root is empty, no mirrored "
+                                f"file and no heartbeat (is its file system mounted?)")
     return None if data is None else parse(data)
 
 

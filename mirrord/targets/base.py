@@ -45,9 +45,9 @@ class Target(abc.ABC):
 
     type: str = "?"
     features: Features = Features()
-    # after open(readonly=True): the root is a directory that holds nothing at all, not even
-    # `.mirrord/` (what a mount point shows while its file system is not mounted). False
-    # when it holds anything, and on targets that have no root directory to unmount (S3)
+    # after open(readonly=True): the root is a directory holding no mirrored file and no
+    # heartbeat (what a mount point shows while its file system is not mounted:
+    # mirrord.targets.root_check). False otherwise, and on targets with no root to unmount (S3)
     root_empty: bool = False
 
     def __init__(self, name: str):
@@ -64,8 +64,8 @@ class Target(abc.ABC):
         file seen there may belong to a daemon on another host: the mirror host's failover
         and health read the heartbeat while the primary writes), no root or `.mirrord/`
         made, no lock file. A root that does not exist is a PermanentError saying so (a
-        missing mount must not read as an empty mirror); a root that exists but holds
-        nothing at all sets `root_empty` (the heartbeat's reader fails on it: an unmounted
+        missing mount must not read as an empty mirror); a root that exists but is empty
+        sets `root_empty` (the heartbeat's reader fails on it: an unmounted
         mount point is an empty directory). The rule comes from the commands
         that only read (failover and its --dry-run, health, trash, undelete --dry-run,
         reconcile --dry-run): they never change the mirror. Checked on every target by

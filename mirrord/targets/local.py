@@ -40,6 +40,7 @@ from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns
 from mirrord.targets.paths import META_DIR, check_relpath
+from mirrord.targets.root_check import RootIdentity, holds_nothing
 from mirrord.targets.sweep import OpenLock
 
 
@@ -61,6 +62,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         self.fsync = fsync
         self._staging = Staging(self.root, fsync=fsync)
         self._open_lock = OpenLock(f"local:{self._real_root}", os.path.join(self.root, META_DIR))
+        self._root_id = RootIdentity(self.describe())   # learnt by a writable open()
 
     @classmethod
     def from_config(cls, cfg: TargetConfig) -> "LocalTarget":
@@ -89,6 +91,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             self._real_root = os.path.realpath(self.root)
         except OSError as exc:
             raise classify_oserror(exc) from None
+        self._root_id.learn(self._real_root)   # every change checks it (root_check)
         try:
             self._staging.prepare()
         except OSError as exc:
@@ -110,11 +113,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             raise classify_oserror(exc) from None
         if not stat_mod.S_ISDIR(st.st_mode):
             raise PermanentError(f"{self.describe()}: root is not a directory")
-        try:
-            with os.scandir(self.root) as entries:
-                self.root_empty = next(entries, None) is None
-        except OSError as exc:
-            raise classify_oserror(exc) from None
+        self.root_empty = holds_nothing(self.root)
         self._real_root = os.path.realpath(self.root)
 
     def close(self) -> None:
@@ -156,6 +155,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         renameat), so a parent swapped for a symlink meanwhile redirects nothing; the Entry
         is the fstat of the file renamed into place."""
         check_relpath(path)
+        self._root_id.check()
         try:
             parent = self._open_parent(path, keep_stamp)
             try:
@@ -178,6 +178,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         a symlink planted at a parent is never followed, so nothing outside the root is
         removed; a symlink or file on the way means nothing of the mirror's is there."""
         head, _, name = check_relpath(path).rpartition("/")
+        self._root_id.check()
         try:
             parent = beneath.find_dir(self._real_root, head)
             if parent is None:
@@ -192,6 +193,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             raise classify_oserror(exc, path) from None
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
+        self._root_id.check()
         check_relpath(path)
         try:
             # made where missing, a file or symlink in its way replaced
@@ -210,6 +212,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         `path` or at a parent is never followed (NotFound, so the caller re-sends the file;
         by path, a parent symlinked to another directory of the mirror changed that file)."""
         head, _, name = check_relpath(path).rpartition("/")
+        self._root_id.check()
         try:
             parent = beneath.find_dir(self._real_root, head)
             if parent is None:
@@ -242,6 +245,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         of the mirror's is at `src`."""
         shead, _, sname = check_relpath(src).rpartition("/")
         dname = os.fsencode(check_relpath(dst).rpartition("/")[2])
+        self._root_id.check()
         try:
             sdir = beneath.find_dir(self._real_root, shead)
             if sdir is None:
@@ -268,6 +272,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     # ------------------------------------------------------------ meta
     def write_meta(self, name: str, data: bytes) -> None:
         """Atomically replace `.mirrord/<name>`, staged in .mirrord/tmp like every put."""
+        self._root_id.check()
         meta = os.path.join(os.fsencode(self._real_root), META_DIR.encode())
         try:   # write() makes .mirrord/ a real directory first (Staging._own_area)
             self._staging.write(os.path.join(meta, os.fsencode(name)), data)

@@ -210,7 +210,7 @@ def test_an_empty_mount_point_in_place_of_the_mirror_refuses_failover(ini, tmp_p
     hb = (mirror / ".mirrord" / "heartbeat.json").read_bytes()
     (mirror / ".mirrord" / "heartbeat.json").unlink()
     (mirror / ".mirrord").rmdir()
-    said = "the mirror root is an empty directory"
+    said = "the mirror root is empty, no mirrored file and no heartbeat"
     for args in (("failover", "--dry-run"), ("failover",)):
         proc = run(ini, *args)
         assert proc.returncode == 3 and said in proc.stdout, proc.stdout + proc.stderr

@@ -478,3 +478,41 @@ def test_an_empty_file_system_mounted_at_once_in_the_roots_place_deletes_nothing
             _lost_reported(d, tmp_path, "b", "a")
             _other_goes_on(tmp_path, a, "a")
             _nothing_deleted(tmp_path, files)
+
+
+def test_a_sub_mount_below_a_lost_root_is_remembered_through_it(tmp_path, watcher):
+    """Found by a breaker (nested bind mounts, both watchers): the root's own mount went
+    away and came back without the sub-mount below it. While the root was away, every
+    remembered sub-mount path was missing, read as retired and forgotten; once the root
+    was back, the catch-up deleted on the target all the sub-mount had held (20 files,
+    status in_sync). Now the points are kept through the loss: the sub-mount shows lost,
+    its files stay, and they are mirrored again once it is mounted again."""
+    a, b, data, site = tmp_path / "a", tmp_path / "b", tmp_path / "data", tmp_path / "site"
+    for path in (a, b, data, site):
+        path.mkdir()
+    _fill(data, {f"top{i}.jpg": b"top" for i in range(5)})
+    (data / "site").mkdir()
+    _fill(site, {f"s{i}.jpg": b"site" for i in range(20)})
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    subprocess.run(["mount", "--bind", str(data), str(b)], check=True)
+    subprocess.run(["mount", "--bind", str(site), str(b / "site")], check=True)
+    try:
+        d.start()
+        wait_converged(b, _target(tmp_path, "b"))
+        subprocess.run(["umount", "-l", str(b)], check=True)
+        poll(lambda: _state(d, "b") == "lost", what="source b lost")
+        subprocess.run(["mount", "--bind", str(data), str(b)], check=True)   # site not yet
+        poll(lambda: _state(d, "b") in ("ok", "degraded"), what="source b back")
+        poll(lambda: "site" in (d.status()["sources"]["b"].get("lost_mounts") or []),
+             what="the sub-mount shown lost")
+        poll(lambda: d.status()["targets"]["t_b"]["pending"] == 0, what="b's queue drained")
+        held = target_files(_target(tmp_path, "b"))
+        assert all(f"site/s{i}.jpg" in held for i in range(20)), sorted(held)
+        subprocess.run(["mount", "--bind", str(site), str(b / "site")], check=True)
+        (site / "after.jpg").write_bytes(b"written once the sub-mount is back")
+        wait_converged(b, _target(tmp_path, "b"))
+        assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b / "site")
+        umount(b)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,87 @@ def test_a_readonly_open_says_whether_the_root_holds_nothing_at_all(kind, reques
         assert t.root_empty is False
     finally:
         t.close()
+
+
+@pytest.mark.parametrize("kind", ["local", "rsync"])
+@pytest.mark.parametrize("leftover,empty", [
+    ("lost+found/", True),                    # mkfs's: a new, empty file system mounted
+    (".mirrord/", True),                      # made by an earlier command in the mount point
+    (".mirrord/tmp/", True),
+    (".mirrord/heartbeat.json", False),       # the primary's heartbeat: a mirror
+    (".htaccess", False),                     # a mirrored file, hidden or not
+    ("site/", False)])
+def test_what_an_empty_mount_point_may_hold(kind, leftover, empty, request, tmp_path):
+    """A breaker's leftovers defeated "holds nothing at all": a `.mirrord/` an earlier
+    undelete made in the mount point, or mkfs's `lost+found`, read as a mirror."""
+    root, t = _root_and_target(kind, request, tmp_path)
+    (root / leftover.rstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    if leftover.endswith("/"):
+        (root / leftover).mkdir(parents=True)
+    else:
+        (root / leftover).write_bytes(b"{}")
+    t.open(readonly=True)
+    try:
+        assert t.root_empty is empty
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("kind", ["local", "rsync"])
+def test_a_root_that_cannot_be_listed_is_not_called_empty(kind, request, tmp_path):
+    """Found by a breaker (a regression of the empty-root check): a root of mode 0711, its
+    heartbeat readable, failed the heartbeat read with EACCES for a user who may not
+    list it. Such a root is not called empty, and its heartbeat is read."""
+    if kind == "local":   # where nobody can reach it (pytest's tmp_path is 0700)
+        base = Path(tempfile.mkdtemp(prefix="mirrord-0711-"))
+        request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
+        base.chmod(0o755)
+        root = base / "mirror"
+        root.mkdir()
+        t = LocalTarget("local", root)
+    else:
+        root, t = _root_and_target(kind, request, tmp_path)
+    (root / ".mirrord").mkdir()
+    (root / ".mirrord" / "heartbeat.json").write_bytes(b'{"version": 1}')
+    (root / ".mirrord" / "heartbeat.json").chmod(0o644)
+    root.chmod(0o711)
+    (root / ".mirrord").chmod(0o711)
+    pid = os.fork()
+    if pid == 0:   # as nobody: root ignores the mode bits
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            if kind == "rsync":
+                code = 0   # the remote side runs as the ssh user: checked below as root
+            else:
+                t.open(readonly=True)
+                code = 0 if (t.root_empty is False and
+                             t.read_meta("heartbeat.json") == b'{"version": 1}') else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    t.open(readonly=True)
+    try:
+        assert t.root_empty is False
+    finally:
+        t.close()
+
+
+def _root_and_target(kind: str, request, tmp_path):
+    if kind == "local":
+        root = tmp_path / "mnt" / "mirror"
+        t = LocalTarget("local", root)
+    else:
+        sshd = request.getfixturevalue("sshd")
+        root = sshd.new_root() / "mnt" / "mirror"
+        t = targets.create(TargetConfig(name="host", type="rsync", workers=2, rsync=RsyncOptions(
+            host=sshd.host, port=sshd.port, user=sshd.user, path=str(root),
+            ssh_key=sshd.key_path, known_hosts=sshd.known_hosts,
+            strict_host_key_checking="yes")))
+    root.mkdir(parents=True)
+    return root, t
 
 
 def test_a_readonly_open_of_a_root_that_is_a_file_is_refused(tmp_path):

@@ -40,7 +40,8 @@ def test_an_undelete_outcome_is_one_line():
 
 
 @pytest.mark.parametrize("command", [["trash"], ["trash", "--json"],
-                                     ["undelete", "--dry-run", "--all"]])
+                                     ["undelete", "--dry-run", "--all"],
+                                     ["undelete", "--all"]])   # a real one: looked at first
 def test_an_empty_mount_point_as_the_mirror_root_is_named_not_read_as_nothing_kept(
         tmp_path, capsys, command):
     """The mirror host's NFS mount gone, its mount point empty: `trash` said "0 kept
@@ -55,9 +56,12 @@ def test_an_empty_mount_point_as_the_mirror_root_is_named_not_read_as_nothing_ke
                    f"type = local\npath = {mirror}\nkeep_deleted = 7d\n")
     assert cli_main.main(["-c", str(ini), *command]) == 1
     err = capsys.readouterr().err
-    assert f"target mirror: local:mirror({mirror}): the mirror root holds nothing" in err, err
+    assert f"target mirror: local:mirror({mirror}): the mirror root is empty" in err, err
     assert "is its file system mounted?" in err
     assert list(mirror.iterdir()) == []
-    (mirror / ".mirrord").mkdir()   # mounted: mirrord's own area there, nothing kept yet
+    (mirror / ".mirrord").mkdir()   # what an earlier command may have made there: still empty
+    assert cli_main.main(["-c", str(ini), *command]) == 1
+    assert "root is empty" in capsys.readouterr().err
+    (mirror / "a.jpg").write_bytes(b"mirrored")   # mounted: the mirror's files, nothing kept
     assert cli_main.main(["-c", str(ini), *command]) == 0
-    assert "holds nothing" not in capsys.readouterr().err
+    assert "root is empty" not in capsys.readouterr().err

@@ -151,10 +151,14 @@ ROOT_EMPTY = b"MIRRORD-ROOT-EMPTY"   # readonly_script's line for a root that ho
 def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
     """open(readonly=True): exit EXIT_ABSENT when the root does not exist, 1 when it is no
     directory (cd fails), else print ROOT_EMPTY on a line of its own when the root holds
-    nothing at all, then rsync's version line (nothing when there is no rsync). Makes and
+    nothing at all (mirrord.targets.root_check.holds_nothing's rule: `lost+found` and a
+    `.mirrord/` without a heartbeat do not count; a root that cannot be listed is not
+    called empty), then rsync's version line (nothing when there is no rsync). Makes and
     removes nothing on the host."""
     return (b"[ -e %s ] || exit %d\ncd -- %s || exit 1\n" % (q(root), EXIT_ABSENT, q(root))
-            + b"[ -n \"$(find . -mindepth 1 -maxdepth 1 -print -quit)\" ] || echo %s\n" % ROOT_EMPTY
+            + b"e=$(find . -mindepth 1 -maxdepth 1 ! -name .mirrord ! -name lost+found -print "
+              b"-quit 2>/dev/null) && [ -z \"$e\" ] && ! [ -e .mirrord/heartbeat.json ] && "
+              b"! [ -L .mirrord/heartbeat.json ] && echo %s\n" % ROOT_EMPTY
             + b"%s --version 2>/dev/null | head -n 1; exit 0" % rsync_path)
 
 
