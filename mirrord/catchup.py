@@ -60,7 +60,8 @@ class CatchUpResult:
 def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
              emit: Callable[[list[Change]], None], *, stop: threading.Event | None = None,
              directories: dict[str, bool] | None = None, modes: dict[str, bool] | None = None,
-             subtree: str = "", refuse: Callable[[str], str | None] | None = None) -> CatchUpResult:
+             subtree: str = "", refuse: Callable[[str], str | None] | None = None,
+             cap: tuple[int, float | None] | None = None) -> CatchUpResult:
     """Propose (through `emit`, in chunks of Changes) what brings every target's shipped
     state up to the source. `directories` / `modes`: per target, whether it keeps empty
     directories / permission bits (Features.directories / keeps_mode; default: yes, and a
@@ -68,8 +69,13 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     walk only source.path/subtree and compare only the shipped rows below it; deletes are
     proposed only below it. `refuse(path)`: why a delete of that path must wait (a
     file system mounted below the root that is gone: mirrord.submounts), or None; such
-    deletes are counted as refused, not proposed. A source that cannot be read raises
-    nothing: it is recorded in the result and no delete is proposed for it."""
+    deletes are counted as refused, not proposed. `cap`: [reconcile] (max_delete,
+    max_delete_percent): a target whose deletes exceed it gets none (counted refused, one
+    ERROR line), as a reconcile pass refuses; the daemon passes it for the catch-up at
+    start and at a root's return, when the file system may be the wrong one (a breaker's
+    empty tmpfs mounted in the root's place, one upload written there: the root was back
+    and 2,200 files of the mirror went). A source that cannot be read raises nothing: it
+    is recorded in the result and no delete is proposed for it."""
     started = time.monotonic()
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
@@ -81,6 +87,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         errors = WalkErrors([])
         batch: list[Change] = []
         deletes: dict[str, list[bytes]] = {t: [] for t in targets}
+        matched: dict[str, int] = {t: 0 for t in targets}   # shipped rows still at the source
 
         def propose(change: Change) -> None:
             batch.append(change)
@@ -100,6 +107,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 if rows.key is not None and rows.key < key:
                     deletes[t].extend(r[0] for r in rows.take_before(key))
                 row = rows.take_equal(key)
+                matched[t] += row is not None
                 if entry.is_dir and not (directories or {}).get(t, True):
                     continue
                 kind = against_shipped(entry, row, keeps_mode=(modes or {}).get(t))
@@ -120,6 +128,9 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         else:
             why_refused = None
             for t, keys in deletes.items():
+                if cap is not None and _over(source, t, len(keys), len(keys) + matched[t], cap):
+                    result.refused_deletes += len(keys)
+                    continue
                 for key in keys:
                     if _below_unreadable(key, errors):
                         result.refused_deletes += 1
@@ -146,6 +157,19 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         conn.close()
         result.seconds = time.monotonic() - started
     return result
+
+
+def _over(source: SourceConfig, target: str, count: int, entries: int,
+          cap: tuple[int, float | None]) -> bool:
+    """Whether `count` deletes of `entries` shipped paths exceed `cap` (logged when so)."""
+    from mirrord.reconcile.deletes import over_cap   # not at import: reconcile imports this
+
+    why = over_cap(count, entries, max_delete=cap[0], max_delete_percent=cap[1],
+                   where=f"target {target!r} (source {source.name!r})")
+    if why is not None:
+        log.error("source %s: the catch-up found %d shipped paths gone: %s", source.name,
+                  count, why)
+    return why is not None
 
 
 def _below_unreadable(key: bytes, errors: WalkErrors) -> bool:

@@ -23,6 +23,10 @@ from mirrord.trash import retention
 
 log = logging.getLogger("mirrord.daemon")
 
+# the catch-ups whose deletes [reconcile] max_delete caps (mirrord.catchup: the source's
+# file system may be the wrong one); an overflow's rescan follows the live stream's deletes
+CAPPED = frozenset({"start", "root-back"})
+
 
 class Scans:
     """Queues scan jobs on a Daemon's (`d`) scanner and takes their results, on the main thread."""
@@ -68,9 +72,13 @@ class Scans:
         if src.name in self.d.catchups_pending:
             return
         self.d.catchups_pending.add(src.name)
+        rc = self.d.cfg.reconcile
+        # where the file system may be the wrong one (mounted by mistake while the daemon
+        # was stopped or the root was lost): deletes capped as a reconcile pass's
+        cap = (rc.max_delete, rc.max_delete_percent) if reason in CAPPED else None
         self.d.scanner.add(f"catchup:{src.name}", catch_up_job(
             self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested, kind="catchup",
-            detail=reason, **self._scan_options(src)))
+            detail=reason, cap=cap, **self._scan_options(src)))
 
     def subtree_check(self, src: SourceConfig, rel: str,
                       targets: tuple[str, ...] | None = None) -> None:

@@ -82,16 +82,18 @@ class Scanner(threading.Thread):
 def catch_up_job(db: Path, src: SourceConfig, *, stop: threading.Event,
                  directories: dict[str, bool], modes: dict[str, bool], kind: str,
                  detail: str, subtree: str = "", targets: tuple[str, ...] | None = None,
-                 refuse: Callable[[str], str | None] | None = None) -> Job:
+                 refuse: Callable[[str], str | None] | None = None,
+                 cap: tuple[int, float | None] | None = None) -> Job:
     """A catch-up of `src` (or of one `subtree`) against the shipped rows of `targets`
     (default: all of the source's); returns (kind, source name, detail, CatchUpResult).
-    `refuse`: catch_up's rule for deletes below a lost sub-mount (mirrord.submounts)."""
+    `refuse`: catch_up's rule for deletes below a lost sub-mount (mirrord.submounts);
+    `cap`: catch_up's max_delete cap (None: none)."""
     names = list(src.targets if targets is None else targets)
 
     def job(emit: Emit):
         return (kind, src.name, detail,
                 catch_up(db, src, names, emit, stop=stop, directories=directories,
-                         modes=modes, subtree=subtree, refuse=refuse))
+                         modes=modes, subtree=subtree, refuse=refuse, cap=cap))
     return job
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mirrord import journal, submounts
+from mirrord import journal, mountid, submounts
 from mirrord.config import SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
@@ -41,13 +41,38 @@ from mirrord.journal.read import read_state
 CHUNK = 500   # changes per emit() call
 
 
-def root_identity(root: str) -> tuple[int, int] | None:
-    """(st_dev, st_ino) of the source root, None when it is missing or not a directory."""
+def root_identity(root: str) -> tuple[int, int, int | None] | None:
+    """(st_dev, st_ino, mount ID) of the source root, None when it is missing or not a
+    directory. The mount ID (mirrord.mountid) tells a tmpfs mounted anew, which shows the
+    old st_dev and inode, from the one the pass began on."""
     try:
+        mount = mountid.mount_id(root)
         st = os.stat(root)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino) if os.path.isdir(root) else None
+    return (st.st_dev, st.st_ino, mount) if stat.S_ISDIR(st.st_mode) else None
+
+
+def over_cap(total: int, entries: int, *, max_delete: int, max_delete_percent: float | None,
+             where: str) -> str | None:
+    """Why deleting `total` of `entries` entries on `where` in one pass is refused by
+    [reconcile] max_delete (a count, or a percentage of `entries` when
+    `max_delete_percent` is set), or None. Shared by reconcile and the daemon's catch-up
+    after a start or a root's return (mirrord.catchup)."""
+    if max_delete_percent is not None:
+        allowed = int(max_delete_percent / 100 * entries)
+        if total > allowed:
+            share = 100 * total / max(1, entries)
+            return (f"refusing to delete {total} of {entries} entries "
+                    f"({share:.1f}%) on {where}: more than [reconcile] max_delete = "
+                    f"{max_delete_percent:g}%; nothing deleted this pass (check the "
+                    f"source, then raise max_delete or use --no-delete)")
+        return None
+    if total > max_delete:
+        return (f"refusing to delete {total} entries on {where}: more than [reconcile] "
+                f"max_delete = {max_delete}; nothing deleted this pass (check the "
+                f"source, then raise max_delete or use --no-delete)")
+    return None
 
 
 def held_refusal(db_path: Path, source: str, where: str, total: int) -> str | None:
@@ -151,7 +176,7 @@ class DeletePlan:
         self.extras.append(Extra(path, is_dir))
 
     def refusal(self, *, where: str, complete: bool, unreadable: list[tuple[str, str]],
-                root: str, identity: tuple[int, int] | None, source_files: int,
+                root: str, identity: tuple[int, int, int | None] | None, source_files: int,
                 target_entries: int) -> str | None:
         """Why nothing may be deleted on this pass (one sentence naming `where`), or None.
         `source_files`: regular files the source walk found (directories do not count: an
@@ -172,21 +197,8 @@ class DeletePlan:
         return self._over_cap(where, target_entries)
 
     def _over_cap(self, where: str, target_entries: int) -> str | None:
-        total = self.total
-        if self.max_delete_percent is not None:
-            allowed = int(self.max_delete_percent / 100 * target_entries)
-            if total > allowed:
-                share = 100 * total / max(1, target_entries)
-                return (f"refusing to delete {total} of {target_entries} entries "
-                        f"({share:.1f}%) on {where}: more than [reconcile] max_delete = "
-                        f"{self.max_delete_percent:g}%; nothing deleted this pass (check the "
-                        f"source, then raise max_delete or use --no-delete)")
-            return None
-        if total > self.max_delete:
-            return (f"refusing to delete {total} entries on {where}: more than [reconcile] "
-                    f"max_delete = {self.max_delete}; nothing deleted this pass (check the "
-                    f"source, then raise max_delete or use --no-delete)")
-        return None
+        return over_cap(self.total, target_entries, max_delete=self.max_delete,
+                        max_delete_percent=self.max_delete_percent, where=where)
 
     def described(self) -> list[str]:
         """The extras remembered (up to the cap: see add), as a plan prints them: the path,

@@ -269,7 +269,8 @@ class _Pass:
         self._send(s, "missing" if reason == "not on target" else "changed", reason)
 
     # ------------------------------------------------------------ deletes
-    def _finish_deletes(self, identity: tuple[int, int] | None, db_path: Path) -> None:
+    def _finish_deletes(self, identity: tuple[int, int, int | None] | None,
+                        db_path: Path) -> None:
         res, plan = self.res, self.deletes
         if not plan.total:
             return

@@ -280,3 +280,33 @@ def test_a_source_of_directories_only_raises_no_false_alarm(env, caplog):
     res, calls = env.catch_up()
     assert calls == [] and res.refused_deletes == 0
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# ------------------------------------------------------------------ the max_delete cap
+
+
+@pytest.mark.parametrize("cap,refused", [((5, None), True), ((20, None), False),
+                                         ((10, 25.0), True), ((10, 50.0), False)])
+def test_the_cap_refuses_every_delete_of_a_target_over_it(env, cap, refused):
+    """A start or a root's return found most of the source gone (a breaker's empty tmpfs
+    mounted in the root's place, one upload written there: 2,200 files of the mirror went).
+    Over [reconcile] max_delete (a count, or a percentage of what was shipped), the
+    target gets no delete at all, as a reconcile pass refuses; under it, every one."""
+    env.files({f"f{i}.jpg": b"x" for i in range(20)})
+    env.apply()
+    for i in range(8):                       # 8 of 20 gone: 40 %
+        (env.root / f"f{i}.jpg").unlink()
+    res, calls = env.catch_up(cap=cap)
+    deletes = [c for batch in calls for c in batch if c.kind == "delete"]
+    assert (res.refused_deletes, len(deletes)) == ((8, 0) if refused else (0, 8))
+
+
+def test_no_cap_is_the_live_rescan_rule(env):
+    """Without a cap (an overflow's rescan follows the live stream) every delete goes."""
+    env.files({f"f{i}.jpg": b"x" for i in range(20)})
+    env.apply()
+    for i in range(19):
+        (env.root / f"f{i}.jpg").unlink()
+    res, calls = env.catch_up()
+    assert res.refused_deletes == 0
+    assert len([c for batch in calls for c in batch if c.kind == "delete"]) == 19
