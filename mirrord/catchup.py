@@ -52,6 +52,7 @@ class CatchUpResult:
     files: int = 0
     proposed: dict[str, int] = field(default_factory=dict)
     refused_deletes: int = 0
+    capped: list[str] = field(default_factory=list)   # targets whose deletes the cap refused
     excluded: int = 0   # shipped paths the exclude patterns now exclude: left alone
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -130,6 +131,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
             for t, keys in deletes.items():
                 if cap is not None and _over(source, t, len(keys), len(keys) + matched[t], cap):
                     result.refused_deletes += len(keys)
+                    result.capped.append(t)
                     continue
                 for key in keys:
                     if _below_unreadable(key, errors):

@@ -550,3 +550,26 @@ def test_a_wrong_file_system_with_one_upload_in_the_roots_place_deletes_nothing(
     finally:
         d.stop()
         umount(b)
+
+
+def test_changes_queued_before_a_wrong_file_system_came_back_delete_nothing(
+        tmp_path, watcher):
+    """Found by a breaker: changes queued before the root was lost (every file rewritten)
+    found their files gone once an empty tmpfs mounted in its place was "back" (one upload
+    written there) and went out as deletes: 820 of 1,200 files. A returning root's deletes
+    now wait for its comparison, which found 1,200 gone (over max_delete 1,000): the
+    source's deletes are held until `mirrord resume-deletes`, and status says so."""
+    with _queued_on_tmpfs(tmp_path, watcher) as (d, a, b, files):
+        subprocess.run(["umount", "-l", str(b)], check=True)
+        with tmpfs(b, "32m"):
+            b.chmod(0o755)
+            _lost_reported(d, tmp_path, "b", "a")
+            (b / "one-upload.jpg").write_bytes(b"written on the wrong file system")
+            poll(lambda: _state(d, "b") == "ok", what="source b back")
+            poll(lambda: "deletes held" in d.log.read_text(), what="the source's deletes held")
+            poll(lambda: "one-upload.jpg" in target_files(_target(tmp_path, "b")),
+                 what="the new file sent")
+            poll(lambda: d.status()["sources"]["b"].get("deletes_held"),
+                 what="status shows the hold")
+            _nothing_deleted(tmp_path, files)
+            assert "mirrord resume-deletes --source b" in d.cli("status").stdout
