@@ -9,13 +9,15 @@ deletes). The unique mount ID is never reused while the system runs (statx(2), L
 is taken. Python 3.11 has no os.statx, hence the call through ctypes.
 
 `mount_id(path)` is None where the kernel or the C library cannot say (an old kernel, no
-statx in libc): callers then compare (st_dev, st_ino) only, as before.
+statx in libc): callers then compare (st_dev, st_ino) only, as before. `dir_identity`
+is the three together, for a directory.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import stat as stat_mod
 
 AT_FDCWD = -100
 STATX_MNT_ID_UNIQUE = 0x4000   # include/uapi/linux/stat.h (Linux 6.8)
@@ -47,3 +49,15 @@ def mount_id(path: str) -> int | None:
     if not mask & STATX_MNT_ID_UNIQUE:   # the kernel does not know the flag (before 6.8)
         return None
     return int.from_bytes(buf.raw[_MNT_ID_OFFSET:_MNT_ID_OFFSET + 8], "little")
+
+
+def dir_identity(path: str) -> tuple[int, int, int | None] | None:
+    """(st_dev, st_ino, mount_id) of the directory `path` (symlinks followed): what tells
+    one mounted file system's root from another's at the same path. None when it is
+    missing, cannot be looked up, or is not a directory."""
+    try:
+        mount = mount_id(path)
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, mount) if stat_mod.S_ISDIR(st.st_mode) else None

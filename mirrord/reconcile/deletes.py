@@ -43,14 +43,9 @@ CHUNK = 500   # changes per emit() call
 
 def root_identity(root: str) -> tuple[int, int, int | None] | None:
     """(st_dev, st_ino, mount ID) of the source root, None when it is missing or not a
-    directory. The mount ID (mirrord.mountid) tells a tmpfs mounted anew, which shows the
-    old st_dev and inode, from the one the pass began on."""
-    try:
-        mount = mountid.mount_id(root)
-        st = os.stat(root)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, mount) if stat.S_ISDIR(st.st_mode) else None
+    directory (mountid.dir_identity). The mount ID tells a tmpfs mounted anew, which shows
+    the old st_dev and inode, from the one the pass began on."""
+    return mountid.dir_identity(root)
 
 
 def over_cap(total: int, entries: int, *, max_delete: int, max_delete_percent: float | None,

@@ -50,15 +50,6 @@ def holds_nothing(root: str | bytes) -> bool:
     return True
 
 
-def _identity(path: str) -> tuple[int, int, int | None] | None:
-    try:
-        mount = mountid.mount_id(path)
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, mount) if stat_mod.S_ISDIR(st.st_mode) else None
-
-
 class RootIdentity:
     """The identity of a writable target's root (`path`, resolved), learnt by learn() at
     open and compared by check() before each change. Thread-safe enough: a worker that
@@ -71,7 +62,7 @@ class RootIdentity:
 
     def learn(self, path: str) -> None:
         """Take `path`'s identity now (after open made the root and `.mirrord/`)."""
-        self.path, self.seen = path, _identity(path)
+        self.path, self.seen = path, mountid.dir_identity(path)
 
     def check(self) -> None:
         """Nothing when the root is the directory learnt, or another that holds mirrord's
@@ -81,7 +72,7 @@ class RootIdentity:
         Nothing before learn() (a target never opened for writing)."""
         if self.path is None or self.seen is None:
             return
-        now = _identity(self.path)
+        now = mountid.dir_identity(self.path)
         if now == self.seen:
             return
         meta = os.path.join(self.path, META_DIR)

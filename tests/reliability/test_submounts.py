@@ -342,12 +342,9 @@ def _mount_tmpfs(at: Path) -> None:
                    check=True)
 
 
-def test_an_empty_tmpfs_mounted_at_once_in_a_points_place_is_lost_before_any_refresh(tmp_path):
-    """The root's rule one level down (found in CI for the root): a sub-mount's tmpfs
-    unmounted and an empty one mounted at once shows the st_dev it had, and the point
-    was still in the mount table read last: a queued change's delete below it was let
-    through until the main loop read the table again. The mount ID tells (mirrord.mountid);
-    once the table is read, the point mounted anew empty stays held until it holds files."""
+@contextlib.contextmanager
+def _one_point(tmp_path: Path) -> Iterator[tuple]:
+    """(SubMounts of tmp/src, its point SITE): a tmpfs holding a.jpg, unmounted afterwards."""
     from mirrord.submounts import SubMounts
 
     root = tmp_path / "src"
@@ -356,7 +353,18 @@ def test_an_empty_tmpfs_mounted_at_once_in_a_points_place_is_lost_before_any_ref
     _mount_tmpfs(point)
     try:
         (point / "a.jpg").write_bytes(b"shipped")
-        mounts = SubMounts("uploads", str(root))
+        yield SubMounts("uploads", str(root)), point
+    finally:
+        umount(point)
+
+
+def test_an_empty_tmpfs_mounted_at_once_in_a_points_place_is_lost_before_any_refresh(tmp_path):
+    """The root's rule one level down (found in CI for the root): a sub-mount's tmpfs
+    unmounted and an empty one mounted at once shows the st_dev it had, and the point
+    was still in the mount table read last: a queued change's delete below it was let
+    through until the main loop read the table again. The mount ID tells (mirrord.mountid);
+    once the table is read, the point mounted anew empty stays held until it holds files."""
+    with _one_point(tmp_path) as (mounts, point):
         assert mounts.refresh() == [SITE]
         assert mounts.refusal(f"{SITE}/a.jpg") is None        # mounted: the user's delete goes
         dev = os.stat(point).st_dev
@@ -370,22 +378,12 @@ def test_an_empty_tmpfs_mounted_at_once_in_a_points_place_is_lost_before_any_ref
         (point / "new.jpg").write_bytes(b"written on the new file system")
         assert mounts.refusal(f"{SITE}/a.jpg") is None        # holds files: deletes go on
         assert mounts.lost() == []
-    finally:
-        umount(point)
 
 
 def test_a_tmpfs_mounted_anew_with_files_in_a_points_place_lets_deletes_go(tmp_path):
     """A point mounted anew that already holds files (restored, or the same export
     mounted again) is mounted, not lost: a delete below it goes out."""
-    from mirrord.submounts import SubMounts
-
-    root = tmp_path / "src"
-    point = root / SITE
-    point.mkdir(parents=True)
-    _mount_tmpfs(point)
-    try:
-        (point / "a.jpg").write_bytes(b"shipped")
-        mounts = SubMounts("uploads", str(root))
+    with _one_point(tmp_path) as (mounts, point):
         mounts.refresh()
         subprocess.run(["sh", "-c", f"umount -l {point} && mount -t tmpfs -o size=4m,mode=755 "
                         f"tmpfs {point} && echo restored > {point}/b.jpg"], check=True)
@@ -393,5 +391,3 @@ def test_a_tmpfs_mounted_anew_with_files_in_a_points_place_lets_deletes_go(tmp_p
         assert mounts.refresh() == [SITE]
         assert mounts.refusal(f"{SITE}/a.jpg") is None
         assert mounts.lost() == []
-    finally:
-        umount(point)

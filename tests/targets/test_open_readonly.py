@@ -141,10 +141,7 @@ def test_a_readonly_open_of_a_missing_root_says_so_and_makes_nothing(kind, reque
     else:
         sshd = request.getfixturevalue("sshd")
         gone = sshd.new_root() / "mnt" / "mirror"
-        t = targets.create(TargetConfig(name="host", type="rsync", workers=2, rsync=RsyncOptions(
-            host=sshd.host, port=sshd.port, user=sshd.user, path=str(gone),
-            ssh_key=sshd.key_path, known_hosts=sshd.known_hosts,
-            strict_host_key_checking="yes")))
+        t = _rsync(sshd, gone)
     lock = _lock_file(t)
     with pytest.raises(PermanentError, match=f"the mirror root {gone} does not exist"):
         try:
@@ -170,11 +167,7 @@ def test_a_readonly_open_says_whether_the_root_holds_nothing_at_all(kind, reques
         else:
             sshd = request.getfixturevalue("sshd")
             root = sshd.new_root() / "mnt" / "mirror"
-            t = targets.create(TargetConfig(name="host", type="rsync", workers=2,
-                                            rsync=RsyncOptions(
-                host=sshd.host, port=sshd.port, user=sshd.user, path=str(root),
-                ssh_key=sshd.key_path, known_hosts=sshd.known_hosts,
-                strict_host_key_checking="yes")))
+            t = _rsync(sshd, root)
         root.mkdir(parents=True)
     t.open(readonly=True)
     try:
@@ -266,10 +259,7 @@ def _root_and_target(kind: str, request, tmp_path):
     else:
         sshd = request.getfixturevalue("sshd")
         root = sshd.new_root() / "mnt" / "mirror"
-        t = targets.create(TargetConfig(name="host", type="rsync", workers=2, rsync=RsyncOptions(
-            host=sshd.host, port=sshd.port, user=sshd.user, path=str(root),
-            ssh_key=sshd.key_path, known_hosts=sshd.known_hosts,
-            strict_host_key_checking="yes")))
+        t = _rsync(sshd, root)
     root.mkdir(parents=True)
     return root, t
 
@@ -293,3 +283,10 @@ def test_the_memory_fake_refuses_changes_while_open_readonly(tmp_path):
     t.close()
     t.write_meta("heartbeat.json", b"{}")
     assert t.meta["heartbeat.json"] == b"{}"
+
+
+def _rsync(sshd, root: Path):
+    """An rsync target on the test sshd with `root` as its path (not made here)."""
+    return targets.create(TargetConfig(name="host", type="rsync", workers=2, rsync=RsyncOptions(
+        host=sshd.host, port=sshd.port, user=sshd.user, path=str(root),
+        ssh_key=sshd.key_path, known_hosts=sshd.known_hosts, strict_host_key_checking="yes")))
