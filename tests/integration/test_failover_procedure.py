@@ -323,9 +323,16 @@ def test_stale_heartbeat_is_reported_by_failover(site, capsys):
 
 
 def test_missing_heartbeat_is_reported(site, capsys):
+    """A mirror holding files but no heartbeat: a warning (the primary that writes it may
+    be the one gone). The same root holding nothing mirrored is no mirror: a FAIL (an
+    unmounted mount point: mirrord.targets.root_check)."""
     (site.root / "mirror" / ".mirrord" / "heartbeat.json").unlink()
+    (site.root / "mirror" / "a.jpg").write_bytes(b"mirrored")
     assert site.run("failover", "--dry-run") == 0
     assert "WARN          heartbeat.age            value=none" in _output(capsys)
+    (site.root / "mirror" / "a.jpg").unlink()
+    assert site.run("failover", "--dry-run") == 3
+    assert "FAIL          heartbeat.age            value=none" in _output(capsys)
 
 
 def test_switchover_refuses_a_stale_heartbeat(site, capsys):
