@@ -18,10 +18,16 @@ from __future__ import annotations
 import ctypes
 import os
 import stat as stat_mod
+import struct
 
 AT_FDCWD = -100
 STATX_MNT_ID_UNIQUE = 0x4000   # include/uapi/linux/stat.h (Linux 6.8)
-_MNT_ID_OFFSET = 144           # struct statx: __u64 stx_mnt_id after stx_dev_minor
+_MNT_ID_OFFSET = 144           # struct statx: __u64 stx_mnt_id after stx_dev_minor (_FIELDS)
+# STATX_TYPE | STATX_MODE | STATX_INO: stx_mode (offset 28), stx_ino (32); stx_dev_major and
+# stx_dev_minor (136, 140) are always filled (include/uapi/linux/stat.h)
+_IDENTITY_MASK = 0x1 | 0x2 | 0x100 | STATX_MNT_ID_UNIQUE
+# stx_mask, stx_mode, stx_ino, stx_dev_major, stx_dev_minor, stx_mnt_id (native order)
+_FIELDS = struct.Struct("=I24xH2xQ96xIIQ")
 _STATX_SIZE = 256
 
 # dlopen(NULL): the running process's symbols (glibc has had statx since 2.28)
@@ -45,16 +51,27 @@ def mount_id(path: str) -> int | None:
         if err == 38:   # ENOSYS: no statx(2) in this kernel
             return None
         raise OSError(err, os.strerror(err), path)
-    mask = int.from_bytes(buf.raw[0:4], "little")
+    mask, *_, mount = _FIELDS.unpack_from(buf)
     if not mask & STATX_MNT_ID_UNIQUE:   # the kernel does not know the flag (before 6.8)
         return None
-    return int.from_bytes(buf.raw[_MNT_ID_OFFSET:_MNT_ID_OFFSET + 8], "little")
+    return mount
 
 
 def dir_identity(path: str) -> tuple[int, int, int | None] | None:
     """(st_dev, st_ino, mount_id) of the directory `path` (symlinks followed): what tells
     one mounted file system's root from another's at the same path. None when it is
-    missing, cannot be looked up, or is not a directory."""
+    missing, cannot be looked up, or is not a directory. One statx(2) where the kernel
+    gives the unique mount ID (this runs before every change a local target makes: one
+    system call, not a stat and a statx); os.stat and no mount ID otherwise."""
+    if _statx is not None:
+        buf = ctypes.create_string_buffer(_STATX_SIZE)
+        if _statx(AT_FDCWD, os.fsencode(path), 0, _IDENTITY_MASK, buf) != 0:
+            return None
+        mask, mode, ino, major, minor, mount = _FIELDS.unpack_from(buf)
+        if mask & _IDENTITY_MASK == _IDENTITY_MASK:
+            if not stat_mod.S_ISDIR(mode):
+                return None
+            return (os.makedev(major, minor), ino, mount)
     try:
         mount = mount_id(path)
         st = os.stat(path)
