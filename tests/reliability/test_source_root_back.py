@@ -429,9 +429,11 @@ def _nothing_deleted(tmp: Path, files: dict[str, bytes]) -> None:
 
 
 @contextlib.contextmanager
-def _queued_on_tmpfs(tmp: Path, watcher: str) -> Iterator[tuple[Daemon, Path, Path, dict]]:
+def _queued_on_tmpfs(tmp: Path, watcher: str, *, rewrite: bool = True
+                     ) -> Iterator[tuple[Daemon, Path, Path, dict]]:
     """(daemon, a, b, files): source b on its own tmpfs, mirrored, then every file of it
-    rewritten (changes queued); the daemon is stopped and b unmounted afterwards."""
+    rewritten (changes queued; `rewrite` False: b's queue drained instead); the daemon is
+    stopped and b unmounted afterwards."""
     a, b = tmp / "a", tmp / "b"
     a.mkdir()
     files = _many_files()
@@ -441,7 +443,10 @@ def _queued_on_tmpfs(tmp: Path, watcher: str) -> Iterator[tuple[Daemon, Path, Pa
             _fill(b, files)
             d.start()
             wait_converged(b, _target(tmp, "b"), timeout=120)
-            _queue_rewrites(b, files)
+            if rewrite:
+                _queue_rewrites(b, files)
+            else:
+                poll(lambda: d.status()["targets"]["t_b"]["pending"] == 0, what="b drained")
             yield d, a, b, files
     finally:
         d.stop()
@@ -526,30 +531,25 @@ def test_a_wrong_file_system_with_one_upload_in_the_roots_place_deletes_nothing(
     deleted on the target every file the mirror held (2,200 down to 1), the alarm only
     logging. The comparison at a root's return (and at start) is capped by [reconcile]
     max_delete (1,000 here: 1,200 files gone): nothing is deleted, the new file is sent.
-    (Changes queued before the swap are not covered by the cap: see the README's limit.)"""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    files = _many_files()
-    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
-    try:
-        with tmpfs(b, "32m"):
-            _fill(b, files)
-            d.start()
-            wait_converged(b, _target(tmp_path, "b"), timeout=120)
-            poll(lambda: d.status()["targets"]["t_b"]["pending"] == 0, what="b drained")
-            subprocess.run(["umount", "-l", str(b)], check=True)
-            with tmpfs(b, "32m"):
-                b.chmod(0o755)
-                _lost_reported(d, tmp_path, "b", "a")
-                (b / "one-upload.jpg").write_bytes(b"written on the wrong file system")
-                poll(lambda: _state(d, "b") == "ok", what="source b back")
-                poll(lambda: "max_delete" in d.log.read_text(), what="the capped comparison")
-                poll(lambda: "one-upload.jpg" in target_files(_target(tmp_path, "b")),
-                     what="the new file sent")
-                _nothing_deleted(tmp_path, files)
-    finally:
-        d.stop()
-        umount(b)
+    (Changes queued before the swap: the next test.)"""
+    with _queued_on_tmpfs(tmp_path, watcher, rewrite=False) as (d, _a, b, files):
+        with _wrong_file_system_back(d, tmp_path, b):
+            poll(lambda: "max_delete" in d.log.read_text(), what="the capped comparison")
+            poll(lambda: "one-upload.jpg" in target_files(_target(tmp_path, "b")),
+                 what="the new file sent")
+            _nothing_deleted(tmp_path, files)
+
+
+@contextlib.contextmanager
+def _wrong_file_system_back(d: Daemon, tmp: Path, b: Path) -> Iterator[None]:
+    """b's tmpfs swapped for an empty one (b shown lost), one upload written there: b back."""
+    subprocess.run(["umount", "-l", str(b)], check=True)
+    with tmpfs(b, "32m"):
+        b.chmod(0o755)
+        _lost_reported(d, tmp, "b", "a")
+        (b / "one-upload.jpg").write_bytes(b"written on the wrong file system")
+        poll(lambda: _state(d, "b") == "ok", what="source b back")
+        yield
 
 
 def test_changes_queued_before_a_wrong_file_system_came_back_delete_nothing(
@@ -559,13 +559,8 @@ def test_changes_queued_before_a_wrong_file_system_came_back_delete_nothing(
     written there) and went out as deletes: 820 of 1,200 files. A returning root's deletes
     now wait for its comparison, which found 1,200 gone (over max_delete 1,000): the
     source's deletes are held until `mirrord resume-deletes`, and status says so."""
-    with _queued_on_tmpfs(tmp_path, watcher) as (d, a, b, files):
-        subprocess.run(["umount", "-l", str(b)], check=True)
-        with tmpfs(b, "32m"):
-            b.chmod(0o755)
-            _lost_reported(d, tmp_path, "b", "a")
-            (b / "one-upload.jpg").write_bytes(b"written on the wrong file system")
-            poll(lambda: _state(d, "b") == "ok", what="source b back")
+    with _queued_on_tmpfs(tmp_path, watcher) as (d, _a, b, files):
+        with _wrong_file_system_back(d, tmp_path, b):
             poll(lambda: "deletes held" in d.log.read_text(), what="the source's deletes held")
             poll(lambda: "one-upload.jpg" in target_files(_target(tmp_path, "b")),
                  what="the new file sent")

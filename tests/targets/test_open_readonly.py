@@ -161,14 +161,7 @@ def test_a_readonly_open_says_whether_the_root_holds_nothing_at_all(kind, reques
         t = make_target(kind, request, tmp_path)
         root = None
     else:
-        if kind == "local":
-            root = tmp_path / "mnt" / "mirror"
-            t = LocalTarget("local", root)
-        else:
-            sshd = request.getfixturevalue("sshd")
-            root = sshd.new_root() / "mnt" / "mirror"
-            t = _rsync(sshd, root)
-        root.mkdir(parents=True)
+        root, t = _root_and_target(kind, request, tmp_path)
     t.open(readonly=True)
     try:
         assert t.root_empty is True
@@ -253,6 +246,8 @@ def test_a_root_that_cannot_be_listed_is_not_called_empty(kind, request, tmp_pat
 
 
 def _root_and_target(kind: str, request, tmp_path):
+    """(root, target): a local or rsync target whose root, tmp/mnt/mirror, is an empty
+    directory (what an unmounted mount point shows)."""
     if kind == "local":
         root = tmp_path / "mnt" / "mirror"
         t = LocalTarget("local", root)
