@@ -69,26 +69,18 @@ class SourceGuard:
         when lost, or when the root cannot be stat'ed or shows another directory."""
         if self.identity is None or self.lost:
             return
-        try:
-            mount = mountid.mount_id(self.root)
-            st = os.stat(self.root)
-        except OSError:
-            return
-        if stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity:
-            self.mount = mount
+        now = mountid.dir_identity(self.root)
+        if now is not None and now[:2] == self.identity:
+            self.mount = now[2]
 
     def healthy(self) -> bool:
         """True when the root path shows the directory learnt: same device, inode and
         mount ID (when known). False when lost, missing, or another directory or mount."""
         if self.identity is None or self.lost:
             return False
-        try:
-            mount = mountid.mount_id(self.root) if self.mount is not None else None
-            st = os.stat(self.root)
-        except OSError:
-            return False
-        return (stat_mod.S_ISDIR(st.st_mode) and (st.st_dev, st.st_ino) == self.identity
-                and mount == self.mount)
+        now = mountid.dir_identity(self.root)   # one statx(2)
+        return (now is not None and now[:2] == self.identity
+                and (self.mount is None or now[2] == self.mount))
 
 
 @dataclass
