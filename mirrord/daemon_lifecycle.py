@@ -91,6 +91,7 @@ def setup(d: Daemon) -> None:
     workers = {name: d.cfg.targets[name].workers for name in d.targets}
     for name in d.roots.lost:   # no delete of a lost root's paths, whatever stands there
         guards[name].lost = True
+    d.roots.await_start(d, guards)   # ... nor of the others' before their start comparison
     d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
                         guards=guards, on_outcome=d.reporter.observe,
                         keep=d.keep, held=d.alarms.holds, mounts=d.mounts)

@@ -22,7 +22,10 @@ mount point. Once back, the source gets a new watcher, its SourceGuard takes the
 new identity and refuses deletes no longer, and a catch-up compares the tree with what
 was shipped (what changed meanwhile goes out; its deletes keep the catch-up's own
 rules). A root that is empty at start while the journal records files shipped from it
-(an unmounted file system, daemon_lifecycle) starts lost the same way.
+(an unmounted file system, daemon_lifecycle) starts lost the same way. Every other
+source's deletes wait for its start catch-up (Roots.await_start): a root back and a
+start alike, a comparison that finds more gone than [reconcile] max_delete allows holds
+the source's deletes until `mirrord resume-deletes`.
 
 A root missing at start (check_sources) is lost from the start, with an AbsentRoot in
 place of its watcher; the start is refused only when no source root is there at all.
@@ -125,7 +128,8 @@ class Roots:
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.lost: dict[str, str] = {}
-        self.comparing: set[str] = set()   # back, deletes waiting for the comparison (compared)
+        # source -> the catch-up reason ("start", "root-back") its deletes wait for (compared)
+        self.comparing: dict[str, str] = {}
         self._next = 0.0
 
     def lose(self, d: Daemon, src: SourceConfig, detail: str) -> None:
@@ -136,6 +140,7 @@ class Roots:
         if guard is not None:
             guard.lost = True
         self.lost[src.name] = detail
+        self.comparing.pop(src.name, None)   # its return is compared anew (_back)
         d.counters.root_lost += 1
         log.error(kv(msg="source root lost; nothing of it is watched or deleted until it is "
                          "back (checked every second); the other sources go on",
@@ -177,7 +182,7 @@ class Roots:
                 pass   # gone again: stays refused; the next "lost" tells
         d.source_fs[src.name] = start.source_fs(src)
         del self.lost[src.name]
-        self.comparing.add(src.name)
+        self.comparing[src.name] = "root-back"
         log.info(kv(msg="source root back; watching it again and comparing it with the "
                         "targets (its deletes wait for the comparison)", source=src.name,
                     path=str(src.path)))
@@ -187,39 +192,58 @@ class Roots:
         d.catchups_pending.discard(src.name)   # one queued before is no comparison of this root
         d.schedule_catch_up(src, reason="root-back")
 
+    def await_start(self, d: Daemon, guards: dict) -> None:
+        """At start, before any change is shipped: the deletes of each source not lost wait
+        for its start catch-up (`guards`: the shipper's SourceGuards by source name). A
+        restart with a wrong file system holding files in the root's place (a mount that
+        failed, another volume) is no empty root, so hold_empty lets it be; the changes
+        queued before the stop then found their files gone and went out as deletes, before
+        the comparison that [reconcile] max_delete caps could tell. A breaker's restart of
+        this shape took 1,200 files down to 1 in the running case (root-back, below); the
+        same hold now covers a start. Costs a delete the start's comparison time."""
+        for src in d.cfg.sources:
+            if src.name not in self.lost:
+                self.comparing[src.name] = "start"
+                guards[src.name].comparing = "the comparison at start with what was shipped"
+
     def compared(self, d: Daemon, name: str, result: object) -> None:
-        """A scan hook: the comparison of a root that is back has ended. The changes queued
-        before the root was lost found their files gone once it was back and went out as
-        deletes, whatever the file system (a breaker's empty tmpfs mounted in the root's
-        place, one upload written there: back, and 820 of 1,200 files went). So a returning
-        root's deletes wait until its comparison (reason "root-back") is done; when that
-        found more gone than [reconcile] max_delete allows (mirrord.catchup's cap), the
-        source's deletes are held as after a mass-change alarm, until `mirrord
-        resume-deletes`. A comparison that failed is queued again (deletes still wait)."""
+        """A scan hook: the comparison a source's deletes wait for (at start, await_start;
+        of a root back, _back) has ended. The changes queued before found their files gone
+        and went out as deletes, whatever the file system (a breaker's empty tmpfs mounted
+        in the root's place, one upload written there: back, and 820 of 1,200 files went).
+        So a source's deletes wait until that comparison (its catch-up reason, "start" or
+        "root-back") is done; when it found more gone than [reconcile] max_delete allows
+        (mirrord.catchup's cap), the source's deletes are held as after a mass-change
+        alarm, until `mirrord resume-deletes`. A comparison that failed is queued again
+        (deletes still wait)."""
         source = name.split(":", 1)[1] if name.startswith("catchup:") else None
-        if source not in self.comparing:
+        reason = self.comparing.get(source) if source is not None else None
+        if reason is None:
             return
         src = d.cfg.source(source)
         if isinstance(result, Exception):
-            log.warning(kv(msg="comparison of a source root back failed; again",
-                           source=source, error=str(result)))
+            log.warning(kv(msg="comparison the source's deletes wait for failed; again",
+                           source=source, reason=reason, error=str(result)))
             d.catchups_pending.discard(source)
-            d.schedule_catch_up(src, reason="root-back")
+            d.schedule_catch_up(src, reason=reason)
             return
-        if not (isinstance(result, tuple) and result[2] == "root-back"):
+        if not (isinstance(result, tuple) and result[2] == reason):
             return
         res = result[3]
         if res.capped:
-            why = (f"the source root came back lacking more shipped paths than [reconcile] "
+            how = "came back lacking" if reason == "root-back" else "lacked at start"
+            why = (f"the source root {how} more shipped paths than [reconcile] "
                    f"max_delete allows on {', '.join(res.capped)}: a wrong file system?")
             d.journal.hold_deletes(source, reason=why, since=time.time())
             d.alarms.held.add(source)
             log.error(kv(msg="deletes held: " + why, source=source,
                          action=f"mirrord resume-deletes --source {source}"))
-        self.comparing.discard(source)
+        del self.comparing[source]
         guard = _guard(d, source)
-        if guard is not None and source not in self.lost:
-            guard.lost = False
+        if guard is not None:
+            guard.comparing = None
+            if source not in self.lost:
+                guard.lost = False
         for target in src.targets:   # the deletes refused meanwhile: now
             if target in d.targets:
                 d.journal.retry_now(target)

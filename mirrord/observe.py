@@ -49,6 +49,10 @@ class SourceGuard:
         # set while the daemon holds the root lost (mirrord.daemon_roots): a file system
         # mounted again can show the same st_dev and st_ino (tmpfs reuses both)
         self.lost = False
+        # set while the daemon compares the root with what was shipped before it believes
+        # an absence (the start's catch-up: mirrord.daemon_roots.Roots.await_start): what
+        # is the comparison, for the refusal's text; None: none awaited
+        self.comparing: str | None = None
         try:
             self.reset()
         except OSError:
@@ -72,6 +76,18 @@ class SourceGuard:
         now = mountid.dir_identity(self.root)
         if now is not None and now[:2] == self.identity:
             self.mount = now[2]
+
+    def refusal(self, rel: str) -> str | None:
+        """Why an absence of `rel` (a relative path) must not become a delete now: the
+        root missing, replaced or unmounted, or its comparison still awaited; None when a
+        delete may go."""
+        if not self.healthy():
+            return (f"source root {self.root} is missing, replaced or unmounted: "
+                    f"not deleting {rel!r} until it is back")
+        if self.comparing is not None:
+            return (f"deletes from source root {self.root} wait for {self.comparing}: "
+                    f"not deleting {rel!r} yet")
+        return None
 
     def healthy(self) -> bool:
         """True when the root path shows the directory learnt: same device, inode and

@@ -270,9 +270,9 @@ class Shipper(MoveOps):
                        opener=opener)
         if seen.kind == "absent":
             guard = self.guards.get(src.name)
-            if guard is not None and not guard.healthy():
-                raise RetryableError(f"source root {src.path} is missing, replaced or unmounted: "
-                                     f"not deleting {op.path!r} until it is back")
+            refused = guard.refusal(op.path) if guard is not None else None
+            if refused is not None:
+                raise RetryableError(refused)
             mounts = self.mounts.get(src.name)
             why = mounts.refusal(op.path) if mounts is not None else None
             if why is not None:   # a file system gone below the root is no user's delete

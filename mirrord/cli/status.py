@@ -147,7 +147,8 @@ def _alarm_lines(name: str, h: dict) -> list[str]:
                      f"{a.get('alarm_window', 0):g}s (alarm_deletes = {a.get('alarm_deletes')})")
     if held:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(held["since"]))
-        lines.append(f"  source {name}: alarm: {held['waiting']} deletes held since {since}; "
+        why = f" ({_line(held['reason'])})" if held.get("reason") else ""
+        lines.append(f"  source {name}: alarm: {held['waiting']} deletes held since {since}{why}; "
                      f"ship them: mirrord resume-deletes --source {name}")
     return lines
 

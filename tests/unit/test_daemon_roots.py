@@ -1,12 +1,15 @@
-"""When a lost source root counts as back (mirrord.daemon_roots.root_back), and the
-stand-in watcher of a root missing at start. The daemon's side runs on real mounts in
+"""When a lost source root counts as back (mirrord.daemon_roots.root_back), the
+stand-in watcher of a root missing at start, and the deletes that wait for a source's
+comparison (Roots.await_start, Roots.compared; pure logic on a stand-in daemon). The daemon's side runs on real mounts in
 tests/reliability/test_source_root_back.py."""
 
 from __future__ import annotations
 
 import select
+from types import SimpleNamespace
 
-from mirrord.daemon_roots import AbsentRoot, root_back
+from mirrord.daemon_roots import AbsentRoot, Roots, root_back
+from mirrord.observe import SourceGuard
 
 
 def test_a_missing_root_or_a_file_in_its_place_is_not_back(tmp_path):
@@ -48,3 +51,98 @@ def test_the_stand_in_watcher_reports_nothing_and_never_wakes_the_loop():
     finally:
         w.close()
     w.close()                                      # twice: nothing raised
+
+
+# ------------------------------------------- deletes wait for the comparison (Roots)
+
+class _Journal:
+    def __init__(self):
+        self.held: list[tuple[str, str]] = []
+        self.retried: list[str] = []
+
+    def hold_deletes(self, source, *, reason, since):
+        self.held.append((source, reason))
+
+    def retry_now(self, target):
+        self.retried.append(target)
+
+
+def _daemon(tmp_path, names=("a", "b")):
+    """A stand-in for the Daemon attributes Roots touches; real SourceGuards on real roots."""
+    sources = {}
+    for name in names:
+        (tmp_path / name).mkdir()
+        sources[name] = SimpleNamespace(name=name, path=tmp_path / name, targets=(f"t_{name}",))
+    guards = {name: SourceGuard(str(src.path)) for name, src in sources.items()}
+    scheduled: list[tuple[str, str]] = []
+    d = SimpleNamespace(
+        cfg=SimpleNamespace(sources=list(sources.values()), source=sources.__getitem__),
+        shipper=SimpleNamespace(guards=guards), journal=_Journal(),
+        alarms=SimpleNamespace(held=set()), catchups_pending=set(),
+        counters=SimpleNamespace(root_lost=0), targets={f"t_{n}": object() for n in names},
+        schedule_catch_up=lambda src, reason: scheduled.append((src.name, reason)))
+    return d, guards, scheduled
+
+
+def _result(source, reason, capped=()):
+    return ("catchup", source, reason, SimpleNamespace(capped=capped))
+
+
+def test_at_start_no_absence_is_a_delete_before_the_start_comparison(tmp_path):
+    """A restart with a wrong file system holding files in the root's place: the changes
+    queued before the stop must not go out as deletes before the comparison can tell."""
+    d, guards, _ = _daemon(tmp_path)
+    roots = Roots()
+    roots.lost["b"] = "missing at start"
+    guards["b"].lost = True
+    roots.await_start(d, guards)
+    assert roots.comparing == {"a": "start"}
+    assert "comparison at start" in guards["a"].refusal("x.jpg")
+    assert "x.jpg" in guards["a"].refusal("x.jpg")
+    assert "missing, replaced or unmounted" in guards["b"].refusal("x.jpg")
+
+
+def test_a_start_comparison_within_the_cap_lets_the_deletes_go_at_once(tmp_path):
+    d, guards, _ = _daemon(tmp_path)
+    roots = Roots()
+    roots.await_start(d, guards)
+    roots.compared(d, "catchup:a", _result("a", "start"))
+    assert guards["a"].refusal("x.jpg") is None
+    assert guards["b"].refusal("x.jpg") is not None          # its own comparison still runs
+    assert d.journal.retried == ["t_a"] and d.journal.held == []
+    assert roots.comparing == {"b": "start"}
+
+
+def test_a_start_comparison_over_the_cap_holds_the_sources_deletes(tmp_path):
+    d, guards, _ = _daemon(tmp_path)
+    roots = Roots()
+    roots.await_start(d, guards)
+    roots.compared(d, "catchup:a", _result("a", "start", capped=("t_a",)))
+    assert d.journal.held and d.journal.held[0][0] == "a"
+    assert "lacked at start" in d.journal.held[0][1] and "max_delete" in d.journal.held[0][1]
+    assert d.alarms.held == {"a"}
+    assert guards["a"].refusal("x.jpg") is None   # the journal's hold covers it from here
+
+
+def test_a_failed_start_comparison_is_queued_again_and_deletes_still_wait(tmp_path):
+    d, guards, scheduled = _daemon(tmp_path)
+    roots = Roots()
+    roots.await_start(d, guards)
+    roots.compared(d, "catchup:a", RuntimeError("walk failed"))
+    assert scheduled == [("a", "start")]
+    assert guards["a"].refusal("x.jpg") is not None
+    roots.compared(d, "catchup:a", _result("a", "overflow"))   # another comparison: not it
+    roots.compared(d, "subtree-check:a:x", _result("a", "start"))
+    assert guards["a"].refusal("x.jpg") is not None and roots.comparing["a"] == "start"
+
+
+def test_a_root_lost_during_its_start_comparison_waits_for_its_return(tmp_path):
+    """The start's result arriving after the loss releases nothing: the return is
+    compared anew (reason root-back)."""
+    d, guards, _ = _daemon(tmp_path)
+    roots = Roots()
+    roots.await_start(d, guards)
+    roots.lose(d, d.cfg.source("a"), "unmounted")
+    roots.compared(d, "catchup:a", _result("a", "start"))
+    assert guards["a"].lost and guards["a"].refusal("x.jpg") is not None
+    assert "a" not in roots.comparing and d.journal.retried == []
