@@ -87,6 +87,7 @@ def setup(d: Daemon) -> None:
         if src.name not in d.roots.lost:
             d.schedule_catch_up(src, reason="start")
     start.finish_opening(opening, d.targets)
+    start.expect_mirrors(d.journal, d.cfg, d.targets)   # a mount missing at boot: no writes
     guards = {s.name: SourceGuard(str(s.path), missing_ok=True) for s in d.cfg.sources}
     workers = {name: d.cfg.targets[name].workers for name in d.targets}
     for name in d.roots.lost:   # no delete of a lost root's paths, whatever stands there

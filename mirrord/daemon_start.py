@@ -84,6 +84,27 @@ def finish_opening(opening: dict[str, Future[None]], targets: dict[str, Target])
         log.info(kv(msg="target", name=name, at=targets[name].describe()))
 
 
+def expect_mirrors(journal, cfg: Config, targets: dict[str, Target]) -> None:
+    """Tell each opened target that paths shipped to it are recorded, where they are
+    (Target.expect_mirror): a local target whose root was missing or empty at open (its
+    file system not mounted at boot) then writes nothing there until it holds the mirror
+    again. Before, the daemon wrote new files and a fresh heartbeat into the bare mount
+    point and said in_sync, while the mirror itself fell behind. Call after
+    locations.check (a target moved to a new place has nothing shipped there yet).
+    Raises what the journal raises."""
+    from mirrord.journal.read import has_shipped
+
+    for name, target in targets.items():
+        if not target.found_empty:
+            continue
+        if any(has_shipped(journal.db, name, s.name) for s in cfg.sources if name in s.targets):
+            target.expect_mirror(
+                f"{target.describe()}: the target root holds nothing while paths shipped to it "
+                f"are recorded (is its file system mounted?): nothing is written there until "
+                f"it holds the mirror again; emptied on purpose: stop the daemon and run "
+                f"mirrord reconcile --target {name}")
+
+
 @dataclass
 class Watching:
     """What a start holds once every source is watched: the daemon lock, each source's

@@ -49,6 +49,9 @@ class Target(abc.ABC):
     # heartbeat (what a mount point shows while its file system is not mounted:
     # mirrord.targets.root_check). False otherwise, and on targets with no root to unmount (S3)
     root_empty: bool = False
+    # after a writable open(): the root did not exist or held nothing (root_check.
+    # holds_nothing) before the open made anything there; only directory targets tell
+    found_empty: bool = False
 
     def __init__(self, name: str):
         self.name = name
@@ -70,6 +73,15 @@ class Target(abc.ABC):
         that only read (failover and its --dry-run, health, trash, undelete --dry-run,
         reconcile --dry-run): they never change the mirror. Checked on every target by
         tests/targets/test_open_readonly.py."""
+
+    def expect_mirror(self, why: str) -> None:
+        """Told after a writable open() when paths shipped to this target are recorded
+        (the daemon's journal). A target whose open found its root missing or holding
+        nothing (`found_empty`) then writes nothing, raising RetryableError(`why`) from
+        every change, until the root holds something again: a file system not mounted
+        at start leaves an empty mount point, and writing there made a mirror nobody
+        reads while status said in_sync. Targets with no root to unmount (S3) and
+        those that cannot tell ignore it (the default)."""
 
     def close(self) -> None:
         """Release connections; safe to call twice."""

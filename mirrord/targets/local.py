@@ -82,6 +82,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             self._open_readonly()
             return
         try:
+            self.found_empty = not os.path.lexists(self.root) or (
+                os.path.isdir(self.root) and holds_nothing(self.root))
             if not os.path.lexists(self.root):   # a typo in the path makes a new tree: say so
                 os.makedirs(self.root, exist_ok=True)
                 log.warning(kv(msg="local target root did not exist: created it", target=self.name,
@@ -102,6 +104,12 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             self._open_lock.hold(self._staging.sweep)
         except OSError as exc:
             raise classify_oserror(exc) from None
+
+    def expect_mirror(self, why: str) -> None:
+        """Target.expect_mirror: a root found missing or empty at open is written to only
+        once it holds something (root_check.RootIdentity.await_content)."""
+        if self.found_empty:
+            self._root_id.await_content(why)
 
     def _open_readonly(self) -> None:
         try:

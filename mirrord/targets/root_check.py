@@ -15,7 +15,9 @@ the mirror was. Two readers need to tell it from a mirror:
   that nothing is written into the mount point left when the target's file system goes
   away while the daemon runs (a breaker's daemon went on writing files and a fresh
   heartbeat there, and status said in_sync: failover on the mirror host then saw a
-  current mirror holding 1 file of 101).
+  current mirror holding 1 file of 101). The same from the start: a root found empty by
+  the open while the journal records paths shipped to it (`await_content`) gets nothing
+  until it holds something again.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class RootIdentity:
         self.describe = describe
         self.path: str | None = None
         self.seen: tuple[int, int, int | None] | None = None
+        self.awaiting: str | None = None   # why nothing is written until the root holds content
 
     def learn(self, path: str) -> None:
         """Take `path`'s identity now (after open made the root and `.mirrord/`)."""
@@ -71,6 +74,9 @@ class RootIdentity:
         `.mirrord/` in its place): nothing may be written there until the mirror is back.
         Nothing before learn() (a target never opened for writing)."""
         if self.path is None or self.seen is None:
+            return
+        if self.awaiting is not None:
+            self._await()
             return
         now = mountid.dir_identity(self.path)
         if now == self.seen:
@@ -89,3 +95,21 @@ class RootIdentity:
                              f"directory opened and holds no {META_DIR}/ (its file system "
                              f"unmounted, or another mounted over it?): nothing is written "
                              f"there until it is back")
+
+    def await_content(self, why: str) -> None:
+        """From now on check() raises RetryableError(`why`) while the root holds nothing
+        (holds_nothing: one listing of the root per change, only while waiting); once it
+        holds something (its file system mounted, a reconcile with the daemon stopped
+        filled it) the root is taken as it stands, one INFO line."""
+        self.awaiting = why
+        log.error(kv(msg="target root holds nothing while paths shipped to it are recorded; "
+                         "nothing is written there until it holds the mirror again",
+                     target=self.describe, path=self.path))
+
+    def _await(self) -> None:
+        if self.path is None or holds_nothing(self.path) or not os.path.isdir(self.path):
+            raise RetryableError(str(self.awaiting))
+        self.awaiting = None
+        self.seen = mountid.dir_identity(self.path)
+        log.info(kv(msg="target root holds the mirror again; writing there",
+                    target=self.describe, path=self.path))
