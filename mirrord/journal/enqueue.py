@@ -243,11 +243,20 @@ class EnqueueMixin:
         already) finds the new name not holding the version and keeps, as before. A put
         that fails permanently (a name the target cannot hold) lets the delete go at once
         (claims._failed), which then keeps."""
+        # a directory is bound for the file's old name (its move or mkdir pending there): a
+        # directory exchanged with a file or symlink, read by inotify as two renames, the
+        # directory's first. A plain delete over that row made the target's copy a bare
+        # mkdir, the directory's contents never sent (a breaker: every run). A tree delete
+        # clears the name and, the source holding a directory there, re-sends what lies
+        # below it (ship_rules.outcome: rescan)
+        bound = self.db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
+                                "AND is_dir = 1 AND kind IN ('move', 'mkdir')",
+                                (target, source, bsrc)).fetchone() is not None
         # the put first: recorded over a's pending delete while b's row is still the move
         # from a, it learns where a's bytes went (_went_to: `mv --exchange a b`)
         pid = self._upsert(target, source, bdst, "put", tree=False, is_dir=False, size=0,
                            when=when)
-        did = self._upsert(target, source, bsrc, "delete", tree=False, is_dir=False, size=0,
+        did = self._upsert(target, source, bsrc, "delete", tree=bound, is_dir=bound, size=0,
                            when=when, src=bdst)
         if not self._waits_on(pid, did):
             self.db.execute("UPDATE ops SET wait_for = ? WHERE id = ? AND wait_for IS NULL",

@@ -180,6 +180,33 @@ def test_an_exchange_seen_as_two_moves_names_the_other_end(j):
     assert (second.path, second.kind, second.src) == ("a", "put", "b")
 
 
+def test_a_directory_exchanged_with_a_file_directory_first_is_cleared_and_resent(j):
+    """inotify reads renameat2(D, F, RENAME_EXCHANGE) as D -> F (a directory move), then
+    F -> D (a file, which cannot be a move: F's row is pending). The file's fallback
+    delete of F used to replace the directory's move with a plain delete: the target got
+    a bare mkdir at F, the directory's contents never sent (a breaker). Now it is a tree
+    delete, whose outcome on the directory the source holds asks for F to be re-sent."""
+    j.enqueue_move(S, "D", "F", is_dir=True)
+    assert j.enqueue_move(S, "F", "D", is_dir=False) == [T]
+    first = claim_one(j)
+    assert (first.path, first.kind, first.tree, first.is_dir) == ("F", "delete", True, True)
+    j.ack([Outcome(first, "mkdir", is_dir=True)])
+    second = claim_one(j)
+    assert (second.path, second.kind, second.tree) == ("D", "put", True)
+
+
+def test_a_file_exchanged_with_a_directory_file_first_stays_a_plain_fallback(j):
+    """The other order (F -> D recorded as a file move first) leaves the directory's own
+    fallback to re-send it (the caller walks D): the file's rows stay as they were."""
+    j.enqueue_move(S, "F", "D", is_dir=False)
+    assert j.enqueue_move(S, "D", "F", is_dir=True) == [T]
+    first = claim_one(j)                    # D cleared as a tree, sent as the source holds it
+    assert (first.path, first.kind, first.tree, first.src) == ("D", "delete", True, "F")
+    j.ack([Outcome(first, "put")])
+    second = claim_one(j)
+    assert (second.path, second.kind) == ("F", "mkdir")
+
+
 def _put(t, tmp_path, path: str, data: bytes, *, mtime: float) -> None:
     f = tmp_path / "put"
     f.write_bytes(data)
