@@ -6,8 +6,10 @@ client's CPU per request decides throughput (issue 15). This puts N objects of
 through each arm, from `concurrency` worker threads that each wait for their
 own request, as the shipper's workers do:
 
-- `lean`: mirrord's own path (mirrord.targets.s3.lean: botocore's SigV4 signer,
+- `lean`: mirrord's own path (mirrord.targets.s3.lean: SigV4 signed by awscrt,
   http.client on a kept-alive connection per thread);
+- `lean-botocore-signer`: the same with the signer it had before (botocore's
+  S3SigV4Auth), to measure what the native signer saves;
 - `crt`: awscrt.s3.S3Client.make_request(PUT_OBJECT) as bench/s3_crt.py sends it,
   signing and I/O in the AWS Common Runtime's native threads;
 - `crt-transfer`: s3transfer's CRTTransferManager (what boto3[crt] uses), its
@@ -63,15 +65,48 @@ def _cpu() -> float:
 
 
 # ------------------------------------------------------------------ the arms
-def lean_arm(opts: S3Options, concurrency: int) -> tuple[Put, Callable[[], None]]:
+def lean_arm(opts: S3Options, concurrency: int, *,
+             signer: Callable[[Any, str], Any] | None = None) -> tuple[Put, Callable[[], None]]:
+    """`signer(credentials, region)`: a signer to use instead of the lean path's own."""
     client, lean = make_client(opts, workers=concurrency, connect_timeout=5, read_timeout=30,
                                name="bench", secrets=[])
     assert lean is not None, "the lean path is not available for this endpoint"
+    if signer is not None:
+        lean._signer = signer(lean.credentials, lean._signer.region)
 
     def put(key: str, body: bytes, args: dict[str, Any], digest: str) -> None:
         if lean.put(key, body, headers_from_args(args), sha256=digest) is None:
             raise RuntimeError(f"lean put of {key} refused")
     return put, lambda: (lean.close(), client.close())
+
+
+class BotocoreSigner:
+    """The lean path's signer before awscrt (mirrord.targets.s3.signing): botocore's
+    S3SigV4Auth on an AWSRequest, a known payload digest signed as given. Kept here so
+    the two can be measured side by side (README "S3 clients compared")."""
+
+    def __init__(self, credentials: Any, region: str):
+        self.credentials, self.region = credentials, region
+
+    def sign(self, method: str, path: str, headers: dict[str, str], sha256: str | None,
+             body: bytes | None) -> dict[str, str]:
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        class Known(S3SigV4Auth):
+            def payload(self, request: Any) -> str:
+                return request.context["payload_sha256"] or super().payload(request)
+
+        request = AWSRequest(method=method, url=f"http://{headers['Host']}{path}",
+                             data=body or b"", headers=dict(headers))
+        request.context["payload_sha256"] = sha256
+        Known(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(request)
+        return dict(request.headers.items())
+
+
+def lean_botocore_signer_arm(opts: S3Options, concurrency: int) -> tuple[Put, Callable[[], None]]:
+    """`lean` with the signer it had before awscrt (BotocoreSigner)."""
+    return lean_arm(opts, concurrency, signer=BotocoreSigner)
 
 
 def sdk_arm(opts: S3Options, concurrency: int) -> tuple[Put, Callable[[], None]]:
@@ -141,7 +176,8 @@ def classic_transfer_arm(opts: S3Options, concurrency: int) -> tuple[Put, Callab
 
 
 ARMS = {"classic-transfer": classic_transfer_arm, "lean": lean_arm, "crt": crt_arm,
-        "crt-transfer": crt_transfer_arm, "sdk": sdk_arm}
+        "crt-transfer": crt_transfer_arm, "sdk": sdk_arm,
+        "lean-botocore-signer": lean_botocore_signer_arm}
 
 
 # ------------------------------------------------------------------ measuring

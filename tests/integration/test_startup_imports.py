@@ -40,7 +40,7 @@ else:
 NEVER_BEFORE_WATCHING = ("mirrord.daemon", "mirrord.daemon_lifecycle", "mirrord.journal",
                          "mirrord.targets", "mirrord.shipper", "mirrord.pipeline",
                          "mirrord.reconcile", "mirrord.metrics", "sqlite3", "boto3", "botocore",
-                         "prometheus_client", "psycopg", "schedule")
+                         "prometheus_client", "psycopg", "schedule", "awscrt")
 
 
 def too_early(loaded: set[str]) -> set[str]:

@@ -39,7 +39,8 @@ def crt_for(opts: S3Options) -> CrtRequests:
     return crt
 
 
-@pytest.mark.parametrize("arms", [["lean", "crt", "sdk"], ["crt-transfer", "classic-transfer"]])
+@pytest.mark.parametrize("arms", [["lean", "crt", "sdk"], ["crt-transfer", "classic-transfer"],
+                                  ["lean", "lean-botocore-signer"]])
 def test_every_arm_stores_the_same_objects_with_metadata(seaweedfs, arms):
     opts = options(seaweedfs, seaweedfs.new_bucket())
     results = s3_clients.run(opts, arms, files=12, reps=1, concurrency=3)

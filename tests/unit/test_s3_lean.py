@@ -131,9 +131,10 @@ def test_a_digest_the_caller_has_is_signed_not_recomputed(server):
     put = lean(server.port)
     put.put("a", body, {})
     put.put("b", body, {}, sha256="0" * 64)        # what the caller says is what is signed
-    sent = [dict(line.split(b": ", 1) for line in r.split(b"\r\n")[1:]) for r in server.requests]
-    assert sent[0][b"X-Amz-Content-SHA256"] == hashlib.sha256(body).hexdigest().encode()
-    assert sent[1][b"X-Amz-Content-SHA256"] == b"0" * 64
+    sent = [{k.lower(): v for k, v in (line.split(b": ", 1) for line in r.split(b"\r\n")[1:])}
+            for r in server.requests]   # header names are case-insensitive (RFC 9110 5.1)
+    assert sent[0][b"x-amz-content-sha256"] == hashlib.sha256(body).hexdigest().encode()
+    assert sent[1][b"x-amz-content-sha256"] == b"0" * 64
 
 
 def test_retry_later_answers_become_client_errors_the_classifier_retries(server):
