@@ -561,13 +561,17 @@ def test_changes_queued_before_a_wrong_file_system_came_back_delete_nothing(
     source's deletes are held until `mirrord resume-deletes`, and status says so."""
     with _queued_on_tmpfs(tmp_path, watcher) as (d, _a, b, files):
         with _wrong_file_system_back(d, tmp_path, b):
-            poll(lambda: "deletes held" in d.log.read_text(), what="the source's deletes held")
-            poll(lambda: "one-upload.jpg" in target_files(_target(tmp_path, "b")),
-                 what="the new file sent")
-            poll(lambda: d.status()["sources"]["b"].get("deletes_held"),
-                 what="status shows the hold")
-            _nothing_deleted(tmp_path, files)
+            _held_and_nothing_deleted(d, tmp_path, files)
             assert "mirrord resume-deletes --source b" in d.cli("status").stdout
+
+
+def _held_and_nothing_deleted(d: Daemon, tmp: Path, files: dict[str, bytes]) -> None:
+    """b's deletes held (log and status), the upload on the wrong file system sent, none of
+    `files` deleted on b's target."""
+    poll(lambda: "deletes held" in d.log.read_text(), what="the source's deletes held")
+    poll(lambda: "one-upload.jpg" in target_files(_target(tmp, "b")), what="the new file sent")
+    poll(lambda: d.status()["sources"]["b"].get("deletes_held"), what="status shows the hold")
+    _nothing_deleted(tmp, files)
 
 
 def test_a_restart_with_a_wrong_file_system_in_the_roots_place_deletes_nothing(
@@ -585,12 +589,7 @@ def test_a_restart_with_a_wrong_file_system_in_the_roots_place_deletes_nothing(
             b.chmod(0o755)
             (b / "one-upload.jpg").write_bytes(b"written on the wrong file system")
             d.start()
-            poll(lambda: "deletes held" in d.log.read_text(), what="the source's deletes held")
-            poll(lambda: "one-upload.jpg" in target_files(_target(tmp_path, "b")),
-                 what="the new file sent")
-            poll(lambda: d.status()["sources"]["b"].get("deletes_held"),
-                 what="status shows the hold")
-            _nothing_deleted(tmp_path, files)
+            _held_and_nothing_deleted(d, tmp_path, files)
             assert "lacked at start" in d.cli("status").stdout
 
 
