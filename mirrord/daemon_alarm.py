@@ -222,7 +222,15 @@ class AlarmWatch:
                              action=f"mirrord resume-deletes --source {source}"))
         else:
             for source in sorted(self.held - held - self.unwritten):
-                log.warning(kv(msg="deletes resumed (mirrord resume-deletes)", source=source))
+                log.warning(kv(msg="deletes resumed (mirrord resume-deletes); comparing the "
+                                   "source with what was shipped, uncapped", source=source))
+                # a hold set by a capped comparison (daemon_roots.Roots.compared): the
+                # deletes over [reconcile] max_delete were refused, never queued; resuming
+                # says they are meant, so compare again without the cap. Before, they stayed
+                # on the target and every restart's comparison held the source again
+                known = any(src.name == source for src in self.d.cfg.sources)
+                if known and source not in self.d.roots.lost:   # a lost one is compared when back
+                    self.d.schedule_catch_up(self.d.cfg.source(source), reason="resumed")
         self.held = held
 
     def holds(self, source: str) -> bool:

@@ -232,8 +232,10 @@ class Roots:
         res = result[3]
         if res.capped:
             how = "came back lacking" if reason == "root-back" else "lacked at start"
-            why = (f"the source root {how} more shipped paths than [reconcile] "
-                   f"max_delete allows on {', '.join(res.capped)}: a wrong file system?")
+            why = (f"the source root {how} {res.refused_deletes} shipped paths, more than "
+                   f"[reconcile] max_delete allows on {', '.join(res.capped)}: a wrong file "
+                   f"system? None of them is deleted and the source's other deletes wait; if "
+                   f"they are meant, resume-deletes compares again without the cap")
             d.journal.hold_deletes(source, reason=why, since=time.time())
             d.alarms.held.add(source)
             log.error(kv(msg="deletes held: " + why, source=source,

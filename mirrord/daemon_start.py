@@ -91,13 +91,17 @@ def expect_mirrors(journal, cfg: Config, targets: dict[str, Target]) -> None:
     again. Before, the daemon wrote new files and a fresh heartbeat into the bare mount
     point and said in_sync, while the mirror itself fell behind. Call after
     locations.check (a target moved to a new place has nothing shipped there yet).
-    Raises what the journal raises."""
+    A source whose root holds nothing either (emptied on purpose, as the mirror was: a
+    breaker's reconcile then had nothing to send, and the daemon refused the target for
+    good) expects no mirror. Raises what the journal raises."""
+    from mirrord.daemon_roots import root_back
     from mirrord.journal.read import has_shipped
 
     for name, target in targets.items():
         if not target.found_empty:
             continue
-        if any(has_shipped(journal.db, name, s.name) for s in cfg.sources if name in s.targets):
+        if any(has_shipped(journal.db, name, s.name) and root_back(str(s.path))
+               for s in cfg.sources if name in s.targets):
             target.expect_mirror(
                 f"{target.describe()}: the target root holds nothing while paths shipped to it "
                 f"are recorded (is its file system mounted?): nothing is written there until "

@@ -610,3 +610,38 @@ def test_deletes_queued_before_a_restart_go_out_after_the_start_comparison(
         held = target_files(_target(tmp_path, "b"))
         assert not [rel for rel in gone if rel in held]
         assert not d.status()["sources"]["b"].get("deletes_held")
+
+
+def test_deletes_meant_while_stopped_over_the_cap_go_out_once_resumed(tmp_path, watcher):
+    """Found by a breaker: 20 of 30 files removed while the daemon was stopped, max_delete
+    10. The start comparison is capped, so the source's deletes are held; but resuming let
+    go only the queued deletes: the 20 the cap refused were never queued, stayed on the
+    target, and every restart's comparison held the source again ("0 deletes held").
+    Resuming now compares again without the cap."""
+    a = tmp_path / "a"
+    a.mkdir()
+    files = {f"f{i:02d}.jpg": b"v1" for i in range(30)}
+    _fill(a, files)
+    cfg = _config(tmp_path, watcher, {"a": a})
+    cfg.write_text(cfg.read_text() + "max_delete = 10\n")
+    d = Daemon(cfg, tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(a, _target(tmp_path, "a"))
+        d.stop()
+        for rel in sorted(files)[:20]:
+            (a / rel).unlink()
+        d.start()
+        poll(lambda: d.status()["sources"]["a"].get("deletes_held"), what="the hold")
+        assert "lacked at start 20 shipped paths" in d.cli("status").stdout
+        assert len(target_files(_target(tmp_path, "a"))) == 30      # nothing deleted yet
+        assert d.cli("resume-deletes", "--source", "a").returncode == 0
+        wait_converged(a, _target(tmp_path, "a"), timeout=60)
+        d.stop()
+        d.start()
+        (a / "later.jpg").write_bytes(b"after the restart")
+        (a / "f29.jpg").unlink()
+        wait_converged(a, _target(tmp_path, "a"), timeout=60)
+        assert not d.status()["sources"]["a"].get("deletes_held")
+    finally:
+        d.stop()

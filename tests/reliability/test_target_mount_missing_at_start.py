@@ -10,6 +10,7 @@ restart. Real bind mounts (the suite runs as root)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -60,3 +61,28 @@ def test_a_target_not_mounted_at_start_gets_nothing_until_it_is_back(tmp_path):
     finally:
         d.stop()
         umount(mnt)
+
+
+def test_a_source_and_mirror_both_emptied_on_purpose_are_mirrored_again(tmp_path):
+    """Found by a breaker: the source and the mirror emptied while the daemon was stopped,
+    `mirrord reconcile` (nothing to send: in sync), then started: the paths shipped before
+    were still recorded, so the empty mirror was refused for good and a new upload never
+    went out. A source that holds nothing expects no mirror."""
+    src, mirror = tmp_path / "src", tmp_path / "mirror"
+    src.mkdir()
+    for i in range(5):
+        (src / f"f{i}.jpg").write_bytes(b"v1")
+    d = Daemon(_config(tmp_path, src, mirror), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(src, LocalTarget("nfs", mirror))
+        d.stop()
+        for path in list(src.iterdir()) + [p for p in mirror.iterdir() if p.name != ".mirrord"]:
+            path.unlink()
+        shutil.rmtree(mirror / ".mirrord")
+        assert d.cli("reconcile", "--target", "nfs").returncode == 0
+        d.start()
+        (src / "new.jpg").write_bytes(b"the first upload of the new start")
+        wait_converged(src, LocalTarget("nfs", mirror), timeout=60)
+    finally:
+        d.stop()

@@ -122,7 +122,11 @@ def watch(tmp_path):
                        pause_on_alarm=True)
     journal = Journal(tmp_path / "j.db", {"up": ("t",)}, clock=clock)
     errors: list[Exception] = []
-    d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,)), journal=journal, metrics=Metrics(),
+    compared: list[tuple[str, str]] = []   # catch-ups asked for: (source, reason)
+    d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,), source=lambda name: src),
+                        journal=journal, metrics=Metrics(), roots=SimpleNamespace(lost={}),
+                        schedule_catch_up=lambda s, reason: compared.append((s.name, reason)),
+                        compared=compared,
                         pipeline=SimpleNamespace(journal_failed=errors.append), next_heartbeat=9e9)
     w = AlarmWatch(d, clock=clock, wall=lambda: 1234.0)
     yield w, src, journal, clock
@@ -174,3 +178,6 @@ def test_firing_holds_the_source_before_the_batch_is_recorded_and_clears_later(w
     clock.now += 2
     w.tick()
     assert _metric(w, "mirrord_deletes_held") == 0 and w.to_json()["up"]["state"] == "ok"
+    # resumed: the source is compared again without the cap, so deletes a capped comparison
+    # refused (never queued) go out too (a breaker: they stayed, and every restart held again)
+    assert w.d.compared == [("up", "resumed")]
