@@ -22,11 +22,11 @@ import struct
 
 AT_FDCWD = -100
 STATX_MNT_ID_UNIQUE = 0x4000   # include/uapi/linux/stat.h (Linux 6.8)
-_MNT_ID_OFFSET = 144           # struct statx: __u64 stx_mnt_id after stx_dev_minor (_FIELDS)
 # STATX_TYPE | STATX_MODE | STATX_INO: stx_mode (offset 28), stx_ino (32); stx_dev_major and
 # stx_dev_minor (136, 140) are always filled (include/uapi/linux/stat.h)
 _IDENTITY_MASK = 0x1 | 0x2 | 0x100 | STATX_MNT_ID_UNIQUE
-# stx_mask, stx_mode, stx_ino, stx_dev_major, stx_dev_minor, stx_mnt_id (native order)
+# stx_mask, stx_mode, stx_ino, stx_dev_major, stx_dev_minor, stx_mnt_id (the __u64 at
+# offset 144, after stx_dev_minor), in native order
 _FIELDS = struct.Struct("=I24xH2xQ96xIIQ")
 _STATX_SIZE = 256
 

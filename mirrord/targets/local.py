@@ -82,9 +82,9 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             self._open_readonly()
             return
         try:
-            self.found_empty = not os.path.lexists(self.root) or (
-                os.path.isdir(self.root) and holds_nothing(self.root))
-            if not os.path.lexists(self.root):   # a typo in the path makes a new tree: say so
+            missing = not os.path.lexists(self.root)
+            self.found_empty = missing or (os.path.isdir(self.root) and holds_nothing(self.root))
+            if missing:   # a typo in the path makes a new tree: say so
                 os.makedirs(self.root, exist_ok=True)
                 log.warning(kv(msg="local target root did not exist: created it", target=self.name,
                                path=os.fsdecode(self.root)))

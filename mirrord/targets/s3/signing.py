@@ -4,8 +4,9 @@ Why not botocore's signer (S3SigV4Auth), which the lean path used before: it cop
 the headers into an email.message-based HTTPHeaders and builds the canonical request
 in Python: 120-155 µs of CPU per request here, and 19% of the samples holding the GIL
 in a profile of the daemon's S3 burst. `awscrt.auth.aws_sign_request` signs the same
-request natively in less than half that (README "S3 clients compared"). awscrt is AWS's own runtime, the one
-boto3[crt] and s3transfer's CRT manager are built on; nothing of SigV4 is written here.
+request natively in less than half that (README "S3 clients compared"). awscrt is
+AWS's own runtime, the one boto3[crt] and s3transfer's CRT manager are built on;
+nothing of SigV4 is written here.
 
 The settings are S3's (AWS docs, "Signature Version 4 for Amazon S3": the path is
 URI-encoded once and not normalised, unlike other services), and the payload's SHA-256
@@ -61,8 +62,9 @@ class Signer:
         x-amz-content-sha256, Authorization (and X-Amz-Security-Token with a session
         token). `path`: the request target as sent (already URI-encoded, query
         included); `sha256`: the body's hex digest when known, else computed from `body`
-        (None: empty); `now`: the signing time (None: the clock's, UTC). Raises RetryableError when the runtime cannot sign (its error
-        name only: no header, no credential)."""
+        (None: empty); `now`: the signing time (None: the clock's, UTC). Raises
+        RetryableError when the runtime cannot sign (its error name only: no header, no
+        credential)."""
         digest = sha256 or (hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256)
         request = HttpRequest(method, path, HttpHeaders(list(headers.items())))
         config = AwsSigningConfig(
