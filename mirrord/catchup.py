@@ -39,6 +39,7 @@ from mirrord import journal
 from mirrord.compare import against_shipped
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
+from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.merge import Cursor
 from mirrord.treewalk import WalkErrors, entry_key, walk
 
@@ -82,6 +83,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     conn = journal.connect(db_path, readonly=True)
     prefix = subtree.strip("/").encode("utf-8", "surrogateescape")
     try:
+        # read before `shipped`: an op acked in between is in `shipped` already
+        removing = {t: in_flight_removals(conn, t, source.name) for t in targets}
         shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name, prefix), key=itemgetter(0))
                    for t in targets}
         had_shipped = any(s.head is not None for s in shipped.values())
@@ -109,6 +112,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     deletes[t].extend(r[0] for r in rows.take_before(key))
                 row = rows.take_equal(key)
                 matched[t] += row is not None
+                if row is not None and removal_covers(removing[t], key):
+                    row = None      # a removal in flight may take it: sent again after it
                 if entry.is_dir and not (directories or {}).get(t, True):
                     continue
                 kind = against_shipped(entry, row, keeps_mode=(modes or {}).get(t))

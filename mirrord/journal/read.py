@@ -52,6 +52,36 @@ def has_shipped(db: sqlite3.Connection, target: str, source: str) -> bool:
                       (target, source)).fetchone() is not None
 
 
+def in_flight_removals(db: sqlite3.Connection, target: str, source: str) -> frozenset[bytes]:
+    """The paths (bytes, no trailing '/') of `source`'s rows for `target` at a worker now
+    (claimed) whose ack may remove what `shipped` records at or below them: a tree op, or
+    a delete. Such an op looked at the source when it was claimed; if the source changed
+    since, its ack still records what it saw. A comparison with `shipped` made meanwhile
+    (catch-up: mirrord.catchup) must not trust the rows below these paths: it found
+    shipped rows a tree removal in flight was about to take away, and proposed nothing
+    for what the source held there (fanotify, a directory exchanged three times with a
+    symlink while the first removal was in flight: its contents never sent). At most the
+    rows in flight: the ops_ready index's (target, claimed) range."""
+    return frozenset(bytes(p) for (p,) in db.execute(
+        "SELECT path FROM ops WHERE target = ? AND claimed > 0 AND source = ? "
+        "AND (tree = 1 OR kind = 'delete')", (target, source)))
+
+
+def removal_covers(paths: frozenset[bytes], key: bytes) -> bool:
+    """Whether `key` (a shipped key: a directory's ends in '/') is at or below one of
+    `paths` (in_flight_removals)."""
+    if not paths:
+        return False
+    key = key.rstrip(b"/")
+    while True:
+        if key in paths:
+            return True
+        cut = key.rfind(b"/")
+        if cut < 0:
+            return False
+        key = key[:cut]
+
+
 def iter_shipped(db: sqlite3.Connection, target: str, source: str,
                  prefix: bytes = b"") -> Iterator[ShippedRow]:
     """(key, size, mtime_ns, token, mode) in key order: the merge partner of a source walk.
