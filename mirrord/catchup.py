@@ -16,6 +16,12 @@ A subtree catch-up (`subtree`) walks one directory and reads only the shipped
 rows below it: cheap for a small directory the watcher cannot watch (it is
 checked every few seconds), and it never proposes anything outside it.
 
+A shipped row at or below a removal in flight (a claimed tree op or delete, whose
+worker looked at the source before it changed back: journal.read.in_flight_removals)
+is not trusted: what the source holds there is proposed again (a subtree's own
+directory too) and waits for that removal (a directory exchanged with a symlink three
+times: the last exchange's subtree check found rows the removal then took away).
+
 Deletes are proposed only when the walk is trustworthy: never for paths below
 a directory that could not be read, never when the source root is empty while
 the database says files were shipped (an unmounted mount point looks empty), never
@@ -101,6 +107,11 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 emit(list(batch))
                 batch.clear()
 
+        if prefix and os.path.isdir(os.path.join(str(source.path), subtree.strip("/"))):
+            for t in targets:   # the subtree's own directory, which the walk does not yield
+                if removal_covers(removing[t], prefix):
+                    propose(Change(source.name, subtree.strip("/"), "mkdir", time=time.time(),
+                                   targets=(t,)))
         for entry in walk(str(source.path), excluded=source.excluded, errors=errors,
                           below=subtree.strip("/")):
             if stop is not None and stop.is_set():
