@@ -27,11 +27,13 @@ log = logging.getLogger("mirrord.daemon")
 
 def source_health(watchers: dict, source_fs: dict[str, str | None],
                   mounts: dict | None = None,
-                  roots_lost: dict[str, str] | None = None) -> dict[str, dict]:
+                  roots_lost: dict[str, str] | None = None,
+                  held: Callable[[str], bool] | None = None) -> dict[str, dict]:
     """Per source: whether every directory is watched, whether the file system raises
     events for every writer, the file systems mounted below the root that are gone
     (`lost_mounts`, relative paths; mounts: source -> mirrord.submounts.SubMounts), and
-    why its root is lost (`root_lost`, None when not; roots_lost: mirrord.daemon_roots).
+    why its root is lost (`root_lost`, None when not; roots_lost: mirrord.daemon_roots),
+    and whether its deletes are held (`deletes_held`; held(source): AlarmWatch.holds).
     `lost` while the root is, else `degraded` while any directory is unwatched or any
     such mount is lost."""
     out: dict[str, dict] = {}
@@ -43,6 +45,7 @@ def source_health(watchers: dict, source_fs: dict[str, str | None],
         root = (roots_lost or {}).get(name)
         out[name] = {"state": "lost" if root else "degraded" if unwatched or lost else "ok",
                      "root_lost": root, "lost_mounts": lost,
+                     "deletes_held": bool(held and held(name)),
                      "watched_directories": watcher.watched,
                      "unwatched_directories": unwatched,
                      "unwatched_paths": watcher.unwatched_paths(20) if unwatched else [],

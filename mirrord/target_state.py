@@ -13,6 +13,9 @@ target (`now - oldest first_seen`), 0 when nothing is pending, never negative
 
 The rules, first match wins (thresholds in seconds, constructor arguments):
 
+0. `degraded` first when a source that feeds the target has lost its root or has its
+   deletes held (rule 2's last cases: held or refused rows wait on purpose, they are
+   not a stall).
 1. `stalled`: changes are pending and nothing has been shipped to the target
    for more than `stalled_after` (default 120 s) while they waited. "Waited"
    counts from the latest of: the oldest pending change, the last shipment
@@ -27,7 +30,10 @@ The rules, first match wins (thresholds in seconds, constructor arguments):
    found only by the rescan every few seconds, not live), or a file system mounted
    below such a source's root is gone (`lost_mounts`, mirrord.submounts: deletes
    below it are refused until it is back), or such a source's root itself is lost
-   (`root_lost`, mirrord.daemon_roots: nothing of it is watched until it is back).
+   (`root_lost`, mirrord.daemon_roots: nothing of it is watched until it is back),
+   or such a source's deletes are held (`deletes_held`: a mass-change alarm, or a
+   comparison at start or at a root's return over `[reconcile] max_delete`; the
+   target keeps what the source no longer holds until `mirrord resume-deletes`).
 3. `initial_sync`: the target has never been in sync and changes are pending,
    or the catch-up walk of one of its sources is under way (`scanning`).
 4. `catching_up`: the target was in sync before, and either the lag exceeds
@@ -145,18 +151,25 @@ class TargetStates:
                 self._ever.add(target)
             return TargetState(state, lag, reason, target in self._ever)
 
+        # first: a lost root's refused deletes are also failing (or held) rows; this says why
+        roots = {s: sources.get(s, {}).get("root_lost") for s in feeds}
+        if any(roots.values()):
+            return verdict(DEGRADED, "; ".join(
+                f"source {s}: root lost ({why}); nothing of it is watched or deleted until "
+                f"it is back" for s, why in roots.items() if why))
+        # before `stalled`: held deletes are pending rows that are meant to wait; and a
+        # capped comparison queued none of them, so nothing pending would show them at all
+        held = [s for s in feeds if sources.get(s, {}).get("deletes_held")]
+        if held:
+            return verdict(DEGRADED, "; ".join(
+                f"source {s}: deletes held (the target keeps what the source no longer "
+                f"holds) until `mirrord resume-deletes --source {s}`" for s in held))
         if b.pending:
             waited = now - max(last_progress, b.oldest if b.oldest is not None else now)
             if waited > self.stalled_after:
                 return verdict(STALLED, f"{b.pending} changes pending and nothing shipped for "
                                         f"{waited:.0f}s (limit {self.stalled_after:g}s)")
         unwatched = {s: int(sources.get(s, {}).get("unwatched_directories") or 0) for s in feeds}
-        # first: a lost root's refused deletes are also failing rows; this says why
-        roots = {s: sources.get(s, {}).get("root_lost") for s in feeds}
-        if any(roots.values()):
-            return verdict(DEGRADED, "; ".join(
-                f"source {s}: root lost ({why}); nothing of it is watched or deleted until "
-                f"it is back" for s, why in roots.items() if why))
         if b.failing:
             return verdict(DEGRADED, f"{b.failing} of {b.pending} pending changes failed and are "
                                      f"retried with backoff")

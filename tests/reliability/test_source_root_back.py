@@ -635,8 +635,14 @@ def test_deletes_meant_while_stopped_over_the_cap_go_out_once_resumed(tmp_path, 
         poll(lambda: d.status()["sources"]["a"].get("deletes_held"), what="the hold")
         assert "lacked at start 20 shipped paths" in d.cli("status").stdout
         assert len(target_files(_target(tmp_path, "a"))) == 30      # nothing deleted yet
+        # nothing pending, but not in sync: the signal /ready and other tools act on
+        poll(lambda: d.status()["targets"]["t_a"]["state"] == "degraded",
+             what="the target degraded while its source's deletes are held")
+        assert "deletes held" in d.status()["targets"]["t_a"]["state_reason"]
         assert d.cli("resume-deletes", "--source", "a").returncode == 0
         wait_converged(a, _target(tmp_path, "a"), timeout=60)
+        poll(lambda: d.status()["targets"]["t_a"]["state"] == "in_sync",
+             what="in sync once the deletes went out")
         d.stop()
         d.start()
         (a / "later.jpg").write_bytes(b"after the restart")

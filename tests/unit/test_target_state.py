@@ -251,3 +251,36 @@ def test_status_calls_a_target_no_source_lists_unused(tmp_path, clock):
     text = status.render(doc)
     assert "spare        unused" in text
     assert "unused: no [source:*] lists it in targets: never opened" in text
+
+
+def test_held_deletes_are_degraded_even_with_nothing_pending(clock):
+    """A capped comparison (start, a root back) holds the source's deletes and queues none
+    of them: the target keeps what the source no longer holds while nothing is pending.
+    It was `in_sync` (the signal /ready and other tools act on) though the reconcile line
+    said NOT in sync. Only the targets the held source feeds."""
+    states = TargetStates(ROUTES, ever_in_sync={"s3", "host"})
+    got = states.update({}, now=clock.now, sources={"images": {"deletes_held": True}})
+    assert got["s3"].state == IN_SYNC
+    assert got["host"].state == DEGRADED
+    assert got["host"].reason == ("source images: deletes held (the target keeps what the "
+                                  "source no longer holds) until `mirrord resume-deletes "
+                                  "--source images`")
+    got = states.update({}, now=clock.now, sources={"images": {"deletes_held": False}})
+    assert got["host"].state == IN_SYNC
+
+
+def test_held_deletes_waiting_long_are_not_a_stall(clock):
+    """Deletes held by an alarm are pending rows that wait on purpose: past stalled_after
+    with nothing else shipped, the state says they are held, not that the target stalled.
+    A lost root (which holds its source's deletes too) says why first."""
+    states = TargetStates(ROUTES, ever_in_sync={"s3", "host"})
+    b = bl("s3", pending=500, oldest=clock.now)
+    one(states, clock, b)       # the daemon's first look: its watch starts here
+    clock.now += 600
+    assert one(states, clock, b).state == STALLED
+    held = {"uploads": {"deletes_held": True}}
+    got = one(states, clock, b, sources=held)
+    assert (got.state, got.reason.startswith("source uploads: deletes held")) == (DEGRADED, True)
+    held["uploads"]["root_lost"] = "emptied"
+    got = one(states, clock, b, sources=held)
+    assert got.state == DEGRADED and got.reason.startswith("source uploads: root lost (emptied)")
