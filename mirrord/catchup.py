@@ -69,7 +69,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
              emit: Callable[[list[Change]], None], *, stop: threading.Event | None = None,
              directories: dict[str, bool] | None = None, modes: dict[str, bool] | None = None,
              subtree: str = "", refuse: Callable[[str], str | None] | None = None,
-             cap: tuple[int, float | None] | None = None) -> CatchUpResult:
+             cap: tuple[int, float | None] | None = None,
+             links: Callable[[str, os.stat_result], None] | None = None) -> CatchUpResult:
     """Propose (through `emit`, in chunks of Changes) what brings every target's shipped
     state up to the source. `directories` / `modes`: per target, whether it keeps empty
     directories / permission bits (Features.directories / keeps_mode; default: yes, and a
@@ -83,7 +84,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     start and at a root's return, when the file system may be the wrong one (a breaker's
     empty tmpfs mounted in the root's place, one upload written there: the root was back
     and 2,200 files of the mirror went). A source that cannot be read raises nothing: it
-    is recorded in the result and no delete is proposed for it."""
+    is recorded in the result and no delete is proposed for it. `links`: told of every
+    file with more than one link the walk finds (treewalk.walk)."""
     started = time.monotonic()
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
@@ -113,7 +115,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     propose(Change(source.name, subtree.strip("/"), "mkdir", time=time.time(),
                                    targets=(t,)))
         for entry in walk(str(source.path), excluded=source.excluded, errors=errors,
-                          below=subtree.strip("/")):
+                          below=subtree.strip("/"), links=links):
             if stop is not None and stop.is_set():
                 return result
             result.files += not entry.is_dir

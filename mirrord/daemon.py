@@ -29,6 +29,7 @@ from typing import Callable
 from mirrord import daemon_lifecycle as lifecycle
 from mirrord import daemon_start as start
 from mirrord import notify
+from mirrord.hardlinks import LinkIndex
 from mirrord.config import Config, SourceConfig
 from mirrord.daemon_alarm import AlarmWatch
 from mirrord.daemon_events import EventRouter
@@ -95,6 +96,8 @@ class Daemon:
         self.subtree_checks_pending: set[tuple[str, str, tuple[str, ...] | None]] = set()
         self.source_fs: dict[str, str | None] = {}
         self.mounts: dict = {}       # source -> SubMounts (mirrord.daemon_mounts)
+        # source -> the names of its hard-linked files (a write through one reaches all)
+        self.links = {s.name: LinkIndex(str(s.path)) for s in cfg.sources}
         self.mount_table = None      # submounts.MountTable, polled each turn
         self.mounts_rescan_at = 0.0  # monotonic time of the next check below fanotify's mounts
         self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on

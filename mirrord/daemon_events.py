@@ -38,8 +38,10 @@ class EventRouter:
         for ev in events:
             if ev.kind == "write":
                 changes.append(Change(src.name, ev.path, "put", size=ev.size, time=now))
+                changes += self._other_names(src, ev.path, "put", now)
             elif ev.kind == "attr":
                 changes.append(Change(src.name, ev.path, "attr", time=now))
+                changes += self._other_names(src, ev.path, "attr", now)
             elif ev.kind == "delete":
                 changes.append(Change(src.name, ev.path, "delete", time=now))
             elif ev.kind == "mkdir":
@@ -57,6 +59,14 @@ class EventRouter:
                 if ev.kind == "lost":
                     break
         self._record(src, changes)
+
+    def _other_names(self, src: SourceConfig, rel: str, kind: str, now: float) -> list[Change]:
+        """The same change for every other name of a hard-linked file at `rel`: the kernel
+        reports only the name a writer used (mirrord.hardlinks)."""
+        index = self.d.links.get(src.name)
+        if index is None:
+            return []
+        return [Change(src.name, other, kind, time=now) for other in index.others(rel)]
 
     def _record(self, src: SourceConfig, changes: list[Change]) -> None:
         """Count the batch for the mass-change alarm first: when it fires with pause on, the

@@ -61,12 +61,15 @@ class Scans:
     def _scan_options(self, src: SourceConfig) -> dict:
         """Per target of `src`: whether it keeps directories and permission bits (a row
         shipped before modes were recorded then counts as different, and gets its mode
-        sent once), and the rule that keeps deletes below a lost sub-mount back."""
+        sent once), the rule that keeps deletes below a lost sub-mount back, and the
+        source's hard-link index, which every walk teaches (mirrord.hardlinks)."""
         mine = [t for t in src.targets if t in self.d.targets]
         mounts = getattr(self.d, "mounts", {}).get(src.name)
+        index = getattr(self.d, "links", {}).get(src.name)
         return {"directories": {t: self.d.targets[t].features.directories for t in mine},
                 "modes": {t: self.d.targets[t].features.keeps_mode for t in mine},
-                "refuse": None if mounts is None else functools.partial(mounts.refusal, scan=True)}
+                "refuse": None if mounts is None else functools.partial(mounts.refusal, scan=True),
+                "links": None if index is None else index.learn}
 
     def catch_up(self, src: SourceConfig, *, reason: str) -> None:
         if src.name in self.d.catchups_pending:

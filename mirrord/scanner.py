@@ -11,6 +11,7 @@ nothing escapes the thread. The job builders below are what the daemon queues.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from pathlib import Path
@@ -83,17 +84,18 @@ def catch_up_job(db: Path, src: SourceConfig, *, stop: threading.Event,
                  directories: dict[str, bool], modes: dict[str, bool], kind: str,
                  detail: str, subtree: str = "", targets: tuple[str, ...] | None = None,
                  refuse: Callable[[str], str | None] | None = None,
-                 cap: tuple[int, float | None] | None = None) -> Job:
+                 cap: tuple[int, float | None] | None = None,
+                 links: Callable[[str, os.stat_result], None] | None = None) -> Job:
     """A catch-up of `src` (or of one `subtree`) against the shipped rows of `targets`
     (default: all of the source's); returns (kind, source name, detail, CatchUpResult).
     `refuse`: catch_up's rule for deletes below a lost sub-mount (mirrord.submounts);
-    `cap`: catch_up's max_delete cap (None: none)."""
+    `cap`: catch_up's max_delete cap (None: none); `links`: catch_up's hard-link hook."""
     names = list(src.targets if targets is None else targets)
 
     def job(emit: Emit):
         return (kind, src.name, detail,
                 catch_up(db, src, names, emit, stop=stop, directories=directories,
-                         modes=modes, subtree=subtree, refuse=refuse, cap=cap))
+                         modes=modes, subtree=subtree, refuse=refuse, cap=cap, links=links))
     return job
 
 

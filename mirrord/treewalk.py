@@ -46,7 +46,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
          excluded: Callable[[str], bool] | None = None,
-         errors: WalkErrors | None = None, below: str = "") -> Iterator[Entry]:
+         errors: WalkErrors | None = None, below: str = "",
+         links: Callable[[str, os.stat_result], None] | None = None) -> Iterator[Entry]:
     """Yield files (and directories) below `root` in path_key order, streaming.
 
     `prefix` is prepended to every yielded path (a relative sub-path). `below`
@@ -58,6 +59,8 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
     so the caller can decide that this pass must not delete anything.
     Each Entry carries the exact `mtime_ns` and the permission bits `mode`
     (stat.S_IMODE) of the lstat the walk makes anyway: no extra system call.
+    `links(relpath, st)` is called for each regular file with more than one link
+    (mirrord.hardlinks.LinkIndex.learn), before it is yielded.
 
     Each directory is opened once and its entries are stat'ed relative to it
     (fstatat), not by full path: start-up and reconcile stat every file, and a
@@ -90,6 +93,8 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
                         stack.append(level)
                         break  # descend; this level's iterator resumes afterwards
                 elif stat_mod.S_ISREG(st.st_mode):
+                    if links is not None and st.st_nlink > 1:
+                        links(relpath, st)
                     yield Entry(relpath, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns,
                                 mode=stat_mod.S_IMODE(st.st_mode))
             else:

@@ -1,0 +1,97 @@
+"""The other names of a hard-linked file, so a write through one name reaches them all.
+
+inotify(7) and fanotify(7) name only the link a writer used: `echo x >> a` where `a`
+and `b` are one inode reports `a` alone, and every target kept the old bytes at `b`
+until a reconcile found its mtime different. Targets hold no links (each name is a
+copy), so each name must be sent again.
+
+`LinkIndex` remembers, per source, the names seen for each inode with more than one
+link (st_nlink > 1): from every catch-up walk (the one at start sees links made while
+the daemon was stopped) and from every write or attribute change the live stream
+records (`ln a b` reports `b`; a later write through `a` then finds `b`). Only such
+files are kept, so memory follows the number of multi-link files, not the tree; past
+MAX_NAMES it stops learning (one warning) and those writes wait for a reconcile as
+before. A name is a hint, checked before it is used: `others` returns only names
+that still are the same inode (lstat), and forgets the rest (deleted, renamed, reused).
+Thread-safe: catch-up walks learn on the scanner's thread, the main loop reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_mod
+import threading
+
+log = logging.getLogger("mirrord.hardlinks")
+
+MAX_NAMES = 1_000_000   # names remembered per source (~200 bytes each)
+
+
+class LinkIndex:
+    """Names of multi-link regular files below one source root (`root`: its path)."""
+
+    def __init__(self, root: str, *, max_names: int = MAX_NAMES):
+        self.root = root
+        self.max_names = max_names
+        self._names: dict[tuple[int, int], set[str]] = {}
+        self._count = 0
+        self._full_logged = False
+        self._lock = threading.Lock()
+
+    def learn(self, rel: str, st: os.stat_result) -> None:
+        """Remember `rel` (a path relative to the root) as a name of the inode `st`
+        describes, when it is a regular file with more than one link."""
+        if st.st_nlink < 2 or not stat_mod.S_ISREG(st.st_mode):
+            return
+        with self._lock:
+            names = self._names.setdefault((st.st_dev, st.st_ino), set())
+            if rel in names:
+                return
+            if self._count >= self.max_names:
+                if not self._full_logged:
+                    self._full_logged = True
+                    log.warning("more than %d hard-linked names below %s: a write through "
+                                "one name of the others reaches the rest by reconcile only",
+                                self.max_names, self.root)
+                return
+            names.add(rel)
+            self._count += 1
+
+    def others(self, rel: str) -> list[str]:
+        """The other names of the file at `rel` (a write or attribute change was just read
+        there), each checked to be the same inode now; learns `rel` too. [] when `rel` is
+        not a multi-link regular file (or is gone): the common case, one lstat."""
+        try:
+            st = os.lstat(os.path.join(self.root, rel))
+        except OSError:
+            return []
+        if st.st_nlink < 2 or not stat_mod.S_ISREG(st.st_mode):
+            return []
+        self.learn(rel, st)
+        key = (st.st_dev, st.st_ino)
+        with self._lock:
+            names = sorted(self._names.get(key, ()))
+        out, stale = [], []
+        for name in names:
+            if name == rel:
+                continue
+            try:
+                other = os.lstat(os.path.join(self.root, name))
+            except OSError:
+                other = None
+            if other is not None and (other.st_dev, other.st_ino) == key:
+                out.append(name)
+            else:
+                stale.append(name)
+        if stale:
+            with self._lock:
+                kept = self._names.get(key)
+                for name in stale:
+                    if kept is not None and name in kept:
+                        kept.discard(name)
+                        self._count -= 1
+        return out
+
+    def __len__(self) -> int:
+        return self._count

@@ -1,0 +1,63 @@
+"""A write or chmod through one name of a hard-linked file reaches every name on every
+target, live: the real `mirrord run` with either watcher, a local directory, S3 and a
+mirror host, no reconcile after the start's.
+
+The kernel names only the link a writer used (inotify(7), fanotify(7)), so every target
+kept the old bytes at the other names until a reconcile found their mtime different
+(the README listed it as a limit). mirrord.hardlinks remembers the names of multi-link
+files from every walk and every change, and each change is sent under all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from tests.e2e.test_exact_stream import env, start, write  # noqa: F401 - env: the fixture
+
+
+def append(path, data: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(data)
+
+
+def test_writes_through_any_name_reach_every_name(env):
+    """Links made while stopped (the start walk learns them) and while running (`ln`
+    reports the new name); a write through each name in turn; a chmod; a name removed and
+    one renamed, the rest still kept equal; a link in another directory."""
+    src = env.src
+    (src / "a").mkdir()
+    (src / "b").mkdir()
+    write(src / "a" / "one.jpg", b"first")
+    os.link(src / "a" / "one.jpg", src / "b" / "two.jpg")          # before the start
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    append(src / "a" / "one.jpg", b" + through one")
+    env.assert_exact(passes_allowed=True)
+    append(src / "b" / "two.jpg", b" + through two")
+    env.assert_exact(passes_allowed=True)
+    os.link(src / "b" / "two.jpg", src / "three.jpg")               # while running
+    time.sleep(0.5)
+    append(src / "a" / "one.jpg", b" + after the third")
+    os.chmod(src / "three.jpg", 0o600)                              # the inode's mode
+    env.assert_exact(passes_allowed=True)
+    os.unlink(src / "a" / "one.jpg")
+    os.rename(src / "three.jpg", src / "a" / "renamed.jpg")
+    append(src / "b" / "two.jpg", b" + after the rename")
+    env.assert_exact(passes_allowed=True)
+    append(src / "a" / "renamed.jpg", b" + through the new name")
+    env.assert_exact(passes_allowed=True)
+
+
+def test_a_name_reused_by_another_file_is_not_linked_any_more(env):
+    """A remembered name now holding another file: a write through the first name sends
+    the other name as it stands (one extra send, no wrong bytes), and forgets it."""
+    src = env.src
+    write(src / "x.jpg", b"x")
+    os.link(src / "x.jpg", src / "y.jpg")
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    os.unlink(src / "y.jpg")
+    write(src / "y.jpg", b"another file now")
+    append(src / "x.jpg", b" + more")
+    env.assert_exact(passes_allowed=True)

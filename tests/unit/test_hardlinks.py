@@ -1,0 +1,68 @@
+"""LinkIndex (mirrord.hardlinks) on a real directory: what it learns, what `others` returns
+and forgets, its bound; and the walk's hook that teaches it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from mirrord.hardlinks import LinkIndex
+from mirrord.treewalk import walk
+
+
+def make(root, rel, data=b"x"):
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_single_link_file_and_a_directory_are_not_learned(tmp_path):
+    index = LinkIndex(str(tmp_path))
+    make(tmp_path, "one.jpg")
+    (tmp_path / "d").mkdir()
+    index.learn("one.jpg", os.lstat(tmp_path / "one.jpg"))
+    index.learn("d", os.lstat(tmp_path / "d"))
+    assert len(index) == 0
+    assert index.others("one.jpg") == [] and index.others("gone.jpg") == []
+
+
+def test_others_are_the_same_inode_now_and_the_rest_forgotten(tmp_path):
+    index = LinkIndex(str(tmp_path))
+    a = make(tmp_path, "a/one.jpg")
+    (tmp_path / "b").mkdir()
+    os.link(a, tmp_path / "b" / "two.jpg")
+    os.link(a, tmp_path / "three.jpg")
+    index.learn("b/two.jpg", os.lstat(tmp_path / "b" / "two.jpg"))
+    assert index.others("a/one.jpg") == ["b/two.jpg"]       # learns a/one.jpg too
+    assert index.others("b/two.jpg") == ["a/one.jpg"]
+    assert index.others("three.jpg") == ["a/one.jpg", "b/two.jpg"]
+    assert len(index) == 3
+    os.unlink(tmp_path / "b" / "two.jpg")
+    make(tmp_path, "b/two.jpg", b"another file")              # the name reused
+    assert index.others("a/one.jpg") == ["three.jpg"]
+    assert len(index) == 2
+    os.unlink(tmp_path / "three.jpg")                          # a/one.jpg alone again
+    assert index.others("a/one.jpg") == []
+
+
+def test_the_bound_stops_learning_with_one_warning(tmp_path, caplog):
+    index = LinkIndex(str(tmp_path), max_names=2)
+    a = make(tmp_path, "a.jpg")
+    for name in ("b.jpg", "c.jpg", "d.jpg"):
+        os.link(a, tmp_path / name)
+    with caplog.at_level(logging.WARNING, logger="mirrord.hardlinks"):
+        for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+            index.learn(name, os.lstat(tmp_path / name))
+    assert len(index) == 2
+    assert len([r for r in caplog.records if "hard-linked names" in r.getMessage()]) == 1
+
+
+def test_the_walk_tells_of_multi_link_files_only(tmp_path):
+    a = make(tmp_path, "x/a.jpg")
+    os.link(a, tmp_path / "y.jpg")
+    make(tmp_path, "single.jpg")
+    seen = []
+    entries = list(walk(str(tmp_path), links=lambda rel, st: seen.append((rel, st.st_nlink))))
+    assert sorted(seen) == [("x/a.jpg", 2), ("y.jpg", 2)]
+    assert {e.path for e in entries} == {"x", "x/a.jpg", "y.jpg", "single.jpg"}
