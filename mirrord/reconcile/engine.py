@@ -21,6 +21,11 @@ not UTF-8) is an error of the pass, not a repair: proposed, it failed in every p
 and a failed repair holds back the pass's deletes (mirrord.reconcile.session), so one
 such file kept every extra on the bucket for ever.
 
+An entry on both sides at or below a removal in flight (a claimed tree op or delete:
+mirrord.journal.read.in_flight_removals) is proposed as missing: that removal's worker
+looked at the source before it changed back, and takes the entry off the target after
+the listing showed it (the catch-up's rule, mirrord.catchup).
+
 Differences become journal Changes handed to `emit` (repairs, as found) and
 `emit_deletes` (once, at the end, after every repair was proposed). The pass
 never writes the journal itself, so the daemon (from its scanner thread) and
@@ -52,6 +57,7 @@ from mirrord.compare import (
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
+from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.merge import Cursor, merge
 from mirrord.reconcile.deletes import (
     CHUNK,
@@ -127,6 +133,7 @@ class _Pass:
         self.res = ReconcileResult(target.name, source.name)
         self.batch: list[Change] = []
         self.window = Window(self._answered, self._lookup_failed)   # hashes and HEADs
+        self.removing: frozenset[bytes] = frozenset()   # journal.read.in_flight_removals
 
     # ------------------------------------------------------------ the pass
     def run(self, db_path: Path) -> ReconcileResult:
@@ -158,9 +165,12 @@ class _Pass:
             src = Cursor(walk(self.root, include_dirs=self.features.directories,
                               excluded=self.source.excluded, errors=errors), entry_key)
             tgt = Cursor(target_entries(self.target, self.source, self.other), entry_key)
-            if not self.features.list_mtime:
-                conn = open_readonly(db_path)
-            shipped = Cursor(shipped_rows(conn, self.target.name, self.source.name),
+            conn = open_readonly(db_path)
+            # read before the listing: a removal acked in between is in the listing already
+            self.removing = (frozenset() if conn is None else
+                             in_flight_removals(conn, self.target.name, self.source.name))
+            shipped = Cursor(shipped_rows(None if self.features.list_mtime else conn,
+                                          self.target.name, self.source.name),
                              lambda row: row[0])
             for n, (key, (s, t)) in enumerate(merge(src, tgt)):
                 if self.stop.is_set():
@@ -190,7 +200,11 @@ class _Pass:
             self.res.compared += not s.is_dir   # source files: the empty-root rule reads it
         if t is not None:
             self.res.target_entries += 1
-        if s is not None and t is not None:
+        if s is not None and t is not None and removal_covers(self.removing, key):
+            # a removal at a worker now, which looked at the source before it changed
+            # back, takes it off the target (the catch-up's rule: mirrord.catchup)
+            self._send(s, "missing", "a removal in flight takes it")
+        elif s is not None and t is not None:
             if s.is_dir:
                 if self.modes and t.mode is not None and t.mode != s.mode:
                     self._send(s, "changed", "mode")

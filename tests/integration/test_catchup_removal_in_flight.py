@@ -140,3 +140,34 @@ def test_what_is_not_a_removal_in_flight_is_trusted(env):
     with env.journal.transaction():
         other.execute("UPDATE ops SET source = 'another', claimed = 1 WHERE path = ?", (b"d",))
     assert env.proposals() == set()
+
+
+def test_a_reconcile_pass_during_a_tree_removal(env, tmp_path):
+    """The reconcile engine compares a target listing, not `shipped`, but the listing
+    still holds what a removal in flight is about to take: the same rule. The pass
+    proposes what the source holds below the removal (missing), nothing elsewhere, and
+    once the removal is acked and the repairs run, a second pass finds nothing."""
+    from mirrord.config import Config, MirrordSettings, ReconcileConfig
+    from mirrord.reconcile import reconcile_pass
+
+    env.files({"d/s/in.jpg": b"in", "e.jpg": b"e"})
+    shipped(env)
+    cfg = Config(path=tmp_path / "mirrord.ini", mirrord=MirrordSettings(state_dir=tmp_path),
+                 sources=(env.source,), targets={}, reconcile=ReconcileConfig(),
+                 failover=None)
+    outcomes = in_flight(env, Change(S, "d", "delete", tree=True, targets=("t",)),
+                         seen_away=env.root / "d")
+    env.targets["t"].files.update({"d/s/in.jpg": env.targets["u"].files["d/s/in.jpg"]})
+    proposed: list[Change] = []
+    res = reconcile_pass(cfg, env.targets["t"], env.source, emit=proposed.extend,
+                         db_path=env.db)
+    assert {(c.kind, c.path) for c in proposed} == {("put", "d/s/in.jpg")}
+    assert res.missing == 1
+    env.journal.enqueue(proposed)
+    env.journal.ack(outcomes)
+    drain(env)
+    assert env.targets["t"].read("d/s/in.jpg") == b"in"
+    again: list[Change] = []
+    assert reconcile_pass(cfg, env.targets["t"], env.source, emit=again.extend,
+                          db_path=env.db).missing == 0
+    assert again == []
