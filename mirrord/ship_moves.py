@@ -65,7 +65,8 @@ class MoveOps:
         # difference (found by tests/reliability/test_watch_limits.py in CI: a file written
         # just before its directory was renamed was missing on S3).
         return Outcome(op, "move", size=seen.size, mtime_ns=seen.mtime_ns, is_dir=op.is_dir,
-                       mode=mode, check=op.is_dir)
+                       mode=mode, check=op.is_dir,
+                       merged=op.is_dir and target.features.move_merges)
 
     def _make_moved_dir(self, target: Target, op: Op, src: SourceConfig, seen: Observed) -> Outcome:
         """A directory renamed before its old name reached the target: create it at dst

@@ -92,6 +92,7 @@ class Outcome:
     permanent: bool = False
     rescan: bool = False            # a directory must be walked and re-sent (move fell back)
     check: bool = False             # a directory moved on the target: compare below it (subtree check)
+    merged: bool = False            # that move left what stood below its destination (Features.move_merges)
     busy: bool = False              # error: the source file is still open for writing (a wait)
 
 

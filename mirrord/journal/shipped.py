@@ -19,8 +19,12 @@ def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
     """Keep `shipped` equal to what the target now holds for this path."""
     op = out.op
     t, s, path = op.target, op.source, _b(op.path)
-    if op.tree or out.shipped_kind in ("put", "move"):
+    if op.tree or out.shipped_kind == "put" or (out.shipped_kind == "move" and not out.merged):
         _forget_tree(db, t, s, path)  # nothing of ours stands below path any more
+    # a merged move (Features.move_merges: S3) left what stood below path that it did not
+    # overwrite, and the record says so: the check after the move removes what the source
+    # lacks. Forgotten, it stayed on the bucket for good (a breaker: `mv --exchange D E`
+    # three times, fanotify, the old E/e.jpg)
     if out.shipped_kind == "move" and op.src is not None:
         _move_shipped(db, t, s, _b(op.src), path, op.is_dir)
     if out.shipped_kind in ("put", "move") and not out.is_dir:

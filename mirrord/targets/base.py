@@ -138,7 +138,9 @@ class Target(abc.ABC):
 
     def move(self, src: str, dst: str) -> None:
         """Rename a file or directory tree on the target. NotFound if `src` is absent.
-        Only called when features.server_side_move is true."""
+        What stands at `dst` is replaced, a directory with everything below it, unless
+        features.move_merges: then a directory's move leaves what stood below `dst` that
+        it does not overwrite. Only called when features.server_side_move is true."""
         raise PermanentError(f"{self.describe()}: move is not supported")
 
     def sync(self, items: Sequence[SyncItem]) -> list[SyncResult]:

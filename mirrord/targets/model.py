@@ -48,6 +48,13 @@ class Features:
     # them either: rsync, in the run's own ssh session (rsync/inrun.py, issue 17); local,
     # in the put's own parent walk (LocalTarget._open_parent).
     keeps_parents_in_put: bool = False
+    # A directory's move leaves what stood below the destination that it does not
+    # overwrite (S3: a move is copies, then deletes of the old keys; deleting below the
+    # destination first would, on a retry after a failed delete, remove what the first
+    # try had moved there). Elsewhere the destination is replaced, as rename(2) does.
+    # The record keeps those paths (journal.shipped), so the check that follows every
+    # directory move (Outcome.check) removes the ones the source lacks.
+    move_merges: bool = False
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,20 @@ def test_move_directory_tree(target, tmp_path):
     assert target.read("new/sub/b") == b"old/sub/b"
 
 
+def test_move_directory_onto_a_directory(target, tmp_path):
+    """What stood below the destination: replaced, unless the target says a directory's
+    move merges (Features.move_merges: S3, where the record then keeps those paths)."""
+    for path, data in [("old/a", b"moved a"), ("old/sub/b", b"moved b"), ("new/a", b"old a"),
+                       ("new/x", b"stood there")]:
+        put(target, tmp_path, path, data)
+    target.move("old", "new")
+    want = {"new/a": 7, "new/sub/b": 7}
+    if target.features.move_merges:
+        want["new/x"] = 11
+    assert files(target) == want
+    assert target.read("new/a") == b"moved a"
+
+
 def test_move_missing_source_raises_not_found(target):
     assert target.features.server_side_move
     with pytest.raises(NotFound):

@@ -46,7 +46,8 @@ class S3Target(Target):
     # keep_by_condition: in both trash modes; with versioning the put copies nothing, its
     # conditional write only tells a re-send of the same version (conditional.py).
     features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
-                        list_mtime=False, batch_size=BATCH, keep_by_condition=True)
+                        list_mtime=False, batch_size=BATCH, keep_by_condition=True,
+                        move_merges=True)   # copy.move: nothing at the destination deleted
 
     def __init__(self, name: str, opts: S3Options, *, workers: int = 8,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
