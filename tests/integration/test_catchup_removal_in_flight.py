@@ -63,6 +63,15 @@ def in_flight(env: Env, change: Change, *, seen_away: Path | None = None):
             os.rename(aside, seen_away)
 
 
+def repaired(env: Env, outcomes, **kw) -> None:
+    """Record the catch-up's proposals (`kw`: catch_up's), then the removal's ack (its
+    rows below go from `shipped`), then ship everything: nothing is left to propose."""
+    env.journal.enqueue(c for batch in env.catch_up(**kw)[1] for c in batch)
+    env.journal.ack(outcomes)
+    drain(env)
+    assert env.proposals() == set()
+
+
 def test_a_subtree_check_during_the_tree_removal_of_its_directory(env):
     """The CI shape: the subtree check of `d` while the tree removal of `d`, which found
     nothing there, is in flight. What `d` holds is proposed for t (and only for t), runs
@@ -75,13 +84,10 @@ def test_a_subtree_check_during_the_tree_removal_of_its_directory(env):
     got = env.proposals(subtree="d")
     assert got == {("t", "mkdir", "d", False), ("t", "mkdir", "d/s", False),
                    ("t", "put", "d/s/in.jpg", False), ("t", "put", "d/top.jpg", False)}
-    env.journal.enqueue(c for batch in env.catch_up(subtree="d")[1] for c in batch)
-    env.journal.ack(outcomes)       # the removal's ack: `shipped` below d is gone
-    drain(env)
+    repaired(env, outcomes, subtree="d")
     for name in ("t", "u"):
         assert env.targets[name].read("d/s/in.jpg") == b"in the directory", name
         assert env.targets[name].read("d/top.jpg") == b"top", name
-    assert env.proposals() == set()
 
 
 def test_a_full_catch_up_during_a_tree_removal_above(env):
@@ -94,11 +100,8 @@ def test_a_full_catch_up_during_a_tree_removal_above(env):
                          seen_away=env.root / "a")
     assert env.proposals() == {("t", "mkdir", "a", False), ("t", "mkdir", "a/b", False),
                                ("t", "put", "a/b/c.jpg", False)}
-    env.journal.enqueue(c for batch in env.catch_up()[1] for c in batch)
-    env.journal.ack(outcomes)
-    drain(env)
+    repaired(env, outcomes)
     assert env.targets["t"].read("a/b/c.jpg") == b"c"
-    assert env.proposals() == set()
 
 
 def test_a_file_back_while_its_delete_is_in_flight(env):
@@ -109,11 +112,8 @@ def test_a_file_back_while_its_delete_is_in_flight(env):
     outcomes = in_flight(env, Change(S, "f.jpg", "delete", targets=("t",)),
                          seen_away=env.root / "f.jpg")
     assert env.proposals() == {("t", "put", "f.jpg", False)}
-    env.journal.enqueue(c for batch in env.catch_up()[1] for c in batch)
-    env.journal.ack(outcomes)
-    drain(env)
+    repaired(env, outcomes)
     assert env.targets["t"].read("f.jpg") == b"kept"
-    assert env.proposals() == set()
 
 
 def test_a_directory_re_made_as_a_tree_op_in_flight(env):
