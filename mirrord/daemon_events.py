@@ -82,6 +82,8 @@ class EventRouter:
         # (which also runs the rows in flight below the new name again: Journal.enqueue_move)
         as_move = not (ev.is_dir and src.excludes_depend_on_path)
         self.d.alarms.observe_move(src, ev.path, is_dir=ev.is_dir)   # a rename over: an overwrite
+        if src.name in self.d.links:
+            self.d.links[src.name].moved(ev.src, ev.path)
         fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir,
                                                when=now, as_move=as_move)
         if fallback and ev.is_dir:

@@ -93,5 +93,20 @@ class LinkIndex:
                         self._count -= 1
         return out
 
+    def moved(self, src: str, dst: str) -> None:
+        """A rename read by the watcher: names at or below `src` are at `dst` now (a
+        directory holding a linked name renamed: the name was checked, found gone and
+        forgotten, and a write through another name never reached the moved one). One
+        pass over the remembered names; nothing to do without any (the common case)."""
+        if not self._count:
+            return
+        below = src + "/"
+        with self._lock:
+            for names in self._names.values():
+                hit = [n for n in names if n == src or n.startswith(below)]
+                for name in hit:
+                    names.discard(name)
+                    names.add(dst + name[len(src):])
+
     def __len__(self) -> int:
         return self._count

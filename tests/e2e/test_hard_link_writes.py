@@ -47,6 +47,10 @@ def test_writes_through_any_name_reach_every_name(env):
     env.assert_exact(passes_allowed=True)
     append(src / "a" / "renamed.jpg", b" + through the new name")
     env.assert_exact(passes_allowed=True)
+    os.rename(src / "b", src / "b-moved")            # the directory holding a linked name
+    env.assert_exact(passes_allowed=True)             # moved, and checked, on the targets
+    append(src / "a" / "renamed.jpg", b" + after the directory moved")
+    env.assert_exact(passes_allowed=True)
 
 
 def test_a_name_reused_by_another_file_is_not_linked_any_more(env):

@@ -66,3 +66,22 @@ def test_the_walk_tells_of_multi_link_files_only(tmp_path):
     entries = list(walk(str(tmp_path), links=lambda rel, st: seen.append((rel, st.st_nlink))))
     assert sorted(seen) == [("x/a.jpg", 2), ("y.jpg", 2)]
     assert {e.path for e in entries} == {"x", "x/a.jpg", "y.jpg", "single.jpg"}
+
+
+def test_a_rename_moves_the_names_at_and_below_it(tmp_path):
+    """A directory holding a linked name renamed: the name follows (without it, a write
+    through the other name found the old path gone and forgot it)."""
+    index = LinkIndex(str(tmp_path))
+    a = make(tmp_path, "dir/a.jpg")
+    os.link(a, tmp_path / "b.jpg")
+    make(tmp_path, "dir-x/c.jpg")
+    index.learn("dir/a.jpg", os.lstat(a))
+    index.learn("b.jpg", os.lstat(tmp_path / "b.jpg"))
+    os.rename(tmp_path / "dir", tmp_path / "moved")
+    index.moved("dir", "moved")
+    index.moved("dir-x", "elsewhere")                    # a sibling prefix: nothing of ours
+    assert index.others("b.jpg") == ["moved/a.jpg"]
+    os.rename(tmp_path / "b.jpg", tmp_path / "b2.jpg")   # a file's own rename
+    index.moved("b.jpg", "b2.jpg")
+    assert index.others("moved/a.jpg") == ["b2.jpg"]
+    assert len(index) == 2
