@@ -14,6 +14,8 @@ MAX_NAMES it stops learning (one warning) and those writes wait for a reconcile 
 before. A name is a hint, checked before it is used: `others` returns only names
 that still are the same inode (lstat), and forgets the rest (deleted, renamed, reused).
 Thread-safe: catch-up walks learn on the scanner's thread, the main loop reads.
+Not covered (README): a write through an excluded name (its events never reach the
+daemon) and a link between two sources' roots (one index per source).
 """
 
 from __future__ import annotations

@@ -65,3 +65,18 @@ def test_a_name_reused_by_another_file_is_not_linked_any_more(env):
     write(src / "y.jpg", b"another file now")
     append(src / "x.jpg", b" + more")
     env.assert_exact(passes_allowed=True)
+
+
+def test_a_linked_name_renamed_keeps_its_link(env):
+    """A breaker: `mv y z` of a linked name, then a write through the other name. The
+    index knew y, found it gone and forgot it; z was never learned (a file's rename is
+    no walk), so every target kept z's old bytes. The rename moves the name now."""
+    src = env.src
+    write(src / "x.jpg", b"shared")
+    os.link(src / "x.jpg", src / "y.jpg")
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    os.rename(src / "y.jpg", src / "z.jpg")
+    env.assert_exact(passes_allowed=True)
+    append(src / "x.jpg", b" + through x")
+    env.assert_exact(passes_allowed=True)
