@@ -97,7 +97,7 @@ class Daemon:
         self.source_fs: dict[str, str | None] = {}
         self.mounts: dict = {}       # source -> SubMounts (mirrord.daemon_mounts)
         # source -> the names of its hard-linked files (a write through one reaches all)
-        self.links = {s.name: LinkIndex(str(s.path)) for s in cfg.sources}
+        self.links = LinkIndex({s.name: str(s.path) for s in cfg.sources})
         self.mount_table = None      # submounts.MountTable, polled each turn
         self.mounts_rescan_at = 0.0  # monotonic time of the next check below fanotify's mounts
         self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on

@@ -63,10 +63,8 @@ class EventRouter:
     def _other_names(self, src: SourceConfig, rel: str, kind: str, now: float) -> list[Change]:
         """The same change for every other name of a hard-linked file at `rel`: the kernel
         reports only the name a writer used (mirrord.hardlinks)."""
-        index = self.d.links.get(src.name)
-        if index is None:
-            return []
-        return [Change(src.name, other, kind, time=now) for other in index.others(rel)]
+        return [Change(source, other, kind, time=now)
+                for source, other in self.d.links.others(src.name, rel)]
 
     def _record(self, src: SourceConfig, changes: list[Change]) -> None:
         """Count the batch for the mass-change alarm first: when it fires with pause on, the
@@ -82,8 +80,7 @@ class EventRouter:
         # (which also runs the rows in flight below the new name again: Journal.enqueue_move)
         as_move = not (ev.is_dir and src.excludes_depend_on_path)
         self.d.alarms.observe_move(src, ev.path, is_dir=ev.is_dir)   # a rename over: an overwrite
-        if src.name in self.d.links:
-            self.d.links[src.name].moved(ev.src, ev.path)
+        self.d.links.moved(src.name, ev.src, ev.path)
         fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir,
                                                when=now, as_move=as_move)
         if fallback and ev.is_dir:

@@ -65,11 +65,11 @@ class Scans:
         source's hard-link index, which every walk teaches (mirrord.hardlinks)."""
         mine = [t for t in src.targets if t in self.d.targets]
         mounts = getattr(self.d, "mounts", {}).get(src.name)
-        index = getattr(self.d, "links", {}).get(src.name)
+        index = getattr(self.d, "links", None)
         return {"directories": {t: self.d.targets[t].features.directories for t in mine},
                 "modes": {t: self.d.targets[t].features.keeps_mode for t in mine},
                 "refuse": None if mounts is None else functools.partial(mounts.refusal, scan=True),
-                "links": None if index is None else index.learn}
+                "links": None if index is None else functools.partial(index.learn, src.name)}
 
     def catch_up(self, src: SourceConfig, *, reason: str) -> None:
         if src.name in self.d.catchups_pending:

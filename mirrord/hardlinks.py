@@ -5,8 +5,9 @@ and `b` are one inode reports `a` alone, and every target kept the old bytes at 
 until a reconcile found its mtime different. Targets hold no links (each name is a
 copy), so each name must be sent again.
 
-`LinkIndex` remembers, per source, the names seen for each inode with more than one
-link (st_nlink > 1): from every catch-up walk (the one at start sees links made while
+`LinkIndex` remembers the names (source, path) seen for each inode with more than one
+link (st_nlink > 1), across every source of the daemon (a link between two sources'
+roots reaches both): from every catch-up walk (the one at start sees links made while
 the daemon was stopped) and from every write or attribute change the live stream
 records (`ln a b` reports `b`; a later write through `a` then finds `b`). Only such
 files are kept, so memory follows the number of multi-link files, not the tree; past
@@ -15,7 +16,7 @@ before. A name is a hint, checked before it is used: `others` returns only names
 that still are the same inode (lstat), and forgets the rest (deleted, renamed, reused).
 Thread-safe: catch-up walks learn on the scanner's thread, the main loop reads.
 Not covered (README): a write through an excluded name (its events never reach the
-daemon) and a link between two sources' roots (one index per source).
+daemon).
 """
 
 from __future__ import annotations
@@ -27,61 +28,69 @@ import threading
 
 log = logging.getLogger("mirrord.hardlinks")
 
-MAX_NAMES = 1_000_000   # names remembered per source (~200 bytes each)
+MAX_NAMES = 1_000_000   # names remembered in all (~200 bytes each)
+
+
+Name = tuple[str, str]   # (source name, path relative to its root)
 
 
 class LinkIndex:
-    """Names of multi-link regular files below one source root (`root`: its path)."""
+    """Names of multi-link regular files below the sources' roots (`roots`: source name
+    -> root path)."""
 
-    def __init__(self, root: str, *, max_names: int = MAX_NAMES):
-        self.root = root
+    def __init__(self, roots: dict[str, str], *, max_names: int = MAX_NAMES):
+        self.roots = dict(roots)
         self.max_names = max_names
-        self._names: dict[tuple[int, int], set[str]] = {}
+        self._names: dict[tuple[int, int], set[Name]] = {}
         self._count = 0
         self._full_logged = False
         self._lock = threading.Lock()
 
-    def learn(self, rel: str, st: os.stat_result) -> None:
-        """Remember `rel` (a path relative to the root) as a name of the inode `st`
+    def learn(self, source: str, rel: str, st: os.stat_result) -> None:
+        """Remember `rel` (a path relative to `source`'s root) as a name of the inode `st`
         describes, when it is a regular file with more than one link."""
         if st.st_nlink < 2 or not stat_mod.S_ISREG(st.st_mode):
             return
         with self._lock:
             names = self._names.setdefault((st.st_dev, st.st_ino), set())
-            if rel in names:
+            if (source, rel) in names:
                 return
             if self._count >= self.max_names:
                 if not self._full_logged:
                     self._full_logged = True
-                    log.warning("more than %d hard-linked names below %s: a write through "
-                                "one name of the others reaches the rest by reconcile only",
-                                self.max_names, self.root)
+                    log.warning("more than %d hard-linked names: a write through one name "
+                                "of the others reaches the rest by reconcile only",
+                                self.max_names)
                 return
-            names.add(rel)
+            names.add((source, rel))
             self._count += 1
 
-    def others(self, rel: str) -> list[str]:
-        """The other names of the file at `rel` (a write or attribute change was just read
-        there), each checked to be the same inode now; learns `rel` too. [] when `rel` is
-        not a multi-link regular file (or is gone): the common case, one lstat."""
+    def _stat(self, name: Name) -> os.stat_result | None:
+        root = self.roots.get(name[0])
+        if root is None:
+            return None
         try:
-            st = os.lstat(os.path.join(self.root, rel))
+            return os.lstat(os.path.join(root, name[1]))
         except OSError:
+            return None
+
+    def others(self, source: str, rel: str) -> list[Name]:
+        """The other names (source, path) of the file at `rel` of `source` (a write or
+        attribute change was just read there), each checked to be the same inode now;
+        learns `rel` too. [] when it is not a multi-link regular file (or is gone): the
+        common case, one lstat."""
+        st = self._stat((source, rel))
+        if st is None or st.st_nlink < 2 or not stat_mod.S_ISREG(st.st_mode):
             return []
-        if st.st_nlink < 2 or not stat_mod.S_ISREG(st.st_mode):
-            return []
-        self.learn(rel, st)
+        self.learn(source, rel, st)
         key = (st.st_dev, st.st_ino)
         with self._lock:
             names = sorted(self._names.get(key, ()))
         out, stale = [], []
         for name in names:
-            if name == rel:
+            if name == (source, rel):
                 continue
-            try:
-                other = os.lstat(os.path.join(self.root, name))
-            except OSError:
-                other = None
+            other = self._stat(name)
             if other is not None and (other.st_dev, other.st_ino) == key:
                 out.append(name)
             else:
@@ -95,20 +104,21 @@ class LinkIndex:
                         self._count -= 1
         return out
 
-    def moved(self, src: str, dst: str) -> None:
-        """A rename read by the watcher: names at or below `src` are at `dst` now (a
-        directory holding a linked name renamed: the name was checked, found gone and
-        forgotten, and a write through another name never reached the moved one). One
-        pass over the remembered names; nothing to do without any (the common case)."""
+    def moved(self, source: str, src: str, dst: str) -> None:
+        """A rename read by the watcher in `source`: names at or below `src` are at `dst`
+        now (a file renamed, or a directory holding a linked name: without this the name
+        was checked, found gone and forgotten, and a write through another name never
+        reached the moved one). One pass over the remembered names; nothing to do without
+        any (the common case)."""
         if not self._count:
             return
         below = src + "/"
         with self._lock:
             for names in self._names.values():
-                hit = [n for n in names if n == src or n.startswith(below)]
+                hit = [n for n in names if n[0] == source and (n[1] == src or n[1].startswith(below))]
                 for name in hit:
                     names.discard(name)
-                    names.add(dst + name[len(src):])
+                    names.add((source, dst + name[1][len(src):]))
 
     def __len__(self) -> int:
         return self._count

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from tests.e2e.test_exact_stream import env, start, write  # noqa: F401 - env: the fixture
 
 
@@ -80,3 +82,32 @@ def test_a_linked_name_renamed_keeps_its_link(env):
     env.assert_exact(passes_allowed=True)
     append(src / "x.jpg", b" + through x")
     env.assert_exact(passes_allowed=True)
+
+
+@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
+def test_a_link_between_two_sources(tmp_path, watcher):
+    """A breaker: `a/x.jpg` and `b/y.jpg` one inode, two sources, each with its own local
+    target; a write through a's name left b's target with the old bytes (one index per
+    source: 6 runs in 8). The index spans the sources now."""
+    from tests.e2e.helpers import wait_converged
+    from tests.reliability.conftest import Daemon
+    from tests.reliability.test_source_root_back import _config, _target
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x.jpg").write_bytes(b"first")
+    os.link(a / "x.jpg", b / "y.jpg")
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        wait_converged(a, _target(tmp_path, "a"))
+        wait_converged(b, _target(tmp_path, "b"))
+        append(a / "x.jpg", b" + through a")
+        wait_converged(a, _target(tmp_path, "a"), timeout=60)
+        wait_converged(b, _target(tmp_path, "b"), timeout=60)
+        append(b / "y.jpg", b" + through b")
+        wait_converged(a, _target(tmp_path, "a"), timeout=60)
+        wait_converged(b, _target(tmp_path, "b"), timeout=60)
+    finally:
+        d.stop()

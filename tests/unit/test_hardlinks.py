@@ -18,42 +18,42 @@ def make(root, rel, data=b"x"):
 
 
 def test_a_single_link_file_and_a_directory_are_not_learned(tmp_path):
-    index = LinkIndex(str(tmp_path))
+    index = LinkIndex({"up": str(tmp_path)})
     make(tmp_path, "one.jpg")
     (tmp_path / "d").mkdir()
-    index.learn("one.jpg", os.lstat(tmp_path / "one.jpg"))
-    index.learn("d", os.lstat(tmp_path / "d"))
+    index.learn("up", "one.jpg", os.lstat(tmp_path / "one.jpg"))
+    index.learn("up", "d", os.lstat(tmp_path / "d"))
     assert len(index) == 0
-    assert index.others("one.jpg") == [] and index.others("gone.jpg") == []
+    assert index.others("up", "one.jpg") == [] and index.others("up", "gone.jpg") == []
 
 
 def test_others_are_the_same_inode_now_and_the_rest_forgotten(tmp_path):
-    index = LinkIndex(str(tmp_path))
+    index = LinkIndex({"up": str(tmp_path)})
     a = make(tmp_path, "a/one.jpg")
     (tmp_path / "b").mkdir()
     os.link(a, tmp_path / "b" / "two.jpg")
     os.link(a, tmp_path / "three.jpg")
-    index.learn("b/two.jpg", os.lstat(tmp_path / "b" / "two.jpg"))
-    assert index.others("a/one.jpg") == ["b/two.jpg"]       # learns a/one.jpg too
-    assert index.others("b/two.jpg") == ["a/one.jpg"]
-    assert index.others("three.jpg") == ["a/one.jpg", "b/two.jpg"]
+    index.learn("up", "b/two.jpg", os.lstat(tmp_path / "b" / "two.jpg"))
+    assert index.others("up", "a/one.jpg") == [("up", "b/two.jpg")]       # learns a/one.jpg too
+    assert index.others("up", "b/two.jpg") == [("up", "a/one.jpg")]
+    assert index.others("up", "three.jpg") == [("up", "a/one.jpg"), ("up", "b/two.jpg")]
     assert len(index) == 3
     os.unlink(tmp_path / "b" / "two.jpg")
     make(tmp_path, "b/two.jpg", b"another file")              # the name reused
-    assert index.others("a/one.jpg") == ["three.jpg"]
+    assert index.others("up", "a/one.jpg") == [("up", "three.jpg")]
     assert len(index) == 2
     os.unlink(tmp_path / "three.jpg")                          # a/one.jpg alone again
-    assert index.others("a/one.jpg") == []
+    assert index.others("up", "a/one.jpg") == []
 
 
 def test_the_bound_stops_learning_with_one_warning(tmp_path, caplog):
-    index = LinkIndex(str(tmp_path), max_names=2)
+    index = LinkIndex({"up": str(tmp_path)}, max_names=2)
     a = make(tmp_path, "a.jpg")
     for name in ("b.jpg", "c.jpg", "d.jpg"):
         os.link(a, tmp_path / name)
     with caplog.at_level(logging.WARNING, logger="mirrord.hardlinks"):
         for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
-            index.learn(name, os.lstat(tmp_path / name))
+            index.learn("up", name, os.lstat(tmp_path / name))
     assert len(index) == 2
     assert len([r for r in caplog.records if "hard-linked names" in r.getMessage()]) == 1
 
@@ -71,17 +71,35 @@ def test_the_walk_tells_of_multi_link_files_only(tmp_path):
 def test_a_rename_moves_the_names_at_and_below_it(tmp_path):
     """A directory holding a linked name renamed: the name follows (without it, a write
     through the other name found the old path gone and forgot it)."""
-    index = LinkIndex(str(tmp_path))
+    index = LinkIndex({"up": str(tmp_path)})
     a = make(tmp_path, "dir/a.jpg")
     os.link(a, tmp_path / "b.jpg")
     make(tmp_path, "dir-x/c.jpg")
-    index.learn("dir/a.jpg", os.lstat(a))
-    index.learn("b.jpg", os.lstat(tmp_path / "b.jpg"))
+    index.learn("up", "dir/a.jpg", os.lstat(a))
+    index.learn("up", "b.jpg", os.lstat(tmp_path / "b.jpg"))
     os.rename(tmp_path / "dir", tmp_path / "moved")
-    index.moved("dir", "moved")
-    index.moved("dir-x", "elsewhere")                    # a sibling prefix: nothing of ours
-    assert index.others("b.jpg") == ["moved/a.jpg"]
+    index.moved("up", "dir", "moved")
+    index.moved("up", "dir-x", "elsewhere")                    # a sibling prefix: nothing of ours
+    assert index.others("up", "b.jpg") == [("up", "moved/a.jpg")]
     os.rename(tmp_path / "b.jpg", tmp_path / "b2.jpg")   # a file's own rename
-    index.moved("b.jpg", "b2.jpg")
-    assert index.others("moved/a.jpg") == ["b2.jpg"]
+    index.moved("up", "b.jpg", "b2.jpg")
+    assert index.others("up", "moved/a.jpg") == [("up", "b2.jpg")]
     assert len(index) == 2
+
+
+def test_a_link_between_two_sources_and_a_rename_in_one(tmp_path):
+    """Names across two sources' roots (a breaker: one index per source left the other
+    source's name stale); a rename in one source moves only that source's names."""
+    a_root, b_root = tmp_path / "a", tmp_path / "b"
+    x = make(a_root, "x.jpg")
+    (b_root / "d").mkdir(parents=True)
+    os.link(x, b_root / "d" / "y.jpg")
+    index = LinkIndex({"a": str(a_root), "b": str(b_root)})
+    index.learn("b", "d/y.jpg", os.lstat(b_root / "d" / "y.jpg"))
+    assert index.others("a", "x.jpg") == [("b", "d/y.jpg")]
+    os.rename(b_root / "d", b_root / "e")
+    index.moved("a", "d", "e")                       # the other source's rename: not ours
+    index.moved("b", "d", "e")
+    assert index.others("a", "x.jpg") == [("b", "e/y.jpg")]
+    assert index.others("b", "e/y.jpg") == [("a", "x.jpg")]
+    assert LinkIndex({"a": str(a_root)}).others("z", "x.jpg") == []   # unknown source
