@@ -12,6 +12,7 @@ import sqlite3
 from typing import Iterable, Iterator
 
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
+from mirrord.journal.barriers import _self_and_ancestors
 from mirrord.journal.records import RowState, TargetBacklog, _prefix_upper, _s
 
 
@@ -70,16 +71,7 @@ def in_flight_removals(db: sqlite3.Connection, target: str, source: str) -> froz
 def removal_covers(paths: frozenset[bytes], key: bytes) -> bool:
     """Whether `key` (a shipped key: a directory's ends in '/') is at or below one of
     `paths` (in_flight_removals)."""
-    if not paths:
-        return False
-    key = key.rstrip(b"/")
-    while True:
-        if key in paths:
-            return True
-        cut = key.rfind(b"/")
-        if cut < 0:
-            return False
-        key = key[:cut]
+    return bool(paths) and any(p in paths for p in _self_and_ancestors(key.rstrip(b"/")))
 
 
 def iter_shipped(db: sqlite3.Connection, target: str, source: str,
