@@ -103,6 +103,24 @@ def test_truncate_by_path(env):
     env.assert_exact(passes_allowed=True)
 
 
+def test_names_with_control_characters_removed_and_moved(env):
+    """A file name may hold any byte but '/' and NUL. One whose S3 key XML cannot carry (a
+    C0 control) made every DeleteObjects call naming it fail as MalformedXML: a directory
+    removed or moved, or a batch of deletes, left its keys on S3 for good."""
+    names = ["a\x01b.jpg", "esc\x1b[0m.jpg", "nl\n.jpg", "plain.jpg", "us\x1f"]
+    start(env)
+    for d in ("removed", "moved", "emptied"):
+        (env.src / d).mkdir()
+        for name in names:
+            write(env.src / d / name, name.encode())
+    env.assert_exact(passes_allowed=True)
+    shutil.rmtree(env.src / "removed")
+    os.rename(env.src / "moved", env.src / "there")
+    for name in names:
+        os.unlink(env.src / "emptied" / name)
+    env.assert_exact(passes_allowed=True)
+
+
 def test_directory_modes_and_empty_directories(env, tmp_path):
     start(env)
     old = os.umask(0o027)

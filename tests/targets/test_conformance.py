@@ -30,6 +30,11 @@ AWKWARD_NAMES = [
 
 MTIME = 1_600_000_000.25
 
+# Names with characters XML 1.0 cannot carry (S3's DeleteObjects is an XML body, refused
+# whole as MalformedXML), next to ones it can (tab, newline, CR, DEL) and a plain one.
+CONTROL_NAMES = ["a\x01b.txt", "esc\x1b[31m.txt", "ff\x0c", "nl\nx", "cr\rx", "del\x7f",
+                 "nonchar\uffff", "plain.txt"]
+
 
 def write(tmp_path, name: str, data: bytes, mtime: float = MTIME) -> str:
     p = tmp_path / "src" / name.replace("/", "_")
@@ -83,6 +88,20 @@ def test_awkward_names_round_trip(target, tmp_path, name):
     assert files(target)[name] == len(data)
     target.delete(name)
     assert target.stat(name) is None
+
+
+def test_control_character_names_deleted_moved_and_removed_with_their_tree(target, tmp_path):
+    """Each way a name leaves the target: a batch of deletes, a move of its directory, a
+    tree removal (one such name among many made every DeleteObjects call fail)."""
+    for d in ("batch", "moved", "tree"):
+        for name in CONTROL_NAMES:
+            put(target, tmp_path, f"{d}/{name}", name.encode("utf-8"))
+    results = target.sync([SyncItem(f"batch/{name}", "absent") for name in CONTROL_NAMES])
+    assert [r.error for r in results] == [None] * len(CONTROL_NAMES)
+    target.move("moved", "there")
+    target.delete("tree", tree=True)
+    assert files(target) == {f"there/{name}": len(name.encode("utf-8")) for name in CONTROL_NAMES}
+    assert target.read("there/a\x01b.txt") == b"a\x01b.txt"
 
 
 def test_list_is_sorted_recursive_and_hides_own_area(target, tmp_path):

@@ -8,7 +8,9 @@ delete, each with S3's error Code and Message.
 
 Which items go in: kind 'absent' without `tree` (a file deleted at the source),
 whose path appears once in the batch (so no other item of the batch has an order
-to keep with it); and only when there are at least two of them (one is cheaper
+to keep with it) and whose key XML can carry (keys.xml_safe: DeleteObjects is an
+XML body, refused whole as MalformedXML for one key with a C0 control character);
+and only when there are at least two of them (one is cheaper
 as DeleteObject through the lean transport). Everything else goes through
 mirrord.targets.itemwise.sync_one, in order.
 
@@ -29,6 +31,7 @@ from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.itemwise import sync_one
 from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.targets.s3 import versioning
+from mirrord.targets.s3.keys import xml_safe
 from mirrord.targets.s3.errors import NOT_FOUND_CODES, is_retryable, scrub, shown
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ def sync(t: "S3Target", items: Sequence[SyncItem]) -> list[SyncResult]:
     is versioning.delete_unkept, one by one, so it leaves no noncurrent version."""
     counts = Counter(item.path for item in items)
     batched = [i for i, item in enumerate(items) if plain_delete(item) and counts[item.path] == 1
-               and not _unkept(t, item)]
+               and xml_safe(item.path) and not _unkept(t, item)]
     if len(batched) < 2:
         return [_one(t, item) for item in items]
     errors = delete_paths(t, [items[i].path for i in batched])

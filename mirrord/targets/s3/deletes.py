@@ -5,7 +5,9 @@ mirrord.targets.s3.lean). A tree's delete (`tree=True`) also removes every key
 below `path/`, a listed page at a time, in DeleteObjects calls of
 S3Target.delete_batch keys (at most 1,000: S3 API Reference, DeleteObjects);
 move() (copy.py) and the trash purge (trash.py) delete through the same calls.
-An absent object is no error: delete is idempotent (Target.delete). sync()'s
+An absent object is no error: delete is idempotent (Target.delete). A key XML
+cannot carry (keys.xml_safe) is deleted alone by DeleteObject, never in a
+DeleteObjects body, which S3 would refuse whole as MalformedXML. sync()'s
 batches of plain deletes, which answer per key instead, are batch.py.
 """
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.s3 import listing
 from mirrord.targets.s3.errors import NOT_FOUND_CODES, is_not_found, is_retryable, shown
+from mirrord.targets.s3.keys import xml_safe
 
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
@@ -64,7 +67,12 @@ def delete_objects(t: S3Target, op: str, objects: list[dict[str, str]],
     and `path` name the operation in errors. Absent ones are not an error; a failed call
     raises as classified (errors.classify), and the first other per-key error raises
     RetryableError for "retry later" codes (SlowDown, InternalError...), else
-    PermanentError, with how many keys were not deleted."""
+    PermanentError, with how many keys were not deleted. A key XML cannot carry
+    (keys.xml_safe) is sent alone, as DeleteObject, and raises the same way."""
+    for obj in objects:
+        if not xml_safe(obj["Key"]):
+            _delete_alone(t, op, path, obj)
+    objects = [obj for obj in objects if xml_safe(obj["Key"])]
     for i in range(0, len(objects), t.delete_batch):
         batch = objects[i:i + t.delete_batch]
         resp = t._call(op, path, t.client.delete_objects, Bucket=t.bucket,
@@ -77,3 +85,13 @@ def delete_objects(t: S3Target, op: str, objects: list[dict[str, str]],
             text = (f"{t.describe()}: {where}: {len(errors)} keys not deleted, "
                     f"first {shown(first.get('Key', ''))}: {code}: {first.get('Message', '')}")
             raise (RetryableError if is_retryable(code, 0) else PermanentError)(text)
+
+
+def _delete_alone(t: S3Target, op: str, path: str, obj: dict[str, str]) -> None:
+    """DeleteObject of one {"Key"[, "VersionId"]} through the SDK; absent is no error, any
+    other failure raises classified, under `op` of `path`."""
+    try:
+        t.client.delete_object(Bucket=t.bucket, **obj)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified
+        if not is_not_found(exc):
+            raise t._error(exc, op, path) from None

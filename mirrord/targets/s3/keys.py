@@ -13,12 +13,17 @@ formats of what is stored with each object.
   3 us per 4 KiB file, ~1.7 GB/s on larger ones, so checksum() can verify
   without downloading). Objects are private: an ACL is sent only when `acl` is
   configured; `storage_class` likewise.
+- A key holding a character XML 1.0 cannot carry (most C0 controls, U+FFFE, U+FFFF)
+  is stored and listed like any other, but cannot be named in DeleteObjects, whose
+  request is an XML body: S3 answers MalformedXML for the whole call. xml_safe()
+  tells the delete paths to send such a key alone, as DeleteObject (key in the URL).
 """
 
 from __future__ import annotations
 
 import mimetypes
 import os
+import re
 import stat as stat_mod
 from typing import Any
 
@@ -30,6 +35,9 @@ from mirrord.targets.paths import check_relpath
 from mirrord.targets.s3.errors import shown
 
 MAX_KEY_BYTES = 1024
+# W3C XML 1.0 (Fifth Edition) section 2.2, production [2] Char: #x9 | #xA | #xD |
+# [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]. Everything else, below.
+_NOT_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # mimetypes gives no type for compressed files ("x.gz" -> (None, 'gzip')): name the container.
 _ENCODING_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2",
                    "xz": "application/x-xz", "compress": "application/x-compress",
@@ -82,6 +90,14 @@ def key_for(root: str, path: str, where: str) -> str:
         raise PermanentError(f"{where}: {shown(path)}: the key would be "
                              f"{len(raw)} bytes, S3 allows {MAX_KEY_BYTES}")
     return key
+
+
+def xml_safe(key: str) -> bool:
+    """True when `key` (str) can be named in an XML request body such as DeleteObjects'; False
+    when it holds a character outside XML 1.0's Char production (a C0 control other than
+    tab, LF and CR, U+FFFE, U+FFFF): S3 (and SeaweedFS) refuse the whole request as
+    MalformedXML, so such a key must go alone, as DeleteObject."""
+    return _NOT_XML_CHAR.search(key) is None
 
 
 def object_args(opts: S3Options, ctype: str, meta: dict[str, str]) -> dict[str, Any]:

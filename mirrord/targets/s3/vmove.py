@@ -26,6 +26,13 @@ Crash safety (kill -9 at any point; the journal runs the move again at the next 
   are listed as 'deleted': an extra kept version, never a lost one. A version not
   recognised so stays listed until retention purges it (keep_deleted).
 A version-delete refused or failing is logged and left listed, like drop_self_copied.
+
+SeaweedFS answers ListObjectVersions without honouring EncodingType=url (which botocore
+asks for, and AWS honours), and its XML encoder writes a character XML cannot carry
+(a C0 control, keys.xml_safe) as U+FFFD: such a key is listed under a name that does not
+exist, and copying it raised NotFound, so the directory move fell back to a re-send and
+left every old key behind. When a listed key holds U+FFFD, the current keys are taken
+from ListObjectsV2 instead (URL-encoded, exact), each one's version from a HEAD.
 """
 
 from __future__ import annotations
@@ -120,19 +127,37 @@ def _versions(t: S3Target, src: str, prefix: str, *,
             break   # keys are listed in order: `only` is behind us
     current: list[Obj] = []
     left: list[Obj] = []
+    relisted = only is None and any("\ufffd" in key for key in entries)
+    if relisted:
+        current = _listed_current(t, src, prefix)
     for key, found in entries.items():
         # newest first; within LastModified's whole second the latest first, then a marker
         found.sort(key=lambda e: (-e[0].timestamp(), not e[1], e[2]))
         if not found[0][1]:
             continue   # the latest is on a page we did not read: judge nothing
         if found[0][2] == 1:
-            current.append(_obj(key, found[0][3]))
+            if not relisted:
+                current.append(_obj(key, found[0][3]))
             continue
         # below the newest markers (a delete of the old name after the move adds one)
         below = next((e for e in found if e[2] == 1), None)
         if below is not None:
             left.append(_obj(key, below[3]))
     return current, left
+
+
+def _listed_current(t: S3Target, src: str, prefix: str) -> list[Obj]:
+    """The current version of each key below `prefix`, named exactly: keys from
+    ListObjectsV2, VersionId from a HEAD of each (module docstring: SeaweedFS's version
+    listing). A key gone since the listing is left out; errors classified."""
+    out: list[Obj] = []
+    for page in pages(t, "move", Prefix=prefix):
+        for o in page.get("Contents", ()):
+            head = t._head(src, o["Key"])
+            if head is not None:
+                out.append(Obj(o["Key"], head["ContentLength"], head.get("VersionId") or "",
+                               head.get("ETag") or ""))
+    return out
 
 
 def _obj(key: str, v: dict[str, Any]) -> Obj:
