@@ -48,7 +48,7 @@ def sync(t: "S3Target", items: Sequence[SyncItem]) -> list[SyncResult]:
     is versioning.delete_unkept, one by one, so it leaves no noncurrent version."""
     counts = Counter(item.path for item in items)
     batched = [i for i, item in enumerate(items) if plain_delete(item) and counts[item.path] == 1
-               and xml_safe(item.path) and not _unkept(t, item)]
+               and xml_safe(t.root + item.path) and not _unkept(t, item)]
     if len(batched) < 2:
         return [_one(t, item) for item in items]
     errors = delete_paths(t, [items[i].path for i in batched])
