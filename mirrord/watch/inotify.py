@@ -212,7 +212,12 @@ class TreeWatcher(MovePairing, WatchPlaces):
         if node is None:
             return
         if mask & F.MODIFY:   # one per write(2): a dict update and nothing else
-            self.dirty[(node, ev.name)] = self._now
+            # On a directory (its parent's watch: IN_ISDIR; its own: no name) IN_MODIFY is
+            # its mtime set with the atime omitted (`touch -m`, GNU tar restoring it:
+            # fsnotify_change), never a write. Directory mtimes are not mirrored; taken for
+            # a write, "d/" was shipped as absent and a local mirror lost the directory.
+            if ev.name and not mask & F.ISDIR:
+                self.dirty[(node, ev.name)] = self._now
             return
         prel = self.tree.path(node)
         if prel is None:      # below a detached directory: a rescan covers it if it returns

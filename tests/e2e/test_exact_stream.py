@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -119,6 +120,32 @@ def test_names_with_control_characters_removed_and_moved(env):
     for name in names:
         os.unlink(env.src / "emptied" / name)
     env.assert_exact(passes_allowed=True)
+
+
+def test_directory_mtimes_set_alone(env, tmp_path):
+    """`touch -m` and `tar x` (GNU tar sets each directory's mtime after its contents) set a
+    directory's mtime with the atime omitted, which inotify reports as IN_MODIFY. It was
+    taken for a file written: "d/" shipped as absent (a local mirror lost an empty
+    directory), a row the host target retried for good, "" for the root a permanent
+    error. A truncate by path (IN_MODIFY too, reported after the same quiet time) marks
+    when those events have been handled; then the targets stay exact and drained."""
+    (env.src / "d" / "sub").mkdir(parents=True)
+    write(env.src / "d" / "sub" / "f.jpg", b"f" * 10)
+    (env.src / "empty").mkdir()
+    write(env.src / "marker", b"0123456789")
+    archive = tmp_path / "restore.tar"
+    staging = tmp_path / "staging"
+    (staging / "restored" / "inner").mkdir(parents=True)
+    write(staging / "restored" / "inner" / "r.jpg", b"restored")
+    subprocess.run(["tar", "-C", staging, "-cf", archive, "restored"], check=True)
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    for rel in ("d/sub", "d", "empty", "."):
+        subprocess.run(["touch", "-m", "-d", "@1500000000", rel], cwd=env.src, check=True)
+    subprocess.run(["tar", "-C", env.src, "-xf", archive], check=True)
+    os.truncate(env.src / "marker", 3)
+    env.assert_exact(passes_allowed=True)
+    env.assert_exact(passes_allowed=True, timeout=20)   # nothing undone, nothing stuck
 
 
 def test_directory_modes_and_empty_directories(env, tmp_path):

@@ -236,6 +236,23 @@ def test_utime_is_an_attr_event(wt, root):
     assert kinds(wt.settle()) == [("attr", "f")]
 
 
+def test_a_directory_s_mtime_set_alone_is_not_a_write(wt, root):
+    """`touch -m`, and GNU tar restoring each directory's mtime, set the mtime with the
+    atime omitted (UTIME_OMIT): the kernel reports that as IN_MODIFY, not IN_ATTRIB
+    (fsnotify_change). inotify took it for a file being written: a write of "d/" that
+    the shipper saw as absent (a local mirror lost the directory), and of "" for the
+    root (a permanent error). Directory mtimes are not mirrored (README), so nothing is
+    reported, as fanotify reports nothing."""
+    (root / "d" / "sub").mkdir(parents=True)
+    (root / "d" / "f").write_bytes(b"1")
+    (root / "empty").mkdir()
+    wt.settle()
+    for rel in ("d", "d/sub", "empty", "."):
+        subprocess.run(["touch", "-m", "-d", "@1500000000", rel], cwd=root, check=True)
+    assert wt.settle() == []
+    wt.check()
+
+
 def test_truncate_by_path_is_a_write_once_quiet(wt, root):
     (root / "f").write_bytes(b"12345")
     wt.settle()
