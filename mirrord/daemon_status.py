@@ -73,6 +73,10 @@ class Reporter:
         # at once too, when the target is reachable.
         self.down: set[str] | None = None
         self.back: queue.SimpleQueue[str] = queue.SimpleQueue()   # written by workers
+        # target -> why its latest heartbeat write failed (workers write, the main loop
+        # reads a copy): the target is `degraded` while it cannot be written, even with
+        # nothing pending (target_state rule 2)
+        self.unwritable: dict[str, str] = {}
         self.last_watchdog = 0.0
 
     def watchdog(self) -> None:
@@ -96,7 +100,8 @@ class Reporter:
         now = time.time()
         sources = d.source_health()
         states = d.target_states.update(backlog, now=now, sources=sources,
-                                        scanning=d.catchups_pending)
+                                        scanning=d.catchups_pending,
+                                        unwritable=dict(self.unwritable))
         if metrics is not None:
             metrics.set_target_states(states)
         for name, target in d.targets.items():
@@ -172,6 +177,7 @@ class Reporter:
         def write() -> None:
             try:
                 target.write_meta(HEARTBEAT_NAME, doc.to_json())
+                self.unwritable.pop(target.name, None)
                 if metrics is not None:
                     metrics.heartbeat_written(target.name, doc.unix)
                 if target.name in self.down:   # reachable and writable again
@@ -180,6 +186,7 @@ class Reporter:
                     self.daemon.wake()
             except MirrordError as exc:
                 self.down.add(target.name)
+                self.unwritable[target.name] = str(exc)
                 log.warning(kv(msg="heartbeat not written", target=target.name, error=str(exc)))
             finally:
                 self.in_flight.discard(target.name)

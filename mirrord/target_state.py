@@ -33,7 +33,12 @@ The rules, first match wins (thresholds in seconds, constructor arguments):
    (`root_lost`, mirrord.daemon_roots: nothing of it is watched until it is back),
    or such a source's deletes are held (`deletes_held`: a mass-change alarm, or a
    comparison at start or at a root's return over `[reconcile] max_delete`; the
-   target keeps what the source no longer holds until `mirrord resume-deletes`).
+   target keeps what the source no longer holds until `mirrord resume-deletes`),
+   or the target's latest heartbeat could not be written (`unwritable`: the
+   target is unreachable, refuses the credentials, or its root, bucket or
+   directory is gone). Before that last case a target with nothing pending was
+   `in_sync` while no write could reach it (a breaker: a deleted bucket, a removed
+   mirror root, a rotated secret), and /ready, status and the metrics said so.
 3. `initial_sync`: the target has never been in sync and changes are pending,
    or the catch-up walk of one of its sources is under way (`scanning`).
 4. `catching_up`: the target was in sync before, and either the lag exceeds
@@ -121,19 +126,23 @@ class TargetStates:
 
     def update(self, backlog: Mapping[str, TargetBacklog], *, now: float,
                sources: Mapping[str, Mapping] | None = None,
-               scanning: Iterable[str] = ()) -> dict[str, TargetState]:
+               scanning: Iterable[str] = (),
+               unwritable: Mapping[str, str] | None = None) -> dict[str, TargetState]:
         """Each configured target's state at `now` (Unix seconds).
 
         `backlog`: journal.read_backlog() (a target absent from it has nothing pending);
         `sources`: Daemon.source_health() (source -> {"unwatched_directories": int, ...});
-        `scanning`: names of sources whose catch-up walk has not finished.
+        `scanning`: names of sources whose catch-up walk has not finished;
+        `unwritable`: target -> the error of its latest heartbeat write, for each target
+        whose latest heartbeat write failed.
         """
         if self._watching_since is None:
             self._watching_since = now
         sources = sources or {}
         scanning = set(scanning)
+        unwritable = unwritable or {}
         self.current = {t: self._decide(t, backlog.get(t) or TargetBacklog(t), now, sources,
-                                        scanning) for t in self.targets}
+                                        scanning, unwritable.get(t)) for t in self.targets}
         return dict(self.current)
 
     def to_json(self) -> dict[str, dict]:
@@ -141,7 +150,8 @@ class TargetStates:
         return {t: s.to_json() for t, s in self.current.items()}
 
     def _decide(self, target: str, b: TargetBacklog, now: float,
-                sources: Mapping[str, Mapping], scanning: set[str]) -> TargetState:
+                sources: Mapping[str, Mapping], scanning: set[str],
+                unwritable: str | None) -> TargetState:
         lag = max(0.0, now - b.oldest) if b.pending and b.oldest is not None else 0.0
         last_progress = self._progress(target, b, now)
         feeds = [s for s, ts in self.routes.items() if target in ts]
@@ -182,6 +192,8 @@ class TargetStates:
             return verdict(DEGRADED, "; ".join(
                 f"source {s}: file system below the root not mounted at {', '.join(p)} "
                 f"(deletes below it refused until it is back)" for s, p in lost.items() if p))
+        if unwritable is not None:
+            return verdict(DEGRADED, f"heartbeat not written: {unwritable}")
         walking = [s for s in feeds if s in scanning]
         walk = f"catch-up walk of source {', '.join(walking)} under way" if walking else ""
         if target not in self._ever and (b.pending or walking):

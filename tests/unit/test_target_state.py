@@ -284,3 +284,20 @@ def test_held_deletes_waiting_long_are_not_a_stall(clock):
     held["uploads"]["root_lost"] = "emptied"
     got = one(states, clock, b, sources=held)
     assert got.state == DEGRADED and got.reason.startswith("source uploads: root lost (emptied)")
+
+
+def test_a_target_whose_heartbeat_cannot_be_written_is_degraded_with_nothing_pending(clock):
+    """A deleted bucket, a removed mirror root, a rotated secret: every heartbeat write fails
+    while nothing is pending. It was `in_sync` (a breaker: status, /ready and the metrics
+    all said so until a new change failed). Only that target; back to in_sync once a
+    heartbeat is written; a stall still says stalled."""
+    states = TargetStates(ROUTES, ever_in_sync={"s3", "host"})
+    got = states.update({}, now=clock.now, unwritable={"s3": "NoSuchBucket (HTTP 404)"})
+    assert (got["s3"].state, got["s3"].reason) == (DEGRADED, "heartbeat not written: "
+                                                             "NoSuchBucket (HTTP 404)")
+    assert got["host"].state == IN_SYNC
+    assert states.update({}, now=clock.now, unwritable={})["s3"].state == IN_SYNC
+    b = bl("s3", pending=5, oldest=clock.now)
+    one(states, clock, b)
+    clock.now += 600
+    assert one(states, clock, b, unwritable={"s3": "refused"}).state == STALLED
