@@ -168,6 +168,11 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         opts = doc["targets"][name].get(t.type, {})
         where = ", ".join(f"{k}={v}" for k, v in opts.items())
         print(f"  target {name} ({t.type}, {t.workers} workers): {where}")
+        if t.local is not None and os.path.lexists(t.local.path) and not t.local.path.is_dir():
+            # as a source's: a warning, not an error (a missing root is made at start; one
+            # that is a file now is waited for, the target retried as not reachable)
+            print(f"    warning: {t.local.path} is not a directory now ([target:{name}] path): "
+                  "`mirrord run` retries this target as not reachable until it is one")
     r = cfg.reconcile
     every = f"every {r.every:g}s" if r.every else "on demand only"
     cap = f"{r.max_delete_percent:g}%" if r.max_delete_percent is not None else str(r.max_delete)

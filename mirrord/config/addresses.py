@@ -53,13 +53,29 @@ def shown_url(url: str) -> str:
     return mask_userinfo(url)
 
 
-# the authority of an absolute URL (RFC 3986 3.2), spaces included: an '@' in it is a
-# userinfo, refused before urlsplit so that no message about the URL can repeat it
-_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)")
+# What would be a URL's authority (RFC 3986 3.2), however mistyped: the text after a
+# scheme and its slashes (`http://`, `http:/`, `https//`, `http:///`) or after leading
+# slashes, else from the start (`u:pw@host`, the scheme left out), up to the first '/',
+# '?' or '#'. An '@' in it is a userinfo, refused before urlsplit and before any message
+# repeats the text: matched only after `//`, the three typos above fell through to the
+# later errors, which printed the URL, password included.
+_HEAD = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:?[/\\]+|[/\\]+)?+([^/?#]*)")
+# A text a message may repeat: no '@' anywhere, and its would-be authority a host with at
+# most a port of digits (`http://u:pw` with '@host' dropped reads as host u, port pw)
+_SHOWABLE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:?[/\\]+|[/\\]+)?+"
+                       r"(?:\[[0-9A-Fa-f:.]*\]|[^@:/?#\[\]]*)(?::[0-9]+)?(?:[/?#][^@]*)?$")
 
 
 _NO_CREDENTIALS = ("must not carry credentials (user:password@): they are not sent, and "
                    "would be printed wherever the URL is; give it a URL of its own without them")
+
+
+def _got(text: str) -> str:
+    """`: got 'text'` for a message about URL `text`, or, when the text could hold a
+    password however it is read (_SHOWABLE), a note that it is not shown."""
+    if _SHOWABLE.match(text):
+        return f": got {text!r}"
+    return " (the value is not shown: written this way it may hold a password)"
 
 
 def parse_http_url(text: str) -> str:
@@ -71,26 +87,28 @@ def parse_http_url(text: str) -> str:
     characters (http.client raises InvalidURL for them; RFC 3986 wants them
     percent-encoded) and user:password@ (neither urllib's GET nor boto3's endpoint
     authenticates from it: http.client takes `user:password@host` as the host, and the URL
-    is printed in check-config, every plan, log line and failover.log)."""
-    authority = _AUTHORITY.match(text)
-    if authority and "@" in authority.group(1):   # before urlsplit, whose errors show the URL
+    is printed in check-config, every plan, log line and failover.log). The userinfo is
+    looked for wherever a mistyped URL would have its authority (_HEAD), and a message
+    repeats the text only when nothing in it could be a password (_got)."""
+    if "@" in _HEAD.match(text).group(1):   # before urlsplit, whose errors show the URL
         raise ValueError(_NO_CREDENTIALS)
     try:
         parts = urllib.parse.urlsplit(text)
         port = parts.port     # ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
-        raise ValueError(f"not a URL ({exc}): {shown_url(text)!r}") from None
+        reason = str(exc) if _SHOWABLE.match(text) else re.sub(r"'[^']*'", "'***'", str(exc))
+        raise ValueError(f"not a URL ({reason}){_got(text)}") from None
     if "@" in parts.netloc:
         raise ValueError(_NO_CREDENTIALS)
     if parts.scheme not in ("http", "https"):
-        raise ValueError(f"must be an http:// or https:// URL, got {text!r}")
+        raise ValueError(f"must be an http:// or https:// URL{_got(text)}")
     if _CONTROL.search(text):
         raise ValueError(f"contains a space or control character (percent-encode it, e.g. "
-                         f"%20): {text!r}")
+                         f"%20){_got(text)}")
     if not parts.hostname:
-        raise ValueError(f"is not a URL with a host: {text!r}")
+        raise ValueError(f"is not a URL with a host{_got(text)}")
     if port == 0:
-        raise ValueError(f"port 0 is not a port: {text!r}")
+        raise ValueError(f"port 0 is not a port{_got(text)}")
     return text
 
 
@@ -165,7 +183,8 @@ def conninfo_problem(conninfo: str) -> str:
     then the values libpq checks only at connect time: each port a number in 1-65535, an
     enumerated parameter one of LIBPQ_CHOICES, an integer one (LIBPQ_INTEGERS) a whole
     number. An empty value is left to libpq (its default). The message names the
-    parameter and never repeats the password."""
+    parameter and never repeats the password, nor a URI's port (`postgresql://u:pw/db`
+    reads as host u, port pw)."""
     try:
         params = conninfo_params(conninfo)
     except ValueError as exc:
@@ -173,6 +192,9 @@ def conninfo_problem(conninfo: str) -> str:
     ports = str(params.get("port") or "")
     if ports and not all(p == "" or (p.isdigit() and 0 < int(p) < 65536)
                          for p in ports.split(",")):
+        if "://" in conninfo:   # postgresql://u:pw/db, '@host' left out: pw is read as the port
+            return ("the port is not a port number (1-65535, or a comma list of them; the "
+                    "value is not shown: in a URI it may be a password whose @host is missing)")
         return f"port {ports!r} is not a port number (1-65535, or a comma list of them)"
     secret = str(params.get("password") or "")
     for key, value in params.items():

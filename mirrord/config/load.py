@@ -34,6 +34,29 @@ def _real(path: Path) -> Path:
         return path
 
 
+def _check_sources_outside_local_targets(r: _Reader, sources: list[SourceConfig],
+                                         targets: dict[str, TargetConfig]) -> None:
+    """A problem at [target:T] path for each local target and source whose paths overlap
+    (one inside, around or equal to the other), whichever sources list the target: the
+    README's rule for `path`, "must not overlap a source". A target's reconcile deletes
+    what it holds that its own sources do not: checked only against the sources listing
+    it, `[source:two] path = ./mirror/x` beside `[target:local] path = ./mirror` (listed
+    by another source) passed, and a reconcile of local deleted source two's files."""
+    unusable = {(p.section, p.key) for p in r.problems}   # a placeholder path: no overlap
+    for t in targets.values():
+        if t.local is None or (f"target:{t.name}", "path") in unusable:
+            continue
+        for src in sources:
+            if (f"source:{src.name}", "path") in unusable:
+                continue
+            if _inside(t.local.path, src.path) or _inside(src.path, t.local.path):
+                r.problem(f"target:{t.name}", "path",
+                          f"{t.local.path} overlaps the source {src.path} ([source:{src.name}] "
+                          "path): a target's path must be neither inside nor around any "
+                          "source's, whichever sources it mirrors (its reconcile deletes as "
+                          "extra what its own sources do not hold)")
+
+
 def _check_cross_references(r: _Reader, sources: list[SourceConfig],
                             targets: dict[str, TargetConfig], state_dir: Path) -> None:
     """`state_dir`: [mirrord] state_dir as read (its default when not set)."""
@@ -45,9 +68,6 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
             if t is None:
                 r.problem(section, "targets", f"names no [target:{tname}] section")
                 continue
-            if t.local is not None and (_inside(t.local.path, src.path) or _inside(src.path, t.local.path)):
-                r.problem(f"target:{tname}", "path",
-                          f"{t.local.path} overlaps the source {src.path}: a mirror must live outside its source")
             if t.s3 is not None and src.dest and len(
                     (t.s3.prefix + src.dest + "/").encode()) >= S3_KEY_MAX:
                 r.problem(section, "dest", f"with [target:{tname}] prefix it leaves no room for "
@@ -57,6 +77,7 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
                 r.problem(section, "dest", f"source {names[key]} already mirrors to target {tname} "
                           f"with dest {src.dest!r}; give each source its own dest")
             names[key] = src.name
+    _check_sources_outside_local_targets(r, sources, targets)
     check_target_overlaps(r, targets)
     for src in sources:
         if r.parser.has_option("mirrord", "state_dir") and _inside(state_dir, src.path):
@@ -139,6 +160,21 @@ def _refuse(fd: int) -> None:
     raise ValueError(f"is {kind}, not a config file")
 
 
+def _ini_error(exc: configparser.Error) -> str:
+    """configparser's reason for refusing a file, in one line and without the text of the
+    line it refused: configparser quotes that line whole, and a `secret_access_key X` (no
+    '=') or a key above the first section can be a secret."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return (f"line {exc.lineno} comes before the first [section] header (not shown: a "
+                "line may hold a secret)")
+    if isinstance(exc, configparser.ParsingError):
+        numbers = [str(lineno) for lineno, _ in exc.errors]
+        which = f"lines {', '.join(numbers)} are" if len(numbers) > 1 else f"line {numbers[0]} is"
+        return (f"{which} neither a [section] header nor key = value (not shown: a line "
+                "may hold a secret)")
+    return str(exc).replace("\n", " ")   # duplicates: names of sections and keys only
+
+
 def load(path: str | os.PathLike[str]) -> Config:
     """Parse and validate a config file; raises ConfigError listing every problem (a file
     that is not a regular UTF-8 text file of at most MAX_CONFIG_BYTES: one, see read_text)."""
@@ -155,7 +191,8 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([ConfigProblem(str(p), "", "",
                                          f"cannot read: {exc.strerror or exc}")]) from None
     except configparser.Error as exc:
-        raise ConfigError([ConfigProblem(str(p), "", "", f"not a valid INI file: {exc}".replace("\n", " "))]) from None
+        raise ConfigError([ConfigProblem(str(p), "", "",
+                                         f"not a valid INI file: {_ini_error(exc)}")]) from None
     if not parser.sections():   # empty, or comments only: a wrong file, never a setup
         raise ConfigError([ConfigProblem(str(p), "", "", "holds no section: nothing to mirror "
                                          "(expected [source:NAME] and [target:NAME])")])

@@ -183,7 +183,10 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     if host.startswith("-"):
         r.problem(section, "host", "must not start with '-'")
     user = r.raw(section, "user", "") or ""
-    if user.startswith("-") or "@" in user:
+    if "@" in user:   # `bob:pw@`: not repeated, it may hold a password
+        r.problem(section, "user", "not a valid user name: it holds '@' (the value is not "
+                  "shown: it may hold a password); write the user name only")
+    elif user.startswith("-"):
         r.problem(section, "user", f"not a valid user name: {user!r}")
     path = r.required(section, "path")
     if path and not path.startswith("/"):

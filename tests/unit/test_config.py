@@ -457,6 +457,54 @@ def test_local_target_overlap_through_a_symlink_is_refused(tmp_path):
     assert has(found, "target:mirror", "path", "overlaps the source")
 
 
+TWO_SOURCES = MINIMAL + """
+[source:two]
+path = {two}
+targets = mirror2
+
+[target:mirror2]
+type = local
+path = {mirror2}
+"""
+
+
+@pytest.mark.parametrize("two, mirror2, section, source", [
+    ("mirror/x", "m2", "target:mirror", "two"),      # a source inside another source's target
+    ("mirror", "m2", "target:mirror", "two"),        # ... the same directory
+    (".", "m2", "target:mirror", "two"),             # ... around it
+    ("other", "src/m2", "target:mirror2", "up"),     # a target inside another source
+    ("other", ".", "target:mirror2", "up"),          # ... around it
+], ids=["source inside", "source equal", "source around", "target inside", "target around"])
+def test_a_local_target_overlapping_a_source_it_does_not_mirror_is_refused(
+        tmp_path, two, mirror2, section, source):
+    """Before, only the sources listing a target were compared with it: reconcile of
+    `mirror` deleted source two's files in mirror/x as extra."""
+    found = problems(write(tmp_path, TWO_SOURCES.format(two=two, mirror2=mirror2)))
+    assert has(found, section, "path", f"([source:{source}] path): a target's path must be "
+               "neither inside nor around any source's"), found
+
+
+def test_a_target_listed_by_no_source_is_still_refused_inside_a_source(tmp_path):
+    found = problems(write(tmp_path, MINIMAL + "[target:spare]\ntype = local\npath = src/spare\n"))
+    assert has(found, "target:spare", "path", "overlaps the source")
+
+
+def test_separate_sources_and_targets_load(tmp_path):
+    cfg = load(write(tmp_path, TWO_SOURCES.format(two="other", mirror2="m2")))
+    assert [s.name for s in cfg.sources] == ["up", "two"]
+
+
+def test_check_config_refuses_a_source_inside_another_sources_target(tmp_path):
+    path = write(tmp_path, TWO_SOURCES.format(two="mirror/x", mirror2="m2"))
+    res = run_cli("-c", str(path), "check-config", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [(
+        f"mirrord: config error: {path}: [target:mirror] path: {tmp_path / 'mirror'} overlaps "
+        f"the source {tmp_path / 'mirror' / 'x'} ([source:two] path): a target's path must be "
+        "neither inside nor around any source's, whichever sources it mirrors (its reconcile "
+        "deletes as extra what its own sources do not hold)")]
+
+
 def test_state_dir_inside_a_source_is_refused(tmp_path):
     found = problems(write(tmp_path, "[mirrord]\nstate_dir = src/.state\n" + MINIMAL))
     assert has(found, "mirrord", "state_dir", "inside the source")
@@ -628,3 +676,17 @@ path = /srv/mirror
         path = tmp_path / "m.ini"
         path.write_text(body.format(state=tmp_path / "state", workers=workers, src=src, extra=extra))
         assert load(path).target("host").workers == want
+
+
+def test_check_config_warns_of_a_local_target_path_that_is_a_file(tmp_path):
+    """As for a source root that is not a directory (a warning, exit 0: a mount may be
+    away): before, nothing was said, and `mirrord run` retried the target as not reachable."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "mirror").write_text("not a directory")
+    res = run_cli("-c", str(write(tmp_path, MINIMAL)), "check-config", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (f"warning: {tmp_path / 'mirror'} is not a directory now ([target:mirror] path)"
+            in res.stdout)
+    (tmp_path / "mirror").unlink()   # missing: made at start, no warning
+    res = run_cli("-c", str(write(tmp_path, MINIMAL)), "check-config", cwd=tmp_path)
+    assert res.returncode == 0 and "warning" not in res.stdout + res.stderr, res.stdout
