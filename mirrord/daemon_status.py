@@ -116,7 +116,8 @@ class Reporter:
                                 pending=pending, oldest_pending_age=oldest,
                                 interval=cfg.mirrord.heartbeat_interval,
                                 degraded=unwatched > 0 or lost, unwatched_directories=unwatched,
-                                state=states[name].state, **trash_fields(d.trash.get(name)))
+                                state=states[name].state, reason=states[name].reason,
+                                **trash_fields(d.trash.get(name)))
             if name not in self.in_flight:
                 self.in_flight.add(name)
                 d.shipper.submit_task(name, self._writer(target, doc))

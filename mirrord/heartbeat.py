@@ -15,7 +15,9 @@ is. Version 1 fields, all present in every document this code writes:
   file system mounted below its root that is gone (mirrord.submounts) or its root
   itself lost (mirrord.daemon_roots);
 - `state` (str, optional): the target's named state (initial_sync, catching_up,
-  in_sync, degraded, stalled) where the writer knows it;
+  in_sync, degraded, stalled) where the writer knows it (mirrord.target_state);
+- `reason` (str, optional): that state's one-line reason for operators (the same words
+  as `mirrord status` and the daemon's `/ready`), e.g. which source has its deletes held;
 - `trash_files` (int), `trash_bytes` (int), `trash_oldest` (seconds since the epoch, or
   null), optional: what the target's trash holds (`keep_deleted`) as of the last
   retention run; 0 / null when it keeps nothing or has not been looked at yet.
@@ -48,6 +50,7 @@ class Heartbeat:
     degraded: bool = False
     unwatched_directories: int = 0
     state: str = ""
+    reason: str = ""
     trash_files: int = 0
     trash_bytes: int = 0
     trash_oldest: float | None = None
@@ -81,7 +84,7 @@ def parse(data: bytes) -> Heartbeat:
             oldest_pending_age=float(doc.get("oldest_pending_age") or 0.0),
             interval=float(doc.get("interval") or 0.0), degraded=bool(doc.get("degraded", False)),
             unwatched_directories=int(doc.get("unwatched_directories", 0)),
-            state=str(doc.get("state", "")),
+            state=str(doc.get("state", "")), reason=str(doc.get("reason") or ""),
             trash_files=int(doc.get("trash_files") or 0),
             trash_bytes=int(doc.get("trash_bytes") or 0),
             trash_oldest=float(doc["trash_oldest"]) if doc.get("trash_oldest") else None)

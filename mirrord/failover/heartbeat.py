@@ -4,8 +4,9 @@ The document type itself (fields, parse) is mirrord.heartbeat, shared with the
 daemon that writes it.
 
 The daemon on the primary writes `<target root>/.mirrord/heartbeat.json`
-every heartbeat_interval: when it was written, by which host, and how many
-changes were not yet shipped to that target. Failover only reads it, through
+every heartbeat_interval: when it was written, by which host, how many
+changes were not yet shipped to that target, and the target's named state
+(mirrord.target_state: in_sync, or why not). Failover only reads it, through
 the target interface opened read-only (Target.open(readonly=True)), never writes
 the mirror: no sweep of the primary's uploads in flight, no root made where a
 mount is missing. Age is measured against this
@@ -54,11 +55,24 @@ def fetch(cfg: Config, name: str) -> tuple[Heartbeat | None, str]:
 
 def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age: float,
           severity: str = FAIL, max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
-    """Age and pending checks; `severity` is WARN for failover (the primary is gone), but
-    a mirror root that does not exist (MirrorRootMissing: a mount missing) always FAILs.
+    """The heartbeat's checks: heartbeat.age, heartbeat.pending and heartbeat.state.
 
-    `now` is this host's Unix time in seconds; a heartbeat dated more than `max_skew`
-    seconds after it fails heartbeat.age with the measured skew (skew.py)."""
+    `hb` and `error` are fetch()'s answer for `target` (a [target:NAME] name, for the
+    messages). `severity` applies to every check alike: WARN for failover and the
+    default /ready (the primary is gone, its heartbeat stops), FAIL for switchover and a
+    strict /ready (readiness.judge); a mirror root that does not exist (MirrorRootMissing:
+    a mount missing) always FAILs. `now` is this host's Unix time in seconds and `max_age`
+    the limit on the heartbeat's age in seconds; a heartbeat dated more than `max_skew`
+    seconds after `now` fails heartbeat.age with the measured skew (skew.py).
+
+    heartbeat.state passes only when the writer said the target is `in_sync` and
+    reported no unwatched directories and nothing `degraded` (a lost source root or
+    mount, mirrord.daemon_roots / submounts): a degraded target (deletes held, a root
+    lost) or a catch-up walk under way can have 0 pending while the mirror lacks
+    changes (README, the state table). Its message carries the heartbeat's `reason`.
+    A heartbeat from a version that writes no `state` (nor `degraded`, nor unwatched
+    directories) gets no heartbeat.state: it is judged on age and pending, as before.
+    Returns the checks in that order; raises nothing."""
     limit = f"{max_age:g}s"
     if hb is None and error.startswith(f"{MirrorRootMissing.__name__}:"):
         # not a silent primary (which is when the mirror must take over) but no mirror at
@@ -87,7 +101,41 @@ def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age:
                     "0", f"{hb.pending} change(s) not yet shipped to {target} when the heartbeat "
                     "was written", severity=severity,
                     data={"pending": hb.pending, "oldest_pending_age": hb.oldest_pending_age})
-    return [age_check, pending]
+    state = _state_check(hb, target, severity)
+    return [age_check, pending] + ([state] if state is not None else [])
+
+
+IN_SYNC = "in_sync"   # mirrord.target_state.IN_SYNC, the one state a switch may take
+# why a state can leave the mirror short, for a heartbeat that carries no `reason`
+# (mirrord.target_state's rules; README, the state table)
+STATE_MEANS = {
+    "degraded": "a source root lost, deletes held, changes failing, directories not "
+                "watched or a file system below a source root gone",
+    "stalled": "changes wait and nothing has been shipped for over 120 s",
+    "initial_sync": "the first copy is not finished",
+    "catching_up": "a backlog older than 5 s, or a catch-up walk under way (what it "
+                   "finds is not counted as pending yet)",
+}
+
+
+def _state_check(hb: Heartbeat, target: str, severity: str) -> Check | None:
+    """heartbeat.state (see judge); None for a heartbeat that reports no state at all."""
+    unwatched = hb.unwatched_directories
+    if not hb.state and not hb.degraded and not unwatched:
+        return None   # written by a version without the field: judged as before
+    value = hb.state or "not reported"
+    value += f", {unwatched} directories not watched" if unwatched else (
+        ", degraded" if hb.degraded and hb.state != "degraded" else "")
+    ok = hb.state in ("", IN_SYNC) and not hb.degraded and not unwatched
+    reason = hb.reason if hb.state not in ("", IN_SYNC) else ""   # "nothing pending": no why
+    why = reason or STATE_MEANS.get(hb.state, "") or (
+        f"{unwatched} directories not watched" if unwatched else f"state {value}")
+    return Check("heartbeat.state", ok, value, IN_SYNC,
+                 f"the last heartbeat on {target} (from {hb.host or '?'}, {hb.time}) says the "
+                 f"file mirror is not in sync: {why}; files may be missing or outdated on the "
+                 "mirror", severity=severity,
+                 data={"state": hb.state, "reason": hb.reason, "degraded": hb.degraded,
+                       "unwatched_directories": unwatched})
 
 
 def _round(value: float | None) -> float | None:

@@ -47,7 +47,8 @@ def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | No
           max_heartbeat_age: float | None = None) -> list[Check]:
     """The failover checks for measurement `m` at Unix time `now` (this host's clock).
 
-    Limits are seconds and default to [failover]; a stale heartbeat is only a warning
+    Limits are seconds and default to [failover]; a stale heartbeat (or one saying the
+    mirror has changes pending or is not in sync: heartbeat.judge) is only a warning
     (when the primary dies its heartbeat stops, exactly when the mirror must take over)
     unless `max_heartbeat_age` is given, which makes the heartbeat checks strict."""
     fo = cfg.failover

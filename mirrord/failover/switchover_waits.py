@@ -2,9 +2,10 @@
 
 A switchover flips only once the replica has replayed the primary's WAL position
 and a heartbeat written after the switchover began has arrived fresh with nothing
-pending (replica.wait_replayed, heartbeat.judge); each wait ends at the run's
-deadline (switchover_timeout) and becomes a Check. A dry run previews the same
-checks without waiting. Time comes from an injectable Clock.
+pending and the target in sync (replica.wait_replayed, heartbeat.judge); each wait
+ends at the run's deadline (switchover_timeout) and becomes a Check. A dry run
+previews the same checks without waiting, as warnings (what the run would wait
+for). Time comes from an injectable Clock.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class Waits:
 
     def heartbeat(self, first: tuple[heartbeat.Heartbeat | None, str],
                   deadline: float) -> list[Check]:
-        """Wait for a heartbeat newer than the one seen at the start, fresh and with 0 pending."""
+        """Wait for a heartbeat newer than the one seen at the start, fresh, with 0 pending
+        and the target in sync (every heartbeat.judge check passing)."""
         if not self.fo.heartbeat_target:
             return self.heartbeat_now(severity=WARN)
         seen = first[0].unix if first[0] is not None else None

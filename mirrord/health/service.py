@@ -3,8 +3,9 @@
 - GET /live: 200 while the service answers; no dependency is checked.
 - GET /ready: 200 when `mirrord failover` would go ahead now without --force,
   else 503; the JSON body lists every check (readiness.judge: the same checks
-  and words as `mirrord failover --dry-run`). A stale heartbeat is a warning
-  only, unless the query gives max_heartbeat_age. Query limits, e.g.
+  and words as `mirrord failover --dry-run`). A stale heartbeat, or one with
+  changes pending or a target not in sync (heartbeat.state), is a warning only,
+  unless the query gives max_heartbeat_age. Query limits, e.g.
   `/ready?max_replay_lag=10s&max_heartbeat_age=30s`, make those checks strict
   for that request (durations as in the INI file). A bad query is 400.
 - HEAD and OPTIONS on /ready and /live: the same status, no body (HAProxy's

@@ -117,6 +117,21 @@ def test_a_stale_heartbeat_warns_and_fails_only_with_a_query_limit(site, service
     service.wait_ready(200, "?max_heartbeat_age=30s")
 
 
+def test_a_heartbeat_not_in_sync_warns_and_fails_only_with_a_query_limit(site, service):
+    """The heartbeat's state is judged as its age and pending are (failover.heartbeat.judge,
+    one rule for failover, switchover and /ready): deletes held on the primary leave the
+    mirror short with nothing pending (brkB)."""
+    site.write_heartbeat(state="degraded", reason="source up: deletes held")
+    doc = service.wait_ready(200)
+    state = checks(doc)["heartbeat.state"]
+    assert state["status"] == "WARN" and "deletes held" in state["message"], state
+    doc = service.wait_ready(503, "?max_heartbeat_age=30s")
+    assert checks(doc)["heartbeat.state"]["status"] == "FAIL"
+    assert any("heartbeat.state" in f for f in doc["failing"])
+    site.write_heartbeat(state="in_sync", reason="nothing pending")
+    service.wait_ready(200, "?max_heartbeat_age=30s")
+
+
 def test_a_replay_lag_query_limit_is_strict_for_that_request(pg, service):
     # The replica measures lag from the last commit it replayed: make that one recent,
     # or the idle time before this test (a slow, loaded run) counts against 30 s too.

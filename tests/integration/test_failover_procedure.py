@@ -27,12 +27,15 @@ from mirrord.targets.local import LocalTarget
 from tests.services.postgres import PASSWORD
 
 
-def heartbeat_doc(*, age: float = 0.0, pending: int = 0, unix: float | None = None) -> bytes:
+def heartbeat_doc(*, age: float = 0.0, pending: int = 0, unix: float | None = None,
+                  **fields) -> bytes:
+    """A heartbeat document; `fields` adds or replaces fields (state, reason, degraded...)."""
     unix = (time.time() - age) if unix is None else unix
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix)) + f".{int(unix * 1000) % 1000:03d}Z"
     return json.dumps({"version": 1, "time": stamp, "unix": unix, "host": "primary.example",
                        "target": "mirror", "pending": pending,
-                       "oldest_pending_age": 0.4 if pending else 0.0, "interval": 0.2}).encode()
+                       "oldest_pending_age": 0.4 if pending else 0.0, "interval": 0.2,
+                       **fields}).encode()
 
 
 class Site:

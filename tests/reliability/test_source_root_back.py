@@ -80,7 +80,10 @@ def _lost_reported(d: Daemon, tmp: Path, lost: str, fine: str) -> None:
     st = d.status()
     assert "root lost" in st["targets"][f"t_{lost}"]["state_reason"], st["targets"]
     assert _state(d, fine) == "ok", st["daemon"]["sources"]
-    poll(lambda: _heartbeat(tmp, lost).get("degraded") is True, what="heartbeat degraded")
+    hb = poll(lambda: (h := _heartbeat(tmp, lost)).get("degraded") is True and h,
+              what="heartbeat degraded")
+    # the mirror host's failover shows this why (failover.heartbeat, heartbeat.state)
+    assert hb["state"] == "degraded" and "root lost" in hb.get("reason", ""), hb
     text = d.cli("status").stdout
     assert f"source {lost}: LOST" in text, text
 
