@@ -20,6 +20,7 @@ from mirrord.fsutil import remote_writes_unseen
 from mirrord.heartbeat import NAME as HEARTBEAT_NAME, Heartbeat
 from mirrord.journal import Outcome
 from mirrord.logsetup import kv
+from mirrord.mirror_wiped import WipeWatch
 from mirrord.targets.base import Target
 
 log = logging.getLogger("mirrord.daemon")
@@ -77,6 +78,7 @@ class Reporter:
         # reads a copy): the target is `degraded` while it cannot be written, even with
         # nothing pending (target_state rule 2)
         self.unwritable: dict[str, str] = {}
+        self.wipes = WipeWatch(HEARTBEAT_NAME)   # a heartbeat of this run gone: not written
         self.last_watchdog = 0.0
 
     def watchdog(self) -> None:
@@ -96,6 +98,7 @@ class Reporter:
         if self.down is None:
             self.down = set(d.targets)
         self._retry_targets_back()
+        self.wipes.beat(d)
         backlog = d.journal.backlog()
         now = time.time()
         sources = d.source_health()
@@ -177,7 +180,12 @@ class Reporter:
 
         def write() -> None:
             try:
+                why = self.wipes.before_write(target)
+                if why is not None:
+                    self.unwritable[target.name] = why
+                    return
                 target.write_meta(HEARTBEAT_NAME, doc.to_json())
+                self.wipes.after_write(target.name)
                 self.unwritable.pop(target.name, None)
                 if metrics is not None:
                     metrics.heartbeat_written(target.name, doc.unix)

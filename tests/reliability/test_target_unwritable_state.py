@@ -93,3 +93,37 @@ def test_credentials_the_target_refuses_are_degraded_and_not_shown(env, tmp_path
     env.daemon.start()
     st = degraded_for_its_heartbeat(env, name)
     assert WRONG_SECRET not in str(st) + env.log_text()
+
+
+def remake_empty(env: Env, name: str) -> None:
+    """The mirror made again, empty, where it was: a new root directory, a new bucket."""
+    cp = configparser.ConfigParser()
+    cp.read(env.cfg)
+    if name == "host":
+        (env.cfg.parent / cp["target:host"]["path"]).mkdir()
+        return
+    s = cp["target:s3"]
+    boto3.client("s3", endpoint_url=s["endpoint_url"], region_name=s["region"],
+                 aws_access_key_id=s["access_key_id"],
+                 aws_secret_access_key=s["secret_access_key"]).create_bucket(Bucket=s["bucket"])
+
+
+@pytest.mark.parametrize("name", ["host", "s3"])
+def test_a_mirror_emptied_and_made_again_gets_no_heartbeat_until_a_pass_fills_it(env, name):
+    """The mirror host's root removed and made again, the bucket deleted and created again:
+    the next heartbeat landed in the empty place, status said in_sync and failover on the
+    mirror host saw a fresh heartbeat, 0 pending, over none of the files (a breaker).
+    Now the lost heartbeat is seen, none is written, the target is degraded, and the
+    reconcile pass it asks for fills the mirror; then it is in sync and beats again."""
+    in_sync_and_idle(env)
+    target = env.targets[name]
+    remove_mirror(env, name)
+    remake_empty(env, name)
+    poll(lambda: "is gone" in env.daemon.status()["targets"][name]["state_reason"],
+         timeout=60, what=f"{name}: its lost heartbeat seen")
+    assert env.daemon.status()["targets"][name]["state"] == "degraded"
+    env.converge()   # the pass it asked for re-sent every file
+    poll(lambda: env.daemon.status()["targets"][name]["state"] == "in_sync", timeout=90,
+         what=f"{name} in sync again")
+    poll(lambda: target.read_meta("heartbeat.json") is not None, timeout=30,
+         what=f"a heartbeat on {name} again")

@@ -36,6 +36,8 @@ from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RET
                                           meta_record, parse_answers, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 
+NO_TEMP_DIR = b"The temp-dir does not exist"   # rsync's message (main.c) for a --temp-dir gone
+
 if TYPE_CHECKING:
     from mirrord.targets.rsync.target import RsyncTarget
 
@@ -209,6 +211,16 @@ class BatchRunner:
             return {w.index: classify_oserror(exc) for w in wants}
         if proc.returncode == 0:
             return {}
+        if again and NO_TEMP_DIR in proc.stderr:
+            # the mirror's root was made again empty behind us (a breaker removed the host's
+            # root and made it again): nothing else recreates our staging directory until a
+            # heartbeat is written, and none is while the mirror is taken for wiped
+            # (mirrord.mirror_wiped). Made again, inside the existing root only; sent again.
+            try:
+                self.t.own_area()
+            except (RetryableError, PermanentError) as exc:
+                return {w.index: exc for w in wants}
+            return self._run_group(dest, wants, src, copy_links, keeps, wrap, again=False)
         if keeps is not None:   # a failed keep stopped the run before its receiver started
             kept = run_errors(keeps, proc.stderr, [w.index for w in wants], self.t.describe())
             if kept is not None:

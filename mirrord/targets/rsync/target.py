@@ -215,6 +215,12 @@ class RsyncTarget(Target):
                      b"rm -f -- %s" % (p, p, p, p))
         self._check(self._run(self.in_root(body), timeout=LONG_TIMEOUT), f"cannot delete {path!r}")
 
+    def own_area(self) -> None:
+        """Make `.mirrord/rsync-tmp` again inside the existing root (never the root itself);
+        RetryableError / PermanentError as classified when it cannot be made."""
+        body = MKDIRS + b"mkdirs ./%s" % RSYNC_TMP
+        self._check(self._run(self.in_root(body)), f"cannot create {RSYNC_TMP.decode()}")
+
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
         p = self._rel(path)
         body = MKDIRS + NOLINK + b"mkdirs %s" % p   # replaces a symlink or file in the way
