@@ -4,9 +4,10 @@ replaced behind the daemon's back.
 A breaker removed the mirror host's root and made it again empty, or deleted the S3
 bucket and created it again. The daemon's next heartbeat landed in the empty place:
 status said in_sync, and on the mirror host failover, switchover and /ready saw a fresh
-heartbeat with 0 pending over a mirror holding none of the shipped files. (A local
-target's root replaced is caught by its RootIdentity, mirrord.targets.root_check; this
-covers every target type.)
+heartbeat with 0 pending over a mirror holding none of the shipped files. A local
+target's root replaced is caught by its own RootIdentity (mirrord.targets.root_check,
+Features.guards_root): it is left to it, so a mount point left empty for a while asks
+for no pass (whose re-sends would all be refused, then repeated when the mount is back).
 
 So before each heartbeat after the first of this run, the target's heartbeat is read
 (Target.read_meta: one GET on S3, one `cat` over the host's SSH connection, one file
@@ -14,8 +15,9 @@ read). Absent means what was shipped there may be gone: the heartbeat is not wri
 (failover then sees it age), the target is `degraded` with the reason, and a reconcile
 pass is asked for through the daemon's trouble hooks (reason "target_wiped"). Once a
 real pass over that target that started after the loss ends in sync (the daemon's own,
-or `mirrord reconcile`: both store `reconcile:{target}`), heartbeats are written again.
-A heartbeat removed by hand is taken the same way: it costs one pass.
+or `mirrord reconcile`: both store `reconcile:{target}`), heartbeats are written again;
+also once the heartbeat is there again (the same mirror is back). A heartbeat removed by
+hand is taken the same way: it costs one pass.
 """
 
 from __future__ import annotations
@@ -48,9 +50,15 @@ class WipeWatch:
         """None when the heartbeat may be written to `target` (a Target); else why not.
         Raises what target.read_meta raises (MirrordError: the target is unreachable)."""
         name = target.name
-        if name in self.wiped:
-            return self.wiped[name][1]
-        if name in self.written and target.read_meta(self.name) is None:
+        if target.features.guards_root:
+            return None   # its own check keeps writes out of a root replaced (root_check)
+        if name not in self.written and name not in self.wiped:
+            return None   # the first of this run: nothing of ours to look for
+        if target.read_meta(self.name) is not None:
+            if self.wiped.pop(name, None) is not None:   # ours again: that mirror is back
+                log.info(kv(msg="target holds its heartbeat again", target=name))
+            return None
+        if name not in self.wiped:
             why = (f"the heartbeat this daemon wrote on {name} is gone: the mirror was emptied "
                    "or replaced; a reconcile pass re-sends what it lacks")
             self.wiped[name] = (self.clock(), why)
@@ -58,8 +66,7 @@ class WipeWatch:
             self._found.put(name)
             log.error(kv(msg="target lost its heartbeat: mirror emptied or replaced?",
                          target=name))
-            return why
-        return None
+        return self.wiped[name][1]
 
     def after_write(self, name: str) -> None:
         self.written.add(name)
@@ -79,5 +86,5 @@ class WipeWatch:
             doc = daemon.journal.get_state(STATE_KEY.format(target=name))
             if (isinstance(doc, dict) and doc.get("in_sync") and not doc.get("dry_run")
                     and float(doc.get("at") or 0) >= since):
-                del self.wiped[name]
+                self.wiped.pop(name, None)
                 log.info(kv(msg="target reconciled after losing its heartbeat", target=name))

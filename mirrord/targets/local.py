@@ -53,7 +53,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     # and keeps_parents_in_put: the files in its parents' way too
     features = Features(server_side_move=True, directories=True, mtime_precision=1e-6,
                         batch_size=8, keeps_mode=True, cheap_stat=True, keep_by_condition=True,
-                        keeps_parents_in_put=True)
+                        keeps_parents_in_put=True, guards_root=True)
 
     def __init__(self, name: str, root: str | os.PathLike[str], *, fsync: bool = True):
         super().__init__(name)

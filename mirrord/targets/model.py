@@ -55,6 +55,10 @@ class Features:
     # The record keeps those paths (journal.shipped), so the check that follows every
     # directory move (Outcome.check) removes the ones the source lacks.
     move_merges: bool = False
+    # The target refuses every write once its root is not the directory it opened (device,
+    # inode, mount ID: root_check.RootIdentity): local. Elsewhere the daemon reads back the
+    # heartbeat it wrote to see a mirror emptied or replaced (mirrord.mirror_wiped).
+    guards_root: bool = False
 
 
 @dataclass(frozen=True)
