@@ -94,6 +94,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         except OSError as exc:
             raise classify_oserror(exc) from None
         self._root_id.learn(self._real_root)   # every change checks it (root_check)
+        self._staging.root_known = True          # ... and nothing makes the root again
         try:
             self._staging.prepare()
         except OSError as exc:

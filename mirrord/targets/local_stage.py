@@ -44,6 +44,11 @@ class Staging:
         self.dir = os.path.join(self.root, STAGE_DIR.encode())
         self.fsync = fsync
         self._dev: int | None = None
+        # Set once the target learnt its root's identity (LocalTarget.open): from then on the
+        # root is never made again here. A write in flight while the mirror was removed
+        # (`rm -rf mirror`) made it again, holding `.mirrord/`, which RootIdentity then took
+        # for the mirror mounted again: a fresh heartbeat over an empty mirror (a breaker).
+        self.root_known = False
 
     def prepare(self) -> None:
         """Create `.mirrord/tmp/` and note its device. OSError as the file system says."""
@@ -57,8 +62,10 @@ class Staging:
         `.mirrord/tmp/`), every temp file and the heartbeat outside the root. The root is
         made first when missing, as LocalTarget.open makes it: a target whose root could
         not be made at start (a file in its parent's place) recovers by the heartbeat's
-        write once the outage ends (tests/e2e/test_daemon.py)."""
-        os.makedirs(self.root, exist_ok=True)
+        write once the outage ends (tests/e2e/test_daemon.py); not once `root_known`: then
+        a root gone raises FileNotFoundError."""
+        if not self.root_known:
+            os.makedirs(self.root, exist_ok=True)
         os.close(open_parent(os.path.realpath(self.root), STAGE_DIR))
 
     # ------------------------------------------------------------ writing
