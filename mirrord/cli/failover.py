@@ -12,7 +12,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "site to its read-only mirror, flush memcached")
     p.add_argument("--dry-run", action="store_true", help="run every check, print the plan, "
                    "change nothing")
-    p.add_argument("--force", action="store_true", help="go ahead although replica checks failed")
+    p.add_argument("--force", action="store_true", help="go ahead although the replica checks failed, the mirror root is missing or empty, or the pre hook refused")
     p.set_defaults(func=run_failover)
     p = sub.add_parser("switchover", help="planned: wait until the replica and the file mirror "
                        "have everything from the running primary, then switch like failover")

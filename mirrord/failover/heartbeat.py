@@ -23,6 +23,9 @@ from mirrord.failover import skew
 from mirrord.failover.result import FAIL, Check
 
 HEARTBEAT = heartbeat_doc.NAME
+# the data key marking the check of a mirror root missing or empty, which only
+# `failover --force` accepts (procedure.forceable)
+MIRROR_ROOT = "mirror_root"
 Heartbeat = heartbeat_doc.Heartbeat
 parse = heartbeat_doc.parse
 
@@ -61,7 +64,8 @@ def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age:
     messages). `severity` applies to every check alike: WARN for failover and the
     default /ready (the primary is gone, its heartbeat stops), FAIL for switchover and a
     strict /ready (readiness.judge); a mirror root that does not exist (MirrorRootMissing:
-    a mount missing) always FAILs. `now` is this host's Unix time in seconds and `max_age`
+    a mount missing) always FAILs, with data {MIRROR_ROOT: "missing"} so that only
+    `failover --force` (README, the failover runbook) accepts it. `now` is this host's Unix time in seconds and `max_age`
     the limit on the heartbeat's age in seconds; a heartbeat dated more than `max_skew`
     seconds after `now` fails heartbeat.age with the measured skew (skew.py).
 
@@ -78,7 +82,8 @@ def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age:
         # not a silent primary (which is when the mirror must take over) but no mirror at
         # all: a switch would serve no uploads. Refused whatever the severity (a breaker)
         return [Check("heartbeat.age", False, "none", limit,
-                      f"{error}: failing over would serve an empty mirror", severity=FAIL)]
+                      f"{error}: failing over would serve an empty mirror", severity=FAIL,
+                      data={MIRROR_ROOT: "missing"})]
     if hb is None:
         why = error or f"no {HEARTBEAT} on target {target}: is mirrord running on the primary?"
         return [Check("heartbeat.age", False, "none", limit, why, severity=severity)]

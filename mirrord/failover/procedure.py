@@ -3,7 +3,8 @@
 Every command runs all of its checks first and prints one line per check
 (ok / FAIL / WARN, measured value, limit). A failed check refuses the run
 (FailoverRefused, exit 3) before anything changes, unless --force covers it
-(failover only, and only the replica checks). --dry-run stops after printing
+(failover only: the replica checks, a mirror root missing or empty, and the pre
+hook's refusal; forceable()). --dry-run stops after printing
 the plan. Otherwise the steps run (steps.py) and any failure after the flip
 began gives exit 1 with an account of what was done and what was not. A
 switchover first waits for the replica and the file mirror to catch up
@@ -25,9 +26,18 @@ from mirrord.config import Config, FailoverConfig
 from mirrord.config.values import shown_command
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused, StateDirError
 from mirrord.failover import appconfig, hooks, readiness, replica, steps
+from mirrord.failover.heartbeat import MIRROR_ROOT
 from mirrord.failover.result import LOG_NAME, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
 from mirrord.logsetup import redact
+
+
+def forceable(check: Check) -> bool:
+    """True for a check `failover --force` accepts when it fails: the replica's (the
+    primary is gone, so its WAL receiver is down and replay stops) and a mirror root
+    missing or empty (README, the failover runbook: the operator may accept serving
+    no uploads). Never the switch's own prechecks, which a flip cannot get past."""
+    return check.name.startswith("replica.") or check.data.get(MIRROR_ROOT) == "missing"
 
 
 class Procedure:
@@ -94,7 +104,7 @@ class Procedure:
         run.checks += self.failover_checks()
         if run.force:
             for check in run.checks:
-                if check.name.startswith("replica.") and not check.ok:
+                if forceable(check) and not check.ok:
                     check.forced = True
         return self._conclude(run, readonly=True, undo="mirrord failback")
 
@@ -206,7 +216,7 @@ class Procedure:
         refusals = run.refusals
         self._finish(run, "refused", 3)
         hint = "; rerun with --force to accept" if run.command == "failover" and any(
-            c.name.startswith(("replica.", "hook.")) for c in refusals) else ""
+            forceable(c) or c.name.startswith("hook.") for c in refusals) else ""
         raise FailoverRefused("; ".join(c.summary() for c in refusals) + hint)
 
     def _finish(self, run: Run, outcome: str, code: int) -> int:

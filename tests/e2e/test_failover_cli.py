@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -180,6 +181,10 @@ def test_a_missing_mirror_root_is_named_by_failover_and_health_and_never_created
     assert proc.returncode == 3 and said in proc.stdout, proc.stdout + proc.stderr
     assert "failing over would serve an empty mirror" in proc.stdout
     assert "is mirrord running" not in proc.stdout
+    assert "rerun with --force to accept" in proc.stderr, proc.stderr
+    proc = run(ini, "failover", "--dry-run", "--force")   # the README: --force overrides
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"FAIL \(forced\)\s+heartbeat.age", proc.stdout), proc.stdout
     health = subprocess.Popen([str(MIRRORD), "-c", str(ini), "health"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
@@ -217,6 +222,15 @@ def test_an_empty_mount_point_in_place_of_the_mirror_refuses_failover(ini, tmp_p
         assert "failing over would serve an empty mirror" in proc.stdout
     assert os.readlink(tmp_path / "etc" / "active.php") == "readwrite.php"   # nothing flipped
     assert list(mirror.iterdir()) == []                                      # nothing made
+    # the operator accepts serving no uploads (README, the failover runbook): --force
+    # flips, and still makes nothing in the mirror
+    proc = run(ini, "failover", "--force")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL (forced)" in proc.stdout, proc.stdout
+    assert os.readlink(tmp_path / "etc" / "active.php") == str(tmp_path / "etc" / "readonly.php")
+    assert list(mirror.iterdir()) == []
+    assert run(ini, "failback").returncode == 0
+    assert os.readlink(tmp_path / "etc" / "active.php") == "readwrite.php"
     (mirror / ".mirrord").mkdir()   # the mount back: its heartbeat shows again
     (mirror / ".mirrord" / "heartbeat.json").write_bytes(hb)
     proc = run(ini, "failover", "--dry-run")
