@@ -180,8 +180,14 @@ def _read_s3(r: _Reader, section: str) -> S3Options:
 
 def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     host = r.required(section, "host")
-    if host.startswith("-"):
+    if "@" in host:   # `bob:pw@mirror`: not repeated, it may hold a password
+        r.problem(section, "host", "holds '@' (the value is not shown: it may hold a "
+                  "password); write the user name in `user` and only the host name here")
+    elif host.startswith("-"):
         r.problem(section, "host", "must not start with '-'")
+    elif any(c.isspace() or not c.isprintable() for c in host):   # ssh would take the rest
+        r.problem(section, "host", "not a host name: it holds a space or a control "
+                  "character (the value is not shown: it may hold ssh options or a password)")
     user = r.raw(section, "user", "") or ""
     if "@" in user:   # `bob:pw@`: not repeated, it may hold a password
         r.problem(section, "user", "not a valid user name: it holds '@' (the value is not "

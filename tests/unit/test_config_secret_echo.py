@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from mirrord.config.addresses import parse_http_url
+from mirrord.config import load
 from tests.unit.test_config_hostile import MARK, MIRRORD, only, problems, write
 
 URL_KEYS = [("target:bucket", "endpoint_url"), ("failover", "check_url")]
@@ -89,6 +90,25 @@ def test_an_rsync_user_holding_a_password_is_refused_without_it(tmp_path):
     found = problems(write(tmp_path, "target:host", "user", f"bob:{MARK}@"))
     only(found, "target:host", "user", "not a valid user name")
     assert MARK not in repr(found)
+
+
+@pytest.mark.parametrize("host, words", [
+    (f"bob:{MARK}@mirror.example.org", "holds '@'"),
+    (f"{MARK}@mirror.example.org", "holds '@'"),
+    (f"mirror.example.org -o ProxyCommand={MARK}", "holds a space"),
+    (f"mirror.example.org\t{MARK}", "holds a space"),
+], ids=["user and password", "user", "ssh option", "tab"])
+def test_an_rsync_host_holding_more_than_a_host_is_refused_without_it(tmp_path, host, words):
+    """An rsync target's `host` goes to ssh as its destination and into every message
+    about the target: user:password@ or anything after a space is never shown."""
+    found = problems(write(tmp_path, "target:host", "host", host))
+    only(found, "target:host", "host", words)
+    assert MARK not in repr(found)
+
+
+@pytest.mark.parametrize("host", ["mirror.example.org", "10.0.0.7", "::1", "mirror-alias_2"])
+def test_an_rsync_host_that_is_a_host_still_loads(tmp_path, host):
+    assert load(write(tmp_path, "target:host", "host", host)).targets["host"].rsync.host == host
 
 
 @pytest.mark.parametrize("data, words", [
