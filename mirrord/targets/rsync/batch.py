@@ -175,7 +175,8 @@ class BatchRunner:
         wrap: bytes | None = None
         errors: dict[int, Exception] = {}
         if keeps.requests:
-            wrap, errors = wrapper(keeps, self.t.root, os.fsencode(self.t.opts.rsync_path))
+            wrap, errors = wrapper(keeps, self.t.root, os.fsencode(self.t.opts.rsync_path),
+                                   self.t.root_id)
             if wrap is None:
                 errors = self._keep_first(items, [w.index for w in wants], versions)
         send = [w for w in wants if w.index not in errors]   # a keep failed: not sent

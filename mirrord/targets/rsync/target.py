@@ -30,9 +30,9 @@ from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
-                                          PRINTF, ROOT_EMPTY, RSYNC_TMP, classify_stderr,
-                                          prepare_script, q, readonly_script, record_entry,
-                                          tail)
+                                          PRINTF, ROOT_EMPTY, ROOT_ID_MARK, RSYNC_TMP,
+                                          classify_stderr, guarded_rsync_path, prepare_script,
+                                          q, readonly_script, record_entry, root_guard, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
@@ -52,6 +52,9 @@ class RsyncTarget(Target):
         self._open_lock = OpenLock(f"rsync:{opts.user}@{opts.host}:{opts.port}:{opts.path}")
         # the sources' dest directories made real since open() (BatchRunner._dest_made)
         self.dests_made: set[bytes] = set()
+        # the root's identity on the host (remote.ROOT_ID), learnt by a writable open():
+        # every remote command and rsync run checks it first (remote.root_guard)
+        self.root_id: bytes | None = None
 
     def _features(self, precision: float) -> Features:
         # rsync reads the source tree itself (source_root/source_rel): no open fds needed;
@@ -82,6 +85,7 @@ class RsyncTarget(Target):
         (The ssh connection's private directory in this host's /tmp is made either way:
         connection.py.)"""
         self.dests_made.clear()
+        self.root_id = None
         if readonly:
             self._prepare_readonly()
         elif not self._open_lock.hold(lambda: self._prepare(sweep=True)):
@@ -104,6 +108,8 @@ class RsyncTarget(Target):
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
         self._note_version(proc.stdout, stderr=proc.stderr)
+        m = re.search(rb"^%s (\d*m?)$" % ROOT_ID_MARK, proc.stdout, re.MULTILINE)
+        self.root_id = m.group(1) if m else None
 
     def _note_version(self, stdout: bytes, *, stderr: bytes = b"", readonly: bool = False) -> None:
         """The mtime precision from rsync's version line; no rsync is a PermanentError
@@ -130,8 +136,17 @@ class RsyncTarget(Target):
         return self.conn.run(script, data, timeout)
 
     def in_root(self, body: bytes) -> bytes:
-        """`body` run cd'ed into the target root (exit EXIT_NO_ROOT when it is not there)."""
-        return b"cd -- %s || exit %d\n%s" % (q(self.root), EXIT_NO_ROOT, body)
+        """`body` run cd'ed into the target root; exit EXIT_NO_ROOT when it is not there, or
+        (after a writable open) is not the directory opened (remote.root_guard)."""
+        guard = root_guard(self.root_id) if self.root_id is not None else b""
+        return b"cd -- %s || exit %d\n%s%s" % (q(self.root), EXIT_NO_ROOT, guard, body)
+
+    def receiver(self) -> bytes | None:
+        """The --rsync-path for a run without keeps: the receiver behind root_guard after a
+        writable open, else None (the configured rsync_path as it is)."""
+        if self.root_id is None:
+            return None
+        return guarded_rsync_path(self.root, self.root_id, os.fsencode(self.opts.rsync_path))
 
     @staticmethod
     def _rel(path: str) -> bytes:

@@ -59,8 +59,10 @@ def unlink_parents(t: RsyncTarget, dest: bytes, wants: list[Want]) -> bool:
 
 def run_rsync(t: RsyncTarget, src: bytes, dest: bytes, rels: list[bytes], *, copy_links: bool,
            rsync_path: bytes | None = None):
-    """One rsync run; `rsync_path` replaces the target's own (inrun.wrapper)."""
+    """One rsync run; `rsync_path` replaces the target's own (inrun.wrapper), else the
+    receiver starts behind the root's guard (RsyncTarget.receiver)."""
     o = t.opts
+    rsync_path = rsync_path if rsync_path is not None else t.receiver()
     rsh = " ".join(shlex.quote(a) for a in t.conn.client_argv())
     host = f"[{o.host}]" if ":" in o.host else o.host
     remote = os.fsencode(f"{o.user}@{host}:" if o.user else f"{host}:") + t.root
