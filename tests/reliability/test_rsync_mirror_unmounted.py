@@ -1,0 +1,78 @@
+"""The mirror host's file system unmounted under a running daemon (rsync target).
+
+The real daemon and the three real targets; the rsync target's root on the "mirror host"
+is a bind mount. It goes away while files are written, deleted and made in new
+directories on the source. Before, the daemon went on writing into the bare mount point
+left on the host's root file system (rsync made the files and their directories there,
+the heartbeat's area was made again), so the changes were acknowledged into a directory
+the mirror hid again once mounted, and the mirror lacked them for good. Now nothing is
+written there, the target is not in_sync, the other targets go on, and once the mirror
+is mounted again every change arrives by the live stream and the target is in_sync.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+
+import pytest
+
+from tests.reliability.conftest import Env, live_only_config, poll
+
+
+def bind(store: str, root: str) -> None:
+    subprocess.run(["mount", "--bind", store, root], check=True, capture_output=True)
+
+
+def umount(root: str) -> None:
+    subprocess.run(["umount", root], check=False, capture_output=True)
+
+
+@pytest.fixture
+def env(tmp_path, seaweedfs, sshd):
+    cfg = live_only_config(tmp_path, seaweedfs, sshd)
+    cfg.write_text(cfg.read_text() + "at_start = no\n")   # no pass at all: the live stream alone
+    cp = configparser.ConfigParser()
+    cp.read(cfg)
+    root = cp["target:host"]["path"]
+    store = tmp_path / "mirror-disk"
+    store.mkdir()
+    bind(str(store), root)
+    e = Env(tmp_path, cfg)
+    e.host_root = root
+    try:
+        yield e
+    finally:
+        e.close()
+        umount(root)
+
+
+def test_changes_while_the_mirror_is_unmounted_arrive_once_it_is_back(env):
+    for i in range(5):
+        (env.src / f"f{i}.jpg").write_bytes(b"x" * (100 + i))
+    env.daemon.start()
+    env.converge()
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "in_sync", timeout=60,
+         what="host in_sync")
+
+    umount(env.host_root)
+    (env.src / "f0.jpg").unlink()
+    (env.src / "f1.jpg").write_bytes(b"changed")
+    (env.src / "new" / "deep").mkdir(parents=True)
+    for i in range(5):
+        (env.src / "new" / "deep" / f"n{i}.jpg").write_bytes(b"n" * (10 + i))
+
+    poll(lambda: "not the directory opened" in env.log_text(), timeout=60,
+         what="the refusal logged")
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] != "in_sync", timeout=60,
+         what="host not in_sync")
+    poll(lambda: all(env.daemon.status()["targets"][n]["pending"] == 0 for n in ("local", "s3")),
+         timeout=60, what="the other targets drained")   # they go on
+    assert env.daemon.status()["targets"]["host"]["state"] != "in_sync"
+    assert os.listdir(env.host_root) == []   # nothing made in the bare mount point
+
+    bind(str(env.tmp / "mirror-disk"), env.host_root)
+    env.assert_exact()
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "in_sync", timeout=60,
+         what="host in_sync again")
