@@ -140,13 +140,12 @@ def run_trash(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _empty_roots(opened: dict[str, Target]) -> list[str]:
-    """The targets whose root is empty (Target.root_empty), each named on
+    """The targets whose root holds no mirror (Target.no_mirror), each named on
     stderr: an NFS mount missing on the mirror host shows an empty mount point, and
     "0 kept versions" there is no answer (the caller exits 1)."""
-    names = [n for n, t in opened.items() if t.root_empty]
+    names = [n for n, t in opened.items() if t.no_mirror()]
     for name in names:
-        print(f"mirrord: target {name}: {opened[name].describe()}: the mirror root is "
-              f"empty, no mirrored file and no heartbeat (is its file system mounted?): "
+        print(f"mirrord: target {name}: {opened[name].describe()}: {opened[name].no_mirror()}: "
               f"nothing kept can be seen there", file=sys.stderr)
     return names
 

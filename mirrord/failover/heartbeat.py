@@ -42,9 +42,9 @@ def read(cfg: Config, name: str) -> Heartbeat | None:
         data = target.read_meta(HEARTBEAT)
     finally:
         target.close()
-    if data is None and target.root_empty:   # an unmounted mount point (targets.root_check)
-        raise MirrorRootMissing(f"{target.describe()}: the mirror root is empty, no mirrored "
-                                f"file and no heartbeat (is its file system mounted?)")
+    why = target.no_mirror()   # an unmounted mount point (targets.root_check)
+    if data is None and why:
+        raise MirrorRootMissing(f"{target.describe()}: {why}")
     return None if data is None else parse(data)
 
 

@@ -49,6 +49,10 @@ class Target(abc.ABC):
     # heartbeat (what a mount point shows while its file system is not mounted:
     # mirrord.targets.root_check). False otherwise, and on targets with no root to unmount (S3)
     root_empty: bool = False
+    # after open(readonly=True): the root holds entries but neither a heartbeat nor
+    # mirrord's own `.mirrord/` directory, which every writable open makes: a marker file
+    # (NOT_MOUNTED) left in a mount point whose file system is not mounted
+    root_unmarked: bool = False
     # after a writable open(): the root did not exist or held nothing (root_check.
     # holds_nothing) before the open made anything there; only directory targets tell
     found_empty: bool = False
@@ -73,6 +77,19 @@ class Target(abc.ABC):
         that only read (failover and its --dry-run, health, trash, undelete --dry-run,
         reconcile --dry-run): they never change the mirror. Checked on every target by
         tests/targets/test_open_readonly.py."""
+
+    def no_mirror(self) -> str:
+        """After open(readonly=True): "" when the root may hold the mirror, else why it does
+        not (root_empty, root_unmarked), for the messages of failover, /ready, trash and
+        undelete, which refuse such a root as they refuse a missing one."""
+        if self.root_empty:
+            return ("the mirror root is empty, no mirrored file and no heartbeat (is its file "
+                    "system mounted?)")
+        if self.root_unmarked:
+            return ("the mirror root holds no .mirrord/ and no heartbeat, so mirrord never "
+                    "wrote there (a marker file left in a mount point whose file system is not "
+                    "mounted?)")
+        return ""
 
     def expect_mirror(self, why: str) -> None:
         """Told after a writable open() when paths shipped to this target are recorded

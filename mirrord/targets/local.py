@@ -40,7 +40,7 @@ from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns
 from mirrord.targets.paths import META_DIR, check_relpath
-from mirrord.targets.root_check import RootIdentity, holds_nothing
+from mirrord.targets.root_check import RootIdentity, holds_nothing, unmarked
 from mirrord.targets.sweep import OpenLock
 
 
@@ -123,6 +123,7 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         if not stat_mod.S_ISDIR(st.st_mode):
             raise PermanentError(f"{self.describe()}: root is not a directory")
         self.root_empty = holds_nothing(self.root)
+        self.root_unmarked = not self.root_empty and unmarked(self.root)
         self._real_root = os.path.realpath(self.root)
 
     def close(self) -> None:

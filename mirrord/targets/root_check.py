@@ -10,6 +10,10 @@ the mirror was. Two readers need to tell it from a mirror:
   makes it: a new, empty file system mounted in place of the mirror's). A root that
   cannot be listed (mode 0711 to the user running failover) is not called empty: the
   heartbeat can still be read through it.
+- `unmarked(root)`: the read-only open's `Target.root_unmarked`: a root holding entries
+  but no `.mirrord/` at all, which every writable open makes. Operators leave a marker
+  file (`NOT_MOUNTED`) in mount points; it made the bare mount point look like a mirror
+  whose primary had gone silent, and failover went ahead onto it with a warning.
 - `RootIdentity`: the daemon's writes (mirrord.targets.local): the root's device, inode
   and mount ID (mirrord.mountid), learnt at open and compared before every change, so
   that nothing is written into the mount point left when the target's file system goes
@@ -50,6 +54,18 @@ def holds_nothing(root: str | bytes) -> bool:
     if META_DIR in names:
         return not os.path.lexists(os.path.join(os.fsdecode(root), META_DIR, HEARTBEAT))
     return True
+
+
+def unmarked(root: str | bytes) -> bool:
+    """True when `root` has no `.mirrord/` directory (a symlink there does not count),
+    which every writable open makes: mirrord never wrote there. With holds_nothing False
+    that is a marker file (`NOT_MOUNTED`) in a bare mount point, not a mirror."""
+    try:
+        return not stat_mod.S_ISDIR(os.lstat(os.path.join(os.fsdecode(root), META_DIR)).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False   # cannot tell (EACCES): the heartbeat read decides
 
 
 class RootIdentity:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -203,6 +204,25 @@ def test_a_missing_mirror_root_is_named_by_failover_and_health_and_never_created
         health.send_signal(signal.SIGTERM)
         health.communicate(timeout=30)
     assert not (ini.parent / "mnt").exists()
+
+
+def test_a_marker_file_in_the_bare_mount_point_refuses_failover(ini, tmp_path):
+    """F2: operators leave a marker (`NOT_MOUNTED`) in mount points. The mirror's file
+    system gone, the root held that file only: not "empty", so failover read a silent
+    primary (a warning) and would have switched to a mirror holding nothing. A root with
+    no `.mirrord/` is refused like an empty one, /ready too; --force accepts it."""
+    mirror = tmp_path / "mirror"
+    shutil.rmtree(mirror)
+    mirror.mkdir()
+    (mirror / "NOT_MOUNTED").write_text("the mirror disk is not mounted\n")
+    said = "the mirror root holds no .mirrord/ and no heartbeat"
+    proc = run(ini, "failover", "--dry-run")
+    assert proc.returncode == 3 and said in proc.stdout, proc.stdout + proc.stderr
+    assert "failing over would serve an empty mirror" in proc.stdout
+    proc = run(ini, "failover", "--dry-run", "--force")
+    assert proc.returncode == 0 and "FAIL (forced)" in proc.stdout, proc.stdout + proc.stderr
+    assert sorted(p.name for p in mirror.iterdir()) == ["NOT_MOUNTED"]   # nothing made
+    assert os.readlink(tmp_path / "etc" / "active.php") == "readwrite.php"
 
 
 def test_an_empty_mount_point_in_place_of_the_mirror_refuses_failover(ini, tmp_path):

@@ -204,6 +204,35 @@ def test_what_an_empty_mount_point_may_hold(kind, leftover, empty, request, tmp_
 
 
 @pytest.mark.parametrize("kind", ["local", "rsync"])
+@pytest.mark.parametrize("entries,why", [
+    (["NOT_MOUNTED"], "holds no .mirrord/"),      # an operator's marker in the mount point
+    (["site/", ".htaccess"], "holds no .mirrord/"),  # files mirrord never wrote
+    (["NOT_MOUNTED", ".mirrord/"], ""),           # mirrord's own area: a mirror (or F2's
+    (["site/", ".mirrord/tmp/"], ""),             # heartbeat check, not this one)
+    ([], "is empty"),
+], ids=["marker", "files", "marker-and-area", "files-and-area", "nothing"])
+def test_a_root_mirrord_never_wrote_is_no_mirror(kind, entries, why, request, tmp_path):
+    """F2: a marker file in a bare mount point defeated "holds nothing at all", and failover
+    took the mount point for a mirror whose primary had gone silent (a warning). Every
+    writable open makes `.mirrord/`: a root without it, whatever else it holds, is no
+    mirror (Target.no_mirror, root_unmarked)."""
+    root, t = _root_and_target(kind, request, tmp_path)
+    for entry in entries:
+        (root / entry.rstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        if entry.endswith("/"):
+            (root / entry).mkdir(parents=True, exist_ok=True)
+        else:
+            (root / entry).write_bytes(b"x")
+    before = _tree(root)
+    t.open(readonly=True)
+    try:
+        assert (why in t.no_mirror()) if why else t.no_mirror() == "", t.no_mirror()
+    finally:
+        t.close()
+    assert _tree(root) == before   # nothing made
+
+
+@pytest.mark.parametrize("kind", ["local", "rsync"])
 def test_a_root_that_cannot_be_listed_is_not_called_empty(kind, request, tmp_path):
     """Found by a breaker (a regression of the empty-root check): a root of mode 0711, its
     heartbeat readable, failed the heartbeat read with EACCES for a user who may not

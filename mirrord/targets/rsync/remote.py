@@ -183,6 +183,7 @@ def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool) -> bytes:
 
 
 ROOT_EMPTY = b"MIRRORD-ROOT-EMPTY"   # readonly_script's line for a root that holds nothing
+ROOT_UNMARKED = b"MIRRORD-ROOT-UNMARKED"   # ... for one holding entries but no .mirrord/
 
 
 def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
@@ -190,12 +191,15 @@ def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
     directory (cd fails), else print ROOT_EMPTY on a line of its own when the root holds
     nothing at all (mirrord.targets.root_check.holds_nothing's rule: `lost+found` and a
     `.mirrord/` without a heartbeat do not count; a root that cannot be listed is not
-    called empty), then rsync's version line (nothing when there is no rsync). Makes and
+    called empty), or ROOT_UNMARKED when it holds entries but no `.mirrord/` directory
+    (root_check.unmarked), then rsync's version line (nothing when there is no rsync). Makes and
     removes nothing on the host."""
     return (b"[ -e %s ] || exit %d\ncd -- %s || exit 1\n" % (q(root), EXIT_ABSENT, q(root))
-            + b"e=$(find . -mindepth 1 -maxdepth 1 ! -name .mirrord ! -name lost+found -print "
-              b"-quit 2>/dev/null) && [ -z \"$e\" ] && ! [ -e .mirrord/heartbeat.json ] && "
-              b"! [ -L .mirrord/heartbeat.json ] && echo %s\n" % ROOT_EMPTY
+            + b"if e=$(find . -mindepth 1 -maxdepth 1 ! -name .mirrord ! -name lost+found "
+              b"-print -quit 2>/dev/null) && [ -z \"$e\" ] && ! [ -e .mirrord/heartbeat.json ] "
+              b"&& ! [ -L .mirrord/heartbeat.json ]; then echo %s\n"
+              b"elif ! [ -d .mirrord ] || [ -L .mirrord ]; then echo %s; fi\n"
+            % (ROOT_EMPTY, ROOT_UNMARKED)
             + b"%s --version 2>/dev/null | head -n 1; exit 0" % rsync_path)
 
 

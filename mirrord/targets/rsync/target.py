@@ -30,7 +30,8 @@ from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
-                                          PRINTF, ROOT_EMPTY, ROOT_ID_MARK, RSYNC_TMP,
+                                          PRINTF, ROOT_EMPTY, ROOT_ID_MARK, ROOT_UNMARKED,
+                                          RSYNC_TMP,
                                           classify_stderr, guarded_rsync_path, prepare_script,
                                           q, readonly_script, record_entry, root_guard, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
@@ -100,6 +101,7 @@ class RsyncTarget(Target):
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot look at the target "
                                                f"root (not a directory?)")
         self.root_empty = ROOT_EMPTY in proc.stdout.splitlines()
+        self.root_unmarked = ROOT_UNMARKED in proc.stdout.splitlines()
         self._note_version(proc.stdout, readonly=True)
 
     def _prepare(self, *, sweep: bool) -> None:
