@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import errno
+import ipaddress
 import os
 import stat
 from pathlib import Path
@@ -34,6 +35,27 @@ def _real(path: Path) -> Path:
         return path
 
 
+def _here(t: TargetConfig) -> Path | None:
+    """The path on this machine a target writes to: a local target's, or an rsync target's
+    on a loopback host (`localhost`, 127.0.0.0/8, ::1: the same file system, reached over
+    ssh); None for any other."""
+    if t.local is not None:
+        return t.local.path
+    if t.rsync is not None and _loopback(t.rsync.host):
+        return Path(t.rsync.path)
+    return None
+
+
+def _loopback(host: str) -> bool:
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):   # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_sources_outside_local_targets(r: _Reader, sources: list[SourceConfig],
                                          targets: dict[str, TargetConfig]) -> None:
     """A problem at [target:T] path for each local target and source whose paths overlap
@@ -44,14 +66,15 @@ def _check_sources_outside_local_targets(r: _Reader, sources: list[SourceConfig]
     by another source) passed, and a reconcile of local deleted source two's files."""
     unusable = {(p.section, p.key) for p in r.problems}   # a placeholder path: no overlap
     for t in targets.values():
-        if t.local is None or (f"target:{t.name}", "path") in unusable:
+        path = _here(t)
+        if path is None or (f"target:{t.name}", "path") in unusable:
             continue
         for src in sources:
             if (f"source:{src.name}", "path") in unusable:
                 continue
-            if _inside(t.local.path, src.path) or _inside(src.path, t.local.path):
+            if _inside(path, src.path) or _inside(src.path, path):
                 r.problem(f"target:{t.name}", "path",
-                          f"{t.local.path} overlaps the source {src.path} ([source:{src.name}] "
+                          f"{path} overlaps the source {src.path} ([source:{src.name}] "
                           "path): a target's path must be neither inside nor around any "
                           "source's, whichever sources it mirrors (its reconcile deletes as "
                           "extra what its own sources do not hold)")
