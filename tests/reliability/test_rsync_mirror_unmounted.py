@@ -76,3 +76,29 @@ def test_changes_while_the_mirror_is_unmounted_arrive_once_it_is_back(env):
     env.assert_exact()
     poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "in_sync", timeout=60,
          what="host in_sync again")
+
+
+def test_a_mirror_not_mounted_at_start_gets_nothing_until_it_is_back(env):
+    """The mirror host's mount failed at boot and the daemon started: its open found the
+    root holding nothing while paths shipped to it are recorded. Before, it wrote new files
+    and a fresh heartbeat into the bare mount point and said in_sync."""
+    for i in range(5):
+        (env.src / f"f{i}.jpg").write_bytes(b"x" * (100 + i))
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(env.host_root)                          # the mount failed at the next boot
+    env.daemon.start()
+    (env.src / "new.jpg").write_bytes(b"written while the mirror is not mounted")
+    poll(lambda: "holds nothing" in (env.daemon.status()["targets"]["host"].get("last_error")
+                                     or ""), timeout=60, what="the host's error names the empty root")
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "degraded", timeout=60,
+         what="host degraded")   # decided at the next heartbeat
+    assert [e for e in os.listdir(env.host_root) if e != ".mirrord"] == []
+    assert not os.path.exists(os.path.join(env.host_root, ".mirrord", "heartbeat.json"))
+    bind(str(env.tmp / "mirror-disk"), env.host_root)
+    env.converge()
+    assert (env.tmp / "mirror-disk" / "new.jpg").read_bytes() == \
+        b"written while the mirror is not mounted"
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "in_sync", timeout=60,
+         what="host in_sync again")

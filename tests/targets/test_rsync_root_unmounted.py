@@ -1,5 +1,5 @@
 """The rsync target while the mirror host's file system at its root is unmounted
-(mirrord/targets/rsync/remote.py, root_guard).
+(mirrord/targets/rsync/root_guard.py).
 
 An unmounted mirror leaves its mount point, an empty directory on the host's root file
 system. The target went on writing there: rsync made the files (and with --mkpath the
@@ -110,5 +110,54 @@ def test_a_readonly_open_learns_nothing_and_checks_nothing(host, tmp_path):
     """The read-only open (failover, trash on the mirror host) makes nothing and learns no
     identity: its commands run as before."""
     host.open(readonly=True)
-    assert host.root_id is None
+    assert host.guard.root_id is None and host.guard.shell() == b""
     assert list(host.list()) == []
+
+
+WHY = "the daemon's journal records paths shipped here"
+
+
+@pytest.mark.parametrize("how", ["missing", "empty", "lost+found"])
+def test_a_root_found_empty_at_open_with_paths_shipped_gets_nothing_until_it_holds_some(
+        host, tmp_path, how):
+    """The mirror's mount failed at boot: the daemon's open finds the root missing or
+    holding nothing while paths shipped to it are recorded (Target.expect_mirror). Every
+    change is refused until the root holds something (the mount back), then taken."""
+    root = host.opts.path
+    if how == "missing":
+        os.rmdir(root)
+    elif how == "lost+found":
+        os.mkdir(os.path.join(root, "lost+found"))
+    host.open()
+    assert host.found_empty
+    host.expect_mirror(WHY)
+    for r in host.sync(changes(tmp_path)):
+        assert isinstance(r.error, RetryableError), (r.item.path, r.error)
+        assert "holds nothing" in str(r.error), (r.item.path, r.error)
+    with pytest.raises(RetryableError, match="holds nothing"):
+        host.write_meta("heartbeat.json", b"{}")
+    made = {e for e in os.listdir(root) if e not in (".mirrord", "lost+found")}
+    assert made == set()
+    store = tmp_path / "store"   # the mirror's file system mounted: it holds the mirror
+    store.mkdir()
+    (store / "a.jpg").write_bytes(b"mirrored")
+    (store / ".mirrord").mkdir()
+    (store / ".mirrord" / "heartbeat.json").write_bytes(b"{}")
+    mount("--bind", str(store), root)
+    assert [r.error for r in host.sync([item(tmp_path, "b.jpg")])] == [None]
+    assert (store / "b.jpg").exists()
+
+
+def test_a_root_holding_the_mirror_at_open_is_written_to(host, tmp_path):
+    Path(host.opts.path, "a.jpg").write_bytes(b"mirrored")
+    host.open()
+    assert not host.found_empty
+    host.expect_mirror(WHY)
+    assert [r.error for r in host.sync([item(tmp_path, "b.jpg")])] == [None]
+
+
+def test_a_first_start_on_an_empty_root_is_written_to(host, tmp_path):
+    """Nothing shipped recorded: the daemon does not call expect_mirror."""
+    host.open()
+    assert host.found_empty
+    assert [r.error for r in host.sync([item(tmp_path, "b.jpg")])] == [None]

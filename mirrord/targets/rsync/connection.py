@@ -204,7 +204,8 @@ class SshConnection:
         if proc.returncode == 255:
             raise classify_stderr(proc.stderr, f"{self.where}: ssh failed")
         if proc.returncode == EXIT_NO_ROOT:
-            raise RetryableError(f"{self.where}: the target root is not there: {tail(proc.stderr)}")
+            # the script's own line: not there, or root_guard's refusal
+            raise RetryableError(f"{self.where}: {tail(proc.stderr) or 'the target root is not there'}")
         return proc
 
     def close(self) -> None:

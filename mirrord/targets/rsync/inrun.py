@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 
 from mirrord.errors import RetryableError
 from mirrord.targets.model import SyncItem
-from mirrord.targets.rsync.remote import classify_stderr, q, root_guard
+from mirrord.targets.rsync.remote import classify_stderr, q
 from mirrord.targets.rsync.keep_script import KEEP_BODY, keep_records
 
 # The whole remote command reaches the login shell as ONE argument of `sh -c` (and our ssh
@@ -95,16 +95,15 @@ class Keeps:
 
 
 def wrapper(keeps: Keeps, root: bytes, rsync_path: bytes,
-            root_id: bytes | None = None) -> tuple[bytes | None, dict[int, Exception]]:
+            check: bytes = b"") -> tuple[bytes | None, dict[int, Exception]]:
     """(the --rsync-path value running the keeps before `rsync_path`, or None when the
     wrapper would pass WRAP_LIMIT bytes; item index -> error for items a bad request fails).
-    With `root_id` (RsyncTarget.root_id) the keeps run only after remote.root_guard passes."""
+    The keeps run only after `check` (RootGuard.shell: the root's check) passes."""
     answers: list = [None] * len(keeps.requests)
     records = keep_records(keeps.requests, answers, compact=True)
     bad = keeps.item_errors(answers)
-    guard = root_guard(root_id) if root_id is not None else b""
     cmd = (b"sh -c 'cd -- \"$1\" || { echo \"cannot cd into the target root\"; exit 97; }; shift\n"
-           + guard + KEEP_BODY + b"' sh " + q(root) + b" " + b" ".join(q(r) for r in records)
+           + check + KEEP_BODY + b"' sh " + q(root) + b" " + b" ".join(q(r) for r in records)
            + b" 3>/dev/null >&2 && " + rsync_path)
     return (cmd if len(cmd) <= WRAP_LIMIT else None), bad
 

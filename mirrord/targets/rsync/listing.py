@@ -91,5 +91,5 @@ def failed(t: RsyncTarget, proc: subprocess.Popen, err: IO[bytes], why: bytes) -
     err.seek(0)
     stderr = err.read()
     if proc.returncode == EXIT_NO_ROOT:
-        raise RetryableError(f"{t.describe()}: the target root is not there: {tail(stderr)}")
+        raise RetryableError(f"{t.describe()}: {tail(stderr) or 'the target root is not there'}")
     raise classify_stderr(stderr or why, f"{t.describe()}: listing failed ({why.decode(errors='replace')})")

@@ -130,59 +130,14 @@ done; exit 0' sh
 """
 
 
-# The root's identity as the mirror host sees it, run cd'ed into the root: its device
-# number, and "m" when it is a mount point (mountpoint(1) reads mountinfo: a bind mount of
-# the same file system changes no device number). prepare_script prints it at open after
-# ROOT_ID_MARK; root_guard compares it before every command. A tool missing on the host
-# prints nothing for its part, the same at open as after.
-ROOT_ID = b'$(stat -c %d . 2>/dev/null)$(mountpoint -q . 2>/dev/null && echo m)'
-ROOT_ID_MARK = b"MIRRORD-ROOT-ID"
-
-
-def root_guard(root_id: bytes) -> bytes:
-    """Shell, run cd'ed into the target root, that exits EXIT_NO_ROOT with the reason on
-    stderr unless the root's identity (ROOT_ID) is `root_id`, learnt at open, or the root
-    holds mirrord's own `.mirrord/` directory (the same mirror mounted again or moved:
-    mirrord.targets.root_check.RootIdentity's rule for a local target). So nothing is read
-    from or written into the mount point an unmounted mirror leaves (a reconcile took its
-    emptiness for a mirror to fill; rsync --mkpath and the heartbeat made the tree there),
-    while a root emptied or made again on the same file system takes files at once. Holds
-    no single quote: it runs inside `sh -c '...'` (inrun.wrapper, guarded_rsync_path)."""
-    # `.mirrord/` first: shell built-ins only, so the usual case starts no process (the
-    # identity's two cost 3.8 ms per remote command over loopback ssh, 12.6 against 8.8)
-    return (b'{ [ -d .mirrord ] && ! [ -L .mirrord ]; } || [ "%s" = "%s" ] || { echo "the '
-            b'target root is not the directory opened and holds no .mirrord/ (its file '
-            b'system unmounted, or another mounted over it?): nothing is read or written '
-            b'there until it is back" >&2; exit %d; }\n' % (ROOT_ID, root_id, EXIT_NO_ROOT))
-
-
-def guarded_rsync_path(root: bytes, root_id: bytes, rsync_path: bytes) -> bytes:
-    """rsync's --rsync-path running `rsync_path` (the receiver) only after root_guard
-    passes in `root` (rsync(1): "PROGRAM is run with the help of a shell"); rsync appends
-    its --server arguments to the end. A refusal exits EXIT_NO_ROOT before the receiver
-    starts, so the run fails as a lost connection (rsync exit 12: retried)."""
-    return (b"sh -c 'cd -- \"$1\" || { echo \"cannot cd into the target root\" >&2; exit %d; }\n"
-            % EXIT_NO_ROOT + root_guard(root_id) + b"' sh " + q(root) + b" && " + rsync_path)
-
-
-def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool) -> bytes:
-    """open(): create the root and RSYNC_TMP, print the root's identity (ROOT_ID_MARK
-    ROOT_ID, a line of its own) and rsync's version line; with `sweep`,
-    also remove everything in RSYNC_TMP (rsync's partial temp files, write_meta's) and the
-    `.mirrord/.meta.*` temp files older versions wrote. Exit 1 when the root cannot be made."""
-    # .mirrord/ and its temp area are made one component at a time in the root, a symlink
-    # or file standing there replaced (MKDIRS): mirrord's own area is never a user's, and
-    # one planted at .mirrord led the sweep below (it empties the temp area) outside the root
-    script = (b"mkdir -p -- %s && cd -- %s || exit 1\n" % (q(root), q(root)) + MKDIRS
-              + b"mkdirs ./%s || exit 1\n" % RSYNC_TMP
-              + b'echo "%s %s"\n' % (ROOT_ID_MARK, ROOT_ID))
-    if sweep:
-        script += (b"find ./%s -mindepth 1 -delete || exit 1\n"
-                   b"rm -f -- ./.mirrord/.meta.*\n" % RSYNC_TMP)
-    return script + b"%s --version | head -n 1" % rsync_path
-
-
 ROOT_EMPTY = b"MIRRORD-ROOT-EMPTY"   # readonly_script's line for a root that holds nothing
+# True (status 0), run cd'ed into the root, when it holds nothing: holds_nothing's rule
+# (mirrord.targets.root_check): `lost+found` and a `.mirrord/` without a heartbeat do not
+# count; a root that cannot be listed is not called empty. No single quote: it also runs
+# inside `sh -c '...'` (root_guard.py)
+HOLDS_NOTHING = (b"e=$(find . -mindepth 1 -maxdepth 1 ! -name .mirrord ! -name lost+found "
+                 b"-print -quit 2>/dev/null) && [ -z \"$e\" ] && ! [ -e .mirrord/heartbeat.json ] "
+                 b"&& ! [ -L .mirrord/heartbeat.json ]")
 ROOT_UNMARKED = b"MIRRORD-ROOT-UNMARKED"   # ... for one holding entries but no .mirrord/
 
 
@@ -195,11 +150,8 @@ def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
     (root_check.unmarked), then rsync's version line (nothing when there is no rsync). Makes and
     removes nothing on the host."""
     return (b"[ -e %s ] || exit %d\ncd -- %s || exit 1\n" % (q(root), EXIT_ABSENT, q(root))
-            + b"if e=$(find . -mindepth 1 -maxdepth 1 ! -name .mirrord ! -name lost+found "
-              b"-print -quit 2>/dev/null) && [ -z \"$e\" ] && ! [ -e .mirrord/heartbeat.json ] "
-              b"&& ! [ -L .mirrord/heartbeat.json ]; then echo %s\n"
-              b"elif ! [ -d .mirrord ] || [ -L .mirrord ]; then echo %s; fi\n"
-            % (ROOT_EMPTY, ROOT_UNMARKED)
+            + b"if %s; then echo %s\nelif ! [ -d .mirrord ] || [ -L .mirrord ]; then echo %s; fi\n"
+            % (HOLDS_NOTHING, ROOT_EMPTY, ROOT_UNMARKED)
             + b"%s --version 2>/dev/null | head -n 1; exit 0" % rsync_path)
 
 

@@ -30,10 +30,9 @@ from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
-                                          PRINTF, ROOT_EMPTY, ROOT_ID_MARK, ROOT_UNMARKED,
-                                          RSYNC_TMP,
-                                          classify_stderr, guarded_rsync_path, prepare_script,
-                                          q, readonly_script, record_entry, root_guard, tail)
+                                          PRINTF, ROOT_EMPTY, ROOT_UNMARKED, RSYNC_TMP,
+                                          classify_stderr, q, readonly_script, record_entry, tail)
+from mirrord.targets.rsync.root_guard import RootGuard, prepare_script
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
@@ -53,9 +52,9 @@ class RsyncTarget(Target):
         self._open_lock = OpenLock(f"rsync:{opts.user}@{opts.host}:{opts.port}:{opts.path}")
         # the sources' dest directories made real since open() (BatchRunner._dest_made)
         self.dests_made: set[bytes] = set()
-        # the root's identity on the host (remote.ROOT_ID), learnt by a writable open():
-        # every remote command and rsync run checks it first (remote.root_guard)
-        self.root_id: bytes | None = None
+        # what a writable open() learnt of the root on the host: every remote command and
+        # rsync run checks it first (root_guard.py)
+        self.guard = RootGuard(self.root)
 
     def _features(self, precision: float) -> Features:
         # rsync reads the source tree itself (source_root/source_rel): no open fds needed;
@@ -86,7 +85,7 @@ class RsyncTarget(Target):
         (The ssh connection's private directory in this host's /tmp is made either way:
         connection.py.)"""
         self.dests_made.clear()
-        self.root_id = None
+        self.guard.forget()
         if readonly:
             self._prepare_readonly()
         elif not self._open_lock.hold(lambda: self._prepare(sweep=True)):
@@ -110,8 +109,15 @@ class RsyncTarget(Target):
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
         self._note_version(proc.stdout, stderr=proc.stderr)
-        m = re.search(rb"^%s (\d*m?)$" % ROOT_ID_MARK, proc.stdout, re.MULTILINE)
-        self.root_id = m.group(1) if m else None
+        self.guard.learn(proc.stdout)
+        self.found_empty = self.guard.found_empty
+
+    def expect_mirror(self, why: str) -> None:
+        """Target.expect_mirror: a root found missing or holding nothing at open is written
+        to only once it holds something (root_guard.py; `why` is the daemon's text, the
+        host's refusal says the same)."""
+        if self.guard.found_empty:
+            self.guard.awaiting = True
 
     def _note_version(self, stdout: bytes, *, stderr: bytes = b"", readonly: bool = False) -> None:
         """The mtime precision from rsync's version line; no rsync is a PermanentError
@@ -139,16 +145,14 @@ class RsyncTarget(Target):
 
     def in_root(self, body: bytes) -> bytes:
         """`body` run cd'ed into the target root; exit EXIT_NO_ROOT when it is not there, or
-        (after a writable open) is not the directory opened (remote.root_guard)."""
-        guard = root_guard(self.root_id) if self.root_id is not None else b""
-        return b"cd -- %s || exit %d\n%s%s" % (q(self.root), EXIT_NO_ROOT, guard, body)
+        (after a writable open) fails the root's check (root_guard.py)."""
+        return (b"cd -- %s 2>/dev/null || { echo \"the target root is not there\" >&2; exit %d; }\n%s%s"
+                % (q(self.root), EXIT_NO_ROOT, self.guard.shell(), body))
 
     def receiver(self) -> bytes | None:
-        """The --rsync-path for a run without keeps: the receiver behind root_guard after a
-        writable open, else None (the configured rsync_path as it is)."""
-        if self.root_id is None:
-            return None
-        return guarded_rsync_path(self.root, self.root_id, os.fsencode(self.opts.rsync_path))
+        """The --rsync-path for a run without keeps: the receiver behind the root's check
+        after a writable open, else None (the configured rsync_path as it is)."""
+        return self.guard.rsync_path(os.fsencode(self.opts.rsync_path))
 
     @staticmethod
     def _rel(path: str) -> bytes:
