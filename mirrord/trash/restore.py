@@ -65,7 +65,7 @@ def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: 
                       now: float | None = None) -> Outcome:
     """Put `kept` back at kept.path on `target`. With `keep_first` (the target has
     keep_deleted on) what stands there now is kept first, stamped `now` (seconds; default
-    the clock). Returns the Outcome; raises what Target.keep / trash_restore raise
+    the clock), and so is a file standing where one of its parent directories goes. Returns the Outcome; raises what Target.keep / trash_restore raise
     (RetryableError, PermanentError)."""
     where = f"{target.name}:{kept.path}"
     if same_as_kept(target, kept):
@@ -73,8 +73,17 @@ def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: 
     if dry_run:
         return Outcome("would restore", where, kept)
     if keep_first:
+        # each parent first, shallowest first: a FILE standing where a parent directory
+        # goes (`rm -rf tree; echo > tree` at the source, mirrored) is replaced by the
+        # directory the restore makes, and was lost unkept (a breaker). keep() of a
+        # directory or of nothing, coming 'dir', keeps nothing. Only where directories
+        # are real (Features.directories): an S3 object `tree` lives beside `tree/a.bin`.
         stamp = stamp_of(time.time() if now is None else now)
-        target.keep(kept.path, stamp=stamp, coming="file")
+        parts = kept.path.split("/") if target.features.directories else [kept.path]
+        requests = [("/".join(parts[:n]), stamp, "dir") for n in range(1, len(parts))]
+        for error in target.keep_many(requests + [(kept.path, stamp, "file")]):
+            if error is not None:
+                raise error
     target.trash_restore(kept, kept.path)
     return Outcome("restored", where, kept)
 
