@@ -156,30 +156,55 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
             return Outcome("refused", path, kept, why)
         if dry_run:
             return Outcome("would write", path, kept)
-        _write_beneath(target, kept, dfd, name)
+        why = _write_beneath(target, kept, dfd, name, st, force=force)
+        if why:
+            return Outcome("refused", path, kept, why)
         os.fsync(dfd)
     finally:
         os.close(dfd)
     return Outcome("written", path, kept)
 
 
-def _write_beneath(target: Target, kept: Kept, dfd: int, name: str) -> None:
+def _write_beneath(target: Target, kept: Kept, dfd: int, name: str,
+                   checked: os.stat_result | None, *, force: bool) -> str | None:
     """Fetch into a new temp file in the directory `dfd` (O_EXCL, O_NOFOLLOW), set mode and
     exact mtime after the last write (a write would move the mtime again), fsync, and
     rename it over `name` in the same directory (rename(2) is atomic there: the watcher
-    and the web app see the old file or the whole restored one)."""
+    and the web app see the old file or the whole restored one). `checked` is what stood
+    at `name` when the caller judged it (None: nothing): when something else stands there
+    once the fetch is done (an upload placed meanwhile: a big fetch takes seconds), it is
+    judged again (_refusal) and the reason returned, nothing written; else None. What
+    lands between that last look and the rename (microseconds) is not seen."""
     tmp = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=dfd)
+    written = False
     try:
         target.trash_fetch(kept, f"/proc/self/fd/{fd}")
         os.fchmod(fd, kept.mode if kept.mode is not None else 0o644)
         os.utime(fd, ns=(kept.mtime_ns, kept.mtime_ns))
         os.fsync(fd)
+        try:
+            now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is not None and _identity(now) != _identity(checked):
+            why = _refusal(now, kept, force=force)   # it came or changed during the fetch
+            if why is not None:
+                return f"placed there while the kept version was fetched: {why}"
         os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dfd)
-        raise
+        written = True
+        return None
     finally:
+        if not written:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
         os.close(fd)
+
+
+def _identity(st: os.stat_result | None) -> tuple | None:
+    """What tells one version of a directory entry from another: inode, type, size, mtime
+    and ctime (a rename over it, a write, a chmod all change one)."""
+    if st is None:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
