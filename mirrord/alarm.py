@@ -115,6 +115,12 @@ class SourceAlarm:
             return True
         return False
 
+    def reset(self) -> None:
+        """Forget what was counted and re-arm (mirrord resume-deletes: the operator let what
+        was counted go, so the next mass change fires again, however soon)."""
+        self.window = SlidingCount(self.settings.window, clock=self.clock)
+        self.active = False
+
     def count(self) -> int:
         """Deletes and overwrites within the window, now."""
         return self.window.count()

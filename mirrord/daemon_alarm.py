@@ -80,6 +80,10 @@ class AlarmWatch:
         # source -> directories whose files observe_start counted: the start's catch-up
         # proposes those files' deletes too, and they count once (until it is done)
         self.counted_below: dict[str, set[str]] = {}
+        # sources resumed (mirrord resume-deletes) whose comparison after the resume has not
+        # ended: what it proposes was let go by the operator and counts for nothing
+        self.resuming: set[str] = set()
+        self._resumes_read = False
 
     # ------------------------------------------------------------ counting
     def observe(self, src: SourceConfig, changes: list[Change]) -> None:
@@ -88,6 +92,7 @@ class AlarmWatch:
         alarm = self.alarms.get(src.name)
         if alarm is None or not changes:
             return
+        self._recheck(src.name)
         n = self._count(src.name, changes)
         if n and alarm.add(n):
             self._fired(src, alarm)
@@ -100,13 +105,17 @@ class AlarmWatch:
         proposes one delete per target and one per file below a removed directory, so each
         file counts once and a directory not at all; a path whose row is already queued
         (a held delete seen again after a restart) was counted when it was recorded."""
+        self._first_look()
         by_source: dict[str, dict[str | None, list[str]]] = {}
         for ch in changes:
+            if ch.source in self.resuming:
+                continue
             if ch.kind == "delete" and not ch.tree and not ch.repair and ch.source in self.alarms:
                 target = ch.targets[0] if ch.targets else None
                 by_source.setdefault(ch.source, {}).setdefault(target, []).append(ch.path)
         self._write_holds()
         for name, per_target in by_source.items():
+            self._recheck(name)
             fresh: set[str] = set()
             counted = self.counted_below.get(name, set())
             for target, paths in per_target.items():
@@ -124,9 +133,10 @@ class AlarmWatch:
         target) before they are recorded: the files that target's `shipped` rows hold
         below each, at least 1; fire when over, so a hold is in the journal first."""
         self._write_holds()
+        self._first_look()
         for ch in changes:
             alarm = self.alarms.get(ch.source)
-            if alarm is None or ch.kind != "delete" or not ch.tree:
+            if alarm is None or ch.kind != "delete" or not ch.tree or ch.source in self.resuming:
                 continue
             n = max(1, self.d.journal.files_removed_with(ch.source, ch.path, target=ch.targets[0]))
             self.counted_below.setdefault(ch.source, set()).add(ch.path)
@@ -135,8 +145,41 @@ class AlarmWatch:
             self._publish(ch.source)
 
     def catch_up_done(self, source: str) -> None:
-        """A catch-up of `source` ended: what observe_start counted is counted no more."""
+        """A catch-up of `source` ended: what observe_start counted is counted no more, and
+        a resumed source's deletes count again."""
         self.counted_below.pop(source, None)
+        self.resuming.discard(source)
+
+    def _recheck(self, source: str) -> None:
+        """Before counting changes of a source taken as held while its alarm fires: look at
+        the journal now, not at the next second's look, so that a hold lifted meanwhile
+        re-arms the alarm before these count (a breaker's second rm -rf, made as soon as
+        the released deletes had shipped, counted into the still-firing alarm and went
+        out unheld). A read of the holds, only while both hold."""
+        alarm = self.alarms.get(source)
+        if alarm is not None and alarm.active and source in self.held:
+            self._check_holds()
+
+    def _first_look(self) -> None:
+        """Once, before the first count: the resumes made while the daemon was stopped."""
+        if not self._resumes_read:
+            self._resumes_read = True
+            self._take_resumed()
+
+    def _take_resumed(self) -> None:
+        """Take the holds resume-deletes lifted (Journal.take_resumed): each source's alarm
+        re-arms from 0 (a breaker: resumed while still over alarm_deletes, it never fired
+        again and a second rm -rf went through unheld), and its next comparison (the one
+        scheduled on the resume, or the start's catch-up after a resume while stopped)
+        counts nothing: a breaker's resume while stopped was held again by the next start,
+        and a resume's own comparison fired the alarm again."""
+        for source in sorted(self.d.journal.take_resumed()):
+            alarm = self.alarms.get(source)
+            if alarm is None:
+                continue
+            alarm.reset()
+            self.resuming.add(source)
+            self._publish(source)
 
     def observe_move(self, src: SourceConfig, dst: str, *, is_dir: bool) -> None:
         """Count a live rename of `src` onto `dst` (a path below the source root) before it
@@ -214,6 +257,7 @@ class AlarmWatch:
             self._publish(name)
 
     def _check_holds(self) -> None:
+        self._first_look()
         held = self.d.journal.held_sources()
         if not self._looked:   # first look: holds that outlived a restart
             self._looked = True
@@ -221,6 +265,7 @@ class AlarmWatch:
                 log.error(kv(msg="deletes are held after a mass-change alarm", source=source,
                              action=f"mirrord resume-deletes --source {source}"))
         else:
+            self._take_resumed()
             for source in sorted(self.held - held - self.unwritten):
                 log.warning(kv(msg="deletes resumed (mirrord resume-deletes); comparing the "
                                    "source with what was shipped, uncapped", source=source))

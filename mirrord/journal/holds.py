@@ -32,6 +32,7 @@ HELD_SQL = f"NOT ({HELD_ROW} AND source IN (SELECT source FROM holds))"
 # held; parking is only the fast path. release() sets them due again, in the same
 # transaction that lifts the hold.
 PARKED = 1e300
+RESUMED = "resumed:"   # kv key prefix: a hold lifted, not yet taken by the daemon (take_resumed)
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,32 @@ def is_held(db: sqlite3.Connection, source: str) -> bool:
 
 def release(db: sqlite3.Connection, source: str | None = None) -> list[Hold]:
     """Lift the hold on `source` (None: every source). Returns the holds lifted, each with
-    the number of delete rows it released; [] when nothing was held."""
+    the number of delete rows it released; [] when nothing was held. Each lift is also
+    noted in `kv` (RESUMED + source) for the daemon, running or next started, to take
+    (take_resumed): what it compares right after a resume was approved by it."""
     with transaction(db):
         lifted = [h for h in read_holds(db) if source is None or h.source == source]
         for h in lifted:
             db.execute("DELETE FROM holds WHERE source = ?", (h.source,))
             db.execute("UPDATE ops SET next_try = 0 WHERE source = ? AND next_try = ?",
                        (h.source, PARKED))
+            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, '1')",
+                       (RESUMED + h.source,))
     return lifted
+
+
+def take_resumed(db: sqlite3.Connection) -> set[str]:
+    """The sources whose holds release() lifted since the last call, each noted once. A
+    read only when there is none (the daemon asks every second)."""
+    span = (RESUMED, RESUMED[:-1] + chr(ord(RESUMED[-1]) + 1))
+    query = "SELECT key FROM kv WHERE key >= ? AND key < ?"
+    if not db.execute(query, span).fetchone():
+        return set()
+    with transaction(db):
+        rows = db.execute(query, span).fetchall()
+        for (key,) in rows:
+            db.execute("DELETE FROM kv WHERE key = ?", (key,))
+    return {key[len(RESUMED):] for (key,) in rows}
 
 
 def read_holds(db: sqlite3.Connection) -> list[Hold]:

@@ -142,6 +142,10 @@ class Journal(EnqueueMixin, ClaimAckMixin):
     def held_sources(self) -> set[str]:
         return holds.held_sources(self.db)
 
+    def take_resumed(self) -> set[str]:
+        """The sources resume-deletes released since the last call (holds.take_resumed)."""
+        return holds.take_resumed(self.db)
+
     def overwrites(self, source: str, path: str) -> bool:
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""
         return read.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))

@@ -22,6 +22,17 @@ def test_fires_only_when_the_count_goes_over_the_threshold_and_only_once():
     assert alarm.to_json()["state"] == "alarm"
 
 
+def test_a_reset_forgets_the_count_and_fires_again_on_the_next_mass_change():
+    """resume-deletes re-arms the alarm (a breaker: still over the threshold after a
+    resume, it never fired again and a second rm -rf went out unheld)."""
+    clock = Clock()
+    alarm = SourceAlarm("up", AlarmSettings(threshold=10, window=600.0), clock=clock)
+    assert alarm.add(50) is True
+    alarm.reset()
+    assert not alarm.active and alarm.count() == 0 and alarm.fired == 1
+    assert alarm.add(10) is False and alarm.add(1) is True and alarm.fired == 2
+
+
 def test_a_batch_counts_all_its_changes_at_once():
     clock = Clock()
     alarm = SourceAlarm("up", AlarmSettings(threshold=10, window=60.0), clock=clock)

@@ -70,6 +70,23 @@ def test_resume_releases_the_held_deletes(j):
     assert j.resume_deletes(S) == []                            # nothing held any more
 
 
+def test_each_resume_is_noted_once_for_the_daemon_to_take(j, path):
+    """release() notes each lifted source in kv; take_resumed() hands each out once, also
+    to another connection (resume-deletes is another process, or ran while stopped)."""
+    assert j.take_resumed() == set()
+    j.hold_deletes(S, reason="x")
+    j.hold_deletes(OTHER, reason="y")
+    assert j.take_resumed() == set()
+    other = connect(path)
+    try:
+        release(other)
+    finally:
+        other.close()
+    assert j.take_resumed() == {S, OTHER}
+    assert j.take_resumed() == set()
+    assert j.resume_deletes(S) == [] and j.take_resumed() == set()   # nothing lifted
+
+
 def test_resume_one_source_leaves_the_other_held(j):
     j.enqueue([ch("a", "delete"), ch("b", "delete", source=OTHER)])
     j.hold_deletes(S, reason="x")
