@@ -50,8 +50,11 @@ class Scans:
             self.d.scanner.add(f"retention:{name}", lambda _emit, t=target: (
                 "retention", t.name, retention.run_for(cfg, t, stop=stop)))
 
-    def _retention_done(self, name: str, summary: retention.Summary) -> None:
-        """Store a run's summary as `trash:{target}` (status), for the heartbeat and metrics."""
+    def retention_done(self, name: str, summary: retention.Summary) -> None:
+        """Store a run's summary as `trash:{target}` (status; its `base` is the high-water
+        mark of a percentage cap: retention.percent_base), for the heartbeat and metrics.
+        The daemon's retention runs and its reconcile passes' (a breaker: those were never
+        stored, so a tree mirrored and removed between two runs was never in the mark)."""
         self.d.trash[name] = summary
         self.d.set_state(f"trash:{name}", summary.to_state())
         if self.d.metrics is not None:
@@ -140,7 +143,7 @@ class Scans:
             if name.startswith("retention:"):
                 self.retention_queued.discard(name.split(":", 1)[1])
                 if isinstance(result, tuple) and result[2] is not None:
-                    self._retention_done(result[1], result[2])
+                    self.retention_done(result[1], result[2])
             if isinstance(result, Exception):
                 continue
             if isinstance(result, tuple) and result[0] == "catchup":
@@ -179,3 +182,6 @@ class ReconcileHost:
             reconcile_session.record(self._d.journal, summary, metrics=self._d.metrics)
         except Exception as exc:  # noqa: BLE001 - status only; the pass itself is done
             self._d.pipeline.journal_failed(exc)
+
+    def record_trash(self, target: str, summary: retention.Summary) -> None:
+        self._d.scans.retention_done(target, summary)

@@ -35,6 +35,7 @@ from mirrord.logsetup import kv
 from mirrord.reconcile.result import PassSummary
 from mirrord.reconcile.session import Outbox, Session
 from mirrord.targets.base import Target
+from mirrord.trash import retention
 
 log = logging.getLogger("mirrord.reconcile")
 
@@ -62,6 +63,10 @@ class Host(Protocol):
 
     def record(self, summary: PassSummary) -> None:
         """Store (and count) a finished pass's summary, on the main thread."""
+
+    def record_trash(self, target: str, summary: retention.Summary) -> None:
+        """Store the retention run a pass ended with, as the daemon's own runs are stored
+        (its `base`, the mirrored bytes, is the high-water mark of a percentage cap)."""
 
 
 class ReconcileScheduler:
@@ -130,6 +135,8 @@ class ReconcileScheduler:
             return
         for summary in result[2]:
             self.host.record(summary)
+        for name, kept in result[3].items():
+            self.host.record_trash(name, kept)
 
     # -- the pass
     def _queue(self, reason: str) -> None:
@@ -145,7 +152,7 @@ class ReconcileScheduler:
                 if stop.is_set():
                     break
                 summaries.append(session.run_target(target))
-            return ("reconcile", reason, summaries)
+            return ("reconcile", reason, summaries, dict(session.trash))
 
         self.host.add_scan("reconcile", job)
 

@@ -37,6 +37,9 @@ class FakeHost:
     def record(self, summary) -> None:
         self.recorded.append(summary)
 
+    def record_trash(self, target, summary) -> None:
+        self.recorded.append((target, summary))
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -119,3 +122,12 @@ def test_a_backlog_that_never_drains_delays_a_pass_by_max_wait_at_most(daemon, c
 def test_the_backlog_is_counted_cheaply_up_to_the_limit(daemon):
     queue_ops(daemon.journal, 5)
     assert daemon.journal.has_more_ops_than(4) and not daemon.journal.has_more_ops_than(5)
+
+
+def test_a_pass_s_retention_run_is_recorded_as_the_daemon_s_own(daemon, clock):
+    """A breaker: the retention run each daemon pass ends with was never stored, so its
+    `base` (the mirrored bytes) never entered the percentage cap's high-water mark."""
+    sched = scheduler(daemon, clock)
+    summary, kept = object(), object()
+    sched.on_scan(daemon, "reconcile", ("reconcile", "start", [summary], {"t": kept}))
+    assert daemon.recorded == [summary, ("t", kept)]
