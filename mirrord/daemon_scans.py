@@ -35,6 +35,8 @@ class Scans:
         self.d = daemon
         self.retention_due: dict[str, float] = {}   # target -> monotonic time of its next run
         self.retention_queued: set[str] = set()
+        self._waiting: set[tuple[str, str]] = set()   # (source, reason) of catch-ups not started
+        self._walks: dict[str, int] = {}              # source -> catch-ups queued or running
 
     def retention(self, _daemon=None) -> None:
         """Queue a trash retention run (mirrord.trash.retention) for each keeping target that
@@ -75,16 +77,40 @@ class Scans:
                 "links": None if index is None else functools.partial(index.learn, src.name)}
 
     def catch_up(self, src: SourceConfig, *, reason: str) -> None:
-        if src.name in self.d.catchups_pending:
+        """Walk `src` and compare it with what was shipped (after a start, an inotify queue
+        overflow, a root back, ...). A request while one of the same reason waits in the
+        queue is that one; a request while one runs queues another, which walks after it:
+        the running walk may have passed the directories whose events the new request is
+        about (a breaker: an overflow during the overflow's own rescan was dropped, and
+        status said in_sync with 212 files missing until a reconcile pass).
+        `catchups_pending` holds the source until its last walk is collected."""
+        key = (src.name, reason)
+        if key in self._waiting:
             return
+        self._waiting.add(key)
+        self._walks[src.name] = self._walks.get(src.name, 0) + 1
         self.d.catchups_pending.add(src.name)
         rc = self.d.cfg.reconcile
         # where the file system may be the wrong one (mounted by mistake while the daemon
         # was stopped or the root was lost): deletes capped as a reconcile pass's
         cap = (rc.max_delete, rc.max_delete_percent) if reason in CAPPED else None
-        self.d.scanner.add(f"catchup:{src.name}", catch_up_job(
-            self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested, kind="catchup",
-            detail=reason, cap=cap, **self._scan_options(src)))
+        walk = catch_up_job(self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested,
+                            kind="catchup", detail=reason, cap=cap, **self._scan_options(src))
+
+        def job(emit):
+            self._waiting.discard(key)   # running now: a new request queues another
+            return walk(emit)
+
+        self.d.scanner.add(f"catchup:{src.name}", job)
+
+    def _walk_done(self, source: str) -> bool:
+        """One catch-up of `source` collected; True when it was the last one queued."""
+        left = self._walks.get(source, 1) - 1
+        if left > 0:
+            self._walks[source] = left
+            return False
+        self._walks.pop(source, None)
+        return True
 
     def subtree_check(self, src: SourceConfig, rel: str,
                       targets: tuple[str, ...] | None = None) -> None:
@@ -138,8 +164,9 @@ class Scans:
                 # shows no catch-up and nothing pending while proposals are unrecorded. One
                 # take empties it: it holds at most SCAN_QUEUE_CHUNKS, what one take records
                 self.d._take_proposals()
-                self.d.catchups_pending.discard(name.split(":", 1)[1])
-                self.d.alarms.catch_up_done(name.split(":", 1)[1])
+                if self._walk_done(name.split(":", 1)[1]):
+                    self.d.catchups_pending.discard(name.split(":", 1)[1])
+                    self.d.alarms.catch_up_done(name.split(":", 1)[1])
             if name.startswith("retention:"):
                 self.retention_queued.discard(name.split(":", 1)[1])
                 if isinstance(result, tuple) and result[2] is not None:
