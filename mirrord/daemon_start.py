@@ -93,20 +93,27 @@ def expect_mirrors(journal, cfg: Config, targets: dict[str, Target]) -> None:
     locations.check (a target moved to a new place has nothing shipped there yet).
     A source whose root holds nothing either (emptied on purpose, as the mirror was: a
     breaker's reconcile then had nothing to send, and the daemon refused the target for
-    good) expects no mirror. Raises what the journal raises."""
-    from mirrord.daemon_roots import root_back
-    from mirrord.journal.read import has_shipped
-
+    good) expects no mirror. Every target with paths shipped is told, found empty or
+    not: one whose open failed makes it before its first command (the rsync target)
+    and needs to know then. Raises what the journal raises."""
     for name, target in targets.items():
-        if not target.found_empty:
-            continue
-        if any(has_shipped(journal.db, name, s.name) and root_back(str(s.path))
-               for s in cfg.sources if name in s.targets):
+        if expects_mirror(journal, cfg, name):
             target.expect_mirror(
                 f"{target.describe()}: the target root holds nothing while paths shipped to it "
                 f"are recorded (is its file system mounted?): nothing is written there until "
                 f"it holds the mirror again; emptied on purpose: stop the daemon and run "
                 f"mirrord reconcile --target {name}")
+
+
+def expects_mirror(journal, cfg: Config, name: str) -> bool:
+    """Whether target `name` should hold a mirror: paths shipped to it are recorded for a
+    source whose root holds something (mirrord.daemon_roots.root_back). Raises what the
+    journal raises."""
+    from mirrord.daemon_roots import root_back
+    from mirrord.journal.read import has_shipped
+
+    return any(has_shipped(journal.db, name, s.name) and root_back(str(s.path))
+               for s in cfg.sources if name in s.targets)
 
 
 @dataclass

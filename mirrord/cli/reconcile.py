@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     command = Command(cfg, dry_run=args.dry_run, delete=delete, checksum=checksum, quiet=args.json)
     try:
         with _stopped_by_signals(command):
-            summaries = command.run(names)
+            summaries = command.run(names, named=args.target is not None)
     finally:
         command.close()
     _print_summary(summaries, as_json=args.json, dry_run=args.dry_run, delete=delete)

@@ -31,6 +31,7 @@ from mirrord.journal import Journal, Outcome
 from mirrord.pipeline import Pipeline, Ticket
 from mirrord.progress import Progress
 from mirrord.reconcile import session as session_mod
+from mirrord.reconcile.empty_root import refuse_empty_root
 from mirrord.reconcile.result import PassSummary
 from mirrord.shipper import Shipper, SourceGuard
 from mirrord.trash import keeper
@@ -59,6 +60,7 @@ class Command:
         self.stopped_by: str | None = None   # what stopped the run ('SIGTERM'), None: not stopped
         self._next_look = 0.0   # monotonic seconds: when to look for a daemon again
         self._handed_over = False   # our shipping went to a daemon that started meanwhile
+        self.named = False          # run(named=): the operator named the target
 
     def close(self) -> None:
         self.progress.close()
@@ -67,7 +69,11 @@ class Command:
         if self.lock is not None:
             self.lock.close()
 
-    def run(self, names: list[str]) -> list[PassSummary]:
+    def run(self, names: list[str], *, named: bool = False) -> list[PassSummary]:
+        """`named`: the operator named the target (--target), which may fill a root found
+        empty while paths shipped to it are recorded (an emptied mirror refilled on purpose);
+        otherwise such a target is refused (refuse_empty_root)."""
+        self.named = named
         if not self.dry_run:
             self._open_journal()
         out = []
@@ -120,6 +126,12 @@ class Command:
         except (MirrordError, OSError) as exc:
             summary = PassSummary(name, dry_run=self.dry_run)
             summary.errors.append(f"cannot open target {name}: {exc}")
+            return summary
+        refused = None if self.named else refuse_empty_root(self.journal, self.cfg, target)
+        if refused:
+            target.close()
+            summary = PassSummary(name, dry_run=self.dry_run)
+            summary.errors.append(refused)
             return summary
         shipper = pipeline = None
         try:
@@ -297,3 +309,4 @@ class Command:
         if not self.quiet:
             self.progress.close()
             print(line)
+

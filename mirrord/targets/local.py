@@ -102,7 +102,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                 raise classify_oserror(exc) from None
             return   # read-only to us (failover reading the heartbeat): nothing to sweep
         try:
-            self._open_lock.hold(self._staging.sweep)
+            self._root_id.leave_witness()   # dropped by expect_mirror in a bare mount point
+            self._open_lock.hold(lambda: (self._staging.sweep(), self._root_id.sweep_witnesses()))
         except OSError as exc:
             raise classify_oserror(exc) from None
 

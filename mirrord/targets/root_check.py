@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import stat as stat_mod
 
 from mirrord import mountid
@@ -38,6 +39,7 @@ from mirrord.targets.paths import META_DIR
 log = logging.getLogger("mirrord.targets")
 
 HEARTBEAT = "heartbeat.json"   # mirrord.heartbeat.NAME (not imported: targets come first)
+WITNESS = "open-"              # an open's witness in .mirrord/ (RootIdentity.leave_witness)
 _NOT_CONTENT = {META_DIR, "lost+found"}
 
 
@@ -78,16 +80,53 @@ class RootIdentity:
         self.path: str | None = None
         self.seen: tuple[int, int, int | None] | None = None
         self.awaiting: str | None = None   # why nothing is written until the root holds content
+        self.witness: str | None = None    # this open's file in .mirrord/ (leave_witness)
+
+    def leave_witness(self) -> None:
+        """Write this open's witness, `.mirrord/open-<random token>` (the open made
+        `.mirrord/` real; drop_witness takes it back from a root that may be a bare mount
+        point): a root in the learnt
+        root's place is taken only when it holds this very file (check), not any
+        `.mirrord/`. An earlier open left one in a bare mount point (the mount failed at
+        boot, a reconcile ran there), and it opened the way for good (a breaker). Raises
+        OSError."""
+        name = WITNESS + secrets.token_hex(8)
+        fd = os.open(os.path.join(str(self.path), META_DIR, name),
+                     os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        os.close(fd)
+        self.witness = name
+
+    def drop_witness(self) -> None:
+        """Remove this open's witness (await_content: the open found the root empty while
+        paths shipped to it are recorded, so it may be a bare mount point)."""
+        if self.witness is not None:
+            try:
+                os.unlink(os.path.join(str(self.path), META_DIR, self.witness))
+            except OSError:
+                pass
+            self.witness = None
+
+    def sweep_witnesses(self) -> None:
+        """Remove the witnesses of earlier opens (under the target's open lock: no other
+        process has it open)."""
+        meta = os.path.join(str(self.path), META_DIR)
+        with os.scandir(meta) as entries:
+            old = [e.name for e in entries if e.name.startswith(WITNESS) and e.name != self.witness]
+        for name in old:
+            try:
+                os.unlink(os.path.join(meta, name))
+            except FileNotFoundError:
+                pass
 
     def learn(self, path: str) -> None:
         """Take `path`'s identity now (after open made the root and `.mirrord/`)."""
-        self.path, self.seen = path, mountid.dir_identity(path)
+        self.path, self.seen, self.witness = path, mountid.dir_identity(path), None
 
     def check(self) -> None:
-        """Nothing when the root is the directory learnt, or another that holds mirrord's
-        `.mirrord/` (the same mirror mounted again: taken as the root from now on, one INFO
-        line). Raises RetryableError otherwise (the root gone, or a directory without
-        `.mirrord/` in its place): nothing may be written there until the mirror is back.
+        """Nothing when the root is the directory learnt, or another that holds this open's
+        witness in `.mirrord/` (the same mirror mounted again: taken as the root from now on,
+        one INFO line). Raises RetryableError otherwise (the root gone, or a directory
+        without it in its place): nothing may be written there until the mirror is back.
         Nothing before learn() (a target never opened for writing)."""
         if self.path is None or self.seen is None:
             return
@@ -99,7 +138,8 @@ class RootIdentity:
             return
         meta = os.path.join(self.path, META_DIR)
         try:
-            ours = stat_mod.S_ISDIR(os.lstat(meta).st_mode)
+            ours = self.witness is not None and stat_mod.S_ISDIR(os.lstat(meta).st_mode) \
+                and stat_mod.S_ISREG(os.lstat(os.path.join(meta, self.witness)).st_mode)
         except OSError:
             ours = False
         if now is not None and ours:
@@ -108,9 +148,8 @@ class RootIdentity:
                         path=self.path))
             return
         raise RetryableError(f"{self.describe}: the target root {self.path} is no longer the "
-                             f"directory opened and holds no {META_DIR}/ (its file system "
-                             f"unmounted, or another mounted over it?): nothing is written "
-                             f"there until it is back")
+                             f"directory opened (its file system unmounted, or another "
+                             f"mounted over it?): nothing is written there until it is back")
 
     def await_content(self, why: str) -> None:
         """From now on check() raises RetryableError(`why`) while the root holds nothing
@@ -118,6 +157,7 @@ class RootIdentity:
         holds something (its file system mounted, a reconcile with the daemon stopped
         filled it) the root is taken as it stands, one INFO line."""
         self.awaiting = why
+        self.drop_witness()   # the root found empty may be a bare mount point: no witness there
         log.error(kv(msg="target root holds nothing while paths shipped to it are recorded; "
                          "nothing is written there until it holds the mirror again",
                      target=self.describe, path=self.path))

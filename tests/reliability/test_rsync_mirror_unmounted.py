@@ -102,3 +102,102 @@ def test_a_mirror_not_mounted_at_start_gets_nothing_until_it_is_back(env):
         b"written while the mirror is not mounted"
     poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "in_sync", timeout=60,
          what="host in_sync again")
+
+
+def test_an_unmount_is_seen_after_a_boot_with_the_mount_missing(env):
+    """Found by a breaker: a boot with the mirror's mount missing leaves `.mirrord/` in the
+    bare mount point (made by the daemon's own writable open); after the mirror is back and
+    the daemon restarted once, an unmount is no longer noticed: new files and the heartbeat
+    go into the bare mount point and status says in_sync. Now refused."""
+    for i in range(3):
+        (env.src / f"f{i}.jpg").write_bytes(b"x" * (100 + i))
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    umount(env.host_root)                       # boot 2: the mount failed
+    env.daemon.start()
+    (env.src / "boot2.jpg").write_bytes(b"a change to refuse")
+    poll(lambda: "holds nothing" in (env.daemon.status()["targets"]["host"].get("last_error")
+                                     or ""), timeout=60, what="refused while empty")
+    assert os.path.isdir(os.path.join(env.host_root, ".mirrord"))   # made by the open
+    bind(str(env.tmp / "mirror-disk"), env.host_root)               # operator mounts it
+    env.converge()
+    assert env.daemon.stop() == 0                # a later restart (upgrade, reboot ...)
+    env.daemon.start()
+    env.converge()
+    umount(env.host_root)                        # the mirror's file system goes away again
+    (env.src / "late.jpg").write_bytes(b"written while the mirror is not mounted")
+    poll(lambda: "not the directory opened" in (env.daemon.status()["targets"]["host"]
+                                                .get("last_error") or ""),
+         timeout=60, what="the host's change refused")
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "degraded", timeout=60,
+         what="host degraded")
+    bare = sorted(os.listdir(env.host_root))
+    state = env.daemon.status()["targets"]["host"]["state"]
+    assert "late.jpg" not in bare and state != "in_sync", \
+        f"bare mount point holds {bare}; host state {state}"
+
+
+def test_an_unmount_is_seen_after_an_open_that_failed_at_start(env, sshd):
+    """Found by a breaker: the mirror host unreachable at the daemon's start. The open fails
+    ("target not reachable at start; will retry"), nothing ever opens the target again, so
+    the root guard never learns the root (guard.root_id None: no check at all). Once the host
+    answers, a later unmount of the mirror is not noticed: files and the heartbeat go into
+    the bare mount point and status says in_sync. Now refused."""
+    for i in range(3):
+        (env.src / f"f{i}.jpg").write_bytes(b"x" * (100 + i))
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    sshd.stop()                                   # mirror host down at the daemon's start
+    try:
+        env.daemon.start()
+        poll(lambda: "not reachable at start" in env.log_text(), timeout=60,
+             what="the open failed")
+    finally:
+        sshd.start()                              # host back, mirror mounted
+    (env.src / "back.jpg").write_bytes(b"sent once the host is back")
+    poll(lambda: (env.tmp / "mirror-disk" / "back.jpg").exists(), timeout=120,
+         what="shipping resumed")
+    umount(env.host_root)                         # the mirror's file system goes away
+    (env.src / "late.jpg").write_bytes(b"written while the mirror is not mounted")
+    poll(lambda: "not the directory opened" in (env.daemon.status()["targets"]["host"]
+                                                .get("last_error") or ""),
+         timeout=60, what="the host's change refused")
+    poll(lambda: env.daemon.status()["targets"]["host"]["state"] == "degraded", timeout=60,
+         what="host degraded")
+    bare = sorted(os.listdir(env.host_root))
+    state = env.daemon.status()["targets"]["host"]["state"]
+    assert "late.jpg" not in bare and state != "in_sync", \
+        f"bare mount point holds {bare}; host state {state}"
+
+
+@pytest.mark.parametrize("name", ["host", "local"])
+def test_an_unattended_reconcile_does_not_fill_an_unmounted_mirror(env, tmp_path, name):
+    """Found by a breaker: `mirrord reconcile` with the daemon stopped (the shipped hourly
+    mirrord-reconcile.timer does exactly this whenever mirrord.service is down) sent the
+    whole mirror into the bare mount point of a mirror whose file system was not mounted.
+    Now it refuses that target (exit 1, naming it) and reconciles the others; naming the
+    target (`--target`) is the operator's way to refill a mirror emptied on purpose."""
+    for i in range(3):
+        (env.src / f"f{i}.jpg").write_bytes(b"x" * (100 + i))
+    env.daemon.start()
+    env.converge()
+    assert env.daemon.stop() == 0
+    if name == "host":
+        root = env.host_root
+        umount(root)                             # the mirror's mount is missing
+    else:
+        cp = configparser.ConfigParser()
+        cp.read(env.cfg)
+        root = str(env.cfg.parent / cp["target:local"]["path"])
+        disk = tmp_path / "local-disk"
+        os.rename(root, disk)                    # what a mount point shows when unmounted
+        os.mkdir(root)
+    proc = env.daemon.cli("reconcile", check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "holds nothing while paths shipped to it are recorded" in proc.stdout + proc.stderr
+    assert [e for e in os.listdir(root) if e != ".mirrord"] == []
+    proc = env.daemon.cli("reconcile", "--target", name, check=False)   # on purpose: fills
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(e for e in os.listdir(root) if e != ".mirrord") == ["f0.jpg", "f1.jpg", "f2.jpg"]

@@ -90,10 +90,12 @@ def test_a_bind_mounted_mirror_unmounted_gets_nothing_until_it_is_back(host, tmp
     assert not (store / "a.jpg").exists()
 
 
-def test_a_mirror_file_system_unmounted_and_the_mount_point_taken_by_hand(host, tmp_path):
-    """A file system of its own (its own device number) unmounted: refused. A directory
-    holding the mirror's own `.mirrord/` in the root's place is taken as the mirror
-    (RootIdentity's rule: the mirror mounted again elsewhere, or the operator's say-so)."""
+def test_a_mirror_file_system_unmounted_and_a_stale_mirrord_in_the_mount_point(host, tmp_path):
+    """A file system of its own (its own device number) unmounted: refused, and still
+    refused with a `.mirrord/` (even one holding a heartbeat and an earlier open's
+    witness) in the bare mount point: an earlier open there (the mount failed at boot, a
+    reconcile run while unmounted) left one, and any `.mirrord/` opened the way for good
+    (breaker E). Only this open's witness, or the identity, does."""
     root = host.opts.path
     mount("-t", "tmpfs", "-o", "size=8m", "mirror1", root)
     host.open()
@@ -101,9 +103,13 @@ def test_a_mirror_file_system_unmounted_and_the_mount_point_taken_by_hand(host, 
     umount(root)
     assert_all_refused(host, tmp_path)
     assert os.listdir(root) == []
-    os.makedirs(os.path.join(root, ".mirrord"))
-    assert [r.error for r in host.sync([item(tmp_path, "b.jpg")])] == [None]
-    assert os.path.exists(os.path.join(root, "b.jpg"))
+    stale = Path(root, ".mirrord")
+    stale.mkdir()
+    (stale / "heartbeat.json").write_bytes(b"{}")
+    (stale / "open-0123456789abcdef").write_bytes(b"")
+    (stale / "rsync-tmp").mkdir()
+    assert_all_refused(host, tmp_path)
+    assert sorted(os.listdir(root)) == [".mirrord"]
 
 
 def test_a_readonly_open_learns_nothing_and_checks_nothing(host, tmp_path):

@@ -32,7 +32,7 @@ from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
                                           PRINTF, ROOT_EMPTY, ROOT_UNMARKED, RSYNC_TMP,
                                           classify_stderr, q, readonly_script, record_entry, tail)
-from mirrord.targets.rsync.root_guard import RootGuard, prepare_script
+from mirrord.targets.rsync.root_guard import RootGuard, prepare_script, witness
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
@@ -55,6 +55,9 @@ class RsyncTarget(Target):
         # what a writable open() learnt of the root on the host: every remote command and
         # rsync run checks it first (root_guard.py)
         self.guard = RootGuard(self.root)
+        self._unopened = False   # a writable open() failed: made before the next command
+        self._reopen_lock = threading.Lock()
+        self._expected = False   # expect_mirror() was told (the daemon's journal)
 
     def _features(self, precision: float) -> Features:
         # rsync reads the source tree itself (source_root/source_rel): no open fds needed;
@@ -86,10 +89,11 @@ class RsyncTarget(Target):
         connection.py.)"""
         self.dests_made.clear()
         self.guard.forget()
+        self._unopened = not readonly   # until _prepare succeeds (_ensure_open)
         if readonly:
             self._prepare_readonly()
-        elif not self._open_lock.hold(lambda: self._prepare(sweep=True)):
-            self._prepare(sweep=False)
+        else:
+            self._open_writable()
 
     def _prepare_readonly(self) -> None:
         proc = self._run(readonly_script(self.root, os.fsencode(self.opts.rsync_path)))
@@ -104,18 +108,37 @@ class RsyncTarget(Target):
         self._note_version(proc.stdout, readonly=True)
 
     def _prepare(self, *, sweep: bool) -> None:
-        script = prepare_script(self.root, os.fsencode(self.opts.rsync_path), sweep=sweep)
+        script = prepare_script(self.root, os.fsencode(self.opts.rsync_path), sweep=sweep,
+                                token=self.guard.token)
         proc = self._run(script)
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
         self._note_version(proc.stdout, stderr=proc.stderr)
         self.guard.learn(proc.stdout)
         self.found_empty = self.guard.found_empty
+        self.guard.awaiting = self.found_empty and self._expected
+        self._unopened = False
+
+    def _open_writable(self) -> None:
+        if not self._open_lock.hold(lambda: self._prepare(sweep=True)):
+            self._prepare(sweep=False)
+
+    def _ensure_open(self) -> None:
+        """A writable open that failed (the host unreachable at the daemon's start) is made
+        before the next command: else the target shipped with no look at its root and no
+        check of it (a breaker: a mount failed at boot with the host down at start, then
+        unmounted while running, took every change into the bare mount point). Raises
+        what open() raises."""
+        if self._unopened:
+            with self._reopen_lock:
+                if self._unopened:
+                    self._open_writable()
 
     def expect_mirror(self, why: str) -> None:
         """Target.expect_mirror: a root found missing or holding nothing at open is written
         to only once it holds something (root_guard.py; `why` is the daemon's text, the
-        host's refusal says the same)."""
+        host's refusal says the same). Kept for an open made later (_ensure_open)."""
+        self._expected = True
         if self.guard.found_empty:
             self.guard.awaiting = True
 
@@ -146,12 +169,14 @@ class RsyncTarget(Target):
     def in_root(self, body: bytes) -> bytes:
         """`body` run cd'ed into the target root; exit EXIT_NO_ROOT when it is not there, or
         (after a writable open) fails the root's check (root_guard.py)."""
+        self._ensure_open()
         return (b"cd -- %s 2>/dev/null || { echo \"the target root is not there\" >&2; exit %d; }\n%s%s"
                 % (q(self.root), EXIT_NO_ROOT, self.guard.shell(), body))
 
     def receiver(self) -> bytes | None:
         """The --rsync-path for a run without keeps: the receiver behind the root's check
         after a writable open, else None (the configured rsync_path as it is)."""
+        self._ensure_open()
         return self.guard.rsync_path(os.fsencode(self.opts.rsync_path))
 
     @staticmethod
@@ -240,6 +265,8 @@ class RsyncTarget(Target):
         """Make `.mirrord/rsync-tmp` again inside the existing root (never the root itself);
         RetryableError / PermanentError as classified when it cannot be made."""
         body = MKDIRS + b"mkdirs ./%s" % RSYNC_TMP
+        if self.guard.root_id is not None:   # in the root the check passed: its witness again
+            body += b" && : > %s" % witness(self.guard.token)
         self._check(self._run(self.in_root(body)), f"cannot create {RSYNC_TMP.decode()}")
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
