@@ -26,7 +26,7 @@ def bind(store: str, root: str) -> None:
 
 
 def umount(root: str) -> None:
-    subprocess.run(["umount", root], check=False, capture_output=True)
+    subprocess.run(["umount", "-l", root], check=False, capture_output=True)
 
 
 @pytest.fixture

@@ -55,8 +55,11 @@ def files_under(root: Path) -> set[str]:
 
 
 def own_state(rel: str) -> bool:
-    """What mirrord keeps in its area for good: the heartbeat and the open lock."""
+    """What mirrord keeps in its area for good: the heartbeat, the open lock and the open's
+    witness (`.mirrord/open-<token>`: the root checks, mirrord.targets.root_check)."""
     name = os.path.basename(rel)
+    if rel == f".mirrord/{name}" and name.startswith("open-"):
+        return True
     return rel.startswith(".mirrord/") and (name == "heartbeat.json"
                                             or (name.startswith("mirrord-target-")
                                                 and name.endswith(".lock")))

@@ -96,7 +96,8 @@ def test_kill_9_mid_put_then_the_next_open_sweeps_the_staged_copy(tmp_path):
     t.open()
     try:
         assert os.listdir(root / STAGE_DIR) == []
-        assert not [f for f in all_files(root) if not f.startswith(".mirrord/mirrord-target-")]
+        assert not [f for f in all_files(root) if not f.startswith((".mirrord/mirrord-target-",
+                                                                    ".mirrord/open-"))]
     finally:
         t.close()
 

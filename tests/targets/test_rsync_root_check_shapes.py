@@ -53,6 +53,7 @@ def test_legit_roots_keep_taking_changes(sshd, tmp_path, kind):
     mnt = base / ("m ' \" é $x" if kind == "weird" else "m")
     mnt.mkdir()
     sh("mount", "-t", "tmpfs", "-o", "size=8m", "brkE", str(mnt))
+    t = None
     try:
         if kind == "symlink":
             os.symlink(mnt, base / "link")
@@ -83,9 +84,10 @@ def test_legit_roots_keep_taking_changes(sshd, tmp_path, kind):
             t.mkdir(f"d{n}")
             t.move(f"b{n}.jpg", f"z/b{n}.jpg")
             assert any(e.path == f"z/b{n}.jpg" for e in t.list())
-        t.close()
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        if t is not None:
+            t.close()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_bind_mount_remounted_same_device_with_mirrord_removed(sshd, tmp_path):
@@ -104,4 +106,4 @@ def test_bind_mount_remounted_same_device_with_mirrord_removed(sshd, tmp_path):
         assert not errs
         t.close()
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

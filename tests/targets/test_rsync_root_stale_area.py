@@ -25,7 +25,7 @@ def mount(*args):
 
 
 def umount(path):
-    subprocess.run(["umount", path], check=False, capture_output=True)
+    subprocess.run(["umount", "-l", path], check=False, capture_output=True)
 
 
 def item(tmp_path: Path, rel: str) -> SyncItem:

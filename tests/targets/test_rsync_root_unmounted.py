@@ -34,7 +34,7 @@ def mount(*args: str) -> None:
 
 
 def umount(path: str) -> None:
-    subprocess.run(["umount", path], check=False, capture_output=True)
+    subprocess.run(["umount", "-l", path], check=False, capture_output=True)
 
 
 @pytest.fixture

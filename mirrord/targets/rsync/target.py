@@ -116,8 +116,8 @@ class RsyncTarget(Target):
         self._note_version(proc.stdout, stderr=proc.stderr)
         self.guard.learn(proc.stdout)
         self.found_empty = self.guard.found_empty
-        self.guard.awaiting = self.found_empty and self._expected
         self._unopened = False
+        self.guard.awaiting = self.found_empty and self._expected
 
     def _open_writable(self) -> None:
         if not self._open_lock.hold(lambda: self._prepare(sweep=True)):
@@ -141,7 +141,6 @@ class RsyncTarget(Target):
         self._expected = True
         if self.guard.found_empty:
             self.guard.awaiting = True
-
     def _note_version(self, stdout: bytes, *, stderr: bytes = b"", readonly: bool = False) -> None:
         """The mtime precision from rsync's version line; no rsync is a PermanentError
         unless `readonly` (looking needs no rsync: find, cat)."""
