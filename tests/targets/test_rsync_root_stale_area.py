@@ -114,3 +114,34 @@ def test_a_target_whose_open_failed_at_start_is_opened_and_checked(made, tmp_pat
     landed = sorted(os.listdir(root))
     assert isinstance(results[0].error, RetryableError), \
         f"not refused: {results[0].error}; bare mount point holds {landed}"
+
+
+def test_a_first_batch_of_keeping_puts_after_a_failed_open_is_checked(made, tmp_path,
+                                                                     monkeypatch):
+    """The same with keep_deleted on: a batch of puts that keep what they overwrite runs
+    its own --rsync-path (the keep wrapper), which took the root's check as it stood,
+    none, before anything made the open that failed."""
+    from mirrord.trash.model import stamp_of
+    t = made()
+    root = t.opts.path
+    real = t.conn.run
+
+    def refused(*a, **k):
+        raise RetryableError("ssh: connect to host: Connection refused")
+    monkeypatch.setattr(t.conn, "run", refused)
+    with pytest.raises(RetryableError):
+        t.open()
+    monkeypatch.setattr(t.conn, "run", real)
+    mount("-t", "tmpfs", "-o", "size=8m", "mirrorE3", root)
+    Path(root, "a.jpg").write_bytes(b"mirrored")
+    keeping = SyncItem("k.jpg", "file", str(tmp_path / "k"), 1, MTIME,
+                       keep_stamp=stamp_of(1_795_000_000.0))
+    (tmp_path / "k").write_bytes(b"k")
+    os.utime(tmp_path / "k", (MTIME, MTIME))
+    assert [r.error for r in t.sync([keeping])] == [None]
+    assert t.guard.root_id is not None      # the open was made first
+    umount(root)
+    results = t.sync([SyncItem("k2.jpg", "file", str(tmp_path / "k"), 1, MTIME,
+                               keep_stamp=stamp_of(1_795_000_001.0))])
+    assert isinstance(results[0].error, RetryableError), results[0].error
+    assert os.listdir(root) == []

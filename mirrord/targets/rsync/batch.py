@@ -176,7 +176,7 @@ class BatchRunner:
         errors: dict[int, Exception] = {}
         if keeps.requests:
             wrap, errors = wrapper(keeps, self.t.root, os.fsencode(self.t.opts.rsync_path),
-                                   self.t.guard.shell())
+                                   self.t.root_check())
             if wrap is None:
                 errors = self._keep_first(items, [w.index for w in wants], versions)
         send = [w for w in wants if w.index not in errors]   # a keep failed: not sent

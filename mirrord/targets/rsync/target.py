@@ -141,6 +141,7 @@ class RsyncTarget(Target):
         self._expected = True
         if self.guard.found_empty:
             self.guard.awaiting = True
+
     def _note_version(self, stdout: bytes, *, stderr: bytes = b"", readonly: bool = False) -> None:
         """The mtime precision from rsync's version line; no rsync is a PermanentError
         unless `readonly` (looking needs no rsync: find, cat)."""
@@ -171,6 +172,12 @@ class RsyncTarget(Target):
         self._ensure_open()
         return (b"cd -- %s 2>/dev/null || { echo \"the target root is not there\" >&2; exit %d; }\n%s%s"
                 % (q(self.root), EXIT_NO_ROOT, self.guard.shell(), body))
+
+    def root_check(self) -> bytes:
+        """The root's check (RootGuard.shell) for a script of our own making (the keep
+        wrapper), after the open a failed one still owes (_ensure_open)."""
+        self._ensure_open()
+        return self.guard.shell()
 
     def receiver(self) -> bytes | None:
         """The --rsync-path for a run without keeps: the receiver behind the root's check
