@@ -93,6 +93,7 @@ def test_the_comparison_after_a_resume_does_not_fire_the_alarm_again(tmp_path):
     cfg.write_text(cfg.read_text().replace("alarm_window = 10m", "alarm_window = 2s"))
     src, mirror = tmp_path / "src", tmp_path / "mirror"
     _tree(src, "tree", 10, 10)
+    (src / "keep.txt").write_bytes(b"stays")   # a root left empty reads as lost (unmounted)
     daemon, target = _run(tmp_path, cfg)
     try:
         daemon.start()
