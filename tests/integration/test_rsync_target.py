@@ -427,7 +427,8 @@ def test_open_removes_partial_temp_files_a_crash_left(sshd, src):
     t.open()
     try:
         assert os.listdir(tmp) == []
-        assert sorted(os.listdir(root / ".mirrord")) == ["heartbeat.json", "rsync-tmp"]
+        own = sorted(os.listdir(root / ".mirrord"))   # and this open's witness (root_guard)
+        assert own == ["heartbeat.json", f"open-{t.guard.token}", "rsync-tmp"], own
         assert t.read(".mirrord-tmp-user.jpg") == b"a user's own file"
         assert [e.path for e in t.list()] == [".mirrord-tmp-user.jpg"]
         ok(t.sync([write(src, "after", b"1")]))   # the temp dir still works
