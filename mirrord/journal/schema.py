@@ -275,7 +275,16 @@ class _Txn:
         if not self.outer:
             return False
         if exc_type is None:
-            self.db.execute("COMMIT")
+            try:
+                self.db.execute("COMMIT")
+            except BaseException:
+                # a COMMIT that fails (SQLITE_FULL) may leave the transaction open (SQLite:
+                # "COMMIT"): rolled back, so that the next transaction can begin
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
         else:
             self.db.execute("ROLLBACK")
         return False

@@ -176,3 +176,19 @@ class _FreshTxn(schema._Txn):
                 self.db.execute("ROLLBACK")   # __exit__ is not called when __enter__ raises
                 raise
         return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """As schema._Txn; a transaction that does not commit (an error inside it, or a
+        COMMIT that fails: a full disk) makes the next one reload the barriers. The
+        enqueue had noted barriers in memory for rows the rollback took away, and SQLite
+        gives the same ids to the rows written again: each found its own id covering its
+        path and waited for itself, for good (this session's rehearsal: a state disk
+        filled and freed left two tree removals stalled on every target)."""
+        committed = False
+        try:
+            super().__exit__(exc_type, exc, tb)
+            committed = exc_type is None
+        finally:
+            if self.outer and not committed:
+                self.journal._seen_version = None   # _refresh_barriers reloads next time
+        return False
