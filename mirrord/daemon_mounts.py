@@ -73,9 +73,14 @@ def tick(d: Daemon) -> None:
         if mounts is None or src.name in d.roots.lost:   # kept as remembered: below
             continue
         before, was_mounted = mounts.snapshot(), mounts.mounted()
+        was_lost = set(mounts.reported)
         came = mounts.refresh()
         lost_now = mounts.lost()
         gone = [rel for rel in lost_now if rel not in mounts.reported]
+        # lost before, not now, and not mounted again: data moved in (_recheck_lost's
+        # case). Compared here too: this tick's _settle forgets it was lost, and any mount
+        # elsewhere on the host (another container's) made it so before the recheck came
+        back = sorted(was_lost - set(lost_now) - set(came))
         # unmounted and not lost: what shows there now (a file bind-mounted over another,
         # a directory holding entries) is what the source holds, so it is compared too
         left = sorted(was_mounted - mounts.mounted() - set(lost_now))
@@ -84,9 +89,12 @@ def tick(d: Daemon) -> None:
         for rel in came:
             log.info(kv(msg="file system mounted below the source root; watching and "
                         "comparing it", source=src.name, path=rel))
-        for rel in came + left:
+        for rel in back:
+            log.info(kv(msg="file system below the source root is no longer lost; comparing "
+                        "it", source=src.name, path=rel))
+        for rel in came + left + [r for r in back if r not in left]:
             _compare(d, src, rel)
-        if came or left:
+        if came or left or back:
             _retry(d, src)
         _settle(d, src, mounts, before, at="mount table changed")
 
