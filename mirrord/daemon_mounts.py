@@ -89,13 +89,11 @@ def tick(d: Daemon) -> None:
         for rel in came:
             log.info(kv(msg="file system mounted below the source root; watching and "
                         "comparing it", source=src.name, path=rel))
-        for rel in back:
-            log.info(kv(msg="file system below the source root is no longer lost; comparing "
-                        "it", source=src.name, path=rel))
-        for rel in came + left + [r for r in back if r not in left]:
+        for rel in came + left:
             _compare(d, src, rel)
-        if came or left or back:
+        if came or left:
             _retry(d, src)
+        _compare_back(d, src, [rel for rel in back if rel not in left])
         _settle(d, src, mounts, before, at="mount table changed")
 
 
@@ -141,14 +139,20 @@ def _recheck_lost(d: Daemon) -> None:
             continue
         before = mounts.snapshot()
         mounts.refresh()   # forgets a retired point
-        back = sorted(mounts.reported - set(mounts.lost()))
-        for rel in back:
-            log.info(kv(msg="file system below the source root is no longer lost; comparing "
-                        "it", source=src.name, path=rel))
-            _compare(d, src, rel)
-        if back:
-            _retry(d, src)
+        _compare_back(d, src, sorted(mounts.reported - set(mounts.lost())))
         _settle(d, src, mounts, before, at="recheck")
+
+
+def _compare_back(d: Daemon, src: SourceConfig, back: list[str]) -> None:
+    """Compare each point (relative) that is no longer lost without being mounted again
+    (data moved in), and retry the source's refused deletes: the recheck's case, and a
+    look at a changed mount table's."""
+    for rel in back:
+        log.info(kv(msg="file system below the source root is no longer lost; comparing "
+                    "it", source=src.name, path=rel))
+        _compare(d, src, rel)
+    if back:
+        _retry(d, src)
 
 
 def _settle(d: Daemon, src: SourceConfig, mounts: submounts.SubMounts,

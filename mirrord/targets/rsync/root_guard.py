@@ -37,6 +37,8 @@ from __future__ import annotations
 import re
 import secrets
 
+from mirrord.targets.paths import META_DIR
+from mirrord.targets.root_check import WITNESS
 from mirrord.targets.rsync.remote import (EXIT_NO_ROOT, HOLDS_NOTHING, MKDIRS, ROOT_EMPTY,
                                           RSYNC_TMP, q)
 
@@ -55,8 +57,9 @@ HOLDS_NOTHING_YET = (b"the target root holds nothing while paths shipped to it a
 
 
 def witness(token: str) -> bytes:
-    """The relative path of an open's witness file."""
-    return b".mirrord/open-" + token.encode()
+    """The relative path of an open's witness file (root_check.WITNESS, the local
+    target's, named the same way)."""
+    return f"{META_DIR}/{WITNESS}{token}".encode()
 
 
 def prepare_script(root: bytes, rsync_path: bytes, *, sweep: bool, token: str) -> bytes:
