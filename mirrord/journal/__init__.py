@@ -28,7 +28,9 @@ process's count as cut short. Only the daemon's main thread writes; readers (sta
 their own read-only connections. A change is safe once `enqueue` returns.
 
 records.py   Change, Op, Outcome, RowState, TargetBacklog; path bytes <-> str, ship_key
-schema.py    the tables, connect(), the integrity check, migrations (user_version), transactions
+schema.py    the tables, connect(), the integrity check, migrate (user_version), transactions;
+             each target's recorded bytes and high-water mark (schema 6, triggers)
+migrations.py  the upgrades in place, one step per schema version
 opening.py   opening it read-only (a read-only state dir too), and why it cannot be opened
 barriers.py  pending directory moves / tree removals / file moves and the in-flight overlap rule
 shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
@@ -41,11 +43,11 @@ writer.py    Journal: opens the database and combines the two sides
 
 from mirrord.journal.barriers import _Barriers
 from mirrord.journal.claims import PERMANENT_RETRY, RETRY_BASE, RETRY_MAX
-from mirrord.journal.read import iter_shipped, read_backlog, read_state
+from mirrord.journal.read import iter_shipped, read_backlog, read_state, shipped_high_water
 from mirrord.journal.records import Change, Op, Outcome, RowState, TargetBacklog, ship_key
 from mirrord.journal.schema import SCHEMA_VERSION, connect
 from mirrord.journal.writer import Journal
 
 __all__ = ["Change", "Journal", "Op", "Outcome", "PERMANENT_RETRY", "RETRY_BASE", "RETRY_MAX",
            "RowState", "SCHEMA_VERSION", "TargetBacklog", "connect", "iter_shipped",
-           "read_backlog", "read_state", "ship_key"]
+           "read_backlog", "read_state", "ship_key", "shipped_high_water"]

@@ -143,3 +143,14 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
                         "AND path < ? AND kind = 'delete' AND is_dir = 0",
                         (target, source, lo, hi)).fetchone()[0]
     return max(0, files - queued)
+
+
+def shipped_high_water(db: sqlite3.Connection, target: str) -> int:
+    """The most bytes `target`'s `shipped` rows have ever held (schema 6: shipped_bytes,
+    kept by triggers); 0 for a target with no row, or a database of schema 5 or older
+    opened read-only before any daemon of schema 6 brought it up to date."""
+    try:
+        found = db.execute("SELECT high FROM shipped_bytes WHERE target = ?", (target,)).fetchone()
+    except sqlite3.OperationalError:   # no such table: schema 5 or older
+        return 0
+    return int(found[0]) if found else 0

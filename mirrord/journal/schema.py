@@ -19,10 +19,41 @@ from pathlib import Path
 from mirrord.errors import JournalError, JournalUnusable
 from mirrord.journal import opening
 
-SCHEMA_VERSION = 5   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
+SCHEMA_VERSION = 6   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
 #                      4: holds (sources whose deletes are held after a mass-change alarm)
 #                      5: ops.claimer (which process holds a row in flight: mirrord.claimer) and
 #                         shipped_aside (the record of a location left: mirrord.locations)
+#                      6: shipped_bytes (each target's recorded bytes and their high-water
+#                         mark, kept by triggers on `shipped`: _TOTALS)
+
+# Each target's bytes in `shipped` (a size UNSURE, -1, counts 0) and the most they have
+# ever been (`high`), kept by the triggers below in the very transaction that changes
+# `shipped`, whoever writes it: daemon, reconcile, CLI. `high` is what a percentage cap on
+# the trash is of (mirrord.trash.retention.percent_base): a tree mirrored and removed
+# between two retention runs was never in a sampled mark, and a cap of what was left
+# purged the very files its removal had kept. No statement may INSERT OR REPLACE into
+# `shipped` (mirrord.journal.shipped): REPLACE's implicit delete fires no trigger.
+_TOTALS = """
+CREATE TABLE IF NOT EXISTS shipped_bytes (
+    target TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    high INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER IF NOT EXISTS shipped_bytes_insert AFTER INSERT ON shipped BEGIN
+    INSERT INTO shipped_bytes (target, bytes, high)
+    VALUES (NEW.target, MAX(NEW.size, 0), MAX(NEW.size, 0))
+    ON CONFLICT (target) DO UPDATE SET bytes = bytes + MAX(NEW.size, 0),
+                                       high = MAX(high, bytes + MAX(NEW.size, 0));
+END;
+CREATE TRIGGER IF NOT EXISTS shipped_bytes_update AFTER UPDATE OF size ON shipped BEGIN
+    UPDATE shipped_bytes SET bytes = bytes + MAX(NEW.size, 0) - MAX(OLD.size, 0),
+                             high = MAX(high, bytes + MAX(NEW.size, 0) - MAX(OLD.size, 0))
+    WHERE target = NEW.target;
+END;
+CREATE TRIGGER IF NOT EXISTS shipped_bytes_delete AFTER DELETE ON shipped BEGIN
+    UPDATE shipped_bytes SET bytes = bytes - MAX(OLD.size, 0) WHERE target = OLD.target;
+END;
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ops (
@@ -90,7 +121,7 @@ CREATE TABLE IF NOT EXISTS holds (
     since REAL NOT NULL,
     reason TEXT NOT NULL DEFAULT ''
 );
-"""
+""" + _TOTALS
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -199,59 +230,13 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         if version > SCHEMA_VERSION:
             raise JournalError(f"state database {path} has schema {version}, newer "
                                f"than this mirrord ({SCHEMA_VERSION}); refusing to start")
-        if version == 1:
-            _to_v2(db)
-        if version in (1, 2):
-            _to_v3(db)
-        if version in (1, 2, 3):
-            _to_v4(db)
-        if version in (1, 2, 3, 4):
-            _to_v5(db)
+        if version:   # 0: a new database, made whole by _SCHEMA below
+            from mirrord.journal import migrations   # it imports this module
+            migrations.upgrade(db, version)
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         raise opening.unusable(path, exc) from None
-
-
-def _to_v2(db: sqlite3.Connection) -> None:
-    """Version 1 -> 2 in place: `shipped` gains `mode`, NULL on every old row (not
-    known: catch-up and reconcile then send the mode once, never the body again)."""
-    with transaction(db):
-        cols = [r[1] for r in db.execute("PRAGMA table_info(shipped)")]
-        if "mode" not in cols:
-            db.execute("ALTER TABLE shipped ADD COLUMN mode INTEGER")
-        db.execute("PRAGMA user_version = 2")
-
-
-def _to_v3(db: sqlite3.Connection) -> None:
-    """Version 2 -> 3 in place: `ops.busy` and `target_stats.busy` (a file still open
-    for writing is a wait, counted apart from failures), 0 on every old row."""
-    with transaction(db):
-        for table in ("ops", "target_stats"):
-            cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
-            if cols and "busy" not in cols:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN busy INTEGER NOT NULL DEFAULT 0")
-        db.execute("PRAGMA user_version = 3")
-
-
-def _to_v4(db: sqlite3.Connection) -> None:
-    """Version 3 -> 4 in place: the `holds` table (mirrord.journal.holds), empty: no
-    source's deletes were held before this version existed."""
-    with transaction(db):
-        db.execute("CREATE TABLE IF NOT EXISTS holds (source TEXT PRIMARY KEY, since REAL NOT NULL, "
-                   "reason TEXT NOT NULL DEFAULT '')")
-        db.execute("PRAGMA user_version = 4")
-
-
-def _to_v5(db: sqlite3.Connection) -> None:
-    """Version 4 -> 5 in place: `ops.claimer`, NULL on every old row (a claim of unknown
-    holder: taken as a gone process's, as every claim was before), and `shipped_aside`
-    (created by _SCHEMA), empty: no location's record was set aside before."""
-    with transaction(db):
-        cols = [r[1] for r in db.execute("PRAGMA table_info(ops)")]
-        if cols and "claimer" not in cols:
-            db.execute("ALTER TABLE ops ADD COLUMN claimer TEXT")
-        db.execute("PRAGMA user_version = 5")
 
 
 def transaction(db: sqlite3.Connection) -> _Txn:

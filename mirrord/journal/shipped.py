@@ -15,6 +15,15 @@ import sqlite3
 from mirrord.journal.records import Outcome, _b, _prefix_upper
 
 
+# Never INSERT OR REPLACE: REPLACE removes the old row without firing its DELETE trigger
+# (SQLite: "recursive_triggers"), so the running totals of schema 6 (shipped_bytes,
+# kept by triggers: mirrord.journal.schema) would count a replaced file twice.
+_ON_KEY = ("ON CONFLICT (target, source, key) DO UPDATE SET size = excluded.size, "
+           "mtime_ns = excluded.mtime_ns, token = excluded.token, mode = excluded.mode")
+_UPSERT = ("INSERT INTO shipped (target, source, key, size, mtime_ns, token, mode) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?) " + _ON_KEY)
+
+
 def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
     """Keep `shipped` equal to what the target now holds for this path."""
     op = out.op
@@ -47,8 +56,7 @@ def _set_shipped(db: sqlite3.Connection, t: str, s: str, key: bytes, other: byte
     removed first, unless None: the caller has removed it already."""
     if other is not None:
         db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
-    db.execute("INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, "
-               "mode) VALUES (?, ?, ?, ?, ?, ?, ?)", (t, s, key, size, mtime_ns, token, mode))
+    db.execute(_UPSERT, (t, s, key, size, mtime_ns, token, mode))
 
 
 def _forget_tree(db: sqlite3.Connection, t: str, s: str, path: bytes) -> None:
@@ -66,8 +74,7 @@ def _move_shipped(db: sqlite3.Connection, t: str, s: str, src: bytes, dst: bytes
     db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key >= ? AND key < ?",
                (t, s, src + b"/", _prefix_upper(src)))
     db.executemany(
-        "INSERT OR REPLACE INTO shipped (target, source, key, size, mtime_ns, token, mode) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        _UPSERT,
         [(t, s, dst + bytes(k)[len(src):], size, m, tok, mode) for k, size, m, tok, mode in rows])
 
 
@@ -120,9 +127,9 @@ def set_aside(db: sqlite3.Connection, t: str, s: str, location: str) -> int:
 def restore_aside(db: sqlite3.Connection, t: str, s: str, location: str) -> int:
     """Make the rows set aside for `location` the record of (`t`, `s`) again (its `shipped`
     rows are expected gone: set_aside first); returns how many."""
-    back = db.execute(f"INSERT OR REPLACE INTO shipped (target, source, {_COLS}) SELECT target, "
+    back = db.execute(f"INSERT INTO shipped (target, source, {_COLS}) SELECT target, "
                       f"source, {_COLS} FROM shipped_aside WHERE target = ? AND source = ? AND "
-                      "location = ?", (t, s, location)).rowcount
+                      f"location = ? {_ON_KEY}", (t, s, location)).rowcount
     drop_aside(db, t, s, location)
     return back
 

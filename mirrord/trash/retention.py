@@ -159,21 +159,28 @@ def mirrored_bytes(db_path: Path, cfg: Config, target: str) -> int:
 
 
 def percent_base(db_path: Path, cfg: Config, target: str, *, high_water: bool = True) -> int:
-    """What a percentage cap is of: the target's mirrored bytes now, or (high_water) the
-    largest a stored run (`trash:{target}`'s base) has seen, whichever is larger. Why
-    the high-water mark: a mass delete on the primary (rm -rf, ransomware) shrinks the
-    mirrored bytes at the very moment the trash holds what it deleted; a cap of 20% of
-    what is left would purge the kept files the trash exists for."""
+    """What a percentage cap is of, in bytes: the target's mirrored bytes now, or
+    (high_water) the most it has ever mirrored, whichever is larger. The high-water mark
+    is kept by the journal at every acknowledgement (`shipped_bytes.high`, schema 6:
+    mirrord.journal.schema), and a stored run's base (`trash:{target}`) is read beside
+    it, for a journal that had runs before schema 6. Why the high-water mark: a mass
+    delete on the primary (rm -rf, ransomware) shrinks the mirrored bytes at the very
+    moment the trash holds what it deleted; a cap of 20% of what is left would purge the
+    kept files the trash exists for, and a mark sampled only by retention runs missed a
+    tree mirrored and removed between two of them. 0 without a state database."""
     if not db_path.exists():
         return 0
     conn = journal.connect(db_path, readonly=True)
     try:
         now = sum(row[1] for src in cfg.sources_for(target)
                   for row in journal.iter_shipped(conn, target, src.name))
-        stored = journal.read_state(conn, f"trash:{target}") if high_water else None
+        if not high_water:
+            return now
+        stored = journal.read_state(conn, f"trash:{target}")
+        high = journal.shipped_high_water(conn, target)
     finally:
         conn.close()
-    return max(now, int((stored or {}).get("base") or 0))
+    return max(now, high, int((stored or {}).get("base") or 0))
 
 
 def run_for(cfg: Config, target: Target, *, stop: threading.Event | None = None,
