@@ -258,11 +258,14 @@ class AlarmWatch:
 
     def _check_holds(self) -> None:
         self._first_look()
-        held = self.d.journal.held_sources()
+        reasons = self.d.journal.hold_reasons()
+        held = set(reasons)
         if not self._looked:   # first look: holds that outlived a restart
             self._looked = True
             for source in sorted(held - self.held):
-                log.error(kv(msg="deletes are held after a mass-change alarm", source=source,
+                # the reason names the cause: a mass-change alarm, or a comparison over
+                # [reconcile] max_delete (daemon_roots), which this line used to call an alarm
+                log.error(kv(msg="deletes are held", source=source, reason=reasons[source],
                              action=f"mirrord resume-deletes --source {source}"))
         else:
             self._take_resumed()

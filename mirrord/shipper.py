@@ -52,8 +52,8 @@ __all__ = ["BULK_SHARE", "Observed", "SerialExecutor", "Shipper", "SourceGuard",
 
 log = logging.getLogger("mirrord.shipper")
 
-HELD_DELETE = ("deletes of this source are held after a mass-change alarm "
-               "(mirrord resume-deletes)")
+HELD_DELETE = ("deletes of this source are held (a mass-change alarm, or a comparison over "
+               "[reconcile] max_delete: mirrord status says which; mirrord resume-deletes)")
 BULK_SHARE = 100   # ready ops per worker from which a backlog is shared out over every worker
 
 
@@ -83,7 +83,7 @@ class Shipper(MoveOps):
         self.workers = workers
         self.wake = wake
         self.guards = guards or {}
-        self.held = held   # held(source): its deletes are held after a mass-change alarm
+        self.held = held   # held(source): its deletes are held (alarm or capped comparison)
         self.on_outcome = on_outcome
         self.pools = {name: executor(name, workers[name]) for name in targets}
         # batches running or queued, and the ops in them; counted down by the worker as it

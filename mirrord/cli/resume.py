@@ -1,7 +1,10 @@
-"""`mirrord resume-deletes [--source NAME]`: let the deletes held after a mass-change alarm go.
+"""`mirrord resume-deletes [--source NAME]`: let a source's held deletes go.
 
 With `pause_on_alarm = yes` a source's mass-change alarm (mirrord.alarm) holds
-its deletes in the state database (mirrord.journal.holds). This command lifts
+its deletes in the state database (mirrord.journal.holds), and so does the
+daemon's comparison at start or at a root's return when it finds more deletes
+than [reconcile] max_delete allows (mirrord.daemon_roots: the daemon then
+compares again without the cap once resumed). This command lifts
 the hold - for one source, or every source - and prints what it released. It
 works whether the daemon runs or not: the database is SQLite in WAL mode, so
 this process writes its one short transaction between the daemon's, and the
@@ -26,9 +29,10 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("resume-deletes", help="ship the deletes held after a mass-change alarm",
-                       description="Lift the hold a mass-change alarm (pause_on_alarm = yes) put "
-                                   "on a source's deletes; they are shipped at once.")
+    p = sub.add_parser("resume-deletes", help="ship a source's held deletes (after an alarm or a capped comparison)",
+                       description="Lift the hold a mass-change alarm (pause_on_alarm = yes) or "
+                                   "a comparison over [reconcile] max_delete put on a source's "
+                                   "deletes; they are shipped at once.")
     p.add_argument("--source", metavar="NAME", help="only this source (default: every source)")
     p.set_defaults(func=run)
 

@@ -148,7 +148,8 @@ def _alarm_lines(name: str, h: dict) -> list[str]:
     if held:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(held["since"]))
         why = f" ({_line(held['reason'])})" if held.get("reason") else ""
-        lines.append(f"  source {name}: alarm: {held['waiting']} deletes held since {since}{why}; "
+        # not "alarm:": a capped comparison holds the deletes too (its reason says so)
+        lines.append(f"  source {name}: {held['waiting']} deletes held since {since}{why}; "
                      f"ship them: mirrord resume-deletes --source {name}")
     return lines
 

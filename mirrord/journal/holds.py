@@ -114,9 +114,15 @@ def read_holds(db: sqlite3.Connection) -> list[Hold]:
 
 def held_sources(db: sqlite3.Connection) -> set[str]:
     """The names of the sources whose deletes are held (cheap: no counting)."""
+    return set(hold_reasons(db))
+
+
+def hold_reasons(db: sqlite3.Connection) -> dict[str, str]:
+    """Each held source's name -> why it is held (the reason hold() wrote: a mass-change
+    alarm, or a comparison over [reconcile] max_delete); cheap: no counting."""
     try:
-        return {r[0] for r in db.execute("SELECT source FROM holds")}
+        return dict(db.execute("SELECT source, reason FROM holds").fetchall())
     except sqlite3.OperationalError as exc:   # a database from before schema 4 (status, read-only)
         if "no such table" in str(exc):
-            return set()
+            return {}
         raise

@@ -142,6 +142,10 @@ class Journal(EnqueueMixin, ClaimAckMixin):
     def held_sources(self) -> set[str]:
         return holds.held_sources(self.db)
 
+    def hold_reasons(self) -> dict[str, str]:
+        """Each held source -> why (holds.hold_reasons)."""
+        return holds.hold_reasons(self.db)
+
     def take_resumed(self) -> set[str]:
         """The sources resume-deletes released since the last call (holds.take_resumed)."""
         return holds.take_resumed(self.db)

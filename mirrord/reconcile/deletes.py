@@ -35,7 +35,7 @@ from mirrord import journal, mountid, submounts
 from mirrord.config import SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
-from mirrord.journal.holds import held_sources
+from mirrord.journal.holds import hold_reasons
 from mirrord.journal.read import read_state
 
 CHUNK = 500   # changes per emit() call
@@ -71,7 +71,8 @@ def over_cap(total: int, entries: int, *, max_delete: int, max_delete_percent: f
 
 
 def held_refusal(db_path: Path, source: str, where: str, total: int) -> str | None:
-    """Why no delete may be proposed while a mass-change alarm holds `source`'s deletes
+    """Why no delete may be proposed while `source`'s deletes are held (a mass-change alarm,
+    or the daemon's comparison over [reconcile] max_delete: the hold's reason says which)
     (the journal's `holds` table, mirrord.journal.holds; `where` names the target), or None.
     Proposed, they were parked in the journal, and the pass waited for them for ever (the
     command) or until its timeout (the daemon's passes). An unreadable database refuses too."""
@@ -80,16 +81,17 @@ def held_refusal(db_path: Path, source: str, where: str, total: int) -> str | No
     try:
         conn = journal.connect(Path(db_path), readonly=True)
         try:
-            held = source in held_sources(conn)
+            held = hold_reasons(conn)
         finally:
             conn.close()
     except (MirrordError, sqlite3.Error) as exc:
         return f"cannot tell whether deletes are held ({exc}): not deleting {total} extra " \
                f"entries on {where}"
-    if not held:
+    if source not in held:
         return None
-    return (f"deletes of source {source!r} are held after a mass-change alarm (mirrord "
-            f"resume-deletes lets them go): not deleting {total} extra entries on {where}")
+    why = held[source] or "no reason recorded"   # an alarm, or a comparison over max_delete
+    return (f"deletes of source {source!r} are held ({why}; mirrord resume-deletes lets "
+            f"them go): not deleting {total} extra entries on {where}")
 
 
 def lost_mount_refusal(db_path: Path, source: SourceConfig, paths: list[str],

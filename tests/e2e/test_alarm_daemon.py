@@ -120,7 +120,8 @@ def test_rm_rf_over_the_threshold_holds_deletes_until_resumed(setup):
     # a restart keeps the hold: its catch-up finds the same deletes and they stay held
     assert daemon.stop() == 0
     daemon.start()
-    poll("restart: hold logged", lambda: "deletes are held after a mass-change alarm"
+    poll("restart: hold logged, with its reason",
+         lambda: 'msg="deletes are held" source=uploads reason="mass-change alarm: '
          in daemon.log.read_text(), daemon)
     (src / "after-restart.txt").write_bytes(b"r")
     poll("file after restart mirrored", lambda: target.read("after-restart.txt") == b"r", daemon)

@@ -33,7 +33,7 @@ def test_held_deletes_are_refused_not_waited_for(tmp_path):
     assert res.returncode == 1, res.stdout + res.stderr
     t = json.loads(res.stdout)["targets"]["mirror"]
     assert t["deleted"] == 0 and t["refused_deletes"] == 1 and not t["errors"], t
-    assert "held after a mass-change alarm" in t["delete_refusal"][0], t
+    assert "are held (a test alarm; mirrord resume-deletes" in t["delete_refusal"][0], t
     assert files(tmp_path / "mirror") == {"a": b"alpha", "b": b"bravo", "stray": b"deleted at the source"}
     assert mirrord(ini, "resume-deletes").returncode == 0
     res = mirrord(ini, "reconcile")
@@ -88,11 +88,11 @@ def test_a_dry_run_says_which_deletes_the_hold_would_refuse(tmp_path):
     assert not any(line.startswith("would delete") for line in lines), res.stdout
     row = next(line for line in lines if line.startswith("mirror "))
     assert row.endswith("NOT in sync"), res.stdout
-    assert any("held after a mass-change alarm" in line for line in lines), res.stdout
+    assert any("are held (a test alarm; mirrord resume-deletes" in line for line in lines), res.stdout
     res = mirrord(ini, "reconcile", "--dry-run", "--json")
     assert res.returncode == 1
     t = json.loads(res.stdout)["targets"]["mirror"]
     assert t["would_refuse"] == ["old/", "stray"] and t["would_delete"] == [], t
-    assert t["refused_deletes"] == 3 and "held after a mass-change alarm" in t["delete_refusal"][0]
+    assert t["refused_deletes"] == 3 and "are held (a test alarm; mirrord resume-deletes" in t["delete_refusal"][0]
     assert files(tmp_path / "mirror") == {"a": b"alpha", "stray": b"deleted at the source",
                                           "old/x": b"x"}
