@@ -34,9 +34,11 @@ runs inside `sh -c '...'`.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 
+from mirrord.logsetup import kv
 from mirrord.targets.paths import META_DIR
 from mirrord.targets.root_check import WITNESS
 from mirrord.targets.rsync.remote import (EXIT_NO_ROOT, HOLDS_NOTHING, MKDIRS, ROOT_EMPTY,
@@ -47,6 +49,8 @@ from mirrord.targets.rsync.remote import (EXIT_NO_ROOT, HOLDS_NOTHING, MKDIRS, R
 ROOT_ID = b'$(stat -c %d . 2>/dev/null)$(mountpoint -q . 2>/dev/null && echo m)'
 ROOT_ID_MARK = b"MIRRORD-ROOT-ID"
 _ID_LINE = re.compile(rb"^%s (\d*m?)$" % ROOT_ID_MARK, re.MULTILINE)
+
+log = logging.getLogger("mirrord.targets")
 
 NOT_OPENED = (b"the target root is not the directory opened (its file system unmounted, or "
               b"another mounted over it?): nothing is read or written there until it is back")
@@ -100,12 +104,21 @@ class RootGuard:
         self.awaiting = False
         self.token = secrets.token_hex(8)   # the witness of the next (or last) open
 
-    def learn(self, stdout: bytes) -> None:
-        """Take prepare_script's answer (its stdout)."""
+    def learn(self, stdout: bytes, *, target: str = "") -> None:
+        """Take prepare_script's answer (its stdout). A host whose `stat` has no `-c` (not
+        GNU coreutils or busybox) prints no device number: only the witness then tells
+        the opened root from a bare mount point (a root emptied and made again on another
+        file system passes), and a warning says so, once per open."""
         m = _ID_LINE.search(stdout)
         self.root_id = m.group(1) if m else None
         self.found_empty = ROOT_EMPTY in stdout.splitlines()
         self.awaiting = False
+        if self.root_id is not None and not self.root_id.rstrip(b"m"):
+            log.warning(kv(msg="the mirror host printed no device number for the target root "
+                               "(`stat -c %d` failed there): only this open's witness file "
+                               "tells the root from a bare mount point; install GNU "
+                               "coreutils on the mirror host", target=target,
+                           root=self.root.decode(errors="replace")))
 
     def forget(self) -> None:
         """A read-only open, or one about to learn again: nothing is checked; the next

@@ -114,7 +114,7 @@ class RsyncTarget(Target):
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot prepare the target root")
         self._note_version(proc.stdout, stderr=proc.stderr)
-        self.guard.learn(proc.stdout)
+        self.guard.learn(proc.stdout, target=self.name)
         self.found_empty = self.guard.found_empty
         self._unopened = False
         self.guard.awaiting = self.found_empty and self._expected
