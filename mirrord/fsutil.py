@@ -70,11 +70,13 @@ def atomic_write(path: str | os.PathLike[str] | bytes, data: bytes, *, mode: int
     fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory if temp_dir is None else temp_dir)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # fchmod, not chmod(tmp): the name could be swapped for a symlink meanwhile in a
+            # directory another user may write, and chmod follows it
+            os.fchmod(fh.fileno(), mode)
             fh.write(data)
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -56,12 +56,15 @@ def take(state_dir: Path, name: str, *, mode: int = 0o644) -> Lock:
 
     Creates state_dir when missing. Raises Busy (with the holder's pid when it can be
     read) when another process holds it; StateDirError when state_dir cannot be made or
-    the file cannot be made or opened there (its reason: the OS's words)."""
+    the file cannot be made or opened there (its reason: the OS's words), a symlink in
+    its place included: O_NOFOLLOW. `sudo mirrord failover` runs as root in a state_dir
+    the health service's user owns (StateDirectory=); a symlink planted there as
+    failover.lock had root truncate and write the file it named (a breaker: /etc/passwd)."""
     state_dir = Path(state_dir)
     path = state_dir / name
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     except OSError as exc:
         what = "cannot be made" if not state_dir.is_dir() else f"cannot hold {name}"
         raise StateDirError(state_dir, f"{what}: {exc.strerror or exc}") from None

@@ -124,7 +124,9 @@ def append_log(state_dir: Path, run: Run, host: str = "") -> None:
     a closing quote (`password=x"` -> `password=***`) and leave a line that is not JSON."""
     state_dir.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_redacted(log_record(run, host)), ensure_ascii=False, default=str) + "\n"
-    fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    # O_NOFOLLOW: failover runs as root in a state_dir another user may write (locks.take)
+    fd = os.open(state_dir / LOG_NAME,
+                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
     try:
         os.write(fd, line.encode())
         os.fsync(fd)
