@@ -28,6 +28,7 @@ Readers accept older documents that lack the optional fields.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -69,27 +70,48 @@ class Heartbeat:
 
 
 def parse(data: bytes) -> Heartbeat:
-    """The heartbeat in `data`; ValueError naming what is wrong when it is not one."""
+    """The heartbeat in `data`; ValueError naming what is wrong when it is not one. Every
+    number must be finite: NaN and Infinity (JSON has neither, Python's json reads both,
+    and float() takes "nan" and "inf" strings) reached /ready's body and failover.log as
+    bare NaN / Infinity, which strict JSON parsers refuse (a breaker), and an infinite
+    count raised OverflowError past this function."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = json.loads(data, parse_constant=_no_constant)
+    except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError, _no_constant's
         raise ValueError(f"heartbeat is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"heartbeat has no version {VERSION} document")
     try:
-        unix = float(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
+        unix = _finite(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
         return Heartbeat(
             unix=unix, time=str(doc.get("time", "")), host=str(doc.get("host", "")),
-            target=str(doc.get("target", "")), pending=int(doc.get("pending", 0)),
-            oldest_pending_age=float(doc.get("oldest_pending_age") or 0.0),
-            interval=float(doc.get("interval") or 0.0), degraded=bool(doc.get("degraded", False)),
-            unwatched_directories=int(doc.get("unwatched_directories", 0)),
+            target=str(doc.get("target", "")), pending=_count(doc.get("pending", 0)),
+            oldest_pending_age=_finite(doc.get("oldest_pending_age") or 0.0),
+            interval=_finite(doc.get("interval") or 0.0), degraded=bool(doc.get("degraded", False)),
+            unwatched_directories=_count(doc.get("unwatched_directories", 0)),
             state=str(doc.get("state", "")), reason=str(doc.get("reason") or ""),
-            trash_files=int(doc.get("trash_files") or 0),
-            trash_bytes=int(doc.get("trash_bytes") or 0),
-            trash_oldest=float(doc["trash_oldest"]) if doc.get("trash_oldest") else None)
-    except (KeyError, TypeError, ValueError) as exc:
+            trash_files=_count(doc.get("trash_files") or 0),
+            trash_bytes=_count(doc.get("trash_bytes") or 0),
+            trash_oldest=_finite(doc["trash_oldest"]) if doc.get("trash_oldest") else None)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"heartbeat field missing or malformed: {exc}") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(value: object) -> float:
+    number = float(value)   # TypeError / ValueError for what is no number
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _count(value: object) -> int:
+    """A whole count: an int, or a float holding one (1e3); OverflowError / ValueError
+    otherwise (int() of a float truncates, and of an infinite one overflows)."""
+    return int(_finite(value)) if isinstance(value, float) else int(value)
 
 
 def iso(ts: float) -> str:

@@ -209,3 +209,33 @@ def test_a_hanging_database_makes_ready_answer_503_not_hang(site, black_hole):
         assert PASSWORD not in json.dumps(doc)
     finally:
         svc.close()
+
+
+def _strict(body: bytes) -> dict:
+    """JSON as RFC 8259 has it: no NaN, Infinity or -Infinity (JSON.parse, Go's decoder)."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(body, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("unix", "NaN"), ("unix", "Infinity"), ("unix", "-Infinity"), ("unix", "1e999"),
+    ("unix", '"nan"'), ("unix", '"inf"'), ("pending", "1e999"), ("pending", "NaN"),
+    ("oldest_pending_age", "Infinity"), ("interval", '"nan"'), ("trash_oldest", "1e999")])
+def test_a_heartbeat_with_a_number_that_is_not_finite_is_malformed_and_ready_stays_json(
+        site, service, field, value):
+    """A breaker: `"unix": NaN` (or 1e999, read as Infinity) was taken as a number; /ready's
+    body and failover.log then held bare NaN / Infinity, which strict parsers refuse, and an
+    infinite count raised OverflowError. Such a heartbeat is malformed now: a warning, as
+    any heartbeat that cannot be read."""
+    doc = {"version": 1, "time": "2026-12-01T00:00:00.000Z", "unix": time.time(),
+           "host": "primary", "target": "mirror", "pending": 0, "state": "in_sync"}
+    text = json.dumps(doc).replace("}", f', "{field}": __X__}}') if field not in doc else \
+        json.dumps({**doc, field: "__X__"})
+    site.mirror.write_meta("heartbeat.json", text.replace('"__X__"', value).replace("__X__", value).encode())
+    code, body = service.get("/ready")
+    got = _strict(body)
+    check = checks(got)["heartbeat.age"]
+    assert check["status"] == "WARN" and code == 200, got   # as any unreadable heartbeat
+    assert "heartbeat is not JSON" in check["message"] or \
+        "heartbeat field missing or malformed" in check["message"], check
