@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,13 +28,19 @@ class Switch:
         self.record_path = Path(state_dir) / RECORD
 
     def load_record(self) -> dict | None:
+        """The record, or None when there is none or it is damaged (not JSON, or a field of
+        the wrong type: a base64 field that does not decode, a mode that is no permission
+        bits). A damaged record is treated as none, with a warning naming the file: the
+        switch then goes back to `readwrite` or leaves a flag it did not write alone.
+        Before, a damaged field raised a traceback from failback (a breaker)."""
         try:
             doc = json.loads(self.record_path.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
-            return None
-        return doc if isinstance(doc, dict) else None
+        except (OSError, ValueError) as exc:
+            return _damaged(self.record_path, str(exc))
+        problem = _problem(doc)
+        return doc if problem is None else _damaged(self.record_path, problem)
 
     def record_for(self, key: str, value: str) -> dict | None:
         """The record when it is this mode's, for this link or flag (`key` == `value`)."""
@@ -50,6 +57,46 @@ class Switch:
         with contextlib.suppress(FileNotFoundError):
             self.record_path.unlink()
             fsync_dir(str(self.record_path.parent))
+
+
+_TEXT = ("mode", "link", "flag", "recorded_at")
+_BYTES = ("target", "flipped_to", "content", "written")   # b64 text, or null
+_IDS = ("uid", "gid")
+
+
+def _problem(doc: object) -> str | None:
+    """What is wrong with a record's fields (None: nothing)."""
+    if not isinstance(doc, dict):
+        return "not a JSON object"
+    for key in _TEXT:
+        if key in doc and not isinstance(doc[key], str):
+            return f"{key} is not a string"
+    for key in _BYTES:
+        if doc.get(key) is not None:
+            try:
+                base64.b64decode(doc[key], validate=True)
+            except (TypeError, ValueError) as exc:   # binascii.Error is a ValueError
+                return f"{key} is not base64 text ({exc})"
+    perm = doc.get("perm", 0)
+    if not isinstance(perm, int) or isinstance(perm, bool) or not 0 <= perm <= 0o7777:
+        return "perm is not permission bits"
+    for key in _IDS:
+        value = doc.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return f"{key} is not a user or group id"
+    return None
+
+
+_WARNED: set[tuple[str, str]] = set()   # once per process: /ready measures every interval
+
+
+def _damaged(path: Path, why: str) -> None:
+    if (str(path), why) not in _WARNED:
+        _WARNED.add((str(path), why))
+        print(f"mirrord: warning: {path} is damaged ({why}); taken as no record: the switch "
+              f"goes back to readwrite, or leaves a flag file it did not write alone",
+              file=sys.stderr)
+    return None
 
 
 def b64(data: bytes | None) -> str | None:
