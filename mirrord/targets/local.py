@@ -121,8 +121,11 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
                                  f"does not exist (is its file system mounted?)") from None
         except OSError as exc:
             raise classify_oserror(exc) from None
-        if not stat_mod.S_ISDIR(st.st_mode):
-            raise PermanentError(f"{self.describe()}: root is not a directory")
+        if not stat_mod.S_ISDIR(st.st_mode):   # a file where the mount point was: no mirror
+            # MirrorRootMissing, as a missing root: failover refuses it unless forced; a
+            # PermanentError was only a warning there, and /ready said 200 (a breaker)
+            raise MirrorRootMissing(f"{self.describe()}: the mirror root "
+                                    f"{os.fsdecode(self.root)} is not a directory")
         self.root_empty = holds_nothing(self.root)
         self.root_unmarked = not self.root_empty and unmarked(self.root)
         self._real_root = os.path.realpath(self.root)

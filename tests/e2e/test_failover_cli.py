@@ -255,3 +255,19 @@ def test_an_empty_mount_point_in_place_of_the_mirror_refuses_failover(ini, tmp_p
     (mirror / ".mirrord" / "heartbeat.json").write_bytes(hb)
     proc = run(ini, "failover", "--dry-run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_file_in_place_of_the_mirror_root_refuses_failover(ini, tmp_path):
+    """A breaker: a regular file where the mirror root was (a mount point removed and a
+    marker file left by that name) read as a silent primary, a warning: --dry-run exited 0
+    and /ready said 200. It is no mirror, refused as a missing root; --force accepts it."""
+    mirror = tmp_path / "mirror"
+    shutil.rmtree(mirror)
+    mirror.write_text("the mirror disk is not mounted\n")
+    proc = run(ini, "failover", "--dry-run")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"the mirror root {mirror} is not a directory" in proc.stdout, proc.stdout
+    assert "rerun with --force to accept" in proc.stderr, proc.stderr
+    proc = run(ini, "failover", "--dry-run", "--force")
+    assert proc.returncode == 0 and "FAIL (forced)" in proc.stdout, proc.stdout + proc.stderr
+    assert mirror.read_text() == "the mirror disk is not mounted\n"

@@ -38,6 +38,7 @@ RSYNC_TMP = b".mirrord/rsync-tmp"   # rsync's --temp-dir and write_meta's temp f
 RETRY_EXIT = {5, 10, 12, 14, 20, 21, 22, 30, 35, 255}   # rsync: connection, protocol start, timeout, signals
 EXIT_ABSENT = 100           # our remote scripts: the path is not there
 EXIT_NO_ROOT = 97           # our remote scripts: cannot cd into the target root
+EXIT_NOT_DIR = 96           # readonly_script: the target root is there but no directory
 LONG_TIMEOUT = 3600.0       # seconds; dead links are caught sooner by ServerAlive: this only
                             # stops a command (a big tree removal, a batch) hanging on the host
 
@@ -142,14 +143,15 @@ ROOT_UNMARKED = b"MIRRORD-ROOT-UNMARKED"   # ... for one holding entries but no 
 
 
 def readonly_script(root: bytes, rsync_path: bytes) -> bytes:
-    """open(readonly=True): exit EXIT_ABSENT when the root does not exist, 1 when it is no
-    directory (cd fails), else print ROOT_EMPTY on a line of its own when the root holds
+    """open(readonly=True): exit EXIT_ABSENT when the root does not exist, EXIT_NOT_DIR when
+    it is no directory, 1 when it cannot be entered (cd fails), else print ROOT_EMPTY on a line of its own when the root holds
     nothing at all (mirrord.targets.root_check.holds_nothing's rule: `lost+found` and a
     `.mirrord/` without a heartbeat do not count; a root that cannot be listed is not
     called empty), or ROOT_UNMARKED when it holds entries but no `.mirrord/` directory
     (root_check.unmarked), then rsync's version line (nothing when there is no rsync). Makes and
     removes nothing on the host."""
-    return (b"[ -e %s ] || exit %d\ncd -- %s || exit 1\n" % (q(root), EXIT_ABSENT, q(root))
+    return (b"[ -e %s ] || exit %d\n[ -d %s ] || exit %d\ncd -- %s || exit 1\n"
+            % (q(root), EXIT_ABSENT, q(root), EXIT_NOT_DIR, q(root))
             + b"if %s; then echo %s\nelif ! [ -d .mirrord ] || [ -L .mirrord ]; then echo %s; fi\n"
             % (HOLDS_NOTHING, ROOT_EMPTY, ROOT_UNMARKED)
             + b"%s --version 2>/dev/null | head -n 1; exit 0" % rsync_path)

@@ -29,8 +29,8 @@ from mirrord.targets.paths import META_DIR, check_relpath
 from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
-from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, LONG_TIMEOUT, MKDIRS, NOLINK,
-                                          PRINTF, ROOT_EMPTY, ROOT_UNMARKED, RSYNC_TMP,
+from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, EXIT_NOT_DIR, LONG_TIMEOUT,
+                                          MKDIRS, NOLINK, PRINTF, ROOT_EMPTY, ROOT_UNMARKED, RSYNC_TMP,
                                           classify_stderr, q, readonly_script, record_entry, tail)
 from mirrord.targets.rsync.root_guard import RootGuard, prepare_script, witness
 from mirrord.targets.rsync.trash import RsyncTrash
@@ -100,6 +100,9 @@ class RsyncTarget(Target):
         if proc.returncode == EXIT_ABSENT:
             raise MirrorRootMissing(f"{self.describe()}: the mirror root {self.opts.path} does not "
                                  f"exist on {self.opts.host}")
+        if proc.returncode == EXIT_NOT_DIR:   # a file where the mount point was: no mirror
+            raise MirrorRootMissing(f"{self.describe()}: the mirror root {self.opts.path} on "
+                                    f"{self.opts.host} is not a directory")
         if proc.returncode != 0:
             raise classify_stderr(proc.stderr, f"{self.describe()}: cannot look at the target "
                                                f"root (not a directory?)")

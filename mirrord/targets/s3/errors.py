@@ -8,7 +8,8 @@ Errors (mirrord.targets.base states the contract):
 | connection refused/reset, timeouts, EndpointConnectionError,  | RetryableError |
 | a broken response stream, HTTP 5xx, 408, 429, SlowDown,       |                |
 | Throttling, RequestTimeout, InternalError, ServiceUnavailable |                |
-| NoSuchBucket, AccessDenied, InvalidAccessKeyId,               | PermanentError |
+| NoSuchBucket (a MirrorRootMissing: failover refuses it),      | PermanentError |
+| AccessDenied, InvalidAccessKeyId,                             |                |
 | SignatureDoesNotMatch, KeyTooLongError, InvalidArgument, any  |                |
 | other 4xx, missing credentials, a name that is not UTF-8 or   |                |
 | whose key is longer than 1024 bytes                           |                |
@@ -40,7 +41,7 @@ from botocore.exceptions import (CredentialRetrievalError, HTTPClientError, Inco
                                  PartialCredentialsError)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from mirrord.errors import PermanentError, RetryableError, TargetError
+from mirrord.errors import MirrorRootMissing, PermanentError, RetryableError, TargetError
 from mirrord.logsetup import redact
 from mirrord.targets.failures import classify_oserror
 
@@ -110,6 +111,8 @@ def classify(exc: BaseException, where: str) -> TargetError:
         text = f"{where}: {code or 'error'} (HTTP {status})" + (f": {message}" if message else "")
         if status == 412 or code == "PreconditionFailed":
             return PreconditionFailed(text)
+        if code == "NoSuchBucket":   # the mirror's root is gone: failover refuses, as for a
+            return MirrorRootMissing(text)   # local or rsync root that does not exist
         return (RetryableError if is_retryable(code, status) else PermanentError)(text)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError, ParamValidationError)):
         return PermanentError(f"{where}: {type(exc).__name__}: {exc}")
