@@ -129,6 +129,8 @@ class Procedure:
                 run.checks.append(self.waits.replica(target, deadline))
                 if run.checks[-1].ok:
                     run.checks += self.waits.heartbeat(first_hb, deadline)
+                if not run.refusals:   # last, right before the flip: no write since
+                    run.checks.append(self.waits.primary_quiet(target, deadline))
         return self._conclude(run, readonly=True, undo="mirrord failback")
 
     def _failback(self, run: Run) -> int:

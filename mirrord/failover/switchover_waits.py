@@ -28,6 +28,9 @@ class Clock:
     sleep: Callable[[float], None] = time.sleep
 
 
+QUIET_WINDOW = 1.0   # seconds the primary must write nothing in, right before the flip
+
+
 def timeouts(fo: FailoverConfig) -> dict:
     """The connect and statement timeouts (seconds) of every PostgreSQL session."""
     return {"connect_timeout": fo.connect_timeout, "statement_timeout": fo.statement_timeout}
@@ -89,6 +92,43 @@ class Waits:
                      error or "the replica did not replay the primary's WAL position in time",
                      data={"waited": round(waited, 3), "target": replica.format_lsn(target),
                            "replayed": _lsn(replayed)})
+
+    def primary_quiet(self, target: int, deadline: float) -> Check:
+        """The primary wrote no WAL since `target` (the position the replica was waited
+        for): its position is read again; where it moved on, the replica is waited for
+        up to it and the primary looked at again, until it stays put or the monotonic
+        `deadline` passes (a FAIL: still committing). The README's step 2 says to stop
+        writes first; a switchover run while the application still wrote flipped and
+        said done, and the replica lacked what was committed after the position it had
+        waited for (a breaker: 20 rows a second, 10 missing). An idle primary's own
+        WAL (a checkpoint, a standby snapshot) moves it once, and the next look finds
+        it still. Each look comes QUIET_WINDOW seconds after the position it compares
+        with was read (or replayed), so that a write committed meanwhile shows."""
+        t0, start, lsn = self.clock.monotonic(), target, target
+        while True:
+            self.clock.sleep(QUIET_WINDOW)
+            _, lsn = replica.primary_position(self.fo.primary_database, **timeouts(self.fo))
+            if lsn is not None and lsn <= target:
+                break
+            if lsn is None or self.clock.monotonic() >= deadline:
+                break
+            ok, _replayed, _error = replica.wait_replayed(
+                self.fo.database, lsn, deadline=deadline, monotonic=self.clock.monotonic,
+                sleep=self.clock.sleep, **timeouts(self.fo))
+            if not ok:
+                break
+            target = lsn
+        waited = self.clock.monotonic() - t0
+        quiet = lsn is not None and lsn <= target
+        value = (f"no WAL since {replica.format_lsn(target)}" if quiet else
+                 "primary unreachable" if lsn is None else
+                 f"WAL moved from {replica.format_lsn(start)} to {replica.format_lsn(lsn)}")
+        return Check("switchover.primary_quiet", quiet, f"{value} after {waited:.1f}s",
+                     "no write on the primary while switching over",
+                     "the primary is still committing (or could not be read): stop writes "
+                     "on the primary first (maintenance page), then run switchover again",
+                     data={"waited": round(waited, 3), "from": replica.format_lsn(start),
+                           "at": _lsn(lsn)})
 
     def heartbeat(self, first: tuple[heartbeat.Heartbeat | None, str],
                   deadline: float) -> list[Check]:

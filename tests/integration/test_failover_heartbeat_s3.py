@@ -42,7 +42,9 @@ def test_stale_heartbeat_on_s3_is_reported(s3_site, capsys):
 
 
 def test_unreadable_s3_heartbeat_is_a_warning_for_failover_and_refuses_switchover(s3_site, capsys):
-    s3_site.target_lines[1] = "bucket = no-such-bucket-here"
+    wrong = "wrong-secret-Zq81x"   # SignatureDoesNotMatch: the bucket is there, unreadable
+    s3_site.target_lines = [line if not line.startswith("secret_access_key") else
+                            f"secret_access_key = {wrong}" for line in s3_site.target_lines]
     s3_site.configure(switchover_timeout="1s")
     assert s3_site.run("failover", "--dry-run") == 0
     out = capsys.readouterr().out
@@ -50,4 +52,15 @@ def test_unreadable_s3_heartbeat_is_a_warning_for_failover_and_refuses_switchove
     assert s3_site.run("switchover") == 3
     out = capsys.readouterr().out
     assert "FAIL          heartbeat.age            value=none" in out
-    assert "secret" not in out.lower().replace("secret_access_key", "")
+    assert wrong not in out
+
+
+def test_a_bucket_that_does_not_exist_refuses_failover_unless_forced(s3_site, capsys):
+    """No bucket is no mirror (as a local root that does not exist): a switch would serve
+    no uploads. It was a warning, as an unreadable heartbeat is (a breaker)."""
+    s3_site.target_lines[1] = "bucket = no-such-bucket-here"
+    s3_site.configure()
+    assert s3_site.run("failover", "--dry-run") == 3
+    out = capsys.readouterr().out
+    assert "FAIL          heartbeat.age            value=none" in out and "NoSuchBucket" in out
+    assert s3_site.run("failover", "--dry-run", "--force") == 0

@@ -408,3 +408,33 @@ def test_switchover_refused_when_the_primary_is_down(site, pg, capsys):
     out = _output(capsys)
     assert "FAIL          primary.connect" in out and "use failover" in out
     assert PASSWORD not in out
+
+
+def test_switchover_refuses_while_the_primary_keeps_committing(site, pg, capsys):
+    """A breaker: switchover run while the application still wrote (the README says to
+    stop writes first) flipped, said done and exit 0, and the replica lacked the rows
+    committed after the position it had waited for. It now looks at the primary again
+    right before the flip and refuses while its WAL keeps moving."""
+    site.configure(max_replay_lag="1h", switchover_timeout="3s")
+    stop = threading.Event()
+
+    def commit_all_along():
+        while not stop.wait(0.05):
+            pg.write()
+    writer = threading.Thread(target=commit_all_along, daemon=True)
+    writer.start()
+    try:
+        with HeartbeatWriter(site):
+            assert site.run("switchover") == 3
+    finally:
+        stop.set()
+        writer.join()
+    out = _output(capsys)
+    assert "FAIL          switchover.primary_quiet" in out and "WAL moved from" in out, out
+    assert "stop writes on the primary first" in out
+    assert os.readlink(site.link) == site.original.decode()
+    with HeartbeatWriter(site):   # writes stopped: the same switchover goes ahead
+        assert site.run("switchover") == 0
+    out = _output(capsys)
+    assert "ok            switchover.primary_quiet" in out and "no WAL since" in out, out
+    assert os.readlink(site.link) == str(site.etc / "readonly.php")
