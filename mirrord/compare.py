@@ -26,6 +26,19 @@ def change_kind(entry: Entry, reason: str) -> str:
     return "attr" if reason == "mode" else "put"
 
 
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def stored_ns(ns: int) -> int:
+    """A timestamp in nanoseconds as the `shipped` table holds it: clamped to SQLite's
+    64-bit INTEGER (years 1677 to 2262). A file dated outside that (`touch -d 2300-01-01`,
+    which ext4 and XFS keep) raised OverflowError in the ack, and every row of its batch
+    stayed claimed until a restart (a breaker). Compare a source's mtime with a recorded
+    one through this too (against_shipped, against_listing), or such a file is re-sent
+    at every look."""
+    return INT64_MIN if ns < INT64_MIN else INT64_MAX if ns > INT64_MAX else ns
+
+
 def against_shipped(entry: Entry, row: ShippedRow | None, *, keeps_mode: bool | None) -> str | None:
     """The Change kind that brings a target from the shipped `row` to the source `entry`,
     None when nothing differs (catch-up). Directories' mtimes are not compared (they move
@@ -33,7 +46,7 @@ def against_shipped(entry: Entry, row: ShippedRow | None, *, keeps_mode: bool | 
     1, is sent once), None (not known: compared only where recorded), False (never)."""
     if row is None:
         return "mkdir" if entry.is_dir else "put"
-    if not entry.is_dir and (row[1], row[2]) != (entry.size, entry.mtime_ns):
+    if not entry.is_dir and (row[1], row[2]) != (entry.size, stored_ns(entry.mtime_ns)):
         return "put"
     shipped_mode = row[4]
     if keeps_mode is False or (shipped_mode is None and not keeps_mode):
@@ -59,7 +72,7 @@ def against_listing(s: Entry, t: Entry, h: ShippedRow | None, *, list_mtime: boo
     if h is not None and h[3] is not None and t.token is not None:
         if etag(t.token) != etag(h[3]):
             return "changed on the target"
-        if (h[1], h[2]) != (s.size, s.mtime_ns):
+        if (h[1], h[2]) != (s.size, stored_ns(s.mtime_ns)):
             return "changed at the source"
         if keeps_mode and h[4] != s.mode:   # NULL: shipped before modes were recorded
             return "mode"

@@ -142,6 +142,38 @@ class Pipeline:
             log.error(kv(msg="cannot write the journal; holding changes in memory and retrying",
                          error=str(exc), held=len(self.unwritten) if held is None else held))
 
+    def _ack_one_by_one(self, outcomes: list[Outcome], exc: Exception) -> list[Outcome]:
+        """A batch whose ack raised what is no I/O trouble (a value SQLite cannot hold: a
+        bug, or input no rule foresaw) is acked outcome by outcome, so that the rest of
+        the batch is recorded; the one that still fails is recorded as failed instead
+        (retried with backoff, its error in status), and only when even that fails does
+        its row stay claimed until a restart. Before, the whole batch stayed claimed: no
+        later change to any of its paths was shipped (a breaker: a file dated 2300).
+        Returns the outcomes as recorded."""
+        log.error(kv(msg="cannot record a batch of finished work; recording it op by op",
+                     ops=len(outcomes), error=f"{type(exc).__name__}: {exc}"))
+        recorded = []
+        for i, out in enumerate(outcomes):
+            why = ""
+            for attempt in (out, None):
+                if attempt is None:   # the outcome cannot be recorded: record it as failed
+                    attempt = Outcome(out.op, error=f"cannot record the outcome: {why}",
+                                      permanent=True)
+                try:
+                    self.journal.ack([attempt])
+                    recorded.append(attempt)
+                    break
+                except sqlite3.OperationalError as io:   # disk full meanwhile: hold the rest
+                    self.journal_failed(io)
+                    self.unacked = outcomes[i:]
+                    return recorded
+                except Exception as one:  # noqa: BLE001 - this op's own trouble
+                    why = f"{type(one).__name__}: {one}"
+            else:   # not even its failure: the row waits for a restart
+                log.error(kv(msg="cannot record finished work; redone after restart",
+                             path=out.op.path, target=out.op.target, error=why))
+        return recorded
+
     # ------------------------------------------------------------ outcomes
     def pump(self) -> None:
         """One turn: retry held changes, record finished work, dispatch, resolve tickets."""
@@ -164,11 +196,9 @@ class Pipeline:
             self.unacked = outcomes
             return
         except Exception as exc:  # noqa: BLE001 - a bug: never block every later ack on it
-            log.exception(kv(msg="cannot record finished work; redone after restart",
-                             ops=len(outcomes)))
             self.journal_failed(exc)
             self.unacked = []
-            return
+            outcomes = self._ack_one_by_one(outcomes, exc)
         # one line per cause: the error with the op's own path left out (errors.cause_of),
         # the first op's error shown
         failed: dict[tuple[str, int, str], tuple[str, list[str]]] = {}

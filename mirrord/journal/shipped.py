@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from mirrord.compare import stored_ns
 from mirrord.journal.records import Outcome, _b, _prefix_upper
 
 
@@ -42,7 +43,7 @@ def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
     elif out.shipped_kind == "meta":   # mode / mtime set in place: same body, same token
         db.execute("UPDATE shipped SET mtime_ns = ?, mode = ?, token = COALESCE(?, token) "
                    "WHERE target = ? AND source = ? AND key = ?",
-                   (out.mtime_ns, out.mode, out.token, t, s, path))
+                   (stored_ns(out.mtime_ns), out.mode, out.token, t, s, path))
     elif out.shipped_kind in ("mkdir", "move"):
         _set_shipped(db, t, s, path + b"/", path, 0, out.mtime_ns, None, out.mode)
     elif out.shipped_kind == "delete":
@@ -56,7 +57,7 @@ def _set_shipped(db: sqlite3.Connection, t: str, s: str, key: bytes, other: byte
     removed first, unless None: the caller has removed it already."""
     if other is not None:
         db.execute("DELETE FROM shipped WHERE target = ? AND source = ? AND key = ?", (t, s, other))
-    db.execute(_UPSERT, (t, s, key, size, mtime_ns, token, mode))
+    db.execute(_UPSERT, (t, s, key, size, stored_ns(mtime_ns), token, mode))
 
 
 def _forget_tree(db: sqlite3.Connection, t: str, s: str, path: bytes) -> None:
