@@ -24,6 +24,7 @@ bytes shipped are those of the file that was checked.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -204,13 +205,22 @@ class Shipper(MoveOps):
                     outcomes.append(Outcome(op, "skip"))
                     continue
                 try:
-                    if op.kind == "move":
+                    # a directory arriving under a directory-only pattern (`temp/`) by a
+                    # rename is observed below, as any path whose directory is excluded
+                    if op.kind == "move" and not (op.is_dir and src.excluded(op.path, is_dir=True)):
                         moved = self._try_move(target, op, src)
                         if moved is not None:
                             faults.point("shipped", target.name, [op.path])
                             outcomes.append(moved)
                             continue
                     seen = self._observe_for(op, src, target, openers[op.source])
+                    hidden = seen.kind == "dir" and src.excluded(op.path, is_dir=True)
+                    if hidden:
+                        # the name is a directory a directory-only pattern (`temp/`) excludes
+                        # now: the file shipped there goes, and no directory is made. Made
+                        # (the op was the file's), it stayed empty on the target for good (a
+                        # breaker: `rm temp; mkdir temp`, exclude = temp/)
+                        seen = Observed("absent")
                     not_yet(op, seen, keeps=target.name in self.keep)
                     if seen.kind == "absent" and op.kind != "delete" and self.held(op.source):
                         # a put claimed before its file was removed would run as a delete;
@@ -230,7 +240,10 @@ class Shipper(MoveOps):
                         os.close(seen.fd)
                     outcomes.append(Outcome(op, "skip"))
                     continue
-                items.append(sync_item(op, src, seen, meta_only=only_meta))
+                item = sync_item(op, src, seen, meta_only=only_meta)
+                if hidden:   # a target that looks at the source again (rsync) sees no file
+                    item = dataclasses.replace(item, source_root="", source_rel="")
+                items.append(item)
                 pending.append((op, seen))
             if items:
                 synced = nested.sync(self._sync, target, items, self.sources.values())

@@ -95,7 +95,13 @@ class RenameEvents:
             # renamed, so something may already stand at src again (the first half of a
             # renameat2 exchange whose other end has left the tree since)
             self.quiet_files.drop(src)  # type: ignore[arg-type]
-            out.append(as_it_stands(self.root, src, is_dir))  # type: ignore[arg-type]
+            now = as_it_stands(self.root, src, is_dir)  # type: ignore[arg-type]
+            if is_dir and now.kind == "write":
+                # a directory left and a file stands at its name already (the first half of
+                # an exchange whose other name is excluded, `temp/`): its tree goes first. A
+                # put alone left the tree's objects beside the file on S3 (a breaker: e/y)
+                out.append(FsEvent("rmtree", src, is_dir=True))  # type: ignore[arg-type]
+            out.append(now)
 
     def _exchanged(self, a: str, a_was_dir: bool, b: str, b_was_dir: bool) -> list[FsEvent]:
         """Names `a` and `b` swapped their objects (`a_was_dir`: what stood at `a` before was
