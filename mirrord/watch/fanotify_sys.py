@@ -248,9 +248,14 @@ def handle_path(mount_fd: int, handle: bytes) -> str | None:
         raise
     try:
         path = os.readlink(f"/proc/self/fd/{fd}")
+        # d_path appends " (deleted)" to an unlinked directory's path, but a name may end
+        # so too (`Photos (deleted)`): every event below such a directory was dropped as
+        # gone (a breaker). An unlinked directory has no links left (rmdir(2))
+        if path.endswith(" (deleted)") and os.fstat(fd).st_nlink == 0:
+            return None
     finally:
         os.close(fd)
-    if path.endswith(" (deleted)") or not path.startswith("/"):
+    if not path.startswith("/"):
         return None
     return path
 
