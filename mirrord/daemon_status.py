@@ -102,14 +102,15 @@ class Reporter:
         backlog = d.journal.backlog()
         now = time.time()
         sources = d.source_health()
+        held = d.pipeline.held() if d.pipeline is not None else 0   # not in the backlog
         states = d.target_states.update(backlog, now=now, sources=sources,
                                         scanning=d.catchups_pending,
-                                        unwritable=dict(self.unwritable))
+                                        unwritable=dict(self.unwritable), journal_held=held)
         if metrics is not None:
             metrics.set_target_states(states)
         for name, target in d.targets.items():
             b = backlog.get(name)
-            pending = b.pending if b else 0
+            pending = (b.pending if b else 0) + held   # held: for some source, maybe this one
             oldest = (now - b.oldest) if (b and b.oldest) else 0.0
             unwatched = sum(h["unwatched_directories"] for s, h in sources.items()
                             if name in cfg.source(s).targets)

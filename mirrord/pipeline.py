@@ -73,6 +73,10 @@ class Pipeline:
         """Changes or outcomes wait in memory for the journal."""
         return bool(self.unwritten or self.unacked)
 
+    def held(self) -> int:
+        """How many changes and outcomes wait in memory for the journal (0: none)."""
+        return len(self.unwritten) + len(self.unacked)
+
     def busy(self) -> bool:
         return self.holding or (self.shipper is not None and self.shipper.busy())
 

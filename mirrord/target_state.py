@@ -127,14 +127,20 @@ class TargetStates:
     def update(self, backlog: Mapping[str, TargetBacklog], *, now: float,
                sources: Mapping[str, Mapping] | None = None,
                scanning: Iterable[str] = (),
-               unwritable: Mapping[str, str] | None = None) -> dict[str, TargetState]:
+               unwritable: Mapping[str, str] | None = None,
+               journal_held: int = 0) -> dict[str, TargetState]:
         """Each configured target's state at `now` (Unix seconds).
 
         `backlog`: journal.read_backlog() (a target absent from it has nothing pending);
         `sources`: Daemon.source_health() (source -> {"unwatched_directories": int, ...});
         `scanning`: names of sources whose catch-up walk has not finished;
         `unwritable`: target -> the error of its latest heartbeat write, for each target
-        whose latest heartbeat write failed.
+        whose latest heartbeat write failed; `journal_held`: changes and outcomes the
+        pipeline holds in memory because the state database cannot be written (disk
+        full, another process holding its lock): every target is degraded while any are
+        held, since the backlog read from that database does not count them. Before, a
+        full state disk left status, the heartbeat, the metrics and /ready at in_sync with
+        0 pending while 105 changes waited unshipped (a breaker).
         """
         if self._watching_since is None:
             self._watching_since = now
@@ -143,6 +149,12 @@ class TargetStates:
         unwritable = unwritable or {}
         self.current = {t: self._decide(t, backlog.get(t) or TargetBacklog(t), now, sources,
                                         scanning, unwritable.get(t)) for t in self.targets}
+        if journal_held:
+            for t, st in self.current.items():
+                self.current[t] = TargetState(
+                    DEGRADED, st.lag_seconds, f"the state database cannot be written: "
+                    f"{journal_held} changes held in memory, not shipped until it can "
+                    f"(disk full? another process holding its lock?)", st.ever_in_sync)
         return dict(self.current)
 
     def to_json(self) -> dict[str, dict]:

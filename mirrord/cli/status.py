@@ -55,8 +55,10 @@ def collect(cfg: Config) -> dict:
             }
         doc["daemon"] = journal.read_state(db, "daemon")
         stored = (doc["daemon"] or {}).get("target_states") or {}
+        age = now - float((doc["daemon"] or {}).get("updated") or now)
         for name, t in doc["targets"].items():
-            t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None))
+            t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None,
+                                  age=age, interval=cfg.mirrord.heartbeat_interval))
             if not cfg.sources_for(name):
                 # the daemon never opens it, yet its state table calls it in_sync: the shipped
                 # mirrord.ini's example s3 and rsync sections showed as in_sync under `make run`
@@ -78,6 +80,9 @@ def collect(cfg: Config) -> dict:
     return doc
 
 
+STALE_AFTER = 15.0   # seconds: a state document older than this (and 3 heartbeats) is stale
+
+
 def alarm_state(alarm: dict | None, held: dict | None) -> dict:
     """A source's mass-change alarm (the running daemon's state row: mirrord.daemon_alarm)
     and its held deletes (the journal's holds table, so shown with the daemon stopped too).
@@ -87,14 +92,25 @@ def alarm_state(alarm: dict | None, held: dict | None) -> dict:
             "deletes_held": held}
 
 
-def target_state(stored: dict | None, *, running: bool) -> dict:
+def target_state(stored: dict | None, *, running: bool, age: float = 0.0,
+                 interval: float = 5.0) -> dict:
     """A target's `state`, `lag_seconds` and `state_reason` from the daemon's state document
     ("target_states": {target: mirrord.target_state.TargetState.to_json()}). `unknown` when
-    the daemon is not running (a stored state is stale once it stops) or has not decided yet."""
+    the daemon is not running (a stored state is stale once it stops) or has not decided yet,
+    and when the document is `age` seconds old, more than three heartbeat `interval`s
+    (seconds) and STALE_AFTER: the daemon cannot write the state database (a full disk,
+    another process holding its lock) or its loop is stuck, and the state it last wrote
+    (in_sync, say) no longer says anything (a breaker: a full state disk, 105 changes
+    unshipped, status in_sync)."""
     if not stored or not running:
         last = f"; last known {stored.get('state')}" if stored else ""
         why = "daemon not running" if not running else "no heartbeat yet"
         return {"state": "unknown", "lag_seconds": None, "state_reason": why + last}
+    if age > max(3 * interval, STALE_AFTER):
+        return {"state": "unknown", "lag_seconds": None,
+                "state_reason": f"the daemon's last update is {age:.0f}s old: it cannot write "
+                                f"the state database (disk full? another process holding its "
+                                f"lock?) or its loop is stuck; last known {stored.get('state')}"}
     return {"state": stored.get("state", "unknown"), "lag_seconds": stored.get("lag_seconds"),
             "state_reason": stored.get("reason", "")}
 

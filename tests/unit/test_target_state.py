@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -191,7 +192,7 @@ def test_status_shows_each_targets_state_and_lag(tmp_path, clock):
     cfg, jr = _status_env(tmp_path)
     states = TargetStates({"uploads": ["s3", "host"]}, ever_in_sync={"s3", "host"})
     states.update({"s3": bl("s3", pending=7, oldest=clock.now - 42)}, now=clock.now)
-    jr.set_state("daemon", {"pid": os.getpid(), "updated": clock.now,
+    jr.set_state("daemon", {"pid": os.getpid(), "updated": time.time(),
                             "target_states": states.to_json()})
     jr.close()
     with locks.take(cfg.mirrord.state_dir, locks.DAEMON):
@@ -240,7 +241,7 @@ def test_status_calls_a_target_no_source_lists_unused(tmp_path, clock):
     jr = journal.Journal(cfg.mirrord.journal_path, {"uploads": ("local",)})
     states = TargetStates({"uploads": ["local"]}, targets=cfg.targets, ever_in_sync={"local"})
     states.update({}, now=clock.now)
-    jr.set_state("daemon", {"pid": os.getpid(), "updated": clock.now,
+    jr.set_state("daemon", {"pid": os.getpid(), "updated": time.time(),
                             "target_states": states.to_json()})
     jr.close()
     with locks.take(cfg.mirrord.state_dir, locks.DAEMON):
@@ -301,3 +302,34 @@ def test_a_target_whose_heartbeat_cannot_be_written_is_degraded_with_nothing_pen
     one(states, clock, b)
     clock.now += 600
     assert one(states, clock, b, unwritable={"s3": "refused"}).state == STALLED
+
+
+def test_status_calls_a_stale_state_document_unknown(tmp_path, clock):
+    """The daemon runs but its state document is old (it cannot write the state database:
+    a full disk, another process holding its lock): what it last wrote says nothing now."""
+    from mirrord import locks
+    from mirrord.cli import status
+
+    cfg, jr = _status_env(tmp_path)
+    states = TargetStates({"uploads": ["s3", "host"]}, ever_in_sync={"s3", "host"})
+    states.update({}, now=clock.now)
+    jr.set_state("daemon", {"pid": os.getpid(), "updated": time.time() - 60,
+                            "target_states": states.to_json()})
+    jr.close()
+    with locks.take(cfg.mirrord.state_dir, locks.DAEMON):
+        doc = status.collect(cfg)
+    for name in ("s3", "host"):
+        t = doc["targets"][name]
+        assert t["state"] == "unknown" and "last update is 60s old" in t["state_reason"], t
+        assert t["state_reason"].endswith("last known in_sync")
+
+
+def test_changes_held_in_memory_degrade_every_target():
+    """The backlog read from the state database does not count what the pipeline holds
+    while it cannot be written: every target is degraded, whatever the backlog says."""
+    states = TargetStates({"uploads": ["s3", "host"]}, ever_in_sync={"s3", "host"})
+    got = states.update({}, now=1_700_000_000.0, journal_held=105)
+    for name in ("s3", "host"):
+        assert got[name].state == DEGRADED
+        assert "105 changes held in memory" in got[name].reason
+    assert states.update({}, now=1_700_000_001.0)["s3"].state == IN_SYNC
