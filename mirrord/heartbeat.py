@@ -79,6 +79,8 @@ def parse(data: bytes) -> Heartbeat:
         doc = json.loads(data, parse_constant=_no_constant)
     except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError, _no_constant's
         raise ValueError(f"heartbeat is not JSON: {exc}") from None
+    except RecursionError:   # arrays nested 200,000 deep: a traceback from failover --force
+        raise ValueError("heartbeat is not JSON: nested too deep") from None
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"heartbeat has no version {VERSION} document")
     try:

@@ -51,7 +51,7 @@ def _handler(registry: CollectorRegistry, probes: Probes) -> type:
 
         def _answer(self, *, body: bool) -> None:
             path = urllib.parse.urlsplit(self.path).path
-            if path == "/metrics" and self.command == "GET":
+            if path == "/metrics" and self.command in ("GET", "HEAD"):
                 # the format the scraper's Accept asks for (text 0.0.4 by default, or OpenMetrics)
                 encode, ctype = choose_encoder(self.headers.get("Accept", ""))
                 return self._send(200, encode(registry), ctype, body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import threading
 import urllib.error
 import urllib.request
 
@@ -24,10 +25,26 @@ SHOWN = 300               # characters of the body quoted in a failure message
 
 
 def check(url: str, pattern: str, *, timeout: float) -> tuple[bool, str]:
-    """(ok, what was fetched and seen); never raises: an unreachable site, an HTTP error,
-    an answer that is not HTTP (http.client.HTTPException) or a URL urllib cannot use
-    (http.client.InvalidURL, ValueError) is (False, why). A user:password@ in `url` is
-    never shown (check-config refuses it; this is the last line of defence)."""
+    """(ok, what was fetched and seen) within `timeout` seconds in all; never raises: an
+    unreachable site, an HTTP error, an answer that is not HTTP (http.client.HTTPException),
+    a URL urllib cannot use (http.client.InvalidURL, ValueError) or no whole answer within
+    `timeout` is (False, why). urlopen's own timeout bounds each socket operation, not the
+    fetch: a server sending one byte a second held failover for good, after the flip and
+    before post_failover, with the lock held (a breaker); the fetch now runs on a daemon
+    thread that is given up at the deadline. A user:password@ in `url` is never shown
+    (check-config refuses it; this is the last line of defence)."""
+    answer: list[tuple[bool, str]] = []
+    worker = threading.Thread(target=lambda: answer.append(_fetch(url, pattern, timeout)),
+                              name="check_url", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if answer:
+        return answer[0]
+    return False, redact(f"GET {shown_url(url)}: no whole answer within check_timeout "
+                         f"{timeout:g}s")
+
+
+def _fetch(url: str, pattern: str, timeout: float) -> tuple[bool, str]:
     shown = shown_url(url)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

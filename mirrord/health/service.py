@@ -118,6 +118,10 @@ def parse_limits(query: str) -> dict[str, float]:
 class Handler(BaseHTTPRequestHandler):
     health: Health            # set on the subclass make_server builds
     server_version = "mirrord-health"
+    # seconds a connection may stay silent (socketserver.StreamRequestHandler.timeout):
+    # without it, idle connections (slowloris) each held a thread and a descriptor for
+    # good, and 1024 of them took /ready down for HAProxy and keepalived (a breaker)
+    timeout = 10.0
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's names)
         self._answer(body=True)
@@ -132,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/live":
             return self._send(200, b"live\n", "text/plain; charset=utf-8", body)
-        if url.path == "/metrics" and self.command == "GET":
+        if url.path == "/metrics" and self.command in ("GET", "HEAD"):
             return self._send(200, self.health.metrics(), CONTENT_TYPE_LATEST, body)
         if url.path != "/ready":
             return self._send(404, b"not found: /live, /ready, /metrics\n", "text/plain", body)

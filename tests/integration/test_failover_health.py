@@ -221,7 +221,8 @@ def _strict(body: bytes) -> dict:
 @pytest.mark.parametrize("field,value", [
     ("unix", "NaN"), ("unix", "Infinity"), ("unix", "-Infinity"), ("unix", "1e999"),
     ("unix", '"nan"'), ("unix", '"inf"'), ("pending", "1e999"), ("pending", "NaN"),
-    ("oldest_pending_age", "Infinity"), ("interval", '"nan"'), ("trash_oldest", "1e999")])
+    ("oldest_pending_age", "Infinity"), ("interval", '"nan"'), ("trash_oldest", "1e999"),
+    ("host", "[" * 200_000 + "]" * 200_000)])
 def test_a_heartbeat_with_a_number_that_is_not_finite_is_malformed_and_ready_stays_json(
         site, service, field, value):
     """A breaker: `"unix": NaN` (or 1e999, read as Infinity) was taken as a number; /ready's
@@ -239,3 +240,21 @@ def test_a_heartbeat_with_a_number_that_is_not_finite_is_malformed_and_ready_sta
     assert check["status"] == "WARN" and code == 200, got   # as any unreadable heartbeat
     assert "heartbeat is not JSON" in check["message"] or \
         "heartbeat field missing or malformed" in check["message"], check
+
+
+def test_an_idle_connection_is_closed_and_ready_keeps_answering(site, monkeypatch):
+    """A breaker: connections that never send a request (slowloris) each held a thread and
+    a descriptor for good; 1024 of them (systemd's default limit for the unit) took /ready
+    down. Each is closed after Handler.timeout seconds of silence now (10 s; 0.5 s here)."""
+    from mirrord.health.service import Handler
+    monkeypatch.setattr(Handler, "timeout", 0.5)
+    svc = Service(site)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", svc.port), timeout=30) for _ in range(20)]
+        assert svc.get("/ready")[0] in (200, 503)          # answered beside them
+        for s in idle:
+            assert s.recv(1) == b""                        # closed by the server
+            s.close()
+        assert svc.get("/metrics", method="HEAD") == (200, b"")   # HEAD as GET, no body
+    finally:
+        svc.close()
