@@ -76,6 +76,7 @@ class Daemon:
         self.watching = watching   # sources already watched (start.watch_sources), or None
         self.counters = Counters()
         self.stop_requested = threading.Event()
+        self.hup_seen = threading.Event()   # SIGHUP: logged by the loop, nothing reloaded
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.proposals: queue.Queue[Proposal] = queue.Queue(maxsize=SCAN_QUEUE_CHUNKS)
         self.watchers: dict[str, Watcher] = {}
@@ -200,7 +201,8 @@ class Daemon:
                  ("collect scans", self._collect_scans),
                  ("dispatch", self._dispatch),
                  ("heartbeat", self._maybe_heartbeat),
-                 ("watchdog", self.reporter.watchdog)]
+                 ("watchdog", self.reporter.watchdog),
+                 ("SIGHUP", self._hup_said)]
         steps += [(f"hook {getattr(h, '__qualname__', h)}", functools.partial(h, self))
                   for h in self.periodic_hooks]
         return steps
@@ -288,7 +290,19 @@ class Daemon:
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        # SIGHUP's default action ended the daemon without a line, and systemd's
+        # Restart=on-failure takes a SIGHUP death for a clean stop: an operator's habitual
+        # `kill -HUP` to reload stopped mirroring for good (a breaker). Nothing is
+        # reloaded; the loop says so (logging here could meet the logging lock held)
+        signal.signal(signal.SIGHUP, lambda _s, _f: (self.hup_seen.set(), self.wake()))
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+
+    def _hup_said(self) -> None:
+        if self.hup_seen.is_set():
+            self.hup_seen.clear()
+            log.warning(kv(msg="SIGHUP: mirrord does not reload its configuration; it runs on "
+                               "as started. Restart it to apply a changed config",
+                           action="systemctl restart mirrord"))
 
     def shutdown(self) -> None:
         """Finish or persist in-flight work, then release everything (mirrord.daemon_lifecycle)."""

@@ -47,6 +47,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # as the daemon (mirrord.daemon): SIGHUP's default action ended the service, which
+    # Restart=on-failure does not restart; nothing is reloaded, a thread says so
+    signal.signal(signal.SIGHUP, lambda _s, _f: threading.Thread(target=_said_hup, daemon=True).start())
     bound = server.server_address
     log.info(kv(event="health_listening", address=f"{bound[0]}:{bound[1]}",
                 interval=cfg.health.interval))
@@ -57,3 +60,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         notify.notify(notify.STOPPING)
         server.server_close()
     return 0
+
+
+def _said_hup() -> None:
+    log.warning(kv(msg="SIGHUP: mirrord health does not reload its configuration; restart it "
+                       "to apply a changed config", action="systemctl restart mirrord-health"))

@@ -151,10 +151,14 @@ def test_health_service_serves_ready_and_stops_on_sigterm(ini):
         assert code == 200
         code, body = _get(f"http://127.0.0.1:{port}/ready")
         assert code == 200 and json.loads(body)["ready"] is True
+        proc.send_signal(signal.SIGHUP)   # said, not obeyed: it serves on (a breaker)
+        time.sleep(0.5)
+        assert proc.poll() is None and _get(f"http://127.0.0.1:{port}/live")[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert "SIGHUP: mirrord health does not reload" in err, err
     assert PASSWORD not in out + err
 
 
