@@ -111,6 +111,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         # first half (fanotify_renames._moved)
         self._last_move: tuple[str, str, bool, bytes | None] | None = None
         self.identity = RootIdentity(root, clock, root_check)   # as given: a link swapped
+        self.mark_sdevs: set[str] = set()   # the filesystem mark's superblock, learnt by start()
         self.ignore_outside = ignore_outside    # kernel ignore marks (fanotify_ignore)
         self.ignores: OutsideIgnores | None = None
 
@@ -144,7 +145,9 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         """Place the filesystem mark and learn the root's handles. Returns a watch_error
         for each mount point below the root (the mark cannot see into it); the caller's
         scan covers files. Raises OSError when the mark or the root's handle is refused."""
+        before = S.filesystem_marks(self.fd)   # a probe's group may hold one already
         S.fanotify_mark(self.fd, S.FAN_MARK_ADD | S.FAN_MARK_FILESYSTEM, MARK_MASK, self.root)
+        self.mark_sdevs = (S.filesystem_marks(self.fd) - before) or S.filesystem_marks(self.fd)
         st = self.paths.learn_root()
         if self.ignore_outside:
             self.ignores = OutsideIgnores(self.fd, self.root, st.st_dev)
@@ -178,6 +181,8 @@ class FanotifyWatcher(FileEvents, RenameEvents):
     def mark_alive(self) -> bool:
         """Whether the filesystem mark on the root's file system is still in place
         (fanotify_sys.filesystem_marked: the kernel drops it silently with an unmount)."""
+        if self.mark_sdevs:   # the superblock the mark went on (fanotify_sys.filesystem_marks)
+            return bool(self.mark_sdevs & S.filesystem_marks(self.fd))
         known = self.identity.known
         return S.filesystem_marked(self.fd, known[0] if known is not None else 0)
 

@@ -260,6 +260,25 @@ def handle_path(mount_fd: int, handle: bytes) -> str | None:
     return path
 
 
+def filesystem_marks(fd: int, *, fdinfo: str | None = None) -> set[str]:
+    """The kernel dev_t (hex, as fdinfo prints it) of every filesystem mark the group `fd`
+    holds, from /proc/self/fdinfo/FD (proc(5): "fanotify sdev:%x ..."); an empty set when
+    it cannot be read. Learnt right after the mark is placed, it names the superblock
+    the mark is on, whatever stat(2) says of the root: on btrfs the root's st_dev is its
+    subvolume's anonymous device, not the superblock's, and a check against st_dev said
+    the mark was gone at every change of the mount table, the source root "lost" and the
+    whole tree walked again (a breaker). `fdinfo`: another file to read (tests)."""
+    marks: set[str] = set()
+    try:
+        with open(fdinfo or f"/proc/self/fdinfo/{fd}", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("fanotify sdev:"):
+                    marks.add(line.split()[1][len("sdev:"):])
+    except OSError:
+        pass
+    return marks
+
+
 def filesystem_marked(fd: int, dev: int) -> bool:
     """Whether the group `fd` holds a filesystem mark on the file system of `dev` (an
     st_dev). The kernel drops such a mark with the superblock when the file system is

@@ -381,3 +381,34 @@ def test_the_filesystem_mark_is_seen_in_place_and_gone_with_an_unmount(watcher, 
         finally:
             w.close()
     assert watcher.mark_alive()
+
+
+def test_the_mark_is_known_by_its_superblock_not_the_roots_st_dev(watcher, root, tmp_path,
+                                                                    monkeypatch):
+    """On btrfs the root's st_dev is its subvolume's anonymous device, not the superblock's
+    that fdinfo lists the mark on: the check against st_dev said the mark was gone at every
+    change of the mount table, the root lost, the tree walked again (a breaker). The
+    superblock is learnt from fdinfo when the mark is placed; here the root's st_dev is
+    made to differ, as btrfs's does, and the mark still reads alive until unmounted."""
+    from mirrord.watch import fanotify_sys
+    from tests.reliability.conftest import tmpfs, umount
+
+    assert watcher.mark_sdevs and watcher.mark_alive()
+    known = watcher.identity.known
+    monkeypatch.setattr(watcher.identity, "known", (known[0] + 1, *known[1:]))  # a subvolume's
+    assert watcher.mark_alive() and watcher.mounts_changed() == []
+    other = tmp_path / "fs2"
+    with tmpfs(other, "1m"):
+        w = FanotifyWatcher(str(other), None)
+        try:
+            assert w.start() == [] and w.mark_alive()
+            monkeypatch.setattr(w.identity, "known", (w.identity.known[0] + 1, *w.identity.known[1:]))
+            umount(other)
+            assert not w.mark_alive()
+        finally:
+            w.close()
+    fdinfo = tmp_path / "fdinfo"
+    fdinfo.write_text("pos:\t0\nflags:\t02\nfanotify flags:10 event-flags:0\n"
+                      "fanotify sdev:29 mflags:0 mask:4 ignored_mask:0\n"
+                      "fanotify ino:1a sdev:29 mflags:0 mask:0 ignored_mask:40000000\n")
+    assert fanotify_sys.filesystem_marks(-1, fdinfo=str(fdinfo)) == {"29"}
