@@ -18,6 +18,7 @@ and the directories above it keep their entries: renaming one of them is
 from __future__ import annotations
 
 import logging
+import errno
 import os
 from typing import Callable
 
@@ -41,6 +42,7 @@ class DirPaths:
         self.dirs: dict[bytes, str | None] = {}     # handle -> rel path; None: outside
         self.chain: dict[bytes, str] = {}           # the root's and its ancestors' handles
         self.dev: int | None = None
+        self.root_ino: int | None = None
         self.lookups = 0        # resolutions through open_by_handle_at (cache misses)
         self.gone: set[bytes] = set()   # handles of directories that no longer existed
         # paths learned by lookup (today's, not the event's) -> the owner's read
@@ -57,6 +59,7 @@ class DirPaths:
         self.chain = {S.name_to_handle(self.root): self.root}
         st = os.stat(self.root)
         self.dev, path = st.st_dev, self.root
+        self.root_ino = st.st_ino
         while path != "/":
             path = os.path.dirname(path)
             try:
@@ -81,8 +84,10 @@ class DirPaths:
         try:
             path = self._resolve(handle)
         except OSError as exc:
-            log.warning("cannot resolve a directory handle: %s", exc.strerror)
-            return None
+            if exc.errno != errno.ENAMETOOLONG:
+                log.warning("cannot resolve a directory handle: %s", exc.strerror)
+                return None
+            path = self._climb(handle)   # deeper than PATH_MAX: d_path cannot name it
         if path is None:
             self.gone.add(handle)   # deleted, or replaced by a rename over it, before this read
         rel = self._relative(path)
@@ -138,6 +143,42 @@ class DirPaths:
                 return None
             return S.handle_path(mount_fd, handle)
         finally:
+            os.close(mount_fd)
+
+    def _climb(self, handle: bytes) -> str | None:
+        """The absolute path of the directory `handle` names, built by climbing from it
+        through '..' and finding each name in its parent (by inode), for a directory
+        whose path is longer than PATH_MAX (4,096 bytes): readlink of /proc/self/fd
+        fails there with ENAMETOOLONG, and every event below it was dropped as outside
+        the root, status in_sync (a breaker; inotify names such a directory from its
+        parents' names). None when it is gone, outside the root, or cannot be climbed."""
+        try:
+            mount_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        names: list[str] = []
+        cur = -1
+        try:
+            cur = S.open_by_handle(mount_fd, handle, os.O_RDONLY | os.O_DIRECTORY)
+            while True:
+                st = os.fstat(cur)
+                if (st.st_dev, st.st_ino) == (self.dev, self.root_ino):
+                    return os.path.join(self.root, *reversed(names)) if names else self.root
+                parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cur)
+                os.close(cur)
+                cur = parent
+                if os.fstat(cur).st_ino == st.st_ino:   # the file system's root: outside
+                    return None
+                with os.scandir(cur) as entries:
+                    name = next((e.name for e in entries if e.inode() == st.st_ino), None)
+                if name is None:   # unlinked meanwhile
+                    return None
+                names.append(name)
+        except OSError:
+            return None
+        finally:
+            if cur >= 0:
+                os.close(cur)
             os.close(mount_fd)
 
     def _relative(self, path: str | None) -> str | None:

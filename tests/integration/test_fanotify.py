@@ -412,3 +412,28 @@ def test_the_mark_is_known_by_its_superblock_not_the_roots_st_dev(watcher, root,
                       "fanotify sdev:29 mflags:0 mask:4 ignored_mask:0\n"
                       "fanotify ino:1a sdev:29 mflags:0 mask:0 ignored_mask:40000000\n")
     assert fanotify_sys.filesystem_marks(-1, fdinfo=str(fdinfo)) == {"29"}
+
+
+def test_a_directory_deeper_than_path_max_is_named_by_climbing(watcher, root):
+    """readlink of /proc/self/fd fails with ENAMETOOLONG for a directory whose path is
+    longer than PATH_MAX (4,096 bytes): every event below such a directory was dropped as
+    outside the root, without a word, status in_sync (a breaker). It is named by climbing
+    through '..' now, as inotify names it from its parents."""
+    part = "d" * 250
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):   # 20 x 251 bytes: past PATH_MAX
+            os.mkdir(part, dir_fd=fd)
+            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        settle(watcher, root)                       # the mkdirs, named as they came
+        watcher.paths.clear()                       # looked up again: by handle
+        made = os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(made, b"deep")
+        os.close(made)
+    finally:
+        os.close(fd)
+    deep = "/".join([part] * 20) + "/deep.jpg"
+    assert len(deep) > 4096
+    assert ("write", deep) in kinds(settle(watcher, root))
