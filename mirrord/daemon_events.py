@@ -91,7 +91,10 @@ class EventRouter:
             self.d.counters.overflows += 1
             if self.d.metrics is not None:
                 self.d.metrics.overflow()
-            log.warning(kv(msg="inotify overflow: events were lost; rescanning", source=src.name,
+            # the metric keeps its name (mirrord_inotify_overflows_total) for dashboards
+            backend = type(self.d.watchers[src.name]).__name__
+            log.warning(kv(msg="event queue overflow: events were lost; rescanning", source=src.name,
+                           watcher="fanotify" if backend.startswith("Fanotify") else "inotify",
                            detail=ev.detail, overflows=self.d.counters.overflows))
             self.handle(src, self.d.watchers[src.name].rewatch())
             self.d.schedule_catch_up(src, reason="overflow")

@@ -75,7 +75,7 @@ def choose(src: SourceConfig, remembered: Sequence[str] = ()) -> tuple[
         if group is None:
             raise FatalError(f"source {src.name}: [source:{src.name}] watcher = fanotify, but "
                              f"fanotify is not available here: {why}")
-        return "fanotify", "[source] watcher = fanotify", group
+        return "fanotify", f"[source] watcher = fanotify ({why})", group
     if group is None:
         return "inotify", f"auto: fanotify not available ({why})", None
     below = mounts_below(str(src.path))
@@ -88,4 +88,4 @@ def choose(src: SourceConfig, remembered: Sequence[str] = ()) -> tuple[
         return "inotify", (f"auto: a file system remembered below the root is not mounted "
                            f"now ({sorted(remembered)[0]}): fanotify's mark would not see it "
                            f"once it is back"), None
-    return "fanotify", "auto: fanotify is available (one mark for the whole file system)", group
+    return "fanotify", f"auto: fanotify is available (one mark for the whole file system; {why})", group

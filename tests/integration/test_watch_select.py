@@ -101,3 +101,15 @@ def test_fanotify_refused_raises_and_leaves_no_group(src, monkeypatch):
     backend, why, group = choose(SourceConfig("up", src, ("t",), watcher="auto"))
     assert (backend, group) == ("inotify", None) and "CAP_DAC_READ_SEARCH" in why
     assert fanotify_fds() == before
+
+
+@pytest.mark.parametrize("watcher", ["auto", "fanotify"])
+def test_the_reason_says_whether_the_queue_is_bounded(src, watcher):
+    """The watcher line names the queue the group got (FAN_UNLIMITED_QUEUE or the bounded
+    one): the probe's words were dropped, and a bounded queue went unsaid (a breaker)."""
+    backend, why, group = choose(SourceConfig("up", src, ("t",), watcher=watcher))
+    try:
+        assert backend == "fanotify" and ("unlimited queue" in why or "bounded queue" in why), why
+        assert ("unlimited queue" in why) == group[1]
+    finally:
+        os.close(group[0])

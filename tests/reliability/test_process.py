@@ -84,7 +84,7 @@ def test_sigstop_until_the_inotify_queue_overflows(env):
         (env.src / "before4").rename(env.src / "renamed4")
     finally:
         env.daemon.proc.send_signal(signal.SIGCONT)
-    poll(lambda: "inotify overflow" in env.log_text(), what="overflow logged")
+    poll(lambda: "event queue overflow" in env.log_text(), what="overflow logged")
     env.converge()
     status = poll(lambda: (s := env.daemon.status()) and (s.get("daemon") or {}).get("overflows", 0) >= 1 and s,
                   what="overflow counted in status")
