@@ -37,6 +37,7 @@ class Scans:
         self.retention_queued: set[str] = set()
         self._waiting: set[tuple[str, str]] = set()   # (source, reason) of catch-ups not started
         self._walks: dict[str, int] = {}              # source -> catch-ups queued or running
+        self._links_said = False                      # hard links elsewhere: said once a run
 
     def retention(self, _daemon=None) -> None:
         """Queue a trash retention run (mirrord.trash.retention) for each keeping target that
@@ -182,9 +183,24 @@ class Scans:
                     "at": time.time(), "reason": reason, "files": res.files,
                     "proposed": res.proposed, "refused_deletes": res.refused_deletes,
                     "unreadable": res.unreadable[:20], "seconds": res.seconds})
+                if reason == "start" and not self.d.catchups_pending:
+                    self._links_elsewhere()
             for hook in self.d.scan_hooks:   # each on its own: one failing must not starve the rest
                 self.d._guarded(f"scan hook {getattr(hook, '__qualname__', hook)}", hook, self.d,
                                 name, result)
+
+
+    def _links_elsewhere(self) -> None:
+        """Once every start walk is done: say (once a run) how many hard-linked files have
+        names outside every source's root or excluded. A write through such a name reaches
+        no target until a reconcile, and status stays in_sync meanwhile (a breaker; README,
+        "What is mirrored live")."""
+        count, sample = self.d.links.elsewhere()
+        if count and not self._links_said:
+            self._links_said = True
+            log.warning(kv(msg="hard-linked files have names outside every source root or "
+                               "excluded: a write through those names is mirrored only by "
+                               "reconcile", files=count, e_g=", ".join(sample)))
 
 
 class ReconcileHost:

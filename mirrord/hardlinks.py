@@ -15,8 +15,10 @@ MAX_NAMES it stops learning (one warning) and those writes wait for a reconcile 
 before. A name is a hint, checked before it is used: `others` returns only names
 that still are the same inode (lstat), and forgets the rest (deleted, renamed, reused).
 Thread-safe: catch-up walks learn on the scanner's thread, the main loop reads.
-Not covered (README): a write through an excluded name (its events never reach the
-daemon).
+Not covered (README): a write through an excluded name, or through a name outside
+every source's root (its events never reach the daemon); `elsewhere()` counts the files
+whose link count is more than the names seen, which the daemon says once its start
+walks are done.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class LinkIndex:
         self.roots = dict(roots)
         self.max_names = max_names
         self._names: dict[tuple[int, int], set[Name]] = {}
+        self._nlink: dict[tuple[int, int], int] = {}   # st_nlink when last learnt
         self._count = 0
         self._full_logged = False
         self._lock = threading.Lock()
@@ -53,6 +56,7 @@ class LinkIndex:
             return
         with self._lock:
             names = self._names.setdefault((st.st_dev, st.st_ino), set())
+            self._nlink[(st.st_dev, st.st_ino)] = st.st_nlink
             if (source, rel) in names:
                 return
             if self._count >= self.max_names:
@@ -119,6 +123,15 @@ class LinkIndex:
                 for name in hit:
                     names.discard(name)
                     names.add((source, dst + name[1][len(src):]))
+
+    def elsewhere(self, limit: int = 3) -> tuple[int, list[str]]:
+        """How many remembered files have more links than names seen below the roots (the
+        rest are outside every source's root, or excluded: a write through them reaches no
+        target until a reconcile), and up to `limit` of their names, "source:path"."""
+        with self._lock:
+            short = sorted(min(names) for key, names in self._names.items()
+                           if names and len(names) < self._nlink.get(key, 0))
+        return len(short), [f"{s}:{p}" for s, p in short[:limit]]
 
     def __len__(self) -> int:
         return self._count

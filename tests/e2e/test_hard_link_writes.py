@@ -111,3 +111,23 @@ def test_a_link_between_two_sources(tmp_path, watcher):
         wait_converged(b, _target(tmp_path, "b"), timeout=60)
     finally:
         d.stop()
+
+
+def test_links_outside_every_root_are_said_once_the_start_walks_are_done(env, tmp_path):
+    """A write through a name outside every source's root reaches no target until a
+    reconcile (the kernel reports the name used, which nothing watches), and status stays
+    in_sync meanwhile (two breakers). The daemon says so once its start walks are done,
+    naming how many files and some of their names; a reconcile repairs the bytes."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write(env.src / "a.jpg", b"a0")
+    os.link(env.src / "a.jpg", outside / "alias.jpg")
+    write(env.src / "plain.jpg", b"one link only")
+    start(env)
+    text = env.log_text()
+    assert 'hard-linked files have names outside every source root' in text, text
+    assert "files=1" in text and "uploads:a.jpg" in text
+    with open(outside / "alias.jpg", "ab") as fh:
+        fh.write(b" written through the outside name")
+    assert env.daemon.cli("reconcile").returncode == 0
+    env.assert_exact(passes_allowed=True)
