@@ -54,3 +54,20 @@ def parse_ns(text: str | bytes) -> int:
     if not (sec or frac) or not (sec or "0").isdigit() or not (frac or "0").isdigit():
         raise ValueError(f"not decimal seconds: {text!r}")
     return sign * (int(sec or "0") * 10**9 + int(frac[:9].ljust(9, "0")))
+
+
+def parse_find_ns(text: str | bytes) -> int:
+    """find(1)'s `%T@` as nanoseconds. GNU findutils (4.9, Debian 12) prints the whole
+    seconds rounded down and the fraction above them: -1500000000.123456789 s reads
+    "-1500000001.8765432110", -0.5 s "-1.5000000000". Read as plain decimals (parse_ns),
+    such an mtime differed from the source's at every reconcile of an rsync target, which
+    re-sent it each time and never said in sync (a breaker). So the fraction is added to
+    the signed whole seconds; a time after 1970 reads as parse_ns reads it. ValueError
+    when not of that shape."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    sec, _, frac = text.strip().partition(".")
+    digits = sec[1:] if sec[:1] in "+-" else sec
+    if not digits.isdigit() or not (frac or "0").isdigit():
+        raise ValueError(f"not find's %T@: {text!r}")
+    return int(sec) * 10**9 + int(frac[:9].ljust(9, "0"))

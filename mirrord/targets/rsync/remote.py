@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.targets.model import Entry
-from mirrord.targets.mtime import format_ns, ns_to_float, parse_ns
+from mirrord.targets.mtime import format_ns, ns_to_float, parse_find_ns
 
 RSYNC_TMP = b".mirrord/rsync-tmp"   # rsync's --temp-dir and write_meta's temp files, swept at open()
 RETRY_EXIT = {5, 10, 12, 14, 20, 21, 22, 30, 35, 255}   # rsync: connection, protocol start, timeout, signals
@@ -180,7 +180,7 @@ def parse_record(rec: bytes) -> tuple[bytes, bytes, int, int, int]:
         path = path[2:]
     if kind == b"d" and path.endswith(b"/"):
         path = path[:-1]
-    return kind, path, int(size), parse_ns(mtime), int(mode, 8)
+    return kind, path, int(size), parse_find_ns(mtime), int(mode, 8)
 
 
 def record_entry(path: str, rec: bytes) -> Entry:
@@ -262,7 +262,7 @@ def parse_answers(stdout: bytes) -> dict[int, MetaDone | str]:
         try:
             index = int(fields[0])
             if fields[1] == b"f" and len(fields) == 5:
-                out[index] = MetaDone(int(fields[3]), parse_ns(fields[2]), int(fields[4], 8))
+                out[index] = MetaDone(int(fields[3]), parse_find_ns(fields[2]), int(fields[4], 8))
             elif fields[1] in (b"A", b"E") and len(fields) == 2:
                 out[index] = fields[1].decode()
         except (IndexError, ValueError):

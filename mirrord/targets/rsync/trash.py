@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry
-from mirrord.targets.mtime import format_ns, parse_ns
+from mirrord.targets.mtime import format_ns, parse_find_ns
 from mirrord.targets.paths import check_relpath
 from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.keep_script import _answers, keep_records, keep_script
@@ -126,7 +126,7 @@ class RsyncTrash:
                 continue
             if bound is not None and stamp < bound:
                 continue   # not stamp-shaped where the patterns look (strptime is lenient)
-            yield Kept(path, stamp, why, int(size), parse_ns(ns), f"{TRASH}/{os.fsdecode(rel)}",
+            yield Kept(path, stamp, why, int(size), parse_find_ns(ns), f"{TRASH}/{os.fsdecode(rel)}",
                        int(mode, 8))
 
     def purge(self, kept: Sequence[Kept]) -> None:
