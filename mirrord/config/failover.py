@@ -86,6 +86,8 @@ def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:
     if problems:
         raise ValueError("; ".join(problems) + " (use host:port, [v6addr]:port or an absolute "
                          "socket path)")
+    if text.strip() and not servers:   # "," names none: a typo, never "no memcached"
+        raise ValueError("names no server (leave the key out for none)")
     return tuple(servers)
 
 
@@ -137,8 +139,11 @@ def _read_health(r: _Reader) -> HealthConfig:
     if not r.parser.has_section(s):
         return HealthConfig()
     r.check_keys(s, _HEALTH_KEYS)
+    interval = r.get(s, "interval", parse_duration, 2.0)
+    if interval is not None and interval <= 0:   # 0 measured without pause, a busy loop
+        r.problem(s, "interval", "must be greater than zero (a duration like 2s)")
     return HealthConfig(listen=r.get(s, "listen", parse_listen, HealthConfig.listen),
-                        interval=r.get(s, "interval", parse_duration, 2.0))
+                        interval=interval)
 
 
 def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConfig | None:

@@ -219,7 +219,35 @@ def load(path: str | os.PathLike[str]) -> Config:
     if not parser.sections():   # empty, or comments only: a wrong file, never a setup
         raise ConfigError([ConfigProblem(str(p), "", "", "holds no section: nothing to mirror "
                                          "(expected [source:NAME] and [target:NAME])")])
-    return _build(_Reader(p, parser))
+    r = _Reader(p, parser)
+    _secrets_cut(r, read_text(p))
+    return _build(r)
+
+
+# keys whose values may hold a credential: an inline comment (" ;") cut there is a secret
+# cut short, found only later as SignatureDoesNotMatch or a refused login (a breaker)
+_SECRET_KEYS = ("secret_access_key", "access_key_id", "database", "primary_database")
+
+
+def _secrets_cut(r: _Reader, text: str) -> None:
+    """A problem for each credential-holding key whose value the inline comment prefix cut:
+    the same file read without inline comments holds more there. The value is not shown."""
+    whole = configparser.RawConfigParser(strict=False, default_section="__defaults_unused__")
+    try:
+        whole.read_string(text)
+    except configparser.Error:
+        return
+    for section in r.parser.sections():
+        for key in _SECRET_KEYS:
+            if (r.parser.has_option(section, key) and whole.has_option(section, key)
+                    and whole.get(section, key) != r.parser.get(section, key)):
+                instead = ("leave it out and give the credentials through boto3's chain "
+                           "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, ~/.aws/credentials)"
+                           if "key" in key else
+                           "give the password through a passfile instead (libpq: passfile=, "
+                           "~/.pgpass)")
+                r.problem(section, key, "holds ' ;', which starts a comment in this file: the "
+                          f"value would be cut there; {instead}")
 
 
 def _build(r: _Reader) -> Config:
