@@ -64,6 +64,9 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     kind = not_a_file(path)
     if kind:
         raise unusable(path, OSError(kind))
+    emptied = emptied_with_log(path)
+    if emptied is not None:
+        raise emptied
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     had_files = wal.exists() or shm.exists()
     immutable = not had_files and not os.access(path.parent, os.W_OK)
@@ -149,3 +152,22 @@ def _likely_cause(path: Path, readonly: bool) -> str:
     if not readonly and path.exists() and not os.access(path, os.W_OK):
         return f"this user cannot write {path}: check its owner and mode"
     return "check the owner and mode of the file and its directory, and free disk space"
+
+
+def emptied_with_log(path: Path) -> JournalUnusable | None:
+    """The refusal for a state database of 0 bytes beside a write-ahead log that holds
+    frames: the file was truncated (a restore gone wrong, a disk error), and SQLite,
+    finding no header, starts it empty and throws the log away, so every shipped record
+    and queued change went without a word (a breaker). None otherwise (a new database
+    is 0 bytes with no log)."""
+    try:
+        size = os.stat(path).st_size
+        log = os.stat(f"{path}-wal").st_size
+    except OSError:
+        return None
+    if size or not log:
+        return None
+    return JournalUnusable(f"state database {path} is empty (0 bytes) while its write-ahead "
+                           f"log {path}-wal holds {log} bytes: it was truncated; refusing to "
+                           f"start. Move both aside to start over: every source will be "
+                           f"re-checked against every target.")

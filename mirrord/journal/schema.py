@@ -133,6 +133,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         return opening.connect_readonly(path)
     if opening.not_a_file(path):
         raise opening.unusable(path, OSError("not a file"))
+    emptied = opening.emptied_with_log(path)
+    if emptied is not None:
+        raise emptied
     try:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

@@ -578,3 +578,24 @@ def test_a_new_database_in_a_read_only_directory_names_journal_db(tmp_path):
     finally:
         subprocess.run(["umount", str(state)], check=True)
     assert str(state / "journal.db") in str(err.value) and ".new-" not in str(err.value)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_an_emptied_database_beside_its_log_is_refused_not_started_empty(tmp_path, readonly):
+    """A breaker: journal.db truncated to 0 bytes beside a 4 MB -wal (a restore gone wrong)
+    was taken for a new database, the log thrown away, every record gone without a word.
+    It is refused now, by the daemon's connection and by status's read-only one; a new
+    database (0 bytes, no log) still starts."""
+    path = tmp_path / "journal.db"
+    _populated(path)
+    Path(f"{path}-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\0" * 4092)   # frames it held
+    path.write_bytes(b"")
+    with pytest.raises(JournalError) as info:
+        if readonly:
+            journal_mod.connect(path, readonly=True)
+        else:
+            Journal(path, {S: (T,)})
+    assert "is empty (0 bytes) while its write-ahead log" in str(info.value)
+    assert Path(f"{path}-wal").stat().st_size == 4096       # left as found
+    fresh = tmp_path / "new" / "journal.db"
+    Journal(fresh, {S: (T,)}).close()
