@@ -135,7 +135,10 @@ def _recheck_lost(d: Daemon) -> None:
     point reported lost is looked at again every RESCAN_EVERY seconds (only while one is)."""
     for src in d.cfg.sources:
         mounts = d.mounts.get(src.name)
-        if mounts is None or not mounts.reported or src.name in d.roots.lost:
+        if mounts is None or src.name in d.roots.lost:
+            continue
+        _compare_back(d, src, mounts.take_owed())   # a scan's deletes refused while empty
+        if not mounts.reported:
             continue
         before = mounts.snapshot()
         mounts.refresh()   # forgets a retired point
@@ -148,8 +151,8 @@ def _compare_back(d: Daemon, src: SourceConfig, back: list[str]) -> None:
     (data moved in), and retry the source's refused deletes: the recheck's case, and a
     look at a changed mount table's."""
     for rel in back:
-        log.info(kv(msg="file system below the source root is no longer lost; comparing "
-                    "it", source=src.name, path=rel))
+        log.info(kv(msg="file system below the source root is no longer lost or empty; "
+                    "comparing it", source=src.name, path=rel))
         _compare(d, src, rel)
     if back:
         _retry(d, src)

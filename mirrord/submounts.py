@@ -100,6 +100,7 @@ class SubMounts:
         self._held: set[str] = set()      # remembered points mounted anew empty (refresh)
         self._refreshed = False           # whether _mounted was read (status alone never does)
         self.reported: set[str] = set()   # lost points already logged (mirrord.daemon_mounts)
+        self.owed: set[str] = set()       # points whose scan deletes were refused as empty
         self._lock = threading.Lock()
 
     def refresh(self) -> list[str]:
@@ -166,10 +167,23 @@ class SubMounts:
                 if state == "retired":
                     del self._known[point]
                 elif scan and _empty(full) is not False:
+                    self.owed.add(point)   # compared again once it holds something
                     return (f"source {self.source}: the file system mounted at {full} below "
                             f"the source root is empty (mounted by mistake?): not deleting "
                             f"{rel!r} by a scan")
         return None
+
+    def take_owed(self) -> list[str]:
+        """The points whose scan deletes were refused because they held nothing, that hold
+        something now: each must be compared again (sorted relative paths; forgotten once
+        returned). A file system mounted empty over a directory of shipped files, then
+        written to, was compared only while empty: the hidden files stayed on every
+        target under inotify, status in_sync (a breaker)."""
+        with self._lock:
+            ready = sorted(p for p in self.owed
+                           if _empty(os.path.join(self.root, p)) is False)
+            self.owed.difference_update(ready)
+        return ready
 
     def _state(self, rel: str, dev: int) -> str:
         """mounted | lost | retired for the point `rel` remembered with `dev` (lock held)."""

@@ -410,3 +410,24 @@ def test_data_moved_in_then_a_mount_elsewhere_is_still_compared(site, tmp_path):
              timeout=90, what="what the moved-in data lacks deleted on every target")
     env.converge()
     env.daemon.stop()
+
+
+@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
+def test_an_empty_mount_over_a_shipped_directory_then_written_is_compared(site, tmp_path, watcher):
+    """A breaker: an empty file system mounted while running over a directory that held
+    shipped files is held lost (its deletes refused) until something is written in it;
+    then it is compared, and the files it hides leave the targets. Under inotify they
+    stayed on every target, status in_sync, a reconcile finding 3 extra."""
+    make, src, files = site
+    (src / "m").mkdir()
+    hidden = {f"m/old{i}": b"hidden later" for i in range(3)}
+    _fill(src, hidden)
+    env = make(watcher=watcher)
+    env.daemon.start()
+    env.converge()
+    with tmpfs(src / "m", "1m"):
+        (src / "m").chmod(0o755)
+        poll(lambda: "m" in _lost_mounts(env), what="the empty mount held lost")
+        (src / "m" / "new").write_bytes(b"first file on the new mount")
+        env.converge(timeout=90)
+        env.daemon.stop()
