@@ -21,14 +21,20 @@ from tests.reliability.conftest import Env, live_only_config, poll, tmpfs
 from tests.reliability.test_state import _fill
 
 
+def state_on(state, tmp_path, seaweedfs, sshd) -> Env:
+    """The three-target Env, live only, `at_start = no`, its state_dir at `state` (a small
+    tmpfs the caller mounted and fills)."""
+    cfg = live_only_config(tmp_path, seaweedfs, sshd)
+    cfg.write_text(cfg.read_text().replace("state_dir = ./state", f"state_dir = {state}")
+                   + "at_start = no\n")
+    return Env(tmp_path, cfg)
+
+
 @pytest.mark.parametrize("recovery", ["space-freed", "sigterm-free-restart", "sigkill-free-restart"])
 def test_state_disk_full(tmp_path, seaweedfs, sshd, recovery):
     state = tmp_path / "state"
     with tmpfs(state, "16m"):
-        cfg = live_only_config(tmp_path, seaweedfs, sshd)
-        cfg.write_text(cfg.read_text().replace("state_dir = ./state", f"state_dir = {state}")
-                       + "at_start = no\n")
-        e = Env(tmp_path, cfg)
+        e = state_on(state, tmp_path, seaweedfs, sshd)
         try:
             for d in ("a", "gone", "ren"):
                 for i in range(5):

@@ -13,17 +13,15 @@ from __future__ import annotations
 import json
 import os
 
-from tests.reliability.conftest import Env, live_only_config, poll, tmpfs
+from tests.reliability.conftest import poll, tmpfs
+from tests.reliability.test_state_full_exact import state_on
 from tests.reliability.test_state import _fill
 
 
 def test_a_full_state_disk_is_no_in_sync(tmp_path, seaweedfs, sshd):
     state = tmp_path / "state"
     with tmpfs(state, "16m"):
-        cfg = live_only_config(tmp_path, seaweedfs, sshd)
-        cfg.write_text(cfg.read_text().replace("state_dir = ./state", f"state_dir = {state}")
-                       + "at_start = no\n")
-        e = Env(tmp_path, cfg)
+        e = state_on(state, tmp_path, seaweedfs, sshd)
         try:
             (e.src / "a").write_bytes(b"before")
             e.daemon.start()
