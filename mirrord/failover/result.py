@@ -9,8 +9,10 @@ touching any service.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -124,10 +126,13 @@ def append_log(state_dir: Path, run: Run, host: str = "") -> None:
     a closing quote (`password=x"` -> `password=***`) and leave a line that is not JSON."""
     state_dir.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_redacted(log_record(run, host)), ensure_ascii=False, default=str) + "\n"
-    # O_NOFOLLOW: failover runs as root in a state_dir another user may write (locks.take)
-    fd = os.open(state_dir / LOG_NAME,
-                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+    # O_NOFOLLOW: failover runs as root in a state_dir another user may write (locks.take);
+    # O_NONBLOCK and S_ISREG: a FIFO planted there blocked the run for good, lock held
+    fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                 | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
         os.write(fd, line.encode())
         os.fsync(fd)
     finally:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -34,11 +36,12 @@ class Switch:
         switch then goes back to `readwrite` or leaves a flag it did not write alone.
         Before, a damaged field raised a traceback from failback (a breaker)."""
         try:
-            doc = json.loads(self.record_path.read_bytes())
+            data = read_trusted(self.record_path)
+            doc = json.loads(data)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            return _damaged(self.record_path, str(exc))
+        except (OSError, ValueError, RecursionError) as exc:
+            return _damaged(self.record_path, str(exc) or type(exc).__name__)
         problem = _problem(doc)
         return doc if problem is None else _damaged(self.record_path, problem)
 
@@ -57,6 +60,32 @@ class Switch:
         with contextlib.suppress(FileNotFoundError):
             self.record_path.unlink()
             fsync_dir(str(self.record_path.parent))
+
+
+MAX_RECORD = 1 << 20   # bytes: a record holds a link target or a small flag file
+
+
+def read_trusted(path: Path) -> bytes:
+    """The bytes of the record at `path`, read only when it is a regular file (a FIFO
+    planted there blocked failback for good: O_NONBLOCK, then S_ISREG), never through a
+    symlink (O_NOFOLLOW), owned by root or by this user and writable by nobody else: the
+    state_dir's owner (the health service's user) could plant a record that root's
+    failback then restored as a setuid-root file (a breaker). OSError (FileNotFoundError
+    when absent) or ValueError saying what is wrong."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            raise ValueError(f"owned by uid {st.st_uid} or writable by others: not written "
+                             f"by failover")
+        if st.st_size > MAX_RECORD:
+            raise ValueError(f"{st.st_size} bytes, more than a record holds")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(MAX_RECORD + 1)
+    finally:
+        os.close(fd)
 
 
 _TEXT = ("mode", "link", "flag", "recorded_at")
@@ -78,11 +107,11 @@ def _problem(doc: object) -> str | None:
             except (TypeError, ValueError) as exc:   # binascii.Error is a ValueError
                 return f"{key} is not base64 text ({exc})"
     perm = doc.get("perm", 0)
-    if not isinstance(perm, int) or isinstance(perm, bool) or not 0 <= perm <= 0o7777:
-        return "perm is not permission bits"
+    if not isinstance(perm, int) or isinstance(perm, bool) or not 0 <= perm <= 0o777:
+        return "perm is not permission bits (setuid, setgid and sticky are never restored)"
     for key in _IDS:
         value = doc.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32 - 1:
             return f"{key} is not a user or group id"
     return None
 
