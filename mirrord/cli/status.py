@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sqlite3
 import time
 
 from mirrord import journal, locks, submounts
 from mirrord.cli.output import print_json
 from mirrord.config import Config
+from mirrord.journal import opening
 from mirrord.journal.holds import read_holds
 from mirrord.reconcile.result import state_counts
 from mirrord.trash.listing import shown_path
@@ -34,49 +36,59 @@ def collect(cfg: Config) -> dict:
     doc: dict = {"config": str(cfg.path), "time": now, "daemon_pid": daemon_running(cfg),
                  "targets": {}, "daemon": None, "sources": {}}
     path = cfg.mirrord.journal_path
+    emptied = opening.emptied_with_log(path)   # removed beside its log: no "yet" about it
+    if emptied is not None:
+        raise emptied
     if not path.exists():
         doc["note"] = f"no state database yet at {path}"
         return doc
     db = journal.connect(path, readonly=True)
     try:
-        names = list(cfg.targets)
-        for name, b in journal.read_backlog(db, names).items():
-            extra = b.extra
-            doc["targets"][name] = {
-                "pending": b.pending, "pending_bytes": b.pending_bytes,
-                "oldest_pending_age": round(now - b.oldest, 3) if b.oldest else 0.0,
-                "failing": b.failing, "shipped": extra.get("shipped", 0),
-                "failed": extra.get("failed", 0), "waiting": b.waiting, "busy": extra.get("busy", 0),
-                "last_shipped_path": _verbatim(extra.get("last_path")),
-                "last_shipped_at": extra.get("last_at"), "last_error": extra.get("last_error"),
-                "last_error_at": extra.get("last_error_at"),
-                "last_reconcile": journal.read_state(db, f"reconcile:{name}"),
-                "trash": journal.read_state(db, f"trash:{name}"),
-            }
-        doc["daemon"] = journal.read_state(db, "daemon")
-        stored = (doc["daemon"] or {}).get("target_states") or {}
-        age = now - float((doc["daemon"] or {}).get("updated") or now)
-        for name, t in doc["targets"].items():
-            t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None,
-                                  age=age, interval=cfg.mirrord.heartbeat_interval))
-            if not cfg.sources_for(name):
-                # the daemon never opens it, yet its state table calls it in_sync: the shipped
-                # mirrord.ini's example s3 and rsync sections showed as in_sync under `make run`
-                t.update(state="unused", lag_seconds=None,
-                         state_reason="no [source:*] lists it in targets: never opened")
-        held = {h.source: h.to_json() for h in read_holds(db)}
-        alarms = (doc["daemon"] or {}).get("alarms") or {} if doc["daemon_pid"] is not None else {}
-        for src in cfg.sources:
-            remembered = submounts.remembered(
-                journal.read_state(db, submounts.STATE_PREFIX + src.name))
-            mounts = submounts.SubMounts(src.name, str(src.path), remembered,
-                                         excluded=functools.partial(src.excluded, is_dir=True))
-            mounts.refresh()   # the mount table: a bind mount keeps its st_dev once unmounted
-            doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}"),
-                                        "lost_mounts": mounts.lost(),
-                                        **alarm_state(alarms.get(src.name), held.get(src.name))}
+        return _read(cfg, db, doc, now)
+    except sqlite3.DatabaseError as exc:   # a page read beyond connect's probe (J: a
+        raise opening.unusable(path, exc, readonly=True) from None   # truncated file + WAL)
     finally:
         db.close()
+
+
+def _read(cfg: Config, db, doc: dict, now: float) -> dict:
+    """The rest of collect(), on the open read-only connection `db`."""
+    names = list(cfg.targets)
+    for name, b in journal.read_backlog(db, names).items():
+        extra = b.extra
+        doc["targets"][name] = {
+            "pending": b.pending, "pending_bytes": b.pending_bytes,
+            "oldest_pending_age": round(now - b.oldest, 3) if b.oldest else 0.0,
+            "failing": b.failing, "shipped": extra.get("shipped", 0),
+            "failed": extra.get("failed", 0), "waiting": b.waiting, "busy": extra.get("busy", 0),
+            "last_shipped_path": _verbatim(extra.get("last_path")),
+            "last_shipped_at": extra.get("last_at"), "last_error": extra.get("last_error"),
+            "last_error_at": extra.get("last_error_at"),
+            "last_reconcile": journal.read_state(db, f"reconcile:{name}"),
+            "trash": journal.read_state(db, f"trash:{name}"),
+        }
+    doc["daemon"] = journal.read_state(db, "daemon")
+    stored = (doc["daemon"] or {}).get("target_states") or {}
+    age = now - float((doc["daemon"] or {}).get("updated") or now)
+    for name, t in doc["targets"].items():
+        t.update(target_state(stored.get(name), running=doc["daemon_pid"] is not None,
+                              age=age, interval=cfg.mirrord.heartbeat_interval))
+        if not cfg.sources_for(name):
+            # the daemon never opens it, yet its state table calls it in_sync: the shipped
+            # mirrord.ini's example s3 and rsync sections showed as in_sync under `make run`
+            t.update(state="unused", lag_seconds=None,
+                     state_reason="no [source:*] lists it in targets: never opened")
+    held = {h.source: h.to_json() for h in read_holds(db)}
+    alarms = (doc["daemon"] or {}).get("alarms") or {} if doc["daemon_pid"] is not None else {}
+    for src in cfg.sources:
+        remembered = submounts.remembered(
+            journal.read_state(db, submounts.STATE_PREFIX + src.name))
+        mounts = submounts.SubMounts(src.name, str(src.path), remembered,
+                                     excluded=functools.partial(src.excluded, is_dir=True))
+        mounts.refresh()   # the mount table: a bind mount keeps its st_dev once unmounted
+        doc["sources"][src.name] = {"catchup": journal.read_state(db, f"catchup:{src.name}"),
+                                    "lost_mounts": mounts.lost(),
+                                    **alarm_state(alarms.get(src.name), held.get(src.name))}
     return doc
 
 

@@ -155,19 +155,25 @@ def _likely_cause(path: Path, readonly: bool) -> str:
 
 
 def emptied_with_log(path: Path) -> JournalUnusable | None:
-    """The refusal for a state database of 0 bytes beside a write-ahead log that holds
-    frames: the file was truncated (a restore gone wrong, a disk error), and SQLite,
-    finding no header, starts it empty and throws the log away, so every shipped record
-    and queued change went without a word (a breaker). None otherwise (a new database
-    is 0 bytes with no log)."""
+    """The refusal for a state database of 0 bytes, or missing, beside a write-ahead log
+    that holds frames: the file was truncated or removed (a restore gone wrong, a disk
+    error, `rm journal.db`). SQLite, finding no header, started it empty and threw the
+    log away, or replayed the log's pages onto an empty file (a malformed database, every
+    write then failing): every shipped record and queued change went without a word
+    (breakers H and J). None otherwise (a new database is 0 bytes with no log)."""
+    try:
+        log = os.stat(f"{path}-wal").st_size
+    except OSError:
+        return None
     try:
         size = os.stat(path).st_size
-        log = os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        size = 0
     except OSError:
         return None
     if size or not log:
         return None
-    return JournalUnusable(f"state database {path} is empty (0 bytes) while its write-ahead "
+    return JournalUnusable(f"state database {path} is empty (0 bytes) or missing while its write-ahead "
                            f"log {path}-wal holds {log} bytes: it was truncated; refusing to "
                            f"start. Move both aside to start over: every source will be "
                            f"re-checked against every target.")

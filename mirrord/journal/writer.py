@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
-from mirrord.journal import holds, read, schema, shipped
+from mirrord.journal import holds, opening, read, schema, shipped
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
@@ -39,6 +39,9 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         self.clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
+        emptied = opening.emptied_with_log(self.path)   # before create(): a log stays a log
+        if emptied is not None:
+            raise emptied
         if not self.path.exists():
             schema.create(self.path)   # readers never see it without its tables
         self.db = schema.connect(self.path)

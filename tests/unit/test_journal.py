@@ -595,7 +595,20 @@ def test_an_emptied_database_beside_its_log_is_refused_not_started_empty(tmp_pat
             journal_mod.connect(path, readonly=True)
         else:
             Journal(path, {S: (T,)})
-    assert "is empty (0 bytes) while its write-ahead log" in str(info.value)
+    assert "is empty (0 bytes) or missing while its write-ahead log" in str(info.value)
     assert Path(f"{path}-wal").stat().st_size == 4096       # left as found
     fresh = tmp_path / "new" / "journal.db"
     Journal(fresh, {S: (T,)}).close()
+
+
+def test_a_removed_database_beside_its_log_is_refused_not_replayed(tmp_path):
+    """Breaker J: journal.db removed beside a WAL that held frames; SQLite replayed the
+    log's pages onto a new empty file, a malformed database every write then failed on,
+    status blaming a full disk. Refused at open now, as for 0 bytes."""
+    path = tmp_path / "journal.db"
+    _populated(path)
+    Path(f"{path}-wal").write_bytes(b"\x37\x7f\x06\x82" + b"\0" * 4092)
+    path.unlink()
+    with pytest.raises(JournalError, match="or missing while its write-ahead log"):
+        Journal(path, {S: (T,)})
+    assert not path.exists() and Path(f"{path}-wal").stat().st_size == 4096
