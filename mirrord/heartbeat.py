@@ -104,16 +104,22 @@ def _no_constant(name: str) -> float:
 
 
 def _finite(value: object) -> float:
-    number = float(value)   # TypeError / ValueError for what is no number
-    if not math.isfinite(number):
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)   # TypeError / ValueError for what is no number; OverflowError
+    if not math.isfinite(number):   # for an int past a float
         raise ValueError(f"{value!r} is not a finite number")
     return number
 
 
 def _count(value: object) -> int:
-    """A whole count: an int, or a float holding one (1e3); OverflowError / ValueError
-    otherwise (int() of a float truncates, and of an infinite one overflows)."""
-    return int(_finite(value)) if isinstance(value, float) else int(value)
+    """A count as mirrord writes it: an int from 0 to 2**63 - 1; ValueError otherwise. A
+    bool (true read as 1), a negative (-5 "changes not yet shipped"), a float (1e300
+    printed as a 300-digit count) or an int too large for a float (it dropped every
+    /metrics scrape) is no count (breaker J)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"{value!r} is not a count")
+    return value
 
 
 def iso(ts: float) -> str:

@@ -222,7 +222,9 @@ def _strict(body: bytes) -> dict:
     ("unix", "NaN"), ("unix", "Infinity"), ("unix", "-Infinity"), ("unix", "1e999"),
     ("unix", '"nan"'), ("unix", '"inf"'), ("pending", "1e999"), ("pending", "NaN"),
     ("oldest_pending_age", "Infinity"), ("interval", '"nan"'), ("trash_oldest", "1e999"),
-    ("host", "[" * 200_000 + "]" * 200_000)])
+    ("host", "[" * 200_000 + "]" * 200_000), ("pending", "1" + "0" * 400), ("pending", "-5"),
+    ("pending", "true"), ("pending", "1e300"), ("unwatched_directories", "2.5"),
+    ("trash_bytes", "1" + "0" * 30), ("unix", "1" + "0" * 400)])
 def test_a_heartbeat_with_a_number_that_is_not_finite_is_malformed_and_ready_stays_json(
         site, service, field, value):
     """A breaker: `"unix": NaN` (or 1e999, read as Infinity) was taken as a number; /ready's
@@ -236,6 +238,7 @@ def test_a_heartbeat_with_a_number_that_is_not_finite_is_malformed_and_ready_sta
     site.mirror.write_meta("heartbeat.json", text.replace('"__X__"', value).replace("__X__", value).encode())
     code, body = service.get("/ready")
     got = _strict(body)
+    assert service.get("/metrics")[0] == 200   # a huge int once dropped every scrape
     check = checks(got)["heartbeat.age"]
     assert check["status"] == "WARN" and code == 200, got   # as any unreadable heartbeat
     assert "heartbeat is not JSON" in check["message"] or \

@@ -73,7 +73,7 @@ def parse_mode(text: str | None) -> int | None:
     """The permission bits of a `mode` metadata value ("0100644", "644"); None if absent or bad."""
     try:
         return stat_mod.S_IMODE(int(text, 8)) if text else None
-    except ValueError:
+    except (ValueError, OverflowError):   # a value past a C long: not ours (breaker J's kind)
         return None
 
 
@@ -123,7 +123,9 @@ def head_entry(path: str, head: dict[str, Any]) -> Entry:
     try:
         ns = parse_ns(meta["mtime"])
         mtime = ns_to_float(ns)
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OverflowError):
+        # OverflowError: 400 digits of metadata past a float raised from the reconcile
+        # (breaker J); a year-2300 mtime (ours: a file dated so) still reads exactly
         ns, mtime = 0, head["LastModified"].timestamp()
     return Entry(path, head["ContentLength"], mtime, token=head.get("ETag"), mtime_ns=ns,
                  mode=parse_mode(meta.get("mode")))
