@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     Never raises KeyboardInterrupt. As the program (`argv` None), a second Ctrl-C while
     the process exits is ignored: it would otherwise interrupt the exit with a traceback."""
     program = argv is None
+    args = sys.argv[1:] if argv is None else argv
+    if program and ("run" in args or "health" in args):
+        # the long-running commands: a SIGHUP before their handler is installed (the
+        # imports, ~0.15 s) ended them, and systemd's Restart=on-failure takes a SIGHUP
+        # death for a clean stop (breaker J); ignored until then, said once installed
+        import signal
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         from mirrord.cli.dispatch import dispatch
 

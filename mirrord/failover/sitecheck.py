@@ -34,8 +34,13 @@ def check(url: str, pattern: str, *, timeout: float) -> tuple[bool, str]:
     thread that is given up at the deadline. A user:password@ in `url` is never shown
     (check-config refuses it; this is the last line of defence)."""
     answer: list[tuple[bool, str]] = []
-    worker = threading.Thread(target=lambda: answer.append(_fetch(url, pattern, timeout)),
-                              name="check_url", daemon=True)
+
+    def fetch() -> None:
+        try:
+            answer.append(_fetch(url, pattern, timeout))
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the answer says it
+            answer.append((False, redact(f"GET {shown_url(url)}: {type(exc).__name__}: {exc}")))
+    worker = threading.Thread(target=fetch, name="check_url", daemon=True)
     worker.start()
     worker.join(timeout)
     if answer:
@@ -49,8 +54,11 @@ def _fetch(url: str, pattern: str, timeout: float) -> tuple[bool, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             status = resp.status
-            body = resp.read(BODY_LIMIT).decode(resp.headers.get_content_charset() or "utf-8",
-                                                errors="replace")
+            raw = resp.read(BODY_LIMIT)
+            try:   # an unknown charset (`utf8mb4` from a PHP site) is read as UTF-8: it raised
+                body = raw.decode(resp.headers.get_content_charset() or "utf-8", errors="replace")
+            except LookupError:   # LookupError on the thread, and the check said "no answer"
+                body = raw.decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
         return False, redact(f"GET {shown}: HTTP {exc.code} {exc.reason}")
     except (urllib.error.URLError, OSError, ValueError) as exc:

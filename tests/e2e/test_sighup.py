@@ -19,3 +19,26 @@ def test_sighup_is_said_and_the_daemon_runs_on(env):
     write(env.src / "after-hup.jpg", b"still mirrored")
     env.assert_exact(passes_allowed=True)
     assert env.daemon.proc.poll() is None
+
+
+def test_sighup_is_ignored_from_the_first_line_of_main_for_run_and_health(monkeypatch):
+    """Breaker J: a SIGHUP in the first ~0.15 s (the imports, before the daemon's handler)
+    still ended `mirrord run` and `mirrord health`. main() ignores it for them before it
+    imports anything; the command's handler then says it. Other commands keep the default."""
+    import signal as sig
+    from mirrord.cli import dispatch as dispatch_mod
+    from mirrord.cli import main as main_mod
+
+    seen = []
+    monkeypatch.setattr(dispatch_mod, "dispatch", lambda args: seen.append(
+        (args[-1], sig.getsignal(sig.SIGHUP))) or 0)
+    hup, intr = sig.getsignal(sig.SIGHUP), sig.getsignal(sig.SIGINT)
+    try:
+        for command in ("run", "health", "status"):
+            sig.signal(sig.SIGHUP, sig.SIG_DFL)
+            monkeypatch.setattr("sys.argv", ["mirrord", "-c", "x.ini", command])
+            assert main_mod.main() == 0
+    finally:
+        sig.signal(sig.SIGHUP, hup)
+        sig.signal(sig.SIGINT, intr)
+    assert seen == [("run", sig.SIG_IGN), ("health", sig.SIG_IGN), ("status", sig.SIG_DFL)]

@@ -57,3 +57,29 @@ def test_a_prompt_answer_passes(server, monkeypatch):
     monkeypatch.setattr(Trickle, "delay", 0.0)
     ok, why = check(server, "readonly", timeout=5.0)
     assert ok and "body matches 'readonly'" in why, why
+
+
+class OddCharset(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = b'{"readonly": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf8mb4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_unknown_charset_is_read_as_utf8():
+    """Breaker J: `charset=x-bogus` (PHP sites send `utf8mb4`) raised LookupError on the
+    fetch's thread: a traceback, and the check said "no whole answer" at once."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), OddCharset)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        ok, why = check(f"http://127.0.0.1:{srv.server_address[1]}/", "readonly", timeout=5.0)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert ok and "body matches" in why, why
