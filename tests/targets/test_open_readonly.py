@@ -24,7 +24,7 @@ import pytest
 
 from mirrord import targets
 from mirrord.config import RsyncOptions, TargetConfig
-from mirrord.errors import PermanentError
+from mirrord.errors import MirrorRootMissing, PermanentError
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.rsync import RsyncTarget
 from mirrord.targets.s3 import S3Target
@@ -291,8 +291,8 @@ def _root_and_target(kind: str, request, tmp_path):
 def test_a_readonly_open_of_a_root_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "mirror").write_bytes(b"not a directory")
     t = LocalTarget("local", tmp_path / "mirror")
-    with pytest.raises(PermanentError, match="root is not a directory"):
-        t.open(readonly=True)
+    with pytest.raises(MirrorRootMissing, match="is not a directory"):   # no mirror: failover
+        t.open(readonly=True)                                             # refuses it
     assert (tmp_path / "mirror").read_bytes() == b"not a directory"
 
 
