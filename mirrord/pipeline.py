@@ -71,7 +71,7 @@ class Pipeline:
     @property
     def holding(self) -> bool:
         """Changes or outcomes wait in memory for the journal."""
-        return bool(self.unwritten or self.unacked)
+        return self.held() > 0
 
     def held(self) -> int:
         """How many changes and outcomes wait in memory for the journal (0: none)."""

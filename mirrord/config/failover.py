@@ -139,11 +139,9 @@ def _read_health(r: _Reader) -> HealthConfig:
     if not r.parser.has_section(s):
         return HealthConfig()
     r.check_keys(s, _HEALTH_KEYS)
-    interval = r.get(s, "interval", parse_duration, 2.0)
-    if interval is not None and interval <= 0:   # 0 measured without pause, a busy loop
-        r.problem(s, "interval", "must be greater than zero (a duration like 2s)")
+    # parse_timeout: greater than zero (0 measured without a pause, a busy loop)
     return HealthConfig(listen=r.get(s, "listen", parse_listen, HealthConfig.listen),
-                        interval=interval)
+                        interval=r.get(s, "interval", parse_timeout, 2.0))
 
 
 def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConfig | None:

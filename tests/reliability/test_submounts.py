@@ -66,6 +66,14 @@ def _all_hold(env: Env, files: dict[str, bytes]):
     return check
 
 
+def _only_kept_below_site(env: Env, kept: str) -> None:
+    """Wait until every target holds nothing below SITE but the file `kept` (what the data
+    moved in lacks, deleted)."""
+    poll(lambda: all(set(p for p in target_files(t) if p.startswith(SITE + "/")
+                         and not p.endswith("/")) <= {kept} for t in env.targets.values()),
+         timeout=90, what="what the moved-in data lacks deleted on every target")
+
+
 def _lost_mounts(env: Env) -> list[str]:
     return env.daemon.status()["sources"]["uploads"].get("lost_mounts") or []
 
@@ -242,9 +250,7 @@ def test_data_moved_in_place_of_a_lost_mount_is_compared(site):
     kept = f"{SITE}/a/f0.jpg"
     _fill(src, {kept: files[kept]})                      # only one file moved in
     poll(lambda: _lost_mounts(env) == [], what="the point forgotten: data moved in")
-    poll(lambda: all(set(p for p in target_files(t) if p.startswith(SITE + "/")
-                         and not p.endswith("/")) <= {kept} for t in env.targets.values()),
-         timeout=90, what="what the moved-in data lacks deleted on every target")
+    _only_kept_below_site(env, kept)
     env.converge()
     env.daemon.stop()
 
@@ -405,9 +411,7 @@ def test_data_moved_in_then_a_mount_elsewhere_is_still_compared(site, tmp_path):
     elsewhere.mkdir()
     with tmpfs(elsewhere, "1m"):                          # the mount table changes
         poll(lambda: _lost_mounts(env) == [], what="the point forgotten: data moved in")
-        poll(lambda: all(set(p for p in target_files(t) if p.startswith(SITE + "/")
-                             and not p.endswith("/")) <= {kept} for t in env.targets.values()),
-             timeout=90, what="what the moved-in data lacks deleted on every target")
+        _only_kept_below_site(env, kept)
     env.converge()
     env.daemon.stop()
 
