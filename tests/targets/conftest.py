@@ -33,8 +33,8 @@ def make_s3(seaweedfs, prefix: str = "pre fix/"):
     return targets.create(cfg)
 
 
-def make_rsync(sshd):
-    cfg = TargetConfig(name="host", type="rsync", workers=2, rsync=RsyncOptions(
+def make_rsync(sshd, *, keep_deleted: float = 0.0):
+    cfg = TargetConfig(name="host", type="rsync", workers=2, keep_deleted=keep_deleted, rsync=RsyncOptions(
         host=sshd.host, port=sshd.port, user=sshd.user, path=str(sshd.new_root()),
         ssh_key=sshd.key_path, known_hosts=sshd.known_hosts,
         strict_host_key_checking="yes"))

@@ -28,7 +28,8 @@ STAMP_SHAPE = re.compile(r"\d{8}T\d{6}\.\d{6}Z")   # mirrord.trash.model.stamp_o
 # xargs -0, or by inrun.wrapper() ahead of an rsync receiver. Answers, NUL-terminated:
 #   b"INDEX K BYTES"   kept, BYTES = the bytes of the file(s) now in the trash      (on fd 3)
 #   b"INDEX N"         nothing to keep (nothing there, a dir coming 'dir', a symlink on the
-#                      way, an empty directory, the very version coming: a regular file of
+#                      way, a directory holding no file: coming 'file', it is removed here,
+#                      as rsync without --force will not; the very version coming: a regular file of
 #                      SIZE bytes, mtime NS) or already kept under this stamp (a retry),
 #                      or an overwrite of a file with a second link (kept by an earlier try
 #                      under another stamp: see LocalTrash._keep_at), or a file to delete
@@ -57,6 +58,8 @@ for r; do
   if [ -n "$bad" ]; then w=
   elif [ -f "$p" ]; then if [ "$c" = file ]; then w=overwritten; else w=deleted; fi
   elif [ -d "$p" ] && [ "$c" != dir ] && [ -n "$(find "$p" -type f -print -quit)" ]; then w=dir-removed
+  elif [ -d "$p" ] && [ "$c" = file ]; then
+    e=$(rm -rf -- "$p" 2>&1) || { err "$e"; continue; }; w=
   else w=; fi
   d=./.mirrord/trash/$s.$w/${p#./}
   if [ -z "$w" ] || [ -e "$d" ] || [ -L "$d" ]; then no; continue; fi

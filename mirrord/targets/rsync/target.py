@@ -58,6 +58,9 @@ class RsyncTarget(Target):
         self._unopened = False   # a writable open() failed: made before the next command
         self._reopen_lock = threading.Lock()
         self._expected = False   # expect_mirror() was told (the daemon's journal)
+        # [target] keep_deleted is on (from_config): rsync runs without --force
+        # (transfer.run_rsync), so a directory is never removed by a run, unkept
+        self.keeps_deleted = False
 
     def _features(self, precision: float) -> Features:
         # rsync reads the source tree itself (source_root/source_rel): no open fds needed;
@@ -70,7 +73,9 @@ class RsyncTarget(Target):
     @classmethod
     def from_config(cls, cfg: TargetConfig) -> "RsyncTarget":
         assert cfg.rsync is not None
-        return cls(cfg.name, cfg.rsync)
+        target = cls(cfg.name, cfg.rsync)
+        target.keeps_deleted = cfg.keep_deleted > 0
+        return target
 
     def describe(self) -> str:
         o = self.opts

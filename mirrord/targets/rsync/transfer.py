@@ -69,10 +69,18 @@ def run_rsync(t: RsyncTarget, src: bytes, dest: bytes, rels: list[bytes], *, cop
     remote += (b"/" + dest if dest else b"") + b"/"
     # --ignore-times: every path handed over needs sending (the engine decided so); rsync's
     # own size+mtime quick check would skip a same-size change made within the same second.
+    # --force (rsync(1): "delete a non-empty directory when it is to be replaced by a
+    # non-directory", and --delete-missing-args removing one whose source went) only where
+    # nothing is kept. rsync's sender looks at the source again, after the plan's look: a
+    # directory item whose source became a file, or went, in between (`rm -r d; echo > d`)
+    # had the host's d and every file below it removed by the run, unkept (a 'dir' item
+    # keeps nothing). Without it that item fails alone and the change's own events send it,
+    # kept; a put over a directory needs no --force there (KEEP_BODY moves it away first).
+    force = [] if t.keeps_deleted else ["--force"]
     argv: list[str | bytes] = [
         "rsync", "--protect-args", "--ignore-times", "--files-from=-", "--from0", "--times",
-        "--perms",
-        "--force", "--delete-missing-args", b"--temp-dir=" + t.root + b"/" + RSYNC_TMP,
+        "--perms", *force,
+        "--delete-missing-args", b"--temp-dir=" + t.root + b"/" + RSYNC_TMP,
         f"--timeout={max(30, math.ceil(o.connect_timeout * 3))}", "-e", rsh]
     if copy_links:
         # staged: the staging parents are 0755 stand-ins; never push their modes/mtimes
