@@ -179,11 +179,16 @@ def remembered_mounts(cfg: Config) -> dict[str, list[str]]:
     import json
     import sqlite3
 
+    from mirrord.errors import JournalUnusable
+    from mirrord.journal.opening import connect_readonly
     from mirrord.submounts import STATE_PREFIX, mounts_below, remembered
 
     out: dict[str, list[str]] = {}
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        # opening's read-only connection, not a bare sqlite3 one: that removed a write-ahead
+        # log beside a 0-byte journal.db (SQLite found no header and threw the log away)
+        # before the journal's own open could refuse it, and the daemon started empty
+        db = connect_readonly(path)
         try:
             for src in wanted:
                 row = db.execute("SELECT value FROM kv WHERE key = ?",
@@ -194,7 +199,7 @@ def remembered_mounts(cfg: Config) -> dict[str, list[str]]:
                     out[src.name] = away
         finally:
             db.close()
-    except (sqlite3.Error, ValueError, OSError):
+    except (sqlite3.Error, JournalUnusable, ValueError, OSError):
         return {}
     return out
 

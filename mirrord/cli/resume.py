@@ -23,7 +23,7 @@ import time
 
 from mirrord.config import Config
 from mirrord.errors import JournalError, JournalUnusable
-from mirrord.journal import holds, schema
+from mirrord.journal import holds, opening, schema
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -44,10 +44,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
               f"(sources: {', '.join(names) or 'none'})", file=sys.stderr)
         return EXIT_USAGE
     path = cfg.mirrord.journal_path
-    if not path.exists():
-        print(f"no deletes were held (no state database yet at {path})")
-        return EXIT_OK
     try:
+        if not opening.exists(path):
+            print(f"no deletes were held (no state database yet at {path})")
+            return EXIT_OK
         db = schema.connect(path)
     except JournalUnusable as exc:   # damaged, or cannot be opened for writing (a read-only dir)
         print(f"mirrord: resume-deletes: {exc}", file=sys.stderr)

@@ -154,6 +154,19 @@ def _likely_cause(path: Path, readonly: bool) -> str:
     return "check the owner and mode of the file and its directory, and free disk space"
 
 
+def exists(path: Path) -> bool:
+    """Whether a state database stands at `path`, for a reader that takes "none" as
+    "nothing shipped yet" (status, reconcile's listings, resume-deletes, the trash cap's
+    base). Raises JournalUnusable (emptied_with_log) when it is missing, or 0 bytes,
+    beside a write-ahead log that holds frames: that is a truncated record, and "nothing
+    yet" made a dry run say "in sync", resume-deletes "no deletes were held", and the
+    trash cap's base 0 bytes."""
+    emptied = emptied_with_log(path)
+    if emptied is not None:
+        raise emptied
+    return path.exists()
+
+
 def emptied_with_log(path: Path) -> JournalUnusable | None:
     """The refusal for a state database of 0 bytes, or missing, beside a write-ahead log
     that holds frames: the file was truncated or removed (a restore gone wrong, a disk

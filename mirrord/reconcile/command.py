@@ -32,6 +32,7 @@ from mirrord.pipeline import Pipeline, Ticket
 from mirrord.progress import Progress
 from mirrord.reconcile import session as session_mod
 from mirrord.reconcile.empty_root import refuse_empty_root
+from mirrord.reconcile.listings import open_readonly
 from mirrord.reconcile.result import PassSummary
 from mirrord.shipper import Shipper, SourceGuard
 from mirrord.trash import keeper
@@ -76,6 +77,13 @@ class Command:
         self.named = named
         if not self.dry_run:
             self._open_journal()
+        else:
+            # a dry run reads the state database per target (engine, listings.open_readonly):
+            # one it cannot read is the environment's fault, as for a real run, so
+            # JournalUnusable (exit 2) before any target, not one error per target (exit 1)
+            conn = open_readonly(self.cfg.mirrord.journal_path)
+            if conn is not None:
+                conn.close()
         out = []
         for name in names:
             if self.stop.is_set():   # stopped: do not even connect to the next targets

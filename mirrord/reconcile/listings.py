@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mirrord import journal
+from mirrord.journal import opening
 from mirrord.config import Config, SourceConfig
 from mirrord.exclude import excluded_entry
 from mirrord.merge import below
@@ -71,8 +72,10 @@ def _not_ours(source: SourceConfig, path: str, rel: str, key: bytes,
 
 
 def open_readonly(db_path: Path) -> sqlite3.Connection | None:
-    """The state database for reading, or None when there is none yet (nothing shipped)."""
-    if not Path(db_path).exists():
+    """The state database for reading, or None when there is none yet (nothing shipped).
+    JournalUnusable when it cannot be read, and when it is missing (or 0 bytes) beside a
+    non-empty write-ahead log (opening.exists: truncated, not "nothing shipped")."""
+    if not opening.exists(Path(db_path)):
         return None
     conn = journal.connect(Path(db_path), readonly=True)
     try:

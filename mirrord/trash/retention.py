@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mirrord import journal
+from mirrord.journal import opening
 from mirrord.config import Config
 from mirrord.logsetup import kv
 from mirrord.targets.base import Target
@@ -167,8 +168,9 @@ def percent_base(db_path: Path, cfg: Config, target: str, *, high_water: bool = 
     delete on the primary (rm -rf, ransomware) shrinks the mirrored bytes at the very
     moment the trash holds what it deleted; a cap of 20% of what is left would purge the
     kept files the trash exists for, and a mark sampled only by retention runs missed a
-    tree mirrored and removed between two of them. 0 without a state database."""
-    if not db_path.exists():
+    tree mirrored and removed between two of them. 0 without a state database;
+    JournalUnusable for one truncated beside its log (opening.exists)."""
+    if not opening.exists(db_path):
         return 0
     conn = journal.connect(db_path, readonly=True)
     try:

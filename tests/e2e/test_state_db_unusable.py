@@ -67,28 +67,41 @@ def test_status_works_on_a_read_only_state_dir(tmp_path):
     assert sorted(p.name for p in state.iterdir() if p.name.startswith("journal")) == ["journal.db"]
 
 
-@pytest.mark.parametrize("shape", ["garbage", "directory"])
+@pytest.mark.parametrize("shape", ["garbage", "directory", "emptied", "missing"])
 def test_an_unusable_journal_is_one_line_and_exit_2(tmp_path, shape):
+    """Every command alike, `reconcile --dry-run` too (it read the database once per
+    target and reported each failure as that target's error: exit 1, a breaker). The
+    last two shapes: journal.db 0 bytes or gone beside a write-ahead log that holds
+    data (truncated, not new: opening.emptied_with_log)."""
     state = tmp_path / "state"
     state.mkdir()
     db = state / "journal.db"
+    wal = state / "journal.db-wal"
     if shape == "garbage":
         db.write_bytes(b"this is not a database\n" * 500)
         expected = "is damaged (file is not a database)"
-    else:
+    elif shape == "directory":
         db.mkdir()
         expected = "is a directory, not a database file; move it aside"
+    else:
+        if shape == "emptied":
+            db.write_bytes(b"")
+        wal.write_bytes(b"frames of a log\n" * 64)
+        expected = "write-ahead log"
     ini = _setup(tmp_path, state)
     for args in (("status",), ("status", "--json"), ("run",), ("resume-deletes",),
-                 ("reconcile",)):
+                 ("reconcile",), ("reconcile", "--dry-run")):
         proc = _run(ini, *args, timeout=60)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         line = _one_line(proc)
         assert str(db) in line and expected in line, (args, line)
     if shape == "garbage":
         assert db.read_bytes() == b"this is not a database\n" * 500   # never replaced
-    else:
+    elif shape == "directory":
         assert db.is_dir() and not any(db.iterdir())
+    else:
+        assert wal.read_bytes() == b"frames of a log\n" * 64
+        assert db.read_bytes() == b"" if shape == "emptied" else not db.exists()
 
 
 def test_an_empty_or_foreign_state_database_is_one_line_and_left_alone(tmp_path):
