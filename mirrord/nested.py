@@ -40,6 +40,32 @@ def areas_below(sources: Iterable[SourceConfig], target: str, path: str, *,
             and s.dest and _at_or_below(s.dest, path)]
 
 
+def claimed_by(sources: Iterable[SourceConfig], target: str, source: SourceConfig,
+               path: str) -> SourceConfig | None:
+    """The other source whose area on `target` holds `path` (target-relative), a path of
+    `source`'s: the innermost source routed there whose non-empty dest lies strictly
+    above `path` and below `source`'s own dest. None when `path` is `source`'s own (the
+    directories leading to an area are: a dest itself is not below itself).
+
+    Why: an outer source's own files below an inner source's dest (A, dest empty, holding
+    media/x.jpg; B with dest = media) were shipped by A and deleted by B's reconcile as
+    extras, every pass, each saying "in sync" (a breaker); A's delete of media/y.jpg would
+    have removed B's file of that name. The inner source owns its area: the shipper
+    refuses A's changes there (a permanent error naming both), and A's pass reports them
+    (reconcile.listings.own_entries)."""
+    path, mine = path.strip("/"), source.dest.strip("/")
+    owner: SourceConfig | None = None
+    for other in sources:
+        dest = other.dest.strip("/")
+        if (other.name == source.name or target not in other.targets or not dest
+                or dest == mine or not path.startswith(dest + "/")
+                or (mine and not dest.startswith(mine + "/"))):
+            continue
+        if owner is None or len(dest) > len(owner.dest.strip("/")):
+            owner = other
+    return owner
+
+
 def holds_area(sources: Iterable[SourceConfig], target: str, *paths: str) -> bool:
     """Whether another source's area on `target` lies at or below any of `paths`
     (target-relative): a directory renamed from or onto one would carry it along or

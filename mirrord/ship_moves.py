@@ -36,6 +36,8 @@ class MoveOps:
     def _try_move(self, target: Target, op: Op, src: SourceConfig) -> Outcome | None:
         """Rename on the target when that gives the right result; None: send instead."""
         assert op.src is not None
+        if nested.claimed_by(self.sources.values(), target.name, src, join(src.dest, op.src)):
+            return None   # the old name is in another source's area: its file is not ours
         seen = observe(str(src.path), op.path, keep_open=False)
         if seen.kind == "absent" or (seen.kind == "dir") != op.is_dir:
             return None

@@ -14,7 +14,9 @@ Pure functions of the op, what was observed and what the target answered: the Sh
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
+from mirrord import nested
 from mirrord.errors import PermanentError, RetryableError, SourceBusy
 from mirrord.journal import Op, Outcome
 from mirrord.logsetup import redact
@@ -126,3 +128,18 @@ def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Out
         return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree,
                        mode=mode)
     return Outcome(op, "delete")
+
+
+def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],
+                  target: str) -> Outcome | None:
+    """A permanent error for `op` when its path on `target` lies in another source's
+    area (mirrord.nested.claimed_by: the inner source owns it), else None. Such a change
+    is neither sent nor deleted there: B's reconcile deleted what A sent, every pass,
+    and A's delete would remove B's file of that name."""
+    where = join(src.dest, op.path)
+    owner = nested.claimed_by(sources, target, src, where)
+    if owner is None:
+        return None
+    return Outcome(op, error=f"{where!r} lies in the area of [source:{owner.name}] "
+                             f"(dest = {owner.dest}) on this target: not mirrored there",
+                   permanent=True)

@@ -40,7 +40,7 @@ from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.ship_moves import MoveOps
-from mirrord.ship_rules import error_outcome, meta_only, not_yet, outcome, sync_item, unchanged
+from mirrord.ship_rules import error_outcome, in_other_area, meta_only, not_yet, outcome, sync_item, unchanged
 from mirrord.submounts import SubMounts
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
@@ -203,6 +203,10 @@ class Shipper(MoveOps):
                     # directory-only pattern (`thumb/`) then leaves the name itself to the op,
                     # so a file of that name on the target is still replaced or removed.
                     outcomes.append(Outcome(op, "skip"))
+                    continue
+                claimed = in_other_area(op, src, self.sources.values(), target.name)
+                if claimed is not None:
+                    outcomes.append(claimed)
                     continue
                 try:
                     # a directory arriving under a directory-only pattern (`temp/`) by a

@@ -69,6 +69,7 @@ from mirrord.reconcile.deletes import (
 from mirrord.reconcile.listings import (
     open_readonly,
     other_dests,
+    own_entries,
     shipped_rows,
     target_entries,
 )
@@ -124,6 +125,7 @@ class _Pass:
         self.deletes = DeletePlan(delete=delete, max_delete=max_delete,
                                   max_delete_percent=max_delete_percent)
         self.other = tuple(os.fsencode(d) + b"/" for d in other_dests if d)
+        self.in_areas: dict[bytes, int] = {}   # listings.own_entries: entries in another's area
         self.stop = stop or threading.Event()
         self.progress = progress
         self.root = str(source.path)
@@ -162,8 +164,9 @@ class _Pass:
         errors = WalkErrors([])
         conn = None
         try:
-            src = Cursor(walk(self.root, include_dirs=self.features.directories,
-                              excluded=self.source.excluded, errors=errors), entry_key)
+            src = Cursor(own_entries(walk(self.root, include_dirs=self.features.directories,
+                                          excluded=self.source.excluded, errors=errors),
+                                     self.other, self.in_areas), entry_key)
             tgt = Cursor(target_entries(self.target, self.source, self.other), entry_key)
             conn = open_readonly(db_path)
             # read before the listing: a removal acked in between is in the listing already
@@ -190,6 +193,11 @@ class _Pass:
         finally:
             if conn is not None:
                 conn.close()
+            for area, n in sorted(self.in_areas.items()):
+                self.res.errors.append(
+                    f"[source:{self.source.name}]: {n} entries lie below "
+                    f"{os.fsdecode(area[:-1])!r}, another source's dest on this target: not "
+                    f"mirrored there (README, [source] dest)")
             self.res.unreadable = list(errors.unreadable)
             for where, why in errors.unreadable[:20]:
                 self.res.errors.append(f"source directory {where!r} could not be read: {why}")

@@ -41,6 +41,22 @@ def other_dests(cfg: Config, target: str, source: SourceConfig) -> tuple[str, ..
     return tuple(out)
 
 
+def own_entries(entries: Iterator[Entry], other: tuple[bytes, ...],
+                in_areas: dict[bytes, int]) -> Iterator[Entry]:
+    """The source walk's `entries` without those in another source's area (`other`, as
+    'dir/' keys relative to this source's dest): a directory at an area's own path is
+    left out as the target's listing leaves it out; each entry strictly below one is
+    counted in `in_areas[area]` (the inner source owns it: mirrord.nested.claimed_by,
+    the pass reports them as errors) instead of being compared."""
+    for e in entries:
+        key = os.fsencode(e.path) + (b"/" if e.is_dir else b"")
+        area = next((a for a in other if key.startswith(a)), None)
+        if area is None:
+            yield e
+        elif key != area:
+            in_areas[area] = in_areas.get(area, 0) + 1
+
+
 def target_entries(target: Target, source: SourceConfig,
                    other: tuple[bytes, ...]) -> Iterator[Entry]:
     """`target`'s listing below `source`'s dest, paths relative to it, without what is

@@ -13,7 +13,7 @@ import pytest
 from mirrord.config import SourceConfig
 from mirrord.errors import PermanentError, RetryableError
 from mirrord.journal import Op
-from mirrord.nested import areas_below, holds_area, sync
+from mirrord.nested import areas_below, claimed_by, holds_area, sync
 from mirrord.shipper import Shipper, serial
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.memory import MemoryTarget
@@ -246,3 +246,65 @@ def test_a_reconcile_proposes_no_delete_of_the_parents_left_for_an_area(tmp_path
     assert sorted((c.path, c.tree) for c in rec.changes("delete")) == [
         ("media/old", True), ("media/stray.jpg", False)]
     assert res.extra == 3   # media/old/, media/old/x.jpg, media/stray.jpg; not media/
+
+
+# ------------------------------------------------------------ claimed_by: who owns a path
+def _src(name: str, dest: str = "", targets: tuple[str, ...] = (T,)) -> SourceConfig:
+    return SourceConfig(name=name, path=Path("/srv") / name, targets=targets, dest=dest)
+
+
+@pytest.mark.parametrize("mine, path, others, owner", [
+    ("", "media/x.jpg", [("b", "media")], "b"),                    # outer's file in b's area
+    ("", "media", [("b", "media")], None),                         # the area's own directory
+    ("", "mediax/y", [("b", "media")], None),                      # a name that only starts so
+    ("", "media/thumbs/z", [("b", "media"), ("c", "media/thumbs")], "c"),   # innermost owns
+    ("media", "media/thumbs/z", [("c", "media/thumbs")], "c"),     # nested in a non-empty dest
+    ("media/thumbs", "media/thumbs/z", [("b", "media")], None),    # mine is inside b's: mine
+    ("", "media/x", [("b", "")], None),                            # an empty dest owns nothing
+    ("up", "up/x", [("b", "up")], None),                           # one dest shared: not nested
+])
+def test_claimed_by_names_the_innermost_other_source(mine, path, others, owner):
+    me = _src("a", mine)
+    sources = [me] + [_src(n, d) for n, d in others]
+    got = claimed_by(sources, T, me, path)
+    assert (got.name if got else None) == owner
+
+
+def test_claimed_by_only_where_both_sources_go():
+    me, b = _src("a"), _src("b", "media", targets=("other",))
+    assert claimed_by([me, b], T, me, "media/x.jpg") is None   # b does not feed t
+
+
+def test_the_shipper_refuses_an_outer_sources_change_in_an_inner_area(tmp_path):
+    """A put, a delete and a move out of the area: the first two are permanent errors
+    naming the owner, nothing sent or removed (b's file stays); the move is sent as a
+    new file at its new name (the old name's file is b's)."""
+    sources = _sources(tmp_path, b_dest="media")
+    (tmp_path / "a" / "media").mkdir()
+    (tmp_path / "a" / "media" / "x.jpg").write_bytes(b"a's x")
+    (tmp_path / "a" / "moved.jpg").write_bytes(b"a's moved")
+    t = MemoryTarget(T)
+    _seed(t, ["media/x.jpg", "media/old.jpg"], tmp_path)   # b's files
+    shipper = Shipper({T: t}, sources, {T: 1}, executor=serial)
+    ops = [Op(next(_ids), 1, T, "a", "media/x.jpg", "put", None, False, False, 0, 1.0),
+           Op(next(_ids), 2, T, "a", "media/gone.jpg", "delete", None, False, False, 0, 1.0),
+           Op(next(_ids), 3, T, "a", "moved.jpg", "move", "media/old.jpg", False, False, 0, 1.0,
+              src_shipped=(1, 1_000_000_000, None))]
+    outs = shipper.run_ops(t, ops)
+    assert [o.permanent for o in outs[:2]] == [True, True]
+    assert all("area of [source:b]" in (o.error or "") for o in outs[:2])
+    assert outs[2].error is None and outs[2].shipped_kind == "put", outs[2]
+    assert t.read("media/x.jpg") == b"x" and t.read("media/old.jpg") == b"x"   # b's, untouched
+    assert t.read("moved.jpg") == b"a's moved"
+
+
+def test_a_pass_leaves_out_and_counts_the_source_entries_in_another_area():
+    from mirrord.reconcile.listings import own_entries
+    from mirrord.targets.model import Entry
+    walk = [Entry("media", 0, 0.0, True), Entry("media/a.jpg", 1, 0.0),
+            Entry("media/deep", 0, 0.0, True), Entry("media/deep/b.jpg", 1, 0.0),
+            Entry("mediax.jpg", 1, 0.0), Entry("top.jpg", 1, 0.0)]
+    counted: dict[bytes, int] = {}
+    kept = [e.path for e in own_entries(iter(walk), (b"media/",), counted)]
+    assert kept == ["mediax.jpg", "top.jpg"]
+    assert counted == {b"media/": 3}   # the area's own directory is not counted
