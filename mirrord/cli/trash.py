@@ -25,7 +25,7 @@ from mirrord.errors import MirrordError, PermanentError
 from mirrord.logsetup import redact, register_secret
 from mirrord.targets.base import Target
 from mirrord.targets.paths import check_relpath
-from mirrord.trash import listing, restore
+from mirrord.trash import listing, restore, source_root
 from mirrord.trash.model import WHY_TEXT, Kept
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -274,6 +274,7 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
             if path not in best or kept.when > best[path][1].when:
                 best[path] = (name, kept)
     out = []
+    roots: dict[str, str | None] = {}   # source name -> why its root takes nothing (once each)
     for path in sorted(best):
         name, kept = best[path]
         try:   # a name read from a target's trash never leads outside the source tree
@@ -284,6 +285,11 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
         if place is None:
             out.append(restore.Outcome("refused", f"{name}:{path}", kept,
                                        "no [source:*] of this target maps to this path"))
+            continue
+        if place[0] not in roots:
+            roots[place[0]] = source_root.refusal(cfg, place[0], place[1], force=force)
+        if roots[place[0]] is not None:
+            out.append(restore.Outcome("refused", os.path.join(*place[1:]), kept, roots[place[0]]))
             continue
         try:
             out.append(restore.restore_to_source(opened[name], kept, *place[1:], force=force,

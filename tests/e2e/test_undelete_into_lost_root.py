@@ -1,0 +1,101 @@
+"""`mirrord undelete --to-source` never writes into a source root that is no uploads volume.
+
+Found by a breaker: 300 files on a tmpfs root, keep_deleted on, one file deleted, the
+tmpfs lazily unmounted (status: LOST); `undelete --to-source` of the deleted file wrote
+it into the bare mount point and exited 0. One file there made the root "back", and the
+daemon's comparison deleted on every target what the root lacked (902 of 903 files; the
+same at the next start with the daemon stopped). Now the restore is refused, exit 1,
+naming the root; nothing is written, and the mirror keeps every file. The real `mirrord
+run` on a local target, with the daemon running and stopped (mirrord.trash.source_root).
+A root emptied by a user (`rm -rf`) while the daemon watches it is what undelete exists
+for: restored as before.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import Mirrord
+
+FILES = 40
+
+
+def _wait(check, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.1)
+
+
+def _mirrored(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")
+            if p.is_file() and ".mirrord" not in p.parts}
+
+
+@pytest.mark.parametrize("daemon", ["running", "stopped"])
+def test_undelete_to_source_refuses_an_unmounted_root(tmp_path, daemon):
+    src, mirror = tmp_path / "src", tmp_path / "mirror"
+    src.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(src)], check=True)
+    mounted = True
+    cfg = tmp_path / "mirrord.ini"
+    cfg.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\nheartbeat_interval = 200ms\n"
+                   f"[source:up]\npath = {src}\ntargets = t\n"
+                   f"[target:t]\ntype = local\npath = {mirror}\nkeep_deleted = 7d\n"
+                   f"[reconcile]\nevery = off\n")
+    d = Mirrord(cfg, tmp_path / "mirrord.log")
+    try:
+        (src / "site").mkdir()
+        for i in range(FILES):
+            (src / "site" / f"f{i}.jpg").write_bytes(b"x%d" % i)
+        d.start()
+        _wait(lambda: len(_mirrored(mirror)) == FILES, "the tree mirrored")
+        (src / "site" / "f1.jpg").unlink()
+        _wait(lambda: len(_mirrored(mirror)) == FILES - 1, "the delete mirrored (kept)")
+        subprocess.run(["umount", "-l", str(src)], check=True)
+        mounted = False
+        _wait(lambda: (d.status().get("daemon") or {}).get("sources", {}).get("up", {}).get("state")
+              == "lost", "the root seen lost")
+        if daemon == "stopped":
+            assert d.stop() == 0
+        res = d.cli("undelete", "--to-source", "site/f1.jpg", check=False)
+        out = res.stdout + res.stderr
+        assert res.returncode == 1, out
+        assert ("reports the source root" in out and "lost" in out if daemon == "running"
+                else "is empty and on" in out and "last watched it on tmpfs" in out), out
+        assert not any(src.iterdir()), "written into the bare mount point"
+        if daemon == "stopped":
+            d.start()   # its start must not take the mirror down either
+        time.sleep(3)   # more than a root look (1 s) and a comparison
+        assert len(_mirrored(mirror)) == FILES - 1, sorted(_mirrored(mirror))[:5]
+    finally:
+        d.stop()
+        if mounted:
+            subprocess.run(["umount", "-l", str(src)], check=False)
+
+
+def test_a_root_emptied_while_watched_is_restored(tmp_path):
+    src, mirror = tmp_path / "src", tmp_path / "mirror"
+    (src / "site").mkdir(parents=True)
+    (src / "site" / "a.jpg").write_bytes(b"a")
+    cfg = tmp_path / "mirrord.ini"
+    cfg.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\nheartbeat_interval = 200ms\n"
+                   f"[source:up]\npath = {src}\ntargets = t\n"
+                   f"[target:t]\ntype = local\npath = {mirror}\nkeep_deleted = 7d\n")
+    d = Mirrord(cfg, tmp_path / "mirrord.log")
+    d.start()
+    try:
+        _wait(lambda: _mirrored(mirror) == {"site/a.jpg"}, "mirrored")
+        subprocess.run(["rm", "-rf", str(src / "site")], check=True)   # the root is empty now
+        _wait(lambda: not _mirrored(mirror), "the delete mirrored (kept)")
+        res = d.cli("undelete", "--to-source", "site/a.jpg", check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert (src / "site" / "a.jpg").read_bytes() == b"a"
+        _wait(lambda: _mirrored(mirror) == {"site/a.jpg"}, "restored and mirrored again")
+    finally:
+        assert d.stop() == 0
