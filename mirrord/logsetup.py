@@ -112,6 +112,27 @@ class Verbatim(str):
     `password=1.jpg` came out of `trash --json` as `password=***`): mirrord.cli.output."""
 
 
+def redact_doc(value: object) -> object:
+    """A document about to be serialised as JSON (status --json, failover.log, `mirrord
+    health`'s /ready) -> the same document with every string in it, keys too, passed
+    through redact (a Verbatim string: mask_secrets only), and any other object that is not
+    a number, bool or None shown as its redacted str() (what json.dumps' default=str would
+    have written unredacted). Strings are redacted one by one, never the serialised text:
+    a pattern run across two strings could eat a closing quote and break the JSON."""
+    if isinstance(value, Verbatim):
+        return mask_secrets(value)
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_doc(k) if isinstance(k, str) else k: redact_doc(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_doc(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return redact(str(value))
+
+
 def mask_secrets(text: str) -> str:
     """`text` with only the registered secret values masked (register_secret), none of
     redact's patterns: for user data such as a file's path, which a pattern would rewrite

@@ -14,6 +14,8 @@ import logging
 import os
 import socket
 
+from mirrord.logsetup import redact
+
 log = logging.getLogger("mirrord.notify")
 
 READY = "READY=1"
@@ -25,8 +27,9 @@ _warned = False
 
 
 def status(text: str) -> str:
-    """A STATUS= line as systemctl status shows it (one line: newlines would end the assignment)."""
-    return "STATUS=" + " ".join(text.split())
+    """A STATUS= line as systemctl status shows it (one line: newlines would end the
+    assignment), redacted: `systemctl status` shows it to any user of the host."""
+    return "STATUS=" + redact(" ".join(text.split()))
 
 
 def _address(raw: str) -> str | bytes:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mirrord.config.cmdline import register_command_secrets
-from mirrord.logsetup import Verbatim, mask_secrets, redact, register_secret
+from mirrord.logsetup import mask_secrets, redact, redact_doc, register_secret
 
 
 def print_data(text: str) -> None:
@@ -94,8 +94,9 @@ def redacted_streams() -> Iterator[None]:
 
 def print_json(doc: Any, **dumps_args: Any) -> None:
     """Print `doc` as JSON (json.dumps with `dumps_args`) to sys.stdout, every string in it
-    (keys too) redacted first; the JSON stays valid whatever the strings held."""
-    text = json.dumps(_redacted(doc), **dumps_args) + "\n"
+    (keys too) redacted first (logsetup.redact_doc); the JSON stays valid whatever the
+    strings held."""
+    text = json.dumps(redact_doc(doc), **dumps_args) + "\n"
     _write_as_is(text)
 
 
@@ -106,18 +107,6 @@ def _write_as_is(text: str) -> None:
         stream.write_verbatim(text)
     else:
         stream.write(text)
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, Verbatim):
-        return mask_secrets(value)
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {_redacted(k) if isinstance(k, str) else k: _redacted(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redacted(v) for v in value]
-    return value
 
 
 def register_config_secrets(cfg: Any) -> None:

@@ -45,13 +45,15 @@ _RECEIVER_SQL = "SELECT pid, status FROM pg_stat_wal_receiver"
 
 
 def describe(conninfo: str) -> str:
-    """host:port/dbname as user, never the password."""
+    """host:port/dbname user=..., never the password: redacted (libpq takes a dbname
+    that is itself a URI or a conninfo, `dbname='postgresql://u:pw@h/db'`, and its
+    password came out with the dbname)."""
     try:
         d = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
         return "(unparseable conninfo)"
-    return f"{d.get('host', 'localhost')}:{d.get('port', 5432)}/{d.get('dbname', '')} " \
-           f"user={d.get('user', '')}"
+    return redact(f"{d.get('host', 'localhost')}:{d.get('port', 5432)}/{d.get('dbname', '')} "
+                  f"user={d.get('user', '')}")
 
 
 def protect(conninfo: str) -> None:

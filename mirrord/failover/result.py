@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mirrord.logsetup import redact
+from mirrord.logsetup import redact_doc
 
 FAIL, WARN = "fail", "warn"
 LOG_NAME = "failover.log"
@@ -122,10 +122,11 @@ def log_record(run: Run, host: str = "") -> dict:
 def append_log(state_dir: Path, run: Run, host: str = "") -> None:
     """One JSON line per run, appended and fsynced; redacted as a last line of defence.
 
-    Each string is redacted before serialising: redacting the serialised line could eat
+    Each string (keys too, and any object json would have shown as its str()) is redacted
+    before serialising (logsetup.redact_doc): redacting the serialised line could eat
     a closing quote (`password=x"` -> `password=***`) and leave a line that is not JSON."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(_redacted(log_record(run, host)), ensure_ascii=False, default=str) + "\n"
+    line = json.dumps(redact_doc(log_record(run, host)), ensure_ascii=False) + "\n"
     # O_NOFOLLOW: failover runs as root in a state_dir another user may write (locks.take);
     # O_NONBLOCK and S_ISREG: a FIFO planted there blocked the run for good, lock held
     fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
@@ -137,13 +138,3 @@ def append_log(state_dir: Path, run: Run, host: str = "") -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _redacted(value):
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _redacted(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redacted(v) for v in value]
-    return value

@@ -11,6 +11,12 @@
 - HEAD and OPTIONS on /ready and /live: the same status, no body (HAProxy's
   `option httpchk` sends OPTIONS by default).
 - GET /metrics: Prometheus text format, judged with the [failover] limits.
+
+Everything served passes through logsetup's redaction, as the CLI's output does: every
+string of a JSON body (redact_doc), every text body and label value (redact), and the
+request log lines (the log formatter). A check's message repeats what libpq or a server
+said, which may hold a credential the CLI would have masked (a conninfo whose dbname is a
+URI with a password: a breaker read it in clear in /ready).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from mirrord.config import Config, parse_duration
 from mirrord.failover import appconfig, readiness
 from mirrord.failover.result import Check
 from mirrord.health.runner import Runner
+from mirrord.logsetup import redact, redact_doc
 
 log = logging.getLogger("mirrord.health")
 QUERY_LIMITS = {"max_replay_lag": "max_replay_lag", "max_heartbeat_age": "max_heartbeat_age"}
@@ -96,7 +103,7 @@ class Health:
         self._pending.set(_num(data.get("heartbeat.pending", {}).get("pending")))
         self._ready.clear()
         failing = next((c.name for c in checks if c.refuses), "")
-        self._ready.labels(failing_check=failing).set(1 if ok else 0)
+        self._ready.labels(failing_check=redact(failing)).set(1 if ok else 0)
         return generate_latest(self.registry)
 
 
@@ -148,10 +155,14 @@ class Handler(BaseHTTPRequestHandler):
         self._json(200 if ok else 503, doc, body)
 
     def _json(self, code: int, doc: dict, body: bool) -> None:
-        data = json.dumps(doc, indent=1, default=str).encode() + b"\n"
+        data = json.dumps(redact_doc(doc), indent=1).encode() + b"\n"
         self._send(code, data, "application/json", body)
 
     def _send(self, code: int, data: bytes, ctype: str, body: bool) -> None:
+        """Answer `code` with `data`: a JSON body comes redacted string by string (_json);
+        any other is redacted here, line by line (/metrics' label values, /live)."""
+        if not ctype.startswith("application/json"):
+            data = "\n".join(redact(line) for line in data.decode().split("\n")).encode()
         self.send_response(code, HTTPStatus(code).phrase)
         self.send_header("Cache-Control", "no-store")
         if self.command == "OPTIONS":
@@ -163,7 +174,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def log_message(self, fmt: str, *args) -> None:
-        log.debug("health %s", fmt % args)
+        # the request line (a client's query may hold anything) and http.server's own
+        # errors: redacted here too, not only by the log formatter mirrord installs
+        log.debug("health %s", redact(fmt % args))
 
 
 def make_server(health: Health, host: str, port: int) -> ThreadingHTTPServer:
