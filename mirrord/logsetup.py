@@ -23,8 +23,12 @@ _SECRET_PATTERNS = [
     # (kv()'s json.dumps of a password holding a quote) stays part of it: no tail leaks.
     (re.compile(r"""(password\s*=\s*)('[^']*'|(?:[^\s"'\\]|\\["'](?=[^\s"'\\]))+)""", re.IGNORECASE),
      r"\1***"),
-    (re.compile(r"(secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
-    (re.compile(r"(aws_secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE), r"\1***"),
+    # secret_access_key = X, or `: X` (an INI line with configparser's other delimiter,
+    # YAML, an `env` dump), aws_ prefixed too. Not where mirrord's own message NAMES the key:
+    # a config problem's location, `[target:x] secret_access_key: access_key_id and ...`,
+    # once came out `secret_access_key: *** and ...` (errors.ConfigProblem's format)
+    (re.compile(r"((?<![\])] )(?<![\])] aws_)secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE),
+     r"\1***"),
     (re.compile(r"(Signature=|X-Amz-Signature=|Credential=)[^&\s]+"), r"\1***"),
     # the whole userinfo of any URL (a conninfo URI, an S3 endpoint, a check_url, a URL in a
     # hook's command line), up to the last '@' before the host: a password may itself hold
