@@ -16,6 +16,12 @@ import sys
 import time
 from typing import TextIO
 
+# a long option whose value is a credential, by the word its name ends in (curl, wget,
+# mysql, psql wrappers): --password, --http-password, --proxy-passwd, --token,
+# --auth-token, --oauth2-bearer, --client-secret, --api-key, --passphrase; not --no-password
+# (a flag). config.cmdline masks the word after one too.
+SECRET_OPTION = (r"--(?!no-)[\w-]*?(?:password|passwd|pass|passphrase|token|secret|bearer|"
+                 r"credentials?|api-?key|apikey|access-?key|secret-?key)")
 _SECRET_PATTERNS = [
     # libpq's password='quoted value' or a bare value. A bare value ends at whitespace or a
     # quote: `\S+` also ate the closing quote of a key="host=... password=x" log field and left
@@ -35,13 +41,13 @@ _SECRET_PATTERNS = [
     # an '@', and a userinfo without ':' is a token (https://TOKEN@host/). The user name
     # goes too: one rule for every URL shown (config.addresses.shown_url is this rule)
     (_USERINFO := re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s]*@", re.IGNORECASE), r"\1***@"),
-    # a command line's credential options and their separate values (curl, mysql, psql
-    # wrappers): `--password x`, `--token 'x y'` (the `=` forms are caught above or below)
+    # a command line's credential options and their separate values (SECRET_OPTION: curl,
+    # wget, mysql, psql wrappers): `--password x`, `--token 'x y'`, `--oauth2-bearer x`,
+    # `--http-password x` (the `=` forms are caught above or below)
     # A lone `|`, `;` or `&` after the option is no value: a separator (a shell's, or the
     # " | " that joins a command's output lines: `--password` ending one line is no password)
-    (re.compile(r"""((?<![\w-])--(?:password|passwd|pass|token|secret|api-key|apikey|"""
-                r"""access-token|auth-token)(?:\s+|=))(?![|;&](?:\s|$))('[^']*'|"[^"]*"|[^\s'"]+)""",
-                re.IGNORECASE), r"\1***"),
+    (re.compile(rf"""((?<![\w-]){SECRET_OPTION}(?:\s+|=))(?![|;&](?:\s|$))"""
+                r"""('[^']*'|"[^"]*"|[^\s'"]+)""", re.IGNORECASE), r"\1***"),
     # curl's -u/--user and -U/--proxy-user user:password (the user is kept)
     (re.compile(r"""((?<![\w-])(?:-u|-U|--user|--proxy-user)(?:\s+|=)?)"""
                 r"""(?:'([^':]*):[^']*'|"([^":]*):[^"]*"|([^\s:'"]*):[^\s'"]+)"""),
@@ -56,12 +62,27 @@ _SECRET_PATTERNS = [
     # an HTTP Authorization header (-H 'Authorization: Bearer x'): the credentials
     (re.compile(r"""(authorization:\s*(?:(?:basic|bearer|token|digest)\s+)?)[^\s'"]+""",
                 re.IGNORECASE), r"\1***"),
+    # any other header whose name says it carries a secret (curl -H 'X-Api-Key: x',
+    # 'PRIVATE-TOKEN: x', 'X-Auth-Token: x', 'Cookie: x'): a hyphenated name holding a
+    # credential word, so a config key (`secret_access_key: ...`, underscores) is no header
+    (re.compile(r"""((?<![\w-])(?:(?:set-)?cookie|(?=[a-z0-9]*-)[a-z0-9-]*?"""
+                r"""(?:key|token|secret|pass|auth|session|signature|credential)[a-z0-9-]*)"""
+                r""":[ \t]*(?:(?:basic|bearer|token|digest)\s+)?)[^\s'"]+""",
+                re.IGNORECASE), r"\1***"),
+    # openssl's password arguments: -passin/-passout/-pass pass:x (env:, file:, fd: name
+    # where the password is, and stay)
+    (re.compile(r"""((?<![\w./:-])(['"])?pass:)((?(2)[^'"]*|[^\s'"]+))"""), r"\1***"),
     # NAME=value where the name ends in a credential word: PGPASSWORD=, MYSQL_PWD=,
     # AWS_SECRET_ACCESS_KEY=, GITHUB_TOKEN=, --api-key= (an environment assignment or option;
     # `_pwd`, not `pwd`: PWD= and OLDPWD= in an `env` dump are directories)
-    (re.compile(r"""((?<![\w-])[\w-]*(?:[_-]pwd|passwd|secret|token|api[_-]?key|access[_-]?key|"""
-                r"""secret[_-]?key|credentials?)=)('[^']*'|"[^"]*"|[^\s'"&]+)""",
+    (re.compile(r"""((?<![\w-])[\w-]*(?:[_-]pwd|pass|passwd|secret|token|api[_-]?key|"""
+                r"""access[_-]?key|secret[_-]?key|credentials?)=)('[^']*'|"[^"]*"|[^\s'"&]+)""",
                 re.IGNORECASE), r"\1***"),
+    # an environment variable (upper case) whose name holds a credential word anywhere:
+    # SSHPASS=, PGPASSWORD=, REDISCLI_AUTH=, VAULT_TOKEN_X=, AWS_SECRET_ACCESS_KEY=, API_KEY_2=
+    # (case-sensitive: `StrictHostKeyChecking=no` is an ssh option, not a key)
+    (re.compile(r"""((?<![\w-])[A-Z0-9_]*(?:PASS|TOKEN|SECRET|KEY|AUTH(?!OR)|CREDENTIAL)"""
+                r"""[A-Z0-9_]*=)('[^']*'|"[^"]*"|[^\s'"&]+)"""), r"\1***"),
 ]
 # Below this length a registered secret is masked only where it stands as a whole
 # credential field (register_secret): "abc" masked everywhere would mangle ordinary output

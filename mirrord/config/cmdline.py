@@ -8,11 +8,14 @@ import os
 import re
 import shlex
 
-from mirrord.logsetup import redact, register_secret
+from mirrord.logsetup import SECRET_OPTION, redact, register_secret
 
-# options whose value is the next word and a credential (curl, mysql, psql wrappers)
-_SECRET_OPTIONS = {"--password", "--passwd", "--pass", "--token", "--secret", "--api-key",
-                   "--apikey", "--access-token", "--auth-token"}
+# options whose value is the next word and a credential (curl, wget, mysql, psql wrappers):
+# logsetup.SECRET_OPTION, the rule redact applies to any text
+_SECRET_OPTION = re.compile(SECRET_OPTION, re.IGNORECASE)
+# what comes before a credential value that is the rest of its word: NAME=, a header's
+# `Name: ` (and a scheme word: `Authorization: Bearer `), openssl's `pass:`
+_LEAD = re.compile(r"[^\s=:]+(?:=|:[ \t]*(?:\w+[ \t]+)?)")
 _USER_OPTIONS = {"-u", "-U", "--user", "--proxy-user"}    # curl: user:password
 # Short options that take a password in one program and mean something else elsewhere
 # (`ssh -p 2222` is a port): by program, "word" when the value may be the next word or
@@ -32,11 +35,15 @@ def shown_command(text: str) -> str:
     masked '***'; the text as written when it holds none.
 
     The rule, word by word (split like argv, as it runs): the word after a credential
-    option (`--password x`, `--token x`); the password of `-u/--user/-U user:password`
+    option (logsetup.SECRET_OPTION: `--password x`, `--token x`, `--http-password x`,
+    `--oauth2-bearer x`); the password of `-u/--user/-U user:password`
     (also `-uuser:password`); a program's own password flag (`sshpass -p x`, `redis-cli
-    -a x`, `mysql -px`: _PROGRAM_SECRET_FLAGS); then everything redact() masks in any text (NAME=value whose
-    name ends in a credential word such as PGPASSWORD=, MYSQL_PWD=, --api-key=; a URL's
-    userinfo; password= in a conninfo; an Authorization header; registered secrets).
+    -a x`, `mysql -px`: _PROGRAM_SECRET_FLAGS); then everything redact() masks in any text
+    (NAME=value whose name ends in a credential word such as MYSQL_PWD=, --api-key=, or
+    an upper-case NAME holding one anywhere such as SSHPASS=, PGPASSWORD=; a URL's
+    userinfo; password= in a conninfo; a header whose name holds a credential word,
+    `Authorization:`, `X-Api-Key:`, `PRIVATE-TOKEN:`; openssl's `pass:x`; registered
+    secrets), a value that starts its word masked to the word's end (_whole_value).
     A command that cannot be split is masked by redact() alone."""
     try:
         argv = shlex.split(text)
@@ -85,17 +92,30 @@ def _shown_words(argv: list[str]) -> list[str]:
     for word in argv:
         flags = _PROGRAM_SECRET_FLAGS.get(program, {})
         attached = next((f for f in flags if word.startswith(f) and len(word) > len(f)), None)
-        if before in _SECRET_OPTIONS or flags.get(before) == "word":
+        if _SECRET_OPTION.fullmatch(before) or flags.get(before) == "word":
             word = "***"
         elif attached is not None:
             word = attached + "***"                    # sshpass -pPASS, mysql -pPASS
         elif ":" in word and (before in _USER_OPTIONS or word.startswith("-u")):
             word = word.partition(":")[0] + ":***"     # -u user:pw, --user user:pw, -uuser:pw
-        shown.append(redact(word))
+        shown.append(_whole_value(redact(word)))
         before = argv[len(shown) - 1]
         if word == before and os.path.basename(word) in _PROGRAMS:
             program = os.path.basename(word)
     return shown
+
+
+def _whole_value(masked: str) -> str:
+    """One argv word as redact masked it -> the same, with a credential that starts the word
+    after its lead (`NAME=`, `X-Api-Key: `, `pass:`) masked to the word's end: a quoted value
+    holding a space (`env PGPASSWORD='a b'`, `-H 'X-Api-Key: a b'`) is one word, where
+    redact's patterns, made for free text, stop at the space (`PGPASSWORD=*** b`). Not
+    a conninfo's `password=`: there libpq itself ends an unquoted value at the space
+    (`psql 'password=x dbname=wiki'`)."""
+    lead, star, rest = masked.partition("***")
+    if star and rest[:1].isspace() and _LEAD.fullmatch(lead) and lead.lower() != "password=":
+        return lead + "***"
+    return masked
 
 
 def register_command_secrets(text: str) -> None:
