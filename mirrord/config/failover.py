@@ -17,7 +17,8 @@ from mirrord.config.addresses import (
 )
 from mirrord.config.model import FailoverConfig, HealthConfig, TargetConfig
 from mirrord.config.values import (
-    _Reader, parse_command, parse_duration, parse_hostport, parse_list, parse_timeout,
+    NOT_A_PORT, _Reader, is_port_text, parse_command, parse_duration, parse_hostport,
+    parse_list, parse_timeout,
 )
 
 HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",
@@ -39,8 +40,10 @@ def parse_memcached_server(item: str) -> tuple[str, int] | str:
     Returns (host, port) or the path; ValueError for anything else (a relative path, a bare
     IPv6 address without brackets, a port out of range), so check-config refuses what the
     flush could not reach (a socket path once passed as a host name on port 11211).
-    An item holding '@' (user:password@host) or a space (`host:port --password x`) is
-    refused without repeating it: it may hold a credential (the README's promise)."""
+    An item holding '@' (user:password@host) or a space (`host:port --password x`), or
+    whose part after the last ':' is not a number (`user:password`, the @host forgotten,
+    even when it also holds '/' or more ':'), is refused without repeating it: it may
+    hold a credential (the README's promise)."""
     if "@" in item:
         raise ValueError("credentials in a memcached address are not supported (the flush "
                          "speaks memcached's text protocol, no authentication); remove the "
@@ -49,6 +52,9 @@ def parse_memcached_server(item: str) -> tuple[str, int] | str:
         raise ValueError("a memcached address holds a space; options (a password flag, say) are "
                          "not supported, write only host:port (the value is not shown: it may "
                          "hold a password)")
+    if not item.startswith(("/", "[")) and ":" in item \
+            and not is_port_text(item.rpartition(":")[2]):
+        raise ValueError(NOT_A_PORT)     # `user:password`, its @host forgotten ([v6]: below)
     if item.startswith("/"):
         if "\0" in item or item.endswith("/"):
             raise ValueError(f"not a socket path: {item!r}")
@@ -66,13 +72,24 @@ def parse_memcached_server(item: str) -> tuple[str, int] | str:
             raise ValueError(f"{item!r}: not an IPv6 address in brackets") from None
         text = f"[{addr}]:{port}"
     elif item.count(":") > 1:
-        raise ValueError(f"{item!r}: write an IPv6 address in brackets, like [::1]:11211")
+        # repeated only when it is an IPv6 address (maybe with a port): `user:pa:ss` is not
+        shown = f"{item!r}" if _is_v6(item) or _is_v6(item.rpartition(":")[0]) \
+            else "an address with several ':' (not shown: it may hold a password)"
+        raise ValueError(f"{shown}: write an IPv6 address in brackets, like [::1]:11211")
     else:
         text = item
     host, port_no = parse_hostport(text, 11211)
     if ":" not in host and not _HOSTNAME.match(host):
         raise ValueError(f"{item!r}: not a host name or address")
     return host, port_no
+
+
+def _is_v6(text: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6, text)
+        return True
+    except OSError:
+        return False
 
 
 def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:
