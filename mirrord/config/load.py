@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import configparser
 import errno
-import ipaddress
 import os
 import stat
 from pathlib import Path
@@ -14,46 +13,13 @@ from pathlib import Path
 from mirrord.config.addresses import conninfo_password
 from mirrord.config.failover import _read_failover, _read_health
 from mirrord.config.keypaths import S3_KEY_MAX
+from mirrord.config.hostplaces import check_own_files_outside_targets, here as _here
+from mirrord.config.hostplaces import inside as _inside
 from mirrord.config.overlap import check_target_overlaps
 from mirrord.config.model import Config, DEFAULT_PATHS, SECRET_KEYS, SourceConfig, TargetConfig
 from mirrord.config.sections import _read_mirrord, _read_reconcile, _read_source, _read_target
 from mirrord.config.values import _Reader
 from mirrord.errors import ConfigError, ConfigProblem
-
-
-def _inside(child: Path, parent: Path) -> bool:
-    """Whether `child` is `parent` or below it, symlinks resolved (a source's path is kept
-    as written: a link to the target's directory still overlaps it)."""
-    child, parent = _real(child), _real(parent)
-    return child == parent or parent in child.parents
-
-
-def _real(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError):   # a symlink loop: compared as written
-        return path
-
-
-def _here(t: TargetConfig) -> Path | None:
-    """The path on this machine a target writes to: a local target's, or an rsync target's
-    on a loopback host (`localhost`, 127.0.0.0/8, ::1: the same file system, reached over
-    ssh); None for any other."""
-    if t.local is not None:
-        return t.local.path
-    if t.rsync is not None and _loopback(t.rsync.host):
-        return Path(t.rsync.path)
-    return None
-
-
-def _loopback(host: str) -> bool:
-    name = host.lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):   # RFC 6761: always loopback
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_sources_outside_local_targets(r: _Reader, sources: list[SourceConfig],
@@ -105,12 +71,6 @@ def _check_cross_references(r: _Reader, sources: list[SourceConfig],
     for src in sources:
         if r.parser.has_option("mirrord", "state_dir") and _inside(state_dir, src.path):
             r.problem("mirrord", "state_dir", f"{state_dir} is inside the source {src.path}")
-    for t in targets.values():
-        # mirrord's files there are not mirrored files: the daemon's start-up reconcile
-        # deleted journal.db and the lock as "extra" while the daemon was using them
-        if t.local is not None and _inside(state_dir, t.local.path):
-            r.problem("mirrord", "state_dir", f"{state_dir} is inside [target:{t.name}] "
-                      f"path {t.local.path}: reconcile would delete it as extra")
 
 
 def _warn_if_secret_readable(r: _Reader) -> None:
@@ -268,6 +228,8 @@ def _build(r: _Reader) -> Config:
     _check_cross_references(r, sources, targets, settings.state_dir)
     reconcile = _read_reconcile(r)
     failover = _read_failover(r, targets)
+    # after [failover]: its link and flag are mirrord's own files too
+    check_own_files_outside_targets(r, targets, settings.state_dir, failover)
     health = _read_health(r)
     _warn_if_secret_readable(r)
     if r.problems:

@@ -214,6 +214,9 @@ def test_a_state_dir_inside_a_local_target_is_a_problem(tmp_path, state_dir, tar
     text = text.replace("state_dir = state\n", f"state_dir = {state_dir}\n" if state_dir else "")
     text = text.replace("path = src\n", "path = /srv/elsewhere\n")   # not below the target
     found = problems(write(tmp_path, data=text.encode()))
+    # a target at the config's directory also holds the failover's `link` (./current),
+    # which a flip writes: that is its own problem (mirrord/config/hostplaces.py)
+    found = [f for f in found if f[:2] != ("failover", "link")]
     only(found, "mirrord", "state_dir", "is inside [target:mirror] path")
 
 

@@ -1,0 +1,106 @@
+"""Places on this host: where a target writes and deletes here, and the files mirrord
+keeps here for itself, which must never lie in such a place.
+
+A target's reconcile deletes as extra whatever its root holds that its sources do not.
+mirrord's own files there are not mirrored files: with `[mirrord] state_dir` inside a
+target's root each reconcile pass deleted journal.db and the lock files (reported as
+`extra=5 deletes=5`, "in sync", exit 0), and the daemon's start-up pass deleted them
+while it used them. A target's root is on this host when the target is local, or rsync
+to a loopback host (`localhost`, 127.0.0.0/8, ::1: the same file system reached over
+ssh, the README's rule for overlap with sources).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from mirrord.config.model import FailoverConfig, TargetConfig
+from mirrord.config.values import _Reader
+
+
+def real(path: Path) -> Path:
+    """`path` with symlinks resolved; as written when it holds a symlink loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):   # a symlink loop: compared as written
+        return path
+
+
+def inside(child: Path, parent: Path) -> bool:
+    """Whether `child` is `parent` or below it, symlinks resolved (a source's path is kept
+    as written: a link to the target's directory still overlaps it)."""
+    child, parent = real(child), real(parent)
+    return child == parent or parent in child.parents
+
+
+def overlap(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` are one place, or one lies inside the other."""
+    return inside(a, b) or inside(b, a)
+
+
+def loopback(host: str) -> bool:
+    """Whether an rsync `host` names this machine: `localhost`, a name below `.localhost`
+    (RFC 6761: always loopback), or a loopback address (127.0.0.0/8, ::1)."""
+    name = host.lower().rstrip(".").strip("[]")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def here(t: TargetConfig) -> Path | None:
+    """The path on this machine a target writes to: a local target's, or an rsync
+    target's on a loopback host; None for any other (S3, a remote mirror host)."""
+    if t.local is not None:
+        return t.local.path
+    if t.rsync is not None and loopback(t.rsync.host):
+        return Path(t.rsync.path)
+    return None
+
+
+def _own_files(state_dir: Path, fo: FailoverConfig | None) -> list[tuple[str, Path, Path]]:
+    """(key, path as shown, path compared) of each place mirrord itself writes on this
+    host: state_dir (journal.db, the locks, failover.log, the switch record), and the
+    failover's `link` (replaced by a flip) or `flag` (written by a flip). `link` is a
+    symlink itself: compared as its resolved directory plus its own name."""
+    own = [("state_dir", state_dir, state_dir)]
+    if fo is not None:
+        if fo.mode == "symlink" and fo.link is not None:
+            own.append(("link", fo.link, real(fo.link.parent) / fo.link.name))
+        if fo.mode == "flagfile" and fo.flag is not None:
+            own.append(("flag", fo.flag, fo.flag))
+    return own
+
+
+def check_own_files_outside_targets(r: _Reader, targets: dict[str, TargetConfig],
+                                    state_dir: Path, fo: FailoverConfig | None) -> None:
+    """A problem at the own file's key ([mirrord] state_dir, [failover] link or flag)
+    for each target place on this host (here) that overlaps it, in either direction:
+    the file inside the target's root (its reconcile deletes it as extra; a flip undone
+    by the next pass), or the target's root inside or at it (the target's writes, its
+    trash and its deletes act among mirrord's own files). Places already refused as
+    unusable are left out. Exit 2 at load, so check-config, run and reconcile all stop
+    before anything is touched."""
+    unusable = {(p.section, p.key) for p in r.problems}
+    for key, shown, path in _own_files(state_dir, fo):
+        section = "mirrord" if key == "state_dir" else "failover"
+        if (section, key) in unusable:
+            continue
+        for t in targets.values():
+            root = here(t)
+            if root is None or (f"target:{t.name}", "path") in unusable:
+                continue
+            if not overlap(path, root):
+                continue
+            where = "on this host" if t.local is not None else f"on {t.rsync.host}, this host"
+            if inside(path, root):
+                how = (f"is inside [target:{t.name}] path {root} ({where}): the target's "
+                       "reconcile would delete it as extra")
+            else:
+                how = (f"holds [target:{t.name}] path {root} ({where}): the target would "
+                       "write and delete among mirrord's own files")
+            r.problem(section, key, f"{shown} {how}; keep mirrord's own files and every "
+                      "target's place apart, neither inside the other")
