@@ -19,6 +19,7 @@ from mirrord.config.values import (
     parse_size, parse_timeout,
 )
 from mirrord.config.host import read_ssh_command, read_state_dir
+from mirrord.config.keyfiles import read_ca_bundle, read_ssh_files
 from mirrord.exclude import PatternError, check_pattern
 
 _MIRRORD_KEYS = {"state_dir", "workers", "heartbeat_interval", "log_level", "log_format",
@@ -174,7 +175,7 @@ def _read_s3(r: _Reader, section: str) -> S3Options:
         storage_class=r.raw(section, "storage_class", "") or "",
         multipart_threshold=r.get(section, "multipart_threshold", parse_size, 64 << 20),
         multipart_chunksize=chunk,
-        ca_bundle=r.raw(section, "ca_bundle", "") or "",
+        ca_bundle=read_ca_bundle(r, section),
     )
 
 
@@ -206,9 +207,10 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     if strict not in ("yes", "no", "accept-new"):
         r.problem(section, "strict_host_key_checking", "must be yes, no or accept-new")
     port = r.get(section, "port", parse_port, 22)
+    ssh_key, known_hosts = read_ssh_files(r, section, strict)
     return RsyncOptions(
         host=host, path=path.rstrip("/") or "/", port=port, user=user,
-        ssh_key=r.path(section, "ssh_key"), known_hosts=r.path(section, "known_hosts"),
+        ssh_key=ssh_key, known_hosts=known_hosts,
         strict_host_key_checking=strict,
         rsync_path=r.get(section, "rsync_path", str, "rsync"),
         ssh_command=read_ssh_command(r, section),

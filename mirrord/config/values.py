@@ -155,13 +155,20 @@ def parse_command(text: str) -> str:
     text. ValueError for an unclosed quote, no program (`''`) or a first word that is an
     environment assignment (`PGPASSWORD=x psql ...`: run without a shell it is taken as
     the program's name, and fails only when run, after failover's flip for
-    reload_command); found here, not when the command runs. No message repeats the text."""
+    reload_command), and a program given as a relative path (`./bin/reload`: run from
+    the working directory, / under systemd, never the config's directory the README's
+    relative-path rule names); found here, not when the command runs. No message
+    repeats the text."""
     try:
         argv = shlex.split(text)
     except ValueError as exc:
         raise ValueError(f"cannot split into a command line: {exc}") from None
     if not argv or not argv[0]:
         raise ValueError("cannot split into a command line: no program to run")
+    if "/" in argv[0] and not argv[0].startswith("/"):
+        raise ValueError("its program is a relative path: commands run from the daemon's "
+                         "working directory (systemd's is /), not the config file's; write "
+                         "the program's absolute path, or a name found on PATH")
     if _ASSIGNMENT.match(argv[0]):
         name = argv[0].partition("=")[0]
         raise ValueError(f"starts with the environment assignment {name}=...: commands run "

@@ -20,6 +20,10 @@ MIRRORD = ROOT / ".venv" / "bin" / "mirrord"
 
 def write(tmp_path: Path, text: str, name: str = "mirrord.ini") -> Path:
     path = tmp_path / name
+    if "keys/" in text:   # the files FULL names, which must exist (config/keyfiles.py)
+        (tmp_path / "keys").mkdir(exist_ok=True)
+        for key in ("ca.pem", "id_ed25519", "known_hosts"):
+            (tmp_path / "keys" / key).touch(mode=0o600)
     path.write_text("\n".join(line.strip() for line in text.splitlines()) + "\n")
     path.chmod(0o600)
     return path
@@ -83,7 +87,7 @@ acl = private
 storage_class = STANDARD_IA
 multipart_threshold = 8MiB
 multipart_chunksize = 5M
-ca_bundle = /etc/ssl/ca.pem
+ca_bundle = keys/ca.pem
 
 [target:host]
 type = rsync
@@ -212,7 +216,7 @@ def test_every_key_of_every_section_parses(tmp_path):
         "my-bucket.1", "uploads/", "http://127.0.0.1:8333", "eu-west-1")
     assert (o.access_key_id, o.secret_access_key) == ("AKIAEXAMPLE", "s3cr3tvalue")
     assert (o.addressing_style, o.acl, o.storage_class, o.ca_bundle) == (
-        "path", "private", "STANDARD_IA", "/etc/ssl/ca.pem")
+        "path", "private", "STANDARD_IA", str((tmp_path / "keys" / "ca.pem").resolve()))
     assert (o.multipart_threshold, o.multipart_chunksize) == (8 << 20, 5 << 20)
     assert "s3cr3tvalue" not in repr(cfg)
 
