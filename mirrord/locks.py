@@ -56,8 +56,9 @@ def take(state_dir: Path, name: str, *, mode: int = 0o644) -> Lock:
 
     Creates state_dir when missing. Raises Busy (with the holder's pid when it can be
     read) when another process holds it; StateDirError when state_dir cannot be made or
-    the file cannot be made or opened there (its reason: the OS's words), a symlink in
-    its place included: O_NOFOLLOW. `sudo mirrord failover` runs as root in a state_dir
+    the file cannot be made, opened or written there (its reason: the OS's words: a
+    read-only or full file system, a quota, an I/O error), a symlink in its place
+    included: O_NOFOLLOW. `sudo mirrord failover` runs as root in a state_dir
     the health service's user owns (StateDirectory=); a symlink planted there as
     failover.lock had root truncate and write the file it named (a breaker: /etc/passwd)."""
     state_dir = Path(state_dir)
@@ -73,8 +74,14 @@ def take(state_dir: Path, name: str, *, mode: int = 0o644) -> Lock:
     except BlockingIOError:
         os.close(fd)
         raise Busy(path, holder(state_dir, name)) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as exc:
+        # a full file system (ENOSPC), a quota (EDQUOT), an I/O error: the file was made
+        # (an inode is free) but no block for its pid; was a bare "[Errno 28]", exit 1
+        os.close(fd)
+        raise StateDirError(state_dir, f"cannot hold {name}: {exc.strerror or exc}") from None
     return Lock(path, fd)
 
 

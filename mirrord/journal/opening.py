@@ -52,7 +52,8 @@ def unusable(path: Path, exc: BaseException, *, readonly: bool = False) -> Journ
                                f"aside (mirrord creates a new database there) or set [mirrord] "
                                f"state_dir to another directory")
     how = "read-only" if readonly else "for writing"
-    return JournalUnusable(f"cannot open the state database {path} {how} ({text}): "
+    return JournalUnusable(f"cannot open the state database {path} ([mirrord] state_dir) "
+                           f"{how} ({text}): "
                            f"{_likely_cause(path, readonly)}. The file itself may well be "
                            f"intact: do not move it aside, that loses the record of what "
                            f"was shipped")
