@@ -16,6 +16,7 @@ from mirrord.config.keypaths import S3_KEY_MAX
 from mirrord.config.hostplaces import check_own_files_outside_targets, here as _here
 from mirrord.config.hostplaces import inside as _inside
 from mirrord.config.overlap import check_target_overlaps
+from mirrord.config.names import check_printed_words, check_section_name
 from mirrord.config.model import Config, DEFAULT_PATHS, SECRET_KEYS, SourceConfig, TargetConfig
 from mirrord.config.sections import _read_mirrord, _read_reconcile, _read_source, _read_target
 from mirrord.config.values import _Reader
@@ -218,6 +219,8 @@ def _build(r: _Reader) -> Config:
         kind, _, name = section.partition(":")
         if kind in ("mirrord", "reconcile", "failover", "health") and not name:
             continue
+        if kind in ("target", "source") and name:
+            check_section_name(r, section, name)
         if kind == "target" and name:
             targets[name] = _read_target(r, section, name, settings.workers)
         elif kind == "source" and name:
@@ -226,6 +229,7 @@ def _build(r: _Reader) -> Config:
             r.problem(section, "", "unknown section (known: [mirrord], [source:NAME], "
                       "[target:NAME], [reconcile], [failover], [health])")
     _check_cross_references(r, sources, targets, settings.state_dir)
+    check_printed_words(r)
     reconcile = _read_reconcile(r)
     failover = _read_failover(r, targets)
     # after [failover]: its link and flag are mirrord's own files too

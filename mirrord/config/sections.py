@@ -20,6 +20,7 @@ from mirrord.config.values import (
 )
 from mirrord.config.host import read_ssh_command, read_state_dir
 from mirrord.config.keyfiles import read_ca_bundle, read_ssh_files
+from mirrord.config.names import read_hostname
 from mirrord.exclude import PatternError, check_pattern
 
 _MIRRORD_KEYS = {"state_dir", "workers", "heartbeat_interval", "log_level", "log_format",
@@ -67,7 +68,7 @@ def _read_mirrord(r: _Reader) -> MirrordSettings:
         log_level=level,
         log_format=fmt,
         metrics_listen=r.get(s, "metrics_listen", parse_listen, None),
-        hostname=r.get(s, "hostname", str, "") or socket.gethostname(),
+        hostname=read_hostname(r),
     )
 
 

@@ -138,7 +138,7 @@ def test_locks_take_says_state_dir_when_it_cannot_be_made(tmp_path):
 # (section, key): every key whose default is a value; an empty one silently meant it
 EMPTY_REFUSED = [
     ("mirrord", "workers"), ("mirrord", "heartbeat_interval"), ("mirrord", "log_level"),
-    ("mirrord", "log_format"), ("mirrord", "state_dir"),
+    ("mirrord", "log_format"), ("mirrord", "state_dir"), ("mirrord", "hostname"),
     ("source:s", "watcher"), ("source:s", "alarm_deletes"), ("source:s", "alarm_window"),
     ("source:s", "pause_on_alarm"),
     ("target:t", "workers"), ("target:t", "fsync"), ("target:t", "keep_deleted"),
@@ -179,7 +179,7 @@ def test_an_empty_failover_or_health_key_with_a_default_is_a_problem(tmp_path, s
 
 @pytest.mark.parametrize("section, key", [
     ("source:s", "dest"), ("source:s", "exclude"), ("target:r", "user"),
-    ("target:r", "ssh_key"), ("mirrord", "metrics_listen"), ("mirrord", "hostname"),
+    ("target:r", "ssh_key"), ("mirrord", "metrics_listen"),
     ("failover", "memcached"), ("failover", "primary_database"), ("failover", "pre_failover"),
     ("failover", "reload_command")])
 def test_an_empty_value_whose_default_is_nothing_means_nothing(tmp_path, section, key):

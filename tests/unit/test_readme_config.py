@@ -160,3 +160,15 @@ def test_check_config_writes_an_ipv6_listen_address_in_brackets(tmp_path, capsys
     assert check_config.run(argparse.Namespace(json=False), cfg) == 0
     out = capsys.readouterr().out
     assert "metrics on [::1]:9464" in out and "health: listen [::1]:9188," in out
+
+
+@pytest.mark.parametrize("table,key,default", [
+    r for r in ROWS if r[2] and r[2] != "(required)" and not r[2].startswith(EMPTY_WORDS)])
+def test_a_key_whose_default_is_a_value_is_refused_empty(tmp_path, table, key, default):
+    """The README: "A key written with no value is an error when its default is a value"
+    (`hostname =` silently became this host's name). Every row whose default cell is a
+    value, not nothing, written empty: a problem at that key."""
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, edit(table, key, ""))
+    assert any(p.key == key and "is empty" in p.message for p in info.value.problems), \
+        info.value.problems
