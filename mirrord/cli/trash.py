@@ -77,10 +77,12 @@ def selected(cfg: Config, name: str | None) -> list[str]:
             raise listing.UsageError(f"{cfg.path}: --target {name}: there is no [target:{name}] "
                                      f"section (targets: {known})")
         return [name]
-    names = [n for n in cfg.targets if keeps(cfg, n)]
+    # a target no source feeds (status: unused) is left out unless named: its root may hold
+    # no mirror at all, and an undelete that succeeded elsewhere then exited 1 (a breaker)
+    names = [n for n in cfg.targets if keeps(cfg, n) and cfg.sources_for(n)]
     if not names:
-        raise listing.UsageError(f"{cfg.path}: no [target:*] section has keep_deleted on; "
-                                 f"name one with --target")
+        raise listing.UsageError(f"{cfg.path}: no [target:*] section that a source feeds has "
+                                 f"keep_deleted on; name one with --target")
     return names
 
 

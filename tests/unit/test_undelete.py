@@ -343,7 +343,18 @@ def test_no_keeping_target_is_a_usage_error(fake, capsys, cfg):
     ini = cfg.path.read_text().replace("keep_deleted = 7d\n", "")
     cfg.path.write_text(ini)
     assert cli_main.main(["trash"]) == 2
-    assert "no [target:*] section has keep_deleted on" in capsys.readouterr().err
+    assert "no [target:*] section that a source feeds has keep_deleted on" in capsys.readouterr().err
+
+
+def test_a_keeping_target_no_source_feeds_is_left_out_unless_named(fake, capsys, cfg):
+    """Status calls it unused; its root may hold no mirror at all, and every undelete that
+    succeeded on the targets in use then exited 1 for it (a breaker)."""
+    ini = cfg.path.read_text().replace("path = " + str(cfg.path.parent / "plain") + "\n",
+                                       "path = " + str(cfg.path.parent / "plain") + "\n"
+                                       "keep_deleted = 7d\n")
+    cfg.path.write_text(ini)
+    assert trash_cli.selected(load(cfg.path), None) == ["t"]
+    assert trash_cli.selected(load(cfg.path), "plain") == ["plain"]
 
 
 def test_to_source_never_writes_outside_the_source_tree(fake, capsys, tmp_path):
