@@ -46,6 +46,7 @@ from mirrord.compare import against_shipped
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
 from mirrord.journal.read import in_flight_removals, removal_covers
+from mirrord.logsetup import kv
 from mirrord.merge import Cursor
 from mirrord.treewalk import WalkErrors, entry_key, walk
 
@@ -60,6 +61,7 @@ class CatchUpResult:
     proposed: dict[str, int] = field(default_factory=dict)
     refused_deletes: int = 0
     capped: list[str] = field(default_factory=list)   # targets whose deletes the cap refused
+    capped_paths: int = 0   # the most shipped paths one capped target lacked (not a sum)
     excluded: int = 0   # shipped paths the exclude patterns now exclude: left alone
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -142,14 +144,16 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         if result.files == 0 and had_shipped and not prefix:
             result.refused_deletes = sum(len(d) for d in deletes.values())
             if result.refused_deletes:  # nothing to refuse (e.g. only directories): no alarm
-                log.error("source %s is empty but %d shipped paths are recorded: refusing to "
-                          "delete (unmounted?)", source.path, result.refused_deletes)
+                log.error(kv(msg="source root is empty but shipped paths are recorded: "
+                                 "refusing to delete (unmounted?)", source=source.name,
+                             path=str(source.path), refused=result.refused_deletes))
         else:
             why_refused = None
             for t, keys in deletes.items():
                 if cap is not None and _over(source, t, len(keys), len(keys) + matched[t], cap):
                     result.refused_deletes += len(keys)
                     result.capped.append(t)
+                    result.capped_paths = max(result.capped_paths, len(keys))
                     continue
                 for key in keys:
                     if _below_unreadable(key, errors):
@@ -169,8 +173,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
                                    time=time.time(), targets=(t,)))
             if why_refused is not None:
-                log.error("%s (%d shipped paths below it kept)", why_refused,
-                          result.refused_deletes)
+                log.error(kv(msg="deletes refused: " + why_refused, source=source.name,
+                             kept=result.refused_deletes))
         if batch:
             emit(list(batch))
     finally:
@@ -185,10 +189,11 @@ def _over(source: SourceConfig, target: str, count: int, entries: int,
     from mirrord.reconcile.deletes import over_cap   # not at import: reconcile imports this
 
     why = over_cap(count, entries, max_delete=cap[0], max_delete_percent=cap[1],
-                   where=f"target {target!r} (source {source.name!r})")
+                   where=f"target {target!r} (source {source.name!r})",
+                   advice=f"check the source, then mirrord resume-deletes --source {source.name}")
     if why is not None:
-        log.error("source %s: the catch-up found %d shipped paths gone: %s", source.name,
-                  count, why)
+        log.error(kv(msg="the comparison found shipped paths gone: " + why, source=source.name,
+                     target=target, gone=count))
     return why is not None
 
 

@@ -232,7 +232,7 @@ class Roots:
         res = result[3]
         if res.capped:
             how = "came back lacking" if reason == "root-back" else "lacked at start"
-            why = (f"the source root {how} {res.refused_deletes} shipped paths, more than "
+            why = (f"the source root {how} {res.capped_paths} shipped paths, more than "
                    f"[reconcile] max_delete allows on {', '.join(res.capped)}: a wrong file "
                    f"system? None of them is deleted and the source's other deletes wait; if "
                    f"they are meant, resume-deletes compares again without the cap")

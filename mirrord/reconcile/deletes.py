@@ -49,7 +49,8 @@ def root_identity(root: str) -> tuple[int, int, int | None] | None:
 
 
 def over_cap(total: int, entries: int, *, max_delete: int, max_delete_percent: float | None,
-             where: str) -> str | None:
+             where: str, advice: str = "check the source, then raise max_delete or use "
+                                       "--no-delete") -> str | None:
     """Why deleting `total` of `entries` entries on `where` in one pass is refused by
     [reconcile] max_delete (a count, or a percentage of `entries` when
     `max_delete_percent` is set), or None. Shared by reconcile and the daemon's catch-up
@@ -60,13 +61,11 @@ def over_cap(total: int, entries: int, *, max_delete: int, max_delete_percent: f
             share = 100 * total / max(1, entries)
             return (f"refusing to delete {total} of {entries} entries "
                     f"({share:.1f}%) on {where}: more than [reconcile] max_delete = "
-                    f"{max_delete_percent:g}%; nothing deleted this pass (check the "
-                    f"source, then raise max_delete or use --no-delete)")
+                    f"{max_delete_percent:g}%; nothing deleted this pass ({advice})")
         return None
     if total > max_delete:
         return (f"refusing to delete {total} entries on {where}: more than [reconcile] "
-                f"max_delete = {max_delete}; nothing deleted this pass (check the "
-                f"source, then raise max_delete or use --no-delete)")
+                f"max_delete = {max_delete}; nothing deleted this pass ({advice})")
     return None
 
 

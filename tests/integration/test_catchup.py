@@ -310,3 +310,22 @@ def test_no_cap_is_the_live_rescan_rule(env):
     res, calls = env.catch_up()
     assert res.refused_deletes == 0
     assert len([c for batch in calls for c in batch if c.kind == "delete"]) == 19
+
+
+def test_the_cap_says_how_many_paths_the_source_lacks_not_a_sum_over_targets(tmp_path, caplog):
+    """A breaker: 94 paths gone, three targets over the cap; the hold said 'lacked at
+    start 280 shipped paths' (the sum over the targets). The ERROR line is key=value and
+    its advice is the hold's (resume-deletes), not reconcile's (--no-delete)."""
+    env = Env(tmp_path, targets=("t1", "t2", "t3"))
+    env.files({f"f{i}.jpg": b"x" for i in range(20)})
+    env.apply()
+    for i in range(12):
+        (env.root / f"f{i}.jpg").unlink()
+    with caplog.at_level("ERROR", logger="mirrord.catchup"):
+        res, _calls = env.catch_up(cap=(5, None))
+    assert sorted(res.capped) == ["t1", "t2", "t3"]
+    assert res.capped_paths == 12 and res.refused_deletes == 36
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(lines) == 3 and all(line.startswith("msg=") for line in lines), lines
+    assert all("resume-deletes --source up" in line and "--no-delete" not in line
+               for line in lines), lines

@@ -85,7 +85,8 @@ def _daemon(tmp_path, names=("a", "b")):
 
 
 def _result(source, reason, capped=()):
-    return ("catchup", source, reason, SimpleNamespace(capped=capped, refused_deletes=len(capped) * 7))
+    return ("catchup", source, reason, SimpleNamespace(capped=capped, refused_deletes=len(capped) * 7,
+                                                       capped_paths=7 if capped else 0))
 
 
 def test_at_start_no_absence_is_a_delete_before_the_start_comparison(tmp_path):
