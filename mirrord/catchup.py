@@ -184,13 +184,19 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
 
 
 def _over(source: SourceConfig, target: str, count: int, entries: int,
-          cap: tuple[int, float | None]) -> bool:
-    """Whether `count` deletes of `entries` shipped paths exceed `cap` (logged when so)."""
+          cap: tuple) -> bool:
+    """Whether `count` deletes of `entries` shipped paths exceed `cap` (logged when so):
+    (max_delete, max_delete_percent), or with a third item, a text saying why any delete
+    at all is refused (the root on another file system: mirrord.daemon_roots)."""
     from mirrord.reconcile.deletes import over_cap   # not at import: reconcile imports this
 
-    why = over_cap(count, entries, max_delete=cap[0], max_delete_percent=cap[1],
-                   where=f"target {target!r} (source {source.name!r})",
-                   advice=f"check the source, then mirrord resume-deletes --source {source.name}")
+    advice = f"check the source, then mirrord resume-deletes --source {source.name}"
+    if len(cap) > 2 and cap[2]:
+        why = (f"refusing to delete {count} entries on target {target!r} (source "
+               f"{source.name!r}): the source root {cap[2]} ({advice})") if count else None
+    else:
+        why = over_cap(count, entries, max_delete=cap[0], max_delete_percent=cap[1],
+                       where=f"target {target!r} (source {source.name!r})", advice=advice)
     if why is not None:
         log.error(kv(msg="the comparison found shipped paths gone: " + why, source=source.name,
                      target=target, gone=count))

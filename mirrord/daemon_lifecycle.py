@@ -82,6 +82,7 @@ def setup(d: Daemon) -> None:
     for name in watching.missing:   # compared once its root is back (daemon_roots)
         d.roots.lose(d, d.cfg.source(name), "the source root was not a directory at start")
     daemon_roots.hold_empty(d, "at start")
+    d.roots.note_start_fs(d)   # a root on another file system: its start deletes held
     d.scanner.start()
     for src in d.cfg.sources:
         if src.name not in d.roots.lost:

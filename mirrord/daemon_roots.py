@@ -130,6 +130,9 @@ class Roots:
         self.lost: dict[str, str] = {}
         # source -> the catch-up reason ("start", "root-back") its deletes wait for (compared)
         self.comparing: dict[str, str] = {}
+        # source -> how its root's file system changed (fs_change): its comparison at start
+        # or at the root's return holds any delete (mirrord.catchup's cap), not only many
+        self.moved: dict[str, str] = {}
         self._next = 0.0
 
     def lose(self, d: Daemon, src: SourceConfig, detail: str) -> None:
@@ -175,12 +178,19 @@ class Roots:
         if old is not None:
             old.close()
         guard = _guard(d, src.name)
+        was = (guard.identity[0] if guard is not None and guard.identity else None,
+               d.source_fs.get(src.name))
         if guard is not None:
             try:
                 guard.reset()   # still lost: its deletes wait for the comparison (compared)
             except OSError:
                 pass   # gone again: stays refused; the next "lost" tells
         d.source_fs[src.name] = start.source_fs(src)
+        now = (guard.identity[0] if guard is not None and guard.identity else None,
+               d.source_fs[src.name])
+        moved = fs_change(was, now)
+        if moved:
+            self.moved[src.name] = moved
         del self.lost[src.name]
         self.comparing[src.name] = "root-back"
         log.info(kv(msg="source root back; watching it again and comparing it with the "
@@ -191,6 +201,19 @@ class Roots:
         d._handle_events(src, events)
         d.catchups_pending.discard(src.name)   # one queued before is no comparison of this root
         d.schedule_catch_up(src, reason="root-back")
+
+    def note_start_fs(self, d: Daemon) -> None:
+        """At start, before the catch-ups are scheduled: a source whose root is on another
+        file system type than the last run watched it on (its status document's fstype)
+        gets no delete from its start comparison unless meant (resume-deletes): a volume
+        not mounted, its bare mount point holding what the app wrote there since."""
+        last = (d.journal.get_state("daemon") or {}).get("sources") or {}
+        for src in d.cfg.sources:
+            entry = last.get(src.name)
+            was = entry.get("fstype") if isinstance(entry, dict) else None
+            moved = fs_change((None, was), (None, d.source_fs.get(src.name)))
+            if moved:
+                self.moved[src.name] = moved
 
     def await_start(self, d: Daemon, guards: dict) -> None:
         """At start, before any change is shipped: the deletes of each source not lost wait
@@ -230,12 +253,15 @@ class Roots:
         if not (isinstance(result, tuple) and result[2] == reason):
             return
         res = result[3]
+        moved = self.moved.pop(source, None)
         if res.capped:
             how = "came back lacking" if reason == "root-back" else "lacked at start"
-            why = (f"the source root {how} {res.capped_paths} shipped paths, more than "
-                   f"[reconcile] max_delete allows on {', '.join(res.capped)}: a wrong file "
-                   f"system? None of them is deleted and the source's other deletes wait; if "
-                   f"they are meant, resume-deletes compares again without the cap")
+            limit = (f"and is {moved}" if moved else
+                     "more than [reconcile] max_delete allows")
+            why = (f"the source root {how} {res.capped_paths} shipped paths, {limit} on "
+                   f"{', '.join(res.capped)}: a wrong file system? None of them is deleted "
+                   f"and the source's other deletes wait; if they are meant, resume-deletes "
+                   f"compares again without the cap")
             d.journal.hold_deletes(source, reason=why, since=time.time())
             d.alarms.held.add(source)
             log.error(kv(msg="deletes held: " + why, source=source,
@@ -249,6 +275,18 @@ class Roots:
         for target in src.targets:   # the deletes refused meanwhile: now
             if target in d.targets:
                 d.journal.retry_now(target)
+
+
+def fs_change(was: tuple, now: tuple) -> str | None:
+    """How the source root's file system changed, or None: `was` and `now` are (st_dev or
+    None, fstype or None); a part unknown on either side proves nothing."""
+    if was[0] is not None and now[0] is not None and was[0] != now[0]:
+        return (f"on another file system than before (device "
+                f"{os.major(was[0])}:{os.minor(was[0])}, now {os.major(now[0])}:{os.minor(now[0])}"
+                f"{'' if was[1] == now[1] else f'; {was[1]}, now {now[1]}'})")
+    if was[1] and now[1] and was[1] != now[1]:
+        return f"on another file system type than before ({was[1]}, now {now[1]})"
+    return None
 
 
 def _guard(d: Daemon, name: str):

@@ -95,6 +95,8 @@ class Scans:
         # where the file system may be the wrong one (mounted by mistake while the daemon
         # was stopped or the root was lost): deletes capped as a reconcile pass's
         cap = (rc.max_delete, rc.max_delete_percent) if reason in CAPPED else None
+        if cap is not None and src.name in self.d.roots.moved:   # any delete: a wrong volume?
+            cap = (*cap, self.d.roots.moved[src.name])
         walk = catch_up_job(self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested,
                             kind="catchup", detail=reason, cap=cap, **self._scan_options(src))
 

@@ -214,10 +214,24 @@ def test_a_root_mounted_over_with_files_is_lost_then_watched_as_it_stands(tmp_pa
     with _mirrored(tmp_path, watcher) as (d, a, b):
         with tmpfs(b, "16m"):
             _fill(b, {"over/it.jpg": b"on the file system mounted over the root"})
+            _held_as_another_file_system(d, tmp_path, "b")
             _back(d, tmp_path, b, "b")
+        _held_as_another_file_system(d, tmp_path, "b")
         _back(d, tmp_path, b, "b")
         _other_goes_on(tmp_path, a, "a")
         assert d.stop() == 0
+
+
+def _held_as_another_file_system(d: Daemon, tmp: Path, name: str) -> None:
+    """Back on another device: the comparison's deletes are held whatever their number
+    (daemon_roots.fs_change; a breaker's lazily unmounted volume with one upload written
+    into the bare mount point took 902 of 903 files, under max_delete), nothing of the
+    target goes; resume-deletes says they are meant."""
+    before = target_files(_target(tmp, name))
+    poll(lambda: d.status()["sources"][name].get("deletes_held"), what="deletes held")
+    assert "on another file system" in d.cli("status").stdout
+    assert set(target_files(_target(tmp, name))) >= set(before)   # nothing deleted
+    assert d.cli("resume-deletes", "--source", name).returncode == 0
 
 
 def test_a_root_replaced_by_a_symlink_to_a_tree_is_watched_there(tmp_path, watcher):
@@ -654,3 +668,41 @@ def test_deletes_meant_while_stopped_over_the_cap_go_out_once_resumed(tmp_path, 
         assert not d.status()["sources"]["a"].get("deletes_held")
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize("daemon", ["running", "restarted"])
+def test_one_upload_into_an_unmounted_roots_mount_point_deletes_nothing(tmp_path, watcher,
+                                                                      daemon):
+    """A breaker: 300 files on a tmpfs root, the volume lazily unmounted, one file then
+    written into the bare mount point (by `undelete --to-source` there; a web app's upload
+    does the same): the root was "back", and its comparison deleted 902 of 903 paths on
+    every target, under max_delete (1000). Now a root back on another device (running)
+    or on another file system type than the last run watched (restarted) holds every
+    delete of its comparison until resume-deletes; what is there is still sent."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    files = _files("site")
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        with tmpfs(b, "16m"):
+            _fill(b, files)
+            d.start()
+            wait_converged(b, _target(tmp_path, "b"))
+            if daemon == "restarted":
+                assert d.stop() == 0
+        if daemon == "running":
+            _lost_reported(d, tmp_path, "b", "a")
+        (b / "upload-into-the-mount-point.jpg").write_bytes(b"the app wrote here")
+        if daemon == "restarted":
+            d.start()
+        poll(lambda: d.status()["sources"]["b"].get("deletes_held"), what="deletes held")
+        assert "on another file system" in d.cli("status").stdout
+        poll(lambda: "upload-into-the-mount-point.jpg" in target_files(_target(tmp_path, "b")),
+             what="what is there still sent")
+        mirrored = {p: v for p, v in target_files(_target(tmp_path, "b")).items()
+                    if not p.startswith(".mirrord")}
+        assert set(files) <= set(mirrored), "the mirror lost files to a bare mount point"
+        assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b)

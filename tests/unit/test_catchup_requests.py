@@ -39,7 +39,7 @@ def scans(tmp_path: Path, monkeypatch):
         scanner=SimpleNamespace(jobs=[], results=queue.Queue()),
         targets={"t": SimpleNamespace(features=SimpleNamespace(directories=True, keeps_mode=True))},
         alarms=SimpleNamespace(catch_up_done=done.append), _take_proposals=lambda: None,
-        scan_hooks=[], set_state=lambda key, value: None)
+        scan_hooks=[], set_state=lambda key, value: None, roots=SimpleNamespace(moved={}))
     d.scanner.add = lambda name, job: d.scanner.jobs.append((name, job))
     s = daemon_scans.Scans(d)
     s.done = done
