@@ -78,6 +78,16 @@ class SymlinkSwitch(Switch):
     def _record(self) -> dict | None:
         return self.record_for("link", str(self.link))
 
+    def is_readonly(self, rec: dict) -> bool:
+        """The link points at the read-only config now: today's `readonly`, or what the
+        record `rec` (switched.state; {} when unreadable) says a failover pointed it at.
+        OSError when something else stands there."""
+        cur = self.current()
+        if cur is None:
+            return False
+        return self.points_at(cur, self.readonly) or (
+            rec.get("link") == str(self.link) and rec.get("flipped_to") == b64(cur))
+
     def _ours(self, cur: bytes | None) -> bool:
         """The link points at a read-only config: today's `readonly`, or the one a
         failover recorded pointing it at (`readonly` may have changed in the INI since)."""

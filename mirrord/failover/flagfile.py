@@ -78,6 +78,13 @@ class FlagFileSwitch(Switch):
         return cur is not None and (cur == self.content
                                     or bool(rec and rec.get("written") == b64(cur)))
 
+    def is_readonly(self, rec: dict) -> bool:
+        """The flag holds today's message, or what the record `rec` (switched.state; {}
+        when unreadable) says a failover wrote. OSError when it cannot be read."""
+        cur = self.current()
+        return cur is not None and (cur == self.content or (
+            rec.get("flag") == str(self.flag) and rec.get("written") == b64(cur)))
+
     def _owner(self) -> dict:
         try:
             st = os.stat(self.flag)

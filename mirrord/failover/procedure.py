@@ -181,6 +181,7 @@ class Procedure:
         if self.fo.hook(pre) and self._pre_hook(run, pre, env).refuses:
             return self._refuse(run)
         self._out(f"mirrord {run.command}: steps")
+        self.switch.action = run.command if readonly else ""
         steps.execute(run.steps, self.fo, self.switch, readonly=readonly, hook_env=env)
         for step in run.steps:
             self._out(step.line())

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from mirrord.config import Config
-from mirrord.failover import heartbeat, replica
+from mirrord.failover import heartbeat, replica, switched
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
 from mirrord.failover.result import FAIL, WARN, Check
 
@@ -27,6 +27,7 @@ class Measurement:
     heartbeat_error: str          # why there is no heartbeat (unreadable target, bad file)
     app: tuple[Check, ...]        # the app config prechecks for the read-only direction
     taken: float                  # Unix time (this host) when the measurement began
+    switched: dict | None = None  # this host has switched (switched.state): action, at
 
 
 def measure(cfg: Config, switch: SymlinkSwitch | FlagFileSwitch, *,
@@ -40,7 +41,8 @@ def measure(cfg: Config, switch: SymlinkSwitch | FlagFileSwitch, *,
                                    statement_timeout=fo.statement_timeout)
     hb, error = (heartbeat.fetch(cfg, fo.heartbeat_target) if fo.heartbeat_target
                  else (None, ""))
-    return Measurement(reading, hb, error, tuple(switch.precheck(True)), taken)
+    return Measurement(reading, hb, error, tuple(switch.precheck(True)), taken,
+                       switched.state(switch))
 
 
 def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | None = None,
@@ -50,7 +52,13 @@ def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | No
     Limits are seconds and default to [failover]; a stale heartbeat (or one saying the
     mirror has changes pending or is not in sync: heartbeat.judge) is only a warning
     (when the primary dies its heartbeat stops, exactly when the mirror must take over)
-    unless `max_heartbeat_age` is given, which makes the heartbeat checks strict."""
+    unless `max_heartbeat_age` is given, which makes the heartbeat checks strict.
+
+    When this host has already switched (m.switched: the app config is read-only, no
+    failback since), a check that would refuse is a warning instead, saying so, and a
+    first check `switch.state` names the switch: the mirror serves the site, and
+    repeating the failover is harmless (README, Readiness; before, /ready stayed 503
+    for the whole primary outage, so keepalived never gave the mirror the IP)."""
     fo = cfg.failover
     assert fo is not None
     lag = fo.max_replay_lag if max_replay_lag is None else max_replay_lag
@@ -64,7 +72,24 @@ def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | No
                                   now=now, severity=FAIL if strict else WARN,
                                   max_age=max_heartbeat_age if strict else fo.max_heartbeat_age,
                                   max_skew=fo.max_clock_skew)
-    return checks + [copy.deepcopy(c) for c in m.app]
+    checks += [copy.deepcopy(c) for c in m.app]
+    if m.switched:
+        return [_switched_check(m.switched)] + [_as_warning(c, m.switched) for c in checks]
+    return checks
+
+
+def _switched_check(sw: dict) -> Check:
+    return Check("switch.state", True, f"switched: {sw['action']} at {sw['at']}", "-",
+                 data=dict(sw))
+
+
+def _as_warning(check: Check, sw: dict) -> Check:
+    if not check.refuses:
+        return check
+    check.severity = WARN
+    check.message += (f" (this host has already switched: {sw['action']} at {sw['at']}; "
+                      "repeating the failover is harmless)")
+    return check
 
 
 def ready(checks: list[Check]) -> bool:

@@ -28,6 +28,9 @@ class Switch:
 
     def __init__(self, state_dir: Path):
         self.record_path = Path(state_dir) / RECORD
+        # the command flipping (set by procedure.Procedure before its steps run): kept in
+        # the record, so /ready can say which switch this host made (switched.state)
+        self.action = ""
 
     def load_record(self) -> dict | None:
         """The record, or None when there is none or it is damaged (not JSON, or a field of
@@ -54,6 +57,8 @@ class Switch:
     def save_record(self, doc: dict) -> None:
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
         doc = {**doc, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if self.action:
+            doc["action"] = self.action
         atomic_write(self.record_path, json.dumps(doc).encode(), mode=0o600)
 
     def drop_record(self) -> None:
@@ -88,7 +93,7 @@ def read_trusted(path: Path) -> bytes:
         os.close(fd)
 
 
-_TEXT = ("mode", "link", "flag", "recorded_at")
+_TEXT = ("mode", "link", "flag", "recorded_at", "action")
 _BYTES = ("target", "flipped_to", "content", "written")   # b64 text, or null
 _IDS = ("uid", "gid")
 

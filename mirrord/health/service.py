@@ -2,7 +2,8 @@
 
 - GET /live: 200 while the service answers; no dependency is checked.
 - GET /ready: 200 when `mirrord failover` would go ahead now without --force,
-  else 503; the JSON body lists every check (readiness.judge: the same checks
+  else 503; 200 too once this host has switched (a failover or switchover made
+  here, not failed back: "switched" in the body, readiness.judge); the JSON body lists every check (readiness.judge: the same checks
   and words as `mirrord failover --dry-run`). A stale heartbeat, or one with
   changes pending or a target not in sync (heartbeat.state), is a warning only,
   unless the query gives max_heartbeat_age. Query limits, e.g.
@@ -86,8 +87,9 @@ class Health:
 
     def ready_doc(self, **limits: float) -> tuple[bool, dict]:
         ok, checks, taken = self.checks(**limits)
+        sw = next((c.data for c in checks if c.name == "switch.state"), None)
         return ok, {
-            "ready": ok, "limits": {k: v for k, v in limits.items()},
+            "ready": ok, "switched": sw, "limits": {k: v for k, v in limits.items()},
             "measured_at": taken, "interval": self.cfg.health.interval,
             "checks": [c.to_json() for c in checks],
             "failing": [c.summary() for c in checks if c.refuses],
