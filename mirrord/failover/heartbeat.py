@@ -16,8 +16,13 @@ host's clock, a comparison across two hosts' clocks: skew.py tolerates
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+
 from mirrord import heartbeat as heartbeat_doc, targets
-from mirrord.config import Config
+from mirrord.config import Config, FailoverConfig
 from mirrord.errors import MirrordError, MirrorRootMissing
 from mirrord.failover import skew
 from mirrord.failover.result import FAIL, Check
@@ -48,12 +53,58 @@ def read(cfg: Config, name: str) -> Heartbeat | None:
     return None if data is None else parse(data)
 
 
-def fetch(cfg: Config, name: str) -> tuple[Heartbeat | None, str]:
-    """(heartbeat, error text): never raises for an unreachable target or a bad file."""
+def deadline(fo: FailoverConfig) -> float:
+    """Seconds a heartbeat read may take, in `failover`, `switchover` and /ready alike:
+    the database's budget (libpq's connect_timeout, at least 2 s, plus one
+    statement_timeout). A target that answers later (an S3 endpoint that accepts and
+    hangs: botocore waited 30 s x 2 attempts) gives the same WARN everywhere, within
+    /ready's cap (health.service.run_timeout), instead of /ready saying 503 while
+    failover went ahead after a minute (a breaker)."""
+    return max(2, math.ceil(fo.connect_timeout)) + fo.statement_timeout
+
+
+def fetch(cfg: Config, name: str, *, timeout: float | None = None) -> tuple[Heartbeat | None, str]:
+    """(heartbeat, error text) within `timeout` seconds (default: deadline([failover]));
+    never raises for an unreachable or hanging target or a bad file."""
+    return result(start(cfg, name), name, time.monotonic() + (
+        deadline(cfg.failover) if timeout is None else timeout))
+
+
+_INFLIGHT: dict[tuple[str, str], Future] = {}
+_LOCK = threading.Lock()
+
+
+def start(cfg: Config, name: str) -> Future:
+    """Begin reading the heartbeat on `name` in a worker thread; a read of `name` still
+    under way (a target that hangs) is joined instead of started again, so hanging
+    threads never pile up (/ready measures every interval)."""
+    key = (name, repr(cfg.targets.get(name)))   # the same target as configured now
+    with _LOCK:
+        fut = _INFLIGHT.get(key)
+        if fut is None or fut.done():
+            fut = _INFLIGHT[key] = Future()
+            threading.Thread(target=_read_into, args=(fut, cfg, name), daemon=True,
+                             name=f"mirrord-heartbeat-{name}").start()
+        return fut
+
+
+def result(fut: Future, name: str, until: float) -> tuple[Heartbeat | None, str]:
+    """What `start` read, waiting until monotonic time `until`; a TimeoutError text
+    naming the target when it has not answered by then."""
     try:
-        return read(cfg, name), ""
+        return fut.result(max(0.0, until - time.monotonic()))
+    except FutureTimeout:
+        return None, (f"TimeoutError: target {name} did not answer the heartbeat read in "
+                      "time (connect_timeout + statement_timeout)")
+
+
+def _read_into(fut: Future, cfg: Config, name: str) -> None:
+    try:
+        fut.set_result((read(cfg, name), ""))
     except (MirrordError, ValueError, OSError) as exc:
-        return None, f"{type(exc).__name__}: {exc}"
+        fut.set_result((None, f"{type(exc).__name__}: {exc}"))
+    except BaseException as exc:   # noqa: BLE001 (reported to the caller, never raised)
+        fut.set_result((None, f"{type(exc).__name__}: {exc}"))
 
 
 def judge(hb: Heartbeat | None, error: str, *, target: str, now: float, max_age: float,

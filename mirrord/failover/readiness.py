@@ -33,13 +33,16 @@ class Measurement:
 def measure(cfg: Config, switch: SymlinkSwitch | FlagFileSwitch, *,
             wall=time.time) -> Measurement:
     """One look at everything failover depends on; bounded by [failover] connect_timeout
-    and statement_timeout for the database, never raises for an unreachable service."""
+    and statement_timeout for the database and the heartbeat target alike (read side by
+    side: heartbeat.deadline), never raises for an unreachable service."""
     fo = cfg.failover
     assert fo is not None
-    taken = wall()
+    taken, until = wall(), time.monotonic() + heartbeat.deadline(fo)
+    # the heartbeat is read while the replica answers: both within the same budget
+    pending = heartbeat.start(cfg, fo.heartbeat_target) if fo.heartbeat_target else None
     reading = replica.read_replica(fo.database, connect_timeout=fo.connect_timeout,
                                    statement_timeout=fo.statement_timeout)
-    hb, error = (heartbeat.fetch(cfg, fo.heartbeat_target) if fo.heartbeat_target
+    hb, error = (heartbeat.result(pending, fo.heartbeat_target, until) if pending
                  else (None, ""))
     return Measurement(reading, hb, error, tuple(switch.precheck(True)), taken,
                        switched.state(switch))
