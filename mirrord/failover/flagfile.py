@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from mirrord.failover.result import Check
-from mirrord.failover.switch_record import Switch, b64, unb64
+from mirrord.failover.switch_record import MAX_FLAG, Switch, b64, read_regular, unb64
 from mirrord.fsutil import atomic_write, fsync_dir
 
 
@@ -28,8 +28,11 @@ class FlagFileSwitch(Switch):
         self.content = message.encode() + b"\n"
 
     def current(self) -> bytes | None:
+        """The flag's bytes, None when absent. OSError when something else stands there:
+        a symlink (never followed), a FIFO or device, or more than MAX_FLAG bytes
+        (switch_record.read_regular; the same rules as the switch record)."""
         try:
-            return self.flag.read_bytes()
+            return read_regular(self.flag, MAX_FLAG)
         except FileNotFoundError:
             return None
 
@@ -50,7 +53,11 @@ class FlagFileSwitch(Switch):
             self.current()
         except OSError as exc:
             checks.append(Check("app.flag", False, f"unreadable ({exc.strerror})",
-                                "a file or absent", f"{self.flag} cannot be read"))
+                                f"a regular file of at most {MAX_FLAG} bytes, or absent",
+                                f"{self.flag} is not a regular file this user can read (a "
+                                "symlink, a FIFO or device, or too large): refusing to "
+                                "replace it; remove it, or set [failover] flag to the file "
+                                "itself"))
         return checks
 
     def writable(self) -> list[Check]:
@@ -87,7 +94,7 @@ class FlagFileSwitch(Switch):
 
     def _owner(self) -> dict:
         try:
-            st = os.stat(self.flag)
+            st = os.lstat(self.flag)
         except FileNotFoundError:
             return {}
         return {"perm": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}

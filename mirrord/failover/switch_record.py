@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -68,6 +69,7 @@ class Switch:
 
 
 MAX_RECORD = 1 << 20   # bytes: a record holds a link target or a small flag file
+MAX_FLAG = MAX_RECORD // 2   # a flag file's content, base64 in the record, fits in one
 
 
 def read_trusted(path: Path) -> bytes:
@@ -77,18 +79,38 @@ def read_trusted(path: Path) -> bytes:
     state_dir's owner (the health service's user) could plant a record that root's
     failback then restored as a setuid-root file (a breaker). OSError (FileNotFoundError
     when absent) or ValueError saying what is wrong."""
+    try:
+        return read_regular(path, MAX_RECORD, trusted=True)
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.EFBIG, errno.EPERM):
+            raise ValueError(exc.strerror) from None
+        raise
+
+
+def read_regular(path: Path, limit: int, *, trusted: bool = False) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them, for every file
+    the failover side reads (the switch record, the flag file): opened with O_NOFOLLOW
+    (never through a symlink: ELOOP) and O_NONBLOCK (a FIFO never blocks the open, so a
+    failover never hangs holding failover.lock nor /ready wedges: a breaker), then refused
+    unless S_ISREG (EINVAL: a FIFO, a device such as /dev/zero, a socket, a directory)
+    and no larger than `limit` (EFBIG: read as a whole, it once ended in MemoryError).
+    `trusted`: also owned by root or this user and writable by nobody else (EPERM).
+    OSError (FileNotFoundError when absent) with a strerror saying which."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
-        if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
-            raise ValueError(f"owned by uid {st.st_uid} or writable by others: not written "
-                             f"by failover")
-        if st.st_size > MAX_RECORD:
-            raise ValueError(f"{st.st_size} bytes, more than a record holds")
+            raise OSError(errno.EINVAL, "not a regular file")
+        if trusted and (st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022):
+            raise OSError(errno.EPERM, f"owned by uid {st.st_uid} or writable by others: "
+                          "not written by failover")
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{st.st_size} bytes, more than the {limit} read")
         with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(MAX_RECORD + 1)
+            data = fh.read(limit + 1)
+        if len(data) > limit:   # grew since the fstat
+            raise OSError(errno.EFBIG, f"more than the {limit} bytes read")
+        return data
     finally:
         os.close(fd)
 
