@@ -7,8 +7,9 @@ Ctrl-C while the imports ran (the first ~0.1 s of any command, longer for the
 SDKs) raised KeyboardInterrupt where nothing caught it and printed a
 traceback. Here it is exit 130, quietly, as a shell reports a command Ctrl-C
 stopped. SIGTERM keeps its default action until a command installs its own
-handler (`run`, `health`): the process ends by the signal, which prints
-nothing and which systemd counts as a clean stop (systemd.service(5),
+handler (`run`, `health`; failover, switchover and failback make it and SIGINT
+an accounted interruption: mirrord.failover.interrupt): the process ends by the
+signal, which prints nothing and which systemd counts as a clean stop (systemd.service(5),
 SuccessExitStatus=).
 
 The names of mirrord.cli.dispatch (build_parser, command_module, EXIT_USAGE,
@@ -30,10 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     the process exits is ignored: it would otherwise interrupt the exit with a traceback."""
     program = argv is None
     args = sys.argv[1:] if argv is None else argv
-    if program and ("run" in args or "health" in args):
+    if program and any(c in args for c in ("run", "health", "failover", "switchover",
+                                           "failback")):
         # the long-running commands: a SIGHUP before their handler is installed (the
         # imports, ~0.15 s) ended them, and systemd's Restart=on-failure takes a SIGHUP
-        # death for a clean stop (breaker J); ignored until then, said once installed
+        # death for a clean stop (breaker J); ignored until then, said once installed.
+        # failover, switchover and failback ignore it throughout: a dropped ssh session
+        # must not leave a switch half made; the run ends and logs (failover.interrupt)
         import signal
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:

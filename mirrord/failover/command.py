@@ -12,7 +12,8 @@ met in a failover:
 - on timeout it kills the command's process only: `sh -c 'sleep 600; ...'`
   left the sleep running forever; here the command runs in its own session
   (setsid(2)) and the whole process group gets SIGKILL, as systemd's
-  KillMode=control-group does for a unit's processes.
+  KillMode=control-group does for a unit's processes. The same when the caller is
+  interrupted (SIGINT, SIGTERM: failover.interrupt) while the command runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,19 @@ def run(argv: list[str], *, env: dict[str, str] | None, timeout: float,
     (e.g. FileNotFoundError for a missing program); never for what the command does."""
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        return _watch(proc, timeout, monotonic)
+    except BaseException:
+        # interrupted (failover.interrupt: SIGINT, SIGTERM) or failed while it runs: the
+        # command is in its own session, nothing else would stop it (a breaker: the hook
+        # or reload ran on after mirrord was gone)
+        _kill_group(proc.pid)
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+        raise
+
+
+def _watch(proc: subprocess.Popen, timeout: float, monotonic: Callable[[], float]) -> Outcome:
     tail = bytearray()
     deadline = monotonic() + timeout
     timed_out = False

@@ -18,6 +18,7 @@ dbname and user only, and every log line is passed through redact().
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Iterator, TextIO
 
@@ -25,9 +26,9 @@ from mirrord import locks
 from mirrord.config import Config, FailoverConfig
 from mirrord.config.values import shown_command
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused, StateDirError
-from mirrord.failover import appconfig, hooks, readiness, replica, steps
+from mirrord.failover import appconfig, hooks, interrupt, readiness, replica, steps
 from mirrord.failover.heartbeat import MIRROR_ROOT
-from mirrord.failover.result import LOG_NAME, Check, Run, Step, append_log
+from mirrord.failover.result import LOG_NAME, PLANNED, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
 from mirrord.logsetup import redact
 
@@ -51,24 +52,45 @@ class Procedure:
         self.clock = clock or Clock()
         self.switch = appconfig.from_config(self.fo, cfg.mirrord.state_dir)
         self.waits = Waits(cfg, self.clock)
+        self._run: Run | None = None   # the run under way (for _out's note on lost output)
         for conninfo in (self.fo.database, self.fo.primary_database):
             replica.protect(conninfo)
 
     # ------------------------------------------------------------ commands
     def failover(self, *, dry_run: bool = False, force: bool = False) -> int:
         """The primary is gone: check the replica, warn about the file mirror, flip."""
-        with self._exclusive(dry_run):
-            return self._failover(Run("failover", dry_run, force))
+        return self._guarded(Run("failover", dry_run, force), self._failover)
 
     def switchover(self, *, dry_run: bool = False) -> int:
         """Planned: the primary is up; wait until replica and file mirror have everything."""
-        with self._exclusive(dry_run):
-            return self._switchover(Run("switchover", dry_run))
+        return self._guarded(Run("switchover", dry_run), self._switchover)
 
     def failback(self, *, dry_run: bool = False) -> int:
         """Back to the read-write configuration (the primary must be reachable if configured)."""
-        with self._exclusive(dry_run):
-            return self._failback(Run("failback", dry_run))
+        return self._guarded(Run("failback", dry_run), self._failback)
+
+    def _guarded(self, run: Run, body) -> int:
+        """`body(run)` under the lock, SIGINT and SIGTERM raising interrupt.Interrupted:
+        then the account, the failover.log line and exit 128 + the signal (interrupt.py)."""
+        with self._exclusive(run.dry_run), interrupt.raising():
+            try:
+                run.phase, self._run = "checks", run
+                return body(run)
+            except interrupt.Interrupted as exc:
+                return self._interrupted(run, exc)
+
+    def _interrupted(self, run: Run, exc: interrupt.Interrupted) -> int:
+        where = interrupt.mark(run, exc)
+        run.notes.append(f"interrupted by {exc.name} {where}")
+        self._out(f"mirrord {run.command}: INTERRUPTED by {exc.name} (exit {exc.exit_code}) "
+                  f"{where}")
+        if any(s.status != PLANNED for s in run.steps):
+            for step in run.steps:
+                self._out(step.line())
+            undo = "mirrord failback" if run.command != "failback" else "mirrord failover"
+            for line in steps.account(run.steps, undo=undo, again=self._again(run)):
+                self._out(line)
+        return self._finish(run, "interrupted", exc.exit_code)
 
     @contextlib.contextmanager
     def _exclusive(self, dry_run: bool) -> Iterator[None]:
@@ -178,8 +200,10 @@ class Procedure:
         if run.refusals:
             return self._refuse(run)
         env = self._hook_env(run)
+        run.phase = "pre hook"
         if self.fo.hook(pre) and self._pre_hook(run, pre, env).refuses:
             return self._refuse(run)
+        run.phase = "steps"
         self._out(f"mirrord {run.command}: steps")
         self.switch.action = run.command if readonly else ""
         steps.execute(run.steps, self.fo, self.switch, readonly=readonly, hook_env=env)
@@ -188,11 +212,15 @@ class Procedure:
         if any(step.failed for step in run.steps):
             self._out(f"mirrord {run.command}: INCOMPLETE (exit 1): a step failed after the "
                       "flip began")
-            for line in steps.account(run.steps, undo=undo, again=f"mirrord {run.command}"):
+            for line in steps.account(run.steps, undo=undo, again=self._again(run)):
                 self._out(line)
             return self._finish(run, "failed", 1)
         self._out(f"mirrord {run.command}: done")
         return self._finish(run, "done", 0)
+
+    @staticmethod
+    def _again(run: Run) -> str:
+        return f"mirrord {run.command}"
 
     def _hook_env(self, run: Run) -> dict[str, str]:
         """MIRRORD_* for the hooks, from the measurements this run's checks made."""
@@ -232,4 +260,22 @@ class Procedure:
         return code
 
     def _out(self, line: str) -> None:
-        print(redact(line), file=self.out, flush=True)
+        """Print a line; never raises: output that cannot be written (stdout gone: EPIPE
+        from a dropped session or `| head`, EIO, ENOSPC) must not stop the run nor its
+        failover.log line (a breaker: the flip was made, then exit 1 and no line). The
+        rest of the output is dropped, the loss said once on stderr and in the log."""
+        try:
+            print(redact(line), file=self.out, flush=True)
+        except (OSError, ValueError) as exc:   # ValueError: the stream was closed
+            self._lost_output(exc)
+
+    def _lost_output(self, exc: Exception) -> None:
+        self.out = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+        if self._run is not None:
+            self._run.notes.append(f"output lost: {type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(self.out.fileno(), sys.__stdout__.fileno())   # the exit flush too
+        with contextlib.suppress(OSError, ValueError):
+            print(f"mirrord: warning: cannot write the output ({type(exc).__name__}: "
+                  f"{exc}); the run goes on, see {self.cfg.mirrord.state_dir / LOG_NAME}",
+                  file=sys.stderr, flush=True)

@@ -100,6 +100,8 @@ class Run:
     # the duration is measured on the monotonic clock: a clock stepped by NTP during a
     # failover (the wall clock) once made it negative in failover.log
     started_monotonic: float = field(default_factory=time.monotonic)
+    phase: str = ""        # "checks", "pre hook", "steps": where an interruption fell
+    notes: list[str] = field(default_factory=list)   # e.g. an interruption, output lost
 
     @property
     def refusals(self) -> list[Check]:
@@ -116,6 +118,7 @@ def log_record(run: Run, host: str = "") -> dict:
         "duration": round(time.monotonic() - run.started_monotonic, 3),
         "checks": [c.to_json() for c in run.checks],
         "steps": [s.to_json() for s in run.steps],
+        **({"notes": list(run.notes)} if run.notes else {}),
     }
 
 
