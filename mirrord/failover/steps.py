@@ -21,7 +21,6 @@ from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
 from mirrord.failover.result import DONE, FAILED, SKIPPED, UNCHANGED, Step
 from mirrord.logsetup import redact
 
-RELOAD_TIMEOUT = 120.0
 OUTPUT_TAIL = 2000
 
 
@@ -79,7 +78,7 @@ def _run_step(step: Step, fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSw
         result = cache.flush_server(step.server)
         step.status, step.detail = (DONE if result.ok else FAILED), result.detail
     elif step.kind == "reload":
-        _reload(step, fo.reload_command)
+        _reload(step, fo.reload_command, fo.hook_timeout)
     elif step.kind == "check":
         ok, step.detail = sitecheck.check(fo.check_url, fo.check_pattern,
                                           timeout=fo.check_timeout)
@@ -99,10 +98,12 @@ def _flip(step: Step, switch: SymlinkSwitch | FlagFileSwitch, readonly: bool) ->
     step.status, step.detail = (DONE if changed else UNCHANGED), detail
 
 
-def _reload(step: Step, command_line: str) -> None:
+def _reload(step: Step, command_line: str, timeout: float) -> None:
+    """Run reload_command as a hook runs (README: "runs the same way"): bounded by
+    [failover] hook_timeout seconds (before, a hard-coded 120 s that ignored it)."""
     register_command_secrets(command_line)
     try:
-        done = command.run(shlex.split(command_line), env=None, timeout=RELOAD_TIMEOUT)
+        done = command.run(shlex.split(command_line), env=None, timeout=timeout)
     except (OSError, ValueError) as exc:
         step.status, step.detail = FAILED, redact(f"could not run: {exc}")
         return
@@ -112,7 +113,7 @@ def _reload(step: Step, command_line: str) -> None:
     shown = f"output: {output}" if output else "no output"
     if done.timed_out:
         step.status = FAILED
-        step.detail = f"still running after {RELOAD_TIMEOUT:g}s; killed; {shown}"
+        step.detail = f"still running after {timeout:g}s (hook_timeout); killed; {shown}"
     elif done.returncode != 0:
         step.status, step.detail = FAILED, f"exit {done.returncode}; {shown}"
     else:

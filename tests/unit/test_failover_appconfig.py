@@ -124,9 +124,9 @@ def test_failed_flip_skips_the_rest_and_failed_reload_shows_its_output(etc, tmp_
     steps.execute(plan, cfg, switch(etc, tmp_path), readonly=True)
     assert [s.status for s in plan] == [FAILED, SKIPPED, SKIPPED]
     step = Step("reload", "x", kind="reload")
-    steps._reload(step, "sh -c 'echo boom; echo oops >&2; exit 4'")
+    steps._reload(step, "sh -c 'echo boom; echo oops >&2; exit 4'", 30.0)
     assert step.status == FAILED and step.detail == "exit 4; output: boom | oops"
-    steps._reload(step, "/nonexistent/reload")
+    steps._reload(step, "/nonexistent/reload", 30.0)
     assert step.status == FAILED and "could not run" in step.detail
 
 
