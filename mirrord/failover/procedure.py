@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from typing import Iterator, TextIO
 
@@ -87,7 +88,7 @@ class Procedure:
         if any(s.status != PLANNED for s in run.steps):
             for step in run.steps:
                 self._out(step.line())
-            undo = "mirrord failback" if run.command != "failback" else "mirrord failover"
+            undo = self._command("failback" if run.command != "failback" else "failover")
             for line in steps.account(run.steps, undo=undo, again=self._again(run)):
                 self._out(line)
         return self._finish(run, "interrupted", exc.exit_code)
@@ -128,7 +129,7 @@ class Procedure:
             for check in run.checks:
                 if forceable(check) and not check.ok:
                     check.forced = True
-        return self._conclude(run, readonly=True, undo="mirrord failback")
+        return self._conclude(run, readonly=True, undo=self._command("failback"))
 
     def _switchover(self, run: Run) -> int:
         dry_run = run.dry_run
@@ -153,7 +154,7 @@ class Procedure:
                     run.checks += self.waits.heartbeat(first_hb, deadline)
                 if not run.refusals:   # last, right before the flip: no write since
                     run.checks.append(self.waits.primary_quiet(target, deadline))
-        return self._conclude(run, readonly=True, undo="mirrord failback")
+        return self._conclude(run, readonly=True, undo=self._command("failback"))
 
     def _failback(self, run: Run) -> int:
         if self.fo.primary_database:
@@ -163,7 +164,7 @@ class Procedure:
             run.checks.append(Check("primary.connect", True, "not checked", "-",
                                     data={"reason": "primary_database is not set"}))
         run.checks += self.switch.precheck(False)
-        return self._conclude(run, readonly=False, undo="mirrord failover")
+        return self._conclude(run, readonly=False, undo=self._command("failover"))
 
     # ------------------------------------------------------------ checks
     def _primary_args(self) -> dict:
@@ -218,9 +219,15 @@ class Procedure:
         self._out(f"mirrord {run.command}: done")
         return self._finish(run, "done", 0)
 
-    @staticmethod
-    def _again(run: Run) -> str:
-        return f"mirrord {run.command}"
+    def _again(self, run: Run) -> str:
+        """The command line to run again: with the config and the flags this run needed
+        (a forced failover's advice once said `mirrord failover`, which the primary still
+        down then refused: exit 3, a breaker)."""
+        return self._command(run.command, force=run.force)
+
+    def _command(self, command: str, *, force: bool = False) -> str:
+        config = f" -c {shlex.quote(str(self.cfg.path))}" if self.cfg.path else ""
+        return f"mirrord{config} {command}" + (" --force" if force else "")
 
     def _hook_env(self, run: Run) -> dict[str, str]:
         """MIRRORD_* for the hooks, from the measurements this run's checks made."""

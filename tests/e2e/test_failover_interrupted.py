@@ -63,7 +63,7 @@ def test_interrupted_in_the_reload_kills_it_logs_and_accounts(ini, tmp_path, sig
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, (out, err)
     assert f"INTERRUPTED by {sig.name}" in out and "in step reload" in out
-    assert "to undo:   mirrord failback" in out
+    assert f"to undo:   mirrord -c {ini} failback" in out
     deadline = time.monotonic() + 10
     while _alive(child):
         assert time.monotonic() < deadline, "the reload's child runs on"

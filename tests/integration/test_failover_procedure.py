@@ -240,7 +240,8 @@ def test_one_memcached_server_down(site, memcached, capsys):
     down = memcached.name(1)
     assert f"NOT done:  memcached {down}: unreachable" in out
     assert f"to finish: memcached {down}: printf 'flush_all" in out
-    assert "to undo:   mirrord failback" in out
+    assert f"to undo:   mirrord -c {site.ini} failback" in out
+    assert f"run `mirrord -c {site.ini} failover` again" in out   # no --force: none needed
     assert site.cached(0) is None                         # the other one was still flushed
     assert os.readlink(site.link) == str(site.etc / "readonly.php")
     assert site.marker.exists()                           # and the reload still ran
