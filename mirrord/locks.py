@@ -124,7 +124,8 @@ def _device_inode(text: str) -> tuple[int, int, int] | None:
 
 
 def _probe(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    # never through a symlink nor blocking on a FIFO planted there (/ready calls holder)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None

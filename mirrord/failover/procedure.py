@@ -73,7 +73,7 @@ class Procedure:
     def _guarded(self, run: Run, body) -> int:
         """`body(run)` under the lock, SIGINT and SIGTERM raising interrupt.Interrupted:
         then the account, the failover.log line and exit 128 + the signal (interrupt.py)."""
-        with self._exclusive(run.dry_run), interrupt.raising():
+        with self._exclusive(run), interrupt.raising():
             try:
                 run.phase, self._run = "checks", run
                 return body(run)
@@ -94,15 +94,19 @@ class Procedure:
         return self._finish(run, "interrupted", exc.exit_code)
 
     @contextlib.contextmanager
-    def _exclusive(self, dry_run: bool) -> Iterator[None]:
-        """One changing run at a time on this host (a dry run changes nothing: no lock)."""
-        if dry_run:
+    def _exclusive(self, run: Run) -> Iterator[None]:
+        """One changing run at a time on this host (a dry run changes nothing: no lock).
+        A run refused because another holds the lock gets its failover.log line too
+        (check `switch.running`; before, it left none: a breaker)."""
+        if run.dry_run:
             yield
             return
         state_dir = self.cfg.mirrord.state_dir
         try:
             lock = locks.take(state_dir, locks.FAILOVER, mode=0o600)
         except locks.Busy as exc:
+            run.checks.append(readiness.running_check(exc.pid or -1, exc.path))
+            self._finish(run, "refused", 3)
             raise FailoverRefused("another failover, switchover or failback is running "
                                   f"(pid {exc.pid or '?'} holds {exc.path})") from None
         except StateDirError as exc:   # a precondition of the run, as for the app's files: 3

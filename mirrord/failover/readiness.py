@@ -11,9 +11,11 @@ own limits, so /ready answers with the same checks, code and words as
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass
 
+from mirrord import locks
 from mirrord.config import Config
 from mirrord.failover import heartbeat, replica, switched
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
@@ -28,6 +30,7 @@ class Measurement:
     app: tuple[Check, ...]        # the app config prechecks for the read-only direction
     taken: float                  # Unix time (this host) when the measurement began
     switched: dict | None = None  # this host has switched (switched.state): action, at
+    running: int | None = None    # pid of another process holding failover.lock (-1: ?)
 
 
 def measure(cfg: Config, switch: SymlinkSwitch | FlagFileSwitch, *,
@@ -45,7 +48,27 @@ def measure(cfg: Config, switch: SymlinkSwitch | FlagFileSwitch, *,
     hb, error = (heartbeat.result(pending, fo.heartbeat_target, until) if pending
                  else (None, ""))
     return Measurement(reading, hb, error, tuple(switch.precheck(True)), taken,
-                       switched.state(switch))
+                       switched.state(switch), running(cfg))
+
+
+def running(cfg: Config) -> int | None:
+    """The pid of another process running failover, switchover or failback on this host
+    (holding state_dir/failover.lock, read from /proc/locks: locks.holder), -1 when the
+    holder is unknown; None when none runs (or this process holds it: its own checks)."""
+    try:
+        pid = locks.holder(cfg.mirrord.state_dir, locks.FAILOVER)
+    except OSError:
+        return None
+    return None if pid is None or pid == os.getpid() else pid
+
+
+def running_check(pid: int, path) -> Check:
+    """switch.running: a switch under way refuses a new one (exit 3), so /ready is 503
+    while it runs (README, Readiness), a warning once this host has switched."""
+    who = f"pid {pid}" if pid > 0 else "an unknown process"
+    return Check("switch.running", False, who, "none running",
+                 f"a failover, switchover or failback is running on this host ({who} holds "
+                 f"{path}): a new one is refused until it ends", data={"pid": pid})
 
 
 def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | None = None,
@@ -76,6 +99,8 @@ def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | No
                                   max_age=max_heartbeat_age if strict else fo.max_heartbeat_age,
                                   max_skew=fo.max_clock_skew)
     checks += [copy.deepcopy(c) for c in m.app]
+    if m.running is not None:
+        checks.append(running_check(m.running, cfg.mirrord.state_dir / locks.FAILOVER))
     if m.switched:
         return [_switched_check(m.switched)] + [_as_warning(c, m.switched) for c in checks]
     return checks
