@@ -59,6 +59,14 @@ class MoveOps:
             return self._make_moved_dir(target, op, src, seen) if op.is_dir else None
         except (RetryableError, PermanentError) as exc:
             return error_outcome(op, exc)
+        if op.is_dir and target.features.directories:
+            # a rename keeps the mode and mtime the target's directory had: a chmod just
+            # before or after the `mv` (folded into this op, or seen before the rename
+            # reached the target) was lost on local and rsync targets, each saying in_sync
+            # (a breaker); the moved directory gets what the source shows now
+            (res,) = self._sync(target, [sync_item(op, src, seen)])
+            if res.error is not None:
+                return error_outcome(op, res.error)
         # A directory move carries what the target held below src, and that can lack a file
         # that was there at the rename: an op below src that looked at the source after the
         # rename but was acked before the move was recorded ran as a delete (its file had

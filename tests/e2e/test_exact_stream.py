@@ -171,6 +171,23 @@ def test_directory_modes_and_empty_directories(env, tmp_path):
     env.assert_exact(passes_allowed=True)
 
 
+def test_directory_mode_changed_just_before_or_after_its_rename(env):
+    """`chmod 700 d0; mv d0 e0` and `mv d1 e1; chmod 711 e1`, back to back, on shipped
+    directories: a rename on the target keeps that directory's old mode, and the chmod
+    (folded into the move, or seen before the rename reached the target) was lost on
+    the local and rsync targets while status said in_sync (a breaker, 4 of 4)."""
+    for i in range(2):
+        (env.src / f"d{i}" / "sub").mkdir(parents=True)
+        write(env.src / f"d{i}" / "sub" / "f.jpg", b"f")
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    os.chmod(env.src / "d0", 0o700)
+    os.rename(env.src / "d0", env.src / "e0")
+    os.rename(env.src / "d1", env.src / "e1")
+    os.chmod(env.src / "e1", 0o711)
+    env.assert_exact(passes_allowed=True)
+
+
 def test_hard_link_rename_over_and_rename_again(env):
     write(env.src / "orig.jpg", b"o" * 10)
     write(env.src / "victim.jpg", b"v" * 10)
