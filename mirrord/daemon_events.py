@@ -63,8 +63,13 @@ class EventRouter:
     def _other_names(self, src: SourceConfig, rel: str, kind: str, now: float) -> list[Change]:
         """The same change for every other name of a hard-linked file at `rel`: the kernel
         reports only the name a writer used (mirrord.hardlinks)."""
-        return [Change(source, other, kind, time=now)
-                for source, other in self.d.links.others(src.name, rel)]
+        out = [Change(source, other, kind, time=now)
+               for source, other in self.d.links.others(src.name, rel)]
+        if self.d.links.take_walk():   # a name not seen yet: one walk of every source finds it
+            for source in self.d.cfg.sources:
+                if source.name not in self.d.roots.lost:
+                    self.d.schedule_catch_up(source, reason="links")
+        return out
 
     def _record(self, src: SourceConfig, changes: list[Change]) -> None:
         """Count the batch for the mass-change alarm first: when it fires with pause on, the
@@ -81,6 +86,8 @@ class EventRouter:
         as_move = not (ev.is_dir and src.excludes_depend_on_path)
         self.d.alarms.observe_move(src, ev.path, is_dir=ev.is_dir)   # a rename over: an overwrite
         self.d.links.moved(src.name, ev.src, ev.path)
+        if not ev.is_dir:   # renamed into place: its create may have been read too late
+            self.d.links.learn_path(src.name, ev.path)
         fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir,
                                                when=now, as_move=as_move)
         if fallback and ev.is_dir:

@@ -9,7 +9,9 @@ copy), so each name must be sent again.
 link (st_nlink > 1), across every source of the daemon (a link between two sources'
 roots reaches both): from every catch-up walk (the one at start sees links made while
 the daemon was stopped) and from every write or attribute change the live stream
-records (`ln a b` reports `b`; a later write through `a` then finds `b`). Only such
+records (`ln a b` reports `b`; a later write through `a` then finds `b`; the name `a`,
+one link until then and never remembered, is found by one walk of the sources that a
+change finding more links than names asks for: take_walk). Only such
 files are kept, so memory follows the number of multi-link files, not the tree; past
 MAX_NAMES it stops learning (one warning) and those writes wait for a reconcile as
 before. A name is a hint, checked before it is used: `others` returns only names
@@ -48,6 +50,11 @@ class LinkIndex:
         self._count = 0
         self._full_logged = False
         self._lock = threading.Lock()
+        # inode -> st_nlink when a walk was asked for its unseen names (want_walk): asked
+        # again only when its link count changes, so a name outside every root (never
+        # found) costs one walk, not one per write
+        self._asked: dict[tuple[int, int], int] = {}
+        self._walk_wanted = False
 
     def learn(self, source: str, rel: str, st: os.stat_result) -> None:
         """Remember `rel` (a path relative to `source`'s root) as a name of the inode `st`
@@ -99,14 +106,36 @@ class LinkIndex:
                 out.append(name)
             else:
                 stale.append(name)
-        if stale:
-            with self._lock:
+        with self._lock:
+            if stale:
                 kept = self._names.get(key)
                 for name in stale:
                     if kept is not None and name in kept:
                         kept.discard(name)
                         self._count -= 1
+            if len(out) + 1 < st.st_nlink and self._asked.get(key) != st.st_nlink:
+                # a name not seen yet: `ln a b` reports b alone, and a (one link until
+                # then) was never remembered, so a write through b never reached a (a
+                # breaker: every target stale, status in_sync). Only a walk finds it.
+                self._asked[key] = st.st_nlink
+                self._walk_wanted = True
         return out
+
+    def learn_path(self, source: str, rel: str) -> None:
+        """Learn `rel` of `source` from one lstat (a file renamed into place: `ln a .b.part;
+        mv .b.part b`, as dedup tools link, had its create read after the rename, when
+        .b.part was gone, so b was never remembered)."""
+        st = self._stat((source, rel))
+        if st is not None:
+            self.learn(source, rel, st)
+
+    def take_walk(self) -> bool:
+        """Whether a change read since the last call found a file with more links than
+        names seen (others): the caller walks the sources once, which finds them, and sends
+        what changed through them (the walk compares size, mtime and mode). Resets."""
+        with self._lock:
+            wanted, self._walk_wanted = self._walk_wanted, False
+        return wanted
 
     def moved(self, source: str, src: str, dst: str) -> None:
         """A rename read by the watcher in `source`: names at or below `src` are at `dst`

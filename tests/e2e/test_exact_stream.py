@@ -212,6 +212,49 @@ def test_hard_link_then_original_removed_at_once(env):
     env.assert_exact(passes_allowed=True)
 
 
+def test_changes_through_a_link_made_while_running_reach_the_original(env):
+    """`ln base/c.jpg old/c.jpg` (one link until then, so no walk had remembered it),
+    then a write, a chmod and a touch through the new name: the kernel names only the
+    new name, and base/c.jpg stayed stale on every target with status in_sync (a
+    breaker, 6 of 6). A change finding more links than names seen now has the sources
+    walked once (mirrord.hardlinks, take_walk), which finds and sends the original."""
+    for d in ("base", "old"):
+        (env.src / d).mkdir()
+    write(env.src / "base" / "c.jpg", b"c")
+    write(env.src / "base" / "e.jpg", b"e")
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    os.link(env.src / "base" / "c.jpg", env.src / "old" / "c.jpg")
+    with open(env.src / "old" / "c.jpg", "ab") as fh:
+        fh.write(b" appended through the new name")
+    (env.src / "new").mkdir()
+    os.link(env.src / "base" / "e.jpg", env.src / "new" / "e.jpg")
+    os.chmod(env.src / "new" / "e.jpg", 0o600)
+    os.utime(env.src / "new" / "e.jpg", (978307200, 978307200))
+    env.assert_exact(passes_allowed=True)
+
+
+def test_a_link_renamed_into_place_then_written_through_the_original(env):
+    """Dedup tools (hardlink(1), jdupes -L, rdfind) link under a temporary name and rename
+    it into place, over a file or onto a new name; the create of the temporary name was
+    read after the rename, when it was gone, so the final name was never remembered and a
+    write through the original never reached it (a breaker, 6 of 6)."""
+    (env.src / "x").mkdir()
+    write(env.src / "x" / "a.jpg", b"one")
+    write(env.src / "x" / "b.jpg", b"other")
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    x = env.src / "x"
+    os.link(x / "a.jpg", x / ".new-part")
+    os.rename(x / ".new-part", x / "new.jpg")
+    os.link(x / "a.jpg", x / ".b-part")
+    os.rename(x / ".b-part", x / "b.jpg")
+    env.assert_exact(passes_allowed=True)   # the links are shipped (as copies) first
+    with open(x / "a.jpg", "ab") as fh:
+        fh.write(b" written through the original")
+    env.assert_exact(passes_allowed=True)
+
+
 def test_o_tmpfile_linked_into_the_tree(env):
     """open(O_TMPFILE) + linkat(AT_EMPTY_PATH): the file gets its name with no create-then-
     close, its close names the kernel's '#inode' entry."""

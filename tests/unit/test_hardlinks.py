@@ -103,3 +103,32 @@ def test_a_link_between_two_sources_and_a_rename_in_one(tmp_path):
     assert index.others("a", "x.jpg") == [("b", "e/y.jpg")]
     assert index.others("b", "e/y.jpg") == [("a", "x.jpg")]
     assert LinkIndex({"a": str(a_root)}).others("z", "x.jpg") == []   # unknown source
+
+
+def test_a_link_made_while_running_asks_for_one_walk_per_link_count(tmp_path):
+    """`ln a b`: b's change finds 2 links and 1 name (a was never remembered): one walk
+    is asked; asked again only when the link count changes (a name outside every root
+    is never found: one walk, not one per write)."""
+    index = LinkIndex({"up": str(tmp_path)})
+    make(tmp_path, "a.jpg")
+    os.link(tmp_path / "a.jpg", tmp_path / "b.jpg")
+    assert index.others("up", "b.jpg") == [] and index.take_walk()
+    assert not index.take_walk()                           # reset by taking it
+    assert index.others("up", "b.jpg") == [] and not index.take_walk()   # same count
+    os.link(tmp_path / "a.jpg", tmp_path / "c.jpg")
+    assert index.others("up", "b.jpg") == [] and index.take_walk()       # 3 links now
+    for name in ("a.jpg", "b.jpg", "c.jpg"):                # what the walk learns
+        index.learn("up", name, os.lstat(tmp_path / name))
+    assert sorted(n for _, n in index.others("up", "b.jpg")) == ["a.jpg", "c.jpg"]
+    assert not index.take_walk()
+
+
+def test_a_name_renamed_into_place_is_learnt_from_the_rename(tmp_path):
+    index = LinkIndex({"up": str(tmp_path)})
+    make(tmp_path, "a.jpg")
+    os.link(tmp_path / "a.jpg", tmp_path / ".part")
+    os.rename(tmp_path / ".part", tmp_path / "b.jpg")      # the create of .part read too late
+    index.moved("up", ".part", "b.jpg")
+    index.learn_path("up", "b.jpg")
+    assert index.others("up", "a.jpg") == [("up", "b.jpg")]
+    assert not index.take_walk()                            # every name is known
