@@ -78,8 +78,10 @@ def selected(cfg: Config, name: str | None) -> list[str]:
                                      f"section (targets: {known})")
         return [name]
     # a target no source feeds (status: unused) is left out unless named: its root may hold
-    # no mirror at all, and an undelete that succeeded elsewhere then exited 1 (a breaker)
-    names = [n for n in cfg.targets if keeps(cfg, n) and cfg.sources_for(n)]
+    # no mirror at all, and an undelete that succeeded elsewhere then exited 1 (a breaker).
+    # A config with no source at all (the mirror host's: targets for failover) keeps them all
+    names = [n for n in cfg.targets
+             if keeps(cfg, n) and (cfg.sources_for(n) or not cfg.sources)]
     if not names:
         raise listing.UsageError(f"{cfg.path}: no [target:*] section that a source feeds has "
                                  f"keep_deleted on; name one with --target")
