@@ -177,7 +177,8 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def read_meta(self, name: str) -> bytes | None:
-        """Read `<root>/.mirrord/<name>`, None when absent."""
+        """Read `<root>/.mirrord/<name>`, None when absent. PermanentError when it holds
+        more than paths.META_LIMIT bytes (1 MiB): nothing larger is read into memory."""
 
     # -- the trash (keep_deleted; mirrord.trash.model names the places)
     def keep(self, path: str, *, stamp: str, coming: str) -> int:

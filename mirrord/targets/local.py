@@ -39,7 +39,7 @@ from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns
-from mirrord.targets.paths import META_DIR, check_relpath
+from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
 from mirrord.targets.root_check import RootIdentity, holds_nothing, unmarked
 from mirrord.targets.sweep import OpenLock
 
@@ -295,4 +295,4 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
 
     def read_meta(self, name: str) -> bytes | None:
         """The bytes of `.mirrord/<name>`, or None (absent; a symlink: never followed)."""
-        return local_read.read_file(self._real_root, f"{META_DIR}/{name}")
+        return local_read.read_file(self._real_root, f"{META_DIR}/{name}", META_LIMIT)

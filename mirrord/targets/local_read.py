@@ -74,16 +74,19 @@ def stat_entry(real_root: str, path: str) -> Entry | None:
     return None if st is None else entry_of(path, st)
 
 
-def read_file(real_root: str, rel: str) -> bytes | None:
+def read_file(real_root: str, rel: str, limit: int | None = None) -> bytes | None:
     """The bytes of the regular file at `rel`, or None (absent, not a regular file, a
     symlink at it or at a parent: never followed; local_parents.open_file). OSError
-    classified."""
+    classified; PermanentError when it holds more than `limit` bytes (None: no limit)."""
     try:
         fd = beneath.open_file(real_root, rel)
         if fd is None:
             return None
         with open(fd, "rb") as fh:
-            return fh.read()
+            data = fh.read() if limit is None else fh.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise PermanentError(f"{rel!r} holds more than {limit} bytes: not read")
+        return data
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -25,7 +25,7 @@ from mirrord.targets.base import Target
 from mirrord.targets.failures import refuse_keep_stamp
 from mirrord.targets.model import Entry, Features
 from mirrord.targets.mtime import exact_ns, ns_to_float, put_ns
-from mirrord.targets.paths import check_relpath
+from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
 from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept, parse_trash_rel,
                                  since_stamp, trash_rel)
 from mirrord.treewalk import entry_key
@@ -151,7 +151,10 @@ class MemoryTarget(Target):
         self.meta[name] = bytes(data)
 
     def read_meta(self, name: str) -> bytes | None:
-        return self.meta.get(name)
+        data = self.meta.get(name)
+        if data is not None and len(data) > META_LIMIT:
+            raise PermanentError(f"{META_DIR}/{name} holds more than {META_LIMIT} bytes: not read")
+        return data
 
     def read(self, path: str) -> bytes | None:
         self._check("read", path)

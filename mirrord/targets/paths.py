@@ -13,6 +13,9 @@ import os
 from mirrord.errors import PermanentError
 
 META_DIR = ".mirrord"
+# the most Target.read_meta reads (the heartbeat is a few KiB): a larger file there is no
+# mirrord file, and the health service read a planted one whole at every check
+META_LIMIT = 1 << 20
 
 
 def check_relpath(path: str) -> str:

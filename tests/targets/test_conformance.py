@@ -190,6 +190,18 @@ def test_meta_round_trip(target):
     assert target.read_meta("heartbeat.json") == payload + b" "
 
 
+def test_meta_larger_than_its_limit_is_refused_not_read_whole(target):
+    """A planted `.mirrord/heartbeat.json` of any size was read whole by the health
+    service at every check; past paths.META_LIMIT (1 MiB) it is a PermanentError, and
+    a file of exactly the limit is still read."""
+    from mirrord.targets.paths import META_LIMIT
+    target.write_meta("heartbeat.json", b"x" * META_LIMIT)
+    assert target.read_meta("heartbeat.json") == b"x" * META_LIMIT
+    target.write_meta("heartbeat.json", b"x" * (META_LIMIT + 1))
+    with pytest.raises(PermanentError, match="more than"):
+        target.read_meta("heartbeat.json")
+
+
 def test_failed_put_leaves_nothing(target, tmp_path):
     with pytest.raises((PermanentError, Exception)):
         target.put("half.txt", str(tmp_path / "does-not-exist"), size=10, mtime=MTIME)

@@ -25,7 +25,7 @@ from mirrord.config import RsyncOptions, TargetConfig
 from mirrord.errors import MirrorRootMissing, NotFound, PermanentError
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
-from mirrord.targets.paths import META_DIR, check_relpath
+from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
 from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
@@ -308,12 +308,17 @@ class RsyncTarget(Target):
     def read(self, path: str) -> bytes | None:
         return self._cat(self._rel(path), path)
 
-    def _cat(self, p: bytes, what: str) -> bytes | None:
+    def _cat(self, p: bytes, what: str, *, limit: int | None = None) -> bytes | None:
+        """The file's bytes (None: absent); PermanentError past `limit` bytes, of which at
+        most one more is read (head -c: nothing larger crosses the connection)."""
+        read = b"cat --" if limit is None else b"head -c %d --" % (limit + 1)
         proc = self._run(self.in_root(NOLINK + (
-            b"nolink %s && [ -f %s ] || exit %d\nexec cat -- %s" % (p, p, EXIT_ABSENT, p))))
+            b"nolink %s && [ -f %s ] || exit %d\nexec %s %s" % (p, p, EXIT_ABSENT, read, p))))
         if proc.returncode == EXIT_ABSENT:
             return None
         self._check(proc, f"cannot read {what!r}")
+        if limit is not None and len(proc.stdout) > limit:
+            raise PermanentError(f"{self.describe()}: {what!r} holds more than {limit} bytes: not read")
         return proc.stdout
 
     def checksum(self, path: str) -> str | None:
@@ -347,5 +352,5 @@ class RsyncTarget(Target):
         self._check(self._run(self.in_root(body), bytes(data)), f"cannot write {META_DIR}/{name}")
 
     def read_meta(self, name: str) -> bytes | None:
-        return self._cat(self._meta(name), f"{META_DIR}/{name}")
+        return self._cat(self._meta(name), f"{META_DIR}/{name}", limit=META_LIMIT)
 

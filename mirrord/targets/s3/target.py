@@ -24,7 +24,7 @@ from mirrord.errors import PermanentError, TargetError
 from mirrord.logsetup import kv, register_secret
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
-from mirrord.targets.paths import META_DIR, check_relpath
+from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
 from mirrord.targets.s3 import batch, copy, deletes, listing, trash, upload, versioning
 from mirrord.targets.s3.client import make_client
 from mirrord.targets.s3.errors import classify, is_not_found, scrub, shown
@@ -237,15 +237,20 @@ class S3Target(Target):
         key = self._key_or_none(path)
         return None if key is None else self._get(path, key)
 
-    def _get(self, path: str, key: str) -> bytes | None:
+    def _get(self, path: str, key: str, limit: int | None = None) -> bytes | None:
+        """The object's bytes (None: absent); PermanentError past `limit` bytes (of which
+        at most one more is read)."""
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
             with resp["Body"] as body:
-                return body.read()
+                data = body.read() if limit is None else body.read(limit + 1)
         except Exception as exc:  # noqa: BLE001
             if is_not_found(exc):
                 return None
             raise self._error(exc, "read", path) from None
+        if limit is not None and len(data) > limit:
+            raise PermanentError(f"{self.describe()}: {path!r} holds more than {limit} bytes: not read")
+        return data
 
     # ------------------------------------------------------------ mirrord's own area
     def _meta_key(self, name: str) -> str:
@@ -263,5 +268,5 @@ class S3Target(Target):
             versioning.drop_replaced(self, self._meta_key(name), resp.get("VersionId"))
 
     def read_meta(self, name: str) -> bytes | None:
-        return self._get(f"{META_DIR}/{name}", self._meta_key(name))
+        return self._get(f"{META_DIR}/{name}", self._meta_key(name), META_LIMIT)
 
