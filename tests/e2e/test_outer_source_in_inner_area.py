@@ -16,12 +16,12 @@ directory and on S3 (SeaweedFS), live only (no pass at start, none scheduled).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import Mirrord, target_files
+from tests.e2e.helpers import Mirrord
+from tests.reliability.conftest import poll, target_files
 from mirrord import config as config_mod, targets as target_registry
 
 
@@ -69,13 +69,6 @@ def _files(cfg: Path) -> dict[str, bytes]:
         target.close()
 
 
-def _wait(check, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.1)
-
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_the_inner_source_owns_its_area(tmp_path, kind, request):
@@ -91,17 +84,17 @@ def test_the_inner_source_owns_its_area(tmp_path, kind, request):
     d.start()
     try:
         # the catch-up at start ships both sources' files; a's own media/ is empty yet
-        _wait(lambda: _files(cfg).get("media/same.jpg") == b"b's same", "b's files shipped")
+        poll(lambda: _files(cfg).get("media/same.jpg") == b"b's same", what="b's files shipped")
         (a / "media" / "live.jpg").write_bytes(b"a writes into b's area")
         (a / "media" / "same.jpg").write_bytes(b"a's same")     # b's file of that name
         (a / "media" / "same.jpg").unlink()                   # ... a's delete of it
         (a / "media" / "from_a.jpg").write_bytes(b"a's moved")
         (a / "media" / "from_a.jpg").rename(a / "moved.jpg")  # renamed out of b's area
         (a / "after.jpg").write_bytes(b"a's last")            # an ordinary change after
-        _wait(lambda: _files(cfg).get("after.jpg") == b"a's last", "a's last change shipped")
+        poll(lambda: _files(cfg).get("after.jpg") == b"a's last", what="a's last change shipped")
         # what is left pending is the refused changes alone: failing, shown, never shipped
-        _wait(lambda: (lambda t: t["pending"] == t["failing"] >= 1)(d.status()["targets"]["t"]),
-              "nothing pending but the refused changes")
+        poll(lambda: (lambda t: t["pending"] == t["failing"] >= 1)(d.status()["targets"]["t"]),
+             what="nothing pending but the refused changes")
         files = _files(cfg)
         assert files.get("moved.jpg") == b"a's moved", files
         assert files.get("media/same.jpg") == b"b's same", files    # never a's delete of it

@@ -20,16 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import Mirrord
+from tests.reliability.conftest import poll
 
 FILES = 40
 
-
-def _wait(check, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.1)
 
 
 def _mirrored(root: Path) -> set[str]:
@@ -54,13 +48,13 @@ def test_undelete_to_source_refuses_an_unmounted_root(tmp_path, daemon):
         for i in range(FILES):
             (src / "site" / f"f{i}.jpg").write_bytes(b"x%d" % i)
         d.start()
-        _wait(lambda: len(_mirrored(mirror)) == FILES, "the tree mirrored")
+        poll(lambda: len(_mirrored(mirror)) == FILES, what="the tree mirrored")
         (src / "site" / "f1.jpg").unlink()
-        _wait(lambda: len(_mirrored(mirror)) == FILES - 1, "the delete mirrored (kept)")
+        poll(lambda: len(_mirrored(mirror)) == FILES - 1, what="the delete mirrored (kept)")
         subprocess.run(["umount", "-l", str(src)], check=True)
         mounted = False
-        _wait(lambda: (d.status().get("daemon") or {}).get("sources", {}).get("up", {}).get("state")
-              == "lost", "the root seen lost")
+        poll(lambda: (d.status().get("daemon") or {}).get("sources", {}).get("up", {}).get("state")
+             == "lost", what="the root seen lost")
         if daemon == "stopped":
             assert d.stop() == 0
         res = d.cli("undelete", "--to-source", "site/f1.jpg", check=False)
@@ -90,12 +84,12 @@ def test_a_root_emptied_while_watched_is_restored(tmp_path):
     d = Mirrord(cfg, tmp_path / "mirrord.log")
     d.start()
     try:
-        _wait(lambda: _mirrored(mirror) == {"site/a.jpg"}, "mirrored")
+        poll(lambda: _mirrored(mirror) == {"site/a.jpg"}, what="mirrored")
         subprocess.run(["rm", "-rf", str(src / "site")], check=True)   # the root is empty now
-        _wait(lambda: not _mirrored(mirror), "the delete mirrored (kept)")
+        poll(lambda: not _mirrored(mirror), what="the delete mirrored (kept)")
         res = d.cli("undelete", "--to-source", "site/a.jpg", check=False)
         assert res.returncode == 0, res.stdout + res.stderr
         assert (src / "site" / "a.jpg").read_bytes() == b"a"
-        _wait(lambda: _mirrored(mirror) == {"site/a.jpg"}, "restored and mirrored again")
+        poll(lambda: _mirrored(mirror) == {"site/a.jpg"}, what="restored and mirrored again")
     finally:
         assert d.stop() == 0
