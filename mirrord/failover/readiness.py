@@ -112,12 +112,25 @@ def _switched_check(sw: dict) -> Check:
 
 
 def _as_warning(check: Check, sw: dict) -> Check:
-    if not check.refuses:
+    """`check` as a warning once this host has switched, unless it says the mirror itself
+    cannot serve the site: its database unreachable (replica.connect), its file mirror's
+    root missing (heartbeat, MIRROR_ROOT), the read-only config missing (app.target). A
+    breaker stopped the mirror's PostgreSQL, or removed the mirror and readonly.php, after
+    a failover: /ready stayed 200 and keepalived kept the IP on a dead site. What says the
+    primary is gone (the replica not fed, its lag, a stale heartbeat) is expected then."""
+    if not check.refuses or _cannot_serve(check):
         return check
     check.severity = WARN
     check.message += (f" (this host has already switched: {sw['action']} at {sw['at']}; "
                       "repeating the failover is harmless)")
     return check
+
+
+def _cannot_serve(check: Check) -> bool:
+    if check.name in ("replica.connect", "app.target"):
+        return True
+    return check.name.startswith("heartbeat.") and \
+        (check.data or {}).get(heartbeat.MIRROR_ROOT) == "missing"
 
 
 def ready(checks: list[Check]) -> bool:

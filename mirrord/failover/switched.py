@@ -7,7 +7,8 @@ no failback since), the mirror serves the site: /ready answers 200 saying so
 failover is harmless, so "failover would go ahead" still holds: readiness.judge
 lists those checks as warnings. The evidence is the application config itself
 (the link points at the read-only config, or the flag holds the message failover
-wrote), read as the health service's user may; the switch record in state_dir
+wrote), read as the health service's user may, with the switch record standing in
+state_dir (failover and switchover write it, failback removes it); that record
 (0600, written by the user that flipped) adds the command and the time when it
 can be read, else the link's or flag's change time stands for it.
 """
@@ -26,6 +27,14 @@ def state(switch) -> dict | None:
     "config": what the app config shows} when `switch` (appconfig.SymlinkSwitch or
     flagfile.FlagFileSwitch) shows the read-only configuration now; None otherwise
     (also when it cannot be read: the normal judgement then applies). Never raises."""
+    try:
+        # made here by failover or switchover: their record stands until failback. A link
+        # or flag put on the read-only config by hand or by a deploy, with no switch ever
+        # made, read as switched and gave the mirror the IP at any primary outage (a breaker)
+        if not os.path.lexists(switch.record_path):
+            return None
+    except (OSError, ValueError):
+        return None
     rec = _record(switch)
     try:
         if not switch.is_readonly(rec):

@@ -58,3 +58,49 @@ def test_ready_after_a_forced_failover_and_normal_again_after_failback(pg, site,
         if not pg.primary.running:
             pg.start_primary()
         pg.wait_streaming()
+
+
+def test_a_read_only_link_set_by_hand_is_no_switch(pg, site):  # noqa: F811
+    """No failover ever made here, the link put on readonly.php by hand (or by a deploy):
+    it read as switched, so a primary outage gave /ready 200 and keepalived the IP
+    without the operator's decision (a breaker). Only a switch made here counts."""
+    import os
+    service = Service(site)
+    try:
+        service.wait_ready(200)
+        tmp = site.link.with_name("active.tmp")
+        os.symlink(site.etc / "readonly.php", tmp)
+        os.replace(tmp, site.link)
+        pg.stop_primary()
+        doc = service.wait_ready(503)
+        assert doc["switched"] is None and "replica.wal_receiver" in " ".join(doc["failing"])
+        assert _ready_metric(service).endswith(" 0.0")
+    finally:
+        service.close()
+        if not pg.primary.running:
+            pg.start_primary()
+        pg.wait_streaming()
+
+
+def test_once_switched_a_mirror_that_cannot_serve_is_not_ready(pg, site):  # noqa: F811
+    """After a forced failover, readonly.php removed: the link dangles and the site is
+    down; /ready stayed 200 (every refusing check a warning once switched: a breaker).
+    What says the mirror itself cannot serve still fails it."""
+    service = Service(site)
+    try:
+        service.wait_ready(200)
+        pg.stop_primary()
+        service.wait_ready(503)
+        assert site.run("failover", "--force") == 0
+        service.wait_ready(200)
+        (site.etc / "readonly.php").unlink()
+        doc = service.wait_ready(503)
+        assert doc["switched"] is not None
+        assert any(name.startswith("app.target") for name in doc["failing"]), doc["failing"]
+        assert _ready_metric(service).endswith(" 0.0")
+    finally:
+        service.close()
+        (site.etc / "readonly.php").write_text("<?php $wgReadOnly = true;\n")
+        if not pg.primary.running:
+            pg.start_primary()
+        pg.wait_streaming()

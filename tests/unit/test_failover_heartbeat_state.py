@@ -132,3 +132,27 @@ def test_ready_judges_the_state_with_the_same_rule(tmp_path):
     assert lax.status == "WARN" and "deletes held" in lax.message
     strict = {c.name: c for c in readiness.judge(m, cfg, now=T, max_heartbeat_age=30)}
     assert strict["heartbeat.state"].status == "FAIL" and strict["heartbeat.state"].refuses
+
+
+def test_once_switched_only_what_says_the_primary_is_gone_becomes_a_warning(tmp_path):
+    """After a failover here, the replica unreachable (the mirror's own PostgreSQL
+    stopped) or the mirror root missing kept /ready 200 (every refusing check was made
+    a warning: a breaker); a stale heartbeat, the primary's absence, stay warnings."""
+    from dataclasses import replace as dc_replace
+    ini = tmp_path / "mirrord.ini"
+    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n"
+                   f"[target:mirror]\ntype = local\npath = {tmp_path / 'mirror'}\n"
+                   "[failover]\ndatabase = host=127.0.0.1 dbname=x\nheartbeat_target = mirror\n"
+                   f"link = {tmp_path / 'active.php'}\nreadonly = {tmp_path / 'ro.php'}\n"
+                   f"readwrite = {tmp_path / 'rw.php'}\n")
+    ini.chmod(0o600)
+    cfg = load(ini)
+    switched = {"action": "failover", "at": "2027-01-15T08:00:00Z", "config": "ro.php"}
+    stale = dc_replace(_measurement(hb(state="in_sync")), switched=switched)
+    down = {c.name: c for c in readiness.judge(stale, cfg, now=T + 3600)}
+    assert down["replica.connect"].refuses                   # its database: cannot serve
+    assert not readiness.ready(list(down.values()))
+    assert down["heartbeat.age"].status == "WARN"            # the primary's heartbeat stopped
+    gone = dc_replace(stale, heartbeat=None, heartbeat_error="MirrorRootMissing: root gone")
+    checks = readiness.judge(gone, cfg, now=T)
+    assert any(c.refuses and c.name.startswith("heartbeat.") for c in checks)
