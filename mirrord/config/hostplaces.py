@@ -13,6 +13,7 @@ ssh, the README's rule for overlap with sources).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 from mirrord.config.model import FailoverConfig, TargetConfig
@@ -39,16 +40,53 @@ def overlap(a: Path, b: Path) -> bool:
     return inside(a, b) or inside(b, a)
 
 
-def loopback(host: str) -> bool:
+def loopback(host: str, *, hosts_file: str = "/etc/hosts") -> bool:
     """Whether an rsync `host` names this machine: `localhost`, a name below `.localhost`
-    (RFC 6761: always loopback), or a loopback address (127.0.0.0/8, ::1)."""
+    (RFC 6761: always loopback), a loopback or unspecified address in any spelling
+    inet_aton(3) takes (127.0.0.0/8, `127.1`, `0x7f.1`, `0.0.0.0`, which Linux connects
+    to this host; `::1`, `::`, `::ffff:127.0.0.1`), this machine's own host name, or a
+    name `hosts_file` maps to such an address (hosts(5); no DNS is asked at load). A
+    breaker's `127.1`, `0.0.0.0`, `::ffff:127.0.0.1` and the host name `vm` passed, and
+    each reconcile deleted a state_dir inside the target's root. An ssh_config alias
+    naming this machine is not seen here."""
     name = host.lower().rstrip(".").strip("[]")
     if name == "localhost" or name.endswith(".localhost"):
         return True
+    if _local_address(name):
+        return True
+    me = socket.gethostname().lower().rstrip(".")
+    if name and name in (me, me.split(".")[0]):
+        return True
+    return any(name in names and _local_address(addr) for addr, names in _hosts(hosts_file))
+
+
+def _local_address(text: str) -> bool:
     try:
-        return ipaddress.ip_address(name).is_loopback
+        addr = ipaddress.ip_address(text)
     except ValueError:
+        try:   # inet_aton's shorthands: 127.1, 0x7f.0.0.1, 2130706433
+            addr = ipaddress.IPv4Address(socket.inet_aton(text)) if text else None
+        except OSError:
+            return False
+    if addr is None:
         return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback or addr.is_unspecified
+
+
+def _hosts(path: str) -> list[tuple[str, set[str]]]:
+    """(address, {names}) of each line of a hosts(5) file; [] when it cannot be read."""
+    out = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                words = line.split("#", 1)[0].split()
+                if len(words) >= 2:
+                    out.append((words[0], {w.lower().rstrip(".") for w in words[1:]}))
+    except OSError:
+        return []
+    return out
 
 
 def here(t: TargetConfig) -> Path | None:

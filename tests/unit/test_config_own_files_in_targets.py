@@ -10,6 +10,8 @@ state_dir, and a failover flag inside a local target's root, passed as well."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from mirrord.config import load
@@ -60,7 +62,8 @@ def config(tmp_path, state: str, target: str, extra: str = "") -> str:
 
 @pytest.mark.parametrize("where", ["inside", "equal", "around", "linked"])
 @pytest.mark.parametrize("kind", ["local", "127.0.0.1", "127.0.1.1", "localhost", "::1",
-                                  "mirror.localhost"])
+                                  "mirror.localhost", "127.1", "0.0.0.0", "::ffff:127.0.0.1",
+                                  "2130706433", socket.gethostname()])
 def test_state_dir_overlapping_a_target_root_on_this_host_is_refused(tmp_path, where, kind):
     state, root = shape(tmp_path, where)
     target = (LOCAL.format(path=root) if kind == "local"
@@ -119,3 +122,16 @@ def test_a_failover_link_and_flag_apart_from_targets_load(tmp_path):
                          flag=root / "unused.flag")   # flag unused with mode symlink
     cfg = load(config(tmp_path, str(tmp_path / "state"), LOCAL.format(path=root), fo))
     assert cfg.failover.mode == "symlink"
+
+
+def test_a_name_the_hosts_file_maps_to_this_machine_is_loopback(tmp_path):
+    """hosts(5) only, no DNS at load: a breaker's `vm` (127.0.0.1 in /etc/hosts) passed."""
+    from mirrord.config.hostplaces import loopback
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.1.1 mirror-box mirror-box.lan # here\n"
+                     "192.0.2.7 elsewhere\n::1 ip6-localhost\n")
+    for name in ("mirror-box", "MIRROR-BOX.lan.", "ip6-localhost"):
+        assert loopback(name, hosts_file=str(hosts)), name
+    for name in ("elsewhere", "other", "192.0.2.7"):
+        assert not loopback(name, hosts_file=str(hosts)), name
+    assert not loopback("mirror-box", hosts_file=str(tmp_path / "missing"))
