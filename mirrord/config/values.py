@@ -195,7 +195,12 @@ class _Reader:
 
     def __init__(self, path: Path, parser: configparser.RawConfigParser):
         self.file = path
-        self.base = path.parent
+        # the config's directory with its symlinks resolved: relative paths are joined to
+        # it, so `..` means what the kernel makes of it for every key alike. Joined to the
+        # path as given (`-c link/f.ini`, link -> real/conf), `../src` went lexically to
+        # link's parent for the keys kept as written (source roots, failover `link`) and
+        # to real/ for the resolved ones, in one file (a breaker)
+        self.base = Path(os.path.realpath(path.parent))
         self.parser = parser
         self.problems: list[ConfigProblem] = []
         self.warnings: list[str] = []

@@ -293,6 +293,26 @@ def test_relative_paths_resolve_against_the_file_not_the_cwd(tmp_path, monkeypat
     assert cfg.mirrord.state_dir == (conf / "state").resolve()
 
 
+def test_dot_dot_means_one_place_for_every_key_under_a_symlinked_config_dir(tmp_path):
+    """`-c link/f.ini` with link -> real/conf and `../src`, `../state`, `../mirror`: the
+    source root (kept as written) went lexically to link's parent while the resolved keys
+    went to real/ (a breaker). Every key now joins the config's real directory."""
+    real = tmp_path / "real"
+    (real / "conf").mkdir(parents=True)
+    (real / "src").mkdir()
+    (tmp_path / "link").symlink_to(real / "conf")
+    (real / "conf" / "f.ini").write_text(
+        "[mirrord]\nstate_dir = ../state\n[source:up]\npath = ../src\ntargets = t\n"
+        "[target:t]\ntype = local\npath = ../mirror\n"
+        "[failover]\ndatabase = host=127.0.0.1 dbname=x\nlink = ../etc/active.php\n"
+        "readonly = ../etc/ro.php\nreadwrite = ../etc/rw.php\n")
+    cfg = load(tmp_path / "link" / "f.ini")
+    assert cfg.sources[0].path == real / "src"
+    assert cfg.mirrord.state_dir == real / "state"
+    assert cfg.target("t").local.path == real / "mirror"
+    assert cfg.failover.link == real / "etc" / "active.php"
+
+
 def test_exclude_matches_components_and_whole_paths(tmp_path):
     cfg = load(write(tmp_path, MINIMAL.replace("targets = mirror",
                                                "targets = mirror\nexclude = *.tmp, .*, cache/*")))
