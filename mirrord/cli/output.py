@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -34,6 +35,30 @@ def print_data(text: str) -> None:
     sys.stdout as it is but for the registered secret values (Verbatim's rule); any
     message in it must be redacted by the caller."""
     _write_as_is(mask_secrets(text) + "\n")
+
+
+_output_lost = False
+
+
+def print_or_drop(line: str) -> None:
+    """print(line) to sys.stdout, for a command whose run must not stop when its output
+    cannot be written (a reader that left: `| head -1`, EPIPE; a full disk): the rest of
+    the output is dropped (stdout pointed at /dev/null, so the exit flush cannot raise
+    again) and stderr says so once; the run goes on. `reconcile --dry-run | head -1` took
+    the EPIPE of its second plan line for a failed listing of the target, and refused
+    its deletes (a breaker)."""
+    global _output_lost
+    if _output_lost:
+        return
+    try:
+        print(line, flush=True)
+    except (OSError, ValueError) as exc:   # ValueError: the stream was closed
+        _output_lost = True
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            print(f"mirrord: warning: cannot write the output ({type(exc).__name__}: {exc}); "
+                  f"the rest of it is dropped, the run goes on", file=sys.stderr, flush=True)
 
 
 class RedactingStream:

@@ -25,6 +25,7 @@ import time
 
 from mirrord import locations, locks, submounts, targets as target_registry
 from mirrord.catchup import resend_subtree
+from mirrord.cli.output import print_or_drop
 from mirrord.config import Config
 from mirrord.errors import MirrordError
 from mirrord.journal import Journal, Outcome
@@ -316,5 +317,5 @@ class Command:
     def _say(self, line: str) -> None:
         if not self.quiet:
             self.progress.close()
-            print(line)
+            print_or_drop(line)   # a closed stdout is no failure of the pass
 

@@ -77,6 +77,26 @@ def test_dry_run_prints_the_plan_and_changes_nothing(site):
     assert "a.txt" in t["would_send"] and t["would_delete"] == ["old/"]
 
 
+def test_a_reader_that_leaves_is_no_failure_of_the_pass(site):
+    """`reconcile --dry-run | head -1` (or a real run): the EPIPE of the second plan line
+    was taken for a failed listing of the target, its deletes refused, exit 1 for that
+    (a breaker). The output is dropped, said once on stderr, and the pass goes on."""
+    (site / "mirror/old").mkdir(parents=True)
+    (site / "mirror/old/x").write_bytes(b"x")
+    for args in (("reconcile", "--dry-run"), ("reconcile",)):
+        proc = subprocess.Popen([MIRRORD, "-c", str(site / "mirrord.ini"), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()                      # the reader left after one line
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=120)
+        assert first, err
+        assert "listing failed" not in err and "deletes refused" not in err, err
+        assert "Traceback" not in err, err
+    assert files(site / "mirror") == {"a.txt": b"alpha", "d/b.txt": b"bravo",
+                                      "d/e/c.txt": b"charlie"}   # the real run did it all
+
+
 def test_repair_summary_json_and_status_record(site):
     res = mirrord(site / "mirrord.ini", "reconcile")
     assert res.returncode == 0, res.stdout + res.stderr
