@@ -284,7 +284,7 @@ class Daemon:
     def source_health(self) -> dict[str, dict]:
         """Per source: watched / unwatched directories, file system (mirrord.daemon_status)."""
         return source_health(self.watchers, self.source_fs, self.mounts, self.roots.lost,
-                             self.alarms.holds)
+                             self.alarms.holds, self.roots.mount_points)
 
     # ------------------------------------------------------------ stop
     def _install_signals(self) -> None:

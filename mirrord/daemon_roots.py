@@ -40,6 +40,7 @@ import stat as stat_mod
 import time
 from typing import TYPE_CHECKING
 
+from mirrord.fsutil import mount_point
 from mirrord.logsetup import kv
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ class Roots:
         # source -> how its root's file system changed (fs_change): its comparison at start
         # or at the root's return holds any delete (mirrord.catchup's cap), not only many
         self.moved: dict[str, str] = {}
+        # source -> the mount point its root was watched on (fsutil.mount_point; status doc)
+        self.mount_points: dict[str, str | None] = {}
         self._next = 0.0
 
     def lose(self, d: Daemon, src: SourceConfig, detail: str) -> None:
@@ -179,15 +182,16 @@ class Roots:
             old.close()
         guard = _guard(d, src.name)
         was = (guard.identity[0] if guard is not None and guard.identity else None,
-               d.source_fs.get(src.name))
+               d.source_fs.get(src.name), self.mount_points.get(src.name))
         if guard is not None:
             try:
                 guard.reset()   # still lost: its deletes wait for the comparison (compared)
             except OSError:
                 pass   # gone again: stays refused; the next "lost" tells
         d.source_fs[src.name] = start.source_fs(src)
+        self.mount_points[src.name] = mount_point(str(src.path))
         now = (guard.identity[0] if guard is not None and guard.identity else None,
-               d.source_fs[src.name])
+               d.source_fs[src.name], self.mount_points[src.name])
         moved = fs_change(was, now)
         if moved:
             self.moved[src.name] = moved
@@ -204,14 +208,18 @@ class Roots:
 
     def note_start_fs(self, d: Daemon) -> None:
         """At start, before the catch-ups are scheduled: a source whose root is on another
-        file system type than the last run watched it on (its status document's fstype)
+        mount or file system type than the last run watched it on (its status document's
+        mount_point and fstype)
         gets no delete from its start comparison unless meant (resume-deletes): a volume
         not mounted, its bare mount point holding what the app wrote there since."""
         last = (d.journal.get_state("daemon") or {}).get("sources") or {}
         for src in d.cfg.sources:
-            entry = last.get(src.name)
-            was = entry.get("fstype") if isinstance(entry, dict) else None
-            moved = fs_change((None, was), (None, d.source_fs.get(src.name)))
+            entry = last.get(src.name) if isinstance(last.get(src.name), dict) else {}
+            if src.name not in self.lost:
+                self.mount_points[src.name] = mount_point(str(src.path))
+            moved = fs_change((None, entry.get("fstype"), entry.get("mount_point")),
+                              (None, d.source_fs.get(src.name),
+                               self.mount_points.get(src.name)))
             if moved:
                 self.moved[src.name] = moved
 
@@ -279,7 +287,11 @@ class Roots:
 
 def fs_change(was: tuple, now: tuple) -> str | None:
     """How the source root's file system changed, or None: `was` and `now` are (st_dev or
-    None, fstype or None); a part unknown on either side proves nothing."""
+    None, fstype or None, mount point or None); a part unknown on either side proves
+    nothing. The mount point tells a volume that failed to mount on a host of its own
+    file system type, or a bind mount lost (same device): both were "back"."""
+    if was[2] and now[2] and was[2] != now[2]:
+        return f"on another mount than before (mounted at {was[2]}, now at {now[2]})"
     if was[0] is not None and now[0] is not None and was[0] != now[0]:
         return (f"on another file system than before (device "
                 f"{os.major(was[0])}:{os.minor(was[0])}, now {os.major(now[0])}:{os.minor(now[0])}"

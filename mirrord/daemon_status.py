@@ -29,7 +29,8 @@ log = logging.getLogger("mirrord.daemon")
 def source_health(watchers: dict, source_fs: dict[str, str | None],
                   mounts: dict | None = None,
                   roots_lost: dict[str, str] | None = None,
-                  held: Callable[[str], bool] | None = None) -> dict[str, dict]:
+                  held: Callable[[str], bool] | None = None,
+                  mount_points: dict[str, str | None] | None = None) -> dict[str, dict]:
     """Per source: whether every directory is watched, whether the file system raises
     events for every writer, the file systems mounted below the root that are gone
     (`lost_mounts`, relative paths; mounts: source -> mirrord.submounts.SubMounts), and
@@ -50,7 +51,8 @@ def source_health(watchers: dict, source_fs: dict[str, str | None],
                      "watched_directories": watcher.watched,
                      "unwatched_directories": unwatched,
                      "unwatched_paths": watcher.unwatched_paths(20) if unwatched else [],
-                     "fstype": fstype, "remote_writes_unseen": remote_writes_unseen(fstype)}
+                     "fstype": fstype, "remote_writes_unseen": remote_writes_unseen(fstype),
+                     "mount_point": (mount_points or {}).get(name)}
     return out
 
 

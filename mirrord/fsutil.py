@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -191,6 +192,34 @@ def filesystem_type(path: str | bytes, mountinfo: str = "/proc/self/mountinfo") 
             if rest:
                 return rest[0]
     return None
+
+
+def mount_point(path: str | bytes, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The mount point of the mount `path` lies on (symlinks followed): the longest mount
+    point in proc(5)'s mountinfo that is `path` or a parent of it; None if unknown. Stable
+    across reboots and remounts of the same volume at the same place, unlike st_dev or
+    the mount ID: a volume that failed to mount leaves its root on the parent's mount
+    (a breaker's ext4 volume on an ext4 host, and a bind mount lost, both looked like
+    their root back on the same file system type and device)."""
+    try:
+        real = os.path.realpath(path)
+        if isinstance(real, bytes):
+            real = os.fsdecode(real)
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            points = [_unescape(line.split()[4]) for line in fh if len(line.split()) > 4]
+    except OSError:
+        return None
+    best = None
+    for point in points:
+        if (real == point or point == "/" or real.startswith(point.rstrip("/") + "/")) and \
+                (best is None or len(point) > len(best)):
+            best = point
+    return best
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path field: space, tab, newline and backslash are written as \\ooo."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 # File systems where changes made by another client (another NFS/SMB client, the FUSE

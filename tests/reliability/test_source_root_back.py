@@ -229,7 +229,7 @@ def _held_as_another_file_system(d: Daemon, tmp: Path, name: str) -> None:
     target goes; resume-deletes says they are meant."""
     before = target_files(_target(tmp, name))
     poll(lambda: d.status()["sources"][name].get("deletes_held"), what="deletes held")
-    assert "on another file system" in d.cli("status").stdout
+    assert "on another " in d.cli("status").stdout   # mount, device or file system type
     assert set(target_files(_target(tmp, name))) >= set(before)   # nothing deleted
     assert d.cli("resume-deletes", "--source", name).returncode == 0
 
@@ -670,21 +670,43 @@ def test_deletes_meant_while_stopped_over_the_cap_go_out_once_resumed(tmp_path, 
         d.stop()
 
 
+@contextlib.contextmanager
+def _volume(kind: str, root: Path, tmp: Path) -> Iterator[None]:
+    """The source root as a tmpfs, or as a bind mount of a directory of the same file
+    system (same device and type as the bare mount point left behind)."""
+    if kind == "tmpfs":
+        with tmpfs(root, "16m"):
+            yield
+        return
+    data = tmp / "bind-data"
+    data.mkdir(exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(data), str(root)], check=True)
+    try:
+        yield
+    finally:
+        umount(root)
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
 @pytest.mark.parametrize("daemon", ["running", "restarted"])
 def test_one_upload_into_an_unmounted_roots_mount_point_deletes_nothing(tmp_path, watcher,
-                                                                      daemon):
+                                                                      daemon, kind):
     """A breaker: 300 files on a tmpfs root, the volume lazily unmounted, one file then
     written into the bare mount point (by `undelete --to-source` there; a web app's upload
     does the same): the root was "back", and its comparison deleted 902 of 903 paths on
-    every target, under max_delete (1000). Now a root back on another device (running)
-    or on another file system type than the last run watched (restarted) holds every
-    delete of its comparison until resume-deletes; what is there is still sent."""
+    every target, under max_delete (1000). Then (another breaker) a bind mount of the
+    same file system lost, and a volume of the host's own type not mounted at start: the
+    same, as neither device nor type changed. Now a root back on another mount point,
+    device or type than it was watched on (running), or at start than the last run
+    watched (restarted), holds every delete of its comparison until resume-deletes;
+    what is there is still sent."""
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     files = _files("site")
     d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
     try:
-        with tmpfs(b, "16m"):
+        with _volume(kind, b, tmp_path):
             _fill(b, files)
             d.start()
             wait_converged(b, _target(tmp_path, "b"))
@@ -696,7 +718,7 @@ def test_one_upload_into_an_unmounted_roots_mount_point_deletes_nothing(tmp_path
         if daemon == "restarted":
             d.start()
         poll(lambda: d.status()["sources"]["b"].get("deletes_held"), what="deletes held")
-        assert "on another file system" in d.cli("status").stdout
+        assert "on another " in d.cli("status").stdout
         poll(lambda: "upload-into-the-mount-point.jpg" in target_files(_target(tmp_path, "b")),
              what="what is there still sent")
         mirrored = {p: v for p, v in target_files(_target(tmp_path, "b")).items()

@@ -232,3 +232,21 @@ def test_a_file_below_a_symlinked_source_root_is_observed_not_absent(tmp_path):
     os.symlink(real, tmp_path / "uploads")
     seen = observe(str(tmp_path / "uploads"), "a/f", keep_open=False)
     assert (seen.kind, seen.size) == ("file", 3)
+
+
+def test_mount_point_is_the_longest_mount_above_the_path(tmp_path):
+    """fsutil.mount_point from a mountinfo of our own: escaped names, a bind mount at the
+    path itself, a path below it, and the parent's mount once the bind mount is gone."""
+    from mirrord.fsutil import mount_point
+    root = tmp_path / "up loads"
+    (root / "site").mkdir(parents=True)
+    info = tmp_path / "mountinfo"
+    escaped = str(root).replace(" ", "\\040")
+    info.write_text(f"21 1 8:1 / / rw - ext4 /dev/vda rw\n"
+                    f"30 21 0:40 / {tmp_path} rw - tmpfs tmpfs rw\n"
+                    f"31 30 0:40 /data {escaped} rw - tmpfs tmpfs rw\n")
+    assert mount_point(str(root), str(info)) == str(root)
+    assert mount_point(str(root / "site"), str(info)) == str(root)
+    info.write_text(f"21 1 8:1 / / rw - ext4 /dev/vda rw\n30 21 0:40 / {tmp_path} rw - tmpfs tmpfs rw\n")
+    assert mount_point(str(root), str(info)) == str(tmp_path)
+    assert mount_point(str(root), str(tmp_path / "missing")) is None
