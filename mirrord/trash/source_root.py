@@ -5,10 +5,11 @@ own test of a root "back"). Written into, it held one file, so it read as the vo
 back: the daemon's comparison then deleted on every target whatever the root lacked (a
 breaker: a lazily unmounted tmpfs, one file restored into the bare mount point, 902 of
 903 files gone from three mirrors, running or at the next start). So a root the running
-daemon reports lost takes nothing, whatever it holds; with no daemon running, an empty
-root on another file system type than the daemon last watched it on (a tmpfs or NFS
-volume unmounted: the bare mount point is on its parent's) takes something only with
---force. An empty root the daemon watches, or on the same file system (`rm -rf
+daemon reports lost takes nothing, whatever it holds; with no daemon running, a root
+that is empty while the state database records files shipped from it, or on another
+mount (or, empty, another file system type) than the daemon last watched it on, takes
+something only with --force (a breaker's fresh empty volume of the same type, a daemon
+never run, a bind mount lost while stopped: each was written into). An empty root the daemon watches, or on the same file system (`rm -rf
 uploads/*`: restoring it is what undelete is for), is restored as before; a root that
 cannot be read takes nothing.
 """
@@ -16,12 +17,13 @@ cannot be read takes nothing.
 from __future__ import annotations
 
 import os
+import sqlite3
 
 from mirrord import journal, locks
 from mirrord.config import Config
 from mirrord.errors import JournalUnusable
 from mirrord.journal import opening
-from mirrord.fsutil import filesystem_type
+from mirrord.fsutil import filesystem_type, mount_point
 
 
 def refusal(cfg: Config, source: str, root: str, *, force: bool) -> str | None:
@@ -40,12 +42,40 @@ def refusal(cfg: Config, source: str, root: str, *, force: bool) -> str | None:
             return (f"the running daemon reports the source root {root} lost (mirrord "
                     f"status): nothing is written into it until it is back")
         return None
+    if force:
+        return None
+    advice = "mount the uploads volume, or use --force if this is it"
+    if empty and _records_files(cfg, source):
+        return (f"the source root {root} is empty while the state database records files "
+                f"shipped from it (a file system not mounted?), and no daemon runs to tell: "
+                f"nothing is written into it; {advice}")
+    was, now = last.get("mount_point"), mount_point(root)
+    if was and now and was != now:
+        return (f"the source root {root} is on the mount at {now}, where the daemon last "
+                f"watched it on the one at {was} (a file system not mounted?): nothing is "
+                f"written into it; {advice}")
     was, now = last.get("fstype"), filesystem_type(root)
-    if empty and was and now and was != now and not force:
+    if empty and was and now and was != now:
         return (f"the source root {root} is empty and on {now}, where the daemon last "
                 f"watched it on {was} (a file system not mounted?): nothing is written "
-                f"into it; mount the uploads volume, or use --force if this is it")
+                f"into it; {advice}")
     return None
+
+
+def _records_files(cfg: Config, source: str) -> bool:
+    """Whether the state database records a path shipped from `source` (its `shipped`
+    rows); False when there is none or it cannot be read."""
+    try:
+        if not opening.exists(cfg.mirrord.journal_path):
+            return False
+        db = journal.connect(cfg.mirrord.journal_path, readonly=True)
+        try:
+            return db.execute("SELECT 1 FROM shipped WHERE source = ? LIMIT 1",
+                              (source,)).fetchone() is not None
+        finally:
+            db.close()
+    except (JournalUnusable, OSError, ValueError, sqlite3.Error):
+        return False
 
 
 def _last_seen(cfg: Config, source: str) -> dict:

@@ -61,7 +61,7 @@ def test_undelete_to_source_refuses_an_unmounted_root(tmp_path, daemon):
         out = res.stdout + res.stderr
         assert res.returncode == 1, out
         assert ("reports the source root" in out and "lost" in out if daemon == "running"
-                else "is empty and on" in out and "last watched it on tmpfs" in out), out
+                else "is empty while the state database records files" in out), out
         assert not any(src.iterdir()), "written into the bare mount point"
         if daemon == "stopped":
             d.start()   # its start must not take the mirror down either
@@ -93,3 +93,33 @@ def test_a_root_emptied_while_watched_is_restored(tmp_path):
         poll(lambda: _mirrored(mirror) == {"site/a.jpg"}, what="restored and mirrored again")
     finally:
         assert d.stop() == 0
+
+
+def test_no_daemon_ever_run_an_unmounted_root_takes_nothing_unless_forced(tmp_path):
+    """Reconcile-only use (no daemon, no status document): a tmpfs root unmounted, the
+    undelete wrote into the bare mount point, and the next reconcile deleted 29 of 30
+    files as extras (a breaker). The state database's record of what was shipped from
+    the source says the empty root is not the volume; --force writes all the same."""
+    src, mirror = tmp_path / "src", tmp_path / "mirror"
+    src.mkdir()
+    cfg = tmp_path / "mirrord.ini"
+    cfg.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n"
+                   f"[source:up]\npath = {src}\ntargets = t\n"
+                   f"[target:t]\ntype = local\npath = {mirror}\nkeep_deleted = 7d\n")
+    d = Mirrord(cfg, tmp_path / "mirrord.log")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(src)], check=True)
+    try:
+        for i in range(10):
+            (src / f"f{i}.jpg").write_bytes(b"x%d" % i)
+        d.cli("reconcile")
+        (src / "f1.jpg").unlink()
+        d.cli("reconcile")   # the delete, kept
+    finally:
+        subprocess.run(["umount", "-l", str(src)], check=True)
+    res = d.cli("undelete", "--to-source", "f1.jpg", check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1 and "is empty while the state database records files" in out, out
+    assert not any(src.iterdir())
+    res = d.cli("undelete", "--to-source", "--force", "f1.jpg", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (src / "f1.jpg").read_bytes() == b"x1"
