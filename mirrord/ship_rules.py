@@ -131,15 +131,26 @@ def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Out
 
 
 def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],
-                  target: str) -> Outcome | None:
-    """A permanent error for `op` when its path on `target` lies in another source's
-    area (mirrord.nested.claimed_by: the inner source owns it), else None. Such a change
-    is neither sent nor deleted there: B's reconcile deleted what A sent, every pass,
-    and A's delete would remove B's file of that name."""
+                  target: str, *, directories: bool) -> Outcome | None:
+    """The Outcome for `op` when its path on `target` is another source's (else None):
+    below that source's area (mirrord.nested.claimed_by: the inner source owns it), or,
+    on a target with directories, the area's own path or a parent of it for anything
+    but a directory (a file, a symlink, or the delete of one there replaced or removed
+    the other source's whole area: a breaker's file named `media` beside B's dest). A
+    permanent error while the source holds something there (shown: the mirror cannot
+    hold it); "skip" once it holds nothing, as nothing of it was ever sent (its rows
+    stayed failing for good after `rm -rf` of them: a breaker)."""
     where = join(src.dest, op.path)
     owner = nested.claimed_by(sources, target, src, where)
+    what = "lies in the area of"
+    if owner is None and directories and not (op.is_dir or op.kind == "mkdir" or op.tree):
+        above = nested.areas_below(sources, target, where, besides=src.name)
+        owner = next((s for s in sources if s.dest and s.dest in above
+                      and s.name != src.name), None)
+        what = "is where a file would replace the area of"
     if owner is None:
         return None
-    return Outcome(op, error=f"{where!r} lies in the area of [source:{owner.name}] "
-                             f"(dest = {owner.dest}) on this target: not mirrored there",
-                   permanent=True)
+    if not os.path.lexists(os.path.join(src.path, op.path)):
+        return Outcome(op, "skip")
+    return Outcome(op, error=f"{where!r} {what} [source:{owner.name}] (dest = {owner.dest}) "
+                             f"on this target: not mirrored there", permanent=True)

@@ -204,7 +204,8 @@ class Shipper(MoveOps):
                     # so a file of that name on the target is still replaced or removed.
                     outcomes.append(Outcome(op, "skip"))
                     continue
-                claimed = in_other_area(op, src, self.sources.values(), target.name)
+                claimed = in_other_area(op, src, self.sources.values(), target.name,
+                                        directories=target.features.directories)
                 if claimed is not None:
                     outcomes.append(claimed)
                     continue

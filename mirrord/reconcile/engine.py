@@ -166,7 +166,8 @@ class _Pass:
         try:
             src = Cursor(own_entries(walk(self.root, include_dirs=self.features.directories,
                                           excluded=self.source.excluded, errors=errors),
-                                     self.other, self.in_areas), entry_key)
+                                     self.other, self.in_areas,
+                                     directories=self.features.directories), entry_key)
             tgt = Cursor(target_entries(self.target, self.source, self.other), entry_key)
             conn = open_readonly(db_path)
             # read before the listing: a removal acked in between is in the listing already

@@ -42,15 +42,22 @@ def other_dests(cfg: Config, target: str, source: SourceConfig) -> tuple[str, ..
 
 
 def own_entries(entries: Iterator[Entry], other: tuple[bytes, ...],
-                in_areas: dict[bytes, int]) -> Iterator[Entry]:
+                in_areas: dict[bytes, int], *, directories: bool = True) -> Iterator[Entry]:
     """The source walk's `entries` without those in another source's area (`other`, as
     'dir/' keys relative to this source's dest): a directory at an area's own path is
     left out as the target's listing leaves it out; each entry strictly below one is
     counted in `in_areas[area]` (the inner source owns it: mirrord.nested.claimed_by,
-    the pass reports them as errors) instead of being compared."""
+    the pass reports them as errors) instead of being compared; so is, where the target
+    has `directories`, a file at an area's own path or above it (it would replace it)."""
     for e in entries:
         key = os.fsencode(e.path) + (b"/" if e.is_dir else b"")
         area = next((a for a in other if key.startswith(a)), None)
+        if area is None and not e.is_dir and directories:
+            # a file at an area's own path or a parent of it would replace that area
+            area = next((a for a in other if a.startswith(key + b"/")), None)
+            if area is not None:
+                in_areas[area] = in_areas.get(area, 0) + 1
+                continue
         if area is None:
             yield e
         elif key != area:

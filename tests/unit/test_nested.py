@@ -276,9 +276,10 @@ def test_claimed_by_only_where_both_sources_go():
 
 
 def test_the_shipper_refuses_an_outer_sources_change_in_an_inner_area(tmp_path):
-    """A put, a delete and a move out of the area: the first two are permanent errors
-    naming the owner, nothing sent or removed (b's file stays); the move is sent as a
-    new file at its new name (the old name's file is b's)."""
+    """A put, a delete and a move out of the area: the put (a's file is there) is a
+    permanent error naming the owner, the delete (a holds nothing there, none of it was
+    ever sent) is done as nothing, and b's files stay; the move is sent as a new file at
+    its new name (the old name's file is b's)."""
     sources = _sources(tmp_path, b_dest="media")
     (tmp_path / "a" / "media").mkdir()
     (tmp_path / "a" / "media" / "x.jpg").write_bytes(b"a's x")
@@ -291,8 +292,8 @@ def test_the_shipper_refuses_an_outer_sources_change_in_an_inner_area(tmp_path):
            Op(next(_ids), 3, T, "a", "moved.jpg", "move", "media/old.jpg", False, False, 0, 1.0,
               src_shipped=(1, 1_000_000_000, None))]
     outs = shipper.run_ops(t, ops)
-    assert [o.permanent for o in outs[:2]] == [True, True]
-    assert all("area of [source:b]" in (o.error or "") for o in outs[:2])
+    assert outs[0].permanent and "area of [source:b]" in outs[0].error   # a's file is there
+    assert outs[1].error is None and outs[1].shipped_kind == "skip"      # nothing of a's there
     assert outs[2].error is None and outs[2].shipped_kind == "put", outs[2]
     assert t.read("media/x.jpg") == b"x" and t.read("media/old.jpg") == b"x"   # b's, untouched
     assert t.read("moved.jpg") == b"a's moved"
@@ -308,3 +309,39 @@ def test_a_pass_leaves_out_and_counts_the_source_entries_in_another_area():
     kept = [e.path for e in own_entries(iter(walk), (b"media/",), counted)]
     assert kept == ["mediax.jpg", "top.jpg"]
     assert counted == {b"media/": 3}   # the area's own directory is not counted
+
+
+@pytest.mark.parametrize("shape", ["file", "symlink", "deleted"])
+def test_a_file_at_an_inner_areas_own_path_never_replaces_it(tmp_path, shape):
+    """A's file (or symlink) named exactly B's dest, or its delete: the target's `media`
+    is B's directory, and the put replaced it, the delete removed it (a breaker, local
+    and rsync). Refused while A holds it, nothing once it does not; B's files stay."""
+    sources = _sources(tmp_path, b_dest="media")
+    t = LocalTarget(T, tmp_path / "mirror", fsync=False)
+    t.open()
+    _seed(t, ["media/b1.jpg", "media/sub/b2.jpg"], tmp_path)
+    a = tmp_path / "a"
+    if shape == "file":
+        (a / "media").write_bytes(b"a's file named media")
+    elif shape == "symlink":
+        (a / "media").symlink_to("/etc/hostname")
+    shipper = Shipper({T: t}, sources, {T: 1}, executor=serial)
+    kind = "delete" if shape == "deleted" else "put"
+    (out,) = shipper.run_ops(t, [_op("a", "media", kind)])
+    if shape == "deleted":
+        assert out.error is None and out.shipped_kind == "skip"
+    else:
+        assert out.permanent and "would replace the area of [source:b]" in out.error
+    assert _files(t) == {"media/b1.jpg", "media/sub/b2.jpg"}
+
+
+def test_a_pass_counts_a_file_at_an_areas_path_or_above_it():
+    from mirrord.reconcile.listings import own_entries
+    from mirrord.targets.model import Entry
+    walk = [Entry("media", 1, 0.0), Entry("x", 1, 0.0), Entry("top.jpg", 1, 0.0)]
+    counted: dict[bytes, int] = {}
+    kept = [e.path for e in own_entries(iter(walk), (b"media/", b"x/y/"), counted)]
+    assert kept == ["top.jpg"] and counted == {b"media/": 1, b"x/y/": 1}
+    counted = {}
+    assert [e.path for e in own_entries(iter(walk), (b"media/",), counted,
+                                        directories=False)] == ["media", "x", "top.jpg"]
