@@ -32,7 +32,7 @@ from mirrord import notify
 from mirrord.hardlinks import LinkIndex
 from mirrord.config import Config, SourceConfig
 from mirrord.daemon_alarm import AlarmWatch
-from mirrord.daemon_events import EventRouter
+from mirrord.daemon_events import EventRouter, LinkWalks
 from mirrord.daemon_roots import Roots
 from mirrord.daemon_scans import ReconcileHost, Scans
 from mirrord.daemon_status import Reporter, source_health
@@ -99,6 +99,7 @@ class Daemon:
         self.mounts: dict = {}       # source -> SubMounts (mirrord.daemon_mounts)
         # source -> the names of its hard-linked files (a write through one reaches all)
         self.links = LinkIndex({s.name: str(s.path) for s in cfg.sources})
+        self.link_walks = LinkWalks()   # a periodic hook once running (daemon_lifecycle)
         self.mount_table = None      # submounts.MountTable, polled each turn
         self.mounts_rescan_at = 0.0  # monotonic time of the next check below fanotify's mounts
         self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on

@@ -99,6 +99,7 @@ def setup(d: Daemon) -> None:
                         keep=d.keep, held=d.alarms.holds, mounts=d.mounts)
     d.periodic_hooks.append(ClaimWatch())
     d.periodic_hooks.append(d.roots)   # a lost source root watched again once back
+    d.periodic_hooks.append(d.link_walks)   # names of new hard links, by a walk (rate-limited)
     d.scan_hooks.append(d.roots.compared)   # ... and its deletes let go once compared
     if d.keep:   # trash retention: at start, then every retention.INTERVAL
         d.periodic_hooks.append(d.scans.retention)
