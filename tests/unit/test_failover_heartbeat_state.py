@@ -116,9 +116,8 @@ def _measurement(h: Heartbeat) -> readiness.Measurement:
     return readiness.Measurement(reading, h, "", (), T)
 
 
-def test_ready_judges_the_state_with_the_same_rule(tmp_path):
-    """/ready (readiness.judge): a warning by default, as pending is; strict (FAIL, not
-    ready) when the request gives max_heartbeat_age."""
+def _config(tmp_path):
+    """A mirror host's config: a local heartbeat target and a symlink switch."""
     ini = tmp_path / "mirrord.ini"
     ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n"
                    f"[target:mirror]\ntype = local\npath = {tmp_path / 'mirror'}\n"
@@ -126,7 +125,13 @@ def test_ready_judges_the_state_with_the_same_rule(tmp_path):
                    f"link = {tmp_path / 'active.php'}\nreadonly = {tmp_path / 'ro.php'}\n"
                    f"readwrite = {tmp_path / 'rw.php'}\n")
     ini.chmod(0o600)
-    cfg = load(ini)
+    return load(ini)
+
+
+def test_ready_judges_the_state_with_the_same_rule(tmp_path):
+    """/ready (readiness.judge): a warning by default, as pending is; strict (FAIL, not
+    ready) when the request gives max_heartbeat_age."""
+    cfg = _config(tmp_path)
     m = _measurement(hb(state="degraded", reason="source up: deletes held"))
     lax = {c.name: c for c in readiness.judge(m, cfg, now=T)}["heartbeat.state"]
     assert lax.status == "WARN" and "deletes held" in lax.message
@@ -139,14 +144,7 @@ def test_once_switched_only_what_says_the_primary_is_gone_becomes_a_warning(tmp_
     stopped) or the mirror root missing kept /ready 200 (every refusing check was made
     a warning: a breaker); a stale heartbeat, the primary's absence, stay warnings."""
     from dataclasses import replace as dc_replace
-    ini = tmp_path / "mirrord.ini"
-    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n"
-                   f"[target:mirror]\ntype = local\npath = {tmp_path / 'mirror'}\n"
-                   "[failover]\ndatabase = host=127.0.0.1 dbname=x\nheartbeat_target = mirror\n"
-                   f"link = {tmp_path / 'active.php'}\nreadonly = {tmp_path / 'ro.php'}\n"
-                   f"readwrite = {tmp_path / 'rw.php'}\n")
-    ini.chmod(0o600)
-    cfg = load(ini)
+    cfg = _config(tmp_path)
     switched = {"action": "failover", "at": "2027-01-15T08:00:00Z", "config": "ro.php"}
     stale = dc_replace(_measurement(hb(state="in_sync")), switched=switched)
     down = {c.name: c for c in readiness.judge(stale, cfg, now=T + 3600)}
