@@ -189,9 +189,8 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except BrokenPipeError:
-        # `mirrord trash | head`: the reader left; say nothing more (Python's own advice:
-        # point stdout at devnull so the interpreter's final flush does not raise again)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # `mirrord trash | head`: the reader left; say nothing more
+        output.drop_stdout()
         return EXIT_FAILURE
     except OSError as exc:
         # an I/O failure no command turned into a MirrordError: most often the output itself

@@ -40,6 +40,16 @@ def print_data(text: str) -> None:
 _output_lost = False
 
 
+def drop_stdout() -> None:
+    """Point file descriptor 1 at /dev/null: output that a reader left (EPIPE) or a full
+    disk refused is dropped from here on, and the interpreter's exit flush cannot raise
+    again (the Python documentation's advice for SIGPIPE). Never raises."""
+    with contextlib.suppress(OSError, ValueError):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.__stdout__.fileno())
+        os.close(fd)
+
+
 def print_or_drop(line: str) -> None:
     """print(line) to sys.stdout, for a command whose run must not stop when its output
     cannot be written (a reader that left: `| head -1`, EPIPE; a full disk): the rest of
@@ -54,8 +64,7 @@ def print_or_drop(line: str) -> None:
         print(line, flush=True)
     except (OSError, ValueError) as exc:   # ValueError: the stream was closed
         _output_lost = True
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        drop_stdout()
         with contextlib.suppress(OSError, ValueError):
             print(f"mirrord: warning: cannot write the output ({type(exc).__name__}: {exc}); "
                   f"the rest of it is dropped, the run goes on", file=sys.stderr, flush=True)

@@ -31,6 +31,7 @@ from mirrord.failover import appconfig, hooks, interrupt, readiness, replica, st
 from mirrord.failover.heartbeat import MIRROR_ROOT
 from mirrord.failover.result import LOG_NAME, PLANNED, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
+from mirrord.cli.output import drop_stdout
 from mirrord.logsetup import redact
 
 
@@ -284,8 +285,7 @@ class Procedure:
         self.out = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
         if self._run is not None:
             self._run.notes.append(f"output lost: {type(exc).__name__}: {exc}")
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(self.out.fileno(), sys.__stdout__.fileno())   # the exit flush too
+        drop_stdout()   # the exit flush too
         with contextlib.suppress(OSError, ValueError):
             print(f"mirrord: warning: cannot write the output ({type(exc).__name__}: "
                   f"{exc}); the run goes on, see {self.cfg.mirrord.state_dir / LOG_NAME}",

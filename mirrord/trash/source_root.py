@@ -36,7 +36,7 @@ def refusal(cfg: Config, source: str, root: str, *, force: bool) -> str | None:
             empty = next(entries, None) is None
     except OSError as exc:
         return f"the source root {root} cannot be read ({exc.strerror}): nothing is written into it"
-    last = _last_seen(cfg, source)
+    last, records_files = _recorded(cfg, source)
     if locks.holder(cfg.mirrord.state_dir, locks.DAEMON) is not None:
         if last.get("state") == "lost":
             return (f"the running daemon reports the source root {root} lost (mirrord "
@@ -45,7 +45,7 @@ def refusal(cfg: Config, source: str, root: str, *, force: bool) -> str | None:
     if force:
         return None
     advice = "mount the uploads volume, or use --force if this is it"
-    if empty and _records_files(cfg, source):
+    if empty and records_files:
         return (f"the source root {root} is empty while the state database records files "
                 f"shipped from it (a file system not mounted?), and no daemon runs to tell: "
                 f"nothing is written into it; {advice}")
@@ -62,34 +62,22 @@ def refusal(cfg: Config, source: str, root: str, *, force: bool) -> str | None:
     return None
 
 
-def _records_files(cfg: Config, source: str) -> bool:
-    """Whether the state database records a path shipped from `source` (its `shipped`
-    rows); False when there is none or it cannot be read."""
+def _recorded(cfg: Config, source: str) -> tuple[dict, bool]:
+    """From one read of the state database: the source's entry in the daemon's last status
+    document (its 'state': 'ok', 'lost', 'degraded'; 'fstype', 'mount_point'), and
+    whether a path shipped from `source` is recorded (its `shipped` rows). ({}, False)
+    when there is no database or it cannot be read."""
     try:
         if not opening.exists(cfg.mirrord.journal_path):
-            return False
-        db = journal.connect(cfg.mirrord.journal_path, readonly=True)
-        try:
-            return db.execute("SELECT 1 FROM shipped WHERE source = ? LIMIT 1",
-                              (source,)).fetchone() is not None
-        finally:
-            db.close()
-    except (JournalUnusable, OSError, ValueError, sqlite3.Error):
-        return False
-
-
-def _last_seen(cfg: Config, source: str) -> dict:
-    """The source's entry in the daemon's last status document (its 'state': 'ok',
-    'lost', 'degraded'; its 'fstype'), {} when there is none or it cannot be read."""
-    try:
-        if not opening.exists(cfg.mirrord.journal_path):
-            return {}
+            return {}, False
         db = journal.connect(cfg.mirrord.journal_path, readonly=True)
         try:
             doc = journal.read_state(db, "daemon") or {}
+            files = db.execute("SELECT 1 FROM shipped WHERE source = ? LIMIT 1",
+                               (source,)).fetchone() is not None
         finally:
             db.close()
-    except (JournalUnusable, OSError, ValueError):
-        return {}
-    entry = (doc.get("sources") or {}).get(source)
-    return entry if isinstance(entry, dict) else {}
+    except (JournalUnusable, OSError, ValueError, sqlite3.Error):
+        return {}, False
+    entry = (doc.get("sources") or {}).get(source) if isinstance(doc, dict) else None
+    return (entry if isinstance(entry, dict) else {}), files
