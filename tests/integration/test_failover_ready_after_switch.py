@@ -16,6 +16,15 @@ from tests.integration.test_failover_health import Service, checks
 from tests.integration.test_failover_procedure import site  # noqa: F401 (fixture)
 
 
+def _put_back(service: Service, pg) -> None:
+    """After each test: the health service stopped, the shared primary running and
+    streaming to the replica again."""
+    service.close()
+    if not pg.primary.running:
+        pg.start_primary()
+    pg.wait_streaming()
+
+
 def _ready_metric(service: Service) -> str:
     text = service.get("/metrics")[1].decode()
     return next(line for line in text.splitlines() if line.startswith("mirrord_ready{"))
@@ -54,10 +63,7 @@ def test_ready_after_a_forced_failover_and_normal_again_after_failback(pg, site,
         assert doc["switched"] is None
         assert _ready_metric(service).endswith(" 0.0")
     finally:
-        service.close()
-        if not pg.primary.running:
-            pg.start_primary()
-        pg.wait_streaming()
+        _put_back(service, pg)
 
 
 def test_a_read_only_link_set_by_hand_is_no_switch(pg, site):  # noqa: F811
@@ -76,10 +82,7 @@ def test_a_read_only_link_set_by_hand_is_no_switch(pg, site):  # noqa: F811
         assert doc["switched"] is None and "replica.wal_receiver" in " ".join(doc["failing"])
         assert _ready_metric(service).endswith(" 0.0")
     finally:
-        service.close()
-        if not pg.primary.running:
-            pg.start_primary()
-        pg.wait_streaming()
+        _put_back(service, pg)
 
 
 def test_once_switched_a_mirror_that_cannot_serve_is_not_ready(pg, site):  # noqa: F811
@@ -99,8 +102,5 @@ def test_once_switched_a_mirror_that_cannot_serve_is_not_ready(pg, site):  # noq
         assert any(name.startswith("app.target") for name in doc["failing"]), doc["failing"]
         assert _ready_metric(service).endswith(" 0.0")
     finally:
-        service.close()
         (site.etc / "readonly.php").write_text("<?php $wgReadOnly = true;\n")
-        if not pg.primary.running:
-            pg.start_primary()
-        pg.wait_streaming()
+        _put_back(service, pg)
