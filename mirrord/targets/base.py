@@ -145,7 +145,18 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, path: str, *, tree: bool = False) -> None:
-        """Remove the file at `path`; with tree, also everything below `path`. Idempotent."""
+        """Remove the file or symlink at `path`; with `tree`, also a directory there with
+        everything below it. Without `tree` a directory at `path` is removed only when empty
+        and left otherwise, with no error (on a target without directories: the object at
+        `path` alone); the journal then queues a tree removal if its record names anything
+        below (mirrord.journal.claims). Idempotent: nothing there is no error."""
+
+    def remove_file_at(self, path: str) -> None:
+        """What a directory at the source means at `path` on a target without directories
+        (features.directories false): a file (object) standing there, replaced by that
+        directory, is removed; nothing else is touched. Idempotent. By default delete(path);
+        S3 asks first (S3Target.remove_file_at)."""
+        self.delete(path)
 
     def mkdir(self, path: str, *, mode: int | None = None) -> None:
         """Create a directory (and parents) where directories exist; replaces a file at `path`.

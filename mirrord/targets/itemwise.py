@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 def sync_one(target: Target, item: SyncItem) -> SyncResult:
     """Apply one SyncItem to `target`: with item.tree everything at or below the path is
     removed first; then kind 'file' is sent (_sync_file), 'dir' made (or, on a target
-    without directories, whatever is at the path deleted), 'absent' deleted. The result
+    without directories, a file standing at the path removed: Target.remove_file_at),
+    'absent' deleted. The result
     holds the stored Entry, or the error: RetryableError, PermanentError, NotFound, or an
     OSError classified by classify_oserror. Nothing is raised."""
     try:
@@ -36,7 +37,7 @@ def sync_one(target: Target, item: SyncItem) -> SyncResult:
             if target.features.directories:
                 target.mkdir(item.path, mode=item.mode)
             else:
-                target.delete(item.path)
+                target.remove_file_at(item.path)
             return SyncResult(item, Entry(item.path, 0, item.mtime, is_dir=True,
                                           mtime_ns=item.mtime_ns, mode=item.mode))
         target.delete(item.path, tree=item.tree)
