@@ -6,25 +6,29 @@
   once for the change that explains it (its event is still to be read);
 - meta_only: an 'attr' op needs only mode and mtime set, nothing at all, or a full put;
 - error_outcome: an exception becomes the op's Outcome (permanent, busy or retried);
-- sync_item, outcome: what a target is handed for an op, and what is recorded of its answer.
+- sync_item, outcome: what a target is handed for an op, and what is recorded of its answer;
+- trace: the DEBUG line per op done or failed ([mirrord] log_level = debug).
 Pure functions of the op, what was observed and what the target answered: the Shipper
 (mirrord.shipper) calls them on its workers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterable
 
 from mirrord import nested
 from mirrord.errors import PermanentError, RetryableError, SourceBusy
 from mirrord.journal import Op, Outcome
-from mirrord.logsetup import redact
+from mirrord.logsetup import kv, redact
 from mirrord.observe import Observed, changed_since
 from mirrord.targets.base import Target
 from mirrord.config import SourceConfig
 from mirrord.targets.model import SyncItem, SyncResult
 from mirrord.targets.paths import join
+
+log = logging.getLogger("mirrord.shipper")   # trace(): the shipper's own lines
 
 
 def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
@@ -127,7 +131,10 @@ def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Out
         # may have run before this op, e.g. a stale catch-up delete)
         return Outcome(op, "mkdir", mtime_ns=seen.mtime_ns, is_dir=True, rescan=op.tree,
                        mode=mode)
-    return Outcome(op, "delete")
+    # nothing at the path: a directory the target held there was removed only if empty
+    # (a file's delete, or a mkdir whose directory is gone, is no tree op), so what the
+    # record names below it is removed by a tree op the ack queues (claims._done)
+    return Outcome(op, "delete", clear_below=not op.tree)
 
 
 def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],
@@ -154,3 +161,19 @@ def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],
         return Outcome(op, "skip")
     return Outcome(op, error=f"{where!r} {what} [source:{owner.name}] (dest = {owner.dest}) "
                              f"on this target: not mirrored there", permanent=True)
+
+
+def trace(outcomes: Iterable[Outcome]) -> None:
+    """One DEBUG line per op a worker finished ([mirrord] log_level = debug): the row as
+    claimed (kind, tree, seq, src, attempts) and what was done with it, so that a path
+    the mirror got wrong can be followed through the run's log (an exactness fault seen
+    once in CI, not reproduced after: its log said nothing of the ops)."""
+    for out in outcomes:
+        op = out.op
+        fields = dict(target=op.target, source=op.source, path=op.path, kind=op.kind,
+                      tree=int(op.tree), seq=op.seq, src=op.src or "-", attempts=op.attempts,
+                      did=out.shipped_kind or "-", rescan=int(out.rescan), check=int(out.check))
+        if out.error is None:
+            log.debug(kv(msg="op done", **fields))
+        else:
+            log.debug(kv(msg="op failed", **fields, error=out.error))

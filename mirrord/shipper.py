@@ -40,7 +40,8 @@ from mirrord.journal import Journal, Op, Outcome
 from mirrord.logsetup import kv
 from mirrord.observe import Observed, SourceGuard, observe
 from mirrord.ship_moves import MoveOps
-from mirrord.ship_rules import error_outcome, in_other_area, meta_only, not_yet, outcome, sync_item, unchanged
+from mirrord.ship_rules import (error_outcome, in_other_area, meta_only, not_yet, outcome,
+                                sync_item, trace, unchanged)
 from mirrord.submounts import SubMounts
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
@@ -191,6 +192,7 @@ class Shipper(MoveOps):
         outcomes: list[Outcome] = []
         items: list[SyncItem] = []
         pending: list[tuple[Op, Observed]] = []
+        hidden_ids: set[int] = set()   # ops whose directory an exclude hides (kept below)
         openers = {name: BeneathOpener(str(src.path)) for name, src in self.sources.items()}
         try:
             for op in ops:
@@ -248,6 +250,7 @@ class Shipper(MoveOps):
                 item = sync_item(op, src, seen, meta_only=only_meta)
                 if hidden:   # a target that looks at the source again (rsync) sees no file
                     item = dataclasses.replace(item, source_root="", source_rel="")
+                    hidden_ids.add(op.id)
                 items.append(item)
                 pending.append((op, seen))
             if items:
@@ -255,14 +258,19 @@ class Shipper(MoveOps):
                 results = [unchanged(seen, res) for (_op, seen), res in zip(pending, synced)]
                 faults.point("shipped", target.name, [op.path for op, _seen in pending])
                 keeps_mode = target.features.keeps_mode
-                outcomes.extend(outcome(op, seen, res, keeps_mode=keeps_mode)
-                                for (op, seen), res in zip(pending, results))
+                for (op, seen), res in zip(pending, results):
+                    out = outcome(op, seen, res, keeps_mode=keeps_mode)
+                    # below an excluded directory: left on the target, as a catch-up leaves it
+                    out.clear_below = out.clear_below and op.id not in hidden_ids
+                    outcomes.append(out)
         finally:
             for opener in openers.values():
                 opener.close()
             for _op, seen in pending:
                 if seen.fd is not None:
                     os.close(seen.fd)
+        if log.isEnabledFor(logging.DEBUG):
+            trace(outcomes)
         if self.on_outcome is not None:
             for out in outcomes:
                 self.on_outcome(out)
@@ -296,3 +304,4 @@ class Shipper(MoveOps):
             if why is not None:   # a file system gone below the root is no user's delete
                 raise RetryableError(why)
         return seen
+

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 from mirrord import claimer as claimer_mod
 from mirrord.journal.barriers import _Barriers, overlaps_inflight
 from mirrord.journal.holds import HELD_SQL, PARKED
-from mirrord.journal.read import shipped_meta
+from mirrord.journal.read import recorded_below, shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _s, _text
 from mirrord.journal.shipped import record_shipped
 
@@ -126,10 +126,13 @@ class ClaimAckMixin:
         """Record one op done; True when its row is gone (no change arrived meanwhile)."""
         op = out.op
         record_shipped(self.db, out)
+        below = out.clear_below and recorded_below(self.db, op.target, op.source, _b(op.path))
         # one statement for the usual case (the row unchanged since claim: delete it); the
         # SELECT is needed only when it was not deleted
         if self.db.execute("DELETE FROM ops WHERE id = ? AND seq = ?", (op.id, op.seq)).rowcount:
             self._barriers.drop(op.id)
+            if below:
+                self._clear_below(op, None)
             return True
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
         if row is not None:
@@ -140,7 +143,29 @@ class ClaimAckMixin:
                 "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
                 self._barriers.drop(op.id)
+            if below:
+                self._clear_below(op, op.id)
         return False
+
+    def _clear_below(self, op: Op, newer: int | None) -> None:
+        """A delete found nothing at the source, but the record still names files or
+        directories below the path: the target held a directory there, which a delete
+        that is no tree op removes only when empty (LocalTarget: rmdir; rsync alike), and
+        the record forgot it all the same. It stayed on the target for good, no row and
+        no record naming it, while status said in_sync (tests/unit/
+        test_exchange_properties.py: a directory exchanged twice, the first exchange's
+        subtree check proposing a subdirectory the second took away; its mkdir ran as a
+        delete before the delete of its file). The path gets a tree removal: a barrier
+        (mirrord.journal.barriers), claimed once nothing below is in flight, and
+        state-based like any op (a directory there again by then is made and re-sent:
+        ship_rules.outcome). `newer`: the path's row, changed while the op was in flight:
+        that change keeps its kind and runs as a tree op."""
+        kind, src, is_dir, size = "delete", None, True, 0
+        if newer is not None:
+            kind, src, is_dir, size = self.db.execute(
+                "SELECT kind, src, is_dir, size FROM ops WHERE id = ?", (newer,)).fetchone()
+        self._upsert(op.target, op.source, _b(op.path), kind, tree=True, is_dir=bool(is_dir),
+                     size=size, when=self.clock(), src=src)
 
     def _release_waiters(self, ids: list[int]) -> None:
         """Rows that waited for the deleted rows `ids` (wait_for) are free to go: one

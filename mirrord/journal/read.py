@@ -68,6 +68,14 @@ def in_flight_removals(db: sqlite3.Connection, target: str, source: str) -> froz
         "AND (tree = 1 OR kind = 'delete')", (target, source)))
 
 
+def recorded_below(db: sqlite3.Connection, target: str, source: str, path: bytes) -> bool:
+    """Whether `shipped` names anything of `source` on `target` strictly below the
+    directory `path` (path bytes, no trailing '/'): one probe of the primary key."""
+    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key > ? "
+                      "AND key < ? LIMIT 1", (target, source, path + b"/",
+                                              _prefix_upper(path))).fetchone() is not None
+
+
 def removal_covers(paths: frozenset[bytes], key: bytes) -> bool:
     """Whether `key` (a shipped key: a directory's ends in '/') is at or below one of
     `paths` (in_flight_removals)."""

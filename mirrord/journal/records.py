@@ -94,6 +94,7 @@ class Outcome:
     check: bool = False             # a directory moved on the target: compare below it (subtree check)
     merged: bool = False            # that move left what stood below its destination (Features.move_merges)
     busy: bool = False              # error: the source file is still open for writing (a wait)
+    clear_below: bool = False       # a delete with nothing at the source: what the record still names below it goes too (ClaimAckMixin._done)
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,22 @@ def test_delete_tree_removes_everything_below(target, tmp_path):
     assert files(target) == {"tt/keep": 1}
 
 
+def test_delete_without_tree_leaves_a_directory_holding_files(target, tmp_path):
+    """Target.delete's contract, in a batch as the shipper sends it: a delete that is no
+    tree op removes a directory only when empty, and a non-empty one is left with no
+    error, whatever its place in the batch (rsync's delete script answered such a
+    directory, when it came last, with a failure of every delete of the batch). On a
+    target without directories only the object at the name goes. The journal queues the
+    tree removal when its record names anything below (mirrord.journal.claims)."""
+    for path in ["d/x", "d/sub/y", "z"]:
+        put(target, tmp_path, path, b"1")
+    results = target.sync([SyncItem("z", "absent"), SyncItem("d", "absent")])
+    assert [r.error for r in results] == [None, None]
+    assert files(target) == {"d/x": 1, "d/sub/y": 1}
+    target.delete("d")
+    assert files(target) == {"d/x": 1, "d/sub/y": 1}
+
+
 def test_move_file(target, tmp_path):
     assert target.features.server_side_move
     put(target, tmp_path, "from/f.txt", b"payload")

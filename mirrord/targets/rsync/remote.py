@@ -88,8 +88,11 @@ LINKED = rb"""bad=; c=.; o=$IFS; IFS=/; set -f
   IFS=$o; set +f"""
 
 # Records on stdin: b"T./path" (remove the tree) or b"F./path" (remove a file or an empty
-# directory). Prints the records that failed, NUL-terminated. Below a symlinked parent
-# nothing of the mirror's can be: nothing is removed there, and that is no failure.
+# directory; a directory that is not empty is left with no error, Target.delete's contract:
+# the `|| :` keeps rmdir's status from becoming the script's, which failed every delete of
+# the batch when such a directory came last). Prints the records that failed,
+# NUL-terminated. Below a symlinked parent nothing of the mirror's can be: nothing is
+# removed there, and that is no failure.
 DELETE = rb"""xargs -0 -r sh -c '
 for r; do
   p=${r#?}; d=${p%/*}
@@ -97,7 +100,7 @@ for r; do
   [ -n "$bad" ] && continue
   case $r in
   T*) rm -rf -- "$p" || printf "%s\0" "$r" ;;
-  *) if [ -d "$p" ] && [ ! -L "$p" ]; then rmdir -- "$p" 2>/dev/null
+  *) if [ -d "$p" ] && [ ! -L "$p" ]; then rmdir -- "$p" 2>/dev/null || :
      else rm -f -- "$p" || printf "%s\0" "$r"; fi ;;
   esac
 done' sh
