@@ -103,7 +103,16 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         deletes: dict[str, list[bytes]] = {t: [] for t in targets}
         matched: dict[str, int] = {t: 0 for t in targets}   # shipped rows still at the source
 
+        trace = bool(prefix) and log.isEnabledFor(logging.DEBUG)
+        if trace:   # [mirrord] log_level = debug: what a subtree check saw and proposed
+            log.debug(kv(msg="subtree check", source=source.name, path=subtree,
+                         removals_in_flight=sum(len(r) for r in removing.values())))
+
         def propose(change: Change) -> None:
+            if trace:
+                log.debug(kv(msg="subtree check proposes", source=source.name,
+                             path=change.path, kind=change.kind, tree=int(change.tree),
+                             target=",".join(change.targets or ())))
             batch.append(change)
             key = change.kind
             result.proposed[key] = result.proposed.get(key, 0) + 1

@@ -39,7 +39,11 @@ class EventRouter:
             return
         now = time.time()
         changes: list[Change] = []
+        trace = log.isEnabledFor(logging.DEBUG)
         for ev in events:
+            if trace:   # [mirrord] log_level = debug: what the watcher reported, in order
+                log.debug(kv(msg="event", source=src.name, kind=ev.kind, path=ev.path,
+                             src=ev.src or "-", is_dir=int(ev.is_dir)))
             if ev.kind == "write":
                 changes.append(Change(src.name, ev.path, "put", size=ev.size, time=now))
                 changes += self._other_names(src, ev.path, "put", now)

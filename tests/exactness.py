@@ -95,6 +95,19 @@ def slack_ns(target) -> int:
     return int(round(max(0.0, target.features.mtime_precision - 1e-6) * 1e9))
 
 
+class NotExact(AssertionError):
+    """wait_exact's failure; `found`: differences()'s answer at the deadline."""
+
+    def __init__(self, message: str, found: dict[str, list]):
+        super().__init__(message)
+        self.found = found
+
+    def paths(self) -> set[str]:
+        """Every path named in `found` (missing, extra, or the first item of a difference)."""
+        return {item if isinstance(item, str) else item[0]
+                for items in self.found.values() for item in items}
+
+
 def wait_exact(root: Path, target, *, timeout: float = 90.0, prefix: str = "",
                excluded: Callable[[str], bool] | None = None) -> Snapshot:
     """Poll until `target` equals the source exactly (bounded; no timing asserted)."""
@@ -110,5 +123,5 @@ def wait_exact(root: Path, target, *, timeout: float = 90.0, prefix: str = "",
         if not found:
             return have
         if time.monotonic() > deadline:
-            raise AssertionError(f"target {target.name} is not exact: {found}")
+            raise NotExact(f"target {target.name} is not exact: {found}", found)
         time.sleep(0.25)

@@ -25,7 +25,8 @@ from tests.reliability.conftest import Env, live_only_config, poll
 @pytest.fixture(params=["inotify", "fanotify"])
 def env(request, tmp_path, seaweedfs, sshd):
     # reconcile only on demand; each watcher backend in turn (mirrord.watch.select)
-    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param))
+    e = Env(tmp_path, live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param,
+                                        log_level="debug"))
     try:
         yield e
     finally:

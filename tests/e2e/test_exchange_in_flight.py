@@ -62,7 +62,8 @@ def test_directories_exchanged_while_a_new_subdirectory_is_in_flight(env):
 def env_path_excludes(request, tmp_path, seaweedfs, sshd):
     """The same config with an exclude that depends on the path (`/keep-out/*.tmp`): a
     directory move is then always a tree removal and a re-send (daemon_events._move)."""
-    cfg = live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param)
+    cfg = live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param,
+                           log_level="debug")
     text = cfg.read_text()
     line = next(x for x in text.splitlines() if x.startswith("exclude ="))
     cfg.write_text(text.replace(line, line + ", /keep-out/*.tmp", 1))

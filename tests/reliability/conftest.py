@@ -24,7 +24,7 @@ import pytest
 from mirrord import config as config_mod, targets as target_registry
 from tests.e2e.helpers import Mirrord, diff, source_files, target_files
 from tests.e2e.helpers import write_config as three_target_config
-from tests.exactness import wait_exact
+from tests.exactness import NotExact, wait_exact
 
 EXCLUDE = "*.tmp, *.part, .*.swp, *~"
 SYSCTL = Path("/proc/sys/fs/inotify")
@@ -126,7 +126,10 @@ class Env:
         poll(self.drained, timeout=timeout, what="the backlog drained")
         for name, target in self.targets.items():
             if names is None or name in names:
-                wait_exact(self.src, target, timeout=timeout, excluded=excludes, prefix=prefix)
+                try:
+                    wait_exact(self.src, target, timeout=timeout, excluded=excludes, prefix=prefix)
+                except NotExact as exc:
+                    raise AssertionError(f"{exc}\n{self.history(exc.paths())}") from None
         plan = json.loads(self.daemon.cli("reconcile", "--dry-run", "--json", check=False).stdout)
         proposed = {name: (t.get("would_send", []), t.get("would_delete", []))
                     for name, t in plan["targets"].items()
@@ -135,20 +138,37 @@ class Env:
         if not passes_allowed:
             assert "reconcile pass queued" not in self.log_text(), f"a pass repaired what {by} missed"
 
+    def history(self, paths: set[str], *, limit: int = 400) -> str:
+        """The daemon's log lines (the last `limit`) naming one of `paths` or a directory
+        above one: with log_level = debug (live_only_config) every event, op and subtree
+        check that touched them, so an exactness failure seen once in CI can be followed."""
+        names = {p.strip("/") for p in paths}
+        for p in list(names):
+            while "/" in p:
+                p = p.rsplit("/", 1)[0]
+                names.add(p)
+        pattern = re.compile("|".join(rf"(?:path|src)={re.escape(n)}(?:[\s/]|$)"
+                                      for n in sorted(names) if n) or "(?!)")
+        lines = [line for line in self.log_text().splitlines() if pattern.search(line)]
+        return "the daemon's log of those paths:\n" + "\n".join(lines[-limit:])
+
     def close(self) -> None:
         self.daemon.stop()
         for t in self.targets.values():
             t.close()
 
 
-def live_only_config(tmp: Path, seaweedfs, sshd, *, watcher: str | None = None) -> Path:
+def live_only_config(tmp: Path, seaweedfs, sshd, *, watcher: str | None = None,
+                     log_level: str = "info") -> Path:
     """The three-target config with `[reconcile] every = off` (only the pass that follows
-    every start runs: whatever arrives later arrives by the live stream) and, when given,
-    `[source] watcher = ...`."""
+    every start runs: whatever arrives later arrives by the live stream), `[mirrord]
+    log_level` (debug: every event, op and subtree check logged, which Env.history shows
+    on an exactness failure) and, when given, `[source] watcher = ...`."""
     cfg = write_config(tmp, seaweedfs, sshd)
     text = cfg.read_text()
     if watcher is not None:
         text = text.replace("[source:uploads]\n", f"[source:uploads]\nwatcher = {watcher}\n")
+    text = text.replace("[mirrord]\n", f"[mirrord]\nlog_level = {log_level}\n", 1)
     cfg.write_text(text + "\n[reconcile]\nevery = off\n")
     return cfg
 
