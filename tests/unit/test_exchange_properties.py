@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,31 +27,29 @@ from hypothesis import strategies as st
 from mirrord import catchup as catchup_mod
 from mirrord.catchup import catch_up
 from mirrord.config import SourceConfig
-from mirrord.journal import Change, Journal
-from mirrord.shipper import Shipper
+from mirrord.journal import Change
 from mirrord.targets.memory import MemoryTarget
 from mirrord.targets.model import Features
 from mirrord.journal import iter_shipped
 from mirrord.treewalk import walk
 from tests.unit.test_journal_properties import (PATHS, S, T, World, check_converged, make_target,
                                                 source_state, target_state)
+from tests.unit.test_journal_properties import play as journal_play
 
 SYS_RENAMEAT2, AT_FDCWD, RENAME_EXCHANGE = 316, -100, 2   # x86_64; renameat2(2)
 
 path_st = st.sampled_from(PATHS)
+# the daemon's side: claims, worker runs, failures, acks, re-sends, checks, proposals
+WORK = [st.tuples(st.just(name), st.integers(low, 3))
+        for name, low in (("claim", 1), ("run", 0), ("fail", 0), ("ack", 0), ("scan", 0),
+                          ("check", 0), ("propose", 0))]
 step_st = st.one_of(
     st.tuples(st.just("write"), path_st),
     st.tuples(st.just("mkdir"), path_st),
     st.tuples(st.just("rmtree"), path_st),
     st.tuples(st.just("exchange"), path_st, path_st),
     st.tuples(st.just("exchange"), path_st, path_st),
-    st.tuples(st.just("claim"), st.integers(1, 4)),
-    st.tuples(st.just("run"), st.integers(0, 3)),
-    st.tuples(st.just("fail"), st.integers(0, 3)),
-    st.tuples(st.just("ack"), st.integers(0, 3)),
-    st.tuples(st.just("scan"), st.integers(0, 3)),
-    st.tuples(st.just("check"), st.integers(0, 3)),
-    st.tuples(st.just("propose"), st.integers(0, 3)),
+    *WORK,
 )
 
 
@@ -212,30 +209,16 @@ def check_files(w: World) -> None:
     assert rec == {e.path: (e.size, e.mtime_ns) for e in walk(str(w.root)) if not e.is_dir}
 
 
+def _target(kind: str, base: Path):
+    return MergingTarget(T) if kind == "merging" else make_target(kind, base)
+
+
+def _check(w: World) -> None:
+    (check_converged if w.target.features.directories else check_files)(w)
+
+
 def play(kind: str, steps) -> None:
-    with tempfile.TemporaryDirectory(prefix="mirrord-xprop-") as tmp:
-        base = Path(tmp)
-        root = base / "src"
-        root.mkdir()
-        target = MergingTarget(T) if kind == "merging" else make_target(kind, base)
-        jr = Journal(base / "state" / "journal.db", {S: (T,)}, clock=lambda: 1000.0)
-        shipper = Shipper({T: target}, [SourceConfig(S, root, (T,))], {T: 1})
-        w = ExchangeWorld(root, jr, target, shipper)
-        try:
-            for step in steps:
-                name, *args = step
-                if name == "fail":
-                    w.run(args[0], fail=True)
-                else:
-                    getattr(w, name)(*args)
-            w.drain()
-            if target.features.directories:
-                check_converged(w)
-            else:
-                check_files(w)
-        finally:
-            shipper.shutdown()
-            jr.close()
+    journal_play(kind, steps, world=ExchangeWorld, target_for=_target, check=_check)
 
 
 @pytest.mark.parametrize("kind", ["merging", "memory", "local"])
@@ -255,13 +238,7 @@ churn_st = st.one_of(
     st.tuples(st.just("exchange"), TOP, TOP),
     st.tuples(st.just("exchange"), TOP, TOP),
     st.tuples(st.just("exchange"), TOP, TOP),
-    st.tuples(st.just("claim"), st.integers(1, 4)),
-    st.tuples(st.just("run"), st.integers(0, 3)),
-    st.tuples(st.just("fail"), st.integers(0, 3)),
-    st.tuples(st.just("ack"), st.integers(0, 3)),
-    st.tuples(st.just("scan"), st.integers(0, 3)),
-    st.tuples(st.just("check"), st.integers(0, 3)),
-    st.tuples(st.just("propose"), st.integers(0, 3)),
+    *WORK,
 )
 # the e2e test's shapes: a directory with a file and a subdirectory's file, a file, a
 # directory holding one file, all shipped before the exchanges start

@@ -227,15 +227,18 @@ def make_target(kind: str, base: Path):
     return memory_or_local_target(kind, T, base)
 
 
-def play(kind: str, steps) -> None:
+def play(kind: str, steps, *, world: type[World] = World, target_for=make_target,
+         check=check_converged) -> None:
+    """Run `steps` on a `world` over the target `target_for(kind, base)` makes, drain it,
+    then `check` it (tests/unit/test_exchange_properties.py passes its own three)."""
     with tempfile.TemporaryDirectory(prefix="mirrord-prop-") as tmp:
         base = Path(tmp)
         root = base / "src"
         root.mkdir()
-        target = make_target(kind, base)
+        target = target_for(kind, base)
         jr = Journal(base / "state" / "journal.db", {S: (T,)}, clock=lambda: 1000.0)
         shipper = Shipper({T: target}, [SourceConfig(S, root, (T,))], {T: 1})
-        w = World(root, jr, target, shipper)
+        w = world(root, jr, target, shipper)
         try:
             for step in steps:
                 name, *args = step
@@ -244,7 +247,7 @@ def play(kind: str, steps) -> None:
                 else:
                     getattr(w, name)(*args)
             w.drain()
-            check_converged(w)
+            check(w)
         finally:
             shipper.shutdown()
             jr.close()
