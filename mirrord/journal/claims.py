@@ -16,7 +16,7 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord import claimer as claimer_mod
-from mirrord.journal.barriers import _Barriers, overlaps_inflight
+from mirrord.journal.barriers import _Barriers, barrier_paths, overlaps_inflight
 from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import recorded_below, shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _s, _text
@@ -37,6 +37,8 @@ class ClaimAckMixin:
     clock: Callable[[], float]
     _barriers: _Barriers
     claimer: str   # this process (mirrord.claimer.me()): recorded on every row it claims
+    _upsert: Callable[..., int]          # EnqueueMixin's (journal/enqueue.py): _clear_below
+    _wait_below: Callable[..., None]
     _seen_version: int   # PRAGMA data_version when the barriers were last loaded (writer.py)
 
     def count_ready(self, target: str, limit: int, *, now: float | None = None) -> int:
@@ -104,16 +106,21 @@ class ClaimAckMixin:
         now = self.clock()
         shipped: dict[str, tuple[int, Outcome]] = {}   # target -> (ops done, the last one)
         finished: list[int] = []   # rows deleted: whoever waited for them waits no more
+        clear: list[tuple[Op, int | None]] = []   # tree removals to queue (_clear_below)
         with self.transaction():
             for out in outcomes:
                 if out.error is None:
-                    if self._done(out):
+                    if self._done(out, clear):
                         finished.append(out.op.id)
                     count = shipped.get(out.op.target, (0, out))[0]
                     shipped[out.op.target] = (count + 1, out)
                 else:
                     self._failed(out, now)
             self._release_waiters(finished)
+            # after the release: a row inserted here can get a finished row's id back (no
+            # AUTOINCREMENT), and the release would free the rows it made wait (_wait_below)
+            for op, newer in clear:
+                self._clear_below(op, newer)
             for target, (count, last) in shipped.items():   # one row update per batch, not per op
                 self.db.execute(
                     "INSERT INTO target_stats (target, shipped, last_path, last_kind, last_at) "
@@ -122,8 +129,10 @@ class ClaimAckMixin:
                     "last_kind = excluded.last_kind, last_at = excluded.last_at",
                     (target, count, _b(last.op.path), last.shipped_kind or last.op.kind, now))
 
-    def _done(self, out: Outcome) -> bool:
-        """Record one op done; True when its row is gone (no change arrived meanwhile)."""
+    def _done(self, out: Outcome, clear: list[tuple[Op, int | None]]) -> bool:
+        """Record one op done; True when its row is gone (no change arrived meanwhile).
+        Appends to `clear` the path whose tree removal the ack must queue (_clear_below)
+        with the row that changed meanwhile (None: the row is gone)."""
         op = out.op
         record_shipped(self.db, out)
         below = out.clear_below and recorded_below(self.db, op.target, op.source, _b(op.path))
@@ -132,7 +141,7 @@ class ClaimAckMixin:
         if self.db.execute("DELETE FROM ops WHERE id = ? AND seq = ?", (op.id, op.seq)).rowcount:
             self._barriers.drop(op.id)
             if below:
-                self._clear_below(op, None)
+                clear.append((op, None))
             return True
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
         if row is not None:
@@ -144,7 +153,7 @@ class ClaimAckMixin:
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
                 self._barriers.drop(op.id)
             if below:
-                self._clear_below(op, op.id)
+                clear.append((op, op.id))
         return False
 
     def _clear_below(self, op: Op, newer: int | None) -> None:
@@ -156,16 +165,25 @@ class ClaimAckMixin:
         test_exchange_properties.py: a directory exchanged twice, the first exchange's
         subtree check proposing a subdirectory the second took away; its mkdir ran as a
         delete before the delete of its file). The path gets a tree removal: a barrier
-        (mirrord.journal.barriers), claimed once nothing below is in flight, and
-        state-based like any op (a directory there again by then is made and re-sent:
-        ship_rules.outcome). `newer`: the path's row, changed while the op was in flight:
-        that change keeps its kind and runs as a tree op."""
-        kind, src, is_dir, size = "delete", None, True, 0
-        if newer is not None:
-            kind, src, is_dir, size = self.db.execute(
-                "SELECT kind, src, is_dir, size FROM ops WHERE id = ?", (newer,)).fetchone()
-        self._upsert(op.target, op.source, _b(op.path), kind, tree=True, is_dir=bool(is_dir),
-                     size=size, when=self.clock(), src=src)
+        (mirrord.journal.barriers), claimed once nothing below is in flight, held with
+        the source's deletes, and state-based like any op (a directory there again by
+        then is made and re-sent: ship_rules.outcome). `newer`: the path's row, changed
+        while the op was in flight: that change runs as a tree op, its kind, time and
+        delay kept; a move is left as it is (ship_moves moves, it removes no tree): what
+        lies below stays recorded, for a reconcile to remove."""
+        t, s, path = op.target, op.source, _b(op.path)
+        if newer is None:
+            self._upsert(t, s, path, "delete", tree=True, is_dir=True, size=0,
+                         when=self.clock())
+            return
+        kind, src, is_dir = self.db.execute("SELECT kind, src, is_dir FROM ops WHERE id = ?",
+                                            (newer,)).fetchone()
+        if kind == "move":
+            return
+        self.db.execute("UPDATE ops SET tree = 1, tree_seq = seq WHERE id = ?", (newer,))
+        self._barriers.set(newer, t, s, barrier_paths(path, src, kind=kind,
+                                                      is_dir=bool(is_dir), tree=True) or ())
+        self._wait_below(t, s, path, newer)
 
     def _release_waiters(self, ids: list[int]) -> None:
         """Rows that waited for the deleted rows `ids` (wait_for) are free to go: one
