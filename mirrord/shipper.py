@@ -304,4 +304,3 @@ class Shipper(MoveOps):
             if why is not None:   # a file system gone below the root is no user's delete
                 raise RetryableError(why)
         return seen
-

@@ -70,6 +70,18 @@ class Site:
         self.target.close()
 
 
+def _stale_op_ran(site: Site, stale: str) -> list:
+    """`rm -r d`, a stale `stale` op of d claimed and run (d is gone when it looks), then
+    d made again at the source holding d/g/new; returns the outcomes, not acked."""
+    shutil.rmtree(site.src / "d")
+    site.clock.now += 1
+    site.j.enqueue([Change(S, "d", stale)])
+    outcomes = site.shipper.run_ops(site.target, site.j.claim(site.t, 100))
+    (site.src / "d" / "g").mkdir(parents=True)
+    (site.src / "d" / "g" / "new").write_bytes(b"new")
+    return outcomes
+
+
 @pytest.fixture(params=["memory", "local", "rsync", "s3"])
 def kind(request):
     return request.param
@@ -95,13 +107,7 @@ def test_a_directory_there_again_is_sent_as_it_stands(kind, request, tmp_path):
     directory again with other files; the target ends holding exactly those."""
     site = Site(kind, request, tmp_path)
     try:
-        shutil.rmtree(site.src / "d")
-        site.clock.now += 1
-        site.j.enqueue([Change(S, "d", "mkdir")])
-        ops = site.j.claim(site.t, 100)
-        outcomes = site.shipper.run_ops(site.target, ops)   # d is gone when it looks
-        (site.src / "d" / "g").mkdir(parents=True)
-        (site.src / "d" / "g" / "new").write_bytes(b"new")
+        outcomes = _stale_op_ran(site, "mkdir")
         site.j.ack(outcomes)
         site.enqueue(("d", "mkdir"), ("d/g", "mkdir"), ("d/g/new", "put"))
         want = set(source_snapshot(site.src, None, directories=site.target.features.directories))
@@ -186,13 +192,7 @@ def test_a_change_recorded_while_the_op_ran_runs_as_the_tree_removal(kind, reque
     row's newer change (a mkdir) is the one that removes the old tree first."""
     site = Site(kind, request, tmp_path)
     try:
-        shutil.rmtree(site.src / "d")
-        site.clock.now += 1
-        site.j.enqueue([Change(S, "d", "attr")])
-        ops = site.j.claim(site.t, 100)
-        outcomes = site.shipper.run_ops(site.target, ops)
-        (site.src / "d" / "g").mkdir(parents=True)
-        (site.src / "d" / "g" / "new").write_bytes(b"new")
+        outcomes = _stale_op_ran(site, "attr")
         site.j.enqueue([Change(S, "d", "mkdir"), Change(S, "d/g", "mkdir"),
                         Change(S, "d/g/new", "put")])
         site.j.ack(outcomes)
