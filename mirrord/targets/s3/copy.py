@@ -98,8 +98,7 @@ def _clear_replaced_file(t: S3Target, dst: str, dkey: str) -> None:
     shipper's, before the move (keeper.keep_move_dst); on a versioned bucket its version
     stays below the delete marker, a kept 'deleted' version as the local target keeps
     the file. One HEAD per directory move."""
-    if t._head(dst, dkey) is not None:
-        deletes.delete_keys(t, dst, [dkey])
+    deletes.delete_if_object(t, dst, dkey)
 
 def _copy_all(t: S3Target, src: str, copies: list[tuple[str, str, int, str | None]]) -> None:
     """_copy each (key, new key, size, version), MOVE_CONCURRENCY in flight when many."""

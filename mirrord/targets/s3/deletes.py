@@ -56,6 +56,16 @@ def _delete_one(t: S3Target, path: str, key: str) -> None:
         t._give_up_lean("delete", path)
 
 
+def delete_if_object(t: S3Target, path: str, key: str) -> None:
+    """Delete the object at `key` only when a HEAD finds one: never a DeleteObject where
+    no object stands, which on SeaweedFS deletes an empty folder of that name (keys below
+    `key/`) under a put running below it (S3Target.remove_file_at says what was lost).
+    For a file a directory replaced: after a directory's move (copy.move) and for a
+    directory at the source (remove_file_at). One HEAD, and the delete only for a file."""
+    if t._head(path, key) is not None:
+        delete_keys(t, path, [key])
+
+
 def delete_keys(t: S3Target, path: str, keys: list[str]) -> None:
     """delete_objects of plain `keys`, under the operation 'delete' of `path` (in errors)."""
     delete_objects(t, "delete", [{"Key": k} for k in keys], path)

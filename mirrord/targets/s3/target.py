@@ -233,10 +233,11 @@ class S3Target(Target):
         4.48, as seaweedfs/seaweedfs#10783 describes for its own cleaner; the exchange
         stress test lost `F/sub/deep.jpg` so, 1 CI run in 3, with the daemon's trace
         showing the put acknowledged twice and nothing removing it). One request either
-        way: a HEAD instead of the delete, and the delete only for a file there."""
+        way: a HEAD instead of the delete, and the delete only for a file there
+        (deletes.delete_if_object, as after a directory's move)."""
         key = self._key_or_none(path)
-        if key is not None and self._head(path, key) is not None:
-            self.delete(path)
+        if key is not None:
+            deletes.delete_if_object(self, path, key)
 
     def set_meta(self, path: str, *, mode: int | None, mtime_ns: int) -> Entry:
         """copy.set_meta: new `mtime` (and, unless None, `mode`) metadata by a self-copy;
