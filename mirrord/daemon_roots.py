@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from mirrord.fsutil import mount_point
 from mirrord.logsetup import kv
+from mirrord.watch.read_lag import ReadLag
 
 if TYPE_CHECKING:
     from mirrord.config import SourceConfig
@@ -96,6 +97,7 @@ class AbsentRoot:
 
     def __init__(self) -> None:
         self._fd = os.eventfd(0, os.EFD_CLOEXEC)   # never written: never readable
+        self.read_lag = ReadLag()                   # nothing to read: never behind
 
     def fileno(self) -> int:
         return self._fd

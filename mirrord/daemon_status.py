@@ -35,7 +35,9 @@ def source_health(watchers: dict, source_fs: dict[str, str | None],
     events for every writer, the file systems mounted below the root that are gone
     (`lost_mounts`, relative paths; mounts: source -> mirrord.submounts.SubMounts), and
     why its root is lost (`root_lost`, None when not; roots_lost: mirrord.daemon_roots),
-    and whether its deletes are held (`deletes_held`; held(source): AlarmWatch.holds).
+    and whether its deletes are held (`deletes_held`; held(source): AlarmWatch.holds), and
+    for how many seconds its watcher has read without finding the kernel's event queue
+    empty (`events_unread_for`, float, 0.0 when its latest read did: mirrord.watch.read_lag).
     `lost` while the root is, else `degraded` while any directory is unwatched or any
     such mount is lost."""
     out: dict[str, dict] = {}
@@ -48,6 +50,7 @@ def source_health(watchers: dict, source_fs: dict[str, str | None],
         out[name] = {"state": "lost" if root else "degraded" if unwatched or lost else "ok",
                      "root_lost": root, "lost_mounts": lost,
                      "deletes_held": bool(held and held(name)),
+                     "events_unread_for": round(watcher.read_lag.seconds(), 3),
                      "watched_directories": watcher.watched,
                      "unwatched_directories": unwatched,
                      "unwatched_paths": watcher.unwatched_paths(20) if unwatched else [],
@@ -143,6 +146,7 @@ class Reporter:
             metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
             for name, h in sources.items():
                 metrics.set_unwatched_dirs(name, h["unwatched_directories"])
+                metrics.set_unread_seconds(name, h["events_unread_for"])
 
     def _retry_targets_back(self) -> None:
         """Main thread: each target whose heartbeat was written again after failing has its

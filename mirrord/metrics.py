@@ -108,6 +108,10 @@ class Metrics:
     def set_unwatched_dirs(self, source: str, n: int) -> None:
         self._fam.unwatched.labels(source).set(n)
 
+    def set_unread_seconds(self, source: str, seconds: float) -> None:
+        """Seconds the source's watcher has not found its event queue empty (read_lag)."""
+        self._fam.unread.labels(source).set(seconds)
+
     def set_alarm(self, source: str, *, active: bool, count: int, held: bool) -> None:
         """The source's mass-change alarm (mirrord.daemon_alarm): firing, changes counted in
         the window, deletes held."""

@@ -27,6 +27,9 @@ Metrics (all names carry the `mirrord_` prefix):
 - `mirrord_unwatched_directories{source}` (gauge): directories of the source
   that could not be watched; their watches are retried and their subtrees
   rescanned every few seconds meanwhile. The source is degraded while > 0.
+- `mirrord_watcher_unread_seconds{source}` (gauge): seconds the source's watcher
+  has read without finding the kernel's event queue empty (0 when its latest read
+  did; mirrord.watch.read_lag): over 5 s its targets are catching up.
 - `mirrord_cycle_errors_total{step}` (counter): errors in a step of the main
   loop; the daemon logs them and carries on.
 - `mirrord_reconcile_last_run_timestamp_seconds{target}` (gauge): Unix time at
@@ -137,6 +140,10 @@ class Families:
                                "Directories of the source that could not be watched (retried, "
                                "and rescanned every few seconds until they are); the source is "
                                "degraded while this is above 0", ["source"], registry=r)
+        self.unread = Gauge("mirrord_watcher_unread_seconds",
+                            "Seconds the source's watcher has read without finding the "
+                            "kernel's event queue empty (0: its latest read did)", ["source"],
+                            registry=r)
         self.rec_last = Gauge("mirrord_reconcile_last_run_timestamp_seconds",
                               "Unix time the last reconcile pass for the target finished", t, registry=r)
         self.rec_duration = Gauge("mirrord_reconcile_duration_seconds",

@@ -40,12 +40,18 @@ The rules, first match wins (thresholds in seconds, constructor arguments):
    `in_sync` while no write could reach it (a breaker: a deleted bucket, a removed
    mirror root, a rotated secret), and /ready, status and the metrics said so.
 3. `initial_sync`: the target has never been in sync and changes are pending,
-   or the catch-up walk of one of its sources is under way (`scanning`).
+   or the catch-up walk of one of its sources is under way (`scanning`), or its
+   watcher reads behind (rule 4).
 4. `catching_up`: the target was in sync before, and either the lag exceeds
    `catching_up_after` (default 5 s: a live change normally ships within one
    heartbeat) or a catch-up walk of one of its sources is under way (after a
    start, an inotify queue overflow, a step error: until the walk ends, changes
-   may be missing that the backlog does not show).
+   may be missing that the backlog does not show), or the watcher of one of its
+   sources has not found the kernel's event queue empty for more than
+   `catching_up_after` (`events_unread_for`, mirrord.watch.read_lag: it reads
+   behind the writes, and what it has not read is not in the backlog either; a
+   session saw `pending 0` for 90 s while a writer outside the root kept a fanotify
+   mark's queue full ahead of the root's changes). Rule 3 counts it as a walk too.
 5. `in_sync`: otherwise; pending changes younger than `catching_up_after` are
    the live stream, not a backlog.
 
@@ -132,7 +138,8 @@ class TargetStates:
         """Each configured target's state at `now` (Unix seconds).
 
         `backlog`: journal.read_backlog() (a target absent from it has nothing pending);
-        `sources`: Daemon.source_health() (source -> {"unwatched_directories": int, ...});
+        `sources`: Daemon.source_health() (source -> {"unwatched_directories": int,
+        "events_unread_for": seconds, ...});
         `scanning`: names of sources whose catch-up walk has not finished;
         `unwritable`: target -> the error of its latest heartbeat write, for each target
         whose latest heartbeat write failed; `journal_held`: changes and outcomes the
@@ -208,6 +215,13 @@ class TargetStates:
             return verdict(DEGRADED, f"heartbeat not written: {unwritable}")
         walking = [s for s in feeds if s in scanning]
         walk = f"catch-up walk of source {', '.join(walking)} under way" if walking else ""
+        behind = {s: float(sources.get(s, {}).get("events_unread_for") or 0.0) for s in feeds}
+        behind = {s: t for s, t in behind.items() if t > self.catching_up_after}
+        if behind and not walk:
+            walk = "; ".join(f"source {s}: the watcher has not emptied the kernel's event "
+                             f"queue for {t:.0f}s (changes not yet read are not in the "
+                             f"backlog)" for s, t in behind.items())
+            walking = list(behind)
         if target not in self._ever and (b.pending or walking):
             return verdict(INITIAL_SYNC, walk or f"first copy: {b.pending} changes pending, "
                                                  f"oldest {lag:.0f}s old")

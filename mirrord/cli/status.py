@@ -153,6 +153,10 @@ def _source_lines(name: str, h: dict) -> list[str]:
         first = ", ".join(shown_path(p) for p in h.get("unwatched_paths") or [])
         lines.append(f"  source {name}: DEGRADED: {h['unwatched_directories']} directories not "
                      f"watched (retried; rescanned every few seconds meanwhile): {first}")
+    if (h.get("events_unread_for") or 0) > 1:
+        lines.append(f"  source {name}: the watcher has not emptied the kernel's event queue "
+                     f"for {h['events_unread_for']:.0f}s: it reads behind the file system's "
+                     f"writes, and changes not yet read are not in the backlog")
     if h.get("remote_writes_unseen"):
         lines.append(f"  source {name}: on {h.get('fstype')}: changes by other clients of this "
                      f"file system are mirrored only by reconcile")

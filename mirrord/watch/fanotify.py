@@ -60,6 +60,7 @@ from mirrord.watch.fanotify_probe import (  # noqa: F401
 )
 from mirrord.watch.fanotify_quiet import QuietFiles
 from mirrord.watch.fanotify_renames import RenameEvents
+from mirrord.watch.read_lag import ReadLag
 from mirrord.watch.rootcheck import RootIdentity
 from mirrord.watch.fanotify_scan import dir_events, join, tmpfile_name
 
@@ -114,6 +115,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         self.mark_sdevs: set[str] = set()   # the filesystem mark's superblock, learnt by start()
         self.ignore_outside = ignore_outside    # kernel ignore marks (fanotify_ignore)
         self.ignores: OutsideIgnores | None = None
+        self.read_lag = ReadLag(clock)      # how long the queue has not been found empty
 
     # ------------------------------------------------------------ life cycle
     def fileno(self) -> int:
@@ -203,6 +205,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         """Events read within `timeout_ms` milliseconds (0: only what is queued now)."""
         out: list[FsEvent] = []
         self.late.batch.clear()
+        empty = True        # the queue was found empty at the last read (watch.read_lag)
         if self._poll.poll(timeout_ms):
             until = time.monotonic() + READ_BUDGET
             for _ in range(MAX_READS):
@@ -212,13 +215,15 @@ class FanotifyWatcher(FileEvents, RenameEvents):
                     self._close_window(None)    # has been handled by now
                     if self.ignores is not None:
                         self.ignores.drained()
+                    empty = True
                     break
                 # a short read found the queue empty (the kernel stops copying only then or
                 # when the next event does not fit: fanotify_read(), fs/notify/fanotify/
                 # fanotify_user.c): once this buffer is handled, so is every rename queued
                 # before the lookups and reports made so far. On a busy file system the
                 # queue is seldom found empty, and the window would never close.
-                cut = self.late.advance() if len(buf) <= READ_SIZE - MAX_EVENT_LEN else None
+                empty = len(buf) <= READ_SIZE - MAX_EVENT_LEN
+                cut = self.late.advance() if empty else None
                 if cut is not None and self.ignores is not None:
                     self.ignores.drained()  # before the marks this buffer's events place
                 self.paths.gen = self.late.gen
@@ -231,6 +236,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
                     self._close_window(cut)     # order, so fewer splits are safer
                 if time.monotonic() > until:
                     break
+        (self.read_lag.drained if empty else self.read_lag.left_unread)()
         self._expire_modified(out, force=False)
         self._check_root(out)
         return out

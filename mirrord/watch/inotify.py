@@ -42,6 +42,7 @@ from mirrord.watch.inotify_moves import Held, MovePairing
 from mirrord.watch.placing import WATCH_MASK, WatchPlaces, join  # noqa: F401 - re-exported
 from mirrord.watch.rootcheck import RootIdentity
 from mirrord.watch.tree import Node
+from mirrord.watch.read_lag import ReadLag
 from mirrord.watch.unwatched import LIMIT_FILE, Unwatched
 
 log = logging.getLogger("mirrord.watch")
@@ -76,6 +77,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self.held_at: dict[tuple[Node, str], int] = {}    # (parent, name) -> cookie
         self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
         self.backlog: deque = deque()     # kernel events taken, not yet handled (READ_BUDGET)
+        self.read_lag = ReadLag(clock)    # how long the backlog has not been found empty
         self.identity = RootIdentity(root, clock, root_check)
         self.overflows = 0
 
@@ -148,7 +150,9 @@ class TreeWatcher(MovePairing, WatchPlaces):
             self.backlog.extend(self.inotify.read(timeout=timeout_ms))
         self._now = self.clock()
         if self._handle_backlog(out, until=self._now + READ_BUDGET):
+            self.read_lag.left_unread()
             return out                    # the timed work waits for the events before it
+        self.read_lag.drained()     # inotify_simple reads all the kernel holds (FIONREAD)
         self._find_missed(out)
         self._expire(out, force=False)
         self._retry(out)

@@ -386,6 +386,28 @@ def test_a_read_call_stops_at_its_time_budget_and_the_rest_follows(watcher, root
     assert got >= set(names), len(set(names) - got)
 
 
+def test_a_watcher_reading_behind_says_since_when_until_it_drains(watcher, root, backend,
+                                                                 monkeypatch):
+    """read_lag (mirrord.watch.read_lag) on the real kernel: a call that leaves events
+    queued starts the count, later calls still behind keep its start, and the call that
+    finds the queue empty ends it. The target states read it: pending 0 is not caught up
+    while it runs (tests/unit/test_target_state.py)."""
+    one_event_or_buffer_per_call(backend, monkeypatch)
+    assert watcher.read(0) == [] and watcher.read_lag.since is None
+    for i in range(3000):
+        (root / f"f{i:05d}-{'n' * 150}.jpg").write_bytes(b"")
+    watcher.read(0)
+    since = watcher.read_lag.since
+    assert since is not None and watcher.read_lag.seconds() >= 0.0
+    watcher.read(0)
+    assert watcher.read_lag.since == since     # still behind: counted from the first call
+    for _ in range(20_000):
+        watcher.read(0)
+        if watcher.read_lag.since is None:
+            break
+    assert watcher.read_lag.since is None and watcher.read_lag.seconds() == 0.0
+
+
 def test_renames_split_across_read_calls_are_still_moves(watcher, root, backend, monkeypatch):
     """A rename's two inotify events handled by two calls are paired all the same (the
     unpaired MOVED_FROM does not expire while events wait in the backlog), and what the

@@ -130,6 +130,14 @@ def test_reconcile_results_replace_the_previous_pass(served):
     assert got[("mirrord_reconcile_bytes", t)] == 0
 
 
+def test_the_watcher_read_lag_is_served_per_source(served):
+    metrics, url = served
+    metrics.set_unread_seconds("up", 61.5)
+    assert scrape(url)[("mirrord_watcher_unread_seconds", (("source", "up"),))] == 61.5
+    metrics.set_unread_seconds("up", 0.0)
+    assert scrape(url)[("mirrord_watcher_unread_seconds", (("source", "up"),))] == 0
+
+
 def test_heartbeat_age_is_computed_at_scrape_time(served, clock):
     metrics, url = served
     assert not any(name == "mirrord_heartbeat_age_seconds" for name, _ in scrape(url))
@@ -157,6 +165,7 @@ def test_every_documented_metric_has_the_right_type():
         "mirrord_watch_errors": "counter",
         "mirrord_watched_directories": "gauge",
         "mirrord_unwatched_directories": "gauge",
+        "mirrord_watcher_unread_seconds": "gauge",
         "mirrord_cycle_errors": "counter",
         "mirrord_reconcile_last_run_timestamp_seconds": "gauge",
         "mirrord_reconcile_duration_seconds": "gauge",

@@ -41,3 +41,15 @@ def test_every_value_stays_on_its_line(tmp_path):
     assert "rsync: connection unexpectedly closed rsync error: error in rsync protocol" in text
     assert "a\\nb.jpg" in text and "site\\nnew" in text and "mnt\\npoint" in text
     assert "was unmounted second line" in text
+
+
+def test_a_watcher_reading_behind_has_its_line(tmp_path):
+    """`events_unread_for` over a second: status says the watcher reads behind, since
+    pending 0 then does not mean caught up (mirrord.watch.read_lag); none at 0."""
+    doc = _doc(tmp_path)
+    doc["daemon"]["sources"]["up"] = {"events_unread_for": 42.4}
+    text = render(doc)
+    assert ("source up: the watcher has not emptied the kernel's event queue for 42s"
+            in text), text
+    doc["daemon"]["sources"]["up"] = {"events_unread_for": 0.0}
+    assert "event queue" not in render(doc)

@@ -144,6 +144,34 @@ def test_a_catch_up_walk_keeps_its_targets_out_of_in_sync(clock):
     assert got["host"].state == CATCHING_UP
 
 
+def test_a_watcher_reading_behind_keeps_its_targets_out_of_in_sync(clock):
+    """pending 0 is not caught up while the watcher has not emptied the kernel's queue for
+    longer than catching_up_after (mirrord.watch.read_lag): the unread changes are in no
+    backlog. A few seconds behind, a burst being read, is still the live stream."""
+    states = TargetStates(ROUTES, ever_in_sync={"s3", "host"})
+    behind = {"images": {"events_unread_for": 5.0}, "uploads": {"events_unread_for": 0.0}}
+    got = states.update({}, now=clock.now, sources=behind)
+    assert got["host"].state == IN_SYNC         # at the threshold: still the live stream
+    behind["images"]["events_unread_for"] = 90.4
+    got = states.update({}, now=clock.now, sources=behind)
+    assert got["host"].state == CATCHING_UP and got["host"].lag_seconds == 0.0
+    assert got["host"].reason == ("source images: the watcher has not emptied the kernel's "
+                                  "event queue for 90s (changes not yet read are not in "
+                                  "the backlog)")
+    assert got["s3"].state == IN_SYNC           # fed by uploads alone, which keeps up
+    behind["uploads"]["events_unread_for"] = 6.0
+    got = states.update({}, now=clock.now, sources=behind)
+    assert got["s3"].state == CATCHING_UP and "source uploads" in got["s3"].reason
+    assert "source images" in got["host"].reason and "source uploads" in got["host"].reason
+    got = states.update({}, now=clock.now, sources=behind, scanning={"images"})
+    assert got["host"].reason == "catch-up walk of source images under way"   # the walk says
+    fresh = TargetStates(ROUTES).update({}, now=clock.now, sources=behind)
+    assert fresh["s3"].state == INITIAL_SYNC    # never in sync: rule 3
+    got = states.update({}, now=clock.now, sources={"images": {"events_unread_for": 0.0},
+                                                    "uploads": {}})
+    assert got["host"].state == got["s3"].state == IN_SYNC
+
+
 def test_a_target_no_source_feeds_is_reported_too(clock):
     got = TargetStates({"uploads": ["s3"]}, targets={"s3": None, "spare": None}).update(
         {}, now=clock.now)
