@@ -49,6 +49,7 @@ from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor
 from mirrord.treewalk import WalkErrors, entry_key, walk
+from mirrord.type_swaps import TypeSwaps
 
 log = logging.getLogger("mirrord.catchup")
 CHUNK = 500
@@ -63,6 +64,7 @@ class CatchUpResult:
     capped: list[str] = field(default_factory=list)   # targets whose deletes the cap refused
     capped_paths: int = 0   # the most shipped paths one capped target lacked (not a sum)
     excluded: int = 0   # shipped paths the exclude patterns now exclude: left alone
+    withheld: int = 0   # repairs not sent: they replace an entry whose delete is refused
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -101,6 +103,16 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
         errors = WalkErrors([])
         batch: list[Change] = []
         deletes: dict[str, list[bytes]] = {t: [] for t in targets}
+        # per target with directories: repairs replacing a shipped entry of the other type,
+        # proposed only with its delete (mirrord.type_swaps)
+        swaps: dict[str, TypeSwaps[Change]] = {t: TypeSwaps() for t in targets
+                                                if (directories or {}).get(t, True)}
+
+        def gone(t: str, keys: list[bytes]) -> None:
+            deletes[t].extend(keys)
+            if t in swaps:
+                for k in keys:
+                    swaps[t].extra(k, k.endswith(b"/"))
         matched: dict[str, int] = {t: 0 for t in targets}   # shipped rows still at the source
 
         trace = bool(prefix) and log.isEnabledFor(logging.DEBUG)
@@ -133,7 +145,9 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
             key = entry_key(entry)
             for t, rows in shipped.items():
                 if rows.key is not None and rows.key < key:
-                    deletes[t].extend(r[0] for r in rows.take_before(key))
+                    gone(t, [r[0] for r in rows.take_before(key)])
+                for change in swaps[t].passed(key) if t in swaps else ():
+                    propose(change)
                 row = rows.take_equal(key)
                 matched[t] += row is not None
                 if row is not None and removal_covers(removing[t], key):
@@ -141,15 +155,29 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 if entry.is_dir and not (directories or {}).get(t, True):
                     continue
                 kind = against_shipped(entry, row, keeps_mode=(modes or {}).get(t))
-                if kind is not None:
-                    propose(Change(source.name, entry.path, kind, size=entry.size,
-                                   time=time.time(), targets=(t,)))
+                if kind is None:
+                    continue
+                change = Change(source.name, entry.path, kind, size=entry.size,
+                                time=time.time(), targets=(t,))
+                if row is None and t in swaps:
+                    if swaps[t].below_file(key, change):
+                        continue
+                    if not entry.is_dir:
+                        swaps[t].file_repair(key, change)
+                        continue
+                propose(change)
         for t, rows in shipped.items():
-            while rows:   # everything left was shipped but is no longer at the source
-                deletes[t].append(rows.advance()[0])
+            # everything left was shipped but is no longer at the source
+            left = []
+            while rows:
+                left.append(rows.advance()[0])
+            gone(t, left)
+            for change in swaps[t].rest() if t in swaps else ():
+                propose(change)
         result.unreadable = list(errors.unreadable)
         # an unmounted source root looks empty; a subtree that is empty was emptied (its
         # root missing or unreadable is caught by the unreadable rule below)
+        removed: dict[str, set[bytes]] = {t: set() for t in targets}   # deletes proposed
         if result.files == 0 and had_shipped and not prefix:
             result.refused_deletes = sum(len(d) for d in deletes.values())
             if result.refused_deletes:  # nothing to refuse (e.g. only directories): no alarm
@@ -179,11 +207,22 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                         # target as reconcile leaves it (its listings skip excluded paths)
                         result.excluded += 1
                         continue
+                    removed[t].add(key)
                     propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
                                    time=time.time(), targets=(t,)))
             if why_refused is not None:
                 log.error(kv(msg="deletes refused: " + why_refused, source=source.name,
                              kept=result.refused_deletes))
+        for t, sw in swaps.items():
+            sent, kept = sw.release(removed[t])
+            for change in sent:
+                propose(change)
+            if kept:
+                result.withheld += len(kept)
+                log.error(kv(msg="repairs not sent: each would replace what the target holds "
+                                 "at its path (a directory and what lies below it, or a "
+                                 "file), whose removal is refused", source=source.name,
+                             target=t, kept=len(kept), first=kept[0].path))
         if batch:
             emit(list(batch))
     finally:

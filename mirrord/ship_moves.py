@@ -84,6 +84,7 @@ class MoveOps:
         contents for the rescan to yield: without the mkdir it was recorded as done and
         never created (bug: renamed empty directory missing on the mirror)."""
         (res,) = self._sync(target, [sync_item(op, src, seen)])
-        out = outcome(op, seen, res, keeps_mode=target.features.keeps_mode)
+        out = outcome(op, seen, res, keeps_mode=target.features.keeps_mode,
+                      directories=target.features.directories)
         out.rescan = out.error is None
         return out

@@ -114,9 +114,12 @@ def sync_item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = Fa
             op.kind in ("delete", "put") or (op.tree and op.kind == "mkdir")) else "")
 
 
-def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Outcome:
+def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool,
+            directories: bool = True) -> Outcome:
     """The Outcome recorded for `op` once the target answered `res` for what was `seen`
-    (`keeps_mode`: the target stores permission bits, so `shipped` records them)."""
+    (`keeps_mode`: the target stores permission bits, so `shipped` records them;
+    `directories`: Features.directories, without which a file's put leaves what stands
+    below its name, `kept_below`)."""
     if res.error is not None:
         return error_outcome(op, res.error)
     mode = seen.mode if keeps_mode else None   # `shipped` records what the target holds
@@ -124,7 +127,8 @@ def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool) -> Out
         entry = res.entry
         return Outcome(op, "meta" if res.item.meta_only else "put", size=seen.size,
                        mtime_ns=seen.mtime_ns, mode=mode,
-                       token=entry.token if entry is not None else None)
+                       token=entry.token if entry is not None else None,
+                       kept_below=not directories and not op.tree)
     if seen.kind == "dir":
         # a tree op just cleared everything below a path that is a directory again:
         # what the source holds below it now must be re-sent (the rows that sent it

@@ -257,9 +257,9 @@ class Shipper(MoveOps):
                 synced = nested.sync(self._sync, target, items, self.sources.values())
                 results = [unchanged(seen, res) for (_op, seen), res in zip(pending, synced)]
                 faults.point("shipped", target.name, [op.path for op, _seen in pending])
-                keeps_mode = target.features.keeps_mode
+                keeps_mode, dirs = target.features.keeps_mode, target.features.directories
                 for (op, seen), res in zip(pending, results):
-                    out = outcome(op, seen, res, keeps_mode=keeps_mode)
+                    out = outcome(op, seen, res, keeps_mode=keeps_mode, directories=dirs)
                     # below an excluded directory: left on the target, as a catch-up leaves it
                     out.clear_below = out.clear_below and op.id not in hidden_ids
                     outcomes.append(out)

@@ -4,8 +4,9 @@ A Ticket names rows of one target (a reconcile pass's repairs, then its
 deletes). The proposer registers changes on it before they are recorded; once
 the journal's owner has recorded them (mirrord.pipeline.Pipeline.record) each is
 resolved from its row: done (the row is gone: acked), failed (tried
-MAX_ATTEMPTS times, or put off by a permanent error, past GIVE_UP_BACKOFF), or
-still pending when the waiter gives up. Thread-safe: a pass on the daemon's
+MAX_ATTEMPTS times, or put off by a permanent error, past GIVE_UP_BACKOFF, or held:
+a held delete, or waiting behind one, which nothing ships before resume-deletes),
+or still pending when the waiter gives up. Thread-safe: a pass on the daemon's
 scanner thread waits on a ticket the main thread resolves.
 """
 
@@ -94,6 +95,10 @@ class Ticket:
                     kind, size, _ = self._pending.pop(key)
                     self.done += 1
                     self.bytes += size if kind == "put" else 0
+                elif row.held is not None and not row.claimed:
+                    self._fail(key, f"waits behind the held deletes of source {row.held!r} "
+                                    f"(left in the journal: shipped after `mirrord "
+                                    f"resume-deletes --source {row.held}`)")
                 elif not row.claimed and (row.attempts >= MAX_ATTEMPTS or (
                         row.attempts and row.next_try - now > GIVE_UP_BACKOFF)):
                     self._fail(key, f"{row.last_error or 'failed'} (left in the journal for retry)")

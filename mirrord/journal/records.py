@@ -95,6 +95,7 @@ class Outcome:
     merged: bool = False            # that move left what stood below its destination (Features.move_merges)
     busy: bool = False              # error: the source file is still open for writing (a wait)
     clear_below: bool = False       # a delete with nothing at the source: what the record still names below it goes too (ClaimAckMixin._done)
+    kept_below: bool = False        # a put (no tree op) on a target without directories (S3): the keys below its path stand on
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class RowState:
     next_try: float                 # wall-clock seconds
     last_error: str | None
     busy: bool
+    held: str | None = None         # the held source whose delete it is or waits behind
 
 
 @dataclass

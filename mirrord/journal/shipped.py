@@ -29,8 +29,12 @@ def record_shipped(db: sqlite3.Connection, out: Outcome) -> None:
     """Keep `shipped` equal to what the target now holds for this path."""
     op = out.op
     t, s, path = op.target, op.source, _b(op.path)
-    if op.tree or out.shipped_kind == "put" or (out.shipped_kind == "move" and not out.merged):
+    if op.tree or (out.shipped_kind == "put" and not out.kept_below) or (
+            out.shipped_kind == "move" and not out.merged):
         _forget_tree(db, t, s, path)  # nothing of ours stands below path any more
+    # a put on S3 (no directories) leaves the keys below its name: a comparison that
+    # refused the tree's removal sent it alone, and forgetting them left them on the
+    # bucket for good, with no delete ever proposed (the resumed comparison found none)
     # a merged move (Features.move_merges: S3) left what stood below path that it did not
     # overwrite, and the record says so: the check after the move removes what the source
     # lacks. Forgotten, it stayed on the bucket for good (a breaker: `mv --exchange D E`

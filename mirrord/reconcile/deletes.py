@@ -123,17 +123,21 @@ def lost_mount_refusal(db_path: Path, source: SourceConfig, paths: list[str],
 
 def wanted_at_source(root: str, path: str, *, is_dir: bool) -> bool:
     """Whether what the source holds at `path` now (lstat) means an extra target entry
-    there must be kept: a regular file (created during the pass: its put replaces
-    whatever the target holds), or a directory where the entry is a directory too.
-    Not a directory where the entry is a file, nor a symlink, FIFO, socket or device
-    (never mirrored: the shipper's look at the source, mirrord.observe, takes them for
-    absent, so the delete it runs is what the live stream would do)."""
+    there must be kept: a regular file where the entry is a file (created during the
+    pass: its put replaces it), or a directory where the entry is a directory too.
+    Not a file where the entry is a directory: removing the directory and what lies below
+    it is a delete like any other, counted, capped and held as one (the file's put waits
+    for it: mirrord.type_swaps; before, the pass counted it as "reappeared", deleted 0,
+    and the put removed the tree unannounced). Not a directory where the entry is a file,
+    nor a symlink, FIFO, socket or device (never mirrored: the shipper's look at the
+    source, mirrord.observe, takes them for absent, so the delete it runs is what the live
+    stream would do)."""
     try:
         mode = os.lstat(os.path.join(root, path)).st_mode
     except OSError:   # gone, or a parent is no longer a directory
         return False
     if stat.S_ISREG(mode):
-        return True
+        return not is_dir
     return stat.S_ISDIR(mode) and is_dir
 
 

@@ -59,13 +59,7 @@ from mirrord.errors import MirrordError
 from mirrord.journal import Change
 from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.merge import Cursor, merge
-from mirrord.reconcile.deletes import (
-    CHUNK,
-    DeletePlan,
-    held_refusal,
-    lost_mount_refusal,
-    root_identity,
-)
+from mirrord.reconcile.deletes import CHUNK, DeletePlan, root_identity
 from mirrord.reconcile.listings import (
     open_readonly,
     other_dests,
@@ -73,12 +67,14 @@ from mirrord.reconcile.listings import (
     shipped_rows,
     target_entries,
 )
+from mirrord.reconcile.finish import FinishDeletes
 from mirrord.reconcile.result import ReconcileResult, log_pass
 from mirrord.reconcile.window import Window, content_differs
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry
 from mirrord.targets.paths import join
 from mirrord.treewalk import WalkErrors, entry_key, walk
+from mirrord.type_swaps import TypeSwaps
 
 log = logging.getLogger("mirrord.reconcile")
 
@@ -112,7 +108,7 @@ def reconcile_pass(cfg: Config, target: Target, source: SourceConfig, *, emit: E
     return p.run(db_path or cfg.mirrord.journal_path)
 
 
-class _Pass:
+class _Pass(FinishDeletes):
     """One merge of a source walk with a target listing (and the shipped rows)."""
 
     def __init__(self, target: Target, source: SourceConfig, emit: Emit, emit_deletes: Emit, *,
@@ -136,6 +132,8 @@ class _Pass:
         self.batch: list[Change] = []
         self.window = Window(self._answered, self._lookup_failed)   # hashes and HEADs
         self.removing: frozenset[bytes] = frozenset()   # journal.read.in_flight_removals
+        # repairs replacing an extra of the other type: sent only with its delete
+        self.swaps: TypeSwaps[Change] | None = TypeSwaps() if self.features.directories else None
 
     # ------------------------------------------------------------ the pass
     def run(self, db_path: Path) -> ReconcileResult:
@@ -181,10 +179,14 @@ class _Pass:
                     return False
                 for _ in shipped.take_before(key):
                     pass
+                if self.swaps is not None:
+                    self._queue(self.swaps.passed(key))
                 self._compare(key, s, t, shipped.take_equal(key))
                 if self.progress is not None and n % PROGRESS_EVERY == 0:
                     self.progress(self.res)
             self.window.drain()
+            if self.swaps is not None:
+                self._queue(self.swaps.rest())
             self._flush()
             return True
         except (MirrordError, OSError, sqlite3.Error) as exc:
@@ -226,7 +228,7 @@ class _Pass:
             elif self.checksum:
                 self._check_content(s)
         elif s is not None:
-            self._send(s, "missing", "not on target")
+            self._send(s, "missing", "not on target", key=key)
         elif t is not None:
             self._extra(key, t)
 
@@ -244,7 +246,9 @@ class _Pass:
         return reason
 
     # ------------------------------------------------------------ proposals
-    def _send(self, s: Entry, what: str, reason: str) -> None:
+    def _send(self, s: Entry, what: str, reason: str, *, key: bytes | None = None) -> None:
+        """Propose the repair of `s`; `key` (its entry_key) for one the target lacks, which
+        may replace an extra of the other type there (mirrord.type_swaps)."""
         if what == "missing":
             self.res.missing += 1
         else:
@@ -259,8 +263,18 @@ class _Pass:
         kind = change_kind(s, reason)            # 'attr' and 'mkdir' send no body
         if kind == "put":
             self.res.bytes += s.size
-        self.batch.append(Change(self.source.name, s.path, kind, size=s.size, time=time.time(),
-                                 targets=(self.target.name,), repair=True))
+        change = Change(self.source.name, s.path, kind, size=s.size, time=time.time(),
+                        targets=(self.target.name,), repair=True)
+        if key is not None and self.swaps is not None:
+            if self.swaps.below_file(key, change):
+                return
+            if not s.is_dir:
+                self.swaps.file_repair(key, change)
+                return
+        self._queue([change])
+
+    def _queue(self, changes: list[Change]) -> None:
+        self.batch.extend(changes)
         if len(self.batch) >= CHUNK:
             self._flush()
 
@@ -274,6 +288,8 @@ class _Pass:
             return   # leads to another source's area: not this source's to delete (mirrord.nested)
         self.res.extra += 1
         self.deletes.add(key, t.path, t.is_dir)
+        if self.swaps is not None:
+            self.swaps.extra(key, t.is_dir)
 
     # ------------------------------------------------------------ checksum mode
     def _check_content(self, s: Entry, *, settle: bool = True) -> None:
@@ -290,25 +306,3 @@ class _Pass:
 
     def _answered(self, s: Entry, reason: str) -> None:
         self._send(s, "missing" if reason == "not on target" else "changed", reason)
-
-    # ------------------------------------------------------------ deletes
-    def _finish_deletes(self, identity: tuple[int, int, int | None] | None,
-                        db_path: Path) -> None:
-        res, plan = self.res, self.deletes
-        if not plan.total:
-            return
-        if not plan.delete:
-            res.kept_extra = plan.total
-            return
-        where = f"target {self.target.name!r} (source {self.source.name!r})"
-        reason = held_refusal(db_path, self.source.name, where, plan.total) or plan.refusal(
-            where=where, complete=res.complete, unreadable=res.unreadable, root=self.root,
-            identity=identity, source_files=self.res.compared,
-            target_entries=res.target_entries) or lost_mount_refusal(
-            db_path, self.source, [e.path for e in plan.extras], where, plan.total)
-        if reason is not None:
-            res.refused_deletes, res.delete_refusal = plan.total, reason
-            res.refused = plan.described()   # a dry run lists them (the real run would refuse)
-            return
-        res.deleted, res.reappeared = plan.propose(source=self.source.name, target=self.target.name,
-                                                   root=self.root, emit=self.emit_deletes)

@@ -125,9 +125,16 @@ class Session:
                       summary: PassSummary) -> None:
         summary.bytes += result.bytes
         summary.deleted += result.deleted
-        summary.would_delete.extend(describe(c) for c in deletes[:PLAN_LIMIT])
-        for c in deletes:
+        # the deletes, and the repairs that replace what they remove (mirrord.type_swaps)
+        removals = [c for c in deletes if c.kind == "delete"]
+        swaps = [c for c in deletes if c.kind != "delete"]
+        summary.would_delete.extend(describe(c) for c in removals[:PLAN_LIMIT])
+        for c in removals:
             self.say(f"would delete {target}: {describe(c)}")
+        room = PLAN_LIMIT - len(summary.would_send)
+        summary.would_send.extend(describe(c) for c in swaps[:max(0, room)])
+        for c in swaps:
+            self.say(f"would send {target}: {describe(c)} (replacing what is deleted there)")
         # what a real run would refuse (its reason is in delete_refusal, printed with the
         # summary): a dry run saying only 'differs' promised deletes the real run refuses
         room = PLAN_LIMIT - len(summary.would_refuse)

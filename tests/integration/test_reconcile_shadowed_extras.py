@@ -35,15 +35,22 @@ def test_an_extra_file_shadowed_by_a_symlink_or_a_directory_is_removed(kind, tmp
 
 
 def test_a_directory_extra_where_the_source_holds_a_file_is_replaced_once(tmp_path, request):
-    """The put of the file replaces the directory; no tree delete runs after it (it would
-    remove the file just sent and send it again)."""
+    """The directory's removal is a delete of the pass (counted, capped, named by a dry run:
+    mirrord.type_swaps), and the file's put goes with it, after it: one op of the journal
+    (a put that removes the tree first), not a put then a tree delete that would remove the
+    file just sent and send it again."""
     site = make_site("local", tmp_path, request)
     site.write("a", b"file a")
     site.remote.write("a/sub/x", b"old")
+    _rc, dry = site.reconcile("--dry-run")
+    assert (dry["would_delete"], dry["would_send"], dry["deleted"]) == (["a/"], ["a"], 3), dry
     rc, t = site.reconcile()
     assert rc == 0, t
-    assert (t["missing"], t["extra"], t["deleted"]) == (1, 3, 0)   # a/, a/sub/, a/sub/x
+    assert (t["missing"], t["extra"], t["deleted"]) == (1, 3, 3)   # a/, a/sub/, a/sub/x
     assert site.target_files() == {"a": b"file a"}
+    rows = site.open_target().list()
+    assert [(e.path, e.is_dir) for e in rows if not e.path.startswith(".mirrord")] == \
+        [("a", False)]
 
 
 def test_a_name_s3_cannot_hold_does_not_hold_back_the_deletes(tmp_path, request):

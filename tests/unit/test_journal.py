@@ -612,3 +612,20 @@ def test_a_removed_database_beside_its_log_is_refused_not_replayed(tmp_path):
     with pytest.raises(JournalError, match="or missing while its write-ahead log"):
         Journal(path, {S: (T,)})
     assert not path.exists() and Path(f"{path}-wal").stat().st_size == 4096
+
+
+@pytest.mark.parametrize("kept_below", [False, True])
+def test_a_put_forgets_what_was_shipped_below_its_name_only_where_it_replaced_it(j, kept_below):
+    """On a target with directories a file's put replaced the directory at its name, and
+    what was shipped below it is forgotten. On S3 (kept_below: no directories, no tree op)
+    the keys below stand on beside the object: forgotten, they stayed on the bucket with no
+    delete ever proposed (a comparison over max_delete sent the put alone)."""
+    j.enqueue([put("big/sub/f0"), put("big/sub/f1")])
+    j.ack([done(op, "put", size=1, mtime_ns=1) for op in j.claim(T, 10)])
+    j.enqueue([put("big")])
+    (op,) = j.claim(T, 10)
+    out = done(op, "put", size=9, mtime_ns=2)
+    out.kept_below = kept_below
+    j.ack([out])
+    below = {"big/sub/f0": (1, 1), "big/sub/f1": (1, 1)} if kept_below else {}
+    assert shipped(j) == {"big": (9, 2), **below}

@@ -1,0 +1,53 @@
+"""TypeSwaps (mirrord.type_swaps): which repairs of a comparison may replace an entry of the
+other type, fed keys in mirrord.treewalk.entry_key order as both comparisons merge them."""
+
+from __future__ import annotations
+
+from mirrord.type_swaps import TypeSwaps
+
+
+def test_a_file_repair_waits_until_its_directory_key_is_passed():
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.file_repair(b"a", "put a")
+    assert sw.passed(b"a-1") == []          # 'a-1' < 'a/': a directory 'a' may still come
+    assert sw.passed(b"a.bak") == []
+    assert sw.passed(b"b") == ["put a"]     # past 'a/': nothing of the other type there
+
+
+def test_a_directory_extra_at_the_files_name_holds_it_until_its_delete_goes():
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.file_repair(b"big", "put big")
+    sw.file_repair(b"big-1", "put big-1")
+    assert sw.passed(b"big/") == []
+    sw.extra(b"big/", True)
+    assert sw.passed(b"c") == ["put big-1"]
+    assert sw.release(set()) == ([], ["put big"])          # its removal refused: kept back
+    sw.file_repair(b"big", "put big")
+    sw.extra(b"big/", True)
+    assert sw.release({b"big/"}) == (["put big"], [])       # its removal proposed: sent
+
+
+def test_repairs_at_and_below_a_file_extra_are_held():
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.extra(b"thing", False)
+    sw.passed(b"thing-1")
+    assert sw.below_file(b"thing-1", "x") is False
+    assert sw.below_file(b"thing/", "mkdir thing")
+    assert sw.below_file(b"thing/a", "put thing/a")
+    sw.passed(b"thing0")                    # past everything below 'thing/'
+    assert sw.below_file(b"thing0", "put thing0") is False
+    assert sw.release({b"other"}) == ([], ["mkdir thing", "put thing/a"])
+
+
+def test_a_file_extra_that_is_no_name_of_a_later_directory_holds_nothing():
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.extra(b"a", False)
+    sw.file_repair(b"b", "put b")
+    assert sw.passed(b"c") == ["put b"] and sw.files == []
+    assert sw.rest() == [] and sw.release(None) == ([], [])
+
+
+def test_what_waits_at_the_end_is_sent():
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.file_repair(b"z", "put z")
+    assert sw.rest() == ["put z"] and sw.rest() == []
