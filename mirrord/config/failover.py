@@ -179,7 +179,9 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         # repoints a symlinked readonly (releases/N/...) is followed, not frozen at load
         readonly=r.path(s, "readonly", follow_links=False),
         readwrite=r.path(s, "readwrite", follow_links=False),
-        flag=r.path(s, "flag"),
+        # its directory resolved, its own name never: a symlink planted at `flag` must fail
+        # app.flag (read with O_NOFOLLOW), not have its target written by a root failover
+        flag=r.path(s, "flag", own_name=True),
         message=r.get(s, "message", str, FailoverConfig.message),
         memcached=r.get(s, "memcached", _parse_memcached, ()),
         reload_command=r.get(s, "reload_command", parse_command, ""),

@@ -28,6 +28,18 @@ def real(path: Path) -> Path:
         return path
 
 
+def own_place(path: Path) -> Path:
+    """Where a file mirrord replaces or removes (failover `link`, `flag`) lies: its
+    directory with symlinks resolved, its own name as written, never followed (a symlink
+    there is the file itself, replaced or refused, never written through)."""
+    return real(path.parent) / path.name
+
+
+def _under(child: Path, parent: Path) -> bool:
+    """`child` is `parent` or below it, both already resolved (nothing followed here)."""
+    return child == parent or parent in child.parents
+
+
 def inside(child: Path, parent: Path) -> bool:
     """Whether `child` is `parent` or below it, symlinks resolved (a source's path is kept
     as written: a link to the target's directory still overlaps it)."""
@@ -103,13 +115,14 @@ def _own_files(state_dir: Path, fo: FailoverConfig | None) -> list[tuple[str, Pa
     """(key, path as shown, path compared) of each place mirrord itself writes on this
     host: state_dir (journal.db, the locks, failover.log, the switch record), and the
     failover's `link` (replaced by a flip) or `flag` (written by a flip). `link` is a
-    symlink itself: compared as its resolved directory plus its own name."""
-    own = [("state_dir", state_dir, state_dir)]
+    symlink itself, and the flag is never followed: each compared as its resolved
+    directory plus its own name (own_place), whatever a symlink there points at."""
+    own = [("state_dir", state_dir, real(state_dir))]
     if fo is not None:
         if fo.mode == "symlink" and fo.link is not None:
-            own.append(("link", fo.link, real(fo.link.parent) / fo.link.name))
+            own.append(("link", fo.link, own_place(fo.link)))
         if fo.mode == "flagfile" and fo.flag is not None:
-            own.append(("flag", fo.flag, fo.flag))
+            own.append(("flag", fo.flag, own_place(fo.flag)))
     return own
 
 
@@ -131,10 +144,11 @@ def check_own_files_outside_targets(r: _Reader, targets: dict[str, TargetConfig]
             root = here(t)
             if root is None or (f"target:{t.name}", "path") in unusable:
                 continue
-            if not overlap(path, root):
+            placed = real(root)
+            if not (_under(path, placed) or _under(placed, path)):
                 continue
             where = "on this host" if t.local is not None else f"on {t.rsync.host}, this host"
-            if inside(path, root):
+            if _under(path, placed):
                 how = (f"is inside [target:{t.name}] path {root} ({where}): the target's "
                        "reconcile would delete it as extra")
             else:

@@ -250,12 +250,16 @@ class _Reader:
         return text
 
     def path(self, section: str, key: str, *, required: bool = False,
-             follow_links: bool = True, as_written: bool = False) -> Path | None:
+             follow_links: bool = True, as_written: bool = False,
+             own_name: bool = False) -> Path | None:
         """The path at section/key made absolute against the config's directory: resolved
         (symlinks followed), or with `follow_links` False kept as written (the path names
         a symlink itself: failover `link`), or with `as_written` resolved only to check
         it (a symlink loop is a problem) and returned as written (a source root that is
-        a symlink a deploy switches). None, with a problem recorded, when unusable."""
+        a symlink a deploy switches), or with `own_name` its directory resolved and its
+        final component kept (a file mirrord writes or removes: failover `flag`, never
+        followed: a symlink planted there is refused when the file is read, not written
+        through). None, with a problem recorded, when unusable."""
         text = self.required(section, key) if required else self.raw(section, key)
         if not text:
             return None
@@ -265,6 +269,10 @@ class _Reader:
             written = Path(os.path.abspath(self.base / os.path.expanduser(text)))
             if not follow_links:  # the path names a symlink itself (failover `link`): keep it
                 return written
+            if own_name:
+                if written.name in ("", ".", ".."):
+                    raise ValueError("names a directory, not a file")
+                return written.parent.resolve() / written.name
             resolved = (self.base / os.path.expanduser(text)).resolve()
             return written if as_written else resolved
         except (ValueError, RuntimeError, OSError) as exc:

@@ -120,8 +120,8 @@ class FlagFileSwitch(Switch):
         before = unb64(rec.get("content")) if rec else None
         if before is not None:   # with its permissions and owner: it may be 0600 www-data
             atomic_write(self.flag, before, mode=rec.get("perm", 0o644))
-            with contextlib.suppress(KeyError, PermissionError):
-                os.chown(self.flag, rec["uid"], rec["gid"])
+            with contextlib.suppress(KeyError, PermissionError):   # lchown: never through
+                os.chown(self.flag, rec["uid"], rec["gid"], follow_symlinks=False)   # a link
             self.drop_record()
             return True, f"restored {self.flag} as it was before the failover ({len(before)} bytes)"
         self.flag.unlink()

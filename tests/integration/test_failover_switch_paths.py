@@ -1,0 +1,55 @@
+"""What a flip writes, on real files: never through a symlink at `flag`, never a false
+success when `readonly` is not a read-only config of its own. Real PostgreSQL pair, real
+memcached (the Site of test_failover_procedure).
+
+Before (a breaker): a symlink planted at `flag` had failover overwrite its target as
+root (or create it, for a dangling link), and failback restore it; a `readonly` that
+was the link, a symlink to it, or readwrite's file had failover exit 0 with
+"already points at", the site still read-write; a directory or FIFO as `readonly`
+passed app.target ("exists") and the link was pointed at it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.integration.test_failover_procedure import Site, _output
+
+
+@pytest.fixture
+def site(tmp_path, pg, memcached) -> Site:
+    return Site(tmp_path, pg, memcached)
+
+
+def _flag_mode(site: Site, flag: str) -> None:
+    site.configure(mode="flagfile", flag=flag, link=None, readonly=None, readwrite=None)
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute", "dangling"])
+def test_a_symlink_at_flag_is_refused_and_its_target_never_written(site: Site, capsys, form):
+    victim = site.root / "victim" / "victim.conf"
+    victim.parent.mkdir()
+    if form != "dangling":
+        victim.write_text("precious data\n")
+    os.symlink(victim, site.etc / "ro.flag")
+    _flag_mode(site, "etc/ro.flag" if form == "relative" else str(site.etc / "ro.flag"))
+    assert site.run("failover") == 3, _output(capsys)
+    out = _output(capsys)
+    assert "app.flag" in out and "FAIL" in out
+    assert os.readlink(site.etc / "ro.flag") == str(victim)
+    if form == "dangling":
+        assert not victim.exists()
+    else:
+        assert victim.read_text() == "precious data\n"
+    assert site.run("failback") == 3
+    assert os.path.islink(site.etc / "ro.flag")
+
+
+def test_a_flag_under_a_symlinked_directory_is_written_there(site: Site, capsys):
+    os.symlink(site.etc, site.root / "conf")
+    _flag_mode(site, str(site.root / "conf" / "ro.flag"))
+    assert site.run("failover") == 0, _output(capsys)
+    assert (site.etc / "ro.flag").is_file() and not (site.etc / "ro.flag").is_symlink()
+    assert site.run("failback") == 0
+    assert not (site.etc / "ro.flag").exists()
