@@ -16,6 +16,7 @@ from mirrord.config.keypaths import S3_KEY_MAX
 from mirrord.config.hostplaces import check_own_files_outside_targets, here as _here
 from mirrord.config.hostplaces import inside as _inside
 from mirrord.config.overlap import check_target_overlaps
+from mirrord.config.switchpaths import check_switch_paths
 from mirrord.config.names import check_printed_words, check_section_name
 from mirrord.config.model import Config, DEFAULT_PATHS, SECRET_KEYS, SourceConfig, TargetConfig
 from mirrord.config.sections import _read_mirrord, _read_reconcile, _read_source, _read_target
@@ -234,6 +235,7 @@ def _build(r: _Reader) -> Config:
     failover = _read_failover(r, targets)
     # after [failover]: its link and flag are mirrord's own files too
     check_own_files_outside_targets(r, targets, settings.state_dir, failover)
+    check_switch_paths(r, settings.state_dir, failover)   # and not on mirrord's own files
     health = _read_health(r)
     _warn_if_secret_readable(r)
     if r.problems:

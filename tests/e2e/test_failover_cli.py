@@ -95,6 +95,31 @@ def test_bad_config_exit_2(ini):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("lines,key,words", [
+    ("mode = flagfile\nflag = mirrord.ini\n", "flag", "is this config file"),
+    ("mode = flagfile\nflag = state/failover.log\n", "flag", "is inside [mirrord] state_dir"),
+    ("link = state/failover-appconfig.json\n", "link", "is inside [mirrord] state_dir"),
+    ("readonly = etc/active.php\n", "readonly", "is [failover] link"),
+    ("readonly = etc/readwrite.php\n", "readonly", "is the same file as [failover] readwrite"),
+])
+@pytest.mark.parametrize("command", ["check-config", "failover"])
+def test_a_flip_path_on_mirrords_own_files_or_an_alias_is_one_line_exit_2(ini, lines, key,
+                                                                           words, command):
+    text = ini.read_text()
+    for line in lines.splitlines():   # replaces the key's line, or adds it
+        name = line.split(" =")[0]
+        text = "\n".join(x for x in text.splitlines() if not x.startswith(name + " ="))
+        text += "\n" + line + "\n"
+    ini.write_text(text)
+    before = ini.read_bytes()
+    proc = run(ini, command)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{ini}: [failover] {key}: " in proc.stderr and words in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ini.read_bytes() == before
+    assert os.readlink(ini.parent / "etc" / "active.php") == "readwrite.php"
+
+
 def test_switchover_without_primary_database_is_a_config_error(ini):
     ini.write_text("\n".join(line for line in ini.read_text().splitlines()
                              if not line.startswith("primary_database")))

@@ -70,6 +70,85 @@ def test_a_flag_naming_the_root_directory_is_refused(tmp_path):
     assert has(found, "failover", "flag", "names a directory"), found
 
 
+# -------------------------------------------------------------- on mirrord's own files
+@pytest.mark.parametrize("key,value,words", [
+    ("flag", "mirrord.ini", "is this config file"),
+    ("flag", "state/failover.log", "is inside [mirrord] state_dir"),
+    ("flag", "state/not-yet.flag", "is inside [mirrord] state_dir"),
+    ("flag", "state", "is inside [mirrord] state_dir"),
+    ("link", "state/failover-appconfig.json", "is inside [mirrord] state_dir"),
+    ("link", "mirrord.ini", "is this config file"),
+])
+def test_a_flip_path_on_mirrords_own_files_is_refused(tmp_path, key, value, words):
+    site(tmp_path)
+    if key == "flag":
+        lines = f"mode = flagfile\nflag = {value}\n"
+    else:
+        lines = f"mode = symlink\nlink = {value}\nreadonly = etc/readonly.php\n" \
+                "readwrite = etc/readwrite.php\n"
+    found = problems(config(tmp_path, lines))
+    assert has(found, "failover", key, words), found
+    assert failover_keys(found) == [key], found
+
+
+def test_a_flag_hard_linked_to_the_config_file_is_refused(tmp_path):
+    etc = site(tmp_path)
+    path = config(tmp_path, "mode = flagfile\nflag = etc/ro.flag\n")
+    os.link(path, etc / "ro.flag")
+    assert has(problems(path), "failover", "flag", "is this config file")
+
+
+@pytest.mark.parametrize("other", ["readonly", "readwrite", "link"])
+def test_a_flag_on_another_failover_key_is_refused(tmp_path, other):
+    site(tmp_path)
+    value = {"readonly": "etc/readonly.php", "readwrite": "etc/readwrite.php",
+             "link": "etc/active.php"}[other]
+    found = problems(config(tmp_path, f"mode = flagfile\nflag = {value}\n{other} = {value}\n"))
+    assert has(found, "failover", "flag", f"is also [failover] {other}"), found
+
+
+# -------------------------------------------------------------- readonly is its own file
+@pytest.mark.parametrize("shape", ["the link", "a symlink to the link", "readwrite",
+                                   "readwrite spelled otherwise", "a symlink to readwrite",
+                                   "a hard link to readwrite"])
+def test_a_readonly_that_is_not_a_file_of_its_own_is_refused(tmp_path, shape):
+    etc = site(tmp_path)
+    ro = {"the link": "etc/active.php", "readwrite": "etc/readwrite.php",
+          "readwrite spelled otherwise": "etc/../etc/./readwrite.php"}.get(shape, "etc/alias.php")
+    if shape == "a symlink to the link":
+        os.symlink("active.php", etc / "alias.php")
+    elif shape == "a symlink to readwrite":
+        os.symlink("readwrite.php", etc / "alias.php")
+    elif shape == "a hard link to readwrite":
+        os.link(etc / "readwrite.php", etc / "alias.php")
+    found = problems(config(tmp_path, SYMLINK.format(ro=ro, rw="etc/readwrite.php")))
+    words = "is [failover] link" if shape.endswith("the link") \
+        else "is the same file as [failover] readwrite"
+    assert has(found, "failover", "readonly", words), found
+    assert failover_keys(found) == ["readonly"], found
+
+
+def test_a_readwrite_that_is_the_link_is_refused(tmp_path):
+    site(tmp_path)
+    found = problems(config(tmp_path, SYMLINK.format(ro="etc/readonly.php",
+                                                     rw="etc/active.php")))
+    assert has(found, "failover", "readwrite", "is [failover] link"), found
+
+
+@pytest.mark.parametrize("after_failover", [False, True])
+def test_distinct_configs_load_before_and_after_a_failover(tmp_path, after_failover):
+    etc = site(tmp_path)
+    (etc / "releases").mkdir()
+    (etc / "releases" / "ro.php").write_text("ro")
+    os.symlink("releases/ro.php", etc / "ro-current.php")   # a deploy's symlinked readonly
+    if after_failover:
+        os.unlink(etc / "active.php")
+        os.symlink("ro-current.php", etc / "active.php")
+    cfg = load(config(tmp_path, SYMLINK.format(ro="etc/ro-current.php",
+                                               rw="etc/readwrite.php")))
+    assert cfg.failover.readonly == etc / "ro-current.php"
+
+
 # -------------------------------------------------------------- a target's root: the place itself
 TARGET = "[target:t]\ntype = local\npath = {root}\n"
 
