@@ -22,6 +22,7 @@ import secrets
 from pathlib import Path
 
 from mirrord.config import FailoverConfig
+from mirrord.config.switchpaths import reaches, same_file
 from mirrord.failover.flagfile import FlagFileSwitch
 from mirrord.failover.result import Check
 from mirrord.failover.switch_record import RECORD, Switch, b64, unb64
@@ -46,6 +47,11 @@ class SymlinkSwitch(Switch):
             return None
 
     def points_at(self, target: bytes, path: Path) -> bool:
+        """Whether the link's target bytes `target` name `path` (as written, or once both
+        are resolved). Never for a `path` that is the link itself or leads to it: the link
+        then points wherever it did, not at a read-only config."""
+        if reaches(path, self.link):
+            return False
         full = os.path.normpath(os.path.join(os.fsencode(self.link.parent), target))
         if full == os.path.normpath(os.fsencode(path)):
             return True
@@ -71,9 +77,31 @@ class SymlinkSwitch(Switch):
         goal = self.readonly if readonly else self._failback_target(cur)
         text = os.fsdecode(goal)
         full = self.link.parent / text
-        checks.append(Check("app.target", full.exists(), text, "exists",
-                            f"{full} does not exist: the link would dangle"))
+        if isinstance(goal, bytes):   # the recorded original, restored exactly as it was
+            checks.append(Check("app.target", full.exists(), text, "exists",
+                                f"{full} does not exist: the link would dangle"))
+        else:
+            checks.append(self._config_check(goal, text, full))
         return checks
+
+    def _config_check(self, goal: Path, text: str, full: Path) -> Check:
+        """app.target for `readonly` or `readwrite` (as configured): a regular file, or a
+        symlink to one (a directory or FIFO once passed as "exists"), that is neither the
+        link itself (nor reached through it) nor, for readonly, the readwrite file: the
+        flip would then change nothing and say so with exit 0, the site left read-write."""
+        limit = "a regular file, not the link, not the other config"
+        if reaches(goal, self.link):
+            why = f"{goal} is {self.link} itself, or a symlink to it: the link would point at itself"
+        elif not full.exists():
+            why = f"{full} does not exist: the link would dangle"
+        elif not full.is_file():
+            why = f"{full} is not a regular file (a directory, FIFO or device): not an app config"
+        elif goal == self.readonly and same_file(self.readonly, self.readwrite):
+            why = (f"{goal} is the same file as readwrite {self.readwrite}: a failover would "
+                   "leave the site read-write")
+        else:
+            return Check("app.target", True, text, limit)
+        return Check("app.target", False, text, limit, f"{why}; fix [failover] in the config")
 
     def _record(self) -> dict | None:
         return self.record_for("link", str(self.link))

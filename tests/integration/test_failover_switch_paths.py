@@ -11,9 +11,11 @@ passed app.target ("exists") and the link was pointed at it."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
+from mirrord.failover.appconfig import SymlinkSwitch
 from tests.integration.test_failover_procedure import Site, _output
 
 
@@ -53,3 +55,50 @@ def test_a_flag_under_a_symlinked_directory_is_written_there(site: Site, capsys)
     assert (site.etc / "ro.flag").is_file() and not (site.etc / "ro.flag").is_symlink()
     assert site.run("failback") == 0
     assert not (site.etc / "ro.flag").exists()
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink to a directory"])
+def test_a_readonly_that_is_not_a_regular_file_fails_app_target(site: Site, capsys, kind):
+    ro = site.etc / "ro"
+    if kind == "directory":
+        ro.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(ro)
+    else:
+        (site.etc / "dir").mkdir()
+        ro.symlink_to("dir")
+    site.configure(readonly=str(ro))
+    assert site.run("failover") == 3, _output(capsys)
+    out = _output(capsys)
+    assert "app.target" in out and "not a regular file" in out, out
+    assert os.readlink(site.link) == site.original.decode()
+
+
+def _switch(site: Site, readonly: Path) -> SymlinkSwitch:
+    """A switch built as from_config does, for a `readonly` that became an alias after
+    the config was checked (a deploy repointing a symlink): what load() cannot see."""
+    return SymlinkSwitch(site.link, readonly, site.etc / "readwrite.php", site.state)
+
+
+@pytest.mark.parametrize("shape", ["a symlink to the link", "a symlink to readwrite",
+                                   "a hard link to readwrite"])
+def test_a_readonly_that_became_an_alias_is_refused_not_reported_done(site: Site, shape):
+    ro = site.etc / "ro-current.php"
+    if shape == "a symlink to the link":
+        os.symlink("active.php", ro)
+    elif shape == "a symlink to readwrite":
+        os.symlink("readwrite.php", ro)
+    else:
+        os.link(site.etc / "readwrite.php", ro)
+    switch = _switch(site, ro)
+    target = [c for c in switch.precheck(True) if c.name == "app.target"]
+    assert target and target[0].refuses, target
+    assert ("link" if shape.endswith("link") else "same file") in target[0].message
+    if shape == "a symlink to the link":   # the link is not read-only: /ready must not say so
+        assert not switch.is_readonly({})
+
+
+def test_a_readonly_of_its_own_passes_app_target(site: Site):
+    switch = _switch(site, site.etc / "readonly.php")
+    assert not any(c.refuses for c in switch.precheck(True))
+    assert not any(c.refuses for c in switch.precheck(False))
