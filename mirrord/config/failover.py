@@ -172,7 +172,8 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         primary_database=_read_conninfo(r, s, "primary_database"),
         max_replay_lag=r.get(s, "max_replay_lag", parse_duration, 30.0),
         heartbeat_target=r.raw(s, "heartbeat_target", "") or "",
-        max_heartbeat_age=r.get(s, "max_heartbeat_age", parse_duration, 60.0),
+        # above zero: a heartbeat is never 0 s old, switchover would refuse every time
+        max_heartbeat_age=r.get(s, "max_heartbeat_age", parse_timeout, 60.0),
         mode=mode,
         link=r.path(s, "link", follow_links=False),
         # as written, never resolved: the link must name `readonly` itself, so a deploy that
@@ -187,7 +188,8 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         reload_command=r.get(s, "reload_command", parse_command, ""),
         connect_timeout=r.get(s, "connect_timeout", parse_timeout, 5.0),
         statement_timeout=r.get(s, "statement_timeout", parse_timeout, 5.0),
-        switchover_timeout=r.get(s, "switchover_timeout", parse_duration, 300.0),
+        # above zero: 0 ended every wait at once, so switchover always refused
+        switchover_timeout=r.get(s, "switchover_timeout", parse_timeout, 300.0),
         max_clock_skew=r.get(s, "max_clock_skew", parse_duration, 5.0),
         hooks=_read_hooks(r, s),
         hook_timeout=r.get(s, "hook_timeout", parse_timeout, 30.0),

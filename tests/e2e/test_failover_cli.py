@@ -101,6 +101,7 @@ def test_bad_config_exit_2(ini):
     ("link = state/failover-appconfig.json\n", "link", "is inside [mirrord] state_dir"),
     ("readonly = etc/active.php\n", "readonly", "is [failover] link"),
     ("readonly = etc/readwrite.php\n", "readonly", "is the same file as [failover] readwrite"),
+    ("switchover_timeout = 0\n", "switchover_timeout", "must be greater than zero"),
 ])
 @pytest.mark.parametrize("command", ["check-config", "failover"])
 def test_a_flip_path_on_mirrords_own_files_or_an_alias_is_one_line_exit_2(ini, lines, key,

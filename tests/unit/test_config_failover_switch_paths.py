@@ -149,6 +149,25 @@ def test_distinct_configs_load_before_and_after_a_failover(tmp_path, after_failo
     assert cfg.failover.readonly == etc / "ro-current.php"
 
 
+# -------------------------------------------------------------- durations above zero
+@pytest.mark.parametrize("key", ["switchover_timeout", "max_heartbeat_age"])
+@pytest.mark.parametrize("value", ["0", "0s", "0ms"])
+def test_a_zero_wait_or_freshness_limit_is_refused(tmp_path, key, value):
+    site(tmp_path)
+    found = problems(config(tmp_path, SYMLINK.format(ro="etc/readonly.php",
+                                                     rw="etc/readwrite.php")
+                            + f"{key} = {value}\n"))
+    assert has(found, "failover", key, "must be greater than zero"), found
+
+
+@pytest.mark.parametrize("key", ["max_replay_lag", "max_clock_skew"])
+def test_a_zero_tolerance_still_loads(tmp_path, key):
+    site(tmp_path)
+    cfg = load(config(tmp_path, SYMLINK.format(ro="etc/readonly.php", rw="etc/readwrite.php")
+                      + f"{key} = 0\n"))
+    assert getattr(cfg.failover, key) == 0
+
+
 # -------------------------------------------------------------- a target's root: the place itself
 TARGET = "[target:t]\ntype = local\npath = {root}\n"
 
