@@ -10,19 +10,28 @@ still flushed.
 A server is (host, port) over TCP or an absolute UNIX socket path (memcached
 -s); pymemcache's Client takes either form, and the same sentinel proof runs
 over both.
+
+Each server's whole exchange (connect, set, get, flush_all, get) is bounded by one
+deadline, [failover] connect_timeout (default 5 s): pymemcache's own timeouts bound
+each socket operation only, and a server sending one byte a second never let one
+expire, holding `mirrord failover` for good after the flip and before the reload
+(a breaker). A server past the deadline is a failed step like a dead one.
 """
 
 from __future__ import annotations
 
 import secrets
 import shlex
+import contextlib
 import socket
+import threading
 from dataclasses import dataclass
 
 from pymemcache.client.base import Client
-from pymemcache.exceptions import MemcacheClientError, MemcacheError
+from pymemcache.exceptions import (MemcacheClientError, MemcacheError, MemcacheServerError,
+                                   MemcacheUnexpectedCloseError, MemcacheUnknownError)
 
-TIMEOUT = 3.0
+TIMEOUT = 5.0        # seconds: [failover] connect_timeout's default
 
 Server = tuple[str, int] | str     # (host, port) or an absolute UNIX socket path
 
@@ -43,16 +52,47 @@ def name(server: Server) -> str:
 
 
 def flush_server(server: Server, *, timeout: float = TIMEOUT) -> FlushResult:
-    """flush_all on one server, proven with a sentinel key; never raises for a dead server."""
+    """flush_all on one server (a Server), proven with a sentinel key, all within `timeout`
+    seconds (float; the caller passes [failover] connect_timeout).
+
+    Returns a FlushResult; never raises for a dead, refusing, slow or non-memcached
+    server: each is ok=False with why. The exchange runs on a daemon thread; at the
+    deadline its socket is shut down (the thread then ends) and the result says so."""
     label = name(server)
     client = Client(server, connect_timeout=timeout, timeout=timeout, default_noreply=False)
+    answer: list[FlushResult] = []
+    worker = threading.Thread(target=lambda: answer.append(_flush(client, label)),
+                              name=f"memcached-{label}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if answer:
+        return answer[0]
+    sock = client.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    return FlushResult(label, False, f"no whole answer within {timeout:g}s (connect_timeout): "
+                                     "the server is too slow or not memcached")
+
+
+def _flush(client: Client, label: str) -> FlushResult:
     key = f"mirrord-failover-sentinel-{secrets.token_hex(8)}"
     try:
         return FlushResult(label, *_flush_and_verify(client, key))
     except MemcacheClientError as exc:
         return FlushResult(label, False, f"refused: {_text(exc)} (flush_all disabled with -F?)")
+    except MemcacheUnknownError:
+        # its message quotes the server's bytes: not shown (whatever answered is no memcached)
+        return FlushResult(label, False, "protocol error: the answer is not memcached's "
+                                         "(is this address a memcached server?)")
+    except MemcacheUnexpectedCloseError:
+        return FlushResult(label, False, "unreachable: the server closed the connection")
+    except MemcacheServerError as exc:   # SERVER_ERROR <text>: memcached's own words
+        return FlushResult(label, False, f"server error: {_text(exc)[:200]}")
     except (MemcacheError, OSError, socket.timeout) as exc:
         return FlushResult(label, False, f"unreachable: {exc}")
+    except Exception as exc:   # noqa: BLE001 (a parse error on odd bytes: the step says so)
+        return FlushResult(label, False, f"protocol error: {type(exc).__name__}")
     finally:
         client.close()
 

@@ -75,7 +75,7 @@ def _run_step(step: Step, fo: FailoverConfig, switch: SymlinkSwitch | FlagFileSw
         _flip(step, switch, readonly)
     elif step.kind == "flush":
         assert step.server is not None
-        result = cache.flush_server(step.server)
+        result = cache.flush_server(step.server, timeout=fo.connect_timeout)
         step.status, step.detail = (DONE if result.ok else FAILED), result.detail
     elif step.kind == "reload":
         _reload(step, fo.reload_command, fo.hook_timeout)
