@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import time
 import urllib.parse
 from http import HTTPStatus
@@ -33,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
+from mirrord import metrics_http
 from mirrord.config import Config, parse_duration
 from mirrord.failover import appconfig, heartbeat, readiness
 from mirrord.failover.result import Check
@@ -183,12 +183,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(health: Health, host: str, port: int) -> ThreadingHTTPServer:
-    """Bound and listening (port 0 picks a free one); OSError when the address is taken."""
+    """Bound and listening on (host, port) (port 0 picks a free one), with a backlog of
+    metrics_http.BACKLOG; serve it with serve_forever(). OSError when the address is taken."""
     handler = type("BoundHandler", (Handler,), {"health": health})
-    server_cls = ThreadingHTTPServer
-    if ":" in host:
-        server_cls = type("ThreadingHTTPServer6", (ThreadingHTTPServer,),
-                          {"address_family": socket.AF_INET6})
-    server = server_cls((host, port), handler)
+    server = metrics_http.server_class(host)((host, port), handler)
     server.daemon_threads = True
     return server
