@@ -131,6 +131,42 @@ def redact(text: str) -> str:
     return mask_secrets(text)
 
 
+# a control character a terminal acts on: C0 but tab and newline (which output keeps as
+# they are), DEL and C1 (0x9b is CSI to some terminals)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# what a terminal consumes without showing: an ESC sequence (CSI, OSC) or a lone control
+_CONTROL_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|"
+                               r"\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` (str) with every control character but tab and newline written as `\\xNN`
+    (ESC as `\\x1b`, CR as `\\x0d`): text from outside mirrord (a hook's output, a
+    heartbeat's reason, a server's message) can no longer clear, recolour or overwrite
+    the operator's terminal. Raises nothing."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def redact_split(text: str) -> str:
+    """redact(`text`), also masking a credential split by control characters
+    (`pw-Zq81-\\e[0msecret` or `pw-Zq81-\\rsecret`, whole on a terminal while the raw text
+    matched no pattern): when the text with its control sequences removed masks more, that
+    text is returned masked instead. Control characters are left as they are. Raises nothing."""
+    masked = redact(text)
+    plain = _CONTROL_SEQUENCE.sub("", text)
+    if plain != text:
+        unsplit = redact(plain)
+        if unsplit.count("***") > masked.count("***"):
+            return unsplit
+    return masked
+
+
+def shown_line(text: str) -> str:
+    """`text` (str, a line or lines) for a terminal: redacted (redact_split) and its control
+    characters escaped (escape_controls). Raises nothing."""
+    return escape_controls(redact_split(text))
+
+
 class Verbatim(str):
     """A string that is user data, a file's path: shown as it is, with only the registered
     secret values masked (mask_secrets), never rewritten by redact's patterns (a breaker's
@@ -176,7 +212,7 @@ class _TextFormatter(logging.Formatter):
         line = f"{ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} {record.getMessage()}"
         if record.exc_info:
             line += " exc=" + json.dumps(self.formatException(record.exc_info))
-        return redact(line)
+        return shown_line(line)
 
 
 class _JsonFormatter(logging.Formatter):

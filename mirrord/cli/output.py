@@ -1,4 +1,5 @@
-"""The CLI's output: every line a command prints passes through logsetup.redact, as log lines do.
+"""The CLI's output: every line a command prints passes through logsetup.redact, as log lines do,
+and has its control characters escaped (logsetup.shown_line; tab and newline kept).
 
 dispatch installs `redacted_streams` around a command, so no print path (reconcile's
 errors, trash, undelete, status, failover's report, a config error) can show a
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mirrord.config.cmdline import register_command_secrets
-from mirrord.logsetup import mask_secrets, redact, redact_doc, register_secret
+from mirrord.logsetup import mask_secrets, redact_doc, register_secret, shown_line
 
 
 def print_data(text: str) -> None:
@@ -71,7 +72,9 @@ def print_or_drop(line: str) -> None:
 
 
 class RedactingStream:
-    """A text stream writing each complete line of what it is given through redact to `raw`.
+    """A text stream writing each complete line of what it is given through redact to `raw`,
+    its control characters escaped (logsetup.shown_line: a hook's output or a heartbeat's
+    reason printed an ESC sequence to the operator's terminal raw).
     A partial line waits for its end, or for flush(). Anything else (fileno, encoding,
     isatty, ...) is `raw`'s."""
 
@@ -83,7 +86,7 @@ class RedactingStream:
         self._pending += text
         if "\n" in self._pending:
             whole, _, self._pending = self._pending.rpartition("\n")
-            self.raw.write("\n".join(redact(line) for line in whole.split("\n")) + "\n")
+            self.raw.write("\n".join(shown_line(line) for line in whole.split("\n")) + "\n")
         return len(text)
 
     def write_verbatim(self, text: str) -> None:
@@ -94,7 +97,7 @@ class RedactingStream:
     def flush(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, ""
-            self.raw.write(redact(pending))
+            self.raw.write(shown_line(pending))
         self.raw.flush()
 
     def __getattr__(self, name: str) -> Any:

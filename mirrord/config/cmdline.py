@@ -8,7 +8,7 @@ import os
 import re
 import shlex
 
-from mirrord.logsetup import SECRET_OPTION, redact, register_secret
+from mirrord.logsetup import SECRET_OPTION, redact, redact_split, register_secret
 
 # options whose value is the next word and a credential (curl, wget, mysql, psql wrappers):
 # logsetup.SECRET_OPTION, the rule redact applies to any text
@@ -132,6 +132,10 @@ def shown_output(output: str, command_line: str) -> str:
     command that prints its own password (`echo $DB_PASSWORD`) shows '***'.
 
     Each line is redacted before the join: redacting the joined text took the separator
-    for the value of a `--password` that ended a line and left the password after it."""
+    for the value of a `--password` that ended a line and left the password after it.
+    Lines end at a newline only (not splitlines' CR, FS, ...: `pw-Zq81-\\rsecret` was two
+    lines, each redacted clean, joined as `pw-Zq81- | secret`); a credential split by control
+    characters is masked (logsetup.redact_split), which are left for the printer to escape."""
     register_command_secrets(command_line)
-    return " | ".join(redact(line) for line in output.splitlines() if line.strip())
+    lines = output.replace("\r\n", "\n").split("\n")
+    return " | ".join(redact_split(line) for line in lines if line.strip())

@@ -32,7 +32,7 @@ from mirrord.failover.heartbeat import MIRROR_ROOT
 from mirrord.failover.result import LOG_NAME, PLANNED, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
 from mirrord.cli.output import drop_stdout
-from mirrord.logsetup import redact
+from mirrord.logsetup import shown_line
 
 
 def forceable(check: Check) -> bool:
@@ -277,7 +277,7 @@ class Procedure:
         failover.log line (a breaker: the flip was made, then exit 1 and no line). The
         rest of the output is dropped, the loss said once on stderr and in the log."""
         try:
-            print(redact(line), file=self.out, flush=True)
+            print(shown_line(line), file=self.out, flush=True)
         except (OSError, ValueError) as exc:   # ValueError: the stream was closed
             self._lost_output(exc)
 
