@@ -179,12 +179,16 @@ def _integer(key: str, value: str) -> bool:
 
 
 def conninfo_problem(conninfo: str) -> str:
-    """Why `conninfo` cannot be used; "" when it can: conninfo_params (libpq's own parser),
-    then the values libpq checks only at connect time: each port a number in 1-65535, an
-    enumerated parameter one of LIBPQ_CHOICES, an integer one (LIBPQ_INTEGERS) a whole
-    number. An empty value is left to libpq (its default). The message names the
-    parameter and never repeats the password, nor a URI's port (`postgresql://u:pw/db`
-    reads as host u, port pw)."""
+    """Why `conninfo` (str: key=value pairs or a postgresql:// URI) cannot be used; "" when
+    it can: conninfo_params (libpq's own parser), then the values libpq checks only at
+    connect time: each port a number in 1-65535, an enumerated parameter one of
+    LIBPQ_CHOICES, an integer one (LIBPQ_INTEGERS) a whole number. An empty value is left to
+    libpq (its default). Raises nothing.
+
+    The message names the parameter and never repeats a value of the conninfo, whatever
+    the key and the form: a value in the wrong place may be the password (`port=<pw>` or
+    `sslmode=<pw>` with no password= beside it; `postgresql://u:pw/db` reads as host u,
+    port pw), and it reached check-config's output, failover's and failover.log."""
     try:
         params = conninfo_params(conninfo)
     except ValueError as exc:
@@ -192,19 +196,17 @@ def conninfo_problem(conninfo: str) -> str:
     ports = str(params.get("port") or "")
     if ports and not all(p == "" or (p.isdigit() and 0 < int(p) < 65536)
                          for p in ports.split(",")):
-        if "://" in conninfo:   # postgresql://u:pw/db, '@host' left out: pw is read as the port
-            return ("the port is not a port number (1-65535, or a comma list of them; the "
-                    "value is not shown: in a URI it may be a password whose @host is missing)")
-        return f"port {ports!r} is not a port number (1-65535, or a comma list of them)"
-    secret = str(params.get("password") or "")
+        why = "; in a URI it may be a password whose @host is missing" if "://" in conninfo else ""
+        return ("the port is not a port number (1-65535, or a comma list of them; the value "
+                f"is not shown{why})")
     for key, value in params.items():
         value = str(value or "")
-        shown = "***" if secret and secret in value else value
         choices = LIBPQ_CHOICES.get(key)
         if value and choices and (value.lower() if key in _CASELESS else value) not in choices:
-            return f"{key} {shown!r} is not one libpq accepts (one of {', '.join(choices)})"
+            return (f"{key} is not one libpq accepts (one of {', '.join(choices)}; the value "
+                    "is not shown)")
         if value and key in LIBPQ_INTEGERS and not _integer(key, value):
-            return f"{key} {shown!r} is not a whole number"
+            return f"{key} is not a whole number (the value is not shown)"
     return ""
 
 
