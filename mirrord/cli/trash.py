@@ -201,16 +201,22 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     opened = _open(cfg, names, readonly=readonly)
     try:
         blind = _empty_roots(opened) if readonly else []
+        left: list[tuple[Kept, Kept]] = []   # a file and a newer directory at one name
         chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
-                                                       since=bounds.get("since")), **bounds)
+                                                       since=bounds.get("since")), **bounds,
+                                    one_kind=not args.to_source, dropped=left)
                   for n, t in opened.items()}
         if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
             outcomes = _restore_sources(cfg, opened, chosen, force=args.force,
-                                        dry_run=args.dry_run)
+                                        dry_run=args.dry_run, left=left)
         else:
             outcomes = _restore_targets(cfg, opened, chosen, dry_run=args.dry_run)
     finally:
         _close(opened)
+    for old, newer in dict.fromkeys(left):    # each once, whichever targets keep them
+        print_data(f"left in the trash: {listing.shown_path(old.path)} (changed "
+                   f"{listing.iso(old.when)}): the newer change of {listing.iso(newer.when)} "
+                   f"at {listing.shown_path(newer.path)} is put back there instead")
     for o in outcomes:
         print_data(_outcome_line(o))
     unmatched = _unmatched(args.paths, prefixes, chosen)
@@ -270,13 +276,17 @@ def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict,
 
 
 def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
-                     *, force: bool, dry_run: bool) -> list[restore.Outcome]:
-    """Each path once, from the target holding its newest chosen version."""
+                     *, force: bool, dry_run: bool,
+                     left: list[tuple[Kept, Kept]]) -> list[restore.Outcome]:
+    """Each path once, from the target holding its newest chosen version; a file and
+    versions below its name, the newest change wins over all targets (`left`: the others)."""
     best: dict[str, tuple[str, Kept]] = {}
     for name in opened:
         for path, kept in chosen[name].items():
             if path not in best or kept.when > best[path][1].when:
                 best[path] = (name, kept)
+    winners = listing.one_kind_per_name({p: k for p, (_n, k) in best.items()}, left)
+    best = {p: best[p] for p in winners}
     out = []
     roots: dict[str, str | None] = {}   # source name -> why its root takes nothing (once each)
     for path in sorted(best):

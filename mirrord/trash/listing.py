@@ -9,6 +9,8 @@ into the rows the commands print and choose from. No target is written here.
 
 from __future__ import annotations
 
+import bisect
+
 import datetime as _dt
 import os
 import time
@@ -127,10 +129,16 @@ def kept_under(target: Target, prefixes: Iterable[str], *,
 
 
 def choose(kept: Iterable[Kept], *, at: float | None = None, before: float | None = None,
-           since: float | None = None) -> dict[str, Kept]:
+           since: float | None = None, one_kind: bool = True,
+           dropped: list[tuple[Kept, Kept]] | None = None) -> dict[str, Kept]:
     """Per path, the newest kept version whose change is at or before `at` (<=), strictly
     before `before` (<), and not before `since` (>=); None bounds are open. Ties (same
-    change time) go to the first in `kept`."""
+    change time) go to the first in `kept`. A file and versions below its name (a
+    directory there at another time) cannot both be put back: the newest change wins, the
+    other is left out and appended to `dropped` as (left out, the newer one); `one_kind`
+    False leaves that to the caller (one_kind_per_name over several targets). Before, a
+    restore wrote the older file and refused the newer directory's files ("a file stands
+    on the way"), while its dry run promised both (a breaker)."""
     out: dict[str, Kept] = {}
     for k in kept:
         when = k.when
@@ -139,6 +147,32 @@ def choose(kept: Iterable[Kept], *, at: float | None = None, before: float | Non
             continue
         if k.path not in out or when > out[k.path].when:
             out[k.path] = k
+    return one_kind_per_name(out, dropped) if one_kind else out
+
+
+def one_kind_per_name(out: dict[str, Kept],
+                      dropped: list[tuple[Kept, Kept]] | None = None) -> dict[str, Kept]:
+    """`out` (path -> chosen version) without the versions that cannot stand beside a newer
+    one: a file at P and versions below P/ (see choose); changed in place and returned."""
+    paths = sorted(out)
+    for path in paths:
+        if path not in out:
+            continue    # left out already, below a newer file
+        lo = bisect.bisect_left(paths, path + "/")
+        hi = bisect.bisect_left(paths, path + "0")     # '0' follows '/'
+        below = [out[p] for p in paths[lo:hi] if p in out]
+        if not below:
+            continue
+        newest = max(below, key=lambda k: k.when)
+        if out[path].when > newest.when:
+            for k in below:
+                del out[k.path]
+                if dropped is not None:
+                    dropped.append((k, out[path]))
+        else:
+            if dropped is not None:
+                dropped.append((out[path], newest))
+            del out[path]
     return out
 
 

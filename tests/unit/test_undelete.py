@@ -112,6 +112,29 @@ def test_choose_takes_the_newest_version_within_the_bounds(bounds, size):
     assert (chosen["a"].size if chosen else None) == size
 
 
+def _at(path: str, when: float) -> Kept:
+    return Kept(path, stamp_of(T0 + when), DELETED, 1, 0, f"{path}@{when}")
+
+
+@pytest.mark.parametrize("file_when, winner", [(5, ["a/b", "a/c/d"]), (50, ["a"])])
+def test_a_file_and_versions_below_its_name_the_newest_change_wins(file_when, winner):
+    """`a` a file at one time, a directory holding a/b and a/c/d at another: both cannot be
+    put back. A restore wrote the older file and refused the newer directory's files, while
+    its dry run promised both (a breaker); the newest change wins now, the rest is said."""
+    left: list = []
+    kept = [_at("a", file_when), _at("a/b", 20), _at("a/c/d", 10), _at("ab", 1)]
+    chosen = listing.choose(sorted(kept, key=lambda k: k.path), dropped=left)
+    assert sorted(chosen) == sorted(winner + ["ab"])
+    assert {k.path for k, _newer in left} == {"a", "a/b", "a/c/d"} - set(winner)
+    assert sorted(listing.choose(kept, one_kind=False)) == ["a", "a/b", "a/c/d", "ab"]
+
+
+def test_nested_file_names_resolve_from_the_top():
+    got = listing.one_kind_per_name({"a": _at("a", 1), "a/b": _at("a/b", 3),
+                                     "a/b/c": _at("a/b/c", 2)})
+    assert sorted(got) == ["a/b"]
+
+
 # ----------------------------------------------------------------- onto the target
 
 
