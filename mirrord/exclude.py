@@ -27,6 +27,20 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
+# The temp file `mirrord undelete --to-source` writes a restored version into before it
+# renames it over the path (mirrord.trash.restore): never part of a source, whatever its
+# excludes, so it is neither shipped nor deleted nor counted by the mass-change alarm (a
+# breaker: each restore during a hold added a held delete of a name no target ever held,
+# and counted three times toward the alarm); the rename into place reads as a write of
+# the path (a move from an excluded name), one overwrite when a target holds the path.
+RESTORE_TEMP_PREFIX = ".mirrord-undelete-"
+
+
+def restore_temp(relpath: str, is_dir: bool = False) -> bool:
+    """Whether `relpath` ('a/b', relative to a source root) names a restore's temp file."""
+    return not is_dir and relpath.rpartition("/")[2].startswith(RESTORE_TEMP_PREFIX)
+
+
 # Directory verdicts remembered per matcher: a walk or a burst of events asks
 # about the same few parent directories over and over.
 _DIR_CACHE_SIZE = 4096

@@ -163,6 +163,14 @@ def _source_lines(name: str, h: dict) -> list[str]:
     return lines
 
 
+def held_count(held: dict) -> str:
+    """`held` (Hold.to_json: `waiting` distinct paths, `targets`) as the operator reads it:
+    '21 deletes held' or '21 deletes held on 3 targets' (a path held on 3 targets is one
+    delete; always 'deletes', the word scripts look for)."""
+    n, targets = held.get("waiting", 0), held.get("targets") or 0
+    return f"{n} deletes held" + (f" on {targets} targets" if targets > 1 else "")
+
+
 def _alarm_lines(name: str, h: dict) -> list[str]:
     """The mass-change alarm: firing (count in the window) and held deletes (how to resume);
     file systems mounted below the root that are gone (their deletes are refused)."""
@@ -178,7 +186,7 @@ def _alarm_lines(name: str, h: dict) -> list[str]:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(held["since"]))
         why = f" ({_line(held['reason'])})" if held.get("reason") else ""
         # not "alarm:": a capped comparison holds the deletes too (its reason says so)
-        lines.append(f"  source {name}: {held['waiting']} deletes held since {since}{why}; "
+        lines.append(f"  source {name}: {held_count(held)} since {since}{why}; "
                      f"ship them: mirrord resume-deletes --source {name}")
     return lines
 

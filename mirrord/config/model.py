@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
-from mirrord.exclude import ExcludeMatcher, compile_excludes
+from mirrord.exclude import ExcludeMatcher, compile_excludes, restore_temp
 
 DEFAULT_PATHS = ("./mirrord.ini", "/etc/mirrord/mirrord.ini")
 TARGET_TYPES = ("local", "s3", "rsync")
@@ -68,9 +68,10 @@ class SourceConfig:
 
         Pass `is_dir=True` when `relpath` is a directory, or a directory-only pattern
         (`thumb/`) cannot match the path itself. Raises PatternError for a pattern
-        that load() would have refused (only when built by hand, as in tests).
+        that load() would have refused (only when built by hand, as in tests). A restore's
+        temp file (mirrord.exclude.restore_temp) is always excluded.
         """
-        return self._excluder.excluded(relpath, is_dir=is_dir)
+        return restore_temp(relpath, is_dir) or self._excluder.excluded(relpath, is_dir=is_dir)
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ import stat as stat_mod
 import time
 from dataclasses import dataclass
 
+from mirrord.exclude import RESTORE_TEMP_PREFIX
 from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.base import Target
 from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import Kept, stamp_of
 
-TEMP_PREFIX = ".mirrord-undelete-"   # a restore killed mid-way leaves at most this temp file
+# a restore killed mid-way leaves at most this temp file; never part of a source (excluded)
+TEMP_PREFIX = RESTORE_TEMP_PREFIX
 # A version kept by S3 bucket versioning is stamped with the LastModified of what replaced
 # it, which some servers (SeaweedFS) give in whole seconds: the change may lie up to a
 # second after its stamp, and a file damaged in that second must not count as newer.
