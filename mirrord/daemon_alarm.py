@@ -80,9 +80,14 @@ class AlarmWatch:
         # source -> directories whose files observe_start counted: the start's catch-up
         # proposes those files' deletes too, and they count once (until it is done)
         self.counted_below: dict[str, set[str]] = {}
-        # sources resumed (mirrord resume-deletes) whose comparison after the resume has not
-        # ended: what it proposes was let go by the operator and counts for nothing
+        # sources resumed (mirrord resume-deletes) while this daemon ran, whose comparison
+        # after the resume has not ended: what it proposes was let go by the operator and
+        # counts for nothing (the live stream counted what came meanwhile)
         self.resuming: set[str] = set()
+        # sources resumed while no daemon ran -> how many deletes their next comparison may
+        # propose uncounted: only what the hold stood for and never queued (a capped
+        # comparison's refused deletes), not what a script deleted after the resume
+        self.exempt: dict[str, int] = {}
         self._resumes_read = False
 
     # ------------------------------------------------------------ counting
@@ -119,14 +124,25 @@ class AlarmWatch:
             fresh: set[str] = set()
             counted = self.counted_below.get(name, set())
             for target, paths in per_target.items():
-                paths = [p for p in paths if not any(a in counted for a in _ancestors(p))]
+                # below a queued directory removal: counted when the removal was recorded
+                trees = counted if target is None else (
+                    counted | self.d.journal.queued_tree_removals(target, name))
+                paths = [p for p in paths if not any(a in trees for a in _ancestors(p))]
                 queued = {} if target is None else self.d.journal.row_states(
                     target, name, [os.fsencode(p) for p in paths])
                 fresh.update(p for p in paths if os.fsencode(p) not in queued)
             alarm = self.alarms[name]
-            if fresh and alarm.add(len(fresh)):
+            n = self._unexempt(name, len(fresh))
+            if n and alarm.add(n):
                 self._fired(self.d.cfg.source(name), alarm)
             self._publish(name)
+
+    def _unexempt(self, source: str, n: int) -> int:
+        """`n` deletes of a comparison, less what a resume made while stopped let go."""
+        free = min(n, self.exempt.get(source, 0))
+        if free:
+            self.exempt[source] -= free
+        return n - free
 
     def observe_start(self, changes: list[Change]) -> None:
         """Count the tree removals queued at start (mirrord.interrupted: each for one
@@ -140,7 +156,8 @@ class AlarmWatch:
                 continue
             n = max(1, self.d.journal.files_removed_with(ch.source, ch.path, target=ch.targets[0]))
             self.counted_below.setdefault(ch.source, set()).add(ch.path)
-            if alarm.add(n):
+            n = self._unexempt(ch.source, n)
+            if n and alarm.add(n):
                 self._fired(self.d.cfg.source(ch.source), alarm)
             self._publish(ch.source)
 
@@ -149,6 +166,7 @@ class AlarmWatch:
         a resumed source's deletes count again."""
         self.counted_below.pop(source, None)
         self.resuming.discard(source)
+        self.exempt.pop(source, None)
 
     def _recheck(self, source: str) -> None:
         """Before counting changes of a source taken as held while its alarm fires: look at
@@ -164,21 +182,28 @@ class AlarmWatch:
         """Once, before the first count: the resumes made while the daemon was stopped."""
         if not self._resumes_read:
             self._resumes_read = True
-            self._take_resumed()
+            self._take_resumed(running=False)
 
-    def _take_resumed(self) -> None:
+    def _take_resumed(self, *, running: bool = True) -> None:
         """Take the holds resume-deletes lifted (Journal.take_resumed): each source's alarm
         re-arms from 0 (a breaker: resumed while still over alarm_deletes, it never fired
-        again and a second rm -rf went through unheld), and its next comparison (the one
-        scheduled on the resume, or the start's catch-up after a resume while stopped)
-        counts nothing: a breaker's resume while stopped was held again by the next start,
-        and a resume's own comparison fired the alarm again."""
-        for source in sorted(self.d.journal.take_resumed()):
+        again and a second rm -rf went through unheld). A resume seen while this daemon
+        runs (`running`): the comparison it schedules counts nothing (a resume's own
+        comparison fired the alarm again); the live stream counts what comes meanwhile. A
+        resume made while no daemon ran (taken at the first look): the start's comparison
+        lets go only what the hold stood for - its released rows are queued and not counted
+        again anyway, and a capped comparison's refused deletes up to their number - and
+        counts the rest: a breaker's script deleting 24 files after such a resume went
+        out unheld when the whole comparison counted nothing."""
+        for source, unqueued in sorted(self.d.journal.take_resumed().items()):
             alarm = self.alarms.get(source)
             if alarm is None:
                 continue
             alarm.reset()
-            self.resuming.add(source)
+            if running:
+                self.resuming.add(source)
+            else:
+                self.exempt[source] = self.exempt.get(source, 0) + unqueued
             self._publish(source)
 
     def observe_move(self, src: SourceConfig, dst: str, *, is_dir: bool) -> None:

@@ -272,7 +272,8 @@ class Roots:
                    f"{', '.join(res.capped)}: a wrong file system? None of them is deleted "
                    f"and the source's other deletes wait; if they are meant, resume-deletes "
                    f"compares again without the cap")
-            d.journal.hold_deletes(source, reason=why, since=time.time())
+            d.journal.hold_deletes(source, reason=why, since=time.time(),
+                                   exempt=res.capped_paths)   # refused: never queued
             d.alarms.held.add(source)
             log.error(kv(msg="deletes held: " + why, source=source,
                          action=f"mirrord resume-deletes --source {source}"))

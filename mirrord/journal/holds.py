@@ -33,6 +33,9 @@ HELD_SQL = f"NOT ({HELD_ROW} AND source IN (SELECT source FROM holds))"
 # transaction that lifts the hold.
 PARKED = 1e300
 RESUMED = "resumed:"   # kv key prefix: a hold lifted, not yet taken by the daemon (take_resumed)
+# kv key prefix: deletes a hold stands for that are no journal rows (a capped comparison's
+# refused deletes: hold(exempt=)), handed to the daemon with the resume (take_resumed)
+EXEMPT = "held-unqueued:"
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,19 @@ class Hold:
                 "targets": self.targets}
 
 
-def hold(db: sqlite3.Connection, source: str, *, since: float, reason: str) -> bool:
+def hold(db: sqlite3.Connection, source: str, *, since: float, reason: str,
+         exempt: int = 0) -> bool:
     """Hold `source`'s deletes from now on. Returns False when they already were (the
-    first hold's time and reason are kept). Raises sqlite3.Error when it cannot be written."""
+    first hold's time and reason are kept). `exempt`: how many deletes the hold stands for
+    that are not queued as rows (a capped comparison refused them: the most paths one
+    target lacked); kept as the largest given while held, for the comparison after the
+    resume to let go (take_resumed). Raises sqlite3.Error when it cannot be written."""
     with transaction(db):
         cur = db.execute("INSERT OR IGNORE INTO holds (source, since, reason) VALUES (?, ?, ?)",
                          (source, since, reason))
+        if exempt > 0:
+            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+                       (EXEMPT + source, f"exempt={max(exempt, _kv_int(db, EXEMPT + source))}"))
         db.execute(f"UPDATE ops SET next_try = ? WHERE source = ? AND claimed = 0 AND {HELD_ROW}",
                    (PARKED, source))
     return cur.rowcount == 1
@@ -70,32 +80,61 @@ def is_held(db: sqlite3.Connection, source: str) -> bool:
 
 def release(db: sqlite3.Connection, source: str | None = None) -> list[Hold]:
     """Lift the hold on `source` (None: every source). Returns the holds lifted, each with
-    the number of delete rows it released; [] when nothing was held. Each lift is also
-    noted in `kv` (RESUMED + source) for the daemon, running or next started, to take
-    (take_resumed): what it compares right after a resume was approved by it."""
+    the deletes it released (distinct paths); [] when nothing was held. Each lift is also
+    noted in `kv` (RESUMED + source, valued with the hold's `exempt` count) for the
+    daemon, running or next started, to take (take_resumed): what it compares right
+    after a resume was approved by it, up to what was held then."""
     with transaction(db):
         lifted = [h for h in read_holds(db) if source is None or h.source == source]
         for h in lifted:
             db.execute("DELETE FROM holds WHERE source = ?", (h.source,))
             db.execute("UPDATE ops SET next_try = 0 WHERE source = ? AND next_try = ?",
                        (h.source, PARKED))
-            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, '1')",
-                       (RESUMED + h.source,))
+            exempt = _kv_int(db, EXEMPT + h.source)
+            db.execute("DELETE FROM kv WHERE key = ?", (EXEMPT + h.source,))
+            db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+                       (RESUMED + h.source, f"exempt={exempt}"))
     return lifted
 
 
-def take_resumed(db: sqlite3.Connection) -> set[str]:
-    """The sources whose holds release() lifted since the last call, each noted once. A
-    read only when there is none (the daemon asks every second)."""
+def take_resumed(db: sqlite3.Connection) -> dict[str, int]:
+    """The sources whose holds release() lifted since the last call, each noted once, each
+    -> how many deletes its hold stood for that were never queued (hold's `exempt`; 0 for
+    a mass-change alarm's hold: its deletes are the rows released). A read only when there
+    is none (the daemon asks every second)."""
     span = (RESUMED, RESUMED[:-1] + chr(ord(RESUMED[-1]) + 1))
-    query = "SELECT key FROM kv WHERE key >= ? AND key < ?"
+    query = "SELECT key, value FROM kv WHERE key >= ? AND key < ?"
     if not db.execute(query, span).fetchone():
-        return set()
+        return {}
     with transaction(db):
         rows = db.execute(query, span).fetchall()
-        for (key,) in rows:
+        for key, _value in rows:
             db.execute("DELETE FROM kv WHERE key = ?", (key,))
-    return {key[len(RESUMED):] for (key,) in rows}
+    return {key[len(RESUMED):]: _int(value) for key, value in rows}
+
+
+def _int(value) -> int:
+    """An `exempt=N` kv value's N; what an older version wrote ('1': a mere note) is 0."""
+    try:
+        return max(0, int(str(value).removeprefix("exempt="))) if str(value).startswith(
+            "exempt=") else 0
+    except ValueError:
+        return 0
+
+
+def _kv_int(db: sqlite3.Connection, key: str) -> int:
+    row = db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return 0 if row is None else _int(row[0])
+
+
+def queued_tree_removals(db: sqlite3.Connection, target: str, source: str) -> set[str]:
+    """The directories whose removal is queued for `target` / `source` (rows with tree = 1,
+    held or not): the files below them were counted when the removal was recorded."""
+    rows = db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND tree = 1 "
+                      "AND kind = 'delete'",
+                      (target, source)).fetchall()
+    return {bytes(p).decode("utf-8", "surrogateescape") if not isinstance(p, str) else p
+            for (p,) in rows}
 
 
 def read_holds(db: sqlite3.Connection) -> list[Hold]:

@@ -132,11 +132,13 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         return read.iter_shipped(self.db, target, source)
 
     # ------------------------------------------------------------ held deletes (alarm)
-    def hold_deletes(self, source: str, *, reason: str, since: float | None = None) -> bool:
-        """Hold `source`'s deletes until resume_deletes() (mirrord.journal.holds); False when
-        they already were. Raises sqlite3.Error when the hold cannot be written."""
+    def hold_deletes(self, source: str, *, reason: str, since: float | None = None,
+                     exempt: int = 0) -> bool:
+        """Hold `source`'s deletes until resume_deletes() (mirrord.journal.holds; `exempt`:
+        deletes it stands for that are not queued); False when they already were. Raises
+        sqlite3.Error when the hold cannot be written."""
         return holds.hold(self.db, source, since=self.clock() if since is None else since,
-                          reason=reason)
+                          reason=reason, exempt=exempt)
 
     def resume_deletes(self, source: str | None = None) -> list[holds.Hold]:
         """Lift the hold on `source` (None: all); returns what was lifted."""
@@ -149,9 +151,14 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         """Each held source -> why (holds.hold_reasons)."""
         return holds.hold_reasons(self.db)
 
-    def take_resumed(self) -> set[str]:
-        """The sources resume-deletes released since the last call (holds.take_resumed)."""
+    def take_resumed(self) -> dict[str, int]:
+        """The sources resume-deletes released since the last call -> the deletes each hold
+        stood for that were never queued (holds.take_resumed)."""
         return holds.take_resumed(self.db)
+
+    def queued_tree_removals(self, target: str, source: str) -> set[str]:
+        """Directories whose removal is queued for `target` / `source` (holds)."""
+        return holds.queued_tree_removals(self.db, target, source)
 
     def overwrites(self, source: str, path: str) -> bool:
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""

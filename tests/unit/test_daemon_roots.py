@@ -60,8 +60,9 @@ class _Journal:
         self.held: list[tuple[str, str]] = []
         self.retried: list[str] = []
 
-    def hold_deletes(self, source, *, reason, since):
+    def hold_deletes(self, source, *, reason, since, exempt=0):
         self.held.append((source, reason))
+        self.exempt = exempt
 
     def retry_now(self, target):
         self.retried.append(target)
@@ -122,6 +123,7 @@ def test_a_start_comparison_over_the_cap_holds_the_sources_deletes(tmp_path):
     assert d.journal.held and d.journal.held[0][0] == "a"
     assert "lacked at start" in d.journal.held[0][1] and "max_delete" in d.journal.held[0][1]
     assert d.alarms.held == {"a"}
+    assert d.journal.exempt == 7   # what the resume's comparison may let go: the refused paths
     assert guards["a"].refusal("x.jpg") is None   # the journal's hold covers it from here
 
 

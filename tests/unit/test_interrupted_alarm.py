@@ -69,7 +69,9 @@ def test_the_start_catch_up_does_not_count_the_same_files_again(crashed):
     d.alarms.catch_up_done("up")
     d.alarms.observe_scan([Change("up", "other/a.jpg", "delete", targets=("t",)),
                            Change("up", "big/f00.jpg", "delete", targets=("t",))])
-    assert d.alarms.alarms["up"].count() == FILES + 2      # a later catch-up counts them
+    # a later catch-up counts what it finds; not a file below big/, whose removal is still
+    # queued (held): the removal counted it
+    assert d.alarms.alarms["up"].count() == FILES + 1
 
 
 def test_rows_under_the_starting_daemons_own_id_are_a_previous_lifes(tmp_path):

@@ -73,18 +73,18 @@ def test_resume_releases_the_held_deletes(j):
 def test_each_resume_is_noted_once_for_the_daemon_to_take(j, path):
     """release() notes each lifted source in kv; take_resumed() hands each out once, also
     to another connection (resume-deletes is another process, or ran while stopped)."""
-    assert j.take_resumed() == set()
+    assert j.take_resumed() == {}
     j.hold_deletes(S, reason="x")
     j.hold_deletes(OTHER, reason="y")
-    assert j.take_resumed() == set()
+    assert j.take_resumed() == {}
     other = connect(path)
     try:
         release(other)
     finally:
         other.close()
-    assert j.take_resumed() == {S, OTHER}
-    assert j.take_resumed() == set()
-    assert j.resume_deletes(S) == [] and j.take_resumed() == set()   # nothing lifted
+    assert j.take_resumed() == {S: 0, OTHER: 0}
+    assert j.take_resumed() == {}
+    assert j.resume_deletes(S) == [] and j.take_resumed() == {}   # nothing lifted
 
 
 def test_resume_one_source_leaves_the_other_held(j):
