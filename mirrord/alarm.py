@@ -74,6 +74,26 @@ class SlidingCount:
         self._expire(self.clock() if now is None else now)
         return self._total
 
+    def ages(self, now: float | None = None) -> list[tuple[float, int]]:
+        """What is in the window as (age, count) pairs, oldest first: age in seconds before
+        `now` (default: the clock) of each bucket's newest event (mirrord.alarm_window
+        keeps them across a restart)."""
+        now = self.clock() if now is None else now
+        self._expire(now)
+        return [(max(0.0, now - last), n) for _first, last, n in self._buckets]
+
+    def seed(self, ages: list[tuple[float, int]], now: float | None = None) -> int:
+        """Count again what ages() gave (ages in seconds before `now`, default: the clock),
+        before anything else is added; a negative age counts as 0, one of `window` or more
+        is dropped. Returns the count in the window."""
+        now = self.clock() if now is None else now
+        for age, n in sorted(ages, key=lambda pair: -pair[0]):
+            age = max(0.0, float(age))
+            if age < self.window and n > 0:
+                self._buckets.append([now - age, now - age, int(n)])
+                self._total += int(n)
+        return self._total
+
     def _expire(self, now: float) -> None:
         while self._buckets and now - self._buckets[0][1] >= self.window:
             self._total -= self._buckets.popleft()[2]

@@ -34,18 +34,21 @@ source's deletes are held in the journal (mirrord.journal.holds) before the
 batch that fired it is recorded, so at most `alarm_deletes` deletes got through.
 The alarm clears itself once the window slides back under the threshold; a hold
 stays until `mirrord resume-deletes`, which another process writes: `tick()`
-notices it (once a second) and logs one line. Runs on the main thread only.
+notices it (once a second) and logs one line. The windows span a restart: saved at every
+heartbeat and at a clean stop, restored at start (mirrord.alarm_window). The counting of
+comparisons lives in mirrord.daemon_alarm_scan. Runs on the main thread only.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Callable
 
+from mirrord import alarm_window
 from mirrord.alarm import AlarmSettings, SourceAlarm
 from mirrord.config import SourceConfig
+from mirrord.daemon_alarm_scan import CatchUpCounting, ancestors as _ancestors
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 
@@ -54,21 +57,15 @@ log = logging.getLogger("mirrord.daemon")
 HOLDS_CHECK = 1.0   # seconds between looks at the journal for holds lifted by resume-deletes
 
 
-def _ancestors(path: str):
-    cut = path.rfind("/")
-    while cut > 0:
-        path = path[:cut]
-        yield path
-        cut = path.rfind("/")
-
-
-class AlarmWatch:
+class AlarmWatch(CatchUpCounting):
     """The mass-change alarms of a Daemon (`d`): one SourceAlarm per source, and the holds."""
 
     def __init__(self, daemon, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time,
+                 clocks: alarm_window.Clocks | None = None):
         self.d = daemon
         self.clock, self.wall = clock, wall
+        self.clocks = clocks or alarm_window.Clocks(wall=wall)   # for the window's save
         self.alarms = {s.name: SourceAlarm(s.name, AlarmSettings(s.alarm_deletes, s.alarm_window,
                                                                  s.pause_on_alarm), clock=clock)
                        for s in daemon.cfg.sources}
@@ -90,6 +87,21 @@ class AlarmWatch:
         self.exempt: dict[str, int] = {}
         self._resumes_read = False
 
+    # ------------------------------------------------------------ across a restart
+    def restore_window(self) -> None:
+        """At start, once the journal is open and before anything is counted: count again
+        what the last run counted within each window (mirrord.alarm_window)."""
+        restored = alarm_window.restore(self.alarms, self.d.journal.get_state(
+            alarm_window.STATE_KEY), self.clocks)
+        for source, n in sorted(restored.items()):
+            log.info(kv(msg="mass-change alarm: counts of the last run still in the window",
+                        source=source, count=n))
+
+    def save_window(self) -> None:
+        """At every heartbeat and at a clean stop: keep what each window holds (a journal
+        error is counted: status only)."""
+        self.d.set_state(alarm_window.STATE_KEY, alarm_window.snapshot(self.alarms, self.clocks))
+
     # ------------------------------------------------------------ counting
     def observe(self, src: SourceConfig, changes: list[Change]) -> None:
         """Count a batch of live changes of `src` before it is recorded; fire when over."""
@@ -102,71 +114,6 @@ class AlarmWatch:
         if n and alarm.add(n):
             self._fired(src, alarm)
         self._publish(src.name)
-
-    def observe_scan(self, changes: list[Change]) -> None:
-        """Count the file deletes of a chunk a catch-up proposed (not a reconcile pass's:
-        those come with a ticket and are `repair`s, capped by max_delete) before it is
-        recorded, so a hold it fires is in the journal before these deletes are. A catch-up
-        proposes one delete per target and one per file below a removed directory, so each
-        file counts once and a directory not at all; a path whose row is already queued
-        (a held delete seen again after a restart) was counted when it was recorded."""
-        self._first_look()
-        by_source: dict[str, dict[str | None, list[str]]] = {}
-        for ch in changes:
-            if ch.source in self.resuming:
-                continue
-            if ch.kind == "delete" and not ch.tree and not ch.repair and ch.source in self.alarms:
-                target = ch.targets[0] if ch.targets else None
-                by_source.setdefault(ch.source, {}).setdefault(target, []).append(ch.path)
-        self._write_holds()
-        for name, per_target in by_source.items():
-            self._recheck(name)
-            fresh: set[str] = set()
-            counted = self.counted_below.get(name, set())
-            for target, paths in per_target.items():
-                # below a queued directory removal: counted when the removal was recorded
-                trees = counted if target is None else (
-                    counted | self.d.journal.queued_tree_removals(target, name))
-                paths = [p for p in paths if not any(a in trees for a in _ancestors(p))]
-                queued = {} if target is None else self.d.journal.row_states(
-                    target, name, [os.fsencode(p) for p in paths])
-                fresh.update(p for p in paths if os.fsencode(p) not in queued)
-            alarm = self.alarms[name]
-            n = self._unexempt(name, len(fresh))
-            if n and alarm.add(n):
-                self._fired(self.d.cfg.source(name), alarm)
-            self._publish(name)
-
-    def _unexempt(self, source: str, n: int) -> int:
-        """`n` deletes of a comparison, less what a resume made while stopped let go."""
-        free = min(n, self.exempt.get(source, 0))
-        if free:
-            self.exempt[source] -= free
-        return n - free
-
-    def observe_start(self, changes: list[Change]) -> None:
-        """Count the tree removals queued at start (mirrord.interrupted: each for one
-        target) before they are recorded: the files that target's `shipped` rows hold
-        below each, at least 1; fire when over, so a hold is in the journal first."""
-        self._write_holds()
-        self._first_look()
-        for ch in changes:
-            alarm = self.alarms.get(ch.source)
-            if alarm is None or ch.kind != "delete" or not ch.tree or ch.source in self.resuming:
-                continue
-            n = max(1, self.d.journal.files_removed_with(ch.source, ch.path, target=ch.targets[0]))
-            self.counted_below.setdefault(ch.source, set()).add(ch.path)
-            n = self._unexempt(ch.source, n)
-            if n and alarm.add(n):
-                self._fired(self.d.cfg.source(ch.source), alarm)
-            self._publish(ch.source)
-
-    def catch_up_done(self, source: str) -> None:
-        """A catch-up of `source` ended: what observe_start counted is counted no more, and
-        a resumed source's deletes count again."""
-        self.counted_below.pop(source, None)
-        self.resuming.discard(source)
-        self.exempt.pop(source, None)
 
     def _recheck(self, source: str) -> None:
         """Before counting changes of a source taken as held while its alarm fires: look at

@@ -59,6 +59,7 @@ def setup(d: Daemon) -> None:
         routes = {s.name: s.targets for s in d.cfg.sources}
         # claims kept: the rows the last run left in flight are read first (undo_interrupted)
         d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
+        d.alarms.restore_window()   # before anything counts: the window spans a restart
         # before the catch-up reads what was shipped, and while the rows left in flight are
         # still claimed: a place left marks what they may have done there (locations.py)
         locations.check(d.journal, d.cfg)
@@ -185,6 +186,8 @@ def shutdown(d: Daemon) -> None:
             d._handle_events(d.cfg.source(name), watcher.read(0) + watcher.settle())
         d._take_proposals()
         d.pipeline.drain(STOP_GRACE)
+    if d.journal is not None:
+        d.alarms.save_window()   # the next start counts on (mirrord.alarm_window)
     if d.shipper is not None:
         d.shipper.shutdown(wait=False)
     if d.journal is not None:

@@ -142,6 +142,7 @@ class Reporter:
             "unwatched_directories": sum(h["unwatched_directories"] for h in sources.values()),
             "sources": sources, "heartbeat_interval": cfg.mirrord.heartbeat_interval,
             "target_states": d.target_states.to_json(), "alarms": d.alarms.to_json()})
+        d.alarms.save_window()   # the window spans a restart (mirrord.alarm_window)
         if metrics is not None:
             metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
             for name, h in sources.items():
