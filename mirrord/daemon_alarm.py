@@ -168,6 +168,7 @@ class AlarmWatch(CatchUpCounting):
     def _count(self, source: str, changes: list[Change]) -> int:
         journal = self.d.journal
         below: dict[str, int] = {}    # directory -> deletes counted below it in this batch
+        rewritten: set[str] = set()   # a path written twice in one batch replaces one version
         total = 0
         for ch in changes:
             if ch.kind == "delete":
@@ -176,7 +177,8 @@ class AlarmWatch(CatchUpCounting):
                     n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0))
                 for parent in _ancestors(ch.path):
                     below[parent] = below.get(parent, 0) + n
-            elif ch.kind == "put" and journal.overwrites(source, ch.path):
+            elif ch.kind == "put" and ch.path not in rewritten and journal.overwrites(source, ch.path):
+                rewritten.add(ch.path)
                 n = 1
             else:
                 continue

@@ -186,6 +186,11 @@ def _write_beneath(target: Target, kept: Kept, dfd: int, name: str,
         os.fchmod(fd, kept.mode if kept.mode is not None else 0o644)
         os.utime(fd, ns=(kept.mtime_ns, kept.mtime_ns))
         os.fsync(fd)
+        # closed before the rename: a close after it was reported as a second write of
+        # `name` (its close_write then names the new path), counted as a second overwrite
+        # by the mass-change alarm (a breaker); closed now it names the excluded temp file
+        os.close(fd)
+        fd = -1
         try:
             now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -198,10 +203,11 @@ def _write_beneath(target: Target, kept: Kept, dfd: int, name: str,
         written = True
         return None
     finally:
+        if fd >= 0:
+            os.close(fd)
         if not written:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
-        os.close(fd)
 
 
 def _identity(st: os.stat_result | None) -> tuple | None:
