@@ -23,7 +23,6 @@ import time
 
 from mirrord.config import Config
 from mirrord.errors import JournalError, JournalUnusable
-from mirrord.cli.status import held_count
 from mirrord.journal import holds, opening, schema
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -73,6 +72,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         print(f"no deletes were held for {which}")
     for h in lifted:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h.since))
-        print(f"deletes resumed for source {h.source}: {held_count(h.to_json())} go out now "
+        where = f" on {h.targets} targets" if h.targets > 1 else ""   # paths, not rows
+        print(f"deletes resumed for source {h.source}: {h.waiting} held deletes{where} go out now "
               f"(held since {since}: {h.reason})")
     return EXIT_OK

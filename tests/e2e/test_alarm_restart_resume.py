@@ -174,6 +174,8 @@ def test_held_counts_and_restores_during_a_hold(tmp_path):
             db.close()
         assert temp == []
         assert not list(src.rglob(".mirrord-undelete-*"))
+        out = daemon.cli("resume-deletes", "--source", "uploads").stdout
+        assert f": {held} held deletes on 2 targets go out now" in out, out
     finally:
         daemon.stop()
         target.close()
