@@ -117,3 +117,26 @@ def test_the_daemon_saves_at_a_beat_and_counts_on_after_a_restart(tmp_path):
         assert d.alarms.alarms["up"].count() == 16 and j.held_sources() == {"up"}
     finally:
         j.close()
+
+
+def test_a_resume_while_stopped_forgets_the_restored_counts(tmp_path):
+    """The operator let what was counted go: the start's first look re-arms from 0."""
+    src = SourceConfig("up", tmp_path, ("t",), alarm_deletes=10, alarm_window=60.0,
+                       pause_on_alarm=True)
+    clocks = Clocks()
+    j = Journal(tmp_path / "j.db", {"up": ("t",)})
+    try:
+        d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,), source=lambda name: src),
+                            journal=j, metrics=None, roots=SimpleNamespace(lost={}),
+                            schedule_catch_up=lambda s, reason: None, next_heartbeat=9e9,
+                            pipeline=SimpleNamespace(journal_failed=print), set_state=j.set_state)
+        j.set_state(alarm_window.STATE_KEY, _saved(clocks, n=11))
+        j.hold_deletes("up", reason="alarm")
+        j.resume_deletes("up")                     # while stopped
+        w = AlarmWatch(d, clock=Clock(50.0), clocks=clocks)
+        w.restore_window()
+        assert w.alarms["up"].count() == 11 and w.alarms["up"].active
+        w.observe_scan([])                         # the first look takes the resume
+        assert w.alarms["up"].count() == 0 and not w.alarms["up"].active
+    finally:
+        j.close()
