@@ -84,7 +84,7 @@ def parse(data: bytes) -> Heartbeat:
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         raise ValueError(f"heartbeat has no version {VERSION} document")
     try:
-        unix = _finite(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
+        unix = _stamp(doc["unix"]) if "unix" in doc else _iso_to_unix(str(doc["time"]))
         return Heartbeat(
             unix=unix, time=str(doc.get("time", "")), host=str(doc.get("host", "")),
             target=str(doc.get("target", "")), pending=_count(doc.get("pending", 0)),
@@ -104,11 +104,25 @@ def _no_constant(name: str) -> float:
 
 
 def _finite(value: object) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number")
-    number = float(value)   # TypeError / ValueError for what is no number; OverflowError
-    if not math.isfinite(number):   # for an int past a float
+    """A JSON number (int or float, not a bool, not a string: mirrord writes numbers, and a
+    string "123" was taken while true was refused: a breaker) that is finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{str(value)[:40]!r} is not a number")
+    number = float(value)   # OverflowError for an int past a float
+    if not math.isfinite(number):
         raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+MAX_UNIX = 1e11     # seconds: the year 5138. A stamp beyond is no clock's (1e308 was shown
+# as a skew of 300 digits)
+
+
+def _stamp(value: object) -> float:
+    """A heartbeat's `unix`: a finite number of seconds from 0 to MAX_UNIX."""
+    number = _finite(value)
+    if not 0 <= number < MAX_UNIX:
+        raise ValueError(f"unix {number:.6g} is not a time stamp (0 to {MAX_UNIX:.0e} s)")
     return number
 
 

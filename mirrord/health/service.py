@@ -8,7 +8,7 @@
   changes pending or a target not in sync (heartbeat.state), is a warning only,
   unless the query gives max_heartbeat_age. Query limits, e.g.
   `/ready?max_replay_lag=10s&max_heartbeat_age=30s`, make those checks strict
-  for that request (durations as in the INI file). A bad query is 400.
+  for that request (durations as in the INI file). A bad query (or a limit given twice) is 400.
 - HEAD and OPTIONS on /ready and /live: the same status, no body (HAProxy's
   `option httpchk` sends OPTIONS by default).
 - GET /metrics: Prometheus text format, judged with the [failover] limits.
@@ -115,13 +115,17 @@ def _num(value) -> float:
 
 
 def parse_limits(query: str) -> dict[str, float]:
-    """?max_replay_lag=10s&max_heartbeat_age=30s -> seconds; ValueError names the bad part."""
+    """?max_replay_lag=10s&max_heartbeat_age=30s -> seconds; ValueError names the bad part.
+    A limit given twice is refused: the last one won, so a proxy or a script appending its
+    own looser limit to a strict probe's URL loosened it unseen (a breaker)."""
     limits = {}
     for key, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
         if key not in QUERY_LIMITS:
             raise ValueError(f"unknown query parameter {key!r} (known: "
                              f"{', '.join(QUERY_LIMITS)})")
-        limits[QUERY_LIMITS[key]] = parse_duration(values[-1])
+        if len(values) > 1:
+            raise ValueError(f"query parameter {key!r} given {len(values)} times: give it once")
+        limits[QUERY_LIMITS[key]] = parse_duration(values[0])
     return limits
 
 

@@ -66,3 +66,9 @@ def test_query_limits_are_durations():
         "max_replay_lag": 10.0, "max_heartbeat_age": 60.0}
     with pytest.raises(ValueError, match="unknown query parameter"):
         parse_limits("max_lag=1")
+
+
+def test_a_limit_given_twice_is_refused_not_loosened():
+    """The last one won: `?max_replay_lag=1s&max_replay_lag=100s` loosened a strict probe."""
+    with pytest.raises(ValueError, match="'max_replay_lag' given 2 times"):
+        parse_limits("max_replay_lag=1s&max_replay_lag=100s")

@@ -44,3 +44,17 @@ def test_a_wall_clock_stepped_back_during_a_run_leaves_its_duration_positive(mon
     monkeypatch.setattr(time, "time", lambda: real() - 3600.0)
     record = log_record(run, host="mirror")
     assert 0.0 <= record["duration"] < 60.0
+
+
+@pytest.mark.parametrize("unix", ["1700000000", True, None, [1], 1e308, -5, 1e12])
+def test_a_unix_stamp_that_is_no_time_is_a_malformed_heartbeat(unix):
+    """mirrord writes `unix` as a number of seconds: a string was taken (while true was
+    refused), and 1e308 was shown as a clock skew of 300 digits (a breaker)."""
+    doc = {"version": 1, "unix": unix, "time": "2026-12-02T00:00:00Z", "host": "primary"}
+    with pytest.raises(ValueError, match="heartbeat field missing or malformed"):
+        parse(json.dumps(doc).encode())
+
+
+def test_a_plausible_unix_stamp_is_taken():
+    doc = {"version": 1, "unix": 1_796_000_000.5, "time": "", "host": "primary"}
+    assert parse(json.dumps(doc).encode()).unix == 1_796_000_000.5
