@@ -3,7 +3,9 @@
 Run at start (changes made while the daemon was stopped, or lost in a crash
 between an inotify event and its journal commit) and after an inotify
 overflow. One streaming walk of the source is merged with one ordered read of
-the `shipped` table per target; memory stays flat however large the tree.
+the `shipped` table per target; memory stays flat however large the tree, but for the
+repairs that replace an entry of the other type, held until the deletes are decided
+(mirrord.type_swaps: a file replaced by a directory holds that directory's repairs).
 It only proposes changes; the daemon's main thread writes them to the journal.
 
 It compares what the live stream ships: size, mtime_ns and mode (the mode
@@ -45,6 +47,7 @@ from mirrord import journal
 from mirrord.compare import against_shipped
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
+from mirrord.journal.holds import held_sources
 from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor
@@ -64,7 +67,7 @@ class CatchUpResult:
     capped: list[str] = field(default_factory=list)   # targets whose deletes the cap refused
     capped_paths: int = 0   # the most shipped paths one capped target lacked (not a sum)
     excluded: int = 0   # shipped paths the exclude patterns now exclude: left alone
-    withheld: int = 0   # repairs not sent: they replace an entry whose delete is refused
+    withheld: int = 0   # repairs not sent: they replace an entry whose delete is refused or held
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -97,6 +100,9 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     try:
         # read before `shipped`: an op acked in between is in `shipped` already
         removing = {t: in_flight_removals(conn, t, source.name) for t in targets}
+        # held: the deletes it proposes wait in the journal, and a repair replacing what one
+        # removes would not (a file's delete then a mkdir of its name is one plain mkdir row)
+        held = source.name in held_sources(conn)
         shipped = {t: Cursor(journal.iter_shipped(conn, t, source.name, prefix), key=itemgetter(0))
                    for t in targets}
         had_shipped = any(s.head is not None for s in shipped.values())
@@ -204,8 +210,10 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                         continue
                     if source.excluded(path, is_dir=key.endswith(b"/")):
                         # excluded since it was shipped: not ours any more, left on the
-                        # target as reconcile leaves it (its listings skip excluded paths)
+                        # target as reconcile leaves it (its listings skip excluded paths);
+                        # a file's put over it goes, as the live stream's would
                         result.excluded += 1
+                        removed[t].add(key)
                         continue
                     removed[t].add(key)
                     propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
@@ -214,14 +222,14 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                 log.error(kv(msg="deletes refused: " + why_refused, source=source.name,
                              kept=result.refused_deletes))
         for t, sw in swaps.items():
-            sent, kept = sw.release(removed[t])
+            sent, kept = sw.release(set() if held else removed[t])
             for change in sent:
                 propose(change)
             if kept:
                 result.withheld += len(kept)
                 log.error(kv(msg="repairs not sent: each would replace what the target holds "
                                  "at its path (a directory and what lies below it, or a "
-                                 "file), whose removal is refused", source=source.name,
+                                 "file), whose removal is refused or held", source=source.name,
                              target=t, kept=len(kept), first=kept[0].path))
         if batch:
             emit(list(batch))

@@ -53,7 +53,7 @@ class CatchUpCounting:
                     counted | self.d.journal.queued_tree_removals(target, name))
                 paths = [p for p in paths if not any(a in trees for a in ancestors(p))]
                 queued = {} if target is None else self.d.journal.row_states(
-                    target, name, [os.fsencode(p) for p in paths])
+                    target, name, [os.fsencode(p) for p in paths], held=False)
                 fresh.update(p for p in paths if os.fsencode(p) not in queued)
             alarm = self.alarms[name]
             n = self._unexempt(name, len(fresh))

@@ -15,7 +15,10 @@ held source's reconcile waited for ever for its put, parked behind the held remo
 Both comparisons merge in mirrord.treewalk.entry_key order, where a directory `X` sorts
 as `X/`, after the file name `X` and after names such as `X-1` or `X.bak` between them.
 So a missing file's repair waits here (`file_repair`) until the merge passes `X/`
-(`passed`); a directory extra at `X/` (`extra`) makes it held instead. A file extra at
+(`passed`); a directory extra at `X/`, or any extra below it (`extra`), makes it held
+instead. What waits is the few names between `X` and `X/`; what a file extra holds is
+every repair of the directory that replaces it, in memory until the end of the merge (about
+260 bytes a repair: a file replaced by a directory of a million files holds ~260 MB). A file extra at
 `X` holds every repair at or below `X/` that follows (`below_file`). Held repairs go out
 only with the delete of the entry they replace (`release`): the comparison proposes that
 delete, or keeps them back and says so. Not used for targets without directories (S3),
@@ -55,16 +58,17 @@ class TypeSwaps(Generic[T]):
         self.waiting.append((key, item))
 
     def extra(self, key: bytes, is_dir: bool) -> None:
-        """An extra target entry at `key` (a directory's key ends in '/')."""
-        if not is_dir:
-            self.files.append(key)
-            return
-        name = key[:-1]
+        """An extra target entry at `key` (a directory's key ends in '/'). One at or below
+        `X/` holds the waiting repair of the file X (bound to this key: it goes with this
+        key's delete), also when the directory's own entry is missing from a record that
+        names what lies below it. Call it before passed() for the same key."""
         for i, (k, item) in enumerate(self.waiting):
-            if k == name:
+            if key.startswith(k + b"/"):
                 del self.waiting[i]
                 self.held.setdefault(key, []).append(item)
-                return
+                break
+        if not is_dir:
+            self.files.append(key)
 
     def below_file(self, key: bytes, item: T) -> bool:
         """Hold `item`, a repair at `key`, when `key` is a directory or lies below one

@@ -110,45 +110,49 @@ def shipped_meta(db: sqlite3.Connection, target: str, source: str,
     return tuple(found) if found else None
 
 
-# The rows among the `ops` ids given (a JSON list) that are held or wait, through any chain
-# of wait_for, behind a held row: a delete or tree removal of a source in `holds`
-# (HELD_ROW, mirrord.journal.holds). Such a row is not shipped before resume-deletes.
+# The rows among the `ops` ids given ({ids}: placeholders) that are held or wait, through
+# any chain of wait_for, behind a held row not yet in flight: a delete or tree removal of a
+# source in `holds` (HELD_ROW, mirrord.journal.holds). Such a row is not shipped before
+# resume-deletes. UNION drops repeated (id, at) pairs, so even a cycle ends.
 _HELD_BEHIND = """
 WITH RECURSIVE chain(id, at) AS (
-    SELECT value, value FROM json_each(?)
+    SELECT id, id FROM ops WHERE id IN ({ids})
     UNION
     SELECT chain.id, ops.wait_for FROM chain JOIN ops ON ops.id = chain.at
     WHERE ops.wait_for IS NOT NULL
 )
 SELECT chain.id, w.source FROM chain JOIN ops AS w ON w.id = chain.at
-WHERE (w.kind = 'delete' OR w.tree = 1) AND w.source IN (SELECT source FROM holds)
+WHERE (w.kind = 'delete' OR w.tree = 1) AND w.claimed = 0
+  AND w.source IN (SELECT source FROM holds)
 """
 
 
 def row_states(db: sqlite3.Connection, target: str, source: str,
-               paths: Iterable[bytes]) -> dict[bytes, RowState]:
+               paths: Iterable[bytes], *, held: bool = True) -> dict[bytes, RowState]:
     """Where the rows of `target` / `source` at `paths` (path bytes) stand; a path with no
     row is absent from the answer (acked: done). `held` names the held source when the
     row is a held delete or waits behind one (a repair a reconcile waits for there waited
     for ever: a breaker's `mirrord reconcile` of a held source ran 9 minutes). Asked 500
     paths per query (SQLite's host-parameter limit is 999 on older builds); the held
-    rows are looked for only while some source is held."""
+    rows are looked for only while some source is held, and not at all with `held`
+    False (a caller asking only which rows exist)."""
     wanted = list(paths)
     found: dict[bytes, RowState] = {}
-    any_held = db.execute("SELECT 1 FROM holds LIMIT 1").fetchone() is not None
+    any_held = held and db.execute("SELECT 1 FROM holds LIMIT 1").fetchone() is not None
     for i in range(0, len(wanted), 500):
         chunk = wanted[i:i + 500]
         rows = db.execute(
             "SELECT id, path, attempts, claimed, next_try, last_error, busy FROM ops "
             f"WHERE target = ? AND source = ? AND path IN ({','.join('?' * len(chunk))})",
             (target, source, *chunk)).fetchall()
-        held: dict[int, str] = {}
+        behind: dict[int, str] = {}
         if any_held and rows:
             ids = [r[0] for r in rows]
-            held = dict(db.execute(_HELD_BEHIND, (json.dumps(ids),)).fetchall())
+            behind = dict(db.execute(_HELD_BEHIND.format(ids=",".join("?" * len(ids))),
+                                     ids).fetchall())
         for rid, path, attempts, claimed, next_try, error, busy in rows:
             found[bytes(path)] = RowState(attempts, bool(claimed), next_try, error, bool(busy),
-                                          held.get(rid))
+                                          behind.get(rid))
     return found
 
 

@@ -79,11 +79,12 @@ class Journal(EnqueueMixin, ClaimAckMixin):
             self._seen_version = version
 
     # ------------------------------------------------------------ rows
-    def row_states(self, target: str, source: str, paths: Iterable[bytes]) -> dict[bytes, RowState]:
+    def row_states(self, target: str, source: str, paths: Iterable[bytes], *,
+                   held: bool = True) -> dict[bytes, RowState]:
         """Where the rows of `target` / `source` at `paths` (path bytes) stand; a path with no
-        row is absent from the answer (acked: done). Asked 500 paths per query (SQLite's
-        host-parameter limit is 999 on older builds)."""
-        return read.row_states(self.db, target, source, paths)
+        row is absent from the answer (acked: done); `held` False skips the look for rows
+        held behind held deletes (read.row_states)."""
+        return read.row_states(self.db, target, source, paths, held=held)
 
     def claimed_rows(self, claimers: set[str | None]) -> list[tuple[str, str, str, str]]:
         """(target, source, path, kind) of the rows in flight whose claimer is one of

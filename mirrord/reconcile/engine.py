@@ -27,7 +27,8 @@ looked at the source before it changed back, and takes the entry off the target 
 the listing showed it (the catch-up's rule, mirrord.catchup).
 
 Differences become journal Changes handed to `emit` (repairs, as found) and
-`emit_deletes` (once, at the end, after every repair was proposed). The pass
+`emit_deletes` (at the end, after every repair was proposed: the deletes, then the repairs
+that replace what they remove, mirrord.type_swaps). The pass
 never writes the journal itself, so the daemon (from its scanner thread) and
 the `mirrord reconcile` command share it.
 
@@ -179,9 +180,9 @@ class _Pass(FinishDeletes):
                     return False
                 for _ in shipped.take_before(key):
                     pass
-                if self.swaps is not None:
-                    self._queue(self.swaps.passed(key))
                 self._compare(key, s, t, shipped.take_equal(key))
+                if self.swaps is not None:   # after: an extra at `key` may hold a repair
+                    self._queue(self.swaps.passed(key))
                 if self.progress is not None and n % PROGRESS_EVERY == 0:
                     self.progress(self.res)
             self.window.drain()
@@ -192,6 +193,8 @@ class _Pass(FinishDeletes):
         except (MirrordError, OSError, sqlite3.Error) as exc:
             self.res.errors.append(f"listing failed: {type(exc).__name__}: {exc}")
             self._flush()
+            if self.swaps is not None:   # whether they replace a directory cannot be known
+                self.swaps.held.setdefault(b"", []).extend(self.swaps.rest())
             return False
         finally:
             if conn is not None:

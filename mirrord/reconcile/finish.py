@@ -21,11 +21,12 @@ class FinishDeletes:
         """Decide the deletes (refused: counted and described, none proposed; else proposed
         through emit_deletes) and send or keep back the repairs waiting for them."""
         res, plan = self.res, self.deletes
-        if not plan.total:
+        if not plan.total:   # none held, but those a failed listing left undecided
+            self._release_swaps(False, "the listing failed before it could tell")
             return
         if not plan.delete:
             res.kept_extra = plan.total
-            self._release_swaps(False, "deletes are off")
+            self._release_swaps(False, "deletes are off (--no-delete, [reconcile] delete)")
             return
         where = f"target {self.target.name!r} (source {self.source.name!r})"
         reason = held_refusal(db_path, self.source.name, where, plan.total) or plan.refusal(

@@ -101,8 +101,11 @@ class Session:
         elif not settled:
             why = "the repairs did not finish (stopped, or still queued)"
         if why is not None:
+            swaps = sum(c.kind != "delete" for c in deletes)   # mirrord.type_swaps
+            also = (f", nor sending the {swaps} repairs that replace what they remove"
+                    if swaps else "")
             summary.refuse(result.deleted, f"{why} on target {target.name!r}: not deleting "
-                                           f"{result.deleted} extra entries this pass")
+                                           f"{result.deleted} extra entries this pass{also}")
             return
         removals = self.ticket = Ticket(target.name)
         for i in range(0, len(deletes), 500):

@@ -60,3 +60,17 @@ def test_a_ticket_fails_held_rows_at_once_and_waits_for_the_others(tmp_path):
         assert "mirrord resume-deletes --source up" in ticket.failed[0]
     finally:
         j.close()
+
+
+def test_a_row_waiting_behind_a_removal_already_in_flight_is_not_held(tmp_path):
+    """A removal claimed before the hold is shipped all the same: what waits for it ships
+    right after, so a reconcile waits for it (review: it failed at once)."""
+    j = _journal(tmp_path)
+    try:
+        j.enqueue([Change("up", "d", "delete", tree=True, time=1.0)])
+        (op,) = j.claim("t", 10, now=1e12)
+        j.enqueue([Change("up", "d/x", "put", time=2.0)])
+        j.hold_deletes("up", reason="test")
+        assert _states(j, "d/x")["d/x"].held is None
+    finally:
+        j.close()

@@ -51,3 +51,13 @@ def test_what_waits_at_the_end_is_sent():
     sw: TypeSwaps[str] = TypeSwaps()
     sw.file_repair(b"z", "put z")
     assert sw.rest() == ["put z"] and sw.rest() == []
+
+
+def test_an_extra_below_the_name_holds_the_file_repair_when_the_directory_row_is_missing():
+    """A record that names X/a but not the directory X/ itself: the put of X still waits
+    for the removal (review)."""
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.file_repair(b"X", "put X")
+    sw.extra(b"X/a", False)
+    assert sw.passed(b"Y") == []
+    assert sw.release({b"X/a"}) == (["put X"], [])
