@@ -76,9 +76,11 @@ def away(doc: dict, clocks: Clocks) -> float:
 
 def restore(alarms: dict[str, SourceAlarm], doc: object, clocks: Clocks) -> dict[str, int]:
     """Count again in each alarm (before anything else is counted) what `doc` (snapshot())
-    kept of it and is still within its window; an alarm over its threshold then is
-    active again (no new firing: it fired before the stop). Returns source -> count
-    restored; {} for a missing or malformed document."""
+    kept of it and is still within its window; the alarm is left inactive: the caller
+    fires it like any count over its threshold (mirrord.daemon_alarm.restore_window). Set
+    active without firing, it fired nothing after a restart that turned pause_on_alarm on
+    or lowered alarm_deletes, and every delete went out (a review). Returns source ->
+    count restored; {} for a missing or malformed document."""
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), dict):
         return {}
     gone = away(doc, clocks)
@@ -91,7 +93,7 @@ def restore(alarms: dict[str, SourceAlarm], doc: object, clocks: Clocks) -> dict
                 if isinstance(p, list) and len(p) == 2
                 and all(isinstance(v, (int, float)) for v in p)]
         total = alarm.window.seed(ages)
-        alarm.active = total > alarm.settings.threshold
+        alarm.active = False
         if total:
             out[name] = total
     return out

@@ -96,6 +96,18 @@ class AlarmWatch(CatchUpCounting):
         for source, n in sorted(restored.items()):
             log.info(kv(msg="mass-change alarm: counts of the last run still in the window",
                         source=source, count=n))
+        # the resumes made while stopped first (they re-arm from 0), then an alarm still
+        # over its threshold fires now, as any count would: its hold is written (with
+        # pause_on_alarm) before the start's first change is counted (a review: restored
+        # active without firing, a restart that turned pause on held nothing)
+        self._first_look()
+        held = self.d.journal.held_sources()
+        for source, alarm in sorted(self.alarms.items()):
+            if source in held and alarm.count() > alarm.settings.threshold:
+                alarm.active = True     # it fired before the stop, and its hold stands
+            elif alarm.add(0):
+                self._fired(self.d.cfg.source(source), alarm)
+            self._publish(source)
 
     def save_window(self) -> None:
         """At every heartbeat and at a clean stop: keep what each window holds (a journal
@@ -209,7 +221,8 @@ class AlarmWatch(CatchUpCounting):
             try:
                 self.d.journal.hold_deletes(source, reason=reason, since=self.fired_at.get(source))
             except Exception as exc:  # noqa: BLE001 - disk full: keep trying, deletes flow meanwhile
-                self.d.pipeline.journal_failed(exc)
+                if self.d.pipeline is not None:   # None at start (restore_window): next look
+                    self.d.pipeline.journal_failed(exc)
                 return
             self.unwritten.discard(source)
             self.held.add(source)

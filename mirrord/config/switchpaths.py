@@ -75,11 +75,15 @@ def check_switch_paths(r: _Reader, state_dir: Path, fo: FailoverConfig | None) -
         key, path = written
         place = own_place(path)
         sd = real(state_dir)
-        if _under(place, sd) or _under(sd, place):
+        sd_named = own_place(Path(state_dir))   # a state_dir that is a symlink: its name too
+        if _under(place, sd) or _under(sd, place) or place == sd_named:
             r.problem(s, key, f"{path} is inside [mirrord] state_dir {state_dir}, among "
                       "mirrord's own files (journal.db, the locks, failover.log, the switch "
                       f"record): a flip would {_verb(key)} one; put it outside state_dir")
-        elif place == real(r.file) or same_file(place, r.file) and not place.is_symlink():
+        elif place in (real(r.file), own_place(Path(r.file))) or (
+                same_file(place, r.file) and not place.is_symlink()):
+            # own_place: a config reached through a symlink named as `link` (a review: the
+            # flip replaced the config's symlink, and every later command exited 2)
             r.problem(s, key, f"{path} is this config file {r.file}: a flip would "
                       f"{_verb(key)} it; name the application's own file")
         else:

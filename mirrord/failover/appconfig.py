@@ -85,17 +85,20 @@ class SymlinkSwitch(Switch):
         return checks
 
     def _config_check(self, goal: Path, text: str, full: Path) -> Check:
-        """app.target for `readonly` or `readwrite` (as configured): a regular file, or a
-        symlink to one (a directory or FIFO once passed as "exists"), that is neither the
+        """app.target for `readonly` or `readwrite` (as configured): a regular file or a
+        directory, or a symlink to one (a FIFO once passed as "exists"), that is neither the
         link itself (nor reached through it) nor, for readonly, the readwrite file: the
         flip would then change nothing and say so with exit 0, the site left read-write."""
-        limit = "a regular file, not the link, not the other config"
+        limit = "a regular file or directory, not the link, not the other config"
         if reaches(goal, self.link):
             why = f"{goal} is {self.link} itself, or a symlink to it: the link would point at itself"
         elif not full.exists():
             why = f"{full} does not exist: the link would dangle"
-        elif not full.is_file():
-            why = f"{full} is not a regular file (a directory, FIFO or device): not an app config"
+        elif not (full.is_file() or full.is_dir()):
+            # a directory is an app's config too (`conf -> conf.ro/`: a review); a FIFO,
+            # socket or device is none (a breaker: the link was pointed at a FIFO)
+            why = f"{full} is neither a regular file nor a directory (a FIFO, socket or " \
+                  f"device): not an app config"
         elif goal == self.readonly and same_file(self.readonly, self.readwrite):
             why = (f"{goal} is the same file as readwrite {self.readwrite}: a failover would "
                    "leave the site read-write")

@@ -25,7 +25,7 @@ import time
 
 from mirrord import locations, locks, submounts, targets as target_registry
 from mirrord.catchup import resend_subtree
-from mirrord.cli.output import print_or_drop
+from mirrord.cli.output import print_or_drop, raw
 from mirrord.config import Config
 from mirrord.errors import MirrordError
 from mirrord.journal import Journal, Outcome
@@ -53,7 +53,8 @@ class Command:
 
     def __init__(self, cfg: Config, *, dry_run: bool, delete: bool, checksum: bool, quiet: bool):
         self.cfg, self.dry_run, self.delete, self.checksum, self.quiet = cfg, dry_run, delete, checksum, quiet
-        self.progress = Progress(enabled=None if not quiet else False)
+        # mirrord's own text with its \r redraws: not through the escaping stream
+        self.progress = Progress(raw(sys.stderr), enabled=None if not quiet else False)
         self.journal: Journal | None = None
         self.lock: locks.Lock | None = None
         self.daemon = False

@@ -57,20 +57,37 @@ def test_a_flag_under_a_symlinked_directory_is_written_there(site: Site, capsys)
     assert not (site.etc / "ro.flag").exists()
 
 
-@pytest.mark.parametrize("kind", ["directory", "fifo", "symlink to a directory"])
-def test_a_readonly_that_is_not_a_regular_file_fails_app_target(site: Site, capsys, kind):
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_a_readonly_that_is_no_file_nor_directory_fails_app_target(site: Site, capsys, kind):
+    ro = site.etc / "ro"
+    if kind == "fifo":
+        os.mkfifo(ro)
+    else:
+        import socket
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(ro))
+        sock.close()
+    site.configure(readonly=str(ro))
+    assert site.run("failover") == 3, _output(capsys)
+    out = _output(capsys)
+    assert "app.target" in out and "neither a regular file nor a directory" in out, out
+    assert os.readlink(site.link) == site.original.decode()
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink to a directory"])
+def test_a_directory_layout_still_switches(site: Site, capsys, kind):
+    """An app whose config is a directory (`conf -> conf.ro/`) switches as before (a
+    review: refusing it made /ready 503 for good after an upgrade)."""
     ro = site.etc / "ro"
     if kind == "directory":
         ro.mkdir()
-    elif kind == "fifo":
-        os.mkfifo(ro)
     else:
         (site.etc / "dir").mkdir()
         ro.symlink_to("dir")
     site.configure(readonly=str(ro))
-    assert site.run("failover") == 3, _output(capsys)
-    out = _output(capsys)
-    assert "app.target" in out and "not a regular file" in out, out
+    assert site.run("failover") == 0, _output(capsys)
+    assert os.readlink(site.link) == str(ro)
+    assert site.run("failback") == 0
     assert os.readlink(site.link) == site.original.decode()
 
 

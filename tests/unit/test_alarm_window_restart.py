@@ -68,12 +68,40 @@ def test_after_a_reboot_the_wall_clock_decides_and_a_step_back_keeps_the_counts(
     assert alarm_window.restore({"up": _alarm(Clock(9.0))}, doc, clocks) == {}
 
 
-def test_restored_over_the_threshold_is_active_without_firing_again():
+def test_restored_over_the_threshold_is_left_for_the_caller_to_fire():
+    """restore() counts; restore_window() fires (below): set active without firing, a
+    restart that turned pause_on_alarm on held nothing (a review)."""
     clocks = Clocks()
     doc = _saved(clocks, n=11)
     alarm = _alarm(Clock(9.0))
     alarm_window.restore({"up": alarm}, doc, clocks)
-    assert alarm.active and alarm.fired == 0 and not alarm.add(1)
+    assert not alarm.active and alarm.count() == 11 and alarm.add(0) and alarm.fired == 1
+
+
+def _daemon(src, journal, clocks):
+    d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,), source=lambda name: src),
+                        journal=journal, metrics=None, roots=SimpleNamespace(lost={}),
+                        schedule_catch_up=lambda s, reason: None, next_heartbeat=9e9,
+                        pipeline=None, set_state=journal.set_state)
+    d.alarms = AlarmWatch(d, clock=Clock(50.0), clocks=clocks)
+    return d
+
+
+def test_a_window_restored_over_the_threshold_fires_and_holds_at_start(tmp_path):
+    """pause_on_alarm turned on across the restart (or alarm_deletes lowered): the counts
+    still in the window fire the alarm at start, and its hold is written before anything
+    of the start is counted (a review: restored active, nothing held, all went out)."""
+    src = SourceConfig("up", tmp_path, ("t",), alarm_deletes=10, alarm_window=60.0,
+                       pause_on_alarm=True)
+    clocks = Clocks()
+    j = Journal(tmp_path / "j.db", {"up": ("t",)})
+    try:
+        j.set_state(alarm_window.STATE_KEY, _saved(clocks, n=15))
+        d = _daemon(src, j, clocks)
+        d.alarms.restore_window()
+        assert d.alarms.alarms["up"].active and j.held_sources() == {"up"}
+    finally:
+        j.close()
 
 
 @pytest.mark.parametrize("doc", [None, {}, {"sources": []}, {"sources": {"up": [["x", 1]]}},
@@ -134,9 +162,8 @@ def test_a_resume_while_stopped_forgets_the_restored_counts(tmp_path):
         j.hold_deletes("up", reason="alarm")
         j.resume_deletes("up")                     # while stopped
         w = AlarmWatch(d, clock=Clock(50.0), clocks=clocks)
-        w.restore_window()
-        assert w.alarms["up"].count() == 11 and w.alarms["up"].active
-        w.observe_scan([])                         # the first look takes the resume
+        w.restore_window()                         # takes the resume before it fires
         assert w.alarms["up"].count() == 0 and not w.alarms["up"].active
+        assert j.held_sources() == set()
     finally:
         j.close()

@@ -192,3 +192,14 @@ def test_a_link_outside_a_target_root_pointing_into_it_loads(tmp_path):
     cfg = load(config(tmp_path, SYMLINK.format(ro="etc/readonly.php", rw="etc/readwrite.php")
                       + "\n" + TARGET.format(root=root)))
     assert cfg.failover.link == etc / "active.php"
+
+
+def test_a_link_naming_the_config_files_symlink_is_refused(tmp_path):
+    """/etc/mirrord/mirrord.ini -> /srv/conf/mirrord.ini and `link` naming the first: the
+    flip would replace the config's symlink (a review: every later command exited 2)."""
+    etc = site(tmp_path)
+    real = config(tmp_path, SYMLINK.format(ro=etc / "readonly.php", rw=etc / "readwrite.php")
+                  .replace("link = etc/active.php", f"link = {etc / 'mirrord.ini'}"))
+    (etc / "mirrord.ini").symlink_to(real)
+    found = problems(etc / "mirrord.ini")
+    assert has(found, "failover", "link", "is this config file"), found
