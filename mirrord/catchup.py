@@ -165,12 +165,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     continue
                 change = Change(source.name, entry.path, kind, size=entry.size,
                                 time=time.time(), targets=(t,))
-                if row is None and t in swaps:
-                    if swaps[t].below_file(key, change):
-                        continue
-                    if not entry.is_dir:
-                        swaps[t].file_repair(key, change)
-                        continue
+                if row is None and t in swaps and swaps[t].missing(key, change, entry.is_dir):
+                    continue
                 propose(change)
         for t, rows in shipped.items():
             # everything left was shipped but is no longer at the source

@@ -70,6 +70,17 @@ class TypeSwaps(Generic[T]):
         if not is_dir:
             self.files.append(key)
 
+    def missing(self, key: bytes, item: T, is_dir: bool) -> bool:
+        """A repair of what the target lacks at `key` (a directory: is_dir): True when it
+        is held (below_file) or waits (file_repair, a file), False when it may go now. The
+        one rule both comparisons apply."""
+        if self.below_file(key, item):
+            return True
+        if not is_dir:
+            self.file_repair(key, item)
+            return True
+        return False
+
     def below_file(self, key: bytes, item: T) -> bool:
         """Hold `item`, a repair at `key`, when `key` is a directory or lies below one
         whose name the target holds as a file extra; True when held."""
@@ -84,6 +95,13 @@ class TypeSwaps(Generic[T]):
         out = [item for _k, item in self.waiting]
         self.waiting.clear()
         return out
+
+    def keep_rest(self) -> None:
+        """At a merge cut short (a listing failed): what still waits cannot be told to
+        replace nothing, so it is held with no delete to go with (release keeps it)."""
+        rest = self.rest()
+        if rest:
+            self.held.setdefault(b"", []).extend(rest)
 
     def release(self, removed: set[bytes] | None) -> tuple[list[T], list[T]]:
         """(sent, kept): the held repairs whose replaced entry's key is in `removed` (its

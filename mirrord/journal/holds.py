@@ -127,16 +127,6 @@ def _kv_int(db: sqlite3.Connection, key: str) -> int:
     return 0 if row is None else _int(row[0])
 
 
-def queued_tree_removals(db: sqlite3.Connection, target: str, source: str) -> set[str]:
-    """The directories whose removal is queued for `target` / `source` (rows with tree = 1,
-    held or not): the files below them were counted when the removal was recorded."""
-    rows = db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND tree = 1 "
-                      "AND kind = 'delete'",
-                      (target, source)).fetchall()
-    return {bytes(p).decode("utf-8", "surrogateescape") if not isinstance(p, str) else p
-            for (p,) in rows}
-
-
 def read_holds(db: sqlite3.Connection) -> list[Hold]:
     """Every hold, oldest first, with its waiting delete rows (a read: any connection;
     [] on a database from before schema 4, which a read-only reader does not migrate)."""

@@ -8,6 +8,7 @@ the Journal calls them on its own.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from typing import Iterable, Iterator
 
@@ -125,6 +126,14 @@ SELECT chain.id, w.source FROM chain JOIN ops AS w ON w.id = chain.at
 WHERE (w.kind = 'delete' OR w.tree = 1) AND w.claimed = 0
   AND w.source IN (SELECT source FROM holds)
 """
+
+
+def queued_tree_removals(db: sqlite3.Connection, target: str, source: str) -> set[str]:
+    """The directories whose removal is queued for `target` / `source` (rows with tree = 1,
+    held or not): the files below them were counted when the removal was recorded."""
+    rows = db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND tree = 1 "
+                      "AND kind = 'delete'", (target, source))
+    return {os.fsdecode(bytes(p)) for (p,) in rows}
 
 
 def row_states(db: sqlite3.Connection, target: str, source: str,

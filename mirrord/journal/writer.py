@@ -158,8 +158,8 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         return holds.take_resumed(self.db)
 
     def queued_tree_removals(self, target: str, source: str) -> set[str]:
-        """Directories whose removal is queued for `target` / `source` (holds)."""
-        return holds.queued_tree_removals(self.db, target, source)
+        """Directories whose removal is queued for `target` / `source` (read)."""
+        return read.queued_tree_removals(self.db, target, source)
 
     def overwrites(self, source: str, path: str) -> bool:
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""

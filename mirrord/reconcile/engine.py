@@ -194,7 +194,7 @@ class _Pass(FinishDeletes):
             self.res.errors.append(f"listing failed: {type(exc).__name__}: {exc}")
             self._flush()
             if self.swaps is not None:   # whether they replace a directory cannot be known
-                self.swaps.held.setdefault(b"", []).extend(self.swaps.rest())
+                self.swaps.keep_rest()
             return False
         finally:
             if conn is not None:
@@ -268,12 +268,8 @@ class _Pass(FinishDeletes):
             self.res.bytes += s.size
         change = Change(self.source.name, s.path, kind, size=s.size, time=time.time(),
                         targets=(self.target.name,), repair=True)
-        if key is not None and self.swaps is not None:
-            if self.swaps.below_file(key, change):
-                return
-            if not s.is_dir:
-                self.swaps.file_repair(key, change)
-                return
+        if key is not None and self.swaps is not None and self.swaps.missing(key, change, s.is_dir):
+            return
         self._queue([change])
 
     def _queue(self, changes: list[Change]) -> None:

@@ -61,3 +61,23 @@ def test_an_extra_below_the_name_holds_the_file_repair_when_the_directory_row_is
     sw.extra(b"X/a", False)
     assert sw.passed(b"Y") == []
     assert sw.release({b"X/a"}) == (["put X"], [])
+
+
+def test_missing_applies_the_one_rule_both_comparisons_share():
+    sw: TypeSwaps[str] = TypeSwaps()
+    assert sw.missing(b"d/", "mkdir d", True) is False        # a directory: goes now
+    assert sw.missing(b"f", "put f", False) is True           # a file: waits for f/
+    sw.extra(b"g", False)
+    assert sw.missing(b"g/", "mkdir g", True) is True          # over a file extra: held
+    assert sw.passed(b"h") == ["put f"]
+    assert sw.release(set()) == ([], ["mkdir g"])
+
+
+def test_keep_rest_holds_what_waits_with_no_delete_to_go_with():
+    sw: TypeSwaps[str] = TypeSwaps()
+    sw.file_repair(b"a", "put a")
+    sw.keep_rest()
+    assert sw.rest() == [] and sw.release(None) == (["put a"], [])
+    sw.file_repair(b"a", "put a")
+    sw.keep_rest()
+    assert sw.release(set()) == ([], ["put a"])
