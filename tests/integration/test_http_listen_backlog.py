@@ -56,22 +56,20 @@ def _backlog(port: int) -> int:
 @pytest.mark.timeout(180)
 def test_health_answers_a_burst_of_200_connections_to_live():
     server = make_server(None, "127.0.0.1", 0)   # /live needs no Health
-    port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        assert _backlog(port) >= 128
-        answers = _burst(port)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert answers == ["HTTP/1.0 200 OK"] * BURST, {a for a in answers}
+    _all_answered(server)
 
 
 @pytest.mark.timeout(180)
 def test_metrics_listen_answers_a_burst_of_200_connections_to_live():
     probes = Probes()
     probes.loop_turned(time.monotonic())
-    server = metrics_http.start(CollectorRegistry(), probes, "127.0.0.1", 0)
+    _all_answered(metrics_http.start(CollectorRegistry(), probes, "127.0.0.1", 0))
+
+
+def _all_answered(server) -> None:
+    """The serving `server` listens with a backlog of 128 or more and answers every one of
+    a burst of BURST connections to /live; it is shut down after."""
     port = server.server_address[1]
     try:
         assert _backlog(port) >= 128
