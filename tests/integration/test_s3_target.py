@@ -239,6 +239,31 @@ def count_lean_calls(s3, monkeypatch, method: str = "put") -> list[str]:
     return calls
 
 
+@pytest.mark.parametrize("lean", [True, False])
+def test_remove_file_at_asks_with_one_head_and_deletes_only_a_file(s3, raw, bucket, tmp_path,
+                                                                   monkeypatch, lean):
+    """A directory made where a file stands (remove_file_at): the file goes; where keys
+    stand below the name (a folder), or nothing does, nothing is deleted. Lean: one HEAD of
+    its own per call, none through the SDK; without it the SDK's HeadObject answers."""
+    if not lean:
+        s3.client  # noqa: B018 - made with the client
+        s3._lean = None
+    put(s3, tmp_path, "was-file", b"f")
+    put(s3, tmp_path, "folder/inside", b"i")
+    heads = count_lean_calls(s3, monkeypatch, "exists") if lean else []
+    ops = count_requests(s3)
+    s3.remove_file_at("was-file")
+    s3.remove_file_at("folder")
+    s3.remove_file_at("never-there")
+    keys = {o["Key"] for o in raw.list_objects_v2(Bucket=bucket, Prefix=PREFIX).get("Contents", [])}
+    assert PREFIX + "was-file" not in keys and PREFIX + "folder/inside" in keys
+    if lean:
+        assert heads == [PREFIX + "was-file", PREFIX + "folder", PREFIX + "never-there"]
+        assert "HeadObject" not in ops
+    else:
+        assert ops.count("HeadObject") == 3
+
+
 def test_small_puts_take_the_lean_path_and_store_what_the_sdk_stores(s3, raw, bucket, tmp_path,
                                                                       monkeypatch):
     calls = count_lean_calls(s3, monkeypatch)

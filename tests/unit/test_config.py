@@ -702,6 +702,42 @@ path = /srv/mirror
         assert load(path).target("host").workers == want
 
 
+def test_an_s3_target_takes_sixteen_workers_unless_mirrord_or_its_section_sets_them(tmp_path):
+    """S3_DEFAULT_WORKERS applies only when nothing is written: [mirrord] workers, written,
+    is every target's default again; the target's own key wins; a local target beside it
+    keeps the [mirrord] default of 8."""
+    src = tmp_path / "src"
+    src.mkdir()
+    body = """
+[mirrord]
+state_dir = {state}
+{mirrord}
+
+[source:up]
+path = {src}
+targets = bucket, mirror
+
+[target:bucket]
+type = s3
+bucket = mirror-bucket
+{extra}
+
+[target:mirror]
+type = local
+path = {dest}
+"""
+    for mirrord, extra, want_s3, want_local in (("", "", 16, 8), ("workers = 8", "", 8, 8),
+                                                ("workers = 3", "", 3, 3),
+                                                ("", "workers = 5", 5, 8),
+                                                ("workers = 8", "workers = 20", 20, 8)):
+        path = tmp_path / "m.ini"
+        path.write_text(body.format(state=tmp_path / "state", mirrord=mirrord, src=src,
+                                    extra=extra, dest=tmp_path / "dest"))
+        cfg = load(path)
+        assert (cfg.target("bucket").workers, cfg.target("mirror").workers) == (
+            want_s3, want_local), (mirrord, extra)
+
+
 def test_check_config_warns_of_a_local_target_path_that_is_a_file(tmp_path):
     """As for a source root that is not a directory (a warning, exit 0: a mount may be
     away): before, nothing was said, and `mirrord run` retried the target as not reachable."""

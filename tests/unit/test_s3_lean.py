@@ -151,6 +151,28 @@ def test_any_other_answer_is_left_to_the_full_client(server, status):
     assert lean(server.port).put("k", b"x", {}) is None
 
 
+def test_exists_is_a_signed_head_answered_by_its_status(server):
+    """200: an object stands there; 404: none; 403 or a redirect: the full client asks
+    (S3 answers 403 for a missing key without s3:ListBucket); 503: retry later."""
+    req = lean(server.port)
+    server.script.extend([("err", 200, b"", False), ("err", 404, b"", False),
+                          ("err", 403, b"", False), ("err", 301, b"", False),
+                          ("err", 503, b"", False)])
+    assert req.exists("dir/a file") is True
+    assert req.exists("x") is False
+    assert req.exists("x") is None
+    assert req.exists("x") is None
+    with pytest.raises(ClientError) as info:
+        req.exists("x")
+    assert info.value.operation_name == "HeadObject"
+    assert isinstance(classify(info.value, "stat x"), RetryableError)
+    head = server.requests[0].split(b"\r\n")
+    assert head[0] == b"HEAD /bucket/dir/a%20file HTTP/1.1"
+    names = {line.split(b":")[0].lower() for line in head[1:]}
+    assert b"authorization" in names and b"content-length" not in names
+    assert server.connections == 1                  # every answer read whole: one connection
+
+
 def test_a_stale_kept_alive_connection_is_replaced_once(server):
     put = lean(server.port)
     put.put("1", b"x", {})

@@ -62,7 +62,7 @@ def delete_if_object(t: S3Target, path: str, key: str) -> None:
     `key/`) under a put running below it (S3Target.remove_file_at says what was lost).
     For a file a directory replaced: after a directory's move (copy.move) and for a
     directory at the source (remove_file_at). One HEAD, and the delete only for a file."""
-    if t._head(path, key) is not None:
+    if t._exists(path, key):
         delete_keys(t, path, [key])
 
 

@@ -1,5 +1,5 @@
-"""PutObject (small in-memory bodies) and DeleteObject as single signed requests on
-kept-alive connections.
+"""PutObject (small in-memory bodies), DeleteObject and an existence HEAD as single
+signed requests on kept-alive connections.
 
 Why this exists: a burst of small files to S3 is CPU-bound, and the CPU was
 botocore's per-call pipeline (parameter handling, dozens of event hooks, endpoint
@@ -133,6 +133,18 @@ class LeanRequests:
         `sha256`: the body's hex digest when the caller has it already (saves hashing it twice)."""
         answer = self._request("PUT", key, body, headers, sha256)
         return (answer.etag or "") if _succeeded(answer, "PutObject") else None
+
+    def exists(self, key: str) -> bool | None:
+        """HeadObject reduced to its answer: True when an object stands at `key` (2xx),
+        False when none does (404), None when the full client should ask instead (403,
+        which S3 answers for a missing key without s3:ListBucket, a redirect...). Raises
+        as put() does for "retry later" answers and connection failures. Why: a new
+        directory on a target without directories is one HEAD (S3Target.remove_file_at),
+        2 ms of CPU through botocore against 0.3 ms here."""
+        answer = self._request("HEAD", key, None, {}, None)
+        if answer.status == 404:
+            return False
+        return True if _succeeded(answer, "HeadObject") else None
 
     def delete(self, key: str) -> bool:
         """DeleteObject (S3 answers 204 whether the key was there or not); False when the

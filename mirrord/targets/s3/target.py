@@ -180,6 +180,19 @@ class S3Target(Target):
                 return None
             raise self._error(exc, "stat", path) from None
 
+    def _exists(self, path: str, key: str) -> bool:
+        """Whether an object stands at `key`: the lean HEAD first, the SDK's HeadObject
+        when it cannot answer. Raises the classified error (operation 'stat')."""
+        lean = self._lean
+        if lean is not None:
+            try:
+                found = lean.exists(key)
+            except Exception as exc:  # noqa: BLE001 - every failure is classified
+                raise self._error(exc, "stat", path) from None
+            if found is not None:
+                return found
+        return self._head(path, key) is not None
+
     def stat(self, path: str) -> Entry | None:
         key = self._key_or_none(path)
         head = None if key is None else self._head(path, key)
