@@ -3,10 +3,15 @@
 The file (random bytes) is written once to a staging directory on the same
 filesystem as the source. Per repetition, on a fresh bucket each, alternating:
 - mirrord: the daemon runs on an empty source (S3 target, default config:
-  multipart from 64 MiB, 16 MiB parts); the clock starts and the file is
-  renamed into the tree (the write-then-rename pattern: a moved-in file is
-  shipped at once); the clock stops when mirrord's state database acknowledges
-  it (bench/ack.py).
+  multipart from 64 MiB, 16 MiB parts); a copy of the file is made beside the
+  tree (outside the clock), the clock starts and the copy is renamed into the
+  tree (the write-then-rename pattern: a moved-in file is shipped at once); the
+  clock stops when mirrord's state database acknowledges it (bench/ack.py).
+  A copy, not a hard link to the staged file: a file with a link outside the
+  source asks for a links walk of the source (mirrord.hardlinks), which found the
+  file still in flight and queued it again, so it was sent twice (2x the time
+  and the server's CPU since the walk came in; an upload renamed into place has
+  one link).
 - rclone: `rclone copy FILE remote:bucket/prefix` (defaults: 5 MiB parts,
   4 concurrent), until it exits.
 Nothing asks SeaweedFS anything while a tool works (issue 15); afterwards one
@@ -17,6 +22,7 @@ SeaweedFS are logged and kept in the row's notes (per file, not per 1,000).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from bench.ack import (Arm, Meter, acked_now, confirm, run_to_exit, s3_sizes, wait_mirrord)
@@ -50,7 +56,10 @@ def run_mirrord(ctx: Context, big: Path, size: int) -> Arm:
     try:
         m.start()
         m.wait_catchup(60)
-        os.link(big, moved)               # keep the original for the next run
+        shutil.copyfile(big, moved)       # keep the original for the next run (a copy:
+        # a hard link would be a second name outside the source, see the docstring)
+        with open(moved, "rb") as fh:     # written back before the clock starts, as the
+            os.fsync(fh.fileno())         # original rclone reads is
         acked = acked_now(m)
         meter = Meter(ctx.seaweed().proc.pid)
         meter.start(m.proc.pid)
