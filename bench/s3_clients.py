@@ -7,7 +7,7 @@ through each arm, from `concurrency` worker threads that each wait for their
 own request, as the shipper's workers do:
 
 - `lean`: mirrord's own path (mirrord.targets.s3.lean: SigV4 signed by awscrt,
-  http.client on a kept-alive connection per thread);
+  sent by libcurl through pycurl on a kept-alive handle per thread);
 - `lean-botocore-signer`: the same with the signer it had before (botocore's
   S3SigV4Auth), to measure what the native signer saves;
 - `crt`: awscrt.s3.S3Client.make_request(PUT_OBJECT) as bench/s3_crt.py sends it,

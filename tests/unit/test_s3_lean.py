@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
+import subprocess
 import threading
+import time
 from collections import deque
 
 import pytest
+import boto3
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -27,11 +32,13 @@ SLOW_DOWN = (b"<?xml version='1.0'?><Error><Code>SlowDown</Code>"
 class ScriptedServer:
     """Answers each request with the next scripted (status, body, close) or drops it."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.script: deque = deque()
         self.requests: list[bytes] = []
+        self.bodies: list[bytes] = []
         self.connections = 0
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -47,6 +54,12 @@ class ScriptedServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn):
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()                # the client did not trust the certificate
+                return
         with conn:
             buf = b""
             while True:
@@ -64,6 +77,7 @@ class ScriptedServer:
                 while len(rest) < length:
                     rest += conn.recv(65536)
                 self.requests.append(head)
+                self.bodies.append(rest[:length])
                 buf = rest[length:]
                 action = self.script.popleft() if self.script else ("ok",)
                 if action[0] == "drop":
@@ -92,10 +106,13 @@ def server():
     s.close()
 
 
+SECRET = "secret-example"
+
+
 def lean(port: int) -> LeanRequests:
     return LeanRequests(scheme="http", host="127.0.0.1", port=port, base_path="/bucket/",
-                    credentials=Credentials("AKIDEXAMPLE", "secret-example"), region="us-east-1",
-                    connect_timeout=2, read_timeout=2, ssl_context=None)
+                    credentials=Credentials("AKIDEXAMPLE", SECRET), region="us-east-1",
+                    connect_timeout=2, read_timeout=2)
 
 
 def test_success_returns_the_etag_and_keeps_the_connection(server):
@@ -199,7 +216,7 @@ def test_connection_close_is_honoured(server):
 def test_nothing_listening_is_retryable(server):
     port = server.port
     server.close()
-    with pytest.raises(RetryableError, match="connect to 127.0.0.1"):
+    with pytest.raises(RetryableError, match=r"connect failed \(PUT to 127.0.0.1:\d+\)"):
         lean(port).put("1", b"x", {})
 
 
@@ -239,3 +256,128 @@ def test_the_target_builds_the_lean_path_from_the_clients_own_url():
     assert v._lean is not None and v._lean.scheme == "https" and v._lean.port is None
     assert (v._lean.host, v._lean.base_path) == ("mybucket.s3.eu-west-1.amazonaws.com", "/")
     v.close()
+
+
+def _headers(raw: bytes) -> dict[bytes, bytes]:
+    fields = (line.partition(b":") for line in raw.split(b"\r\n")[1:])
+    return {k.lower(): v.strip() for k, _, v in fields}
+
+
+def test_options_do_not_leak_from_one_request_to_the_next_on_a_handle(server):
+    """One thread, one curl handle: DELETE, HEAD, PUT, then HEAD and DELETE again; each
+    goes out as itself (no body left from the PUT, no NOBODY left from the HEAD)."""
+    req = lean(server.port)
+    assert req.delete("d") is True
+    assert req.exists("h") is True
+    assert req.put("p", b"body!", {}) == '"abc"'
+    assert req.put("q", b"", {"Content-Type": "text/plain"}) == '"abc"'
+    assert req.exists("h2") is True
+    assert req.delete("d2") is True
+    lines = [r.split(b"\r\n", 1)[0] for r in server.requests]
+    assert lines == [b"DELETE /bucket/d HTTP/1.1", b"HEAD /bucket/h HTTP/1.1",
+                     b"PUT /bucket/p HTTP/1.1", b"PUT /bucket/q HTTP/1.1",
+                     b"HEAD /bucket/h2 HTTP/1.1", b"DELETE /bucket/d2 HTTP/1.1"]
+    sent = [_headers(r) for r in server.requests]
+    assert server.bodies == [b"", b"", b"body!", b"", b"", b""]
+    assert [h.get(b"content-length") for h in sent] == [None, None, b"5", b"0", None, None]
+    assert b"content-type" not in sent[2]                 # no form type libcurl would add
+    assert sent[3][b"content-type"] == b"text/plain"
+    assert not any(b"expect" in h for h in sent)          # no 100-continue round trip
+    assert server.connections == 1
+
+
+def test_an_empty_header_value_is_sent_as_signed(server):
+    assert lean(server.port).put("k", b"x", {"x-amz-meta-empty": ""}) == '"abc"'
+    assert _headers(server.requests[0]).get(b"x-amz-meta-empty") == b""
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 made by the openssl CLI: (cert, key)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    s = ScriptedServer(tls=context)
+    yield s
+    s.close()
+
+
+def _https_lean(port: int, ca_bundle: str) -> LeanRequests:
+    """The lean path as the target makes it, for an https endpoint on `port`."""
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=f"https://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key=SECRET,
+        config=Config(s3={"addressing_style": "path"}))
+    req = LeanRequests.for_client(client, Credentials("AKIDEXAMPLE", SECRET), "bucket",
+                                  connect_timeout=2, read_timeout=2, ca_bundle=ca_bundle)
+    assert req is not None and req.scheme == "https"
+    return req
+
+
+def test_https_trusts_the_configured_ca_bundle_and_nothing_else(tls_server, certificate,
+                                                                monkeypatch):
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    trusted = _https_lean(tls_server.port, str(certificate[0]))
+    assert trusted.put("a b", b"x", {}) == '"abc"'
+    assert trusted.exists("a b") is True
+    assert tls_server.requests[0].split(b"\r\n", 1)[0] == b"PUT /bucket/a%20b HTTP/1.1"
+    trusted.close()
+    untrusted = _https_lean(tls_server.port, "")        # the system's bundle: not this cert
+    assert untrusted.ca_file == ssl.get_default_verify_paths().cafile
+    with pytest.raises(RetryableError, match=f"TLS .*127.0.0.1:{tls_server.port}") as info:
+        untrusted.put("a", b"x", {})
+    assert SECRET not in str(info.value) and "Authorization" not in str(info.value)
+    assert len(tls_server.requests) == 2                # nothing sent to an untrusted peer
+
+
+def test_a_server_that_never_answers_times_out_as_retryable():
+    silent = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    req = LeanRequests(scheme="http", host="127.0.0.1", port=silent.getsockname()[1],
+                       base_path="/b/", credentials=Credentials("AKIDEXAMPLE", SECRET),
+                       region="us-east-1", connect_timeout=2, read_timeout=1)
+    began = time.monotonic()
+    try:
+        with pytest.raises(RetryableError, match="timed out"):
+            req.put("k", b"x", {})
+        assert time.monotonic() - began < 5
+    finally:
+        req.close()
+        for conn, _ in held:
+            conn.close()
+        silent.close()
+
+
+def test_no_raised_error_carries_the_secret_or_a_header(server):
+    """Every kind of failure this path raises: its message names the failure and the
+    host, never the secret key, the signature or any header."""
+    errors: list[BaseException] = []
+    req = lean(server.port)
+    server.script.extend([("drop",), ("err", 503, SLOW_DOWN, False),
+                          ("err", 412, b"", False), ("err", 429, b"", False)])
+    for call in (lambda: req.put("k", b"x", {}), lambda: req.put("k", b"x", {}),
+                 lambda: req.put("k", b"x", {"If-None-Match": "*"}), lambda: req.delete("k")):
+        with pytest.raises((RetryableError, ClientError)) as info:
+            call()
+        errors.append(info.value)
+    port = server.port
+    server.close()
+    with pytest.raises(RetryableError) as info:
+        lean(port).exists("k")
+    errors.append(info.value)
+    assert [type(e).__name__ for e in errors] == ["RetryableError", "ClientError", "ClientError",
+                                                  "ClientError", "RetryableError"]
+    for error in errors:
+        text = f"{error} {error!r}"
+        for secret in (SECRET, "Authorization", "Signature=", "AWS4-HMAC", "x-amz-date"):
+            assert secret.lower() not in text.lower(), text
+    assert "empty reply" in str(errors[0]) and f"127.0.0.1:{port}" in str(errors[0])
