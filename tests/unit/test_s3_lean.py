@@ -381,3 +381,19 @@ def test_no_raised_error_carries_the_secret_or_a_header(server):
         for secret in (SECRET, "Authorization", "Signature=", "AWS4-HMAC", "x-amz-date"):
             assert secret.lower() not in text.lower(), text
     assert "empty reply" in str(errors[0]) and f"127.0.0.1:{port}" in str(errors[0])
+
+
+def test_a_sent_body_is_not_held_by_the_handle_after_the_put(server):
+    """pycurl keeps the bytes given as POSTFIELDS: without their release every worker
+    would hold its last body (up to 8 MiB) until its next put. A failed put too."""
+    import sys
+    req = lean(server.port)
+    body = b"x" * (1 << 20)
+    before = sys.getrefcount(body)
+    assert req.put("k", body, {}) == '"abc"'
+    assert sys.getrefcount(body) == before
+    server.script.append(("drop",))
+    server.script.append(("drop",))
+    with pytest.raises(RetryableError):
+        req.put("k2", body, {})
+    assert sys.getrefcount(body) == before

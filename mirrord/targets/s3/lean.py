@@ -209,6 +209,11 @@ class LeanRequests:
             # libcurl's text names at most the host, port and URL (no credential in it)
             raise RetryableError(f"{kind} ({method} to {self.netloc}): "
                                  f"curl {code}: {text}") from None
+        finally:
+            if body is not None:
+                # pycurl holds the bytes given as POSTFIELDS until they are replaced: each
+                # worker's last body (up to 8 MiB) would stay in memory after a burst
+                curl.setopt(pycurl.POSTFIELDS, b"")
         return _Answer(curl.getinfo(pycurl.RESPONSE_CODE), handle.reason, handle.etag,
                        b"".join(handle.body))
 
