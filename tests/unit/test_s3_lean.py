@@ -338,6 +338,28 @@ def test_https_trusts_the_configured_ca_bundle_and_nothing_else(tls_server, cert
     assert len(tls_server.requests) == 2                # nothing sent to an untrusted peer
 
 
+def test_without_a_system_bundle_file_the_systems_certificate_directory_is_trusted(
+        tls_server, certificate, tmp_path, monkeypatch):
+    """Where OpenSSL finds no bundle file (get_default_verify_paths().cafile is None) the
+    system's hashed directory is used, as Python's default context (what http.client
+    trusted) does; not the wheel's own libcurl default, which may name a file this
+    system lacks."""
+    monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    hashed = tmp_path / "certs"
+    hashed.mkdir()
+    (hashed / "ours.pem").write_bytes(certificate[0].read_bytes())
+    subprocess.run(["openssl", "rehash", str(hashed)], check=True, capture_output=True)
+    paths = ssl.get_default_verify_paths()
+    monkeypatch.setattr(ssl, "get_default_verify_paths",
+                        lambda: paths._replace(cafile=None, capath=str(hashed)))
+    req = _https_lean(tls_server.port, "")
+    assert (req.ca_file, req.ca_dir) == (None, str(hashed))
+    try:
+        assert req.put("k", b"x", {}) == '"abc"'
+    finally:
+        req.close()
+
+
 def test_a_server_that_never_answers_times_out_as_retryable():
     silent = socket.create_server(("127.0.0.1", 0))
     held = []

@@ -95,9 +95,11 @@ class LeanRequests:
 
     def __init__(self, *, scheme: str, host: str, port: int | None, base_path: str,
                  credentials: Any, region: str, connect_timeout: float, read_timeout: float,
-                 ca_file: str | None = None):
+                 ca_file: str | None = None, ca_dir: str | None = None):
         """`ca_file`: the CA bundle https is verified against (for_client: botocore's
-        choice, else the system's); None: libcurl's own default."""
+        choice, else the system's file); `ca_dir`: a hashed directory of CA certificates,
+        used when there is no such file (the system's, as OpenSSL's default context
+        looks there); both None: libcurl's own default."""
         self.scheme, self.host, self.port = scheme, host, port
         self.base_path = base_path          # ends with "/": the key is appended, quoted
         name = f"[{host}]" if ":" in host else host       # an IPv6 literal (RFC 3986 3.2.2)
@@ -105,7 +107,7 @@ class LeanRequests:
         self._origin = f"{scheme}://{self.netloc}"
         self.region = region
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
-        self.ca_file = ca_file
+        self.ca_file, self.ca_dir = ca_file, ca_dir
         self._signer = Signer(credentials, region)
         self._local = threading.local()
         self._all: list[_Handle] = []
@@ -130,14 +132,16 @@ class LeanRequests:
         end = endpoint_for(client, credentials, bucket)
         if end is None:
             return None
-        ca_file = None
+        ca_file = ca_dir = None
         if end.scheme == "https":
             # the bundle botocore would use (endpoint.ca_bundle_path), else the system's:
             # named, as the wheel's libcurl may look for it where this system has none
-            ca_file = ca_bundle_path(ca_bundle) or ssl.get_default_verify_paths().cafile
+            system = ssl.get_default_verify_paths()   # each None where it does not exist
+            ca_file = ca_bundle_path(ca_bundle) or system.cafile
+            ca_dir = None if ca_file else system.capath
         return cls(scheme=end.scheme, host=end.host, port=end.port, base_path=end.base_path,
                    credentials=credentials, region=end.region, connect_timeout=connect_timeout,
-                   read_timeout=read_timeout, ca_file=ca_file)
+                   read_timeout=read_timeout, ca_file=ca_file, ca_dir=ca_dir)
 
     # ------------------------------------------------------------------ requests
     def put(self, key: str, body: bytes, headers: Mapping[str, str], *,
@@ -238,6 +242,8 @@ class LeanRequests:
             curl.setopt(pycurl.SSL_VERIFYHOST, 2)
             if self.ca_file:
                 curl.setopt(pycurl.CAINFO, self.ca_file)
+            elif self.ca_dir:
+                curl.setopt(pycurl.CAPATH, self.ca_dir)
         curl.setopt(pycurl.HEADERFUNCTION, handle.header)
         curl.setopt(pycurl.WRITEFUNCTION, handle.body_part)
         self._local.handle = handle
