@@ -238,6 +238,29 @@ def test_a_proxy_for_the_endpoint_leaves_puts_to_the_sdk(monkeypatch):
     assert _proxy_applies("http", "s3.example.test")
     monkeypatch.setenv("no_proxy", "s3.example.test")
     assert not _proxy_applies("http", "s3.example.test")
+    assert not _proxy_applies("http", "s3.example.test:8333")
+    monkeypatch.setenv("no_proxy", "s3.example.test:8333")     # host:port, as botocore reads it
+    assert not _proxy_applies("http", "s3.example.test:8333")
+    assert _proxy_applies("http", "s3.example.test:9000")
+
+
+def test_a_no_proxy_entry_with_a_port_keeps_the_lean_path(monkeypatch):
+    """The target's own endpoint check: NO_PROXY naming the endpoint's host:port means
+    botocore goes direct, so the lean path is made too."""
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1:8333")
+    client = boto3.session.Session().client(
+        "s3", endpoint_url="http://127.0.0.1:8333", region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key=SECRET,
+        config=Config(s3={"addressing_style": "path"}))
+    req = LeanRequests.for_client(client, Credentials("AKIDEXAMPLE", SECRET), "bucket",
+                                  connect_timeout=2, read_timeout=2)
+    assert req is not None
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1:9999")
+    assert LeanRequests.for_client(client, Credentials("AKIDEXAMPLE", SECRET), "bucket",
+                                   connect_timeout=2, read_timeout=2) is None
 
 
 def test_the_target_builds_the_lean_path_from_the_clients_own_url():

@@ -79,3 +79,22 @@ def test_refreshed_credentials_are_taken_and_never_shown(monkeypatch):
     second = signer.sign("PUT", "/b/k", {"Host": HOST}, None, b"x", now=NOW)["Authorization"]
     assert "AKIDOLD/" in first and "AKIDNEW/" in second
     assert "secret" not in first + second
+
+
+def test_the_sdk_keeps_its_python_signer_though_awscrt_is_installed():
+    """awscrt is installed for signing.py; botocore would then sign every SDK request,
+    multipart parts included, with awscrt's signer, whose body-reading callback printed raw
+    tracebacks to stderr when a failed upload's other parts were cancelled. The package
+    sets botocore's opt-out before botocore is imported (an operator's own value wins)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import mirrord.targets.s3.client, botocore.auth, awscrt.auth; "
+            "print(botocore.auth.AUTH_TYPE_MAPS['s3v4'].__module__)")
+    env = {k: v for k, v in os.environ.items() if k != "BOTO_DISABLE_CRT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "botocore.auth"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "BOTO_DISABLE_CRT": "false"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "botocore.crt.auth"

@@ -43,10 +43,10 @@ log = logging.getLogger("mirrord.targets.s3")
 SMALL_FILE = 8 << 20            # read whole and sent with one PutObject below this
 TRANSFER_CONCURRENCY = 4        # parts in flight per large upload
 # Parts a large upload holds in memory at once (s3transfer's max_in_memory_upload_chunks,
-# 10 by default): the 4 in flight and 2 read ahead. Each worker runs one upload, so a
-# target's worst case is workers x 6 x multipart_chunksize (16 x 6 x 8 MiB = 768 MiB at
-# the defaults). Measured on a 512 MiB file to SeaweedFS, alternating, 4 each: 3.8 s and
-# 48 MiB of peak RSS at 6 against 4.1 s and 80 MiB at 10.
+# 10 by default): the 4 in flight and 2 read ahead. At most upload.LARGE_UPLOADS (8) run
+# at once per target, so a target's worst case is 8 x 6 x multipart_chunksize (768 MiB at
+# the default 16 MiB parts). Measured on a 512 MiB file to SeaweedFS in 8 MiB parts,
+# alternating, 4 each: 3.8 s and 48 MiB of peak RSS at 6 against 4.1 s and 80 MiB at 10.
 TRANSFER_PARTS_IN_MEMORY = TRANSFER_CONCURRENCY + 2
 
 

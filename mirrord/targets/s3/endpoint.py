@@ -48,7 +48,7 @@ def endpoint_for(client: Any, credentials: Any, bucket: str) -> Endpoint | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.path.endswith("/" + PROBE_KEY):
         return None
-    if parts.query or _proxy_applies(parts.scheme, parts.hostname or ""):
+    if parts.query or _proxy_applies(parts.scheme, parts.netloc):
         return None
     default_port = 443 if parts.scheme == "https" else 80
     port = parts.port if parts.port not in (None, default_port) else None
@@ -95,7 +95,10 @@ def probe_put_request(client: Any, bucket: str) -> tuple[str, str] | None:
     return seen["url"], scope.group(1)
 
 
-def _proxy_applies(scheme: str, host: str) -> bool:
-    """Whether the environment routes requests to host through a proxy (botocore honours it)."""
+def _proxy_applies(scheme: str, netloc: str) -> bool:
+    """Whether the environment routes requests to `netloc` (host[:port], as in the URL)
+    through a proxy: botocore's rule (utils.should_bypass_proxies), which asks
+    proxy_bypass about the whole netloc, so a NO_PROXY entry naming host:port counts (given
+    the host alone, such an entry sent every put through the SDK: a breaker)."""
     proxies = urllib.request.getproxies()
-    return bool(proxies.get(scheme)) and not urllib.request.proxy_bypass(host)
+    return bool(proxies.get(scheme)) and not urllib.request.proxy_bypass(netloc)

@@ -74,6 +74,9 @@ class S3Target(Target):
         self._client: Any = None
         self._lean: LeanRequests | None = None   # the lean put/delete path, made with the client
         self._lock = threading.Lock()
+        # files sent through s3transfer (8 MiB and more) at once: the bound on what large
+        # uploads hold in memory whatever `workers` is (upload.LARGE_UPLOADS)
+        self.large_uploads = threading.BoundedSemaphore(upload.LARGE_UPLOADS)
         self._open_lock = OpenLock(f"s3:{opts.endpoint_url}/{opts.bucket}/{opts.prefix}")
 
     @classmethod

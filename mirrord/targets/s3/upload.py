@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.s3.transfer import create_transfer_manager
 
-from mirrord.errors import RetryableError
+from mirrord.errors import RetryableError, SourceBusy
 from mirrord.fsutil import check_read_whole
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry
@@ -31,6 +31,14 @@ from mirrord.targets.s3.lean import headers_from_args
 
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
+
+# Files sent through s3transfer (min(8 MiB, multipart_threshold) and more) at once per
+# target; more wait for a slot. Each holds at most client.TRANSFER_PARTS_IN_MEMORY parts
+# of multipart_chunksize (or, below multipart_threshold, its one body), so a target's large
+# uploads hold at most 8 x 6 x 16 MiB = 768 MiB at the defaults, whatever `workers` is
+# (at 16 workers without this bound: 1.5 GiB; at the former 8 workers and s3transfer's
+# default of 10 parts in memory: 1.25 GiB).
+LARGE_UPLOADS = 8
 
 
 def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
@@ -60,7 +68,8 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
             if keeping:
                 resent = conditional.keep_before(t, path, key, str(keep_stamp),
                                                  version=(st.st_size, ns), sha256=digest)
-            _put_large(t, path, key, fh, put_args(t.opts, path, ns, digest, mode))
+            with t.large_uploads:
+                _put_large(t, path, key, fh, st, put_args(t.opts, path, ns, digest, mode))
             if resent:
                 versioning.drop_resent(t, key, resent)
     except OSError as exc:
@@ -95,12 +104,21 @@ def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,
     return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
 
 
-def _put_large(t: S3Target, path: str, key: str, fh: Any, args: dict[str, Any]) -> None:
-    """Upload the open file `fh` to `key` through s3transfer (multipart at or above
-    multipart_threshold) with put_object `args`; raises the classified error."""
+def _put_large(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result,
+               args: dict[str, Any]) -> None:
+    """Upload the open file `fh` (`st`: its fstat when opened) to `key` through s3transfer
+    (multipart at or above multipart_threshold) with put_object `args`. Raises the
+    classified error; SourceBusy (a wait: sent again once the change is read) when the
+    upload failed and the file is no longer what was opened: a file truncated while its
+    parts were read made S3 refuse the completion as InvalidPart (400), which was recorded
+    as a permanent error on a path the next write then sent whole (a breaker)."""
     config = transfer_config(t.opts.multipart_threshold, t.opts.multipart_chunksize)
     try:
         with create_transfer_manager(t.client, config) as manager:
             manager.upload(fh, t.bucket, key, extra_args=args).result()
     except Exception as exc:  # noqa: BLE001
+        now = os.fstat(fh.fileno())
+        if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            raise SourceBusy(f"{shown(path)} changed at the source while it was being sent: "
+                             "sent again once it is quiet") from None
         raise t._error(exc, "put", path) from None
