@@ -223,8 +223,7 @@ def _build(r: _Reader) -> Config:
         if kind in ("target", "source") and name:
             check_section_name(r, section, name)
         if kind == "target" and name:
-            targets[name] = _read_target(r, section, name, settings.workers,
-                                         workers_set=r.raw("mirrord", "workers") is not None)
+            targets[name] = _read_target(r, section, name, settings.workers)
         elif kind == "source" and name:
             sources.append(_read_source(r, section, name))
         else:

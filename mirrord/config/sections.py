@@ -234,10 +234,9 @@ RSYNC_DEFAULT_WORKERS = 2
 S3_DEFAULT_WORKERS = 16
 
 
-def _read_target(r: _Reader, section: str, name: str, default_workers: int, *,
-                 workers_set: bool = True) -> TargetConfig:
-    """[target:NAME] `section`. `default_workers`: [mirrord] workers; `workers_set`: whether
-    that was written (when not, an S3 target's default is S3_DEFAULT_WORKERS)."""
+def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> TargetConfig:
+    """[target:NAME] `section`. `default_workers`: [mirrord] workers (when it is not
+    written, an S3 target's default is S3_DEFAULT_WORKERS)."""
     ttype = (r.raw(section, "type", "") or "").lower()
     if ttype not in TARGET_TYPES:
         r.problem(section, "type", f"must be one of {', '.join(TARGET_TYPES)}, got {ttype!r}")
@@ -246,7 +245,7 @@ def _read_target(r: _Reader, section: str, name: str, default_workers: int, *,
     r.check_keys(section, _COMMON_TARGET_KEYS | _TARGET_KEYS[ttype])
     if ttype == "rsync":   # parallel rsync runs share one SSH connection and the CPU: see the constant
         default_workers = min(default_workers, RSYNC_DEFAULT_WORKERS)
-    elif ttype == "s3" and not workers_set:
+    elif ttype == "s3" and r.raw("mirrord", "workers") is None:
         default_workers = S3_DEFAULT_WORKERS
     workers = r.get(section, "workers", parse_positive_int, default_workers)
     opts = {"local": _read_local, "s3": _read_s3, "rsync": _read_rsync}[ttype](r, section)

@@ -152,6 +152,6 @@ def test_a_large_upload_failing_after_its_file_changed_is_a_wait_not_a_failure(s
                 t.put("shrinks.bin", str(local), size=st.st_size, mtime=st.st_mtime)
             assert isinstance(info.value, SourceBusy) is changed, info.value
             if changed:
-                assert "changed at the source" in str(info.value)
+                assert "the source file changed while it was read" in str(info.value)
     finally:
         t.close()

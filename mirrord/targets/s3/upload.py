@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.s3.transfer import create_transfer_manager
 
-from mirrord.errors import RetryableError, SourceBusy
+from mirrord.errors import RetryableError
 from mirrord.fsutil import check_read_whole
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry
@@ -117,8 +117,6 @@ def _put_large(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result,
         with create_transfer_manager(t.client, config) as manager:
             manager.upload(fh, t.bucket, key, extra_args=args).result()
     except Exception as exc:  # noqa: BLE001
-        now = os.fstat(fh.fileno())
-        if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-            raise SourceBusy(f"{shown(path)} changed at the source while it was being sent: "
-                             "sent again once it is quiet") from None
+        # the file still what was opened (size, mtime, ctime), else SourceBusy
+        check_read_whole(fh.fileno(), st, st.st_size, st.st_size)
         raise t._error(exc, "put", path) from None
