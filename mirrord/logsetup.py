@@ -22,18 +22,25 @@ from typing import TextIO
 # (a flag). config.cmdline masks the word after one too.
 SECRET_OPTION = (r"--(?!no-)[\w-]*?(?:password|passwd|pass|passphrase|token|secret|bearer|"
                  r"credentials?|api-?key|apikey|access-?key|secret-?key)")
+# A value that is already the mask, then a comma, semicolon, space or the end: matched
+# alone, so the field separator after it stays (`check-config` printed
+# `secret_access_key=*** addressing_style=...`: a pattern's value ate the comma).
+_MASKED = r"\*\*\*(?=[,;]|\s|$)"
+
 _SECRET_PATTERNS = [
     # libpq's password='quoted value' or a bare value. A bare value ends at whitespace or a
     # quote: `\S+` also ate the closing quote of a key="host=... password=x" log field and left
     # the line unbalanced. A backslash-escaped quote followed by another character of the value
     # (kv()'s json.dumps of a password holding a quote) stays part of it: no tail leaks.
-    (re.compile(r"""(password\s*=\s*)('[^']*'|(?:[^\s"'\\]|\\["'](?=[^\s"'\\]))+)""", re.IGNORECASE),
+    (re.compile(rf"""(password\s*=\s*)({_MASKED}|'[^']*'|(?:[^\s"'\\]|\\["'](?=[^\s"'\\]))+)""",
+                re.IGNORECASE),
      r"\1***"),
     # secret_access_key = X, or `: X` (an INI line with configparser's other delimiter,
     # YAML, an `env` dump), aws_ prefixed too. Not where mirrord's own message NAMES the key:
     # a config problem's location, `[target:x] secret_access_key: access_key_id and ...`,
     # once came out `secret_access_key: *** and ...` (errors.ConfigProblem's format)
-    (re.compile(r"((?<![\])] )(?<![\])] aws_)secret_access_key\s*[=:]\s*)\S+", re.IGNORECASE),
+    (re.compile(r"((?<![\])] )(?<![\])] aws_)secret_access_key\s*[=:]\s*)"
+                rf"(?:{_MASKED}|\S+)", re.IGNORECASE),
      r"\1***"),
     (re.compile(r"(Signature=|X-Amz-Signature=|Credential=)[^&\s]+"), r"\1***"),
     # the whole userinfo of any URL (a conninfo URI, an S3 endpoint, a check_url, a URL in a
@@ -76,13 +83,14 @@ _SECRET_PATTERNS = [
     # AWS_SECRET_ACCESS_KEY=, GITHUB_TOKEN=, --api-key= (an environment assignment or option;
     # `_pwd`, not `pwd`: PWD= and OLDPWD= in an `env` dump are directories)
     (re.compile(r"""((?<![\w-])[\w-]*(?:[_-]pwd|pass|passwd|secret|token|api[_-]?key|"""
-                r"""access[_-]?key|secret[_-]?key|credentials?)=)('[^']*'|"[^"]*"|[^\s'"&]+)""",
+                r"""access[_-]?key|secret[_-]?key|credentials?)=)"""
+                rf"""({_MASKED}|'[^']*'|"[^"]*"|[^\s'"&]+)""",
                 re.IGNORECASE), r"\1***"),
     # an environment variable (upper case) whose name holds a credential word anywhere:
     # SSHPASS=, PGPASSWORD=, REDISCLI_AUTH=, VAULT_TOKEN_X=, AWS_SECRET_ACCESS_KEY=, API_KEY_2=
     # (case-sensitive: `StrictHostKeyChecking=no` is an ssh option, not a key)
     (re.compile(r"""((?<![\w-])[A-Z0-9_]*(?:PASS|TOKEN|SECRET|KEY|AUTH(?!OR)|CREDENTIAL)"""
-                r"""[A-Z0-9_]*=)('[^']*'|"[^"]*"|[^\s'"&]+)"""), r"\1***"),
+                rf"""[A-Z0-9_]*=)({_MASKED}|'[^']*'|"[^"]*"|[^\s'"&]+)"""), r"\1***"),
 ]
 # Below this length a registered secret is masked only where it stands as a whole
 # credential field (register_secret): "abc" masked everywhere would mangle ordinary output

@@ -146,7 +146,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         return 0
     print(f"{cfg.path}: ok")
     m = cfg.mirrord
-    print(f"  state_dir {m.state_dir}, workers {m.workers}, heartbeat every {m.heartbeat_interval:g}s, "
+    print(f"  state_dir {m.state_dir}, workers {m.workers} ([mirrord]; each target says its own), heartbeat every {m.heartbeat_interval:g}s, "
           f"log {m.log_level}/{m.log_format}"
           + (f", metrics on {_address(m.metrics_listen)}" if m.metrics_listen else ""))
     if not cfg.sources:

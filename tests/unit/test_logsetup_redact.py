@@ -47,3 +47,28 @@ def test_text_and_json_log_lines_are_masked_and_well_formed():
     assert text.endswith('event=replica conninfo="host=db password=***"')
     doc = json.loads(_JsonFormatter().format(record(msg)))      # still valid JSON
     assert doc["msg"] == 'event=replica conninfo="host=db password=***"'
+
+
+@pytest.mark.parametrize("text", [
+    "bucket=b, secret_access_key=***, addressing_style=path",   # check-config's target line
+    "secret_access_key: ***; next",
+    "AWS_SECRET_ACCESS_KEY=***, REGION=x",
+    "aws_secret_access_key=***, region=x",
+    "api_key=***, user=x",
+    "host=db, password=***, dbname=wiki",
+])
+def test_a_value_already_masked_keeps_the_separator_after_it(text):
+    """A field list whose secret is already '***' (check-config) reads the same after
+    redaction: the comma or semicolon after the mask is not taken with it."""
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("secret_access_key=***abc, x", "abc"),          # a value that only starts like the mask
+    ("secret_access_key=a,b c", "a,b"),              # a comma inside a value is still masked
+    ("AWS_SECRET_ACCESS_KEY=***x, y", "x"),
+    ("password=***pw, x", "pw"),
+])
+def test_a_value_starting_like_the_mask_is_still_masked_whole(text, secret):
+    shown = redact(text)
+    assert secret not in shown.replace("***", "")
