@@ -48,6 +48,7 @@ from mirrord.compare import against_shipped
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
 from mirrord.journal.holds import held_sources
+from mirrord.journal.proposals import Seen
 from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.logsetup import kv
 from mirrord.merge import Cursor
@@ -160,11 +161,15 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     row = None      # a removal in flight may take it: sent again after it
                 if entry.is_dir and not (directories or {}).get(t, True):
                     continue
-                kind = against_shipped(entry, row, keeps_mode=(modes or {}).get(t))
+                keeps_mode = (modes or {}).get(t)
+                kind = against_shipped(entry, row, keeps_mode=keeps_mode)
                 if kind is None:
                     continue
+                # what the walk saw: a put in flight that ships it settles this proposal
+                seen = None if entry.is_dir else Seen(
+                    entry.size, entry.mtime_ns, None if keeps_mode is False else entry.mode)
                 change = Change(source.name, entry.path, kind, size=entry.size,
-                                time=time.time(), targets=(t,))
+                                time=time.time(), targets=(t,), seen=seen)
                 if row is None and t in swaps and swaps[t].missing(key, change, entry.is_dir):
                     continue
                 propose(change)

@@ -109,6 +109,8 @@ class ClaimAckMixin:
         clear: list[tuple[Op, int | None]] = []   # tree removals to queue (_clear_below)
         with self.transaction():
             for out in outcomes:
+                if out.error is not None:
+                    self._proposals.forget(out.op.id)   # the row is sent again, as recorded
                 if out.error is None:
                     if self._done(out, clear):
                         finished.append(out.op.id)
@@ -144,6 +146,14 @@ class ClaimAckMixin:
                 clear.append((op, None))
             return True
         row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None and self._proposals.satisfied(out, row[0]):
+            # moved on only by a catch-up's proposal that saw what this op shipped
+            # (mirrord.journal.proposals): done, as if unchanged
+            self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
+            self._barriers.drop(op.id)
+            if below:
+                clear.append((op, None))
+            return True
         if row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
             self.db.execute(
@@ -274,6 +284,7 @@ class ClaimAckMixin:
         if named:
             where += f" OR claimer IN ({','.join('?' * len(named))})"
         sql = f"UPDATE ops SET claimed = 0, claimer = NULL WHERE claimed != 0 AND ({where})"
+        self._proposals.clear()   # only this process's rows have entries; none may outlive a release
         if target is not None:
             sql += " AND target = ?"
             named.append(target)

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from mirrord.journal.barriers import _Barriers, barrier_paths
 from mirrord.journal.holds import PARKED, is_held
+from mirrord.journal.proposals import InFlightProposals
 from mirrord.journal.records import Change, _b, _prefix_upper
 
 
@@ -26,6 +27,7 @@ class EnqueueMixin:
     routes: dict[str, tuple[str, ...]]
     clock: Callable[[], float]
     _barriers: _Barriers
+    _proposals: InFlightProposals
 
     def targets_of(self, change_targets: tuple[str, ...] | None, source: str) -> tuple[str, ...]:
         routed = self.routes.get(source, ())
@@ -39,11 +41,17 @@ class EnqueueMixin:
         with self.transaction():
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
-                    if ch.repair and self._in_flight_kind(target, ch.source, _b(ch.path)) not in (None, "attr"):
+                    path = _b(ch.path)
+                    if ch.repair and self._in_flight_kind(target, ch.source, path) not in (None, "attr"):
                         continue
-                    self._upsert(target, ch.source, _b(ch.path), ch.kind, tree=ch.tree,
-                                 is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
-                                 when=ch.time or self.clock(), delay=ch.delay)
+                    seq = None
+                    if ch.seen is not None and ch.kind in ("put", "attr") and not ch.tree:
+                        seq = self._proposals.in_flight_put(self.db, target, ch.source, path)
+                    oid = self._upsert(target, ch.source, path, ch.kind, tree=ch.tree,
+                                       is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
+                                       when=ch.time or self.clock(), delay=ch.delay)
+                    if seq is not None:   # mirrord.journal.proposals: sent again only if needed
+                        self._proposals.note(oid, path, seq + 1, ch.seen)
                     n += 1
         return n
 
@@ -95,6 +103,7 @@ class EnqueueMixin:
                 "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
                 "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
             tree_after = tree or bool(old_tree)  # a pending tree removal stays (MAX(tree, ?))
+            self._proposals.forget(oid)   # whatever changed now is sent, shipped or not
             if kind == "attr" and old_kind != "attr":
                 # a pending put / move / delete / mkdir is stronger and state-based anyway: it
                 # ships the mode and mtime too. seq still moves on, so an op of the row that

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mirrord.journal.proposals import Seen
 
 
 def _b(path: str) -> bytes:
@@ -56,6 +60,10 @@ class Change:
     # start pass listed a target while the catch-up's puts were in flight). A row waiting
     # (or backing off after failures) is recorded over as before: it runs at once.
     repair: bool = False
+    # A catch-up's proposal of a file (mirrord.journal.proposals.Seen: its size, mtime_ns and
+    # mode as the walk saw them): recorded over a put in flight as any change, but done at
+    # that put's acknowledgement when it shipped what the walk saw (no second send).
+    seen: Seen | None = None
 
 
 @dataclass(frozen=True)

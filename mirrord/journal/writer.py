@@ -21,6 +21,7 @@ from mirrord.journal import holds, opening, read, schema, shipped
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
+from mirrord.journal.proposals import InFlightProposals
 from mirrord.journal.records import RowState, TargetBacklog
 
 
@@ -49,6 +50,7 @@ class Journal(EnqueueMixin, ClaimAckMixin):
             schema.check_integrity(self.db, self.path)
         schema.migrate(self.db, self.path)
         self.claimer = claimer or claimer_mod.me()
+        self._proposals = InFlightProposals(self.claimer)   # mirrord.journal.proposals
         if reset_claims:  # False: the caller reads them first (mirrord.interrupted)
             self.release_claims()   # a live process's (a running daemon's) stay its own
         self._barriers = load_barriers(self.db)
