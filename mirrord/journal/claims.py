@@ -284,7 +284,8 @@ class ClaimAckMixin:
         if named:
             where += f" OR claimer IN ({','.join('?' * len(named))})"
         sql = f"UPDATE ops SET claimed = 0, claimer = NULL WHERE claimed != 0 AND ({where})"
-        self._proposals.clear()   # only this process's rows have entries; none may outlive a release
+        if self.claimer in gone:   # only this process's rows have entries (proposals.py)
+            self._proposals.clear()
         if target is not None:
             sql += " AND target = ?"
             named.append(target)

@@ -38,6 +38,7 @@ class EnqueueMixin:
     def enqueue(self, changes: Iterable[Change]) -> int:
         """Record changes durably (one transaction); returns how many rows were touched."""
         n = 0
+        notes = []   # mirrord.journal.proposals, kept only once the transaction commits
         with self.transaction():
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
@@ -51,8 +52,10 @@ class EnqueueMixin:
                                        is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
                                        when=ch.time or self.clock(), delay=ch.delay)
                     if seq is not None:   # mirrord.journal.proposals: sent again only if needed
-                        self._proposals.note(oid, path, seq + 1, ch.seen)
+                        notes.append((oid, path, seq + 1, ch.seen))
                     n += 1
+        for note in notes:
+            self._proposals.note(*note)
         return n
 
     def _in_flight_kind(self, target: str, source: str, path: bytes) -> str | None:
@@ -98,6 +101,7 @@ class EnqueueMixin:
         tree_after = tree
         if cur.rowcount:
             oid = cur.lastrowid
+            self._proposals.forget(oid)   # an id used again: nothing of the old row applies
         else:
             oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = self.db.execute(
                 "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "

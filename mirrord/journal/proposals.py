@@ -18,8 +18,14 @@ size and mtime_ns, mode where the target keeps it: mirrord.compare.against_shipp
 Anything else keeps the row: a live change recorded after the proposal, a different
 look, a failed put, a mode the target did not report.
 
-Memory only, one entry per proposal over a row this process has in flight: a crash
-loses it, and the row is then sent once more (what every restart did before).
+Memory only, one entry per proposal over a row this process has in flight, kept once
+the enqueue's transaction commits (a batch rolled back leaves none: a stale entry could
+have been satisfied by another process's change moving the row to the same seq) and
+forgotten when its id is given to a new row. A crash loses them, and the row is then
+sent once more (what every restart did before). What a walk cannot tell from `shipped`
+(new bytes at the same size and mtime_ns, a write inside one timestamp tick through a
+name no event reports) is not sent again either: before, the proposal's bump did that
+by accident, for a file that happened to be in flight.
 """
 
 from __future__ import annotations

@@ -177,3 +177,44 @@ def test_released_claims_drop_every_proposal(j, clock):
     (again,) = claim(j, clock)
     j.ack([shipped_put(again)])
     assert queued(j) == []
+
+
+def test_a_batch_that_rolls_back_leaves_no_proposal(j, clock, monkeypatch):
+    """The note is kept only once its transaction commits: a batch that fails after the
+    proposal (a full disk) must not leave one that a later change by another process,
+    moving the row to the same seq, would satisfy (a review)."""
+    j.enqueue([live()])
+    (op,) = claim(j, clock)
+    real = j._upsert
+
+    def failing(target, source, path, *args, **kwargs):
+        if path == b"boom":
+            raise OSError(28, "No space left on device")
+        return real(target, source, path, *args, **kwargs)
+
+    monkeypatch.setattr(j, "_upsert", failing)
+    with pytest.raises(OSError):
+        j.enqueue([proposal(), live("boom")])
+    monkeypatch.undo()
+    assert len(j._proposals) == 0
+    j.enqueue([live()])                          # e.g. another process's change: seq 2
+    j.ack([shipped_put(op)])
+    assert queued(j) == [("f", "put")]
+
+
+def test_a_new_row_forgets_what_its_id_had(j, clock):
+    j.enqueue([live()])
+    (op,) = claim(j, clock)
+    j._proposals.note(op.id + 1, b"g", 2, Seen(SIZE, NS, MODE))   # left by a deleted row
+    j.enqueue([live("g")])                       # gets that id
+    (op_f, op_g) = sorted(claim(j, clock) + [op], key=lambda o: o.path)
+    assert op_g.id == op.id + 1
+    assert len(j._proposals) == 0
+
+
+def test_releasing_another_process_claims_keeps_this_ones_proposals(j, clock):
+    j.enqueue([live()])
+    claim(j, clock)
+    j.enqueue([proposal()])
+    j.release_claims(claimers=["0:0"])           # a gone process's rows (ClaimWatch)
+    assert len(j._proposals) == 1
