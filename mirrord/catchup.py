@@ -167,7 +167,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     continue
                 # what the walk saw: a put in flight that ships it settles this proposal
                 seen = None if entry.is_dir else Seen(
-                    entry.size, entry.mtime_ns, None if keeps_mode is False else entry.mode)
+                    entry.size, entry.mtime_ns, None if keeps_mode is False else entry.mode,
+                    entry.ctime_ns)
                 change = Change(source.name, entry.path, kind, size=entry.size,
                                 time=time.time(), targets=(t,), seen=seen)
                 if row is None and t in swaps and swaps[t].missing(key, change, entry.is_dir):

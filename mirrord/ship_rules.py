@@ -126,7 +126,7 @@ def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool,
     if seen.kind == "file":
         entry = res.entry
         return Outcome(op, "meta" if res.item.meta_only else "put", size=seen.size,
-                       mtime_ns=seen.mtime_ns, mode=mode,
+                       mtime_ns=seen.mtime_ns, mode=mode, ctime_ns=seen.ctime_ns,
                        token=entry.token if entry is not None else None,
                        kept_below=not directories and not op.tree)
     if seen.kind == "dir":

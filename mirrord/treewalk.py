@@ -96,7 +96,7 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
                     if links is not None and st.st_nlink > 1:
                         links(relpath, st)
                     yield Entry(relpath, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns,
-                                mode=stat_mod.S_IMODE(st.st_mode))
+                                mode=stat_mod.S_IMODE(st.st_mode), ctime_ns=st.st_ctime_ns)
             else:
                 os.close(fd)
                 stack.pop()

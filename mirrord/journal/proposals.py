@@ -11,21 +11,26 @@ against 5.5-6.0 for one put), the links walk having found it in flight.
 Leaving such a proposal out is not safe: the worker looked at the file before the walk
 did, and a write through a name the watcher does not see (the other hard link) between
 the two looks would be lost until a reconcile. So the proposal is recorded as before,
-and this remembers what the walk saw (`Seen`: size, mtime_ns, mode). When the put in
-flight is acknowledged and what it shipped is what the walk saw, the row is done: the
-catch-up, run after that acknowledgement, would have proposed nothing (the same rule,
-size and mtime_ns, mode where the target keeps it: mirrord.compare.against_shipped).
-Anything else keeps the row: a live change recorded after the proposal, a different
-look, a failed put, a mode the target did not report.
+and this remembers what the walk saw (`Seen`: size, mtime_ns, mode, ctime_ns). When the
+put in flight is acknowledged and the file it shipped is the one the walk saw, the row is
+done. "The one": size, mtime_ns and mode as any comparison (mirrord.compare.
+against_shipped), and the inode change time, which no caller can set back: a breaker
+rewrote the file through its outside name while the put was held, then put its mtime back
+(`touch -r`, `rsync --inplace -t`); on size and mtime alone the walk's look matched the
+worker's and the new bytes were never sent (the code before sent the file twice, so it
+went). ctime moves with every write, truncate, chmod, link and rename, so a file that
+changed between the worker's look (mirrord.observe: the ctime it read under, checked again
+after the target stored it) and the walk's is sent again. Anything else keeps the row
+too: a live change recorded after the proposal, a failed put, a mode the target did not
+report.
 
 Memory only, one entry per proposal over a row this process has in flight, kept once
 the enqueue's transaction commits (a batch rolled back leaves none: a stale entry could
 have been satisfied by another process's change moving the row to the same seq) and
 forgotten when its id is given to a new row. A crash loses them, and the row is then
-sent once more (what every restart did before). What a walk cannot tell from `shipped`
-(new bytes at the same size and mtime_ns, a write inside one timestamp tick through a
-name no event reports) is not sent again either: before, the proposal's bump did that
-by accident, for a file that happened to be in flight.
+sent once more (what every restart did before). Left: two looks within one tick of the file
+system's timestamp clock (ext4: the kernel's coarse clock) cannot tell a write between
+them, as mirrord.observe.changed_since cannot.
 """
 
 from __future__ import annotations
@@ -39,12 +44,14 @@ from mirrord.journal.records import Outcome, _b
 
 @dataclass(frozen=True)
 class Seen:
-    """A regular file as a comparison saw it: `size` (bytes), `mtime_ns`, and `mode`
-    (permission bits; None where the target does not keep modes, so not compared)."""
+    """A regular file as a comparison saw it: `size` (bytes), `mtime_ns`, `mode`
+    (permission bits; None where the target does not keep modes, so not compared) and
+    `ctime_ns` (the inode change time; 0: not known, and then nothing is settled)."""
 
     size: int
     mtime_ns: int
     mode: int | None = None
+    ctime_ns: int = 0
 
 
 class InFlightProposals:
@@ -98,4 +105,6 @@ class InFlightProposals:
             return False
         if (out.size, stored_ns(out.mtime_ns)) != (seen.size, stored_ns(seen.mtime_ns)):
             return False
+        if not seen.ctime_ns or out.ctime_ns != seen.ctime_ns:
+            return False   # the inode changed between the two looks (a breaker: below)
         return seen.mode is None or out.mode == seen.mode

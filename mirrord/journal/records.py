@@ -104,6 +104,7 @@ class Outcome:
     busy: bool = False              # error: the source file is still open for writing (a wait)
     clear_below: bool = False       # a delete with nothing at the source: what the record still names below it goes too (ClaimAckMixin._done)
     kept_below: bool = False        # a put (no tree op) on a target without directories (S3): the keys below its path stand on
+    ctime_ns: int = 0               # a put's: the source file's inode change time when the worker looked (0: not known; mirrord.journal.proposals)
 
 
 @dataclass(frozen=True)

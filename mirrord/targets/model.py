@@ -8,7 +8,7 @@ went. The methods that take and return them: mirrord.targets.base.Target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class Entry:
     token: str | None = None   # an opaque change token from the target (S3 ETag), if any
     mtime_ns: int = 0          # exact source mtime where known (source walks)
     mode: int | None = None    # permission bits (stat.S_IMODE), None where not known or not kept
+    # a source file's inode change time (source walks; 0: not known): which look it was,
+    # not what the file is, so no part of equality (a target's listing has none)
+    ctime_ns: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

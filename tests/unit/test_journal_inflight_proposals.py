@@ -14,6 +14,7 @@ from tests.fakes import Clock
 
 S, T = "up", "t"
 SIZE, NS, MODE = 4096, 1_700_000_000_123_456_789, 0o644
+CTIME = 1_700_000_001_000_000_007
 
 
 @pytest.fixture
@@ -33,12 +34,13 @@ def live(path: str = "f", kind: str = "put") -> Change:
 
 
 def proposal(path: str = "f", *, size: int = SIZE, ns: int = NS, mode: int | None = MODE,
-             kind: str = "put") -> Change:
-    return Change(S, path, kind, size=size, targets=(T,), seen=Seen(size, ns, mode))
+             kind: str = "put", ctime: int = CTIME) -> Change:
+    return Change(S, path, kind, size=size, targets=(T,), seen=Seen(size, ns, mode, ctime))
 
 
-def shipped_put(op, *, size: int = SIZE, ns: int = NS, mode: int | None = MODE) -> Outcome:
-    return Outcome(op, "put", size=size, mtime_ns=ns, mode=mode)
+def shipped_put(op, *, size: int = SIZE, ns: int = NS, mode: int | None = MODE,
+                ctime: int = CTIME) -> Outcome:
+    return Outcome(op, "put", size=size, mtime_ns=ns, mode=mode, ctime_ns=ctime)
 
 
 def claim(j: Journal, clock: Clock):
@@ -64,12 +66,16 @@ def test_a_proposal_of_what_the_put_in_flight_ships_is_done_with_it(j, clock):
     {"ns": NS + 1},                              # ... a later write (mtime)
     {"mode": 0o600},                             # ... another mode
     {"mode": None},                              # the target did not say which mode it keeps
+    # same size, mtime and mode, another inode change: a write through another name whose
+    # mtime was put back (touch -r, rsync --inplace -t) between the two looks (a breaker)
+    {"ctime": CTIME + 1},
+    {"ctime": 0},                                # the worker did not say (not known)
 ])
 def test_a_proposal_that_saw_something_else_is_sent_again(j, clock, shipped):
     j.enqueue([live()])
     (op,) = claim(j, clock)
     j.enqueue([proposal()])
-    j.ack([shipped_put(op, **{"size": SIZE, "ns": NS, "mode": MODE, **shipped})])
+    j.ack([shipped_put(op, **{"size": SIZE, "ns": NS, "mode": MODE, "ctime": CTIME, **shipped})])
     assert queued(j) == [("f", "put")]
     (again,) = claim(j, clock)
     assert again.path == "f" and again.seq == op.seq + 1
@@ -205,7 +211,7 @@ def test_a_batch_that_rolls_back_leaves_no_proposal(j, clock, monkeypatch):
 def test_a_new_row_forgets_what_its_id_had(j, clock):
     j.enqueue([live()])
     (op,) = claim(j, clock)
-    j._proposals.note(op.id + 1, b"g", 2, Seen(SIZE, NS, MODE))   # left by a deleted row
+    j._proposals.note(op.id + 1, b"g", 2, Seen(SIZE, NS, MODE, CTIME))   # left by a deleted row
     j.enqueue([live("g")])                       # gets that id
     (op_f, op_g) = sorted(claim(j, clock) + [op], key=lambda o: o.path)
     assert op_g.id == op.id + 1
