@@ -109,14 +109,13 @@ class ClaimAckMixin:
         clear: list[tuple[Op, int | None]] = []   # tree removals to queue (_clear_below)
         with self.transaction():
             for out in outcomes:
-                if out.error is not None:
-                    self._proposals.forget(out.op.id)   # the row is sent again, as recorded
                 if out.error is None:
                     if self._done(out, clear):
                         finished.append(out.op.id)
                     count = shipped.get(out.op.target, (0, out))[0]
                     shipped[out.op.target] = (count + 1, out)
                 else:
+                    self._proposals.forget(out.op.id)   # the row is sent again, as recorded
                     self._failed(out, now)
             self._release_waiters(finished)
             # after the release: a row inserted here can get a finished row's id back (no
@@ -140,16 +139,15 @@ class ClaimAckMixin:
         below = out.clear_below and recorded_below(self.db, op.target, op.source, _b(op.path))
         # one statement for the usual case (the row unchanged since claim: delete it); the
         # SELECT is needed only when it was not deleted
-        if self.db.execute("DELETE FROM ops WHERE id = ? AND seq = ?", (op.id, op.seq)).rowcount:
-            self._barriers.drop(op.id)
-            if below:
-                clear.append((op, None))
-            return True
-        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
-        if row is not None and self._proposals.satisfied(out, row[0]):
-            # moved on only by a catch-up's proposal that saw what this op shipped
-            # (mirrord.journal.proposals): done, as if unchanged
-            self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,))
+        gone = self.db.execute("DELETE FROM ops WHERE id = ? AND seq = ?", (op.id, op.seq)).rowcount
+        row = None
+        if not gone:
+            row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+            if row is not None and self._proposals.satisfied(out, row[0]):
+                # moved on only by a catch-up's proposal that saw what this op shipped
+                # (mirrord.journal.proposals): done, as if unchanged
+                gone = self.db.execute("DELETE FROM ops WHERE id = ?", (op.id,)).rowcount
+        if gone:
             self._barriers.drop(op.id)
             if below:
                 clear.append((op, None))

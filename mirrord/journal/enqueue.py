@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from mirrord.journal.barriers import _Barriers, barrier_paths
 from mirrord.journal.holds import PARKED, is_held
-from mirrord.journal.proposals import InFlightProposals
+from mirrord.journal.proposals import InFlightProposals, Seen
 from mirrord.journal.records import Change, _b, _prefix_upper
 
 
@@ -45,14 +45,11 @@ class EnqueueMixin:
                     path = _b(ch.path)
                     if ch.repair and self._in_flight_kind(target, ch.source, path) not in (None, "attr"):
                         continue
-                    seq = None
-                    if ch.seen is not None and ch.kind in ("put", "attr") and not ch.tree:
-                        seq = self._proposals.in_flight_put(self.db, target, ch.source, path)
-                    oid = self._upsert(target, ch.source, path, ch.kind, tree=ch.tree,
-                                       is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
-                                       when=ch.time or self.clock(), delay=ch.delay)
-                    if seq is not None:   # mirrord.journal.proposals: sent again only if needed
-                        notes.append((oid, path, seq + 1, ch.seen))
+                    seen = ch.seen if ch.kind in ("put", "attr") and not ch.tree else None
+                    self._upsert(target, ch.source, path, ch.kind, tree=ch.tree,
+                                 is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
+                                 when=ch.time or self.clock(), delay=ch.delay,
+                                 seen=seen, notes=notes)
                     n += 1
         for note in notes:
             self._proposals.note(*note)
@@ -86,9 +83,12 @@ class EnqueueMixin:
 
     def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
-                src: bytes | None = None, wait_for: int | None = None) -> int:
+                src: bytes | None = None, wait_for: int | None = None,
+                seen: Seen | None = None, notes: list | None = None) -> int:
         # A new path (most of a burst) is one INSERT; a path with a row already (the INSERT
-        # did nothing) is read and coalesced into it.
+        # did nothing) is read and coalesced into it. `seen` (a catch-up's look at a file)
+        # over a put this process has in flight appends its note to `notes`, which the
+        # caller keeps once its transaction commits (mirrord.journal.proposals).
         barrier = self._covering_barrier(target, source, path, None)
         cur = self.db.execute(
             "INSERT INTO ops (target, source, path, kind, src, is_dir, tree, tree_seq, seq, "
@@ -103,11 +103,16 @@ class EnqueueMixin:
             oid = cur.lastrowid
             self._proposals.forget(oid)   # an id used again: nothing of the old row applies
         else:
-            oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size = self.db.execute(
-                "SELECT id, seq, wait_for, tree, kind, src, is_dir, size FROM ops "
-                "WHERE target = ? AND source = ? AND path = ?", (target, source, path)).fetchone()
+            (oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size, claimed,
+             claimer) = self.db.execute(
+                "SELECT id, seq, wait_for, tree, kind, src, is_dir, size, claimed, claimer "
+                "FROM ops WHERE target = ? AND source = ? AND path = ?",
+                (target, source, path)).fetchone()
             tree_after = tree or bool(old_tree)  # a pending tree removal stays (MAX(tree, ?))
             self._proposals.forget(oid)   # whatever changed now is sent, shipped or not
+            if seen is not None and notes is not None and self._proposals.unchanged_put_in_flight(
+                    seq, claimed, old_kind, bool(old_tree), claimer):
+                notes.append((oid, path, seq + 1, seen))
             if kind == "attr" and old_kind != "attr":
                 # a pending put / move / delete / mkdir is stronger and state-based anyway: it
                 # ships the mode and mtime too. seq still moves on, so an op of the row that

@@ -35,7 +35,6 @@ them, as mirrord.observe.changed_since cannot.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from mirrord.compare import stored_ns
@@ -65,18 +64,13 @@ class InFlightProposals:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def in_flight_put(self, db: sqlite3.Connection, target: str, source: str,
-                      path: bytes) -> int | None:
-        """The seq of `path`'s row when it is a plain put (no tree removal) that this
-        process has in flight and no change has reached since its claim; else None."""
-        row = db.execute("SELECT seq, claimed, kind, tree, claimer FROM ops WHERE target = ? "
-                         "AND source = ? AND path = ?", (target, source, path)).fetchone()
-        if row is None:
-            return None
-        seq, claimed, kind, tree, claimer = row
-        if claimed == 0 or claimed != seq or kind != "put" or tree or claimer != self.claimer:
-            return None
-        return seq
+    def unchanged_put_in_flight(self, seq: int, claimed: int, kind: str, tree: bool,
+                                claimer: str | None) -> bool:
+        """Whether a row (its ops columns as read before a change is recorded over it) is
+        a plain put (no tree removal) that this process has in flight and that no change
+        has reached since its claim (`claimed` holds the seq claimed)."""
+        return claimed != 0 and claimed == seq and kind == "put" and not tree and (
+            claimer == self.claimer)
 
     def note(self, oid: int, path: bytes, seq_after: int, seen: Seen) -> None:
         """The proposal moved row `oid` (`path`) to `seq_after`; the walk saw `seen`."""

@@ -60,9 +60,9 @@ class Change:
     # start pass listed a target while the catch-up's puts were in flight). A row waiting
     # (or backing off after failures) is recorded over as before: it runs at once.
     repair: bool = False
-    # A catch-up's proposal of a file (mirrord.journal.proposals.Seen: its size, mtime_ns and
-    # mode as the walk saw them): recorded over a put in flight as any change, but done at
-    # that put's acknowledgement when it shipped what the walk saw (no second send).
+    # A catch-up's proposal of a file (mirrord.journal.proposals.Seen: its size, mtime_ns,
+    # mode and ctime_ns as the walk saw them): recorded over a put in flight as any change,
+    # but done at that put's acknowledgement when it shipped that file (no second send).
     seen: Seen | None = None
 
 
