@@ -17,7 +17,7 @@ from mirrord import targets as target_registry
 FILES, THRESHOLD = 50, 10
 
 
-def _config(tmp: Path, *, pause: bool) -> Path:
+def _config(tmp: Path, *, pause: bool, watcher: str = "auto") -> Path:
     (tmp / "src").mkdir()
     cfg = tmp / "mirrord.ini"
     cfg.write_text(f"""
@@ -29,6 +29,7 @@ heartbeat_interval = 200ms
 [source:uploads]
 path = ./src
 targets = local
+watcher = {watcher}
 alarm_deletes = {THRESHOLD}
 alarm_window = 10m
 pause_on_alarm = {"yes" if pause else "no"}
@@ -162,4 +163,53 @@ def test_without_pause_the_alarm_fires_and_deletes_go_on(setup):
 
     doc = poll("every delete counted", counted, daemon)
     assert doc["alarm"] == "alarm" and doc["deletes_held"] is None
+    assert daemon.log.read_text().count("mass-change alarm: too many") == 1
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def held_setup(tmp_path, request):
+    """A daemon on the local target with fault point "shipped" armed (mirrord.faults) and
+    alarm_deletes = THRESHOLD, pause off; the watcher backend is the parameter."""
+    cfg = _config(tmp_path, pause=False, watcher=request.param)
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    daemon = Mirrord(cfg, tmp_path / "mirrord.log", env={"MIRRORD_FAULT_DIR": str(faults)})
+    target = target_registry.create(config_mod.load(cfg).targets["local"])
+    target.open()
+    yield tmp_path, daemon, target, faults
+    (faults / "shipped").unlink(missing_ok=True)   # a held worker let go: the stop can finish
+    daemon.stop()
+    target.close()
+
+
+@pytest.mark.parametrize("delete_first", [False, True], ids=["moved-out", "deleted-then-moved-out"])
+def test_a_tree_removal_counts_a_put_done_and_not_acked(held_setup, delete_first):
+    """THRESHOLD files shipped and acked, one more put done on the target and held before
+    its ack, then the directory moved out of the source (a tree removal with no file
+    deletes, on either backend): the target loses THRESHOLD + 1 files, over the threshold.
+    The count read `shipped` alone: THRESHOLD, no alarm (a loaded CI run missed every
+    delete of a just-converged rm -rf the same way). With the held file deleted first
+    (counted on its own), the tree's count took that delete off the shipped files though
+    the file had no `shipped` row: THRESHOLD again."""
+    tmp, daemon, target, faults = held_setup
+    src = tmp / "src"
+    (src / "batch").mkdir()
+    for i in range(THRESHOLD):
+        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x")
+    daemon.start()
+    wait_converged(src, target)
+    poll("every put acked", lambda: daemon.status()["targets"]["local"]["pending"] == 0, daemon)
+    (faults / "shipped").write_text("local batch/late.bin\n")
+    (src / "batch" / "late.bin").write_bytes(b"late")
+    poll("the put done, held", lambda: (faults / "shipped.reached").exists(), daemon)
+    if delete_first:
+        (src / "batch" / "late.bin").unlink()
+        poll("its delete counted", lambda: (daemon.status()["sources"]["uploads"]
+             ["alarm_detail"] or {}).get("count") == 1, daemon)
+    (src / "batch").rename(tmp / "moved-out")
+    doc = poll("the alarm fired", lambda: (lambda d: d if d["alarm"] == "alarm" else None)(
+        daemon.status()["sources"]["uploads"]), daemon)
+    assert doc["alarm_detail"]["count"] == THRESHOLD + 1
+    (faults / "shipped").unlink()
+    wait_converged(src, target)
     assert daemon.log.read_text().count("mass-change alarm: too many") == 1

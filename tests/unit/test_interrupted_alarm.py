@@ -51,7 +51,9 @@ def crashed(tmp_path):
 def test_a_start_up_removal_over_the_threshold_is_held_before_it_is_queued(crashed):
     d = crashed
     undo_interrupted(d)
-    assert d.alarms.alarms["up"].count() == FILES
+    # the shipped files, and big/new/x.jpg: its put was in flight when the daemon died, so
+    # it may be on the target (done, not acked) and the removal takes it too
+    assert d.alarms.alarms["up"].count() == FILES + 1
     assert d.journal.held_sources() == {"up"}
     # the removal of big/ is held; the re-run put below it waits for the removal
     assert [(op.path, op.kind) for op in d.journal.claim("t", 100, now=1e12)] == []
@@ -65,13 +67,13 @@ def test_the_start_catch_up_does_not_count_the_same_files_again(crashed):
     undo_interrupted(d)
     scan = [Change("up", f"big/f{i:02}.jpg", "delete", targets=("t",)) for i in range(FILES)]
     d.alarms.observe_scan(scan)
-    assert d.alarms.alarms["up"].count() == FILES          # counted once, at the removal
+    assert d.alarms.alarms["up"].count() == FILES + 1      # counted once, at the removal
     d.alarms.catch_up_done("up")
     d.alarms.observe_scan([Change("up", "other/a.jpg", "delete", targets=("t",)),
                            Change("up", "big/f00.jpg", "delete", targets=("t",))])
     # a later catch-up counts what it finds; not a file below big/, whose removal is still
     # queued (held): the removal counted it
-    assert d.alarms.alarms["up"].count() == FILES + 1
+    assert d.alarms.alarms["up"].count() == FILES + 2
 
 
 def test_rows_under_the_starting_daemons_own_id_are_a_previous_lifes(tmp_path):

@@ -220,6 +220,84 @@ def test_overwrites_and_files_removed_with(j):
     assert j.files_removed_with(S, "nothing") == 0
 
 
+def _landed(j: Journal, *paths: str) -> dict[str, object]:
+    """`paths` put and claimed, not acked: the worker may have stored them already."""
+    j.enqueue([ch(p, "put") for p in paths])
+    return claimed(j)
+
+
+def test_a_file_with_its_put_in_flight_is_held_by_the_target(j):
+    """An overwrite is a write over a file the target holds or may hold: acked or landing."""
+    got = _landed(j, "d/a", "d/b")
+    assert j.overwrites(S, "d/a")                             # claimed, not acked yet
+    j.enqueue([ch("d/b", "delete")])                           # the row is a delete now
+    assert not j.overwrites(S, "d/b")
+    ack(j, got["d/a"])
+    assert j.overwrites(S, "d/a")                             # the same answer once acked
+    j.enqueue([ch("d/q", "put")])                              # queued, not claimed: not there
+    assert not j.overwrites(S, "d/q")
+    j.enqueue([ch("e", "mkdir")])
+    claimed(j)
+    assert not j.overwrites(S, "e")                            # a directory in flight: no file
+
+
+def test_a_rename_in_flight_lands_a_file(j):
+    j.enqueue([ch("a", "put")])
+    ack(j, *claimed(j).values())
+    assert j.enqueue_move(S, "a", "d/b", is_dir=False) == []
+    assert [op.kind for op in claimed(j).values()] == ["move"]
+    assert j.overwrites(S, "d/b")
+    assert j.files_removed_with(S, "d") == 1
+
+
+def test_a_tree_removal_counts_the_puts_in_flight_below_it(j):
+    """The count of a tree removal does not depend on whether the puts were acked yet."""
+    paths = [f"d/f{i}" for i in range(6)]
+    got = _landed(j, *paths)
+    assert j.files_removed_with(S, "d") == 6                  # none acked
+    ack(j, got["d/f0"], got["d/f1"])
+    assert j.files_removed_with(S, "d") == 6                  # two acked, four landing
+    ack(j, *(got[p] for p in paths[2:]))
+    assert j.files_removed_with(S, "d") == 6
+
+
+def test_a_delete_recorded_over_a_put_in_flight_is_taken_off_once(j):
+    """Counted on its own when recorded: off the tree's count, whether or not acked."""
+    got = _landed(j, "d/a", "d/b", "d/c")
+    ack(j, got["d/a"])
+    j.enqueue([ch("d/a", "delete"), ch("d/b", "delete")])     # a: shipped; b: landing
+    assert j.files_removed_with(S, "d") == 1                  # d/c only
+    ack(j, got["d/b"])                                         # its put acked, delete runs next
+    assert j.files_removed_with(S, "d") == 1
+    assert j.files_removed_with(S, "d/c") == 0                 # a file is no directory
+
+
+def test_queued_puts_below_a_removed_tree_are_not_counted(j):
+    """A put not claimed yet never reached the target: the removal takes nothing of it."""
+    j.enqueue([ch("d/new", "put")])
+    assert j.files_removed_with(S, "d") == 0
+    got = claimed(j)
+    ack(j, got["d/new"])
+    j.enqueue([ch("d/new", "put")])                            # a rewrite, queued: held once
+    assert j.files_removed_with(S, "d") == 1
+    claimed(j)
+    assert j.files_removed_with(S, "d") == 1                   # shipped and landing: one file
+
+
+def test_another_source_or_target_in_flight_is_not_counted(tmp_path, clock):
+    jr = Journal(tmp_path / "j.db", {S: (T, "t2"), OTHER: (T,)}, clock=clock)
+    try:
+        jr.enqueue([Change(OTHER, "d/x", "put"), Change(S, "d/y", "put", targets=("t2",))])
+        jr.claim(T, 10, now=LATER)
+        jr.claim("t2", 10, now=LATER)
+        assert jr.files_removed_with(S, "d") == 0             # S's first target is T
+        assert jr.files_removed_with(S, "d", target="t2") == 1
+        assert jr.overwrites(S, "d/y") and not jr.overwrites(S, "d/x")
+        assert jr.overwrites(OTHER, "d/x")
+    finally:
+        jr.close()
+
+
 def test_an_unwritable_hold_raises(j):
     j.db.execute("DROP TABLE holds")
     with pytest.raises(sqlite3.OperationalError):
