@@ -64,15 +64,21 @@ def poll(what: str, check, daemon: Mirrord, timeout: float = 60.0):
         time.sleep(0.1)
 
 
+def started_with_batch(src, daemon, target, n: int = FILES, body=lambda i: b"x" * i) -> None:
+    """`n` files src/batch/fNN.jpg (bytes `body(i)`), `daemon` started and `target`
+    converged on them."""
+    (src / "batch").mkdir()
+    for i in range(n):
+        (src / "batch" / f"f{i:02}.jpg").write_bytes(body(i))
+    daemon.start()
+    wait_converged(src, target)
+
+
 def shipped_batch(src, daemon, target) -> None:
     """FILES files in src/batch plus src/keep.txt, shipped by one run of `daemon` to
     `target`, then the daemon stopped cleanly (the start of the while-stopped tests)."""
-    (src / "batch").mkdir()
-    for i in range(FILES):
-        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x" * i)
     (src / "keep.txt").write_bytes(b"stays")
-    daemon.start()
-    wait_converged(src, target)
+    started_with_batch(src, daemon, target)
     assert daemon.stop() == 0
 
 
@@ -83,11 +89,7 @@ def _batch_files(target) -> set[str]:
 def test_rm_rf_over_the_threshold_holds_deletes_until_resumed(setup):
     tmp, daemon, target = setup
     src = tmp / "src"
-    (src / "batch").mkdir()
-    for i in range(FILES):
-        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x" * i)
-    daemon.start()
-    wait_converged(src, target)
+    started_with_batch(src, daemon, target)
     for i in range(5):                                 # under the threshold: shipped at once
         (src / "batch" / f"f{i:02}.jpg").unlink()
     wait_converged(src, target)
@@ -148,11 +150,7 @@ def test_rm_rf_over_the_threshold_holds_deletes_until_resumed(setup):
 def test_without_pause_the_alarm_fires_and_deletes_go_on(setup):
     tmp, daemon, target = setup
     src = tmp / "src"
-    (src / "batch").mkdir()
-    for i in range(FILES):
-        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"y")
-    daemon.start()
-    wait_converged(src, target)
+    started_with_batch(src, daemon, target, body=lambda i: b"y")
     shutil.rmtree(src / "batch")
     wait_converged(src, target)                        # every delete went out
     def counted():   # the state row is written each heartbeat: poll until it has every delete
@@ -193,11 +191,7 @@ def test_a_tree_removal_counts_a_put_done_and_not_acked(held_setup, delete_first
     the file had no `shipped` row: THRESHOLD again."""
     tmp, daemon, target, faults = held_setup
     src = tmp / "src"
-    (src / "batch").mkdir()
-    for i in range(THRESHOLD):
-        (src / "batch" / f"f{i:02}.jpg").write_bytes(b"x")
-    daemon.start()
-    wait_converged(src, target)
+    started_with_batch(src, daemon, target, THRESHOLD)
     poll("every put acked", lambda: daemon.status()["targets"]["local"]["pending"] == 0, daemon)
     (faults / "shipped").write_text("local batch/late.bin\n")
     (src / "batch" / "late.bin").write_bytes(b"late")
