@@ -36,8 +36,10 @@ barriers.py  pending directory moves / tree removals / file moves and the in-fli
 shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
 holds.py     sources whose deletes are held after a mass-change alarm (schema 4), the claim filter
 read.py      read-only queries: read_state, read_backlog, iter_shipped, row states
+held_files.py  what a target holds as the mass-change alarm counts it (puts in flight too)
 enqueue.py   the write side, in: enqueue, enqueue_move (coalescing, wait_for links)
 claims.py    the write side, out: claim, ack, failures and their backoff
+proposals.py  a catch-up's look at a file whose put is in flight, settled at that ack
 writer.py    Journal: opens the database and combines the two sides
 """
 

@@ -165,54 +165,6 @@ def row_states(db: sqlite3.Connection, target: str, source: str,
     return found
 
 
-# A file an op in flight is putting or renaming onto a target: the worker may have stored
-# it already, and `shipped` learns of it only at the ack (parameters: target, source).
-# The alarm's lookups take it as held by the target: a file put by the start's catch-up,
-# found on the target by a test that then ran `rm -rf` before the ack, was left out of
-# the tree removal's count, and the alarm never saw every delete (a loaded CI run of
-# tests/e2e/test_alarm_daemon.py).
-_LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
-
-
-def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes) -> bool:
-    """Whether one of `targets` holds the file `key`: as shipped, or with a put or rename
-    of it in flight (_LANDING). The mass-change alarm's test for an overwrite: one
-    statement, a primary-key search and a unique-index search per target (measured 5 us
-    on a 50,000-file journal, 4.3 with the first alone, against about 70 us to record the
-    change itself)."""
-    targets = tuple(targets)
-    if not targets:
-        return False
-    marks = ",".join("?" * len(targets))
-    return db.execute(f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
-                      f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
-                      f"AND path = ? AND {_LANDING} LIMIT 1",
-                      (*targets, source, key, *targets, source, key)).fetchone() is not None
-
-
-def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
-    """Files `target` holds below the directory `prefix` whose own delete is not queued yet:
-    what a tree removal takes away beyond the deletes already recorded (each counted on
-    its own when it was): the shipped files, less the queued file deletes, plus each file
-    row in flight with no `shipped` row. That last term is the put done and not acked yet
-    (_LANDING), and the delete recorded over such a put, which the queued deletes took off
-    though it had no `shipped` row to take off (a delete in flight of a file never shipped
-    is counted too: one too many, the safe side). Two range scans over the primary key /
-    unique index, and one lookup per row in flight below (measured with 50,000 rows below:
-    13 ms, 11 ms for the shipped files and queued deletes alone)."""
-    lo, hi = prefix + b"/", _prefix_upper(prefix)
-    files = db.execute("SELECT COUNT(*) FROM shipped WHERE target = ? AND source = ? AND key > ? "
-                       "AND key < ? AND substr(key, -1) != X'2F'", (target, source, lo, hi)).fetchone()[0]
-    queued, landing = db.execute(
-        "SELECT COALESCE(SUM(kind = 'delete' AND is_dir = 0), 0), COALESCE(SUM("
-        "CASE WHEN claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move', 'delete') THEN "
-        "NOT EXISTS (SELECT 1 FROM shipped AS s WHERE s.target = o.target AND s.source = o.source "
-        "AND s.key = o.path) ELSE 0 END), 0) "
-        "FROM ops AS o WHERE target = ? AND source = ? AND path > ? AND path < ?",
-        (target, source, lo, hi)).fetchone()
-    return max(0, files - queued + landing)
-
-
 def shipped_high_water(db: sqlite3.Connection, target: str) -> int:
     """The most bytes `target`'s `shipped` rows have ever held (schema 6: shipped_bytes,
     kept by triggers); 0 for a target with no row, or a database of schema 5 or older

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
-from mirrord.journal import holds, opening, read, schema, shipped
+from mirrord.journal import held_files, holds, opening, read, schema, shipped
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
@@ -165,7 +165,7 @@ class Journal(EnqueueMixin, ClaimAckMixin):
 
     def overwrites(self, source: str, path: str) -> bool:
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""
-        return read.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))
+        return held_files.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))
 
     def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
         """Files below the directory `path` a tree removal takes off `target` (None: the
@@ -173,7 +173,7 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         routed = self.routes.get(source, ())
         if target is None and not routed:
             return 0
-        return read.files_below_unremoved(self.db, target or routed[0], source, os.fsencode(path))
+        return held_files.files_below_unremoved(self.db, target or routed[0], source, os.fsencode(path))
 
 
 class _FreshTxn(schema._Txn):

@@ -298,6 +298,122 @@ def test_another_source_or_target_in_flight_is_not_counted(tmp_path, clock):
         jr.close()
 
 
+def test_a_delete_in_flight_of_a_file_never_shipped_is_not_held(j):
+    """The delete itself in flight (claimed at the row's seq): nothing landed there."""
+    j.enqueue([ch("d/a", "put")])
+    ack(j, *claimed(j).values())
+    j.enqueue([ch("d/tmp", "put"), ch("d/tmp", "delete")])     # a temp file, gone before it went
+    assert [op.kind for op in claimed(j).values()] == ["delete"]
+    # d/a, less d/tmp's delete (counted on its own when recorded): with it, one file in all
+    assert j.files_removed_with(S, "d") == 0
+    assert not j.overwrites(S, "d/tmp")
+
+
+def _moved(j: Journal, src: str, dst: str, *, is_dir: bool = False, kept: bool = True) -> None:
+    """The rename recorded: kept as a move, or (`kept` False) a put of dst and delete of src."""
+    assert j.enqueue_move(S, src, dst, is_dir=is_dir) == ([] if kept else [T])
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed", "acked"])
+def test_a_rename_inside_the_removed_tree_is_one_file(j, stage):
+    """d/a renamed to d/b, then d removed: the target loses one file at every stage. The
+    rename's source end (a delete carrying the new name) was taken off as a counted
+    delete: 0 while queued."""
+    j.enqueue([ch("d/a", "put")])
+    ack(j, *claimed(j).values())
+    _moved(j, "d/a", "d/b")
+    if stage != "queued":
+        got = claimed(j)
+        assert [op.kind for op in got.values()] == ["move"]
+        if stage == "acked":
+            ack(j, *got.values())
+    assert j.files_removed_with(S, "d") == 1
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed"])
+def test_a_rename_out_of_the_removed_tree_takes_the_file_out(j, stage):
+    j.enqueue([ch("d/a", "put")])
+    ack(j, *claimed(j).values())
+    _moved(j, "d/a", "x")
+    if stage == "claimed":
+        claimed(j)
+    assert j.files_removed_with(S, "d") == 0
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed"])
+def test_a_file_renamed_into_the_removed_tree_is_taken_with_it(j, stage):
+    j.enqueue([ch("x", "put")])
+    ack(j, *claimed(j).values())
+    _moved(j, "x", "d/b")
+    if stage == "claimed":
+        claimed(j)
+    assert j.files_removed_with(S, "d") == 1
+
+
+def test_a_file_renamed_in_before_its_put_went_is_not_held(j):
+    """x's put still queued: the rename is a put of d/b and a delete of x, nothing of it on
+    the target yet; once that put is in flight, the removal takes d/b too."""
+    j.enqueue([ch("d/keep", "put")])
+    ack(j, *claimed(j).values())
+    j.enqueue([ch("x", "put")])
+    _moved(j, "x", "d/b", kept=False)
+    assert j.files_removed_with(S, "d") == 1
+    claimed(j)
+    assert j.files_removed_with(S, "d") == 2
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed"])
+def test_a_directory_renamed_into_the_removed_tree_brings_its_files(j, stage):
+    j.enqueue([ch("X", "mkdir"), ch("X/p", "put"), ch("X/q", "put"), ch("d", "mkdir")])
+    ack(j, *claimed(j).values())
+    _moved(j, "X", "d/Y", is_dir=True)
+    if stage == "claimed":
+        assert [op.kind for op in claimed(j).values()] == ["move"]
+    assert j.files_removed_with(S, "d") == 2
+    assert not j.overwrites(S, "d/Y")                           # a directory in flight: no file
+
+
+def test_a_directory_in_flight_below_is_no_file(j):
+    j.enqueue([ch("d", "mkdir"), ch("d/sub", "mkdir")])
+    ack(j, claimed(j)["d"])
+    j.enqueue([ch("d/sub", "delete", tree=True)])   # removed while its mkdir ran
+    assert j.files_removed_with(S, "d") == 0
+
+
+def test_a_removal_below_already_queued_counts_nothing_again(j):
+    """`mv d/sub elsewhere`, then `rm -rf d`: d/sub's files were counted by its own removal;
+    the nested removals below it too (d/sub/deep, and d/sub-x, which sorts between)."""
+    files = ["d/a", "d/sub/p", "d/sub/q", "d/sub/deep/r", "d/sub-x/s", "d/sub-x/t"]
+    j.enqueue([ch(f, "put") for f in files])
+    ack(j, *claimed(j).values())
+    j.enqueue([ch("d/sub/deep", "delete", tree=True)])
+    assert j.files_removed_with(S, "d/sub") == 2
+    j.enqueue([ch("d/sub", "delete", tree=True), ch("d/sub-x", "delete", tree=True)])
+    assert j.files_removed_with(S, "d") == 1                   # d/a
+    j.enqueue([ch("d/sub", "mkdir")])                           # made again: still removed first
+    assert j.files_removed_with(S, "d") == 1
+
+
+def test_a_directory_renamed_inside_the_removed_tree_is_not_taken_off(j):
+    """d/old renamed to d/new with work pending below it: a tree removal of d/old carrying
+    the new name and a re-send; no delete the alarm counted, and d's removal takes it."""
+    j.enqueue([ch("d/old/p", "put"), ch("d/old/q", "put")])
+    ack(j, *claimed(j).values())
+    j.enqueue([ch("d/old/q", "put")])                           # pending below: no move kept
+    _moved(j, "d/old", "d/new", is_dir=True, kept=False)
+    assert j.files_removed_with(S, "d") == 2
+    _moved(j, "d/new", "elsewhere", is_dir=True, kept=False)   # then out of d: they leave
+    assert j.files_removed_with(S, "d") == 0
+
+
+def test_another_sources_shipped_row_is_not_this_ones(j):
+    j.enqueue([ch("d/y", "put", source=OTHER)])
+    ack(j, *claimed(j).values())
+    _landed(j, "d/y")
+    assert j.files_removed_with(S, "d") == 1                   # S's put in flight
+    assert j.files_removed_with(OTHER, "d") == 1               # OTHER's shipped file
+
+
 def test_an_unwritable_hold_raises(j):
     j.db.execute("DROP TABLE holds")
     with pytest.raises(sqlite3.OperationalError):

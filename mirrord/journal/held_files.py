@@ -1,0 +1,141 @@
+"""What a target holds as the mass-change alarm counts it: whether a write is an
+overwrite (shipped_file) and how many files a tree removal takes away beyond the deletes
+already recorded (files_below_unremoved). Read-only lookups on the journal's database,
+on the daemon's main thread (mirrord.daemon_alarm, daemon_alarm_scan).
+
+A file is held from the moment its put or rename is under way, not from its ack: the
+worker may have stored it already (see _LANDING).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable
+
+from mirrord.journal.barriers import _self_and_ancestors
+from mirrord.journal.records import _prefix_upper
+
+
+# A file an op in flight is putting or renaming onto a target: the worker may have stored
+# it already, and `shipped` learns of it only at the ack (parameters: target, source).
+# The alarm's lookups take it as held by the target: a file put by the start's catch-up,
+# found on the target by a test that then ran `rm -rf` before the ack, was left out of
+# the tree removal's count, and the alarm never saw every delete (a loaded CI run of
+# tests/e2e/test_alarm_daemon.py).
+_LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
+
+
+def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes) -> bool:
+    """Whether one of `targets` holds the file `key`: as shipped, or with a put or rename
+    of it in flight (_LANDING). The mass-change alarm's test for an overwrite: one
+    statement, a primary-key search and a unique-index search per target (measured 5 us
+    on a 50,000-file journal, 4.3 with the first alone, against about 70 us to record the
+    change itself)."""
+    targets = tuple(targets)
+    if not targets:
+        return False
+    marks = ",".join("?" * len(targets))
+    return db.execute(f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
+                      f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
+                      f"AND path = ? AND {_LANDING} LIMIT 1",
+                      (*targets, source, key, *targets, source, key)).fetchone() is not None
+
+
+_SHIPPED_AT = ("EXISTS (SELECT 1 FROM shipped AS s WHERE s.target = o.target "
+               "AND s.source = o.source AND s.key = o.{})")
+_BELOW = "o.target = :target AND o.source = :source AND o.path > :lo AND o.path < :hi"
+_INSIDE = "(o.src IS NOT NULL AND o.src > :lo AND o.src < :hi)"   # the other end is below too
+# the queued file deletes the alarm counted (a rename's source end carries the new name in
+# src: taken off only when that lies outside), the renames below and the tree removals
+# below, in one range scan (CASE: SQLite evaluates both sides of an AND in a result column)
+_OUTSIDE = "CASE WHEN o.src IS NULL THEN 1 WHEN o.src > :lo AND o.src < :hi THEN 0 ELSE 1 END"
+_QUEUED_AND_MOVES = (
+    f"SELECT COALESCE(SUM(CASE WHEN o.kind = 'delete' AND o.is_dir = 0 THEN {_OUTSIDE} ELSE 0 END), 0), "
+    "COALESCE(SUM(o.kind = 'move'), 0), "
+    f"COALESCE(SUM(CASE WHEN o.tree = 1 AND o.kind != 'move' THEN {_OUTSIDE} ELSE 0 END), 0) "
+    f"FROM ops AS o WHERE {_BELOW} AND o.kind IN ('delete', 'move', 'mkdir')")
+# puts in flight below with no shipped row, and deletes recorded over one (claimed != seq:
+# the row changed since its claim). Read through ops_ready (target, claimed): `+` keeps the
+# planner off the path index, which would scan every row below for the few in flight
+_LANDING_BELOW = ("SELECT COUNT(*) FROM ops AS o WHERE o.target = :target AND o.claimed > 0 "
+                  "AND o.source = :source AND +o.path > :lo AND +o.path < :hi AND o.is_dir = 0 "
+                  "AND (o.kind = 'put' OR (o.kind = 'delete' AND o.claimed != o.seq)) "
+                  f"AND NOT {_SHIPPED_AT.format('path')}")
+
+
+def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
+    """Files `target` holds below the directory `prefix` whose own delete is not queued yet:
+    what a tree removal takes away beyond the deletes already recorded (each counted on
+    its own by the alarm when it was). That is the shipped files below, less the queued
+    file deletes, plus each file held with no `shipped` row below:
+    - a put in flight (_LANDING: done on the target, perhaps, and not acked yet), and a
+      delete recorded over one, which the queued deletes took off though it had no
+      `shipped` row;
+    - a file renamed in from outside `prefix`, the rename in flight or queued with its old
+      name shipped (the removal takes the file, at either name), and each shipped file
+      below a directory renamed in the same way.
+    What lies below a tree removal already queued below `prefix` (`mv d/sub /elsewhere`,
+    then `rm -rf d`) counts nothing: that removal was counted when it was recorded.
+    A rename's source end (a delete row carrying the new name in `src`) is no delete the
+    alarm counted: it is taken off only when the new name lies outside `prefix`; a rename
+    inside it moves nothing out, and the rename's row is not counted again.
+    Counts one too many for a fallback rename's put in flight (its old name is counted
+    too): the safe side. Range scans over the primary key / unique index, the rows in
+    flight through ops_ready, a lookup per rename or tree removal below (measured with
+    50,000 rows below: 16 ms, 12 ms for the shipped files and queued deletes alone)."""
+    return max(0, _unremoved(db, target, source, prefix))
+
+
+def _unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes, *,
+               nested: bool = True) -> int:
+    """files_below_unremoved before it is clipped at 0 (it can be less: deletes of files
+    never shipped are taken off too, each counted on its own when recorded). `nested`
+    False: the tree removals below are not looked at (all below the outermost ones is
+    taken off whole)."""
+    lo, hi = prefix + b"/", _prefix_upper(prefix)
+    at = {"target": target, "source": source, "lo": lo, "hi": hi}
+    files = _files_below(db, target, source, lo, hi)
+    queued, moves, trees = db.execute(_QUEUED_AND_MOVES, at).fetchone()
+    n = files - queued + db.execute(_LANDING_BELOW, at).fetchone()[0]
+    if moves:
+        n += _renamed_in(db, at)
+    if trees and nested:
+        n -= sum(_unremoved(db, target, source, below, nested=False)
+                 for below in _removals_below(db, at))
+    return n
+
+
+def _removals_below(db: sqlite3.Connection, at: dict) -> list[bytes]:
+    """The tree removals queued in the range of `at` (_BELOW) not inside another one."""
+    rows = {bytes(path) for (path,) in db.execute(
+        f"SELECT o.path FROM ops AS o WHERE {_BELOW} AND o.tree = 1 "
+        f"AND o.kind IN ('delete', 'mkdir') AND NOT {_INSIDE}", at).fetchall()}
+    return sorted(p for p in rows
+                  if not any(up in rows for up in _self_and_ancestors(p.rpartition(b"/")[0])))
+
+
+def _renamed_in(db: sqlite3.Connection, at: dict) -> int:
+    """Files renamed into the range of `at` (_BELOW) from outside it and held at their old
+    name: a file's rename in flight or with its old name shipped, and the shipped files
+    below a directory's old name."""
+    n = 0
+    for path, old, is_dir, claimed in db.execute(
+            f"SELECT o.path, o.src, o.is_dir, o.claimed FROM ops AS o WHERE {_BELOW} "
+            f"AND o.kind = 'move' AND NOT {_INSIDE}", at).fetchall():
+        old = bytes(old)
+        if is_dir:
+            n += _files_below(db, at["target"], at["source"], old + b"/", _prefix_upper(old))
+        elif not _is_shipped(db, at, bytes(path)) and (claimed or _is_shipped(db, at, old)):
+            n += 1
+    return n
+
+
+def _is_shipped(db: sqlite3.Connection, at: dict, key: bytes) -> bool:
+    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ?",
+                      (at["target"], at["source"], key)).fetchone() is not None
+
+
+def _files_below(db: sqlite3.Connection, target: str, source: str, lo: bytes, hi: bytes) -> int:
+    """`shipped` files (not directories) of `target` and `source` with lo < key < hi."""
+    return db.execute("SELECT COUNT(*) FROM shipped WHERE target = ? AND source = ? AND key > ? "
+                      "AND key < ? AND substr(key, -1) != X'2F'", (target, source, lo, hi)).fetchone()[0]
