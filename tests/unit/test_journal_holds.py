@@ -331,23 +331,16 @@ def test_a_rename_inside_the_removed_tree_is_one_file(j, stage):
 
 
 @pytest.mark.parametrize("stage", ["queued", "claimed"])
-def test_a_rename_out_of_the_removed_tree_takes_the_file_out(j, stage):
-    j.enqueue([ch("d/a", "put")])
+@pytest.mark.parametrize("old, new, held", [("d/a", "x", 0), ("x", "d/b", 1)],
+                         ids=["out-of-d", "into-d"])
+def test_a_rename_across_the_removed_tree(j, stage, old, new, held):
+    """Renamed out of d: it leaves with its new name; renamed in: d's removal takes it."""
+    j.enqueue([ch(old, "put")])
     ack(j, *claimed(j).values())
-    _moved(j, "d/a", "x")
+    _moved(j, old, new)
     if stage == "claimed":
         claimed(j)
-    assert j.files_removed_with(S, "d") == 0
-
-
-@pytest.mark.parametrize("stage", ["queued", "claimed"])
-def test_a_file_renamed_into_the_removed_tree_is_taken_with_it(j, stage):
-    j.enqueue([ch("x", "put")])
-    ack(j, *claimed(j).values())
-    _moved(j, "x", "d/b")
-    if stage == "claimed":
-        claimed(j)
-    assert j.files_removed_with(S, "d") == 1
+    assert j.files_removed_with(S, "d") == held
 
 
 def test_a_file_renamed_in_before_its_put_went_is_not_held(j):
