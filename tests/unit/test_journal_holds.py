@@ -304,8 +304,9 @@ def test_a_delete_in_flight_of_a_file_never_shipped_is_not_held(j):
     ack(j, *claimed(j).values())
     j.enqueue([ch("d/tmp", "put"), ch("d/tmp", "delete")])     # a temp file, gone before it went
     assert [op.kind for op in claimed(j).values()] == ["delete"]
-    # d/a, less d/tmp's delete (counted on its own when recorded): with it, one file in all
-    assert j.files_removed_with(S, "d") == 0
+    # d/a; d/tmp's delete, counted on its own when recorded, is no file the target holds:
+    # not taken off (two in all for one file lost, the safe side)
+    assert j.files_removed_with(S, "d") == 1
     assert not j.overwrites(S, "d/tmp")
 
 
@@ -397,6 +398,44 @@ def test_a_directory_renamed_inside_the_removed_tree_is_not_taken_off(j):
     assert j.files_removed_with(S, "d") == 2
     _moved(j, "d/new", "elsewhere", is_dir=True, kept=False)   # then out of d: they leave
     assert j.files_removed_with(S, "d") == 0
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed"])
+@pytest.mark.parametrize("made_again", [False, True], ids=["renamed", "rotated"])
+def test_a_directory_renamed_inside_the_removed_tree_keeps_its_files(j, stage, made_again):
+    """`mv d/sub d/sub2` kept as a move (`mkdir d/sub` after it: a rotation), then d
+    removed: d/sub's source end is no removal counted before; its files are at d/sub2."""
+    j.enqueue([ch(f, "put") for f in ["d/keep", *(f"d/sub/f{i}" for i in range(5))]])
+    ack(j, *claimed(j).values())
+    _moved(j, "d/sub", "d/sub2", is_dir=True)
+    if made_again:
+        j.enqueue([ch("d/sub", "mkdir")])
+    if stage == "claimed":
+        assert "d/sub2" in claimed(j)
+    assert j.files_removed_with(S, "d") == 6
+
+
+def test_the_new_name_of_a_rename_not_done_yet_holds_the_old_names_files(j):
+    """`mv d e`, then e (or a directory below it) removed before the rename ran: the
+    removal takes d's files, wherever the rename left them; renamed again with the first
+    rename pending (not kept), the old names' removals carry the newest name."""
+    j.enqueue([ch(f, "put") for f in [*(f"d/f{i}" for i in range(4)), "d/sub/x"]])
+    ack(j, *claimed(j).values())
+    _moved(j, "d", "e", is_dir=True)
+    assert j.files_removed_with(S, "e") == 5
+    assert j.files_removed_with(S, "e/sub") == 1
+    _moved(j, "e", "f", is_dir=True, kept=False)
+    assert j.files_removed_with(S, "f") == 5
+
+
+def test_deletes_of_files_never_shipped_take_nothing_off(j):
+    """Temp files made and deleted while the target was away: their deletes are no files
+    the target holds, and d's 5 shipped files are what its removal takes."""
+    j.enqueue([ch(f"d/f{i}", "put") for i in range(5)])
+    ack(j, *claimed(j).values())
+    j.enqueue([ch(f"d/tmp{i}", "put") for i in range(20)])
+    j.enqueue([ch(f"d/tmp{i}", "delete") for i in range(20)])
+    assert j.files_removed_with(S, "d") == 5
 
 
 def test_another_sources_shipped_row_is_not_this_ones(j):
