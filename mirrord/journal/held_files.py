@@ -126,23 +126,38 @@ def _removals_below(db: sqlite3.Connection, at: dict) -> list[bytes]:
 
 
 def _at_old_names(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
-    """Shipped files still under an old name of `prefix`: `prefix` (or a directory above
-    it) is the new name of a directory rename not done yet (`mv d e; mv e elsewhere`: the
-    removal of e takes d's files, at either name), or the name tree removals of its old
-    names carry (a rename that could not be kept: their src, the ops_tree_src index)."""
+    """Shipped files still under an old name of `prefix` or of what lies below it, which
+    its removal takes at either name:
+    - `prefix` (or a directory above it) is the new name of a directory rename not done
+      yet (`mv d e; mv e elsewhere`);
+    - a tree removal of an old name carries a new name at or above `prefix`, or below it
+      from outside it (a rename that could not be kept: `mv x d/y; mv d/y d/z; rm -rf d`).
+    Tree rows are found by their src through the ops_tree_src index; a file's old-name
+    row (a delete carrying src, tree = 0) has no index on src and is not looked for."""
+    n = 0
     for p in _self_and_ancestors(prefix):
         row = db.execute("SELECT src FROM ops WHERE target = ? AND source = ? AND path = ? "
                          "AND kind = 'move' AND is_dir = 1", (target, source, p)).fetchone()
         if row is not None and row[0] is not None:
-            old = bytes(row[0]) + prefix[len(p):]
-            return _files_below(db, target, source, old + b"/", _prefix_upper(old))
-    n = 0
-    for (old,) in db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND src = ? "
-                             "AND tree = 1 AND kind IN ('delete', 'mkdir')",
-                             (target, source, prefix)).fetchall():
+            n += _files_at(db, target, source, bytes(row[0]) + prefix[len(p):])
+            break
+    for p in _self_and_ancestors(prefix):
+        for (old,) in db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND src = ? "
+                                 "AND tree = 1 AND kind IN ('delete', 'mkdir')",
+                                 (target, source, p)).fetchall():
+            n += _files_at(db, target, source, bytes(old) + prefix[len(p):])
+    lo, hi = prefix + b"/", _prefix_upper(prefix)
+    for (old,) in db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND src > ? "
+                             "AND src < ? AND tree = 1 AND kind IN ('delete', 'mkdir')",
+                             (target, source, lo, hi)).fetchall():
         old = bytes(old)
-        n += _files_below(db, target, source, old + b"/", _prefix_upper(old))
+        if not lo < old < hi:
+            n += _files_at(db, target, source, old)
     return n
+
+
+def _files_at(db: sqlite3.Connection, target: str, source: str, directory: bytes) -> int:
+    return _files_below(db, target, source, directory + b"/", _prefix_upper(directory))
 
 
 def _renamed_in(db: sqlite3.Connection, at: dict) -> int:

@@ -428,6 +428,63 @@ def test_the_new_name_of_a_rename_not_done_yet_holds_the_old_names_files(j):
     assert j.files_removed_with(S, "f") == 5
 
 
+def _ship(j: Journal, *paths: str) -> None:
+    j.enqueue([ch(p, "put") for p in paths])
+    ack(j, *claimed(j).values())
+
+
+def _mv(j: Journal, src: str, dst: str) -> None:
+    """A directory rename, kept as a move or not (whatever the journal makes of it)."""
+    j.enqueue_move(S, src, dst, is_dir=True)
+
+
+def _in_then_within(j):   # mv x d/y; mv d/y d/z (not kept: the first is pending)
+    _ship(j, *(f"d/f{i}" for i in range(5)), *(f"x/g{i}" for i in range(10)))
+    _mv(j, "x", "d/y")
+    _mv(j, "d/y", "d/z")
+    return "d", 15
+
+
+def _twice_into_a_subdirectory(j):   # mv q r; mv r e/sub; then e removed
+    _ship(j, *(f"e/f{i}" for i in range(3)), *(f"q/g{i}" for i in range(10)))
+    _mv(j, "q", "r")
+    _mv(j, "r", "e/sub")
+    return "e", 13
+
+
+def _below_a_renamed_twice(j):   # mv d e; mv e f; then f/sub removed
+    _ship(j, *(f"d/f{i}" for i in range(5)), *(f"d/sub/s{i}" for i in range(10)))
+    _mv(j, "d", "e")
+    _mv(j, "e", "f")
+    return "f/sub", 10
+
+
+def _into_a_rename_not_done(j):   # mv d e (kept); mv q e/sub (not kept); then e/sub removed
+    _ship(j, *(f"d/f{i}" for i in range(3)), *(f"q/g{i}" for i in range(10)))
+    _mv(j, "d", "e")
+    _mv(j, "q", "e/sub")
+    return "e/sub", 10
+
+
+def _out_and_back_acked_between(j):   # mv d/sub x, in flight; mv x d/sub3; the first acked
+    _ship(j, *(f"d/f{i}" for i in range(5)), *(f"d/sub/s{i}" for i in range(10)))
+    _mv(j, "d/sub", "x")
+    got = claimed(j)
+    _mv(j, "x", "d/sub3")
+    ack(j, *got.values())
+    return "d", 15
+
+
+@pytest.mark.parametrize("story", [_in_then_within, _twice_into_a_subdirectory,
+                                   _below_a_renamed_twice, _into_a_rename_not_done,
+                                   _out_and_back_acked_between])
+def test_a_removal_takes_what_renames_not_done_carry_into_it(j, story):
+    """A directory's files still under an old name whose removal (a rename not kept)
+    carries a new name at, above or below the removed directory: taken with it."""
+    removed, lost = story(j)
+    assert j.files_removed_with(S, removed) == lost
+
+
 def test_deletes_of_files_never_shipped_take_nothing_off(j):
     """Temp files made and deleted while the target was away: their deletes are no files
     the target holds, and d's 5 shipped files are what its removal takes."""
