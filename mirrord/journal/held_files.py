@@ -13,6 +13,7 @@ import sqlite3
 from typing import Iterable
 
 from mirrord.journal.barriers import _self_and_ancestors
+from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import _prefix_upper
 
 
@@ -97,11 +98,11 @@ def _unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes, 
     the outermost removals, whole)."""
     lo, hi = prefix + b"/", _prefix_upper(prefix)
     at = {"target": target, "source": source, "lo": lo, "hi": hi}
-    files = _files_below(db, target, source, lo, hi)
+    files = _files_at(db, target, source, prefix)
     queued, landing, moves, trees = db.execute(_ROWS_BELOW, at).fetchone()
     n = files - queued + landing
     if nested:
-        n += _at_old_names(db, target, source, prefix)
+        n += _at_old_names(db, at, prefix)
     if moves:
         n += _renamed_in(db, at)
     if trees and nested:
@@ -125,7 +126,7 @@ def _removals_below(db: sqlite3.Connection, at: dict) -> list[bytes]:
                   if not any(up in rows for up in _self_and_ancestors(p.rpartition(b"/")[0])))
 
 
-def _at_old_names(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
+def _at_old_names(db: sqlite3.Connection, at: dict, prefix: bytes) -> int:
     """Shipped files still under an old name of `prefix` or of what lies below it, which
     its removal takes at either name:
     - `prefix` (or a directory above it) is the new name of a directory rename not done
@@ -133,7 +134,9 @@ def _at_old_names(db: sqlite3.Connection, target: str, source: str, prefix: byte
     - a tree removal of an old name carries a new name at or above `prefix`, or below it
       from outside it (a rename that could not be kept: `mv x d/y; mv d/y d/z; rm -rf d`).
     Tree rows are found by their src through the ops_tree_src index; a file's old-name
-    row (a delete carrying src, tree = 0) has no index on src and is not looked for."""
+    row (a delete carrying src, tree = 0) has no index on src and is not looked for.
+    `at`: _BELOW's parameters for `prefix`."""
+    target, source, lo, hi = at["target"], at["source"], at["lo"], at["hi"]
     n = 0
     for p in _self_and_ancestors(prefix):
         row = db.execute("SELECT src FROM ops WHERE target = ? AND source = ? AND path = ? "
@@ -146,7 +149,6 @@ def _at_old_names(db: sqlite3.Connection, target: str, source: str, prefix: byte
                                  "AND tree = 1 AND kind IN ('delete', 'mkdir')",
                                  (target, source, p)).fetchall():
             n += _files_at(db, target, source, bytes(old) + prefix[len(p):])
-    lo, hi = prefix + b"/", _prefix_upper(prefix)
     for (old,) in db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND src > ? "
                              "AND src < ? AND tree = 1 AND kind IN ('delete', 'mkdir')",
                              (target, source, lo, hi)).fetchall():
@@ -154,10 +156,6 @@ def _at_old_names(db: sqlite3.Connection, target: str, source: str, prefix: byte
         if not lo < old < hi:
             n += _files_at(db, target, source, old)
     return n
-
-
-def _files_at(db: sqlite3.Connection, target: str, source: str, directory: bytes) -> int:
-    return _files_below(db, target, source, directory + b"/", _prefix_upper(directory))
 
 
 def _renamed_in(db: sqlite3.Connection, at: dict) -> int:
@@ -168,20 +166,17 @@ def _renamed_in(db: sqlite3.Connection, at: dict) -> int:
     for path, old, is_dir, claimed in db.execute(
             f"SELECT o.path, o.src, o.is_dir, o.claimed FROM ops AS o WHERE {_BELOW} "
             f"AND o.kind = 'move' AND NOT {_INSIDE}", at).fetchall():
-        old = bytes(old)
+        target, source, old = at["target"], at["source"], bytes(old)
         if is_dir:
-            n += _files_below(db, at["target"], at["source"], old + b"/", _prefix_upper(old))
-        elif not _is_shipped(db, at, bytes(path)) and (claimed or _is_shipped(db, at, old)):
+            n += _files_at(db, target, source, old)
+        elif shipped_meta(db, target, source, bytes(path)) is None and (
+                claimed or shipped_meta(db, target, source, old) is not None):
             n += 1
     return n
 
 
-def _is_shipped(db: sqlite3.Connection, at: dict, key: bytes) -> bool:
-    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ?",
-                      (at["target"], at["source"], key)).fetchone() is not None
-
-
-def _files_below(db: sqlite3.Connection, target: str, source: str, lo: bytes, hi: bytes) -> int:
-    """`shipped` files (not directories) of `target` and `source` with lo < key < hi."""
+def _files_at(db: sqlite3.Connection, target: str, source: str, directory: bytes) -> int:
+    """`shipped` files (not directories) of `target` and `source` below `directory`."""
     return db.execute("SELECT COUNT(*) FROM shipped WHERE target = ? AND source = ? AND key > ? "
-                      "AND key < ? AND substr(key, -1) != X'2F'", (target, source, lo, hi)).fetchone()[0]
+                      "AND key < ? AND substr(key, -1) != X'2F'",
+                      (target, source, directory + b"/", _prefix_upper(directory))).fetchone()[0]
