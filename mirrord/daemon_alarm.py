@@ -9,7 +9,9 @@ window):
 - a directory removal (a tree delete): the files the journal's `shipped` table
   knows below it whose own delete is not queued or in this batch, at least 1 -
   so `rm -rf d` counts each file once and `mv d /elsewhere` (one event for the
-  whole subtree) counts the files it takes away;
+  whole subtree) counts the files it takes away, also those a rename not done yet
+  brings there (mirrord.journal.old_names) and those a re-sent rename left the targets
+  without (mirrord.daemon_alarm_resend);
 - an overwrite: a write (`put`, not an attribute change) to a file a target of
   the source already holds - one primary-key lookup in `shipped` per target at
   record time, before anything is shipped (at ack time the damage would already
@@ -48,6 +50,7 @@ from typing import Callable
 from mirrord import alarm_window
 from mirrord.alarm import AlarmSettings, SourceAlarm
 from mirrord.config import SourceConfig
+from mirrord.daemon_alarm_resend import Resends
 from mirrord.daemon_alarm_scan import CatchUpCounting, ancestors as _ancestors
 from mirrord.journal import Change
 from mirrord.logsetup import kv
@@ -86,6 +89,9 @@ class AlarmWatch(CatchUpCounting):
         # comparison's refused deletes), not what a script deleted after the resume
         self.exempt: dict[str, int] = {}
         self._resumes_read = False
+        # directories renamed and re-sent: what their removal takes before the re-send lands
+        self.resends = Resends(lambda *at: self.d.journal.files_removed_with(*at),
+                               lambda *at: self.d.journal.pending_at_or_below(*at), clock)
 
     # ------------------------------------------------------------ across a restart
     def restore_window(self) -> None:
@@ -177,6 +183,12 @@ class AlarmWatch(CatchUpCounting):
             self._fired(src, alarm)
         self._publish(src.name)
 
+    def dir_renamed(self, src: SourceConfig, old: str, new: str, *, resent: bool) -> None:
+        """A live rename of a directory of `src` recorded; `resent`: not kept as a move
+        (mirrord.daemon_alarm_resend)."""
+        if src.name in self.alarms:
+            self.resends.renamed(src.name, old, new, resent=resent)
+
     def _count(self, source: str, changes: list[Change]) -> int:
         journal = self.d.journal
         below: dict[str, int] = {}    # directory -> deletes counted below it in this batch
@@ -186,7 +198,11 @@ class AlarmWatch(CatchUpCounting):
             if ch.kind == "delete":
                 n = 1
                 if ch.tree:
-                    n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0))
+                    held = max(journal.files_removed_with(source, ch.path),
+                               self.resends.taken(source, ch.path))
+                    n = max(1, held - below.get(ch.path, 0))
+                else:
+                    self.resends.deleted(source, ch.path)
                 for parent in _ancestors(ch.path):
                     below[parent] = below.get(parent, 0) + n
             elif ch.kind == "put" and ch.path not in rewritten and journal.overwrites(source, ch.path):
@@ -240,6 +256,7 @@ class AlarmWatch(CatchUpCounting):
         if now >= self._next_check:
             self._next_check = now + HOLDS_CHECK
             self._check_holds()
+            self.resends.settle()
         for name in self.alarms:
             self._publish(name)
 

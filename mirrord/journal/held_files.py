@@ -13,6 +13,7 @@ import sqlite3
 from typing import Iterable
 
 from mirrord.journal.barriers import _self_and_ancestors
+from mirrord.journal.old_names import old_names
 from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import _prefix_upper
 
@@ -27,19 +28,41 @@ _LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes) -> bool:
-    """Whether one of `targets` holds the file `key`: as shipped, or with a put or rename
-    of it in flight (_LANDING). The mass-change alarm's test for an overwrite: one
-    statement, a primary-key search and a unique-index search per target (measured 5 us
-    on a 50,000-file journal, 4.3 with the first alone, against about 70 us to record the
-    change itself)."""
+    """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
+    rename onto it in flight (_LANDING), or so at an old name (mirrord.journal.old_names)
+    that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
+    a directory above it renamed, any chain of these) while `key` itself was not deleted
+    since. The mass-change alarm's test for an overwrite (of a write, or of a rename onto
+    `key`). Before, `key` alone was looked at: `mv f f.locked` then f.locked rewritten in
+    place (ransomware's rename-then-encrypt) counted no overwrite while the rename was
+    queued, nor did every file rewritten below a renamed directory until its move (copy
+    by copy on S3) was acked. One statement of index searches (a primary-key search and
+    the unique index per target); when it finds nothing, per target the row at `key` and
+    one statement per name followed back (old_names)."""
     targets = tuple(targets)
     if not targets:
         return False
     marks = ",".join("?" * len(targets))
-    return db.execute(f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
-                      f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
-                      f"AND path = ? AND {_LANDING} LIMIT 1",
-                      (*targets, source, key, *targets, source, key)).fetchone() is not None
+    if db.execute(f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
+                  f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
+                  f"AND path = ? AND is_dir = 0 AND (kind = 'move' OR {_LANDING}) LIMIT 1",
+                  (*targets, source, key) * 2).fetchone() is not None:
+        return True
+    for target in targets:
+        own = db.execute("SELECT kind FROM ops WHERE target = ? AND source = ? AND path = ?",
+                         (target, source, key)).fetchone()
+        if own is not None and own[0] == "delete":
+            continue   # deleted since the rename (counted then): `mv x y; rm y`, y new
+        if any(_held_at(db, target, source, old) for old in old_names(db, target, source, key)):
+            return True
+    return False
+
+
+def _held_at(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
+    """`target` holds the file `key`: shipped, or a put or rename of it in flight."""
+    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ? "
+                      f"UNION ALL SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
+                      f"AND {_LANDING} LIMIT 1", (target, source, key) * 2).fetchone() is not None
 
 
 _SHIPPED_AT = ("EXISTS (SELECT 1 FROM shipped AS s WHERE s.target = o.target "
@@ -62,6 +85,21 @@ _ROWS_BELOW = (
     f"FROM ops AS o WHERE {_BELOW}")
 
 
+# The files renamed into the range of _BELOW from outside it by renames not kept as moves
+# (SyncItem.moved_to): the old name's delete carries the new name in src (ops_file_src
+# index) and the new name is a put still queued. The removal takes the file, which is
+# shipped at the old name only. Not counted here: a new name that is a move (_renamed_in),
+# a put in flight or acked (landing or shipped below), or a delete (the alarm counted it on
+# its own: `mv x d/x.tmp; mv d/x.tmp d/x` then `rm d/x`, then `rm -rf d`).
+_LEFT_FOR = (
+    "SELECT COUNT(*) FROM ops AS o WHERE o.target = :target AND o.source = :source "
+    "AND o.tree = 0 AND o.kind = 'delete' AND o.src > :lo AND o.src < :hi "
+    f"AND NOT (o.path > :lo AND o.path < :hi) AND {_SHIPPED_AT.format('path')} "
+    "AND EXISTS (SELECT 1 FROM ops AS n WHERE n.target = o.target AND n.source = o.source "
+    "AND n.path = o.src AND (n.kind = 'put' AND n.claimed = 0 "
+    "OR n.kind = 'move' AND n.src > :lo AND n.src < :hi))")
+
+
 def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
     """Files `target` holds below the directory `prefix` whose own delete is not queued yet:
     what a tree removal takes away beyond the deletes already recorded (each counted on
@@ -69,10 +107,16 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
     deletes of shipped files, plus the files held with no `shipped` row:
     - a put in flight (_LANDING: done on the target, perhaps, and not acked yet);
     - a file renamed in from outside `prefix`, the rename in flight or queued with its old
-      name shipped (the removal takes the file, at either name), and each shipped file
-      below a directory renamed in the same way;
-    - the shipped files under an old name of `prefix` (_at_old_names: `mv d e`, then e
-      removed before that rename ran).
+      name shipped (the removal takes the file, at either name), and what a directory
+      renamed in the same way holds under its old name (_renamed_in; a rename not kept:
+      _trees_renamed_in);
+    - what `prefix` holds under its old names (old_names: `mv d e`, then e removed before
+      that rename ran; `mv batch a/batch; mv a b; rm -rf b` takes batch's files through
+      a's, two renames back);
+    - a file renamed in by a rename not kept as a move, shipped at its old name only
+      (_LEFT_FOR: `mv x d/x.tmp; mv d/x.tmp d/x`, then d removed before either ran).
+    A directory's old name is counted as `prefix` is (its files, less their queued
+    deletes, and what was renamed into it), _DEPTH renames deep at most.
     What lies below a tree removal already queued below `prefix` (`mv d/sub /elsewhere`,
     then `rm -rf d`) counts nothing: that removal was counted when it was recorded; a
     directory renamed within `prefix` is no such removal (its files are still below).
@@ -91,23 +135,35 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
     return max(0, _unremoved(db, target, source, prefix))
 
 
+# How deep _unremoved follows a directory renamed in, or an old name, into another one's
+# count: a chain of pending directory renames longer than this counts the files shipped
+# under the last name reached, not what was renamed into that.
+_DEPTH = 4
+
+
 def _unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes, *,
-               nested: bool = True) -> int:
-    """files_below_unremoved before it is clipped at 0. `nested` False: the old names and
-    the tree removals below are not looked at (the caller takes off all that lies below
-    the outermost removals, whole)."""
+               nested: bool = True, follow: bool = True, depth: int = 0) -> int:
+    """files_below_unremoved before it is clipped at 0. `nested` False: the tree removals
+    below are not taken off (the caller takes off all that lies below the outermost
+    removals, whole); `follow` False: the old names of `prefix` are not looked at (the
+    caller is counting one of them)."""
+    if depth > _DEPTH:
+        return _files_at(db, target, source, prefix)
     lo, hi = prefix + b"/", _prefix_upper(prefix)
     at = {"target": target, "source": source, "lo": lo, "hi": hi}
     files = _files_at(db, target, source, prefix)
     queued, landing, moves, trees = db.execute(_ROWS_BELOW, at).fetchone()
-    n = files - queued + landing
-    if nested:
-        n += _at_old_names(db, at, prefix)
+    n = files - queued + landing + db.execute(_LEFT_FOR, at).fetchone()[0]
+    n += sum(_unremoved(db, target, source, old, follow=False, depth=depth + 1)
+             for old in _trees_renamed_in(db, at))
     if moves:
-        n += _renamed_in(db, at)
+        n += _renamed_in(db, at, depth)
     if trees and nested:
-        n -= sum(_unremoved(db, target, source, below, nested=False)
+        n -= sum(_unremoved(db, target, source, below, nested=False, follow=False, depth=depth + 1)
                  for below in _removals_below(db, at))
+    if follow:
+        n += sum(_unremoved(db, target, source, old, follow=False, depth=depth + 1)
+                 for old in old_names(db, target, source, prefix))
     return n
 
 
@@ -126,49 +182,28 @@ def _removals_below(db: sqlite3.Connection, at: dict) -> list[bytes]:
                   if not any(up in rows for up in _self_and_ancestors(p.rpartition(b"/")[0])))
 
 
-def _at_old_names(db: sqlite3.Connection, at: dict, prefix: bytes) -> int:
-    """Shipped files still under an old name of `prefix` or of what lies below it, which
-    its removal takes at either name:
-    - `prefix` (or a directory above it) is the new name of a directory rename not done
-      yet (`mv d e; mv e elsewhere`);
-    - a tree removal of an old name carries a new name at or above `prefix`, or below it
-      from outside it (a rename that could not be kept: `mv x d/y; mv d/y d/z; rm -rf d`).
-    Tree rows are found by their src through the ops_tree_src index; a file's old-name
-    row (a delete carrying src, tree = 0) has no index on src and is not looked for.
-    `at`: _BELOW's parameters for `prefix`."""
-    target, source, lo, hi = at["target"], at["source"], at["lo"], at["hi"]
-    n = 0
-    for p in _self_and_ancestors(prefix):
-        row = db.execute("SELECT src FROM ops WHERE target = ? AND source = ? AND path = ? "
-                         "AND kind = 'move' AND is_dir = 1", (target, source, p)).fetchone()
-        if row is not None and row[0] is not None:
-            n += _files_at(db, target, source, bytes(row[0]) + prefix[len(p):])
-            break
-    for p in _self_and_ancestors(prefix):
-        for (old,) in db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND src = ? "
-                                 "AND tree = 1 AND kind IN ('delete', 'mkdir')",
-                                 (target, source, p)).fetchall():
-            n += _files_at(db, target, source, bytes(old) + prefix[len(p):])
-    for (old,) in db.execute("SELECT path FROM ops WHERE target = ? AND source = ? AND src > ? "
-                             "AND src < ? AND tree = 1 AND kind IN ('delete', 'mkdir')",
-                             (target, source, lo, hi)).fetchall():
-        old = bytes(old)
-        if not lo < old < hi:
-            n += _files_at(db, target, source, old)
-    return n
+def _trees_renamed_in(db: sqlite3.Connection, at: dict) -> list[bytes]:
+    """The old names of directories renamed into the range of `at` (_BELOW) from outside it
+    by renames that could not be kept: tree rows outside the range carrying a new name in
+    it (ops_tree_src: `mv x d/y; mv d/y d/z; rm -rf d`). The old names of the range's
+    own directory are old_names'."""
+    return [bytes(old) for (old,) in db.execute(
+        "SELECT path FROM ops AS o WHERE o.target = :target AND o.source = :source "
+        "AND o.src > :lo AND o.src < :hi AND o.tree = 1 AND o.kind IN ('delete', 'mkdir') "
+        "AND NOT (o.path > :lo AND o.path < :hi)", at).fetchall()]
 
 
-def _renamed_in(db: sqlite3.Connection, at: dict) -> int:
+def _renamed_in(db: sqlite3.Connection, at: dict, depth: int) -> int:
     """Files renamed into the range of `at` (_BELOW) from outside it and held at their old
-    name: a file's rename in flight or with its old name shipped, and the shipped files
-    below a directory's old name."""
+    name: a file's rename in flight or with its old name shipped, and what a directory's
+    old name holds (_unremoved there: what was renamed into it too)."""
     n = 0
     for path, old, is_dir, claimed in db.execute(
             f"SELECT o.path, o.src, o.is_dir, o.claimed FROM ops AS o WHERE {_BELOW} "
             f"AND o.kind = 'move' AND NOT {_INSIDE}", at).fetchall():
         target, source, old = at["target"], at["source"], bytes(old)
         if is_dir:
-            n += _files_at(db, target, source, old)
+            n += _unremoved(db, target, source, old, follow=False, depth=depth + 1)
         elif shipped_meta(db, target, source, bytes(path)) is None and (
                 claimed or shipped_meta(db, target, source, old) is not None):
             n += 1
@@ -180,3 +215,13 @@ def _files_at(db: sqlite3.Connection, target: str, source: str, directory: bytes
     return db.execute("SELECT COUNT(*) FROM shipped WHERE target = ? AND source = ? AND key > ? "
                       "AND key < ? AND substr(key, -1) != X'2F'",
                       (target, source, directory + b"/", _prefix_upper(directory))).fetchone()[0]
+
+
+def pending_at_or_below(db: sqlite3.Connection, targets: Iterable[str], source: str,
+                        path: bytes) -> bool:
+    """Whether a row of `source` for one of `targets` is queued or in flight at `path` or
+    below it (the unique index, a range per target)."""
+    return any(db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND (path = ? OR "
+                          "(path > ? AND path < ?)) LIMIT 1",
+                          (target, source, path, path + b"/", _prefix_upper(path))).fetchone()
+               for target in targets)

@@ -83,6 +83,8 @@ CREATE INDEX IF NOT EXISTS ops_ready ON ops (target, claimed, next_try, id);
 CREATE INDEX IF NOT EXISTS ops_wait ON ops (wait_for) WHERE wait_for IS NOT NULL;
 CREATE INDEX IF NOT EXISTS ops_tree_src ON ops (target, source, src)
     WHERE tree = 1 AND src IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ops_file_src ON ops (target, source, src)
+    WHERE tree = 0 AND kind = 'delete' AND src IS NOT NULL;
 CREATE TABLE IF NOT EXISTS shipped (
     target TEXT NOT NULL,
     source TEXT NOT NULL,

@@ -167,6 +167,12 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""
         return held_files.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))
 
+    def pending_at_or_below(self, source: str, path: str) -> bool:
+        """Whether a row of `source` at or below `path` is queued or in flight for any of
+        its targets (read)."""
+        return held_files.pending_at_or_below(self.db, self.routes.get(source, ()), source,
+                                              os.fsencode(path))
+
     def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
         """Files below the directory `path` a tree removal takes off `target` (None: the
         source's first target) beyond the deletes already queued (0 when none are known)."""

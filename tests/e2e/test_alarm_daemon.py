@@ -236,3 +236,65 @@ def test_a_removal_over_one_done_and_not_acked_counts_each_file_once(held_setup)
     (faults / "shipped").unlink()
     wait_converged(src, target)
     assert "mass-change alarm: too many" not in daemon.log.read_text()
+
+
+def _stalled(daemon, faults: Path, src: Path) -> None:
+    """Both workers held at fault point "shipped" on a put of stall/sN: what is recorded
+    next stays queued (a target behind, or a batch read before its renames went)."""
+    (faults / "shipped").write_text("local stall/*\n")
+    (src / "stall").mkdir()
+    for i in range(2):
+        (src / "stall" / f"s{i}").write_bytes(b"s")
+    poll("both workers held", lambda: (faults / "shipped.reached").exists() and len(
+        (faults / "shipped.reached").read_text().splitlines()) >= 2, daemon)
+
+
+@pytest.mark.parametrize("renamed", ["each-file", "directory"])
+def test_files_renamed_then_rewritten_in_place_count_as_overwrites(held_setup, renamed):
+    """Ransomware's rename-then-encrypt: THRESHOLD + 1 mirrored files renamed (each to
+    fNN.jpg.locked, or their directory to batch.locked), then each rewritten in place
+    while the renames are still queued. Every rewrite replaces a version the target holds
+    under the old name. The overwrite test read the new name alone: 0 counted, no alarm."""
+    tmp, daemon, target, faults = held_setup
+    src = tmp / "src"
+    started_with_batch(src, daemon, target, THRESHOLD + 1)
+    poll("every put acked", lambda: daemon.status()["targets"]["local"]["pending"] == 0, daemon)
+    _stalled(daemon, faults, src)
+    if renamed == "directory":
+        (src / "batch").rename(src / "batch.locked")
+        locked = [src / "batch.locked" / f"f{i:02}.jpg" for i in range(THRESHOLD + 1)]
+    else:
+        locked = []
+        for i in range(THRESHOLD + 1):
+            old = src / "batch" / f"f{i:02}.jpg"
+            old.rename(old.with_name(old.name + ".locked"))
+            locked.append(old.with_name(old.name + ".locked"))
+    for f in locked:
+        f.write_bytes(b"encrypted " + f.name.encode())
+    doc = poll("the alarm fired", lambda: (lambda d: d if d["alarm"] == "alarm" else None)(
+        daemon.status()["sources"]["uploads"]), daemon)
+    assert doc["alarm_detail"]["count"] >= THRESHOLD + 1
+    (faults / "shipped").unlink()
+    wait_converged(src, target)
+
+
+def test_a_directory_moved_in_renamed_and_moved_out_counts_every_file(held_setup):
+    """`mv batch a/batch; mv a b; mv b /outside` in one go, no fault point: a's rename is
+    not kept (batch's move pending below it), so the target removes a at once and re-sends
+    under b, which is gone by the time the walk looks. THRESHOLD + 2 mirrored files lost;
+    counted 1 (a breaker, 3 runs of 3 on inotify): what the journal showed under b then."""
+    tmp, daemon, target, _faults = held_setup
+    src = tmp / "src"
+    started_with_batch(src, daemon, target, THRESHOLD)
+    (src / "a").mkdir()
+    for name in ("g1", "g2"):
+        (src / "a" / name).write_bytes(b"g")
+    wait_converged(src, target)
+    poll("every put acked", lambda: daemon.status()["targets"]["local"]["pending"] == 0, daemon)
+    (src / "batch").rename(src / "a" / "batch")
+    (src / "a").rename(src / "b")
+    (src / "b").rename(tmp / "outside")
+    doc = poll("the alarm fired", lambda: (lambda d: d if d["alarm"] == "alarm" else None)(
+        daemon.status()["sources"]["uploads"]), daemon)
+    assert doc["alarm_detail"]["count"] >= THRESHOLD + 2
+    wait_converged(src, target)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.journal import SCHEMA_VERSION, Change, Journal, Outcome, connect
+from mirrord.journal import held_files
 from mirrord.journal.holds import PARKED, read_holds, release
 from tests.fakes import Clock
 
@@ -483,6 +484,239 @@ def test_a_removal_takes_what_renames_not_done_carry_into_it(j, story):
     carries a new name at, above or below the removed directory: taken with it."""
     removed, lost = story(j)
     assert j.files_removed_with(S, removed) == lost
+
+
+def _file_mv(j: Journal, src: str, dst: str) -> None:
+    j.enqueue_move(S, src, dst, is_dir=False)
+
+
+def _files_in_by_a_temp_name(j: Journal, directory: str, n: int = 3, stage: str = "queued") -> None:
+    """`mv in/xI D/xI.tmp; mv D/xI.tmp D/xI` for n shipped files (an upload's rename to
+    its final name); the first renames queued, in flight or acked before the second."""
+    _ship(j, *(f"in/x{i}" for i in range(n)))
+    for i in range(n):
+        _file_mv(j, f"in/x{i}", f"{directory}/x{i}.tmp")
+    if stage != "queued":
+        got = claimed(j)
+        if stage == "acked":
+            ack(j, *got.values())
+    for i in range(n):
+        _file_mv(j, f"{directory}/x{i}.tmp", f"{directory}/x{i}")
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed", "acked"])
+def test_files_renamed_in_twice_are_taken_with_the_directory(j, stage):
+    """The second rename cannot be kept while the first is pending: the old name's delete
+    carries the newest name (src, tree 0) and d/xI is a put, or a move from inside d. The
+    removal takes each file, shipped at in/xI only: before ops_file_src, 1 counted for 4
+    (queued, in flight)."""
+    _ship(j, "d/keep")
+    _files_in_by_a_temp_name(j, "d", stage=stage)
+    assert j.files_removed_with(S, "d") == 4
+    assert j.files_removed_with(S, "in") == 0                  # they left in/
+
+
+def test_files_renamed_in_twice_and_deleted_one_by_one_count_once(j):
+    """`rm d/xI` recorded before d's removal: the alarm counted each delete on its own."""
+    _ship(j, "d/keep")
+    _files_in_by_a_temp_name(j, "d")
+    j.enqueue([ch(f"d/x{i}", "delete") for i in range(3)])
+    assert j.files_removed_with(S, "d") == 1
+
+
+def test_files_renamed_in_twice_then_out_again_are_not_taken(j):
+    _ship(j, "d/keep")
+    _files_in_by_a_temp_name(j, "d")
+    for i in range(3):
+        _file_mv(j, f"d/x{i}", f"out/x{i}")
+    assert j.files_removed_with(S, "d") == 1
+    assert j.files_removed_with(S, "out") == 3
+
+
+def test_files_renamed_in_twice_below_a_removal_already_counted(j):
+    """d/sub's removal, queued, counted them; d's counts d/keep alone."""
+    _ship(j, "d/keep")
+    _files_in_by_a_temp_name(j, "d/sub")
+    assert j.files_removed_with(S, "d/sub") == 3
+    j.enqueue([ch("d/sub", "delete", tree=True)])
+    assert j.files_removed_with(S, "d") == 1
+
+
+def test_a_file_renamed_in_over_its_pending_rewrite_is_taken(j):
+    """in/x rewritten, its put queued, then renamed into d (not kept): the target holds the
+    shipped version at in/x, which d's removal takes."""
+    _ship(j, "d/keep", "in/x")
+    j.enqueue([ch("in/x", "put")])
+    _file_mv(j, "in/x", "d/x")
+    assert j.files_removed_with(S, "d") == 2
+
+
+def _renamed_queued(j):            # mv x y, kept as a move, queued
+    _ship(j, "x")
+    _file_mv(j, "x", "y")
+
+
+def _renamed_twice(j):             # mv x y.tmp; mv y.tmp y (the second not kept)
+    _ship(j, "x")
+    _file_mv(j, "x", "y.tmp")
+    _file_mv(j, "y.tmp", "y")
+
+
+def _renamed_in_flight_then_on(j):   # mv x y.tmp, in flight; mv y.tmp y
+    _ship(j, "x")
+    _file_mv(j, "x", "y.tmp")
+    claimed(j)
+    _file_mv(j, "y.tmp", "y")
+
+
+def _renamed_over_a_pending_rewrite(j):   # x rewritten (put queued), then mv x y: not kept
+    _ship(j, "x")
+    j.enqueue([ch("x", "put")])
+    _file_mv(j, "x", "y")
+
+
+def _directory_renamed_queued(j):   # mv d e (kept, queued)
+    _ship(j, "d/s/y")
+    _mv(j, "d", "e")
+    return "e/s/y"
+
+
+def _directory_renamed_in_flight(j):
+    _ship(j, "d/s/y")
+    _mv(j, "d", "e")
+    assert [op.kind for op in claimed(j).values()] == ["move"]
+    return "e/s/y"
+
+
+def _directory_renamed_twice(j):   # mv d e; mv e f (the second not kept)
+    _ship(j, "d/s/y")
+    _mv(j, "d", "e")
+    _mv(j, "e", "f")
+    return "f/s/y"
+
+
+def _subdirectory_renamed_with_work_below(j):   # d/s/z pending: mv d/s d/t not kept
+    _ship(j, "d/s/y")
+    j.enqueue([ch("d/s/z", "put")])
+    _mv(j, "d/s", "d/t")
+    return "d/t/y"
+
+
+@pytest.mark.parametrize("story", [_renamed_queued, _renamed_twice, _renamed_in_flight_then_on,
+                                   _renamed_over_a_pending_rewrite, _directory_renamed_queued,
+                                   _directory_renamed_in_flight, _directory_renamed_twice,
+                                   _subdirectory_renamed_with_work_below])
+def test_a_rewrite_at_a_name_a_pending_rename_brings_is_an_overwrite(j, story):
+    """The target holds the file under its old name until the rename runs; a rewrite at the
+    new name replaces that version (rename-then-encrypt). Before: no overwrite while the
+    rename was queued, and below a directory rename until it was acked."""
+    key = story(j) or "y"
+    assert j.overwrites(S, key)
+    assert not j.overwrites(OTHER, key)                        # another source's journal rows
+    assert not j.overwrites(S, key + "-new")                   # no old name for it
+
+
+_BATCH = [f"batch/f{i}" for i in range(4)]
+
+
+def _dir_renamed_then_each_file(j):   # mv batch b2; mv b2/fI b2/fI.locked
+    _ship(j, *_BATCH)
+    _mv(j, "batch", "b2")
+    for i in range(4):
+        _file_mv(j, f"b2/f{i}", f"b2/f{i}.locked")
+    return [f"b2/f{i}.locked" for i in range(4)]
+
+
+def _each_file_renamed_then_dir(j):   # mv batch/fI batch/fI.x; mv batch b2 (not kept)
+    _ship(j, *_BATCH)
+    for i in range(4):
+        _file_mv(j, f"batch/f{i}", f"batch/f{i}.x")
+    _mv(j, "batch", "b2")
+    return [f"b2/f{i}.x" for i in range(4)]
+
+
+def _puts_landing_then_dir_renamed(j):   # new files' puts in flight; mv up up2 (not kept)
+    _ship(j, "keep")
+    j.enqueue([ch(f"up/u{i}", "put") for i in range(4)])
+    claimed(j)
+    _mv(j, "up", "up2")
+    return [f"up2/u{i}" for i in range(4)]
+
+
+def _dir_into_a_dir_then_that_renamed(j):   # mv batch a/batch; mv a b (not kept)
+    _ship(j, *_BATCH, "a/g")
+    _mv(j, "batch", "a/batch")
+    _mv(j, "a", "b")
+    return [f"b/batch/f{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("story", [_dir_renamed_then_each_file, _each_file_renamed_then_dir,
+                                   _puts_landing_then_dir_renamed,
+                                   _dir_into_a_dir_then_that_renamed])
+def test_a_rewrite_two_renames_from_the_held_name_is_an_overwrite(j, story):
+    """A breaker's shapes: a file rename and a directory rename (or two directory renames)
+    between the name held and the name rewritten. One step back found nothing: 0 counted
+    for every file rewritten (rename-then-encrypt)."""
+    for key in story(j):
+        assert j.overwrites(S, key), key
+
+
+def _dir_into_a_new_dir_then_that_renamed(j):   # mkdir a; mv batch a/; mv a b
+    _ship(j, *_BATCH)
+    j.enqueue([ch("a", "mkdir")])
+    _mv(j, "batch", "a/batch")
+    _mv(j, "a", "b")
+    return "b", 4
+
+
+def _dir_into_a_held_dir_then_that_renamed(j):   # mv batch a/batch; mv a b
+    _ship(j, *_BATCH, "a/g1", "a/g2")
+    _mv(j, "batch", "a/batch")
+    _mv(j, "a", "b")
+    return "b", 6
+
+
+def _files_into_a_dir_renamed_into_the_removed_one(j):   # mv batch/fI b/; mv b batch/b
+    _ship(j, *_BATCH, "batch/g")
+    j.enqueue([ch("b", "mkdir")])
+    for i in range(4):
+        _file_mv(j, f"batch/f{i}", f"b/f{i}")
+    _mv(j, "b", "batch/b")
+    return "batch", 5
+
+
+@pytest.mark.parametrize("story", [_dir_into_a_new_dir_then_that_renamed,
+                                   _dir_into_a_held_dir_then_that_renamed,
+                                   _files_into_a_dir_renamed_into_the_removed_one])
+def test_a_removal_takes_what_two_renames_bring_into_it(j, story):
+    """A breaker's shapes, then the directory moved out of the source: the old name's own
+    files were counted, not what was renamed into it (`mv batch a/batch; mv a b; mv b
+    /outside` in one shell line, no fault needed: 1 counted for 14 lost)."""
+    removed, lost = story(j)
+    assert j.files_removed_with(S, removed) == lost
+
+
+def test_a_name_a_rename_brought_and_then_deleted_is_no_overwrite(j):
+    """mv x y; rm y (counted on its own), then y written anew: nothing of y held."""
+    _ship(j, "x")
+    _file_mv(j, "x", "y")
+    j.enqueue([ch("y", "delete")])
+    assert not j.overwrites(S, "y")
+
+
+def test_a_new_file_below_a_renamed_directory_is_no_overwrite(j):
+    _ship(j, "d/a")
+    _mv(j, "d", "e")
+    assert j.overwrites(S, "e/a")
+    assert not j.overwrites(S, "e/b")
+    assert not j.overwrites(S, "e")                             # the directory is no file
+
+
+def test_a_files_old_name_is_found_through_its_index(j):
+    plan = " ".join(r[-1] for r in j.db.execute(
+        "EXPLAIN QUERY PLAN " + held_files._LEFT_FOR,
+        {"target": T, "source": S, "lo": b"d/", "hi": b"d0"}))
+    assert "USING INDEX ops_file_src" in plan, plan   # no scan of the backlog per removal
 
 
 def test_deletes_of_files_never_shipped_take_nothing_off(j):
