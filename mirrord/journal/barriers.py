@@ -67,6 +67,10 @@ class _Barriers:
                 if not ids:
                     del index[p]
 
+    def any(self, target: str, source: str) -> bool:
+        """Whether any barrier of `target` and `source` is pending (a dict lookup)."""
+        return bool(self._index.get((target, source)))
+
     def covering(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
         """The newest barrier (other than `own`) at `path` or at one of its ancestors."""
         return max(self.all_covering(target, source, path, own), default=None)

@@ -10,7 +10,7 @@ worker may have stored it already (see _LANDING).
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterable
+from typing import Callable, Iterable
 
 from mirrord.journal.barriers import _self_and_ancestors
 from mirrord.journal.old_names import old_names
@@ -27,7 +27,8 @@ from mirrord.journal.records import _prefix_upper
 _LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 
 
-def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes) -> bool:
+def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
+                 renames: Callable[[str], bool] = lambda target: True) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
     rename onto it in flight (_LANDING), or so at an old name (mirrord.journal.old_names)
     that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
@@ -36,26 +37,39 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     `key`). Before, `key` alone was looked at: `mv f f.locked` then f.locked rewritten in
     place (ransomware's rename-then-encrypt) counted no overwrite while the rename was
     queued, nor did every file rewritten below a renamed directory until its move (copy
-    by copy on S3) was acked. One statement of index searches (a primary-key search and
-    the unique index per target); when it finds nothing, per target the row at `key` and
-    one statement per name followed back (old_names)."""
+    by copy on S3) was acked.
+    `renames(target)`: whether a rename or tree removal of the target may be pending (the
+    journal's directory barriers, in memory); when not, a file's own old name is all there
+    is to look at. Cost: one statement of index searches (a primary-key search, the unique
+    index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
+    while renames are pending one more per name followed back (old_names: 18 us)."""
     targets = tuple(targets)
     if not targets:
         return False
     marks = ",".join("?" * len(targets))
-    if db.execute(f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
-                  f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
-                  f"AND path = ? AND is_dir = 0 AND (kind = 'move' OR {_LANDING}) LIMIT 1",
-                  (*targets, source, key) * 2).fetchone() is not None:
+    if db.execute(
+            f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
+            f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
+            f"AND path = ? AND is_dir = 0 AND (kind = 'move' OR {_LANDING}) "
+            f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
+            f"AND o.src = ? AND o.tree = 0 AND o.kind = 'delete' AND {_SHIPPED_AT.format('path')} "
+            "AND EXISTS (SELECT 1 FROM ops AS n WHERE n.target = o.target AND n.source = o.source "
+            "AND n.path = o.src AND n.kind IN ('put', 'move')) LIMIT 1",
+            (*targets, source, key) * 3).fetchone() is not None:
         return True
     for target in targets:
-        own = db.execute("SELECT kind FROM ops WHERE target = ? AND source = ? AND path = ?",
-                         (target, source, key)).fetchone()
-        if own is not None and own[0] == "delete":
-            continue   # deleted since the rename (counted then): `mv x y; rm y`, y new
-        if any(_held_at(db, target, source, old) for old in old_names(db, target, source, key)):
+        olds = old_names(db, target, source, key) if renames(target) else ()
+        if olds and not _deleted_at(db, target, source, key) and any(
+                _held_at(db, target, source, old) for old in olds):
             return True
     return False
+
+
+def _deleted_at(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
+    """`key`'s own row is a delete: deleted since a rename brought it (counted then; `mv x
+    y; rm y`, then a new y is no overwrite of x)."""
+    return db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
+                      "AND kind = 'delete'", (target, source, key)).fetchone() is not None
 
 
 def _held_at(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:

@@ -165,7 +165,8 @@ class Journal(EnqueueMixin, ClaimAckMixin):
 
     def overwrites(self, source: str, path: str) -> bool:
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""
-        return held_files.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path))
+        return held_files.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path),
+                                       renames=lambda target: self._barriers.any(target, source))
 
     def pending_at_or_below(self, source: str, path: str) -> bool:
         """Whether a row of `source` at or below `path` is queued or in flight for any of
