@@ -183,11 +183,11 @@ class AlarmWatch(CatchUpCounting):
             self._fired(src, alarm)
         self._publish(src.name)
 
-    def dir_renamed(self, src: SourceConfig, old: str, new: str, *, resent: bool) -> None:
-        """A live rename of a directory of `src` recorded; `resent`: not kept as a move
+    def renamed(self, src: SourceConfig, old: str, new: str, *, is_dir: bool, resent: bool) -> None:
+        """A live rename of `src` recorded; `resent`: a directory's, not kept as a move
         (mirrord.daemon_alarm_resend)."""
         if src.name in self.alarms:
-            self.resends.renamed(src.name, old, new, resent=resent)
+            self.resends.renamed(src.name, old, new, resent=resent, is_dir=is_dir)
 
     def _count(self, source: str, changes: list[Change]) -> int:
         journal = self.d.journal

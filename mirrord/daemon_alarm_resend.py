@@ -41,19 +41,26 @@ class Resends:
         self.held_below, self.pending, self.clock = held_below, pending, clock
         self.notes: dict[str, dict[str, tuple[int, float]]] = {}
 
-    def renamed(self, source: str, old: str, new: str, *, resent: bool) -> None:
-        """A directory of `source` renamed from `old` to `new` (source-relative paths) and
-        recorded; `resent`: not kept as a move (removed and re-sent). Notes at or below
-        `old` move to `new`; a re-send notes what the journal shows held at `new` now,
-        or more when a note moved there says so."""
+    def renamed(self, source: str, old: str, new: str, *, resent: bool, is_dir: bool = True) -> None:
+        """A file or directory (`is_dir`) of `source` renamed from `old` to `new`
+        (source-relative paths) and recorded; `resent`: a directory's rename not kept as a
+        move (removed and re-sent). Notes at or below `old` move to `new`; a note above
+        `old` and not above `new` counts what left it off (1 for a file, what the journal
+        shows held at `new` for a directory: `mv site site.old; mv site.old/* archive/;
+        rmdir site.old` counted every file, a false alarm); a re-send notes what the
+        journal shows held at `new` now, or more when a note moved there says so."""
         notes = self.notes.get(source)
         carried = 0
         if notes:
-            for path in [p for p in notes if p == old or p.startswith(old + "/")]:
+            for path in [p for p in notes if is_dir and (p == old or p.startswith(old + "/"))]:
                 n, since = notes.pop(path)
                 if path == old:
                     carried = n
                 notes[new + path[len(old):]] = (n, since)
+            for path, (n, since) in list(notes.items()):
+                if old.startswith(path + "/") and not new.startswith(path + "/"):
+                    left = self.held_below(source, new) if is_dir else 1
+                    notes[path] = (max(0, n - left), since)
         if resent:
             n = max(self.held_below(source, new), carried)
             if n:

@@ -96,8 +96,8 @@ class EventRouter:
             self.d.links.learn_path(src.name, ev.path)
         fallback = self.d.pipeline.record_move(src.name, ev.src, ev.path, is_dir=ev.is_dir,
                                                when=now, as_move=as_move)
-        if ev.is_dir:
-            self.d.alarms.dir_renamed(src, ev.src, ev.path, resent=bool(fallback))
+        self.d.alarms.renamed(src, ev.src, ev.path, is_dir=ev.is_dir,
+                              resent=bool(fallback) and ev.is_dir)
         if fallback and ev.is_dir:
             self.d.schedule_subtree(src, ev.path, fallback)
 

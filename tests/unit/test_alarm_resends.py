@@ -117,3 +117,24 @@ def test_each_file_delete_counted_below_takes_one_off(w):
     for _ in range(5):
         r.deleted("up", "b/h")
     assert r.taken("up", "b") == 0 + 1
+
+
+def test_what_is_renamed_out_from_below_a_note_leaves_it(w):
+    """`mv site site.old` re-sent, then `mv site.old/* archive/; rmdir site.old`: nothing
+    lost (the note counted all 12, a false alarm)."""
+    r = w.resends()
+    w.held.update({("up", "site.old"): 12, ("up", "archive/sub"): 4})
+    r.renamed("up", "site", "site.old", resent=True)
+    for i in range(8):
+        r.renamed("up", f"site.old/f{i}", f"archive/f{i}", resent=False, is_dir=False)
+    r.renamed("up", "site.old/sub", "archive/sub", resent=False)   # a directory of 4
+    r.renamed("up", "site.old/g", "site.old/h", resent=False, is_dir=False)   # stays below
+    assert r.taken("up", "site.old") == 0
+
+
+def test_a_file_is_no_note_to_carry(w):
+    r = w.resends()
+    w.held[("up", "b")] = 3
+    r.renamed("up", "a", "b", resent=True)
+    r.renamed("up", "b", "c", resent=False, is_dir=False)   # a file at b's name? not b's note
+    assert r.taken("up", "b") == 3
