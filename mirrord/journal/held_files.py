@@ -27,6 +27,16 @@ from mirrord.journal.records import _prefix_upper
 _LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 
 
+# The version shipped at a key (shipped AS s) is on its way to another name: the key's row
+# is a rename's source end (a file's delete carrying the new name in src). A write at the
+# key then makes a new file and destroys nothing: MediaWiki's archiving (`mv x
+# archive/...!x`, then the new x), an editor's backup (`mv f f~`, then f), a log
+# rotation, a rename there and back. Each counted one overwrite per file (a breaker:
+# 12 for none lost).
+_RENAMED_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.source = s.source "
+                 "AND m.path = s.key AND m.kind = 'delete' AND m.tree = 0 AND m.src IS NOT NULL)")
+
+
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
                  renames: Callable[[str], bool] = lambda target: True) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
@@ -48,7 +58,8 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
         return False
     marks = ",".join("?" * len(targets))
     if db.execute(
-            f"SELECT 1 FROM shipped WHERE target IN ({marks}) AND source = ? AND key = ? "
+            f"SELECT 1 FROM shipped AS s WHERE s.target IN ({marks}) AND s.source = ? AND s.key = ? "
+            f"AND NOT {_RENAMED_AWAY} "
             f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
             f"AND path = ? AND is_dir = 0 AND (kind = 'move' OR {_LANDING}) "
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "

@@ -33,7 +33,13 @@ def old_names(db: sqlite3.Connection, target: str, source: str, path: bytes) -> 
     - a file's delete (tree = 0) carrying the name in src, when the name's own row is a
       put or a move (not deleted since: `mv x y; rm y` leaves nothing of x at y);
     - a directory's tree removal or mkdir carrying the name, or a directory above it, in
-      src.
+      src;
+    - a directory above the name (or the name) that is itself such an old name: the other
+      old names carrying the same new name. A chain of directory renames not kept points
+      every old name's removal at the newest name, and a rename not kept overwrites the
+      move row that said where the middle one came from: `mv batch d1; mv d1/f d1/f.2;
+      mv d1 d2` leaves d1 and batch both carrying d2, and d2/f.2 leads through d1/f.2 and
+      d1/f to batch/f, the name shipped (0 counted for 12 rewritten, a second breaker).
     At most MAX_NAMES names. SQLite errors propagate."""
     seen, out, todo = {path}, [], [path]
     while todo and len(out) < MAX_NAMES:
@@ -47,7 +53,7 @@ def old_names(db: sqlite3.Connection, target: str, source: str, path: bytes) -> 
 
 
 def _one_step(db: sqlite3.Connection, target: str, source: str, name: bytes) -> list[bytes]:
-    """The names one rename back from `name` (old_names' three kinds)."""
+    """The names one rename back from `name` (old_names' four kinds)."""
     dirs = list(_self_and_ancestors(name))
     marks = ",".join("?" * len(dirs))
     rows = db.execute(
@@ -58,6 +64,12 @@ def _one_step(db: sqlite3.Connection, target: str, source: str, name: bytes) -> 
         "UNION ALL SELECT o.src, o.path FROM ops AS o WHERE o.target = ? AND o.source = ? "
         "AND o.src = ? AND o.tree = 0 AND o.kind = 'delete' "
         "AND EXISTS (SELECT 1 FROM ops AS n WHERE n.target = o.target AND n.source = o.source "
-        "AND n.path = o.src AND n.kind IN ('put', 'move'))",
-        (target, source, *dirs, name, target, source, *dirs, target, source, name)).fetchall()
+        "AND n.path = o.src AND n.kind IN ('put', 'move')) "
+        "UNION ALL SELECT t.path, s.path FROM ops AS t JOIN ops AS s ON s.target = t.target "
+        "AND s.source = t.source AND s.src = t.src AND s.tree = 1 "
+        "AND s.kind IN ('delete', 'mkdir') AND s.path != t.path "
+        f"WHERE t.target = ? AND t.source = ? AND t.path IN ({marks}) AND t.tree = 1 "
+        "AND t.kind IN ('delete', 'mkdir') AND t.src IS NOT NULL",
+        (target, source, *dirs, name, target, source, *dirs, target, source, name,
+         target, source, *dirs)).fetchall()
     return [bytes(old) + name[len(new):] for new, old in rows]

@@ -650,13 +650,44 @@ def _dir_into_a_dir_then_that_renamed(j):   # mv batch a/batch; mv a b (not kept
     return [f"b/batch/f{i}" for i in range(4)]
 
 
+def _dir_files_dir(j):   # mv batch d1; mv d1/fI d1/fI.2; mv d1 d2 (not kept)
+    _ship(j, *_BATCH)
+    _mv(j, "batch", "d1")
+    for i in range(4):
+        _file_mv(j, f"d1/f{i}", f"d1/f{i}.2")
+    _mv(j, "d1", "d2")
+    return [f"d2/f{i}.2" for i in range(4)]
+
+
+def _dir_files_out_dir(j):   # mv batch d1; mv d1/fI x/fI.y; mv d1 d2
+    _ship(j, *_BATCH)
+    _mv(j, "batch", "d1")
+    for i in range(4):
+        _file_mv(j, f"d1/f{i}", f"x/f{i}.y")
+    _mv(j, "d1", "d2")
+    return [f"x/f{i}.y" for i in range(4)]
+
+
+def _dir_files_down_dir(j):   # mv batch d1; mkdir d1/sub; mv d1/fI d1/sub/; mv d1 d2
+    _ship(j, *_BATCH)
+    _mv(j, "batch", "d1")
+    j.enqueue([ch("d1/sub", "mkdir")])
+    for i in range(4):
+        _file_mv(j, f"d1/f{i}", f"d1/sub/f{i}")
+    _mv(j, "d1", "d2")
+    return [f"d2/sub/f{i}" for i in range(4)]
+
+
 @pytest.mark.parametrize("story", [_dir_renamed_then_each_file, _each_file_renamed_then_dir,
                                    _puts_landing_then_dir_renamed,
-                                   _dir_into_a_dir_then_that_renamed])
+                                   _dir_into_a_dir_then_that_renamed,
+                                   _dir_files_dir, _dir_files_out_dir, _dir_files_down_dir])
 def test_a_rewrite_two_renames_from_the_held_name_is_an_overwrite(j, story):
     """A breaker's shapes: a file rename and a directory rename (or two directory renames)
     between the name held and the name rewritten. One step back found nothing: 0 counted
-    for every file rewritten (rename-then-encrypt)."""
+    for every file rewritten (rename-then-encrypt). The last three (a second breaker):
+    `mv d1 d2` not kept overwrote the move row saying d1 came from batch; batch's removal
+    carries d2 too, a sibling old name of d1."""
     for key in story(j):
         assert j.overwrites(S, key), key
 
@@ -694,6 +725,27 @@ def test_a_removal_takes_what_two_renames_bring_into_it(j, story):
     /outside` in one shell line, no fault needed: 1 counted for 14 lost)."""
     removed, lost = story(j)
     assert j.files_removed_with(S, removed) == lost
+
+
+@pytest.mark.parametrize("stage", ["queued", "claimed"])
+@pytest.mark.parametrize("away", ["archive/20261202!x", "x~", "x.t"], ids=["archived", "backup", "there"])
+def test_a_write_where_the_version_was_renamed_away_is_no_overwrite(j, stage, away):
+    """`mv x archive/...!x` (MediaWiki), `mv x x~` (an editor's backup), `mv x x.t`, then x
+    written anew: x's version lives on at the new name, nothing destroyed (each counted
+    one overwrite: a false alarm for a busy wiki's re-uploads); renamed back over x, no
+    version lost either. A delete of x, then a write, still counts (the delete did)."""
+    _ship(j, "x")
+    _file_mv(j, "x", away)
+    if stage == "claimed":
+        claimed(j)
+    assert not j.overwrites(S, "x")
+    assert j.overwrites(S, away)                  # the version moving there is replaced
+
+
+def test_a_write_after_a_plain_delete_is_still_an_overwrite(j):
+    _ship(j, "x")
+    j.enqueue([ch("x", "delete")])
+    assert j.overwrites(S, "x")
 
 
 def test_a_name_a_rename_brought_and_then_deleted_is_no_overwrite(j):
