@@ -91,7 +91,7 @@ class AlarmWatch(CatchUpCounting):
         self._resumes_read = False
         # directories renamed and re-sent: what their removal takes before the re-send lands
         self.resends = Resends(lambda *at: self.d.journal.files_removed_with(*at),
-                               lambda *at: self.d.journal.pending_at_or_below(*at), clock)
+                               lambda *at: self.d.journal.rows_at_or_below(*at), clock)
 
     # ------------------------------------------------------------ across a restart
     def restore_window(self) -> None:
@@ -198,9 +198,9 @@ class AlarmWatch(CatchUpCounting):
             if ch.kind == "delete":
                 n = 1
                 if ch.tree:
-                    held = max(journal.files_removed_with(source, ch.path),
-                               self.resends.taken(source, ch.path))
-                    n = max(1, held - below.get(ch.path, 0))
+                    # a note has the deletes counted below it taken off already (deleted)
+                    n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0),
+                            self.resends.taken(source, ch.path))
                 else:
                     self.resends.deleted(source, ch.path)
                 for parent in _ancestors(ch.path):

@@ -48,20 +48,27 @@ class Resends:
         `old` and not above `new` counts what left it off (1 for a file, what the journal
         shows held at `new` for a directory: `mv site site.old; mv site.old/* archive/;
         rmdir site.old` counted every file, a false alarm); a re-send notes what the
-        journal shows held at `new` now, or more when a note moved there says so."""
-        notes = self.notes.get(source)
+        journal shows held at `new` now, or more when a note moved there says so, unless
+        it was renamed within a noted directory."""
+        notes = self.notes.get(source, {})
         carried = 0
-        if notes:
-            for path in [p for p in notes if is_dir and (p == old or p.startswith(old + "/"))]:
+        if is_dir:
+            for path in [p for p in notes if p == old or p.startswith(old + "/")]:
                 n, since = notes.pop(path)
                 if path == old:
                     carried = n
                 notes[new + path[len(old):]] = (n, since)
-            for path, (n, since) in list(notes.items()):
-                if old.startswith(path + "/") and not new.startswith(path + "/"):
+        within = False
+        for path, (n, since) in list(notes.items()):
+            if old.startswith(path + "/"):
+                if new.startswith(path + "/"):
+                    within = True
+                else:
                     left = self.held_below(source, new) if is_dir else 1
                     notes[path] = (max(0, n - left), since)
-        if resent:
+        # renamed within a noted directory: its files are in that note already (a second
+        # note below it summed them twice: 17 counted for 12)
+        if resent and not within:
             n = max(self.held_below(source, new), carried)
             if n:
                 self.notes.setdefault(source, {})[new] = (n, self.clock())

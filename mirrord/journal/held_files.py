@@ -13,7 +13,7 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord.journal.barriers import _self_and_ancestors
-from mirrord.journal.old_names import old_names
+from mirrord.journal.old_names import FILE_RENAMED_TO, old_names
 from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import _prefix_upper
 
@@ -32,9 +32,11 @@ _LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 # key then makes a new file and destroys nothing: MediaWiki's archiving (`mv x
 # archive/...!x`, then the new x), an editor's backup (`mv f f~`, then f), a log
 # rotation, a rename there and back. Each counted one overwrite per file (a breaker:
-# 12 for none lost).
+# 12 for none lost). The first such write turns the row into a put that keeps where the
+# bytes went (its src: Journal._went_to); the writes after it are new bytes too.
 _RENAMED_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.source = s.source "
-                 "AND m.path = s.key AND m.kind = 'delete' AND m.tree = 0 AND m.src IS NOT NULL)")
+                 "AND m.path = s.key AND m.kind IN ('delete', 'put') AND m.tree = 0 "
+                 "AND m.src IS NOT NULL)")
 
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
@@ -63,9 +65,7 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
             f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
             f"AND path = ? AND is_dir = 0 AND (kind = 'move' OR {_LANDING}) "
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
-            f"AND o.src = ? AND o.tree = 0 AND o.kind = 'delete' AND {_SHIPPED_AT.format('path')} "
-            "AND EXISTS (SELECT 1 FROM ops AS n WHERE n.target = o.target AND n.source = o.source "
-            "AND n.path = o.src AND n.kind IN ('put', 'move')) LIMIT 1",
+            f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} LIMIT 1",
             (*targets, source, key) * 3).fetchone() is not None:
         return True
     for target in targets:
@@ -241,12 +241,3 @@ def _files_at(db: sqlite3.Connection, target: str, source: str, directory: bytes
                       "AND key < ? AND substr(key, -1) != X'2F'",
                       (target, source, directory + b"/", _prefix_upper(directory))).fetchone()[0]
 
-
-def pending_at_or_below(db: sqlite3.Connection, targets: Iterable[str], source: str,
-                        path: bytes) -> bool:
-    """Whether a row of `source` for one of `targets` is queued or in flight at `path` or
-    below it (the unique index, a range per target)."""
-    return any(db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND (path = ? OR "
-                          "(path > ? AND path < ?)) LIMIT 1",
-                          (target, source, path, path + b"/", _prefix_upper(path))).fetchone()
-               for target in targets)

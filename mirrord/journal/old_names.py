@@ -24,6 +24,13 @@ from mirrord.journal.barriers import _self_and_ancestors
 MAX_NAMES = 16
 
 
+# A row `o` that is a file's rename-source delete carrying the name bound to ? (its src),
+# that name's own row a put or move, not deleted since (ops_file_src index).
+FILE_RENAMED_TO = ("o.src = ? AND o.tree = 0 AND o.kind = 'delete' AND EXISTS (SELECT 1 FROM "
+                   "ops AS n WHERE n.target = o.target AND n.source = o.source "
+                   "AND n.path = o.src AND n.kind IN ('put', 'move'))")
+
+
 def old_names(db: sqlite3.Connection, target: str, source: str, path: bytes) -> list[bytes]:
     """The names (source-relative, bytes), other than `path`, that `target` may still hold
     `path`'s file or directory at, nearest first; [] when no rename not done yet leads to
@@ -34,8 +41,9 @@ def old_names(db: sqlite3.Connection, target: str, source: str, path: bytes) -> 
       put or a move (not deleted since: `mv x y; rm y` leaves nothing of x at y);
     - a directory's tree removal or mkdir carrying the name, or a directory above it, in
       src;
-    - a directory above the name (or the name) that is itself such an old name: the other
-      old names carrying the same new name. A chain of directory renames not kept points
+    - a directory above the name (or the name) that is itself such an old name, still
+      removed (not made again: a directory made again there holds new files): the other
+      old names carrying the same new name, MAX_NAMES of them at most. A chain of directory renames not kept points
       every old name's removal at the newest name, and a rename not kept overwrites the
       move row that said where the middle one came from: `mv batch d1; mv d1/f d1/f.2;
       mv d1 d2` leaves d1 and batch both carrying d2, and d2/f.2 leads through d1/f.2 and
@@ -61,15 +69,13 @@ def _one_step(db: sqlite3.Connection, target: str, source: str, name: bytes) -> 
         f"AND kind = 'move' AND src IS NOT NULL AND (is_dir = 1 OR path = ?) "
         f"UNION ALL SELECT src, path FROM ops WHERE target = ? AND source = ? "
         f"AND src IN ({marks}) AND tree = 1 AND kind IN ('delete', 'mkdir') "
-        "UNION ALL SELECT o.src, o.path FROM ops AS o WHERE o.target = ? AND o.source = ? "
-        "AND o.src = ? AND o.tree = 0 AND o.kind = 'delete' "
-        "AND EXISTS (SELECT 1 FROM ops AS n WHERE n.target = o.target AND n.source = o.source "
-        "AND n.path = o.src AND n.kind IN ('put', 'move')) "
-        "UNION ALL SELECT t.path, s.path FROM ops AS t JOIN ops AS s ON s.target = t.target "
-        "AND s.source = t.source AND s.src = t.src AND s.tree = 1 "
+        f"UNION ALL SELECT o.src, o.path FROM ops AS o WHERE o.target = ? AND o.source = ? "
+        f"AND {FILE_RENAMED_TO} "
+        "UNION ALL SELECT * FROM (SELECT t.path, s.path FROM ops AS t JOIN ops AS s "
+        "ON s.target = t.target AND s.source = t.source AND s.src = t.src AND s.tree = 1 "
         "AND s.kind IN ('delete', 'mkdir') AND s.path != t.path "
         f"WHERE t.target = ? AND t.source = ? AND t.path IN ({marks}) AND t.tree = 1 "
-        "AND t.kind IN ('delete', 'mkdir') AND t.src IS NOT NULL",
+        f"AND t.kind = 'delete' LIMIT {MAX_NAMES})",
         (target, source, *dirs, name, target, source, *dirs, target, source, name,
          target, source, *dirs)).fetchall()
     return [bytes(old) + name[len(new):] for new, old in rows]

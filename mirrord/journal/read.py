@@ -174,3 +174,13 @@ def shipped_high_water(db: sqlite3.Connection, target: str) -> int:
     except sqlite3.OperationalError:   # no such table: schema 5 or older
         return 0
     return int(found[0]) if found else 0
+
+
+def rows_at_or_below(db: sqlite3.Connection, targets: Iterable[str], source: str,
+                     path: bytes) -> bool:
+    """Whether a row of `source` for one of `targets` is queued or in flight at `path` or
+    below it, whatever its kind (the unique index, a range per target)."""
+    return any(db.execute("SELECT 1 FROM ops WHERE target = ? AND source = ? AND (path = ? OR "
+                          "(path > ? AND path < ?)) LIMIT 1",
+                          (target, source, path, path + b"/", _prefix_upper(path))).fetchone()
+               for target in targets)

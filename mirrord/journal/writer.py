@@ -168,11 +168,10 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         return held_files.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path),
                                        renames=lambda target: self._barriers.any(target, source))
 
-    def pending_at_or_below(self, source: str, path: str) -> bool:
+    def rows_at_or_below(self, source: str, path: str) -> bool:
         """Whether a row of `source` at or below `path` is queued or in flight for any of
         its targets (read)."""
-        return held_files.pending_at_or_below(self.db, self.routes.get(source, ()), source,
-                                              os.fsencode(path))
+        return read.rows_at_or_below(self.db, self.routes.get(source, ()), source, os.fsencode(path))
 
     def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
         """Files below the directory `path` a tree removal takes off `target` (None: the

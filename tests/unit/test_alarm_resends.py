@@ -138,3 +138,40 @@ def test_a_file_is_no_note_to_carry(w):
     r.renamed("up", "a", "b", resent=True)
     r.renamed("up", "b", "c", resent=False, is_dir=False)   # a file at b's name? not b's note
     assert r.taken("up", "b") == 3
+
+
+def test_a_directory_renamed_within_a_noted_one_adds_no_note(w):
+    """`mv X A` and `mv A/sub A/sub2`, both re-sent: A's note holds sub's files already."""
+    r = w.resends()
+    w.held.update({("up", "A"): 12, ("up", "A/sub2"): 5})
+    r.renamed("up", "X", "A", resent=True)
+    r.renamed("up", "A/sub", "A/sub2", resent=True)
+    assert r.taken("up", "A") == 12
+    r.renamed("up", "X", "A", resent=True)
+    w.held[("up", "A/in")] = 3
+    r.renamed("up", "Y", "A/in", resent=True)                # from outside: files of its own
+    assert r.taken("up", "A") == 12 + 3
+
+
+def test_the_alarm_counts_a_note_once_with_deletes_in_the_same_batch(tmp_path):
+    """`rm site.old/f0..f5; mv site.old /outside` read in one batch: the six deletes count
+    one each, the removal the six the note still holds (they were taken off the note and
+    off the journal's count both: 7 for 12)."""
+    from types import SimpleNamespace
+
+    from mirrord.config import SourceConfig
+    from mirrord.daemon_alarm import AlarmWatch
+    from mirrord.journal import Change
+
+    src = SourceConfig("up", tmp_path, ("t",), alarm_deletes=100)
+    journal = SimpleNamespace(files_removed_with=lambda s, p, target=None: 0,
+                              overwrites=lambda s, p: False,
+                              rows_at_or_below=lambda s, p: True)
+    d = SimpleNamespace(cfg=SimpleNamespace(sources=(src,), source=lambda name: src),
+                        journal=journal, metrics=None)
+    watch = AlarmWatch(d, clock=lambda: 5.0, wall=lambda: 1234.0)
+    watch.resends.held_below = lambda s, p: 12
+    watch.renamed(src, "site", "site.old", is_dir=True, resent=True)
+    batch = [Change("up", f"site.old/f{i}", "delete") for i in range(6)]
+    batch.append(Change("up", "site.old", "delete", tree=True))
+    assert watch._count("up", batch) == 12
