@@ -26,7 +26,7 @@ import stat as stat_mod
 import tempfile
 
 from mirrord.errors import PermanentError
-from mirrord.fsutil import atomic_write, check_read_whole
+from mirrord.fsutil import atomic_write, check_read_whole, remove_tree
 from mirrord.targets.local_parents import open_parent
 from mirrord.targets.mtime import put_ns
 from mirrord.targets.paths import META_DIR, check_relpath
@@ -186,7 +186,7 @@ class Staging:
                 self._remove_beside(full)
             with contextlib.suppress(FileNotFoundError):
                 if os.path.isdir(full) and not os.path.islink(full):
-                    shutil.rmtree(full)
+                    remove_tree(full)
                 else:
                     os.unlink(full)
         return len(names)
@@ -212,9 +212,11 @@ class Staging:
 def _replace(tmp: bytes, tmp_dir: int | None, name: bytes, parent: int) -> None:
     """rename(2) the temp file `tmp` (relative to `tmp_dir`, None: a path) onto `name` in
     directory `parent`; a directory standing there (EISDIR, rename(2)) is removed first,
-    found by the rename itself rather than by a look ahead of every put."""
+    found by the rename itself rather than by a look ahead of every put. What another
+    worker removes below it meanwhile (a delete of its files in the same batch) does not
+    stop the removal (fsutil.remove_tree)."""
     try:
         os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=parent)
     except IsADirectoryError:
-        shutil.rmtree(name, dir_fd=parent)
+        remove_tree(name, dir_fd=parent)
         os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=parent)

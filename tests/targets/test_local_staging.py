@@ -193,3 +193,33 @@ def test_a_read_only_mirror_still_opens_and_reads_its_heartbeat(tmp_path):
             assert reader.read_meta("heartbeat.json") == b'{"version": 1}'
         finally:
             reader.close()
+
+
+def test_a_put_over_a_directory_goes_on_past_a_file_another_worker_removed(tmp_path, monkeypatch):
+    """A put renamed onto a name where a directory stands removes the directory first;
+    a file below it removed meanwhile (another worker's delete in the same batch) does not
+    stop that removal (shutil.rmtree raised at the first FileNotFoundError: the put failed)."""
+    root = tmp_path / "mirror"
+    root.mkdir()
+    t = LocalTarget("local", root)
+    t.open()
+    try:
+        (root / "a" / "b").mkdir(parents=True)
+        for n in ("x", "y"):
+            (root / "a" / "b" / n).write_bytes(b"old")
+        src = tmp_path / "new"
+        src.write_bytes(b"a file now")
+        real_unlink, taken = os.unlink, []
+
+        def raced(path, *a, dir_fd=None, **kw):
+            if os.fsdecode(path) in ("x", "y") and not taken:   # the other worker's delete
+                taken.append(path)
+                real_unlink(path, dir_fd=dir_fd)
+            return real_unlink(path, *a, dir_fd=dir_fd, **kw)
+
+        monkeypatch.setattr(os, "unlink", raced)
+        t.put("a", str(src), size=src.stat().st_size, mtime=1.0e9)
+        monkeypatch.undo()
+        assert taken and (root / "a").read_bytes() == b"a file now"
+    finally:
+        t.close()

@@ -29,6 +29,7 @@ import shutil
 import stat
 import tempfile
 
+from mirrord.fsutil import remove_tree
 from mirrord.targets.sweep import try_flock
 
 PRIVATE_PREFIX = "mirrord-ssh-"
@@ -134,8 +135,11 @@ def _sweep_one(bfd: int, name: str) -> bool:
             return False
         try:
             # held to the end: a maker that has not flocked TMP_LOCK_NAME yet fails to,
-            # and once it can, its link fails (the file is gone)
-            shutil.rmtree(name, dir_fd=bfd)
+            # and once it can, its link fails (the file is gone). remove_tree goes on past
+            # an entry gone under it: the dead owner's ssh master, orphaned, unlinks its
+            # control socket when it exits, often while this runs (shutil.rmtree stopped
+            # there and left the directory to the next sweep)
+            remove_tree(name, dir_fd=bfd)
         finally:
             os.close(fd)
         return True
