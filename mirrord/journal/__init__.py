@@ -43,7 +43,7 @@ proposals.py  a catch-up's look at a file whose put is in flight, settled at tha
 writer.py    Journal: opens the database and combines the two sides
 """
 
-from mirrord.journal.barriers import _Barriers
+from mirrord.journal.barriers import _Barriers  # noqa: F401 - tests import it from here
 from mirrord.journal.claims import PERMANENT_RETRY, RETRY_BASE, RETRY_MAX
 from mirrord.journal.read import iter_shipped, read_backlog, read_state, shipped_high_water
 from mirrord.journal.records import Change, Op, Outcome, RowState, TargetBacklog, ship_key

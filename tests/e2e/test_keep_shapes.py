@@ -9,7 +9,6 @@ each replaced version at most once and never the current one."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import tempfile
@@ -112,7 +111,6 @@ def test_rename_right_after_write_and_chains(env):
     (env.src / "d").mkdir()
     write(env.src / "d" / "seed.txt", b"seed")
     start(env)
-    written: dict[str, set[str]] = {}
     for i in range(40):
         tmp = env.src / "d" / f".up{i}.part"
         data = f"upload {i}\n".encode() * 50

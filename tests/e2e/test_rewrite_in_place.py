@@ -11,7 +11,6 @@ target ends exact. Runs with each watcher on all three real targets."""
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from mirrord.failover import switch_record
-from mirrord.failover.appconfig import RECORD, FlagFileSwitch, SymlinkSwitch
+from mirrord.failover.appconfig import RECORD, FlagFileSwitch
 from tests.unit.test_failover_appconfig import etc, switch  # noqa: F401 (fixture)
 
 DAMAGE = [("target", 5), ("target", "!!notbase64"), ("target", ["x"]), ("flipped_to", {}),

@@ -91,7 +91,6 @@ def test_time_formats_an_operator_types(text, expected):
 
 # ------------------------------------------- a file standing where a parent directory comes
 
-import os  # noqa: E402
 import time  # noqa: E402
 
 from mirrord.targets.local import LocalTarget  # noqa: E402

@@ -98,7 +98,7 @@ def test_a_directory_swapped_for_a_symlink_during_the_walk_is_not_followed(tmp_p
     root = tmp_path / "root"
     make(root, ["a/f", "b/g"])
     seen = []
-    for entry in walk(str(root), errors=(errors := WalkErrors([]))):
+    for entry in walk(str(root), errors=WalkErrors([])):
         seen.append(entry.path)
         if entry.path == "a/f":   # 'b' was listed and is about to be stat'ed and opened
             os.rename(root / "b", tmp_path / "b-moved")
