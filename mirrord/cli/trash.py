@@ -131,14 +131,16 @@ def run_trash(args: argparse.Namespace, cfg: Config) -> int:
     _announce(args, names)
     opened = _open(cfg, names, readonly=True)
     try:
-        found = {n: (t.trash_mode(), listing.kept_under(t, [prefixes[n]]))
-                 for n, t in opened.items()}
         blind = _empty_roots(opened)
+        # a root with no mirror is named on stderr and left out: "0 kept versions" there
+        # on stdout told a script the trash was empty (a new user's report)
+        found = {n: (t.trash_mode(), listing.kept_under(t, [prefixes[n]]))
+                 for n, t in opened.items() if n not in blind}
     finally:
         _close(opened)
     if args.json:
-        print_json(_trash_doc(found), indent=2)
-    else:
+        print_json({**_trash_doc(found), "no_mirror": blind}, indent=2)
+    elif found:
         print_data("\n".join(_trash_lines(found)))   # paths as they are named
     return EXIT_FAILURE if blind else EXIT_OK
 
@@ -205,7 +207,7 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
         chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
                                                        since=bounds.get("since")), **bounds,
                                     one_kind=not args.to_source, dropped=left)
-                  for n, t in opened.items()}
+                  for n, t in opened.items() if n not in blind}
         if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
             outcomes = _restore_sources(cfg, opened, chosen, force=args.force,
                                         dry_run=args.dry_run, left=left)
@@ -219,10 +221,11 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
                    f"at {listing.shown_path(newer.path)} is put back there instead")
     for o in outcomes:
         print_data(_outcome_line(o))
-    unmatched = _unmatched(args.paths, prefixes, chosen)
+    # only where a mirror was seen: beside "the mirror root is empty" it contradicted it
+    unmatched = _unmatched(args.paths, prefixes, chosen) if chosen else []
     for path in unmatched:
         print(f"mirrord: nothing kept at or below {path!r} in the time asked "
-              f"(targets: {', '.join(names)})", file=sys.stderr)
+              f"(targets: {', '.join(chosen)})", file=sys.stderr)
     ok = not unmatched and not blind and all(o.ok for o in outcomes)
     return EXIT_OK if ok else EXIT_FAILURE
 
@@ -265,7 +268,7 @@ def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict,
                      *, dry_run: bool) -> list[restore.Outcome]:
     out = []
     for name, target in opened.items():
-        for path in sorted(chosen[name]):
+        for path in sorted(chosen.get(name, ())):   # none chosen where no mirror was seen
             kept = chosen[name][path]
             try:
                 out.append(restore.restore_on_target(target, kept, keep_first=keeps(cfg, name),
@@ -282,7 +285,7 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
     versions below its name, the newest change wins over all targets (`left`: the others)."""
     best: dict[str, tuple[str, Kept]] = {}
     for name in opened:
-        for path, kept in chosen[name].items():
+        for path, kept in chosen.get(name, {}).items():   # none where no mirror was seen
             if path not in best or kept.when > best[path][1].when:
                 best[path] = (name, kept)
     winners = listing.one_kind_per_name({p: k for p, (_n, k) in best.items()}, left)

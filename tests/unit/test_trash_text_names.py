@@ -6,6 +6,8 @@ every control character escaped, as `ls -b` writes them."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mirrord.cli.trash import _outcome_line, _trash_lines
@@ -55,9 +57,17 @@ def test_an_empty_mount_point_as_the_mirror_root_is_named_not_read_as_nothing_ke
     ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n\n[target:mirror]\n"
                    f"type = local\npath = {mirror}\nkeep_deleted = 7d\n")
     assert cli_main.main(["-c", str(ini), *command]) == 1
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert f"target mirror: local:mirror({mirror}): the mirror root is empty" in err, err
     assert "is its file system mounted?" in err
+    # nothing on stdout or stderr says "nothing kept" beside it (a new user's report: the
+    # listing said "0 kept versions", undelete "nothing kept at or below")
+    assert "nothing kept at or below" not in err
+    if command == ["trash", "--json"]:
+        doc = json.loads(out)
+        assert doc["no_mirror"] == ["mirror"] and doc["targets"] == {}
+    else:
+        assert "kept versions" not in out and "nothing kept" not in out, out
     assert list(mirror.iterdir()) == []
     (mirror / ".mirrord").mkdir()   # what an earlier command may have made there: still empty
     assert cli_main.main(["-c", str(ini), *command]) == 1

@@ -386,6 +386,7 @@ def test_to_source_never_writes_outside_the_source_tree(fake, capsys, tmp_path):
     evil = Kept("site/up/../../../escaped", stamp_of(T0), DELETED, 1, int(T0 * NS),
                 ".mirrord/trash/x/y")
     fake.trash_list = lambda prefix="", since=None: iter([evil])
+    put(fake, "site/up/other", b"1", T0)   # a mirror's root (an empty one is refused first)
     assert cli_main.main(["undelete", "--to-source", "--force", "site"]) == 1
     assert "unsafe path" in capsys.readouterr().out
     assert not (tmp_path.parent.parent / "escaped").exists()
