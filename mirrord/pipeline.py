@@ -179,11 +179,13 @@ class Pipeline:
         return recorded
 
     # ------------------------------------------------------------ outcomes
-    def pump(self) -> None:
-        """One turn: retry held changes, record finished work, dispatch, resolve tickets."""
+    def pump(self, *, claim: bool = True) -> None:
+        """One turn: retry held changes, record finished work, dispatch (unless `claim` is
+        False: a stopped run claims nothing more), resolve tickets."""
         self.record([])
         self.ack(self.shipper.completed() if self.shipper is not None else [])
-        self.dispatch()
+        if claim:
+            self.dispatch()
         self.poll_tickets()
 
     def ack(self, outcomes: list[Outcome]) -> None:

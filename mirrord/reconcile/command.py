@@ -156,11 +156,13 @@ class Command:
                                     on_rescan=lambda out: self._rescan(pipeline, rescans, out))
             rescans = Ticket(name)   # directories an outcome asked to walk and re-send
             proposals: queue.Queue = queue.Queue(maxsize=20)
+            quiet = threading.Event()   # stopped, and nothing under way is left unrecorded
             session = session_mod.Session(
                 self.cfg, outbox=None if pipeline is None else lambda ch, t: proposals.put((ch, t)),
                 reason="command", delete=self.delete, checksum=self.checksum, stop=self.stop,
-                wait=DAEMON_WAIT if self.daemon else None, say=self._say)
-            summary = self._drive(session, target, pipeline, proposals, rescans)
+                wait=DAEMON_WAIT if self.daemon else None, say=self._say,
+                quiet=quiet, grace=SETTLE_GRACE)
+            summary = self._drive(session, target, pipeline, proposals, rescans, quiet)
         finally:
             if shipper is not None:
                 shipper.shutdown(wait=True)
@@ -195,9 +197,11 @@ class Command:
                        held=lambda source: source in held, mounts=mounts)
 
     def _drive(self, session, target, pipeline: Pipeline | None, proposals: queue.Queue,
-               rescans: Ticket) -> PassSummary:
+               rescans: Ticket, quiet: threading.Event) -> PassSummary:
         """Run the session on a pass thread; record and ship its proposals here meanwhile,
-        and until the re-sends that outcomes asked for are done too."""
+        and until the re-sends that outcomes asked for are done too. Once stopped, claim
+        nothing more, record what the workers finish, and set `quiet` when nothing is
+        under way any more (the session then counts the rest as not shipped)."""
         box: dict[str, object] = {}
 
         def job() -> None:
@@ -225,7 +229,18 @@ class Command:
                     self._look_for_daemon(pipeline)
                     if not self.stop.is_set():
                         pipeline.pump()
+                    else:
+                        # no transfer under way before this turn: its ack and the ticket
+                        # poll after it see every outcome (changes held for an unwritable
+                        # journal are _patience's: they do not hold the count back)
+                        idle = pipeline.shipper is None or not pipeline.shipper.busy()
+                        pipeline.pump(claim=False)
+                        if idle and not quiet.is_set():
+                            pipeline.poll_tickets(force=True)
+                            quiet.set()
                     held_since = self._patience(pipeline, held_since)
+                elif self.stop.is_set():
+                    quiet.set()
                 self._draw(target.name, session)
             if pipeline is not None:
                 pipeline.drain(SETTLE_GRACE)   # rows of others our workers took: record them

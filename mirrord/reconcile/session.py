@@ -46,15 +46,21 @@ Outbox = Callable[[list[Change], Ticket], None]
 class Session:
     """Passes for one kind of run: `outbox` None is a dry run; `wait` (seconds, None:
     no limit) bounds each wait for the rows of a pass; `stop` ends a pass early
-    (then it deletes nothing)."""
+    (then it deletes nothing). `quiet`, when given, is set by the journal's owner once,
+    after a stop, no transfer is under way and every outcome is recorded: a stopped pass
+    waits for it (at most `grace` seconds) before counting what is left as not shipped.
+    Without it, the transfers the workers finished after the stop were counted as not
+    shipped (`mirrord reconcile`, Ctrl-C: 18,812 said, 18,182 left)."""
 
     def __init__(self, cfg: Config, *, outbox: Outbox | None, reason: str,
                  delete: bool | None = None, checksum: bool | None = None,
                  wait: float | None = None, stop: threading.Event | None = None,
-                 say: Callable[[str], None] = lambda line: None):
+                 say: Callable[[str], None] = lambda line: None,
+                 quiet: threading.Event | None = None, grace: float | None = None):
         self.cfg, self.outbox, self.reason = cfg, outbox, reason
         self.delete, self.checksum, self.wait = delete, checksum, wait
         self.stop = stop or threading.Event()
+        self.quiet, self.grace = quiet, grace
         self.say = say
         self.live: ReconcileResult | None = None   # the pass running now (progress display)
         self.ticket: Ticket | None = None          # the rows it waits for now
@@ -146,9 +152,12 @@ class Session:
             self.say(f"would refuse to delete {target}: {path}")
 
     def _settle(self, ticket: Ticket) -> bool:
-        """Wait for the ticket's rows; on stop or timeout the rest count as failed."""
+        """Wait for the ticket's rows; on stop or timeout the rest count as failed (after a
+        stop, once the transfers under way have ended and been recorded: `quiet`)."""
         if ticket.wait(self.wait, self.stop):
             return True
+        if self.stop.is_set() and self.quiet is not None:
+            ticket.wait(self.grace, self.quiet)
         ticket.give_up(STOPPED if self.stop.is_set() else
                        f"still queued after {self.wait:.0f}s (left in the journal; shipped later)")
         return False
