@@ -38,6 +38,12 @@ def collect(cfg: Config) -> dict:
     path = cfg.mirrord.journal_path
     if not opening.exists(path):   # removed beside its log: JournalUnusable, no "yet"
         doc["note"] = f"no state database yet at {path}"
+        # a row per target all the same, its figures unknown (None: shown as "-"): the table
+        # had none, as if nothing were configured (a new user's report)
+        for name in cfg.targets:
+            doc["targets"][name] = dict.fromkeys(_FIGURES) | {
+                "state": "unknown", "lag_seconds": None,
+                "state_reason": "no state database yet: the daemon has not run with this state_dir"}
         return doc
     db = journal.connect(path, readonly=True)
     try:
@@ -46,6 +52,12 @@ def collect(cfg: Config) -> dict:
         raise opening.unusable(path, exc, readonly=True) from None   # truncated file + WAL)
     finally:
         db.close()
+
+
+# a target's figures from the state database (collect); all None when there is none yet
+_FIGURES = ("pending", "pending_bytes", "oldest_pending_age", "failing", "shipped", "failed",
+            "waiting", "busy", "last_shipped_path", "last_shipped_at", "last_error",
+            "last_error_at", "last_reconcile", "trash")
 
 
 def _read(cfg: Config, db, doc: dict, now: float) -> dict:
@@ -216,9 +228,11 @@ def render(doc: dict) -> str:
         oldest = f"{t['oldest_pending_age']:.1f}s" if t["pending"] else "-"
         last = shown_path(t["last_shipped_path"] or "-")
         lag = f"{t['lag_seconds']:.1f}s" if t.get("lag_seconds") is not None else "-"
-        lines.append(f"{name:<12} {t.get('state', 'unknown'):<12} {lag:>7} {t['pending']:>8} "
-                     f"{oldest:>9} {t['failing']:>8} {t['shipped']:>9} "
-                     f"{t['failed']:>7}  {last} ({_age(t['last_shipped_at'], now)})")
+        pending, failing, shipped, failed = (
+            "-" if t[k] is None else t[k] for k in ("pending", "failing", "shipped", "failed"))
+        lines.append(f"{name:<12} {t.get('state', 'unknown'):<12} {lag:>7} {pending:>8} "
+                     f"{oldest:>9} {failing:>8} {shipped:>9} "
+                     f"{failed:>7}  {last} ({_age(t['last_shipped_at'], now)})")
         if t.get("state") != "in_sync" and t.get("state_reason"):
             lines.append(f"{'':<12} {t['state']}: {_line(t['state_reason'])}")
         if t.get("last_error"):

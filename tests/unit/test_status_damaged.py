@@ -35,3 +35,17 @@ def test_a_database_removed_beside_its_log_is_no_fresh_start(tmp_path):
     path.unlink()
     with pytest.raises(JournalUnusable, match="missing while its write-ahead log"):
         status.collect(cfg)
+
+
+def test_no_state_database_yet_still_lists_every_target_its_figures_unknown(tmp_path):
+    """Before the daemon's first start, status printed the table's header and no row, as if
+    no target were configured (a new user's report); --json had "targets": {}."""
+    cfg = _config(tmp_path)
+    doc = status.collect(cfg)
+    t = doc["targets"]["mirror"]
+    assert t["state"] == "unknown" and "no state database yet" in t["state_reason"]
+    assert t["pending"] is None and t["shipped"] is None and t["last_reconcile"] is None
+    text = status.render(doc)
+    row = next(line for line in text.splitlines() if line.startswith("mirror "))
+    assert row.split()[:7] == ["mirror", "unknown", "-", "-", "-", "-", "-"], row
+    assert "unknown: no state database yet" in text
