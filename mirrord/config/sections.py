@@ -238,8 +238,11 @@ def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> T
     """[target:NAME] `section`. `default_workers`: [mirrord] workers (when it is not
     written, an S3 target's default is S3_DEFAULT_WORKERS)."""
     ttype = (r.raw(section, "type", "") or "").lower()
+    if not ttype:
+        r.problem(section, "type", f"is required: one of {', '.join(TARGET_TYPES)}")
     if ttype not in TARGET_TYPES:
-        r.problem(section, "type", f"must be one of {', '.join(TARGET_TYPES)}, got {ttype!r}")
+        if ttype:
+            r.problem(section, "type", f"must be one of {', '.join(TARGET_TYPES)}, got {ttype!r}")
         r.check_keys(section, _COMMON_TARGET_KEYS | set().union(*_TARGET_KEYS.values()))
         return TargetConfig(name=name, type=ttype or "?", workers=default_workers)
     r.check_keys(section, _COMMON_TARGET_KEYS | _TARGET_KEYS[ttype])

@@ -171,8 +171,11 @@ def parse_command(text: str) -> str:
                          "the program's absolute path, or a name found on PATH")
     if _ASSIGNMENT.match(argv[0]):
         name = argv[0].partition("=")[0]
-        raise ValueError(f"starts with the environment assignment {name}=...: commands run "
-                         f"without a shell, so write `env {name}=... program ...`")
+        # the value is never shown, nor a placeholder after '=' (the output's redaction of
+        # NAME=VALUE took the punctuation with it: "SSHPASS=*** commands run ...")
+        raise ValueError(f"starts with an assignment to the environment variable {name}; "
+                         f"commands run without a shell, so put `env` before it (env, "
+                         f"the assignment, then the program)")
     return text
 
 

@@ -750,3 +750,26 @@ def test_check_config_warns_of_a_local_target_path_that_is_a_file(tmp_path):
     (tmp_path / "mirror").unlink()   # missing: made at start, no warning
     res = run_cli("-c", str(write(tmp_path, MINIMAL)), "check-config", cwd=tmp_path)
     assert res.returncode == 0 and "warning" not in res.stdout + res.stderr, res.stdout
+
+
+def test_a_target_without_type_is_told_type_is_required(tmp_path, capsys):
+    """It said `type: must be one of local, s3, rsync, got ''` (a new user's report)."""
+    from mirrord.cli import main as cli_main
+    path = write(tmp_path, MINIMAL + "\n[target:spare]\npath = /srv/spare\n")
+    assert cli_main.main(["-c", str(path), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: [target:spare] type: is required: one of local, s3, rsync" in err, err
+    assert "got ''" not in err
+
+
+def test_an_environment_assignment_in_a_command_reads_whole_through_the_redaction(tmp_path, capsys):
+    """The message's `SSHPASS=...:` was taken by the output's redaction of NAME=VALUE with
+    its punctuation: 'starts with the environment assignment SSHPASS=*** commands run'."""
+    from mirrord.cli import main as cli_main
+    path = write(tmp_path, MINIMAL + "\n[target:host]\ntype = rsync\nhost = h\npath = /m\n"
+                 "ssh_command = SSHPASS=hunter2 ssh\n")
+    assert cli_main.main(["-c", str(path), "check-config"]) == 2
+    err = capsys.readouterr().err
+    assert ("[target:host] ssh_command: starts with an assignment to the environment variable "
+            "SSHPASS; commands run without a shell, so put `env` before it") in err, err
+    assert "hunter2" not in err and "***" not in err
