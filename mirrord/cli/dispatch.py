@@ -45,6 +45,10 @@ log = logging.getLogger("mirrord")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 too; keep one line, no usage dump
+        words = message.partition("unrecognized arguments: ")[2].split()
+        if any(w in ("-c", "--config") or w.startswith(("-c", "--config=")) for w in words):
+            # `mirrord status -c FILE`: said only "unrecognized arguments" (a new user)
+            message += " (-c/--config goes before the command: mirrord -c FILE COMMAND ...)"
         sys.stderr.write(f"mirrord: {message}\n(see mirrord --help)\n")
         sys.exit(EXIT_USAGE)
 

@@ -48,3 +48,19 @@ def test_mirrord_run_imports_no_other_command_before_it_watches(tmp_path):
     for heavy in ("mirrord.daemon", "mirrord.journal", "mirrord.reconcile", "mirrord.cli.trash",
                   "mirrord.cli.status", "boto3", "psycopg"):
         assert heavy not in loaded, heavy
+
+
+@pytest.mark.parametrize("argv, hinted", [
+    (["status", "-c", "x.ini"], True),
+    (["reconcile", "--dry-run", "--config", "x.ini"], True),
+    (["trash", "--config=x.ini"], True),
+    (["status", "--bogus"], False),
+])
+def test_a_config_option_after_the_command_is_told_where_it_goes(capsys, argv, hinted):
+    """`mirrord status -c FILE` said only "unrecognized arguments: -c FILE" (a new user)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirrord: unrecognized arguments: ") and "Traceback" not in err
+    assert ("-c/--config goes before the command: mirrord -c FILE COMMAND" in err) == hinted, err
