@@ -61,6 +61,14 @@ def _config_path(text: str) -> str:
     return text
 
 
+def target_name(text: str) -> str:
+    """--target's value; an empty one (`--target "$T"` with T unset) is a usage error: it
+    was looked up and said "--target : there is no [target:] section"."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty target name")
+    return text
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line parser: every subcommand, or with `only` (a module of
     COMMAND_MODULES) just that module's, so a command imports no other command's modules

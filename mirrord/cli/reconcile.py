@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 
+from mirrord.cli.dispatch import target_name
 from mirrord.cli.output import print_json
 from mirrord.config import Config
 from mirrord.logsetup import register_secret
@@ -48,7 +49,7 @@ def add_parser(sub) -> None:
                        help="keep extra files on the target")
     p.add_argument("--checksum", action="store_true", default=None,
                    help="also compare content hashes of same-size, same-mtime files")
-    p.add_argument("--target", metavar="NAME", help="only this target ([target:NAME])")
+    p.add_argument("--target", metavar="NAME", type=target_name, help="only this target ([target:NAME])")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
 

@@ -19,6 +19,7 @@ import os
 import sys
 
 from mirrord import targets as target_registry
+from mirrord.cli.dispatch import target_name
 from mirrord.cli.output import print_data, print_json
 from mirrord.config import Config
 from mirrord.errors import MirrordError, PermanentError
@@ -35,7 +36,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("trash", help="list the versions targets keep (keep_deleted)",
                        description="List kept versions: path, time of the change (UTC), size, "
                                    "why; newest first per path.")
-    p.add_argument("--target", metavar="NAME", help="only this target (default: every target "
+    p.add_argument("--target", metavar="NAME", type=target_name, help="only this target (default: every target "
                    "with keep_deleted on)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("path", nargs="?", default="", metavar="PATH",
@@ -44,7 +45,7 @@ def add_parser(sub) -> None:
     u = sub.add_parser("undelete", help="put kept versions back on the target (and the source)",
                        description="For each file at or below PATH, put back the newest kept "
                                    "version whose change is at or before TIME (default now).")
-    u.add_argument("--target", metavar="NAME", help="only this target (default: every target "
+    u.add_argument("--target", metavar="NAME", type=target_name, help="only this target (default: every target "
                    "with keep_deleted on)")
     when = u.add_mutually_exclusive_group()
     when.add_argument("--at", metavar="TIME", help="newest version changed at or before TIME "

@@ -64,3 +64,13 @@ def test_a_config_option_after_the_command_is_told_where_it_goes(capsys, argv, h
     err = capsys.readouterr().err
     assert err.startswith("mirrord: unrecognized arguments: ") and "Traceback" not in err
     assert ("-c/--config goes before the command: mirrord -c FILE COMMAND" in err) == hinted, err
+
+
+@pytest.mark.parametrize("argv", [["reconcile", "--target", ""], ["trash", "--target", " "],
+                                  ["undelete", "--target", "", "--all"]])
+def test_an_empty_target_name_is_a_usage_error(capsys, argv):
+    """`--target "$T"` with T unset said "--target : there is no [target:] section"."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["-c", "/nonexistent.ini", *argv])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("mirrord: argument --target: an empty target name")
