@@ -167,6 +167,8 @@ class Daemon:
     def run(self) -> int:
         self.setup()
         self._install_signals()
+        if self.metrics is not None:   # each step's error series at 0 (Metrics.add_cycle_steps)
+            self.metrics.add_cycle_steps(name for name, _ in self._cycle_steps)
         notify.notify("READY=1", "STATUS=watching")
         log.info(kv(msg="running", sources=len(self.cfg.sources), targets=len(self.targets),
                     pid=os.getpid()))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -55,6 +55,18 @@ class Metrics:
             for outcome in OUTCOMES:
                 self._fam.ops.labels(target, kind, outcome)
         self._fam.latency.labels(target)
+
+    def add_source(self, source: str) -> None:
+        """Create the source's alarm series at zero: a counter whose series first appears
+        at 1 shows no increase() for its first alarm (Prometheus has no sample before it),
+        so `increase(mirrord_mass_change_alarms_total[10m]) > 0` missed a first alarm."""
+        self._fam.alarms.labels(source)   # the gauges are the alarm's own to set (held!)
+
+    def add_cycle_steps(self, steps: Iterable[str]) -> None:
+        """Create each main-loop step's error counter at zero (as add_source, for the
+        first error of a step)."""
+        for step in steps:
+            self._fam.cycle_errors.labels(step)
 
     def set_pending(self, target: str, ops: int, bytes_: int, oldest_age: float) -> None:
         self._fam.pending_ops.labels(target).set(ops)

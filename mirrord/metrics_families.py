@@ -31,7 +31,8 @@ Metrics (all names carry the `mirrord_` prefix):
   has read without finding the kernel's event queue empty (0 when its latest read
   did; mirrord.watch.read_lag): over 5 s its targets are catching up.
 - `mirrord_cycle_errors_total{step}` (counter): errors in a step of the main
-  loop; the daemon logs them and carries on.
+  loop; the daemon logs them and carries on. Each step's series is there at 0 from
+  the start (Metrics.add_cycle_steps).
 - `mirrord_reconcile_last_run_timestamp_seconds{target}` (gauge): Unix time at
   which the last reconcile pass for the target finished.
 - `mirrord_reconcile_duration_seconds{target}` (gauge): how long that pass took.
@@ -58,7 +59,8 @@ Metrics (all names carry the `mirrord_` prefix):
   `alarm_window`: mirrord/alarm.py), back to 0 once the window slides under it.
 - `mirrord_mass_changes_in_window{source}` (gauge): deletes and overwrites
   counted within the source's `alarm_window`.
-- `mirrord_mass_change_alarms_total{source}` (counter): times the alarm fired.
+- `mirrord_mass_change_alarms_total{source}` (counter): times the alarm fired;
+  0 for every source from the start (Metrics.add_source).
 - `mirrord_deletes_held{source}` (gauge): 1 while the source's deletes are held
   (`pause_on_alarm = yes`), until `mirrord resume-deletes`.
 

@@ -49,6 +49,8 @@ def _metrics(cfg: Config):
         metrics = Metrics()
         for name in cfg.targets:
             metrics.add_target(name)
+        for src in cfg.sources:
+            metrics.add_source(src.name)
         try:
             host, port = metrics.serve(*cfg.mirrord.metrics_listen)
         except OSError as exc:   # in use, not this host's address: was a traceback

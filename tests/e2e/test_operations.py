@@ -74,6 +74,11 @@ def test_metrics_endpoint_counts_shipped_files(tmp_path):
         assert m["mirrord_pending_operations{target=t}"] == 0
         assert m["mirrord_watched_directories{}"] >= 1
         assert m["mirrord_heartbeat_age_seconds{target=t}"] < 30
+        # counters that count rare events are there at 0 from the start (their first
+        # increase() is seen): the source's alarms, each main-loop step's errors
+        assert m["mirrord_mass_change_alarms_total{source=s}"] == 0
+        assert m["mirrord_cycle_errors_total{step=read watchers}"] == 0
+        assert m["mirrord_cycle_errors_total{step=dispatch}"] == 0
     finally:
         assert daemon.stop() == 0
 

@@ -250,3 +250,19 @@ def test_operations_counted_from_many_worker_threads_lose_nothing(served):
     assert got[(ops, (("kind", "put"), ("outcome", "failed"), ("target", "s3")))] == 8
     assert got[(ops, (("kind", "delete"), ("outcome", "shipped"), ("target", "s3")))] == 8
     assert got[("mirrord_replication_latency_seconds_count", (("target", "s3"),))] == 4000
+
+
+def test_the_alarm_and_cycle_error_counters_exist_at_zero_before_their_first_count(served):
+    """A counter whose series first appears at 1 shows no increase() for that first count
+    (deploy/prometheus: `increase(mirrord_mass_change_alarms_total[10m]) > 0`); they were
+    absent until then (a new user's report)."""
+    metrics, url = served
+    metrics.add_source("uploads")
+    metrics.add_cycle_steps(["wait", "read watchers"])
+    got = scrape(url)
+    assert got[("mirrord_mass_change_alarms_total", (("source", "uploads"),))] == 0
+    assert got[("mirrord_cycle_errors_total", (("step", "wait"),))] == 0
+    assert got[("mirrord_cycle_errors_total", (("step", "read watchers"),))] == 0
+    assert ("mirrord_deletes_held", (("source", "uploads"),)) not in got   # the alarm's to set
+    metrics.alarm_fired("uploads")
+    assert scrape(url)[("mirrord_mass_change_alarms_total", (("source", "uploads"),))] == 1
