@@ -268,9 +268,10 @@ def _prefixes(cfg: Config, names: list[str], args: argparse.Namespace) -> dict[s
 def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict,
                      *, dry_run: bool) -> list[restore.Outcome]:
     out = []
-    for name, target in opened.items():
-        for path in sorted(chosen.get(name, ())):   # none chosen where no mirror was seen
-            kept = chosen[name][path]
+    for name, picked in chosen.items():   # no entry for a target where no mirror was seen
+        target = opened[name]
+        for path in sorted(picked):
+            kept = picked[path]
             try:
                 out.append(restore.restore_on_target(target, kept, keep_first=keeps(cfg, name),
                                                      dry_run=dry_run))
@@ -285,8 +286,8 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
     """Each path once, from the target holding its newest chosen version; a file and
     versions below its name, the newest change wins over all targets (`left`: the others)."""
     best: dict[str, tuple[str, Kept]] = {}
-    for name in opened:
-        for path, kept in chosen.get(name, {}).items():   # none where no mirror was seen
+    for name, picked in chosen.items():   # no entry for a target where no mirror was seen
+        for path, kept in picked.items():
             if path not in best or kept.when > best[path][1].when:
                 best[path] = (name, kept)
     winners = listing.one_kind_per_name({p: k for p, (_n, k) in best.items()}, left)

@@ -49,3 +49,14 @@ def test_no_state_database_yet_still_lists_every_target_its_figures_unknown(tmp_
     row = next(line for line in text.splitlines() if line.startswith("mirror "))
     assert row.split()[:7] == ["mirror", "unknown", "-", "-", "-", "-", "-"], row
     assert "unknown: no state database yet" in text
+
+
+def test_a_target_row_has_the_same_keys_with_and_without_a_state_database(tmp_path):
+    """The unknown row (status._FIGURES) and the row read from the journal (status._read)
+    name their keys in two places: a key added to one only would be missing from the
+    other's JSON."""
+    cfg = _config(tmp_path)
+    unknown = status.collect(cfg)["targets"]["mirror"]
+    Journal(cfg.mirrord.journal_path, {"up": ("mirror",)}).close()
+    read = status.collect(cfg)["targets"]["mirror"]
+    assert set(unknown) == set(read), set(unknown) ^ set(read)
