@@ -13,7 +13,8 @@ window):
   brings there (mirrord.journal.old_names) and those a re-sent rename left the targets
   without (mirrord.daemon_alarm_resend);
 - an overwrite: a write (`put`, not an attribute change) to a file a target of
-  the source already holds - one primary-key lookup in `shipped` per target at
+  the source already holds and will not lose first to a delete counted before (its own,
+  or a directory's removal above it: mirrord.journal.held_files) - index lookups at
   record time, before anything is shipped (at ack time the damage would already
   be on the target). A rename over a file a target holds counts the same (1): it
   replaces that version on every target, and write-to-temp-then-rename-over is how
@@ -49,9 +50,10 @@ from typing import Callable
 
 from mirrord import alarm_window
 from mirrord.alarm import AlarmSettings, SourceAlarm
+from mirrord.alarm_batch import count_batch
 from mirrord.config import SourceConfig
 from mirrord.daemon_alarm_resend import Resends
-from mirrord.daemon_alarm_scan import CatchUpCounting, ancestors as _ancestors
+from mirrord.daemon_alarm_scan import CatchUpCounting
 from mirrord.journal import Change
 from mirrord.logsetup import kv
 
@@ -128,7 +130,7 @@ class AlarmWatch(CatchUpCounting):
         if alarm is None or not changes:
             return
         self._recheck(src.name)
-        n = self._count(src.name, changes)
+        n = count_batch(self.d.journal, self.resends, src.name, changes)
         if n and alarm.add(n):
             self._fired(src, alarm)
         self._publish(src.name)
@@ -188,30 +190,6 @@ class AlarmWatch(CatchUpCounting):
         (mirrord.daemon_alarm_resend)."""
         if src.name in self.alarms:
             self.resends.renamed(src.name, old, new, resent=resent, is_dir=is_dir)
-
-    def _count(self, source: str, changes: list[Change]) -> int:
-        journal = self.d.journal
-        below: dict[str, int] = {}    # directory -> deletes counted below it in this batch
-        rewritten: set[str] = set()   # a path written twice in one batch replaces one version
-        total = 0
-        for ch in changes:
-            if ch.kind == "delete":
-                n = 1
-                if ch.tree:
-                    # a note has the deletes counted below it taken off already (deleted)
-                    n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0),
-                            self.resends.taken(source, ch.path))
-                else:
-                    self.resends.deleted(source, ch.path)
-                for parent in _ancestors(ch.path):
-                    below[parent] = below.get(parent, 0) + n
-            elif ch.kind == "put" and ch.path not in rewritten and journal.overwrites(source, ch.path):
-                rewritten.add(ch.path)
-                n = 1
-            else:
-                continue
-            total += n
-        return total
 
     def _fired(self, src: SourceConfig, alarm: SourceAlarm) -> None:
         s = alarm.settings

@@ -27,20 +27,28 @@ from mirrord.journal.records import _prefix_upper
 _LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 
 
-# The version shipped at a key (shipped AS s) is on its way to another name: the key's row
-# is a rename's source end (a file's delete carrying the new name in src). A write at the
-# key then makes a new file and destroys nothing: MediaWiki's archiving (`mv x
-# archive/...!x`, then the new x), an editor's backup (`mv f f~`, then f), a log
-# rotation, a rename there and back. Each counted one overwrite per file (a breaker:
-# 12 for none lost). The first such write turns the row into a put that keeps where the
-# bytes went (its src: Journal._went_to); the writes after it are new bytes too.
-_RENAMED_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.source = s.source "
-                 "AND m.path = s.key AND m.kind IN ('delete', 'put') AND m.tree = 0 "
-                 "AND m.src IS NOT NULL)")
+# The version shipped at a key (shipped AS s) goes away before anything new lands there:
+# the key's row is a delete (held, queued or in flight), or a rename's source end turned
+# into a put. A write at the key then makes a new file and destroys nothing more:
+# - a delete was counted when it was recorded (or is reconcile's, under max_delete); the
+#   write after it counted that version again. A CI run: a file deleted on one target
+#   while its delete was held on the other, restored by `mirrord undelete --to-source`,
+#   counted one overwrite beside its delete;
+# - a rename's source end (a file's delete carrying the new name in src): MediaWiki's
+#   archiving (`mv x archive/...!x`, then the new x), an editor's backup (`mv f f~`, then
+#   f), a log rotation, a rename there and back. Each counted one overwrite per file (a
+#   breaker: 12 for none lost). The first such write turns the row into a put that keeps
+#   where the bytes went (its src: Journal._went_to); the writes after it are new bytes
+#   too. A plain delete's row turned into a put keeps nothing: a later write counts
+#   again (the safe side).
+_GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.source = s.source "
+               "AND m.path = s.key AND m.tree = 0 "
+               "AND (m.kind = 'delete' OR m.kind = 'put' AND m.src IS NOT NULL))")
 
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
-                 renames: Callable[[str], bool] = lambda target: True) -> bool:
+                 renames: Callable[[str], bool] = lambda target: True,
+                 above: Callable[[str], bool] = lambda target: True) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
     rename onto it in flight (_LANDING), or so at an old name (mirrord.journal.old_names)
     that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
@@ -52,21 +60,27 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     by copy on S3) was acked.
     `renames(target)`: whether a rename or tree removal of the target may be pending (the
     journal's directory barriers, in memory); when not, a file's own old name is all there
-    is to look at. Cost: one statement of index searches (a primary-key search, the unique
+    is to look at. `above(target)`: whether such a barrier may stand at a directory above
+    `key` (when not, nothing above it is removed first: _taken_away_above is not asked).
+    Cost: one statement of index searches (a primary-key search, the unique
     index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
     while renames are pending one more per name followed back (old_names: 18 us)."""
     targets = tuple(targets)
     if not targets:
         return False
-    marks = ",".join("?" * len(targets))
+    # the targets whose version at `key` itself stays until the write replaces it
+    at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key)))
+    marks, key_marks = ",".join("?" * len(targets)), ",".join("?" * len(at_key))
     if db.execute(
-            f"SELECT 1 FROM shipped AS s WHERE s.target IN ({marks}) AND s.source = ? AND s.key = ? "
-            f"AND NOT {_RENAMED_AWAY} "
+            f"SELECT 1 FROM shipped AS s WHERE s.target IN ({key_marks}) AND s.source = ? "
+            f"AND s.key = ? AND NOT {_GOING_AWAY} "
             f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
-            f"AND path = ? AND is_dir = 0 AND (kind = 'move' OR {_LANDING}) "
+            f"AND path = ? AND is_dir = 0 AND (kind = 'move' AND claimed = 0 "
+            f"OR {_LANDING} AND target IN ({key_marks})) "
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
             f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} LIMIT 1",
-            (*targets, source, key) * 3).fetchone() is not None:
+            (*at_key, source, key, *targets, source, key, *at_key, *targets, source, key)
+    ).fetchone() is not None:
         return True
     for target in targets:
         olds = old_names(db, target, source, key) if renames(target) else ()
@@ -74,6 +88,24 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
                 _held_at(db, target, source, old) for old in olds):
             return True
     return False
+
+
+def _taken_away_above(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
+    """A directory above `key` goes away on `target` before anything new lands below it: a
+    row with tree = 1 at an ancestor (a tree removal, or a directory removed and made
+    again or renamed away; held, queued or in flight; rows below wait for it: barriers).
+    What `target` holds at `key` itself, shipped or landing, goes with it: counted by
+    that removal (files_below_unremoved) or moved whole, so a write at `key` replaces
+    nothing more. `rm -rf d` during a hold then the files restored into a new d counted
+    every file twice; `mv d d.old; mkdir d` (a site's old copy kept aside) counted each
+    file written into the new d. A version a rename not done yet brings to `key` after
+    the removal is not this one (shipped_file's old names). One index search per call."""
+    above = list(_self_and_ancestors(key))[1:]
+    if not above:
+        return False
+    return db.execute(f"SELECT 1 FROM ops WHERE target = ? AND source = ? AND path IN "
+                      f"({','.join('?' * len(above))}) AND tree = 1 LIMIT 1",
+                      (target, source, *above)).fetchone() is not None
 
 
 def _deleted_at(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:

@@ -165,8 +165,13 @@ class Journal(EnqueueMixin, ClaimAckMixin):
 
     def overwrites(self, source: str, path: str) -> bool:
         """Whether a target of `source` already holds the file `path` (a write replaces it)."""
-        return held_files.shipped_file(self.db, self.routes.get(source, ()), source, os.fsencode(path),
-                                       renames=lambda target: self._barriers.any(target, source))
+        key = os.fsencode(path)
+        parent = key.rpartition(b"/")[0]
+        return held_files.shipped_file(
+            self.db, self.routes.get(source, ()), source, key,
+            renames=lambda target: self._barriers.any(target, source),
+            above=lambda target: bool(parent) and bool(
+                self._barriers.all_covering(target, source, parent, None)))
 
     def rows_at_or_below(self, source: str, path: str) -> bool:
         """Whether a row of `source` at or below `path` is queued or in flight for any of

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from mirrord.alarm_batch import count_batch
 from mirrord.daemon_alarm_resend import RESEND_SETTLE, Resends
 
 
@@ -174,4 +175,4 @@ def test_the_alarm_counts_a_note_once_with_deletes_in_the_same_batch(tmp_path):
     watch.renamed(src, "site", "site.old", is_dir=True, resent=True)
     batch = [Change("up", f"site.old/f{i}", "delete") for i in range(6)]
     batch.append(Change("up", "site.old", "delete", tree=True))
-    assert watch._count("up", batch) == 12
+    assert count_batch(journal, watch.resends, "up", batch) == 12

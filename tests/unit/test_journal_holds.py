@@ -733,19 +733,14 @@ def test_a_write_where_the_version_was_renamed_away_is_no_overwrite(j, stage, aw
     """`mv x archive/...!x` (MediaWiki), `mv x x~` (an editor's backup), `mv x x.t`, then x
     written anew: x's version lives on at the new name, nothing destroyed (each counted
     one overwrite: a false alarm for a busy wiki's re-uploads); renamed back over x, no
-    version lost either. A delete of x, then a write, still counts (the delete did)."""
+    version lost either. A delete of x, then a write: the delete counted x's version, the
+    write counts nothing more (tests/unit/test_alarm_counted_once.py)."""
     _ship(j, "x")
     _file_mv(j, "x", away)
     if stage == "claimed":
         claimed(j)
     assert not j.overwrites(S, "x")
     assert j.overwrites(S, away)                  # the version moving there is replaced
-
-
-def test_a_write_after_a_plain_delete_is_still_an_overwrite(j):
-    _ship(j, "x")
-    j.enqueue([ch("x", "delete")])
-    assert j.overwrites(S, "x")
 
 
 def test_a_name_a_rename_brought_and_then_deleted_is_no_overwrite(j):

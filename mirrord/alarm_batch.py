@@ -1,0 +1,53 @@
+"""How much one batch of live changes adds to a source's mass-change alarm (the rules:
+mirrord.daemon_alarm). Read-only: it asks the journal what the targets hold and the
+re-sent renames what their removal takes; called on the daemon's main thread before the
+batch is recorded.
+"""
+
+from __future__ import annotations
+
+from mirrord.daemon_alarm_resend import Resends
+from mirrord.daemon_alarm_scan import ancestors
+from mirrord.journal import Change
+
+
+def count_batch(journal, resends: Resends, source: str, changes: list[Change]) -> int:
+    """The deletes and overwrites `changes` (live changes of `source`, in the order they
+    happened, not yet recorded) count, >= 0.
+
+    - a file's delete: 1 (and noted in `resends`);
+    - a tree removal: the files the targets hold below it (Journal.files_removed_with) less
+      the deletes below it this batch counted already, or what a re-sent rename's removal
+      takes (`resends.taken`), at least 1;
+    - a write (`put`) over a file a target holds (Journal.overwrites): 1, once per path in
+      a batch (written twice, one version replaced), and not at all after the path's own
+      delete or a removal above it earlier in the batch: that delete counted the version
+      (recorded, the journal answers the same: mirrord.journal.held_files). Before, `rm f`
+      and `f` restored in one batch counted 2.
+    Attribute changes and mkdirs count nothing.
+    `journal`: a Journal (files_removed_with, overwrites). Raises what the journal's reads
+    raise (sqlite3.Error)."""
+    below: dict[str, int] = {}    # directory -> deletes counted below it in this batch
+    rewritten: set[str] = set()   # a path written twice in one batch replaces one version
+    gone: set[str] = set()        # deleted (a file) or removed (a tree) earlier in the batch
+    total = 0
+    for ch in changes:
+        if ch.kind == "delete":
+            gone.add(ch.path)
+            n = 1
+            if ch.tree:
+                # a note has the deletes counted below it taken off already (deleted)
+                n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0),
+                        resends.taken(source, ch.path))
+            else:
+                resends.deleted(source, ch.path)
+            for parent in ancestors(ch.path):
+                below[parent] = below.get(parent, 0) + n
+        elif (ch.kind == "put" and ch.path not in rewritten and ch.path not in gone
+              and gone.isdisjoint(ancestors(ch.path)) and journal.overwrites(source, ch.path)):
+            rewritten.add(ch.path)
+            n = 1
+        else:
+            continue
+        total += n
+    return total
