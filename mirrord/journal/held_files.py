@@ -91,21 +91,26 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
 
 
 def _taken_away_above(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
-    """A directory above `key` goes away on `target` before anything new lands below it: a
-    row with tree = 1 at an ancestor (a tree removal, or a directory removed and made
-    again or renamed away; held, queued or in flight; rows below wait for it: barriers).
-    What `target` holds at `key` itself, shipped or landing, goes with it: counted by
-    that removal (files_below_unremoved) or moved whole, so a write at `key` replaces
-    nothing more. `rm -rf d` during a hold then the files restored into a new d counted
-    every file twice; `mv d d.old; mkdir d` (a site's old copy kept aside) counted each
-    file written into the new d. A version a rename not done yet brings to `key` after
-    the removal is not this one (shipped_file's old names). One index search per call."""
+    """A directory above `key` is removed on `target` before anything new lands below it:
+    a tree removal's row at an ancestor that is no rename's end (kind 'delete', tree = 1,
+    no src: `rm -rf d`, or d moved out of the source; held, queued or in flight; rows
+    below wait for it: barriers). What `target` holds at `key` itself, shipped or landing,
+    goes with it, counted by that removal (files_below_unremoved), so a write at `key`
+    replaces nothing more: `rm -rf d` during a hold, then its files restored, counted
+    each twice. A version a rename not done yet brings to `key` after the removal is not
+    this one (shipped_file's old names).
+    Only such a removal: a tree row that is a rename's end, or a directory made again
+    over one (kind 'mkdir', tree = 1), may bring the version at `key` back (`mv d e; mv e
+    d`, `mv d e; mkdir d; mv e/f d/f`: the old name is `key` itself, which old_names does
+    not follow) and was counted by nothing: a breaker's rewrites there counted 0 for each
+    file lost. Those count as before (`rm -rf d; mkdir d` then d/f rewritten: 2, the safe
+    side). One index search per call."""
     above = list(_self_and_ancestors(key))[1:]
     if not above:
         return False
     return db.execute(f"SELECT 1 FROM ops WHERE target = ? AND source = ? AND path IN "
-                      f"({','.join('?' * len(above))}) AND tree = 1 LIMIT 1",
-                      (target, source, *above)).fetchone() is not None
+                      f"({','.join('?' * len(above))}) AND tree = 1 AND kind = 'delete' "
+                      f"AND src IS NULL LIMIT 1", (target, source, *above)).fetchone() is not None
 
 
 def _deleted_at(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
