@@ -61,6 +61,10 @@ def test_restores_over_copies_a_held_delete_was_to_take_are_not_counted_again(tm
         assert held2 == held - len(first), _held(daemon)        # their held deletes went
         for p in first:
             assert (mirror / p).read_text() == (mirror2 / p).read_text() == (src / p).read_text()
+        # resume-deletes names what is held now (paths, on both targets), as status does
+        out = daemon.cli("resume-deletes", "--source", "uploads").stdout
+        assert f": {held2} held deletes on 2 targets go out now" in out, out
+        wait_converged(src, target)
     finally:
         daemon.stop()
         target.close()
