@@ -164,7 +164,10 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         return read.queued_tree_removals(self.db, target, source)
 
     def overwrites(self, source: str, path: str) -> bool:
-        """Whether a target of `source` already holds the file `path` (a write replaces it)."""
+        """Whether a target of `source` holds the file `path` (str, source-relative) that a
+        write there would replace: not when that target's delete of it, or a removal of a
+        directory above it, is recorded and not done yet (counted already; the rules:
+        held_files.shipped_file). Raises sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
         return held_files.shipped_file(
