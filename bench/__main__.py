@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", action="append", default=[], metavar="NAME",
                    help=f"run only these workloads (repeatable or comma list): {', '.join(WORKLOADS)}")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default: per mode)")
+    p.add_argument("--warmup", type=int, default=None, metavar="N",
+                   help="unrecorded rounds of every arm before the burst's and initial "
+                        "sync's repetitions (default: 1, 0 with --quick): the first arm of "
+                        "a run otherwise pays for the server's and the page cache's first use")
     p.add_argument("--out", type=Path, default=RESULTS, help="where latest.md / latest.json go")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     p.add_argument("--s3-workers", type=int, default=None, metavar="N",
@@ -234,7 +238,8 @@ def run_suite(args: argparse.Namespace, profile, names: list[str], targets: list
     Returns 1 when a workload crashed outright, else 0."""
     ctx = Context(profile, reps=args.reps, keep=args.keep, s3_workers=args.s3_workers,
                   keep_deleted=args.keep_deleted, targets=targets, keep_paired=args.keep_paired,
-                  watcher=args.watcher, scratch=scratch)
+                  watcher=args.watcher, scratch=scratch,
+                  warmup=args.warmup if args.warmup is not None else (0 if args.quick else 1))
     ctx.scratch_fs = describe(ctx.base)
     if unjournaled_ext4(ctx.base):
         ctx.log(f"warning: the scratch is {ctx.scratch_fs}: creating files after a tree was "

@@ -256,7 +256,7 @@ class Context:
                  verbose: bool = True, s3_workers: int | None = None, seaweed=None,
                  keep_deleted: str | None = None, targets: Iterable[str] = TARGET_KINDS,
                  keep_paired: str | None = None, watcher: str | None = None,
-                 scratch: Path | None = None):
+                 scratch: Path | None = None, warmup: int = 0):
         """seaweed: an already running tests.services.seaweedfs.SeaweedFS to use (a test's
         fixture); the context then neither starts one nor stops it. keep_deleted: a duration
         ("7d") given to mirrord's S3 and rsync targets (`keep_deleted =`); every row of the
@@ -266,10 +266,12 @@ class Context:
         back to back in each repetition (bench/pairs.py), one row each. watcher: mirrord's
         `[source] watcher =` in the workloads that start its daemon (None: its default); every
         row of the run is then labelled with it. scratch: the directory the run's own scratch
-        directory is made in (None: the system's temporary directory)."""
+        directory is made in (None: the system's temporary directory). warmup: unrecorded
+        rounds of every arm before a pair's repetitions (bench/pairs.py)."""
         self.profile = profile
         self.watcher = watcher
         self.reps = reps or profile.reps
+        self.warmup = warmup
         self.s3_workers = s3_workers   # mirrord's S3 `workers`; None: its default
         self.keep_deleted = keep_deleted
         self.targets = frozenset(targets)
@@ -404,7 +406,9 @@ def count_files(root: Path) -> int:
 def make_tree(root: Path, files: int, dirs: int, *, size: Callable[[random.Random], int],
               seed: int = 1, depth2: bool = True) -> int:
     """`files` files spread over `dirs` directories (two levels, like MediaWiki's x/xy);
-    returns total bytes. Content is random (incompressible), sizes from `size(rng)`."""
+    returns total bytes. Content is random (incompressible), sizes from `size(rng)`.
+    Ends with os.sync(): the tree's writeback (693 MiB for the initial sync) otherwise
+    runs under whichever arm comes first and slows it alone."""
     rng = random.Random(seed)
     blob = os.urandom(1 << 20)
     paths = []
@@ -421,6 +425,7 @@ def make_tree(root: Path, files: int, dirs: int, *, size: Callable[[random.Rando
         with open(paths[i % dirs] / f"f{i:07d}.bin", "wb") as fh:
             fh.write(data)
         total += n
+    os.sync()
     return total
 
 

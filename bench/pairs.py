@@ -6,6 +6,12 @@ with and without `keep_deleted`. On a shared 2-core machine whose load swings fr
 1 to 12 within minutes, two separate runs of the suite cannot tell a 10% cost from
 the noise; arms run back to back within each repetition can. The order rotates each
 repetition (A B C, B C A, C A B) so no arm always runs first or last.
+
+Before the repetitions, every arm runs ctx.warmup times unrecorded (`--warmup`, 1 by
+default). Without it the run's first arm paid alone for the server's and the page cache's
+first use: in the S3 initial sync, rotation put mirrord first in repetition 1 every run,
+and that one arm took 13.5 s (the server 14.7 CPU s) against 8.3-9.6 s (about 10.5 CPU s)
+for the other four, the same outlier in two runs of 2026-12-02 and 12-03.
 """
 
 from __future__ import annotations
@@ -61,16 +67,27 @@ def run_pair(ctx: Context, p: Pair, label: str) -> None:
         for row in rows.values():
             row.notes.append(f"{p.tool} not installed: peer skipped")
     arms: list[tuple[str, str | None]] = [("mirrord", v) for v in rows] + [("peer", None)]
+    if not p.peer_ok:
+        arms = arms[:-1]
+    for w in range(ctx.warmup):
+        for who, v in arms:
+            name = _name(p, who, v)
+            try:
+                arm = _run_arm(ctx, p, who, v)
+            except Exception as exc:  # noqa: BLE001 - a warm-up's failure is only logged
+                ctx.log(f"{label} {name} warm-up {w + 1}: FAILED {exc}")
+                continue
+            ctx.log(f"{label} {name} warm-up {w + 1} (not recorded): {arm.seconds:.2f} s")
+    if ctx.warmup:
+        for row in rows.values():
+            row.notes.append(f"every arm ran {ctx.warmup}× unrecorded first (warm-up)")
     loads: list[float] = []
     for rep in range(ctx.reps):
         shift = rep % len(arms)
         for who, v in arms[shift:] + arms[:shift]:
-            if who == "peer" and not p.peer_ok:
-                continue
-            name = p.tool if who == "peer" else ("mirrord" + (f" keep {v}" if v else ""))
+            name = _name(p, who, v)
             try:
-                with keeping(ctx, v):
-                    arm = (p.mine if who == "mirrord" else p.theirs)(ctx)
+                arm = _run_arm(ctx, p, who, v)
             except Exception as exc:  # noqa: BLE001 - recorded, the suite goes on
                 ctx.log(f"{label} {name} rep {rep + 1}: FAILED {exc}")
                 for row in (rows.values() if who == "peer" else [rows[v]]):
@@ -93,6 +110,17 @@ def run_pair(ctx: Context, p: Pair, label: str) -> None:
     some = next(iter(rows.values()))
     if some.cpu.get("other"):
         ctx.log(f"{label} {p.tool} median: {cpu_summary(some, 'other')}")
+
+
+def _name(p: Pair, who: str, v: str | None) -> str:
+    """An arm's name in the log: the peer's tool, or mirrord with its keep_deleted."""
+    return p.tool if who == "peer" else ("mirrord" + (f" keep {v}" if v else ""))
+
+
+def _run_arm(ctx: Context, p: Pair, who: str, v: str | None) -> Arm:
+    """One arm: mirrord with keep_deleted `v`, or the peer. Raises what the arm raised."""
+    with keeping(ctx, v):
+        return (p.mine if who == "mirrord" else p.theirs)(ctx)
 
 
 def _paired_ratio(ctx: Context, rows: dict[str | None, Row], label: str) -> None:

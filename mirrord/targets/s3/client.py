@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 import boto3
+import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.handlers import add_expect_header
@@ -37,6 +38,7 @@ from mirrord.config import S3Options
 from mirrord.logsetup import kv
 from mirrord.targets.s3.errors import scrub
 from mirrord.targets.s3.lean import LeanRequests
+from mirrord.targets.s3.timestamps import install as install_timestamp_parser
 
 log = logging.getLogger("mirrord.targets.s3")
 
@@ -67,10 +69,12 @@ def make_client(opts: S3Options, *, workers: int, connect_timeout: float, read_t
         parameter_validation=False,   # we build every request ourselves; saves ~15% CPU a put
         s3={"addressing_style": o.addressing_style},
     )
+    core = botocore.session.get_session()   # a new one: the parser below is ours alone
+    install_timestamp_parser(core)   # a listing's LastModified: timestamps.py
     session = boto3.session.Session(
         aws_access_key_id=o.access_key_id or None,
         aws_secret_access_key=o.secret_access_key or None,
-        region_name=o.region or None)
+        region_name=o.region or None, botocore_session=core)
     client = session.client("s3", endpoint_url=o.endpoint_url or None,
                             verify=o.ca_bundle or None, config=config)
     # PutObject bodies are small and in memory: `Expect: 100-continue` only adds a round
