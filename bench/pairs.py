@@ -66,9 +66,9 @@ def run_pair(ctx: Context, p: Pair, label: str) -> None:
     if not p.peer_ok:
         for row in rows.values():
             row.notes.append(f"{p.tool} not installed: peer skipped")
-    arms: list[tuple[str, str | None]] = [("mirrord", v) for v in rows] + [("peer", None)]
-    if not p.peer_ok:
-        arms = arms[:-1]
+    arms: list[tuple[str, str | None]] = [("mirrord", v) for v in rows]
+    if p.peer_ok:
+        arms.append(("peer", None))
     for w in range(ctx.warmup):
         for who, v in arms:
             name = _name(p, who, v)

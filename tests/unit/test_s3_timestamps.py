@@ -22,6 +22,7 @@ SAME_AS_BOTOCORE = [
     "1970-01-01T00:00:00Z",
     "2026-12-03T20:47:23",               # no zone: botocore decides (not the fast path)
     "Wed, 12 Oct 2009 17:50:00 GMT",     # RFC 1123: HeadObject's Last-Modified header
+    "\u0662\u0660\u0662\u0666-12-03T20:47:23Z",   # Arabic-Indic digits: botocore's to read
     "1796330225",
     1796330225,
     1796330225.5,

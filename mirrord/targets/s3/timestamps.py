@@ -18,8 +18,9 @@ from typing import Any
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 # S3's XML timestamps (ListObjectsV2's LastModified: 2026-12-03T20:47:23.123Z), with a
-# zone always: a string without one goes to botocore, which decides what it means.
-_ISO_8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
+# zone always: a string without one goes to botocore, which decides what it means. ASCII
+# digits only (re.ASCII): other scripts' digits are botocore's to read or refuse.
+_ISO_8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", re.ASCII)
 
 
 def parse_timestamp(value: Any) -> datetime.datetime:
