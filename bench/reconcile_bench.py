@@ -45,6 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import common  # noqa: E402
 from bench.cpu import tree_cpu  # noqa: E402
 from tests.services.seaweedfs import SeaweedFS  # noqa: E402  (the fixture's server code)
 
@@ -53,18 +54,10 @@ PREFIX = "data"
 
 
 def make_tree(src: Path, files: int, size: int) -> list[Path]:
-    dirs = max(1, files // 100)
-    paths = []
-    for d in range(dirs):
-        (src / f"dir{d:04d}").mkdir(parents=True, exist_ok=True)
-    block = os.urandom(size)
-    for i in range(files):
-        p = src / f"dir{i % dirs:04d}" / f"file{i:06d}.bin"
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(fd, block[:size - 8] + i.to_bytes(8, "big"))
-        os.close(fd)
-        paths.append(p)
-    return paths
+    """`files` files of `size` bytes in files/100 flat directories (bench.common's
+    make_tree, which also syncs the tree to disk); returns their paths, sorted."""
+    common.make_tree(src, files, max(1, files // 100), size=lambda _rng: size, depth2=False)
+    return sorted(src.glob("*/*.bin"))
 
 
 def write_config(base: Path, weed: SeaweedFS, bucket: str) -> Path:
