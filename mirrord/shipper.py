@@ -110,7 +110,8 @@ class Shipper(MoveOps):
         # workers: a query per loop turn whose answer could never change the capacity)
         if batch > 1 and workers * batch + self.inflight_ops[target] >= workers * BULK_SHARE:
             ready = journal.count_ready(target, workers * batch)
-        ops = journal.claim(target, self.capacity(target, ready))
+        ops = journal.claim(target, self.capacity(target, ready),
+                            directories=self.targets[target].features.directories)
         if ops:
             self.submit(target, ops)
 

@@ -21,6 +21,8 @@ Moves keep their order with a `wait_for` link: after `mv A B` the row for A
 then moved away. Directory ops (a directory moved, or deleted with its tree)
 are barriers: rows below their paths enqueued after them wait for them; so is a
 file's move over its old name (`mv f f.bak; mkdir f; echo > f/x`: f/x waits for it).
+On a target with directories no row is handed out while a row at one of its path's
+ancestors, or below it, is in flight (`rm d; mkdir d; echo > d/z`: barriers.InFlight).
 
 A claimed row records its claimer, the process shipping it (schema 5, mirrord.claimer):
 the daemon and `mirrord reconcile` may each have rows in flight, and only a gone
@@ -32,7 +34,7 @@ schema.py    the tables, connect(), the integrity check, migrate (user_version),
              each target's recorded bytes and high-water mark (schema 6, triggers)
 migrations.py  the upgrades in place, one step per schema version
 opening.py   opening it read-only (a read-only state dir too), and why it cannot be opened
-barriers.py  pending directory moves / tree removals / file moves and the in-flight overlap rule
+barriers.py  pending directory moves / tree removals / file moves and the in-flight overlap rules
 shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
 holds.py     sources whose deletes are held after a mass-change alarm (schema 4), the claim filter
 read.py      read-only queries: read_state, read_backlog, iter_shipped, row states

@@ -1,4 +1,5 @@
-"""Barriers: which rows must wait for a pending directory move, tree removal or file move.
+"""Barriers: which rows must wait for a pending directory move, tree removal or file move,
+and (InFlight) for a row in flight at an ancestor of their path or below it.
 
 A directory op (a directory moved, or deleted with its tree) is a barrier: rows
 at or below its paths enqueued after it wait for it (their `wait_for`; below a tree
@@ -21,10 +22,20 @@ below could bring the directory back over the new file.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from typing import Iterator
 
 from mirrord.journal.records import _prefix_upper
+
+# The rows of one target in flight: (source, path, src, kind). Served by ops_ready (target,
+# claimed): at most the target's workers times its batch size of them.
+_IN_FLIGHT_SQL = ("SELECT source, path, src, kind, is_dir OR tree OR kind = 'mkdir' FROM ops "
+                  "WHERE target = ? AND claimed > 0")
+# At most this many held paths, and this many ancestors, go into InFlight.sql's clause
+# (directories first): an rsync batch holds up to batch_size (5,000) rows in flight, and
+# SQLite takes at most 32,766 parameters. The rest are still checked, one by one.
+SQL_HELD_MAX, SQL_ABOVE_MAX = 64, 256
 
 
 def _self_and_ancestors(path: bytes) -> Iterator[bytes]:
@@ -149,3 +160,92 @@ def _claimed_below(db: sqlite3.Connection, target: str, source: str, p: bytes) -
     return db.execute("SELECT 1 FROM ops WHERE target = ? AND claimed > 0 AND source = ? "
                       "AND src IS NOT NULL AND (src = ? OR (src > ? AND src < ?)) LIMIT 1",
                       (target, source, p, p + b"/", upper)).fetchone() is not None
+
+
+def moved_from(kind: str, src: bytes | None) -> bytes | None:
+    """The path a row takes away on the target besides its own: a move's source end. A
+    delete's or tree op's src is only where its bytes went (a hint for keeping), nothing
+    it touches."""
+    return bytes(src) if kind == "move" and src is not None else None
+
+
+class InFlight:
+    """The paths that rows of one target in flight hold (a row's path and a move's source
+    end), to keep a row out while another in flight is at one of its ancestors or below it.
+
+    The rule, for targets with directories (Features.directories): a worker sends what it
+    finds at the source when it runs, not the row's kind, so a worker at P may change what
+    P is on the target (a file's delete that finds a directory makes it, keeping the file
+    first), and a worker below P needs P to be a directory (a put's parent walk replaces a
+    file in its way). Side by side, the first worker's keep saw the file d (lstat) and then
+    renamed into the trash what stood at d by then: the directory the other worker had just
+    made, d/z.jpg in it (`rm d; mkdir d; echo > d/z.jpg`, the delete of d claimed before the
+    rest was read: tests/integration/test_ops_at_and_below_a_path.py). The barrier rules
+    above cover directory ops and moves only; this covers every kind, for the time a row is
+    in flight, and rows handed out in one claim too (a batch's ops may run on different
+    workers). Built inside claim()'s write transaction, so a row another process claimed
+    counts. On a target without directories a key and the keys below its name have nothing
+    in common: the caller does not ask."""
+
+    def __init__(self, db: sqlite3.Connection, target: str) -> None:
+        self._held: dict[str, set[bytes]] = {}    # source -> paths held
+        self._above: dict[str, set[bytes]] = {}   # source -> strict ancestors of those
+        self._dirs: list[tuple[str, bytes]] = []  # held by a directory's row (sql() first)
+        for source, path, src, kind, is_dir in db.execute(_IN_FLIGHT_SQL, (target,)):
+            self.add(source, bytes(path), moved_from(kind, src))
+            if is_dir:
+                self._dirs.append((source, bytes(path)))
+
+    def add(self, source: str, path: bytes, src: bytes | None) -> None:
+        """Count a row at `path` (a move from `src`) of `source` as in flight."""
+        held = self._held.setdefault(source, set())
+        above = self._above.setdefault(source, set())
+        for p in (path, src):
+            if p is not None:
+                held.add(p)
+                above.update(list(_self_and_ancestors(p))[1:])
+
+    def holds_back(self, rows: list[tuple]) -> bool:
+        """Whether any of claim()'s ready rows (id, seq, source, path, kind, src, ...)
+        overlaps a row in flight."""
+        return bool(self._held) and any(
+            self.overlaps(r[2], bytes(r[3]), moved_from(r[4], r[5])) for r in rows)
+
+    def sql(self) -> tuple[str, list[object]]:
+        """An `AND NOT (...)` clause for the ready-rows query and its parameters, leaving
+        out the rows at a held path, below one or at an ancestor of one: without it they
+        filled claim()'s window of `limit` rows, and while a new directory's mkdir was in
+        flight the files below it were all that window saw (a reconcile of four
+        directories of 100 files ran one directory at a time, workers idle). Empty when
+        nothing is held. Bounded (SQL_HELD_MAX, SQL_ABOVE_MAX; directories' rows first, as
+        the ones with rows below them): it only keeps the window useful, overlaps() is the
+        rule, and a move whose source end overlaps is left to it too."""
+        terms: list[str] = []
+        args: list[object] = []
+        files = ((source, p) for source, held in self._held.items() for p in sorted(held))
+        seen: set[tuple[str, bytes]] = set()
+        for source, p in itertools.chain(self._dirs, files):
+            if len(seen) >= SQL_HELD_MAX:
+                break
+            if (source, p) not in seen:
+                seen.add((source, p))
+                terms.append("(source = ? AND (path = ? OR (path > ? AND path < ?)))")
+                args += [source, p, p + b"/", _prefix_upper(p)]
+        for source, above in self._above.items():
+            names = sorted(above)[:SQL_ABOVE_MAX]
+            if names:
+                terms.append(f"(source = ? AND path IN ({','.join('?' * len(names))}))")
+                args += [source, *names]
+        if not terms:
+            return "", args
+        return f" AND NOT ({' OR '.join(terms)})", args
+
+    def overlaps(self, source: str, path: bytes, src: bytes | None) -> bool:
+        """Whether a row at `path` (a move from `src`) of `source` touches a path held: the
+        same one, an ancestor of one, or one below one."""
+        held = self._held.get(source)
+        if not held:
+            return False
+        above = self._above[source]
+        return any(p is not None and (p in above or any(a in held for a in _self_and_ancestors(p)))
+                   for p in (path, src))

@@ -16,7 +16,8 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord import claimer as claimer_mod
-from mirrord.journal.barriers import _Barriers, barrier_paths, overlaps_inflight
+from mirrord.journal.barriers import (InFlight, _Barriers, barrier_paths, moved_from,
+                                      overlaps_inflight)
 from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import recorded_below, shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _s, _text
@@ -47,10 +48,13 @@ class ClaimAckMixin:
         return self.db.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE {_READY} LIMIT ?)",
                                (target, now, limit)).fetchone()[0]
 
-    def claim(self, target: str, limit: int, *, now: float | None = None) -> list[Op]:
-        """Up to `limit` ready ops for one target, marked in flight."""
+    def claim(self, target: str, limit: int, *, now: float | None = None,
+              directories: bool = True) -> list[Op]:
+        """Up to `limit` ready ops for one target, marked in flight. `directories`: the
+        target has them (Features.directories): then no op is handed out while another at
+        one of its path's ancestors or below it is in flight (barriers.InFlight says why)."""
         now = self.clock() if now is None else now
-        rows = self._ready_rows(target, now, limit)
+        rows, inflight = self._claimable(target, now, limit, directories)
         ops: list[Op] = []
         if not rows:   # nothing ready: no empty write transaction (BEGIN IMMEDIATE + COMMIT)
             return ops
@@ -60,13 +64,18 @@ class ClaimAckMixin:
                 # another process (a reconcile, the daemon) committed after the read above:
                 # it may have claimed these rows or queued a removal holding them back, so
                 # they are read again under the write lock (else shipped twice, side by side)
-                rows = self._ready_rows(target, now, limit)
+                rows, inflight = self._claimable(target, now, limit, directories)
             for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
                 barrier = bool(tree or (is_dir and kind == "move"))
                 if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
                     continue
                 if kind == "move" and src is not None and self._in_flight(target, source, bytes(src)):
                     continue   # what was at src is still being shipped: move it once it has been
+                if inflight is not None:
+                    src_b = moved_from(kind, src)
+                    if inflight.overlaps(source, bytes(path), src_b):
+                        continue
+                    inflight.add(source, bytes(path), src_b)
                 self.db.execute("UPDATE ops SET claimed = ?, claimer = ? WHERE id = ?",
                                 (seq, self.claimer, oid))
                 src_shipped = shipped = None
@@ -79,11 +88,28 @@ class ClaimAckMixin:
                               attempts, event_time, src_shipped, shipped))
         return ops
 
-    def _ready_rows(self, target: str, now: float, limit: int) -> list[tuple]:
-        """The rows claim() may hand out now, oldest retry first (at most `limit`)."""
+    def _claimable(self, target: str, now: float, limit: int,
+                   directories: bool) -> tuple[list[tuple], InFlight | None]:
+        """The ready rows (_ready_rows) and, on a target with directories, what is in
+        flight there: read only when something is ready (an idle claim stays one read),
+        and the rows read again without those it holds back when it holds back any."""
+        rows = self._ready_rows(target, now, limit, None)
+        if not rows or not directories:
+            return rows, None
+        inflight = InFlight(self.db, target)
+        if inflight.holds_back(rows):
+            rows = self._ready_rows(target, now, limit, inflight)
+        return rows, inflight
+
+    def _ready_rows(self, target: str, now: float, limit: int,
+                    inflight: InFlight | None) -> list[tuple]:
+        """The rows claim() may hand out now, oldest retry first (at most `limit`), none
+        that `inflight` holds back (InFlight.sql)."""
+        skip, args = inflight.sql() if inflight is not None else ("", [])
         return self.db.execute(
             "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
-            f"WHERE {_READY} ORDER BY next_try, id LIMIT ?", (target, now, limit)).fetchall()
+            f"WHERE {_READY}{skip} ORDER BY next_try, id LIMIT ?",
+            (target, now, *args, limit)).fetchall()
 
     def _overlaps_inflight(self, oid: int, target: str, source: str, path: bytes,
                            src: bytes | None, barrier: bool) -> bool:

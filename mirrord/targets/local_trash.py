@@ -160,7 +160,8 @@ class LocalTrash:
                 return 0   # kept by an earlier try of this change: never replaced
         else:
             # rename(2) would replace an existing file or empty directory: check first (one
-            # worker per path at a time, so nothing races this); the delete that follows
+            # worker per path, its ancestors and what is below it at a time: the journal's
+            # barriers.InFlight, so nothing races this); the delete that follows
             # removes the original, whose bytes are kept already
             if _exists(name, dst):
                 return 0

@@ -12,6 +12,11 @@ or renamed at the source (or only the file removed: the directory the source kee
 stay), and the daemon starts again with one worker per target, so the rows run one by
 one in the order they were queued: the top directory's own row first, which, re-run as
 a delete, found its directory not empty yet and left it behind for good.
+
+On a target with directories (local, host) the file's op is no longer handed out while
+the top directory's row is in flight (mirrord.journal.barriers.InFlight: `rm d; mkdir d;
+echo > d/z` lost z on the mirror): there the kill comes with the top directory's mkdir
+done and unrecorded, and the file's op not started, which the test checks too.
 """
 
 from __future__ import annotations
@@ -58,6 +63,17 @@ def kill_held(env: Env, faults: Path, target: str, path: str) -> None:
     (faults / "shipped").unlink()
 
 
+def kill_held_first(env: Env, faults: Path, target: str, top: str, below: str) -> None:
+    """kill_held at the op on `below` (S3), or on a target with directories at the op on
+    its new top directory `top`, which holds the op below back while it is in flight:
+    checked, the op below was never done."""
+    if target == "s3":
+        kill_held(env, faults, target, below)
+        return
+    kill_held(env, faults, target, top)
+    assert not held(faults, target, below), f"{below} done while {top}'s op was in flight"
+
+
 def restart_one_worker(env: Env) -> None:
     text = env.cfg.read_text()
     assert "workers = 4\n" in text
@@ -73,7 +89,7 @@ def test_a_put_cut_short_below_new_directories(env, faults, name, how):
     env.assert_exact(by="the catch-up")
     hold(faults, name, "up", "up/day/*")
     write(env.src / "up" / "day" / "photo.jpg", os.urandom(5000))
-    kill_held(env, faults, name, "up/day/photo.jpg")
+    kill_held_first(env, faults, name, "up", "up/day/photo.jpg")
     if how == "removed":
         shutil.rmtree(env.src / "up")
     elif how == "renamed":
@@ -93,7 +109,7 @@ def test_a_rename_cut_short_into_a_new_directory(env, faults, name):
     hold(faults, name, "n", "n/o/*")
     (env.src / "n" / "o").mkdir(parents=True)
     os.rename(env.src / "m" / "x.jpg", env.src / "n" / "o" / "x.jpg")
-    kill_held(env, faults, name, "n/o/x.jpg")
+    kill_held_first(env, faults, name, "n", "n/o/x.jpg")
     shutil.rmtree(env.src / "n")
     restart_one_worker(env)
     env.assert_exact(by="the catch-up")

@@ -3,7 +3,8 @@ mass-change alarm counts it and `pause_on_alarm = yes` holds it; `keep_deleted` 
 it removes.
 
 A maintenance script moved a whole directory out of the source while the daemon was down,
-and the last run had been killed with a put below that directory in flight. Its catch-up
+and the last run had been killed with an op below that directory in flight (a put; on a
+target with directories, the mkdir of the new directory it is in). Its catch-up
 deletes are counted (tests/e2e/test_alarm_catchup.py), but the tree removal queued at start
 for the in-flight row was recorded before any count and went out while the catch-up still
 walked: the hold came after that target had lost the directory. The real `mirrord run`
@@ -21,7 +22,7 @@ from tests.e2e.test_crash_in_flight import (  # noqa: F401 - fixtures
     env,
     faults,
     hold,
-    kill_held,
+    kill_held_first,
     restart_one_worker,
 )
 from tests.e2e.test_stopped_changes import start, write
@@ -49,7 +50,7 @@ def test_a_start_up_tree_removal_is_held_by_the_alarm(alarmed, faults, name, tmp
     e.assert_exact(by="the catch-up")
     hold(faults, name, "big/new", "big/new/*")
     write(e.src / "big" / "new" / "x.jpg", os.urandom(2000))
-    kill_held(e, faults, name, "big/new/x.jpg")
+    kill_held_first(e, faults, name, "big/new", "big/new/x.jpg")
     os.rename(e.src / "big", tmp_path / "moved-away")   # the script, while mirrord is down
     restart_one_worker(e)
 
@@ -83,7 +84,7 @@ def test_a_start_up_tree_removal_keeps_what_it_removes(env, faults, name, tmp_pa
     env.assert_exact(by="the catch-up")
     hold(faults, name, "big/new", "big/new/*")
     write(env.src / "big" / "new" / "x.jpg", os.urandom(2000))
-    kill_held(env, faults, name, "big/new/x.jpg")
+    kill_held_first(env, faults, name, "big/new", "big/new/x.jpg")
     os.rename(env.src / "big", tmp_path / "moved-away")
     restart_one_worker(env)
     env.assert_exact(by="the catch-up")
@@ -95,13 +96,14 @@ def test_a_start_up_tree_removal_keeps_what_it_removes(env, faults, name, tmp_pa
 def test_a_reconcile_of_one_target_before_the_restart_leaves_the_others_to_undo(env, faults):  # noqa: F811
     """`mirrord reconcile --target s3` run with the daemon down after a kill -9 released
     every claim the killed run left: the next start found nothing in flight, and the
-    directories a put cut short had made on the local mirror stayed there for good."""
+    directories a put cut short had made on the local mirror stayed there for good (now the
+    mkdir of the top one, which holds the put back: test_crash_in_flight.kill_held_first)."""
     write(env.src / "keep.jpg", b"kept")
     start(env)
     env.assert_exact(by="the catch-up")
     hold(faults, "local", "up", "up/day/*")
     write(env.src / "up" / "day" / "photo.jpg", os.urandom(5000))
-    kill_held(env, faults, "local", "up/day/photo.jpg")
+    kill_held_first(env, faults, "local", "up", "up/day/photo.jpg")
     shutil.rmtree(env.src / "up")
     env.daemon.cli("reconcile", "--target", "s3")     # no daemon running: it ships itself
     restart_one_worker(env)

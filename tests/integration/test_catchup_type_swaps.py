@@ -22,8 +22,9 @@ def _shipped(j: Journal, *paths: str) -> None:
     """Record `paths` as shipped to 't' (a path ending in '/' as a directory)."""
     j.enqueue([Change("up", p.rstrip("/"), "mkdir" if p.endswith("/") else "put")
                for p in paths])
-    j.ack([Outcome(op, "mkdir" if op.kind == "mkdir" else "put", size=1, mtime_ns=1,
-                   is_dir=op.kind == "mkdir") for op in j.claim("t", 100, now=1e12)])
+    while ops := j.claim("t", 100, now=1e12):   # a row below a directory's: once that is acked
+        j.ack([Outcome(op, "mkdir" if op.kind == "mkdir" else "put", size=1, mtime_ns=1,
+                       is_dir=op.kind == "mkdir") for op in ops])
 
 
 def _run(tmp_path: Path, **kw) -> tuple[list[Change], object]:

@@ -38,7 +38,10 @@ def ch(path: str, kind: str, **kw) -> Change:
 
 
 def claim(j: Journal, target: str = T) -> dict[str, object]:
-    return {op.path: op for op in j.claim(target, 1000, now=LATER)}
+    """Every ready row, as a target without directories hands them out (a row and the rows
+    below its path in flight together, the states these stories build; on a target with
+    directories they go one after the other: tests/integration/test_ops_at_and_below_a_path.py)."""
+    return {op.path: op for op in j.claim(target, 1000, now=LATER, directories=False)}
 
 
 def ack(j: Journal, *ops) -> None:

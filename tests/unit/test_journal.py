@@ -355,9 +355,11 @@ def test_backlog_counts_pending_and_failures(j, clock):
 
 
 def _ship(j: Journal, clock: Clock, changes, outcomes_by_path) -> None:
+    """Queue `changes` and ack each row as `outcomes_by_path` says, claim after claim (a row
+    below a directory's row goes once that one is acked)."""
     j.enqueue(changes)
-    ops = claim_all(j, clock)
-    j.ack([outcomes_by_path[p](op) for p, op in ops.items()])
+    while ops := claim_all(j, clock):
+        j.ack([outcomes_by_path[p](op) for p, op in ops.items()])
 
 
 def test_shipped_follows_puts_deletes_and_mkdirs(j, clock):

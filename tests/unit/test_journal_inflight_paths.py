@@ -1,0 +1,121 @@
+"""The journal hands out no row while another of the same target and source is in flight
+at an ancestor of its path or below it (barriers.InFlight), counting a move's source end;
+siblings, other sources and other targets are independent. The shapes that lost data
+without it run on a real LocalTarget in tests/integration/test_ops_at_and_below_a_path.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirrord.journal import Change, Journal, Outcome
+from tests.fakes import Clock
+
+S, S2, T, T2 = "up", "up2", "t", "t2"
+
+
+@pytest.fixture
+def j(tmp_path: Path) -> Journal:
+    jr = Journal(tmp_path / "journal.db", {S: (T, T2), S2: (T,)}, clock=Clock(1_800_000_000.0))
+    yield jr
+    jr.close()
+
+
+def paths(ops) -> list[str]:
+    return sorted(op.path for op in ops)
+
+
+def acked(j: Journal, ops) -> None:
+    j.ack([Outcome(op, "mkdir" if op.kind == "mkdir" else op.kind, is_dir=op.kind == "mkdir",
+                   size=1, mtime_ns=1) for op in ops])
+
+
+@pytest.mark.parametrize("first", ["mkdir", "put", "delete", "attr"])
+def test_every_kind_in_flight_holds_back_the_rows_below_it(j, first):
+    j.enqueue([Change(S, "a", first)])
+    held = j.claim(T, 10)
+    j.enqueue([Change(S, "a/b/c", "put"), Change(S, "a/x", "put")])
+    assert j.claim(T, 10) == []
+    acked(j, held)
+    assert paths(j.claim(T, 10)) == ["a/b/c", "a/x"]
+
+
+def test_a_row_in_flight_deep_below_holds_back_each_ancestor(j):
+    j.enqueue([Change(S, "a/b/c", "put")])
+    held = j.claim(T, 10)
+    j.enqueue([Change(S, "a/b", "attr"), Change(S, "a/b2", "attr")])
+    assert paths(j.claim(T, 10)) == ["a/b2"]
+    acked(j, held)
+    assert paths(j.claim(T, 10)) == ["a/b"]
+
+
+def test_siblings_whose_names_start_the_same_are_independent(j):
+    j.enqueue([Change(S, "d", "mkdir")])
+    j.claim(T, 10)
+    j.enqueue([Change(S, "dd/x", "put"), Change(S, "d-1", "put"), Change(S, "d.x/y", "put")])
+    assert paths(j.claim(T, 10)) == ["d-1", "d.x/y", "dd/x"]
+
+
+def test_other_sources_and_other_targets_are_independent(j):
+    j.enqueue([Change(S, "d", "delete")])
+    assert paths(j.claim(T, 10)) == ["d"]
+    j.enqueue([Change(S2, "d/x", "put"), Change(S, "d/x", "put")])
+    assert paths(j.claim(T, 10)) == ["d/x"]                       # up2's, on t
+    assert [(op.source, op.path) for op in j.claim(T2, 10)] == [(S, "d")]   # t2's own rows
+    assert j.claim(T2, 10) == []                                   # up's d/x on t2: d there
+
+
+def test_a_moves_source_end_holds_back_the_rows_below_it(j):
+    """A file's move from m to n in flight takes what stands at m away on the target: a
+    row below m (m a directory now) waits for it; so does a row below n. The delete of m
+    queued with the move names n only as where the bytes went: n/y does not wait for it."""
+    j.enqueue([Change(S, "m", "put")])
+    acked(j, j.claim(T, 10))
+    j.enqueue_move(S, "m", "n", is_dir=False)
+    (mv,) = j.claim(T, 10)
+    assert (mv.path, mv.kind, mv.src) == ("n", "move", "m")
+    j.enqueue([Change(S, "m/x", "put"), Change(S, "n/y", "put"), Change(S, "o", "put")])
+    assert paths(j.claim(T, 10)) == ["o"]
+    acked(j, [mv])
+    (rm, ny) = sorted(j.claim(T, 10), key=lambda op: op.path)   # m's own row: the move's
+    assert (rm.path, rm.kind, ny.path) == ("m", "delete", "n/y")  # delete, waiting for it
+    acked(j, [rm, ny])
+    assert paths(j.claim(T, 10)) == ["m/x"]
+
+
+def test_rows_claimed_in_one_call_count(j):
+    """The first row of a path handed out holds back the rows below it in the same claim."""
+    j.enqueue([Change(S, "a", "mkdir"), Change(S, "a/b", "mkdir"), Change(S, "a/b/c", "put"),
+               Change(S, "z", "put")])
+    assert paths(j.claim(T, 10)) == ["a", "z"]
+
+
+def test_a_target_without_directories_hands_out_rows_at_and_below_a_path_together(j):
+    j.enqueue([Change(S, "a", "put"), Change(S, "a/b", "put")])
+    assert paths(j.claim(T, 10, directories=False)) == ["a", "a/b"]
+
+
+def test_rows_held_back_do_not_fill_the_claims_window(j):
+    """A reconcile of new directories queues each mkdir before the files below it: with d0's
+    mkdir in flight the files below it are left out of the query, so a claim of 4 still
+    finds d1 (before, it saw only d0's files and handed out nothing: the workers sat idle
+    until d0 was acked, one directory at a time)."""
+    j.enqueue([Change(S, f"d{i}", "mkdir") if n < 0 else Change(S, f"d{i}/f{n:02}", "put")
+               for i in range(3) for n in range(-1, 20)])
+    assert paths(j.claim(T, 4)) == ["d0"]
+    assert paths(j.claim(T, 4)) == ["d1"]
+    assert paths(j.claim(T, 4)) == ["d2"]
+    assert j.claim(T, 4) == []
+
+
+def test_many_rows_in_flight_still_hold_back_every_row_below_them(j):
+    """More rows in flight than the query's clause takes (SQL_HELD_MAX: an rsync batch holds
+    thousands): the ones past it are still checked row by row."""
+    from mirrord.journal.barriers import SQL_HELD_MAX
+    n = SQL_HELD_MAX + 10
+    j.enqueue([Change(S, f"f{i:03}", "put") for i in range(n)])
+    assert len(j.claim(T, 1000)) == n
+    j.enqueue([Change(S, f"f{i:03}/x", "put") for i in range(n)] + [Change(S, "g", "put")])
+    assert paths(j.claim(T, 1000)) == ["g"]
