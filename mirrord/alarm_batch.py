@@ -6,12 +6,16 @@ batch is recorded.
 
 from __future__ import annotations
 
+import os
+import stat
+
 from mirrord.daemon_alarm_resend import Resends
 from mirrord.daemon_alarm_scan import ancestors
 from mirrord.journal import Change
 
 
-def count_batch(journal, resends: Resends, source: str, changes: list[Change]) -> int:
+def count_batch(journal, resends: Resends, source: str, changes: list[Change], *,
+                root: str | None = None) -> int:
     """The deletes and overwrites `changes` (live changes of `source`, in the order they
     happened, not yet recorded) count, >= 0.
 
@@ -23,7 +27,10 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change]) -
       a batch (written twice, one version replaced), and not at all after the path's own
       delete or a removal above it earlier in the batch: that delete counted the version
       (recorded, the journal answers the same: mirrord.journal.held_files). Before, `rm f`
-      and `f` restored in one batch counted 2.
+      and `f` restored in one batch counted 2. Nor over the copy a comparison sent a target
+      that lacked the file, when the file below `root` (the source root; None: not looked
+      at) is still the version it sent: that copy is the write's own
+      (mirrord.journal.first_copies).
     Attribute changes and mkdirs count nothing.
     `journal`: a Journal (files_removed_with, overwrites). Raises what the journal's reads
     raise (sqlite3.Error)."""
@@ -44,10 +51,27 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change]) -
             for parent in ancestors(ch.path):
                 below[parent] = below.get(parent, 0) + n
         elif (ch.kind == "put" and ch.path not in rewritten and ch.path not in gone
-              and gone.isdisjoint(ancestors(ch.path)) and journal.overwrites(source, ch.path)):
+              and gone.isdisjoint(ancestors(ch.path))
+              and journal.overwrites(source, ch.path, current=_looker(root, ch.path))):
             rewritten.add(ch.path)
             n = 1
         else:
             continue
         total += n
     return total
+
+
+def _looker(root: str | None, path: str):
+    """A call returning the file at `path` below `root` as (size, mtime_ns, ctime_ns), None
+    when no regular file stands there (lstat(2): a symlink is not followed); None when
+    `root` is None."""
+    if root is None:
+        return None
+
+    def look() -> tuple[int, int, int] | None:
+        try:
+            st = os.lstat(os.path.join(root, path))
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) if stat.S_ISREG(st.st_mode) else None
+    return look

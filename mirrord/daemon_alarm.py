@@ -14,7 +14,9 @@ window):
   without (mirrord.daemon_alarm_resend);
 - an overwrite: a write (`put`, not an attribute change) to a file a target of
   the source already holds and will not lose first to a delete counted before (its own,
-  or a directory's removal above it: mirrord.journal.held_files) - index lookups at
+  or a directory's removal above it: mirrord.journal.held_files), and that is not the
+  write's own version, sent first by a catch-up or reconcile pass that found the file
+  before its event was read (mirrord.journal.first_copies) - index lookups at
   record time, before anything is shipped (at ack time the damage would already
   be on the target). A rename over a file a target holds counts the same (1): it
   replaces that version on every target, and write-to-temp-then-rename-over is how
@@ -130,7 +132,7 @@ class AlarmWatch(CatchUpCounting):
         if alarm is None or not changes:
             return
         self._recheck(src.name)
-        n = count_batch(self.d.journal, self.resends, src.name, changes)
+        n = count_batch(self.d.journal, self.resends, src.name, changes, root=str(src.path))
         if n and alarm.add(n):
             self._fired(src, alarm)
         self._publish(src.name)

@@ -48,7 +48,8 @@ _GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.s
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
                  renames: Callable[[str], bool] = lambda target: True,
-                 above: Callable[[str], bool] = lambda target: True) -> bool:
+                 above: Callable[[str], bool] = lambda target: True,
+                 own: Callable[[str], bool] = lambda target: False) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
     rename onto it in flight (_LANDING), or so at an old name (mirrord.journal.old_names)
     that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
@@ -62,6 +63,8 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     journal's directory barriers, in memory); when not, a file's own old name is all there
     is to look at. `above(target)`: whether such a barrier may stand at a directory above
     `key` (when not, nothing above it is removed first: _taken_away_above is not asked).
+    `own(target)`: what the target holds or has in flight at `key` is the writer's own
+    version, a comparison's first copy (mirrord.journal.first_copies): not looked at.
     Cost: one statement of index searches (a primary-key search, the unique
     index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
     while renames are pending one more per name followed back (old_names: 18 us)."""
@@ -69,7 +72,8 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     if not targets:
         return False
     # the targets whose version at `key` itself stays until the write replaces it
-    at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key)))
+    at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key))
+                   and not own(t))
     marks, key_marks = ",".join("?" * len(targets)), ",".join("?" * len(at_key))
     if db.execute(
             f"SELECT 1 FROM shipped AS s WHERE s.target IN ({key_marks}) AND s.source = ? "

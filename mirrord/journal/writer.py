@@ -9,23 +9,26 @@ connection kept here. Only the daemon's main thread writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
 from mirrord.journal import held_files, holds, opening, read, schema, shipped
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claims import ClaimAckMixin
+from mirrord.journal.first_copies import FirstCopies, Look
 from mirrord.journal.enqueue import EnqueueMixin
+from mirrord.journal.enqueue_moves import MoveEnqueueMixin
 from mirrord.journal.proposals import InFlightProposals
 from mirrord.journal.records import RowState, TargetBacklog
 
 
-class Journal(EnqueueMixin, ClaimAckMixin):
+class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin):
     """The write side of the state database, used by one thread (the daemon's main loop)."""
 
     def __init__(self, path: Path, routes: dict[str, tuple[str, ...]], *,
@@ -51,6 +54,7 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         schema.migrate(self.db, self.path)
         self.claimer = claimer or claimer_mod.me()
         self._proposals = InFlightProposals(self.claimer)   # mirrord.journal.proposals
+        self._first_copies = FirstCopies()   # mirrord.journal.first_copies
         if reset_claims:  # False: the caller reads them first (mirrord.interrupted)
             self.release_claims()   # a live process's (a running daemon's) stay its own
         self._barriers = load_barriers(self.db)
@@ -163,18 +167,28 @@ class Journal(EnqueueMixin, ClaimAckMixin):
         """Directories whose removal is queued for `target` / `source` (read)."""
         return read.queued_tree_removals(self.db, target, source)
 
-    def overwrites(self, source: str, path: str) -> bool:
+    def overwrites(self, source: str, path: str, *,
+                   current: Callable[[], Look | None] | None = None) -> bool:
         """Whether a target of `source` holds the file `path` (str, source-relative) that a
         write there would replace: not when that target's delete of it, or a removal of a
         directory above it, is recorded and not done yet (counted already; the rules:
-        held_files.shipped_file). Raises sqlite3.Error from the reads."""
+        held_files.shipped_file), nor when what it holds or has in flight there is a
+        comparison's first copy of the source file as it is now (`current()`: its (size,
+        mtime_ns, ctime_ns), None when absent; asked only when such a copy is known:
+        mirrord.journal.first_copies). Raises sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
+        routed = self.routes.get(source, ())
+        own: Callable[[str], bool] = lambda target: False   # noqa: E731
+        if current is not None and self._first_copies.any(source, key, routed):
+            look = functools.cache(current)   # one stat, however many targets ask
+            own = lambda target: self._first_copies.same_version(target, source, key, look)  # noqa: E731
         return held_files.shipped_file(
-            self.db, self.routes.get(source, ()), source, key,
+            self.db, routed, source, key,
             renames=lambda target: self._barriers.any(target, source),
             above=lambda target: bool(parent) and bool(
-                self._barriers.all_covering(target, source, parent, None)))
+                self._barriers.all_covering(target, source, parent, None)),
+            own=own)
 
     def rows_at_or_below(self, source: str, path: str) -> bool:
         """Whether a row of `source` at or below `path` is queued or in flight for any of
