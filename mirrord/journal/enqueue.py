@@ -72,6 +72,18 @@ class EnqueueMixin:
                               "AND claimed != 0", (target, source, path)).fetchone()
         return row[0] if row else None
 
+    def _first_copy(self, target: str, source: str, path: bytes, seen: Seen | None) -> Seen | None:
+        """`seen`, a comparison's look at a file it found the target without, when the
+        target still holds no version of it now; None when it does: an ack recorded since
+        the comparison read `shipped` or listed the target (the live stream's put of an
+        older version landed meanwhile, and a write of the version looked at replaces it).
+        One primary-key search, for first copies only."""
+        if seen is None or self.db.execute(
+                "SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ?",
+                (target, source, path)).fetchone() is not None:
+            return None
+        return seen
+
     def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
         return self._barriers.covering(target, source, path, own)
 
@@ -114,7 +126,7 @@ class EnqueueMixin:
             oid = cur.lastrowid
             self._proposals.forget(oid)   # an id used again: nothing of the old row applies
             if firsts is not None:
-                firsts.append((target, source, path, seen))
+                firsts.append((target, source, path, self._first_copy(target, source, path, seen)))
         else:
             (oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size, claimed,
              claimer) = self.db.execute(
@@ -124,7 +136,8 @@ class EnqueueMixin:
             tree_after = tree or bool(old_tree)  # a pending tree removal stays (MAX(tree, ?))
             self._proposals.forget(oid)   # whatever changed now is sent, shipped or not
             if firsts is not None:
-                firsts.append((target, source, path, None if claimed else seen))
+                firsts.append((target, source, path, None if claimed else
+                               self._first_copy(target, source, path, seen)))
             if seen is not None and notes is not None and self._proposals.unchanged_put_in_flight(
                     seq, claimed, old_kind, bool(old_tree), claimer):
                 notes.append((oid, path, seq + 1, seen))

@@ -17,12 +17,19 @@ can set it back (stat(2), inode(7)), so an equal one means no change since the l
 target then holds nothing older at the path (mirrord.journal.held_files.shipped_file leaves
 it out). Any change since counts as before, as does every other target.
 
-Left as before (the safe side, one count too many): a proposal recorded over a put in
-flight (that put may carry an older version), a comparison run by another process (the
-`mirrord reconcile` command while the daemon ships), a look forgotten (memory only, at
-most MAX_LOOKS, the oldest first: a crash or a walk of more files than that loses them),
-and two looks within one tick of the file system's timestamp clock without a size change,
-which cannot be told apart (as mirrord.observe.changed_since cannot).
+No look is kept when the target holds a version at record time (a `shipped` row: the
+live stream's put of an older version acked after the comparison read `shipped` or listed
+the target; that version is replaced and counts) or when the proposal is recorded over a
+put in flight (that put may carry an older version). Left as before, the safe side (one
+count too many): a comparison run by another process (the `mirrord reconcile` command
+while the daemon ships) and a look forgotten (memory only, at most MAX_LOOKS, the oldest
+first: a crash or a walk of more files than that loses them).
+Left, the unsafe side: a rewrite of the same size within one tick of the file system's
+timestamp clock after the comparison's look, the copy it sent landed in between, leaves
+size, mtime and ctime as they were and is not counted (as mirrord.observe.changed_since
+cannot tell it). Kernels with multigrain timestamps (6.13 on: ext4, xfs, btrfs, tmpfs)
+make the next change after a stat fine-grained; coarse-clock file systems do not. No
+inode number is compared: another file renamed onto the path gets a new ctime then.
 """
 
 from __future__ import annotations

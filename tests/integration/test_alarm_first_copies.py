@@ -174,3 +174,48 @@ def test_a_proposal_over_a_put_in_flight_is_no_first_copy(site):
     site.catch_up(("t",))
     assert site.counted("x/new") == 1
 
+
+
+def _older_version_in_flight_on_t(site) -> list:
+    """x/p's older version put onto t by the live stream, its ack not recorded yet, then x/p
+    rewritten (its event not read): the outcomes to ack."""
+    site.write("x/p", b"v0 original")
+    site.journal.enqueue([Change(S, "x/p", "put", targets=("t",))])
+    ops = site.claim("t")
+    assert [op.path for op in ops] == ["x/p"]
+    outcomes = site.shipper.run_ops(site.targets["t"], ops)
+    assert (Path(site.targets["t"].root) / "x" / "p").read_bytes() == b"v0 original"
+    site.write("x/p", b"ENCRYPTED, longer")
+    return outcomes
+
+
+def test_an_ack_recorded_between_the_catch_up_s_look_and_its_record_counts(site):
+    """(a review) The catch-up reads `shipped` before the older version's ack is recorded,
+    and its proposal is recorded after: t holds that version then, and the write of the
+    version looked at replaces it: 1."""
+    outcomes = _older_version_in_flight_on_t(site)
+    calls: list[list[Change]] = []
+    catch_up(site.journal.path, site.source, ["t"], calls.append)
+    assert [(c.path, c.first_copy) for b in calls for c in b] == [("x/p", True)]
+    site.journal.ack(outcomes)
+    for batch in calls:
+        site.journal.enqueue(batch)
+    assert site.counted("x/p") == 1
+
+
+def test_a_target_listed_before_the_older_version_landed_counts(site):
+    """(a review) t's listing is read before the older version lands, the pass proposes a
+    first copy, and the ack is recorded before the proposal: t holds that version: 1."""
+    outcomes = _older_version_in_flight_on_t(site)
+    held = Path(site.targets["t"].root) / "x" / "p"
+    os.rename(held, held.with_name("p.aside"))        # as the listing saw t: without x/p
+    try:
+        proposed: list[Change] = []
+        reconcile_pass(site.cfg, site.targets["t"], site.source, emit=proposed.extend,
+                       emit_deletes=lambda changes: None, delete=False)
+    finally:
+        os.rename(held.with_name("p.aside"), held)
+    assert [(c.path, c.first_copy) for c in proposed] == [("x/p", True)]
+    site.journal.ack(outcomes)
+    site.journal.enqueue(proposed)
+    assert site.counted("x/p") == 1
