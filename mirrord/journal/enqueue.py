@@ -17,6 +17,7 @@ from mirrord.journal.barriers import _Barriers, barrier_paths
 from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.holds import PARKED, is_held
 from mirrord.journal.proposals import InFlightProposals, Seen
+from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import Change, _b, _prefix_upper
 
 
@@ -78,9 +79,7 @@ class EnqueueMixin:
         the comparison read `shipped` or listed the target (the live stream's put of an
         older version landed meanwhile, and a write of the version looked at replaces it).
         One primary-key search, for first copies only."""
-        if seen is None or self.db.execute(
-                "SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ?",
-                (target, source, path)).fetchone() is not None:
+        if seen is None or shipped_meta(self.db, target, source, path) is not None:
             return None
         return seen
 
