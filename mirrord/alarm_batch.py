@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import stat
 
+from mirrord.alarm_replaced import Replaced
 from mirrord.daemon_alarm_resend import Resends
 from mirrord.daemon_alarm_scan import ancestors
 from mirrord.journal import Change
 
 
 def count_batch(journal, resends: Resends, source: str, changes: list[Change], *,
-                root: str | None = None) -> int:
+                root: str | None = None, replaced: Replaced | None = None) -> int:
     """The deletes and overwrites `changes` (live changes of `source`, in the order they
     happened, not yet recorded) count, >= 0.
 
@@ -27,10 +28,12 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
       a batch (written twice, one version replaced), and not at all after the path's own
       delete or a removal above it earlier in the batch: that delete counted the version
       (recorded, the journal answers the same: mirrord.journal.held_files). Before, `rm f`
-      and `f` restored in one batch counted 2. Nor over the copy a comparison sent a target
-      that lacked the file, when the file below `root` (the source root; None: not looked
-      at) is still the version it sent: that copy is the write's own
-      (mirrord.journal.first_copies).
+      and `f` restored in one batch counted 2. Nor over a target's put in flight that has
+      not read the file yet, or over the version it read or its first copy when the file
+      below `root` (the source root; None: not looked at) is still exactly that version:
+      that copy is the write's own (mirrord.journal.first_copies). Nor again, in a later batch, over the same held
+      versions an earlier write was counted for (`replaced`: mirrord.alarm_replaced; None:
+      not remembered).
     Attribute changes and mkdirs count nothing.
     `journal`: a Journal (files_removed_with, overwrites). Raises what the journal's reads
     raise (sqlite3.Error)."""
@@ -54,6 +57,11 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
               and gone.isdisjoint(ancestors(ch.path))
               and journal.overwrites(source, ch.path, current=_looker(root, ch.path))):
             rewritten.add(ch.path)
+            if replaced is not None:
+                held = journal.held_versions(source, ch.path)
+                if replaced.already(source, ch.path, held):
+                    continue
+                replaced.counted(source, ch.path, held)
             n = 1
         else:
             continue

@@ -157,7 +157,6 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     propose(change)
                 row = rows.take_equal(key)
                 matched[t] += row is not None
-                first = row is None   # nothing shipped: a put sends the target's first copy
                 if row is not None and removal_covers(removing[t], key):
                     row = None      # a removal in flight may take it: sent again after it
                 if entry.is_dir and not (directories or {}).get(t, True):
@@ -171,7 +170,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     entry.size, entry.mtime_ns, None if keeps_mode is False else entry.mode,
                     entry.ctime_ns)
                 change = Change(source.name, entry.path, kind, size=entry.size,
-                                time=time.time(), targets=(t,), seen=seen, first_copy=first)
+                                time=time.time(), targets=(t,), seen=seen)
                 if row is None and t in swaps and swaps[t].missing(key, change, entry.is_dir):
                     continue
                 propose(change)

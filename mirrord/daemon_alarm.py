@@ -15,8 +15,9 @@ window):
 - an overwrite: a write (`put`, not an attribute change) to a file a target of
   the source already holds and will not lose first to a delete counted before (its own,
   or a directory's removal above it: mirrord.journal.held_files), and that is not the
-  write's own version, sent first by a catch-up or reconcile pass that found the file
-  before its event was read (mirrord.journal.first_copies) - index lookups at
+  write's own version: a put that reads the file after the write, or that read it or
+  sent it as the target's first copy exactly as it is now (a comparison or a retry that
+  sent the file before its event was read: mirrord.journal.first_copies) - index lookups at
   record time, before anything is shipped (at ack time the damage would already
   be on the target). A rename over a file a target holds counts the same (1): it
   replaces that version on every target, and write-to-temp-then-rename-over is how
@@ -53,6 +54,7 @@ from typing import Callable
 from mirrord import alarm_window
 from mirrord.alarm import AlarmSettings, SourceAlarm
 from mirrord.alarm_batch import count_batch
+from mirrord.alarm_replaced import Replaced
 from mirrord.config import SourceConfig
 from mirrord.daemon_alarm_resend import Resends
 from mirrord.daemon_alarm_scan import CatchUpCounting
@@ -93,6 +95,7 @@ class AlarmWatch(CatchUpCounting):
         # comparison's refused deletes), not what a script deleted after the resume
         self.exempt: dict[str, int] = {}
         self._resumes_read = False
+        self.replaced = Replaced()   # held versions counted as overwritten (once each)
         # directories renamed and re-sent: what their removal takes before the re-send lands
         self.resends = Resends(lambda *at: self.d.journal.files_removed_with(*at),
                                lambda *at: self.d.journal.rows_at_or_below(*at), clock)
@@ -132,7 +135,8 @@ class AlarmWatch(CatchUpCounting):
         if alarm is None or not changes:
             return
         self._recheck(src.name)
-        n = count_batch(self.d.journal, self.resends, src.name, changes, root=str(src.path))
+        n = count_batch(self.d.journal, self.resends, src.name, changes, root=str(src.path),
+                        replaced=self.replaced)
         if n and alarm.add(n):
             self._fired(src, alarm)
         self._publish(src.name)

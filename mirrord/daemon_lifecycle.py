@@ -97,7 +97,8 @@ def setup(d: Daemon) -> None:
     d.roots.await_start(d, guards)   # ... nor of the others' before their start comparison
     d.shipper = Shipper(d.targets, d.cfg.sources, workers, wake=d.wake,
                         guards=guards, on_outcome=d.reporter.observe,
-                        keep=d.keep, held=d.alarms.holds, mounts=d.mounts)
+                        keep=d.keep, held=d.alarms.holds, mounts=d.mounts,
+                        looks=d.journal.first_copies)
     d.periodic_hooks.append(ClaimWatch())
     d.periodic_hooks.append(d.roots)   # a lost source root watched again once back
     d.periodic_hooks.append(d.link_walks)   # names of new hard links, by a walk (rate-limited)

@@ -17,10 +17,14 @@ import os
 import signal
 import stat as stat_mod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mirrord import mountid
-from mirrord.errors import SourceBusy
+from mirrord.errors import RetryableError, SourceBusy
 from mirrord.fsutil import BeneathOpener, open_file_beneath
+
+if TYPE_CHECKING:
+    from mirrord.submounts import SubMounts
 
 _F_SETSIG = getattr(fcntl, "F_SETSIG", 10)   # Linux: the signal sent when a lease breaks
 _ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
@@ -190,3 +194,19 @@ def changed_since(seen: Observed, root: str, rel: str) -> bool:
         return True
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) != (seen.size, seen.mtime_ns,
                                                             seen.ctime_ns)
+
+
+def observe_op(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener,
+               guard: SourceGuard | None, mounts: SubMounts | None) -> Observed:
+    """observe(), as a worker must before an op: an absence is believed only when the
+    source root is itself (`guard`: SourceGuard.refusal) and no file system mounted below
+    it is lost (`mounts`: SubMounts.refusal); else RetryableError (the op waits)."""
+    seen = observe(root, rel, keep_open=keep_open, opener=opener)
+    if seen.kind == "absent":
+        refused = guard.refusal(rel) if guard is not None else None
+        if refused is not None:
+            raise RetryableError(refused)
+        why = mounts.refusal(rel) if mounts is not None else None
+        if why is not None:   # a file system gone below the root is no user's delete
+            raise RetryableError(why)
+    return seen

@@ -25,6 +25,7 @@ bytes shipped are those of the file that was checked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import queue
@@ -37,8 +38,9 @@ from mirrord.errors import PermanentError, RetryableError
 from mirrord.executors import ExecutorFactory, SerialExecutor, serial, thread_pool
 from mirrord.fsutil import BeneathOpener
 from mirrord.journal import Journal, Op, Outcome
+from mirrord.journal.first_copies import FirstCopies
 from mirrord.logsetup import kv
-from mirrord.observe import Observed, SourceGuard, observe
+from mirrord.observe import Observed, SourceGuard, observe, observe_op
 from mirrord.ship_moves import MoveOps
 from mirrord.ship_rules import (error_outcome, in_other_area, meta_only, not_yet, outcome,
                                 sync_item, trace, unchanged)
@@ -76,8 +78,11 @@ class Shipper(MoveOps):
                  on_outcome: Callable[[Outcome], None] | None = None,
                  executor: ExecutorFactory = thread_pool,
                  keep: dict[str, KeepPolicy] | None = None,
-                 mounts: dict[str, SubMounts] | None = None):
+                 mounts: dict[str, SubMounts] | None = None,
+                 looks: FirstCopies | None = None):
         self.targets = targets
+        # the journal's record of puts in flight, for the alarm (None: not followed)
+        self.looks = looks
         self.mounts = mounts or {}   # source -> its remembered sub-mounts (mirrord.submounts)
         self.keep = keep or {}
         self.moved_trees = MovedTrees()   # what a directory rename's fallback kept
@@ -140,6 +145,8 @@ class Shipper(MoveOps):
         never serialises a batch while another sits idle."""
         free = max(1, self.workers[target] - self.inflight[target])
         size = max(1, min(self.targets[target].features.batch_size, -(-len(ops) // free)))
+        if self.looks is not None:   # before any worker can look (mirrord.journal.first_copies)
+            self.looks.sending(ops)
         for i in range(0, len(ops), size):
             batch = ops[i:i + size]
             with self._lock:
@@ -221,7 +228,7 @@ class Shipper(MoveOps):
                             faults.point("shipped", target.name, [op.path])
                             outcomes.append(moved)
                             continue
-                    seen = self._observe_for(op, src, target, openers[op.source])
+                    seen = self._look(op, src, target, openers[op.source])
                     hidden = seen.kind == "dir" and src.excluded(op.path, is_dir=True)
                     if hidden:
                         # the name is a directory a directory-only pattern (`temp/`) excludes
@@ -292,16 +299,9 @@ class Shipper(MoveOps):
         return [next(done) if err is None else SyncResult(item, error=err)
                 for item, err in zip(items, kept)]
 
-    def _observe_for(self, op: Op, src: SourceConfig, target: Target, opener: BeneathOpener) -> Observed:
-        seen = observe(str(src.path), op.path, keep_open=target.features.needs_local_file,
-                       opener=opener)
-        if seen.kind == "absent":
-            guard = self.guards.get(src.name)
-            refused = guard.refusal(op.path) if guard is not None else None
-            if refused is not None:
-                raise RetryableError(refused)
-            mounts = self.mounts.get(src.name)
-            why = mounts.refusal(op.path) if mounts is not None else None
-            if why is not None:   # a file system gone below the root is no user's delete
-                raise RetryableError(why)
-        return seen
+    def _look(self, op: Op, src: SourceConfig, target: Target, opener: BeneathOpener) -> Observed:
+        """What the worker finds at `op`'s path (observe_op), followed in `looks`."""
+        look = functools.partial(
+            observe_op, str(src.path), op.path, keep_open=target.features.needs_local_file,
+            opener=opener, guard=self.guards.get(src.name), mounts=self.mounts.get(src.name))
+        return look() if self.looks is None else self.looks.observed(op, look)

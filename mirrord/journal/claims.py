@@ -6,7 +6,9 @@ runs next. A failure backs off exponentially with jitter (RETRY_BASE doubling
 up to RETRY_MAX seconds; a permanent error waits at least PERMANENT_RETRY); a
 source file still open for writing (busy) is a wait, not a failure. The deletes of
 a source on hold (mirrord.journal.holds) are not claimed at all until resumed.
-Mixed into Journal (mirrord.journal.writer); only the daemon's main thread calls it.
+Who holds rows in flight, and releasing a dead process's claims: mirrord.journal.
+claim_owners. Mixed into Journal (mirrord.journal.writer); only the daemon's main thread
+calls it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import random
 import sqlite3
 from typing import Callable, Iterable
 
-from mirrord import claimer as claimer_mod
 from mirrord.journal.barriers import (InFlight, _Barriers, barrier_paths, moved_from,
                                       overlaps_inflight)
+from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import recorded_below, shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _s, _text
@@ -35,6 +37,7 @@ class ClaimAckMixin:
     """Journal's claim / ack methods; Journal provides db, clock, _barriers, transaction()."""
 
     db: sqlite3.Connection
+    first_copies: FirstCopies
     clock: Callable[[], float]
     _barriers: _Barriers
     claimer: str   # this process (mirrord.claimer.me()): recorded on every row it claims
@@ -133,8 +136,11 @@ class ClaimAckMixin:
         shipped: dict[str, tuple[int, Outcome]] = {}   # target -> (ops done, the last one)
         finished: list[int] = []   # rows deleted: whoever waited for them waits no more
         clear: list[tuple[Op, int | None]] = []   # tree removals to queue (_clear_below)
+        settled: list[tuple[Outcome, tuple | None]] = []   # first_copies, once committed
         with self.transaction():
             for out in outcomes:
+                settled.append((out, self.first_copies.first_of(out, lambda op: shipped_meta(
+                    self.db, op.target, op.source, _b(op.path)) is not None)))
                 if out.error is None:
                     if self._done(out, clear):
                         finished.append(out.op.id)
@@ -155,6 +161,8 @@ class ClaimAckMixin:
                     "shipped = shipped + excluded.shipped, last_path = excluded.last_path, "
                     "last_kind = excluded.last_kind, last_at = excluded.last_at",
                     (target, count, _b(last.op.path), last.shipped_kind or last.op.kind, now))
+        for out, first in settled:
+            self.first_copies.settled(out, first)
 
     def _done(self, out: Outcome, clear: list[tuple[Op, int | None]]) -> bool:
         """Record one op done; True when its row is gone (no change arrived meanwhile).
@@ -279,38 +287,3 @@ class ClaimAckMixin:
         return self.db.execute(
             "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
             "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
-
-    def claimers(self, target: str | None = None) -> set[str | None]:
-        """The claimers (mirrord.claimer ids; None: a claim from before schema 5) of the
-        rows in flight, of `target` only (an index range: cheap enough for every few
-        seconds) or of every target (None: a scan of `ops`)."""
-        if target is None:
-            rows = self.db.execute("SELECT DISTINCT claimer FROM ops WHERE claimed != 0")
-        else:
-            rows = self.db.execute("SELECT DISTINCT claimer FROM ops WHERE target = ? AND "
-                                   "claimed > 0", (target,))
-        return {c for (c,) in rows}
-
-    def gone_claimers(self, target: str | None = None) -> set[str | None]:
-        """The claimers of rows in flight (of `target`, or all) that no longer run: whose
-        rows a crash or a kill cut short (mirrord.interrupted)."""
-        return {c for c in self.claimers(target) if not claimer_mod.alive(c)}
-
-    def release_claims(self, target: str | None = None, *,
-                       claimers: Iterable[str | None] | None = None) -> int:
-        """Forget the in-flight marks left by processes that are gone (`claimers`; None:
-        those gone now), of `target`'s rows only or of every row (None); a live
-        process's rows (the daemon's, a running reconcile's, our own) stay in flight.
-        Returns how many rows were released."""
-        gone = self.gone_claimers(target) if claimers is None else set(claimers)
-        named = [c for c in gone if c is not None]
-        where = "claimer IS NULL" if None in gone else "0"
-        if named:
-            where += f" OR claimer IN ({','.join('?' * len(named))})"
-        sql = f"UPDATE ops SET claimed = 0, claimer = NULL WHERE claimed != 0 AND ({where})"
-        if self.claimer in gone:   # only this process's rows have entries (proposals.py)
-            self._proposals.clear()
-        if target is not None:
-            sql += " AND target = ?"
-            named.append(target)
-        return self.db.execute(sql, named).rowcount

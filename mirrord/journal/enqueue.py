@@ -14,10 +14,8 @@ import sqlite3
 from typing import Callable, Iterable, Iterator
 
 from mirrord.journal.barriers import _Barriers, barrier_paths
-from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.holds import PARKED, is_held
 from mirrord.journal.proposals import InFlightProposals, Seen
-from mirrord.journal.read import shipped_meta
 from mirrord.journal.records import Change, _b, _prefix_upper
 
 
@@ -29,7 +27,6 @@ class EnqueueMixin:
     clock: Callable[[], float]
     _barriers: _Barriers
     _proposals: InFlightProposals
-    _first_copies: FirstCopies
 
     def targets_of(self, change_targets: tuple[str, ...] | None, source: str) -> tuple[str, ...]:
         routed = self.routes.get(source, ())
@@ -41,7 +38,6 @@ class EnqueueMixin:
         """Record changes durably (one transaction); returns how many rows were touched."""
         n = 0
         notes = []   # mirrord.journal.proposals, kept only once the transaction commits
-        firsts: list[tuple] = []   # mirrord.journal.first_copies, likewise
         with self.transaction():
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
@@ -52,16 +48,10 @@ class EnqueueMixin:
                     self._upsert(target, ch.source, path, ch.kind, tree=ch.tree,
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
                                  when=ch.time or self.clock(), delay=ch.delay,
-                                 seen=seen, notes=notes,
-                                 firsts=firsts if ch.first_copy and ch.kind == "put" else None)
+                                 seen=seen, notes=notes)
                     n += 1
         for note in notes:
             self._proposals.note(*note)
-        for target, source, path, seen in firsts:
-            if seen is None:
-                self._first_copies.forget(target, source, path)
-            else:
-                self._first_copies.note(target, source, path, seen)
         return n
 
     def _in_flight_kind(self, target: str, source: str, path: bytes) -> str | None:
@@ -72,16 +62,6 @@ class EnqueueMixin:
         row = self.db.execute("SELECT kind FROM ops WHERE target = ? AND source = ? AND path = ? "
                               "AND claimed != 0", (target, source, path)).fetchone()
         return row[0] if row else None
-
-    def _first_copy(self, target: str, source: str, path: bytes, seen: Seen | None) -> Seen | None:
-        """`seen`, a comparison's look at a file it found the target without, when the
-        target still holds no version of it now; None when it does: an ack recorded since
-        the comparison read `shipped` or listed the target (the live stream's put of an
-        older version landed meanwhile, and a write of the version looked at replaces it).
-        One primary-key search, for first copies only."""
-        if seen is None or shipped_meta(self.db, target, source, path) is not None:
-            return None
-        return seen
 
     def _covering_barrier(self, target: str, source: str, path: bytes, own: int | None) -> int | None:
         return self._barriers.covering(target, source, path, own)
@@ -103,14 +83,11 @@ class EnqueueMixin:
     def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
                 src: bytes | None = None, wait_for: int | None = None,
-                seen: Seen | None = None, notes: list | None = None,
-                firsts: list | None = None) -> int:
+                seen: Seen | None = None, notes: list | None = None) -> int:
         # A new path (most of a burst) is one INSERT; a path with a row already (the INSERT
         # did nothing) is read and coalesced into it. `seen` (a catch-up's look at a file)
         # over a put this process has in flight appends its note to `notes`, which the
-        # caller keeps once its transaction commits (mirrord.journal.proposals). `firsts`:
-        # a comparison's first copy of a file, noted there with `seen` (None over a put in
-        # flight: it may carry an older version; mirrord.journal.first_copies).
+        # caller keeps once its transaction commits (mirrord.journal.proposals).
         barrier = self._covering_barrier(target, source, path, None)
         cur = self.db.execute(
             "INSERT INTO ops (target, source, path, kind, src, is_dir, tree, tree_seq, seq, "
@@ -124,8 +101,6 @@ class EnqueueMixin:
         if cur.rowcount:
             oid = cur.lastrowid
             self._proposals.forget(oid)   # an id used again: nothing of the old row applies
-            if firsts is not None:
-                firsts.append((target, source, path, self._first_copy(target, source, path, seen)))
         else:
             (oid, seq, waits, old_tree, old_kind, old_src, old_dir, old_size, claimed,
              claimer) = self.db.execute(
@@ -134,9 +109,6 @@ class EnqueueMixin:
                 (target, source, path)).fetchone()
             tree_after = tree or bool(old_tree)  # a pending tree removal stays (MAX(tree, ?))
             self._proposals.forget(oid)   # whatever changed now is sent, shipped or not
-            if firsts is not None:
-                firsts.append((target, source, path, None if claimed else
-                               self._first_copy(target, source, path, seen)))
             if seen is not None and notes is not None and self._proposals.unchanged_put_in_flight(
                     seq, claimed, old_kind, bool(old_tree), claimer):
                 notes.append((oid, path, seq + 1, seen))

@@ -4,7 +4,8 @@ already recorded (files_below_unremoved). Read-only lookups on the journal's dat
 on the daemon's main thread (mirrord.daemon_alarm, daemon_alarm_scan).
 
 A file is held from the moment its put or rename is under way, not from its ack: the
-worker may have stored it already (see _LANDING).
+worker may have stored it already (see _LANDING); unless what the put sends is the
+write's own version (mirrord.journal.first_copies: shipped_file's own_landing).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ _GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.s
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
                  renames: Callable[[str], bool] = lambda target: True,
                  above: Callable[[str], bool] = lambda target: True,
-                 own: Callable[[str], bool] = lambda target: False) -> bool:
+                 own_shipped: Callable[[str], bool] = lambda target: False,
+                 own_landing: Callable[[str], bool] = lambda target: False) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
     rename onto it in flight (_LANDING), or so at an old name (mirrord.journal.old_names)
     that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
@@ -63,27 +65,30 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     journal's directory barriers, in memory); when not, a file's own old name is all there
     is to look at. `above(target)`: whether such a barrier may stand at a directory above
     `key` (when not, nothing above it is removed first: _taken_away_above is not asked).
-    `own(target)`: what the target holds or has in flight at `key` is the writer's own
-    version, a comparison's first copy (mirrord.journal.first_copies): not looked at.
+    `own_shipped(target)`, `own_landing(target)`: what the target has shipped, or has
+    landing, at `key` is its first copy of the file as the write left it, or a put that
+    reads the file after the write (mirrord.journal.first_copies): not looked at.
     Cost: one statement of index searches (a primary-key search, the unique
     index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
     while renames are pending one more per name followed back (old_names: 18 us)."""
     targets = tuple(targets)
     if not targets:
         return False
-    # the targets whose version at `key` itself stays until the write replaces it
-    at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key))
-                   and not own(t))
-    marks, key_marks = ",".join("?" * len(targets)), ",".join("?" * len(at_key))
+    # the targets whose version at `key` itself stays until the write replaces it: shipped
+    # there, or landing
+    at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key)))
+    shipped_at = tuple(t for t in at_key if not own_shipped(t))
+    landing_at = tuple(t for t in at_key if not own_landing(t))
+    marks = ",".join("?" * len(targets))
     if db.execute(
-            f"SELECT 1 FROM shipped AS s WHERE s.target IN ({key_marks}) AND s.source = ? "
-            f"AND s.key = ? AND NOT {_GOING_AWAY} "
+            f"SELECT 1 FROM shipped AS s WHERE s.target IN ({','.join('?' * len(shipped_at))}) "
+            f"AND s.source = ? AND s.key = ? AND NOT {_GOING_AWAY} "
             f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
             f"AND path = ? AND is_dir = 0 AND (kind = 'move' AND claimed = 0 "
-            f"OR {_LANDING} AND target IN ({key_marks})) "
+            f"OR {_LANDING} AND target IN ({','.join('?' * len(landing_at))})) "
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
             f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} LIMIT 1",
-            (*at_key, source, key, *targets, source, key, *at_key, *targets, source, key)
+            (*shipped_at, source, key, *targets, source, key, *landing_at, *targets, source, key)
     ).fetchone() is not None:
         return True
     for target in targets:

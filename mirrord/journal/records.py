@@ -64,10 +64,6 @@ class Change:
     # mode and ctime_ns as the walk saw them): recorded over a put in flight as any change,
     # but done at that put's acknowledgement when it shipped that file (no second send).
     seen: Seen | None = None
-    # A comparison's put of a file the target did not have (no `shipped` row, or missing
-    # from its listing), with `seen`: the mass-change alarm does not count the live write
-    # of that same version as an overwrite of the copy sent (mirrord.journal.first_copies).
-    first_copy: bool = False
 
 
 @dataclass(frozen=True)

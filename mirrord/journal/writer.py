@@ -20,15 +20,16 @@ from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
 from mirrord.journal import held_files, holds, opening, read, schema, shipped
 from mirrord.journal.barriers import load_barriers
+from mirrord.journal.claim_owners import ClaimOwnersMixin
 from mirrord.journal.claims import ClaimAckMixin
-from mirrord.journal.first_copies import FirstCopies, Look
 from mirrord.journal.enqueue import EnqueueMixin
+from mirrord.journal.first_copies import FirstCopies, Look
 from mirrord.journal.enqueue_moves import MoveEnqueueMixin
 from mirrord.journal.proposals import InFlightProposals
 from mirrord.journal.records import RowState, TargetBacklog
 
 
-class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin):
+class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
     """The write side of the state database, used by one thread (the daemon's main loop)."""
 
     def __init__(self, path: Path, routes: dict[str, tuple[str, ...]], *,
@@ -54,7 +55,8 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin):
         schema.migrate(self.db, self.path)
         self.claimer = claimer or claimer_mod.me()
         self._proposals = InFlightProposals(self.claimer)   # mirrord.journal.proposals
-        self._first_copies = FirstCopies()   # mirrord.journal.first_copies
+        # the puts in flight and first copies, for the alarm (mirrord.journal.first_copies)
+        self.first_copies = FirstCopies()
         if reset_claims:  # False: the caller reads them first (mirrord.interrupted)
             self.release_claims()   # a live process's (a running daemon's) stay its own
         self._barriers = load_barriers(self.db)
@@ -172,23 +174,48 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin):
         """Whether a target of `source` holds the file `path` (str, source-relative) that a
         write there would replace: not when that target's delete of it, or a removal of a
         directory above it, is recorded and not done yet (counted already; the rules:
-        held_files.shipped_file), nor when what it holds or has in flight there is a
-        comparison's first copy of the source file as it is now (`current()`: its (size,
-        mtime_ns, ctime_ns), None when absent; asked only when such a copy is known:
-        mirrord.journal.first_copies). Raises sqlite3.Error from the reads."""
+        held_files.shipped_file), nor when what it has in flight or shipped there is its
+        first copy of the source file as it is now, or a put in flight that has not read it
+        yet (`current()`: the file's (size, mtime_ns, ctime_ns), None when absent; asked
+        only when such a put or copy is known: mirrord.journal.first_copies). Raises
+        sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
         routed = self.routes.get(source, ())
-        own: Callable[[str], bool] = lambda target: False   # noqa: E731
-        if current is not None and self._first_copies.any(source, key, routed):
+        firsts = self.first_copies
+        own_shipped = own_landing = _never
+        if current is not None and firsts.any(source, path, routed):
             look = functools.cache(current)   # one stat, however many targets ask
-            own = lambda target: self._first_copies.same_version(target, source, key, look)  # noqa: E731
+            own_shipped = lambda target: firsts.own_shipped(target, source, path, look)  # noqa: E731
+            own_landing = lambda target: firsts.own_landing(target, source, path, look)  # noqa: E731
         return held_files.shipped_file(
             self.db, routed, source, key,
             renames=lambda target: self._barriers.any(target, source),
             above=lambda target: bool(parent) and bool(
                 self._barriers.all_covering(target, source, parent, None)),
-            own=own)
+            own_shipped=own_shipped, own_landing=own_landing)
+
+    def held_versions(self, source: str, path: str) -> tuple:
+        """What the targets of `source` hold at the file `path`, as comparable values: per
+        target its `shipped` row (target, size, mtime_ns, token), else a put or rename in
+        flight there (target, row id, the seq it was claimed at: a put over a shipped
+        version replaces that one, so the shipped row is what counts), sorted; () when none
+        (mirrord.alarm_replaced). Raises sqlite3.Error."""
+        routed = self.routes.get(source, ())
+        if not routed:
+            return ()
+        key, marks = os.fsencode(path), ",".join("?" * len(routed))
+        rows = self.db.execute(
+            f"SELECT 0, target, size, mtime_ns, COALESCE(token, '') FROM shipped "
+            f"WHERE target IN ({marks}) AND source = ? AND key = ? "
+            f"UNION ALL SELECT 1, target, id, claimed, 'in flight' FROM ops WHERE target IN ({marks}) "
+            f"AND source = ? AND path = ? AND claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move') "
+            f"ORDER BY 1",
+            (*routed, source, key, *routed, source, key)).fetchall()
+        held: dict[str, tuple] = {}
+        for row in rows:   # a target's shipped row first (ORDER BY 1)
+            held.setdefault(row[1], tuple(row[1:]))
+        return tuple(sorted(held.values()))
 
     def rows_at_or_below(self, source: str, path: str) -> bool:
         """Whether a row of `source` at or below `path` is queued or in flight for any of
@@ -237,3 +264,7 @@ class _FreshTxn(schema._Txn):
             if self.outer and not committed:
                 self.journal._seen_version = None   # _refresh_barriers reloads next time
         return False
+
+
+def _never(target: str) -> bool:
+    return False

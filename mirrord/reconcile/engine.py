@@ -58,7 +58,6 @@ from mirrord.compare import (
 from mirrord.config import Config, SourceConfig
 from mirrord.errors import MirrordError
 from mirrord.journal import Change
-from mirrord.journal.proposals import Seen
 from mirrord.journal.read import in_flight_removals, removal_covers
 from mirrord.merge import Cursor, merge
 from mirrord.reconcile.deletes import CHUNK, DeletePlan, root_identity
@@ -267,11 +266,8 @@ class _Pass(FinishDeletes):
         kind = change_kind(s, reason)            # 'attr' and 'mkdir' send no body
         if kind == "put":
             self.res.bytes += s.size
-        # a file the target lacks: its put sends the first copy of what the walk saw
-        first = what == "missing" and kind == "put" and bool(s.ctime_ns)
         change = Change(self.source.name, s.path, kind, size=s.size, time=time.time(),
-                        targets=(self.target.name,), repair=True, first_copy=first,
-                        seen=Seen(s.size, s.mtime_ns, None, s.ctime_ns) if first else None)
+                        targets=(self.target.name,), repair=True)
         if key is not None and self.swaps is not None and self.swaps.missing(key, change, s.is_dir):
             return
         self._queue([change])

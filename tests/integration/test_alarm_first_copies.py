@@ -1,13 +1,17 @@
-"""A comparison's first copy of a file and the live write of that same version: the
+"""A target's first copy of a file and the live write of that same version: the
 mass-change alarm counts no overwrite (mirrord.journal.first_copies). Real journal, real
-source files, the real reconcile engine and catch-up, the real shipper on LocalTargets.
+source files, the real reconcile engine and catch-up, the real shipper (its workers' looks
+followed as the daemon's are) on LocalTargets.
 
 Found by a CI run of tests/e2e/test_alarm_counted_once.py (21 for 20): files restored into
 the source while the start's reconcile pass listed it; the pass proposed the files its
 target lacked, their puts went out, and each live event, read just after, counted an
-overwrite of the copy in flight. Each shape has its control: a version the target held
-before the comparison, a change since the look, another target holding an older copy, a
-proposal over a put in flight, and no look at the source (the code before) all count.
+overwrite of the copy in flight. And by hand: a slow writer's new files, whose first put
+waited (the file open for writing) and ran again at the close, counted 56 of 250. Each
+shape is asked in every state of the put (handed out, read, acked) with its controls: a
+version the target held before, an older version landing, a change since the worker's
+look, another target holding an older copy, a put another process has in flight, a read
+under way, and no look at the source (the code before) all count.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ class Site:
         self.targets = {n: LocalTarget(n, tmp / f"mirror-{n}", fsync=False) for n in ("t", "u")}
         for target in self.targets.values():
             target.open()
-        self.shipper = Shipper(self.targets, [self.source], {"t": 1, "u": 1}, executor=serial)
+        self.shipper = Shipper(self.targets, [self.source], {"t": 1, "u": 1}, executor=serial,
+                               looks=self.journal.first_copies)
         self.resends = Resends(lambda s, p: 0, lambda s, p: False, lambda: 0.0)
         self.write("x/a", b"a v1")
         self.journal.enqueue([Change(S, "x", "mkdir"), Change(S, "x/a", "put")])
@@ -52,11 +57,20 @@ class Site:
     def write(self, rel: str, data: bytes) -> None:
         (self.root / rel).write_bytes(data)
 
-    def claim(self, target: str) -> list:
-        return self.journal.claim(target, 1000, now=LATER)
+    def claim(self, target: str, *, handed: bool = True) -> list:
+        """Claim what `target` may take; handed to a worker (`handed`, as Shipper.submit
+        does before any worker runs) or, False, claimed by another process."""
+        ops = self.journal.claim(target, 1000, now=LATER)
+        if handed:
+            self.journal.first_copies.sending(ops)
+        return ops
+
+    def read(self, target: str, ops: list) -> list:
+        """The worker's part: the files read and stored on `target`; the outcomes, not acked."""
+        return self.shipper.run_ops(self.targets[target], ops)
 
     def ship(self, target: str, ops: list) -> None:
-        self.journal.ack(self.shipper.run_ops(self.targets[target], ops))
+        self.journal.ack(self.read(target, ops))
 
     def drain(self) -> None:
         for name in self.targets:
@@ -99,29 +113,33 @@ def site(tmp_path):
 
 def test_a_reconcile_repair_of_a_file_the_target_lacked_is_the_write_s_own(site):
     """The CI shape: x/new restored into the source; t's reconcile pass sends it before
-    its event is read. In flight, then acked: 0. A write since, or the code before: 1."""
+    its event is read. Handed out, read, acked: 0. A write since, or the code before: 1."""
     site.write("x/new", b"restored")
     site.reconcile("t")
     ops = site.claim("t")
     assert [op.path for op in ops] == ["x/new"]
-    assert site.counted("x/new") == 0                 # in flight on t
+    assert site.counted("x/new") == 0                 # handed out, not read yet
     assert site.counted("x/new", look=False) == 1     # the code before
-    site.ship("t", ops)
+    outcomes = site.read("t", ops)
     assert (Path(site.targets["t"].root) / "x" / "new").read_bytes() == b"restored"
-    assert site.counted("x/new") == 0                 # shipped on t: still its own copy
+    assert site.counted("x/new") == 0                 # read and stored, not acked
+    site.journal.ack(outcomes)
+    assert site.counted("x/new") == 0                 # shipped on t: its first copy
     site.write("x/new", b"encrypted")                 # a write after the look replaces it
     assert site.counted("x/new") == 1
 
 
 def test_a_reconcile_repair_of_a_changed_file_replaces_the_older_copy(site):
     """x/a changed at the source, its event late: t's pass sends the new version over the
-    one t held. That older version is replaced: 1, in flight and acked."""
+    one t held. That older version is replaced: 1, in every state of the put."""
     site.write("x/a", b"a v2, longer")
     site.reconcile("t")
     ops = site.claim("t")
     assert [op.path for op in ops] == ["x/a"]
     assert site.counted("x/a") == 1
-    site.ship("t", ops)
+    outcomes = site.read("t", ops)
+    assert site.counted("x/a") == 1
+    site.journal.ack(outcomes)
     assert site.counted("x/a") == 1
 
 
@@ -133,6 +151,8 @@ def test_another_target_holding_an_older_copy_still_counts(site):
     site.reconcile("t")
     ops = site.claim("t")
     assert [op.path for op in ops] == ["x/a"]
+    assert site.counted("x/a") == 1
+    site.ship("t", ops)
     assert site.counted("x/a") == 1
 
 
@@ -152,28 +172,101 @@ def test_a_catch_up_s_first_copy_is_the_write_s_own(site):
     assert site.counted("x/new") == 1
 
 
+def test_a_slow_writer_s_new_file_is_its_own_first_copy(site):
+    """The live stream's first put of x/slow finds it open for writing (nothing sent,
+    retried); retried and read as the writer closed it: the close's write replaces nothing,
+    whenever its event is read (0); the code before counted the put in flight (1)."""
+    fh = open(site.root / "x" / "slow", "wb")
+    try:
+        fh.write(b"first half ")
+        fh.flush()
+        site.journal.enqueue([Change(S, "x/slow", "put", targets=("t",))])
+        ops = site.claim("t")
+        outcomes = site.read("t", ops)
+        assert [out.busy for out in outcomes] == [True]
+        assert site.counted("x/slow") == 0            # in flight, nothing sent
+        site.journal.ack(outcomes)                     # a wait: queued again
+        assert site.counted("x/slow") == 0
+        fh.write(b"second half")
+    finally:
+        fh.close()
+    ops = site.claim("t")
+    assert [op.path for op in ops] == ["x/slow"]
+    assert site.counted("x/slow") == 0                # the retry, not read yet
+    assert site.counted("x/slow", look=False) == 1    # the code before
+    outcomes = site.read("t", ops)
+    assert site.counted("x/slow") == 0                # read as the close left it
+    site.journal.ack(outcomes)
+    assert site.counted("x/slow") == 0                # acked: t's first copy of it
+    assert (Path(site.targets["t"].root) / "x" / "slow").read_bytes() == b"first half second half"
+
+
+def test_an_older_version_landing_is_replaced_by_the_write(site):
+    """x/new's put read its first version; the file is rewritten before the ack: the
+    version landing (and once acked, shipped) is replaced: 1."""
+    site.write("x/new", b"v1")
+    site.journal.enqueue([Change(S, "x/new", "put", targets=("t",))])
+    ops = site.claim("t")
+    outcomes = site.read("t", ops)
+    site.write("x/new", b"v2, rewritten")
+    assert site.counted("x/new") == 1
+    site.journal.ack(outcomes)
+    assert site.counted("x/new") == 1
+
+
+def test_a_put_over_a_version_the_target_held_counts_in_every_state(site):
+    """x/a rewritten; its put is handed out, then read: t (and u) still hold the older
+    version, shipped, that the write replaces: 1; once acked on t, u's still counts."""
+    site.write("x/a", b"a v2")
+    site.journal.enqueue([Change(S, "x/a", "put", targets=("t",))])
+    ops = site.claim("t")
+    assert site.counted("x/a") == 1
+    outcomes = site.read("t", ops)
+    assert site.counted("x/a") == 1
+    site.journal.ack(outcomes)
+    assert site.counted("x/a") == 1                   # u's older copy
+    site.journal.enqueue([Change(S, "x/a", "put", targets=("u",))])
+    site.drain()
+    # both hold the source's version now, over the older one each held: no first copy,
+    # and the write that made it (its event late) replaced that older one
+    assert site.counted("x/a") == 1
+
+
+def test_a_put_another_process_has_in_flight_counts(site):
+    """x/new's put claimed by another process (`mirrord reconcile` while the daemon
+    ships): what it sends is not known here: 1, as before."""
+    site.write("x/new", b"new")
+    site.journal.enqueue([Change(S, "x/new", "put", targets=("t",))])
+    ops = site.claim("t", handed=False)
+    assert [op.path for op in ops] == ["x/new"]
+    assert site.counted("x/new") == 1
+
+
+def test_a_put_being_read_counts(site):
+    """The worker is reading x/new when the write is counted: what it sends is not known
+    yet: 1. Its look taken, the version it sends decides (0 here)."""
+    site.write("x/new", b"new")
+    site.journal.enqueue([Change(S, "x/new", "put", targets=("t",))])
+    ops = site.claim("t")
+    site.journal.first_copies.looking(ops[0])
+    assert site.counted("x/new") == 1
+    outcomes = site.read("t", ops)
+    assert site.counted("x/new") == 0
+    site.journal.ack(outcomes)
+
+
 def test_a_first_copy_on_one_target_only_leaves_the_other_s_copy_counted(site):
-    """x/new sent to t by t's pass; u's put of the same file, from the live stream's first
-    event, is in flight too with no look behind it: that copy counts, as before (1)."""
+    """x/new sent to t by t's pass; u's put of an older version of it is landing: that
+    copy counts (1)."""
     site.write("x/new", b"new")
     site.journal.enqueue([Change(S, "x/new", "put", targets=("u",))])
-    u_ops = site.claim("u")
+    u_out = site.read("u", site.claim("u"))
+    site.write("x/new", b"newer, longer")
     site.reconcile("t")
-    site.claim("t")
-    assert [op.path for op in u_ops] == ["x/new"]
+    site.ship("t", site.claim("t"))
     assert site.counted("x/new") == 1
-
-
-def test_a_proposal_over_a_put_in_flight_is_no_first_copy(site):
-    """The live stream's put of x/new is at t's worker (it may have read an older version)
-    when the catch-up proposes the file again: t's copy in flight counts, as before."""
-    site.write("x/new", b"first version")
-    site.journal.enqueue([Change(S, "x/new", "put", targets=("t",))])
-    assert [op.path for op in site.claim("t")] == ["x/new"]
-    site.write("x/new", b"second version")
-    site.catch_up(("t",))
+    site.journal.ack(u_out)
     assert site.counted("x/new") == 1
-
 
 
 def _older_version_in_flight_on_t(site) -> list:
@@ -183,7 +276,7 @@ def _older_version_in_flight_on_t(site) -> list:
     site.journal.enqueue([Change(S, "x/p", "put", targets=("t",))])
     ops = site.claim("t")
     assert [op.path for op in ops] == ["x/p"]
-    outcomes = site.shipper.run_ops(site.targets["t"], ops)
+    outcomes = site.read("t", ops)
     assert (Path(site.targets["t"].root) / "x" / "p").read_bytes() == b"v0 original"
     site.write("x/p", b"ENCRYPTED, longer")
     return outcomes
@@ -192,20 +285,25 @@ def _older_version_in_flight_on_t(site) -> list:
 def test_an_ack_recorded_between_the_catch_up_s_look_and_its_record_counts(site):
     """(a review) The catch-up reads `shipped` before the older version's ack is recorded,
     and its proposal is recorded after: t holds that version then, and the write of the
-    version looked at replaces it: 1."""
+    version looked at replaces it: 1, before and after the proposal's put."""
     outcomes = _older_version_in_flight_on_t(site)
     calls: list[list[Change]] = []
     catch_up(site.journal.path, site.source, ["t"], calls.append)
-    assert [(c.path, c.first_copy) for b in calls for c in b] == [("x/p", True)]
+    assert [c.path for b in calls for c in b] == ["x/p"]
     site.journal.ack(outcomes)
     for batch in calls:
         site.journal.enqueue(batch)
     assert site.counted("x/p") == 1
+    ops = site.claim("t")
+    assert site.counted("x/p") == 1
+    site.ship("t", ops)
+    assert site.counted("x/p") == 1                   # v0 was t's first copy, not this
 
 
 def test_a_target_listed_before_the_older_version_landed_counts(site):
-    """(a review) t's listing is read before the older version lands, the pass proposes a
-    first copy, and the ack is recorded before the proposal: t holds that version: 1."""
+    """(a review) t's listing is read before the older version lands, the pass proposes
+    the file as missing, and the ack is recorded before the proposal: t holds that
+    version: 1."""
     outcomes = _older_version_in_flight_on_t(site)
     held = Path(site.targets["t"].root) / "x" / "p"
     os.rename(held, held.with_name("p.aside"))        # as the listing saw t: without x/p
@@ -215,7 +313,9 @@ def test_a_target_listed_before_the_older_version_landed_counts(site):
                        emit_deletes=lambda changes: None, delete=False)
     finally:
         os.rename(held.with_name("p.aside"), held)
-    assert [(c.path, c.first_copy) for c in proposed] == [("x/p", True)]
+    assert [c.path for c in proposed] == ["x/p"]
     site.journal.ack(outcomes)
     site.journal.enqueue(proposed)
+    assert site.counted("x/p") == 1
+    site.ship("t", site.claim("t"))
     assert site.counted("x/p") == 1

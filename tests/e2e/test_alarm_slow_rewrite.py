@@ -1,0 +1,123 @@
+"""Slow writers and the mass-change alarm, through the real `mirrord run` process and both
+watchers. Found by hand:
+- a rewrite in place counts each file's shipped version once (mirrord.alarm_replaced): 20
+  shipped files rewritten in 3 writes 0.5 s apart, then closed, counted 80 with inotify (a
+  write reported after each pause longer than its quiet time, and at the close);
+- new files replace nothing (mirrord.journal.first_copies): 50 new directories of 5 files
+  held open 1 s, then closed, counted 56-57 (the first put waited for the close, ran again
+  as it came, and the close's write counted the copy it sent)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.test_alarm_daemon import poll
+from mirrord import config as config_mod
+from mirrord import targets as target_registry
+
+FILES = 20
+
+
+def _config(tmp: Path, watcher: str) -> Path:
+    (tmp / "src" / "d").mkdir(parents=True)
+    for i in range(FILES):
+        (tmp / "src" / "d" / f"f{i}.bin").write_bytes(bytes([i]) * 20_000)
+    cfg = tmp / "mirrord.ini"
+    cfg.write_text(f"""
+[mirrord]
+state_dir = ./state
+heartbeat_interval = 200ms
+
+[source:uploads]
+path = ./src
+targets = local
+watcher = {watcher}
+alarm_deletes = 10
+alarm_window = 10m
+pause_on_alarm = no
+
+[target:local]
+type = local
+path = ./mirror
+
+[reconcile]
+every = off
+""")
+    return cfg
+
+
+def _count(daemon: Mirrord) -> int:
+    out = daemon.cli("status").stdout
+    found = re.search(r"alarm: (\d+) deletes or overwrites", out)
+    return int(found.group(1)) if found else 0
+
+
+@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
+def test_each_file_rewritten_slowly_counts_once(tmp_path, watcher):
+    cfg = _config(tmp_path, watcher)
+    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
+    target = target_registry.create(config_mod.load(cfg).targets["local"])
+    target.open()
+    try:
+        daemon.start()
+        wait_converged(tmp_path / "src", target)
+        files = [open(tmp_path / "src" / "d" / f"f{i}.bin", "r+b") for i in range(FILES)]
+        try:
+            for _ in range(3):   # each pause longer than the watcher's quiet time (0.2 s)
+                for fh in files:
+                    fh.write(b"Z" * 3000)
+                    fh.flush()
+                time.sleep(0.5)
+        finally:
+            for fh in files:
+                fh.close()
+        wait_converged(tmp_path / "src", target)
+        poll("counted", lambda: _count(daemon) >= FILES, daemon)
+        time.sleep(1)   # anything counted late shows now
+        assert _count(daemon) == FILES, daemon.cli("status").stdout
+    finally:
+        daemon.stop()
+        target.close()
+
+
+@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
+def test_new_files_written_slowly_count_nothing(tmp_path, watcher):
+    """Rounds of 250 new files in 50 new directories, held open and closed together at
+    several delays: a round closed as its puts' retries run (the first put found the files
+    open and waits 0.5 s, the next 1 s) had the close events find those puts in flight or
+    just acked, with the copy of the closed file (by hand: 54 of 250 at 0.6 s and at
+    1.3 s, 0 at 0.9 s). Which rounds meet them is timing; every round counts 0."""
+    cfg = _config(tmp_path, watcher)
+    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
+    target = target_registry.create(config_mod.load(cfg).targets["local"])
+    target.open()
+    try:
+        daemon.start()
+        wait_converged(tmp_path / "src", target)
+        for round_, delay in enumerate((0.6, 0.8, 1.1, 1.3)):
+            files = []
+            try:
+                for i in range(50):
+                    (tmp_path / "src" / f"r{round_}n{i}").mkdir()
+                    for j in range(5):
+                        fh = open(tmp_path / "src" / f"r{round_}n{i}" / f"f{j}.jpg", "wb")
+                        files.append(fh)
+                        fh.write(b"first half " * 100)
+                        fh.flush()
+                time.sleep(delay)
+                for fh in files:
+                    fh.write(b"second half")
+            finally:
+                for fh in files:
+                    fh.close()
+            wait_converged(tmp_path / "src", target)
+        time.sleep(1)   # anything counted late shows now
+        assert _count(daemon) == 0, daemon.cli("status").stdout
+    finally:
+        daemon.stop()
+        target.close()
