@@ -31,9 +31,9 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
       and `f` restored in one batch counted 2. Nor over a target's put in flight that has
       not read the file yet, or over the version it read or its first copy when the file
       below `root` (the source root; None: not looked at) is still exactly that version:
-      that copy is the write's own (mirrord.journal.first_copies). Nor again, in a later batch, over the same held
-      versions an earlier write was counted for (`replaced`: mirrord.alarm_replaced; None:
-      not remembered).
+      that copy is the write's own (mirrord.journal.first_copies). Nor again, in a later
+      batch, over the same held versions an earlier write was counted for (`replaced`:
+      mirrord.alarm_replaced; None: not remembered).
     Attribute changes and mkdirs count nothing.
     `journal`: a Journal (files_removed_with, overwrites). Raises what the journal's reads
     raise (sqlite3.Error)."""

@@ -4,7 +4,7 @@ already recorded (files_below_unremoved). Read-only lookups on the journal's dat
 on the daemon's main thread (mirrord.daemon_alarm, daemon_alarm_scan).
 
 A file is held from the moment its put or rename is under way, not from its ack: the
-worker may have stored it already (see _LANDING); unless what the put sends is the
+worker may have stored it already (see LANDING); unless what the put sends is the
 write's own version (mirrord.journal.first_copies: shipped_file's own_landing).
 """
 
@@ -25,7 +25,7 @@ from mirrord.journal.records import _prefix_upper
 # found on the target by a test that then ran `rm -rf` before the ack, was left out of
 # the tree removal's count, and the alarm never saw every delete (a loaded CI run of
 # tests/e2e/test_alarm_daemon.py).
-_LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
+LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 
 
 # The version shipped at a key (shipped AS s) goes away before anything new lands there:
@@ -53,7 +53,7 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
                  own_shipped: Callable[[str], bool] = lambda target: False,
                  own_landing: Callable[[str], bool] = lambda target: False) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
-    rename onto it in flight (_LANDING), or so at an old name (mirrord.journal.old_names)
+    rename onto it in flight (LANDING), or so at an old name (mirrord.journal.old_names)
     that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
     a directory above it renamed, any chain of these) while `key` itself was not deleted
     since. The mass-change alarm's test for an overwrite (of a write, or of a rename onto
@@ -85,7 +85,7 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
             f"AND s.source = ? AND s.key = ? AND NOT {_GOING_AWAY} "
             f"UNION ALL SELECT 1 FROM ops WHERE target IN ({marks}) AND source = ? "
             f"AND path = ? AND is_dir = 0 AND (kind = 'move' AND claimed = 0 "
-            f"OR {_LANDING} AND target IN ({','.join('?' * len(landing_at))})) "
+            f"OR {LANDING} AND target IN ({','.join('?' * len(landing_at))})) "
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
             f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} LIMIT 1",
             (*shipped_at, source, key, *targets, source, key, *landing_at, *targets, source, key)
@@ -133,7 +133,7 @@ def _held_at(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bo
     """`target` holds the file `key`: shipped, or a put or rename of it in flight."""
     return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ? "
                       f"UNION ALL SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
-                      f"AND {_LANDING} LIMIT 1", (target, source, key) * 2).fetchone() is not None
+                      f"AND {LANDING} LIMIT 1", (target, source, key) * 2).fetchone() is not None
 
 
 _SHIPPED_AT = ("EXISTS (SELECT 1 FROM shipped AS s WHERE s.target = o.target "
@@ -176,7 +176,7 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
     what a tree removal takes away beyond the deletes already recorded (each counted on
     its own by the alarm when it was). That is the shipped files below less the queued
     deletes of shipped files, plus the files held with no `shipped` row:
-    - a put in flight (_LANDING: done on the target, perhaps, and not acked yet);
+    - a put in flight (LANDING: done on the target, perhaps, and not acked yet);
     - a file renamed in from outside `prefix`, the rename in flight or queued with its old
       name shipped (the removal takes the file, at either name), and what a directory
       renamed in the same way holds under its old name (_renamed_in; a rename not kept:

@@ -198,9 +198,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
     def held_versions(self, source: str, path: str) -> tuple:
         """What the targets of `source` hold at the file `path`, as comparable values: per
         target its `shipped` row (target, size, mtime_ns, token), else a put or rename in
-        flight there (target, row id, the seq it was claimed at: a put over a shipped
-        version replaces that one, so the shipped row is what counts), sorted; () when none
-        (mirrord.alarm_replaced). Raises sqlite3.Error."""
+        flight there (held_files.LANDING: target, row id, the seq it was claimed at; a put
+        over a shipped version replaces that one, so the shipped row is what counts),
+        sorted; () when none (mirrord.alarm_replaced). Raises sqlite3.Error."""
         routed = self.routes.get(source, ())
         if not routed:
             return ()
@@ -209,8 +209,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             f"SELECT 0, target, size, mtime_ns, COALESCE(token, '') FROM shipped "
             f"WHERE target IN ({marks}) AND source = ? AND key = ? "
             f"UNION ALL SELECT 1, target, id, claimed, 'in flight' FROM ops WHERE target IN ({marks}) "
-            f"AND source = ? AND path = ? AND claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move') "
-            f"ORDER BY 1",
+            f"AND source = ? AND path = ? AND {held_files.LANDING} ORDER BY 1",
             (*routed, source, key, *routed, source, key)).fetchall()
         held: dict[str, tuple] = {}
         for row in rows:   # a target's shipped row first (ORDER BY 1)

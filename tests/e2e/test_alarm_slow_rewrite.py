@@ -57,67 +57,64 @@ def _count(daemon: Mirrord) -> int:
     return int(found.group(1)) if found else 0
 
 
-@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
-def test_each_file_rewritten_slowly_counts_once(tmp_path, watcher):
-    cfg = _config(tmp_path, watcher)
+@pytest.fixture(params=["inotify", "fanotify"])
+def running(tmp_path, request):
+    """The daemon on FILES shipped files in src/d, with the watcher of the parameter,
+    started and converged: (tmp_path, daemon, target)."""
+    cfg = _config(tmp_path, request.param)
     daemon = Mirrord(cfg, tmp_path / "mirrord.log")
     target = target_registry.create(config_mod.load(cfg).targets["local"])
     target.open()
     try:
         daemon.start()
         wait_converged(tmp_path / "src", target)
-        files = [open(tmp_path / "src" / "d" / f"f{i}.bin", "r+b") for i in range(FILES)]
-        try:
-            for _ in range(3):   # each pause longer than the watcher's quiet time (0.2 s)
-                for fh in files:
-                    fh.write(b"Z" * 3000)
-                    fh.flush()
-                time.sleep(0.5)
-        finally:
-            for fh in files:
-                fh.close()
-        wait_converged(tmp_path / "src", target)
-        poll("counted", lambda: _count(daemon) >= FILES, daemon)
-        time.sleep(1)   # anything counted late shows now
-        assert _count(daemon) == FILES, daemon.cli("status").stdout
+        yield tmp_path, daemon, target
     finally:
         daemon.stop()
         target.close()
 
 
-@pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
-def test_new_files_written_slowly_count_nothing(tmp_path, watcher):
+def test_each_file_rewritten_slowly_counts_once(running):
+    tmp_path, daemon, target = running
+    files = [open(tmp_path / "src" / "d" / f"f{i}.bin", "r+b") for i in range(FILES)]
+    try:
+        for _ in range(3):   # each pause longer than the watcher's quiet time (0.2 s)
+            for fh in files:
+                fh.write(b"Z" * 3000)
+                fh.flush()
+            time.sleep(0.5)
+    finally:
+        for fh in files:
+            fh.close()
+    wait_converged(tmp_path / "src", target)
+    poll("counted", lambda: _count(daemon) >= FILES, daemon)
+    time.sleep(1)   # anything counted late shows now
+    assert _count(daemon) == FILES, daemon.cli("status").stdout
+
+
+def test_new_files_written_slowly_count_nothing(running):
     """Rounds of 250 new files in 50 new directories, held open and closed together at
     several delays: a round closed as its puts' retries run (the first put found the files
     open and waits 0.5 s, the next 1 s) had the close events find those puts in flight or
     just acked, with the copy of the closed file (by hand: 54 of 250 at 0.6 s and at
     1.3 s, 0 at 0.9 s). Which rounds meet them is timing; every round counts 0."""
-    cfg = _config(tmp_path, watcher)
-    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
-    target = target_registry.create(config_mod.load(cfg).targets["local"])
-    target.open()
-    try:
-        daemon.start()
+    tmp_path, daemon, target = running
+    for round_, delay in enumerate((0.6, 0.8, 1.1, 1.3)):
+        files = []
+        try:
+            for i in range(50):
+                (tmp_path / "src" / f"r{round_}n{i}").mkdir()
+                for j in range(5):
+                    fh = open(tmp_path / "src" / f"r{round_}n{i}" / f"f{j}.jpg", "wb")
+                    files.append(fh)
+                    fh.write(b"first half " * 100)
+                    fh.flush()
+            time.sleep(delay)
+            for fh in files:
+                fh.write(b"second half")
+        finally:
+            for fh in files:
+                fh.close()
         wait_converged(tmp_path / "src", target)
-        for round_, delay in enumerate((0.6, 0.8, 1.1, 1.3)):
-            files = []
-            try:
-                for i in range(50):
-                    (tmp_path / "src" / f"r{round_}n{i}").mkdir()
-                    for j in range(5):
-                        fh = open(tmp_path / "src" / f"r{round_}n{i}" / f"f{j}.jpg", "wb")
-                        files.append(fh)
-                        fh.write(b"first half " * 100)
-                        fh.flush()
-                time.sleep(delay)
-                for fh in files:
-                    fh.write(b"second half")
-            finally:
-                for fh in files:
-                    fh.close()
-            wait_converged(tmp_path / "src", target)
-        time.sleep(1)   # anything counted late shows now
-        assert _count(daemon) == 0, daemon.cli("status").stdout
-    finally:
-        daemon.stop()
-        target.close()
+    time.sleep(1)   # anything counted late shows now
+    assert _count(daemon) == 0, daemon.cli("status").stdout

@@ -13,30 +13,12 @@ A real write since counts 1.
 
 from __future__ import annotations
 
-import pytest
-
-from tests.e2e.helpers import Mirrord, wait_converged
-from tests.e2e.test_alarm_daemon import _config, poll
-from mirrord import config as config_mod
-from mirrord import targets as target_registry
+from tests.e2e.helpers import wait_converged
+from tests.e2e.test_alarm_daemon import held_setup, poll   # noqa: F401 - the fixture, both watchers
 
 
-@pytest.fixture(params=["inotify", "fanotify"])
-def held(tmp_path, request):
-    cfg = _config(tmp_path, pause=False, watcher=request.param)
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    daemon = Mirrord(cfg, tmp_path / "mirrord.log", env={"MIRRORD_FAULT_DIR": str(faults)})
-    target = target_registry.create(config_mod.load(cfg).targets["local"])
-    target.open()
-    yield tmp_path, daemon, target, faults
-    (faults / "shipped").unlink(missing_ok=True)   # a held worker let go: the stop can finish
-    daemon.stop()
-    target.close()
-
-
-def test_a_write_event_of_the_version_sent_counts_nothing(held):
-    tmp, daemon, target, faults = held
+def test_a_write_event_of_the_version_sent_counts_nothing(held_setup):
+    tmp, daemon, target, faults = held_setup
     src, mirror = tmp / "src", tmp / "mirror"
     daemon.start()
     wait_converged(src, target)
