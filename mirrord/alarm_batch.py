@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 
+from mirrord import appends
 from mirrord.alarm_replaced import Replaced
 from mirrord.daemon_alarm_resend import Resends
 from mirrord.daemon_alarm_scan import ancestors
@@ -55,7 +56,8 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
                 below[parent] = below.get(parent, 0) + n
         elif (ch.kind == "put" and ch.path not in rewritten and ch.path not in gone
               and gone.isdisjoint(ancestors(ch.path))
-              and journal.overwrites(source, ch.path, current=_looker(root, ch.path))):
+              and journal.overwrites(source, ch.path, current=_looker(root, ch.path),
+                                     extends=_extender(root, ch.path))):
             rewritten.add(ch.path)
             if replaced is not None:
                 held = journal.held_versions(source, ch.path)
@@ -83,3 +85,12 @@ def _looker(root: str | None, path: str):
             return None
         return (st.st_size, st.st_mtime_ns, st.st_ctime_ns) if stat.S_ISREG(st.st_mode) else None
     return look
+
+
+def _extender(root: str | None, path: str):
+    """A call telling whether the file at `path` below `root` extends a version of it
+    (mirrord.appends.extends); always False when `root` is None."""
+    if root is None:
+        return lambda size, digest: False
+    full = os.path.join(root, path)
+    return lambda size, digest: appends.extends(full, size, digest)

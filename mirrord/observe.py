@@ -19,7 +19,7 @@ import stat as stat_mod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mirrord import mountid
+from mirrord import appends, mountid
 from mirrord.errors import RetryableError, SourceBusy
 from mirrord.fsutil import BeneathOpener, open_file_beneath
 
@@ -114,11 +114,16 @@ class Observed:
     fd: int | None = None
     mode: int | None = None   # permission bits (stat.S_IMODE of the fstat); None when absent
     ctime_ns: int = 0         # inode change time (any write, truncate, chmod moves it)
+    sample: bytes = b""       # a file's mirrord.appends.sample of its size (when asked)
+    prefix_sample: bytes = b""   # ... of its first `prefix` bytes (asked, and it is longer)
 
 
-def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | None = None) -> Observed:
+def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | None = None,
+            sample: bool = False, prefix: int = 0) -> Observed:
     """Look at root/rel without following symlinks; PermissionError propagates.
-    `opener` (for root) reuses the directory a batch's previous path was in."""
+    `opener` (for root) reuses the directory a batch's previous path was in. `sample`:
+    a regular file's Observed.sample is taken (mirrord.appends; empty when the read
+    fails), and its prefix_sample too when it is longer than `prefix` (bytes, > 0)."""
     try:
         if not rel:
             fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -139,16 +144,29 @@ def observe(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener | Non
             raise SourceBusy(f"{rel!r} is still open for writing at the source: "
                                  f"sent once it is closed, never half-written")
         st, mode = closed, stat_mod.S_IMODE(closed.st_mode)
-        if keep_open:
-            return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, fd, mode,
-                            st.st_ctime_ns)
-        os.close(fd)
-        return Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, mode=mode,
+        seen = Observed("file", st.st_size, st.st_mtime, st.st_mtime_ns, mode=mode,
                         ctime_ns=st.st_ctime_ns)
+        if sample:
+            _sample(seen, fd, prefix)
+        if keep_open:
+            seen.fd = fd
+        else:
+            os.close(fd)
+        return seen
     os.close(fd)
     if stat_mod.S_ISDIR(st.st_mode):
         return Observed("dir", 0, st.st_mtime, st.st_mtime_ns, mode=mode)
     return Observed("absent")  # fifos, sockets, devices are not mirrored
+
+
+def _sample(seen: Observed, fd: int, prefix: int) -> None:
+    """Fill `seen`'s samples from `fd` (observe's `sample` and `prefix`)."""
+    try:
+        seen.sample = appends.sample(fd, seen.size)
+        if 0 < prefix < seen.size:
+            seen.prefix_sample = appends.sample(fd, prefix)
+    except OSError:
+        seen.sample = seen.prefix_sample = b""
 
 
 def _stat_closed(fd: int) -> os.stat_result | None:
@@ -197,11 +215,12 @@ def changed_since(seen: Observed, root: str, rel: str) -> bool:
 
 
 def observe_op(root: str, rel: str, *, keep_open: bool, opener: BeneathOpener,
-               guard: SourceGuard | None, mounts: SubMounts | None) -> Observed:
+               guard: SourceGuard | None, mounts: SubMounts | None,
+               sample: bool = False, prefix: int = 0) -> Observed:
     """observe(), as a worker must before an op: an absence is believed only when the
     source root is itself (`guard`: SourceGuard.refusal) and no file system mounted below
     it is lost (`mounts`: SubMounts.refusal); else RetryableError (the op waits)."""
-    seen = observe(root, rel, keep_open=keep_open, opener=opener)
+    seen = observe(root, rel, keep_open=keep_open, opener=opener, sample=sample, prefix=prefix)
     if seen.kind == "absent":
         refused = guard.refusal(rel) if guard is not None else None
         if refused is not None:

@@ -1,5 +1,6 @@
-"""A target's first copy of a file, as its workers saw it: so that the mass-change alarm
-does not count the write that made a file as an overwrite of the copy sent of it.
+"""The versions this process's workers sent, as they saw them: so that the mass-change
+alarm does not count a write that destroyed nothing a target held (the write that made
+the file, an append to it) as an overwrite of the copy sent of it.
 
 A write is an overwrite when a target holds a version at its path (shipped, or a put or
 rename landing: mirrord.journal.held_files). A put of a file the target never held carries
@@ -14,23 +15,32 @@ holding "some version", the write that made the file was counted against its own
   put was in flight or just after its ack, counted it. 50 new directories of 5 files
   held open 1 s counted 56-57 of 250 (all new: 0 is right), by hand, inotify and fanotify.
 
+A file written by appends (a script that opens, appends and closes it chunk by chunk, a
+log) made the same mistake once per chunk: 40 new files of 15 chunks each counted 550.
+
 So this remembers, per (target, source, path), what the put this process has in flight
-there sends, and after its ack what the target's first version of the file was:
+there sends, and after its ack the version the target holds:
 - in flight (registered by the shipper as it hands the op to a worker, updated by the
   worker): not looked at yet (the worker reads the file after the write: it sends that
-  version or a later one), looking (the read under way: not known, counted), the worker's
-  look (size, mtime_ns, ctime_ns), or nothing sent (the file was open for writing, gone, a
-  directory: no version lands);
-- acked: the worker's look, kept when the target held no version before that put (no
-  `shipped` row when its ack was recorded); a later ack or delete there forgets it.
+  version or a later one), looking (the read under way: waited for, up to LOOK_WAIT;
+  still under way then, counted), the worker's look (size, mtime_ns, ctime_ns) with a
+  sample of its bytes (mirrord.appends), or nothing sent (the file was open for writing,
+  gone, a directory: no version lands);
+- acked: that look and sample, and whether the write that made the version destroyed
+  nothing the target held: no `shipped` row when its ack was recorded (the first copy),
+  or the worker found the version kept before it at the head of the file (an append);
+  a later ack replaces it, a delete or rename there forgets it.
 A write then replaces nothing on that target while the source file is still exactly the
-version landing or acked as its first copy: the inode change time moves with every write,
-truncate, chmod, link and rename and cannot be set back (stat(2), inode(7)). An older
-version landing, a version the target held before (a `shipped` row that is no first copy),
-a change since the look, a put of another process (`mirrord reconcile` while the daemon
-ships), a look forgotten (memory only: MAX_LOOKS acked, the oldest first; a crash) all
-count as before, the safe side.
-Left, the unsafe side: a rewrite of the same size within one tick of the file system's
+version landing, or acked and made harmlessly: the inode change time moves with every
+write, truncate, chmod, link and rename and cannot be set back (stat(2), inode(7)). Nor
+when the file only extends the version landing or acked: it is longer and the first and
+last 4 KiB of that version's extent sample the same (mirrord.appends). An older version
+landing, a version the target held before (a `shipped` row not made harmlessly), a change
+since the look, a put of another process (`mirrord reconcile` while the daemon ships), a
+look forgotten (memory only: MAX_LOOKS acked, the oldest first; a crash) all count as
+before, the safe side.
+Left, the unsafe side: a rewrite that keeps both ends of the old extent and grows the
+file (mirrord.appends); a rewrite of the same size within one tick of the file system's
 timestamp clock after the worker's look leaves size, mtime and ctime as they were and is
 not counted, as mirrord.observe.changed_since cannot tell it. Kernels with multigrain
 timestamps (6.13 on: ext4, xfs, btrfs, tmpfs) make the next change after a stat
@@ -47,9 +57,20 @@ if TYPE_CHECKING:
     from mirrord.journal.records import Op, Outcome
     from mirrord.observe import Observed
 
-MAX_LOOKS = 16_384   # acked first copies, ~4 MiB; a late event comes within a batch window
+MAX_LOOKS = 16_384   # acked versions, ~5 MiB; a late event comes within a batch window
+# seconds the alarm waits for a worker's look under way (observe: an open, two fstats, a
+# lease, two preads; microseconds, longer only while the alarm's thread holds the GIL,
+# which the wait releases); past it the put counts as landing an unknown version
+LOOK_WAIT = 0.05
 
 Look = tuple[int, int, int]   # (size, mtime_ns, ctime_ns) of a source file
+# what a worker sent: its look, the sample of its bytes (mirrord.appends), and whether it
+# only extends the version last acked there (the kept version's sample matched its prefix)
+Sent = tuple[Look, bytes, bool]
+# an acked version: its look, its sample, and whether the write that made it destroyed
+# nothing the target held (the target's first copy, or an extension of the kept version)
+Kept = tuple[Look, bytes, bool]
+Extends = Callable[[int, bytes], bool]   # the source file extends (size, sample) now
 
 PENDING = "pending"   # handed to a worker, the file not read yet: it sends what is there then
 LOOKING = "looking"   # the worker is reading it now: what it sends is not known
@@ -63,11 +84,13 @@ class FirstCopies:
     first copies (bounded). `sending` and `settled` run on the journal's thread, `looking`
     and `looked` on workers, the alarm's lookups on the journal's thread: one lock."""
 
-    def __init__(self, limit: int = MAX_LOOKS):
+    def __init__(self, limit: int = MAX_LOOKS, look_wait: float = LOOK_WAIT):
         self.limit = limit
+        self.look_wait = look_wait
         self._lock = threading.Lock()
-        self._in_flight: dict[Key, tuple[int, str | Look]] = {}   # -> (op id, state or look)
-        self._acked: OrderedDict[Key, Look] = OrderedDict()
+        self._looked = threading.Condition(self._lock)   # a look under way finished
+        self._in_flight: dict[Key, tuple[int, str | Sent]] = {}   # -> (op id, state or look)
+        self._acked: OrderedDict[Key, Kept] = OrderedDict()   # the last version acked
 
     # ------------------------------------------------------------ the shipper's side
     def sending(self, ops: Iterable[Op]) -> None:
@@ -77,84 +100,95 @@ class FirstCopies:
                 if op.kind == "put" and not op.is_dir:
                     self._in_flight[(op.target, op.source, op.path)] = (op.id, PENDING)
 
-    def observed(self, op: Op, observe: Callable[[], Observed]) -> Observed:
-        """`observe()` (a worker's look at `op`'s file), followed: looking while it runs,
-        then what it found (nothing, when it raises; the exception propagates)."""
+    def observed(self, op: Op, observe: Callable[..., Observed]) -> Observed:
+        """`observe(sample=True, prefix=N)` (a worker's look at `op`'s file, mirrord.observe;
+        N: the size of the version kept at its path, 0 when none), followed: looking
+        while it runs, then what it found (nothing, when it raises; it propagates)."""
         self.looking(op)
+        with self._lock:
+            kept = self._acked.get((op.target, op.source, op.path))
         seen = None
         try:
-            seen = observe()
+            seen = observe(sample=True, prefix=kept[0][0] if kept is not None else 0)
             return seen
         finally:
-            self.looked(op, seen)
+            self.looked(op, seen, kept[1] if kept is not None else b"")
 
     def looking(self, op: Op) -> None:
         """A worker reads `op`'s file now (before observe()); only an op sent through
         `sending` is followed."""
         self._set(op, LOOKING)
 
-    def looked(self, op: Op, seen: Observed | None) -> None:
+    def looked(self, op: Op, seen: Observed | None, kept_sample: bytes = b"") -> None:
         """What the worker found (`seen`, observe()'s answer; None: it raised, nothing is
-        sent). A regular file is the version it sends; anything else sends no version."""
+        sent). A regular file is the version it sends (extending the kept version when
+        its prefix_sample is `kept_sample`); anything else sends no version."""
         if seen is not None and seen.kind == "file" and seen.ctime_ns:
-            self._set(op, (seen.size, seen.mtime_ns, seen.ctime_ns))
+            grown = bool(kept_sample) and seen.prefix_sample == kept_sample
+            self._set(op, ((seen.size, seen.mtime_ns, seen.ctime_ns), seen.sample, grown))
         else:
             self._set(op, NOTHING)
 
-    def _set(self, op: Op, state: str | Look) -> None:
+    def _set(self, op: Op, state: str | Sent) -> None:
         key = (op.target, op.source, op.path)
         with self._lock:
             held = self._in_flight.get(key)
             if held is not None and held[0] == op.id:
                 self._in_flight[key] = (op.id, state)
+                if held[1] == LOOKING:
+                    self._looked.notify_all()
 
     # ------------------------------------------------------------ the ack's side
-    def sent_look(self, op: Op) -> Look | None:
-        """The look the worker of `op` sent, None when none (ask before the ack is recorded,
-        then `settled`)."""
+    def sent_look(self, op: Op) -> Sent | None:
+        """The look (and sample) the worker of `op` sent, None when none (ask before the
+        ack is recorded, then `settled`)."""
         with self._lock:
             held = self._in_flight.get((op.target, op.source, op.path))
         if held is None or held[0] != op.id or isinstance(held[1], str):
             return None
         return held[1]
 
-    def first_of(self, out: Outcome, shipped: Callable[[Op], bool]) -> Look | None:
-        """The look `out`'s worker sent when it is the target's first version of the file:
-        a put done, followed from `sending`, with nothing shipped at its path before its
-        ack is recorded (`shipped(op)`: a primary-key search, asked only then), or sending
-        again exactly the first copy kept there (an event of the write that made it, read
-        while the first put was in flight, ran the row once more)."""
+    def first_of(self, out: Outcome, shipped: Callable[[Op], bool]) -> Kept | None:
+        """What `out`'s put sent, to keep once acked: its look, its sample, and whether the
+        write that made it destroyed nothing the target held: it is the target's first
+        version of the file (nothing shipped at its path before its ack is recorded,
+        `shipped(op)`: a primary-key search), it only extends the version kept there, or
+        it is exactly that kept version sent again, itself such (an event of the write
+        that made it, read while its put was in flight, ran the row once more). None: no
+        followed put done."""
         if out.error is not None or out.shipped_kind != "put" or out.is_dir:
             return None
-        look = self.sent_look(out.op)
-        if look is None:
+        sent = self.sent_look(out.op)
+        if sent is None:
             return None
         op = out.op
-        if self._acked.get((op.target, op.source, op.path)) == look or not shipped(op):
-            return look
-        return None
+        look, digest, grown = sent
+        kept = self._acked.get((op.target, op.source, op.path))
+        harmless = (grown or (kept is not None and kept[2] and kept[0] == look)
+                    or not shipped(op))
+        return (look, digest, harmless)
 
-    def settled(self, out: Outcome, first: Look | None) -> None:
-        """`out`'s ack is recorded: its put is no longer in flight. `first`: the look it
-        sent as the target's first version of the file (no `shipped` row before the ack),
-        kept; else, the op done, what was kept for its path (and a move's old name) goes."""
+    def settled(self, out: Outcome, sent: Kept | None) -> None:
+        """`out`'s ack is recorded: its put is no longer in flight. `sent` (first_of) is
+        kept as what the target holds at the path now; else, the op done, what was kept
+        for its path (and a move's old name) goes."""
         op = out.op
         key = (op.target, op.source, op.path)
-        with self._lock:
+        with self._lock:   # workers read _acked too (observed)
             held = self._in_flight.get(key)
             if held is not None and held[0] == op.id:
                 del self._in_flight[key]
-        if out.error is not None:
-            return
-        if first is not None:
-            self._acked[key] = first
-            self._acked.move_to_end(key)
-            while len(self._acked) > self.limit:
-                self._acked.popitem(last=False)
-            return
-        self._acked.pop(key, None)
-        if op.src is not None:
-            self._acked.pop((op.target, op.source, op.src), None)
+            if out.error is not None:
+                return
+            if sent is not None:
+                self._acked[key] = sent
+                self._acked.move_to_end(key)
+                while len(self._acked) > self.limit:
+                    self._acked.popitem(last=False)
+                return
+            self._acked.pop(key, None)
+            if op.src is not None:
+                self._acked.pop((op.target, op.source, op.src), None)
 
     # ------------------------------------------------------------ the alarm's side
     def any(self, source: str, path: str, targets: Iterable[str]) -> bool:
@@ -164,22 +198,45 @@ class FirstCopies:
                        for t in targets)
 
     def own_landing(self, target: str, source: str, path: str,
-                    current: Callable[[], Look | None]) -> bool:
+                    current: Callable[[], Look | None],
+                    extends: Extends = lambda size, digest: False) -> bool:
         """Whether the put this process has in flight at `path` on `target` lands no version
-        the write now reported replaces: not read yet, nothing sent, or exactly the source
-        file as it is (`current()`: (size, mtime_ns, ctime_ns), None when absent; called
-        only for a look). False when no such put is followed, or while it is being read."""
+        the write now reported replaces: not read yet, nothing sent, exactly the source
+        file as it is (`current()`: (size, mtime_ns, ctime_ns), None when absent), or a
+        version the file now only extends (`extends(size, sample)`: mirrord.appends).
+        A read under way is waited for, up to `look_wait` seconds: 4 scripts appending to
+        new files every millisecond counted 29-65 of 0 while their puts' workers read.
+        False when no such put is followed, or its read is still under way then."""
+        key = (target, source, path)
         with self._lock:
-            held = self._in_flight.get((target, source, path))
+            held = self._in_flight.get(key)
+            if held is not None and held[1] == LOOKING:
+                self._looked.wait_for(lambda: self._in_flight.get(key, (0, "")) != held,
+                                      self.look_wait)
+                held = self._in_flight.get(key)
         if held is None or held[1] == LOOKING:
             return False
         if held[1] in (PENDING, NOTHING):
             return True
-        return current() == held[1]
+        look, digest, _ = held[1]
+        return current() == look or _grown(look, digest, current, extends)
 
     def own_shipped(self, target: str, source: str, path: str,
-                    current: Callable[[], Look | None]) -> bool:
-        """Whether what `target` has shipped at `path` is its first copy of the source file
-        as it is now (`current`, as own_landing)."""
-        look = self._acked.get((target, source, path))
-        return look is not None and current() == look
+                    current: Callable[[], Look | None],
+                    extends: Extends = lambda size, digest: False) -> bool:
+        """Whether what `target` has shipped at `path` is the source file as it is now,
+        made by a write that destroyed nothing the target held (first_of), or a version
+        kept here that the file now only extends (as own_landing)."""
+        kept = self._acked.get((target, source, path))
+        if kept is None:
+            return False
+        look, digest, harmless = kept
+        return (harmless and current() == look) or _grown(look, digest, current, extends)
+
+
+def _grown(look: Look, digest: bytes, current: Callable[[], Look | None],
+           extends: Extends) -> bool:
+    """The source file is longer than `look` now and its first look[0] bytes sample to
+    `digest`: written since only past the end of that version (an append)."""
+    now = current()
+    return bool(digest) and now is not None and now[0] > look[0] and extends(look[0], digest)

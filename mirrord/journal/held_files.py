@@ -66,8 +66,9 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     is to look at. `above(target)`: whether such a barrier may stand at a directory above
     `key` (when not, nothing above it is removed first: _taken_away_above is not asked).
     `own_shipped(target)`, `own_landing(target)`: what the target has shipped, or has
-    landing, at `key` is its first copy of the file as the write left it, or a put that
-    reads the file after the write (mirrord.journal.first_copies): not looked at.
+    landing, at `key` is a version the write destroyed nothing of (the file as the write
+    left it, made harmlessly; a version it only extends; a put that reads the file after
+    the write: mirrord.journal.first_copies): not looked at.
     Cost: one statement of index searches (a primary-key search, the unique
     index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
     while renames are pending one more per name followed back (old_names: 18 us)."""

@@ -23,7 +23,7 @@ from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claim_owners import ClaimOwnersMixin
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
-from mirrord.journal.first_copies import FirstCopies, Look
+from mirrord.journal.first_copies import Extends, FirstCopies, Look
 from mirrord.journal.enqueue_moves import MoveEnqueueMixin
 from mirrord.journal.proposals import InFlightProposals
 from mirrord.journal.records import RowState, TargetBacklog
@@ -170,15 +170,19 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         return read.queued_tree_removals(self.db, target, source)
 
     def overwrites(self, source: str, path: str, *,
-                   current: Callable[[], Look | None] | None = None) -> bool:
+                   current: Callable[[], Look | None] | None = None,
+                   extends: Extends = lambda size, digest: False) -> bool:
         """Whether a target of `source` holds the file `path` (str, source-relative) that a
         write there would replace: not when that target's delete of it, or a removal of a
         directory above it, is recorded and not done yet (counted already; the rules:
-        held_files.shipped_file), nor when what it has in flight or shipped there is its
-        first copy of the source file as it is now, or a put in flight that has not read it
-        yet (`current()`: the file's (size, mtime_ns, ctime_ns), None when absent; asked
-        only when such a put or copy is known: mirrord.journal.first_copies). Raises
-        sqlite3.Error from the reads."""
+        held_files.shipped_file), nor when what it has in flight there is the source file
+        as it is now, or a put that has not read it yet, or what it has shipped there is
+        the file as it is now, made by a write that destroyed nothing it held (its first
+        copy, an append) (`current()`: the file's (size, mtime_ns, ctime_ns), None when
+        absent; asked only when such a put or copy is known: mirrord.journal.first_copies),
+        nor when the file now only extends the version it has there (`extends(size,
+        sample)`: mirrord.appends). May wait up to first_copies.LOOK_WAIT seconds for a
+        worker reading the file. Raises sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
         routed = self.routes.get(source, ())
@@ -186,8 +190,8 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         own_shipped = own_landing = _never
         if current is not None and firsts.any(source, path, routed):
             look = functools.cache(current)   # one stat, however many targets ask
-            own_shipped = lambda target: firsts.own_shipped(target, source, path, look)  # noqa: E731
-            own_landing = lambda target: firsts.own_landing(target, source, path, look)  # noqa: E731
+            own_shipped = lambda target: firsts.own_shipped(target, source, path, look, extends)  # noqa: E731
+            own_landing = lambda target: firsts.own_landing(target, source, path, look, extends)  # noqa: E731
         return held_files.shipped_file(
             self.db, routed, source, key,
             renames=lambda target: self._barriers.any(target, source),

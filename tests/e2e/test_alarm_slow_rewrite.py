@@ -5,11 +5,14 @@ watchers. Found by hand:
   write reported after each pause longer than its quiet time, and at the close);
 - new files replace nothing (mirrord.journal.first_copies): 50 new directories of 5 files
   held open 1 s, then closed, counted 56-57 (the first put waited for the close, ran again
-  as it came, and the close's write counted the copy it sent)."""
+  as it came, and the close's write counted the copy it sent);
+- an append replaces nothing (mirrord.appends): 40 new files each written in 15 chunks
+  (open, append, close) counted 376-423, one per chunk after the first acked one."""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -116,5 +119,36 @@ def test_new_files_written_slowly_count_nothing(running):
             for fh in files:
                 fh.close()
         wait_converged(tmp_path / "src", target)
+    time.sleep(1)   # anything counted late shows now
+    assert _count(daemon) == 0, daemon.cli("status").stdout
+
+
+@pytest.mark.parametrize("gap", [0.01, 0.001])
+def test_files_appended_chunk_by_chunk_count_nothing(running, gap):
+    """4 writers, 10 new files each, every file written in 15 chunks, each chunk opened,
+    appended and closed `gap` seconds after the last; then each shipped file appended to
+    5 times, 30 ms apart (a log). Each version sent is acked or read while the next
+    append comes, which destroys none of its bytes (mirrord.appends). Before: one per
+    chunk after the first acked one (376-423 of 560 at 10 ms); at 1 ms, 29-65 more where
+    the alarm asked while a worker was reading the file (first_copies.LOOK_WAIT)."""
+    tmp_path, daemon, target = running
+
+    def write(k: int) -> None:
+        for f in range(10):
+            for _ in range(15):
+                with open(tmp_path / "src" / "d" / f"n{k}_{f}.bin", "ab") as fh:
+                    fh.write(b"x" * 4096)
+                time.sleep(gap)
+    writers = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    for _ in range(5):
+        for i in range(FILES):
+            with open(tmp_path / "src" / "d" / f"f{i}.bin", "ab") as fh:
+                fh.write(b"a log line\n")
+        time.sleep(0.03)
+    wait_converged(tmp_path / "src", target)
     time.sleep(1)   # anything counted late shows now
     assert _count(daemon) == 0, daemon.cli("status").stdout

@@ -8,7 +8,7 @@ fopen($f, 'a') then fclose, a log rotation's reopen): nothing on the target is r
 The code before counted the put in flight (1), and after the ack the shipped copy (1
 more). The write events of a comparison's or a slow writer's copy, read late, are this
 shape by timing (tests/integration/test_alarm_first_copies.py has each, deterministic).
-A real write since counts 1.
+A rewrite in place since counts 1 (an append would not: mirrord.appends).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def test_a_write_event_of_the_version_sent_counts_nothing(held_setup):
         pass
     read_after(2)
     assert count() == 0                       # the target's first copy, as it is
-    with open(src / "new.bin", "ab") as fh:   # a real write replaces that copy
-        fh.write(b", appended")
+    with open(src / "new.bin", "r+b") as fh:   # a rewrite in place replaces that copy
+        fh.write(b"A NEW")
     read_after(3)
     assert poll("the overwrite counted", count, daemon) == 1
     wait_converged(src, target)

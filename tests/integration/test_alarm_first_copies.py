@@ -261,7 +261,7 @@ def test_a_first_copy_on_one_target_only_leaves_the_other_s_copy_counted(site):
     site.write("x/new", b"new")
     site.journal.enqueue([Change(S, "x/new", "put", targets=("u",))])
     u_out = site.read("u", site.claim("u"))
-    site.write("x/new", b"newer, longer")
+    site.write("x/new", b"NEWER, longer")
     site.reconcile("t")
     site.ship("t", site.claim("t"))
     assert site.counted("x/new") == 1
@@ -319,3 +319,67 @@ def test_a_target_listed_before_the_older_version_landed_counts(site):
     assert site.counted("x/p") == 1
     site.ship("t", site.claim("t"))
     assert site.counted("x/p") == 1
+
+
+def _append(site, rel: str, data: bytes) -> None:
+    with open(site.root / rel, "ab") as fh:
+        fh.write(data)
+
+
+def test_a_new_file_appended_chunk_by_chunk_replaces_nothing(site):
+    """A script opens, appends and closes x/up chunk by chunk: each chunk's version is
+    sent and acked before the next append, which destroys none of its bytes: 0 at every
+    step (the rule before: 1 per chunk after the first acked one)."""
+    site.write("x/up", b"chunk 0;")
+    site.journal.enqueue([Change(S, "x/up", "put", targets=("t", "u"))])
+    for n in range(1, 6):
+        in_flight = {name: site.claim(name) for name in ("t", "u")}
+        outcomes = {name: site.read(name, ops) for name, ops in in_flight.items()}
+        if n % 2:   # half the chunks come while the put is landing, half after its ack
+            _append(site, "x/up", f"chunk {n};".encode())
+            assert site.counted("x/up") == 0, n
+            for name, outs in outcomes.items():
+                site.journal.ack(outs)
+        else:
+            for name, outs in outcomes.items():
+                site.journal.ack(outs)
+            _append(site, "x/up", f"chunk {n};".encode())
+            assert site.counted("x/up") == 0, n
+        site.journal.enqueue([Change(S, "x/up", "put", targets=("t", "u"))])
+    site.drain()
+    assert (Path(site.targets["t"].root) / "x" / "up").read_bytes() == (
+        b"chunk 0;" + b"".join(f"chunk {n};".encode() for n in range(1, 6)))
+
+
+def test_a_mirrored_file_appended_to_replaces_nothing_and_rewritten_counts(site):
+    """x/log, sent and acked by this process, appended to (a log): 0. Rewritten in place,
+    larger (ransomware adding its footer): 1. A version no sample is kept of (after a
+    restart: cleared here) counts an append (the safe side)."""
+    site.write("x/log", b"line 1\n")
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    _append(site, "x/log", b"line 2\n")
+    assert site.counted("x/log") == 0
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.write("x/log", b"ENCRYPTED ENCRYPTED + footer\n")
+    assert site.counted("x/log") == 1
+    site.journal.first_copies._acked.clear()    # as after a restart: nothing sampled
+    _append(site, "x/a", b" more")
+    assert site.counted("x/a") == 1
+
+
+def test_an_append_s_event_read_after_its_version_was_acked_counts_nothing(site):
+    """x/a (acked by this process) appended to; a put already queued at the path sends that
+    version and is acked before the append's event is read. The target holds the file as
+    it is, made by an append: 0 (1 before: only a first copy was taken as harmless). The
+    same late event of a rewrite that grew the file: 1."""
+    site.journal.enqueue([Change(S, "x/a", "put")])      # an earlier event's put, queued
+    with open(site.root / "x" / "a", "ab") as fh:
+        fh.write(b", appended")
+    site.drain()                                         # sent and acked: the append's version
+    assert site.counted("x/a") == 0                      # its own event, read late
+    site.journal.enqueue([Change(S, "x/a", "put")])
+    site.write("x/a", b"A V1, appended, and more")       # the head rewritten, longer
+    site.drain()
+    assert site.counted("x/a") == 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.records import Op, Outcome
 from mirrord.observe import Observed
@@ -22,6 +24,14 @@ def _file(size=5, mtime_ns=1_000, ctime_ns=2_000) -> Observed:
     return Observed("file", size, mtime_ns / 1e9, mtime_ns, ctime_ns=ctime_ns)
 
 
+def _acked_first_copy(fc) -> None:
+    """`f`'s put (op 1) handed out, read as NOW and acked where nothing was shipped."""
+    fc.sending([_op()])
+    fc.looked(_op(), _file())
+    out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
+    fc.settled(out, fc.first_of(out, lambda op: False))
+
+
 def _landing(fc, target="t", path="f", now=NOW) -> bool:
     return fc.own_landing(target, S, path, lambda: now)
 
@@ -35,10 +45,23 @@ def test_a_put_handed_out_and_not_read_yet_lands_the_write_s_version():
 
 
 def test_while_the_worker_reads_nothing_is_known():
-    fc = FirstCopies()
+    fc = FirstCopies(look_wait=0.01)
     fc.sending([_op()])
     fc.looking(_op())
-    assert not _landing(fc)
+    assert not _landing(fc)                                # still reading after the wait
+
+
+def test_a_read_under_way_is_waited_for():
+    """The alarm asks while the worker reads: it waits for the look (a worker thread that
+    finishes 20 ms later) and decides on it."""
+    for seen, lands_own in ((_file(), True), (_file(size=4), False), (None, True)):
+        fc = FirstCopies(look_wait=10.0)
+        fc.sending([_op()])
+        fc.looking(_op())
+        worker = threading.Timer(0.02, fc.looked, (_op(), seen))
+        worker.start()
+        assert _landing(fc) is lands_own, seen
+        worker.join()
 
 
 def test_the_worker_s_look_decides_once_taken():
@@ -84,7 +107,7 @@ def test_an_ack_keeps_the_first_copy_and_forgets_the_put_in_flight():
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
     first = fc.first_of(out, lambda op: False)
-    assert first == NOW
+    assert first == (NOW, b"", True)
     fc.settled(out, first)
     assert not _landing(fc)                                # nothing in flight any more
     assert fc.own_shipped("t", S, "f", lambda: NOW)
@@ -92,22 +115,19 @@ def test_an_ack_keeps_the_first_copy_and_forgets_the_put_in_flight():
     assert not fc.own_shipped("u", S, "f", lambda: NOW)
 
 
-def test_a_put_over_a_version_the_target_held_keeps_nothing():
+def test_a_put_over_a_version_the_target_held_is_kept_as_no_harmless_copy():
     fc = FirstCopies()
     fc.sending([_op()])
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
-    assert fc.first_of(out, lambda op: True) is None       # a `shipped` row before the ack
-    fc.settled(out, None)
-    assert not fc.any(S, "f", ("t",))
+    assert fc.first_of(out, lambda op: True) == (NOW, b"", False)   # shipped before the ack
+    fc.settled(out, fc.first_of(out, lambda op: True))
+    assert not _landing(fc) and not fc.own_shipped("t", S, "f", lambda: NOW)
 
 
 def test_failed_put_and_later_acks_at_the_path():
     fc = FirstCopies()
-    fc.sending([_op()])
-    fc.looked(_op(), _file())
-    out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
-    fc.settled(out, fc.first_of(out, lambda op: False))
+    _acked_first_copy(fc)
     # a failed put (retried) leaves the acked first copy as it was
     fc.sending([_op(oid=1)])
     failed = Outcome(_op(), error="timeout")
@@ -176,3 +196,48 @@ def test_the_first_copy_sent_again_unchanged_stays_the_first_copy():
         out = Outcome(_op(oid=oid), "put", 5, 1_000, ctime_ns=seen.ctime_ns)
         fc.settled(out, fc.first_of(out, lambda op: oid > 1))   # shipped from the 2nd on
         assert fc.own_shipped("t", S, "f", lambda: NOW) == (oid < 3), oid
+
+
+def test_a_version_extending_the_kept_one_is_kept_harmless_and_a_rewrite_is_not():
+    """An append's version: the worker is asked for the kept version's size as `prefix`,
+    and the kept sample found there makes it harmless even over a version the target held
+    before (a `shipped` row): the late event of that append, the file as sent, counts
+    nothing. A version whose head differs is a rewrite: kept, not harmless."""
+    fc, asked = FirstCopies(), []
+
+    def worker(oid, size, sample, prefix_sample=b""):
+        def observe(**kw):
+            asked.append(kw)
+            return Observed("file", size, 1.0, 1_000 * oid, ctime_ns=2_000 * oid,
+                            sample=sample, prefix_sample=prefix_sample)
+        fc.sending([_op(oid=oid)])
+        fc.observed(_op(oid=oid), observe)
+        out = Outcome(_op(oid=oid), "put", size, 1_000 * oid, ctime_ns=2_000 * oid)
+        kept = fc.first_of(out, lambda op: True)            # a version was shipped before
+        fc.settled(out, kept)
+        return kept
+
+    v1 = worker(1, 5, b"s1")
+    assert asked[-1] == {"sample": True, "prefix": 0} and v1 == ((5, 1_000, 2_000), b"s1", False)
+    v2 = worker(2, 9, b"s2", prefix_sample=b"s1")          # v1 at its head: an append
+    assert asked[-1] == {"sample": True, "prefix": 5} and v2[2] is True
+    assert fc.own_shipped("t", S, "f", lambda: v2[0])      # the append's late event
+    assert not fc.own_shipped("t", S, "f", lambda: (9, 2_000, 4_001))   # changed since
+    v3 = worker(3, 12, b"s3", prefix_sample=b"XX")         # v2's head rewritten
+    assert asked[-1]["prefix"] == 9 and v3[2] is False
+    assert not fc.own_shipped("t", S, "f", lambda: v3[0])  # its late event counts
+    v4 = worker(4, 12, b"s4")                              # not longer: no prefix sampled
+    assert v4[2] is False
+
+
+def test_a_look_that_raises_sends_nothing_and_keeps_the_kept_version():
+    fc = FirstCopies()
+    _acked_first_copy(fc)
+    fc.sending([_op(oid=2)])
+
+    def busy(**kw):
+        raise OSError("busy")
+    with pytest.raises(OSError):
+        fc.observed(_op(oid=2), busy)
+    assert _landing(fc, now=(7, 1, 1))                     # nothing lands
+    assert fc.own_shipped("t", S, "f", lambda: NOW)        # the first copy still held
