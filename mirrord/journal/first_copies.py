@@ -163,7 +163,9 @@ class FirstCopies:
             return None
         op = out.op
         look, digest, grown = sent
-        kept = self._acked.get((op.target, op.source, op.path))
+        key = (op.target, op.source, op.path)
+        with self._lock:
+            kept = self._acked.get(key)
         harmless = (grown or (kept is not None and kept[2] and kept[0] == look)
                     or not shipped(op))
         return (look, digest, harmless)
@@ -222,16 +224,24 @@ class FirstCopies:
         return current() == look or _grown(look, digest, current, extends)
 
     def own_shipped(self, target: str, source: str, path: str,
-                    current: Callable[[], Look | None],
+                    current: Callable[[], Look | None], shipped: Callable[[], tuple | None],
                     extends: Extends = lambda size, digest: False) -> bool:
-        """Whether what `target` has shipped at `path` is the source file as it is now,
-        made by a write that destroyed nothing the target held (first_of), or a version
-        kept here that the file now only extends (as own_landing)."""
-        kept = self._acked.get((target, source, path))
-        if kept is None:
+        """Whether what `target` has shipped at `path` is the version kept here (its
+        `shipped` row, `shipped()`: (size, mtime_ns, ...) or None, says the same size and
+        mtime: another process, `mirrord reconcile`, may have shipped a later one), made
+        by a write that destroyed nothing the target held (first_of), and the source
+        file as it is now is that version or only extends it (as own_landing). A version
+        made by a rewrite and acked before the rewrite's event was read, then appended to,
+        is still counted: the rewrite destroyed the version before it."""
+        with self._lock:
+            kept = self._acked.get((target, source, path))
+        if kept is None or not kept[2]:
             return False
-        look, digest, harmless = kept
-        return (harmless and current() == look) or _grown(look, digest, current, extends)
+        meta = shipped()
+        if meta is None or tuple(meta[:2]) != kept[0][:2]:
+            return False
+        look, digest, _ = kept
+        return current() == look or _grown(look, digest, current, extends)
 
 
 def _grown(look: Look, digest: bytes, current: Callable[[], Look | None],

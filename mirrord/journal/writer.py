@@ -190,8 +190,11 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         own_shipped = own_landing = _never
         if current is not None and firsts.any(source, path, routed):
             look = functools.cache(current)   # one stat, however many targets ask
-            own_shipped = lambda target: firsts.own_shipped(target, source, path, look, extends)  # noqa: E731
-            own_landing = lambda target: firsts.own_landing(target, source, path, look, extends)  # noqa: E731
+            grown = functools.cache(extends)  # ... and one read of the file per version
+            own_shipped = lambda target: firsts.own_shipped(  # noqa: E731
+                target, source, path, look,
+                lambda: read.shipped_meta(self.db, target, source, key), grown)
+            own_landing = lambda target: firsts.own_landing(target, source, path, look, grown)  # noqa: E731
         return held_files.shipped_file(
             self.db, routed, source, key,
             renames=lambda target: self._barriers.any(target, source),

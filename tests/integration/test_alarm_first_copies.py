@@ -383,3 +383,66 @@ def test_an_append_s_event_read_after_its_version_was_acked_counts_nothing(site)
     site.write("x/a", b"A V1, appended, and more")       # the head rewritten, longer
     site.drain()
     assert site.counted("x/a") == 1
+
+
+def test_a_rewrite_acked_before_its_event_then_appended_to_counts(site):
+    """x/a held. A put queued from an earlier event sends a truncating rewrite of x/a and is
+    acked before the rewrite's event is read; the script appends to it before that too.
+    The rewrite destroyed "a v1" on both targets: 1 (0 when an extension of any version
+    kept was taken as harmless, found by review). 50 such files: 50. The same without the
+    append: 1."""
+    names = ["x/a"] + [f"x/f{i}" for i in range(50)]
+    for name in names[1:]:
+        site.write(name, b"original content of " + name.encode())
+    site.journal.enqueue([Change(S, name, "put") for name in names[1:]])
+    site.drain()
+    site.journal.enqueue([Change(S, name, "put") for name in names])   # earlier events' puts
+    for name in names:
+        site.write(name, b"REWRITTEN chunk 0;")
+    site.drain()
+    assert site.counted("x/f0") == 1                                   # no append yet
+    for name in names[1:]:
+        _append(site, name, b"chunk 1;")
+    assert sum(site.counted(name) for name in names[1:]) == 50
+
+
+def test_appends_to_a_file_shipped_before_the_daemon_followed_it(site):
+    """x/log was shipped before this process followed it (nothing kept: a restart). Its
+    first append counts 1 (no digest: the safe side), and so does the next, over the
+    version that append's put sent (not known to have been made harmlessly: it was
+    counted, but the rule keeps no note of that). From the version after, a digest of a
+    harmless version is kept: appends count nothing, a rewrite 1. The README's limit."""
+    site.write("x/log", b"line 1\n")
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.journal.first_copies._acked.clear()          # as after a restart
+    counts = []
+    for n in range(2, 6):
+        _append(site, "x/log", f"line {n}\n".encode())
+        counts.append(site.counted("x/log"))
+        site.journal.enqueue([Change(S, "x/log", "put")])
+        site.drain()
+    assert counts == [1, 1, 0, 0]
+    site.write("x/log", b"LINE 1\n")
+    assert site.counted("x/log") == 1
+
+
+def test_a_version_another_process_shipped_since_is_not_the_kept_one(site, tmp_path):
+    """x/a ("a v1") acked by this process. x/a appended to ("a v1B") and `mirrord
+    reconcile` (another process: its own Journal and shipper) ships that to both targets.
+    Then "B" is rewritten ("a v1CC"): an overwrite of what the targets hold, 1; the kept
+    "a v1" is no longer their `shipped` row (found by review: 0)."""
+    _append(site, "x/a", b"B")
+    other = Journal(tmp_path / "journal.db", {S: ("t", "u")})
+    other_shipper = Shipper(site.targets, [site.source], {"t": 1, "u": 1}, executor=serial)
+    try:
+        other.enqueue([Change(S, "x/a", "put")])
+        for name in ("t", "u"):
+            while ops := other.claim(name, 1000, now=LATER):
+                other.ack(other_shipper.run_ops(site.targets[name], ops))
+    finally:
+        other_shipper.shutdown()
+        other.close()
+    assert (Path(site.targets["t"].root) / "x" / "a").read_bytes() == b"a v1B"
+    site.write("x/a", b"a v1CC")
+    assert site.counted("x/a") == 1

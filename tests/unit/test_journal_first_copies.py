@@ -32,6 +32,14 @@ def _acked_first_copy(fc) -> None:
     fc.settled(out, fc.first_of(out, lambda op: False))
 
 
+def _own(fc, current, target="t", path="f", row=None) -> bool:
+    """own_shipped, the target's `shipped` row (size, mtime_ns, mode) being the version
+    kept there (`row`: another)."""
+    kept = fc._acked.get((target, S, path))
+    meta = row if row is not None else (*kept[0][:2], None) if kept else None
+    return fc.own_shipped(target, S, path, current, lambda: meta)
+
+
 def _landing(fc, target="t", path="f", now=NOW) -> bool:
     return fc.own_landing(target, S, path, lambda: now)
 
@@ -110,9 +118,9 @@ def test_an_ack_keeps_the_first_copy_and_forgets_the_put_in_flight():
     assert first == (NOW, b"", True)
     fc.settled(out, first)
     assert not _landing(fc)                                # nothing in flight any more
-    assert fc.own_shipped("t", S, "f", lambda: NOW)
-    assert not fc.own_shipped("t", S, "f", lambda: (5, 1_000, 2_001))
-    assert not fc.own_shipped("u", S, "f", lambda: NOW)
+    assert _own(fc, lambda: NOW, "t", "f")
+    assert not _own(fc, lambda: (5, 1_000, 2_001), "t", "f")
+    assert not _own(fc, lambda: NOW, "u", "f")
 
 
 def test_a_put_over_a_version_the_target_held_is_kept_as_no_harmless_copy():
@@ -122,7 +130,7 @@ def test_a_put_over_a_version_the_target_held_is_kept_as_no_harmless_copy():
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
     assert fc.first_of(out, lambda op: True) == (NOW, b"", False)   # shipped before the ack
     fc.settled(out, fc.first_of(out, lambda op: True))
-    assert not _landing(fc) and not fc.own_shipped("t", S, "f", lambda: NOW)
+    assert not _landing(fc) and not _own(fc, lambda: NOW, "t", "f")
 
 
 def test_failed_put_and_later_acks_at_the_path():
@@ -133,24 +141,24 @@ def test_failed_put_and_later_acks_at_the_path():
     failed = Outcome(_op(), error="timeout")
     assert fc.first_of(failed, lambda op: False) is None
     fc.settled(failed, None)
-    assert fc.own_shipped("t", S, "f", lambda: NOW)
+    assert _own(fc, lambda: NOW, "t", "f")
     # a delete done there forgets it
     fc.settled(Outcome(_op(kind="delete"), "delete"), None)
-    assert not fc.own_shipped("t", S, "f", lambda: NOW)
+    assert not _own(fc, lambda: NOW, "t", "f")
     # ... as does a rename of it away, at its old name
     fc.sending([_op("g", oid=2)])
     fc.looked(_op("g", oid=2), _file())
     out = Outcome(_op("g", oid=2), "put", 5, 1_000, ctime_ns=2_000)
     fc.settled(out, fc.first_of(out, lambda op: False))
     fc.settled(Outcome(_op("h", oid=3, kind="move", src="g"), "move"), None)
-    assert not fc.own_shipped("t", S, "g", lambda: NOW)
+    assert not _own(fc, lambda: NOW, "t", "g")
 
 
 def test_the_source_is_asked_only_for_a_look():
     fc, asked = FirstCopies(), []
     fc.sending([_op()])
     assert fc.own_landing("t", S, "f", lambda: asked.append(1))   # not read yet: no stat
-    assert not fc.own_shipped("t", S, "f", lambda: asked.append(1))
+    assert not _own(fc, lambda: asked.append(1), "t", "f")
     assert asked == []
 
 
@@ -162,7 +170,7 @@ def test_acked_first_copies_are_bounded_oldest_first():
         fc.looked(op, _file())
         out = Outcome(op, "put", 5, 1_000, ctime_ns=2_000)
         fc.settled(out, fc.first_of(out, lambda op: False))
-    kept = [i for i in range(5) if fc.own_shipped("t", S, f"f{i}", lambda: NOW)]
+    kept = [i for i in range(5) if _own(fc, lambda: NOW, "t", f"f{i}")]
     assert kept == [2, 3, 4]
 
 
@@ -195,7 +203,7 @@ def test_the_first_copy_sent_again_unchanged_stays_the_first_copy():
         fc.looked(_op(oid=oid), seen)
         out = Outcome(_op(oid=oid), "put", 5, 1_000, ctime_ns=seen.ctime_ns)
         fc.settled(out, fc.first_of(out, lambda op: oid > 1))   # shipped from the 2nd on
-        assert fc.own_shipped("t", S, "f", lambda: NOW) == (oid < 3), oid
+        assert _own(fc, lambda: NOW, "t", "f") == (oid < 3), oid
 
 
 def test_a_version_extending_the_kept_one_is_kept_harmless_and_a_rewrite_is_not():
@@ -221,11 +229,12 @@ def test_a_version_extending_the_kept_one_is_kept_harmless_and_a_rewrite_is_not(
     assert asked[-1] == {"sample": True, "prefix": 0} and v1 == ((5, 1_000, 2_000), b"s1", False)
     v2 = worker(2, 9, b"s2", prefix_sample=b"s1")          # v1 at its head: an append
     assert asked[-1] == {"sample": True, "prefix": 5} and v2[2] is True
-    assert fc.own_shipped("t", S, "f", lambda: v2[0])      # the append's late event
-    assert not fc.own_shipped("t", S, "f", lambda: (9, 2_000, 4_001))   # changed since
+    assert _own(fc, lambda: v2[0], "t", "f")      # the append's late event
+    assert not _own(fc, lambda: v2[0], row=(9, 7, None))   # another process shipped since
+    assert not _own(fc, lambda: (9, 2_000, 4_001), "t", "f")   # changed since
     v3 = worker(3, 12, b"s3", prefix_sample=b"XX")         # v2's head rewritten
     assert asked[-1]["prefix"] == 9 and v3[2] is False
-    assert not fc.own_shipped("t", S, "f", lambda: v3[0])  # its late event counts
+    assert not _own(fc, lambda: v3[0], "t", "f")  # its late event counts
     v4 = worker(4, 12, b"s4")                              # not longer: no prefix sampled
     assert v4[2] is False
 
@@ -240,4 +249,4 @@ def test_a_look_that_raises_sends_nothing_and_keeps_the_kept_version():
     with pytest.raises(OSError):
         fc.observed(_op(oid=2), busy)
     assert _landing(fc, now=(7, 1, 1))                     # nothing lands
-    assert fc.own_shipped("t", S, "f", lambda: NOW)        # the first copy still held
+    assert _own(fc, lambda: NOW, "t", "f")        # the first copy still held
