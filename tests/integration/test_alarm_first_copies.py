@@ -446,3 +446,30 @@ def test_a_version_another_process_shipped_since_is_not_the_kept_one(site, tmp_p
     assert (Path(site.targets["t"].root) / "x" / "a").read_bytes() == b"a v1B"
     site.write("x/a", b"a v1CC")
     assert site.counted("x/a") == 1
+
+
+def test_an_append_to_a_rewrite_landing_counts_the_version_held_before(site):
+    """x/a held ("a v1", a first copy on both targets). A truncating rewrite, its put
+    handed out and read on t (landing, look of the rewrite), then an append, in one batch
+    of events: the append only extends the version landing, but the rewrite destroyed the
+    version both targets hold: 1, in every state of t's put. The extension of a version
+    landing excuses that version only, never a `shipped` row below it (the open question
+    of a review of 99e785e). A version landing of a new file, appended to: 0; its head
+    rewritten: 1."""
+    site.write("x/a", b"REWRITTEN")
+    site.journal.enqueue([Change(S, "x/a", "put")])
+    ops = site.claim("t")
+    assert site.counted("x/a") == 1                              # handed out, not read
+    outcomes = site.read("t", ops)
+    _append(site, "x/a", b" and appended")
+    assert site.counted("x/a") == 1                              # landing, extended
+    site.journal.ack(outcomes)
+    assert site.counted("x/a") == 1                              # u's "a v1"
+    site.write("x/new", b"first")
+    site.journal.enqueue([Change(S, "x/new", "put", targets=("t",))])
+    outcomes = site.read("t", site.claim("t"))
+    _append(site, "x/new", b", second")
+    assert site.counted("x/new") == 0
+    site.write("x/new", b"FIRST, second, third")
+    assert site.counted("x/new") == 1
+    site.journal.ack(outcomes)
