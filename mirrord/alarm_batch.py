@@ -34,7 +34,9 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
       below `root` (the source root; None: not looked at) is still exactly that version:
       that copy is the write's own (mirrord.journal.first_copies). Nor again, in a later
       batch, over the same held versions an earlier write was counted for (`replaced`:
-      mirrord.alarm_replaced; None: not remembered).
+      mirrord.alarm_replaced; None: not remembered), nor over a version a target acked
+      over one such a write was counted for, while the file is that version or only
+      extends it.
     Attribute changes and mkdirs count nothing.
     `journal`: a Journal (files_removed_with, overwrites). Raises what the journal's reads
     raise (sqlite3.Error)."""
@@ -57,7 +59,8 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
         elif (ch.kind == "put" and ch.path not in rewritten and ch.path not in gone
               and gone.isdisjoint(ancestors(ch.path))
               and journal.overwrites(source, ch.path, current=_looker(root, ch.path),
-                                     extends=_extender(root, ch.path))):
+                                     extends=_extender(root, ch.path),
+                                     counted=_counted(replaced, source, ch.path))):
             rewritten.add(ch.path)
             if replaced is not None:
                 held = journal.held_versions(source, ch.path)
@@ -94,3 +97,13 @@ def _extender(root: str | None, path: str):
         return lambda size, digest: False
     full = os.path.join(root, path)
     return lambda size, digest: appends.extends(full, size, digest)
+
+
+def _counted(replaced: Replaced | None, source: str, path: str):
+    """A call telling whether an overwrite of the version (size, mtime_ns) a target had
+    shipped at `path` was counted (Replaced.counted_version); always False when nothing is
+    remembered (`replaced` None)."""
+    if replaced is None:
+        return lambda target, size, mtime_ns: False
+    return lambda target, size, mtime_ns: replaced.counted_version(source, path, target,
+                                                                    size, mtime_ns)

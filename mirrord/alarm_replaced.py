@@ -14,6 +14,12 @@ puts or renames in flight by row id and claim). A later write that finds exactly
 versions replaces nothing more. A version that changed (the new one acked, a put of it
 claimed) counts again. Memory only, the newest MAX_PATHS paths: a restart, or more paths
 than that, counts once more (the safe side).
+
+The same note tells mirrord.journal.first_copies that the version a target acked over a
+counted one was made by a write counted already: a file shipped before the daemon
+started, appended to (counted: no sample of that version was kept), then appended to
+again, counted the second append too (1 each), as an overwrite of a version not known
+to be made harmlessly.
 """
 
 from __future__ import annotations
@@ -43,3 +49,11 @@ class Replaced:
         self._counted.move_to_end(key)
         while len(self._counted) > self.limit:
             self._counted.popitem(last=False)
+
+    def counted_version(self, source: str, path: str, target: str, size: int,
+                        mtime_ns: int) -> bool:
+        """Whether the overwrite last counted at `path` was of the version `target` had
+        shipped there with `size` (bytes) and `mtime_ns` (its `shipped` row; a put in
+        flight there is no shipped version)."""
+        return any(held[0] == target and held[3] != "in flight" and held[1:3] == (size, mtime_ns)
+                   for held in self._counted.get((source, path), ()))

@@ -140,7 +140,7 @@ class ClaimAckMixin:
         with self.transaction():
             for out in outcomes:
                 settled.append((out, self.first_copies.first_of(out, lambda op: shipped_meta(
-                    self.db, op.target, op.source, _b(op.path)) is not None)))
+                    self.db, op.target, op.source, _b(op.path)))))
                 if out.error is None:
                     if self._done(out, clear):
                         finished.append(out.op.id)

@@ -29,7 +29,10 @@ there sends, and after its ack the version the target holds:
 - acked: that look and sample, and whether the write that made the version destroyed
   nothing the target held: no `shipped` row when its ack was recorded (the first copy),
   or the worker found the version kept before it at the head of the file (an append);
-  a later ack replaces it, a delete or rename there forgets it.
+  else the `shipped` row's size and mtime it replaced, and the alarm takes it as made
+  harmlessly once it counted an overwrite of that row (mirrord.alarm_replaced: the write
+  that made it was counted, so what extends it destroys nothing more). A later ack
+  replaces it, a delete or rename there forgets it.
 A write then replaces nothing on that target while the source file is still exactly the
 version landing, or acked and made harmlessly: the inode change time moves with every
 write, truncate, chmod, link and rename and cannot be set back (stat(2), inode(7)). Nor
@@ -67,10 +70,12 @@ Look = tuple[int, int, int]   # (size, mtime_ns, ctime_ns) of a source file
 # what a worker sent: its look, the sample of its bytes (mirrord.appends), and whether it
 # only extends the version last acked there (the kept version's sample matched its prefix)
 Sent = tuple[Look, bytes, bool]
-# an acked version: its look, its sample, and whether the write that made it destroyed
-# nothing the target held (the target's first copy, or an extension of the kept version)
-Kept = tuple[Look, bytes, bool]
+# an acked version: its look, its sample, whether the write that made it destroyed
+# nothing the target held (the target's first copy, or an extension of the kept version),
+# and when not, the (size, mtime_ns) of the `shipped` row its ack replaced
+Kept = tuple[Look, bytes, bool, "tuple[int, int] | None"]
 Extends = Callable[[int, bytes], bool]   # the source file extends (size, sample) now
+Counted = Callable[[int, int], bool]   # the alarm counted an overwrite of (size, mtime_ns)
 
 PENDING = "pending"   # handed to a worker, the file not read yet: it sends what is there then
 LOOKING = "looking"   # the worker is reading it now: what it sends is not known
@@ -148,14 +153,15 @@ class FirstCopies:
             return None
         return held[1]
 
-    def first_of(self, out: Outcome, shipped: Callable[[Op], bool]) -> Kept | None:
-        """What `out`'s put sent, to keep once acked: its look, its sample, and whether the
+    def first_of(self, out: Outcome, shipped: Callable[[Op], tuple | None]) -> Kept | None:
+        """What `out`'s put sent, to keep once acked: its look, its sample, whether the
         write that made it destroyed nothing the target held: it is the target's first
-        version of the file (nothing shipped at its path before its ack is recorded,
-        `shipped(op)`: a primary-key search), it only extends the version kept there, or
-        it is exactly that kept version sent again, itself such (an event of the write
-        that made it, read while its put was in flight, ran the row once more). None: no
-        followed put done."""
+        version of the file (no `shipped` row at its path before its ack is recorded,
+        `shipped(op)`: (size, mtime_ns, ...) or None, a primary-key search), it only
+        extends the version kept there, or it is exactly that kept version sent again,
+        as that was made (an event of the write that made it, read while its put was in
+        flight, ran the row once more); and when not, the row's (size, mtime_ns) it
+        replaces. None: no followed put done."""
         if out.error is not None or out.shipped_kind != "put" or out.is_dir:
             return None
         sent = self.sent_look(out.op)
@@ -166,9 +172,12 @@ class FirstCopies:
         key = (op.target, op.source, op.path)
         with self._lock:
             kept = self._acked.get(key)
-        harmless = (grown or (kept is not None and kept[2] and kept[0] == look)
-                    or not shipped(op))
-        return (look, digest, harmless)
+        before = shipped(op)
+        if before is None or grown:
+            return (look, digest, True, None)
+        if kept is not None and kept[0] == look:
+            return (look, digest, kept[2], kept[3])
+        return (look, digest, False, (before[0], before[1]))
 
     def settled(self, out: Outcome, sent: Kept | None) -> None:
         """`out`'s ack is recorded: its put is no longer in flight. `sent` (first_of) is
@@ -225,22 +234,25 @@ class FirstCopies:
 
     def own_shipped(self, target: str, source: str, path: str,
                     current: Callable[[], Look | None], shipped: Callable[[], tuple | None],
-                    extends: Extends = lambda size, digest: False) -> bool:
+                    extends: Extends = lambda size, digest: False,
+                    counted: Counted = lambda size, mtime_ns: False) -> bool:
         """Whether what `target` has shipped at `path` is the version kept here (its
         `shipped` row, `shipped()`: (size, mtime_ns, ...) or None, says the same size and
         mtime: another process, `mirrord reconcile`, may have shipped a later one), made
-        by a write that destroyed nothing the target held (first_of), and the source
-        file as it is now is that version or only extends it (as own_landing). A version
-        made by a rewrite and acked before the rewrite's event was read, then appended to,
-        is still counted: the rewrite destroyed the version before it."""
+        by a write that destroyed nothing the target held (first_of) or whose destruction
+        the alarm counted already (`counted(size, mtime_ns)` of the row its ack replaced:
+        mirrord.alarm_replaced), and the source file as it is now is that version or
+        only extends it (as own_landing). A version made by a rewrite and acked before
+        the rewrite's event was read, then appended to, is still counted: the rewrite
+        destroyed the version before it, and no count of it was noted."""
         with self._lock:
             kept = self._acked.get((target, source, path))
-        if kept is None or not kept[2]:
+        if kept is None or not (kept[2] or (kept[3] is not None and counted(*kept[3]))):
             return False
         meta = shipped()
         if meta is None or tuple(meta[:2]) != kept[0][:2]:
             return False
-        look, digest, _ = kept
+        look, digest = kept[:2]
         return current() == look or _grown(look, digest, current, extends)
 
 

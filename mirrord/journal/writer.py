@@ -171,7 +171,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
 
     def overwrites(self, source: str, path: str, *,
                    current: Callable[[], Look | None] | None = None,
-                   extends: Extends = lambda size, digest: False) -> bool:
+                   extends: Extends = lambda size, digest: False,
+                   counted: Callable[[str, int, int], bool] = lambda target, size, mtime_ns: False
+                   ) -> bool:
         """Whether a target of `source` holds the file `path` (str, source-relative) that a
         write there would replace: not when that target's delete of it, or a removal of a
         directory above it, is recorded and not done yet (counted already; the rules:
@@ -181,8 +183,10 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         copy, an append) (`current()`: the file's (size, mtime_ns, ctime_ns), None when
         absent; asked only when such a put or copy is known: mirrord.journal.first_copies),
         nor when the file now only extends the version it has there (`extends(size,
-        sample)`: mirrord.appends). May wait up to first_copies.LOOK_WAIT seconds for a
-        worker reading the file. Raises sqlite3.Error from the reads."""
+        sample)`: mirrord.appends), its shipped version made by a write whose overwrite
+        of the version before the alarm counted already (`counted(target, size,
+        mtime_ns)`: mirrord.alarm_replaced). May wait up to first_copies.LOOK_WAIT seconds
+        for a worker reading the file. Raises sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
         routed = self.routes.get(source, ())
@@ -193,7 +197,8 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             grown = functools.cache(extends)  # ... and one read of the file per version
             own_shipped = lambda target: firsts.own_shipped(  # noqa: E731
                 target, source, path, look,
-                lambda: read.shipped_meta(self.db, target, source, key), grown)
+                lambda: read.shipped_meta(self.db, target, source, key), grown,
+                lambda size, mtime_ns: counted(target, size, mtime_ns))
             own_landing = lambda target: firsts.own_landing(target, source, path, look, grown)  # noqa: E731
         return held_files.shipped_file(
             self.db, routed, source, key,

@@ -152,3 +152,24 @@ def test_files_appended_chunk_by_chunk_count_nothing(running, gap):
     wait_converged(tmp_path / "src", target)
     time.sleep(1)   # anything counted late shows now
     assert _count(daemon) == 0, daemon.cli("status").stdout
+
+
+def test_a_log_shipped_before_a_restart_counts_its_first_append_only(running):
+    """The FILES files were shipped before the daemon restarted: nothing kept of them
+    (memory only). Each is appended to 5 times, 30 ms apart (a log): the first append
+    counts 1 (no digest of the version the target holds: the safe side); the version it
+    made was made by that counted write, so the appends after it count nothing
+    (mirrord.alarm_replaced; before, the second counted 1 too: 2 x FILES)."""
+    tmp_path, daemon, target = running
+    daemon.stop()
+    daemon.start()
+    wait_converged(tmp_path / "src", target)
+    for _ in range(5):
+        for i in range(FILES):
+            with open(tmp_path / "src" / "d" / f"f{i}.bin", "ab") as fh:
+                fh.write(b"a log line\n")
+        time.sleep(0.03)
+    wait_converged(tmp_path / "src", target)
+    poll("counted", lambda: _count(daemon) >= FILES, daemon)
+    time.sleep(1)   # anything counted late shows now
+    assert _count(daemon) == FILES, daemon.cli("status").stdout

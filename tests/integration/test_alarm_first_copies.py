@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.alarm_batch import count_batch
+from mirrord.alarm_replaced import Replaced
 from mirrord.catchup import catch_up
 from mirrord.config import SourceConfig
 from mirrord.daemon_alarm_resend import Resends
@@ -91,11 +92,12 @@ class Site:
         for batch in calls:
             self.journal.enqueue(batch)
 
-    def counted(self, path: str, *, look: bool = True) -> int:
+    def counted(self, path: str, *, look: bool = True, replaced: Replaced | None = None) -> int:
         """What the live write of `path` adds to the alarm (the source looked at, or not:
-        the code before)."""
+        the code before; the overwrites counted before remembered in `replaced`, as the
+        daemon does, or not)."""
         return count_batch(self.journal, self.resends, S, [Change(S, path, "put")],
-                           root=str(self.root) if look else None)
+                           root=str(self.root) if look else None, replaced=replaced)
 
     def close(self) -> None:
         self.shipper.shutdown()
@@ -425,6 +427,57 @@ def test_appends_to_a_file_shipped_before_the_daemon_followed_it(site):
     assert counts == [1, 1, 0, 0]
     site.write("x/log", b"LINE 1\n")
     assert site.counted("x/log") == 1
+
+
+def test_appends_to_a_file_shipped_before_counted_once_with_the_alarm_s_notes(site):
+    """As above, with the overwrites counted remembered (mirrord.alarm_replaced), as the
+    daemon counts: the first append counts 1 (no digest), and the version its put sent is
+    made by that counted write: the appends after it count nothing, on both targets. A
+    rewrite then counts 1, and its append nothing more. A file rewritten, its put acked
+    before the rewrite's event, counts the rewrite once (50 files: 50), their appends
+    after it nothing."""
+    replaced = Replaced()
+    site.write("x/log", b"line 1\n")
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.journal.first_copies._acked.clear()          # as after a restart
+    counts = []
+    for n in range(2, 7):
+        _append(site, "x/log", f"line {n}\n".encode())
+        counts.append(site.counted("x/log", replaced=replaced))
+        site.journal.enqueue([Change(S, "x/log", "put")])
+        if n == 3:   # the put is read before the append's event: its version is in flight
+            outcomes = {name: site.read(name, site.claim(name)) for name in ("t", "u")}
+            counts[-1] += site.counted("x/log", replaced=replaced)
+            for outs in outcomes.values():
+                site.journal.ack(outs)
+        site.drain()
+    assert counts == [1, 0, 0, 0, 0]
+    site.write("x/log", b"LINE 1\n")
+    assert site.counted("x/log", replaced=replaced) == 1
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    _append(site, "x/log", b"line 2\n")
+    assert site.counted("x/log", replaced=replaced) == 0
+    names = [f"x/f{i}" for i in range(50)]
+    for name in names:
+        site.write(name, b"original content of " + name.encode())
+    site.journal.enqueue([Change(S, name, "put") for name in names])
+    site.drain()
+    site.journal.enqueue([Change(S, name, "put") for name in names])   # earlier events' puts
+    for name in names:
+        site.write(name, b"REWRITTEN chunk 0;")
+    site.drain()
+    assert sum(site.counted(name, replaced=replaced) for name in names) == 50
+    for name in names:
+        _append(site, name, b"chunk 1;")
+    assert sum(site.counted(name, replaced=replaced) for name in names) == 0
+    for name in names:
+        site.journal.enqueue([Change(S, name, "put")])
+    site.drain()
+    for name in names:
+        _append(site, name, b"chunk 2;")
+    assert sum(site.counted(name, replaced=replaced) for name in names) == 0
 
 
 def test_a_version_another_process_shipped_since_is_not_the_kept_one(site, tmp_path):

@@ -14,6 +14,7 @@ from mirrord.observe import Observed
 
 S = "up"
 NOW = (5, 1_000, 2_000)   # the source file as the write left it: (size, mtime_ns, ctime_ns)
+OLD = (3, 500, None)      # a `shipped` row there before: (size, mtime_ns, mode)
 
 
 def _op(path="f", *, oid=1, kind="put", target="t", is_dir=False, src=None) -> Op:
@@ -29,15 +30,17 @@ def _acked_first_copy(fc) -> None:
     fc.sending([_op()])
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
-    fc.settled(out, fc.first_of(out, lambda op: False))
+    fc.settled(out, fc.first_of(out, lambda op: None))
 
 
-def _own(fc, current, target="t", path="f", row=None) -> bool:
+def _own(fc, current, target="t", path="f", row=None, counted=()) -> bool:
     """own_shipped, the target's `shipped` row (size, mtime_ns, mode) being the version
-    kept there (`row`: another)."""
+    kept there (`row`: another); `counted`: the (size, mtime_ns) versions the alarm
+    counted an overwrite of."""
     kept = fc._acked.get((target, S, path))
     meta = row if row is not None else (*kept[0][:2], None) if kept else None
-    return fc.own_shipped(target, S, path, current, lambda: meta)
+    return fc.own_shipped(target, S, path, current, lambda: meta,
+                          counted=lambda size, mtime_ns: (size, mtime_ns) in counted)
 
 
 def _landing(fc, target="t", path="f", now=NOW) -> bool:
@@ -114,8 +117,8 @@ def test_an_ack_keeps_the_first_copy_and_forgets_the_put_in_flight():
     fc.sending([_op()])
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
-    first = fc.first_of(out, lambda op: False)
-    assert first == (NOW, b"", True)
+    first = fc.first_of(out, lambda op: None)
+    assert first == (NOW, b"", True, None)
     fc.settled(out, first)
     assert not _landing(fc)                                # nothing in flight any more
     assert _own(fc, lambda: NOW, "t", "f")
@@ -128,9 +131,28 @@ def test_a_put_over_a_version_the_target_held_is_kept_as_no_harmless_copy():
     fc.sending([_op()])
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
-    assert fc.first_of(out, lambda op: True) == (NOW, b"", False)   # shipped before the ack
-    fc.settled(out, fc.first_of(out, lambda op: True))
+    assert fc.first_of(out, lambda op: OLD) == (NOW, b"", False, (3, 500))   # shipped before
+    fc.settled(out, fc.first_of(out, lambda op: OLD))
     assert not _landing(fc) and not _own(fc, lambda: NOW, "t", "f")
+    # ... unless the alarm counted the overwrite of the version it replaced: the write
+    # that made it was counted (mirrord.alarm_replaced)
+    assert _own(fc, lambda: NOW, counted={(3, 500)})
+    assert not _own(fc, lambda: NOW, counted={(3, 501), (5, 1_000)})
+    assert not _own(fc, lambda: (5, 1_000, 2_001), counted={(3, 500)})   # changed since
+
+
+def test_the_same_version_sent_again_keeps_how_it_was_made():
+    """A version kept as made over a shipped row (not harmless, that row noted) and sent
+    again unchanged (its late event ran the row once more) keeps the row it replaced, not
+    its own shipped row: the count of that overwrite still makes it harmless."""
+    fc = FirstCopies()
+    for oid, before in ((1, OLD), (2, (5, 1_000, None))):
+        fc.sending([_op(oid=oid)])
+        fc.looked(_op(oid=oid), _file())
+        out = Outcome(_op(oid=oid), "put", 5, 1_000, ctime_ns=2_000)
+        kept = fc.first_of(out, lambda op: before)
+        fc.settled(out, kept)
+        assert kept == (NOW, b"", False, (3, 500)), oid
 
 
 def test_failed_put_and_later_acks_at_the_path():
@@ -139,7 +161,7 @@ def test_failed_put_and_later_acks_at_the_path():
     # a failed put (retried) leaves the acked first copy as it was
     fc.sending([_op(oid=1)])
     failed = Outcome(_op(), error="timeout")
-    assert fc.first_of(failed, lambda op: False) is None
+    assert fc.first_of(failed, lambda op: None) is None
     fc.settled(failed, None)
     assert _own(fc, lambda: NOW, "t", "f")
     # a delete done there forgets it
@@ -149,7 +171,7 @@ def test_failed_put_and_later_acks_at_the_path():
     fc.sending([_op("g", oid=2)])
     fc.looked(_op("g", oid=2), _file())
     out = Outcome(_op("g", oid=2), "put", 5, 1_000, ctime_ns=2_000)
-    fc.settled(out, fc.first_of(out, lambda op: False))
+    fc.settled(out, fc.first_of(out, lambda op: None))
     fc.settled(Outcome(_op("h", oid=3, kind="move", src="g"), "move"), None)
     assert not _own(fc, lambda: NOW, "t", "g")
 
@@ -169,7 +191,7 @@ def test_acked_first_copies_are_bounded_oldest_first():
         fc.sending([op])
         fc.looked(op, _file())
         out = Outcome(op, "put", 5, 1_000, ctime_ns=2_000)
-        fc.settled(out, fc.first_of(out, lambda op: False))
+        fc.settled(out, fc.first_of(out, lambda op: None))
     kept = [i for i in range(5) if _own(fc, lambda: NOW, "t", f"f{i}")]
     assert kept == [2, 3, 4]
 
@@ -202,7 +224,7 @@ def test_the_first_copy_sent_again_unchanged_stays_the_first_copy():
         fc.sending([_op(oid=oid)])
         fc.looked(_op(oid=oid), seen)
         out = Outcome(_op(oid=oid), "put", 5, 1_000, ctime_ns=seen.ctime_ns)
-        fc.settled(out, fc.first_of(out, lambda op: oid > 1))   # shipped from the 2nd on
+        fc.settled(out, fc.first_of(out, lambda op: OLD if oid > 1 else None))   # shipped from the 2nd on
         assert _own(fc, lambda: NOW, "t", "f") == (oid < 3), oid
 
 
@@ -221,12 +243,12 @@ def test_a_version_extending_the_kept_one_is_kept_harmless_and_a_rewrite_is_not(
         fc.sending([_op(oid=oid)])
         fc.observed(_op(oid=oid), observe)
         out = Outcome(_op(oid=oid), "put", size, 1_000 * oid, ctime_ns=2_000 * oid)
-        kept = fc.first_of(out, lambda op: True)            # a version was shipped before
+        kept = fc.first_of(out, lambda op: OLD)            # a version was shipped before
         fc.settled(out, kept)
         return kept
 
     v1 = worker(1, 5, b"s1")
-    assert asked[-1] == {"sample": True, "prefix": 0} and v1 == ((5, 1_000, 2_000), b"s1", False)
+    assert asked[-1] == {"sample": True, "prefix": 0} and v1 == ((5, 1_000, 2_000), b"s1", False, (3, 500))
     v2 = worker(2, 9, b"s2", prefix_sample=b"s1")          # v1 at its head: an append
     assert asked[-1] == {"sample": True, "prefix": 5} and v2[2] is True
     assert _own(fc, lambda: v2[0], "t", "f")      # the append's late event
