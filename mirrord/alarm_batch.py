@@ -100,10 +100,10 @@ def _extender(root: str | None, path: str):
 
 
 def _counted(replaced: Replaced | None, source: str, path: str):
-    """A call telling whether an overwrite of the version (size, mtime_ns) a target had
-    shipped at `path` was counted (Replaced.counted_version); always False when nothing is
-    remembered (`replaced` None)."""
+    """A call telling whether an overwrite of the version (size, mtime_ns, number) a
+    target had shipped at `path` was counted (Replaced.counted_version); always False when
+    nothing is remembered (`replaced` None)."""
     if replaced is None:
-        return lambda target, size, mtime_ns: False
-    return lambda target, size, mtime_ns: replaced.counted_version(source, path, target,
-                                                                    size, mtime_ns)
+        return lambda target, size, mtime_ns, number: False
+    return lambda target, size, mtime_ns, number: replaced.counted_version(
+        source, path, target, size, mtime_ns, number)

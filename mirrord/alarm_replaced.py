@@ -9,11 +9,17 @@ rewritten in 3 writes 0.5 s apart counted 80, not 20 (measured by hand, inotify,
 target), and 250 such rewrites reach alarm_deletes = 1000.
 
 So the alarm remembers, per source and path, what the targets held there when it counted
-an overwrite (Journal.held_versions: the `shipped` rows' size, mtime_ns and token, and the
-puts or renames in flight by row id and claim). A later write that finds exactly the same
-versions replaces nothing more. A version that changed (the new one acked, a put of it
-claimed) counts again. Memory only, the newest MAX_PATHS paths: a restart, or more paths
-than that, counts once more (the safe side).
+an overwrite (Journal.held_versions: the `shipped` rows' size, mtime_ns, token and the
+version number this process gave the version acked (mirrord.journal.first_copies), and
+the puts or renames in flight by row id and claim). A later write that finds exactly the
+same versions replaces nothing more. A version that changed (the new one acked, a put of
+it claimed) counts again, and so does one acked since with the size and mtime of the one
+counted (a file truncated by mistake, counted, restored with `cp -p`, then encrypted:
+the encryption counted 0 on the same size, mtime and token; found by review). Memory
+only, the newest MAX_PATHS paths: a restart, or more paths than that, counts once more
+(the safe side). Left: versions this process does not know (number 0: shipped before it
+started, by another process, or past first_copies.MAX_LOOKS) with the same size and
+mtime are taken as one.
 
 The same note tells mirrord.journal.first_copies that the version a target acked over a
 counted one was made by a write counted already: a file shipped before the daemon
@@ -51,9 +57,11 @@ class Replaced:
             self._counted.popitem(last=False)
 
     def counted_version(self, source: str, path: str, target: str, size: int,
-                        mtime_ns: int) -> bool:
+                        mtime_ns: int, number: int) -> bool:
         """Whether the overwrite last counted at `path` was of the version `target` had
-        shipped there with `size` (bytes) and `mtime_ns` (its `shipped` row; a put in
-        flight there is no shipped version)."""
-        return any(held[0] == target and held[3] != "in flight" and held[1:3] == (size, mtime_ns)
+        shipped there with `size` (bytes), `mtime_ns` and the version `number` this
+        process gave it (Journal.held_versions; a put in flight there is no shipped
+        version)."""
+        return any(held[0] == target and held[3] != "in flight"
+                   and (held[1], held[2], held[4]) == (size, mtime_ns, number)
                    for held in self._counted.get((source, path), ()))

@@ -29,10 +29,14 @@ there sends, and after its ack the version the target holds:
 - acked: that look and sample, and whether the write that made the version destroyed
   nothing the target held: no `shipped` row when its ack was recorded (the first copy),
   or the worker found the version kept before it at the head of the file (an append);
-  else the `shipped` row's size and mtime it replaced, and the alarm takes it as made
-  harmlessly once it counted an overwrite of that row (mirrord.alarm_replaced: the write
-  that made it was counted, so what extends it destroys nothing more). A later ack
-  replaces it, a delete or rename there forgets it.
+  else the `shipped` row it replaced (size, mtime_ns, and that row's version number
+  here), and the alarm takes it as made harmlessly once it counted an overwrite of that
+  very row (mirrord.alarm_replaced: the write that made it was counted, so what extends
+  it destroys nothing more); and a version number, new with each version acked (the same
+  look sent again keeps it), so a version restored with the size and mtime of one
+  counted before (`cp -p`, `rsync -t`, `tar x`; an encryptor keeping timestamps) is not
+  taken for it (Journal.held_versions). A later ack replaces it, a delete or rename
+  there forgets it.
 A write then replaces nothing on that target while the source file is still exactly the
 version landing, or acked and made harmlessly: the inode change time moves with every
 write, truncate, chmod, link and rename and cannot be set back (stat(2), inode(7)). Nor
@@ -52,6 +56,7 @@ fine-grained. No inode number is compared: a file renamed onto the path gets a n
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -70,12 +75,14 @@ Look = tuple[int, int, int]   # (size, mtime_ns, ctime_ns) of a source file
 # what a worker sent: its look, the sample of its bytes (mirrord.appends), and whether it
 # only extends the version last acked there (the kept version's sample matched its prefix)
 Sent = tuple[Look, bytes, bool]
+# the `shipped` row an ack replaced: (size, mtime_ns, its version number here; 0 unknown)
+Row = tuple[int, int, int]
 # an acked version: its look, its sample, whether the write that made it destroyed
 # nothing the target held (the target's first copy, or an extension of the kept version),
-# and when not, the (size, mtime_ns) of the `shipped` row its ack replaced
-Kept = tuple[Look, bytes, bool, "tuple[int, int] | None"]
+# when not the `shipped` row its ack replaced, and its version number (> 0)
+Kept = tuple[Look, bytes, bool, "Row | None", int]
 Extends = Callable[[int, bytes], bool]   # the source file extends (size, sample) now
-Counted = Callable[[int, int], bool]   # the alarm counted an overwrite of (size, mtime_ns)
+Counted = Callable[[int, int, int], bool]   # an overwrite of this Row was counted
 
 PENDING = "pending"   # handed to a worker, the file not read yet: it sends what is there then
 LOOKING = "looking"   # the worker is reading it now: what it sends is not known
@@ -96,6 +103,7 @@ class FirstCopies:
         self._looked = threading.Condition(self._lock)   # a look under way finished
         self._in_flight: dict[Key, tuple[int, str | Sent]] = {}   # -> (op id, state or look)
         self._acked: OrderedDict[Key, Kept] = OrderedDict()   # the last version acked
+        self._numbers = itertools.count(1)   # version numbers (first_of: the ack's thread)
 
     # ------------------------------------------------------------ the shipper's side
     def sending(self, ops: Iterable[Op]) -> None:
@@ -160,8 +168,8 @@ class FirstCopies:
         `shipped(op)`: (size, mtime_ns, ...) or None, a primary-key search), it only
         extends the version kept there, or it is exactly that kept version sent again,
         as that was made (an event of the write that made it, read while its put was in
-        flight, ran the row once more); and when not, the row's (size, mtime_ns) it
-        replaces. None: no followed put done."""
+        flight, ran the row once more); when not, the Row it replaces; and its version
+        number (new, or the kept one's for the same look). None: no followed put done."""
         if out.error is not None or out.shipped_kind != "put" or out.is_dir:
             return None
         sent = self.sent_look(out.op)
@@ -173,11 +181,15 @@ class FirstCopies:
         with self._lock:
             kept = self._acked.get(key)
         before = shipped(op)
+        again = kept is not None and kept[0] == look
+        number = kept[4] if again else next(self._numbers)
         if before is None or grown:
-            return (look, digest, True, None)
-        if kept is not None and kept[0] == look:
-            return (look, digest, kept[2], kept[3])
-        return (look, digest, False, (before[0], before[1]))
+            return (look, digest, True, None, number)
+        if again:
+            return (look, digest, kept[2], kept[3], number)
+        row = (before[0], before[1])
+        return (look, digest, False,
+                (*row, kept[4] if kept is not None and kept[0][:2] == row else 0), number)
 
     def settled(self, out: Outcome, sent: Kept | None) -> None:
         """`out`'s ack is recorded: its put is no longer in flight. `sent` (first_of) is
@@ -202,6 +214,14 @@ class FirstCopies:
                 self._acked.pop((op.target, op.source, op.src), None)
 
     # ------------------------------------------------------------ the alarm's side
+    def number(self, target: str, source: str, path: str, size: int, mtime_ns: int) -> int:
+        """The version number of the `shipped` row (`size` bytes, `mtime_ns`) at `path` on
+        `target`: the kept version's when its look says that size and mtime, else 0 (not
+        known here: shipped before this process, by another, or forgotten)."""
+        with self._lock:
+            kept = self._acked.get((target, source, path))
+        return kept[4] if kept is not None and kept[0][:2] == (size, mtime_ns) else 0
+
     def any(self, source: str, path: str, targets: Iterable[str]) -> bool:
         """Whether anything is kept for `path` on one of `targets` (dict lookups)."""
         with self._lock:
@@ -235,14 +255,14 @@ class FirstCopies:
     def own_shipped(self, target: str, source: str, path: str,
                     current: Callable[[], Look | None], shipped: Callable[[], tuple | None],
                     extends: Extends = lambda size, digest: False,
-                    counted: Counted = lambda size, mtime_ns: False) -> bool:
+                    counted: Counted = lambda size, mtime_ns, number: False) -> bool:
         """Whether what `target` has shipped at `path` is the version kept here (its
         `shipped` row, `shipped()`: (size, mtime_ns, ...) or None, says the same size and
         mtime: another process, `mirrord reconcile`, may have shipped a later one), made
         by a write that destroyed nothing the target held (first_of) or whose destruction
-        the alarm counted already (`counted(size, mtime_ns)` of the row its ack replaced:
-        mirrord.alarm_replaced), and the source file as it is now is that version or
-        only extends it (as own_landing). A version made by a rewrite and acked before
+        the alarm counted already (`counted(size, mtime_ns, number)` of the Row its ack
+        replaced: mirrord.alarm_replaced), and the source file as it is now is that
+        version or only extends it (as own_landing). A version made by a rewrite and acked before
         the rewrite's event was read, then appended to, is still counted: the rewrite
         destroyed the version before it, and no count of it was noted."""
         with self._lock:

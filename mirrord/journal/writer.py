@@ -172,8 +172,8 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
     def overwrites(self, source: str, path: str, *,
                    current: Callable[[], Look | None] | None = None,
                    extends: Extends = lambda size, digest: False,
-                   counted: Callable[[str, int, int], bool] = lambda target, size, mtime_ns: False
-                   ) -> bool:
+                   counted: Callable[[str, int, int, int], bool] = (
+                       lambda target, size, mtime_ns, number: False)) -> bool:
         """Whether a target of `source` holds the file `path` (str, source-relative) that a
         write there would replace: not when that target's delete of it, or a removal of a
         directory above it, is recorded and not done yet (counted already; the rules:
@@ -185,7 +185,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         nor when the file now only extends the version it has there (`extends(size,
         sample)`: mirrord.appends), its shipped version made by a write whose overwrite
         of the version before the alarm counted already (`counted(target, size,
-        mtime_ns)`: mirrord.alarm_replaced). May wait up to first_copies.LOOK_WAIT seconds
+        mtime_ns, number)`: mirrord.alarm_replaced). May wait up to first_copies.LOOK_WAIT seconds
         for a worker reading the file. Raises sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
@@ -198,7 +198,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             own_shipped = lambda target: firsts.own_shipped(  # noqa: E731
                 target, source, path, look,
                 lambda: read.shipped_meta(self.db, target, source, key), grown,
-                lambda size, mtime_ns: counted(target, size, mtime_ns))
+                lambda size, mtime_ns, number: counted(target, size, mtime_ns, number))
             own_landing = lambda target: firsts.own_landing(target, source, path, look, grown)  # noqa: E731
         return held_files.shipped_file(
             self.db, routed, source, key,
@@ -209,7 +209,8 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
 
     def held_versions(self, source: str, path: str) -> tuple:
         """What the targets of `source` hold at the file `path`, as comparable values: per
-        target its `shipped` row (target, size, mtime_ns, token), else a put or rename in
+        target its `shipped` row (target, size, mtime_ns, token, the version number this
+        process gave it: first_copies.number, 0 when not known), else a put or rename in
         flight there (held_files.LANDING: target, row id, the seq it was claimed at; a put
         over a shipped version replaces that one, so the shipped row is what counts),
         sorted; () when none (mirrord.alarm_replaced). Raises sqlite3.Error."""
@@ -225,7 +226,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             (*routed, source, key, *routed, source, key)).fetchall()
         held: dict[str, tuple] = {}
         for row in rows:   # a target's shipped row first (ORDER BY 1)
-            held.setdefault(row[1], tuple(row[1:]))
+            if row[1] not in held:
+                held[row[1]] = (*row[1:], self.first_copies.number(
+                    row[1], source, path, row[2], row[3])) if row[0] == 0 else tuple(row[1:])
         return tuple(sorted(held.values()))
 
     def rows_at_or_below(self, source: str, path: str) -> bool:

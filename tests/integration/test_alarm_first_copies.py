@@ -526,3 +526,105 @@ def test_an_append_to_a_rewrite_landing_counts_the_version_held_before(site):
     site.write("x/new", b"FIRST, second, third")
     assert site.counted("x/new") == 1
     site.journal.ack(outcomes)
+
+
+def _restore_mtime(site, rel: str, mtime_ns: int) -> None:
+    """As `cp -p`, `rsync -t`, `tar x` or `touch -r` leave a restored file: its old mtime."""
+    os.utime(site.root / rel, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_restored_copy_of_a_counted_version_is_another_version(site):
+    """x/log ("A", shipped) truncated to a prefix by mistake: 1 (the note: A's rows).
+    Restored from a backup with cp -p (the same bytes and mtime): an extension of the
+    truncated version, 0 (the note stays A's rows). Shipped: the rows are A's (size,
+    mtime) again. Then rewritten (ransomware): that destroys the restored version on both
+    targets: 1. Found by review of 02992b6: 0 (the restored copy's rows equal the note
+    of the one counted: Replaced.already), now told apart by its version number."""
+    replaced = Replaced()
+    body = b"".join(f"line {n}\n".encode() for n in range(2000))
+    site.write("x/log", body)
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    m = os.stat(site.root / "x" / "log").st_mtime_ns
+    counts = []
+    site.write("x/log", body[:5000])                   # truncated by a bad script
+    counts.append(site.counted("x/log", replaced=replaced))
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.write("x/log", body)                          # cp -p backup x/log
+    _restore_mtime(site, "x/log", m)
+    counts.append(site.counted("x/log", replaced=replaced))
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.write("x/log", b"ENCRYPTED" * 2000)          # ransomware
+    counts.append(site.counted("x/log", replaced=replaced))
+    assert counts == [1, 0, 1], counts
+
+
+def test_a_restored_copy_of_a_counted_version_is_another_version_acked_early(site):
+    """As above, the ransomware's rewrite sent by a put queued before it and acked before
+    its event is read: 1 (0 through own_shipped's counted row before the numbers)."""
+    replaced = Replaced()
+    body = b"".join(f"line {n}\n".encode() for n in range(2000))
+    site.write("x/log", body)
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    m = os.stat(site.root / "x" / "log").st_mtime_ns
+    counts = []
+    site.write("x/log", body[:5000])
+    counts.append(site.counted("x/log", replaced=replaced))
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.write("x/log", body)
+    _restore_mtime(site, "x/log", m)
+    counts.append(site.counted("x/log", replaced=replaced))
+    site.journal.enqueue([Change(S, "x/log", "put")])
+    site.drain()
+    site.journal.enqueue([Change(S, "x/log", "put")])  # an earlier event's put, queued
+    site.write("x/log", b"ENCRYPTED" * 2000)
+    site.drain()                                       # acked before the event is read
+    counts.append(site.counted("x/log", replaced=replaced))
+    assert counts == [1, 0, 1], counts
+
+
+def test_a_rewrite_keeping_size_and_mtime_then_another_acked_early_counts_twice(site):
+    """x/a ("A", shipped) rewritten in place, same size, its mtime set back (an encryptor
+    that keeps timestamps): 1, the note (t|u, s, m). Shipped: the rows are (s, m) again,
+    another version. Rewritten again, the put acked before the event: that destroys the
+    second version: 1 (found by review of 02992b6: 0)."""
+    replaced = Replaced()
+    site.write("x/d", b"A" * 10000)
+    site.journal.enqueue([Change(S, "x/d", "put")])
+    site.drain()
+    m = os.stat(site.root / "x" / "d").st_mtime_ns
+    counts = []
+    site.write("x/d", b"B" * 10000)
+    _restore_mtime(site, "x/d", m)
+    counts.append(site.counted("x/d", replaced=replaced))
+    site.journal.enqueue([Change(S, "x/d", "put")])
+    site.drain()
+    site.journal.enqueue([Change(S, "x/d", "put")])    # an earlier event's put, queued
+    site.write("x/d", b"C" * 20000)
+    site.drain()
+    counts.append(site.counted("x/d", replaced=replaced))
+    assert counts == [1, 1], counts
+
+
+def test_a_rewrite_keeping_size_and_mtime_then_another_counts_twice(site):
+    """As above, the second rewrite's event read before its put: its rows were the
+    note's (size, mtime and, on a local target, no token) and it counted 0 before the
+    version numbers, with or without 02992b6."""
+    replaced = Replaced()
+    site.write("x/d", b"A" * 10000)
+    site.journal.enqueue([Change(S, "x/d", "put")])
+    site.drain()
+    m = os.stat(site.root / "x" / "d").st_mtime_ns
+    counts = []
+    site.write("x/d", b"B" * 10000)
+    _restore_mtime(site, "x/d", m)
+    counts.append(site.counted("x/d", replaced=replaced))
+    site.journal.enqueue([Change(S, "x/d", "put")])
+    site.drain()
+    site.write("x/d", b"C" * 20000)
+    counts.append(site.counted("x/d", replaced=replaced))
+    assert counts == [1, 1], counts

@@ -35,12 +35,12 @@ def _acked_first_copy(fc) -> None:
 
 def _own(fc, current, target="t", path="f", row=None, counted=()) -> bool:
     """own_shipped, the target's `shipped` row (size, mtime_ns, mode) being the version
-    kept there (`row`: another); `counted`: the (size, mtime_ns) versions the alarm
+    kept there (`row`: another); `counted`: the (size, mtime_ns, number) rows the alarm
     counted an overwrite of."""
     kept = fc._acked.get((target, S, path))
     meta = row if row is not None else (*kept[0][:2], None) if kept else None
     return fc.own_shipped(target, S, path, current, lambda: meta,
-                          counted=lambda size, mtime_ns: (size, mtime_ns) in counted)
+                          counted=lambda *row: row in counted)
 
 
 def _landing(fc, target="t", path="f", now=NOW) -> bool:
@@ -118,7 +118,7 @@ def test_an_ack_keeps_the_first_copy_and_forgets_the_put_in_flight():
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
     first = fc.first_of(out, lambda op: None)
-    assert first == (NOW, b"", True, None)
+    assert first == (NOW, b"", True, None, 1)
     fc.settled(out, first)
     assert not _landing(fc)                                # nothing in flight any more
     assert _own(fc, lambda: NOW, "t", "f")
@@ -131,14 +131,14 @@ def test_a_put_over_a_version_the_target_held_is_kept_as_no_harmless_copy():
     fc.sending([_op()])
     fc.looked(_op(), _file())
     out = Outcome(_op(), "put", 5, 1_000, ctime_ns=2_000)
-    assert fc.first_of(out, lambda op: OLD) == (NOW, b"", False, (3, 500))   # shipped before
+    assert fc.first_of(out, lambda op: OLD)[2:4] == (False, (3, 500, 0))   # shipped before
     fc.settled(out, fc.first_of(out, lambda op: OLD))
     assert not _landing(fc) and not _own(fc, lambda: NOW, "t", "f")
     # ... unless the alarm counted the overwrite of the version it replaced: the write
     # that made it was counted (mirrord.alarm_replaced)
-    assert _own(fc, lambda: NOW, counted={(3, 500)})
-    assert not _own(fc, lambda: NOW, counted={(3, 501), (5, 1_000)})
-    assert not _own(fc, lambda: (5, 1_000, 2_001), counted={(3, 500)})   # changed since
+    assert _own(fc, lambda: NOW, counted={(3, 500, 0)})
+    assert not _own(fc, lambda: NOW, counted={(3, 501, 0), (5, 1_000, 0), (3, 500, 1)})
+    assert not _own(fc, lambda: (5, 1_000, 2_001), counted={(3, 500, 0)})   # changed since
 
 
 def test_the_same_version_sent_again_keeps_how_it_was_made():
@@ -152,7 +152,7 @@ def test_the_same_version_sent_again_keeps_how_it_was_made():
         out = Outcome(_op(oid=oid), "put", 5, 1_000, ctime_ns=2_000)
         kept = fc.first_of(out, lambda op: before)
         fc.settled(out, kept)
-        assert kept == (NOW, b"", False, (3, 500)), oid
+        assert kept[:4] == (NOW, b"", False, (3, 500, 0)), oid
 
 
 def test_failed_put_and_later_acks_at_the_path():
@@ -248,7 +248,7 @@ def test_a_version_extending_the_kept_one_is_kept_harmless_and_a_rewrite_is_not(
         return kept
 
     v1 = worker(1, 5, b"s1")
-    assert asked[-1] == {"sample": True, "prefix": 0} and v1 == ((5, 1_000, 2_000), b"s1", False, (3, 500))
+    assert asked[-1] == {"sample": True, "prefix": 0} and v1[:4] == ((5, 1_000, 2_000), b"s1", False, (3, 500, 0))
     v2 = worker(2, 9, b"s2", prefix_sample=b"s1")          # v1 at its head: an append
     assert asked[-1] == {"sample": True, "prefix": 5} and v2[2] is True
     assert _own(fc, lambda: v2[0], "t", "f")      # the append's late event
@@ -272,3 +272,29 @@ def test_a_look_that_raises_sends_nothing_and_keeps_the_kept_version():
         fc.observed(_op(oid=2), busy)
     assert _landing(fc, now=(7, 1, 1))                     # nothing lands
     assert _own(fc, lambda: NOW, "t", "f")        # the first copy still held
+
+
+def test_each_version_acked_gets_a_number_and_the_row_it_replaced_keeps_its_own():
+    """Version numbers tell apart versions of one size and mtime (a file restored with
+    `cp -p`): a new look acked gets a new number, the same look sent again keeps it; the
+    Row an ack replaced carries the number of the version kept there when that is the
+    row's version, else 0; number() answers it for a `shipped` row's size and mtime."""
+    fc = FirstCopies()
+
+    def ack(oid, seen, before):
+        fc.sending([_op(oid=oid)])
+        fc.looked(_op(oid=oid), seen)
+        out = Outcome(_op(oid=oid), "put", seen.size, seen.mtime_ns, ctime_ns=seen.ctime_ns)
+        kept = fc.first_of(out, lambda op: before)
+        fc.settled(out, kept)
+        return kept
+
+    first = ack(1, _file(), None)                                # a first copy: number 1
+    assert first[3:] == (None, 1) and fc.number("t", S, "f", 5, 1_000) == 1
+    assert fc.number("t", S, "f", 5, 999) == 0 and fc.number("u", S, "f", 5, 1_000) == 0
+    again = ack(2, _file(), (5, 1_000, None))                    # the same look again
+    assert again[4] == 1
+    restored = ack(3, _file(ctime_ns=3_000), (5, 1_000, None))  # same size and mtime, restored
+    assert restored[3:] == ((5, 1_000, 1), 2)
+    other = ack(4, _file(size=9, ctime_ns=4_000), (7, 7, None))  # over a row not kept here
+    assert other[3:] == ((7, 7, 0), 3)
