@@ -60,6 +60,15 @@ def _count(daemon: Mirrord) -> int:
     return int(found.group(1)) if found else 0
 
 
+def _append_lines(tmp: Path) -> None:
+    """Each of the FILES shipped files appended to 5 times, 30 ms apart (a log)."""
+    for _ in range(5):
+        for i in range(FILES):
+            with open(tmp / "src" / "d" / f"f{i}.bin", "ab") as fh:
+                fh.write(b"a log line\n")
+        time.sleep(0.03)
+
+
 @pytest.fixture(params=["inotify", "fanotify"])
 def running(tmp_path, request):
     """The daemon on FILES shipped files in src/d, with the watcher of the parameter,
@@ -144,11 +153,7 @@ def test_files_appended_chunk_by_chunk_count_nothing(running, gap):
         w.start()
     for w in writers:
         w.join()
-    for _ in range(5):
-        for i in range(FILES):
-            with open(tmp_path / "src" / "d" / f"f{i}.bin", "ab") as fh:
-                fh.write(b"a log line\n")
-        time.sleep(0.03)
+    _append_lines(tmp_path)
     wait_converged(tmp_path / "src", target)
     time.sleep(1)   # anything counted late shows now
     assert _count(daemon) == 0, daemon.cli("status").stdout
@@ -164,11 +169,7 @@ def test_a_log_shipped_before_a_restart_counts_its_first_append_only(running):
     daemon.stop()
     daemon.start()
     wait_converged(tmp_path / "src", target)
-    for _ in range(5):
-        for i in range(FILES):
-            with open(tmp_path / "src" / "d" / f"f{i}.bin", "ab") as fh:
-                fh.write(b"a log line\n")
-        time.sleep(0.03)
+    _append_lines(tmp_path)
     wait_converged(tmp_path / "src", target)
     poll("counted", lambda: _count(daemon) >= FILES, daemon)
     time.sleep(1)   # anything counted late shows now

@@ -323,6 +323,12 @@ def test_a_target_listed_before_the_older_version_landed_counts(site):
     assert site.counted("x/p") == 1
 
 
+def _shipped(site, rel: str) -> None:
+    """A change of `rel` recorded and shipped to both targets."""
+    site.journal.enqueue([Change(S, rel, "put")])
+    site.drain()
+
+
 def _append(site, rel: str, data: bytes) -> None:
     with open(site.root / rel, "ab") as fh:
         fh.write(data)
@@ -358,12 +364,10 @@ def test_a_mirrored_file_appended_to_replaces_nothing_and_rewritten_counts(site)
     larger (ransomware adding its footer): 1. A version no sample is kept of (after a
     restart: cleared here) counts an append (the safe side)."""
     site.write("x/log", b"line 1\n")
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     _append(site, "x/log", b"line 2\n")
     assert site.counted("x/log") == 0
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     site.write("x/log", b"ENCRYPTED ENCRYPTED + footer\n")
     assert site.counted("x/log") == 1
     site.journal.first_copies._acked.clear()    # as after a restart: nothing sampled
@@ -412,11 +416,10 @@ def test_appends_to_a_file_shipped_before_the_daemon_followed_it(site):
     """x/log was shipped before this process followed it (nothing kept: a restart). Its
     first append counts 1 (no digest: the safe side), and so does the next, over the
     version that append's put sent (not known to have been made harmlessly: it was
-    counted, but the rule keeps no note of that). From the version after, a digest of a
+    counted, but without the alarm's notes, replaced=None, nothing says so). From the version after, a digest of a
     harmless version is kept: appends count nothing, a rewrite 1. The README's limit."""
     site.write("x/log", b"line 1\n")
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     site.journal.first_copies._acked.clear()          # as after a restart
     counts = []
     for n in range(2, 6):
@@ -438,8 +441,7 @@ def test_appends_to_a_file_shipped_before_counted_once_with_the_alarm_s_notes(si
     after it nothing."""
     replaced = Replaced()
     site.write("x/log", b"line 1\n")
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     site.journal.first_copies._acked.clear()          # as after a restart
     counts = []
     for n in range(2, 7):
@@ -455,8 +457,7 @@ def test_appends_to_a_file_shipped_before_counted_once_with_the_alarm_s_notes(si
     assert counts == [1, 0, 0, 0, 0]
     site.write("x/log", b"LINE 1\n")
     assert site.counted("x/log", replaced=replaced) == 1
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     _append(site, "x/log", b"line 2\n")
     assert site.counted("x/log", replaced=replaced) == 0
     names = [f"x/f{i}" for i in range(50)]
@@ -533,98 +534,60 @@ def _restore_mtime(site, rel: str, mtime_ns: int) -> None:
     os.utime(site.root / rel, ns=(mtime_ns, mtime_ns))
 
 
-def test_a_restored_copy_of_a_counted_version_is_another_version(site):
+def _last_write(site, rel: str, data: bytes, acked_early: bool) -> None:
+    """`rel` written with `data`; `acked_early`: sent by a put queued before the write (an
+    earlier event's) and acked before the write's event is read."""
+    if acked_early:
+        site.journal.enqueue([Change(S, rel, "put")])
+    site.write(rel, data)
+    if acked_early:
+        site.drain()
+
+
+@pytest.mark.parametrize("acked_early", [False, True])
+def test_a_restored_copy_of_a_counted_version_is_another_version(site, acked_early):
     """x/log ("A", shipped) truncated to a prefix by mistake: 1 (the note: A's rows).
     Restored from a backup with cp -p (the same bytes and mtime): an extension of the
     truncated version, 0 (the note stays A's rows). Shipped: the rows are A's (size,
-    mtime) again. Then rewritten (ransomware): that destroys the restored version on both
-    targets: 1. Found by review of 02992b6: 0 (the restored copy's rows equal the note
-    of the one counted: Replaced.already), now told apart by its version number."""
+    mtime) again. Then rewritten (ransomware), its event read first or after its put's
+    ack: that destroys the restored version on both targets: 1. Found by review of
+    02992b6: 0 (the restored copy's rows equal the note of the one counted:
+    Replaced.already; acked early, through own_shipped's counted row), now told apart
+    by its version number."""
     replaced = Replaced()
     body = b"".join(f"line {n}\n".encode() for n in range(2000))
     site.write("x/log", body)
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     m = os.stat(site.root / "x" / "log").st_mtime_ns
     counts = []
     site.write("x/log", body[:5000])                   # truncated by a bad script
     counts.append(site.counted("x/log", replaced=replaced))
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
+    _shipped(site, "x/log")
     site.write("x/log", body)                          # cp -p backup x/log
     _restore_mtime(site, "x/log", m)
     counts.append(site.counted("x/log", replaced=replaced))
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
-    site.write("x/log", b"ENCRYPTED" * 2000)          # ransomware
+    _shipped(site, "x/log")
+    _last_write(site, "x/log", b"ENCRYPTED" * 2000, acked_early)   # ransomware
     counts.append(site.counted("x/log", replaced=replaced))
     assert counts == [1, 0, 1], counts
 
 
-def test_a_restored_copy_of_a_counted_version_is_another_version_acked_early(site):
-    """As above, the ransomware's rewrite sent by a put queued before it and acked before
-    its event is read: 1 (0 through own_shipped's counted row before the numbers)."""
-    replaced = Replaced()
-    body = b"".join(f"line {n}\n".encode() for n in range(2000))
-    site.write("x/log", body)
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
-    m = os.stat(site.root / "x" / "log").st_mtime_ns
-    counts = []
-    site.write("x/log", body[:5000])
-    counts.append(site.counted("x/log", replaced=replaced))
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
-    site.write("x/log", body)
-    _restore_mtime(site, "x/log", m)
-    counts.append(site.counted("x/log", replaced=replaced))
-    site.journal.enqueue([Change(S, "x/log", "put")])
-    site.drain()
-    site.journal.enqueue([Change(S, "x/log", "put")])  # an earlier event's put, queued
-    site.write("x/log", b"ENCRYPTED" * 2000)
-    site.drain()                                       # acked before the event is read
-    counts.append(site.counted("x/log", replaced=replaced))
-    assert counts == [1, 0, 1], counts
-
-
-def test_a_rewrite_keeping_size_and_mtime_then_another_acked_early_counts_twice(site):
-    """x/a ("A", shipped) rewritten in place, same size, its mtime set back (an encryptor
+@pytest.mark.parametrize("acked_early", [False, True])
+def test_a_rewrite_keeping_size_and_mtime_then_another_counts_twice(site, acked_early):
+    """x/d ("A", shipped) rewritten in place, same size, its mtime set back (an encryptor
     that keeps timestamps): 1, the note (t|u, s, m). Shipped: the rows are (s, m) again,
-    another version. Rewritten again, the put acked before the event: that destroys the
-    second version: 1 (found by review of 02992b6: 0)."""
+    another version. Rewritten again, its event read first or after its put's ack: that
+    destroys the second version: 1. Found by review of 02992b6: 0 both ways (read first,
+    also before 02992b6: the rows were the note's, on a local target with no token)."""
     replaced = Replaced()
     site.write("x/d", b"A" * 10000)
-    site.journal.enqueue([Change(S, "x/d", "put")])
-    site.drain()
+    _shipped(site, "x/d")
     m = os.stat(site.root / "x" / "d").st_mtime_ns
     counts = []
     site.write("x/d", b"B" * 10000)
     _restore_mtime(site, "x/d", m)
     counts.append(site.counted("x/d", replaced=replaced))
-    site.journal.enqueue([Change(S, "x/d", "put")])
-    site.drain()
-    site.journal.enqueue([Change(S, "x/d", "put")])    # an earlier event's put, queued
-    site.write("x/d", b"C" * 20000)
-    site.drain()
-    counts.append(site.counted("x/d", replaced=replaced))
-    assert counts == [1, 1], counts
-
-
-def test_a_rewrite_keeping_size_and_mtime_then_another_counts_twice(site):
-    """As above, the second rewrite's event read before its put: its rows were the
-    note's (size, mtime and, on a local target, no token) and it counted 0 before the
-    version numbers, with or without 02992b6."""
-    replaced = Replaced()
-    site.write("x/d", b"A" * 10000)
-    site.journal.enqueue([Change(S, "x/d", "put")])
-    site.drain()
-    m = os.stat(site.root / "x" / "d").st_mtime_ns
-    counts = []
-    site.write("x/d", b"B" * 10000)
-    _restore_mtime(site, "x/d", m)
-    counts.append(site.counted("x/d", replaced=replaced))
-    site.journal.enqueue([Change(S, "x/d", "put")])
-    site.drain()
-    site.write("x/d", b"C" * 20000)
+    _shipped(site, "x/d")
+    _last_write(site, "x/d", b"C" * 20000, acked_early)
     counts.append(site.counted("x/d", replaced=replaced))
     assert counts == [1, 1], counts
