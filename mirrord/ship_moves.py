@@ -36,8 +36,11 @@ class MoveOps:
     def _try_move(self, target: Target, op: Op, src: SourceConfig) -> Outcome | None:
         """Rename on the target when that gives the right result; None: send instead."""
         assert op.src is not None
-        if nested.claimed_by(self.sources.values(), target.name, src, join(src.dest, op.src)):
+        old = join(src.dest, op.src)
+        if nested.claimed_by(self.sources.values(), target.name, src, old):
             return None   # the old name is in another source's area: its file is not ours
+        if target.cannot_hold(old):
+            return None   # nothing was ever sent there (`mv src/.mirrord src/m`)
         seen = observe(str(src.path), op.path, keep_open=False)
         if seen.kind == "absent" or (seen.kind == "dir") != op.is_dir:
             return None
@@ -54,7 +57,7 @@ class MoveOps:
             if target.name in self.keep:   # the move replaces what dst holds: keep it first
                 keeper.keep_move_dst(target, join(src.dest, op.path), is_dir=op.is_dir,
                                      when=op.event_time)
-            target.move(join(src.dest, op.src), join(src.dest, op.path))
+            target.move(old, join(src.dest, op.path))
         except NotFound:
             return self._make_moved_dir(target, op, src, seen) if op.is_dir else None
         except (RetryableError, PermanentError) as exc:

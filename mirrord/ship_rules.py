@@ -6,6 +6,8 @@
   once for the change that explains it (its event is still to be read);
 - meta_only: an 'attr' op needs only mode and mtime set, nothing at all, or a full put;
 - error_outcome: an exception becomes the op's Outcome (permanent, busy or retried);
+- unholdable, in_other_area: an op at a path the target can never hold, or that is another
+  source's there: refused while the source holds it, skipped once it does not;
 - sync_item, outcome: what a target is handed for an op, and what is recorded of its answer;
 - trace: the DEBUG line per op done or failed ([mirrord] log_level = debug).
 Pure functions of the op, what was observed and what the target answered: the Shipper
@@ -139,6 +141,24 @@ def outcome(op: Op, seen: Observed, res: SyncResult, *, keeps_mode: bool,
     # (a file's delete, or a mkdir whose directory is gone, is no tree op), so what the
     # record names below it is removed by a tree op the ack queues (claims._done)
     return Outcome(op, "delete", clear_below=not op.tree)
+
+
+def unholdable(op: Op, src: SourceConfig, target: Target) -> Outcome | None:
+    """The Outcome for `op` when nothing can ever stand at its path on `target` (else
+    None): Target.cannot_hold, e.g. mirrord's own `.mirrord/` at the root (a source with
+    an empty dest holding a `.mirrord` of its own), an S3 key that is not UTF-8. A
+    permanent error while the source holds something there (shown: the mirror cannot hold
+    it); "skip" once it holds nothing, as nothing of it was ever sent, and no delete may
+    reach the target's own area (its heartbeat, trash, staging). Before, that delete was
+    refused for good: `mkdir src/.mirrord; rmdir src/.mirrord` left the target degraded,
+    then stalled, its heartbeat pending (switchover refused), through restarts (found by
+    trying it as a user). As in_other_area."""
+    why = target.cannot_hold(join(src.dest, op.path))
+    if why is None:
+        return None
+    if not os.path.lexists(os.path.join(src.path, op.path)):
+        return Outcome(op, "skip")
+    return Outcome(op, error=f"{why}: not mirrored there", permanent=True)
 
 
 def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],

@@ -43,7 +43,7 @@ from mirrord.logsetup import kv
 from mirrord.observe import Observed, SourceGuard, observe, observe_op
 from mirrord.ship_moves import MoveOps
 from mirrord.ship_rules import (error_outcome, in_other_area, meta_only, not_yet, outcome,
-                                sync_item, trace, unchanged)
+                                sync_item, trace, unchanged, unholdable)
 from mirrord.submounts import SubMounts
 from mirrord.targets.base import Target
 from mirrord.targets.model import SyncItem, SyncResult
@@ -214,8 +214,9 @@ class Shipper(MoveOps):
                     # so a file of that name on the target is still replaced or removed.
                     outcomes.append(Outcome(op, "skip"))
                     continue
-                claimed = in_other_area(op, src, self.sources.values(), target.name,
-                                        directories=target.features.directories)
+                claimed = unholdable(op, src, target) or in_other_area(
+                    op, src, self.sources.values(), target.name,
+                    directories=target.features.directories)
                 if claimed is not None:
                     outcomes.append(claimed)
                     continue

@@ -22,7 +22,7 @@ from mirrord.journal.barriers import (InFlight, _Barriers, barrier_paths, moved_
 from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import recorded_below, shipped_meta
-from mirrord.journal.records import Op, Outcome, _b, _s, _text
+from mirrord.journal.records import Op, Outcome, _b, _prefix_upper, _s, _text
 from mirrord.journal.shipped import record_shipped
 
 RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
@@ -185,6 +185,8 @@ class ClaimAckMixin:
             self._barriers.drop(op.id)
             if below:
                 clear.append((op, None))
+            if op.tree and op.kind == "delete":
+                self._due_below(op)
             return True
         if row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
@@ -197,6 +199,20 @@ class ClaimAckMixin:
             if below:
                 clear.append((op, op.id))
         return False
+
+    def _due_below(self, op: Op) -> None:
+        """`op`, a tree removal, is done: the rows below its path that wait out a failure's
+        backoff run now, state-based (what they find at the source decides: gone, they are
+        done). Their failure was at what the removal took away. Before, they waited for
+        it: a change refused for good (PERMANENT_RETRY, 600 s: a name the target cannot
+        hold, another source's area, a file unreadable at the source) kept the target
+        degraded for 10 minutes after its directory was gone (`mkdir -p src/.mirrord/x`,
+        then `mv src/.mirrord src/m`: found by trying it as a user). One range search of
+        the ops key."""
+        path = _b(op.path)
+        self.db.execute("UPDATE ops SET next_try = 0 WHERE target = ? AND source = ? AND path > ? "
+                        "AND path < ? AND claimed = 0 AND attempts > 0",
+                        (op.target, op.source, path + b"/", _prefix_upper(path)))
 
     def _clear_below(self, op: Op, newer: int | None) -> None:
         """A delete found nothing at the source, but the record still names files or

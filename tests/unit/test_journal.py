@@ -333,6 +333,28 @@ def test_retry_now_takes_a_target_s_failed_rows_out_of_their_backoff(j, clock):
     j.release_claims()
 
 
+def test_a_tree_removal_done_runs_the_failed_rows_below_it_at_once(j, clock):
+    """Rows below d failed (refused for good, retried, busy); d is removed: once the tree
+    removal is done they run at once, state-based, not after their backoff (a change
+    refused for good left the target degraded 600 s after its directory was gone: `mv
+    src/.mirrord src/m`). Rows beside d, and a removal not done yet, leave backoffs as
+    they are."""
+    j.enqueue([put("d/perm"), put("d/sub/retry"), put("d/busy"), put("dd/perm"),
+               put("e/perm")])
+    ops = claim_all(j, clock)
+    j.ack([Outcome(ops["d/perm"], error="PermanentError: own area", permanent=True),
+           Outcome(ops["d/sub/retry"], error="RetryableError: down"),
+           Outcome(ops["d/busy"], error="still open", busy=True),
+           Outcome(ops["dd/perm"], error="PermanentError: x", permanent=True),
+           Outcome(ops["e/perm"], error="PermanentError: x", permanent=True)])
+    j.enqueue([Change(S, "d", "delete", tree=True)])
+    (removal,) = j.claim(T, 10)
+    assert removal.path == "d" and j.claim(T, 10) == []     # the rest wait their backoff
+    j.ack([done(removal, "skip")])
+    assert sorted(op.path for op in j.claim(T, 10)) == ["d/busy", "d/perm", "d/sub/retry"]
+    j.release_claims()
+
+
 def test_a_new_change_retries_a_failed_path_at_once(j, clock):
     j.enqueue([put("a")])
     (op,) = j.claim(T, 1)
