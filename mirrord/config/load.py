@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import errno
+import io
 import os
 import stat
 from pathlib import Path
@@ -160,6 +161,23 @@ def _ini_error(exc: configparser.Error) -> str:
     return str(exc).replace("\n", " ")   # duplicates: names of sections and keys only
 
 
+def _header_closed(text: str) -> None:
+    """Raise ValueError naming the first line of `text` (a config file) that opens a
+    [section] header and does not close it (an unindented line starting with '[' and no
+    ']'). configparser reads `[source:s` as the key `[source` with the value `s` (':' is
+    a key delimiter), so the mistake was reported as an unknown key `[source` in the
+    section above and the keys after it as unknown there too, or, on line 1, as a line
+    before the first header (found by trying it as a user). Indented lines continue a
+    value and are not looked at. The line is not shown: it may hold a secret."""
+    # lines as configparser reads them (io: \n, \r, \r\n), not str.splitlines, which
+    # also breaks at U+0085 or U+2028 inside a section name
+    for lineno, line in enumerate(io.StringIO(text), 1):
+        if line.startswith("[") and "]" not in line:
+            raise ValueError(f"is not a valid INI file: line {lineno} opens a [section] "
+                             "header and does not close it (no ']'; not shown: a line may "
+                             "hold a secret)")
+
+
 def load(path: str | os.PathLike[str]) -> Config:
     """Parse and validate a config file; raises ConfigError listing every problem (a file
     that is not a regular UTF-8 text file of at most MAX_CONFIG_BYTES: one, see read_text)."""
@@ -167,7 +185,9 @@ def load(path: str | os.PathLike[str]) -> Config:
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";",), strict=True,
                                           default_section="__defaults_unused__")
     try:
-        parser.read_string(read_text(p), source=str(p))
+        text = read_text(p)
+        _header_closed(text)
+        parser.read_string(text, source=str(p))
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(p), "", "", "no such file")]) from None
     except ValueError as exc:
@@ -182,7 +202,7 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([ConfigProblem(str(p), "", "", "holds no section: nothing to mirror "
                                          "(expected [source:NAME] and [target:NAME])")])
     r = _Reader(p, parser)
-    _secrets_cut(r, read_text(p))
+    _secrets_cut(r, text)
     return _build(r)
 
 

@@ -117,8 +117,30 @@ def test_an_rsync_host_that_is_a_host_still_loads(tmp_path, host):
     (f"[target:b]\ntype = s3\nsecret_access_key {MARK}\n", "line 3 is neither"),
     (f"[target:b]\nsecret_access_key {MARK}\n{MARK}\n", "lines 2, 3 are neither"),
     (f"endpoint_url = u:{MARK}@h\n[target:b]\n", "line 1 comes before the first [section]"),
-], ids=["no equals sign", "two lines", "before any section"])
+    # a header not closed: before, read as the key `[source` (':' delimits keys) and the
+    # keys after it as unknown in the section above (found by trying it as a user)
+    (f"[mirrord]\nstate_dir = s\n[source:{MARK}\npath = p\n", "line 3 opens a [section] "
+     "header and does not close it"),
+    (f"[mirrord\nstate_dir = {MARK}\n", "line 1 opens a [section] header"),
+    (f"[target:b]\ntype = s3\n[{MARK} = x\n[source:a]\n", "line 3 opens a [section] header"),
+], ids=["no equals sign", "two lines", "before any section", "header not closed",
+        "first header not closed", "a key starting with ["])
 def test_a_line_configparser_refuses_is_named_by_number_only(tmp_path, data, words):
     found = problems(write(tmp_path, data=data.encode()))
     only(found, "", "", words)
     assert MARK not in repr(found)
+
+
+def test_a_closed_header_loads_and_an_indented_bracket_is_a_continuation(tmp_path):
+    """Only an unindented line opening '[' with no ']' is a header not closed: a header
+    with a comment after it loads, and an indented line starting with '[' is still named
+    as a value continued onto the next line (what it is to configparser)."""
+    (tmp_path / "src").mkdir()
+    body = (f"[mirrord] ; the daemon\nstate_dir = {tmp_path / 'state'}\n"
+            f"[source:up]\npath = {tmp_path / 'src'}\ntargets = t\nexclude = *.tmp\n"
+            f"[target:t]\ntype = local\npath = {tmp_path / 'm'}\n")
+    cfg = tmp_path / "m.ini"
+    cfg.write_text(body)
+    assert load(cfg).sources[0].name == "up"
+    cfg.write_text(body.replace("exclude = *.tmp\n", "exclude = *.tmp,\n  [abc*\n"))
+    only(problems(cfg), "source:up", "exclude", "continues onto the next line")
