@@ -39,6 +39,8 @@ _TARGET_KEYS = {
               "batch_size"},
 }
 _RECONCILE_KEYS = {"every", "at_start", "delete", "max_delete", "checksum"}
+MIN_HEARTBEAT_INTERVAL = 0.1   # seconds
+MIN_RECONCILE_EVERY = 1.0      # seconds, when not off
 # The canned ACLs of the S3 API ("Canned ACL" in the Amazon S3 user guide): anything else
 # is a 400 InvalidArgument on every put, so a typo left every file unshipped.
 CANNED_ACLS = ("private", "public-read", "public-read-write", "aws-exec-read",
@@ -59,8 +61,10 @@ def _read_mirrord(r: _Reader) -> MirrordSettings:
     if fmt not in ("text", "json"):
         r.problem(s, "log_format", f"must be text or json, got {fmt!r}")
     interval = r.get(s, "heartbeat_interval", parse_duration, 5.0)
-    if interval <= 0:
-        r.problem(s, "heartbeat_interval", "must be greater than zero")
+    if interval < MIN_HEARTBEAT_INTERVAL:
+        # each beat is a write to every target (an S3 PUT): `0.5ms` was taken, and ran
+        r.problem(s, "heartbeat_interval", f"must be at least {MIN_HEARTBEAT_INTERVAL * 1000:g}ms "
+                  "(each heartbeat is a write to every target)")
     return MirrordSettings(
         state_dir=read_state_dir(r),
         workers=r.get(s, "workers", parse_positive_int, 8),
@@ -296,8 +300,13 @@ def _read_reconcile(r: _Reader) -> ReconcileConfig:
                 max_delete = parse_count(text)
         except ValueError as exc:
             r.problem(s, "max_delete", f"{exc} (a count like 1000 or a percentage like 5%)")
+    every = r.get(s, "every", parse_every, 0.0)
+    if 0 < every < MIN_RECONCILE_EVERY:
+        # a pass lists the source and every target whole: `every = 1ms` (for 1m?) was taken
+        r.problem(s, "every", f"must be at least {MIN_RECONCILE_EVERY:g}s, or 0 / off "
+                  "(each pass lists the source and every target whole)")
     return ReconcileConfig(
-        every=r.get(s, "every", parse_every, 0.0),
+        every=every,
         at_start=r.get(s, "at_start", parse_bool, True),
         delete=r.get(s, "delete", parse_bool, True),
         max_delete=max_delete,

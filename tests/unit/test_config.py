@@ -440,12 +440,51 @@ def test_bad_types_everywhere(tmp_path):
     for section, key, words in [
             ("target:mirror", "workers", "at least 1"),
             ("mirrord", "metrics_listen", "host:port"), ("mirrord", "log_format", "text or json"),
-            ("mirrord", "heartbeat_interval", "greater than zero"),
+            ("mirrord", "heartbeat_interval", "at least 100ms"),
             ("reconcile", "every", "not a duration"), ("reconcile", "delete", "yes/no"),
             ("failover", "mode", "symlink or flagfile"), ("failover", "max_replay_lag", "duration"),
             ("failover", "memcached", "host:port"),
             ("failover", "heartbeat_target", "no [target:ghost]")]:
         assert has(found, section, key, words), (section, key, words, found)
+
+
+@pytest.mark.parametrize("section, key, value, words", [
+    ("mirrord", "heartbeat_interval", "0.5ms", "at least 100ms"),
+    ("mirrord", "heartbeat_interval", "99ms", "at least 100ms"),
+    ("reconcile", "every", "1ms", "at least 1s, or 0 / off"),
+    ("reconcile", "every", "0.5", "at least 1s, or 0 / off"),
+])
+def test_an_interval_too_short_to_be_meant_is_a_problem(tmp_path, section, key, value, words):
+    """A heartbeat is a write to every target, a pass a listing of every target: a
+    heartbeat every 0.5 ms or a pass every millisecond (meant 1m?) was taken and ran
+    (found by trying it as a user)."""
+    cfg = tmp_path / "m.ini"
+    cfg.write_text(f"""
+[{section}]
+{key} = {value}
+
+[source:up]
+path = {tmp_path / 'src'}
+targets = t
+
+[target:t]
+type = local
+path = {tmp_path / 'mirror'}
+""")
+    with pytest.raises(ConfigError) as err:
+        load(cfg)
+    assert [(p.section, p.key) for p in err.value.problems if words in p.message] == [
+        (section, key)], err.value.problems
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("mirrord", "heartbeat_interval", "100ms"), ("reconcile", "every", "1s"),
+    ("reconcile", "every", "off"), ("reconcile", "every", "0")])
+def test_the_shortest_intervals_allowed_load(tmp_path, section, key, value):
+    cfg = tmp_path / "m.ini"
+    cfg.write_text(f"[{section}]\n{key} = {value}\n[source:up]\npath = {tmp_path / 'src'}\n"
+                   f"targets = t\n[target:t]\ntype = local\npath = {tmp_path / 'mirror'}\n")
+    load(cfg)
 
 
 def test_small_multipart_chunks_and_bad_prefix_refused(tmp_path):
