@@ -156,6 +156,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         dest = f" under {s.dest!r}" if s.dest else ""
         excl = f", excluding {', '.join(s.exclude)}" if s.exclude else ""
         print(f"  source {s.name}: {s.path} -> {', '.join(s.targets)}{dest}{excl}")
+        print(f"    watcher {s.watcher}; alarm above {s.alarm_deletes} deletes or overwrites "
+              f"within {s.alarm_window:g}s, "
+              + ("then deletes held until resume-deletes" if s.pause_on_alarm else
+                 "deletes go on (pause_on_alarm no)"))
         if not s.path.is_dir():   # not an error: a mount that is away (mirrord.daemon_roots)
             then = ("`mirrord run` refuses to start while no source root is a directory"
                     if not any(o.path.is_dir() for o in cfg.sources) else
@@ -168,6 +172,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         opts = doc["targets"][name].get(t.type, {})
         where = ", ".join(f"{k}={v}" for k, v in opts.items())
         print(f"  target {name} ({t.type}, {t.workers} workers): {where}")
+        if t.keep_deleted:
+            cap = (f"{t.keep_deleted_max:,} bytes" if t.keep_deleted_max is not None
+                   else f"{t.keep_deleted_max_percent:g}% of the mirrored bytes")
+            print(f"    keeps deleted and overwritten files {t.keep_deleted:g}s, at most {cap}")
         if t.local is not None and os.path.lexists(t.local.path) and not t.local.path.is_dir():
             # as a source's: a warning, not an error (a missing root is made at start; one
             # that is a file now is waited for, the target retried as not reachable)

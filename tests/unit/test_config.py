@@ -812,3 +812,37 @@ def test_an_environment_assignment_in_a_command_reads_whole_through_the_redactio
     assert ("[target:host] ssh_command: starts with an assignment to the environment variable "
             "SSHPASS; commands run without a shell, so put `env` before it") in err, err
     assert "hunter2" not in err and "***" not in err
+
+
+def test_check_config_shows_the_watcher_the_alarm_and_keeping(tmp_path):
+    """What was understood of the settings that decide safety is printed, not only in
+    --json: the watcher, the alarm and whether it holds deletes, a target's keep_deleted
+    and its cap (found by trying it as a user: the text left them out)."""
+    (tmp_path / "src").mkdir()
+    path = tmp_path / "m.ini"
+    path.write_text(f"""
+[source:up]
+path = {tmp_path / 'src'}
+targets = t, u
+watcher = inotify
+alarm_deletes = 50
+alarm_window = 2m
+pause_on_alarm = yes
+
+[target:t]
+type = local
+path = {tmp_path / 'm1'}
+keep_deleted = 7d
+keep_deleted_max = 10G
+
+[target:u]
+type = local
+path = {tmp_path / 'm2'}
+""")
+    res = run_cli("-c", str(path), "check-config", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = [line.strip() for line in res.stdout.splitlines()]
+    assert ("watcher inotify; alarm above 50 deletes or overwrites within 120s, then deletes "
+            "held until resume-deletes") in lines, res.stdout
+    assert "keeps deleted and overwritten files 604800s, at most 10,737,418,240 bytes" in lines
+    assert sum("keeps deleted" in line for line in lines) == 1, res.stdout   # u keeps nothing
