@@ -154,11 +154,7 @@ def unholdable(op: Op, src: SourceConfig, target: Target) -> Outcome | None:
     then stalled, its heartbeat pending (switchover refused), through restarts (found by
     trying it as a user). As in_other_area."""
     why = target.cannot_hold(join(src.dest, op.path))
-    if why is None:
-        return None
-    if not os.path.lexists(os.path.join(src.path, op.path)):
-        return Outcome(op, "skip")
-    return Outcome(op, error=f"{why}: not mirrored there", permanent=True)
+    return None if why is None else _refused_while_held(op, src, f"{why}: not mirrored there")
 
 
 def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],
@@ -181,10 +177,16 @@ def in_other_area(op: Op, src: SourceConfig, sources: Iterable[SourceConfig],
         what = "is where a file would replace the area of"
     if owner is None:
         return None
+    return _refused_while_held(op, src, f"{where!r} {what} [source:{owner.name}] (dest = "
+                                        f"{owner.dest}) on this target: not mirrored there")
+
+
+def _refused_while_held(op: Op, src: SourceConfig, error: str) -> Outcome:
+    """`op` at a path its target must not take: a permanent `error` while the source
+    holds something there, "skip" once it holds nothing (nothing of it was ever sent)."""
     if not os.path.lexists(os.path.join(src.path, op.path)):
         return Outcome(op, "skip")
-    return Outcome(op, error=f"{where!r} {what} [source:{owner.name}] (dest = {owner.dest}) "
-                             f"on this target: not mirrored there", permanent=True)
+    return Outcome(op, error=error, permanent=True)
 
 
 def trace(outcomes: Iterable[Outcome]) -> None:

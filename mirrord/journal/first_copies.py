@@ -187,9 +187,8 @@ class FirstCopies:
             return (look, digest, True, None, number)
         if again:
             return (look, digest, kept[2], kept[3], number)
-        row = (before[0], before[1])
         return (look, digest, False,
-                (*row, kept[4] if kept is not None and kept[0][:2] == row else 0), number)
+                (before[0], before[1], _number(kept, before[0], before[1])), number)
 
     def settled(self, out: Outcome, sent: Kept | None) -> None:
         """`out`'s ack is recorded: its put is no longer in flight. `sent` (first_of) is
@@ -220,7 +219,7 @@ class FirstCopies:
         known here: shipped before this process, by another, or forgotten)."""
         with self._lock:
             kept = self._acked.get((target, source, path))
-        return kept[4] if kept is not None and kept[0][:2] == (size, mtime_ns) else 0
+        return _number(kept, size, mtime_ns)
 
     def any(self, source: str, path: str, targets: Iterable[str]) -> bool:
         """Whether anything is kept for `path` on one of `targets` (dict lookups)."""
@@ -262,9 +261,9 @@ class FirstCopies:
         by a write that destroyed nothing the target held (first_of) or whose destruction
         the alarm counted already (`counted(size, mtime_ns, number)` of the Row its ack
         replaced: mirrord.alarm_replaced), and the source file as it is now is that
-        version or only extends it (as own_landing). A version made by a rewrite and acked before
-        the rewrite's event was read, then appended to, is still counted: the rewrite
-        destroyed the version before it, and no count of it was noted."""
+        version or only extends it (as own_landing). A version made by a rewrite and
+        acked before the rewrite's event was read, then appended to, is still counted:
+        the rewrite destroyed the version before it, and no count of it was noted."""
         with self._lock:
             kept = self._acked.get((target, source, path))
         if kept is None or not (kept[2] or (kept[3] is not None and counted(*kept[3]))):
@@ -274,6 +273,12 @@ class FirstCopies:
             return False
         look, digest = kept[:2]
         return current() == look or _grown(look, digest, current, extends)
+
+
+def _number(kept: Kept | None, size: int, mtime_ns: int) -> int:
+    """`kept`'s version number when it is the version of `size` bytes and `mtime_ns`,
+    else 0 (not known here)."""
+    return kept[4] if kept is not None and kept[0][:2] == (size, mtime_ns) else 0
 
 
 def _grown(look: Look, digest: bytes, current: Callable[[], Look | None],

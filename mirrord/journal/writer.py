@@ -185,8 +185,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         nor when the file now only extends the version it has there (`extends(size,
         sample)`: mirrord.appends), its shipped version made by a write whose overwrite
         of the version before the alarm counted already (`counted(target, size,
-        mtime_ns, number)`: mirrord.alarm_replaced). May wait up to first_copies.LOOK_WAIT seconds
-        for a worker reading the file. Raises sqlite3.Error from the reads."""
+        mtime_ns, number)`: mirrord.alarm_replaced). May wait up to
+        first_copies.LOOK_WAIT seconds for a worker reading the file. Raises
+        sqlite3.Error from the reads."""
         key = os.fsencode(path)
         parent = key.rpartition(b"/")[0]
         routed = self.routes.get(source, ())
@@ -198,7 +199,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             own_shipped = lambda target: firsts.own_shipped(  # noqa: E731
                 target, source, path, look,
                 lambda: read.shipped_meta(self.db, target, source, key), grown,
-                lambda size, mtime_ns, number: counted(target, size, mtime_ns, number))
+                functools.partial(counted, target))
             own_landing = lambda target: firsts.own_landing(target, source, path, look, grown)  # noqa: E731
         return held_files.shipped_file(
             self.db, routed, source, key,
