@@ -69,6 +69,15 @@ class SourceBusy(RetryableError):
     web app's lock files (opened, locked, removed, then closed) do not show as FAILED."""
 
 
+class ChangedWhileSent(SourceBusy):
+    """SourceBusy after the target stored the file: what the worker read is on the target,
+    but the file changed while it was sent (observe.changed_since), so it is not recorded
+    as shipped. The mass-change alarm still takes that version as held there
+    (mirrord.journal.first_copies: landed, not recorded): a rewrite whose event came after
+    this answer counted no overwrite (a CI run of tests/e2e/test_alarm_slow_rewrite.py, 17
+    of 20)."""
+
+
 class NotFound(TargetError):
     """The object a move or read needed is not on the target."""
 

@@ -10,7 +10,9 @@ and every one by removing the file.
 
 The one point, "shipped", sits in Shipper.run_ops after the target did an op and before
 its outcome is handed back: what the op left on the target is there (a file, the parent
-directories a put made, a rename done) and nothing of it is recorded. A test that kills
+directories a put made, a rename done) and nothing of it is recorded, nor checked: a
+file changed at the source while a worker is held there is what the worker's check after
+the send (ship_rules.unchanged) finds. A test that kills
 the daemon (SIGKILL) while a worker is held there has cut an op short at a known moment,
 the window a real crash hits by chance (tests/e2e/test_crash_in_flight.py).
 """

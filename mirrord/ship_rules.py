@@ -1,7 +1,7 @@
 """What a worker's look at the source decides for one op, beside sending it.
 
-- unchanged: a file that changed while it was being sent is a wait (SourceBusy), not
-  recorded as shipped (observe.changed_since);
+- unchanged: a file that changed while it was being sent is a wait (ChangedWhileSent, a
+  SourceBusy), not recorded as shipped (observe.changed_since), though the target holds it;
 - not_yet: a file's delete that finds the file back, or a put that finds it gone, waits
   once for the change that explains it (its event is still to be read);
 - meta_only: an 'attr' op needs only mode and mtime set, nothing at all, or a full put;
@@ -21,7 +21,7 @@ import os
 from typing import Iterable
 
 from mirrord import nested
-from mirrord.errors import PermanentError, RetryableError, SourceBusy
+from mirrord.errors import ChangedWhileSent, PermanentError, RetryableError, SourceBusy
 from mirrord.journal import Op, Outcome
 from mirrord.logsetup import kv, redact
 from mirrord.observe import Observed, changed_since
@@ -34,13 +34,14 @@ log = logging.getLogger("mirrord.shipper")   # trace(): the shipper's own lines
 
 
 def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
-    """`res`, or a SourceBusy error when the file it sent changed while it was being sent
-    (observe.changed_since): then what the target got is not recorded as shipped, and the
-    row is retried as a wait, not a failure."""
+    """`res`, or a ChangedWhileSent error (a SourceBusy) when the file it sent changed while
+    it was being sent (observe.changed_since): then what the target got is not recorded as
+    shipped, and the row is retried as a wait, not a failure; the Outcome says the target
+    holds it (`landed`: error_outcome)."""
     item = res.item
     if (res.error is None and item.kind == "file" and not item.meta_only
             and changed_since(seen, item.source_root, item.source_rel)):
-        return SyncResult(item, error=SourceBusy(
+        return SyncResult(item, error=ChangedWhileSent(
             f"{item.source_rel!r} changed at the source while it was being sent: sent again "
             f"once it is quiet"))
     return res
@@ -97,7 +98,7 @@ def meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
 def error_outcome(op: Op, exc: BaseException) -> Outcome:
     permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
     return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
-                   busy=isinstance(exc, SourceBusy))
+                   busy=isinstance(exc, SourceBusy), landed=isinstance(exc, ChangedWhileSent))
 
 
 def sync_item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = False) -> SyncItem:

@@ -5,7 +5,10 @@ on the daemon's main thread (mirrord.daemon_alarm, daemon_alarm_scan).
 
 A file is held from the moment its put or rename is under way, not from its ack: the
 worker may have stored it already (see LANDING); unless what the put sends is the
-write's own version (mirrord.journal.first_copies: shipped_file's own_landing).
+write's own version (mirrord.journal.first_copies: shipped_file's own_landing). And after
+an answer that it changed while it was sent (errors.ChangedWhileSent): no `shipped` row
+names that version, the target holds it (first_copies: landed, not recorded; the callers
+pass what is kept there: `landed`, `unrecorded`).
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
                  renames: Callable[[str], bool] = lambda target: True,
                  above: Callable[[str], bool] = lambda target: True,
                  own_shipped: Callable[[str], bool] = lambda target: False,
-                 own_landing: Callable[[str], bool] = lambda target: False) -> bool:
+                 own_landing: Callable[[str], bool] = lambda target: False,
+                 landed: Callable[[str], bool] = lambda target: False) -> bool:
     """Whether one of `targets` holds the file `key`: shipped at that name or with a put or
     rename onto it in flight (LANDING), or so at an old name (mirrord.journal.old_names)
     that renames not done yet bring to `key` (a kept move of it queued, a rename not kept,
@@ -68,7 +72,9 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     `own_shipped(target)`, `own_landing(target)`: what the target has shipped, or has
     landing, at `key` is a version the write destroyed nothing of (the file as the write
     left it, made harmlessly; a version it only extends; a put that reads the file after
-    the write: mirrord.journal.first_copies): not looked at.
+    the write: mirrord.journal.first_copies): not looked at. `landed(target)`: the target
+    holds a version landed, not recorded, at `key` that the write destroys (first_copies.
+    landed; a dict lookup when none is kept), unless a removal above takes it first.
     Cost: one statement of index searches (a primary-key search, the unique
     index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
     while renames are pending one more per name followed back (old_names: 18 us)."""
@@ -78,6 +84,8 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     # the targets whose version at `key` itself stays until the write replaces it: shipped
     # there, or landing
     at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key)))
+    if any(landed(t) for t in at_key):
+        return True
     shipped_at = tuple(t for t in at_key if not own_shipped(t))
     landing_at = tuple(t for t in at_key if not own_landing(t))
     marks = ",".join("?" * len(targets))
@@ -172,12 +180,15 @@ _LEFT_FOR = (
     "OR n.kind = 'move' AND n.src > :lo AND n.src < :hi))")
 
 
-def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes) -> int:
+def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes,
+                          unrecorded: Iterable[bytes] = ()) -> int:
     """Files `target` holds below the directory `prefix` whose own delete is not queued yet:
     what a tree removal takes away beyond the deletes already recorded (each counted on
     its own by the alarm when it was). That is the shipped files below less the queued
     deletes of shipped files, plus the files held with no `shipped` row:
     - a put in flight (LANDING: done on the target, perhaps, and not acked yet);
+    - a version landed, not recorded (`unrecorded`: the keys below `prefix` first_copies
+      keeps so) at a key no row counts already (_recorded);
     - a file renamed in from outside `prefix`, the rename in flight or queued with its old
       name shipped (the removal takes the file, at either name), and what a directory
       renamed in the same way holds under its old name (_renamed_in; a rename not kept:
@@ -204,7 +215,18 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
     a primary-key lookup per queued delete and put in flight, a lookup per rename or tree
     removal below (measured with 50,000 rows below, half of them deletes: 30 ms, against
     12 ms when every queued delete was taken off unlooked)."""
-    return max(0, _unremoved(db, target, source, prefix))
+    n = _unremoved(db, target, source, prefix)
+    n += sum(1 for key in unrecorded if not _recorded(db, target, source, key))
+    return max(0, n)
+
+
+def _recorded(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
+    """What `target` holds at `key` is counted by a row already: its `shipped` row (the
+    files below), its put in flight (LANDING) or its own delete (counted on its own)."""
+    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ? "
+                      "UNION ALL SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
+                      f"AND ({LANDING} OR kind = 'delete') LIMIT 1",
+                      (target, source, key) * 2).fetchone() is not None
 
 
 # How deep _unremoved follows a directory renamed in, or an old name, into another one's

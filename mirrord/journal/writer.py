@@ -185,7 +185,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         nor when the file now only extends the version it has there (`extends(size,
         sample)`: mirrord.appends), its shipped version made by a write whose overwrite
         of the version before the alarm counted already (`counted(target, size,
-        mtime_ns, number)`: mirrord.alarm_replaced). May wait up to
+        mtime_ns, number)`: mirrord.alarm_replaced). A version a put landed and did not
+        record (errors.ChangedWhileSent) is held as a shipped one is (first_copies.landed).
+        May wait up to
         first_copies.LOOK_WAIT seconds for a worker reading the file. Raises
         sqlite3.Error from the reads."""
         key = os.fsencode(path)
@@ -193,6 +195,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         routed = self.routes.get(source, ())
         firsts = self.first_copies
         own_shipped = own_landing = _never
+        landed = lambda target: firsts.landed(target, source, path, None)  # noqa: E731
         if current is not None and firsts.any(source, path, routed):
             look = functools.cache(current)   # one stat, however many targets ask
             grown = functools.cache(extends)  # ... and one read of the file per version
@@ -201,20 +204,24 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
                 lambda: read.shipped_meta(self.db, target, source, key), grown,
                 functools.partial(counted, target))
             own_landing = lambda target: firsts.own_landing(target, source, path, look, grown)  # noqa: E731
+            landed = lambda target: firsts.landed(  # noqa: E731
+                target, source, path, look, grown, functools.partial(counted, target))
         return held_files.shipped_file(
             self.db, routed, source, key,
             renames=lambda target: self._barriers.any(target, source),
             above=lambda target: bool(parent) and bool(
                 self._barriers.all_covering(target, source, parent, None)),
-            own_shipped=own_shipped, own_landing=own_landing)
+            own_shipped=own_shipped, own_landing=own_landing, landed=landed)
 
     def held_versions(self, source: str, path: str) -> tuple:
         """What the targets of `source` hold at the file `path`, as comparable values: per
         target its `shipped` row (target, size, mtime_ns, token, the version number this
-        process gave it: first_copies.number, 0 when not known), else a put or rename in
-        flight there (held_files.LANDING: target, row id, the seq it was claimed at; a put
-        over a shipped version replaces that one, so the shipped row is what counts),
-        sorted; () when none (mirrord.alarm_replaced). Raises sqlite3.Error."""
+        process gave it: first_copies.number, 0 when not known), else a version a put
+        landed and did not record (target, the base's size and mtime_ns, "landed", its
+        number: first_copies.landed_base), else a put or rename in flight there
+        (held_files.LANDING: target, row id, the seq it was claimed at; a put over a
+        shipped or landed version replaces that one, so that one is what counts), sorted;
+        () when none (mirrord.alarm_replaced). Raises sqlite3.Error."""
         routed = self.routes.get(source, ())
         if not routed:
             return ()
@@ -223,14 +230,22 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             f"SELECT 0, target, size, mtime_ns, COALESCE(token, '') FROM shipped "
             f"WHERE target IN ({marks}) AND source = ? AND key = ? "
             f"UNION ALL SELECT 1, target, id, claimed, 'in flight' FROM ops WHERE target IN ({marks}) "
-            f"AND source = ? AND path = ? AND {held_files.LANDING} ORDER BY 1",
+            f"AND source = ? AND path = ? AND {held_files.LANDING}",
             (*routed, source, key, *routed, source, key)).fetchall()
-        held: dict[str, tuple] = {}
-        for row in rows:   # a target's shipped row first (ORDER BY 1)
-            if row[1] not in held:
-                held[row[1]] = (*row[1:], self.first_copies.number(
-                    row[1], source, path, row[2], row[3])) if row[0] == 0 else tuple(row[1:])
-        return tuple(sorted(held.values()))
+        shipped_rows = {r[1]: (*r[1:], self.first_copies.number(r[1], source, path, r[2], r[3]))
+                        for r in rows if r[0] == 0}
+        flying = {r[1]: tuple(r[1:]) for r in rows if r[0] == 1}
+        held: list[tuple] = []
+        for target in routed:
+            base = None if target in shipped_rows else self.first_copies.landed_base(
+                target, source, path)
+            if target in shipped_rows:
+                held.append(shipped_rows[target])
+            elif base is not None:
+                held.append((target, base[0], base[1], "landed", base[2]))
+            elif target in flying:
+                held.append(flying[target])
+        return tuple(sorted(held))
 
     def rows_at_or_below(self, source: str, path: str) -> bool:
         """Whether a row of `source` at or below `path` is queued or in flight for any of
@@ -243,7 +258,10 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         routed = self.routes.get(source, ())
         if target is None and not routed:
             return 0
-        return held_files.files_below_unremoved(self.db, target or routed[0], source, os.fsencode(path))
+        target = target or routed[0]
+        return held_files.files_below_unremoved(
+            self.db, target, source, os.fsencode(path),
+            [os.fsencode(p) for p in self.first_copies.landed_below(target, source, path)])
 
 
 class _FreshTxn(schema._Txn):

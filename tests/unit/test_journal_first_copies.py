@@ -298,3 +298,55 @@ def test_each_version_acked_gets_a_number_and_the_row_it_replaced_keeps_its_own(
     assert restored[3:] == ((5, 1_000, 1), 2)
     other = ack(4, _file(size=9, ctime_ns=4_000), (7, 7, None))  # over a row not kept here
     assert other[3:] == ((7, 7, 0), 3)
+
+
+def _landed_put(fc, oid: int, look=(5, 1_000, 2_000), shipped=None) -> None:
+    """`f`'s put (op `oid`) handed out, read as `look`, stored, then found changed:
+    answered as a wait that landed (errors.ChangedWhileSent)."""
+    fc.sending([_op(oid=oid)])
+    fc.looked(_op(oid=oid), _file(*look))
+    out = Outcome(_op(oid=oid), error="ChangedWhileSent: changed", busy=True, landed=True)
+    fc.settled(out, fc.first_of(out, lambda op: shipped))
+
+
+def test_a_landed_version_is_held_until_an_ack_at_its_path_replaces_it():
+    """A put stored and then found changed leaves a version no `shipped` row names: held
+    (a write that destroys it counts), its first such version the base the alarm's note
+    names, kept through later ones and through waits that landed nothing, gone at the
+    path's next ack (which replaces the base: not a first copy) or delete."""
+    fc = FirstCopies()
+    _landed_put(fc, 1)
+    assert fc.any(S, "f", ("t",))
+    assert fc.landed_base("t", S, "f") == (5, 1_000, 1)
+    assert fc.landed("t", S, "f", lambda: (5, 1_500, 2_500))      # rewritten: destroyed
+    assert not fc.landed("t", S, "f", lambda: NOW)               # still that first copy
+    assert fc.landed("t", S, "f", None)                          # not looked at: held
+    assert not fc.landed("u", S, "f", None)
+    assert fc.landed_below("t", S, "") == [] and fc.landed_below("t", S, "g") == []
+    _landed_put(fc, 2, look=(6, 1_500, 2_500))                     # another one lands
+    assert fc.landed_base("t", S, "f") == (5, 1_000, 1)          # one rewrite: one base
+    busy = Outcome(_op(oid=3), error="SourceBusy: open", busy=True)
+    fc.sending([_op(oid=3)])
+    fc.settled(busy, fc.first_of(busy, lambda op: None))         # refused before sending
+    assert fc.landed_base("t", S, "f") == (5, 1_000, 1)
+    fc.sending([_op(oid=4)])
+    fc.looked(_op(oid=4), _file(7, 2_000, 3_000))
+    done = Outcome(_op(oid=4), "put", 7, 2_000, ctime_ns=3_000)
+    kept = fc.first_of(done, lambda op: None)
+    assert kept[2:4] == (False, (5, 1_000, 1))                   # it replaced the base
+    fc.settled(done, kept)
+    assert fc.landed_base("t", S, "f") is None
+    _landed_put(fc, 5, look=(8, 2_500, 3_500), shipped=(7, 2_000, None))
+    fc.settled(Outcome(_op(oid=6, kind="delete")), None)
+    assert fc.landed_base("t", S, "f") is None and not fc.any(S, "f", ("t",))
+
+
+def test_landed_versions_below_a_directory_are_listed_for_its_removal():
+    fc = FirstCopies()
+    for oid, path in enumerate(("d/a", "d/e/b", "dx/c"), start=1):
+        fc.sending([_op(path, oid=oid)])
+        fc.looked(_op(path, oid=oid), _file())
+        out = Outcome(_op(path, oid=oid), error="ChangedWhileSent: x", busy=True, landed=True)
+        fc.settled(out, fc.first_of(out, lambda op: None))
+    assert sorted(fc.landed_below("t", S, "d")) == ["d/a", "d/e/b"]
+    assert fc.landed_below("u", S, "d") == []

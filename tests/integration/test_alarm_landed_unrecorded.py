@@ -1,0 +1,154 @@
+"""A put the target stored whose file changed while it was sent (errors.ChangedWhileSent):
+not recorded as shipped, sent again, and held by the target all the same. The mass-change
+alarm counts a write that destroys it (mirrord.journal.first_copies: landed, not recorded).
+
+Found by a CI run of tests/e2e/test_alarm_slow_rewrite.py (17 of 20): the start's catch-up
+put a file, the test saw the mirror converged and rewrote the file in place, the worker's
+check after the send turned the outcome into a wait, and the rewrite's event, read after
+that answer, found no `shipped` row and no put in flight: 0. Each shape of that hole is
+asked here: the rewrite read after the answer, read after the next put's ack, a tree
+removal above, a chain of such answers (counted once), a delete acked since; and the
+controls: an append to a first copy, a removal recorded before the write, a delete of it.
+Real journal, real source files, the real shipper on LocalTargets (the Site harness of
+tests/integration/test_alarm_first_copies.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mirrord import ship_rules
+from mirrord.alarm_batch import count_batch
+from mirrord.alarm_replaced import Replaced
+from mirrord.journal import Change
+from tests.integration.test_alarm_first_copies import S, Site
+
+
+@pytest.fixture
+def site(tmp_path):
+    s = Site(tmp_path)
+    yield s
+    s.close()
+
+
+def _landed(site: Site, monkeypatch, rel: str, target: str = "t") -> None:
+    """The put of `rel` claimed and sent to `target`, its worker then finding the file
+    changed (observe.changed_since, forced): acked as a wait, the bytes on the target."""
+    with monkeypatch.context() as m:
+        m.setattr(ship_rules, "changed_since", lambda *a: True)
+        outs = site.read(target, site.claim(target))
+    assert [(o.op.path, o.busy, o.landed) for o in outs] == [(rel, True, True)], outs
+    site.journal.ack(outs)
+    assert (Path(site.targets[target].root) / rel).exists()
+    assert site.journal.rows_at_or_below(S, rel)          # sent again, not shipped
+
+
+def _new(site: Site, rel: str, data: bytes, targets=("t",)) -> None:
+    site.write(rel, data)
+    site.journal.enqueue([Change(S, rel, "put", targets=targets)])
+
+
+def test_a_rewrite_read_after_the_answer_counts(site, monkeypatch):
+    """The CI shape: a new file's put landed, then the answer; the rewrite counts 1 (0
+    before), with or without a look at the source."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    site.write("x/new", b"ENCRYPTED" * 333)
+    assert site.counted("x/new") == 1
+    assert site.counted("x/new", look=False) == 1
+
+
+def test_an_append_to_a_landed_first_copy_counts_nothing(site, monkeypatch):
+    """Control: the landed version was the file's first copy and the write only extends
+    it (a log, a slow upload): it destroys nothing (mirrord.appends)."""
+    _new(site, "x/log", b"line\n" * 2000)
+    _landed(site, monkeypatch, "x/log")
+    with open(site.root / "x" / "log", "ab") as fh:
+        fh.write(b"one more line\n")
+    assert site.counted("x/log") == 0
+
+
+def test_a_rewrite_read_after_the_next_put_s_ack_counts(site, monkeypatch):
+    """Landed, then rewritten; the next put sends the rewrite and is acked before the
+    rewrite's event is read. That version replaced the landed one: not a first copy, so
+    the late event counts 1 (0 before: no `shipped` row at its ack, taken as the first)."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    site.write("x/new", b"ENCRYPTED" * 333)
+    site.ship("t", site.claim("t"))
+    assert (Path(site.targets["t"].root) / "x" / "new").read_bytes() == b"ENCRYPTED" * 333
+    assert site.counted("x/new") == 1
+
+
+def test_a_chain_of_such_answers_is_one_rewrite_counted_once(site, monkeypatch):
+    """A writer that keeps changing the file while each put is sent: each answer lands
+    another version (the first one is the base the alarm's note names), one rewrite in
+    all: 1, as a put in flight over a shipped version counts once. The next put's ack over
+    them, then an append to it: nothing more (made by a counted write)."""
+    replaced = Replaced()
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    counts = []
+    for n in range(3):
+        site.write("x/new", f"rewrite {n} ".encode() * 300)
+        counts.append(site.counted("x/new", replaced=replaced))
+        _landed(site, monkeypatch, "x/new")
+    site.ship("t", site.claim("t"))
+    with open(site.root / "x" / "new", "ab") as fh:
+        fh.write(b"appended")
+    counts.append(site.counted("x/new", replaced=replaced))
+    assert counts == [1, 0, 0, 0], counts
+
+
+def test_a_retry_refused_before_sending_keeps_it_held(site, monkeypatch):
+    """Landed, then the file held open for writing: the next put is refused before it
+    sends (the read lease), which changes nothing the target holds: the rewrite counts 1,
+    and its later reports nothing more."""
+    replaced = Replaced()
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    with open(site.root / "x" / "new", "r+b") as writer:
+        writer.write(b"Z" * 3000)
+        writer.flush()
+        first = site.counted("x/new", replaced=replaced)
+        outs = site.read("t", site.claim("t"))
+        assert [(o.busy, o.landed) for o in outs] == [(True, False)], outs
+        site.journal.ack(outs)
+        writer.write(b"Z" * 3000)
+        writer.flush()
+        second = site.counted("x/new", replaced=replaced)
+    assert (first, second) == (1, 0)
+
+
+def test_a_tree_removal_counts_a_landed_file_below_it(site, monkeypatch):
+    """x holds x/a (shipped) and x/new (landed only): `rm -rf x` takes 2 files off t (1
+    before)."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    assert site.journal.files_removed_with(S, "x", target="t") == 2
+    assert count_batch(site.journal, site.resends, S, [Change(S, "x", "delete", tree=True)],
+                       root=str(site.root)) == 2
+
+
+def test_a_removal_recorded_first_and_a_delete_acked_take_it_away(site, monkeypatch):
+    """Controls: `rm -rf x` recorded (counted with x/new), then x/new made again: a new
+    file, 0. And a landed file deleted, its delete acked, then made again: 0."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    site.journal.enqueue([Change(S, "x", "delete", tree=True)])
+    site.write("x/new", b"made again")
+    assert site.counted("x/new") == 0
+
+    (site.root / "y").mkdir()
+    site.journal.enqueue([Change(S, "y", "mkdir")])
+    site.drain()
+    _new(site, "y/gone", b"first version " * 300)
+    _landed(site, monkeypatch, "y/gone")
+    (site.root / "y" / "gone").unlink()
+    site.journal.enqueue([Change(S, "y/gone", "delete", targets=("t",))])
+    site.ship("t", site.claim("t"))
+    assert not (Path(site.targets["t"].root) / "y" / "gone").exists()
+    site.write("y/gone", b"made again")
+    assert site.counted("y/gone") == 0
