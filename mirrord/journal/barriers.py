@@ -184,8 +184,8 @@ class InFlight:
     above cover directory ops and moves only; this covers every kind, for the time a row is
     in flight, and rows handed out in one claim too (a batch's ops may run on different
     workers). Built inside claim()'s write transaction, so a row another process claimed
-    counts. On a target without directories a key and the keys below its name have nothing
-    in common: the caller does not ask."""
+    counts. A target without directories has its own, narrower rule
+    (mirrord.journal.key_overlaps)."""
 
     def __init__(self, db: sqlite3.Connection, target: str) -> None:
         self._held: dict[str, set[bytes]] = {}    # source -> paths held
@@ -204,6 +204,17 @@ class InFlight:
             if p is not None:
                 held.add(p)
                 above.update(list(_self_and_ancestors(p))[1:])
+
+    def take(self, db: sqlite3.Connection, target: str, source: str, path: bytes,
+             src: bytes | None, kind: str) -> bool:
+        """Whether claim()'s ready row at `path` (a move from `src`) may go now (it touches
+        no path held); when it may, it counts as in flight from here on (rows handed out
+        in one claim may run on different workers). The same call as
+        key_overlaps.KeysInFlight's (`db`, `target` and `kind` are not needed here)."""
+        if self.overlaps(source, path, src):
+            return False
+        self.add(source, path, src)
+        return True
 
     def holds_back(self, rows: list[tuple]) -> bool:
         """Whether any of claim()'s ready rows (id, seq, source, path, kind, src, ...)

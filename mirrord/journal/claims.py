@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 from mirrord.journal.barriers import (InFlight, _Barriers, barrier_paths, moved_from,
                                       overlaps_inflight)
 from mirrord.journal.first_copies import FirstCopies
+from mirrord.journal.key_overlaps import KeysInFlight
 from mirrord.journal.holds import HELD_SQL, PARKED
 from mirrord.journal.read import recorded_below, shipped_meta
 from mirrord.journal.records import Op, Outcome, _b, _prefix_upper, _s, _text
@@ -55,7 +56,10 @@ class ClaimAckMixin:
               directories: bool = True) -> list[Op]:
         """Up to `limit` ready ops for one target, marked in flight. `directories`: the
         target has them (Features.directories): then no op is handed out while another at
-        one of its path's ancestors or below it is in flight (barriers.InFlight says why)."""
+        one of its path's ancestors or below it is in flight (barriers.InFlight says why);
+        without them, only while one that may write or delete the object at one of its
+        path's ancestors, or (one that may write its own) one below it, is
+        (key_overlaps.KeysInFlight: SeaweedFS lost a put beside either)."""
         now = self.clock() if now is None else now
         rows, inflight = self._claimable(target, now, limit, directories)
         ops: list[Op] = []
@@ -74,11 +78,9 @@ class ClaimAckMixin:
                     continue
                 if kind == "move" and src is not None and self._in_flight(target, source, bytes(src)):
                     continue   # what was at src is still being shipped: move it once it has been
-                if inflight is not None:
-                    src_b = moved_from(kind, src)
-                    if inflight.overlaps(source, bytes(path), src_b):
-                        continue
-                    inflight.add(source, bytes(path), src_b)
+                if inflight is not None and not inflight.take(
+                        self.db, target, source, bytes(path), moved_from(kind, src), kind):
+                    continue
                 self.db.execute("UPDATE ops SET claimed = ?, claimer = ? WHERE id = ?",
                                 (seq, self.claimer, oid))
                 src_shipped = shipped = None
@@ -92,13 +94,17 @@ class ClaimAckMixin:
         return ops
 
     def _claimable(self, target: str, now: float, limit: int,
-                   directories: bool) -> tuple[list[tuple], InFlight | None]:
-        """The ready rows (_ready_rows) and, on a target with directories, what is in
-        flight there: read only when something is ready (an idle claim stays one read),
-        and the rows read again without those it holds back when it holds back any."""
+                   directories: bool) -> tuple[list[tuple], InFlight | KeysInFlight | None]:
+        """The ready rows (_ready_rows) and what is in flight on the target (InFlight, or on
+        a target without directories KeysInFlight): read only when something is ready (an
+        idle claim stays one read), and the rows read again without those InFlight holds
+        back when it holds back any."""
         rows = self._ready_rows(target, now, limit, None)
-        if not rows or not directories:
+        if not rows:
             return rows, None
+        if not directories:
+            return rows, KeysInFlight(self.db, target, lambda source, path: (
+                self.first_copies.landed_base(target, source, _s(path)) is not None))
         inflight = InFlight(self.db, target)
         if inflight.holds_back(rows):
             rows = self._ready_rows(target, now, limit, inflight)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.config import SourceConfig
-from mirrord.journal import Change, Journal
+from mirrord.journal import Change, Journal, Outcome
 from mirrord.shipper import Shipper, serial
 from mirrord.targets import local_trash
 from mirrord.targets.local import LocalTarget
@@ -146,15 +146,21 @@ def test_rows_claimed_together_never_overlap(site):
     assert sorted(op.path for op in j.claim(T, 100)) == ["d/w.jpg", "d/z.jpg"]
 
 
-def test_a_target_without_directories_does_not_wait(tmp_path):
-    """On a target without directories (S3: keys with slashes, nothing in common) a key
-    and the keys below its name are independent: no row waits for that (the tree and move
-    barriers still hold there)."""
+def test_a_target_without_directories_waits_only_where_a_key_is_written(tmp_path):
+    """On a target without directories (S3) a key and the keys below its name stand side
+    by side, but SeaweedFS lost a put below `d/` sent beside a delete or put of `d`
+    (mirrord.journal.key_overlaps): d/z.jpg waits for d's delete in flight. A new
+    directory's mkdir writes nothing: its files go beside it."""
     j = Journal(tmp_path / "journal.db", {S: (T,)}, clock=Clock(1_800_000_000.0))
     try:
         j.enqueue([Change(S, "d", "delete")])
-        assert [op.path for op in j.claim(T, 100, directories=False)] == ["d"]
+        held = j.claim(T, 100, directories=False)
+        assert [op.path for op in held] == ["d"]
         j.enqueue([Change(S, "d/z.jpg", "put")])
+        assert j.claim(T, 100, directories=False) == []
+        j.ack([Outcome(op, "delete") for op in held])
         assert [op.path for op in j.claim(T, 100, directories=False)] == ["d/z.jpg"]
+        j.enqueue([Change(S, "n", "mkdir"), Change(S, "n/a.jpg", "put")])
+        assert sorted(op.path for op in j.claim(T, 100, directories=False)) == ["n", "n/a.jpg"]
     finally:
         j.close()

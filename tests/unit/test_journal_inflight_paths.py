@@ -7,6 +7,7 @@ without it run on a real LocalTarget in tests/integration/test_ops_at_and_below_
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -92,9 +93,55 @@ def test_rows_claimed_in_one_call_count(j):
     assert paths(j.claim(T, 10)) == ["a", "z"]
 
 
-def test_a_target_without_directories_hands_out_rows_at_and_below_a_path_together(j):
-    j.enqueue([Change(S, "a", "put"), Change(S, "a/b", "put")])
-    assert paths(j.claim(T, 10, directories=False)) == ["a", "a/b"]
+def test_a_target_without_directories_hands_out_a_new_directory_with_its_files(j):
+    """S3: a directory's mkdir where no file was sent writes no object (a HEAD finds
+    nothing): its files go beside it (mirrord.journal.key_overlaps)."""
+    j.enqueue([Change(S, "a", "mkdir"), Change(S, "a/b", "put"), Change(S, "a/c/d", "put")])
+    assert paths(j.claim(T, 10, directories=False)) == ["a", "a/b", "a/c/d"]
+
+
+@pytest.mark.parametrize("kind", ["put", "delete", "attr"])
+def test_a_target_without_directories_keeps_a_key_s_writes_apart_from_keys_below(j, kind):
+    """S3 on SeaweedFS: a request that writes or deletes the object `a` beside a put below
+    `a/` lost that put (key_overlaps). Rows at a key and below it, handed out in one claim
+    or while one is in flight, go one side at a time; other keys go on."""
+    j.enqueue([Change(S, "a", kind), Change(S, "a/b", "put"), Change(S, "z", "put")])
+    assert paths(j.claim(T, 10, directories=False)) == ["a", "z"]
+    assert paths(j.claim(T, 10, directories=False)) == []
+    j.enqueue([Change(S, "q/r", "put")])
+    assert paths(j.claim(T, 10, directories=False)) == ["q/r"]
+    j.enqueue([Change(S, "q", "put")])                  # a key above one in flight
+    assert paths(j.claim(T, 10, directories=False)) == []
+
+
+def test_a_target_without_directories_keeps_a_mkdir_over_a_sent_file_apart(j):
+    """`rm a; mkdir a; echo > a/b` with the file a shipped: a's mkdir deletes the object a
+    (remove_file_at), so a/b waits for it, and it waits for a row below in flight."""
+    j.enqueue([Change(S, "a", "put"), Change(S, "c", "put")])
+    acked(j, j.claim(T, 10, directories=False))
+    j.enqueue([Change(S, "a", "mkdir"), Change(S, "a/b", "put")])
+    held = j.claim(T, 10, directories=False)
+    assert paths(held) == ["a"]
+    assert paths(j.claim(T, 10, directories=False)) == []
+    acked(j, held)
+    assert paths(j.claim(T, 10, directories=False)) == ["a/b"]
+    j.enqueue([Change(S, "c/d", "put")])                 # the other way round
+    assert paths(j.claim(T, 10, directories=False)) == ["c/d"]
+    j.enqueue([Change(S, "c", "mkdir")])
+    assert paths(j.claim(T, 10, directories=False)) == []
+
+
+def test_a_target_without_directories_keeps_a_mkdir_over_a_landed_file_apart(j):
+    """The file e was stored, then found changed (errors.ChangedWhileSent): no `shipped`
+    row names it, the target holds it (first_copies): e's mkdir deletes it, e/f waits."""
+    j.enqueue([Change(S, "e", "put")])
+    (op,) = j.claim(T, 10, directories=False)
+    j.first_copies.sending([op])
+    j.first_copies.looked(op, SimpleNamespace(kind="file", size=5, mtime_ns=7, ctime_ns=7,
+                                              sample=b"s", prefix_sample=b""))
+    j.ack([Outcome(op, error="ChangedWhileSent: changed", busy=True, landed=True)])
+    j.enqueue([Change(S, "e", "mkdir"), Change(S, "e/f", "put")])
+    assert paths(j.claim(T, 10, directories=False)) == ["e"]
 
 
 def test_rows_held_back_do_not_fill_the_claims_window(j):
