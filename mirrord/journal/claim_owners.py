@@ -10,13 +10,16 @@ import sqlite3
 from typing import Iterable
 
 from mirrord import claimer as claimer_mod
+from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.proposals import InFlightProposals
+from mirrord.journal.records import _s
 
 
 class ClaimOwnersMixin:
-    """Journal's claimer methods; Journal provides db, claimer and _proposals."""
+    """Journal's claimer methods; Journal provides db, claimer, _proposals and first_copies."""
 
     db: sqlite3.Connection
+    first_copies: FirstCopies
     claimer: str   # this process (mirrord.claimer.me())
     _proposals: InFlightProposals
 
@@ -41,16 +44,23 @@ class ClaimOwnersMixin:
         """Forget the in-flight marks left by processes that are gone (`claimers`; None:
         those gone now), of `target`'s rows only or of every row (None); a live
         process's rows (the daemon's, a running reconcile's, our own) stay in flight.
-        Returns how many rows were released."""
+        A file's put among them may have stored the file (its ack never came): the
+        mass-change alarm takes an unknown version as held there until the path's next
+        ack (first_copies.cut_short). Returns how many rows were released."""
         gone = self.gone_claimers(target) if claimers is None else set(claimers)
         named = [c for c in gone if c is not None]
         where = "claimer IS NULL" if None in gone else "0"
         if named:
             where += f" OR claimer IN ({','.join('?' * len(named))})"
-        sql = f"UPDATE ops SET claimed = 0, claimer = NULL WHERE claimed != 0 AND ({where})"
+        rows = f"WHERE claimed != 0 AND ({where})"
         if self.claimer in gone:   # only this process's rows have entries (proposals.py)
             self._proposals.clear()
         if target is not None:
-            sql += " AND target = ?"
+            rows += " AND target = ?"
             named.append(target)
-        return self.db.execute(sql, named).rowcount
+        # a put cut short may have stored its file: held from here on (first_copies)
+        for cut in self.db.execute(f"SELECT target, source, path FROM ops {rows} "
+                                   f"AND kind = 'put' AND is_dir = 0", named).fetchall():
+            self.first_copies.cut_short(cut[0], cut[1], _s(cut[2]))
+        return self.db.execute(f"UPDATE ops SET claimed = 0, claimer = NULL {rows}",
+                               named).rowcount

@@ -80,6 +80,10 @@ if TYPE_CHECKING:
     from mirrord.journal.records import Op, Outcome
     from mirrord.observe import Observed
 
+# a version a put cut short may have stored: no look, no sample, not made harmlessly; its
+# base (size, mtime_ns, number) matches no version acked (sizes are >= 0, numbers > 0)
+UNKNOWN: Kept = ((-1, -1, -1), b"", False, (-1, -1, 0), 0)
+
 MAX_LOOKS = 16_384   # acked versions, ~5 MiB; a late event comes within a batch window
 # seconds the alarm waits for a worker's look under way (observe: an open, two fstats, a
 # lease, two preads; microseconds, longer only while the alarm's thread holds the GIL,
@@ -121,7 +125,7 @@ class FirstCopies(AlarmQuestions):
             kept = self._held((op.target, op.source, op.path))
         seen = None
         try:
-            seen = observe(sample=True, prefix=kept[0][0] if kept is not None else 0)
+            seen = observe(sample=True, prefix=kept[0][0] if kept is not None and kept[1] else 0)
             return seen
         finally:
             self.looked(op, seen, kept[1] if kept is not None else b"")
@@ -221,6 +225,16 @@ class FirstCopies(AlarmQuestions):
             if op.src is not None:
                 self._acked.pop((op.target, op.source, op.src), None)
                 self._landed.pop((op.target, op.source, op.src), None)
+
+    def cut_short(self, target: str, source: str, path: str) -> None:
+        """A put at `path` on `target` was in flight when a process that is gone held it
+        (a crash, `kill -9`: Journal.release_claims): it may have stored a version no
+        `shipped` row names, and nothing is known of it. Kept as landed, not recorded
+        (unless one is kept already): a write there counts, the safe side."""
+        key = (target, source, path)
+        with self._lock:
+            if key not in self._landed:
+                _keep(self._landed, key, (UNKNOWN, UNKNOWN[3]), self.limit)
 
     def _held(self, key: Key) -> Kept | None:
         """The latest version kept at `key`: landed, not recorded, else acked (under

@@ -22,7 +22,7 @@ import pytest
 from mirrord import ship_rules
 from mirrord.alarm_batch import count_batch
 from mirrord.alarm_replaced import Replaced
-from mirrord.journal import Change
+from mirrord.journal import Change, Journal
 from tests.integration.test_alarm_first_copies import S, Site
 
 
@@ -152,3 +152,26 @@ def test_a_removal_recorded_first_and_a_delete_acked_take_it_away(site, monkeypa
     assert not (Path(site.targets["t"].root) / "y" / "gone").exists()
     site.write("y/gone", b"made again")
     assert site.counted("y/gone") == 0
+
+
+def test_a_put_cut_short_by_a_crash_is_held_after_the_restart(site, tmp_path):
+    """x/new's put stored on t, its ack never came (`kill -9`): the next start releases the
+    claim, and the rewrite before the put is sent again counts 1 (0 before: no `shipped`
+    row, nothing in flight), its later reports nothing more; the put sent again and acked
+    replaced that unknown version, so an append to it counts nothing more either."""
+    _new(site, "x/new", b"first version " * 300)
+    site.read("t", site.claim("t"))                       # stored on t, never acked
+    assert (Path(site.targets["t"].root) / "x" / "new").exists()
+    with site.journal.transaction():
+        site.journal.db.execute("UPDATE ops SET claimer = 'gone' WHERE claimed != 0")
+    site.journal.close()
+    site.journal = Journal(tmp_path / "journal.db", {S: ("t", "u")})   # the next start
+    replaced = Replaced()
+    site.write("x/new", b"ENCRYPTED" * 333)
+    counts = [site.counted("x/new", replaced=replaced), site.counted("x/new", replaced=replaced)]
+    site.shipper.looks = site.journal.first_copies
+    site.ship("t", site.claim("t"))
+    with open(site.root / "x" / "new", "ab") as fh:
+        fh.write(b"appended")
+    counts.append(site.counted("x/new", replaced=replaced))
+    assert counts == [1, 0, 0], counts
