@@ -17,20 +17,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from mirrord import ship_rules
 from mirrord.alarm_batch import count_batch
 from mirrord.alarm_replaced import Replaced
 from mirrord.journal import Change, Journal
-from tests.integration.test_alarm_first_copies import S, Site
-
-
-@pytest.fixture
-def site(tmp_path):
-    s = Site(tmp_path)
-    yield s
-    s.close()
+from tests.integration.test_alarm_first_copies import S, Site, site  # noqa: F401 - the fixture
 
 
 def _landed(site: Site, monkeypatch, rel: str, target: str = "t") -> None:
