@@ -8,13 +8,16 @@ path (fnmatch, `*` for any target), the worker appends `TARGET PATH` to
 matching it (HOLD_MAX seconds at most): a test lets one worker go by removing its line,
 and every one by removing the file.
 
-The one point, "shipped", sits in Shipper.run_ops after the target did an op and before
-its outcome is handed back: what the op left on the target is there (a file, the parent
-directories a put made, a rename done) and nothing of it is recorded, nor checked: a
-file changed at the source while a worker is held there is what the worker's check after
-the send (ship_rules.unchanged) finds. A test that kills
-the daemon (SIGKILL) while a worker is held there has cut an op short at a known moment,
-the window a real crash hits by chance (tests/e2e/test_crash_in_flight.py).
+Two points sit in Shipper.run_ops after the target did an op and before its outcome is
+handed back: what the op left on the target is there (a file, the parent directories a
+put made, a rename done) and nothing of it is recorded. "stored" comes before the
+worker's check that the file did not change while it was sent (ship_rules.unchanged): a
+file changed while a worker is held there is what that check finds (the op is then a
+wait, errors.ChangedWhileSent). "shipped" comes after it (a move kept as one has only
+this one): a change made while a worker
+is held there goes out with the next op. A test that kills the daemon (SIGKILL) while a
+worker is held at either has cut an op short at a known moment, the window a real crash
+hits by chance (tests/e2e/test_crash_in_flight.py).
 """
 
 from __future__ import annotations

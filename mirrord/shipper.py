@@ -264,9 +264,11 @@ class Shipper(MoveOps):
                 pending.append((op, seen))
             if items:
                 synced = nested.sync(self._sync, target, items, self.sources.values())
-                # held before the check after the send: a test may change the source there
-                faults.point("shipped", target.name, [op.path for op, _seen in pending])
+                # "stored": before the check after the send (a test may change the source
+                # there); "shipped": after it
+                faults.point("stored", target.name, [op.path for op, _seen in pending])
                 results = [unchanged(seen, res) for (_op, seen), res in zip(pending, synced)]
+                faults.point("shipped", target.name, [op.path for op, _seen in pending])
                 keeps_mode, dirs = target.features.keeps_mode, target.features.directories
                 for (op, seen), res in zip(pending, results):
                     out = outcome(op, seen, res, keeps_mode=keeps_mode, directories=dirs)

@@ -183,16 +183,17 @@ def test_a_log_shipped_before_a_restart_counts_its_first_append_only(running):
 
 @pytest.mark.parametrize("watcher", ["inotify", "fanotify"])
 def test_a_rewrite_begun_while_a_first_copy_lands_counts_once(tmp_path, watcher):
-    """The shape of a CI run (17 of 20), held open by the fault point "shipped": a new
+    """The shape of a CI run (17 of 20), held open by the fault point "stored": a new
     file's put stored on the target, the file then rewritten in place and kept open (its
     event waits for the watcher's quiet time), the worker let go: its check after the
     send finds the file changed, a wait, nothing recorded (errors.ChangedWhileSent). The
     rewrite destroys the copy the target holds: 1 (0 before: its event, read after that
-    answer, found nothing held), and its close nothing more."""
+    answer, found nothing held), and its close nothing more. (The point "stored" comes
+    before that check.)"""
     cfg = _config(tmp_path, watcher)
     faults = tmp_path / "faults"
     faults.mkdir()
-    (faults / "shipped").write_text("local new/*\n")
+    (faults / "stored").write_text("local new/*\n")
     daemon = Mirrord(cfg, tmp_path / "mirrord.log", env={"MIRRORD_FAULT_DIR": str(faults)})
     target = target_registry.create(config_mod.load(cfg).targets["local"])
     target.open()
@@ -201,13 +202,13 @@ def test_a_rewrite_begun_while_a_first_copy_lands_counts_once(tmp_path, watcher)
         wait_converged(tmp_path / "src", target)
         (tmp_path / "src" / "new").mkdir()
         (tmp_path / "src" / "new" / "f.bin").write_bytes(b"first version " * 2000)
-        reached = faults / "shipped.reached"
+        reached = faults / "stored.reached"
         poll("the put held", lambda: reached.exists() and "new/f.bin" in reached.read_text(),
              daemon)
         with open(tmp_path / "src" / "new" / "f.bin", "r+b") as writer:
             writer.write(b"Z" * 3000)
             writer.flush()
-            (faults / "shipped").unlink()
+            (faults / "stored").unlink()
             time.sleep(0.6)   # the quiet time passes: the write is reported, still open
         wait_converged(tmp_path / "src", target)
         poll("counted", lambda: _counted(daemon) >= 1, daemon)
