@@ -223,10 +223,7 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
 def _recorded(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
     """What `target` holds at `key` is counted by a row already: its `shipped` row (the
     files below), its put in flight (LANDING) or its own delete (counted on its own)."""
-    return db.execute("SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ? "
-                      "UNION ALL SELECT 1 FROM ops WHERE target = ? AND source = ? AND path = ? "
-                      f"AND ({LANDING} OR kind = 'delete') LIMIT 1",
-                      (target, source, key) * 2).fetchone() is not None
+    return _held_at(db, target, source, key) or _deleted_at(db, target, source, key)
 
 
 # How deep _unremoved follows a directory renamed in, or an old name, into another one's

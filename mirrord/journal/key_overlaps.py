@@ -28,6 +28,7 @@ import sqlite3
 from typing import Callable
 
 from mirrord.journal.barriers import _self_and_ancestors, moved_from
+from mirrord.journal.read import shipped_meta
 
 # The rows of one target in flight: (source, path, src, kind, a file shipped at the path).
 # Served by ops_ready (target, claimed) and a primary-key search per mkdir row.
@@ -60,9 +61,7 @@ class KeysInFlight:
         """Whether the ready row at `path` (a move from `src`, of `kind`) may go now; when
         it may, it counts as in flight from here on (rows handed out in one claim may run
         on different workers). Asks `db` for a mkdir's `shipped` row only."""
-        shipped_file = kind == "mkdir" and db.execute(
-            "SELECT 1 FROM shipped WHERE target = ? AND source = ? AND key = ?",
-            (target, source, path)).fetchone() is not None
+        shipped_file = kind == "mkdir" and shipped_meta(db, target, source, path) is not None
         writes = self._writes(source, path, kind, shipped_file)
         if self._overlaps(source, path, src, writes):
             return False

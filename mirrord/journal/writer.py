@@ -237,11 +237,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         flying = {r[1]: tuple(r[1:]) for r in rows if r[0] == 1}
         held: list[tuple] = []
         for target in routed:
-            base = None if target in shipped_rows else self.first_copies.landed_base(
-                target, source, path)
             if target in shipped_rows:
                 held.append(shipped_rows[target])
-            elif base is not None:
+            elif (base := self.first_copies.landed_base(target, source, path)) is not None:
                 held.append((target, base[0], base[1], "landed", base[2]))
             elif target in flying:
                 held.append(flying[target])
