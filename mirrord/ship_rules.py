@@ -47,7 +47,7 @@ def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
     return res
 
 
-def not_yet(op: Op, seen: Observed, *, keeps: bool) -> None:
+def not_yet(op: Op, seen: Observed, *, keeps: bool, directories: bool = True) -> None:
     """Raise SourceBusy (seen.fd closed) when what the worker finds at the path on an op's
     first try is explained by a change whose event is still to be read, or was read while
     the op ran (then seq moved on and the row runs again at once, claims._busy). Either
@@ -67,9 +67,20 @@ def not_yet(op: Op, seen: Observed, *, keeps: bool) -> None:
       bytes are (keeper.lives_on; `chmod x; mv x y`:
       tests/integration/test_op_in_flight_finds_its_file_gone.py). A second try with
       nothing read (an event lost) sends the delete. A target that keeps nothing gets the
-      delete at once: there it is exact whatever the path's later rows say."""
+      delete at once: there it is exact whatever the path's later rows say.
+    - A mkdir that finds a file, on a target without directories (S3): the path became a
+      file since its row was claimed (`rm -r X; echo > X`). The claim let the files below
+      X go beside this mkdir as one that writes nothing at X (journal.key_overlaps); sent
+      now, PutObject X ran beside a put below X/, a pair SeaweedFS loses. The row runs
+      again as what its change made it, claimed under that rule (a retry counts as
+      writing there)."""
     if op.attempts != 0:
         return
+    if not directories and op.kind == "mkdir" and not op.tree and seen.kind == "file":
+        if seen.fd is not None:
+            os.close(seen.fd)
+        raise SourceBusy(f"{op.path!r} is a file at the source since its directory's mkdir "
+                         "was claimed: sent once that change is read")
     if op.kind == "delete" and not op.tree and seen.kind == "file":
         if seen.fd is not None:
             os.close(seen.fd)

@@ -40,13 +40,14 @@ holds.py     sources whose deletes are held after a mass-change alarm (schema 4)
 read.py      read-only queries: read_state, read_backlog, iter_shipped, row states
 held_files.py  what a target holds as the mass-change alarm counts it (puts in flight too)
 enqueue.py   the write side, in: enqueue, enqueue_move (coalescing, wait_for links)
-claims.py    the write side, out: claim, ack, failures and their backoff
+claims.py    the write side, out: claim, ack
+failures.py  failures and their backoff, retry_now
 proposals.py  a catch-up's look at a file whose put is in flight, settled at that ack
 writer.py    Journal: opens the database and combines the two sides
 """
 
 from mirrord.journal.barriers import _Barriers  # noqa: F401 - tests import it from here
-from mirrord.journal.claims import PERMANENT_RETRY, RETRY_BASE, RETRY_MAX
+from mirrord.journal.failures import PERMANENT_RETRY, RETRY_BASE, RETRY_MAX
 from mirrord.journal.read import iter_shipped, read_backlog, read_state, shipped_high_water
 from mirrord.journal.records import Change, Op, Outcome, RowState, TargetBacklog, ship_key
 from mirrord.journal.schema import SCHEMA_VERSION, connect

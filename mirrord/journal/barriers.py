@@ -30,8 +30,14 @@ from mirrord.journal.records import _prefix_upper
 
 # The rows of one target in flight: (source, path, src, kind). Served by ops_ready (target,
 # claimed): at most the target's workers times its batch size of them.
-_IN_FLIGHT_SQL = ("SELECT source, path, src, kind, is_dir OR tree OR kind = 'mkdir' FROM ops "
-                  "WHERE target = ? AND claimed > 0")
+# What a row in flight was claimed as (its kind, its src): what its worker does, whatever
+# changed in the row since (an upsert rewrites kind and src: a move's row turned into a
+# put by a write at its new name lost the move's source end, which its worker still took
+# away on the target). NULL: claimed before schema 7, read as the row is.
+CLAIMED_AS = ("COALESCE(claimed_kind, kind), "
+              "CASE WHEN claimed_kind IS NULL THEN src ELSE claimed_src END")
+_IN_FLIGHT_SQL = (f"SELECT source, path, {CLAIMED_AS}, is_dir OR tree OR kind = 'mkdir' "
+                  "FROM ops WHERE target = ? AND claimed > 0")
 # At most this many held paths, and this many ancestors, go into InFlight.sql's clause
 # (directories first): an rsync batch holds up to batch_size (5,000) rows in flight, and
 # SQLite takes at most 32,766 parameters. The rest are still checked, one by one.
@@ -191,7 +197,7 @@ class InFlight:
         self._held: dict[str, set[bytes]] = {}    # source -> paths held
         self._above: dict[str, set[bytes]] = {}   # source -> strict ancestors of those
         self._dirs: list[tuple[str, bytes]] = []  # held by a directory's row (sql() first)
-        for source, path, src, kind, is_dir in db.execute(_IN_FLIGHT_SQL, (target,)):
+        for source, path, kind, src, is_dir in db.execute(_IN_FLIGHT_SQL, (target,)):
             self.add(source, bytes(path), moved_from(kind, src))
             if is_dir:
                 self._dirs.append((source, bytes(path)))
@@ -206,11 +212,11 @@ class InFlight:
                 above.update(list(_self_and_ancestors(p))[1:])
 
     def take(self, db: sqlite3.Connection, target: str, source: str, path: bytes,
-             src: bytes | None, kind: str) -> bool:
+             src: bytes | None, kind: str, *, landed: bool = False, attempts: int = 0) -> bool:
         """Whether claim()'s ready row at `path` (a move from `src`) may go now (it touches
         no path held); when it may, it counts as in flight from here on (rows handed out
         in one claim may run on different workers). The same call as
-        key_overlaps.KeysInFlight's (`db`, `target` and `kind` are not needed here)."""
+        key_overlaps.KeysInFlight's (the other arguments are not needed here)."""
         if self.overlaps(source, path, src):
             return False
         self.add(source, path, src)

@@ -10,16 +10,23 @@ import sqlite3
 from typing import Iterable
 
 from mirrord import claimer as claimer_mod
-from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.proposals import InFlightProposals
-from mirrord.journal.records import _s
+
+
+# A released row whose op may have stored a file at its path: every kind (a state-based
+# worker sends what it finds: a delete that finds the file on a retry puts it, a mkdir
+# that finds a file too), but, unchanged since their claim, a tree op, a directory's put,
+# move or delete, and a file's delete on its first try (it finds the file back: it
+# waits, ship_rules.not_yet). A put of a new file cut short by `kill -9` left that file on
+# the target while its row was only queued: a rewrite before the re-send counted nothing.
+CUT_SHORT = ("NOT (claimed = seq AND (tree = 1 OR is_dir = 1 AND kind != 'mkdir' "
+             "OR kind = 'delete' AND attempts = 0))")
 
 
 class ClaimOwnersMixin:
-    """Journal's claimer methods; Journal provides db, claimer, _proposals and first_copies."""
+    """Journal's claimer methods; Journal provides db, claimer and _proposals."""
 
     db: sqlite3.Connection
-    first_copies: FirstCopies
     claimer: str   # this process (mirrord.claimer.me())
     _proposals: InFlightProposals
 
@@ -44,9 +51,10 @@ class ClaimOwnersMixin:
         """Forget the in-flight marks left by processes that are gone (`claimers`; None:
         those gone now), of `target`'s rows only or of every row (None); a live
         process's rows (the daemon's, a running reconcile's, our own) stay in flight.
-        A file's put among them may have stored the file (its ack never came): the
-        mass-change alarm takes an unknown version as held there until the path's next
-        ack (first_copies.cut_short). Returns how many rows were released."""
+        An op among them may have stored a file at its path (its ack never came): the
+        target is taken to hold an unknown version there until the path's next op done
+        (ops.landed: the mass-change alarm counts a write there, the S3 claim rule takes
+        the row as writing). Returns how many rows were released."""
         gone = self.gone_claimers(target) if claimers is None else set(claimers)
         named = [c for c in gone if c is not None]
         where = "claimer IS NULL" if None in gone else "0"
@@ -58,9 +66,8 @@ class ClaimOwnersMixin:
         if target is not None:
             rows += " AND target = ?"
             named.append(target)
-        # a put cut short may have stored its file: held from here on (first_copies)
-        for cut in self.db.execute(f"SELECT target, source, path FROM ops {rows} "
-                                   f"AND kind = 'put' AND is_dir = 0", named).fetchall():
-            self.first_copies.cut_short(cut[0], cut[1], _s(cut[2]))
-        return self.db.execute(f"UPDATE ops SET claimed = 0, claimer = NULL {rows}",
+        # an op cut short may have stored a file at its path that no `shipped` row names
+        # (CUT_SHORT): held there from here on (ops.landed, first_copies)
+        return self.db.execute(f"UPDATE ops SET claimed = 0, claimer = NULL, landed = CASE "
+                               f"WHEN {CUT_SHORT} THEN 1 ELSE landed END {rows}",
                                named).rowcount

@@ -2,9 +2,7 @@
 
 claim() marks a row in flight with its seq; ack() deletes it only when its seq
 is unchanged, so a change that arrived while the op was in flight is kept and
-runs next. A failure backs off exponentially with jitter (RETRY_BASE doubling
-up to RETRY_MAX seconds; a permanent error waits at least PERMANENT_RETRY); a
-source file still open for writing (busy) is a wait, not a failure. The deletes of
+runs next. A failure backs off (mirrord.journal.failures). The deletes of
 a source on hold (mirrord.journal.holds) are not claimed at all until resumed.
 Who holds rows in flight, and releasing a dead process's claims: mirrord.journal.
 claim_owners. Mixed into Journal (mirrord.journal.writer); only the daemon's main thread
@@ -13,20 +11,18 @@ calls it.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from typing import Callable, Iterable
 
 from mirrord.journal.barriers import (InFlight, _Barriers, barrier_paths, moved_from,
                                       overlaps_inflight)
+from mirrord.journal.failures import RetryMixin
 from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.key_overlaps import KeysInFlight
-from mirrord.journal.holds import HELD_SQL, PARKED
+from mirrord.journal.holds import HELD_SQL
 from mirrord.journal.read import recorded_below, shipped_meta
-from mirrord.journal.records import Op, Outcome, _b, _prefix_upper, _s, _text
+from mirrord.journal.records import Op, Outcome, _b, _prefix_upper, _s
 from mirrord.journal.shipped import record_shipped
-
-RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
 
 # An op a worker may take now (parameters: target, now): what claim() hands out and
 # count_ready() counts, so the two can never disagree. Served by the ops_ready index;
@@ -34,7 +30,7 @@ RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
 _READY = f"target = ? AND claimed = 0 AND next_try <= ? AND wait_for IS NULL AND {HELD_SQL}"
 
 
-class ClaimAckMixin:
+class ClaimAckMixin(RetryMixin):
     """Journal's claim / ack methods; Journal provides db, clock, _barriers, transaction()."""
 
     db: sqlite3.Connection
@@ -72,17 +68,18 @@ class ClaimAckMixin:
                 # it may have claimed these rows or queued a removal holding them back, so
                 # they are read again under the write lock (else shipped twice, side by side)
                 rows, inflight = self._claimable(target, now, limit, directories)
-            for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time in rows:
+            for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time, landed in rows:
                 barrier = bool(tree or (is_dir and kind == "move"))
                 if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
                     continue
                 if kind == "move" and src is not None and self._in_flight(target, source, bytes(src)):
                     continue   # what was at src is still being shipped: move it once it has been
                 if inflight is not None and not inflight.take(
-                        self.db, target, source, bytes(path), moved_from(kind, src), kind):
+                        self.db, target, source, bytes(path), moved_from(kind, src), kind,
+                        landed=bool(landed), attempts=attempts):
                     continue
-                self.db.execute("UPDATE ops SET claimed = ?, claimer = ? WHERE id = ?",
-                                (seq, self.claimer, oid))
+                self.db.execute("UPDATE ops SET claimed = ?, claimer = ?, claimed_kind = ?, "
+                                "claimed_src = ? WHERE id = ?", (seq, self.claimer, kind, src, oid))
                 src_shipped = shipped = None
                 if kind == "move" and src is not None and not is_dir:
                     src_shipped = self._shipped_meta(target, source, bytes(src))
@@ -103,8 +100,7 @@ class ClaimAckMixin:
         if not rows:
             return rows, None
         if not directories:
-            return rows, KeysInFlight(self.db, target, lambda source, path: (
-                self.first_copies.landed_base(target, source, _s(path)) is not None))
+            return rows, KeysInFlight(self.db, target)
         inflight = InFlight(self.db, target)
         if inflight.holds_back(rows):
             rows = self._ready_rows(target, now, limit, inflight)
@@ -116,7 +112,8 @@ class ClaimAckMixin:
         that `inflight` holds back (InFlight.sql)."""
         skip, args = inflight.sql() if inflight is not None else ("", [])
         return self.db.execute(
-            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time FROM ops "
+            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time, landed "
+            "FROM ops "
             f"WHERE {_READY}{skip} ORDER BY next_try, id LIMIT ?",
             (target, now, *args, limit)).fetchall()
 
@@ -145,8 +142,9 @@ class ClaimAckMixin:
         settled: list[tuple[Outcome, tuple | None]] = []   # first_copies, once committed
         with self.transaction():
             for out in outcomes:
-                settled.append((out, self.first_copies.first_of(out, lambda op: shipped_meta(
-                    self.db, op.target, op.source, _b(op.path)))))
+                settled.append((out, self.first_copies.first_of(
+                    out, lambda op: shipped_meta(self.db, op.target, op.source, _b(op.path)),
+                    self._landed_at)))
                 if out.error is None:
                     if self._done(out, clear):
                         finished.append(out.op.id)
@@ -196,8 +194,9 @@ class ClaimAckMixin:
             return True
         if row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
+            # (what the target holds at the path is recorded now: nothing landed unrecorded)
             self.db.execute(
-                "UPDATE ops SET claimed = 0, src = CASE WHEN kind IN ('move', 'delete', 'put') "
+                "UPDATE ops SET claimed = 0, landed = 0, src = CASE WHEN kind IN ('move', 'delete', 'put') "
                 "THEN src ELSE NULL END, "
                 "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
@@ -258,54 +257,11 @@ class ClaimAckMixin:
             self.db.execute(f"UPDATE ops SET wait_for = NULL WHERE wait_for IN "
                             f"({','.join('?' * len(chunk))})", chunk)
 
-    def _failed(self, out: Outcome, now: float) -> None:
-        op = out.op
-        attempts = op.attempts + 1
-        if out.busy:
-            self._busy(out, now, attempts)
-            return
-        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
-        delay = delay * (0.75 + random.random() / 2)
-        if out.permanent:
-            delay = max(delay, PERMANENT_RETRY)
-            if op.kind == "put":
-                # a rename's fallback delete of the old name waits for this put only so that
-                # its keep finds the bytes at the new name (enqueue._file_fallback,
-                # keeper.lives_on): a put that cannot succeed (a name the target cannot
-                # hold) must not hold the old name on the target; it goes now, and keeps
-                self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ? AND "
-                                "kind = 'delete' AND src = ?", (op.id, _b(op.path)))
-        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
-        if row is not None and row[0] == op.seq:
-            self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
-                            "busy = 0 WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
-        elif row is not None:
-            self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?",
-                            (_text(out.error), op.id))
-        self.db.execute(
-            "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
-            "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
-            "last_error_at = excluded.last_error_at", (op.target, _text(f"{op.path}: {out.error}"), now))
-
-    def _busy(self, out: Outcome, now: float, attempts: int) -> None:
-        """A file still open for writing: retried with the usual backoff, but counted as a
-        wait (target_stats.busy), never as a failure, and not made the target's last error."""
-        op = out.op
-        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
-        self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
-                        "busy = 1 WHERE id = ? AND seq = ?",
-                        (attempts, now + delay, _text(out.error), op.id, op.seq))
-        self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
-        self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
-                        "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))
-
-    def retry_now(self, target: str) -> int:
-        """Make every row of `target` that failed and waits out a backoff (up to RETRY_MAX
-        seconds, PERMANENT_RETRY after a permanent error) ready at once; returns how many.
-        For a target that is back: a local mirror made writable again answered EPERM or
-        EACCES, permanent errors, and its backlog waited 10 minutes after it had recovered
-        (tests/reliability/test_outage_exact.py). Rows in flight, rows waiting for a writer
-        (busy) and the parked deletes of a source on hold are left as they are."""
-        return self.db.execute(
-            "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
-            "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
+    def _landed_at(self, op: Op) -> bool:
+        """Whether the target may hold a version at `op`'s path no `shipped` row names
+        (ops.landed of its row, read before its ack is recorded): set by a put the target
+        stored though the file changed while it was sent (errors.ChangedWhileSent) or by
+        a claim cut short (release_claims), cleared by the row's next op done; another
+        process's (`mirrord reconcile`) counts too. A primary-key search."""
+        row = self.db.execute("SELECT landed FROM ops WHERE id = ?", (op.id,)).fetchone()
+        return row is not None and bool(row[0])

@@ -62,7 +62,12 @@ after that answer, found nothing held and counted 0 (a CI run of
 tests/e2e/test_alarm_slow_rewrite.py: 17 of 20). Its identity for the alarm's notes
 (mirrord.alarm_replaced) is the first version landed so since the path's last ack (the
 `base`): the writes that keep a put landing and failing so are one rewrite, counted once,
-as a put in flight over a shipped version is (Journal.held_versions).
+as a put in flight over a shipped version is (Journal.held_versions). That such a version
+stands is the journal's to say (ops.landed, set in the answer's transaction, and by
+Journal.release_claims for an op a crash cut short; cleared by the path's next op done,
+whichever process does it): this keeps only what this process saw of it. Kept in memory
+only, a restart forgot it (a rewrite after it counted 0 again), and an ack by `mirrord
+reconcile` left it standing (a new file there counted 1).
 """
 
 from __future__ import annotations
@@ -80,9 +85,10 @@ if TYPE_CHECKING:
     from mirrord.journal.records import Op, Outcome
     from mirrord.observe import Observed
 
-# a version a put cut short may have stored: no look, no sample, not made harmlessly; its
-# base (size, mtime_ns, number) matches no version acked (sizes are >= 0, numbers > 0)
-UNKNOWN: Kept = ((-1, -1, -1), b"", False, (-1, -1, 0), 0)
+# the base of a version landed, not recorded, that this process kept nothing of (another
+# process's put, one cut short by a crash: ops.landed): matches no version acked (sizes
+# are >= 0, numbers > 0)
+UNKNOWN_ROW: Row = (-1, -1, 0)
 
 MAX_LOOKS = 16_384   # acked versions, ~5 MiB; a late event comes within a batch window
 # seconds the alarm waits for a worker's look under way (observe: an open, two fstats, a
@@ -164,7 +170,8 @@ class FirstCopies(AlarmQuestions):
             return None
         return held[1]
 
-    def first_of(self, out: Outcome, shipped: Callable[[Op], tuple | None]) -> Kept | None:
+    def first_of(self, out: Outcome, shipped: Callable[[Op], tuple | None],
+                 landed_at: Callable[[Op], bool] = lambda op: True) -> Kept | None:
         """What `out`'s put sent, to keep once acked (or, `out.landed`, kept as landed, not
         recorded): its look, its sample, whether the write that made it destroyed nothing
         the target held: it is the target's first version of the file (no `shipped` row at
@@ -174,7 +181,13 @@ class FirstCopies(AlarmQuestions):
         (an event of the write that made it, read while its put was in flight, ran the row
         once more); when not, the Row it replaces (the `shipped` row, else the landed
         base); and its version number (new, or the kept one's for the same look). None: no
-        followed put done or landed."""
+        followed put done or landed. `landed_at(op)`: the journal still says a version
+        landed, not recorded, at the path (ops.landed; asked only when one is kept here):
+        when not, another process's op there was done since, and what is kept of it goes.
+        A version landed that this process kept nothing of (a crash's, another process's)
+        makes no version after it non-harmless: the write that destroys it is counted on
+        its own (`landed`), and a first copy sent again after a `kill -9` counted each
+        append to it as an overwrite."""
         if out.error is not None and not out.landed:
             return None
         if out.error is None and (out.shipped_kind != "put" or out.is_dir):
@@ -186,7 +199,13 @@ class FirstCopies(AlarmQuestions):
         look, digest, grown = sent
         key = (op.target, op.source, op.path)
         with self._lock:
-            kept, acked, landed = self._held(key), self._acked.get(key), self._landed.get(key)
+            acked, landed = self._acked.get(key), self._landed.get(key)
+        if landed is not None and not landed_at(op):
+            with self._lock:
+                if self._landed.get(key) == landed:
+                    del self._landed[key]
+            landed = None
+        kept = landed[0] if landed is not None else acked
         before = shipped(op)
         again = kept is not None and kept[0] == look
         number = kept[4] if again else next(self._numbers)
@@ -225,16 +244,6 @@ class FirstCopies(AlarmQuestions):
             if op.src is not None:
                 self._acked.pop((op.target, op.source, op.src), None)
                 self._landed.pop((op.target, op.source, op.src), None)
-
-    def cut_short(self, target: str, source: str, path: str) -> None:
-        """A put at `path` on `target` was in flight when a process that is gone held it
-        (a crash, `kill -9`: Journal.release_claims): it may have stored a version no
-        `shipped` row names, and nothing is known of it. Kept as landed, not recorded
-        (unless one is kept already): a write there counts, the safe side."""
-        key = (target, source, path)
-        with self._lock:
-            if key not in self._landed:
-                _keep(self._landed, key, (UNKNOWN, UNKNOWN[3]), self.limit)
 
     def _held(self, key: Key) -> Kept | None:
         """The latest version kept at `key`: landed, not recorded, else acked (under

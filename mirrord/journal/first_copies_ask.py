@@ -1,7 +1,7 @@
 """The mass-change alarm's questions to FirstCopies (mirrord.journal.first_copies): does
 a target hold, at a path, a version this process sent that the write now reported did
 not destroy (own_landing, own_shipped), or one landed and not recorded that it did
-(landed, landed_base, landed_below), and which version number a `shipped` row has
+(landed, landed_base), and which version number a `shipped` row has
 (number). Mixed into FirstCopies; asked on the journal's thread, under its lock.
 The types and states of what is kept live here, FirstCopies re-exports them.
 """
@@ -63,27 +63,21 @@ class AlarmQuestions:
             landed = self._landed.get((target, source, path))
         return landed[1] if landed is not None else None
 
-    def landed_below(self, target: str, source: str, directory: str) -> list[str]:
-        """The paths below `directory` on `target` with a version landed, not recorded
-        (a scan of those kept: few, each goes at its path's next ack)."""
-        lo = directory + "/"
-        with self._lock:
-            return [k[2] for k in self._landed if k[0] == target and k[1] == source
-                    and k[2].startswith(lo)]
-
     def landed(self, target: str, source: str, path: str,
                current: Callable[[], Look | None] | None,
                extends: Extends = lambda size, digest: False,
                counted: Counted = lambda size, mtime_ns, number: False) -> bool:
-        """Whether `target` holds a version landed, not recorded, at `path` that a write
-        there destroys: one is kept and it was not made harmlessly (first_of; made by a
-        write counted already: `counted(*Row)`), or the source file as it is now
-        (`current()`: (size, mtime_ns, ctime_ns), None when absent; `current` None: not
-        looked at, the safe side) is neither that version nor only extends it."""
+        """Whether a write at `path` destroys the version landed, not recorded, that the
+        journal says `target` holds there (ops.landed: the caller asks it): True when
+        nothing is kept of it here (a crash's, another process's: unknown, the safe side)
+        or what is kept was not made harmlessly (first_of; made by a write counted
+        already: `counted(*Row)`), or the source file as it is now (`current()`: (size,
+        mtime_ns, ctime_ns), None when absent; `current` None: not looked at, the safe
+        side) is neither that version nor only extends it."""
         with self._lock:
             landed = self._landed.get((target, source, path))
         if landed is None:
-            return False
+            return True
         kept = landed[0]
         if current is None or not (kept[2] or (kept[3] is not None and counted(*kept[3]))):
             return True

@@ -7,8 +7,8 @@ A file is held from the moment its put or rename is under way, not from its ack:
 worker may have stored it already (see LANDING); unless what the put sends is the
 write's own version (mirrord.journal.first_copies: shipped_file's own_landing). And after
 an answer that it changed while it was sent (errors.ChangedWhileSent): no `shipped` row
-names that version, the target holds it (first_copies: landed, not recorded; the callers
-pass what is kept there: `landed`, `unrecorded`).
+names that version, the target holds it (ops.landed: landed, not recorded; first_copies
+keeps what this process knows of it: shipped_file's `landed`).
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     `own_shipped(target)`, `own_landing(target)`: what the target has shipped, or has
     landing, at `key` is a version the write destroyed nothing of (the file as the write
     left it, made harmlessly; a version it only extends; a put that reads the file after
-    the write: mirrord.journal.first_copies): not looked at. `landed(target)`: the target
-    holds a version landed, not recorded, at `key` that the write destroys (first_copies.
-    landed; a dict lookup when none is kept), unless a removal above takes it first.
+    the write: mirrord.journal.first_copies): not looked at. `landed(target)`: a version
+    landed, not recorded, at `key` (ops.landed: asked here) is one the write destroys
+    (first_copies.landed; a dict lookup), unless a removal above takes it first.
     Cost: one statement of index searches (a primary-key search, the unique
     index and ops_file_src per target: 7 us for a new file on a 75,000-row journal), and
     while renames are pending one more per name followed back (old_names: 18 us)."""
@@ -84,8 +84,7 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     # the targets whose version at `key` itself stays until the write replaces it: shipped
     # there, or landing
     at_key = tuple(t for t in targets if not (above(t) and _taken_away_above(db, t, source, key)))
-    if any(landed(t) for t in at_key):
-        return True
+    landed_at = tuple(t for t in at_key if landed(t))
     shipped_at = tuple(t for t in at_key if not own_shipped(t))
     landing_at = tuple(t for t in at_key if not own_landing(t))
     marks = ",".join("?" * len(targets))
@@ -96,8 +95,11 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
             f"AND path = ? AND is_dir = 0 AND (kind = 'move' AND claimed = 0 "
             f"OR {LANDING} AND target IN ({','.join('?' * len(landing_at))})) "
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
-            f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} LIMIT 1",
-            (*shipped_at, source, key, *targets, source, key, *landing_at, *targets, source, key)
+            f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} "
+            f"UNION ALL SELECT 1 FROM ops WHERE target IN ({','.join('?' * len(landed_at))}) "
+            f"AND source = ? AND path = ? AND landed != 0 LIMIT 1",
+            (*shipped_at, source, key, *targets, source, key, *landing_at, *targets, source, key,
+             *landed_at, source, key)
     ).fetchone() is not None:
         return True
     for target in targets:
@@ -180,15 +182,15 @@ _LEFT_FOR = (
     "OR n.kind = 'move' AND n.src > :lo AND n.src < :hi))")
 
 
-def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes,
-                          unrecorded: Iterable[bytes] = ()) -> int:
+def files_below_unremoved(db: sqlite3.Connection, target: str, source: str,
+                          prefix: bytes) -> int:
     """Files `target` holds below the directory `prefix` whose own delete is not queued yet:
     what a tree removal takes away beyond the deletes already recorded (each counted on
     its own by the alarm when it was). That is the shipped files below less the queued
     deletes of shipped files, plus the files held with no `shipped` row:
     - a put in flight (LANDING: done on the target, perhaps, and not acked yet);
-    - a version landed, not recorded (`unrecorded`: the keys below `prefix` first_copies
-      keeps so) at a key no row counts already (_recorded);
+    - a version landed, not recorded (ops.landed below `prefix`), at a key no row counts
+      already (_recorded);
     - a file renamed in from outside `prefix`, the rename in flight or queued with its old
       name shipped (the removal takes the file, at either name), and what a directory
       renamed in the same way holds under its old name (_renamed_in; a rename not kept:
@@ -216,7 +218,10 @@ def files_below_unremoved(db: sqlite3.Connection, target: str, source: str, pref
     removal below (measured with 50,000 rows below, half of them deletes: 30 ms, against
     12 ms when every queued delete was taken off unlooked)."""
     n = _unremoved(db, target, source, prefix)
-    n += sum(1 for key in unrecorded if not _recorded(db, target, source, key))
+    n += sum(1 for (key,) in db.execute(
+        "SELECT path FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? "
+        "AND landed != 0", (target, source, prefix + b"/", _prefix_upper(prefix)))
+        if not _recorded(db, target, source, bytes(key)))
     return max(0, n)
 
 

@@ -16,61 +16,61 @@ tests/e2e/test_stopped_changes.py).
 
 Such pairs come only where a path changed type (a file made a directory, or back), so the
 rule costs nothing in the usual case: a row writes or deletes the object at its path (and
-a move's at its source end) unless it is a directory's mkdir over a name where no file
-was sent (its remove_file_at is a HEAD that finds nothing: `file_at`). The files of a new
-directory go out beside its mkdir, as before. Tree removals and directory moves wait for
-every row below them on every target (barriers.overlaps_inflight).
+a move's at its source end) unless it is a directory's mkdir on its first try over a name
+where no file was sent nor landed (`ops.landed`: a put the target stored and the journal
+did not record, mirrord.journal.first_copies): its remove_file_at is a HEAD that finds
+nothing. The files of a new directory go out beside its mkdir, as before. A row in flight
+counts as what it was claimed as (barriers.CLAIMED_AS), and as writing once it changed
+since (`rm X; mkdir X`: a put of X in flight is a mkdir row now, and PutObject X still
+runs). A mkdir's worker that finds a file on its first try waits (ship_rules.not_yet);
+on a retry it may send the file, so a retried mkdir counts as writing. Tree removals and
+directory moves wait for every row below them on every target
+(barriers.overlaps_inflight).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
 
-from mirrord.journal.barriers import _self_and_ancestors, moved_from
+from mirrord.journal.barriers import CLAIMED_AS, _self_and_ancestors, moved_from
 from mirrord.journal.read import shipped_meta
 
-# The rows of one target in flight: (source, path, src, kind, a file shipped at the path).
-# Served by ops_ready (target, claimed) and a primary-key search per mkdir row.
+# The rows of one target in flight: (source, path, kind, src as claimed, whether it writes
+# the object at its path). Served by ops_ready (target, claimed) and, per mkdir row on its
+# first try and unchanged, a primary-key search of `shipped`.
 # (CASE, not AND: SQLite evaluates both sides of an AND in a result column.)
-_IN_FLIGHT_SQL = ("SELECT source, path, src, kind, CASE WHEN kind = 'mkdir' THEN EXISTS ("
-                  "SELECT 1 FROM shipped AS s WHERE s.target = o.target AND s.source = o.source "
-                  "AND s.key = o.path) ELSE 0 END FROM ops AS o WHERE o.target = ? "
-                  "AND o.claimed > 0")
+_IN_FLIGHT_SQL = (f"SELECT source, path, {CLAIMED_AS}, CASE WHEN COALESCE(claimed_kind, kind) "
+                  "!= 'mkdir' OR landed != 0 OR attempts > 0 OR claimed != seq THEN 1 ELSE "
+                  "EXISTS (SELECT 1 FROM shipped AS s WHERE s.target = o.target "
+                  "AND s.source = o.source AND s.key = o.path) END "
+                  "FROM ops AS o WHERE o.target = ? AND o.claimed > 0")
 
 
 class KeysInFlight:
     """What the rows of one target without directories in flight hold, for claim(): the
     keys whose object they may write or delete, and the strict ancestors of every path
     they touch. Built inside claim()'s write transaction, so a row another process
-    claimed counts. `file_at(source, path)`: the target may hold a file at `path` that
-    no `shipped` row names (a put landed, not recorded: mirrord.journal.first_copies)."""
+    claimed counts."""
 
-    def __init__(self, db: sqlite3.Connection, target: str,
-                 file_at: Callable[[str, bytes], bool] = lambda source, path: False) -> None:
-        self._file_at = file_at
+    def __init__(self, db: sqlite3.Connection, target: str) -> None:
         self._objects: dict[str, set[bytes]] = {}   # source -> keys written or deleted
         self._paths: dict[str, list[bytes]] = {}    # source -> every path held (few: the
         # target's workers times its batch), scanned for one below a key
-        for source, path, src, kind, shipped_file in db.execute(_IN_FLIGHT_SQL, (target,)):
-            self._add(source, bytes(path), moved_from(kind, src),
-                      self._writes(source, bytes(path), kind, bool(shipped_file)))
+        for source, path, kind, src, writes in db.execute(_IN_FLIGHT_SQL, (target,)):
+            self._add(source, bytes(path), moved_from(kind, src), bool(writes))
 
     def take(self, db: sqlite3.Connection, target: str, source: str, path: bytes,
-             src: bytes | None, kind: str) -> bool:
-        """Whether the ready row at `path` (a move from `src`, of `kind`) may go now; when
-        it may, it counts as in flight from here on (rows handed out in one claim may run
-        on different workers). Asks `db` for a mkdir's `shipped` row only."""
-        shipped_file = kind == "mkdir" and shipped_meta(db, target, source, path) is not None
-        writes = self._writes(source, path, kind, shipped_file)
+             src: bytes | None, kind: str, *, landed: bool = False, attempts: int = 0) -> bool:
+        """Whether the ready row at `path` (a move from `src`) of `kind` may go now
+        (`landed`: its ops.landed; `attempts`: its failed tries); when it may, it counts
+        as in flight from here on (rows handed out in one claim may run on different
+        workers). Asks `db` for a first try's mkdir's `shipped` row only."""
+        writes = (kind != "mkdir" or landed or attempts > 0
+                  or shipped_meta(db, target, source, path) is not None)
         if self._overlaps(source, path, src, writes):
             return False
         self._add(source, path, src, writes)
         return True
-
-    def _writes(self, source: str, path: bytes, kind: str, shipped_file: bool) -> bool:
-        """Whether a row of `kind` at `path` may write or delete the object there."""
-        return kind != "mkdir" or shipped_file or self._file_at(source, path)
 
     def _overlaps(self, source: str, path: bytes, src: bytes | None, writes: bool) -> bool:
         """A row that writes at `path` (or `src`) while a row below it is in flight, or any

@@ -14,7 +14,7 @@ from mirrord.journal.schema import _TOTALS, transaction
 
 def upgrade(db: sqlite3.Connection, version: int) -> None:
     """Run every step from `version` (1..SCHEMA_VERSION) up; SQLite errors propagate."""
-    for step, since in ((_to_v2, 1), (_to_v3, 2), (_to_v4, 3), (_to_v5, 4), (_to_v6, 5)):
+    for step, since in ((_to_v2, 1), (_to_v3, 2), (_to_v4, 3), (_to_v5, 4), (_to_v6, 5), (_to_v7, 6)):
         if version <= since:
             step(db)
 
@@ -71,6 +71,20 @@ def _to_v6(db: sqlite3.Connection) -> None:
         db.execute("INSERT INTO shipped_bytes (target, bytes, high) SELECT target, "
                    "SUM(MAX(size, 0)), SUM(MAX(size, 0)) FROM shipped GROUP BY target")
         db.execute("PRAGMA user_version = 6")
+
+
+def _to_v7(db: sqlite3.Connection) -> None:
+    """Version 6 -> 7 in place: `ops.landed`, 0 on every old row (a version stored and not
+    recorded before this version was not known after a restart either), and
+    `ops.claimed_kind`, `ops.claimed_src`, NULL on every old row (a row claimed before is
+    read by its kind and src, as it was then: barriers.IN_FLIGHT_SQL)."""
+    with transaction(db):
+        cols = [r[1] for r in db.execute("PRAGMA table_info(ops)")]
+        for name, decl in (("landed", "INTEGER NOT NULL DEFAULT 0"), ("claimed_kind", "TEXT"),
+                           ("claimed_src", "BLOB")):
+            if cols and name not in cols:
+                db.execute(f"ALTER TABLE ops ADD COLUMN {name} {decl}")
+        db.execute("PRAGMA user_version = 7")
 
 
 def _statements(script: str) -> list[str]:

@@ -1,7 +1,7 @@
 """The state database itself: its schema, opening it, checking it, migrating it.
 
 The schema is versioned with SQLite's `PRAGMA user_version`; an older database
-is migrated in place (v1 -> v2 -> v3 -> v4 -> v5), a newer one is refused. A damaged file
+is migrated in place (v1 -> v2 -> ... -> v7), a newer one is refused. A damaged file
 raises JournalUnusable (mirrord.journal.opening) and is never silently replaced by an
 empty one: starting empty would re-check every source against every target without saying why.
 """
@@ -19,12 +19,16 @@ from pathlib import Path
 from mirrord.errors import JournalError, JournalUnusable
 from mirrord.journal import opening
 
-SCHEMA_VERSION = 6   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
+SCHEMA_VERSION = 7   # 2: shipped.mode (permission bits; NULL = not known); 3: ops.busy, target_stats.busy
 #                      4: holds (sources whose deletes are held after a mass-change alarm)
 #                      5: ops.claimer (which process holds a row in flight: mirrord.claimer) and
 #                         shipped_aside (the record of a location left: mirrord.locations)
 #                      6: shipped_bytes (each target's recorded bytes and their high-water
 #                         mark, kept by triggers on `shipped`: _TOTALS)
+#                      7: ops.landed (the target may hold a version at the row's path that no
+#                         `shipped` row names: mirrord.journal.first_copies), ops.claimed_kind
+#                         and ops.claimed_src (what a row in flight was claimed as: its
+#                         later changes do not change what its worker does: barriers.InFlight)
 
 # Each target's bytes in `shipped` (a size UNSURE, -1, counts 0) and the most they have
 # ever been (`high`), kept by the triggers below in the very transaction that changes
@@ -77,6 +81,9 @@ CREATE TABLE IF NOT EXISTS ops (
     size INTEGER NOT NULL DEFAULT 0,
     busy INTEGER NOT NULL DEFAULT 0,
     claimer TEXT,
+    landed INTEGER NOT NULL DEFAULT 0,
+    claimed_kind TEXT,
+    claimed_src BLOB,
     UNIQUE (target, source, path)
 );
 CREATE INDEX IF NOT EXISTS ops_ready ON ops (target, claimed, next_try, id);

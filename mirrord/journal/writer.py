@@ -23,7 +23,7 @@ from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claim_owners import ClaimOwnersMixin
 from mirrord.journal.claims import ClaimAckMixin
 from mirrord.journal.enqueue import EnqueueMixin
-from mirrord.journal.first_copies import Extends, FirstCopies, Look
+from mirrord.journal.first_copies import UNKNOWN_ROW, Extends, FirstCopies, Look
 from mirrord.journal.enqueue_moves import MoveEnqueueMixin
 from mirrord.journal.proposals import InFlightProposals
 from mirrord.journal.records import RowState, TargetBacklog
@@ -217,8 +217,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         """What the targets of `source` hold at the file `path`, as comparable values: per
         target its `shipped` row (target, size, mtime_ns, token, the version number this
         process gave it: first_copies.number, 0 when not known), else a version a put
-        landed and did not record (target, the base's size and mtime_ns, "landed", its
-        number: first_copies.landed_base), else a put or rename in flight there
+        landed and did not record (ops.landed: target, the base's size and mtime_ns,
+        "landed", its number: first_copies.landed_base, UNKNOWN_ROW's when this process
+        keeps nothing of it), else a put or rename in flight there
         (held_files.LANDING: target, row id, the seq it was claimed at; a put over a
         shipped or landed version replaces that one, so that one is what counts), sorted;
         () when none (mirrord.alarm_replaced). Raises sqlite3.Error."""
@@ -230,16 +231,20 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
             f"SELECT 0, target, size, mtime_ns, COALESCE(token, '') FROM shipped "
             f"WHERE target IN ({marks}) AND source = ? AND key = ? "
             f"UNION ALL SELECT 1, target, id, claimed, 'in flight' FROM ops WHERE target IN ({marks}) "
-            f"AND source = ? AND path = ? AND {held_files.LANDING}",
-            (*routed, source, key, *routed, source, key)).fetchall()
+            f"AND source = ? AND path = ? AND {held_files.LANDING} "
+            f"UNION ALL SELECT 2, target, 0, 0, '' FROM ops WHERE target IN ({marks}) "
+            f"AND source = ? AND path = ? AND landed != 0",
+            (*routed, source, key, *routed, source, key, *routed, source, key)).fetchall()
         shipped_rows = {r[1]: (*r[1:], self.first_copies.number(r[1], source, path, r[2], r[3]))
                         for r in rows if r[0] == 0}
         flying = {r[1]: tuple(r[1:]) for r in rows if r[0] == 1}
+        landed = {r[1] for r in rows if r[0] == 2}
         held: list[tuple] = []
         for target in routed:
             if target in shipped_rows:
                 held.append(shipped_rows[target])
-            elif (base := self.first_copies.landed_base(target, source, path)) is not None:
+            elif target in landed:
+                base = self.first_copies.landed_base(target, source, path) or UNKNOWN_ROW
                 held.append((target, base[0], base[1], "landed", base[2]))
             elif target in flying:
                 held.append(flying[target])
@@ -257,9 +262,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         if target is None and not routed:
             return 0
         target = target or routed[0]
-        return held_files.files_below_unremoved(
-            self.db, target, source, os.fsencode(path),
-            [os.fsencode(p) for p in self.first_copies.landed_below(target, source, path)])
+        return held_files.files_below_unremoved(self.db, target, source, os.fsencode(path))
 
 
 class _FreshTxn(schema._Txn):

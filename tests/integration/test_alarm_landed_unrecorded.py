@@ -166,3 +166,82 @@ def test_a_put_cut_short_by_a_crash_is_held_after_the_restart(site, tmp_path):
         fh.write(b"appended")
     counts.append(site.counted("x/new", replaced=replaced))
     assert counts == [1, 0, 0], counts
+
+
+def _restart(site: Site, tmp_path: Path) -> None:
+    """The daemon stopped and started again: a new Journal (nothing kept in memory)."""
+    site.journal.close()
+    site.journal = Journal(tmp_path / "journal.db", {S: ("t", "u")})
+    site.shipper.looks = site.journal.first_copies
+
+
+def test_a_landed_version_is_held_after_a_restart(site, monkeypatch, tmp_path):
+    """Landed (errors.ChangedWhileSent), then the daemon restarted before the put was sent
+    again: the journal keeps it (ops.landed), so the rewrite counts 1 after the restart as
+    before it (0 when it was kept in memory only), and `rm -rf x` takes 2 files (1)."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    site.write("x/new", b"ENCRYPTED" * 333)
+    before = site.counted("x/new")
+    _restart(site, tmp_path)
+    assert (before, site.counted("x/new"), site.counted("x/new", look=False)) == (1, 1, 1)
+    assert site.journal.files_removed_with(S, "x", target="t") == 2
+    assert site.journal.held_versions(S, "x/new")[0][:4] == ("t", -1, -1, "landed")
+
+
+def test_a_crash_s_first_copy_sent_again_is_a_first_copy(site, tmp_path):
+    """A new file's put stored on t and cut short by `kill -9`; after the restart it is
+    sent again and acked with no write between: the version acked is the file's first
+    copy, so an append to it counts nothing (1 when the unknown version it replaced made
+    it an overwrite's result: up to one per put in flight at the crash)."""
+    _new(site, "x/new", b"first version " * 300)
+    site.read("t", site.claim("t"))                       # stored on t, never acked
+    with site.journal.transaction():
+        site.journal.db.execute("UPDATE ops SET claimer = 'gone' WHERE claimed != 0")
+    _restart(site, tmp_path)                              # releases the claim
+    assert site.journal.db.execute("SELECT claimed, landed FROM ops").fetchall() == [(0, 1)]
+    site.ship("t", site.claim("t"))
+    with open(site.root / "x" / "new", "ab") as fh:
+        fh.write(b"appended")
+    assert site.counted("x/new") == 0
+
+
+def test_a_landing_another_process_s_op_took_away_is_not_held(site, monkeypatch, tmp_path):
+    """x/new landed in the daemon, then `mirrord reconcile` (another Journal on the same
+    file) shipped the path's delete: the daemon's memory of the landing is stale. A new
+    file made there is a first version: 0 (1 before), and `rm -rf x` takes x/a and that
+    new file's put in flight, not a third (3 before)."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    (site.root / "x" / "new").unlink()
+    site.journal.enqueue([Change(S, "x/new", "delete", targets=("t",))])
+    other = Journal(tmp_path / "journal.db", {S: ("t", "u")})   # the reconcile's process
+    try:
+        ops = other.claim("t", 1000, now=2e9)
+        other.ack(site.shipper.run_ops(site.targets["t"], ops))
+    finally:
+        other.close()
+    assert not (Path(site.targets["t"].root) / "x" / "new").exists()
+    _new(site, "x/new", b"a new file " * 100)
+    assert site.counted("x/new") == 0
+    assert site.journal.files_removed_with(S, "x", target="t") == 1
+    site.claim("t")                                       # the new file's put in flight
+    assert site.journal.files_removed_with(S, "x", target="t") == 2
+
+
+def test_a_landing_recorded_by_another_process_is_held(site, monkeypatch, tmp_path):
+    """The reconcile's put landed (ChangedWhileSent in that process): the daemon keeps
+    nothing of it in memory, the journal does: a rewrite counts 1, unknown version."""
+    _new(site, "x/new", b"first version " * 300)
+    other = Journal(tmp_path / "journal.db", {S: ("t", "u")})
+    try:
+        ops = other.claim("t", 1000, now=2e9)
+        with monkeypatch.context() as m:
+            m.setattr(ship_rules, "changed_since", lambda *a: True)
+            outs = site.shipper.run_ops(site.targets["t"], ops)
+        assert [(o.op.path, o.landed) for o in outs] == [("x/new", True)]
+        other.ack(outs)
+    finally:
+        other.close()
+    site.write("x/new", b"ENCRYPTED" * 333)
+    assert site.counted("x/new") == 1

@@ -201,7 +201,7 @@ def test_a_schema_3_database_is_migrated_and_keeps_its_rows(path, clock):
         ro.close()
     jr = Journal(path, {S: (T,)}, clock=clock)
     try:
-        assert jr.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert jr.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert jr.held_sources() == set()
         jr.hold_deletes(S, reason="x")
         assert jr.claim(T, 10, now=LATER) == []

@@ -144,6 +144,26 @@ def test_a_target_without_directories_keeps_a_mkdir_over_a_landed_file_apart(j):
     assert paths(j.claim(T, 10, directories=False)) == ["e"]
 
 
+def test_a_landed_file_is_kept_apart_after_a_restart(tmp_path):
+    """As above, the daemon restarted between the answer and the mkdir: the journal keeps
+    the landing (ops.landed; it was memory only, and e/f went beside e's mkdir)."""
+    jr = Journal(tmp_path / "journal.db", {S: (T,)}, clock=Clock(1_800_000_000.0))
+    jr.enqueue([Change(S, "e", "put")])
+    (op,) = jr.claim(T, 10, directories=False)
+    jr.ack([Outcome(op, error="ChangedWhileSent: changed", busy=True, landed=True)])
+    jr.close()
+    jr = Journal(tmp_path / "journal.db", {S: (T,)}, clock=Clock(1_800_000_100.0))
+    try:
+        jr.enqueue([Change(S, "e", "mkdir"), Change(S, "e/f", "put")])
+        held = jr.claim(T, 10, directories=False)
+        assert paths(held) == ["e"]
+        acked(jr, held)                                  # the mkdir deleted the object e
+        assert jr.db.execute("SELECT landed FROM ops").fetchall() == [(0,)]
+        assert paths(jr.claim(T, 10, directories=False)) == ["e/f"]
+    finally:
+        jr.close()
+
+
 def test_rows_held_back_do_not_fill_the_claims_window(j):
     """A reconcile of new directories queues each mkdir before the files below it: with d0's
     mkdir in flight the files below it are left out of the query, so a claim of 4 still
@@ -166,3 +186,57 @@ def test_many_rows_in_flight_still_hold_back_every_row_below_them(j):
     assert len(j.claim(T, 1000)) == n
     j.enqueue([Change(S, f"f{i:03}/x", "put") for i in range(n)] + [Change(S, "g", "put")])
     assert paths(j.claim(T, 1000)) == ["g"]
+
+
+@pytest.mark.parametrize("directories", [True, False])
+def test_a_put_in_flight_whose_row_became_a_mkdir_still_holds_back_the_rows_below(j, directories):
+    """`rm X; mkdir X; echo > X/y` while X's put is in flight: its row is a mkdir now, its
+    worker still sends PutObject X. Read by the row's kind, X/y went beside it (S3: a pair
+    SeaweedFS loses); the row counts as what it was claimed as (ops.claimed_kind), and as
+    writing once changed."""
+    j.enqueue([Change(S, "X", "put")])
+    held = j.claim(T, 10, directories=directories)
+    j.enqueue([Change(S, "X", "mkdir"), Change(S, "X/y", "put"), Change(S, "z", "put")])
+    assert paths(j.claim(T, 10, directories=directories)) == ["z"]
+    acked(j, held)
+    assert paths(j.claim(T, 10, directories=directories)) == ["X"]
+
+
+@pytest.mark.parametrize("directories", [True, False])
+def test_a_move_in_flight_whose_row_became_a_put_still_holds_its_source_end(j, directories):
+    """m moved to n, the move in flight, then n written: the row at n is a put now (its src
+    gone), and the move's worker still takes m away on the target: m/x waits for it."""
+    j.enqueue([Change(S, "m", "put")])
+    acked(j, j.claim(T, 10, directories=directories))
+    j.enqueue_move(S, "m", "n", is_dir=False)
+    (mv,) = j.claim(T, 10, directories=directories)
+    j.enqueue([Change(S, "n", "put"), Change(S, "m/x", "put"), Change(S, "o", "put")])
+    assert j.db.execute("SELECT kind, src FROM ops WHERE path = ?", (b"n",)).fetchone() == ("put", None)
+    assert paths(j.claim(T, 10, directories=directories)) == ["o"]
+
+
+def test_a_target_without_directories_takes_a_retried_mkdir_as_writing(j):
+    """A mkdir's worker that finds a file waits on its first try (ship_rules.not_yet), and
+    may send the file on a retry: a retried mkdir keeps the keys below apart."""
+    j.enqueue([Change(S, "a", "mkdir")])
+    (op,) = j.claim(T, 10, directories=False)
+    j.ack([Outcome(op, error="RetryableError: timed out")])
+    j.enqueue([Change(S, "a/b", "put")])
+    first = j.claim(T, 10, now=2e9, directories=False)
+    assert paths(first) == ["a/b"]
+    acked(j, first)
+    assert paths(j.claim(T, 10, now=2e9, directories=False)) == ["a"]
+    j.enqueue([Change(S, "a/c", "put")])
+    assert paths(j.claim(T, 10, now=2e9, directories=False)) == []
+
+
+def test_a_target_without_directories_keeps_a_mkdir_over_a_file_cut_short_apart(j):
+    """The put of e was in flight when its process died (release_claims): it may have
+    stored e, so e's mkdir (after `rm e; mkdir e; echo > e/f`) deletes an object, and e/f
+    waits for it. The mark survives a restart (ops.landed)."""
+    j.enqueue([Change(S, "e", "put")])
+    j.claim(T, 10, directories=False)
+    j.db.execute("UPDATE ops SET claimer = 'gone'")
+    assert j.release_claims(claimers=["gone"]) == 1
+    j.enqueue([Change(S, "e", "mkdir"), Change(S, "e/f", "put")])
+    assert paths(j.claim(T, 10, directories=False)) == ["e"]

@@ -174,8 +174,10 @@ def test_a_version_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path, 
     make_v1(path)
     jr = Journal(path, {S: (T,)}, clock=clock)
     try:
-        assert jr.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
-        assert "busy" in [r[1] for r in jr.db.execute("PRAGMA table_info(ops)")]
+        assert jr.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        cols = [r[1] for r in jr.db.execute("PRAGMA table_info(ops)")]
+        assert "busy" in cols and "landed" in cols
+        assert jr.db.execute("SELECT landed FROM ops").fetchall() == [(0,)]
         assert list(iter_shipped(jr.db, T, S)) == [(b"dir/", 0, 8, None, None),
                                                   (b"old.txt", 5, 77, "etag", None)]
         (op,) = jr.claim(T, 10, now=1e12)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mirrord import config as config_mod
-from mirrord.journal import Change, Journal, Outcome, shipped_high_water
+from mirrord.journal import SCHEMA_VERSION, Change, Journal, Outcome, shipped_high_water
 from mirrord.journal import shipped as shipped_mod
 from mirrord.trash import retention
 from tests.fakes import Clock
@@ -137,7 +137,7 @@ def test_a_version_5_database_is_counted_at_migration(tmp_path):
     ro.close()
     again = Journal(path, {S: (T,)}, clock=Clock())
     try:
-        assert again.db.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert again.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert totals(again.db) == {T: (500, 500)}
         ship(again, "z", 100)
         assert totals(again.db) == {T: (600, 600)}

@@ -1,0 +1,77 @@
+"""The journal's failures and their backoff: an op that failed waits RETRY_BASE seconds
+doubling up to RETRY_MAX, with jitter (a permanent error at least PERMANENT_RETRY); a
+source file still open for writing (busy) is a wait, not a failure; retry_now makes a
+recovered target's backlog ready at once. What a failed put stored is marked (ops.landed).
+Split out of mirrord.journal.claims (ClaimAckMixin.ack calls _failed); mixed into Journal
+through it.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+from mirrord.journal.holds import PARKED
+from mirrord.journal.records import Outcome, _b, _text
+
+RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
+
+
+class RetryMixin:
+    """Journal's failure and retry methods; Journal provides db."""
+
+    db: sqlite3.Connection
+
+    def _failed(self, out: Outcome, now: float) -> None:
+        op = out.op
+        attempts = op.attempts + 1
+        if out.landed:   # the target holds a version no `shipped` row names (claims._landed_at)
+            self.db.execute("UPDATE ops SET landed = 1 WHERE id = ?", (op.id,))
+        if out.busy:
+            self._busy(out, now, attempts)
+            return
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
+        delay = delay * (0.75 + random.random() / 2)
+        if out.permanent:
+            delay = max(delay, PERMANENT_RETRY)
+            if op.kind == "put":
+                # a rename's fallback delete of the old name waits for this put only so that
+                # its keep finds the bytes at the new name (enqueue._file_fallback,
+                # keeper.lives_on): a put that cannot succeed (a name the target cannot
+                # hold) must not hold the old name on the target; it goes now, and keeps
+                self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ? AND "
+                                "kind = 'delete' AND src = ?", (op.id, _b(op.path)))
+        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
+        if row is not None and row[0] == op.seq:
+            self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
+                            "busy = 0 WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
+        elif row is not None:
+            self.db.execute("UPDATE ops SET claimed = 0, last_error = ? WHERE id = ?",
+                            (_text(out.error), op.id))
+        self.db.execute(
+            "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
+            "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
+            "last_error_at = excluded.last_error_at", (op.target, _text(f"{op.path}: {out.error}"), now))
+
+    def _busy(self, out: Outcome, now: float, attempts: int) -> None:
+        """A file still open for writing: retried with the usual backoff, but counted as a
+        wait (target_stats.busy), never as a failure, and not made the target's last error."""
+        op = out.op
+        delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
+        self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
+                        "busy = 1 WHERE id = ? AND seq = ?",
+                        (attempts, now + delay, _text(out.error), op.id, op.seq))
+        self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
+        self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
+                        "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))
+
+    def retry_now(self, target: str) -> int:
+        """Make every row of `target` that failed and waits out a backoff (up to RETRY_MAX
+        seconds, PERMANENT_RETRY after a permanent error) ready at once; returns how many.
+        For a target that is back: a local mirror made writable again answered EPERM or
+        EACCES, permanent errors, and its backlog waited 10 minutes after it had recovered
+        (tests/reliability/test_outage_exact.py). Rows in flight, rows waiting for a writer
+        (busy) and the parked deletes of a source on hold are left as they are."""
+        return self.db.execute(
+            "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
+            "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
