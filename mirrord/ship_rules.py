@@ -68,19 +68,22 @@ def not_yet(op: Op, seen: Observed, *, keeps: bool, directories: bool = True) ->
       tests/integration/test_op_in_flight_finds_its_file_gone.py). A second try with
       nothing read (an event lost) sends the delete. A target that keeps nothing gets the
       delete at once: there it is exact whatever the path's later rows say.
-    - A mkdir that finds a file, on a target without directories (S3): the path became a
-      file since its row was claimed (`rm -r X; echo > X`). The claim let the files below
-      X go beside this mkdir as one that writes nothing at X (journal.key_overlaps); sent
-      now, PutObject X ran beside a put below X/, a pair SeaweedFS loses. The row runs
-      again as what its change made it, claimed under that rule (a retry counts as
-      writing there)."""
-    if op.attempts != 0:
-        return
+    - A mkdir that finds a file, on a target without directories (S3), on any try: the
+      path became a file since its row was claimed (`rm -r X; echo > X`). The claim let
+      the files below X go beside this mkdir as one that writes nothing at X
+      (journal.key_overlaps); sent now, PutObject X ran beside a put below X/, a pair
+      SeaweedFS loses. The row runs again as the put its change makes it, claimed under
+      that rule. Not sent on a retry either: a retried mkdir counted as writing at X, and
+      one retried after an outage waited while the files arriving below X kept going
+      first. A change never read leaves it waiting (busy) until a catch-up or a reconcile
+      pass records the put."""
     if not directories and op.kind == "mkdir" and not op.tree and seen.kind == "file":
         if seen.fd is not None:
             os.close(seen.fd)
         raise SourceBusy(f"{op.path!r} is a file at the source since its directory's mkdir "
                          "was claimed: sent once that change is read")
+    if op.attempts != 0:
+        return
     if op.kind == "delete" and not op.tree and seen.kind == "file":
         if seen.fd is not None:
             os.close(seen.fd)

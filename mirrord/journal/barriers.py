@@ -212,7 +212,7 @@ class InFlight:
                 above.update(list(_self_and_ancestors(p))[1:])
 
     def take(self, db: sqlite3.Connection, target: str, source: str, path: bytes,
-             src: bytes | None, kind: str, *, landed: bool = False, attempts: int = 0) -> bool:
+             src: bytes | None, kind: str, *, landed: bool = False) -> bool:
         """Whether claim()'s ready row at `path` (a move from `src`) may go now (it touches
         no path held); when it may, it counts as in flight from here on (rows handed out
         in one claim may run on different workers). The same call as

@@ -76,7 +76,7 @@ class ClaimAckMixin(RetryMixin):
                     continue   # what was at src is still being shipped: move it once it has been
                 if inflight is not None and not inflight.take(
                         self.db, target, source, bytes(path), moved_from(kind, src), kind,
-                        landed=bool(landed), attempts=attempts):
+                        landed=bool(landed)):
                     continue
                 self.db.execute("UPDATE ops SET claimed = ?, claimer = ?, claimed_kind = ?, "
                                 "claimed_src = ? WHERE id = ?", (seq, self.claimer, kind, src, oid))

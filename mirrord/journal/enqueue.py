@@ -112,10 +112,17 @@ class EnqueueMixin:
             if seen is not None and notes is not None and self._proposals.unchanged_put_in_flight(
                     seq, claimed, old_kind, bool(old_tree), claimer):
                 notes.append((oid, path, seq + 1, seen))
-            if kind == "attr" and old_kind != "attr":
+            if (kind == "attr" and old_kind != "attr") or (
+                    kind == "mkdir" and not tree and old_kind == "move" and old_dir
+                    and not claimed):
                 # a pending put / move / delete / mkdir is stronger and state-based anyway: it
                 # ships the mode and mtime too. seq still moves on, so an op of the row that
                 # is in flight (it may have looked before the chmod) runs once more.
+                # A mkdir over a directory's queued move (a comparison that saw the new name
+                # before the move reached the target) is one too: made a mkdir, the row lost
+                # what the move carries, and the move's source end then removed the old
+                # name whole, keeping as 'directory removed' what lives on at the new one
+                # (tests/integration/test_dir_rotation_keeps_nothing.py)
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
             elif kind == "put" and src is None and old_kind == "delete" and not old_tree:
                 src = self._went_to(path, old_src, waits)

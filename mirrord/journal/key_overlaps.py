@@ -16,14 +16,13 @@ tests/e2e/test_stopped_changes.py).
 
 Such pairs come only where a path changed type (a file made a directory, or back), so the
 rule costs nothing in the usual case: a row writes or deletes the object at its path (and
-a move's at its source end) unless it is a directory's mkdir on its first try over a name
-where no file was sent nor landed (`ops.landed`: a put the target stored and the journal
-did not record, mirrord.journal.first_copies): its remove_file_at is a HEAD that finds
-nothing. The files of a new directory go out beside its mkdir, as before. A row in flight
+a move's at its source end) unless it is a directory's mkdir over a name where no file
+was sent nor landed (`ops.landed`: a put the target stored and the journal did not
+record, mirrord.journal.first_copies): its remove_file_at is a HEAD that finds nothing. The files of a new directory go out beside its mkdir, as before. A row in flight
 counts as what it was claimed as (barriers.CLAIMED_AS), and as writing once it changed
 since (`rm X; mkdir X`: a put of X in flight is a mkdir row now, and PutObject X still
-runs). A mkdir's worker that finds a file on its first try waits (ship_rules.not_yet);
-on a retry it may send the file, so a retried mkdir counts as writing. Tree removals and
+runs). A mkdir's worker that finds a file waits, on every try (ship_rules.not_yet), so
+a mkdir never sends one: a retried mkdir writes nothing more than a first try. Tree removals and
 directory moves wait for every row below them on every target
 (barriers.overlaps_inflight).
 """
@@ -36,11 +35,11 @@ from mirrord.journal.barriers import CLAIMED_AS, _self_and_ancestors, moved_from
 from mirrord.journal.read import shipped_meta
 
 # The rows of one target in flight: (source, path, kind, src as claimed, whether it writes
-# the object at its path). Served by ops_ready (target, claimed) and, per mkdir row on its
-# first try and unchanged, a primary-key search of `shipped`.
+# the object at its path). Served by ops_ready (target, claimed) and, per mkdir row
+# unchanged since its claim, a primary-key search of `shipped`.
 # (CASE, not AND: SQLite evaluates both sides of an AND in a result column.)
 _IN_FLIGHT_SQL = (f"SELECT source, path, {CLAIMED_AS}, CASE WHEN COALESCE(claimed_kind, kind) "
-                  "!= 'mkdir' OR landed != 0 OR attempts > 0 OR claimed != seq THEN 1 ELSE "
+                  "!= 'mkdir' OR landed != 0 OR claimed != seq THEN 1 ELSE "
                   "EXISTS (SELECT 1 FROM shipped AS s WHERE s.target = o.target "
                   "AND s.source = o.source AND s.key = o.path) END "
                   "FROM ops AS o WHERE o.target = ? AND o.claimed > 0")
@@ -60,12 +59,12 @@ class KeysInFlight:
             self._add(source, bytes(path), moved_from(kind, src), bool(writes))
 
     def take(self, db: sqlite3.Connection, target: str, source: str, path: bytes,
-             src: bytes | None, kind: str, *, landed: bool = False, attempts: int = 0) -> bool:
+             src: bytes | None, kind: str, *, landed: bool = False) -> bool:
         """Whether the ready row at `path` (a move from `src`) of `kind` may go now
-        (`landed`: its ops.landed; `attempts`: its failed tries); when it may, it counts
-        as in flight from here on (rows handed out in one claim may run on different
-        workers). Asks `db` for a first try's mkdir's `shipped` row only."""
-        writes = (kind != "mkdir" or landed or attempts > 0
+        (`landed`: its ops.landed); when it may, it counts as in flight from here on (rows
+        handed out in one claim may run on different workers). Asks `db` for a mkdir's
+        `shipped` row only."""
+        writes = (kind != "mkdir" or landed
                   or shipped_meta(db, target, source, path) is not None)
         if self._overlaps(source, path, src, writes):
             return False

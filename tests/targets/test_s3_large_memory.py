@@ -1,4 +1,4 @@
-"""A large file's multipart upload holds at most TRANSFER_PARTS_IN_MEMORY parts in memory.
+"""A large file's multipart upload holds at most TRANSFER_PARTS_IN_MEMORY + 1 parts in memory.
 
 Each S3 worker runs one upload, so a target's worst case is workers x parts in memory x
 multipart_chunksize. s3transfer's own default (max_in_memory_upload_chunks = 10) read 10
@@ -79,8 +79,10 @@ def test_a_multipart_upload_reads_at_most_its_parts_in_memory_ahead(seaweedfs, t
     assert entry.size == PARTS * CHUNK
     with _Counting.lock:
         held = max(done["most_held"], 0)
-    # the reader ran ahead (the bound is reached, so the check can fail) and not beyond it
-    assert (TRANSFER_PARTS_IN_MEMORY - 1) * CHUNK <= held <= TRANSFER_PARTS_IN_MEMORY * CHUNK, (
+    # the reader ran ahead (the bound is reached, so the check can fail) and not beyond it:
+    # the parts holding a slot, and the one s3transfer read before it waits for a slot
+    # (its yield_upload_part_bodies reads a part, then submit() takes a slot; CI saw 7)
+    assert (TRANSFER_PARTS_IN_MEMORY - 1) * CHUNK <= held <= (TRANSFER_PARTS_IN_MEMORY + 1) * CHUNK, (
         held / CHUNK)
 
 

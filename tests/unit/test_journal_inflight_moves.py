@@ -166,3 +166,44 @@ def test_rows_in_flight_elsewhere_are_not_run_again(j):
     assert j.enqueue_move(S, "D1", "D2", is_dir=True) == [T]
     ack(j, inflight)
     assert not {op.path for op in j.claim(T, 10)} & {"D2x/f", "other/f"}
+
+
+def test_a_mkdir_over_a_queued_directory_move_leaves_it_a_move(j):
+    """A comparison that saw the new name before the move reached the target proposes a
+    mkdir there: the row stays the move (which makes that directory, with what lies below
+    it), as an attr does; made a mkdir, it lost the files and its source end removed the
+    old name whole, keeping them (tests/integration/test_dir_rotation_keeps_nothing.py)."""
+    j.enqueue([Change(S, "d", "mkdir")])
+    ack(j, j.claim(T, 10), "mkdir")
+    assert j.enqueue_move(S, "d", "e", is_dir=True) == []
+    j.enqueue([Change(S, "e", "mkdir")])
+    (mv,) = j.claim(T, 10)
+    assert (mv.path, mv.kind, mv.src) == ("e", "move", "d")
+
+
+def test_a_mkdir_over_a_directory_move_in_flight_runs_again_as_a_mkdir(j):
+    """The move at a worker still takes the old name along; run again as a move, it found
+    the old name gone and re-sent the directory whole. A mkdir after it only syncs."""
+    j.enqueue([Change(S, "d", "mkdir")])
+    ack(j, j.claim(T, 10), "mkdir")
+    assert j.enqueue_move(S, "d", "e", is_dir=True) == []
+    (mv,) = j.claim(T, 10)
+    j.enqueue([Change(S, "e", "mkdir")])
+    ack(j, [mv], "move")
+    (again,) = j.claim(T, 10)
+    assert (again.path, again.kind) == ("e", "mkdir")
+
+
+def test_a_delete_or_a_put_over_a_queued_directory_move_still_replaces_it(j):
+    """What the move carried is gone at the source (`mv d e; rm -r e`, or a file at e):
+    the row is what the change says, and d's source end keeps d's files."""
+    for i, (kind, tree) in enumerate((("delete", True), ("put", False))):
+        d, e = f"d{i}", f"e{i}"
+        j.enqueue([Change(S, d, "mkdir")])
+        ack(j, j.claim(T, 10), "mkdir")
+        assert j.enqueue_move(S, d, e, is_dir=True) == []
+        j.enqueue([Change(S, e, kind, tree=tree)])
+        row = j.db.execute("SELECT kind, src FROM ops WHERE path = ?", (e.encode(),)).fetchone()
+        assert row == (kind, None)
+        for op in j.claim(T, 10):
+            ack(j, [op], op.kind)

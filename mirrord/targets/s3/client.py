@@ -45,8 +45,10 @@ log = logging.getLogger("mirrord.targets.s3")
 SMALL_FILE = 8 << 20            # read whole and sent with one PutObject below this
 TRANSFER_CONCURRENCY = 4        # parts in flight per large upload
 # Parts a large upload holds in memory at once (s3transfer's max_in_memory_upload_chunks,
-# 10 by default): the 4 in flight and 2 read ahead. At most upload.LARGE_UPLOADS (8) run
-# at once per target, so a target's worst case is 8 x 6 x multipart_chunksize (768 MiB at
+# 10 by default): the 4 in flight and 2 read ahead, plus the one part s3transfer has read
+# and waits to submit (its upload.py reads each part in yield_upload_part_bodies before
+# submit() takes a slot of IN_MEMORY_UPLOAD_TAG): 7. At most upload.LARGE_UPLOADS (8) run
+# at once per target, so a target's worst case is 8 x 7 x multipart_chunksize (896 MiB at
 # the default 16 MiB parts). Measured on a 512 MiB file to SeaweedFS in 8 MiB parts,
 # alternating, 4 each: 3.8 s and 48 MiB of peak RSS at 6 against 4.1 s and 80 MiB at 10.
 TRANSFER_PARTS_IN_MEMORY = TRANSFER_CONCURRENCY + 2
@@ -93,7 +95,8 @@ def make_client(opts: S3Options, *, workers: int, connect_timeout: float, read_t
 
 def transfer_config(threshold: int, chunksize: int) -> TransferConfig:
     """s3transfer's settings: multipart at or above `threshold` bytes, `chunksize` parts,
-    at most TRANSFER_PARTS_IN_MEMORY parts read into memory per upload."""
+    at most TRANSFER_PARTS_IN_MEMORY parts read into memory per upload, and the one read
+    and waiting for a slot."""
     config = TransferConfig(multipart_threshold=threshold, multipart_chunksize=chunksize,
                             max_concurrency=TRANSFER_CONCURRENCY,
                             preferred_transfer_client="classic")

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
 # Files sent through s3transfer (min(8 MiB, multipart_threshold) and more) at once per
 # target; more wait for a slot. Each holds at most client.TRANSFER_PARTS_IN_MEMORY parts
-# of multipart_chunksize (or, below multipart_threshold, its one body), so a target's large
-# uploads hold at most 8 x 6 x 16 MiB = 768 MiB at the defaults, whatever `workers` is
+# of multipart_chunksize and the one read and waiting for its slot (or, below
+# multipart_threshold, its one body), so a target's large uploads hold at most
+# 8 x 7 x 16 MiB = 896 MiB at the defaults, whatever `workers` is
 # (at 16 workers without this bound: 1.5 GiB; at the former 8 workers and s3transfer's
 # default of 10 parts in memory: 1.25 GiB).
 LARGE_UPLOADS = 8
