@@ -78,6 +78,13 @@ class ChangedWhileSent(SourceBusy):
     of 20)."""
 
 
+class BecameAFile(SourceBusy):
+    """SourceBusy of a directory's mkdir (not a tree's) that found a file at its path: the
+    path became a file since its row was queued. Nothing is sent; the row, unchanged since
+    its claim, is made the put of that file (journal failures._busy), so the put is claimed
+    under its own rules (ship_rules.not_yet says why a mkdir never sends a file)."""
+
+
 class NotFound(TargetError):
     """The object a move or read needed is not on the target."""
 

@@ -21,7 +21,7 @@ import os
 from typing import Iterable
 
 from mirrord import nested
-from mirrord.errors import ChangedWhileSent, PermanentError, RetryableError, SourceBusy
+from mirrord.errors import BecameAFile, ChangedWhileSent, PermanentError, RetryableError, SourceBusy
 from mirrord.journal import Op, Outcome
 from mirrord.logsetup import kv, redact
 from mirrord.observe import Observed, changed_since
@@ -47,7 +47,7 @@ def unchanged(seen: Observed, res: SyncResult) -> SyncResult:
     return res
 
 
-def not_yet(op: Op, seen: Observed, *, keeps: bool, directories: bool = True) -> None:
+def not_yet(op: Op, seen: Observed, *, keeps: bool) -> None:
     """Raise SourceBusy (seen.fd closed) when what the worker finds at the path on an op's
     first try is explained by a change whose event is still to be read, or was read while
     the op ran (then seq moved on and the row runs again at once, claims._busy). Either
@@ -68,20 +68,23 @@ def not_yet(op: Op, seen: Observed, *, keeps: bool, directories: bool = True) ->
       tests/integration/test_op_in_flight_finds_its_file_gone.py). A second try with
       nothing read (an event lost) sends the delete. A target that keeps nothing gets the
       delete at once: there it is exact whatever the path's later rows say.
-    - A mkdir that finds a file, on a target without directories (S3), on any try: the
-      path became a file since its row was claimed (`rm -r X; echo > X`). The claim let
-      the files below X go beside this mkdir as one that writes nothing at X
-      (journal.key_overlaps); sent now, PutObject X ran beside a put below X/, a pair
-      SeaweedFS loses. The row runs again as the put its change makes it, claimed under
-      that rule. Not sent on a retry either: a retried mkdir counted as writing at X, and
+    - A mkdir (not a tree's) that finds a file, on any try: the path became a file since
+      its row was claimed (`rm -r X; echo > X`). A mkdir in flight writes no file: on a
+      target without directories (S3) the claim let the files below X go beside it
+      (journal.key_overlaps), and sent now, PutObject X ran beside a put below X/, a pair
+      SeaweedFS loses; on every target a crash that cut it short would leave a file the
+      journal cannot know of (claim_owners.CUT_SHORT counted each such mkdir as a file
+      landed). The row is made that file's put (errors.BecameAFile), claimed under the
+      put's rule. Not sent on a retry either: a retried mkdir counted as writing at X, and
       one retried after an outage waited while the files arriving below X kept going
-      first. A change never read leaves it waiting (busy) until a catch-up or a reconcile
-      pass records the put."""
-    if not directories and op.kind == "mkdir" and not op.tree and seen.kind == "file":
+      first. Made a put by the worker, not left to wait for the change: a subtree check's
+      stale mkdir recorded over the file's put has no change to come (a property test,
+      tests/unit/test_exchange_properties.py)."""
+    if op.kind == "mkdir" and not op.tree and seen.kind == "file":
         if seen.fd is not None:
             os.close(seen.fd)
-        raise SourceBusy(f"{op.path!r} is a file at the source since its directory's mkdir "
-                         "was claimed: sent once that change is read")
+        raise BecameAFile(f"{op.path!r} is a file at the source since its directory's mkdir "
+                          "was queued: its row is made the file's put")
     if op.attempts != 0:
         return
     if op.kind == "delete" and not op.tree and seen.kind == "file":
@@ -112,7 +115,8 @@ def meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
 def error_outcome(op: Op, exc: BaseException) -> Outcome:
     permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
     return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
-                   busy=isinstance(exc, SourceBusy), landed=isinstance(exc, ChangedWhileSent))
+                   busy=isinstance(exc, SourceBusy), landed=isinstance(exc, ChangedWhileSent),
+                   now_file=isinstance(exc, BecameAFile))
 
 
 def sync_item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = False) -> SyncItem:

@@ -237,8 +237,7 @@ class Shipper(MoveOps):
                         # (the op was the file's), it stayed empty on the target for good (a
                         # breaker: `rm temp; mkdir temp`, exclude = temp/)
                         seen = Observed("absent")
-                    not_yet(op, seen, keeps=target.name in self.keep,
-                            directories=target.features.directories)
+                    not_yet(op, seen, keeps=target.name in self.keep)
                     if seen.kind == "absent" and op.kind != "delete" and self.held(op.source):
                         # a put claimed before its file was removed would run as a delete;
                         # the hold covers it too: retried, done as a delete once resumed

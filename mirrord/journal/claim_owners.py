@@ -14,12 +14,14 @@ from mirrord.journal.proposals import InFlightProposals
 
 
 # A released row whose op may have stored a file at its path: every kind (a state-based
-# worker sends what it finds: a delete that finds the file on a retry puts it, a mkdir
-# that finds a file too), but, unchanged since their claim, a tree op, a directory's put,
-# move or delete, and a file's delete on its first try (it finds the file back: it
-# waits, ship_rules.not_yet). A put of a new file cut short by `kill -9` left that file on
-# the target while its row was only queued: a rewrite before the re-send counted nothing.
-CUT_SHORT = ("NOT (claimed = seq AND (tree = 1 OR is_dir = 1 AND kind != 'mkdir' "
+# worker sends what it finds: a delete that finds the file on a retry puts it), but,
+# unchanged since their claim, a tree op, a directory's put, move, delete or mkdir (a
+# mkdir that finds a file waits, on every try), and a file's delete on its first try (it
+# finds the file back: it waits; both ship_rules.not_yet). A put of a new file cut short
+# by `kill -9` left that file on the target while its row was only queued: a rewrite
+# before the re-send counted nothing. Counted as landed, 3 mkdirs cut short and then
+# `rm -rf` of their parent counted 4 files destroyed, not 1.
+CUT_SHORT = ("NOT (claimed = seq AND (tree = 1 OR is_dir = 1 "
              "OR kind = 'delete' AND attempts = 0))")
 
 

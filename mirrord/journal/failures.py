@@ -55,12 +55,20 @@ class RetryMixin:
 
     def _busy(self, out: Outcome, now: float, attempts: int) -> None:
         """A file still open for writing: retried with the usual backoff, but counted as a
-        wait (target_stats.busy), never as a failure, and not made the target's last error."""
+        wait (target_stats.busy), never as a failure, and not made the target's last error.
+        A mkdir that found a file (Outcome.now_file) leaves its row, unchanged since its
+        claim, the file's put, ready at once."""
         op = out.op
         delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
         self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
                         "busy = 1 WHERE id = ? AND seq = ?",
                         (attempts, now + delay, _text(out.error), op.id, op.seq))
+        if out.now_file and op.kind == "mkdir" and not op.tree:
+            # errors.BecameAFile: the row, unchanged since (a change made it what it says),
+            # is the file's put from here on, claimed under the put's rules
+            self.db.execute("UPDATE ops SET kind = 'put', is_dir = 0, busy = 0, next_try = ? "
+                            "WHERE id = ? AND seq = ? AND kind = 'mkdir' AND tree = 0",
+                            (now, op.id, op.seq))
         self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
         self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
                         "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))

@@ -49,6 +49,11 @@ _GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.s
                "AND m.path = s.key AND m.tree = 0 "
                "AND (m.kind = 'delete' OR m.kind = 'put' AND m.src IS NOT NULL))")
 
+# The same for a version landed, not recorded (ops.landed, on the key's own row): a
+# landed file deleted, its delete queued (counted when recorded), then made again
+# counted that version a second time (review of stop 48).
+_LANDED_GOING_AWAY = "(tree = 0 AND (kind = 'delete' OR kind = 'put' AND src IS NOT NULL))"
+
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
                  renames: Callable[[str], bool] = lambda target: True,
@@ -97,7 +102,7 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
             f"UNION ALL SELECT 1 FROM ops AS o WHERE o.target IN ({marks}) AND o.source = ? "
             f"AND {FILE_RENAMED_TO} AND {_SHIPPED_AT.format('path')} "
             f"UNION ALL SELECT 1 FROM ops WHERE target IN ({','.join('?' * len(landed_at))}) "
-            f"AND source = ? AND path = ? AND landed != 0 LIMIT 1",
+            f"AND source = ? AND path = ? AND landed != 0 AND NOT {_LANDED_GOING_AWAY} LIMIT 1",
             (*shipped_at, source, key, *targets, source, key, *landing_at, *targets, source, key,
              *landed_at, source, key)
     ).fetchone() is not None:

@@ -102,6 +102,7 @@ class Outcome:
     check: bool = False             # a directory moved on the target: compare below it (subtree check)
     merged: bool = False            # that move left what stood below its destination (Features.move_merges)
     busy: bool = False              # error: the source file is still open for writing (a wait)
+    now_file: bool = False          # busy: a mkdir found a file at its path (errors.BecameAFile): its row becomes that file's put
     landed: bool = False            # error: a put the target stored, the file changed meanwhile (errors.ChangedWhileSent): held, not recorded
     clear_below: bool = False       # a delete with nothing at the source: what the record still names below it goes too (ClaimAckMixin._done)
     kept_below: bool = False        # a put (no tree op) on a target without directories (S3): the keys below its path stand on

@@ -145,6 +145,20 @@ def test_a_removal_recorded_first_and_a_delete_acked_take_it_away(site, monkeypa
     assert site.counted("y/gone") == 0
 
 
+def test_a_landed_file_whose_delete_is_queued_counts_once(site, monkeypatch):
+    """A landed file deleted (its delete counted when it was recorded, still queued), then
+    made again: the new file destroys nothing more, 0 (1 before: the landed version
+    counted a second time), as a shipped version's pending delete does (_GOING_AWAY)."""
+    _new(site, "x/new", b"first version " * 300)
+    _landed(site, monkeypatch, "x/new")
+    (site.root / "x" / "new").unlink()
+    assert count_batch(site.journal, site.resends, S, [Change(S, "x/new", "delete")],
+                       root=str(site.root)) == 1
+    site.journal.enqueue([Change(S, "x/new", "delete")])
+    site.write("x/new", b"made again")
+    assert site.counted("x/new") == 0
+
+
 def test_a_put_cut_short_by_a_crash_is_held_after_the_restart(site, tmp_path):
     """x/new's put stored on t, its ack never came (`kill -9`): the next start releases the
     claim, and the rewrite before the put is sent again counts 1 (0 before: no `shipped`

@@ -240,3 +240,21 @@ def test_a_target_without_directories_keeps_a_mkdir_over_a_file_cut_short_apart(
     assert j.release_claims(claimers=["gone"]) == 1
     j.enqueue([Change(S, "e", "mkdir"), Change(S, "e/f", "put")])
     assert paths(j.claim(T, 10, directories=False)) == ["e"]
+
+
+@pytest.mark.parametrize("directories", [True, False])
+def test_mkdirs_cut_short_unchanged_hold_no_file_on_the_target(j, directories):
+    """A mkdir's worker never sends a file (ship_rules.not_yet), so a crash that cut short
+    mkdirs unchanged since their claim leaves no file a tree removal would take: 3 of them
+    and `rm -rf x` counted 4 files destroyed, not the 1 shipped (review of stop 48). A
+    mkdir changed since its claim (a file now) may have: it still counts."""
+    j.enqueue([Change(S, "x/f", "put")])
+    acked(j, j.claim(T, 10, directories=directories))
+    j.enqueue([Change(S, f"x/{d}", "mkdir") for d in ("a", "b", "c")])
+    j.claim(T, 10, directories=directories)
+    j.enqueue([Change(S, "x/c", "put")])                # x/c a file since its claim
+    j.db.execute("UPDATE ops SET claimer = 'gone' WHERE claimed != 0")
+    assert j.release_claims(claimers=["gone"]) == 3
+    landed = j.db.execute("SELECT path FROM ops WHERE landed = 1 ORDER BY path").fetchall()
+    assert [bytes(p) for (p,) in landed] == [b"x/c"]
+    assert j.files_removed_with(S, "x", target=T) == 2
