@@ -14,14 +14,16 @@ from mirrord.journal.proposals import InFlightProposals
 
 
 # A released row whose op may have stored a file at its path: every kind (a state-based
-# worker sends what it finds: a delete that finds the file on a retry puts it), but,
-# unchanged since their claim, a tree op, a directory's put, move, delete or mkdir (a
-# mkdir that finds a file waits, on every try), and a file's delete on its first try (it
-# finds the file back: it waits; both ship_rules.not_yet). A put of a new file cut short
-# by `kill -9` left that file on the target while its row was only queued: a rewrite
-# before the re-send counted nothing. Counted as landed, 3 mkdirs cut short and then
-# `rm -rf` of their parent counted 4 files destroyed, not 1.
-CUT_SHORT = ("NOT (claimed = seq AND (tree = 1 OR is_dir = 1 "
+# worker sends what it finds: a delete that finds the file on a retry puts it, a tree
+# removal or a directory's move that finds a file sends it), but, unchanged since their
+# claim, a mkdir (not a tree's: one that finds a file sends nothing, errors.BecameAFile)
+# and a file's delete on its first try (it finds the file back: it waits; both
+# ship_rules.not_yet). A put of a new file cut short by `kill -9` left that file on the
+# target while its row was only queued: a rewrite before the re-send counted nothing.
+# Counted as landed, 3 mkdirs cut short and then `rm -rf` of their parent counted 4 files
+# destroyed, not 1; a tree put (`rm -r d; echo > d`) not counted, an overwrite of that
+# file counted nothing (the alarm's safe side is to count).
+CUT_SHORT = ("NOT (claimed = seq AND tree = 0 AND (kind = 'mkdir' "
              "OR kind = 'delete' AND attempts = 0))")
 
 

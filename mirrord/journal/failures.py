@@ -57,7 +57,7 @@ class RetryMixin:
         """A file still open for writing: retried with the usual backoff, but counted as a
         wait (target_stats.busy), never as a failure, and not made the target's last error.
         A mkdir that found a file (Outcome.now_file) leaves its row, unchanged since its
-        claim, the file's put, ready at once."""
+        claim, the file's put, on its first try and ready at once."""
         op = out.op
         delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
         self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
@@ -66,9 +66,11 @@ class RetryMixin:
         if out.now_file and op.kind == "mkdir" and not op.tree:
             # errors.BecameAFile: the row, unchanged since (a change made it what it says),
             # is the file's put from here on, claimed under the put's rules
-            self.db.execute("UPDATE ops SET kind = 'put', is_dir = 0, busy = 0, next_try = ? "
+            # (its first try: not a failure, no backoff, not 'degraded' in the backlog)
+            self.db.execute("UPDATE ops SET kind = 'put', is_dir = 0, busy = 0, attempts = 0, "
+                            "last_error = NULL, next_try = 0 "
                             "WHERE id = ? AND seq = ? AND kind = 'mkdir' AND tree = 0",
-                            (now, op.id, op.seq))
+                            (op.id, op.seq))
         self.db.execute("UPDATE ops SET claimed = 0 WHERE id = ? AND seq != ?", (op.id, op.seq))
         self.db.execute("INSERT INTO target_stats (target, busy) VALUES (?, 1) "
                         "ON CONFLICT (target) DO UPDATE SET busy = busy + 1", (op.target,))

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from mirrord.errors import BecameAFile
 from mirrord.journal import Change, Journal, Outcome
+from mirrord.ship_rules import error_outcome
 from tests.fakes import Clock
 
 S, S2, T, T2 = "up", "up2", "t", "t2"
@@ -258,3 +260,37 @@ def test_mkdirs_cut_short_unchanged_hold_no_file_on_the_target(j, directories):
     landed = j.db.execute("SELECT path FROM ops WHERE landed = 1 ORDER BY path").fetchall()
     assert [bytes(p) for (p,) in landed] == [b"x/c"]
     assert j.files_removed_with(S, "x", target=T) == 2
+
+
+def test_a_mkdir_made_a_put_is_a_first_try_and_no_failure(j):
+    """The busy answer of a mkdir that found a file (errors.BecameAFile) makes its row that
+    file's put: ready at once, on its first try, no error, so the target is not shown
+    degraded for it (review: it counted as a failing row until it ran)."""
+    j.enqueue([Change(S, "X", "mkdir")])
+    (op,) = j.claim(T, 10)
+    j.ack([error_outcome(op, BecameAFile("'X' is a file at the source"))])
+    row = j.db.execute("SELECT kind, is_dir, attempts, busy, last_error, next_try FROM ops "
+                       "WHERE path = ?", (b"X",)).fetchone()
+    assert row == ("put", 0, 0, 0, None, 0)
+    assert j.backlog()[T].failing == 0
+    (put,) = j.claim(T, 10)
+    assert (put.path, put.kind, put.attempts) == ("X", "put", 0)
+
+
+@pytest.mark.parametrize("shape", ["tree-put", "dir-move", "tree-removal"])
+def test_ops_cut_short_that_send_what_they_find_are_landed(j, shape):
+    """A tree put (`rm -r d; echo > d`), a directory's move and a tree removal each send
+    the file their worker finds: cut short by a crash, unchanged since their claim, the
+    file may be on the target, and the alarm counts a later overwrite of it."""
+    if shape == "tree-put":
+        j.enqueue([Change(S, "d", "delete", tree=True), Change(S, "d", "put")])
+    elif shape == "dir-move":
+        j.enqueue([Change(S, "c", "mkdir")])
+        acked(j, j.claim(T, 10))
+        j.enqueue_move(S, "c", "d", is_dir=True)
+    else:
+        j.enqueue([Change(S, "d", "delete", tree=True)])
+    (op,) = [o for o in j.claim(T, 10) if o.path == "d"]
+    j.db.execute("UPDATE ops SET claimer = 'gone' WHERE claimed != 0")
+    assert j.release_claims(claimers=["gone"]) >= 1
+    assert j.db.execute("SELECT landed FROM ops WHERE path = ?", (b"d",)).fetchone() == (1,)
