@@ -63,7 +63,7 @@ class RetryMixin:
         self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
                         "busy = 1 WHERE id = ? AND seq = ?",
                         (attempts, now + delay, _text(out.error), op.id, op.seq))
-        if out.now_file and op.kind == "mkdir" and not op.tree:
+        if out.now_file:
             # errors.BecameAFile: the row, unchanged since (a change made it what it says),
             # is the file's put from here on, claimed under the put's rules
             # (its first try: not a failure, no backoff, not 'degraded' in the backlog)

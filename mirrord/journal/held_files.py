@@ -45,14 +45,14 @@ LANDING = "claimed != 0 AND is_dir = 0 AND kind IN ('put', 'move')"
 #   where the bytes went (its src: Journal._went_to); the writes after it are new bytes
 #   too. A plain delete's row turned into a put keeps nothing: a later write counts
 #   again (the safe side).
+# The key's row (columns prefixed by `{0}`, its alias) that takes that version away.
+_AWAY_ROW = "{0}tree = 0 AND ({0}kind = 'delete' OR {0}kind = 'put' AND {0}src IS NOT NULL)"
 _GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.source = s.source "
-               "AND m.path = s.key AND m.tree = 0 "
-               "AND (m.kind = 'delete' OR m.kind = 'put' AND m.src IS NOT NULL))")
-
+               f"AND m.path = s.key AND {_AWAY_ROW.format('m.')})")
 # The same for a version landed, not recorded (ops.landed, on the key's own row): a
 # landed file deleted, its delete queued (counted when recorded), then made again
 # counted that version a second time (review of stop 48).
-_LANDED_GOING_AWAY = "(tree = 0 AND (kind = 'delete' OR kind = 'put' AND src IS NOT NULL))"
+_LANDED_GOING_AWAY = f"({_AWAY_ROW.format('')})"
 
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,

@@ -18,12 +18,13 @@ Such pairs come only where a path changed type (a file made a directory, or back
 rule costs nothing in the usual case: a row writes or deletes the object at its path (and
 a move's at its source end) unless it is a directory's mkdir over a name where no file
 was sent nor landed (`ops.landed`: a put the target stored and the journal did not
-record, mirrord.journal.first_copies): its remove_file_at is a HEAD that finds nothing. The files of a new directory go out beside its mkdir, as before. A row in flight
-counts as what it was claimed as (barriers.CLAIMED_AS), and as writing once it changed
-since (`rm X; mkdir X`: a put of X in flight is a mkdir row now, and PutObject X still
-runs). A mkdir's worker that finds a file waits, on every try (ship_rules.not_yet), so
-a mkdir never sends one: a retried mkdir writes nothing more than a first try. Tree removals and
-directory moves wait for every row below them on every target
+record, mirrord.journal.first_copies): its remove_file_at is a HEAD that finds nothing.
+The files of a new directory go out beside its mkdir, as before. A row in flight counts
+as what it was claimed as (barriers.CLAIMED_AS), and as writing once it changed since
+(`rm X; mkdir X`: a put of X in flight is a mkdir row now, and PutObject X still runs).
+A mkdir's worker that finds a file sends nothing, on every try, and makes its row that
+file's put (ship_rules.not_yet), so a retried mkdir writes nothing more than a first
+try. Tree removals and directory moves wait for every row below them on every target
 (barriers.overlaps_inflight).
 """
 

@@ -20,8 +20,8 @@ import pytest
 from mirrord.config import SourceConfig
 from mirrord.journal import Change, Journal
 from mirrord.shipper import Shipper, serial
-from tests.exactness import differences, source_snapshot, target_snapshot
 from tests.fakes import Clock
+from tests.integration.test_dir_rotation_keeps_nothing import exact as _exact
 from tests.targets.conftest import make_target
 
 S = "up"
@@ -55,12 +55,6 @@ def _drain(j: Journal, shipper: Shipper, target) -> None:
             break
         j.ack(shipper.run_ops(target, ops))
     assert _claim(j, target) == []
-
-
-def _exact(src: Path, target) -> dict:
-    slack = int(max(target.features.mtime_precision, 0) * 1e9)
-    return differences(source_snapshot(src, directories=target.features.directories),
-                       target_snapshot(target), mtime_slack_ns=slack)
 
 
 def _mkdir_then_file(src: Path, j: Journal, target):
