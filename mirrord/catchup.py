@@ -219,7 +219,7 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                         continue
                     removed[t].add(key)
                     propose(Change(source.name, path, "delete", tree=key.endswith(b"/"),
-                                   time=time.time(), targets=(t,)))
+                                   time=time.time(), targets=(t,), proposed=True))
             if why_refused is not None:
                 log.error(kv(msg="deletes refused: " + why_refused, source=source.name,
                              kept=result.refused_deletes))

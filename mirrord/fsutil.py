@@ -258,3 +258,25 @@ def check_read_whole(fd: int, before: os.stat_result, read: int, size: int) -> N
         raise SourceBusy(f"the source file changed while it was read ({size} bytes when "
                          f"observed, {before.st_size} when the read began, {read} read, "
                          f"{after.st_size} now): sent again once it is quiet")
+
+
+def read_up_to(fd: int, size: int) -> bytes:
+    """The first `size` bytes (int) of the file open at `fd`, fewer only where it ends:
+    read(2) again after a short read until `size` bytes or end of file. For a regular file
+    of `size` bytes this is one read(2); a buffered file object's open() and read() make six
+    more system calls (fstat twice, an isatty ioctl, lseek twice, and a read that finds the
+    end), each a point where a worker gives up the GIL and waits to take it back. What was
+    not read (the file grew) is for check_read_whole to find: it changed the size and mtime.
+    Raises OSError from read(2)."""
+    data = os.read(fd, size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    left = size - len(data)
+    while left:
+        part = os.read(fd, left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)

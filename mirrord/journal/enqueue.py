@@ -48,7 +48,7 @@ class EnqueueMixin:
                     self._upsert(target, ch.source, path, ch.kind, tree=ch.tree,
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
                                  when=ch.time or self.clock(), delay=ch.delay,
-                                 seen=seen, notes=notes)
+                                 seen=seen, notes=notes, proposed=ch.proposed or ch.repair)
                     n += 1
         for note in notes:
             self._proposals.note(*note)
@@ -83,7 +83,8 @@ class EnqueueMixin:
     def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
                 src: bytes | None = None, wait_for: int | None = None,
-                seen: Seen | None = None, notes: list | None = None) -> int:
+                seen: Seen | None = None, notes: list | None = None,
+                proposed: bool = False) -> int:
         # A new path (most of a burst) is one INSERT; a path with a row already (the INSERT
         # did nothing) is read and coalesced into it. `seen` (a catch-up's look at a file)
         # over a put this process has in flight appends its note to `notes`, which the
@@ -128,6 +129,8 @@ class EnqueueMixin:
                 src = self._went_to(path, old_src, waits)
             elif src is None and kind in ("delete", "mkdir") and old_tree and old_kind != "move":
                 src = old_src   # a tree removal's new name (enqueue_move) outlives a mkdir over it
+            elif src is None and kind == "delete" and proposed and old_kind == "delete":
+                src = old_src   # a comparison's delete keeps the new name (Change.proposed)
             next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, oid)
             if wait_for is not None:   # a move's source end (its row was in flight): the move

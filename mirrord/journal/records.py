@@ -64,6 +64,15 @@ class Change:
     # mode and ctime_ns as the walk saw them): recorded over a put in flight as any change,
     # but done at that put's acknowledgement when it shipped that file (no second send).
     seen: Seen | None = None
+    # A comparison's delete (catch-up's; reconcile's carry `repair`): the source no longer
+    # holds the path. Recorded over a queued delete that carries the name the file was
+    # renamed to (the row's src: a move's source end, a rename's fallback), it keeps that
+    # name, which a live delete drops (the file came back and went again). Dropped, the
+    # delete ran as a plain one and the trash kept the renamed file as 'deleted': a start
+    # pass that walked after `mv a b` and listed the target before the move proposed a put
+    # of b and a delete of a (tests/integration/test_rename_then_proposals_keep_nothing.py).
+    # The name is only a hint: the keeper checks the target holds that version there.
+    proposed: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ def test_a_multipart_upload_reads_at_most_its_parts_in_memory_ahead(seaweedfs, t
         for _ in range(PARTS):
             fh.write(os.urandom(CHUNK))
     _Counting.read_bytes = 0
-    monkeypatch.setattr(upload, "open", lambda path, mode="rb": _Counting(path, "r"),
-                        raising=False)
+    monkeypatch.setattr(upload, "open", lambda file, mode="rb", closefd=True: _Counting(
+        file, "r", closefd=closefd), raising=False)
     release = threading.Event()
     done = {"bytes": 0, "most_held": 0}
     lock = threading.Lock()

@@ -42,3 +42,32 @@ def test_a_body_rewritten_after_the_puts_fstat_is_refused_and_the_old_object_sta
     t.put("f", str(f), size=len(NEW), mtime=3.0)      # once quiet, the new version goes
     assert t.read("f") == NEW
     t.close()
+
+
+def test_a_body_grown_after_the_puts_fstat_is_refused(seaweedfs, tmp_path, monkeypatch):
+    """The put reads the size its fstat saw (fsutil.read_up_to), no more: bytes appended
+    after that fstat are not read, and the fstat after the read refuses the body."""
+    t = make_s3(seaweedfs)
+    t.open()
+    f = tmp_path / "f"
+    f.write_bytes(OLD)
+    t.put("f", str(f), size=len(OLD), mtime=1.0)
+    real_fstat = os.fstat
+    calls = []
+
+    def fstat_then_append(fd):
+        st = real_fstat(fd)
+        if not calls:
+            calls.append(st)
+            with open(f, "ab") as fh:
+                fh.write(NEW)
+        return st
+
+    monkeypatch.setattr(os, "fstat", fstat_then_append)
+    with pytest.raises(SourceBusy):
+        t.put("f", str(f), size=len(OLD), mtime=2.0)
+    monkeypatch.undo()
+    assert calls and t.read("f") == OLD
+    t.put("f", str(f), size=len(OLD + NEW), mtime=3.0)
+    assert t.read("f") == OLD + NEW
+    t.close()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.fsutil import BeneathOpener, atomic_write, fsync_dir, open_file_beneath
+from mirrord.fsutil import (BeneathOpener, atomic_write, fsync_dir, open_file_beneath,
+                            read_up_to)
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
@@ -250,3 +251,48 @@ def test_mount_point_is_the_longest_mount_above_the_path(tmp_path):
     info.write_text(f"21 1 8:1 / / rw - ext4 /dev/vda rw\n30 21 0:40 / {tmp_path} rw - tmpfs tmpfs rw\n")
     assert mount_point(str(root), str(info)) == str(tmp_path)
     assert mount_point(str(root), str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("size,want", [(0, b""), (3, b"abc"), (10, b"abcdefghij"),
+                                       (11, b"abcdefghij"), (4096, b"abcdefghij")])
+def test_read_up_to_reads_the_first_bytes_or_the_whole_file(tmp_path, size, want):
+    f = tmp_path / "f"
+    f.write_bytes(b"abcdefghij")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        assert read_up_to(fd, size) == want
+    finally:
+        os.close(fd)
+
+
+def test_read_up_to_reads_again_after_a_short_read(monkeypatch, tmp_path):
+    """read(2) may return fewer bytes than asked before the end (a signal, a pipe, a FUSE
+    file system): what follows is read too."""
+    f = tmp_path / "f"
+    f.write_bytes(bytes(range(256)) * 40)
+    real_read, sizes = os.read, []
+
+    def dribble(fd, n):
+        sizes.append(n)
+        return real_read(fd, min(n, 1000))
+
+    monkeypatch.setattr(os, "read", dribble)
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        assert read_up_to(fd, 10240) == bytes(range(256)) * 40
+        assert sizes == [10240, 9240, 8240, 7240, 6240, 5240, 4240, 3240, 2240, 1240, 240]
+        os.lseek(fd, 10000, os.SEEK_SET)
+        sizes.clear()
+        assert read_up_to(fd, 10240) == (bytes(range(256)) * 40)[10000:]   # then the end
+        assert sizes == [10240, 10000]   # 240 bytes, then the end: nothing more
+    finally:
+        os.close(fd)
+
+
+def test_read_up_to_raises_the_reads_error(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(IsADirectoryError):
+            read_up_to(fd, 10)
+    finally:
+        os.close(fd)

@@ -103,6 +103,31 @@ def test_a_new_change_at_the_old_name_drops_the_new_name(j):
     assert (rm.path, rm.kind, rm.src) == ("a", "delete", None)
 
 
+
+@pytest.mark.parametrize("flag", ["proposed", "repair"])
+@pytest.mark.parametrize("fallback", [False, True], ids=["move", "fallback"])
+def test_a_comparisons_delete_keeps_the_new_name(j, flag, fallback):
+    """A catch-up's delete (Change.proposed) or a reconcile's (repair) of the old name,
+    recorded over its pending delete, keeps the name the file went to; a put of the new
+    name proposed with it takes the move's row and the delete still waits for it."""
+    if fallback:
+        j.enqueue([Change(S, "a", "attr")])
+    assert j.enqueue_move(S, "a", "b", is_dir=False) == ([T] if fallback else [])
+    j.enqueue([Change(S, "a", "delete", **{flag: True})])
+    j.enqueue([Change(S, "b", "put", **{flag: True})])
+    first = claim_one(j)
+    assert (first.path, first.kind) == ("b", "put")
+    j.ack([Outcome(first, "put", size=3, mtime_ns=5)])
+    rm = claim_one(j)
+    assert (rm.path, rm.kind, rm.src) == ("a", "delete", "b")
+
+
+def test_a_comparisons_delete_over_a_plain_delete_carries_nothing(j):
+    j.enqueue([Change(S, "a", "delete")])
+    j.enqueue([Change(S, "a", "delete", proposed=True)])
+    rm = claim_one(j)
+    assert (rm.path, rm.kind, rm.src) == ("a", "delete", None)
+
 def _kept(t) -> dict[str, bytes]:
     return {k: v[0] for k, v in t.trash.items()}
 
