@@ -15,8 +15,11 @@ from tests.targets.conftest import make_s3
 OLD, NEW = b"old version " * 100, b"new!"
 
 
-def test_a_body_rewritten_after_the_puts_fstat_is_refused_and_the_old_object_stays(
-        seaweedfs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how,then", [("wb", NEW), ("ab", OLD + NEW)], ids=["rewritten", "grown"])
+def test_a_body_changed_after_the_puts_fstat_is_refused_and_the_old_object_stays(
+        seaweedfs, tmp_path, monkeypatch, how, then):
+    """Rewritten in place (O_TRUNC, write, close), or grown: the put reads the size its
+    fstat saw (fsutil.read_up_to), no more, and the fstat after the read refuses it."""
     t = make_s3(seaweedfs)
     t.open()
     f = tmp_path / "f"
@@ -25,49 +28,20 @@ def test_a_body_rewritten_after_the_puts_fstat_is_refused_and_the_old_object_sta
     real_fstat = os.fstat
     calls = []
 
-    def fstat_then_rewrite(fd):
+    def fstat_then_write(fd):
         st = real_fstat(fd)
         if not calls:                       # the put's first look: the writer strikes after it
             calls.append(st)
-            with open(f, "wb") as fh:       # O_TRUNC, write, close: a rewrite in place
+            with open(f, how) as fh:
                 fh.write(NEW)
         return st
 
-    monkeypatch.setattr(os, "fstat", fstat_then_rewrite)
+    monkeypatch.setattr(os, "fstat", fstat_then_write)
     with pytest.raises(SourceBusy):
         t.put("f", str(f), size=len(OLD), mtime=2.0)
     monkeypatch.undo()
     assert calls, "the put never looked at the file"
     assert t.read("f") == OLD
-    t.put("f", str(f), size=len(NEW), mtime=3.0)      # once quiet, the new version goes
-    assert t.read("f") == NEW
-    t.close()
-
-
-def test_a_body_grown_after_the_puts_fstat_is_refused(seaweedfs, tmp_path, monkeypatch):
-    """The put reads the size its fstat saw (fsutil.read_up_to), no more: bytes appended
-    after that fstat are not read, and the fstat after the read refuses the body."""
-    t = make_s3(seaweedfs)
-    t.open()
-    f = tmp_path / "f"
-    f.write_bytes(OLD)
-    t.put("f", str(f), size=len(OLD), mtime=1.0)
-    real_fstat = os.fstat
-    calls = []
-
-    def fstat_then_append(fd):
-        st = real_fstat(fd)
-        if not calls:
-            calls.append(st)
-            with open(f, "ab") as fh:
-                fh.write(NEW)
-        return st
-
-    monkeypatch.setattr(os, "fstat", fstat_then_append)
-    with pytest.raises(SourceBusy):
-        t.put("f", str(f), size=len(OLD), mtime=2.0)
-    monkeypatch.undo()
-    assert calls and t.read("f") == OLD
-    t.put("f", str(f), size=len(OLD + NEW), mtime=3.0)
-    assert t.read("f") == OLD + NEW
+    t.put("f", str(f), size=len(then), mtime=3.0)      # once quiet, the new version goes
+    assert t.read("f") == then
     t.close()
