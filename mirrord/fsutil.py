@@ -262,12 +262,11 @@ def check_read_whole(fd: int, before: os.stat_result, read: int, size: int) -> N
 
 def read_up_to(fd: int, size: int) -> bytes:
     """The first `size` bytes (int) of the file open at `fd`, fewer only where it ends:
-    read(2) again after a short read until `size` bytes or end of file. For a regular file
-    of `size` bytes this is one read(2); a buffered file object's open() and read() make six
-    more system calls (fstat twice, an isatty ioctl, lseek twice, and a read that finds the
-    end), each a point where a worker gives up the GIL and waits to take it back. What was
-    not read (the file grew) is for check_read_whole to find: it changed the size and mtime.
-    Raises OSError from read(2)."""
+    read(2) again after a short read until `size` bytes or end of file. Asked for one byte
+    more than its fstat's size, a regular file is two read(2)s (the second finds the end);
+    a buffered file object's open() and read() make five more system calls (fstat twice, an
+    isatty ioctl, lseek twice), each a point where a worker gives up the GIL and waits to
+    take it back. Raises OSError from read(2)."""
     data = os.read(fd, size)
     if len(data) == size or not data:
         return data

@@ -45,3 +45,31 @@ def test_a_body_changed_after_the_puts_fstat_is_refused_and_the_old_object_stays
     t.put("f", str(f), size=len(then), mtime=3.0)      # once quiet, the new version goes
     assert t.read("f") == then
     t.close()
+
+
+def test_a_file_longer_than_its_fstat_says_is_refused(seaweedfs, tmp_path, monkeypatch):
+    """An fstat that answers from an attribute cache behind the file (a FUSE source with
+    direct_io) while read(2) reaches the file: rewritten longer after the put's fstat, it
+    shows the same size, mtime and ctime to both fstats. The put reads a byte more than
+    the fstat's size and refuses what is longer (found by a review: reading exactly the
+    fstat's size shipped a torn prefix of the new bytes under the old size)."""
+    t = make_s3(seaweedfs)
+    t.open()
+    f = tmp_path / "f"
+    f.write_bytes(OLD)
+    t.put("f", str(f), size=len(OLD), mtime=1.0)
+    real_fstat, cached = os.fstat, []
+
+    def stale_fstat(fd):
+        if not cached:
+            cached.append(real_fstat(fd))
+            with open(f, "wb") as fh:
+                fh.write(NEW * 400)          # longer than OLD
+        return cached[0]
+
+    monkeypatch.setattr(os, "fstat", stale_fstat)
+    with pytest.raises(SourceBusy):
+        t.put("f", str(f), size=len(OLD), mtime=2.0)
+    monkeypatch.undo()
+    assert t.read("f") == OLD
+    t.close()
