@@ -267,15 +267,11 @@ def read_up_to(fd: int, size: int) -> bytes:
     a buffered file object's open() and read() make five more system calls (fstat twice, an
     isatty ioctl, lseek twice), each a point where a worker gives up the GIL and waits to
     take it back. Raises OSError from read(2)."""
-    data = os.read(fd, size)
-    if len(data) == size or not data:
-        return data
-    parts = [data]
-    left = size - len(data)
+    parts, left = [], size
     while left:
         part = os.read(fd, left)
         if not part:
             break
         parts.append(part)
         left -= len(part)
-    return b"".join(parts)
+    return b"".join(parts)   # one part: that very bytes object, not a copy

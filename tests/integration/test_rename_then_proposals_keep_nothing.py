@@ -68,6 +68,13 @@ def compare(how: str, j: Journal, target, cfg, source) -> list[Change]:
     return proposed
 
 
+def shipped_exactly(src: Path, j: Journal, shipper: Shipper, target) -> list[tuple[str, int]]:
+    """Every recorded op shipped; the target then mirrors `src` exactly. What it kept."""
+    drain(j, shipper, target)
+    assert exact(src, target) == {}
+    return kept(target)
+
+
 @pytest.mark.parametrize("how", ["catch-up", "reconcile"])
 @pytest.mark.parametrize("order", ["as-proposed", "deletes-first", "puts-first"])
 def test_a_move_then_a_comparison_keeps_nothing(site, how, order):
@@ -80,9 +87,7 @@ def test_a_move_then_a_comparison_keeps_nothing(site, how, order):
         proposed.sort(key=lambda c: (c.kind == "delete") == (order == "puts-first"))
     for ch in proposed:            # one by one, as the chunks of a long walk arrive
         j.enqueue([ch])
-    drain(j, shipper, target)
-    assert exact(src, target) == {}
-    assert kept(target) == [], "a rename was kept as a delete"
+    assert shipped_exactly(src, j, shipper, target) == [], "a rename was kept as a delete"
 
 
 @pytest.mark.parametrize("how", ["catch-up", "reconcile"])
@@ -94,9 +99,7 @@ def test_a_rename_fallback_then_a_comparison_keeps_nothing(site, how):
     os.rename(src / "a", src / "b")
     assert j.enqueue_move(S, "a", "b", is_dir=False) == [target.name]
     j.enqueue(compare(how, j, target, cfg, source))
-    drain(j, shipper, target)
-    assert exact(src, target) == {}
-    assert kept(target) == [], "a rename was kept as a delete"
+    assert shipped_exactly(src, j, shipper, target) == [], "a rename was kept as a delete"
 
 
 @pytest.mark.parametrize("how", ["catch-up", "reconcile"])
@@ -106,6 +109,4 @@ def test_a_file_really_deleted_is_still_kept(site, how):
     data = (src / "c").read_bytes()
     os.unlink(src / "c")
     j.enqueue(compare(how, j, target, cfg, source))
-    drain(j, shipper, target)
-    assert exact(src, target) == {}
-    assert kept(target) == [("c", len(data))]
+    assert shipped_exactly(src, j, shipper, target) == [("c", len(data))]

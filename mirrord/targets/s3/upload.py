@@ -99,6 +99,7 @@ def _put_file(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result, ns:
     if resent:
         versioning.drop_resent(t, key, resent)
 
+
 def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,
               condition: dict[str, str] | None = None) -> Entry:
     """One PutObject (lean first); `condition`: IfNoneMatch / IfMatch, whose 412 raises
