@@ -50,6 +50,18 @@ class RetryableError(TargetError):
     """Transient: network trouble, 5xx, throttling, disk full. Retry with backoff."""
 
 
+class MaybeStored(RetryableError):
+    """A write whose request left whole and whose answer never came: a read timeout, or the
+    connection reset or closed empty after the body was sent. The target may have stored
+    it (S3 makes an object visible when it has the whole body, whether or not the answer
+    reaches the client). Retried as any RetryableError; a put failing so is marked landed
+    (ops.landed, as for ChangedWhileSent), so on a target without directories a mkdir
+    over that name is not sent beside a put below it (mirrord.journal.key_overlaps: the
+    `rm X; mkdir X; echo > X/y` of a review, after a timed-out PutObject X), and the
+    mass-change alarm takes the version as held there. A refused connection, a failed
+    name lookup or any answer received is not this: nothing was stored."""
+
+
 class PermanentError(TargetError):
     """Will not succeed by retrying soon: bad name for this target, permission denied."""
 

@@ -21,7 +21,8 @@ import os
 from typing import Iterable
 
 from mirrord import nested
-from mirrord.errors import BecameAFile, ChangedWhileSent, PermanentError, RetryableError, SourceBusy
+from mirrord.errors import (BecameAFile, ChangedWhileSent, MaybeStored, PermanentError,
+                            RetryableError, SourceBusy)
 from mirrord.journal import Op, Outcome
 from mirrord.logsetup import kv, redact
 from mirrord.observe import Observed, changed_since
@@ -113,9 +114,15 @@ def meta_only(op: Op, seen: Observed, target: Target) -> bool | None:
 
 
 def error_outcome(op: Op, exc: BaseException) -> Outcome:
+    """The Outcome of `op` that failed with `exc`: permanent or retried, a wait (busy), and
+    `landed` when the target holds, or may hold, what its put sent though no ack is
+    recorded: the file changed while sent (ChangedWhileSent), or the request left whole
+    and its answer never came (MaybeStored: a timeout after the body, on S3)."""
     permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
+    landed = isinstance(exc, ChangedWhileSent) or (isinstance(exc, MaybeStored)
+                                                   and op.kind == "put")
     return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
-                   busy=isinstance(exc, SourceBusy), landed=isinstance(exc, ChangedWhileSent),
+                   busy=isinstance(exc, SourceBusy), landed=landed,
                    now_file=isinstance(exc, BecameAFile))
 
 

@@ -419,7 +419,8 @@ def test_no_raised_error_carries_the_secret_or_a_header(server):
     with pytest.raises(RetryableError) as info:
         lean(port).exists("k")
     errors.append(info.value)
-    assert [type(e).__name__ for e in errors] == ["RetryableError", "ClientError", "ClientError",
+    # a put read whole and closed with no answer may be stored (errors.MaybeStored)
+    assert [type(e).__name__ for e in errors] == ["MaybeStored", "ClientError", "ClientError",
                                                   "ClientError", "RetryableError"]
     for error in errors:
         text = f"{error} {error!r}"

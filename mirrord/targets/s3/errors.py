@@ -18,6 +18,8 @@ Errors (mirrord.targets.base states the contract):
 | catch it: conditional.py)                                     | PermanentError |
 | 409 ConditionalRequestConflict (a conditional write raced     | RetryableError |
 | another write of the key: AWS says retry)                     |                |
+| a put sent whole with no answer back (a read timeout, closed  | MaybeStored, a |
+| or reset after the body left: lean.py, classify_write)        | RetryableError |
 | 404 / NoSuchKey on stat, read, read_meta, delete (HEAD has no | None / nothing |
 | body, so stat cannot tell a deleted bucket from a missing key)|                |
 | nothing at the source of a move                               | NotFound       |
@@ -36,12 +38,14 @@ import re
 
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import (CredentialRetrievalError, HTTPClientError, IncompleteReadError,
-                                 NoCredentialsError, ParamValidationError,
-                                 PartialCredentialsError)
+from botocore.exceptions import (ConnectionClosedError, CredentialRetrievalError,
+                                 HTTPClientError, IncompleteReadError, NoCredentialsError,
+                                 ParamValidationError, PartialCredentialsError,
+                                 ReadTimeoutError)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from mirrord.errors import MirrorRootMissing, PermanentError, RetryableError, TargetError
+from mirrord.errors import (MaybeStored, MirrorRootMissing, PermanentError, RetryableError,
+                            TargetError)
 from mirrord.logsetup import redact
 from mirrord.targets.failures import classify_oserror
 
@@ -96,6 +100,18 @@ def is_not_found(exc: BaseException) -> bool:
 
 def is_retryable(code: str, status: int) -> bool:
     return code in RETRYABLE_CODES or status >= 500 or status in (408, 429)
+
+
+def classify_write(exc: BaseException, where: str) -> TargetError:
+    """classify() of what a write through the SDK (PutObject, s3transfer's upload) raised,
+    MaybeStored (mirrord.errors) when the request may have left whole with no answer
+    back: botocore's ReadTimeoutError (the answer's read timed out: the request was
+    sent) or ConnectionClosedError (closed with no answer). Only the last attempt's error
+    is seen: a first attempt timed out, then a retry refused, reads as refused."""
+    err = classify(exc, where)
+    if type(err) is RetryableError and isinstance(exc, (ReadTimeoutError, ConnectionClosedError)):
+        return MaybeStored(str(err))
+    return err
 
 
 def classify(exc: BaseException, where: str) -> TargetError:

@@ -53,7 +53,7 @@ import pycurl
 from botocore.exceptions import ClientError
 
 from mirrord import __version__
-from mirrord.errors import RetryableError
+from mirrord.errors import MaybeStored, RetryableError
 from mirrord.targets.s3.endpoint import (  # noqa: F401 - _proxy_applies: tests use it here
     _proxy_applies, ca_bundle_path, endpoint_for)
 from mirrord.targets.s3.signing import Signer
@@ -211,8 +211,8 @@ class LeanRequests:
             code, text = exc.args if len(exc.args) == 2 else (0, str(exc))
             kind = _KINDS.get(code, "transfer failed")
             # libcurl's text names at most the host, port and URL (no credential in it)
-            raise RetryableError(f"{kind} ({method} to {self.netloc}): "
-                                 f"curl {code}: {text}") from None
+            error = MaybeStored if body is not None and _sent_whole(curl, body) else RetryableError
+            raise error(f"{kind} ({method} to {self.netloc}): curl {code}: {text}") from None
         finally:
             if body is not None:
                 # pycurl holds the bytes given as POSTFIELDS until they are replaced: each
@@ -319,3 +319,16 @@ def _error_fields(answer: bytes) -> tuple[str, str]:
             message.group(1).decode("utf-8", "replace") if message else "")
 
 
+
+
+def _sent_whole(curl: pycurl.Curl, body: bytes) -> bool:
+    """Whether the failed transfer on `curl` had sent its request whole: the headers
+    (CURLINFO_REQUEST_SIZE > 0) and all of `body` (CURLINFO_SIZE_UPLOAD_T). Then the server
+    may have stored it though no answer came (errors.MaybeStored); a connect that failed,
+    or a body cut short, stored nothing (S3 refuses a body shorter than its
+    Content-Length). Never raises: a handle that cannot tell counts as sent whole."""
+    try:
+        return (curl.getinfo(pycurl.REQUEST_SIZE) > 0
+                and curl.getinfo(pycurl.SIZE_UPLOAD_T) >= len(body))
+    except pycurl.error:
+        return True

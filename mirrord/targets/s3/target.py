@@ -27,7 +27,7 @@ from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
 from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
 from mirrord.targets.s3 import batch, copy, deletes, listing, trash, upload, versioning
 from mirrord.targets.s3.client import make_client
-from mirrord.targets.s3.errors import classify, is_not_found, scrub, shown
+from mirrord.targets.s3.errors import classify, classify_write, is_not_found, scrub, shown
 from mirrord.targets.s3.keys import content_type, head_entry, key_for
 from mirrord.targets.s3.lean import LeanRequests
 from mirrord.targets.sweep import OpenLock
@@ -138,9 +138,12 @@ class S3Target(Target):
                            target=self.name, op=op, path=path))
 
     # ------------------------------------------------------------ helpers
-    def _error(self, exc: BaseException, op: str, path: str) -> TargetError:
-        err = classify(exc, f"{self.describe()}: {op} {shown(path)}" if path
-                       else f"{self.describe()}: {op}")
+    def _error(self, exc: BaseException, op: str, path: str, *,
+               write: bool = False) -> TargetError:
+        """`exc` classified (errors.classify; `write`: a put's, errors.classify_write) and
+        its text scrubbed of every credential."""
+        where = f"{self.describe()}: {op} {shown(path)}" if path else f"{self.describe()}: {op}"
+        err = (classify_write if write else classify)(exc, where)
         text = str(err)
         clean = scrub(text, self._secrets)
         return err if clean == text else type(err)(clean)

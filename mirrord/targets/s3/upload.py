@@ -113,12 +113,14 @@ def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,
         try:
             etag = lean.put(key, data, headers_from_args(args), sha256=digest)
         except Exception as exc:  # noqa: BLE001 - every failure is classified
-            raise t._error(exc, "put", path) from None
+            raise t._error(exc, "put", path, write=True) from None
         if etag is not None:
             return Entry(path, len(data), mtime, token=etag, mtime_ns=ns, mode=mode)
     # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
-    resp = t._call("put", path, client.put_object,
-                   Bucket=t.bucket, Key=key, Body=data, **args)
+    try:
+        resp = client.put_object(Bucket=t.bucket, Key=key, Body=data, **args)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified
+        raise t._error(exc, "put", path, write=True) from None
     if lean is not None:
         t._give_up_lean("put", path)
     return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
@@ -126,17 +128,19 @@ def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,
 
 def _put_large(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result,
                args: dict[str, Any]) -> None:
-    """Upload the open file `fh` (`st`: its fstat when opened) to `key` through s3transfer
+    """Upload the open file `fh` (`st`: its fstat when opened; opened with closefd=False,
+    so its descriptor outlives s3transfer's close of it on a failure) to `key` through s3transfer
     (multipart at or above multipart_threshold) with put_object `args`. Raises the
     classified error; SourceBusy (a wait: sent again once the change is read) when the
     upload failed and the file is no longer what was opened: a file truncated while its
     parts were read made S3 refuse the completion as InvalidPart (400), which was recorded
     as a permanent error on a path the next write then sent whole (a breaker)."""
     config = transfer_config(t.opts.multipart_threshold, t.opts.multipart_chunksize)
+    fd = fh.fileno()   # s3transfer closes `fh` when the upload fails; the descriptor stays
     try:
         with create_transfer_manager(t.client, config) as manager:
             manager.upload(fh, t.bucket, key, extra_args=args).result()
     except Exception as exc:  # noqa: BLE001
         # the file still what was opened (size, mtime, ctime), else SourceBusy
-        check_read_whole(fh.fileno(), st, st.st_size, st.st_size)
-        raise t._error(exc, "put", path) from None
+        check_read_whole(fd, st, st.st_size, st.st_size)
+        raise t._error(exc, "put", path, write=True) from None

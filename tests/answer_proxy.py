@@ -1,0 +1,83 @@
+"""A TCP proxy in front of a real HTTP server (SeaweedFS) that loses answers: a request
+whose request line matches `lose` is passed on whole, and nothing the server sends back
+on that connection from then on reaches the client, which sees its request sent and no
+answer (the S3 target's MaybeStored: a put the server may have stored). close() makes
+the port refuse connections and cuts every one open."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+
+
+class AnswerLosingProxy:
+    """127.0.0.1:`port` -> 127.0.0.1:`upstream`. `lose`: a bytes regex searched in what the
+    client sends (None: lose nothing); `lost`: how many requests had their answer lost."""
+
+    def __init__(self, upstream: int, lose: re.Pattern[bytes] | None = None):
+        self.upstream = upstream
+        self.lose = lose
+        self.lost = 0
+        self._lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            with self._lock:
+                self._sockets += [client, server]
+            dead = threading.Event()    # set once a request of this connection matched
+            threading.Thread(target=self._pump, args=(client, server, dead, True),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, dead, False),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, dead: threading.Event,
+              from_client: bool) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            if from_client and not dead.is_set() and self.lose is not None \
+                    and self.lose.search(data):
+                dead.set()
+                with self._lock:
+                    self.lost += 1
+            if dead.is_set() and not from_client:
+                continue                  # the answer (and all after it) is lost
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        try:   # wakes the accept() blocked on it (close() alone leaves it listening)
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()

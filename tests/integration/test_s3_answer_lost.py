@@ -1,0 +1,130 @@
+"""A put whose request left whole and whose answer never came, on a real S3 target
+(SeaweedFS behind a proxy that loses answers, tests/answer_proxy.py): the server stored
+the object, so the put raises MaybeStored and the journal marks its row landed; a
+refused connection raises a plain RetryableError (nothing stored).
+
+Found by a review (F4): a PutObject X that timed out after S3 stored it was not taken
+as landed, so `rm X; mkdir X; echo > X/y` sent X's mkdir (a HEAD, and a delete of the X
+found there) beside X/y's put, the pair SeaweedFS loses one of
+(mirrord.journal.key_overlaps)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mirrord.config import SourceConfig
+from mirrord.errors import MaybeStored, RetryableError
+from mirrord.journal import Change, Journal
+from mirrord.shipper import Shipper, serial
+from mirrord.targets.s3 import S3Target
+from tests.answer_proxy import AnswerLosingProxy
+from tests.exactness import differences, source_snapshot, target_snapshot
+from tests.fakes import Clock
+from tests.integration.test_s3_target import MTIME, PREFIX, local_file, options
+
+S, T = "up", "s3"
+
+
+@pytest.fixture
+def proxy(seaweedfs):
+    p = AnswerLosingProxy(seaweedfs.ports["s3"])
+    yield p
+    p.close()
+
+
+def _target(seaweedfs, proxy, bucket: str, **kw) -> S3Target:
+    t = S3Target(T, options(seaweedfs, bucket, endpoint_url=proxy.url, **kw),
+                 connect_timeout=1, read_timeout=1, workers=2)
+    t.open()
+    return t
+
+
+def _lose(key: str, method: bytes = b"PUT", query: bytes = b"[ ?]") -> re.Pattern[bytes]:
+    """The request line of `method` on the object `key`, its query starting as `query`
+    (a regex; default: any)."""
+    return re.compile(rb"^" + method + rb" /[^ ]*/" + re.escape(key.encode()) + query,
+                      re.MULTILINE)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size,threshold", [
+    (4096, 64 << 20),              # one PutObject on the lean transport (libcurl)
+    ((8 << 20) + 1, 64 << 20),     # one PutObject through s3transfer (botocore)
+    ((7 << 20) + 1, 6 << 20),      # multipart: the answer to its completion is lost
+], ids=["small", "large", "multipart"])
+def test_a_put_whose_answer_is_lost_may_be_stored(seaweedfs, proxy, tmp_path, size, threshold):
+    bucket = seaweedfs.new_bucket()
+    t = _target(seaweedfs, proxy, bucket, multipart_threshold=threshold,
+                multipart_chunksize=5 << 20)
+    try:
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        src = local_file(tmp_path, data)
+        # multipart: CompleteMultipartUpload (POST ?uploadId=), which makes the object
+        proxy.lose = (_lose(PREFIX + "f.bin", b"POST", rb"\?uploadId=") if size > threshold
+                      else _lose(PREFIX + "f.bin"))
+        with pytest.raises(MaybeStored, match="(?i)time|closed|reset|empty"):
+            t.put("f.bin", src, size=size, mtime=MTIME)
+        assert proxy.lost >= 1
+        proxy.lose = None
+        head = seaweedfs.client().head_object(Bucket=bucket, Key=PREFIX + "f.bin")
+        assert head["ContentLength"] == size          # it was stored: the answer was lost
+    finally:
+        t.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_connection_is_not_maybe_stored(seaweedfs, proxy, tmp_path):
+    bucket = seaweedfs.new_bucket()
+    t = _target(seaweedfs, proxy, bucket)
+    try:
+        proxy.close()
+        for size in (10, (8 << 20) + 1):
+            src = local_file(tmp_path, b"r" * size)
+            with pytest.raises(RetryableError) as info:
+                t.put("r.bin", src, size=size, mtime=MTIME)
+            assert not isinstance(info.value, MaybeStored), info.value
+        assert "r.bin" not in str(seaweedfs.client().list_objects_v2(Bucket=bucket))
+    finally:
+        t.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_mkdir_over_a_put_whose_answer_was_lost_waits_for_the_keys_below(
+        seaweedfs, proxy, tmp_path: Path):
+    """The review's shape: PutObject X stored, its answer lost; then `rm X; mkdir X; echo >
+    X/y`. X's row (landed) is never in flight beside X/y's; the mirror ends exact."""
+    src = tmp_path / "src"
+    src.mkdir()
+    target = _target(seaweedfs, proxy, seaweedfs.new_bucket())
+    j = Journal(tmp_path / "journal.db", {S: (T,)}, clock=Clock(1_800_000_000.0))
+    shipper = Shipper({T: target}, [SourceConfig(S, src, (T,), dest=PREFIX.strip("/"))],
+                      {T: 2}, executor=serial)
+    try:
+        (src / "X").write_bytes(b"X, a file")
+        j.enqueue([Change(S, "X", "put")])
+        (put,) = j.claim(T, 100, now=2e9, directories=False)
+        proxy.lose = _lose(PREFIX + "X")
+        (out,) = shipper.run_ops(target, [put])
+        proxy.lose = None
+        assert out.error and "MaybeStored" in out.error and out.landed, out
+        j.ack([out])
+        assert j.db.execute("SELECT landed FROM ops WHERE path = ?", (b"X",)).fetchone() == (1,)
+        (src / "X").unlink()
+        (src / "X").mkdir()
+        (src / "X" / "y").write_bytes(b"y below X")
+        j.enqueue([Change(S, "X", "delete"), Change(S, "X", "mkdir"), Change(S, "X/y", "put")])
+        for _ in range(20):
+            ops = j.claim(T, 100, now=2e9 + 3600, directories=False)
+            if not ops:
+                break
+            assert not {"X", "X/y"} <= {op.path for op in ops}, ops   # never together
+            j.ack(shipper.run_ops(target, ops))
+        assert j.claim(T, 100, now=2e9 + 3600, directories=False) == []
+        assert differences(source_snapshot(src, directories=False),
+                           target_snapshot(target, PREFIX)) == {}
+    finally:
+        j.close()
+        target.close()
