@@ -119,8 +119,9 @@ def error_outcome(op: Op, exc: BaseException) -> Outcome:
     recorded: the file changed while sent (ChangedWhileSent), or the request left whole
     and its answer never came (MaybeStored: a timeout after the body, on S3)."""
     permanent = isinstance(exc, PermanentError) and not isinstance(exc, RetryableError)
-    landed = isinstance(exc, ChangedWhileSent) or (isinstance(exc, MaybeStored)
-                                                   and op.kind == "put")
+    # MaybeStored comes only from a target's put, whatever the row's kind (a delete's
+    # or a tree row's worker that finds a file sends it)
+    landed = isinstance(exc, (ChangedWhileSent, MaybeStored))
     return Outcome(op, error=redact(f"{type(exc).__name__}: {exc}"), permanent=permanent,
                    busy=isinstance(exc, SourceBusy), landed=landed,
                    now_file=isinstance(exc, BecameAFile))

@@ -13,12 +13,18 @@ import threading
 
 class AnswerLosingProxy:
     """127.0.0.1:`port` -> 127.0.0.1:`upstream`. `lose`: a bytes regex searched in what the
-    client sends (None: lose nothing); `lost`: how many requests had their answer lost."""
+    client sends (None: lose nothing); `lost`: how many requests had their answer lost;
+    `then_refuse`: once an answer is lost, refuse new connections and cut every other one
+    (a server that went away after storing: a client's retry is refused); `crash`: once
+    the server answers a request whose answer is lost, refuse new connections and cut
+    every one, that request's too (a gateway restarted between storing and answering)."""
 
     def __init__(self, upstream: int, lose: re.Pattern[bytes] | None = None):
         self.upstream = upstream
         self.lose = lose
         self.lost = 0
+        self.then_refuse = False
+        self.crash = False
         self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -55,7 +61,12 @@ class AnswerLosingProxy:
                 dead.set()
                 with self._lock:
                     self.lost += 1
+                if self.then_refuse:
+                    self.close(keep=(src, dst))
             if dead.is_set() and not from_client:
+                if self.crash:            # stored and answered: the gateway goes away
+                    threading.Thread(target=self.close, daemon=True).start()
+                    return
                 continue                  # the answer (and all after it) is lost
             try:
                 dst.sendall(data)
@@ -67,8 +78,8 @@ class AnswerLosingProxy:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        """Refuse new connections and cut the open ones."""
+    def close(self, keep: tuple[socket.socket, ...] = ()) -> None:
+        """Refuse new connections and cut the open ones (but those in `keep`)."""
         try:   # wakes the accept() blocked on it (close() alone leaves it listening)
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -76,6 +87,8 @@ class AnswerLosingProxy:
         self.listener.close()
         with self._lock:
             for s in self._sockets:
+                if s in keep:
+                    continue
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:

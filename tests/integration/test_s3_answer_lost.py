@@ -55,7 +55,12 @@ def _lose(key: str, method: bytes = b"PUT", query: bytes = b"[ ?]") -> re.Patter
     ((8 << 20) + 1, 64 << 20),     # one PutObject through s3transfer (botocore)
     ((7 << 20) + 1, 6 << 20),      # multipart: the answer to its completion is lost
 ], ids=["small", "large", "multipart"])
-def test_a_put_whose_answer_is_lost_may_be_stored(seaweedfs, proxy, tmp_path, size, threshold):
+@pytest.mark.parametrize("retry", ["lost-too", "refused"])
+def test_a_put_whose_answer_is_lost_may_be_stored(seaweedfs, proxy, tmp_path, size, threshold,
+                                                  retry):
+    """`retry`: what the SDK's second attempt meets (botocore retries a write once): its
+    answer lost too, or a refused connection (the server gone after it stored the object),
+    which is what the call raises in the end: still MaybeStored."""
     bucket = seaweedfs.new_bucket()
     t = _target(seaweedfs, proxy, bucket, multipart_threshold=threshold,
                 multipart_chunksize=5 << 20)
@@ -65,12 +70,53 @@ def test_a_put_whose_answer_is_lost_may_be_stored(seaweedfs, proxy, tmp_path, si
         # multipart: CompleteMultipartUpload (POST ?uploadId=), which makes the object
         proxy.lose = (_lose(PREFIX + "f.bin", b"POST", rb"\?uploadId=") if size > threshold
                       else _lose(PREFIX + "f.bin"))
-        with pytest.raises(MaybeStored, match="(?i)time|closed|reset|empty"):
+        proxy.then_refuse = retry == "refused"
+        with pytest.raises(MaybeStored, match="(?i)time|closed|reset|empty|connect"):
             t.put("f.bin", src, size=size, mtime=MTIME)
-        assert proxy.lost >= 1
+        assert proxy.lost == 1 if retry == "refused" else proxy.lost >= 1
         proxy.lose = None
         head = seaweedfs.client().head_object(Bucket=bucket, Key=PREFIX + "f.bin")
         assert head["ContentLength"] == size          # it was stored: the answer was lost
+    finally:
+        t.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_put_stored_then_the_gateway_gone_may_be_stored(seaweedfs, proxy, tmp_path):
+    """On a kept-alive connection, the server stores the put and goes away before its
+    answer: libcurl sends the request again on a fresh connection, which is refused. Its
+    last attempt sent nothing, an earlier one sent the body whole: MaybeStored (the
+    review of this fix found it read as refused)."""
+    bucket = seaweedfs.new_bucket()
+    t = _target(seaweedfs, proxy, bucket)
+    try:
+        t.put("warm.bin", local_file(tmp_path, b"w" * 10, name="warm"), size=10, mtime=MTIME)
+        proxy.lose, proxy.crash = _lose(PREFIX + "x.bin"), True
+        with pytest.raises(MaybeStored):
+            t.put("x.bin", local_file(tmp_path, b"x" * 4096), size=4096, mtime=MTIME)
+        assert seaweedfs.client().head_object(Bucket=bucket, Key=PREFIX + "x.bin")[
+            "ContentLength"] == 4096
+    finally:
+        t.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_lost_part_of_a_multipart_upload_is_not_maybe_stored(seaweedfs, proxy, tmp_path):
+    """An UploadPart whose answer is lost: s3transfer aborts the upload, so nothing is
+    visible, and the put is a plain RetryableError."""
+    bucket = seaweedfs.new_bucket()
+    t = _target(seaweedfs, proxy, bucket, multipart_threshold=6 << 20,
+                multipart_chunksize=5 << 20)
+    try:
+        size = (7 << 20) + 1
+        proxy.lose = _lose(PREFIX + "f.bin", b"PUT", rb"\?[^ ]*partNumber=1[& ]")
+        with pytest.raises(RetryableError) as info:
+            t.put("f.bin", local_file(tmp_path, b"m" * size), size=size, mtime=MTIME)
+        assert not isinstance(info.value, MaybeStored), info.value
+        assert proxy.lost >= 1
+        proxy.lose = None
+        listed = seaweedfs.client().list_objects_v2(Bucket=bucket).get("Contents", ())
+        assert [o["Key"] for o in listed] == []
     finally:
         t.close()
 

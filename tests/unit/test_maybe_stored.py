@@ -5,37 +5,74 @@ real transports against SeaweedFS: tests/integration/test_s3_answer_lost.py."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+from botocore.hooks import HierarchicalEmitter
 from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
                                  EndpointConnectionError, ReadTimeoutError)
 
 from mirrord.errors import MaybeStored, RetryableError
 from mirrord.journal import Change, Journal
 from mirrord.ship_rules import error_outcome
-from mirrord.targets.s3.errors import classify, classify_write
+from mirrord.targets.s3.errors import classify, classify_write, follow_writes
 from tests.fakes import Clock
 
 URL = "http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize("exc", [ReadTimeoutError(endpoint_url=URL),
-                                 ConnectionClosedError(endpoint_url=URL)],
-                         ids=["read-timeout", "closed"])
-def test_a_write_sent_with_no_answer_may_be_stored(exc):
+def _client() -> SimpleNamespace:
+    """What follow_writes needs of a botocore client: its event system."""
+    client = SimpleNamespace(meta=SimpleNamespace(events=HierarchicalEmitter()))
+    follow_writes(client)
+    return client
+
+
+def _call(client, op: str, attempts: list[BaseException]) -> BaseException:
+    """The events botocore emits for one call of `op` whose attempts raised `attempts` in
+    turn: needs-retry after each (the call's request_dict carries its context), then
+    after-call-error with the last; returns the exception the call raises."""
+    context: dict = {}
+    for n, exc in enumerate(attempts, 1):
+        client.meta.events.emit(f"needs-retry.s3.{op}", response=None, endpoint=None,
+                                operation=None, attempts=n, caught_exception=exc,
+                                request_dict={"context": context})
+    client.meta.events.emit(f"after-call-error.s3.{op}", exception=attempts[-1],
+                            context=context)
+    return attempts[-1]
+
+
+TIMEOUT, CLOSED = ReadTimeoutError(endpoint_url=URL), ConnectionClosedError(endpoint_url=URL)
+
+
+@pytest.mark.parametrize("op", ["PutObject", "CompleteMultipartUpload"])
+@pytest.mark.parametrize("attempts", [
+    [TIMEOUT], [CLOSED], [TIMEOUT, TIMEOUT],
+    [TIMEOUT, EndpointConnectionError(endpoint_url=URL)],   # stored, then the server gone
+    [CLOSED, ConnectTimeoutError(endpoint_url=URL)],
+    [TIMEOUT, ClientError({"Error": {"Code": "SlowDown"},
+                           "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")],
+], ids=["timeout", "closed", "timeout-twice", "then-refused", "then-connect-timeout",
+        "then-503"])
+def test_a_write_sent_with_no_answer_may_be_stored(op, attempts):
+    exc = _call(_client(), op, attempts)
     err = classify_write(exc, "s3: put 'f'")
     assert isinstance(err, MaybeStored) and str(err).startswith("s3: put 'f'")
-    assert type(classify(exc, "s3: stat 'f'")) is RetryableError   # a read: nothing stored
+    assert type(classify(exc, "s3: put 'f'")) is RetryableError   # the plain classification
 
 
-@pytest.mark.parametrize("exc", [
-    EndpointConnectionError(endpoint_url=URL),
-    ConnectTimeoutError(endpoint_url=URL),
-    ClientError({"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}},
-                "PutObject"),
-    ClientError({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
-                "PutObject"),
-], ids=["refused", "connect-timeout", "500", "503"])
-def test_a_write_refused_or_answered_is_not_maybe_stored(exc):
+@pytest.mark.parametrize("op,attempts", [
+    ("PutObject", [EndpointConnectionError(endpoint_url=URL)] * 2),
+    ("PutObject", [ConnectTimeoutError(endpoint_url=URL)]),
+    ("PutObject", [ClientError({"Error": {"Code": "InternalError"},
+                                "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject")]),
+    ("PutObject", [ClientError({"Error": {"Code": "SlowDown"},
+                                "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")]),
+    ("UploadPart", [ReadTimeoutError(endpoint_url=URL)]),   # s3transfer aborts the upload
+    ("HeadObject", [ReadTimeoutError(endpoint_url=URL)]),
+], ids=["refused", "connect-timeout", "500", "503", "upload-part", "head"])
+def test_a_write_refused_or_answered_is_not_maybe_stored(op, attempts):
+    exc = _call(_client(), op, attempts)
     err = classify_write(exc, "s3: put 'f'")
     assert isinstance(err, RetryableError) and not isinstance(err, MaybeStored)
 
@@ -64,11 +101,13 @@ def test_a_put_that_may_be_stored_is_marked_landed_and_kept_apart(j):
     assert not {"X", "X/y"} <= {o.path for o in first}, first
 
 
-@pytest.mark.parametrize("kind", ["delete", "mkdir"])
-def test_only_a_put_is_marked_landed(j, kind):
+@pytest.mark.parametrize("kind", ["put", "delete"])
+def test_a_row_whose_worker_sent_a_put_that_may_be_stored_is_landed(j, kind):
+    """MaybeStored comes only from a target's put: a delete's worker that finds the file
+    sends it too (as a tree row's does)."""
     j.enqueue([Change("s", "X", kind)])
     (op,) = _claim(j)
-    assert not error_outcome(op, MaybeStored("timed out")).landed
+    assert error_outcome(op, MaybeStored("timed out")).landed
     assert not error_outcome(op, RetryableError("connect failed")).landed
 
 

@@ -36,7 +36,7 @@ from botocore.handlers import add_expect_header
 
 from mirrord.config import S3Options
 from mirrord.logsetup import kv
-from mirrord.targets.s3.errors import scrub
+from mirrord.targets.s3.errors import follow_writes, scrub
 from mirrord.targets.s3.lean import LeanRequests
 from mirrord.targets.s3.timestamps import install as install_timestamp_parser
 
@@ -82,6 +82,7 @@ def make_client(opts: S3Options, *, workers: int, connect_timeout: float, read_t
     # PutObject bodies are small and in memory: `Expect: 100-continue` only adds a round
     # trip per object (14% of a 4 KiB burst's time in the profile). UploadPart keeps it.
     client.meta.events.unregister("before-call.s3.PutObject", add_expect_header)
+    follow_writes(client)   # a write's attempt that may have stored it: errors.MaybeStored
     try:
         lean = LeanRequests.for_client(client, session.get_credentials(), o.bucket,
                                        connect_timeout=connect_timeout,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -102,14 +103,52 @@ def is_retryable(code: str, status: int) -> bool:
     return code in RETRYABLE_CODES or status >= 500 or status in (408, 429)
 
 
+# botocore's errors of a request that may have left whole with no answer back: the
+# answer's read timed out (the request was sent), or the connection closed with none
+_NO_ANSWER = (ReadTimeoutError, ConnectionClosedError)
+# The SDK's writes that make an object visible (an UploadPart does not: only the completion)
+_WRITES = ("PutObject", "CompleteMultipartUpload")
+_MAYBE_STORED = "mirrord_maybe_stored"   # set on the call's context, then on its exception
+
+
+def follow_writes(client: Any) -> None:
+    """Make `client` (a botocore S3 client) remember, per call of a write (_WRITES), an
+    attempt that may have stored it, and mark the error the call finally raises with it:
+    botocore retries (total_max_attempts) and raises only the last attempt's error, so a
+    first attempt that timed out and a retry refused read as refused (classify_write).
+    Uses botocore's events: needs-retry (each attempt's caught exception and the call's
+    request_dict, whose `context` is the call's) and after-call-error (the exception
+    raised, with that context)."""
+    for op in _WRITES:
+        client.meta.events.register(f"needs-retry.s3.{op}", _note_attempt)
+        client.meta.events.register(f"after-call-error.s3.{op}", _mark_error)
+
+
+def _note_attempt(caught_exception: BaseException | None = None,
+                  request_dict: dict | None = None, **_: Any) -> None:
+    if isinstance(caught_exception, _NO_ANSWER) and request_dict is not None:
+        context = request_dict.get("context")
+        if isinstance(context, dict):
+            context[_MAYBE_STORED] = True
+
+
+def _mark_error(exception: BaseException | None = None, context: dict | None = None,
+                **_: Any) -> None:
+    if exception is not None and context and context.get(_MAYBE_STORED):
+        setattr(exception, _MAYBE_STORED, True)
+
+
 def classify_write(exc: BaseException, where: str) -> TargetError:
     """classify() of what a write through the SDK (PutObject, s3transfer's upload) raised,
-    MaybeStored (mirrord.errors) when the request may have left whole with no answer
-    back: botocore's ReadTimeoutError (the answer's read timed out: the request was
-    sent) or ConnectionClosedError (closed with no answer). Only the last attempt's error
-    is seen: a first attempt timed out, then a retry refused, reads as refused."""
+    MaybeStored (mirrord.errors) when an attempt of a call that makes the object visible
+    (PutObject, CompleteMultipartUpload; not an UploadPart: s3transfer aborts the upload)
+    may have left whole with no answer back (follow_writes marked it), whatever the last
+    attempt raised (refused, 503), short of a permanent error. ConnectionClosedError
+    cannot tell a reset before the body left from a close after the server stored it, so
+    it counts as maybe stored: the safe side (a put marked landed that was not stored
+    only makes the alarm count it, and a mkdir over its name wait for the keys below)."""
     err = classify(exc, where)
-    if type(err) is RetryableError and isinstance(exc, (ReadTimeoutError, ConnectionClosedError)):
+    if type(err) is RetryableError and getattr(exc, _MAYBE_STORED, False):
         return MaybeStored(str(err))
     return err
 

@@ -322,13 +322,18 @@ def _error_fields(answer: bytes) -> tuple[str, str]:
 
 
 def _sent_whole(curl: pycurl.Curl, body: bytes) -> bool:
-    """Whether the failed transfer on `curl` had sent its request whole: the headers
-    (CURLINFO_REQUEST_SIZE > 0) and all of `body` (CURLINFO_SIZE_UPLOAD_T). Then the server
-    may have stored it though no answer came (errors.MaybeStored); a connect that failed,
-    or a body cut short, stored nothing (S3 refuses a body shorter than its
-    Content-Length). Never raises: a handle that cannot tell counts as sent whole."""
+    """Whether the failed transfer on `curl` had sent its request whole, on its last
+    attempt or on an earlier one: then the server may have stored it though no answer
+    came (errors.MaybeStored). libcurl sends a request again on a fresh connection when a
+    kept-alive one gave no answer at all (a server that stored the put and restarted), and
+    then CURLINFO_SIZE_UPLOAD_T counts the last attempt's body only, while
+    CURLINFO_REQUEST_SIZE adds up every attempt's bytes, headers and body: so sent whole
+    when this attempt's upload covers `body`, or the bytes before it do. A connect that
+    failed (nothing sent), or one body cut short, stored nothing (S3 refuses a body shorter
+    than its Content-Length). Never raises: a handle that cannot tell counts as sent."""
     try:
-        return (curl.getinfo(pycurl.REQUEST_SIZE) > 0
-                and curl.getinfo(pycurl.SIZE_UPLOAD_T) >= len(body))
+        sent = curl.getinfo(pycurl.REQUEST_SIZE)
+        up = curl.getinfo(pycurl.SIZE_UPLOAD_T)
     except pycurl.error:
         return True
+    return sent > 0 and (up >= len(body) or sent >= len(body) + up)
