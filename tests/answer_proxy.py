@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+from typing import Callable
 
 
 class AnswerLosingProxy:
@@ -25,6 +26,10 @@ class AnswerLosingProxy:
         self.lost = 0
         self.then_refuse = False
         self.crash = False
+        # once an answer is lost: each later request is read whole and answered this
+        # instead of reaching the server (an error answer to a client's retry)
+        self.then_answer: bytes | None = None
+        self.on_lose: Callable[[], None] | None = None   # called as an answer is lost
         self._lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -38,6 +43,10 @@ class AnswerLosingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.then_answer is not None and self.lost:
+                threading.Thread(target=self._answer, args=(client, self.then_answer),
+                                 daemon=True).start()
+                continue
             server = socket.create_connection(("127.0.0.1", self.upstream))
             with self._lock:
                 self._sockets += [client, server]
@@ -61,6 +70,8 @@ class AnswerLosingProxy:
                 dead.set()
                 with self._lock:
                     self.lost += 1
+                if self.on_lose is not None:
+                    self.on_lose()
                 if self.then_refuse:
                     self.close(keep=(src, dst))
             if dead.is_set() and not from_client:
@@ -77,6 +88,30 @@ class AnswerLosingProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    @staticmethod
+    def _answer(client: socket.socket, answer: bytes) -> None:
+        """Read one request whole (headers, then Content-Length bytes), send `answer`."""
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                part = client.recv(65536)
+                if not part:
+                    return
+                data += part
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)^content-length:\s*(\d+)", head, re.MULTILINE)
+            left = int(length.group(1)) - len(body) if length else 0
+            while left > 0:
+                part = client.recv(min(left, 65536))
+                if not part:
+                    return
+                left -= len(part)
+            client.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            client.close()
 
     def close(self, keep: tuple[socket.socket, ...] = ()) -> None:
         """Refuse new connections and cut the open ones (but those in `keep`)."""

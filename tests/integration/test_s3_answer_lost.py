@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from mirrord.config import SourceConfig
-from mirrord.errors import MaybeStored, RetryableError
+from mirrord.errors import ChangedWhileSent, MaybeStored, RetryableError
 from mirrord.journal import Change, Journal
+from mirrord.ship_rules import error_outcome
 from mirrord.shipper import Shipper, serial
 from mirrord.targets.s3 import S3Target
 from tests.answer_proxy import AnswerLosingProxy
@@ -49,13 +51,20 @@ def _lose(key: str, method: bytes = b"PUT", query: bytes = b"[ ?]") -> re.Patter
                       re.MULTILINE)
 
 
+# an error answer to the SDK's retry (botocore raises it after its after-call event)
+SLOW_DOWN = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
+             b"Content-Length: 88\r\nConnection: close\r\n\r\n"
+             b"<Error><Code>SlowDown</Code><Message>Please reduce your rate.</Message></Error>")
+SLOW_DOWN = SLOW_DOWN.replace(b"88", str(len(SLOW_DOWN.partition(b"\r\n\r\n")[2])).encode())
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("size,threshold", [
     (4096, 64 << 20),              # one PutObject on the lean transport (libcurl)
     ((8 << 20) + 1, 64 << 20),     # one PutObject through s3transfer (botocore)
     ((7 << 20) + 1, 6 << 20),      # multipart: the answer to its completion is lost
 ], ids=["small", "large", "multipart"])
-@pytest.mark.parametrize("retry", ["lost-too", "refused"])
+@pytest.mark.parametrize("retry", ["lost-too", "refused", "slow-down"])
 def test_a_put_whose_answer_is_lost_may_be_stored(seaweedfs, proxy, tmp_path, size, threshold,
                                                   retry):
     """`retry`: what the SDK's second attempt meets (botocore retries a write once): its
@@ -71,9 +80,10 @@ def test_a_put_whose_answer_is_lost_may_be_stored(seaweedfs, proxy, tmp_path, si
         proxy.lose = (_lose(PREFIX + "f.bin", b"POST", rb"\?uploadId=") if size > threshold
                       else _lose(PREFIX + "f.bin"))
         proxy.then_refuse = retry == "refused"
-        with pytest.raises(MaybeStored, match="(?i)time|closed|reset|empty|connect"):
+        proxy.then_answer = SLOW_DOWN if retry == "slow-down" else None
+        with pytest.raises(MaybeStored, match="(?i)time|closed|reset|empty|connect|SlowDown"):
             t.put("f.bin", src, size=size, mtime=MTIME)
-        assert proxy.lost == 1 if retry == "refused" else proxy.lost >= 1
+        assert proxy.lost == 1 if retry != "lost-too" else proxy.lost >= 1
         proxy.lose = None
         head = seaweedfs.client().head_object(Bucket=bucket, Key=PREFIX + "f.bin")
         assert head["ContentLength"] == size          # it was stored: the answer was lost
@@ -96,6 +106,35 @@ def test_a_put_stored_then_the_gateway_gone_may_be_stored(seaweedfs, proxy, tmp_
             t.put("x.bin", local_file(tmp_path, b"x" * 4096), size=4096, mtime=MTIME)
         assert seaweedfs.client().head_object(Bucket=bucket, Key=PREFIX + "x.bin")[
             "ContentLength"] == 4096
+    finally:
+        t.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_large_put_that_may_be_stored_of_a_file_changed_meanwhile_is_landed(
+        seaweedfs, proxy, tmp_path):
+    """The completion's answer lost, and the file appended to while it was uploaded: a
+    wait (SourceBusy, sent again once the change is read) that still says the target may
+    hold what was sent (ChangedWhileSent: landed), not a plain wait."""
+    bucket = seaweedfs.new_bucket()
+    t = _target(seaweedfs, proxy, bucket, multipart_threshold=6 << 20,
+                multipart_chunksize=5 << 20)
+    try:
+        size = (7 << 20) + 1
+        src = local_file(tmp_path, b"c" * size)
+        proxy.lose = _lose(PREFIX + "f.bin", b"POST", rb"\?uploadId=")
+
+        def append() -> None:
+            with open(src, "ab") as fh:
+                fh.write(b"more")
+        proxy.on_lose = append
+        with pytest.raises(ChangedWhileSent, match="changed while it was read") as info:
+            t.put("f.bin", src, size=size, mtime=MTIME)
+        assert "read timeout" in str(info.value).lower()   # the upload's own error, kept
+        assert error_outcome(SimpleNamespace(kind="put"), info.value).landed
+        proxy.lose = None
+        assert seaweedfs.client().head_object(Bucket=bucket, Key=PREFIX + "f.bin")[
+            "ContentLength"] == size
     finally:
         t.close()
 

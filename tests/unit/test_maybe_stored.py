@@ -12,7 +12,7 @@ from botocore.hooks import HierarchicalEmitter
 from botocore.exceptions import (ClientError, ConnectionClosedError, ConnectTimeoutError,
                                  EndpointConnectionError, ReadTimeoutError)
 
-from mirrord.errors import MaybeStored, RetryableError
+from mirrord.errors import MaybeStored, PermanentError, RetryableError
 from mirrord.journal import Change, Journal
 from mirrord.ship_rules import error_outcome
 from mirrord.targets.s3.errors import classify, classify_write, follow_writes
@@ -28,18 +28,31 @@ def _client() -> SimpleNamespace:
     return client
 
 
-def _call(client, op: str, attempts: list[BaseException]) -> BaseException:
-    """The events botocore emits for one call of `op` whose attempts raised `attempts` in
-    turn: needs-retry after each (the call's request_dict carries its context), then
-    after-call-error with the last; returns the exception the call raises."""
+def _call(client, op: str, attempts: list) -> BaseException:
+    """The events botocore (client.py, endpoint.py) emits for one call of `op` whose
+    attempts ended in `attempts` in turn, an exception raised or an error answer
+    (`_answer`): needs-retry after each (the call's request_dict carries its context);
+    then after-call-error with a last exception raised, or after-call with a last answer,
+    whose parsed dict becomes the ClientError's response. Returns what the call raises."""
     context: dict = {}
-    for n, exc in enumerate(attempts, 1):
+    for n, attempt in enumerate(attempts, 1):
         client.meta.events.emit(f"needs-retry.s3.{op}", response=None, endpoint=None,
-                                operation=None, attempts=n, caught_exception=exc,
-                                request_dict={"context": context})
-    client.meta.events.emit(f"after-call-error.s3.{op}", exception=attempts[-1],
-                            context=context)
-    return attempts[-1]
+                                operation=None, attempts=n,
+                                caught_exception=attempt if isinstance(attempt, Exception)
+                                else None, request_dict={"context": context})
+    last = attempts[-1]
+    if isinstance(last, Exception):
+        client.meta.events.emit(f"after-call-error.s3.{op}", exception=last, context=context)
+        return last
+    status, code = last
+    parsed = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    client.meta.events.emit(f"after-call.s3.{op}", http_response=SimpleNamespace(
+        status_code=status), parsed=parsed, model=None, context=context)
+    return ClientError(parsed, op)
+
+
+def _answer(status: int, code: str) -> tuple[int, str]:
+    return (status, code)
 
 
 TIMEOUT, CLOSED = ReadTimeoutError(endpoint_url=URL), ConnectionClosedError(endpoint_url=URL)
@@ -50,10 +63,9 @@ TIMEOUT, CLOSED = ReadTimeoutError(endpoint_url=URL), ConnectionClosedError(endp
     [TIMEOUT], [CLOSED], [TIMEOUT, TIMEOUT],
     [TIMEOUT, EndpointConnectionError(endpoint_url=URL)],   # stored, then the server gone
     [CLOSED, ConnectTimeoutError(endpoint_url=URL)],
-    [TIMEOUT, ClientError({"Error": {"Code": "SlowDown"},
-                           "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")],
+    [TIMEOUT, _answer(503, "SlowDown")], [CLOSED, _answer(500, "InternalError")],
 ], ids=["timeout", "closed", "timeout-twice", "then-refused", "then-connect-timeout",
-        "then-503"])
+        "then-503", "then-500"])
 def test_a_write_sent_with_no_answer_may_be_stored(op, attempts):
     exc = _call(_client(), op, attempts)
     err = classify_write(exc, "s3: put 'f'")
@@ -64,10 +76,8 @@ def test_a_write_sent_with_no_answer_may_be_stored(op, attempts):
 @pytest.mark.parametrize("op,attempts", [
     ("PutObject", [EndpointConnectionError(endpoint_url=URL)] * 2),
     ("PutObject", [ConnectTimeoutError(endpoint_url=URL)]),
-    ("PutObject", [ClientError({"Error": {"Code": "InternalError"},
-                                "ResponseMetadata": {"HTTPStatusCode": 500}}, "PutObject")]),
-    ("PutObject", [ClientError({"Error": {"Code": "SlowDown"},
-                                "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")]),
+    ("PutObject", [_answer(500, "InternalError")]),
+    ("PutObject", [_answer(503, "SlowDown"), _answer(503, "SlowDown")]),
     ("UploadPart", [ReadTimeoutError(endpoint_url=URL)]),   # s3transfer aborts the upload
     ("HeadObject", [ReadTimeoutError(endpoint_url=URL)]),
 ], ids=["refused", "connect-timeout", "500", "503", "upload-part", "head"])
@@ -75,6 +85,18 @@ def test_a_write_refused_or_answered_is_not_maybe_stored(op, attempts):
     exc = _call(_client(), op, attempts)
     err = classify_write(exc, "s3: put 'f'")
     assert isinstance(err, RetryableError) and not isinstance(err, MaybeStored)
+
+
+def test_no_such_upload_to_a_completion_sent_again_may_be_stored():
+    """CompleteMultipartUpload whose first attempt timed out and whose retry is told
+    NoSuchUpload: the first completed the upload (S3 forgets the ID). Alone, NoSuchUpload
+    is permanent, as before."""
+    again = _call(_client(), "CompleteMultipartUpload", [TIMEOUT, _answer(404, "NoSuchUpload")])
+    assert isinstance(classify_write(again, "s3: put 'f'"), MaybeStored)
+    alone = _call(_client(), "CompleteMultipartUpload", [_answer(404, "NoSuchUpload")])
+    assert isinstance(classify_write(alone, "s3: put 'f'"), PermanentError)
+    denied = _call(_client(), "PutObject", [TIMEOUT, _answer(403, "AccessDenied")])
+    assert isinstance(classify_write(denied, "s3: put 'f'"), PermanentError)
 
 
 @pytest.fixture

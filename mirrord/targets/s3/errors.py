@@ -122,6 +122,7 @@ def follow_writes(client: Any) -> None:
     for op in _WRITES:
         client.meta.events.register(f"needs-retry.s3.{op}", _note_attempt)
         client.meta.events.register(f"after-call-error.s3.{op}", _mark_error)
+        client.meta.events.register(f"after-call.s3.{op}", _mark_answer)
 
 
 def _note_attempt(caught_exception: BaseException | None = None,
@@ -138,17 +139,39 @@ def _mark_error(exception: BaseException | None = None, context: dict | None = N
         setattr(exception, _MAYBE_STORED, True)
 
 
+def _mark_answer(http_response: Any = None, parsed: dict | None = None,
+                 context: dict | None = None, **_: Any) -> None:
+    """after-call: the last attempt was answered. An error answer (a 503 to the retry of a
+    put whose first attempt timed out) becomes the ClientError's `response`, `parsed`
+    (botocore raises it after this event, not after-call-error): mark it there."""
+    if (context and context.get(_MAYBE_STORED) and isinstance(parsed, dict)
+            and getattr(http_response, "status_code", 0) >= 300):
+        parsed[_MAYBE_STORED] = True
+
+
+def _marked(exc: BaseException) -> bool:
+    """Whether follow_writes marked `exc` (an exception raised, or an error answer)."""
+    if getattr(exc, _MAYBE_STORED, False):
+        return True
+    return isinstance(exc, ClientError) and bool(exc.response.get(_MAYBE_STORED))
+
+
 def classify_write(exc: BaseException, where: str) -> TargetError:
     """classify() of what a write through the SDK (PutObject, s3transfer's upload) raised,
     MaybeStored (mirrord.errors) when an attempt of a call that makes the object visible
     (PutObject, CompleteMultipartUpload; not an UploadPart: s3transfer aborts the upload)
     may have left whole with no answer back (follow_writes marked it), whatever the last
-    attempt raised (refused, 503), short of a permanent error. ConnectionClosedError
+    attempt raised or was answered (refused, 503; NoSuchUpload to a completion sent
+    again), short of another permanent error. ConnectionClosedError
     cannot tell a reset before the body left from a close after the server stored it, so
     it counts as maybe stored: the safe side (a put marked landed that was not stored
     only makes the alarm count it, and a mkdir over its name wait for the keys below)."""
     err = classify(exc, where)
-    if type(err) is RetryableError and getattr(exc, _MAYBE_STORED, False):
+    if not _marked(exc):
+        return err
+    # NoSuchUpload to a completion retried after one that may have completed the upload
+    if type(err) is RetryableError or (isinstance(exc, ClientError)
+                                       and error_code(exc)[0] == "NoSuchUpload"):
         return MaybeStored(str(err))
     return err
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.s3.transfer import create_transfer_manager
 
-from mirrord.errors import RetryableError
+from mirrord.errors import ChangedWhileSent, MaybeStored, RetryableError, SourceBusy
 from mirrord.fsutil import check_read_whole, read_up_to
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry
@@ -141,6 +141,13 @@ def _put_large(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result,
         with create_transfer_manager(t.client, config) as manager:
             manager.upload(fh, t.bucket, key, extra_args=args).result()
     except Exception as exc:  # noqa: BLE001
-        # the file still what was opened (size, mtime, ctime), else SourceBusy
-        check_read_whole(fd, st, st.st_size, st.st_size)
-        raise t._error(exc, "put", path, write=True) from None
+        err = t._error(exc, "put", path, write=True)
+        # the file still what was opened (size, mtime, ctime), else SourceBusy; one that
+        # may be stored all the same is held as landed (ChangedWhileSent)
+        try:
+            check_read_whole(fd, st, st.st_size, st.st_size)
+        except SourceBusy as busy:
+            if isinstance(err, MaybeStored):
+                raise ChangedWhileSent(f"{busy}; {err}") from None
+            raise
+        raise err from None
