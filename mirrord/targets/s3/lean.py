@@ -319,8 +319,6 @@ def _error_fields(answer: bytes) -> tuple[str, str]:
             message.group(1).decode("utf-8", "replace") if message else "")
 
 
-
-
 def _sent_whole(curl: pycurl.Curl, body: bytes) -> bool:
     """Whether the failed transfer on `curl` had sent its request whole, on its last
     attempt or on an earlier one: then the server may have stored it though no answer

@@ -148,11 +148,13 @@ class S3Target(Target):
         clean = scrub(text, self._secrets)
         return err if clean == text else type(err)(clean)
 
-    def _call(self, op: str, path: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    def _call(self, op: str, path: str, fn: Callable[..., Any], *, write: bool = False,
+              **kwargs: Any) -> Any:
+        """fn(**kwargs), any failure raised as _error(exc, op, path, write=write)."""
         try:
             return fn(**kwargs)
         except Exception as exc:  # noqa: BLE001 - every failure is classified
-            raise self._error(exc, op, path) from None
+            raise self._error(exc, op, path, write=write) from None
 
     def _key(self, path: str) -> str:
         """The key for a path we are asked to store; PermanentError if S3 cannot hold it."""

@@ -117,10 +117,8 @@ def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,
         if etag is not None:
             return Entry(path, len(data), mtime, token=etag, mtime_ns=ns, mode=mode)
     # Not a plain answer (a redirect, a refusal): the full client follows or classifies it.
-    try:
-        resp = client.put_object(Bucket=t.bucket, Key=key, Body=data, **args)
-    except Exception as exc:  # noqa: BLE001 - every failure is classified
-        raise t._error(exc, "put", path, write=True) from None
+    resp = t._call("put", path, client.put_object, write=True,
+                   Bucket=t.bucket, Key=key, Body=data, **args)
     if lean is not None:
         t._give_up_lean("put", path)
     return Entry(path, len(data), mtime, token=resp.get("ETag"), mtime_ns=ns, mode=mode)
