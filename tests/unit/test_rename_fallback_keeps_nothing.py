@@ -285,3 +285,94 @@ def test_a_put_that_cannot_succeed_lets_the_fallback_delete_go(j):
     j.ack([Outcome(put, error="cannot hold that name", permanent=True)])
     rm = claim_one(j)                                # the put waits out its backoff
     assert (rm.path, rm.kind, rm.src) == ("a", "delete", "b")
+
+
+# A comparison (the start pass, a scheduled reconcile, a catch-up) that reads both names
+# mid-exchange records a put of each, before or after the watcher's events. Its put over
+# the move's row made a plain put of it, and the live write after it cleared the hint the
+# put of `a` had taken from its pending delete: both names were kept as 'overwritten'
+# (tests/e2e/test_rename_fallback_keeps_nothing.py, the versioned bucket beside a local
+# directory, in CI). Each order, each flag, fanotify's and inotify's shapes:
+@pytest.mark.parametrize("flag", ["proposed", "repair"])
+@pytest.mark.parametrize("order", ["compared-first", "compared-between", "compared-last"])
+def test_a_comparison_during_an_exchange_keeps_the_other_end(j, flag, order):
+    compared = [Change(S, "a", "put", **{flag: True}), Change(S, "b", "put", **{flag: True})]
+    if order == "compared-first":    # it read both names after the exchange, before the events
+        j.enqueue(compared)
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    if order == "compared-between":
+        j.enqueue(compared)
+    j.enqueue([Change(S, "a", "put"), Change(S, "b", "put")])
+    if order == "compared-last":
+        j.enqueue(compared)
+    first = claim_one(j)
+    assert (first.path, first.kind) == ("b", "put")
+    j.ack([Outcome(first, "put")])
+    second = claim_one(j)   # compared-first: a fallback (work was pending), the same end
+    assert (second.path, second.kind, second.src) == ("a", "put", "b")
+
+
+def test_inotifys_exchange_with_a_comparison_between_keeps_the_other_end(j):
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    j.enqueue([Change(S, "a", "put", proposed=True), Change(S, "b", "put", proposed=True)])
+    assert j.enqueue_move(S, "b", "a", is_dir=False) == [T]
+    j.enqueue([Change(S, "a", "put")])               # and a write after it all
+    first = claim_one(j)
+    assert (first.path, first.kind, first.src) == ("b", "delete", "a")
+    j.ack([Outcome(first, "put")])
+    second = claim_one(j)
+    assert (second.path, second.kind, second.src) == ("a", "put", "b")
+
+
+def test_writes_after_an_exchange_keep_the_other_end_until_it_is_sent(j):
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    j.enqueue([Change(S, "a", "put"), Change(S, "b", "put")])
+    j.enqueue([Change(S, "a", "put"), Change(S, "a", "put")])   # written twice more
+    j.ack([Outcome(claim_one(j), "put")])
+    second = claim_one(j)
+    assert (second.path, second.kind, second.src) == ("a", "put", "b")
+
+
+@pytest.mark.parametrize("state", ["in-flight", "maybe-stored"])
+def test_a_put_over_one_sent_or_maybe_stored_carries_nothing(j, state):
+    """Once the hinted put was claimed (the target may hold its bytes now: it settles its
+    own exchange) or may be stored (ops.landed), a put over it overwrites those new
+    bytes, which live at no other name: it carries no hint."""
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    j.enqueue([Change(S, "a", "put"), Change(S, "b", "put")])
+    j.ack([Outcome(claim_one(j), "put")])
+    hinted = claim_one(j)
+    assert (hinted.path, hinted.src) == ("a", "b")
+    if state == "maybe-stored":
+        j.ack([Outcome(hinted, error="answer lost", landed=True)])
+        j.retry_now(T)
+    j.enqueue([Change(S, "a", "put")])
+    if state == "in-flight":
+        j.ack([Outcome(hinted, "put")])
+    again = claim_one(j)
+    assert (again.path, again.kind, again.src) == ("a", "put", None)
+
+
+def test_a_directory_move_in_flight_made_a_mkdir_hands_its_new_name_on(j):
+    """`mv d1 x` claimed, then a catch-up's mkdir of x (read after the rename, before the
+    move's ack) takes x's row: d1's tree removal, which found x through that row, carries
+    x itself, and a rename of x on (`mv x d2`) carries it to d2. (A reconcile's repair
+    is not recorded over an op in flight at all: Journal.enqueue.)"""
+    assert j.enqueue_move(S, "d1", "x", is_dir=True) == []
+    move = claim_one(j)
+    assert (move.path, move.kind, move.src) == ("x", "move", "d1")
+    j.enqueue([Change(S, "x", "mkdir", proposed=True)])
+    row = j.db.execute("SELECT kind, tree, src FROM ops WHERE path = ?", (b"d1",)).fetchone()
+    assert (row[0], row[1], bytes(row[2])) == ("delete", 1, b"x")
+    assert j.enqueue_move(S, "x", "d2", is_dir=True) == [T]   # x's row pending: a fallback
+    row = j.db.execute("SELECT src FROM ops WHERE path = ?", (b"d1",)).fetchone()
+    assert bytes(row[0]) == b"d2"
+
+
+def test_a_directory_move_not_claimed_stays_the_move_under_a_mkdir(j):
+    assert j.enqueue_move(S, "d1", "x", is_dir=True) == []
+    j.enqueue([Change(S, "x", "mkdir", proposed=True)])
+    row = j.db.execute("SELECT kind, src FROM ops WHERE path = ?", (b"x",)).fetchone()
+    assert (row[0], bytes(row[1])) == ("move", b"d1")
+    row = j.db.execute("SELECT src FROM ops WHERE path = ?", (b"d1",)).fetchone()
+    assert row[0] is None                            # found through the move, as before

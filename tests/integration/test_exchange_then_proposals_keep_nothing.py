@@ -1,0 +1,140 @@
+"""An exchange of two files, or a rotation of two directories through a temp name, with a
+comparison run in the middle: nothing is kept, on the real Journal and Shipper, catch-up
+and reconcile, on every target type (memory, local, rsync over sshd, S3 in 'copy' mode, a
+versioned bucket), keep_deleted on.
+
+Found in CI (tests/e2e/test_rename_fallback_keeps_nothing.py, a versioned bucket beside a
+local directory, 1 run in 3 or 4): the daemon's start pass compared the local target
+while the test exchanged its files. Its put of each name was recorded between the
+exchange's move and the watcher's writes; the put of `a` over its pending delete took the
+other name from it, and the live write after it cleared that (a put over a put), so
+both names were kept as 'overwritten'. A put over an unsent put keeps the other end now
+(journal EnqueueMixin._upsert; tests/unit/test_rename_fallback_keeps_nothing.py). The
+comparison here is recorded before the watcher's records, between them or after them,
+as the scanner thread's proposals arrive at any point of the main thread's.
+
+Found writing these: `mv d1 x; mv d2 d1; mv x d2` with the move d1 -> x in flight and a
+catch-up read in between kept all of d1 as 'directory removed'. The catch-up's mkdir of x
+took the move's row, through which d1's tree removal found its new name; the removal
+carries that name itself now (EnqueueMixin._hand_on_new_name).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from mirrord.config import SourceConfig
+from mirrord.journal import Change, Journal
+from mirrord.shipper import Shipper, serial
+from mirrord.trash.keeper import KeepPolicy
+from tests.fakes import Clock
+from tests.integration.test_dir_rotation_keeps_nothing import (  # noqa: F401 (target)
+    drain, exact, kept, rename, target)
+from tests.integration.test_rename_then_proposals_keep_nothing import compare
+from tests.unit.test_exchange_properties import exchange_names
+from tests.unit.test_reconcile import make_cfg
+
+S = "up"
+N = 3
+
+
+@pytest.fixture
+def site(tmp_path: Path, target):  # noqa: F811 - the fixture imported above
+    """a, c (other sizes and mtimes) and d1/f*, d2/f* shipped to `target` with keep_deleted
+    on: (src, journal, shipper, target, cfg, source). The journal's clock is a second
+    behind the wall clock: a versioned bucket stamps by the server's time."""
+    src = tmp_path / "src"
+    files = {"a": b"a's bytes\n" * 30, "c": b"c's bytes, longer\n" * 40}
+    files |= {f"{d}/f{i}": f"{d} file {i}\n".encode() * (i + 2) for d in ("d1", "d2")
+              for i in range(N)}
+    for n, (rel, data) in enumerate(sorted(files.items())):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+        ns = 1_700_000_000_123_456_789 + n * 10**9
+        os.utime(src / rel, ns=(ns, ns))
+    source = SourceConfig(S, src, (target.name,))
+    j = Journal(tmp_path / "state" / "journal.db", {S: (target.name,)},
+                clock=Clock(int(time.time()) - 1))
+    shipper = Shipper({target.name: target}, [source], {target.name: 2}, executor=serial,
+                      keep={target.name: KeepPolicy(86400.0)})
+    j.enqueue([Change(S, d, "mkdir") for d in ("d1", "d2")])
+    j.enqueue([Change(S, rel, "put") for rel in files])
+    drain(j, shipper, target)
+    try:
+        yield src, j, shipper, target, make_cfg(tmp_path, [source]), source
+    finally:
+        shipper.shutdown()
+        j.close()
+
+
+def shipped_exactly(src: Path, j: Journal, shipper: Shipper, target) -> list[tuple[str, int]]:
+    """Every recorded op shipped, retried as the daemon retries (a delete that finds its
+    file back at the source waits a try for the change that made it, ship_rules: the
+    journal's clock is moved past that wait); the target then mirrors `src` exactly.
+    What it kept."""
+    for _ in range(5):
+        drain(j, shipper, target)
+        if not j.db.execute("SELECT COUNT(*) FROM ops").fetchone()[0]:
+            break
+        j.clock.now += 3600
+    assert j.db.execute("SELECT COUNT(*) FROM ops").fetchone()[0] == 0
+    assert exact(src, target) == {}
+    return kept(target)
+
+
+ORDERS = ["compared-first", "compared-between", "compared-last"]
+
+
+@pytest.mark.parametrize("how", ["catch-up", "reconcile"])
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("watcher", ["fanotify", "inotify"])
+def test_an_exchange_with_a_comparison_in_the_middle_keeps_nothing(site, how, order, watcher):
+    """fanotify reads an exchange as a move a -> c and a write of each name; inotify as
+    two moves, the second a fallback (c's row is pending)."""
+    src, j, shipper, target, cfg, source = site
+    exchange_names(src, "a", "c")
+    proposed = compare(how, j, target, cfg, source)
+    assert {(ch.kind, ch.path) for ch in proposed} >= {("put", "a"), ("put", "c")}, proposed
+    if order == "compared-first":
+        j.enqueue(proposed)
+    j.enqueue_move(S, "a", "c", is_dir=False)
+    if order == "compared-between":
+        j.enqueue(proposed)
+    if watcher == "fanotify":
+        j.enqueue([Change(S, "a", "put"), Change(S, "c", "put")])
+    else:
+        j.enqueue_move(S, "c", "a", is_dir=False)
+    if order == "compared-last":
+        j.enqueue(proposed)
+    assert shipped_exactly(src, j, shipper, target) == [], "an exchange was kept"
+
+
+@pytest.mark.parametrize("how", ["catch-up", "reconcile"])
+@pytest.mark.parametrize("at", [1, 2, 3])
+@pytest.mark.parametrize("order", ["as-read", "recorded-last"])
+@pytest.mark.parametrize("move_in_flight", [False, True], ids=["read-together", "move-in-flight"])
+def test_a_rotation_with_a_comparison_in_the_middle_keeps_nothing(site, how, at, order,
+                                                                 move_in_flight):
+    """`mv d1 x; mv d2 d1; mv x d2`, a comparison read after the `at`-th rename and
+    recorded then ('as-read') or after the watcher's records of all three; the first
+    rename's move claimed before the rest is read, and shipped after ('move-in-flight')."""
+    src, j, shipper, target, cfg, source = site
+    proposed: list[Change] = []
+    claimed = None
+    for n, (a, b) in enumerate((("d1", "x"), ("d2", "d1"), ("x", "d2")), start=1):
+        rename(src, j, a, b)
+        if n == 1 and move_in_flight:
+            claimed = j.claim(target.name, 100)
+        if n == at:
+            proposed = compare(how, j, target, cfg, source)
+            if order == "as-read":
+                j.enqueue(proposed)
+    if order == "recorded-last":
+        j.enqueue(proposed)
+    if claimed:
+        j.ack(shipper.run_ops(target, claimed))
+    assert shipped_exactly(src, j, shipper, target) == [], "a rotation was kept"
