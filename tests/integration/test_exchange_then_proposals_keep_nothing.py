@@ -21,22 +21,16 @@ carries that name itself now (EnqueueMixin._hand_on_new_name).
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
 
-from mirrord.config import SourceConfig
 from mirrord.journal import Change, Journal
-from mirrord.shipper import Shipper, serial
-from mirrord.trash.keeper import KeepPolicy
-from tests.fakes import Clock
+from mirrord.shipper import Shipper
 from tests.integration.test_dir_rotation_keeps_nothing import (  # noqa: F401 (target)
     drain, exact, kept, rename, target)
-from tests.integration.test_rename_then_proposals_keep_nothing import compare
+from tests.integration.test_rename_then_proposals_keep_nothing import compare, shipped_site
 from tests.unit.test_exchange_properties import exchange_names
-from tests.unit.test_reconcile import make_cfg
 
 S = "up"
 N = 3
@@ -44,31 +38,12 @@ N = 3
 
 @pytest.fixture
 def site(tmp_path: Path, target):  # noqa: F811 - the fixture imported above
-    """a, c (other sizes and mtimes) and d1/f*, d2/f* shipped to `target` with keep_deleted
-    on: (src, journal, shipper, target, cfg, source). The journal's clock is a second
-    behind the wall clock: a versioned bucket stamps by the server's time."""
-    src = tmp_path / "src"
+    """a, c (other sizes) and d1/f*, d2/f* shipped to `target` with keep_deleted on
+    (test_rename_then_proposals_keep_nothing.shipped_site)."""
     files = {"a": b"a's bytes\n" * 30, "c": b"c's bytes, longer\n" * 40}
     files |= {f"{d}/f{i}": f"{d} file {i}\n".encode() * (i + 2) for d in ("d1", "d2")
               for i in range(N)}
-    for n, (rel, data) in enumerate(sorted(files.items())):
-        (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_bytes(data)
-        ns = 1_700_000_000_123_456_789 + n * 10**9
-        os.utime(src / rel, ns=(ns, ns))
-    source = SourceConfig(S, src, (target.name,))
-    j = Journal(tmp_path / "state" / "journal.db", {S: (target.name,)},
-                clock=Clock(int(time.time()) - 1))
-    shipper = Shipper({target.name: target}, [source], {target.name: 2}, executor=serial,
-                      keep={target.name: KeepPolicy(86400.0)})
-    j.enqueue([Change(S, d, "mkdir") for d in ("d1", "d2")])
-    j.enqueue([Change(S, rel, "put") for rel in files])
-    drain(j, shipper, target)
-    try:
-        yield src, j, shipper, target, make_cfg(tmp_path, [source]), source
-    finally:
-        shipper.shutdown()
-        j.close()
+    yield from shipped_site(tmp_path, target, files)
 
 
 def shipped_exactly(src: Path, j: Journal, shipper: Shipper, target) -> list[tuple[str, int]]:

@@ -35,19 +35,31 @@ S = "up"
 
 @pytest.fixture
 def site(tmp_path: Path, target):  # noqa: F811 - the fixture imported above
-    """a and c shipped to `target` with keep_deleted on: (src, journal, shipper, target,
-    cfg). The journal's clock is a second behind the wall clock: a versioned bucket stamps
-    by the server's time."""
+    """a and c shipped to `target` with keep_deleted on (shipped_site)."""
+    yield from shipped_site(tmp_path, target, {name: f"{name}'s bytes\n".encode() * 50
+                                               for name in ("a", "c")})
+
+
+def shipped_site(tmp_path: Path, target, files: dict[str, bytes]):
+    """`files` (path -> bytes, each its own mtime, a second apart) and their directories
+    shipped to `target` with keep_deleted on; yields (src, journal, shipper, target, cfg,
+    source) and closes them after. The journal's clock is a second behind the wall
+    clock: a versioned bucket stamps by the server's time."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("a", "c"):
-        (src / name).write_bytes(f"{name}'s bytes\n".encode() * 50)
+    for n, (rel, data) in enumerate(sorted(files.items())):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+        ns = 1_700_000_000_123_456_789 + n * 10**9
+        os.utime(src / rel, ns=(ns, ns))
     source = SourceConfig(S, src, (target.name,))
     j = Journal(tmp_path / "state" / "journal.db", {S: (target.name,)},
                 clock=Clock(int(time.time()) - 1))
     shipper = Shipper({target.name: target}, [source], {target.name: 2}, executor=serial,
                       keep={target.name: KeepPolicy(86400.0)})
-    j.enqueue([Change(S, "a", "put"), Change(S, "c", "put")])
+    dirs = sorted({str(Path(rel).parent) for rel in files} - {"."})
+    j.enqueue([Change(S, d, "mkdir") for d in dirs])
+    j.enqueue([Change(S, rel, "put") for rel in files])
     drain(j, shipper, target)
     try:
         yield src, j, shipper, target, make_cfg(tmp_path, [source]), source
