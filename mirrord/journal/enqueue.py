@@ -113,8 +113,6 @@ class EnqueueMixin:
             if seen is not None and notes is not None and self._proposals.unchanged_put_in_flight(
                     seq, claimed, old_kind, bool(old_tree), claimer):
                 notes.append((oid, path, seq + 1, seen))
-            if kind != "move" and old_kind == "move" and old_dir and claimed and old_src:
-                self._hand_on_new_name(target, source, path, bytes(old_src), oid)
             if (kind == "attr" and old_kind != "attr") or (
                     kind == "mkdir" and not tree and old_kind == "move" and old_dir
                     and not claimed):
@@ -127,6 +125,11 @@ class EnqueueMixin:
                 # name whole, keeping as 'directory removed' what lives on at the new one
                 # (tests/integration/test_dir_rotation_keeps_nothing.py)
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
+                if claimed and old_kind == "put":
+                    # the put in flight carries the hint (its Op) and settles its own
+                    # exchange; what the row sends next overwrites the bytes it sends, which
+                    # live at no other name (held_files: a put with src counts no overwrite)
+                    src = None
             elif kind == "put" and src is None and old_kind == "delete" and not old_tree:
                 src = self._went_to(path, old_src, waits)
             elif (kind == "put" and src is None and old_kind == "put" and old_src is not None
@@ -139,8 +142,14 @@ class EnqueueMixin:
                 src = old_src
             elif src is None and kind in ("delete", "mkdir") and old_tree and old_kind != "move":
                 src = old_src   # a tree removal's new name (enqueue_move) outlives a mkdir over it
-            elif src is None and kind == "delete" and proposed and old_kind == "delete":
-                src = old_src   # a comparison's delete keeps the new name (Change.proposed)
+            elif (src is None and kind == "delete" and proposed and not old_tree and (
+                    old_kind == "delete" or old_kind == "put" and not claimed and not landed)):
+                # a comparison's delete keeps the new name (Change.proposed), also over a
+                # put not sent that carries it (`mv a t; mv c a; mv t c` compared after the
+                # second rename: c's put, a fallback's, names a)
+                src = old_src
+            if kind != "move" and old_kind == "move" and old_dir and claimed and old_src:
+                self._hand_on_new_name(target, source, path, bytes(old_src), oid)
             next_try = self._due(source, kind, tree_after, when, delay)
             barrier = self._covering_barrier(target, source, path, oid)
             if wait_for is not None:   # a move's source end (its row was in flight): the move

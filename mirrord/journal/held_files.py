@@ -51,8 +51,10 @@ _GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.s
                f"AND m.path = s.key AND {_AWAY_ROW.format('m.')})")
 # The same for a version landed, not recorded (ops.landed, on the key's own row): a
 # landed file deleted, its delete queued (counted when recorded), then made again
-# counted that version a second time (review of stop 48).
-_LANDED_GOING_AWAY = f"({_AWAY_ROW.format('')})"
+# counted that version a second time (review of stop 48). A delete only: a put's src
+# names where the bytes before the landed ones went, and the landed ones live at no
+# other name (an exchanged name's put that may be stored, then written: not counted).
+_LANDED_GOING_AWAY = "(tree = 0 AND kind = 'delete')"
 
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,

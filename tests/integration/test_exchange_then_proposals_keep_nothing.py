@@ -21,6 +21,7 @@ carries that name itself now (EnqueueMixin._hand_on_new_name).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,27 @@ def test_a_rotation_with_a_comparison_in_the_middle_keeps_nothing(site, how, at,
     if claimed:
         j.ack(shipper.run_ops(target, claimed))
     assert shipped_exactly(src, j, shipper, target) == [], "a rotation was kept"
+
+
+@pytest.mark.parametrize("how", ["catch-up", "reconcile"])
+@pytest.mark.parametrize("move_in_flight", [False, True], ids=["read-together", "move-in-flight"])
+def test_a_file_rotation_compared_mid_way_keeps_nothing(site, how, move_in_flight):
+    """`mv a t; mv c a; mv t c`, a comparison read after the second rename (a put of a and
+    t, a delete of c) and recorded after all three: its delete of c, recorded over the
+    third rename's put of c that names a, kept that name (a review, helper-134: both a
+    and c were kept as 'overwritten')."""
+    src, j, shipper, target, cfg, source = site
+    claimed = None
+    proposed: list[Change] = []
+    for n, (a, b) in enumerate((("a", "t"), ("c", "a"), ("t", "c")), start=1):
+        os.rename(src / a, src / b)
+        j.enqueue_move(S, a, b, is_dir=False)
+        if n == 1 and move_in_flight:
+            claimed = j.claim(target.name, 100)
+        if n == 2:
+            proposed = compare(how, j, target, cfg, source)
+            assert {(ch.kind, ch.path) for ch in proposed} >= {("delete", "c"), ("put", "a")}
+    j.enqueue(proposed)
+    if claimed:
+        j.ack(shipper.run_ops(target, claimed))
+    assert shipped_exactly(src, j, shipper, target) == [], "a rotation of files was kept"

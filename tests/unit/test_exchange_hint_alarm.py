@@ -1,0 +1,85 @@
+"""The hint an exchanged name's put carries (its row's src: where the bytes the target
+holds at its path went, journal EnqueueMixin._upsert) against the mass-change alarm's
+count of what a write destroys (mirrord.journal.held_files): a put with src counts no
+overwrite, as the bytes it overwrites live on at the other name. Once that put's bytes
+were sent (acked in flight, or maybe stored: ops.landed) they live at no other name, and
+a write over them counts. And a directory move in flight handing its new name to its
+source end (_hand_on_new_name) does so only when its row stops being the move, else a
+removal above the new name counted the directory's files twice.
+
+Found by a review (helper-134) of the change that keeps the hint through later puts."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirrord.journal import Change, Journal, Outcome
+from tests.fakes import Clock
+
+S, T = "up", "t"
+
+
+@pytest.fixture
+def j(tmp_path):
+    jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=Clock())
+    yield jr
+    jr.close()
+
+
+def claim_one(jr: Journal):
+    ops = jr.claim(T, 10)
+    assert len(ops) == 1, [(o.path, o.kind) for o in ops]
+    return ops[0]
+
+
+def ship(jr: Journal, *names: str) -> None:
+    jr.enqueue([Change(S, n, "put") for n in names])
+    ops = jr.claim(T, 10)
+    jr.ack([Outcome(o, "put", size=10 + i, mtime_ns=1000 + i) for i, o in enumerate(ops)])
+
+
+def exchanged(jr: Journal) -> None:
+    """a and b shipped, then `mv --exchange a b` as fanotify reads it; b's put done."""
+    ship(jr, "a", "b")
+    jr.enqueue_move(S, "a", "b", is_dir=False)
+    jr.enqueue([Change(S, "a", "put"), Change(S, "b", "put")])
+
+
+@pytest.mark.parametrize("writes", [0, 1, 2])
+def test_a_landed_version_of_an_exchanged_name_counts_when_overwritten(j, writes):
+    exchanged(j)
+    for _ in range(writes):
+        j.enqueue([Change(S, "a", "put")])
+    j.ack([Outcome(claim_one(j), "put", size=20, mtime_ns=2000)])          # b's put
+    put_a = claim_one(j)
+    assert (put_a.path, put_a.src) == ("a", "b")
+    j.ack([Outcome(put_a, error="ChangedWhileSent: changed", busy=True, landed=True)])
+    assert j.overwrites(S, "a")
+
+
+@pytest.mark.parametrize("during", ["attr", "put"])
+def test_a_hinted_put_acked_after_a_change_in_flight_leaves_no_hint(j, during):
+    exchanged(j)
+    j.ack([Outcome(claim_one(j), "put", size=20, mtime_ns=2000)])
+    put_a = claim_one(j)
+    assert (put_a.path, put_a.src) == ("a", "b")
+    j.enqueue([Change(S, "a", during)])                                    # in flight
+    j.ack([Outcome(put_a, "put", size=30, mtime_ns=3000)])
+    assert j.db.execute("SELECT src FROM ops WHERE path = ?", (b"a",)).fetchone()[0] is None
+    assert j.overwrites(S, "a")
+
+
+def ship_tree(jr: Journal, names: list[str]) -> None:
+    jr.enqueue([Change(S, n, "mkdir") for n in sorted({n.rpartition("/")[0] for n in names})])
+    while ops := jr.claim(T, 100):
+        jr.ack([Outcome(o, "mkdir", is_dir=True, mtime_ns=1) for o in ops])
+    ship(jr, *names)
+
+
+@pytest.mark.parametrize("change", ["mkdir", "attr"])
+def test_a_removal_above_a_directory_moved_in_flight_counts_its_files_once(j, change):
+    ship_tree(j, ["d1/f0", "d1/f1", "d1/f2", "p/keep"])
+    assert j.enqueue_move(S, "d1", "p/x", is_dir=True) == []
+    claim_one(j)
+    j.enqueue([Change(S, "p/x", change, proposed=change == "mkdir")])
+    assert j.files_removed_with(S, "p") == 1 + 3
