@@ -194,11 +194,17 @@ class ClaimAckMixin(RetryMixin):
             return True
         if row is not None:
             # changed again while in flight: keep the newer change, drop what is now done
-            # (what the target holds at the path is recorded now: nothing landed unrecorded)
+            # (what the target holds at the path is recorded now: nothing landed unrecorded).
+            # A put that sent its bytes used its hint (src: where the bytes it overwrote
+            # went): what the row sends next overwrites bytes that live at no other name,
+            # so the hint goes unless a change since named another (held_files counts a
+            # write over a put with src as no overwrite). A put that failed keeps it.
             self.db.execute(
-                "UPDATE ops SET claimed = 0, landed = 0, src = CASE WHEN kind IN ('move', 'delete', 'put') "
-                "THEN src ELSE NULL END, "
-                "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?", (op.seq, op.id))
+                "UPDATE ops SET claimed = 0, landed = 0, src = CASE WHEN kind IN ('move', 'delete') "
+                "THEN src WHEN kind = 'put' AND NOT (? AND src IS ?) THEN src ELSE NULL END, "
+                "tree = CASE WHEN tree_seq <= ? THEN 0 ELSE tree END WHERE id = ?",
+                (op.kind == "put" and out.shipped_kind == "put",
+                 _b(op.src) if op.src is not None else None, op.seq, op.id))
             if not self.db.execute("SELECT tree FROM ops WHERE id = ?", (op.id,)).fetchone()[0]:
                 self._barriers.drop(op.id)
             if below:

@@ -125,11 +125,6 @@ class EnqueueMixin:
                 # name whole, keeping as 'directory removed' what lives on at the new one
                 # (tests/integration/test_dir_rotation_keeps_nothing.py)
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
-                if claimed and old_kind == "put":
-                    # the put in flight carries the hint (its Op) and settles its own
-                    # exchange; what the row sends next overwrites the bytes it sends, which
-                    # live at no other name (held_files: a put with src counts no overwrite)
-                    src = None
             elif kind == "put" and src is None and old_kind == "delete" and not old_tree:
                 src = self._went_to(path, old_src, waits)
             elif (kind == "put" and src is None and old_kind == "put" and old_src is not None

@@ -164,8 +164,5 @@ class MoveEnqueueMixin:
             "AND claimed != 0 AND path > ? AND path < ?",
             (target, source, path + b"/", _prefix_upper(path))).fetchall()
         for row_path, kind, src, is_dir, size in rows:
-            # a put's hint (where the bytes at its path went) is its op's, in flight: the
-            # run after it overwrites what that op sends (EnqueueMixin._upsert)
             self._upsert(target, source, row_path, kind, tree=bool(is_dir) and kind != "move",
-                         is_dir=bool(is_dir), size=size, when=when,
-                         src=None if kind == "put" else src)
+                         is_dir=bool(is_dir), size=size, when=when, src=src)

@@ -51,10 +51,13 @@ _GOING_AWAY = ("EXISTS (SELECT 1 FROM ops AS m WHERE m.target = s.target AND m.s
                f"AND m.path = s.key AND {_AWAY_ROW.format('m.')})")
 # The same for a version landed, not recorded (ops.landed, on the key's own row): a
 # landed file deleted, its delete queued (counted when recorded), then made again
-# counted that version a second time (review of stop 48). A delete only: a put's src
-# names where the bytes before the landed ones went, and the landed ones live at no
-# other name (an exchanged name's put that may be stored, then written: not counted).
-_LANDED_GOING_AWAY = "(tree = 0 AND kind = 'delete')"
+# counted that version a second time (review of stop 48). A put's src counts only when
+# it came after the claim that landed (claimed_src: `mv a b` of a file whose put may be
+# stored, a log rotated while it was sent): the src the landing put itself carried names
+# where the bytes before the landed ones went, and the landed ones live at no other name
+# (an exchanged name's put that may be stored, then written, was not counted).
+_LANDED_GOING_AWAY = ("(tree = 0 AND (kind = 'delete' OR kind = 'put' AND src IS NOT NULL "
+                      "AND src IS NOT claimed_src))")
 
 
 def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, key: bytes, *,
@@ -262,7 +265,7 @@ def _unremoved(db: sqlite3.Connection, target: str, source: str, prefix: bytes, 
     if moves:
         n += _renamed_in(db, at, depth)
     if trees and nested:
-        n -= sum(_unremoved(db, target, source, below, nested=False, follow=False, depth=depth + 1)
+        n -= sum(_unremoved(db, target, source, below, nested=False, follow=True, depth=depth + 1)
                  for below in _removals_below(db, at))
     if follow:
         n += sum(_unremoved(db, target, source, old, follow=False, depth=depth + 1)

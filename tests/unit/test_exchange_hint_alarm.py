@@ -3,11 +3,12 @@ holds at its path went, journal EnqueueMixin._upsert) against the mass-change al
 count of what a write destroys (mirrord.journal.held_files): a put with src counts no
 overwrite, as the bytes it overwrites live on at the other name. Once that put's bytes
 were sent (acked in flight, or maybe stored: ops.landed) they live at no other name, and
-a write over them counts. And a directory move in flight handing its new name to its
+a write over them counts; a put that fails sent nothing and keeps it. And a directory move in flight handing its new name to its
 source end (_hand_on_new_name) does so only when its row stops being the move, else a
 removal above the new name counted the directory's files twice.
 
-Found by a review (helper-134) of the change that keeps the hint through later puts."""
+Found by two reviews (helper-134, helper-135) of the change that keeps the hint through
+later puts."""
 
 from __future__ import annotations
 
@@ -83,3 +84,48 @@ def test_a_removal_above_a_directory_moved_in_flight_counts_its_files_once(j, ch
     claim_one(j)
     j.enqueue([Change(S, "p/x", change, proposed=change == "mkdir")])
     assert j.files_removed_with(S, "p") == 1 + 3
+
+
+# A second review (helper-135) of the same change:
+def test_a_hinted_put_that_fails_after_a_chmod_keeps_its_hint(j):
+    """The hint goes with the bytes: a put in flight that fails sends none, so the row
+    keeps it (no overwrite counted, the retry settles the exchange)."""
+    exchanged(j)
+    j.ack([Outcome(claim_one(j), "put", size=20, mtime_ns=2000)])          # b's put
+    put_a = claim_one(j)
+    assert (put_a.path, put_a.src) == ("a", "b")
+    j.enqueue([Change(S, "a", "attr")])                                    # chmod in flight
+    j.ack([Outcome(put_a, error="TransientError: 503 Slow Down")])         # nothing stored
+    assert not j.overwrites(S, "a")        # as without the chmod: a's old bytes live at b
+    j.clock.now += 3600
+    again = claim_one(j)
+    assert (again.path, again.src) == ("a", "b")
+
+
+@pytest.mark.parametrize("how", ["move-in-flight", "fallback", "mkdir-in-flight"])
+def test_a_removal_above_a_removed_new_name_counts_its_files_once(j, how):
+    """`mv d1 p/x; rm -rf p/x; rm -rf p`: the first removal counts d1's files, the second
+    only p/keep (it counted d1's again through the name handed on, and a fallback's)."""
+    ship_tree(j, ["d1/f0", "d1/f1", "d1/f2", "p/keep"])
+    if how == "fallback":
+        j.enqueue([Change(S, "d1/f0", "attr")])
+        assert j.enqueue_move(S, "d1", "p/x", is_dir=True) == [T]
+    else:
+        assert j.enqueue_move(S, "d1", "p/x", is_dir=True) == []
+        claim_one(j)
+        if how == "mkdir-in-flight":
+            j.enqueue([Change(S, "p/x", "mkdir", proposed=True)])
+    assert j.files_removed_with(S, "p/x") == 3
+    j.enqueue([Change(S, "p/x", "delete", tree=True)])
+    assert j.files_removed_with(S, "p") == 1
+
+
+def test_a_landed_version_renamed_away_is_not_overwritten_by_a_new_file(j):
+    """A log appended while it was sent (the put may be stored), then rotated (`mv a b`,
+    a fallback: a's row is pending) and written anew: its bytes live on at b."""
+    ship(j, "a")
+    j.enqueue([Change(S, "a", "put")])
+    j.ack([Outcome(claim_one(j), error="ChangedWhileSent: changed", busy=True, landed=True)])
+    j.enqueue_move(S, "a", "b", is_dir=False)
+    j.enqueue([Change(S, "a", "put")])            # the new a: a's row a put naming b
+    assert not j.overwrites(S, "a")               # its next write replaces nothing held
