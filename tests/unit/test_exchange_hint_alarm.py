@@ -15,22 +15,7 @@ from __future__ import annotations
 import pytest
 
 from mirrord.journal import Change, Journal, Outcome
-from tests.fakes import Clock
-
-S, T = "up", "t"
-
-
-@pytest.fixture
-def j(tmp_path):
-    jr = Journal(tmp_path / "state" / "journal.db", {S: (T,)}, clock=Clock())
-    yield jr
-    jr.close()
-
-
-def claim_one(jr: Journal):
-    ops = jr.claim(T, 10)
-    assert len(ops) == 1, [(o.path, o.kind) for o in ops]
-    return ops[0]
+from tests.unit.test_rename_fallback_keeps_nothing import S, T, claim_one, j  # noqa: F401 (j)
 
 
 def ship(jr: Journal, *names: str) -> None:
