@@ -120,22 +120,17 @@ def prepare(target: Target,
 
 def _hinted(target: Target, item: SyncItem) -> SyncItem:
     """`item` with its moved_to hint judged: a delete marked with lives_on() when the
-    target holds its bytes at the new name too; a put's hint dropped when nothing stands
-    at its path to overwrite (nothing kept, so mirrord.trash.swaps has nothing to look for:
-    `mv log log.1; touch log` sends log after the move took it away). A stat that fails
-    leaves the hint (the put meets the same trouble; swaps looks again)."""
-    if not item.moved_to:
-        return item
-    if item.kind == "absent":
+    target holds its bytes at the new name too. A put keeps its hint even when nothing
+    stands at its path: a move in flight may have taken its bytes to the other name and
+    kept what stood there (keep_move_dst: `mv --exchange a c` with the move a -> c claimed
+    before the rest was read kept c's old bytes, which the put brings to a, for good:
+    tests/integration/test_exchange_then_proposals_keep_nothing.py). mirrord.trash.swaps
+    then looks at both names (`mv log log.1; touch log` costs it two stats and two short
+    trash listings, and finds nothing)."""
+    if item.moved_to and item.kind == "absent":
         entry = lives_on(target, item)
         return item if entry is None else replace(item, lives_on=entry)
-    if item.kind != "file" or item.meta_only:
-        return item
-    try:
-        there = target.stat(item.path)
-    except Exception:  # noqa: BLE001 - see the docstring
-        return item
-    return item if there is not None and not there.is_dir else replace(item, moved_to="")
+    return item
 
 
 def lives_on(target: Target, item: SyncItem) -> Entry | None:
