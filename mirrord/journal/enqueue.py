@@ -113,6 +113,8 @@ class EnqueueMixin:
             if seen is not None and notes is not None and self._proposals.unchanged_put_in_flight(
                     seq, claimed, old_kind, bool(old_tree), claimer):
                 notes.append((oid, path, seq + 1, seen))
+            # a put none of which was sent: the target still holds the bytes its src names
+            unsent_put = old_kind == "put" and not old_tree and not claimed and not landed
             if (kind == "attr" and old_kind != "attr") or (
                     kind == "mkdir" and not tree and old_kind == "move" and old_dir
                     and not claimed):
@@ -127,18 +129,17 @@ class EnqueueMixin:
                 kind, src, is_dir, size = old_kind, old_src, bool(old_dir), old_size
             elif kind == "put" and src is None and old_kind == "delete" and not old_tree:
                 src = self._went_to(path, old_src, waits)
-            elif (kind == "put" and src is None and old_kind == "put" and old_src is not None
-                  and not old_tree and not claimed and not landed):
+            elif kind == "put" and src is None and unsent_put and old_src is not None:
                 # where the bytes the target holds at `path` went outlives another put over
-                # it: none of it was sent, so the target still holds them. A start or
-                # scheduled pass that compared mid-exchange (its put first, the live write
-                # after it) cleared it, and both names stayed kept as 'overwritten'
+                # it while none of it was sent. A start or scheduled pass that compared
+                # mid-exchange (its put first, the live write after it) cleared it, and both
+                # names stayed kept as 'overwritten'
                 # (tests/unit/test_rename_fallback_keeps_nothing.py, a comparison during ...)
                 src = old_src
             elif src is None and kind in ("delete", "mkdir") and old_tree and old_kind != "move":
                 src = old_src   # a tree removal's new name (enqueue_move) outlives a mkdir over it
-            elif (src is None and kind == "delete" and proposed and not old_tree and (
-                    old_kind == "delete" or old_kind == "put" and not claimed and not landed)):
+            elif src is None and kind == "delete" and proposed and (
+                    old_kind == "delete" or unsent_put):   # a tree row's: the branch above
                 # a comparison's delete keeps the new name (Change.proposed), also over a
                 # put not sent that carries it (`mv a t; mv c a; mv t c` compared after the
                 # second rename: c's put, a fallback's, names a)

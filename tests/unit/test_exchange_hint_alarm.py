@@ -19,9 +19,12 @@ from tests.unit.test_rename_fallback_keeps_nothing import S, T, claim_one, j  # 
 
 
 def ship(jr: Journal, *names: str) -> None:
-    jr.enqueue([Change(S, n, "put") for n in names])
-    ops = jr.claim(T, 10)
-    jr.ack([Outcome(o, "put", size=10 + i, mtime_ns=1000 + i) for i, o in enumerate(ops)])
+    """`names` put and acked, their directories made first (each its own size, mtime)."""
+    dirs = sorted({n.rpartition("/")[0] for n in names} - {""})
+    jr.enqueue([Change(S, d, "mkdir") for d in dirs] + [Change(S, n, "put") for n in names])
+    while ops := jr.claim(T, 100):
+        jr.ack([Outcome(o, o.kind, is_dir=o.is_dir, size=10 + i, mtime_ns=1000 + i)
+                for i, o in enumerate(ops)])
 
 
 def exchanged(jr: Journal) -> None:
@@ -55,16 +58,9 @@ def test_a_hinted_put_acked_after_a_change_in_flight_leaves_no_hint(j, during):
     assert j.overwrites(S, "a")
 
 
-def ship_tree(jr: Journal, names: list[str]) -> None:
-    jr.enqueue([Change(S, n, "mkdir") for n in sorted({n.rpartition("/")[0] for n in names})])
-    while ops := jr.claim(T, 100):
-        jr.ack([Outcome(o, "mkdir", is_dir=True, mtime_ns=1) for o in ops])
-    ship(jr, *names)
-
-
 @pytest.mark.parametrize("change", ["mkdir", "attr"])
 def test_a_removal_above_a_directory_moved_in_flight_counts_its_files_once(j, change):
-    ship_tree(j, ["d1/f0", "d1/f1", "d1/f2", "p/keep"])
+    ship(j, "d1/f0", "d1/f1", "d1/f2", "p/keep")
     assert j.enqueue_move(S, "d1", "p/x", is_dir=True) == []
     claim_one(j)
     j.enqueue([Change(S, "p/x", change, proposed=change == "mkdir")])
@@ -91,7 +87,7 @@ def test_a_hinted_put_that_fails_after_a_chmod_keeps_its_hint(j):
 def test_a_removal_above_a_removed_new_name_counts_its_files_once(j, how):
     """`mv d1 p/x; rm -rf p/x; rm -rf p`: the first removal counts d1's files, the second
     only p/keep (it counted d1's again through the name handed on, and a fallback's)."""
-    ship_tree(j, ["d1/f0", "d1/f1", "d1/f2", "p/keep"])
+    ship(j, "d1/f0", "d1/f1", "d1/f2", "p/keep")
     if how == "fallback":
         j.enqueue([Change(S, "d1/f0", "attr")])
         assert j.enqueue_move(S, "d1", "p/x", is_dir=True) == [T]
