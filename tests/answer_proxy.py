@@ -2,7 +2,8 @@
 whose request line matches `lose` is passed on whole, and nothing the server sends back
 on that connection from then on reaches the client, which sees its request sent and no
 answer (the S3 target's MaybeStored: a put the server may have stored). close() makes
-the port refuse connections and cuts every one open."""
+the port refuse connections and cuts every one open. read_request reads one request whole,
+for this proxy's canned answers and for the fake servers of other tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,26 @@ import re
 import socket
 import threading
 from typing import Callable
+
+
+def read_request(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes, bytes] | None:
+    """One HTTP/1.1 request from `sock`, after `buf` (bytes of it already read): (head,
+    body, what came after the body), the body being Content-Length bytes (none without
+    the header); None when the peer closes before it is whole. Raises what recv raises."""
+    while b"\r\n\r\n" not in buf:
+        part = sock.recv(65536)
+        if not part:
+            return None
+        buf += part
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = re.search(rb"(?i)^content-length:\s*(\d+)", head, re.MULTILINE)
+    want = int(length.group(1)) if length else 0
+    while len(rest) < want:
+        part = sock.recv(65536)
+        if not part:
+            return None
+        rest += part
+    return head, rest[:want], rest[want:]
 
 
 class AnswerLosingProxy:
@@ -91,22 +112,10 @@ class AnswerLosingProxy:
 
     @staticmethod
     def _answer(client: socket.socket, answer: bytes) -> None:
-        """Read one request whole (headers, then Content-Length bytes), send `answer`."""
-        data = b""
+        """Read one request whole (read_request), send `answer`."""
         try:
-            while b"\r\n\r\n" not in data:
-                part = client.recv(65536)
-                if not part:
-                    return
-                data += part
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = re.search(rb"(?i)^content-length:\s*(\d+)", head, re.MULTILINE)
-            left = int(length.group(1)) - len(body) if length else 0
-            while left > 0:
-                part = client.recv(min(left, 65536))
-                if not part:
-                    return
-                left -= len(part)
+            if read_request(client) is None:
+                return
             client.sendall(answer)
         except OSError:
             pass

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from mirrord.errors import RetryableError
 from mirrord.targets.s3 import S3Target, classify
 from mirrord.targets.s3.lean import LeanRequests, _proxy_applies, headers_from_args
+from tests.answer_proxy import read_request
 
 SLOW_DOWN = (b"<?xml version='1.0'?><Error><Code>SlowDown</Code>"
              b"<Message>Please reduce your request rate.</Message></Error>")
@@ -63,22 +64,12 @@ class ScriptedServer:
         with conn:
             buf = b""
             while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(rest) < length:
-                    rest += conn.recv(65536)
+                request = read_request(conn, buf)
+                if request is None:
+                    return
+                head, body, buf = request
                 self.requests.append(head)
-                self.bodies.append(rest[:length])
-                buf = rest[length:]
+                self.bodies.append(body)
                 action = self.script.popleft() if self.script else ("ok",)
                 if action[0] == "drop":
                     return
