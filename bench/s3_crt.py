@@ -29,7 +29,8 @@ from urllib.parse import quote
 
 from mirrord.errors import RetryableError
 from mirrord.targets.s3.endpoint import Endpoint, ca_bundle_path, endpoint_for
-from mirrord.targets.s3.lean import USER_AGENT, succeeded
+from mirrord.targets.s3.lean import USER_AGENT
+from mirrord.targets.s3.lean_answers import succeeded
 
 try:
     from awscrt.auth import AwsCredentials, AwsCredentialsProvider

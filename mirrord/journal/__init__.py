@@ -39,6 +39,7 @@ shipped.py   keeps the `shipped` table equal to what a target holds (on ack)
 holds.py     sources whose deletes are held after a mass-change alarm (schema 4), the claim filter
 read.py      read-only queries: read_state, read_backlog, iter_shipped, row states
 held_files.py  what a target holds as the mass-change alarm counts it (puts in flight too)
+removed_files.py  what a tree removal takes from a target beyond the deletes recorded (the alarm)
 enqueue.py   the write side, in: enqueue, enqueue_move (coalescing, wait_for links)
 claims.py    the write side, out: claim, ack
 failures.py  failures and their backoff, retry_now

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
-from mirrord.journal import held_files, holds, opening, read, schema, shipped
+from mirrord.journal import held_files, holds, opening, read, removed_files, schema, shipped
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claim_owners import ClaimOwnersMixin
 from mirrord.journal.claims import ClaimAckMixin
@@ -262,7 +262,7 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         if target is None and not routed:
             return 0
         target = target or routed[0]
-        return held_files.files_below_unremoved(self.db, target, source, os.fsencode(path))
+        return removed_files.files_below_unremoved(self.db, target, source, os.fsencode(path))
 
 
 class _FreshTxn(schema._Txn):

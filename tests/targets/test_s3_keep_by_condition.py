@@ -367,7 +367,7 @@ def test_a_lean_412_is_its_own_answer_and_the_conflict_409_is_retryable():
 
     from mirrord.errors import PermanentError
     from mirrord.targets.s3.errors import PreconditionFailed, classify
-    from mirrord.targets.s3.lean import succeeded
+    from mirrord.targets.s3.lean_answers import succeeded
 
     body = b"<Error><Code>PreconditionFailed</Code><Message>did not hold</Message></Error>"
     with pytest.raises(ClientError) as info:

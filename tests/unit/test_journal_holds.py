@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.journal import SCHEMA_VERSION, Change, Journal, Outcome, connect
-from mirrord.journal import held_files
+from mirrord.journal import removed_files
 from mirrord.journal.holds import PARKED, read_holds, release
 from tests.fakes import Clock
 
@@ -764,7 +764,7 @@ def test_a_new_file_below_a_renamed_directory_is_no_overwrite(j):
 
 def test_a_files_old_name_is_found_through_its_index(j):
     plan = " ".join(r[-1] for r in j.db.execute(
-        "EXPLAIN QUERY PLAN " + held_files._LEFT_FOR,
+        "EXPLAIN QUERY PLAN " + removed_files._LEFT_FOR,
         {"target": T, "source": S, "lo": b"d/", "hi": b"d0"}))
     assert "USING INDEX ops_file_src" in plan, plan   # no scan of the backlog per removal
 

@@ -43,27 +43,21 @@ derived (mirrord.targets.s3.endpoint): the full client handles those.
 from __future__ import annotations
 
 import math
-import re
 import ssl
 import threading
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 from urllib.parse import quote
 
 import pycurl
-from botocore.exceptions import ClientError
 
 from mirrord import __version__
 from mirrord.errors import MaybeStored, RetryableError
 from mirrord.targets.s3.endpoint import (  # noqa: F401 - _proxy_applies: tests use it here
     _proxy_applies, ca_bundle_path, endpoint_for)
+from mirrord.targets.s3.lean_answers import Answer, Handle, sent_whole, answer_succeeded
 from mirrord.targets.s3.signing import Signer
 
 USER_AGENT = f"mirrord/{__version__}"
-_CODE = re.compile(rb"<Code>([^<]{1,100})</Code>")
-_MESSAGE = re.compile(rb"<Message>([^<]{0,500})</Message>")
-# Answers the full client would also only retry: surfaced as ClientError for classify().
-_RETRY_STATUS = frozenset({408, 429})
-PRECONDITION_FAILED = 412   # a condition the request carried failed (RFC 9110 15.5.13)
 # libcurl's error codes -> the kind of failure a RetryableError names.
 _KINDS = {pycurl.E_COULDNT_RESOLVE_HOST: "name not resolved",
           pycurl.E_COULDNT_CONNECT: "connect failed", pycurl.E_OPERATION_TIMEDOUT: "timed out",
@@ -110,7 +104,7 @@ class LeanRequests:
         self.ca_file, self.ca_dir = ca_file, ca_dir
         self._signer = Signer(credentials, region)
         self._local = threading.local()
-        self._all: list[_Handle] = []
+        self._all: list[Handle] = []
         self._lock = threading.Lock()
 
     @property
@@ -148,11 +142,11 @@ class LeanRequests:
             sha256: str | None = None) -> str | None:
         """PutObject; the ETag, or None when the full client should answer instead.
         `headers` may carry a condition (If-None-Match: *, If-Match: ETag); a 412 raises
-        ClientError PreconditionFailed (see succeeded()).
+        ClientError PreconditionFailed (lean_answers.succeeded).
 
         `sha256`: the body's hex digest when the caller has it already (saves hashing it twice)."""
         answer = self._request("PUT", key, body, headers, sha256)
-        return (answer.etag or "") if _succeeded(answer, "PutObject") else None
+        return (answer.etag or "") if answer_succeeded(answer, "PutObject") else None
 
     def exists(self, key: str) -> bool | None:
         """HeadObject reduced to its answer: True when an object stands at `key` (2xx),
@@ -164,15 +158,15 @@ class LeanRequests:
         answer = self._request("HEAD", key, None, {}, None)
         if answer.status == 404:
             return False
-        return True if _succeeded(answer, "HeadObject") else None
+        return True if answer_succeeded(answer, "HeadObject") else None
 
     def delete(self, key: str) -> bool:
         """DeleteObject (S3 answers 204 whether the key was there or not); False when the
         full client should answer instead."""
-        return _succeeded(self._request("DELETE", key, None, {}, None), "DeleteObject")
+        return answer_succeeded(self._request("DELETE", key, None, {}, None), "DeleteObject")
 
     def _request(self, method: str, key: str, body: bytes | None, headers: Mapping[str, str],
-                 sha256: str | None) -> "_Answer":
+                 sha256: str | None) -> Answer:
         path = self.base_path + quote(key, safe="/~")
         return self._send(method, path, body, self._sign(method, path, body, headers, sha256))
 
@@ -183,10 +177,10 @@ class LeanRequests:
         return signed
 
     def _send(self, method: str, path: str, body: bytes | None,
-              headers: dict[str, str]) -> "_Answer":
+              headers: dict[str, str]) -> Answer:
         """One request and its whole answer on this thread's handle. Every option a
         request sets is set again by the next, so nothing leaks from one to the next."""
-        handle: _Handle | None = getattr(self._local, "handle", None)
+        handle: Handle | None = getattr(self._local, "handle", None)
         if handle is None:
             handle = self._handle()
         curl = handle.curl
@@ -211,20 +205,20 @@ class LeanRequests:
             code, text = exc.args if len(exc.args) == 2 else (0, str(exc))
             kind = _KINDS.get(code, "transfer failed")
             # libcurl's text names at most the host, port and URL (no credential in it)
-            error = MaybeStored if body is not None and _sent_whole(curl, body) else RetryableError
+            error = MaybeStored if body is not None and sent_whole(curl, body) else RetryableError
             raise error(f"{kind} ({method} to {self.netloc}): curl {code}: {text}") from None
         finally:
             if body is not None:
                 # pycurl holds the bytes given as POSTFIELDS until they are replaced: each
                 # worker's last body (up to 8 MiB) would stay in memory after a burst
                 curl.setopt(pycurl.POSTFIELDS, b"")
-        return _Answer(curl.getinfo(pycurl.RESPONSE_CODE), handle.reason, handle.etag,
+        return Answer(curl.getinfo(pycurl.RESPONSE_CODE), handle.reason, handle.etag,
                        b"".join(handle.body))
 
-    def _handle(self) -> "_Handle":
+    def _handle(self) -> Handle:
         """This thread's handle, made and configured once."""
         curl = pycurl.Curl()
-        handle = _Handle(curl)
+        handle = Handle(curl)
         curl.setopt(pycurl.NOSIGNAL, 1)         # timeouts without SIGALRM: threads
         curl.setopt(pycurl.TCP_NODELAY, 1)
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -259,79 +253,3 @@ class LeanRequests:
             self._local = threading.local()
         for handle in handles:
             handle.curl.close()
-
-
-class _Handle:
-    """One thread's curl handle and the answer being received on it."""
-
-    def __init__(self, curl: Any):
-        self.curl = curl
-        self.start()
-
-    def start(self) -> None:
-        self.etag: str | None = None
-        self.reason, self.body = "", []
-
-    def header(self, line: bytes) -> None:
-        """One header line of the answer (libcurl also passes the status line)."""
-        if line[:5] == b"HTTP/":                # a new answer (after a retry too)
-            self.etag, self.body = None, []
-            parts = line.split(None, 2)
-            self.reason = parts[2].strip().decode("latin-1") if len(parts) > 2 else ""
-        elif line[:5].lower() == b"etag:":      # names are case-insensitive (RFC 9110 5.1)
-            self.etag = line[5:].strip().decode("latin-1")
-
-    def body_part(self, data: bytes) -> None:
-        self.body.append(data)
-
-
-class _Answer(NamedTuple):
-    status: int
-    reason: str
-    etag: str | None
-    body: bytes
-
-
-def _succeeded(answer: _Answer, operation: str) -> bool:
-    return succeeded(answer.status, answer.reason, answer.body, operation)
-
-
-def succeeded(status: int, reason: str, body: bytes, operation: str) -> bool:
-    """True on 2xx; botocore's ClientError (S3's Code and Message only, never the request)
-    for "retry later" answers (5xx, 408, 429) and for 412 (a conditional request's
-    condition failed: the caller decides, no second request); False for the rest, which
-    the full client asks again and answers for good."""
-    if 200 <= status < 300:
-        return True
-    if status >= 500 or status in _RETRY_STATUS or status == PRECONDITION_FAILED:
-        code, message = _error_fields(body)
-        raise ClientError({"Error": {"Code": code or str(status),
-                                     "Message": message or reason},
-                           "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
-    return False
-
-
-def _error_fields(answer: bytes) -> tuple[str, str]:
-    """S3's error Code and Message from an XML error body (empty when there is none)."""
-    code = _CODE.search(answer)
-    message = _MESSAGE.search(answer)
-    return (code.group(1).decode("utf-8", "replace") if code else "",
-            message.group(1).decode("utf-8", "replace") if message else "")
-
-
-def _sent_whole(curl: pycurl.Curl, body: bytes) -> bool:
-    """Whether the failed transfer on `curl` had sent its request whole, on its last
-    attempt or on an earlier one: then the server may have stored it though no answer
-    came (errors.MaybeStored). libcurl sends a request again on a fresh connection when a
-    kept-alive one gave no answer at all (a server that stored the put and restarted), and
-    then CURLINFO_SIZE_UPLOAD_T counts the last attempt's body only, while
-    CURLINFO_REQUEST_SIZE adds up every attempt's bytes, headers and body: so sent whole
-    when this attempt's upload covers `body`, or the bytes before it do. A connect that
-    failed (nothing sent), or one body cut short, stored nothing (S3 refuses a body shorter
-    than its Content-Length). Never raises: a handle that cannot tell counts as sent."""
-    try:
-        sent = curl.getinfo(pycurl.REQUEST_SIZE)
-        up = curl.getinfo(pycurl.SIZE_UPLOAD_T)
-    except pycurl.error:
-        return True
-    return sent > 0 and (up >= len(body) or sent >= len(body) + up)
