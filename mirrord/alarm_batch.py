@@ -10,6 +10,7 @@ import os
 import stat
 
 from mirrord import appends
+from mirrord.alarm_moved import MovedNames
 from mirrord.alarm_replaced import Replaced
 from mirrord.daemon_alarm_resend import Resends
 from mirrord.daemon_alarm_scan import ancestors
@@ -17,14 +18,17 @@ from mirrord.journal import Change
 
 
 def count_batch(journal, resends: Resends, source: str, changes: list[Change], *,
-                root: str | None = None, replaced: Replaced | None = None) -> int:
+                root: str | None = None, replaced: Replaced | None = None,
+                moved: MovedNames | None = None) -> int:
     """The deletes and overwrites `changes` (live changes of `source`, in the order they
     happened, not yet recorded) count, >= 0.
 
     - a file's delete: 1 (and noted in `resends`);
     - a tree removal: the files the targets hold below it (Journal.files_removed_with) less
-      the deletes below it this batch counted already, or what a re-sent rename's removal
-      takes (`resends.taken`), at least 1;
+      the deletes below it this batch counted already and the files a rename recorded
+      lately took to another name, standing there in the source below `root` (`moved`:
+      mirrord.alarm_moved; a directory exchanged with a file, `mv a/f x; rm -rf a`), or
+      what a re-sent rename's removal takes (`resends.taken`), at least 1;
     - a write (`put`) over a file a target holds (Journal.overwrites): 1, once per path in
       a batch (written twice, one version replaced), and not at all after the path's own
       delete or a removal above it earlier in the batch: that delete counted the version
@@ -50,8 +54,12 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
             n = 1
             if ch.tree:
                 # a note has the deletes counted below it taken off already (deleted)
-                n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0),
-                        resends.taken(source, ch.path))
+                elsewhere = 0
+                if moved is not None and root is not None and moved.near(source, ch.path):
+                    elsewhere = moved.taken_elsewhere(source, root,
+                                                      journal.files_shipped_below(source, ch.path))
+                n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0)
+                        - elsewhere, resends.taken(source, ch.path))
             else:
                 resends.deleted(source, ch.path)
             for parent in ancestors(ch.path):

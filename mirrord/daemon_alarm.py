@@ -54,6 +54,7 @@ from typing import Callable
 from mirrord import alarm_window
 from mirrord.alarm import AlarmSettings, SourceAlarm
 from mirrord.alarm_batch import count_batch
+from mirrord.alarm_moved import MovedNames
 from mirrord.alarm_replaced import Replaced
 from mirrord.config import SourceConfig
 from mirrord.daemon_alarm_resend import Resends
@@ -99,6 +100,7 @@ class AlarmWatch(CatchUpCounting):
         # directories renamed and re-sent: what their removal takes before the re-send lands
         self.resends = Resends(lambda *at: self.d.journal.files_removed_with(*at),
                                lambda *at: self.d.journal.rows_at_or_below(*at), clock)
+        self.moved = MovedNames(clock)   # renames lately: where deleted files went
 
     # ------------------------------------------------------------ across a restart
     def restore_window(self) -> None:
@@ -136,7 +138,7 @@ class AlarmWatch(CatchUpCounting):
             return
         self._recheck(src.name)
         n = count_batch(self.d.journal, self.resends, src.name, changes, root=str(src.path),
-                        replaced=self.replaced)
+                        replaced=self.replaced, moved=self.moved)
         if n and alarm.add(n):
             self._fired(src, alarm)
         self._publish(src.name)
@@ -196,6 +198,7 @@ class AlarmWatch(CatchUpCounting):
         (mirrord.daemon_alarm_resend)."""
         if src.name in self.alarms:
             self.resends.renamed(src.name, old, new, resent=resent, is_dir=is_dir)
+            self.moved.renamed(src.name, old, new)
 
     def _fired(self, src: SourceConfig, alarm: SourceAlarm) -> None:
         s = alarm.settings

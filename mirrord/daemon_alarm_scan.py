@@ -33,7 +33,9 @@ class CatchUpCounting:
         recorded, so a hold it fires is in the journal before these deletes are. A catch-up
         proposes one delete per target and one per file below a removed directory, so each
         file counts once and a directory not at all; a path whose row is already queued
-        (a held delete seen again after a restart) was counted when it was recorded."""
+        (a held delete seen again after a restart) was counted when it was recorded; a file
+        a rename recorded lately took to another name, standing there in the source, is no
+        delete (mirrord.alarm_moved: the look an exchange asks for)."""
         self._first_look()
         by_source: dict[str, dict[str | None, list[str]]] = {}
         for ch in changes:
@@ -55,6 +57,9 @@ class CatchUpCounting:
                 queued = {} if target is None else self.d.journal.row_states(
                     target, name, [os.fsencode(p) for p in paths], held=False)
                 fresh.update(p for p in paths if os.fsencode(p) not in queued)
+            # a file a rename took to another name (the look an exchange asks for)
+            root = str(self.d.cfg.source(name).path)
+            fresh = {p for p in fresh if not self.moved.lives_on(name, root, p)}
             alarm = self.alarms[name]
             n = self._unexempt(name, len(fresh))
             if n and alarm.add(n):

@@ -255,6 +255,15 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         its targets (read)."""
         return read.rows_at_or_below(self.db, self.routes.get(source, ()), source, os.fsencode(path))
 
+    def files_shipped_below(self, source: str, path: str) -> list[str]:
+        """The files (source-relative paths) the source's first target holds below the
+        directory `path` by its `shipped` rows (read; [] when it has no target)."""
+        routed = self.routes.get(source, ())
+        if not routed:
+            return []
+        return [os.fsdecode(bytes(row[0])) for row in read.iter_shipped(
+            self.db, routed[0], source, os.fsencode(path)) if not bytes(row[0]).endswith(b"/")]
+
     def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
         """Files below the directory `path` a tree removal takes off `target` (None: the
         source's first target) beyond the deletes already queued (0 when none are known)."""

@@ -1,0 +1,137 @@
+"""The renames a source made lately, for the mass-change alarm: a delete of a file whose
+bytes a rename took to another name, where they stand in the source now, is no delete.
+
+Why: a directory exchanged with another (renameat2 RENAME_EXCHANGE: `mv --exchange a b`,
+an atomic swap of a release or thumbnail directory) reaches the daemon as a rename of one
+of them and a look at both names as they stand (fanotify: the second half of the exchange;
+inotify: the second rename's old name still holds a directory). The look compares each
+name with what the targets hold there, which is still the other directory's files, and
+proposes each of them as a delete and the files now there as puts. Counted as deletes,
+two exchanges of two 10-file directories counted 20 (inotify 40), and an exchange storm of
+larger ones fired the alarm (found by a fresh review, helper-136). A directory exchanged
+with a file or a symlink is read by fanotify as the directory's rename, then the removal
+of its tree at the old name (a file stands there now): that counted every file the
+rename took. So did a tree removal read together with renames out of it (`mv a/f1 x;
+mv a/sub y; rm -rf a`, fanotify: the rows moving them are not done yet, the target holds
+them below `a` still). Nothing is lost in any of these: each file stands at the other name.
+
+The rule: for NOTE_SECONDS after a rename `old` -> `new` is recorded (a file's or a
+directory's), a file the targets hold at `old` (or below it: old/REL) is taken to have
+gone on to `new` (new/REL) while a regular file stands there in the source, and the same
+the other way round (rename(2) puts a directory only where an empty one stood, so what
+the targets held below `new` was either deleted first, each delete counted live and
+queued, or went to `old` by an exchange). Such a file's delete proposed by a comparison
+is not counted (daemon_alarm_scan.observe_scan), nor its part of a tree removal
+(alarm_batch.count_batch, which still counts at least 1). A file deleted at both names
+is counted, at the name where the live stream saw it go; a live file delete always
+counts. In memory, at most MAX_NOTES renames per source, the oldest forgotten first: a
+restart, or a comparison recorded later than NOTE_SECONDS, counts as before, the safe
+side. Runs on the main thread only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+import time
+from collections import OrderedDict
+from typing import Callable, Iterable
+
+NOTE_SECONDS = 300.0   # how long after a rename deletes are looked at so: the look an
+#                        exchange asks for runs on the scanner thread, behind any walk
+#                        queued before it
+MAX_NOTES = 10_000     # renames remembered per source
+
+
+class MovedNames:
+    """Per source, the renames recorded in the last NOTE_SECONDS."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        # source -> (old, new) -> monotonic time of the rename, oldest first
+        self._notes: dict[str, OrderedDict[tuple[str, str], float]] = {}
+        # source -> an end of a noted rename -> its other ends -> how many notes join them
+        self._ends: dict[str, dict[str, dict[str, int]]] = {}
+        self._sorted: dict[str, list[str]] = {}   # source -> its ends, sorted (near())
+
+    def renamed(self, source: str, old: str, new: str) -> None:
+        """A file or directory of `source` renamed from `old` to `new` (source-relative
+        paths), recorded now."""
+        notes = self._notes.setdefault(source, OrderedDict())
+        ends = self._ends.setdefault(source, {})
+        if notes.pop((old, new), None) is None:
+            for a, b in ((old, new), (new, old)):
+                if a not in ends:
+                    bisect.insort(self._sorted.setdefault(source, []), a)
+                others = ends.setdefault(a, {})
+                others[b] = others.get(b, 0) + 1
+        notes[(old, new)] = self.clock()
+        while len(notes) > MAX_NOTES:
+            self._forget(source, *notes.popitem(last=False)[0])
+
+    def lives_on(self, source: str, root: str, path: str) -> bool:
+        """Whether the file the targets hold at `path` (source-relative) stands at another
+        name in the source below `root` now, taken there by a rename noted of `path` itself
+        or of a directory above it, whose other end holds a regular file at the same place
+        (lstat(2): a symlink or a directory there is no such file). False when nothing
+        noted applies. One dict lookup per directory above `path`, an lstat per end found."""
+        ends = self._live_ends(source)
+        if not ends:
+            return False
+        here = path
+        while True:
+            for there in ends.get(here, ()):
+                if _is_file(os.path.join(root, there + path[len(here):])):
+                    return True
+            if "/" not in here:
+                return False
+            here = here.rpartition("/")[0]
+
+    def near(self, source: str, path: str) -> bool:
+        """Whether a rename noted has an end at, above or below `path`: only then may
+        taken_elsewhere find anything there (a dict lookup per directory above `path`, and
+        a binary search of the ends)."""
+        ends = self._live_ends(source)
+        if not ends:
+            return False
+        here = path
+        while here:
+            if here in ends:
+                return True
+            here = here.rpartition("/")[0]
+        ordered = self._sorted.get(source, [])
+        i = bisect.bisect_left(ordered, path + "/")
+        return i < len(ordered) and ordered[i].startswith(path + "/")
+
+    def taken_elsewhere(self, source: str, root: str, keys: Iterable[str]) -> int:
+        """How many of `keys` (source-relative paths of files the targets hold) lives_on."""
+        return sum(1 for key in keys if self.lives_on(source, root, key))
+
+    def _live_ends(self, source: str) -> dict[str, dict[str, int]]:
+        notes = self._notes.get(source)
+        if not notes:
+            return {}
+        cutoff = self.clock() - NOTE_SECONDS
+        while notes and next(iter(notes.values())) < cutoff:
+            self._forget(source, *notes.popitem(last=False)[0])
+        return self._ends.get(source, {})
+
+    def _forget(self, source: str, old: str, new: str) -> None:
+        ends = self._ends[source]
+        for a, b in ((old, new), (new, old)):
+            others = ends[a]
+            others[b] -= 1
+            if not others[b]:
+                del others[b]
+                if not others:
+                    del ends[a]
+                    ordered = self._sorted[source]
+                    del ordered[bisect.bisect_left(ordered, a)]
+
+
+def _is_file(full: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(full).st_mode)
+    except OSError:
+        return False

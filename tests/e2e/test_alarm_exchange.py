@@ -1,0 +1,138 @@
+"""An exchange of directories (renameat2 RENAME_EXCHANGE) deletes nothing, and the
+mass-change alarm counts nothing for it (mirrord/alarm_moved.py).
+
+Found by a fresh review (helper-136): two exchanges of two 10-file directories counted 20
+deletes with fanotify and 40 with inotify, because the look at both names that follows an
+exchange proposes every file the targets still hold at each name as a delete; a storm of
+larger exchanges fired the alarm with nothing lost. Each shape runs the real daemon on
+both watcher backends with `pause_on_alarm = yes` and a low threshold: a false alarm would
+also hold the deletes the exchange needs on the target, and the mirror would not converge.
+The control shapes show the rule swallows no real delete."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from mirrord import config as config_mod
+from mirrord import targets as target_registry
+from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.test_alarm_daemon import poll
+
+THRESHOLD = 5
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exchange(a: Path, b: Path) -> None:
+    """renameat2(a, b, RENAME_EXCHANGE) (coreutils 9.1 has no `mv --exchange`)."""
+    if _libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def fill(d: Path, n: int, prefix: str) -> None:
+    d.mkdir(parents=True)
+    for i in range(n):
+        (d / f"{prefix}{i}.jpg").write_bytes(b"%s %d" % (prefix.encode(), i))
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def setup(request, tmp_path: Path):
+    src = tmp_path / "src"
+    fill(src / "a", 10, "f")
+    fill(src / "b", 10, "g")
+    fill(src / "p" / "q", 10, "h")
+    (src / "file.jpg").write_bytes(b"a file")
+    cfg = tmp_path / "mirrord.ini"
+    cfg.write_text(f"""
+[mirrord]
+state_dir = ./state
+heartbeat_interval = 200ms
+
+[source:uploads]
+path = ./src
+targets = local
+watcher = {request.param}
+alarm_deletes = {THRESHOLD}
+alarm_window = 10m
+pause_on_alarm = yes
+
+[target:local]
+type = local
+path = ./mirror
+""")
+    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
+    target = target_registry.create(config_mod.load(cfg).targets["local"])
+    target.open()
+    daemon.start()
+    wait_converged(src, target)
+    yield src, daemon, target
+    daemon.stop()
+    target.close()
+
+
+def settled_count(src: Path, daemon: Mirrord, target) -> int:
+    """The alarm's count once the target matches the source and nothing is pending, read
+    twice a second apart (the look an exchange asks for runs on the scanner thread)."""
+    wait_converged(src, target)
+
+    def count() -> int | None:
+        doc = daemon.status()
+        if any(t["pending"] for t in doc["targets"].values()):
+            return None
+        return (doc["sources"]["uploads"].get("alarm_detail") or {}).get("count", 0)
+
+    while True:
+        first = poll("nothing pending", lambda: (count(),) if count() is not None else None,
+                     daemon)[0]
+        time.sleep(1.0)
+        if count() == first:
+            return first
+
+
+@pytest.mark.parametrize("storm", [False, True])
+def test_two_directories_exchanged_again_and_again_count_nothing(setup, storm):
+    src, daemon, target = setup
+    for _ in range(6):
+        exchange(src / "a", src / "b")
+        if not storm:       # each exchange shipped before the next
+            wait_converged(src, target)
+    assert settled_count(src, daemon, target) == 0
+
+
+def test_directories_at_different_depths_exchanged_count_nothing(setup):
+    src, daemon, target = setup
+    exchange(src / "a", src / "p" / "q")
+    assert settled_count(src, daemon, target) == 0
+
+
+@pytest.mark.parametrize("other", ["file.jpg", "link"])
+def test_a_directory_exchanged_with_a_file_or_a_symlink_counts_at_most_one(setup, other):
+    # fanotify reads the directory's rename, then its tree's removal at the old name (a
+    # file stands there now): a tree removal counts at least 1 (alarm_batch.count_batch)
+    src, daemon, target = setup
+    if other == "link":
+        (src / "link").symlink_to("b")
+    exchange(src / "a", src / other)
+    assert settled_count(src, daemon, target) <= 1
+
+
+def test_a_file_deleted_after_an_exchange_counts(setup):
+    src, daemon, target = setup
+    exchange(src / "a", src / "b")
+    (src / "b" / "f1.jpg").unlink()        # a's f1, now below b
+    assert settled_count(src, daemon, target) >= 1
+
+
+def test_an_exchanged_directory_removed_counts_its_files(setup):
+    src, daemon, target = setup
+    exchange(src / "a", src / "b")
+    shutil.rmtree(src / "b")               # a's ten files, now below b
+    doc = poll("alarm fired", lambda: (lambda d: d if d["alarm"] == "alarm" else None)(
+        daemon.status()["sources"]["uploads"]), daemon)
+    assert doc["alarm_detail"]["count"] >= 10
