@@ -178,6 +178,21 @@ def _integer(key: str, value: str) -> bool:
     return bool(_INTEGER.match(value))
 
 
+# A postgresql:// URI's authority: userinfo@hosts, up to the path, query or fragment.
+_URI_AUTHORITY = re.compile(r"\s*(?:postgresql|postgres)://([^/?#]*)", re.IGNORECASE)
+_RAW_AT = ("the URI holds more than one '@' before its host: a user name or password with "
+           "an '@' in it must be written %40 (the value is not shown)")
+
+
+def _raw_at(text: str) -> bool:
+    """Whether the postgresql:// URI `text` has a second '@' before its path: libpq ends
+    the userinfo at the first one (RFC 3986 3.2.1 wants a literal '@' there
+    percent-encoded), so the rest of the password became the host, which failover's
+    messages and failover.log showed (a review, helper-136). False for anything else."""
+    m = _URI_AUTHORITY.match(text)
+    return m is not None and m.group(1).count("@") > 1
+
+
 def conninfo_problem(conninfo: str) -> str:
     """Why `conninfo` (str: key=value pairs or a postgresql:// URI) cannot be used; "" when
     it can: conninfo_params (libpq's own parser), then the values libpq checks only at
@@ -189,10 +204,14 @@ def conninfo_problem(conninfo: str) -> str:
     the key and the form: a value in the wrong place may be the password (`port=<pw>` or
     `sslmode=<pw>` with no password= beside it; `postgresql://u:pw/db` reads as host u,
     port pw), and it reached check-config's output, failover's and failover.log."""
+    if _raw_at(conninfo):
+        return _RAW_AT
     try:
         params = conninfo_params(conninfo)
     except ValueError as exc:
         return str(exc)
+    if _raw_at(str(params.get("dbname") or "")):   # libpq expands a dbname that is a URI
+        return _RAW_AT
     ports = str(params.get("port") or "")
     if ports and not all(p == "" or (p.isdigit() and 0 < int(p) < 65536)
                          for p in ports.split(",")):

@@ -47,13 +47,16 @@ _RECEIVER_SQL = "SELECT pid, status FROM pg_stat_wal_receiver"
 def describe(conninfo: str) -> str:
     """host:port/dbname user=..., never the password: redacted (libpq takes a dbname
     that is itself a URI or a conninfo, `dbname='postgresql://u:pw@h/db'`, and its
-    password came out with the dbname)."""
+    password came out with the dbname), nor a host holding an '@' (in a URI whose password
+    has a raw '@', libpq ends the password there and reads the rest as the host)."""
     try:
         d = conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError:
         return "(unparseable conninfo)"
-    return redact(f"{d.get('host', 'localhost')}:{d.get('port', 5432)}/{d.get('dbname', '')} "
-                  f"user={d.get('user', '')}")
+    host = str(d.get("host", "localhost"))
+    if "@" in host:   # the rest of a password with a raw '@' (config.addresses refuses it)
+        host = "(host not shown: it holds an '@')"
+    return redact(f"{host}:{d.get('port', 5432)}/{d.get('dbname', '')} user={d.get('user', '')}")
 
 
 def protect(conninfo: str) -> None:

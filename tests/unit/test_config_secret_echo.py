@@ -144,3 +144,29 @@ def test_a_closed_header_loads_and_an_indented_bracket_is_a_continuation(tmp_pat
     assert load(cfg).sources[0].name == "up"
     cfg.write_text(body.replace("exclude = *.tmp\n", "exclude = *.tmp,\n  [abc*\n"))
     only(problems(cfg), "source:up", "exclude", "continues onto the next line")
+
+
+@pytest.mark.parametrize("key", ["database", "primary_database"])
+@pytest.mark.parametrize("conninfo", [
+    f"postgresql://wiki:pw@{MARK}@127.0.0.1:5432/wiki",          # an '@' in the password
+    f"postgres://wiki@x:{MARK}@db1,db2/wiki",                   # ...in the user name
+    f"  POSTGRESQL://wiki:{MARK}@@db/wiki",                     # the scheme in capitals
+    f"host=db dbname='postgresql://wiki:pw@{MARK}@db/wiki'",   # a dbname libpq expands
+])
+def test_a_conninfo_uri_with_a_raw_at_sign_in_its_userinfo_is_refused_unshown(tmp_path, key,
+                                                                              conninfo):
+    # libpq ends the userinfo at the first '@': the rest of the password became the host,
+    # which failover printed and logged (a review, helper-136)
+    path = write(tmp_path, "failover", key, conninfo)
+    only(problems(path), "failover", key, "must be written %40")
+    res = subprocess.run([str(MIRRORD), "-c", str(path), "check-config"], check=False,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and f"[failover] {key}: the URI holds more than one '@'" in res.stderr
+    assert MARK not in res.stdout + res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("conninfo", ["postgresql://wiki:pw%40x@db/wiki",
+                                      "postgresql://wiki@db/wiki?options=-c%20a%3Db@c",
+                                      "host=db password=a@b@c"])
+def test_an_encoded_or_key_value_at_sign_is_still_accepted(tmp_path, conninfo):
+    assert load(write(tmp_path, "failover", "database", conninfo)).failover.database == conninfo

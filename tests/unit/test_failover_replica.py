@@ -142,3 +142,11 @@ def test_stale_heartbeat_refuses_by_default_and_missing_one_is_named():
 def test_malformed_heartbeat_raises_value_error(data):
     with pytest.raises(ValueError):
         heartbeat.parse(data)
+
+
+def test_describe_never_shows_the_rest_of_a_password_with_a_raw_at_sign():
+    # libpq ends the userinfo at the first '@': "S3cr3tTail@127.0.0.1" became the host
+    # (the config refuses such a URI: tests/unit/test_config_secret_echo.py)
+    got = replica.describe("postgresql://wiki:Tr0ub4dor@S3cr3tTail@127.0.0.1:58101/wiki")
+    assert "S3cr3tTail" not in got and "Tr0ub4dor" not in got, got
+    assert got.startswith("(host not shown")
