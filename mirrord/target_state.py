@@ -51,7 +51,10 @@ The rules, first match wins (thresholds in seconds, constructor arguments):
    `catching_up_after` (`events_unread_for`, mirrord.watch.read_lag: it reads
    behind the writes, and what it has not read is not in the backlog either; a
    session saw `pending 0` for 90 s while a writer outside the root kept a fanotify
-   mark's queue full ahead of the root's changes). Rule 3 counts it as a walk too.
+   mark's queue full ahead of the root's changes), or the walk for the other names of
+   a hard-linked file written through a name not known yet is due (`linking`: up to
+   30 s, mirrord.daemon_events.LinkWalks; the other names' copies on the targets are
+   old until it runs). Rule 3 counts these as a walk too.
 5. `in_sync`: otherwise; pending changes younger than `catching_up_after` are
    the live stream, not a backlog.
 
@@ -128,19 +131,22 @@ class TargetStates:
         self._ever = set(ever_in_sync)
         self._watching_since: float | None = None
         self._shipped: dict[str, tuple[int, float]] = {}   # target -> (count, seen rising at)
+        self._linking: set[str] = set()   # sources whose hard-link walk is due (update)
         self.current: dict[str, TargetState] = {}
 
     def update(self, backlog: Mapping[str, TargetBacklog], *, now: float,
                sources: Mapping[str, Mapping] | None = None,
                scanning: Iterable[str] = (),
                unwritable: Mapping[str, str] | None = None,
-               journal_held: int = 0) -> dict[str, TargetState]:
+               journal_held: int = 0, linking: Iterable[str] = ()) -> dict[str, TargetState]:
         """Each configured target's state at `now` (Unix seconds).
 
         `backlog`: journal.read_backlog() (a target absent from it has nothing pending);
         `sources`: Daemon.source_health() (source -> {"unwatched_directories": int,
         "events_unread_for": seconds, ...});
         `scanning`: names of sources whose catch-up walk has not finished;
+        `linking`: names of sources whose walk for the other names of hard-linked files is
+        due (a write through one name reaches the others only then: catching_up);
         `unwritable`: target -> the error of its latest heartbeat write, for each target
         whose latest heartbeat write failed; `journal_held`: changes and outcomes the
         pipeline holds in memory because the state database cannot be written (disk
@@ -153,6 +159,7 @@ class TargetStates:
             self._watching_since = now
         sources = sources or {}
         scanning = set(scanning)
+        self._linking = set(linking)
         unwritable = unwritable or {}
         self.current = {t: self._decide(t, backlog.get(t) or TargetBacklog(t), now, sources,
                                         scanning, unwritable.get(t)) for t in self.targets}
@@ -215,6 +222,11 @@ class TargetStates:
             return verdict(DEGRADED, f"heartbeat not written: {unwritable}")
         walking = [s for s in feeds if s in scanning]
         walk = f"catch-up walk of source {', '.join(walking)} under way" if walking else ""
+        if not walking:
+            walking = [s for s in feeds if s in self._linking]
+            walk = (f"source {', '.join(walking)}: a file written through a hard link whose "
+                    f"other names are not known yet; the walk that finds them is due"
+                    if walking else "")
         behind = {s: float(sources.get(s, {}).get("events_unread_for") or 0.0) for s in feeds}
         behind = {s: t for s, t in behind.items() if t > self.catching_up_after}
         if behind and not walk:

@@ -144,6 +144,19 @@ def test_a_catch_up_walk_keeps_its_targets_out_of_in_sync(clock):
     assert got["host"].state == CATCHING_UP
 
 
+def test_a_hard_link_walk_due_keeps_its_targets_out_of_in_sync(clock):
+    # a write through a name of a hard-linked file whose other names are not known yet
+    # reaches them on the targets only with the walk LinkWalks makes at most every 30 s;
+    # status said in_sync meanwhile (a review, helper-136)
+    states = TargetStates(ROUTES, ever_in_sync={"s3", "host"})
+    got = states.update({}, now=clock.now, linking={"images"})
+    assert got["host"].state == CATCHING_UP and "hard link" in got["host"].reason
+    assert got["s3"].state == IN_SYNC
+    got = states.update({}, now=clock.now, scanning={"images"}, linking={"images"})
+    assert got["host"].reason == "catch-up walk of source images under way"
+    assert states.update({}, now=clock.now + 1)["host"].state == IN_SYNC
+
+
 def test_a_watcher_reading_behind_keeps_its_targets_out_of_in_sync(clock):
     """pending 0 is not caught up while the watcher has not emptied the kernel's queue for
     longer than catching_up_after (mirrord.watch.read_lag): the unread changes are in no
