@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from mirrord import config as config_mod
 from mirrord import targets as target_registry
@@ -120,6 +122,31 @@ class Mirrord:
 
     def status(self) -> dict:
         return json.loads(self.cli("status", "--json").stdout)
+
+
+@contextmanager
+def local_mirror(tmp: Path, source_keys: str = "", *, more: str = "",
+                 env: dict | None = None) -> Iterator[tuple[Mirrord, object]]:
+    """`mirrord run` of `tmp`/src (made before, with what it should hold) to a local
+    target at `tmp`/mirror, started and converged: (the daemon, the target, opened). The
+    source is [source:uploads], the target [target:local]; `source_keys`: more lines of
+    the source's section ("watcher = fanotify\nalarm_deletes = 5"); `more`: sections
+    after them ("[reconcile]\nevery = off"); `env`: the daemon's extra environment.
+    Stopped on exit."""
+    cfg = tmp / "mirrord.ini"
+    cfg.write_text("[mirrord]\nstate_dir = ./state\nheartbeat_interval = 200ms\n\n"
+                   "[source:uploads]\npath = ./src\ntargets = local\n" + source_keys +
+                   "\n\n[target:local]\ntype = local\npath = ./mirror\n\n" + more)
+    daemon = Mirrord(cfg, tmp / "mirrord.log", env=env or {})
+    target = target_registry.create(config_mod.load(cfg).targets["local"])
+    target.open()
+    try:
+        daemon.start()
+        wait_converged(tmp / "src", target)
+        yield daemon, target
+    finally:
+        daemon.stop()
+        target.close()
 
 
 def open_targets(config_path: Path) -> dict:

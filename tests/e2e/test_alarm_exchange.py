@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrord import config as config_mod
-from mirrord import targets as target_registry
-from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.helpers import Mirrord, local_mirror, wait_converged
 from tests.e2e.test_alarm_daemon import poll
 
 THRESHOLD = 5
@@ -48,32 +46,9 @@ def setup(request, tmp_path: Path):
     fill(src / "b", 10, "g")
     fill(src / "p" / "q", 10, "h")
     (src / "file.jpg").write_bytes(b"a file")
-    cfg = tmp_path / "mirrord.ini"
-    cfg.write_text(f"""
-[mirrord]
-state_dir = ./state
-heartbeat_interval = 200ms
-
-[source:uploads]
-path = ./src
-targets = local
-watcher = {request.param}
-alarm_deletes = {THRESHOLD}
-alarm_window = 10m
-pause_on_alarm = yes
-
-[target:local]
-type = local
-path = ./mirror
-""")
-    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
-    target = target_registry.create(config_mod.load(cfg).targets["local"])
-    target.open()
-    daemon.start()
-    wait_converged(src, target)
-    yield src, daemon, target
-    daemon.stop()
-    target.close()
+    with local_mirror(tmp_path, f"watcher = {request.param}\nalarm_deletes = {THRESHOLD}\n"
+                                "alarm_window = 10m\npause_on_alarm = yes") as (daemon, target):
+        yield src, daemon, target
 
 
 def settled_count(src: Path, daemon: Mirrord, target) -> int:

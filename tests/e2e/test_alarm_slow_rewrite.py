@@ -18,40 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.helpers import Mirrord, local_mirror, wait_converged
 from tests.e2e.test_alarm_daemon import poll
-from mirrord import config as config_mod
-from mirrord import targets as target_registry
 
 FILES = 20
 
 
-def _config(tmp: Path, watcher: str) -> Path:
+def _make_tree(tmp: Path) -> None:
     (tmp / "src" / "d").mkdir(parents=True)
     for i in range(FILES):
         (tmp / "src" / "d" / f"f{i}.bin").write_bytes(bytes([i]) * 20_000)
-    cfg = tmp / "mirrord.ini"
-    cfg.write_text(f"""
-[mirrord]
-state_dir = ./state
-heartbeat_interval = 200ms
-
-[source:uploads]
-path = ./src
-targets = local
-watcher = {watcher}
-alarm_deletes = 10
-alarm_window = 10m
-pause_on_alarm = no
-
-[target:local]
-type = local
-path = ./mirror
-
-[reconcile]
-every = off
-""")
-    return cfg
 
 
 def _count(daemon: Mirrord) -> int:
@@ -78,17 +54,11 @@ def _append_lines(tmp: Path) -> None:
 def running(tmp_path, request):
     """The daemon on FILES shipped files in src/d, with the watcher of the parameter,
     started and converged: (tmp_path, daemon, target)."""
-    cfg = _config(tmp_path, request.param)
-    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
-    target = target_registry.create(config_mod.load(cfg).targets["local"])
-    target.open()
-    try:
-        daemon.start()
-        wait_converged(tmp_path / "src", target)
+    _make_tree(tmp_path)
+    with local_mirror(tmp_path, f"watcher = {request.param}\nalarm_deletes = 10\n"
+                                "alarm_window = 10m\npause_on_alarm = no",
+                      more="[reconcile]\nevery = off\n") as (daemon, target):
         yield tmp_path, daemon, target
-    finally:
-        daemon.stop()
-        target.close()
 
 
 def test_each_file_rewritten_slowly_counts_once(running):
@@ -190,16 +160,14 @@ def test_a_rewrite_begun_while_a_first_copy_lands_counts_once(tmp_path, watcher)
     rewrite destroys the copy the target holds: 1 (0 before: its event, read after that
     answer, found nothing held), and its close nothing more. (The point "stored" comes
     before that check.)"""
-    cfg = _config(tmp_path, watcher)
+    _make_tree(tmp_path)
     faults = tmp_path / "faults"
     faults.mkdir()
     (faults / "stored").write_text("local new/*\n")
-    daemon = Mirrord(cfg, tmp_path / "mirrord.log", env={"MIRRORD_FAULT_DIR": str(faults)})
-    target = target_registry.create(config_mod.load(cfg).targets["local"])
-    target.open()
-    try:
-        daemon.start()
-        wait_converged(tmp_path / "src", target)
+    with local_mirror(tmp_path, f"watcher = {watcher}\nalarm_deletes = 10\n"
+                                "alarm_window = 10m\npause_on_alarm = no",
+                      more="[reconcile]\nevery = off\n",
+                      env={"MIRRORD_FAULT_DIR": str(faults)}) as (daemon, target):
         (tmp_path / "src" / "new").mkdir()
         (tmp_path / "src" / "new" / "f.bin").write_bytes(b"first version " * 2000)
         reached = faults / "stored.reached"
@@ -214,6 +182,3 @@ def test_a_rewrite_begun_while_a_first_copy_lands_counts_once(tmp_path, watcher)
         poll("counted", lambda: _counted(daemon) >= 1, daemon)
         time.sleep(1)   # anything counted late shows now
         assert _counted(daemon) == 1, daemon.cli("status").stdout
-    finally:
-        daemon.stop()
-        target.close()

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrord import config as config_mod
-from mirrord import targets as target_registry
-from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.helpers import local_mirror, wait_converged
 
 
 @pytest.fixture(params=["inotify", "fanotify"])
@@ -26,29 +24,8 @@ def setup(request, tmp_path: Path):
     src.mkdir()
     for name in ("p1", "q1"):
         (src / name).write_bytes(b"a\n")
-    cfg = tmp_path / "mirrord.ini"
-    cfg.write_text(f"""
-[mirrord]
-state_dir = ./state
-heartbeat_interval = 200ms
-
-[source:uploads]
-path = ./src
-targets = local
-watcher = {request.param}
-
-[target:local]
-type = local
-path = ./mirror
-""")
-    daemon = Mirrord(cfg, tmp_path / "mirrord.log")
-    target = target_registry.create(config_mod.load(cfg).targets["local"])
-    target.open()
-    daemon.start()
-    wait_converged(src, target)
-    yield src, daemon, target
-    daemon.stop()
-    target.close()
+    with local_mirror(tmp_path, f"watcher = {request.param}") as (daemon, target):
+        yield src, daemon, target
 
 
 def test_status_is_not_in_sync_while_a_linked_name_lags(setup):
