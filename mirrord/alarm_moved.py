@@ -17,8 +17,9 @@ them below `a` still). Nothing is lost in any of these: each file stands at the 
 
 The rule: for NOTE_SECONDS after a rename `old` -> `new` is recorded (a file's or a
 directory's), a file the targets hold at `old` (or below it: old/REL) is taken to have
-gone on to `new` (new/REL) while a regular file stands there in the source, and the same
-the other way round (rename(2) puts a directory only where an empty one stood, so what
+gone on to `new` (new/REL) while that very file stands there in the source (a regular
+file of the size and mtime the targets hold: another file of that name is no proof),
+and the same the other way round (rename(2) puts a directory only where an empty one stood, so what
 the targets held below `new` was either deleted first, each delete counted live and
 queued, or went to `old` by an exchange). Such a file's delete proposed by a comparison
 is not counted (daemon_alarm_scan.observe_scan), nor its part of a tree removal
@@ -32,16 +33,24 @@ side. Runs on the main thread only.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import stat
 import time
 from collections import OrderedDict
 from typing import Callable, Iterable
 
+from mirrord.compare import stored_ns
+
 NOTE_SECONDS = 300.0   # how long after a rename deletes are looked at so: the look an
 #                        exchange asks for runs on the scanner thread, behind any walk
 #                        queued before it
 MAX_NOTES = 10_000     # renames remembered per source
+ENDS_LOOKED = 8        # the newest other ends looked at per name: a directory published
+#                        again and again (`mv staging rel-N`, 3,000 times) made every
+#                        delete below it an lstat per release (11.5 s for 1,000 files)
+
+Version = tuple[int, int]   # (size in bytes, mtime in ns) of a file as the targets hold it
 
 
 class MovedNames:
@@ -70,23 +79,35 @@ class MovedNames:
         while len(notes) > MAX_NOTES:
             self._forget(source, *notes.popitem(last=False)[0])
 
-    def lives_on(self, source: str, root: str, path: str) -> bool:
-        """Whether the file the targets hold at `path` (source-relative) stands at another
-        name in the source below `root` now, taken there by a rename noted of `path` itself
-        or of a directory above it, whose other end holds a regular file at the same place
-        (lstat(2): a symlink or a directory there is no such file). False when nothing
-        noted applies. One dict lookup per directory above `path`, an lstat per end found."""
+    def lives_on(self, source: str, root: str, path: str, version: Version | None) -> bool:
+        """Whether the file the targets hold at `path` (source-relative), of `version` (its
+        size and mtime as shipped; None: not known, so no), stands at another name in the
+        source below `root` now, taken there by a rename noted of `path` itself or of a
+        directory above it: the rename's other end holds a regular file at the same place
+        (lstat(2): no symlink, no directory) of that very size and mtime (to the ns: a
+        rename keeps both). Another file of the same name there is not it: `mv photos
+        photos.old`, new photos/* written, then photos.old moved out of the source, is 20
+        files destroyed (a review, helper-137). False when nothing noted applies. One dict
+        lookup per directory above `path`, an lstat per end found (the ENDS_LOOKED newest)."""
+        if version is None:
+            return False
         ends = self._live_ends(source)
         if not ends:
             return False
         here = path
         while True:
-            for there in ends.get(here, ()):
-                if _is_file(os.path.join(root, there + path[len(here):])):
-                    return True
+            others = ends.get(here)
+            if others:
+                for there in itertools.islice(reversed(others), ENDS_LOOKED):
+                    if _same_file(os.path.join(root, there + path[len(here):]), version):
+                        return True
             if "/" not in here:
                 return False
             here = here.rpartition("/")[0]
+
+    def any(self, source: str) -> bool:
+        """Whether a rename of `source` is noted (within NOTE_SECONDS)."""
+        return bool(self._live_ends(source))
 
     def near(self, source: str, path: str) -> bool:
         """Whether a rename noted has an end at, above or below `path`: only then may
@@ -104,9 +125,12 @@ class MovedNames:
         i = bisect.bisect_left(ordered, path + "/")
         return i < len(ordered) and ordered[i].startswith(path + "/")
 
-    def taken_elsewhere(self, source: str, root: str, keys: Iterable[str]) -> int:
-        """How many of `keys` (source-relative paths of files the targets hold) lives_on."""
-        return sum(1 for key in keys if self.lives_on(source, root, key))
+    def taken_elsewhere(self, source: str, root: str,
+                        held: Iterable[tuple[str, int, int]]) -> int:
+        """How many of `held` (source-relative path, size, mtime_ns of files the targets
+        hold) live on (lives_on) elsewhere."""
+        return sum(1 for path, size, mtime_ns in held
+                   if self.lives_on(source, root, path, (size, mtime_ns)))
 
     def _live_ends(self, source: str) -> dict[str, dict[str, int]]:
         notes = self._notes.get(source)
@@ -130,8 +154,10 @@ class MovedNames:
                     del ordered[bisect.bisect_left(ordered, a)]
 
 
-def _is_file(full: str) -> bool:
+def _same_file(full: str, version: Version) -> bool:
+    """A regular file stands at `full` (lstat) with `version`'s size and mtime."""
     try:
-        return stat.S_ISREG(os.lstat(full).st_mode)
+        st = os.lstat(full)
     except OSError:
         return False
+    return stat.S_ISREG(st.st_mode) and (st.st_size, stored_ns(st.st_mtime_ns)) == version

@@ -56,15 +56,24 @@ class CatchUpCounting:
                 paths = [p for p in paths if not any(a in trees for a in ancestors(p))]
                 queued = {} if target is None else self.d.journal.row_states(
                     target, name, [os.fsencode(p) for p in paths], held=False)
-                fresh.update(p for p in paths if os.fsencode(p) not in queued)
-            # a file a rename took to another name (the look an exchange asks for)
-            root = str(self.d.cfg.source(name).path)
-            fresh = {p for p in fresh if not self.moved.lives_on(name, root, p)}
+                fresh.update(p for p in paths if os.fsencode(p) not in queued
+                             and not self._moved_on(name, p, target))
             alarm = self.alarms[name]
             n = self._unexempt(name, len(fresh))
             if n and alarm.add(n):
                 self._fired(self.d.cfg.source(name), alarm)
             self._publish(name)
+
+    def _moved_on(self, source: str, path: str, target: str | None) -> bool:
+        """While renames are noted lately (mirrord.alarm_moved), whether a comparison's
+        delete of `path` destroys nothing: the target's record no longer holds it (a rename
+        acked since took it away), or the very file it holds stands at a rename's other
+        name (the look an exchange asks for). Without such renames, no look at all."""
+        if not self.moved.any(source):
+            return False
+        version = self.d.journal.shipped_version(source, path, target)
+        return version is None or self.moved.lives_on(
+            source, str(self.d.cfg.source(source).path), path, version)
 
     def _unexempt(self, source: str, n: int) -> int:
         """`n` deletes of a comparison, less what a resume made while stopped let go."""

@@ -74,7 +74,7 @@ class EventRouter:
         out = [Change(source, other, kind, time=now)
                for source, other in self.d.links.others(src.name, rel)]
         if self.d.links.take_walk():   # a name not seen yet: a walk of the sources finds it
-            self.d.link_walks.want()
+            self.d.link_walks.want(src.name)
         return out
 
     def _record(self, src: SourceConfig, changes: list[Change]) -> None:
@@ -142,18 +142,19 @@ class LinkWalks:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
-        self.wanted = False
+        self.wanted: set[str] = set()   # the sources a write through a new link came from
         self.last = float("-inf")
 
-    def want(self) -> None:
-        self.wanted = True
+    def want(self, source: str) -> None:
+        """A write of `source` reached a file with more links than names seen."""
+        self.wanted.add(source)
 
     def __call__(self, d) -> None:
         if not self.wanted or self.clock() - self.last < LINK_WALK_EVERY:
             return
         if d.catchups_pending or d.journal.has_more_ops_than(BACKLOG_LIMIT):
             return   # the walk would re-propose what is still queued: after it drains
-        self.wanted, self.last = False, self.clock()
+        self.wanted, self.last = set(), self.clock()
         for source in d.cfg.sources:
             if source.name not in d.roots.lost:
                 d.schedule_catch_up(source, reason="links")

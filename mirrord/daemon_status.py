@@ -111,9 +111,8 @@ class Reporter:
         # a walk for hard links' other names, wanted and not run yet (LinkWalks waits up to
         # LINK_WALK_EVERY s): a write through one name has not reached the others on the
         # targets, and status said in_sync meanwhile (a review, helper-136)
-        links = {s.name for s in cfg.sources} if d.link_walks.wanted else set()
         states = d.target_states.update(backlog, now=now, sources=sources,
-                                        scanning=d.catchups_pending, linking=links,
+                                        scanning=d.catchups_pending, linking=d.link_walks.wanted,
                                         unwritable=dict(self.unwritable), journal_held=held)
         if metrics is not None:
             metrics.set_target_states(states)

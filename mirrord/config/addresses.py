@@ -178,19 +178,26 @@ def _integer(key: str, value: str) -> bool:
     return bool(_INTEGER.match(value))
 
 
-# A postgresql:// URI's authority: userinfo@hosts, up to the path, query or fragment.
-_URI_AUTHORITY = re.compile(r"\s*(?:postgresql|postgres)://([^/?#]*)", re.IGNORECASE)
-_RAW_AT = ("the URI holds more than one '@' before its host: a user name or password with "
-           "an '@' in it must be written %40 (the value is not shown)")
+_RAW_AT = ("a host holds an '@': in a URI, an '@', '?' or '#' in the user name or password "
+           "must be written percent-encoded (%40, %3F, %23) (the value is not shown)")
 
 
-def _raw_at(text: str) -> bool:
-    """Whether the postgresql:// URI `text` has a second '@' before its path: libpq ends
-    the userinfo at the first one (RFC 3986 3.2.1 wants a literal '@' there
-    percent-encoded), so the rest of the password became the host, which failover's
-    messages and failover.log showed (a review, helper-136). False for anything else."""
-    m = _URI_AUTHORITY.match(text)
-    return m is not None and m.group(1).count("@") > 1
+# A postgresql:// URI's text up to its path: where libpq looks for the userinfo's '@'.
+_URI_HEAD = re.compile(r"\s*postgres(?:ql)?://([^/]*)", re.IGNORECASE)
+
+
+def _userinfo_spilled(text: str, params: dict) -> bool:
+    """Whether the conninfo `text`, parsed by libpq into `params`, is a postgresql:// URI
+    whose user name or password held a raw '@', '?' or '#': libpq ends the userinfo at
+    the first '@' before the first '/' (RFC 3986 3.2.1 wants such characters
+    percent-encoded there), so the rest of the password became the host (`u:pw@tail@db`,
+    `u:pw?x@tail@db`) or a query's start became the user name (`db?password=pw@tail`),
+    and failover's messages and failover.log showed it (reviews, helper-136 and
+    helper-137). A host never holds an '@'; a user name may (`bob%40server`, `user=a@b`)."""
+    hosts = str(params.get("host") or "") + str(params.get("hostaddr") or "")
+    head = _URI_HEAD.match(text)
+    userinfo = head.group(1).split("@", 1)[0] if head and "@" in head.group(1) else ""
+    return "@" in hosts or "?" in userinfo or "#" in userinfo
 
 
 def conninfo_problem(conninfo: str) -> str:
@@ -204,13 +211,13 @@ def conninfo_problem(conninfo: str) -> str:
     the key and the form: a value in the wrong place may be the password (`port=<pw>` or
     `sslmode=<pw>` with no password= beside it; `postgresql://u:pw/db` reads as host u,
     port pw), and it reached check-config's output, failover's and failover.log."""
-    if _raw_at(conninfo):
-        return _RAW_AT
     try:
         params = conninfo_params(conninfo)
+        dbname = str(params.get("dbname") or "")   # libpq expands a dbname that is a URI
+        inner = conninfo_params(dbname) if "://" in dbname else {}
     except ValueError as exc:
         return str(exc)
-    if _raw_at(str(params.get("dbname") or "")):   # libpq expands a dbname that is a URI
+    if _userinfo_spilled(conninfo, params) or _userinfo_spilled(dbname, inner):
         return _RAW_AT
     ports = str(params.get("port") or "")
     if ports and not all(p == "" or (p.isdigit() and 0 < int(p) < 65536)

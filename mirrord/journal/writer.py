@@ -128,10 +128,13 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
 
     def has_more_ops_than(self, limit: int) -> bool:
         """Whether more than `limit` operations are queued or in flight (any target),
-        not counting ones that already failed (they wait out a backoff, maybe for hours).
+        not counting ones that already failed (they wait out a backoff, maybe for hours)
+        nor deletes held by a mass-change alarm (holds.HELD_SQL: they wait for
+        `resume-deletes`; counted, the walk for hard links' other names, and a scheduled
+        reconcile pass, waited for another source's resume: a review, helper-137).
         Stops counting at limit + 1: cheap even with a backlog of millions."""
-        row = self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE attempts = 0 LIMIT ?)",
-                              (limit + 1,)).fetchone()
+        row = self.db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM ops WHERE attempts = 0 "
+                              f"AND {holds.HELD_SQL} LIMIT ?)", (limit + 1,)).fetchone()
         return row[0] > limit
 
     def backlog(self, now: float | None = None) -> dict[str, TargetBacklog]:
@@ -255,14 +258,24 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin):
         its targets (read)."""
         return read.rows_at_or_below(self.db, self.routes.get(source, ()), source, os.fsencode(path))
 
-    def files_shipped_below(self, source: str, path: str) -> list[str]:
-        """The files (source-relative paths) the source's first target holds below the
-        directory `path` by its `shipped` rows (read; [] when it has no target)."""
+    def files_shipped_below(self, source: str, path: str) -> list[tuple[str, int, int]]:
+        """(source-relative path, size, mtime_ns) of each file the source's first target
+        holds below the directory `path` by its `shipped` rows (read; [] with no target)."""
         routed = self.routes.get(source, ())
         if not routed:
             return []
-        return [os.fsdecode(bytes(row[0])) for row in read.iter_shipped(
-            self.db, routed[0], source, os.fsencode(path)) if not bytes(row[0]).endswith(b"/")]
+        return [(os.fsdecode(bytes(key)), size, mtime_ns) for key, size, mtime_ns, _t, _m
+                in read.iter_shipped(self.db, routed[0], source, os.fsencode(path))
+                if not bytes(key).endswith(b"/")]
+
+    def shipped_version(self, source: str, path: str,
+                        target: str | None = None) -> tuple[int, int] | None:
+        """(size, mtime_ns) of the file `target` (None: the source's first) holds at `path`
+        by its `shipped` row; None when it has none (read)."""
+        target = target or next(iter(self.routes.get(source, ())), None)
+        meta = None if target is None else read.shipped_meta(self.db, target, source,
+                                                              os.fsencode(path))
+        return None if meta is None else (meta[0], meta[1])
 
     def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
         """Files below the directory `path` a tree removal takes off `target` (None: the

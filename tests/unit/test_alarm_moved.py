@@ -1,8 +1,10 @@
 """mirrord.alarm_moved: which deletes a rename recorded lately makes no deletes (the real
-daemon on both watchers: tests/e2e/test_alarm_exchange.py)."""
+daemon on both watchers: tests/e2e/test_alarm_exchange.py, and what it must never hide:
+tests/e2e/test_alarm_renames_hide_nothing.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -19,54 +21,95 @@ class Clock:
         return self.now
 
 
+def v(root: Path, rel: str) -> tuple[int, int]:
+    """The version (size, mtime_ns) of the source file `rel`, as the targets would hold it."""
+    st = (root / rel).lstat()
+    return (st.st_size, st.st_mtime_ns)
+
+
+def put(root: Path, rel: str, data: bytes = b"x", mtime_ns: int = 1_600_000_000_000_000_000) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_bytes(data)
+    os.utime(root / rel, ns=(mtime_ns, mtime_ns))
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     for name in ("a/f1", "b/g1", "b/sub/g2", "x"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"x")
+        put(tmp_path, name)
     return tmp_path
 
 
+HELD = (1, 1_600_000_000_000_000_000)   # what the targets hold: the fixture's files
+
+
 def test_nothing_noted_nothing_lives_on(root):
-    assert not MovedNames().lives_on("s", str(root), "a/f1")
-    assert not MovedNames().near("s", "a")
+    assert not MovedNames().lives_on("s", str(root), "a/f1", HELD)
+    assert not MovedNames().near("s", "a") and not MovedNames().any("s")
 
 
 def test_an_exchange_of_directories_lives_on_both_ways(root):
     # `mv --exchange a b`, read as a rename a -> b and a look at both names: what the
     # targets hold at a/f1 stands at b/f1 in the source now, and b/g1 at a/g1
-    (root / "a" / "g1").write_bytes(b"g")
-    (root / "b" / "f1").write_bytes(b"f")
+    put(root, "a/g1")
+    put(root, "b/f1")
     moved = MovedNames()
     moved.renamed("s", "a", "b")
-    assert moved.lives_on("s", str(root), "a/f1")         # b/f1 stands
-    assert moved.lives_on("s", str(root), "b/g1")         # a/g1 stands
-    assert not moved.lives_on("s", str(root), "b/sub/g2")   # a/sub/g2 does not
-    assert not moved.lives_on("s", str(root), "c/f1")       # below neither end
-    assert not moved.lives_on("t", str(root), "a/f1")       # another source
+    assert moved.any("s")
+    assert moved.lives_on("s", str(root), "a/f1", HELD)
+    assert moved.lives_on("s", str(root), "b/g1", HELD)
+    assert not moved.lives_on("s", str(root), "b/sub/g2", HELD)   # a/sub/g2 does not stand
+    assert not moved.lives_on("s", str(root), "c/f1", HELD)       # below neither end
+    assert not moved.lives_on("t", str(root), "a/f1", HELD)       # another source
+    assert not moved.lives_on("s", str(root), "a/f1", None)       # version not known
 
 
-def test_a_file_rename_lives_on_at_its_new_name_only_while_a_file_stands_there(root):
+def test_another_file_of_the_same_name_is_not_the_one_held(root):
+    # `mv photos photos.old`, new photos/* written, photos.old moved out: destroyed
+    moved = MovedNames()
+    moved.renamed("s", "old", "b")
+    assert moved.lives_on("s", str(root), "old/g1", HELD)
+    put(root, "b/g1", b"y")                                           # same size, same mtime
+    assert moved.lives_on("s", str(root), "old/g1", HELD)
+    put(root, "b/g1", b"yy")                                          # another size
+    assert not moved.lives_on("s", str(root), "old/g1", HELD)
+    put(root, "b/g1", b"x", mtime_ns=HELD[1] + 1)                     # another mtime, 1 ns
+    assert not moved.lives_on("s", str(root), "old/g1", HELD)
+
+
+def test_a_file_rename_lives_on_at_its_new_name_only_while_that_file_stands_there(root):
     moved = MovedNames()
     moved.renamed("s", "gone", "x")
-    assert moved.lives_on("s", str(root), "gone")
+    assert moved.lives_on("s", str(root), "gone", v(root, "x"))
     (root / "x").unlink()
-    assert not moved.lives_on("s", str(root), "gone")      # deleted since: counted
+    assert not moved.lives_on("s", str(root), "gone", HELD)      # deleted since: counted
     (root / "x").mkdir()
-    assert not moved.lives_on("s", str(root), "gone")      # a directory is no such file
+    assert not moved.lives_on("s", str(root), "gone", HELD)      # a directory is no file
     (root / "x").rmdir()
     (root / "x").symlink_to("a/f1")
-    assert not moved.lives_on("s", str(root), "gone")      # nor a symlink to one
+    assert not moved.lives_on("s", str(root), "gone", HELD)      # nor a symlink to one
 
 
 def test_deeper_renames_are_followed_from_every_directory_above(root):
     moved = MovedNames()
     moved.renamed("s", "old/sub", "b/sub")
-    assert moved.lives_on("s", str(root), "old/sub/g2")
-    assert moved.near("s", "old")            # an end below the tree removed
+    assert moved.lives_on("s", str(root), "old/sub/g2", HELD)
+    assert moved.near("s", "old")             # an end below the tree removed
     assert moved.near("s", "b")
     assert moved.near("s", "old/sub/deeper")  # an end above it
     assert not moved.near("s", "ol")
+
+
+def test_only_the_newest_ends_of_a_name_are_looked_at(root, monkeypatch):
+    # `mv staging rel-N` again and again: each delete below staging looked at every rel-N
+    monkeypatch.setattr(alarm_moved, "ENDS_LOOKED", 2)
+    moved = MovedNames()
+    for i in range(5):
+        moved.renamed("s", "staging", f"rel-{i}")
+    put(root, "rel-0/f")
+    assert not moved.lives_on("s", str(root), "staging/f", HELD)   # the oldest: not looked at
+    put(root, "rel-4/f")
+    assert moved.lives_on("s", str(root), "staging/f", HELD)
 
 
 def test_a_note_goes_after_note_seconds(root):
@@ -74,9 +117,9 @@ def test_a_note_goes_after_note_seconds(root):
     moved = MovedNames(clock)
     moved.renamed("s", "gone", "x")
     clock.now += NOTE_SECONDS - 1
-    assert moved.lives_on("s", str(root), "gone")
+    assert moved.lives_on("s", str(root), "gone", HELD)
     clock.now += 2
-    assert not moved.lives_on("s", str(root), "gone")
+    assert not moved.lives_on("s", str(root), "gone", HELD) and not moved.any("s")
     assert not moved.near("s", "gone") and moved._ends == {"s": {}} and moved._sorted == {"s": []}
 
 
@@ -87,9 +130,9 @@ def test_renamed_again_renews_the_note_and_keeps_one(root):
     clock.now += NOTE_SECONDS - 1
     moved.renamed("s", "gone", "x")
     clock.now += 2
-    assert moved.lives_on("s", str(root), "gone")
+    assert moved.lives_on("s", str(root), "gone", HELD)
     clock.now += NOTE_SECONDS
-    assert not moved.lives_on("s", str(root), "gone") and moved._ends == {"s": {}}
+    assert not moved.lives_on("s", str(root), "gone", HELD) and moved._ends == {"s": {}}
 
 
 def test_a_rename_and_its_way_back_are_two_notes(root):
@@ -99,7 +142,7 @@ def test_a_rename_and_its_way_back_are_two_notes(root):
     clock.now += 10
     moved.renamed("s", "x", "gone")
     clock.now += NOTE_SECONDS - 5       # the first note goes, the second stays
-    assert moved.lives_on("s", str(root), "gone")
+    assert moved.lives_on("s", str(root), "gone", HELD)
 
 
 def test_at_most_max_notes_are_kept_oldest_first(root, monkeypatch):
@@ -108,13 +151,14 @@ def test_at_most_max_notes_are_kept_oldest_first(root, monkeypatch):
     moved.renamed("s", "gone", "x")
     for i in range(3):
         moved.renamed("s", f"o{i}", f"n{i}")
-    assert not moved.lives_on("s", str(root), "gone")
+    assert not moved.lives_on("s", str(root), "gone", HELD)
     assert set(moved._ends["s"]) == {"o0", "n0", "o1", "n1", "o2", "n2"}
     assert moved._sorted["s"] == sorted(moved._ends["s"])
 
 
-def test_taken_elsewhere_counts_the_keys_that_live_on(root):
-    (root / "b" / "f1").write_bytes(b"f")
+def test_taken_elsewhere_counts_the_files_held_that_live_on(root):
+    put(root, "b/f1")
     moved = MovedNames()
     moved.renamed("s", "a", "b")
-    assert moved.taken_elsewhere("s", str(root), ["a/f1", "a/f2", "c/f1"]) == 1
+    assert moved.taken_elsewhere("s", str(root), [("a/f1", *HELD), ("a/f2", *HELD),
+                                                 ("c/f1", *HELD), ("a/f1", 9, HELD[1])]) == 1

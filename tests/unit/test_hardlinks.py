@@ -153,11 +153,12 @@ def test_link_walks_are_rate_limited_and_wait_for_the_backlog():
     hook = LinkWalks(clock=lambda: now[0])
     hook(d)
     assert walks == []                       # nothing wanted
-    hook.want()
+    hook.want("up")
     hook(d)
     assert walks == ["up:links"]             # at once; a lost root is not walked
+    assert hook.wanted == set()
     for _ in range(50):                      # a storm of new links
-        hook.want()
+        hook.want("up")
         now[0] += 0.1
         hook(d)
     assert walks == ["up:links"]
