@@ -131,7 +131,6 @@ class TargetStates:
         self._ever = set(ever_in_sync)
         self._watching_since: float | None = None
         self._shipped: dict[str, tuple[int, float]] = {}   # target -> (count, seen rising at)
-        self._linking: set[str] = set()   # sources whose hard-link walk is due (update)
         self.current: dict[str, TargetState] = {}
 
     def update(self, backlog: Mapping[str, TargetBacklog], *, now: float,
@@ -159,10 +158,11 @@ class TargetStates:
             self._watching_since = now
         sources = sources or {}
         scanning = set(scanning)
-        self._linking = set(linking)
+        linking = set(linking)
         unwritable = unwritable or {}
         self.current = {t: self._decide(t, backlog.get(t) or TargetBacklog(t), now, sources,
-                                        scanning, unwritable.get(t)) for t in self.targets}
+                                        scanning, unwritable.get(t), linking)
+                        for t in self.targets}
         if journal_held:
             for t, st in self.current.items():
                 self.current[t] = TargetState(
@@ -177,7 +177,7 @@ class TargetStates:
 
     def _decide(self, target: str, b: TargetBacklog, now: float,
                 sources: Mapping[str, Mapping], scanning: set[str],
-                unwritable: str | None) -> TargetState:
+                unwritable: str | None, linking: set[str]) -> TargetState:
         lag = max(0.0, now - b.oldest) if b.pending and b.oldest is not None else 0.0
         last_progress = self._progress(target, b, now)
         feeds = [s for s, ts in self.routes.items() if target in ts]
@@ -223,7 +223,7 @@ class TargetStates:
         walking = [s for s in feeds if s in scanning]
         walk = f"catch-up walk of source {', '.join(walking)} under way" if walking else ""
         if not walking:
-            walking = [s for s in feeds if s in self._linking]
+            walking = [s for s in feeds if s in linking]
             walk = (f"source {', '.join(walking)}: a file written through a hard link whose "
                     f"other names are not known yet; the walk that finds them is due"
                     if walking else "")
