@@ -136,6 +136,7 @@ def sync_item(op: Op, src: SourceConfig, seen: Observed, *, meta_only: bool = Fa
         size=seen.size, mtime=seen.mtime, tree=op.tree,
         source_root=str(src.path), source_rel=op.path,
         mode=seen.mode, mtime_ns=seen.mtime_ns, meta_only=meta_only, when=op.event_time,
+        first_when=op.first_seen,
         # a delete's or put's src: where the bytes the target holds at the path went
         # (the journal's rename fallback, an exchange): mirrord.trash.keeper, swaps; a tree
         # removal's (also under a mkdir): a directory's fallback, mirrord.trash.moved_trees

@@ -68,7 +68,8 @@ class ClaimAckMixin(RetryMixin):
                 # it may have claimed these rows or queued a removal holding them back, so
                 # they are read again under the write lock (else shipped twice, side by side)
                 rows, inflight = self._claimable(target, now, limit, directories)
-            for oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time, landed in rows:
+            for (oid, seq, source, path, kind, src, is_dir, tree, attempts, event_time, landed,
+                 first_seen) in rows:
                 barrier = bool(tree or (is_dir and kind == "move"))
                 if self._overlaps_inflight(oid, target, source, bytes(path), src, barrier):
                     continue
@@ -87,7 +88,7 @@ class ClaimAckMixin(RetryMixin):
                     shipped = self._shipped_meta(target, source, bytes(path))
                 ops.append(Op(oid, seq, target, source, _s(path), kind,
                               _s(src) if src is not None else None, bool(is_dir), bool(tree),
-                              attempts, event_time, src_shipped, shipped))
+                              attempts, event_time, src_shipped, shipped, first_seen))
         return ops
 
     def _claimable(self, target: str, now: float, limit: int,
@@ -112,8 +113,8 @@ class ClaimAckMixin(RetryMixin):
         that `inflight` holds back (InFlight.sql)."""
         skip, args = inflight.sql() if inflight is not None else ("", [])
         return self.db.execute(
-            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time, landed "
-            "FROM ops "
+            "SELECT id, seq, source, path, kind, src, is_dir, tree, attempts, event_time, landed, "
+            "first_seen FROM ops "
             f"WHERE {_READY}{skip} ORDER BY next_try, id LIMIT ?",
             (target, now, *args, limit)).fetchall()
 

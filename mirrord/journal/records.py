@@ -92,6 +92,7 @@ class Op:
     event_time: float
     src_shipped: tuple[int, int, int | None] | None = None   # moves: (size, mtime_ns, mode) of src as last shipped
     shipped: tuple[int, int, int | None] | None = None   # attr ops: (size, mtime_ns, mode) of path as last shipped
+    first_seen: float = 0.0   # the time of the oldest change the row holds (0: not known)
 
 
 @dataclass

@@ -85,6 +85,10 @@ class SyncItem:
     enqueue_move's fallback) is the target path the file at `path` was renamed to at the
     source; on a put, where the bytes it overwrites went (an exchange of two files:
     mirrord.trash.swaps). A hint only: nothing is trusted before the target is looked at.
+    `first_when` (seconds since the epoch; 0: not known) is the time of the oldest change
+    the journal row held when it was claimed, `when` that of its newest: a version kept
+    by an earlier change of the same exchange or rotation (another name's put) is stamped
+    from `first_when` on, not from `when` (mirrord.trash.swaps).
     `lives_on` (set by mirrord.trash.keeper only): the keeper found that the
     version at `path` (this Entry, as the target's stat gave it) is also held at
     `moved_to`, so nothing is kept; a target whose delete keeps by itself (an S3 bucket
@@ -105,6 +109,7 @@ class SyncItem:
     when: float = 0.0       # the change's time (journal event time, seconds): the trash stamp
     keep_stamp: str | None = None   # keep what the put overwrites, under this stamp (above)
     moved_to: str = ""              # where the bytes at `path` went (above)
+    first_when: float = 0.0         # the oldest change's time (above): swaps' bound
     lives_on: Entry | None = None   # the keeper's finding: nothing to keep (above)
 
 

@@ -80,6 +80,29 @@ def test_changes_are_routed_to_the_source_targets_only(tmp_path, clock):
     jr.close()
 
 
+def test_a_claim_carries_the_rows_oldest_and_newest_change_times(j, clock, tmp_path):
+    """Op.first_seen and Op.event_time: the oldest and newest change the row holds, which
+    the put's SyncItem carries to mirrord.trash.swaps (first_when, when); a row made again
+    after its ack starts over."""
+    from mirrord.config.model import SourceConfig
+    from mirrord.observe import Observed
+    from mirrord.ship_rules import sync_item
+    j.enqueue_move(S, "a", "b", is_dir=False)   # b: a move, a: its source end at 1000
+    clock.now += 1.5
+    j.enqueue([put("a")])                       # a put over it (an exchange's) at 1001.5
+    (move,) = j.claim(T, 10)                    # the put waits for the move
+    j.ack([Outcome(move, shipped_kind="move")])
+    (op,) = j.claim(T, 10)
+    assert (op.first_seen, op.event_time) == (1000.0, 1001.5)
+    item = sync_item(op, SourceConfig(S, tmp_path, (T,)), Observed("absent"))
+    assert (item.first_when, item.when) == (1000.0, 1001.5)
+    j.ack([Outcome(op, shipped_kind="delete")])
+    clock.now += 2
+    j.enqueue([put("a")])
+    (op,) = j.claim(T, 10)
+    assert (op.first_seen, op.event_time) == (1003.5, 1003.5)
+
+
 def test_a_claimed_row_is_not_claimed_twice(j):
     j.enqueue([put("a"), put("b")])
     first = j.claim(T, 1)

@@ -35,3 +35,39 @@ def test_redundant_asks_the_target_from_the_changes_whole_second(tmp_path):
     doomed = swaps.redundant(t, item)
     assert sorted(asked) == [("a", B), ("b", B)]
     assert [(k.path, k.stamp) for k in doomed] == [("a", stamp_of(B))]
+
+
+def _rotated(t, tmp_path) -> None:
+    """a kept (at B, by an earlier change's put) and now held at b: a rotation's end."""
+    _put(t, tmp_path, "a", b"bytes of a", NS_A)
+    t.keep("a", stamp=stamp_of(B), coming="file")
+    _put(t, tmp_path, "a", b"bytes of b, longer", NS_B)
+    _put(t, tmp_path, "b", b"bytes of a", NS_A)
+
+
+def test_the_bound_is_the_rows_oldest_change_when_it_held_one(tmp_path):
+    """`mv a t; mv c a; mv t c`, a reconcile's put of a keeping a's bytes at B and its
+    delete of c (the put of c that names a) recorded in the next second over a row first
+    seen at B: the version is dropped, as it would be within one second."""
+    t = MemoryTarget()
+    _rotated(t, tmp_path)
+    asked: list[float | None] = []
+    real = t.trash_list
+    t.trash_list = lambda prefix="", *, since=None: asked.append(since) or real(
+        prefix, since=since)
+    item = SyncItem("b", "file", when=B + 1.2, first_when=B + 0.4, moved_to="a")
+    assert swaps.bound(item) == B + 0.4
+    assert [(k.path, k.stamp) for k in swaps.redundant(t, item)] == [("a", stamp_of(B))]
+    assert asked == [B, B]
+
+
+def test_without_the_rows_first_change_the_bound_is_the_change(tmp_path):
+    """first_when 0 (not known: an item built by hand): the change's own second, so the
+    version kept a second before it stays; and a first_when after `when` (never from the
+    journal) does not move the bound later."""
+    t = MemoryTarget()
+    _rotated(t, tmp_path)
+    item = SyncItem("b", "file", when=B + 1.2, moved_to="a")
+    assert swaps.bound(item) == B + 1.2 and swaps.redundant(t, item) == []
+    later_first = SyncItem("b", "file", when=B + 0.5, first_when=B + 9, moved_to="a")
+    assert swaps.bound(later_first) == B + 0.5
