@@ -140,6 +140,20 @@ def test_a_put_claimed_before_a_held_removal_still_blocks_it_until_acked(j):
     assert set(claimed(j)) == {"d"}
 
 
+def test_held_deletes_are_no_backlog_to_wait_for(j):
+    """has_more_ops_than leaves out deletes held by an alarm: they wait for resume-deletes,
+    and the walk for hard links' other names (and a scheduled pass) waited with them, on
+    every source, until an operator resumed one of them (a review, helper-137)."""
+    j.enqueue([ch(f"d{i}.jpg", "delete") for i in range(5)] + [ch("t", "delete", tree=True)])
+    assert j.has_more_ops_than(5)
+    j.hold_deletes(S, reason="test")
+    assert not j.has_more_ops_than(0)
+    j.enqueue([ch("new.jpg", "put"), ch("o.jpg", "delete", source=OTHER)])
+    assert j.has_more_ops_than(1) and not j.has_more_ops_than(2)   # a put, another's delete
+    j.resume_deletes(S)
+    assert j.has_more_ops_than(7) and not j.has_more_ops_than(8)
+
+
 def test_the_hold_survives_a_restart(path, clock):
     jr = Journal(path, {S: (T,)}, clock=clock)
     jr.enqueue([ch("a", "delete")])
