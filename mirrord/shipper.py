@@ -268,6 +268,11 @@ class Shipper(MoveOps):
                 # there); "shipped": after it
                 faults.point("stored", target.name, [op.path for op, _seen in pending])
                 results = [unchanged(seen, res) for (_op, seen), res in zip(pending, synced)]
+                if target.name in self.keep:
+                    # what an exchange kept, once both names hold it: after the check, as
+                    # an S3 put's sha256 is read before its body is sent (a file written
+                    # in place between the two would match bytes the target lacks)
+                    swaps.settle(target, results)
                 faults.point("shipped", target.name, [op.path for op, _seen in pending])
                 keeps_mode, dirs = target.features.keeps_mode, target.features.directories
                 for (op, seen), res in zip(pending, results):
@@ -297,8 +302,7 @@ class Shipper(MoveOps):
         items, kept = keeper.prepare(target, items)
         ready = [item for item, err in zip(items, kept) if err is None]
         synced = target.sync(ready) if ready else []
-        swaps.settle(target, synced)   # what an exchange kept, once both names hold it
-        self.moved_trees.settle(target, synced)   # ... and a directory rename's fallback
+        self.moved_trees.settle(target, synced)   # what a directory rename's fallback kept
         done = iter(synced)
         return [next(done) if err is None else SyncResult(item, error=err)
                 for item, err in zip(items, kept)]

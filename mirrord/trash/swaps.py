@@ -80,6 +80,9 @@ def redundant(target: Target, item: SyncItem) -> list[Kept]:
     return out
 
 
+LOOK_BACK = 3600.0   # seconds: how far before a put's change bound() reaches at most
+
+
 def bound(item: SyncItem) -> float:
     """The earliest time (seconds since the epoch) a version made redundant by `item` can
     be stamped at: that of the oldest change its journal row held (SyncItem.first_when),
@@ -88,8 +91,13 @@ def bound(item: SyncItem) -> float:
     (proposed during its walk) kept a's bytes, and whose delete of c (proposed after the
     walk; the put of c it becomes names a) came in the next second: bounded by `when`,
     a's bytes stayed kept while c held them (tests/integration/
-    test_exchange_then_proposals_keep_nothing.py failed so 1 run in 10)."""
-    return min(item.first_when, item.when) if item.first_when else item.when
+    test_exchange_then_proposals_keep_nothing.py failed so 1 run in 10). At most
+    LOOK_BACK before `when`: a row rewritten faster than it ships, or a delete held by the
+    alarm for days, keeps its first change's time, and each exchange's put would read
+    every version kept since (S3 'copy' mode lists the whole trash from the bound on:
+    a review, helper-138). Older parts leave an extra kept version, never a lost one."""
+    first = min(item.first_when, item.when) if item.first_when else item.when
+    return max(first, item.when - LOOK_BACK)
 
 
 def holds(entry: Entry | None, kept: Kept) -> bool:

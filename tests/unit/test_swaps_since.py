@@ -71,3 +71,13 @@ def test_without_the_rows_first_change_the_bound_is_the_change(tmp_path):
     assert swaps.bound(item) == B + 1.2 and swaps.redundant(t, item) == []
     later_first = SyncItem("b", "file", when=B + 0.5, first_when=B + 9, moved_to="a")
     assert swaps.bound(later_first) == B + 0.5
+
+
+
+def test_the_bound_reaches_back_an_hour_at_most():
+    """A row first seen days ago (rewritten faster than it shipped, a delete held by the
+    alarm) would have each exchange's put list every version kept since."""
+    old = SyncItem("b", "file", when=B, first_when=B - 3 * 86400, moved_to="a")
+    assert swaps.bound(old) == B - swaps.LOOK_BACK
+    recent = SyncItem("b", "file", when=B, first_when=B - 3599, moved_to="a")
+    assert swaps.bound(recent) == B - 3599
