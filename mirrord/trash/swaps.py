@@ -25,6 +25,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 
+from mirrord.errors import ChangedWhileSent
 from mirrord.logsetup import kv
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, SyncItem, SyncResult
@@ -36,15 +37,23 @@ log = logging.getLogger("mirrord.trash")
 
 
 def settle(target: Target, results: Sequence[SyncResult]) -> None:
-    """After target.sync(): for each put done whose item names where the bytes it
+    """After target.sync() and the worker's check that each file did not change while
+    it was sent (ship_rules.unchanged): for each put whose item names where the bytes it
     overwrote went (SyncItem.moved_to), drop the kept versions both names now hold at the
-    other one (redundant()). Never raises."""
+    other one (redundant()). A put that changed while sent (ChangedWhileSent) is no
+    holder: what its name holds may not be what its checksum says (an S3 put reads the
+    file for its sha256 before it sends the body), but the versions kept at its name that
+    the other name holds still go; its retry, recorded over by the write's event, names
+    no other name any more, and they stayed kept for good (a review, helper-139).
+    Never raises."""
     for res in results:
         item = res.item
-        if res.error is not None or item.kind != "file" or item.meta_only or not item.moved_to:
+        torn = isinstance(res.error, ChangedWhileSent)
+        if ((res.error is not None and not torn) or item.kind != "file" or item.meta_only
+                or not item.moved_to):
             continue
         try:
-            doomed = redundant(target, item)
+            doomed = redundant(target, item, sent_whole=not torn)
             if doomed:
                 target.trash_purge(doomed)
         except Exception as exc:  # noqa: BLE001 - best effort: an extra kept version stays
@@ -53,7 +62,7 @@ def settle(target: Target, results: Sequence[SyncResult]) -> None:
                            path=item.path, other=item.moved_to, error=exc))
 
 
-def redundant(target: Target, item: SyncItem) -> list[Kept]:
+def redundant(target: Target, item: SyncItem, *, sent_whole: bool = True) -> list[Kept]:
     """The versions kept at `item.path` or `item.moved_to` ('overwritten', stamped at
     bound(item), whole second, or later) that the target holds right now at the other
     name, or at their own name again: files at both names, equal size and exact mtime,
@@ -62,15 +71,20 @@ def redundant(target: Target, item: SyncItem) -> list[Kept]:
     bytes to c, and the put of c that followed it, recorded a second later, kept them
     there under its own stamp while putting the very same bytes back (within one second
     the two keeps share a stamp and the first one stands). Raises what the target's stat,
-    checksum, trash_list and trash_fetch raise."""
+    checksum, trash_list and trash_fetch raise. `sent_whole` False (the put changed while
+    it was sent): `item.path` holds nothing that counts, so only versions kept at it that
+    `item.moved_to` holds go."""
     here = target.stat(item.path)
     there = target.stat(item.moved_to)
     if not _file(here) or not _file(there):
         return []
     since = int(bound(item))   # a versioned bucket stamps by LastModified: whole seconds
     out: list[Kept] = []
-    for name, holders in ((item.path, ((there, item.moved_to), (here, item.path))),
-                          (item.moved_to, ((here, item.path), (there, item.moved_to)))):
+    pairs = [(item.path, ((there, item.moved_to), (here, item.path))),
+             (item.moved_to, ((here, item.path), (there, item.moved_to)))]
+    if not sent_whole:
+        pairs = [(item.path, ((there, item.moved_to),))]
+    for name, holders in pairs:
         # the bound reaches the target: it reads the versions kept since the change, not its
         # whole trash (an S3 'copy' trash would be LISTed whole for every exchange's put)
         out += [k for k in target.trash_list(name, since=since)

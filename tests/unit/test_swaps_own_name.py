@@ -57,3 +57,19 @@ def test_a_version_the_target_holds_nowhere_stays(tmp_path):
     _put(t, tmp_path, "c", b"more other bytes", NS_A)
     item = SyncItem("a", "file", when=B + 1.2, first_when=B + 0.3, moved_to="c")
     assert swaps.redundant(t, item) == []
+
+
+def test_a_put_that_changed_while_sent_is_no_holder(tmp_path):
+    """sent_whole=False (ChangedWhileSent): a's checksum may name bytes a lacks (an S3 put
+    hashes before it sends), so neither what c kept nor a's own versions go on its word;
+    what a kept that c holds goes."""
+    t = MemoryTarget()
+    _exchanged(t, tmp_path, A)                       # c: C kept at B, A kept at B + 1
+    _put(t, tmp_path, "a", A, NS_A)                  # a: A now, c: A
+    t.keep("a", stamp=stamp_of(B + 1), coming="file")
+    _put(t, tmp_path, "a", C, NS_C)                  # a: C, its A kept at B + 1
+    item = SyncItem("a", "file", when=B + 1.2, first_when=B + 0.3, moved_to="c")
+    assert sorted((k.path, k.stamp) for k in swaps.redundant(t, item)) == [
+        ("a", stamp_of(B + 1)), ("c", stamp_of(B)), ("c", stamp_of(B + 1))]
+    assert [(k.path, k.stamp) for k in swaps.redundant(t, item, sent_whole=False)] == [
+        ("a", stamp_of(B + 1))]
