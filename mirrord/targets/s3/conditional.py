@@ -45,6 +45,7 @@ from mirrord.targets.model import Entry
 from mirrord.targets.s3 import trash, versioning
 from mirrord.targets.s3.errors import PreconditionFailed, shown
 from mirrord.targets.s3.keys import head_entry
+from mirrord.trash.model import OVERWRITTEN, trash_rel
 
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
@@ -91,18 +92,24 @@ def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
 
 
 def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
-                version: tuple[int, int], sha256: str = "") -> str | None:
+                version: tuple[int, int], sha256: str = "") -> tuple[str | None, str | None]:
     """Keep what stands at `key` before an unconditional put of a large file (see the
-    module docstring): one HEAD, and a copy only when an object other than `version`
-    (size, mtime ns: see put_keeping) is there. Returns same_version's answer: the
-    VersionId to delete once the put is done, or None. Raises like keep()."""
+    module docstring): one HEAD, and a copy of whatever is there, even `version` (size,
+    mtime ns: see put_keeping) itself. A large put reads the file twice, for its sha256
+    and for the body: written in place between the two, the body is other bytes under
+    the old size and mtime, and a re-send that kept nothing left the old bytes nowhere (a
+    review, helper-139). Returns (same_version's answer: the VersionId to delete once
+    the put is done, or None; the trash key of a copy of `version` itself made now, to
+    delete once the put is done, or None), both only to be dropped when the file did not
+    change while it was sent (upload._put_file). Raises like keep()."""
     trash.check_stamp(t, stamp)
     head = t._head(path, key)
     if head is None:
-        return None
-    if not _is_version(path, head, version):
-        trash.keep_overwritten(t, path, key, stamp, head)
-    return same_version(t, path, head, version, sha256)
+        return None, None
+    copied = trash.keep_overwritten(t, path, key, stamp, head)
+    spare = (t.root + trash_rel(stamp, OVERWRITTEN, path)
+             if copied and _is_version(path, head, version) else None)
+    return same_version(t, path, head, version, sha256), spare
 
 
 def same_version(t: S3Target, path: str, head: dict, version: tuple[int, int],

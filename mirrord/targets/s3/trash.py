@@ -35,6 +35,7 @@ limit), with VersionId for versions. Failures are classified by errors.classify.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from botocore.exceptions import ClientError
 
 from mirrord.errors import NotFound, PermanentError, RetryableError
+from mirrord.logsetup import kv
 from mirrord.targets.model import Entry
 from mirrord.targets.s3 import copy, deletes
 from mirrord.targets.s3.errors import error_code, is_not_found, shown
@@ -55,6 +57,7 @@ from mirrord.trash.model import (DELETED, DIR_REMOVED, OVERWRITTEN, TRASH, Kept,
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
 
+log = logging.getLogger("mirrord.targets.s3")
 HEAD_WINDOW = 8                 # HEADs in flight while listing the trash
 COMINGS = ("file", "dir", "absent")
 T = TypeVar("T")
@@ -104,6 +107,18 @@ def keep_overwritten(t: "S3Target", path: str, key: str, stamp: str,
     if head is None or t.trash_mode() == VERSIONING:
         return 0
     return _keep_one(t, path, key, stamp, OVERWRITTEN, head["ContentLength"])
+
+
+def drop_spare(t: "S3Target", path: str, tkey: str) -> None:
+    """Delete the copy conditional.keep_before made of the very version a large put then
+    sent again whole (`tkey`, its trash key): a duplicate of bytes `path` holds. Best
+    effort: a failure leaves an extra kept version and is logged at warning, never
+    raised, as the put is done."""
+    try:
+        deletes.delete_objects(t, "trash purge", [{"Key": tkey}], path)
+    except Exception as exc:  # noqa: BLE001 - classified by delete_objects; logged
+        log.warning(kv(msg="cannot delete the copy kept of a version sent again; it stays "
+                           "listed in the trash", target=t.name, path=path, error=exc))
 
 
 def _keep_one(t: "S3Target", path: str, key: str, stamp: str, why: str, size: int) -> int:

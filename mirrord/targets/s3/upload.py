@@ -23,7 +23,7 @@ from mirrord.fsutil import check_read_whole, read_up_to
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float, put_ns
-from mirrord.targets.s3 import conditional, versioning
+from mirrord.targets.s3 import conditional, trash, versioning
 from mirrord.targets.s3.client import SMALL_FILE, transfer_config
 from mirrord.targets.s3.errors import shown
 from mirrord.targets.s3.keys import head_entry, put_args
@@ -88,16 +88,30 @@ def _put_file(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result, ns:
     """put() of a file of min(8 MiB, multipart_threshold) or more, open as `fh` (`st`:
     its fstat when opened): its SHA-256, what it replaces kept first with `keep_stamp`,
     then s3transfer (_put_large)."""
+    fd = fh.fileno()   # s3transfer closes `fh`; the descriptor stays (put() closes it)
     digest = hashlib.file_digest(fh, "sha256").hexdigest()
     fh.seek(0)
-    resent = None
+    resent = spare = None
     if keep_stamp is not None:
-        resent = conditional.keep_before(t, path, key, str(keep_stamp),
-                                         version=(st.st_size, ns), sha256=digest)
+        resent, spare = conditional.keep_before(t, path, key, str(keep_stamp),
+                                                version=(st.st_size, ns), sha256=digest)
     with t.large_uploads:
         _put_large(t, path, key, fh, st, put_args(t.opts, path, ns, digest, mode))
-    if resent:
-        versioning.drop_resent(t, key, resent)
+    if (resent or spare) and _unchanged(fd, st):
+        # the very version was sent again, whole: what was kept of it is a duplicate
+        if resent:
+            versioning.drop_resent(t, key, resent)
+        if spare:
+            trash.drop_spare(t, path, spare)
+
+
+def _unchanged(fd: int, st: os.stat_result) -> bool:
+    """Whether the file open at `fd` is still what `st` describes (size, mtime, ctime)."""
+    try:
+        check_read_whole(fd, st, st.st_size, st.st_size)
+    except SourceBusy:
+        return False
+    return True
 
 
 def put_small(t: S3Target, path: str, key: str, data: bytes, ns: int, mode: int,

@@ -1,0 +1,74 @@
+"""A large S3 put that sends again the very version the bucket holds, while the source file
+is written in place between the pass that hashes it and the pass that sends its body,
+keeps the old bytes (keep_deleted, both trash modes, real SeaweedFS).
+
+Found by a review (helper-139): a put of 8 MiB or more reads the file twice (sha256, then
+s3transfer's body). Finding its own version already there (a re-send: same size and
+mtime), it kept nothing ('copy' mode) or deleted the version it left noncurrent
+(versioning), and a write in place between the two reads put other bytes under the old
+size and mtime: the old bytes were kept nowhere. The keep now happens whatever stands
+there, and the copy of a re-sent version (or the version left) is dropped only when the
+file did not change while it was sent (conditional.keep_before, upload._put_file)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from mirrord.targets.s3 import upload
+from tests.targets.test_s3_keep_by_condition import (OLD_NS, raw, s3_on, seed, ship, src,  # noqa: F401
+                                                     trash_keys, versioned, write)
+
+SIZE = 9 << 20   # one PutObject through s3transfer: read twice
+
+
+@pytest.fixture(params=["copy", "versioning"])
+def t(request, seaweedfs):
+    target = (versioned(seaweedfs) if request.param == "versioning"
+              else s3_on(seaweedfs, seaweedfs.new_bucket(), threshold=16 << 20))
+    yield target
+    target.close()
+
+
+def resend(t, src, tmp_path, monkeypatch, *, torn: bool) -> tuple[bytes, bytes]:
+    """The bucket holds X at v/big.bin (mtime OLD_NS); the source holds X too and a put of
+    it runs, the file written in place with Y after it was hashed when `torn`. (X, Y)."""
+    x, y = os.urandom(SIZE), os.urandom(SIZE)
+    seed(t, tmp_path, "v/big.bin", x)
+    write(src, "v/big.bin", x)
+    os.utime(src / "v/big.bin", ns=(OLD_NS, OLD_NS))
+    if torn:
+        real = hashlib.file_digest
+
+        def digest_then_write(fh, name):
+            digest = real(fh, name)
+            with open(src / "v/big.bin", "r+b") as w:
+                w.write(y)
+            return digest
+        monkeypatch.setattr(upload.hashlib, "file_digest", digest_then_write)
+    ship(t, src, "v/big.bin")
+    monkeypatch.undo()
+    return x, y
+
+
+def kept_bytes(t, tmp_path) -> list[bytes]:
+    out = []
+    for n, k in enumerate(t.trash_list()):
+        t.trash_fetch(k, str(tmp_path / f"kept-{n}"))
+        out.append((tmp_path / f"kept-{n}").read_bytes())
+    return out
+
+
+def test_a_torn_resend_keeps_the_old_bytes(t, src, seaweedfs, tmp_path, monkeypatch):
+    x, y = resend(t, src, tmp_path, monkeypatch, torn=True)
+    assert raw(seaweedfs, t, "v/big.bin")["Body"].read() == y   # torn: sent again later
+    assert x in kept_bytes(t, tmp_path), "the old bytes were kept nowhere"
+
+
+def test_a_whole_resend_keeps_nothing(t, src, seaweedfs, tmp_path, monkeypatch):
+    """README: a put that finds the very version it sends already there keeps nothing."""
+    x, _y = resend(t, src, tmp_path, monkeypatch, torn=False)
+    assert raw(seaweedfs, t, "v/big.bin")["Body"].read() == x
+    assert list(t.trash_list()) == [] and trash_keys(seaweedfs, t) == set()
