@@ -18,8 +18,8 @@ import os
 import pytest
 
 from mirrord.targets.s3 import upload
-from tests.targets.test_s3_keep_by_condition import (OLD_NS, raw, s3_on, seed, ship, src,  # noqa: F401
-                                                     trash_keys, versioned, write)
+from tests.targets.test_s3_keep_by_condition import (OLD_NS, STAMP, raw, s3_on, seed, ship,  # noqa: F401
+                                                     src, trash_keys, versioned, write)
 
 SIZE = 9 << 20   # one PutObject through s3transfer: read twice
 
@@ -72,3 +72,17 @@ def test_a_whole_resend_keeps_nothing(t, src, seaweedfs, tmp_path, monkeypatch):
     x, _y = resend(t, src, tmp_path, monkeypatch, torn=False)
     assert raw(seaweedfs, t, "v/big.bin")["Body"].read() == x
     assert list(t.trash_list()) == [] and trash_keys(seaweedfs, t) == set()
+
+
+@pytest.mark.parametrize("size", [SIZE, 4096], ids=["large", "small"])
+def test_a_file_rewritten_before_the_put_opened_it_keeps_the_old_bytes(t, src, seaweedfs,
+                                                                        tmp_path, size):
+    """The shipper observed X (size, mtime OLD_NS) and the file was rewritten in place with
+    Y, another mtime, before the put opened it: the put sends Y under X's size and mtime,
+    and must not take the bucket's X for the version it sends (a review, helper-140)."""
+    x, y = os.urandom(size), os.urandom(size)
+    seed(t, tmp_path, "v/f.bin", x)
+    write(src, "v/f.bin", y)                                   # its own mtime: now
+    t.put("v/f.bin", str(src / "v/f.bin"), size=size, mtime=OLD_NS / 1e9, mtime_ns=OLD_NS,
+          keep_stamp=STAMP)
+    assert x in kept_bytes(t, tmp_path), "the old bytes were kept nowhere"

@@ -56,6 +56,11 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
             st = os.fstat(fd)
             ns = put_ns(mtime, mtime_ns, st)
             mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
+            # (size, mtime ns) of what is sent, for the keeps' "the very version is there
+            # already": none (-1 is no object's size) when the file opened is not what the
+            # caller observed (rewritten in place since: its bytes are not that version's,
+            # and the version there would go unkept; a review, helper-140)
+            version = (st.st_size, ns) if (st.st_size, st.st_mtime_ns) == (size, ns) else (-1, ns)
             if st.st_size < small:
                 # a byte more than the fstat said, so the read finds the end: a file longer
                 # than its fstat (an attribute cache behind the file, a FUSE source) is
@@ -65,7 +70,7 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
             else:
                 data = None
                 with open(fd, "rb", closefd=False) as fh:
-                    _put_file(t, path, key, fh, st, ns, mode, keep_stamp)
+                    _put_file(t, path, key, fh, st, ns, mode, keep_stamp, version)
         finally:
             os.close(fd)
         if data is not None:   # the body is read: the file is closed before the request
@@ -73,7 +78,7 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
                 return conditional.put_keeping(
                     t, path, key, str(keep_stamp),
                     lambda cond: put_small(t, path, key, data, ns, mode, cond),
-                    version=(len(data), ns), sha256=hashlib.sha256(data).hexdigest())
+                    version=version, sha256=hashlib.sha256(data).hexdigest())
             return put_small(t, path, key, data, ns, mode)
     except OSError as exc:
         raise classify_oserror(exc) from None
@@ -84,17 +89,17 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
 
 
 def _put_file(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result, ns: int,
-              mode: int, keep_stamp: str | None) -> None:
+              mode: int, keep_stamp: str | None, version: tuple[int, int]) -> None:
     """put() of a file of min(8 MiB, multipart_threshold) or more, open as `fh` (`st`:
-    its fstat when opened): its SHA-256, what it replaces kept first with `keep_stamp`,
-    then s3transfer (_put_large)."""
+    its fstat when opened; `version`: put()'s): its SHA-256, what it replaces kept first
+    with `keep_stamp`, then s3transfer (_put_large)."""
     fd = fh.fileno()   # s3transfer closes `fh`; the descriptor stays (put() closes it)
     digest = hashlib.file_digest(fh, "sha256").hexdigest()
     fh.seek(0)
     resent = spare = None
     if keep_stamp is not None:
         resent, spare = conditional.keep_before(t, path, key, str(keep_stamp),
-                                                version=(st.st_size, ns), sha256=digest)
+                                                version=version, sha256=digest)
     with t.large_uploads:
         _put_large(t, path, key, fh, st, put_args(t.opts, path, ns, digest, mode))
     if (resent or spare) and _unchanged(fd, st):
@@ -106,10 +111,11 @@ def _put_file(t: S3Target, path: str, key: str, fh: Any, st: os.stat_result, ns:
 
 
 def _unchanged(fd: int, st: os.stat_result) -> bool:
-    """Whether the file open at `fd` is still what `st` describes (size, mtime, ctime)."""
+    """Whether the file open at `fd` is still what `st` describes (size, mtime, ctime);
+    False when it cannot be told (an fstat error: EIO, ESTALE on NFS)."""
     try:
         check_read_whole(fd, st, st.st_size, st.st_size)
-    except SourceBusy:
+    except (SourceBusy, OSError):
         return False
     return True
 
