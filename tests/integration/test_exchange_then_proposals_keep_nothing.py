@@ -84,7 +84,7 @@ def test_an_exchange_with_a_comparison_in_the_middle_keeps_nothing(site, how, or
         j.enqueue(proposed)
     j.enqueue_move(S, "a", "c", is_dir=False)
     if tick:
-        j.clock.now = math.floor(max([j.clock()] + [ch.time or 0 for ch in proposed])) + 1.25
+        j.clock.now = next_second(j, proposed)
         proposed = [replace(ch, time=None) for ch in proposed]
     if order == "compared-between":
         j.enqueue(proposed)
@@ -130,11 +130,16 @@ def test_a_rotation_with_a_comparison_in_the_middle_keeps_nothing(site, how, at,
     assert shipped_exactly(src, j, shipper, target) == [], "a rotation was kept"
 
 
+def next_second(j: Journal, changes: list[Change]) -> float:
+    """A time in the second after the journal's clock and the latest of `changes`."""
+    return math.floor(max([j.clock()] + [ch.time or 0 for ch in changes])) + 1.25
+
+
 def a_second_later(j: Journal, changes: list[Change], kind: str) -> list[Change]:
     """`changes` with those of `kind` stamped in the second after the latest of them and
     the journal's clock: a reconcile pass proposes its deletes once its walk is done,
     minutes after the puts on a large tree, and live events straddle a second's edge."""
-    later = math.floor(max([j.clock()] + [ch.time or 0 for ch in changes])) + 1.25
+    later = next_second(j, changes)
     return [replace(ch, time=later) if ch.kind == kind else ch for ch in changes]
 
 
@@ -196,7 +201,7 @@ def test_an_exchange_read_across_a_seconds_edge_keeps_nothing(site, watcher, mov
     exchange_names(src, "a", "c")
     j.enqueue_move(S, "a", "c", is_dir=False)
     claimed = j.claim(target.name, 100) if move_in_flight else None
-    j.clock.now = math.floor(j.clock()) + 1.25
+    j.clock.now = next_second(j, [])
     if watcher == "fanotify":
         j.enqueue([Change(S, "a", "put"), Change(S, "c", "put")])
     else:

@@ -11,16 +11,11 @@ from mirrord.targets.memory import MemoryTarget
 from mirrord.targets.model import SyncItem
 from mirrord.trash import swaps
 from mirrord.trash.model import stamp_of
+from tests.unit.test_swaps_since import _put
 
 B = 1_700_000_100
 NS_A, NS_C = 1_000_000_000_000_000_001, 2_000_000_000_000_000_002
 A, C = b"bytes of a", b"bytes of c, longer"
-
-
-def _put(t, tmp_path, path: str, data: bytes, ns: int) -> None:
-    f = tmp_path / "put"
-    f.write_bytes(data)
-    t.put(path, str(f), size=len(data), mtime=ns / 1e9, mtime_ns=ns)
 
 
 def _exchanged(t, tmp_path, c_kept: bytes) -> None:

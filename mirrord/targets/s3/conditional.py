@@ -45,7 +45,7 @@ from mirrord.targets.model import Entry
 from mirrord.targets.s3 import trash, versioning
 from mirrord.targets.s3.errors import PreconditionFailed, shown
 from mirrord.targets.s3.keys import head_entry
-from mirrord.trash.model import OVERWRITTEN, trash_rel
+from mirrord.trash.model import OVERWRITTEN
 
 if TYPE_CHECKING:
     from mirrord.targets.s3.target import S3Target
@@ -107,7 +107,7 @@ def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
     if head is None:
         return None, None
     copied = trash.keep_overwritten(t, path, key, stamp, head)
-    spare = (t.root + trash_rel(stamp, OVERWRITTEN, path)
+    spare = (trash.trash_key(t, stamp, OVERWRITTEN, path)
              if copied and _is_version(path, head, version) else None)
     return same_version(t, path, head, version, sha256), spare
 

@@ -121,9 +121,15 @@ def drop_spare(t: "S3Target", path: str, tkey: str) -> None:
                            "listed in the trash", target=t.name, path=path, error=exc))
 
 
+def trash_key(t: "S3Target", stamp: str, why: str, path: str) -> str:
+    """The key `path` is kept under with `stamp` and `why` ('copy' mode): the one place
+    that says it, for the keep and for the delete of a spare copy (drop_spare)."""
+    return t.root + trash_rel(stamp, why, path)
+
+
 def _keep_one(t: "S3Target", path: str, key: str, stamp: str, why: str, size: int) -> int:
     """Copy `key` (the file `path`) to its trash key unless one is there; bytes copied."""
-    tkey = t.root + trash_rel(stamp, why, path)
+    tkey = trash_key(t, stamp, why, path)
     if len(tkey.encode("utf-8")) > MAX_KEY_BYTES:
         raise PermanentError(f"{t.describe()}: keep {shown(path)}: its trash key would be "
                              f"{len(tkey.encode('utf-8'))} bytes, S3 allows {MAX_KEY_BYTES}")
