@@ -1,8 +1,8 @@
 """The rsync-over-SSH target: a mirror host reached through one persistent SSH connection.
 
 This module is the Target itself: single operations (stat, put, set_meta,
-delete, mkdir, move, read, checksum, the heartbeat in `.mirrord/`) as remote
-commands, and open()/close(). Its parts live beside it: connection.py (the ssh
+delete, mkdir, move) as remote commands, and open()/close(). Its parts live beside
+it: reads.py (read, checksum, the heartbeat in `.mirrord/`), connection.py (the ssh
 master and its sessions), remote.py (the shell run on the host and the parsing
 of what it prints), listing.py (the streamed listing), plan.py, batch.py and transfer.py
 (sync(): one rsync per group of items), trash.py (keep_deleted). open() also
@@ -25,20 +25,21 @@ from mirrord.config import RsyncOptions, TargetConfig
 from mirrord.errors import MirrorRootMissing, NotFound, PermanentError
 from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, Features, SyncItem, SyncResult
-from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
+from mirrord.targets.paths import check_relpath
 from mirrord.targets.rsync import listing
 from mirrord.targets.rsync.batch import BatchRunner
 from mirrord.targets.rsync.connection import SHORT_TIMEOUT, SshConnection
 from mirrord.targets.rsync.remote import (EXIT_ABSENT, EXIT_NO_ROOT, EXIT_NOT_DIR, LONG_TIMEOUT,
                                           MKDIRS, NOLINK, PRINTF, ROOT_EMPTY, ROOT_UNMARKED, RSYNC_TMP,
                                           classify_stderr, q, readonly_script, record_entry, tail)
+from mirrord.targets.rsync.reads import RemoteReads
 from mirrord.targets.rsync.root_guard import RootGuard, prepare_script, witness
 from mirrord.targets.rsync.trash import RsyncTrash
 from mirrord.targets.sweep import OpenLock
 from mirrord.trash.model import Kept
 
 
-class RsyncTarget(Target):
+class RsyncTarget(RemoteReads, Target):
     type = "rsync"
 
     def __init__(self, name: str, opts: RsyncOptions):
@@ -304,53 +305,3 @@ class RsyncTarget(Target):
         if proc.returncode == EXIT_ABSENT:
             raise NotFound(f"{src!r} is not on {self.describe()}")
         self._check(proc, f"cannot move {src!r} to {dst!r}")
-
-    def read(self, path: str) -> bytes | None:
-        return self._cat(self._rel(path), path)
-
-    def _cat(self, p: bytes, what: str, *, limit: int | None = None) -> bytes | None:
-        """The file's bytes (None: absent); PermanentError past `limit` bytes, of which at
-        most one more is read (head -c: nothing larger crosses the connection)."""
-        read = b"cat --" if limit is None else b"head -c %d --" % (limit + 1)
-        proc = self._run(self.in_root(NOLINK + (
-            b"nolink %s && [ -f %s ] || exit %d\nexec %s %s" % (p, p, EXIT_ABSENT, read, p))))
-        if proc.returncode == EXIT_ABSENT:
-            return None
-        self._check(proc, f"cannot read {what!r}")
-        if limit is not None and len(proc.stdout) > limit:
-            raise PermanentError(f"{self.describe()}: {what!r} holds more than {limit} bytes: not read")
-        return proc.stdout
-
-    def checksum(self, path: str) -> str | None:
-        p = self._rel(path)
-        proc = self._run(self.in_root(NOLINK + (
-            b"nolink %s && [ -f %s ] || exit %d\nsha256sum < %s" % (p, p, EXIT_ABSENT, p))))
-        if proc.returncode in (EXIT_ABSENT, 127):   # absent, or no sha256sum on the host
-            return None
-        self._check(proc, f"cannot checksum {path!r}")
-        return proc.stdout.split()[0].decode("ascii")
-
-    # ------------------------------------------------------------ meta
-    @staticmethod
-    def _meta(name: str) -> bytes:
-        if not name or "/" in name or name in (".", "..") or "\0" in name:
-            raise PermanentError(f"bad meta name {name!r}")
-        return q(b"./" + META_DIR.encode() + b"/" + os.fsencode(name))
-
-    def write_meta(self, name: str, data: bytes) -> None:
-        """Atomically replace `.mirrord/<name>` (the heartbeat every few seconds): the own
-        area is made real first (mkdirs: a symlink planted at .mirrord after open() had the
-        heartbeat written outside), a directory standing at the name is removed, and the
-        rename is `mv -T` (a plain `mv` moved the file INTO a directory or a symlink to one
-        there: the heartbeat went outside, or was lost, with success reported)."""
-        target = self._meta(name)
-        body = (MKDIRS + b"mkdirs ./%s && t=$(mktemp ./%s/meta.XXXXXX) || exit 1\n"
-                % (RSYNC_TMP, RSYNC_TMP)
-                + b"if [ -d %s ] && [ ! -L %s ]; then rm -rf -- %s; fi\n" % (target, target, target)
-                + b"if cat >\"$t\" && chmod 644 \"$t\" && mv -T -f -- \"$t\" %s; then exit 0; fi\n"
-                b"rm -f -- \"$t\"; exit 1" % target)
-        self._check(self._run(self.in_root(body), bytes(data)), f"cannot write {META_DIR}/{name}")
-
-    def read_meta(self, name: str) -> bytes | None:
-        return self._cat(self._meta(name), f"{META_DIR}/{name}", limit=META_LIMIT)
-
