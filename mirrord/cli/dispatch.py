@@ -34,10 +34,10 @@ EXIT_INTERRUPTED = 130
 
 # subcommand name -> module under mirrord.cli (each module registers one or more parsers)
 COMMAND_MODULES = ["run", "status", "check_config", "reconcile", "failover", "health",
-                   "trash", "resume"]
+                   "trash", "undelete", "resume"]
 COMMANDS = {"run": "run", "status": "status", "check-config": "check_config",
             "reconcile": "reconcile", "failover": "failover", "switchover": "failover",
-            "failback": "failover", "health": "health", "trash": "trash", "undelete": "trash",
+            "failback": "failover", "health": "health", "trash": "trash", "undelete": "undelete",
             "resume-deletes": "resume"}
 
 log = logging.getLogger("mirrord")

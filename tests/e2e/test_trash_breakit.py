@@ -167,7 +167,7 @@ def _one_kept(site: Site) -> None:
 @pytest.mark.parametrize("flag", ["--at", "--before", "--since"])
 def test_an_empty_time_is_a_usage_error(site, flag):
     """`mirrord undelete --before "$WHEN" PATH` with $WHEN unset: the CLI skips an empty TIME
-    (mirrord/cli/trash.py run_undelete: `if getattr(args, key)`) and restores the newest
+    (mirrord/cli/undelete.py run_undelete: `if getattr(args, key)`) and restores the newest
     version, the very one --before was meant to skip (ransomware runbook step). It must be
     a usage error: exit 2, one line."""
     _one_kept(site)

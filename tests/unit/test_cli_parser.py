@@ -26,7 +26,7 @@ def test_every_registered_command_is_mapped_to_the_module_that_registers_it():
 @pytest.mark.parametrize("argv, module", [
     (["run"], "run"),
     (["-c", "status", "run", "-v"], "run"),          # a config file named like a command
-    (["--config", "x.ini", "undelete", "a"], "trash"),
+    (["--config", "x.ini", "undelete", "a"], "undelete"),
     (["--config=x.ini", "resume-deletes"], "resume"),
     (["switchover", "--dry-run"], "failover"),
     (["--help"], None),
@@ -46,6 +46,7 @@ def test_mirrord_run_imports_no_other_command_before_it_watches(tmp_path):
                                 check=True).stdout.split())
     assert "mirrord.cli.run" in loaded
     for heavy in ("mirrord.daemon", "mirrord.journal", "mirrord.reconcile", "mirrord.cli.trash",
+                  "mirrord.cli.undelete",
                   "mirrord.cli.status", "boto3", "psycopg"):
         assert heavy not in loaded, heavy
 

@@ -10,7 +10,8 @@ import json
 
 import pytest
 
-from mirrord.cli.trash import _outcome_line, _trash_lines
+from mirrord.cli.trash import _trash_lines
+from mirrord.cli.undelete import _outcome_line
 from mirrord.trash.listing import shown_path
 from mirrord.trash.model import Kept
 from mirrord.trash.restore import Outcome
