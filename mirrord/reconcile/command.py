@@ -4,7 +4,7 @@ through the shipping Pipeline (mirrord.pipeline), as the daemon drives it.
 A Session runs the pass on a pass thread and only proposes; this module's main
 thread records the proposals, ships them (with its own Shipper when no daemon
 holds the daemon lock; otherwise the daemon ships and we wait up to
-DAEMON_WAIT seconds; a daemon that starts meanwhile takes over: _look_for_daemon),
+DAEMON_WAIT seconds; a daemon that starts meanwhile takes over: handover.py),
 honours an outcome's request to re-send a directory, and
 holds changes while the journal cannot be written (up to JOURNAL_PATIENCE
 seconds; then they count as failed repairs, and no delete goes out).
@@ -33,6 +33,7 @@ from mirrord.pipeline import Pipeline, Ticket
 from mirrord.progress import Progress
 from mirrord.reconcile import session as session_mod
 from mirrord.reconcile.empty_root import refuse_empty_root
+from mirrord.reconcile.handover import DaemonHandover
 from mirrord.reconcile.listings import open_readonly
 from mirrord.reconcile.result import PassSummary
 from mirrord.shipper import Shipper, SourceGuard
@@ -41,10 +42,9 @@ from mirrord.trash import keeper
 DAEMON_WAIT = 900.0      # seconds to wait for a running daemon to ship our rows
 SETTLE_GRACE = 600.0     # seconds our workers may take to finish what they hold at the end
 JOURNAL_PATIENCE = 60.0  # seconds changes are held for an unwritable journal before giving up
-DAEMON_LOOK = 0.5        # seconds between looks for a daemon that started while we ship
 
 
-class Command:
+class Command(DaemonHandover):
     """One `mirrord reconcile` run: the reconcile lock and the journal, then the targets one
     after another. `run(names)` returns one PassSummary per target (and has stored it
     as `reconcile:{target}` unless a dry run); close() releases the lock and journal.
@@ -253,46 +253,6 @@ class Command:
         summary: PassSummary = box["summary"]  # type: ignore[assignment]
         summary.errors.extend(rescans.failed)
         return summary
-
-    def _look_for_daemon(self, pipeline: Pipeline | None, *, force: bool = False) -> None:
-        """A daemon started on our state_dir while we ship (we found none at open): from
-        now on it ships. Two processes claiming from one journal would each know only
-        their own barriers (directory moves and tree removals queued: the journal's
-        in-memory index), so ours stops claiming; what our workers hold is finished and
-        recorded, and the pass waits for the daemon to ship the rest, as when it was
-        running from the start. Looks at /proc/locks every DAEMON_LOOK seconds."""
-        if self.journal is None or (self.daemon and not self._handed_over):
-            return
-        now = time.monotonic()
-        if not force and now < self._next_look:
-            return
-        self._next_look = now + DAEMON_LOOK
-        pid = locks.holder(self.cfg.mirrord.state_dir, locks.DAEMON)
-        if self._handed_over:
-            if pid is None:
-                self._take_back(pipeline)
-            return
-        if pid is None:
-            return
-        self.daemon = True
-        if pipeline is not None and pipeline.shipper is not None:
-            pipeline.claiming = False
-            self._handed_over = True
-        print(f"mirrord: a daemon started (pid {pid}): it ships from now on; this run "
-              f"finishes what it holds and waits for the rest", file=sys.stderr)
-
-    def _take_back(self, pipeline: Pipeline | None) -> None:
-        """The daemon we handed over to stopped (or died) before it shipped our rows: this
-        pass was waiting for them with no time limit (its Session was built before the
-        handover), so it waited until a signal. Ship again: release the rows the gone
-        daemon left in flight on this target (mirrord.claimer) and claim again."""
-        self.daemon = self._handed_over = False
-        if pipeline is None or pipeline.shipper is None:
-            return
-        for name in pipeline.shipper.targets:
-            self.journal.release_claims(name)
-        pipeline.claiming = True
-        print("mirrord: the daemon stopped: this run ships again", file=sys.stderr)
 
     @staticmethod
     def _patience(pipeline: Pipeline, held_since: float | None) -> float | None:
