@@ -15,6 +15,7 @@ have /usr/sbin/visudo || need+=(sudo)   # the Ansible test validates the sudoers
 have promtool || need+=(prometheus)    # promtool check rules: the shipped alert rules
 have bindfs || need+=(bindfs)          # a FUSE source: writes by "another client" raise no event
 have rclone || need+=(rclone)          # the bench smoke test runs the S3 peer's arm
+have mkfs.btrfs || need+=(btrfs-progs) # a btrfs snapshot made in a source (the fanotify watcher)
 for extra in "$@"; do
   case "$extra" in
     bench) have lsyncd || need+=(lsyncd) ;;

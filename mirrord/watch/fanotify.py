@@ -28,10 +28,11 @@ Rules, each for a reason:
   close is reported under its "#<inode>" name) quiet for `quiet` seconds, named
   by its directory's path at that time (fanotify_quiet: renamed in between;
   fanotify_files turns a file's event bits into FsEvents).
-- A directory made in the tree is a mkdir alone: whatever is made in it has events
+- A directory made in the tree is a mkdir alone where directories start empty
+  (ext4, xfs, tmpfs...: fanotify_scan.MADE_EMPTY): whatever is made in it has events
   of its own (the mark covers the file system; an ignore mark is never on a new
-  directory). One renamed in is scanned: its contents had their events elsewhere,
-  or none reached this process.
+  directory). Elsewhere it is scanned (a btrfs snapshot is one FAN_CREATE, nothing for
+  what it holds), and so is one renamed in: its contents had their events elsewhere.
 - The kernel merges queued events for one object: each bit is handled, in order.
 - The root or a directory above it deleted or renamed is "lost"; fanotify reports
   no unmount, so the root's (st_dev, st_ino) is checked every `root_check` s
@@ -66,7 +67,7 @@ from mirrord.watch.fanotify_quiet import QuietFiles
 from mirrord.watch.fanotify_renames import RenameEvents
 from mirrord.watch.read_lag import ReadLag
 from mirrord.watch.rootcheck import RootIdentity
-from mirrord.watch.fanotify_scan import dir_events, join, tmpfile_name
+from mirrord.watch.fanotify_scan import dir_events, join, made_dirs_start_empty, tmpfile_name
 
 READ_SIZE = 256 * 1024
 MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the loop forever
@@ -118,6 +119,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         self.identity = RootIdentity(root, clock, root_check)   # as given: a link swapped
         self.mark_sdevs: set[str] = set()   # the filesystem mark's superblock, learnt by start()
         self.ignore_outside = ignore_outside    # kernel ignore marks (fanotify_ignore)
+        self.made_empty = False     # directories made start empty: set by start()
         self.ignores: OutsideIgnores | None = None
         self.read_lag = ReadLag(clock)      # how long the queue has not been found empty
 
@@ -155,6 +157,7 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         S.fanotify_mark(self.fd, S.FAN_MARK_ADD | S.FAN_MARK_FILESYSTEM, MARK_MASK, self.root)
         self.mark_sdevs = (S.filesystem_marks(self.fd) - before) or S.filesystem_marks(self.fd)
         st = self.paths.learn_root()
+        self.made_empty = made_dirs_start_empty(self.root)
         if self.ignore_outside:
             self.ignores = OutsideIgnores(self.fd, self.root, st.st_dev)
         self.identity.learn(st)
@@ -304,9 +307,12 @@ class FanotifyWatcher(FileEvents, RenameEvents):
         self._file_event(mask, rel, ev.dfid, out)
 
     def _made_dir(self, rel: str, fid: bytes | None, out: list[FsEvent]) -> None:
-        """A directory made in the tree (FAN_CREATE): a mkdir alone. What was made in it
-        has events of its own (the module's rule); a scan here reported each file of a
-        `cp -r` two or three times, 15% of the daemon's CPU on the S3 burst."""
+        """A directory made in the tree (FAN_CREATE): a mkdir alone where directories
+        start empty (the module's rule); a scan there reported each file of a `cp -r` two
+        or three times, 15% of the daemon's CPU on the S3 burst. Scanned elsewhere."""
+        if not self.made_empty:
+            self._new_dir(rel, fid, out)
+            return
         if fid is not None:
             self.paths.remember(fid, rel)
         out.append(FsEvent("mkdir", rel, is_dir=True))

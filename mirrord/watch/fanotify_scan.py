@@ -13,7 +13,21 @@ import stat as stat_mod
 from typing import Callable
 
 from mirrord.exclude import excluded_entry
+from mirrord.fsutil import filesystem_type
 from mirrord.watch.events import FsEvent
+
+# File systems where a directory comes into being empty (mkdir(2)) or by a rename, never
+# filled in one step: a directory made there needs no scan, what is made in it has events
+# of its own. Elsewhere it may: a btrfs snapshot (btrfs_mksubvol() in fs/btrfs/ioctl.c
+# ends with one fsnotify_mkdir(): one FAN_CREATE, nothing for what it holds; a review,
+# helper-141), bcachefs's the same, and an unknown type (a btrfs subvolume's anonymous
+# device: fsutil.filesystem_type says None) is assumed to.
+MADE_EMPTY = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs", "f2fs", "jfs"})
+
+
+def made_dirs_start_empty(root: str) -> bool:
+    """Whether every directory made on `root`'s file system starts empty (MADE_EMPTY)."""
+    return filesystem_type(root) in MADE_EMPTY
 
 
 def join(parent: str, name: str) -> str:
