@@ -67,7 +67,7 @@ from mirrord.watch.fanotify_quiet import QuietFiles
 from mirrord.watch.fanotify_renames import RenameEvents
 from mirrord.watch.read_lag import ReadLag
 from mirrord.watch.rootcheck import RootIdentity
-from mirrord.watch.fanotify_scan import dir_events, join, made_dirs_start_empty, tmpfile_name
+from mirrord.watch.fanotify_scan import NewDirectories, join, made_dirs_start_empty, tmpfile_name
 
 READ_SIZE = 256 * 1024
 MAX_READS = 64          # per read() call, so a flood elsewhere cannot hold the loop forever
@@ -80,7 +80,7 @@ READ_BUDGET = 0.25      # seconds of handling per read() call, checked after eac
 MAX_EVENT_LEN = 4096
 
 
-class FanotifyWatcher(FileEvents, RenameEvents):
+class FanotifyWatcher(FileEvents, NewDirectories, RenameEvents):
     """Watches everything below `root` through one filesystem mark; `read()` returns
     FsEvents with relative paths. Raises OSError from the constructor when no fanotify
     group can be opened and from start() when the mark or handles are refused
@@ -305,21 +305,3 @@ class FanotifyWatcher(FileEvents, RenameEvents):
                 out.append(FsEvent("rmtree", rel, is_dir=True))
             return
         self._file_event(mask, rel, ev.dfid, out)
-
-    def _made_dir(self, rel: str, fid: bytes | None, out: list[FsEvent]) -> None:
-        """A directory made in the tree (FAN_CREATE): a mkdir alone where directories
-        start empty (the module's rule); a scan there reported each file of a `cp -r` two
-        or three times, 15% of the daemon's CPU on the S3 burst. Scanned elsewhere."""
-        if not self.made_empty:
-            self._new_dir(rel, fid, out)
-            return
-        if fid is not None:
-            self.paths.remember(fid, rel)
-        out.append(FsEvent("mkdir", rel, is_dir=True))
-
-    def _new_dir(self, rel: str, fid: bytes | None, out: list[FsEvent]) -> None:
-        """Report a directory that entered the tree by a rename and everything already in
-        it: what it holds had its events elsewhere, or none reached this process."""
-        if fid is not None:
-            self.paths.remember(fid, rel)
-        out.extend(dir_events(self.root, self.excluded, rel))
