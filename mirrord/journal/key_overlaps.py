@@ -31,9 +31,8 @@ try. Tree removals and directory moves wait for every row below them on every ta
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterator
 
-from mirrord.journal.barriers import CLAIMED_AS, _self_and_ancestors, moved_from
+from mirrord.journal.barriers import CLAIMED_AS, add_ancestors, moved_from, strict_ancestors
 from mirrord.journal.read import shipped_meta
 
 # The rows of one target in flight: (source, path, kind, src as claimed, whether it writes
@@ -56,8 +55,7 @@ class KeysInFlight:
     def __init__(self, db: sqlite3.Connection, target: str) -> None:
         self._objects: dict[str, set[bytes]] = {}   # source -> keys written or deleted
         self._above: dict[str, set[bytes]] = {}     # source -> every strict ancestor of
-        # a path held: a key with a held path below it is in the set (one lookup, where a
-        # scan of the held paths cost 3% of the daemon's time holding the GIL on the burst)
+        # a path held (barriers.add_ancestors): a key with a held path below it is there
         for source, path, kind, src, writes in db.execute(_IN_FLIGHT_SQL, (target,)):
             self._add(source, bytes(path), moved_from(kind, src), bool(writes))
 
@@ -83,7 +81,7 @@ class KeysInFlight:
                 continue
             if writes and above and p in above:
                 return True
-            if objects and any(a in objects for a in _strict_ancestors(p)):
+            if objects and any(a in objects for a in strict_ancestors(p)):
                 return True
         return False
 
@@ -91,16 +89,6 @@ class KeysInFlight:
         above = self._above.setdefault(source, set())
         for p in (path, src):
             if p is not None:
-                for a in _strict_ancestors(p):
-                    if a in above:
-                        break   # and so are its own ancestors
-                    above.add(a)
+                add_ancestors(above, p)
                 if writes:
                     self._objects.setdefault(source, set()).add(p)
-
-
-def _strict_ancestors(path: bytes) -> Iterator[bytes]:
-    """b"a/b/c" -> b"a/b", b"a" (barriers._self_and_ancestors without the path)."""
-    it = _self_and_ancestors(path)
-    next(it)
-    return it
