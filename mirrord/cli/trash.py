@@ -34,12 +34,17 @@ def add_parser(sub) -> None:
     p = sub.add_parser("trash", help="list the versions targets keep (keep_deleted)",
                        description="List kept versions: path, time of the change (UTC), size, "
                                    "why; newest first per path.")
-    p.add_argument("--target", metavar="NAME", type=target_name, help="only this target (default: every target "
-                   "with keep_deleted on)")
+    add_target_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("path", nargs="?", default="", metavar="PATH",
                    help="only at or below this path (target-relative, or inside a source tree)")
     p.set_defaults(func=run_trash)
+
+
+def add_target_option(parser) -> None:
+    """--target, the same for `trash` and `undelete`."""
+    parser.add_argument("--target", metavar="NAME", type=target_name, help="only this target "
+                        "(default: every target with keep_deleted on)")
 
 
 def keeps(cfg: Config, name: str) -> bool:

@@ -9,10 +9,10 @@ import argparse
 import os
 import sys
 
-from mirrord.cli.dispatch import target_name
 from mirrord.cli.output import print_data
-from mirrord.cli.trash import (EXIT_FAILURE, EXIT_OK, announce, close_targets, empty_roots,
-                               keeps, open_targets, selected, usage)
+from mirrord.cli.trash import (EXIT_FAILURE, EXIT_OK, add_target_option, announce,
+                               close_targets, empty_roots, keeps, open_targets, selected,
+                               usage)
 from mirrord.config import Config
 from mirrord.errors import MirrordError, PermanentError
 from mirrord.logsetup import redact
@@ -26,8 +26,7 @@ def add_parser(sub) -> None:
     u = sub.add_parser("undelete", help="put kept versions back on the target (and the source)",
                        description="For each file at or below PATH, put back the newest kept "
                                    "version whose change is at or before TIME (default now).")
-    u.add_argument("--target", metavar="NAME", type=target_name, help="only this target (default: every target "
-                   "with keep_deleted on)")
+    add_target_option(u)
     when = u.add_mutually_exclusive_group()
     when.add_argument("--at", metavar="TIME", help="newest version changed at or before TIME "
                       "(ISO 8601, e.g. 2026-11-29T12:00:00Z, or ago: 30m, 2h, 1d)")
