@@ -42,12 +42,15 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
       over one such a write was counted for, while the file is that version or only
       extends it.
     Attribute changes and mkdirs count nothing.
-    `journal`: a Journal (files_removed_with, overwrites). Raises what the journal's reads
+    `journal`: a Journal (files_removed_with, maybe_overwritten, overwrites). Raises what the journal's reads
     raise (sqlite3.Error)."""
     below: dict[str, int] = {}    # directory -> deletes counted below it in this batch
     rewritten: set[str] = set()   # a path written twice in one batch replaces one version
     gone: set[str] = set()        # deleted (a file) or removed (a tree) earlier in the batch
     total = 0
+    # only these can be overwrites (Journal.maybe_overwritten: one read for the batch)
+    puts = {ch.path for ch in changes if ch.kind == "put"}
+    maybe = journal.maybe_overwritten(source, puts) if puts else puts
     for ch in changes:
         if ch.kind == "delete":
             gone.add(ch.path)
@@ -64,7 +67,8 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
                 resends.deleted(source, ch.path)
             for parent in ancestors(ch.path):
                 below[parent] = below.get(parent, 0) + n
-        elif (ch.kind == "put" and ch.path not in rewritten and ch.path not in gone
+        elif (ch.kind == "put" and ch.path in maybe and ch.path not in rewritten
+              and ch.path not in gone
               and gone.isdisjoint(ancestors(ch.path))
               and journal.overwrites(source, ch.path, current=_looker(root, ch.path),
                                      extends=_extender(root, ch.path),

@@ -122,6 +122,38 @@ def shipped_file(db: sqlite3.Connection, targets: Iterable[str], source: str, ke
     return False
 
 
+# At most this many keys go into one statement of keys_named (SQLite's bound parameters:
+# 32,766 since 3.32; three uses of each key stay far below).
+_NAMED_CHUNK = 300
+
+
+def keys_named(db: sqlite3.Connection, targets: Iterable[str], source: str,
+               keys: Iterable[bytes]) -> set[bytes]:
+    """Of `keys` (source-relative, bytes), those a row of `targets` names: a `shipped` row
+    at it, an op row at it (queued, in flight or landed), or a file's delete moved from it
+    (FILE_RENAMED_TO's src). shipped_file can be True only for these, or through the
+    renames it follows back when renames are pending (old_names): the caller asks those
+    targets' barriers first. One statement per _NAMED_CHUNK keys, each an index search of
+    the primary key, the ops unique index and ops_file_src."""
+    targets = tuple(targets)
+    keys = list(dict.fromkeys(keys))
+    named: set[bytes] = set()
+    if not targets:
+        return named
+    marks = ",".join("?" * len(targets))
+    for i in range(0, len(keys), _NAMED_CHUNK):
+        chunk = keys[i:i + _NAMED_CHUNK]
+        k = ",".join("?" * len(chunk))
+        named.update(bytes(row[0]) for row in db.execute(
+            f"SELECT key FROM shipped WHERE target IN ({marks}) AND source = ? AND key IN ({k}) "
+            f"UNION SELECT path FROM ops WHERE target IN ({marks}) AND source = ? "
+            f"AND path IN ({k}) "
+            f"UNION SELECT src FROM ops WHERE target IN ({marks}) AND source = ? AND tree = 0 "
+            f"AND kind = 'delete' AND src IN ({k})",
+            (*targets, source, *chunk) * 3))
+    return named
+
+
 def _taken_away_above(db: sqlite3.Connection, target: str, source: str, key: bytes) -> bool:
     """A directory above `key` is removed on `target` before anything new lands below it:
     a tree removal's row at an ancestor that is no rename's end (kind 'delete', tree = 1,
