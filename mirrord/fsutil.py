@@ -217,6 +217,31 @@ def mount_point(path: str | bytes, mountinfo: str = "/proc/self/mountinfo") -> s
     return best
 
 
+def type_by_name(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the file system `path` lies on by its name: `path` made absolute (not
+    resolved: symlinks are not followed) against the mount points in proc(5)'s
+    mountinfo, the longest that is `path` or a parent of it (the last listed of equal
+    ones: a later mount at a point hides the earlier); None if unknown. Reads the mount
+    table only, never `path` itself: a hung NFS mount cannot block the caller (loading
+    the configuration)."""
+    want = os.path.normpath(os.path.abspath(path))
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = [line.split() for line in fh]
+    except OSError:
+        return None
+    best, kind = "", None
+    for fields in lines:
+        if len(fields) < 5 or "-" not in fields[5:]:
+            continue
+        point = _unescape(fields[4])
+        rest = fields[fields.index("-", 5) + 1:]
+        inside = want == point or point == "/" or want.startswith(point.rstrip("/") + "/")
+        if inside and rest and len(point) >= len(best):
+            best, kind = point, rest[0]
+    return kind
+
+
 def _unescape(field: str) -> str:
     """A mountinfo path field: space, tab, newline and backslash are written as \\ooo."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

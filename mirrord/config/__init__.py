@@ -43,8 +43,8 @@ from mirrord.config.values import (  # noqa: F401 - the package's interface
     parse_positive_int,
     parse_size,
 )
+from mirrord.config.worker_defaults import RSYNC_DEFAULT_WORKERS  # noqa: F401 - the package's interface
 from mirrord.config.sections import (  # noqa: F401 - the package's interface
-    RSYNC_DEFAULT_WORKERS,
     WATCHERS,
     _COMMON_TARGET_KEYS,
     _MIRRORD_KEYS,

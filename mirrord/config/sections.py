@@ -7,6 +7,7 @@ import re
 import socket
 from pathlib import Path
 
+from mirrord.config import worker_defaults
 from mirrord.config.addresses import parse_http_url, parse_listen
 from mirrord.config.keypaths import parse_s3_prefix, parse_sub_path
 from mirrord.config.model import (
@@ -224,23 +225,9 @@ def _read_rsync(r: _Reader, section: str) -> RsyncOptions:
     )
 
 
-# The rsync target's worker count unless its section sets one. Measured on a first sync
-# of 5,000 files (693 MiB) over loopback ssh: 8 parallel rsync runs used 1.4-1.6x the CPU
-# of 2 (more, smaller runs; more remote sessions) and finished later, not sooner.
-RSYNC_DEFAULT_WORKERS = 2
-
-# The S3 target's worker count unless its section or [mirrord] sets one: rclone's
-# --transfers in the benchmark. Measured against SeaweedFS on 2 cores, mirrord alone,
-# 8 and 16 alternating (README "Benchmarks", 2026-12-02): the initial sync of 5,000
-# files (693 MiB) took 7.4 s at 16 against 8.3 s at 8 (4 pairs, each 0.80-0.99), with
-# less CPU in both mirrord and SeaweedFS; the burst of 5,000 x 4 KiB on a journaled ext4
-# was the same at both (4.19 s and 4.14 s, 7 pairs, median 1.02).
-S3_DEFAULT_WORKERS = 16
-
-
 def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> TargetConfig:
-    """[target:NAME] `section`. `default_workers`: [mirrord] workers (when it is not
-    written, an S3 target's default is S3_DEFAULT_WORKERS)."""
+    """[target:NAME] `section`. `default_workers`: [mirrord] workers (the target type's
+    own default when that is not written: config.worker_defaults)."""
     ttype = (r.raw(section, "type", "") or "").lower()
     if not ttype:
         r.problem(section, "type", f"is required: one of {', '.join(TARGET_TYPES)}")
@@ -250,12 +237,10 @@ def _read_target(r: _Reader, section: str, name: str, default_workers: int) -> T
         r.check_keys(section, _COMMON_TARGET_KEYS | set().union(*_TARGET_KEYS.values()))
         return TargetConfig(name=name, type=ttype or "?", workers=default_workers)
     r.check_keys(section, _COMMON_TARGET_KEYS | _TARGET_KEYS[ttype])
-    if ttype == "rsync":   # parallel rsync runs share one SSH connection and the CPU: see the constant
-        default_workers = min(default_workers, RSYNC_DEFAULT_WORKERS)
-    elif ttype == "s3" and r.raw("mirrord", "workers") is None:
-        default_workers = S3_DEFAULT_WORKERS
-    workers = r.get(section, "workers", parse_positive_int, default_workers)
     opts = {"local": _read_local, "s3": _read_s3, "rsync": _read_rsync}[ttype](r, section)
+    default_workers = worker_defaults.default_workers(
+        ttype, opts, default_workers, mirrord_wrote=r.raw("mirrord", "workers") is not None)
+    workers = r.get(section, "workers", parse_positive_int, default_workers)
     window, cap, percent = _read_keep(r, section, ttype)
     return TargetConfig(name=name, type=ttype, workers=workers, **{ttype: opts},
                         keep_deleted=window, keep_deleted_max=cap,

@@ -726,7 +726,8 @@ path = /srv/mirror
 def test_an_s3_target_takes_sixteen_workers_unless_mirrord_or_its_section_sets_them(tmp_path):
     """S3_DEFAULT_WORKERS applies only when nothing is written: [mirrord] workers, written,
     is every target's default again; the target's own key wins; a local target beside it
-    keeps the [mirrord] default of 8."""
+    (fsync on, the default) keeps the [mirrord] default of 8 (with fsync off:
+    tests/unit/test_worker_defaults.py)."""
     src = tmp_path / "src"
     src.mkdir()
     body = """
