@@ -222,9 +222,11 @@ def type_by_name(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | No
     resolved: symlinks are not followed) against the mount points in proc(5)'s
     mountinfo, the longest that is `path` or a parent of it (the last listed of equal
     ones: a later mount at a point hides the earlier); None if unknown. Reads the mount
-    table only, never `path` itself: a hung NFS mount cannot block the caller (loading
-    the configuration)."""
-    want = os.path.normpath(os.path.abspath(path))
+    table only, never `path` itself. Not the visible mount in every shape: one moved
+    (mount --move) over another, or one on a parent that hides a deeper one, is named by
+    the longest prefix all the same; callers use it where that costs speed at most
+    (config.worker_defaults)."""
+    want = "/" + os.path.normpath(os.path.abspath(path)).lstrip("/")   # POSIX keeps a leading //
     try:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
             lines = [line.split() for line in fh]

@@ -60,8 +60,7 @@ def default_workers(ttype: str, opts: object, general: int, *, mirrord_wrote: bo
 
 
 def _on_local_disk(path: Path) -> bool:
-    """Whether `path` is on one of LOCAL_DISK_TYPES by its name (fsutil.type_by_name: the
-    mount table only, so a hung NFS mount never blocks loading the configuration; a path
-    that reaches another file system through a symlink is judged by where it is
-    written)."""
+    """Whether `path` (as the configuration gives it: symlinks resolved) is on one of
+    LOCAL_DISK_TYPES by the mount table (fsutil.type_by_name), without another look at
+    the path."""
     return fsutil.type_by_name(os.fspath(path)) in LOCAL_DISK_TYPES

@@ -75,6 +75,7 @@ MOUNTINFO = r"""22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
     ("/srv/mirror/local disk/x", "xfs"),     # the mount point's space is written \040
     ("/srv/mirrors", "ext4"),                # a name that only starts like a mount point
     ("/srv/mirror/../other", "ext4"),
+    ("//srv/mirror/a", "nfs4"),              # normpath keeps a leading // (POSIX)
     ("/mnt/x", "cifs"),                      # a later mount at the same point hides the first
     ("/", "ext4"),
 ])
