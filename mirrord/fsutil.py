@@ -205,16 +205,10 @@ def mount_point(path: str | bytes, mountinfo: str = "/proc/self/mountinfo") -> s
         real = os.path.realpath(path)
         if isinstance(real, bytes):
             real = os.fsdecode(real)
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
-            points = [_unescape(line.split()[4]) for line in fh if len(line.split()) > 4]
+        found = _longest_mount(real, _mounts(mountinfo))
     except OSError:
         return None
-    best = None
-    for point in points:
-        if (real == point or point == "/" or real.startswith(point.rstrip("/") + "/")) and \
-                (best is None or len(point) > len(best)):
-            best = point
-    return best
+    return None if found is None else found[0]
 
 
 def type_by_name(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
@@ -228,20 +222,36 @@ def type_by_name(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | No
     (config.worker_defaults)."""
     want = "/" + os.path.normpath(os.path.abspath(path)).lstrip("/")   # POSIX keeps a leading //
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
-            lines = [line.split() for line in fh]
+        found = _longest_mount(want, [m for m in _mounts(mountinfo) if m[1]])
     except OSError:
         return None
-    best, kind = "", None
-    for fields in lines:
-        if len(fields) < 5 or "-" not in fields[5:]:
-            continue
-        point = _unescape(fields[4])
-        rest = fields[fields.index("-", 5) + 1:]
-        inside = want == point or point == "/" or want.startswith(point.rstrip("/") + "/")
-        if inside and rest and len(point) >= len(best):
-            best, kind = point, rest[0]
-    return kind
+    return None if found is None else found[1]
+
+
+def _mounts(mountinfo: str) -> list[tuple[str, str | None]]:
+    """(mount point, file system type, None when the line has none) of each line of proc(5)'s
+    mountinfo, in its order. OSError as open(2) raises."""
+    mounts: list[tuple[str, str | None]] = []
+    with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) < 5:
+                continue
+            rest = fields[fields.index("-", 5) + 1:] if "-" in fields[5:] else []
+            mounts.append((_unescape(fields[4]), rest[0] if rest else None))
+    return mounts
+
+
+def _longest_mount(path: str, mounts: list[tuple[str, str | None]]) -> tuple[str, str | None] | None:
+    """Of `mounts` (_mounts), the one whose mount point is the longest that is `path` (absolute,
+    normalised) or a parent of it, the last listed of equal ones (a later mount at a point
+    hides the earlier); None when none is."""
+    best = None
+    for point, kind in mounts:
+        inside = path == point or point == "/" or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best[0])):
+            best = (point, kind)
+    return best
 
 
 def _unescape(field: str) -> str:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from mirrord import fsutil
+from mirrord.config.model import LocalOptions
 
 # The rsync target's worker count unless its section sets one. Measured on a first sync
 # of 5,000 files (693 MiB) over loopback ssh: 8 parallel rsync runs used 1.4-1.6x the CPU
@@ -54,7 +55,7 @@ def default_workers(ttype: str, opts: object, general: int, *, mirrord_wrote: bo
         return general
     if ttype == "s3":
         return S3_DEFAULT_WORKERS
-    if ttype == "local" and not getattr(opts, "fsync") and _on_local_disk(getattr(opts, "path")):
+    if isinstance(opts, LocalOptions) and not opts.fsync and _on_local_disk(opts.path):
         return min(general, LOCAL_DEFAULT_WORKERS)
     return general
 

@@ -76,11 +76,10 @@ class AlarmReadsMixin:
         or more each: a burst of new files asked one each, 15% of the daemon's main-thread
         time at 1,000 files/s live (py-spy). Raises sqlite3.Error."""
         routed = self.routes.get(source, ())
-        paths = list(paths)
+        by_key = {os.fsencode(p): p for p in paths}
         if any(self._barriers.any(target, source) for target in routed):
-            return set(paths)
-        named = held_files.keys_named(self.db, routed, source, (os.fsencode(p) for p in paths))
-        return {p for p in paths if os.fsencode(p) in named}
+            return set(by_key.values())
+        return {by_key[k] for k in held_files.keys_named(self.db, routed, source, by_key)}
 
     def held_versions(self, source: str, path: str) -> tuple:
         """What the targets of `source` hold at the file `path`, as comparable values: per
