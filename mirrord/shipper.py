@@ -93,6 +93,9 @@ class Shipper(MoveOps):
         self.held = held   # held(source): its deletes are held (alarm or capped comparison)
         self.on_outcome = on_outcome
         self.pools = {name: executor(name, workers[name]) for name in targets}
+        # side tasks (the heartbeat): on the pool one waited behind the batches, and workers
+        # all in long copies left a stale heartbeat, as if the daemon had died (submit_task)
+        self.side = {name: executor(name, 1) for name in targets}
         # batches running or queued, and the ops in them; counted down by the worker as it
         # finishes (not when the main thread collects the outcomes), so a worker that is free
         # is seen free while the main thread is still recording what the other one did
@@ -168,11 +171,13 @@ class Shipper(MoveOps):
         return any(self.inflight.values()) or not self._done.empty()
 
     def submit_task(self, target: str, fn: Callable[[], None]) -> None:
-        """Run a side task (heartbeat) on the target's pool without holding an op slot."""
-        self.pools[target].submit(self._guarded, fn)
+        """Run a side task (the heartbeat) for `target` on its own thread, beside the
+        workers: never queued behind the batches, never holding an op slot. An exception
+        from `fn` is logged, never raised."""
+        self.side[target].submit(self._guarded, fn)
 
     def shutdown(self, *, wait: bool = True) -> None:
-        for pool in self.pools.values():
+        for pool in (*self.pools.values(), *self.side.values()):
             pool.shutdown(wait=wait, cancel_futures=True)
 
     @staticmethod
