@@ -60,9 +60,9 @@ def count_runs(t, monkeypatch) -> list[bytes]:
     scripts: list[bytes] = []
     real = t.conn.run
 
-    def run(script, data=b"", timeout=300.0):
+    def run(script, data=b"", timeout=300.0, **kw):
         scripts.append(script)
-        return real(script, data, timeout)
+        return real(script, data, timeout, **kw)
 
     monkeypatch.setattr(t.conn, "run", run)
     return scripts

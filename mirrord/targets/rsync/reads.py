@@ -62,7 +62,8 @@ class RemoteReads:
                 + b"if [ -d %s ] && [ ! -L %s ]; then rm -rf -- %s; fi\n" % (target, target, target)
                 + b"if cat >\"$t\" && chmod 644 \"$t\" && mv -T -f -- \"$t\" %s; then exit 0; fi\n"
                 b"rm -f -- \"$t\"; exit 1" % target)
-        self._check(self._run(self.in_root(body), bytes(data)), f"cannot write {META_DIR}/{name}")
+        self._check(self._run(self.in_root(body), bytes(data), meta=True),   # a slot of its own
+                    f"cannot write {META_DIR}/{name}")
 
     def read_meta(self, name: str) -> bytes | None:
         return self._cat(self._meta(name), f"{META_DIR}/{name}", limit=META_LIMIT)

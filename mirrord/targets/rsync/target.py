@@ -171,9 +171,9 @@ class RsyncTarget(RemoteReads, Target):
             self.rsync_runs += 1
 
     # ------------------------------------------------------------ remote commands
-    def _run(self, script: bytes, data: bytes = b"",
-             timeout: float = SHORT_TIMEOUT) -> subprocess.CompletedProcess:
-        return self.conn.run(script, data, timeout)
+    def _run(self, script: bytes, data: bytes = b"", timeout: float = SHORT_TIMEOUT, *,
+             meta: bool = False) -> subprocess.CompletedProcess:
+        return self.conn.run(script, data, timeout, meta=meta)
 
     def in_root(self, body: bytes) -> bytes:
         """`body` run cd'ed into the target root; exit EXIT_NO_ROOT when it is not there, or
