@@ -1,9 +1,9 @@
 """What the daemon reports: per-source health, heartbeats on the targets, the `daemon`
 state row `mirrord status` reads, and the metrics (gauges, and per-outcome counters).
 
-A heartbeat is written by a worker of its target's pool (a side task, never an
-op slot); at most one per target is in flight, so a hung target does not pile
-them up. Failover reads them (mirrord.heartbeat).
+A heartbeat is written on its target's side thread (Shipper.submit_task: beside the
+workers, never behind their batches); at most one per target is in flight, so a hung
+target does not pile them up. Failover reads them (mirrord.heartbeat).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class Reporter:
             metrics.failed(out.op.target, kind)
 
     def _writer(self, target: Target, doc: Heartbeat) -> Callable[[], None]:
-        """A worker task writing one heartbeat document."""
+        """A side task (Shipper.submit_task) writing one heartbeat document."""
         metrics = self.daemon.metrics
 
         def write() -> None:

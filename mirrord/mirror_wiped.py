@@ -37,7 +37,8 @@ REASON = "target_wiped"
 
 class WipeWatch:
     """Per target: written (a heartbeat of this run is there) or wiped (since when, why).
-    before_write / after_write run on worker threads, beat on the main thread."""
+    before_write / after_write run on the targets' side threads (Shipper.submit_task),
+    beat on the main thread."""
 
     def __init__(self, heartbeat_name: str, *, clock: Callable[[], float] = time.time):
         self.name = heartbeat_name

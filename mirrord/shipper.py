@@ -95,7 +95,7 @@ class Shipper(MoveOps):
         self.pools = {name: executor(name, workers[name]) for name in targets}
         # side tasks (the heartbeat): on the pool one waited behind the batches, and workers
         # all in long copies left a stale heartbeat, as if the daemon had died (submit_task)
-        self.side = {name: executor(name, 1) for name in targets}
+        self.side = {name: executor(f"{name}.heartbeat", 1) for name in targets}
         # batches running or queued, and the ops in them; counted down by the worker as it
         # finishes (not when the main thread collects the outcomes), so a worker that is free
         # is seen free while the main thread is still recording what the other one did

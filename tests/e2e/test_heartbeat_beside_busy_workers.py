@@ -7,7 +7,9 @@ local workers with fsync off) wrote no heartbeat until one ended, and the one it
 then carried the old time. The mirror host read that as a dead daemon: `mirrord
 failover` and /ready said the file mirror's heartbeat was stale while the daemon was
 alive and shipping. It has a thread of its own per target now (Shipper.submit_task).
-Here each target has one worker, held in its put by a fault point (mirrord.faults)."""
+Here each target has one worker, held by a fault point (mirrord.faults, `stored`: the put
+done, its outcome not handed back) so the batch does not end. The rsync target's own
+session slots are tests/targets/test_rsync_meta_session.py's."""
 
 from __future__ import annotations
 

@@ -38,8 +38,10 @@ from mirrord.targets.rsync.private_dir import make_private, sweep_gone
 from mirrord.targets.rsync.remote import EXIT_NO_ROOT, classify_stderr, tail
 
 MAX_SESSIONS = 8            # sshd allows 10 sessions per connection by default; one is the master's
-# and one more of their own for .mirrord/ meta writes (the heartbeat): with every worker's
-# session in a long transfer, a heartbeat waiting for one went stale as a dead daemon's
+# of those 8, one is kept for .mirrord/ meta reads and writes (the heartbeat and the read
+# before it): with every session in a long transfer, a heartbeat waiting for one went
+# stale as a dead daemon's; the transfers share the others
+TRANSFER_SESSIONS = MAX_SESSIONS - 1
 SHORT_TIMEOUT = 300.0       # seconds for a remote stat/read/mkdir; dead links are caught sooner
 # OpenSSH's default ciphers with AES-GCM first. On a CPU with AES instructions it costs
 # about half the CPU of chacha20-poly1305 (ssh's first choice) on both ends: measured on a
@@ -108,7 +110,7 @@ class SshConnection:
         self._conn = _Conn()
         self._finalizer = weakref.finalize(self, self._conn.cleanup)
         self._lock = threading.Lock()
-        self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
+        self._sessions = threading.BoundedSemaphore(TRANSFER_SESSIONS)
         self._meta_session = threading.BoundedSemaphore(1)
 
     def ssh_base(self) -> list[str]:
@@ -188,8 +190,9 @@ class SshConnection:
 
     @contextlib.contextmanager
     def session(self, *, meta: bool = False) -> Iterator[None]:
-        """One of the MAX_SESSIONS session slots, with the master running; `meta`: the one
-        slot kept for .mirrord/ meta writes instead, never taken by the transfers."""
+        """One of the TRANSFER_SESSIONS session slots, with the master running; `meta`: the
+        one slot kept for .mirrord/ meta reads and writes instead, never taken by the
+        transfers (MAX_SESSIONS in all)."""
         self.ensure_master()
         with self._meta_session if meta else self._sessions:
             yield
@@ -197,7 +200,7 @@ class SshConnection:
     def run(self, script: bytes, data: bytes = b"", timeout: float = SHORT_TIMEOUT, *,
             meta: bool = False) -> subprocess.CompletedProcess:
         """Run a shell script on the mirror host with `data` on stdin; `timeout` in seconds;
-        `meta`: in the meta writes' own session slot (session()). RetryableError on a
+        `meta`: in the meta slot (session()). RetryableError on a
         timeout, ssh's own failure (exit 255, classified by its stderr) or a missing target
         root (EXIT_NO_ROOT); any other exit is the caller's to judge."""
         argv = self.client_argv() + [self.opts.host, script]

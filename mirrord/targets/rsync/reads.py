@@ -21,12 +21,15 @@ class RemoteReads:
     def read(self, path: str) -> bytes | None:
         return self._cat(self._rel(path), path)
 
-    def _cat(self, p: bytes, what: str, *, limit: int | None = None) -> bytes | None:
+    def _cat(self, p: bytes, what: str, *, limit: int | None = None,
+             meta: bool = False) -> bytes | None:
         """The file's bytes (None: absent); PermanentError past `limit` bytes, of which at
-        most one more is read (head -c: nothing larger crosses the connection)."""
+        most one more is read (head -c: nothing larger crosses the connection); `meta`: in
+        the meta writes' session slot (connection.Connection.session)."""
         read = b"cat --" if limit is None else b"head -c %d --" % (limit + 1)
         proc = self._run(self.in_root(NOLINK + (
-            b"nolink %s && [ -f %s ] || exit %d\nexec %s %s" % (p, p, EXIT_ABSENT, read, p))))
+            b"nolink %s && [ -f %s ] || exit %d\nexec %s %s" % (p, p, EXIT_ABSENT, read, p))),
+            meta=meta)
         if proc.returncode == EXIT_ABSENT:
             return None
         self._check(proc, f"cannot read {what!r}")
@@ -66,5 +69,6 @@ class RemoteReads:
                     f"cannot write {META_DIR}/{name}")
 
     def read_meta(self, name: str) -> bytes | None:
-        return self._cat(self._meta(name), f"{META_DIR}/{name}", limit=META_LIMIT)
+        # the meta slot: the daemon reads its heartbeat back before each write (mirror_wiped)
+        return self._cat(self._meta(name), f"{META_DIR}/{name}", limit=META_LIMIT, meta=True)
 
