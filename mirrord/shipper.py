@@ -64,8 +64,9 @@ BULK_SHARE = 100   # ready ops per worker from which a backlog is shared out ove
 class Shipper(MoveOps):
     """Runs claimed ops on per-target pools; results come back through `completed()`.
 
-    `executor(target, workers)` makes each target's pool: `thread_pool` (the default)
-    or `serial` (tests: every batch runs inside submit, on the caller's thread).
+    `executor(target, workers)` makes each target's pool, and its one-thread side pool
+    (`<target>.heartbeat`, submit_task): `thread_pool` (the default) or `serial` (tests:
+    every batch runs inside submit, on the caller's thread).
     `keep`: the targets with keep_deleted on (mirrord.trash.keeper.policies): before a
     batch reaches one, what it would delete or overwrite is kept first. `mounts`: per
     source, the file systems mounted below its root (mirrord.submounts): a delete below

@@ -48,6 +48,12 @@ def heartbeat(target) -> dict | None:
     return json.loads(raw) if raw else None
 
 
+def made_after(targets: dict, t: float) -> dict | None:
+    """Each target's heartbeat when every one was made after `t` (Unix seconds), else None."""
+    beats = {name: heartbeat(target) for name, target in targets.items()}
+    return beats if all(hb and hb["unix"] > t for hb in beats.values()) else None
+
+
 def test_the_heartbeat_is_written_while_every_worker_is_held(held_env):
     tmp, daemon, targets, faults = held_env
     src = tmp / "src"
@@ -64,9 +70,7 @@ def test_the_heartbeat_is_written_while_every_worker_is_held(held_env):
     held_at = time.time()
     # heartbeat_interval is 500 ms: several are due while the workers stay held
     fresh = poll("a heartbeat made after the workers were held, on every target",
-                 lambda: (lambda hbs: hbs if all(hb and hb["unix"] > held_at + 1
-                                                 for hb in hbs.values()) else None)(
-                     {n: heartbeat(t) for n, t in targets.items()}), daemon, timeout=30)
+                 lambda: made_after(targets, held_at + 1), daemon, timeout=30)
     for name, hb in fresh.items():
         assert hb["target"] == name
         assert hb["pending"] >= 1, hb   # the held put is still to land

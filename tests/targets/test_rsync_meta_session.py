@@ -1,6 +1,6 @@
 """The rsync target's .mirrord/ meta reads and writes (the heartbeat, and the daemon's read
 of it before each write) have an ssh session slot of their own
-(connection.Connection.session(meta=True)), against the real sshd.
+(connection.SshConnection.session(meta=True)), against the real sshd.
 
 The transfers share TRANSFER_SESSIONS slots over one ssh master. With as many workers, all
 in long transfers, a heartbeat waiting for a slot was written only when one ended: the

@@ -200,9 +200,9 @@ class SshConnection:
     def run(self, script: bytes, data: bytes = b"", timeout: float = SHORT_TIMEOUT, *,
             meta: bool = False) -> subprocess.CompletedProcess:
         """Run a shell script on the mirror host with `data` on stdin; `timeout` in seconds;
-        `meta`: in the meta slot (session()). RetryableError on a
-        timeout, ssh's own failure (exit 255, classified by its stderr) or a missing target
-        root (EXIT_NO_ROOT); any other exit is the caller's to judge."""
+        `meta`: in the meta slot (session()). RetryableError on a timeout, ssh's own failure
+        (exit 255, classified by its stderr) or a missing target root (EXIT_NO_ROOT); any
+        other exit is the caller's to judge."""
         argv = self.client_argv() + [self.opts.host, script]
         with self.session(meta=meta):
             try:

@@ -25,7 +25,7 @@ class RemoteReads:
              meta: bool = False) -> bytes | None:
         """The file's bytes (None: absent); PermanentError past `limit` bytes, of which at
         most one more is read (head -c: nothing larger crosses the connection); `meta`: in
-        the meta writes' session slot (connection.Connection.session)."""
+        the meta slot (connection.SshConnection.session)."""
         read = b"cat --" if limit is None else b"head -c %d --" % (limit + 1)
         proc = self._run(self.in_root(NOLINK + (
             b"nolink %s && [ -f %s ] || exit %d\nexec %s %s" % (p, p, EXIT_ABSENT, read, p))),
