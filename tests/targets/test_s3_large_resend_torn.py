@@ -21,13 +21,18 @@ from mirrord.targets.s3 import upload
 from tests.targets.test_s3_keep_by_condition import (OLD_NS, STAMP, raw, s3_on, seed, ship,  # noqa: F401
                                                      src, trash_keys, versioned, write)
 
-SIZE = 9 << 20   # one PutObject through s3transfer: read twice
+SIZE = 9 << 20   # through s3transfer (one PutObject or a multipart upload: t): read twice
 
 
-@pytest.fixture(params=["copy", "versioning"])
+@pytest.fixture(params=["copy", "copy-multipart", "versioning"])
 def t(request, seaweedfs):
-    target = (versioned(seaweedfs) if request.param == "versioning"
-              else s3_on(seaweedfs, seaweedfs.new_bucket(), threshold=16 << 20))
+    """'copy': one PutObject through s3transfer (threshold above SIZE); 'copy-multipart'
+    and 'versioning': a multipart upload (threshold 8 MiB, parts of 5 MiB)."""
+    if request.param == "versioning":
+        target = versioned(seaweedfs)
+    else:
+        threshold = 16 << 20 if request.param == "copy" else 8 << 20
+        target = s3_on(seaweedfs, seaweedfs.new_bucket(), threshold=threshold)
     yield target
     target.close()
 
