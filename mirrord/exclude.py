@@ -21,8 +21,9 @@ a directory-only pattern cannot match a path whose kind is not given.
 from __future__ import annotations
 
 import re
+import warnings
 from functools import lru_cache
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
@@ -54,6 +55,15 @@ def _spec_class() -> type[GitIgnoreSpec]:
     return GitIgnoreSpec
 
 
+def _compile(patterns: Iterable[str]) -> GitIgnoreSpec:
+    """pathspec's GitIgnoreSpec of `patterns`, without the FutureWarning re prints for a
+    pattern such as `[[a]` ("Possible nested set"): a valid pattern whose meaning Python may
+    change one day, not the operator's business on every command (a review, helper-144)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return _spec_class().from_lines(patterns)
+
+
 class PatternError(ValueError):
     """An exclude pattern that pathspec refuses or that could match nothing."""
 
@@ -68,9 +78,11 @@ def check_pattern(pattern: str) -> None:
     refused too.
     """
     try:
-        spec = _spec_class().from_lines([pattern])
-    except (ValueError, re.error) as exc:
+        spec = _compile([pattern])
+    except (ValueError, re.error, OverflowError) as exc:
         raise PatternError(f"invalid pattern {pattern!r}: {exc}") from None
+    except RecursionError:
+        raise PatternError(f"invalid pattern {pattern[:40]!r}...: nested too deeply") from None
     if not spec.patterns or spec.patterns[0].include is None:
         raise PatternError(f"pattern {pattern!r} matches nothing (an unclosed '[', a bare '/' "
                            f"or a '#' comment); escape a literal with '\\'")
@@ -87,7 +99,7 @@ class ExcludeMatcher:
         for pattern in patterns:
             check_pattern(pattern)
         self.patterns = patterns
-        self._spec = _spec_class().from_lines(patterns) if patterns else None
+        self._spec = _compile(patterns) if patterns else None
         self._dir_excluded = lru_cache(maxsize=_DIR_CACHE_SIZE)(self._dir_excluded_uncached)
 
     @property

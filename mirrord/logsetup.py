@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import sys
 import time
 from typing import TextIO
@@ -119,11 +120,26 @@ def register_secret(value: str) -> None:
     it cannot be told from ordinary text."""
     if not value:
         return
+    forms = written_forms(value)
     if len(value) >= MIN_ANYWHERE:
-        _extra_secrets.add(value)
+        _extra_secrets.update(forms)
     else:
-        v = re.escape(value)
+        v = "(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")"
         _short_secrets[value] = re.compile(rf"""(['"]){v}\1|(?<=:){v}(?=@)|\A{v}\Z""")
+
+
+def written_forms(value: str) -> set[str]:
+    """`value` (str) as mirrord's own output may write it: as it is; inside a JSON string,
+    once (kv()'s quoting of a field with a space or quote, a traceback's `exc=`) or twice
+    (a kv() field inside the JSON log's `msg`), with non-ASCII kept or escaped; in a Python
+    repr (an `{exc!r}`); shell-quoted (shlex.quote, a command line shown). A value holding
+    a `\\` or a `"` came out of the text log whole: kv() had written it as `\\\\`, and a
+    mask looking for the value as it is found nothing there (a review, helper-144)."""
+    forms = {value, repr(value)[1:-1], shlex.quote(value)}
+    for ascii_only in (False, True):
+        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        forms.update((once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]))
+    return {f for f in forms if f}
 
 
 def _mask_short(found: re.Match[str]) -> str:
@@ -133,10 +149,13 @@ def _mask_short(found: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """`text` with every credential-shaped part masked as '***' (see the patterns above and
-    register_secret)."""
+    register_secret). The registered values go first: a pattern masks a value only up to
+    a space or a quote in it (`--password 'a b'`), and the value was then no longer whole
+    for its own mask to find, which left its tail shown (a review, helper-144)."""
+    text = mask_secrets(text)
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
-    return mask_secrets(text)
+    return text
 
 
 # a control character a terminal acts on: C0 but tab and newline (which output keeps as
@@ -207,7 +226,7 @@ def mask_secrets(text: str) -> str:
     redact's patterns: for user data such as a file's path, which a pattern would rewrite
     (a file named `password=1.jpg` listed as `password=***`, which undelete then cannot
     find), while a credential mirrord read is still never shown."""
-    for secret in _extra_secrets:
+    for secret in sorted(_extra_secrets, key=len, reverse=True):   # a form holding another: whole
         text = text.replace(secret, "***")
     for short in _short_secrets.values():
         text = short.sub(_mask_short, text)

@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from mirrord.journal import TargetBacklog
+from mirrord.logsetup import redact
 
 INITIAL_SYNC, CATCHING_UP, IN_SYNC, DEGRADED, STALLED = (
     "initial_sync", "catching_up", "in_sync", "degraded", "stalled")
@@ -86,12 +87,18 @@ STALLED_AFTER = 120.0      # seconds
 @dataclass(frozen=True)
 class TargetState:
     """One target's verdict: `state` (one of STATES), `lag_seconds` (>= 0), a
-    one-line `reason` for operators, and whether the target was ever in sync."""
+    one-line `reason` for operators, and whether the target was ever in sync. The reason
+    is kept with any credential masked (logsetup.redact): it may quote a target's error
+    (`heartbeat not written: ...`), and it goes to the state database and, in the
+    heartbeat, to the mirror itself."""
 
     state: str
     lag_seconds: float
     reason: str
     ever_in_sync: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact(self.reason))
 
     def to_json(self) -> dict:
         """The shape stored under "target_states" in the daemon's state document and

@@ -146,6 +146,11 @@ def _read_check(r: _Reader, s: str) -> tuple[str, str]:
             re.compile(pattern)
         except re.error as exc:
             r.problem(s, "check_pattern", f"not a regular expression: {exc}")
+        except (OverflowError, RecursionError) as exc:
+            # `a{99999999999}` (a repeat count over sre's limit) or thousands of nested
+            # groups: a traceback on every command that loads the config (a review, helper-144)
+            why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            r.problem(s, "check_pattern", f"not a regular expression Python can compile: {why}")
         if not url:
             r.problem(s, "check_pattern", "needs check_url (the page the pattern is matched in)")
     return url, pattern

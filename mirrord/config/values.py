@@ -18,6 +18,9 @@ from mirrord.config.cmdline import command_secrets, shown_command  # noqa: F401 
 
 # ------------------------------------------------------------- value parsers
 
+# what every key of mirrord's INI looks like (check_keys shows an unknown key only if so)
+_KEY_SHAPED = re.compile(r"[a-z][a-z_]{0,39}")
+
 # re.ASCII: `\d` alone also takes other scripts' digits ('٣' read as 3)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -72,7 +75,17 @@ def parse_size(text: str) -> int:
     if not m:
         raise ValueError(f"not a size: {text!r} (use 8MiB, 64M or plain bytes)")
     unit = (m.group(2) or "b").lower()[0]
-    return int(m.group(1)) * {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    return _whole(m.group(1), text) * {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+
+
+def _whole(digits: str, text: str) -> int:
+    """int(`digits`), a run of ASCII digits from `text`; ValueError naming `text` when it
+    has more than 19 digits after its leading zeros (more than any value a key takes):
+    int() refuses over 4,300 in Python's own words ("Exceeds the limit (4300 digits) for
+    integer string conversion; use sys.set_int_max_str_digits()": a review, helper-144)."""
+    if len(digits.lstrip("0")) > 19:
+        raise ValueError(f"too large: {text[:40]!r}{'...' if len(text) > 40 else ''}")
+    return int(digits)
 
 
 def parse_count(text: str) -> int:
@@ -81,7 +94,7 @@ def parse_count(text: str) -> int:
     m = _COUNT.match(text)
     if not m:
         raise ValueError(f"not a whole number: {text!r}")
-    value = int(m.group(1))
+    value = _whole(m.group(1), text)
     if value > MAX_COUNT:
         raise ValueError(f"too large: {text!r} (at most {MAX_COUNT})")
     return value
@@ -285,6 +298,36 @@ class _Reader:
             return None
 
     def check_keys(self, section: str, allowed: set[str]) -> None:
+        """A problem for each key of `section` not in `allowed`. A key that is not shaped
+        like one (every key is lower-case letters and '_') is not shown, only its line: a
+        secret wrapped onto a line of its own that holds a ':' or '=' (`SECRET123/x=`,
+        base64) reads as a key, and the error printed the secret (a review, helper-144)."""
+        known = f"(known: {', '.join(sorted(allowed))})"
         for key in self.parser.options(section):
-            if key not in allowed:
-                self.problem(section, key, f"unknown key (known: {', '.join(sorted(allowed))})")
+            if key in allowed:
+                continue
+            if _KEY_SHAPED.fullmatch(key):
+                self.problem(section, key, f"unknown key {known}")
+            else:
+                line = self._line_of(section, key)
+                at = f" on line {line}" if line else ""
+                self.problem(section, "", f"unknown key{at} (not shown: it is not shaped like "
+                                          f"a key name, and the line may hold a secret) {known}")
+
+    def _line_of(self, section: str, key: str) -> int | None:
+        """The number of the line of the file that writes `key` in `section` (keys compared
+        as configparser reads them: before the first '=' or ':', stripped, lower-cased), or
+        None when the file cannot be read again or the line is not found."""
+        try:
+            text = self.file.read_text(encoding="utf-8-sig", errors="replace")
+        except OSError:
+            return None
+        current = None
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.startswith("[") and "]" in line:
+                current = line[1:line.index("]")].strip()
+            elif current == section and line[:1] not in ("", " ", "\t", "#", ";"):
+                name = re.split(r"[=:]", line, maxsplit=1)[0].strip().lower()
+                if name == key:
+                    return lineno
+        return None

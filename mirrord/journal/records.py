@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mirrord.logsetup import redact
+
 if TYPE_CHECKING:
     from mirrord.journal.proposals import Seen
 
@@ -25,11 +27,14 @@ def _s(blob: bytes) -> str:
 
 
 def _text(message: str | None) -> str | None:
-    """A message safe for a TEXT column: a path that is not UTF-8 reaches us
-    surrogate-escaped, which sqlite3 refuses to bind (failing the whole ack)."""
+    """An error message (str) safe for a TEXT column, None for None: a path that is not
+    UTF-8 reaches us surrogate-escaped, which sqlite3 refuses to bind (failing the whole
+    ack); and a credential in it masked (logsetup.redact), as status and the log show it:
+    an rsync target's ssh error could quote its ssh_command's password, and the state
+    database kept it whole (a review, helper-144)."""
     if message is None:
         return None
-    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return redact(message).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def ship_key(path: str, is_dir: bool) -> bytes:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from mirrord.config import Config, SourceConfig
 from mirrord.journal import Change, Journal
-from mirrord.logsetup import kv
+from mirrord.logsetup import kv, redact_doc
 from mirrord.pipeline import Ticket
 from mirrord.reconcile.engine import reconcile_pass
 from mirrord.reconcile.result import STATE_KEY, PassSummary, ReconcileResult
@@ -194,8 +194,11 @@ def describe(change: Change) -> str:
 
 def record(journal: Journal, summary: PassSummary, *, metrics=None) -> None:
     """Write the summary as `reconcile:{target}` (the one shape status reads), log it, and
-    count it in metrics. Journal errors propagate (the caller holds the journal)."""
-    doc = summary.to_state()
+    count it in metrics. Journal errors propagate (the caller holds the journal). Stored
+    with any credential in its strings masked (logsetup.redact_doc), as status shows it:
+    an rsync target's ssh error could quote its ssh_command's password, and the state
+    database kept it whole (a review, helper-144)."""
+    doc = redact_doc(summary.to_state())
     journal.set_state(STATE_KEY.format(target=summary.target), doc)
     level = logging.INFO if summary.in_sync else logging.WARNING
     log.log(level, kv(msg="reconcile pass done", target=summary.target, reason=summary.reason,

@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 from mirrord import journal
 from mirrord.journal import opening
 from mirrord.config import Config
-from mirrord.logsetup import kv
+from mirrord.logsetup import kv, redact
 from mirrord.targets.base import Target
 from mirrord.trash.keeper import KeepPolicy
 from mirrord.trash.model import Kept
@@ -99,8 +99,11 @@ class Summary:
     error: str | None = None
 
     def to_state(self) -> dict:
-        """JSON-ready, stored as `trash:{target}` in the state database."""
-        return asdict(self)
+        """JSON-ready, stored as `trash:{target}` in the state database: `error` with any
+        credential in it masked (logsetup.redact), as status shows it."""
+        doc = asdict(self)
+        doc["error"] = redact(self.error) if self.error is not None else None
+        return doc
 
 
 def run(target: Target, policy: KeepPolicy, *, mirrored_bytes: int,

@@ -11,10 +11,13 @@ address with user:password@ or `--password x`, repeated in its config error.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import urllib.parse
 from pathlib import Path
+
+import pytest
 
 from tests.services.postgres import PASSWORD
 
@@ -121,3 +124,57 @@ def test_a_memcached_address_with_credentials_is_a_config_error_without_them(tmp
             assert "[failover] memcached:" in proc.stderr and "not supported" in proc.stderr
             assert "brackets" not in proc.stderr and "Traceback" not in proc.stderr
             _assert_absent({"stdout": proc.stdout, "stderr": proc.stderr}, "MEMSECRET")
+
+
+# a password as an ssh ProxyCommand's own option (registered: config.cmdline), holding what
+# the patterns stop at (a space, a quote) and what kv()'s JSON quoting escapes (\ and ")
+@pytest.mark.parametrize("secret", ["SSH SECRET7", 'pa"ss-SSHSECRET8', "pa\\ssSSHSECRET9"],
+                         ids=["space", "double quote", "backslash"])
+def test_a_proxycommand_password_holding_a_space_quote_or_backslash_is_never_shown(tmp_path,
+                                                                                   secret):
+    """A review (helper-144): the ProxyCommand prints its password back. reconcile showed
+    `--password *** SECRET7` (the pattern stopped at the space, and the value was no longer
+    whole for its own mask), the daemon's text log showed `pa\\\\ssSSHSECRET9` whole (kv()
+    escapes the field, and the mask looked for the value as it is), and the state database
+    kept the reconcile summary's error unmasked."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    echo = tmp_path / "echo-proxy"
+    echo.write_text('#!/bin/sh\nprintf "got: %s\\n" "$2" >&2\nexit 1\n')
+    echo.chmod(0o755)
+    proxy = f"ProxyCommand={echo} --password {shlex.quote(secret)}"
+    ini = tmp_path / "m.ini"
+    ini.write_text(f"""
+[mirrord]
+state_dir = {tmp_path / 'state'}
+[source:s]
+path = {tmp_path / 'src'}
+targets = r
+[target:r]
+type = rsync
+host = 127.0.0.1
+port = 2
+path = /srv/m
+ssh_command = ssh -o BatchMode=yes -o {shlex.quote(proxy)}
+connect_timeout = 2s
+""")
+    mark = "SECRET" + secret.rsplit("SECRET", 1)[1]   # any part of it left shows this
+    for args in (("reconcile",), ("reconcile", "--json"), ("check-config",)):
+        proc = _run(ini, *args)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        _assert_absent(_everything(tmp_path, proc), mark)
+    daemon = subprocess.Popen([str(MIRRORD), "-c", str(ini), "run"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in daemon.stdout:   # until the target's start-up error is logged
+            lines.append(line)
+            if "not reachable" in line:
+                break
+    finally:
+        daemon.terminate()
+        rest, _ = daemon.communicate(timeout=60)
+    log = "".join(lines) + rest
+    assert "not reachable" in log and "got: ***" in log, log
+    files = _everything(tmp_path, subprocess.CompletedProcess([], 0, "", ""))
+    _assert_absent({"run's log": log, **files}, mark)
