@@ -41,6 +41,7 @@ read.py      read-only queries: read_state, read_backlog, iter_shipped, row stat
 held_files.py  what a target holds as the mass-change alarm counts it (puts in flight too)
 removed_files.py  what a tree removal takes from a target beyond the deletes recorded (the alarm)
 enqueue.py   the write side, in: enqueue, enqueue_move (coalescing, wait_for links)
+wait_cycles.py  finds and undoes wait_for cycles a journal of an older version holds
 claims.py    the write side, out: claim, ack
 failures.py  failures and their backoff, retry_now
 proposals.py  a catch-up's look at a file whose put is in flight, settled at that ack

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 from mirrord import claimer as claimer_mod
 from mirrord.compare import ShippedRow   # (key, size, mtime_ns, token, mode): see iter_shipped
-from mirrord.journal import holds, opening, read, schema, shipped
+from mirrord.journal import holds, opening, read, schema, shipped, wait_cycles
 from mirrord.journal.alarm_reads import AlarmReadsMixin
 from mirrord.journal.barriers import load_barriers
 from mirrord.journal.claim_owners import ClaimOwnersMixin
@@ -62,6 +62,9 @@ class Journal(EnqueueMixin, MoveEnqueueMixin, ClaimAckMixin, ClaimOwnersMixin, A
             self.release_claims()   # a live process's (a running daemon's) stay its own
         self._barriers = load_barriers(self.db)
         self._seen_version = self._data_version()
+        if existed and wait_cycles.cycles(self.db):
+            with self.transaction():   # a cycle left by an older version (wait_cycles)
+                wait_cycles.undo(self.db)
 
     def close(self) -> None:
         self.db.close()

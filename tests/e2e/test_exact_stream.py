@@ -105,6 +105,27 @@ def test_truncate_by_path(env):
     env.assert_exact(passes_allowed=True)
 
 
+def test_a_file_written_and_renamed_back_and_forth(env):
+    """`echo $i > a; mv a b; mv b a`, 30 times, and a rotation through three names: a
+    move's source end was recorded waiting for the move, which already waited for it, and
+    neither row was ever claimed (a breaker: `a` missing or old, a stale `b`, the target
+    `stalled` for good; tests/unit/test_journal_wait_cycles.py)."""
+    write(env.src / "a", b"0")
+    start(env)
+    env.assert_exact(passes_allowed=True)
+    for i in range(30):   # at a shell loop's pace (a few ms a command): the daemon claims
+        write(env.src / "a", b"%d" % i)   # between them, which a faster loop coalesces away
+        for old, new in (("a", "b"), ("b", "a")):
+            time.sleep(0.002)
+            os.rename(env.src / old, env.src / new)
+    for i in range(60):
+        write(env.src / "t.new", b"%d" % i)
+        for old, new in (("t.new", f"f{i % 3}"), (f"f{i % 3}", "g"), ("g", f"f{i % 3}")):
+            time.sleep(0.002)
+            os.rename(env.src / old, env.src / new)
+    env.assert_exact(passes_allowed=True)
+
+
 def test_names_with_control_characters_removed_and_moved(env):
     """A file name may hold any byte but '/' and NUL. One whose S3 key XML cannot carry (a
     C0 control) made every DeleteObjects call naming it fail as MalformedXML: a directory
