@@ -9,6 +9,7 @@ in the first place.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -135,10 +136,13 @@ def written_forms(value: str) -> set[str]:
     repr (an `{exc!r}`); shell-quoted (shlex.quote, a command line shown). A value holding
     a `\\` or a `"` came out of the text log whole: kv() had written it as `\\\\`, and a
     mask looking for the value as it is found nothing there (a review, helper-144)."""
-    forms = {value, repr(value)[1:-1], shlex.quote(value)}
-    for ascii_only in (False, True):
-        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
-        forms.update((once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]))
+    base = {value, repr(value)[1:-1], repr(value.encode("utf-8", "surrogateescape"))[2:-1],
+            shlex.quote(value)}
+    forms = set(base)
+    for form in base:   # a repr in a traceback is JSON-quoted again (`exc=`, the JSON log)
+        for ascii_only in (False, True):
+            once = json.dumps(form, ensure_ascii=ascii_only)[1:-1]
+            forms.update((once, json.dumps(once, ensure_ascii=ascii_only)[1:-1]))
     return {f for f in forms if f}
 
 
@@ -151,11 +155,28 @@ def redact(text: str) -> str:
     """`text` with every credential-shaped part masked as '***' (see the patterns above and
     register_secret). The registered values go first: a pattern masks a value only up to
     a space or a quote in it (`--password 'a b'`), and the value was then no longer whole
-    for its own mask to find, which left its tail shown (a review, helper-144)."""
-    text = mask_secrets(text)
+    for its own mask to find, which left its tail shown (a review, helper-144). Only where
+    a value stands as a word of its own, though: a value inside a longer word (a password
+    `word`, in `password=x`) masked first left `pass***=x`, which no pattern matches
+    (helper-146); those are masked after the patterns, as before."""
+    text = _mask_words(text)
     for pattern, repl in _SECRET_PATTERNS:
         text = pattern.sub(repl, text)
-    return text
+    return mask_secrets(text)
+
+
+def _mask_words(text: str) -> str:
+    """`text` with each registered value (MIN_ANYWHERE characters or more) masked where
+    neither the character before it nor the one after it is a word character."""
+    if not _extra_secrets:
+        return text
+    return _words_pattern(frozenset(_extra_secrets)).sub("***", text)
+
+
+@functools.lru_cache(maxsize=8)
+def _words_pattern(secrets: frozenset[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
 
 
 # a control character a terminal acts on: C0 but tab and newline (which output keeps as

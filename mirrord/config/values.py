@@ -5,6 +5,7 @@ remembers every problem in the file instead of stopping at the first.
 from __future__ import annotations
 
 import configparser
+import io
 import os
 import re
 import shlex
@@ -323,9 +324,13 @@ class _Reader:
         except OSError:
             return None
         current = None
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.startswith("[") and "]" in line:
-                current = line[1:line.index("]")].strip()
+        # lines as configparser reads them (io: \n, \r, \r\n), not str.splitlines, which
+        # also breaks at a form feed or U+2028 (config.load._header_closed alike)
+        for lineno, line in enumerate(io.StringIO(text, newline=None), 1):
+            line = line.rstrip("\n")
+            header = configparser.RawConfigParser.SECTCRE.match(line)
+            if header:
+                current = header.group("header")
             elif current == section and line[:1] not in ("", " ", "\t", "#", ";"):
                 name = re.split(r"[=:]", line, maxsplit=1)[0].strip().lower()
                 if name == key:

@@ -11,12 +11,16 @@ barriers it uses; only the daemon's main thread calls it.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from mirrord.journal.barriers import _Barriers, barrier_paths
 from mirrord.journal.holds import PARKED, is_held
 from mirrord.journal.proposals import InFlightProposals, Seen
 from mirrord.journal.records import Change, _b, _prefix_upper
+
+# how far a chain of wait_for links is followed before a link that could close it is not
+# made (_waits_on): each step is a primary-key read
+WAIT_CHAIN_LIMIT = 1000
 
 
 class EnqueueMixin:
@@ -67,18 +71,26 @@ class EnqueueMixin:
         return self._barriers.covering(target, source, path, own)
 
     def _waits_on(self, start: int, row: int) -> bool:
-        """True when `start` (transitively) waits for `row`: linking row -> start would cycle."""
-        return row in self._wait_chain(start)
+        """True when `start` (transitively) waits for `row`, so linking row -> start would
+        cycle; True too when `start`'s chain is longer than WAIT_CHAIN_LIMIT (not followed
+        to its end, it may reach `row`): the caller then does not link. Answered False
+        there, a rotation of 1,100 numbered files (`mv f1100 f1101; ...; mv f1101 f1`)
+        made a cycle of 1,101 rows, never claimed (a review, helper-146)."""
+        chain, whole = self._wait_chain(start)
+        return row in chain or not whole
 
-    def _wait_chain(self, start: int) -> Iterator[int]:
-        """`start`, then the row it waits for, and so on (wait_for links), at most 1,000."""
+    def _wait_chain(self, start: int) -> tuple[set[int], bool]:
+        """`start` and the rows it waits for through wait_for links, and whether the chain
+        was followed to its end (False: longer than WAIT_CHAIN_LIMIT rows, or a cycle)."""
+        seen: set[int] = set()
         cur: int | None = start
-        for _ in range(1000):
-            if cur is None:
-                return
-            yield cur
+        while cur is not None:
+            if cur in seen or len(seen) >= WAIT_CHAIN_LIMIT:
+                return seen, False
+            seen.add(cur)
             found = self.db.execute("SELECT wait_for FROM ops WHERE id = ?", (cur,)).fetchone()
             cur = found[0] if found else None
+        return seen, True
 
     def _upsert(self, target: str, source: str, path: bytes, kind: str, *, tree: bool,
                 is_dir: bool, size: int, when: float, delay: float = 0.0,
@@ -217,8 +229,12 @@ class EnqueueMixin:
         sent it again and its later removal kept it a second time: issue 17's dir flip,
         tests/integration/test_tree_removal_waits_below.py). Run after the removal, such an
         op finds the target cleared below `path` and does what the source needs now. A row
-        `oid` waits for (transitively) is left alone: linking it would be a cycle."""
-        ahead = set(self._wait_chain(oid))   # oid itself is not below `path`: harmless
+        `oid` waits for (transitively) is left alone: linking it would be a cycle; and all
+        are when that chain is too long to follow (_waits_on): run before the removal, a row
+        may be kept once more, never lost."""
+        ahead, whole = self._wait_chain(oid)   # oid itself is not below `path`: harmless
+        if not whole:
+            return
         ids = [rid for (rid,) in self.db.execute(
             "SELECT id FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? "
             "AND wait_for IS NULL", (target, source, path + b"/", _prefix_upper(path)))

@@ -136,7 +136,7 @@ class MoveEnqueueMixin:
         # and a longer chain's earlier deletes wait for those (a -> b -> c -> d: a's for b's)
         moved_from = bytes(row[2]) if row[1] == "move" and row[2] is not None else None
         waited = [row[0]]
-        for _ in range(1000):   # a chain as long as the wait links' own bound (_wait_chain)
+        for _ in range(1000):   # a chain as long as the wait links' own bound (WAIT_CHAIN_LIMIT)
             found = [rid for (rid,) in self.db.execute(
                 f"SELECT id FROM ops WHERE wait_for IN ({','.join('?' * len(waited))}) "
                 "AND kind IN ('delete', ?) AND tree = ? AND (src = ? OR path = ?) AND path != ?",

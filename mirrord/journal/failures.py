@@ -12,7 +12,7 @@ import random
 import sqlite3
 
 from mirrord.journal.holds import PARKED
-from mirrord.journal.records import Outcome, _b, _text
+from mirrord.journal.records import Outcome, _b, _error_at, _text
 
 RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
 
@@ -51,7 +51,7 @@ class RetryMixin:
         self.db.execute(
             "INSERT INTO target_stats (target, failed, last_error, last_error_at) VALUES (?, 1, ?, ?) "
             "ON CONFLICT (target) DO UPDATE SET failed = failed + 1, last_error = excluded.last_error, "
-            "last_error_at = excluded.last_error_at", (op.target, _text(f"{op.path}: {out.error}"), now))
+            "last_error_at = excluded.last_error_at", (op.target, _error_at(op.path, out.error), now))
 
     def _busy(self, out: Outcome, now: float, attempts: int) -> None:
         """A file still open for writing: retried with the usual backoff, but counted as a

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mirrord.logsetup import redact
+from mirrord.logsetup import mask_secrets, redact
 
 if TYPE_CHECKING:
     from mirrord.journal.proposals import Seen
@@ -35,6 +35,14 @@ def _text(message: str | None) -> str | None:
     if message is None:
         return None
     return redact(message).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _error_at(path: str, message: str | None) -> str:
+    """`path: message` for a target's last error: the message as _text stores it, the path
+    (user data) with only registered secret values masked (logsetup.mask_secrets): the
+    patterns rewrote a name such as `docs/api_token=list.txt` (helper-146)."""
+    shown = mask_secrets(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{shown}: {_text(message)}"
 
 
 def ship_key(path: str, is_dir: bool) -> bytes:

@@ -79,6 +79,14 @@ def test_a_line_not_shaped_like_a_key_is_not_repeated(tmp_path, line):
     assert MARK.lower() not in message.lower() and "not shown" in message
 
 
+@pytest.mark.parametrize("comment", ["# a form feed \x0c here", "# a line separator \u2028 here"])
+def test_the_line_number_counts_lines_as_configparser_does(tmp_path, comment):
+    """str.splitlines also breaks at a form feed or U+2028; configparser does not
+    (helper-146: "line 8" named the next section's header)."""
+    found = problems(write_many(tmp_path, {}, tail=f"{comment}\n{MARK}/x= 1\n"))
+    assert len(found) == 1 and "on line 7" in found[0][2], found
+
+
 def test_a_wrapped_uri_shows_only_its_scheme(tmp_path):
     """`https://u:SECRET@db/x` on a line of its own reads as the key `https`: named (it
     is shaped like a key), its value never shown."""

@@ -84,6 +84,35 @@ def test_a_short_secret_is_masked_as_a_quoted_field_even_escaped():
     assert redact(kv(other='a"b')) == 'other="***"'
 
 
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_traceback_never_shows_a_registered_secret(fmt):
+    """A traceback holds the exception's message, here a repr of the secret, and the log
+    writes it JSON-quoted (`exc=`, the JSON log), ASCII-escaped in the text log: a secret
+    with both quotes and a non-ASCII letter was left whole (a review, helper-146)."""
+    secret = "zé'q\"SECRETSECRET1x"
+    register_secret(secret)
+    out = io.StringIO()
+    setup_logging("info", fmt, stream=out)
+    try:
+        try:
+            raise RuntimeError(f"boom {secret!r} {secret.encode()!r}")
+        except RuntimeError:
+            logging.getLogger("mirrord.test").exception("failed")
+    finally:
+        setup_logging("info", "text")
+    assert "RuntimeError: boom" in out.getvalue() and not shows(out.getvalue()), out.getvalue()
+
+
+@pytest.mark.parametrize("text", ["password=hunter22", "--password hunter22",
+                                  "PGPASSWORD=hunter22 psql"])
+def test_a_secret_inside_a_credential_key_leaves_the_key_its_pattern(text):
+    """A registered `word` (or `pass`) is part of `password`: masked before the patterns,
+    `pass***=hunter22` matched none of them and the other password was shown (helper-146)."""
+    register_secret("word")
+    register_secret("PASS")
+    assert "hunter22" not in redact(text), redact(text)
+
+
 def test_masking_first_leaves_the_patterns_their_work():
     """An unregistered credential after an option is still masked by the patterns, and a
     registered value inside a password= field leaves the line balanced."""
@@ -126,6 +155,21 @@ def test_a_reconcile_summary_is_stored_masked(tmp_path):
     assert "PLAINSECRET" not in json.dumps(doc) and "--password ***" in json.dumps(doc)
     with sqlite3.connect(tmp_path / "journal.db") as db:
         assert not any("PLAINSECRET" in v for (v,) in db.execute("SELECT value FROM kv"))
+
+
+def test_a_targets_last_error_keeps_its_path_as_written(tmp_path):
+    """The path is user data: only registered values are masked in it, never rewritten by
+    a pattern (`docs/api_token=list.txt` was stored as `docs/api_token=*** ...`)."""
+    clock = Clock()
+    j = Journal(tmp_path / "journal.db", {"up": ("t",)}, clock=clock)
+    try:
+        j.enqueue([Change("up", "docs/api_token=list.txt", "put")])
+        (op,) = j.claim("t", 10, now=clock.now + 10_000)
+        j.ack([Outcome(op, error=LEAK)])
+        (stored,) = j.db.execute("SELECT last_error FROM target_stats").fetchone()
+    finally:
+        j.close()
+    assert stored.startswith("docs/api_token=list.txt: ") and "PLAINSECRET" not in stored
 
 
 def test_a_retention_summary_and_a_target_state_hold_no_credential():
