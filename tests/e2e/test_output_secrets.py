@@ -43,6 +43,30 @@ def _assert_absent(seen: dict[str, str], *secrets: str) -> None:
             assert secret not in text, f"{secret!r} is in {where}:\n{text}"
 
 
+def _unreachable_rsync(tmp_path: Path, proxy_option: str) -> Path:
+    """A config mirroring tmp_path/src (one file) to an rsync target whose ssh runs
+    `-o PROXY_OPTION` (written into the command line as given: quote it) and reaches
+    nothing (the ProxyCommand runs locally; nothing listens on the port)."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_text("x")
+    ini = tmp_path / "m.ini"
+    ini.write_text(f"""
+[mirrord]
+state_dir = {tmp_path / 'state'}
+[source:s]
+path = {tmp_path / 'src'}
+targets = r
+[target:r]
+type = rsync
+host = 127.0.0.1
+port = 2
+path = /srv/m
+ssh_command = ssh -o BatchMode=yes -o {proxy_option}
+connect_timeout = 2s
+""")
+    return ini
+
+
 def test_hook_and_reload_output_never_shows_their_secrets(tmp_path, pg):
     """The real failover against the real PostgreSQL pair, forced; then failback."""
     etc = tmp_path / "etc"
@@ -82,24 +106,8 @@ def test_reconcile_output_masks_a_proxycommand_password(tmp_path):
     """ssh's ProxyCommand fails and repeats `--password SSHTOK1` on stderr: reconcile's
     text, --json and --dry-run output show it masked (the ProxyCommand runs locally, so
     nothing listens on the target's port)."""
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "f").write_text("x")
     proxy = "sh -c 'echo proxy auth --password SSHTOK1 failed >&2; exit 1'"
-    ini = tmp_path / "m.ini"
-    ini.write_text(f"""
-[mirrord]
-state_dir = {tmp_path / 'state'}
-[source:s]
-path = {tmp_path / 'src'}
-targets = r
-[target:r]
-type = rsync
-host = 127.0.0.1
-port = 2
-path = /srv/m
-ssh_command = ssh -o BatchMode=yes -o "ProxyCommand={proxy}"
-connect_timeout = 2s
-""")
+    ini = _unreachable_rsync(tmp_path, f'"ProxyCommand={proxy}"')
     for args in (("reconcile",), ("reconcile", "--json"), ("reconcile", "--dry-run")):
         proc = _run(ini, *args)
         assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -137,27 +145,11 @@ def test_a_proxycommand_password_holding_a_space_quote_or_backslash_is_never_sho
     whole for its own mask), the daemon's text log showed `pa\\\\ssSSHSECRET9` whole (kv()
     escapes the field, and the mask looked for the value as it is), and the state database
     kept the reconcile summary's error unmasked."""
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "f").write_text("x")
     echo = tmp_path / "echo-proxy"
     echo.write_text('#!/bin/sh\nprintf "got: %s\\n" "$2" >&2\nexit 1\n')
     echo.chmod(0o755)
     proxy = f"ProxyCommand={echo} --password {shlex.quote(secret)}"
-    ini = tmp_path / "m.ini"
-    ini.write_text(f"""
-[mirrord]
-state_dir = {tmp_path / 'state'}
-[source:s]
-path = {tmp_path / 'src'}
-targets = r
-[target:r]
-type = rsync
-host = 127.0.0.1
-port = 2
-path = /srv/m
-ssh_command = ssh -o BatchMode=yes -o {shlex.quote(proxy)}
-connect_timeout = 2s
-""")
+    ini = _unreachable_rsync(tmp_path, shlex.quote(proxy))
     mark = "SECRET" + secret.rsplit("SECRET", 1)[1]   # any part of it left shows this
     for args in (("reconcile",), ("reconcile", "--json"), ("check-config",)):
         proc = _run(ini, *args)
