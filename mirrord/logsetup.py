@@ -133,7 +133,9 @@ def written_forms(value: str) -> set[str]:
     """`value` (str) as mirrord's own output may write it: as it is; inside a JSON string,
     once (kv()'s quoting of a field with a space or quote, a traceback's `exc=`) or twice
     (a kv() field inside the JSON log's `msg`), with non-ASCII kept or escaped; in a Python
-    repr (an `{exc!r}`); shell-quoted (shlex.quote, a command line shown). A value holding
+    repr (an `{exc!r}`), also of its UTF-8 bytes; shell-quoted (shlex.quote, a command line
+    shown); and each of those reprs and quotings JSON-quoted in turn (a traceback's repr
+    in `exc=` or the JSON log: helper-146). A value holding
     a `\\` or a `"` came out of the text log whole: kv() had written it as `\\\\`, and a
     mask looking for the value as it is found nothing there (a review, helper-144)."""
     base = {value, repr(value)[1:-1], repr(value.encode("utf-8", "surrogateescape"))[2:-1],

@@ -34,15 +34,19 @@ def _text(message: str | None) -> str | None:
     database kept it whole (a review, helper-144)."""
     if message is None:
         return None
-    return redact(message).encode("utf-8", "backslashreplace").decode("utf-8")
+    return _bindable(redact(message))
+
+
+def _bindable(text: str) -> str:
+    """`text` with a surrogate-escaped byte (a path that is not UTF-8) written as `\\xNN`."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _error_at(path: str, message: str | None) -> str:
     """`path: message` for a target's last error: the message as _text stores it, the path
     (user data) with only registered secret values masked (logsetup.mask_secrets): the
     patterns rewrote a name such as `docs/api_token=list.txt` (helper-146)."""
-    shown = mask_secrets(path).encode("utf-8", "backslashreplace").decode("utf-8")
-    return f"{shown}: {_text(message)}"
+    return f"{_bindable(mask_secrets(path))}: {_text(message)}"
 
 
 def ship_key(path: str, is_dir: bool) -> bytes:

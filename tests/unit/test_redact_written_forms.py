@@ -127,17 +127,23 @@ def test_masking_first_leaves_the_patterns_their_work():
 LEAK = "cannot connect: proxy args: --password PLAINSECRET123\nkex_exchange_identification"
 
 
-def test_an_ops_error_is_stored_masked(tmp_path):
+def failed_once(tmp_path, path: str) -> tuple[str, str]:
+    """A put of `path` that failed with LEAK: (ops.last_error, target_stats.last_error)."""
     clock = Clock()
     j = Journal(tmp_path / "journal.db", {"up": ("t",)}, clock=clock)
     try:
-        j.enqueue([Change("up", "a.jpg", "put")])
+        j.enqueue([Change("up", path, "put")])
         (op,) = j.claim("t", 10, now=clock.now + 10_000)
         j.ack([Outcome(op, error=LEAK)])
-        stored = [r[0] for r in j.db.execute("SELECT last_error FROM ops")] + \
-                 [r[0] for r in j.db.execute("SELECT last_error FROM target_stats")]
+        (row,) = j.db.execute("SELECT last_error FROM ops").fetchall()
+        (stats,) = j.db.execute("SELECT last_error FROM target_stats").fetchall()
     finally:
         j.close()
+    return row[0], stats[0]
+
+
+def test_an_ops_error_is_stored_masked(tmp_path):
+    stored = failed_once(tmp_path, "a.jpg")
     assert len(stored) == 2 and all("--password ***" in e for e in stored), stored
     assert not any("PLAINSECRET" in e for e in stored)
     assert b"PLAINSECRET" not in (tmp_path / "journal.db").read_bytes()
@@ -160,15 +166,7 @@ def test_a_reconcile_summary_is_stored_masked(tmp_path):
 def test_a_targets_last_error_keeps_its_path_as_written(tmp_path):
     """The path is user data: only registered values are masked in it, never rewritten by
     a pattern (`docs/api_token=list.txt` was stored as `docs/api_token=*** ...`)."""
-    clock = Clock()
-    j = Journal(tmp_path / "journal.db", {"up": ("t",)}, clock=clock)
-    try:
-        j.enqueue([Change("up", "docs/api_token=list.txt", "put")])
-        (op,) = j.claim("t", 10, now=clock.now + 10_000)
-        j.ack([Outcome(op, error=LEAK)])
-        (stored,) = j.db.execute("SELECT last_error FROM target_stats").fetchone()
-    finally:
-        j.close()
+    _row, stored = failed_once(tmp_path, "docs/api_token=list.txt")
     assert stored.startswith("docs/api_token=list.txt: ") and "PLAINSECRET" not in stored
 
 
