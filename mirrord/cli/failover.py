@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "and flush memcached")
     p.add_argument("--dry-run", action="store_true", help="run every check, print the plan, "
                    "change nothing")
+    p.add_argument("--force", action="store_true", help="go ahead although the mirror's "
+                   "database was promoted (is no longer a standby) or the pre hook refused")
     p.set_defaults(func=run_failback)
 
 
@@ -40,4 +42,4 @@ def run_switchover(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def run_failback(args: argparse.Namespace, cfg: Config) -> int:
-    return _procedure(cfg).failback(dry_run=args.dry_run)
+    return _procedure(cfg).failback(dry_run=args.dry_run, force=args.force)

@@ -29,7 +29,7 @@ from mirrord.failover.result import FAIL, Check
 
 HEARTBEAT = heartbeat_doc.NAME
 # the data key marking the check of a mirror root missing or empty, which only
-# `failover --force` accepts (procedure.forceable)
+# `failover --force` accepts (force.forceable)
 MIRROR_ROOT = "mirror_root"
 Heartbeat = heartbeat_doc.Heartbeat
 parse = heartbeat_doc.parse

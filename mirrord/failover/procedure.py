@@ -3,8 +3,9 @@
 Every command runs all of its checks first and prints one line per check
 (ok / FAIL / WARN, measured value, limit). A failed check refuses the run
 (FailoverRefused, exit 3) before anything changes, unless --force covers it
-(failover only: the replica checks, a mirror root missing or empty, and the pre
-hook's refusal; forceable()). --dry-run stops after printing
+(failover: the replica checks, a mirror root missing or empty, and the pre hook's
+refusal; failback: the mirror's database promoted, and the pre hook's refusal;
+force.py). --dry-run stops after printing
 the plan. Otherwise the steps run (steps.py) and any failure after the flip
 began gives exit 1 with an account of what was done and what was not. A
 switchover first waits for the replica and the file mirror to catch up
@@ -28,19 +29,11 @@ from mirrord.config import Config, FailoverConfig
 from mirrord.config.values import shown_command
 from mirrord.errors import ConfigError, ConfigProblem, FailoverRefused, StateDirError
 from mirrord.failover import appconfig, hooks, interrupt, readiness, replica, steps
-from mirrord.failover.heartbeat import MIRROR_ROOT
+from mirrord.failover.force import force_hint, forceable
 from mirrord.failover.result import LOG_NAME, PLANNED, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
 from mirrord.cli.output import drop_stdout
 from mirrord.logsetup import shown_line
-
-
-def forceable(check: Check) -> bool:
-    """True for a check `failover --force` accepts when it fails: the replica's (the
-    primary is gone, so its WAL receiver is down and replay stops) and a mirror root
-    missing or empty (README, the failover runbook: the operator may accept serving
-    no uploads). Never the switch's own prechecks, which a flip cannot get past."""
-    return check.name.startswith("replica.") or check.data.get(MIRROR_ROOT) == "missing"
 
 
 class Procedure:
@@ -67,9 +60,10 @@ class Procedure:
         """Planned: the primary is up; wait until replica and file mirror have everything."""
         return self._guarded(Run("switchover", dry_run), self._switchover)
 
-    def failback(self, *, dry_run: bool = False) -> int:
-        """Back to the read-write configuration (the primary must be reachable if configured)."""
-        return self._guarded(Run("failback", dry_run), self._failback)
+    def failback(self, *, dry_run: bool = False, force: bool = False) -> int:
+        """Back to the read-write configuration: the primary must be reachable (if
+        configured) and the mirror's database still a standby (unless --force)."""
+        return self._guarded(Run("failback", dry_run, force), self._failback)
 
     def _guarded(self, run: Run, body) -> int:
         """`body(run)` under the lock, SIGINT and SIGTERM raising interrupt.Interrupted:
@@ -130,10 +124,7 @@ class Procedure:
 
     def _failover(self, run: Run) -> int:
         run.checks += self.failover_checks()
-        if run.force:
-            for check in run.checks:
-                if forceable(check) and not check.ok:
-                    check.forced = True
+        self._forced(run)
         return self._conclude(run, readonly=True, undo=self._command("failback"))
 
     def _switchover(self, run: Run) -> int:
@@ -168,8 +159,18 @@ class Procedure:
         else:
             run.checks.append(Check("primary.connect", True, "not checked", "-",
                                     data={"reason": "primary_database is not set"}))
+        run.checks += replica.for_failback(self._replica_checks())
         run.checks += self.switch.precheck(False)
+        self._forced(run)
         return self._conclude(run, readonly=False, undo=self._command("failover"))
+
+    @staticmethod
+    def _forced(run: Run) -> None:
+        """Mark the failed checks --force accepts (forceable) as forced."""
+        if run.force:
+            for check in run.checks:
+                if forceable(check) and not check.ok:
+                    check.forced = True
 
     # ------------------------------------------------------------ checks
     def _primary_args(self) -> dict:
@@ -258,12 +259,20 @@ class Procedure:
             self._out(step.line())
         refusals = run.refusals
         self._finish(run, "refused", 3)
-        hint = "; rerun with --force to accept" if run.command == "failover" and any(
-            forceable(c) or c.name.startswith("hook.") for c in refusals) else ""
-        raise FailoverRefused("; ".join(c.summary() for c in refusals) + hint)
+        raise FailoverRefused("; ".join(c.summary() for c in refusals)
+                              + force_hint(run.command, refusals))
 
     def _finish(self, run: Run, outcome: str, code: int) -> int:
+        """Record the outcome and append the run's failover.log line. A dry run changes
+        nothing, so it makes no state_dir where there is none (it may run as another
+        user, README): no line then, and a note on stderr saying so."""
         run.outcome, run.exit_code = outcome, code
+        state_dir = self.cfg.mirrord.state_dir
+        if run.dry_run and not state_dir.is_dir():
+            print(f"mirrord: note: no line in {state_dir / LOG_NAME} for this dry run: "
+                  f"[mirrord] state_dir {state_dir} does not exist, and a dry run makes "
+                  "nothing", file=sys.stderr)
+            return code
         try:
             append_log(self.cfg.mirrord.state_dir, run, self.cfg.mirrord.hostname)
         except OSError as exc:

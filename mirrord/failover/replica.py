@@ -21,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from mirrord.failover import pgconn, skew
 from mirrord.failover.replica_judge import (  # noqa: F401 (the replica's API, re-exported)
     ReplicaStatus,
+    for_failback,
     format_lsn,
     judge,
     parse_lsn,

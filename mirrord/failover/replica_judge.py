@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mirrord.failover import skew
-from mirrord.failover.result import Check
+from mirrord.failover.result import WARN, Check
 
 
 def parse_lsn(text: str | None) -> int | None:
@@ -78,6 +78,30 @@ def judge(st: ReplicaStatus, max_lag: float,
     checks.append(Check("replica.replay_lag_bytes", True,
                         "unknown" if lag_bytes is None else f"{lag_bytes} B", "-",
                         data={"bytes": lag_bytes}))
+    return checks
+
+
+def for_failback(checks: list[Check]) -> list[Check]:
+    """The replica's checks (judge_reading's) as failback weighs them, changed in place.
+
+    Failback sends the site's writes to the primary again, so one thing about the
+    mirror's database refuses it: that it is no longer a standby (promoted by hand
+    during the outage, pg_promote() or `pg_ctl promote`). What was written to it since is
+    not on the primary, and the site would go back with two writable databases (a
+    breaker: failback said "done", exit 0). `failback --force` accepts that, as failover's
+    does for its replica checks (force.forceable). Everything else (unreachable,
+    not streaming, paused, lagging) is a warning: failback does not read the mirror's
+    database, but the mirror cannot take over again until it is a current standby."""
+    for check in checks:
+        if check.name == "replica.in_recovery" and not check.ok:
+            check.message = ("the mirror's database was promoted (it is not a standby): what "
+                             "was written to it since is not on the primary, and the site "
+                             "would go back with two writable databases; make it a standby of "
+                             "the primary again first (pg_rewind, or pg_basebackup -R)")
+        elif not check.ok:
+            check.severity = WARN
+            check.message += ("; failback goes ahead, but the mirror cannot take over again "
+                              "until its database is a current standby")
     return checks
 
 

@@ -294,7 +294,7 @@ def test_sudoers_drop_in_is_valid(deployment):
     assert stat.S_IMODE(sudoers.stat().st_mode) == 0o440
     text = sudoers.read_text()
     mirrord = f"{deployment.venv}/bin/mirrord -c {deployment.path('mirror', 'etc', 'mirrord.ini')}"
-    assert f"{mirrord} failover --force" in text
+    assert f"{mirrord} failover --force" in text and f"{mirrord} failback --force" in text
     assert "deploy ALL=(root) NOPASSWD: MIRRORD_FAILOVER" in text
     assert "%wikiops ALL=(root) NOPASSWD: MIRRORD_FAILOVER" in text
     check = subprocess.run(["/usr/sbin/visudo", "-cf", str(sudoers)], text=True, capture_output=True)

@@ -272,6 +272,9 @@ def test_dry_run_changes_nothing(site, capsys):
     assert os.readlink(site.link) == site.original.decode()
     assert site.cached(0) == b"cached html" and site.cached(1) == b"cached html"
     assert not site.marker.exists()
+    assert not site.state.exists()   # not even state_dir (test_failover_dry_run_makes_nothing)
+    site.state.mkdir()
+    assert site.run("failover", "--dry-run") == 0
     assert sorted(p.name for p in site.state.iterdir()) == ["failover.log"]
     assert site.log()[-1]["outcome"] == "dry-run"
     assert site.run("failback", "--dry-run") == 0

@@ -155,10 +155,24 @@ class PgPair:
             return bool(row and row[0] >= 1)
         self._wait(streaming, "the replica to stream", timeout)
 
+    def promote_replica(self) -> None:
+        """What an operator may do by hand during an outage: the replica leaves recovery and
+        takes writes of its own (healthy() then clones it from the primary again)."""
+        self.replica.sql("SELECT pg_promote(true, 60)")
+
+    def rebuild_replica(self) -> None:
+        """A fresh standby of the primary in place of the replica, on the same port."""
+        self.replica.stop("fast")
+        shutil.rmtree(self.replica.datadir)
+        self.replica = _clone_replica(self.base, self.primary, port=self.replica.port)
+
     def healthy(self) -> None:
-        """Undo whatever a test did: both up, no delay, replay resumed, streaming, caught up."""
+        """Undo whatever a test did: both up, no delay, replay resumed, streaming, caught up,
+        and a promoted replica made a standby of the primary again."""
         self.start_primary()
         self.start_replica()
+        if not self.replica.sql("SELECT pg_is_in_recovery()")[0]:
+            self.rebuild_replica()
         self.replica.sql("ALTER SYSTEM RESET recovery_min_apply_delay")
         self.replica.sql("SELECT pg_reload_conf()")
         if self.replica.sql("SELECT pg_get_wal_replay_pause_state()")[0] != "not paused":
@@ -230,8 +244,8 @@ def _init_primary(base: Path) -> PgServer:
     return server
 
 
-def _clone_replica(base: Path, primary: PgServer) -> PgServer:
-    server = PgServer("replica", base / "replica", free_port(), base, base / "replica.log")
+def _clone_replica(base: Path, primary: PgServer, port: int | None = None) -> PgServer:
+    server = PgServer("replica", base / "replica", port or free_port(), base, base / "replica.log")
     _run(PG_BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", primary.port, "-U", "mirrord",
          "-D", server.datadir, "-R", "-X", "stream", "-c", "fast", "--no-sync",
          env={"PGPASSWORD": PASSWORD})

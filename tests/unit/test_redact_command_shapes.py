@@ -135,6 +135,7 @@ def test_the_failover_plan_and_failover_log_mask_every_shape(tmp_path, capsys):
     from mirrord.cli.dispatch import dispatch
 
     ini = _ini(tmp_path)
+    (tmp_path / "state").mkdir(exist_ok=True)   # a dry run logs only where state_dir exists
     assert dispatch(["-c", str(ini), "failover", "--dry-run", "--force"]) in (0, 1, 3)
     out = capsys.readouterr()
     log = (tmp_path / "state" / "failover.log").read_text()
