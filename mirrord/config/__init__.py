@@ -5,7 +5,8 @@ key, what is wrong), so an operator fixes the file in one go. Relative paths
 are resolved against the directory holding the config file, so the same file
 works whatever the current directory is. Nothing here talks to a service.
 
-model: the dataclasses; values: value parsers and the problem-collecting reader;
+model: the dataclasses; values: value parsers and the problem-collecting reader; hostport:
+host:port values and ports, each refusal with its reason;
 sections / failover: one reader per section; host: keys checked against this host
 (state_dir, ssh_command's program); overlap: targets one inside another; load: the
 whole file.
@@ -38,11 +39,11 @@ from mirrord.config.values import (  # noqa: F401 - the package's interface
     parse_bool,
     parse_duration,
     parse_every,
-    parse_hostport,
     parse_list,
     parse_positive_int,
     parse_size,
 )
+from mirrord.config.hostport import parse_hostport  # noqa: F401 - the package's interface
 from mirrord.config.worker_defaults import RSYNC_DEFAULT_WORKERS  # noqa: F401 - the package's interface
 from mirrord.config.sections import (  # noqa: F401 - the package's interface
     WATCHERS,

@@ -14,7 +14,7 @@ import re
 import socket
 import urllib.parse
 
-from mirrord.config.values import parse_hostport
+from mirrord.config.hostport import parse_hostport
 from mirrord.logsetup import mask_userinfo
 
 # RFC 1123 host names (labels of letters, digits and inner hyphens; a trailing dot allowed)
@@ -33,18 +33,36 @@ def is_host(host: str) -> bool:
         return family == socket.AF_INET and bool(_HOSTNAME.match(host))
 
 
+# a listen address's host for every interface, which `*` and an empty host are not
+_EVERY = "all IPv4 interfaces: 0.0.0.0, all interfaces: [::]"
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """A listen address: 'host:port' or '[v6addr]:port' -> (host, port).
 
-    ValueError for a host bind(2) cannot take (`*`, an empty host, a scoped or otherwise
-    malformed IPv6 address, a name with spaces): such a value once passed check-config
-    and then stopped `mirrord health` (or the daemon's metrics) at start."""
-    host, port = parse_hostport(text)
+    ValueError naming the reason (parse_hostport's: no port, no host, port 0, a port above
+    65535...; or the host's: listen_host_problem) for a value bind(2) cannot take: such a
+    value once passed check-config and then stopped `mirrord health` (or the daemon's
+    metrics) at start."""
+    host, port = parse_hostport(text, no_host=f" ({_EVERY})")
     if not is_host(host):
-        raise ValueError(f"not host:port: {text.strip()!r} (the host must be an IPv4 "
-                         "address, [IPv6 address] or a host name; all IPv4 interfaces: "
-                         "0.0.0.0, all interfaces: [::])")
+        raise ValueError(f"{text.strip()!r}: {listen_host_problem(host)}")
     return host, port
+
+
+def listen_host_problem(host: str) -> str:
+    """Why `host` (is_host refused it) cannot be listened on, in words for a message."""
+    if host == "*":
+        return f"'*' is no address to listen on ({_EVERY})"
+    if ":" in host and "%" in host:
+        return (f"{host!r} is a scoped IPv6 address (%zone), which is not supported: "
+                "listen on [::] or on an address without its zone")
+    if ":" in host:
+        return (f"{host!r} is not an IPv6 address: write an IPv6 address in brackets, "
+                "[v6addr]:port ([::]:port for all interfaces)")
+    why = "holds a space" if any(c.isspace() for c in host) else \
+        "is not an IPv4 address, [IPv6 address] or host name"
+    return f"the host {host!r} {why} ({_EVERY})"
 
 
 def shown_url(url: str) -> str:

@@ -16,9 +16,9 @@ from mirrord.config.addresses import (
     parse_listen,
 )
 from mirrord.config.model import FailoverConfig, HealthConfig, TargetConfig
+from mirrord.config.hostport import NOT_A_PORT, is_port_text, parse_hostport
 from mirrord.config.values import (
-    NOT_A_PORT, _Reader, is_port_text, parse_command, parse_duration, parse_hostport,
-    parse_list, parse_timeout,
+    _Reader, parse_command, parse_duration, parse_list, parse_timeout,
 )
 
 HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",

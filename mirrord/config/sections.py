@@ -14,10 +14,10 @@ from mirrord.config.model import (
     KEEPING_TYPES, LOG_LEVELS, LocalOptions, MirrordSettings, ReconcileConfig, RsyncOptions,
     S3Options, SourceConfig, TARGET_TYPES, TargetConfig,
 )
+from mirrord.config.hostport import parse_port
 from mirrord.config.values import (
     _Reader, parse_bool, parse_count, parse_duration, parse_every,
-    parse_list, parse_percent, parse_port, parse_positive_int,
-    parse_size, parse_timeout,
+    parse_list, parse_percent, parse_positive_int, parse_size, parse_timeout,
 )
 from mirrord.config.host import read_ssh_command, read_state_dir
 from mirrord.config.keyfiles import read_ca_bundle, read_ssh_files

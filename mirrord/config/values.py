@@ -1,5 +1,5 @@
-"""Value parsers (durations, sizes, booleans, lists, host:port) and the reader that
-remembers every problem in the file instead of stopping at the first.
+"""Value parsers (durations, sizes, booleans, lists; host:port and ports: hostport.py) and
+the reader that remembers every problem in the file instead of stopping at the first.
 """
 
 from __future__ import annotations
@@ -120,45 +120,8 @@ def parse_percent(text: str, *, zero_ok: bool) -> float:
     return percent
 
 
-def parse_port(text: str) -> int:
-    """A TCP port, 1 to 65535."""
-    value = parse_count(text)
-    if not 0 < value < 65536:
-        raise ValueError(f"not a port number: {text!r}")
-    return value
-
-
 def parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-# what follows the last ':' is no port number: `user:password` written without its `@host`
-# reads the password as the port, so the value is not repeated (as for a URI's port)
-NOT_A_PORT = ("not host:port: what follows the last ':' is not a port number (the value is "
-              "not shown: user:password written without @host reads the password as the port)")
-
-
-def is_port_text(port: str) -> bool:
-    """True when `port` (the text after a host's ':') is written in digits only: a port,
-    maybe out of range, never a password to withhold."""
-    return port.isascii() and port.isdigit()
-
-
-def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """'host:port' or '[v6addr]:port' (or 'host' with `default_port`) -> (host, port).
-    ValueError otherwise; a port that is not digits is not repeated (NOT_A_PORT)."""
-    text = text.strip()
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        if default_port is None:
-            raise ValueError(f"not host:port: {text!r}")
-        host, port = text, str(default_port)
-    if not is_port_text(port):
-        raise ValueError(NOT_A_PORT)
-    host = host.strip("[]")
-    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise ValueError(f"not host:port: {text!r}")
-    return host, int(port)
 
 
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
