@@ -11,6 +11,7 @@ import os
 import stat
 from pathlib import Path
 
+from mirrord import filekinds
 from mirrord.config.addresses import conninfo_password
 from mirrord.config.failover import _read_failover, _read_health
 from mirrord.config.keypaths import S3_KEY_MAX
@@ -98,9 +99,6 @@ def _warn_if_secret_readable(r: _Reader) -> None:
 # The largest config file read. A real one is a few KiB; the limit bounds what a wrong -c
 # costs (`-c /var/log/big.log`) and keeps configparser's whole-file parse quick.
 MAX_CONFIG_BYTES = 1 << 20
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"))
 
 
 def read_text(p: Path, *, limit: int = MAX_CONFIG_BYTES) -> str:
@@ -142,8 +140,7 @@ def _refuse(fd: int) -> None:
         mode = os.fstat(fd).st_mode
     finally:
         os.close(fd)
-    kind = next((kind for test, kind in _KINDS if test(mode)), "something other than a regular file")
-    raise ValueError(f"is {kind}, not a config file")
+    raise ValueError(f"is {filekinds.kind(mode)}, not a config file")
 
 
 def _ini_error(exc: configparser.Error) -> str:

@@ -17,10 +17,12 @@ direction twice changes nothing the second time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from pathlib import Path
 
+from mirrord import filekinds
 from mirrord.config import FailoverConfig
 from mirrord.config.switchpaths import reaches, same_file
 from mirrord.failover.flagfile import FlagFileSwitch
@@ -29,6 +31,12 @@ from mirrord.failover.switch_record import RECORD, Switch, b64, unb64
 from mirrord.fsutil import fsync_dir
 
 __all__ = ["RECORD", "FlagFileSwitch", "SymlinkSwitch", "from_config"]
+
+
+# why readlink of `link` failed, beside the OS's words (app.link's message)
+_CANNOT_LOOK = {errno.EACCES: ": this user may not look into its directory",
+                errno.ENOTDIR: ": a component of its directory is not a directory",
+                errno.ELOOP: ": its directory is reached through a loop of symlinks"}
 
 
 class SymlinkSwitch(Switch):
@@ -61,8 +69,22 @@ class SymlinkSwitch(Switch):
         try:
             cur = self.current()
         except OSError as exc:
-            return f"unreadable ({exc.strerror})"
+            return self._unreadable(exc)
         return "absent" if cur is None else os.fsdecode(cur)
+
+    def _standing(self) -> str:
+        """What stands at `link` once readlink said it is no symlink (EINVAL), in words."""
+        try:
+            return filekinds.kind_at(self.link) or "nothing now"
+        except OSError:
+            return filekinds.UNKNOWN
+
+    def _unreadable(self, exc: OSError) -> str:
+        """state()'s words when readlink failed with `exc`: what stands there instead of a
+        symlink ("a regular file, not a symlink"), or why it cannot be read."""
+        if exc.errno == errno.EINVAL:
+            return f"{self._standing()}, not a symlink"
+        return f"unreadable ({exc.strerror})"
 
     # ------------------------------------------------------------ checks
     def precheck(self, readonly: bool) -> list[Check]:
@@ -70,8 +92,8 @@ class SymlinkSwitch(Switch):
         try:
             cur = self.current()
         except OSError as exc:
-            return [Check(name, False, f"not a symlink ({exc.strerror})", "a symlink or absent",
-                          f"{self.link} exists but is not a symlink; refusing to replace it")]
+            return [Check(name, False, self._unreadable(exc), "a symlink or absent",
+                          self._not_a_link(exc))]
         checks = [Check(name, self.link.parent.is_dir(), self.state(), "a symlink or absent",
                         f"the directory {self.link.parent} does not exist")]
         goal = self.readonly if readonly else self._failback_target(cur)
@@ -83,6 +105,22 @@ class SymlinkSwitch(Switch):
         else:
             checks.append(self._config_check(goal, text, full))
         return checks
+
+    def _not_a_link(self, exc: OSError) -> str:
+        """app.link's message when readlink of `link` failed with `exc`: what stands there
+        (a regular file, a directory: readlink says EINVAL, "Invalid argument") or why it
+        cannot be looked at, and what to do. Nothing is replaced either way: what stands
+        there may be the application's only config."""
+        if exc.errno != errno.EINVAL:
+            why = _CANNOT_LOOK.get(exc.errno, "")
+            return (f"cannot read {self.link} ({exc.strerror}{why}): refusing to replace "
+                    "what may stand there; check [failover] link and its directory")
+        what = self._standing()
+        return (f"{self.link} is {what}, not a symlink: mode symlink only ever replaces a "
+                f"symlink there, so nothing is changed. Move it aside and make {self.link} a "
+                f"symlink to readwrite {self.readwrite} (ln -s {self.readwrite} {self.link}), "
+                "or, if the application reads a flag file (MediaWiki's $wgReadOnlyFile), set "
+                "[failover] mode = flagfile")
 
     def _config_check(self, goal: Path, text: str, full: Path) -> Check:
         """app.target for `readonly` or `readwrite` (as configured): a regular file or a
