@@ -71,6 +71,13 @@ class MirrorRootMissing(PermanentError):
     usually its file system not mounted. Failover refuses on it (failover.heartbeat.judge)."""
 
 
+class NotAHeartbeat(PermanentError):
+    """Something other than a regular file stands at a target's `.mirrord/heartbeat.json`
+    (a directory, a symlink, a FIFO), or `.mirrord` is no directory (Target.meta_kind):
+    failover's heartbeat.age says what, where "no heartbeat.json" sent the operator
+    looking for a missing file (failover.heartbeat.read)."""
+
+
 class SourceBusy(RetryableError):
     """The source is not ready to be shipped as the op saw it: a file still open for writing
     (a read lease was refused: sent once the writer closes it, never half-written), a file

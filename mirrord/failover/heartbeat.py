@@ -23,9 +23,10 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 
 from mirrord import heartbeat as heartbeat_doc, targets
 from mirrord.config import Config, FailoverConfig
-from mirrord.errors import MirrordError, MirrorRootMissing
+from mirrord.errors import MirrordError, MirrorRootMissing, NotAHeartbeat
 from mirrord.failover import skew
 from mirrord.failover.result import FAIL, Check
+from mirrord.targets.paths import META_DIR
 
 HEARTBEAT = heartbeat_doc.NAME
 # the data key marking the check of a mirror root missing or empty, which only
@@ -38,19 +39,41 @@ parse = heartbeat_doc.parse
 def read(cfg: Config, name: str) -> Heartbeat | None:
     """The heartbeat on target `name`, None when absent; MirrordError/ValueError on trouble
     (MirrorRootMissing when the target's root does not exist, or is empty: a mount point
-    whose file system is not mounted, mirrord.targets.root_check). The target is
+    whose file system is not mounted, mirrord.targets.root_check; NotAHeartbeat when
+    something else stands at its name, a directory, a FIFO, a symlink, which is never read
+    and was reported as absent: Target.meta_kind says what). The target is
     opened read-only (Target.open): this runs on the mirror host while the primary's
     daemon may be writing, so nothing is swept, made or locked there."""
     target = targets.create(cfg.targets[name])
     try:
         target.open(readonly=True)
         data = target.read_meta(HEARTBEAT)
+        # None: absent, or something else stands there, never read (a FIFO would block,
+        # a symlink lead out of the mirror); which, for the message (Target.meta_kind)
+        found = target.meta_kind(HEARTBEAT) if data is None else None
     finally:
         target.close()
     why = target.no_mirror()   # an unmounted mount point (targets.root_check)
-    if data is None and why:
-        raise MirrorRootMissing(f"{target.describe()}: {why}")
+    if data is None and why:   # a root without .mirrord/: also when something else is there
+        also = f"; {found[0]} is {found[1]}" if found is not None else ""
+        raise MirrorRootMissing(f"{target.describe()}: {why}{also}")
+    if found is not None:
+        raise NotAHeartbeat(f"{target.describe()}: {not_a_heartbeat(*found)}")
     return None if data is None else parse(data)
+
+
+# why what stands there is not read, beside its kind (not_a_heartbeat)
+_UNREAD = {"a symlink": " (never followed: it could lead out of the mirror)",
+           "a FIFO": " (never opened: the read would wait for a writer)"}
+
+
+def not_a_heartbeat(where: str, what: str) -> str:
+    """NotAHeartbeat's words: `what` (Target.meta_kind's words) stands at `where`
+    (relative to the target root) instead of the heartbeat file or its directory."""
+    unread = next((why for kind, why in _UNREAD.items() if what.startswith(kind)), "")
+    wanted = "a heartbeat file" if where == f"{META_DIR}/{HEARTBEAT}" else "a directory"
+    return (f"{where} is {what}, not {wanted}{unread}; mirrord on the primary writes its "
+            "heartbeat there in its place: is it running?")
 
 
 def deadline(fo: FailoverConfig) -> float:

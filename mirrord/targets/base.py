@@ -191,6 +191,16 @@ class Target(abc.ABC):
         """Read `<root>/.mirrord/<name>`, None when absent. PermanentError when it holds
         more than paths.META_LIMIT bytes (1 MiB): nothing larger is read into memory."""
 
+    def meta_kind(self, name: str) -> tuple[str, str] | None:
+        """After read_meta(name) answered None: what stands in the way, for a message
+        (failover's heartbeat.age). (where, what): `where` relative to the root,
+        `.mirrord/<name>` when that is no regular file, or `.mirrord` when it is no
+        directory; `what` in words (mirrord.filekinds: "a directory", "a symlink to
+        '/etc'", "a FIFO (named pipe)"). None when nothing stands there (absent), or on a
+        target whose names are only keys (S3, memory: the default). Looks without
+        following a symlink or opening what it finds (a FIFO never blocks)."""
+        return None
+
     # -- the trash (keep_deleted; mirrord.trash.model names the places)
     def keep(self, path: str, *, stamp: str, coming: str) -> int:
         """Before `path` becomes `coming` ('file': a put overwrites it; 'dir': a mkdir; 'absent':

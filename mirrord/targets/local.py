@@ -296,3 +296,6 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def read_meta(self, name: str) -> bytes | None:
         """The bytes of `.mirrord/<name>`, or None (absent; a symlink: never followed)."""
         return local_read.read_file(self._real_root, f"{META_DIR}/{name}", META_LIMIT)
+
+    def meta_kind(self, name: str) -> tuple[str, str] | None:
+        return local_read.kind_below(self._real_root, f"{META_DIR}/{name}")

@@ -14,6 +14,7 @@ import stat as stat_mod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mirrord import filekinds
 from mirrord.errors import PermanentError
 from mirrord.targets import local_parents as beneath
 from mirrord.targets.failures import classify_oserror
@@ -91,6 +92,46 @@ def read_file(real_root: str, rel: str, limit: int | None = None) -> bytes | Non
         return None
     except OSError as exc:
         raise classify_oserror(exc, rel) from None
+
+
+def kind_below(real_root: str, rel: str) -> tuple[str, str] | None:
+    """Target.meta_kind for `rel` below `real_root`: (where, what) for the first component
+    that is no directory on the way, or `rel` itself when it is no regular file; None
+    when `rel` is a regular file or absent. lstat only, one component at a time from the
+    root (local_parents.lstat_at): no symlink is followed, nothing is opened (a FIFO never
+    blocks). A symlink is named with where it points (readlink, not followed). OSError
+    classified."""
+    parts = rel.split("/")
+    try:
+        for i in range(len(parts)):
+            where = "/".join(parts[:i + 1])
+            st = beneath.lstat_at(real_root, where)
+            if st is None:
+                return None
+            expected = stat_mod.S_ISREG if i == len(parts) - 1 else stat_mod.S_ISDIR
+            if not expected(st.st_mode):
+                return where, _kind_words(real_root, where, st.st_mode)
+    except OSError as exc:
+        raise classify_oserror(exc, rel) from None
+    return None
+
+
+def _kind_words(real_root: str, where: str, mode: int) -> str:
+    """`where`'s kind in words; a symlink with where it points (at most 200 characters)."""
+    what = filekinds.kind(mode)
+    if not stat_mod.S_ISLNK(mode):
+        return what
+    head, _, name = where.rpartition("/")
+    parent = beneath.find_dir(real_root, head)
+    if parent is None:
+        return what
+    try:
+        to = os.fsdecode(os.readlink(os.fsencode(name), dir_fd=parent))
+    except OSError:   # replaced meanwhile: its kind is what was seen
+        return what
+    finally:
+        os.close(parent)
+    return f"{what} to {to[:200]!r}"
 
 
 def checksum(real_root: str, path: str) -> str | None:

@@ -9,7 +9,9 @@ mirror is never followed out of it.
 from __future__ import annotations
 
 import os
+import stat
 
+from mirrord import filekinds
 from mirrord.errors import PermanentError
 from mirrord.targets.paths import META_DIR, META_LIMIT
 from mirrord.targets.rsync.remote import EXIT_ABSENT, MKDIRS, NOLINK, RSYNC_TMP, q
@@ -72,3 +74,33 @@ class RemoteReads:
         # the meta slot: the daemon reads its heartbeat back before each write (mirror_wiped)
         return self._cat(self._meta(name), f"{META_DIR}/{name}", limit=META_LIMIT, meta=True)
 
+    def meta_kind(self, name: str) -> tuple[str, str] | None:
+        """Target.meta_kind in one remote command: find's %y (the type of what it is given,
+        never followed: find -P) of `.mirrord`, then of the name below it; a symlink also
+        with where it points (readlink). Nothing is opened on the host."""
+        out = self._run(self.in_root(_KIND_SCRIPT % {b"dir": META_DIR.encode(),
+                                                      b"meta": self._meta(name)}), meta=True)
+        self._check(out, f"cannot look at {META_DIR}/{name}")
+        fields = out.stdout.split(b"\0")
+        if len(fields) < 2 or fields[1] not in _FIND_TYPES:
+            return None
+        what = filekinds.kind(_FIND_TYPES[fields[1]])
+        to = os.fsdecode(fields[2].removesuffix(b"\n")) if len(fields) > 2 else ""
+        if fields[1] == b"l" and to:   # readlink's line, as the local target names it
+            what += f" to {to[:200]!r}"
+        where = f"{META_DIR}/{name}" if fields[0] == b"m" else META_DIR
+        return where, what
+
+
+# find -printf %y letters -> st_mode types (filekinds.kind names them)
+_FIND_TYPES = {b"f": stat.S_IFREG, b"d": stat.S_IFDIR, b"l": stat.S_IFLNK, b"p": stat.S_IFIFO,
+               b"s": stat.S_IFSOCK, b"b": stat.S_IFBLK, b"c": stat.S_IFCHR}
+# prints "d\0TYPE\0[LINK]" for a `.mirrord` that is no directory, "m\0TYPE\0[LINK]" for a
+# name below it that is no regular file, nothing when absent or as expected
+_KIND_SCRIPT = (b"t=$(find ./%(dir)s -maxdepth 0 -printf %%y 2>/dev/null) || exit 0\n"
+                b"if [ -n \"$t\" ] && [ \"$t\" != d ]; then printf 'd\\0%%s\\0' \"$t\"\n"
+                b"  [ \"$t\" != l ] || readlink -- ./%(dir)s; exit 0; fi\n"
+                b"[ -n \"$t\" ] || exit 0\n"
+                b"t=$(find %(meta)s -maxdepth 0 -printf %%y 2>/dev/null) || exit 0\n"
+                b"if [ -n \"$t\" ] && [ \"$t\" != f ]; then printf 'm\\0%%s\\0' \"$t\"\n"
+                b"  [ \"$t\" != l ] || readlink -- %(meta)s; fi\nexit 0")
