@@ -73,9 +73,10 @@ class MirrorRootMissing(PermanentError):
 
 class NotAHeartbeat(PermanentError):
     """Something other than a regular file stands at a target's `.mirrord/heartbeat.json`
-    (a directory, a symlink, a FIFO), or `.mirrord` is no directory (Target.meta_kind):
-    failover's heartbeat.age says what, where "no heartbeat.json" sent the operator
-    looking for a missing file (failover.heartbeat.read)."""
+    (a directory, a symlink, a FIFO: Target.meta_kind): failover's heartbeat.age says what,
+    where "no heartbeat.json" sent the operator looking for a missing file
+    (failover.heartbeat.read). A `.mirrord` that is itself no directory is refused as
+    MirrorRootMissing first (targets.root_check), with the same words appended."""
 
 
 class SourceBusy(RetryableError):

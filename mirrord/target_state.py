@@ -248,7 +248,8 @@ class TargetStates:
             return verdict(CATCHING_UP, walk)
         if lag > self.catching_up_after:
             return verdict(CATCHING_UP, f"{b.pending} changes pending, oldest {lag:.0f}s old "
-                                        f"(in sync within {self.catching_up_after:g}s)")
+                                        f"(in_sync once none is older than "
+                                        f"{self.catching_up_after:g}s)")
         return verdict(IN_SYNC, f"{b.pending} changes pending, oldest {lag:.1f}s old"
                        if b.pending else "nothing pending")
 

@@ -18,6 +18,11 @@ from mirrord.config.values import parse_count
 NOT_A_PORT = ("not host:port: what follows the last ':' is not a port number (the value is "
               "not shown: user:password written without @host reads the password as the port)")
 PORTS = "a port is a number from 1 to 65535"
+# an '@' or a space: `user:password@host:port`, a URL or a command line where host:port was
+# due; none of the messages below may then repeat the value (a review: "no port after the
+# last ':' in 'user:s3cretpw@host:'", printed before any secret is registered for masking)
+HOLDS_USERINFO = ("not host:port: the value holds an '@' or a space (the value is not shown: "
+                  "user:password@host, or a command line, may hold a password)")
 
 
 def is_port_text(port: str) -> bool:
@@ -61,8 +66,11 @@ def parse_hostport(text: str, default_port: int | None = None, *,
     ValueError naming the reason: no port, nothing after the ':', no host (`no_host`, a
     hint, is added: which address means every interface, for a listen address), a '['
     without its ']', port 0, a port above 65535; a port that is not digits is not
-    repeated (NOT_A_PORT), nor is a text holding ':' that has no port at all."""
+    repeated (NOT_A_PORT), nor is a text holding ':' that has no port at all, nor one
+    holding an '@' or a space (HOLDS_USERINFO)."""
     text = text.strip()
+    if "@" in text or any(c.isspace() for c in text):
+        raise ValueError(HOLDS_USERINFO)
     if text.startswith("[") and "]" not in text:
         raise ValueError("the '[' of an IPv6 address has no closing ']': write [v6addr]:port")
     host, sep, port = text.rpartition(":")

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shlex
 from pathlib import Path
 
 from mirrord import filekinds
@@ -116,9 +117,13 @@ class SymlinkSwitch(Switch):
             return (f"cannot read {self.link} ({exc.strerror}{why}): refusing to replace "
                     "what may stand there; check [failover] link and its directory")
         what = self._standing()
+        link, readwrite = shlex.quote(str(self.link)), shlex.quote(str(self.readwrite))
+        keep = "" if self.readwrite.exists() else (
+            f" (readwrite does not exist: if this is the read-write config, move it there: "
+            f"mv {link} {readwrite})")
         return (f"{self.link} is {what}, not a symlink: mode symlink only ever replaces a "
-                f"symlink there, so nothing is changed. Move it aside and make {self.link} a "
-                f"symlink to readwrite {self.readwrite} (ln -s {self.readwrite} {self.link}), "
+                f"symlink there, so nothing is changed. Move it aside{keep} and make "
+                f"{self.link} a symlink to readwrite (ln -s {readwrite} {link}), "
                 "or, if the application reads a flag file (MediaWiki's $wgReadOnlyFile), set "
                 "[failover] mode = flagfile")
 

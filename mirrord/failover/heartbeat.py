@@ -50,7 +50,7 @@ def read(cfg: Config, name: str) -> Heartbeat | None:
         data = target.read_meta(HEARTBEAT)
         # None: absent, or something else stands there, never read (a FIFO would block,
         # a symlink lead out of the mirror); which, for the message (Target.meta_kind)
-        found = target.meta_kind(HEARTBEAT) if data is None else None
+        found = _what_stands(target) if data is None else None
     finally:
         target.close()
     why = target.no_mirror()   # an unmounted mount point (targets.root_check)
@@ -60,6 +60,17 @@ def read(cfg: Config, name: str) -> Heartbeat | None:
     if found is not None:
         raise NotAHeartbeat(f"{target.describe()}: {not_a_heartbeat(*found)}")
     return None if data is None else parse(data)
+
+
+def _what_stands(target: targets.Target) -> tuple[str, str] | None:
+    """Target.meta_kind, best effort: it only words a message, so its own failure (an
+    rsync target's extra ssh command refused or cut) is no answer, never an error that
+    would take the place of the missing-root refusal below (a review: a failing look
+    turned the mirror root's FAIL into a WARN)."""
+    try:
+        return target.meta_kind(HEARTBEAT)
+    except Exception:   # noqa: BLE001 - any failure: the message goes without it
+        return None
 
 
 # why what stands there is not read, beside its kind (not_a_heartbeat)

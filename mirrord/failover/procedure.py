@@ -11,7 +11,8 @@ began gives exit 1 with an account of what was done and what was not. A
 switchover first waits for the replica and the file mirror to catch up
 (switchover_waits.py).
 
-Every run, refused or not, appends one JSON line to state_dir/failover.log.
+Every run, refused or not, appends one JSON line to state_dir/failover.log (a dry
+run only where state_dir exists: it makes nothing, _finish).
 Nothing here prints or logs a conninfo: replica.describe() shows host, port,
 dbname and user only, and every log line is passed through redact().
 """
@@ -166,10 +167,11 @@ class Procedure:
 
     @staticmethod
     def _forced(run: Run) -> None:
-        """Mark the failed checks --force accepts (forceable) as forced."""
+        """Mark the refusing checks --force accepts (forceable) as forced; a warning
+        refuses nothing, so it is never marked (failover.log said "forced" of warnings)."""
         if run.force:
             for check in run.checks:
-                if forceable(check) and not check.ok:
+                if forceable(check) and check.refuses:
                     check.forced = True
 
     # ------------------------------------------------------------ checks

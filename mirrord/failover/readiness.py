@@ -122,7 +122,10 @@ def _as_warning(check: Check, sw: dict) -> Check:
         return check
     check.severity = WARN
     check.message += (f" (this host has already switched: {sw['action']} at {sw['at']}; "
-                      "repeating the failover is harmless)")
+                      "repeating the failover is harmless")
+    if check.name == "replica.in_recovery":   # for_failback refuses it: say so before
+        check.message += "; failback refuses a database that is not a standby, unless --force"
+    check.message += ")"
     return check
 
 

@@ -93,16 +93,27 @@ def for_failback(checks: list[Check]) -> list[Check]:
     not streaming, paused, lagging) is a warning: failback does not read the mirror's
     database, but the mirror cannot take over again until it is a current standby."""
     for check in checks:
-        if check.name == "replica.in_recovery" and not check.ok:
-            check.message = ("the mirror's database was promoted (it is not a standby): what "
-                             "was written to it since is not on the primary, and the site "
-                             "would go back with two writable databases; make it a standby of "
-                             "the primary again first (pg_rewind, or pg_basebackup -R)")
-        elif not check.ok:
-            check.severity = WARN
+        if check.ok:
+            continue
+        if check.name == "replica.in_recovery":
+            check.message = ("the mirror's database is not a standby: promoted during the "
+                             "outage? Then what was written to it since is not on the primary, "
+                             "and the site would go back with two writable databases: make it "
+                             "a standby of the primary again first (pg_rewind, or "
+                             "pg_basebackup -R). Or is [failover] database not the mirror's "
+                             "replica?")
+            continue
+        check.severity = WARN
+        if check.name in _STANDBY_CHECKS:
             check.message += ("; failback goes ahead, but the mirror cannot take over again "
                               "until its database is a current standby")
     return checks
+
+
+# what says the mirror's database is a current standby (for_failback's warning words; a
+# clock check, replica.commit_clock, says nothing of that)
+_STANDBY_CHECKS = ("replica.connect", "replica.wal_receiver", "replica.replay_paused",
+                   "replica.replay_lag")
 
 
 def _receiver_check(st: ReplicaStatus) -> Check:

@@ -72,6 +72,24 @@ def test_failover_exit_0_then_failback(ini):
     assert PASSWORD not in proc.stdout + proc.stderr
 
 
+def test_failback_refused_on_a_promoted_mirror_database_until_forced(ini, pg):
+    """The real process: a replica promoted by hand during the outage refuses failback
+    (exit 3, nothing changed); `failback --force` goes back (exit 0)."""
+    assert run(ini, "failover").returncode == 0
+    pg.promote_replica()
+    link = ini.parent / "etc" / "active.php"
+    proc = run(ini, "failback")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "mirrord: refused: replica.in_recovery (value no, limit yes)" in proc.stderr
+    assert proc.stderr.rstrip().endswith("rerun with --force to accept"), proc.stderr
+    assert os.readlink(link) == str(ini.parent / "etc" / "readonly.php")
+    proc = run(ini, "failback", "--force")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL (forced) replica.in_recovery" in proc.stdout
+    assert os.readlink(link) == "readwrite.php"
+    assert PASSWORD not in proc.stdout + proc.stderr
+
+
 def test_refused_exit_3(ini, pg):
     pg.pause_replay()
     proc = run(ini, "failover")

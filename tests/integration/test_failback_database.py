@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 from tests.integration.test_failover_procedure import Site, _output, site  # noqa: F401 (fixture)
 
 
@@ -64,24 +66,19 @@ def test_failback_refused_on_a_promoted_database_without_primary_database(site: 
     assert "FAIL          replica.in_recovery" in _output(capsys)
 
 
-def test_failback_warns_while_the_mirror_database_is_down(site: Site, capsys):
+@pytest.mark.parametrize("trouble, name", [
+    ("stop_replica", "replica.connect"),
+    ("pause_replay", "replica.replay_paused"),
+])
+def test_failback_warns_while_the_mirror_database_is_not_current(site: Site, capsys, trouble,
+                                                                  name):
     assert site.run("failover") == 0
-    site.pg.stop_replica()
+    getattr(site.pg, trouble)()
     _output(capsys)
     assert site.run("failback") == 0
     out = _output(capsys)
-    assert "WARN          replica.connect" in out and "cannot take over again" in out, out
+    assert f"WARN          {name}" in out and "cannot take over again" in out, out
     assert site.pg.password not in out
-    assert os.readlink(os.fsencode(site.link)) == site.original
-
-
-def test_failback_warns_while_replay_is_paused(site: Site, capsys):
-    assert site.run("failover") == 0
-    site.pg.pause_replay()
-    _output(capsys)
-    assert site.run("failback") == 0
-    out = _output(capsys)
-    assert "WARN          replica.replay_paused" in out, out
     assert os.readlink(os.fsencode(site.link)) == site.original
 
 
@@ -127,3 +124,15 @@ def test_the_refusal_says_what_force_would_not_accept(site: Site, capsys):
     assert "rerun with --force" not in out
     assert site.run("failback", "--force") == 3
     assert os.readlink(site.link) == str(site.etc / "readonly.php")
+
+
+def test_force_marks_only_what_it_accepted(site: Site, capsys):
+    """Warnings refuse nothing, so --force accepts nothing of them: failover.log said
+    "forced" of a warning (the replica's replay paused at failback)."""
+    site.configure(pre_failback=f"{sys.executable} -c 'import sys; sys.exit(4)'")
+    assert site.run("failover") == 0
+    site.pg.pause_replay()
+    assert site.run("failback", "--force") == 0, _output(capsys)
+    paused = site.check("replica.replay_paused")
+    assert paused["status"] == "WARN" and paused["forced"] is False, paused
+    assert site.check("hook.pre_failback")["forced"] is True

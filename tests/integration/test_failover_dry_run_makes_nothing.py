@@ -13,7 +13,7 @@ from tests.integration.test_failover_procedure import Site, _output, site  # noq
 
 @pytest.mark.parametrize("command", ["failover", "switchover", "failback"])
 def test_a_dry_run_makes_no_state_dir(site: Site, capsys, command):
-    assert not site.state.exists()
+    site.state.rmdir()
     assert site.run(command, "--dry-run") == 0, _output(capsys)
     out = _output(capsys)
     assert not site.state.exists(), sorted(p.name for p in site.state.rglob("*"))
@@ -23,13 +23,13 @@ def test_a_dry_run_makes_no_state_dir(site: Site, capsys, command):
 
 
 def test_a_refused_dry_run_makes_no_state_dir_either(site: Site, capsys):
+    site.state.rmdir()
     site.pg.stop_replica()
     assert site.run("failover", "--dry-run") == 3
     assert not site.state.exists()
 
 
 def test_a_dry_run_still_logs_where_state_dir_exists(site: Site, capsys):
-    site.state.mkdir()
     assert site.run("failback", "--dry-run") == 0
     assert [(r["command"], r["outcome"], r["dry_run"]) for r in site.log()] == \
         [("failback", "dry-run", True)]

@@ -104,3 +104,24 @@ def test_once_switched_a_mirror_that_cannot_serve_is_not_ready(pg, site):  # noq
     finally:
         (site.etc / "readonly.php").write_text("<?php $wgReadOnly = true;\n")
         _put_back(service, pg)
+
+
+def test_a_promoted_replica_after_the_switch_warns_that_failback_will_refuse(pg, site):  # noqa: F811
+    """Switched, then the replica promoted by hand: the mirror still serves (200), and the
+    warning says what failback will do about it (refuse, unless --force), before the
+    operator meets the refusal at failback."""
+    service = Service(site)
+    try:
+        service.wait_ready(200)
+        assert site.run("failover") == 0
+        pg.promote_replica()
+        doc = service.wait_ready(200)
+        check = checks(doc)["replica.in_recovery"]
+        assert check["status"] == "WARN", check
+        assert "already switched" in check["message"]
+        assert "failback refuses a database that is not a standby, unless --force" in \
+            check["message"]
+        assert site.run("failback") == 3
+    finally:
+        service.close()
+        pg.healthy()   # a standby of the primary again (rebuilt: PgPair.rebuild_replica)

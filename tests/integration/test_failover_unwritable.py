@@ -46,7 +46,7 @@ def test_an_app_dir_this_user_cannot_write_is_refused_before_the_pre_hook(site: 
 
 
 def test_a_state_dir_this_user_cannot_write_is_refused(site: Site, hooked):
-    site.state.mkdir()
+    site.state.mkdir(exist_ok=True)
     os.chown(site.state, NOBODY, -1)
     proc = run_without_override(site, "failover")
     out = proc.stdout + proc.stderr

@@ -82,7 +82,7 @@ def test_ready_is_503_until_every_target_is_in_sync(endpoint):
     assert code == 503 and doc["ready"] is False
     assert doc["targets"]["s3"] == {"state": "catching_up", "lag_seconds": 30.0,
                                     "reason": "40 changes pending, oldest 30s old "
-                                              "(in sync within 5s)"}
+                                              "(in_sync once none is older than 5s)"}
     assert doc["targets"]["host"] == {"state": "in_sync", "lag_seconds": 0.0,
                                       "reason": "nothing pending"}
 

@@ -56,7 +56,8 @@ SHAPES = [   # value, words the message must hold
     pytest.param("::9188", "':' is not an IPv6 address: write an IPv6 address in brackets",
                  id="v6-without-brackets"),
     pytest.param("fe80::1%lo:9188", "'fe80::1%lo' is a scoped IPv6 address", id="v6-scoped"),
-    pytest.param("127.0.0.1 x:9188", "the host '127.0.0.1 x' holds a space", id="space"),
+    pytest.param("127.0.0.1 x:9188", "the value holds an '@' or a space (the value is not "
+                 "shown", id="space"),
     pytest.param("ex_ample:9188", "the host 'ex_ample' is not an IPv4 address, [IPv6 "
                  "address] or host name", id="bad-name"),
     pytest.param("[fe80::1:9188", "the '[' of an IPv6 address has no closing ']'",
@@ -96,3 +97,28 @@ def test_a_target_port_refused_says_why(tmp_path, capsys, value, words):
 def test_a_non_numeric_port_is_still_not_repeated(tmp_path, capsys):
     said = refusal(tmp_path, capsys, "health", "listen", "admin:s3cretpw")
     assert "s3cretpw" not in said and "not a port number" in said
+
+
+USERINFO = [   # user:password@ where host:port was due: the reason, never the value
+    "user:s3cretpw@host:", "user:s3cretpw@host:0", "user:s3cretpw@host:99999",
+    "user:s3cretpw@host:80", "user:s3cretpw@[::1]:80", "s3cretpw@:80", "@s3cretpw:80",
+    "host:80 --password s3cretpw", "user:s3cretpw@host",
+]
+
+
+@pytest.mark.parametrize("value", USERINFO)
+@pytest.mark.parametrize("section, key", LISTEN_KEYS)
+def test_a_value_with_userinfo_is_refused_without_repeating_it(tmp_path, capsys, section, key,
+                                                                value):
+    """A review: `listen = user:s3cretpw@host:` was refused as "no port after the last ':'
+    in 'user:s3cretpw@host:'", and the port-0, too-large and IPv6 messages repeated such a
+    value too; config errors are printed before any secret is registered for masking."""
+    said = refusal(tmp_path, capsys, section, key, value)
+    assert "s3cretpw" not in said and "holds an '@' or a space" in said, said
+
+
+@pytest.mark.parametrize("value", USERINFO)
+def test_a_memcached_address_with_userinfo_is_not_repeated(tmp_path, capsys, value):
+    said = refusal(tmp_path, capsys, "failover", "memcached", value)
+    assert "s3cretpw" not in said and "not shown" in said, said
+

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from mirrord.failover import replica
 from mirrord.failover.force import force_hint, forceable
 from mirrord.failover.heartbeat import MIRROR_ROOT
-from mirrord.failover.replica import Reading, ReplicaStatus, for_failback, judge_reading
+from mirrord.failover.replica import Reading, for_failback, judge_reading
 from mirrord.failover.result import FAIL, WARN, Check
-
-NOW = datetime(2026, 12, 6, 21, 0, 0, tzinfo=timezone.utc)
-
-
-def status(**kw) -> ReplicaStatus:
-    base = dict(in_recovery=True, receive_lsn=0x3000100, replay_lsn=0x3000100, now=NOW,
-                last_replay=NOW - timedelta(minutes=5), pause_state="not paused",
-                receiver_pid=1234, receiver_status="streaming")
-    return ReplicaStatus(**{**base, **kw})
+from tests.unit.test_failover_replica import NOW, status
 
 
 def failback(reading: Reading, max_lag: float = 30.0) -> dict[str, Check]:
@@ -105,3 +97,22 @@ def test_no_force_hint_when_force_accepts_none_or_for_switchover():
     assert force_hint("failback", [_check("primary.connect")]) == ""
     assert force_hint("failover", [_check("app.target")]) == ""
     assert force_hint("switchover", [_check("replica.in_recovery")]) == ""
+
+
+def test_a_clock_warning_gets_no_standby_words():
+    """A review: every failed check got "cannot take over again until its database is a
+    current standby", a clock skew warning on a current standby too."""
+    checks = failback(Reading("db:5432/wiki user=m",
+                              status(last_replay=NOW + timedelta(minutes=10))))
+    clock = checks["replica.commit_clock"]
+    assert not clock.ok and clock.severity == WARN
+    assert "current standby" not in clock.message
+    assert all(c.ok for n, c in checks.items() if n != "replica.commit_clock")
+
+
+def test_the_message_does_not_take_a_promotion_for_granted():
+    """The same answer comes from a `database` that names the primary itself: the words
+    ask, and name that case, rather than prescribe rebuilding a database as fact."""
+    check = failback(Reading("db", status(in_recovery=False)))["replica.in_recovery"]
+    assert "promoted during the outage?" in check.message
+    assert "Or is [failover] database not the mirror's replica?" in check.message

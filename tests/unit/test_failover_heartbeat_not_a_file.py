@@ -112,3 +112,33 @@ def test_failover_dry_run_prints_it(tmp_path, mirror, capsys):
     assert main(["-c", str(ini(tmp_path)), "failover", "--dry-run"]) == 3   # the replica
     line = next(x for x in capsys.readouterr().out.splitlines() if " heartbeat.age " in x)
     assert line.split()[0] == "WARN" and f"{HB} is a directory, not a heartbeat file" in line
+
+
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), RuntimeError("ssh cut")])
+def test_a_failing_look_never_takes_the_place_of_the_root_refusal(tmp_path, mirror, monkeypatch,
+                                                                  error):
+    """A review: meta_kind ran before the missing-root refusal, and its own failure (an
+    rsync target's extra ssh command) turned that FAIL into a WARN. The look only words
+    a message: when it fails, the refusal stands without its words."""
+    from mirrord.targets.local import LocalTarget
+
+    def failing(self, name):
+        raise error
+    monkeypatch.setattr(LocalTarget, "meta_kind", failing)
+    os.rmdir(mirror / ".mirrord")
+    (mirror / ".mirrord").write_text("x")
+    hb, error_text = heartbeat.fetch(load(ini(tmp_path)), "mirror", timeout=10)
+    (age,) = heartbeat.judge(hb, error_text, target="mirror", now=time.time(), max_age=60,
+                             severity=WARN)
+    assert age.refuses and procedure.forceable(age), age
+
+
+def test_a_failing_look_leaves_an_absent_heartbeat_absent(tmp_path, mirror, monkeypatch):
+    from mirrord.targets.local import LocalTarget
+
+    def failing(self, name):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(LocalTarget, "meta_kind", failing)
+    hb, error = heartbeat.fetch(load(ini(tmp_path)), "mirror", timeout=10)
+    (age,) = heartbeat.judge(hb, error, target="mirror", now=time.time(), max_age=60)
+    assert age.message == "no heartbeat.json on target mirror: is mirrord running on the primary?"

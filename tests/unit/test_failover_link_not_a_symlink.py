@@ -16,16 +16,10 @@ import pytest
 
 from mirrord.cli.main import main
 from mirrord.failover.appconfig import SymlinkSwitch
-from mirrord.failover.procedure import forceable
+from mirrord.failover.force import forceable
+from tests.unit.test_failover_appconfig import etc  # noqa: F401 (fixture)
 
 
-@pytest.fixture
-def etc(tmp_path) -> Path:
-    d = tmp_path / "etc"
-    d.mkdir()
-    (d / "readonly.php").write_text("ro")
-    (d / "readwrite.php").write_text("rw")
-    return d
 
 
 def switch(etc: Path, tmp_path: Path, link: Path | None = None) -> SymlinkSwitch:

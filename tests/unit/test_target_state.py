@@ -248,7 +248,7 @@ def test_status_shows_each_targets_state_and_lag(tmp_path, clock):
     assert rows["TARGET"][:3] == ["TARGET", "STATE", "LAG"]
     assert rows["s3"][1:3] == [CATCHING_UP, "42.0s"]
     assert rows["host"][1:3] == [IN_SYNC, "0.0s"]
-    assert "catching_up: 7 changes pending, oldest 42s old (in sync within 5s)" in text
+    assert "catching_up: 7 changes pending, oldest 42s old (in_sync once none is older than 5s)" in text
 
 
 def test_status_says_unknown_when_the_daemon_is_not_running(tmp_path, clock):
