@@ -46,23 +46,34 @@ def parse_listen(text: str) -> tuple[str, int]:
     metrics) at start."""
     host, port = parse_hostport(text, no_host=f" ({_EVERY})")
     if not is_host(host):
-        raise ValueError(f"{text.strip()!r}: {listen_host_problem(host)}")
+        raise ValueError(listen_host_problem(host, text.strip()))
     return host, port
 
 
-def listen_host_problem(host: str) -> str:
-    """Why `host` (is_host refused it) cannot be listened on, in words for a message."""
+def listen_host_problem(host: str, text: str) -> str:
+    """Why `host` (is_host refused it) of the listen address `text` cannot be listened
+    on, in words for a message. A host holding ':' that is no IPv6 address is not
+    repeated, nor is `text`: `user:password:port` reads the password into it (a review:
+    "'user:s3cret:8080': 'user:s3cret' is not an IPv6 address")."""
     if host == "*":
-        return f"'*' is no address to listen on ({_EVERY})"
-    if ":" in host and "%" in host:
-        return (f"{host!r} is a scoped IPv6 address (%zone), which is not supported: "
-                "listen on [::] or on an address without its zone")
+        return f"{text!r}: '*' is no address to listen on ({_EVERY})"
+    if ":" in host and "%" in host and _is_v6(host.partition("%")[0]):
+        return (f"{text!r}: {host!r} is a scoped IPv6 address (%zone), which is not "
+                "supported: listen on [::] or on an address without its zone")
     if ":" in host:
-        return (f"{host!r} is not an IPv6 address: write an IPv6 address in brackets, "
-                "[v6addr]:port ([::]:port for all interfaces)")
-    why = "holds a space" if any(c.isspace() for c in host) else \
-        "is not an IPv4 address, [IPv6 address] or host name"
-    return f"the host {host!r} {why} ({_EVERY})"
+        return ("the host before the last ':' is no IPv6 address: write an IPv6 address in "
+                "brackets, [v6addr]:port ([::]:port for all interfaces) (the value is not "
+                "shown: user:password may stand there)")
+    return f"{text!r}: the host {host!r} is not an IPv4 address, [IPv6 address] or host " \
+           f"name ({_EVERY})"
+
+
+def _is_v6(text: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6, text)
+    except OSError:
+        return False
+    return True
 
 
 def shown_url(url: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import psycopg
@@ -87,17 +87,17 @@ def error_text(exc: BaseException) -> str:
 
 
 # how long a reading that finds WAL received but not replayed waits for replay to reach it
-# (settled_replay), and how often it looks meanwhile: seconds
+# (settle), and how often it looks meanwhile: seconds
 REPLAY_SETTLE = 0.5
 REPLAY_POLL = 0.02
+_POLL_SQL = "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp(), now()"
 
 
-def settled_replay(conn: psycopg.Connection, receive: int, replay: int, *,
-                   settle: float = REPLAY_SETTLE,
-                   monotonic: Callable[[], float] = time.monotonic,
-                   sleep: Callable[[float], None] = time.sleep) -> int:
-    """The replay position once it reaches `receive`, else the last one read after
-    `settle` seconds.
+def settle(conn: psycopg.Connection, st: ReplicaStatus, *, seconds: float = REPLAY_SETTLE,
+           monotonic: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> ReplicaStatus:
+    """`st` (WAL received but not replayed, replay not paused) after giving replay up to
+    `seconds` to reach what was received, polled every REPLAY_POLL.
 
     Lag is measured the repmgr way (replica_judge): zero when everything received is
     replayed, else now() minus the last replayed commit's time. On an idle primary that
@@ -105,28 +105,40 @@ def settled_replay(conn: psycopg.Connection, receive: int, replay: int, *,
     (a running-xacts snapshot every 15 s, a checkpoint): a reading taken in the
     milliseconds between their receipt and their replay measured the replica minutes
     behind, and refused a failover at random (a test run: "replay lag 60.0s", 96 B
-    unreplayed, right after the replica was caught up). Replay that reaches what was
-    received within `settle` is no lag; one that does not (an apply delay, a replay
-    stuck on a lock) is measured as before."""
-    deadline = monotonic() + settle
-    while replay < receive and monotonic() < deadline:
-        sleep(REPLAY_POLL)
-        now_at = parse_lsn(conn.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0])
-        replay = replay if now_at is None else now_at
-    return replay
+    unreplayed, right after the replica was caught up). So:
+    - replay reached what was received and no commit was replayed meanwhile: only such
+      records were in the gap, lag 0 (replay_lsn becomes receive_lsn);
+    - a commit was replayed meanwhile: the lag is the replica's now() minus that newest
+      commit's time, from the same poll (a replica whose WAL receiver is the bottleneck,
+      a slow link or a reconnect, keeps replay level with what arrived: its commits'
+      age is its lag, never taken as 0: a review);
+    - neither: the first reading stands whole (an apply delay, a replay stuck on a lock).
+    A poll that fails ends the wait with what was read so far: psycopg.Error is never
+    raised from here (the reading stood before the wait)."""
+    deadline = monotonic() + seconds
+    replay, newest = st.replay_lsn, None
+    assert st.receive_lsn is not None and replay is not None
+    try:
+        while replay < st.receive_lsn and monotonic() < deadline:
+            sleep(REPLAY_POLL)
+            lsn, last, now = conn.execute(_POLL_SQL).fetchone()
+            replay = parse_lsn(lsn) or replay
+            if last is not None and last != st.last_replay:
+                newest = (now, last)
+    except psycopg.Error:
+        pass
+    if newest is not None:
+        return replace(st, now=newest[0], last_replay=newest[1])
+    if replay >= st.receive_lsn:
+        return replace(st, replay_lsn=st.receive_lsn)
+    return st
 
 
-def read_status(conn: psycopg.Connection, *, settle: float = REPLAY_SETTLE) -> ReplicaStatus:
-    """The replica's status in one statement; WAL received but not replayed is given
-    `settle` seconds to be replayed (settled_replay): then it counts as replayed (lag 0).
-    psycopg.Error from the server or the connection."""
+def read_status(conn: psycopg.Connection, *, settle_for: float = REPLAY_SETTLE) -> ReplicaStatus:
+    """The replica's status in one statement; WAL received but not replayed, replay not
+    paused, is given `settle_for` seconds to be replayed (settle). psycopg.Error from the
+    server or the connection."""
     in_rec, receive, replay, now, last, version = conn.execute(_STATUS_SQL).fetchone()
-    receive_at, replay_at = parse_lsn(receive), parse_lsn(replay)
-    if in_rec and receive_at is not None and replay_at is not None and receive_at > replay_at:
-        # caught up: no lag; not: the first reading stands whole (its replay position
-        # with its last commit's time, from the same statement)
-        if settled_replay(conn, receive_at, replay_at, settle=settle) >= receive_at:
-            replay_at = receive_at
     if version >= 140000:
         pause = conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] if in_rec \
             else "not paused"
@@ -134,8 +146,12 @@ def read_status(conn: psycopg.Connection, *, settle: float = REPLAY_SETTLE) -> R
         paused = conn.execute("SELECT pg_is_wal_replay_paused()").fetchone()[0] if in_rec else False
         pause = "paused" if paused else "not paused"
     row = conn.execute(_RECEIVER_SQL).fetchone()
-    return ReplicaStatus(bool(in_rec), receive_at, replay_at, now, last, pause,
-                         row[0] if row else None, row[1] if row else None)
+    st = ReplicaStatus(bool(in_rec), parse_lsn(receive), parse_lsn(replay), now, last, pause,
+                       row[0] if row else None, row[1] if row else None)
+    if st.in_recovery and pause == "not paused" and st.receive_lsn is not None \
+            and st.replay_lsn is not None and st.receive_lsn > st.replay_lsn:
+        st = settle(conn, st, seconds=settle_for)
+    return st
 
 
 @dataclass(frozen=True)

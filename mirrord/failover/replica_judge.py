@@ -104,7 +104,7 @@ def for_failback(checks: list[Check]) -> list[Check]:
                              "replica?")
             continue
         check.severity = WARN
-        if check.name in _STANDBY_CHECKS:
+        if check.name in _STANDBY_CHECKS and "ahead" not in check.data:   # not clock skew
             check.message += ("; failback goes ahead, but the mirror cannot take over again "
                               "until its database is a current standby")
     return checks

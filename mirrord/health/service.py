@@ -34,7 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from mirrord import metrics_http
 from mirrord.config import Config, parse_duration
-from mirrord.failover import appconfig, heartbeat, readiness
+from mirrord.failover import appconfig, heartbeat, readiness, replica
 from mirrord.failover.result import Check
 from mirrord.health.runner import Runner
 from mirrord.logsetup import redact, redact_doc
@@ -46,10 +46,11 @@ QUERY_LIMITS = {"max_replay_lag": "max_replay_lag", "max_heartbeat_age": "max_he
 def run_timeout(cfg: Config) -> float:
     """Seconds one check run may take: libpq's connect_timeout (at least 2 s, as
     replica.connect rounds it) plus one statement_timeout (heartbeat.deadline: the
-    heartbeat is read side by side within it) plus 1 s."""
+    heartbeat is read side by side within it) plus 1 s, plus the moment WAL received is
+    given to be replayed (replica.REPLAY_SETTLE)."""
     fo = cfg.failover
     assert fo is not None
-    return heartbeat.deadline(fo) + 1.0
+    return heartbeat.deadline(fo) + 1.0 + replica.REPLAY_SETTLE
 
 
 class Health:

@@ -53,7 +53,8 @@ SHAPES = [   # value, words the message must hold
     pytest.param(":9188", "no host before the ':' in ':9188' (all IPv4 interfaces: 0.0.0.0",
                  id="no-host"),
     pytest.param("*:9188", "'*' is no address to listen on", id="star"),
-    pytest.param("::9188", "':' is not an IPv6 address: write an IPv6 address in brackets",
+    pytest.param("::9188", "the host before the last ':' is no IPv6 address: write an IPv6 "
+                 "address in brackets",
                  id="v6-without-brackets"),
     pytest.param("fe80::1%lo:9188", "'fe80::1%lo' is a scoped IPv6 address", id="v6-scoped"),
     pytest.param("127.0.0.1 x:9188", "the value holds an '@' or a space (the value is not "
@@ -104,6 +105,19 @@ USERINFO = [   # user:password@ where host:port was due: the reason, never the v
     "user:s3cretpw@host:80", "user:s3cretpw@[::1]:80", "s3cretpw@:80", "@s3cretpw:80",
     "host:80 --password s3cretpw", "user:s3cretpw@host",
 ]
+
+NO_AT = [   # user:password:port, the @host forgotten: the password read into the host
+    "user:s3cretpw:8080", "s3cretpw:user:80", "admin:s3cretpw%x:80",
+]
+
+
+@pytest.mark.parametrize("value", NO_AT)
+@pytest.mark.parametrize("section, key", LISTEN_KEYS)
+def test_a_password_read_into_the_host_is_not_repeated(tmp_path, capsys, section, key, value):
+    """A review: `listen = user:s3cret:8080` said "'user:s3cret:8080': 'user:s3cret' is
+    not an IPv6 address"."""
+    said = refusal(tmp_path, capsys, section, key, value)
+    assert "s3cretpw" not in said and "is no IPv6 address" in said, said
 
 
 @pytest.mark.parametrize("value", USERINFO)
