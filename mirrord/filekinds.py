@@ -24,11 +24,10 @@ def kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), UNKNOWN)
 
 
-def kind_at(path: str | bytes | os.PathLike, *, dir_fd: int | None = None) -> str | None:
-    """What stands at `path` (relative to `dir_fd` when given), by lstat: never followed,
-    never opened (a FIFO never blocks); None when nothing does. OSError as lstat says
-    otherwise (EACCES, ENOTDIR...)."""
+def kind_at(path: str | bytes | os.PathLike) -> str | None:
+    """What stands at `path`, by lstat: never followed, never opened (a FIFO never
+    blocks); None when nothing does. OSError as lstat says otherwise (EACCES, ENOTDIR...)."""
     try:
-        return kind(os.lstat(path, dir_fd=dir_fd).st_mode)
+        return kind(os.lstat(path).st_mode)
     except FileNotFoundError:
         return None

@@ -57,7 +57,7 @@ def listen_host_problem(host: str, text: str) -> str:
     "'user:s3cret:8080': 'user:s3cret' is not an IPv6 address")."""
     if host == "*":
         return f"{text!r}: '*' is no address to listen on ({_EVERY})"
-    if ":" in host and "%" in host and _is_v6(host.partition("%")[0]):
+    if ":" in host and "%" in host and is_v6(host.partition("%")[0]):
         return (f"{text!r}: {host!r} is a scoped IPv6 address (%zone), which is not "
                 "supported: listen on [::] or on an address without its zone")
     if ":" in host:
@@ -68,7 +68,8 @@ def listen_host_problem(host: str, text: str) -> str:
            f"name ({_EVERY})"
 
 
-def _is_v6(text: str) -> bool:
+def is_v6(text: str) -> bool:
+    """True for an IPv6 literal without brackets (inet_pton(3) with AF_INET6)."""
     try:
         socket.inet_pton(socket.AF_INET6, text)
     except OSError:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 
 from mirrord.config.addresses import (
     _HOSTNAME,
     conninfo_problem,
+    is_v6,
     parse_http_url,
     parse_listen,
 )
@@ -64,16 +64,12 @@ def parse_memcached_server(item: str) -> tuple[str, int] | str:
     if item.startswith("["):
         addr, closed, port = item[1:].partition("]")
         port = port[1:] if port.startswith(":") else ("11211" if not port else "x")
-        try:
-            if not closed:
-                raise OSError("no closing bracket")
-            socket.inet_pton(socket.AF_INET6, addr)
-        except OSError:
-            raise ValueError(f"{item!r}: not an IPv6 address in brackets") from None
+        if not closed or not is_v6(addr):
+            raise ValueError(f"{item!r}: not an IPv6 address in brackets")
         text = f"[{addr}]:{port}"
     elif item.count(":") > 1:
         # repeated only when it is an IPv6 address (maybe with a port): `user:pa:ss` is not
-        shown = f"{item!r}" if _is_v6(item) or _is_v6(item.rpartition(":")[0]) \
+        shown = f"{item!r}" if is_v6(item) or is_v6(item.rpartition(":")[0]) \
             else "an address with several ':' (not shown: it may hold a password)"
         raise ValueError(f"{shown}: write an IPv6 address in brackets, like [::1]:11211")
     else:
@@ -82,14 +78,6 @@ def parse_memcached_server(item: str) -> tuple[str, int] | str:
     if ":" not in host and not _HOSTNAME.match(host):
         raise ValueError(f"{item!r}: not a host name or address")
     return host, port_no
-
-
-def _is_v6(text: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6, text)
-        return True
-    except OSError:
-        return False
 
 
 def _parse_memcached(text: str) -> tuple[tuple[str, int] | str, ...]:

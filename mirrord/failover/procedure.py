@@ -276,7 +276,7 @@ class Procedure:
                   "nothing", file=sys.stderr)
             return code
         try:
-            append_log(self.cfg.mirrord.state_dir, run, self.cfg.mirrord.hostname)
+            append_log(state_dir, run, self.cfg.mirrord.hostname)
         except OSError as exc:
             print(f"mirrord: warning: cannot append to {self.cfg.mirrord.state_dir / LOG_NAME}: "
                   f"{exc}", file=sys.stderr)
