@@ -2,7 +2,8 @@
 
 --force covers the checks an operator may knowingly accept (the README, the failover
 runbook): the replica's (the primary is gone, so its WAL receiver is down and replay
-stops; at failback, the mirror's database promoted), a mirror root missing or empty,
+stops; at failback, the mirror's database promoted, or another cluster than the primary:
+replica_judge.same_system), a mirror root missing or empty,
 and a pre hook's refusal. Never the switch's own prechecks (app.*), which a flip
 cannot get past, nor the primary unreachable at failback. switchover has no --force.
 """

@@ -139,6 +139,7 @@ class Procedure:
         primary_checks, target = replica.primary_position(self.fo.primary_database,
                                                           **self._primary_args())
         run.checks += primary_checks
+        run.checks += replica.same_system(run.checks, failback=False)   # before any wait
         if not run.refusals and target is not None:
             if dry_run:
                 run.checks += self.waits.preview(target)
@@ -161,6 +162,7 @@ class Procedure:
             run.checks.append(Check("primary.connect", True, "not checked", "-",
                                     data={"reason": "primary_database is not set"}))
         run.checks += replica.for_failback(self._replica_checks())
+        run.checks += replica.same_system(run.checks, failback=True)
         run.checks += self.switch.precheck(False)
         self._forced(run)
         return self._conclude(run, readonly=False, undo=self._command("failover"))

@@ -27,6 +27,7 @@ from mirrord.failover.replica_judge import (  # noqa: F401 (the replica's API, r
     parse_lsn,
     replay_lag_bytes,
     replay_lag_seconds,
+    same_system,
 )
 from mirrord.failover.result import Check
 from mirrord.logsetup import redact, register_secret
@@ -40,6 +41,18 @@ SELECT pg_is_in_recovery(),
        current_setting('server_version_num')::int
 """
 _RECEIVER_SQL = "SELECT pid, status FROM pg_stat_wal_receiver"
+
+
+def system_identifier(conn: psycopg.Connection) -> int | None:
+    """The cluster's system identifier (pg_control_system(), PostgreSQL 9.6 and later;
+    initdb sets it, and a physical standby or pg_basebackup keeps it), or None when it
+    cannot be read: a hardened server may revoke the function, and that proves nothing
+    (the connection is in autocommit, so the failed statement leaves it usable)."""
+    try:
+        row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row and row[0] is not None else None
 
 
 # --------------------------------------------------------------- server part
@@ -147,7 +160,8 @@ def read_status(conn: psycopg.Connection, *, settle_for: float = REPLAY_SETTLE) 
         pause = "paused" if paused else "not paused"
     row = conn.execute(_RECEIVER_SQL).fetchone()
     st = ReplicaStatus(bool(in_rec), parse_lsn(receive), parse_lsn(replay), now, last, pause,
-                       row[0] if row else None, row[1] if row else None)
+                       row[0] if row else None, row[1] if row else None,
+                       system_identifier(conn))
     if st.in_recovery and pause == "not paused" and st.receive_lsn is not None \
             and st.replay_lsn is not None and st.receive_lsn > st.replay_lsn:
         st = settle(conn, st, seconds=settle_for)
@@ -180,7 +194,9 @@ def judge_reading(reading: Reading, *, max_lag: float,
     if reading.status is None:
         return [Check("replica.connect", False, "unreachable", "reachable",
                       f"{reading.where}: {reading.error}")]
-    return [Check("replica.connect", True, reading.where, "reachable")] + \
+    ident = reading.status.system_id
+    data = {"system_identifier": str(ident)} if ident is not None else {}
+    return [Check("replica.connect", True, reading.where, "reachable", data=data)] + \
         judge(reading.status, max_lag, max_skew)
 
 
@@ -208,14 +224,16 @@ def primary_position(conninfo: str, *, connect_timeout: float, statement_timeout
                 "extract(epoch FROM clock_timestamp())::float8"
             ).fetchone()
             clock = skew.clock_check("clock.primary", where, remote, sent, wall(), max_skew)
+            ident = system_identifier(conn)
     except psycopg.Error as exc:
         return [Check("primary.connect", False, "unreachable", "reachable",
                       f"{where}: {error_text(exc)}; if the primary is gone, use failover")], None
     if in_rec:
         return [Check("primary.connect", False, "in recovery", "a primary",
                       f"{where} is a standby, not the primary")], None
+    data = {"lsn": lsn} if ident is None else {"lsn": lsn, "system_identifier": str(ident)}
     return [Check("primary.connect", True, f"{where} at {lsn}", "reachable",
-                  data={"lsn": lsn}), clock], parse_lsn(lsn)
+                  data=data), clock], parse_lsn(lsn)
 
 
 def wait_replayed(conninfo: str, target: int, *, connect_timeout: float, statement_timeout: float,

@@ -55,6 +55,7 @@ class ReplicaStatus:
     pause_state: str               # 'not paused', 'pause requested' or 'paused'
     receiver_pid: int | None
     receiver_status: str | None    # None when hidden (role lacks pg_read_all_stats)
+    system_id: int | None = None   # pg_control_system()'s; None when it could not be read
 
 
 def judge(st: ReplicaStatus, max_lag: float,
@@ -108,6 +109,52 @@ def for_failback(checks: list[Check]) -> list[Check]:
             check.message += ("; failback goes ahead, but the mirror cannot take over again "
                               "until its database is a current standby")
     return checks
+
+
+SYSTEM_CHECK = "replica.system_identifier"
+
+
+def same_system(checks: list[Check], *, failback: bool) -> list[Check]:
+    """Whether the mirror's database is a copy of the primary, from the system identifiers
+    read beside replica.connect and primary.connect (their data's "system_identifier"):
+    one check, or none when either is unknown (unreachable, pg_control_system() revoked).
+
+    A physical standby, a pg_basebackup or pg_rewind keeps the primary's system identifier
+    (PostgreSQL docs, pg_control_system; initdb sets it); only another cluster differs.
+    switchover waits for the replica to replay the primary's WAL position: compared with
+    another cluster's position that wait means nothing, and it could end "caught up" and
+    serve another database's data, so it refuses. failback refuses too (--force accepts,
+    force.forceable): the primary made anew during the outage (initdb and a dump) may lack
+    what the mirror's database held and showed; or a [failover] setting names the wrong
+    server."""
+    replica_id = _data_of(checks, "replica.connect")
+    primary_id = _data_of(checks, "primary.connect")
+    if replica_id is None or primary_id is None:
+        return []
+    data = {"replica": str(replica_id), "primary": str(primary_id)}
+    if replica_id == primary_id:
+        return [Check(SYSTEM_CHECK, True, str(replica_id), "the primary's", data=data)]
+    if failback:
+        why = ("the primary made anew during the outage (initdb, a dump restored)? What the "
+               "mirror's database held since its last backup may not be on it; or does "
+               "[failover] database or primary_database name the wrong server? The "
+               "mirror cannot take over again until its database is a "
+               "standby of this primary (pg_basebackup -R)")
+    else:
+        why = ("[failover] database and primary_database are different clusters: the "
+               "replica is no copy of this primary, so its replay position means nothing "
+               "against the primary's and the switch would serve another database")
+    return [Check(SYSTEM_CHECK, False, str(replica_id), f"{primary_id} (the primary's)",
+                  f"the mirror's database is another cluster than the primary's: {why}",
+                  data=data)]
+
+
+def _data_of(checks: list[Check], name: str) -> int | None:
+    for check in checks:
+        if check.name == name and check.ok:
+            value = check.data.get("system_identifier")
+            return int(value) if value is not None else None
+    return None
 
 
 # what says the mirror's database is a current standby (for_failback's warning words; a

@@ -90,6 +90,26 @@ def test_failback_refused_on_a_promoted_mirror_database_until_forced(ini, pg):
     assert PASSWORD not in proc.stdout + proc.stderr
 
 
+def test_a_primary_of_another_cluster_refuses_switchover_and_failback(ini, other_cluster):
+    """The real process: `primary_database` naming another cluster than the replica's
+    (system identifiers) refuses switchover before it waits, and failback unless forced."""
+    text = ini.read_text()
+    primary = text.split("primary_database = ", 1)[1].split("\n", 1)[0]
+    ini.write_text(text.replace(primary, other_cluster.conninfo()))
+    link = ini.parent / "etc" / "active.php"
+    proc = run(ini, "switchover")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "mirrord: refused: replica.system_identifier" in proc.stderr, proc.stderr
+    assert "waiting" not in proc.stdout and os.readlink(link) == "readwrite.php"
+    assert run(ini, "failover").returncode == 0
+    proc = run(ini, "failback")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stderr.rstrip().endswith("rerun with --force to accept"), proc.stderr
+    assert run(ini, "failback", "--force").returncode == 0
+    assert os.readlink(link) == "readwrite.php"
+    assert PASSWORD not in proc.stdout + proc.stderr
+
+
 def test_refused_exit_3(ini, pg):
     pg.pause_replay()
     proc = run(ini, "failover")

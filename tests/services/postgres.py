@@ -274,6 +274,21 @@ def pg_pair():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def other_cluster():
+    """A primary of its own initdb, beside the pair: another system identifier (a
+    `database` or `primary_database` naming the wrong server, a primary made anew)."""
+    base = _make_base()
+    server: PgServer | None = None
+    try:
+        server = _init_primary(base)
+        yield server
+    finally:
+        if server is not None:
+            server.stop("fast")
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
 def pg(pg_pair: PgPair) -> PgPair:
     """The pair, restored to streaming and caught up before (and after) the test."""
