@@ -17,7 +17,8 @@ from mirrord.failover.result import Check
 def forceable(check: Check) -> bool:
     """True for a failed check --force accepts: the replica's (at failover the primary
     is gone, so its WAL receiver is down and replay stops; at failback, the mirror's
-    database promoted: replica_judge.for_failback) and a mirror root missing or empty
+    database promoted: replica_judge.for_failback, or another cluster than the primary:
+    replica_judge.same_system) and a mirror root missing or empty
     (README, the failover runbook: the operator may accept serving no uploads). The pre
     hook's refusal is forced where it runs (Procedure._pre_hook)."""
     return check.name.startswith("replica.") or check.data.get(MIRROR_ROOT) == "missing"

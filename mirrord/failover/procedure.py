@@ -4,7 +4,8 @@ Every command runs all of its checks first and prints one line per check
 (ok / FAIL / WARN, measured value, limit). A failed check refuses the run
 (FailoverRefused, exit 3) before anything changes, unless --force covers it
 (failover: the replica checks, a mirror root missing or empty, and the pre hook's
-refusal; failback: the mirror's database promoted, and the pre hook's refusal;
+refusal; failback: the mirror's database promoted or another cluster than the
+primary, and the pre hook's refusal;
 force.py). --dry-run stops after printing
 the plan. Otherwise the steps run (steps.py) and any failure after the flip
 began gives exit 1 with an account of what was done and what was not. A

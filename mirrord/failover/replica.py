@@ -47,8 +47,13 @@ def system_identifier(conn: psycopg.Connection) -> int | None:
     """The cluster's system identifier (pg_control_system(), PostgreSQL 9.6 and later;
     initdb sets it, and a physical standby or pg_basebackup keeps it), or None when it
     cannot be read: a hardened server may revoke the function, and that proves nothing
-    (the connection is in autocommit, so the failed statement leaves it usable)."""
+    (the connection is in autocommit, so the failed statement leaves it usable).
+    The privilege is asked first: a revoked function read anyway put a "permission
+    denied" ERROR in the server's log on every run."""
     try:
+        if not conn.execute("SELECT has_function_privilege("
+                            "'pg_catalog.pg_control_system()', 'EXECUTE')").fetchone()[0]:
+            return None
         row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
     except psycopg.Error:
         return None
@@ -147,10 +152,12 @@ def settle(conn: psycopg.Connection, st: ReplicaStatus, *, seconds: float = REPL
     return st
 
 
-def read_status(conn: psycopg.Connection, *, settle_for: float = REPLAY_SETTLE) -> ReplicaStatus:
+def read_status(conn: psycopg.Connection, *, settle_for: float = REPLAY_SETTLE,
+                identify: bool = False) -> ReplicaStatus:
     """The replica's status in one statement; WAL received but not replayed, replay not
     paused, is given `settle_for` seconds to be replayed (settle). psycopg.Error from the
-    server or the connection."""
+    server or the connection. `identify`: read the system identifier too (switchover and
+    failback compare it; /ready, polled every [health] interval, does not need it)."""
     in_rec, receive, replay, now, last, version = conn.execute(_STATUS_SQL).fetchone()
     if version >= 140000:
         pause = conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] if in_rec \
@@ -161,7 +168,7 @@ def read_status(conn: psycopg.Connection, *, settle_for: float = REPLAY_SETTLE) 
     row = conn.execute(_RECEIVER_SQL).fetchone()
     st = ReplicaStatus(bool(in_rec), parse_lsn(receive), parse_lsn(replay), now, last, pause,
                        row[0] if row else None, row[1] if row else None,
-                       system_identifier(conn))
+                       system_identifier(conn) if identify else None)
     if st.in_recovery and pause == "not paused" and st.receive_lsn is not None \
             and st.replay_lsn is not None and st.receive_lsn > st.replay_lsn:
         st = settle(conn, st, seconds=settle_for)
@@ -177,13 +184,14 @@ class Reading:
     error: str = ""
 
 
-def read_replica(conninfo: str, *, connect_timeout: float, statement_timeout: float) -> Reading:
+def read_replica(conninfo: str, *, connect_timeout: float, statement_timeout: float,
+                 identify: bool = False) -> Reading:
     """Connect and read the status; never raises for an unreachable or failing server."""
     where = describe(conninfo)
     try:
         with connect(conninfo, connect_timeout=connect_timeout,
                      statement_timeout=statement_timeout) as conn:
-            return Reading(where, read_status(conn))
+            return Reading(where, read_status(conn, identify=identify))
     except psycopg.Error as exc:
         return Reading(where, None, error_text(exc))
 
@@ -204,7 +212,7 @@ def check_replica(conninfo: str, *, connect_timeout: float, statement_timeout: f
                   max_lag: float, max_skew: float = skew.DEFAULT_MAX_SKEW) -> list[Check]:
     """Connect to the replica and judge it (read_replica, then judge_reading)."""
     reading = read_replica(conninfo, connect_timeout=connect_timeout,
-                           statement_timeout=statement_timeout)
+                           statement_timeout=statement_timeout, identify=True)
     return judge_reading(reading, max_lag=max_lag, max_skew=max_skew)
 
 

@@ -127,26 +127,40 @@ def same_system(checks: list[Check], *, failback: bool) -> list[Check]:
     force.forceable): the primary made anew during the outage (initdb and a dump) may lack
     what the mirror's database held and showed; or a [failover] setting names the wrong
     server."""
+    if not (_read(checks, "replica.connect") and _read(checks, "primary.connect")):
+        return []   # unreachable, in recovery, or primary_database not set: said there
     replica_id = _data_of(checks, "replica.connect")
     primary_id = _data_of(checks, "primary.connect")
-    if replica_id is None or primary_id is None:
-        return []
+    if replica_id is None or primary_id is None:   # said, not silent: nothing compared
+        unread = " and ".join(w for w, v in (("the mirror's database", replica_id),
+                                             ("the primary", primary_id)) if v is None)
+        return [Check(SYSTEM_CHECK, True, "not compared", "-",
+                      data={"reason": f"pg_control_system() is not readable on {unread} "
+                            "by the configured user (EXECUTE revoked?)"})]
     data = {"replica": str(replica_id), "primary": str(primary_id)}
     if replica_id == primary_id:
         return [Check(SYSTEM_CHECK, True, str(replica_id), "the primary's", data=data)]
     if failback:
-        why = ("the primary made anew during the outage (initdb, a dump restored)? What the "
-               "mirror's database held since its last backup may not be on it; or does "
-               "[failover] database or primary_database name the wrong server? The "
-               "mirror cannot take over again until its database is a "
-               "standby of this primary (pg_basebackup -R)")
+        why = ("the primary made anew during the outage (initdb, a dump restored)? What "
+               "was committed after that dump, and the mirror's database holds, may not be "
+               "on it; or does [failover] database or primary_database name the wrong "
+               "server? The mirror cannot take over again until its database is rebuilt "
+               "as a standby of this primary (pg_basebackup -R; pg_rewind cannot join "
+               "two clusters)")
     else:
-        why = ("[failover] database and primary_database are different clusters: the "
-               "replica is no copy of this primary, so its replay position means nothing "
-               "against the primary's and the switch would serve another database")
+        why = ("the replica is no copy of this primary, so its replay position means "
+               "nothing against the primary's and the switch would serve another database; "
+               "does [failover] database or primary_database name the wrong server?")
     return [Check(SYSTEM_CHECK, False, str(replica_id), f"{primary_id} (the primary's)",
                   f"the mirror's database is another cluster than the primary's: {why}",
                   data=data)]
+
+
+def _read(checks: list[Check], name: str) -> bool:
+    """`name` connected and read: primary.connect "not checked" (no primary_database)
+    carries no lsn."""
+    return any(c.name == name and c.ok and (name != "primary.connect" or "lsn" in c.data)
+               for c in checks)
 
 
 def _data_of(checks: list[Check], name: str) -> int | None:
