@@ -117,7 +117,10 @@ SYSTEM_CHECK = "replica.system_identifier"
 def same_system(checks: list[Check], *, failback: bool) -> list[Check]:
     """Whether the mirror's database is a copy of the primary, from the system identifiers
     read beside replica.connect and primary.connect (their data's "system_identifier"):
-    one check, or none when either is unknown (unreachable, pg_control_system() revoked).
+    one check, or none when either server was not read (unreachable, in recovery,
+    primary_database not set: their own checks say so). An identifier that cannot be read
+    (pg_control_system() revoked) refuses nothing and is a warning saying so: silence let
+    a switchover compare two clusters' positions unnoticed (a review).
 
     A physical standby, a pg_basebackup or pg_rewind keeps the primary's system identifier
     (PostgreSQL docs, pg_control_system; initdb sets it); only another cluster differs.
@@ -134,9 +137,11 @@ def same_system(checks: list[Check], *, failback: bool) -> list[Check]:
     if replica_id is None or primary_id is None:   # said, not silent: nothing compared
         unread = " and ".join(w for w, v in (("the mirror's database", replica_id),
                                              ("the primary", primary_id)) if v is None)
-        return [Check(SYSTEM_CHECK, True, "not compared", "-",
-                      data={"reason": f"pg_control_system() is not readable on {unread} "
-                            "by the configured user (EXECUTE revoked?)"})]
+        why = (f"pg_control_system() is not readable on {unread} by the configured user "
+               "(EXECUTE revoked?): whether the two are one cluster is not known; grant "
+               "EXECUTE on it to that user to have it compared")
+        return [Check(SYSTEM_CHECK, False, "not compared", "the primary's", why,
+                      severity=WARN, data={"reason": why})]
     data = {"replica": str(replica_id), "primary": str(primary_id)}
     if replica_id == primary_id:
         return [Check(SYSTEM_CHECK, True, str(replica_id), "the primary's", data=data)]

@@ -6,7 +6,7 @@ import pytest
 
 from mirrord.failover.force import force_hint, forceable
 from mirrord.failover.replica_judge import SYSTEM_CHECK, same_system
-from mirrord.failover.result import FAIL, Check
+from mirrord.failover.result import FAIL, WARN, Check
 
 A, B = 7716343959228025683, 7316343959228025601   # bigint: kept whole as text
 
@@ -49,7 +49,8 @@ def test_another_cluster_refuses_failback_and_force_accepts_it():
 ])
 def test_unreadable_is_said_not_compared_and_refuses_nothing(replica, primary, unread):
     [check] = same_system(_read(replica, primary), failback=False)
-    assert (check.ok, check.value) == (True, "not compared")
+    assert (check.ok, check.value, check.severity) == (False, "not compared", WARN)
+    assert not check.refuses and "grant EXECUTE" in check.line()
     assert f"not readable on {unread} by" in check.data["reason"]
 
 
