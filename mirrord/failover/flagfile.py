@@ -10,10 +10,12 @@ one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
 
+from mirrord import filekinds
 from mirrord.failover.result import Check
 from mirrord.failover.switch_record import MAX_FLAG, Switch, b64, read_regular, unb64
 from mirrord.fsutil import atomic_write, fsync_dir
@@ -40,7 +42,7 @@ class FlagFileSwitch(Switch):
         try:
             cur = self.current()
         except OSError as exc:
-            return f"unreadable ({exc.strerror})"
+            return self._unreadable(exc)
         if cur is None:
             return "absent"
         return "present (ours)" if cur == self.content else f"present ({len(cur)} bytes, not ours)"
@@ -52,13 +54,29 @@ class FlagFileSwitch(Switch):
         try:
             self.current()
         except OSError as exc:
-            checks.append(Check("app.flag", False, f"unreadable ({exc.strerror})",
+            what = self._unreadable(exc)
+            advice = ("set [failover] flag to the file itself, or remove the symlink"
+                      if what.startswith(filekinds.kind(stat.S_IFLNK)) else "remove it")
+            checks.append(Check("app.flag", False, what,
                                 f"a regular file of at most {MAX_FLAG} bytes, or absent",
-                                f"{self.flag} is not a regular file this user can read (a "
-                                "symlink, a FIFO or device, or too large): refusing to "
-                                "replace it; remove it, or set [failover] flag to the file "
-                                "itself"))
+                                f"{self.flag} is not a regular file this user can read "
+                                f"({what}): refusing to replace it; {advice}"))
         return checks
+
+    def _unreadable(self, exc: OSError) -> str:
+        """The words for a flag that read_regular refused with `exc`: what stands there
+        when it is no regular file (lstat, never followed: "a symlink, not a regular
+        file", "a FIFO (named pipe), ..."), else "unreadable (why)" (too large,
+        permission). "unreadable (Too many levels of symbolic links)" told an operator
+        nothing of what stood there (a review)."""
+        if exc.errno in (errno.ELOOP, errno.EINVAL, errno.ENXIO):
+            try:
+                kind = filekinds.kind_at(self.flag)
+            except OSError:
+                kind = None
+            if kind is not None and kind != filekinds.kind(stat.S_IFREG):
+                return f"{kind}, not a regular file"
+        return f"unreadable ({exc.strerror})"
 
     def writable(self) -> list[Check]:
         """Whether this process may create and remove the flag; as SymlinkSwitch.writable,

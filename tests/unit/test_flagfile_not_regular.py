@@ -9,6 +9,7 @@ file of at most MAX_FLAG bytes is refused by the app.flag check, at once.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 
 import pytest
@@ -31,13 +32,25 @@ def _shape(tmp_path, kind: str):
         return FlagFileSwitch(os.path.realpath("/dev/zero"), "ro", tmp_path / "state")
     elif kind == "directory":
         flag.mkdir()
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(flag))
+        sock.close()
     elif kind == "too large":
         flag.write_bytes(b"x" * (MAX_FLAG + 1))
     return FlagFileSwitch(flag, "ro", tmp_path / "state")
 
 
-@pytest.mark.parametrize("kind", ["fifo", "symlink to a file", "symlink to /dev/zero",
-                                  "device", "directory", "too large"])
+_WORDS = {"fifo": "a FIFO (named pipe), not a regular file",
+          "symlink to a file": "a symlink, not a regular file",
+          "symlink to /dev/zero": "a symlink, not a regular file",
+          "device": "a character device, not a regular file",
+          "directory": "a directory, not a regular file",
+          "socket": "a socket, not a regular file",
+          "too large": f"unreadable ({MAX_FLAG + 1} bytes, more than the {MAX_FLAG} read)"}
+
+
+@pytest.mark.parametrize("kind", list(_WORDS))
 def test_a_flag_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path, kind):
     switch = _shape(tmp_path, kind)
     got = {}
@@ -49,7 +62,10 @@ def test_a_flag_that_is_not_a_small_regular_file_is_refused_at_once(tmp_path, ki
     flag = [c for c in got["checks"] if c.name == "app.flag"]
     assert flag and flag[0].refuses, got
     assert "not a regular file" in flag[0].message
-    assert got["state"].startswith("unreadable")
+    assert flag[0].value == got["state"] == _WORDS[kind], got   # what stands there, named
+    assert _WORDS[kind] in flag[0].message
+    advice = "set [failover] flag to the file itself" if "symlink" in kind else "remove it"
+    assert advice in flag[0].message
     with pytest.raises(OSError):
         switch.apply(True)   # never written through, nor read without limit
 
