@@ -130,10 +130,12 @@ def same_system(checks: list[Check], *, failback: bool) -> list[Check]:
     force.forceable): the primary made anew during the outage (initdb and a dump) may lack
     what the mirror's database held and showed; or a [failover] setting names the wrong
     server."""
-    if not (_read(checks, "replica.connect") and _read(checks, "primary.connect")):
-        return []   # unreachable, in recovery, or primary_database not set: said there
-    replica_id = _data_of(checks, "replica.connect")
-    primary_id = _data_of(checks, "primary.connect")
+    replica_read = _read(checks, "replica.connect")
+    primary_read = _read(checks, "primary.connect")
+    # unreachable, in recovery, or primary_database not set ("not checked": no lsn): said there
+    if replica_read is None or primary_read is None or "lsn" not in primary_read.data:
+        return []
+    replica_id, primary_id = _ident(replica_read), _ident(primary_read)
     if replica_id is None or primary_id is None:   # said, not silent: nothing compared
         unread = " and ".join(w for w, v in (("the mirror's database", replica_id),
                                              ("the primary", primary_id)) if v is None)
@@ -161,19 +163,14 @@ def same_system(checks: list[Check], *, failback: bool) -> list[Check]:
                   data=data)]
 
 
-def _read(checks: list[Check], name: str) -> bool:
-    """`name` connected and read: primary.connect "not checked" (no primary_database)
-    carries no lsn."""
-    return any(c.name == name and c.ok and (name != "primary.connect" or "lsn" in c.data)
-               for c in checks)
+def _read(checks: list[Check], name: str) -> Check | None:
+    """The check `name` when it passed (its server connected and read), else None."""
+    return next((c for c in checks if c.name == name and c.ok), None)
 
 
-def _data_of(checks: list[Check], name: str) -> int | None:
-    for check in checks:
-        if check.name == name and check.ok:
-            value = check.data.get("system_identifier")
-            return int(value) if value is not None else None
-    return None
+def _ident(check: Check) -> int | None:
+    value = check.data.get("system_identifier")
+    return None if value is None else int(value)
 
 
 # what says the mirror's database is a current standby (for_failback's warning words; a
