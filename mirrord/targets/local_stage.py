@@ -21,7 +21,6 @@ import contextlib
 import errno
 import os
 import secrets
-import shutil
 import stat as stat_mod
 import tempfile
 
@@ -34,6 +33,7 @@ from mirrord.targets.paths import META_DIR, check_relpath
 STAGE_DIR = META_DIR + "/tmp"        # temp files while they are written
 BESIDE_PREFIX = ".mirrord-stage-"    # a temp file beside its destination (another mount)
 MARKER_PREFIX = "beside-"            # in STAGE_DIR: names the beside temp file being written
+COPY_CHUNK = 1 << 20                 # bytes per read(2) while a file is copied in
 
 
 class Staging:
@@ -153,23 +153,33 @@ class Staging:
               size: int) -> os.stat_result:
         """Write `local`'s bytes into the open temp file `fd` (closed here), give it the
         mode and mtime the destination must have (fchmod, futimens: on the descriptor, no
-        path resolved again) and return its fstat, which the destination will have."""
-        with os.fdopen(fd, "wb") as dst, open(local, "rb") as src:
-            st = os.fstat(src.fileno())
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            check_read_whole(src.fileno(), st, dst.tell(), size)
-            out = dst.fileno()
+        path resolved again) and return its fstat, which the destination will have.
+        Descriptors, not file objects: a buffered open() of each side costs an fstat, an
+        isatty ioctl and lseeks (8 more system calls for a small file, each a point where
+        a worker gives up the GIL and waits to take it back)."""
+        try:
+            src = os.open(local, os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            st = os.fstat(src)
+            check_read_whole(src, st, _copy_to_end(src, fd), size)
             # the temp file was made 0600; exactly the source's bits, no umask
-            os.chmod(out, stat_mod.S_IMODE(st.st_mode) if mode is None else mode)
+            os.chmod(fd, stat_mod.S_IMODE(st.st_mode) if mode is None else mode)
             ns = put_ns(mtime, mtime_ns, st)
             # before the close, and still safe on NFS: the client writes dirty pages to the
             # server before a SETATTR (fs/nfs/inode.c nfs_setattr), so no WRITE after it
             # (not even close-to-open's flush) can move the mtime again
-            os.utime(out, ns=(ns, ns))
+            os.utime(fd, ns=(ns, ns))
             if self.fsync:   # after the chmod and utime: they are made durable too
-                os.fsync(out)
-            return os.fstat(out)
+                os.fsync(fd)
+            return os.fstat(fd)
+        finally:
+            try:
+                os.close(src)
+            finally:   # a deferred write error (NFS: close(2) reports it) fails the put
+                os.close(fd)
 
     # ------------------------------------------------------------ after a crash
     def sweep(self) -> int:
@@ -207,6 +217,20 @@ class Staging:
                 os.unlink(full)
         except (OSError, PermanentError, ValueError):
             return   # gone already, or not a path we could have written: leave it
+
+
+def _copy_to_end(src: int, dst: int) -> int:
+    """Copy descriptor `src` from its offset to its end into `dst`, COPY_CHUNK bytes at a
+    time; returns the bytes copied. write(2) may write less than asked: the rest is written
+    again, so a full disk raises OSError (ENOSPC) here instead of leaving a short file.
+    A small file is two read(2)s (the second finds the end) and one write(2)."""
+    copied = 0
+    while chunk := os.read(src, COPY_CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view):]
+        copied += len(chunk)
+    return copied
 
 
 def _replace(tmp: bytes, tmp_dir: int | None, name: bytes, parent: int) -> None:

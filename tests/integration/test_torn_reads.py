@@ -11,7 +11,6 @@ included, whose own process reads the file."""
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -76,14 +75,14 @@ def test_the_local_target_never_installs_a_body_rewritten_while_it_was_copied(tm
     target.open()
     target.put("f", str(src / "f"), size=len(OLD), mtime=1.0)
 
-    real_copy = shutil.copyfileobj
+    real_copy = local_stage._copy_to_end
 
-    def copy_torn(fsrc, fdst, length=0):
-        fdst.write(fsrc.read(5))          # part of the old body, then the writer strikes
+    def copy_torn(src_fd, dst_fd):
+        part = os.write(dst_fd, os.read(src_fd, 5))   # part of the old body, then the writer strikes
         rewrite(src / "f", NEW)
-        real_copy(fsrc, fdst)
+        return part + real_copy(src_fd, dst_fd)
 
-    monkeypatch.setattr(local_stage.shutil, "copyfileobj", copy_torn)
+    monkeypatch.setattr(local_stage, "_copy_to_end", copy_torn)
     rewrite(src / "f", OLD + b"2")
     with pytest.raises(SourceBusy):
         target.put("f", str(src / "f"), size=len(OLD) + 1, mtime=2.0)
