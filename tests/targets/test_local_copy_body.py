@@ -1,9 +1,10 @@
 """The local target copies a body with read(2) and write(2) on descriptors
-(mirrord/targets/local_stage.py, _copy_to_end), not buffered file objects: what a
-buffered writer did for it must still hold. A short write is written again, a body
-larger than one read is copied whole, a full disk is a retryable ENOSPC with no
-temp file and no short file left (never a "source changed" wait that would retry the
-same short copy for ever), and an error the temp file's close reports fails the put.
+(mirrord/targets/local_stage.py, _copy_to_end), not buffered file objects; what the
+buffered writer did for it still holds. A short write is written again, a body larger
+than one read is copied whole, a full disk is a retryable ENOSPC with no temp file and
+no short file left (never a "source changed" wait that would retry the same short copy
+for ever), an error the temp file's close reports fails the put, a copy that stopped
+short is never installed, and no path leaves a descriptor open.
 """
 
 from __future__ import annotations
@@ -15,15 +16,23 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.errors import PermanentError, RetryableError, SourceBusy
+from mirrord.errors import RetryableError, SourceBusy
 from mirrord.targets import local_stage
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.local_stage import STAGE_DIR
 
 
-class ShortWrites:
-    """The os module, except that write(2) writes at most `most` bytes per call, as a
-    write interrupted after a partial transfer or one near a quota does."""
+class OsProxy:
+    """The os module as local_stage sees it, with some calls counted or changed by a
+    subclass; everything else is os itself."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+class ShortWrites(OsProxy):
+    """write(2) writes at most `most` bytes per call, as a write interrupted after a
+    partial transfer or one near a quota does."""
 
     def __init__(self, most: int):
         self.most, self.calls = most, 0
@@ -32,8 +41,33 @@ class ShortWrites:
         self.calls += 1
         return os.write(fd, bytes(data[:self.most]))
 
-    def __getattr__(self, name):
-        return getattr(os, name)
+
+class CountedReads(OsProxy):
+    def __init__(self):
+        self.calls = 0
+
+    def read(self, fd, n):
+        self.calls += 1
+        return os.read(fd, n)
+
+
+class FailingClose(OsProxy):
+    """close(2) of a temp file in .mirrord/tmp/ closes it and then reports EIO, as NFS
+    reports at close a write it could not do; other descriptors close as usual."""
+
+    def __init__(self):
+        self.failed = []
+
+    def close(self, fd):
+        where = os.readlink(f"/proc/self/fd/{fd}")
+        os.close(fd)
+        if f"/{STAGE_DIR}/" in where:
+            self.failed.append(where)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
 
 
 def put_one(root: Path, src: Path, data: bytes) -> LocalTarget:
@@ -47,12 +81,15 @@ def put_one(root: Path, src: Path, data: bytes) -> LocalTarget:
 
 def test_a_body_larger_than_one_read_arrives_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(local_stage, "COPY_CHUNK", 4096)
+    reads = CountedReads()
+    monkeypatch.setattr(local_stage, "os", reads)
     data = os.urandom(4096 * 3 + 123)
     t = put_one(tmp_path / "mirror", tmp_path / "src", data)
     try:
         got = tmp_path / "mirror" / "d" / "f"
         assert got.read_bytes() == data
         assert got.stat().st_mtime == 1.5e9 and got.stat().st_mode & 0o777 == 0o640
+        assert reads.calls == 5   # 4 chunks, then the end
     finally:
         t.close()
 
@@ -80,8 +117,10 @@ def test_a_full_disk_is_a_retryable_enospc_and_leaves_nothing(tmp_path):
         t = LocalTarget("local", str(root), fsync=False)
         t.open()
         try:
+            before = open_fds()
             with pytest.raises(RetryableError) as err:
                 t.put("big", str(src), size=1 << 20, mtime=1.0e9)
+            assert open_fds() == before
             assert not isinstance(err.value, SourceBusy)
             assert "ENOSPC" in str(err.value) and "'big'" in str(err.value)
             assert not (root / "big").exists()
@@ -96,35 +135,57 @@ def test_a_full_disk_is_a_retryable_enospc_and_leaves_nothing(tmp_path):
         subprocess.run(["umount", "-l", str(root)], check=True)
 
 
-class FailingClose:
-    """The os module, except that the second close(2) (the temp file's, after the source's)
-    closes and then reports EIO, as NFS reports a write it could not do at close."""
-
-    def __init__(self):
-        self.closes = 0
-
-    def close(self, fd):
-        self.closes += 1
-        os.close(fd)
-        if self.closes == 2:
-            raise OSError(errno.EIO, os.strerror(errno.EIO))
-
-    def __getattr__(self, name):
-        return getattr(os, name)
-
-
 def test_an_error_at_the_temp_files_close_fails_the_put_and_leaves_nothing(tmp_path, monkeypatch):
     root = tmp_path / "mirror"
     t = put_one(root, tmp_path / "src", b"first")
     try:
         (tmp_path / "src").write_bytes(b"second version")
         closing = FailingClose()
+        before = open_fds()
         monkeypatch.setattr(local_stage, "os", closing)
-        with pytest.raises((RetryableError, PermanentError)) as err:
+        with pytest.raises(RetryableError) as err:
             t.put("d/f", str(tmp_path / "src"), size=14, mtime=1.6e9)
         monkeypatch.undo()
-        assert closing.closes == 2 and "EIO" in str(err.value)
+        assert len(closing.failed) == 1 and "EIO" in str(err.value)
+        assert open_fds() == before
         assert (root / "d" / "f").read_bytes() == b"first"          # the old version stands
+        assert list((root / STAGE_DIR).iterdir()) == []
+    finally:
+        t.close()
+
+
+def test_a_copy_that_stopped_short_is_never_installed(tmp_path, monkeypatch):
+    """The count the copy returns is what the check after it compares with the size: a
+    copy one byte short (the source unchanged, so its fstat alone shows nothing) is a
+    wait, and the old version stands."""
+    root = tmp_path / "mirror"
+    t = put_one(root, tmp_path / "src", b"first")
+    try:
+        (tmp_path / "src").write_bytes(b"second version")
+
+        def one_short(src, dst):
+            return os.write(dst, os.read(src, 13))
+
+        monkeypatch.setattr(local_stage, "_copy_to_end", one_short)
+        before = open_fds()
+        with pytest.raises(SourceBusy):
+            t.put("d/f", str(tmp_path / "src"), size=14, mtime=1.6e9)
+        assert open_fds() == before
+        assert (root / "d" / "f").read_bytes() == b"first"
+        assert list((root / STAGE_DIR).iterdir()) == []
+    finally:
+        t.close()
+
+
+def test_a_source_gone_before_the_copy_fails_the_put_and_leaves_no_descriptor(tmp_path):
+    root = tmp_path / "mirror"
+    t = put_one(root, tmp_path / "src", b"first")
+    try:
+        before = open_fds()
+        with pytest.raises(RetryableError, match="ENOENT"):   # the source's, named as such
+            t.put("d/g", str(tmp_path / "no-such-file"), size=5, mtime=1.6e9)
+        assert open_fds() == before
+        assert not (root / "d" / "g").exists()
         assert list((root / STAGE_DIR).iterdir()) == []
     finally:
         t.close()
