@@ -223,12 +223,19 @@ def _copy_to_end(src: int, dst: int) -> int:
     """Copy descriptor `src` from its offset to its end into `dst`, COPY_CHUNK bytes at a
     time; returns the bytes copied. write(2) may write less than asked: the rest is written
     again, so a full disk raises OSError (ENOSPC) here instead of leaving a short file.
-    A small file is two read(2)s (the second finds the end) and one write(2)."""
+    A small file is two read(2)s (the second finds the end) and one write(2). A write(2)
+    that takes no byte of a non-empty buffer raises OSError(EIO) instead of being asked
+    again for ever (a worker spinning on one put holds its whole batch): POSIX write()
+    to a regular file transfers at least one byte or fails with -1 and an errno, so a 0
+    is a file system breaking that contract (a FUSE daemon's or network client's bug)."""
     copied = 0
     while chunk := os.read(src, COPY_CHUNK):
         view = memoryview(chunk)
         while view:
-            view = view[os.write(dst, view):]
+            written = os.write(dst, view)
+            if not written:
+                raise OSError(errno.EIO, "write(2) took no byte of the body")
+            view = view[written:]
         copied += len(chunk)
     return copied
 

@@ -42,6 +42,21 @@ class ShortWrites(OsProxy):
         return os.write(fd, bytes(data[:self.most]))
 
 
+class NothingWritten(OsProxy):
+    """write(2) returns 0 for a non-empty buffer, as a broken FUSE daemon or network
+    client may; after `most` such calls it raises, so a copy that asks again for ever
+    fails the test instead of hanging it."""
+
+    def __init__(self, most: int = 50):
+        self.most, self.calls = most, 0
+
+    def write(self, fd, data):
+        self.calls += 1
+        if self.calls > self.most:
+            raise AssertionError("write(2) asked again after it took nothing")
+        return 0
+
+
 class CountedReads(OsProxy):
     def __init__(self):
         self.calls = 0
@@ -135,21 +150,38 @@ def test_a_full_disk_is_a_retryable_enospc_and_leaves_nothing(tmp_path):
         subprocess.run(["umount", "-l", str(root)], check=True)
 
 
-def test_an_error_at_the_temp_files_close_fails_the_put_and_leaves_nothing(tmp_path, monkeypatch):
+# (fault, what the fault itself must have seen): each fails the put as a retryable EIO
+EIO_FAULTS = {
+    # close(2) of the temp file reports a write NFS could not do: failed once, by its fd
+    "temp file's close reports EIO": (FailingClose, lambda f: len(f.failed) == 1),
+    # write(2) returns 0: asked once, not again for ever
+    "write takes no byte": (NothingWritten, lambda f: f.calls == 1),
+}
+
+
+@pytest.mark.parametrize("fault", list(EIO_FAULTS))
+def test_an_eio_in_the_copy_fails_the_put_and_leaves_nothing(tmp_path, monkeypatch, fault):
+    """The put fails as a retryable EIO naming the path (not a SourceBusy wait), the old
+    version stands, no temp file or descriptor is left, and the next put works."""
+    make, seen = EIO_FAULTS[fault]
     root = tmp_path / "mirror"
     t = put_one(root, tmp_path / "src", b"first")
     try:
         (tmp_path / "src").write_bytes(b"second version")
-        closing = FailingClose()
+        proxy = make()
         before = open_fds()
-        monkeypatch.setattr(local_stage, "os", closing)
+        monkeypatch.setattr(local_stage, "os", proxy)
         with pytest.raises(RetryableError) as err:
             t.put("d/f", str(tmp_path / "src"), size=14, mtime=1.6e9)
         monkeypatch.undo()
-        assert len(closing.failed) == 1 and "EIO" in str(err.value)
+        assert seen(proxy)
+        assert not isinstance(err.value, SourceBusy)
+        assert "EIO" in str(err.value) and "'d/f'" in str(err.value)
         assert open_fds() == before
         assert (root / "d" / "f").read_bytes() == b"first"          # the old version stands
         assert list((root / STAGE_DIR).iterdir()) == []
+        t.put("d/f", str(tmp_path / "src"), size=14, mtime=1.6e9)
+        assert (root / "d" / "f").read_bytes() == b"second version"
     finally:
         t.close()
 
