@@ -47,7 +47,7 @@ def port_number(digits: str, subject: str) -> int:
 def parse_port(text: str) -> int:
     """A TCP port, 1 to 65535 ([target:NAME] port); ValueError saying why not (not a whole
     number: parse_count's words; 0 or too large: port_number's)."""
-    stripped = text.strip().lstrip("+")
+    stripped = text.strip()
     return port_number(stripped if is_port_text(stripped) else str(parse_count(text)),
                        shown(text.strip()))
 

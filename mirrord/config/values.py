@@ -27,7 +27,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE | re.ASCII)
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$", re.ASCII)
-_COUNT = re.compile(r"^\s*\+?(\d+)\s*$", re.ASCII)
+_COUNT = re.compile(r"^\s*(\d+)\s*$", re.ASCII)   # no sign: "+3" as durations, sizes
 # The longest duration any setting may hold: threading.TIMEOUT_MAX (about 292 years on
 # Linux). Longer ones overflowed where they were used, not where they were written:
 # Event.wait and socket timeouts raise OverflowError, and `[reconcile] every = 99999999999999999999`
@@ -91,7 +91,8 @@ def _whole(digits: str, text: str) -> int:
 
 def parse_count(text: str) -> int:
     """A whole number of ASCII digits, 0 to MAX_COUNT -> int; ValueError otherwise (int()
-    alone also took '1_000', '٣' and numbers too large for SQLite)."""
+    alone also took '1_000', '٣' and numbers too large for SQLite; a sign, '+3', was
+    taken here while '+5s', '+8MiB' and '+5%' were refused: a review, helper-153)."""
     m = _COUNT.match(text)
     if not m:
         raise ValueError(f"not a whole number: {text!r}")

@@ -106,8 +106,22 @@ def test_a_zero_timeout_is_a_problem(tmp_path, section, key):
 
 
 @pytest.mark.parametrize("section,key", COUNT_KEYS)
-@pytest.mark.parametrize("value", ["99999999999999999999", "٣", "1_000", "0x10", "2.5"])
+@pytest.mark.parametrize("value", ["99999999999999999999", "٣", "1_000", "0x10", "2.5", "+3", "-3"])
 def test_a_count_that_is_not_plain_digits_in_range_is_a_problem(tmp_path, section, key, value):
+    only(problems(write(tmp_path, section, key, value)), section, key, repr(value))
+
+
+# A number is plain digits, whatever its kind: a sign was taken on counts alone ("+3"),
+# which the README's "plain digits" does not allow (a review, helper-153)
+SIGNED = ([(section, key, "+3") for section, key in COUNT_KEYS]
+          + [(section, key, "+5s") for section, key in DURATION_KEYS]
+          + [("target:bucket", key, "+8MiB") for key in ("multipart_threshold",
+                                                          "multipart_chunksize")]
+          + [("target:mirror", "keep_deleted_max", "+5%"), ("reconcile", "max_delete", "+5%")])
+
+
+@pytest.mark.parametrize("section,key,value", SIGNED)
+def test_a_number_with_a_sign_is_a_problem_for_every_kind(tmp_path, section, key, value):
     only(problems(write(tmp_path, section, key, value)), section, key, repr(value))
 
 
