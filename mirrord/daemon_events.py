@@ -48,7 +48,7 @@ class EventRouter:
                 changes.append(Change(src.name, ev.path, "put", size=ev.size, time=now))
                 changes += self._other_names(src, ev.path, "put", now)
             elif ev.kind == "attr":
-                changes.append(Change(src.name, ev.path, "attr", time=now))
+                changes.append(Change(src.name, ev.path, "attr", time=now, is_dir=ev.is_dir))
                 changes += self._other_names(src, ev.path, "attr", now)
             elif ev.kind == "delete":
                 changes.append(Change(src.name, ev.path, "delete", time=now))

@@ -46,6 +46,11 @@ class EnqueueMixin:
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
                     path = _b(ch.path)
+                    if ch.kind == "attr" and ch.is_dir and not path:
+                        # the source root's own mode, owner or ACL: never mirrored (each
+                        # target's root is its own), so no row; what failed below it runs
+                        self.retry_below(target, ch.source, path)
+                        continue
                     if ch.repair and self._in_flight_kind(target, ch.source, path) not in (None, "attr"):
                         continue
                     seen = ch.seen if ch.kind in ("put", "attr") and not ch.tree else None
@@ -53,6 +58,8 @@ class EnqueueMixin:
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
                                  when=ch.time or self.clock(), delay=ch.delay,
                                  seen=seen, notes=notes, proposed=ch.proposed or ch.repair)
+                    if ch.kind == "attr" and ch.is_dir:
+                        self.retry_below(target, ch.source, path)
                     n += 1
         for note in notes:
             self._proposals.note(*note)

@@ -1,7 +1,8 @@
 """The journal's failures and their backoff: an op that failed waits RETRY_BASE seconds
 doubling up to RETRY_MAX, with jitter (a permanent error at least PERMANENT_RETRY); a
 source file still open for writing (busy) is a wait, not a failure; retry_now makes a
-recovered target's backlog ready at once. What a failed put stored is marked (ops.landed).
+recovered target's backlog ready at once, retry_below the failed rows below a source
+directory whose mode, owner or ACL changed. What a failed put stored is marked (ops.landed).
 Split out of mirrord.journal.claims (ClaimAckMixin.ack calls _failed); mixed into Journal
 through it.
 """
@@ -12,9 +13,13 @@ import random
 import sqlite3
 
 from mirrord.journal.holds import PARKED
-from mirrord.journal.records import Outcome, _b, _error_at, _text
+from mirrord.journal.records import Outcome, _b, _error_at, _prefix_upper, _text
 
 RETRY_BASE, RETRY_MAX, PERMANENT_RETRY = 0.5, 60.0, 600.0
+# A row in flight's next_try when retry_below asked for it meanwhile: its failure, if it
+# fails, is then retried at once instead of backing off (below every real time, so a row
+# released with it is ready; claim() reads no claimed row's next_try)
+RETRY_ASKED = -1.0
 
 
 class RetryMixin:
@@ -30,9 +35,12 @@ class RetryMixin:
         if out.busy:
             self._busy(out, now, attempts)
             return
+        row = self.db.execute("SELECT seq, next_try FROM ops WHERE id = ?", (op.id,)).fetchone()
         delay = min(RETRY_MAX, RETRY_BASE * (2 ** min(attempts - 1, 10)))
         delay = delay * (0.75 + random.random() / 2)
-        if out.permanent:
+        if row is not None and row[1] == RETRY_ASKED:
+            delay = 0.0   # retry_below ran while it was in flight: what failed may be fixed
+        elif out.permanent:
             delay = max(delay, PERMANENT_RETRY)
             if op.kind == "put":
                 # a rename's fallback delete of the old name waits for this put only so that
@@ -41,7 +49,6 @@ class RetryMixin:
                 # hold) must not hold the old name on the target; it goes now, and keeps
                 self.db.execute("UPDATE ops SET wait_for = NULL WHERE wait_for = ? AND "
                                 "kind = 'delete' AND src = ?", (op.id, _b(op.path)))
-        row = self.db.execute("SELECT seq FROM ops WHERE id = ?", (op.id,)).fetchone()
         if row is not None and row[0] == op.seq:
             self.db.execute("UPDATE ops SET claimed = 0, attempts = ?, next_try = ?, last_error = ?, "
                             "busy = 0 WHERE id = ?", (attempts, now + delay, _text(out.error), op.id))
@@ -85,3 +92,24 @@ class RetryMixin:
         return self.db.execute(
             "UPDATE ops SET next_try = 0 WHERE target = ? AND claimed = 0 AND attempts > 0 "
             "AND busy = 0 AND next_try > 0 AND next_try < ?", (target, PARKED)).rowcount
+
+    def retry_below(self, target: str, source: str, path: bytes) -> int:
+        """Make the rows of `source` on `target` strictly below the directory `path` (b"":
+        the source root) that failed and wait out a backoff ready at once; returns how
+        many. Called for a directory's attribute change (Change.is_dir): a file below a
+        directory the daemon's user could not search failed with EACCES, a permanent error
+        (PERMANENT_RETRY, 10 minutes), and its own name has no event when the directory is
+        made readable again; before, it waited out those 10 minutes while status said
+        degraded (a review, helper-153). Rows in flight, rows waiting for a writer (busy)
+        and the parked deletes of a source on hold are left as they are (as retry_now). A row
+        in flight is marked (RETRY_ASKED): its worker may have met the locked directory
+        before the chmod, and its failure, recorded after this, is then retried at once
+        (a review, helper-154: it waited the 600 s)."""
+        where, args = ("", ()) if not path else (
+            " AND path > ? AND path < ?", (path + b"/", _prefix_upper(path)))
+        self.db.execute("UPDATE ops SET next_try = ? WHERE target = ? AND source = ?" + where +
+                        " AND claimed != 0", (RETRY_ASKED, target, source, *args))
+        return self.db.execute(
+            "UPDATE ops SET next_try = 0 WHERE target = ? AND source = ?" + where + " AND "
+            "claimed = 0 AND attempts > 0 AND busy = 0 AND next_try > 0 AND next_try < ?",
+            (target, source, *args, PARKED)).rowcount

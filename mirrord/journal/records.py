@@ -90,6 +90,11 @@ class Change:
     # of b and a delete of a (tests/integration/test_rename_then_proposals_keep_nothing.py).
     # The name is only a hint: the keeper checks the target holds that version there.
     proposed: bool = False
+    # An 'attr' change of a directory (a chmod, chown or ACL change: IN_ATTRIB, FAN_ATTRIB
+    # with the directory flag): the failed rows below it are retried at once, since what
+    # made them unreadable at the source may be what changed (RetryMixin.retry_below).
+    # The row itself is recorded as any attr change; the source root's ("") records none.
+    is_dir: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from mirrord.logsetup import kv
 #   write        the file at `path` has new content (closed after writing, renamed or linked
 #                in, or modified and then quiet): ship it
 #   attr         only the mode or mtime of `path` changed (chmod, utime, touch -d): ship
-#                the metadata alone when the target already holds the content
+#                the metadata alone when the target already holds the content; of a
+#                directory (is_dir), what failed below it is retried too (a chmod may have
+#                made it readable); `path` "" is the source root's, whose mode is not mirrored
 #   delete       the file at `path` is gone
 #   mkdir        the directory at `path` is new (its contents arrive as their own events)
 #   rmtree       the directory at `path` is gone with everything below it

@@ -288,9 +288,9 @@ class FanotifyWatcher(FileEvents, NewDirectories, RenameEvents):
             self.dropped += 1
             return
         if ev.name == b"." or not ev.name:   # an event on a directory itself: the record
-            if mask & S.FAN_ATTRIB and mask & S.FAN_ONDIR and parent:   # names it, not its
-                out.append(FsEvent("attr", parent, is_dir=True))         # parent (fanotify(7))
-            return
+            if mask & S.FAN_ATTRIB and mask & S.FAN_ONDIR:   # names it, not its parent
+                out.append(FsEvent("attr", parent, is_dir=True))   # (fanotify(7)); the root
+            return                                                 # too: "" (Change.is_dir)
         rel = join(parent, os.fsdecode(ev.name))
         if ev.name[:1] == b"#" and tmpfile_name(self.root, rel):
             return

@@ -234,6 +234,8 @@ class TreeWatcher(MovePairing, WatchPlaces):
         if not ev.name:       # IN_ATTRIB on a directory itself also reaches its parent's watch,
             if mask & F.ATTRIB and node is not self.tree.root and self._mount_root(prel):
                 out.append(FsEvent("attr", prel, is_dir=True))   # but not from a mount's root
+            elif mask & F.ATTRIB and node is self.tree.root:   # the source root's (""): what
+                out.append(FsEvent("attr", "", is_dir=True))   # failed below it is retried
             return
         name = ev.name
         rel = join(prel, name)

@@ -229,6 +229,21 @@ def test_chmod_is_an_attr_event(wt, root):
     assert got == [("attr", "f", False), ("attr", "d", True)]
 
 
+def test_chmod_of_the_source_root_is_an_attr_event_of_the_root(wt, root):
+    """The root's own mode is never mirrored, but a chmod of it may make what failed
+    below it readable: it is reported as ("attr", "", is_dir) on both backends, and the
+    journal retries the failed rows below it (Change.is_dir; before, neither backend
+    reported it and those rows waited 600 s: a review, helper-153)."""
+    (root / "f").write_bytes(b"1")
+    wt.settle()
+    os.chmod(root, 0o700)
+    try:
+        got = [(e.kind, e.path, e.is_dir) for e in wt.settle()]
+    finally:
+        os.chmod(root, 0o755)
+    assert got == [("attr", "", True)]
+
+
 def test_utime_is_an_attr_event(wt, root):
     (root / "f").write_bytes(b"1")
     wt.settle()

@@ -240,6 +240,6 @@ def test_unreadable_files_and_directories(env):
     (src / "locked.txt").chmod(0o644)
     (src / "new-locked.txt").chmod(0o644)
     (src / "locked-dir").chmod(0o755)
-    env.daemon.cli("reconcile")                        # chmod makes no event: a pass finds them
+    env.daemon.cli("reconcile")   # live since (test_unreadable_made_readable.py); a pass agrees
     env.converge()
     assert env.daemon.stop() == 0

@@ -356,6 +356,60 @@ def test_retry_now_takes_a_target_s_failed_rows_out_of_their_backoff(j, clock):
     j.release_claims()
 
 
+@pytest.mark.parametrize("directory,is_dir,ready", [
+    ("d", True, ["d/e/deep", "d/perm", "d/retry"]),     # every level below; not dd/
+    ("d/e", True, ["d/e/deep"]),
+    ("", True, ["d/e/deep", "d/perm", "d/retry", "dd/perm", "top"]),   # the source root
+    ("d", False, []),          # an attribute change of a file (or not known to be a dir)
+])
+def test_a_directorys_attribute_change_retries_the_failed_rows_below_it_at_once(
+        j, clock, directory, is_dir, ready):
+    """A chmod, chown or ACL change of a directory (Change.is_dir): the rows below it that
+    failed (a file below a directory the daemon could not search: EACCES, refused for good,
+    600 s) run at once, on every target. Before, they waited out the 600 s after the
+    directory was readable again (a review, helper-153). Rows beside it, a row waiting for
+    a writer and a row in flight are left as they are."""
+    j.routes[S] = (T, "other")
+    j.enqueue([put(p) for p in ("d/perm", "d/retry", "d/e/deep", "d/busy", "d/flying",
+                                "dd/perm", "top")])
+    for target in (T, "other"):
+        ops = {op.path: op for op in j.claim(target, 100, now=clock.now + 10_000)}
+        j.ack([Outcome(ops[p], error="unreadable at the source: Permission denied",
+                       permanent=True) for p in ("d/perm", "d/e/deep", "dd/perm", "top")]
+              + [Outcome(ops["d/retry"], error="RetryableError: down"),
+                 Outcome(ops["d/busy"], error="still open", busy=True)])   # d/flying: in flight
+    assert j.claim(T, 100) == [] and j.claim("other", 100) == []
+    j.enqueue([Change(S, directory, "attr", is_dir=is_dir)])
+    if not directory:   # the source root's mode is never mirrored: no row for it
+        assert j.db.execute("SELECT 1 FROM ops WHERE path = ?", (b"",)).fetchone() is None
+    for target in (T, "other"):
+        got = sorted(op.path for op in j.claim(target, 100) if op.path != directory)
+        assert got == ready, (target, got)
+    j.release_claims()
+
+
+def test_a_row_in_flight_when_its_directory_changes_is_retried_at_once_if_it_fails(j, clock):
+    """A worker met the locked directory before the chmod back and its failure is recorded
+    after it (a review, helper-154: it then waited the 600 s, nothing left to name it):
+    that failure runs again at once; a second failure backs off as usual. One that
+    succeeded is done, not sent again, and a directory beside it marks nothing."""
+    j.enqueue([put("p/fails"), put("p/ships"), put("q/fails")])
+    ops = {op.path: op for op in j.claim(T, 10)}
+    j.enqueue([Change(S, "p", "attr", is_dir=True)])
+    j.ack([Outcome(ops["p/fails"], error="unreadable at the source: Permission denied",
+                   permanent=True), done(ops["p/ships"], "put"),
+           Outcome(ops["q/fails"], error="unreadable at the source: Permission denied",
+                   permanent=True)])
+    (own,) = j.claim(T, 10)   # p's own attr op first: nothing below it runs beside it
+    assert own.path == "p"
+    j.ack([done(own, "mkdir", is_dir=True)])
+    again = j.claim(T, 10)
+    assert [op.path for op in again] == ["p/fails"]
+    j.ack([Outcome(again[0], error="unreadable at the source: Permission denied",
+                   permanent=True)])
+    assert j.claim(T, 10) == []   # its backoff now
+
+
 def test_a_tree_removal_done_runs_the_failed_rows_below_it_at_once(j, clock):
     """Rows below d failed (refused for good, retried, busy); d is removed: once the tree
     removal is done they run at once, state-based, not after their backoff (a change
