@@ -100,11 +100,11 @@ class RetryMixin:
         directory the daemon's user could not search failed with EACCES, a permanent error
         (PERMANENT_RETRY, 10 minutes), and its own name has no event when the directory is
         made readable again; before, it waited out those 10 minutes while status said
-        degraded (a review, helper-153). Rows in flight, rows waiting for a writer (busy)
-        and the parked deletes of a source on hold are left as they are (as retry_now). A row
-        in flight is marked (RETRY_ASKED): its worker may have met the locked directory
-        before the chmod, and its failure, recorded after this, is then retried at once
-        (a review, helper-154: it waited the 600 s)."""
+        degraded (a review, helper-153). Rows waiting for a writer (busy) and the parked
+        deletes of a source on hold are left as they are (as retry_now). A row in flight is
+        marked instead (RETRY_ASKED): its worker may have met the locked directory before
+        the chmod, and its failure, recorded after this, is then retried at once (a review,
+        helper-154: it waited the 600 s); a success is done as usual."""
         where, args = ("", ()) if not path else (
             " AND path > ? AND path < ?", (path + b"/", _prefix_upper(path)))
         self.db.execute("UPDATE ops SET next_try = ? WHERE target = ? AND source = ?" + where +
