@@ -46,11 +46,10 @@ class EnqueueMixin:
             for ch in changes:
                 for target in self.targets_of(ch.targets, ch.source):
                     path = _b(ch.path)
-                    if ch.kind == "attr" and ch.is_dir and not path:
-                        # the source root's own mode, owner or ACL: never mirrored (each
-                        # target's root is its own), so no row; what failed below it runs
+                    if ch.kind == "attr" and ch.is_dir:
                         self.retry_below(target, ch.source, path)
-                        continue
+                        if not path:   # the source root's own mode, owner or ACL: never
+                            continue   # mirrored (each target's root is its own): no row
                     if ch.repair and self._in_flight_kind(target, ch.source, path) not in (None, "attr"):
                         continue
                     seen = ch.seen if ch.kind in ("put", "attr") and not ch.tree else None
@@ -58,8 +57,6 @@ class EnqueueMixin:
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,
                                  when=ch.time or self.clock(), delay=ch.delay,
                                  seen=seen, notes=notes, proposed=ch.proposed or ch.repair)
-                    if ch.kind == "attr" and ch.is_dir:
-                        self.retry_below(target, ch.source, path)
                     n += 1
         for note in notes:
             self._proposals.note(*note)
