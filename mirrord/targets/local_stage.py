@@ -164,7 +164,7 @@ class Staging:
             raise
         try:
             st = os.fstat(src)
-            check_read_whole(src, st, _copy_to_end(src, fd), size)
+            check_read_whole(src, st, copy_to_end(src, fd), size)
             # the temp file was made 0600; exactly the source's bits, no umask
             os.chmod(fd, stat_mod.S_IMODE(st.st_mode) if mode is None else mode)
             ns = put_ns(mtime, mtime_ns, st)
@@ -219,7 +219,7 @@ class Staging:
             return   # gone already, or not a path we could have written: leave it
 
 
-def _copy_to_end(src: int, dst: int) -> int:
+def copy_to_end(src: int, dst: int) -> int:
     """Copy descriptor `src` from its offset to its end into `dst`, COPY_CHUNK bytes at a
     time; returns the bytes copied. write(2) may write less than asked: the rest is written
     again, so a full disk raises OSError (ENOSPC) here instead of leaving a short file.

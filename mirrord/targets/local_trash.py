@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat as stat_mod
 from typing import Iterator, Sequence
 
@@ -26,6 +25,7 @@ from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.fsutil import open_dir_beneath, open_file_beneath
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.local_dirs import DirCache
+from mirrord.targets.local_stage import copy_to_end
 from mirrord.targets.local_trash_list import files_below, list_kept
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
@@ -244,11 +244,19 @@ class LocalTrash:
             os.close(fd)
 
     def trash_fetch(self, kept: Kept, local: str) -> None:
-        """Copy the kept bytes into `local` (created or truncated). NotFound / PermanentError
-        as trash_restore; OSError writing `local` is raised as it is (a local file)."""
+        """Copy the kept bytes into `local` (created or truncated, mode 0666 less the
+        umask, as open(2) makes it). NotFound / PermanentError as trash_restore; OSError
+        writing `local` is raised as it is (a local file), EIO for a write(2) that takes
+        nothing (local_stage.copy_to_end: the put's own loop, never asked again for ever)."""
         fd, _ = self._open_kept(kept)
-        with os.fdopen(fd, "rb") as src, open(local, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            out = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                copy_to_end(fd, out)
+            finally:
+                os.close(out)
+        finally:
+            os.close(fd)
 
     def _open_kept(self, kept: Kept) -> tuple[int, os.stat_result]:
         """(descriptor, fstat) of the regular file `kept` names, opened beneath the root."""

@@ -75,14 +75,14 @@ def test_the_local_target_never_installs_a_body_rewritten_while_it_was_copied(tm
     target.open()
     target.put("f", str(src / "f"), size=len(OLD), mtime=1.0)
 
-    real_copy = local_stage._copy_to_end
+    real_copy = local_stage.copy_to_end
 
     def copy_torn(src_fd, dst_fd):
         part = os.write(dst_fd, os.read(src_fd, 5))   # part of the old body, then the writer strikes
         rewrite(src / "f", NEW)
         return part + real_copy(src_fd, dst_fd)
 
-    monkeypatch.setattr(local_stage, "_copy_to_end", copy_torn)
+    monkeypatch.setattr(local_stage, "copy_to_end", copy_torn)
     rewrite(src / "f", OLD + b"2")
     with pytest.raises(SourceBusy):
         target.put("f", str(src / "f"), size=len(OLD) + 1, mtime=2.0)

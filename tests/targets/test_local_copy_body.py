@@ -1,10 +1,11 @@
 """The local target copies a body with read(2) and write(2) on descriptors
-(mirrord/targets/local_stage.py, _copy_to_end), not buffered file objects; what the
+(mirrord/targets/local_stage.py, copy_to_end), not buffered file objects; what the
 buffered writer did for it still holds. A short write is written again, a body larger
 than one read is copied whole, a full disk is a retryable ENOSPC with no temp file and
 no short file left (never a "source changed" wait that would retry the same short copy
 for ever), an error the temp file's close reports fails the put, a copy that stopped
-short is never installed, and no path leaves a descriptor open.
+short is never installed, and no path leaves a descriptor open. A kept file fetched
+from the trash (trash_fetch, `undelete --to-source`) goes through the same loop.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from mirrord.errors import RetryableError, SourceBusy
 from mirrord.targets import local_stage
 from mirrord.targets.local import LocalTarget
 from mirrord.targets.local_stage import STAGE_DIR
+
+STAMP = "20260101T000000.000000Z"
 
 
 class OsProxy:
@@ -198,7 +201,7 @@ def test_a_copy_that_stopped_short_is_never_installed(tmp_path, monkeypatch):
         def one_short(src, dst):
             return os.write(dst, os.read(src, 13))
 
-        monkeypatch.setattr(local_stage, "_copy_to_end", one_short)
+        monkeypatch.setattr(local_stage, "copy_to_end", one_short)
         before = open_fds()
         with pytest.raises(SourceBusy):
             t.put("d/f", str(tmp_path / "src"), size=14, mtime=1.6e9)
@@ -219,5 +222,48 @@ def test_a_source_gone_before_the_copy_fails_the_put_and_leaves_no_descriptor(tm
         assert open_fds() == before
         assert not (root / "d" / "g").exists()
         assert list((root / STAGE_DIR).iterdir()) == []
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 3 * 4096 + 5])
+def test_a_kept_file_is_fetched_whole_through_the_same_copy(tmp_path, monkeypatch, size):
+    """trash_fetch (`undelete --to-source`) copies with the put's loop: short writes are
+    written again, a body larger than one read arrives whole, nothing is left open."""
+    monkeypatch.setattr(local_stage, "COPY_CHUNK", 4096)
+    data = os.urandom(size)
+    t = put_one(tmp_path / "mirror", tmp_path / "src", data)
+    try:
+        t.keep("d/f", stamp=STAMP, coming="absent")
+        [kept] = t.trash_list()
+        short = ShortWrites(most=333)
+        monkeypatch.setattr(local_stage, "os", short)
+        before = open_fds()
+        out = tmp_path / "fetched"
+        out.write_bytes(b"an older file, longer than one byte")   # truncated, not kept
+        t.trash_fetch(kept, str(out))
+        assert out.read_bytes() == data
+        chunks = [min(4096, size - at) for at in range(0, size, 4096)]
+        assert short.calls == sum(-(-n // 333) for n in chunks)   # each read written whole
+        assert open_fds() == before
+    finally:
+        t.close()
+
+
+def test_a_write_that_takes_nothing_fails_the_fetch_instead_of_hanging(tmp_path, monkeypatch):
+    """A write(2) of 0 bytes into the fetched file (a broken FUSE daemon under the source)
+    is an EIO for the operator, asked once; both descriptors are closed."""
+    t = put_one(tmp_path / "mirror", tmp_path / "src", b"kept bytes")
+    try:
+        t.keep("d/f", stamp=STAMP, coming="absent")
+        [kept] = t.trash_list()
+        proxy = NothingWritten()
+        monkeypatch.setattr(local_stage, "os", proxy)
+        before = open_fds()
+        with pytest.raises(OSError) as err:
+            t.trash_fetch(kept, str(tmp_path / "fetched"))
+        assert err.value.errno == errno.EIO
+        assert proxy.calls == 1
+        assert open_fds() == before
     finally:
         t.close()
