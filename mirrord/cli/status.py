@@ -198,8 +198,11 @@ def _alarm_lines(name: str, h: dict) -> list[str]:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(held["since"]))
         why = f" ({_line(held['reason'])})" if held.get("reason") else ""
         # not "alarm:": a capped comparison holds the deletes too (its reason says so)
+        # none waiting (an alarm on overwrites alone): "ship them" would name nothing
+        what = ("ship them" if held.get("waiting") else
+                "none waiting, and deletes made from now on wait too; lift the hold")
         lines.append(f"  source {name}: {held_count(held)} since {since}{why}; "
-                     f"ship them: mirrord resume-deletes --source {name}")
+                     f"{what}: mirrord resume-deletes --source {name}")
     return lines
 
 

@@ -47,3 +47,20 @@ def test_no_hold_no_refusal(tmp_path):
     Journal(cfg.mirrord.journal_path, {"up": ("mirror",)}).close()
     assert held_refusal(cfg.mirrord.journal_path, "up", "mirror", 3) is None
     assert "deletes held" not in render(collect(cfg))
+
+
+def test_a_hold_with_nothing_waiting_says_so_instead_of_ship_them(tmp_path):
+    """An alarm fired by overwrites alone holds the source's deletes with none waiting:
+    status said "0 deletes held ...; ship them: mirrord resume-deletes", naming nothing
+    to ship (a review, helper-155). It says none wait, that new deletes will, and how to
+    lift the hold."""
+    cfg = _config(tmp_path)
+    j = Journal(cfg.mirrord.journal_path, {"up": ("mirror",)})
+    try:
+        assert j.hold_deletes("up", reason=ALARM)
+    finally:
+        j.close()
+    (line,) = [ln for ln in render(collect(cfg)).splitlines() if "deletes held" in ln]
+    assert line.startswith("  source up: 0 deletes held since "), line
+    assert "ship them" not in line and "none waiting" in line, line
+    assert line.endswith("lift the hold: mirrord resume-deletes --source up"), line
