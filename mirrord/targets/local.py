@@ -174,7 +174,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
             parent = self._open_parent(path, keep_stamp)
             try:
                 if keep_stamp is not None:
-                    self._keep_in_put(path, parent, keep_stamp, size, exact_ns(mtime, mtime_ns))
+                    self._keep_in_put(path, local, parent, keep_stamp, size,
+                                      exact_ns(mtime, mtime_ns))
                 st = self._staging.install(local, parent, path, mtime=mtime, mtime_ns=mtime_ns,
                                            mode=mode, size=size)
                 if self.fsync:

@@ -251,3 +251,36 @@ def _replace(tmp: bytes, tmp_dir: int | None, name: bytes, parent: int) -> None:
     except IsADirectoryError:
         remove_tree(name, dir_fd=parent)
         os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=parent)
+
+
+
+def holds_bytes_of(name: bytes, parent: int, local: str) -> bool:
+    """Whether the regular file `name` in directory `parent` (opened O_NOFOLLOW: never
+    through a symlink) holds the bytes of the file at `local`, read with pread(2),
+    COPY_CHUNK at a time, False at the first difference; False when either cannot be
+    opened or read (the caller then keeps). Not filecmp.cmp: it answers from a cache
+    keyed on size and mtime, the very signature that is the same when this is asked (a
+    file rewritten in place, its mtime put back)."""
+    try:
+        a = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    except OSError:
+        return False
+    try:
+        b = os.open(local, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(a)
+        return False
+    try:
+        at = 0
+        while True:
+            x, y = os.pread(a, COPY_CHUNK, at), os.pread(b, COPY_CHUNK, at)
+            if x != y:
+                return False
+            if not x:
+                return True
+            at += len(x)
+    except OSError:
+        return False
+    finally:
+        os.close(a)
+        os.close(b)

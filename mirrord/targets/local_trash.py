@@ -25,8 +25,8 @@ from mirrord.errors import NotFound, PermanentError, RetryableError
 from mirrord.fsutil import open_dir_beneath, open_file_beneath
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.local_dirs import DirCache
-from mirrord.targets.local_stage import copy_to_end
-from mirrord.targets.local_trash_list import files_below, list_kept
+from mirrord.targets.local_stage import copy_to_end, holds_bytes_of
+from mirrord.targets.local_trash_list import files_below, kept_inode, list_kept
 from mirrord.targets.model import Entry
 from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.paths import check_relpath
@@ -112,19 +112,25 @@ class LocalTrash:
                 dirs.close()
         return out
 
-    def _keep_in_put(self, path: str, parent: int, stamp: str, size: int, ns: int) -> None:
+    def _keep_in_put(self, path: str, local: str, parent: int, stamp: str, size: int,
+                     ns: int) -> None:
         """A put's own keep (Features.keep_by_condition): one lstat of `path` in its directory
         `parent` (a descriptor from the put's parent walk), and keep(path, coming='file')
-        only when something other than this very version (a regular file of `size` bytes,
-        mtime `ns`) is there: the keeper's "holds already" rule. A file where a parent goes
-        was kept as a parent 'dir' by the walk first."""
+        unless this very version is there: a regular file of `size` bytes, mtime `ns`, and
+        the same bytes as `local` (the source). Size and mtime alone are no proof: a file
+        rewritten in place with its length kept and its mtime put back (ransomware, a
+        script restoring timestamps, `reconcile --checksum` repairing such a change) would
+        replace the only good copy and keep nothing (a review, helper-155); the bytes are
+        compared only when both match (a re-send), so a put of a changed file reads nothing
+        more. A file where a parent goes was kept as a parent 'dir' by the walk first."""
+        name = os.fsencode(path.rpartition("/")[2])
         try:
-            st = os.lstat(os.fsencode(path.rpartition("/")[2]), dir_fd=parent)
+            st = os.lstat(name, dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
             return
-        if stat_mod.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == ns:
-            return
-        self.keep(path, stamp=stamp, coming="file")
+        if not (stat_mod.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == ns
+                and holds_bytes_of(name, parent, local)):
+            self.keep(path, stamp=stamp, coming="file")
 
     def _keep_at(self, src: int, head: str, name: bytes, stamp: str, coming: str) -> int:
         try:
@@ -135,12 +141,13 @@ class LocalTrash:
         if is_dir and coming == "dir":
             return 0
         why = DIR_REMOVED if is_dir else OVERWRITTEN if coming == "file" else DELETED
-        if why == OVERWRITTEN and stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        if (why == OVERWRITTEN and stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1
+                and kept_inode(self._real_root, _joined(head, name), st)):
             # already linked into the trash by an earlier try of this overwrite whose put did
-            # not happen (a put replaces the inode, and the mirror holds no hard links of its
-            # own: each file is put separately): kept, under whatever stamp that try had. A
-            # kill -9 between keep and put, then a restart whose catch-up records the change
-            # again with a new time, would otherwise keep it twice.
+            # not happen (a put replaces the inode): kept, under whatever stamp that try
+            # had. A kill -9 between keep and put, then a restart whose catch-up records
+            # the change again with a new time, would otherwise keep it twice. A second link
+            # elsewhere (an operator's snapshot of the mirror) is no such proof: kept.
             return 0
         dst = self._trash_parent(stamp, why, head)
         try:
@@ -296,3 +303,8 @@ def _exists(name: bytes, dir_fd: int) -> bool:
 def _fd_path(fd: int) -> bytes:
     """The path the kernel has for an open directory (it follows renames)."""
     return os.fsencode(os.readlink(f"/proc/self/fd/{fd}"))
+
+
+def _joined(head: str, name: bytes) -> str:
+    return f"{head}/{os.fsdecode(name)}" if head else os.fsdecode(name)
+

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.failures import classify_oserror
 from mirrord.targets.paths import check_relpath
-from mirrord.trash.model import TRASH, Kept, parse_entry_dir, since_stamp
+from mirrord.trash.model import OVERWRITTEN, TRASH, Kept, parse_entry_dir, since_stamp
 
 
 def list_kept(root: str, real_root: str, prefix: str = "", *,
@@ -87,3 +87,33 @@ def files_below(top: bytes, rel: bytes) -> Iterator[tuple[bytes, os.stat_result]
             yield from files_below(e.path, sub)
         else:
             yield sub, e.stat(follow_symlinks=False)
+
+
+def kept_inode(real_root: str, path: str, st: os.stat_result) -> bool:
+    """Whether the inode `st` (an lstat of the mirror's file at `path`) already has a name
+    at `path` in some '<stamp>.overwritten' entry of the trash: kept by an earlier try of
+    an overwrite whose put did not happen (kill -9 between keep and put), which a restart
+    must not keep again under a new stamp. Asked only of a file with more than one link,
+    since such a file's other link may as well be an operator's (a `cp -al` or rsnapshot
+    `--link-dest` snapshot of the mirror: a review, helper-155), which says nothing of the
+    trash. One lstat per overwritten entry; an unreadable trash answers False (keep)."""
+    try:
+        fd = open_dir_beneath(real_root, TRASH)
+    except OSError:
+        return False
+    try:
+        with os.scandir(fd) as it:
+            entries = [e.name for e in it if e.name.endswith("." + OVERWRITTEN)
+                       and e.is_dir(follow_symlinks=False)]
+        for entry in entries:
+            try:
+                kept = os.lstat(f"{entry}/{path}", dir_fd=fd)
+            except OSError:
+                continue
+            if (kept.st_dev, kept.st_ino) == (st.st_dev, st.st_ino):
+                return True
+        return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

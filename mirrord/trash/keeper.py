@@ -29,6 +29,7 @@ target itself holds, at the new name, the version it holds at the old one.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
@@ -239,19 +240,28 @@ def _parents_in_put(target: Target, item: SyncItem) -> bool:
 
 
 def _holds_already(target: Target, item: SyncItem) -> bool:
-    """Whether a put would rewrite what the target already holds (same size and exact mtime,
-    the mirror's own test of "in sync"): nothing is destroyed, so nothing is kept. Asked
-    only where stat() costs a syscall, not a round trip (Features.cheap_stat). A second put
+    """Whether a put would rewrite what the target already holds: same size, exact mtime
+    (the mirror's own test of "in sync") and the same bytes (Target.checksum against the
+    SHA-256 of the source file `item.local`): nothing is destroyed, so nothing is kept.
+    Size and mtime alone are no proof: a file rewritten in place with its length kept and
+    its mtime put back was replaced unkept (a review, helper-155; the targets' own keep
+    in put, local_trash._keep_in_put and s3/conditional._holds, ask the same). Asked only
+    where stat() costs a syscall, not a round trip (Features.cheap_stat). A second put
     of one version happens when a pass lists the target while the first is in flight;
-    without this the trash got a copy of the new version as 'overwritten'."""
+    without this the trash got a copy of the new version as 'overwritten'. False (keep)
+    on any error while looking."""
     if item.kind != "file" or item.meta_only or item.tree or not target.features.cheap_stat:
         return False
     try:
         entry = target.stat(item.path)
+        if (entry is None or entry.is_dir or entry.size != item.size
+                or exact_ns(entry.mtime, entry.mtime_ns) != exact_ns(item.mtime, item.mtime_ns)):
+            return False
+        with open(item.local, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        return target.checksum(item.path) == digest
     except Exception:  # noqa: BLE001 - keep() will meet the same trouble and report it
         return False
-    return (entry is not None and not entry.is_dir and entry.size == item.size
-            and exact_ns(entry.mtime, entry.mtime_ns) == exact_ns(item.mtime, item.mtime_ns))
 
 
 def _parents(path: str) -> list[str]:

@@ -224,3 +224,39 @@ def test_reconcile_during_burst(env):
     problems = check_no_double_keep(kept, written, {})
     assert not problems, (problems, kept)
     assert reconcile_counts(env) == {n: (0, 0, 0, True) for n in NAMES}
+
+
+def rewrite_keeping_size_and_mtime(path: Path, data: bytes) -> None:
+    """Overwrite `path` in place with `data` (its length) and put its mtime back, as
+    ransomware that keeps lengths, or a script restoring timestamps, does."""
+    st = path.stat()
+    assert len(data) == st.st_size
+    with open(path, "r+b") as fh:
+        fh.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("when", ["live", "while stopped, repaired by reconcile --checksum"])
+def test_a_rewrite_keeping_size_and_mtime_keeps_the_old_bytes(env, when):
+    """A review (helper-155): the put's "this very version is there already" test looked
+    at size and mtime only, so the rewritten bytes replaced the only good copy on every
+    target and nothing was kept. Now each target keeps the old bytes as 'overwritten';
+    every target ends exact."""
+    files = {env.src / "enc" / f"f{i}.doc": b"clean data %02d\n" % i for i in range(5)}
+    for path, data in files.items():
+        write(path, data)
+    start(env)
+    if when != "live":
+        env.daemon.stop()
+    for path, data in files.items():
+        rewrite_keeping_size_and_mtime(path, data.replace(b"clean data", b"ENCRYPTED!"))
+    if when == "live":
+        settle(env)
+    else:
+        res = env.daemon.cli("reconcile", "--checksum", check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        for target in env.targets.values():
+            wait_exact(env.src, target, timeout=60, excluded=excluded)
+    want = sorted((str(p.relative_to(env.src)), "overwritten", sha(d)) for p, d in files.items())
+    for name, rows in kept_versions(env, "enc").items():
+        assert sorted(r[:3] for r in rows) == want, name

@@ -128,7 +128,7 @@ def test_a_retry_after_kill_between_keep_and_put_keeps_nothing_twice(local, src,
     assert ship(local, src, "k.txt", when=WHEN - 60)[0].error is None
     root = os.open(local.root, os.O_PATH | os.O_DIRECTORY)
     try:
-        local._keep_in_put("k.txt", root, STAMP, 5, NS + 1)
+        local._keep_in_put("k.txt", str(src / "k.txt"), root, STAMP, 5, NS + 1)
     finally:
         os.close(root)
     write(src, "k.txt", b"newer", ns=NS + 1)
@@ -245,3 +245,37 @@ def test_a_parent_made_a_directory_by_a_racing_worker_during_its_keep_is_used(lo
     assert ship(local, src, "p/d/z")[0].error is None
     assert local.read("p/d/z") == b"z inside d"
     assert trash_files(local) == {f"{STAMP}.deleted/p/d"}
+
+
+@pytest.mark.parametrize("where", ["outside the root", "inside the root"])
+def test_an_overwrite_of_a_file_with_an_operators_link_is_kept(local, src, tmp_path, where):
+    """A second link to the mirror's file that is not the trash's (an operator's `cp -al`
+    or rsnapshot --link-dest snapshot of the mirror) is no sign of an earlier keep: the
+    overwrite is kept, and fetched it is the old bytes (a review, helper-155)."""
+    write(src, "doc.txt", b"doc original")
+    assert ship(local, src, "doc.txt", when=WHEN - 60)[0].error is None
+    snap = (tmp_path / "snap") if where == "outside the root" else Path(local.root) / "snap"
+    snap.mkdir()
+    os.link(Path(local.root) / "doc.txt", snap / "doc.txt")
+    write(src, "doc.txt", b"overwritten by mistake", ns=NS + 10**9)
+    assert ship(local, src, "doc.txt", when=WHEN)[0].error is None
+    [k] = [k for k in local.trash_list() if k.path == "doc.txt"]
+    out = tmp_path / "out"
+    local.trash_fetch(k, str(out))
+    assert (k.why, out.read_bytes()) == (OVERWRITTEN, b"doc original")
+
+
+def test_a_rewrite_in_place_with_size_and_mtime_kept_is_kept(local, src, tmp_path):
+    """Other bytes under the same size and mtime (ransomware that keeps lengths and puts
+    the mtime back) are no re-send: the put keeps the old bytes first; the same bytes
+    sent again afterwards keep nothing more."""
+    f = write(src, "f", b"clean-data-01\n")
+    assert ship(local, src, "f", when=WHEN - 60)[0].error is None
+    write(src, "f", b"ENCRYPTED-01\n\n")          # 14 bytes, mtime NS again
+    assert ship(local, src, "f", when=WHEN)[0].error is None
+    assert local.read("f") == b"ENCRYPTED-01\n\n"
+    assert ship(local, src, "f", when=WHEN + 30)[0].error is None
+    [k] = local.trash_list()
+    out = tmp_path / "out"
+    local.trash_fetch(k, str(out))
+    assert (k.why, out.read_bytes(), f.stat().st_mtime_ns) == (OVERWRITTEN, b"clean-data-01\n", NS)

@@ -269,6 +269,30 @@ def test_a_large_file_keeps_first_without_listing(seaweedfs, src, tmp_path, monk
         t.close()
 
 
+
+@pytest.mark.parametrize("size", [4096, 9 << 20])   # a conditional put; keep_before's copy
+def test_other_bytes_under_the_same_size_and_mtime_are_kept(seaweedfs, src, tmp_path, size):
+    """A file rewritten in place with its size kept and its mtime put back: the object's
+    sha256 metadata tells it from a re-send, so the old bytes are kept (a small put's
+    conditional keep; a large put's copy is not dropped as a duplicate), and the same
+    bytes shipped again keep nothing more (a review, helper-155)."""
+    t = s3_on(seaweedfs, seaweedfs.new_bucket(), threshold=16 << 20)
+    try:
+        old, new = os.urandom(size), os.urandom(size)
+        seed(t, tmp_path, "v/f.bin", old)
+        write(src, "v/f.bin", new)
+        os.utime(src / "v/f.bin", ns=(OLD_NS, OLD_NS))
+        assert ship(t, src, "v/f.bin").error is None
+        assert raw(seaweedfs, t, "v/f.bin")["Body"].read() == new
+        [kept] = list(t.trash_list())
+        assert (kept.why, kept.size, kept.mtime_ns) == (OVERWRITTEN, size, OLD_NS)
+        assert raw(seaweedfs, t, kept.key)["Body"].read() == old
+        assert ship(t, src, "v/f.bin", when=WHEN + 60).error is None   # a re-send
+        assert [k.key for k in t.trash_list()] == [kept.key]
+    finally:
+        t.close()
+
+
 def test_a_tree_file_item_over_keys_below_keeps_them(s3, src, seaweedfs, tmp_path):
     for p in ("d/x.txt", "d/e/y.txt"):
         seed(s3, tmp_path, p, p.encode())

@@ -284,3 +284,26 @@ def test_a_put_with_a_keep_stamp_keeps_what_it_replaces_or_is_refused(target, tm
     assert target.read("d/a.txt") == b"new bytes"
     k = kept(target)["d/a.txt"]
     assert k.stamp == STAMP and fetched(target, k, tmp_path) == b"old bytes"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o600], ids=["same mode", "other mode"])
+def test_other_bytes_under_the_same_size_and_mtime_are_kept_by_the_put(target, tmp_path, mode):
+    """The very version a put may replace unkept is the same bytes, not only the same size
+    and mtime: a file rewritten in place with its length kept and its mtime put back
+    (ransomware, a script restoring timestamps, `reconcile --checksum` repairing it) kept
+    nothing, and the only good copy was gone (a review, helper-155). An identical re-send
+    still keeps nothing (tests/reliability/test_same_version_keeps_nothing.py)."""
+    put(target, tmp_path, "d/a.txt", b"clean data 01\n")
+    if not target.features.keep_by_condition:   # refused whole (the test above)
+        return
+    bad = source(tmp_path, b"ENCRYPTED-01\n\n", mode=mode)   # 14 bytes, same mtime
+    target.put("d/a.txt", bad, size=14, mtime=ns_to_float(NS), mtime_ns=NS, mode=mode,
+               keep_stamp=STAMP)
+    assert target.read("d/a.txt") == b"ENCRYPTED-01\n\n"
+    k = kept(target)["d/a.txt"]
+    assert (k.stamp, k.why) == (STAMP, OVERWRITTEN)
+    assert fetched(target, k, tmp_path) == b"clean data 01\n"
+    # the same bad bytes sent again (a retry after a restart): nothing more kept
+    target.put("d/a.txt", source(tmp_path, b"ENCRYPTED-01\n\n", mode=mode), size=14,
+               mtime=ns_to_float(NS), mtime_ns=NS, mode=mode, keep_stamp=LATER)
+    assert [v.stamp for v in target.trash_list("d/a.txt")] == [STAMP]

@@ -6,6 +6,7 @@ removal and a move; a failed keep stops the change; the stamp is the row's event
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from pathlib import Path
 
@@ -328,3 +329,26 @@ def test_a_put_of_the_version_the_target_holds_keeps_nothing(tmp_path):
                      mtime_ns=st.st_mtime_ns + 1, when=1_700_000_001.0)
     assert keeper.keep_items(t, [other]) == [None]
     assert [k.why for k in t.trash_list()] == ["overwritten"]
+
+
+def test_other_bytes_under_the_version_the_target_holds_are_kept(tmp_path):
+    """The keeper's "holds already" test compares the bytes too (Target.checksum against
+    the source's SHA-256): a file rewritten in place with its size kept and its mtime put
+    back replaces other bytes, which are kept (a review, helper-155)."""
+    from mirrord.targets.local import LocalTarget
+
+    t = LocalTarget("t", tmp_path / "mirror", fsync=False)
+    t.open()
+    f = tmp_path / "v"
+    f.write_bytes(b"clean data 01\n")
+    st = f.stat()
+    t.put("a.jpg", str(f), size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns)
+    f.write_bytes(b"ENCRYPTED-01\n\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    item = SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
+                    mtime_ns=st.st_mtime_ns, when=1_700_000_000.0)
+    assert keeper.keep_items(t, [item]) == [None]
+    [k] = t.trash_list()
+    out = tmp_path / "out"
+    t.trash_fetch(k, str(out))
+    assert (k.why, out.read_bytes()) == ("overwritten", b"clean data 01\n")

@@ -60,11 +60,11 @@ def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
     """Put `path` (at `key`) by `send(condition)`, keeping what it replaces under `stamp`
     first (see the module docstring). `send` takes put_object keyword arguments, the
     condition (IfNoneMatch / IfMatch), and raises PreconditionFailed on a 412. `version`
-    is (size in bytes, mtime in ns) of what is sent: an object that already is this
-    version is replaced without being kept (nothing is destroyed; a second send of one
+    is (size in bytes, mtime in ns) of what is sent and `sha256` its body's: an object
+    that already is this version, the same bytes, is replaced without being kept (nothing is destroyed; a second send of one
     version, e.g. a catch-up after a restart, kept a useless copy that counted against
     keep_deleted_max). On a versioned bucket that replaced version is deleted after the
-    put when its sha256 metadata is `sha256` too (same_version). Returns what send
+    put (same_version). Returns what send
     returns; raises what the HEAD, the keep or send raise (RetryableError /
     PermanentError), and RetryableError after TRIES failed conditions."""
     trash.check_stamp(t, stamp)     # a bad stamp fails before anything is sent
@@ -83,7 +83,7 @@ def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
         if head is None:            # no object (see 2. above): nothing to keep
             condition, resent = {}, None
             continue
-        if not _is_version(path, head, version):
+        if not _holds(path, head, version, sha256):
             trash.keep_overwritten(t, path, key, stamp, head)
         resent = same_version(t, path, head, version, sha256)
         condition = {"IfMatch": head["ETag"]}
@@ -108,7 +108,7 @@ def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
         return None, None
     copied = trash.keep_overwritten(t, path, key, stamp, head)
     spare = (trash.trash_key(t, stamp, OVERWRITTEN, path)
-             if copied and _is_version(path, head, version) else None)
+             if copied and _holds(path, head, version, sha256) else None)
     return same_version(t, path, head, version, sha256), spare
 
 
@@ -121,13 +121,17 @@ def same_version(t: S3Target, path: str, head: dict, version: tuple[int, int],
     keeps nothing, on every target"). None otherwise, or when `sha256` is not known."""
     if t.trash_mode() != versioning.VERSIONING or not sha256 or not head.get("VersionId"):
         return None
-    same = (_is_version(path, head, version)
-            and (head.get("Metadata") or {}).get("sha256") == sha256)
-    return head["VersionId"] if same else None
+    return head["VersionId"] if _holds(path, head, version, sha256) else None
 
 
-def _is_version(path: str, head: dict, version: tuple[int, int]) -> bool:
-    """Whether the HEADed object holds `version` (size, mtime ns from its mtime metadata):
-    the mirror's own test of "in sync" (rsync's quick check)."""
+def _holds(path: str, head: dict, version: tuple[int, int], sha256: str) -> bool:
+    """Whether the HEADed object is the very version sent: `version` (size, mtime ns from
+    its mtime metadata) and the same bytes, by its sha256 metadata (keys.put_args sets it
+    on every put) equal to `sha256`, the body's. Size and mtime alone are no proof: a
+    file rewritten in place with its length kept and its mtime put back (ransomware, a
+    script restoring timestamps, `reconcile --checksum` repairing such a change) replaced
+    the only good copy and kept nothing (a review, helper-155). False when `sha256` is
+    not known or the object has none (not put by mirrord): kept."""
     entry = head_entry(path, head)
-    return entry.mtime_ns != 0 and (entry.size, entry.mtime_ns) == version
+    return (bool(sha256) and entry.mtime_ns != 0 and (entry.size, entry.mtime_ns) == version
+            and (head.get("Metadata") or {}).get("sha256") == sha256)
