@@ -21,6 +21,31 @@ from mirrord.config.values import (
     _Reader, parse_command, parse_duration, parse_list, parse_timeout,
 )
 
+# The longest timeout handed on as a C int of milliseconds: 2**31 - 1 ms, 2147483.647 s
+# (about 24.8 days), far below parse_duration's own limit (threading.TIMEOUT_MAX).
+# - statement_timeout: PostgreSQL's GUC is an int of ms (set_config refused "2160000000ms",
+#   "Value exceeds integer range", so every connect failed after check-config passed);
+# - connect_timeout: also every memcached server's socket timeout (pymemcache), and
+#   check_timeout: urllib's socket timeout: CPython hands a socket timeout to poll(2) as an
+#   int of ms and does not check it, so a longer one wraps (4294967.297 s timed out after
+#   1 ms). libpq's own connect_timeout (an int of seconds) is far wider.
+MAX_INT_MS = (2**31 - 1) / 1000
+_INT_MS_WHY = {"statement_timeout": "PostgreSQL's statement_timeout is an int of milliseconds",
+               "connect_timeout": "it is also each memcached server's socket timeout, an int "
+                                  "of milliseconds",
+               "check_timeout": "it is check_url's socket timeout, an int of milliseconds"}
+
+
+def _int_ms_timeout(key: str):
+    """parse_timeout for `key`, also at most MAX_INT_MS seconds (ValueError naming why)."""
+    def parse(text: str) -> float:
+        seconds = parse_timeout(text)
+        if seconds > MAX_INT_MS:
+            raise ValueError(f"too long: {text!r} (at most {MAX_INT_MS:.3f}s, about 24.8 days: "
+                             f"{_INT_MS_WHY[key]})")
+        return seconds
+    return parse
+
 HOOK_NAMES = ("pre_failover", "post_failover", "pre_switchover", "post_switchover",
               "pre_failback", "post_failback")
 _HEALTH_KEYS = {"listen", "interval"}
@@ -179,14 +204,14 @@ def _read_failover(r: _Reader, targets: dict[str, TargetConfig]) -> FailoverConf
         message=r.get(s, "message", str, FailoverConfig.message),
         memcached=r.get(s, "memcached", _parse_memcached, ()),
         reload_command=r.get(s, "reload_command", parse_command, ""),
-        connect_timeout=r.get(s, "connect_timeout", parse_timeout, 5.0),
-        statement_timeout=r.get(s, "statement_timeout", parse_timeout, 5.0),
+        connect_timeout=r.get(s, "connect_timeout", _int_ms_timeout("connect_timeout"), 5.0),
+        statement_timeout=r.get(s, "statement_timeout", _int_ms_timeout("statement_timeout"), 5.0),
         # above zero: 0 ended every wait at once, so switchover always refused
         switchover_timeout=r.get(s, "switchover_timeout", parse_timeout, 300.0),
         max_clock_skew=r.get(s, "max_clock_skew", parse_duration, 5.0),
         hooks=_read_hooks(r, s),
         hook_timeout=r.get(s, "hook_timeout", parse_timeout, 30.0),
-        check_timeout=r.get(s, "check_timeout", parse_timeout, 10.0),
+        check_timeout=r.get(s, "check_timeout", _int_ms_timeout("check_timeout"), 10.0),
     )
     url, pattern = _read_check(r, s)
     cfg = dataclasses.replace(cfg, check_url=url, check_pattern=pattern)
