@@ -8,7 +8,7 @@
   changes pending or a target not in sync (heartbeat.state), is a warning only,
   unless the query gives max_heartbeat_age. Query limits, e.g.
   `/ready?max_replay_lag=10s&max_heartbeat_age=30s`, make those checks strict
-  for that request (durations as in the INI file). A bad query (or a limit given twice) is 400.
+  for that request (durations as in the INI file, by the same key's rule: QUERY_LIMITS). A bad query (or a limit given twice) is 400.
 - HEAD and OPTIONS on /ready and /live: the same status, no body (HAProxy's
   `option httpchk` sends OPTIONS by default).
 - GET /metrics: Prometheus text format, judged with the [failover] limits.
@@ -34,13 +34,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from mirrord import metrics_http
 from mirrord.config import Config, parse_duration
+from mirrord.config.values import parse_timeout
 from mirrord.failover import appconfig, heartbeat, readiness, replica
 from mirrord.failover.result import Check
 from mirrord.health.runner import Runner
 from mirrord.logsetup import redact, redact_doc
 
 log = logging.getLogger("mirrord.health")
-QUERY_LIMITS = {"max_replay_lag": "max_replay_lag", "max_heartbeat_age": "max_heartbeat_age"}
+# each query limit read by the rule of the [failover] key it overrides (config.failover):
+# max_replay_lag may be 0 (no lag tolerated), max_heartbeat_age must be above zero (no
+# heartbeat is 0 s old: `?max_heartbeat_age=0` was a permanent 503)
+QUERY_LIMITS = {"max_replay_lag": parse_duration, "max_heartbeat_age": parse_timeout}
 
 
 def run_timeout(cfg: Config) -> float:
@@ -117,6 +121,8 @@ def _num(value) -> float:
 
 def parse_limits(query: str) -> dict[str, float]:
     """?max_replay_lag=10s&max_heartbeat_age=30s -> seconds; ValueError names the bad part.
+    Each value follows the rule of the [failover] key it overrides (QUERY_LIMITS):
+    max_heartbeat_age=0 is refused as the INI refuses it.
     A limit given twice is refused: the last one won, so a proxy or a script appending its
     own looser limit to a strict probe's URL loosened it unseen (a breaker)."""
     limits = {}
@@ -126,7 +132,11 @@ def parse_limits(query: str) -> dict[str, float]:
                              f"{', '.join(QUERY_LIMITS)})")
         if len(values) > 1:
             raise ValueError(f"query parameter {key!r} given {len(values)} times: give it once")
-        limits[QUERY_LIMITS[key]] = parse_duration(values[0])
+        try:
+            limits[key] = QUERY_LIMITS[key](values[0])
+        except ValueError as exc:
+            raise ValueError(f"query parameter {key!r}: {exc} (read as [failover] {key} "
+                             "is)") from None
     return limits
 
 

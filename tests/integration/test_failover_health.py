@@ -160,6 +160,9 @@ def test_a_bad_query_is_400_naming_it(service):
     assert code == 400 and b"not a duration" in body
     code, body = service.get("/ready?lag=1s")
     assert code == 400 and b"unknown query parameter" in body
+    # as the INI refuses it: no heartbeat is 0 s old (it was a 503 for ever)
+    code, body = service.get("/ready?max_heartbeat_age=0")
+    assert code == 400 and b"'max_heartbeat_age': must be greater than zero" in body, body
 
 
 def test_metrics_export_the_measurements(pg, service):

@@ -72,3 +72,23 @@ def test_a_limit_given_twice_is_refused_not_loosened():
     """The last one won: `?max_replay_lag=1s&max_replay_lag=100s` loosened a strict probe."""
     with pytest.raises(ValueError, match="'max_replay_lag' given 2 times"):
         parse_limits("max_replay_lag=1s&max_replay_lag=100s")
+
+
+@pytest.mark.parametrize("query,why", [
+    ("max_heartbeat_age=0", "'max_heartbeat_age': must be greater than zero, got '0'"),
+    ("max_heartbeat_age=0ms", "'max_heartbeat_age': must be greater than zero, got '0ms'"),
+    ("max_heartbeat_age=0.0s", "'max_heartbeat_age': must be greater than zero"),
+    ("max_replay_lag=-1s", "'max_replay_lag': not a duration"),
+    ("max_replay_lag=%2B1s", "'max_replay_lag': not a duration"),
+    ("max_heartbeat_age=99999999999999999999d", "'max_heartbeat_age': too long"),
+])
+def test_query_limits_follow_the_ini_keys_rules(query, why):
+    """`?max_heartbeat_age=0` was accepted (a permanent 503) while the INI refuses 0 for
+    the same key: no heartbeat is 0 s old."""
+    with pytest.raises(ValueError) as exc:
+        parse_limits(query)
+    assert why in str(exc.value) and "[failover]" in str(exc.value), exc.value
+
+
+def test_a_replay_lag_of_zero_is_a_limit_as_in_the_ini():
+    assert parse_limits("max_replay_lag=0") == {"max_replay_lag": 0.0}
