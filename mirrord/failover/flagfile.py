@@ -17,7 +17,9 @@ from pathlib import Path
 
 from mirrord import filekinds
 from mirrord.failover.result import Check
-from mirrord.failover.switch_record import MAX_FLAG, Switch, b64, read_regular, unb64
+from mirrord.failover.switch_record import (
+    MAX_FLAG, Switch, b64, dir_problem, read_regular, unb64,
+)
 from mirrord.fsutil import atomic_write, fsync_dir
 
 
@@ -79,15 +81,19 @@ class FlagFileSwitch(Switch):
         return f"unreadable ({exc.strerror})"
 
     def writable(self) -> list[Check]:
-        """Whether this process may create and remove the flag; as SymlinkSwitch.writable,
+        """Whether this process may create and remove the flag (and fill it: a full file
+        system, switch_record.probe_dir); as SymlinkSwitch.writable,
         not part of precheck: under mirrord-health.service (ProtectSystem=strict) the flag's
         directory is read-only even for root, so /ready answered 503 on every request."""
         parent = self.flag.parent
-        ok = os.access(parent, os.W_OK | os.X_OK)
-        return [Check("app.flag_dir_writable", ok, str(parent), "writable by this user",
-                      f"cannot create or remove {self.flag.name} in {parent} (not writable by "
-                      f"uid {os.geteuid()}, or a read-only file system): run as the user that "
-                      "may change the application config")]
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return [Check("app.flag_dir_writable", False, str(parent), "writable by this user",
+                          f"cannot create or remove {self.flag.name} in {parent} (not "
+                          f"writable by uid {os.geteuid()}, or a read-only file system): run "
+                          "as the user that may change the application config")]
+        problem = dir_problem(parent)     # a full file system: os.access cannot see it
+        return [Check("app.flag_dir_writable", not problem, str(parent), "writable by this user",
+                      f"cannot create {self.flag.name} in {parent} ({problem})")]
 
     def describe(self, readonly: bool) -> str:
         verb = "create" if readonly else "remove (or restore what was there before)"

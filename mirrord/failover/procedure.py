@@ -205,7 +205,8 @@ class Procedure:
             for step in run.steps:
                 self._out(step.line())
             return self._finish(run, "dry-run", 0)
-        writable = self.switch.writable()   # as the user flipping: before anything runs
+        # as the user flipping, before anything runs: state_dir and the app's dir take a file
+        writable = [self.switch.state_dir_check(), *self.switch.writable()]
         for check in writable:
             self._out(check.line())
         run.checks += writable

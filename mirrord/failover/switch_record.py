@@ -16,9 +16,11 @@ import json
 import os
 import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from mirrord.failover.result import Check
 from mirrord.fsutil import atomic_write, fsync_dir
 
 RECORD = "failover-appconfig.json"
@@ -56,16 +58,70 @@ class Switch:
             and rec.get(key) == value else None
 
     def save_record(self, doc: dict) -> None:
-        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the record (atomic, fsynced, 0600). OSError naming the record file and
+        [mirrord] state_dir when it cannot be written: a full file system's bare
+        "[Errno 28] No space left on device" named neither (a trial)."""
         doc = {**doc, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if self.action:
             doc["action"] = self.action
-        atomic_write(self.record_path, json.dumps(doc).encode(), mode=0o600)
+        try:
+            self.record_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.record_path, json.dumps(doc).encode(), mode=0o600)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot write the switch record {self.record_path}: "
+                          f"{exc.strerror or exc}; [mirrord] state_dir must have room and be "
+                          "writable by the user running this command") from exc
+
+    def state_dir_check(self) -> Check:
+        """Whether a file can be made, filled and fsynced in state_dir now (probe_dir), as
+        the switch record is at the flip: a changing run checks it with `writable`, before
+        its pre hook (exit 3, nothing changed). Before, only the lock file (which exists
+        already) was opened, and a full (ENOSPC) or immutable state_dir failed the flip
+        after the pre hook ran (exit 1, INCOMPLETE)."""
+        directory = self.record_path.parent
+        problem = dir_problem(directory)
+        return Check("state_dir.writable", not problem, str(directory), "a file can be written",
+                     f"cannot write a file in {directory} ({problem}): [mirrord] state_dir "
+                     "must have room and be writable by the user running this command (the "
+                     f"switch record {RECORD} is written there before the flip)")
 
     def drop_record(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.record_path.unlink()
             fsync_dir(str(self.record_path.parent))
+
+
+PROBE_BYTES = 4096   # one block: what the switch record, a link or a flag file needs at most
+
+
+def probe_dir(directory: Path | str) -> None:
+    """Create a dot-named temp file in `directory` (tempfile.mkstemp, 0600), write
+    PROBE_BYTES to it, fsync it, then remove it. Raises OSError when any step fails (a full
+    file system or quota, ENOSPC/EDQUOT, which os.access cannot see; an immutable
+    directory, EPERM; read-only, EROFS; no permission). A write that takes nothing is
+    ENOSPC. The file is removed whatever happened."""
+    fd, tmp = tempfile.mkstemp(prefix=".mirrord-probe-", dir=directory)
+    try:
+        data = memoryview(bytes(PROBE_BYTES))
+        while data:
+            n = os.write(fd, data)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            data = data[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def dir_problem(directory: Path | str) -> str:
+    """"" when probe_dir(`directory`) succeeds, else its error's strerror (never raises)."""
+    try:
+        probe_dir(directory)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
 
 
 MAX_RECORD = 1 << 20   # bytes: a record holds a link target or a small flag file

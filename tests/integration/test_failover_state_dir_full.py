@@ -1,0 +1,101 @@
+"""A full (ENOSPC) or immutable state_dir, or a full directory of the application's link,
+is refused before the pre hook (exit 3, nothing changed, naming the key, the directory
+and the error), as the README promises. Before, only the existing failover.lock was opened
+first: the pre hook ran, then the flip failed writing the switch record ("OSError: [Errno
+28] No space left on device", INCOMPLETE, exit 1), naming neither the file nor the key.
+A small real tmpfs filled with dd, chattr +i on the ext4 test directory; real PostgreSQL
+pair and memcached. Every mount is undone in a finally."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_failover_procedure import Site, _output, site  # noqa: F401 (fixture)
+from tests.reliability.conftest import tmpfs
+
+
+def _fill(directory: Path) -> None:
+    """Fill the file system at `directory` to the last byte (dd stops at ENOSPC)."""
+    subprocess.run(["dd", "if=/dev/zero", f"of={directory / 'filler'}", "bs=64k"],
+                   capture_output=True, check=False)
+    with pytest.raises(OSError):
+        with open(directory / "probe", "wb") as fh:
+            fh.write(b"x" * 8192)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def _immutable(directory: Path):
+    subprocess.run(["chattr", "+i", str(directory)], check=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+
+
+@pytest.fixture
+def hooked(site: Site):
+    marker = site.root / "pre-hook-ran"
+    site.configure(pre_failover=f"{sys.executable} -c \"open('{marker}', 'w')\"")
+    return marker
+
+
+def _refused(site: Site, hooked: Path, capsys, *, check: str, directory: Path,
+             error: str) -> str:
+    assert site.run("failover") == 3
+    out = _output(capsys)
+    assert not hooked.exists(), out                      # the pre hook never ran
+    assert os.readlink(site.link) == site.original.decode(), out
+    assert not site.marker.exists(), out                 # no reload either
+    assert "INCOMPLETE" not in out and "Traceback" not in out, out
+    line = next((line for line in out.splitlines() if check in line), out)
+    assert line.lstrip().startswith("FAIL") and str(directory) in line and error in line, out
+    return line
+
+
+def test_a_full_state_dir_is_refused_before_the_pre_hook(site: Site, hooked, capsys):
+    with tmpfs(site.state, "1m"):
+        # an earlier run's lock file, holding its pid: its block is reused for ours, so the
+        # lock is taken on the full file system, as in the trial
+        (site.state / "failover.lock").write_text("1\n")
+        _fill(site.state)
+        line = _refused(site, hooked, capsys, check="state_dir.writable",
+                        directory=site.state, error="No space left on device")
+        assert "[mirrord] state_dir" in line
+
+
+def test_an_immutable_state_dir_is_refused_before_the_pre_hook(site: Site, hooked, capsys):
+    (site.state / "failover.lock").touch(mode=0o600)       # an earlier run's lock file
+    with _immutable(site.state):
+        line = _refused(site, hooked, capsys, check="state_dir.writable",
+                        directory=site.state, error="Operation not permitted")
+    assert "[mirrord] state_dir" in line
+
+
+def test_a_full_link_directory_is_refused_before_the_pre_hook(site: Site, hooked, capsys):
+    app = site.root / "app"
+    with tmpfs(app, "1m"):
+        (app / "readonly.php").write_text("<?php $wgReadOnly = true;\n")
+        (app / "readwrite.php").write_text("<?php $wgReadOnly = false;\n")
+        site.link = app / "active.php"
+        os.symlink(site.original, site.link)
+        site.configure(link=str(site.link), readonly=str(app / "readonly.php"),
+                       readwrite=str(app / "readwrite.php"),
+                       pre_failover=f"{sys.executable} -c \"open('{hooked}', 'w')\"")
+        _fill(app)
+        _refused(site, hooked, capsys, check="app.link_dir", directory=app,
+                 error="No space left on device")
+
+
+def test_with_room_again_it_fails_over(site: Site, hooked, capsys):
+    with tmpfs(site.state, "1m"):
+        assert site.run("failover") == 0, _output(capsys)
+        assert hooked.exists()
+        assert os.readlink(site.link).endswith("readonly.php")
