@@ -9,6 +9,7 @@ touching any service.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -127,17 +128,36 @@ def append_log(state_dir: Path, run: Run, host: str = "") -> None:
 
     Each string (keys too, and any object json would have shown as its str()) is redacted
     before serialising (logsetup.redact_doc): redacting the serialised line could eat
-    a closing quote (`password=x"` -> `password=***`) and leave a line that is not JSON."""
+    a closing quote (`password=x"` -> `password=***`) and leave a line that is not JSON.
+
+    A write that fails or is short (ENOSPC part-way) is undone: the file is cut back to
+    its size before it (ftruncate) and OSError raised, so no fragment is left for the next
+    line to be glued to (a trial: neither line parsed). A file that does not end with a
+    newline (a fragment left by an older version or a crash) gets one first, so this line
+    stands on its own. Relies on no other process appending between the size read and the
+    cut: changing runs hold the failover lock (procedure._exclusive); a dry run does not,
+    and a changing run's line written in that moment could be cut with it (a line lost,
+    never a line glued). Raises OSError (also for a log that is not a regular file)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     line = json.dumps(redact_doc(log_record(run, host)), ensure_ascii=False) + "\n"
     # O_NOFOLLOW: failover runs as root in a state_dir another user may write (locks.take);
     # O_NONBLOCK and S_ISREG: a FIFO planted there blocked the run for good, lock held
-    fd = os.open(state_dir / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    fd = os.open(state_dir / LOG_NAME, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                  | os.O_NOFOLLOW | os.O_NONBLOCK, 0o640)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        os.write(fd, line.encode())
+        data = line.encode()
+        if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
+            data = b"\n" + data      # end the fragment there: this line on its own
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, f"short write to {LOG_NAME}")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, st.st_size)
+            raise
         os.fsync(fd)
     finally:
         os.close(fd)
