@@ -28,7 +28,7 @@ from mirrord.config import FailoverConfig
 from mirrord.config.switchpaths import reaches, same_file
 from mirrord.failover.flagfile import FlagFileSwitch
 from mirrord.failover.result import Check
-from mirrord.failover.switch_record import RECORD, Switch, b64, dir_problem, unb64
+from mirrord.failover.switch_record import RECORD, Switch, b64, unb64, writable_dir_check
 from mirrord.fsutil import fsync_dir
 
 __all__ = ["RECORD", "FlagFileSwitch", "SymlinkSwitch", "from_config"]
@@ -183,15 +183,7 @@ class SymlinkSwitch(Switch):
         changing run checks it before its pre hook (exit 3, nothing changed) instead of
         failing at the flip, after the hook ran (exit 1). Not part of precheck: /ready runs
         as a user that only reads (mirrord-health.service), never the one that flips."""
-        parent = self.link.parent
-        if not os.access(parent, os.W_OK | os.X_OK):
-            return [Check("app.link_dir", False, str(parent), "writable by this user",
-                          f"cannot create the new link in {parent} (not writable by uid "
-                          f"{os.geteuid()}, or a read-only file system): run as the user that "
-                          "may change the application config")]
-        problem = dir_problem(parent)     # a full file system: os.access cannot see it
-        return [Check("app.link_dir", not problem, str(parent), "writable by this user",
-                      f"cannot create the new link in {parent} ({problem})")]
+        return [writable_dir_check("app.link_dir", self.link.parent, "create the new link")]
 
     # ------------------------------------------------------------ changing
     def describe(self, readonly: bool) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from mirrord import filekinds
 from mirrord.failover.result import Check
 from mirrord.failover.switch_record import (
-    MAX_FLAG, Switch, b64, dir_problem, read_regular, unb64,
+    MAX_FLAG, Switch, b64, read_regular, unb64, writable_dir_check,
 )
 from mirrord.fsutil import atomic_write, fsync_dir
 
@@ -85,15 +85,8 @@ class FlagFileSwitch(Switch):
         system, switch_record.probe_dir); as SymlinkSwitch.writable,
         not part of precheck: under mirrord-health.service (ProtectSystem=strict) the flag's
         directory is read-only even for root, so /ready answered 503 on every request."""
-        parent = self.flag.parent
-        if not os.access(parent, os.W_OK | os.X_OK):
-            return [Check("app.flag_dir_writable", False, str(parent), "writable by this user",
-                          f"cannot create or remove {self.flag.name} in {parent} (not "
-                          f"writable by uid {os.geteuid()}, or a read-only file system): run "
-                          "as the user that may change the application config")]
-        problem = dir_problem(parent)     # a full file system: os.access cannot see it
-        return [Check("app.flag_dir_writable", not problem, str(parent), "writable by this user",
-                      f"cannot create {self.flag.name} in {parent} ({problem})")]
+        return [writable_dir_check("app.flag_dir_writable", self.flag.parent,
+                                   f"create or remove {self.flag.name}")]
 
     def describe(self, readonly: bool) -> str:
         verb = "create" if readonly else "remove (or restore what was there before)"

@@ -124,6 +124,21 @@ def dir_problem(directory: Path | str) -> str:
     return ""
 
 
+def writable_dir_check(name: str, parent: Path, what: str) -> Check:
+    """The Check `name` of whether this process may `what` (the action, in words) in the
+    directory `parent`: os.access first (not this user's to write, a read-only mount),
+    then probe_dir (a full file system, a quota, an immutable directory: os.access cannot
+    see them). The switches' `writable` (the application config's directory)."""
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return Check(name, False, str(parent), "writable by this user",
+                     f"cannot {what} in {parent} (not writable by uid {os.geteuid()}, or a "
+                     "read-only file system): run as the user that may change the "
+                     "application config")
+    problem = dir_problem(parent)
+    return Check(name, not problem, str(parent), "writable by this user",
+                 f"cannot {what} in {parent} ({problem})")
+
+
 MAX_RECORD = 1 << 20   # bytes: a record holds a link target or a small flag file
 MAX_FLAG = MAX_RECORD // 2   # a flag file's content, base64 in the record, fits in one
 
