@@ -4,18 +4,23 @@ that keeps no more) means the put destroys nothing, so nothing goes to the trash
 
 A re-send of one version (a retry after a lost ack, a reconcile re-queue, a catch-up
 with a new event time) used to keep a copy of the very version being sent. Any other
-difference keeps as before. The sshd fixture's "remote" is this machine: the root and
+difference keeps as before, other bytes under the same size and mtime too: the record
+carries the sha256 of what is sent, and the host's file is hashed (sha256sum) when its
+size and mtime match (a rewrite in place with its length and mtime put back, e.g.
+ransomware, was overwritten unkept: the only good copy lost). The sshd fixture's "remote" is this machine: the root and
 its trash are read directly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
 from mirrord.errors import PermanentError
+from mirrord.trash.model import OVERWRITTEN
 from mirrord.targets.rsync import keep_script as kscript
 from mirrord.targets.rsync import trash as rtrash
 from mirrord.trash.model import TRASH
@@ -143,9 +148,10 @@ def test_a_keep_batch_with_versions_skips_the_same_version_both_ways(t, pad):
     name = "n" * pad
     at(root(t) / f"{name}same", b"12345")
     at(root(t) / f"{name}other", b"12345")
-    requests = [(f"{name}same", STAMP, "file", (5, NS)), (f"{name}other", STAMP, "file", (5, NS + 1)),
+    requests = [(f"{name}same", STAMP, "file", (5, NS, sha(b"12345"))),
+                (f"{name}other", STAMP, "file", (5, NS + 1, sha(b"12345"))),
                 (f"{name}plain", STAMP, "file")]
-    requests += [(f"{name}new{i}", STAMP, "file", (1, NS)) for i in range(150)]
+    requests += [(f"{name}new{i}", STAMP, "file", (1, NS, sha(b"x"))) for i in range(150)]
     words = [kscript.q(r) for r in kscript.keep_records(requests, [None] * len(requests))]
     assert (sum(len(w) + 1 for w in words) > kscript.ARGS_LIMIT) == bool(pad)
     at(root(t) / f"{name}plain", b"12345")   # no version: kept as before
@@ -155,14 +161,87 @@ def test_a_keep_batch_with_versions_skips_the_same_version_both_ways(t, pad):
                              f"{STAMP}.overwritten/{name}plain": b"12345"}
 
 
-def test_a_record_carries_the_version_as_size_and_ns():
-    """'file' with (size, ns) becomes SIZE:NS; a pre-1970 mtime is sent without it (find's
-    %T@ for it is not relied on: kept as before); a malformed version fails alone."""
-    out: list = [None] * 5
-    records = kscript.keep_records([("a", STAMP, "file", (7, NS)), ("b", STAMP, "dir", (7, NS)),
-                                   ("c", STAMP, "file", (7, -5)), ("d", STAMP, "file", (7, 1.5)),
-                                   ("e", STAMP, "file", (7,))],
-                                  out)
-    assert [r.split(b" ")[1] for r in records] == [b"7:%d" % NS, b"dir", b"file"]
-    assert out[:3] == [None] * 3 and all(
-        isinstance(e, PermanentError) and "version" in str(e) for e in out[3:])
+def test_a_record_carries_the_version_as_size_ns_and_sha256():
+    """'file' with (size, ns, sha256) becomes SIZE:NS:SHA256; an empty file's is 0:NS (no
+    bytes to differ); without its sha256 a non-empty file's version is not sent (size and
+    mtime are not the same bytes: kept); a pre-1970 mtime is sent without it (find's %T@
+    for it is not relied on: kept as before); a malformed version fails alone."""
+    h = sha(b"seven b")
+    requests = [("a", STAMP, "file", (7, NS, h)), ("b", STAMP, "dir", (7, NS, h)),
+                ("c", STAMP, "file", (7, -5, h)), ("z", STAMP, "file", (0, NS, "")),
+                ("n", STAMP, "file", (7, NS)), ("m", STAMP, "file", (7, NS, "")),
+                ("d", STAMP, "file", (7, 1.5, h)), ("e", STAMP, "file", (7,)),
+                ("f", STAMP, "file", (7, NS, h.upper())), ("g", STAMP, "file", (7, NS, h[:-1]))]
+    out: list = [None] * len(requests)
+    records = kscript.keep_records(requests, out)
+    assert [r.split(b" ")[1] for r in records] == [
+        b"7:%d:%s" % (NS, h.encode()), b"dir", b"file", b"0:%d" % NS, b"file", b"file"]
+    assert out[:6] == [None] * 6 and all(
+        isinstance(e, PermanentError) and "version" in str(e) for e in out[6:])
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_other_bytes_under_the_same_size_and_mtime_are_kept(t, tmp_path, monkeypatch):
+    """A file rewritten in place with its length and its mtime put back (ransomware keeping
+    lengths, a script restoring timestamps; reconcile --checksum re-sends it): the put
+    overwrites other bytes, so they are kept as 'overwritten', in the run's own session
+    (no keep round trip); trash_list shows them and trash_fetch returns them. Size and
+    mtime alone kept nothing: the only good copy was lost."""
+    at(root(t) / "d/doc.txt", b"the good bytes")
+    src = source(tmp_path, {})
+    at(src / "d/doc.txt", b"ENCRYPTED!!!!!")   # same length, the mtime put back (NS)
+    scripts = count_runs(t, monkeypatch)
+    assert ship(t, src, ["d/doc.txt"]) == [None]
+    assert scripts == []
+    assert (root(t) / "d/doc.txt").read_bytes() == b"ENCRYPTED!!!!!"
+    [k] = t.trash_list()
+    assert (k.path, k.stamp, k.why, k.size, k.mtime_ns) == ("d/doc.txt", STAMP, OVERWRITTEN, 14, NS)
+    out = tmp_path / "fetched"
+    t.trash_fetch(k, str(out))
+    assert out.read_bytes() == b"the good bytes"
+
+
+def test_the_very_bytes_re_sent_keep_nothing_and_other_bytes_are_kept_in_one_run(t, tmp_path):
+    """One run: the very bytes (a retry) keep nothing; same size and mtime but one byte
+    changed keeps it; an empty file (no bytes to compare) keeps nothing."""
+    src = source(tmp_path, {})
+    for name, there, coming in (("same", b"abcdef", b"abcdef"), ("flip", b"abcdef", b"abcdeF"),
+                                ("empty", b"", b"")):
+        at(root(t) / name, there)
+        at(src / name, coming)
+    assert ship(t, src, ["same", "flip", "empty"]) == [None] * 3
+    assert kept_files(t) == {f"{STAMP}.overwritten/flip": b"abcdef"}
+    assert (root(t) / "flip").read_bytes() == b"abcdeF"
+
+
+ODD = ["new\nline.txt", "-e", "--rsh=x", "sp ace/-n", "\n", os.fsdecode(b"caf\xe9 \n-x")]
+
+
+@pytest.mark.parametrize("how", ["run", "batch-args", "batch-stdin"])
+def test_odd_names_compare_their_bytes(t, tmp_path, how):
+    """Names with a newline, leading dashes, non-UTF-8 bytes: each same-size same-mtime
+    name with other bytes is kept, each with the very bytes is not, in the rsync run's
+    wrapper and through keep_batch on the command line and through xargs -0 (stdin)."""
+    src = source(tmp_path, {})
+    for n in ODD:
+        data = os.fsencode(n)
+        for d, coming in (("same", data), ("diff", bytes(b ^ 1 for b in data))):
+            at(root(t) / d / n, data)
+            at(src / d / n, coming)
+    paths = [f"{d}/{n}" for d in ("same", "diff") for n in ODD]
+    if how == "run":
+        assert ship(t, src, paths) == [None] * len(paths)
+    else:
+        requests = [(p, STAMP, "file", (os.stat(src / p).st_size, NS, sha((src / p).read_bytes())))
+                    for p in paths]
+        if how == "batch-stdin":   # nothing at these: they only make the records long
+            requests += [("f" * 200 + str(i), STAMP, "file", (1, NS, sha(b"x"))) for i in range(150)]
+        words = [kscript.q(r) for r in kscript.keep_records(requests, [None] * len(requests))]
+        assert (sum(len(w) + 1 for w in words) > kscript.ARGS_LIMIT) == (how == "batch-stdin")
+        got = rtrash.RsyncTrash(t).keep_batch(requests)
+        assert got[:len(paths)] == [0] * len(ODD) + [len(os.fsencode(n)) for n in ODD]
+        assert got[len(paths):] == [0] * (len(requests) - len(paths))
+    assert kept_files(t) == {f"{STAMP}.overwritten/diff/{n}": os.fsencode(n) for n in ODD}

@@ -19,8 +19,10 @@ captured on its item's SyncResult.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat as stat_mod
 import tempfile
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -149,7 +151,7 @@ class BatchRunner:
                     results[w.index] = SyncResult(items[w.index], error=why(w.rel))
 
     def _keep_first(self, items, indexes: list[int],
-                    versions: dict[int, tuple[int, int]] | None = None) -> dict[int, Exception]:
+                    versions: dict[int, tuple] | None = None) -> dict[int, Exception]:
         """Keep what the marked ones of these items need (inrun.Keeps, `versions`: what
         each sends) in one keep_batch round trip; item index -> error for those whose keep
         failed (not to be sent)."""
@@ -170,7 +172,8 @@ class BatchRunner:
             for w in wants:
                 results[w.index] = SyncResult(items[w.index], error=exc)
             return
-        versions = {w.index: self._version(w) for w in wants if w.kind == "file"}
+        versions = {w.index: self._version(w, src, follow=copy_links) for w in wants
+                    if w.kind == "file" and items[w.index].keep_stamp is not None}
         keeps = Keeps.of(items, [w.index for w in wants], versions)
         wrap: bytes | None = None
         errors: dict[int, Exception] = {}
@@ -188,14 +191,19 @@ class BatchRunner:
             results[w.index] = (SyncResult(item, error=error) if error
                                 else SyncResult(item, w.entry(item.path)))
 
-    def _version(self, w: Want) -> tuple[int, int]:
-        """(size in bytes, mtime in ns) the host holds once `w` is sent: the plan's look at
-        the source (staged: with the mtime asked for). A receiver keeping whole seconds
-        (rsync < 3.1, mtime_precision 1.0) stores the mtime cut to the second."""
+    def _version(self, w: Want, src: bytes, *, follow: bool) -> tuple[int, int, str]:
+        """(size in bytes, mtime in ns, sha256 hex of the bytes) the host holds once `w`
+        is sent: the plan's look at the source (staged: with the mtime asked for). A
+        receiver keeping whole seconds (rsync < 3.1, mtime_precision 1.0) stores the mtime
+        cut to the second. The sha256 (of src/w.rel, what this run's rsync reads: a staged
+        item's link is followed, `follow`) is read only for a marked put of a non-empty
+        file: size and mtime alone let a same-size rewrite with its mtime put back be
+        overwritten unkept (KEEP_BODY compares the bytes only when both match); "" when
+        it cannot be read, or changed under the plan's look: then what stands there is kept."""
         ns = w.mtime_ns
         if self.t.features.mtime_precision >= 1:
             ns -= ns % 1_000_000_000
-        return w.size, ns
+        return w.size, ns, (_sha256(os.path.join(src, w.rel), w, follow) if w.size else "")
 
     def _run_group(self, dest: bytes, wants: list[Want], src: bytes, copy_links: bool,
                    keeps: Keeps | None, wrap: bytes | None, *,
@@ -235,3 +243,29 @@ class BatchRunner:
             errors.update(dict.fromkeys((w.index for w in retry), None))
             errors.update(self._run_group(dest, retry, src, copy_links, None, None, again=False))
         return {i: e for i, e in errors.items() if e is not None}
+
+
+def _sha256(path: bytes, w: Want, follow: bool) -> str:
+    """The sha256 (hex) of the regular file at `path`, "" when it cannot be read or is not
+    what the plan saw (`w`: its size, and its mtime unless the put asks for another one,
+    w.fixup) before and after the read (written meanwhile: the run sends other bytes)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return ""
+    try:
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            before = os.fstat(fd)
+            if (not stat_mod.S_ISREG(before.st_mode) or before.st_size != w.size
+                    or (not w.fixup and before.st_mtime_ns != w.mtime_ns)):
+                return ""
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            after = os.fstat(fd)
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    same = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+    return digest if same else ""
