@@ -291,3 +291,21 @@ def test_an_overwrite_kept_by_an_earlier_try_is_not_kept_again_under_a_new_stamp
     t.put("k.txt", str(new), size=3, mtime=new.stat().st_mtime)
     assert t.keep("k.txt", stamp=later, coming="file") == 3
     assert sorted(k.stamp for k in t.trash_list()) == [STAMP, later]
+
+
+@pytest.mark.parametrize("where", ["outside the root", "inside the root"])
+def test_an_overwrite_of_a_file_with_an_operators_link_is_kept(t, tmp_path, where):
+    """A second link to the mirror's file that the trash does not hold (an operator's
+    rsnapshot --link-dest or `cp -al` snapshot of the mirror host) is no sign of an
+    earlier keep: the overwrite is kept (it kept nothing before: a review, helper-155);
+    one the trash holds at that path (an earlier try whose put did not happen) is not
+    kept a second time under a later stamp."""
+    f = write(t, "doc.txt", b"doc original")
+    snap = (tmp_path / "snap") if where == "outside the root" else root(t) / "snap"
+    snap.mkdir()
+    os.link(f, snap / "doc.txt")
+    assert t.keep("doc.txt", stamp=STAMP, coming="file") == 12
+    assert kept_path(t, "overwritten", "doc.txt").read_bytes() == b"doc original"
+    later = stamp_of(1_700_000_060.5)
+    assert t.keep("doc.txt", stamp=later, coming="file") == 0   # the trash holds it now
+    assert [(k.path, k.stamp) for k in t.trash_list("doc.txt")] == [("doc.txt", STAMP)]

@@ -33,8 +33,12 @@ SHA256_SHAPE = re.compile(r"[0-9a-f]{64}")             # sha256sum's (and hexdig
 #                      as rsync without --force will not; the very version coming: a regular file of
 #                      SIZE bytes, mtime NS and, when SIZE is not 0, the bytes whose
 #                      sha256sum is SHA256) or already kept under this stamp (a retry),
-#                      or an overwrite of a file with a second link (kept by an earlier try
-#                      under another stamp: see LocalTrash._keep_at), or a file to delete
+#                      or an overwrite of a file with a second link at its own path in an
+#                      '*.overwritten' entry of the trash (kept by an earlier try under
+#                      another stamp: see LocalTrash._keep_at; test -ef, one builtin per
+#                      entry (not POSIX; dash, bash and busybox sh have it), asked only of a file with more than one link: a link of the
+#                      operator's, an rsnapshot --link-dest snapshot of the mirror, is no
+#                      such proof and the file is kept, a review, helper-155), or a file to delete
 #                      whose inode the trash already holds (find -samefile: kept under an
 #                      earlier stamp, e.g. as 'overwritten' by a put that then did not
 #                      replace it; it is removed, not linked a second time: one version was
@@ -82,7 +86,12 @@ for r; do
   if [ "$w" = overwritten ]; then
     case $t in (*.*) ;; (*) t=$t. ;; esac
     m=${t#*.}000000000; m=${t%%.*}${m%"${m#?????????}"}
-    if [ "$l" -gt 1 ]; then no; continue; fi
+    if [ "$l" -gt 1 ]; then
+      k=; for e in ./.mirrord/trash/*.overwritten; do
+        [ ! -L "$e/${p#./}" ] && [ "$e/${p#./}" -ef "$p" ] && { k=1; break; }
+      done
+      [ -n "$k" ] && { no; continue; }
+    fi
     if [ "$v" = "$z:$m" ]; then
       if [ -z "$h" ]; then [ "$z" = 0 ] && { no; continue; }
       else x=$(sha256sum < "$p" 2>/dev/null) && [ "${x%% *}" = "$h" ] && { no; continue; }; fi
