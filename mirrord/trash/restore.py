@@ -20,6 +20,7 @@ import errno
 import os
 import secrets
 import stat as stat_mod
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.base import Target
 from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import Kept, stamp_of
+from mirrord.trash.swaps import same_bytes
+from mirrord.treewalk import file_digest
 
 # a restore killed mid-way leaves at most this temp file; never part of a source (excluded)
 TEMP_PREFIX = RESTORE_TEMP_PREFIX
@@ -55,12 +58,21 @@ class Outcome:
 
 def same_as_kept(target: Target, kept: Kept) -> bool:
     """Whether the target already holds this version at its path (a file of the kept size
-    and mtime, within the target's mtime precision): restoring again changes nothing."""
+    and mtime, within the target's mtime precision, and the kept bytes: swaps.same_bytes,
+    Target.checksum against the kept file's): restoring again changes nothing. Size and
+    mtime alone are no proof: a file encrypted in place with its length kept and its
+    mtime put back was "already" the clean version kept of it, and was never restored
+    (a review, helper-155). An error while comparing the bytes answers False (restore)."""
     entry = target.stat(kept.path)
     if entry is None or entry.is_dir or entry.size != kept.size:
         return False
     precision_ns = int(target.features.mtime_precision * 1e9)
-    return abs(exact_ns(entry.mtime, entry.mtime_ns) - kept.mtime_ns) <= precision_ns
+    if abs(exact_ns(entry.mtime, entry.mtime_ns) - kept.mtime_ns) > precision_ns:
+        return False
+    try:
+        return same_bytes(target, kept, kept.path)
+    except Exception:  # noqa: BLE001 - unsure: restore, which keeps what stands there first
+        return False
 
 
 def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: bool = False,
@@ -117,10 +129,34 @@ def _refusal(st: os.stat_result, kept: Kept, *, force: bool) -> str | None:
     return None
 
 
-def _unchanged(st: os.stat_result | None, kept: Kept) -> bool:
-    """Whether the source file already is this version (same size and exact mtime)."""
-    return st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size == kept.size \
-        and st.st_mtime_ns == kept.mtime_ns
+def _unchanged(st: os.stat_result | None, kept: Kept, target: Target, dfd: int,
+               name: str) -> bool:
+    """Whether the source file `name` in directory `dfd` (lstat `st`) already is this
+    version: the same size, exact mtime and the kept bytes (the kept file fetched from
+    `target` and compared by SHA-256, only when size and mtime match). Size and mtime
+    alone let `undelete --to-source` skip a file encrypted in place with its length
+    kept and its mtime put back as "already holds this version" (a review, helper-155).
+    Raises what Target.trash_fetch raises; a source file that cannot be read is not this
+    version (False)."""
+    if not (st is not None and stat_mod.S_ISREG(st.st_mode) and st.st_size == kept.size
+            and st.st_mtime_ns == kept.mtime_ns):
+        return False
+    try:   # O_NONBLOCK: a FIFO swapped in since the lstat must not block the restore
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dfd)
+    except OSError:
+        return False
+    try:
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        have = file_digest(os.dup(fd))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    with tempfile.NamedTemporaryFile(prefix="mirrord-kept-") as tmp:
+        target.trash_fetch(kept, tmp.name)
+        return file_digest(tmp.name) == have
 
 
 def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force: bool = False,
@@ -151,7 +187,7 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             st = None
-        if _unchanged(st, kept):
+        if _unchanged(st, kept, target, dfd, name):
             return Outcome("unchanged", path, kept, "already holds this version")
         why = None if st is None else _refusal(st, kept, force=force)
         if why:

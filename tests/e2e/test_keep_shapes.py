@@ -241,7 +241,7 @@ def test_a_rewrite_keeping_size_and_mtime_keeps_the_old_bytes(env, when):
     """A review (helper-155): the put's "this very version is there already" test looked
     at size and mtime only, so the rewritten bytes replaced the only good copy on every
     target and nothing was kept. Now each target keeps the old bytes as 'overwritten';
-    every target ends exact."""
+    every target ends exact, and `undelete --to-source` brings the clean bytes back."""
     files = {env.src / "enc" / f"f{i}.doc": b"clean data %02d\n" % i for i in range(5)}
     for path, data in files.items():
         write(path, data)
@@ -260,3 +260,9 @@ def test_a_rewrite_keeping_size_and_mtime_keeps_the_old_bytes(env, when):
     want = sorted((str(p.relative_to(env.src)), "overwritten", sha(d)) for p, d in files.items())
     for name, rows in kept_versions(env, "enc").items():
         assert sorted(r[:3] for r in rows) == want, name
+    # and the clean bytes come back into the source: the files there have the kept size
+    # and mtime, which made `undelete --to-source` call them "unchanged" before
+    res = env.daemon.cli("undelete", "--to-source", "--target", "local", str(env.src / "enc"),
+                         check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {p: p.read_bytes() for p in files} == files

@@ -232,6 +232,35 @@ def test_to_source_refuses_a_newer_upload_that_kept_an_old_mtime(tmp_path):
     assert restore.restore_to_source(t, kept, *_src(dest), force=True).action == "written"
 
 
+
+def test_to_source_restores_other_bytes_under_the_kept_size_and_mtime(tmp_path):
+    """Ransomware that keeps each file's length and puts its mtime back: the source file
+    has the kept version's size and mtime but other bytes. It is not "already this
+    version" (that skipped it: a review, helper-155); it is written, and then it is."""
+    t, kept, dest = _deleted(tmp_path)
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"\x00ENCRYPTED!\xff")                 # the kept size, 13 bytes
+    os.utime(dest, ns=(kept.mtime_ns, kept.mtime_ns))
+    kept = dataclasses.replace(kept, stamp=stamp_of(time.time() + 0.01))   # seen just after
+    assert restore.restore_to_source(t, kept, *_src(dest), dry_run=True).action == "would write"
+    assert restore.restore_to_source(t, kept, *_src(dest)).action == "written"
+    assert dest.read_bytes() == b"\x00kept bytes\xff"
+    assert restore.restore_to_source(t, kept, *_src(dest)).action == "unchanged"
+
+
+def test_restore_on_target_restores_other_bytes_under_the_kept_size_and_mtime():
+    """The target's side of the same: the file there has the kept size and mtime, other
+    bytes; it is restored (what stands there kept first), then unchanged."""
+    t = MemoryTarget("t")
+    put(t, "a.txt", b"original!", T0, 0o600)
+    change(t, "a.txt", T0 + 10, b"ENCRYPTED")
+    t.files["a.txt"] = Stored(b"ENCRYPTED", int(T0 * NS), 0o600)   # the mtime put back
+    kept = listing.choose(t.trash_list("a.txt"))["a.txt"]
+    done = restore.restore_on_target(t, kept, keep_first=True, now=T0 + 60)
+    assert done.action == "restored" and t.read("a.txt") == b"original!"
+    again = restore.restore_on_target(t, kept, keep_first=True, now=T0 + 90)
+    assert again.action == "unchanged"
+
 def test_to_source_never_replaces_a_directory(tmp_path):
     t, kept, dest = _deleted(tmp_path)
     dest.mkdir(parents=True)
