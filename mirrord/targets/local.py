@@ -22,6 +22,7 @@ open(readonly=True) (the commands that only look) makes, sweeps and locks nothin
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import stat as stat_mod
@@ -38,7 +39,6 @@ from mirrord.targets.local_read import entry_of
 from mirrord.targets.local_stage import Staging
 from mirrord.targets.local_trash import LocalTrash
 from mirrord.targets.model import Entry, Features
-from mirrord.targets.mtime import exact_ns
 from mirrord.targets.paths import META_DIR, META_LIMIT, check_relpath
 from mirrord.targets.root_check import RootIdentity, holds_nothing, unmarked
 from mirrord.targets.sweep import OpenLock
@@ -164,7 +164,8 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
     def put(self, path: str, local: str, *, size: int, mtime: float,
             mtime_ns: int = 0, mode: int | None = None, keep_stamp: str | None = None) -> Entry:
         """Target.put; with `keep_stamp` (SyncItem.keep_stamp) what stands at `path` is kept
-        first (LocalTrash._keep_in_put); a keep that fails raises, nothing is overwritten.
+        first (LocalTrash._keep_in_put, once the new bytes are staged, before their rename);
+        a keep that fails raises, nothing is overwritten.
         Everything after the parent walk is relative to its descriptor (fchmod, futimens,
         renameat), so a parent swapped for a symlink meanwhile redirects nothing; the Entry
         is the fstat of the file renamed into place."""
@@ -173,11 +174,10 @@ class LocalTarget(LocalTrash, Target):   # keep / trash_*: mirrord.targets.local
         try:
             parent = self._open_parent(path, keep_stamp)
             try:
-                if keep_stamp is not None:
-                    self._keep_in_put(path, local, parent, keep_stamp, size,
-                                      exact_ns(mtime, mtime_ns))
+                keep = None if keep_stamp is None else functools.partial(
+                    self._keep_in_put, path, parent, keep_stamp)
                 st = self._staging.install(local, parent, path, mtime=mtime, mtime_ns=mtime_ns,
-                                           mode=mode, size=size)
+                                           mode=mode, size=size, before_replace=keep)
                 if self.fsync:
                     beneath.fsync_at(parent)
             finally:

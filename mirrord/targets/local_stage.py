@@ -23,6 +23,7 @@ import os
 import secrets
 import stat as stat_mod
 import tempfile
+from typing import Callable
 
 from mirrord.errors import PermanentError
 from mirrord.fsutil import atomic_write, check_read_whole, remove_tree
@@ -33,6 +34,8 @@ from mirrord.targets.paths import META_DIR, check_relpath
 STAGE_DIR = META_DIR + "/tmp"        # temp files while they are written
 BESIDE_PREFIX = ".mirrord-stage-"    # a temp file beside its destination (another mount)
 MARKER_PREFIX = "beside-"            # in STAGE_DIR: names the beside temp file being written
+# the put's keep, called with the finished temp file before its rename (install)
+BeforeReplace = Callable[[bytes, "int | None", os.stat_result], None]
 COPY_CHUNK = 1 << 20                 # bytes per read(2) while a file is copied in
 
 
@@ -70,26 +73,32 @@ class Staging:
 
     # ------------------------------------------------------------ writing
     def install(self, local: str, parent: int, path: str, *, mtime: float, mtime_ns: int,
-                mode: int | None, size: int) -> os.stat_result:
+                mode: int | None, size: int,
+                before_replace: BeforeReplace | None = None) -> os.stat_result:
         """Copy the file at `local` to a temp file and rename it onto `path` (relative to the
         root) in its directory `parent` (a descriptor: LocalTarget's parent walk), with
         `mode` (None: the local file's) and the mtime put_ns() picks; returns the new
         file's fstat. A directory at `path` is replaced. OSError on failure; no temp file is
         left; SourceBusy when the file is not `size` bytes or changed while it was copied
-        (fsutil.check_read_whole): nothing is renamed into place then."""
+        (fsutil.check_read_whole): nothing is renamed into place then. `before_replace`
+        (the put's keep) is called with (temp name, its directory descriptor or None for a
+        path, its fstat) once the temp file holds exactly what will be installed, before
+        the rename; what it raises fails the put, nothing renamed."""
         if self._dev is None:   # put() before open()
             self.prepare()
         beside = os.fstat(parent).st_dev != self._dev
+        args = (local, parent, path, mtime, mtime_ns, mode, size, before_replace)
         try:
-            return self._install(local, parent, path, beside, mtime, mtime_ns, mode, size)
+            return self._install(beside, *args)
         except OSError as exc:
             if exc.errno != errno.EXDEV or beside:
                 raise
             # the same device number on another mount (a bind mount): rename(2) still refuses
-            return self._install(local, parent, path, True, mtime, mtime_ns, mode, size)
+            return self._install(True, *args)
 
-    def _install(self, local: str, parent: int, path: str, beside: bool, mtime: float,
-                 mtime_ns: int, mode: int | None, size: int) -> os.stat_result:
+    def _install(self, beside: bool, local: str, parent: int, path: str, mtime: float,
+                 mtime_ns: int, mode: int | None, size: int,
+                 before_replace: BeforeReplace | None) -> os.stat_result:
         marker = None
         if beside:   # the temp file by name in `parent`
             marker, fd, tmp = self._temp_beside(parent, path)
@@ -99,6 +108,8 @@ class Staging:
             tmp_dir = None
         try:
             st = self._copy(fd, local, mtime, mtime_ns, mode, size)
+            if before_replace is not None:
+                before_replace(tmp, tmp_dir, st)
             _replace(tmp, tmp_dir, os.fsencode(path.rpartition("/")[2]), parent)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -254,19 +265,21 @@ def _replace(tmp: bytes, tmp_dir: int | None, name: bytes, parent: int) -> None:
 
 
 
-def holds_bytes_of(name: bytes, parent: int, local: str) -> bool:
+def holds_bytes_of(name: bytes, parent: int, staged: bytes, staged_dir: int | None) -> bool:
     """Whether the regular file `name` in directory `parent` (opened O_NOFOLLOW: never
-    through a symlink) holds the bytes of the file at `local`, read with pread(2),
-    COPY_CHUNK at a time, False at the first difference; False when either cannot be
-    opened or read (the caller then keeps). Not filecmp.cmp: it answers from a cache
-    keyed on size and mtime, the very signature that is the same when this is asked (a
-    file rewritten in place, its mtime put back)."""
+    through a symlink) holds the bytes of the staged temp file `staged` (relative to
+    `staged_dir`; None: a path), read with pread(2), COPY_CHUNK at a time, False at the
+    first difference; False when either cannot be opened or read (the caller then keeps).
+    The staged file, not the source: it holds exactly what the rename installs, so a
+    source rewritten between a look and the copy cannot pass for the bytes already
+    there (a review, helper-159). Not filecmp.cmp: it answers from a cache keyed on size
+    and mtime, the very signature that is the same when this is asked."""
     try:
         a = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except OSError:
         return False
     try:
-        b = os.open(local, os.O_RDONLY | os.O_CLOEXEC)
+        b = os.open(staged, os.O_RDONLY | os.O_CLOEXEC, dir_fd=staged_dir)
     except OSError:
         os.close(a)
         return False

@@ -112,24 +112,28 @@ class LocalTrash:
                 dirs.close()
         return out
 
-    def _keep_in_put(self, path: str, local: str, parent: int, stamp: str, size: int,
-                     ns: int) -> None:
-        """A put's own keep (Features.keep_by_condition): one lstat of `path` in its directory
+    def _keep_in_put(self, path: str, parent: int, stamp: str, staged: bytes,
+                     staged_dir: int | None, new: os.stat_result) -> None:
+        """A put's own keep (Features.keep_by_condition), called by Staging.install once the
+        temp file `staged` (in `staged_dir`; None: a path) holds what will be installed
+        (`new`: its fstat), before the rename: one lstat of `path` in its directory
         `parent` (a descriptor from the put's parent walk), and keep(path, coming='file')
-        unless this very version is there: a regular file of `size` bytes, mtime `ns`, and
-        the same bytes as `local` (the source). Size and mtime alone are no proof: a file
-        rewritten in place with its length kept and its mtime put back (ransomware, a
-        script restoring timestamps, `reconcile --checksum` repairing such a change) would
-        replace the only good copy and keep nothing (a review, helper-155); the bytes are
-        compared only when both match (a re-send), so a put of a changed file reads nothing
-        more. A file where a parent goes was kept as a parent 'dir' by the walk first."""
+        unless this very version is there: a regular file of the same size, mtime (ns)
+        and bytes as the staged file. Size and mtime alone are no proof: a file rewritten
+        in place with its length kept and its mtime put back (ransomware, a script
+        restoring timestamps, `reconcile --checksum` repairing such a change) replaced
+        the only good copy and kept nothing (a review, helper-155). The staged bytes, not
+        the source's: a source rewritten between a comparison and the copy would pass for
+        the bytes there (helper-159). Bytes are read only when size and mtime match (a
+        re-send). A file where a parent goes was kept as a parent 'dir' by the walk first."""
         name = os.fsencode(path.rpartition("/")[2])
         try:
             st = os.lstat(name, dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
             return
-        if not (stat_mod.S_ISREG(st.st_mode) and st.st_size == size and st.st_mtime_ns == ns
-                and holds_bytes_of(name, parent, local)):
+        if not (stat_mod.S_ISREG(st.st_mode) and st.st_size == new.st_size
+                and st.st_mtime_ns == new.st_mtime_ns
+                and holds_bytes_of(name, parent, staged, staged_dir)):
             self.keep(path, stamp=stamp, coming="file")
 
     def _keep_at(self, src: int, head: str, name: bytes, stamp: str, coming: str) -> int:

@@ -126,11 +126,7 @@ def test_a_retry_after_kill_between_keep_and_put_keeps_nothing_twice(local, src,
     another stamp (a restart's catch-up records the change anew), keeps nothing more."""
     write(src, "k.txt", b"old")
     assert ship(local, src, "k.txt", when=WHEN - 60)[0].error is None
-    root = os.open(local.root, os.O_PATH | os.O_DIRECTORY)
-    try:
-        local._keep_in_put("k.txt", str(src / "k.txt"), root, STAMP, 5, NS + 1)
-    finally:
-        os.close(root)
+    assert local.keep("k.txt", stamp=STAMP, coming="file") == 3   # the put's keep, then kill -9
     write(src, "k.txt", b"newer", ns=NS + 1)
     assert ship(local, src, "k.txt", when=WHEN + 30)[0].error is None
     assert local.read("k.txt") == b"newer"
