@@ -18,7 +18,7 @@ from pathlib import Path
 from mirrord import filekinds
 from mirrord.failover.result import Check
 from mirrord.failover.switch_record import (
-    MAX_FLAG, Switch, b64, read_regular, unb64, writable_dir_check,
+    MAX_FLAG, PROBE_BYTES, Switch, b64, read_regular, unb64, writable_dir_check,
 )
 from mirrord.fsutil import atomic_write, fsync_dir
 
@@ -86,7 +86,19 @@ class FlagFileSwitch(Switch):
         not part of precheck: under mirrord-health.service (ProtectSystem=strict) the flag's
         directory is read-only even for root, so /ready answered 503 on every request."""
         return [writable_dir_check("app.flag_dir_writable", self.flag.parent,
-                                   f"create or remove {self.flag.name}")]
+                                   f"create or remove {self.flag.name}",
+                                   max(PROBE_BYTES, len(self.content)))]
+
+    def record_size(self) -> int:
+        """Switch.record_size: the earlier flag's content (at most MAX_FLAG bytes read) and
+        the message, both base64 (4/3), and 1 KiB for the rest; PROBE_BYTES at least. A
+        40 KB flag standing there made a 4 KiB probe pass on a state_dir that then could
+        not take the record (a review, helper-159)."""
+        try:
+            cur = self.current() or b""
+        except (OSError, ValueError):
+            cur = b""
+        return max(PROBE_BYTES, 1024 + 4 * (len(cur) + len(self.content)) // 3 + 4)
 
     def describe(self, readonly: bool) -> str:
         verb = "create" if readonly else "remove (or restore what was there before)"

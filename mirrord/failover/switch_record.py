@@ -73,17 +73,24 @@ class Switch:
                           "writable by the user running this command") from exc
 
     def state_dir_check(self) -> Check:
-        """Whether a file can be made, filled and fsynced in state_dir now (probe_dir), as
-        the switch record is at the flip: a changing run checks it with `writable`, before
-        its pre hook (exit 3, nothing changed). Before, only the lock file (which exists
-        already) was opened, and a full (ENOSPC) or immutable state_dir failed the flip
-        after the pre hook ran (exit 1, INCOMPLETE)."""
+        """Whether a file of the record's size (record_size) can be made, filled and
+        fsynced in state_dir now (probe_dir), as the switch record is at the flip: a
+        changing run checks it with `writable`, before its pre hook (exit 3, nothing
+        changed). Before, only the lock file (which exists already) was opened, and a full
+        (ENOSPC) or immutable state_dir failed the flip after the pre hook ran (exit 1,
+        INCOMPLETE)."""
         directory = self.record_path.parent
-        problem = dir_problem(directory)
+        problem = dir_problem(directory, self.record_size())
         return Check("state_dir.writable", not problem, str(directory), "a file can be written",
-                     f"cannot write a file in {directory} ({problem}): [mirrord] state_dir "
-                     "must have room and be writable by the user running this command (the "
-                     f"switch record {RECORD} is written there before the flip)")
+                     problem and f"cannot write a file in {directory} ({problem}): [mirrord] "
+                     "state_dir must have room and be writable by the user running this "
+                     f"command (the switch record {RECORD} is written there before the flip)")
+
+    def record_size(self) -> int:
+        """Bytes the switch record about to be written may take, at least PROBE_BYTES: a
+        link's record is small; a flag file's holds the flag's earlier content and the new
+        one in base64 (FlagFileSwitch overrides this)."""
+        return PROBE_BYTES
 
     def drop_record(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -91,18 +98,18 @@ class Switch:
             fsync_dir(str(self.record_path.parent))
 
 
-PROBE_BYTES = 4096   # one block: what the switch record, a link or a flag file needs at most
+PROBE_BYTES = 4096   # one block: a link's switch record, a link, a short flag file
 
 
-def probe_dir(directory: Path | str) -> None:
-    """Create a dot-named temp file in `directory` (tempfile.mkstemp, 0600), write
-    PROBE_BYTES to it, fsync it, then remove it. Raises OSError when any step fails (a full
+def probe_dir(directory: Path | str, size: int = PROBE_BYTES) -> None:
+    """Create a dot-named temp file in `directory` (tempfile.mkstemp, 0600), write `size`
+    bytes to it, fsync it, then remove it. Raises OSError when any step fails (a full
     file system or quota, ENOSPC/EDQUOT, which os.access cannot see; an immutable
     directory, EPERM; read-only, EROFS; no permission). A write that takes nothing is
     ENOSPC. The file is removed whatever happened."""
     fd, tmp = tempfile.mkstemp(prefix=".mirrord-probe-", dir=directory)
     try:
-        data = memoryview(bytes(PROBE_BYTES))
+        data = memoryview(bytes(size))
         while data:
             n = os.write(fd, data)
             if n <= 0:
@@ -115,28 +122,30 @@ def probe_dir(directory: Path | str) -> None:
             os.unlink(tmp)
 
 
-def dir_problem(directory: Path | str) -> str:
-    """"" when probe_dir(`directory`) succeeds, else its error's strerror (never raises)."""
+def dir_problem(directory: Path | str, size: int = PROBE_BYTES) -> str:
+    """"" when probe_dir(`directory`, `size`) succeeds, else its error's strerror (never
+    raises)."""
     try:
-        probe_dir(directory)
+        probe_dir(directory, size)
     except OSError as exc:
         return exc.strerror or str(exc)
     return ""
 
 
-def writable_dir_check(name: str, parent: Path, what: str) -> Check:
+def writable_dir_check(name: str, parent: Path, what: str, size: int = PROBE_BYTES) -> Check:
     """The Check `name` of whether this process may `what` (the action, in words) in the
     directory `parent`: os.access first (not this user's to write, a read-only mount),
-    then probe_dir (a full file system, a quota, an immutable directory: os.access cannot
-    see them). The switches' `writable` (the application config's directory)."""
+    then probe_dir with `size` bytes (a full file system, a quota, an immutable
+    directory: os.access cannot see them). The switches' `writable` (the application
+    config's directory)."""
     if not os.access(parent, os.W_OK | os.X_OK):
         return Check(name, False, str(parent), "writable by this user",
                      f"cannot {what} in {parent} (not writable by uid {os.geteuid()}, or a "
                      "read-only file system): run as the user that may change the "
                      "application config")
-    problem = dir_problem(parent)
+    problem = dir_problem(parent, size)
     return Check(name, not problem, str(parent), "writable by this user",
-                 f"cannot {what} in {parent} ({problem})")
+                 problem and f"cannot {what} in {parent} ({problem})")
 
 
 MAX_RECORD = 1 << 20   # bytes: a record holds a link target or a small flag file

@@ -99,3 +99,29 @@ def test_with_room_again_it_fails_over(site: Site, hooked, capsys):
         assert site.run("failover") == 0, _output(capsys)
         assert hooked.exists()
         assert os.readlink(site.link).endswith("readonly.php")
+
+
+def test_the_state_dir_probe_asks_for_room_for_a_flag_files_record(tmp_path):
+    """In flagfile mode the record holds the flag standing there (up to 512 KiB) and the
+    message, base64: a 4 KiB probe passed on a state_dir with 12 KiB free and a 40 KB
+    flag, and the flip then failed writing the record after the pre hook (a review,
+    helper-159). The probe asks for the record's size; the flip then has room for it."""
+    from mirrord.failover.flagfile import FlagFileSwitch
+
+    state, app = tmp_path / "state", tmp_path / "app"
+    state.mkdir()
+    app.mkdir()
+    flag = app / "maint.flag"
+    flag.write_bytes(b"m" * 40_000)
+    with tmpfs(state, "64k"):
+        subprocess.run(["dd", "if=/dev/zero", f"of={state / 'filler'}", "bs=4k",
+                        "count=13"], capture_output=True, check=True)   # about 12 KiB left
+        switch = FlagFileSwitch(flag, "read-only for maintenance", state)
+        check = switch.state_dir_check()
+        assert not check.ok and "No space left on device" in check.message, check
+        assert "[mirrord] state_dir" in check.message, check
+        assert sorted(p.name for p in state.iterdir()) == ["filler"]   # no probe left
+        (state / "filler").unlink()
+        check = switch.state_dir_check()
+        assert check.ok and check.message == "", check
+        assert switch.apply(True)[0] and flag.read_bytes() == switch.content
