@@ -311,4 +311,3 @@ def _fd_path(fd: int) -> bytes:
 
 def _joined(head: str, name: bytes) -> str:
     return f"{head}/{os.fsdecode(name)}" if head else os.fsdecode(name)
-
