@@ -264,7 +264,6 @@ def _replace(tmp: bytes, tmp_dir: int | None, name: bytes, parent: int) -> None:
         os.replace(tmp, name, src_dir_fd=tmp_dir, dst_dir_fd=parent)
 
 
-
 def holds_bytes_of(name: bytes, parent: int, staged: bytes, staged_dir: int | None) -> bool:
     """Whether the regular file `name` in directory `parent` (opened O_NOFOLLOW: never
     through a symlink) holds the bytes of the staged temp file `staged` (relative to

@@ -29,7 +29,6 @@ target itself holds, at the new name, the version it holds at the old one.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
@@ -40,6 +39,7 @@ from mirrord.targets.base import Target
 from mirrord.targets.model import Entry, SyncItem
 from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import stamp_of
+from mirrord.treewalk import file_digest
 
 
 @dataclass(frozen=True)
@@ -257,9 +257,7 @@ def _holds_already(target: Target, item: SyncItem) -> bool:
         if (entry is None or entry.is_dir or entry.size != item.size
                 or exact_ns(entry.mtime, entry.mtime_ns) != exact_ns(item.mtime, item.mtime_ns)):
             return False
-        with open(item.local, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        return target.checksum(item.path) == digest
+        return target.checksum(item.path) == file_digest(item.local)
     except Exception:  # noqa: BLE001 - keep() will meet the same trouble and report it
         return False
 

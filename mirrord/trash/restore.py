@@ -20,7 +20,6 @@ import errno
 import os
 import secrets
 import stat as stat_mod
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -29,7 +28,7 @@ from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.base import Target
 from mirrord.targets.mtime import exact_ns
 from mirrord.trash.model import Kept, stamp_of
-from mirrord.trash.swaps import same_bytes
+from mirrord.trash.swaps import kept_digest, same_bytes
 from mirrord.treewalk import file_digest
 
 # a restore killed mid-way leaves at most this temp file; never part of a source (excluded)
@@ -132,8 +131,8 @@ def _refusal(st: os.stat_result, kept: Kept, *, force: bool) -> str | None:
 def _unchanged(st: os.stat_result | None, kept: Kept, target: Target, dfd: int,
                name: str) -> bool:
     """Whether the source file `name` in directory `dfd` (lstat `st`) already is this
-    version: the same size, exact mtime and the kept bytes (the kept file fetched from
-    `target` and compared by SHA-256, only when size and mtime match). Size and mtime
+    version: the same size, exact mtime and the kept bytes (swaps.kept_digest against the
+    source file's SHA-256, only when size and mtime match). Size and mtime
     alone let `undelete --to-source` skip a file encrypted in place with its length
     kept and its mtime put back as "already holds this version" (a review, helper-155).
     Raises what Target.trash_fetch raises; a source file that cannot be read is not this
@@ -154,9 +153,7 @@ def _unchanged(st: os.stat_result | None, kept: Kept, target: Target, dfd: int,
         return False
     finally:
         os.close(fd)
-    with tempfile.NamedTemporaryFile(prefix="mirrord-kept-") as tmp:
-        target.trash_fetch(kept, tmp.name)
-        return file_digest(tmp.name) == have
+    return kept_digest(target, kept) == have
 
 
 def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force: bool = False,

@@ -131,11 +131,16 @@ def same_bytes(target: Target, kept: Kept, path: str) -> bool:
     with other bytes, and a breaker saw a rotation drop a kept version whose bytes were
     nowhere else any more. Raises what checksum and trash_fetch raise."""
     want = target.checksum(path)
-    if want is None:
-        return False
+    return want is not None and kept_digest(target, kept) == want
+
+
+def kept_digest(target: Target, kept: Kept) -> str:
+    """SHA-256 (hex, treewalk.file_digest) of the kept bytes of `kept`, fetched from
+    `target` with trash_fetch into a temp file removed after. Raises what trash_fetch
+    raises."""
     with tempfile.NamedTemporaryFile(prefix="mirrord-kept-") as tmp:
         target.trash_fetch(kept, tmp.name)
-        return file_digest(tmp.name) == want
+        return file_digest(tmp.name)
 
 
 def _file(entry: Entry | None) -> bool:

@@ -308,26 +308,32 @@ def test_the_cap_is_a_size_or_a_share_of_what_is_mirrored():
     assert KeepPolicy(60.0, None, None).cap(1000) is None
 
 
+def _local_holding(tmp_path, data: bytes):
+    """(an open LocalTarget, its source file, that file's stat) with `data` put at a.jpg."""
+    from mirrord.targets.local import LocalTarget
+
+    t = LocalTarget("t", tmp_path / "mirror", fsync=False)
+    t.open()
+    f = tmp_path / "v"
+    f.write_bytes(data)
+    st = f.stat()
+    t.put("a.jpg", str(f), size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns)
+    return t, f, st
+
+
+def _item(f, st, *, ns_more: int = 0, when: float = 1_700_000_000.0) -> SyncItem:
+    return SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
+                    mtime_ns=st.st_mtime_ns + ns_more, when=when)
+
+
 def test_a_put_of_the_version_the_target_holds_keeps_nothing(tmp_path):
     """A pass that listed the target while a put was in flight queues the same version
     again; on a target with a cheap stat (local) the second put destroys nothing, so the
     trash gets no copy of the new version as 'overwritten'. Another version is kept."""
-    from mirrord.targets.local import LocalTarget
-    from mirrord.trash import keeper
-
-    t = LocalTarget("t", tmp_path / "mirror", fsync=False)
-    t.open()
-    f = tmp_path / "v2"
-    f.write_bytes(b"version two")
-    st = f.stat()
-    t.put("a.jpg", str(f), size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns)
-    same = SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
-                    mtime_ns=st.st_mtime_ns, when=1_700_000_000.0)
-    assert keeper.keep_items(t, [same]) == [None]
+    t, f, st = _local_holding(tmp_path, b"version two")
+    assert keeper.keep_items(t, [_item(f, st)]) == [None]
     assert list(t.trash_list()) == []
-    other = SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
-                     mtime_ns=st.st_mtime_ns + 1, when=1_700_000_001.0)
-    assert keeper.keep_items(t, [other]) == [None]
+    assert keeper.keep_items(t, [_item(f, st, ns_more=1, when=1_700_000_001.0)]) == [None]
     assert [k.why for k in t.trash_list()] == ["overwritten"]
 
 
@@ -335,19 +341,10 @@ def test_other_bytes_under_the_version_the_target_holds_are_kept(tmp_path):
     """The keeper's "holds already" test compares the bytes too (Target.checksum against
     the source's SHA-256): a file rewritten in place with its size kept and its mtime put
     back replaces other bytes, which are kept (a review, helper-155)."""
-    from mirrord.targets.local import LocalTarget
-
-    t = LocalTarget("t", tmp_path / "mirror", fsync=False)
-    t.open()
-    f = tmp_path / "v"
-    f.write_bytes(b"clean data 01\n")
-    st = f.stat()
-    t.put("a.jpg", str(f), size=st.st_size, mtime=st.st_mtime, mtime_ns=st.st_mtime_ns)
+    t, f, st = _local_holding(tmp_path, b"clean data 01\n")
     f.write_bytes(b"ENCRYPTED-01\n\n")
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    item = SyncItem("a.jpg", "file", local=str(f), size=st.st_size, mtime=st.st_mtime,
-                    mtime_ns=st.st_mtime_ns, when=1_700_000_000.0)
-    assert keeper.keep_items(t, [item]) == [None]
+    assert keeper.keep_items(t, [_item(f, st)]) == [None]
     [k] = t.trash_list()
     out = tmp_path / "out"
     t.trash_fetch(k, str(out))

@@ -19,7 +19,6 @@ captured on its item's SyncResult.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat as stat_mod
@@ -37,6 +36,7 @@ from mirrord.targets.rsync.remote import (DELETE, LONG_TIMEOUT, META_SCRIPT, RET
                                           MetaDone, classify_stderr, item_stderr,
                                           meta_record, parse_answers, tail)
 from mirrord.targets.rsync.trash import RsyncTrash
+from mirrord.treewalk import file_digest
 
 NO_TEMP_DIR = b"The temp-dir does not exist"   # rsync's message (main.c) for a --temp-dir gone
 
@@ -255,13 +255,12 @@ def _sha256(path: bytes, w: Want, follow: bool) -> str:
     except OSError:
         return ""
     try:
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            before = os.fstat(fd)
-            if (not stat_mod.S_ISREG(before.st_mode) or before.st_size != w.size
-                    or (not w.fixup and before.st_mtime_ns != w.mtime_ns)):
-                return ""
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-            after = os.fstat(fd)
+        before = os.fstat(fd)
+        if (not stat_mod.S_ISREG(before.st_mode) or before.st_size != w.size
+                or (not w.fixup and before.st_mtime_ns != w.mtime_ns)):
+            return ""
+        digest = file_digest(os.dup(fd))   # closes the duplicate
+        after = os.fstat(fd)
     except OSError:
         return ""
     finally:

@@ -174,7 +174,7 @@ def _coming(coming: str, version: tuple | None = None) -> bytes:
     there that is this very version (size and mtime, then the sha256sum of its bytes) is
     not kept: the put destroys nothing (a re-send after a lost ack or a reconcile re-queue
     kept a copy of the very version being sent; S3 and local skip it too:
-    s3/conditional._is_version, LocalTrash._keep_in_put). Size and mtime alone are not
+    s3/conditional._holds, LocalTrash._keep_in_put). Size and mtime alone are not
     the same bytes: a file rewritten in place with its length and its mtime put back was
     overwritten unkept. So a version without its sha256 ("" or left out: not known) is
     plain b"file", kept, unless its size is 0 (b"0:NS": no bytes to differ). PermanentError
