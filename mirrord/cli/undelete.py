@@ -18,7 +18,7 @@ from mirrord.errors import MirrordError, PermanentError
 from mirrord.logsetup import redact
 from mirrord.targets.base import Target
 from mirrord.targets.paths import check_relpath
-from mirrord.trash import listing, restore, source_root
+from mirrord.trash import listing, restore, source_record, source_root
 from mirrord.trash.model import WHY_TEXT, Kept
 
 
@@ -35,8 +35,9 @@ def add_parser(sub) -> None:
                    "directory brings back only what one mistake removed)")
     u.add_argument("--to-source", action="store_true", help="write it into the source tree "
                    "instead (the daemon then mirrors it to every target)")
-    u.add_argument("--force", action="store_true", help="with --to-source: overwrite a newer "
-                   "file in the source tree")
+    u.add_argument("--force", action="store_true", help="put the version back even where the "
+                   "path already holds an earlier kept version again (a second run of the same "
+                   "undelete); with --to-source also overwrite a newer file in the source tree")
     u.add_argument("--dry-run", action="store_true", help="print what would happen, change nothing")
     u.add_argument("--all", action="store_true", help="everything the targets keep, instead "
                    "of PATH (an empty PATH or '.' is refused: `undelete \"$DIR\"` with DIR "
@@ -47,8 +48,6 @@ def add_parser(sub) -> None:
 
 def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     try:
-        if args.force and not args.to_source:
-            raise listing.UsageError("--force only applies with --to-source")
         names = selected(cfg, args.target)
         bounds = _window(args)
         prefixes = _prefixes(cfg, names, args)
@@ -68,15 +67,20 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     try:
         blind = empty_roots(opened) if readonly else []
         left: list[tuple[Kept, Kept]] = []   # a file and a newer directory at one name
-        chosen = {n: listing.choose(listing.kept_under(t, prefixes[n],
-                                                       since=bounds.get("since")), **bounds,
-                                    one_kind=not args.to_source, dropped=left)
-                  for n, t in opened.items() if n not in blind}
+        versions = {n: listing.kept_under(t, prefixes[n], since=bounds.get("since"))
+                    for n, t in opened.items() if n not in blind}
+        chosen = {n: listing.choose(found, **bounds, one_kind=not args.to_source, dropped=left)
+                  for n, found in versions.items()}
+        # what a path may hold again: the same undelete run twice must not put back what
+        # its first run replaced (restore.again)
+        earlier = {n: listing.earlier(versions[n], chosen[n], since=bounds.get("since"))
+                   for n in chosen}
         if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
-            outcomes = _restore_sources(cfg, opened, chosen, force=args.force,
+            outcomes = _restore_sources(cfg, opened, chosen, earlier, force=args.force,
                                         dry_run=args.dry_run, left=left)
         else:
-            outcomes = _restore_targets(cfg, opened, chosen, dry_run=args.dry_run)
+            outcomes = _restore_targets(cfg, opened, chosen, earlier, force=args.force,
+                                        dry_run=args.dry_run)
     finally:
         close_targets(opened)
     for old, newer in dict.fromkeys(left):    # each once, whichever targets keep them
@@ -128,26 +132,28 @@ def _prefixes(cfg: Config, names: list[str], args: argparse.Namespace) -> dict[s
     return out
 
 
-def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict,
-                     *, dry_run: bool) -> list[restore.Outcome]:
+def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict, earlier: dict,
+                     *, force: bool, dry_run: bool) -> list[restore.Outcome]:
     out = []
     for name, picked in chosen.items():   # no entry for a target where no mirror was seen
         target = opened[name]
         for path in sorted(picked):
             kept = picked[path]
             try:
-                out.append(restore.restore_on_target(target, kept, keep_first=keeps(cfg, name),
-                                                     dry_run=dry_run))
+                out.append(restore.restore_on_target(
+                    target, kept, keep_first=keeps(cfg, name), dry_run=dry_run,
+                    earlier=earlier[name].get(path, ()), force=force))
             except (MirrordError, OSError) as exc:
                 out.append(restore.Outcome("failed", f"{name}:{path}", kept, str(exc)))
     return out
 
 
-def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
+def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict, earlier: dict,
                      *, force: bool, dry_run: bool,
                      left: list[tuple[Kept, Kept]]) -> list[restore.Outcome]:
     """Each path once, from the target holding its newest chosen version; a file and
-    versions below its name, the newest change wins over all targets (`left`: the others)."""
+    versions below its name, the newest change wins over all targets (`left`: the others).
+    `earlier` (target -> path -> versions): what each path may hold again, on any target."""
     best: dict[str, tuple[str, Kept]] = {}
     for name, picked in chosen.items():   # no entry for a target where no mirror was seen
         for path, kept in picked.items():
@@ -157,6 +163,7 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
     best = {p: best[p] for p in winners}
     out = []
     roots: dict[str, str | None] = {}   # source name -> why its root takes nothing (once each)
+    written: list[tuple[str, str, int]] = []   # for a daemon not running (source_record)
     for path in sorted(best):
         name, kept = best[path]
         try:   # a name read from a target's trash never leads outside the source tree
@@ -175,9 +182,29 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict,
             continue
         try:
             out.append(restore.restore_to_source(opened[name], kept, *place[1:], force=force,
-                                                 dry_run=dry_run))
+                                                 dry_run=dry_run,
+                                                 earlier=_kept_of(path, opened, chosen, earlier)))
         except (MirrordError, OSError) as exc:
             out.append(restore.Outcome("failed", os.path.join(*place[1:]), kept, str(exc)))
+            continue
+        if out[-1].action == "written":
+            written.append((place[0], place[2], kept.size))
+    why = source_record.record_written(cfg, written)
+    if why is not None:
+        print(f"mirrord: {why}", file=sys.stderr)
+    return out
+
+
+def _kept_of(path: str, opened: dict[str, Target], chosen: dict,
+             earlier: dict) -> list[tuple[Target, Kept]]:
+    """Each version of `path` any target keeps in the window, with that target (the
+    source file may hold any of them again: restore.again takes those older than the one
+    restored)."""
+    out = []
+    for name, picked in chosen.items():
+        out += [(opened[name], k) for k in earlier[name].get(path, ())]
+        if path in picked:
+            out.append((opened[name], picked[path]))
     return out
 
 

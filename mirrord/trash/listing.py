@@ -150,6 +150,19 @@ def choose(kept: Iterable[Kept], *, at: float | None = None, before: float | Non
     return one_kind_per_name(out, dropped) if one_kind else out
 
 
+def earlier(kept: Iterable[Kept], chosen: dict[str, Kept], *,
+            since: float | None = None) -> dict[str, list[Kept]]:
+    """Per path in `chosen` (choose's answer), the other versions of it in `kept` changed
+    before the chosen one and not before `since` (seconds, None: no bound): the versions
+    restore.again asks whether the path holds again."""
+    out: dict[str, list[Kept]] = {}
+    for k in kept:
+        pick = chosen.get(k.path)
+        if pick is not None and k.when < pick.when and (since is None or k.when >= since):
+            out.setdefault(k.path, []).append(k)
+    return out
+
+
 def one_kind_per_name(out: dict[str, Kept],
                       dropped: list[tuple[Kept, Kept]] | None = None) -> dict[str, Kept]:
     """`out` (path -> chosen version) without the versions that cannot stand beside a newer

@@ -11,6 +11,12 @@ path (rename(2) is atomic within a directory: the watcher and the web app see th
 old file or the whole restored one). A file there that differs and was modified or
 placed after the kept version's change (its mtime or its ctime, which a copy that keeps
 an old mtime cannot set back) is newer work of someone's: it is refused unless `force`.
+
+Both sides: a path that already holds an EARLIER kept version again (`earlier`) is left
+as it is unless `force`. A restore is itself a change, so what it replaced is kept
+under the restore's time and is then the newest version: the same undelete run a second
+time (a retry, a script run twice) put the encrypted bytes back over the clean ones it
+had restored (a trial, helper-160).
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import secrets
 import stat as stat_mod
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from mirrord.exclude import RESTORE_TEMP_PREFIX
 from mirrord.fsutil import open_dir_beneath
 from mirrord.targets.base import Target
 from mirrord.targets.mtime import exact_ns
+from mirrord.trash.listing import iso
 from mirrord.trash.model import Kept, stamp_of
 from mirrord.trash.swaps import kept_digest, same_bytes
 from mirrord.treewalk import file_digest
@@ -74,15 +82,35 @@ def same_as_kept(target: Target, kept: Kept) -> bool:
         return False
 
 
+def again(where: str, kept: Kept, earlier: Sequence[Kept], holds) -> Outcome | None:
+    """The 'unchanged' Outcome for `where` when the path already holds one of `earlier`
+    (versions of kept.path changed before `kept`) again, by `holds(version) -> bool`;
+    None when it holds none of them. Newest first: the one a restore last put back."""
+    for k in sorted(earlier, key=lambda k: -k.when):
+        if k.path == kept.path and k.when < kept.when and holds(k):
+            return Outcome("unchanged", where, k,
+                           "already holds this earlier version again (put back by an "
+                           f"undelete?); the version of {iso(kept.when)} it replaced is put "
+                           "back only with --force")
+    return None
+
+
 def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: bool = False,
-                      now: float | None = None) -> Outcome:
+                      now: float | None = None, earlier: Sequence[Kept] = (),
+                      force: bool = False) -> Outcome:
     """Put `kept` back at kept.path on `target`. With `keep_first` (the target has
     keep_deleted on) what stands there now is kept first, stamped `now` (seconds; default
-    the clock), and so is a file standing where one of its parent directories goes. Returns the Outcome; raises what Target.keep / trash_restore raise
-    (RetryableError, PermanentError)."""
+    the clock), and so is a file standing where one of its parent directories goes.
+    `earlier`: other versions of the path this target keeps; one of them held there
+    again (same_as_kept) is left in place, 'unchanged', unless `force` (the module
+    docstring). Returns the Outcome; raises what Target.stat / checksum / keep /
+    trash_restore raise (RetryableError, PermanentError)."""
     where = f"{target.name}:{kept.path}"
     if same_as_kept(target, kept):
         return Outcome("unchanged", where, kept, "already holds this version")
+    held = None if force else again(where, kept, earlier, lambda k: same_as_kept(target, k))
+    if held is not None:
+        return held
     if dry_run:
         return Outcome("would restore", where, kept)
     if keep_first:
@@ -157,15 +185,18 @@ def _unchanged(st: os.stat_result | None, kept: Kept, target: Target, dfd: int,
 
 
 def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force: bool = False,
-                      dry_run: bool = False) -> Outcome:
+                      dry_run: bool = False,
+                      earlier: Sequence[tuple[Target, Kept]] = ()) -> Outcome:
     """Write `kept` (fetched from `target`) to `rel` ('/'-separated) below the source root
     `root`, atomically, with the kept mode (0644 when the target did not keep one) and
     exact mtime; missing parent directories are created. Every component is opened below
     `root` without following a symlink (mirrord.fsutil.open_dir_beneath): the upload tree
     is written by the web app's users, and a symlink planted there must not lead a restore
     run as root outside it. Refused (not raised) when a symlink or a file stands on the
-    way, or when `_refusal` says so. Raises OSError from the file system and what
-    Target.trash_fetch raises."""
+    way, or when `_refusal` says so. `earlier`: other versions of the path, each with the
+    target keeping it; one of them in the source file again (`_unchanged`) leaves it
+    'unchanged' unless `force` (the module docstring). Raises OSError from the file system
+    and what Target.trash_fetch raises."""
     path = os.path.join(root, rel)
     head, _, name = rel.rpartition("/")
     try:
@@ -186,6 +217,11 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
             st = None
         if _unchanged(st, kept, target, dfd, name):
             return Outcome("unchanged", path, kept, "already holds this version")
+        keeper = {id(k): t for t, k in earlier}
+        held = None if force else again(path, kept, [k for _t, k in earlier], lambda k:
+                                        _unchanged(st, k, keeper[id(k)], dfd, name))
+        if held is not None:
+            return held
         why = None if st is None else _refusal(st, kept, force=force)
         if why:
             return Outcome("refused", path, kept, why)
