@@ -72,19 +72,22 @@ class Switch:
                           f"{exc.strerror or exc}; [mirrord] state_dir must have room and be "
                           "writable by the user running this command") from exc
 
-    def state_dir_check(self) -> Check:
-        """Whether a file of the record's size (record_size) can be made, filled and
-        fsynced in state_dir now (probe_dir), as the switch record is at the flip: a
-        changing run checks it with `writable`, before its pre hook (exit 3, nothing
-        changed). Before, only the lock file (which exists already) was opened, and a full
-        (ENOSPC) or immutable state_dir failed the flip after the pre hook ran (exit 1,
-        INCOMPLETE)."""
+    def state_dir_check(self, readonly: bool = True) -> Check:
+        """Whether state_dir takes the switch record now: for a flip to read-only
+        (`readonly`), a file of the record's size (record_size) made, filled and fsynced
+        (probe_dir); for a failback, which only removes the record, an empty file made and
+        removed (a full file system passes: refusing it kept a site read-only for want of
+        room it did not need, a review). A changing run checks it with `writable`, before
+        its pre hook (exit 3, nothing changed). Before, only the lock file (which exists
+        already) was opened, and a full (ENOSPC) or immutable state_dir failed the flip
+        after the pre hook ran (exit 1, INCOMPLETE)."""
         directory = self.record_path.parent
-        problem = dir_problem(directory, self.record_size())
+        problem = dir_problem(directory, self.record_size() if readonly else 0)
+        role = "written there before the flip" if readonly else "removed there after the flip"
         return Check("state_dir.writable", not problem, str(directory), "a file can be written",
                      problem and f"cannot write a file in {directory} ({problem}): [mirrord] "
                      "state_dir must have room and be writable by the user running this "
-                     f"command (the switch record {RECORD} is written there before the flip)")
+                     f"command (the switch record {RECORD} is {role})")
 
     def record_size(self) -> int:
         """Bytes the switch record about to be written may take, at least PROBE_BYTES: a

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from mirrord.failover.switch_record import RECORD
 from tests.integration.test_failover_procedure import Site, _output, site  # noqa: F401 (fixture)
 from tests.reliability.conftest import tmpfs
 
@@ -125,3 +126,31 @@ def test_the_state_dir_probe_asks_for_room_for_a_flag_files_record(tmp_path):
         check = switch.state_dir_check()
         assert check.ok and check.message == "", check
         assert switch.apply(True)[0] and flag.read_bytes() == switch.content
+
+
+def test_a_full_state_dir_does_not_refuse_a_failback(site: Site, capsys):
+    """A failback only removes the switch record: it needs no room in state_dir. The probe
+    asked for the record's size on every changing run, so a state_dir that filled up
+    while the site ran read-only kept it read-only (exit 3; a review). An immutable one
+    is still refused: the record could not be removed."""
+    with tmpfs(site.state, "1m"):
+        assert site.run("failover") == 0, _output(capsys)
+        _fill(site.state)
+        assert site.run("failback") == 0, _output(capsys)
+        out = _output(capsys)
+        assert os.readlink(site.link) == site.original.decode(), out
+        assert not (site.state / RECORD).exists(), out         # the record removed
+        assert "Traceback" not in out
+
+
+def test_an_immutable_state_dir_refuses_a_failback(site: Site, capsys):
+    """The record could not be removed there: refused before anything changes."""
+    assert site.run("failover") == 0, _output(capsys)
+    _output(capsys)
+    flipped = os.readlink(site.link)
+    with _immutable(site.state):
+        assert site.run("failback") == 3
+        out = _output(capsys)
+    line = next(line for line in out.splitlines() if "state_dir.writable" in line)
+    assert line.lstrip().startswith("FAIL") and "removed there after the flip" in line, out
+    assert os.readlink(site.link) == flipped, out
