@@ -35,9 +35,11 @@ def add_parser(sub) -> None:
                    "directory brings back only what one mistake removed)")
     u.add_argument("--to-source", action="store_true", help="write it into the source tree "
                    "instead (the daemon then mirrors it to every target)")
-    u.add_argument("--force", action="store_true", help="put the version back even where the "
-                   "path already holds an earlier kept version again (a second run of the same "
-                   "undelete); with --to-source also overwrite a newer file in the source tree")
+    u.add_argument("--force", action="store_true", help="with --to-source: overwrite a newer "
+                   "file in the source tree")
+    u.add_argument("--newest", action="store_true", help="put the newest version back even "
+                   "where the path already holds an earlier kept version again (after a first "
+                   "run of the same undelete, that newest version is what it replaced)")
     u.add_argument("--dry-run", action="store_true", help="print what would happen, change nothing")
     u.add_argument("--all", action="store_true", help="everything the targets keep, instead "
                    "of PATH (an empty PATH or '.' is refused: `undelete \"$DIR\"` with DIR "
@@ -48,6 +50,8 @@ def add_parser(sub) -> None:
 
 def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     try:
+        if args.force and not args.to_source:
+            raise listing.UsageError("--force only applies with --to-source")
         names = selected(cfg, args.target)
         bounds = _window(args)
         prefixes = _prefixes(cfg, names, args)
@@ -64,22 +68,27 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
         finally:
             close_targets(looked)
     opened = open_targets(cfg, names, readonly=readonly)
+    queued = True   # what --to-source wrote is shipped (source_record)
     try:
         blind = empty_roots(opened) if readonly else []
         left: list[tuple[Kept, Kept]] = []   # a file and a newer directory at one name
-        versions = {n: listing.kept_under(t, prefixes[n], since=bounds.get("since"))
+        since = bounds.get("since")
+        versions = {n: listing.kept_under(t, prefixes[n], since=since)
                     for n, t in opened.items() if n not in blind}
         chosen = {n: listing.choose(found, **bounds, one_kind=not args.to_source, dropped=left)
                   for n, found in versions.items()}
-        # what a path may hold again: the same undelete run twice must not put back what
-        # its first run replaced (restore.again)
-        earlier = {n: listing.earlier(versions[n], chosen[n], since=bounds.get("since"))
-                   for n in chosen}
+        # what each path may hold again, from every version any target keeps, also before
+        # --since: the same undelete run twice must not put back what its first run
+        # replaced (restore.again; a retry of `--since 2h` did: helper-162)
+        every = versions if since is None else {
+            n: listing.kept_under(opened[n], prefixes[n]) for n in versions}
+        earlier = {n: listing.earlier(every[n], chosen[n]) for n in chosen}
         if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
-            outcomes = _restore_sources(cfg, opened, chosen, earlier, force=args.force,
-                                        dry_run=args.dry_run, left=left)
+            outcomes, queued = _restore_sources(cfg, opened, chosen, earlier, force=args.force,
+                                                newest=args.newest, dry_run=args.dry_run,
+                                                left=left)
         else:
-            outcomes = _restore_targets(cfg, opened, chosen, earlier, force=args.force,
+            outcomes = _restore_targets(cfg, opened, chosen, earlier, newest=args.newest,
                                         dry_run=args.dry_run)
     finally:
         close_targets(opened)
@@ -94,7 +103,7 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     for path in unmatched:
         print(f"mirrord: nothing kept at or below {path!r} in the time asked "
               f"(targets: {', '.join(chosen)})", file=sys.stderr)
-    ok = not unmatched and not blind and all(o.ok for o in outcomes)
+    ok = not unmatched and not blind and all(o.ok for o in outcomes) and queued
     return EXIT_OK if ok else EXIT_FAILURE
 
 
@@ -133,7 +142,7 @@ def _prefixes(cfg: Config, names: list[str], args: argparse.Namespace) -> dict[s
 
 
 def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict, earlier: dict,
-                     *, force: bool, dry_run: bool) -> list[restore.Outcome]:
+                     *, newest: bool, dry_run: bool) -> list[restore.Outcome]:
     out = []
     for name, picked in chosen.items():   # no entry for a target where no mirror was seen
         target = opened[name]
@@ -142,18 +151,20 @@ def _restore_targets(cfg: Config, opened: dict[str, Target], chosen: dict, earli
             try:
                 out.append(restore.restore_on_target(
                     target, kept, keep_first=keeps(cfg, name), dry_run=dry_run,
-                    earlier=earlier[name].get(path, ()), force=force))
+                    earlier=_kept_of(path, opened, chosen, earlier), newest=newest))
             except (MirrordError, OSError) as exc:
                 out.append(restore.Outcome("failed", f"{name}:{path}", kept, str(exc)))
     return out
 
 
 def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict, earlier: dict,
-                     *, force: bool, dry_run: bool,
-                     left: list[tuple[Kept, Kept]]) -> list[restore.Outcome]:
+                     *, force: bool, newest: bool, dry_run: bool,
+                     left: list[tuple[Kept, Kept]]) -> tuple[list[restore.Outcome], bool]:
     """Each path once, from the target holding its newest chosen version; a file and
     versions below its name, the newest change wins over all targets (`left`: the others).
-    `earlier` (target -> path -> versions): what each path may hold again, on any target."""
+    `earlier` (target -> path -> versions): what each path may hold again, on any target.
+    Returns the outcomes, and False when what was written could not be queued for a
+    daemon not running (source_record: the targets would not get it)."""
     best: dict[str, tuple[str, Kept]] = {}
     for name, picked in chosen.items():   # no entry for a target where no mirror was seen
         for path, kept in picked.items():
@@ -182,7 +193,7 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict, earli
             continue
         try:
             out.append(restore.restore_to_source(opened[name], kept, *place[1:], force=force,
-                                                 dry_run=dry_run,
+                                                 dry_run=dry_run, newest=newest,
                                                  earlier=_kept_of(path, opened, chosen, earlier)))
         except (MirrordError, OSError) as exc:
             out.append(restore.Outcome("failed", os.path.join(*place[1:]), kept, str(exc)))
@@ -192,13 +203,14 @@ def _restore_sources(cfg: Config, opened: dict[str, Target], chosen: dict, earli
     why = source_record.record_written(cfg, written)
     if why is not None:
         print(f"mirrord: {why}", file=sys.stderr)
-    return out
+    return out, why is None
 
 
 def _kept_of(path: str, opened: dict[str, Target], chosen: dict,
              earlier: dict) -> list[tuple[Target, Kept]]:
-    """Each version of `path` any target keeps in the window, with that target (the
-    source file may hold any of them again: restore.again takes those older than the one
+    """Each version of `path` any target keeps, with that target (the path may hold any of
+    them again, on any target: one whose older versions expired (a shorter keep_deleted)
+    does not know them, helper-162; restore.again takes those older than the one
     restored)."""
     out = []
     for name, picked in chosen.items():

@@ -150,15 +150,14 @@ def choose(kept: Iterable[Kept], *, at: float | None = None, before: float | Non
     return one_kind_per_name(out, dropped) if one_kind else out
 
 
-def earlier(kept: Iterable[Kept], chosen: dict[str, Kept], *,
-            since: float | None = None) -> dict[str, list[Kept]]:
+def earlier(kept: Iterable[Kept], chosen: dict[str, Kept]) -> dict[str, list[Kept]]:
     """Per path in `chosen` (choose's answer), the other versions of it in `kept` changed
-    before the chosen one and not before `since` (seconds, None: no bound): the versions
-    restore.again asks whether the path holds again."""
+    before the chosen one, whatever the window: the versions restore.again asks whether
+    the path holds again."""
     out: dict[str, list[Kept]] = {}
     for k in kept:
         pick = chosen.get(k.path)
-        if pick is not None and k.when < pick.when and (since is None or k.when >= since):
+        if pick is not None and k.when < pick.when:
             out.setdefault(k.path, []).append(k)
     return out
 

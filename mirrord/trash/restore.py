@@ -12,11 +12,12 @@ old file or the whole restored one). A file there that differs and was modified 
 placed after the kept version's change (its mtime or its ctime, which a copy that keeps
 an old mtime cannot set back) is newer work of someone's: it is refused unless `force`.
 
-Both sides: a path that already holds an EARLIER kept version again (`earlier`) is left
-as it is unless `force`. A restore is itself a change, so what it replaced is kept
-under the restore's time and is then the newest version: the same undelete run a second
-time (a retry, a script run twice) put the encrypted bytes back over the clean ones it
-had restored (a trial, helper-160).
+Both sides: a path that already holds an EARLIER kept version again (`earlier`, by its
+bytes) is left as it is unless `newest`. A restore is itself a change, so what it
+replaced is kept under the restore's time and is then the newest version: the same
+undelete run a second time (a retry, a script run twice) put the encrypted bytes back
+over the clean ones it had restored (a trial, helper-160). Its own flag, not --force:
+a --force that a refusal advised undid every earlier restore of the run (helper-162).
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ class Outcome:
         return self.action not in ("refused", "failed")
 
 
-def same_as_kept(target: Target, kept: Kept) -> bool:
-    """Whether the target already holds this version at its path (a file of the kept size
-    and mtime, within the target's mtime precision, and the kept bytes: swaps.same_bytes,
-    Target.checksum against the kept file's): restoring again changes nothing. Size and
-    mtime alone are no proof: a file encrypted in place with its length kept and its
-    mtime put back was "already" the clean version kept of it, and was never restored
-    (a review, helper-155). An error while comparing the bytes answers False (restore)."""
+def same_as_kept(target: Target, kept: Kept, keeper: Target | None = None) -> bool:
+    """Whether `target` already holds this version at its path (a file of the kept size
+    and mtime, within the target's mtime precision, and the kept bytes: Target.checksum
+    against the digest of the kept file, fetched from `keeper`, default `target`, which
+    keeps it): restoring again changes nothing. Size and mtime alone are no proof: a file
+    encrypted in place with its length kept and its mtime put back was "already" the
+    clean version kept of it, and was never restored (a review, helper-155). An error
+    while comparing the bytes answers False (restore)."""
     entry = target.stat(kept.path)
     if entry is None or entry.is_dir or entry.size != kept.size:
         return False
@@ -77,38 +79,44 @@ def same_as_kept(target: Target, kept: Kept) -> bool:
     if abs(exact_ns(entry.mtime, entry.mtime_ns) - kept.mtime_ns) > precision_ns:
         return False
     try:
-        return same_bytes(target, kept, kept.path)
+        if keeper is None or keeper is target:
+            return same_bytes(target, kept, kept.path)
+        want = target.checksum(kept.path)
+        return want is not None and kept_digest(keeper, kept) == want
     except Exception:  # noqa: BLE001 - unsure: restore, which keeps what stands there first
         return False
 
 
-def again(where: str, kept: Kept, earlier: Sequence[Kept], holds) -> Outcome | None:
+def again(where: str, kept: Kept, earlier: Sequence[tuple[Target, Kept]],
+          holds) -> Outcome | None:
     """The 'unchanged' Outcome for `where` when the path already holds one of `earlier`
-    (versions of kept.path changed before `kept`) again, by `holds(version) -> bool`;
-    None when it holds none of them. Newest first: the one a restore last put back."""
-    for k in sorted(earlier, key=lambda k: -k.when):
-        if k.path == kept.path and k.when < kept.when and holds(k):
+    ((the target keeping it, a version of kept.path); those changed before `kept` count)
+    again, by `holds(keeper, version) -> bool`; None when it holds none of them. Newest
+    first: the one a restore last put back."""
+    for keeper, k in sorted(earlier, key=lambda pair: -pair[1].when):
+        if k.path == kept.path and k.when < kept.when and holds(keeper, k):
             return Outcome("unchanged", where, k,
-                           "already holds this earlier version again (put back by an "
-                           f"undelete?); the version of {iso(kept.when)} it replaced is put "
-                           "back only with --force")
+                           "already holds this earlier version again; the newer version "
+                           f"of {iso(kept.when)} is put back only with --newest")
     return None
 
 
 def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: bool = False,
-                      now: float | None = None, earlier: Sequence[Kept] = (),
-                      force: bool = False) -> Outcome:
+                      now: float | None = None, earlier: Sequence[tuple[Target, Kept]] = (),
+                      newest: bool = False) -> Outcome:
     """Put `kept` back at kept.path on `target`. With `keep_first` (the target has
     keep_deleted on) what stands there now is kept first, stamped `now` (seconds; default
     the clock), and so is a file standing where one of its parent directories goes.
-    `earlier`: other versions of the path this target keeps; one of them held there
-    again (same_as_kept) is left in place, 'unchanged', unless `force` (the module
+    `earlier`: other versions of the path, each with the target keeping it (any target:
+    one whose older versions expired still holds them again); one of them held there
+    again (same_as_kept) is left in place, 'unchanged', unless `newest` (the module
     docstring). Returns the Outcome; raises what Target.stat / checksum / keep /
     trash_restore raise (RetryableError, PermanentError)."""
     where = f"{target.name}:{kept.path}"
     if same_as_kept(target, kept):
         return Outcome("unchanged", where, kept, "already holds this version")
-    held = None if force else again(where, kept, earlier, lambda k: same_as_kept(target, k))
+    held = None if newest else again(where, kept, earlier,
+                                     lambda keeper, k: same_as_kept(target, k, keeper))
     if held is not None:
         return held
     if dry_run:
@@ -185,8 +193,8 @@ def _unchanged(st: os.stat_result | None, kept: Kept, target: Target, dfd: int,
 
 
 def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force: bool = False,
-                      dry_run: bool = False,
-                      earlier: Sequence[tuple[Target, Kept]] = ()) -> Outcome:
+                      dry_run: bool = False, earlier: Sequence[tuple[Target, Kept]] = (),
+                      newest: bool = False) -> Outcome:
     """Write `kept` (fetched from `target`) to `rel` ('/'-separated) below the source root
     `root`, atomically, with the kept mode (0644 when the target did not keep one) and
     exact mtime; missing parent directories are created. Every component is opened below
@@ -195,7 +203,8 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
     run as root outside it. Refused (not raised) when a symlink or a file stands on the
     way, or when `_refusal` says so. `earlier`: other versions of the path, each with the
     target keeping it; one of them in the source file again (`_unchanged`) leaves it
-    'unchanged' unless `force` (the module docstring). Raises OSError from the file system
+    'unchanged' unless `newest` (the module docstring). A source file that already is
+    `kept` while a target holds one of them again (restored there first) gets that one. Raises OSError from the file system
     and what Target.trash_fetch raises."""
     path = os.path.join(root, rel)
     head, _, name = rel.rpartition("/")
@@ -216,12 +225,21 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
         except FileNotFoundError:
             st = None
         if _unchanged(st, kept, target, dfd, name):
-            return Outcome("unchanged", path, kept, "already holds this version")
-        keeper = {id(k): t for t, k in earlier}
-        held = None if force else again(path, kept, [k for _t, k in earlier], lambda k:
-                                        _unchanged(st, k, keeper[id(k)], dfd, name))
-        if held is not None:
-            return held
+            back = None if newest else again(path, kept, earlier, lambda keeper, k:
+                                             same_as_kept(keeper, k))
+            if back is None:
+                return Outcome("unchanged", path, kept, "already holds this version")
+            # the targets were restored (`undelete` without --to-source) and kept what
+            # stood there, which the source still holds: the newest version is that, and
+            # the source kept the encrypted bytes, "unchanged" (helper-162). The version a
+            # target holds again is the one to write.
+            kept = back.kept
+            target = next(keeper for keeper, k in earlier if k is kept)
+        else:
+            held = None if newest else again(path, kept, earlier, lambda keeper, k:
+                                             _unchanged(st, k, keeper, dfd, name))
+            if held is not None:
+                return held
         why = None if st is None else _refusal(st, kept, force=force)
         if why:
             return Outcome("refused", path, kept, why)

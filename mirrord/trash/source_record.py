@@ -28,8 +28,9 @@ def record_written(cfg: Config, written: list[tuple[str, str, int]]) -> str | No
     """Record (source name, path below its root, size in bytes) of each file written into
     the source as a 'put' for every target of that source, when no daemon holds the state
     directory and a state database exists (none: the daemon's first start ships the whole
-    tree). Returns None, or why nothing was recorded (for the operator: the files are in
-    the source, and `mirrord reconcile --checksum` ships them). Raises nothing."""
+    tree). Returns None, or why nothing could be recorded (for the operator, who is told
+    the run failed, exit 1: the files are in the source, and only `mirrord reconcile
+    --checksum` ships them). Raises nothing."""
     if not written or locks.holder(cfg.mirrord.state_dir, locks.DAEMON) is not None:
         return None
     path = cfg.mirrord.journal_path
@@ -45,6 +46,8 @@ def record_written(cfg: Config, written: list[tuple[str, str, int]]) -> str | No
         finally:
             journal.close()
     except (MirrordError, OSError, sqlite3.Error) as exc:
-        return (f"the files written could not be queued for the daemon's next start in "
-                f"{path} ({exc}): run `mirrord reconcile --checksum` once it runs")
+        cause = getattr(exc, "strerror", None) or str(exc).split(";")[0]
+        return (f"the files written could not be queued for the daemon's next start: the "
+                f"state database {path} cannot be written ({cause}); the targets get them "
+                f"only from `mirrord reconcile --checksum`, once it can run")
     return None

@@ -344,6 +344,7 @@ def test_undelete_restores_and_reports_exit_codes(fake, capsys, tmp_path):
     (["undelete", "--at", "soon", "a"], "not a time: 'soon'"),
     (["undelete", "--target", "nope", "a"], "there is no [target:nope] section"),
     (["trash", "../x"], "'..' is not allowed"),
+    (["undelete", "--force", "a"], "--force only applies with --to-source"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(fake, capsys, argv, message):
     assert cli_main.main(argv) == 2

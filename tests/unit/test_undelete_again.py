@@ -2,7 +2,9 @@
 is kept under the restore's time and is then the newest version; the second run put it
 back, undoing the first (a trial, helper-160: the encrypted bytes came back over the clean
 ones). A path that already holds an earlier kept version again, by its bytes, is left
-'unchanged' unless --force: onto a target, and into the source.
+`unchanged` unless --newest (--force is only for newer work in the source): onto a target,
+and into the source, also when the window (--since) no longer holds the earlier version or
+this target's copy of it expired.
 
 The target is the MemoryTarget (it passes the trash conformance suite like the real
 targets); the real daemon and targets: tests/e2e/test_keep_shapes.py.
@@ -16,6 +18,7 @@ import time
 import pytest
 
 from mirrord.cli import main as cli_main
+from mirrord.targets.memory import MemoryTarget
 from mirrord.trash import listing, restore
 from mirrord.trash.model import OVERWRITTEN, Kept, stamp_of
 from tests.unit.test_undelete import NS, T0, Stored, cfg, fake, put  # noqa: F401 (fixtures)
@@ -44,11 +47,11 @@ def test_a_second_target_restore_leaves_the_restored_version(fake, capsys):
         assert cli_main.main(argv) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"unchanged: t:site/up/a.doc <- version of {listing.iso(T0 + 10)}")
-        assert "already holds this earlier version again" in out and "--force" in out
+        assert "already holds this earlier version again" in out and "--newest" in out
         assert fake.read("site/up/a.doc") == CLEAN and len(fake.trash) == 2
 
-    # --force: the operator asks for exactly that version
-    assert cli_main.main(["undelete", "--force", "site/up/a.doc"]) == 0
+    # --newest: the operator asks for exactly that version
+    assert cli_main.main(["undelete", "--newest", "site/up/a.doc"]) == 0
     assert fake.read("site/up/a.doc") == ENCRYPTED
 
 
@@ -70,7 +73,11 @@ def test_a_second_restore_into_the_source_leaves_the_restored_version(fake, caps
     out = capsys.readouterr().out
     assert out.startswith(f"unchanged: {src} <- version of {listing.iso(changed)}"), out
     assert "already holds this earlier version again" in out and src.read_bytes() == CLEAN
+    # --force overwrites newer work, nothing more: a refusal elsewhere in the run advises
+    # it, and with it the retry put back every version the first run replaced (helper-162)
     assert cli_main.main(["undelete", "--to-source", "--force", str(src)]) == 0
+    assert src.read_bytes() == CLEAN
+    assert cli_main.main(["undelete", "--to-source", "--newest", str(src)]) == 0
     assert src.read_bytes() == ENCRYPTED
 
 
@@ -95,24 +102,104 @@ def test_other_bytes_under_an_earlier_version_size_and_mtime_are_restored(fake, 
         assert src.read_bytes() == CLEAN
 
 
-def test_since_bounds_the_versions_a_path_may_hold_again(fake, capsys):
-    """--since ignores versions changed before it, here too: the path holding a version
-    from before the window is no reason to leave it."""
-    _encrypted(fake)
-    assert cli_main.main(["undelete", "site/up/a.doc"]) == 0      # CLEAN back, ENCRYPTED kept
-    restored_at = max(k.when for k in fake.trash_list())
-    assert cli_main.main(["undelete", "--since", listing.iso(restored_at),
-                          "site/up/a.doc"]) == 0
-    assert fake.read("site/up/a.doc") == ENCRYPTED
+@pytest.mark.parametrize("side", ["target", "source"])
+def test_a_retry_with_since_after_the_restored_version_leaves_it(fake, capsys, tmp_path, side):
+    """`--since 2h` run again later: the window no longer holds the version the first run
+    put back, only the one it replaced; that one was written (helper-162). The path holds
+    the earlier version again, whatever the window: unchanged."""
+    base = time.time() - 100
+    src = tmp_path / "src" / "a.doc"
+    src.write_bytes(ENCRYPTED)
+    os.utime(src, ns=(int(base * NS),) * 2)
+    # seen after the source file's ctime (to the source) or before the restore's own keep,
+    # stamped with the clock (onto the target)
+    changed = time.time() + (1 if side == "source" else -10)
+    _encrypted(fake, base=base, changed=changed)
+    where = [PATH] if side == "target" else ["--to-source", str(src)]
+    assert cli_main.main(["undelete", *where]) == 0
+    if side == "source":     # the daemon ships it, keeping what it replaced
+        fake.keep(PATH, stamp=stamp_of(changed + 5), coming="file")
+        fake.files[PATH] = Stored(CLEAN, int(base * NS), 0o640)
+    replaced = max(k.when for k in fake.trash_list())
+    capsys.readouterr()
+    assert cli_main.main(["undelete", "--since", listing.iso(replaced), *where]) == 0
+    assert "already holds this earlier version again" in capsys.readouterr().out
+    assert fake.read(PATH) == CLEAN and (side == "target" or src.read_bytes() == CLEAN)
+
+
+def test_targets_restored_first_then_the_source_gets_what_they_hold(fake, capsys, tmp_path):
+    """The README's order after a failover: repair the mirror, then the source. The target
+    restore kept what stood there (the encrypted bytes, as the newest version), which the
+    source still holds: `--to-source` called it "unchanged" and left the source encrypted
+    (helper-162). The version the target holds again is written."""
+    base = time.time() - 100
+    src = tmp_path / "src" / "a.doc"
+    src.write_bytes(ENCRYPTED)
+    os.utime(src, ns=(int(base * NS),) * 2)
+    time.sleep(0.01)
+    _encrypted(fake, base=base, changed=time.time())      # seen after the source's ctime
+    time.sleep(0.01)
+    assert cli_main.main(["undelete", PATH]) == 0           # the target first
+    assert fake.read(PATH) == CLEAN
+    capsys.readouterr()
+    assert cli_main.main(["undelete", "--to-source", "--dry-run", str(src)]) == 0
+    assert capsys.readouterr().out.startswith(f"would write: {src}")
+    assert cli_main.main(["undelete", "--to-source", str(src)]) == 0
+    assert capsys.readouterr().out.startswith(f"written: {src}")
+    assert src.read_bytes() == CLEAN and src.stat().st_mtime_ns == int(base * NS)
+    assert cli_main.main(["undelete", "--to-source", str(src)]) == 0     # and again: as is
+    assert "unchanged" in capsys.readouterr().out and src.read_bytes() == CLEAN
+
+
+def test_another_target_s_versions_count_where_this_one_s_expired():
+    """A target with a shorter keep_deleted no longer keeps the version put back: another
+    target's copy of it is compared (its bytes fetched there), so the retry leaves it."""
+    short, long_ = MemoryTarget("short"), MemoryTarget("long")
+    for t in (short, long_):
+        put(t, PATH, CLEAN, T0)
+        t.keep(PATH, stamp=stamp_of(T0 + 10), coming="file")
+        t.files[PATH] = Stored(ENCRYPTED, int(T0 * NS), 0o640)
+        assert restore.restore_on_target(t, listing.choose(t.trash_list())[PATH],
+                                         keep_first=True, now=T0 + 60).action == "restored"
+    clean_kept = next(k for k in short.trash_list() if k.when == T0 + 10)
+    del short.trash[clean_kept.key]                   # expired on `short`
+    newest = listing.choose(short.trash_list())[PATH]
+    assert newest.when == T0 + 60 and short.read(PATH) == CLEAN
+    alone = restore.restore_on_target(short, newest, keep_first=True, now=T0 + 90,
+                                      earlier=[(short, k) for k in short.trash_list()])
+    assert alone.action == "restored" and short.read(PATH) == ENCRYPTED   # what it knew
+    short.files[PATH] = Stored(CLEAN, int(T0 * NS), 0o640)
+    both = [(t, k) for t in (short, long_) for k in t.trash_list()]
+    out = restore.restore_on_target(short, newest, keep_first=True, now=T0 + 120, earlier=both)
+    assert out.action == "unchanged" and short.read(PATH) == CLEAN
+
+
+def test_a_journal_that_cannot_take_the_writes_fails_the_run(fake, capsys, tmp_path, cfg):
+    """Daemon stopped, the state database damaged: the file is written, but the targets
+    would not get it; one line says so, exit 1 (it was 0: helper-162)."""
+    cfg.mirrord.journal_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.mirrord.journal_path.write_bytes(b"not a database" * 100)
+    base = time.time() - 100
+    src = tmp_path / "src" / "a.doc"
+    src.write_bytes(ENCRYPTED)
+    os.utime(src, ns=(int(base * NS),) * 2)
+    _encrypted(fake, base=base, changed=time.time() + 1)
+    assert cli_main.main(["undelete", "--to-source", str(src)]) == 1
+    captured = capsys.readouterr()
+    assert src.read_bytes() == CLEAN and captured.out.startswith("written: ")
+    lines = [line for line in captured.err.splitlines() if "could not be queued" in line]
+    assert len(lines) == 1 and "reconcile --checksum" in lines[0], captured.err
+    assert "Traceback" not in captured.err
 
 
 def test_again_takes_the_newest_earlier_version_held_and_only_older_ones():
-    kept = [listing.choose([k])[k.path] for k in _versions()]
-    newest = kept[-1]
-    held = restore.again("t:a", newest, kept, lambda k: True)
-    assert held is not None and held.kept == kept[-2] and held.action == "unchanged"
-    assert restore.again("t:a", kept[0], kept, lambda k: True) is None   # none older
-    assert restore.again("t:a", newest, kept, lambda k: False) is None
+    t = MemoryTarget("t")
+    kept = [(t, k) for k in _versions()]
+    newest = kept[-1][1]
+    held = restore.again("t:a", newest, kept, lambda keeper, k: True)
+    assert held is not None and held.kept == kept[-2][1] and held.action == "unchanged"
+    assert restore.again("t:a", kept[0][1], kept, lambda keeper, k: True) is None
+    assert restore.again("t:a", newest, kept, lambda keeper, k: False) is None
 
 
 def _versions() -> list[Kept]:
