@@ -272,7 +272,7 @@ def holds_bytes_of(name: bytes, parent: int, staged: bytes, staged_dir: int | No
     The staged file, not the source: it holds exactly what the rename installs, so a
     source rewritten between a look and the copy cannot pass for the bytes already
     there (a review, helper-159). Not filecmp.cmp: it answers from a cache keyed on size
-    and mtime, the very signature that is the same when this is asked."""
+    and mtime, a signature that tells nothing about the bytes."""
     try:
         a = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except OSError:

@@ -118,21 +118,24 @@ class LocalTrash:
         temp file `staged` (in `staged_dir`; None: a path) holds what will be installed
         (`new`: its fstat), before the rename: one lstat of `path` in its directory
         `parent` (a descriptor from the put's parent walk), and keep(path, coming='file')
-        unless this very version is there: a regular file of the same size, mtime (ns)
-        and bytes as the staged file. Size and mtime alone are no proof: a file rewritten
-        in place with its length kept and its mtime put back (ransomware, a script
-        restoring timestamps, `reconcile --checksum` repairing such a change) replaced
-        the only good copy and kept nothing (a review, helper-155). The staged bytes, not
-        the source's: a source rewritten between a comparison and the copy would pass for
-        the bytes there (helper-159). Bytes are read only when size and mtime match (a
-        re-send). A file where a parent goes was kept as a parent 'dir' by the walk first."""
+        unless the bytes there are the ones the put installs: a regular file of the same
+        size and bytes as the staged file, whatever its mtime or mode (the put sets the
+        new ones; nothing is destroyed). Size and mtime alone are no proof: a file
+        rewritten in place with its length kept and its mtime put back (ransomware, a
+        script restoring timestamps, `reconcile --checksum` repairing such a change)
+        replaced the only good copy and kept nothing (a review, helper-155). Nor is the
+        mtime needed: coreutils `touch` seen live (its open for writing reads as a write)
+        sent the same bytes under a new mtime, and a duplicate of them was kept (a trial,
+        helper-161). The staged bytes, not the source's: a source rewritten between a
+        comparison and the copy would pass for the bytes there (helper-159). Bytes are
+        read only when the sizes match, up to the first difference. A file where a parent
+        goes was kept as a parent 'dir' by the walk first."""
         name = os.fsencode(path.rpartition("/")[2])
         try:
             st = os.lstat(name, dir_fd=parent)
         except (FileNotFoundError, NotADirectoryError):
             return
         if not (stat_mod.S_ISREG(st.st_mode) and st.st_size == new.st_size
-                and st.st_mtime_ns == new.st_mtime_ns
                 and holds_bytes_of(name, parent, staged, staged_dir)):
             self.keep(path, stamp=stamp, coming="file")
 

@@ -149,8 +149,8 @@ def lives_on(target: Target, item: SyncItem) -> Entry | None:
     first), the two differ and the old name is kept, as before: a kill -9 at any point
     leaves either a kept copy or the bytes at the new name, never neither. A later delete
     or overwrite of the new name is a user's loss of it, and keeps it then. Size and exact
-    mtime are the mirror's own test of "the same version" (compare.py, _holds_already);
-    the mode is not data: a chmod before the rename changes nothing here."""
+    mtime are the mirror's own test of "the same version" (compare.py); the mode is
+    not data: a chmod before the rename changes nothing here."""
     if not item.moved_to or item.kind != "absent" or item.tree or item.moved_to == item.path:
         return None
     try:
@@ -240,22 +240,23 @@ def _parents_in_put(target: Target, item: SyncItem) -> bool:
 
 
 def _holds_already(target: Target, item: SyncItem) -> bool:
-    """Whether a put would rewrite what the target already holds: same size, exact mtime
-    (the mirror's own test of "in sync") and the same bytes (Target.checksum against the
-    SHA-256 of the source file `item.local`): nothing is destroyed, so nothing is kept.
-    Size and mtime alone are no proof: a file rewritten in place with its length kept and
-    its mtime put back was replaced unkept (a review, helper-155; the targets' own keep
-    in put, local_trash._keep_in_put and s3/conditional._holds, ask the same). Asked only
-    where stat() costs a syscall, not a round trip (Features.cheap_stat). A second put
-    of one version happens when a pass lists the target while the first is in flight;
-    without this the trash got a copy of the new version as 'overwritten'. False (keep)
-    on any error while looking."""
+    """Whether a put would write the bytes the target already holds: the same size and
+    bytes (Target.checksum against the SHA-256 of the source file `item.local`), whatever
+    the mtime or mode the put sets: nothing is destroyed, so nothing is kept. Size and
+    mtime alone are no proof: a file rewritten in place with its length kept and its
+    mtime put back was replaced unkept (a review, helper-155). Nor is the mtime asked:
+    the same bytes under a new mtime (coreutils touch seen live as a write) were kept as
+    a duplicate (a trial, helper-161; the targets' own keep in put, local_trash.
+    _keep_in_put, s3/conditional._holds and rsync's KEEP_BODY, ask the same). Asked only
+    where stat() costs a syscall, not a round trip (Features.cheap_stat), and the bytes
+    only when the sizes match. A second put of one version happens when a pass lists the
+    target while the first is in flight; without this the trash got a copy of the new
+    version as 'overwritten'. False (keep) on any error while looking."""
     if item.kind != "file" or item.meta_only or item.tree or not target.features.cheap_stat:
         return False
     try:
         entry = target.stat(item.path)
-        if (entry is None or entry.is_dir or entry.size != item.size
-                or exact_ns(entry.mtime, entry.mtime_ns) != exact_ns(item.mtime, item.mtime_ns)):
+        if entry is None or entry.is_dir or entry.size != item.size:
             return False
         return target.checksum(item.path) == file_digest(item.local)
     except Exception:  # noqa: BLE001 - keep() will meet the same trouble and report it

@@ -144,28 +144,32 @@ def test_kill_9_between_keep_and_send_keeps_nothing_twice(t, tmp_path):
 @pytest.mark.parametrize("pad", [0, 200], ids=["command-line", "stdin"])
 def test_a_keep_batch_with_versions_skips_the_same_version_both_ways(t, pad):
     """keep_batch (the round trip a run too long for the wrapper keeps in first): a record
-    carrying the version skips it on the command line and through xargs alike."""
+    carrying the version skips the very bytes, whatever their mtime (a touch, helper-161),
+    and keeps other bytes of the same size, on the command line and through xargs alike."""
     name = "n" * pad
     at(root(t) / f"{name}same", b"12345")
+    at(root(t) / f"{name}touched", b"12345")
     at(root(t) / f"{name}other", b"12345")
     requests = [(f"{name}same", STAMP, "file", (5, NS, sha(b"12345"))),
-                (f"{name}other", STAMP, "file", (5, NS + 1, sha(b"12345"))),
+                (f"{name}touched", STAMP, "file", (5, NS + 10**9 + 1, sha(b"12345"))),
+                (f"{name}other", STAMP, "file", (5, NS + 1, sha(b"54321"))),
                 (f"{name}plain", STAMP, "file")]
     requests += [(f"{name}new{i}", STAMP, "file", (1, NS, sha(b"x"))) for i in range(150)]
     words = [kscript.q(r) for r in kscript.keep_records(requests, [None] * len(requests))]
     assert (sum(len(w) + 1 for w in words) > kscript.ARGS_LIMIT) == bool(pad)
     at(root(t) / f"{name}plain", b"12345")   # no version: kept as before
     got = rtrash.RsyncTrash(t).keep_batch(requests)
-    assert got[:3] == [0, 5, 5] and got[3:] == [0] * 150
+    assert got[:4] == [0, 0, 5, 5] and got[4:] == [0] * 150
     assert kept_files(t) == {f"{STAMP}.overwritten/{name}other": b"12345",
                              f"{STAMP}.overwritten/{name}plain": b"12345"}
 
 
-def test_a_record_carries_the_version_as_size_ns_and_sha256():
-    """'file' with (size, ns, sha256) becomes SIZE:NS:SHA256; an empty file's is 0:NS (no
-    bytes to differ); without its sha256 a non-empty file's version is not sent (size and
-    mtime are not the same bytes: kept); a pre-1970 mtime is sent without it (find's %T@
-    for it is not relied on: kept as before); a malformed version fails alone."""
+def test_a_record_carries_the_version_as_size_and_sha256():
+    """'file' with (size, ns, sha256) becomes SIZE:SHA256, the mtime left out (the same
+    bytes under another mtime are the same bytes: a touch, helper-161), a pre-1970 one
+    too; an empty file's is 0: (no bytes to differ); without its sha256 a non-empty
+    file's version is not sent (size and mtime are not the same bytes: kept); a malformed
+    version fails alone."""
     h = sha(b"seven b")
     requests = [("a", STAMP, "file", (7, NS, h)), ("b", STAMP, "dir", (7, NS, h)),
                 ("c", STAMP, "file", (7, -5, h)), ("z", STAMP, "file", (0, NS, "")),
@@ -175,7 +179,7 @@ def test_a_record_carries_the_version_as_size_ns_and_sha256():
     out: list = [None] * len(requests)
     records = kscript.keep_records(requests, out)
     assert [r.split(b" ")[1] for r in records] == [
-        b"7:%d:%s" % (NS, h.encode()), b"dir", b"file", b"0:%d" % NS, b"file", b"file"]
+        b"7:%s" % h.encode(), b"dir", b"7:%s" % h.encode(), b"0:", b"file", b"file"]
     assert out[:6] == [None] * 6 and all(
         isinstance(e, PermanentError) and "version" in str(e) for e in out[6:])
 
@@ -205,16 +209,24 @@ def test_other_bytes_under_the_same_size_and_mtime_are_kept(t, tmp_path, monkeyp
 
 
 def test_the_very_bytes_re_sent_keep_nothing_and_other_bytes_are_kept_in_one_run(t, tmp_path):
-    """One run: the very bytes (a retry) keep nothing; same size and mtime but one byte
-    changed keeps it; an empty file (no bytes to compare) keeps nothing."""
+    """One run: the very bytes (a retry) keep nothing, under another mtime too (a touch
+    seen live as a write kept a duplicate, helper-161; rsync sets the new mtime); same
+    size but one byte changed keeps it, under the same mtime or another; an empty file
+    (no bytes to compare) keeps nothing, whatever its mtime."""
     src = source(tmp_path, {})
-    for name, there, coming in (("same", b"abcdef", b"abcdef"), ("flip", b"abcdef", b"abcdeF"),
-                                ("empty", b"", b"")):
-        at(root(t) / name, there)
+    older = NS - 3 * 10**9 - 5
+    shapes = (("same", b"abcdef", NS, b"abcdef"), ("flip", b"abcdef", NS, b"abcdeF"),
+              ("empty", b"", NS, b""), ("touched", b"abcdef", older, b"abcdef"),
+              ("flipped", b"abcdef", older, b"Abcdef"), ("empty-touched", b"", older, b""))
+    for name, there, there_ns, coming in shapes:
+        at(root(t) / name, there, there_ns)
         at(src / name, coming)
-    assert ship(t, src, ["same", "flip", "empty"]) == [None] * 3
-    assert kept_files(t) == {f"{STAMP}.overwritten/flip": b"abcdef"}
-    assert (root(t) / "flip").read_bytes() == b"abcdeF"
+    assert ship(t, src, [s[0] for s in shapes]) == [None] * len(shapes)
+    assert kept_files(t) == {f"{STAMP}.overwritten/flip": b"abcdef",
+                             f"{STAMP}.overwritten/flipped": b"abcdef"}
+    for name, _, _, coming in shapes:
+        here = root(t) / name
+        assert (here.read_bytes(), os.stat(here).st_mtime_ns) == (coming, NS), name
 
 
 ODD = ["new\nline.txt", "-e", "--rsh=x", "sp ace/-n", "\n", os.fsdecode(b"caf\xe9 \n-x")]

@@ -373,6 +373,13 @@ def test_a_versioned_bucket_keeps_no_resent_version(seaweedfs, src, tmp_path, mo
         assert wire.ops()[-1] == "DeleteObject", wire.log
         assert list(t.trash_list()) == [] and t.read("same.txt") == b"same bytes"
 
+        # the same bytes under a new mtime (a touch seen live as a write, helper-161):
+        # the version replaced is deleted too, and the object takes the new mtime
+        os.utime(src / "same.txt", ns=(OLD_NS + 10**9 + 3, OLD_NS + 10**9 + 3))
+        assert ship(t, src, "same.txt").error is None
+        assert wire.ops()[-1] == "DeleteObject", wire.log
+        assert list(t.trash_list()) == [] and t.stat("same.txt").mtime_ns == OLD_NS + 10**9 + 3
+
         write(src, "same.txt", b"SAME BYTES")              # other bytes, same size and mtime
         os.utime(src / "same.txt", ns=(OLD_NS, OLD_NS))
         assert ship(t, src, "same.txt").error is None

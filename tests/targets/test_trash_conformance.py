@@ -15,7 +15,7 @@ import os
 import pytest
 
 from mirrord.errors import NotFound, PermanentError
-from mirrord.targets.mtime import ns_to_float
+from mirrord.targets.mtime import exact_ns, ns_to_float
 from mirrord.trash.model import DELETED, DIR_REMOVED, OVERWRITTEN, stamp_of
 
 NS = 1_600_000_000_123_456_789
@@ -307,3 +307,34 @@ def test_other_bytes_under_the_same_size_and_mtime_are_kept_by_the_put(target, t
     target.put("d/a.txt", source(tmp_path, b"ENCRYPTED-01\n\n", mode=mode), size=14,
                mtime=ns_to_float(NS), mtime_ns=NS, mode=mode, keep_stamp=LATER)
     assert [v.stamp for v in target.trash_list("d/a.txt")] == [STAMP]
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o600], ids=["same mode", "other mode"])
+def test_the_same_bytes_under_another_mtime_keep_nothing_and_the_put_sets_the_mtime(
+        target, tmp_path, mode):
+    """A put of the bytes the target holds under another mtime (or mode) destroys nothing:
+    nothing is kept, and the target takes the new mtime and mode. coreutils `touch` seen
+    live (its open for writing reads as a write) sent the same bytes under a new mtime,
+    and each target kept them, under the old mtime, as 'overwritten': a duplicate (a
+    trial, helper-161). Other bytes of the same size under another mtime are kept."""
+    put(target, tmp_path, "d/a.txt", b"clean data 01\n")
+    if not target.features.keep_by_condition:   # refused whole (the test above)
+        return
+    later = NS + 5 * 10**9 + 7_000
+    target.put("d/a.txt", source(tmp_path, b"clean data 01\n", ns=later, mode=mode), size=14,
+               mtime=ns_to_float(later), mtime_ns=later, mode=mode, keep_stamp=STAMP)
+    assert kept(target) == {}
+    now = target.stat("d/a.txt")
+    assert target.read("d/a.txt") == b"clean data 01\n" and now.size == 14
+    assert same_time(target, exact_ns(now.mtime, now.mtime_ns), later)
+    if target.features.keeps_mode:
+        assert now.mode == mode
+    # other bytes, the same size, another mtime: kept as they were (the touched mtime)
+    last = later + 3 * 10**9
+    target.put("d/a.txt", source(tmp_path, b"ENCRYPTED-01\n\n", ns=last, mode=mode), size=14,
+               mtime=ns_to_float(last), mtime_ns=last, mode=mode, keep_stamp=LATER)
+    assert target.read("d/a.txt") == b"ENCRYPTED-01\n\n"
+    [k] = target.trash_list("d/a.txt")
+    assert (k.stamp, k.why, k.size) == (LATER, OVERWRITTEN, 14)
+    assert same_time(target, k.mtime_ns, later)
+    assert fetched(target, k, tmp_path) == b"clean data 01\n"

@@ -192,18 +192,16 @@ class BatchRunner:
                                 else SyncResult(item, w.entry(item.path)))
 
     def _version(self, w: Want, src: bytes, *, follow: bool) -> tuple[int, int, str]:
-        """(size in bytes, mtime in ns, sha256 hex of the bytes) the host holds once `w`
-        is sent: the plan's look at the source (staged: with the mtime asked for). A
-        receiver keeping whole seconds (rsync < 3.1, mtime_precision 1.0) stores the mtime
-        cut to the second. The sha256 (of src/w.rel, what this run's rsync reads: a staged
-        item's link is followed, `follow`) is read only for a marked put of a non-empty
-        file: size and mtime alone let a same-size rewrite with its mtime put back be
-        overwritten unkept (KEEP_BODY compares the bytes only when both match); "" when
-        it cannot be read, or changed under the plan's look: then what stands there is kept."""
-        ns = w.mtime_ns
-        if self.t.features.mtime_precision >= 1:
-            ns -= ns % 1_000_000_000
-        return w.size, ns, (_sha256(os.path.join(src, w.rel), w, follow) if w.size else "")
+        """(size in bytes, mtime in ns, sha256 hex of the bytes) of what `w` sends: the
+        plan's look at the source. The host compares the size, then the bytes (KEEP_BODY
+        runs sha256sum only when the sizes match), never the mtime: the same bytes under
+        another mtime (coreutils touch seen live as a write) were kept as a duplicate (a
+        trial, helper-161), and size and mtime alone let a same-size rewrite with its
+        mtime put back be overwritten unkept (helper-155). The sha256 (of src/w.rel, what
+        this run's rsync reads: a staged item's link is followed, `follow`) is read only
+        for a marked put of a non-empty file; "" when it cannot be read, or changed under
+        the plan's look: then what stands there is kept."""
+        return w.size, w.mtime_ns, (_sha256(os.path.join(src, w.rel), w, follow) if w.size else "")
 
     def _run_group(self, dest: bytes, wants: list[Want], src: bytes, copy_links: bool,
                    keeps: Keeps | None, wrap: bytes | None, *,

@@ -18,10 +18,11 @@ to our rsync's stderr. Its exit status is 0 only when every keep succeeded, and 
 starts the receiver only then: when a keep fails nothing of the run is transferred, so
 nothing is overwritten unkept. The same stamp names the same trash place, so a retry
 after kill -9 keeps nothing twice (KEEP_BODY's existing-entry and link-count checks).
-Each item's record carries the version the run sends (size, mtime ns: batch.py takes it
-from the plan's look at the source, and the sha256 of its bytes, read then): a file that
-already is that version, the same bytes, is not kept (a re-send after a lost ack, or a
-reconcile re-queue, filled the trash with copies of the very version being sent); one
+Each item's record carries what the run sends (its size: batch.py takes it from the
+plan's look at the source, and the sha256 of its bytes, read then): a file that already
+holds those bytes, whatever its mtime, is not kept (a re-send after a lost ack, or a
+reconcile re-queue, filled the trash with copies of the very version being sent; a
+touch seen live as a write kept the same bytes under the old mtime, helper-161); one
 rewritten in place under the same size and mtime is (size and mtime alone let it be
 overwritten unkept).
 
@@ -46,8 +47,8 @@ from mirrord.targets.rsync.keep_script import KEEP_BODY, keep_records
 # as one argv element): Linux caps one at 128 KiB (MAX_ARG_STRLEN). The wrapper may take
 # 112 KiB of it; the rest is for rsync's --server arguments (the root, twice, in --temp-dir
 # and the destination; PATH_MAX is 4 KiB). Stamps repeat as "=" (keep_records(compact=)),
-# so a record is the path and ~100 bytes more (index, 'dir' or the version sent,
-# SIZE:NS:SHA256, ~87 bytes, '=', './', spaces, quotes): 625 records of 50-byte paths fit.
+# so a record is the path and ~85 bytes more (index, 'dir' or the version sent,
+# SIZE:SHA256, ~67 bytes, '=', './', spaces, quotes): ~830 records of 50-byte paths fit.
 WRAP_LIMIT = 112 << 10
 FAILED = re.compile(rb"(?:^|[\0\n])(\d+) E ([^\0]*)\0")   # KEEP_BODY's failure records
 
@@ -65,7 +66,7 @@ class Keeps:
         """The requests for the marked ones of `items[i] for i in indexes`: parents
         ('dir', the stamp of the first item needing it) shallowest first, then each item
         ('file', with versions[i], the (size in bytes, mtime in ns, sha256 hex) the run
-        sends, when given: that very version standing there is not kept), each (path, coming) once."""
+        sends, when given: those very bytes standing there are not kept), each (path, coming) once."""
         marked = [i for i in indexes if items[i].keep_stamp is not None]
         parents: dict[str, str] = {}
         for i in marked:

@@ -23,16 +23,16 @@ STAMP_SHAPE = re.compile(r"\d{8}T\d{6}\.\d{6}Z")   # mirrord.trash.model.stamp_o
 SHA256_SHAPE = re.compile(r"[0-9a-f]{64}")             # sha256sum's (and hexdigest's) hex
 
 # Records b"INDEX COMING STAMP ./path" (STAMP "=": the previous record's; "+SUFFIX": the
-# previous record's with its last 7 characters replaced; COMING "SIZE:NS:SHA256" or, for
-# an empty file, "0:NS": 'file', this version coming, see _coming), as sh arguments ("$@"): run by keep_script(), which
+# previous record's with its last 7 characters replaced; COMING "SIZE:SHA256" or, for
+# an empty file, "0:": 'file', these bytes coming, see _coming), as sh arguments ("$@"): run by keep_script(), which
 # passes a small batch on the command line and a large one NUL-terminated on stdin through
 # xargs -0, or by inrun.wrapper() ahead of an rsync receiver. Answers, NUL-terminated:
 #   b"INDEX K BYTES"   kept, BYTES = the bytes of the file(s) now in the trash      (on fd 3)
 #   b"INDEX N"         nothing to keep (nothing there, a dir coming 'dir', a symlink on the
 #                      way, a directory holding no file: coming 'file', it is removed here,
-#                      as rsync without --force will not; the very version coming: a regular file of
-#                      SIZE bytes, mtime NS and, when SIZE is not 0, the bytes whose
-#                      sha256sum is SHA256) or already kept under this stamp (a retry),
+#                      as rsync without --force will not; the very bytes coming: a regular file of
+#                      SIZE bytes and, when SIZE is not 0, the bytes whose sha256sum is
+#                      SHA256, whatever its mtime) or already kept under this stamp (a retry),
 #                      or an overwrite of a file with a second link at its own path in an
 #                      '*.overwritten' entry of the trash (kept by an earlier try under
 #                      another stamp: see LocalTrash._keep_at; test -ef, one builtin per
@@ -47,22 +47,20 @@ SHA256_SHAPE = re.compile(r"[0-9a-f]{64}")             # sha256sum's (and hexdig
 # The exit status is 0 only when no request failed (inrun.wrapper starts rsync on it).
 # Cost (issue 17): a path with nothing at it (every new file) is answered by two builtin
 # tests; mkdir and find of the trash (two execs) run only once something is kept; a file
-# that stands there costs one find (%D %n %s %T@), as it did before the version test, and
-# one sha256sum of it more only when its size and mtime are those coming (a re-send, or
-# bytes rewritten under a restored mtime): size and mtime alone let a same-size rewrite
-# with its mtime put back (ransomware keeping lengths, a script restoring timestamps,
-# reconcile --checksum repairing one) overwrite the only good copy unkept. sha256sum
-# reads the file on stdin (no name on its command line or in its output); when it fails
-# the file is kept.
-# %T@ is GNU find's "seconds.fraction" (findutils 4.9: 10 fraction digits); it is cut or
-# padded to 9 digits, so "SEC" + 9 digits is the mtime in ns as _coming writes it.
+# that stands there costs one find (%D %n %s), as it did before the version test, and
+# one sha256sum of it more only when its size is the one coming (a re-send, a touch, or
+# bytes rewritten in place with their length kept): size and mtime alone let a same-size
+# rewrite with its mtime put back (ransomware keeping lengths, a script restoring
+# timestamps, reconcile --checksum repairing one) overwrite the only good copy unkept,
+# and the same bytes under a new mtime (coreutils touch seen live as a write) were kept
+# as a duplicate (a trial, helper-161). sha256sum reads the file on stdin (no name on its
+# command line or in its output); when it fails the file is kept.
 KEEP_BODY = rb"""td= f=
 no() { printf "%s N\0" "$i" >&3; }
 err() { printf "%s E %s\0" "$i" "$1"; f=1; }
 for r; do
   i=${r%% *}; r=${r#* }; c=${r%% *}; r=${r#* }; x=${r%% *}; p=${r#* }
-  case $c in (*:*) v=$c; c=file ;; (*) v= ;; esac
-  case $v in (*:*:*) h=${v##*:}; v=${v%:*} ;; (*) h= ;; esac
+  case $c in (*:*) v=${c%%:*}; h=${c#*:}; c=file ;; (*) v= h= ;; esac
   case $x in (=) ;; (+*) s=${s%???????}${x#+} ;; (*) s=$x ;; esac
   if [ ! -e "$p" ] && [ ! -L "$p" ]; then no; continue; fi
   n=.; bad=; o=$IFS; IFS=/; set -f
@@ -76,23 +74,21 @@ for r; do
   else w=; fi
   d=./.mirrord/trash/$s.$w/${p#./}
   if [ -z "$w" ] || [ -e "$d" ] || [ -L "$d" ]; then no; continue; fi
-  x=$(find "$p" -maxdepth 0 -printf "%D %n %s %T@" 2>&1) || { err "$x"; continue; }
-  dv=${x%% *}; x=${x#* }; l=${x%% *}; x=${x#* }; z=${x%% *}; t=${x#* }
+  x=$(find "$p" -maxdepth 0 -printf "%D %n %s" 2>&1) || { err "$x"; continue; }
+  dv=${x%% *}; x=${x#* }; l=${x%% *}; z=${x#* }
   if [ "$w" = deleted ] && [ "$l" -gt 1 ] && [ -d ./.mirrord/trash ] &&
      [ -n "$(find ./.mirrord/trash -samefile "$p" -print -quit 2>/dev/null)" ]; then
     e=$(rm -f -- "$p" 2>&1) || { err "$e"; continue; }
     no; continue
   fi
   if [ "$w" = overwritten ]; then
-    case $t in (*.*) ;; (*) t=$t. ;; esac
-    m=${t#*.}000000000; m=${t%%.*}${m%"${m#?????????}"}
     if [ "$l" -gt 1 ]; then
       k=; for e in ./.mirrord/trash/*.overwritten; do
         [ ! -L "$e/${p#./}" ] && [ "$e/${p#./}" -ef "$p" ] && { k=1; break; }
       done
       [ -n "$k" ] && { no; continue; }
     fi
-    if [ "$v" = "$z:$m" ]; then
+    if [ "$v" = "$z" ]; then
       if [ -z "$h" ]; then [ "$z" = 0 ] && { no; continue; }
       else x=$(sha256sum < "$p" 2>/dev/null) && [ "${x%% *}" = "$h" ] && { no; continue; }; fi
     fi
@@ -141,8 +137,8 @@ def keep_records(requests: Sequence[tuple], out: list, *, compact: bool = False)
     """KEEP_BODY's record b"INDEX COMING STAMP ./path" for each (path, stamp, coming) or
     (path, stamp, coming, version) request, INDEX its place in `requests`; `version`, for
     coming 'file' only, is (size in bytes, mtime in ns, sha256 hex of the bytes: "" when
-    not known) of what the put sends (None: not known): a regular file that already is
-    this version, the same bytes, is not kept (see _coming). A bad
+    not known) of what the put sends (None: not known): a regular file that already holds
+    these bytes, whatever its mtime, is not kept (see _coming). A bad
     request gets its PermanentError in out[INDEX] instead (it fails alone, before anything
     runs remotely). `compact` (only for ONE sh run over all the records: xargs may split
     them over several): a stamp is written as what changed since the previous record's,
@@ -169,16 +165,17 @@ def keep_records(requests: Sequence[tuple], out: list, *, compact: bool = False)
 
 def _coming(coming: str, version: tuple | None = None) -> bytes:
     """The record's COMING word: `coming`, or for 'file' with a `version` (size in bytes,
-    mtime in ns, sha256 of the bytes as 64 lowercase hex digits) b"SIZE:NS:SHA256", NS as
-    whole seconds and 9 digits, as KEEP_BODY rebuilds it from find's %T@. A file standing
-    there that is this very version (size and mtime, then the sha256sum of its bytes) is
-    not kept: the put destroys nothing (a re-send after a lost ack or a reconcile re-queue
-    kept a copy of the very version being sent; S3 and local skip it too:
-    s3/conditional._holds, LocalTrash._keep_in_put). Size and mtime alone are not
-    the same bytes: a file rewritten in place with its length and its mtime put back was
-    overwritten unkept. So a version without its sha256 ("" or left out: not known) is
-    plain b"file", kept, unless its size is 0 (b"0:NS": no bytes to differ). PermanentError
-    for a bad coming or version."""
+    mtime in ns, sha256 of the bytes as 64 lowercase hex digits) b"SIZE:SHA256". A
+    regular file standing there of SIZE bytes whose sha256sum is SHA256 holds the very
+    bytes the put sends, whatever its mtime: it is not kept, the put destroys nothing (a
+    re-send after a lost ack or a reconcile re-queue kept a copy of the very version being
+    sent; coreutils `touch` seen live as a write kept the same bytes under the old mtime,
+    a trial, helper-161; S3 and local skip it too: s3/conditional._holds,
+    LocalTrash._keep_in_put). The mtime is validated, not written: size and mtime alone
+    are not the same bytes (a file rewritten in place with its length and its mtime put
+    back was overwritten unkept, helper-155), and the same bytes need no mtime. A version
+    without its sha256 ("" or left out: not known) is plain b"file", kept, unless its
+    size is 0 (b"0:": no bytes to differ). PermanentError for a bad coming or version."""
     if coming not in COMINGS:
         raise PermanentError(f"keep: coming must be one of {COMINGS}, not {coming!r}")
     if version is None or coming != "file":
@@ -186,15 +183,12 @@ def _coming(coming: str, version: tuple | None = None) -> bytes:
     if not (isinstance(version, tuple) and len(version) in (2, 3)
             and all(type(v) is int for v in version[:2]) and version[0] >= 0):
         raise PermanentError(f"keep: version must be (size, mtime_ns[, sha256]), not {version!r}")
-    size, ns, sha = (*version, "")[:3]
+    size, _, sha = (*version, "")[:3]
     if not (isinstance(sha, str) and (sha == "" or SHA256_SHAPE.fullmatch(sha))):
         raise PermanentError(f"keep: a version's sha256 must be 64 lowercase hex digits, not {sha!r}")
-    if ns < 0:   # findutils 4.9 prints -1.25 s as "-2.75": not relied on, kept as before
-        return b"file"
     if size and not sha:   # the same bytes cannot be told: kept
         return b"file"
-    word = b"%d:%d%09d" % (size, ns // 1_000_000_000, ns % 1_000_000_000)
-    return word + b":" + sha.encode("ascii") if size else word
+    return b"%d:%s" % (size, sha.encode("ascii") if size else b"")
 
 
 def _stamp(stamp: str) -> bytes:

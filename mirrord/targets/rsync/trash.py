@@ -17,8 +17,9 @@ of copying; before a directory `mv` (GNU mv copies on EXDEV) the device numbers
 a kept entry is never replaced (`ln` refuses an existing name; the script
 checks first), so a retry with the same stamp keeps nothing twice. A put's request
 may carry the version it sends (size, mtime ns, sha256 of its bytes): a regular file that
-already is that version, the same bytes, is not kept (nothing is destroyed; issue 17, as
-on S3 and local); same size and mtime with other bytes is kept. A symlink
+already holds those bytes, whatever its mtime, is not kept (nothing is destroyed; issue
+17, and a touch seen live, helper-161, as on S3 and local); same size and mtime with
+other bytes is kept. A symlink
 anywhere on the path means nothing is there (list() never shows one either),
 so a planted link cannot make us move anything outside the root.
 """

@@ -24,7 +24,14 @@ conditional writes", Aug 2024; SeaweedFS 4.x honours both conditions on PutObjec
 
 On a versioned bucket (bucket versioning Enabled) the same put runs with nothing copied
 (trash.keep_overwritten keeps nothing there: the replaced version is the kept one), and
-a replaced object that was the very version sent (a re-send) is deleted after the put.
+a replaced object that held the very bytes sent (a re-send, a touch) is deleted after
+the put.
+
+"The very bytes" (_holds): the same size and the same sha256 metadata as the body's,
+whatever the mtime or mode (the put sets the new ones, and destroys nothing). Asking
+the same mtime too kept a duplicate of every file coreutils `touch` rewrote live (its
+open for writing reads as a write: the same bytes were sent under a new mtime; a trial,
+helper-161). The sha256 is in the HEAD already: the comparison costs no request.
 
 A keep that fails raises its error before any put replaced anything: the item fails,
 the old object stays. Nothing here lists `path/`: a put destroys no other key.
@@ -61,8 +68,9 @@ def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
     first (see the module docstring). `send` takes put_object keyword arguments, the
     condition (IfNoneMatch / IfMatch), and raises PreconditionFailed on a 412. `version`
     is (size in bytes, mtime in ns) of what is sent and `sha256` its body's: an object
-    that already is this version, the same bytes, is replaced without being kept (nothing is destroyed; a second send of one
-    version, e.g. a catch-up after a restart, kept a useless copy that counted against
+    that already holds these bytes (_holds: size and sha256, any mtime or mode) is
+    replaced without being kept (nothing is destroyed; a second send of one version, e.g.
+    a catch-up after a restart, or a touch, kept a useless copy that counted against
     keep_deleted_max). On a versioned bucket that replaced version is deleted after the
     put (same_version). Returns what send
     returns; raises what the HEAD, the keep or send raise (RetryableError /
@@ -94,8 +102,8 @@ def put_keeping(t: "S3Target", path: str, key: str, stamp: str,
 def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
                 version: tuple[int, int], sha256: str = "") -> tuple[str | None, str | None]:
     """Keep what stands at `key` before an unconditional put of a large file (see the
-    module docstring): one HEAD, and a copy of whatever is there, even `version` (size,
-    mtime ns: see put_keeping) itself. A large put reads the file twice, for its sha256
+    module docstring): one HEAD, and a copy of whatever is there, even the very bytes
+    sent (`version`, `sha256`: see put_keeping). A large put reads the file twice, for its sha256
     and for the body: written in place between the two, the body is other bytes under
     the old size and mtime, and a re-send that kept nothing left the old bytes nowhere (a
     review, helper-139). Returns (same_version's answer: the VersionId to delete once
@@ -115,23 +123,26 @@ def keep_before(t: "S3Target", path: str, key: str, stamp: str, *,
 def same_version(t: S3Target, path: str, head: dict, version: tuple[int, int],
                  sha256: str) -> str | None:
     """On a versioned bucket, the VersionId of the HEADed object when the put about to
-    replace it sends the very same version: size, mtime (ns) and sha256 metadata. Left
-    behind it would be listed as an 'overwritten' kept version, where the other targets
-    keep nothing (README: "A put that finds the very version it sends already there ...
-    keeps nothing, on every target"). None otherwise, or when `sha256` is not known."""
+    replace it sends the very same bytes (_holds: size and sha256 metadata; the mtime may
+    differ, as after a touch). Left behind it would be listed as an 'overwritten' kept
+    version, where the other targets keep nothing (README: "A put that finds the bytes it
+    sends already there ... keeps nothing, on every target"). None otherwise, or when
+    `sha256` is not known."""
     if t.trash_mode() != versioning.VERSIONING or not sha256 or not head.get("VersionId"):
         return None
     return head["VersionId"] if _holds(path, head, version, sha256) else None
 
 
 def _holds(path: str, head: dict, version: tuple[int, int], sha256: str) -> bool:
-    """Whether the HEADed object is the very version sent: `version` (size, mtime ns from
-    its mtime metadata) and the same bytes, by its sha256 metadata (keys.put_args sets it
-    on every put) equal to `sha256`, the body's. Size and mtime alone are no proof: a
-    file rewritten in place with its length kept and its mtime put back (ransomware, a
-    script restoring timestamps, `reconcile --checksum` repairing such a change) replaced
-    the only good copy and kept nothing (a review, helper-155). False when `sha256` is
-    not known or the object has none (not put by mirrord): kept."""
-    entry = head_entry(path, head)
-    return (bool(sha256) and entry.mtime_ns != 0 and (entry.size, entry.mtime_ns) == version
+    """Whether the HEADed object holds the very bytes sent: the size `version[0]` (-1,
+    no object's size, when put() found the file changed since its look) and its sha256
+    metadata (keys.put_args sets it on every put) equal to `sha256`, the body's. The
+    mtime is not asked: the same bytes under another mtime (a touch seen live as a
+    write) kept a duplicate (a trial, helper-161); the put sets the new mtime and mode.
+    Size and mtime alone are no proof either: a file rewritten in place with its length
+    kept and its mtime put back (ransomware, a script restoring timestamps, `reconcile
+    --checksum` repairing such a change) replaced the only good copy and kept nothing (a
+    review, helper-155). False when `sha256` is not known or the object has none (not
+    put by mirrord): kept."""
+    return (bool(sha256) and head_entry(path, head).size == version[0]
             and (head.get("Metadata") or {}).get("sha256") == sha256)

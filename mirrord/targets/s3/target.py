@@ -44,7 +44,7 @@ class S3Target(Target):
     # A worker still sends one put at a time; batches let a run of deletes share one
     # DeleteObjects (batch.py). A live trickle is spread one op per free worker anyway.
     # keep_by_condition: in both trash modes; with versioning the put copies nothing, its
-    # conditional write only tells a re-send of the same version (conditional.py).
+    # conditional write only tells a put of the bytes already there (conditional.py).
     features = Features(server_side_move=True, directories=False, mtime_precision=1e-6,
                         list_mtime=False, batch_size=BATCH, keep_by_condition=True,
                         move_merges=True)   # copy.move: nothing at the destination deleted

@@ -56,8 +56,8 @@ def put(t: S3Target, path: str, local: str, *, size: int, mtime: float,
             st = os.fstat(fd)
             ns = put_ns(mtime, mtime_ns, st)
             mode = stat_mod.S_IMODE(st.st_mode) if mode is None else mode
-            # (size, mtime ns) of what is sent, for the keeps' "the very version is there
-            # already": none (-1 is no object's size) when the file opened is not what the
+            # (size, mtime ns) of what is sent, for the keeps' "the very bytes are there
+            # already" (conditional._holds): none (-1 is no object's size) when the file opened is not what the
             # caller observed (rewritten in place since: its bytes are not that version's,
             # and the version there would go unkept; a review, helper-140)
             version = (st.st_size, ns) if (st.st_size, st.st_mtime_ns) == (size, ns) else (-1, ns)

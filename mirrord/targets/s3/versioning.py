@@ -9,7 +9,7 @@ that are the kept copies when it is (mirrord/targets/s3/trash.py uses them).
   marker, else 'overwritten'. LastModified has whole seconds on SeaweedFS (and in
   S3's XML generally), so two changes of one path within a second share a stamp.
 - drop_replaced: write_meta's own replaced versions (the heartbeat) are deleted.
-- drop_resent: the version a put of the very same version (a re-send) replaced.
+- drop_resent: the version a put of the very same bytes (a re-send, a touch) replaced.
 - drop_self_copied: the version a metadata-only self-copy (set_meta: a chmod or touch)
   replaced holds the same bytes as the new one; left behind it would be listed as an
   'overwritten' kept version ("a chmod or touch seen live keeps nothing").
@@ -189,8 +189,8 @@ def kept_version(t: "S3Target", key: str, version: str, stamp: str, why: str,
 
 
 def drop_resent(t: S3Target, key: str, version: str) -> None:
-    """Delete `version` of `key`, which a put just replaced with the very same version
-    (size, mtime, sha256: conditional.same_version). Best effort (_drop): never fails
+    """Delete `version` of `key`, which a put just replaced with the very same bytes
+    (size and sha256, any mtime: conditional.same_version). Best effort (_drop): never fails
     the put."""
     _drop(t, key, version, "put", "a re-send of the same version replaced")
 
