@@ -41,7 +41,10 @@ A write then replaces nothing on that target while the source file is still exac
 version landing, or acked and made harmlessly: the inode change time moves with every
 write, truncate, chmod, link and rename and cannot be set back (stat(2), inode(7)). Nor
 when the file only extends the version landing or acked: it is longer and the first and
-last 4 KiB of that version's extent sample the same (mirrord.appends). An older version
+last 4 KiB of that version's extent sample the same (mirrord.appends); nor when it holds
+that version's very bytes, 8 KiB or less (sampled whole: appends.WHOLE), whatever its
+mtime: coreutils `touch` seen live counted one overwrite a file (a trial, helper-161),
+and such a version sent is made harmlessly too. An older version
 landing, a version the target held before (a `shipped` row not made harmlessly), a change
 since the look, a put of another process (`mirrord reconcile` while the daemon ships), a
 look forgotten (memory only: MAX_LOOKS acked, the oldest first; a crash) all count as
@@ -77,6 +80,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from mirrord.appends import WHOLE
 from mirrord.journal.first_copies_ask import (  # noqa: F401 - the types, re-exported
     LOOKING, NOTHING, PENDING, AlarmQuestions, Counted, Extends, Key, Kept, Look, Row, Sent,
     _number)
@@ -144,9 +148,11 @@ class FirstCopies(AlarmQuestions):
     def looked(self, op: Op, seen: Observed | None, kept_sample: bytes = b"") -> None:
         """What the worker found (`seen`, observe()'s answer; None: it raised, nothing is
         sent). A regular file is the version it sends (extending the kept version when
-        its prefix_sample is `kept_sample`); anything else sends no version."""
+        its prefix_sample is `kept_sample`, or holding its very bytes when it is sampled
+        whole, appends.WHOLE: a touch, helper-161); anything else sends no version."""
         if seen is not None and seen.kind == "file" and seen.ctime_ns:
-            grown = bool(kept_sample) and seen.prefix_sample == kept_sample
+            grown = bool(kept_sample) and (seen.prefix_sample == kept_sample or (
+                seen.size <= WHOLE and seen.sample == kept_sample))
             self._set(op, ((seen.size, seen.mtime_ns, seen.ctime_ns), seen.sample, grown))
         else:
             self._set(op, NOTHING)

@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import Callable, Iterable
 
+from mirrord.appends import WHOLE
+
 Look = tuple[int, int, int]   # (size, mtime_ns, ctime_ns) of a source file
 # what a worker sent: its look, the sample of its bytes (mirrord.appends), and whether it
 # only extends the version last acked there (the kept version's sample matched its prefix)
@@ -141,6 +143,10 @@ def _number(kept: Kept | None, size: int, mtime_ns: int) -> int:
 def _grown(look: Look, digest: bytes, current: Callable[[], Look | None],
            extends: Extends) -> bool:
     """The source file is longer than `look` now and its first look[0] bytes sample to
-    `digest`: written since only past the end of that version (an append)."""
+    `digest`: written since only past the end of that version (an append). Or it has
+    look[0] bytes, at most appends.WHOLE (sampled whole), that sample to `digest`: the
+    very bytes of that version, under another mtime (coreutils `touch` seen live as a
+    write counted one overwrite per file: a trial, helper-161)."""
     now = current()
-    return bool(digest) and now is not None and now[0] > look[0] and extends(look[0], digest)
+    return (bool(digest) and now is not None
+            and (now[0] > look[0] or now[0] == look[0] <= WHOLE) and extends(look[0], digest))

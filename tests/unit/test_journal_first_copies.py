@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from mirrord.appends import WHOLE
 from mirrord.journal.first_copies import FirstCopies
 from mirrord.journal.records import Op, Outcome
 from mirrord.observe import Observed
@@ -33,13 +34,14 @@ def _acked_first_copy(fc) -> None:
     fc.settled(out, fc.first_of(out, lambda op: None))
 
 
-def _own(fc, current, target="t", path="f", row=None, counted=()) -> bool:
+def _own(fc, current, target="t", path="f", row=None, counted=(),
+         extends=lambda size, digest: False) -> bool:
     """own_shipped, the target's `shipped` row (size, mtime_ns, mode) being the version
     kept there (`row`: another); `counted`: the (size, mtime_ns, number) rows the alarm
-    counted an overwrite of."""
+    counted an overwrite of; `extends`: appends.extends on the source file."""
     kept = fc._acked.get((target, S, path))
     meta = row if row is not None else (*kept[0][:2], None) if kept else None
-    return fc.own_shipped(target, S, path, current, lambda: meta,
+    return fc.own_shipped(target, S, path, current, lambda: meta, extends,
                           counted=lambda *row: row in counted)
 
 
@@ -259,6 +261,43 @@ def test_a_version_extending_the_kept_one_is_kept_harmless_and_a_rewrite_is_not(
     assert not _own(fc, lambda: v3[0], "t", "f")  # its late event counts
     v4 = worker(4, 12, b"s4")                              # not longer: no prefix sampled
     assert v4[2] is False
+
+
+@pytest.mark.parametrize("size, counts", [(WHOLE, False), (WHOLE + 1, True)],
+                         ids=["sampled whole", "longer"])
+def test_the_very_bytes_under_a_new_mtime_count_nothing_when_sampled_whole(size, counts):
+    """coreutils `touch` seen live (a trial, helper-161): the bytes stay, the mtime and
+    ctime move, and the write counted one overwrite of the first copy sent. A file of at
+    most appends.WHOLE bytes is sampled whole, so the same size and sample are the same
+    bytes: the write destroyed nothing (own_shipped), and the version its put sends is
+    made harmlessly (a second touch counts nothing either). A longer file's same size and
+    ends prove nothing: counted, and its version is no harmless one."""
+    fc, asked = FirstCopies(), []
+
+    def worker(oid, mtime_ns, shipped):
+        def observe(**kw):
+            asked.append(kw)
+            return Observed("file", size, mtime_ns / 1e9, mtime_ns, ctime_ns=mtime_ns + 1,
+                            sample=b"same bytes")
+        fc.sending([_op(oid=oid)])
+        fc.observed(_op(oid=oid), observe)
+        out = Outcome(_op(oid=oid), "put", size, mtime_ns, ctime_ns=mtime_ns + 1)
+        kept = fc.first_of(out, lambda op: shipped)
+        fc.settled(out, kept)
+        return kept
+
+    def extends(n, digest):   # the source file holds the same bytes, `size` of them
+        return n == size and digest == b"same bytes"
+
+    v1 = worker(1, 1_000, None)                            # the first copy
+    assert v1[2] is True
+    touched = (size, 5_000, 5_001)
+    assert _own(fc, lambda: touched, extends=extends) is not counts
+    assert not _own(fc, lambda: touched)                   # other bytes there now: counted
+    v2 = worker(2, 5_000, (size, 1_000, None))             # the touch's put, over v1
+    assert asked[-1]["prefix"] == size and v2[2] is not counts
+    again = (size, 9_000, 9_001)                           # a second touch
+    assert _own(fc, lambda: again, extends=extends) is not counts
 
 
 def test_a_look_that_raises_sends_nothing_and_keeps_the_kept_version():
