@@ -309,8 +309,6 @@ def test_touch_of_an_existing_file_keeps_nothing(env, when):
         env.daemon.stop()
     for rel in files:
         subprocess.run(["touch", str(env.src / rel)], check=True)
-    subprocess.run(["touch", "-d", "2001-02-03 04:05:06.123456789", str(env.src / "t/f0.txt")],
-                   check=True)
     if when != "live":
         env.daemon.start()
     settle(env)
@@ -320,11 +318,18 @@ def test_touch_of_an_existing_file_keeps_nothing(env, when):
     # (mirrord.appends.WHOLE) and count nothing; the 9 MiB file still counts 1
     live = 1 if when == "live" else 0
     assert alarm_count(env) == live
+    # touched again, to a given time: nothing kept (the alarm's count for it depends on
+    # timing and on what this process sent: tests/unit/test_journal_first_copies.py)
+    subprocess.run(["touch", "-d", "2001-02-03 04:05:06.123456789", str(env.src / "t/f0.txt")],
+                   check=True)
+    settle(env)
+    assert kept_versions(env, "t") == {n: [] for n in NAMES}
+    before = alarm_count(env)
     # other bytes of the same size under a new mtime destroy the old ones: kept once each,
     # and counted
     write(env.src / "t/f1.txt", files["t/f1.txt"].upper())
     settle(env)
-    assert alarm_count(env) == 1 + live
+    assert alarm_count(env) == before + 1
     got = {n: [(r[0], r[1], r[2]) for r in rows] for n, rows in kept_versions(env, "t").items()}
     want = [("t/f1.txt", "overwritten", sha(files["t/f1.txt"]))]
     assert got == {n: want for n in NAMES}, got
