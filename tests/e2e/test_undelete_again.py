@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.e2e import keep_nothing as steps
-from tests.e2e.test_keep_shapes import (NAMES, kept_versions, rewrite_keeping_size_and_mtime,
-                                        settle, sha, start, write)
-from tests.e2e.test_trash_e2e import keeping_config
+from tests.e2e.test_keep_shapes import (NAMES, env, kept_versions,  # noqa: F401 (fixture)
+                                        rewrite_keeping_size_and_mtime, settle, sha, start,
+                                        write)
 from tests.reliability.conftest import Env
 
 CLEAN = {f"enc/f{i}.doc": b"clean data %02d\n" % i for i in range(3)}
@@ -30,17 +30,6 @@ def enc(data: bytes) -> bytes:
 
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
-    cfg = keeping_config(tmp_path, seaweedfs, sshd)
-    cfg.write_text(cfg.read_text().replace("keep_deleted = 1d", "keep_deleted = 7d"))
-    e = Env(tmp_path, cfg)
-    try:
-        yield e
-    finally:
-        e.close()
 
 
 def encrypt_live(env: Env) -> None:

@@ -204,3 +204,14 @@ def test_again_takes_the_newest_earlier_version_held_and_only_older_ones():
 
 def _versions() -> list[Kept]:
     return [Kept("a", stamp_of(T0 + i), OVERWRITTEN, 1, 0, f"k{i}") for i in range(3)]
+
+
+def test_all_matching_nothing_in_the_window_exits_1(fake, capsys):
+    """`--all --since 1s` with nothing kept since: it printed nothing and exited 0, where
+    a PATH matching nothing says so and exits 1 (helper-162)."""
+    _encrypted(fake)                                   # kept in 2023
+    assert cli_main.main(["undelete", "--all", "--since", "1s"]) == 1
+    captured = capsys.readouterr()
+    assert "nothing kept in the time asked (targets: t)" in captured.err
+    assert fake.read(PATH) == ENCRYPTED
+    assert cli_main.main(["undelete", "--all"]) == 0 and fake.read(PATH) == CLEAN
