@@ -13,7 +13,7 @@ placed after the kept version's change (its mtime or its ctime, which a copy tha
 an old mtime cannot set back) is newer work of someone's: it is refused unless `force`.
 
 Both sides: a path that already holds an EARLIER kept version again (`earlier`, by its
-bytes) is left as it is unless `newest`. A restore is itself a change, so what it
+bytes) is left as it is, refused (refused_again), unless `newest`. A restore is itself a change, so what it
 replaced is kept under the restore's time and is then the newest version: the same
 undelete run a second time (a retry, a script run twice) put the encrypted bytes back
 over the clean ones it had restored (a trial, helper-160). Its own flag, not --force:
@@ -87,18 +87,27 @@ def same_as_kept(target: Target, kept: Kept, keeper: Target | None = None) -> bo
         return False
 
 
-def again(where: str, kept: Kept, earlier: Sequence[tuple[Target, Kept]],
-          holds) -> Outcome | None:
-    """The 'unchanged' Outcome for `where` when the path already holds one of `earlier`
-    ((the target keeping it, a version of kept.path); those changed before `kept` count)
-    again, by `holds(keeper, version) -> bool`; None when it holds none of them. Newest
-    first: the one a restore last put back."""
+def again(kept: Kept, earlier: Sequence[tuple[Target, Kept]],
+          holds) -> tuple[Target, Kept] | None:
+    """The (target keeping it, version) of `earlier` (versions of kept.path; those changed
+    before `kept` count) the path already holds again, by `holds(keeper, version) ->
+    bool`, newest first (the one a restore last put back); None when it holds none."""
     for keeper, k in sorted(earlier, key=lambda pair: -pair[1].when):
         if k.path == kept.path and k.when < kept.when and holds(keeper, k):
-            return Outcome("unchanged", where, k,
-                           "already holds this earlier version again; the newer version "
-                           f"of {iso(kept.when)} is put back only with --newest")
+            return keeper, k
     return None
+
+
+def refused_again(where: str, kept: Kept, held: Kept) -> Outcome:
+    """The refusal (exit 1) of putting `kept` back where the earlier version `held` stands
+    again. Not 'unchanged' (exit 0): the bytes cannot tell a retry of the restore that put
+    `held` back from `held` come back otherwise (the targets restored, then a reconcile
+    sending the still encrypted source again: 'unchanged' left the source encrypted,
+    exit 0, helper-163); the operator is told, and --newest takes `kept`."""
+    return Outcome("refused", where, kept,
+                   f"already holds the earlier version of {iso(held.when)} again (a second "
+                   "run of the same undelete, or that version back otherwise); --newest "
+                   "puts this newer one back")
 
 
 def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: bool = False,
@@ -109,16 +118,16 @@ def restore_on_target(target: Target, kept: Kept, *, keep_first: bool, dry_run: 
     the clock), and so is a file standing where one of its parent directories goes.
     `earlier`: other versions of the path, each with the target keeping it (any target:
     one whose older versions expired still holds them again); one of them held there
-    again (same_as_kept) is left in place, 'unchanged', unless `newest` (the module
+    again (same_as_kept) is left in place, refused, unless `newest` (the module
     docstring). Returns the Outcome; raises what Target.stat / checksum / keep /
     trash_restore raise (RetryableError, PermanentError)."""
     where = f"{target.name}:{kept.path}"
     if same_as_kept(target, kept):
         return Outcome("unchanged", where, kept, "already holds this version")
-    held = None if newest else again(where, kept, earlier,
+    held = None if newest else again(kept, earlier,
                                      lambda keeper, k: same_as_kept(target, k, keeper))
     if held is not None:
-        return held
+        return refused_again(where, kept, held[1])
     if dry_run:
         return Outcome("would restore", where, kept)
     if keep_first:
@@ -202,8 +211,8 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
     is written by the web app's users, and a symlink planted there must not lead a restore
     run as root outside it. Refused (not raised) when a symlink or a file stands on the
     way, or when `_refusal` says so. `earlier`: other versions of the path, each with the
-    target keeping it; one of them in the source file again (`_unchanged`) leaves it
-    'unchanged' unless `newest` (the module docstring). A source file that already is
+    target keeping it; one of them in the source file again (`_unchanged`) leaves it,
+    refused, unless `newest` (the module docstring). A source file that already is
     `kept` while a target holds one of them again (restored there first) gets that one. Raises OSError from the file system
     and what Target.trash_fetch raises."""
     path = os.path.join(root, rel)
@@ -225,7 +234,7 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
         except FileNotFoundError:
             st = None
         if _unchanged(st, kept, target, dfd, name):
-            back = None if newest else again(path, kept, earlier, lambda keeper, k:
+            back = None if newest else again(kept, earlier, lambda keeper, k:
                                              same_as_kept(keeper, k))
             if back is None:
                 return Outcome("unchanged", path, kept, "already holds this version")
@@ -233,13 +242,12 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
             # stood there, which the source still holds: the newest version is that, and
             # the source kept the encrypted bytes, "unchanged" (helper-162). The version a
             # target holds again is the one to write.
-            kept = back.kept
-            target = next(keeper for keeper, k in earlier if k is kept)
+            target, kept = back
         else:
-            held = None if newest else again(path, kept, earlier, lambda keeper, k:
+            held = None if newest else again(kept, earlier, lambda keeper, k:
                                              _unchanged(st, k, keeper, dfd, name))
             if held is not None:
-                return held
+                return refused_again(path, kept, held[1])
         why = None if st is None else _refusal(st, kept, force=force)
         if why:
             return Outcome("refused", path, kept, why)

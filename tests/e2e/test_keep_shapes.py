@@ -270,14 +270,14 @@ def test_a_rewrite_keeping_size_and_mtime_keeps_the_old_bytes(env, when):
     # the same undelete run again (a retry), into the source and onto each target: the
     # restore was a change, so the daemon kept what it replaced (the encrypted bytes) as
     # the newest version, and a second run put them back (a trial, helper-160). The paths
-    # hold an earlier kept version again: each is left unchanged
+    # hold an earlier kept version again: each is left as it is (refused, exit 1)
     if when != "live":
         start(env)
     settle(env)
     for where in (["--to-source", "--target", "local"], *(["--target", n] for n in NAMES)):
         res = env.daemon.cli("undelete", *where, str(env.src / "enc"), check=False)
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert res.stdout.count("already holds this earlier version again") == 5, res.stdout
+        assert res.returncode == 1, res.stdout + res.stderr     # refused, naming --newest
+        assert res.stdout.count("already holds the earlier version of") == 5, res.stdout
     settle(env)
     assert {p: p.read_bytes() for p in files} == files
 

@@ -85,7 +85,10 @@ def test_force_advised_by_a_refusal_does_not_undo_the_earlier_restores(env):
     settle(env)
     res = env.daemon.cli("undelete", "--to-source", "--force", "--target", "local",
                          str(env.src / "enc"), check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
+    # the one refused as newer is written; the others already hold what the first run
+    # put back: refused again (exit 1), naming --newest
+    assert res.returncode == 1 and res.stdout.count("written:") == 1, res.stdout
+    assert res.stdout.count("already holds the earlier version of") == len(CLEAN) - 1
     settle(env)
     assert source_bytes(env) == CLEAN, res.stdout
 
@@ -103,6 +106,31 @@ def test_targets_first_then_the_source(env):
     settle(env)
 
 
+def test_targets_first_then_a_reconcile_then_the_source(env):
+    """helper-163: the targets restored, then a reconcile sent the still encrypted source
+    to them again (the clean bytes kept again, now the newest version); `--to-source` then
+    found the source holding an earlier version again (the encrypted one the targets'
+    restore kept) and said 'unchanged', exit 0: the source stayed encrypted. The bytes
+    cannot tell this from a retry: refused, exit 1, naming --newest, which writes the
+    clean bytes; every target ends exact."""
+    encrypt_live(env)
+    res = env.daemon.cli("undelete", str(env.src / "enc"))
+    assert res.stdout.count("restored:") == 3 * len(CLEAN), res.stdout
+    # --checksum: the encrypted bytes kept each file's size and mtime (a longer file is
+    # sent again by the hourly reconcile too: helper-163)
+    res = env.daemon.cli("reconcile", "--checksum", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    settle(env)
+    res = env.daemon.cli("undelete", "--to-source", str(env.src / "enc"), check=False)
+    assert res.returncode == 1 and res.stdout.count("--newest") == len(CLEAN), res.stdout
+    assert source_bytes(env) == {rel: enc(d) for rel, d in CLEAN.items()}
+    res = env.daemon.cli("undelete", "--to-source", "--newest", str(env.src / "enc"),
+                         check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert source_bytes(env) == CLEAN
+    settle(env)
+
+
 def test_restore_to_source_while_stopped_then_started(env):
     encrypt_live(env)
     env.daemon.stop()
@@ -116,10 +144,10 @@ def test_restore_to_source_while_stopped_then_started(env):
         want = sorted([sha(d) for d in CLEAN.values()] + [sha(enc(d)) for d in CLEAN.values()])
         assert shas == want, (name, rows)
     for where in (["--to-source"], *(["--target", n] for n in NAMES)):
-        for _ in range(2):
+        for _ in range(2):   # refused: each path holds the version put back again
             res = env.daemon.cli("undelete", *where, str(env.src / "enc"), check=False)
-            assert res.returncode == 0, res.stdout + res.stderr
-            assert "restored:" not in res.stdout and "written:" not in res.stdout, res.stdout
+            assert res.returncode == 1, res.stdout + res.stderr
+            assert res.stdout.count("refused:") == len(CLEAN), res.stdout
     settle(env)
     assert source_bytes(env) == CLEAN
 
@@ -148,15 +176,14 @@ def test_versioned_bucket_retries(venv):
         time.sleep(1.1)
         res = env.daemon.cli("undelete", "--to-source", str(env.src / "enc"), check=False)
         outs.append(res.stdout + res.stderr)
-        assert res.returncode == 0, outs
+        assert res.returncode == (0 if i == 0 else 1), outs    # then refused: a retry
         settle(env)
         assert source_bytes(env) == CLEAN, outs
     for name in ("s3", "local"):
         for i in range(3):
             res = env.daemon.cli("undelete", "--target", name, str(env.src / "enc"), check=False)
             outs.append(res.stdout + res.stderr)
-            assert res.returncode == 0, outs
-            assert "restored:" not in res.stdout, outs
+            assert res.returncode == 1 and "restored:" not in res.stdout, outs
     settle(env)
     assert source_bytes(env) == CLEAN, outs
     # --newest onto the bucket only: exactly the newest version (the encrypted bytes) goes back

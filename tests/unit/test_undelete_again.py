@@ -1,10 +1,11 @@
 """The same `mirrord undelete` run twice: a restore is itself a change, so what it replaced
 is kept under the restore's time and is then the newest version; the second run put it
 back, undoing the first (a trial, helper-160: the encrypted bytes came back over the clean
-ones). A path that already holds an earlier kept version again, by its bytes, is left
-`unchanged` unless --newest (--force is only for newer work in the source): onto a target,
-and into the source, also when the window (--since) no longer holds the earlier version or
-this target's copy of it expired.
+ones). A path that already holds an earlier kept version again, by its bytes, is left as
+it is, refused (exit 1, naming --newest: the bytes cannot tell a retry from that version
+back otherwise, helper-163), unless --newest (--force is only for newer work in the
+source): onto a target and into the source, also when the window (--since) no longer
+holds the earlier version or this target's copy of it expired.
 
 The target is the MemoryTarget (it passes the trash conformance suite like the real
 targets); the real daemon and targets: tests/e2e/test_keep_shapes.py.
@@ -43,11 +44,13 @@ def test_a_second_target_restore_leaves_the_restored_version(fake, capsys):
     # the encrypted bytes are kept now, under the restore's time: the newest version
     assert [fake.trash[k.key][0] for k in listing.kept_under(fake, [""])] == [ENCRYPTED, CLEAN]
 
+    replaced = max(k.when for k in fake.trash_list())
     for argv in (["undelete", "--dry-run", "site/up/a.doc"], ["undelete", "site/up/a.doc"]):
-        assert cli_main.main(argv) == 0
+        assert cli_main.main(argv) == 1          # refused: the bytes cannot tell a retry
         out = capsys.readouterr().out
-        assert out.startswith(f"unchanged: t:site/up/a.doc <- version of {listing.iso(T0 + 10)}")
-        assert "already holds this earlier version again" in out and "--newest" in out
+        assert out.startswith(f"refused: t:site/up/a.doc <- version of {listing.iso(replaced)}")
+        assert f"already holds the earlier version of {listing.iso(T0 + 10)} again" in out
+        assert "--newest" in out
         assert fake.read("site/up/a.doc") == CLEAN and len(fake.trash) == 2
 
     # --newest: the operator asks for exactly that version
@@ -69,13 +72,14 @@ def test_a_second_restore_into_the_source_leaves_the_restored_version(fake, caps
     fake.files["site/up/a.doc"] = Stored(CLEAN, int(base * NS), 0o640)
     capsys.readouterr()
 
-    assert cli_main.main(["undelete", "--to-source", str(src)]) == 0
+    assert cli_main.main(["undelete", "--to-source", str(src)]) == 1
     out = capsys.readouterr().out
-    assert out.startswith(f"unchanged: {src} <- version of {listing.iso(changed)}"), out
-    assert "already holds this earlier version again" in out and src.read_bytes() == CLEAN
+    assert out.startswith(f"refused: {src} <- version of {listing.iso(changed + 1)}"), out
+    assert f"already holds the earlier version of {listing.iso(changed)} again" in out
+    assert src.read_bytes() == CLEAN
     # --force overwrites newer work, nothing more: a refusal elsewhere in the run advises
     # it, and with it the retry put back every version the first run replaced (helper-162)
-    assert cli_main.main(["undelete", "--to-source", "--force", str(src)]) == 0
+    assert cli_main.main(["undelete", "--to-source", "--force", str(src)]) == 1
     assert src.read_bytes() == CLEAN
     assert cli_main.main(["undelete", "--to-source", "--newest", str(src)]) == 0
     assert src.read_bytes() == ENCRYPTED
@@ -122,8 +126,8 @@ def test_a_retry_with_since_after_the_restored_version_leaves_it(fake, capsys, t
         fake.files[PATH] = Stored(CLEAN, int(base * NS), 0o640)
     replaced = max(k.when for k in fake.trash_list())
     capsys.readouterr()
-    assert cli_main.main(["undelete", "--since", listing.iso(replaced), *where]) == 0
-    assert "already holds this earlier version again" in capsys.readouterr().out
+    assert cli_main.main(["undelete", "--since", listing.iso(replaced), *where]) == 1
+    assert "already holds the earlier version of" in capsys.readouterr().out
     assert fake.read(PATH) == CLEAN and (side == "target" or src.read_bytes() == CLEAN)
 
 
@@ -147,8 +151,34 @@ def test_targets_restored_first_then_the_source_gets_what_they_hold(fake, capsys
     assert cli_main.main(["undelete", "--to-source", str(src)]) == 0
     assert capsys.readouterr().out.startswith(f"written: {src}")
     assert src.read_bytes() == CLEAN and src.stat().st_mtime_ns == int(base * NS)
-    assert cli_main.main(["undelete", "--to-source", str(src)]) == 0     # and again: as is
-    assert "unchanged" in capsys.readouterr().out and src.read_bytes() == CLEAN
+    assert cli_main.main(["undelete", "--to-source", str(src)]) == 1     # and again: as is
+    assert "refused" in capsys.readouterr().out and src.read_bytes() == CLEAN
+
+
+def test_targets_restored_then_reconciled_then_the_source_is_refused_not_unchanged(
+        fake, capsys, tmp_path):
+    """helper-163: the targets restored, then a reconcile sent the still encrypted source
+    again (the clean bytes kept again, the newest version), then `--to-source`: the source
+    holds the encrypted version kept by the targets' restore, an earlier version again.
+    The bytes cannot tell this from a retry: it was 'unchanged', exit 0, and the source
+    stayed encrypted. Now refused, exit 1, naming --newest, which writes the clean bytes."""
+    base = time.time() - 100
+    src = tmp_path / "src" / "a.doc"
+    src.write_bytes(ENCRYPTED)
+    os.utime(src, ns=(int(base * NS),) * 2)
+    time.sleep(0.01)
+    _encrypted(fake, base=base, changed=time.time())
+    time.sleep(0.01)
+    assert cli_main.main(["undelete", PATH]) == 0                       # the targets
+    fake.keep(PATH, stamp=stamp_of(time.time() + 1), coming="file")      # the reconcile
+    fake.files[PATH] = Stored(ENCRYPTED, int(base * NS), 0o640)
+    capsys.readouterr()
+    assert cli_main.main(["undelete", "--to-source", str(src)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"refused: {src}") and "--newest" in out, out
+    assert src.read_bytes() == ENCRYPTED
+    assert cli_main.main(["undelete", "--to-source", "--newest", str(src)]) == 0
+    assert src.read_bytes() == CLEAN
 
 
 def test_another_target_s_versions_count_where_this_one_s_expired():
@@ -171,7 +201,7 @@ def test_another_target_s_versions_count_where_this_one_s_expired():
     short.files[PATH] = Stored(CLEAN, int(T0 * NS), 0o640)
     both = [(t, k) for t in (short, long_) for k in t.trash_list()]
     out = restore.restore_on_target(short, newest, keep_first=True, now=T0 + 120, earlier=both)
-    assert out.action == "unchanged" and short.read(PATH) == CLEAN
+    assert out.action == "refused" and short.read(PATH) == CLEAN
 
 
 def test_a_journal_that_cannot_take_the_writes_fails_the_run(fake, capsys, tmp_path, cfg):
@@ -196,10 +226,9 @@ def test_again_takes_the_newest_earlier_version_held_and_only_older_ones():
     t = MemoryTarget("t")
     kept = [(t, k) for k in _versions()]
     newest = kept[-1][1]
-    held = restore.again("t:a", newest, kept, lambda keeper, k: True)
-    assert held is not None and held.kept == kept[-2][1] and held.action == "unchanged"
-    assert restore.again("t:a", kept[0][1], kept, lambda keeper, k: True) is None
-    assert restore.again("t:a", newest, kept, lambda keeper, k: False) is None
+    assert restore.again(newest, kept, lambda keeper, k: True) == kept[-2]
+    assert restore.again(kept[0][1], kept, lambda keeper, k: True) is None   # none older
+    assert restore.again(newest, kept, lambda keeper, k: False) is None
 
 
 def _versions() -> list[Kept]:
