@@ -13,11 +13,12 @@ placed after the kept version's change (its mtime or its ctime, which a copy tha
 an old mtime cannot set back) is newer work of someone's: it is refused unless `force`.
 
 Both sides: a path that already holds an EARLIER kept version again (`earlier`, by its
-bytes) is left as it is, refused (refused_again), unless `newest`. A restore is itself a change, so what it
-replaced is kept under the restore's time and is then the newest version: the same
-undelete run a second time (a retry, a script run twice) put the encrypted bytes back
-over the clean ones it had restored (a trial, helper-160). Its own flag, not --force:
-a --force that a refusal advised undid every earlier restore of the run (helper-162).
+bytes) is left as it is, refused (refused_again), unless `newest`. A restore is itself
+a change, so what it replaced is kept under the restore's time and is then the newest
+version: the same undelete run a second time (a retry, a script run twice) put the
+encrypted bytes back over the clean ones it had restored (a trial, helper-160). Its own
+flag, not --force: a --force that a refusal advised undid every earlier restore of the
+run (helper-162).
 """
 
 from __future__ import annotations
@@ -213,8 +214,8 @@ def restore_to_source(target: Target, kept: Kept, root: str, rel: str, *, force:
     way, or when `_refusal` says so. `earlier`: other versions of the path, each with the
     target keeping it; one of them in the source file again (`_unchanged`) leaves it,
     refused, unless `newest` (the module docstring). A source file that already is
-    `kept` while a target holds one of them again (restored there first) gets that one. Raises OSError from the file system
-    and what Target.trash_fetch raises."""
+    `kept` while a target holds one of them again (restored there first) gets that one.
+    Raises OSError from the file system and what Target.trash_fetch raises."""
     path = os.path.join(root, rel)
     head, _, name = rel.rpartition("/")
     try:
