@@ -14,6 +14,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -283,9 +284,16 @@ def test_a_rewrite_keeping_size_and_mtime_keeps_the_old_bytes(env, when):
 
 
 def alarm_count(env: Env) -> int:
-    """The mass-change alarm's count in the window, over every source."""
-    return sum((doc.get("alarm_detail") or {}).get("count", 0)
-               for doc in env.daemon.status()["sources"].values())
+    """The mass-change alarm's count in the window, over every source, from a status
+    document the daemon wrote after this call. It writes one with each heartbeat: read at
+    once, the one standing could predate the change just settled (a rehearsal read a
+    same-size rewrite's count one heartbeat early)."""
+    mark = time.time()
+    doc = poll(lambda: (lambda d: d if float((d.get("daemon") or {}).get("updated") or 0) > mark
+                        else None)(env.daemon.status()),
+               timeout=60, what="a status document written after the change")
+    return sum((src.get("alarm_detail") or {}).get("count", 0)
+               for src in doc["sources"].values())
 
 
 @pytest.mark.parametrize("when", ["live", "while stopped"])
