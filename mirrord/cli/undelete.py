@@ -103,8 +103,7 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     for path in unmatched:
         print(f"mirrord: nothing kept at or below {path!r} in the time asked "
               f"(targets: {', '.join(chosen)})", file=sys.stderr)
-    if args.all and chosen and not any(chosen.values()):   # as a PATH matching nothing: 1
-        unmatched = ["--all"]
+    if args.all and chosen and not any(chosen.values()):   # said, not a failure: nothing to do
         print(f"mirrord: nothing kept in the time asked (targets: {', '.join(chosen)})",
               file=sys.stderr)
     ok = not unmatched and not blind and all(o.ok for o in outcomes) and queued
