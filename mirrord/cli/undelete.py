@@ -72,17 +72,15 @@ def run_undelete(args: argparse.Namespace, cfg: Config) -> int:
     try:
         blind = empty_roots(opened) if readonly else []
         left: list[tuple[Kept, Kept]] = []   # a file and a newer directory at one name
-        since = bounds.get("since")
-        versions = {n: listing.kept_under(t, prefixes[n], since=since)
+        # every version, also those before --since (choose() applies the window): what
+        # each path may hold again is asked of them all, so the same undelete run twice
+        # does not put back what its first run replaced (restore.again; a retry of
+        # `--since 2h` did: helper-162)
+        versions = {n: listing.kept_under(t, prefixes[n])
                     for n, t in opened.items() if n not in blind}
         chosen = {n: listing.choose(found, **bounds, one_kind=not args.to_source, dropped=left)
                   for n, found in versions.items()}
-        # what each path may hold again, from every version any target keeps, also before
-        # --since: the same undelete run twice must not put back what its first run
-        # replaced (restore.again; a retry of `--since 2h` did: helper-162)
-        every = versions if since is None else {
-            n: listing.kept_under(opened[n], prefixes[n]) for n in versions}
-        earlier = {n: listing.earlier(every[n], chosen[n]) for n in chosen}
+        earlier = {n: listing.earlier(versions[n], chosen[n]) for n in chosen}
         if args.to_source:   # the daemon ships it on to every target, keeping what it replaces
             outcomes, queued = _restore_sources(cfg, opened, chosen, earlier, force=args.force,
                                                 newest=args.newest, dry_run=args.dry_run,

@@ -67,9 +67,8 @@ class Outcome:
 
 def same_as_kept(target: Target, kept: Kept, keeper: Target | None = None) -> bool:
     """Whether `target` already holds this version at its path (a file of the kept size
-    and mtime, within the target's mtime precision, and the kept bytes: Target.checksum
-    against the digest of the kept file, fetched from `keeper`, default `target`, which
-    keeps it): restoring again changes nothing. Size and mtime alone are no proof: a file
+    and mtime, within the target's mtime precision, and the kept bytes: swaps.same_bytes,
+    the kept file fetched from `keeper`, default `target`, which keeps it): restoring again changes nothing. Size and mtime alone are no proof: a file
     encrypted in place with its length kept and its mtime put back was "already" the
     clean version kept of it, and was never restored (a review, helper-155). An error
     while comparing the bytes answers False (restore)."""
@@ -80,10 +79,7 @@ def same_as_kept(target: Target, kept: Kept, keeper: Target | None = None) -> bo
     if abs(exact_ns(entry.mtime, entry.mtime_ns) - kept.mtime_ns) > precision_ns:
         return False
     try:
-        if keeper is None or keeper is target:
-            return same_bytes(target, kept, kept.path)
-        want = target.checksum(kept.path)
-        return want is not None and kept_digest(keeper, kept) == want
+        return same_bytes(target, kept, kept.path, keeper)
     except Exception:  # noqa: BLE001 - unsure: restore, which keeps what stands there first
         return False
 

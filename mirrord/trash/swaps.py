@@ -122,16 +122,17 @@ def holds(entry: Entry | None, kept: Kept) -> bool:
             and exact_ns(entry.mtime, entry.mtime_ns) == kept.mtime_ns)
 
 
-def same_bytes(target: Target, kept: Kept, path: str) -> bool:
+def same_bytes(target: Target, kept: Kept, path: str, keeper: Target | None = None) -> bool:
     """Whether the file the target holds at `path` is the very bytes of `kept`: its
     Target.checksum (SHA-256, treewalk.file_digest) equals the digest of the kept bytes
     (fetched with trash_fetch into a temp file). False when the target has no checksum for
     it. Asked after holds(): size and mtime alone are no proof that a kept version is
     redundant. Files extracted from one archive, or rewritten with `touch -r`, share them
     with other bytes, and a breaker saw a rotation drop a kept version whose bytes were
-    nowhere else any more. Raises what checksum and trash_fetch raise."""
+    nowhere else any more. `keeper`: the target keeping `kept` when another one does
+    (default `target`). Raises what checksum and trash_fetch raise."""
     want = target.checksum(path)
-    return want is not None and kept_digest(target, kept) == want
+    return want is not None and kept_digest(target if keeper is None else keeper, kept) == want
 
 
 def kept_digest(target: Target, kept: Kept) -> str:
