@@ -12,7 +12,10 @@ It compares what the live stream ships: size, mtime_ns and mode (the mode
 only where the target keeps it). Size or mtime differ: 'put' (the content may
 have changed). Mode alone: 'attr' (only mode and mtime are sent). A directory
 whose mode differs: 'mkdir' (which carries the mode). So a chmod made while
-the daemon was stopped is repaired at start.
+the daemon was stopped is repaired at start. A file whose inode changed after
+`changed_after_ns` (the source's watched-through bound: mirrord.watched_through)
+is a 'put' even where all three match: rewritten with its size kept and its mtime
+put back while nothing watched.
 
 A subtree catch-up (`subtree`) walks one directory and reads only the shipped
 rows below it: cheap for a small directory the watcher cannot watch (it is
@@ -69,6 +72,7 @@ class CatchUpResult:
     capped_paths: int = 0   # the most shipped paths one capped target lacked (not a sum)
     excluded: int = 0   # shipped paths the exclude patterns now exclude: left alone
     withheld: int = 0   # repairs not sent: they replace an entry whose delete is refused or held
+    by_ctime: int = 0   # puts proposed only because the inode changed after the bound
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -78,7 +82,8 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
              directories: dict[str, bool] | None = None, modes: dict[str, bool] | None = None,
              subtree: str = "", refuse: Callable[[str], str | None] | None = None,
              cap: tuple[int, float | None] | None = None,
-             links: Callable[[str, os.stat_result], None] | None = None) -> CatchUpResult:
+             links: Callable[[str, os.stat_result], None] | None = None,
+             changed_after_ns: int | None = None) -> CatchUpResult:
     """Propose (through `emit`, in chunks of Changes) what brings every target's shipped
     state up to the source. `directories` / `modes`: per target, whether it keeps empty
     directories / permission bits (Features.directories / keeps_mode; default: yes, and a
@@ -93,7 +98,9 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
     empty tmpfs mounted in the root's place, one upload written there: the root was back
     and 2,200 files of the mirror went). A source that cannot be read raises nothing: it
     is recorded in the result and no delete is proposed for it. `links`: told of every
-    file with more than one link the walk finds (treewalk.walk)."""
+    file with more than one link the walk finds (treewalk.walk). `changed_after_ns` (ns
+    since the epoch; None: not compared): a file whose ctime is later is put again
+    though its size, mtime and mode match what was shipped (counted in `by_ctime`)."""
     started = time.monotonic()
     result = CatchUpResult(source.name)
     conn = journal.connect(db_path, readonly=True)
@@ -163,6 +170,10 @@ def catch_up(db_path: Path, source: SourceConfig, targets: list[str],
                     continue
                 keeps_mode = (modes or {}).get(t)
                 kind = against_shipped(entry, row, keeps_mode=keeps_mode)
+                if (kind is None and changed_after_ns is not None and not entry.is_dir
+                        and entry.ctime_ns > changed_after_ns):
+                    kind = "put"    # changed while nothing watched, size and mtime kept
+                    result.by_ctime += 1
                 if kind is None:
                     continue
                 # what the walk saw: a put in flight that ships it settles this proposal

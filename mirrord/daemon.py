@@ -46,6 +46,7 @@ from mirrord.target_state import TargetStates
 from mirrord.targets.base import Target
 from mirrord.trash import keeper
 from mirrord.watch.events import FsEvent
+from mirrord.watched_through import WatchedThrough
 from mirrord.watch.select import Watcher
 
 log = logging.getLogger("mirrord.daemon")
@@ -104,6 +105,7 @@ class Daemon:
         self.mounts_rescan_at = 0.0  # monotonic time of the next check below fanotify's mounts
         self.keep: dict[str, keeper.KeepPolicy] = {}   # targets with keep_deleted on
         self.trash: dict = {}   # target -> its last retention Summary (mirrord.trash.retention)
+        self.watched = WatchedThrough(None)   # read from the state database at setup
         # extension points (reconcile scheduling): called from the main thread only
         self.trouble_hooks: list[Callable[["Daemon", SourceConfig, str], None]] = []
         self.scan_hooks: list[Callable[["Daemon", str, object], None]] = []

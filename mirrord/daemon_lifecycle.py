@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from mirrord import claimer, daemon_mounts, daemon_roots, interrupted, locations, notify
+from mirrord import watched_through
 from mirrord import daemon_start as start
 from mirrord.interrupted import Interrupted
 from mirrord.journal import Journal
@@ -60,6 +61,8 @@ def setup(d: Daemon) -> None:
         # claims kept: the rows the last run left in flight are read first (undo_interrupted)
         d.journal = Journal(d.cfg.mirrord.journal_path, routes, reset_claims=False)
         d.alarms.restore_window()   # before anything counts: the window spans a restart
+        # each source's bound for the catch-ups' ctime comparison (before the first is queued)
+        d.watched = watched_through.WatchedThrough(d.journal.get_state(watched_through.STATE_KEY))
         # before the catch-up reads what was shipped, and while the rows left in flight are
         # still claimed: a place left marks what they may have done there (locations.py)
         locations.check(d.journal, d.cfg)
@@ -189,6 +192,8 @@ def shutdown(d: Daemon) -> None:
         d.pipeline.drain(STOP_GRACE)
     if d.journal is not None:
         d.alarms.save_window()   # the next start counts on (mirrord.alarm_window)
+        if d.pipeline is not None:   # the final read: the next start's ctime bound
+            d._guarded("watched through", d.watched.advance, d)
     if d.shipper is not None:
         d.shipper.shutdown(wait=False)
     if d.journal is not None:

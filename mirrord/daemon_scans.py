@@ -97,8 +97,12 @@ class Scans:
         cap = (rc.max_delete, rc.max_delete_percent) if reason in CAPPED else None
         if cap is not None and src.name in self.d.roots.moved:   # any delete: a wrong volume?
             cap = (*cap, self.d.roots.moved[src.name])
+        # files changed after the source's watched-through bound: put even where size and
+        # mtime match (it does not move while this walk is queued: mirrord.watched_through)
         walk = catch_up_job(self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested,
-                            kind="catchup", detail=reason, cap=cap, **self._scan_options(src))
+                            kind="catchup", detail=reason, cap=cap,
+                            changed_after_ns=self.d.watched.get(src.name),
+                            **self._scan_options(src))
 
         def job(emit):
             self._waiting.discard(key)   # running now: a new request queues another
@@ -167,6 +171,8 @@ class Scans:
                 # shows no catch-up and nothing pending while proposals are unrecorded. One
                 # take empties it: it holds at most SCAN_QUEUE_CHUNKS, what one take records
                 self.d._take_proposals()
+                self.d.watched.catch_up_done(name.split(":", 1)[1],
+                                             ok=not isinstance(result, Exception))
                 if self._walk_done(name.split(":", 1)[1]):
                     self.d.catchups_pending.discard(name.split(":", 1)[1])
                     self.d.alarms.catch_up_done(name.split(":", 1)[1])
@@ -180,10 +186,12 @@ class Scans:
                 _, source, reason, res = result
                 log.info(kv(msg="catch-up done", source=source, reason=reason, files=res.files,
                             proposed=json.dumps(res.proposed), refused_deletes=res.refused_deletes,
-                            unreadable=len(res.unreadable), seconds=round(res.seconds, 3)))
+                            unreadable=len(res.unreadable), changed_in_place=res.by_ctime,
+                            seconds=round(res.seconds, 3)))
                 self.d.set_state(f"catchup:{source}", {
                     "at": time.time(), "reason": reason, "files": res.files,
                     "proposed": res.proposed, "refused_deletes": res.refused_deletes,
+                    "changed_in_place": res.by_ctime,
                     "unreadable": res.unreadable[:20], "seconds": res.seconds})
                 if reason == "start" and not self.d.catchups_pending:
                     self._links_elsewhere()

@@ -146,6 +146,7 @@ class Reporter:
             "sources": sources, "heartbeat_interval": cfg.mirrord.heartbeat_interval,
             "target_states": d.target_states.to_json(), "alarms": d.alarms.to_json()})
         d.alarms.save_window()   # the window spans a restart (mirrord.alarm_window)
+        d.watched.advance(d, sources)   # the catch-ups' ctime bound (mirrord.watched_through)
         if metrics is not None:
             metrics.set_watched_dirs(sum(w.watched for w in d.watchers.values()))
             for name, h in sources.items():

@@ -85,17 +85,20 @@ def catch_up_job(db: Path, src: SourceConfig, *, stop: threading.Event,
                  detail: str, subtree: str = "", targets: tuple[str, ...] | None = None,
                  refuse: Callable[[str], str | None] | None = None,
                  cap: tuple[int, float | None] | None = None,
-                 links: Callable[[str, os.stat_result], None] | None = None) -> Job:
+                 links: Callable[[str, os.stat_result], None] | None = None,
+                 changed_after_ns: int | None = None) -> Job:
     """A catch-up of `src` (or of one `subtree`) against the shipped rows of `targets`
     (default: all of the source's); returns (kind, source name, detail, CatchUpResult).
     `refuse`: catch_up's rule for deletes below a lost sub-mount (mirrord.submounts);
-    `cap`: catch_up's max_delete cap (None: none); `links`: catch_up's hard-link hook."""
+    `cap`: catch_up's max_delete cap (None: none); `links`: catch_up's hard-link hook;
+    `changed_after_ns`: catch_up's ctime bound (mirrord.watched_through)."""
     names = list(src.targets if targets is None else targets)
 
     def job(emit: Emit):
         return (kind, src.name, detail,
                 catch_up(db, src, names, emit, stop=stop, directories=directories,
-                         modes=modes, subtree=subtree, refuse=refuse, cap=cap, links=links))
+                         modes=modes, subtree=subtree, refuse=refuse, cap=cap, links=links,
+                         changed_after_ns=changed_after_ns))
     return job
 
 

@@ -213,6 +213,7 @@ class FanotifyWatcher(FileEvents, NewDirectories, RenameEvents):
         out: list[FsEvent] = []
         self.late.batch.clear()
         empty = True        # the queue was found empty at the last read (watch.read_lag)
+        read_at_ns = time.time_ns()     # before the reads: read_lag.drained
         if self._poll.poll(timeout_ms):
             until = time.monotonic() + READ_BUDGET
             for _ in range(MAX_READS):
@@ -243,7 +244,10 @@ class FanotifyWatcher(FileEvents, NewDirectories, RenameEvents):
                     self._close_window(cut)     # order, so fewer splits are safer
                 if time.monotonic() > until:
                     break
-        (self.read_lag.drained if empty else self.read_lag.left_unread)()
+        if empty:
+            self.read_lag.drained(read_at_ns)
+        else:
+            self.read_lag.left_unread()
         self._expire_modified(out, force=False)
         self._check_root(out)
         return out

@@ -78,6 +78,7 @@ class TreeWatcher(MovePairing, WatchPlaces):
         self.dirty: dict[tuple[Node, str], float] = {}    # IN_MODIFY without close -> last
         self.backlog: deque = deque()     # kernel events taken, not yet handled (READ_BUDGET)
         self.read_lag = ReadLag(clock)    # how long the backlog has not been found empty
+        self._kernel_read_ns = 0          # wall ns before the kernel read the backlog came from
         self.identity = RootIdentity(root, clock, root_check)
         self.overflows = 0
 
@@ -147,12 +148,14 @@ class TreeWatcher(MovePairing, WatchPlaces):
         than READ_BUDGET seconds have passed, each event taken in order."""
         out: list[FsEvent] = []
         if not self.backlog:
+            self._kernel_read_ns = time.time_ns()    # before the read: read_lag.drained
             self.backlog.extend(self.inotify.read(timeout=timeout_ms))
         self._now = self.clock()
         if self._handle_backlog(out, until=self._now + READ_BUDGET):
             self.read_lag.left_unread()
             return out                    # the timed work waits for the events before it
-        self.read_lag.drained()     # inotify_simple reads all the kernel holds (FIONREAD)
+        # inotify_simple reads all the kernel held (FIONREAD) at _kernel_read_ns
+        self.read_lag.drained(self._kernel_read_ns)
         self._find_missed(out)
         self._expire(out, force=False)
         self._retry(out)

@@ -14,7 +14,9 @@ found the queue empty (inotify: no event left in its backlog; fanotify: read(2) 
 EAGAIN or copied less than a full buffer, fanotify_read() in
 fs/notify/fanotify/fanotify_user.c stops only then or when the next event does not fit)
 and `left_unread()` when a read() call ended with events still queued (its time or
-read budget spent).
+read budget spent). `drained()` is told the wall time the kernel was read at (taken before
+the read): every change whose syscall ended before it was in what was read, and
+mirrord.watched_through bounds the catch-up's ctime comparison by it.
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ class ReadLag:
     """`seconds()`: seconds (float, >= 0) since the watcher last found its kernel event
     queue empty, 0.0 when its latest read did. `clock`: monotonic seconds."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], int] = time.time_ns):
+        self.clock, self.wall = clock, wall
         self.since: float | None = None     # clock() of the first read that left events
+        self.drained_at_ns: int | None = None   # wall ns of the kernel read found empty
 
-    def drained(self) -> None:
-        """The latest read found the queue empty."""
+    def drained(self, read_at_ns: int | None = None) -> None:
+        """The latest read found the queue empty; `read_at_ns`: the wall time (ns since the
+        epoch) taken before that read of the kernel (default: now)."""
         self.since = None
+        self.drained_at_ns = self.wall() if read_at_ns is None else read_at_ns
 
     def left_unread(self) -> None:
         """The latest read() call ended with events still queued."""

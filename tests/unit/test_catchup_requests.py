@@ -20,6 +20,7 @@ import pytest
 from mirrord import daemon_scans
 from mirrord.catchup import CatchUpResult
 from mirrord.config import load
+from mirrord.watched_through import WatchedThrough
 
 
 @pytest.fixture
@@ -39,7 +40,8 @@ def scans(tmp_path: Path, monkeypatch):
         scanner=SimpleNamespace(jobs=[], results=queue.Queue()),
         targets={"t": SimpleNamespace(features=SimpleNamespace(directories=True, keeps_mode=True))},
         alarms=SimpleNamespace(catch_up_done=done.append), _take_proposals=lambda: None,
-        scan_hooks=[], set_state=lambda key, value: None, roots=SimpleNamespace(moved={}))
+        scan_hooks=[], set_state=lambda key, value: None, roots=SimpleNamespace(moved={}),
+        watched=WatchedThrough(None))
     d.scanner.add = lambda name, job: d.scanner.jobs.append((name, job))
     s = daemon_scans.Scans(d)
     s.done = done
