@@ -52,6 +52,14 @@ class EnqueueMixin:
                             continue   # mirrored (each target's root is its own): no row
                     if ch.repair and self._in_flight_kind(target, ch.source, path) not in (None, "attr"):
                         continue
+                    if ch.repair and ch.kind == "attr" and not ch.is_dir:
+                        # a comparison found the target's mode (or mtime) other than the
+                        # source's: what `shipped` says it holds is wrong, and the shipper
+                        # would skip an attr that matches it (ship_rules.meta_only). NULL:
+                        # not known (a helper's trial: `chmod 600` on the mirror, every
+                        # pass said changed 1 and in sync, the mode stayed)
+                        self.db.execute("UPDATE shipped SET mode = NULL WHERE target = ? AND "
+                                        "source = ? AND key = ?", (target, ch.source, path))
                     seen = ch.seen if ch.kind in ("put", "attr") and not ch.tree else None
                     self._upsert(target, ch.source, path, ch.kind, tree=ch.tree,
                                  is_dir=ch.tree or ch.kind == "mkdir", size=ch.size,

@@ -224,6 +224,11 @@ class _Pass(FinishDeletes):
                     self._send(s, "changed", "mode")
                 return
             reason = self._differs(s, t, h)
+            if reason is None and self.checksum and not self.features.list_mtime:
+                # --checksum where the listing carries no mtime or mode (S3): judged from
+                # the record, an object whose metadata was changed in place (the ETag kept)
+                # passed; a HEAD reads them, then the bytes are compared (_judge_stat)
+                reason = NEEDS_STAT
             if reason == NEEDS_STAT:
                 self.window.add(s, self._stat, self._judge_stat)
             elif reason is not None:
