@@ -58,7 +58,11 @@ def against_listing(s: Entry, t: Entry, h: ShippedRow | None, *, list_mtime: boo
                     keeps_mode: bool, tolerance: float) -> str | None:
     """Why the listed target file `t` is not the source file `s` (a reason: 'size', 'mtime',
     'mode', ...), None when it is, NEEDS_STAT when only a HEAD can tell. `h` is the file's
-    shipped row (used where the listing has no source mtime: S3); `tolerance` in seconds."""
+    shipped row (used where the listing has no source mtime: S3); `tolerance` in seconds.
+    A target entry that is no regular file (Entry.other: a symlink planted at the name)
+    always differs: the put replaces it."""
+    if t.other is not None:
+        return f"a {t.other} on the target"
     if s.size != t.size:
         return "size"
     if list_mtime:

@@ -47,7 +47,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
          excluded: Callable[[str], bool] | None = None,
          errors: WalkErrors | None = None, below: str = "",
-         links: Callable[[str, os.stat_result], None] | None = None) -> Iterator[Entry]:
+         links: Callable[[str, os.stat_result], None] | None = None,
+         others: bool = False) -> Iterator[Entry]:
     """Yield files (and directories) below `root` in path_key order, streaming.
 
     `prefix` is prepended to every yielded path (a relative sub-path). `below`
@@ -60,7 +61,10 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
     Each Entry carries the exact `mtime_ns` and the permission bits `mode`
     (stat.S_IMODE) of the lstat the walk makes anyway: no extra system call.
     `links(relpath, st)` is called for each regular file with more than one link
-    (mirrord.hardlinks.LinkIndex.learn), before it is yielded.
+    (mirrord.hardlinks.LinkIndex.learn), before it is yielded. `others`: also yield
+    every entry that is neither a file nor a directory (symlinks, FIFOs, sockets,
+    devices; never followed), its kind in Entry.other: a target's listing, so a
+    reconcile removes what was planted in a mirror (a source walk never mirrors one).
 
     Each directory is opened once and its entries are stat'ed relative to it
     (fstatat), not by full path: start-up and reconcile stat every file, and a
@@ -97,6 +101,9 @@ def walk(root: str, *, prefix: str = "", include_dirs: bool = True,
                         links(relpath, st)
                     yield Entry(relpath, st.st_size, st.st_mtime, mtime_ns=st.st_mtime_ns,
                                 mode=stat_mod.S_IMODE(st.st_mode), ctime_ns=st.st_ctime_ns)
+                elif others:
+                    yield Entry(relpath, 0, st.st_mtime, mtime_ns=st.st_mtime_ns,
+                                mode=stat_mod.S_IMODE(st.st_mode), other=other_kind(st.st_mode))
             else:
                 os.close(fd)
                 stack.pop()
@@ -157,6 +164,16 @@ def _open_level(name: str | bytes, parent_fd: int | None, rel: str,
 def _unreadable(errors: WalkErrors | None, rel: str, exc: OSError) -> None:
     if errors is not None:
         errors.unreadable.append((rel or ".", exc.strerror or str(exc)))
+
+
+_OTHER_KINDS = ((stat_mod.S_ISLNK, "symlink"), (stat_mod.S_ISFIFO, "fifo"),
+                (stat_mod.S_ISSOCK, "socket"), (stat_mod.S_ISCHR, "character device"),
+                (stat_mod.S_ISBLK, "block device"))
+
+
+def other_kind(mode: int) -> str:
+    """What an entry that is neither a file nor a directory is (st_mode), for Entry.other."""
+    return next((name for test, name in _OTHER_KINDS if test(mode)), "special file")
 
 
 def _child_key(entry: os.DirEntry) -> bytes:

@@ -113,7 +113,9 @@ class Target(abc.ABC):
         """Every file (and, with features.directories, every directory) at or below `prefix`,
         recursively, in mirrord.treewalk.entry_key order (bytes of the path, a directory as
         'path/'), streamed
-        without holding the whole listing. `.mirrord/` is never listed.
+        without holding the whole listing. `.mirrord/` is never listed. Where a target can
+        hold entries that are neither (a symlink, a FIFO: local, rsync), those are listed
+        too, as Entry.other, never followed: a reconcile removes or replaces them.
         A listing that cannot be completed raises; it never ends early silently."""
 
     @abc.abstractmethod

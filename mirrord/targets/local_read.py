@@ -53,7 +53,8 @@ def list_entries(t: LocalTarget, prefix: str = "") -> Iterator[Entry]:
         yield st
     errors = WalkErrors([])
     # the walk's entries carry mode and mtime_ns from the lstat it makes anyway
-    yield from walk(t._real_root, below=prefix, excluded=_own, errors=errors)
+    # symlinks, FIFOs and the like too (Entry.other): planted there, a reconcile removes them
+    yield from walk(t._real_root, below=prefix, excluded=_own, errors=errors, others=True)
     if errors:
         where, why = errors.unreadable[0]
         if where == prefix and t.stat(prefix) is None:

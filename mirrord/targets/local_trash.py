@@ -147,6 +147,8 @@ class LocalTrash:
         is_dir = stat_mod.S_ISDIR(st.st_mode)
         if is_dir and coming == "dir":
             return 0
+        if not is_dir and not stat_mod.S_ISREG(st.st_mode):
+            return 0   # a symlink or FIFO planted in the mirror is no version of a file (as rsync's)
         why = DIR_REMOVED if is_dir else OVERWRITTEN if coming == "file" else DELETED
         if (why == OVERWRITTEN and stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1
                 and kept_inode(self._real_root, _joined(head, name), st)):

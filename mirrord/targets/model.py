@@ -26,6 +26,11 @@ class Entry:
     # a source file's inode change time (source walks; 0: not known): which look it was,
     # not what the file is, so no part of equality (a target's listing has none)
     ctime_ns: int = field(default=0, compare=False)
+    # a target entry that is neither a regular file nor a directory (a symlink, a FIFO, a
+    # socket, a device planted in a local mirror or on a mirror host): what it is, e.g.
+    # 'symlink'. Listed so a reconcile removes or replaces it (never mirrored: a source walk
+    # yields none); None for every file and directory.
+    other: str | None = None
 
 
 @dataclass(frozen=True)

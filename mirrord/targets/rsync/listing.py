@@ -23,8 +23,9 @@ from mirrord.targets.mtime import ns_to_float
 from mirrord.targets.rsync.remote import (
     EXIT_NO_ROOT,
     NOLINK,
-    PRINTF,
+    PRINTF_LIST,
     classify_stderr,
+    other_of,
     parse_record,
     tail,
 )
@@ -42,15 +43,15 @@ def list_entries(t: RsyncTarget, prefix: str = "") -> Iterator[Entry]:
         start = t._rel(prefix)   # nothing of ours below a symlink (nolink): none listed
         body = (NOLINK + b"nolink %s && [ -e %s ] || { printf 'F 0\\0E 0\\0'; exit 0; }\n"
                 % (start, start)
-                + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, PRINTF))
+                + b"exec 3>&1\n{ find %s %s; printf 'F %%s\\0' $? >&3; }" % (start, PRINTF_LIST))
     else:
         body = (b"exec 3>&1\n{ find . -mindepth 1 \\( -path ./.mirrord -prune \\) -o %s; "
-                b"printf 'F %%s\\0' $? >&3; }" % PRINTF)
+                b"printf 'F %%s\\0' $? >&3; }" % PRINTF_LIST)
     body += b" | LC_ALL=C sort -z -t ' ' -k 5\nprintf 'E %s\\0' $?\n"
     for rec in records(t, t.in_root(body), b"the listing ended early"):
         kind, path, size, ns, mode = parse_record(rec)
         yield Entry(os.fsdecode(path), size, ns_to_float(ns), is_dir=kind == b"d",
-                    mtime_ns=ns, mode=mode)
+                    mtime_ns=ns, mode=mode, other=other_of(kind))
 
 
 def records(t: RsyncTarget, script: bytes, early: bytes) -> Iterator[bytes]:

@@ -51,6 +51,11 @@ PERMANENT = (b"Permission denied", b"File name too long", b"Operation not permit
 # directories as "./path/" so they sort before their contents); sorted on the remote by
 # the path bytes, i.e. in entry_key order.
 PRINTF = (rb"\( -type d -printf 'd %T@ 0 %m %p/\0' \) -o \( -type f -printf 'f %T@ %s %m %p\0' \)")
+# a listing's: anything else too (symlink, FIFO, socket, device; %y its type letter,
+# find(1)), so a reconcile removes what was planted on the mirror host (Entry.other)
+PRINTF_LIST = PRINTF + rb" -o -printf 'o%y %T@ 0 %m %p\0'"
+OTHER_KINDS = {b"ol": "symlink", b"op": "fifo", b"os": "socket", b"oc": "character device",
+               b"ob": "block device"}
 
 # mkdirs ./a/b: make every component a directory, one at a time, replacing a symlink or a
 # file standing in the way (never `mkdir -p`, which follows a symlinked component out of
@@ -184,6 +189,11 @@ def parse_record(rec: bytes) -> tuple[bytes, bytes, int, int, int]:
     if kind == b"d" and path.endswith(b"/"):
         path = path[:-1]
     return kind, path, int(size), parse_find_ns(mtime), int(mode, 8)
+
+
+def other_of(kind: bytes) -> str | None:
+    """Entry.other for a listing record's kind: None for b'f' and b'd'."""
+    return None if kind in (b"f", b"d") else OTHER_KINDS.get(kind, "special file")
 
 
 def record_entry(path: str, rec: bytes) -> Entry:
