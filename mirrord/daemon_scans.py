@@ -14,6 +14,7 @@ import logging
 import queue
 import time
 
+from mirrord import daemon_roots
 from mirrord.config import SourceConfig
 from mirrord.logsetup import kv
 from mirrord.reconcile import session as reconcile_session
@@ -238,3 +239,6 @@ class ReconcileHost:
 
     def record_trash(self, target: str, summary: retention.Summary) -> None:
         self._d.scans.retention_done(target, summary)
+
+    def refused(self, targets: set[str]) -> None:
+        daemon_roots.hold_empty(self._d, "after a reconcile pass", refused=targets)

@@ -68,6 +68,10 @@ class Host(Protocol):
         """Store the retention run a pass ended with, as the daemon's own runs are stored
         (its `base`, the mirrored bytes, is the high-water mark of a percentage cap)."""
 
+    def refused(self, targets: set[str]) -> None:
+        """A pass refused deletes on `targets`: a source feeding one whose root is empty
+        is held lost (mirrord.daemon_roots.hold_empty)."""
+
 
 class ReconcileScheduler:
     """Decides when the daemon runs a pass, and records what each pass found."""
@@ -135,6 +139,9 @@ class ReconcileScheduler:
             return
         for summary in result[2]:
             self.host.record(summary)
+        refused = {s.target for s in result[2] if s.refused_deletes}
+        if refused:
+            self.host.refused(refused)
         for name, kept in result[3].items():
             self.host.record_trash(name, kept)
 

@@ -748,3 +748,35 @@ def test_one_upload_into_an_unmounted_roots_mount_point_deletes_nothing(tmp_path
     finally:
         d.stop()
         umount(b)
+
+
+def test_a_first_start_on_an_empty_mount_point_beside_a_filled_mirror_is_lost(tmp_path,
+                                                                               watcher):
+    """A trial's finding: a new state database (nothing recorded as shipped), the source's
+    file system not mounted (its mount point empty), its mirror holding files (seeded, or
+    left by an earlier install). The pass after start refused to delete them ("source
+    root is empty (unmounted?)"), but the target read `in_sync`, while an unmount under the
+    running daemon read `lost`. Now the pass's refusal holds the source lost the same way,
+    and once the file system is mounted the source is watched and compared."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    files = _files("site")
+    seeded = tmp_path / "mirror-b"
+    seeded.mkdir()
+    _fill(seeded, files)
+    d = Daemon(_config(tmp_path, watcher, {"a": a, "b": b}), tmp_path / "log")
+    try:
+        d.start()
+        _lost_reported(d, tmp_path, "b", "a")
+        _other_goes_on(tmp_path, a, "a")
+        assert {p: v for p, v in target_files(_target(tmp_path, "b")).items()
+                if not p.startswith(".mirrord")} == files   # nothing deleted
+        with tmpfs(b, "16m"):
+            changed = {rel: b"v2" for rel in files}
+            _fill(b, changed)
+            _back(d, tmp_path, b, "b")
+            assert d.stop() == 0
+    finally:
+        d.stop()
+        umount(b)

@@ -40,6 +40,9 @@ class FakeHost:
     def record_trash(self, target, summary) -> None:
         self.recorded.append((target, summary))
 
+    def refused(self, targets) -> None:
+        self.recorded.append(("refused", targets))
+
 
 @pytest.fixture
 def clock() -> Clock:
@@ -128,6 +131,18 @@ def test_a_pass_s_retention_run_is_recorded_as_the_daemon_s_own(daemon, clock):
     """A breaker: the retention run each daemon pass ends with was never stored, so its
     `base` (the mirrored bytes) never entered the percentage cap's high-water mark."""
     sched = scheduler(daemon, clock)
-    summary, kept = object(), object()
+    summary, kept = SimpleNamespace(target="t", refused_deletes=0), object()
     sched.on_scan(daemon, "reconcile", ("reconcile", "start", [summary], {"t": kept}))
     assert daemon.recorded == [summary, ("t", kept)]
+
+
+def test_a_pass_that_refused_deletes_tells_the_host_which_targets(daemon, clock):
+    """The daemon holds lost a source whose root is empty beside such a target
+    (daemon_roots.hold_empty); a pass that refused nothing says nothing."""
+    from mirrord.reconcile.result import PassSummary
+    sched = scheduler(daemon, clock)
+    sched.on_scan(None, "reconcile", ("reconcile", "start", [PassSummary("t")], {}))
+    assert not any(r[0] == "refused" for r in daemon.recorded if isinstance(r, tuple))
+    sched.on_scan(None, "reconcile", ("reconcile", "start",
+                                      [PassSummary("t", refused_deletes=3), PassSummary("u")], {}))
+    assert ("refused", {"t"}) in daemon.recorded
