@@ -38,7 +38,7 @@ from mirrord.daemon_scans import ReconcileHost, Scans
 from mirrord.daemon_status import Reporter, source_health
 from mirrord.errors import FatalError, JournalError
 from mirrord.journal import Change, Journal, Outcome
-from mirrord.logsetup import kv
+from mirrord.logsetup import hook_name, kv
 from mirrord.pipeline import Pipeline
 from mirrord.scanner import SCAN_QUEUE_CHUNKS, Proposal, Scanner
 from mirrord.shipper import Shipper
@@ -208,7 +208,7 @@ class Daemon:
                  ("heartbeat", self._maybe_heartbeat),
                  ("watchdog", self.reporter.watchdog),
                  ("SIGHUP", self._hup_said)]
-        steps += [(f"hook {getattr(h, '__qualname__', h)}", functools.partial(h, self))
+        steps += [(f"hook {hook_name(h)}", functools.partial(h, self))
                   for h in self.periodic_hooks]
         return steps
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from mirrord.config import SourceConfig
 from mirrord.journal import Change
-from mirrord.logsetup import kv
+from mirrord.logsetup import hook_name, kv
 from mirrord.reconcile.schedule import BACKLOG_LIMIT
 from mirrord.watch.inotify import FsEvent
 
@@ -127,7 +127,7 @@ class EventRouter:
 
     def _after_trouble(self, src: SourceConfig, reason: str) -> None:
         for hook in self.d.trouble_hooks:
-            self.d._guarded(f"trouble hook {getattr(hook, '__qualname__', hook)}", hook, self.d,
+            self.d._guarded(f"trouble hook {hook_name(hook)}", hook, self.d,
                             src, reason)
 
 

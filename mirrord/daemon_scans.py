@@ -16,7 +16,7 @@ import time
 
 from mirrord import daemon_roots
 from mirrord.config import SourceConfig
-from mirrord.logsetup import kv
+from mirrord.logsetup import hook_name, kv
 from mirrord.reconcile import session as reconcile_session
 from mirrord.reconcile.result import PassSummary
 from mirrord.scanner import catch_up_job, subtree_job
@@ -197,7 +197,7 @@ class Scans:
                 if reason == "start" and not self.d.catchups_pending:
                     self._links_elsewhere()
             for hook in self.d.scan_hooks:   # each on its own: one failing must not starve the rest
-                self.d._guarded(f"scan hook {getattr(hook, '__qualname__', hook)}", hook, self.d,
+                self.d._guarded(f"scan hook {hook_name(hook)}", hook, self.d,
                                 name, result)
 
 

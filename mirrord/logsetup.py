@@ -301,3 +301,11 @@ def kv(**fields: object) -> str:
             text = json.dumps(text, ensure_ascii=False)
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+def hook_name(hook: object) -> str:
+    """A daemon hook's name for log lines and the `step` label of
+    mirrord_cycle_errors_total: a function's or bound method's qualified name, an
+    instance's class name. Never its repr: `<... object at 0x7f...>` changed at every
+    start, so each restart made new series (a trial's finding)."""
+    return getattr(hook, "__qualname__", None) or type(hook).__qualname__

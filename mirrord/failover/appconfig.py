@@ -177,13 +177,21 @@ class SymlinkSwitch(Switch):
             return unb64(rec["target"])
         return self.readwrite
 
-    def writable(self) -> list[Check]:
-        """Whether this process may make the new link beside `link` and rename it over (and
-        a file can be made and filled there: switch_record.probe_dir, a full file system): a
-        changing run checks it before its pre hook (exit 3, nothing changed) instead of
-        failing at the flip, after the hook ran (exit 1). Not part of precheck: /ready runs
-        as a user that only reads (mirrord-health.service), never the one that flips."""
-        return [writable_dir_check("app.link_dir", self.link.parent, "create the new link")]
+    def writable(self, readonly: bool = True) -> list[Check]:
+        """Whether this process may make the new link beside `link` (for a failover,
+        `readonly`, to the read-only config; for a failback, to what it points back at)
+        and rename it over: a symlink made and removed there (switch_record.probe_link;
+        a full file system, an immutable directory). A changing run checks it before its
+        pre hook (exit 3, nothing changed) instead of failing at the flip, after the hook
+        ran (exit 1). Not part of precheck: /ready runs as a user that only reads
+        (mirrord-health.service), never the one that flips."""
+        try:
+            target = self.readonly if readonly else self._failback_target(self.current())
+        except OSError:
+            target = self.readonly if readonly else self.readwrite
+        raw = target if isinstance(target, bytes) else os.fsencode(target)
+        return [writable_dir_check("app.link_dir", self.link.parent, "create the new link",
+                                   link=raw)]
 
     # ------------------------------------------------------------ changing
     def describe(self, readonly: bool) -> str:

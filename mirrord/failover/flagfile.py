@@ -80,14 +80,32 @@ class FlagFileSwitch(Switch):
                 return f"{kind}, not a regular file"
         return f"unreadable ({exc.strerror})"
 
-    def writable(self) -> list[Check]:
-        """Whether this process may create and remove the flag (and fill it: a full file
-        system, switch_record.probe_dir); as SymlinkSwitch.writable,
-        not part of precheck: under mirrord-health.service (ProtectSystem=strict) the flag's
-        directory is read-only even for root, so /ready answered 503 on every request."""
-        return [writable_dir_check("app.flag_dir_writable", self.flag.parent,
-                                   f"create or remove {self.flag.name}",
-                                   max(PROBE_BYTES, len(self.content)))]
+    def writable(self, readonly: bool = True) -> list[Check]:
+        """Whether this process may make what the flip makes in the flag's directory
+        (switch_record.probe_dir, a full file system): for a failover (`readonly`) a file
+        of the message's size; for a failback the earlier flag it restores, or nothing
+        when it only removes the flag (an empty file made and removed: a full file system
+        kept the site read-only for want of room a removal does not need, even under
+        --force, a trial). As SymlinkSwitch.writable, not part of precheck: under
+        mirrord-health.service (ProtectSystem=strict) the flag's directory is read-only
+        even for root, so /ready answered 503 on every request."""
+        if readonly:
+            size, what = len(self.content), f"create {self.flag.name}"
+        else:
+            before = self._restores()
+            size = 0 if before is None else len(before)
+            what = f"remove {self.flag.name}" if before is None else f"restore {self.flag.name}"
+        return [writable_dir_check("app.flag_dir_writable", self.flag.parent, what, size)]
+
+    def _restores(self) -> bytes | None:
+        """What a failback would write back into the flag (the recorded earlier content),
+        None when it would only remove the flag or leave it."""
+        try:
+            cur = self.current()
+        except OSError:
+            return None
+        rec = self._record() if self._ours(cur) else None
+        return unb64(rec.get("content")) if rec else None
 
     def record_size(self) -> int:
         """Switch.record_size: the earlier flag's content (at most MAX_FLAG bytes read) and

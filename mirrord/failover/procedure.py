@@ -206,7 +206,7 @@ class Procedure:
                 self._out(step.line())
             return self._finish(run, "dry-run", 0)
         # as the user flipping, before anything runs: state_dir and the app's dir take a file
-        writable = [self.switch.state_dir_check(readonly), *self.switch.writable()]
+        writable = [self.switch.state_dir_check(readonly), *self.switch.writable(readonly)]
         for check in writable:
             self._out(check.line())
         run.checks += writable

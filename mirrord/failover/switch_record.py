@@ -135,18 +135,41 @@ def dir_problem(directory: Path | str, size: int = PROBE_BYTES) -> str:
     return ""
 
 
-def writable_dir_check(name: str, parent: Path, what: str, size: int = PROBE_BYTES) -> Check:
+def probe_link(directory: Path | str, target: bytes) -> None:
+    """Make a symlink to `target` under a dot-named temp name in `directory`, then remove
+    it: what a link switch's flip does (SymlinkSwitch._swap), with no rename. Raises
+    OSError as symlink(2) does (ENOSPC, EDQUOT, EPERM for an immutable directory, EROFS).
+    A file filled with a block was no such probe: a full file system still takes a
+    short symlink (ext4 keeps one under 60 bytes in the inode), and the probe refused a
+    flip that would have worked, in both directions and under --force (a trial)."""
+    tmp = os.path.join(os.fsencode(directory),
+                       b".mirrord-probe-%d-%s" % (os.getpid(), os.urandom(4).hex().encode()))
+    os.symlink(target, tmp)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def writable_dir_check(name: str, parent: Path, what: str, size: int = PROBE_BYTES,
+                       link: bytes | None = None) -> Check:
     """The Check `name` of whether this process may `what` (the action, in words) in the
     directory `parent`: os.access first (not this user's to write, a read-only mount),
-    then probe_dir with `size` bytes (a full file system, a quota, an immutable
-    directory: os.access cannot see them). The switches' `writable` (the application
-    config's directory)."""
+    then a probe (a full file system, a quota, an immutable directory: os.access cannot
+    see them) of what the flip makes there: a symlink to `link` (probe_link), else a
+    file of `size` bytes (probe_dir; 0: made and removed, as a removal needs no room).
+    The switches' `writable` (the application config's directory)."""
     if not os.access(parent, os.W_OK | os.X_OK):
         return Check(name, False, str(parent), "writable by this user",
                      f"cannot {what} in {parent} (not writable by uid {os.geteuid()}, or a "
                      "read-only file system): run as the user that may change the "
                      "application config")
-    problem = dir_problem(parent, size)
+    if link is not None:
+        try:
+            probe_link(parent, link)
+            problem = ""
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+    else:
+        problem = dir_problem(parent, size)
     return Check(name, not problem, str(parent), "writable by this user",
                  problem and f"cannot {what} in {parent} ({problem})")
 

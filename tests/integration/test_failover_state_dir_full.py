@@ -80,7 +80,9 @@ def test_an_immutable_state_dir_is_refused_before_the_pre_hook(site: Site, hooke
     assert "[mirrord] state_dir" in line
 
 
-def test_a_full_link_directory_is_refused_before_the_pre_hook(site: Site, hooked, capsys):
+@contextlib.contextmanager
+def _link_on_tmpfs(site: Site, hooked: Path):
+    """The application's link, readonly.php and readwrite.php on a small tmpfs of their own."""
     app = site.root / "app"
     with tmpfs(app, "1m"):
         (app / "readonly.php").write_text("<?php $wgReadOnly = true;\n")
@@ -90,9 +92,52 @@ def test_a_full_link_directory_is_refused_before_the_pre_hook(site: Site, hooked
         site.configure(link=str(site.link), readonly=str(app / "readonly.php"),
                        readwrite=str(app / "readwrite.php"),
                        pre_failover=f"{sys.executable} -c \"open('{hooked}', 'w')\"")
+        yield app
+
+
+def test_a_full_link_directory_still_takes_the_link_both_ways(site: Site, hooked, capsys):
+    """A full file system still takes a short symlink, which is all a flip makes there.
+    The probe wrote a 4 KiB file instead, and refused failover and failback on a full
+    disk, --force or not (a trial): the site stayed read-only while the primary was back."""
+    with _link_on_tmpfs(site, hooked) as app:
         _fill(app)
-        _refused(site, hooked, capsys, check="app.link_dir", directory=app,
-                 error="No space left on device")
+        assert site.run("failover") == 0, _output(capsys)
+        assert os.readlink(site.link) == str(app / "readonly.php")
+        assert site.run("failback") == 0, _output(capsys)
+        assert os.readlink(site.link) == site.original.decode()
+        assert sorted(p.name for p in app.iterdir() if p.name.startswith(".")) == []
+
+
+def test_an_immutable_link_directory_is_refused_before_the_pre_hook(site: Site, hooked,
+                                                                    capsys):
+    with _link_on_tmpfs(site, hooked) as app:
+        with _immutable(app):
+            _refused(site, hooked, capsys, check="app.link_dir", directory=app,
+                     error="not writable by uid")
+
+
+def test_a_flag_on_a_full_file_system_is_refused_only_where_it_needs_room(site: Site,
+                                                                         hooked, capsys):
+    """flagfile mode: writing the message needs a block (refused before the pre hook);
+    removing the flag needs none, so a failback on the same full disk goes ahead."""
+    app = site.root / "app"
+    with tmpfs(app, "1m"):
+        flag = app / "readonly.flag"
+        site.configure(mode="flagfile", flag=str(flag), link=None, readonly=None,
+                       readwrite=None,
+                       pre_failover=f"{sys.executable} -c \"open('{hooked}', 'w')\"")
+        _fill(app)
+        assert site.run("failover") == 3
+        out = _output(capsys)
+        assert not hooked.exists() and not flag.exists(), out
+        line = next(line for line in out.splitlines() if "app.flag_dir_writable" in line)
+        assert line.lstrip().startswith("FAIL") and "No space left on device" in line, out
+        (app / "filler").unlink()
+        assert site.run("failover") == 0, _output(capsys)
+        assert flag.exists()
+        _fill(app)
+        assert site.run("failback") == 0, _output(capsys)
+        assert not flag.exists()
 
 
 def test_with_room_again_it_fails_over(site: Site, hooked, capsys):
