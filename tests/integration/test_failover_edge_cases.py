@@ -3,6 +3,8 @@ host (clock skew) and memcached on a UNIX socket; real PostgreSQL pair, real mem
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 
 from pymemcache.client.base import Client
@@ -68,3 +70,40 @@ def test_flush_server_proves_the_flush_over_tcp_and_socket_alike(memcached, memc
         result = cache.flush_server(server)
         assert result.ok and "sentinel" in result.detail
         assert Client(server).get("k") is None
+
+
+def test_a_full_server_that_refuses_the_sentinel_is_still_flushed(tmp_path):
+    """memcached -M (no eviction) full to the last slab: setting the sentinel answers
+    SERVER_ERROR out of memory. The flush was never sent, and a full cache (the one most
+    likely to serve stale pages) kept every item (a trial). Now it is sent, and the step
+    says the flush is not proven (ok False: the operator checks by hand)."""
+    from pymemcache.exceptions import MemcacheServerError
+
+    from tests.services.memcached import MEMCACHED, _free_port, _wait_listening
+
+    port = _free_port()
+    argv = [MEMCACHED, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "2", "-M",
+            "-c", "64"] + (["-u", "nobody"] if os.geteuid() == 0 else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port)
+        client = Client(("127.0.0.1", port))
+        stored = []
+        for n in range(200_000):   # keys of the sentinel's length: its slab class fills
+            key = f"wiki:page:cache:{n:026x}"
+            try:
+                client.set(key, b"1", noreply=False)
+            except MemcacheServerError:
+                break
+            stored.append(key)
+        else:
+            raise AssertionError("the server never filled")
+        assert stored and len(f"mirrord-failover-sentinel-{'0' * 16}") == len(stored[0])
+        result = cache.flush_server(("127.0.0.1", port))
+        assert not result.ok and "flush_all sent and acknowledged" in result.detail, result
+        assert "out of memory" in result.detail, result
+        assert client.get(stored[0]) is None and client.get(stored[-1]) is None
+        client.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
