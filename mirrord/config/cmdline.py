@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 
 from mirrord.logsetup import SECRET_OPTION, redact, redact_split, register_secret
 
@@ -139,3 +140,18 @@ def shown_output(output: str, command_line: str) -> str:
     register_command_secrets(command_line)
     lines = output.replace("\r\n", "\n").split("\n")
     return " | ".join(redact_split(line) for line in lines if line.strip())
+
+
+def program_missing(command_line: str, default: str = "") -> str | None:
+    """Why the program of `command_line` (its first shlex word; `default` when the line is
+    empty) cannot be run on this host, None when it can: "is not found on PATH" for a bare
+    name, "is not an executable file" for a path (shutil.which's and os.access's view).
+    Raises ValueError for a line shlex cannot split (config validation caught that)."""
+    words = shlex.split(command_line) if command_line else []
+    program = words[0] if words else default
+    if not program:
+        return None
+    if "/" in program:
+        return None if os.path.isfile(program) and os.access(program, os.X_OK) \
+            else "is not an executable file"
+    return None if shutil.which(program) is not None else "is not found on PATH"

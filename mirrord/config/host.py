@@ -5,11 +5,10 @@ program that can run here.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 from pathlib import Path
 
+from mirrord.config.cmdline import program_missing
 from mirrord.config.values import _Reader, parse_command
 from mirrord.logsetup import redact
 
@@ -40,12 +39,8 @@ def read_ssh_command(r: _Reader, section: str) -> str:
     the whole daemon (every other target too); a program missing on this host is a fact
     of its install, not a passing fault to retry, so it is refused with the file."""
     command = r.get(section, "ssh_command", parse_command, "ssh")
-    program = shlex.split(command)[0] if command else "ssh"
-    if "/" in program:
-        found = os.path.isfile(program) and os.access(program, os.X_OK)
-    else:
-        found = shutil.which(program) is not None
-    if not found:
-        where = "is not an executable file" if "/" in program else "is not found on PATH"
+    where = program_missing(command, "ssh")
+    if where is not None:
+        program = shlex.split(command)[0] if command else "ssh"
         r.problem(section, "ssh_command", f"the program {redact(program)!r} {where}")
     return command

@@ -19,9 +19,12 @@ def forceable(check: Check) -> bool:
     is gone, so its WAL receiver is down and replay stops; at failback, the mirror's
     database promoted: replica_judge.for_failback, or another cluster than the primary:
     replica_judge.same_system) and a mirror root missing or empty
-    (README, the failover runbook: the operator may accept serving no uploads). The pre
+    (README, the failover runbook: the operator may accept serving no uploads), and a
+    reload command or hook whose program is missing here (hooks.program_checks: the flip
+    works, the operator reloads by hand). The pre
     hook's refusal is forced where it runs (Procedure._pre_hook)."""
-    return check.name.startswith("replica.") or check.data.get(MIRROR_ROOT) == "missing"
+    return (check.name.startswith(("replica.", "program."))
+            or check.data.get(MIRROR_ROOT) == "missing")
 
 
 def force_hint(command: str, refusals: list[Check]) -> str:

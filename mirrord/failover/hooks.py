@@ -17,8 +17,9 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from mirrord.config.cmdline import register_command_secrets, shown_output
+from mirrord.config.cmdline import program_missing, register_command_secrets, shown_output
 from mirrord.failover import command
+from mirrord.failover.result import Check
 from mirrord.logsetup import kv, redact
 
 OUTPUT_TAIL = 2000
@@ -75,3 +76,27 @@ def _logged(result: HookResult) -> HookResult:
     log.log(level, redact(kv(event="failover_hook", hook=result.name, ok=result.ok,
                              exit=result.returncode, output=result.output or "-")))
     return result
+
+
+def program_checks(fo, action: str) -> list[Check]:
+    """A failed Check `program.KEY` for each command line `action` ('failover',
+    'switchover', 'failback') will start whose program cannot be run on this host:
+    reload_command, pre_ACTION, post_ACTION (config.cmdline.program_missing). A missing
+    one passed check-config and the dry run, and failed after the flip, the site switched
+    and not reloaded, with advice to run by hand a program that does not exist (a trial).
+    Refused before anything changes; --force accepts it (mirrord.failover.force)."""
+    out = []
+    for key, line in (("reload_command", fo.reload_command),
+                      (f"pre_{action}", fo.hook(f"pre_{action}")),
+                      (f"post_{action}", fo.hook(f"post_{action}"))):
+        if not line:
+            continue
+        try:
+            where = program_missing(line)
+        except ValueError:
+            continue   # the config refused it already
+        if where is not None:
+            program = shlex.split(line)[0]
+            out.append(Check(f"program.{key}", False, redact(program), "runnable here",
+                             f"[failover] {key}: the program {redact(program)!r} {where}"))
+    return out

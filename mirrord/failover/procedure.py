@@ -141,6 +141,7 @@ class Procedure:
                                                           **self._primary_args())
         run.checks += primary_checks
         run.checks += replica.same_system(run.checks, failback=False)   # before any wait
+        run.checks += hooks.program_checks(self.fo, "switchover")
         if not run.refusals and target is not None:
             if dry_run:
                 run.checks += self.waits.preview(target)
@@ -165,6 +166,7 @@ class Procedure:
         run.checks += replica.for_failback(self._replica_checks())
         run.checks += replica.same_system(run.checks, failback=True)
         run.checks += self.switch.precheck(False)
+        run.checks += hooks.program_checks(self.fo, "failback")
         self._forced(run)
         return self._conclude(run, readonly=False, undo=self._command("failover"))
 

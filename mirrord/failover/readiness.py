@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mirrord import locks
 from mirrord.config import Config
-from mirrord.failover import heartbeat, replica, switched
+from mirrord.failover import heartbeat, hooks, replica, switched
 from mirrord.failover.appconfig import FlagFileSwitch, SymlinkSwitch
 from mirrord.failover.result import FAIL, WARN, Check
 
@@ -99,6 +99,7 @@ def judge(m: Measurement, cfg: Config, *, now: float, max_replay_lag: float | No
                                   max_age=max_heartbeat_age if strict else fo.max_heartbeat_age,
                                   max_skew=fo.max_clock_skew)
     checks += [copy.deepcopy(c) for c in m.app]
+    checks += hooks.program_checks(fo, "failover")   # a reload or hook that cannot run here
     if m.running is not None:
         checks.append(running_check(m.running, cfg.mirrord.state_dir / locks.FAILOVER))
     if m.switched:

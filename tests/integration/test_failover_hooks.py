@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -158,3 +159,33 @@ def test_check_url_mismatch_is_exit_1_with_what_was_seen(site: Site, web, capsys
     out = _output(capsys)
     assert "NOT done:  check_url: GET" in out and "does not match" in out
     assert '"sitename":"Wiki"' in out
+
+
+@pytest.mark.parametrize("key,value", [
+    ("reload_command", "/usr/sbin/php8.2-fpm-reload-typo"),
+    ("reload_command", "nosuchprogram-xyz --now"),
+    ("post_failover", "/usr/local/sbin/wiki-vip up"),
+    ("pre_failover", "wiki-vip-missing check"),
+])
+def test_a_program_missing_here_refuses_before_anything_changes(site: Site, capsys, key, value):
+    """A reload command or hook whose program is not on this host passed check-config and
+    the dry run, then failed after the flip: the site switched and not reloaded, with the
+    advice to run by hand a program that does not exist (a trial). Now the run, its dry
+    run and /ready's checks refuse it (exit 3) naming the key; --force accepts it."""
+    from mirrord.failover.procedure import Procedure
+    from mirrord.config import load
+
+    site.configure(**{key: value})
+    assert site.run("failover", "--dry-run") == 3
+    out = _output(capsys)
+    assert f"program.{key}" in out and f"[failover] {key}" in out, out
+    assert site.run("failover") == 3
+    out = _output(capsys)
+    assert os.readlink(site.link) == site.original.decode(), out   # nothing changed
+    assert not site.marker.exists(), out
+    ready = Procedure(load(site.ini)).failover_checks()
+    assert any(c.name == f"program.{key}" and c.refuses for c in ready)
+    code = site.run("failover", "--force")
+    out = _output(capsys)
+    assert os.readlink(site.link).endswith("readonly.php"), out       # the flip went ahead
+    assert code == (1 if key in ("reload_command", "post_failover") else 0), out
