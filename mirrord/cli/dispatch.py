@@ -139,6 +139,7 @@ def _standard_fds_open() -> None:
     # print() then writes nothing, but a flush or a log handler raised AttributeError
     if sys.stdout is None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
+        output.stdout_closed_at_start = True
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
 

@@ -28,6 +28,11 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from mirrord.config.cmdline import register_command_secrets
+
+# set by cli.dispatch when the process started with descriptor 1 closed (`>&-`): what
+# is printed goes to /dev/null, and a command that must say its output was lost
+# (mirrord.failover.procedure) reads this
+stdout_closed_at_start = False
 from mirrord.logsetup import mask_secrets, redact_doc, register_secret, shown_line
 
 
@@ -47,7 +52,8 @@ def drop_stdout() -> None:
     again (the Python documentation's advice for SIGPIPE). Never raises."""
     with contextlib.suppress(OSError, ValueError):
         fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.__stdout__.fileno())
+        # sys.__stdout__ is None when the process started with fd 1 closed
+        os.dup2(fd, 1 if sys.__stdout__ is None else sys.__stdout__.fileno())
         os.close(fd)
 
 

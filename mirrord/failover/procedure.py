@@ -21,6 +21,7 @@ dbname and user only, and every log line is passed through redact().
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import sys
@@ -34,6 +35,7 @@ from mirrord.failover import appconfig, hooks, interrupt, readiness, replica, st
 from mirrord.failover.force import force_hint, forceable
 from mirrord.failover.result import LOG_NAME, PLANNED, Check, Run, Step, append_log
 from mirrord.failover.switchover_waits import Clock, Waits, timeouts
+from mirrord.cli import output as cli_output
 from mirrord.cli.output import drop_stdout
 from mirrord.logsetup import shown_line
 
@@ -46,6 +48,8 @@ class Procedure:
         self.cfg: Config = cfg
         self.fo: FailoverConfig = cfg.failover
         self.out = out or sys.stdout
+        # fd 1 closed at start: sys.stdout is /dev/null (cli.dispatch), the loss said once
+        self._closed_at_start = out is None and cli_output.stdout_closed_at_start
         self.clock = clock or Clock()
         self.switch = appconfig.from_config(self.fo, cfg.mirrord.state_dir)
         self.waits = Waits(cfg, self.clock)
@@ -190,6 +194,8 @@ class Procedure:
 
     # ------------------------------------------------------------ conclusion
     def _conclude(self, run: Run, *, readonly: bool, undo: str) -> int:
+        if run.dry_run:
+            self._dry_lock(run)
         self._out(f"mirrord {run.command}: checks")
         for check in run.checks:
             self._out(check.line())
@@ -232,6 +238,17 @@ class Procedure:
             return self._finish(run, "failed", 1)
         self._out(f"mirrord {run.command}: done")
         return self._finish(run, "done", 0)
+
+    def _dry_lock(self, run: Run) -> None:
+        """A dry run takes no lock, but the real run is refused while another holds it:
+        switch.running refuses the dry run too (exit 3), even once this host has switched,
+        where /ready lists it only as a warning (the mirror serves the site meanwhile). A
+        dry run said 0 beside a running failover whose failback was then refused (a trial)."""
+        run.checks = [c for c in run.checks if c.name != "switch.running"]
+        pid = readiness.running(self.cfg)
+        if pid is not None:
+            run.checks.append(readiness.running_check(
+                pid, self.cfg.mirrord.state_dir / locks.FAILOVER))
 
     def _again(self, run: Run) -> str:
         """The command line to run again: with the config and the flags this run needed
@@ -293,6 +310,9 @@ class Procedure:
         from a dropped session or `| head`, EIO, ENOSPC) must not stop the run nor its
         failover.log line (a breaker: the flip was made, then exit 1 and no line). The
         rest of the output is dropped, the loss said once on stderr and in the log."""
+        if self._closed_at_start:   # `mirrord failover >&-`: every line went nowhere, unsaid
+            self._closed_at_start = False
+            self._lost_output(OSError(errno.EBADF, "standard output was closed at start"))
         try:
             print(shown_line(line), file=self.out, flush=True)
         except (OSError, ValueError) as exc:   # ValueError: the stream was closed

@@ -114,3 +114,25 @@ def test_stdout_gone_does_not_stop_the_run_nor_its_log_line(ini, tmp_path):  # n
     assert os.readlink(tmp_path / "etc" / "active.php").endswith("readonly.php")
     last = _log(ini)[-1]
     assert last["outcome"] == "done" and any("output lost" in n for n in last["notes"])
+
+
+def test_stdout_closed_at_start_is_said_lost_and_nothing_lands_in_a_file(ini, tmp_path):  # noqa: F811
+    """Started with descriptor 1 closed (`mirrord failover >&-`): Python's sys.stdout is
+    None and every line went nowhere, with no warning and no note (a trial); and the first
+    file opened took descriptor 1, so a hook's output would have landed in it. Now fd 1 is
+    /dev/null, the loss is said on stderr and noted in failover.log."""
+    marker = tmp_path / "hook-said"
+    _with(ini, reload_command="true",
+          post_failover=f"sh -c 'echo post-hook-output; echo ran > {marker}'")
+    proc = subprocess.run(["sh", "-c", 'exec "$0" -c "$1" failover >&-', str(MIRRORD),
+                           str(ini)], stderr=subprocess.PIPE, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "cannot write the output" in proc.stderr and "Traceback" not in proc.stderr
+    assert marker.exists() and os.readlink(tmp_path / "etc" / "active.php").endswith("readonly.php")
+    last = _log(ini)[-1]
+    assert last["outcome"] == "done" and any("output lost" in n for n in last["notes"]), last
+    state = tmp_path / "state"
+    for path in state.rglob("*"):   # failover.log records the hook's output on purpose
+        if path.is_file() and path.name != "failover.log":
+            data = path.read_bytes()
+            assert b"post-hook-output" not in data and b"mirrord failover" not in data, path

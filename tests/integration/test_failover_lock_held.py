@@ -67,3 +67,26 @@ def test_once_switched_a_running_switch_is_a_warning(pg, site):  # noqa: F811
         holder.kill()
         holder.wait()
         svc.close()
+
+
+def test_a_dry_run_beside_a_running_switch_exits_3_as_the_real_run(pg, site):  # noqa: F811
+    """The real run would be refused (the lock is held): its dry run says so, for each
+    command, switched or not (a trial: after a failover, `failback --dry-run` said 0 while
+    a failover held the lock, and the real failback was refused)."""
+    holder = _hold(site)
+    try:
+        assert site.run("failover", "--dry-run") == 3
+        assert site.run("failback", "--dry-run") == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert site.run("failover") == 0
+    holder = _hold(site)
+    try:
+        assert site.run("failover", "--dry-run") == 3
+        assert site.run("failback", "--dry-run") == 3
+        assert site.run("failback") == 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert site.run("failback", "--dry-run") == 0
