@@ -154,6 +154,8 @@ class Daemon:
 
     def _ack(self, outcomes: list[Outcome]) -> None:
         self.pipeline.ack(outcomes)
+        if self.keep and outcomes:   # the trash figures refreshed soon after a keep
+            self.scans.trash_changed(outcomes)
 
     def _count_journal_error(self, _exc: Exception) -> None:
         self.counters.journal_errors += 1

@@ -27,6 +27,8 @@ log = logging.getLogger("mirrord.daemon")
 # the catch-ups whose deletes [reconcile] max_delete caps (mirrord.catchup: the source's
 # file system may be the wrong one); an overflow's rescan follows the live stream's deletes
 CAPPED = frozenset({"start", "root-back"})
+TRASH_SOON = 5.0     # seconds after a keeping target's delete or overwrite: its trash listed
+TRASH_EVERY = 30.0   # seconds: at most one such run per target this often
 
 
 class Scans:
@@ -36,6 +38,7 @@ class Scans:
         self.d = daemon
         self.retention_due: dict[str, float] = {}   # target -> monotonic time of its next run
         self.retention_queued: set[str] = set()
+        self.retention_last: dict[str, float] = {}  # target -> monotonic time of its last run
         self._waiting: set[tuple[str, str]] = set()   # (source, reason) of catch-ups not started
         self._walks: dict[str, int] = {}              # source -> catch-ups queued or running
         self._links_said = False                      # hard links elsewhere: said once a run
@@ -50,9 +53,29 @@ class Scans:
                 continue
             self.retention_queued.add(name)
             self.retention_due[name] = now + retention.INTERVAL
+            self.retention_last[name] = now
             target, cfg, stop = self.d.targets[name], self.d.cfg, self.d.stop_requested
             self.d.scanner.add(f"retention:{name}", lambda _emit, t=target: (
                 "retention", t.name, retention.run_for(cfg, t, stop=stop)))
+
+    def trash_changed(self, outcomes) -> None:
+        """Outcomes just acked (main thread): a delete or an overwrite shipped to a keeping
+        target may have kept something, and the trash figures (status, heartbeat, the
+        mirrord_trash_* metrics) come from the last retention run, up to INTERVAL old: an
+        operator checking after an `rm -rf` read "0 files kept" for minutes (a trial). Such
+        a target's next run is brought forward to TRASH_SOON seconds from now, and never
+        sooner than TRASH_EVERY after its last (a stream of deletes lists the trash at most
+        that often)."""
+        now = time.monotonic()
+        for out in outcomes:
+            name = out.op.target
+            if name not in self.d.keep or out.error is not None or out.busy:
+                continue
+            if (out.shipped_kind or out.op.kind) not in ("delete", "put", "move"):
+                continue
+            soon = max(now + TRASH_SOON, self.retention_last.get(name, 0.0) + TRASH_EVERY)
+            if soon < self.retention_due.get(name, float("inf")):
+                self.retention_due[name] = soon
 
     def retention_done(self, name: str, summary: retention.Summary) -> None:
         """Store a run's summary as `trash:{target}` (status; its `base` is the high-water

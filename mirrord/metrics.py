@@ -13,6 +13,8 @@ deploy/grafana/ (e.g. `mirrord_target_state{state="in_sync"} == 0` for 5m).
 
 from __future__ import annotations
 
+import contextlib
+
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -100,7 +102,11 @@ class Metrics:
         files and bytes kept, the oldest kept change (seconds; None: empty), files purged."""
         self._fam.trash_files.labels(target).set(files)
         self._fam.trash_bytes.labels(target).set(bytes_)
-        self._fam.trash_oldest.labels(target).set(oldest or 0.0)
+        if oldest is None:   # absent, not 0: an "oldest kept age" alert read 0 as 56 years
+            with contextlib.suppress(KeyError):
+                self._fam.trash_oldest.remove(target)
+        else:
+            self._fam.trash_oldest.labels(target).set(oldest)
         self._fam.trash_purged.labels(target).inc(purged)
 
     # ------------------------------------------------------------------- watcher

@@ -43,7 +43,7 @@ Metrics (all names carry the `mirrord_` prefix):
 - `mirrord_trash_files{target}`, `mirrord_trash_bytes{target}` (gauges): files and
   bytes kept in the target's trash (`keep_deleted`) after the last retention run;
   `mirrord_trash_oldest_timestamp_seconds{target}` (gauge): Unix time of the oldest
-  kept change (0 when the trash is empty); `mirrord_trash_purged_total{target}`
+  kept change (absent when the trash is empty); `mirrord_trash_purged_total{target}`
   (counter): kept files purged by retention. Absent for targets that do not keep.
 - `mirrord_heartbeat_age_seconds{target}` (gauge): seconds since the daemon
   last wrote the target's heartbeat file, computed when scraped; absent until

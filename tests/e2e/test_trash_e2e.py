@@ -265,3 +265,20 @@ def test_versioned_bucket_keeps_noncurrent_versions_and_restores_them(tmp_path, 
         assert_holds_originals(env.targets["s3"], ["photo.jpg", "logo.png"])
     finally:
         env.close()
+
+
+def test_status_counts_what_an_rm_rf_kept_soon_after_it(env):
+    """The trash figures in status, the heartbeat and the metrics came from the last
+    retention run, every 10 minutes: after an `rm -rf` the operator read "0 files kept"
+    for minutes while `mirrord trash` listed them all (a trial). A keeping target's
+    delete or overwrite now brings its next run forward (seconds, at most one per 30 s)."""
+    seed(env.src, ORIGINAL)
+    start(env)
+    gone = [rel for rel in ORIGINAL if rel.startswith("2024/")]
+    shutil.rmtree(env.src / "2024")
+    settle(env)
+
+    def counted() -> bool:
+        targets = env.daemon.status()["targets"]
+        return all((t.get("trash") or {}).get("files", 0) >= len(gone) for t in targets.values())
+    poll(counted, timeout=90, what="every target's trash figures counting the kept files")

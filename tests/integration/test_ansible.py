@@ -387,3 +387,24 @@ def test_role_accepts_every_source_and_target_key(role, sources, targets):
     assert set(spec[targets]["options"]) == ini_keys | {"name", "ssh_key_src", "ssh_key_content"}
     assert spec[sources]["options"]["pause_on_alarm"]["type"] == "bool"
     assert spec[sources]["options"]["alarm_deletes"]["type"] == "int"
+
+
+def test_a_bad_value_fails_the_play_and_leaves_the_live_config(deployment):
+    """The template task validates the rendered file with `mirrord check-config`: a value
+    mirrord refuses fails the play at that task, naming the key, and the live file (the
+    deployment's) stays as it was, so no restart loops on exit 2 (a trial)."""
+    config = deployment.base / "primary" / "etc" / "mirrord.ini"
+    before = config.read_bytes()
+    play = _primary_play(deployment.base)
+    play["vars"]["mirrord_settings"] = {**play["vars"]["mirrord_settings"], "workers": "lots"}
+    playbook = deployment.base / "bad-playbook.yml"
+    playbook.write_text(json.dumps([play], indent=2))
+    env = ansible_env(deployment.base / "ansible-home")
+    env["ANSIBLE_ROLES_PATH"] = str(ANSIBLE_DIR / "roles")
+    result = subprocess.run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                             str(playbook)], env=env, cwd=deployment.base, text=True,
+                            capture_output=True)
+    assert result.returncode != 0, result.stdout
+    assert "Write the configuration file" in result.stdout, result.stdout
+    assert "workers" in result.stdout + result.stderr, result.stdout
+    assert config.read_bytes() == before

@@ -266,3 +266,17 @@ def test_the_alarm_and_cycle_error_counters_exist_at_zero_before_their_first_cou
     assert ("mirrord_deletes_held", (("source", "uploads"),)) not in got   # the alarm's to set
     metrics.alarm_fired("uploads")
     assert scrape(url)[("mirrord_mass_change_alarms_total", (("source", "uploads"),))] == 1
+
+
+def test_the_oldest_kept_change_is_absent_while_the_trash_is_empty(served):
+    """README: absent when the trash is empty. It was 0, which an "oldest kept age" alert
+    (time() - the gauge) read as 56 years (a trial)."""
+    metrics, url = served
+    key = ("mirrord_trash_oldest_timestamp_seconds", (("target", "t"),))
+    metrics.set_trash("t", files=0, bytes_=0, oldest=None)
+    assert key not in scrape(url)
+    metrics.set_trash("t", files=2, bytes_=10, oldest=1_700_000_000.0)
+    assert scrape(url)[key] == 1_700_000_000.0
+    metrics.set_trash("t", files=0, bytes_=0, oldest=None, purged=2)
+    got = scrape(url)
+    assert key not in got and got[("mirrord_trash_files", (("target", "t"),))] == 0
