@@ -27,6 +27,8 @@ log = logging.getLogger("mirrord.daemon")
 # the catch-ups whose deletes [reconcile] max_delete caps (mirrord.catchup: the source's
 # file system may be the wrong one); an overflow's rescan follows the live stream's deletes
 CAPPED = frozenset({"start", "root-back"})
+# the catch-ups after which changes may have gone unread: they compare ctimes with the bound
+UNREAD = frozenset({"start", "root-back", "overflow", "cycle-error", "journal-recovered"})
 TRASH_SOON = 5.0     # seconds after a keeping target's delete or overwrite: its trash listed
 TRASH_EVERY = 30.0   # seconds: at most one such run per target this often
 
@@ -121,11 +123,13 @@ class Scans:
         cap = (rc.max_delete, rc.max_delete_percent) if reason in CAPPED else None
         if cap is not None and src.name in self.d.roots.moved:   # any delete: a wrong volume?
             cap = (*cap, self.d.roots.moved[src.name])
-        # files changed after the source's watched-through bound: put even where size and
-        # mtime match (it does not move while this walk is queued: mirrord.watched_through)
+        # where changes may have gone unread (a stop, a lost root, lost events), files changed
+        # after the source's watched-through bound are put even where size and mtime match
+        # (it does not move while this walk is queued: mirrord.watched_through); a walk with
+        # nothing lost (the links walk, a resume) would only send the latest changes twice
+        bound = self.d.watched.get(src.name) if reason in UNREAD else None
         walk = catch_up_job(self.d.cfg.mirrord.journal_path, src, stop=self.d.stop_requested,
-                            kind="catchup", detail=reason, cap=cap,
-                            changed_after_ns=self.d.watched.get(src.name),
+                            kind="catchup", detail=reason, cap=cap, changed_after_ns=bound,
                             **self._scan_options(src))
 
         def job(emit):

@@ -11,8 +11,11 @@ truncate(2), utime(2), chmod(2), link(2) and rename(2) all set ctime to the curr
 
 So the daemon records, per source, a time up to which every change of it has been read
 from the kernel and written to the journal: `watched through`, in nanoseconds since the
-epoch, in the state database (kv `watched_through`). A catch-up proposes a put of every
-file whose ctime is later, even where size, mtime and mode match. The put ships the bytes
+epoch, in the state database (kv `watched_through`). A catch-up after which changes may
+have gone unread (at start, a root back, an overflow, a failed read, changes dropped by
+an unwritable journal: daemon_scans.UNREAD) proposes a put of every file whose ctime is
+later, even where size, mtime and mode match; the others (the walk for hard links' other
+names, a resume) do not, or they would send the latest live changes twice. The put ships the bytes
 only where they differ from the target's (mirrord.trash: the same bytes keep nothing).
 
 The bound moves forward (`advance`: each heartbeat, and once more at a clean stop) only

@@ -80,3 +80,31 @@ def test_a_request_of_another_reason_is_not_merged_into_a_waiting_one(scans):
     scans.catch_up(src, reason="root-back")
     assert [name for name, _ in scans.d.scanner.jobs] == ["catchup:up", "catchup:up"]
     assert run(scans, 1)[2] == "root-back"
+
+
+def test_only_walks_after_unread_changes_compare_ctimes_with_the_bound(tmp_path, monkeypatch):
+    """mirrord.watched_through: at start, a root back, an overflow, a failed read or
+    dropped changes, a file changed after the bound is put though size and mtime match;
+    the links walk and a resume read nothing lost, and sending the latest live changes
+    again counted twice on the targets (tests/e2e/test_links_walk_in_flight.py)."""
+    (tmp_path / "src").mkdir()
+    ini = tmp_path / "m.ini"
+    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n[source:up]\npath = "
+                   f"{tmp_path / 'src'}\ntargets = t\n[target:t]\ntype = local\npath = "
+                   f"{tmp_path / 'mirror'}\n")
+    ini.chmod(0o600)
+    cfg = load(ini)
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(daemon_scans, "catch_up_job", lambda _db, src, *, detail, **kw: (
+        seen.__setitem__(detail, kw["changed_after_ns"]) or (lambda emit: None)))
+    d = SimpleNamespace(
+        cfg=cfg, stop_requested=threading.Event(), catchups_pending=set(),
+        scanner=SimpleNamespace(add=lambda name, job: None),
+        targets={"t": SimpleNamespace(features=SimpleNamespace(directories=True, keeps_mode=True))},
+        roots=SimpleNamespace(moved={}), watched=WatchedThrough({"up": 42}))
+    s = daemon_scans.Scans(d)
+    for reason in ("start", "root-back", "overflow", "cycle-error", "journal-recovered",
+                   "links", "resumed"):
+        s.catch_up(cfg.source("up"), reason=reason)
+    assert seen == {"start": 42, "root-back": 42, "overflow": 42, "cycle-error": 42,
+                    "journal-recovered": 42, "links": None, "resumed": None}
