@@ -45,7 +45,7 @@ def parse_duration(text: str) -> float:
     """'500ms', '5s', '10m', '1h', '2d' or plain seconds -> seconds."""
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use 500ms, 5s, 10m, 1h or plain seconds)")
+        raise ValueError(f"not a duration: {text!r} (use 500ms, 5s, 10m, 1h, 7d or plain seconds)")
     seconds = float(m.group(1)) * _UNITS[m.group(2)]
     if seconds > MAX_DURATION:
         raise ValueError(f"too long: {text!r} (at most {MAX_DURATION / 86400 / 365:.0f} years)")
