@@ -27,7 +27,12 @@ if TYPE_CHECKING:
     from mirrord.submounts import SubMounts
 
 _F_SETSIG = getattr(fcntl, "F_SETSIG", 10)   # Linux: the signal sent when a lease breaks
-_ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}
+# Nothing of ours there: gone, a symlink on the way, or what open(2) refuses that is no
+# regular file: a UNIX socket (ENXIO, open(2)) or a device with no driver (ENXIO,
+# ENODEV). Those are not mirrored, as a FIFO (opened O_NONBLOCK, then fstat'ed) is not:
+# raised, a file replaced by a socket failed its delete for good, with a traceback at
+# each retry, and the stale file stayed on every target (a trial).
+_ABSENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO, errno.ENODEV}
 
 
 class SourceGuard:
