@@ -16,19 +16,13 @@ import stat
 
 import pytest
 
-from tests.e2e.test_stopped_changes import start, write
-from tests.reliability.conftest import Env, live_only_config
+from tests.e2e.test_stopped_changes import no_pass_env, start, write
 
 
 @pytest.fixture(params=["inotify", "fanotify"])
 def env(request, tmp_path, seaweedfs, sshd):
-    cfg = live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param)
-    cfg.write_text(cfg.read_text() + "at_start = no\n")   # the [reconcile] section is last
-    e = Env(tmp_path, cfg)
-    try:
+    with no_pass_env(tmp_path, seaweedfs, sshd, watcher=request.param) as e:
         yield e
-    finally:
-        e.close()
 
 
 def socket_over(path) -> None:

@@ -25,19 +25,14 @@ from pathlib import Path
 import pytest
 
 from mirrord import config as config_mod
-from tests.e2e.test_stopped_changes import catchups, start, write
-from tests.reliability.conftest import Env, live_only_config, poll
+from tests.e2e.test_stopped_changes import catchups, no_pass_env, start, write
+from tests.reliability.conftest import Env, poll
 
 
 @pytest.fixture(params=["inotify", "fanotify"])
 def env(request, tmp_path, seaweedfs, sshd):
-    cfg = live_only_config(tmp_path, seaweedfs, sshd, watcher=request.param)
-    cfg.write_text(cfg.read_text() + "at_start = no\n")   # the [reconcile] section is last
-    e = Env(tmp_path, cfg)
-    try:
+    with no_pass_env(tmp_path, seaweedfs, sshd, watcher=request.param) as e:
         yield e
-    finally:
-        e.close()
 
 
 def bound(env: Env) -> int:

@@ -13,9 +13,11 @@ target must then be exact (tests/exactness.py) and a reconcile dry run find noth
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +25,24 @@ import pytest
 from tests.reliability.conftest import Env, live_only_config, poll
 
 
-@pytest.fixture
-def env(tmp_path, seaweedfs, sshd):
-    cfg = live_only_config(tmp_path, seaweedfs, sshd)
+@contextlib.contextmanager
+def no_pass_env(tmp_path, seaweedfs, sshd, watcher: str | None = None) -> Iterator[Env]:
+    """Env on the three real targets with no reconcile pass at any point (live_only_config
+    with `at_start = no`), the daemon stopped and the targets closed after; `watcher`:
+    [source] watcher (None: the default)."""
+    cfg = live_only_config(tmp_path, seaweedfs, sshd, watcher=watcher)
     cfg.write_text(cfg.read_text() + "at_start = no\n")   # the [reconcile] section is last
     e = Env(tmp_path, cfg)
     try:
         yield e
     finally:
         e.close()
+
+
+@pytest.fixture
+def env(tmp_path, seaweedfs, sshd):
+    with no_pass_env(tmp_path, seaweedfs, sshd) as e:
+        yield e
 
 
 def catchups(env: Env) -> int:

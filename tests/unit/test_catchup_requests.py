@@ -23,15 +23,20 @@ from mirrord.config import load
 from mirrord.watched_through import WatchedThrough
 
 
-@pytest.fixture
-def scans(tmp_path: Path, monkeypatch):
+def one_source(tmp_path: Path):
+    """The config of source `up` -> local target `t` in tmp_path."""
     (tmp_path / "src").mkdir()
     ini = tmp_path / "m.ini"
     ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n[source:up]\npath = "
                    f"{tmp_path / 'src'}\ntargets = t\n[target:t]\ntype = local\npath = "
                    f"{tmp_path / 'mirror'}\n")
     ini.chmod(0o600)
-    cfg = load(ini)
+    return load(ini)
+
+
+@pytest.fixture
+def scans(tmp_path: Path, monkeypatch):
+    cfg = one_source(tmp_path)
     monkeypatch.setattr(daemon_scans, "catch_up_job", lambda _db, src, *, detail, **_kw: (
         lambda emit: ("catchup", src.name, detail, None)))
     done: list[str] = []
@@ -87,13 +92,7 @@ def test_only_walks_after_unread_changes_compare_ctimes_with_the_bound(tmp_path,
     dropped changes, a file changed after the bound is put though size and mtime match;
     the links walk and a resume read nothing lost, and sending the latest live changes
     again counted twice on the targets (tests/e2e/test_links_walk_in_flight.py)."""
-    (tmp_path / "src").mkdir()
-    ini = tmp_path / "m.ini"
-    ini.write_text(f"[mirrord]\nstate_dir = {tmp_path / 'state'}\n[source:up]\npath = "
-                   f"{tmp_path / 'src'}\ntargets = t\n[target:t]\ntype = local\npath = "
-                   f"{tmp_path / 'mirror'}\n")
-    ini.chmod(0o600)
-    cfg = load(ini)
+    cfg = one_source(tmp_path)
     seen: dict[str, object] = {}
     monkeypatch.setattr(daemon_scans, "catch_up_job", lambda _db, src, *, detail, **kw: (
         seen.__setitem__(detail, kw["changed_after_ns"]) or (lambda emit: None)))
