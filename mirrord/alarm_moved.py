@@ -21,7 +21,9 @@ gone on to `new` (new/REL) while that very file stands there in the source (a re
 file of the size and mtime the targets hold: another file of that name is no proof),
 and the same the other way round (rename(2) puts a directory only where an empty one stood, so what
 the targets held below `new` was either deleted first, each delete counted live and
-queued, or went to `old` by an exchange). Such a file's delete proposed by a comparison
+queued, or went to `old` by an exchange). So is a file that stands at its own name again,
+renamed away and back (a comparison that listed the name meanwhile proposed its delete).
+Such a file's delete proposed by a comparison
 is not counted (daemon_alarm_scan.observe_scan), nor its part of a tree removal
 (alarm_batch.count_batch, which still counts at least 1). A file deleted at both names
 is counted, at the name where the live stream saw it go; a live file delete always
@@ -85,19 +87,28 @@ class MovedNames:
         source below `root` now, taken there by a rename noted of `path` itself or of a
         directory above it: the rename's other end holds a regular file at the same place
         (lstat(2): no symlink, no directory) of that very size and mtime (to the ns: a
-        rename keeps both). Another file of the same name there is not it: `mv photos
-        photos.old`, new photos/* written, then photos.old moved out of the source, is 20
-        files destroyed (a review, helper-137). False when nothing noted applies. One dict
+        rename keeps both), or `path` itself holds it again (renamed away and back).
+        Another file of the same name there is not it: `mv photos photos.old`, new
+        photos/* written, then photos.old moved out of the source, is 20 files destroyed
+        (a review, helper-137). False when nothing noted applies. One dict
         lookup per directory above `path`, an lstat per end found (the ENDS_LOOKED newest)."""
         if version is None:
             return False
         ends = self._live_ends(source)
         if not ends:
             return False
-        here = path
+        here, looked_here = path, False
         while True:
             others = ends.get(here)
             if others:
+                # renamed away and back (`mv a b; mv b a`, an exchange undone: `mv a c;
+                # mkdir a; mv --exchange a c`): the very file stands at `path` again, and a
+                # comparison that listed the name while it was elsewhere proposed its delete
+                # (a 1,500-file directory fired the alarm, helper-169). Nothing is lost
+                if not looked_here:
+                    looked_here = True
+                    if _same_file(os.path.join(root, path), version):
+                        return True
                 for there in itertools.islice(reversed(others), ENDS_LOOKED):
                     if _same_file(os.path.join(root, there + path[len(here):]), version):
                         return True

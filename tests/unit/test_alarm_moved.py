@@ -53,6 +53,7 @@ def test_an_exchange_of_directories_lives_on_both_ways(root):
     # targets hold at a/f1 stands at b/f1 in the source now, and b/g1 at a/g1
     put(root, "a/g1")
     put(root, "b/f1")
+    (root / "b/sub/g2").unlink()    # the exchange took b/sub to a: not at b/sub/g2 either
     moved = MovedNames()
     moved.renamed("s", "a", "b")
     assert moved.any("s")
@@ -162,3 +163,24 @@ def test_taken_elsewhere_counts_the_files_held_that_live_on(root):
     moved.renamed("s", "a", "b")
     assert moved.taken_elsewhere("s", str(root), [("a/f1", *HELD), ("a/f2", *HELD),
                                                  ("c/f1", *HELD), ("a/f1", 9, HELD[1])]) == 1
+
+
+def test_renamed_away_and_back_lives_on_at_its_own_name(root):
+    # `mv a c; mkdir a; mv --exchange a c`: a comparison of `a` that listed it while it was
+    # the new empty directory proposes a/f1's delete after the exchange took the very file
+    # back to a/f1 (helper-169: 1,500 files fired the alarm). It stands there: no delete
+    moved = MovedNames()
+    moved.renamed("s", "a", "c")
+    moved.renamed("s", "c", "a")      # inotify may read an exchange's second half so
+    assert moved.lives_on("s", str(root), "a/f1", HELD)
+    put(root, "a/f1", b"yy")          # another file at the name now: destroyed
+    assert not moved.lives_on("s", str(root), "a/f1", HELD)
+
+
+def test_a_file_at_its_own_name_counts_only_below_a_noted_rename(root):
+    # the look at the path itself needs a rename noted at or above it: without one a
+    # delete proposed there (a catch-up after a restart) counts as before
+    moved = MovedNames()
+    moved.renamed("s", "b", "elsewhere")
+    assert not moved.lives_on("s", str(root), "a/f1", HELD)
+    assert moved.lives_on("s", str(root), "b/g1", HELD)    # b/g1 stands where it was
