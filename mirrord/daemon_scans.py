@@ -30,7 +30,7 @@ CAPPED = frozenset({"start", "root-back"})
 # the catch-ups after which changes may have gone unread: they compare ctimes with the bound
 UNREAD = frozenset({"start", "root-back", "overflow", "cycle-error", "journal-recovered"})
 TRASH_SOON = 5.0     # seconds after a keeping target's delete or overwrite: its trash listed
-TRASH_EVERY = 30.0   # seconds: at most one such run per target this often
+TRASH_EVERY = 60.0   # seconds: at most one such run per target this often
 
 
 class Scans:
@@ -73,6 +73,8 @@ class Scans:
             name = out.op.target
             if name not in self.d.keep or out.error is not None or out.busy:
                 continue
+            # a put or move keeps where it replaced a file (which the outcome does not say):
+            # a stream of them lists the trash once per TRASH_EVERY at most
             if (out.shipped_kind or out.op.kind) not in ("delete", "put", "move"):
                 continue
             soon = max(now + TRASH_SOON, self.retention_last.get(name, 0.0) + TRASH_EVERY)
