@@ -142,16 +142,24 @@ def shown_output(output: str, command_line: str) -> str:
     return " | ".join(redact_split(line) for line in lines if line.strip())
 
 
-def program_missing(command_line: str, default: str = "") -> str | None:
+def program_missing(command_line: str, default: str = "", *, executable: bool = True) -> str | None:
     """Why the program of `command_line` (its first shlex word; `default` when the line is
     empty) cannot be run on this host, None when it can: "is not found on PATH" for a bare
     name, "is not an executable file" for a path (shutil.which's and os.access's view).
-    Raises ValueError for a line shlex cannot split (config validation caught that)."""
+    `executable` False: only that a file is there (on PATH, or at the path), whatever this
+    user may do with it: /ready asks as the health service's user, which need not be
+    allowed to run the root-only script the failover (as root) runs. Raises ValueError
+    for a line shlex cannot split (config validation caught that)."""
     words = shlex.split(command_line) if command_line else []
     program = words[0] if words else default
     if not program:
         return None
     if "/" in program:
-        return None if os.path.isfile(program) and os.access(program, os.X_OK) \
-            else "is not an executable file"
-    return None if shutil.which(program) is not None else "is not found on PATH"
+        there = os.path.isfile(program) and (not executable or os.access(program, os.X_OK))
+        return None if there else ("is not an executable file" if executable
+                                   else "is not a file")
+    if executable:
+        return None if shutil.which(program) is not None else "is not found on PATH"
+    dirs = (os.environ.get("PATH") or os.defpath).split(os.pathsep)
+    found = any(os.path.isfile(os.path.join(d or ".", program)) for d in dirs)
+    return None if found else "is not found on PATH"

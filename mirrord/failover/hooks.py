@@ -92,7 +92,9 @@ def program_checks(fo, action: str) -> list[Check]:
         if not line:
             continue
         try:
-            where = program_missing(line)
+            # that a file is there, not that this user may run it: /ready asks as the
+            # health service's user; the run's own user finds out at the step
+            where = program_missing(line, executable=False)
         except ValueError:
             continue   # the config refused it already
         if where is not None:
