@@ -39,6 +39,7 @@ from inotify_simple import flags as F
 from mirrord.exclude import excluded_entry
 from mirrord.watch.events import FsEvent, describe  # noqa: F401 - re-exported
 from mirrord.watch.inotify_moves import Held, MovePairing
+from mirrord.watch.longpaths import reachable
 from mirrord.watch.placing import WATCH_MASK, WatchPlaces, join  # noqa: F401 - re-exported
 from mirrord.watch.rootcheck import RootIdentity
 from mirrord.watch.tree import Node
@@ -268,8 +269,9 @@ class TreeWatcher(MovePairing, WatchPlaces):
         chmod or utime reaches only its own watch (the parent's watch is on the directory
         the mount covers), so its mode was mirrored only by a restart's catch-up."""
         try:
-            return os.lstat(self._full(rel)).st_dev != os.lstat(
-                self._full(rel.rpartition("/")[0])).st_dev
+            with reachable(self.root, rel) as here, \
+                    reachable(self.root, rel.rpartition("/")[0]) as above:
+                return os.lstat(here).st_dev != os.lstat(above).st_dev
         except OSError:
             return False
 
@@ -291,7 +293,8 @@ class TreeWatcher(MovePairing, WatchPlaces):
             self._new_dir(parent, name, rel, out)
             return
         try:
-            st = os.lstat(self._full(rel))
+            with reachable(self.root, rel) as path:   # deeper than PATH_MAX too
+                st = os.lstat(path)
         except OSError:
             return
         if stat_mod.S_ISREG(st.st_mode) and st.st_nlink > 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat as stat_mod
 from typing import Callable
 
 from inotify_simple import flags as F
@@ -26,6 +27,7 @@ from inotify_simple import flags as F
 from mirrord.exclude import excluded_entry
 from mirrord.fsutil import counts_subdirs_in_nlink
 from mirrord.watch.events import FsEvent
+from mirrord.watch.longpaths import reachable
 from mirrord.watch.tree import Node, WatchTree
 from mirrord.watch.unwatched import Unwatched
 
@@ -123,6 +125,14 @@ class WatchPlaces:
     def _full(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root
 
+    def _is_dir(self, rel: str) -> bool:
+        """A directory, not a symlink, stands at `rel` (lstat; deeper than PATH_MAX too)."""
+        try:
+            with reachable(self.root, rel) as path:
+                return stat_mod.S_ISDIR(os.lstat(path).st_mode)
+        except OSError:
+            return False
+
     @staticmethod
     def _why(exc: OSError) -> str:
         if exc.errno == errno.ENOSPC:
@@ -132,7 +142,8 @@ class WatchPlaces:
     def _place(self, parent: Node, name: str, rel: str, out: list[FsEvent]) -> Node | None:
         """add_watch parent/name and put the node the kernel names at that place."""
         try:
-            wd = self.inotify.add_watch(os.fsencode(self._full(rel)), WATCH_MASK)
+            with reachable(self.root, rel) as path:   # deeper than PATH_MAX too
+                wd = self.inotify.add_watch(os.fsencode(path), WATCH_MASK)
         except OSError as exc:
             if exc.errno in GONE:
                 self.failed.discard((parent, name))
@@ -177,7 +188,7 @@ class WatchPlaces:
             # a directory that arrived there unseen (its add_watch answered with another
             # node's wd, e.g. moved in and then exchanged in one batch) gets its watches
             # too, not only a rescan (found by tests/integration/test_watch_hypothesis.py)
-            if os.path.isdir(self._full(rel)) and not os.path.islink(self._full(rel)):
+            if self._is_dir(rel):
                 node = self._place(*paths[rel], rel, out)
                 if node is not None:
                     self._walk(node, rel, scan=False, out=out)
@@ -193,15 +204,15 @@ class WatchPlaces:
         stack = [(top, rel)]
         while stack:
             node, cur = stack.pop()
-            full = self._full(cur)
-            if not scan and self._is_leaf(full):  # checked after the watch: see module doc
-                self.leaves_skipped += 1
-                for child in list(node.children.values()):
-                    self._set_aside(child)
-                continue
             try:
-                with os.scandir(os.fsencode(full)) as it:
-                    entries = list(it)
+                with reachable(self.root, cur) as full:   # deeper than PATH_MAX too
+                    if not scan and self._is_leaf(full):  # checked after the watch: module doc
+                        self.leaves_skipped += 1
+                        for child in list(node.children.values()):
+                            self._set_aside(child)
+                        continue
+                    with os.scandir(os.fsencode(full)) as it:
+                        entries = list(it)
             except OSError as exc:
                 if exc.errno not in GONE:
                     out.append(FsEvent("watch_error", cur, detail=f"cannot list: {exc.strerror}"))

@@ -490,3 +490,31 @@ def test_a_leaf_with_a_lying_link_count_on_another_device_is_still_listed(root, 
         assert w.start() == [] and set(w.path_wd) == dirs and w.leaves_skipped == 0
     finally:
         w.close()
+
+
+def test_a_directory_deeper_than_path_max_is_watched_and_heard(watcher, root):
+    """20 nested directories of 250-byte names, past PATH_MAX (4,096 bytes): inotify's
+    add_watch and listing by path failed with ENAMETOOLONG and were retried for good, the
+    source `degraded` forever though the rescans brought its files (a trial). They go
+    through the parent's descriptor now (mirrord.watch.longpaths); a write at the bottom
+    is heard live, with either backend."""
+    part = "L" * 250
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            os.mkdir(part, dir_fd=fd)
+            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        made = [p for k, p in kinds(settle(watcher, root)) if k == "mkdir"]
+        assert made == ["/".join([part] * n) for n in range(1, 21)]   # every level, in order
+        assert watcher.unwatched == 0
+        made = os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(made, b"deep")
+        os.close(made)
+    finally:
+        os.close(fd)
+    deep = "/".join([part] * 20) + "/deep.jpg"
+    assert len(deep) > 4096
+    assert ("write", deep) in kinds(settle(watcher, root))
+    assert watcher.unwatched == 0

@@ -25,8 +25,8 @@ class StuckBehind(ReadLag):
         super().__init__()
         self.since = self.clock() - ago
 
-    def drained(self) -> None:
-        pass
+    def drained(self, read_at_ns: int | None = None) -> None:
+        pass    # never: not even the watched-through time moves (mirrord.watched_through)
 
 
 def states(daemon) -> dict:
