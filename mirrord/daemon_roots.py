@@ -76,22 +76,24 @@ def hold_empty(d: Daemon, when: str, *, refused: set[str] | None = None) -> None
     and went out as deletes: a breaker's restart after an unmount took 20,000 files down
     to 560, and an empty tmpfs mounted at once in the root's place down to 48. Nothing
     changes for a root that never shipped. `refused` (target names): a reconcile pass
-    refused deletes on them; a source feeding one is held instead whatever the journal
-    records (a first start on an unmounted mount point beside a mirror holding files: the
-    pass refused to empty the mirror, and the targets read `in_sync` meanwhile, a trial's
-    finding, while an unmount under the running daemon read `lost`). Raises what the
-    journal raises."""
+    refused deletes on them; a source feeding one that never shipped is held too (a first
+    start on an unmounted mount point beside a mirror holding files: the pass refused to
+    empty the mirror, and the targets read `in_sync` meanwhile, a trial's finding, while
+    an unmount under the running daemon read `lost`). One that shipped is not: its root
+    emptied while the daemon runs is a user's deletes, which the live stream carries (the
+    pass's refusal is the pass's own rule). Raises what the journal raises."""
     from mirrord.journal.read import has_shipped
 
     for src in d.cfg.sources:
         if src.name in d.roots.lost or root_back(str(src.path)):
             continue
+        shipped = any(has_shipped(d.journal.db, t, src.name) for t in src.targets)
         if refused is not None:
-            if any(t in refused for t in src.targets):
+            if not shipped and any(t in refused for t in src.targets):
                 d.roots.lose(d, src, f"the source root is empty {when}, and a reconcile pass "
                                      f"refused to delete what its targets hold (a file "
                                      f"system not mounted?)")
-        elif any(has_shipped(d.journal.db, t, src.name) for t in src.targets):
+        elif shipped:
             d.roots.lose(d, src, f"the source root is empty {when} while files shipped from "
                                  f"it are recorded (a file system not mounted?)")
 
