@@ -123,3 +123,16 @@ def inotify_watches_in_use(uid: int | None = None) -> int:
         except OSError:
             continue
     return total
+
+
+def nested(root, part: str, levels: int) -> int:
+    """Make `levels` directories named `part`, each in the one before, below `root`, by
+    descriptor (mkdirat: the path may grow past PATH_MAX); returns a descriptor of the
+    deepest, which the caller closes."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir(part, dir_fd=fd)
+        nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    return fd

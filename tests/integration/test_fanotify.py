@@ -26,7 +26,7 @@ from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify import FanotifyWatcher, fanotify_available
 from mirrord.watch.inotify import TreeWatcher
 from tests.fanotify_marks import fanotify_root
-from tests.watch_model import read_until
+from tests.watch_model import nested, read_until
 
 
 @pytest.fixture
@@ -438,13 +438,8 @@ def test_a_directory_deeper_than_path_max_is_named_by_climbing(watcher, root):
     outside the root, without a word, status in_sync (a breaker). It is named by climbing
     through '..' now, as inotify names it from its parents."""
     part = "d" * 250
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    fd = nested(root, part, 20)   # 20 x 251 bytes: past PATH_MAX
     try:
-        for _ in range(20):   # 20 x 251 bytes: past PATH_MAX
-            os.mkdir(part, dir_fd=fd)
-            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
         settle(watcher, root)                       # the mkdirs, named as they came
         watcher.paths.clear()                       # looked up again: by handle
         made = os.open("deep.jpg", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)

@@ -20,7 +20,7 @@ import pytest
 
 from mirrord.config import SourceConfig
 from tests.reliability.conftest import sysctl
-from tests.watch_model import apply, disk, inotify_watches_in_use, read_until
+from tests.watch_model import apply, disk, inotify_watches_in_use, nested, read_until
 from tests.watch_model import settle as settle_removing_sentinel
 from mirrord.watch.inotify import FsEvent, TreeWatcher
 from tests.watch_backends import known_dirs
@@ -499,13 +499,8 @@ def test_a_directory_deeper_than_path_max_is_watched_and_heard(watcher, root):
     through the parent's descriptor now (mirrord.watch.longpaths); a write at the bottom
     is heard live, with either backend."""
     part = "L" * 250
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    fd = nested(root, part, 20)
     try:
-        for _ in range(20):
-            os.mkdir(part, dir_fd=fd)
-            nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
         made = [p for k, p in kinds(settle(watcher, root)) if k == "mkdir"]
         assert made == ["/".join([part] * n) for n in range(1, 21)]   # every level, in order
         assert watcher.unwatched == 0
