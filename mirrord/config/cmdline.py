@@ -158,8 +158,5 @@ def program_missing(command_line: str, default: str = "", *, executable: bool = 
         there = os.path.isfile(program) and (not executable or os.access(program, os.X_OK))
         return None if there else ("is not an executable file" if executable
                                    else "is not a file")
-    if executable:
-        return None if shutil.which(program) is not None else "is not found on PATH"
-    dirs = (os.environ.get("PATH") or os.defpath).split(os.pathsep)
-    found = any(os.path.isfile(os.path.join(d or ".", program)) for d in dirs)
-    return None if found else "is not found on PATH"
+    found = shutil.which(program, mode=os.X_OK if executable else os.F_OK)
+    return None if found is not None else "is not found on PATH"
