@@ -145,7 +145,8 @@ def shown_output(output: str, command_line: str) -> str:
 def program_missing(command_line: str, default: str = "", *, executable: bool = True) -> str | None:
     """Why the program of `command_line` (its first shlex word; `default` when the line is
     empty) cannot be run on this host, None when it can: "is not found on PATH" for a bare
-    name, "is not an executable file" for a path (shutil.which's and os.access's view).
+    name; for a path "does not exist", or "is not an executable file" (shutil.which's and
+    os.access's view).
     `executable` False: only that a file is there (on PATH, or at the path), whatever this
     user may do with it: /ready asks as the health service's user, which need not be
     allowed to run the root-only script the failover (as root) runs. Raises ValueError
@@ -155,6 +156,8 @@ def program_missing(command_line: str, default: str = "", *, executable: bool = 
     if not program:
         return None
     if "/" in program:
+        if not os.path.lexists(program):
+            return "does not exist"
         there = os.path.isfile(program) and (not executable or os.access(program, os.X_OK))
         return None if there else ("is not an executable file" if executable
                                    else "is not a file")

@@ -99,6 +99,6 @@ def program_checks(fo, action: str) -> list[Check]:
             continue   # the config refused it already
         if where is not None:
             program = shlex.split(line)[0]
-            out.append(Check(f"program.{key}", False, redact(program), "runnable here",
+            out.append(Check(f"program.{key}", False, redact(program), "present here",
                              f"[failover] {key}: the program {redact(program)!r} {where}"))
     return out

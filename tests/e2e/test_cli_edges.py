@@ -145,21 +145,26 @@ post_failover = /nonexistent/notify --token {MARK}
 
 
 def test_a_credential_in_a_hook_is_never_shown(failover_ini, tmp_path):
-    """--dry-run lists every command; a real run shows them in its steps and, for the
-    post hook that cannot run, in "to finish"; failover.log records it all."""
+    """--dry-run lists every command (and refuses: the post hook's program is not there,
+    hooks.program_checks; with --force it plans); a real run shows them in its steps
+    and, for the post hook that cannot run, in "to finish"; failover.log records it all."""
     seen = {}
-    dry = _run(failover_ini, "failover", "--dry-run")
+    refused = _run(failover_ini, "failover", "--dry-run")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "program.post_failover" in refused.stdout and "does not exist" in refused.stderr
+    dry = _run(failover_ini, "failover", "--dry-run", "--force")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    for shown in ("--password ***", "http://***@127.0.0.1/x", "env 'MYSQL_PWD=***' sh -c",
-                  "reload -u admin:***", "/nonexistent/notify --token ***"):
-        assert shown in dry.stdout, dry.stdout
+    for proc in (refused, dry):
+        for shown in ("--password ***", "http://***@127.0.0.1/x", "env 'MYSQL_PWD=***' sh -c",
+                      "reload -u admin:***", "/nonexistent/notify --token ***"):
+            assert shown in proc.stdout, proc.stdout
     real = _run(failover_ini, "failover", "--force")
     assert real.returncode == 1 and "Traceback" not in real.stderr, real.stdout + real.stderr
     assert "run /nonexistent/notify --token *** by hand" in real.stdout, real.stdout
     config = _run(failover_ini, "check-config", "--json")
     assert config.returncode == 0, config.stderr
     back = _run(failover_ini, "failback")
-    for name, proc in (("dry", dry), ("real", real), ("check-config", config), ("failback", back)):
+    for name, proc in (("refused", refused), ("dry", dry), ("real", real), ("check-config", config), ("failback", back)):
         seen[f"{name} stdout"], seen[f"{name} stderr"] = proc.stdout, proc.stderr
     for f in (tmp_path / "state").rglob("*"):
         if f.is_file():

@@ -62,7 +62,7 @@ def one_config_error(done: subprocess.CompletedProcess, *words: str) -> None:
 
 
 @pytest.mark.parametrize("command, words", [
-    ("/nonexistent/ssh -v", "'/nonexistent/ssh' is not an executable file"),
+    ("/nonexistent/ssh -v", "'/nonexistent/ssh' does not exist"),
     ("no-such-ssh-program-here -v", "'no-such-ssh-program-here' is not found on PATH"),
     ("/etc/passwd", "'/etc/passwd' is not an executable file"),          # not executable
     ("/usr", "'/usr' is not an executable file"),                        # a directory

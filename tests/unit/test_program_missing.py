@@ -28,9 +28,12 @@ def bindir(tmp_path, monkeypatch):
 
 def test_a_path(bindir):
     assert program_missing(f"{bindir}/runnable --now") is None
-    assert program_missing(f"{bindir}/nosuch") == "is not an executable file"
-    assert program_missing(f"{bindir}/nosuch", executable=False) == "is not a file"
+    assert program_missing(f"{bindir}/nosuch") == "does not exist"
+    assert program_missing(f"{bindir}/nosuch", executable=False) == "does not exist"
     assert program_missing(str(bindir)) == "is not an executable file"   # a directory
+    assert program_missing(str(bindir), executable=False) == "is not a file"
+    os.symlink(f"{bindir}/nosuch", bindir / "dangling")
+    assert program_missing(f"{bindir}/dangling", executable=False) == "is not a file"
     if os.geteuid() != 0:   # root may execute any file with an x bit anywhere: not this case
         assert program_missing(f"{bindir}/notexec") == "is not an executable file"
     assert program_missing(f"{bindir}/notexec", executable=False) is None
