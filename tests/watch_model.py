@@ -33,7 +33,7 @@ def apply(model: set[str], events: list[FsEvent], root: Path) -> set[str]:
     """The target's paths after `events`, as the state-based daemon would apply them
     (a write or mkdir of a path that is gone deletes it, as the shipper looks at the
     source when it runs; deletes are applied blindly, so their order matters; a rescan
-    copies the truth)."""
+    copies the truth below its path, and a directory or nothing at the path itself)."""
     model = set(model)
     pending: set[str] = set()       # paths with work queued in this batch
     for e in events:
@@ -60,8 +60,15 @@ def apply(model: set[str], events: list[FsEvent], root: Path) -> set[str]:
             model -= _under(model, e.path)
             model |= {e.path + p[len(e.src):] for p in moved}
         elif e.kind == "rescan":
-            model = (model - _under(model, e.path)) | disk(root, e.path) | (
-                {e.path} if os.path.isdir(root / e.path) else set())
+            # a subtree check compares only what is strictly below the path
+            # (journal.iter_shipped with a prefix): a file standing at the path now (renamed
+            # over the emptied directory) is the business of its own events, kept as is
+            below = _under(model, e.path) - {e.path}
+            model = (model - below) | disk(root, e.path)
+            if os.path.isdir(root / e.path) and not os.path.islink(root / e.path):
+                model.add(e.path)
+            elif not os.path.lexists(root / e.path):
+                model.discard(e.path)
         pending.add(e.path)
     return model
 

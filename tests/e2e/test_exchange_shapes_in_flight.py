@@ -13,7 +13,10 @@ sending when the rename happens):
 - chain: D1 <-> D2, then D2 <-> D3 right after, with D2/sub and D3/sub3 in flight;
 - both_busy: D1/s1 and D2/s2 both in flight, D1 <-> D2;
 - across: D1 and P/D2 (another parent) exchanged with P/D2/sub in flight;
-- renamed_away: D2 renamed to D3 while D2/sub is in flight, a new D2 made at once.
+- renamed_away: D2 renamed to D3 while D2/sub is in flight, a new D2 made at once;
+- file_over_emptied: D/a (holding s/f) and the empty D/b exchanged twice, then D/b removed
+  and s/f renamed over its name (a file where a directory was, while a check of the
+  directory is asked for: tests/integration/test_watch_hypothesis.py drew it).
 """
 
 from __future__ import annotations
@@ -70,7 +73,20 @@ def renamed_away(rel):
     write(rel / "D2" / "other.txt", b"other")
 
 
-@pytest.mark.parametrize("shape", [file_dir, chain, both_busy, across, renamed_away],
+def file_over_emptied(rel):
+    (rel / "D" / "b").mkdir(parents=True)
+    write(rel / "D" / "a" / "s" / "f", b"in")
+    write(rel / "D" / "a" / "s" / "big.bin", os.urandom(BIG))
+    time.sleep(0.1)
+    exchange(rel / "D" / "b", rel / "D" / "a")
+    time.sleep(0.2)
+    exchange(rel / "D" / "a", rel / "D" / "b")
+    os.rmdir(rel / "D" / "b")
+    os.rename(rel / "D" / "a" / "s" / "f", rel / "D" / "b")
+
+
+@pytest.mark.parametrize("shape", [file_dir, chain, both_busy, across, renamed_away,
+                                   file_over_emptied],
                          ids=lambda f: f.__name__)
 def test_exact_after_renames_over_work_in_flight(env, shape):
     start(env)
