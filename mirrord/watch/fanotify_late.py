@@ -16,7 +16,10 @@ a directory rename is read whose new path was resolved late, what was reported
 below it is reported again after the move, as it stands on disk now
 (`after_move`): those changes are recorded after the move and wait for it (a
 directory move is a barrier in the journal), so the order is right whatever the
-timing. Those still in the read() call under way are taken out from before the
+timing. A name something LEFT (a reported rmtree, delete, rescan, or a move's old
+end) has its tree removed first when something stands there again: the move carries
+the target's copy of what left along, and a mkdir and writes alone would keep it
+("mv P/X out; mkdir P/X; mv P Q" read late: the target kept Q/X's old contents). Those still in the read() call under way are taken out from before the
 move (`take_back`): left there, work pending below Q when the move is recorded
 makes the journal re-send Q whole instead of moving it. The window closes once every event queued before the last lookup has been
 read (the queue found empty, or a short read: see FanotifyWatcher.read).
@@ -32,16 +35,20 @@ from mirrord.watch.events import FsEvent
 from mirrord.watch.fanotify_scan import as_it_stands, dir_events
 
 MAX_NOTED = 50_000      # paths; past it the oldest window is forgotten (see note())
+# reports that say what stood at a name may have left it (a rescan: the target may hold
+# what the source lacks there); a move's old end is one too (note())
+LEFT = frozenset({"rmtree", "delete", "rescan"})
 
 
 class LateReports:
-    """Reported paths of the open window: rel path -> (window generation, was a directory).
-    `root` is the source's absolute path, `excluded` its predicate."""
+    """Reported paths of the open window: rel path -> (window generation, was a directory,
+    something left it: LEFT). `root` is the source's absolute path, `excluded` its
+    predicate."""
 
     def __init__(self, root: str, excluded: Callable[[str], bool]):
         self.root = root
         self.excluded = excluded
-        self.noted: dict[str, tuple[int, bool]] = {}
+        self.noted: dict[str, tuple[int, bool, bool]] = {}
         # each directory -> the noted paths below it, built by below() only (a scan of
         # every noted path per directory rename was quadratic in a storm of exchanges),
         # from `_pending`, the paths noted since (None: rebuild from `noted`)
@@ -70,12 +77,14 @@ class LateReports:
         for ev in events:
             if ev.kind in ("overflow", "watch_error", "lost") or not ev.path:
                 continue
-            is_dir = ev.is_dir or self.noted.get(ev.path, (0, False))[1]
-            self.noted[ev.path] = (self.gen, is_dir)
+            _, was_dir, left = self.noted.get(ev.path, (0, False, False))
+            is_dir = ev.is_dir or was_dir
+            self.noted[ev.path] = (self.gen, is_dir, left or ev.kind in LEFT)
             self.batch.add(ev.path)
             pending.append(ev.path)
-            if ev.src:
-                self.noted[ev.src] = (self.gen, is_dir or self.noted.get(ev.src, (0, False))[1])
+            if ev.src:      # the old end of a move: its object left that name
+                _, was_dir, _ = self.noted.get(ev.src, (0, False, False))
+                self.noted[ev.src] = (self.gen, is_dir or was_dir, True)
                 self.batch.add(ev.src)
                 pending.append(ev.src)
 
@@ -131,22 +140,39 @@ class LateReports:
     def after_move(self, dst: str) -> list[FsEvent]:
         """What was reported below `dst` (a directory just reported as moved there), as it
         stands on disk now: a directory with everything in it (dir_events), a file as a
-        write, a name with nothing at it as a delete (rmtree when it was a directory)."""
+        write, a name with nothing at it as a delete (rmtree when it was a directory).
+        Where something stands again at a name that something left (LEFT), or a file where
+        a directory was reported, the name's tree is removed first: the move carried the
+        target's copy of what left to that name, and a mkdir or write over it keeps what
+        the source no longer has ("mv P/X out; mkdir P/X; mv P Q", read after the last
+        rename: the move-out's rescan of Q/X, taken back, came out as a mkdir of Q/X, and
+        Q/X kept the files of the directory moved out). The removal is recorded after the
+        move, so it waits for it; a rescan (a subtree check, not ordered with the journal)
+        could run before the move is shipped and find nothing to remove. A name below a
+        directory listed here is skipped only when that directory's tree was removed
+        first or nothing left the name: a listing sends what stands, never removes."""
         out: list[FsEvent] = []
-        walked: list[str] = []
+        walked: list[str] = []      # directories listed here
+        cleared: list[str] = []     # ... of them, those whose tree was removed first
         for rel in self.below(dst):
-            if any(rel.startswith(w + "/") for w in walked):
-                continue    # already listed with a directory above it
+            _, was_dir, left = self.noted[rel]
+            if any(rel.startswith(w + "/") for w in (walked if not left else cleared)):
+                continue    # already listed (or removed and listed) with a directory above
             try:
                 st = os.lstat(os.path.join(self.root, rel))
             except OSError:
-                out.append(FsEvent("rmtree", rel, is_dir=True) if self.noted[rel][1]
+                out.append(FsEvent("rmtree", rel, is_dir=True) if was_dir
                            else FsEvent("delete", rel))
                 continue
             if stat_mod.S_ISDIR(st.st_mode):
                 walked.append(rel)
+                if left:
+                    cleared.append(rel)
+                    out.append(FsEvent("rmtree", rel, is_dir=True))
                 out.extend(dir_events(self.root, self.excluded, rel))
             elif stat_mod.S_ISREG(st.st_mode):
+                if was_dir:
+                    out.append(FsEvent("rmtree", rel, is_dir=True))
                 out.append(FsEvent("write", rel))
         return out
 

@@ -69,6 +69,17 @@ def _delete_file(r: Path) -> None:
     os.unlink(r / "P" / "S" / "old.jpg")
 
 
+def _moved_out_and_made_again(r: Path) -> None:
+    os.rename(r / "P" / "S" / "X", r.parent / "gone")    # left: P/S/X/Z/z.jpg went with it
+    (r / "P" / "S" / "X").mkdir()
+    (r / "P" / "S" / "X" / "g.jpg").write_bytes(b"g")
+
+
+def _removed_below_a_changed_directory(r: Path) -> None:
+    shutil.rmtree(r / "P" / "S" / "X")
+    os.chmod(r / "P" / "S", 0o750)      # P/S is reported too (attr), and listed after the move
+
+
 CASES: dict[str, Callable[[Path], None]] = {
     "rmdir then parent renamed (the extra directory)": _rmdir,
     "rmtree two levels below the renamed directory": _rmtree_nested,
@@ -76,6 +87,8 @@ CASES: dict[str, Callable[[Path], None]] = {
     "directory made and filled then parent renamed": _new_dir_with_file,
     "directory renamed inside then parent renamed": _rename_inside,
     "file deleted two levels below, then renamed": _delete_file,
+    "directory moved out and made again, then parent renamed": _moved_out_and_made_again,
+    "directory removed below one changed, then renamed": _removed_below_a_changed_directory,
 }
 
 

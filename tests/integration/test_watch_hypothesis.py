@@ -97,8 +97,12 @@ def run(root: Path, outside: Path, step: tuple, serial: int) -> None:
 @given(st.lists(st.lists(op, min_size=1, max_size=4), min_size=1, max_size=6))
 # drawn once: a file renamed over an emptied directory while a check of that directory's
 # subtree was asked for (the model dropped the file; the daemon keeps it)
-@example([[("rename_in", 1, 0, "a"), ("exchange", 4, 47, "a")],
-          [("exchange", 2, 3, "a"), ("file_over_removed_dir", 14, 0, "a")]])
+@example(steps=[[("rename_in", 1, 0, "a"), ("exchange", 4, 47, "a")],
+                [("exchange", 2, 3, "a"), ("file_over_removed_dir", 14, 0, "a")]])
+# fanotify: b/s/a swapped (moved out, a new one in) then b renamed, read after it all: the
+# move-out, taken back and reported after the move, came out as a mkdir (fanotify_late)
+@example(steps=[[("rename_in", 0, 0, "b"), ("rename_in", 4, 0, "a")],
+                [("swap", 47, 0, "a"), ("rename_within", 39, 1, "a")]])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_watch_tree_follows_any_sequence_of_changes(backend, steps):
     with tempfile.TemporaryDirectory() as tmp:

@@ -454,3 +454,36 @@ def test_a_directory_emptied_then_two_directories_moved_in_one_over_it(wt, root,
     sh(root, f"rmdir a/b && mv {outside}/in1 b && mv {outside}/in2 a")
     wt.settle()
     wt.check()
+
+
+def test_a_directory_swapped_then_its_grandparent_renamed(wt, root, outside):
+    """The hypothesis test's steps [[rename_in '' b, rename_in b/s a], [swap b/s/a,
+    rename_within b -> a/a]]: b/s/a (holding s/f) leaves the tree, a new b/s/a (holding g)
+    takes its name, then b becomes a/a, all before the watcher reads. fanotify read the
+    move-out as b/s/a's handle resolved to a/a/s/a, then took that report back and gave
+    it again after the move as a mkdir and a write: the move carried the old s/f along
+    to a/a/s/a/s/f and nothing removed it."""
+    (outside / "in" / "s" / "a" / "s").mkdir(parents=True)
+    (outside / "in" / "s" / "a" / "s" / "f").write_bytes(b"in")
+    (root / "a").mkdir()
+    sh(root, f"mv {outside}/in b")
+    wt.settle()
+    (outside / "new").mkdir()
+    (outside / "new" / "g").write_bytes(b"swap")
+    sh(root, f"mv b/s/a {outside}/out && mv {outside}/new b/s/a && mv b a/a")
+    wt.settle()
+    wt.check()
+
+
+def test_a_directory_removed_below_one_changed_then_renamed(wt, root):
+    """rm -r P/S/X; chmod P/S; mv P Q before a read (R renamed first: fanotify's handle
+    cache is cleared, so P/S is looked up after the move): fanotify reads the rmtree and
+    the attr as Q/S/X and Q/S; after the move Q/S is listed again, and the rmtree below
+    it must not be left out as "listed with it" (the move carried P/S/X to Q/S/X)."""
+    (root / "P" / "S" / "X" / "Z").mkdir(parents=True)
+    (root / "P" / "S" / "X" / "Z" / "z").write_bytes(b"z")
+    (root / "R").mkdir()
+    wt.settle()
+    sh(root, "mv R R2 && rm -r P/S/X && chmod 750 P/S && mv P Q")
+    wt.settle()
+    wt.check()

@@ -51,6 +51,44 @@ def test_what_was_reported_below_the_new_path_is_reported_again_as_it_stands(roo
                    FsEvent("delete", "Q/old.jpg")]
 
 
+def test_a_name_something_left_has_its_tree_removed_before_what_stands_there_now(root):
+    """The move carried the target's copy of what left a name to the new path: a mkdir or
+    a write over it keeps what the source no longer has, so the tree goes first (the
+    hypothesis test's swap then grandparent renamed: a/a/s/a kept s/f)."""
+    lr = late(root)
+    lr.note([FsEvent("rescan", "Q/Y", is_dir=True),     # a directory left, another stands
+             FsEvent("mkdir", "Q/Y", is_dir=True),
+             FsEvent("rmtree", "Q/f.jpg", is_dir=True)])   # a directory left, a file stands
+    assert lr.after_move("Q") == [FsEvent("rmtree", "Q/Y", is_dir=True),
+                                  FsEvent("mkdir", "Q/Y", is_dir=True),
+                                  FsEvent("mkdir", "Q/Y/deep", is_dir=True),
+                                  FsEvent("write", "Q/Y/deep/g.jpg"),
+                                  FsEvent("rmtree", "Q/f.jpg", is_dir=True),
+                                  FsEvent("write", "Q/f.jpg")]
+    lr.close(None)
+    lr.note([FsEvent("move", "other", src="Q/Y", is_dir=True)])    # the old end of a move
+    assert lr.after_move("Q")[:2] == [FsEvent("rmtree", "Q/Y", is_dir=True),
+                                      FsEvent("mkdir", "Q/Y", is_dir=True)]
+
+
+def test_what_left_below_a_listed_directory_is_not_skipped(root):
+    """A listing sends what stands and removes nothing: "rm -r P/Y/X; chmod P/Y; mv P Q"
+    read late lost the rmtree of Q/Y/X as "listed with Q/Y"; only below a directory whose
+    tree was removed first is it covered."""
+    lr = late(root)
+    lr.note([FsEvent("rmtree", "Q/Y/X", is_dir=True), FsEvent("attr", "Q/Y", is_dir=True),
+             FsEvent("write", "Q/Y/deep/g.jpg")])
+    assert lr.after_move("Q") == [FsEvent("mkdir", "Q/Y", is_dir=True),
+                                  FsEvent("mkdir", "Q/Y/deep", is_dir=True),
+                                  FsEvent("write", "Q/Y/deep/g.jpg"),
+                                  FsEvent("rmtree", "Q/Y/X", is_dir=True)]
+    lr.note([FsEvent("rmtree", "Q/Y", is_dir=True)])     # now Q/Y itself left: covers all
+    assert lr.after_move("Q") == [FsEvent("rmtree", "Q/Y", is_dir=True),
+                                  FsEvent("mkdir", "Q/Y", is_dir=True),
+                                  FsEvent("mkdir", "Q/Y/deep", is_dir=True),
+                                  FsEvent("write", "Q/Y/deep/g.jpg")]
+
+
 def test_a_name_reported_once_as_a_directory_stays_one():
     lr = LateReports("/nonexistent-root", lambda _r: False)
     lr.note([FsEvent("rmtree", "Q/X", is_dir=True)])
