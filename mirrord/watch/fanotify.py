@@ -235,11 +235,10 @@ class FanotifyWatcher(FileEvents, NewDirectories, RenameEvents):
                 if cut is not None and self.ignores is not None:
                     self.ignores.drained()  # before the marks this buffer's events place
                 self.paths.gen = self.late.gen
-                for ev in S.parse(buf):
-                    n = len(out)
+                for ev in S.parse(buf):     # most, from outside the root, report nothing
+                    mark = self.late.mark(out)
                     self._translate(ev, out)
-                    if len(out) > n:    # most events, from outside the root, report nothing
-                        self.late.note(out[n:])
+                    self.late.note_since(out, mark)
                 if cut is not None:     # no break: what a batch holds the journal keeps in
                     self._close_window(cut)     # order, so fewer splits are safer
                 if time.monotonic() > until:

@@ -55,6 +55,7 @@ class LateReports:
         self._under: dict[str, set[str]] | None = None
         self._pending: list[str] = []
         self.batch: set[str] = set()    # paths noted in the owner's read() call under way
+        self.taken = 0      # events take_back and drop_replaced took out of `out` (mark())
         self.gen = 0
         # the generation in which a delete or rename out of a directory was read after that
         # directory was gone (None: none in the window): see FanotifyWatcher._renamed
@@ -88,6 +89,21 @@ class LateReports:
                 self.batch.add(ev.src)
                 pending.append(ev.src)
 
+    def mark(self, out: list[FsEvent]) -> int:
+        """Before one event's translation: where what it appends to the read() call's `out`
+        will start, for note_since. take_back and drop_replaced may take earlier events
+        out of `out` meanwhile; counted by length alone, a rename that dropped what it
+        replaced appended its move unnoted ("echo > fa; mv a/g fa; mv a b/a" read late:
+        the move's old end b/a/g was never reported again after a -> b/a, and the move
+        carried a/g along to b/a/g on the target)."""
+        return len(out) + self.taken
+
+    def note_since(self, out: list[FsEvent], mark: int) -> None:
+        """Note what the translation since `mark` (mark()) appended to `out`."""
+        start = mark - self.taken
+        if len(out) > start:
+            self.note(out[start:])
+
     def below(self, dst: str) -> list[str]:
         """The noted paths strictly below the directory `dst` (relative), sorted."""
         if self._under is None:
@@ -117,11 +133,11 @@ class LateReports:
             elif not all(inside):   # a move across dst's edge: its other end stays, as it
                 other = e.src if inside[0] else e.path      # stands (the inside end comes
                 kept.append(as_it_stands(self.root, other, e.is_dir))   # after the move)
+        self.taken += len(out) - len(kept)
         out[:] = kept
         return any(p not in self.batch for p in self.below(dst))
 
-    @staticmethod
-    def drop_replaced(dst: str, is_dir: bool, out: list[FsEvent]) -> None:
+    def drop_replaced(self, dst: str, is_dir: bool, out: list[FsEvent]) -> None:
         """Remove from `out` (the read() call's events, not yet returned) what a rename to
         `dst`, read now, replaces: a write, attr or delete of the file at `dst`; for a
         directory, a mkdir, write or attr at or below it (a directory made and listed
@@ -131,11 +147,13 @@ class LateReports:
         directory replaced was emptied by them. Moves stay (their source end counts)."""
         prefix = dst + "/"
         if is_dir:
-            out[:] = [e for e in out if e.src or e.kind not in ("mkdir", "write", "attr")
-                      or not (e.path == dst or e.path.startswith(prefix))]
+            kept = [e for e in out if e.src or e.kind not in ("mkdir", "write", "attr")
+                    or not (e.path == dst or e.path.startswith(prefix))]
         else:
-            out[:] = [e for e in out if e.src or e.path != dst
-                      or e.kind not in ("write", "attr", "delete")]
+            kept = [e for e in out if e.src or e.path != dst
+                    or e.kind not in ("write", "attr", "delete")]
+        self.taken += len(out) - len(kept)
+        out[:] = kept
 
     def after_move(self, dst: str) -> list[FsEvent]:
         """What was reported below `dst` (a directory just reported as moved there), as it

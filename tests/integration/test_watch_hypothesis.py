@@ -103,6 +103,11 @@ def run(root: Path, outside: Path, step: tuple, serial: int) -> None:
 # move-out, taken back and reported after the move, came out as a mkdir (fanotify_late)
 @example(steps=[[("rename_in", 0, 0, "b"), ("rename_in", 4, 0, "a")],
                 [("swap", 47, 0, "a"), ("rename_within", 39, 1, "a")]])
+# fanotify: a file renamed over one just made, out of a directory renamed next: the move,
+# which dropped the write it replaced, went unnoted (fanotify_late.mark)
+@example(steps=[[("swap", 1, 0, "a")],
+                [("rename_in", 0, 0, "b"), ("create_file", 0, 0, "a"),
+                 ("rename_file", 0, 0, "a"), ("rename_within", 1, 2, "a")]])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_watch_tree_follows_any_sequence_of_changes(backend, steps):
     with tempfile.TemporaryDirectory() as tmp:

@@ -487,3 +487,20 @@ def test_a_directory_removed_below_one_changed_then_renamed(wt, root):
     sh(root, "mv R R2 && rm -r P/S/X && chmod 750 P/S && mv P Q")
     wt.settle()
     wt.check()
+
+
+def test_a_file_renamed_over_a_new_one_out_of_a_directory_renamed_next(wt, root, outside):
+    """The hypothesis test's steps [[swap a], [rename_in '' b, create_file '' a, rename_file
+    a/g -> fa, rename_within a -> b/a]]. fanotify read a/g's rename after a had become b/a
+    (b moved in first clears the handle cache): a move fa <- b/a/g that dropped the write of
+    fa it replaced, so the read() call's event count did not grow and the move went
+    unnoted; reading a -> b/a, its old end b/a/g was not reported again, and the move
+    carried a/g along to b/a/g on the target."""
+    (root / "a").mkdir()
+    (root / "a" / "g").write_bytes(b"swap")
+    (outside / "in" / "s").mkdir(parents=True)
+    (outside / "in" / "s" / "f").write_bytes(b"in")
+    wt.settle()
+    sh(root, f"mv {outside}/in b && echo x > fa && mv a/g fa && mv a b/a")
+    wt.settle()
+    wt.check()

@@ -182,3 +182,17 @@ def test_below_is_what_a_scan_of_every_noted_path_finds_through_notes_and_closes
             lr.close(None)
         for dst in ("a", "a/b", "x", "ab", "nothing"):
             assert lr.below(dst) == scanned(dst), (step, dst)
+
+
+def test_what_a_translation_appends_is_noted_though_it_took_earlier_events_out():
+    """A rename over a file written in the same read() call drops that write and appends
+    its move: the length of `out` is unchanged, and the move must be noted all the same
+    (its old end is what after_move reports again when its directory's move is read)."""
+    lr = LateReports("/nonexistent-root", lambda _r: False)
+    out = [FsEvent("write", "fa")]
+    lr.note_since(out, 0)
+    mark = lr.mark(out)
+    lr.drop_replaced("fa", False, out)
+    out.append(FsEvent("move", "fa", src="Q/g"))
+    lr.note_since(out, mark)
+    assert "Q/g" in lr.noted and lr.after_move("Q") == [FsEvent("delete", "Q/g")]
