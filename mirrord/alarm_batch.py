@@ -40,7 +40,9 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
       batch, over the same held versions an earlier write was counted for (`replaced`:
       mirrord.alarm_replaced; None: not remembered), nor over a version a target acked
       over one such a write was counted for, while the file is that version or only
-      extends it.
+      extends it. Nor when, below a rename recorded lately (`moved`), every target holds
+      at the path the very file that stands there now (renamed away and back, reported
+      as written by a watcher's walk: MovedNames.back_in_place).
     Attribute changes and mkdirs count nothing.
     `journal`: a Journal (files_removed_with, maybe_overwritten, overwrites). Raises what the journal's reads
     raise (sqlite3.Error)."""
@@ -70,6 +72,7 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
         elif (ch.kind == "put" and ch.path in maybe and ch.path not in rewritten
               and ch.path not in gone
               and gone.isdisjoint(ancestors(ch.path))
+              and not _back_in_place(journal, moved, source, root, ch.path)
               and journal.overwrites(source, ch.path, current=_looker(root, ch.path),
                                      extends=_extender(root, ch.path),
                                      counted=_counted(replaced, source, ch.path))):
@@ -84,6 +87,15 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
             continue
         total += n
     return total
+
+
+def _back_in_place(journal, moved: MovedNames | None, source: str, root: str | None,
+                   path: str) -> bool:
+    """Whether a put at `path` is a file renamed away and back that every target holds
+    as it is (MovedNames.back_in_place); False when nothing is noted or looked at."""
+    if moved is None or root is None:
+        return False
+    return moved.back_in_place(source, root, path, lambda: journal.held_versions(source, path))
 
 
 def _looker(root: str | None, path: str):

@@ -184,3 +184,84 @@ def test_a_file_at_its_own_name_counts_only_below_a_noted_rename(root):
     moved.renamed("s", "b", "elsewhere")
     assert not moved.lives_on("s", str(root), "a/f1", HELD)
     assert moved.lives_on("s", str(root), "b/g1", HELD)    # b/g1 stands where it was
+
+
+def shipped(*versions: tuple[int, int], token: str = "etag") -> list[tuple]:
+    """Journal.held_versions' shape for shipped rows: (target, size, mtime_ns, token, number)."""
+    return [(f"t{i}", size, mtime_ns, token, 0) for i, (size, mtime_ns) in enumerate(versions)]
+
+
+def test_a_file_renamed_away_and_back_reported_as_written_replaces_nothing(root):
+    # inotify reads `mv --exchange a c` (after `mv a c; mkdir a`) as a new directory a and
+    # walks it: every file there is reported as written, and a target that has not shipped
+    # the renames yet holds each at a/REL, the very version (helper-169 under load: 1,501
+    # such writes counted as overwrites and fired the alarm)
+    moved = MovedNames()
+    moved.renamed("s", "a", "c")
+    asked = []
+
+    def held():
+        asked.append(1)
+        return shipped(HELD, HELD)
+    assert moved.back_in_place("s", str(root), "a/f1", held)
+    put(root, "a/f1", b"y")                       # rewritten, size and mtime kept: not seen
+    assert moved.back_in_place("s", str(root), "a/f1", held)
+    put(root, "a/f1", b"yy")                      # another version now: a real overwrite
+    assert not moved.back_in_place("s", str(root), "a/f1", held)
+
+
+def test_a_write_is_an_overwrite_unless_every_target_holds_the_file_as_it_stands(root):
+    moved = MovedNames()
+    moved.renamed("s", "a", "c")
+    path = "a/f1"
+    assert not moved.back_in_place("s", str(root), path, lambda: shipped(HELD, (1, HELD[1] + 1)))
+    assert not moved.back_in_place("s", str(root), path, lambda: [])     # nothing held
+    flying = [("t0", 7, 123.0, "in flight")]                              # a put in flight
+    assert not moved.back_in_place("s", str(root), path, lambda: shipped(HELD) + flying)
+    assert not moved.back_in_place("s", str(root), path, lambda: shipped(HELD, token="landed"))
+    os.unlink(root / path)
+    assert not moved.back_in_place("s", str(root), path, lambda: shipped(HELD))
+
+
+def test_a_write_far_from_any_rename_is_not_looked_at(root):
+    moved = MovedNames()
+    moved.renamed("s", "b", "elsewhere")
+    never = lambda: pytest.fail("held versions read with no rename at or above the path")  # noqa: E731
+    assert not moved.back_in_place("s", str(root), "a/f1", never)
+    assert not moved.back_in_place("s", str(root), "x", never)
+    moved.renamed("s", "a/f1/deeper", "y")        # a rename below the path: not above it
+    assert not moved.back_in_place("s", str(root), "a/f1", never)
+
+
+def test_the_note_of_back_in_place_is_forgotten_with_the_rename(root):
+    clock = Clock()
+    moved = MovedNames(clock)
+    moved.renamed("s", "a", "c")
+    clock.now += NOTE_SECONDS + 1                 # later: a write counts as before
+    assert not moved.back_in_place("s", str(root), "a/f1", lambda: shipped(HELD))
+
+
+def test_a_batch_of_writes_of_files_back_in_place_counts_nothing(root, tmp_path_factory):
+    # count_batch with a real journal: both targets shipped a/f1 as it stands; the watcher's
+    # walk reports it written after `mv a c; mkdir a; mv --exchange a c`
+    from mirrord.alarm_batch import count_batch
+    from mirrord.daemon_alarm_resend import Resends
+    from mirrord.journal import Change, Journal, Outcome
+
+    j = Journal(tmp_path_factory.mktemp("state") / "journal.db", {"s": ("t", "t2")})
+    try:
+        j.enqueue([Change("s", "a/f1", "put")])
+        for t in ("t", "t2"):
+            j.ack([Outcome(op, "put", size=HELD[0], mtime_ns=HELD[1])
+                   for op in j.claim(t, 10, now=1e12, directories=False)])
+        resends = Resends(lambda *at: 0, lambda *at: False, lambda: 0.0)
+        moved = MovedNames()
+        batch = [Change("s", "a/f1", "put")]
+        assert count_batch(j, resends, "s", batch, root=str(root), moved=moved) == 1
+        moved.renamed("s", "a", "c")
+        moved.renamed("s", "c", "a")
+        assert count_batch(j, resends, "s", batch, root=str(root), moved=moved) == 0
+        put(root, "a/f1", b"rewritten")           # a real rewrite below the same renames
+        assert count_batch(j, resends, "s", batch, root=str(root), moved=moved) == 1
+    finally:
+        j.close()
