@@ -47,6 +47,7 @@ from collections import OrderedDict
 from typing import Callable, Iterable
 
 from mirrord.compare import stored_ns
+from mirrord.daemon_alarm_scan import ancestors
 
 NOTE_SECONDS = 300.0   # how long after a rename deletes are looked at so: the look an
 #                        exchange asks for runs on the scanner thread, behind any walk
@@ -135,23 +136,14 @@ class MovedNames:
         scenario). A put or rename in flight there, or a version landed and not
         recorded, is not known well enough: counted as before. As for lives_on, a
         rewrite that keeps both size and mtime is not told from the file itself."""
-        if not self._noted_at_or_above(source, path):
+        ends = self._live_ends(source)
+        if not any(p in ends for p in itertools.chain((path,), ancestors(path))):
             return False
         versions = list(held())
-        full = os.path.join(root, path)
-        return bool(versions) and all(
-            v[3] not in ("in flight", "landed") and _same_file(full, (v[1], v[2]))
+        standing = _standing(os.path.join(root, path)) if versions else None
+        return standing is not None and all(
+            v[3] not in ("in flight", "landed") and (v[1], v[2]) == standing
             for v in versions)
-
-    def _noted_at_or_above(self, source: str, path: str) -> bool:
-        """Whether a rename noted has an end at `path` or at a directory above it."""
-        ends = self._live_ends(source)
-        here = path
-        while here:
-            if here in ends:
-                return True
-            here = here.rpartition("/")[0]
-        return False
 
     def any(self, source: str) -> bool:
         """Whether a rename of `source` is noted (within NOTE_SECONDS)."""
@@ -202,10 +194,16 @@ class MovedNames:
                     del ordered[bisect.bisect_left(ordered, a)]
 
 
-def _same_file(full: str, version: Version) -> bool:
-    """A regular file stands at `full` (lstat) with `version`'s size and mtime."""
+def _standing(full: str) -> Version | None:
+    """(size, mtime_ns as stored) of the regular file at `full` (lstat(2): a symlink is
+    not followed), None when no regular file stands there."""
     try:
         st = os.lstat(full)
     except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and (st.st_size, stored_ns(st.st_mtime_ns)) == version
+        return None
+    return (st.st_size, stored_ns(st.st_mtime_ns)) if stat.S_ISREG(st.st_mode) else None
+
+
+def _same_file(full: str, version: Version) -> bool:
+    """A regular file stands at `full` (lstat) with `version`'s size and mtime."""
+    return _standing(full) == version
