@@ -60,7 +60,7 @@ def tick(d: Daemon) -> None:
     if d.mount_table is None or not d.mount_table.changed():
         return
     # a root's own file system unmounted, or another mounted over it empty: held lost
-    daemon_roots.hold_empty(d, "after a mount table change")
+    daemon_roots.hold_empty(d, "after a mount table change", mount_changed=True)
     if d.shipper is not None:   # a root not held lost, on a mount made anew: deletes go on
         for guard in d.shipper.guards.values():
             guard.relearn_mount()

@@ -68,7 +68,8 @@ def root_back(path: str) -> bool:
         return False
 
 
-def hold_empty(d: Daemon, when: str, *, refused: set[str] | None = None) -> None:
+def hold_empty(d: Daemon, when: str, *, refused: set[str] | None = None,
+               mount_changed: bool = False) -> None:
     """Hold lost each source whose root is an empty directory now (`when`: at start, after
     a mount table change) while the journal records files shipped from it: its file
     system not mounted, or an empty one mounted in its place (an empty tmpfs mounted again
@@ -81,11 +82,19 @@ def hold_empty(d: Daemon, when: str, *, refused: set[str] | None = None) -> None
     empty the mirror, and the targets read `in_sync` meanwhile, a trial's finding, while
     an unmount under the running daemon read `lost`). One that shipped is not: its root
     emptied while the daemon runs is a user's deletes, which the live stream carries (the
-    pass's refusal is the pass's own rule). Raises what the journal raises."""
+    pass's refusal is the pass's own rule). `mount_changed` (after a mount table change):
+    a root that still shows the directory and the unique mount ID its guard learnt is not
+    held, since what changed was mounted elsewhere; any mount or unmount on the host
+    (another container's, a test beside it) held an emptied root lost, and its deletes
+    waited until a file was written there again. Where the kernel gives no unique mount ID
+    (before Linux 6.8, mirrord.mountid) every empty root is held, as before. Raises what
+    the journal raises."""
     from mirrord.journal.read import has_shipped
 
     for src in d.cfg.sources:
         if src.name in d.roots.lost or root_back(str(src.path)):
+            continue
+        if mount_changed and _on_learnt_mount(d, src.name):
             continue
         shipped = any(has_shipped(d.journal.db, t, src.name) for t in src.targets)
         if refused is not None:
@@ -314,6 +323,14 @@ def fs_change(was: tuple, now: tuple) -> str | None:
     if was[1] and now[1] and was[1] != now[1]:
         return f"on another file system type than before ({was[1]}, now {now[1]})"
     return None
+
+
+def _on_learnt_mount(d: Daemon, name: str) -> bool:
+    """Whether source `name`'s root shows the directory its guard learnt, on the same
+    mount by its unique ID (known: not None). False when the ID is unknown, or before the
+    shipper is built."""
+    guard = _guard(d, name)
+    return guard is not None and guard.mount is not None and guard.healthy()
 
 
 def _guard(d: Daemon, name: str):
