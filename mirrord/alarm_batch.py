@@ -28,7 +28,10 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
       the deletes below it this batch counted already and the files a rename recorded
       lately took to another name, standing there in the source below `root` (`moved`:
       mirrord.alarm_moved; a directory exchanged with a file, `mv a/f x; rm -rf a`), or
-      what a re-sent rename's removal takes (`resends.taken`), at least 1;
+      what a re-sent rename's removal takes (`resends.taken`), at least 1; plus the
+      files whose earlier deletes were not counted because they stood below it (spared:
+      MovedNames.spare) and that no target holds there yet (MovedNames.revived: an
+      exchange in flight, then a side of it removed);
     - a write (`put`) over a file a target holds (Journal.overwrites): 1, once per path in
       a batch (written twice, one version replaced), and not at all after the path's own
       delete or a removal above it earlier in the batch: that delete counted the version
@@ -59,12 +62,15 @@ def count_batch(journal, resends: Resends, source: str, changes: list[Change], *
             n = 1
             if ch.tree:
                 # a note has the deletes counted below it taken off already (deleted)
-                elsewhere = 0
-                if moved is not None and root is not None and moved.near(source, ch.path):
-                    elsewhere = moved.taken_elsewhere(source, root,
-                                                      journal.files_shipped_below(source, ch.path))
+                elsewhere = revived = 0
+                if moved is not None and root is not None:
+                    if moved.near(source, ch.path):
+                        elsewhere = moved.taken_elsewhere(
+                            source, root, journal.files_shipped_below(source, ch.path))
+                    revived = moved.revived(source, root, ch.path,
+                                            lambda p: journal.holds(source, p))
                 n = max(1, journal.files_removed_with(source, ch.path) - below.get(ch.path, 0)
-                        - elsewhere, resends.taken(source, ch.path))
+                        - elsewhere + revived, resends.taken(source, ch.path))
             else:
                 resends.deleted(source, ch.path)
             for parent in ancestors(ch.path):

@@ -53,6 +53,9 @@ class CatchUpCounting:
                 # below a queued directory removal: counted when the removal was recorded
                 trees = counted if target is None else (
                     counted | self.d.journal.queued_tree_removals(target, name))
+                under = [p for p in paths if any(a in trees for a in ancestors(p))]
+                for p in under:   # not counted; spared where a rename took it (revived)
+                    self._moved_on(name, p, target)
                 paths = [p for p in paths if not any(a in trees for a in ancestors(p))]
                 queued = {} if target is None else self.d.journal.row_states(
                     target, name, [os.fsencode(p) for p in paths], held=False)
@@ -72,8 +75,12 @@ class CatchUpCounting:
         if not self.moved.any(source):
             return False
         version = self.d.journal.shipped_version(source, path, target)
-        return version is None or self.moved.lives_on(
-            source, str(self.d.cfg.source(source).path), path, version)
+        if version is None:
+            return True
+        there = self.moved.copy_at(source, str(self.d.cfg.source(source).path), path, version)
+        if there is not None:
+            self.moved.spare(source, path, there)   # a removal of `there` counts it (revived)
+        return there is not None
 
     def _unexempt(self, source: str, n: int) -> int:
         """`n` deletes of a comparison, less what a resume made while stopped let go."""

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 from mirrord.journal import held_files, read, removed_files
 from mirrord.journal.barriers import _Barriers
 from mirrord.journal.first_copies import UNKNOWN_ROW, Extends, FirstCopies, Look
+from mirrord.journal.records import _prefix_upper
 
 
 class AlarmReadsMixin:
@@ -120,13 +121,30 @@ class AlarmReadsMixin:
 
     def files_shipped_below(self, source: str, path: str) -> list[tuple[str, int, int]]:
         """(source-relative path, size, mtime_ns) of each file the source's first target
-        holds below the directory `path` by its `shipped` rows (read; [] with no target)."""
+        holds below the directory `path` by its `shipped` rows and whose own delete, or a
+        removal of a directory between it and `path`, is not queued (read; [] with no
+        target). files_removed_with takes those queued deletes off already: counted
+        again as gone elsewhere (mirrord.alarm_batch), an exchange's files below a
+        removed directory were taken off twice, and `mv --exchange a b; rm -rf b` read
+        while the exchange was in flight counted 1 for b's ten files (a run beside
+        another test)."""
         routed = self.routes.get(source, ())
         if not routed:
             return []
+        prefix = os.fsencode(path)
+        deleted = {bytes(key) for (key,) in self.db.execute(
+            "SELECT path FROM ops WHERE target = ? AND source = ? AND path > ? AND path < ? "
+            "AND kind = 'delete'", (routed[0], source, prefix + b"/", _prefix_upper(prefix)))}
         return [(os.fsdecode(bytes(key)), size, mtime_ns) for key, size, mtime_ns, _t, _m
-                in read.iter_shipped(self.db, routed[0], source, os.fsencode(path))
-                if not bytes(key).endswith(b"/")]
+                in read.iter_shipped(self.db, routed[0], source, prefix)
+                if not bytes(key).endswith(b"/") and not _below_any(bytes(key), prefix, deleted)]
+
+    def holds(self, source: str, path: str) -> bool:
+        """Whether the source's first target holds a file at `path` (str, source-relative):
+        a `shipped` row, or a put or rename of it in flight (held_files.held_at); False
+        with no target (read)."""
+        routed = self.routes.get(source, ())
+        return bool(routed) and held_files.held_at(self.db, routed[0], source, os.fsencode(path))
 
     def files_removed_with(self, source: str, path: str, *, target: str | None = None) -> int:
         """Files below the directory `path` a tree removal takes off `target` (None: the
@@ -136,6 +154,15 @@ class AlarmReadsMixin:
             return 0
         target = target or routed[0]
         return removed_files.files_below_unremoved(self.db, target, source, os.fsencode(path))
+
+
+def _below_any(key: bytes, prefix: bytes, paths: set[bytes]) -> bool:
+    """Whether `key` or a directory above it, strictly below `prefix`, is in `paths`."""
+    while len(key) > len(prefix):
+        if key in paths:
+            return True
+        key = key.rpartition(b"/")[0]
+    return False
 
 
 def _never(target: str) -> bool:

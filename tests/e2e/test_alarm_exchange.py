@@ -113,3 +113,42 @@ def test_an_exchanged_directory_removed_counts_its_files(setup):
     poll("the alarm fired for a's ten files", lambda: (lambda d: d["alarm"] == "alarm" and (
         d.get("alarm_detail") or {}).get("count", 0) >= 10)(
         daemon.status()["sources"]["uploads"]), daemon)
+
+
+@pytest.fixture(params=["inotify", "fanotify"])
+def held_exchange(request, tmp_path: Path):
+    """As `setup`, with fault point "shipped" armed for the rename of a to b (held in
+    flight once done on the target, mirrord.faults): (src, daemon, target, faults)."""
+    src = tmp_path / "src"
+    fill(src / "a", 10, "f")
+    fill(src / "b", 10, "g")
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    with local_mirror(tmp_path, f"watcher = {request.param}\nalarm_deletes = {THRESHOLD}\n"
+                                "alarm_window = 10m\npause_on_alarm = yes",
+                      env={"MIRRORD_FAULT_DIR": str(faults)}) as (daemon, target):
+        try:
+            yield src, daemon, target, faults
+        finally:
+            (faults / "shipped").unlink(missing_ok=True)   # a held worker let go: stop ends
+
+
+def test_a_side_of_an_exchange_in_flight_removed_counts_its_files(held_exchange):
+    """Found running beside another test (load): `mv --exchange a b`, the rename's row
+    still in flight when the look at both names had proposed its deletes (each spared: the
+    file stood at the other name), then `rm -rf b`: a's ten files are lost. The removal's
+    count took them as deleted already (their deletes queued at a) and b's old files as
+    gone to a, and counted 1: no alarm, and the deletes went. Here every op on b (the
+    rename, the look's puts there) is held done and not acked, so that window stays open."""
+    src, daemon, target, faults = held_exchange
+    poll("the start's reconcile pass done", lambda: "reconcile pass done" in daemon.log.read_text(
+        errors="replace"), daemon)
+    (faults / "shipped").write_text("local b\nlocal b/*\n")
+    exchange(src / "a", src / "b")
+    poll("an op on b done and held", lambda: (faults / "shipped.reached").exists(), daemon)
+    time.sleep(1.0)   # the look at both names runs on the scanner thread (no signal to wait on)
+    shutil.rmtree(src / "b")               # a's ten files, now below b
+    doc = poll("the alarm fired for a's ten files", lambda: (lambda d: d if d["alarm"] == "alarm"
+               and (d.get("alarm_detail") or {}).get("count", 0) >= 10 else None)(
+        daemon.status()["sources"]["uploads"]), daemon)
+    assert doc["alarm_detail"]["deletes_held"], doc

@@ -265,3 +265,62 @@ def test_a_batch_of_writes_of_files_back_in_place_counts_nothing(root, tmp_path_
         assert count_batch(j, resends, "s", batch, root=str(root), moved=moved) == 1
     finally:
         j.close()
+
+
+# --- spared deletes and their revival (an exchange in flight, then a side removed) ----------
+
+def test_copy_at_names_where_the_file_stands(root):
+    (root / "a/f1").rename(root / "b/f1")
+    moved = MovedNames()
+    moved.renamed("s", "a", "b")
+    assert moved.copy_at("s", str(root), "a/f1", HELD) == "b/f1"
+    assert moved.copy_at("s", str(root), "a/f1", None) is None
+    assert moved.copy_at("s", str(root), "x", HELD) is None   # no rename noted near x
+
+
+def _spared_exchange(root: Path) -> MovedNames:
+    """a/f1 and a/f2 exchanged into b, their deletes at a spared (taken_elsewhere)."""
+    (root / "a/f1").unlink(missing_ok=True)
+    put(root, "b/f1")
+    put(root, "b/f2")
+    moved = MovedNames()
+    moved.renamed("s", "a", "b")
+    assert moved.taken_elsewhere("s", str(root), [("a/f1", *HELD), ("a/f2", *HELD)]) == 2
+    return moved
+
+
+def test_a_removal_of_where_spared_files_stood_counts_them_once(root):
+    moved = _spared_exchange(root)
+    for name in ("b/f1", "b/f2"):
+        (root / name).unlink()
+    never = lambda path: False   # the targets hold nothing at b/f1, b/f2 yet
+    assert moved.revived("s", str(root), "b", never) == 2
+    assert moved.revived("s", str(root), "b", never) == 0   # counted once
+
+
+def test_a_spared_file_the_targets_hold_at_its_new_name_is_the_removals_own(root):
+    # the rename acked: the removal's own count (files_removed_with) has b/f1 already
+    moved = _spared_exchange(root)
+    for name in ("b/f1", "b/f2"):
+        (root / name).unlink()
+    assert moved.revived("s", str(root), "b", lambda path: path == "b/f1") == 1
+
+
+def test_a_spared_file_still_standing_or_elsewhere_is_not_revived(root):
+    moved = _spared_exchange(root)
+    (root / "b/f2").unlink()
+    assert moved.revived("s", str(root), "b", lambda p: False) == 1   # b/f1 still stands
+    moved = _spared_exchange(root)
+    assert moved.revived("s", str(root), "c", lambda p: False) == 0   # not below c
+    assert moved.revived("s", str(root), "b/f", lambda p: False) == 0   # a name, not a prefix
+
+
+def test_a_spared_file_is_forgotten_after_note_seconds(root):
+    clock = Clock()
+    put(root, "b/f1")
+    moved = MovedNames(clock)
+    moved.renamed("s", "a", "b")
+    moved.spare("s", "a/f1", "b/f1")
+    (root / "b/f1").unlink()
+    clock.now += NOTE_SECONDS + 1
+    assert moved.revived("s", str(root), "b", lambda p: False) == 0

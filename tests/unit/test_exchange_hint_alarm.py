@@ -110,3 +110,15 @@ def test_a_landed_version_renamed_away_is_not_overwritten_by_a_new_file(j):
     j.enqueue_move(S, "a", "b", is_dir=False)
     j.enqueue([Change(S, "a", "put")])            # the new a: a's row a put naming b
     assert not j.overwrites(S, "a")               # its next write replaces nothing held
+
+
+def test_files_shipped_below_leaves_out_those_whose_delete_is_queued(j):
+    """files_removed_with takes a queued delete off already: files_shipped_below (what the
+    alarm looks for elsewhere) must not offer it again (`mv --exchange a b; rm -rf b` read
+    with the exchange in flight counted 1 for ten files)."""
+    ship(j, "b/g1", "b/g2", "b/sub/g3", "b/sub/g4", "c/h")
+    j.enqueue([Change(S, "b/g1", "delete"), Change(S, "b/sub", "delete", tree=True)])
+    assert [row[0] for row in j.files_shipped_below(S, "b")] == ["b/g2"]
+    # a removal queued at `path` itself is not between: its own files are offered
+    assert [row[0] for row in j.files_shipped_below(S, "b/sub")] == ["b/sub/g3", "b/sub/g4"]
+    assert j.holds(S, "b/g2") and not j.holds(S, "b/nothing")
