@@ -283,6 +283,7 @@ def test_the_root_going_away_is_reported(root, tmp_path, make_watcher, how):
 
 
 
+@pytest.mark.serial
 def test_queue_overflow_is_reported(root, make_watcher, backend):
     # inotify: the queue size is fixed when the instance is created: lower it only for
     # that. fanotify: a bounded queue (what a process without CAP_SYS_ADMIN gets instead
@@ -309,6 +310,7 @@ def test_queue_overflow_is_reported(root, make_watcher, backend):
 
 
 
+@pytest.mark.serial
 def test_hitting_the_watch_limit_is_reported_never_silent(root):
     """inotify only (fanotify has no per-directory watch: see the new-directory case above
     and tests/reliability/test_fanotify_watch_limit.py)."""
@@ -335,6 +337,7 @@ def test_hitting_the_watch_limit_is_reported_never_silent(root):
         w.close()
 
 
+@pytest.mark.serial
 def test_the_watch_limit_on_a_new_directory_is_reported(root, make_watcher, backend):
     """inotify needs a watch per directory: at the limit a new one is a watch_error.
     fanotify's one mark is not counted against fs.inotify.max_user_watches: the new

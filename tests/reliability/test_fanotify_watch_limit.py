@@ -82,6 +82,7 @@ def _shipped(env: Env) -> int:
         db.close()
 
 
+@pytest.mark.serial
 def test_fanotify_mirrors_every_new_directory_live_past_the_inotify_watch_limit(env):
     local = env.targets["local"]
     with sysctl("max_user_watches", inotify_watches_in_use(uid=0) + SLACK):

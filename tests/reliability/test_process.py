@@ -65,6 +65,7 @@ def test_sigterm_while_busy_exits_zero_and_loses_nothing(env):
     assert env.daemon.stop() == 0
 
 
+@pytest.mark.serial
 def test_sigstop_until_the_inotify_queue_overflows(env):
     inotify_only(env)    # fanotify's queue is unlimited for root: it never overflows
     for i in range(10):

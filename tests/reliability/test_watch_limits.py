@@ -37,6 +37,7 @@ def daemon_state(env: Env) -> dict:
     return env.daemon.status().get("daemon") or {}
 
 
+@pytest.mark.serial
 def test_unwatched_directories_are_degraded_rescanned_and_retried(env):
     for i in range(DIRS):
         d = env.src / f"d{i:03d}" / "sub"
