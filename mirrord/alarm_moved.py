@@ -29,7 +29,9 @@ exchanged or renamed back reports each file in it as written) and is no overwrit
 (alarm_batch.count_batch).
 Such a file's delete proposed by a comparison
 is not counted (daemon_alarm_scan.observe_scan), nor its part of a tree removal
-(alarm_batch.count_batch, which still counts at least 1). A file deleted at both names
+(alarm_batch.count_batch, which still counts at least 1). A file spared so counts
+after all when the directory where it stood is removed before the targets hold it there
+(spare, revived: `mv --exchange a b; rm -rf b` with the exchange in flight). A file deleted at both names
 is counted, at the name where the live stream saw it go; a live file delete always
 counts. In memory, at most MAX_NOTES renames per source, the oldest forgotten first: a
 restart, or a comparison recorded later than NOTE_SECONDS, counts as before, the safe
@@ -130,8 +132,9 @@ class MovedNames:
             here = here.rpartition("/")[0]
 
     def spare(self, source: str, path: str, there: str) -> None:
-        """A delete of `path` (a comparison's, or a file below a tree removal) was not
-        counted because the file stands at `there` (copy_at): remembered for NOTE_SECONDS, so that a removal of `there`
+        """A delete of `path` (a comparison's, or a file's below a tree removal) was not
+        counted because the file stands at `there` (copy_at): remembered for NOTE_SECONDS
+        (MAX_NOTES per source, the oldest forgotten first), so that a removal of `there`
         before the targets hold the file there counts it (revived)."""
         spared = self._spared.setdefault(source, OrderedDict())
         spared.pop(there, None)

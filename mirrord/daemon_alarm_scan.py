@@ -53,10 +53,10 @@ class CatchUpCounting:
                 # below a queued directory removal: counted when the removal was recorded
                 trees = counted if target is None else (
                     counted | self.d.journal.queued_tree_removals(target, name))
-                under = [p for p in paths if any(a in trees for a in ancestors(p))]
+                under = {p for p in paths if any(a in trees for a in ancestors(p))}
                 for p in under:   # not counted; spared where a rename took it (revived)
                     self._moved_on(name, p, target)
-                paths = [p for p in paths if not any(a in trees for a in ancestors(p))]
+                paths = [p for p in paths if p not in under]
                 queued = {} if target is None else self.d.journal.row_states(
                     target, name, [os.fsencode(p) for p in paths], held=False)
                 fresh.update(p for p in paths if os.fsencode(p) not in queued
