@@ -20,7 +20,7 @@ import time
 
 from mirrord import config as config_mod
 from mirrord import targets as target_registry
-from tests.e2e.helpers import Mirrord, wait_converged
+from tests.e2e.helpers import Mirrord, files_below, wait_converged
 from tests.e2e.test_alarm_daemon import _config, poll
 
 
@@ -32,7 +32,7 @@ def _tree(src, name: str, dirs: int, files: int) -> None:
 
 
 def _files(root) -> list:
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    return files_below(root)
 
 
 def _run(tmp_path, cfg):

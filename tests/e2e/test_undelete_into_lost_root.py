@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import Mirrord
+from tests.e2e.helpers import Mirrord, files_below
 from tests.reliability.conftest import poll
 
 FILES = 40
@@ -27,8 +27,8 @@ FILES = 40
 
 
 def _mirrored(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")
-            if p.is_file() and ".mirrord" not in p.parts}
+    return {str(p.relative_to(root)) for p in files_below(root)
+            if ".mirrord" not in p.relative_to(root).parts}
 
 
 @pytest.mark.parametrize("daemon", ["running", "stopped"])
