@@ -11,7 +11,7 @@ import sqlite3
 from typing import Callable, Iterable
 
 from mirrord.journal import held_files, read, removed_files
-from mirrord.journal.barriers import _Barriers
+from mirrord.journal.barriers import _Barriers, _self_and_ancestors
 from mirrord.journal.first_copies import UNKNOWN_ROW, Extends, FirstCopies, Look
 from mirrord.journal.records import _prefix_upper
 
@@ -137,7 +137,8 @@ class AlarmReadsMixin:
             "AND kind = 'delete'", (routed[0], source, prefix + b"/", _prefix_upper(prefix)))}
         return [(os.fsdecode(bytes(key)), size, mtime_ns) for key, size, mtime_ns, _t, _m
                 in read.iter_shipped(self.db, routed[0], source, prefix)
-                if not bytes(key).endswith(b"/") and not _below_any(bytes(key), prefix, deleted)]
+                if not bytes(key).endswith(b"/")
+                and deleted.isdisjoint(_self_and_ancestors(bytes(key)))]   # all below prefix
 
     def holds(self, source: str, path: str) -> bool:
         """Whether the source's first target holds a file at `path` (str, source-relative):
@@ -154,15 +155,6 @@ class AlarmReadsMixin:
             return 0
         target = target or routed[0]
         return removed_files.files_below_unremoved(self.db, target, source, os.fsencode(path))
-
-
-def _below_any(key: bytes, prefix: bytes, paths: set[bytes]) -> bool:
-    """Whether `key` or a directory above it, strictly below `prefix`, is in `paths`."""
-    while len(key) > len(prefix):
-        if key in paths:
-            return True
-        key = key.rpartition(b"/")[0]
-    return False
 
 
 def _never(target: str) -> bool:

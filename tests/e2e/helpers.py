@@ -21,11 +21,11 @@ MIRRORD = str(Path(sys.executable).with_name("mirrord"))
 
 
 def files_below(root: Path) -> list[Path]:
-    """The regular files below `root` (symlinks not followed), read while a daemon may be
-    removing them: a directory that vanishes mid-walk is skipped (os.walk ignores the
-    error), where Path.rglob raised FileNotFoundError in a polled check (a two-worker run)."""
-    return [Path(top, name) for top, _dirs, names in os.walk(root) for name in names
-            if Path(top, name).is_file() and not Path(top, name).is_symlink()]
+    """The regular files below `root` (symlinks not followed; none when it is missing),
+    read while a daemon may be removing them: mirrord.treewalk.walk skips an entry or a
+    directory that vanishes mid-walk, where Path.rglob raised FileNotFoundError in a
+    polled check (a two-worker run)."""
+    return [root / e.path for e in walk(str(root), include_dirs=False)]
 
 
 def source_files(root: Path, excluded=None) -> dict[str, bytes]:
